@@ -1,0 +1,55 @@
+# Thin driver around CMake so that a fresh Debian 12 machine needs only
+# `make demo` and `make test`. Both install missing Debian packages first.
+#
+#   make demo            build, then run the end-to-end demo on ./var/demo
+#   make test            build and run the whole CTest suite
+#   make test-sanitize   the same suite built with ASan + UBSan
+#   make bench           benchmarks; writes docs/benchmarks.md
+#   make clean
+
+BUILD    ?= build
+SANBUILD ?= build-sanitize
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_ARGS ?=
+
+# Debian packages the build, tests and demo need.
+DEBS := build-essential cmake pkg-config \
+        libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler \
+        protobuf-compiler liblmdb-dev libsodium-dev libcmocka-dev \
+        lmdb-utils
+
+.PHONY: all deps build demo test test-sanitize bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@$(BUILD)/tools/gridsync-demo var/demo
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-sanitize: deps
+	cmake -S . -B $(SANBUILD) -DCMAKE_BUILD_TYPE=Debug -DGRIDSYNC_SANITIZE=ON
+	cmake --build $(SANBUILD) -j $(JOBS)
+	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+clean:
+	rm -rf $(BUILD) $(SANBUILD)

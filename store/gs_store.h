@@ -1,0 +1,305 @@
+/*
+ * gs_store: the grid store. LMDB keyed by grid cell, with dedup, a change
+ * log, a person index, per-cell metadata and the device/grid registries.
+ *
+ * Where it sits: the broker's writer thread calls gs_store_apply() with a
+ * group of uploads and gets back, after a durable commit, one packed Ack per
+ * upload and the change events to publish. The broker's reader threads and
+ * gridctl use the read functions, which run in read-only transactions and
+ * never block the writer. This is the only code in gridsync that includes
+ * lmdb.h; every key layout is defined in gs_store.c and docs/store.md.
+ *
+ * Errors: functions return 0 or a negative GS_E* code; gs_store_strerror()
+ * names it. LMDB and errno codes are translated here, once.
+ *
+ * Threads: one gs_store_t may be shared by threads. Write functions
+ * (apply, device/grid puts) must be called from one thread at a time;
+ * read functions may be called from any number of threads concurrently.
+ */
+#ifndef GS_STORE_H
+#define GS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "gs_validate.h"
+
+/* ---- Errors ------------------------------------------------------------- */
+
+enum {
+    GS_OK = 0,
+    GS_ENOTFOUND = -1001,   /* key, record or device does not exist */
+    GS_EFULL = -1002,       /* disk full (ENOSPC) or the map cannot grow further */
+    GS_EIO = -1003,         /* I/O error from the filesystem */
+    GS_ECORRUPT = -1004,    /* store file damaged or of another format */
+    GS_EINVAL = -1005,      /* bad argument (API misuse caught at runtime) */
+    GS_ENOMEM = -1006,      /* out of memory */
+    GS_EREADONLY = -1007,   /* write on a store opened read-only */
+    GS_EVERSION = -1008,    /* store written by an incompatible version */
+    GS_EBUSY = -1009,       /* store locked or too many readers */
+    GS_EINTERNAL = -1010    /* anything else; logged with the LMDB code */
+};
+
+/* A person can act on this: "disk full", "record not found", ... */
+const char *gs_store_strerror(int err);
+
+/* ---- Opening ------------------------------------------------------------ */
+
+typedef struct gs_store gs_store_t;
+
+typedef struct gs_store_opts {
+    size_t map_size;            /* initial map size in bytes (default 64 MiB) */
+    size_t map_max;             /* growth limit in bytes (default 1 TiB) */
+    int read_only;              /* open read-only (gridctl on a live store) */
+    int no_sync;                /* BENCHMARK ONLY: MDB_NOSYNC; acks not durable */
+    uint32_t idem_max_entries;  /* idempotency entries kept (default 1,000,000) */
+    int64_t idem_max_age_ms;    /* and for at most this long (default 30 days) */
+    uint32_t max_readers;       /* LMDB reader slots (default 256) */
+    const gs_limits_t *limits;  /* validation limits (NULL = defaults) */
+} gs_store_opts_t;
+
+/* Fill o with the defaults above. */
+void gs_store_opts_init(gs_store_opts_t *o);
+
+/* Open (creating if needed, unless read_only) the store in directory dir.
+ * On first open also creates dir/secret.key (32 random bytes, mode 0600), the
+ * per-deployment HMAC key for the person index. Cleans stale reader slots.
+ * Returns NULL on failure with *err set (err may be NULL). */
+gs_store_t *gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err);
+
+/* Close and free; sets *self_p to NULL. Safe on NULL and twice. */
+void gs_store_destroy(gs_store_t **self_p);
+
+/* ---- Applying uploads (writer thread only) ------------------------------ */
+
+/* One upload as decoded by the broker. The store reads and may normalise
+ * the records in place (see gs_record_check); alloc is the allocator they
+ * were unpacked with (NULL = malloc/free). */
+typedef struct gs_upload {
+    const char *device_id;              /* authenticated device id */
+    const char *upload_id;
+    Gridsync__V1__Record **records;
+    size_t n_records;
+    ProtobufCAllocator *alloc;
+    const char *const *prefixes;        /* grid prefixes the device may write; */
+    size_t n_prefixes;                  /* NULL/0 = any (no scope check)        */
+} gs_upload_t;
+
+/* What one upload got. */
+typedef struct gs_upload_result {
+    uint8_t *ack;               /* packed gridsync.v1.Ack (owned by the gs_apply_out_t) */
+    size_t ack_len;
+    int replayed;               /* 1: answered from the idempotency table; nothing written */
+    uint32_t counts[6];         /* records by ResultStatus (index = status value) */
+} gs_upload_result_t;
+
+/* One change event produced by an apply, ready to publish. */
+typedef struct gs_event_out {
+    char grid[GS_GRID_LEN + 1]; /* topic */
+    uint64_t seq;
+    uint8_t *data;              /* packed gridsync.v1.ChangeEvent (owned by the gs_apply_out_t) */
+    size_t len;
+} gs_event_out_t;
+
+typedef struct gs_apply_out {
+    gs_upload_result_t *uploads;    /* n entries, same order as the input */
+    size_t n_uploads;
+    gs_event_out_t *events;         /* in seq order */
+    size_t n_events;
+    uint64_t head_seq;              /* last seq after the commit */
+    uint32_t map_grows;             /* times the map grew during this apply */
+} gs_apply_out_t;
+
+/* Apply n uploads in ONE write transaction and commit it (full sync unless
+ * no_sync). Each upload is looked up in the idempotency table first: a
+ * (device_id, upload_id) seen before gets its stored Ack back unchanged and
+ * writes nothing. Otherwise each record is validated and classified:
+ *   accepted  - stored as a new version (version, seq set)
+ *   unchanged - same content as stored (metadata aside): no version, no event
+ *   merged    - same natural key (address code or grid+room) as a record
+ *               under another id: applied to that record, whose id is
+ *               returned in record_key; the new id becomes an alias
+ *   conflict  - base_version stale and content differs: nothing stored,
+ *               version = the current version
+ *   rejected  - validation failed or grid outside the device's prefixes
+ * A record whose grid code changed moves: MOVE_OUT in the old cell and
+ * MOVE_IN in the new cell, consecutive seqs, one new version.
+ *
+ * On MDB_MAP_FULL the transaction is aborted, the map grown (doubling, up to
+ * map_max) and the whole batch applied again: nothing is lost or half-applied.
+ * Results are final only when this returns 0; then out holds them (free with
+ * gs_apply_out_clear). On error nothing was committed and out is empty:
+ * GS_EFULL for a full disk (retry later), others as named.
+ * now_ms is the broker clock (commit time, idempotency age). */
+int gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n,
+                   int64_t now_ms, gs_apply_out_t *out);
+
+/* Free what an apply returned and zero it. Safe on a zeroed struct. */
+void gs_apply_out_clear(gs_apply_out_t *out);
+
+/* ---- Change log and sync (any thread) ------------------------------------ */
+
+/* Last committed seq (0 for an empty store). */
+int gs_store_head(gs_store_t *self, uint64_t *head_seq);
+
+/* Called once per event, in seq order. data is a packed ChangeEvent valid
+ * only during the call. Return 0 to go on, anything else to stop early
+ * (that value is then returned by the caller). */
+typedef int (gs_event_fn)(void *arg, uint64_t seq, const char *grid,
+                          const uint8_t *data, size_t len);
+
+/* Events with seq > since whose grid code starts with one of the prefixes
+ * (n_prefixes == 0 means none match; pass "" for everything), at most limit,
+ * from one read transaction. *next_seq is the seq to pass as since next time
+ * (the last seq examined, so a filtered-out stretch is not scanned again),
+ * *head_seq the last committed seq in that transaction. For a prefix set
+ * covering few cells the per-cell log is used, so the cost follows the
+ * cells' traffic, not the store's. */
+int gs_store_events(gs_store_t *self, const char *const *prefixes,
+                    size_t n_prefixes, uint64_t since, uint32_t limit,
+                    gs_event_fn *fn, void *arg,
+                    uint64_t *next_seq, uint64_t *head_seq);
+
+/* A record as stored. Pointers are valid only during the callback. */
+typedef struct gs_record_view {
+    const char *grid;           /* 15 digits */
+    int kind;                   /* RecordKind */
+    const char *record_key;     /* canonical id */
+    uint64_t version;
+    uint64_t seq;               /* seq of the event that made this version */
+    int64_t updated_at;         /* Unix ms of that commit */
+    int status;                 /* RecordStatus */
+    const uint8_t *data;        /* packed gridsync.v1.Record */
+    size_t len;
+} gs_record_view_t;
+
+typedef int (gs_record_fn)(void *arg, const gs_record_view_t *rec);
+
+/* Snapshot paging: all records under the prefixes as of one read
+ * transaction, in key order, at most limit per call. cursor/cursor_len is
+ * empty for the first page; *next_cursor (malloc'd, caller frees; NULL when
+ * done) continues. *snapshot_seq is the head seq of the read transaction of
+ * the FIRST page; a client follows deltas after it and applies them by
+ * version, so later pages read at a newer seq do no harm. The cursor carries
+ * that first seq. Cost is proportional to the records under the prefixes. */
+int gs_store_snapshot(gs_store_t *self, const char *const *prefixes,
+                      size_t n_prefixes, const uint8_t *cursor,
+                      size_t cursor_len, uint32_t limit,
+                      gs_record_fn *fn, void *arg, uint8_t **next_cursor,
+                      size_t *next_cursor_len, uint64_t *snapshot_seq);
+
+/* ---- Lookups (any thread) ------------------------------------------------ */
+
+/* One record by id (canonical or alias) of the given kind; kind 0 tries
+ * both. GS_ENOTFOUND if absent. */
+int gs_store_get(gs_store_t *self, int kind, const char *record_id,
+                 gs_record_fn *fn, void *arg);
+
+/* The change events of one record, oldest first (follows moves). */
+int gs_store_history(gs_store_t *self, int kind, const char *record_id,
+                     gs_event_fn *fn, void *arg);
+
+/* Records under a prefix in key order (ls, export). */
+int gs_store_records(gs_store_t *self, const char *prefix,
+                     gs_record_fn *fn, void *arg);
+
+/* Per-cell metadata, maintained on every write. */
+typedef struct gs_cell_meta {
+    uint32_t households;        /* active household records */
+    uint32_t persons;           /* members of active households */
+    uint32_t rentals;           /* active rental units */
+    uint32_t tenants;           /* leases of active rental units */
+    uint32_t voided;            /* void records of any kind */
+    uint64_t last_seq;          /* last event in this cell */
+    int64_t last_update;        /* Unix ms of that event */
+} gs_cell_meta_t;
+
+typedef int (gs_cell_fn)(void *arg, const char *grid, const gs_cell_meta_t *m);
+
+/* Every cell under prefix with its metadata, in code order. O(cells). */
+int gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn,
+                   void *arg);
+
+/* Last seq of an event under prefix (a level boundary), 0 if none. */
+int gs_store_prefix_last(gs_store_t *self, const char *prefix,
+                         uint64_t *last_seq);
+
+/* ---- Person index (any thread) ------------------------------------------- */
+
+/* One place a person is named. */
+typedef struct gs_person_ref {
+    const char *grid;
+    int kind;                   /* household member or rental tenant/landlord */
+    const char *record_key;
+} gs_person_ref_t;
+
+/* Called for each person (keyed by HMAC of the normalised ID number) named
+ * by active records in more than one household or rental unit, with the
+ * places. hmac is 16 bytes. Persons without documents are never grouped. */
+typedef int (gs_dup_fn)(void *arg, const uint8_t *hmac,
+                        const gs_person_ref_t *refs, size_t n);
+int gs_store_person_dups(gs_store_t *self, const char *prefix,
+                         gs_dup_fn *fn, void *arg);
+
+/* The index key of an ID number under this deployment's secret (16 bytes),
+ * so an admin can look one person up without the index holding plain IDs. */
+int gs_store_person_key(gs_store_t *self, const char *id_number,
+                        uint8_t out[16]);
+int gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16],
+                         gs_dup_fn *fn, void *arg);
+
+/* ---- Registries ---------------------------------------------------------- */
+
+/* Devices: key = device_id; value = packed gridsync.v1.Device.
+ * put replaces; the public key index is kept in step. Writer: any one thread
+ * at a time (the broker serialises these with apply). */
+int gs_store_device_put(gs_store_t *self, const Gridsync__V1__Device *dev);
+/* Caller frees *dev_out with gridsync__v1__device__free_unpacked(.., NULL). */
+int gs_store_device_get(gs_store_t *self, const char *device_id,
+                        Gridsync__V1__Device **dev_out);
+int gs_store_device_by_key(gs_store_t *self, const char *public_key_z85,
+                           Gridsync__V1__Device **dev_out);
+typedef int (gs_device_fn)(void *arg, const Gridsync__V1__Device *dev);
+int gs_store_devices(gs_store_t *self, gs_device_fn *fn, void *arg);
+
+/* Grids registry. */
+int gs_store_grid_put(gs_store_t *self, const Gridsync__V1__Grid *grid);
+int gs_store_grid_get(gs_store_t *self, const char *grid_code,
+                      Gridsync__V1__Grid **grid_out);
+typedef int (gs_grid_fn)(void *arg, const Gridsync__V1__Grid *grid);
+int gs_store_grids(gs_store_t *self, const char *prefix, gs_grid_fn *fn,
+                   void *arg);
+
+/* ---- Operations ---------------------------------------------------------- */
+
+typedef struct gs_store_info {
+    uint64_t head_seq;
+    uint64_t records;           /* all stored records (any status) */
+    uint64_t events;            /* change-log entries */
+    uint64_t idem_entries;      /* idempotency entries held */
+    size_t map_size;            /* current map size, bytes */
+    size_t map_used;            /* pages in use * page size, bytes */
+    size_t file_size;           /* data file size, bytes */
+    uint32_t readers_used;
+    uint32_t readers_max;
+} gs_store_info_t;
+
+int gs_store_info(gs_store_t *self, gs_store_info_t *info);
+
+/* Hot, compacting copy of the store into directory dest (created, must be
+ * empty), consistent as of one read transaction; writers go on meanwhile.
+ * Copies secret.key too. */
+int gs_store_backup(gs_store_t *self, const char *dest);
+
+/* Check every index against the records: ids, aliases, natural keys, person
+ * index, per-cell counts, per-cell log, change-log seqs strictly increasing
+ * with no holes, prefix chain heads. Calls report (if not NULL) with a
+ * line for each problem found. Returns 0 when all agree, GS_ECORRUPT when
+ * any problem was found, or another error. */
+typedef void (gs_report_fn)(void *arg, const char *problem);
+int gs_store_verify(gs_store_t *self, gs_report_fn *report, void *arg,
+                    uint64_t *problems);
+
+/* Remove stale reader slots left by dead processes; returns how many. */
+int gs_store_reader_check(gs_store_t *self, int *dead);
+
+#endif
