@@ -25,7 +25,8 @@
 #include "gridsync.pb-c.h"
 
 #define GS_MSG_MAX 200          /* bytes in a verdict message, NUL included */
-#define GS_ID_MAX 64            /* bytes in a record id, device id or upload id */
+#define GS_ID_MAX 64            /* bytes in a record id, device id or upload id
+                                 * (a copy needs GS_ID_MAX + 1 with the NUL) */
 #define GS_GRID_LEN 15          /* digits in a grid code */
 
 typedef struct gs_verdict {
@@ -51,7 +52,9 @@ extern const gs_limits_t gs_limits_default;
 /* Set *v to valid (reason 0, empty message). */
 void gs_verdict_clear(gs_verdict_t *v);
 
-/* Set *v to reason with a printf-style message; returns reason. */
+/* Set *v to reason with a printf-style message; returns reason. A message
+ * longer than GS_MSG_MAX - 1 bytes is cut at a UTF-8 character boundary.
+ * v may be NULL (every function here accepts a NULL verdict). */
 int gs_verdict_set(gs_verdict_t *v, int reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -65,25 +68,28 @@ const char *gs_reason_name(int reason);
  * '0'..'9' or 'X'. Returns 0 if first17 is not 17 ASCII digits. */
 char gs_idnum_check_char(const char *first17);
 
-/* Normalise an ID number as typed: trim ASCII and ideographic spaces, fold
- * full-width digits and letters (U+FF10.., U+FF21.., U+FF41..) to ASCII,
- * uppercase 'x', and upgrade a legacy 15-digit number to 18 by inserting
- * "19" after position 6 and computing the check character.
- * Writes the NUL-terminated result to out (out_size >= 19).
+/* Normalise an ID number as typed: trim ASCII and ideographic spaces at the
+ * ends, fold full-width digits and letters (U+FF10.., U+FF21.., U+FF41..) to
+ * ASCII, uppercase 'x', and upgrade a legacy 15-digit number to 18 by
+ * inserting "19" after position 6 and computing the check character.
+ * Writes the NUL-terminated result to out (out_size >= 19; "" on failure).
  * Returns 0, or REASON_ID_FORMAT with a message when the input is empty, too
  * long, or not digits (with a final X) after folding. Does not verify the
  * check character or the date: see gs_idnum_check(). */
 int gs_idnum_normalize(const char *in, char *out, size_t out_size,
                        gs_verdict_t *v);
 
-/* Check an already normalised 18-character number: shape, province code,
- * birth date (a real date, not before 1850-01-01, not after today at now_ms)
- * and check character. Returns 0 or REASON_ID_FORMAT / REASON_ID_DATE /
- * REASON_ID_CHECK. The message names the expected check character. */
+/* Check an already normalised 18-character number: shape, province code
+ * (11-15, 21-23, 31-37, 41-46, 50-54, 61-65, 71, 81, 82, 83, 91), birth date
+ * (a real date, not before 1850-01-01, not after today at now_ms) and check
+ * character, in that order. Returns 0 or REASON_ID_FORMAT / REASON_ID_DATE /
+ * REASON_ID_CHECK. The message names the expected check character but never
+ * repeats the number (messages end up in logs). */
 int gs_idnum_check(const char *id18, int64_t now_ms, gs_verdict_t *v);
 
-/* Birth date (YYYYMMDD as an int) and sex (1 male, 2 female) encoded in a
- * valid 18-character number. */
+/* Birth date (YYYYMMDD as an int) and sex (1 male, 2 female: odd or even
+ * 17th digit) encoded in a valid 18-character number; 0 when those digits
+ * are missing. */
 int gs_idnum_birth(const char *id18);
 int gs_idnum_sex(const char *id18);
 
@@ -100,11 +106,13 @@ int gs_uscc_check(const char *uscc, gs_verdict_t *v);
 
 /* ---- Phones ------------------------------------------------------------- */
 
-/* Normalise and check a phone number. Strips spaces, hyphens, brackets and a
- * leading +86 / 0086. Accepts a mainland mobile (^1[3-9]\d{9}$) or a landline
- * with area code (0 followed by 9 to 11 digits, e.g. 010-12345678,
- * 0755-1234567). Writes the digits to out (out_size >= 16).
- * Returns 0 or REASON_PHONE. */
+/* Normalise and check a phone number. Folds full-width characters, strips
+ * spaces, hyphens, brackets and a leading +86 / 0086. Accepts a mainland
+ * mobile (^1[3-9]\d{9}$) or a landline with area code (0 followed by 9 to 11
+ * digits, e.g. 010-12345678, 0755-1234567). After +86 a landline written
+ * without its trunk 0 ("+86 10 1234 5678") gets it back. Writes the digits to
+ * out (out_size >= 16; "" on failure). Returns 0 or REASON_PHONE; the message
+ * does not repeat the number. */
 int gs_phone_normalize(const char *in, char *out, size_t out_size,
                        gs_verdict_t *v);
 
@@ -128,7 +136,8 @@ extern const int gs_level_len[GS_LEVELS];
 /* Level of a prefix of length len, or -1 if len is not a level boundary. */
 int gs_level_of_len(size_t len);
 
-/* Check a full grid code: 15 ASCII digits, a plausible province, and
+/* Check a full grid code: 15 ASCII digits, a GB/T 2260 province (11-15,
+ * 21-23, 31-37, 41-46, 50-54, 61-65, 71, 81, 82), and
  * non-zero street, community and grid segments. Returns 0 or
  * REASON_GRID_CODE with a message saying which segment is wrong. */
 int gs_gridcode_check(const char *code, gs_verdict_t *v);
@@ -148,15 +157,19 @@ int gs_date_today(int64_t now_ms);
 
 /* ---- Text --------------------------------------------------------------- */
 
-/* Check a string: valid UTF-8, no control characters (below U+0020 or
- * U+007F), at most max_bytes bytes. field names the field for the message.
+/* Check a string: valid UTF-8 (no overlongs, surrogates or code points
+ * above U+10FFFF), no control characters (below U+0020, U+007F, and the C1
+ * controls U+0080..U+009F), at most max_bytes bytes. NULL counts as "".
+ * field names the field for the message.
  * Returns 0, REASON_BAD_ENCODING or REASON_TOO_LONG. */
 int gs_text_check(const char *s, size_t max_bytes, const char *field,
                   gs_verdict_t *v);
 
 /* Check an identifier used in store keys (record, device, upload, collector
- * ids): 1..GS_ID_MAX bytes of [A-Za-z0-9._:-]. Returns 0, REASON_REQUIRED or
- * REASON_BAD_REQUEST (for record ids: REASON_BAD_ENCODING). */
+ * ids): 1..GS_ID_MAX bytes of [A-Za-z0-9._:-]. Returns 0, REASON_REQUIRED
+ * (empty) or REASON_BAD_REQUEST. Inside gs_record_check() the same problems
+ * in household_id, house_id and meta ids are reported as REASON_BAD_ENCODING
+ * (bad characters) or REASON_TOO_LONG instead, since they are record-level. */
 int gs_ident_check(const char *s, const char *field, gs_verdict_t *v);
 
 /* ---- Records ------------------------------------------------------------ */
@@ -164,19 +177,31 @@ int gs_ident_check(const char *s, const char *field, gs_verdict_t *v);
 /* Normalise then validate one record, as the store does before storing it.
  *
  * Normalisation, in place: resident ID numbers (see gs_idnum_normalize),
- * phones (gs_phone_normalize), USCC to uppercase. A replaced string is
- * allocated with alloc and the old one released with alloc (pass the
- * allocator the message was unpacked with; NULL means malloc/free).
+ * phones (gs_phone_normalize), USCC trimmed, folded and uppercased. A
+ * replaced string is allocated with alloc and the old one released with
+ * alloc (pass the allocator the message was unpacked with; NULL means
+ * malloc/free, as protobuf-c's default). A string is replaced only when its
+ * normal form differs, and protobuf-c's shared empty string is never freed.
+ * So a record built by hand over string literals must be checked with an
+ * allocator whose free is a no-op (an arena) unless it is already normal.
+ * When the check fails, strings normalised before the failure stay
+ * replaced; the record remains consistent and can be freed as usual.
  *
- * Validation: required fields (domain.md), enum values known to this schema,
+ * Validation: required fields (domain.md), enum values known to this schema
+ * (REASON_BAD_ENUM; proto3 keeps unknown values as plain ints),
  * ID check characters and their agreement with birth_date and sex, USCC,
  * phones, grid code, dates (birth and inspection dates not in the future,
  * lease end not before start), exactly one household head, no ID number
- * twice in one record, string and list limits from lim (NULL = defaults),
+ * twice in one record (REASON_DUPLICATE_MEMBER; persons without documents
+ * never clash), string and list limits from lim (NULL = defaults; names use
+ * max_name, other strings max_text), rental area_m2 finite in 0..100000,
  * record metadata (collector_id, device_id, collected_at not more than a day
  * ahead of now_ms, status).
  *
- * Stops at the first problem. The message locates it for a person, e.g.
+ * Order: the record's own fields, then each person / lease / inspection in
+ * list order, then the household head count, then metadata, then duplicate
+ * ID numbers. Stops at the first problem. The message locates it for a
+ * person (lists are counted from 1), e.g.
  * "member 3: ID number check character should be X, not 5" or
  * "lease 2 tenant: birth_date 2031-02-30 is not a real date".
  * Returns 0 or the reason code. */

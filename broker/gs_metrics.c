@@ -1,0 +1,270 @@
+/*
+ * gs_metrics: see gs_metrics.h. The HTTP side is deliberately tiny: one
+ * request per connection, answered and closed, which is all a Prometheus
+ * scraper needs. It binds to loopback by default.
+ */
+#include "gs_metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gs_validate.h"
+
+static const double s_count_bounds[GS_HIST_BUCKETS - 1] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384
+};
+static const double s_time_bounds[GS_HIST_BUCKETS - 1] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1, 2.5, 5
+};
+
+static const char *s_status_names[6] = {
+    "unspecified", "accepted", "unchanged", "merged", "conflict", "rejected"
+};
+
+void
+gs_metrics_init(gs_metrics_t *m, int64_t now_ms)
+{
+    memset(m, 0, sizeof *m);
+    m->started_ms = now_ms;
+    m->commit_records.bounds = s_count_bounds;
+    m->commit_seconds.bounds = s_time_bounds;
+    m->ack_seconds.bounds = s_time_bounds;
+}
+
+void
+gs_hist_observe(gs_hist_t *h, double v)
+{
+    int i = 0;
+    while (i < GS_HIST_BUCKETS - 1 && v > h->bounds[i])
+        i++;
+    atomic_fetch_add(&h->buckets[i], 1);
+    atomic_fetch_add(&h->count, 1);
+    double old = atomic_load(&h->sum);
+    while (!atomic_compare_exchange_weak(&h->sum, &old, old + v))
+        ;
+}
+
+static void
+s_printf(gs_wbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+s_printf(gs_wbuf_t *b, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        gs_wbuf_put(b, line, (size_t) n < sizeof line ? (size_t) n : sizeof line - 1);
+}
+
+static void
+s_counter(gs_wbuf_t *b, const char *name, const char *help, uint64_t v)
+{
+    s_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
+             name, (unsigned long long) v);
+}
+
+static void
+s_gauge(gs_wbuf_t *b, const char *name, const char *help, double v)
+{
+    s_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+}
+
+static void
+s_hist(gs_wbuf_t *b, const char *name, const char *help, gs_hist_t *h)
+{
+    s_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < GS_HIST_BUCKETS; i++) {
+        cum += atomic_load(&h->buckets[i]);
+        if (i < GS_HIST_BUCKETS - 1)
+            s_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
+                     (unsigned long long) cum);
+        else
+            s_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long) cum);
+    }
+    s_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, atomic_load(&h->sum), name,
+             (unsigned long long) atomic_load(&h->count));
+}
+
+void
+gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t *b)
+{
+    s_printf(b, "# HELP gridsync_uploads_total Uploads answered, by how.\n"
+                "# TYPE gridsync_uploads_total counter\n"
+                "gridsync_uploads_total{result=\"acked\"} %llu\n"
+                "gridsync_uploads_total{result=\"replayed\"} %llu\n",
+             (unsigned long long) atomic_load(&m->uploads_acked),
+             (unsigned long long) atomic_load(&m->uploads_replayed));
+    s_printf(b, "# HELP gridsync_records_total Uploaded records by result.\n"
+                "# TYPE gridsync_records_total counter\n");
+    for (int i = 1; i < 6; i++)
+        s_printf(b, "gridsync_records_total{status=\"%s\"} %llu\n", s_status_names[i],
+                 (unsigned long long) atomic_load(&m->records[i]));
+    s_printf(b, "# HELP gridsync_request_errors_total Requests answered with an error, by reason.\n"
+                "# TYPE gridsync_request_errors_total counter\n");
+    for (int i = 0; i < GS_REASONS_MAX; i++) {
+        uint64_t v = atomic_load(&m->request_errors[i]);
+        if (v)
+            s_printf(b, "gridsync_request_errors_total{reason=\"%s\"} %llu\n",
+                     gs_reason_name(i), (unsigned long long) v);
+    }
+    s_counter(b, "gridsync_dropped_frames_total",
+              "Malformed input that could not be answered, dropped.",
+              atomic_load(&m->dropped_frames));
+    s_counter(b, "gridsync_unroutable_replies_total",
+              "Replies whose client had disconnected.", atomic_load(&m->unroutable_replies));
+    s_counter(b, "gridsync_commits_total", "Write transactions committed.",
+              atomic_load(&m->commits));
+    s_counter(b, "gridsync_commit_failures_total",
+              "Group commits that failed (nothing acked; e.g. disk full).",
+              atomic_load(&m->commit_failures));
+    s_counter(b, "gridsync_map_grows_total", "Times the LMDB map grew.",
+              atomic_load(&m->map_grows));
+    s_hist(b, "gridsync_commit_records", "Records per group commit.", &m->commit_records);
+    s_hist(b, "gridsync_commit_seconds", "Apply and durable commit time per group commit.",
+           &m->commit_seconds);
+    s_hist(b, "gridsync_ack_seconds", "Upload received to ack sent.", &m->ack_seconds);
+    s_gauge(b, "gridsync_batch_max_records", "Configured group-commit record bound.",
+            (double) m->batch_max_records);
+    s_gauge(b, "gridsync_batch_linger_seconds", "Configured group-commit linger.",
+            (double) m->batch_linger_us / 1e6);
+    s_counter(b, "gridsync_feed_events_total", "Change events published on the live feed.",
+              atomic_load(&m->feed_events));
+    s_counter(b, "gridsync_feed_heartbeats_total", "Heartbeats published.",
+              atomic_load(&m->feed_heartbeats));
+    s_gauge(b, "gridsync_feed_subscriptions", "Distinct prefixes subscribed on the live feed.",
+            (double) atomic_load(&m->feed_subscriptions));
+    s_counter(b, "gridsync_feed_refused_total", "Feed subscriptions refused.",
+              atomic_load(&m->feed_refused));
+    s_counter(b, "gridsync_sync_requests_total", "Sync (catch-up) requests served.",
+              atomic_load(&m->sync_requests));
+    s_counter(b, "gridsync_sync_events_total", "Events sent in sync replies.",
+              atomic_load(&m->sync_events));
+    s_counter(b, "gridsync_snapshot_requests_total", "Snapshot pages served.",
+              atomic_load(&m->snapshot_requests));
+    s_counter(b, "gridsync_admin_requests_total", "Admin requests served.",
+              atomic_load(&m->admin_requests));
+    if (store) {
+        gs_store_info_t info;
+        if (gs_store_info(store, &info) == 0) {
+            s_gauge(b, "gridsync_store_head_seq", "Last committed change-log seq.",
+                    (double) info.head_seq);
+            s_gauge(b, "gridsync_store_records", "Records stored.", (double) info.records);
+            s_gauge(b, "gridsync_store_map_bytes", "LMDB map size.", (double) info.map_size);
+            s_gauge(b, "gridsync_store_used_bytes", "LMDB pages in use.",
+                    (double) info.map_used);
+            s_gauge(b, "gridsync_store_file_bytes", "LMDB data file size.",
+                    (double) info.file_size);
+            s_gauge(b, "gridsync_store_idempotency_entries", "Uploads remembered.",
+                    (double) info.idem_entries);
+            s_gauge(b, "gridsync_store_readers", "LMDB reader slots in use.",
+                    (double) info.readers_used);
+        }
+    }
+    s_gauge(b, "gridsync_uptime_seconds", "Seconds since the broker started.",
+            (double) (now_ms - m->started_ms) / 1000.0);
+}
+
+int
+gs_metrics_listen(const char *address, int port, int *bound_port)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t) port);
+    if (inet_pton(AF_INET, address, &sa.sin_addr) != 1) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *) &sa, sizeof sa) || listen(fd, 16)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *) &sa, &sl);
+    if (bound_port)
+        *bound_port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static void
+s_write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            struct pollfd pf = { .fd = fd, .events = POLLOUT };
+            if (poll(&pf, 1, 1000) <= 0)
+                return;
+            continue;
+        }
+        if (w <= 0)
+            return;
+        c += w;
+        n -= (size_t) w;
+    }
+}
+
+void
+gs_metrics_serve_one(int listen_fd, gs_metrics_t *m, gs_store_t *store, int64_t now_ms)
+{
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    char req[1024];
+    size_t got = 0;
+    /* read the request line; a scraper sends it at once */
+    while (got < sizeof req - 1) {
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        if (poll(&pf, 1, 200) <= 0)
+            break;
+        ssize_t r = read(fd, req + got, sizeof req - 1 - got);
+        if (r <= 0)
+            break;
+        got += (size_t) r;
+        req[got] = 0;
+        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+            break;
+    }
+    req[got] = 0;
+    if (strncmp(req, "GET /metrics", 12) == 0) {
+        gs_wbuf_t body;
+        gs_wbuf_init(&body);
+        gs_metrics_render(m, store, now_ms, &body);
+        char head[160];
+        int hn = snprintf(head, sizeof head,
+                          "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                          "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                          body.len);
+        s_write_all(fd, head, (size_t) hn);
+        s_write_all(fd, body.data, body.len);
+        gs_wbuf_deinit(&body);
+    } else {
+        static const char nf[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 22\r\n"
+                                 "Connection: close\r\n\r\ntry GET /metrics here\n";
+        s_write_all(fd, nf, sizeof nf - 1);
+    }
+    close(fd);
+}

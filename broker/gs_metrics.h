@@ -1,0 +1,71 @@
+/*
+ * gs_metrics: the broker's counters and histograms, and a minimal HTTP
+ * listener that serves them in Prometheus text format at /metrics.
+ *
+ * Counters are atomics, so any broker thread may count without a lock; the
+ * frontend thread renders and serves. Store gauges (size, map use, head seq)
+ * are read at render time.
+ */
+#ifndef GS_METRICS_H
+#define GS_METRICS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "gs_store.h"
+#include "gs_wire.h"
+
+#define GS_HIST_BUCKETS 16
+#define GS_REASONS_MAX 140      /* Reason values are below this */
+
+typedef struct gs_hist {
+    const double *bounds;               /* upper bounds, GS_HIST_BUCKETS-1 finite */
+    atomic_uint_fast64_t buckets[GS_HIST_BUCKETS]; /* non-cumulative counts */
+    atomic_uint_fast64_t count;         /* observations */
+    _Atomic double sum;                 /* sum of observations */
+} gs_hist_t;
+
+typedef struct gs_metrics {
+    int64_t started_ms;                         /* for uptime */
+    atomic_uint_fast64_t uploads_acked;         /* uploads answered with an Ack */
+    atomic_uint_fast64_t uploads_replayed;      /* ... from the idempotency table */
+    atomic_uint_fast64_t records[6];            /* by ResultStatus */
+    atomic_uint_fast64_t request_errors[GS_REASONS_MAX]; /* Error replies by reason */
+    atomic_uint_fast64_t dropped_frames;        /* unaddressable input dropped */
+    atomic_uint_fast64_t unroutable_replies;    /* replies to peers that left */
+    atomic_uint_fast64_t commits;               /* write transactions committed */
+    atomic_uint_fast64_t commit_failures;       /* applies that failed (disk full...) */
+    atomic_uint_fast64_t map_grows;             /* LMDB map growths */
+    gs_hist_t commit_records;                   /* records per commit */
+    gs_hist_t commit_seconds;                   /* apply+commit duration */
+    gs_hist_t ack_seconds;                      /* receive -> ack sent */
+    atomic_uint_fast64_t feed_events;           /* events published */
+    atomic_uint_fast64_t feed_heartbeats;       /* heartbeats published */
+    atomic_int_fast64_t feed_subscriptions;     /* distinct prefixes subscribed */
+    atomic_uint_fast64_t feed_refused;          /* subscriptions refused */
+    atomic_uint_fast64_t sync_requests;         /* sync requests served */
+    atomic_uint_fast64_t sync_events;           /* events sent in sync replies */
+    atomic_uint_fast64_t snapshot_requests;     /* snapshot pages served */
+    atomic_uint_fast64_t admin_requests;        /* admin requests served */
+    int64_t batch_max_records;                  /* configured bound (reported) */
+    int64_t batch_linger_us;                    /* configured bound (reported) */
+} gs_metrics_t;
+
+void gs_metrics_init(gs_metrics_t *m, int64_t now_ms);
+void gs_hist_observe(gs_hist_t *h, double v);
+
+/* Render every metric, plus store gauges when store is not NULL. */
+void gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms,
+                       gs_wbuf_t *out);
+
+/* Open a listening TCP socket on address:port (port 0 = any free port).
+ * Returns the fd or -1 with errno; *bound_port gets the actual port. */
+int gs_metrics_listen(const char *address, int port, int *bound_port);
+
+/* Accept one connection on listen_fd and answer it: GET /metrics gets the
+ * rendered text, anything else 404. Non-blocking accept; a client that
+ * sends nothing within a short time is dropped. */
+void gs_metrics_serve_one(int listen_fd, gs_metrics_t *m, gs_store_t *store,
+                          int64_t now_ms);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * gs_privacy: personal-data handling shared by the broker and the tools.
+ *
+ * - Dropping the restricted part of every person in a record or a packed
+ *   change event, for feeds and sync replies not entitled to it.
+ * - Masking ID numbers and phones for admin output (110101********1234,
+ *   138****5678), the default everywhere a person reads records.
+ *
+ * Pure functions; reentrant.
+ */
+#ifndef GS_PRIVACY_H
+#define GS_PRIVACY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "gridsync.pb-c.h"
+#include "gs_wire.h"
+
+/* Set Person.restricted to NULL on every person in rec (members, landlord,
+ * tenants). The sub-messages are not freed: they stay owned by whatever
+ * owns rec. Returns how many were dropped. */
+size_t gs_record_strip_restricted(Gridsync__V1__Record *rec);
+
+/* Re-encode a packed ChangeEvent without restricted data into out
+ * (appended). Returns 1 if anything was dropped, 0 if the event had none
+ * (then nothing is appended and the caller can send the original bytes),
+ * -1 if data does not decode. */
+int gs_event_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
+
+/* Same for a packed Record. */
+int gs_recbytes_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
+
+/* Mask an ID number: keep the first 6 and last 4 characters, '*' between
+ * ("110101********1234"). Shorter inputs keep at most their first and last
+ * quarter. out_size >= strlen(id)+1. */
+void gs_mask_idnum(const char *id, char *out, size_t out_size);
+
+/* Mask a phone: keep the first 3 and last 4 digits ("138****5678"). */
+void gs_mask_phone(const char *phone, char *out, size_t out_size);
+
+#endif

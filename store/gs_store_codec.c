@@ -1,0 +1,547 @@
+/*
+ * gs_store_codec: the pure pieces of the store's layouts. Record header
+ * encoding, content hash, natural keys, person refs, per-cell counts, the
+ * chain and prefix helpers, a ChangeEvent field scanner and a small string
+ * map. The write path (gs_store_apply.c) and the checker (gs_store_verify.c)
+ * both use these, so "what verify recomputes" is by construction "what
+ * apply wrote".
+ *
+ * No LMDB calls here; no I/O.
+ */
+#include "gs_store_int.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+
+const char *const gs_db_names[GS_DB_COUNT] = {
+    "records", "ids", "natkeys", "log", "cell_log", "idem", "idem_fifo",
+    "persons", "cells", "chain", "meta", "devices", "device_keys", "grids"
+};
+
+/* ---- Records value header ------------------------------------------------- */
+
+void
+gs_rec_hdr_put(uint8_t *p, const gs_rec_hdr_t *h)
+{
+    gs_le64_put(p, h->version);
+    gs_le64_put(p + 8, h->seq);
+    gs_le64_put(p + 16, (uint64_t) h->updated_at);
+    memcpy(p + 24, h->hash, 16);
+    p[40] = h->status;
+    p[41] = h->kind;
+    gs_le16_put(p + 42, h->n_people);
+    gs_le16_put(p + 44, h->n_refs);
+    p[46] = h->flags;
+    p[47] = 0;
+}
+
+int
+gs_rec_hdr_get(const MDB_val *v, gs_rec_hdr_t *h)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < GS_REC_HDR)
+        return -1;
+    h->version = gs_le64_get(p);
+    h->seq = gs_le64_get(p + 8);
+    h->updated_at = (int64_t) gs_le64_get(p + 16);
+    memcpy(h->hash, p + 24, 16);
+    h->status = p[40];
+    h->kind = p[41];
+    h->n_people = gs_le16_get(p + 42);
+    h->n_refs = gs_le16_get(p + 44);
+    h->flags = p[46];
+    if (v->mv_size < gs_rec_data_off(h))
+        return -1;
+    return 0;
+}
+
+/* ---- Kinds ------------------------------------------------------------------ */
+
+char
+gs_kind_byte(int kind)
+{
+    if (kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD)
+        return GS_KIND_H;
+    if (kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL)
+        return GS_KIND_R;
+    return 0;
+}
+
+int
+gs_kind_of_byte(char b)
+{
+    if (b == GS_KIND_H)
+        return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD;
+    if (b == GS_KIND_R)
+        return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL;
+    return 0;
+}
+
+/* ---- Content hash ---------------------------------------------------------- */
+
+static Gridsync__V1__RecordMeta **
+s_meta_slot(Gridsync__V1__Record *rec)
+{
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household)
+        return &rec->household->meta;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental)
+        return &rec->rental->meta;
+    return NULL;
+}
+
+int
+gs_content_hash(Gridsync__V1__Record *rec, gs_wbuf_t *buf, uint8_t out[16])
+{
+    /* Metadata (collector, device, time, base version, status) is not
+     * content: the same household re-collected by another device must hash
+     * the same. Status is compared separately from the header. */
+    Gridsync__V1__RecordMeta **slot = s_meta_slot(rec);
+    Gridsync__V1__RecordMeta *meta = slot ? *slot : NULL;
+    if (slot)
+        *slot = NULL;
+    size_t n = protobuf_c_message_get_packed_size(&rec->base);
+    gs_wbuf_reset(buf);
+    uint8_t *p = gs_wbuf_reserve(buf, n ? n : 1);
+    if (p)
+        protobuf_c_message_pack(&rec->base, p);
+    if (slot)
+        *slot = meta;
+    if (!p)
+        return GS_ENOMEM;
+    crypto_generichash(out, 16, p, n, NULL, 0);
+    return 0;
+}
+
+/* ---- Natural keys ----------------------------------------------------------- */
+
+static int
+s_room_given(const Gridsync__V1__RoomAddress *r)
+{
+    return r && ((r->building && *r->building) || (r->unit && *r->unit) ||
+                 (r->floor && *r->floor) || (r->room && *r->room));
+}
+
+size_t
+gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out)
+{
+    const char *code = NULL;
+    const char *grid = NULL;
+    const Gridsync__V1__RoomAddress *room = NULL;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household) {
+        code = rec->household->address_code;
+        room = rec->household->room;
+        grid = rec->household->grid_code;
+    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental) {
+        code = rec->rental->address_code;
+        room = rec->rental->room;
+        grid = rec->rental->grid_code;
+    } else {
+        return 0;
+    }
+    char kb = gs_kind_byte(gs_record_kind(rec));
+    const char *parts[5];
+    size_t np = 0;
+    char tag;
+    if (code && *code) {
+        tag = 'A';
+        parts[np++] = code;
+    } else if (s_room_given(room) && grid && strlen(grid) == GS_GRID_LEN) {
+        /* a room is only unique within its grid */
+        tag = 'R';
+        parts[np++] = grid;
+        parts[np++] = room->building ? room->building : "";
+        parts[np++] = room->unit ? room->unit : "";
+        parts[np++] = room->floor ? room->floor : "";
+        parts[np++] = room->room ? room->room : "";
+    } else {
+        return 0;
+    }
+    /* grid and the room parts are joined with NUL; the grid has fixed
+     * length so only the room parts need separators */
+    size_t total = 2;
+    for (size_t i = 0; i < np; i++)
+        total += strlen(parts[i]) + (tag == 'R' && i >= 1 && i < np - 1 ? 1 : 0);
+    out[0] = (uint8_t) kb;
+    if (total <= GS_NATKEY_MAX) {
+        out[1] = (uint8_t) tag;
+        size_t off = 2;
+        for (size_t i = 0; i < np; i++) {
+            size_t l = strlen(parts[i]);
+            memcpy(out + off, parts[i], l);
+            off += l;
+            if (tag == 'R' && i >= 1 && i < np - 1)
+                out[off++] = 0;
+        }
+        return off;
+    }
+    /* too long for an LMDB key: hash it (collisions are out of reach) */
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 32);
+    uint8_t t = (uint8_t) tag, zero = 0;
+    crypto_generichash_update(&st, &t, 1);
+    for (size_t i = 0; i < np; i++) {
+        crypto_generichash_update(&st, (const uint8_t *) parts[i], strlen(parts[i]));
+        if (tag == 'R' && i >= 1 && i < np - 1)
+            crypto_generichash_update(&st, &zero, 1);
+    }
+    out[1] = 'Z';
+    crypto_generichash_final(&st, out + 2, 32);
+    return 34;
+}
+
+/* ---- Person index -------------------------------------------------------------- */
+
+void
+gs_person_hmac(const gs_store_t *self, const char *id_number, uint8_t out[16])
+{
+    /* Resident ID numbers get the validator's normalisation (full-width,
+     * 15 -> 18 digits, x -> X) so that a lookup typed by an admin finds
+     * what the index holds; other documents are trimmed and upper-cased. */
+    char norm[128];
+    gs_verdict_t v;
+    const char *s = id_number;
+    size_t n;
+    if (gs_idnum_normalize(id_number, norm, sizeof norm, &v) == 0) {
+        s = norm;
+        n = strlen(norm);
+    } else {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        n = strlen(s);
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+            n--;
+        if (n < sizeof norm) {
+            for (size_t i = 0; i < n; i++)
+                norm[i] = (char) toupper((unsigned char) s[i]);
+            s = norm;
+        }
+    }
+    crypto_auth_hmacsha256_state st = self->hmac0;
+    uint8_t full[32];
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *) s, n);
+    crypto_auth_hmacsha256_final(&st, full);
+    memcpy(out, full, 16);
+    sodium_memzero(&st, sizeof st);
+}
+
+static int
+s_person_indexed(const Gridsync__V1__Person *p)
+{
+    /* persons without documents are never grouped: they have no key */
+    return p && p->id_type != GRIDSYNC__V1__ID_TYPE__ID_TYPE_NONE &&
+           p->id_number && *p->id_number;
+}
+
+static size_t
+s_ref_add(const gs_store_t *self, const Gridsync__V1__Person *p, uint8_t role,
+          gs_ref_t *refs, size_t n, size_t max)
+{
+    if (!s_person_indexed(p) || n >= max)
+        return n;
+    uint8_t h[16];
+    gs_person_hmac(self, p->id_number, h);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(refs[i].hmac, h, 16) == 0)
+            return n;   /* one entry per person and record: first role wins */
+    memcpy(refs[n].hmac, h, 16);
+    refs[n].role = role;
+    return n + 1;
+}
+
+size_t
+gs_record_people_max(const Gridsync__V1__Record *rec)
+{
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household)
+        return rec->household->n_members;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental)
+        return rec->rental->n_leases + 1;
+    return 0;
+}
+
+size_t
+gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
+               gs_ref_t *refs, size_t max)
+{
+    size_t n = 0;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household) {
+        const Gridsync__V1__Household *h = rec->household;
+        for (size_t i = 0; i < h->n_members; i++)
+            n = s_ref_add(self, h->members[i], GS_ROLE_MEMBER, refs, n, max);
+    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental) {
+        const Gridsync__V1__RentalHousing *r = rec->rental;
+        for (size_t i = 0; i < r->n_leases; i++)
+            if (r->leases[i])
+                n = s_ref_add(self, r->leases[i]->tenant, GS_ROLE_TENANT, refs, n, max);
+        if (r->landlord && r->landlord->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON)
+            n = s_ref_add(self, r->landlord->person, GS_ROLE_LANDLORD, refs, n, max);
+    }
+    return n;
+}
+
+uint32_t
+gs_record_people(const Gridsync__V1__Record *rec)
+{
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household)
+        return (uint32_t) rec->household->n_members;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental)
+        return (uint32_t) rec->rental->n_leases;
+    return 0;
+}
+
+/* ---- Cells ------------------------------------------------------------------ */
+
+void
+gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people, int sign)
+{
+    /* counters are unsigned: subtraction is modular addition, and verify
+     * catches any drift */
+    uint32_t one = sign > 0 ? 1u : (uint32_t) -1;
+    uint32_t many = sign > 0 ? people : (uint32_t) 0 - people;
+    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID) {
+        m->voided += one;
+    } else if (kind == GS_KIND_H) {
+        m->households += one;
+        m->persons += many;
+    } else {
+        m->rentals += one;
+        m->tenants += many;
+    }
+}
+
+void
+gs_cell_put(uint8_t *p, const gs_cell_meta_t *m)
+{
+    gs_le32_put(p, m->households);
+    gs_le32_put(p + 4, m->persons);
+    gs_le32_put(p + 8, m->rentals);
+    gs_le32_put(p + 12, m->tenants);
+    gs_le32_put(p + 16, m->voided);
+    gs_le32_put(p + 20, 0);
+    gs_le64_put(p + 24, m->last_seq);
+    gs_le64_put(p + 32, (uint64_t) m->last_update);
+}
+
+void
+gs_cell_get(const uint8_t *p, gs_cell_meta_t *m)
+{
+    m->households = gs_le32_get(p);
+    m->persons = gs_le32_get(p + 4);
+    m->rentals = gs_le32_get(p + 8);
+    m->tenants = gs_le32_get(p + 12);
+    m->voided = gs_le32_get(p + 16);
+    m->last_seq = gs_le64_get(p + 24);
+    m->last_update = (int64_t) gs_le64_get(p + 32);
+}
+
+/* ---- Prefixes --------------------------------------------------------------- */
+
+size_t
+gs_chain_key(const char *grid, int level, char *out)
+{
+    int len = gs_level_len[level];
+    if (len == 0) {
+        out[0] = '*';   /* LMDB keys cannot be empty */
+        return 1;
+    }
+    memcpy(out, grid, (size_t) len);
+    return (size_t) len;
+}
+
+int
+gs_prefix_match(const char *grid, const char *const *prefixes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = prefixes[i];
+        size_t l = strlen(p);
+        if (l <= GS_GRID_LEN && memcmp(grid, p, l) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int
+s_strcmp_p(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+size_t
+gs_prefix_normalise(const char *const *in, size_t n, const char **out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i];
+    qsort(out, n, sizeof *out, s_strcmp_p);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* sorted, so a covering prefix is the last one kept */
+        if (k > 0 && strncmp(out[i], out[k - 1], strlen(out[k - 1])) == 0)
+            continue;
+        out[k++] = out[i];
+    }
+    return k;
+}
+
+/* ---- ChangeEvent scanner ------------------------------------------------------- */
+
+static int
+s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return -1;
+        uint8_t b = *(*p)++;
+        r |= (uint64_t) (b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int
+gs_event_scan(const uint8_t *p, size_t len, gs_event_fields_t *f)
+{
+    const uint8_t *end = p + len;
+    memset(f, 0, sizeof *f);
+    while (p < end) {
+        uint64_t tag, v;
+        if (s_varint(&p, end, &tag))
+            return -1;
+        uint32_t field = (uint32_t) (tag >> 3);
+        int wt = (int) (tag & 7);
+        if (wt == 0) {
+            if (s_varint(&p, end, &v))
+                return -1;
+            switch (field) {
+            case 1: f->seq = v; break;
+            case 3: f->kind = (int) v; break;
+            case 5: f->op = (int) v; break;
+            case 6: f->version = v; break;
+            case 11:
+                if (f->n_prev_seq < GS_LEVELS)
+                    f->prev_seq[f->n_prev_seq++] = v;
+                break;
+            default: break;
+            }
+        } else if (wt == 2) {
+            if (s_varint(&p, end, &v) || v > (uint64_t) (end - p))
+                return -1;
+            const uint8_t *d = p;
+            p += v;
+            if (field == 2) {
+                f->grid = (const char *) d;
+                f->grid_len = (size_t) v;
+            } else if (field == 4) {
+                f->record_key = (const char *) d;
+                f->record_key_len = (size_t) v;
+            } else if (field == 11) {
+                const uint8_t *q = d;
+                while (q < p) {
+                    uint64_t s;
+                    if (s_varint(&q, p, &s))
+                        return -1;
+                    if (f->n_prev_seq < GS_LEVELS)
+                        f->prev_seq[f->n_prev_seq++] = s;
+                }
+            }
+        } else if (wt == 1) {
+            if (end - p < 8)
+                return -1;
+            p += 8;
+        } else if (wt == 5) {
+            if (end - p < 4)
+                return -1;
+            p += 4;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- String map ------------------------------------------------------------------ */
+
+void
+gs_smap_init(gs_smap_t *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void
+gs_smap_deinit(gs_smap_t *m)
+{
+    free(m->ents);
+    memset(m, 0, sizeof *m);
+}
+
+void
+gs_smap_clear(gs_smap_t *m)
+{
+    if (m->ents)
+        memset(m->ents, 0, m->cap * sizeof *m->ents);
+    m->n = 0;
+}
+
+static uint64_t
+s_fnv(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t) k[i];
+        h *= 1099511628211ull;
+    }
+    return h ^ n;
+}
+
+static gs_smap_ent_t *
+s_slot(gs_smap_ent_t *ents, size_t cap, const char *key, size_t klen)
+{
+    size_t i = (size_t) s_fnv(key, klen) & (cap - 1);
+    for (;;) {
+        gs_smap_ent_t *e = &ents[i];
+        if (!e->used || (e->klen == klen && memcmp(e->key, key, klen) == 0))
+            return e;
+        i = (i + 1) & (cap - 1);
+    }
+}
+
+gs_smap_ent_t *
+gs_smap_find(const gs_smap_t *m, const char *key, size_t klen)
+{
+    if (!m->cap || klen > 15)
+        return NULL;
+    gs_smap_ent_t *e = s_slot(m->ents, m->cap, key, klen);
+    return e->used ? e : NULL;
+}
+
+gs_smap_ent_t *
+gs_smap_get(gs_smap_t *m, const char *key, size_t klen, int *created)
+{
+    if (klen > 15)
+        return NULL;
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 64;
+        gs_smap_ent_t *ne = calloc(ncap, sizeof *ne);
+        if (!ne)
+            return NULL;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->ents[i].used)
+                *s_slot(ne, ncap, m->ents[i].key, m->ents[i].klen) = m->ents[i];
+        free(m->ents);
+        m->ents = ne;
+        m->cap = ncap;
+    }
+    gs_smap_ent_t *e = s_slot(m->ents, m->cap, key, klen);
+    if (created)
+        *created = !e->used;
+    if (!e->used) {
+        memset(e, 0, sizeof *e);
+        memcpy(e->key, key, klen);
+        e->klen = (uint8_t) klen;
+        e->used = 1;
+        m->n++;
+    }
+    return e;
+}

@@ -1,0 +1,47 @@
+/*
+ * gs_store_debug: hooks into the store for tests and benchmarks only.
+ *
+ * Where it sits: beside gs_store.h, never used by the broker or the tools.
+ * They let a test break an index on purpose (to prove that verify notices)
+ * or fail a commit as a full disk would, and let the store benchmark see
+ * every key and value the store writes so that it can replay them through
+ * a bare LMDB loop. Production code must not call these.
+ */
+#ifndef GS_STORE_DEBUG_H
+#define GS_STORE_DEBUG_H
+
+#include <stddef.h>
+#include "gs_store.h"
+
+/* Names accepted as `db`: "records", "ids", "natkeys", "log", "cell_log",
+ * "idem", "idem_fifo", "persons", "cells", "chain", "meta", "devices",
+ * "device_keys", "grids". */
+
+/* Delete one raw key from a named database in its own write transaction.
+ * Returns 0, GS_ENOTFOUND, GS_EINVAL (unknown db) or another error. */
+int gs_store_debug_del(gs_store_t *self, const char *db, const void *key,
+                       size_t klen);
+
+/* Put one raw key/value into a named database (overwriting). */
+int gs_store_debug_put(gs_store_t *self, const char *db, const void *key,
+                       size_t klen, const void *val, size_t vlen);
+
+/* Called for every put (del = 0) and delete (del = 1) the store makes, with
+ * the database name, the key, the value (NULL for a delete) and the LMDB
+ * put flags that matter for speed (1 = append). Set fn NULL to stop.
+ * Writer thread only; an apply retried after map growth is traced again,
+ * and the trace of an attempt that failed is not withdrawn. */
+typedef void (gs_store_trace_fn)(void *arg, int del, const char *db,
+                                 const void *key, size_t klen,
+                                 const void *val, size_t vlen, int append);
+void gs_store_debug_trace(gs_store_t *self, gs_store_trace_fn *fn, void *arg);
+
+/* Marks at transaction boundaries for the trace: called with db = NULL and
+ * del = 2 when a write transaction commits. (Part of the trace contract.) */
+
+/* Make the next write-transaction commit fail as if the disk had returned
+ * err (an errno such as ENOSPC or EIO): the transaction is aborted and the
+ * store translates the code as usual. 0 clears it. */
+void gs_store_debug_fail_commit(gs_store_t *self, int err);
+
+#endif

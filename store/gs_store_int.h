@@ -1,0 +1,320 @@
+/*
+ * gs_store_int: what the store's source files share and nothing outside
+ * store/ may see: the gs_store struct, the LMDB handles, the key and value
+ * layouts (docs/store.md describes them), transaction helpers and the small
+ * codecs used by both the write path (gs_store_apply.c) and the checker
+ * (gs_store_verify.c).
+ *
+ * Where it sits: below gs_store.h. Only store/*.c include this file, and so
+ * only they include lmdb.h.
+ */
+#ifndef GS_STORE_INT_H
+#define GS_STORE_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gs_arena.h"
+#include "gs_store.h"
+#include "gs_store_debug.h"
+#include "gs_wire.h"
+
+/* ---- Layout constants ------------------------------------------------------ */
+
+#define GS_FORMAT_VERSION 1u        /* meta "format"; bumped on any layout change */
+#define GS_KIND_H 'H'               /* key byte of a household */
+#define GS_KIND_R 'R'               /* key byte of a rental unit */
+#define GS_REC_HDR 48               /* fixed part of a records value */
+#define GS_REF_LEN 17               /* one person ref in a records value: hmac16 + role */
+#define GS_LOG_HDR 23               /* log value: grid(15) + previous seq of the record (8) */
+#define GS_CELL_VAL 40              /* cells value */
+#define GS_IDEM_HDR 40              /* idem value: created_at, fifo_no, counts[6] */
+#define GS_NATKEY_MAX 400           /* longer natural keys are hashed (LMDB keys <= 511) */
+#define GS_KEY_MAX 511              /* LMDB's default maximum key size */
+#define GS_CELL_PATH_MAX 64         /* events: per-cell merge when <= this many cells */
+
+/* Roles a person has in a record (persons value, ref role byte). */
+enum { GS_ROLE_MEMBER = 1, GS_ROLE_TENANT = 2, GS_ROLE_LANDLORD = 3 };
+
+/* The named databases, in one array so that open, verify and the debug hooks
+ * can walk them by index. */
+enum {
+    GS_DB_RECORDS,      /* grid|kind|id -> rec header + packed Record */
+    GS_DB_IDS,          /* kind|id -> grid + canonical id */
+    GS_DB_NATKEYS,      /* natural key -> kind|canonical id */
+    GS_DB_LOG,          /* seq BE -> grid + back seq BE + packed ChangeEvent */
+    GS_DB_CELL_LOG,     /* grid|seq BE -> "" */
+    GS_DB_IDEM,         /* device\0upload -> idem header + packed Ack */
+    GS_DB_IDEM_FIFO,    /* fifo_no BE -> created_at LE + device\0upload */
+    GS_DB_PERSONS,      /* hmac16|kind|grid|id -> role */
+    GS_DB_CELLS,        /* grid -> cell meta */
+    GS_DB_CHAIN,        /* level prefix ("*" for the root) -> last seq LE */
+    GS_DB_META,         /* "format", "head_seq", "idem_fifo_next" */
+    GS_DB_DEVICES,      /* device_id -> packed Device */
+    GS_DB_DEVICE_KEYS,  /* public key Z85 -> device_id */
+    GS_DB_GRIDS,        /* grid code -> packed Grid */
+    GS_DB_COUNT
+};
+
+extern const char *const gs_db_names[GS_DB_COUNT];
+
+/* ---- The store --------------------------------------------------------------- */
+
+struct gs_store {
+    MDB_env *env;                   /* NULL only transiently during a reopen */
+    MDB_dbi db[GS_DB_COUNT];        /* named database handles */
+    char *dir;                      /* store directory */
+    gs_store_opts_t opts;           /* options as given, defaults filled */
+    gs_limits_t limits;             /* validation limits (copy) */
+    unsigned env_flags;             /* flags passed to mdb_env_open */
+    size_t map_size;                /* current map size */
+    uint8_t secret[32];             /* person-index HMAC key; never logged */
+    int have_secret;                /* secret loaded (read-only opens may lack it) */
+    crypto_auth_hmacsha256_state hmac0; /* HMAC state keyed with secret, copied per use */
+    /* Growth and reopen need every transaction of this process closed:
+     * every transaction holds this shared, mdb_env_set_mapsize and a
+     * reopen hold it exclusive. Writer-preferring so growth is not starved. */
+    pthread_rwlock_t env_lock;
+    pthread_mutex_t write_lock;     /* one writer at a time (apply, registry puts) */
+    /* Writer scratch, used only under write_lock. */
+    gs_arena_t *arena;              /* per-attempt temporaries */
+    gs_wbuf_t out;                  /* acks and events of the running apply */
+    gs_wbuf_t pack;                 /* one packed record */
+    gs_store_trace_fn *trace;       /* debug: sees every write (bench) */
+    void *trace_arg;
+    int fail_commit;                /* debug: the next commit fails with this */
+};
+
+/* ---- Errors ------------------------------------------------------------------ */
+
+/* Translate an LMDB or errno code to GS_E*, remembering the detail for
+ * gs_store_errdetail() with what was being done. */
+int gs_store_err(int rc, const char *what);
+
+/* Remember a detail message for this thread (printf-style). */
+void gs_store_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- Transactions -------------------------------------------------------------- */
+
+/* Begin a read transaction; holds env_lock shared until gs_rtxn_end.
+ * Adopts a map grown by another process (MDB_MAP_RESIZED). */
+int gs_rtxn_begin(gs_store_t *self, MDB_txn **txn);
+void gs_rtxn_end(gs_store_t *self, MDB_txn **txn);
+
+/* Write transactions: caller holds write_lock. Begin takes env_lock shared;
+ * commit or abort releases it. Commit returns the raw LMDB/errno code so
+ * that the caller can tell MDB_MAP_FULL from the rest. */
+int gs_wtxn_begin(gs_store_t *self, MDB_txn **txn);
+int gs_wtxn_commit(gs_store_t *self, MDB_txn **txn);
+void gs_wtxn_abort(gs_store_t *self, MDB_txn **txn);
+
+/* Double the map (bounded by map_max). Caller holds write_lock and no
+ * transaction. Returns 0 or GS_EFULL when already at map_max. */
+int gs_store_grow(gs_store_t *self);
+
+/* Close and reopen the environment after MDB_PANIC. Caller holds no
+ * transaction. */
+int gs_store_reopen(gs_store_t *self);
+
+/* Put / del with the debug trace hook. Raw LMDB codes. */
+int gs_put(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k, MDB_val *v,
+           unsigned flags);
+int gs_del(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k);
+
+/* Run fn in a write transaction, growing the map on MDB_MAP_FULL and
+ * retrying. fn returns a raw LMDB code (0, MDB_MAP_FULL, ...) or a GS_E*. */
+typedef int (gs_wfn)(gs_store_t *self, MDB_txn *txn, void *arg);
+int gs_store_write(gs_store_t *self, gs_wfn *fn, void *arg);
+
+/* ---- Byte order ---------------------------------------------------------------- */
+
+static inline void
+gs_be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t) v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t
+gs_be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static inline void
+gs_le64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t) v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t
+gs_le64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static inline void
+gs_le32_put(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t) v;
+        v >>= 8;
+    }
+}
+
+static inline uint32_t
+gs_le32_get(const uint8_t *p)
+{
+    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
+           (uint32_t) p[3] << 24;
+}
+
+static inline void
+gs_le16_put(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t) v;
+    p[1] = (uint8_t) (v >> 8);
+}
+
+static inline uint16_t
+gs_le16_get(const uint8_t *p)
+{
+    return (uint16_t) (p[0] | p[1] << 8);
+}
+
+/* ---- Records value header ---------------------------------------------------- */
+
+/* The fixed part of a records value, decoded. */
+typedef struct gs_rec_hdr {
+    uint64_t version;               /* record version, from 1 */
+    uint64_t seq;                   /* event that made this version (MOVE_IN for a move) */
+    int64_t updated_at;             /* commit time, Unix ms */
+    uint8_t hash[16];               /* content hash (Record without meta) */
+    uint8_t status;                 /* RecordStatus */
+    uint8_t kind;                   /* 'H' / 'R' */
+    uint16_t n_people;              /* members (household) or leases (rental) */
+    uint16_t n_refs;                /* person refs that follow the header */
+    uint8_t flags;                  /* GS_RF_* */
+} gs_rec_hdr_t;
+
+#define GS_RF_NATKEY 0x01           /* the record has a natural key */
+
+void gs_rec_hdr_put(uint8_t *p, const gs_rec_hdr_t *h);
+/* Decode; returns -1 when v is too short for what the header says. */
+int gs_rec_hdr_get(const MDB_val *v, gs_rec_hdr_t *h);
+/* Offset of the packed Record in a records value. */
+static inline size_t
+gs_rec_data_off(const gs_rec_hdr_t *h)
+{
+    return GS_REC_HDR + (size_t) h->n_refs * GS_REF_LEN;
+}
+
+/* ---- Record codecs (pure) ------------------------------------------------------ */
+
+/* One person named by a record, for the index. */
+typedef struct gs_ref {
+    uint8_t hmac[16];               /* HMAC of the normalised ID number */
+    uint8_t role;                   /* GS_ROLE_* */
+} gs_ref_t;
+
+/* Key byte for a RecordKind, 0 for others; and back. */
+char gs_kind_byte(int kind);
+int gs_kind_of_byte(char b);
+
+/* Content hash: BLAKE2b-128 of the Record packed without its meta. buf is
+ * scratch. Returns 0 or GS_ENOMEM. */
+int gs_content_hash(Gridsync__V1__Record *rec, gs_wbuf_t *buf, uint8_t out[16]);
+
+/* Natural key of a record into out (at most GS_NATKEY_MAX + 2 bytes);
+ * returns its length, 0 when the record has none. */
+size_t gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out);
+
+/* HMAC of an ID number as the index keys it (normalised first). */
+void gs_person_hmac(const gs_store_t *self, const char *id_number,
+                    uint8_t out[16]);
+
+/* Person refs of a record, de-duplicated, at most max; returns the count
+ * (persons without documents are skipped). */
+size_t gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
+                      gs_ref_t *refs, size_t max);
+/* Upper bound on the persons a record can name. */
+size_t gs_record_people_max(const Gridsync__V1__Record *rec);
+
+/* Members of a household, leases of a rental unit. */
+uint32_t gs_record_people(const Gridsync__V1__Record *rec);
+
+/* What one record contributes to its cell's counts. */
+void gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people,
+                 int sign);
+
+void gs_cell_put(uint8_t *p, const gs_cell_meta_t *m);
+void gs_cell_get(const uint8_t *p, gs_cell_meta_t *m);
+
+/* Chain key of a prefix (level boundary): the prefix, "*" for the root. */
+size_t gs_chain_key(const char *grid, int level, char *out);
+
+/* Does the grid (15 digits) start with one of the prefixes? */
+int gs_prefix_match(const char *grid, const char *const *prefixes, size_t n);
+
+/* Sort prefixes and drop those covered by a shorter one. Returns the count
+ * written to out (pointers into the input). */
+size_t gs_prefix_normalise(const char *const *in, size_t n, const char **out);
+
+/* Top-level fields of a packed ChangeEvent, without unpacking the record. */
+typedef struct gs_event_fields {
+    uint64_t seq;
+    const char *grid;               /* not NUL-terminated; grid_len bytes */
+    size_t grid_len;
+    int kind;
+    const char *record_key;         /* not NUL-terminated */
+    size_t record_key_len;
+    int op;
+    uint64_t version;
+    uint64_t prev_seq[GS_LEVELS];   /* zeros when absent */
+    size_t n_prev_seq;
+} gs_event_fields_t;
+
+/* Returns 0, or -1 on malformed bytes. */
+int gs_event_scan(const uint8_t *p, size_t len, gs_event_fields_t *f);
+
+/* ---- A small map keyed by short strings (cells, chain prefixes) --------------- */
+
+typedef struct gs_smap_ent {
+    char key[16];                   /* up to 15 bytes, NUL-padded */
+    uint8_t klen;                   /* key length */
+    uint8_t used;                   /* slot taken */
+    uint8_t dirty;                  /* changed in this transaction */
+    uint8_t loaded;                 /* value read from the store (or absent there) */
+    uint64_t u;                     /* chain: last seq; verify: a counter */
+    gs_cell_meta_t cell;            /* cells: metadata */
+} gs_smap_ent_t;
+
+typedef struct gs_smap {
+    gs_smap_ent_t *ents;            /* open addressing, power-of-two size */
+    size_t cap;                     /* slots */
+    size_t n;                       /* used slots */
+} gs_smap_t;
+
+void gs_smap_init(gs_smap_t *m);
+void gs_smap_deinit(gs_smap_t *m);
+void gs_smap_clear(gs_smap_t *m);
+/* Find or add; NULL on allocation failure. *created set when new. */
+gs_smap_ent_t *gs_smap_get(gs_smap_t *m, const char *key, size_t klen,
+                           int *created);
+gs_smap_ent_t *gs_smap_find(const gs_smap_t *m, const char *key, size_t klen);
+
+#endif

@@ -1,0 +1,591 @@
+/*
+ * test_broker: gridsyncd end to end, as clients see it.
+ *
+ * Each test starts the real daemon on loopback with a fresh store and talks
+ * to it over real ZeroMQ sockets, through the client library where a client
+ * would, and with raw sockets where a test must send what no client would.
+ * Nothing waits on time: tests wait for replies, feed events and process
+ * exits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "gs_arena.h"
+#include "gs_client.h"
+#include "gs_testkit.h"
+#include "gs_validate.h"
+
+#define GRID_A "440305001001001"
+#define GRID_B "440305001001002"
+#define GRID_C "440305002001001"   /* another street */
+
+typedef struct {
+    char dir[64];               /* temp dir */
+    char store[128];            /* store inside it */
+    gs_tk_broker_t broker;      /* the daemon */
+    gs_arena_t *arena;          /* records */
+} s_env_t;
+
+static int
+s_setup_with(void **state, const char *const *extra)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start(&e->broker, e->store, extra))
+        return -1;
+    e->arena = gs_arena_new(0);
+    *state = e;
+    return 0;
+}
+
+static int
+s_setup(void **state)
+{
+    return s_setup_with(state, NULL);
+}
+
+static int
+s_teardown(void **state)
+{
+    s_env_t *e = *state;
+    gs_tk_broker_stop(&e->broker, SIGTERM);
+    gs_arena_destroy(&e->arena);
+    gs_tk_rmtree(e->dir);
+    free(e);
+    return 0;
+}
+
+/* Upload recs through the client library; returns the Ack (caller frees). */
+static Gridsync__V1__Ack *
+s_upload(gs_client_t *c, const char *device, const char *upload_id,
+         Gridsync__V1__Record **recs, size_t n)
+{
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = (char *) device;
+    up.upload_id = (char *) upload_id;
+    up.records = recs;
+    up.n_records = n;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    int rc = gs_client_upload(c, &up, &ack, &err);
+    if (rc)
+        fprintf(stderr, "upload %s: %s: %s\n", upload_id, gs_client_strerror(rc), err.message);
+    assert_int_equal(rc, 0);
+    assert_non_null(ack);
+    assert_int_equal(ack->n_results, n);
+    return ack;
+}
+
+/* Upload -> ack -> in the store -> on the live feed in seq order. */
+static void
+test_upload_ack_store_feed(void **state)
+{
+    s_env_t *e = *state;
+    const char *prefixes[] = { "440305" };
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, NULL, 0, NULL, NULL);
+    assert_non_null(sub);
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+
+    Gridsync__V1__Record *recs[3] = {
+        gs_tk_household(e->arena, GRID_A, "H-A-1", "ADDR-A-1", 3, 1000),
+        gs_tk_household(e->arena, GRID_A, "H-A-2", "ADDR-A-2", 2, 2000),
+        gs_tk_household(e->arena, GRID_C, "H-C-1", NULL, 1, 3000),
+    };
+    Gridsync__V1__Ack *ack = s_upload(c, "dev-1", "up-1", recs, 3);
+    uint64_t seqs[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ack->results[i]->status, GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+        assert_int_equal(ack->results[i]->version, 1);
+        assert_true(ack->results[i]->seq > 0);
+        seqs[i] = ack->results[i]->seq;
+        if (i)
+            assert_true(seqs[i] > seqs[i - 1]);
+    }
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+
+    /* the feed delivers the three events, in seq order */
+    for (int i = 0; i < 3; i++) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_int_equal(ev->seq, seqs[i]);
+        assert_int_equal(ev->op, GRIDSYNC__V1__OPERATION__OPERATION_UPSERT);
+        assert_non_null(ev->record);
+        assert_string_equal(ev->record_key, recs[i]->household->household_id);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+
+    /* and the store has them: a snapshot of grid A returns A's two */
+    const char *pa[] = { GRID_A };
+    Gridsync__V1__SnapshotResponse *snap = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_snapshot(c, pa, 1, NULL, 0, 0, &snap, &err), 0);
+    assert_int_equal(snap->n_entries, 2);
+    assert_string_equal(snap->entries[0]->record_key, "H-A-1");
+    assert_int_equal(snap->entries[0]->version, 1);
+    assert_true(snap->snapshot_seq >= seqs[2]);
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    gs_client_destroy(&c);
+    gs_sub_destroy(&sub);
+}
+
+static int
+s_status(const Gridsync__V1__Ack *ack, size_t i)
+{
+    return ack->results[i]->status;
+}
+
+/* Retransmission, unchanged, merge, conflict and rejection, from outside. */
+static void
+test_dedup_seen_from_client(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    Gridsync__V1__Record *r1 = gs_tk_household(e->arena, GRID_A, "H-1", "ADDR-1", 2, 100);
+    Gridsync__V1__Ack *a1 = s_upload(c, "dev-1", "u-1", &r1, 1);
+    assert_int_equal(s_status(a1, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+
+    /* retransmission: the identical answer, nothing new */
+    Gridsync__V1__Ack *a1b = s_upload(c, "dev-1", "u-1", &r1, 1);
+    assert_int_equal(s_status(a1b, 0), s_status(a1, 0));
+    assert_int_equal(a1b->results[0]->seq, a1->results[0]->seq);
+    assert_int_equal(a1b->results[0]->version, a1->results[0]->version);
+
+    /* identical re-collection under a new upload: unchanged */
+    Gridsync__V1__Ack *a2 = s_upload(c, "dev-2", "u-2", &r1, 1);
+    assert_int_equal(s_status(a2, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_UNCHANGED);
+    assert_int_equal(a2->results[0]->seq, 0);
+
+    /* same address, new id: merged into H-1 */
+    Gridsync__V1__Record *r2 = gs_tk_household(e->arena, GRID_A, "H-1-dup", "ADDR-1", 2, 100);
+    Gridsync__V1__Ack *a3 = s_upload(c, "dev-3", "u-3", &r2, 1);
+    assert_int_equal(s_status(a3, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_MERGED);
+    assert_string_equal(a3->results[0]->record_key, "H-1");
+
+    /* an edit based on version 1 with new content: accepted as version 2 */
+    Gridsync__V1__Record *r3 = gs_tk_household(e->arena, GRID_A, "H-1", "ADDR-1", 3, 100);
+    r3->household->meta->base_version = 1;
+    Gridsync__V1__Ack *a4 = s_upload(c, "dev-1", "u-4", &r3, 1);
+    assert_int_equal(s_status(a4, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    assert_int_equal(a4->results[0]->version, 2);
+
+    /* another device still on version 1, different content: conflict */
+    Gridsync__V1__Record *r4 = gs_tk_household(e->arena, GRID_A, "H-1", "ADDR-1", 1, 100);
+    r4->household->meta->base_version = 1;
+    Gridsync__V1__Ack *a5 = s_upload(c, "dev-2", "u-5", &r4, 1);
+    assert_int_equal(s_status(a5, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_CONFLICT);
+    assert_int_equal(a5->results[0]->version, 2);
+
+    /* a wrong check character: rejected, with a message a person can act on */
+    Gridsync__V1__Record *r5 = gs_tk_household(e->arena, GRID_B, "H-9", "ADDR-9", 2, 900);
+    char *id = r5->household->members[1]->id_number;
+    id[17] = id[17] == '0' ? '1' : '0';
+    Gridsync__V1__Ack *a6 = s_upload(c, "dev-1", "u-6", &r5, 1);
+    assert_int_equal(s_status(a6, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED);
+    assert_int_equal(a6->results[0]->reason, GRIDSYNC__V1__REASON__REASON_ID_CHECK);
+    assert_non_null(strstr(a6->results[0]->message, "member 2"));
+
+    Gridsync__V1__Ack *acks[] = { a1, a1b, a2, a3, a4, a5, a6 };
+    for (size_t i = 0; i < sizeof acks / sizeof acks[0]; i++)
+        gridsync__v1__ack__free_unpacked(acks[i], NULL);
+    gs_client_destroy(&c);
+}
+
+/* Upload n households to grid in batches of batch; returns the last seq. */
+static uint64_t
+s_load(s_env_t *e, gs_client_t *c, const char *grid, int from, int n, int batch)
+{
+    uint64_t last = 0;
+    Gridsync__V1__Record **recs = calloc((size_t) batch, sizeof *recs);
+    for (int i = from; i < from + n; i += batch) {
+        int k = (from + n - i) < batch ? (from + n - i) : batch;
+        gs_arena_reset(e->arena);
+        for (int j = 0; j < k; j++) {
+            char hid[64], addr[64];
+            snprintf(hid, sizeof hid, "H-%s-%d", grid, i + j);
+            snprintf(addr, sizeof addr, "A-%s-%d", grid, i + j);
+            recs[j] = gs_tk_household(e->arena, grid, hid, addr, 1 + (i + j) % 3,
+                                      (uint32_t) (i + j) * 7);
+        }
+        char uid[64];
+        snprintf(uid, sizeof uid, "load-%s-%d", grid, i);
+        Gridsync__V1__Ack *ack = s_upload(c, "dev-load", uid, recs, (size_t) k);
+        for (int j = 0; j < k; j++) {
+            assert_int_equal(s_status(ack, (size_t) j),
+                             GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+            last = ack->results[j]->seq;
+        }
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+    }
+    free(recs);
+    return last;
+}
+
+/* A subscriber away while thousands of events pass resumes from its
+ * checkpoint with nothing lost and nothing twice. */
+static void
+test_subscriber_resumes(void **state)
+{
+    s_env_t *e = *state;
+    char ckpt[160];
+    snprintf(ckpt, sizeof ckpt, "%s/feed.ckpt", e->dir);
+    const char *prefixes[] = { "440305001" };
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    s_load(e, c, GRID_A, 0, 50, 25);
+
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, ckpt, 0, NULL, NULL);
+    assert_non_null(sub);
+    uint64_t prev = 0;
+    for (int i = 0; i < 50; i++) {
+        Gridsync__V1__ChangeEvent *ev;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_true(ev->seq > prev);
+        prev = ev->seq;
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    assert_int_equal(gs_sub_checkpoint(sub, NULL), 0);
+    gs_sub_destroy(&sub);
+
+    /* away: 3,000 events pass, in and out of the prefix */
+    uint64_t last_in = s_load(e, c, GRID_B, 0, 2000, 200);
+    s_load(e, c, GRID_C, 0, 1000, 200);
+
+    sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, ckpt, 0, NULL, NULL);
+    assert_non_null(sub);
+    int got = 0;
+    for (;;) {
+        Gridsync__V1__ChangeEvent *ev;
+        int rc = gs_sub_next(sub, got < 2000 ? 10000 : 0, &ev);
+        if (rc == 1)
+            break;
+        assert_int_equal(rc, 0);
+        assert_true(ev->seq > prev); /* strictly increasing: no duplicates */
+        assert_string_equal(ev->grid_code, GRID_B);
+        prev = ev->seq;
+        got++;
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    assert_int_equal(got, 2000);
+    assert_int_equal(prev, last_in);
+    gs_sub_destroy(&sub);
+    gs_client_destroy(&c);
+}
+
+/* A subscriber with a tiny RCVHWM that reads nothing while 5,000 events
+ * pass loses live messages, detects it, repairs it, and ends with exactly
+ * the full set. */
+static void
+test_slow_subscriber_repairs(void **state)
+{
+    s_env_t *e = *state;
+    const char *prefixes[] = { "" };
+    gs_sub_opts_t so;
+    gs_sub_opts_init(&so);
+    so.rcvhwm = 4;
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, NULL, 0, &so, NULL);
+    assert_non_null(sub);
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    uint64_t last = s_load(e, c, GRID_A, 0, 5000, 250);
+
+    uint64_t expect = 1;
+    while (expect <= last) {
+        Gridsync__V1__ChangeEvent *ev;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_int_equal(ev->seq, expect); /* every seq, once, in order */
+        expect++;
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_sub_stats_t st;
+    gs_sub_stats(sub, &st);
+    assert_true(st.gaps > 0);      /* the HWM did drop messages */
+    assert_true(st.pulled > 0);    /* and they came from the sync service */
+    gs_sub_destroy(&sub);
+    gs_client_destroy(&c);
+}
+
+/* A device pulls its grid, and only its grid: snapshot, then deltas. */
+static void
+test_device_pulls_own_grid(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    s_load(e, c, GRID_A, 0, 30, 30);
+    s_load(e, c, GRID_B, 0, 40, 40);
+    const char *pa[] = { GRID_A };
+    uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    uint64_t snap_seq = 0;
+    int total = 0, pages = 0;
+    do {
+        Gridsync__V1__SnapshotResponse *r;
+        gs_client_error_t err;
+        assert_int_equal(gs_client_snapshot(c, pa, 1, cursor, cursor_len, 7, &r, &err), 0);
+        if (pages == 0)
+            snap_seq = r->snapshot_seq;
+        for (size_t i = 0; i < r->n_entries; i++)
+            assert_string_equal(r->entries[i]->grid_code, GRID_A);
+        total += (int) r->n_entries;
+        pages++;
+        free(cursor);
+        cursor = NULL;
+        cursor_len = r->next_cursor.len;
+        if (cursor_len) {
+            cursor = malloc(cursor_len);
+            memcpy(cursor, r->next_cursor.data, cursor_len);
+        }
+        gridsync__v1__snapshot_response__free_unpacked(r, NULL);
+    } while (cursor_len);
+    assert_int_equal(total, 30);
+    assert_true(pages >= 5);
+
+    /* later changes: deltas of grid A only */
+    s_load(e, c, GRID_A, 30, 5, 5);
+    s_load(e, c, GRID_B, 40, 5, 5);
+    Gridsync__V1__SyncResponse *d;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_sync(c, pa, 1, snap_seq, 0, 0, &d, &err), 0);
+    assert_int_equal(d->n_events, 5);
+    for (size_t i = 0; i < d->n_events; i++)
+        assert_string_equal(d->events[i]->grid_code, GRID_A);
+    gridsync__v1__sync_response__free_unpacked(d, NULL);
+    gs_client_destroy(&c);
+}
+
+/* Send raw frames on a fresh DEALER; return the Reply (or NULL if none
+ * within the wait, which is how a dropped connection shows). */
+static Gridsync__V1__Reply *
+s_raw(void *ctx, const char *ep, const void *const *frames, const size_t *lens, int n,
+      int wait_ms)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_connect(s, ep), 0);
+    for (int i = 0; i < n; i++)
+        zmq_send(s, frames[i], lens[i], i + 1 < n ? ZMQ_SNDMORE : 0);
+    Gridsync__V1__Reply *rep = NULL;
+    zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&it, 1, wait_ms) == 1) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, s, 0);
+        rep = gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+        zmq_msg_close(&m);
+    }
+    zmq_close(s);
+    return rep;
+}
+
+static void
+s_expect_error(Gridsync__V1__Reply *rep, int reason)
+{
+    assert_non_null(rep);
+    assert_int_equal(rep->body_case, GRIDSYNC__V1__REPLY__BODY_ERROR);
+    assert_int_equal(rep->error->reason, reason);
+    assert_true(strlen(rep->error->message) > 10);
+    gridsync__v1__reply__free_unpacked(rep, NULL);
+}
+
+/* Garbage, truncation, unknown types, extra frames, oversize: each gets a
+ * reason (or, for oversize, a dropped connection), and the broker goes on
+ * serving everyone else. */
+static void
+test_bad_input(void **state)
+{
+    s_env_t *e = *state;
+    void *ctx = zmq_ctx_new();
+    const char *ep = e->broker.upload;
+
+    const char garbage[] = "\xff\xff\xff\xff this is not protobuf";
+    const void *f1[] = { garbage };
+    size_t l1[] = { sizeof garbage - 1 };
+    s_expect_error(s_raw(ctx, ep, f1, l1, 1, 5000), GRIDSYNC__V1__REASON__REASON_MALFORMED);
+
+    /* a real upload, cut short */
+    Gridsync__V1__Record *r = gs_tk_household(e->arena, GRID_A, "H-T", "ADDR-T", 3, 50);
+    size_t len;
+    uint8_t *buf = gs_tk_upload_request("dev-x", "u-t", &r, 1, 7, &len);
+    const void *f2[] = { buf };
+    size_t l2[] = { len / 2 };
+    s_expect_error(s_raw(ctx, ep, f2, l2, 1, 5000), GRIDSYNC__V1__REASON__REASON_MALFORMED);
+
+    /* a Request with no body */
+    const uint8_t empty_req[] = { 0x08, 0x05 }; /* request_id = 5 */
+    const void *f3[] = { empty_req };
+    size_t l3[] = { sizeof empty_req };
+    Gridsync__V1__Reply *rep = s_raw(ctx, ep, f3, l3, 1, 5000);
+    assert_non_null(rep);
+    assert_int_equal(rep->request_id, 5);
+    s_expect_error(rep, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE);
+
+    /* two frames where one is expected */
+    const void *f4[] = { buf, buf };
+    size_t l4[] = { len, len };
+    s_expect_error(s_raw(ctx, ep, f4, l4, 2, 5000), GRIDSYNC__V1__REASON__REASON_MALFORMED);
+
+    /* an upload with no device id */
+    uint8_t *nodev = gs_tk_upload_request("", "u-nd", &r, 1, 8, &len);
+    const void *f5[] = { nodev };
+    size_t l5[] = { len };
+    s_expect_error(s_raw(ctx, ep, f5, l5, 1, 5000), GRIDSYNC__V1__REASON__REASON_BAD_REQUEST);
+    free(nodev);
+
+    /* over max-message-bytes (64 KiB in this test): libzmq drops the
+     * connection before the broker sees a byte; no reply can be addressed */
+    size_t big = 200 * 1024;
+    uint8_t *huge = calloc(1, big);
+    const void *f6[] = { huge };
+    size_t l6[] = { big };
+    rep = s_raw(ctx, ep, f6, l6, 1, 500);
+    assert_null(rep);
+    free(huge);
+
+    /* and everyone else is still served */
+    gs_client_t *c = gs_client_new(ep, NULL);
+    Gridsync__V1__Ack *ack = s_upload(c, "dev-ok", "u-ok", &r, 1);
+    assert_int_equal(s_status(ack, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_client_destroy(&c);
+    free(buf);
+    zmq_ctx_term(ctx);
+}
+
+static int
+s_setup_small_hwm(void **state)
+{
+    static const char *const extra[] = { "--feed-sndhwm=8", NULL };
+    return s_setup_with(state, extra);
+}
+
+static int
+s_setup_small_msgs(void **state)
+{
+    static const char *const extra[] = { "--max-message-bytes=65536", NULL };
+    return s_setup_with(state, extra);
+}
+
+/* SIGTERM during load: the broker drains; every acked record is there
+ * after a restart, with its acked version. */
+static void
+test_sigterm_keeps_acked(void **state)
+{
+    s_env_t *e = *state;
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_connect(s, e->broker.upload), 0);
+    enum { N = 400 };
+    /* pipeline N uploads of 5 records without waiting */
+    for (int i = 0; i < N; i++) {
+        gs_arena_reset(e->arena);
+        Gridsync__V1__Record *recs[5];
+        for (int j = 0; j < 5; j++) {
+            char hid[32], addr[32];
+            snprintf(hid, sizeof hid, "S-%d-%d", i, j);
+            snprintf(addr, sizeof addr, "SA-%d-%d", i, j);
+            recs[j] = gs_tk_household(e->arena, GRID_A, hid, addr, 2, (uint32_t) (i * 5 + j));
+        }
+        char uid[32];
+        snprintf(uid, sizeof uid, "st-%d", i);
+        size_t len;
+        uint8_t *buf = gs_tk_upload_request("dev-s", uid, recs, 5, (uint64_t) i + 1, &len);
+        zmq_send(s, buf, len, 0);
+        free(buf);
+    }
+    /* collect acks; stop the broker after the first 50 */
+    int acked[N] = { 0 };
+    int n_acked = 0, stopped = 0;
+    for (;;) {
+        zmq_pollitem_t it = { s, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, stopped ? 2000 : 20000) <= 0)
+            break; /* after the stop: the broker is gone and has said all */
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, s, 0);
+        Gridsync__V1__Reply *rep =
+            gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+        zmq_msg_close(&m);
+        assert_non_null(rep);
+        if (rep->body_case == GRIDSYNC__V1__REPLY__BODY_ACK) {
+            acked[rep->request_id - 1] = 1;
+            n_acked++;
+        } else {
+            assert_int_equal(rep->error->reason, GRIDSYNC__V1__REASON__REASON_SHUTTING_DOWN);
+        }
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+        if (n_acked == 50 && !stopped) {
+            kill(e->broker.pid, SIGTERM);
+            stopped = 1;
+        }
+    }
+    int st = gs_tk_broker_stop(&e->broker, SIGTERM);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    assert_true(n_acked >= 50);
+
+    /* restart on the same store: every acked record is there */
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    const char *pa[] = { GRID_A };
+    uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    int found = 0;
+    char *seen = calloc(N * 5, 1);
+    do {
+        Gridsync__V1__SnapshotResponse *r;
+        gs_client_error_t err;
+        assert_int_equal(gs_client_snapshot(c, pa, 1, cursor, cursor_len, 0, &r, &err), 0);
+        for (size_t i = 0; i < r->n_entries; i++) {
+            int ui, rj;
+            assert_int_equal(sscanf(r->entries[i]->record_key, "S-%d-%d", &ui, &rj), 2);
+            assert_int_equal(r->entries[i]->version, 1);
+            assert_int_equal(seen[ui * 5 + rj], 0); /* never twice */
+            seen[ui * 5 + rj] = 1;
+            found++;
+        }
+        free(cursor);
+        cursor = NULL;
+        cursor_len = r->next_cursor.len;
+        if (cursor_len) {
+            cursor = malloc(cursor_len);
+            memcpy(cursor, r->next_cursor.data, cursor_len);
+        }
+        gridsync__v1__snapshot_response__free_unpacked(r, NULL);
+    } while (cursor_len);
+    for (int i = 0; i < N; i++)
+        if (acked[i])
+            for (int j = 0; j < 5; j++)
+                assert_int_equal(seen[i * 5 + j], 1);
+    free(seen);
+    gs_client_destroy(&c);
+}
+
+int
+main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_upload_ack_store_feed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_seen_from_client, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_subscriber_resumes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_subscriber_repairs, s_setup_small_hwm, s_teardown),
+        cmocka_unit_test_setup_teardown(test_device_pulls_own_grid, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, s_setup_small_msgs, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_keeps_acked, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
+}

@@ -1,0 +1,255 @@
+/*
+ * gs_testkit: see gs_testkit.h.
+ */
+#include "gs_testkit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gs_validate.h"
+
+#ifndef GS_GRIDSYNCD
+#error "GS_GRIDSYNCD must name the gridsyncd binary"
+#endif
+
+void
+gs_tk_tmpdir(char *dir, size_t size)
+{
+    snprintf(dir, size, "/tmp/gs-test-XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+static int
+s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st;
+    (void) flag;
+    (void) ftw;
+    return remove(path);
+}
+
+void
+gs_tk_rmtree(const char *dir)
+{
+    nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Copy the child's stderr to the log file until it closes. */
+static void *
+s_drain_main(void *arg)
+{
+    gs_tk_broker_t *b = arg;
+    int out = open(b->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(b->err_fd, buf, sizeof buf)) > 0)
+        if (out >= 0 && write(out, buf, (size_t) n) < 0)
+            break;
+    if (out >= 0)
+        close(out);
+    return NULL;
+}
+
+static void
+s_field(const char *line, const char *key, char *out, size_t size)
+{
+    const char *p = strstr(line, key);
+    out[0] = 0;
+    if (!p)
+        return;
+    p += strlen(key);
+    size_t n = strcspn(p, " \n");
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, p, n);
+    out[n] = 0;
+}
+
+int
+gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *extra)
+{
+    memset(b, 0, sizeof *b);
+    snprintf(b->store, sizeof b->store, "%s", store_dir);
+    snprintf(b->log_path, sizeof b->log_path, "%s.log", store_dir);
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC))
+        return -1;
+    char store_arg[300];
+    snprintf(store_arg, sizeof store_arg, "--store=%s", store_dir);
+    const char *argv[64];
+    int argc = 0;
+    argv[argc++] = GS_GRIDSYNCD;
+    argv[argc++] = store_arg;
+    argv[argc++] = "--upload-endpoint=tcp://127.0.0.1:*";
+    argv[argc++] = "--feed-endpoint=tcp://127.0.0.1:*";
+    argv[argc++] = "--metrics-port=0";
+    argv[argc++] = "--heartbeat-ms=100";
+    for (int i = 0; extra && extra[i] && argc < 62; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(pfd[1], STDERR_FILENO);
+        execv(GS_GRIDSYNCD, (char *const *) argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    b->pid = pid;
+    b->err_fd = pfd[0];
+    /* read log lines until the broker says it is ready (or exits) */
+    FILE *f = fdopen(dup(pfd[0]), "r");
+    char line[2048];
+    int ready = 0;
+    FILE *log = fopen(b->log_path, "a");
+    while (f && fgets(line, sizeof line, f)) {
+        if (log)
+            fputs(line, log);
+        if (strstr(line, "event=ready")) {
+            s_field(line, "upload=", b->upload, sizeof b->upload);
+            s_field(line, "feed=", b->feed, sizeof b->feed);
+            s_field(line, "admin=", b->admin, sizeof b->admin);
+            char port[16];
+            s_field(line, "metrics_port=", port, sizeof port);
+            b->metrics_port = atoi(port);
+            ready = 1;
+            break;
+        }
+    }
+    if (log)
+        fclose(log);
+    /* fgets may have buffered more than the ready line; that part of the
+     * log is lost to the file, which only matters for reading logs */
+    if (f)
+        fclose(f);
+    if (!ready) {
+        int st;
+        waitpid(pid, &st, 0);
+        close(b->err_fd);
+        b->pid = 0;
+        fprintf(stderr, "gridsyncd did not start; see %s\n", b->log_path);
+        return -1;
+    }
+    if (pthread_create(&b->drain, NULL, s_drain_main, b) == 0)
+        b->drain_running = 1;
+    return 0;
+}
+
+int
+gs_tk_broker_stop(gs_tk_broker_t *b, int sig)
+{
+    int st = 0;
+    if (b->pid > 0) {
+        kill(b->pid, sig);
+        while (waitpid(b->pid, &st, 0) < 0 && errno == EINTR)
+            ;
+        b->pid = 0;
+    }
+    if (b->drain_running) {
+        pthread_join(b->drain, NULL);
+        b->drain_running = 0;
+    }
+    if (b->err_fd > 0) {
+        close(b->err_fd);
+        b->err_fd = 0;
+    }
+    return st;
+}
+
+void
+gs_tk_idnum(uint32_t seed, int *birth, int *sex, char out[19])
+{
+    int year = 1940 + (int) (seed % 60);
+    int month = 1 + (int) ((seed / 60) % 12);
+    int day = 1 + (int) ((seed / 720) % 28);
+    int seq = (int) ((seed / 20160) % 1000);
+    snprintf(out, 19, "440305%04d%02d%02d%03d", year, month, day, seq);
+    out[17] = gs_idnum_check_char(out);
+    out[18] = 0;
+    *birth = year * 10000 + month * 100 + day;
+    *sex = (seq % 2) ? 1 : 2;
+}
+
+Gridsync__V1__Record *
+gs_tk_household(gs_arena_t *a, const char *grid, const char *hid, const char *address_code,
+                int members, uint32_t person_seed)
+{
+    Gridsync__V1__Record *rec = gs_arena_alloc(a, sizeof *rec);
+    Gridsync__V1__Household *h = gs_arena_alloc(a, sizeof *h);
+    Gridsync__V1__RecordMeta *meta = gs_arena_alloc(a, sizeof *meta);
+    gridsync__v1__record__init(rec);
+    gridsync__v1__household__init(h);
+    gridsync__v1__record_meta__init(meta);
+    rec->body_case = GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD;
+    rec->household = h;
+    h->household_id = gs_arena_strdup(a, hid);
+    h->grid_code = gs_arena_strdup(a, grid);
+    if (address_code) {
+        h->address_code = gs_arena_strdup(a, address_code);
+    } else {
+        Gridsync__V1__RoomAddress *ra = gs_arena_alloc(a, sizeof *ra);
+        gridsync__v1__room_address__init(ra);
+        ra->building = gs_arena_strdup(a, "1");
+        ra->unit = gs_arena_strdup(a, "1");
+        ra->floor = gs_arena_strdup(a, "1");
+        ra->room = gs_arena_strdup(a, hid);
+        h->room = ra;
+    }
+    char dev[64];
+    snprintf(dev, sizeof dev, "dev-%s", grid);
+    meta->device_id = gs_arena_strdup(a, dev);
+    meta->collector_id = gs_arena_strdup(a, "col-test");
+    meta->collected_at = 1760000000000;
+    h->meta = meta;
+    h->n_members = (size_t) members;
+    h->members = gs_arena_alloc(a, sizeof(void *) * (size_t) members);
+    for (int i = 0; i < members; i++) {
+        Gridsync__V1__Person *p = gs_arena_alloc(a, sizeof *p);
+        gridsync__v1__person__init(p);
+        char id[19];
+        int birth, sex;
+        gs_tk_idnum(person_seed + (uint32_t) i, &birth, &sex, id);
+        char bd[16];
+        snprintf(bd, sizeof bd, "%04d-%02d-%02d", birth / 10000, birth / 100 % 100, birth % 100);
+        p->id_type = GRIDSYNC__V1__ID_TYPE__ID_TYPE_RESIDENT_CARD;
+        p->id_number = gs_arena_strdup(a, id);
+        p->name = gs_arena_strdup(a, i ? "李四" : "张三");
+        p->sex = (Gridsync__V1__Sex) sex;
+        p->birth_date = gs_arena_strdup(a, bd);
+        p->population_type = GRIDSYNC__V1__POPULATION_TYPE__POPULATION_TYPE_REGISTERED;
+        p->residence_status = GRIDSYNC__V1__RESIDENCE_STATUS__RESIDENCE_STATUS_PRESENT_REGISTERED;
+        p->relation = i ? GRIDSYNC__V1__RELATION__RELATION_CHILD : GRIDSYNC__V1__RELATION__RELATION_HEAD;
+        h->members[i] = p;
+    }
+    return rec;
+}
+
+uint8_t *
+gs_tk_upload_request(const char *device, const char *upload_id, Gridsync__V1__Record **recs,
+                     size_t n, uint64_t request_id, size_t *len)
+{
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = (char *) device;
+    up.upload_id = (char *) upload_id;
+    up.records = recs;
+    up.n_records = n;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.request_id = request_id;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_UPLOAD;
+    req.upload = &up;
+    *len = gridsync__v1__request__get_packed_size(&req);
+    uint8_t *buf = malloc(*len);
+    gridsync__v1__request__pack(&req, buf);
+    return buf;
+}

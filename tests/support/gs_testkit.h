@@ -1,0 +1,60 @@
+/*
+ * gs_testkit: what integration tests share. Starts the real gridsyncd as a
+ * child process on loopback with ephemeral ports and a temporary store,
+ * waits for its "ready" log line (the daemon's own signal, not a sleep), and
+ * makes valid records for uploads.
+ */
+#ifndef GS_TESTKIT_H
+#define GS_TESTKIT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "gridsync.pb-c.h"
+#include "gs_arena.h"
+
+typedef struct gs_tk_broker {
+    pid_t pid;                  /* gridsyncd child, 0 when not running */
+    char store[256];            /* store directory */
+    char upload[128];           /* bound upload endpoint */
+    char feed[128];             /* bound feed endpoint */
+    char admin[400];            /* bound admin endpoint */
+    int metrics_port;           /* bound metrics port */
+    int err_fd;                 /* read end of the child's stderr */
+    pthread_t drain;            /* copies stderr to store/../broker.log */
+    int drain_running;          /* drain thread started */
+    char log_path[300];         /* where the child's log goes */
+} gs_tk_broker_t;
+
+/* Make a fresh temporary directory (mkdtemp under /tmp) into dir. */
+void gs_tk_tmpdir(char *dir, size_t size);
+
+/* Remove a directory tree. */
+void gs_tk_rmtree(const char *dir);
+
+/* Start gridsyncd on store_dir with ephemeral loopback ports plus the extra
+ * "--name=value" arguments (NULL-terminated, may be NULL). Returns 0 when
+ * the broker logged event=ready, -1 if it exited first. */
+int gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *extra);
+
+/* Send sig (SIGTERM, SIGKILL) and wait for the exit. Returns the exit
+ * status as from waitpid (use WIFEXITED...). */
+int gs_tk_broker_stop(gs_tk_broker_t *b, int sig);
+
+/* A valid household of members people in grid, with ID numbers derived from
+ * person_seed, built in arena a. address_code may be NULL (then a room
+ * address is used). */
+Gridsync__V1__Record *gs_tk_household(gs_arena_t *a, const char *grid, const char *hid,
+                                      const char *address_code, int members,
+                                      uint32_t person_seed);
+
+/* A valid resident ID number for a seed: unique per seed. */
+void gs_tk_idnum(uint32_t seed, int *birth_yyyymmdd, int *sex, char out[19]);
+
+/* Pack an Upload of the records into a Request (caller frees *buf). */
+uint8_t *gs_tk_upload_request(const char *device, const char *upload_id,
+                              Gridsync__V1__Record **recs, size_t n, uint64_t request_id,
+                              size_t *len);
+
+#endif

@@ -1,0 +1,691 @@
+/*
+ * gs_client: requests with Lazy Pirate retries, and an exactly-once
+ * subscriber. See gs_client.h and docs/protocol.md.
+ */
+#include "gs_client.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "gs_validate.h"
+
+#define S_MAX_SUB_PREFIXES 64
+
+const char *
+gs_client_strerror(int err)
+{
+    switch (err) {
+    case GS_CLIENT_OK: return "ok";
+    case GS_CLIENT_ETIMEOUT: return "no reply from the broker (timed out after retries)";
+    case GS_CLIENT_ESERVER: return "the broker refused the request";
+    case GS_CLIENT_EPROTO: return "the broker's reply could not be understood";
+    case GS_CLIENT_EINVAL: return "invalid argument";
+    case GS_CLIENT_ENOMEM: return "out of memory";
+    case GS_CLIENT_EIO: return "socket or file error";
+    case GS_CLIENT_EGAP: return "feed gap could not be repaired from the sync service";
+    default: return "unknown error";
+    }
+}
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_err(gs_client_error_t *err, int reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+s_err(gs_client_error_t *err, int reason, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    err->reason = reason;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- request/reply client ------------------------------------------------- */
+
+struct gs_client {
+    void *ctx;                  /* own ZeroMQ context */
+    void *sock;                 /* DEALER, recreated after a timeout */
+    char endpoint[256];         /* where to connect */
+    gs_client_opts_t opts;      /* timeouts and retries */
+    uint64_t next_id;           /* last request_id used */
+    gs_client_stats_t stats;    /* counters */
+};
+
+void
+gs_client_opts_init(gs_client_opts_t *o)
+{
+    o->timeout_ms = 3000;
+    o->retries = 5;
+    o->max_reply_bytes = 64 << 20;
+}
+
+static int
+s_client_connect(gs_client_t *self)
+{
+    if (self->sock)
+        zmq_close(self->sock);
+    self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (!self->sock)
+        return GS_CLIENT_EIO;
+    int linger = 0;
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &self->opts.max_reply_bytes,
+                   sizeof self->opts.max_reply_bytes);
+    if (zmq_connect(self->sock, self->endpoint))
+        return GS_CLIENT_EIO;
+    return 0;
+}
+
+gs_client_t *
+gs_client_new(const char *endpoint, const gs_client_opts_t *opts)
+{
+    if (!endpoint || strlen(endpoint) >= sizeof(((gs_client_t *) 0)->endpoint))
+        return NULL;
+    gs_client_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    if (opts)
+        self->opts = *opts;
+    else
+        gs_client_opts_init(&self->opts);
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    self->ctx = zmq_ctx_new();
+    /* random start so two runs of a tool never share request ids */
+    self->next_id = ((uint64_t) getpid() << 32) ^ (uint64_t) s_mono_ms();
+    if (!self->ctx || s_client_connect(self)) {
+        gs_client_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+gs_client_destroy(gs_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    gs_client_t *self = *self_p;
+    if (self->sock)
+        zmq_close(self->sock);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+gs_client_stats(const gs_client_t *self, gs_client_stats_t *st)
+{
+    *st = self->stats;
+}
+
+static int
+s_retry_later(int reason)
+{
+    return reason == GRIDSYNC__V1__REASON__REASON_STORAGE_FULL ||
+           reason == GRIDSYNC__V1__REASON__REASON_SHUTTING_DOWN ||
+           reason == GRIDSYNC__V1__REASON__REASON_BUSY ||
+           reason == GRIDSYNC__V1__REASON__REASON_INTERNAL;
+}
+
+int
+gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
+               Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
+{
+    *reply_out = NULL;
+    if (err) {
+        err->reason = 0;
+        err->message[0] = 0;
+    }
+    req->request_id = ++self->next_id;
+    size_t len = gridsync__v1__request__get_packed_size(req);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return GS_CLIENT_ENOMEM;
+    gridsync__v1__request__pack(req, buf);
+    self->stats.requests++;
+    int attempts = retry ? 1 + self->opts.retries : 1;
+    int rc = GS_CLIENT_ETIMEOUT;
+    for (int a = 0; a < attempts; a++) {
+        if (a > 0)
+            self->stats.resends++;
+        if (zmq_send(self->sock, buf, len, 0) != (int) len) {
+            rc = GS_CLIENT_EIO;
+            break;
+        }
+        int64_t deadline = s_mono_ms() + self->opts.timeout_ms;
+        int got = 0, retry_later = 0;
+        while (!got) {
+            int64_t left = deadline - s_mono_ms();
+            if (left <= 0)
+                break;
+            zmq_pollitem_t it = { self->sock, 0, ZMQ_POLLIN, 0 };
+            int n = zmq_poll(&it, 1, (long) left);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, self->sock, 0) < 0) {
+                zmq_msg_close(&m);
+                continue;
+            }
+            Gridsync__V1__Reply *rep =
+                gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+            zmq_msg_close(&m);
+            if (!rep || rep->request_id != req->request_id) {
+                /* a reply to an earlier attempt or an earlier request */
+                self->stats.stale_replies++;
+                if (rep)
+                    gridsync__v1__reply__free_unpacked(rep, NULL);
+                continue;
+            }
+            if (rep->body_case == GRIDSYNC__V1__REPLY__BODY_ERROR) {
+                int reason = rep->error->reason;
+                s_err(err, reason, "%s", rep->error->message);
+                gridsync__v1__reply__free_unpacked(rep, NULL);
+                if (retry && s_retry_later(reason) && a + 1 < attempts) {
+                    retry_later = 1;
+                    break;
+                }
+                free(buf);
+                return GS_CLIENT_ESERVER;
+            }
+            *reply_out = rep;
+            got = 1;
+        }
+        if (got) {
+            rc = 0;
+            break;
+        }
+        if (retry_later) {
+            /* back off for one timeout before sending the same bytes again */
+            zmq_pollitem_t it = { self->sock, 0, ZMQ_POLLIN, 0 };
+            zmq_poll(&it, 0, 0);
+            struct timespec ts = { self->opts.timeout_ms / 1000,
+                                   (long) (self->opts.timeout_ms % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        /* Lazy Pirate: the socket may be wedged on a dead peer; start fresh */
+        if (s_client_connect(self)) {
+            rc = GS_CLIENT_EIO;
+            break;
+        }
+    }
+    free(buf);
+    if (rc == GS_CLIENT_ETIMEOUT)
+        s_err(err, 0, "no reply from %s", self->endpoint);
+    return rc;
+}
+
+int
+gs_client_upload(gs_client_t *self, const Gridsync__V1__Upload *up,
+                 Gridsync__V1__Ack **ack, gs_client_error_t *err)
+{
+    *ack = NULL;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_UPLOAD;
+    req.upload = (Gridsync__V1__Upload *) up;
+    Gridsync__V1__Reply *rep = NULL;
+    int rc = gs_client_call(self, &req, 1, &rep, err);
+    if (rc)
+        return rc;
+    if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_ACK) {
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+        return GS_CLIENT_EPROTO;
+    }
+    *ack = rep->ack;
+    rep->ack = NULL; /* detach: the caller frees the Ack on its own */
+    rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
+    gridsync__v1__reply__free_unpacked(rep, NULL);
+    return 0;
+}
+
+int
+gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+               uint32_t limit, int omit_restricted, Gridsync__V1__SyncResponse **resp,
+               gs_client_error_t *err)
+{
+    *resp = NULL;
+    Gridsync__V1__SyncRequest sr = GRIDSYNC__V1__SYNC_REQUEST__INIT;
+    sr.prefixes = (char **) prefixes;
+    sr.n_prefixes = n;
+    sr.since_seq = since;
+    sr.limit = limit;
+    sr.omit_restricted = omit_restricted;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
+    req.sync = &sr;
+    Gridsync__V1__Reply *rep = NULL;
+    int rc = gs_client_call(self, &req, 1, &rep, err);
+    if (rc)
+        return rc;
+    if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_SYNC) {
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+        return GS_CLIENT_EPROTO;
+    }
+    *resp = rep->sync;
+    rep->sync = NULL;
+    rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
+    gridsync__v1__reply__free_unpacked(rep, NULL);
+    return 0;
+}
+
+int
+gs_client_snapshot(gs_client_t *self, const char *const *prefixes, size_t n,
+                   const uint8_t *cursor, size_t cursor_len, uint32_t limit,
+                   Gridsync__V1__SnapshotResponse **resp, gs_client_error_t *err)
+{
+    *resp = NULL;
+    Gridsync__V1__SnapshotRequest sr = GRIDSYNC__V1__SNAPSHOT_REQUEST__INIT;
+    sr.prefixes = (char **) prefixes;
+    sr.n_prefixes = n;
+    sr.cursor.data = (uint8_t *) cursor;
+    sr.cursor.len = cursor_len;
+    sr.limit = limit;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT;
+    req.snapshot = &sr;
+    Gridsync__V1__Reply *rep = NULL;
+    int rc = gs_client_call(self, &req, 1, &rep, err);
+    if (rc)
+        return rc;
+    if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_SNAPSHOT) {
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+        return GS_CLIENT_EPROTO;
+    }
+    *resp = rep->snapshot;
+    rep->snapshot = NULL;
+    rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
+    gridsync__v1__reply__free_unpacked(rep, NULL);
+    return 0;
+}
+
+/* ---- subscriber ----------------------------------------------------------- */
+
+struct gs_sub {
+    void *ctx;                  /* own ZeroMQ context */
+    void *sock;                 /* SUB on the live feed */
+    gs_client_t *cli;           /* sync service */
+    gs_sub_opts_t opts;         /* settings */
+    size_t n;                   /* prefixes followed */
+    char prefix[S_MAX_SUB_PREFIXES][GS_GRID_LEN + 1];
+    int level[S_MAX_SUB_PREFIXES];          /* hierarchy level of each prefix */
+    uint64_t known[S_MAX_SUB_PREFIXES];     /* last seq queued or delivered */
+    uint64_t delivered[S_MAX_SUB_PREFIXES]; /* last seq handed to the caller */
+    Gridsync__V1__ChangeEvent **queue;      /* events ready to deliver, FIFO */
+    size_t q_head, q_len, q_cap;            /* ring indexes */
+    uint64_t head;              /* broker head seq as last heard */
+    char *checkpoint;           /* checkpoint path or NULL */
+    char extra[256];            /* caller's data stored with the checkpoint */
+    gs_sub_stats_t stats;       /* counters */
+};
+
+void
+gs_sub_opts_init(gs_sub_opts_t *o)
+{
+    o->rcvhwm = 100000;
+    o->timeout_ms = 3000;
+    o->sync_limit = 0;
+    o->omit_restricted = 0;
+}
+
+static int
+s_queue_push(gs_sub_t *self, Gridsync__V1__ChangeEvent *ev)
+{
+    if (self->q_len == self->q_cap) {
+        size_t cap = self->q_cap ? self->q_cap * 2 : 1024;
+        Gridsync__V1__ChangeEvent **q = malloc(cap * sizeof *q);
+        if (!q)
+            return GS_CLIENT_ENOMEM;
+        for (size_t i = 0; i < self->q_len; i++)
+            q[i] = self->queue[(self->q_head + i) % self->q_cap];
+        free(self->queue);
+        self->queue = q;
+        self->q_cap = cap;
+        self->q_head = 0;
+    }
+    self->queue[(self->q_head + self->q_len) % self->q_cap] = ev;
+    self->q_len++;
+    return 0;
+}
+
+static int
+s_prefix_index(const gs_sub_t *self, const char *grid)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (strncmp(grid, self->prefix[i], strlen(self->prefix[i])) == 0)
+            return (int) i;
+    return -1;
+}
+
+/* Pull events of prefix p after known[p] until known[p] >= target or the
+ * log is exhausted. Queues each event once. */
+static int
+s_pull(gs_sub_t *self, size_t p, uint64_t target)
+{
+    const char *pfx[1] = { self->prefix[p] };
+    uint64_t since = self->known[p];
+    for (;;) {
+        Gridsync__V1__SyncResponse *r = NULL;
+        gs_client_error_t err;
+        int rc = gs_client_sync(self->cli, pfx, 1, since, self->opts.sync_limit,
+                                self->opts.omit_restricted, &r, &err);
+        if (rc)
+            return rc;
+        self->head = r->head_seq > self->head ? r->head_seq : self->head;
+        for (size_t i = 0; i < r->n_events; i++) {
+            Gridsync__V1__ChangeEvent *ev = r->events[i];
+            if (ev->seq <= self->known[p])
+                continue;
+            r->events[i] = NULL; /* moved into the queue */
+            if (s_queue_push(self, ev)) {
+                gridsync__v1__change_event__free_unpacked(ev, NULL);
+                gridsync__v1__sync_response__free_unpacked(r, NULL);
+                return GS_CLIENT_ENOMEM;
+            }
+            self->known[p] = ev->seq;
+            self->stats.pulled++;
+        }
+        /* free_unpacked skips the NULLed entries we took */
+        uint64_t next = r->next_seq, head = r->head_seq;
+        size_t got = r->n_events;
+        gridsync__v1__sync_response__free_unpacked(r, NULL);
+        if (self->known[p] >= target && target != UINT64_MAX)
+            return 0;
+        if (next >= head || (got == 0 && next <= since))
+            return self->known[p] >= target || target == UINT64_MAX ? 0 : GS_CLIENT_EGAP;
+        since = next;
+    }
+}
+
+static int
+s_checkpoint_load(gs_sub_t *self, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return errno == ENOENT ? 1 : GS_CLIENT_EIO;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strncmp(line, "extra ", 6)) {
+            snprintf(self->extra, sizeof self->extra, "%s", line + 6);
+        } else if (!strncmp(line, "prefix \"", 8)) {
+            char *q = strchr(line + 8, '"');
+            if (!q)
+                continue;
+            *q = 0;
+            unsigned long long seq = strtoull(q + 1, NULL, 10);
+            for (size_t i = 0; i < self->n; i++)
+                if (!strcmp(self->prefix[i], line + 8))
+                    self->known[i] = self->delivered[i] = seq;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+gs_sub_t *
+gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
+           const char *const *prefixes, size_t n, const char *checkpoint, uint64_t since,
+           const gs_sub_opts_t *opts, int *err)
+{
+    int e = GS_CLIENT_EINVAL;
+    if (n == 0 || n > S_MAX_SUB_PREFIXES)
+        goto fail_early;
+    for (size_t i = 0; i < n; i++) {
+        gs_verdict_t v;
+        if (gs_prefix_check(prefixes[i], &v))
+            goto fail_early;
+        for (size_t j = 0; j < n; j++)
+            if (i != j && !strncmp(prefixes[i], prefixes[j], strlen(prefixes[j])))
+                goto fail_early; /* one prefix contains another */
+    }
+    gs_sub_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        e = GS_CLIENT_ENOMEM;
+        goto fail_early;
+    }
+    if (opts)
+        self->opts = *opts;
+    else
+        gs_sub_opts_init(&self->opts);
+    self->n = n;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(self->prefix[i], sizeof self->prefix[i], "%s", prefixes[i]);
+        self->level[i] = gs_level_of_len(strlen(prefixes[i]));
+        self->known[i] = self->delivered[i] = since;
+    }
+    if (checkpoint) {
+        self->checkpoint = strdup(checkpoint);
+        if (s_checkpoint_load(self, checkpoint) < 0) {
+            e = GS_CLIENT_EIO;
+            goto fail;
+        }
+    }
+    gs_client_opts_t co;
+    gs_client_opts_init(&co);
+    co.timeout_ms = self->opts.timeout_ms;
+    self->cli = gs_client_new(sync_endpoint, &co);
+    self->ctx = zmq_ctx_new();
+    if (!self->cli || !self->ctx) {
+        e = GS_CLIENT_EIO;
+        goto fail;
+    }
+    self->sock = zmq_socket(self->ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(self->sock, ZMQ_RCVHWM, &self->opts.rcvhwm, sizeof self->opts.rcvhwm);
+    if (zmq_connect(self->sock, feed_endpoint)) {
+        e = GS_CLIENT_EIO;
+        goto fail;
+    }
+    /* Clone pattern: subscribe first, then catch up, so nothing falls
+     * between the two; live events at or below what was pulled are dropped */
+    for (size_t i = 0; i < n; i++)
+        zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, self->prefix[i], strlen(self->prefix[i]));
+    for (size_t i = 0; i < n; i++) {
+        e = s_pull(self, i, UINT64_MAX);
+        if (e)
+            goto fail;
+    }
+    return self;
+fail:
+    gs_sub_destroy(&self);
+fail_early:
+    if (err)
+        *err = e;
+    return NULL;
+}
+
+void
+gs_sub_destroy(gs_sub_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    gs_sub_t *self = *self_p;
+    while (self->q_len) {
+        gridsync__v1__change_event__free_unpacked(self->queue[self->q_head], NULL);
+        self->q_head = (self->q_head + 1) % self->q_cap;
+        self->q_len--;
+    }
+    free(self->queue);
+    if (self->sock)
+        zmq_close(self->sock);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    gs_client_destroy(&self->cli);
+    free(self->checkpoint);
+    free(self);
+    *self_p = NULL;
+}
+
+static Gridsync__V1__ChangeEvent *
+s_queue_pop(gs_sub_t *self)
+{
+    Gridsync__V1__ChangeEvent *ev = self->queue[self->q_head];
+    self->q_head = (self->q_head + 1) % self->q_cap;
+    self->q_len--;
+    int p = s_prefix_index(self, ev->grid_code);
+    if (p >= 0)
+        self->delivered[p] = ev->seq;
+    return ev;
+}
+
+/* Handle one live message; may queue events or repair a gap. */
+static int
+s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
+{
+    Gridsync__V1__FeedMessage *fm = gridsync__v1__feed_message__unpack(NULL, len, data);
+    if (!fm)
+        return 0; /* not ours to judge; the next heartbeat tells if we lost one */
+    int rc = 0;
+    if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_EVENT) {
+        Gridsync__V1__ChangeEvent *ev = fm->event;
+        int p = s_prefix_index(self, ev->grid_code);
+        if (p < 0) {
+            /* not a prefix of ours */
+        } else if (ev->seq <= self->known[p]) {
+            self->stats.duplicates++;
+        } else {
+            int lv = self->level[p];
+            uint64_t prev = (size_t) lv < ev->n_prev_seq ? ev->prev_seq[lv] : 0;
+            if (prev == self->known[p]) {
+                fm->event = NULL; /* moved into the queue */
+                fm->body_case = GRIDSYNC__V1__FEED_MESSAGE__BODY__NOT_SET;
+                rc = s_queue_push(self, ev);
+                if (rc == 0) {
+                    self->known[p] = ev->seq;
+                    self->stats.live++;
+                } else {
+                    gridsync__v1__change_event__free_unpacked(ev, NULL);
+                }
+            } else {
+                self->stats.gaps++;
+                rc = s_pull(self, (size_t) p, ev->seq);
+            }
+        }
+    } else if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_HEARTBEAT) {
+        Gridsync__V1__Heartbeat *hb = fm->heartbeat;
+        self->stats.heartbeats++;
+        if (hb->head_seq > self->head)
+            self->head = hb->head_seq;
+        for (size_t p = 0; p < self->n; p++) {
+            if (strcmp(hb->prefix, self->prefix[p]) == 0 &&
+                hb->prefix_last_seq > self->known[p]) {
+                self->stats.gaps++;
+                rc = s_pull(self, p, hb->prefix_last_seq);
+                break;
+            }
+        }
+    }
+    gridsync__v1__feed_message__free_unpacked(fm, NULL);
+    return rc;
+}
+
+int
+gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev)
+{
+    *ev = NULL;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_mono_ms() + timeout_ms;
+    while (self->q_len == 0) {
+        int64_t left = deadline == INT64_MAX ? -1 : deadline - s_mono_ms();
+        if (left < 0 && deadline != INT64_MAX)
+            return 1;
+        zmq_pollitem_t it = { self->sock, 0, ZMQ_POLLIN, 0 };
+        int n = zmq_poll(&it, 1, (long) left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return GS_CLIENT_EIO;
+        if (n == 0)
+            return 1;
+        zmq_msg_t topic, body;
+        zmq_msg_init(&topic);
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&topic, self->sock, 0) >= 0 && zmq_msg_more(&topic) &&
+            zmq_msg_recv(&body, self->sock, 0) >= 0) {
+            int rc = s_on_live(self, zmq_msg_data(&body), zmq_msg_size(&body));
+            if (rc) {
+                zmq_msg_close(&topic);
+                zmq_msg_close(&body);
+                return rc;
+            }
+        }
+        zmq_msg_close(&topic);
+        zmq_msg_close(&body);
+    }
+    *ev = s_queue_pop(self);
+    return 0;
+}
+
+int
+gs_sub_checkpoint(gs_sub_t *self, const char *extra)
+{
+    if (!self->checkpoint)
+        return GS_CLIENT_EINVAL;
+    if (extra)
+        snprintf(self->extra, sizeof self->extra, "%s", extra);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", self->checkpoint);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return GS_CLIENT_EIO;
+    char buf[8192];
+    size_t len = (size_t) snprintf(buf, sizeof buf, "gridsync-checkpoint 1\n");
+    for (size_t i = 0; i < self->n && len < sizeof buf - 64; i++)
+        len += (size_t) snprintf(buf + len, sizeof buf - len, "prefix \"%s\" %llu\n",
+                                 self->prefix[i], (unsigned long long) self->delivered[i]);
+    if (self->extra[0] && len < sizeof buf - sizeof self->extra - 8)
+        len += (size_t) snprintf(buf + len, sizeof buf - len, "extra %s\n", self->extra);
+    int ok = write(fd, buf, len) == (ssize_t) len && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, self->checkpoint)) {
+        unlink(tmp);
+        return GS_CLIENT_EIO;
+    }
+    return 0;
+}
+
+const char *
+gs_sub_checkpoint_extra(const gs_sub_t *self)
+{
+    return self->extra;
+}
+
+uint64_t
+gs_sub_position(const gs_sub_t *self, size_t i)
+{
+    return i < self->n ? self->delivered[i] : 0;
+}
+
+uint64_t
+gs_sub_head(const gs_sub_t *self)
+{
+    return self->head;
+}
+
+void
+gs_sub_stats(const gs_sub_t *self, gs_sub_stats_t *st)
+{
+    *st = self->stats;
+}

@@ -1,0 +1,145 @@
+/*
+ * gs_client: the small C API a handheld app or a district system links to
+ * talk to gridsyncd. Every gridsync tool uses it; nothing else speaks the
+ * protocol (docs/protocol.md).
+ *
+ * Two objects:
+ *   gs_client_t  request/reply on the upload endpoint (DEALER): uploads with
+ *                Lazy Pirate retries, sync (catch-up) and snapshot pages.
+ *   gs_sub_t     a district subscriber: live feed (SUB) plus the sync
+ *                service; delivers each event of its prefixes exactly once and
+ *                in order, detecting lost live messages and repairing them,
+ *                with an optional durable checkpoint file.
+ *
+ * Errors: functions return 0 or a negative GS_CLIENT_E* code; a server
+ * error reply gives GS_CLIENT_ESERVER with the reason and message in
+ * gs_client_error_t.
+ *
+ * Threads: an object belongs to one thread at a time.
+ */
+#ifndef GS_CLIENT_H
+#define GS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "gridsync.pb-c.h"
+
+enum {
+    GS_CLIENT_OK = 0,
+    GS_CLIENT_ETIMEOUT = -2001,   /* no reply after every retry */
+    GS_CLIENT_ESERVER = -2002,    /* the broker answered with an Error */
+    GS_CLIENT_EPROTO = -2003,     /* the reply did not decode or did not match */
+    GS_CLIENT_EINVAL = -2004,     /* bad argument */
+    GS_CLIENT_ENOMEM = -2005,
+    GS_CLIENT_EIO = -2006,        /* socket or checkpoint file failure */
+    GS_CLIENT_EGAP = -2007        /* feed gap that the sync service could not fill */
+};
+
+const char *gs_client_strerror(int err);
+
+typedef struct gs_client_error {
+    int reason;                 /* gridsync.v1.Reason from the broker, or 0 */
+    char message[256];          /* the broker's message, or ours */
+} gs_client_error_t;
+
+typedef struct gs_client_opts {
+    int timeout_ms;             /* wait for one reply (default 3000) */
+    int retries;                /* resends after a timeout (default 5) */
+    int64_t max_reply_bytes;    /* largest reply accepted (default 64 MiB) */
+} gs_client_opts_t;
+
+void gs_client_opts_init(gs_client_opts_t *o);
+
+typedef struct gs_client gs_client_t;
+
+/* Connect to the broker's upload endpoint (e.g. "tcp://127.0.0.1:7510").
+ * NULL on failure. opts may be NULL for defaults. */
+gs_client_t *gs_client_new(const char *endpoint, const gs_client_opts_t *opts);
+void gs_client_destroy(gs_client_t **self_p);
+
+/* Upload with Lazy Pirate: send, wait timeout_ms, and on silence reconnect
+ * and resend the same bytes (same upload_id), up to retries times. The
+ * broker's idempotency makes resending safe. Retry-later errors from the
+ * broker (storage full, shutting down, busy, internal) are also retried.
+ * On 0, *ack is the broker's Ack (free with gridsync__v1__ack__free_unpacked
+ * (ack, NULL)). */
+int gs_client_upload(gs_client_t *self, const Gridsync__V1__Upload *up,
+                     Gridsync__V1__Ack **ack, gs_client_error_t *err);
+
+/* Events for prefixes after since, at most limit (0 = broker default). */
+int gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n,
+                   uint64_t since, uint32_t limit, int omit_restricted,
+                   Gridsync__V1__SyncResponse **resp, gs_client_error_t *err);
+
+/* One snapshot page; cursor NULL/0 for the first. */
+int gs_client_snapshot(gs_client_t *self, const char *const *prefixes,
+                       size_t n, const uint8_t *cursor, size_t cursor_len,
+                       uint32_t limit, Gridsync__V1__SnapshotResponse **resp,
+                       gs_client_error_t *err);
+
+/* Send any packed Request (request_id is set by the client) and get the
+ * Reply. Used by the above; exposed for tools and tests. retry: resend on
+ * timeout. */
+int gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
+                   Gridsync__V1__Reply **reply, gs_client_error_t *err);
+
+/* Statistics for callers that report them. */
+typedef struct gs_client_stats {
+    uint64_t requests;          /* requests sent (first attempts) */
+    uint64_t resends;           /* Lazy Pirate resends */
+    uint64_t stale_replies;     /* replies to earlier attempts, ignored */
+} gs_client_stats_t;
+void gs_client_stats(const gs_client_t *self, gs_client_stats_t *st);
+
+/* ---- Subscriber ----------------------------------------------------------- */
+
+typedef struct gs_sub gs_sub_t;
+
+typedef struct gs_sub_opts {
+    int rcvhwm;                 /* live-feed receive HWM (default 100000) */
+    int timeout_ms;             /* sync request timeout (default 3000) */
+    uint32_t sync_limit;        /* events per sync request (default 0 = broker's) */
+    int omit_restricted;        /* ask for events without Person.restricted */
+} gs_sub_opts_t;
+
+void gs_sub_opts_init(gs_sub_opts_t *o);
+
+/* Follow prefixes (each at a level boundary: 0,2,4,6,9,12 or 15 digits; no
+ * prefix may contain another). checkpoint (may be NULL) is a file holding
+ * the last seq per prefix; when it exists, following resumes there, else
+ * from since (0 = from the beginning). Subscribes first, then catches up
+ * through the sync service (the Clone pattern). */
+gs_sub_t *gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
+                     const char *const *prefixes, size_t n,
+                     const char *checkpoint, uint64_t since,
+                     const gs_sub_opts_t *opts, int *err);
+void gs_sub_destroy(gs_sub_t **self_p);
+
+/* The next event, in seq order per prefix, each exactly once. Waits up to
+ * timeout_ms for one (-1 = forever). Returns 0 with *ev set (free with
+ * gridsync__v1__change_event__free_unpacked(ev, NULL)), 1 on timeout, or an
+ * error. Gaps in the live feed are detected (prev_seq, heartbeats) and
+ * repaired from the sync service before anything later is delivered. */
+int gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev);
+
+/* Record that everything delivered so far is processed: writes the
+ * checkpoint file durably (write, fsync, rename). extra, when not NULL, is
+ * stored with it and returned by gs_sub_checkpoint_extra after a restart
+ * (gridfeed keeps its output file size there). */
+int gs_sub_checkpoint(gs_sub_t *self, const char *extra);
+const char *gs_sub_checkpoint_extra(const gs_sub_t *self);
+
+/* Last seq delivered for prefix i, and the broker's head as last heard. */
+uint64_t gs_sub_position(const gs_sub_t *self, size_t i);
+uint64_t gs_sub_head(const gs_sub_t *self);
+
+typedef struct gs_sub_stats {
+    uint64_t live;              /* events delivered from the live feed */
+    uint64_t pulled;            /* events delivered from the sync service */
+    uint64_t duplicates;        /* live events already delivered, dropped */
+    uint64_t gaps;              /* gaps detected */
+    uint64_t heartbeats;        /* heartbeats seen */
+} gs_sub_stats_t;
+void gs_sub_stats(const gs_sub_t *self, gs_sub_stats_t *st);
+
+#endif
