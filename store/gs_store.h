@@ -42,6 +42,11 @@ enum {
 /* A person can act on this: "disk full", "record not found", ... */
 const char *gs_store_strerror(int err);
 
+/* Detail of the last error the store reported to the calling thread, e.g.
+ * "apply: MDB_MAP_FULL: Environment mapsize limit reached (-30792)"; for
+ * logs. Thread-local; "" when there is none. */
+const char *gs_store_errdetail(void);
+
 /* ---- Opening ------------------------------------------------------------ */
 
 typedef struct gs_store gs_store_t;
@@ -228,8 +233,9 @@ int gs_store_prefix_last(gs_store_t *self, const char *prefix,
 /* One place a person is named. */
 typedef struct gs_person_ref {
     const char *grid;
-    int kind;                   /* household member or rental tenant/landlord */
+    int kind;                   /* RecordKind of the record naming the person */
     const char *record_key;
+    int role;                   /* 1 household member, 2 tenant, 3 landlord */
 } gs_person_ref_t;
 
 /* Called for each person (keyed by HMAC of the normalised ID number) named

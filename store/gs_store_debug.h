@@ -36,12 +36,21 @@ typedef void (gs_store_trace_fn)(void *arg, int del, const char *db,
                                  const void *val, size_t vlen, int append);
 void gs_store_debug_trace(gs_store_t *self, gs_store_trace_fn *fn, void *arg);
 
-/* Marks at transaction boundaries for the trace: called with db = NULL and
- * del = 2 when a write transaction commits. (Part of the trace contract.) */
+/* The trace also marks transaction boundaries: after each successful
+ * commit fn is called with del = 2 and db = NULL. */
 
 /* Make the next write-transaction commit fail as if the disk had returned
  * err (an errno such as ENOSPC or EIO): the transaction is aborted and the
  * store translates the code as usual. 0 clears it. */
 void gs_store_debug_fail_commit(gs_store_t *self, int err);
+
+/* gs_store_events with the read path forced: path 0 = choose as
+ * gs_store_events does, 1 = scan the global log, 2 = merge the per-cell logs
+ * (GS_EINVAL when the prefixes cover more than 64 cells). Tests use it to
+ * prove both paths give the same answer. */
+int gs_store_events_path(gs_store_t *self, const char *const *prefixes,
+                         size_t n_prefixes, uint64_t since, uint32_t limit,
+                         gs_event_fn *fn, void *arg, uint64_t *next_seq,
+                         uint64_t *head_seq, int path);
 
 #endif

@@ -5,12 +5,13 @@
  * codecs used by both the write path (gs_store_apply.c) and the checker
  * (gs_store_verify.c).
  *
- * Where it sits: below gs_store.h. Only store/*.c include this file, and so
+ * Where it sits: below gs_store.h. Only the store sources include this file, and so
  * only they include lmdb.h.
  */
 #ifndef GS_STORE_INT_H
 #define GS_STORE_INT_H
 
+#include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <sodium.h>

@@ -70,6 +70,44 @@ test_idnum_valid_vectors(void **state)
     assert_int_equal(gs_idnum_check_char(NULL), 0);
 }
 
+/* ISO 7064 MOD 11-2 as GB 11643 defines it, written independently of the
+ * library: weight of position i (from the left, 0-based) is 2^(17-i) mod 11,
+ * and the check value c makes the weighted sum with c equal 1 mod 11. */
+static char
+s_ref_id_check(const char *first17)
+{
+    int sum = 0, w = 1;
+    for (int i = 16; i >= 0; i--) {
+        w = (w * 2) % 11;
+        sum += (first17[i] - '0') * w;
+    }
+    for (int c = 0; c <= 10; c++)
+        if ((sum + c) % 11 == 1)
+            return c == 10 ? 'X' : (char) ('0' + c);
+    return '?';
+}
+
+static void
+test_idnum_check_char_reference(void **state)
+{
+    (void) state;
+    int seen[11] = {0};
+    uint32_t x = 12345;
+    for (int n = 0; n < 2000; n++) {
+        char first17[18];
+        for (int i = 0; i < 17; i++) {
+            x = x * 1103515245u + 12345u;
+            first17[i] = (char) ('0' + (x >> 16) % 10);
+        }
+        first17[17] = '\0';
+        char want = s_ref_id_check(first17);
+        assert_int_equal(gs_idnum_check_char(first17), want);
+        seen[want == 'X' ? 10 : want - '0']++;
+    }
+    for (int c = 0; c <= 10; c++)
+        assert_true(seen[c] > 0); /* every check character came up */
+}
+
 static void
 test_idnum_wrong_check_names_right_one(void **state)
 {
@@ -222,6 +260,41 @@ test_idnum_normalize_rejects(void **state)
 }
 
 /* ---- USCC --------------------------------------------------------------- */
+
+/* GB 32100 check written independently: weight i is 3^i mod 31. */
+static char
+s_ref_uscc_check(const char *first17)
+{
+    static const char al[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    int sum = 0, w = 1;
+    for (int i = 0; i < 17; i++) {
+        sum += (int) (strchr(al, first17[i]) - al) * w;
+        w = (w * 3) % 31;
+    }
+    return al[(31 - sum % 31) % 31];
+}
+
+static void
+test_uscc_check_char_reference(void **state)
+{
+    (void) state;
+    static const char al[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    int seen[31] = {0};
+    uint32_t x = 777;
+    for (int n = 0; n < 5000; n++) {
+        char first17[18];
+        for (int i = 0; i < 17; i++) {
+            x = x * 1103515245u + 12345u;
+            first17[i] = al[(x >> 16) % 31];
+        }
+        first17[17] = '\0';
+        char want = s_ref_uscc_check(first17);
+        assert_int_equal(gs_uscc_check_char(first17), want);
+        seen[strchr(al, want) - al]++;
+    }
+    for (int c = 0; c < 31; c++)
+        assert_true(seen[c] > 0);
+}
 
 static void
 test_uscc(void **state)
@@ -1444,6 +1517,51 @@ test_normalise_arena(void **state)
     assert_null(arena);
 }
 
+/* A malloc-backed allocator that counts, to show that replaced strings come
+ * from and go back to the allocator the caller names. */
+typedef struct {
+    size_t allocs;              /* alloc calls */
+    size_t frees;               /* free calls */
+} s_counts_t;
+
+static void *
+s_count_alloc(void *data, size_t size)
+{
+    ((s_counts_t *) data)->allocs++;
+    return malloc(size);
+}
+
+static void
+s_count_free(void *data, void *ptr)
+{
+    ((s_counts_t *) data)->frees++;
+    free(ptr);
+}
+
+static void
+test_normalise_custom_allocator(void **state)
+{
+    (void) state;
+    size_t len;
+    uint8_t *buf = s_pack_messy_household(&len);
+    s_counts_t counts = {0, 0};
+    ProtobufCAllocator alloc = {s_count_alloc, s_count_free, &counts};
+    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(&alloc, len, buf);
+    assert_non_null(rec);
+    size_t allocs = counts.allocs, frees = counts.frees;
+    gs_verdict_t v;
+    if (gs_record_check(rec, &alloc, NULL, NOW_MS, &v))
+        fail_msg("%s", v.message);
+    s_assert_normalised(rec);
+    /* two ID numbers and two phones changed (the third phone was already
+     * normal): one alloc and one free each */
+    assert_int_equal(counts.allocs - allocs, 4);
+    assert_int_equal(counts.frees - frees, 4);
+    gridsync__v1__record__free_unpacked(rec, &alloc);
+    assert_int_equal(counts.allocs, counts.frees);
+    free(buf);
+}
+
 /* A failing check leaves what it already normalised consistent and freeable. */
 static void
 test_normalise_then_fail(void **state)
@@ -1504,11 +1622,13 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idnum_valid_vectors),
+        cmocka_unit_test(test_idnum_check_char_reference),
         cmocka_unit_test(test_idnum_wrong_check_names_right_one),
         cmocka_unit_test(test_idnum_dates),
         cmocka_unit_test(test_idnum_shape_and_province),
         cmocka_unit_test(test_idnum_normalize),
         cmocka_unit_test(test_idnum_normalize_rejects),
+        cmocka_unit_test(test_uscc_check_char_reference),
         cmocka_unit_test(test_uscc),
         cmocka_unit_test(test_phone_valid),
         cmocka_unit_test(test_phone_invalid),
@@ -1546,6 +1666,7 @@ main(void)
                                         s_rent_teardown),
         cmocka_unit_test(test_normalise_default_allocator),
         cmocka_unit_test(test_normalise_arena),
+        cmocka_unit_test(test_normalise_custom_allocator),
         cmocka_unit_test(test_normalise_then_fail),
         cmocka_unit_test(test_upload_check),
     };

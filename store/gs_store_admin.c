@@ -1,0 +1,283 @@
+/*
+ * gs_store_admin: the registries kept beside the grid data. Devices (and
+ * the public-key index the broker's ZAP handler uses to find a device by
+ * its CURVE key) and the grid registry (valid codes with dates, consulted
+ * by apply when it is not empty).
+ *
+ * Where it sits: written by gridctl / the admin endpoint, read by the
+ * broker's authentication and by apply. Values are the packed protobuf
+ * messages, so the schema stays the one description of them.
+ */
+#include "gs_store_int.h"
+
+#include <stdlib.h>
+
+/* ---- Devices ------------------------------------------------------------------ */
+
+static int
+s_device_check(const Gridsync__V1__Device *dev)
+{
+    gs_verdict_t v;
+    if (!dev || !dev->device_id || gs_ident_check(dev->device_id, "device_id", &v)) {
+        gs_store_detail("device: %s", dev && dev->device_id ? v.message : "device_id missing");
+        return GS_EINVAL;
+    }
+    if (dev->public_key && *dev->public_key && strlen(dev->public_key) != 40) {
+        gs_store_detail("device %s: public key must be 40 Z85 characters", dev->device_id);
+        return GS_EINVAL;
+    }
+    for (size_t i = 0; i < dev->n_prefixes; i++) {
+        if (!dev->prefixes[i] || gs_prefix_check(dev->prefixes[i], &v)) {
+            gs_store_detail("device %s: prefix %zu: %s", dev->device_id, i,
+                            dev->prefixes[i] ? v.message : "missing");
+            return GS_EINVAL;
+        }
+    }
+    return 0;
+}
+
+static int
+s_device_put_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+{
+    const Gridsync__V1__Device *dev = arg;
+    const char *key = dev->public_key ? dev->public_key : "";
+    size_t il = strlen(dev->device_id);
+    MDB_val k = { il, dev->device_id }, v;
+    int rc = mdb_get(txn, self->db[GS_DB_DEVICES], &k, &v);
+    if (rc == 0) {
+        Gridsync__V1__Device *old = gridsync__v1__device__unpack(NULL, v.mv_size, v.mv_data);
+        if (!old)
+            return MDB_CORRUPTED;
+        if (old->public_key && *old->public_key && strcmp(old->public_key, key) != 0) {
+            /* key rotated: the old key must no longer find this device */
+            MDB_val ok = { strlen(old->public_key), old->public_key }, ov;
+            rc = mdb_get(txn, self->db[GS_DB_DEVICE_KEYS], &ok, &ov);
+            if (rc == 0 && ov.mv_size == il && memcmp(ov.mv_data, dev->device_id, il) == 0)
+                rc = gs_del(self, txn, GS_DB_DEVICE_KEYS, &ok);
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+        } else {
+            rc = 0;
+        }
+        gridsync__v1__device__free_unpacked(old, NULL);
+        if (rc)
+            return rc;
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    if (*key) {
+        MDB_val kk = { strlen(key), (void *) key }, kv;
+        rc = mdb_get(txn, self->db[GS_DB_DEVICE_KEYS], &kk, &kv);
+        if (rc == 0 && (kv.mv_size != il || memcmp(kv.mv_data, dev->device_id, il) != 0)) {
+            gs_store_detail("public key already belongs to device %.*s",
+                            (int) kv.mv_size, (const char *) kv.mv_data);
+            return GS_EINVAL;
+        }
+        if (rc && rc != MDB_NOTFOUND)
+            return rc;
+        MDB_val idv = { il, dev->device_id };
+        if ((rc = gs_put(self, txn, GS_DB_DEVICE_KEYS, &kk, &idv, 0)))
+            return rc;
+    }
+    size_t n = protobuf_c_message_get_packed_size(&dev->base);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return ENOMEM;
+    protobuf_c_message_pack(&dev->base, buf);
+    MDB_val dv = { n, buf };
+    rc = gs_put(self, txn, GS_DB_DEVICES, &k, &dv, 0);
+    free(buf);
+    return rc;
+}
+
+int
+gs_store_device_put(gs_store_t *self, const Gridsync__V1__Device *dev)
+{
+    int rc = s_device_check(dev);
+    if (rc)
+        return rc;
+    return gs_store_write(self, s_device_put_fn, (void *) dev);
+}
+
+/* Unpack the device stored under id (heap; caller frees). */
+static int
+s_device_read(gs_store_t *self, MDB_txn *txn, const void *id, size_t il,
+              Gridsync__V1__Device **out)
+{
+    MDB_val k = { il, (void *) id }, v;
+    int rc = mdb_get(txn, self->db[GS_DB_DEVICES], &k, &v);
+    if (rc)
+        return gs_store_err(rc, "read device");
+    *out = gridsync__v1__device__unpack(NULL, v.mv_size, v.mv_data);
+    return *out ? 0 : GS_ECORRUPT;
+}
+
+int
+gs_store_device_get(gs_store_t *self, const char *device_id, Gridsync__V1__Device **dev_out)
+{
+    if (!device_id || !dev_out || !*device_id || strlen(device_id) > GS_ID_MAX)
+        return GS_EINVAL;
+    *dev_out = NULL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    rc = s_device_read(self, txn, device_id, strlen(device_id), dev_out);
+    gs_rtxn_end(self, &txn);
+    return rc;
+}
+
+int
+gs_store_device_by_key(gs_store_t *self, const char *public_key_z85,
+                       Gridsync__V1__Device **dev_out)
+{
+    if (!public_key_z85 || !*public_key_z85 || !dev_out || strlen(public_key_z85) > 64)
+        return GS_EINVAL;
+    *dev_out = NULL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { strlen(public_key_z85), (void *) public_key_z85 }, v;
+    rc = mdb_get(txn, self->db[GS_DB_DEVICE_KEYS], &k, &v);
+    if (rc == 0)
+        rc = s_device_read(self, txn, v.mv_data, v.mv_size, dev_out);
+    else
+        rc = gs_store_err(rc, "find device by key");
+    gs_rtxn_end(self, &txn);
+    return rc;
+}
+
+int
+gs_store_devices(gs_store_t *self, gs_device_fn *fn, void *arg)
+{
+    if (!fn)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_DEVICES], &c))) {
+        gs_rtxn_end(self, &txn);
+        return gs_store_err(rc, "open devices cursor");
+    }
+    MDB_val k, v;
+    int user = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        Gridsync__V1__Device *d = gridsync__v1__device__unpack(NULL, v.mv_size, v.mv_data);
+        if (!d) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        user = fn(arg, d);
+        gridsync__v1__device__free_unpacked(d, NULL);
+        if (user)
+            break;
+    }
+    mdb_cursor_close(c);
+    gs_rtxn_end(self, &txn);
+    if (user)
+        return user;
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list devices");
+}
+
+/* ---- Grid registry ---------------------------------------------------------------- */
+
+static int
+s_grid_put_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+{
+    const Gridsync__V1__Grid *g = arg;
+    size_t n = protobuf_c_message_get_packed_size(&g->base);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return ENOMEM;
+    protobuf_c_message_pack(&g->base, buf);
+    MDB_val k = { GS_GRID_LEN, g->grid_code }, v = { n, buf };
+    int rc = gs_put(self, txn, GS_DB_GRIDS, &k, &v, 0);
+    free(buf);
+    return rc;
+}
+
+int
+gs_store_grid_put(gs_store_t *self, const Gridsync__V1__Grid *grid)
+{
+    gs_verdict_t v;
+    int d;
+    if (!grid || !grid->grid_code || gs_gridcode_check(grid->grid_code, &v)) {
+        gs_store_detail("grid: %s", grid && grid->grid_code ? v.message : "grid_code missing");
+        return GS_EINVAL;
+    }
+    if ((grid->valid_from && *grid->valid_from && gs_date_parse(grid->valid_from, &d, &v)) ||
+        (grid->valid_to && *grid->valid_to && gs_date_parse(grid->valid_to, &d, &v))) {
+        gs_store_detail("grid %s: %s", grid->grid_code, v.message);
+        return GS_EINVAL;
+    }
+    return gs_store_write(self, s_grid_put_fn, (void *) grid);
+}
+
+int
+gs_store_grid_get(gs_store_t *self, const char *grid_code, Gridsync__V1__Grid **grid_out)
+{
+    if (!grid_code || !grid_out || strlen(grid_code) != GS_GRID_LEN)
+        return GS_EINVAL;
+    *grid_out = NULL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { GS_GRID_LEN, (void *) grid_code }, v;
+    rc = mdb_get(txn, self->db[GS_DB_GRIDS], &k, &v);
+    if (rc == 0) {
+        *grid_out = gridsync__v1__grid__unpack(NULL, v.mv_size, v.mv_data);
+        if (!*grid_out)
+            rc = GS_ECORRUPT;
+    } else {
+        rc = gs_store_err(rc, "read grid");
+    }
+    gs_rtxn_end(self, &txn);
+    return rc;
+}
+
+int
+gs_store_grids(gs_store_t *self, const char *prefix, gs_grid_fn *fn, void *arg)
+{
+    if (!fn)
+        return GS_EINVAL;
+    if (!prefix)
+        prefix = "";
+    size_t pl = strlen(prefix);
+    if (pl > GS_GRID_LEN)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_GRIDS], &c))) {
+        gs_rtxn_end(self, &txn);
+        return gs_store_err(rc, "open grids cursor");
+    }
+    MDB_val k = { pl, (void *) prefix }, v;
+    int user = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+            break;
+        Gridsync__V1__Grid *g = gridsync__v1__grid__unpack(NULL, v.mv_size, v.mv_data);
+        if (!g) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        user = fn(arg, g);
+        gridsync__v1__grid__free_unpacked(g, NULL);
+        if (user)
+            break;
+    }
+    mdb_cursor_close(c);
+    gs_rtxn_end(self, &txn);
+    if (user)
+        return user;
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list grids");
+}

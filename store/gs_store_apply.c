@@ -1,0 +1,1084 @@
+/*
+ * gs_store_apply: the write path. A group of uploads is applied in one LMDB
+ * write transaction: idempotency lookup, validation, dedup and versioning of
+ * each record, the change log, the indexes and the per-cell metadata; then
+ * one durable commit.
+ *
+ * Where it sits: called by the broker's writer thread (group commit); the
+ * acks and events it returns are sent and published only after the commit.
+ * docs/store.md has the dedup table this file implements.
+ *
+ * Cost model: per record a few point reads (ids, natkeys, the current
+ * record) and the puts; per batch one read and one write of each touched
+ * cell and hierarchy prefix (cached in memory during the transaction), so
+ * the seven-level chain costs almost nothing per record. Values are packed
+ * straight into LMDB pages with MDB_RESERVE where that saves a copy.
+ */
+#include "gs_store_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define S_OK GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED
+#define S_UNCHANGED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_UNCHANGED
+#define S_MERGED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_MERGED
+#define S_CONFLICT GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_CONFLICT
+#define S_REJECTED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED
+#define S_ACTIVE GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE
+#define S_VOID GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID
+
+/* One event produced by this apply, located in the output buffer. */
+typedef struct s_evrec {
+    size_t off;                     /* packed ChangeEvent in self->out */
+    size_t len;
+    uint64_t seq;
+    char grid[GS_GRID_LEN + 1];
+} s_evrec_t;
+
+/* One upload's answer, located in the output buffer. */
+typedef struct s_uprec {
+    size_t off;                     /* packed Ack in self->out */
+    size_t len;
+    int replayed;                   /* answered from the idempotency table */
+    uint32_t counts[6];             /* results by ResultStatus */
+} s_uprec_t;
+
+/* The stored state of a record the upload refers to. */
+typedef struct s_cur {
+    int found;                      /* the record exists */
+    char grid[GS_GRID_LEN + 1];     /* its cell */
+    char canon[GS_ID_MAX + 1];      /* its canonical id */
+    gs_rec_hdr_t hdr;               /* its header */
+    gs_ref_t *refs;                 /* its person refs (copied to the arena) */
+    MDB_val val;                    /* its value; valid until the next write */
+} s_cur_t;
+
+/* State of one apply attempt (redone from scratch after map growth). */
+typedef struct s_apply {
+    gs_store_t *st;
+    MDB_txn *txn;
+    int64_t now_ms;                 /* broker clock */
+    uint64_t head;                  /* last seq assigned */
+    uint64_t head0;                 /* head when the attempt began */
+    uint64_t fifo_next;             /* next idempotency fifo number */
+    uint64_t fifo0;                 /* its value when the attempt began */
+    int registry;                   /* grid registry non-empty */
+    char reg_grid[GS_GRID_LEN + 1]; /* last grid checked against the registry */
+    gs_verdict_t reg_verdict;       /* and its verdict */
+    gs_smap_t cells;                /* grid -> cell meta, written at the end */
+    gs_smap_t chain;                /* level prefix -> last seq, written at the end */
+    s_evrec_t *evs;                 /* events in seq order */
+    size_t n_evs, cap_evs;
+    s_uprec_t *ups;                 /* one per upload */
+    const gs_upload_t *up;          /* upload being applied */
+} s_apply_t;
+
+/* ---- Small helpers ------------------------------------------------------------ */
+
+static void
+s_trace(gs_store_t *st, int db, const MDB_val *k, const MDB_val *v, int append)
+{
+    if (st->trace)
+        st->trace(st->trace_arg, 0, gs_db_names[db], k->mv_data, k->mv_size,
+                  v->mv_data, v->mv_size, append);
+}
+
+static int
+s_meta_u64(s_apply_t *a, const char *name, uint64_t *out)
+{
+    MDB_val k = { strlen(name), (void *) name }, v;
+    int rc = mdb_get(a->txn, a->st->db[GS_DB_META], &k, &v);
+    *out = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return MDB_CORRUPTED;
+    *out = gs_le64_get(v.mv_data);
+    return 0;
+}
+
+static int
+s_meta_put_u64(s_apply_t *a, const char *name, uint64_t val)
+{
+    uint8_t b[8];
+    gs_le64_put(b, val);
+    MDB_val k = { strlen(name), (void *) name }, v = { 8, b };
+    return gs_put(a->st, a->txn, GS_DB_META, &k, &v, 0);
+}
+
+static int
+s_chain_ent(s_apply_t *a, const char *key, size_t kl, gs_smap_ent_t **out)
+{
+    int created;
+    gs_smap_ent_t *e = gs_smap_get(&a->chain, key, kl, &created);
+    if (!e)
+        return ENOMEM;
+    if (created) {
+        MDB_val k = { kl, (void *) key }, v;
+        int rc = mdb_get(a->txn, a->st->db[GS_DB_CHAIN], &k, &v);
+        if (rc == 0 && v.mv_size == 8)
+            e->u = gs_le64_get(v.mv_data);
+        else if (rc && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    *out = e;
+    return 0;
+}
+
+static int
+s_cell_ent(s_apply_t *a, const char *grid, gs_smap_ent_t **out)
+{
+    int created;
+    gs_smap_ent_t *e = gs_smap_get(&a->cells, grid, GS_GRID_LEN, &created);
+    if (!e)
+        return ENOMEM;
+    if (created) {
+        MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
+        int rc = mdb_get(a->txn, a->st->db[GS_DB_CELLS], &k, &v);
+        if (rc == 0 && v.mv_size == GS_CELL_VAL)
+            gs_cell_get(v.mv_data, &e->cell);
+        else if (rc && rc != MDB_NOTFOUND)
+            return rc;
+    }
+    e->dirty = 1;
+    *out = e;
+    return 0;
+}
+
+static size_t
+s_rec_key(uint8_t *k, const char *grid, char kb, const char *id)
+{
+    size_t l = strlen(id);
+    memcpy(k, grid, GS_GRID_LEN);
+    k[GS_GRID_LEN] = (uint8_t) kb;
+    memcpy(k + GS_GRID_LEN + 1, id, l);
+    return GS_GRID_LEN + 1 + l;
+}
+
+static size_t
+s_id_key(uint8_t *k, char kb, const char *id)
+{
+    size_t l = strlen(id);
+    k[0] = (uint8_t) kb;
+    memcpy(k + 1, id, l);
+    return 1 + l;
+}
+
+/* persons key = hmac16 | kind | grid15 | id */
+static size_t
+s_pkey(uint8_t *k, const uint8_t *hmac, char kb, const char *grid, const char *id)
+{
+    size_t l = strlen(id);
+    memcpy(k, hmac, 16);
+    k[16] = (uint8_t) kb;
+    memcpy(k + 17, grid, GS_GRID_LEN);
+    memcpy(k + 17 + GS_GRID_LEN, id, l);
+    return 17 + GS_GRID_LEN + l;
+}
+
+/* ---- Reading the current state of a record -------------------------------------- */
+
+/* Resolve kind|id (direct or alias) to the stored record. cur->found = 0
+ * when unknown. Raw LMDB codes. */
+static int
+s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
+{
+    gs_store_t *st = a->st;
+    uint8_t kbuf[1 + GS_ID_MAX];
+    memset(cur, 0, sizeof *cur);
+    if (strlen(id) > GS_ID_MAX)
+        return 0;
+    MDB_val k = { s_id_key(kbuf, kb, id), kbuf }, v;
+    int rc = mdb_get(a->txn, st->db[GS_DB_IDS], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size <= GS_GRID_LEN || v.mv_size > GS_GRID_LEN + GS_ID_MAX)
+        return MDB_CORRUPTED;
+    size_t cl = v.mv_size - GS_GRID_LEN;
+    memcpy(cur->canon, (const char *) v.mv_data + GS_GRID_LEN, cl);
+    cur->canon[cl] = 0;
+    memcpy(cur->grid, v.mv_data, GS_GRID_LEN);
+    if (strcmp(cur->canon, id) != 0) {
+        /* an alias: the canonical entry holds the current grid */
+        k.mv_size = s_id_key(kbuf, kb, cur->canon);
+        rc = mdb_get(a->txn, st->db[GS_DB_IDS], &k, &v);
+        if (rc)
+            return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+        if (v.mv_size <= GS_GRID_LEN)
+            return MDB_CORRUPTED;
+        memcpy(cur->grid, v.mv_data, GS_GRID_LEN);
+    }
+    uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+    k.mv_data = rk;
+    k.mv_size = s_rec_key(rk, cur->grid, kb, cur->canon);
+    rc = mdb_get(a->txn, st->db[GS_DB_RECORDS], &k, &cur->val);
+    if (rc)
+        return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    if (gs_rec_hdr_get(&cur->val, &cur->hdr))
+        return MDB_CORRUPTED;
+    if (cur->hdr.n_refs) {
+        size_t bytes = (size_t) cur->hdr.n_refs * sizeof(gs_ref_t);
+        cur->refs = gs_arena_alloc(st->arena, bytes);
+        if (!cur->refs)
+            return ENOMEM;
+        const uint8_t *p = (const uint8_t *) cur->val.mv_data + GS_REC_HDR;
+        for (size_t i = 0; i < cur->hdr.n_refs; i++) {
+            memcpy(cur->refs[i].hmac, p + i * GS_REF_LEN, 16);
+            cur->refs[i].role = p[i * GS_REF_LEN + 16];
+        }
+    }
+    cur->found = 1;
+    return 0;
+}
+
+/* Natural key of the stored version (rare: only when the key changes). */
+static int
+s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
+{
+    size_t off = gs_rec_data_off(&cur->hdr);
+    Gridsync__V1__Record *old = gridsync__v1__record__unpack(
+        gs_arena_allocator(a->st->arena), cur->val.mv_size - off,
+        (const uint8_t *) cur->val.mv_data + off);
+    if (!old)
+        return MDB_CORRUPTED;
+    *nkl = gs_natkey(old, nk);
+    return 0;
+}
+
+/* ---- Writing -------------------------------------------------------------------- */
+
+/* Append one change event: log, per-cell log, chain, cell's last seq, and a
+ * copy in the output. rec/rec_len is the packed Record as stored. */
+static int
+s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
+       const char *canon, uint64_t version, const uint8_t *rec, size_t rec_len,
+       uint64_t back, uint64_t *seq_out)
+{
+    gs_store_t *st = a->st;
+    uint64_t seq = ++a->head;
+    uint64_t prev[GS_LEVELS];
+    for (int l = 0; l < GS_LEVELS; l++) {
+        char key[16];
+        size_t kl = gs_chain_key(grid, l, key);
+        gs_smap_ent_t *e;
+        int rc = s_chain_ent(a, key, kl, &e);
+        if (rc)
+            return rc;
+        prev[l] = e->u;
+        e->u = seq;
+        e->dirty = 1;
+    }
+
+    /* Fields 1..9 by protoc-c, then the record (10) and prev_seq (11)
+     * spliced in field order: byte-identical to packing the whole message,
+     * without copying the record into a message first. */
+    Gridsync__V1__ChangeEvent ev = GRIDSYNC__V1__CHANGE_EVENT__INIT;
+    ev.seq = seq;
+    ev.grid_code = (char *) grid;
+    ev.kind = (Gridsync__V1__RecordKind) gs_kind_of_byte(kb);
+    ev.record_key = (char *) canon;
+    ev.op = (Gridsync__V1__Operation) op;
+    ev.version = version;
+    ev.origin_device = (char *) a->up->device_id;
+    ev.committed_at = a->now_ms;
+    ev.previous_grid_code = (char *) (prev_grid ? prev_grid : "");
+    gs_wbuf_t *b = &st->out;
+    size_t off = b->len;
+    size_t hl = protobuf_c_message_get_packed_size(&ev.base);
+    uint8_t *p = gs_wbuf_reserve(b, hl);
+    if (!p)
+        return ENOMEM;
+    protobuf_c_message_pack(&ev.base, p);
+    b->len += hl;
+    gs_wbuf_bytes_field(b, 10, rec, rec_len, 1);
+    size_t pl = 0;
+    for (int l = 0; l < GS_LEVELS; l++)
+        pl += gs_wire_varint_len(prev[l]);
+    gs_wbuf_varint(b, (11u << 3) | 2);
+    gs_wbuf_varint(b, pl);
+    for (int l = 0; l < GS_LEVELS; l++)
+        gs_wbuf_varint(b, prev[l]);
+    if (b->failed)
+        return ENOMEM;
+    size_t elen = b->len - off;
+
+    uint8_t kb8[8];
+    gs_be64_put(kb8, seq);
+    MDB_val k = { 8, kb8 }, v = { GS_LOG_HDR + elen, NULL };
+    int rc = mdb_put(a->txn, st->db[GS_DB_LOG], &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc)
+        return rc;
+    uint8_t *d = v.mv_data;
+    memcpy(d, grid, GS_GRID_LEN);
+    gs_be64_put(d + GS_GRID_LEN, back);
+    memcpy(d + GS_LOG_HDR, b->data + off, elen);
+    s_trace(st, GS_DB_LOG, &k, &v, 1);
+
+    uint8_t ck[GS_GRID_LEN + 8];
+    memcpy(ck, grid, GS_GRID_LEN);
+    gs_be64_put(ck + GS_GRID_LEN, seq);
+    MDB_val cv = { 0, "" };
+    k.mv_size = sizeof ck;
+    k.mv_data = ck;
+    if ((rc = gs_put(st, a->txn, GS_DB_CELL_LOG, &k, &cv, 0)))
+        return rc;
+
+    gs_smap_ent_t *ce;
+    if ((rc = s_cell_ent(a, grid, &ce)))
+        return rc;
+    ce->cell.last_seq = seq;
+    ce->cell.last_update = a->now_ms;
+
+    if (a->n_evs == a->cap_evs) {
+        size_t nc = a->cap_evs ? a->cap_evs * 2 : 256;
+        s_evrec_t *ne = realloc(a->evs, nc * sizeof *ne);
+        if (!ne)
+            return ENOMEM;
+        a->evs = ne;
+        a->cap_evs = nc;
+    }
+    s_evrec_t *er = &a->evs[a->n_evs++];
+    er->off = off;
+    er->len = elen;
+    er->seq = seq;
+    memcpy(er->grid, grid, GS_GRID_LEN + 1);
+    *seq_out = seq;
+    return 0;
+}
+
+/* Store a new version of a record (new, update, void, move) with its
+ * events and index changes. The natural key is handled by the caller. */
+static int
+s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
+        const char *grid, const uint8_t hash[16], int status,
+        const s_cur_t *cur, Gridsync__V1__RecordResult *res, uint8_t flags)
+{
+    gs_store_t *st = a->st;
+    int rc;
+    /* the record as stored: packed once, copied into the value and events */
+    size_t rl = protobuf_c_message_get_packed_size(&rec->base);
+    gs_wbuf_reset(&st->pack);
+    uint8_t *r = gs_wbuf_reserve(&st->pack, rl ? rl : 1);
+    if (!r)
+        return ENOMEM;
+    protobuf_c_message_pack(&rec->base, r);
+
+    size_t maxrefs = gs_record_people_max(rec);
+    gs_ref_t *refs = NULL;
+    size_t nrefs = 0;
+    if (maxrefs) {
+        refs = gs_arena_alloc(st->arena, maxrefs * sizeof *refs);
+        if (!refs)
+            return ENOMEM;
+        nrefs = gs_record_refs(st, rec, refs, maxrefs);
+    }
+    if (nrefs > UINT16_MAX)
+        nrefs = UINT16_MAX;
+    uint32_t people = gs_record_people(rec);
+
+    int moving = cur && strcmp(cur->grid, grid) != 0;
+    uint64_t version = cur ? cur->hdr.version + 1 : 1;
+    uint64_t back = cur ? cur->hdr.seq : 0;
+    uint64_t seq = 0;
+    if (moving) {
+        if ((rc = s_emit(a, GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT, cur->grid,
+                         NULL, kb, canon, version, r, rl, back, &seq)))
+            return rc;
+        back = seq;
+    }
+    int op = moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
+             : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
+                                : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
+    if ((rc = s_emit(a, op, grid, moving ? cur->grid : NULL, kb, canon, version,
+                     r, rl, back, &seq)))
+        return rc;
+
+    /* records */
+    uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+    MDB_val k = { 0, rk }, v;
+    if (moving) {
+        k.mv_size = s_rec_key(rk, cur->grid, kb, canon);
+        if ((rc = gs_del(st, a->txn, GS_DB_RECORDS, &k)))
+            return rc;
+    }
+    gs_rec_hdr_t h = { version, seq, a->now_ms, { 0 }, (uint8_t) status,
+                       (uint8_t) kb, (uint16_t) (people > UINT16_MAX ? UINT16_MAX : people),
+                       (uint16_t) nrefs, flags };
+    memcpy(h.hash, hash, 16);
+    k.mv_size = s_rec_key(rk, grid, kb, canon);
+    v.mv_size = gs_rec_data_off(&h) + rl;
+    v.mv_data = NULL;
+    if ((rc = mdb_put(a->txn, st->db[GS_DB_RECORDS], &k, &v, MDB_RESERVE)))
+        return rc;
+    uint8_t *d = v.mv_data;
+    gs_rec_hdr_put(d, &h);
+    for (size_t i = 0; i < nrefs; i++) {
+        memcpy(d + GS_REC_HDR + i * GS_REF_LEN, refs[i].hmac, 16);
+        d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
+    }
+    memcpy(d + gs_rec_data_off(&h), r, rl);
+    s_trace(st, GS_DB_RECORDS, &k, &v, 0);
+
+    /* ids: the canonical entry carries the current grid */
+    if (!cur || moving) {
+        uint8_t ik[1 + GS_ID_MAX], iv[GS_GRID_LEN + GS_ID_MAX];
+        size_t cl = strlen(canon);
+        memcpy(iv, grid, GS_GRID_LEN);
+        memcpy(iv + GS_GRID_LEN, canon, cl);
+        MDB_val key = { s_id_key(ik, kb, canon), ik }, val = { GS_GRID_LEN + cl, iv };
+        if ((rc = gs_put(st, a->txn, GS_DB_IDS, &key, &val, 0)))
+            return rc;
+    }
+
+    /* persons: only active records are indexed */
+    int old_active = cur && cur->hdr.status == S_ACTIVE;
+    int new_active = status == S_ACTIVE;
+    int same_refs = old_active && new_active && !moving && cur->hdr.n_refs == nrefs;
+    for (size_t i = 0; same_refs && i < nrefs; i++)
+        if (memcmp(cur->refs[i].hmac, refs[i].hmac, 16) || cur->refs[i].role != refs[i].role)
+            same_refs = 0;
+    if (!same_refs) {
+        uint8_t pk[17 + GS_GRID_LEN + GS_ID_MAX];
+        MDB_val key = { 0, pk };
+        if (old_active) {
+            for (size_t i = 0; i < cur->hdr.n_refs; i++) {
+                key.mv_size = s_pkey(pk, cur->refs[i].hmac, kb, cur->grid, canon);
+                rc = gs_del(st, a->txn, GS_DB_PERSONS, &key);
+                if (rc && rc != MDB_NOTFOUND)
+                    return rc;
+            }
+        }
+        if (new_active) {
+            for (size_t i = 0; i < nrefs; i++) {
+                key.mv_size = s_pkey(pk, refs[i].hmac, kb, grid, canon);
+                MDB_val val = { 1, &refs[i].role };
+                if ((rc = gs_put(st, a->txn, GS_DB_PERSONS, &key, &val, 0)))
+                    return rc;
+            }
+        }
+    }
+
+    /* cells */
+    gs_smap_ent_t *ce;
+    if (cur) {
+        if ((rc = s_cell_ent(a, cur->grid, &ce)))
+            return rc;
+        gs_cell_add(&ce->cell, kb, cur->hdr.status, cur->hdr.n_people, -1);
+    }
+    if ((rc = s_cell_ent(a, grid, &ce)))
+        return rc;
+    gs_cell_add(&ce->cell, kb, status, people, +1);
+
+    res->version = version;
+    res->seq = seq;
+    return 0;
+}
+
+/* ---- One record ------------------------------------------------------------------ */
+
+static void
+s_result(s_apply_t *a, Gridsync__V1__RecordResult *res, int status, int reason,
+         const char *msg, const char *key)
+{
+    res->status = (Gridsync__V1__ResultStatus) status;
+    res->reason = (Gridsync__V1__Reason) reason;
+    if (msg && *msg) {
+        char *m = gs_arena_strdup(a->st->arena, msg);
+        if (m)
+            res->message = m;
+    }
+    if (key && *key) {
+        char *k = gs_arena_strdup(a->st->arena, key);
+        if (k)
+            res->record_key = k;
+    }
+}
+
+static int
+s_reject(s_apply_t *a, Gridsync__V1__RecordResult *res, int reason,
+         const char *key, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int
+s_reject(s_apply_t *a, Gridsync__V1__RecordResult *res, int reason,
+         const char *key, const char *fmt, ...)
+{
+    char msg[GS_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    s_result(a, res, S_REJECTED, reason, msg, key);
+    return 0;
+}
+
+static int
+s_in_scope(const gs_upload_t *up, const char *grid)
+{
+    return up->n_prefixes == 0 || gs_prefix_match(grid, up->prefixes, up->n_prefixes);
+}
+
+/* 0 when the grid may take records: registry empty, or listed and valid today. */
+static int
+s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
+{
+    if (!a->registry)
+        return 0;
+    if (strcmp(a->reg_grid, grid) == 0) {
+        *v = a->reg_verdict;
+        return v->reason;
+    }
+    gs_verdict_clear(v);
+    MDB_val k = { GS_GRID_LEN, (void *) grid }, val;
+    int rc = mdb_get(a->txn, a->st->db[GS_DB_GRIDS], &k, &val);
+    if (rc == MDB_NOTFOUND) {
+        gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
+                       "grid %s is not in the grid registry", grid);
+    } else if (rc == 0) {
+        Gridsync__V1__Grid *g = gridsync__v1__grid__unpack(
+            gs_arena_allocator(a->st->arena), val.mv_size, val.mv_data);
+        int today = gs_date_today(a->now_ms), from = 0, to = 0;
+        gs_verdict_t dv;
+        if (g && g->valid_from && *g->valid_from &&
+            gs_date_parse(g->valid_from, &from, &dv) == 0 && today < from)
+            gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
+                           "grid %s is valid only from %s", grid, g->valid_from);
+        else if (g && g->valid_to && *g->valid_to &&
+                 gs_date_parse(g->valid_to, &to, &dv) == 0 && today > to)
+            gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
+                           "grid %s was retired on %s", grid, g->valid_to);
+    } else {
+        return -rc;     /* not a verdict: the caller aborts */
+    }
+    memcpy(a->reg_grid, grid, GS_GRID_LEN + 1);
+    a->reg_verdict = *v;
+    return v->reason;
+}
+
+static int
+s_record(s_apply_t *a, Gridsync__V1__Record *rec, Gridsync__V1__RecordResult *res)
+{
+    gs_store_t *st = a->st;
+    const gs_upload_t *up = a->up;
+    gs_verdict_t v;
+    int rc = 0;
+
+    if (!rec)
+        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, NULL, "empty record");
+    if (gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v))
+        return s_reject(a, res, v.reason, gs_record_id(rec), "%s", v.message);
+    int kind = gs_record_kind(rec);
+    char kb = gs_kind_byte(kind);
+    const char *grid = gs_record_grid(rec);
+    const char *id = gs_record_id(rec);
+    if (!kb || !grid || strlen(grid) != GS_GRID_LEN || !id || !*id || strlen(id) > GS_ID_MAX)
+        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, id,
+                        "record needs a kind, a 15-digit grid code and an id");
+    if (!s_in_scope(up, grid))
+        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, id,
+                        "grid %s is outside this device's assignment", grid);
+    rc = s_registry_check(a, grid, &v);
+    if (rc < 0)
+        return -rc;
+    if (rc)
+        return s_reject(a, res, v.reason, id, "%s", v.message);
+    const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
+    uint64_t base = meta ? meta->base_version : 0;
+    int status = meta ? (int) meta->status : S_ACTIVE;
+
+    uint8_t nk[GS_NATKEY_MAX + 2];
+    size_t nkl = gs_natkey(rec, nk);
+
+    s_cur_t cur;
+    if ((rc = s_lookup(a, kb, id, &cur)))
+        return rc;
+    int merged = 0;
+    MDB_val nkk = { nkl, nk }, nkv;
+    if (!cur.found && nkl) {
+        rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &nkk, &nkv);
+        if (rc == 0) {
+            /* same place under another id: that record absorbs this one */
+            char other[GS_ID_MAX + 1];
+            if (nkv.mv_size < 2 || nkv.mv_size > 1 + GS_ID_MAX)
+                return MDB_CORRUPTED;
+            memcpy(other, (const char *) nkv.mv_data + 1, nkv.mv_size - 1);
+            other[nkv.mv_size - 1] = 0;
+            if ((rc = s_lookup(a, kb, other, &cur)))
+                return rc;
+            if (!cur.found)
+                return MDB_CORRUPTED;
+            merged = 1;
+        } else if (rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
+
+    if (!cur.found) {
+        if (base > 0)
+            return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_UNKNOWN_RECORD, id,
+                            "record %s is not stored, so base_version %llu cannot apply; "
+                            "send base_version 0 for a new record",
+                            id, (unsigned long long) base);
+        uint8_t hash[16];
+        if (gs_content_hash(rec, &st->pack, hash))
+            return ENOMEM;
+        if ((rc = s_write(a, rec, kb, id, grid, hash, status, NULL, res,
+                          nkl ? GS_RF_NATKEY : 0)))
+            return rc;
+        if (nkl) {
+            uint8_t nv[1 + GS_ID_MAX];
+            MDB_val val = { s_id_key(nv, kb, id), nv };
+            if ((rc = gs_put(st, a->txn, GS_DB_NATKEYS, &nkk, &val, 0)))
+                return rc;
+        }
+        s_result(a, res, S_OK, 0, NULL, id);
+        return 0;
+    }
+
+    /* A move touches the old cell too: the device must cover both. */
+    if (strcmp(cur.grid, grid) != 0 && !s_in_scope(up, cur.grid))
+        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, cur.canon,
+                        "record %s is in grid %s, outside this device's assignment",
+                        cur.canon, cur.grid);
+
+    /* The stored record carries its canonical id: compare and store the
+     * upload under it. The caller's pointer is restored before returning. */
+    char **idp = kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD
+                     ? &rec->household->household_id : &rec->rental->house_id;
+    char *saved_id = *idp;
+    *idp = cur.canon;
+    uint8_t hash[16];
+    if (gs_content_hash(rec, &st->pack, hash)) {
+        rc = ENOMEM;
+        goto out;
+    }
+    int same = memcmp(hash, cur.hdr.hash, 16) == 0 && status == cur.hdr.status;
+
+    if (!merged && !same) {
+        if (base > cur.hdr.version) {
+            s_reject(a, res, GRIDSYNC__V1__REASON__REASON_VERSION_AHEAD, cur.canon,
+                     "base_version %llu is newer than the stored version %llu",
+                     (unsigned long long) base, (unsigned long long) cur.hdr.version);
+            goto out;
+        }
+        if (base < cur.hdr.version) {
+            char msg[GS_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "edit based on version %llu, but the record is at version %llu: "
+                     "re-base on the current version",
+                     (unsigned long long) base, (unsigned long long) cur.hdr.version);
+            s_result(a, res, S_CONFLICT, 0, msg, cur.canon);
+            res->version = cur.hdr.version;
+            goto out;
+        }
+    }
+
+    /* natural key changes (address corrected, room record moved): the new
+     * key must be free, and the old one is released */
+    uint8_t onk[GS_NATKEY_MAX + 2];
+    size_t onkl = 0;
+    int nk_put = 0, nk_del = 0;
+    if (!same && !merged) {
+        int old_has = (cur.hdr.flags & GS_RF_NATKEY) != 0;
+        if (nkl) {
+            rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &nkk, &nkv);
+            if (rc == 0) {
+                if (nkv.mv_size != 1 + strlen(cur.canon) ||
+                    memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1)) {
+                    char other[GS_ID_MAX + 1];
+                    size_t ol = nkv.mv_size > 1 + GS_ID_MAX ? GS_ID_MAX : nkv.mv_size - 1;
+                    memcpy(other, (const char *) nkv.mv_data + 1, ol);
+                    other[ol] = 0;
+                    rc = 0;
+                    s_reject(a, res, GRIDSYNC__V1__REASON__REASON_ADDRESS, cur.canon,
+                             "this address already belongs to record %s", other);
+                    goto out;
+                }
+            } else if (rc == MDB_NOTFOUND) {
+                nk_put = 1;
+                nk_del = old_has;
+            } else {
+                goto out;
+            }
+            rc = 0;
+        } else {
+            nk_del = old_has;
+        }
+        if (nk_del && (rc = s_old_natkey(a, &cur, onk, &onkl)))
+            goto out;
+    }
+
+    if (same) {
+        s_result(a, res, merged ? S_MERGED : S_UNCHANGED, 0, NULL, cur.canon);
+        res->version = cur.hdr.version;
+    } else {
+        uint8_t flags = nkl ? GS_RF_NATKEY : 0;
+        if ((rc = s_write(a, rec, kb, cur.canon, grid, hash, status, &cur, res, flags)))
+            goto out;
+        s_result(a, res, merged ? S_MERGED : S_OK, 0, NULL, cur.canon);
+        if (nk_del && onkl) {
+            MDB_val ok = { onkl, onk };
+            rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &ok, &nkv);
+            if (rc == 0 && nkv.mv_size == 1 + strlen(cur.canon) &&
+                memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1) == 0)
+                rc = gs_del(st, a->txn, GS_DB_NATKEYS, &ok);
+            if (rc && rc != MDB_NOTFOUND)
+                goto out;
+            rc = 0;
+        }
+        if (nk_put) {
+            uint8_t nv[1 + GS_ID_MAX];
+            MDB_val val = { s_id_key(nv, kb, cur.canon), nv };
+            if ((rc = gs_put(st, a->txn, GS_DB_NATKEYS, &nkk, &val, 0)))
+                goto out;
+        }
+    }
+    if (merged) {
+        /* the new id becomes an alias of the record it merged into */
+        uint8_t ik[1 + GS_ID_MAX], iv[GS_GRID_LEN + GS_ID_MAX];
+        size_t cl = strlen(cur.canon);
+        memcpy(iv, grid, GS_GRID_LEN);
+        memcpy(iv + GS_GRID_LEN, cur.canon, cl);
+        MDB_val key = { s_id_key(ik, kb, saved_id), ik }, val = { GS_GRID_LEN + cl, iv };
+        rc = gs_put(st, a->txn, GS_DB_IDS, &key, &val, 0);
+    }
+out:
+    *idp = saved_id;
+    return rc;
+}
+
+/* ---- One upload ------------------------------------------------------------------ */
+
+/* Pack a message at the end of the output buffer. */
+static int
+s_pack_out(gs_store_t *st, const ProtobufCMessage *m, size_t *off, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *p = gs_wbuf_reserve(&st->out, n ? n : 1);
+    if (!p)
+        return ENOMEM;
+    protobuf_c_message_pack(m, p);
+    *off = st->out.len;
+    *len = n;
+    st->out.len += n;
+    return 0;
+}
+
+/* An answer to the whole upload (not stored: it costs nothing to redo). */
+static int
+s_ack_error(s_apply_t *a, s_uprec_t *u, const gs_upload_t *up, int reason,
+            const char *msg)
+{
+    Gridsync__V1__Ack ack = GRIDSYNC__V1__ACK__INIT;
+    if (up->upload_id && strlen(up->upload_id) <= GS_ID_MAX)
+        ack.upload_id = (char *) up->upload_id;
+    ack.reason = (Gridsync__V1__Reason) reason;
+    ack.message = (char *) msg;
+    return s_pack_out(a->st, &ack.base, &u->off, &u->len);
+}
+
+static int
+s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
+{
+    gs_store_t *st = a->st;
+    gs_verdict_t v;
+    int rc;
+    a->up = up;
+    memset(u, 0, sizeof *u);
+    if (!up->device_id || !up->upload_id)
+        return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
+                           "device_id and upload_id are required");
+    if (gs_ident_check(up->device_id, "device_id", &v) ||
+        gs_ident_check(up->upload_id, "upload_id", &v))
+        return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, v.message);
+
+    size_t dl = strlen(up->device_id), ul = strlen(up->upload_id);
+    uint8_t ik[2 * GS_ID_MAX + 1];
+    memcpy(ik, up->device_id, dl);
+    ik[dl] = 0;
+    memcpy(ik + dl + 1, up->upload_id, ul);
+    MDB_val k = { dl + 1 + ul, ik }, val;
+    rc = mdb_get(a->txn, st->db[GS_DB_IDEM], &k, &val);
+    if (rc == 0) {
+        /* a retransmission: the same answer, nothing written */
+        if (val.mv_size < GS_IDEM_HDR)
+            return MDB_CORRUPTED;
+        const uint8_t *p = val.mv_data;
+        for (int i = 0; i < 6; i++)
+            u->counts[i] = gs_le32_get(p + 16 + 4 * i);
+        u->replayed = 1;
+        u->off = st->out.len;
+        u->len = val.mv_size - GS_IDEM_HDR;
+        gs_wbuf_put(&st->out, p + GS_IDEM_HDR, u->len);
+        return st->out.failed ? ENOMEM : 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (up->n_records == 0)
+        return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
+                           "upload has no records");
+    if (up->n_records > st->limits.max_records) {
+        char msg[GS_MSG_MAX];
+        snprintf(msg, sizeof msg, "upload has %zu records; at most %u are allowed",
+                 up->n_records, st->limits.max_records);
+        return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_TOO_MANY_RECORDS, msg);
+    }
+
+    Gridsync__V1__RecordResult *res = gs_arena_alloc(st->arena, up->n_records * sizeof *res);
+    Gridsync__V1__RecordResult **resp = gs_arena_alloc(st->arena, up->n_records * sizeof *resp);
+    if (!res || !resp)
+        return ENOMEM;
+    for (size_t i = 0; i < up->n_records; i++) {
+        Gridsync__V1__RecordResult init = GRIDSYNC__V1__RECORD_RESULT__INIT;
+        res[i] = init;
+        res[i].index = (uint32_t) i;
+        resp[i] = &res[i];
+        if ((rc = s_record(a, up->records[i], &res[i])))
+            return rc;
+        if ((unsigned) res[i].status < 6)
+            u->counts[res[i].status]++;
+    }
+    Gridsync__V1__Ack ack = GRIDSYNC__V1__ACK__INIT;
+    ack.upload_id = (char *) up->upload_id;
+    ack.n_results = up->n_records;
+    ack.results = resp;
+    if ((rc = s_pack_out(st, &ack.base, &u->off, &u->len)))
+        return rc;
+    size_t n = u->len;
+
+    /* remember the answer, and its place in the expiry queue */
+    uint64_t fifo = a->fifo_next++;
+    MDB_val iv = { GS_IDEM_HDR + n, NULL };
+    if ((rc = mdb_put(a->txn, st->db[GS_DB_IDEM], &k, &iv, MDB_RESERVE)))
+        return rc;
+    uint8_t *d = iv.mv_data;
+    gs_le64_put(d, (uint64_t) a->now_ms);
+    gs_le64_put(d + 8, fifo);
+    for (int i = 0; i < 6; i++)
+        gs_le32_put(d + 16 + 4 * i, u->counts[i]);
+    memcpy(d + GS_IDEM_HDR, st->out.data + u->off, n);
+    s_trace(st, GS_DB_IDEM, &k, &iv, 0);
+
+    uint8_t fk[8], fv[8 + 2 * GS_ID_MAX + 1];
+    gs_be64_put(fk, fifo);
+    gs_le64_put(fv, (uint64_t) a->now_ms);
+    memcpy(fv + 8, ik, k.mv_size);
+    MDB_val fkey = { 8, fk }, fval = { 8 + k.mv_size, fv };
+    return gs_put(st, a->txn, GS_DB_IDEM_FIFO, &fkey, &fval, MDB_APPEND);
+}
+
+/* Drop idempotency entries from the oldest while over the count or age
+ * bound. */
+static int
+s_expire(s_apply_t *a)
+{
+    gs_store_t *st = a->st;
+    MDB_stat ms;
+    int rc = mdb_stat(a->txn, st->db[GS_DB_IDEM], &ms);
+    if (rc)
+        return rc;
+    size_t entries = ms.ms_entries;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(a->txn, st->db[GS_DB_IDEM_FIFO], &c)))
+        return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (v.mv_size < 8) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        int64_t created = (int64_t) gs_le64_get(v.mv_data);
+        if (entries <= st->opts.idem_max_entries &&
+            a->now_ms - created <= st->opts.idem_max_age_ms)
+            break;
+        MDB_val ik = { v.mv_size - 8, (uint8_t *) v.mv_data + 8 };
+        rc = gs_del(st, a->txn, GS_DB_IDEM, &ik);
+        if (rc == 0)
+            entries--;
+        else if (rc != MDB_NOTFOUND)
+            break;
+        if (st->trace)
+            st->trace(st->trace_arg, 1, gs_db_names[GS_DB_IDEM_FIFO], k.mv_data,
+                      k.mv_size, NULL, 0, 0);
+        if ((rc = mdb_cursor_del(c, 0)))
+            break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
+        if (rc == MDB_NOTFOUND || rc == EINVAL)
+            rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Write what was cached during the transaction. */
+static int
+s_flush(s_apply_t *a)
+{
+    gs_store_t *st = a->st;
+    int rc;
+    for (size_t i = 0; i < a->cells.cap; i++) {
+        gs_smap_ent_t *e = &a->cells.ents[i];
+        if (!e->used || !e->dirty)
+            continue;
+        uint8_t b[GS_CELL_VAL];
+        gs_cell_put(b, &e->cell);
+        MDB_val k = { GS_GRID_LEN, e->key }, v = { GS_CELL_VAL, b };
+        if ((rc = gs_put(st, a->txn, GS_DB_CELLS, &k, &v, 0)))
+            return rc;
+    }
+    for (size_t i = 0; i < a->chain.cap; i++) {
+        gs_smap_ent_t *e = &a->chain.ents[i];
+        if (!e->used || !e->dirty)
+            continue;
+        uint8_t b[8];
+        gs_le64_put(b, e->u);
+        MDB_val k = { e->klen, e->key }, v = { 8, b };
+        if ((rc = gs_put(st, a->txn, GS_DB_CHAIN, &k, &v, 0)))
+            return rc;
+    }
+    if (a->head != a->head0 && (rc = s_meta_put_u64(a, "head_seq", a->head)))
+        return rc;
+    if (a->fifo_next != a->fifo0 && (rc = s_meta_put_u64(a, "idem_fifo_next", a->fifo_next)))
+        return rc;
+    return 0;
+}
+
+static int
+s_attempt(s_apply_t *a, gs_upload_t *ups, size_t n)
+{
+    int rc;
+    if ((rc = s_meta_u64(a, "head_seq", &a->head)))
+        return rc;
+    if ((rc = s_meta_u64(a, "idem_fifo_next", &a->fifo_next)))
+        return rc;
+    if (a->fifo_next == 0)
+        a->fifo_next = 1;
+    a->head0 = a->head;
+    a->fifo0 = a->fifo_next;
+    MDB_stat ms;
+    if ((rc = mdb_stat(a->txn, a->st->db[GS_DB_GRIDS], &ms)))
+        return rc;
+    a->registry = ms.ms_entries > 0;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = s_upload(a, &ups[i], &a->ups[i])))
+            return rc;
+    if ((rc = s_expire(a)))
+        return rc;
+    return s_flush(a);
+}
+
+/* Copy the results into one block the caller frees with
+ * gs_apply_out_clear: [uploads][events][bytes]. */
+static int
+s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
+{
+    gs_store_t *st = a->st;
+    size_t ub = n * sizeof(gs_upload_result_t);
+    size_t eb = a->n_evs * sizeof(gs_event_out_t);
+    uint8_t *blk = malloc(ub + eb + st->out.len + 1);
+    if (!blk)
+        return GS_ENOMEM;
+    uint8_t *bytes = blk + ub + eb;
+    memcpy(bytes, st->out.data, st->out.len);
+    out->uploads = (gs_upload_result_t *) blk;
+    out->n_uploads = n;
+    out->events = a->n_evs ? (gs_event_out_t *) (blk + ub) : NULL;
+    out->n_events = a->n_evs;
+    for (size_t i = 0; i < n; i++) {
+        gs_upload_result_t *r = &out->uploads[i];
+        r->ack = bytes + a->ups[i].off;
+        r->ack_len = a->ups[i].len;
+        r->replayed = a->ups[i].replayed;
+        memcpy(r->counts, a->ups[i].counts, sizeof r->counts);
+    }
+    for (size_t i = 0; i < a->n_evs; i++) {
+        gs_event_out_t *e = &out->events[i];
+        memcpy(e->grid, a->evs[i].grid, sizeof e->grid);
+        e->seq = a->evs[i].seq;
+        e->data = bytes + a->evs[i].off;
+        e->len = a->evs[i].len;
+    }
+    out->head_seq = a->head;
+    return 0;
+}
+
+int
+gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n, int64_t now_ms,
+               gs_apply_out_t *out)
+{
+    if (!self || !out || (n && !ups))
+        return GS_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (self->opts.read_only) {
+        gs_store_detail("store opened read-only");
+        return GS_EREADONLY;
+    }
+    if (n == 0)
+        return gs_store_head(self, &out->head_seq);
+
+    pthread_mutex_lock(&self->write_lock);
+    s_apply_t a;
+    memset(&a, 0, sizeof a);
+    a.st = self;
+    a.now_ms = now_ms;
+    gs_smap_init(&a.cells);
+    gs_smap_init(&a.chain);
+    a.ups = calloc(n, sizeof *a.ups);
+    int rc = a.ups ? 0 : GS_ENOMEM;
+    uint32_t grows = 0;
+    while (rc == 0) {
+        gs_arena_reset(self->arena);
+        gs_wbuf_reset(&self->out);
+        gs_smap_clear(&a.cells);
+        gs_smap_clear(&a.chain);
+        a.n_evs = 0;
+        a.reg_grid[0] = 0;
+        rc = gs_wtxn_begin(self, &a.txn);
+        if (rc)
+            break;
+        rc = s_attempt(&a, ups, n);
+        if (rc == 0)
+            rc = gs_wtxn_commit(self, &a.txn);
+        else
+            gs_wtxn_abort(self, &a.txn);
+        if (rc == MDB_MAP_FULL) {
+            /* redo the whole batch in a bigger map: nothing half-applied */
+            if ((rc = gs_store_grow(self)) == 0)
+                grows++;
+            continue;
+        }
+        if (rc)
+            rc = gs_store_err(rc, "apply");
+        else
+            rc = s_output(&a, n, out);
+        break;
+    }
+    out->map_grows = grows;
+    gs_arena_reset(self->arena);
+    free(a.ups);
+    free(a.evs);
+    gs_smap_deinit(&a.cells);
+    gs_smap_deinit(&a.chain);
+    pthread_mutex_unlock(&self->write_lock);
+    if (rc) {
+        uint32_t g = out->map_grows;
+        memset(out, 0, sizeof *out);
+        out->map_grows = g;
+    }
+    return rc;
+}
+
+void
+gs_apply_out_clear(gs_apply_out_t *out)
+{
+    if (!out)
+        return;
+    free(out->uploads);
+    memset(out, 0, sizeof *out);
+}

@@ -1,0 +1,867 @@
+/*
+ * gs_store_read: everything that reads records and the change log. The
+ * resumable feed ("events for prefixes after seq N"), snapshot paging for
+ * devices, lookups by id, record history, per-cell metadata and the person
+ * index reports.
+ *
+ * Where it sits: called from the broker's sync and admin threads and from
+ * gridctl. Each call runs in one read-only transaction, so what it returns
+ * is one consistent state; readers never block the writer.
+ *
+ * Callbacks run inside that transaction: they must not call back into the
+ * store (a nested read would deadlock against a pending map growth).
+ */
+#include "gs_store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+/* ---- Helpers ---------------------------------------------------------------- */
+
+static int
+s_head(gs_store_t *self, MDB_txn *txn, uint64_t *head)
+{
+    MDB_val k = { 8, "head_seq" }, v;
+    int rc = mdb_get(txn, self->db[GS_DB_META], &k, &v);
+    *head = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return gs_store_err(rc, "read head_seq");
+    if (v.mv_size != 8)
+        return GS_ECORRUPT;
+    *head = gs_le64_get(v.mv_data);
+    return 0;
+}
+
+int
+gs_store_head(gs_store_t *self, uint64_t *head_seq)
+{
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    rc = s_head(self, txn, head_seq);
+    gs_rtxn_end(self, &txn);
+    return rc;
+}
+
+/* A records entry as a view. Buffers hold the NUL-terminated copies. */
+static int
+s_view(const MDB_val *k, const MDB_val *v, gs_record_view_t *view,
+       char grid[GS_GRID_LEN + 1], char id[GS_ID_MAX + 1])
+{
+    gs_rec_hdr_t h;
+    if (k->mv_size <= GS_GRID_LEN + 1 || k->mv_size > GS_GRID_LEN + 1 + GS_ID_MAX ||
+        gs_rec_hdr_get(v, &h))
+        return GS_ECORRUPT;
+    const char *kp = k->mv_data;
+    memcpy(grid, kp, GS_GRID_LEN);
+    grid[GS_GRID_LEN] = 0;
+    size_t il = k->mv_size - GS_GRID_LEN - 1;
+    memcpy(id, kp + GS_GRID_LEN + 1, il);
+    id[il] = 0;
+    size_t off = gs_rec_data_off(&h);
+    view->grid = grid;
+    view->kind = gs_kind_of_byte(kp[GS_GRID_LEN]);
+    view->record_key = id;
+    view->version = h.version;
+    view->seq = h.seq;
+    view->updated_at = h.updated_at;
+    view->status = h.status;
+    view->data = (const uint8_t *) v->mv_data + off;
+    view->len = v->mv_size - off;
+    return 0;
+}
+
+/* Resolve kind|id to the records key (grid|kind|canonical). */
+static int
+s_find(gs_store_t *self, MDB_txn *txn, char kb, const char *id, uint8_t *rk,
+       size_t *rkl)
+{
+    size_t il = strlen(id);
+    if (il == 0 || il > GS_ID_MAX)
+        return GS_ENOTFOUND;
+    uint8_t ik[1 + GS_ID_MAX];
+    ik[0] = (uint8_t) kb;
+    memcpy(ik + 1, id, il);
+    MDB_val k = { 1 + il, ik }, v;
+    int rc = mdb_get(txn, self->db[GS_DB_IDS], &k, &v);
+    if (rc)
+        return gs_store_err(rc, "look up id");
+    if (v.mv_size <= GS_GRID_LEN || v.mv_size > GS_GRID_LEN + GS_ID_MAX)
+        return GS_ECORRUPT;
+    size_t cl = v.mv_size - GS_GRID_LEN;
+    const uint8_t *canon = (const uint8_t *) v.mv_data + GS_GRID_LEN;
+    if (cl != il || memcmp(canon, id, il) != 0) {
+        /* alias: the canonical entry has the current grid */
+        memcpy(ik + 1, canon, cl);
+        k.mv_size = 1 + cl;
+        rc = mdb_get(txn, self->db[GS_DB_IDS], &k, &v);
+        if (rc)
+            return rc == MDB_NOTFOUND ? GS_ECORRUPT : gs_store_err(rc, "look up id");
+        if (v.mv_size != GS_GRID_LEN + cl)
+            return GS_ECORRUPT;
+    }
+    memcpy(rk, v.mv_data, GS_GRID_LEN);
+    rk[GS_GRID_LEN] = (uint8_t) kb;
+    memcpy(rk + GS_GRID_LEN + 1, (const uint8_t *) v.mv_data + GS_GRID_LEN, cl);
+    *rkl = GS_GRID_LEN + 1 + cl;
+    return 0;
+}
+
+/* Walk the kinds a lookup asks for: kind 0 tries households then rentals. */
+static int
+s_kinds(int kind, char kbs[2])
+{
+    if (kind == 0) {
+        kbs[0] = GS_KIND_H;
+        kbs[1] = GS_KIND_R;
+        return 2;
+    }
+    kbs[0] = gs_kind_byte(kind);
+    return kbs[0] ? 1 : 0;
+}
+
+/* ---- Change log -------------------------------------------------------------- */
+
+/* The state of one events call. */
+typedef struct s_evq {
+    gs_event_fn *fn;
+    void *arg;
+    uint32_t limit;                 /* 0 = no limit */
+    uint32_t sent;                  /* events delivered */
+    uint64_t last;                  /* seq of the last event delivered */
+    int stop;                       /* fn's non-zero return */
+    uint64_t stop_seq;              /* event fn stopped on */
+} s_evq_t;
+
+/* Deliver one log value; returns 1 when the walk must end. */
+static int
+s_deliver(s_evq_t *q, uint64_t seq, const MDB_val *v)
+{
+    char grid[GS_GRID_LEN + 1];
+    memcpy(grid, v->mv_data, GS_GRID_LEN);
+    grid[GS_GRID_LEN] = 0;
+    int r = q->fn(q->arg, seq, grid, (const uint8_t *) v->mv_data + GS_LOG_HDR,
+                  v->mv_size - GS_LOG_HDR);
+    if (r) {
+        q->stop = r;
+        q->stop_seq = seq;
+        return 1;
+    }
+    q->sent++;
+    q->last = seq;
+    return q->limit && q->sent >= q->limit;
+}
+
+/* Scan the global log from since+1, filtering by the grid in each value. */
+static int
+s_events_log(gs_store_t *self, MDB_txn *txn, const char *const *pf, size_t npf,
+             uint64_t since, s_evq_t *q)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, self->db[GS_DB_LOG], &c);
+    if (rc)
+        return gs_store_err(rc, "open log cursor");
+    uint8_t kb[8];
+    gs_be64_put(kb, since + 1);
+    MDB_val k = { 8, kb }, v;
+    int all = npf == 1 && pf[0][0] == 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 8 || v.mv_size < GS_LOG_HDR) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (!all && !gs_prefix_match(v.mv_data, pf, npf))
+            continue;
+        if (s_deliver(q, gs_be64_get(k.mv_data), &v))
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan log");
+}
+
+/* Merge the per-cell logs of a few cells by seq. */
+static int
+s_events_cells(gs_store_t *self, MDB_txn *txn, char (*cells)[GS_GRID_LEN], size_t n,
+               uint64_t since, s_evq_t *q)
+{
+    MDB_cursor *cur[GS_CELL_PATH_MAX];
+    uint64_t next[GS_CELL_PATH_MAX];    /* next seq of each cell, 0 = done */
+    size_t opened = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELL_LOG], &cur[i])))
+            break;
+        opened++;
+        uint8_t kb[GS_GRID_LEN + 8];
+        memcpy(kb, cells[i], GS_GRID_LEN);
+        gs_be64_put(kb + GS_GRID_LEN, since + 1);
+        MDB_val k = { sizeof kb, kb }, v;
+        rc = mdb_cursor_get(cur[i], &k, &v, MDB_SET_RANGE);
+        next[i] = 0;
+        if (rc == 0 && k.mv_size == GS_GRID_LEN + 8 && memcmp(k.mv_data, cells[i], GS_GRID_LEN) == 0)
+            next[i] = gs_be64_get((const uint8_t *) k.mv_data + GS_GRID_LEN);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+        if (rc)
+            break;
+    }
+    while (rc == 0) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (next[i] && (best == n || next[i] < next[best]))
+                best = i;
+        if (best == n)
+            break;
+        uint64_t seq = next[best];
+        uint8_t kb[8];
+        gs_be64_put(kb, seq);
+        MDB_val k = { 8, kb }, v;
+        if ((rc = mdb_get(txn, self->db[GS_DB_LOG], &k, &v)))
+            break;
+        if (v.mv_size < GS_LOG_HDR) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (s_deliver(q, seq, &v))
+            break;
+        rc = mdb_cursor_get(cur[best], &k, &v, MDB_NEXT);
+        next[best] = 0;
+        if (rc == 0 && k.mv_size == GS_GRID_LEN + 8 &&
+            memcmp(k.mv_data, cells[best], GS_GRID_LEN) == 0)
+            next[best] = gs_be64_get((const uint8_t *) k.mv_data + GS_GRID_LEN);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    for (size_t i = 0; i < opened; i++)
+        mdb_cursor_close(cur[i]);
+    return gs_store_err(rc, "merge cell logs");
+}
+
+/* Count the cells under the prefixes, up to max+1; fill cells when <= max. */
+static int
+s_cells_under(gs_store_t *self, MDB_txn *txn, const char *const *pf, size_t npf,
+              char (*cells)[GS_GRID_LEN], size_t max, size_t *n)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &c);
+    if (rc)
+        return gs_store_err(rc, "open cells cursor");
+    *n = 0;
+    for (size_t i = 0; i < npf && *n <= max; i++) {
+        size_t pl = strlen(pf[i]);
+        if (pl == 0) {
+            *n = max + 1;   /* everything: the log is the better path */
+            break;
+        }
+        MDB_val k = { pl, (void *) pf[i] }, v;
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (k.mv_size != GS_GRID_LEN || memcmp(k.mv_data, pf[i], pl) != 0)
+                break;
+            if (*n < max)
+                memcpy(cells[*n], k.mv_data, GS_GRID_LEN);
+            if (++*n > max)
+                break;
+        }
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(c);
+    return gs_store_err(rc, "count cells");
+}
+
+int
+gs_store_events_path(gs_store_t *self, const char *const *prefixes,
+                     size_t n_prefixes, uint64_t since, uint32_t limit,
+                     gs_event_fn *fn, void *arg, uint64_t *next_seq,
+                     uint64_t *head_seq, int path)
+{
+    uint64_t dummy_n, dummy_h;
+    if (!next_seq)
+        next_seq = &dummy_n;
+    if (!head_seq)
+        head_seq = &dummy_h;
+    *next_seq = since;
+    if (!fn || (n_prefixes && !prefixes))
+        return GS_EINVAL;
+    for (size_t i = 0; i < n_prefixes; i++)
+        if (!prefixes[i] || strlen(prefixes[i]) > GS_GRID_LEN)
+            return GS_EINVAL;
+    const char **pf = malloc((n_prefixes ? n_prefixes : 1) * sizeof *pf);
+    if (!pf)
+        return GS_ENOMEM;
+    size_t npf = gs_prefix_normalise(prefixes, n_prefixes, pf);
+
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc) {
+        free(pf);
+        return rc;
+    }
+    uint64_t head;
+    if ((rc = s_head(self, txn, &head)))
+        goto done;
+    *head_seq = head;
+    s_evq_t q = { fn, arg, limit, 0, 0, 0, 0 };
+    if (npf && since < head) {
+        char cells[GS_CELL_PATH_MAX][GS_GRID_LEN];
+        size_t ncells = 0;
+        if (path != 1 && (rc = s_cells_under(self, txn, pf, npf, cells,
+                                             GS_CELL_PATH_MAX, &ncells)))
+            goto done;
+        if (path == 2 && ncells > GS_CELL_PATH_MAX) {
+            rc = GS_EINVAL;
+            goto done;
+        }
+        if (path != 1 && ncells <= GS_CELL_PATH_MAX)
+            rc = s_events_cells(self, txn, cells, ncells, since, &q);
+        else
+            rc = s_events_log(self, txn, pf, npf, since, &q);
+        if (rc)
+            goto done;
+    }
+    if (q.stop) {
+        /* the event fn refused is not consumed */
+        *next_seq = q.stop_seq - 1;
+        rc = q.stop;
+    } else if (q.limit && q.sent >= q.limit) {
+        *next_seq = q.last;
+    } else {
+        *next_seq = since > head ? since : head;
+    }
+done:
+    gs_rtxn_end(self, &txn);
+    free(pf);
+    return rc;
+}
+
+int
+gs_store_events(gs_store_t *self, const char *const *prefixes, size_t n_prefixes,
+                uint64_t since, uint32_t limit, gs_event_fn *fn, void *arg,
+                uint64_t *next_seq, uint64_t *head_seq)
+{
+    return gs_store_events_path(self, prefixes, n_prefixes, since, limit, fn, arg,
+                                next_seq, head_seq, 0);
+}
+
+/* ---- Snapshot paging --------------------------------------------------------- */
+
+/* cursor = 'S' | snapshot_seq u64 LE | prefix-set hash u32 LE | prefix
+ * index u32 LE | key length u16 LE | last key delivered */
+#define S_CUR_HDR 19
+
+static uint32_t
+s_prefix_hash(const char *const *pf, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) {
+        for (const char *p = pf[i]; *p; p++)
+            h = (h ^ (uint8_t) *p) * 16777619u;
+        h = (h ^ ',') * 16777619u;
+    }
+    return h;
+}
+
+int
+gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefixes,
+                  const uint8_t *cursor, size_t cursor_len, uint32_t limit,
+                  gs_record_fn *fn, void *arg, uint8_t **next_cursor,
+                  size_t *next_cursor_len, uint64_t *snapshot_seq)
+{
+    if (!fn || !next_cursor || !next_cursor_len || (n_prefixes && !prefixes))
+        return GS_EINVAL;
+    *next_cursor = NULL;
+    *next_cursor_len = 0;
+    for (size_t i = 0; i < n_prefixes; i++)
+        if (!prefixes[i] || strlen(prefixes[i]) > GS_GRID_LEN)
+            return GS_EINVAL;
+    const char **pf = malloc((n_prefixes ? n_prefixes : 1) * sizeof *pf);
+    if (!pf)
+        return GS_ENOMEM;
+    size_t npf = gs_prefix_normalise(prefixes, n_prefixes, pf);
+    uint32_t ph = s_prefix_hash(pf, npf);
+
+    uint64_t snap = 0;
+    uint32_t pi = 0;
+    uint8_t last[GS_KEY_MAX];
+    size_t last_len = 0;
+    int resume = cursor && cursor_len > 0;
+    if (resume) {
+        if (cursor_len < S_CUR_HDR || cursor[0] != 'S' ||
+            gs_le32_get(cursor + 9) != ph ||
+            (last_len = gs_le16_get(cursor + 17)) != cursor_len - S_CUR_HDR ||
+            last_len > sizeof last || (pi = gs_le32_get(cursor + 13)) >= npf) {
+            free(pf);
+            gs_store_detail("snapshot cursor does not belong to this prefix set");
+            return GS_EINVAL;
+        }
+        snap = gs_le64_get(cursor + 1);
+        memcpy(last, cursor + S_CUR_HDR, last_len);
+    }
+
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc) {
+        free(pf);
+        return rc;
+    }
+    if (!resume && (rc = s_head(self, txn, &snap)))
+        goto done;
+    if (snapshot_seq)
+        *snapshot_seq = snap;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_RECORDS], &c))) {
+        rc = gs_store_err(rc, "open records cursor");
+        goto done;
+    }
+    uint32_t sent = 0;
+    int more = 0, user = 0;
+    for (; pi < npf && !more && !user && rc == 0; pi++) {
+        size_t pl = strlen(pf[pi]);
+        MDB_val k, v;
+        if (resume) {
+            k.mv_size = last_len;
+            k.mv_data = last;
+            rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+            if (rc == 0 && k.mv_size == last_len && memcmp(k.mv_data, last, last_len) == 0)
+                rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+            resume = 0;
+        } else if (pl) {
+            k.mv_size = pl;
+            k.mv_data = (void *) pf[pi];
+            rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        } else {
+            rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        }
+        for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (k.mv_size < pl || memcmp(k.mv_data, pf[pi], pl) != 0)
+                break;
+            if (limit && sent >= limit) {
+                more = 1;   /* a record remains: the page is full */
+                break;
+            }
+            gs_record_view_t view;
+            char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
+            if ((rc = s_view(&k, &v, &view, grid, id)))
+                break;
+            if ((user = fn(arg, &view)))
+                break;
+            sent++;
+            last_len = k.mv_size;
+            memcpy(last, k.mv_data, last_len);
+        }
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+        if (more || user)
+            break;
+    }
+    mdb_cursor_close(c);
+    if (rc) {
+        rc = gs_store_err(rc, "snapshot");
+    } else if (user) {
+        rc = user;
+    } else if (more) {
+        uint8_t *nc = malloc(S_CUR_HDR + last_len);
+        if (!nc) {
+            rc = GS_ENOMEM;
+            goto done;
+        }
+        nc[0] = 'S';
+        gs_le64_put(nc + 1, snap);
+        gs_le32_put(nc + 9, ph);
+        gs_le32_put(nc + 13, pi);
+        gs_le16_put(nc + 17, (uint16_t) last_len);
+        memcpy(nc + S_CUR_HDR, last, last_len);
+        *next_cursor = nc;
+        *next_cursor_len = S_CUR_HDR + last_len;
+    }
+done:
+    gs_rtxn_end(self, &txn);
+    free(pf);
+    return rc;
+}
+
+/* ---- Lookups ------------------------------------------------------------------ */
+
+int
+gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn,
+             void *arg)
+{
+    char kbs[2];
+    int nk = s_kinds(kind, kbs);
+    if (!record_id || !fn || !nk)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    rc = GS_ENOTFOUND;
+    for (int i = 0; i < nk && rc == GS_ENOTFOUND; i++) {
+        uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+        size_t rkl;
+        if ((rc = s_find(self, txn, kbs[i], record_id, rk, &rkl)))
+            continue;
+        MDB_val k = { rkl, rk }, v;
+        if ((rc = mdb_get(txn, self->db[GS_DB_RECORDS], &k, &v))) {
+            rc = rc == MDB_NOTFOUND ? GS_ECORRUPT : gs_store_err(rc, "get record");
+            break;
+        }
+        gs_record_view_t view;
+        char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
+        if (!(rc = s_view(&k, &v, &view, grid, id)))
+            rc = fn(arg, &view);
+    }
+    gs_rtxn_end(self, &txn);
+    return rc;
+}
+
+int
+gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn *fn,
+                 void *arg)
+{
+    char kbs[2];
+    int nk = s_kinds(kind, kbs);
+    if (!record_id || !fn || !nk)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    rc = GS_ENOTFOUND;
+    for (int i = 0; i < nk && rc == GS_ENOTFOUND; i++) {
+        uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+        size_t rkl;
+        if ((rc = s_find(self, txn, kbs[i], record_id, rk, &rkl)))
+            continue;
+        MDB_val k = { rkl, rk }, v;
+        gs_rec_hdr_t h;
+        if ((rc = mdb_get(txn, self->db[GS_DB_RECORDS], &k, &v)) || gs_rec_hdr_get(&v, &h)) {
+            rc = GS_ECORRUPT;
+            break;
+        }
+        /* follow each event's back pointer to the record's previous one */
+        for (uint64_t s = h.seq; s && rc == 0;) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                uint64_t *ns = realloc(seqs, cap * sizeof *ns);
+                if (!ns) {
+                    rc = GS_ENOMEM;
+                    break;
+                }
+                seqs = ns;
+            }
+            seqs[n++] = s;
+            uint8_t kb[8];
+            gs_be64_put(kb, s);
+            MDB_val lk = { 8, kb }, lv;
+            if (mdb_get(txn, self->db[GS_DB_LOG], &lk, &lv) || lv.mv_size < GS_LOG_HDR) {
+                rc = GS_ECORRUPT;
+                break;
+            }
+            uint64_t back = gs_be64_get((const uint8_t *) lv.mv_data + GS_GRID_LEN);
+            if (back >= s) {
+                rc = GS_ECORRUPT;
+                break;
+            }
+            s = back;
+        }
+    }
+    for (size_t i = n; rc == 0 && i-- > 0;) {
+        uint8_t kb[8];
+        gs_be64_put(kb, seqs[i]);
+        MDB_val lk = { 8, kb }, lv;
+        if (mdb_get(txn, self->db[GS_DB_LOG], &lk, &lv)) {
+            rc = GS_ECORRUPT;
+            break;
+        }
+        char grid[GS_GRID_LEN + 1];
+        memcpy(grid, lv.mv_data, GS_GRID_LEN);
+        grid[GS_GRID_LEN] = 0;
+        rc = fn(arg, seqs[i], grid, (const uint8_t *) lv.mv_data + GS_LOG_HDR,
+                lv.mv_size - GS_LOG_HDR);
+    }
+    free(seqs);
+    gs_rtxn_end(self, &txn);
+    return rc;
+}
+
+int
+gs_store_records(gs_store_t *self, const char *prefix, gs_record_fn *fn, void *arg)
+{
+    if (!fn)
+        return GS_EINVAL;
+    if (!prefix)
+        prefix = "";
+    size_t pl = strlen(prefix);
+    if (pl > GS_GRID_LEN)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_RECORDS], &c))) {
+        gs_rtxn_end(self, &txn);
+        return gs_store_err(rc, "open records cursor");
+    }
+    MDB_val k = { pl, (void *) prefix }, v;
+    int user = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+            break;
+        gs_record_view_t view;
+        char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
+        if ((rc = s_view(&k, &v, &view, grid, id)))
+            break;
+        if ((user = fn(arg, &view)))
+            break;
+    }
+    mdb_cursor_close(c);
+    gs_rtxn_end(self, &txn);
+    if (user)
+        return user;
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list records");
+}
+
+int
+gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn, void *arg)
+{
+    if (!fn)
+        return GS_EINVAL;
+    if (!prefix)
+        prefix = "";
+    size_t pl = strlen(prefix);
+    if (pl > GS_GRID_LEN)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &c))) {
+        gs_rtxn_end(self, &txn);
+        return gs_store_err(rc, "open cells cursor");
+    }
+    MDB_val k = { pl, (void *) prefix }, v;
+    int user = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+            break;
+        if (k.mv_size != GS_GRID_LEN || v.mv_size != GS_CELL_VAL) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        char grid[GS_GRID_LEN + 1];
+        memcpy(grid, k.mv_data, GS_GRID_LEN);
+        grid[GS_GRID_LEN] = 0;
+        gs_cell_meta_t m;
+        gs_cell_get(v.mv_data, &m);
+        if ((user = fn(arg, grid, &m)))
+            break;
+    }
+    mdb_cursor_close(c);
+    gs_rtxn_end(self, &txn);
+    if (user)
+        return user;
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list cells");
+}
+
+int
+gs_store_prefix_last(gs_store_t *self, const char *prefix, uint64_t *last_seq)
+{
+    if (!prefix || !last_seq)
+        return GS_EINVAL;
+    int level = gs_level_of_len(strlen(prefix));
+    if (level < 0)
+        return GS_EINVAL;
+    char key[16];
+    char grid[GS_GRID_LEN + 1] = "000000000000000";
+    memcpy(grid, prefix, strlen(prefix));
+    size_t kl = gs_chain_key(grid, level, key);
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { kl, key }, v;
+    rc = mdb_get(txn, self->db[GS_DB_CHAIN], &k, &v);
+    *last_seq = 0;
+    if (rc == 0 && v.mv_size == 8)
+        *last_seq = gs_le64_get(v.mv_data);
+    else if (rc == 0)
+        rc = GS_ECORRUPT;
+    gs_rtxn_end(self, &txn);
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "read chain");
+}
+
+/* ---- Person index ---------------------------------------------------------------- */
+
+/* The refs of one hmac, gathered from consecutive persons keys. */
+typedef struct s_group {
+    gs_person_ref_t *refs;
+    char (*grids)[GS_GRID_LEN + 1];
+    char (*ids)[GS_ID_MAX + 1];
+    size_t n, cap;
+} s_group_t;
+
+static int
+s_group_add(s_group_t *g, const MDB_val *k, const MDB_val *v)
+{
+    if (k->mv_size <= 17 + GS_GRID_LEN || k->mv_size > 17 + GS_GRID_LEN + GS_ID_MAX ||
+        v->mv_size != 1)
+        return GS_ECORRUPT;
+    if (g->n == g->cap) {
+        size_t nc = g->cap ? g->cap * 2 : 8;
+        void *a = realloc(g->refs, nc * sizeof *g->refs);
+        if (a)
+            g->refs = a;
+        void *b = a ? realloc(g->grids, nc * sizeof *g->grids) : NULL;
+        if (b)
+            g->grids = b;
+        void *c = b ? realloc(g->ids, nc * sizeof *g->ids) : NULL;
+        if (!c)
+            return GS_ENOMEM;
+        g->ids = c;
+        g->cap = nc;
+    }
+    const char *kp = k->mv_data;
+    size_t i = g->n++;
+    memcpy(g->grids[i], kp + 17, GS_GRID_LEN);
+    g->grids[i][GS_GRID_LEN] = 0;
+    size_t il = k->mv_size - 17 - GS_GRID_LEN;
+    memcpy(g->ids[i], kp + 17 + GS_GRID_LEN, il);
+    g->ids[i][il] = 0;
+    return 0;
+}
+
+/* Point the refs at their strings (the arrays may have moved). */
+static void
+s_group_fix(s_group_t *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        g->refs[i].grid = g->grids[i];
+        g->refs[i].record_key = g->ids[i];
+    }
+}
+
+/* Walk the persons index; for each hmac group call emit. only = hmac to
+ * restrict to one group (NULL: all). */
+typedef int (s_group_fn)(void *arg, const uint8_t *hmac, s_group_t *g);
+
+static int
+s_persons_walk(gs_store_t *self, const uint8_t *only, s_group_fn *emit, void *arg)
+{
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_PERSONS], &c))) {
+        gs_rtxn_end(self, &txn);
+        return gs_store_err(rc, "open persons cursor");
+    }
+    s_group_t g = { 0 };
+    uint8_t cur[16];
+    int have = 0, user = 0;
+    MDB_val k = { only ? 16 : 0, (void *) only }, v;
+    for (rc = mdb_cursor_get(c, &k, &v, only ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 16) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (only && memcmp(k.mv_data, only, 16) != 0)
+            break;
+        if (have && memcmp(k.mv_data, cur, 16) != 0) {
+            s_group_fix(&g);
+            if ((user = emit(arg, cur, &g)))
+                break;
+            g.n = 0;
+        }
+        memcpy(cur, k.mv_data, 16);
+        have = 1;
+        if ((rc = s_group_add(&g, &k, &v)))
+            break;
+        g.refs[g.n - 1].kind = gs_kind_of_byte(((const char *) k.mv_data)[16]);
+        g.refs[g.n - 1].role = *(const uint8_t *) v.mv_data;
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (rc == 0 && !user && have && g.n) {
+        s_group_fix(&g);
+        user = emit(arg, cur, &g);
+    }
+    mdb_cursor_close(c);
+    gs_rtxn_end(self, &txn);
+    free(g.refs);
+    free(g.grids);
+    free(g.ids);
+    if (user)
+        return user;
+    return gs_store_err(rc, "walk persons index");
+}
+
+typedef struct s_dups {
+    const char *prefix;             /* only groups touching this prefix */
+    gs_dup_fn *fn;
+    void *arg;
+} s_dups_t;
+
+static int
+s_dup_emit(void *arg, const uint8_t *hmac, s_group_t *g)
+{
+    s_dups_t *d = arg;
+    /* A duplicate is one person living in two places: member or tenant of
+     * more than one record. Landlords of several units are normal. */
+    size_t residents = 0;
+    int touches = d->prefix[0] == 0;
+    size_t pl = strlen(d->prefix);
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->refs[i].role == GS_ROLE_MEMBER || g->refs[i].role == GS_ROLE_TENANT)
+            residents++;
+        if (!touches && strncmp(g->refs[i].grid, d->prefix, pl) == 0)
+            touches = 1;
+    }
+    if (residents < 2 || !touches)
+        return 0;
+    return d->fn(d->arg, hmac, g->refs, g->n);
+}
+
+int
+gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *arg)
+{
+    if (!fn)
+        return GS_EINVAL;
+    s_dups_t d = { prefix ? prefix : "", fn, arg };
+    return s_persons_walk(self, NULL, s_dup_emit, &d);
+}
+
+typedef struct s_refs {
+    gs_dup_fn *fn;
+    void *arg;
+} s_refs_t;
+
+static int
+s_refs_emit(void *arg, const uint8_t *hmac, s_group_t *g)
+{
+    s_refs_t *r = arg;
+    return r->fn(r->arg, hmac, g->refs, g->n);
+}
+
+int
+gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, void *arg)
+{
+    if (!hmac || !fn)
+        return GS_EINVAL;
+    s_refs_t r = { fn, arg };
+    return s_persons_walk(self, hmac, s_refs_emit, &r);
+}

@@ -1,0 +1,494 @@
+/*
+ * gs_store_verify: recompute every index from the records and the change
+ * log and compare with what is stored. Used by gridctl verify, after
+ * restores, and by the crash tests after each kill.
+ *
+ * Where it sits: beside the write path, sharing its codecs
+ * (gs_store_codec.c), so a disagreement means stored state drifted, not
+ * that two implementations differ. Runs in one read transaction; cost is
+ * one pass over the log and one over the records (each record unpacked).
+ */
+#include "gs_store_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define S_MAX_REPORTS 1000
+
+typedef struct s_ver {
+    gs_store_t *st;
+    MDB_txn *txn;
+    gs_report_fn *report;
+    void *arg;
+    uint64_t problems;              /* problems found */
+    gs_wbuf_t buf;                  /* scratch for the content hash */
+    gs_smap_t cells;                /* grid -> counts from records, last seq from log */
+    gs_smap_t chain;                /* level prefix -> last seq from log */
+    uint64_t events;                /* log entries */
+    uint64_t records;               /* records entries */
+    uint64_t natkeys;               /* natural keys the records imply */
+    uint64_t persons;               /* person entries the records imply */
+} s_ver_t;
+
+static void s_problem(s_ver_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+s_problem(s_ver_t *v, const char *fmt, ...)
+{
+    v->problems++;
+    if (!v->report || v->problems > S_MAX_REPORTS)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (v->problems == S_MAX_REPORTS)
+        snprintf(line, sizeof line, "too many problems: only the first %d are reported",
+                 S_MAX_REPORTS);
+    v->report(v->arg, line);
+}
+
+static uint64_t
+s_count(s_ver_t *v, int db)
+{
+    MDB_stat ms;
+    return mdb_stat(v->txn, v->st->db[db], &ms) == 0 ? ms.ms_entries : 0;
+}
+
+/* ---- The change log ----------------------------------------------------------- */
+
+static int
+s_check_log(s_ver_t *v)
+{
+    gs_store_t *st = v->st;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(v->txn, st->db[GS_DB_LOG], &c);
+    if (rc)
+        return rc;
+    uint64_t expect = 1, last = 0;
+    MDB_val k, val;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        if (k.mv_size != 8) {
+            s_problem(v, "log: key of %zu bytes", k.mv_size);
+            continue;
+        }
+        uint64_t seq = gs_be64_get(k.mv_data);
+        if (seq != expect)
+            s_problem(v, "log: seq %llu follows %llu (hole or disorder)",
+                      (unsigned long long) seq, (unsigned long long) last);
+        expect = seq + 1;
+        last = seq;
+        v->events++;
+        gs_event_fields_t f;
+        if (val.mv_size < GS_LOG_HDR ||
+            gs_event_scan((const uint8_t *) val.mv_data + GS_LOG_HDR,
+                          val.mv_size - GS_LOG_HDR, &f)) {
+            s_problem(v, "log %llu: value does not decode", (unsigned long long) seq);
+            continue;
+        }
+        const char *grid = val.mv_data;
+        if (f.seq != seq)
+            s_problem(v, "log %llu: event says seq %llu", (unsigned long long) seq,
+                      (unsigned long long) f.seq);
+        if (f.grid_len != GS_GRID_LEN || memcmp(f.grid, grid, GS_GRID_LEN) != 0) {
+            s_problem(v, "log %llu: header grid %.15s differs from the event's",
+                      (unsigned long long) seq, grid);
+            continue;
+        }
+        uint64_t back = gs_be64_get((const uint8_t *) val.mv_data + GS_GRID_LEN);
+        if (back >= seq)
+            s_problem(v, "log %llu: record back pointer %llu is not earlier",
+                      (unsigned long long) seq, (unsigned long long) back);
+        if (f.n_prev_seq != GS_LEVELS)
+            s_problem(v, "log %llu: %zu prev_seq entries, expected %d",
+                      (unsigned long long) seq, f.n_prev_seq, GS_LEVELS);
+        for (int l = 0; l < GS_LEVELS; l++) {
+            char key[16];
+            size_t kl = gs_chain_key(grid, l, key);
+            gs_smap_ent_t *e = gs_smap_get(&v->chain, key, kl, NULL);
+            if (!e)
+                return ENOMEM;
+            if (f.n_prev_seq == GS_LEVELS && f.prev_seq[l] != e->u)
+                s_problem(v, "log %llu: prev_seq[%d] is %llu, the previous event under "
+                          "%.*s is %llu", (unsigned long long) seq, l,
+                          (unsigned long long) f.prev_seq[l], (int) kl, key,
+                          (unsigned long long) e->u);
+            e->u = seq;
+        }
+        gs_smap_ent_t *ce = gs_smap_get(&v->cells, grid, GS_GRID_LEN, NULL);
+        if (!ce)
+            return ENOMEM;
+        ce->cell.last_seq = seq;
+        uint8_t ck[GS_GRID_LEN + 8];
+        memcpy(ck, grid, GS_GRID_LEN);
+        gs_be64_put(ck + GS_GRID_LEN, seq);
+        MDB_val ckv = { sizeof ck, ck }, cv;
+        if (mdb_get(v->txn, st->db[GS_DB_CELL_LOG], &ckv, &cv) != 0)
+            s_problem(v, "cell_log: no entry for seq %llu in %.15s",
+                      (unsigned long long) seq, grid);
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (s_count(v, GS_DB_CELL_LOG) != v->events)
+        s_problem(v, "cell_log has %llu entries, the log %llu",
+                  (unsigned long long) s_count(v, GS_DB_CELL_LOG),
+                  (unsigned long long) v->events);
+    MDB_val hk = { 8, "head_seq" }, hv;
+    uint64_t head = 0;
+    if (mdb_get(v->txn, st->db[GS_DB_META], &hk, &hv) == 0 && hv.mv_size == 8)
+        head = gs_le64_get(hv.mv_data);
+    if (head != last)
+        s_problem(v, "meta head_seq %llu, last log seq %llu", (unsigned long long) head,
+                  (unsigned long long) last);
+
+    /* chain heads */
+    if ((rc = mdb_cursor_open(v->txn, st->db[GS_DB_CHAIN], &c)))
+        return rc;
+    uint64_t n = 0;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        n++;
+        gs_smap_ent_t *e = gs_smap_find(&v->chain, k.mv_data, k.mv_size);
+        uint64_t got = val.mv_size == 8 ? gs_le64_get(val.mv_data) : 0;
+        if (!e || e->u != got)
+            s_problem(v, "chain %.*s: head %llu, the log says %llu", (int) k.mv_size,
+                      (const char *) k.mv_data, (unsigned long long) got,
+                      (unsigned long long) (e ? e->u : 0));
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (n != v->chain.n)
+        s_problem(v, "chain has %llu prefixes, the log touches %zu",
+                  (unsigned long long) n, v->chain.n);
+    return 0;
+}
+
+/* ---- Records and their indexes --------------------------------------------------- */
+
+static void
+s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *val)
+{
+    gs_store_t *st = v->st;
+    v->records++;
+    if (k->mv_size <= GS_GRID_LEN + 1 || k->mv_size > GS_GRID_LEN + 1 + GS_ID_MAX) {
+        s_problem(v, "records: key of %zu bytes", k->mv_size);
+        return;
+    }
+    const char *kp = k->mv_data;
+    char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
+    memcpy(grid, kp, GS_GRID_LEN);
+    grid[GS_GRID_LEN] = 0;
+    char kb = kp[GS_GRID_LEN];
+    size_t il = k->mv_size - GS_GRID_LEN - 1;
+    memcpy(id, kp + GS_GRID_LEN + 1, il);
+    id[il] = 0;
+    gs_rec_hdr_t h;
+    if (gs_rec_hdr_get(val, &h)) {
+        s_problem(v, "record %s/%c/%s: header damaged", grid, kb, id);
+        return;
+    }
+    size_t off = gs_rec_data_off(&h);
+    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(
+        gs_arena_allocator(arena), val->mv_size - off, (const uint8_t *) val->mv_data + off);
+    if (!rec) {
+        s_problem(v, "record %s/%c/%s: does not decode", grid, kb, id);
+        return;
+    }
+    const char *rg = gs_record_grid(rec), *rid = gs_record_id(rec);
+    if (gs_kind_byte(gs_record_kind(rec)) != kb || h.kind != (uint8_t) kb ||
+        !rg || strcmp(rg, grid) != 0 || !rid || strcmp(rid, id) != 0) {
+        s_problem(v, "record %s/%c/%s: key disagrees with its content", grid, kb, id);
+        return;
+    }
+    uint8_t hash[16];
+    if (gs_content_hash(rec, &v->buf, hash) == 0 && memcmp(hash, h.hash, 16) != 0)
+        s_problem(v, "record %s/%c/%s: content hash differs", grid, kb, id);
+    const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
+    int status = meta ? (int) meta->status : 0;
+    if (status != h.status)
+        s_problem(v, "record %s/%c/%s: status %d in header, %d in record", grid, kb, id,
+                  h.status, status);
+    uint32_t people = gs_record_people(rec);
+    if (people != h.n_people)
+        s_problem(v, "record %s/%c/%s: %u people in header, %u in record", grid, kb, id,
+                  h.n_people, people);
+
+    /* person refs and the persons index */
+    size_t maxr = gs_record_people_max(rec);
+    gs_ref_t *refs = maxr ? gs_arena_alloc(arena, maxr * sizeof *refs) : NULL;
+    size_t nr = refs ? gs_record_refs(st, rec, refs, maxr) : 0;
+    if (nr != h.n_refs) {
+        s_problem(v, "record %s/%c/%s: %u person refs in header, %zu in record", grid, kb,
+                  id, h.n_refs, nr);
+    } else {
+        const uint8_t *p = (const uint8_t *) val->mv_data + GS_REC_HDR;
+        for (size_t i = 0; i < nr; i++)
+            if (memcmp(p + i * GS_REF_LEN, refs[i].hmac, 16) || p[i * GS_REF_LEN + 16] != refs[i].role)
+                s_problem(v, "record %s/%c/%s: person ref %zu differs", grid, kb, id, i);
+    }
+    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE) {
+        for (size_t i = 0; i < nr; i++) {
+            uint8_t pk[17 + GS_GRID_LEN + GS_ID_MAX];
+            memcpy(pk, refs[i].hmac, 16);
+            pk[16] = (uint8_t) kb;
+            memcpy(pk + 17, grid, GS_GRID_LEN);
+            memcpy(pk + 17 + GS_GRID_LEN, id, il);
+            MDB_val pkv = { 17 + GS_GRID_LEN + il, pk }, pv;
+            v->persons++;
+            if (mdb_get(v->txn, st->db[GS_DB_PERSONS], &pkv, &pv) != 0 || pv.mv_size != 1 ||
+                *(const uint8_t *) pv.mv_data != refs[i].role)
+                s_problem(v, "persons: entry %zu of record %s/%c/%s missing or wrong",
+                          i, grid, kb, id);
+        }
+    }
+
+    /* ids */
+    uint8_t ik[1 + GS_ID_MAX];
+    ik[0] = (uint8_t) kb;
+    memcpy(ik + 1, id, il);
+    MDB_val ikv = { 1 + il, ik }, iv;
+    if (mdb_get(v->txn, st->db[GS_DB_IDS], &ikv, &iv) != 0 || iv.mv_size != GS_GRID_LEN + il ||
+        memcmp(iv.mv_data, grid, GS_GRID_LEN) != 0 ||
+        memcmp((const char *) iv.mv_data + GS_GRID_LEN, id, il) != 0)
+        s_problem(v, "ids: no canonical entry for record %s/%c/%s", grid, kb, id);
+
+    /* natural key */
+    uint8_t nk[GS_NATKEY_MAX + 2];
+    size_t nkl = gs_natkey(rec, nk);
+    if (!!nkl != !!(h.flags & GS_RF_NATKEY))
+        s_problem(v, "record %s/%c/%s: natural-key flag wrong", grid, kb, id);
+    if (nkl) {
+        v->natkeys++;
+        MDB_val nkv = { nkl, nk }, nv;
+        if (mdb_get(v->txn, st->db[GS_DB_NATKEYS], &nkv, &nv) != 0 ||
+            nv.mv_size != 1 + il || ((const char *) nv.mv_data)[0] != kb ||
+            memcmp((const char *) nv.mv_data + 1, id, il) != 0)
+            s_problem(v, "natkeys: record %s/%c/%s's natural key does not lead to it",
+                      grid, kb, id);
+    }
+
+    /* counts */
+    gs_smap_ent_t *ce = gs_smap_get(&v->cells, grid, GS_GRID_LEN, NULL);
+    if (ce)
+        gs_cell_add(&ce->cell, kb, status, people, +1);
+
+    /* the event that made this version */
+    uint8_t sk[8];
+    gs_be64_put(sk, h.seq);
+    MDB_val skv = { 8, sk }, sv;
+    gs_event_fields_t f;
+    if (mdb_get(v->txn, st->db[GS_DB_LOG], &skv, &sv) != 0 || sv.mv_size < GS_LOG_HDR ||
+        gs_event_scan((const uint8_t *) sv.mv_data + GS_LOG_HDR, sv.mv_size - GS_LOG_HDR, &f) ||
+        f.version != h.version || f.record_key_len != il ||
+        memcmp(f.record_key, id, il) != 0 || memcmp(sv.mv_data, grid, GS_GRID_LEN) != 0)
+        s_problem(v, "record %s/%c/%s: version %llu has no matching event at seq %llu",
+                  grid, kb, id, (unsigned long long) h.version, (unsigned long long) h.seq);
+}
+
+static int
+s_check_records(s_ver_t *v)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(v->txn, v->st->db[GS_DB_RECORDS], &c);
+    if (rc)
+        return rc;
+    gs_arena_t *arena = gs_arena_new(64 * 1024);
+    if (!arena) {
+        mdb_cursor_close(c);
+        return ENOMEM;
+    }
+    MDB_val k, val;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        gs_arena_reset(arena);
+        s_check_record(v, arena, &k, &val);
+    }
+    gs_arena_destroy(&arena);
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    uint64_t n = s_count(v, GS_DB_NATKEYS);
+    if (n != v->natkeys)
+        s_problem(v, "natkeys has %llu entries, the records imply %llu",
+                  (unsigned long long) n, (unsigned long long) v->natkeys);
+    n = s_count(v, GS_DB_PERSONS);
+    if (n != v->persons)
+        s_problem(v, "persons has %llu entries, the active records imply %llu",
+                  (unsigned long long) n, (unsigned long long) v->persons);
+    return 0;
+}
+
+static int
+s_check_ids(s_ver_t *v)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(v->txn, v->st->db[GS_DB_IDS], &c);
+    if (rc)
+        return rc;
+    uint64_t canon = 0;
+    MDB_val k, val;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        const char *kp = k.mv_data;
+        if (k.mv_size < 2 || val.mv_size <= GS_GRID_LEN) {
+            s_problem(v, "ids: damaged entry");
+            continue;
+        }
+        size_t il = k.mv_size - 1, cl = val.mv_size - GS_GRID_LEN;
+        const char *cp = (const char *) val.mv_data + GS_GRID_LEN;
+        if (il == cl && memcmp(kp + 1, cp, il) == 0) {
+            canon++;
+            uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+            if (il > GS_ID_MAX)
+                continue;
+            memcpy(rk, val.mv_data, GS_GRID_LEN);
+            rk[GS_GRID_LEN] = (uint8_t) kp[0];
+            memcpy(rk + GS_GRID_LEN + 1, kp + 1, il);
+            MDB_val rkv = { GS_GRID_LEN + 1 + il, rk }, rv;
+            if (mdb_get(v->txn, v->st->db[GS_DB_RECORDS], &rkv, &rv) != 0)
+                s_problem(v, "ids: %c/%.*s points to %.15s, where there is no record",
+                          kp[0], (int) il, kp + 1, (const char *) val.mv_data);
+        } else {
+            uint8_t ck[1 + GS_ID_MAX];
+            if (cl > GS_ID_MAX)
+                continue;
+            ck[0] = (uint8_t) kp[0];
+            memcpy(ck + 1, cp, cl);
+            MDB_val ckv = { 1 + cl, ck }, cv;
+            if (mdb_get(v->txn, v->st->db[GS_DB_IDS], &ckv, &cv) != 0 ||
+                cv.mv_size != val.mv_size ||
+                memcmp((const char *) cv.mv_data + GS_GRID_LEN, cp, cl) != 0)
+                s_problem(v, "ids: alias %c/%.*s points to %.*s, which is not a record",
+                          kp[0], (int) il, kp + 1, (int) cl, cp);
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (canon != v->records)
+        s_problem(v, "ids has %llu canonical entries for %llu records",
+                  (unsigned long long) canon, (unsigned long long) v->records);
+    return 0;
+}
+
+static int
+s_check_cells(s_ver_t *v)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(v->txn, v->st->db[GS_DB_CELLS], &c);
+    if (rc)
+        return rc;
+    MDB_val k, val;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        if (k.mv_size != GS_GRID_LEN || val.mv_size != GS_CELL_VAL) {
+            s_problem(v, "cells: damaged entry");
+            continue;
+        }
+        gs_cell_meta_t got, want = { 0 };
+        gs_cell_get(val.mv_data, &got);
+        gs_smap_ent_t *e = gs_smap_find(&v->cells, k.mv_data, GS_GRID_LEN);
+        if (e) {
+            want = e->cell;
+            e->dirty = 1;   /* seen */
+        }
+        if (got.households != want.households || got.persons != want.persons ||
+            got.rentals != want.rentals || got.tenants != want.tenants ||
+            got.voided != want.voided)
+            s_problem(v, "cells %.15s: counts h=%u p=%u r=%u t=%u v=%u, records say "
+                      "h=%u p=%u r=%u t=%u v=%u", (const char *) k.mv_data, got.households,
+                      got.persons, got.rentals, got.tenants, got.voided, want.households,
+                      want.persons, want.rentals, want.tenants, want.voided);
+        if (got.last_seq != want.last_seq)
+            s_problem(v, "cells %.15s: last_seq %llu, the log says %llu",
+                      (const char *) k.mv_data, (unsigned long long) got.last_seq,
+                      (unsigned long long) want.last_seq);
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    for (size_t i = 0; i < v->cells.cap; i++) {
+        gs_smap_ent_t *e = &v->cells.ents[i];
+        if (e->used && !e->dirty)
+            s_problem(v, "cells: no entry for %.15s", e->key);
+    }
+    return 0;
+}
+
+static int
+s_check_idem(s_ver_t *v)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(v->txn, v->st->db[GS_DB_IDEM_FIFO], &c);
+    if (rc)
+        return rc;
+    MDB_val k, val;
+    uint64_t last = 0;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        if (k.mv_size != 8 || val.mv_size <= 8) {
+            s_problem(v, "idem_fifo: damaged entry");
+            continue;
+        }
+        last = gs_be64_get(k.mv_data);
+        MDB_val ik = { val.mv_size - 8, (uint8_t *) val.mv_data + 8 }, iv;
+        if (mdb_get(v->txn, v->st->db[GS_DB_IDEM], &ik, &iv) != 0 || iv.mv_size < GS_IDEM_HDR ||
+            gs_le64_get((const uint8_t *) iv.mv_data + 8) != last)
+            s_problem(v, "idem_fifo %llu: no matching idempotency entry",
+                      (unsigned long long) last);
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if (s_count(v, GS_DB_IDEM) != s_count(v, GS_DB_IDEM_FIFO))
+        s_problem(v, "idem has %llu entries, idem_fifo %llu",
+                  (unsigned long long) s_count(v, GS_DB_IDEM),
+                  (unsigned long long) s_count(v, GS_DB_IDEM_FIFO));
+    MDB_val fk = { 14, "idem_fifo_next" }, fv;
+    uint64_t next = 0;
+    if (mdb_get(v->txn, v->st->db[GS_DB_META], &fk, &fv) == 0 && fv.mv_size == 8)
+        next = gs_le64_get(fv.mv_data);
+    if (last && next <= last)
+        s_problem(v, "meta idem_fifo_next %llu is not past the last entry %llu",
+                  (unsigned long long) next, (unsigned long long) last);
+    return 0;
+}
+
+int
+gs_store_verify(gs_store_t *self, gs_report_fn *report, void *arg, uint64_t *problems)
+{
+    s_ver_t v;
+    memset(&v, 0, sizeof v);
+    v.st = self;
+    v.report = report;
+    v.arg = arg;
+    gs_wbuf_init(&v.buf);
+    gs_smap_init(&v.cells);
+    gs_smap_init(&v.chain);
+    if (problems)
+        *problems = 0;
+    if (!self->have_secret) {
+        gs_store_detail("verify needs secret.key to recompute the person index");
+        return GS_ENOTFOUND;
+    }
+    int rc = gs_rtxn_begin(self, &v.txn);
+    if (rc)
+        return rc;
+    if (!(rc = s_check_log(&v)) && !(rc = s_check_records(&v)) && !(rc = s_check_ids(&v)) &&
+        !(rc = s_check_cells(&v)))
+        rc = s_check_idem(&v);
+    gs_rtxn_end(self, &v.txn);
+    gs_wbuf_deinit(&v.buf);
+    gs_smap_deinit(&v.cells);
+    gs_smap_deinit(&v.chain);
+    if (problems)
+        *problems = v.problems;
+    if (rc)
+        return gs_store_err(rc, "verify");
+    return v.problems ? GS_ECORRUPT : 0;
+}
