@@ -23,6 +23,7 @@
 #include <zmq.h>
 
 #include "gs_arena.h"
+#include "gs_auth.h"
 #include "gs_log.h"
 #include "gs_metrics.h"
 #include "gs_privacy.h"
@@ -51,6 +52,8 @@ typedef struct s_job {
     Gridsync__V1__Request *req; /* decoded request (device side) */
     Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
     int64_t recv_us;            /* monotonic receive time, for ack latency */
+    char **prefixes;            /* the sender's grid prefixes (arena); NULL = any */
+    size_t n_prefixes;          /* how many */
 } s_job_t;
 
 /* A reply on its way back to the frontend. */
@@ -87,6 +90,9 @@ struct gs_broker {
     pthread_t writer, publisher;    /* worker threads */
     pthread_t *readers;             /* cfg.readers threads */
     int threads_started;            /* how many of the above run */
+    int secure;                     /* CURVE on client-facing TCP sockets */
+    gs_auth_t *auth;                /* ZAP handler (secure mode) */
+    char server_public[41];         /* broker public key, Z85 */
     gs_metrics_t metrics;           /* counters, shared by all threads */
     atomic_uint_fast64_t head_seq;  /* last committed seq (writer updates) */
     atomic_int subscriptions;       /* distinct prefixes (publisher updates) */
@@ -183,6 +189,16 @@ s_error_pack(gs_wbuf_t *b, int admin, uint64_t request_id, int reason, const cha
     gs_wbuf_message_field(b, admin ? 7 : 5, &err.base);
 }
 
+/* Is prefix at or below one of allowed? */
+static int
+s_prefix_allowed(const char *prefix, char **allowed, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(prefix, allowed[i], strlen(allowed[i])) == 0)
+            return 1;
+    return 0;
+}
+
 /* ---- writer thread -------------------------------------------------------- */
 
 static void
@@ -246,6 +262,8 @@ s_writer_main(void *arg)
                 .records = up->records,
                 .n_records = up->n_records,
                 .alloc = gs_arena_allocator(jobs[i]->arena),
+                .prefixes = (const char *const *) jobs[i]->prefixes,
+                .n_prefixes = jobs[i]->n_prefixes,
             };
         }
         gs_apply_out_t res;
@@ -381,15 +399,56 @@ s_heartbeats(gs_broker_t *b, s_sub_t *subs, size_t nsubs, uint64_t head, gs_wbuf
     atomic_fetch_add(&b->metrics.feed_heartbeats, nsubs);
 }
 
-/* A (un)subscription arrived on the XPUB: keep the distinct prefix set. */
-static size_t
-s_subscription(gs_broker_t *b, const uint8_t *msg, size_t len, s_sub_t *subs, size_t nsubs)
+/* In secure mode (XPUB_MANUAL) a subscription takes effect only when the
+ * subscriber's registry entry allows the prefix; returns 1 when it may. */
+static int
+s_subscription_allowed(gs_broker_t *b, zmq_msg_t *m, const char *prefix)
 {
-    if (len < 1 || len - 1 > GS_GRID_LEN)
+    const char *id = zmq_msg_gets(m, "device_id");
+    const char *why = NULL;
+    Gridsync__V1__Device *dev = NULL;
+    if (!id || gs_store_device_get(b->store, id, &dev))
+        why = "not enrolled";
+    else if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE)
+        why = "revoked";
+    else if (gs_level_of_len(strlen(prefix)) < 0)
+        why = "prefix not at a level boundary (0,2,4,6,9,12,15 digits)";
+    else if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
+             !s_prefix_allowed(prefix, dev->prefixes, dev->n_prefixes))
+        why = "outside the assigned prefixes";
+    if (why) {
+        atomic_fetch_add(&b->metrics.feed_refused, 1);
+        gs_log(GS_LOG_WARN, "feed_subscribe_refused", "device=%s prefix=\"%s\" reason=\"%s\"",
+               id ? id : "-", prefix, why);
+    }
+    if (dev)
+        gridsync__v1__device__free_unpacked(dev, NULL);
+    return why == NULL;
+}
+
+/* A (un)subscription arrived on the XPUB: authorise it (secure mode) and
+ * keep the distinct prefix set for heartbeats. */
+static size_t
+s_subscription(gs_broker_t *b, zmq_msg_t *m, s_sub_t *subs, size_t nsubs)
+{
+    const uint8_t *msg = zmq_msg_data(m);
+    size_t len = zmq_msg_size(m);
+    gs_log(GS_LOG_DEBUG, "feed_control", "bytes=%zu kind=%d", len, len ? msg[0] : -1);
+    if (len < 1 || len - 1 > GS_GRID_LEN || (msg[0] != 0 && msg[0] != 1))
         return nsubs;
     char prefix[GS_GRID_LEN + 1];
     memcpy(prefix, msg + 1, len - 1);
     prefix[len - 1] = 0;
+    if (b->secure) {
+        if (msg[0] == 1) {
+            if (!s_subscription_allowed(b, m, prefix))
+                return nsubs;
+            zmq_setsockopt(b->xpub, ZMQ_SUBSCRIBE, prefix, len - 1);
+        } else {
+            zmq_setsockopt(b->xpub, ZMQ_UNSUBSCRIBE, prefix, len - 1);
+            return nsubs; /* others may still follow it: keep its heartbeat */
+        }
+    }
     size_t k;
     for (k = 0; k < nsubs; k++)
         if (strcmp(subs[k].prefix, prefix) == 0)
@@ -432,11 +491,16 @@ s_publisher_main(void *arg)
         if (zmq_poll(items, 2, (long) (wait_us / 1000)) < 0 && errno != EINTR)
             break;
         if (items[1].revents & ZMQ_POLLIN) {
-            uint8_t msg[64];
-            int n;
-            while ((n = zmq_recv(b->xpub, msg, sizeof msg, ZMQ_DONTWAIT)) >= 0)
-                nsubs = s_subscription(b, msg, (size_t) (n > (int) sizeof msg ? (int) sizeof msg : n),
-                                       subs, nsubs);
+            for (;;) {
+                zmq_msg_t m;
+                zmq_msg_init(&m);
+                if (zmq_msg_recv(&m, b->xpub, ZMQ_DONTWAIT) < 0) {
+                    zmq_msg_close(&m);
+                    break;
+                }
+                nsubs = s_subscription(b, &m, subs, nsubs);
+                zmq_msg_close(&m);
+            }
         }
         if (items[0].revents & ZMQ_POLLIN) {
             void *p;
@@ -824,6 +888,75 @@ s_reader_main(void *arg)
 
 /* ---- frontend ------------------------------------------------------------- */
 
+/* Who sent this request, and may they do it? In secure mode the identity
+ * is the "device_id" the ZAP handler attached to the connection; the
+ * registry is read again for every request, so a revocation applies to a
+ * live connection at its next request. In --insecure-dev mode the upload's
+ * own device_id is taken at its word, and an unregistered one may do
+ * anything. On success the sender's prefixes are copied into the arena
+ * (*prefixes NULL = unrestricted). Returns 0 or a reason with msg set. */
+static int
+s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_arena_t *arena,
+            char ***prefixes, size_t *n_prefixes, char *msg, size_t msg_size)
+{
+    *prefixes = NULL;
+    *n_prefixes = 0;
+    const char *id = NULL;
+    if (b->secure) {
+        id = zmq_msg_gets(body, "device_id");
+        if (!id) {
+            snprintf(msg, msg_size, "connection is not authenticated");
+            return GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+        }
+    } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
+        id = req->upload->device_id;
+    }
+    Gridsync__V1__Device *dev = NULL;
+    int rc = id ? gs_store_device_get(b->store, id, &dev) : GS_ENOTFOUND;
+    if (rc) {
+        if (!b->secure)
+            return 0; /* development mode: unregistered means unrestricted */
+        snprintf(msg, msg_size, "device '%.64s' is not enrolled", id);
+        return GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+    }
+    int reason = 0;
+    if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE) {
+        snprintf(msg, msg_size, "device '%.64s' has been revoked", dev->device_id);
+        reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+    } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
+        if (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT) {
+            snprintf(msg, msg_size, "'%.64s' is a district system; district systems do not upload",
+                     dev->device_id);
+            reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+        } else if (strcmp(req->upload->device_id, dev->device_id) != 0) {
+            snprintf(msg, msg_size, "upload names device '%.64s' but the key belongs to '%.64s'",
+                     req->upload->device_id, dev->device_id);
+            reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+        }
+    } else {
+        char **want = req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC
+                          ? req->sync->prefixes : req->snapshot->prefixes;
+        size_t nw = req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC
+                        ? req->sync->n_prefixes : req->snapshot->n_prefixes;
+        for (size_t i = 0; i < nw && !reason; i++)
+            if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
+                !s_prefix_allowed(want[i], dev->prefixes, dev->n_prefixes)) {
+                snprintf(msg, msg_size, "prefix '%.15s' is outside the grids assigned to '%.64s'",
+                         want[i], dev->device_id);
+                reason = GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE;
+            }
+    }
+    if (!reason && dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN) {
+        char **copy = gs_arena_alloc(arena, (dev->n_prefixes + 1) * sizeof *copy);
+        for (size_t i = 0; copy && i < dev->n_prefixes; i++)
+            copy[i] = gs_arena_strdup(arena, dev->prefixes[i]);
+        *prefixes = copy;
+        *n_prefixes = dev->n_prefixes;
+    }
+    gridsync__v1__device__free_unpacked(dev, NULL);
+    return reason;
+}
+
 /* Send an error straight from the frontend. */
 static void
 s_frontend_error(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
@@ -960,12 +1093,24 @@ s_handle_router(gs_broker_t *b, int draining)
                          "request carries no known body (upload, sync or snapshot)");
         goto done;
     }
+    char **prefixes = NULL;
+    size_t n_prefixes = 0;
+    char amsg[GS_MSG_MAX];
+    int reason = s_authorise(b, &body, req, arena, &prefixes, &n_prefixes, amsg, sizeof amsg);
+    if (reason) {
+        gs_log(GS_LOG_WARN, "request_refused", "reason=%s msg=\"%s\"", gs_reason_name(reason),
+               amsg);
+        s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id, reason, amsg);
+        goto done;
+    }
     s_job_t *job = calloc(1, sizeof *job);
     if (!job) {
         s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                          GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
         goto done;
     }
+    job->prefixes = prefixes;
+    job->n_prefixes = n_prefixes;
     zmq_msg_init(&job->identity);
     zmq_msg_move(&job->identity, &identity);
     job->req_style = req_style;
@@ -1149,6 +1294,28 @@ gs_broker_run(gs_broker_t *self)
 
 /* ---- construction --------------------------------------------------------- */
 
+/* Is an endpoint on this machine only (loopback TCP, ipc, inproc)? */
+static int
+s_loopback(const char *ep)
+{
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
+        return 1;
+    if (strncmp(ep, "tcp://", 6))
+        return 0;
+    const char *host = ep + 6;
+    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost:", 10) ||
+           !strncmp(host, "[::1]:", 6);
+}
+
+static void
+s_curve_server(void *sock, const uint8_t secret[32])
+{
+    int one = 1;
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 32);
+    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "gridsync", 8);
+}
+
 static void *
 s_bind(gs_broker_t *b, int type, const char *endpoint, const char *what, char *bound,
        size_t bound_size)
@@ -1234,9 +1401,38 @@ gs_broker_new(const gs_config_t *cfg)
     zmq_setsockopt(b->replies, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(b->to_publisher, ZMQ_SNDHWM, &hwm, sizeof hwm);
 
-    /* client-facing sockets */
+    /* client-facing sockets: CURVE unless explicitly in development mode */
     char up_ep[256] = "", feed_ep[256] = "", admin_ep[600] = "";
+    b->secure = !cfg->insecure_dev;
+    uint8_t server_secret[32];
+    if (!b->secure) {
+        if (!s_loopback(cfg->upload_endpoint) || !s_loopback(cfg->feed_endpoint)) {
+            gs_log(GS_LOG_ERROR, "insecure_refused",
+                   "msg=\"--insecure-dev is only allowed on loopback endpoints\" upload=%s feed=%s",
+                   cfg->upload_endpoint, cfg->feed_endpoint);
+            goto fail;
+        }
+        gs_log(GS_LOG_WARN, "insecure_dev",
+               "msg=\"INSECURE DEVELOPMENT MODE: no CURVE, no authentication, plaintext on "
+               "loopback; never use this with real data\"");
+    } else {
+        char cert_path[1100];
+        if (cfg->server_cert[0])
+            snprintf(cert_path, sizeof cert_path, "%s", cfg->server_cert);
+        else
+            snprintf(cert_path, sizeof cert_path, "%s/broker.cert", cfg->store);
+        if (gs_auth_server_keys(cert_path, b->server_public, server_secret)) {
+            gs_log(GS_LOG_ERROR, "server_key_failed", "path=\"%s\" error=\"%s\"", cert_path,
+                   strerror(errno));
+            goto fail;
+        }
+        b->auth = gs_auth_new(b->ctx, b->store);
+        if (!b->auth)
+            goto fail;
+    }
     b->router = zmq_socket(b->ctx, ZMQ_ROUTER);
+    if (b->secure)
+        s_curve_server(b->router, server_secret);
     int64_t maxmsg = cfg->max_message_bytes;
     int one = 1;
     zmq_setsockopt(b->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
@@ -1252,9 +1448,16 @@ gs_broker_new(const gs_config_t *cfg)
     zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, up_ep, &n);
 
     b->xpub = zmq_socket(b->ctx, ZMQ_XPUB);
+    if (b->secure) {
+        s_curve_server(b->xpub, server_secret);
+        int manual = 1; /* every subscription is authorised first */
+        zmq_setsockopt(b->xpub, ZMQ_XPUB_MANUAL, &manual, sizeof manual);
+    }
     int sndhwm = (int) cfg->feed_sndhwm;
     zmq_setsockopt(b->xpub, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
-    int64_t submax = 64; /* subscription messages are prefixes: tiny */
+    /* subscriptions are prefixes (tiny); the bound must still fit the CURVE
+     * handshake commands, which the same limit applies to */
+    int64_t submax = 4096;
     zmq_setsockopt(b->xpub, ZMQ_MAXMSGSIZE, &submax, sizeof submax);
     zmq_setsockopt(b->xpub, ZMQ_LINGER, &linger, sizeof linger);
     if (zmq_bind(b->xpub, cfg->feed_endpoint)) {
@@ -1293,9 +1496,11 @@ gs_broker_new(const gs_config_t *cfg)
     if (!b->readers)
         goto fail;
     gs_log(GS_LOG_INFO, "ready",
-           "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu", up_ep,
-           feed_ep, admin_ep, b->http_fd >= 0 ? b->http_port : 0, cfg->store,
-           (unsigned long long) head);
+           "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
+           "security=%s server_key=%s",
+           up_ep, feed_ep, admin_ep, b->http_fd >= 0 ? b->http_port : 0, cfg->store,
+           (unsigned long long) head, b->secure ? "curve" : "none",
+           b->secure ? b->server_public : "-");
     return b;
 fail:
     gs_broker_destroy(&b);
@@ -1315,6 +1520,7 @@ gs_broker_destroy(gs_broker_t **self_p)
             zmq_close(*socks[i]);
             *socks[i] = NULL;
         }
+    gs_auth_destroy(&b->auth);
     if (b->ctx)
         zsys_shutdown();
     if (b->http_fd >= 0)

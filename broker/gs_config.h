@@ -36,6 +36,8 @@ typedef struct gs_config {
     int64_t idem_max_entries;   /* idempotency table bound (count) */
     int64_t idem_max_age_h;     /* idempotency table bound (age, hours) */
     int feed_restricted;        /* 1: feeds carry Person.restricted */
+    int insecure_dev;           /* 1: no CURVE (loopback endpoints only) */
+    char server_cert[512];      /* broker keypair (zcert); default STORE/broker.cert */
     int no_sync;                /* benchmark only: commits not durable */
     char log_level[16];         /* debug, info, warn, error */
     char log_format[8];         /* kv or json */

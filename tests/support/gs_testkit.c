@@ -78,6 +78,13 @@ s_field(const char *line, const char *key, char *out, size_t size)
 int
 gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *extra)
 {
+    return gs_tk_broker_start_mode(b, store_dir, extra, 0);
+}
+
+int
+gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *const *extra,
+                        int secure)
+{
     memset(b, 0, sizeof *b);
     snprintf(b->store, sizeof b->store, "%s", store_dir);
     snprintf(b->log_path, sizeof b->log_path, "%s.log", store_dir);
@@ -94,6 +101,10 @@ gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *
     argv[argc++] = "--feed-endpoint=tcp://127.0.0.1:*";
     argv[argc++] = "--metrics-port=0";
     argv[argc++] = "--heartbeat-ms=100";
+    if (getenv("GS_TEST_DEBUG"))
+        argv[argc++] = "--log-level=debug";
+    if (!secure)
+        argv[argc++] = "--insecure-dev";
     for (int i = 0; extra && extra[i] && argc < 62; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -123,6 +134,7 @@ gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *
             char port[16];
             s_field(line, "metrics_port=", port, sizeof port);
             b->metrics_port = atoi(port);
+            s_field(line, "server_key=", b->server_key, sizeof b->server_key);
             ready = 1;
             break;
         }

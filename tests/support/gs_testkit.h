@@ -25,6 +25,7 @@ typedef struct gs_tk_broker {
     pthread_t drain;            /* copies stderr to store/../broker.log */
     int drain_running;          /* drain thread started */
     char log_path[300];         /* where the child's log goes */
+    char server_key[41];        /* broker public key (secure mode) */
 } gs_tk_broker_t;
 
 /* Make a fresh temporary directory (mkdtemp under /tmp) into dir. */
@@ -37,6 +38,10 @@ void gs_tk_rmtree(const char *dir);
  * "--name=value" arguments (NULL-terminated, may be NULL). Returns 0 when
  * the broker logged event=ready, -1 if it exited first. */
 int gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *extra);
+
+/* The same with CURVE on (secure = 1) instead of --insecure-dev. */
+int gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir,
+                            const char *const *extra, int secure);
 
 /* Send sig (SIGTERM, SIGKILL) and wait for the exit. Returns the exit
  * status as from waitpid (use WIFEXITED...). */

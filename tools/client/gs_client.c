@@ -68,9 +68,47 @@ struct gs_client {
     gs_client_stats_t stats;    /* counters */
 };
 
+/* Apply CURVE client keys to a socket, if any are set. */
+static int
+s_curve_apply(void *sock, const gs_curve_keys_t *k)
+{
+    if (!k->server_public[0])
+        return 0;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, k->server_public, 41) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, k->public_key, 41) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, k->secret_key, 41))
+        return GS_CLIENT_EINVAL;
+    return 0;
+}
+
+int
+gs_curve_keys_load(gs_curve_keys_t *keys, const char *path)
+{
+    memset(keys, 0, sizeof *keys);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return GS_CLIENT_EIO;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char name[64], value[128];
+        if (sscanf(line, " %63[a-z_] = %127s", name, value) != 2 || strlen(value) != 40)
+            continue;
+        if (!strcmp(name, "server_public"))
+            memcpy(keys->server_public, value, 41);
+        else if (!strcmp(name, "public_key"))
+            memcpy(keys->public_key, value, 41);
+        else if (!strcmp(name, "secret_key"))
+            memcpy(keys->secret_key, value, 41);
+    }
+    fclose(f);
+    return keys->server_public[0] && keys->public_key[0] && keys->secret_key[0]
+               ? 0 : GS_CLIENT_EINVAL;
+}
+
 void
 gs_client_opts_init(gs_client_opts_t *o)
 {
+    memset(o, 0, sizeof *o);
     o->timeout_ms = 3000;
     o->retries = 5;
     o->max_reply_bytes = 64 << 20;
@@ -88,6 +126,8 @@ s_client_connect(gs_client_t *self)
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &self->opts.max_reply_bytes,
                    sizeof self->opts.max_reply_bytes);
+    if (s_curve_apply(self->sock, &self->opts.curve))
+        return GS_CLIENT_EINVAL;
     if (zmq_connect(self->sock, self->endpoint))
         return GS_CLIENT_EIO;
     return 0;
@@ -343,6 +383,7 @@ struct gs_sub {
 void
 gs_sub_opts_init(gs_sub_opts_t *o)
 {
+    memset(o, 0, sizeof *o);
     o->rcvhwm = 100000;
     o->timeout_ms = 3000;
     o->sync_limit = 0;
@@ -485,6 +526,7 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
     gs_client_opts_t co;
     gs_client_opts_init(&co);
     co.timeout_ms = self->opts.timeout_ms;
+    co.curve = self->opts.curve;
     self->cli = gs_client_new(sync_endpoint, &co);
     self->ctx = zmq_ctx_new();
     if (!self->cli || !self->ctx) {
@@ -495,7 +537,7 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
     int linger = 0;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(self->sock, ZMQ_RCVHWM, &self->opts.rcvhwm, sizeof self->opts.rcvhwm);
-    if (zmq_connect(self->sock, feed_endpoint)) {
+    if (s_curve_apply(self->sock, &self->opts.curve) || zmq_connect(self->sock, feed_endpoint)) {
         e = GS_CLIENT_EIO;
         goto fail;
     }

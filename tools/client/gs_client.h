@@ -42,10 +42,24 @@ typedef struct gs_client_error {
     char message[256];          /* the broker's message, or ours */
 } gs_client_error_t;
 
+/* CURVE keys, Z85 text (40 characters). All three set = CURVE; all empty
+ * = plaintext (only a broker in --insecure-dev mode accepts that). */
+typedef struct gs_curve_keys {
+    char server_public[41];     /* the broker's public key */
+    char public_key[41];        /* this client's public key */
+    char secret_key[41];        /* this client's secret key */
+} gs_curve_keys_t;
+
+/* Read keys from a provisioning bundle as written by `gridctl devices
+ * enrol` (lines "name = value": server_public, public_key, secret_key;
+ * other lines ignored). Returns 0 or GS_CLIENT_EIO / GS_CLIENT_EINVAL. */
+int gs_curve_keys_load(gs_curve_keys_t *keys, const char *path);
+
 typedef struct gs_client_opts {
     int timeout_ms;             /* wait for one reply (default 3000) */
     int retries;                /* resends after a timeout (default 5) */
     int64_t max_reply_bytes;    /* largest reply accepted (default 64 MiB) */
+    gs_curve_keys_t curve;      /* CURVE keys (all empty = plaintext) */
 } gs_client_opts_t;
 
 void gs_client_opts_init(gs_client_opts_t *o);
@@ -100,6 +114,7 @@ typedef struct gs_sub_opts {
     int timeout_ms;             /* sync request timeout (default 3000) */
     uint32_t sync_limit;        /* events per sync request (default 0 = broker's) */
     int omit_restricted;        /* ask for events without Person.restricted */
+    gs_curve_keys_t curve;      /* CURVE keys for feed and sync (empty = plaintext) */
 } gs_sub_opts_t;
 
 void gs_sub_opts_init(gs_sub_opts_t *o);
