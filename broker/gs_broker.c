@@ -96,6 +96,7 @@ struct gs_broker {
     gs_metrics_t metrics;           /* counters, shared by all threads */
     atomic_uint_fast64_t head_seq;  /* last committed seq (writer updates) */
     atomic_int subscriptions;       /* distinct prefixes (publisher updates) */
+    atomic_int_fast64_t pending;    /* records handed to the writer, not yet answered */
 };
 
 static gs_broker_t *s_signal_broker;    /* for the signal handler */
@@ -333,6 +334,7 @@ s_writer_main(void *arg)
             }
         }
         last_rc = rc;
+        atomic_fetch_sub(&b->pending, (int64_t) records);
         for (size_t i = 0; i < n; i++)
             s_job_destroy(&jobs[i]);
     }
@@ -1083,6 +1085,18 @@ s_handle_router(gs_broker_t *b, int draining)
                              v.reason, v.message);
             goto done;
         }
+        /* backpressure: the writer's queue is bounded, in records */
+        if (atomic_load(&b->pending) + (int64_t) req->upload->n_records >
+            b->cfg.max_pending_records) {
+            char busy[GS_MSG_MAX];
+            snprintf(busy, sizeof busy,
+                     "broker busy: %lld records are waiting to be stored; retry the same "
+                     "upload shortly",
+                     (long long) atomic_load(&b->pending));
+            s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
+                             GRIDSYNC__V1__REASON__REASON_BUSY, busy);
+            goto done;
+        }
         break;
     case GRIDSYNC__V1__REQUEST__BODY_SYNC:
     case GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT:
@@ -1120,10 +1134,15 @@ s_handle_router(gs_broker_t *b, int draining)
     job->req = req;
     job->recv_us = s_mono_us();
     arena = NULL;
-    void *to = req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD ? b->to_writer
-                                                                    : b->to_readers;
-    if (s_send_ptr(to, job))
+    int is_upload = req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD;
+    size_t nrec = is_upload ? req->upload->n_records : 0;
+    if (is_upload)
+        atomic_fetch_add(&b->pending, (int64_t) nrec);
+    if (s_send_ptr(is_upload ? b->to_writer : b->to_readers, job)) {
+        if (is_upload)
+            atomic_fetch_sub(&b->pending, (int64_t) nrec);
         s_job_destroy(&job);
+    }
 done:
     gs_arena_destroy(&arena);
     zmq_msg_close(&identity);
@@ -1470,6 +1489,14 @@ gs_broker_new(const gs_config_t *cfg)
 
     /* admin: ipc socket inside the owner-only store directory */
     char admin_cfg[600];
+    if (cfg->admin_endpoint[0] && strncmp(cfg->admin_endpoint, "ipc://", 6) != 0) {
+        /* the admin endpoint has no authentication of its own: file
+         * permissions are its protection, so it must be a local socket */
+        gs_log(GS_LOG_ERROR, "admin_refused",
+               "msg=\"admin-endpoint must be ipc:// (protected by file permissions)\" "
+               "endpoint=\"%s\"", cfg->admin_endpoint);
+        goto fail;
+    }
     if (cfg->admin_endpoint[0])
         snprintf(admin_cfg, sizeof admin_cfg, "%s", cfg->admin_endpoint);
     else

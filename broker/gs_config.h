@@ -24,6 +24,7 @@ typedef struct gs_config {
     int64_t metrics_port;       /* 0 = no metrics endpoint */
     int64_t batch_max_records;  /* group commit: records per transaction */
     int64_t batch_linger_us;    /* group commit: wait for more after the first */
+    int64_t max_pending_records;/* backpressure: records queued for the writer */
     int64_t max_message_bytes;  /* ZMQ_MAXMSGSIZE on client-facing sockets */
     int64_t max_records;        /* records per upload */
     int64_t sync_max_events;    /* events per sync reply */

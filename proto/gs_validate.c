@@ -1063,22 +1063,45 @@ s_person_at(const Gridsync__V1__Record *rec, size_t i, s_who_t *w)
     return true;
 }
 
-/* No non-empty ID number may appear twice in one record. Quadratic, but the
- * person count is bounded by the limits, which were checked before. */
+/* Do the leases at person positions i and j (1-based lease positions, as
+ * s_person_at numbers them) run at the same time? An empty end date is
+ * open-ended; dates are already valid YYYY-MM-DD, which sort as text. */
+static bool
+s_leases_overlap(const Gridsync__V1__Record *rec, size_t i, size_t j)
+{
+    const Gridsync__V1__Lease *a = rec->rental->leases[i - 1];
+    const Gridsync__V1__Lease *b = rec->rental->leases[j - 1];
+    bool a_open = s_empty(a->end_date), b_open = s_empty(b->end_date);
+    bool a_before_b = !a_open && strcmp(a->end_date, b->start_date) < 0;
+    bool b_before_a = !b_open && strcmp(b->end_date, a->start_date) < 0;
+    return !a_before_b && !b_before_a;
+}
+
+/* No non-empty ID number may appear twice in one record: a household lists
+ * each member once, and a landlord is not a tenant of the same unit. One
+ * exception: a tenant may hold several leases of one unit one after the
+ * other (renewals), as long as their dates do not overlap. Quadratic, but
+ * the person count is bounded by the limits, which were checked before. */
 static int
 s_duplicates(s_ctx_t *ctx, const Gridsync__V1__Record *rec)
 {
     s_who_t a, b;
+    bool rental = rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL;
     for (size_t i = 0; s_person_at(rec, i, &a); i++) {
         if (!a.person || s_empty(a.person->id_number))
             continue;
         for (size_t j = 0; j < i && s_person_at(rec, j, &b); j++) {
             if (!b.person || s_empty(b.person->id_number))
                 continue;
-            if (strcmp(a.person->id_number, b.person->id_number) == 0)
-                return gs_verdict_set(ctx->v, R(DUPLICATE_MEMBER),
-                                      "%s: same ID number as %s", a.label,
-                                      b.label);
+            if (strcmp(a.person->id_number, b.person->id_number) != 0)
+                continue;
+            if (rental && j > 0 && !s_leases_overlap(rec, i, j))
+                continue; /* a renewal */
+            return gs_verdict_set(ctx->v, R(DUPLICATE_MEMBER),
+                                  rental && j > 0
+                                      ? "%s: same ID number as %s, with overlapping lease dates"
+                                      : "%s: same ID number as %s",
+                                  a.label, b.label);
         }
     }
     return 0;

@@ -574,6 +574,69 @@ test_sigterm_keeps_acked(void **state)
     gs_client_destroy(&c);
 }
 
+static int
+s_setup_small_queue(void **state)
+{
+    static const char *const extra[] = { "--max-pending-records=1000", NULL };
+    return s_setup_with(state, extra);
+}
+
+/* The writer's queue is bounded: uploads beyond it are answered BUSY at
+ * once instead of piling up, and a client that retries gets them stored. */
+static void
+test_backpressure_busy(void **state)
+{
+    s_env_t *e = *state;
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_connect(s, e->broker.upload), 0);
+    enum { N = 20, K = 1000 };
+    Gridsync__V1__Record **recs = calloc(K, sizeof *recs);
+    uint8_t *bufs[N];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        gs_arena_reset(e->arena);
+        for (int j = 0; j < K; j++) {
+            char hid[32], addr[32];
+            snprintf(hid, sizeof hid, "B-%d-%d", i, j);
+            snprintf(addr, sizeof addr, "BA-%d-%d", i, j);
+            recs[j] = gs_tk_household(e->arena, GRID_A, hid, addr, 1, (uint32_t) (i * K + j));
+        }
+        char uid[32];
+        snprintf(uid, sizeof uid, "bp-%d", i);
+        bufs[i] = gs_tk_upload_request("dev-b", uid, recs, K, (uint64_t) i + 1, &lens[i]);
+        zmq_send(s, bufs[i], lens[i], 0);
+    }
+    int acked = 0, busy = 0;
+    while (acked < N) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        assert_true(zmq_msg_recv(&m, s, 0) >= 0);
+        Gridsync__V1__Reply *rep =
+            gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+        zmq_msg_close(&m);
+        assert_non_null(rep);
+        if (rep->body_case == GRIDSYNC__V1__REPLY__BODY_ACK) {
+            acked++;
+        } else {
+            assert_int_equal(rep->error->reason, GRIDSYNC__V1__REASON__REASON_BUSY);
+            busy++;
+            /* retry the same upload, as a client does */
+            int i = (int) rep->request_id - 1;
+            zmq_send(s, bufs[i], lens[i], 0);
+        }
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+    }
+    assert_true(busy > 0);
+    for (int i = 0; i < N; i++)
+        free(bufs[i]);
+    free(recs);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+}
+
 int
 main(void)
 {
@@ -586,6 +649,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_device_pulls_own_grid, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, s_setup_small_msgs, s_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_keeps_acked, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_busy, s_setup_small_queue, s_teardown),
     };
     return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }

@@ -1315,11 +1315,22 @@ test_rental_leases(void **state)
     f->tenant[2].sex = GRIDSYNC__V1__SEX__SEX_MALE;
     assert_int_equal(s_rent_check(f, NULL, &v), R(DUPLICATE_MEMBER));
     assert_string_equal(v.message, "lease 3 tenant: same ID number as landlord");
-    /* the same tenant twice */
+    /* the same tenant twice at the same time */
     f->tenant[2] = f->tenant[0];
+    char *start0 = f->lease[0].start_date, *end0 = f->lease[0].end_date;
+    f->lease[2].start_date = start0;
+    f->lease[2].end_date = end0;
     assert_int_equal(s_rent_check(f, NULL, &v), R(DUPLICATE_MEMBER));
-    assert_string_equal(v.message,
-                        "lease 3 tenant: same ID number as lease 1 tenant");
+    assert_string_equal(v.message, "lease 3 tenant: same ID number as lease 1 tenant, "
+                                   "with overlapping lease dates");
+    /* ... but a renewal (one lease after the other) is fine */
+    f->lease[0].start_date = "2020-01-01";
+    f->lease[0].end_date = "2020-12-31";
+    f->lease[2].start_date = "2021-01-01";
+    f->lease[2].end_date = "";
+    assert_int_equal(s_rent_check(f, NULL, &v), 0);
+    f->lease[0].start_date = start0;
+    f->lease[0].end_date = end0;
     f->lp[2] = NULL;
     assert_int_equal(s_rent_check(f, NULL, &v), R(REQUIRED));
     f->r.n_leases = 2;
