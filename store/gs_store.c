@@ -448,7 +448,10 @@ gs_wtxn_begin(gs_store_t *self, MDB_txn **txn)
         gs_store_detail("store opened read-only");
         return GS_EREADONLY;
     }
-    return s_txn_begin(self, 0, txn);
+    int rc = s_txn_begin(self, 0, txn);
+    if (rc == 0 && self->trace)
+        self->trace(self->trace_arg, 3, NULL, NULL, 0, NULL, 0, 0);
+    return rc;
 }
 
 int
@@ -725,6 +728,12 @@ gs_store_debug_trace(gs_store_t *self, gs_store_trace_fn *fn, void *arg)
     self->trace = fn;
     self->trace_arg = arg;
     pthread_mutex_unlock(&self->write_lock);
+}
+
+void
+gs_store_debug_dup_pass(gs_store_t *self, size_t entries)
+{
+    self->dup_pass = entries;
 }
 
 void

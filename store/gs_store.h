@@ -13,8 +13,12 @@
  * names it. LMDB and errno codes are translated here, once.
  *
  * Threads: one gs_store_t may be shared by threads. Write functions
- * (apply, device/grid puts) must be called from one thread at a time;
- * read functions may be called from any number of threads concurrently.
+ * (apply, device/grid puts) are serialised inside the store (one writer at
+ * a time); read functions may be called from any number of threads
+ * concurrently and never wait for the writer. Callbacks of the read
+ * functions run inside their read transaction and must not call back into
+ * the store (a nested read can deadlock against map growth); the person
+ * index functions are the exception and say so.
  */
 #ifndef GS_STORE_H
 #define GS_STORE_H
@@ -67,7 +71,12 @@ void gs_store_opts_init(gs_store_opts_t *o);
 
 /* Open (creating if needed, unless read_only) the store in directory dir.
  * On first open also creates dir/secret.key (32 random bytes, mode 0600), the
- * per-deployment HMAC key for the person index. Cleans stale reader slots.
+ * per-deployment HMAC key for the person index; a store that has data but
+ * lost its secret.key is refused (GS_ECORRUPT) rather than re-keyed. A
+ * store of another format version gives GS_EVERSION. Cleans stale reader
+ * slots. read_only never creates the store (GS_ENOTFOUND when missing; LMDB
+ * may still create its lock.mdb beside an existing data file) and works
+ * without secret.key (the person-index calls then return GS_ENOTFOUND).
  * Returns NULL on failure with *err set (err may be NULL). */
 gs_store_t *gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err);
 
@@ -134,7 +143,17 @@ typedef struct gs_apply_out {
  * Results are final only when this returns 0; then out holds them (free with
  * gs_apply_out_clear). On error nothing was committed and out is empty:
  * GS_EFULL for a full disk (retry later), others as named.
- * now_ms is the broker clock (commit time, idempotency age). */
+ * now_ms is the broker clock (commit time, idempotency age).
+ *
+ * Details: uploads are applied in order, so a later record (or upload) sees
+ * what an earlier one in the same call did; the same (device_id, upload_id)
+ * twice in one call gets the first one's Ack, marked replayed. An upload
+ * whose ids are not identifiers, or that has no records or more than
+ * limits.max_records, gets an Ack with a request-level reason and no
+ * results; that answer is not remembered. Idempotency entries expire,
+ * oldest first, once there are more than idem_max_entries or they are older
+ * than idem_max_age_ms (checked at each apply): a retransmission after that
+ * is applied again, and content dedup then answers "unchanged". */
 int gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n,
                    int64_t now_ms, gs_apply_out_t *out);
 
@@ -153,12 +172,16 @@ typedef int (gs_event_fn)(void *arg, uint64_t seq, const char *grid,
                           const uint8_t *data, size_t len);
 
 /* Events with seq > since whose grid code starts with one of the prefixes
- * (n_prefixes == 0 means none match; pass "" for everything), at most limit,
- * from one read transaction. *next_seq is the seq to pass as since next time
- * (the last seq examined, so a filtered-out stretch is not scanned again),
- * *head_seq the last committed seq in that transaction. For a prefix set
- * covering few cells the per-cell log is used, so the cost follows the
- * cells' traffic, not the store's. */
+ * (n_prefixes == 0 means none match; pass "" for everything; overlapping
+ * prefixes deliver an event once), at most limit (0 = no limit), from one
+ * read transaction. *next_seq is the seq to pass as since next time: the
+ * seq of the last event delivered when the limit was reached, otherwise the
+ * head (so a filtered-out stretch is not scanned again); when fn stops the
+ * walk it is the seq before the event fn refused. *head_seq is the last
+ * committed seq in that transaction. For a prefix set covering at most 64
+ * cells the per-cell logs are merged, so the cost follows those cells'
+ * traffic, not the store's; otherwise the global log is scanned from since.
+ * Both give the same answer. */
 int gs_store_events(gs_store_t *self, const char *const *prefixes,
                     size_t n_prefixes, uint64_t since, uint32_t limit,
                     gs_event_fn *fn, void *arg,
@@ -179,13 +202,16 @@ typedef struct gs_record_view {
 
 typedef int (gs_record_fn)(void *arg, const gs_record_view_t *rec);
 
-/* Snapshot paging: all records under the prefixes as of one read
- * transaction, in key order, at most limit per call. cursor/cursor_len is
+/* Snapshot paging: all records under the prefixes (void ones included, see
+ * status) as of one read transaction, in key order, at most limit per call
+ * (0 = all in one page). cursor/cursor_len is
  * empty for the first page; *next_cursor (malloc'd, caller frees; NULL when
  * done) continues. *snapshot_seq is the head seq of the read transaction of
  * the FIRST page; a client follows deltas after it and applies them by
  * version, so later pages read at a newer seq do no harm. The cursor carries
- * that first seq. Cost is proportional to the records under the prefixes. */
+ * that first seq and is tied to the prefix set (GS_EINVAL with another set
+ * or damaged bytes). Cost is proportional to the records under the
+ * prefixes. */
 int gs_store_snapshot(gs_store_t *self, const char *const *prefixes,
                       size_t n_prefixes, const uint8_t *cursor,
                       size_t cursor_len, uint32_t limit,
@@ -239,8 +265,13 @@ typedef struct gs_person_ref {
 } gs_person_ref_t;
 
 /* Called for each person (keyed by HMAC of the normalised ID number) named
- * by active records in more than one household or rental unit, with the
- * places. hmac is 16 bytes. Persons without documents are never grouped. */
+ * as a household member or tenant by more than one active record (one
+ * person living in two places), with all the places that name them,
+ * landlord refs included. Being landlord of several units is not a
+ * duplicate. hmac is 16 bytes. Persons without documents are never grouped.
+ * With a non-empty prefix only groups with a place under it are reported.
+ * Cost: one scan of the person index, grouped in memory in passes of
+ * bounded size. fn runs outside any transaction and may call the store. */
 typedef int (gs_dup_fn)(void *arg, const uint8_t *hmac,
                         const gs_person_ref_t *refs, size_t n);
 int gs_store_person_dups(gs_store_t *self, const char *prefix,
@@ -250,6 +281,9 @@ int gs_store_person_dups(gs_store_t *self, const char *prefix,
  * so an admin can look one person up without the index holding plain IDs. */
 int gs_store_person_key(gs_store_t *self, const char *id_number,
                         uint8_t out[16]);
+/* Every active place naming the person with that index key, in one call
+ * of fn (outside the transaction); GS_ENOTFOUND when none. Cost: one seek
+ * per cell. */
 int gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16],
                          gs_dup_fn *fn, void *arg);
 
@@ -291,9 +325,10 @@ typedef struct gs_store_info {
 
 int gs_store_info(gs_store_t *self, gs_store_info_t *info);
 
-/* Hot, compacting copy of the store into directory dest (created, must be
- * empty), consistent as of one read transaction; writers go on meanwhile.
- * Copies secret.key too. */
+/* Hot, compacting copy of the store into directory dest (created with mode
+ * 0700, or existing and empty; else GS_EINVAL), consistent as of one read
+ * transaction; writers go on meanwhile (only map growth waits for it).
+ * Copies secret.key too (mode 0600). The copy opens as a normal store. */
 int gs_store_backup(gs_store_t *self, const char *dest);
 
 /* Check every index against the records: ids, aliases, natural keys, person

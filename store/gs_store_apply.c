@@ -168,18 +168,6 @@ s_id_key(uint8_t *k, char kb, const char *id)
     return 1 + l;
 }
 
-/* persons key = hmac16 | kind | grid15 | id */
-static size_t
-s_pkey(uint8_t *k, const uint8_t *hmac, char kb, const char *grid, const char *id)
-{
-    size_t l = strlen(id);
-    memcpy(k, hmac, 16);
-    k[16] = (uint8_t) kb;
-    memcpy(k + 17, grid, GS_GRID_LEN);
-    memcpy(k + 17 + GS_GRID_LEN, id, l);
-    return 17 + GS_GRID_LEN + l;
-}
-
 /* ---- Reading the current state of a record -------------------------------------- */
 
 /* Resolve kind|id (direct or alias) to the stored record. cur->found = 0
@@ -361,13 +349,10 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
 {
     gs_store_t *st = a->st;
     int rc;
-    /* the record as stored: packed once, copied into the value and events */
-    size_t rl = protobuf_c_message_get_packed_size(&rec->base);
-    gs_wbuf_reset(&st->pack);
-    uint8_t *r = gs_wbuf_reserve(&st->pack, rl ? rl : 1);
-    if (!r)
-        return ENOMEM;
-    protobuf_c_message_pack(&rec->base, r);
+    /* the record as stored, packed once by the caller (st->pack) and
+     * copied into the value and the events */
+    const uint8_t *r = st->pack.data;
+    size_t rl = st->pack.len;
 
     size_t maxrefs = gs_record_people_max(rec);
     gs_ref_t *refs = NULL;
@@ -444,11 +429,12 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
         if (memcmp(cur->refs[i].hmac, refs[i].hmac, 16) || cur->refs[i].role != refs[i].role)
             same_refs = 0;
     if (!same_refs) {
-        uint8_t pk[17 + GS_GRID_LEN + GS_ID_MAX];
+        uint8_t pk[GS_PK_MAX];
+        size_t cl = strlen(canon);
         MDB_val key = { 0, pk };
         if (old_active) {
             for (size_t i = 0; i < cur->hdr.n_refs; i++) {
-                key.mv_size = s_pkey(pk, cur->refs[i].hmac, kb, cur->grid, canon);
+                key.mv_size = gs_pkey_build(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
                 rc = gs_del(st, a->txn, GS_DB_PERSONS, &key);
                 if (rc && rc != MDB_NOTFOUND)
                     return rc;
@@ -456,7 +442,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
         }
         if (new_active) {
             for (size_t i = 0; i < nrefs; i++) {
-                key.mv_size = s_pkey(pk, refs[i].hmac, kb, grid, canon);
+                key.mv_size = gs_pkey_build(pk, grid, refs[i].hmac, kb, canon, cl);
                 MDB_val val = { 1, &refs[i].role };
                 if ((rc = gs_put(st, a->txn, GS_DB_PERSONS, &key, &val, 0)))
                     return rc;
@@ -560,6 +546,15 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
     return v->reason;
 }
 
+/* Pack the record into st->pack (as it would be stored) and hash it. */
+static int
+s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, uint8_t hash[16])
+{
+    if (gs_record_pack(rec, &st->pack, &st->pack.len))
+        return ENOMEM;
+    return gs_content_hash_packed(st->pack.data, st->pack.len, hash) ? EINVAL : 0;
+}
+
 static int
 s_record(s_apply_t *a, Gridsync__V1__Record *rec, Gridsync__V1__RecordResult *res)
 {
@@ -625,8 +620,8 @@ s_record(s_apply_t *a, Gridsync__V1__Record *rec, Gridsync__V1__RecordResult *re
                             "send base_version 0 for a new record",
                             id, (unsigned long long) base);
         uint8_t hash[16];
-        if (gs_content_hash(rec, &st->pack, hash))
-            return ENOMEM;
+        if ((rc = s_pack_hash(st, rec, hash)))
+            return rc;
         if ((rc = s_write(a, rec, kb, id, grid, hash, status, NULL, res,
                           nkl ? GS_RF_NATKEY : 0)))
             return rc;
@@ -653,13 +648,15 @@ s_record(s_apply_t *a, Gridsync__V1__Record *rec, Gridsync__V1__RecordResult *re
     char *saved_id = *idp;
     *idp = cur.canon;
     uint8_t hash[16];
-    if (gs_content_hash(rec, &st->pack, hash)) {
-        rc = ENOMEM;
+    if ((rc = s_pack_hash(st, rec, hash)))
         goto out;
-    }
     int same = memcmp(hash, cur.hdr.hash, 16) == 0 && status == cur.hdr.status;
 
-    if (!merged && !same) {
+    /* A merge with new content is an edit of the record it merges into, so
+     * it passes the same version check: a fresh record (base 0) landing on
+     * an occupied address must re-base on that record rather than overwrite
+     * whatever was collected there since. No edit is silently lost. */
+    if (!same) {
         if (base > cur.hdr.version) {
             s_reject(a, res, GRIDSYNC__V1__REASON__REASON_VERSION_AHEAD, cur.canon,
                      "base_version %llu is newer than the stored version %llu",
@@ -668,10 +665,16 @@ s_record(s_apply_t *a, Gridsync__V1__Record *rec, Gridsync__V1__RecordResult *re
         }
         if (base < cur.hdr.version) {
             char msg[GS_MSG_MAX];
-            snprintf(msg, sizeof msg,
-                     "edit based on version %llu, but the record is at version %llu: "
-                     "re-base on the current version",
-                     (unsigned long long) base, (unsigned long long) cur.hdr.version);
+            if (merged)
+                snprintf(msg, sizeof msg,
+                         "this place already has record %s (version %llu) with other "
+                         "content: re-base the edit on that record",
+                         cur.canon, (unsigned long long) cur.hdr.version);
+            else
+                snprintf(msg, sizeof msg,
+                         "edit based on version %llu, but the record is at version %llu: "
+                         "re-base on the current version",
+                         (unsigned long long) base, (unsigned long long) cur.hdr.version);
             s_result(a, res, S_CONFLICT, 0, msg, cur.canon);
             res->version = cur.hdr.version;
             goto out;

@@ -79,46 +79,111 @@ gs_kind_of_byte(char b)
 
 /* ---- Content hash ---------------------------------------------------------- */
 
-static Gridsync__V1__RecordMeta **
-s_meta_slot(Gridsync__V1__Record *rec)
+static int
+s_varint_at(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household)
-        return &rec->household->meta;
-    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental)
-        return &rec->rental->meta;
-    return NULL;
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return -1;
+        uint8_t b = *(*p)++;
+        r |= (uint64_t) (b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Skip one field's value of wire type wt. */
+static int
+s_skip(const uint8_t **p, const uint8_t *end, int wt)
+{
+    uint64_t v;
+    switch (wt) {
+    case 0:
+        return s_varint_at(p, end, &v);
+    case 1:
+        if (end - *p < 8)
+            return -1;
+        *p += 8;
+        return 0;
+    case 2:
+        if (s_varint_at(p, end, &v) || v > (uint64_t) (end - *p))
+            return -1;
+        *p += v;
+        return 0;
+    case 5:
+        if (end - *p < 4)
+            return -1;
+        *p += 4;
+        return 0;
+    default:
+        return -1;
+    }
 }
 
 int
-gs_content_hash(Gridsync__V1__Record *rec, gs_wbuf_t *buf, uint8_t out[16])
+gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16])
 {
-    /* Metadata (collector, device, time, base version, status) is not
-     * content: the same household re-collected by another device must hash
-     * the same. Status is compared separately from the header. */
-    Gridsync__V1__RecordMeta **slot = s_meta_slot(rec);
-    Gridsync__V1__RecordMeta *meta = slot ? *slot : NULL;
-    if (slot)
-        *slot = NULL;
+    /* r = body tag | body length | body fields. Metadata (collector,
+     * device, time, base version, status) is not content: the same
+     * household re-collected by another device must hash the same. So the
+     * hash covers the body tag and every body field but meta (field 15 of
+     * both Household and RentalHousing); status is compared separately. */
+    const uint8_t *p = r, *end = r + n;
+    uint64_t tag, len;
+    if (s_varint_at(&p, end, &tag) || (tag & 7) != 2 || s_varint_at(&p, end, &len) ||
+        len != (uint64_t) (end - p))
+        return -1;
+    const uint8_t *body = p;
+    const uint8_t *ms = NULL, *me = NULL;
+    while (p < end) {
+        const uint8_t *f = p;
+        uint64_t ft;
+        if (s_varint_at(&p, end, &ft) || s_skip(&p, end, (int) (ft & 7)))
+            return -1;
+        if (ft >> 3 == 15 && !ms) {
+            ms = f;
+            me = p;
+        }
+    }
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, 16);
+    uint8_t t = (uint8_t) tag;
+    crypto_generichash_update(&st, &t, 1);
+    if (ms) {
+        crypto_generichash_update(&st, body, (size_t) (ms - body));
+        crypto_generichash_update(&st, me, (size_t) (end - me));
+    } else {
+        crypto_generichash_update(&st, body, (size_t) (end - body));
+    }
+    crypto_generichash_final(&st, out, 16);
+    return 0;
+}
+
+int
+gs_record_pack(const Gridsync__V1__Record *rec, gs_wbuf_t *buf, size_t *len)
+{
     size_t n = protobuf_c_message_get_packed_size(&rec->base);
     gs_wbuf_reset(buf);
     uint8_t *p = gs_wbuf_reserve(buf, n ? n : 1);
-    if (p)
-        protobuf_c_message_pack(&rec->base, p);
-    if (slot)
-        *slot = meta;
     if (!p)
         return GS_ENOMEM;
-    crypto_generichash(out, 16, p, n, NULL, 0);
+    protobuf_c_message_pack(&rec->base, p);
+    *len = n;
     return 0;
 }
 
 /* ---- Natural keys ----------------------------------------------------------- */
 
+/* A room address is a natural key only with its room number: a building
+ * alone would merge every unit in it. */
 static int
 s_room_given(const Gridsync__V1__RoomAddress *r)
 {
-    return r && ((r->building && *r->building) || (r->unit && *r->unit) ||
-                 (r->floor && *r->floor) || (r->room && *r->room));
+    return r && r->room && *r->room;
 }
 
 size_t
@@ -222,6 +287,17 @@ gs_person_hmac(const gs_store_t *self, const char *id_number, uint8_t out[16])
     crypto_auth_hmacsha256_final(&st, full);
     memcpy(out, full, 16);
     sodium_memzero(&st, sizeof st);
+}
+
+size_t
+gs_pkey_build(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb,
+              const char *id, size_t id_len)
+{
+    memcpy(k, grid, GS_GRID_LEN);
+    memcpy(k + GS_PK_HMAC, hmac, 16);
+    k[GS_PK_KIND] = (uint8_t) kb;
+    memcpy(k + GS_PK_ID, id, id_len);
+    return GS_PK_ID + id_len;
 }
 
 static int

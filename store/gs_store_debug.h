@@ -36,13 +36,19 @@ typedef void (gs_store_trace_fn)(void *arg, int del, const char *db,
                                  const void *val, size_t vlen, int append);
 void gs_store_debug_trace(gs_store_t *self, gs_store_trace_fn *fn, void *arg);
 
-/* The trace also marks transaction boundaries: after each successful
- * commit fn is called with del = 2 and db = NULL. */
+/* The trace also marks transaction boundaries, with db = NULL: del = 3
+ * when a write transaction begins, del = 2 when it has committed. What was
+ * traced after a begin that is followed by another begin (not a commit)
+ * was aborted and redone. */
 
 /* Make the next write-transaction commit fail as if the disk had returned
  * err (an errno such as ENOSPC or EIO): the transaction is aborted and the
  * store translates the code as usual. 0 clears it. */
 void gs_store_debug_fail_commit(gs_store_t *self, int err);
+
+/* Persons held in memory per pass of gs_store_person_dups (0 = the
+ * default of 500,000), so a test can force several passes. */
+void gs_store_debug_dup_pass(gs_store_t *self, size_t entries);
 
 /* gs_store_events with the read path forced: path 0 = choose as
  * gs_store_events does, 1 = scan the global log, 2 = merge the per-cell logs

@@ -50,7 +50,7 @@ enum {
     GS_DB_CELL_LOG,     /* grid|seq BE -> "" */
     GS_DB_IDEM,         /* device\0upload -> idem header + packed Ack */
     GS_DB_IDEM_FIFO,    /* fifo_no BE -> created_at LE + device\0upload */
-    GS_DB_PERSONS,      /* hmac16|kind|grid|id -> role */
+    GS_DB_PERSONS,      /* grid|hmac16|kind|id -> role */
     GS_DB_CELLS,        /* grid -> cell meta */
     GS_DB_CHAIN,        /* level prefix ("*" for the root) -> last seq LE */
     GS_DB_META,         /* "format", "head_seq", "idem_fifo_next" */
@@ -87,6 +87,7 @@ struct gs_store {
     gs_store_trace_fn *trace;       /* debug: sees every write (bench) */
     void *trace_arg;
     int fail_commit;                /* debug: the next commit fails with this */
+    size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
 };
 
 /* ---- Errors ------------------------------------------------------------------ */
@@ -236,9 +237,13 @@ typedef struct gs_ref {
 char gs_kind_byte(int kind);
 int gs_kind_of_byte(char b);
 
-/* Content hash: BLAKE2b-128 of the Record packed without its meta. buf is
- * scratch. Returns 0 or GS_ENOMEM. */
-int gs_content_hash(Gridsync__V1__Record *rec, gs_wbuf_t *buf, uint8_t out[16]);
+/* Pack a record into buf (reset first); *len = its size. 0 or GS_ENOMEM. */
+int gs_record_pack(const Gridsync__V1__Record *rec, gs_wbuf_t *buf, size_t *len);
+
+/* Content hash of a packed Record: BLAKE2b-128 over its body tag and every
+ * body field except meta (field 15), so two records that differ only in
+ * metadata hash the same. Returns 0, or -1 if the bytes do not parse. */
+int gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16]);
 
 /* Natural key of a record into out (at most GS_NATKEY_MAX + 2 bytes);
  * returns its length, 0 when the record has none. */
@@ -247,6 +252,16 @@ size_t gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out);
 /* HMAC of an ID number as the index keys it (normalised first). */
 void gs_person_hmac(const gs_store_t *self, const char *id_number,
                     uint8_t out[16]);
+
+/* persons key: grid(15) | hmac(16) | kind(1) | record id. Clustered by
+ * cell like the records, so an upload's index writes share pages; see
+ * docs/store.md for why the HMAC is not first. */
+#define GS_PK_HMAC GS_GRID_LEN
+#define GS_PK_KIND (GS_GRID_LEN + 16)
+#define GS_PK_ID (GS_GRID_LEN + 17)
+#define GS_PK_MAX (GS_PK_ID + GS_ID_MAX)
+size_t gs_pkey_build(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb,
+                     const char *id, size_t id_len);
 
 /* Person refs of a record, de-duplicated, at most max; returns the count
  * (persons without documents are skipped). */

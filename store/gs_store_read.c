@@ -353,7 +353,8 @@ gs_store_events(gs_store_t *self, const char *const *prefixes, size_t n_prefixes
 /* ---- Snapshot paging --------------------------------------------------------- */
 
 /* cursor = 'S' | snapshot_seq u64 LE | prefix-set hash u32 LE | prefix
- * index u32 LE | key length u16 LE | last key delivered */
+ * index u32 LE | key length u16 LE | last key delivered (empty: start of
+ * that prefix's range) */
 #define S_CUR_HDR 19
 
 static uint32_t
@@ -425,13 +426,13 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
     for (; pi < npf && !more && !user && rc == 0; pi++) {
         size_t pl = strlen(pf[pi]);
         MDB_val k, v;
-        if (resume) {
+        int here = 0;   /* records delivered from this prefix in this call */
+        if (resume && last_len > 0) {
             k.mv_size = last_len;
             k.mv_data = last;
             rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
             if (rc == 0 && k.mv_size == last_len && memcmp(k.mv_data, last, last_len) == 0)
                 rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-            resume = 0;
         } else if (pl) {
             k.mv_size = pl;
             k.mv_data = (void *) pf[pi];
@@ -439,11 +440,17 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
         } else {
             rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
         }
+        resume = 0;
         for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
             if (k.mv_size < pl || memcmp(k.mv_data, pf[pi], pl) != 0)
                 break;
             if (limit && sent >= limit) {
-                more = 1;   /* a record remains: the page is full */
+                /* a record remains: the page is full. When it is the first
+                 * of a new prefix, the cursor says "start of prefix pi"
+                 * (no key): the last key belongs to an earlier range. */
+                more = 1;
+                if (!here)
+                    last_len = 0;
                 break;
             }
             gs_record_view_t view;
@@ -453,6 +460,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
             if ((user = fn(arg, &view)))
                 break;
             sent++;
+            here++;
             last_len = k.mv_size;
             memcpy(last, k.mv_data, last_len);
         }
@@ -705,156 +713,84 @@ gs_store_prefix_last(gs_store_t *self, const char *prefix, uint64_t *last_seq)
 
 /* ---- Person index ---------------------------------------------------------------- */
 
-/* The refs of one hmac, gathered from consecutive persons keys. */
-typedef struct s_group {
-    gs_person_ref_t *refs;
-    char (*grids)[GS_GRID_LEN + 1];
-    char (*ids)[GS_ID_MAX + 1];
+/* The persons index is keyed by cell first (grid | hmac | kind | id) so that
+ * writes are clustered like the records. Finding one person therefore seeks
+ * once per cell, and the duplicate report groups entries in memory, in as
+ * many passes (split by HMAC) as keep each pass's memory bounded. */
+
+#define S_DUP_PASS_ENTRIES 500000   /* entries held in memory per pass (~50 MB) */
+
+/* One persons entry, copied out of the transaction. */
+typedef struct s_pent {
+    uint8_t hmac[16];
+    char grid[GS_GRID_LEN + 1];
+    char id[GS_ID_MAX + 1];
+    uint8_t kind;                   /* RecordKind */
+    uint8_t role;                   /* GS_ROLE_* */
+} s_pent_t;
+
+/* A growable array of entries. */
+typedef struct s_pents {
+    s_pent_t *v;
     size_t n, cap;
-} s_group_t;
+} s_pents_t;
 
 static int
-s_group_add(s_group_t *g, const MDB_val *k, const MDB_val *v)
+s_pent_add(s_pents_t *a, const MDB_val *k, const MDB_val *v)
 {
-    if (k->mv_size <= 17 + GS_GRID_LEN || k->mv_size > 17 + GS_GRID_LEN + GS_ID_MAX ||
-        v->mv_size != 1)
+    if (k->mv_size <= GS_PK_ID || k->mv_size > GS_PK_MAX || v->mv_size != 1)
         return GS_ECORRUPT;
-    if (g->n == g->cap) {
-        size_t nc = g->cap ? g->cap * 2 : 8;
-        void *a = realloc(g->refs, nc * sizeof *g->refs);
-        if (a)
-            g->refs = a;
-        void *b = a ? realloc(g->grids, nc * sizeof *g->grids) : NULL;
-        if (b)
-            g->grids = b;
-        void *c = b ? realloc(g->ids, nc * sizeof *g->ids) : NULL;
-        if (!c)
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        s_pent_t *nv = realloc(a->v, nc * sizeof *nv);
+        if (!nv)
             return GS_ENOMEM;
-        g->ids = c;
-        g->cap = nc;
+        a->v = nv;
+        a->cap = nc;
     }
-    const char *kp = k->mv_data;
-    size_t i = g->n++;
-    memcpy(g->grids[i], kp + 17, GS_GRID_LEN);
-    g->grids[i][GS_GRID_LEN] = 0;
-    size_t il = k->mv_size - 17 - GS_GRID_LEN;
-    memcpy(g->ids[i], kp + 17 + GS_GRID_LEN, il);
-    g->ids[i][il] = 0;
+    const uint8_t *kp = k->mv_data;
+    s_pent_t *e = &a->v[a->n++];
+    memcpy(e->grid, kp, GS_GRID_LEN);
+    e->grid[GS_GRID_LEN] = 0;
+    memcpy(e->hmac, kp + GS_PK_HMAC, 16);
+    e->kind = (uint8_t) gs_kind_of_byte((char) kp[GS_PK_KIND]);
+    size_t il = k->mv_size - GS_PK_ID;
+    memcpy(e->id, kp + GS_PK_ID, il);
+    e->id[il] = 0;
+    e->role = *(const uint8_t *) v->mv_data;
     return 0;
 }
 
-/* Point the refs at their strings (the arrays may have moved). */
-static void
-s_group_fix(s_group_t *g)
-{
-    for (size_t i = 0; i < g->n; i++) {
-        g->refs[i].grid = g->grids[i];
-        g->refs[i].record_key = g->ids[i];
-    }
-}
-
-/* Walk the persons index; for each hmac group call emit. only = hmac to
- * restrict to one group (NULL: all). */
-typedef int (s_group_fn)(void *arg, const uint8_t *hmac, s_group_t *g);
-
 static int
-s_persons_walk(gs_store_t *self, const uint8_t *only, s_group_fn *emit, void *arg)
+s_pent_cmp(const void *a, const void *b)
 {
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_PERSONS], &c))) {
-        gs_rtxn_end(self, &txn);
-        return gs_store_err(rc, "open persons cursor");
-    }
-    s_group_t g = { 0 };
-    uint8_t cur[16];
-    int have = 0, user = 0;
-    MDB_val k = { only ? 16 : 0, (void *) only }, v;
-    for (rc = mdb_cursor_get(c, &k, &v, only ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < 16) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        if (only && memcmp(k.mv_data, only, 16) != 0)
-            break;
-        if (have && memcmp(k.mv_data, cur, 16) != 0) {
-            s_group_fix(&g);
-            if ((user = emit(arg, cur, &g)))
-                break;
-            g.n = 0;
-        }
-        memcpy(cur, k.mv_data, 16);
-        have = 1;
-        if ((rc = s_group_add(&g, &k, &v)))
-            break;
-        g.refs[g.n - 1].kind = gs_kind_of_byte(((const char *) k.mv_data)[16]);
-        g.refs[g.n - 1].role = *(const uint8_t *) v.mv_data;
-    }
-    if (rc == MDB_NOTFOUND)
-        rc = 0;
-    if (rc == 0 && !user && have && g.n) {
-        s_group_fix(&g);
-        user = emit(arg, cur, &g);
-    }
-    mdb_cursor_close(c);
-    gs_rtxn_end(self, &txn);
-    free(g.refs);
-    free(g.grids);
-    free(g.ids);
-    if (user)
-        return user;
-    return gs_store_err(rc, "walk persons index");
+    const s_pent_t *x = a, *y = b;
+    int c = memcmp(x->hmac, y->hmac, 16);
+    if (!c)
+        c = strcmp(x->grid, y->grid);
+    if (!c)
+        c = (int) x->kind - (int) y->kind;
+    if (!c)
+        c = strcmp(x->id, y->id);
+    return c;
 }
 
-typedef struct s_dups {
-    const char *prefix;             /* only groups touching this prefix */
-    gs_dup_fn *fn;
-    void *arg;
-} s_dups_t;
-
+/* Call fn with the n entries of one person. */
 static int
-s_dup_emit(void *arg, const uint8_t *hmac, s_group_t *g)
+s_pent_emit(const s_pent_t *e, size_t n, gs_dup_fn *fn, void *arg)
 {
-    s_dups_t *d = arg;
-    /* A duplicate is one person living in two places: member or tenant of
-     * more than one record. Landlords of several units are normal. */
-    size_t residents = 0;
-    int touches = d->prefix[0] == 0;
-    size_t pl = strlen(d->prefix);
-    for (size_t i = 0; i < g->n; i++) {
-        if (g->refs[i].role == GS_ROLE_MEMBER || g->refs[i].role == GS_ROLE_TENANT)
-            residents++;
-        if (!touches && strncmp(g->refs[i].grid, d->prefix, pl) == 0)
-            touches = 1;
+    gs_person_ref_t *refs = malloc(n * sizeof *refs);
+    if (!refs)
+        return GS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        refs[i].grid = e[i].grid;
+        refs[i].kind = e[i].kind;
+        refs[i].record_key = e[i].id;
+        refs[i].role = e[i].role;
     }
-    if (residents < 2 || !touches)
-        return 0;
-    return d->fn(d->arg, hmac, g->refs, g->n);
-}
-
-int
-gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *arg)
-{
-    if (!fn)
-        return GS_EINVAL;
-    s_dups_t d = { prefix ? prefix : "", fn, arg };
-    return s_persons_walk(self, NULL, s_dup_emit, &d);
-}
-
-typedef struct s_refs {
-    gs_dup_fn *fn;
-    void *arg;
-} s_refs_t;
-
-static int
-s_refs_emit(void *arg, const uint8_t *hmac, s_group_t *g)
-{
-    s_refs_t *r = arg;
-    return r->fn(r->arg, hmac, g->refs, g->n);
+    int rc = fn(arg, e[0].hmac, refs, n);
+    free(refs);
+    return rc;
 }
 
 int
@@ -862,6 +798,120 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
 {
     if (!hmac || !fn)
         return GS_EINVAL;
-    s_refs_t r = { fn, arg };
-    return s_persons_walk(self, hmac, s_refs_emit, &r);
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *cc = NULL, *pc = NULL;
+    s_pents_t a = { NULL, 0, 0 };
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &cc)) ||
+        (rc = mdb_cursor_open(txn, self->db[GS_DB_PERSONS], &pc))) {
+        rc = gs_store_err(rc, "open cursors");
+        goto done;
+    }
+    MDB_val ck, cv;
+    for (rc = mdb_cursor_get(cc, &ck, &cv, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cc, &ck, &cv, MDB_NEXT)) {
+        if (ck.mv_size != GS_GRID_LEN)
+            continue;
+        uint8_t pfx[GS_PK_KIND];
+        memcpy(pfx, ck.mv_data, GS_GRID_LEN);
+        memcpy(pfx + GS_PK_HMAC, hmac, 16);
+        MDB_val k = { sizeof pfx, pfx }, v;
+        int r2;
+        for (r2 = mdb_cursor_get(pc, &k, &v, MDB_SET_RANGE); r2 == 0;
+             r2 = mdb_cursor_get(pc, &k, &v, MDB_NEXT)) {
+            if (k.mv_size < sizeof pfx || memcmp(k.mv_data, pfx, sizeof pfx) != 0)
+                break;
+            if ((r2 = s_pent_add(&a, &k, &v)))
+                break;
+        }
+        if (r2 && r2 != MDB_NOTFOUND) {
+            rc = r2;
+            break;
+        }
+    }
+    rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "look up person");
+done:
+    if (pc)
+        mdb_cursor_close(pc);
+    if (cc)
+        mdb_cursor_close(cc);
+    gs_rtxn_end(self, &txn);
+    /* the refs are copies: fn runs outside the transaction */
+    if (rc == 0)
+        rc = a.n ? s_pent_emit(a.v, a.n, fn, arg) : GS_ENOTFOUND;
+    free(a.v);
+    return rc;
+}
+
+int
+gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *arg)
+{
+    if (!fn)
+        return GS_EINVAL;
+    if (!prefix)
+        prefix = "";
+    size_t pl = strlen(prefix);
+    if (pl > GS_GRID_LEN)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_stat ms;
+    rc = mdb_stat(txn, self->db[GS_DB_PERSONS], &ms);
+    gs_rtxn_end(self, &txn);
+    if (rc)
+        return gs_store_err(rc, "stat persons");
+    size_t per_pass = self->dup_pass ? self->dup_pass : S_DUP_PASS_ENTRIES;
+    uint32_t passes = (uint32_t) (1 + ms.ms_entries / per_pass);
+    s_pents_t a = { NULL, 0, 0 };
+    for (uint32_t pass = 0; pass < passes && rc == 0; pass++) {
+        /* one pass: the persons whose HMAC falls in this share */
+        a.n = 0;
+        if ((rc = gs_rtxn_begin(self, &txn)))
+            break;
+        MDB_cursor *c;
+        if ((rc = mdb_cursor_open(txn, self->db[GS_DB_PERSONS], &c))) {
+            gs_rtxn_end(self, &txn);
+            rc = gs_store_err(rc, "open persons cursor");
+            break;
+        }
+        MDB_val k, v;
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (k.mv_size <= GS_PK_ID) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
+            const uint8_t *h = (const uint8_t *) k.mv_data + GS_PK_HMAC;
+            if (passes > 1 && ((uint32_t) h[0] << 8 | h[1]) % passes != pass)
+                continue;
+            if ((rc = s_pent_add(&a, &k, &v)))
+                break;
+        }
+        mdb_cursor_close(c);
+        gs_rtxn_end(self, &txn);
+        rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan persons");
+        if (rc)
+            break;
+        qsort(a.v, a.n, sizeof *a.v, s_pent_cmp);
+        /* A duplicate is one person living in two places: member or tenant
+         * of more than one record. Landlords of several units are normal. */
+        for (size_t i = 0, j; i < a.n && rc == 0; i = j) {
+            size_t residents = 0;
+            int touches = pl == 0;
+            for (j = i; j < a.n && memcmp(a.v[j].hmac, a.v[i].hmac, 16) == 0; j++) {
+                if (a.v[j].role == GS_ROLE_MEMBER || a.v[j].role == GS_ROLE_TENANT)
+                    residents++;
+                if (!touches && strncmp(a.v[j].grid, prefix, pl) == 0)
+                    touches = 1;
+            }
+            if (residents >= 2 && touches)
+                rc = s_pent_emit(&a.v[i], j - i, fn, arg);
+        }
+    }
+    free(a.v);
+    return rc;
 }

@@ -206,7 +206,8 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
         return;
     }
     uint8_t hash[16];
-    if (gs_content_hash(rec, &v->buf, hash) == 0 && memcmp(hash, h.hash, 16) != 0)
+    if (gs_content_hash_packed((const uint8_t *) val->mv_data + off, val->mv_size - off,
+                               hash) != 0 || memcmp(hash, h.hash, 16) != 0)
         s_problem(v, "record %s/%c/%s: content hash differs", grid, kb, id);
     const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
     int status = meta ? (int) meta->status : 0;
@@ -233,12 +234,8 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
     }
     if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE) {
         for (size_t i = 0; i < nr; i++) {
-            uint8_t pk[17 + GS_GRID_LEN + GS_ID_MAX];
-            memcpy(pk, refs[i].hmac, 16);
-            pk[16] = (uint8_t) kb;
-            memcpy(pk + 17, grid, GS_GRID_LEN);
-            memcpy(pk + 17 + GS_GRID_LEN, id, il);
-            MDB_val pkv = { 17 + GS_GRID_LEN + il, pk }, pv;
+            uint8_t pk[GS_PK_MAX];
+            MDB_val pkv = { gs_pkey_build(pk, grid, refs[i].hmac, kb, id, il), pk }, pv;
             v->persons++;
             if (mdb_get(v->txn, st->db[GS_DB_PERSONS], &pkv, &pv) != 0 || pv.mv_size != 1 ||
                 *(const uint8_t *) pv.mv_data != refs[i].role)

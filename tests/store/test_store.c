@@ -1,0 +1,1768 @@
+/*
+ * test_store: the grid store against real LMDB files in temporary
+ * directories. Dedup cases, idempotent retransmission (also across a
+ * reopen), idempotency expiry, moves between cells, the person index, map
+ * growth, both change-log read paths, prev_seq chains, snapshot paging,
+ * verify finding a broken index, hot backup, concurrent readers, failed
+ * commits, and the registries.
+ *
+ * Indexes are broken on purpose through gs_store_debug.h, so this test
+ * does not include lmdb.h.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "gs_store.h"
+#include "gs_store_debug.h"
+#include "gs_validate.h"
+#include "st_lib.h"
+
+#define RS(x) GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_##x
+#define RN(x) GRIDSYNC__V1__REASON__REASON_##x
+#define OP(x) GRIDSYNC__V1__OPERATION__OPERATION_##x
+#define K_H GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD
+#define K_R GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL
+
+#define G1 "110105001001001"
+#define G2 "110105002003004"
+#define G3 "110105001001002"
+
+typedef struct fx {
+    char *dir;                  /* store directory */
+    gs_store_t *st;             /* open store */
+    gs_arena_t *a;              /* records */
+} fx_t;
+
+static int
+s_setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = st_tmpdir();
+    f->st = st_open(f->dir, NULL);
+    f->a = gs_arena_new(0);
+    assert_non_null(f->a);
+    *state = f;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    fx_t *f = *state;
+    gs_store_destroy(&f->st);
+    gs_arena_destroy(&f->a);
+    st_rmdir(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void
+s_reopen(fx_t *f, const gs_store_opts_t *o)
+{
+    gs_store_destroy(&f->st);
+    f->st = st_open(f->dir, o);
+}
+
+static uint64_t
+s_head(gs_store_t *st)
+{
+    uint64_t h = 0;
+    assert_int_equal(gs_store_head(st, &h), 0);
+    return h;
+}
+
+/* The address text of a stored record (to see which content won). */
+static char *
+s_note(gs_store_t *st, int kind, const char *id, uint64_t *version)
+{
+    static char buf[128];
+    Gridsync__V1__Record *r = st_get(st, kind, id, version, NULL);
+    if (!r)
+        return NULL;
+    snprintf(buf, sizeof buf, "%s",
+             r->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD ? r->household->address
+                                                                  : r->rental->address);
+    gridsync__v1__record__free_unpacked(r, NULL);
+    return buf;
+}
+
+/* ---- Opening ------------------------------------------------------------------ */
+
+static void
+test_open_and_secret(void **state)
+{
+    fx_t *f = *state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/secret.key", f->dir);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(sb.st_size, 32);
+    assert_int_equal(s_head(f->st), 0);
+
+    uint8_t k1[16], k2[16];
+    assert_int_equal(gs_store_person_key(f->st, "11010519491231002X", k1), 0);
+    s_reopen(f, NULL);
+    assert_int_equal(gs_store_person_key(f->st, "11010519491231002x", k2), 0);
+    assert_memory_equal(k1, k2, 16);    /* same secret; 'x' normalised */
+
+    /* read-only: a missing store is not created */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    char missing[1100];
+    snprintf(missing, sizeof missing, "%s-missing", f->dir);
+    int err = 0;
+    assert_null(gs_store_new(missing, &o, &err));
+    assert_int_equal(err, GS_ENOTFOUND);
+    assert_int_not_equal(stat(missing, &sb), 0);
+
+    /* read-only on the real store: reads work, writes are refused */
+    gs_store_t *ro = st_open(f->dir, &o);
+    uint64_t h;
+    assert_int_equal(gs_store_head(ro, &h), 0);
+    Gridsync__V1__Record *rec = st_build(f->a, &(st_rec_t) { .id = "H1", .addr_code = "A1",
+                                                             .pids = { 1 } });
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(ro, f->a, "dev-1", "u1", &rec, 1, ST_NOW_MS, &out), GS_EREADONLY);
+    assert_null(out.uploads);
+    gs_store_destroy(&ro);
+    gs_store_destroy(&ro);
+    assert_null(ro);
+    gs_apply_out_clear(&out);
+    gs_apply_out_clear(&out);
+
+    /* a store whose secret vanished is refused, not silently re-keyed */
+    gs_store_destroy(&f->st);
+    char moved[1100];
+    snprintf(moved, sizeof moved, "%s.bak", path);
+    assert_int_equal(rename(path, moved), 0);
+    assert_null(gs_store_new(f->dir, NULL, &err));
+    assert_int_equal(err, GS_ECORRUPT);
+    assert_int_equal(rename(moved, path), 0);
+    f->st = st_open(f->dir, NULL);
+
+    /* another format version is refused */
+    uint8_t fmt[4] = { 99, 0, 0, 0 };
+    assert_int_equal(gs_store_debug_put(f->st, "meta", "format", 6, fmt, 4), 0);
+    gs_store_destroy(&f->st);
+    assert_null(gs_store_new(f->dir, NULL, &err));
+    assert_int_equal(err, GS_EVERSION);
+    assert_true(strlen(gs_store_strerror(err)) > 0);
+    /* leave the fixture a fresh store for its teardown */
+    st_rmdir(f->dir);
+    char *d = st_tmpdir();
+    free(f->dir);
+    f->dir = d;
+    f->st = st_open(f->dir, NULL);
+}
+
+/* ---- Dedup cases ----------------------------------------------------------------- */
+
+static void
+test_accept_and_unchanged(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t r = { .id = "H1", .addr_code = "A1", .pids = { 1, 2 } };
+    st_res_t x = st_put(f->st, f->a, &r, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_int_equal(x.version, 1);
+    assert_int_equal(x.seq, 1);
+    assert_string_equal(x.key, "H1");
+    assert_int_equal(x.n_events, 1);
+
+    /* re-collected by another device later: metadata differs, content not */
+    r.device = "dev-2";
+    r.collected_at = ST_NOW_MS - 60 * 1000;
+    x = st_put(f->st, f->a, &r, ST_NOW_MS + 1000);
+    assert_int_equal(x.status, RS(UNCHANGED));
+    assert_int_equal(x.version, 1);
+    assert_int_equal(x.seq, 0);
+    assert_int_equal(x.n_events, 0);
+    assert_int_equal(s_head(f->st), 1);
+    uint64_t v = 0;
+    assert_non_null(s_note(f->st, K_H, "H1", &v));
+    assert_int_equal(v, 1);
+    st_verify_ok(f->st);
+}
+
+static void
+test_versions_conflict_rejects(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t r = { .id = "H1", .addr_code = "A1", .pids = { 1, 2 } };
+    assert_int_equal(st_put(f->st, f->a, &r, ST_NOW_MS).status, RS(ACCEPTED));
+
+    r.base = 1;
+    r.note = "changed";
+    st_res_t x = st_put(f->st, f->a, &r, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_int_equal(x.version, 2);
+    assert_int_equal(x.seq, 2);
+
+    /* stale base with other content: conflict, nothing kept */
+    r.note = "other";
+    x = st_put(f->st, f->a, &r, ST_NOW_MS);
+    assert_int_equal(x.status, RS(CONFLICT));
+    assert_int_equal(x.version, 2);
+    assert_int_equal(x.seq, 0);
+    assert_string_equal(x.key, "H1");
+    assert_int_equal(x.n_events, 0);
+    assert_string_equal(s_note(f->st, K_H, "H1", NULL), "changed");
+    r.base = 0;
+    assert_int_equal(st_put(f->st, f->a, &r, ST_NOW_MS).status, RS(CONFLICT));
+
+    /* stale base but identical content: nothing to do */
+    r.base = 1;
+    r.note = "changed";
+    x = st_put(f->st, f->a, &r, ST_NOW_MS);
+    assert_int_equal(x.status, RS(UNCHANGED));
+    assert_int_equal(x.version, 2);
+
+    /* from the future */
+    r.base = 5;
+    r.note = "x";
+    x = st_put(f->st, f->a, &r, ST_NOW_MS);
+    assert_int_equal(x.status, RS(REJECTED));
+    assert_int_equal(x.reason, RN(VERSION_AHEAD));
+
+    /* an edit of a record the store never had */
+    st_rec_t u = { .id = "H2", .addr_code = "A2", .pids = { 3 }, .base = 3 };
+    x = st_put(f->st, f->a, &u, ST_NOW_MS);
+    assert_int_equal(x.status, RS(REJECTED));
+    assert_int_equal(x.reason, RN(UNKNOWN_RECORD));
+    assert_null(s_note(f->st, K_H, "H2", NULL));
+    assert_int_equal(s_head(f->st), 2);
+    st_verify_ok(f->st);
+}
+
+static void
+test_merge_by_address_code(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t a = { .id = "H1", .addr_code = "A1", .pids = { 1, 2 } };
+    assert_int_equal(st_put(f->st, f->a, &a, ST_NOW_MS).status, RS(ACCEPTED));
+
+    /* another collector, same address, new id, one more member: a new
+     * record (base 0) may not overwrite what is there; it is told which
+     * record holds the place and at what version, and nothing is stored */
+    st_rec_t b = { .id = "H9", .addr_code = "A1", .pids = { 1, 2, 3 }, .device = "dev-2" };
+    st_res_t x = st_put(f->st, f->a, &b, ST_NOW_MS);
+    assert_int_equal(x.status, RS(CONFLICT));
+    assert_string_equal(x.key, "H1");
+    assert_int_equal(x.version, 1);
+    assert_int_equal(x.n_events, 0);
+    assert_int_equal(s_head(f->st), 1);
+
+    /* re-based on version 1, the same edit merges into H1 */
+    b.base = 1;
+    x = st_put(f->st, f->a, &b, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "H1");
+    assert_int_equal(x.version, 2);
+    assert_int_equal(x.seq, 2);
+    assert_int_equal(x.n_events, 1);
+
+    /* the alias finds the canonical record, whose id did not change */
+    uint64_t v;
+    Gridsync__V1__Record *r = st_get(f->st, K_H, "H9", &v, NULL);
+    assert_non_null(r);
+    assert_string_equal(r->household->household_id, "H1");
+    assert_int_equal(r->household->n_members, 3);
+    assert_int_equal(v, 2);
+    gridsync__v1__record__free_unpacked(r, NULL);
+
+    /* the alias is now a known id: the same upload again is unchanged */
+    b.base = 2;
+    x = st_put(f->st, f->a, &b, ST_NOW_MS);
+    assert_int_equal(x.status, RS(UNCHANGED));
+    assert_string_equal(x.key, "H1");
+
+    /* a third id with content identical to the stored one: merged, no event */
+    st_rec_t c = { .id = "H8", .addr_code = "A1", .pids = { 1, 2, 3 } };
+    x = st_put(f->st, f->a, &c, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "H1");
+    assert_int_equal(x.version, 2);
+    assert_int_equal(x.seq, 0);
+    assert_int_equal(x.n_events, 0);
+    assert_non_null(s_note(f->st, 0, "H8", NULL));
+
+    /* natural keys are per kind: a rental at the same code is its own record */
+    st_rec_t rr = { .kind = 'R', .id = "R1", .addr_code = "A1", .pids = { 5 } };
+    assert_int_equal(st_put(f->st, f->a, &rr, ST_NOW_MS).status, RS(ACCEPTED));
+    st_rec_t r2 = { .kind = 'R', .id = "R2", .addr_code = "A1", .pids = { 5, 6 }, .base = 1 };
+    x = st_put(f->st, f->a, &r2, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "R1");
+
+    gs_store_info_t info;
+    assert_int_equal(gs_store_info(f->st, &info), 0);
+    assert_int_equal(info.records, 2);
+    st_verify_ok(f->st);
+}
+
+static void
+test_merge_by_room(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t r1 = { .kind = 'R', .id = "R1", .grid = G1, .room = "301", .pids = { 1 } };
+    assert_int_equal(st_put(f->st, f->a, &r1, ST_NOW_MS).status, RS(ACCEPTED));
+    st_rec_t r2 = { .kind = 'R', .id = "R2", .grid = G1, .room = "301", .pids = { 2 } };
+    st_res_t x = st_put(f->st, f->a, &r2, ST_NOW_MS);
+    assert_int_equal(x.status, RS(CONFLICT)); /* other content, not based on R1 */
+    assert_string_equal(x.key, "R1");
+    r2.base = 1;
+    x = st_put(f->st, f->a, &r2, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "R1");
+    /* the same room number in another grid is another place */
+    st_rec_t r3 = { .kind = 'R', .id = "R3", .grid = G2, .room = "301", .pids = { 3 } };
+    assert_int_equal(st_put(f->st, f->a, &r3, ST_NOW_MS).status, RS(ACCEPTED));
+    st_rec_t r4 = { .kind = 'R', .id = "R4", .grid = G1, .room = "302", .pids = { 4 } };
+    assert_int_equal(st_put(f->st, f->a, &r4, ST_NOW_MS).status, RS(ACCEPTED));
+    /* households by room too */
+    st_rec_t h1 = { .id = "H1", .grid = G1, .room = "501", .pids = { 7 } };
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    st_rec_t h2 = { .id = "H2", .grid = G1, .room = "501", .pids = { 7 } };
+    x = st_put(f->st, f->a, &h2, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "H1");
+    assert_int_equal(x.n_events, 0);    /* identical content */
+    /* rentals with neither address code nor room have no natural key */
+    st_rec_t n1 = { .kind = 'R', .id = "N1", .grid = G1, .pids = { 9 } };
+    st_rec_t n2 = { .kind = 'R', .id = "N2", .grid = G1, .pids = { 9 } };
+    assert_int_equal(st_put(f->st, f->a, &n1, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &n2, ST_NOW_MS).status, RS(ACCEPTED));
+    st_verify_ok(f->st);
+}
+
+static void
+test_natural_key_changes(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t h1 = { .id = "H1", .addr_code = "A1", .pids = { 1 } };
+    st_rec_t h2 = { .id = "H2", .addr_code = "A2", .pids = { 2 } };
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &h2, ST_NOW_MS).status, RS(ACCEPTED));
+    /* address corrected: A1 is free again */
+    h1.base = 1;
+    h1.addr_code = "A3";
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    st_rec_t h3 = { .id = "H3", .addr_code = "A1", .pids = { 3 } };
+    assert_int_equal(st_put(f->st, f->a, &h3, ST_NOW_MS).status, RS(ACCEPTED));
+    /* an edit may not take another record's address */
+    h2.base = 1;
+    h2.addr_code = "A3";
+    st_res_t x = st_put(f->st, f->a, &h2, ST_NOW_MS);
+    assert_int_equal(x.status, RS(REJECTED));
+    assert_int_equal(x.reason, RN(ADDRESS));
+    /* from an address code to a room address and back */
+    h1.base = 2;
+    h1.addr_code = NULL;
+    h1.room = "808";
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    st_rec_t h4 = { .id = "H4", .addr_code = "A3", .pids = { 4 } };
+    assert_int_equal(st_put(f->st, f->a, &h4, ST_NOW_MS).status, RS(ACCEPTED));
+    st_verify_ok(f->st);
+}
+
+static void
+test_rejections(void **state)
+{
+    fx_t *f = *state;
+    /* a wrong check character */
+    Gridsync__V1__Record *rec = st_build(f->a, &(st_rec_t) { .id = "H1", .addr_code = "A1",
+                                                             .pids = { 1, 2 } });
+    char *id = rec->household->members[1]->id_number;
+    id[17] = id[17] == '1' ? '2' : '1';
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "u1", &rec, 1, ST_NOW_MS, &out), 0);
+    Gridsync__V1__Ack *ack = st_ack(&out, 0);
+    assert_int_equal(ack->results[0]->status, RS(REJECTED));
+    assert_int_equal(ack->results[0]->reason, RN(ID_CHECK));
+    assert_true(strlen(ack->results[0]->message) > 0);
+    assert_string_equal(ack->results[0]->record_key, "H1");
+    assert_int_equal(out.uploads[0].counts[RS(REJECTED)], 1);
+    assert_int_equal(out.n_events, 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+    assert_int_equal(s_head(f->st), 0);
+
+    /* outside the device's prefixes */
+    const char *scope[] = { "110105002", "110105001001" };
+    Gridsync__V1__Record *recs[2] = {
+        st_build(f->a, &(st_rec_t) { .id = "H2", .grid = G1, .addr_code = "A2", .pids = { 3 } }),
+        st_build(f->a, &(st_rec_t) { .id = "H3", .grid = "110105003001001", .addr_code = "A3",
+                                     .pids = { 4 } }),
+    };
+    gs_upload_t up = { "dev-1", "u2", recs, 2, gs_arena_allocator(f->a), scope, 2 };
+    assert_int_equal(gs_store_apply(f->st, &up, 1, ST_NOW_MS, &out), 0);
+    ack = st_ack(&out, 0);
+    assert_int_equal(ack->results[0]->status, RS(ACCEPTED));
+    assert_int_equal(ack->results[1]->status, RS(REJECTED));
+    assert_int_equal(ack->results[1]->reason, RN(OUT_OF_SCOPE));
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+
+    /* moving a record out of a grid the device does not cover */
+    Gridsync__V1__Record *mv = st_build(f->a, &(st_rec_t) { .id = "H2", .grid = G2,
+                                                            .addr_code = "A2", .pids = { 3 },
+                                                            .base = 1 });
+    const char *scope2[] = { "110105002" };
+    gs_upload_t up2 = { "dev-1", "u3", &mv, 1, gs_arena_allocator(f->a), scope2, 1 };
+    assert_int_equal(gs_store_apply(f->st, &up2, 1, ST_NOW_MS, &out), 0);
+    ack = st_ack(&out, 0);
+    assert_int_equal(ack->results[0]->status, RS(REJECTED));
+    assert_int_equal(ack->results[0]->reason, RN(OUT_OF_SCOPE));
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+
+    /* with a grid registry, unknown and retired grids are refused */
+    Gridsync__V1__Grid g = GRIDSYNC__V1__GRID__INIT;
+    g.grid_code = G1;
+    g.name = "建外1";
+    assert_int_equal(gs_store_grid_put(f->st, &g), 0);
+    g.grid_code = G3;
+    g.valid_to = "2020-12-31";
+    assert_int_equal(gs_store_grid_put(f->st, &g), 0);
+    st_res_t x = st_put(f->st, f->a, &(st_rec_t) { .id = "H5", .grid = G2, .addr_code = "A5",
+                                                   .pids = { 5 } }, ST_NOW_MS);
+    assert_int_equal(x.status, RS(REJECTED));
+    assert_int_equal(x.reason, RN(GRID_UNKNOWN));
+    x = st_put(f->st, f->a, &(st_rec_t) { .id = "H6", .grid = G3, .addr_code = "A6",
+                                          .pids = { 6 } }, ST_NOW_MS);
+    assert_int_equal(x.status, RS(REJECTED));
+    assert_int_equal(x.reason, RN(GRID_UNKNOWN));
+    x = st_put(f->st, f->a, &(st_rec_t) { .id = "H7", .grid = G1, .addr_code = "A7",
+                                          .pids = { 7 } }, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+
+    /* request-level problems get an ack with a reason and no results */
+    up = (gs_upload_t) { "dev 1", "u9", recs, 1, gs_arena_allocator(f->a), NULL, 0 };
+    assert_int_equal(gs_store_apply(f->st, &up, 1, ST_NOW_MS, &out), 0);
+    ack = st_ack(&out, 0);
+    assert_int_equal(ack->reason, RN(BAD_REQUEST));
+    assert_int_equal(ack->n_results, 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+    assert_int_equal(gs_store_apply(f->st, NULL, 0, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.n_uploads, 0);
+    st_verify_ok(f->st);
+}
+
+/* ---- Idempotency -------------------------------------------------------------------- */
+
+static void
+test_retransmission(void **state)
+{
+    fx_t *f = *state;
+    Gridsync__V1__Record *recs[2] = {
+        st_build(f->a, &(st_rec_t) { .id = "H1", .addr_code = "A1", .pids = { 1, 2 } }),
+        st_build(f->a, &(st_rec_t) { .id = "H2", .addr_code = "A2", .pids = { 3 } }),
+    };
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "up-1", recs, 2, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.uploads[0].replayed, 0);
+    assert_int_equal(out.n_events, 2);
+    size_t len = out.uploads[0].ack_len;
+    uint8_t *first = malloc(len);
+    memcpy(first, out.uploads[0].ack, len);
+    gs_apply_out_clear(&out);
+    assert_int_equal(s_head(f->st), 2);
+
+    /* the same upload again: same bytes, nothing written */
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "up-1", recs, 2, ST_NOW_MS + 5, &out), 0);
+    assert_int_equal(out.uploads[0].replayed, 1);
+    assert_int_equal(out.uploads[0].ack_len, len);
+    assert_memory_equal(out.uploads[0].ack, first, len);
+    assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 2);
+    assert_int_equal(out.n_events, 0);
+    gs_apply_out_clear(&out);
+    assert_int_equal(s_head(f->st), 2);
+
+    /* after the broker restarted */
+    s_reopen(f, NULL);
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "up-1", recs, 2, ST_NOW_MS + 9, &out), 0);
+    assert_int_equal(out.uploads[0].replayed, 1);
+    assert_memory_equal(out.uploads[0].ack, first, len);
+    gs_apply_out_clear(&out);
+
+    /* twice in one batch: the second gets the first's answer */
+    Gridsync__V1__Record *r3 = st_build(f->a, &(st_rec_t) { .id = "H3", .addr_code = "A3",
+                                                            .pids = { 4 } });
+    gs_upload_t ups[3] = {
+        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0 },
+        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0 },
+        { "dev-2", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0 },
+    };
+    assert_int_equal(gs_store_apply(f->st, ups, 3, ST_NOW_MS + 10, &out), 0);
+    assert_int_equal(out.n_uploads, 3);
+    assert_int_equal(out.uploads[0].replayed, 0);
+    assert_int_equal(out.uploads[1].replayed, 1);
+    assert_int_equal(out.uploads[0].ack_len, out.uploads[1].ack_len);
+    assert_memory_equal(out.uploads[0].ack, out.uploads[1].ack, out.uploads[0].ack_len);
+    /* another device's upload ids are its own: applied, and unchanged */
+    assert_int_equal(out.uploads[2].replayed, 0);
+    assert_int_equal(out.uploads[2].counts[RS(UNCHANGED)], 1);
+    assert_int_equal(out.n_events, 1);
+    assert_int_equal(out.head_seq, 3);
+    gs_apply_out_clear(&out);
+    free(first);
+    st_verify_ok(f->st);
+}
+
+static void
+s_one_upload(fx_t *f, const char *upid, const char *rid, int64_t now, int *replayed,
+             int *status)
+{
+    char code[32];
+    snprintf(code, sizeof code, "A-%s", rid);
+    Gridsync__V1__Record *rec = st_build(f->a, &(st_rec_t) { .id = rid, .addr_code = code,
+                                                             .pids = { 1 } });
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", upid, &rec, 1, now, &out), 0);
+    Gridsync__V1__Ack *ack = st_ack(&out, 0);
+    *replayed = out.uploads[0].replayed;
+    *status = ack->results[0]->status;
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+}
+
+static void
+test_idempotency_expiry(void **state)
+{
+    fx_t *f = *state;
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.idem_max_entries = 3;
+    o.idem_max_age_ms = 60 * 1000;
+    s_reopen(f, &o);
+    int rep, status;
+    char upid[16], rid[16];
+    for (int i = 1; i <= 5; i++) {
+        snprintf(upid, sizeof upid, "u%d", i);
+        snprintf(rid, sizeof rid, "H%d", i);
+        s_one_upload(f, upid, rid, ST_NOW_MS, &rep, &status);
+        assert_int_equal(status, RS(ACCEPTED));
+    }
+    gs_store_info_t info;
+    assert_int_equal(gs_store_info(f->st, &info), 0);
+    assert_int_equal(info.idem_entries, 3);     /* bounded by count */
+    /* u1 was forgotten: it is applied again, and content dedup answers */
+    s_one_upload(f, "u1", "H1", ST_NOW_MS, &rep, &status);
+    assert_int_equal(rep, 0);
+    assert_int_equal(status, RS(UNCHANGED));
+    s_one_upload(f, "u5", "H5", ST_NOW_MS, &rep, &status);
+    assert_int_equal(rep, 1);
+    assert_int_equal(status, RS(ACCEPTED));
+
+    /* bounded by age: two minutes later only the new entry is left */
+    int64_t later = ST_NOW_MS + 120 * 1000;
+    s_one_upload(f, "u6", "H6", later, &rep, &status);
+    assert_int_equal(gs_store_info(f->st, &info), 0);
+    assert_int_equal(info.idem_entries, 1);
+    s_one_upload(f, "u5", "H5", later, &rep, &status);
+    assert_int_equal(rep, 0);
+    assert_int_equal(status, RS(UNCHANGED));
+    s_one_upload(f, "u6", "H6", later + 1, &rep, &status);
+    assert_int_equal(rep, 1);
+    st_verify_ok(f->st);
+}
+
+/* ---- Moves, void, person index -------------------------------------------------------- */
+
+typedef struct s_evlist {
+    uint64_t seq[256];
+    char grid[256][16];
+    int op[256];
+    uint64_t version[256];
+    char prev_grid[256][16];
+    size_t n;
+} s_evlist_t;
+
+static int
+s_collect(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    s_evlist_t *l = arg;
+    Gridsync__V1__ChangeEvent *ev = gridsync__v1__change_event__unpack(NULL, len, data);
+    assert_non_null(ev);
+    assert_int_equal(ev->seq, seq);
+    assert_string_equal(ev->grid_code, grid);
+    if (l->n < 256) {
+        l->seq[l->n] = seq;
+        snprintf(l->grid[l->n], 16, "%s", grid);
+        l->op[l->n] = ev->op;
+        l->version[l->n] = ev->version;
+        snprintf(l->prev_grid[l->n], 16, "%s", ev->previous_grid_code);
+        l->n++;
+    }
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+    return 0;
+}
+
+typedef struct s_cellsum {
+    gs_cell_meta_t m;
+    int n;
+} s_cellsum_t;
+
+static int
+s_cell_add(void *arg, const char *grid, const gs_cell_meta_t *m)
+{
+    s_cellsum_t *s = arg;
+    (void) grid;
+    s->m.households += m->households;
+    s->m.persons += m->persons;
+    s->m.rentals += m->rentals;
+    s->m.tenants += m->tenants;
+    s->m.voided += m->voided;
+    if (m->last_seq > s->m.last_seq)
+        s->m.last_seq = m->last_seq;
+    s->n++;
+    return 0;
+}
+
+static s_cellsum_t
+s_cells(gs_store_t *st, const char *prefix)
+{
+    s_cellsum_t s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(gs_store_cells(st, prefix, s_cell_add, &s), 0);
+    return s;
+}
+
+static int
+s_count_rec(void *arg, const gs_record_view_t *v)
+{
+    (void) v;
+    (*(int *) arg)++;
+    return 0;
+}
+
+static void
+test_move_between_cells(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "H1", .grid = G1,
+                     .addr_code = "A1", .pids = { 10, 11 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "H2", .grid = G1,
+                     .addr_code = "A2", .pids = { 12 } }, ST_NOW_MS).status, RS(ACCEPTED));
+
+    Gridsync__V1__Record *mv = st_build(f->a, &(st_rec_t) { .id = "H1", .grid = G2,
+                                        .addr_code = "A1", .pids = { 10, 11 }, .base = 1 });
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "mv", &mv, 1, ST_NOW_MS + 1, &out), 0);
+    Gridsync__V1__Ack *ack = st_ack(&out, 0);
+    assert_int_equal(ack->results[0]->status, RS(ACCEPTED));
+    assert_int_equal(ack->results[0]->version, 2);
+    assert_int_equal(ack->results[0]->seq, 4);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    assert_int_equal(out.n_events, 2);
+    assert_string_equal(out.events[0].grid, G1);
+    assert_int_equal(out.events[0].seq, 3);
+    assert_string_equal(out.events[1].grid, G2);
+    assert_int_equal(out.events[1].seq, 4);
+    Gridsync__V1__ChangeEvent *e0 = gridsync__v1__change_event__unpack(NULL, out.events[0].len,
+                                                                      out.events[0].data);
+    Gridsync__V1__ChangeEvent *e1 = gridsync__v1__change_event__unpack(NULL, out.events[1].len,
+                                                                      out.events[1].data);
+    assert_int_equal(e0->op, OP(MOVE_OUT));
+    assert_int_equal(e1->op, OP(MOVE_IN));
+    assert_string_equal(e1->previous_grid_code, G1);
+    assert_int_equal(e0->version, 2);
+    assert_int_equal(e1->version, 2);
+    assert_string_equal(e1->record->household->grid_code, G2);
+    gridsync__v1__change_event__free_unpacked(e0, NULL);
+    gridsync__v1__change_event__free_unpacked(e1, NULL);
+    gs_apply_out_clear(&out);
+
+    /* lookup by id still works and finds the new cell */
+    char grid[16];
+    uint64_t v;
+    Gridsync__V1__Record *r = st_get(f->st, K_H, "H1", &v, grid);
+    assert_non_null(r);
+    assert_string_equal(grid, G2);
+    assert_int_equal(v, 2);
+    gridsync__v1__record__free_unpacked(r, NULL);
+
+    /* both cells' feeds see it */
+    s_evlist_t l = { .n = 0 };
+    const char *p1[] = { G1 }, *p2[] = { G2 };
+    uint64_t next, head;
+    assert_int_equal(gs_store_events(f->st, p1, 1, 0, 0, s_collect, &l, &next, &head), 0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.op[2], OP(MOVE_OUT));
+    l.n = 0;
+    assert_int_equal(gs_store_events(f->st, p2, 1, 0, 0, s_collect, &l, &next, &head), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.op[0], OP(MOVE_IN));
+    assert_string_equal(l.prev_grid[0], G1);
+    assert_int_equal(next, 4);
+    assert_int_equal(head, 4);
+
+    /* counts moved */
+    s_cellsum_t c1 = s_cells(f->st, G1), c2 = s_cells(f->st, G2);
+    assert_int_equal(c1.m.households, 1);
+    assert_int_equal(c1.m.persons, 1);
+    assert_int_equal(c1.m.last_seq, 3);
+    assert_int_equal(c2.m.households, 1);
+    assert_int_equal(c2.m.persons, 2);
+    assert_int_equal(c2.m.last_seq, 4);
+    int n = 0;
+    assert_int_equal(gs_store_records(f->st, G1, s_count_rec, &n), 0);
+    assert_int_equal(n, 1);
+
+    /* the record's history follows it across the move */
+    l.n = 0;
+    assert_int_equal(gs_store_history(f->st, K_H, "H1", s_collect, &l), 0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.seq[0], 1);
+    assert_int_equal(l.op[0], OP(UPSERT));
+    assert_int_equal(l.op[1], OP(MOVE_OUT));
+    assert_int_equal(l.op[2], OP(MOVE_IN));
+    assert_int_equal(gs_store_history(f->st, K_H, "nope", s_collect, &l), GS_ENOTFOUND);
+
+    /* a room-keyed rental that moves takes its natural key along */
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .kind = 'R', .id = "R1", .grid = G1,
+                     .room = "501", .pids = { 20 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .kind = 'R', .id = "R1", .grid = G2,
+                     .room = "501", .pids = { 20 }, .base = 1 }, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .kind = 'R', .id = "R2", .grid = G1,
+                     .room = "501", .pids = { 21 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    st_res_t x = st_put(f->st, f->a, &(st_rec_t) { .kind = 'R', .id = "R3", .grid = G2,
+                        .room = "501", .pids = { 22 }, .base = 2 }, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "R1");
+    st_verify_ok(f->st);
+}
+
+typedef struct s_dupacc {
+    int groups;                     /* groups reported */
+    uint8_t hmac[8][16];            /* their keys */
+    size_t nrefs[8];                /* refs per group */
+    int roles[8][8];                /* roles of each ref */
+    char grids[8][8][16];
+} s_dupacc_t;
+
+static int
+s_dup(void *arg, const uint8_t *hmac, const gs_person_ref_t *refs, size_t n)
+{
+    s_dupacc_t *d = arg;
+    if (d->groups < 8) {
+        memcpy(d->hmac[d->groups], hmac, 16);
+        d->nrefs[d->groups] = n;
+        for (size_t i = 0; i < n && i < 8; i++) {
+            d->roles[d->groups][i] = refs[i].role;
+            snprintf(d->grids[d->groups][i], 16, "%s", refs[i].grid);
+            assert_true(refs[i].kind == K_H || refs[i].kind == K_R);
+            assert_true(strlen(refs[i].record_key) > 0);
+        }
+    }
+    d->groups++;
+    return 0;
+}
+
+static void
+test_person_index(void **state)
+{
+    fx_t *f = *state;
+    /* person 100 lives in a household in G1 and rents in G2 (人户分离) */
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "H1", .grid = G1, .addr_code = "A1",
+                     .pids = { 100, 101 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .kind = 'R', .id = "R1", .grid = G2,
+                     .addr_code = "B1", .pids = { 100 }, .landlord = 200 }, ST_NOW_MS).status,
+                     RS(ACCEPTED));
+    /* person 200 is landlord of two units: normal, not a duplicate */
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .kind = 'R', .id = "R2", .grid = G2,
+                     .addr_code = "B2", .pids = { 300 }, .landlord = 200 }, ST_NOW_MS).status,
+                     RS(ACCEPTED));
+    /* persons without documents in two households are never grouped */
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "H2", .grid = G1, .addr_code = "A2",
+                     .pids = { 102 }, .nodoc = 1 }, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "H3", .grid = G3, .addr_code = "A3",
+                     .pids = { 103 }, .nodoc = 1 }, ST_NOW_MS).status, RS(ACCEPTED));
+
+    s_dupacc_t d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    assert_int_equal(d.nrefs[0], 2);
+    char id100[19];
+    st_idnum(100, id100);
+    uint8_t k100[16];
+    assert_int_equal(gs_store_person_key(f->st, id100, k100), 0);
+    assert_memory_equal(d.hmac[0], k100, 16);
+    assert_true((d.roles[0][0] == 1 && d.roles[0][1] == 2) ||
+                (d.roles[0][0] == 2 && d.roles[0][1] == 1));
+
+    /* the same answer when the report needs several passes */
+    gs_store_debug_dup_pass(f->st, 2);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    assert_int_equal(d.nrefs[0], 2);
+    assert_memory_equal(d.hmac[0], k100, 16);
+    gs_store_debug_dup_pass(f->st, 0);
+
+    /* restricted to a prefix the group touches, or not */
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "110105002", s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "44", s_dup, &d), 0);
+    assert_int_equal(d.groups, 0);
+
+    /* the landlord can still be looked up */
+    char id200[19];
+    st_idnum(200, id200);
+    uint8_t k200[16];
+    assert_int_equal(gs_store_person_key(f->st, id200, k200), 0);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_refs(f->st, k200, s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    assert_int_equal(d.nrefs[0], 2);
+    assert_int_equal(d.roles[0][0], 3);
+
+    uint8_t nobody[16] = { 0 };
+    assert_int_equal(gs_store_person_refs(f->st, nobody, s_dup, &d), GS_ENOTFOUND);
+
+    /* voiding the household takes it out of the index and the counts */
+    st_res_t x = st_put(f->st, f->a, &(st_rec_t) { .id = "H1", .grid = G1, .addr_code = "A1",
+                        .pids = { 100, 101 }, .base = 1, .void_ = 1 }, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    s_evlist_t l = { .n = 0 };
+    assert_int_equal(gs_store_history(f->st, K_H, "H1", s_collect, &l), 0);
+    assert_int_equal(l.op[l.n - 1], OP(VOID));
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 0);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_refs(f->st, k100, s_dup, &d), 0);
+    assert_int_equal(d.nrefs[0], 1);
+    assert_string_equal(d.grids[0][0], G2);
+    s_cellsum_t c = s_cells(f->st, G1);
+    assert_int_equal(c.m.households, 1);    /* H2 */
+    assert_int_equal(c.m.persons, 2);
+    assert_int_equal(c.m.voided, 1);
+
+    /* voiding again with the same content is unchanged; reviving restores */
+    x = st_put(f->st, f->a, &(st_rec_t) { .id = "H1", .grid = G1, .addr_code = "A1",
+               .pids = { 100, 101 }, .base = 2, .void_ = 1 }, ST_NOW_MS);
+    assert_int_equal(x.status, RS(UNCHANGED));
+    x = st_put(f->st, f->a, &(st_rec_t) { .id = "H1", .grid = G1, .addr_code = "A1",
+               .pids = { 100, 101 }, .base = 2 }, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_int_equal(x.version, 3);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    c = s_cells(f->st, G1);
+    assert_int_equal(c.m.households, 2);
+    assert_int_equal(c.m.voided, 0);
+    st_verify_ok(f->st);
+}
+
+/* ---- Map growth and failures ------------------------------------------------------------ */
+
+static void
+test_tiny_map_grows(void **state)
+{
+    fx_t *f = *state;
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.map_size = 256 * 1024;
+    st_rmdir(f->dir);
+    gs_store_destroy(&f->st);
+    free(f->dir);
+    f->dir = st_tmpdir();
+    f->st = st_open(f->dir, &o);
+    uint32_t grows = 0;
+    for (int b = 0; b < 40; b++) {
+        Gridsync__V1__Record *recs[25];
+        for (int i = 0; i < 25; i++) {
+            char id[32], code[32];
+            snprintf(id, sizeof id, "H%d-%d", b, i);
+            snprintf(code, sizeof code, "A%d-%d", b, i);
+            recs[i] = st_build(f->a, &(st_rec_t) {
+                .id = id, .addr_code = code, .grid = b % 2 ? G1 : G2,
+                .pids = { (uint32_t) (1000 + b * 100 + i * 3), (uint32_t) (1001 + b * 100 + i * 3),
+                          (uint32_t) (1002 + b * 100 + i * 3) } });
+        }
+        char upid[32];
+        snprintf(upid, sizeof upid, "b%d", b);
+        gs_apply_out_t out;
+        int rc = st_apply(f->st, f->a, "dev-1", upid, recs, 25, ST_NOW_MS, &out);
+        if (rc)
+            fail_msg("batch %d: %s (%s)", b, gs_store_strerror(rc), gs_store_errdetail());
+        assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 25);
+        grows += out.map_grows;
+        gs_apply_out_clear(&out);
+        gs_arena_reset(f->a);
+    }
+    assert_true(grows > 0);
+    gs_store_info_t info;
+    assert_int_equal(gs_store_info(f->st, &info), 0);
+    assert_int_equal(info.records, 1000);
+    assert_int_equal(info.head_seq, 1000);
+    assert_true(info.map_size > 256 * 1024);
+    st_verify_ok(f->st);
+
+    /* a map that may not grow: GS_EFULL, nothing half-applied */
+    char *d2 = st_tmpdir();
+    o.map_max = o.map_size;
+    gs_store_t *st2 = st_open(d2, &o);
+    Gridsync__V1__Record *big[200];
+    for (int i = 0; i < 200; i++) {
+        char id[32], code[32];
+        snprintf(id, sizeof id, "B%d", i);
+        snprintf(code, sizeof code, "C%d", i);
+        big[i] = st_build(f->a, &(st_rec_t) { .id = id, .addr_code = code,
+                          .pids = { (uint32_t) (50000 + i * 4), (uint32_t) (50001 + i * 4),
+                                    (uint32_t) (50002 + i * 4), (uint32_t) (50003 + i * 4) } });
+    }
+    gs_apply_out_t out;
+    int total = 0;
+    for (int round = 0; round < 20; round++) {
+        char upid[16];
+        snprintf(upid, sizeof upid, "r%d", round);
+        int rc = st_apply(st2, f->a, "dev-1", upid, big, 200, ST_NOW_MS, &out);
+        if (rc == GS_EFULL)
+            break;
+        assert_int_equal(rc, 0);
+        total++;
+        gs_apply_out_clear(&out);
+        for (int i = 0; i < 200; i++)   /* next round: new content */
+            big[i]->household->address = round % 2 ? "odd" : "even";
+        for (int i = 0; i < 200; i++)
+            big[i]->household->meta->base_version = (uint64_t) round + 1;
+    }
+    assert_true(total < 20);
+    assert_null(out.uploads);
+    uint64_t head = s_head(st2);
+    assert_int_equal(head, (uint64_t) total * 200);
+    st_verify_ok(st2);
+    gs_store_destroy(&st2);
+    st_rmdir(d2);
+    free(d2);
+}
+
+static void
+test_commit_failures(void **state)
+{
+    fx_t *f = *state;
+    Gridsync__V1__Record *rec = st_build(f->a, &(st_rec_t) { .id = "H1", .addr_code = "A1",
+                                                             .pids = { 1, 2 } });
+    gs_apply_out_t out;
+    gs_store_debug_fail_commit(f->st, ENOSPC);
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "u1", &rec, 1, ST_NOW_MS, &out), GS_EFULL);
+    assert_null(out.uploads);
+    assert_int_equal(s_head(f->st), 0);
+    assert_null(s_note(f->st, K_H, "H1", NULL));
+    gs_store_debug_fail_commit(f->st, EIO);
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "u1", &rec, 1, ST_NOW_MS, &out), GS_EIO);
+    /* the retry after the failures is applied, not replayed */
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "u1", &rec, 1, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.uploads[0].replayed, 0);
+    assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 1);
+    gs_apply_out_clear(&out);
+
+    /* a real write failure: the file may not grow (as on a full disk) */
+    gs_store_info_t info;
+    assert_int_equal(gs_store_info(f->st, &info), 0);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    Gridsync__V1__Record *recs[300];
+    for (int i = 0; i < 300; i++) {
+        char id[32], code[32];
+        snprintf(id, sizeof id, "F%d", i);
+        snprintf(code, sizeof code, "FA%d", i);
+        recs[i] = st_build(f->a, &(st_rec_t) { .id = id, .addr_code = code,
+                           .pids = { (uint32_t) (7000 + i * 3), (uint32_t) (7001 + i * 3),
+                                     (uint32_t) (7002 + i * 3) } });
+    }
+    lim = old;
+    lim.rlim_cur = info.file_size;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = st_apply(f->st, f->a, "dev-1", "big", recs, 300, ST_NOW_MS, &out);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, oldsig);
+    assert_true(rc == GS_EFULL || rc == GS_EIO);
+    assert_int_equal(s_head(f->st), 1);
+    st_verify_ok(f->st);
+    /* space is back: the same upload goes through */
+    rc = st_apply(f->st, f->a, "dev-1", "big", recs, 300, ST_NOW_MS, &out);
+    assert_int_equal(rc, 0);
+    assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 300);
+    gs_apply_out_clear(&out);
+    st_verify_ok(f->st);
+}
+
+/* ---- Change-log reads --------------------------------------------------------------------- */
+
+/* A deterministic mixed history over 30 cells in two streets and two
+ * districts' worth of prefixes: creates, updates, moves, voids. */
+static void
+s_populate(fx_t *f, int ops)
+{
+    uint32_t x = 12345;
+    char ids[120][16];
+    char grids[120][16];
+    uint64_t ver[120];
+    memset(ver, 0, sizeof ver);
+    for (int i = 0; i < 120; i++)
+        snprintf(ids[i], 16, "P%d", i);
+    for (int op = 0; op < ops; op++) {
+        x = x * 1103515245u + 12345u;
+        int i = (int) ((x >> 8) % 120);
+        x = x * 1103515245u + 12345u;
+        int cell = (int) ((x >> 8) % 30);
+        char grid[16];
+        snprintf(grid, sizeof grid, "1101050%02d%03d%03d", 1 + cell % 2, 1 + cell % 3,
+                 1 + cell / 6);
+        st_rec_t r = { .id = ids[i], .pids = { (uint32_t) (900 + i) } };
+        char code[24], note[24];
+        snprintf(code, sizeof code, "AC%d", i);
+        snprintf(note, sizeof note, "op %d", op);
+        r.addr_code = code;
+        r.note = note;
+        r.base = ver[i];
+        /* a third of the updates move the record, some void it */
+        r.grid = ver[i] && (x >> 20) % 3 ? grids[i] : grid;
+        r.void_ = ver[i] && (x >> 24) % 7 == 0;
+        st_res_t res = st_put(f->st, f->a, &r, ST_NOW_MS + op);
+        if (res.status != RS(ACCEPTED))
+            fail_msg("populate op %d on %s: status %d reason %d: %s", op, ids[i],
+                     res.status, res.reason, res.message);
+        ver[i] = res.version;
+        if (r.grid != grids[i])
+            snprintf(grids[i], 16, "%s", r.grid);
+        if (op % 50 == 0)
+            gs_arena_reset(f->a);
+    }
+}
+
+typedef struct s_evsig {
+    uint64_t seq[4096];
+    uint64_t hash[4096];            /* FNV of grid + bytes */
+    size_t n;
+    const char *const *pf;          /* prefixes asked for */
+    size_t npf;
+    int bad;                        /* an event outside the prefixes */
+} s_evsig_t;
+
+static int
+s_sig(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    s_evsig_t *s = arg;
+    int ok = 0;
+    for (size_t i = 0; i < s->npf; i++)
+        if (strncmp(grid, s->pf[i], strlen(s->pf[i])) == 0)
+            ok = 1;
+    if (!ok)
+        s->bad = 1;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *g = grid; *g; g++)
+        h = (h ^ (uint8_t) *g) * 1099511628211ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ data[i]) * 1099511628211ull;
+    if (s->n < 4096) {
+        s->seq[s->n] = seq;
+        s->hash[s->n] = h;
+        s->n++;
+    }
+    return 0;
+}
+
+static void
+test_events_both_paths(void **state)
+{
+    fx_t *f = *state;
+    s_populate(f, 400);
+    uint64_t head = s_head(f->st);
+    assert_true(head >= 400);
+    const char *sets[][3] = {
+        { "110105", NULL }, { "110105001", NULL }, { "110105001001", NULL },
+        { "110105001001001", NULL }, { "110105001001001", "110105002002002", NULL },
+        { "110105001", "110105001002", NULL }, { "99", NULL },
+        { "110105002", "110105001003", NULL }, { "11", "110105002003", NULL },
+    };
+    uint64_t sinces[] = { 0, 5, head / 2, head, head + 3 };
+    uint32_t limits[] = { 0, 1, 7, 100000 };
+    static s_evsig_t a, b, c;
+    for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++) {
+        size_t npf = 0;
+        while (npf < 3 && sets[si][npf])
+            npf++;
+        for (size_t k = 0; k < sizeof sinces / sizeof sinces[0]; k++) {
+            for (size_t li = 0; li < sizeof limits / sizeof limits[0]; li++) {
+                uint64_t na, nb, nc, ha, hb, hc;
+                memset(&a, 0, sizeof a);
+                memset(&b, 0, sizeof b);
+                memset(&c, 0, sizeof c);
+                a.pf = b.pf = c.pf = sets[si];
+                a.npf = b.npf = c.npf = npf;
+                assert_int_equal(gs_store_events_path(f->st, sets[si], npf, sinces[k],
+                                 limits[li], s_sig, &a, &na, &ha, 1), 0);
+                assert_int_equal(gs_store_events_path(f->st, sets[si], npf, sinces[k],
+                                 limits[li], s_sig, &b, &nb, &hb, 2), 0);
+                assert_int_equal(gs_store_events(f->st, sets[si], npf, sinces[k], limits[li],
+                                                 s_sig, &c, &nc, &hc), 0);
+                assert_int_equal(a.n, b.n);
+                assert_int_equal(a.n, c.n);
+                assert_memory_equal(a.seq, b.seq, a.n * sizeof a.seq[0]);
+                assert_memory_equal(a.hash, b.hash, a.n * sizeof a.hash[0]);
+                assert_memory_equal(a.hash, c.hash, a.n * sizeof a.hash[0]);
+                assert_int_equal(na, nb);
+                assert_int_equal(na, nc);
+                assert_int_equal(ha, head);
+                assert_int_equal(hb, head);
+                assert_false(a.bad);
+                if (limits[li])
+                    assert_true(a.n <= limits[li]);
+                for (size_t i = 0; i < a.n; i++) {
+                    assert_true(a.seq[i] > sinces[k]);
+                    if (i)
+                        assert_true(a.seq[i] > a.seq[i - 1]);
+                }
+            }
+        }
+        /* paging with a small limit gives the unlimited answer */
+        memset(&a, 0, sizeof a);
+        a.pf = sets[si];
+        a.npf = npf;
+        uint64_t next, h;
+        assert_int_equal(gs_store_events(f->st, sets[si], npf, 0, 0, s_sig, &a, &next, &h), 0);
+        assert_int_equal(next, head);
+        memset(&b, 0, sizeof b);
+        b.pf = sets[si];
+        b.npf = npf;
+        uint64_t since = 0;
+        for (int guard = 0; guard < 10000; guard++) {
+            size_t before = b.n;
+            assert_int_equal(gs_store_events(f->st, sets[si], npf, since, 7, s_sig, &b,
+                                             &next, &h), 0);
+            assert_true(next >= since);
+            since = next;
+            if (b.n - before < 7)
+                break;
+        }
+        assert_int_equal(since, head);
+        assert_int_equal(a.n, b.n);
+        assert_memory_equal(a.seq, b.seq, a.n * sizeof a.seq[0]);
+    }
+    /* everything: seqs 1..head with no holes */
+    memset(&a, 0, sizeof a);
+    const char *all[] = { "" };
+    a.pf = all;
+    a.npf = 1;
+    uint64_t next, h;
+    assert_int_equal(gs_store_events(f->st, all, 1, 0, 0, s_sig, &a, &next, &h), 0);
+    assert_int_equal(a.n, head);
+    for (size_t i = 0; i < a.n; i++)
+        assert_int_equal(a.seq[i], i + 1);
+    /* no prefixes: nothing */
+    memset(&a, 0, sizeof a);
+    assert_int_equal(gs_store_events(f->st, NULL, 0, 0, 0, s_sig, &a, &next, &h), 0);
+    assert_int_equal(a.n, 0);
+    st_verify_ok(f->st);
+}
+
+typedef struct s_chain_chk {
+    char prefix[512][16];           /* level prefixes seen */
+    uint64_t last[512];             /* their last seq */
+    size_t n;
+    uint64_t events;
+    int canonical;                  /* all events re-pack to the same bytes */
+} s_chain_chk_t;
+
+static uint64_t *
+s_chain_slot(s_chain_chk_t *c, const char *p)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->prefix[i], p) == 0)
+            return &c->last[i];
+    assert_true(c->n < 512);
+    snprintf(c->prefix[c->n], 16, "%s", p);
+    c->last[c->n] = 0;
+    return &c->last[c->n++];
+}
+
+static int
+s_chain_ev(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    s_chain_chk_t *c = arg;
+    Gridsync__V1__ChangeEvent *ev = gridsync__v1__change_event__unpack(NULL, len, data);
+    assert_non_null(ev);
+    assert_int_equal(ev->n_prev_seq, GS_LEVELS);
+    for (int l = 0; l < GS_LEVELS; l++) {
+        char p[16];
+        snprintf(p, sizeof p, "%.*s", gs_level_len[l], grid);
+        uint64_t *slot = s_chain_slot(c, p);
+        assert_int_equal(ev->prev_seq[l], *slot);
+        *slot = seq;
+    }
+    size_t n = protobuf_c_message_get_packed_size(&ev->base);
+    uint8_t *buf = malloc(n);
+    protobuf_c_message_pack(&ev->base, buf);
+    if (n != len || memcmp(buf, data, len) != 0)
+        c->canonical = 0;
+    free(buf);
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+    c->events++;
+    return 0;
+}
+
+static void
+test_prev_seq_chains(void **state)
+{
+    fx_t *f = *state;
+    s_populate(f, 250);
+    static s_chain_chk_t c;
+    memset(&c, 0, sizeof c);
+    c.canonical = 1;
+    const char *all[] = { "" };
+    uint64_t next, head;
+    assert_int_equal(gs_store_events(f->st, all, 1, 0, 0, s_chain_ev, &c, &next, &head), 0);
+    assert_int_equal(c.events, head);
+    assert_true(c.canonical);
+    for (size_t i = 0; i < c.n; i++) {
+        uint64_t last;
+        assert_int_equal(gs_store_prefix_last(f->st, c.prefix[i], &last), 0);
+        assert_int_equal(last, c.last[i]);
+    }
+    uint64_t last;
+    assert_int_equal(gs_store_prefix_last(f->st, "", &last), 0);
+    assert_int_equal(last, head);
+    assert_int_equal(gs_store_prefix_last(f->st, "44", &last), 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(gs_store_prefix_last(f->st, "1101", &last), 0);
+    assert_int_equal(last, head);
+    assert_int_equal(gs_store_prefix_last(f->st, "110", &last), GS_EINVAL);
+
+    /* the feed detects a gap: an event whose prev_seq for the subscribed
+     * level is not the last one seen */
+    st_verify_ok(f->st);
+}
+
+/* ---- Snapshot paging ------------------------------------------------------------------------- */
+
+typedef struct s_snap {
+    char keys[256][24];
+    uint64_t versions[256];
+    size_t n;
+} s_snap_t;
+
+static int
+s_snap_add(void *arg, const gs_record_view_t *v)
+{
+    s_snap_t *s = arg;
+    assert_true(s->n < 256);
+    snprintf(s->keys[s->n], 24, "%s/%s", v->grid, v->record_key);
+    s->versions[s->n] = v->version;
+    s->n++;
+    Gridsync__V1__Record *r = gridsync__v1__record__unpack(NULL, v->len, v->data);
+    assert_non_null(r);
+    assert_string_equal(gs_record_id(r), v->record_key);
+    gridsync__v1__record__free_unpacked(r, NULL);
+    return 0;
+}
+
+static void
+test_snapshot_paging(void **state)
+{
+    fx_t *f = *state;
+    const char *cells[] = { G1, G3, G2 };
+    int per[] = { 20, 20, 10 };
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < per[c]; i++) {
+            char id[16], code[24];
+            snprintf(id, sizeof id, "S%d-%02d", c, i);
+            snprintf(code, sizeof code, "SA%d-%d", c, i);
+            assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = id, .grid = cells[c],
+                             .addr_code = code, .pids = { (uint32_t) (3000 + c * 100 + i) } },
+                             ST_NOW_MS).status, RS(ACCEPTED));
+        }
+    }
+    uint64_t head = s_head(f->st);
+    const char *pf[] = { G3, "110105001001" };  /* G3 is covered by the second */
+    static s_snap_t all, paged;
+    memset(&all, 0, sizeof all);
+    memset(&paged, 0, sizeof paged);
+    assert_int_equal(gs_store_records(f->st, "110105001001", s_snap_add, &all), 0);
+    assert_int_equal(all.n, 40);
+
+    uint8_t *cur = NULL;
+    size_t cur_len = 0;
+    uint64_t snap0 = 0;
+    int pages = 0;
+    do {
+        uint8_t *next = NULL;
+        size_t next_len = 0;
+        uint64_t snap;
+        size_t before = paged.n;
+        assert_int_equal(gs_store_snapshot(f->st, pf, 2, cur, cur_len, 7, s_snap_add, &paged,
+                                           &next, &next_len, &snap), 0);
+        assert_true(paged.n - before <= 7);
+        if (pages == 0)
+            snap0 = snap;
+        assert_int_equal(snap, snap0);
+        free(cur);
+        cur = next;
+        cur_len = next_len;
+        pages++;
+    } while (cur);
+    assert_int_equal(snap0, head);
+    assert_int_equal(pages, 6);     /* 40 records, 7 a page */
+    assert_int_equal(paged.n, all.n);
+    for (size_t i = 0; i < all.n; i++)
+        assert_string_equal(paged.keys[i], all.keys[i]);
+
+    /* writes between pages: nothing seen twice, everything seen once, and
+     * the snapshot seq stays that of the first page */
+    memset(&paged, 0, sizeof paged);
+    uint8_t *next = NULL;
+    size_t next_len = 0;
+    uint64_t snap;
+    assert_int_equal(gs_store_snapshot(f->st, pf, 2, NULL, 0, 10, s_snap_add, &paged, &next,
+                                       &next_len, &snap), 0);
+    assert_non_null(next);
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "S0-00", .grid = G1,
+                     .addr_code = "SA0-0", .pids = { 3000 }, .base = 1, .note = "edited" },
+                     ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "S0-99", .grid = G1,
+                     .addr_code = "SA0-99", .pids = { 3099 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    cur = next;
+    cur_len = next_len;
+    while (cur) {
+        uint64_t s2;
+        assert_int_equal(gs_store_snapshot(f->st, pf, 2, cur, cur_len, 10, s_snap_add, &paged,
+                                           &next, &next_len, &s2), 0);
+        assert_int_equal(s2, snap);
+        free(cur);
+        cur = next;
+        cur_len = next_len;
+    }
+    assert_int_equal(paged.n, 41);
+    for (size_t i = 1; i < paged.n; i++)
+        assert_true(strcmp(paged.keys[i - 1], paged.keys[i]) < 0);
+
+    /* a cursor is tied to its prefix set and must be intact */
+    assert_int_equal(gs_store_snapshot(f->st, pf, 2, NULL, 0, 5, s_snap_add, &paged, &next,
+                                       &next_len, &snap), 0);
+    assert_non_null(next);
+    const char *other[] = { G2 };
+    uint8_t *n2 = NULL;
+    size_t n2l = 0;
+    assert_int_equal(gs_store_snapshot(f->st, other, 1, next, next_len, 5, s_snap_add, &paged,
+                                       &n2, &n2l, &snap), GS_EINVAL);
+    assert_int_equal(gs_store_snapshot(f->st, pf, 2, next, next_len - 1, 5, s_snap_add,
+                                       &paged, &n2, &n2l, &snap), GS_EINVAL);
+    free(next);
+    /* a page that ends exactly where one prefix's range ends: the next
+     * page starts at the following prefix (G1 has 21 records now) */
+    const char *two[] = { G2, G1 };
+    memset(&paged, 0, sizeof paged);
+    cur = NULL;
+    cur_len = 0;
+    pages = 0;
+    do {
+        assert_int_equal(gs_store_snapshot(f->st, two, 2, cur, cur_len, 21, s_snap_add,
+                                           &paged, &next, &next_len, &snap), 0);
+        free(cur);
+        cur = next;
+        cur_len = next_len;
+        pages++;
+    } while (cur);
+    assert_int_equal(pages, 2);
+    assert_int_equal(paged.n, 31);
+    assert_true(strncmp(paged.keys[20], G1, 15) == 0);
+    assert_true(strncmp(paged.keys[21], G2, 15) == 0);
+
+    /* limit 0: one page with everything */
+    memset(&paged, 0, sizeof paged);
+    assert_int_equal(gs_store_snapshot(f->st, other, 1, NULL, 0, 0, s_snap_add, &paged, &next,
+                                       &next_len, &snap), 0);
+    assert_null(next);
+    assert_int_equal(paged.n, 10);
+}
+
+/* ---- Verify, backup -------------------------------------------------------------------------- */
+
+typedef struct s_lines {
+    char text[2048];
+    int n;
+} s_lines_t;
+
+static void
+s_line(void *arg, const char *problem)
+{
+    s_lines_t *l = arg;
+    l->n++;
+    size_t used = strlen(l->text);
+    snprintf(l->text + used, sizeof l->text - used, "%s\n", problem);
+}
+
+static void
+test_verify_finds_broken_index(void **state)
+{
+    fx_t *f = *state;
+    s_populate(f, 60);
+    st_verify_ok(f->st);
+
+    /* an ids entry deleted behind the store's back */
+    static s_snap_t any;
+    memset(&any, 0, sizeof any);
+    assert_int_equal(gs_store_records(f->st, "", s_snap_add, &any), 0);
+    assert_true(any.n > 0);
+    char grid[16], key[32];
+    snprintf(grid, sizeof grid, "%.15s", any.keys[0]);
+    snprintf(key, sizeof key, "H%s", any.keys[0] + 16);
+    assert_int_equal(gs_store_debug_del(f->st, "ids", key, strlen(key)), 0);
+    s_lines_t l;
+    memset(&l, 0, sizeof l);
+    uint64_t problems = 0;
+    assert_int_equal(gs_store_verify(f->st, s_line, &l, &problems), GS_ECORRUPT);
+    assert_true(problems >= 1);
+    assert_int_equal(l.n, (int) problems);
+    assert_non_null(strstr(l.text, "ids"));
+
+    /* put it back: clean again */
+    char val[64];
+    snprintf(val, sizeof val, "%s%s", grid, key + 1);
+    assert_int_equal(gs_store_debug_put(f->st, "ids", key, strlen(key), val, strlen(val)), 0);
+    st_verify_ok(f->st);
+
+    /* wrong counts in a cell */
+    uint8_t zero[40] = { 0 };
+    assert_int_equal(gs_store_debug_put(f->st, "cells", grid, 15, zero, sizeof zero), 0);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(gs_store_verify(f->st, s_line, &l, &problems), GS_ECORRUPT);
+    assert_non_null(strstr(l.text, "cells"));
+
+    /* a hole in the log */
+    assert_int_equal(gs_store_debug_del(f->st, "log", "\0\0\0\0\0\0\0\x05", 8), 0);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(gs_store_verify(f->st, s_line, &l, &problems), GS_ECORRUPT);
+    assert_non_null(strstr(l.text, "hole"));
+    assert_int_equal(gs_store_debug_del(f->st, "nosuchdb", "x", 1), GS_EINVAL);
+}
+
+typedef struct s_writer {
+    gs_store_t *st;
+    int batches;                    /* to apply */
+    atomic_int done;                /* applied so far */
+    int failed;                     /* an apply failed */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int rounds_per_batch;           /* 0: new records; 1: update the same set */
+    int k;                          /* records per batch */
+} s_writer_t;
+
+static void *
+s_writer_main(void *arg)
+{
+    s_writer_t *w = arg;
+    gs_arena_t *a = gs_arena_new(0);
+    for (int b = 0; b < w->batches; b++) {
+        Gridsync__V1__Record *recs[32];
+        for (int i = 0; i < w->k; i++) {
+            char id[24], code[24], note[24];
+            if (w->rounds_per_batch) {
+                snprintf(id, sizeof id, "C%02d", i);
+                snprintf(code, sizeof code, "CA%02d", i);
+            } else {
+                snprintf(id, sizeof id, "W%d-%d", b, i);
+                snprintf(code, sizeof code, "WA%d-%d", b, i);
+            }
+            snprintf(note, sizeof note, "round %d", b);
+            recs[i] = st_build(a, &(st_rec_t) { .id = id, .addr_code = code, .grid = G1,
+                               .note = note, .base = w->rounds_per_batch ? (uint64_t) b : 0,
+                               .pids = { (uint32_t) (60000 + i * 2),
+                                         (uint32_t) (60001 + i * 2) } });
+        }
+        char upid[24];
+        snprintf(upid, sizeof upid, "w%d", b);
+        gs_apply_out_t out;
+        int rc = st_apply(w->st, a, "dev-w", upid, recs, (size_t) w->k, ST_NOW_MS, &out);
+        if (rc || out.uploads[0].counts[RS(ACCEPTED)] != (uint32_t) w->k)
+            w->failed = 1;
+        gs_apply_out_clear(&out);
+        gs_arena_reset(a);
+        pthread_mutex_lock(&w->mu);
+        atomic_store(&w->done, b + 1);
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    gs_arena_destroy(&a);
+    return NULL;
+}
+
+static void
+test_backup_while_writing(void **state)
+{
+    fx_t *f = *state;
+    s_writer_t w = { .st = f->st, .batches = 60, .k = 10 };
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, s_writer_main, &w), 0);
+    pthread_mutex_lock(&w.mu);
+    while (atomic_load(&w.done) < 10)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    char dest[1100];
+    snprintf(dest, sizeof dest, "%s-backup", f->dir);
+    int rc = gs_store_backup(f->st, dest);
+    pthread_join(t, NULL);
+    assert_int_equal(rc, 0);
+    assert_false(w.failed);
+    /* a second backup into the same, non-empty directory is refused */
+    assert_int_equal(gs_store_backup(f->st, dest), GS_EINVAL);
+
+    struct stat sb;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/secret.key", dest);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    gs_store_t *bk = st_open(dest, NULL);
+    st_verify_ok(bk);
+    uint64_t hb = s_head(bk), ho = s_head(f->st);
+    assert_true(hb >= 100);     /* at least the batches done before */
+    assert_true(hb <= ho);
+    assert_int_equal(ho, 600);
+    assert_int_equal(hb % 10, 0);   /* whole batches only */
+    uint8_t k1[16], k2[16];
+    assert_int_equal(gs_store_person_key(bk, "11010519491231002X", k1), 0);
+    assert_int_equal(gs_store_person_key(f->st, "11010519491231002X", k2), 0);
+    assert_memory_equal(k1, k2, 16);
+    gs_store_destroy(&bk);
+    st_verify_ok(f->st);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    /* the backup sits beside the store, inside the fixture's directory */
+}
+
+/* ---- Concurrent readers ------------------------------------------------------------------------ */
+
+typedef struct s_reader {
+    gs_store_t *st;
+    s_writer_t *w;
+    int errors;                     /* inconsistent snapshots seen */
+    int reads;                      /* checks made */
+} s_reader_t;
+
+typedef struct s_minmax {
+    uint64_t lo, hi;
+    size_t n;
+} s_minmax_t;
+
+static int
+s_minmax(void *arg, const gs_record_view_t *v)
+{
+    s_minmax_t *m = arg;
+    if (!m->n || v->version < m->lo)
+        m->lo = v->version;
+    if (!m->n || v->version > m->hi)
+        m->hi = v->version;
+    m->n++;
+    return 0;
+}
+
+typedef struct s_seqchk {
+    uint64_t expect;
+    int bad;
+} s_seqchk_t;
+
+static int
+s_seqchk(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    s_seqchk_t *c = arg;
+    (void) grid;
+    (void) data;
+    (void) len;
+    if (seq != c->expect)
+        c->bad = 1;
+    c->expect = seq + 1;
+    return 0;
+}
+
+static void *
+s_reader_main(void *arg)
+{
+    s_reader_t *r = arg;
+    const char *pf[] = { G1 };
+    while (atomic_load(&r->w->done) < r->w->batches || r->reads < 3) {
+        /* every record is updated in each batch: one snapshot never mixes
+         * two batches */
+        s_minmax_t m = { 0, 0, 0 };
+        uint8_t *next = NULL;
+        size_t nl = 0;
+        uint64_t snap;
+        if (gs_store_snapshot(r->st, pf, 1, NULL, 0, 0, s_minmax, &m, &next, &nl, &snap) != 0 ||
+            next)
+            r->errors++;
+        if (m.n && (m.n != (size_t) r->w->k || m.lo != m.hi || m.hi != snap / (uint64_t) r->w->k))
+            r->errors++;
+        /* the log read in one transaction has no holes up to its head */
+        s_seqchk_t c = { 1, 0 };
+        uint64_t ns, head;
+        const char *all[] = { "" };
+        if (gs_store_events(r->st, all, 1, 0, 0, s_seqchk, &c, &ns, &head) != 0 || c.bad ||
+            c.expect != head + 1)
+            r->errors++;
+        r->reads++;
+    }
+    return NULL;
+}
+
+static void
+test_concurrent_readers(void **state)
+{
+    fx_t *f = *state;
+    s_writer_t w = { .st = f->st, .batches = 80, .k = 12, .rounds_per_batch = 1 };
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    s_reader_t r[2] = { { f->st, &w, 0, 0 }, { f->st, &w, 0, 0 } };
+    pthread_t tw, tr[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&tr[i], NULL, s_reader_main, &r[i]), 0);
+    assert_int_equal(pthread_create(&tw, NULL, s_writer_main, &w), 0);
+    pthread_join(tw, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(tr[i], NULL);
+    assert_false(w.failed);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r[i].errors, 0);
+        assert_true(r[i].reads >= 3);
+    }
+    assert_int_equal(s_head(f->st), 80 * 12);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    st_verify_ok(f->st);
+}
+
+/* ---- Registries --------------------------------------------------------------------------------- */
+
+static int
+s_count_dev(void *arg, const Gridsync__V1__Device *d)
+{
+    (void) d;
+    (*(int *) arg)++;
+    return 0;
+}
+
+static int
+s_count_grid(void *arg, const Gridsync__V1__Grid *g)
+{
+    (void) g;
+    (*(int *) arg)++;
+    return 0;
+}
+
+static void
+test_registries(void **state)
+{
+    fx_t *f = *state;
+    const char *key1 = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    const char *key2 = "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
+    char *prefixes[] = { "110105001" };
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = "dev-1";
+    d.collector_id = "col-1";
+    d.public_key = (char *) key1;
+    d.prefixes = prefixes;
+    d.n_prefixes = 1;
+    assert_int_equal(gs_store_device_put(f->st, &d), 0);
+    Gridsync__V1__Device *got = NULL;
+    assert_int_equal(gs_store_device_by_key(f->st, key1, &got), 0);
+    assert_string_equal(got->device_id, "dev-1");
+    assert_int_equal(got->n_prefixes, 1);
+    gridsync__v1__device__free_unpacked(got, NULL);
+    /* another device may not take the same key */
+    Gridsync__V1__Device d2 = d;
+    d2.device_id = "dev-2";
+    assert_int_equal(gs_store_device_put(f->st, &d2), GS_EINVAL);
+    /* key rotation: the old key no longer finds the device */
+    d.public_key = (char *) key2;
+    assert_int_equal(gs_store_device_put(f->st, &d), 0);
+    assert_int_equal(gs_store_device_by_key(f->st, key1, &got), GS_ENOTFOUND);
+    assert_int_equal(gs_store_device_by_key(f->st, key2, &got), 0);
+    gridsync__v1__device__free_unpacked(got, NULL);
+    d2.public_key = (char *) key1;
+    assert_int_equal(gs_store_device_put(f->st, &d2), 0);
+    assert_int_equal(gs_store_device_get(f->st, "dev-2", &got), 0);
+    assert_string_equal(got->public_key, key1);
+    gridsync__v1__device__free_unpacked(got, NULL);
+    assert_int_equal(gs_store_device_get(f->st, "dev-3", &got), GS_ENOTFOUND);
+    int n = 0;
+    assert_int_equal(gs_store_devices(f->st, s_count_dev, &n), 0);
+    assert_int_equal(n, 2);
+    d.device_id = "bad id";
+    assert_int_equal(gs_store_device_put(f->st, &d), GS_EINVAL);
+
+    Gridsync__V1__Grid g = GRIDSYNC__V1__GRID__INIT;
+    g.grid_code = G1;
+    g.name = "一网格";
+    assert_int_equal(gs_store_grid_put(f->st, &g), 0);
+    g.grid_code = G2;
+    assert_int_equal(gs_store_grid_put(f->st, &g), 0);
+    g.grid_code = "12345";
+    assert_int_equal(gs_store_grid_put(f->st, &g), GS_EINVAL);
+    Gridsync__V1__Grid *gg = NULL;
+    assert_int_equal(gs_store_grid_get(f->st, G1, &gg), 0);
+    assert_string_equal(gg->name, "一网格");
+    gridsync__v1__grid__free_unpacked(gg, NULL);
+    n = 0;
+    assert_int_equal(gs_store_grids(f->st, "110105001", s_count_grid, &n), 0);
+    assert_int_equal(n, 1);
+    n = 0;
+    assert_int_equal(gs_store_grids(f->st, "", s_count_grid, &n), 0);
+    assert_int_equal(n, 2);
+    int dead = -1;
+    assert_int_equal(gs_store_reader_check(f->st, &dead), 0);
+    assert_int_equal(dead, 0);
+    st_verify_ok(f->st);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_and_secret, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_accept_and_unchanged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_versions_conflict_rejects, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_merge_by_address_code, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_merge_by_room, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_natural_key_changes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_rejections, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_retransmission, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_expiry, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_move_between_cells, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_person_index, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_tiny_map_grows, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failures, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_events_both_paths, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_prev_seq_chains, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_paging, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_finds_broken_index, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_backup_while_writing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_readers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_registries, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
