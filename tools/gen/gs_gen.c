@@ -619,7 +619,7 @@ typedef struct s_slot_parts {
 
 /* A pseudo-random bijection of 0..perm_n-1: a balanced Feistel network on
  * 2 * perm_half bits, applied again while the result lies outside the range
- * (cycle walking; about three rounds on average). */
+ * (cycle walking: a few passes on average, since 2^(2h) < 4n). */
 static uint64_t
 s_permute(const gs_gen_t *g, uint64_t x)
 {

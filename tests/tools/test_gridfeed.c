@@ -1,0 +1,579 @@
+/*
+ * test_gridfeed: the district subscriber end to end against the real
+ * gridsyncd.
+ *
+ * A small generated district is uploaded through the client library (plus
+ * edits and a move between streets), and the gridfeed binary (GS_GRIDFEED)
+ * follows prefixes into an output file. Its lines are compared with the
+ * store's change log read through the sync service: the same seqs, once
+ * each, after clean runs, a crash between writing and checkpointing, a
+ * SIGKILL while following live, and a SIGTERM. ID numbers and phones are
+ * masked unless --reveal. The tests wait on process exits and on lines
+ * gridfeed prints (--verbose), never on time.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gs_arena.h"
+#include "gs_client.h"
+#include "gs_gen.h"
+#include "gs_testkit.h"
+
+#ifndef GS_GRIDFEED
+#error "GS_GRIDFEED must name the gridfeed binary"
+#endif
+
+#define S_SECRETS 16            /* raw ID numbers and phones remembered per kind */
+
+typedef struct {
+    char dir[64];               /* temp dir */
+    char store[128];            /* broker store */
+    gs_tk_broker_t broker;      /* the daemon */
+    gs_gen_t *gen;              /* the district */
+    gs_arena_t *arena;          /* records being uploaded */
+    gs_client_t *cli;           /* uploads and sync */
+    char street1[16], street2[16]; /* the district's two street prefixes */
+    char ids[S_SECRETS][19];    /* raw resident ID numbers of street 1 */
+    char phones[S_SECRETS][32]; /* raw phones of street 1 */
+    int n_ids, n_phones;
+    uint64_t head;              /* last seq acked */
+    int uploads;                /* upload ids used */
+} s_env_t;
+
+static int
+s_setup(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start(&e->broker, e->store, NULL))
+        return -1;
+    gs_gen_opts_t go;
+    gs_gen_opts_init(&go);
+    go.seed = 3;
+    go.streets = 2;
+    go.grids = 8;
+    go.households = 400;
+    go.rental_buildings = 16;
+    e->gen = gs_gen_new(&go);
+    e->arena = gs_arena_new(0);
+    e->cli = gs_client_new(e->broker.upload, NULL);
+    if (!e->gen || !e->arena || !e->cli)
+        return -1;
+    snprintf(e->street1, sizeof e->street1, "%.9s", gs_gen_grid_code(e->gen, 0));
+    snprintf(e->street2, sizeof e->street2, "%.9s",
+             gs_gen_grid_code(e->gen, gs_gen_grid_count(e->gen) - 1));
+    *state = e;
+    return strcmp(e->street1, e->street2) ? 0 : -1;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_destroy(&e->cli);
+    int st = gs_tk_broker_stop(&e->broker, SIGTERM);
+    gs_arena_destroy(&e->arena);
+    gs_gen_destroy(&e->gen);
+    gs_tk_rmtree(e->dir);
+    free(e);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+/* Remember raw personal data of street-1 records, to look for in output. */
+static void
+s_remember(s_env_t *e, const Gridsync__V1__Record *r)
+{
+    if (r->body_case != GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD ||
+        strncmp(r->household->grid_code, e->street1, strlen(e->street1)))
+        return;
+    for (size_t i = 0; i < r->household->n_members; i++) {
+        const Gridsync__V1__Person *p = r->household->members[i];
+        if (e->n_ids < S_SECRETS && p->id_type == GRIDSYNC__V1__ID_TYPE__ID_TYPE_RESIDENT_CARD &&
+            strlen(p->id_number) == 18)
+            snprintf(e->ids[e->n_ids++], sizeof e->ids[0], "%s", p->id_number);
+        if (e->n_phones < S_SECRETS && p->n_phones && strlen(p->phones[0]) == 11)
+            snprintf(e->phones[e->n_phones++], sizeof e->phones[0], "%s", p->phones[0]);
+    }
+}
+
+/* Upload records; all must be accepted. */
+static void
+s_upload(s_env_t *e, Gridsync__V1__Record **recs, size_t n)
+{
+    char uid[32];
+    snprintf(uid, sizeof uid, "feedtest-%d", ++e->uploads);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = (char *) "dev-feedtest";
+    up.upload_id = uid;
+    up.records = recs;
+    up.n_records = n;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_upload(e->cli, &up, &ack, &err), 0);
+    assert_int_equal(ack->n_results, n);
+    for (size_t i = 0; i < n; i++) {
+        if (ack->results[i]->status != GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED)
+            fprintf(stderr, "record %zu: %s\n", i, ack->results[i]->message);
+        assert_int_equal(ack->results[i]->status,
+                         GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+        if (ack->results[i]->seq > e->head)
+            e->head = ack->results[i]->seq;
+    }
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+}
+
+/* Upload every record of grids [g0, g1), 60 per upload. */
+static void
+s_upload_grids(s_env_t *e, uint32_t g0, uint32_t g1)
+{
+    Gridsync__V1__Record *recs[60];
+    size_t n = 0;
+    for (uint32_t g = g0; g < g1; g++) {
+        uint32_t hf, hn, rf, rn;
+        gs_gen_grid_households(e->gen, g, &hf, &hn);
+        gs_gen_grid_rentals(e->gen, g, &rf, &rn);
+        for (uint32_t i = 0; i < hn + rn; i++) {
+            recs[n] = i < hn ? gs_gen_household(e->gen, hf + i, e->arena)
+                             : gs_gen_rental(e->gen, rf + i - hn, e->arena);
+            assert_non_null(recs[n]);
+            s_remember(e, recs[n]);
+            if (++n == 60) {
+                s_upload(e, recs, n);
+                gs_arena_reset(e->arena);
+                n = 0;
+            }
+        }
+    }
+    if (n)
+        s_upload(e, recs, n);
+    gs_arena_reset(e->arena);
+}
+
+/* Edit one household of grid 0 and move another to the last grid (another
+ * street): UPSERT v2, then MOVE_OUT in street 1 and MOVE_IN in street 2. */
+static void
+s_edit_and_move(s_env_t *e)
+{
+    uint32_t hf, hn;
+    gs_gen_grid_households(e->gen, 0, &hf, &hn);
+    Gridsync__V1__Record *ed = gs_gen_household(e->gen, hf, e->arena);
+    ed->household->meta->base_version = 1;
+    ed->household->address = gs_arena_strdup(e->arena, "改过的地址");
+    Gridsync__V1__Record *mv = NULL;
+    for (uint32_t i = 1; i < hn && !mv; i++) {
+        Gridsync__V1__Record *r = gs_gen_household(e->gen, hf + i, e->arena);
+        if (r->household->address_code && *r->household->address_code)
+            mv = r; /* a natural key that does not depend on the grid */
+    }
+    assert_non_null(mv);
+    mv->household->meta->base_version = 1;
+    mv->household->grid_code = gs_arena_strdup(
+        e->arena, gs_gen_grid_code(e->gen, gs_gen_grid_count(e->gen) - 1));
+    Gridsync__V1__Record *recs[2] = { ed, mv };
+    s_upload(e, recs, 2);
+    gs_arena_reset(e->arena);
+}
+
+/* The change log's seqs for prefixes, in order, through the sync service. */
+static size_t
+s_log_seqs(s_env_t *e, const char *const *prefixes, size_t np, uint64_t **out)
+{
+    uint64_t since = 0, *seqs = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        Gridsync__V1__SyncResponse *r = NULL;
+        gs_client_error_t err;
+        assert_int_equal(gs_client_sync(e->cli, prefixes, np, since, 0, 0, &r, &err), 0);
+        for (size_t i = 0; i < r->n_events; i++) {
+            if (n == cap)
+                seqs = realloc(seqs, (cap = cap ? cap * 2 : 1024) * sizeof *seqs);
+            seqs[n++] = r->events[i]->seq;
+        }
+        int done = r->next_seq >= r->head_seq || (r->n_events == 0 && r->next_seq <= since);
+        since = r->next_seq;
+        gridsync__v1__sync_response__free_unpacked(r, NULL);
+        if (done)
+            break;
+    }
+    *out = seqs;
+    return n;
+}
+
+/* The whole output file (malloc'd, NUL-terminated). */
+static char *
+s_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t) n + 1);
+    assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
+    buf[n] = 0;
+    fclose(f);
+    if (len)
+        *len = (size_t) n;
+    return buf;
+}
+
+/* The seqs of an output file's lines, in file order; every line must be a
+ * whole JSON object. */
+static size_t
+s_out_seqs(const char *path, uint64_t **out)
+{
+    char *text = s_slurp(path, NULL);
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        assert_non_null(nl); /* no partial last line */
+        assert_memory_equal(line, "{\"seq\":", 7);
+        assert_true(nl[-1] == '}');
+        if (n == cap)
+            seqs = realloc(seqs, (cap = cap ? cap * 2 : 1024) * sizeof *seqs);
+        seqs[n++] = strtoull(line + 7, NULL, 10);
+        line = nl + 1;
+    }
+    free(text);
+    *out = seqs;
+    return n;
+}
+
+static void
+s_assert_same_seqs(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
+{
+    if (na != nb)
+        fprintf(stderr, "output has %zu events, change log %zu\n", na, nb);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++)
+        assert_int_equal(a[i], b[i]);
+}
+
+/* Start gridfeed with args after the endpoints; *err_fd (if not NULL) gets
+ * a pipe of its stderr, else stderr goes to the test's. */
+static pid_t
+s_spawn(s_env_t *e, const char *const *args, int *err_fd)
+{
+    const char *argv[64];
+    int argc = 0;
+    argv[argc++] = GS_GRIDFEED;
+    argv[argc++] = "--feed";
+    argv[argc++] = e->broker.feed;
+    argv[argc++] = "--upload";
+    argv[argc++] = e->broker.upload;
+    for (int i = 0; args[i] && argc < 63; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    int pfd[2] = { -1, -1 };
+    if (err_fd)
+        assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (err_fd) {
+            dup2(pfd[1], STDERR_FILENO);
+            close(pfd[0]);
+        }
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        execv(GS_GRIDFEED, (char *const *) argv);
+        _exit(127);
+    }
+    if (err_fd) {
+        close(pfd[1]);
+        *err_fd = pfd[0];
+    }
+    return pid;
+}
+
+/* Run gridfeed to completion; returns the wait status. */
+static int
+s_run(s_env_t *e, const char *const *args)
+{
+    pid_t pid = s_spawn(e, args, NULL);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+static void
+s_assert_exit(int st, int code)
+{
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), code);
+}
+
+/* Read stderr lines until one contains want (and, if min > 0, says at
+ * least min events were written). Fails if gridfeed ends first. */
+static void
+s_wait_line(FILE *err, const char *want, uint64_t min)
+{
+    char line[512];
+    while (fgets(line, sizeof line, err)) {
+        const char *p = strstr(line, want);
+        if (!p)
+            continue;
+        if (min == 0)
+            return;
+        const char *w = strstr(line, "checkpoint: ");
+        if (w && strtoull(w + 12, NULL, 10) >= min)
+            return;
+    }
+    fail_msg("gridfeed ended before printing '%s'", want);
+}
+
+static char s_head_arg[32];
+
+static const char *
+s_head(const s_env_t *e)
+{
+    snprintf(s_head_arg, sizeof s_head_arg, "%llu", (unsigned long long) e->head);
+    return s_head_arg;
+}
+
+/* One street, then both: the output is the change log for the prefixes,
+ * every event once; moves show up on both sides; personal data masked
+ * unless --reveal. */
+static void
+test_output_matches_change_log(void **state)
+{
+    s_env_t *e = *state;
+    s_upload_grids(e, 0, gs_gen_grid_count(e->gen));
+    s_edit_and_move(e);
+    char out1[128], out2[128], out3[128], ck[128];
+    snprintf(out1, sizeof out1, "%s/street1.jsonl", e->dir);
+    snprintf(out2, sizeof out2, "%s/both.jsonl", e->dir);
+    snprintf(out3, sizeof out3, "%s/revealed.jsonl", e->dir);
+    snprintf(ck, sizeof ck, "%s/street1.ckpt", e->dir);
+
+    const char *a1[] = { "--prefix", e->street1, "--output", out1, "--checkpoint", ck,
+                         "--until-seq", s_head(e), "--quiet", NULL };
+    s_assert_exit(s_run(e, a1), 0);
+    uint64_t *got, *want;
+    const char *p1[] = { e->street1 };
+    size_t ng = s_out_seqs(out1, &got), nw = s_log_seqs(e, p1, 1, &want);
+    assert_true(nw > 100);
+    s_assert_same_seqs(got, ng, want, nw);
+    free(got);
+    free(want);
+
+    char *text = s_slurp(out1, NULL);
+    assert_non_null(strstr(text, "\"op\":\"move_out\""));
+    assert_null(strstr(text, "\"op\":\"move_in\""));
+    assert_non_null(strstr(text, "\"version\":2"));
+    assert_non_null(strstr(text, "********")); /* masked ID numbers */
+    assert_true(e->n_ids > 0 && e->n_phones > 0);
+    for (int i = 0; i < e->n_ids; i++)
+        assert_null(strstr(text, e->ids[i]));
+    for (int i = 0; i < e->n_phones; i++)
+        assert_null(strstr(text, e->phones[i]));
+    free(text);
+
+    /* a second run on the same checkpoint finds nothing new to write */
+    struct stat st1, st2;
+    assert_int_equal(stat(out1, &st1), 0);
+    s_assert_exit(s_run(e, a1), 0);
+    assert_int_equal(stat(out1, &st2), 0);
+    assert_int_equal(st1.st_size, st2.st_size);
+
+    /* two streets at once: each event of either, once */
+    const char *a2[] = { "--prefix", e->street1, "--prefix", e->street2, "--output", out2,
+                         "--until-seq", s_head(e), "--quiet", NULL };
+    s_assert_exit(s_run(e, a2), 0);
+    const char *all[] = { e->street1, e->street2 };
+    ng = s_out_seqs(out2, &got);
+    nw = s_log_seqs(e, all, 2, &want);
+    assert_int_equal(nw, e->head); /* the district is these two streets */
+    int *seen = calloc(e->head + 1, sizeof *seen);
+    for (size_t i = 0; i < ng; i++) {
+        assert_true(got[i] >= 1 && got[i] <= e->head);
+        assert_int_equal(seen[got[i]]++, 0);
+    }
+    assert_int_equal(ng, nw);
+    free(seen);
+    free(got);
+    free(want);
+    text = s_slurp(out2, NULL);
+    assert_non_null(strstr(text, "\"op\":\"move_in\""));
+    assert_non_null(strstr(text, "\"previous_grid_code\":\""));
+    free(text);
+
+    /* --reveal writes them as they are */
+    const char *a3[] = { "--prefix", e->street1, "--output", out3, "--until-seq", s_head(e),
+                         "--reveal", "--quiet", NULL };
+    s_assert_exit(s_run(e, a3), 0);
+    text = s_slurp(out3, NULL);
+    for (int i = 0; i < e->n_ids; i++)
+        assert_non_null(strstr(text, e->ids[i]));
+    for (int i = 0; i < e->n_phones; i++)
+        assert_non_null(strstr(text, e->phones[i]));
+    free(text);
+}
+
+/* Killed after writing lines and before checkpointing them: the restart
+ * cuts them off and writes them again, so nothing is doubled or lost. */
+static void
+test_crash_between_write_and_checkpoint(void **state)
+{
+    s_env_t *e = *state;
+    s_upload_grids(e, 0, gs_gen_grid_count(e->gen));
+    char out[128], ck[128];
+    snprintf(out, sizeof out, "%s/feed.jsonl", e->dir);
+    snprintf(ck, sizeof ck, "%s/feed.ckpt", e->dir);
+    const char *district = "440305";
+    const char *crash[] = { "--prefix", district, "--output", out, "--checkpoint", ck,
+                            "--checkpoint-every", "20", "--crash-after", "50", "--quiet", NULL };
+    int st = s_run(e, crash);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGKILL);
+
+    /* the crash left lines the checkpoint does not cover */
+    uint64_t *got;
+    size_t before = s_out_seqs(out, &got);
+    free(got);
+    assert_int_equal(before, 60);
+    char *ckt = s_slurp(ck, NULL);
+    const char *x = strstr(ckt, "extra output_size=");
+    assert_non_null(x);
+    struct stat sto;
+    assert_int_equal(stat(out, &sto), 0);
+    assert_true(strtoll(x + 18, NULL, 10) < sto.st_size);
+    free(ckt);
+
+    const char *resume[] = { "--prefix", district, "--output", out, "--checkpoint", ck,
+                             "--checkpoint-every", "20", "--until-seq", s_head(e), "--quiet",
+                             NULL };
+    s_assert_exit(s_run(e, resume), 0);
+    uint64_t *want;
+    const char *p[] = { district };
+    size_t ng = s_out_seqs(out, &got), nw = s_log_seqs(e, p, 1, &want);
+    s_assert_same_seqs(got, ng, want, nw);
+    free(got);
+    free(want);
+}
+
+/* SIGKILL while following a live feed with uploads going on, more uploads
+ * while it is down, then a restart: the output is the change log. */
+static void
+test_sigkill_while_following(void **state)
+{
+    s_env_t *e = *state;
+    char out[128], ck[128];
+    snprintf(out, sizeof out, "%s/feed.jsonl", e->dir);
+    snprintf(ck, sizeof ck, "%s/feed.ckpt", e->dir);
+    const char *follow[] = { "--prefix", e->street1, "--output", out, "--checkpoint", ck,
+                             "--checkpoint-every", "7", "--verbose", "--quiet", NULL };
+    int err_fd;
+    pid_t pid = s_spawn(e, follow, &err_fd);
+    FILE *err = fdopen(err_fd, "r");
+    s_wait_line(err, "following", 0);
+    uint32_t ng = gs_gen_grid_count(e->gen);
+    s_upload_grids(e, 0, 2);
+    s_wait_line(err, "checkpoint:", 1); /* it is writing */
+    s_upload_grids(e, 2, ng / 2);       /* and goes on while we kill it */
+    kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    fclose(err);
+    s_upload_grids(e, ng / 2, ng);      /* events it missed while down */
+    s_edit_and_move(e);
+
+    const char *resume[] = { "--prefix", e->street1, "--output", out, "--checkpoint", ck,
+                             "--checkpoint-every", "7", "--until-seq", s_head(e), "--quiet",
+                             NULL };
+    s_assert_exit(s_run(e, resume), 0);
+    uint64_t *got, *want;
+    const char *p[] = { e->street1 };
+    size_t n_got = s_out_seqs(out, &got), n_want = s_log_seqs(e, p, 1, &want);
+    s_assert_same_seqs(got, n_got, want, n_want);
+    free(got);
+    free(want);
+}
+
+/* SIGTERM: a last checkpoint covering exactly what was written, exit 0. */
+static void
+test_sigterm_checkpoints(void **state)
+{
+    s_env_t *e = *state;
+    char out[128], ck[128];
+    snprintf(out, sizeof out, "%s/feed.jsonl", e->dir);
+    snprintf(ck, sizeof ck, "%s/feed.ckpt", e->dir);
+    const char *follow[] = { "--prefix", e->street1, "--output", out, "--checkpoint", ck,
+                             "--checkpoint-every", "1000000", "--verbose", "--quiet", NULL };
+    int err_fd;
+    pid_t pid = s_spawn(e, follow, &err_fd);
+    FILE *err = fdopen(err_fd, "r");
+    s_wait_line(err, "following", 0);
+    s_upload_grids(e, 0, 1);
+    const char *p[] = { e->street1 };
+    uint64_t *want;
+    size_t n_want = s_log_seqs(e, p, 1, &want);
+    assert_true(n_want > 0);
+    s_wait_line(err, "checkpoint:", n_want); /* quiet feed: written and checkpointed */
+    kill(pid, SIGTERM);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    fclose(err);
+    s_assert_exit(st, 0);
+    uint64_t *got;
+    size_t n_got = s_out_seqs(out, &got);
+    s_assert_same_seqs(got, n_got, want, n_want);
+    char *ckt = s_slurp(ck, NULL);
+    struct stat sto;
+    assert_int_equal(stat(out, &sto), 0);
+    char expect[128];
+    snprintf(expect, sizeof expect, "prefix \"%s\" %llu\n", e->street1,
+             (unsigned long long) got[n_got - 1]);
+    assert_non_null(strstr(ckt, expect));
+    snprintf(expect, sizeof expect, "extra output_size=%lld\n", (long long) sto.st_size);
+    assert_non_null(strstr(ckt, expect));
+    free(ckt);
+    free(got);
+    free(want);
+}
+
+/* Usage errors exit 2 without touching anything. */
+static void
+test_bad_arguments(void **state)
+{
+    s_env_t *e = *state;
+    const char *cases[][5] = {
+        { "--output", "x", NULL },                            /* no prefix */
+        { "--prefix", "4403051", NULL },                      /* not a level */
+        { "--prefix", "440305", "--prefix", "440305001", NULL }, /* nested */
+        { "--prefix", "440305", "--until-seq", "ten", NULL },
+        { "--prefix", "440305", "--bogus", NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        s_assert_exit(s_run(e, cases[i]), 2);
+}
+
+int
+main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_output_matches_change_log, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_crash_between_write_and_checkpoint, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_sigkill_while_following, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_checkpoints, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name("gridfeed", tests, NULL, NULL);
+}

@@ -1,0 +1,497 @@
+/*
+ * gridfeed: the district subscriber.
+ *
+ * Where it sits: downstream of gridsyncd, where a district system would
+ * be. It follows one or more grid-code prefixes through the client
+ * library's subscriber (live feed, gap detection and repair from the sync
+ * service), and writes every change event once, in order, as a JSON line
+ * (gs_jsonl.h) to stdout or appended to --output.
+ *
+ * Exactly once across restarts: lines are written in batches; after each
+ * batch the output is fsynced and then the checkpoint (positions per
+ * prefix) is written with the output's size in its "extra" field. On
+ * restart the output is cut back to that size before following resumes, so
+ * lines written after the last checkpoint (a crash between the two steps)
+ * are dropped and then written again: nothing is lost or duplicated.
+ *
+ * Exit status: 0 done (stop condition met, or SIGTERM/SIGINT after a last
+ * checkpoint); 1 the feed or the output failed; 2 bad arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gs_client.h"
+#include "gs_jsonl.h"
+
+#define S_MAX_PREFIXES 64
+#define S_POLL_MS 200           /* how often a quiet feed checks stop conditions */
+
+static volatile sig_atomic_t s_stop;
+
+static void
+s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Everything the command line sets. */
+typedef struct s_args {
+    const char *feed;               /* live feed endpoint */
+    const char *sync;               /* upload/sync endpoint */
+    const char *prefixes[S_MAX_PREFIXES];
+    size_t n_prefixes;
+    const char *checkpoint;         /* checkpoint file or NULL */
+    const char *output;             /* output file or NULL for stdout */
+    const char *keys;               /* CURVE key bundle or NULL */
+    uint64_t since;                 /* start after this seq without a checkpoint */
+    uint64_t until_seq;             /* stop once every event <= this is written (0 = no) */
+    uint64_t count;                 /* stop after this many events (0 = no) */
+    int64_t idle_exit_ms;           /* stop after this long without events (0 = no) */
+    uint64_t every;                 /* events per checkpoint */
+    uint64_t crash_after;           /* testing: SIGKILL self after this many lines */
+    int omit_restricted;            /* ask for events without Person.restricted */
+    int reveal;                     /* do not mask ID numbers and phones */
+    int quiet;                      /* no statistics at exit */
+    int verbose;                    /* a stderr line when following starts and per checkpoint */
+} s_args_t;
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: gridfeed --feed EP --upload EP --prefix P [--prefix P2 ...] [options]\n"
+        "Follow grid-code prefixes and write each change event once, as a JSON line.\n"
+        "\n"
+        "  --feed EP            the broker's live feed endpoint (XPUB)\n"
+        "  --upload EP          the broker's upload/sync endpoint (gap repair, catch-up)\n"
+        "  --prefix P           a grid-code prefix of 0, 2, 4, 6, 9, 12 or 15 digits\n"
+        "                       (repeatable; no prefix may contain another)\n"
+        "  --checkpoint FILE    resume from here after a restart, and keep it current\n"
+        "  --output FILE        append lines to FILE (default stdout); with --checkpoint,\n"
+        "                       FILE is cut back to the checkpointed size on restart\n"
+        "  --since SEQ          without a checkpoint, start after SEQ (default 0: all)\n"
+        "  --until-seq N        exit once every event up to seq N has been written\n"
+        "  --count N            exit after writing N events\n"
+        "  --idle-exit MS       exit after MS milliseconds without an event\n"
+        "  --checkpoint-every N events per checkpoint (default 256; also when idle)\n"
+        "  --omit-restricted    ask for events without persons' restricted data\n"
+        "  --reveal             write ID numbers and phones unmasked (logged to stderr)\n"
+        "  --keys FILE          CURVE keys (server_public, public_key, secret_key)\n"
+        "  --quiet              no statistics on stderr at exit\n"
+        "  --verbose            a line on stderr when following starts and at each checkpoint\n"
+        "  --crash-after N      testing: kill itself (SIGKILL) after writing N lines,\n"
+        "                       before checkpointing them\n"
+        "  --help\n"
+        "\n"
+        "Exit status: 0 done or stopped by SIGTERM/SIGINT, 1 feed or output failure,\n"
+        "2 bad arguments.\n");
+}
+
+static int
+s_parse_u64(const char *opt, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-') {
+        fprintf(stderr, "gridfeed: %s wants a whole number, not '%s'\n", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+s_parse_args(int argc, char **argv, s_args_t *a)
+{
+    enum { O_FEED = 256, O_UPLOAD, O_PREFIX, O_CHECKPOINT, O_OUTPUT, O_SINCE, O_UNTIL,
+           O_COUNT, O_IDLE, O_EVERY, O_OMIT, O_REVEAL, O_KEYS, O_QUIET, O_VERBOSE, O_CRASH,
+           O_HELP };
+    static const struct option opts[] = {
+        { "feed", required_argument, 0, O_FEED },
+        { "upload", required_argument, 0, O_UPLOAD },
+        { "sync", required_argument, 0, O_UPLOAD },
+        { "prefix", required_argument, 0, O_PREFIX },
+        { "checkpoint", required_argument, 0, O_CHECKPOINT },
+        { "output", required_argument, 0, O_OUTPUT },
+        { "since", required_argument, 0, O_SINCE },
+        { "until-seq", required_argument, 0, O_UNTIL },
+        { "count", required_argument, 0, O_COUNT },
+        { "idle-exit", required_argument, 0, O_IDLE },
+        { "checkpoint-every", required_argument, 0, O_EVERY },
+        { "omit-restricted", no_argument, 0, O_OMIT },
+        { "reveal", no_argument, 0, O_REVEAL },
+        { "keys", required_argument, 0, O_KEYS },
+        { "quiet", no_argument, 0, O_QUIET },
+        { "verbose", no_argument, 0, O_VERBOSE },
+        { "crash-after", required_argument, 0, O_CRASH },
+        { "help", no_argument, 0, O_HELP },
+        { 0, 0, 0, 0 }
+    };
+    int c;
+    uint64_t v;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case O_FEED: a->feed = optarg; break;
+        case O_UPLOAD: a->sync = optarg; break;
+        case O_PREFIX:
+            if (a->n_prefixes == S_MAX_PREFIXES) {
+                fprintf(stderr, "gridfeed: at most %d prefixes\n", S_MAX_PREFIXES);
+                return -1;
+            }
+            a->prefixes[a->n_prefixes++] = optarg;
+            break;
+        case O_CHECKPOINT: a->checkpoint = optarg; break;
+        case O_OUTPUT: a->output = optarg; break;
+        case O_SINCE: rc = s_parse_u64("--since", optarg, &a->since); break;
+        case O_UNTIL: rc = s_parse_u64("--until-seq", optarg, &a->until_seq); break;
+        case O_COUNT: rc = s_parse_u64("--count", optarg, &a->count); break;
+        case O_IDLE: rc = s_parse_u64("--idle-exit", optarg, &v);
+            a->idle_exit_ms = (int64_t) v;
+            break;
+        case O_EVERY: rc = s_parse_u64("--checkpoint-every", optarg, &a->every);
+            if (!rc && a->every == 0) {
+                fprintf(stderr, "gridfeed: --checkpoint-every must be at least 1\n");
+                rc = -1;
+            }
+            break;
+        case O_OMIT: a->omit_restricted = 1; break;
+        case O_REVEAL: a->reveal = 1; break;
+        case O_KEYS: a->keys = optarg; break;
+        case O_QUIET: a->quiet = 1; break;
+        case O_VERBOSE: a->verbose = 1; break;
+        case O_CRASH: rc = s_parse_u64("--crash-after", optarg, &a->crash_after); break;
+        case O_HELP: s_usage(stdout); return 1;
+        default:
+            fprintf(stderr, "gridfeed: unknown option or missing value: %s\n",
+                    argv[optind - 1]);
+            fprintf(stderr, "try 'gridfeed --help'\n");
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gridfeed: unexpected argument '%s'; try 'gridfeed --help'\n",
+                argv[optind]);
+        return -1;
+    }
+    if (!a->feed || !a->sync || a->n_prefixes == 0) {
+        fprintf(stderr, "gridfeed: --feed, --upload and at least one --prefix are required; "
+                "try 'gridfeed --help'\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* The open output and what has been written. */
+typedef struct s_out {
+    int fd;                         /* output file, or 1 */
+    int is_file;                    /* --output given */
+    gs_jbuf_t buf;                  /* lines not yet written */
+    uint64_t pending;               /* events in buf */
+    uint64_t written;               /* events written this run */
+    uint64_t checkpointed;          /* written, as of the last checkpoint */
+} s_out_t;
+
+static int
+s_write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t) w;
+    }
+    return 0;
+}
+
+/* Write the pending lines, make them durable, then checkpoint: the order
+ * that makes a restart safe (see the top of the file). Without force,
+ * nothing happens when nothing was delivered since the last checkpoint. */
+static int
+s_commit(s_out_t *o, gs_sub_t *sub, const s_args_t *a, int force)
+{
+    if (!force && o->pending == 0 && o->written == o->checkpointed)
+        return 0;
+    if (o->pending || o->buf.len) {
+        if (s_write_all(o->fd, o->buf.data, o->buf.len)) {
+            fprintf(stderr, "gridfeed: cannot write %s: %s\n",
+                    o->is_file ? a->output : "stdout", strerror(errno));
+            return -1;
+        }
+        /* pipes and terminals cannot be synced; files must be */
+        if (fsync(o->fd) && errno != EINVAL && errno != EROFS && errno != ENOTSUP) {
+            fprintf(stderr, "gridfeed: cannot sync %s: %s\n",
+                    o->is_file ? a->output : "stdout", strerror(errno));
+            return -1;
+        }
+        o->written += o->pending;
+        o->pending = 0;
+        o->buf.len = 0;
+        if (a->crash_after && o->written >= a->crash_after)
+            raise(SIGKILL); /* testing: die between the write and the checkpoint */
+    }
+    if (!a->checkpoint)
+        return 0;
+    char extra[64];
+    const char *ex = NULL;
+    if (o->is_file) {
+        struct stat st;
+        if (fstat(o->fd, &st)) {
+            fprintf(stderr, "gridfeed: cannot stat %s: %s\n", a->output, strerror(errno));
+            return -1;
+        }
+        snprintf(extra, sizeof extra, "output_size=%lld", (long long) st.st_size);
+        ex = extra;
+    }
+    int rc = gs_sub_checkpoint(sub, ex);
+    o->checkpointed = o->written;
+    if (rc) {
+        fprintf(stderr, "gridfeed: cannot write checkpoint %s: %s\n", a->checkpoint,
+                gs_client_strerror(rc));
+        return -1;
+    }
+    if (a->verbose)
+        fprintf(stderr, "gridfeed: checkpoint: %" PRIu64 " events written, \"%s\" at seq %"
+                PRIu64 "%s%s\n", o->written, a->prefixes[0], gs_sub_position(sub, 0),
+                ex ? ", " : "", ex ? ex : "");
+    return 0;
+}
+
+/* Has every event with seq <= until been written? Positions at or past it
+ * answer without asking; otherwise (ask set) the sync service says
+ * whether any event of the prefix lies between the position and until. */
+static int
+s_until_reached(gs_sub_t *sub, gs_client_t *cli, const s_args_t *a, int ask)
+{
+    for (size_t i = 0; i < a->n_prefixes; i++) {
+        uint64_t since = gs_sub_position(sub, i);
+        if (since >= a->until_seq)
+            continue;
+        if (!ask)
+            return 0;
+        for (int round = 0;; round++) {
+            Gridsync__V1__SyncResponse *r = NULL;
+            gs_client_error_t err;
+            const char *p[1] = { a->prefixes[i] };
+            if (gs_client_sync(cli, p, 1, since, 1, 1, &r, &err))
+                return 0; /* ask again at the next quiet moment */
+            int more = r->n_events > 0 && r->events[0]->seq <= a->until_seq;
+            int beyond = r->n_events > 0 && r->events[0]->seq > a->until_seq;
+            int none = r->n_events == 0 && r->next_seq >= r->head_seq;
+            int early = r->head_seq < a->until_seq;
+            uint64_t next = r->next_seq;
+            gridsync__v1__sync_response__free_unpacked(r, NULL);
+            if (more || early)
+                return 0;
+            if (beyond || none)
+                break;
+            if (next <= since || round > 1000)
+                return 0;
+            since = next; /* the broker stopped scanning early; go on */
+        }
+    }
+    return 1;
+}
+
+/* Cut the output back to the checkpointed size, or record the size a
+ * fresh start begins at. Returns 0, or -1 with a message. */
+static int
+s_resume(s_out_t *o, gs_sub_t *sub, const s_args_t *a, int had_checkpoint)
+{
+    if (!a->checkpoint || !o->is_file)
+        return 0;
+    struct stat st;
+    if (fstat(o->fd, &st)) {
+        fprintf(stderr, "gridfeed: cannot stat %s: %s\n", a->output, strerror(errno));
+        return -1;
+    }
+    const char *extra = gs_sub_checkpoint_extra(sub);
+    long long size = -1;
+    if (had_checkpoint && extra && sscanf(extra, "output_size=%lld", &size) == 1) {
+        if (size > st.st_size) {
+            fprintf(stderr, "gridfeed: %s has %lld bytes but checkpoint %s says %lld were "
+                    "written: the output was changed behind gridfeed's back; restore it "
+                    "or remove the checkpoint to start again\n",
+                    a->output, (long long) st.st_size, a->checkpoint, size);
+            return -1;
+        }
+        if (size < st.st_size) {
+            /* lines written after the last checkpoint: they come again */
+            if (ftruncate(o->fd, (off_t) size) || fsync(o->fd)) {
+                fprintf(stderr, "gridfeed: cannot truncate %s: %s\n", a->output,
+                        strerror(errno));
+                return -1;
+            }
+            if (!a->quiet)
+                fprintf(stderr, "gridfeed: resuming: dropped %lld bytes written after the "
+                        "last checkpoint\n", (long long) (st.st_size - size));
+        }
+        return 0;
+    }
+    if (had_checkpoint)
+        fprintf(stderr, "gridfeed: checkpoint %s holds no output size; appending to %s "
+                "without cutting it back\n", a->checkpoint, a->output);
+    /* first run: checkpoint the starting point, so a crash before the first
+     * batch is cut back to here */
+    return s_commit(o, sub, a, 1);
+}
+
+static void
+s_stats(gs_sub_t *sub, const s_out_t *o, const s_args_t *a)
+{
+    gs_sub_stats_t st;
+    gs_sub_stats(sub, &st);
+    fprintf(stderr,
+            "gridfeed: %" PRIu64 " events written (%" PRIu64 " live, %" PRIu64
+            " pulled by sync); %" PRIu64 " gaps detected and repaired, %" PRIu64
+            " duplicates dropped, %" PRIu64 " heartbeats\n",
+            o->written, st.live, st.pulled, st.gaps, st.duplicates, st.heartbeats);
+    for (size_t i = 0; i < a->n_prefixes; i++)
+        fprintf(stderr, "gridfeed: prefix \"%s\" at seq %" PRIu64 " (broker head %" PRIu64 ")\n",
+                a->prefixes[i], gs_sub_position(sub, i), gs_sub_head(sub));
+}
+
+int
+main(int argc, char **argv)
+{
+    s_args_t a;
+    memset(&a, 0, sizeof a);
+    a.every = 256;
+    int prc = s_parse_args(argc, argv, &a);
+    if (prc)
+        return prc > 0 ? 0 : 2;
+
+    /* from the start, so a SIGTERM during the catch-up still ends cleanly */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    gs_sub_opts_t so;
+    gs_sub_opts_init(&so);
+    so.omit_restricted = a.omit_restricted;
+    gs_client_opts_t co;
+    gs_client_opts_init(&co);
+    if (a.keys) {
+        if (gs_curve_keys_load(&so.curve, a.keys)) {
+            fprintf(stderr, "gridfeed: cannot read CURVE keys from %s\n", a.keys);
+            return 2;
+        }
+        co.curve = so.curve;
+    }
+    if (a.reveal)
+        fprintf(stderr, "gridfeed: --reveal: ID numbers and phones are written unmasked "
+                "(prefixes:%s%s)\n", a.prefixes[0], a.n_prefixes > 1 ? " ..." : "");
+
+    s_out_t o;
+    memset(&o, 0, sizeof o);
+    o.fd = STDOUT_FILENO;
+    if (a.output) {
+        o.fd = open(a.output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (o.fd < 0) {
+            fprintf(stderr, "gridfeed: cannot open %s: %s\n", a.output, strerror(errno));
+            return 2;
+        }
+        o.is_file = 1;
+    }
+    int had_checkpoint = a.checkpoint && access(a.checkpoint, F_OK) == 0;
+    int err = 0;
+    gs_sub_t *sub = gs_sub_new(a.feed, a.sync, a.prefixes, a.n_prefixes, a.checkpoint,
+                               a.since, &so, &err);
+    if (!sub) {
+        fprintf(stderr, "gridfeed: cannot follow %s via %s: %s\n", a.feed, a.sync,
+                err == GS_CLIENT_EINVAL ? "bad prefix (level boundary: 0, 2, 4, 6, 9, 12 "
+                                          "or 15 digits; none inside another)"
+                                        : gs_client_strerror(err));
+        if (o.is_file)
+            close(o.fd);
+        return err == GS_CLIENT_EINVAL ? 2 : 1;
+    }
+    gs_client_t *cli = a.until_seq ? gs_client_new(a.sync, &co) : NULL;
+    int rc = 0;
+    if (s_resume(&o, sub, &a, had_checkpoint) || (a.until_seq && !cli))
+        rc = 1;
+
+    if (a.verbose && rc == 0)
+        fprintf(stderr, "gridfeed: following %zu prefix%s from seq %" PRIu64 "\n",
+                a.n_prefixes, a.n_prefixes > 1 ? "es" : "", gs_sub_position(sub, 0));
+    int64_t last_event = s_mono_ms();
+    if (rc == 0 && a.until_seq && s_until_reached(sub, cli, &a, 1))
+        s_stop = 1; /* already there: nothing to wait for */
+    while (rc == 0 && !s_stop) {
+        if (a.count && o.written + o.pending >= a.count)
+            break;
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        int r = gs_sub_next(sub, S_POLL_MS, &ev);
+        if (r < 0) {
+            fprintf(stderr, "gridfeed: feed failed: %s\n", gs_client_strerror(r));
+            rc = 1;
+            break;
+        }
+        if (r == 1) {
+            /* quiet: make what we have durable, then see if we are done */
+            if (o.pending && s_commit(&o, sub, &a, 0)) {
+                rc = 1;
+                break;
+            }
+            if (a.until_seq && s_until_reached(sub, cli, &a, 1))
+                break;
+            if (a.idle_exit_ms && s_mono_ms() - last_event >= a.idle_exit_ms)
+                break;
+            continue;
+        }
+        last_event = s_mono_ms();
+        int jr = gs_jsonl_event(&o.buf, ev, a.reveal);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+        if (jr) {
+            fprintf(stderr, "gridfeed: out of memory\n");
+            rc = 1;
+            break;
+        }
+        o.pending++;
+        if (o.pending >= a.every && s_commit(&o, sub, &a, 0)) {
+            rc = 1;
+            break;
+        }
+        if (a.until_seq && s_until_reached(sub, cli, &a, 0))
+            break;
+    }
+    /* whatever was delivered is written and checkpointed, even on failure */
+    if (s_commit(&o, sub, &a, 0))
+        rc = 1;
+    if (!a.quiet)
+        s_stats(sub, &o, &a);
+    gs_jbuf_free(&o.buf);
+    gs_client_destroy(&cli);
+    gs_sub_destroy(&sub);
+    if (o.is_file)
+        close(o.fd);
+    return rc;
+}

@@ -1,0 +1,795 @@
+/*
+ * gridsim: the collector fleet simulator and load generator.
+ *
+ * Where it sits: in front of gridsyncd's upload endpoint, where the
+ * handhelds would be. It generates the seed district (gs_gen), lets
+ * --devices threads play the grids' devices (each thread with its own
+ * client and socket, one grid after another), sends each grid's day as
+ * planned by gs_sim (offline bursts, follow-ups, a second device's
+ * conflicting edits, retransmissions, lost acks, invalid records), and
+ * checks every ack against the exact answer a correct broker gives. A
+ * wrong dedup answer is an error, printed, and makes the exit status 1.
+ *
+ * Output: a progress bar on a terminal, then a summary (records/s,
+ * persons/s, ack latency percentiles, counts by result, noise injected,
+ * expectation errors); --json prints the summary as one JSON object.
+ *
+ * Exit status: 0 all acks as expected; 1 expectation or transport errors
+ * (or interrupted); 2 bad arguments or setup failure.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gs_client.h"
+#include "gs_gen.h"
+#include "gs_sim.h"
+#include "gs_validate.h"
+
+#define S_DETAILS_MAX 10        /* expectation errors printed in full */
+
+/* What the whole run shares. */
+typedef struct s_run {
+    const gs_gen_t *gen;            /* the district */
+    gs_sim_opts_t sim;              /* noise model */
+    const char *endpoint;           /* broker upload endpoint */
+    gs_client_opts_t copts;         /* the devices' client options */
+    gs_client_opts_t lossy_opts;    /* the client whose acks get lost */
+    uint32_t n_grids;               /* grids to play */
+    atomic_uint next_grid;          /* next grid to hand to a device thread */
+    atomic_ullong progress;         /* district records acked so far */
+    atomic_ullong records_sent;     /* records in acked uploads (for the bar) */
+    atomic_ullong errors;           /* expectation errors */
+    atomic_ullong transport_errors; /* uploads never answered, or refused */
+    atomic_int stop;                /* set on a fatal error or a signal */
+    atomic_int running;             /* device threads still running */
+    pthread_mutex_t lock;           /* details_printed, done signalling */
+    pthread_cond_t done;            /* signalled when a device thread ends */
+    int details_printed;            /* expectation errors printed so far */
+    int bar;                        /* progress bar on stderr */
+} s_run_t;
+
+/* One device thread and what it counted. */
+typedef struct s_worker {
+    s_run_t *run;
+    pthread_t tid;
+    uint64_t uploads;               /* acks received */
+    uint64_t records;               /* records in them */
+    uint64_t persons;               /* household members and tenants in them */
+    uint64_t results[6];            /* results by ResultStatus */
+    uint64_t retransmits;           /* uploads sent again after their ack */
+    uint64_t lost_acks;             /* uploads whose first ack was dropped */
+    uint32_t *lat_us;               /* ack latency of every upload, microseconds */
+    size_t n_lat, cap_lat;          /* latencies held, and room for */
+    uint64_t *seqs;                 /* seqs of first-time acks, to prove none twice */
+    size_t n_seqs, cap_seqs;        /* seqs held, and room for */
+    gs_sim_tally_t tally;           /* what the plans held */
+    gs_client_stats_t cstats;       /* the client's resends and stale replies */
+} s_worker_t;
+
+static atomic_int s_signalled;
+
+static void
+s_on_signal(int sig)
+{
+    (void) sig;
+    atomic_store(&s_signalled, 1);
+}
+
+static int64_t
+s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* 1234567 -> "1,234,567" */
+static const char *
+s_count(uint64_t v, char *buf, size_t size)
+{
+    char raw[32];
+    int n = snprintf(raw, sizeof raw, "%llu", (unsigned long long) v);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 2 < size; i++) {
+        if (i > 0 && (n - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+static int
+s_push_u32(uint32_t **v, size_t *n, size_t *cap, uint32_t x)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 1024;
+        uint32_t *nv = realloc(*v, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = x;
+    return 0;
+}
+
+static int
+s_push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 4096;
+        uint64_t *nv = realloc(*v, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = x;
+    return 0;
+}
+
+/* Count an expectation error and print the first few in full. */
+static void
+s_error(s_run_t *run, uint64_t n, const char *detail)
+{
+    atomic_fetch_add(&run->errors, n);
+    pthread_mutex_lock(&run->lock);
+    if (run->details_printed < S_DETAILS_MAX) {
+        fprintf(stderr, "%sgridsim: expectation error: %s\n", run->bar ? "\r\033[K" : "",
+                detail);
+        if (++run->details_printed == S_DETAILS_MAX)
+            fprintf(stderr, "gridsim: (further expectation errors are counted, not shown)\n");
+    }
+    pthread_mutex_unlock(&run->lock);
+}
+
+/* An upload that got no usable answer: the run cannot go on. */
+static void
+s_fail(s_run_t *run, const char *upload_id, int rc, const gs_client_error_t *err)
+{
+    atomic_fetch_add(&run->transport_errors, 1);
+    atomic_store(&run->stop, 1);
+    pthread_mutex_lock(&run->lock);
+    fprintf(stderr, "%sgridsim: upload %s to %s failed: %s%s%s\n", run->bar ? "\r\033[K" : "",
+            upload_id, run->endpoint, gs_client_strerror(rc), err->message[0] ? ": " : "",
+            err->message);
+    pthread_mutex_unlock(&run->lock);
+}
+
+static void
+s_tally_ack(s_worker_t *w, const gs_sim_upload_t *u, const Gridsync__V1__Ack *ack,
+            int64_t lat_us)
+{
+    w->uploads++;
+    w->records += ack->n_results;
+    w->persons += u->persons;
+    for (size_t i = 0; i < ack->n_results; i++)
+        if ((unsigned) ack->results[i]->status < 6)
+            w->results[ack->results[i]->status]++;
+    s_push_u32(&w->lat_us, &w->n_lat, &w->cap_lat,
+               lat_us > UINT32_MAX ? UINT32_MAX : (uint32_t) lat_us);
+    atomic_fetch_add(&w->run->records_sent, ack->n_results);
+}
+
+/* Send one planned upload with its wire noise and check the answers.
+ * Returns 0, or -1 when the broker did not answer (the run stops). */
+static int
+s_send(s_worker_t *w, gs_client_t *cli, gs_client_t **lossy, const gs_sim_upload_t *u)
+{
+    s_run_t *run = w->run;
+    gs_client_error_t err = { 0, "" };
+    char detail[768];
+    if (u->noise == GS_SIM_LOST_ACK) {
+        /* The first attempt goes out on its own connection whose reply is
+         * dropped unread (or never arrives before the connection is torn
+         * down); the device then sends the same upload again. */
+        if (!*lossy)
+            *lossy = gs_client_new(run->endpoint, &run->lossy_opts);
+        if (*lossy) {
+            Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+            req.body_case = GRIDSYNC__V1__REQUEST__BODY_UPLOAD;
+            req.upload = u->up;
+            Gridsync__V1__Reply *rep = NULL;
+            gs_client_call(*lossy, &req, 0, &rep, NULL);
+            if (rep)
+                gridsync__v1__reply__free_unpacked(rep, NULL);
+            w->lost_acks++;
+        }
+    }
+    Gridsync__V1__Ack *ack = NULL;
+    int64_t t0 = s_now_us();
+    int rc = gs_client_upload(cli, u->up, &ack, &err);
+    if (rc) {
+        s_fail(run, u->up->upload_id, rc, &err);
+        return -1;
+    }
+    s_tally_ack(w, u, ack, s_now_us() - t0);
+    int bad = gs_sim_check(u, ack, detail, sizeof detail);
+    if (bad)
+        s_error(run, (uint64_t) bad, detail);
+    for (size_t i = 0; i < ack->n_results; i++)
+        if (ack->results[i]->seq)
+            s_push_u64(&w->seqs, &w->n_seqs, &w->cap_seqs, ack->results[i]->seq);
+
+    if (u->noise == GS_SIM_RETRANSMIT) {
+        Gridsync__V1__Ack *again = NULL;
+        t0 = s_now_us();
+        rc = gs_client_upload(cli, u->up, &again, &err);
+        if (rc) {
+            gridsync__v1__ack__free_unpacked(ack, NULL);
+            s_fail(run, u->up->upload_id, rc, &err);
+            return -1;
+        }
+        s_tally_ack(w, u, again, s_now_us() - t0);
+        if (gs_sim_ack_same(ack, again, detail, sizeof detail))
+            s_error(run, 1, detail);
+        w->retransmits++;
+        gridsync__v1__ack__free_unpacked(again, NULL);
+    }
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    atomic_fetch_add(&run->progress, u->fresh);
+    return 0;
+}
+
+static void *
+s_worker_main(void *arg)
+{
+    s_worker_t *w = arg;
+    s_run_t *run = w->run;
+    gs_client_t *cli = gs_client_new(run->endpoint, &run->copts);
+    gs_client_t *lossy = NULL;
+    gs_arena_t *a = gs_arena_new(1 << 20);
+    if (!cli || !a) {
+        gs_client_error_t err = { 0, "cannot create a client" };
+        s_fail(run, "-", GS_CLIENT_EIO, &err);
+    }
+    while (cli && a && !atomic_load(&run->stop) && !atomic_load(&s_signalled)) {
+        uint32_t g = atomic_fetch_add(&run->next_grid, 1);
+        if (g >= run->n_grids)
+            break;
+        gs_arena_reset(a);
+        gs_sim_upload_t *ups = NULL;
+        size_t n = 0;
+        if (gs_sim_plan_grid(&run->sim, run->gen, g, a, &ups, &n, &w->tally)) {
+            gs_client_error_t err = { 0, "out of memory while planning" };
+            s_fail(run, gs_gen_grid_code(run->gen, g), GS_CLIENT_ENOMEM, &err);
+            break;
+        }
+        for (size_t i = 0; i < n && !atomic_load(&s_signalled); i++)
+            if (s_send(w, cli, &lossy, &ups[i]))
+                break;
+    }
+    if (cli)
+        gs_client_stats(cli, &w->cstats);
+    gs_client_destroy(&cli);
+    gs_client_destroy(&lossy);
+    gs_arena_destroy(&a);
+    pthread_mutex_lock(&run->lock);
+    atomic_fetch_sub(&run->running, 1);
+    pthread_cond_signal(&run->done);
+    pthread_mutex_unlock(&run->lock);
+    return NULL;
+}
+
+static void
+s_draw_bar(s_run_t *run, uint64_t total, int64_t t_start)
+{
+    uint64_t done = atomic_load(&run->progress);
+    double secs = (double) (s_now_us() - t_start) / 1e6;
+    double rate = secs > 0 ? (double) atomic_load(&run->records_sent) / secs : 0;
+    int width = 30, fill = total ? (int) ((double) done / (double) total * width) : width;
+    char bar[64], a[32], b[32], c[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r\033[K[%s] %3d%%  %s/%s records  %s rec/s  errors %llu", bar,
+            total ? (int) (100 * done / total) : 100, s_count(done, a, sizeof a),
+            s_count(total, b, sizeof b), s_count((uint64_t) rate, c, sizeof c),
+            (unsigned long long) atomic_load(&run->errors));
+    fflush(stderr);
+}
+
+static int
+s_cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *) x, b = *(const uint32_t *) y;
+    return a < b ? -1 : a > b;
+}
+
+static int
+s_cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *) x, b = *(const uint64_t *) y;
+    return a < b ? -1 : a > b;
+}
+
+static double
+s_pct_ms(const uint32_t *sorted, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t i = (size_t) ceil(q * (double) n);
+    if (i < 1)
+        i = 1;
+    if (i > n)
+        i = n;
+    return sorted[i - 1] / 1000.0;
+}
+
+static void
+s_usage(FILE *out)
+{
+    fprintf(out,
+        "usage: gridsim [options]\n"
+        "Simulate the district's collector devices against gridsyncd and check every ack.\n"
+        "\n"
+        "District (the deterministic seed district of gs_gen):\n"
+        "  --seed N               district and noise seed (default 1)\n"
+        "  --district CODE        6-digit district code (default 440305)\n"
+        "  --grids N              grids (default 1372)\n"
+        "  --households N         households (default 139000)\n"
+        "  --rental-buildings N   rental buildings (default 13055)\n"
+        "  --scale F              multiply the three counts above by F (e.g. 0.02)\n"
+        "Fleet:\n"
+        "  --endpoint EP          broker upload endpoint (default tcp://127.0.0.1:7510)\n"
+        "  --devices N            concurrent device threads, one socket each (default 8)\n"
+        "  --batch N              records per upload (default 50)\n"
+        "  --run-id ID            prefix of upload ids (default: new for every run);\n"
+        "                         reusing one replays the same uploads, as a device\n"
+        "                         retrying after a crash would\n"
+        "  --timeout-ms N         wait for one ack (default 3000)\n"
+        "  --retries N            resends after a timeout (default 5)\n"
+        "  --lost-ack-ms N        how long a lost-ack attempt waits before dropping\n"
+        "                         its connection (default 20)\n"
+        "Noise, in percent (record kinds are exclusive; so are upload kinds):\n"
+        "  --retransmit PCT       uploads sent again after their ack (default 3)\n"
+        "  --lost-ack PCT         uploads whose first ack is lost (default 2)\n"
+        "  --invalid PCT          records with a wrong ID check character (default 2)\n"
+        "  --recollect PCT        records re-collected unchanged (default 5)\n"
+        "  --new-id PCT           records collected again under a new id (default 2)\n"
+        "  --conflict PCT         records edited by two devices from version 1 (default 1)\n"
+        "  --no-noise             all of the above 0\n"
+        "Output:\n"
+        "  --json                 print the summary as JSON\n"
+        "  --quiet                no progress bar\n"
+        "  --help\n"
+        "\n"
+        "Exit status: 0 every ack as expected, 1 expectation or transport errors,\n"
+        "2 bad arguments.\n");
+}
+
+/* Parse an unsigned number within bounds, or complain. */
+static int
+s_parse_u64(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
+        fprintf(stderr, "gridsim: %s wants a whole number in %llu..%llu, not '%s'\n", opt,
+                (unsigned long long) lo, (unsigned long long) hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+s_parse_pct(const char *opt, const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= 0 && v <= 100)) {
+        fprintf(stderr, "gridsim: %s wants a percentage in 0..100, not '%s'\n", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Everything the command line sets. */
+typedef struct s_args {
+    gs_gen_opts_t gen;              /* district */
+    double scale;                   /* multiplier of grids, households, buildings */
+    gs_sim_opts_t sim;              /* noise model */
+    const char *endpoint;           /* broker */
+    uint32_t devices;               /* threads */
+    int timeout_ms;                 /* wait for one ack */
+    int retries;                    /* resends after a timeout */
+    int lost_ack_ms;                /* how long a lost-ack attempt waits */
+    int json;                       /* summary as JSON */
+    int quiet;                      /* no progress bar */
+    char run_id[32];                /* default run id */
+} s_args_t;
+
+static int
+s_parse_args(int argc, char **argv, s_args_t *g)
+{
+    enum { O_SEED = 256, O_DISTRICT, O_GRIDS, O_HOUSEHOLDS, O_BUILDINGS, O_SCALE,
+           O_ENDPOINT, O_DEVICES, O_BATCH, O_RUN_ID, O_TIMEOUT, O_RETRIES, O_LOST_MS,
+           O_RETX, O_LOST, O_INVALID, O_RECOLLECT, O_NEW_ID, O_CONFLICT, O_NO_NOISE,
+           O_JSON, O_QUIET, O_HELP };
+    static const struct option opts[] = {
+        { "seed", required_argument, 0, O_SEED },
+        { "district", required_argument, 0, O_DISTRICT },
+        { "grids", required_argument, 0, O_GRIDS },
+        { "households", required_argument, 0, O_HOUSEHOLDS },
+        { "rental-buildings", required_argument, 0, O_BUILDINGS },
+        { "scale", required_argument, 0, O_SCALE },
+        { "endpoint", required_argument, 0, O_ENDPOINT },
+        { "devices", required_argument, 0, O_DEVICES },
+        { "batch", required_argument, 0, O_BATCH },
+        { "run-id", required_argument, 0, O_RUN_ID },
+        { "timeout-ms", required_argument, 0, O_TIMEOUT },
+        { "retries", required_argument, 0, O_RETRIES },
+        { "lost-ack-ms", required_argument, 0, O_LOST_MS },
+        { "retransmit", required_argument, 0, O_RETX },
+        { "lost-ack", required_argument, 0, O_LOST },
+        { "invalid", required_argument, 0, O_INVALID },
+        { "recollect", required_argument, 0, O_RECOLLECT },
+        { "new-id", required_argument, 0, O_NEW_ID },
+        { "conflict", required_argument, 0, O_CONFLICT },
+        { "no-noise", no_argument, 0, O_NO_NOISE },
+        { "json", no_argument, 0, O_JSON },
+        { "quiet", no_argument, 0, O_QUIET },
+        { "help", no_argument, 0, O_HELP },
+        { 0, 0, 0, 0 }
+    };
+    uint64_t v;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        int rc = 0;
+        switch (c) {
+        case O_SEED: rc = s_parse_u64("--seed", optarg, 0, UINT64_MAX, &g->gen.seed);
+            g->sim.seed = g->gen.seed;
+            break;
+        case O_DISTRICT: g->gen.district = optarg; break;
+        case O_GRIDS: rc = s_parse_u64("--grids", optarg, 1, 15000, &v);
+            g->gen.grids = (uint32_t) v;
+            break;
+        case O_HOUSEHOLDS: rc = s_parse_u64("--households", optarg, 0, 50000000, &v);
+            g->gen.households = (uint32_t) v;
+            break;
+        case O_BUILDINGS: rc = s_parse_u64("--rental-buildings", optarg, 0, 10000000, &v);
+            g->gen.rental_buildings = (uint32_t) v;
+            break;
+        case O_SCALE: {
+            char *end;
+            g->scale = strtod(optarg, &end);
+            if (end == optarg || *end || !(g->scale > 0 && g->scale <= 100)) {
+                fprintf(stderr, "gridsim: --scale wants a number in (0, 100], not '%s'\n",
+                        optarg);
+                rc = -1;
+            }
+            break;
+        }
+        case O_ENDPOINT: g->endpoint = optarg; break;
+        case O_DEVICES: rc = s_parse_u64("--devices", optarg, 1, 4096, &v);
+            g->devices = (uint32_t) v;
+            break;
+        case O_BATCH: rc = s_parse_u64("--batch", optarg, 2, 1000, &v);
+            g->sim.batch = (uint32_t) v;
+            break;
+        case O_RUN_ID: g->sim.run_id = optarg; break;
+        case O_TIMEOUT: rc = s_parse_u64("--timeout-ms", optarg, 1, 3600000, &v);
+            g->timeout_ms = (int) v;
+            break;
+        case O_RETRIES: rc = s_parse_u64("--retries", optarg, 0, 1000000, &v);
+            g->retries = (int) v;
+            break;
+        case O_LOST_MS: rc = s_parse_u64("--lost-ack-ms", optarg, 1, 60000, &v);
+            g->lost_ack_ms = (int) v;
+            break;
+        case O_RETX: rc = s_parse_pct("--retransmit", optarg, &g->sim.retransmit_pct); break;
+        case O_LOST: rc = s_parse_pct("--lost-ack", optarg, &g->sim.lost_ack_pct); break;
+        case O_INVALID: rc = s_parse_pct("--invalid", optarg, &g->sim.invalid_pct); break;
+        case O_RECOLLECT: rc = s_parse_pct("--recollect", optarg, &g->sim.recollect_pct); break;
+        case O_NEW_ID: rc = s_parse_pct("--new-id", optarg, &g->sim.new_id_pct); break;
+        case O_CONFLICT: rc = s_parse_pct("--conflict", optarg, &g->sim.conflict_pct); break;
+        case O_NO_NOISE:
+            g->sim.retransmit_pct = g->sim.lost_ack_pct = g->sim.invalid_pct = 0;
+            g->sim.recollect_pct = g->sim.new_id_pct = g->sim.conflict_pct = 0;
+            break;
+        case O_JSON: g->json = 1; break;
+        case O_QUIET: g->quiet = 1; break;
+        case O_HELP: s_usage(stdout); return 1;
+        default:
+            fprintf(stderr, "gridsim: unknown option or missing value: %s\n", name);
+            fprintf(stderr, "try 'gridsim --help'\n");
+            return -1;
+        }
+        if (rc)
+            return -1;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gridsim: unexpected argument '%s'; try 'gridsim --help'\n",
+                argv[optind]);
+        return -1;
+    }
+    char msg[160];
+    if (gs_sim_opts_check(&g->sim, msg, sizeof msg)) {
+        fprintf(stderr, "gridsim: %s\n", msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The run's totals, merged from the device threads. */
+typedef struct s_total {
+    uint64_t uploads, records, persons; /* acks, records and persons in them */
+    uint64_t results[6];            /* results by ResultStatus */
+    uint64_t retransmits, lost_acks; /* uploads with wire noise */
+    uint64_t resends, stale;        /* the clients' Lazy Pirate resends, stale replies */
+    uint64_t events, max_seq;       /* distinct new seqs, the highest */
+    uint64_t dup_seqs;              /* seqs acked for more than one record */
+    gs_sim_tally_t tally;           /* record-level noise planned */
+    double p50, p90, p99, max_ms;   /* ack latency, milliseconds */
+    double secs;                    /* wall time of the run */
+} s_total_t;
+
+static void
+s_print_json(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64_t errors,
+             uint64_t transport, int interrupted)
+{
+    printf("{\"seed\":%llu,\"district\":\"%s\",\"run_id\":\"%s\",\"devices\":%u,"
+           "\"grids\":%u,\"households\":%u,\"rentals\":%u,",
+           (unsigned long long) g->gen.seed, g->gen.district, g->sim.run_id, g->devices,
+           gs_gen_grid_count(gen), gs_gen_household_count(gen), gs_gen_rental_count(gen));
+    printf("\"uploads\":%llu,\"records_sent\":%llu,\"persons_sent\":%llu,"
+           "\"elapsed_s\":%.3f,\"records_per_s\":%.1f,\"persons_per_s\":%.1f,",
+           (unsigned long long) t->uploads, (unsigned long long) t->records,
+           (unsigned long long) t->persons, t->secs,
+           t->secs > 0 ? (double) t->records / t->secs : 0,
+           t->secs > 0 ? (double) t->persons / t->secs : 0);
+    printf("\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f},",
+           t->p50, t->p90, t->p99, t->max_ms);
+    printf("\"results\":{\"accepted\":%llu,\"unchanged\":%llu,\"merged\":%llu,"
+           "\"conflict\":%llu,\"rejected\":%llu},",
+           (unsigned long long) t->results[1], (unsigned long long) t->results[2],
+           (unsigned long long) t->results[3], (unsigned long long) t->results[4],
+           (unsigned long long) t->results[5]);
+    printf("\"noise\":{\"retransmissions\":%llu,\"lost_acks\":%llu,\"invalid\":%llu,"
+           "\"recollections\":%llu,\"new_ids\":%llu,\"conflicts\":%llu},",
+           (unsigned long long) t->retransmits, (unsigned long long) t->lost_acks,
+           (unsigned long long) t->tally.by_noise[GS_SIM_INVALID],
+           (unsigned long long) t->tally.by_noise[GS_SIM_RECOLLECT],
+           (unsigned long long) t->tally.by_noise[GS_SIM_NEW_ID],
+           (unsigned long long) t->tally.by_noise[GS_SIM_CONFLICT]);
+    printf("\"events\":%llu,\"max_seq\":%llu,\"client_resends\":%llu,"
+           "\"stale_replies\":%llu,\"expectation_errors\":%llu,\"transport_errors\":%llu,"
+           "\"interrupted\":%s}\n",
+           (unsigned long long) t->events, (unsigned long long) t->max_seq,
+           (unsigned long long) t->resends, (unsigned long long) t->stale,
+           (unsigned long long) errors, (unsigned long long) transport,
+           interrupted ? "true" : "false");
+}
+
+static void
+s_print_human(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64_t errors,
+              uint64_t transport, int interrupted)
+{
+    char a[32], b[32], c[32], d[32], e[32];
+    printf("gridsim: seed %llu, district %s: %s grids, %s households, %s rental units\n",
+           (unsigned long long) g->gen.seed, g->gen.district,
+           s_count(gs_gen_grid_count(gen), a, sizeof a),
+           s_count(gs_gen_household_count(gen), b, sizeof b),
+           s_count(gs_gen_rental_count(gen), c, sizeof c));
+    printf("  devices          %u at a time, upload ids %s-<grid>-<n>\n", g->devices,
+           g->sim.run_id);
+    printf("  uploads          %s acked (%s retransmitted, %s after a lost ack)\n",
+           s_count(t->uploads, a, sizeof a), s_count(t->retransmits, b, sizeof b),
+           s_count(t->lost_acks, c, sizeof c));
+    printf("  records sent     %s in %.1f s: %s records/s, %s persons/s\n",
+           s_count(t->records, a, sizeof a), t->secs,
+           s_count((uint64_t) (t->secs > 0 ? (double) t->records / t->secs : 0), b, sizeof b),
+           s_count((uint64_t) (t->secs > 0 ? (double) t->persons / t->secs : 0), c, sizeof c));
+    printf("  results          accepted %s, unchanged %s, merged %s, conflict %s, rejected %s\n",
+           s_count(t->results[1], a, sizeof a), s_count(t->results[2], b, sizeof b),
+           s_count(t->results[3], c, sizeof c), s_count(t->results[4], d, sizeof d),
+           s_count(t->results[5], e, sizeof e));
+    printf("  noise (records)  invalid %s, re-collected %s, new id %s, conflicting edits %s\n",
+           s_count(t->tally.by_noise[GS_SIM_INVALID], a, sizeof a),
+           s_count(t->tally.by_noise[GS_SIM_RECOLLECT], b, sizeof b),
+           s_count(t->tally.by_noise[GS_SIM_NEW_ID], c, sizeof c),
+           s_count(t->tally.by_noise[GS_SIM_CONFLICT], d, sizeof d));
+    printf("  ack latency      p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+           t->p50, t->p90, t->p99, t->max_ms);
+    printf("  events           %s new change events (highest seq %llu)%s\n",
+           s_count(t->events, a, sizeof a), (unsigned long long) t->max_seq,
+           t->dup_seqs ? ", SOME SEQS ACKED TWICE" : ", no seq acked twice");
+    printf("  client           %s resends after timeouts, %s stale replies\n",
+           s_count(t->resends, a, sizeof a), s_count(t->stale, b, sizeof b));
+    printf("  expectation errors %llu%s%s\n", (unsigned long long) errors,
+           transport ? "; the broker stopped answering" : "",
+           interrupted ? "; interrupted before the end" : "");
+}
+
+int
+main(int argc, char **argv)
+{
+    s_args_t g;
+    memset(&g, 0, sizeof g);
+    gs_gen_opts_init(&g.gen);
+    gs_sim_opts_init(&g.sim);
+    g.sim.seed = g.gen.seed;
+    g.endpoint = "tcp://127.0.0.1:7510";
+    g.devices = 8;
+    g.timeout_ms = 3000;
+    g.retries = 5;
+    g.lost_ack_ms = 20;
+    g.scale = 1;
+    /* a new run id each run, so a second run is new uploads, not replays */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(g.run_id, sizeof g.run_id, "r%08x",
+             (unsigned) ((uint64_t) ts.tv_sec * 1000003u ^ (uint64_t) ts.tv_nsec ^
+                         ((uint64_t) getpid() << 16)));
+    g.sim.run_id = g.run_id;
+    int prc = s_parse_args(argc, argv, &g);
+    if (prc)
+        return prc > 0 ? 0 : 2;
+    if (g.scale != 1) {
+        g.gen.grids = (uint32_t) fmax(1, round(g.gen.grids * g.scale));
+        g.gen.households = (uint32_t) round(g.gen.households * g.scale);
+        g.gen.rental_buildings = (uint32_t) round(g.gen.rental_buildings * g.scale);
+    }
+    if (g.gen.streets > g.gen.grids)
+        g.gen.streets = g.gen.grids;
+    gs_gen_t *gen = gs_gen_new(&g.gen);
+    if (!gen) {
+        fprintf(stderr, "gridsim: cannot lay out the district (check --district, --grids, "
+                "--households, --rental-buildings)\n");
+        return 2;
+    }
+
+    s_run_t run;
+    memset(&run, 0, sizeof run);
+    run.gen = gen;
+    run.sim = g.sim;
+    run.endpoint = g.endpoint;
+    gs_client_opts_init(&run.copts);
+    run.copts.timeout_ms = g.timeout_ms;
+    run.copts.retries = g.retries;
+    run.lossy_opts = run.copts;
+    run.lossy_opts.timeout_ms = g.lost_ack_ms;
+    run.lossy_opts.retries = 0;
+    run.n_grids = gs_gen_grid_count(gen);
+    run.bar = !g.quiet && isatty(STDERR_FILENO);
+    pthread_mutex_init(&run.lock, NULL);
+    pthread_cond_init(&run.done, NULL);
+    uint64_t total = (uint64_t) gs_gen_household_count(gen) + gs_gen_rental_count(gen);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if (g.devices > run.n_grids)
+        g.devices = run.n_grids; /* one device per grid: more threads would idle */
+    s_worker_t *ws = calloc(g.devices, sizeof *ws);
+    if (!ws) {
+        gs_gen_destroy(&gen);
+        return 2;
+    }
+    int64_t t_start = s_now_us();
+    uint32_t started = 0;
+    for (uint32_t i = 0; i < g.devices; i++) {
+        ws[i].run = &run;
+        atomic_fetch_add(&run.running, 1);
+        if (pthread_create(&ws[i].tid, NULL, s_worker_main, &ws[i])) {
+            atomic_fetch_sub(&run.running, 1);
+            break;
+        }
+        started++;
+    }
+    /* wait for the device threads, redrawing the bar meanwhile */
+    pthread_mutex_lock(&run.lock);
+    while (atomic_load(&run.running) > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 200 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&run.done, &run.lock, &until);
+        if (run.bar) {
+            pthread_mutex_unlock(&run.lock);
+            s_draw_bar(&run, total, t_start);
+            pthread_mutex_lock(&run.lock);
+        }
+    }
+    pthread_mutex_unlock(&run.lock);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(ws[i].tid, NULL);
+    if (run.bar) {
+        s_draw_bar(&run, total, t_start);
+        fputc('\n', stderr);
+    }
+
+    s_total_t t;
+    memset(&t, 0, sizeof t);
+    t.secs = (double) (s_now_us() - t_start) / 1e6;
+    size_t n_lat = 0, n_seqs = 0;
+    for (uint32_t i = 0; i < started; i++) {
+        n_lat += ws[i].n_lat;
+        n_seqs += ws[i].n_seqs;
+    }
+    uint32_t *lat = malloc((n_lat + 1) * sizeof *lat);
+    uint64_t *seqs = malloc((n_seqs + 1) * sizeof *seqs);
+    size_t li = 0, si = 0;
+    for (uint32_t i = 0; i < started; i++) {
+        s_worker_t *w = &ws[i];
+        t.uploads += w->uploads;
+        t.records += w->records;
+        t.persons += w->persons;
+        for (int k = 0; k < 6; k++)
+            t.results[k] += w->results[k];
+        t.retransmits += w->retransmits;
+        t.lost_acks += w->lost_acks;
+        t.resends += w->cstats.resends;
+        t.stale += w->cstats.stale_replies;
+        for (int k = 0; k < GS_SIM_RECORD_KINDS; k++)
+            t.tally.by_noise[k] += w->tally.by_noise[k];
+        if (lat && w->n_lat)
+            memcpy(lat + li, w->lat_us, w->n_lat * sizeof *lat);
+        if (seqs && w->n_seqs)
+            memcpy(seqs + si, w->seqs, w->n_seqs * sizeof *seqs);
+        li += w->n_lat;
+        si += w->n_seqs;
+        free(w->lat_us);
+        free(w->seqs);
+    }
+    if (lat && n_lat) {
+        qsort(lat, n_lat, sizeof *lat, s_cmp_u32);
+        t.p50 = s_pct_ms(lat, n_lat, 0.50);
+        t.p90 = s_pct_ms(lat, n_lat, 0.90);
+        t.p99 = s_pct_ms(lat, n_lat, 0.99);
+        t.max_ms = lat[n_lat - 1] / 1000.0;
+    }
+    if (seqs && n_seqs) {
+        /* every new event has its own seq: one seq acked for two records
+         * means something was stored twice */
+        qsort(seqs, n_seqs, sizeof *seqs, s_cmp_u64);
+        for (size_t i = 1; i < n_seqs; i++)
+            if (seqs[i] == seqs[i - 1]) {
+                char detail[128];
+                snprintf(detail, sizeof detail, "seq %llu was acked for two records",
+                         (unsigned long long) seqs[i]);
+                s_error(&run, 1, detail);
+                t.dup_seqs++;
+            }
+        t.events = n_seqs - t.dup_seqs;
+        t.max_seq = seqs[n_seqs - 1];
+    }
+    free(lat);
+    free(seqs);
+    free(ws);
+
+    uint64_t errors = atomic_load(&run.errors);
+    uint64_t transport = atomic_load(&run.transport_errors);
+    int interrupted = atomic_load(&s_signalled) ||
+                      atomic_load(&run.next_grid) < run.n_grids;
+    if (g.json)
+        s_print_json(&g, gen, &t, errors, transport, interrupted);
+    else
+        s_print_human(&g, gen, &t, errors, transport, interrupted);
+    fflush(stdout);
+    pthread_mutex_destroy(&run.lock);
+    pthread_cond_destroy(&run.done);
+    gs_gen_destroy(&gen);
+    return errors || transport || interrupted ? 1 : 0;
+}
