@@ -202,8 +202,22 @@ s_env_open(gs_store_t *self)
         return gs_store_err(rc, "mdb_env_open");
     }
     MDB_envinfo ei;
+    MDB_stat es;
     mdb_env_info(self->env, &ei);
+    mdb_env_stat(self->env, &es);
     self->map_size = ei.me_mapsize;
+    /* LMDB opens an existing store with a map just large enough for its
+     * data; give it room at once instead of failing the first apply into a
+     * growth (no transaction is open here) */
+    size_t used = (size_t) (ei.me_last_pgno + 1) * es.ms_psize;
+    if (!self->opts.read_only && self->map_size < used + used / 2 &&
+        self->map_size < self->opts.map_max) {
+        size_t want = used * 2 > self->opts.map_max ? self->opts.map_max : used * 2;
+        if (want > self->map_size && mdb_env_set_mapsize(self->env, want) == 0) {
+            mdb_env_info(self->env, &ei);
+            self->map_size = ei.me_mapsize;
+        }
+    }
     return 0;
 }
 
@@ -481,14 +495,15 @@ gs_wtxn_abort(gs_store_t *self, MDB_txn **txn)
 int
 gs_store_grow(gs_store_t *self)
 {
+    /* mdb_env_set_mapsize needs every transaction of this process closed */
+    pthread_rwlock_wrlock(&self->env_lock);
     size_t cur = self->map_size;
     if (cur >= self->opts.map_max) {
+        pthread_rwlock_unlock(&self->env_lock);
         gs_store_detail("map at its limit of %zu bytes", self->opts.map_max);
         return GS_EFULL;
     }
     size_t next = cur > self->opts.map_max / 2 ? self->opts.map_max : cur * 2;
-    /* mdb_env_set_mapsize needs every transaction of this process closed */
-    pthread_rwlock_wrlock(&self->env_lock);
     int rc = self->env ? mdb_env_set_mapsize(self->env, next) : MDB_PANIC;
     if (!rc) {
         MDB_envinfo ei;
@@ -728,6 +743,15 @@ gs_store_debug_trace(gs_store_t *self, gs_store_trace_fn *fn, void *arg)
     self->trace = fn;
     self->trace_arg = arg;
     pthread_mutex_unlock(&self->write_lock);
+}
+
+int
+gs_store_debug_reopen(gs_store_t *self)
+{
+    pthread_mutex_lock(&self->write_lock);
+    int rc = gs_store_reopen(self);
+    pthread_mutex_unlock(&self->write_lock);
+    return rc;
 }
 
 void

@@ -96,6 +96,13 @@ typedef struct gs_upload {
     ProtobufCAllocator *alloc;
     const char *const *prefixes;        /* grid prefixes the device may write; */
     size_t n_prefixes;                  /* NULL/0 = any (no scope check)        */
+    const gs_verdict_t *verdicts;       /* NULL, or n_records results of       */
+                                        /* gs_record_check already run by the   */
+                                        /* caller (records normalised in place  */
+                                        /* with alloc, now_ms the same day): the */
+                                        /* store trusts them instead of checking */
+                                        /* again, so validation can run on      */
+                                        /* another thread than the writer       */
 } gs_upload_t;
 
 /* What one upload got. */

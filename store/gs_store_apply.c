@@ -32,15 +32,15 @@
 /* One event produced by this apply, located in the output buffer. */
 typedef struct s_evrec {
     size_t off;                     /* packed ChangeEvent in self->out */
-    size_t len;
-    uint64_t seq;
-    char grid[GS_GRID_LEN + 1];
+    size_t len;                     /* its length */
+    uint64_t seq;                   /* its seq */
+    char grid[GS_GRID_LEN + 1];     /* its cell (the feed topic) */
 } s_evrec_t;
 
 /* One upload's answer, located in the output buffer. */
 typedef struct s_uprec {
     size_t off;                     /* packed Ack in self->out */
-    size_t len;
+    size_t len;                     /* its length */
     int replayed;                   /* answered from the idempotency table */
     uint32_t counts[6];             /* results by ResultStatus */
 } s_uprec_t;
@@ -57,8 +57,8 @@ typedef struct s_cur {
 
 /* State of one apply attempt (redone from scratch after map growth). */
 typedef struct s_apply {
-    gs_store_t *st;
-    MDB_txn *txn;
+    gs_store_t *st;                 /* the store */
+    MDB_txn *txn;                   /* the write transaction */
     int64_t now_ms;                 /* broker clock */
     uint64_t head;                  /* last seq assigned */
     uint64_t head0;                 /* head when the attempt began */
@@ -70,7 +70,7 @@ typedef struct s_apply {
     gs_smap_t cells;                /* grid -> cell meta, written at the end */
     gs_smap_t chain;                /* level prefix -> last seq, written at the end */
     s_evrec_t *evs;                 /* events in seq order */
-    size_t n_evs, cap_evs;
+    size_t n_evs, cap_evs;          /* used and allocated */
     s_uprec_t *ups;                 /* one per upload */
     const gs_upload_t *up;          /* upload being applied */
 } s_apply_t;
@@ -556,7 +556,8 @@ s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, uint8_t hash[16])
 }
 
 static int
-s_record(s_apply_t *a, Gridsync__V1__Record *rec, Gridsync__V1__RecordResult *res)
+s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
+         Gridsync__V1__RecordResult *res)
 {
     gs_store_t *st = a->st;
     const gs_upload_t *up = a->up;
@@ -565,8 +566,14 @@ s_record(s_apply_t *a, Gridsync__V1__Record *rec, Gridsync__V1__RecordResult *re
 
     if (!rec)
         return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, NULL, "empty record");
-    if (gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v))
+    if (up->verdicts) {
+        /* checked (and normalised) by the caller, off the writer thread */
+        if (up->verdicts[index].reason)
+            return s_reject(a, res, up->verdicts[index].reason, gs_record_id(rec), "%s",
+                            up->verdicts[index].message);
+    } else if (gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v)) {
         return s_reject(a, res, v.reason, gs_record_id(rec), "%s", v.message);
+    }
     int kind = gs_record_kind(rec);
     char kb = gs_kind_byte(kind);
     const char *grid = gs_record_grid(rec);
@@ -841,7 +848,7 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         res[i] = init;
         res[i].index = (uint32_t) i;
         resp[i] = &res[i];
-        if ((rc = s_record(a, up->records[i], &res[i])))
+        if ((rc = s_record(a, i, up->records[i], &res[i])))
             return rc;
         if ((unsigned) res[i].status < 6)
             u->counts[res[i].status]++;

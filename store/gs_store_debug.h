@@ -46,6 +46,10 @@ void gs_store_debug_trace(gs_store_t *self, gs_store_trace_fn *fn, void *arg);
  * store translates the code as usual. 0 clears it. */
 void gs_store_debug_fail_commit(gs_store_t *self, int err);
 
+/* Close and reopen the LMDB environment as the store does by itself after
+ * MDB_PANIC, while the store stays in use. Returns 0 or an error. */
+int gs_store_debug_reopen(gs_store_t *self);
+
 /* Persons held in memory per pass of gs_store_person_dups (0 = the
  * default of 500,000), so a test can force several passes. */
 void gs_store_debug_dup_pass(gs_store_t *self, size_t entries);

@@ -85,7 +85,7 @@ struct gs_store {
     gs_wbuf_t out;                  /* acks and events of the running apply */
     gs_wbuf_t pack;                 /* one packed record */
     gs_store_trace_fn *trace;       /* debug: sees every write (bench) */
-    void *trace_arg;
+    void *trace_arg;                /* its argument */
     int fail_commit;                /* debug: the next commit fails with this */
     size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
 };
@@ -292,16 +292,16 @@ size_t gs_prefix_normalise(const char *const *in, size_t n, const char **out);
 
 /* Top-level fields of a packed ChangeEvent, without unpacking the record. */
 typedef struct gs_event_fields {
-    uint64_t seq;
-    const char *grid;               /* not NUL-terminated; grid_len bytes */
-    size_t grid_len;
-    int kind;
-    const char *record_key;         /* not NUL-terminated */
-    size_t record_key_len;
-    int op;
-    uint64_t version;
-    uint64_t prev_seq[GS_LEVELS];   /* zeros when absent */
-    size_t n_prev_seq;
+    uint64_t seq;                   /* field 1 */
+    const char *grid;               /* field 2; not NUL-terminated */
+    size_t grid_len;                /* its length */
+    int kind;                       /* field 3 */
+    const char *record_key;         /* field 4; not NUL-terminated */
+    size_t record_key_len;          /* its length */
+    int op;                         /* field 5 */
+    uint64_t version;               /* field 6 */
+    uint64_t prev_seq[GS_LEVELS];   /* field 11; zeros when absent */
+    size_t n_prev_seq;              /* entries found */
 } gs_event_fields_t;
 
 /* Returns 0, or -1 on malformed bytes. */

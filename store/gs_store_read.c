@@ -896,7 +896,8 @@ gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *
         rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan persons");
         if (rc)
             break;
-        qsort(a.v, a.n, sizeof *a.v, s_pent_cmp);
+        if (a.n)
+            qsort(a.v, a.n, sizeof *a.v, s_pent_cmp);
         /* A duplicate is one person living in two places: member or tenant
          * of more than one record. Landlords of several units are normal. */
         for (size_t i = 0, j; i < a.n && rc == 0; i = j) {

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -410,7 +411,7 @@ test_rejections(void **state)
         st_build(f->a, &(st_rec_t) { .id = "H3", .grid = "110105003001001", .addr_code = "A3",
                                      .pids = { 4 } }),
     };
-    gs_upload_t up = { "dev-1", "u2", recs, 2, gs_arena_allocator(f->a), scope, 2 };
+    gs_upload_t up = { "dev-1", "u2", recs, 2, gs_arena_allocator(f->a), scope, 2, NULL };
     assert_int_equal(gs_store_apply(f->st, &up, 1, ST_NOW_MS, &out), 0);
     ack = st_ack(&out, 0);
     assert_int_equal(ack->results[0]->status, RS(ACCEPTED));
@@ -424,7 +425,7 @@ test_rejections(void **state)
                                                             .addr_code = "A2", .pids = { 3 },
                                                             .base = 1 });
     const char *scope2[] = { "110105002" };
-    gs_upload_t up2 = { "dev-1", "u3", &mv, 1, gs_arena_allocator(f->a), scope2, 1 };
+    gs_upload_t up2 = { "dev-1", "u3", &mv, 1, gs_arena_allocator(f->a), scope2, 1, NULL };
     assert_int_equal(gs_store_apply(f->st, &up2, 1, ST_NOW_MS, &out), 0);
     ack = st_ack(&out, 0);
     assert_int_equal(ack->results[0]->status, RS(REJECTED));
@@ -453,7 +454,7 @@ test_rejections(void **state)
     assert_int_equal(x.status, RS(ACCEPTED));
 
     /* request-level problems get an ack with a reason and no results */
-    up = (gs_upload_t) { "dev 1", "u9", recs, 1, gs_arena_allocator(f->a), NULL, 0 };
+    up = (gs_upload_t) { "dev 1", "u9", recs, 1, gs_arena_allocator(f->a), NULL, 0, NULL };
     assert_int_equal(gs_store_apply(f->st, &up, 1, ST_NOW_MS, &out), 0);
     ack = st_ack(&out, 0);
     assert_int_equal(ack->reason, RN(BAD_REQUEST));
@@ -506,9 +507,9 @@ test_retransmission(void **state)
     Gridsync__V1__Record *r3 = st_build(f->a, &(st_rec_t) { .id = "H3", .addr_code = "A3",
                                                             .pids = { 4 } });
     gs_upload_t ups[3] = {
-        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0 },
-        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0 },
-        { "dev-2", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0 },
+        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL },
+        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL },
+        { "dev-2", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL },
     };
     assert_int_equal(gs_store_apply(f->st, ups, 3, ST_NOW_MS + 10, &out), 0);
     assert_int_equal(out.n_uploads, 3);
@@ -960,6 +961,63 @@ test_tiny_map_grows(void **state)
     free(d2);
 }
 
+/* Another process (the broker) grows the map under a read-only handle
+ * (gridctl): the reader adopts the new size instead of failing. */
+static void
+test_map_grown_by_other_process(void **state)
+{
+    fx_t *f = *state;
+    gs_store_destroy(&f->st);
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    o.map_size = 256 * 1024;
+    gs_store_t *ro = st_open(f->dir, &o);
+    gs_store_info_t before, after;
+    assert_int_equal(gs_store_info(ro, &before), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        gs_store_opts_t w;
+        gs_store_opts_init(&w);
+        w.map_size = 256 * 1024;
+        int err;
+        gs_store_t *st = gs_store_new(f->dir, &w, &err);
+        if (!st)
+            _exit(2);
+        gs_arena_t *a = gs_arena_new(0);
+        for (int b = 0; b < 30; b++) {
+            Gridsync__V1__Record *recs[25];
+            for (int i = 0; i < 25; i++) {
+                char id[32], code[32];
+                snprintf(id, sizeof id, "G%d-%d", b, i);
+                snprintf(code, sizeof code, "GA%d-%d", b, i);
+                recs[i] = st_build(a, &(st_rec_t) { .id = id, .addr_code = code,
+                                   .pids = { (uint32_t) (80000 + b * 100 + i * 2),
+                                             (uint32_t) (80001 + b * 100 + i * 2) } });
+            }
+            char upid[16];
+            snprintf(upid, sizeof upid, "g%d", b);
+            gs_apply_out_t out;
+            if (st_apply(st, a, "dev-1", upid, recs, 25, ST_NOW_MS, &out))
+                _exit(3);
+            gs_apply_out_clear(&out);
+            gs_arena_reset(a);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(s_head(ro), 750);
+    assert_int_equal(gs_store_info(ro, &after), 0);
+    assert_true(after.map_size > before.map_size);
+    assert_int_equal(after.records, 750);
+    gs_store_destroy(&ro);
+    f->st = st_open(f->dir, NULL);
+    st_verify_ok(f->st);
+}
+
 static void
 test_commit_failures(void **state)
 {
@@ -978,6 +1036,16 @@ test_commit_failures(void **state)
     assert_int_equal(st_apply(f->st, f->a, "dev-1", "u1", &rec, 1, ST_NOW_MS, &out), 0);
     assert_int_equal(out.uploads[0].replayed, 0);
     assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 1);
+    gs_apply_out_clear(&out);
+
+    /* the reopen the store does after MDB_PANIC keeps everything usable */
+    assert_int_equal(gs_store_debug_reopen(f->st), 0);
+    assert_int_equal(s_head(f->st), 1);
+    assert_non_null(s_note(f->st, K_H, "H1", NULL));
+    Gridsync__V1__Record *r2 = st_build(f->a, &(st_rec_t) { .id = "H2", .addr_code = "A2",
+                                                            .pids = { 3 } });
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "u2", &r2, 1, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.head_seq, 2);
     gs_apply_out_clear(&out);
 
     /* a real write failure: the file may not grow (as on a full disk) */
@@ -1002,7 +1070,7 @@ test_commit_failures(void **state)
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, oldsig);
     assert_true(rc == GS_EFULL || rc == GS_EIO);
-    assert_int_equal(s_head(f->st), 1);
+    assert_int_equal(s_head(f->st), 2);
     st_verify_ok(f->st);
     /* space is back: the same upload goes through */
     rc = st_apply(f->st, f->a, "dev-1", "big", recs, 300, ST_NOW_MS, &out);
@@ -1755,6 +1823,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_move_between_cells, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_person_index, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tiny_map_grows, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_map_grown_by_other_process, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_commit_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_events_both_paths, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_prev_seq_chains, s_setup, s_teardown),
