@@ -5,10 +5,14 @@
 #   make test            build and run the whole CTest suite
 #   make test-sanitize   the same suite built with ASan + UBSan
 #   make bench           benchmarks; writes docs/benchmarks.md
+#   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each
 #   make clean
 
 BUILD    ?= build
 SANBUILD ?= build-sanitize
+FUZZBUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 
@@ -16,9 +20,9 @@ CTEST_ARGS ?=
 DEBS := build-essential cmake pkg-config \
         libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler \
         protobuf-compiler liblmdb-dev libsodium-dev libcmocka-dev \
-        lmdb-utils
+        lmdb-utils clang libclang-rt-14-dev
 
-.PHONY: all deps build demo test test-sanitize bench clean
+.PHONY: all deps build demo test test-sanitize fuzz bench clean
 
 all: build
 
@@ -51,5 +55,26 @@ test-sanitize: deps
 	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
+# Each target runs on a copy of its seed corpus and regression inputs in
+# $(FUZZBUILD)/corpus (libFuzzer adds what it finds there, never in the
+# repository). A crash stops make; the input is saved as
+# $(FUZZBUILD)/artifacts/<target>-crash-*: add it to
+# tests/fuzz/regressions/<target>/ with the fix.
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZBUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DGRIDSYNC_FUZZ=ON -DGRIDSYNC_SANITIZE=ON
+	cmake --build $(FUZZBUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
+	@set -e; mkdir -p $(FUZZBUILD)/artifacts; \
+	for t in $(FUZZ_TARGETS); do \
+	  rm -rf $(FUZZBUILD)/corpus/$$t; mkdir -p $(FUZZBUILD)/corpus/$$t; \
+	  cp tests/fuzz/corpus/$$t/* $(FUZZBUILD)/corpus/$$t/; \
+	  if [ -d tests/fuzz/regressions/$$t ]; then \
+	    cp tests/fuzz/regressions/$$t/* $(FUZZBUILD)/corpus/$$t/ 2>/dev/null || true; fi; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(FUZZBUILD)/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZBUILD)/artifacts/$$t- $(FUZZBUILD)/corpus/$$t; \
+	done
+
 clean:
-	rm -rf $(BUILD) $(SANBUILD)
+	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD)

@@ -5,12 +5,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gs_validate.h"
@@ -156,6 +160,86 @@ gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *co
     if (pthread_create(&b->drain, NULL, s_drain_main, b) == 0)
         b->drain_running = 1;
     return 0;
+}
+
+int
+gs_tk_free_port(void)
+{
+    /* below the ephemeral range: try a few random ports there first */
+    int lo = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &lo) != 1)
+            lo = 32768;
+        fclose(f);
+    }
+    unsigned seed = (unsigned) getpid() ^ (unsigned) time(NULL);
+    for (int attempt = 0; attempt < 64; attempt++) {
+        int port = 0; /* last resort: whatever the kernel gives */
+        if (attempt < 63 && lo > 11000)
+            port = lo - 10000 + (int) (rand_r(&seed) % 9000u);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 0;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((uint16_t) port);
+        socklen_t sl = sizeof sa;
+        int ok = bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0 &&
+                 getsockname(fd, (struct sockaddr *) &sa, &sl) == 0;
+        close(fd);
+        if (ok)
+            return ntohs(sa.sin_port);
+    }
+    return 0;
+}
+
+int
+gs_tk_broker_start_fixed(gs_tk_broker_t *b, const char *store_dir, const char *const *extra,
+                         int secure)
+{
+    int up = gs_tk_free_port(), feed = gs_tk_free_port();
+    while (feed && feed == up)
+        feed = gs_tk_free_port();
+    if (!up || !feed)
+        return -1;
+    char up_arg[64], feed_arg[64];
+    snprintf(up_arg, sizeof up_arg, "--upload-endpoint=tcp://127.0.0.1:%d", up);
+    snprintf(feed_arg, sizeof feed_arg, "--feed-endpoint=tcp://127.0.0.1:%d", feed);
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = up_arg;
+    argv[n++] = feed_arg;
+    for (int i = 0; extra && extra[i] && n < 63; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return gs_tk_broker_start_mode(b, store_dir, argv, secure);
+}
+
+int
+gs_tk_broker_restart(gs_tk_broker_t *b, const char *const *extra)
+{
+    if (b->pid > 0 || !b->upload[0] || !b->feed[0])
+        return -1;
+    char store[sizeof b->store];
+    char up_arg[sizeof b->upload + 32], feed_arg[sizeof b->feed + 32];
+    snprintf(store, sizeof store, "%s", b->store);
+    snprintf(up_arg, sizeof up_arg, "--upload-endpoint=%s", b->upload);
+    snprintf(feed_arg, sizeof feed_arg, "--feed-endpoint=%s", b->feed);
+    /* the ready line names the key in secure mode and "-" without */
+    int secure = b->server_key[0] && strcmp(b->server_key, "-") != 0;
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = up_arg;
+    argv[n++] = feed_arg;
+    for (int i = 0; extra && extra[i] && n < 63; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return gs_tk_broker_start_mode(b, store, argv, secure);
 }
 
 int

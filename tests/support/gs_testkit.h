@@ -43,6 +43,24 @@ int gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *con
 int gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir,
                             const char *const *extra, int secure);
 
+/* A free loopback TCP port for a broker endpoint that must stay the same
+ * across restarts. Taken below the kernel's ephemeral range when possible,
+ * so that no outgoing connection (a client reconnecting to a dead broker)
+ * can be given it as its local port meanwhile. 0 on failure. */
+int gs_tk_free_port(void);
+
+/* gs_tk_broker_start_mode on fixed free ports (gs_tk_free_port) for the
+ * upload and feed endpoints, so that gs_tk_broker_restart can bring the
+ * broker back where its clients will reconnect. */
+int gs_tk_broker_start_fixed(gs_tk_broker_t *b, const char *store_dir,
+                             const char *const *extra, int secure);
+
+/* Start a stopped broker again on the same store and the same upload and
+ * feed endpoints it had bound (and the same security mode); extra as for
+ * gs_tk_broker_start. The metrics port is chosen afresh. Returns as
+ * gs_tk_broker_start. */
+int gs_tk_broker_restart(gs_tk_broker_t *b, const char *const *extra);
+
 /* Send sig (SIGTERM, SIGKILL) and wait for the exit. Returns the exit
  * status as from waitpid (use WIFEXITED...). */
 int gs_tk_broker_stop(gs_tk_broker_t *b, int sig);

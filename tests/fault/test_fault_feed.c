@@ -1,0 +1,177 @@
+/*
+ * test_fault_feed: feed consumers that cannot keep up, or are not there.
+ *
+ * The live feed is best-effort by design: the broker's XPUB drops messages
+ * for a subscriber whose queue is full rather than slow everyone down. A
+ * subscriber must still end with every event of its prefix exactly once: it
+ * detects the loss (prev_seq chains, heartbeats) and repairs it from the
+ * sync service. A subscriber that was offline the whole time catches up from
+ * its checkpoint to the same state.
+ *
+ * The slow subscriber is made slow by not reading at all while the devices
+ * upload a volume far larger than every queue and socket buffer between the
+ * broker and it (so the broker must drop), then by reading while the load
+ * goes on.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fault_kit.h"
+#include "gs_client.h"
+
+static const char *const s_grids[] = {
+    "440305003001001", "440305003001002", "440305004001001",
+};
+#define S_PREFIX "440305003001"
+
+typedef struct {
+    char dir[64];               /* temp dir */
+    char store[128];            /* store inside it */
+    gs_tk_broker_t broker;      /* the daemon */
+} s_env_t;
+
+static int
+s_setup(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    *state = e;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_env_t *e = *state;
+    gs_tk_broker_stop(&e->broker, SIGKILL);
+    gs_tk_rmtree(e->dir);
+    free(e);
+    return 0;
+}
+
+/* Follow prefix from checkpoint cp until seq last; returns the seqs. */
+static uint64_t *
+s_catch_up(const s_env_t *e, const char *cp, uint64_t last, size_t *n)
+{
+    const char *p[] = { S_PREFIX };
+    gs_sub_opts_t so;
+    gs_sub_opts_init(&so);
+    int err = 0;
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, p, 1, cp, 0, &so, &err);
+    assert_non_null(sub);
+    size_t cap = 1024;
+    uint64_t *v = malloc(cap * sizeof *v);
+    *n = 0;
+    while (gs_sub_position(sub, 0) < last) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_int_equal(gs_sub_next(sub, 30000, &ev), 0);
+        if (*n == cap)
+            v = realloc(v, (cap *= 2) * sizeof *v);
+        v[(*n)++] = ev->seq;
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_sub_destroy(&sub);
+    return v;
+}
+
+static void
+test_slow_and_offline_subscribers(void **state)
+{
+    s_env_t *e = *state;
+    int soak = gs_fk_soak();
+    const char *extra[] = { "--feed-sndhwm=2", NULL };
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, extra), 0);
+
+    /* the offline subscriber: registered once, then gone for the whole test */
+    char cp_off[200], cp_slow[200];
+    snprintf(cp_off, sizeof cp_off, "%s/offline.cp", e->dir);
+    snprintf(cp_slow, sizeof cp_slow, "%s/slow.cp", e->dir);
+    {
+        const char *p[] = { S_PREFIX };
+        gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, p, 1, cp_off, 0, NULL, NULL);
+        assert_non_null(sub);
+        assert_int_equal(gs_sub_checkpoint(sub, NULL), 0);
+        gs_sub_destroy(&sub);
+    }
+
+    gs_fk_follow_opts_t fo = {
+        .feed = e->broker.feed, .sync = e->broker.upload, .prefix = S_PREFIX,
+        .checkpoint = cp_slow, .rcvhwm = 2, .timeout_ms = 2000, .checkpoint_every = 500,
+        .stalled = 1,
+    };
+    gs_fk_follow_t *f = gs_fk_follow_start(&fo);
+    assert_non_null(f);
+
+    /* big households (~1.3 KB an event): while the subscriber reads nothing,
+     * its prefix gets ~60 MB of events, beyond any socket buffer */
+    long stall_uploads = soak ? 2000 : (getenv("XS") ? atol(getenv("XS")) : 400);
+    long more_uploads = soak ? 4000 : 200;
+    gs_fk_load_opts_t lo = {
+        .endpoint = e->broker.upload, .tag = "S", .grids = s_grids,
+        .n_grids = sizeof s_grids / sizeof s_grids[0], .records = 100, .members = 24,
+        .timeout_ms = 5000, .retries = 20,
+        .max_uploads = stall_uploads + more_uploads,
+    };
+    gs_fk_load_t *l = gs_fk_load_start(&lo, 2);
+    assert_non_null(l);
+    assert_int_equal(gs_fk_load_wait(l, 2 * (uint64_t) stall_uploads, 60000), 0);
+    /* now the subscriber reads, under the load that goes on */
+    gs_fk_follow_release(f);
+    assert_int_equal(gs_fk_load_wait(l, 2 * (uint64_t) (stall_uploads + more_uploads), 120000),
+                     0);
+    gs_fk_load_stop(l);
+    assert_int_equal(gs_fk_load_errors(l), 0);
+
+    uint64_t *want = NULL, last = 0;
+    size_t n_want = gs_fk_log_seqs(e->store, S_PREFIX, &want, &last);
+    assert_true(n_want != (size_t) -1 && n_want > 0);
+    assert_int_equal(gs_fk_follow_finish(f, last, 60000), 0);
+    size_t n_got = 0;
+    const uint64_t *got = gs_fk_follow_seqs(f, &n_got);
+    gs_fk_follow_stats_t fs;
+    gs_fk_follow_stats(f, &fs);
+    fprintf(stderr,
+            "slow subscriber: %zu events (live %llu, pulled %llu, duplicates dropped %llu, "
+            "gaps %llu, heartbeats %llu)\n",
+            n_got, (unsigned long long) fs.live, (unsigned long long) fs.pulled,
+            (unsigned long long) fs.duplicates, (unsigned long long) fs.gaps,
+            (unsigned long long) fs.heartbeats);
+    assert_int_equal(fs.errors, 0);
+    /* the feed did drop (else this test proved nothing), and repair filled it */
+    assert_true(fs.gaps > 0);
+    assert_true(fs.pulled > 0);
+    assert_int_equal(gs_fk_seqs_compare("slow subscriber", got, n_got, want, n_want), 0);
+
+    /* the offline subscriber comes back to the same state */
+    size_t n_off = 0;
+    uint64_t *off = s_catch_up(e, cp_off, last, &n_off);
+    assert_int_equal(gs_fk_seqs_compare("offline subscriber", off, n_off, want, n_want), 0);
+    free(off);
+
+    size_t n = 0;
+    const gs_fk_ack_t *acks = gs_fk_load_acks(l, &n);
+    assert_int_equal(gs_fk_check_store(e->store, acks, n), 0);
+    free(want);
+    gs_fk_follow_destroy(&f);
+    gs_fk_load_destroy(&l);
+    assert_int_equal(gs_fk_broker_term(&e->broker), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_slow_and_offline_subscribers, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

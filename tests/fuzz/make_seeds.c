@@ -1,0 +1,300 @@
+/*
+ * make_seeds: writes the seed corpus of the fuzz targets.
+ *
+ *   make_seeds OUTDIR      (then copy OUTDIR/<target>/ to tests/fuzz/corpus/)
+ *
+ * Seeds are valid inputs, so that mutation starts from what real clients
+ * send and reaches past the decoder: uploads of households and rental
+ * units from the small fuzz district (gs_fuzz_district), some with ID
+ * numbers and phones in forms the broker normalises, plus a few with
+ * mistakes; sync and snapshot requests, one of them carrying a real
+ * second-page cursor from a store filled like the sync target's; and for
+ * the store target, an order of uploads that creates, edits, moves,
+ * merges and voids records. Deterministic: the same bytes on every run.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gs_arena.h"
+#include "gs_fuzz.h"
+#include "gs_validate.h"
+
+static const char *s_out;           /* output directory */
+
+static void
+s_die(const char *what)
+{
+    fprintf(stderr, "make_seeds: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void
+s_write(const char *target, const char *name, int flags, const uint8_t *data, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", s_out, target);
+    if (mkdir(path, 0755) && errno != EEXIST)
+        s_die(path);
+    snprintf(path, sizeof path, "%s/%s/%s", s_out, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        s_die(path);
+    if (flags >= 0)
+        fputc(flags, f);
+    if (len && fwrite(data, 1, len, f) != len)
+        s_die(path);
+    if (fclose(f))
+        s_die(path);
+}
+
+static void
+s_write_request(const char *target, const char *name, Gridsync__V1__Request *req)
+{
+    size_t n = gridsync__v1__request__get_packed_size(req);
+    uint8_t *b = malloc(n + 1);
+    gridsync__v1__request__pack(req, b);
+    s_write(target, name, -1, b, n);
+    free(b);
+}
+
+static Gridsync__V1__Upload
+s_upload(const char *device, const char *uid, Gridsync__V1__Record **recs, size_t n)
+{
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = (char *) device;
+    up.upload_id = (char *) uid;
+    up.records = recs;
+    up.n_records = n;
+    return up;
+}
+
+static void
+s_write_upload_request(const char *name, Gridsync__V1__Upload *up)
+{
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.request_id = 1;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_UPLOAD;
+    req.upload = up;
+    s_write_request("fuzz_upload", name, &req);
+}
+
+static void
+s_write_apply(const char *name, int flags, Gridsync__V1__Upload *up)
+{
+    size_t n = gridsync__v1__upload__get_packed_size(up);
+    uint8_t *b = malloc(n + 1);
+    gridsync__v1__upload__pack(up, b);
+    s_write("fuzz_store_apply", name, flags, b, n);
+    free(b);
+}
+
+/* Rewrite the first member's ID number as typed on a phone keyboard in
+ * full-width digits, and its first phone with a +86 prefix and spaces. */
+static void
+s_untidy(Gridsync__V1__Record *rec, gs_arena_t *a)
+{
+    Gridsync__V1__Person *p = rec->household->members[0];
+    char wide[18 * 3 + 1], *w = wide;
+    for (const char *c = p->id_number; *c; c++) {
+        if (*c >= '0' && *c <= '9') {
+            /* U+FF10 + digit: EF BC 90.. */
+            *w++ = (char) 0xef;
+            *w++ = (char) 0xbc;
+            *w++ = (char) (0x90 + (*c - '0'));
+        } else {
+            *w++ = (char) (*c == 'X' ? 'x' : *c);
+        }
+    }
+    *w = 0;
+    p->id_number = gs_arena_strdup(a, wide);
+    if (p->n_phones && strlen(p->phones[0]) == 11 && p->phones[0][0] == '1') {
+        char ph[32];
+        const char *d = p->phones[0];
+        snprintf(ph, sizeof ph, "+86 %.3s %.4s %.4s", d, d + 3, d + 7);
+        p->phones[0] = gs_arena_strdup(a, ph);
+    }
+}
+
+static void
+s_uploads(gs_gen_t *g, gs_arena_t *a)
+{
+    Gridsync__V1__Record *recs[8];
+    Gridsync__V1__Upload up;
+
+    for (uint32_t i = 0; i < 3; i++)
+        recs[i] = gs_gen_household(g, i, a);
+    up = s_upload("dev-fuzz", "seed-households", recs, 3);
+    s_write_upload_request("households", &up);
+
+    recs[0] = gs_gen_rental(g, 0, a);
+    recs[1] = gs_gen_rental(g, 3, a);
+    up = s_upload("dev-fuzz", "seed-rentals", recs, 2);
+    s_write_upload_request("rentals", &up);
+
+    recs[0] = gs_gen_household(g, 5, a);
+    s_untidy(recs[0], a);
+    recs[1] = gs_gen_rental(g, 1, a);
+    up = s_upload("dev-fuzz", "seed-untidy", recs, 2);
+    s_write_upload_request("untidy", &up);
+
+    /* mistakes: a wrong check character, an unknown enum value */
+    recs[0] = gs_gen_household(g, 6, a);
+    char *id = gs_arena_strdup(a, recs[0]->household->members[0]->id_number);
+    id[17] = id[17] == '0' ? '1' : '0';
+    recs[0]->household->members[0]->id_number = id;
+    recs[1] = gs_gen_household(g, 7, a);
+    recs[1]->household->members[0]->sex = (Gridsync__V1__Sex) 99;
+    up = s_upload("dev-fuzz", "seed-mistakes", recs, 2);
+    s_write_upload_request("mistakes", &up);
+}
+
+static void
+s_sync_request(const char *target, const char *name, const char **prefixes, size_t n,
+               uint64_t since, uint32_t limit, int omit)
+{
+    Gridsync__V1__SyncRequest s = GRIDSYNC__V1__SYNC_REQUEST__INIT;
+    s.prefixes = (char **) prefixes;
+    s.n_prefixes = n;
+    s.since_seq = since;
+    s.limit = limit;
+    s.omit_restricted = omit;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.request_id = 7;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
+    req.sync = &s;
+    s_write_request(target, name, &req);
+}
+
+static void
+s_snapshot_request(const char *target, const char *name, const char **prefixes, size_t n,
+                   uint32_t limit, const uint8_t *cursor, size_t cursor_len, int omit)
+{
+    Gridsync__V1__SnapshotRequest s = GRIDSYNC__V1__SNAPSHOT_REQUEST__INIT;
+    s.prefixes = (char **) prefixes;
+    s.n_prefixes = n;
+    s.limit = limit;
+    s.cursor.data = (uint8_t *) cursor;
+    s.cursor.len = cursor_len;
+    s.omit_restricted = omit;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.request_id = 8;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT;
+    req.snapshot = &s;
+    s_write_request(target, name, &req);
+}
+
+static int
+s_ignore(void *arg, const gs_record_view_t *r)
+{
+    (void) arg;
+    (void) r;
+    return 0;
+}
+
+static void
+s_requests(gs_gen_t *g, const char *target)
+{
+    const char *all[] = { "" };
+    const char *district[] = { "440305" };
+    const char *two[] = { "440305001", gs_gen_grid_code(g, 1) };
+    const char *grid[] = { gs_gen_grid_code(g, 0) };
+    s_sync_request(target, "sync-all", all, 1, 0, 0, 0);
+    s_sync_request(target, "sync-limit", two, 2, 3, 5, 1);
+    s_sync_request(target, "sync-grid", grid, 1, 0, 0, 0);
+    s_snapshot_request(target, "snapshot-first", district, 1, 4, NULL, 0, 0);
+    s_snapshot_request(target, "snapshot-grid-omit", grid, 1, 0, NULL, 0, 1);
+
+    /* a real second-page cursor, from a store filled as the sync target's */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.no_sync = 1;
+    gs_store_t *st = gs_store_new(gs_fuzz_tmpdir(), &o, NULL);
+    if (!st || gs_fuzz_store_fill(st))
+        s_die("store");
+    uint8_t *next = NULL;
+    size_t next_len = 0;
+    uint64_t seq;
+    if (gs_store_snapshot(st, district, 1, NULL, 0, 4, s_ignore, NULL, &next, &next_len, &seq) ||
+        !next)
+        s_die("snapshot");
+    s_snapshot_request(target, "snapshot-page2", district, 1, 4, next, next_len, 0);
+    free(next);
+    gs_store_destroy(&st);
+}
+
+/* The store target: an order of uploads that creates, edits, moves,
+ * merges and voids (file names keep the order). */
+static void
+s_applies(gs_gen_t *g, gs_arena_t *a)
+{
+    Gridsync__V1__Record *recs[8];
+    Gridsync__V1__Upload up;
+
+    for (uint32_t i = 0; i < 4; i++)
+        recs[i] = gs_gen_household(g, i, a);
+    up = s_upload("dev-fuzz", "a-new", recs, 4);
+    s_write_apply("00-new", 0, &up);
+
+    for (uint32_t i = 0; i < 3; i++)
+        recs[i] = gs_gen_rental(g, i, a);
+    up = s_upload("dev-fuzz", "a-rentals", recs, 3);
+    s_write_apply("01-rentals", GS_FUZZ_APPLY_VERDICTS, &up);
+
+    recs[0] = gs_gen_household(g, 0, a);
+    recs[0]->household->address = gs_arena_strdup(a, "changed address");
+    recs[0]->household->meta->base_version = 1;
+    up = s_upload("dev-fuzz", "a-edit", recs, 1);
+    s_write_apply("02-edit", GS_FUZZ_APPLY_REPAIR_IDS, &up);
+
+    recs[0] = gs_gen_household(g, 1, a);
+    recs[0]->household->grid_code =
+        gs_arena_strdup(a, gs_gen_grid_code(g, gs_gen_grid_count(g) - 1));
+    recs[0]->household->meta->base_version = 1;
+    up = s_upload("dev-fuzz", "a-move", recs, 1);
+    s_write_apply("03-move", GS_FUZZ_APPLY_VERDICTS | GS_FUZZ_APPLY_REPAIR_IDS, &up);
+
+    recs[0] = gs_gen_household(g, 2, a);
+    recs[0]->household->household_id = gs_arena_strdup(a, "H-merge-1");
+    up = s_upload("dev-fuzz", "a-merge", recs, 1);
+    s_write_apply("04-merge", 0, &up);
+
+    recs[0] = gs_gen_rental(g, 1, a);
+    recs[0]->rental->meta->status = GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID;
+    recs[0]->rental->meta->base_version = 1;
+    recs[1] = gs_gen_household(g, 3, a);
+    recs[1]->household->address = gs_arena_strdup(a, "edited ahead");
+    recs[1]->household->meta->base_version = 7; /* ahead of the store */
+    up = s_upload("dev-fuzz", "a-void", recs, 2);
+    s_write_apply("05-void-ahead", GS_FUZZ_APPLY_VERDICTS, &up);
+
+    for (uint32_t i = 0; i < 3; i++)
+        recs[i] = gs_gen_household(g, 4 + i * 4, a); /* grids 2, 3, 4 */
+    up = s_upload("dev-fuzz", "a-scoped", recs, 3);
+    s_write_apply("06-scoped-twice", GS_FUZZ_APPLY_SCOPED | GS_FUZZ_APPLY_TWICE, &up);
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s OUTDIR\n", argv[0]);
+        return 2;
+    }
+    s_out = argv[1];
+    if (mkdir(s_out, 0755) && errno != EEXIST)
+        s_die(s_out);
+    gs_gen_t *g = gs_fuzz_district();
+    gs_arena_t *a = gs_arena_new(0);
+    if (!g || !a)
+        s_die("generator");
+    s_uploads(g, a);
+    s_requests(g, "fuzz_upload");
+    s_requests(g, "fuzz_sync");
+    s_applies(g, a);
+    gs_arena_destroy(&a);
+    gs_gen_destroy(&g);
+    return 0;
+}

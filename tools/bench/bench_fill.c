@@ -1,0 +1,254 @@
+/*
+ * bench_fill: pre-fill a store with synthetic records, fast, for the
+ * growth, catch-up and pull-sync benchmarks.
+ *
+ * Where it sits: run by tools/bench/run_bench.sh while no broker has the
+ * store open. It applies records of the pre-fill district (bench_util.h:
+ * district 440306, sized by --layout) through gs_store_apply, the store's
+ * ordinary write path (validation, dedup, change log, indexes), so the
+ * store ends up exactly as if devices had uploaded them. To save time it
+ * opens the store with the BENCHMARK-ONLY no_sync option (MDB_NOSYNC) and
+ * applies large transactions; the measured runs that follow reopen the
+ * store with full sync. The data file is flushed (fdatasync) before exit,
+ * so the next process starts from a store on disk.
+ *
+ * Records are numbered grid by grid (households, then rental units of each
+ * grid); --from and --count pick a range, so the store can be filled in
+ * steps (1M, then up to 5M) without repeating a record.
+ *
+ * Output: "fill.*" key=value lines (records applied, seconds, store info).
+ *
+ * Usage: bench_fill --store DIR --layout N --from I --count N [--txn N]
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+#include "gs_arena.h"
+#include "gs_gen.h"
+#include "gs_store.h"
+
+#define S_UP_MAX 250            /* records per upload (one device, one grid) */
+#define S_UPS_MAX 256           /* uploads per transaction, at most */
+#define S_NOW_MS 1780243200000LL /* the generator's "today" */
+
+/* Walks the district's records in index order. */
+typedef struct s_walk {
+    const gs_gen_t *gen;
+    uint32_t grid;                  /* current grid */
+    uint64_t index;                 /* global index of the next record */
+    uint32_t hh_next, hh_end;       /* households of the current grid left */
+    uint32_t rt_next, rt_end;       /* rental units of the current grid left */
+} s_walk_t;
+
+static void
+s_walk_grid(s_walk_t *w)
+{
+    uint32_t first, n;
+    gs_gen_grid_households(w->gen, w->grid, &first, &n);
+    w->hh_next = first;
+    w->hh_end = first + n;
+    gs_gen_grid_rentals(w->gen, w->grid, &first, &n);
+    w->rt_next = first;
+    w->rt_end = first + n;
+}
+
+/* Position the walk at global record index from; 0, or -1 past the end. */
+static int
+s_walk_seek(s_walk_t *w, const gs_gen_t *gen, uint64_t from)
+{
+    memset(w, 0, sizeof *w);
+    w->gen = gen;
+    uint32_t grids = gs_gen_grid_count(gen);
+    for (w->grid = 0; w->grid < grids; w->grid++) {
+        s_walk_grid(w);
+        uint64_t n = (uint64_t) (w->hh_end - w->hh_next) + (w->rt_end - w->rt_next);
+        if (w->index + n > from) {
+            uint64_t skip = from - w->index;
+            uint64_t hh = w->hh_end - w->hh_next;
+            if (skip < hh) {
+                w->hh_next += (uint32_t) skip;
+            } else {
+                w->hh_next = w->hh_end;
+                w->rt_next += (uint32_t) (skip - hh);
+            }
+            w->index = from;
+            return 0;
+        }
+        w->index += n;
+    }
+    return -1;
+}
+
+/* Up to max records of the current grid into recs; moves to the next grid
+ * when this one is done. 0 at the end of the district. */
+static size_t
+s_walk_next(s_walk_t *w, gs_arena_t *a, Gridsync__V1__Record **recs, size_t max)
+{
+    uint32_t grids = gs_gen_grid_count(w->gen);
+    while (w->hh_next == w->hh_end && w->rt_next == w->rt_end) {
+        if (++w->grid >= grids)
+            return 0;
+        s_walk_grid(w);
+    }
+    size_t k = 0;
+    while (k < max) {
+        Gridsync__V1__Record *r = NULL;
+        if (w->hh_next < w->hh_end)
+            r = gs_gen_household(w->gen, w->hh_next++, a);
+        else if (w->rt_next < w->rt_end)
+            r = gs_gen_rental(w->gen, w->rt_next++, a);
+        else
+            break;
+        if (!r) {
+            fprintf(stderr, "bench_fill: the generator failed\n");
+            exit(1);
+        }
+        recs[k++] = r;
+        w->index++;
+    }
+    return k;
+}
+
+static void
+s_usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_fill --store DIR --layout N --from I --count N [--txn N]\n"
+            "  --layout N   size of the pre-fill district in records (fixes its layout)\n"
+            "  --from I     first record index to apply (default 0)\n"
+            "  --count N    records to apply\n"
+            "  --txn N      records per transaction (default 20000)\n"
+            "Applies with no_sync (BENCHMARK ONLY), then flushes the data file.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *dir = NULL;
+    uint64_t layout = 0, from = 0, count = 0, txn = 20000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            s_usage();
+            return 2;
+        }
+        if (!strcmp(a, "--store"))
+            dir = v;
+        else if (!strcmp(a, "--layout"))
+            layout = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--from"))
+            from = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--count"))
+            count = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--txn"))
+            txn = strtoull(v, NULL, 10);
+        else {
+            s_usage();
+            return 2;
+        }
+        i++;
+    }
+    if (!dir || !layout || txn == 0) {
+        s_usage();
+        return 2;
+    }
+    gs_gen_opts_t go;
+    gs_bench_fill_opts(&go, layout);
+    gs_gen_t *gen = gs_gen_new(&go);
+    if (!gen) {
+        fprintf(stderr, "bench_fill: cannot lay out the pre-fill district\n");
+        return 1;
+    }
+    gs_store_opts_t so;
+    gs_store_opts_init(&so);
+    so.no_sync = 1;                     /* BENCHMARK ONLY: the pre-fill is not measured */
+    so.map_size = (size_t) 1 << 30;
+    int err = 0;
+    gs_store_t *st = gs_store_new(dir, &so, &err);
+    if (!st) {
+        fprintf(stderr, "bench_fill: open %s: %s (%s)\n", dir, gs_store_strerror(err),
+                gs_store_errdetail());
+        return 1;
+    }
+    s_walk_t w;
+    if (count && s_walk_seek(&w, gen, from)) {
+        fprintf(stderr, "bench_fill: --from %llu is past the district's end\n",
+                (unsigned long long) from);
+        return 1;
+    }
+    gs_arena_t *arena = gs_arena_new((size_t) 8 << 20);
+    static Gridsync__V1__Record *recs[S_UPS_MAX][S_UP_MAX];
+    static char upids[S_UPS_MAX][64], devs[S_UPS_MAX][32];
+    gs_upload_t ups[S_UPS_MAX];
+    uint64_t done = 0, accepted = 0, upload_no = from;
+    int64_t t0 = gs_bench_now_us(), last = t0;
+    while (done < count) {
+        size_t n = 0, in_txn = 0;
+        while (n < S_UPS_MAX && in_txn < txn && done + in_txn < count) {
+            uint64_t left = count - done - in_txn;
+            size_t want = left < S_UP_MAX ? (size_t) left : S_UP_MAX;
+            size_t k = s_walk_next(&w, arena, recs[n], want);
+            if (!k)
+                break;
+            /* the records all come from w.grid, the device's grid */
+            snprintf(devs[n], sizeof devs[n], "dev-%s", gs_gen_grid_code(gen, w.grid));
+            snprintf(upids[n], sizeof upids[n], "fill-%llu", (unsigned long long) upload_no++);
+            ups[n] = (gs_upload_t) { devs[n], upids[n], recs[n], k, gs_arena_allocator(arena),
+                                     NULL, 0, NULL };
+            n++;
+            in_txn += k;
+        }
+        if (!n)
+            break;
+        gs_apply_out_t out;
+        int rc = gs_store_apply(st, ups, n, S_NOW_MS, &out);
+        if (rc) {
+            fprintf(stderr, "bench_fill: apply: %s (%s)\n", gs_store_strerror(rc),
+                    gs_store_errdetail());
+            return 1;
+        }
+        for (size_t i = 0; i < n; i++)
+            accepted += out.uploads[i].counts[1];
+        gs_apply_out_clear(&out);
+        gs_arena_reset(arena);
+        done += in_txn;
+        int64_t now = gs_bench_now_us();
+        if (now - last > 10000000) {
+            fprintf(stderr, "  bench_fill: %llu of %llu records (%.0f/s)\n",
+                    (unsigned long long) done, (unsigned long long) count,
+                    (double) done / ((double) (now - t0) / 1e6));
+            last = now;
+        }
+    }
+    double secs = (double) (gs_bench_now_us() - t0) / 1e6;
+    gs_store_info_t info;
+    memset(&info, 0, sizeof info);
+    gs_store_info(st, &info);
+    gs_store_destroy(&st);
+    /* no_sync left the last commits in the page cache: write them out so
+     * the measured runs start from a store that is on disk */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        fdatasync(fd);
+        close(fd);
+    }
+    gs_bench_kv("fill", "records", "%llu", (unsigned long long) done);
+    gs_bench_kv("fill", "accepted", "%llu", (unsigned long long) accepted);
+    gs_bench_kv("fill", "seconds", "%.3f", secs);
+    gs_bench_kv("fill", "records_per_s", "%.0f", secs > 0 ? (double) done / secs : 0);
+    gs_bench_kv("fill", "next_index", "%llu", (unsigned long long) (from + done));
+    gs_bench_kv("fill", "store_records", "%llu", (unsigned long long) info.records);
+    gs_bench_kv("fill", "store_events", "%llu", (unsigned long long) info.events);
+    gs_bench_kv("fill", "store_used_bytes", "%zu", info.map_used);
+    gs_bench_kv("fill", "store_file_bytes", "%zu", info.file_size);
+    gs_arena_destroy(&arena);
+    gs_gen_destroy(&gen);
+    return accepted == done ? 0 : 1;
+}

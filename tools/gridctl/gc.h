@@ -1,0 +1,251 @@
+/*
+ * gc: what gridctl's subcommands share. The command-line context, the
+ * option parser, opening the store, the --reveal audit log, aligned tables,
+ * a small JSON writer, CSV cells, and records decoded and masked for output.
+ *
+ * Where it sits: gridctl is the administrator's side of the flow
+ * (admin -> store). It reads the LMDB store directly through gs_store.h, in
+ * read-only transactions, so it works beside a running broker and when the
+ * broker is down; registry writes open the store read-write (LMDB
+ * serialises writers across processes). Nothing here speaks the broker's
+ * protocol except `health`, which asks the admin endpoint.
+ *
+ * Personal data: every record printed goes through gc_record_load /
+ * gc_event_load, which mask ID numbers, phones and the restricted part of
+ * each person unless --reveal was given (and logged). Output code never
+ * sees unmasked data otherwise.
+ *
+ * Single-threaded: one process, one command.
+ */
+#ifndef GC_H
+#define GC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "gridsync.pb-c.h"
+#include "gs_arena.h"
+#include "gs_store.h"
+
+/* Exit statuses, the same for every subcommand. */
+enum {
+    GC_EXIT_OK = 0,             /* done */
+    GC_EXIT_FAIL = 1,           /* missing store, unknown key, problems found, I/O */
+    GC_EXIT_USAGE = 2           /* bad arguments */
+};
+
+/* ---- Context and options ------------------------------------------------- */
+
+typedef struct gc_ctx {
+    const char *store_dir;      /* --store, else $GRIDSYNC_STORE, else var/store */
+    int json;                   /* --json: machine output */
+    int reveal;                 /* --reveal: unmasked ID numbers and phones */
+    int audited;                /* the audit line for --reveal is written */
+    const char *cmd;            /* "stats", "devices add", ... for messages */
+    int argc;                   /* the whole command line, for the audit log */
+    char **argv;
+    FILE *out;                  /* where results go (stdout) */
+} gc_ctx_t;
+
+/* One option a subcommand accepts (global options are always accepted). */
+typedef struct gc_optspec {
+    const char *name;           /* long name without "--"; NULL ends a table */
+    int has_arg;                /* 1: takes a value (--name V or --name=V) */
+} gc_optspec_t;
+
+#define GC_MAX_ARGS 64
+
+/* A parsed command line: positionals and options in order. */
+typedef struct gc_args {
+    const char *pos[GC_MAX_ARGS];       /* positional arguments */
+    size_t n_pos;
+    const char *opt_name[GC_MAX_ARGS];  /* options given, in order */
+    const char *opt_value[GC_MAX_ARGS]; /* their values (NULL for flags) */
+    size_t n_opt;
+    int help;                           /* --help / -h was given */
+} gc_args_t;
+
+/* Parse argv[0..argc) (the words after the subcommand) against spec plus
+ * the global options (--store, --json, --reveal, --help), which set ctx.
+ * "--" ends the options. Returns GC_EXIT_OK, or GC_EXIT_USAGE after
+ * printing what was wrong. */
+int gc_args_parse(gc_ctx_t *ctx, int argc, char **argv, const gc_optspec_t *spec,
+                  gc_args_t *a);
+
+/* The last value of option name, or NULL. */
+const char *gc_args_get(const gc_args_t *a, const char *name);
+/* Whether the option was given at all. */
+int gc_args_has(const gc_args_t *a, const char *name);
+/* Every value of a repeatable option, in order; returns how many (at most
+ * max are stored). */
+size_t gc_args_all(const gc_args_t *a, const char *name, const char **out, size_t max);
+
+/* Option name as an unsigned number in [min, max], or def when absent.
+ * Returns GC_EXIT_OK or GC_EXIT_USAGE after printing the problem. */
+int gc_args_u64(gc_ctx_t *ctx, const gc_args_t *a, const char *name, uint64_t def,
+                uint64_t min, uint64_t max, uint64_t *out);
+
+/* Print "gridctl CMD: message" and the hint to --help on stderr; returns
+ * GC_EXIT_USAGE. */
+int gc_usage(gc_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Print "gridctl CMD: message" on stderr; returns GC_EXIT_FAIL. */
+int gc_fail(gc_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A store error as a message: "gridctl CMD: what: <strerror> (<detail>)";
+ * returns GC_EXIT_FAIL. */
+int gc_store_fail(gc_ctx_t *ctx, const char *what, int err);
+
+/* Check a grid-code prefix given on the command line: 0..15 ASCII digits
+ * (any length; stats and ls accept partial levels). Returns GC_EXIT_OK or
+ * GC_EXIT_USAGE after printing the problem. */
+int gc_prefix_arg(gc_ctx_t *ctx, const char *prefix);
+
+/* Open the store at ctx->store_dir: read-only, or read-write for registry
+ * writes (never creating a store: a missing one is reported the same way
+ * in both modes). With --reveal, first appends the audit line (and
+ * refuses, returning NULL, when it cannot be written). NULL on failure,
+ * with the message printed and *exit_code set. */
+gs_store_t *gc_store_open(gc_ctx_t *ctx, int writable, int *exit_code);
+
+/* Append the --reveal audit line to STORE/audit.log (mode 0600) and print
+ * a notice on stderr. Returns 0, or -1 after printing why not. Called by
+ * gc_store_open; safe to call twice (writes once). */
+int gc_audit_reveal(gc_ctx_t *ctx);
+
+/* Flush ctx->out and report a write error (disk full, closed pipe).
+ * Returns rc unchanged when the output is fine, GC_EXIT_FAIL otherwise. */
+int gc_finish(gc_ctx_t *ctx, int rc);
+
+/* ---- Subcommands (one file per group) ------------------------------------- */
+
+typedef int (gc_cmd_fn)(gc_ctx_t *ctx, int argc, char **argv);
+
+gc_cmd_fn gc_cmd_stats;         /* gc_stats.c */
+gc_cmd_fn gc_cmd_ls;            /* gc_records.c */
+gc_cmd_fn gc_cmd_get;
+gc_cmd_fn gc_cmd_history;
+gc_cmd_fn gc_cmd_export;
+gc_cmd_fn gc_cmd_dups;          /* gc_dups.c */
+gc_cmd_fn gc_cmd_tail;          /* gc_tail.c */
+gc_cmd_fn gc_cmd_devices;       /* gc_registry.c */
+gc_cmd_fn gc_cmd_grids;
+gc_cmd_fn gc_cmd_backup;        /* gc_ops.c */
+gc_cmd_fn gc_cmd_verify;
+gc_cmd_fn gc_cmd_health;
+
+/* ---- Tables ----------------------------------------------------------------- */
+
+/* Column-aligned text; widths count display columns (a CJK character is
+ * two), so Chinese names and addresses line up. */
+typedef struct gc_table gc_table_t;
+
+/* headers: ncols strings; align: ncols characters, 'l' or 'r'. NULL on
+ * allocation failure. */
+gc_table_t *gc_table_new(size_t ncols, const char *const *headers, const char *align);
+void gc_table_destroy(gc_table_t **self_p);
+/* Start a new row; then add its cells with gc_table_cell (missing cells
+ * print empty). */
+void gc_table_row(gc_table_t *self);
+void gc_table_cell(gc_table_t *self, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A horizontal rule (before a totals row). */
+void gc_table_rule(gc_table_t *self);
+/* Print every row; returns 0 or -1 if an allocation failed earlier. */
+int gc_table_print(const gc_table_t *self, FILE *f);
+size_t gc_table_rows(const gc_table_t *self);
+
+/* Display width of a UTF-8 string in terminal columns. */
+size_t gc_text_width(const char *s);
+
+/* A number with thousands separators ("139,000") into buf. */
+const char *gc_num(uint64_t v, char *buf, size_t size);
+
+/* Unix ms as local time "2026-05-20 14:03:11" into buf ("-" for 0). */
+const char *gc_time_local(int64_t ms, char *buf, size_t size);
+
+/* ---- JSON output -------------------------------------------------------------- */
+
+#define GC_JSON_DEPTH 32
+
+/* A streaming JSON writer: one compact document per top-level value. */
+typedef struct gc_json {
+    FILE *f;                    /* destination */
+    int depth;                  /* open containers */
+    int count[GC_JSON_DEPTH];   /* values written in each open container */
+    char close[GC_JSON_DEPTH];  /* the character that closes each one */
+    int after_key;              /* a key was written; its value comes next */
+} gc_json_t;
+
+void gc_json_init(gc_json_t *j, FILE *f);
+void gc_json_obj(gc_json_t *j);                 /* { */
+void gc_json_arr(gc_json_t *j);                 /* [ */
+void gc_json_end(gc_json_t *j);                 /* } or ]; a newline after the top level */
+void gc_json_key(gc_json_t *j, const char *key);
+void gc_json_str(gc_json_t *j, const char *s);  /* NULL writes null */
+void gc_json_u64(gc_json_t *j, uint64_t v);
+void gc_json_i64(gc_json_t *j, int64_t v);
+void gc_json_dbl(gc_json_t *j, double v);
+void gc_json_bool(gc_json_t *j, int v);
+void gc_json_null(gc_json_t *j);
+/* A protobuf message as JSON (proto field names, enums by name, defaults
+ * left out: the format gridfeed writes). Masking has already happened in
+ * gc_record_load / gc_event_load. */
+void gc_json_msg(gc_json_t *j, const ProtobufCMessage *m);
+/* A change event as the one line gridfeed writes (with the newline). */
+void gc_json_event(gc_json_t *j, const Gridsync__V1__ChangeEvent *ev);
+
+/* ---- CSV --------------------------------------------------------------------- */
+
+/* One CSV cell (RFC 4180 quoting), preceded by a comma unless first. A
+ * value starting with = + - @ or a tab is prefixed with ' so that
+ * spreadsheets do not run it as a formula. */
+void gc_csv_cell(FILE *f, const char *s, int first);
+
+/* ---- Records for output ------------------------------------------------------------ */
+
+/* Decode a packed Record into arena a and, unless reveal, mask it in place:
+ * ID numbers (id_number, permit_number) as 110101********1234, phones
+ * (phones, phone, contact_phone) as 138****5678, and every string of a
+ * person's restricted part as "***". NULL if the bytes do not decode. */
+Gridsync__V1__Record *gc_record_load(const uint8_t *data, size_t len, gs_arena_t *a,
+                                     int reveal);
+
+/* The same for a packed ChangeEvent (its record is masked). */
+Gridsync__V1__ChangeEvent *gc_event_load(const uint8_t *data, size_t len, gs_arena_t *a,
+                                         int reveal);
+
+/* Mask one ID number / phone into buf (returns buf), or copy it when
+ * reveal. */
+const char *gc_mask_id(const char *id, int reveal, char *buf, size_t size);
+const char *gc_mask_phone(const char *phone, int reveal, char *buf, size_t size);
+
+/* The household or rental body of a record as a message, or NULL. */
+const ProtobufCMessage *gc_record_body(const Gridsync__V1__Record *r);
+
+/* A readable address: the address text, else the standard address code,
+ * else "building 3 unit 2 floor 5 room 502". */
+const char *gc_record_address(const Gridsync__V1__Record *r, char *buf, size_t size);
+
+/* Members of a household, leases of a rental unit. */
+size_t gc_record_people(const Gridsync__V1__Record *r);
+
+/* Names for output: "household"/"rental", "upsert"/"void"/"move_out"/
+ * "move_in", "active"/"void". */
+const char *gc_kind_name(int kind);
+const char *gc_op_name(int op);
+const char *gc_status_name(int status);
+
+/* An enum value by its short lower-case name: SEX_FEMALE -> "female"
+ * (the number for a value newer than the schema). Returns buf. */
+const char *gc_enum_name(const ProtobufCEnumDescriptor *ed, int v, char *buf, size_t size);
+
+/* Print a message as indented "field: value" lines (enums by short name,
+ * *_at times as local time). */
+void gc_text_msg(FILE *f, const ProtobufCMessage *m, int indent);
+
+/* Today (YYYYMMDD, China Standard Time) and the wall clock in ms. */
+int gc_today(void);
+int64_t gc_now_ms(void);
+
+#endif
