@@ -50,6 +50,7 @@ typedef struct s_loader {
     gs_fk_ack_t *acks;          /* acked records of this thread */
     size_t n_acks, cap;         /* used and allocated */
     uint64_t errors;            /* failed or unexpected uploads */
+    uint64_t resends;           /* Lazy Pirate resends of its client */
 } s_loader_t;
 
 struct gs_fk_load {
@@ -177,6 +178,11 @@ s_loader_main(void *arg)
         }
     }
     free(recs);
+    if (c) {
+        gs_client_stats_t cs;
+        gs_client_stats(c, &cs);
+        t->resends = cs.resends;
+    }
     gs_client_destroy(&c);
     pthread_mutex_lock(&l->mu);
     l->running--;
@@ -298,6 +304,15 @@ gs_fk_load_errors(gs_fk_load_t *l)
     for (int i = 0; i < l->n_threads; i++)
         e += l->threads[i].errors;
     return e;
+}
+
+uint64_t
+gs_fk_load_resends(gs_fk_load_t *l)
+{
+    uint64_t r = 0;
+    for (int i = 0; i < l->n_threads; i++)
+        r += l->threads[i].resends;
+    return r;
 }
 
 const gs_fk_ack_t *
@@ -939,4 +954,14 @@ gs_fk_soak(void)
 {
     const char *e = getenv("GRIDSYNC_SOAK");
     return e && *e && strcmp(e, "0") != 0;
+}
+
+void
+gs_fk_cleanup(const char *dir)
+{
+    const char *keep = getenv("GS_FAULT_KEEP");
+    if (keep && *keep && strcmp(keep, "0") != 0)
+        fprintf(stderr, "kept %s (GS_FAULT_KEEP)\n", dir);
+    else
+        gs_tk_rmtree(dir);
 }

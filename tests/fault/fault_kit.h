@@ -72,6 +72,10 @@ void gs_fk_load_stop(gs_fk_load_t *l);
 /* Uploads that failed or were answered unexpectedly. */
 uint64_t gs_fk_load_errors(gs_fk_load_t *l);
 
+/* Resends (after a timeout) by all threads' clients. Call after
+ * gs_fk_load_stop. */
+uint64_t gs_fk_load_resends(gs_fk_load_t *l);
+
 /* Every acked record of all threads, sorted by id (owned by l). Call after
  * gs_fk_load_stop. */
 const gs_fk_ack_t *gs_fk_load_acks(gs_fk_load_t *l, size_t *n);
@@ -161,6 +165,11 @@ long gs_fk_proc_kb(pid_t pid, const char *field);
  * set, else from the clock, and is printed so a failure can be rerun. */
 uint64_t gs_fk_seed(void);
 uint64_t gs_fk_rand(uint64_t *state);
+
+/* Remove a test's temporary directory, or keep it and say where when
+ * GS_FAULT_KEEP is set (store, checkpoints and broker logs, for a post
+ * mortem). */
+void gs_fk_cleanup(const char *dir);
 
 /* GRIDSYNC_SOAK set (and not "0"): run the long variants. */
 int gs_fk_soak(void);

@@ -3,8 +3,8 @@
  * growth, catch-up and pull-sync benchmarks.
  *
  * Where it sits: run by tools/bench/run_bench.sh while no broker has the
- * store open. It applies records of the pre-fill district (bench_util.h:
- * district 440306, sized by --layout) through gs_store_apply, the store's
+ * store open. It applies records of the pre-fill data (bench_util.h:
+ * copies of a district layout) through gs_store_apply, the store's
  * ordinary write path (validation, dedup, change log, indexes), so the
  * store ends up exactly as if devices had uploaded them. To save time it
  * opens the store with the BENCHMARK-ONLY no_sync option (MDB_NOSYNC) and
@@ -12,13 +12,13 @@
  * store with full sync. The data file is flushed (fdatasync) before exit,
  * so the next process starts from a store on disk.
  *
- * Records are numbered grid by grid (households, then rental units of each
- * grid); --from and --count pick a range, so the store can be filled in
- * steps (1M, then up to 5M) without repeating a record.
+ * Records are numbered copy by copy, grid by grid (households, then rental
+ * units of each grid); --from and --count pick a range, so the store can
+ * be filled in steps (1M, then up to 5M) without repeating a record.
  *
  * Output: "fill.*" key=value lines (records applied, seconds, store info).
  *
- * Usage: bench_fill --store DIR --layout N --from I --count N [--txn N]
+ * Usage: bench_fill --store DIR --from I --count N [--txn N]
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,90 +35,11 @@
 #define S_UPS_MAX 256           /* uploads per transaction, at most */
 #define S_NOW_MS 1780243200000LL /* the generator's "today" */
 
-/* Walks the district's records in index order. */
-typedef struct s_walk {
-    const gs_gen_t *gen;
-    uint32_t grid;                  /* current grid */
-    uint64_t index;                 /* global index of the next record */
-    uint32_t hh_next, hh_end;       /* households of the current grid left */
-    uint32_t rt_next, rt_end;       /* rental units of the current grid left */
-} s_walk_t;
-
-static void
-s_walk_grid(s_walk_t *w)
-{
-    uint32_t first, n;
-    gs_gen_grid_households(w->gen, w->grid, &first, &n);
-    w->hh_next = first;
-    w->hh_end = first + n;
-    gs_gen_grid_rentals(w->gen, w->grid, &first, &n);
-    w->rt_next = first;
-    w->rt_end = first + n;
-}
-
-/* Position the walk at global record index from; 0, or -1 past the end. */
-static int
-s_walk_seek(s_walk_t *w, const gs_gen_t *gen, uint64_t from)
-{
-    memset(w, 0, sizeof *w);
-    w->gen = gen;
-    uint32_t grids = gs_gen_grid_count(gen);
-    for (w->grid = 0; w->grid < grids; w->grid++) {
-        s_walk_grid(w);
-        uint64_t n = (uint64_t) (w->hh_end - w->hh_next) + (w->rt_end - w->rt_next);
-        if (w->index + n > from) {
-            uint64_t skip = from - w->index;
-            uint64_t hh = w->hh_end - w->hh_next;
-            if (skip < hh) {
-                w->hh_next += (uint32_t) skip;
-            } else {
-                w->hh_next = w->hh_end;
-                w->rt_next += (uint32_t) (skip - hh);
-            }
-            w->index = from;
-            return 0;
-        }
-        w->index += n;
-    }
-    return -1;
-}
-
-/* Up to max records of the current grid into recs; moves to the next grid
- * when this one is done. 0 at the end of the district. */
-static size_t
-s_walk_next(s_walk_t *w, gs_arena_t *a, Gridsync__V1__Record **recs, size_t max)
-{
-    uint32_t grids = gs_gen_grid_count(w->gen);
-    while (w->hh_next == w->hh_end && w->rt_next == w->rt_end) {
-        if (++w->grid >= grids)
-            return 0;
-        s_walk_grid(w);
-    }
-    size_t k = 0;
-    while (k < max) {
-        Gridsync__V1__Record *r = NULL;
-        if (w->hh_next < w->hh_end)
-            r = gs_gen_household(w->gen, w->hh_next++, a);
-        else if (w->rt_next < w->rt_end)
-            r = gs_gen_rental(w->gen, w->rt_next++, a);
-        else
-            break;
-        if (!r) {
-            fprintf(stderr, "bench_fill: the generator failed\n");
-            exit(1);
-        }
-        recs[k++] = r;
-        w->index++;
-    }
-    return k;
-}
-
 static void
 s_usage(void)
 {
     fprintf(stderr,
-            "usage: bench_fill --store DIR --layout N --from I --count N [--txn N]\n"
-            "  --layout N   size of the pre-fill district in records (fixes its layout)\n"
+            "usage: bench_fill --store DIR --from I --count N [--txn N]\n"
             "  --from I     first record index to apply (default 0)\n"
             "  --count N    records to apply\n"
             "  --txn N      records per transaction (default 20000)\n"
@@ -129,7 +50,7 @@ int
 main(int argc, char **argv)
 {
     const char *dir = NULL;
-    uint64_t layout = 0, from = 0, count = 0, txn = 20000;
+    uint64_t from = 0, count = 0, txn = 20000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -139,8 +60,6 @@ main(int argc, char **argv)
         }
         if (!strcmp(a, "--store"))
             dir = v;
-        else if (!strcmp(a, "--layout"))
-            layout = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--from"))
             from = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--count"))
@@ -153,16 +72,9 @@ main(int argc, char **argv)
         }
         i++;
     }
-    if (!dir || !layout || txn == 0) {
+    if (!dir || txn == 0) {
         s_usage();
         return 2;
-    }
-    gs_gen_opts_t go;
-    gs_bench_fill_opts(&go, layout);
-    gs_gen_t *gen = gs_gen_new(&go);
-    if (!gen) {
-        fprintf(stderr, "bench_fill: cannot lay out the pre-fill district\n");
-        return 1;
     }
     gs_store_opts_t so;
     gs_store_opts_init(&so);
@@ -175,9 +87,9 @@ main(int argc, char **argv)
                 gs_store_errdetail());
         return 1;
     }
-    s_walk_t w;
-    if (count && s_walk_seek(&w, gen, from)) {
-        fprintf(stderr, "bench_fill: --from %llu is past the district's end\n",
+    gs_bench_walk_t w;
+    if (gs_bench_walk_seek(&w, from)) {
+        fprintf(stderr, "bench_fill: --from %llu is past the pre-fill data's end\n",
                 (unsigned long long) from);
         return 1;
     }
@@ -192,11 +104,12 @@ main(int argc, char **argv)
         while (n < S_UPS_MAX && in_txn < txn && done + in_txn < count) {
             uint64_t left = count - done - in_txn;
             size_t want = left < S_UP_MAX ? (size_t) left : S_UP_MAX;
-            size_t k = s_walk_next(&w, arena, recs[n], want);
+            const char *grid = NULL;
+            size_t k = gs_bench_walk_next(&w, arena, recs[n], want, &grid);
             if (!k)
                 break;
-            /* the records all come from w.grid, the device's grid */
-            snprintf(devs[n], sizeof devs[n], "dev-%s", gs_gen_grid_code(gen, w.grid));
+            /* one upload per grid: the grid's device */
+            snprintf(devs[n], sizeof devs[n], "dev-%s", grid);
             snprintf(upids[n], sizeof upids[n], "fill-%llu", (unsigned long long) upload_no++);
             ups[n] = (gs_upload_t) { devs[n], upids[n], recs[n], k, gs_arena_allocator(arena),
                                      NULL, 0, NULL };
@@ -249,6 +162,6 @@ main(int argc, char **argv)
     gs_bench_kv("fill", "store_used_bytes", "%zu", info.map_used);
     gs_bench_kv("fill", "store_file_bytes", "%zu", info.file_size);
     gs_arena_destroy(&arena);
-    gs_gen_destroy(&gen);
+    gs_bench_walk_deinit(&w);
     return accepted == done ? 0 : 1;
 }

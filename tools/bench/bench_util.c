@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 int64_t
@@ -58,16 +59,118 @@ gs_bench_kv(const char *prefix, const char *key, const char *fmt, ...)
     fflush(stdout);
 }
 
-void
-gs_bench_fill_opts(gs_gen_opts_t *o, uint64_t total)
+int
+gs_bench_fill_opts(gs_gen_opts_t *o, uint32_t copy)
 {
+    static char codes[GS_BENCH_FILL_COPIES][8];
+    if (copy >= GS_BENCH_FILL_COPIES)
+        return -1;
     gs_gen_opts_init(o);
-    if (total < 1000)
-        total = 1000;
-    o->district = "440306";
-    o->households = (uint32_t) (total * 73 / 100);
-    o->rental_buildings = (uint32_t) ((total - o->households) / 4 + 1);
-    uint64_t grids = total / 400;
-    o->grids = (uint32_t) (grids < 40 ? 40 : grids > 15000 ? 15000 : grids);
-    o->streets = o->grids >= 400 ? 40 : o->grids / 10;
+    snprintf(codes[copy], sizeof codes[copy], "4403%02u", 10 + copy);
+    o->district = codes[copy];
+    o->seed = 1000 + copy;
+    o->grids = 1372;
+    o->households = 300000;
+    o->rental_buildings = 13055;
+    return 0;
+}
+
+static void
+s_walk_grid(gs_bench_walk_t *w)
+{
+    uint32_t first, n;
+    gs_gen_grid_households(w->gen, w->grid, &first, &n);
+    w->hh_next = first;
+    w->hh_end = first + n;
+    gs_gen_grid_rentals(w->gen, w->grid, &first, &n);
+    w->rt_next = first;
+    w->rt_end = first + n;
+}
+
+static int
+s_walk_copy(gs_bench_walk_t *w, uint32_t copy)
+{
+    gs_gen_destroy(&w->gen);
+    gs_gen_opts_t o;
+    if (gs_bench_fill_opts(&o, copy))
+        return -1;
+    w->gen = gs_gen_new(&o);
+    if (!w->gen)
+        return -1;
+    w->copy = copy;
+    w->grid = 0;
+    s_walk_grid(w);
+    return 0;
+}
+
+int
+gs_bench_walk_seek(gs_bench_walk_t *w, uint64_t from)
+{
+    memset(w, 0, sizeof *w);
+    for (uint32_t c = 0;; c++) {
+        if (s_walk_copy(w, c))
+            return -1;
+        uint64_t n = (uint64_t) gs_gen_household_count(w->gen) + gs_gen_rental_count(w->gen);
+        if (w->index + n > from)
+            break;
+        w->index += n;
+    }
+    for (;; w->grid++) {
+        s_walk_grid(w);
+        uint64_t hh = w->hh_end - w->hh_next, n = hh + (w->rt_end - w->rt_next);
+        if (w->index + n > from) {
+            uint64_t skip = from - w->index;
+            if (skip < hh) {
+                w->hh_next += (uint32_t) skip;
+            } else {
+                w->hh_next = w->hh_end;
+                w->rt_next += (uint32_t) (skip - hh);
+            }
+            w->index = from;
+            return 0;
+        }
+        w->index += n;
+    }
+}
+
+const char *
+gs_bench_walk_grid(const gs_bench_walk_t *w)
+{
+    return gs_gen_grid_code(w->gen, w->grid);
+}
+
+size_t
+gs_bench_walk_next(gs_bench_walk_t *w, gs_arena_t *a, Gridsync__V1__Record **recs,
+                   size_t max, const char **grid)
+{
+    while (w->hh_next == w->hh_end && w->rt_next == w->rt_end) {
+        if (w->grid + 1 < gs_gen_grid_count(w->gen)) {
+            w->grid++;
+            s_walk_grid(w);
+        } else if (s_walk_copy(w, w->copy + 1)) {
+            return 0;
+        }
+    }
+    *grid = gs_gen_grid_code(w->gen, w->grid);
+    size_t k = 0;
+    while (k < max) {
+        Gridsync__V1__Record *r = NULL;
+        if (w->hh_next < w->hh_end)
+            r = gs_gen_household(w->gen, w->hh_next++, a);
+        else if (w->rt_next < w->rt_end)
+            r = gs_gen_rental(w->gen, w->rt_next++, a);
+        else
+            break;
+        if (!r)
+            break;
+        recs[k++] = r;
+        w->index++;
+    }
+    return k;
+}
+
+void
+gs_bench_walk_deinit(gs_bench_walk_t *w)
+{
+    gs_gen_destroy(&w->gen);
 }

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gs_arena.h"
 #include "gs_gen.h"
 
 /* CLOCK_MONOTONIC in microseconds. */
@@ -29,10 +30,41 @@ double gs_bench_quantile(double *v, size_t n, double q);
 void gs_bench_kv(const char *prefix, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Options of the pre-fill district: district code "440306", sized so that
- * its records number about total (73% households, the rest rental units of
- * 4 per building on average), about 400 records per grid (a few hundred per
- * device, as in the seed district), at most 15,000 grids. */
-void gs_bench_fill_opts(gs_gen_opts_t *o, uint64_t total);
+/* The pre-fill data: copies of one district layout, so that millions of
+ * records stay valid and distinct (a single generated district of millions
+ * of households runs out of ID numbers and makes invalid birth dates).
+ * Copy c (0 <= c < GS_BENCH_FILL_COPIES) has district code 4403xx with
+ * xx = 10 + c (so its grid codes and record ids are its own), seed 1000 + c
+ * (its own persons), 1,372 grids, 300,000 households and 13,055 rental
+ * buildings: about 350,000 records, some 260 per grid. Codes 440301..440309
+ * are left to the measured runs. Returns -1 when c is out of range. */
+#define GS_BENCH_FILL_COPIES 89
+int gs_bench_fill_opts(gs_gen_opts_t *o, uint32_t copy);
+
+/* Walks the pre-fill's records in index order: copy by copy, grid by grid,
+ * households then rental units of each grid. */
+typedef struct gs_bench_walk {
+    gs_gen_t *gen;              /* generator of the current copy (owned) */
+    uint32_t copy;              /* current copy */
+    uint32_t grid;              /* current grid of that copy */
+    uint64_t index;             /* global index of the next record */
+    uint32_t hh_next, hh_end;   /* households of the current grid left */
+    uint32_t rt_next, rt_end;   /* rental units of the current grid left */
+} gs_bench_walk_t;
+
+/* Position w at global record index from. 0, or -1 past the last copy or
+ * when a generator cannot be made. */
+int gs_bench_walk_seek(gs_bench_walk_t *w, uint64_t from);
+
+/* The grid code of the current grid. */
+const char *gs_bench_walk_grid(const gs_bench_walk_t *w);
+
+/* Up to max records of one grid (the current one, or the next when it is
+ * done) into recs, built in arena a; *grid gets its code. 0 at the end. */
+size_t gs_bench_walk_next(gs_bench_walk_t *w, gs_arena_t *a, Gridsync__V1__Record **recs,
+                          size_t max, const char **grid);
+
+/* Free the walk's generator. */
+void gs_bench_walk_deinit(gs_bench_walk_t *w);
 
 #endif

@@ -24,11 +24,12 @@ int
 gc_usage(gc_ctx_t *ctx, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "gridctl %s: ", ctx->cmd ? ctx->cmd : "");
+    fprintf(stderr, "gridctl%s%s: ", ctx->cmd ? " " : "", ctx->cmd ? ctx->cmd : "");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'gridctl %s --help'.\n", ctx->cmd ? ctx->cmd : "");
+    fprintf(stderr, "\nTry 'gridctl%s%s --help'.\n", ctx->cmd ? " " : "",
+            ctx->cmd ? ctx->cmd : "");
     return GC_EXIT_USAGE;
 }
 
@@ -36,7 +37,7 @@ int
 gc_fail(gc_ctx_t *ctx, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "gridctl %s: ", ctx->cmd ? ctx->cmd : "");
+    fprintf(stderr, "gridctl%s%s: ", ctx->cmd ? " " : "", ctx->cmd ? ctx->cmd : "");
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);

@@ -296,9 +296,15 @@ s_table_row(gc_table_t *t, const s_row_t *r, int grid_level, uint64_t reg_total,
     if (grid_level && !label) {
         gc_table_cell(t, "%s", s_grid_status(r, reg_total));
     } else if (r->registered) {
-        gc_table_cell(t, "%llu/%llu (%.1f%%)", (unsigned long long) r->reg_collected,
+        char extra[48] = "";
+        if (r->unregistered)
+            snprintf(extra, sizeof extra, " +%llu unregistered",
+                     (unsigned long long) r->unregistered);
+        gc_table_cell(t, "%llu/%llu (%.1f%%)%s", (unsigned long long) r->reg_collected,
                       (unsigned long long) r->registered,
-                      100.0 * (double) r->reg_collected / (double) r->registered);
+                      100.0 * (double) r->reg_collected / (double) r->registered, extra);
+    } else if (r->unregistered) {
+        gc_table_cell(t, "%llu unregistered", (unsigned long long) r->unregistered);
     } else {
         gc_table_cell(t, "%s", reg_total ? "no grids registered" : "-");
     }

@@ -1,0 +1,1679 @@
+/*
+ * test_gridctl: the admin tool run as a subprocess (GS_GRIDCTL) against real
+ * stores.
+ *
+ * The group setup builds one store through the store API: a small
+ * generated district, plus records made for the findings gridctl reports
+ * (a person in two grids, one phone on five unrelated people, an
+ * overcrowded rental unit, a merge alias, an edit, a move, a void) and a
+ * grid registry with one grid nobody collected. Every figure the tests
+ * expect is counted here while the records are made, not read back from
+ * the store. Tests that write (registries) use stores of their own, and
+ * the broker test runs the real gridsyncd on a backup of the fixture.
+ *
+ * Outputs are checked by exit status, by parsing --json with the small
+ * parser below (so malformed JSON fails), and for masking by searching
+ * every output for every raw ID number and phone the fixture holds.
+ * Subprocesses are waited for; nothing sleeps.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "gs_arena.h"
+#include "gs_client.h"
+#include "gs_gen.h"
+#include "gs_privacy.h"
+#include "gs_store.h"
+#include "gs_store_debug.h"
+#include "gs_testkit.h"
+
+#ifndef GS_GRIDCTL
+#error "GS_GRIDCTL must name the gridctl binary"
+#endif
+
+#define S_SHARED_PHONE "13912345678"
+#define S_HEALTH_SECRET "RESTRICTED-HEALTH-SECRET"
+#define S_DUP_SEED 900000u      /* person in two grids */
+#define S_PHONE_SEED 910000u    /* five people sharing a phone */
+
+/* ---- A small JSON parser, to read what --json prints -------------------------------- */
+
+typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } s_jtype_t;
+
+typedef struct s_json {
+    s_jtype_t type;
+    double num;                 /* J_NUM, J_BOOL */
+    char *str;                  /* J_STR */
+    struct s_json **items;      /* J_ARR values, J_OBJ values */
+    char **keys;                /* J_OBJ keys */
+    size_t n;
+} s_json_t;
+
+static void
+s_json_free(s_json_t *j)
+{
+    if (!j)
+        return;
+    for (size_t i = 0; i < j->n; i++) {
+        s_json_free(j->items[i]);
+        if (j->keys)
+            free(j->keys[i]);
+    }
+    free(j->items);
+    free(j->keys);
+    free(j->str);
+    free(j);
+}
+
+static void
+s_ws(const char **p)
+{
+    while (**p == ' ' || **p == '\n' || **p == '\r' || **p == '\t')
+        (*p)++;
+}
+
+static char *
+s_jstring(const char **p)
+{
+    if (**p != '"')
+        return NULL;
+    (*p)++;
+    size_t cap = 64, n = 0;
+    char *s = malloc(cap);
+    while (**p && **p != '"') {
+        if (n + 8 > cap)
+            s = realloc(s, cap *= 2);
+        unsigned char c = (unsigned char) *(*p)++;
+        if (c < 0x20) {
+            free(s);
+            return NULL; /* raw control characters are not JSON */
+        }
+        if (c != '\\') {
+            s[n++] = (char) c;
+            continue;
+        }
+        c = (unsigned char) *(*p)++;
+        switch (c) {
+        case '"': case '\\': case '/': s[n++] = (char) c; break;
+        case 'n': s[n++] = '\n'; break;
+        case 't': s[n++] = '\t'; break;
+        case 'r': s[n++] = '\r'; break;
+        case 'b': s[n++] = '\b'; break;
+        case 'f': s[n++] = '\f'; break;
+        case 'u': {
+            unsigned v = 0;
+            for (int i = 0; i < 4; i++) {
+                char h = *(*p)++;
+                v = v * 16 + (unsigned) (h >= 'a' ? h - 'a' + 10 : h >= 'A' ? h - 'A' + 10 : h - '0');
+            }
+            if (v < 0x80) {
+                s[n++] = (char) v;
+            } else if (v < 0x800) {
+                s[n++] = (char) (0xc0 | v >> 6);
+                s[n++] = (char) (0x80 | (v & 0x3f));
+            } else {
+                s[n++] = (char) (0xe0 | v >> 12);
+                s[n++] = (char) (0x80 | ((v >> 6) & 0x3f));
+                s[n++] = (char) (0x80 | (v & 0x3f));
+            }
+            break;
+        }
+        default:
+            free(s);
+            return NULL;
+        }
+    }
+    if (**p != '"') {
+        free(s);
+        return NULL;
+    }
+    (*p)++;
+    s[n] = 0;
+    return s;
+}
+
+static s_json_t *s_jvalue(const char **p, int depth);
+
+static s_json_t *
+s_jcontainer(const char **p, int depth, int obj)
+{
+    s_json_t *j = calloc(1, sizeof *j);
+    j->type = obj ? J_OBJ : J_ARR;
+    (*p)++;
+    s_ws(p);
+    if (**p == (obj ? '}' : ']')) {
+        (*p)++;
+        return j;
+    }
+    for (;;) {
+        char *key = NULL;
+        s_ws(p);
+        if (obj) {
+            if (!(key = s_jstring(p)))
+                goto bad;
+            s_ws(p);
+            if (*(*p)++ != ':') {
+                free(key);
+                goto bad;
+            }
+        }
+        s_json_t *v = s_jvalue(p, depth + 1);
+        if (!v) {
+            free(key);
+            goto bad;
+        }
+        j->items = realloc(j->items, (j->n + 1) * sizeof *j->items);
+        if (obj)
+            j->keys = realloc(j->keys, (j->n + 1) * sizeof *j->keys);
+        j->items[j->n] = v;
+        if (obj)
+            j->keys[j->n] = key;
+        j->n++;
+        s_ws(p);
+        if (**p == ',') {
+            (*p)++;
+            continue;
+        }
+        if (**p == (obj ? '}' : ']')) {
+            (*p)++;
+            return j;
+        }
+        goto bad;
+    }
+bad:
+    s_json_free(j);
+    return NULL;
+}
+
+static s_json_t *
+s_jvalue(const char **p, int depth)
+{
+    s_ws(p);
+    if (depth > 64)
+        return NULL;
+    if (**p == '{' || **p == '[')
+        return s_jcontainer(p, depth, **p == '{');
+    s_json_t *j = calloc(1, sizeof *j);
+    if (**p == '"') {
+        j->type = J_STR;
+        if (!(j->str = s_jstring(p))) {
+            free(j);
+            return NULL;
+        }
+    } else if (!strncmp(*p, "true", 4) || !strncmp(*p, "false", 5)) {
+        j->type = J_BOOL;
+        j->num = **p == 't';
+        *p += **p == 't' ? 4 : 5;
+    } else if (!strncmp(*p, "null", 4)) {
+        j->type = J_NULL;
+        *p += 4;
+    } else {
+        char *end;
+        j->type = J_NUM;
+        j->num = strtod(*p, &end);
+        if (end == *p) {
+            free(j);
+            return NULL;
+        }
+        *p = end;
+    }
+    return j;
+}
+
+/* Parse one document that must fill text (trailing whitespace allowed). */
+static s_json_t *
+s_json_parse(const char *text)
+{
+    const char *p = text;
+    s_json_t *j = s_jvalue(&p, 0);
+    s_ws(&p);
+    if (j && *p) {
+        s_json_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Parse JSON lines: each line one document. Returns the count; *out holds
+ * them (free each and the array). Fails the test on a bad line. */
+static size_t
+s_json_lines(const char *text, s_json_t ***out)
+{
+    size_t n = 0;
+    *out = NULL;
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t) (nl - p) : strlen(p);
+        char *line = strndup(p, len);
+        s_json_t *j = s_json_parse(line);
+        if (!j)
+            fprintf(stderr, "not JSON: %.300s\n", line);
+        assert_non_null(j);
+        free(line);
+        *out = realloc(*out, (n + 1) * sizeof **out);
+        (*out)[n++] = j;
+        p += len + (nl ? 1 : 0);
+    }
+    return n;
+}
+
+static void
+s_json_lines_free(s_json_t **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        s_json_free(v[i]);
+    free(v);
+}
+
+/* Member key of an object (NULL if absent or not an object). */
+static const s_json_t *
+s_jget(const s_json_t *j, const char *key)
+{
+    if (!j || j->type != J_OBJ)
+        return NULL;
+    for (size_t i = 0; i < j->n; i++)
+        if (!strcmp(j->keys[i], key))
+            return j->items[i];
+    return NULL;
+}
+
+static double
+s_jnum(const s_json_t *j, const char *key)
+{
+    const s_json_t *v = s_jget(j, key);
+    assert_non_null(v);
+    assert_true(v->type == J_NUM || v->type == J_BOOL);
+    return v->num;
+}
+
+static const char *
+s_jstr(const s_json_t *j, const char *key)
+{
+    const s_json_t *v = s_jget(j, key);
+    if (!v || v->type != J_STR)
+        return NULL;
+    return v->str;
+}
+
+/* ---- The fixture -------------------------------------------------------------------------- */
+
+/* What was loaded into one street. */
+typedef struct s_tally {
+    char street[10];            /* 9-digit prefix */
+    long households, persons;   /* active */
+    long rentals, tenants;      /* active; tenants = leases */
+    long voided;                /* void records */
+    long records;               /* active records (export jsonl lines) */
+    long csv_rows;              /* export csv rows: members, tenants, landlord persons */
+} s_tally_t;
+
+typedef struct s_env {
+    char dir[64];               /* temp dir */
+    char store[128];            /* the fixture store */
+    gs_gen_t *gen;              /* the district */
+    gs_arena_t *arena;          /* records being built */
+    gs_store_t *st;             /* open during setup only */
+    uint32_t grids;             /* generated grids */
+    char grid0[16], grid1[16], grid_last[16]; /* first, second and last grid */
+    char extra_grid[16];        /* registered, never collected */
+    s_tally_t tally[2];         /* per street */
+    long grid0_records;         /* records (any status) in grid0 */
+    char **secrets;             /* every raw ID number and phone loaded */
+    size_t n_secrets, cap_secrets;
+    char dup_id[19];            /* ID number of the person in two grids */
+    char void_key[32];          /* the household voided */
+    int uploads;                /* upload ids used */
+    int runs;                   /* subprocesses run (output file names) */
+} s_env_t;
+
+static void
+s_secret(s_env_t *e, const char *s)
+{
+    if (!s || strlen(s) < 7)
+        return;
+    if (e->n_secrets == e->cap_secrets) {
+        e->cap_secrets = e->cap_secrets ? e->cap_secrets * 2 : 256;
+        e->secrets = realloc(e->secrets, e->cap_secrets * sizeof *e->secrets);
+    }
+    e->secrets[e->n_secrets++] = strdup(s);
+}
+
+static void
+s_person_secrets(s_env_t *e, const Gridsync__V1__Person *p)
+{
+    if (!p)
+        return;
+    s_secret(e, p->id_number);
+    for (size_t i = 0; i < p->n_phones; i++)
+        s_secret(e, p->phones[i]);
+    if (p->floating)
+        s_secret(e, p->floating->permit_number);
+}
+
+static s_tally_t *
+s_street(s_env_t *e, const char *grid)
+{
+    for (int i = 0; i < 2; i++)
+        if (!strncmp(e->tally[i].street, grid, 9))
+            return &e->tally[i];
+    fail_msg("grid %s is in no street of the fixture", grid);
+    return NULL;
+}
+
+/* Count an active record into its street (sign -1 takes it out again). */
+static void
+s_count(s_env_t *e, const Gridsync__V1__Record *r, int sign)
+{
+    if (r->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD) {
+        const Gridsync__V1__Household *h = r->household;
+        s_tally_t *t = s_street(e, h->grid_code);
+        t->households += sign;
+        t->persons += sign * (long) h->n_members;
+        t->records += sign;
+        t->csv_rows += sign * (long) h->n_members;
+        if (sign > 0)
+            for (size_t i = 0; i < h->n_members; i++)
+                s_person_secrets(e, h->members[i]);
+    } else {
+        const Gridsync__V1__RentalHousing *h = r->rental;
+        s_tally_t *t = s_street(e, h->grid_code);
+        t->rentals += sign;
+        t->tenants += sign * (long) h->n_leases;
+        t->records += sign;
+        t->csv_rows += sign * (long) h->n_leases;
+        if (h->landlord &&
+            h->landlord->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON) {
+            t->csv_rows += sign;
+            if (sign > 0)
+                s_person_secrets(e, h->landlord->person);
+        }
+        if (sign > 0) {
+            for (size_t i = 0; i < h->n_leases; i++)
+                s_person_secrets(e, h->leases[i]->tenant);
+            if (h->building && h->building->head)
+                s_secret(e, h->building->head->phone);
+            if (h->landlord &&
+                h->landlord->party_case == GRIDSYNC__V1__LANDLORD__PARTY_ORGANISATION)
+                s_secret(e, h->landlord->organisation->contact_phone);
+        }
+    }
+}
+
+/* Apply one upload straight to the store; each record must get expect[i]
+ * (NULL: all ACCEPTED). */
+static void
+s_apply(s_env_t *e, Gridsync__V1__Record **recs, size_t n, const int *expect)
+{
+    char uid[32];
+    snprintf(uid, sizeof uid, "ctltest-%d", ++e->uploads);
+    gs_upload_t up;
+    memset(&up, 0, sizeof up);
+    up.device_id = "dev-ctltest";
+    up.upload_id = uid;
+    up.records = recs;
+    up.n_records = n;
+    up.alloc = gs_arena_allocator(e->arena);
+    gs_apply_out_t out;
+    memset(&out, 0, sizeof out);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    assert_int_equal(gs_store_apply(e->st, &up, 1, now, &out), 0);
+    Gridsync__V1__Ack *ack =
+        gridsync__v1__ack__unpack(NULL, out.uploads[0].ack_len, out.uploads[0].ack);
+    assert_non_null(ack);
+    assert_int_equal(ack->n_results, n);
+    for (size_t i = 0; i < n; i++) {
+        int want = expect ? expect[i] : GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED;
+        if ((int) ack->results[i]->status != want)
+            fprintf(stderr, "record %zu: status %d: %s\n", i, ack->results[i]->status,
+                    ack->results[i]->message);
+        assert_int_equal(ack->results[i]->status, want);
+    }
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+}
+
+static void
+s_phone(gs_arena_t *a, Gridsync__V1__Person *p, const char *phone)
+{
+    p->n_phones = 1;
+    p->phones = gs_arena_alloc(a, sizeof(char *));
+    p->phones[0] = gs_arena_strdup(a, phone);
+}
+
+/* A rental unit of area m² with tenants people leasing since 2024. */
+static Gridsync__V1__Record *
+s_rental(s_env_t *e, const char *grid, const char *id, double area, int tenants, uint32_t seed)
+{
+    gs_arena_t *a = e->arena;
+    Gridsync__V1__Record *people = gs_tk_household(a, grid, "tmp", NULL, tenants, seed);
+    Gridsync__V1__Record *rec = gs_arena_alloc(a, sizeof *rec);
+    Gridsync__V1__RentalHousing *h = gs_arena_alloc(a, sizeof *h);
+    Gridsync__V1__RecordMeta *meta = gs_arena_alloc(a, sizeof *meta);
+    gridsync__v1__record__init(rec);
+    gridsync__v1__rental_housing__init(h);
+    gridsync__v1__record_meta__init(meta);
+    rec->body_case = GRIDSYNC__V1__RECORD__BODY_RENTAL;
+    rec->rental = h;
+    h->house_id = gs_arena_strdup(a, id);
+    h->grid_code = gs_arena_strdup(a, grid);
+    h->address = gs_arena_strdup(a, "测试村3巷5号201房");
+    h->address_code = gs_arena_strdup(a, "ADDR-CROWD");
+    h->area_m2 = area;
+    h->n_leases = (size_t) tenants;
+    h->leases = gs_arena_alloc(a, sizeof(void *) * (size_t) tenants);
+    for (int i = 0; i < tenants; i++) {
+        Gridsync__V1__Lease *l = gs_arena_alloc(a, sizeof *l);
+        gridsync__v1__lease__init(l);
+        l->tenant = people->household->members[i];
+        l->tenant->relation = GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED;
+        l->start_date = gs_arena_strdup(a, "2024-01-01");
+        h->leases[i] = l;
+    }
+    meta->device_id = gs_arena_strdup(a, "dev-ctltest");
+    meta->collector_id = gs_arena_strdup(a, "col-test");
+    meta->collected_at = 1760000000000;
+    h->meta = meta;
+    return rec;
+}
+
+/* The generated district, one upload per 50 records. */
+static void
+s_load_district(s_env_t *e)
+{
+    Gridsync__V1__Record *recs[50];
+    size_t n = 0;
+    for (uint32_t g = 0; g < e->grids; g++) {
+        uint32_t hf, hn, rf, rn;
+        gs_gen_grid_households(e->gen, g, &hf, &hn);
+        gs_gen_grid_rentals(e->gen, g, &rf, &rn);
+        for (uint32_t i = 0; i < hn + rn; i++) {
+            recs[n] = i < hn ? gs_gen_household(e->gen, hf + i, e->arena)
+                             : gs_gen_rental(e->gen, rf + i - hn, e->arena);
+            assert_non_null(recs[n]);
+            s_count(e, recs[n], 1);
+            if (g == 0)
+                e->grid0_records++;
+            if (++n == 50) {
+                s_apply(e, recs, n, NULL);
+                gs_arena_reset(e->arena);
+                n = 0;
+            }
+        }
+    }
+    if (n)
+        s_apply(e, recs, n, NULL);
+    gs_arena_reset(e->arena);
+}
+
+/* The records behind the findings, edits, a move and a void. */
+static void
+s_load_findings(s_env_t *e)
+{
+    gs_arena_t *a = e->arena;
+    const int accepted = GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED;
+    const int merged = GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_MERGED;
+
+    /* one person heading households in two grids of two streets; the first
+     * household has restricted health data, and an alias by merge */
+    Gridsync__V1__Record *dup_a = gs_tk_household(a, e->grid0, "HDUP-A", "ADDR-DUP-A", 2,
+                                                  S_DUP_SEED);
+    Gridsync__V1__Restricted *rs = gs_arena_alloc(a, sizeof *rs);
+    gridsync__v1__restricted__init(rs);
+    rs->health = gs_arena_strdup(a, S_HEALTH_SECRET);
+    dup_a->household->members[1]->restricted = rs;
+    Gridsync__V1__Record *alias = gs_tk_household(a, e->grid0, "HDUP-A2", "ADDR-DUP-A", 2,
+                                                  S_DUP_SEED);
+    alias->household->members[1]->restricted = rs;
+    Gridsync__V1__Record *dup_b = gs_tk_household(a, e->grid_last, "HDUP-B", "ADDR-DUP-B", 1,
+                                                  S_DUP_SEED);
+    snprintf(e->dup_id, sizeof e->dup_id, "%s", dup_a->household->members[0]->id_number);
+
+    /* a household that moves from grid1 to the last grid */
+    Gridsync__V1__Record *mv = gs_tk_household(a, e->grid1, "HMOVE", "ADDR-MOVE", 2, 920000);
+
+    /* five unrelated people, in five households, with one phone; one has
+     * an address a CSV must quote and a name a spreadsheet would run */
+    Gridsync__V1__Record *ph[5];
+    for (int i = 0; i < 5; i++) {
+        char id[16], addr[32];
+        snprintf(id, sizeof id, "HPHONE-%d", i);
+        snprintf(addr, sizeof addr, "ADDR-PHONE-%d", i);
+        ph[i] = gs_tk_household(a, i % 2 ? e->grid1 : e->grid_last, id, addr, 1,
+                                S_PHONE_SEED + (uint32_t) i * 7);
+        s_phone(a, ph[i]->household->members[0], S_SHARED_PHONE);
+    }
+    ph[0]->household->address = gs_arena_strdup(a, "幸福路1号, \"东\"楼");
+    ph[1]->household->members[0]->name = gs_arena_strdup(a, "=1+2");
+
+    /* 3 tenants in 10 m²: 3.3 m² each */
+    Gridsync__V1__Record *crowd = s_rental(e, e->grid0, "R-CROWD", 10.0, 3, 930000);
+
+    Gridsync__V1__Record *recs[] = { dup_a, alias, dup_b, mv, ph[0], ph[1], ph[2], ph[3],
+                                     ph[4], crowd };
+    int expect[] = { accepted, merged, accepted, accepted, accepted, accepted, accepted,
+                     accepted, accepted, accepted };
+    s_apply(e, recs, 10, expect);
+    for (size_t i = 0; i < 10; i++)
+        if (i != 1)
+            s_count(e, recs[i], 1);
+    e->grid0_records += 2; /* HDUP-A and R-CROWD; the alias is not a record */
+    s_secret(e, S_SHARED_PHONE);
+    gs_arena_reset(a);
+
+    /* edit HDUP-A (v2), move HMOVE to the last grid, void a generated one */
+    dup_a = gs_tk_household(a, e->grid0, "HDUP-A", "ADDR-DUP-A", 2, S_DUP_SEED);
+    dup_a->household->members[1]->restricted = rs = gs_arena_alloc(a, sizeof *rs);
+    gridsync__v1__restricted__init(rs);
+    rs->health = gs_arena_strdup(a, S_HEALTH_SECRET);
+    dup_a->household->address = gs_arena_strdup(a, "改过的地址");
+    dup_a->household->meta->base_version = 1;
+    mv = gs_tk_household(a, e->grid_last, "HMOVE", "ADDR-MOVE", 2, 920000);
+    mv->household->meta->base_version = 1;
+    uint32_t hf, hn;
+    gs_gen_grid_households(e->gen, 0, &hf, &hn);
+    Gridsync__V1__Record *vd = gs_gen_household(e->gen, hf + 1, a);
+    snprintf(e->void_key, sizeof e->void_key, "%s", vd->household->household_id);
+    vd->household->meta->base_version = 1;
+    vd->household->meta->status = GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID;
+    Gridsync__V1__Record *recs2[] = { dup_a, mv, vd };
+    s_apply(e, recs2, 3, NULL);
+    /* the move changes streets; the void leaves the counts for "voided" */
+    Gridsync__V1__Record *old_mv = gs_tk_household(a, e->grid1, "HMOVE", "ADDR-MOVE", 2, 920000);
+    s_count(e, old_mv, -1);
+    s_count(e, mv, 1);
+    s_count(e, vd, -1);
+    s_street(e, e->grid0)->voided++;
+    gs_arena_reset(a);
+}
+
+static int
+s_setup(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    gs_gen_opts_t go;
+    gs_gen_opts_init(&go);
+    go.seed = 5;
+    go.streets = 2;
+    go.grids = 6;
+    go.households = 120;
+    go.rental_buildings = 6;
+    go.units_per_building = 3;
+    /* "today" a day ago, so nothing generated lies in the future */
+    go.now_ms = (int64_t) time(NULL) * 1000 - 86400000;
+    e->gen = gs_gen_new(&go);
+    e->arena = gs_arena_new(0);
+    e->st = gs_store_new(e->store, NULL, NULL);
+    if (!e->gen || !e->arena || !e->st)
+        return -1;
+    e->grids = gs_gen_grid_count(e->gen);
+    snprintf(e->grid0, sizeof e->grid0, "%s", gs_gen_grid_code(e->gen, 0));
+    snprintf(e->grid1, sizeof e->grid1, "%s", gs_gen_grid_code(e->gen, 1));
+    snprintf(e->grid_last, sizeof e->grid_last, "%s", gs_gen_grid_code(e->gen, e->grids - 1));
+    snprintf(e->tally[0].street, 10, "%.9s", e->grid0);
+    snprintf(e->tally[1].street, 10, "%.9s", e->grid_last);
+    if (!strcmp(e->tally[0].street, e->tally[1].street) || strncmp(e->grid0, e->grid1, 9))
+        return -1; /* the tests assume grids 0 and 1 share street 1 */
+    s_load_district(e);
+    s_load_findings(e);
+    /* the registry: every generated grid, and one in grid0's community that
+     * nobody collected */
+    snprintf(e->extra_grid, sizeof e->extra_grid, "%.12s099", e->grid0);
+    for (uint32_t g = 0; g <= e->grids; g++) {
+        Gridsync__V1__Grid gr = GRIDSYNC__V1__GRID__INIT;
+        gr.grid_code = (char *) (g < e->grids ? gs_gen_grid_code(e->gen, g) : e->extra_grid);
+        gr.name = (char *) (g < e->grids ? gs_gen_grid_name(e->gen, g) : "未采集网格");
+        if (gs_store_grid_put(e->st, &gr))
+            return -1;
+    }
+    gs_store_destroy(&e->st);
+    *state = e;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_env_t *e = *state;
+    gs_store_destroy(&e->st);
+    gs_arena_destroy(&e->arena);
+    gs_gen_destroy(&e->gen);
+    for (size_t i = 0; i < e->n_secrets; i++)
+        free(e->secrets[i]);
+    free(e->secrets);
+    gs_tk_rmtree(e->dir);
+    free(e);
+    return 0;
+}
+
+/* ---- Running gridctl ------------------------------------------------------------------------ */
+
+typedef struct s_res {
+    int status;                 /* exit status, or -1 if it did not exit */
+    char *out;                  /* stdout */
+    char *err;                  /* stderr */
+} s_res_t;
+
+static void
+s_res_free(s_res_t *r)
+{
+    free(r->out);
+    free(r->err);
+    memset(r, 0, sizeof *r);
+}
+
+static char *
+s_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t) n + 1);
+    size_t got = fread(s, 1, (size_t) n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+/* Start gridctl [--store store] args... with stdout and stderr to files. */
+static pid_t
+s_spawn(s_env_t *e, const char *store, const char *const *args, char *outp, char *errp)
+{
+    int id = ++e->runs;
+    snprintf(outp, 128, "%s/run-%d.out", e->dir, id);
+    snprintf(errp, 128, "%s/run-%d.err", e->dir, id);
+    const char *argv[64];
+    int argc = 0;
+    argv[argc++] = GS_GRIDCTL;
+    if (store) {
+        argv[argc++] = "--store";
+        argv[argc++] = store;
+    }
+    for (int i = 0; args[i] && argc < 63; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int r = open(errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(o, STDOUT_FILENO);
+        dup2(r, STDERR_FILENO);
+        unsetenv("GRIDSYNC_STORE");
+        execv(GS_GRIDCTL, (char *const *) argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static s_res_t
+s_wait(pid_t pid, const char *outp, const char *errp)
+{
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    s_res_t r;
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = s_slurp(outp);
+    r.err = s_slurp(errp);
+    unlink(outp);
+    unlink(errp);
+    return r;
+}
+
+static s_res_t
+s_runv(s_env_t *e, const char *store, const char *const *args)
+{
+    char outp[128], errp[128];
+    pid_t pid = s_spawn(e, store, args, outp, errp);
+    return s_wait(pid, outp, errp);
+}
+
+/* gridctl --store STORE args... (NULL-terminated) */
+static s_res_t
+s_run(s_env_t *e, const char *store, ...)
+{
+    const char *args[60];
+    int n = 0;
+    va_list ap;
+    va_start(ap, store);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 59)
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    return s_runv(e, store, args);
+}
+
+#define S_CTL(e, ...) s_run((e), (e)->store, __VA_ARGS__, NULL)
+
+/* Exit status must be want; shows stderr when it is not. */
+static void
+s_expect(const s_res_t *r, int want)
+{
+    if (r->status != want)
+        fprintf(stderr, "exit %d (wanted %d)\nstdout: %.2000s\nstderr: %.2000s\n", r->status, want,
+                r->out, r->err);
+    assert_int_equal(r->status, want);
+}
+
+/* No raw ID number or phone of the fixture in text. */
+static void
+s_no_secrets(const s_env_t *e, const char *text)
+{
+    for (size_t i = 0; i < e->n_secrets; i++)
+        if (strstr(text, e->secrets[i])) {
+            fprintf(stderr, "unmasked personal data in output: %s\n", e->secrets[i]);
+            fail();
+        }
+    assert_null(strstr(text, S_HEALTH_SECRET));
+}
+
+/* ---- Tests ------------------------------------------------------------------------------------ */
+
+/* Exit statuses: 0 done, 1 missing store / unknown key, 2 bad arguments;
+ * help for every command. */
+static void
+test_exit_codes(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t r = s_run(e, NULL, (const char *) NULL);
+    s_expect(&r, 2);
+    assert_non_null(strstr(r.err, "Usage: gridctl"));
+    s_res_free(&r);
+    r = s_run(e, NULL, "--help", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "Commands:"));
+    s_res_free(&r);
+    static const char *const cmds[] = { "stats", "ls", "get", "history", "dups", "tail",
+                                        "export", "devices", "grids", "backup", "verify",
+                                        "health" };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        r = s_run(e, NULL, cmds[i], "--help", NULL);
+        s_expect(&r, 0);
+        assert_non_null(strstr(r.out, "Usage: gridctl"));
+        s_res_free(&r);
+        r = s_run(e, NULL, "help", cmds[i], NULL);
+        s_expect(&r, 0);
+        s_res_free(&r);
+    }
+
+    /* bad arguments: 2, before the store is even opened */
+    static const char *const bad[][8] = {
+        { "frobnicate" },
+        { "stats", "--bogus" },
+        { "stats", "12a" },
+        { "stats", "4403", "4404" },
+        { "stats", "--level", "planet" },
+        { "ls" },
+        { "get" },
+        { "get", "bad key!" },
+        { "tail", "--limit", "0" },
+        { "tail", "--since", "-3" },
+        { "tail", "--feed", "tcp://127.0.0.1:1" },
+        { "export", "4403" },
+        { "export", "4403", "--format", "xml" },
+        { "dups", "--phone-min", "1" },
+        { "devices", "frob", "x" },
+        { "devices", "add", "dev-x", "--collector", "c", "--prefix", "12a" },
+        { "grids" },
+        { "backup" },
+        { "verify", "extra" },
+        { "health", "--admin", "tcp://127.0.0.1:1" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[10] = { 0 };
+        for (int k = 0; k < 8 && bad[i][k]; k++)
+            args[k] = bad[i][k];
+        r = s_runv(e, e->store, args);
+        if (r.status != 2)
+            fprintf(stderr, "case %zu (%s %s)\n", i, bad[i][0], bad[i][1] ? bad[i][1] : "");
+        s_expect(&r, 2);
+        assert_true(strlen(r.err) > 0);
+        s_res_free(&r);
+    }
+
+    /* a missing store: 1 and the advice, for reads and writes alike; and
+     * nothing is created there */
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/no-such-store", e->dir);
+    r = s_run(e, missing, "stats", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "no store at"));
+    assert_non_null(strstr(r.err, "start gridsyncd or pass --store"));
+    s_res_free(&r);
+    r = s_run(e, missing, "devices", "add", "dev-x", "--collector", "c", "--prefix", "440305",
+              NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "no store at"));
+    s_res_free(&r);
+    struct stat sb;
+    assert_int_equal(stat(missing, &sb), -1);
+
+    /* unknown keys: 1 */
+    r = S_CTL(e, "get", "H-NO-SUCH");
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "no record with id 'H-NO-SUCH'"));
+    s_res_free(&r);
+    r = S_CTL(e, "history", "H-NO-SUCH");
+    s_expect(&r, 1);
+    s_res_free(&r);
+    r = S_CTL(e, "devices", "show", "dev-no-such");
+    s_expect(&r, 1);
+    s_res_free(&r);
+}
+
+/* stats adds up the per-cell counters to exactly what was loaded, at the
+ * level below the prefix, with coverage against the registry. */
+static void
+test_stats(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t r = S_CTL(e, "stats", "--json");
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    /* one district of two streets: the rows are the streets */
+    assert_string_equal(s_jstr(j, "level"), "street");
+    const s_json_t *rows = s_jget(j, "rows");
+    assert_int_equal(rows->n, 2);
+    s_tally_t sum;
+    memset(&sum, 0, sizeof sum);
+    for (int i = 0; i < 2; i++) {
+        const s_json_t *row = rows->items[i];
+        const s_tally_t *t = &e->tally[i];
+        assert_string_equal(s_jstr(row, "code"), t->street);
+        assert_int_equal((long) s_jnum(row, "households"), t->households);
+        assert_int_equal((long) s_jnum(row, "persons"), t->persons);
+        assert_int_equal((long) s_jnum(row, "rentals"), t->rentals);
+        assert_int_equal((long) s_jnum(row, "tenants"), t->tenants);
+        assert_int_equal((long) s_jnum(row, "voided"), t->voided);
+        sum.households += t->households;
+        sum.persons += t->persons;
+        sum.tenants += t->tenants;
+    }
+    const s_json_t *tot = s_jget(j, "totals");
+    assert_int_equal((long) s_jnum(tot, "households"), sum.households);
+    assert_int_equal((long) s_jnum(tot, "persons"), sum.persons);
+    assert_int_equal((long) s_jnum(tot, "tenants"), sum.tenants);
+    /* every generated grid is collected; the extra one is not */
+    assert_int_equal((long) s_jnum(tot, "grids_registered"), e->grids + 1);
+    assert_int_equal((long) s_jnum(tot, "grids_registered_collected"), e->grids);
+    assert_true(fabs(s_jnum(tot, "coverage") - (double) e->grids / (e->grids + 1)) < 1e-6);
+    assert_true(s_jnum(j, "head_seq") > 0);
+    s_json_free(j);
+    s_res_free(&r);
+
+    /* a street: one row per grid (its one community), the uncollected grid
+     * among them */
+    r = S_CTL(e, "stats", e->tally[0].street, "--json");
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(j, "level"), "grid");
+    rows = s_jget(j, "rows");
+    int empty = 0, named = 0;
+    long households = 0;
+    for (size_t i = 0; i < rows->n; i++) {
+        const s_json_t *row = rows->items[i];
+        households += (long) s_jnum(row, "households");
+        if (!strcmp(s_jstr(row, "code"), e->extra_grid)) {
+            assert_string_equal(s_jstr(row, "status"), "empty");
+            assert_string_equal(s_jstr(row, "name"), "未采集网格");
+            empty++;
+        } else {
+            assert_string_equal(s_jstr(row, "status"), "collected");
+        }
+        named += s_jstr(row, "name") != NULL;
+    }
+    assert_int_equal(empty, 1);
+    assert_int_equal(named, (int) rows->n);
+    assert_int_equal(households, e->tally[0].households);
+    s_json_free(j);
+    s_res_free(&r);
+
+    /* the table: aligned columns and a totals row */
+    r = S_CTL(e, "stats");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "STREET"));
+    assert_non_null(strstr(r.out, "total"));
+    assert_non_null(strstr(r.out, e->tally[1].street));
+    char cov[64];
+    snprintf(cov, sizeof cov, "%u of %u registered grids collected", e->grids, e->grids + 1);
+    assert_non_null(strstr(r.out, cov));
+    s_res_free(&r);
+}
+
+/* ls and get: the records of a grid; one record in full, by alias too. */
+static void
+test_ls_get(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t r = S_CTL(e, "ls", e->grid0, "--json");
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n = s_json_lines(r.out, &lines);
+    assert_int_equal((long) n, e->grid0_records);
+    int seen_void = 0, seen_crowd = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(s_jstr(lines[i], "grid"), e->grid0);
+        if (!strcmp(s_jstr(lines[i], "record_key"), e->void_key)) {
+            assert_string_equal(s_jstr(lines[i], "status"), "void");
+            seen_void = 1;
+        }
+        if (!strcmp(s_jstr(lines[i], "record_key"), "R-CROWD")) {
+            assert_string_equal(s_jstr(lines[i], "kind"), "rental");
+            assert_int_equal((int) s_jnum(lines[i], "people"), 3);
+            seen_crowd = 1;
+        }
+    }
+    assert_true(seen_void && seen_crowd);
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+
+    r = S_CTL(e, "ls", e->grid0, "--kind", "rental", "--limit", "1");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "ADDRESS"));
+    assert_null(strstr(r.out, "household "));
+    s_res_free(&r);
+
+    /* get by the alias left by the merge: the canonical record, v2 */
+    r = S_CTL(e, "get", "HDUP-A2", "--json");
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(j, "record_key"), "HDUP-A");
+    assert_string_equal(s_jstr(j, "requested"), "HDUP-A2");
+    assert_int_equal((int) s_jnum(j, "version"), 2);
+    assert_string_equal(s_jstr(j, "status"), "active");
+    const s_json_t *rec = s_jget(j, "record");
+    assert_string_equal(s_jstr(rec, "address"), "改过的地址");
+    const s_json_t *m0 = s_jget(rec, "members")->items[0];
+    char masked[32];
+    gs_mask_idnum(e->dup_id, masked, sizeof masked);
+    assert_string_equal(s_jstr(m0, "id_number"), masked);
+    const s_json_t *m1 = s_jget(rec, "members")->items[1];
+    assert_string_equal(s_jstr(s_jget(m1, "restricted"), "health"), "***");
+    s_json_free(j);
+    s_res_free(&r);
+
+    r = S_CTL(e, "get", "HDUP-A");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, masked));
+    assert_non_null(strstr(r.out, "health: ***"));
+    assert_non_null(strstr(r.out, "version   2"));
+    s_res_free(&r);
+}
+
+/* Nothing personal leaves gridctl unmasked without --reveal; --reveal is
+ * logged before anything is shown. */
+static void
+test_masking_and_reveal(void **state)
+{
+    s_env_t *e = *state;
+    char audit[160];
+    snprintf(audit, sizeof audit, "%s/audit.log", e->store);
+    static const char *const runs[][8] = {
+        { "get", "HDUP-A" },
+        { "get", "HDUP-A", "--json" },
+        { "get", "R-CROWD" },
+        { "ls", "" },
+        { "export", "", "--format", "jsonl" },
+        { "export", "", "--format", "csv" },
+        { "dups" },
+        { "dups", "--json" },
+        { "tail", "--since", "0", "--json" },
+        { "tail", "--since", "0" },
+        { "history", "HDUP-A", "--json" },
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        const char *args[10] = { 0 };
+        for (int k = 0; k < 8 && runs[i][k]; k++)
+            args[k] = runs[i][k];
+        if (!strcmp(args[0], "ls"))
+            args[1] = e->grid0;
+        s_res_t r = s_runv(e, e->store, args);
+        s_expect(&r, 0);
+        assert_true(strlen(r.out) > 0);
+        s_no_secrets(e, r.out);
+        s_no_secrets(e, r.err);
+        s_res_free(&r);
+    }
+    struct stat sb;
+    assert_int_equal(stat(audit, &sb), -1); /* nothing revealed, nothing logged */
+
+    /* --reveal shows them, says so, and logs it */
+    s_res_t r = S_CTL(e, "get", "HDUP-A", "--reveal", "--json");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, e->dup_id));
+    assert_non_null(strstr(r.out, S_HEALTH_SECRET));
+    assert_non_null(strstr(r.err, "--reveal"));
+    s_res_free(&r);
+    r = s_run(e, e->store, "--reveal", "export", e->grid_last, "--format", "csv", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, S_SHARED_PHONE));
+    s_res_free(&r);
+    assert_int_equal(stat(audit, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    char *log = s_slurp(audit);
+    int lines = 0;
+    for (const char *p = log; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 2);
+    assert_non_null(strstr(log, "cmd=\"get\""));
+    assert_non_null(strstr(log, "HDUP-A"));
+    assert_non_null(strstr(log, "cmd=\"export\""));
+    assert_non_null(strstr(log, "uid="));
+    free(log);
+    unlink(audit);
+
+    /* no audit log, no reveal */
+    chmod(e->store, 0500);
+    if (access(e->store, W_OK) != 0) { /* root writes anyway: nothing to test then */
+        r = S_CTL(e, "get", "HDUP-A", "--reveal");
+        s_expect(&r, 1);
+        assert_null(strstr(r.out, e->dup_id));
+        s_res_free(&r);
+    }
+    chmod(e->store, 0700);
+}
+
+/* dups finds the person in two grids, the shared phone and the crowded
+ * unit, and only those. */
+static void
+test_dups(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t r = S_CTL(e, "dups", "--json");
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    char masked[32];
+    gs_mask_idnum(e->dup_id, masked, sizeof masked);
+
+    const s_json_t *persons = s_jget(j, "persons");
+    assert_int_equal(persons->n, 1);
+    const s_json_t *p = persons->items[0];
+    assert_string_equal(s_jstr(p, "id_number"), masked);
+    assert_string_equal(s_jstr(p, "name"), "张三");
+    const s_json_t *places = s_jget(p, "places");
+    assert_int_equal(places->n, 2);
+    int a = 0, b = 0;
+    for (size_t i = 0; i < places->n; i++) {
+        const char *key = s_jstr(places->items[i], "record_key");
+        const char *grid = s_jstr(places->items[i], "grid");
+        assert_string_equal(s_jstr(places->items[i], "role"), "member");
+        a += !strcmp(key, "HDUP-A") && !strcmp(grid, e->grid0);
+        b += !strcmp(key, "HDUP-B") && !strcmp(grid, e->grid_last);
+    }
+    assert_true(a == 1 && b == 1);
+
+    const s_json_t *phones = s_jget(j, "phones");
+    assert_int_equal(phones->n, 1);
+    gs_mask_phone(S_SHARED_PHONE, masked, sizeof masked);
+    assert_string_equal(s_jstr(phones->items[0], "phone"), masked);
+    assert_int_equal((int) s_jnum(phones->items[0], "persons"), 5);
+    assert_int_equal((int) s_jnum(phones->items[0], "records"), 5);
+    assert_int_equal(s_jget(phones->items[0], "places")->n, 5);
+
+    const s_json_t *crowd = s_jget(j, "overcrowded");
+    assert_int_equal(crowd->n, 1);
+    assert_string_equal(s_jstr(crowd->items[0], "record_key"), "R-CROWD");
+    assert_int_equal((int) s_jnum(crowd->items[0], "tenants"), 3);
+    assert_true(fabs(s_jnum(crowd->items[0], "area_m2") - 10.0) < 1e-9);
+    s_json_free(j);
+    s_res_free(&r);
+
+    /* thresholds: six people would be needed; 3 m² per person is enough */
+    r = S_CTL(e, "dups", "--json", "--phone-min", "6", "--area-per-person", "3");
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_int_equal(s_jget(j, "phones")->n, 0);
+    assert_int_equal(s_jget(j, "overcrowded")->n, 0);
+    assert_int_equal(s_jget(j, "persons")->n, 1);
+    s_json_free(j);
+    s_res_free(&r);
+
+    /* the human report names the findings, masked */
+    r = S_CTL(e, "dups");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "Persons active in more than one place: 1"));
+    assert_non_null(strstr(r.out, "HDUP-B"));
+    assert_non_null(strstr(r.out, masked));
+    assert_non_null(strstr(r.out, "R-CROWD"));
+    s_res_free(&r);
+}
+
+/* history follows a move; tail reads the log's end or after a seq. */
+static void
+test_history_tail(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t r = S_CTL(e, "history", "HMOVE", "--json");
+    s_expect(&r, 0);
+    s_json_t **ev;
+    size_t n = s_json_lines(r.out, &ev);
+    assert_int_equal(n, 3);
+    assert_string_equal(s_jstr(ev[0], "op"), "upsert");
+    assert_string_equal(s_jstr(ev[0], "grid"), e->grid1);
+    assert_string_equal(s_jstr(ev[1], "op"), "move_out");
+    assert_string_equal(s_jstr(ev[2], "op"), "move_in");
+    assert_string_equal(s_jstr(ev[2], "grid"), e->grid_last);
+    assert_string_equal(s_jstr(ev[2], "previous_grid_code"), e->grid1);
+    assert_int_equal((int) s_jnum(ev[2], "version"), 2);
+    uint64_t move_in = (uint64_t) s_jnum(ev[2], "seq");
+    s_json_lines_free(ev, n);
+    s_res_free(&r);
+    r = S_CTL(e, "history", "HMOVE");
+    s_expect(&r, 0);
+    char arrow[64];
+    snprintf(arrow, sizeof arrow, "%s -> %s", e->grid1, e->grid_last);
+    assert_non_null(strstr(r.out, arrow));
+    s_res_free(&r);
+
+    /* the last 2 events of the store: the move_in and the void after it */
+    r = S_CTL(e, "tail", "--limit", "2", "--json");
+    s_expect(&r, 0);
+    n = s_json_lines(r.out, &ev);
+    assert_int_equal(n, 2);
+    assert_int_equal((uint64_t) s_jnum(ev[0], "seq"), move_in);
+    assert_string_equal(s_jstr(ev[1], "op"), "void");
+    uint64_t head = (uint64_t) s_jnum(ev[1], "seq");
+    s_json_lines_free(ev, n);
+    s_res_free(&r);
+
+    /* after a seq, in order, as many as there are */
+    char since[32];
+    snprintf(since, sizeof since, "%llu", (unsigned long long) (head - 5));
+    r = S_CTL(e, "tail", "--since", since, "--json");
+    s_expect(&r, 0);
+    n = s_json_lines(r.out, &ev);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal((uint64_t) s_jnum(ev[i], "seq"), head - 4 + i);
+    s_json_lines_free(ev, n);
+    s_res_free(&r);
+
+    /* the last event under one grid */
+    r = S_CTL(e, "tail", e->grid_last, "--limit", "1", "--json");
+    s_expect(&r, 0);
+    n = s_json_lines(r.out, &ev);
+    assert_int_equal(n, 1);
+    assert_string_equal(s_jstr(ev[0], "grid"), e->grid_last);
+    assert_int_equal((uint64_t) s_jnum(ev[0], "seq"), move_in);
+    s_json_lines_free(ev, n);
+    s_res_free(&r);
+}
+
+/* export: JSON lines per active record, CSV rows per person with proper
+ * quoting, to an owner-only file. */
+static void
+test_export(void **state)
+{
+    s_env_t *e = *state;
+    const s_tally_t *t = &e->tally[1];
+    s_res_t r = S_CTL(e, "export", t->street, "--format", "jsonl");
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n = s_json_lines(r.out, &lines);
+    assert_int_equal((long) n, t->records);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(s_jget(lines[i], "record"));
+        assert_string_equal(s_jstr(lines[i], "status"), "active");
+    }
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+
+    char out[160];
+    snprintf(out, sizeof out, "%s/street.csv", e->dir);
+    r = S_CTL(e, "export", t->street, "--format", "csv", "--output", out);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.err, "records"));
+    s_res_free(&r);
+    struct stat sb;
+    assert_int_equal(stat(out, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    char *csv = s_slurp(out);
+    long rows = 0;
+    for (const char *p = csv; *p; p++)
+        rows += *p == '\n';
+    assert_int_equal(rows, t->csv_rows + 1); /* and the header */
+    assert_true(!strncmp(csv, "record_kind,record_id,grid,", 27));
+    /* the address with a comma and quotes, quoted; the formula defused */
+    assert_non_null(strstr(csv, "\"幸福路1号, \"\"东\"\"楼\""));
+    s_no_secrets(e, csv);
+    free(csv);
+    unlink(out);
+
+    r = S_CTL(e, "export", e->tally[0].street, "--format", "csv");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "\"'=1+2\""));
+    assert_null(strstr(r.out, ",=1+2,"));
+    s_res_free(&r);
+}
+
+/* Registry writes on a store of their own: add, assign, revoke. */
+static void
+test_devices(void **state)
+{
+    s_env_t *e = *state;
+    char store[160];
+    snprintf(store, sizeof store, "%s/devstore", e->dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    gs_store_destroy(&st);
+    char pub[41], sec[41];
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+
+    s_res_t r = s_run(e, store, "devices", "add", "dev-1", "--collector", "col-1", "--prefix",
+                      "440305001001", "--prefix", "440305001002", "--public-key", pub,
+                      "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(j, "device_id"), "dev-1");
+    assert_string_equal(s_jstr(j, "role"), "device");
+    assert_string_equal(s_jstr(j, "status"), "active");
+    assert_string_equal(s_jstr(j, "public_key"), pub);
+    assert_int_equal(s_jget(j, "prefixes")->n, 2);
+    s_json_free(j);
+    assert_null(strstr(r.out, sec)); /* the secret half is never printed */
+    s_res_free(&r);
+
+    /* again: exists (1); bad values (2) */
+    r = s_run(e, store, "devices", "add", "dev-1", "--collector", "col-1", "--prefix", "440305",
+              NULL);
+    s_expect(&r, 1);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "dev-2", "--collector", "col-2", "--prefix", "4403050",
+              NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "dev-2", "--prefix", "440305", NULL);
+    s_expect(&r, 2); /* a device needs its collector */
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "dev-2", "--collector", "c", "--prefix", "440305",
+              "--public-key", "short", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "dev-2", "--collector", "c", "--prefix", "440305",
+              "--public-key", pub, NULL);
+    s_expect(&r, 1); /* that key is dev-1's */
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "district-1", "--role", "district", "--prefix",
+              "440305", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+
+    r = s_run(e, store, "devices", "assign", "dev-1", "--prefix", "440305002", "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_int_equal(s_jget(j, "prefixes")->n, 1);
+    assert_string_equal(s_jget(j, "prefixes")->items[0]->str, "440305002");
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "assign", "dev-9", "--prefix", "440305", NULL);
+    s_expect(&r, 1);
+    s_res_free(&r);
+
+    r = s_run(e, store, "devices", "revoke", "dev-1", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "revoke", "dev-1", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "already revoked"));
+    s_res_free(&r);
+
+    /* read back through the store API, not through gridctl */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    st = gs_store_new(store, &o, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Device *d = NULL;
+    assert_int_equal(gs_store_device_get(st, "dev-1", &d), 0);
+    assert_int_equal(d->status, GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED);
+    assert_int_equal(d->n_prefixes, 1);
+    assert_string_equal(d->prefixes[0], "440305002");
+    assert_string_equal(d->collector_id, "col-1");
+    assert_true(d->updated_at >= d->created_at && d->created_at > 0);
+    gridsync__v1__device__free_unpacked(d, NULL);
+    assert_int_equal(gs_store_device_by_key(st, pub, &d), 0);
+    assert_string_equal(d->device_id, "dev-1");
+    gridsync__v1__device__free_unpacked(d, NULL);
+    gs_store_destroy(&st);
+
+    r = s_run(e, store, "devices", "list", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n = s_json_lines(r.out, &lines);
+    assert_int_equal(n, 2);
+    assert_string_equal(s_jstr(lines[0], "device_id"), "dev-1");
+    assert_string_equal(s_jstr(lines[0], "status"), "revoked");
+    assert_string_equal(s_jstr(lines[1], "role"), "district");
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+}
+
+static void
+s_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* grids import: a bad file names its bad lines and imports nothing; a good
+ * one imports everything. */
+static void
+test_grids_import(void **state)
+{
+    s_env_t *e = *state;
+    char store[160], bad[160], good[160];
+    snprintf(store, sizeof store, "%s/gridstore", e->dir);
+    snprintf(bad, sizeof bad, "%s/bad.csv", e->dir);
+    snprintf(good, sizeof good, "%s/good.csv", e->dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    gs_store_destroy(&st);
+
+    s_write(bad, "code,name,valid_from,valid_to\n"
+                 "440305001001001,南头第1网格\n"
+                 "44030500100100X,bad code\n"
+                 "440305001001002\n"
+                 "440305001001003,日期,2024-02-30\n"
+                 "440305001001004,反了,2025-01-01,2024-01-01\n"
+                 "440305001001001,twice\n");
+    s_res_t r = s_run(e, store, "grids", "import", bad, NULL);
+    s_expect(&r, 1);
+    for (int line = 3; line <= 7; line++) {
+        char where[200];
+        snprintf(where, sizeof where, "%s:%d:", bad, line);
+        if (!strstr(r.err, where))
+            fprintf(stderr, "no %s in:\n%s\n", where, r.err);
+        assert_non_null(strstr(r.err, where));
+    }
+    assert_null(strstr(r.err, ":2:"));
+    assert_non_null(strstr(r.err, "nothing was imported"));
+    s_res_free(&r);
+    r = s_run(e, store, "grids", "list", "--json", NULL);
+    s_expect(&r, 0);
+    assert_string_equal(r.out, "");
+    s_res_free(&r);
+
+    /* no header, quotes, a comment, a blank line, CRLF and dates */
+    s_write(good, "# 南头街道\r\n"
+                  "440305001001001,\"南头第1网格, 东\",2020-01-01,\r\n"
+                  "\r\n"
+                  "440305001001002,南头第2网格,,2099-12-31\r\n"
+                  "440305001001003,过期网格,2000-01-01,2001-01-01\r\n");
+    r = s_run(e, store, "grids", "import", good, "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_int_equal((int) s_jnum(j, "grids"), 3);
+    assert_int_equal((int) s_jnum(j, "added"), 3);
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "grids", "list", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n = s_json_lines(r.out, &lines);
+    assert_int_equal(n, 3);
+    assert_string_equal(s_jstr(lines[0], "name"), "南头第1网格, 东");
+    assert_string_equal(s_jstr(lines[0], "valid_from"), "2020-01-01");
+    assert_null(s_jstr(lines[0], "valid_to"));
+    assert_true(s_jnum(lines[0], "valid_today") == 1);
+    assert_true(s_jnum(lines[2], "valid_today") == 0);
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+
+    /* again: the same grids are replaced, not duplicated */
+    r = s_run(e, store, "grids", "import", good, "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_int_equal((int) s_jnum(j, "replaced"), 3);
+    s_json_free(j);
+    s_res_free(&r);
+}
+
+/* backup makes a copy that verifies and holds the same figures. */
+static void
+test_backup_verify(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t r = S_CTL(e, "verify");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "ok:"));
+    s_res_free(&r);
+
+    char bk[160];
+    snprintf(bk, sizeof bk, "%s/backup", e->dir);
+    r = S_CTL(e, "backup", bk, "--json");
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    double head = s_jnum(j, "head_seq");
+    assert_true(head > 0);
+    s_json_free(j);
+    s_res_free(&r);
+
+    r = s_run(e, bk, "verify", "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jnum(j, "ok") == 1);
+    assert_int_equal(s_jget(j, "problems")->n, 0);
+    assert_true(s_jnum(j, "head_seq") == head);
+    s_json_free(j);
+    s_res_free(&r);
+
+    r = s_run(e, bk, "stats", "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_int_equal((long) s_jnum(s_jget(j, "totals"), "households"),
+                     e->tally[0].households + e->tally[1].households);
+    s_json_free(j);
+    s_res_free(&r);
+
+    /* into a directory that is not empty: refused */
+    r = S_CTL(e, "backup", bk);
+    s_expect(&r, 1);
+    s_res_free(&r);
+
+    /* a copy with an index entry removed: verify names the problem, exit 1 */
+    char broken[160];
+    snprintf(broken, sizeof broken, "%s/broken", e->dir);
+    r = S_CTL(e, "backup", broken);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    gs_store_t *st = gs_store_new(broken, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_debug_del(st, "ids", "HHDUP-B", 7), 0);
+    gs_store_destroy(&st);
+    r = s_run(e, broken, "verify", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.out, "problem: "));
+    assert_non_null(strstr(r.out, "problem(s) found"));
+    s_res_free(&r);
+    r = s_run(e, broken, "verify", "--json", NULL);
+    s_expect(&r, 1);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jnum(j, "ok") == 0);
+    assert_true(s_jget(j, "problems")->n > 0);
+    s_json_free(j);
+    s_res_free(&r);
+}
+
+/* Beside a running broker: reads and registry writes work, registry
+ * changes take effect at once, tail --follow sees new events (by polling
+ * the store and through the live feed), health answers. */
+static void
+test_with_broker(void **state)
+{
+    s_env_t *e = *state;
+    char store[160], bundle[160];
+    snprintf(store, sizeof store, "%s/live", e->dir);
+    snprintf(bundle, sizeof bundle, "%s/district.keys", e->dir);
+    s_res_t r = S_CTL(e, "backup", store);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start_mode(&b, store, NULL, 1), 0);
+
+    r = s_run(e, store, "health", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jnum(s_jget(j, "broker"), "up") == 1);
+    uint64_t head = (uint64_t) s_jnum(s_jget(j, "store"), "head_seq");
+    assert_true(s_jnum(s_jget(j, "broker"), "head_seq") == (double) head);
+    s_json_free(j);
+    s_res_free(&r);
+
+    /* enrol a device and a district system while the broker runs */
+    gs_curve_keys_t dev, dist;
+    memset(&dev, 0, sizeof dev);
+    memset(&dist, 0, sizeof dist);
+    assert_int_equal(zmq_curve_keypair(dev.public_key, dev.secret_key), 0);
+    assert_int_equal(zmq_curve_keypair(dist.public_key, dist.secret_key), 0);
+    memcpy(dev.server_public, b.server_key, 41);
+    memcpy(dist.server_public, b.server_key, 41);
+    r = s_run(e, store, "devices", "add", "dev-live", "--collector", "col-live", "--prefix",
+              e->grid0, "--public-key", dev.public_key, NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "district-live", "--role", "district", "--prefix",
+              e->tally[0].street, "--public-key", dist.public_key, NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    FILE *f = fopen(bundle, "w");
+    fprintf(f, "server_public = %s\npublic_key = %s\nsecret_key = %s\n", dist.server_public,
+            dist.public_key, dist.secret_key);
+    fclose(f);
+
+    /* two followers wait for the next event: one polls the store, one
+     * follows the live feed with the district's keys */
+    char since[32], out1[128], err1[128], out2[128], err2[128];
+    snprintf(since, sizeof since, "%llu", (unsigned long long) head);
+    const char *poll_args[] = { "tail", "--follow", "--since", since, "--count", "1", "--json",
+                                NULL };
+    const char *feed_args[] = { "tail", e->tally[0].street, "--follow", "--since", since,
+                                "--count", "1", "--json", "--feed", b.feed, "--upload",
+                                b.upload, "--keys", bundle, NULL };
+    pid_t p1 = s_spawn(e, store, poll_args, out1, err1);
+    pid_t p2 = s_spawn(e, store, feed_args, out2, err2);
+
+    gs_client_opts_t co;
+    gs_client_opts_init(&co);
+    co.curve = dev;
+    co.timeout_ms = 5000;
+    co.retries = 2;
+    gs_client_t *c = gs_client_new(b.upload, &co);
+    assert_non_null(c);
+    Gridsync__V1__Record *rec = gs_tk_household(e->arena, e->grid0, "H-LIVE", "ADDR-LIVE", 1,
+                                                940000);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-live";
+    up.upload_id = "live-1";
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t cerr;
+    assert_int_equal(gs_client_upload(c, &up, &ack, &cerr), 0);
+    assert_int_equal(ack->results[0]->status, GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    uint64_t seq = ack->results[0]->seq;
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+
+    s_res_t r1 = s_wait(p1, out1, err1), r2 = s_wait(p2, out2, err2);
+    s_expect(&r1, 0);
+    s_expect(&r2, 0);
+    for (int k = 0; k < 2; k++) {
+        s_json_t *ev = s_json_parse(k ? r2.out : r1.out);
+        assert_non_null(ev);
+        assert_int_equal((uint64_t) s_jnum(ev, "seq"), seq);
+        assert_string_equal(s_jstr(ev, "record_key"), "H-LIVE");
+        s_no_secrets(e, k ? r2.out : r1.out);
+        s_json_free(ev);
+    }
+    s_res_free(&r1);
+    s_res_free(&r2);
+
+    /* read-only beside the writer: the new record is there */
+    r = s_run(e, store, "get", "H-LIVE", "--json", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    r = s_run(e, store, "verify", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+
+    /* revoking applies to the live connection's next request */
+    r = s_run(e, store, "devices", "revoke", "dev-live", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    gs_arena_reset(e->arena);
+    rec = gs_tk_household(e->arena, e->grid0, "H-LIVE-2", "ADDR-LIVE-2", 1, 950000);
+    up.records = &rec;
+    up.upload_id = "live-2";
+    assert_int_equal(gs_client_upload(c, &up, &ack, &cerr), GS_CLIENT_ESERVER);
+    assert_int_equal(cerr.reason, GRIDSYNC__V1__REASON__REASON_UNAUTHORISED);
+    gs_client_destroy(&c);
+    gs_arena_reset(e->arena);
+
+    int st = gs_tk_broker_stop(&b, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    r = s_run(e, store, "health", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.out, "broker    down"));
+    s_res_free(&r);
+    r = s_run(e, store, "stats", NULL);
+    s_expect(&r, 0); /* and the store still reads with the broker gone */
+    s_res_free(&r);
+}
+
+int
+main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_ls_get),
+        cmocka_unit_test(test_masking_and_reveal),
+        cmocka_unit_test(test_dups),
+        cmocka_unit_test(test_history_tail),
+        cmocka_unit_test(test_export),
+        cmocka_unit_test(test_devices),
+        cmocka_unit_test(test_grids_import),
+        cmocka_unit_test(test_backup_verify),
+        cmocka_unit_test(test_with_broker),
+    };
+    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+}

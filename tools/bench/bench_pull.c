@@ -1,0 +1,147 @@
+/*
+ * bench_pull: device pull-sync. How long one device takes to download its
+ * own grid from a large store: snapshot pages of the grid's prefix until
+ * the cursor is empty, then one sync request for the deltas after the
+ * snapshot seq (what a device does before it follows the feed).
+ *
+ * Where it sits: a client of a running gridsyncd whose store was pre-filled
+ * by bench_fill (the pre-fill data, bench_util.h); started by
+ * tools/bench/run_bench.sh. Grids are picked at random (fixed seed) among
+ * the grids the first --filled records of the pre-fill cover completely,
+ * and downloaded one after another by one client.
+ *
+ * Output: "pull.*" key=value lines: p50/p99/max milliseconds per grid,
+ * records per grid.
+ *
+ * Usage: bench_pull --upload EP --filled N [--samples N]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "gs_client.h"
+
+int
+main(int argc, char **argv)
+{
+    const char *upload_ep = NULL;
+    uint64_t filled = 0;
+    uint32_t samples = 300;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v && !strcmp(a, "--upload"))
+            upload_ep = v;
+        else if (v && !strcmp(a, "--filled"))
+            filled = strtoull(v, NULL, 10);
+        else if (v && !strcmp(a, "--samples"))
+            samples = (uint32_t) strtoul(v, NULL, 10);
+        else {
+            fprintf(stderr, "usage: bench_pull --upload EP --filled N [--samples N]\n");
+            return 2;
+        }
+        i++;
+    }
+    if (!upload_ep || !filled || !samples)
+        return 2;
+    /* the grids whose records the pre-fill applied in full */
+    size_t grids = 0, cap = 0;
+    char (*codes)[16] = NULL;
+    uint64_t cum = 0;
+    for (uint32_t c = 0; cum < filled; c++) {
+        gs_gen_opts_t go;
+        gs_gen_t *gen = gs_bench_fill_opts(&go, c) ? NULL : gs_gen_new(&go);
+        if (!gen)
+            break;
+        for (uint32_t g = 0; g < gs_gen_grid_count(gen) && cum < filled; g++) {
+            uint32_t f, hn, rn;
+            gs_gen_grid_households(gen, g, &f, &hn);
+            gs_gen_grid_rentals(gen, g, &f, &rn);
+            cum += (uint64_t) hn + rn;
+            if (cum > filled)
+                break;
+            if (grids == cap) {
+                cap = cap ? 2 * cap : 1024;
+                codes = realloc(codes, cap * sizeof *codes);
+                if (!codes)
+                    return 1;
+            }
+            snprintf(codes[grids++], sizeof codes[0], "%s", gs_gen_grid_code(gen, g));
+        }
+        gs_gen_destroy(&gen);
+    }
+    if (!grids) {
+        fprintf(stderr, "bench_pull: the pre-fill covers no whole grid\n");
+        return 1;
+    }
+    gs_client_t *cli = gs_client_new(upload_ep, NULL);
+    if (!cli)
+        return 1;
+    double *ms = calloc(samples, sizeof *ms);
+    uint64_t records = 0, pages = 0, deltas = 0;
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (uint32_t s = 0; s < samples; s++) {
+        /* xorshift: the same grids every run */
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const char *pfx[1] = { codes[x % grids] };
+        int64_t t0 = gs_bench_now_us();
+        uint8_t *cursor = NULL;
+        size_t cursor_len = 0;
+        uint64_t snap_seq = 0;
+        int first = 1;
+        for (;;) {
+            Gridsync__V1__SnapshotResponse *r = NULL;
+            gs_client_error_t err;
+            int rc = gs_client_snapshot(cli, pfx, 1, cursor, cursor_len, 0, &r, &err);
+            if (rc) {
+                fprintf(stderr, "bench_pull: snapshot: %s %s\n", gs_client_strerror(rc),
+                        err.message);
+                return 1;
+            }
+            pages++;
+            records += r->n_entries;
+            if (first)
+                snap_seq = r->snapshot_seq;
+            first = 0;
+            free(cursor);
+            cursor = NULL;
+            cursor_len = r->next_cursor.len;
+            if (cursor_len) {
+                cursor = malloc(cursor_len);
+                memcpy(cursor, r->next_cursor.data, cursor_len);
+            }
+            gridsync__v1__snapshot_response__free_unpacked(r, NULL);
+            if (!cursor_len)
+                break;
+        }
+        Gridsync__V1__SyncResponse *d = NULL;
+        gs_client_error_t err;
+        int rc = gs_client_sync(cli, pfx, 1, snap_seq, 0, 0, &d, &err);
+        if (rc) {
+            fprintf(stderr, "bench_pull: sync: %s %s\n", gs_client_strerror(rc), err.message);
+            return 1;
+        }
+        deltas += d->n_events;
+        gridsync__v1__sync_response__free_unpacked(d, NULL);
+        ms[s] = (double) (gs_bench_now_us() - t0) / 1000.0;
+    }
+    double total_ms = 0;
+    for (uint32_t s = 0; s < samples; s++)
+        total_ms += ms[s];
+    gs_bench_kv("pull", "samples", "%u", samples);
+    gs_bench_kv("pull", "grids", "%zu", grids);
+    gs_bench_kv("pull", "records_per_grid", "%.1f", (double) records / samples);
+    gs_bench_kv("pull", "pages_per_grid", "%.2f", (double) pages / samples);
+    gs_bench_kv("pull", "delta_events", "%llu", (unsigned long long) deltas);
+    gs_bench_kv("pull", "p50_ms", "%.3f", gs_bench_quantile(ms, samples, 0.50));
+    gs_bench_kv("pull", "p99_ms", "%.3f", gs_bench_quantile(ms, samples, 0.99));
+    gs_bench_kv("pull", "max_ms", "%.3f", ms[samples - 1]);
+    gs_bench_kv("pull", "records_per_s", "%.0f", total_ms > 0 ? (double) records /
+                                                                    (total_ms / 1000.0) : 0);
+    free(ms);
+    gs_client_destroy(&cli);
+    free(codes);
+    return records ? 0 : 1;
+}

@@ -1,0 +1,370 @@
+/*
+ * gc_ops: operations on the store as a whole. `backup DEST` (a hot,
+ * compacting copy through gs_store_backup), `verify` (every index checked
+ * against the records) and `health` (the store's figures, and the broker's
+ * if one answers on the admin endpoint).
+ *
+ * `health` is the one subcommand that talks to the broker. The admin
+ * endpoint is a local ipc:// ROUTER (owner-only file permissions, no CURVE)
+ * that answers one gridsync.v1.AdminRequest frame with one AdminReply; the
+ * client library covers the device protocol only, so the request is sent
+ * here with a plain DEALER.
+ */
+#include "gc.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+/* ---- backup ------------------------------------------------------------------------ */
+
+static const char s_backup_help[] =
+    "Usage: gridctl backup DEST\n"
+    "\n"
+    "A hot, compacting copy of the store into directory DEST (created 0700, or an\n"
+    "existing empty one), consistent as of one read transaction while the broker\n"
+    "keeps writing; secret.key is copied with it (0600). The copy opens as a store:\n"
+    "check it with gridctl --store DEST verify.\n"
+    "\n"
+    "--json: {dest, head_seq, records, events, file_size}.\n";
+
+int
+gc_cmd_backup(gc_ctx_t *ctx, int argc, char **argv)
+{
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, NULL, &a);
+    if (rc)
+        return rc;
+    if (a.help) {
+        fputs(s_backup_help, ctx->out);
+        return GC_EXIT_OK;
+    }
+    if (a.n_pos != 1 || !*a.pos[0])
+        return gc_usage(ctx, "expected one DEST directory");
+    const char *dest = a.pos[0];
+    gs_store_t *st = gc_store_open(ctx, 0, &rc);
+    if (!st)
+        return rc;
+    int err = gs_store_backup(st, dest);
+    gs_store_destroy(&st);
+    if (err)
+        return gc_store_fail(ctx, "backup", err);
+    /* read the copy back: a backup that does not open is not a backup */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    gs_store_t *copy = gs_store_new(dest, &o, &err);
+    gs_store_info_t info;
+    memset(&info, 0, sizeof info);
+    if (copy)
+        err = gs_store_info(copy, &info);
+    gs_store_destroy(&copy);
+    if (err)
+        return gc_store_fail(ctx, "the backup was written but does not open", err);
+    if (ctx->json) {
+        gc_json_t j;
+        gc_json_init(&j, ctx->out);
+        gc_json_obj(&j);
+        gc_json_key(&j, "dest");
+        gc_json_str(&j, dest);
+        gc_json_key(&j, "head_seq");
+        gc_json_u64(&j, info.head_seq);
+        gc_json_key(&j, "records");
+        gc_json_u64(&j, info.records);
+        gc_json_key(&j, "events");
+        gc_json_u64(&j, info.events);
+        gc_json_key(&j, "file_size");
+        gc_json_u64(&j, info.file_size);
+        gc_json_end(&j);
+    } else {
+        char b1[32], b2[32], b3[32], b4[32];
+        fprintf(ctx->out, "backup written to %s: head seq %s, %s records, %s events, %s bytes\n",
+                dest, gc_num(info.head_seq, b1, sizeof b1), gc_num(info.records, b2, sizeof b2),
+                gc_num(info.events, b3, sizeof b3), gc_num(info.file_size, b4, sizeof b4));
+    }
+    return gc_finish(ctx, GC_EXIT_OK);
+}
+
+/* ---- verify -------------------------------------------------------------------------- */
+
+static const char s_verify_help[] =
+    "Usage: gridctl verify\n"
+    "\n"
+    "Check every index of the store against the records (ids, aliases, natural\n"
+    "keys, person index, per-cell counts and logs, the change log's seqs). Works\n"
+    "read-only beside a running broker, on a backup (--store DEST) and on a store\n"
+    "whose broker is down. Prints each problem; exit status 1 if there is any.\n"
+    "\n"
+    "--json: {ok, problems:[text], head_seq, records, events}.\n";
+
+typedef struct s_verify {
+    gc_ctx_t *ctx;
+    gc_json_t *json;            /* --json: problems go into the array */
+} s_verify_t;
+
+static void
+s_on_problem(void *arg, const char *problem)
+{
+    s_verify_t *v = arg;
+    if (v->json)
+        gc_json_str(v->json, problem);
+    else
+        fprintf(v->ctx->out, "problem: %s\n", problem);
+}
+
+int
+gc_cmd_verify(gc_ctx_t *ctx, int argc, char **argv)
+{
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, NULL, &a);
+    if (rc)
+        return rc;
+    if (a.help) {
+        fputs(s_verify_help, ctx->out);
+        return GC_EXIT_OK;
+    }
+    if (a.n_pos)
+        return gc_usage(ctx, "verify takes no arguments (use --store DIR for another store)");
+    gs_store_t *st = gc_store_open(ctx, 0, &rc);
+    if (!st)
+        return rc;
+    gc_json_t j;
+    gc_json_init(&j, ctx->out);
+    s_verify_t v = { ctx, ctx->json ? &j : NULL };
+    if (ctx->json) {
+        gc_json_obj(&j);
+        gc_json_key(&j, "problems");
+        gc_json_arr(&j);
+    }
+    uint64_t problems = 0;
+    int err = gs_store_verify(st, s_on_problem, &v, &problems);
+    gs_store_info_t info;
+    memset(&info, 0, sizeof info);
+    int ierr = gs_store_info(st, &info);
+    gs_store_destroy(&st);
+    if (ctx->json) {
+        gc_json_end(&j);
+        gc_json_key(&j, "ok");
+        gc_json_bool(&j, err == 0 && problems == 0);
+        gc_json_key(&j, "head_seq");
+        gc_json_u64(&j, info.head_seq);
+        gc_json_key(&j, "records");
+        gc_json_u64(&j, info.records);
+        gc_json_key(&j, "events");
+        gc_json_u64(&j, info.events);
+        gc_json_end(&j);
+    }
+    if (err && err != GS_ECORRUPT)
+        return gc_finish(ctx, gc_store_fail(ctx, "verify could not finish", err));
+    if (problems || err) {
+        if (!ctx->json)
+            fprintf(ctx->out, "%llu problem(s) found in %s\n", (unsigned long long) problems,
+                    ctx->store_dir);
+        return gc_finish(ctx, GC_EXIT_FAIL);
+    }
+    if (!ctx->json) {
+        char b1[32], b2[32], b3[32];
+        fprintf(ctx->out, "ok: %s records, %s events, head seq %s; every index agrees\n",
+                ierr ? "?" : gc_num(info.records, b1, sizeof b1),
+                ierr ? "?" : gc_num(info.events, b2, sizeof b2),
+                ierr ? "?" : gc_num(info.head_seq, b3, sizeof b3));
+    }
+    return gc_finish(ctx, GC_EXIT_OK);
+}
+
+/* ---- health ------------------------------------------------------------------------------ */
+
+static const char s_health_help[] =
+    "Usage: gridctl health [--admin ENDPOINT] [--timeout-ms MS]\n"
+    "\n"
+    "The store's figures (head seq, records, events, map use, reader slots), read\n"
+    "directly, and whether the broker answers on its admin endpoint\n"
+    "(default ipc://STORE/admin.sock): then its version, uptime, head seq and\n"
+    "feed subscriptions. Exit status 0 when the broker answers, 1 when it is down.\n"
+    "\n"
+    "  --admin EP       the broker's admin-endpoint, when configured elsewhere\n"
+    "  --timeout-ms MS  how long to wait for the answer (default 2000)\n"
+    "\n"
+    "--json: {store:{head_seq, records, events, map_size, map_used, file_size,\n"
+    "readers_used, readers_max}, broker:{up, reason, version, uptime_ms, head_seq,\n"
+    "records, feed_subscriptions}}.\n";
+
+/* Ask the admin endpoint for health. Returns the decoded reply (caller
+ * frees) or NULL with why set. */
+static Gridsync__V1__AdminReply *
+s_ask_health(const char *endpoint, int timeout_ms, char *why, size_t why_size)
+{
+    Gridsync__V1__HealthRequest hr = GRIDSYNC__V1__HEALTH_REQUEST__INIT;
+    Gridsync__V1__AdminRequest rq = GRIDSYNC__V1__ADMIN_REQUEST__INIT;
+    rq.request_id = 1;
+    rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_HEALTH;
+    rq.health = &hr;
+    size_t len = gridsync__v1__admin_request__get_packed_size(&rq);
+    uint8_t buf[64];
+    if (len > sizeof buf) {
+        snprintf(why, why_size, "request too large");
+        return NULL;
+    }
+    gridsync__v1__admin_request__pack(&rq, buf);
+    void *zctx = zmq_ctx_new();
+    void *s = zctx ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
+    Gridsync__V1__AdminReply *reply = NULL;
+    if (!s) {
+        snprintf(why, why_size, "cannot make a socket: %s", zmq_strerror(zmq_errno()));
+        goto done;
+    }
+    int linger = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(s, endpoint) != 0) {
+        snprintf(why, why_size, "cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto done;
+    }
+    if (zmq_send(s, buf, len, 0) < 0) {
+        snprintf(why, why_size, "cannot send to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+        goto done;
+    }
+    zmq_pollitem_t pi = { s, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&pi, 1, timeout_ms) <= 0) {
+        snprintf(why, why_size, "no answer on %s within %d ms", endpoint, timeout_ms);
+        goto done;
+    }
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, s, 0) >= 0)
+        reply = gridsync__v1__admin_reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+    zmq_msg_close(&m);
+    if (!reply)
+        snprintf(why, why_size, "the answer from %s does not decode", endpoint);
+done:
+    if (s)
+        zmq_close(s);
+    if (zctx)
+        zmq_ctx_term(zctx);
+    return reply;
+}
+
+int
+gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
+{
+    static const gc_optspec_t spec[] = { { "admin", 1 }, { "timeout-ms", 1 }, { NULL, 0 } };
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, spec, &a);
+    if (rc)
+        return rc;
+    if (a.help) {
+        fputs(s_health_help, ctx->out);
+        return GC_EXIT_OK;
+    }
+    uint64_t timeout;
+    if (a.n_pos)
+        return gc_usage(ctx, "health takes no arguments");
+    if ((rc = gc_args_u64(ctx, &a, "timeout-ms", 2000, 1, 600000, &timeout)))
+        return rc;
+    const char *admin = gc_args_get(&a, "admin");
+    if (admin && strncmp(admin, "ipc://", 6))
+        return gc_usage(ctx, "--admin must be an ipc:// endpoint (the broker only serves "
+                             "admin requests there)");
+    gs_store_t *st = gc_store_open(ctx, 0, &rc);
+    if (!st)
+        return rc;
+    gs_store_info_t info;
+    memset(&info, 0, sizeof info);
+    int err = gs_store_info(st, &info);
+    gs_store_destroy(&st);
+    if (err)
+        return gc_store_fail(ctx, "reading the store's figures", err);
+
+    char ep[4200], why[512] = "";
+    if (admin)
+        snprintf(ep, sizeof ep, "%s", admin);
+    else
+        snprintf(ep, sizeof ep, "ipc://%s/admin.sock", ctx->store_dir);
+    Gridsync__V1__AdminReply *reply = NULL;
+    struct stat sb;
+    /* connecting to a missing ipc path would wait for it to appear */
+    if (stat(ep + 6, &sb) != 0 || !S_ISSOCK(sb.st_mode))
+        snprintf(why, sizeof why, "no admin socket at %s", ep + 6);
+    else
+        reply = s_ask_health(ep, (int) timeout, why, sizeof why);
+    const Gridsync__V1__HealthReply *h = NULL;
+    if (reply && reply->body_case == GRIDSYNC__V1__ADMIN_REPLY__BODY_HEALTH)
+        h = reply->health;
+    else if (reply && reply->body_case == GRIDSYNC__V1__ADMIN_REPLY__BODY_ERROR)
+        snprintf(why, sizeof why, "the broker answered with an error: %s",
+                 reply->error->message ? reply->error->message : "");
+    else if (reply)
+        snprintf(why, sizeof why, "the broker's answer is not a health reply");
+
+    if (ctx->json) {
+        gc_json_t j;
+        gc_json_init(&j, ctx->out);
+        gc_json_obj(&j);
+        gc_json_key(&j, "store");
+        gc_json_obj(&j);
+        gc_json_key(&j, "dir");
+        gc_json_str(&j, ctx->store_dir);
+        gc_json_key(&j, "head_seq");
+        gc_json_u64(&j, info.head_seq);
+        gc_json_key(&j, "records");
+        gc_json_u64(&j, info.records);
+        gc_json_key(&j, "events");
+        gc_json_u64(&j, info.events);
+        gc_json_key(&j, "map_size");
+        gc_json_u64(&j, info.map_size);
+        gc_json_key(&j, "map_used");
+        gc_json_u64(&j, info.map_used);
+        gc_json_key(&j, "file_size");
+        gc_json_u64(&j, info.file_size);
+        gc_json_key(&j, "readers_used");
+        gc_json_u64(&j, info.readers_used);
+        gc_json_key(&j, "readers_max");
+        gc_json_u64(&j, info.readers_max);
+        gc_json_end(&j);
+        gc_json_key(&j, "broker");
+        gc_json_obj(&j);
+        gc_json_key(&j, "up");
+        gc_json_bool(&j, h != NULL);
+        if (h) {
+            gc_json_key(&j, "version");
+            gc_json_str(&j, h->version);
+            gc_json_key(&j, "uptime_ms");
+            gc_json_i64(&j, h->uptime_ms);
+            gc_json_key(&j, "head_seq");
+            gc_json_u64(&j, h->head_seq);
+            gc_json_key(&j, "records");
+            gc_json_u64(&j, h->records);
+            gc_json_key(&j, "feed_subscriptions");
+            gc_json_u64(&j, h->feed_subscriptions);
+        } else {
+            gc_json_key(&j, "reason");
+            gc_json_str(&j, why);
+        }
+        gc_json_end(&j);
+        gc_json_end(&j);
+    } else {
+        char b[6][32];
+        FILE *o = ctx->out;
+        fprintf(o, "store     %s\n", ctx->store_dir);
+        fprintf(o, "  head seq %s, %s records, %s events\n", gc_num(info.head_seq, b[0], 32),
+                gc_num(info.records, b[1], 32), gc_num(info.events, b[2], 32));
+        fprintf(o, "  map %s of %s bytes used, file %s bytes, readers %u of %u\n",
+                gc_num(info.map_used, b[3], 32), gc_num(info.map_size, b[4], 32),
+                gc_num(info.file_size, b[5], 32), info.readers_used, info.readers_max);
+        if (h) {
+            int64_t up = h->uptime_ms / 1000;
+            fprintf(o, "broker    up (version %s), uptime %lldd %02lld:%02lld:%02lld\n",
+                    h->version ? h->version : "?", (long long) (up / 86400),
+                    (long long) (up / 3600 % 24), (long long) (up / 60 % 60),
+                    (long long) (up % 60));
+            fprintf(o, "  head seq %s, %s records, %u feed subscriptions\n",
+                    gc_num(h->head_seq, b[0], 32), gc_num(h->records, b[1], 32),
+                    h->feed_subscriptions);
+        } else {
+            fprintf(o, "broker    down: %s\n", why);
+        }
+    }
+    if (reply)
+        gridsync__v1__admin_reply__free_unpacked(reply, NULL);
+    return gc_finish(ctx, h ? GC_EXIT_OK : GC_EXIT_FAIL);
+}

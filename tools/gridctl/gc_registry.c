@@ -1,0 +1,903 @@
+/*
+ * gc_registry: `gridctl devices ...` and `gridctl grids ...`, the two
+ * registries the store keeps beside the grid data.
+ *
+ * Devices (gridsync.v1.Device) are who may connect: handhelds, district
+ * systems and admins, each with a CURVE public key, grid prefixes and a
+ * status. The broker reads an entry again for every request, so add,
+ * assign and revoke take effect without a restart. The grid registry is
+ * the list of valid grid codes; once it holds any grid, uploads to grids
+ * outside it are rejected (REASON_GRID_UNKNOWN).
+ *
+ * Writes open the store read-write beside a running broker: LMDB lets one
+ * writer in at a time across processes, so they simply queue with the
+ * broker's commits. Key generation, enrolment and provisioning bundles
+ * belong with the security tooling and are not here yet: see the table of
+ * device actions below for where they go.
+ */
+#include "gc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zmq.h>
+
+#include "gs_validate.h"
+
+#define S_MAX_PREFIXES 32       /* prefixes per device on the command line */
+#define S_MAX_ERRORS 50         /* bad CSV rows listed before "and N more" */
+
+static const char *
+s_role_name(int role)
+{
+    switch (role) {
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE: return "device";
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT: return "district";
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN: return "admin";
+    default: return "unknown";
+    }
+}
+
+static const char *
+s_dev_status(int status)
+{
+    return status == GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED ? "revoked" : "active";
+}
+
+/* ---- devices: output ---------------------------------------------------------------- */
+
+static void
+s_json_device(gc_json_t *j, const Gridsync__V1__Device *d)
+{
+    gc_json_obj(j);
+    gc_json_key(j, "device_id");
+    gc_json_str(j, d->device_id);
+    gc_json_key(j, "role");
+    gc_json_str(j, s_role_name(d->role));
+    gc_json_key(j, "status");
+    gc_json_str(j, s_dev_status(d->status));
+    gc_json_key(j, "collector_id");
+    gc_json_str(j, d->collector_id && *d->collector_id ? d->collector_id : NULL);
+    gc_json_key(j, "prefixes");
+    gc_json_arr(j);
+    for (size_t i = 0; i < d->n_prefixes; i++)
+        gc_json_str(j, d->prefixes[i]);
+    gc_json_end(j);
+    /* a public key is public: printing it is how it gets checked */
+    gc_json_key(j, "public_key");
+    gc_json_str(j, d->public_key && *d->public_key ? d->public_key : NULL);
+    gc_json_key(j, "created_at");
+    gc_json_i64(j, d->created_at);
+    gc_json_key(j, "updated_at");
+    gc_json_i64(j, d->updated_at);
+    gc_json_key(j, "note");
+    gc_json_str(j, d->note && *d->note ? d->note : NULL);
+    gc_json_end(j);
+}
+
+static void
+s_text_device(FILE *o, const Gridsync__V1__Device *d)
+{
+    char when[32];
+    fprintf(o, "device      %s\n", d->device_id);
+    fprintf(o, "role        %s\n", s_role_name(d->role));
+    fprintf(o, "status      %s\n", s_dev_status(d->status));
+    fprintf(o, "collector   %s\n", d->collector_id && *d->collector_id ? d->collector_id : "-");
+    fprintf(o, "prefixes   ");
+    for (size_t i = 0; i < d->n_prefixes; i++)
+        fprintf(o, " %s", *d->prefixes[i] ? d->prefixes[i] : "\"\" (everything)");
+    fprintf(o, "%s\n", d->n_prefixes ? "" : " (none)");
+    fprintf(o, "public key  %s\n", d->public_key && *d->public_key ? d->public_key
+                                                                   : "(none: cannot connect)");
+    fprintf(o, "created     %s\n", gc_time_local(d->created_at, when, sizeof when));
+    fprintf(o, "updated     %s\n", gc_time_local(d->updated_at, when, sizeof when));
+    if (d->note && *d->note)
+        fprintf(o, "note        %s\n", d->note);
+}
+
+typedef struct s_devlist {
+    gc_json_t json;             /* --json */
+    gc_table_t *table;          /* human output */
+    size_t n;                   /* devices seen */
+} s_devlist_t;
+
+static int
+s_on_device(void *arg, const Gridsync__V1__Device *d)
+{
+    s_devlist_t *l = arg;
+    l->n++;
+    if (!l->table) {
+        s_json_device(&l->json, d);
+        return 0;
+    }
+    char pfx[256], when[32];
+    size_t o = 0;
+    pfx[0] = 0;
+    for (size_t i = 0; i < d->n_prefixes && o + 1 < sizeof pfx; i++)
+        o += (size_t) snprintf(pfx + o, sizeof pfx - o, "%s%s", i ? "," : "",
+                               *d->prefixes[i] ? d->prefixes[i] : "\"\"");
+    gc_table_row(l->table);
+    gc_table_cell(l->table, "%s", d->device_id);
+    gc_table_cell(l->table, "%s", s_role_name(d->role));
+    gc_table_cell(l->table, "%s", s_dev_status(d->status));
+    gc_table_cell(l->table, "%s", d->collector_id && *d->collector_id ? d->collector_id : "-");
+    gc_table_cell(l->table, "%s", d->n_prefixes ? pfx : "-");
+    gc_table_cell(l->table, "%.8s%s", d->public_key && *d->public_key ? d->public_key : "-",
+                  d->public_key && *d->public_key ? "..." : "");
+    gc_table_cell(l->table, "%s", gc_time_local(d->updated_at, when, sizeof when));
+    return 0;
+}
+
+/* ---- devices: actions ---------------------------------------------------------------- */
+
+static const char s_devices_help[] =
+    "Usage: gridctl devices list\n"
+    "       gridctl devices show DEVICE_ID\n"
+    "       gridctl devices add DEVICE_ID --prefix P [--prefix P2 ...]\n"
+    "                           [--collector C] [--role device|district|admin]\n"
+    "                           [--public-key Z85] [--note TEXT]\n"
+    "       gridctl devices assign DEVICE_ID --prefix P [--prefix P2 ...]\n"
+    "       gridctl devices revoke DEVICE_ID\n"
+    "\n"
+    "The device registry: who may connect (handhelds, district systems, admins),\n"
+    "with which CURVE public key, and inside which grid prefixes. The broker reads\n"
+    "the registry on every request, so changes apply at once, while it runs.\n"
+    "\n"
+    "  add      enrol a new identity (refused if DEVICE_ID exists). --role device\n"
+    "           (default) needs --collector. Each --prefix is a grid-code prefix at a\n"
+    "           level boundary: 2, 4, 6 (district), 9 (street), 12 (community) or\n"
+    "           15 (grid) digits. --public-key is the identity's CURVE public key in\n"
+    "           Z85 (40 characters); without one it cannot connect to a broker that\n"
+    "           runs CURVE.\n"
+    "  assign   replace the prefixes\n"
+    "  revoke   refuse the identity from its next request on (idempotent)\n"
+    "  show     one identity; exit status 1 if unknown\n"
+    "  list     every identity\n"
+    "\n"
+    "Key generation and provisioning bundles come with the security tooling.\n"
+    "\n"
+    "--json: list writes one line per device; show, add, assign and revoke write the\n"
+    "device as stored: {device_id, role, status, collector_id, prefixes, public_key,\n"
+    "created_at, updated_at, note}.\n";
+
+/* --prefix values, checked. Returns GC_EXIT_OK or a usage error. */
+static int
+s_prefixes_arg(gc_ctx_t *ctx, const gc_args_t *a, const char **out, size_t *n)
+{
+    *n = gc_args_all(a, "prefix", out, S_MAX_PREFIXES);
+    if (*n > S_MAX_PREFIXES)
+        return gc_usage(ctx, "at most %d prefixes", S_MAX_PREFIXES);
+    for (size_t i = 0; i < *n; i++) {
+        gs_verdict_t v;
+        if (gs_prefix_check(out[i], &v))
+            return gc_usage(ctx, "bad --prefix '%.20s': %s (2, 4, 6, 9, 12 or 15 digits)",
+                            out[i], v.message);
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(out[k], out[i]))
+                return gc_usage(ctx, "--prefix %s given twice", out[i]);
+    }
+    return GC_EXIT_OK;
+}
+
+/* Look a device up; prints "no device" (exit 1) or a store error. */
+static int
+s_device_load(gc_ctx_t *ctx, gs_store_t *st, const char *id, Gridsync__V1__Device **d)
+{
+    int err = gs_store_device_get(st, id, d);
+    if (err == GS_ENOTFOUND)
+        return gc_fail(ctx, "no device '%s' (gridctl devices list shows them)", id);
+    if (err)
+        return gc_store_fail(ctx, "reading the device registry", err);
+    return GC_EXIT_OK;
+}
+
+static int
+s_device_put(gc_ctx_t *ctx, gs_store_t *st, const Gridsync__V1__Device *d, const char *done)
+{
+    int err = gs_store_device_put(st, d);
+    if (err)
+        return gc_store_fail(ctx, "writing the device registry", err);
+    if (ctx->json) {
+        gc_json_t j;
+        gc_json_init(&j, ctx->out);
+        s_json_device(&j, d);
+    } else {
+        fprintf(ctx->out, "%s device %s\n\n", done, d->device_id);
+        s_text_device(ctx->out, d);
+    }
+    return GC_EXIT_OK;
+}
+
+static int
+s_devices_add(gc_ctx_t *ctx, const gc_args_t *a)
+{
+    if (a->n_pos != 2)
+        return gc_usage(ctx, "expected: devices add DEVICE_ID --prefix P ...");
+    const char *id = a->pos[1];
+    gs_verdict_t v;
+    if (gs_ident_check(id, "DEVICE_ID", &v))
+        return gc_usage(ctx, "bad DEVICE_ID '%.70s': %s", id, v.message);
+    int role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE;
+    const char *rs = gc_args_get(a, "role");
+    if (rs && !strcmp(rs, "district"))
+        role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT;
+    else if (rs && !strcmp(rs, "admin"))
+        role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
+    else if (rs && strcmp(rs, "device"))
+        return gc_usage(ctx, "--role must be device, district or admin");
+    const char *collector = gc_args_get(a, "collector");
+    if (role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE && !collector)
+        return gc_usage(ctx, "a device needs --collector (the collector who carries it)");
+    if (collector && gs_ident_check(collector, "--collector", &v))
+        return gc_usage(ctx, "bad --collector '%.70s': %s", collector, v.message);
+    const char *prefixes[S_MAX_PREFIXES];
+    size_t np;
+    int rc = s_prefixes_arg(ctx, a, prefixes, &np);
+    if (rc)
+        return rc;
+    if (!np && role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN)
+        return gc_usage(ctx, "a %s needs at least one --prefix", s_role_name(role));
+    const char *key = gc_args_get(a, "public-key");
+    uint8_t raw[32];
+    if (key && (strlen(key) != 40 || !zmq_z85_decode(raw, key)))
+        return gc_usage(ctx, "--public-key must be a CURVE public key in Z85 (40 characters)");
+    const char *note = gc_args_get(a, "note");
+    if (note && gs_text_check(note, 256, "--note", &v))
+        return gc_usage(ctx, "%s", v.message);
+
+    gs_store_t *st = gc_store_open(ctx, 1, &rc);
+    if (!st)
+        return rc;
+    Gridsync__V1__Device *old = NULL;
+    int err = gs_store_device_get(st, id, &old);
+    if (err == 0) {
+        gridsync__v1__device__free_unpacked(old, NULL);
+        gs_store_destroy(&st);
+        return gc_fail(ctx, "device '%s' exists; change it with devices assign or revoke", id);
+    }
+    if (err != GS_ENOTFOUND) {
+        gs_store_destroy(&st);
+        return gc_store_fail(ctx, "reading the device registry", err);
+    }
+    if (key) {
+        err = gs_store_device_by_key(st, key, &old);
+        if (err == 0) {
+            rc = gc_fail(ctx, "that public key already belongs to device '%s'", old->device_id);
+            gridsync__v1__device__free_unpacked(old, NULL);
+            gs_store_destroy(&st);
+            return rc;
+        }
+    }
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = (char *) id;
+    d.collector_id = (char *) (collector ? collector : "");
+    d.public_key = (char *) (key ? key : "");
+    d.prefixes = (char **) prefixes;
+    d.n_prefixes = np;
+    d.role = (Gridsync__V1__PrincipalRole) role;
+    d.status = GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE;
+    d.created_at = d.updated_at = gc_now_ms();
+    d.note = (char *) (note ? note : "");
+    rc = s_device_put(ctx, st, &d, "added");
+    gs_store_destroy(&st);
+    if (!rc && !key && !ctx->json)
+        fprintf(ctx->out, "\n(no public key: it cannot connect to a broker that runs CURVE)\n");
+    return gc_finish(ctx, rc);
+}
+
+/* assign and revoke: read, change, write. */
+static int
+s_devices_change(gc_ctx_t *ctx, const gc_args_t *a, int revoke)
+{
+    if (a->n_pos != 2)
+        return gc_usage(ctx, "expected: devices %s DEVICE_ID%s", revoke ? "revoke" : "assign",
+                        revoke ? "" : " --prefix P ...");
+    const char *id = a->pos[1];
+    gs_verdict_t v;
+    if (gs_ident_check(id, "DEVICE_ID", &v))
+        return gc_usage(ctx, "bad DEVICE_ID '%.70s': %s", id, v.message);
+    const char *prefixes[S_MAX_PREFIXES];
+    size_t np = 0;
+    int rc;
+    if (!revoke) {
+        if ((rc = s_prefixes_arg(ctx, a, prefixes, &np)))
+            return rc;
+        if (!np)
+            return gc_usage(ctx, "assign needs at least one --prefix (it replaces them all)");
+    }
+    gs_store_t *st = gc_store_open(ctx, 1, &rc);
+    if (!st)
+        return rc;
+    Gridsync__V1__Device *d = NULL;
+    if ((rc = s_device_load(ctx, st, id, &d))) {
+        gs_store_destroy(&st);
+        return rc;
+    }
+    if (revoke && d->status == GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED) {
+        if (ctx->json) {
+            gc_json_t j;
+            gc_json_init(&j, ctx->out);
+            s_json_device(&j, d);
+        } else {
+            fprintf(ctx->out, "device %s was already revoked\n", id);
+        }
+        gridsync__v1__device__free_unpacked(d, NULL);
+        gs_store_destroy(&st);
+        return gc_finish(ctx, GC_EXIT_OK);
+    }
+    /* the unpacked strings stay owned by d; swap the prefix list for ours
+     * while writing and put it back before freeing */
+    char **old_prefixes = d->prefixes;
+    size_t old_n = d->n_prefixes;
+    if (revoke) {
+        d->status = GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED;
+    } else {
+        d->prefixes = (char **) prefixes;
+        d->n_prefixes = np;
+    }
+    d->updated_at = gc_now_ms();
+    rc = s_device_put(ctx, st, d, revoke ? "revoked" : "assigned");
+    d->prefixes = old_prefixes;
+    d->n_prefixes = old_n;
+    gridsync__v1__device__free_unpacked(d, NULL);
+    gs_store_destroy(&st);
+    return gc_finish(ctx, rc);
+}
+
+static int
+s_devices_show(gc_ctx_t *ctx, const gc_args_t *a)
+{
+    if (a->n_pos != 2)
+        return gc_usage(ctx, "expected: devices show DEVICE_ID");
+    int rc;
+    gs_store_t *st = gc_store_open(ctx, 0, &rc);
+    if (!st)
+        return rc;
+    Gridsync__V1__Device *d = NULL;
+    rc = s_device_load(ctx, st, a->pos[1], &d);
+    gs_store_destroy(&st);
+    if (rc)
+        return rc;
+    if (ctx->json) {
+        gc_json_t j;
+        gc_json_init(&j, ctx->out);
+        s_json_device(&j, d);
+    } else {
+        s_text_device(ctx->out, d);
+    }
+    gridsync__v1__device__free_unpacked(d, NULL);
+    return gc_finish(ctx, GC_EXIT_OK);
+}
+
+static int
+s_devices_list(gc_ctx_t *ctx, const gc_args_t *a)
+{
+    if (a->n_pos != 1)
+        return gc_usage(ctx, "devices list takes no arguments");
+    int rc;
+    gs_store_t *st = gc_store_open(ctx, 0, &rc);
+    if (!st)
+        return rc;
+    static const char *const h[] = { "DEVICE", "ROLE", "STATUS", "COLLECTOR", "PREFIXES",
+                                      "KEY", "UPDATED" };
+    s_devlist_t l;
+    memset(&l, 0, sizeof l);
+    gc_json_init(&l.json, ctx->out);
+    if (!ctx->json && !(l.table = gc_table_new(7, h, "lllllll"))) {
+        gs_store_destroy(&st);
+        return gc_fail(ctx, "out of memory");
+    }
+    int err = gs_store_devices(st, s_on_device, &l);
+    gs_store_destroy(&st);
+    if (err)
+        rc = gc_store_fail(ctx, "reading the device registry", err);
+    else if (l.table && l.n)
+        gc_table_print(l.table, ctx->out);
+    else if (l.table)
+        fprintf(ctx->out, "no devices enrolled\n");
+    gc_table_destroy(&l.table);
+    return gc_finish(ctx, rc);
+}
+
+int
+gc_cmd_devices(gc_ctx_t *ctx, int argc, char **argv)
+{
+    static const gc_optspec_t spec[] = { { "prefix", 1 }, { "collector", 1 }, { "role", 1 },
+                                         { "public-key", 1 }, { "note", 1 }, { NULL, 0 } };
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, spec, &a);
+    if (rc)
+        return rc;
+    if (a.help || !a.n_pos) {
+        fputs(s_devices_help, a.help ? ctx->out : stderr);
+        return a.help ? GC_EXIT_OK : GC_EXIT_USAGE;
+    }
+    const char *action = a.pos[0];
+    /* options that only some actions take */
+    int writes = !strcmp(action, "add") || !strcmp(action, "assign");
+    if (!writes && (gc_args_has(&a, "prefix") || gc_args_has(&a, "collector")))
+        return gc_usage(ctx, "devices %s takes no --prefix or --collector", action);
+    if (strcmp(action, "add") &&
+        (gc_args_has(&a, "role") || gc_args_has(&a, "public-key") || gc_args_has(&a, "note")))
+        return gc_usage(ctx, "--role, --public-key and --note are for devices add");
+    if (!strcmp(action, "assign") && gc_args_has(&a, "collector"))
+        return gc_usage(ctx, "devices assign changes prefixes only");
+    /* keygen, enrol and bundles join this table with the security tooling */
+    if (!strcmp(action, "list"))
+        return s_devices_list(ctx, &a);
+    if (!strcmp(action, "show"))
+        return s_devices_show(ctx, &a);
+    if (!strcmp(action, "add"))
+        return s_devices_add(ctx, &a);
+    if (!strcmp(action, "assign"))
+        return s_devices_change(ctx, &a, 0);
+    if (!strcmp(action, "revoke"))
+        return s_devices_change(ctx, &a, 1);
+    return gc_usage(ctx, "unknown action '%.20s' (list, show, add, assign, revoke)", action);
+}
+
+/* ---- grids ----------------------------------------------------------------------------- */
+
+static const char s_grids_help[] =
+    "Usage: gridctl grids list [PREFIX]\n"
+    "       gridctl grids import FILE.csv [--dry-run]\n"
+    "\n"
+    "The grid registry: valid grid codes with names and dates. While it is empty\n"
+    "the broker accepts any well-formed grid code; once it holds a grid, uploads\n"
+    "to a grid missing from it (or outside its dates) are rejected with\n"
+    "GRID_UNKNOWN.\n"
+    "\n"
+    "  list     the registry (under PREFIX), with whether each grid is valid today\n"
+    "  import   add or replace grids from a CSV file, all or nothing: columns\n"
+    "           code,name[,valid_from,valid_to] (dates YYYY-MM-DD, empty = open); a\n"
+    "           header row (code,...) is optional; blank lines and lines starting\n"
+    "           with # are skipped. Every bad row is reported as FILE:LINE and then\n"
+    "           nothing is written (exit status 1). --dry-run checks only.\n"
+    "\n"
+    "--json: list writes one line per grid {grid_code, name, valid_from, valid_to,\n"
+    "valid_today}; import writes {file, grids, added, replaced, dry_run}.\n";
+
+static int
+s_grid_valid_today(const Gridsync__V1__Grid *g, int today)
+{
+    int from = 0, to = 0;
+    if (g->valid_from && *g->valid_from && !gs_date_parse(g->valid_from, &from, NULL) &&
+        from > today)
+        return 0;
+    if (g->valid_to && *g->valid_to && !gs_date_parse(g->valid_to, &to, NULL) && to < today)
+        return 0;
+    return 1;
+}
+
+typedef struct s_gridlist {
+    gc_json_t json;             /* --json */
+    gc_table_t *table;          /* human output */
+    size_t n;                   /* grids seen */
+    int today;                  /* YYYYMMDD */
+} s_gridlist_t;
+
+static int
+s_on_grid(void *arg, const Gridsync__V1__Grid *g)
+{
+    s_gridlist_t *l = arg;
+    int valid = s_grid_valid_today(g, l->today);
+    l->n++;
+    if (!l->table) {
+        gc_json_obj(&l->json);
+        gc_json_key(&l->json, "grid_code");
+        gc_json_str(&l->json, g->grid_code);
+        gc_json_key(&l->json, "name");
+        gc_json_str(&l->json, g->name);
+        gc_json_key(&l->json, "valid_from");
+        gc_json_str(&l->json, g->valid_from && *g->valid_from ? g->valid_from : NULL);
+        gc_json_key(&l->json, "valid_to");
+        gc_json_str(&l->json, g->valid_to && *g->valid_to ? g->valid_to : NULL);
+        gc_json_key(&l->json, "valid_today");
+        gc_json_bool(&l->json, valid);
+        gc_json_end(&l->json);
+        return 0;
+    }
+    gc_table_row(l->table);
+    gc_table_cell(l->table, "%s", g->grid_code);
+    gc_table_cell(l->table, "%s", g->name ? g->name : "");
+    gc_table_cell(l->table, "%s", g->valid_from && *g->valid_from ? g->valid_from : "-");
+    gc_table_cell(l->table, "%s", g->valid_to && *g->valid_to ? g->valid_to : "-");
+    gc_table_cell(l->table, "%s", valid ? "valid" : "not valid today");
+    return 0;
+}
+
+static int
+s_grids_list(gc_ctx_t *ctx, const gc_args_t *a)
+{
+    if (a->n_pos > 2)
+        return gc_usage(ctx, "expected: grids list [PREFIX]");
+    const char *prefix = a->n_pos == 2 ? a->pos[1] : "";
+    int rc = gc_prefix_arg(ctx, prefix);
+    if (rc)
+        return rc;
+    gs_store_t *st = gc_store_open(ctx, 0, &rc);
+    if (!st)
+        return rc;
+    static const char *const h[] = { "GRID", "NAME", "VALID FROM", "VALID TO", "TODAY" };
+    s_gridlist_t l;
+    memset(&l, 0, sizeof l);
+    l.today = gc_today();
+    gc_json_init(&l.json, ctx->out);
+    if (!ctx->json && !(l.table = gc_table_new(5, h, "lllll"))) {
+        gs_store_destroy(&st);
+        return gc_fail(ctx, "out of memory");
+    }
+    int err = gs_store_grids(st, prefix, s_on_grid, &l);
+    gs_store_destroy(&st);
+    if (err) {
+        rc = gc_store_fail(ctx, "reading the grid registry", err);
+    } else if (l.table && l.n) {
+        gc_table_print(l.table, ctx->out);
+        char b[32];
+        fprintf(ctx->out, "\n%s grid(s)\n", gc_num(l.n, b, sizeof b));
+    } else if (l.table) {
+        fprintf(ctx->out, "registry empty%s%s (gridctl grids import FILE.csv fills it)\n",
+                *prefix ? " under " : "", prefix);
+    }
+    gc_table_destroy(&l.table);
+    return gc_finish(ctx, rc);
+}
+
+/* Split one CSV line in place into at most max fields (RFC 4180 quotes;
+ * a field cannot span lines). Returns the count, or -1 with *why set. */
+static int
+s_csv_split(char *line, char **fields, int max, const char **why)
+{
+    int n = 0;
+    char *p = line;
+    for (;;) {
+        if (n == max) {
+            *why = "too many columns (code,name[,valid_from,valid_to])";
+            return -1;
+        }
+        char *out = p;
+        fields[n++] = out;
+        if (*p == '"') {
+            p++;
+            for (;;) {
+                if (!*p) {
+                    *why = "unterminated quote";
+                    return -1;
+                }
+                if (*p == '"' && p[1] == '"') {
+                    *out++ = '"';
+                    p += 2;
+                } else if (*p == '"') {
+                    p++;
+                    break;
+                } else {
+                    *out++ = *p++;
+                }
+            }
+            if (*p && *p != ',') {
+                *why = "text after a closing quote";
+                return -1;
+            }
+        } else {
+            while (*p && *p != ',')
+                *out++ = *p++;
+        }
+        int more = *p == ',';
+        if (*p)
+            p++;
+        *out = 0;
+        if (!more)
+            return n;
+    }
+}
+
+/* Trim ASCII spaces at both ends, in place. */
+static char *
+s_trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = 0;
+    return s;
+}
+
+/* A grid read from the file. */
+typedef struct s_row {
+    char code[GS_GRID_LEN + 1];
+    char *name, *from, *to;     /* malloc'd */
+    long line;                  /* where it was */
+} s_row_t;
+
+static int
+s_row_cmp(const void *a, const void *b)
+{
+    const s_row_t *x = a, *y = b;
+    int c = strcmp(x->code, y->code);
+    return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+static void
+s_rows_free(s_row_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].name);
+        free(rows[i].from);
+        free(rows[i].to);
+    }
+    free(rows);
+}
+
+/* Cells holding data whose grid is not among the imported rows. */
+typedef struct s_orphans {
+    const s_row_t *rows;        /* sorted by code */
+    size_t n;
+    uint64_t orphans;
+} s_orphans_t;
+
+static int
+s_on_cell_orphan(void *arg, const char *grid, const gs_cell_meta_t *m)
+{
+    s_orphans_t *o = arg;
+    if (!m->households && !m->rentals)
+        return 0;
+    s_row_t key;
+    memset(&key, 0, sizeof key);
+    snprintf(key.code, sizeof key.code, "%s", grid);
+    size_t lo = 0, hi = o->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(o->rows[mid].code, key.code);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    o->orphans++;
+    return 0;
+}
+
+static int
+s_grid_count(void *arg, const Gridsync__V1__Grid *g)
+{
+    (void) g;
+    ++*(uint64_t *) arg;
+    return 1; /* one is enough to know it is not empty */
+}
+
+static int
+s_grids_import(gc_ctx_t *ctx, const gc_args_t *a)
+{
+    if (a->n_pos != 2)
+        return gc_usage(ctx, "expected: grids import FILE.csv");
+    const char *path = a->pos[1];
+    int dry = gc_args_has(a, "dry-run");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return gc_fail(ctx, "cannot read %s: %s", path, strerror(errno));
+    s_row_t *rows = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t errors = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int seen_data = 0, nomem = 0;
+    int today = gc_today();
+#define S_BAD(...)                                                                      \
+    do {                                                                                \
+        if (errors++ < S_MAX_ERRORS) {                                                  \
+            fprintf(stderr, "%s:%ld: ", path, lineno);                                 \
+            fprintf(stderr, __VA_ARGS__);                                               \
+            fputc('\n', stderr);                                                        \
+        }                                                                               \
+    } while (0)
+    while ((len = getline(&line, &lcap, f)) >= 0) {
+        lineno++;
+        char *p = line;
+        if (lineno == 1 && !strncmp(p, "\xef\xbb\xbf", 3))
+            p += 3; /* a spreadsheet's byte order mark */
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (!*s_trim(p) || *s_trim(p) == '#')
+            continue;
+        char *fl[4];
+        const char *why = NULL;
+        int nf = s_csv_split(p, fl, 4, &why);
+        if (nf < 0) {
+            S_BAD("%s", why);
+            continue;
+        }
+        for (int i = 0; i < nf; i++)
+            fl[i] = s_trim(fl[i]);
+        if (!seen_data) {
+            seen_data = 1;
+            if (!strcasecmp(fl[0], "code") || !strcasecmp(fl[0], "grid_code"))
+                continue; /* the header */
+        }
+        gs_verdict_t v;
+        int from = 0, to = 0;
+        if (nf < 2) {
+            S_BAD("expected code,name[,valid_from,valid_to]");
+            continue;
+        }
+        if (gs_gridcode_check(fl[0], &v)) {
+            S_BAD("grid code '%.20s': %s", fl[0], v.message);
+            continue;
+        }
+        if (!*fl[1]) {
+            S_BAD("grid %s has no name", fl[0]);
+            continue;
+        }
+        if (gs_text_check(fl[1], 128, "name", &v)) {
+            S_BAD("grid %s: %s", fl[0], v.message);
+            continue;
+        }
+        if (nf > 2 && *fl[2] && gs_date_parse(fl[2], &from, &v)) {
+            S_BAD("grid %s: valid_from '%.20s': %s", fl[0], fl[2], v.message);
+            continue;
+        }
+        if (nf > 3 && *fl[3] && gs_date_parse(fl[3], &to, &v)) {
+            S_BAD("grid %s: valid_to '%.20s': %s", fl[0], fl[3], v.message);
+            continue;
+        }
+        if (from && to && to < from) {
+            S_BAD("grid %s: valid_to %s is before valid_from %s", fl[0], fl[3], fl[2]);
+            continue;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 256;
+            s_row_t *nr = realloc(rows, nc * sizeof *nr);
+            if (!nr) {
+                nomem = 1;
+                break;
+            }
+            rows = nr;
+            cap = nc;
+        }
+        s_row_t *r = &rows[n++];
+        memset(r, 0, sizeof *r);
+        memcpy(r->code, fl[0], GS_GRID_LEN + 1);
+        r->name = strdup(fl[1]);
+        r->from = strdup(nf > 2 ? fl[2] : "");
+        r->to = strdup(nf > 3 ? fl[3] : "");
+        r->line = lineno;
+        if (!r->name || !r->from || !r->to)
+            nomem = 1;
+    }
+    int read_err = ferror(f);
+    free(line);
+    fclose(f);
+    if (nomem || read_err) {
+        s_rows_free(rows, n);
+        return nomem ? gc_fail(ctx, "out of memory") : gc_fail(ctx, "reading %s failed", path);
+    }
+    /* the same code twice: which name is meant? */
+    if (n)
+        qsort(rows, n, sizeof *rows, s_row_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(rows[i].code, rows[i - 1].code)) {
+            lineno = rows[i].line;
+            S_BAD("grid %s is already on line %ld", rows[i].code, rows[i - 1].line);
+        }
+#undef S_BAD
+    if (errors) {
+        if (errors > S_MAX_ERRORS)
+            fprintf(stderr, "%s: ... and %llu more bad rows\n", path,
+                    (unsigned long long) (errors - S_MAX_ERRORS));
+        s_rows_free(rows, n);
+        return gc_fail(ctx, "%llu bad row(s) in %s; nothing was imported",
+                       (unsigned long long) errors, path);
+    }
+    if (!n) {
+        s_rows_free(rows, n);
+        return gc_fail(ctx, "%s holds no grids; nothing was imported", path);
+    }
+
+    int rc;
+    gs_store_t *st = gc_store_open(ctx, !dry, &rc);
+    if (!st) {
+        s_rows_free(rows, n);
+        return rc;
+    }
+    uint64_t before = 0, added = 0, replaced = 0, written = 0, not_today = 0;
+    int err = gs_store_grids(st, "", s_grid_count, &before);
+    if (err == 1)
+        err = 0;
+    s_orphans_t orph = { rows, n, 0 };
+    if (!err && !before)
+        err = gs_store_cells(st, "", s_on_cell_orphan, &orph);
+    for (size_t i = 0; !err && i < n; i++) {
+        Gridsync__V1__Grid *old = NULL;
+        int ge = gs_store_grid_get(st, rows[i].code, &old);
+        if (ge == 0) {
+            replaced++;
+            gridsync__v1__grid__free_unpacked(old, NULL);
+        } else if (ge == GS_ENOTFOUND) {
+            added++;
+        } else {
+            err = ge;
+            break;
+        }
+        Gridsync__V1__Grid g = GRIDSYNC__V1__GRID__INIT;
+        g.grid_code = rows[i].code;
+        g.name = rows[i].name;
+        g.valid_from = rows[i].from;
+        g.valid_to = rows[i].to;
+        not_today += (uint64_t) !s_grid_valid_today(&g, today);
+        if (dry)
+            continue;
+        if ((err = gs_store_grid_put(st, &g)))
+            break;
+        written++;
+    }
+    gs_store_destroy(&st);
+    s_rows_free(rows, n);
+    if (err) {
+        char what[160];
+        /* each put is its own transaction: say exactly what happened */
+        if (written)
+            snprintf(what, sizeof what,
+                     "the store refused a write after %llu of %zu grids; run the import "
+                     "again (it replaces entries)", (unsigned long long) written, n);
+        else
+            snprintf(what, sizeof what, "grid registry");
+        return gc_store_fail(ctx, what, err);
+    }
+    if (ctx->json) {
+        gc_json_t j;
+        gc_json_init(&j, ctx->out);
+        gc_json_obj(&j);
+        gc_json_key(&j, "file");
+        gc_json_str(&j, path);
+        gc_json_key(&j, "grids");
+        gc_json_u64(&j, n);
+        gc_json_key(&j, "added");
+        gc_json_u64(&j, added);
+        gc_json_key(&j, "replaced");
+        gc_json_u64(&j, replaced);
+        gc_json_key(&j, "dry_run");
+        gc_json_bool(&j, dry);
+        gc_json_end(&j);
+    } else {
+        char b1[32], b2[32], b3[32];
+        fprintf(ctx->out, "%s %s grid(s) from %s: %s new, %s replaced\n",
+                dry ? "checked (dry run, nothing written)" : "imported", gc_num(n, b1, sizeof b1),
+                path, gc_num(added, b2, sizeof b2), gc_num(replaced, b3, sizeof b3));
+    }
+    if (not_today)
+        fprintf(stderr, "gridctl grids import: %llu of them are not valid today (dates)\n",
+                (unsigned long long) not_today);
+    if (orph.orphans)
+        fprintf(stderr,
+                "gridctl grids import: the registry was empty; %llu grid(s) holding records "
+                "are not in %s, and uploads to them are now rejected (GRID_UNKNOWN)\n",
+                (unsigned long long) orph.orphans, path);
+    return gc_finish(ctx, GC_EXIT_OK);
+}
+
+int
+gc_cmd_grids(gc_ctx_t *ctx, int argc, char **argv)
+{
+    static const gc_optspec_t spec[] = { { "dry-run", 0 }, { NULL, 0 } };
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, spec, &a);
+    if (rc)
+        return rc;
+    if (a.help || !a.n_pos) {
+        fputs(s_grids_help, a.help ? ctx->out : stderr);
+        return a.help ? GC_EXIT_OK : GC_EXIT_USAGE;
+    }
+    if (!strcmp(a.pos[0], "list")) {
+        if (gc_args_has(&a, "dry-run"))
+            return gc_usage(ctx, "--dry-run is for grids import");
+        return s_grids_list(ctx, &a);
+    }
+    if (!strcmp(a.pos[0], "import"))
+        return s_grids_import(ctx, &a);
+    return gc_usage(ctx, "unknown action '%.20s' (list, import)", a.pos[0]);
+}

@@ -1,0 +1,322 @@
+/*
+ * gc_tail: `gridctl tail`, the store's change log as lines or JSON lines.
+ *
+ * Reading is gs_store_events (one read transaction per call). --follow then
+ * either polls the store every 500 ms (a human tool: a read transaction
+ * twice a second costs the broker nothing) or, with --feed and --upload,
+ * follows the broker's live feed through the client library's subscriber,
+ * which detects and repairs gaps itself.
+ */
+#include "gc.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gs_client.h"
+#include "gs_validate.h"
+
+static const char s_help[] =
+    "Usage: gridctl tail [PREFIX] [--since SEQ] [--limit N] [--follow]\n"
+    "                    [--feed EP --upload EP [--keys FILE]] [--count N]\n"
+    "\n"
+    "Change events under PREFIX (default: all) from the store's log, oldest first:\n"
+    "seq, commit time, operation, kind, record id, version, grid (old -> new for a\n"
+    "move) and the device that uploaded it.\n"
+    "\n"
+    "  --since SEQ    the events after SEQ (all of them, or the first --limit)\n"
+    "  --limit N      without --since: the last N events (default 20)\n"
+    "  --follow       then wait for new events until interrupted (polls the store\n"
+    "                 every 500 ms, or follows the live feed with --feed)\n"
+    "  --feed EP      the broker's live feed endpoint, with --upload EP its\n"
+    "                 upload/sync endpoint: follow through the client library's\n"
+    "                 subscriber (PREFIX must then be 0, 2, 4, 6, 9, 12 or 15 digits)\n"
+    "  --keys FILE    CURVE keys (server_public, public_key, secret_key) for --feed\n"
+    "  --count N      exit after printing N events\n"
+    "\n"
+    "--json: one line per event, the lines gridfeed writes: {seq, grid, kind, op,\n"
+    "version, record_key, origin_device, committed_at, previous_grid_code, record},\n"
+    "the record masked unless --reveal (logged).\n";
+
+static volatile sig_atomic_t s_stop;
+
+static void
+s_on_signal(int sig)
+{
+    (void) sig;
+    s_stop = 1;
+}
+
+/* One event kept for the "last N" view. */
+typedef struct s_kept {
+    uint64_t seq;
+    char grid[GS_GRID_LEN + 1];
+    uint8_t *data;              /* malloc'd packed ChangeEvent */
+    size_t len;
+} s_kept_t;
+
+typedef struct s_tail {
+    gc_ctx_t *ctx;
+    gs_arena_t *arena;          /* one event at a time */
+    gc_json_t json;             /* --json output */
+    uint64_t printed;           /* events printed */
+    uint64_t count;             /* stop after this many (0 = never) */
+    uint64_t last_seq;          /* last event printed */
+    s_kept_t *ring;             /* last-N buffer */
+    size_t ring_size, ring_n, ring_next;
+    int nomem;                  /* an allocation failed */
+    int bad;                    /* events that did not decode */
+} s_tail_t;
+
+/* Print one event (packed bytes). Returns 1 when --count is reached. */
+static int
+s_print(s_tail_t *t, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    gs_arena_reset(t->arena);
+    Gridsync__V1__ChangeEvent *ev = gc_event_load(data, len, t->arena, t->ctx->reveal);
+    if (!ev) {
+        t->bad++;
+        return 0;
+    }
+    if (t->ctx->json) {
+        gc_json_event(&t->json, ev);
+    } else {
+        char when[32], where[48];
+        if (ev->previous_grid_code && *ev->previous_grid_code)
+            snprintf(where, sizeof where, "%s -> %s", ev->previous_grid_code, grid);
+        else
+            snprintf(where, sizeof where, "%s", grid);
+        fprintf(t->ctx->out, "%8llu  %s  %-8s  %-9s  %s v%llu  %s  %s\n",
+                (unsigned long long) seq, gc_time_local(ev->committed_at, when, sizeof when),
+                gc_op_name(ev->op), gc_kind_name(ev->kind), ev->record_key ? ev->record_key : "",
+                (unsigned long long) ev->version, where,
+                ev->origin_device ? ev->origin_device : "");
+    }
+    t->printed++;
+    t->last_seq = seq;
+    return t->count && t->printed >= t->count;
+}
+
+static int
+s_on_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    return s_print(arg, seq, grid, data, len);
+}
+
+/* Keep the event in the ring of the last ring_size. */
+static int
+s_on_keep(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    s_tail_t *t = arg;
+    s_kept_t *k = &t->ring[t->ring_next];
+    free(k->data);
+    k->data = malloc(len ? len : 1);
+    if (!k->data) {
+        t->nomem = 1;
+        return 1;
+    }
+    memcpy(k->data, data, len);
+    k->len = len;
+    k->seq = seq;
+    snprintf(k->grid, sizeof k->grid, "%s", grid);
+    t->ring_next = (t->ring_next + 1) % t->ring_size;
+    if (t->ring_n < t->ring_size)
+        t->ring_n++;
+    return 0;
+}
+
+static void
+s_ring_clear(s_tail_t *t)
+{
+    for (size_t i = 0; i < t->ring_size; i++) {
+        free(t->ring[i].data);
+        t->ring[i].data = NULL;
+    }
+    t->ring_n = t->ring_next = 0;
+}
+
+/* The last limit events under prefix: read windows that grow from the
+ * head backwards until they hold enough (the log has no holes, so a
+ * window of w seqs holds at most w events). *next is the seq to follow
+ * from. */
+static int
+s_last(s_tail_t *t, gs_store_t *st, const char *prefix, uint64_t limit, uint64_t *next)
+{
+    uint64_t head = 0;
+    int err = gs_store_head(st, &head);
+    if (err)
+        return err;
+    t->ring_size = (size_t) limit;
+    t->ring = calloc(t->ring_size, sizeof *t->ring);
+    if (!t->ring)
+        return GS_ENOMEM;
+    const char *pf[1] = { prefix };
+    uint64_t window = limit * 4 > 256 ? limit * 4 : 256;
+    for (;;) {
+        uint64_t since = head > window ? head - window : 0, n2 = 0, h2 = 0;
+        s_ring_clear(t);
+        err = gs_store_events(st, pf, 1, since, 0, s_on_keep, t, &n2, &h2);
+        if (err)
+            return t->nomem ? GS_ENOMEM : err;
+        *next = n2;
+        if (t->ring_n >= limit || since == 0)
+            break;
+        window = window > UINT64_MAX / 8 ? UINT64_MAX : window * 8;
+    }
+    size_t start = (t->ring_next + t->ring_size - t->ring_n) % t->ring_size;
+    for (size_t i = 0; i < t->ring_n; i++) {
+        const s_kept_t *k = &t->ring[(start + i) % t->ring_size];
+        if (s_print(t, k->seq, k->grid, k->data, k->len))
+            return 1;
+    }
+    return 0;
+}
+
+/* Follow the live feed through the client library. */
+static int
+s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t since)
+{
+    gc_ctx_t *ctx = t->ctx;
+    gs_sub_opts_t so;
+    gs_sub_opts_init(&so);
+    /* what would be masked anyway is better not sent at all */
+    so.omit_restricted = !ctx->reveal;
+    const char *keys = gc_args_get(a, "keys");
+    if (keys && gs_curve_keys_load(&so.curve, keys))
+        return gc_fail(ctx, "cannot read CURVE keys from %s", keys);
+    const char *pf[1] = { prefix };
+    int err = 0;
+    gs_sub_t *sub = gs_sub_new(gc_args_get(a, "feed"), gc_args_get(a, "upload"), pf, 1, NULL,
+                               since, &so, &err);
+    if (!sub)
+        return gc_fail(ctx, "cannot follow the feed: %s", gs_client_strerror(err));
+    int rc = GC_EXIT_OK;
+    while (!s_stop) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        int r = gs_sub_next(sub, 500, &ev);
+        if (r == 1)
+            continue;
+        if (r < 0) {
+            rc = gc_fail(ctx, "feed: %s", gs_client_strerror(r));
+            break;
+        }
+        /* repack so the event is masked the one way every event is */
+        size_t len = gridsync__v1__change_event__get_packed_size(ev);
+        uint8_t *buf = malloc(len ? len : 1);
+        int done = 0;
+        if (buf) {
+            gridsync__v1__change_event__pack(ev, buf);
+            done = s_print(t, ev->seq, ev->grid_code ? ev->grid_code : "", buf, len);
+        }
+        free(buf);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+        fflush(ctx->out);
+        if (!buf) {
+            rc = gc_fail(ctx, "out of memory");
+            break;
+        }
+        if (done)
+            break;
+    }
+    gs_sub_destroy(&sub);
+    return rc;
+}
+
+int
+gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
+{
+    static const gc_optspec_t spec[] = { { "since", 1 }, { "limit", 1 }, { "follow", 0 },
+                                         { "feed", 1 },  { "upload", 1 }, { "keys", 1 },
+                                         { "count", 1 }, { NULL, 0 } };
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, spec, &a);
+    if (rc)
+        return rc;
+    if (a.help) {
+        fputs(s_help, ctx->out);
+        return GC_EXIT_OK;
+    }
+    if (a.n_pos > 1)
+        return gc_usage(ctx, "expected at most one PREFIX");
+    const char *prefix = a.n_pos ? a.pos[0] : "";
+    uint64_t since, limit, count;
+    int has_since = gc_args_has(&a, "since");
+    if ((rc = gc_prefix_arg(ctx, prefix)) ||
+        (rc = gc_args_u64(ctx, &a, "since", 0, 0, UINT64_MAX, &since)) ||
+        (rc = gc_args_u64(ctx, &a, "limit", has_since ? 0 : 20, 1, 1000000, &limit)) ||
+        (rc = gc_args_u64(ctx, &a, "count", 0, 1, UINT64_MAX, &count)))
+        return rc;
+    int follow = gc_args_has(&a, "follow");
+    int feed = gc_args_has(&a, "feed") || gc_args_has(&a, "upload");
+    if (feed && !(gc_args_get(&a, "feed") && gc_args_get(&a, "upload")))
+        return gc_usage(ctx, "--feed and --upload go together");
+    if (feed && !follow)
+        return gc_usage(ctx, "--feed is for --follow");
+    if (gc_args_has(&a, "keys") && !feed)
+        return gc_usage(ctx, "--keys is for --feed");
+    gs_verdict_t v;
+    if (feed && gs_prefix_check(prefix, &v))
+        return gc_usage(ctx, "with --feed, PREFIX must be 0, 2, 4, 6, 9, 12 or 15 digits");
+
+    gs_store_t *st = gc_store_open(ctx, 0, &rc);
+    if (!st)
+        return rc;
+    s_tail_t t;
+    memset(&t, 0, sizeof t);
+    t.ctx = ctx;
+    t.count = count;
+    t.arena = gs_arena_new(0);
+    gc_json_init(&t.json, ctx->out);
+    if (!t.arena) {
+        gs_store_destroy(&st);
+        return gc_fail(ctx, "out of memory");
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    const char *pf[1] = { prefix };
+    uint64_t next = since, head = 0;
+    int err;
+    if (has_since)
+        err = gs_store_events(st, pf, 1, since, (uint32_t) limit, s_on_event, &t, &next, &head);
+    else
+        err = s_last(&t, st, prefix, limit, &next);
+    int done = err == 1;
+    if (err < 0) {
+        rc = err == GS_ENOMEM ? gc_fail(ctx, "out of memory") : gc_store_fail(ctx, "tail", err);
+        done = 1;
+    }
+    fflush(ctx->out);
+    if (!done && follow && feed) {
+        /* the store is not needed while following the broker */
+        gs_store_destroy(&st);
+        rc = s_follow_feed(&t, &a, prefix, t.last_seq > next ? t.last_seq : next);
+    }
+    while (!done && follow && !feed && !s_stop) {
+        struct timespec ts = { 0, 500 * 1000000L };
+        nanosleep(&ts, NULL);
+        if (s_stop)
+            break;
+        err = gs_store_events(st, pf, 1, next, 0, s_on_event, &t, &next, &head);
+        fflush(ctx->out);
+        if (err == 1)
+            break;
+        if (err < 0) {
+            rc = gc_store_fail(ctx, "tail", err);
+            break;
+        }
+    }
+    gs_store_destroy(&st);
+    if (t.ring) {
+        s_ring_clear(&t);
+        free(t.ring);
+    }
+    gs_arena_destroy(&t.arena);
+    if (!rc && t.bad)
+        rc = gc_fail(ctx, "%d event(s) did not decode; run gridctl verify", t.bad);
+    return gc_finish(ctx, rc);
+}

@@ -1,0 +1,131 @@
+/*
+ * gridctl: the administrator's tool. Inspects the grid store (statistics,
+ * records, history, duplicates, the change log, exports), manages the
+ * device and grid registries, and backs up and verifies the store.
+ *
+ * Where it sits: admin -> store. It opens the LMDB store directly,
+ * read-only for everything it reads, so it works beside a running broker
+ * and when the broker is down; registry writes open it read-write (LMDB
+ * serialises them with the broker's commits). See docs/tools.md.
+ *
+ * main() only picks the subcommand: each lives in its own file (gc.h).
+ */
+#include "gc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One subcommand. */
+typedef struct s_cmd {
+    const char *name;           /* as typed */
+    gc_cmd_fn *fn;              /* runs it; returns the exit status */
+    const char *summary;        /* one line for gridctl --help */
+} s_cmd_t;
+
+static const s_cmd_t s_cmds[] = {
+    { "stats", gc_cmd_stats, "households, persons, rentals per level; coverage" },
+    { "ls", gc_cmd_ls, "the records of a grid or community" },
+    { "get", gc_cmd_get, "one record in full (masked)" },
+    { "history", gc_cmd_history, "the change events of one record" },
+    { "dups", gc_cmd_dups, "persons in two places, shared phones, crowded rentals" },
+    { "tail", gc_cmd_tail, "the change log; --follow for new events" },
+    { "export", gc_cmd_export, "every record under a prefix as JSON lines or CSV" },
+    { "devices", gc_cmd_devices, "the device registry: list, show, add, assign, revoke" },
+    { "grids", gc_cmd_grids, "the grid registry: list, import" },
+    { "backup", gc_cmd_backup, "hot, compacting copy of the store" },
+    { "verify", gc_cmd_verify, "check every index against the records" },
+    { "health", gc_cmd_health, "the store's figures and whether the broker answers" },
+    { NULL, NULL, NULL }
+};
+
+static void
+s_help(FILE *f)
+{
+    fputs("Usage: gridctl [--store DIR] [--json] [--reveal] COMMAND [ARGS]\n"
+          "\n"
+          "The gridsync admin tool. It reads the store directly and read-only, so it\n"
+          "works whether gridsyncd runs or not; registry changes apply to a running\n"
+          "broker at once.\n"
+          "\n"
+          "Commands:\n",
+          f);
+    for (const s_cmd_t *c = s_cmds; c->name; c++)
+        fprintf(f, "  %-9s %s\n", c->name, c->summary);
+    fputs("\n"
+          "Options (before or after the command):\n"
+          "  --store DIR   the store directory (default $GRIDSYNC_STORE, else var/store)\n"
+          "  --json        machine output: one JSON document, or JSON lines where a\n"
+          "                command says so\n"
+          "  --reveal      show ID numbers, phones and restricted data unmasked; each use\n"
+          "                is appended to STORE/audit.log (time, user, command)\n"
+          "  --help        this text; gridctl COMMAND --help for a command\n"
+          "\n"
+          "Exit status: 0 done; 1 a missing store, an unknown key or device, problems\n"
+          "found, or a failure; 2 bad arguments.\n",
+          f);
+}
+
+static const s_cmd_t *
+s_cmd_find(const char *name)
+{
+    for (const s_cmd_t *c = s_cmds; c->name; c++)
+        if (!strcmp(c->name, name))
+            return c;
+    return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+    gc_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.argc = argc;
+    ctx.argv = argv;
+    ctx.out = stdout;
+    const char *env = getenv("GRIDSYNC_STORE");
+    ctx.store_dir = env && *env ? env : "var/store";
+
+    /* global options before the command; the command's parser takes them
+     * after it too */
+    int i = 1, help = 0;
+    static const gc_optspec_t none[] = { { NULL, 0 } };
+    while (i < argc && argv[i][0] == '-') {
+        if (!strcmp(argv[i], "--")) {
+            i++;
+            break;
+        }
+        /* --store takes a value: hand the pair to the shared parser */
+        int n = (!strcmp(argv[i], "--store") && i + 1 < argc) ? 2 : 1;
+        gc_args_t a;
+        int rc = gc_args_parse(&ctx, n, argv + i, none, &a);
+        if (rc)
+            return rc;
+        help |= a.help;
+        i += n;
+    }
+    if (i >= argc) {
+        s_help(help ? stdout : stderr);
+        return help ? GC_EXIT_OK : GC_EXIT_USAGE;
+    }
+    const char *name = argv[i];
+    if (!strcmp(name, "help")) {
+        /* gridctl help [COMMAND] */
+        if (i + 1 >= argc) {
+            s_help(stdout);
+            return GC_EXIT_OK;
+        }
+        name = argv[++i];
+        help = 1;
+    }
+    const s_cmd_t *c = s_cmd_find(name);
+    if (!c) {
+        fprintf(stderr, "gridctl: unknown command '%.40s'\nTry 'gridctl --help'.\n", name);
+        return GC_EXIT_USAGE;
+    }
+    ctx.cmd = c->name;
+    if (help) {
+        char *h[] = { (char *) "--help", NULL };
+        return c->fn(&ctx, 1, h);
+    }
+    return c->fn(&ctx, argc - i - 1, argv + i + 1);
+}
