@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define S_DEFAULT_MAP ((size_t) 64 << 20)
@@ -468,6 +469,19 @@ gs_wtxn_begin(gs_store_t *self, MDB_txn **txn)
     return rc;
 }
 
+/* LMDB reports a short write of dirty pages as EIO ("short write,
+ * filesystem full?" in mdb_page_flush); only a write that could store
+ * nothing at all gives ENOSPC. A commit that failed with EIO on a
+ * filesystem left with (almost) no free space ran out of room. */
+static int
+s_fs_full(const char *dir)
+{
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0)
+        return 0;
+    return (unsigned long long) sv.f_bavail * sv.f_frsize < (1ULL << 20);
+}
+
 int
 gs_wtxn_commit(gs_store_t *self, MDB_txn **txn)
 {
@@ -481,6 +495,8 @@ gs_wtxn_commit(gs_store_t *self, MDB_txn **txn)
     }
     *txn = NULL;
     pthread_rwlock_unlock(&self->env_lock);
+    if (rc == EIO && s_fs_full(self->dir))
+        rc = ENOSPC;
     if (rc == 0 && self->trace)
         self->trace(self->trace_arg, 2, NULL, NULL, 0, NULL, 0, 0);
     return rc;

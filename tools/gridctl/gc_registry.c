@@ -18,9 +18,11 @@
 #include "gc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "gs_validate.h"
@@ -139,6 +141,9 @@ static const char s_devices_help[] =
     "                           [--public-key Z85] [--note TEXT]\n"
     "       gridctl devices assign DEVICE_ID --prefix P [--prefix P2 ...]\n"
     "       gridctl devices revoke DEVICE_ID\n"
+    "       gridctl devices enrol DEVICE_ID --bundle FILE --prefix P [...] [--collector C]\n"
+    "                             [--role R] [--endpoint EP] [--feed-endpoint EP]\n"
+    "       gridctl devices rekey DEVICE_ID --bundle FILE [--endpoint EP] [--feed-endpoint EP]\n"
     "\n"
     "The device registry: who may connect (handhelds, district systems, admins),\n"
     "with which CURVE public key, and inside which grid prefixes. The broker reads\n"
@@ -155,7 +160,12 @@ static const char s_devices_help[] =
     "  show     one identity; exit status 1 if unknown\n"
     "  list     every identity\n"
     "\n"
-    "Key generation and provisioning bundles come with the security tooling.\n"
+    "  enrol    add with a fresh CURVE keypair and write a provisioning bundle\n"
+    "           (broker public key, endpoints, the device's keypair) to FILE, created\n"
+    "           0600 and never overwritten; --bundle - prints it. This is the only\n"
+    "           time the secret key exists outside the device: gridctl keeps no copy.\n"
+    "  rekey    rotate: a fresh keypair for an existing identity, and its bundle; the\n"
+    "           old key is refused from its next handshake\n"
     "\n"
     "--json: list writes one line per device; show, add, assign and revoke write the\n"
     "device as stored: {device_id, role, status, collector_id, prefixes, public_key,\n"
@@ -209,8 +219,17 @@ s_device_put(gc_ctx_t *ctx, gs_store_t *st, const Gridsync__V1__Device *d, const
     return GC_EXIT_OK;
 }
 
+/* add, with the public key either from --public-key or (enrol) made here */
+static int s_devices_add_key(gc_ctx_t *ctx, const gc_args_t *a, const char *made_key);
+
 static int
 s_devices_add(gc_ctx_t *ctx, const gc_args_t *a)
+{
+    return s_devices_add_key(ctx, a, NULL);
+}
+
+static int
+s_devices_add_key(gc_ctx_t *ctx, const gc_args_t *a, const char *made_key)
 {
     if (a->n_pos != 2)
         return gc_usage(ctx, "expected: devices add DEVICE_ID --prefix P ...");
@@ -238,7 +257,7 @@ s_devices_add(gc_ctx_t *ctx, const gc_args_t *a)
         return rc;
     if (!np && role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN)
         return gc_usage(ctx, "a %s needs at least one --prefix", s_role_name(role));
-    const char *key = gc_args_get(a, "public-key");
+    const char *key = made_key ? made_key : gc_args_get(a, "public-key");
     uint8_t raw[32];
     if (key && (strlen(key) != 40 || !zmq_z85_decode(raw, key)))
         return gc_usage(ctx, "--public-key must be a CURVE public key in Z85 (40 characters)");
@@ -400,11 +419,127 @@ s_devices_list(gc_ctx_t *ctx, const gc_args_t *a)
     return gc_finish(ctx, rc);
 }
 
+/* ---- devices: keys and provisioning bundles -------------------------------------------- */
+
+/* The broker's public key, from the zcert file it made at first start
+ * (STORE/broker.cert: a line `public-key = "Z85"`). */
+static int
+s_broker_key(gc_ctx_t *ctx, char out[41])
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/broker.cert", ctx->store_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return gc_fail(ctx, "no broker key at %s: start gridsyncd once (without "
+                            "--insecure-dev) so it makes its keypair", path);
+    char line[256];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "public-key = \"");
+        if (p && strlen(p + 14) >= 41 && p[14 + 40] == '"') {
+            memcpy(out, p + 14, 40);
+            out[40] = 0;
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found ? GC_EXIT_OK : gc_fail(ctx, "%s holds no public key", path);
+}
+
+/* Write a provisioning bundle: everything a handheld or a district system
+ * needs to connect, in the "name = value" form gs_curve_keys_load reads.
+ * The file is created 0600 and never overwritten; "-" prints it, which is
+ * the only way gridctl ever shows a secret key. */
+static int
+s_bundle_write(gc_ctx_t *ctx, const char *path, const char *device_id,
+               const char *server_public, const char *public_key, const char *secret_key,
+               const char *upload_ep, const char *feed_ep)
+{
+    FILE *f = stdout;
+    if (strcmp(path, "-") != 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return gc_fail(ctx, "cannot create bundle %s: %s%s", path, strerror(errno),
+                           errno == EEXIST ? " (bundles are never overwritten)" : "");
+        f = fdopen(fd, "w");
+        if (!f) {
+            close(fd);
+            return gc_fail(ctx, "cannot write bundle %s", path);
+        }
+    }
+    fprintf(f,
+            "# gridsync provisioning bundle for %s. Contains a SECRET key:\n"
+            "# install it on that device only, then delete this file.\n"
+            "device_id = %s\n"
+            "upload_endpoint = %s\n"
+            "feed_endpoint = %s\n"
+            "server_public = %s\n"
+            "public_key = %s\n"
+            "secret_key = %s\n",
+            device_id, device_id, upload_ep, feed_ep, server_public, public_key, secret_key);
+    int bad = ferror(f);
+    if (f != stdout)
+        bad |= fclose(f) != 0;
+    else
+        fflush(f);
+    return bad ? gc_fail(ctx, "writing bundle %s failed", path) : GC_EXIT_OK;
+}
+
+/* enrol: add a device with a fresh keypair and write its bundle.
+ * rekey: give an existing device a fresh keypair (rotation) and write its
+ * bundle; the old key stops working at its next handshake. */
+static int
+s_devices_keys(gc_ctx_t *ctx, const gc_args_t *a, int rekey)
+{
+    const char *bundle = gc_args_get(a, "bundle");
+    if (a->n_pos != 2)
+        return gc_usage(ctx, "expected: devices %s DEVICE_ID --bundle FILE ...",
+                        rekey ? "rekey" : "enrol");
+    if (!bundle)
+        return gc_usage(ctx, "--bundle FILE is required (where the device's secret key goes; "
+                             "'-' prints it)");
+    const char *upload_ep = gc_args_get(a, "endpoint");
+    const char *feed_ep = gc_args_get(a, "feed-endpoint");
+    char server[41];
+    int rc = s_broker_key(ctx, server);
+    if (rc)
+        return rc;
+    char pub[41], sec[41];
+    if (zmq_curve_keypair(pub, sec))
+        return gc_fail(ctx, "cannot make a CURVE keypair: %s", zmq_strerror(errno));
+    if (!rekey) {
+        rc = s_devices_add_key(ctx, a, pub);
+    } else {
+        gs_store_t *st = gc_store_open(ctx, 1, &rc);
+        if (!st)
+            return rc;
+        Gridsync__V1__Device *d = NULL;
+        rc = s_device_load(ctx, st, a->pos[1], &d);
+        if (!rc) {
+            char *old_key = d->public_key; /* owned by d: put back before freeing */
+            d->public_key = pub;
+            d->updated_at = gc_now_ms();
+            rc = s_device_put(ctx, st, d, "rekeyed");
+            d->public_key = old_key;
+            gridsync__v1__device__free_unpacked(d, NULL);
+        }
+        gs_store_destroy(&st);
+    }
+    if (!rc)
+        rc = s_bundle_write(ctx, bundle, a->pos[1], server, pub, sec,
+                            upload_ep ? upload_ep : "tcp://127.0.0.1:7510",
+                            feed_ep ? feed_ep : "tcp://127.0.0.1:7511");
+    explicit_bzero(sec, sizeof sec);
+    return rc;
+}
+
 int
 gc_cmd_devices(gc_ctx_t *ctx, int argc, char **argv)
 {
     static const gc_optspec_t spec[] = { { "prefix", 1 }, { "collector", 1 }, { "role", 1 },
-                                         { "public-key", 1 }, { "note", 1 }, { NULL, 0 } };
+                                         { "public-key", 1 }, { "note", 1 }, { "bundle", 1 },
+                                         { "endpoint", 1 }, { "feed-endpoint", 1 },
+                                         { NULL, 0 } };
     gc_args_t a;
     int rc = gc_args_parse(ctx, argc, argv, spec, &a);
     if (rc)
@@ -415,6 +550,20 @@ gc_cmd_devices(gc_ctx_t *ctx, int argc, char **argv)
     }
     const char *action = a.pos[0];
     /* options that only some actions take */
+    int enrol = !strcmp(action, "enrol"), rekey = !strcmp(action, "rekey");
+    if (!enrol && !rekey && (gc_args_has(&a, "bundle") || gc_args_has(&a, "endpoint") ||
+                             gc_args_has(&a, "feed-endpoint")))
+        return gc_usage(ctx, "--bundle, --endpoint and --feed-endpoint are for devices "
+                             "enrol and rekey");
+    if (enrol && gc_args_has(&a, "public-key"))
+        return gc_usage(ctx, "devices enrol makes the keypair; to register a key made "
+                             "elsewhere use devices add --public-key");
+    if (rekey)
+        return s_devices_keys(ctx, &a, 1);
+    if (enrol) {
+        /* enrol takes add's options, with a key made here */
+        return s_devices_keys(ctx, &a, 0);
+    }
     int writes = !strcmp(action, "add") || !strcmp(action, "assign");
     if (!writes && (gc_args_has(&a, "prefix") || gc_args_has(&a, "collector")))
         return gc_usage(ctx, "devices %s takes no --prefix or --collector", action);
@@ -434,7 +583,8 @@ gc_cmd_devices(gc_ctx_t *ctx, int argc, char **argv)
         return s_devices_change(ctx, &a, 0);
     if (!strcmp(action, "revoke"))
         return s_devices_change(ctx, &a, 1);
-    return gc_usage(ctx, "unknown action '%.20s' (list, show, add, assign, revoke)", action);
+    return gc_usage(ctx, "unknown action '%.20s' (list, show, add, enrol, rekey, assign, "
+                         "revoke)", action);
 }
 
 /* ---- grids ----------------------------------------------------------------------------- */
