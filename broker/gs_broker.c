@@ -589,20 +589,32 @@ s_prefixes_check(char **prefixes, size_t n, char *msg, size_t msg_size)
     return 0;
 }
 
+/* Shared checks of a sync or snapshot request: the prefixes, and the page
+ * size (0 or above max means max). Returns 0, or 1 with an error packed
+ * into reply. */
+static int
+s_read_request_check(gs_broker_t *b, s_job_t *job, char **prefixes, size_t n,
+                     uint32_t want, int64_t max, gs_wbuf_t *reply, uint32_t *limit)
+{
+    char msg[GS_MSG_MAX];
+    int reason = s_prefixes_check(prefixes, n, msg, sizeof msg);
+    if (reason) {
+        s_error_pack(reply, 0, job->request_id, reason, msg);
+        s_count_reply_error(b, reason);
+        return 1;
+    }
+    *limit = (want == 0 || want > (uint32_t) max) ? (uint32_t) max : want;
+    return 0;
+}
+
 static void
 s_serve_sync(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, gs_wbuf_t *tmp)
 {
     Gridsync__V1__SyncRequest *rq = job->req->sync;
-    char msg[GS_MSG_MAX];
-    int reason = s_prefixes_check(rq->prefixes, rq->n_prefixes, msg, sizeof msg);
-    if (reason) {
-        s_error_pack(reply, 0, job->request_id, reason, msg);
-        s_count_reply_error(b, reason);
+    uint32_t limit;
+    if (s_read_request_check(b, job, rq->prefixes, rq->n_prefixes, rq->limit,
+                             b->cfg.sync_max_events, reply, &limit))
         return;
-    }
-    uint32_t limit = rq->limit;
-    if (limit == 0 || limit > (uint32_t) b->cfg.sync_max_events)
-        limit = (uint32_t) b->cfg.sync_max_events;
     s_sync_ctx_t c = { .out = body, .tmp = tmp,
                        .omit_restricted = !b->cfg.feed_restricted || rq->omit_restricted };
     uint64_t next = rq->since_seq, head = 0;
@@ -667,16 +679,10 @@ s_serve_snapshot(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body
                  gs_wbuf_t *tmp)
 {
     Gridsync__V1__SnapshotRequest *rq = job->req->snapshot;
-    char msg[GS_MSG_MAX];
-    int reason = s_prefixes_check(rq->prefixes, rq->n_prefixes, msg, sizeof msg);
-    if (reason) {
-        s_error_pack(reply, 0, job->request_id, reason, msg);
-        s_count_reply_error(b, reason);
+    uint32_t limit;
+    if (s_read_request_check(b, job, rq->prefixes, rq->n_prefixes, rq->limit,
+                             b->cfg.snapshot_max_records, reply, &limit))
         return;
-    }
-    uint32_t limit = rq->limit;
-    if (limit == 0 || limit > (uint32_t) b->cfg.snapshot_max_records)
-        limit = (uint32_t) b->cfg.snapshot_max_records;
     gs_wbuf_t entry;
     gs_wbuf_init(&entry);
     s_snap_ctx_t c = { .out = body, .entry = &entry, .tmp = tmp,

@@ -314,28 +314,27 @@ test_slow_subscriber_repairs(void **state)
     gs_client_destroy(&c);
 }
 
-/* A device pulls its grid, and only its grid: snapshot, then deltas. */
-static void
-test_device_pulls_own_grid(void **state)
+/* Page through the snapshot of one prefix, calling fn for every entry.
+ * Returns the number of pages; s_last_snapshot_seq gets the first page's
+ * snapshot_seq. */
+static uint64_t s_last_snapshot_seq;
+
+static int
+s_snapshot_all(gs_client_t *c, const char *prefix, uint32_t limit,
+               void (*fn)(void *arg, const Gridsync__V1__SnapshotEntry *e), void *arg)
 {
-    s_env_t *e = *state;
-    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
-    s_load(e, c, GRID_A, 0, 30, 30);
-    s_load(e, c, GRID_B, 0, 40, 40);
-    const char *pa[] = { GRID_A };
+    const char *pa[] = { prefix };
     uint8_t *cursor = NULL;
     size_t cursor_len = 0;
-    uint64_t snap_seq = 0;
-    int total = 0, pages = 0;
+    int pages = 0;
     do {
         Gridsync__V1__SnapshotResponse *r;
         gs_client_error_t err;
-        assert_int_equal(gs_client_snapshot(c, pa, 1, cursor, cursor_len, 7, &r, &err), 0);
+        assert_int_equal(gs_client_snapshot(c, pa, 1, cursor, cursor_len, limit, &r, &err), 0);
         if (pages == 0)
-            snap_seq = r->snapshot_seq;
+            s_last_snapshot_seq = r->snapshot_seq;
         for (size_t i = 0; i < r->n_entries; i++)
-            assert_string_equal(r->entries[i]->grid_code, GRID_A);
-        total += (int) r->n_entries;
+            fn(arg, r->entries[i]);
         pages++;
         free(cursor);
         cursor = NULL;
@@ -346,6 +345,45 @@ test_device_pulls_own_grid(void **state)
         }
         gridsync__v1__snapshot_response__free_unpacked(r, NULL);
     } while (cursor_len);
+    return pages;
+}
+
+static void
+s_entry_in_grid_a(void *arg, const Gridsync__V1__SnapshotEntry *e)
+{
+    assert_string_equal(e->grid_code, GRID_A);
+    (*(int *) arg)++;
+}
+
+typedef struct {
+    char *seen;                 /* [upload * 5 + record] seen once */
+    int found;                  /* entries seen */
+} s_seen_t;
+
+static void
+s_entry_mark_seen(void *arg, const Gridsync__V1__SnapshotEntry *e)
+{
+    s_seen_t *sn = arg;
+    int ui, rj;
+    assert_int_equal(sscanf(e->record_key, "S-%d-%d", &ui, &rj), 2);
+    assert_int_equal(e->version, 1);
+    assert_int_equal(sn->seen[ui * 5 + rj], 0); /* never twice */
+    sn->seen[ui * 5 + rj] = 1;
+    sn->found++;
+}
+
+/* A device pulls its grid, and only its grid: snapshot, then deltas. */
+static void
+test_device_pulls_own_grid(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    s_load(e, c, GRID_A, 0, 30, 30);
+    s_load(e, c, GRID_B, 0, 40, 40);
+    const char *pa[] = { GRID_A };
+    int total = 0;
+    int pages = s_snapshot_all(c, GRID_A, 7, s_entry_in_grid_a, &total);
+    uint64_t snap_seq = s_last_snapshot_seq;
     assert_int_equal(total, 30);
     assert_true(pages >= 5);
 
@@ -540,32 +578,9 @@ test_sigterm_keeps_acked(void **state)
     /* restart on the same store: every acked record is there */
     assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
     gs_client_t *c = gs_client_new(e->broker.upload, NULL);
-    const char *pa[] = { GRID_A };
-    uint8_t *cursor = NULL;
-    size_t cursor_len = 0;
-    int found = 0;
-    char *seen = calloc(N * 5, 1);
-    do {
-        Gridsync__V1__SnapshotResponse *r;
-        gs_client_error_t err;
-        assert_int_equal(gs_client_snapshot(c, pa, 1, cursor, cursor_len, 0, &r, &err), 0);
-        for (size_t i = 0; i < r->n_entries; i++) {
-            int ui, rj;
-            assert_int_equal(sscanf(r->entries[i]->record_key, "S-%d-%d", &ui, &rj), 2);
-            assert_int_equal(r->entries[i]->version, 1);
-            assert_int_equal(seen[ui * 5 + rj], 0); /* never twice */
-            seen[ui * 5 + rj] = 1;
-            found++;
-        }
-        free(cursor);
-        cursor = NULL;
-        cursor_len = r->next_cursor.len;
-        if (cursor_len) {
-            cursor = malloc(cursor_len);
-            memcpy(cursor, r->next_cursor.data, cursor_len);
-        }
-        gridsync__v1__snapshot_response__free_unpacked(r, NULL);
-    } while (cursor_len);
+    s_seen_t sn = { calloc(N * 5, 1), 0 };
+    s_snapshot_all(c, GRID_A, 0, s_entry_mark_seen, &sn);
+    char *seen = sn.seen;
     for (int i = 0; i < N; i++)
         if (acked[i])
             for (int j = 0; j < 5; j++)

@@ -131,9 +131,11 @@ s_loader_main(void *arg)
     gs_client_t *c = gs_client_new(l->endpoint, &co);
     if (!c)
         t->errors++;
-    /* resident ID numbers stay unique across threads (gs_tk_idnum is
-     * unique for seeds below 20,160,000) */
-    uint32_t seed = 1 + (uint32_t) t->index * 2000000u;
+    /* each thread draws persons from its own range of seeds (gs_tk_idnum is
+     * unique below 20,160,000); a long run wraps within its range, which
+     * only makes some persons live in two households */
+    const uint32_t range = 20160000u / S_MAX_THREADS;
+    uint32_t drawn = 0;
     char device[64];
     snprintf(device, sizeof device, "dev-%s-%d", l->tag, t->index);
     int nrec = l->o.records;
@@ -147,8 +149,11 @@ s_loader_main(void *arg)
             snprintf(id, sizeof id, "%s-%d-%ld-%d", l->tag, t->index, k, r);
             const char *grid = l->o.grids[((size_t) k * (size_t) nrec + (size_t) r +
                                            (size_t) t->index) % l->o.n_grids];
-            recs[r] = gs_tk_household(a, grid, id, NULL, l->o.members, seed);
-            seed += (uint32_t) l->o.members;
+            if (drawn + (uint32_t) l->o.members >= range - 1)
+                drawn = 0;
+            recs[r] = gs_tk_household(a, grid, id, NULL, l->o.members,
+                                      1 + (uint32_t) t->index * range + drawn);
+            drawn += (uint32_t) l->o.members;
         }
         char upload_id[64];
         snprintf(upload_id, sizeof upload_id, "%s-u%d-%ld", l->tag, t->index, k);
