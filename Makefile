@@ -4,7 +4,10 @@
 #   make demo            build, then run the end-to-end demo on ./var/demo
 #   make test            build and run the whole CTest suite
 #   make test-sanitize   the same suite built with ASan + UBSan
-#   make bench           benchmarks; writes docs/benchmarks.md
+#   make bench           every benchmark side by side (under 15 minutes on 2
+#                        cores); writes docs/benchmarks.md and docs/benchmarks.png
+#   make bench-quick     the same at a small scale, under 2 minutes (CI): checks
+#                        the benchmark still works, asserts no timings
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each
 #   make clean
 
@@ -22,12 +25,28 @@ DEBS := build-essential cmake pkg-config \
         protobuf-compiler liblmdb-dev libsodium-dev libcmocka-dev \
         lmdb-utils clang libclang-rt-14-dev
 
-.PHONY: all deps build demo test test-sanitize fuzz bench clean
+# What only the benchmarks need (the PostgreSQL peer and the chart), kept
+# apart so that `make test` never installs a database server.
+BENCH_DEBS := postgresql libpq-dev gnuplot-nox
+
+.PHONY: all deps bench-deps build bench-build demo test test-sanitize fuzz bench \
+        bench-quick clean
 
 all: build
 
 deps:
 	@missing=""; for p in $(DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+bench-deps: deps
+	@missing=""; for p in $(BENCH_DEBS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -57,24 +76,37 @@ test-sanitize: deps
 
 # Each target runs on a copy of its seed corpus and regression inputs in
 # $(FUZZBUILD)/corpus (libFuzzer adds what it finds there, never in the
-# repository). A crash stops make; the input is saved as
+# repository); its stores go under $(FUZZBUILD)/tmp. A crash stops make;
+# the input is saved as
 # $(FUZZBUILD)/artifacts/<target>-crash-*: add it to
 # tests/fuzz/regressions/<target>/ with the fix.
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZBUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DGRIDSYNC_FUZZ=ON -DGRIDSYNC_SANITIZE=ON
 	cmake --build $(FUZZBUILD) -j $(JOBS) --target $(FUZZ_TARGETS)
-	@set -e; mkdir -p $(FUZZBUILD)/artifacts; \
+	@set -e; mkdir -p $(FUZZBUILD)/artifacts $(FUZZBUILD)/tmp; \
 	for t in $(FUZZ_TARGETS); do \
 	  rm -rf $(FUZZBUILD)/corpus/$$t; mkdir -p $(FUZZBUILD)/corpus/$$t; \
 	  cp tests/fuzz/corpus/$$t/* $(FUZZBUILD)/corpus/$$t/; \
 	  if [ -d tests/fuzz/regressions/$$t ]; then \
 	    cp tests/fuzz/regressions/$$t/* $(FUZZBUILD)/corpus/$$t/ 2>/dev/null || true; fi; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  TMPDIR=$(abspath $(FUZZBUILD))/tmp ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    $(FUZZBUILD)/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	    -artifact_prefix=$(FUZZBUILD)/artifacts/$$t- $(FUZZBUILD)/corpus/$$t; \
 	done
+
+# Configure again so that the PostgreSQL peer is built once libpq is there.
+bench-build: bench-deps $(BUILD)/CMakeCache.txt
+	cmake -S . -B $(BUILD) > /dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+bench: bench-build
+	tools/bench/run_bench.sh $(BUILD) docs
+
+bench-quick: bench-build
+	@out=$$(mktemp -d); tools/bench/run_bench.sh --quick $(BUILD) $$out; rc=$$?; \
+	rm -rf $$out; exit $$rc
 
 clean:
 	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD)

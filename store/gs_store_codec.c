@@ -127,27 +127,34 @@ s_skip(const uint8_t **p, const uint8_t *end, int wt)
 int
 gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16])
 {
-    /* r = body tag | body length | body fields. Metadata (collector,
-     * device, time, base version, status) is not content: the same
-     * household re-collected by another device must hash the same. So the
-     * hash covers the body tag and every body field but meta (field 15 of
-     * both Household and RentalHousing); status is compared separately. */
+    /* r = body tag | body length | body fields [| Record fields this schema
+     * does not know, which protobuf-c packs after the known ones]. Metadata
+     * (collector, device, time, base version, status) is not content: the
+     * same household re-collected by another device must hash the same. So
+     * the hash covers the body tag, every body field but meta (field 15 of
+     * both Household and RentalHousing) and any unknown Record field after
+     * the body; status is compared separately. */
     const uint8_t *p = r, *end = r + n;
     uint64_t tag, len;
     if (s_varint_at(&p, end, &tag) || (tag & 7) != 2 || s_varint_at(&p, end, &len) ||
-        len != (uint64_t) (end - p))
+        len > (uint64_t) (end - p))
         return -1;
-    const uint8_t *body = p;
+    const uint8_t *body = p, *body_end = p + len;
     const uint8_t *ms = NULL, *me = NULL;
-    while (p < end) {
+    while (p < body_end) {
         const uint8_t *f = p;
         uint64_t ft;
-        if (s_varint_at(&p, end, &ft) || s_skip(&p, end, (int) (ft & 7)))
+        if (s_varint_at(&p, body_end, &ft) || s_skip(&p, body_end, (int) (ft & 7)))
             return -1;
         if (ft >> 3 == 15 && !ms) {
             ms = f;
             me = p;
         }
+    }
+    while (p < end) {
+        uint64_t ft;
+        if (s_varint_at(&p, end, &ft) || s_skip(&p, end, (int) (ft & 7)))
+            return -1;
     }
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, 16);

@@ -240,9 +240,10 @@ int gs_kind_of_byte(char b);
 /* Pack a record into buf (reset first); *len = its size. 0 or GS_ENOMEM. */
 int gs_record_pack(const Gridsync__V1__Record *rec, gs_wbuf_t *buf, size_t *len);
 
-/* Content hash of a packed Record: BLAKE2b-128 over its body tag and every
- * body field except meta (field 15), so two records that differ only in
- * metadata hash the same. Returns 0, or -1 if the bytes do not parse. */
+/* Content hash of a packed Record: BLAKE2b-128 over its body tag, every
+ * body field except meta (field 15) and any unknown Record field packed
+ * after the body, so two records that differ only in metadata hash the
+ * same. Returns 0, or -1 if the bytes do not parse. */
 int gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16]);
 
 /* Natural key of a record into out (at most GS_NATKEY_MAX + 2 bytes);

@@ -56,9 +56,9 @@ typedef struct {
 static gs_store_t *s_store;         /* the one store, made at first call */
 static uint64_t s_head;             /* its head seq */
 static s_event_t s_all_events[S_MAX_ITEMS];  /* whole change log, seq order */
-static size_t s_n_events;
+static size_t s_n_events;                    /* how many */
 static s_rec_t s_all_recs[S_MAX_ITEMS];      /* every record, key order */
-static size_t s_n_recs;
+static size_t s_n_recs;                      /* how many */
 static gs_wbuf_t s_body, s_tmp, s_reply, s_entry;   /* reply scratch, reused */
 
 static void
@@ -150,12 +150,12 @@ s_prefixes_ok(char **prefixes, size_t n)
 
 typedef struct {
     char **prefixes;                /* of the request */
-    size_t n_prefixes;
+    size_t n_prefixes;              /* how many */
     int omit;                       /* strip restricted data */
     gs_wbuf_t *body;                /* SyncResponse being built */
     gs_wbuf_t *tmp;                 /* stripped event */
     uint64_t seqs[S_MAX_ITEMS];     /* delivered, in order */
-    size_t count;
+    size_t count;                   /* how many delivered */
 } s_sync_t;
 
 static int
@@ -275,13 +275,13 @@ s_sync(uint64_t request_id, Gridsync__V1__SyncRequest *rq)
 
 typedef struct {
     char **prefixes;                /* of the request */
-    size_t n_prefixes;
+    size_t n_prefixes;              /* how many */
     int omit;                       /* strip restricted data */
     gs_wbuf_t *page;                /* SnapshotResponse being built */
     gs_wbuf_t *entry;               /* one SnapshotEntry */
     gs_wbuf_t *tmp;                 /* stripped record */
     s_rec_t got[S_MAX_ITEMS];       /* records delivered over all pages */
-    size_t count;
+    size_t count;                   /* how many */
     size_t page_count;              /* records in the current page */
 } s_snap_t;
 

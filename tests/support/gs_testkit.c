@@ -202,22 +202,28 @@ int
 gs_tk_broker_start_fixed(gs_tk_broker_t *b, const char *store_dir, const char *const *extra,
                          int secure)
 {
-    int up = gs_tk_free_port(), feed = gs_tk_free_port();
-    while (feed && feed == up)
-        feed = gs_tk_free_port();
-    if (!up || !feed)
-        return -1;
-    char up_arg[64], feed_arg[64];
-    snprintf(up_arg, sizeof up_arg, "--upload-endpoint=tcp://127.0.0.1:%d", up);
-    snprintf(feed_arg, sizeof feed_arg, "--feed-endpoint=tcp://127.0.0.1:%d", feed);
-    const char *argv[64];
-    int n = 0;
-    argv[n++] = up_arg;
-    argv[n++] = feed_arg;
-    for (int i = 0; extra && extra[i] && n < 63; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    return gs_tk_broker_start_mode(b, store_dir, argv, secure);
+    /* another test may take a port between our probe and the broker's
+     * bind; the broker then exits, and fresh ports are tried */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int up = gs_tk_free_port(), feed = gs_tk_free_port();
+        while (feed && feed == up)
+            feed = gs_tk_free_port();
+        if (!up || !feed)
+            return -1;
+        char up_arg[64], feed_arg[64];
+        snprintf(up_arg, sizeof up_arg, "--upload-endpoint=tcp://127.0.0.1:%d", up);
+        snprintf(feed_arg, sizeof feed_arg, "--feed-endpoint=tcp://127.0.0.1:%d", feed);
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = up_arg;
+        argv[n++] = feed_arg;
+        for (int i = 0; extra && extra[i] && n < 63; i++)
+            argv[n++] = extra[i];
+        argv[n] = NULL;
+        if (gs_tk_broker_start_mode(b, store_dir, argv, secure) == 0)
+            return 0;
+    }
+    return -1;
 }
 
 int

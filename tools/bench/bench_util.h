@@ -1,7 +1,7 @@
 /*
  * bench_util: what the benchmark programs share: a monotonic clock,
- * percentiles, "key=value" result lines for the driver, and the layout of
- * the large synthetic district used to pre-fill stores.
+ * percentiles, "key=value" result lines for the driver, and the pre-fill
+ * data (copies of a district layout) with a walk over its records.
  *
  * Where it sits: linked by the programs in tools/bench/ only. They print
  * their results as "key=value" lines on stdout; tools/bench/run_bench.sh

@@ -50,8 +50,8 @@ static const char s_help[] =
 /* ---- 1. persons in more than one place --------------------------------------- */
 
 typedef struct s_dups {
-    gc_ctx_t *ctx;
-    gs_store_t *st;
+    gc_ctx_t *ctx;              /* options, output */
+    gs_store_t *st;             /* read-only store (fn may call it) */
     gs_arena_t *arena;          /* scratch for one record */
     gc_json_t *json;            /* --json output (NULL for tables) */
     gc_table_t *table;          /* human output */
@@ -67,8 +67,8 @@ s_role_name(int role)
 
 /* A record copied out of gs_store_get's transaction. */
 typedef struct s_buf {
-    uint8_t *data;
-    size_t len;
+    uint8_t *data;              /* malloc'd packed Record */
+    size_t len;                 /* its length */
 } s_buf_t;
 
 static int
@@ -227,9 +227,9 @@ typedef struct s_phone_ent {
 
 /* A record some finding points at. */
 typedef struct s_place {
-    char grid[GS_GRID_LEN + 1];
-    int kind;
-    char key[GS_ID_MAX + 1];
+    char grid[GS_GRID_LEN + 1]; /* grid code */
+    int kind;                   /* RecordKind */
+    char key[GS_ID_MAX + 1];    /* canonical record id */
 } s_place_t;
 
 /* A crowded rental unit. */
@@ -241,16 +241,16 @@ typedef struct s_crowd {
 } s_crowd_t;
 
 typedef struct s_scan {
-    gc_ctx_t *ctx;
+    gc_ctx_t *ctx;              /* options */
     gs_arena_t *arena;          /* one record at a time */
     int today;                  /* YYYYMMDD for lease activity */
     double area_per_person;     /* threshold in m² */
     s_phone_ent_t *ents;        /* phones seen */
-    size_t n_ents, cap_ents;
+    size_t n_ents, cap_ents;    /* used, allocated */
     s_place_t *places;          /* records with a phone or a finding */
-    size_t n_places, cap_places;
+    size_t n_places, cap_places; /* used, allocated */
     s_crowd_t *crowds;          /* crowded units */
-    size_t n_crowds, cap_crowds;
+    size_t n_crowds, cap_crowds; /* used, allocated */
     int nomem;                  /* an allocation failed */
     int bad;                    /* records that did not decode */
 } s_scan_t;

@@ -12,9 +12,13 @@
  */
 #include "gc.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* ---- backup ------------------------------------------------------------------------ */
@@ -99,7 +103,7 @@ static const char s_verify_help[] =
     "--json: {ok, problems:[text], head_seq, records, events}.\n";
 
 typedef struct s_verify {
-    gc_ctx_t *ctx;
+    gc_ctx_t *ctx;              /* options, output */
     gc_json_t *json;            /* --json: problems go into the array */
 } s_verify_t;
 
@@ -244,6 +248,28 @@ done:
     return reply;
 }
 
+/* Does anything listen on the unix socket at path? A stopped broker can
+ * leave its socket file behind, and ZeroMQ would retry such a connect
+ * silently until the timeout; the kernel says at once. 1 listening (or
+ * cannot tell), 0 refused. */
+static int
+s_socket_listening(const char *path)
+{
+    struct sockaddr_un sa;
+    if (strlen(path) >= sizeof sa.sun_path)
+        return 1;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 1;
+    int rc = connect(fd, (struct sockaddr *) &sa, sizeof sa);
+    int refused = rc != 0 && errno == ECONNREFUSED;
+    close(fd);
+    return !refused;
+}
+
 int
 gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
 {
@@ -285,6 +311,8 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
     /* connecting to a missing ipc path would wait for it to appear */
     if (stat(ep + 6, &sb) != 0 || !S_ISSOCK(sb.st_mode))
         snprintf(why, sizeof why, "no admin socket at %s", ep + 6);
+    else if (!s_socket_listening(ep + 6))
+        snprintf(why, sizeof why, "nothing listens on %s (left by a stopped broker)", ep + 6);
     else
         reply = s_ask_health(ep, (int) timeout, why, sizeof why);
     const Gridsync__V1__HealthReply *h = NULL;

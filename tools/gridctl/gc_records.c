@@ -74,7 +74,7 @@ static const char s_ls_help[] =
 
 /* State of one ls walk. */
 typedef struct s_ls {
-    gc_ctx_t *ctx;
+    gc_ctx_t *ctx;              /* options, output */
     int kind;                   /* 0 = both */
     uint64_t limit;             /* 0 = all */
     uint64_t n;                 /* records listed */
@@ -189,8 +189,8 @@ static const char s_get_help[] =
 /* A record copied out of the read transaction. */
 typedef struct s_got {
     gs_record_view_t v;         /* header; pointers below */
-    char grid[GS_GRID_LEN + 1];
-    char key[GS_ID_MAX + 1];
+    char grid[GS_GRID_LEN + 1]; /* copy of the grid code */
+    char key[GS_ID_MAX + 1];    /* copy of the canonical id */
     uint8_t *data;              /* malloc'd copy of the packed record */
 } s_got_t;
 
@@ -312,7 +312,7 @@ static const char s_history_help[] =
 
 /* State of one history walk. */
 typedef struct s_hist {
-    gc_ctx_t *ctx;
+    gc_ctx_t *ctx;              /* options, output */
     gs_arena_t *arena;          /* one event at a time */
     gc_table_t *table;          /* human output */
     gc_json_t json;             /* --json output */
@@ -422,7 +422,7 @@ static const char s_export_help[] =
 
 /* State of one export walk. */
 typedef struct s_exp {
-    gc_ctx_t *ctx;
+    gc_ctx_t *ctx;              /* options */
     FILE *f;                    /* destination */
     int csv;                    /* 1 csv, 0 jsonl */
     int include_void;           /* --include-void */

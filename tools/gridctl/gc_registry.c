@@ -11,9 +11,8 @@
  *
  * Writes open the store read-write beside a running broker: LMDB lets one
  * writer in at a time across processes, so they simply queue with the
- * broker's commits. Key generation, enrolment and provisioning bundles
- * belong with the security tooling and are not here yet: see the table of
- * device actions below for where they go.
+ * broker's commits. `enrol` and `rekey` make CURVE keypairs here and hand
+ * the secret half only to a provisioning bundle file.
  */
 #include "gc.h"
 
@@ -181,7 +180,7 @@ s_prefixes_arg(gc_ctx_t *ctx, const gc_args_t *a, const char **out, size_t *n)
     for (size_t i = 0; i < *n; i++) {
         gs_verdict_t v;
         if (gs_prefix_check(out[i], &v))
-            return gc_usage(ctx, "bad --prefix '%.20s': %s (2, 4, 6, 9, 12 or 15 digits)",
+            return gc_usage(ctx, "bad --prefix '%.20s': %s",
                             out[i], v.message);
         for (size_t k = 0; k < i; k++)
             if (!strcmp(out[k], out[i]))
@@ -549,6 +548,9 @@ gc_cmd_devices(gc_ctx_t *ctx, int argc, char **argv)
         return a.help ? GC_EXIT_OK : GC_EXIT_USAGE;
     }
     const char *action = a.pos[0];
+    static char cmd[48];
+    snprintf(cmd, sizeof cmd, "devices %.20s", action);
+    ctx->cmd = cmd; /* messages and the audit log name the action */
     /* options that only some actions take */
     int enrol = !strcmp(action, "enrol"), rekey = !strcmp(action, "rekey");
     if (!enrol && !rekey && (gc_args_has(&a, "bundle") || gc_args_has(&a, "endpoint") ||
@@ -572,7 +574,6 @@ gc_cmd_devices(gc_ctx_t *ctx, int argc, char **argv)
         return gc_usage(ctx, "--role, --public-key and --note are for devices add");
     if (!strcmp(action, "assign") && gc_args_has(&a, "collector"))
         return gc_usage(ctx, "devices assign changes prefixes only");
-    /* keygen, enrol and bundles join this table with the security tooling */
     if (!strcmp(action, "list"))
         return s_devices_list(ctx, &a);
     if (!strcmp(action, "show"))
@@ -756,7 +757,7 @@ s_trim(char *s)
 
 /* A grid read from the file. */
 typedef struct s_row {
-    char code[GS_GRID_LEN + 1];
+    char code[GS_GRID_LEN + 1]; /* grid code */
     char *name, *from, *to;     /* malloc'd */
     long line;                  /* where it was */
 } s_row_t;
@@ -783,8 +784,8 @@ s_rows_free(s_row_t *rows, size_t n)
 /* Cells holding data whose grid is not among the imported rows. */
 typedef struct s_orphans {
     const s_row_t *rows;        /* sorted by code */
-    size_t n;
-    uint64_t orphans;
+    size_t n;                   /* rows */
+    uint64_t orphans;           /* cells with records, not in rows */
 } s_orphans_t;
 
 static int
@@ -1042,6 +1043,9 @@ gc_cmd_grids(gc_ctx_t *ctx, int argc, char **argv)
         fputs(s_grids_help, a.help ? ctx->out : stderr);
         return a.help ? GC_EXIT_OK : GC_EXIT_USAGE;
     }
+    static char cmd[48];
+    snprintf(cmd, sizeof cmd, "grids %.20s", a.pos[0]);
+    ctx->cmd = cmd; /* messages name the action */
     if (!strcmp(a.pos[0], "list")) {
         if (gc_args_has(&a, "dry-run"))
             return gc_usage(ctx, "--dry-run is for grids import");

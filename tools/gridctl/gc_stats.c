@@ -66,7 +66,7 @@ typedef struct s_items {
 typedef struct s_row {
     char code[GS_GRID_LEN + 1]; /* prefix of the row */
     const char *name;           /* registry name (grid rows) */
-    uint64_t households, persons, rentals, tenants, voided;
+    uint64_t households, persons, rentals, tenants, voided; /* summed cell counters */
     uint64_t grids;             /* grids with active records */
     uint64_t registered;        /* registered grids (valid today) */
     uint64_t reg_collected;     /* registered grids with active records */
@@ -124,7 +124,7 @@ s_grid_valid(const Gridsync__V1__Grid *g, int today)
 typedef struct s_regs {
     s_items_t *it;              /* where merged items go */
     s_item_t *v;                /* registry items */
-    size_t n, cap;
+    size_t n, cap;              /* used, allocated */
 } s_regs_t;
 
 static int

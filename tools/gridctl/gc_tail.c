@@ -50,21 +50,21 @@ s_on_signal(int sig)
 
 /* One event kept for the "last N" view. */
 typedef struct s_kept {
-    uint64_t seq;
-    char grid[GS_GRID_LEN + 1];
+    uint64_t seq;               /* its seq */
+    char grid[GS_GRID_LEN + 1]; /* its cell */
     uint8_t *data;              /* malloc'd packed ChangeEvent */
-    size_t len;
+    size_t len;                 /* its length */
 } s_kept_t;
 
 typedef struct s_tail {
-    gc_ctx_t *ctx;
+    gc_ctx_t *ctx;              /* options, output */
     gs_arena_t *arena;          /* one event at a time */
     gc_json_t json;             /* --json output */
     uint64_t printed;           /* events printed */
     uint64_t count;             /* stop after this many (0 = never) */
     uint64_t last_seq;          /* last event printed */
     s_kept_t *ring;             /* last-N buffer */
-    size_t ring_size, ring_n, ring_next;
+    size_t ring_size, ring_n, ring_next; /* capacity, held, next slot */
     int nomem;                  /* an allocation failed */
     int bad;                    /* events that did not decode */
 } s_tail_t;

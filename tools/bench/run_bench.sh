@@ -1,0 +1,408 @@
+#!/usr/bin/env bash
+# run_bench.sh: every gridsync benchmark, side by side, in one run; writes
+# the report (Markdown tables and a PNG chart).
+#
+# Where it sits: `make bench` runs `tools/bench/run_bench.sh BUILD docs` and
+# `make bench-quick` runs it with --quick into a temporary directory (CI).
+# It drives the programs of BUILD: gridsyncd, gridsim, gridfeed and the
+# tools/bench programs (bench_pg, bench_store, bench_zmq, bench_fill,
+# bench_feed, bench_pull), starts a private PostgreSQL server on loopback in
+# a temporary directory for the peer, and stops everything it started.
+#
+# Why rounds: the machine is shared, so absolute rates drift by tens of
+# percent within minutes. Each round runs gridsync end to end, then the
+# PostgreSQL peer (1 and 2 connections), the store alone with its bare LMDB
+# loop, and the bare ZeroMQ loop, back to back; ratios are taken within a
+# round and the report gives every round and the median.
+#
+# --quick: the same steps on a small scale (2% of the district, small
+# pre-fills, one round), in well under two minutes. It checks that every
+# step works and that every answer is right (gridsim's expectations, the
+# peer's counts, the feed's completeness, catch-up to the head); it asserts
+# no timing.
+#
+# Usage: run_bench.sh [--quick] BUILD_DIR OUT_DIR
+#   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png
+# Environment: GRIDSYNC_BENCH_KEEP=1 keeps the work directory (stores, logs).
+set -euo pipefail
+
+QUICK=0
+if [ "${1:-}" = "--quick" ]; then
+    QUICK=1
+    shift
+fi
+[ $# -eq 2 ] || { echo "usage: $0 [--quick] BUILD_DIR OUT_DIR" >&2; exit 2; }
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$(cd "$1" && pwd)
+mkdir -p "$2"
+OUT=$(cd "$2" && pwd)
+
+GRIDSYNCD=$BUILD/broker/gridsyncd
+GRIDSIM=$BUILD/tools/gridsim/gridsim
+GRIDFEED=$BUILD/tools/gridfeed/gridfeed
+BENCH=$BUILD/tools/bench
+for p in "$GRIDSYNCD" "$GRIDSIM" "$GRIDFEED" "$BENCH/bench_pg" "$BENCH/bench_store" \
+         "$BENCH/bench_zmq" "$BENCH/bench_fill" "$BENCH/bench_feed" "$BENCH/bench_pull"; do
+    [ -x "$p" ] || { echo "run_bench: $p is not built (make bench builds it)" >&2; exit 2; }
+done
+command -v gnuplot > /dev/null || { echo "run_bench: gnuplot is not installed" >&2; exit 2; }
+
+# ---- Scale ---------------------------------------------------------------------------
+if [ $QUICK = 1 ]; then
+    SCALE=0.02          # share of the seed district gridsim uploads
+    ROUNDS=1            # rounds of the side-by-side comparison
+    STORE_LIMIT=3000    # records bench_store applies
+    FEED_SECONDS=2      # length of the feed-latency load
+    FILL1=50000         # records stored for the first growth step
+    FILL2=100000        # and for the second
+    BEHIND=10000        # events the catch-up subscriber is behind
+    PULL_SAMPLES=20     # grids downloaded
+else
+    SCALE=1
+    ROUNDS=3
+    STORE_LIMIT=0
+    FEED_SECONDS=10
+    FILL1=1000000
+    FILL2=5000000
+    BEHIND=1000000
+    PULL_SAMPLES=300
+fi
+DEVICES=8               # gridsim's default fleet concurrency
+FEED_RATE=10000         # offered records/s for the feed latency
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gridsync-bench.XXXXXX")
+RES=$WORK/results.txt   # every figure, as key=value lines
+LOG=$WORK/log
+mkdir -p "$LOG"
+: > "$RES"
+
+BROKER_PID=
+FEED_PID=
+RSS_PID=
+PG_BIN=
+PG_DIR=
+PG_AS=()
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf 'run_bench: FAILED: %s\n' "$*" >&2
+    printf 'run_bench: logs are in %s\n' "$LOG" >&2
+    GRIDSYNC_BENCH_KEEP=1
+    exit 1
+}
+put() { printf '%s=%s\n' "$1" "$2" >> "$RES"; }
+get() {
+    local v
+    v=$(grep -m1 "^$1=" "$RES" | cut -d= -f2-) || true
+    [ -n "$v" ] || die "no result named $1"
+    printf '%s' "$v"
+}
+# "prefix.key=value" lines of a program's output, stored under a new prefix
+put_kv() { sed -n "s/^$2\./$1./p" "$3" >> "$RES"; }
+# a number from gridsim's one-line JSON summary
+jnum() { sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1"; }
+calc() { awk "BEGIN { printf \"%.6g\", $* }"; }
+
+pg_stop() {
+    if [ -n "$PG_DIR" ] && [ -f "$PG_DIR/data/postmaster.pid" ]; then
+        "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop > /dev/null 2>&1 || true
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    [ -n "$RSS_PID" ] && kill "$RSS_PID" 2> /dev/null
+    [ -n "$FEED_PID" ] && kill "$FEED_PID" 2> /dev/null
+    if [ -n "$BROKER_PID" ]; then
+        kill "$BROKER_PID" 2> /dev/null
+        wait "$BROKER_PID" 2> /dev/null
+    fi
+    pg_stop
+    [ -n "$PG_DIR" ] && rm -rf "$PG_DIR"
+    if [ "${GRIDSYNC_BENCH_KEEP:-0}" = 1 ]; then
+        echo "run_bench: work directory kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- The machine -------------------------------------------------------------------
+put machine.nproc "$(nproc)"
+put machine.cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+put machine.mem_gb "$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)"
+put machine.kernel "$(uname -r)"
+put machine.date "$(date -u '+%Y-%m-%d %H:%M UTC')"
+put machine.load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2> /dev/null) || COMMIT=uncommitted
+if [ "$COMMIT" != uncommitted ] && [ -n "$(git -C "$SRC" status --porcelain 2> /dev/null)" ]; then
+    COMMIT="$COMMIT + uncommitted changes"
+fi
+put machine.commit "$COMMIT"
+put run.mode "$([ $QUICK = 1 ] && echo quick || echo full)"
+put run.scale "$SCALE"
+put run.rounds "$ROUNDS"
+put run.devices "$DEVICES"
+T_START=$(date +%s)
+
+# ---- gridsyncd -----------------------------------------------------------------------
+# broker_start STORE_DIR: default full sync; plaintext because the bench runs
+# on loopback only (--insecure-dev is refused on any other address).
+broker_start() {
+    local blog=$LOG/broker-$(basename "$(dirname "$1")")-$(date +%s%N).log
+    "$GRIDSYNCD" --store="$1" --upload-endpoint='tcp://127.0.0.1:*' \
+        --feed-endpoint='tcp://127.0.0.1:*' --metrics-port=0 --insecure-dev 2> "$blog" &
+    BROKER_PID=$!
+    local i
+    for i in $(seq 300); do
+        grep -q 'event=ready' "$blog" 2> /dev/null && break
+        kill -0 "$BROKER_PID" 2> /dev/null || break
+        sleep 0.1
+    done
+    local ready
+    ready=$(grep 'event=ready' "$blog") || { cat "$blog" >&2; die "gridsyncd did not start"; }
+    UPLOAD=$(sed -n 's/.* upload=\([^ ]*\).*/\1/p' <<< "$ready")
+    FEED=$(sed -n 's/.* feed=\([^ ]*\).*/\1/p' <<< "$ready")
+    MPORT=$(sed -n 's/.* metrics_port=\([0-9]*\).*/\1/p' <<< "$ready")
+}
+
+broker_stop() {
+    kill -TERM "$BROKER_PID"
+    wait "$BROKER_PID" || die "gridsyncd exited with an error"
+    BROKER_PID=
+}
+
+# metric NAME: a value from the broker's Prometheus endpoint
+metric() {
+    local body
+    exec 3<> "/dev/tcp/127.0.0.1/$MPORT"
+    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    body=$(timeout 10 cat <&3) || true
+    exec 3<&-
+    awk -v n="$1" '$1 == n { print $2; exit }' <<< "$body"
+}
+
+# peak RssAnon (kB) of the broker, sampled from /proc every 100 ms into FILE
+rss_start() {
+    local file=$1 pid=$BROKER_PID
+    echo 0 > "$file"
+    (
+        max=0
+        while kill -0 "$pid" 2> /dev/null; do
+            v=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2> /dev/null) || v=
+            if [ -n "$v" ] && [ "$v" -gt "$max" ]; then
+                max=$v
+                echo "$max" > "$file"
+            fi
+            sleep 0.1
+        done
+    ) &
+    RSS_PID=$!
+}
+rss_stop() {
+    kill "$RSS_PID" 2> /dev/null || true
+    wait "$RSS_PID" 2> /dev/null || true
+    RSS_PID=
+}
+
+# ingest TAG DISTRICT DIR: gridsim's fleet uploads DISTRICT (noise on, every
+# ack checked) while gridfeed follows it with a checkpoint; the broker's
+# peak anonymous RSS is sampled meanwhile. Results under TAG.
+ingest() {
+    local tag=$1 district=$2 dir=$3
+    "$GRIDFEED" --feed "$FEED" --upload "$UPLOAD" --prefix "$district" \
+        --output "$dir/feed.jsonl" --checkpoint "$dir/feed.ckpt" 2> "$LOG/$tag-gridfeed.log" &
+    FEED_PID=$!
+    rss_start "$dir/rss"
+    local rc=0
+    timeout 900 "$GRIDSIM" --endpoint "$UPLOAD" --district "$district" --scale "$SCALE" \
+        --devices "$DEVICES" --run-id bench --json --quiet > "$dir/sim.json" \
+        2> "$LOG/$tag-gridsim.log" || rc=$?
+    rss_stop
+    [ $rc = 0 ] || { cat "$LOG/$tag-gridsim.log" >&2; die "gridsim ($tag) exited with $rc"; }
+    local events lines=0 i
+    events=$(jnum "$dir/sim.json" events)
+    # the subscriber must end with every event of the district, once
+    for i in $(seq 1200); do
+        lines=$(wc -l < "$dir/feed.jsonl" 2> /dev/null || echo 0)
+        [ "$lines" -ge "$events" ] && break
+        kill -0 "$FEED_PID" 2> /dev/null || break
+        sleep 0.1
+    done
+    kill -TERM "$FEED_PID"
+    wait "$FEED_PID" || die "gridfeed ($tag) failed; see $LOG/$tag-gridfeed.log"
+    FEED_PID=
+    lines=$(wc -l < "$dir/feed.jsonl")
+    [ "$lines" = "$events" ] || die "gridfeed ($tag) wrote $lines events, expected $events"
+    local k
+    for k in records_sent persons_sent elapsed_s records_per_s persons_per_s p50 p99 \
+             accepted unchanged merged conflict rejected events expectation_errors; do
+        put "$tag.$k" "$(jnum "$dir/sim.json" $k)"
+    done
+    put "$tag.feed_events" "$lines"
+    # other work on the machine: the 1-minute load average after the run
+    put "$tag.load" "$(cut -d' ' -f1 /proc/loadavg)"
+    put "$tag.rss_anon_kb" "$(cat "$dir/rss")"
+    local sum count
+    sum=$(metric gridsync_commit_records_sum)
+    count=$(metric gridsync_commit_records_count)
+    put "$tag.commits" "$count"
+    put "$tag.batch_mean" "$(calc "$sum / $count")"
+    put "$tag.store_records" "$(metric gridsync_store_records)"
+    put "$tag.store_used_bytes" "$(metric gridsync_store_used_bytes)"
+    put "$tag.store_file_bytes" "$(metric gridsync_store_file_bytes)"
+}
+
+# ---- PostgreSQL ----------------------------------------------------------------------
+pg_start() {
+    local initdb
+    initdb=$(ls -d /usr/lib/postgresql/*/bin/initdb 2> /dev/null | sort -V | tail -n1) ||
+        true
+    [ -n "$initdb" ] || die "PostgreSQL server binaries not found (apt-get install postgresql)"
+    PG_BIN=$(dirname "$initdb")
+    PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gridsync-bench-pg.XXXXXX")
+    if [ "$(id -u)" = 0 ]; then
+        # initdb refuses root: the server runs as the postgres user
+        id postgres > /dev/null 2>&1 || die "no postgres user to run PostgreSQL as"
+        chown postgres "$PG_DIR"
+        PG_AS=(runuser -u postgres --)
+    fi
+    "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 \
+        --no-locale > "$LOG/pg-initdb.log" 2>&1 || die "initdb failed"
+    # a stock server with the usual tuning for a write-heavy machine:
+    # durable commits (fsync, synchronous_commit, full_page_writes all on),
+    # no checkpoint during a run
+    local port try
+    for try in $(seq 20); do
+        port=$((20000 + (RANDOM % 20000)))
+        if "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+            -o "-k $PG_DIR -p $port -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
+                -c max_wal_size=8GB -c checkpoint_timeout=30min -c synchronous_commit=on \
+                -c fsync=on -c full_page_writes=on" start > /dev/null 2>&1; then
+            PG_CONN="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+            return 0
+        fi
+    done
+    cp "$PG_DIR/server.log" "$LOG/pg-server.log" 2> /dev/null || true
+    die "PostgreSQL did not start"
+}
+
+# pg_peer TAG CONNECTIONS TXN_RECORDS: the peer replays gridsim's uploads
+pg_peer() {
+    local out=$LOG/$1.out rc=0
+    timeout 1200 "$BENCH/bench_pg" --conninfo "$PG_CONN" --connections "$2" \
+        --txn-records "$3" --scale "$SCALE" --run-id bench > "$out" 2> "$LOG/$1.log" || rc=$?
+    [ $rc = 0 ] || { tail -n 20 "$LOG/$1.log" >&2; die "bench_pg ($1) exited with $rc"; }
+    put_kv "$1" pg "$out"
+}
+
+# ---- 1-3: rounds, side by side ---------------------------------------------------------
+pg_start
+put pg.server_version "$("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
+for r in $(seq "$ROUNDS"); do
+    log "round $r of $ROUNDS: gridsync end to end (gridsim, $DEVICES devices, gridfeed attached)"
+    dir=$WORK/r$r
+    mkdir -p "$dir"
+    broker_start "$dir/store"
+    ingest "r$r.gs" 440305 "$dir"
+    broker_stop
+    batch=$(awk -v b="$(get "r$r.gs.batch_mean")" 'BEGIN { printf "%d", b + 0.5 }')
+    [ "$batch" -ge 1 ] || batch=1
+    put "r$r.batch" "$batch"
+
+    log "round $r: PostgreSQL peer, same uploads, transactions of $batch records"
+    pg_peer "r$r.pg1" 1 "$batch"
+    pg_peer "r$r.pg2" 2 "$batch"
+    # the peer is fair only if it gave the same answers
+    for k in accepted unchanged merged conflict rejected; do
+        for c in 1 2; do
+            a=$(get "r$r.gs.$k")
+            b=$(get "r$r.pg$c.$k")
+            [ "$a" = "$b" ] || die "PostgreSQL peer ($c connections) is not comparable: $k $b, gridsync $a"
+        done
+    done
+
+    log "round $r: store alone and bare LMDB loop (transactions of $batch records)"
+    out=$LOG/r$r.store.out
+    timeout 900 "$BENCH/bench_store" --batch "$batch" --prefill 0 --limit "$STORE_LIMIT" \
+        --dir "$WORK" > "$out" 2> "$LOG/r$r.store.log" || die "bench_store failed"
+    line=$(grep '^empty store' "$out") || die "bench_store printed no result"
+    put "r$r.store.store_per_s" "$(awk '{ print $3 }' <<< "$line")"
+    put "r$r.store.bare_all_per_s" "$(awk '{ print $4 }' <<< "$line")"
+    put "r$r.store.bare_records_per_s" "$(awk '{ print $6 }' <<< "$line")"
+
+    log "round $r: bare ZeroMQ loop (the same bytes)"
+    out=$LOG/r$r.zmq.out
+    timeout 300 "$BENCH/bench_zmq" --scale "$SCALE" --dealers "$DEVICES" --run-id bench \
+        > "$out" 2> "$LOG/r$r.zmq.log" || die "bench_zmq failed"
+    put_kv "r$r.zmq" zmq "$out"
+    [ "$r" = 1 ] || rm -rf "$dir/store"
+done
+
+# ---- 4. feed latency on the round-1 store ------------------------------------------------
+STORE=$WORK/r1/store
+broker_start "$STORE"
+log "feed: commit -> subscriber latency at $FEED_RATE records/s offered for ${FEED_SECONDS}s"
+out=$LOG/feed.out
+timeout 300 "$BENCH/bench_feed" latency --upload "$UPLOAD" --feed "$FEED" --district 440303 \
+    --rate "$FEED_RATE" --seconds "$FEED_SECONDS" --devices "$DEVICES" \
+    > "$out" 2> "$LOG/feed.log" || { cat "$LOG/feed.log" >&2; die "bench_feed latency failed"; }
+put_kv feed feed "$out"
+STORED=$(metric gridsync_store_records)
+broker_stop
+
+# ---- 6 (and 4, 5): growth ------------------------------------------------------------------
+FILLED=0
+grow() {   # grow STEP TARGET: pre-fill the store to TARGET records, start the broker
+    local step=$1 target=$2 count
+    count=$((target - STORED))
+    [ $count -gt 0 ] || count=0
+    log "growth $step: pre-filling $count records (no_sync, benchmark only) to $target"
+    out=$LOG/fill$step.out
+    timeout 1800 "$BENCH/bench_fill" --store "$STORE" --from "$FILLED" --count "$count" \
+        > "$out" 2> "$LOG/fill$step.log" || die "bench_fill failed"
+    put_kv "fill$step" fill "$out"
+    FILLED=$(get "fill$step.next_index")
+    broker_start "$STORE"
+    put "g$step.stored_before" "$(metric gridsync_store_records)"
+    put "g$step.events_before" "$(metric gridsync_store_head_seq)"
+}
+
+grow 1 "$FILL1"
+log "feed: catch-up of a subscriber $BEHIND events behind"
+out=$LOG/catchup.out
+timeout 900 "$BENCH/bench_feed" catchup --upload "$UPLOAD" --prefix 44 --behind "$BEHIND" \
+    > "$out" 2> "$LOG/catchup.log" || die "bench_feed catchup failed"
+put_kv catchup catchup "$out"
+# two ingests per size (districts of their own), against drift on a shared machine
+log "growth 1: ingest with $(get g1.stored_before) records stored (two runs)"
+mkdir -p "$WORK/g1" "$WORK/g1b"
+ingest g1 440307 "$WORK/g1"
+ingest g1b 440302 "$WORK/g1b"
+STORED=$(metric gridsync_store_records)
+broker_stop
+
+grow 2 "$FILL2"
+log "pull-sync: devices download their grid from a store of $(get g2.stored_before) records"
+out=$LOG/pull.out
+timeout 600 "$BENCH/bench_pull" --upload "$UPLOAD" --filled "$FILLED" --samples "$PULL_SAMPLES" \
+    > "$out" 2> "$LOG/pull.log" || die "bench_pull failed"
+put_kv pull pull "$out"
+put pull.store_records "$(metric gridsync_store_records)"
+log "growth 2: ingest with $(get g2.stored_before) records stored (two runs)"
+mkdir -p "$WORK/g2" "$WORK/g2b"
+ingest g2 440308 "$WORK/g2"
+ingest g2b 440304 "$WORK/g2b"
+broker_stop
+pg_stop
+put run.seconds "$(($(date +%s) - T_START))"
+put machine.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- Report ----------------------------------------------------------------------------------
+log "writing $OUT/benchmarks.md and $OUT/benchmarks.png"
+"$SRC/tools/bench/bench_report.sh" "$RES" "$OUT" "$WORK" ||
+    die "the report could not be written"
+[ -s "$OUT/benchmarks.md" ] && [ -s "$OUT/benchmarks.png" ] || die "report files missing"
+log "done in $(get run.seconds) s"
