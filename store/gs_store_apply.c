@@ -229,10 +229,13 @@ s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
 static int
 s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
 {
-    size_t off = gs_rec_data_off(&cur->hdr);
-    Gridsync__V1__Record *old = gridsync__v1__record__unpack(
-        gs_arena_allocator(a->st->arena), cur->val.mv_size - off,
-        (const uint8_t *) cur->val.mv_data + off);
+    const uint8_t *data;
+    size_t len;
+    int rc = gs_rec_data(a->st, a->txn, &cur->hdr, &data, &len);
+    if (rc)
+        return rc;
+    Gridsync__V1__Record *old =
+        gridsync__v1__record__unpack(gs_arena_allocator(a->st->arena), len, data);
     if (!old)
         return MDB_CORRUPTED;
     *nkl = gs_natkey(old, nk);
@@ -397,7 +400,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
                        (uint16_t) nrefs, flags };
     memcpy(h.hash, hash, 16);
     k.mv_size = s_rec_key(rk, grid, kb, canon);
-    v.mv_size = gs_rec_data_off(&h) + rl;
+    v.mv_size = gs_rec_data_off(&h);
     v.mv_data = NULL;
     if ((rc = mdb_put(a->txn, st->db[GS_DB_RECORDS], &k, &v, MDB_RESERVE)))
         return rc;
@@ -407,7 +410,6 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
         memcpy(d + GS_REC_HDR + i * GS_REF_LEN, refs[i].hmac, 16);
         d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
     }
-    memcpy(d + gs_rec_data_off(&h), r, rl);
     s_trace(st, GS_DB_RECORDS, &k, &v, 0);
 
     /* ids: the canonical entry carries the current grid */

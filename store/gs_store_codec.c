@@ -519,6 +519,9 @@ gs_event_scan(const uint8_t *p, size_t len, gs_event_fields_t *f)
             } else if (field == 4) {
                 f->record_key = (const char *) d;
                 f->record_key_len = (size_t) v;
+            } else if (field == GS_EV_RECORD) {
+                f->record = d;
+                f->record_len = (size_t) v;
             } else if (field == 11) {
                 const uint8_t *q = d;
                 while (q < p) {

@@ -25,12 +25,13 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 1u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 2u        /* meta "format"; bumped on any layout change */
 #define GS_KIND_H 'H'               /* key byte of a household */
 #define GS_KIND_R 'R'               /* key byte of a rental unit */
 #define GS_REC_HDR 48               /* fixed part of a records value */
 #define GS_REF_LEN 17               /* one person ref in a records value: hmac16 + role */
 #define GS_LOG_HDR 23               /* log value: grid(15) + previous seq of the record (8) */
+#define GS_EV_RECORD 10             /* ChangeEvent field number of the record */
 #define GS_CELL_VAL 40              /* cells value */
 #define GS_IDEM_HDR 40              /* idem value: created_at, fifo_no, counts[6] */
 #define GS_NATKEY_MAX 400           /* longer natural keys are hashed (LMDB keys <= 511) */
@@ -218,12 +219,20 @@ typedef struct gs_rec_hdr {
 void gs_rec_hdr_put(uint8_t *p, const gs_rec_hdr_t *h);
 /* Decode; returns -1 when v is too short for what the header says. */
 int gs_rec_hdr_get(const MDB_val *v, gs_rec_hdr_t *h);
-/* Offset of the packed Record in a records value. */
+/* Size of a records value: the header and the person refs. The packed
+ * Record itself is not repeated there: it is the record field of the
+ * change event at h->seq (see gs_rec_data). */
 static inline size_t
 gs_rec_data_off(const gs_rec_hdr_t *h)
 {
     return GS_REC_HDR + (size_t) h->n_refs * GS_REF_LEN;
 }
+
+/* The packed Record of the version h describes, read from its change event
+ * in the log: *data points into the map and lives as long as txn.
+ * MDB_CORRUPTED when the event is missing or has no record. */
+int gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h,
+                const uint8_t **data, size_t *len);
 
 /* ---- Record codecs (pure) ------------------------------------------------------ */
 
@@ -301,6 +310,8 @@ typedef struct gs_event_fields {
     size_t record_key_len;          /* its length */
     int op;                         /* field 5 */
     uint64_t version;               /* field 6 */
+    const uint8_t *record;          /* field 10, the packed Record; NULL when absent */
+    size_t record_len;              /* its length */
     uint64_t prev_seq[GS_LEVELS];   /* field 11; zeros when absent */
     size_t n_prev_seq;              /* entries found */
 } gs_event_fields_t;

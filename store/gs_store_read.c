@@ -46,10 +46,32 @@ gs_store_head(gs_store_t *self, uint64_t *head_seq)
     return rc;
 }
 
+/* A records value holds no copy of the record: the packed Record is the
+ * record field of the event that made its version (see store.md). */
+int
+gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, const uint8_t **data,
+            size_t *len)
+{
+    uint8_t kb[8];
+    gs_be64_put(kb, h->seq);
+    MDB_val k = { 8, kb }, v;
+    int rc = mdb_get(txn, st->db[GS_DB_LOG], &k, &v);
+    if (rc)
+        return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    gs_event_fields_t f;
+    if (v.mv_size < GS_LOG_HDR ||
+        gs_event_scan((const uint8_t *) v.mv_data + GS_LOG_HDR, v.mv_size - GS_LOG_HDR, &f) ||
+        !f.record)
+        return MDB_CORRUPTED;
+    *data = f.record;
+    *len = f.record_len;
+    return 0;
+}
+
 /* A records entry as a view. Buffers hold the NUL-terminated copies. */
 static int
-s_view(const MDB_val *k, const MDB_val *v, gs_record_view_t *view,
-       char grid[GS_GRID_LEN + 1], char id[GS_ID_MAX + 1])
+s_view(gs_store_t *self, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+       gs_record_view_t *view, char grid[GS_GRID_LEN + 1], char id[GS_ID_MAX + 1])
 {
     gs_rec_hdr_t h;
     if (k->mv_size <= GS_GRID_LEN + 1 || k->mv_size > GS_GRID_LEN + 1 + GS_ID_MAX ||
@@ -61,7 +83,10 @@ s_view(const MDB_val *k, const MDB_val *v, gs_record_view_t *view,
     size_t il = k->mv_size - GS_GRID_LEN - 1;
     memcpy(id, kp + GS_GRID_LEN + 1, il);
     id[il] = 0;
-    size_t off = gs_rec_data_off(&h);
+    const uint8_t *data;
+    size_t len;
+    if (gs_rec_data(self, txn, &h, &data, &len))
+        return GS_ECORRUPT;
     view->grid = grid;
     view->kind = gs_kind_of_byte(kp[GS_GRID_LEN]);
     view->record_key = id;
@@ -69,8 +94,8 @@ s_view(const MDB_val *k, const MDB_val *v, gs_record_view_t *view,
     view->seq = h.seq;
     view->updated_at = h.updated_at;
     view->status = h.status;
-    view->data = (const uint8_t *) v->mv_data + off;
-    view->len = v->mv_size - off;
+    view->data = data;
+    view->len = len;
     return 0;
 }
 
@@ -455,7 +480,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
             }
             gs_record_view_t view;
             char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-            if ((rc = s_view(&k, &v, &view, grid, id)))
+            if ((rc = s_view(self, txn, &k, &v, &view, grid, id)))
                 break;
             if ((user = fn(arg, &view)))
                 break;
@@ -522,7 +547,7 @@ gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn
         }
         gs_record_view_t view;
         char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-        if (!(rc = s_view(&k, &v, &view, grid, id)))
+        if (!(rc = s_view(self, txn, &k, &v, &view, grid, id)))
             rc = fn(arg, &view);
     }
     gs_rtxn_end(self, &txn);
@@ -628,7 +653,7 @@ gs_store_records(gs_store_t *self, const char *prefix, gs_record_fn *fn, void *a
             break;
         gs_record_view_t view;
         char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-        if ((rc = s_view(&k, &v, &view, grid, id)))
+        if ((rc = s_view(self, txn, &k, &v, &view, grid, id)))
             break;
         if ((user = fn(arg, &view)))
             break;

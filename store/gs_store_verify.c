@@ -192,9 +192,20 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
         s_problem(v, "record %s/%c/%s: header damaged", grid, kb, id);
         return;
     }
-    size_t off = gs_rec_data_off(&h);
-    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(
-        gs_arena_allocator(arena), val->mv_size - off, (const uint8_t *) val->mv_data + off);
+    if (val->mv_size != gs_rec_data_off(&h)) {
+        s_problem(v, "record %s/%c/%s: value of %zu bytes, header says %zu", grid, kb, id,
+                  val->mv_size, gs_rec_data_off(&h));
+        return;
+    }
+    const uint8_t *data;
+    size_t len;
+    if (gs_rec_data(st, v->txn, &h, &data, &len)) {
+        s_problem(v, "record %s/%c/%s: its event %llu is missing or has no record",
+                  grid, kb, id, (unsigned long long) h.seq);
+        return;
+    }
+    Gridsync__V1__Record *rec =
+        gridsync__v1__record__unpack(gs_arena_allocator(arena), len, data);
     if (!rec) {
         s_problem(v, "record %s/%c/%s: does not decode", grid, kb, id);
         return;
@@ -206,8 +217,7 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
         return;
     }
     uint8_t hash[16];
-    if (gs_content_hash_packed((const uint8_t *) val->mv_data + off, val->mv_size - off,
-                               hash) != 0 || memcmp(hash, h.hash, 16) != 0)
+    if (gs_content_hash_packed(data, len, hash) != 0 || memcmp(hash, h.hash, 16) != 0)
         s_problem(v, "record %s/%c/%s: content hash differs", grid, kb, id);
     const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
     int status = meta ? (int) meta->status : 0;

@@ -1527,6 +1527,11 @@ test_verify_finds_broken_index(void **state)
     memset(&l, 0, sizeof l);
     assert_int_equal(gs_store_verify(f->st, s_line, &l, &problems), GS_ECORRUPT);
     assert_non_null(strstr(l.text, "hole"));
+    /* records hold no copy of their content: the record whose version
+     * event 5 was has lost it, and reading it says so */
+    assert_non_null(strstr(l.text, "is missing or has no record"));
+    memset(&any, 0, sizeof any);
+    assert_int_equal(gs_store_records(f->st, "", s_snap_add, &any), GS_ECORRUPT);
     assert_int_equal(gs_store_debug_del(f->st, "nosuchdb", "x", 1), GS_EINVAL);
 }
 
