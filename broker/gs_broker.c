@@ -26,6 +26,7 @@
 #include "gs_auth.h"
 #include "gs_log.h"
 #include "gs_metrics.h"
+#include "gs_prescan.h"
 #include "gs_privacy.h"
 #include "gs_store.h"
 #include "gs_validate.h"
@@ -1067,7 +1068,22 @@ s_handle_router(gs_broker_t *b, int draining)
     if (s_recv_request(b, b->router, &identity, &body, &req_style))
         return;
     size_t len = zmq_msg_size(&body);
-    gs_arena_t *arena = gs_arena_new(len * 4 + 4096);
+    gs_arena_t *arena = NULL;
+    /* Walk the raw bytes before unpacking: protobuf-c builds every list
+     * element before anything can count them, so a frame of millions of
+     * empty records would take hundreds of MB (see gs_prescan.h). */
+    gs_verdict_t pre;
+    if (gs_prescan(&gridsync__v1__request__descriptor, zmq_msg_data(&body), len, &b->limits,
+                   NULL, &pre)) {
+        uint64_t rid = 0; /* echo the request_id when the bytes hold one */
+        gs_wire_find_varint(zmq_msg_data(&body), len,
+                            protobuf_c_message_descriptor_get_field_by_name(
+                                &gridsync__v1__request__descriptor, "request_id")->id,
+                            &rid);
+        s_frontend_error(b, b->router, &identity, req_style, 0, rid, pre.reason, pre.message);
+        goto done;
+    }
+    arena = gs_arena_new(len * 4 + 4096);
     Gridsync__V1__Request *req =
         arena ? gridsync__v1__request__unpack(gs_arena_allocator(arena), len,
                                               zmq_msg_data(&body))

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_wire.h"
+
 #define R(name) GRIDSYNC__V1__REASON__REASON_##name
 
 #define S_DAY_MS 86400000LL
@@ -1288,6 +1290,11 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
     };
     ctx.v = v ? v : &ctx.scratch;
     gs_verdict_clear(ctx.v);
+    /* Only fields this schema knows are stored and forwarded: an unknown
+     * field could carry restricted personal data past the privacy filter,
+     * which drops the known `restricted` sub-message only. */
+    if (rec)
+        gs_wire_strip_unknown(&rec->base, alloc);
     if (!rec || gs_record_kind(rec) == 0)
         return gs_verdict_set(ctx.v, R(REQUIRED),
                               "record has neither a household nor a rental");

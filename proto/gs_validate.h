@@ -176,6 +176,11 @@ int gs_ident_check(const char *s, const char *field, gs_verdict_t *v);
 
 /* Normalise then validate one record, as the store does before storing it.
  *
+ * Unknown fields (fields this schema does not know, at any depth of the
+ * record) are dropped first, whatever the verdict, and released with alloc:
+ * only what the schema knows is stored and forwarded to feeds, where the
+ * privacy filter can see it (see gs_wire_strip_unknown).
+ *
  * Normalisation, in place: resident ID numbers (see gs_idnum_normalize),
  * phones (gs_phone_normalize), USCC trimmed, folded and uppercased. A
  * replaced string is allocated with alloc and the old one released with

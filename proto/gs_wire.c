@@ -120,3 +120,121 @@ gs_wbuf_message_field(gs_wbuf_t *b, uint32_t field, const ProtobufCMessage *m)
     protobuf_c_message_pack(m, d);
     b->len += n;
 }
+
+int
+gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *q = *p;
+    uint64_t r = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (q >= end)
+            return -1;
+        uint8_t c = *q++;
+        r |= (uint64_t) (c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = r;
+            *p = q;
+            return 0;
+        }
+    }
+    return -1; /* an 11th byte would be needed */
+}
+
+int
+gs_wire_skip(const uint8_t **p, const uint8_t *end, int wt)
+{
+    const uint8_t *q = *p;
+    uint64_t n;
+    switch (wt) {
+    case 0:
+        if (gs_wire_varint_get(&q, end, &n))
+            return -1;
+        break;
+    case 1:
+    case 5: {
+        size_t need = wt == 1 ? 8 : 4;
+        if ((size_t) (end - q) < need)
+            return -1;
+        q += need;
+        break;
+    }
+    case 2:
+        if (gs_wire_varint_get(&q, end, &n) || n > (uint64_t) (end - q))
+            return -1;
+        q += n;
+        break;
+    default:
+        return -1;
+    }
+    *p = q;
+    return 0;
+}
+
+int
+gs_wire_find_varint(const uint8_t *data, size_t len, uint32_t field,
+                    uint64_t *value)
+{
+    const uint8_t *p = data, *end = data + len;
+    int found = -1;
+    while (p < end) {
+        uint64_t tag, v;
+        if (gs_wire_varint_get(&p, end, &tag))
+            break;
+        if ((tag & 7) == 0 && (tag >> 3) == field) {
+            if (gs_wire_varint_get(&p, end, &v))
+                break;
+            *value = v;
+            found = 0;
+        } else if (gs_wire_skip(&p, end, (int) (tag & 7))) {
+            break;
+        }
+    }
+    return found;
+}
+
+/* Release one block of an unpacked message as protobuf-c would. */
+static void
+s_release(ProtobufCAllocator *alloc, void *ptr)
+{
+    if (alloc)
+        alloc->free(alloc->allocator_data, ptr);
+    else
+        free(ptr);
+}
+
+size_t
+gs_wire_strip_unknown(ProtobufCMessage *m, ProtobufCAllocator *alloc)
+{
+    if (!m)
+        return 0;
+    size_t dropped = m->n_unknown_fields;
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        s_release(alloc, m->unknown_fields[i].data);
+    if (m->unknown_fields)
+        s_release(alloc, m->unknown_fields);
+    m->unknown_fields = NULL;
+    m->n_unknown_fields = 0;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned f = 0; f < d->n_fields; f++) {
+        const ProtobufCFieldDescriptor *fd = &d->fields[f];
+        if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        /* members of a oneof share storage: only the set one is a message */
+        if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *) ((const char *) m + fd->quantifier_offset) != fd->id)
+            continue;
+        void *member = (char *) m + fd->offset;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *) ((const char *) m + fd->quantifier_offset);
+            ProtobufCMessage **arr = *(ProtobufCMessage ***) member;
+            for (size_t i = 0; arr && i < n; i++)
+                dropped += gs_wire_strip_unknown(arr[i], alloc);
+        } else {
+            ProtobufCMessage *sub = *(ProtobufCMessage **) member;
+            /* a default instance is shared, never one of this message's own */
+            if (sub != fd->default_value)
+                dropped += gs_wire_strip_unknown(sub, alloc);
+        }
+    }
+    return dropped;
+}

@@ -10,6 +10,11 @@
  * ourselves sends the stored bytes as they are. Everything else is packed by
  * protoc-c.
  *
+ * It also holds the few steps that read raw wire bytes without decoding
+ * them (gs_prescan walks a request with them before protobuf-c unpacks it)
+ * and gs_wire_strip_unknown, which drops the fields this schema does not
+ * know from an unpacked message before the broker stores it.
+ *
  * Not thread-safe: one buffer per thread.
  */
 #ifndef GS_WIRE_H
@@ -51,5 +56,36 @@ void gs_wbuf_message_field(gs_wbuf_t *b, uint32_t field,
 
 /* Bytes a varint of v takes. */
 size_t gs_wire_varint_len(uint64_t v);
+
+/* ---- reading (no allocation) ------------------------------------------- */
+
+/* Read one varint at *p (at most 10 bytes, not past end) into *v and move
+ * *p past it. Returns 0, or -1 when it is truncated or longer than 10
+ * bytes (*p is then unchanged). */
+int gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
+/* Move *p past the value of a field of wire type wt (0 varint, 1 64-bit,
+ * 2 length-delimited, 5 32-bit). Returns 0, or -1 when the value runs past
+ * end or wt is a group (3, 4) or invalid (6, 7). */
+int gs_wire_skip(const uint8_t **p, const uint8_t *end, int wt);
+
+/* The value of the last varint field number `field` at the top level of
+ * the message in data (as protobuf-c keeps the last of a repeated scalar).
+ * Stops at the first malformed byte, keeping what it found before. Returns
+ * 0 when found, -1 when not. For replies to requests that are refused
+ * before they are unpacked (the request_id echo). */
+int gs_wire_find_varint(const uint8_t *data, size_t len, uint32_t field,
+                        uint64_t *value);
+
+/* ---- unpacked messages ------------------------------------------------- */
+
+/* Drop the unknown fields (fields this schema does not know, which
+ * protobuf-c keeps as opaque bytes and packs again) of m and of every
+ * message inside it, at any depth: singular, oneof (the set member only)
+ * and repeated message fields. Their memory is released with alloc (the
+ * allocator m was unpacked with; NULL means protobuf-c's default,
+ * malloc/free). Returns the number of unknown fields dropped. m may be
+ * NULL. */
+size_t gs_wire_strip_unknown(ProtobufCMessage *m, ProtobufCAllocator *alloc);
 
 #endif

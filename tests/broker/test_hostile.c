@@ -505,8 +505,9 @@ s_round_nesting(s_env_t *e, int n)
     uint8_t *groups = s_nested_groups(&glen);
     uint8_t *unknown = s_nested_unknown(&ulen);
     for (int i = 0; i < S_NEST_REQUESTS; i++) {
-        /* groups fail the decode cleanly */
-        s_expect_error(s_raw_call(e, groups, glen), GRIDSYNC__V1__REASON__REASON_MALFORMED, 0);
+        /* groups fail the pre-scan cleanly; the request_id read before
+         * them is echoed */
+        s_expect_error(s_raw_call(e, groups, glen), GRIDSYNC__V1__REASON__REASON_MALFORMED, 3);
         /* protobuf-c keeps an unknown field as opaque bytes without
          * descending into it: the request is served as a plain sync */
         Gridsync__V1__Reply *rep = s_raw_call(e, unknown, ulen);
@@ -590,6 +591,42 @@ s_round_counts(s_env_t *e, int n)
     }
     assert_int_equal(s_errors(e, "TOO_MANY_RECORDS") - too_many0, 2 * S_LIMIT_UPLOADS);
     return 0;
+}
+
+#define S_BLOWUP_RECORDS 2000000     /* empty records: 4 MB, just under max-message-bytes */
+#define S_BLOWUP_PEAK_KB (64 * 1024)  /* bound on the broker's peak memory growth */
+
+/* A frame of max-message-bytes full of empty records. Refused from its raw
+ * bytes (gs_prescan) with the count and the limit in the message, before
+ * protobuf-c builds a struct per record: the broker's peak resident memory
+ * (VmHWM) grows by far less than the hundreds of MB a decode would take
+ * (a bound on memory, not a timing). The broker serves a normal upload
+ * afterwards. */
+static void
+test_decode_blowup(void **state)
+{
+    s_env_t *e = *state;
+    uint64_t head0 = s_head(e);
+    s_served(e);
+    long rss0 = s_status_kb(e, "VmRSS");
+    long hwm0 = s_status_kb(e, "VmHWM");
+    size_t len;
+    uint8_t *b = s_empty_records(S_BLOWUP_RECORDS, 21, "blowup", &len);
+    assert_true(len > (3u << 20) && len < (4u << 20));
+    for (int i = 0; i < 2; i++) {
+        Gridsync__V1__Reply *rep = s_raw_call(e, b, len);
+        assert_int_equal(rep->body_case, GRIDSYNC__V1__REPLY__BODY_ERROR);
+        assert_string_equal(rep->error->message,
+                            "upload has 2000000 records; at most 1000 per upload");
+        s_expect_error(rep, GRIDSYNC__V1__REASON__REASON_TOO_MANY_RECORDS, 21);
+    }
+    free(b);
+    long hwm = s_status_kb(e, "VmHWM");
+    long anon = s_status_kb(e, "RssAnon");
+    printf("decode blow-up: broker VmRSS %ld kB before, peak %ld kB before and %ld kB after; "
+           "RssAnon %ld kB\n", rss0, hwm0, hwm, anon);
+    assert_true(hwm - (hwm0 > rss0 ? hwm0 : rss0) < S_BLOWUP_PEAK_KB);
+    assert_int_equal(s_served(e), head0 + 2);
 }
 
 /* Uploads over max-records get REASON_TOO_MANY_RECORDS, lists inside a
@@ -820,6 +857,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unknown_enums, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_deep_nesting, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_count_limits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_decode_blowup, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_string_limits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tiny_frames, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_giant_message, s_setup, s_teardown),

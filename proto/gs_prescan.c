@@ -1,0 +1,347 @@
+/*
+ * gs_prescan: a decode-cost check over raw protobuf bytes. See gs_prescan.h.
+ *
+ * Where it sits: the broker's frontend calls gs_prescan() on every request
+ * frame before gridsync__v1__request__unpack(). The walk mirrors what
+ * protobuf_c_message_unpack() does (protobuf-c 1.4): per message it scans
+ * every field occurrence into "scanned member" slabs (the first 16 on the
+ * stack, then slabs of 32, 64, ... allocated), allocates one array per
+ * repeated field and one per message's unknown fields, then each string,
+ * bytes value, unknown field's copy and sub-message. Those are the amounts
+ * the estimate adds up, each rounded to gs_arena's 16-byte unit.
+ */
+#include "gs_prescan.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gs_wire.h"
+
+#define R(name) GRIDSYNC__V1__REASON__REASON_##name
+
+#define S_FIELDS_MAX 64         /* fields per message tracked one by one */
+#define S_SLAB_FIRST 16         /* scanned members protobuf-c keeps on its stack */
+#define S_SCANNED_SIZE 40       /* sizeof(ScannedMember) on LP64 */
+#define S_UNKNOWN_SIZE 24       /* sizeof(ProtobufCMessageUnknownField) on LP64 */
+#define S_PATH_MAX 120          /* bytes of field path kept for messages */
+
+/* A repeated field with a documented limit (gs_limits_t). */
+typedef struct {
+    const ProtobufCMessageDescriptor *msg;  /* message holding the field */
+    const char *field;                      /* field name in msg */
+    size_t limit_offset;                    /* offsetof(gs_limits_t, ...) */
+    const char *what;                       /* plural noun for messages */
+    const char *per;                        /* the holder, for messages */
+    bool whole;                             /* the limit itself is the cap (request-level) */
+} s_list_limit_t;
+
+static const s_list_limit_t s_list_limits[] = {
+    { &gridsync__v1__upload__descriptor, "records",
+      offsetof(gs_limits_t, max_records), "records", "upload", true },
+    { &gridsync__v1__household__descriptor, "members",
+      offsetof(gs_limits_t, max_members), "members", "household", false },
+    { &gridsync__v1__person__descriptor, "phones",
+      offsetof(gs_limits_t, max_phones), "phones", "person", false },
+    { &gridsync__v1__rental_housing__descriptor, "leases",
+      offsetof(gs_limits_t, max_leases), "leases", "rental unit", false },
+    { &gridsync__v1__rental_housing__descriptor, "inspections",
+      offsetof(gs_limits_t, max_inspections), "inspections", "rental unit", false },
+    { &gridsync__v1__inspection__descriptor, "hazards",
+      offsetof(gs_limits_t, max_hazards), "hazards", "inspection", false },
+};
+
+/* State of one gs_prescan() call. */
+typedef struct {
+    const gs_limits_t *lim;     /* limits in force */
+    const uint8_t *start;       /* first byte of the input, for offsets */
+    size_t len;                 /* input length, for messages */
+    const char *top;            /* full name of the top message type */
+    gs_prescan_stats_t st;      /* what has been counted so far */
+    gs_verdict_t *v;            /* where the verdict goes (never NULL) */
+    char path[S_PATH_MAX];      /* field path of the message being walked */
+    size_t path_len;            /* bytes of path in use */
+} s_scan_t;
+
+static size_t
+s_units(size_t n)
+{
+    if (n == 0)
+        n = 1; /* gs_arena hands out 16 bytes even for 0 */
+    return (n + 15) & ~(size_t) 15;
+}
+
+static int
+s_malformed(s_scan_t *s, const uint8_t *at, const char *what)
+{
+    return gs_verdict_set(s->v, R(MALFORMED),
+                          "%zu bytes do not decode as a %s: %s at byte %zu", s->len,
+                          s->top, what, (size_t) (at - s->start));
+}
+
+/* Bytes of one element of a repeated field's array, as protobuf-c sizes it. */
+static size_t
+s_elt_size(ProtobufCType type)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    default:
+        return 4;
+    }
+}
+
+static bool
+s_packable(ProtobufCType type)
+{
+    return type != PROTOBUF_C_TYPE_STRING && type != PROTOBUF_C_TYPE_BYTES &&
+           type != PROTOBUF_C_TYPE_MESSAGE;
+}
+
+/* Elements in a packed run of n bytes at p, or -1 when they do not fit it. */
+static long
+s_packed_count(ProtobufCType type, const uint8_t *p, size_t n)
+{
+    switch (type) {
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return n % 4 ? -1 : (long) (n / 4);
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return n % 8 ? -1 : (long) (n / 8);
+    default: {
+        /* varints: one per byte without the continuation bit */
+        if (n && (p[n - 1] & 0x80))
+            return -1;
+        long count = 0;
+        for (size_t i = 0; i < n; i++)
+            count += !(p[i] & 0x80);
+        return count;
+    }
+    }
+}
+
+/* Append ".name" or ".name[i]" to the path; returns the old length. */
+static size_t
+s_path_push(s_scan_t *s, const char *name, long index)
+{
+    size_t old = s->path_len;
+    size_t room = sizeof s->path - old;
+    int n = index >= 0
+                ? snprintf(s->path + old, room, "%s%s[%ld]", old ? "." : "", name, index)
+                : snprintf(s->path + old, room, "%s%s", old ? "." : "", name);
+    if (n > 0)
+        s->path_len = (size_t) n < room ? old + (size_t) n : sizeof s->path - 1;
+    return old;
+}
+
+static void
+s_path_pop(s_scan_t *s, size_t old)
+{
+    s->path_len = old;
+    s->path[old] = '\0';
+}
+
+static const s_list_limit_t *
+s_list_limit(const ProtobufCMessageDescriptor *desc, const ProtobufCFieldDescriptor *f)
+{
+    for (size_t i = 0; i < sizeof s_list_limits / sizeof s_list_limits[0]; i++)
+        if (s_list_limits[i].msg == desc && strcmp(s_list_limits[i].field, f->name) == 0)
+            return &s_list_limits[i];
+    return NULL;
+}
+
+/* Check a repeated field's final count against its cap. */
+static int
+s_list_check(s_scan_t *s, const ProtobufCMessageDescriptor *desc,
+             const ProtobufCFieldDescriptor *f, size_t count)
+{
+    const s_list_limit_t *l = s_list_limit(desc, f);
+    if (!l) {
+        if (count <= GS_PRESCAN_LIST_MAX)
+            return 0;
+        return gs_verdict_set(s->v, R(TOO_LARGE), "%s%s%s has %zu entries; at most %u in one request",
+                              s->path, s->path_len ? "." : "", f->name, count,
+                              (unsigned) GS_PRESCAN_LIST_MAX);
+    }
+    uint32_t limit;
+    memcpy(&limit, (const char *) s->lim + l->limit_offset, sizeof limit);
+    uint32_t cap = l->whole || limit > GS_PRESCAN_LIST_MAX ? limit : GS_PRESCAN_LIST_MAX;
+    if (count <= cap)
+        return 0;
+    return gs_verdict_set(s->v, l->whole ? R(TOO_MANY_RECORDS) : R(TOO_LARGE),
+                          "%s has %zu %s; at most %u per %s", s->path_len ? s->path : l->per,
+                          count, l->what, limit, l->per);
+}
+
+/* Bytes protobuf-c allocates for scanned-member slabs of n occurrences. */
+static size_t
+s_slab_cost(size_t n)
+{
+    size_t cost = 0;
+    size_t have = S_SLAB_FIRST, slab = S_SLAB_FIRST * 2;
+    while (have < n) {
+        cost += s_units(slab * S_SCANNED_SIZE);
+        have += slab;
+        slab *= 2;
+    }
+    return cost;
+}
+
+static int s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+                     const uint8_t *end, int depth);
+
+/* One length-delimited value of known field f (n bytes at p). */
+static int
+s_delimited(s_scan_t *s, const ProtobufCFieldDescriptor *f, size_t *count, const uint8_t *p,
+            size_t n, int depth)
+{
+    bool repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        size_t old = s_path_push(s, f->name, repeated ? (long) *count : -1);
+        int rc = s_message(s, f->descriptor, p, p + n, depth + 1);
+        s_path_pop(s, old);
+        (*count)++;
+        return rc;
+    }
+    case PROTOBUF_C_TYPE_STRING:
+        s->st.decode_bytes += s_units(n + 1);
+        (*count)++;
+        return 0;
+    case PROTOBUF_C_TYPE_BYTES:
+        s->st.decode_bytes += s_units(n);
+        (*count)++;
+        return 0;
+    default:
+        if (repeated && s_packable(f->type)) {
+            long k = s_packed_count(f->type, p, n);
+            if (k < 0)
+                return s_malformed(s, p, "packed list cut short");
+            *count += (size_t) k;
+        } else {
+            (*count)++; /* protobuf-c refuses it; counted all the same */
+        }
+        return 0;
+    }
+}
+
+static int
+s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+          const uint8_t *end, int depth)
+{
+    if (depth > GS_PRESCAN_DEPTH_MAX)
+        return s_malformed(s, p, "messages nested too deep");
+    if (depth > s->st.depth)
+        s->st.depth = depth;
+    s->st.messages++;
+    s->st.decode_bytes += s_units(desc->sizeof_message);
+    size_t counts[S_FIELDS_MAX] = { 0 };    /* occurrences (elements for lists) per field */
+    size_t spill = 0;                       /* the same, fields past S_FIELDS_MAX */
+    size_t occurrences = 0, unknown = 0;
+    while (p < end) {
+        const uint8_t *at = p;
+        uint64_t tag;
+        if (gs_wire_varint_get(&p, end, &tag))
+            return s_malformed(s, at, "truncated field tag");
+        if (tag >> 3 == 0 || tag >> 3 > 0x1fffffff)
+            return s_malformed(s, at, "field number out of range");
+        int wt = (int) (tag & 7);
+        if (wt == 3 || wt == 4 || wt > 5)
+            return s_malformed(s, at, wt < 6 ? "group wire type (not supported)"
+                                             : "invalid wire type");
+        occurrences++;
+        s->st.fields++;
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field(desc, (unsigned) (tag >> 3));
+        const uint8_t *value = p;
+        if (gs_wire_skip(&p, end, wt))
+            return s_malformed(s, value, wt == 2 ? "length runs past the end"
+                                                 : "truncated value");
+        if (!f) {
+            unknown++;
+            s->st.unknown++;
+            s->st.decode_bytes += s_units((size_t) (p - value));
+            continue;
+        }
+        size_t idx = (size_t) (f - desc->fields);
+        size_t *count = idx < S_FIELDS_MAX ? &counts[idx] : &spill;
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED &&
+            *count > 0) {
+            /* protobuf-c merges the copies, re-copying every list each time */
+            char what[S_PATH_MAX + 64];
+            snprintf(what, sizeof what, "%s%s%s sent more than once", s->path,
+                     s->path_len ? "." : "", f->name);
+            return s_malformed(s, at, what);
+        }
+        if (wt != 2) {
+            (*count)++;
+            if (idx >= S_FIELDS_MAX && f->label == PROTOBUF_C_LABEL_REPEATED)
+                s->st.decode_bytes += s_units(s_elt_size(f->type));
+            continue;
+        }
+        uint64_t n;
+        gs_wire_varint_get(&value, end, &n); /* cannot fail: skipped above */
+        size_t before = *count;
+        int rc = s_delimited(s, f, count, value, (size_t) n, depth);
+        if (rc)
+            return rc;
+        if (idx >= S_FIELDS_MAX && f->label == PROTOBUF_C_LABEL_REPEATED)
+            s->st.decode_bytes += s_units((*count - before) * s_elt_size(f->type));
+    }
+    s->st.decode_bytes += s_slab_cost(occurrences);
+    if (unknown)
+        s->st.decode_bytes += s_units(unknown * S_UNKNOWN_SIZE);
+    for (size_t i = 0; i < desc->n_fields && i < S_FIELDS_MAX; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        if (f->label != PROTOBUF_C_LABEL_REPEATED || counts[i] == 0)
+            continue;
+        s->st.decode_bytes += s_units(counts[i] * s_elt_size(f->type));
+        int rc = s_list_check(s, desc, f, counts[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int
+gs_prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+           const gs_limits_t *lim, gs_prescan_stats_t *stats, gs_verdict_t *v)
+{
+    static const uint8_t none[1];
+    if (!data)
+        data = none; /* an empty frame: no pointer arithmetic on NULL */
+    gs_verdict_t scratch;
+    s_scan_t s = {
+        .lim = lim ? lim : &gs_limits_default,
+        .start = data,
+        .len = len,
+        .top = desc->name,
+        .v = v ? v : &scratch,
+    };
+    gs_verdict_clear(s.v);
+    int rc = s_message(&s, desc, data, data + len, 1);
+    if (rc == 0 && s.st.decode_bytes > GS_PRESCAN_DECODE_MAX)
+        rc = gs_verdict_set(s.v, R(TOO_LARGE),
+                            "request would take about %zu MiB to decode, more than %u MiB; "
+                            "send fewer records per upload",
+                            s.st.decode_bytes >> 20, (unsigned) (GS_PRESCAN_DECODE_MAX >> 20));
+    if (stats)
+        *stats = s.st;
+    return rc;
+}

@@ -1,0 +1,469 @@
+/*
+ * test_prescan: the pre-decode walk (proto/gs_prescan) and the wire reading
+ * helpers it uses (proto/gs_wire), on wire bytes built by hand: millions of
+ * empty records, long lists inside a record, duplicated sub-messages, deep
+ * unknown nesting, truncated input. Where an input passes, it is unpacked by
+ * protobuf-c into an arena to show that the decode estimate bounds what
+ * protobuf-c really allocated.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gs_arena.h"
+#include "gs_prescan.h"
+#include "gs_validate.h"
+#include "gs_wire.h"
+
+#define R(name) GRIDSYNC__V1__REASON__REASON_##name
+
+#define assert_msg_has(v, needle)                                              \
+    do {                                                                       \
+        if (!strstr((v).message, (needle)))                                    \
+            fail_msg("message \"%s\" lacks \"%s\"", (v).message, (needle));    \
+    } while (0)
+
+/* Field numbers, from the generated descriptors. */
+static uint32_t
+s_field(const ProtobufCMessageDescriptor *d, const char *name)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+    assert_non_null(f);
+    return f->id;
+}
+
+/* Wrap the n bytes in b as length-delimited field `field` (into b itself). */
+static void
+s_wrap(gs_wbuf_t *b, uint32_t field)
+{
+    gs_wbuf_t out;
+    gs_wbuf_init(&out);
+    gs_wbuf_bytes_field(&out, field, b->data, b->len, 1);
+    assert_false(out.failed);
+    gs_wbuf_deinit(b);
+    *b = out;
+}
+
+/* Request { request_id: 7, upload { device_id, upload_id, records } } where
+ * the records field holds `records` (already framed as Upload fields). */
+static void
+s_request(gs_wbuf_t *req, const gs_wbuf_t *records)
+{
+    gs_wbuf_t up;
+    gs_wbuf_init(&up);
+    gs_wbuf_bytes_field(&up, s_field(&gridsync__v1__upload__descriptor, "device_id"), "dev-1", 5, 0);
+    gs_wbuf_bytes_field(&up, s_field(&gridsync__v1__upload__descriptor, "upload_id"), "up-1", 4, 0);
+    gs_wbuf_put(&up, records->data, records->len);
+    gs_wbuf_init(req);
+    gs_wbuf_uint_field(req, s_field(&gridsync__v1__request__descriptor, "request_id"), 7);
+    gs_wbuf_bytes_field(req, s_field(&gridsync__v1__request__descriptor, "upload"), up.data,
+                        up.len, 1);
+    assert_false(req->failed);
+    gs_wbuf_deinit(&up);
+}
+
+/* n empty records: 2 bytes each. */
+static void
+s_empty_records(gs_wbuf_t *recs, size_t n)
+{
+    uint32_t f = s_field(&gridsync__v1__upload__descriptor, "records");
+    gs_wbuf_init(recs);
+    for (size_t i = 0; i < n; i++)
+        gs_wbuf_bytes_field(recs, f, NULL, 0, 1);
+    assert_false(recs->failed);
+}
+
+/* A record (as an Upload.records field) of one household with `members`
+ * empty members, each with `phones` empty phones. */
+static void
+s_household_record(gs_wbuf_t *out, size_t members, size_t phones)
+{
+    gs_wbuf_t person, hh;
+    gs_wbuf_init(&person);
+    for (size_t i = 0; i < phones; i++)
+        gs_wbuf_bytes_field(&person, s_field(&gridsync__v1__person__descriptor, "phones"), NULL,
+                            0, 1);
+    gs_wbuf_init(&hh);
+    gs_wbuf_bytes_field(&hh, s_field(&gridsync__v1__household__descriptor, "household_id"),
+                        "H-1", 3, 0);
+    for (size_t i = 0; i < members; i++)
+        gs_wbuf_bytes_field(&hh, s_field(&gridsync__v1__household__descriptor, "members"),
+                            person.data, person.len, 1);
+    s_wrap(&hh, s_field(&gridsync__v1__record__descriptor, "household"));
+    s_wrap(&hh, s_field(&gridsync__v1__upload__descriptor, "records"));
+    gs_wbuf_put(out, hh.data, hh.len);
+    assert_false(out->failed);
+    gs_wbuf_deinit(&hh);
+    gs_wbuf_deinit(&person);
+}
+
+/* Scan b as a Request; when it passes, unpack it into an arena and check
+ * that the estimate is at least what protobuf-c allocated. */
+static int
+s_scan(const gs_wbuf_t *b, const gs_limits_t *lim, gs_prescan_stats_t *st, gs_verdict_t *v)
+{
+    int rc = gs_prescan(&gridsync__v1__request__descriptor, b->data, b->len, lim, st, v);
+    if (rc == 0) {
+        gs_arena_t *a = gs_arena_new(0);
+        assert_non_null(a);
+        Gridsync__V1__Request *req =
+            gridsync__v1__request__unpack(gs_arena_allocator(a), b->len, b->data);
+        assert_non_null(req);
+        if (st->decode_bytes < gs_arena_used(a))
+            fail_msg("estimate %zu < %zu bytes allocated", st->decode_bytes, gs_arena_used(a));
+        gs_arena_destroy(&a);
+    }
+    return rc;
+}
+
+/* ---- counts ---------------------------------------------------------------- */
+
+/* 2,000,000 empty records (4 MB): refused by count, with the count. */
+static void
+test_many_empty_records(void **state)
+{
+    (void) state;
+    gs_wbuf_t recs, req;
+    s_empty_records(&recs, 2000000);
+    s_request(&req, &recs);
+    gs_prescan_stats_t st;
+    gs_verdict_t v;
+    assert_int_equal(s_scan(&req, NULL, &st, &v), R(TOO_MANY_RECORDS));
+    assert_string_equal(v.message, "upload has 2000000 records; at most 1000 per upload");
+    assert_int_equal(st.messages, 2 + 2000000);
+    /* the configured limit is the one applied */
+    gs_limits_t lim = gs_limits_default;
+    lim.max_records = 5000000;
+    assert_int_equal(s_scan(&req, &lim, &st, &v), R(TOO_LARGE)); /* by its decode estimate */
+    assert_msg_has(v, "MiB to decode");
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+
+    /* exactly at the limit passes, and decodes within the estimate */
+    s_empty_records(&recs, 1000);
+    s_request(&req, &recs);
+    assert_int_equal(s_scan(&req, NULL, &st, &v), 0);
+    assert_int_equal(v.reason, 0);
+    assert_int_equal(st.depth, 3);
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+    s_empty_records(&recs, 1001);
+    s_request(&req, &recs);
+    assert_int_equal(s_scan(&req, NULL, &st, &v), R(TOO_MANY_RECORDS));
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+}
+
+/* Lists inside a record: over the documented limit but within the
+ * structural cap they decode (validation rejects that record alone); over
+ * the cap the request is refused, naming where and the documented limit. */
+static void
+test_nested_lists(void **state)
+{
+    (void) state;
+    gs_wbuf_t recs, req;
+    gs_prescan_stats_t st;
+    gs_verdict_t v;
+    gs_wbuf_init(&recs);
+    s_household_record(&recs, 2, 1);
+    s_household_record(&recs, 33, 9);
+    s_request(&req, &recs);
+    assert_int_equal(s_scan(&req, NULL, &st, &v), 0);
+    assert_int_equal(st.depth, 5);
+    gs_wbuf_deinit(&req);
+
+    s_household_record(&recs, GS_PRESCAN_LIST_MAX + 1, 0);
+    s_request(&req, &recs);
+    assert_int_equal(s_scan(&req, NULL, &st, &v), R(TOO_LARGE));
+    assert_string_equal(v.message,
+                        "upload.records[2].household has 1025 members; at most 32 per household");
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+
+    gs_wbuf_init(&recs);
+    s_household_record(&recs, 1, 5000);
+    s_request(&req, &recs);
+    assert_int_equal(s_scan(&req, NULL, &st, &v), R(TOO_LARGE));
+    assert_string_equal(v.message,
+                        "upload.records[0].household.members[0] has 5000 phones; at most 8 per "
+                        "person");
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+}
+
+/* Lists all within their caps but too much in total: the decode estimate
+ * refuses it (1000 records of 2 members of 700 empty phones: under 3 MB on
+ * the wire, about 90 MB decoded). */
+static void
+test_decode_budget(void **state)
+{
+    (void) state;
+    gs_wbuf_t recs, req;
+    gs_prescan_stats_t st;
+    gs_verdict_t v;
+    gs_wbuf_init(&recs);
+    for (int i = 0; i < 1000; i++)
+        s_household_record(&recs, 2, 700);
+    s_request(&req, &recs);
+    assert_true(req.len < 3u << 20);
+    assert_int_equal(s_scan(&req, NULL, &st, &v), R(TOO_LARGE));
+    assert_true(st.decode_bytes > GS_PRESCAN_DECODE_MAX);
+    assert_msg_has(v, "MiB to decode, more than 64 MiB");
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+    /* a tenth of it passes, and the estimate holds */
+    gs_wbuf_init(&recs);
+    for (int i = 0; i < 100; i++)
+        s_household_record(&recs, 2, 700);
+    s_request(&req, &recs);
+    assert_int_equal(s_scan(&req, NULL, &st, &v), 0);
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+}
+
+/* A real record, packed by protobuf-c, with strings and nested messages:
+ * passes, and the estimate bounds the decode. Packed repeated scalars
+ * (ChangeEvent.prev_seq) are counted element by element. */
+static void
+test_real_messages(void **state)
+{
+    (void) state;
+    Gridsync__V1__Person p = GRIDSYNC__V1__PERSON__INIT;
+    Gridsync__V1__FloatingInfo fl = GRIDSYNC__V1__FLOATING_INFO__INIT;
+    Gridsync__V1__Restricted rs = GRIDSYNC__V1__RESTRICTED__INIT;
+    char *phones[2] = { "13800138000", "01012345678" };
+    p.name = "王秀英";
+    p.id_number = "11010519491231002X";
+    p.phones = phones;
+    p.n_phones = 2;
+    fl.inflow_reason = "务工";
+    p.floating = &fl;
+    rs.health = "x";
+    p.restricted = &rs;
+    Gridsync__V1__Person *pp[3] = { &p, &p, &p };
+    Gridsync__V1__Lease lease = GRIDSYNC__V1__LEASE__INIT;
+    lease.tenant = &p;
+    lease.start_date = "2024-01-01";
+    Gridsync__V1__Lease *leases[2] = { &lease, &lease };
+    Gridsync__V1__RentalHousing rh = GRIDSYNC__V1__RENTAL_HOUSING__INIT;
+    rh.house_id = "R-1";
+    rh.leases = leases;
+    rh.n_leases = 2;
+    Gridsync__V1__Landlord ll = GRIDSYNC__V1__LANDLORD__INIT;
+    ll.party_case = GRIDSYNC__V1__LANDLORD__PARTY_PERSON;
+    ll.person = &p;
+    rh.landlord = &ll;
+    Gridsync__V1__Household h = GRIDSYNC__V1__HOUSEHOLD__INIT;
+    h.household_id = "H-1";
+    h.members = pp;
+    h.n_members = 3;
+    Gridsync__V1__Record r1 = GRIDSYNC__V1__RECORD__INIT, r2 = GRIDSYNC__V1__RECORD__INIT;
+    r1.body_case = GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD;
+    r1.household = &h;
+    r2.body_case = GRIDSYNC__V1__RECORD__BODY_RENTAL;
+    r2.rental = &rh;
+    Gridsync__V1__Record *recs[2] = { &r1, &r2 };
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-1";
+    up.upload_id = "u-1";
+    up.records = recs;
+    up.n_records = 2;
+    Gridsync__V1__Request rq = GRIDSYNC__V1__REQUEST__INIT;
+    rq.request_id = 3;
+    rq.body_case = GRIDSYNC__V1__REQUEST__BODY_UPLOAD;
+    rq.upload = &up;
+    gs_wbuf_t b;
+    gs_wbuf_init(&b);
+    size_t n = gridsync__v1__request__get_packed_size(&rq);
+    gridsync__v1__request__pack(&rq, gs_wbuf_reserve(&b, n));
+    b.len = n;
+    gs_prescan_stats_t st;
+    gs_verdict_t v;
+    assert_int_equal(s_scan(&b, NULL, &st, &v), 0);
+    /* Request, Upload, Record, RentalHousing, Lease, Person, FloatingInfo */
+    assert_int_equal(st.depth, 7);
+    assert_int_equal(st.unknown, 0);
+    uint64_t rid = 0;
+    assert_int_equal(gs_wire_find_varint(b.data, b.len, 1, &rid), 0);
+    assert_int_equal(rid, 3);
+    assert_int_equal(gs_wire_find_varint(b.data, b.len, 9, &rid), -1);
+    gs_wbuf_deinit(&b);
+
+    /* packed uint64s: 500 pass, 2000 are over the list cap */
+    uint64_t seqs[2000];
+    for (size_t i = 0; i < 2000; i++)
+        seqs[i] = i * 1000003u;
+    Gridsync__V1__ChangeEvent ev = GRIDSYNC__V1__CHANGE_EVENT__INIT;
+    ev.prev_seq = seqs;
+    ev.n_prev_seq = 500;
+    uint8_t buf[32 * 1024];
+    n = gridsync__v1__change_event__pack(&ev, buf);
+    assert_int_equal(gs_prescan(&gridsync__v1__change_event__descriptor, buf, n, NULL, &st, &v),
+                     0);
+    gs_arena_t *a = gs_arena_new(0);
+    Gridsync__V1__ChangeEvent *d =
+        gridsync__v1__change_event__unpack(gs_arena_allocator(a), n, buf);
+    assert_non_null(d);
+    assert_int_equal(d->n_prev_seq, 500);
+    assert_true(st.decode_bytes >= gs_arena_used(a));
+    gs_arena_destroy(&a);
+    ev.n_prev_seq = 2000;
+    n = gridsync__v1__change_event__pack(&ev, buf);
+    assert_int_equal(gs_prescan(&gridsync__v1__change_event__descriptor, buf, n, NULL, &st, &v),
+                     R(TOO_LARGE));
+    assert_string_equal(v.message, "prev_seq has 2000 entries; at most 1024 in one request");
+}
+
+/* ---- structure --------------------------------------------------------------- */
+
+/* Truncated and invalid wire data: MALFORMED, cheaply; and the scan is
+ * never stricter than protobuf-c on cut-off copies of a valid request. */
+static void
+test_malformed(void **state)
+{
+    (void) state;
+    gs_verdict_t v;
+    gs_prescan_stats_t st;
+    const ProtobufCMessageDescriptor *rd = &gridsync__v1__request__descriptor;
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *what;
+    } bad[] = {
+        { "\x08\x80", 2, "truncated value" },                  /* varint cut */
+        { "\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12, "truncated value" },
+        { "\x80", 1, "truncated field tag" },
+        { "\x12\x05\x0a\x01", 4, "length runs past the end" },  /* upload, 5 > 2 */
+        { "\x12\x03\x0a\x05x", 5, "length runs past the end" }, /* inside upload */
+        { "\x12\x80", 2, "length runs past the end" },
+        { "\x13", 1, "group wire type" },
+        { "\x0e\x00", 2, "invalid wire type" },
+        { "\x00\x00", 2, "field number out of range" },
+        /* Record.household twice: protobuf-c would merge the copies */
+        { "\x12\x06\x1a\x04\x0a\x00\x0a\x00", 8, "upload.records[0].household sent more than once" },
+        { "\x12\x00\x12\x00", 4, "upload sent more than once" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = gs_prescan(rd, (const uint8_t *) bad[i].bytes, bad[i].len, NULL, &st, &v);
+        if (rc != R(MALFORMED))
+            fail_msg("case %zu: %s", i, v.message);
+        assert_msg_has(v, bad[i].what);
+        assert_msg_has(v, "do not decode as a gridsync.v1.Request");
+    }
+    /* empty input is an empty Request (protobuf-c agrees) */
+    assert_int_equal(gs_prescan(rd, NULL, 0, NULL, &st, &v), 0);
+
+    gs_wbuf_t recs, req;
+    gs_wbuf_init(&recs);
+    s_household_record(&recs, 3, 2);
+    s_household_record(&recs, 1, 0);
+    s_request(&req, &recs);
+    size_t passed = 0;
+    for (size_t cut = 0; cut < req.len; cut++) {
+        uint8_t *copy = malloc(cut + 1); /* exactly cut bytes readable for ASan */
+        memcpy(copy, req.data, cut);
+        int rc = gs_prescan(rd, copy, cut, NULL, &st, &v);
+        Gridsync__V1__Request *d = gridsync__v1__request__unpack(NULL, cut, copy);
+        if (d) {
+            if (rc)
+                fail_msg("cut %zu: protobuf-c decodes it but the scan says %s", cut, v.message);
+            gridsync__v1__request__free_unpacked(d, NULL);
+        }
+        passed += rc == 0;
+        free(copy);
+    }
+    assert_true(passed >= 1 && passed < req.len / 2);
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&recs);
+}
+
+/* 100,000 levels of unknown length-delimited fields inside a Person: kept as
+ * opaque bytes, never descended into, so they pass at depth 5 and count as
+ * one unknown field. Known fields can only nest as deep as the schema. */
+static void
+test_deep_unknown(void **state)
+{
+    (void) state;
+    /* built inside out from the end of one buffer */
+    size_t cap = 100000 * 8, start = cap, inner = 0;
+    uint8_t *deep = malloc(cap);
+    assert_non_null(deep);
+    for (int i = 0; i < 100000; i++) {
+        gs_wbuf_t hdr;
+        gs_wbuf_init(&hdr);
+        gs_wbuf_varint(&hdr, (1000 << 3) | 2);
+        gs_wbuf_varint(&hdr, inner);
+        start -= hdr.len;
+        memcpy(deep + start, hdr.data, hdr.len);
+        inner += hdr.len;
+        gs_wbuf_deinit(&hdr);
+    }
+    gs_wbuf_t b;
+    gs_wbuf_init(&b);
+    gs_wbuf_put(&b, deep + start, inner);
+    free(deep);
+    gs_wbuf_t hh;
+    gs_wbuf_init(&hh);
+    gs_wbuf_bytes_field(&hh, s_field(&gridsync__v1__household__descriptor, "members"), b.data,
+                        b.len, 1);
+    s_wrap(&hh, s_field(&gridsync__v1__record__descriptor, "household"));
+    s_wrap(&hh, s_field(&gridsync__v1__upload__descriptor, "records"));
+    gs_wbuf_t req;
+    s_request(&req, &hh);
+    gs_prescan_stats_t st;
+    gs_verdict_t v;
+    assert_int_equal(s_scan(&req, NULL, &st, &v), 0);
+    assert_int_equal(st.depth, 5);
+    assert_int_equal(st.unknown, 1);
+    gs_wbuf_deinit(&req);
+    gs_wbuf_deinit(&hh);
+    gs_wbuf_deinit(&b);
+}
+
+/* The reading helpers on their own. */
+static void
+test_wire_helpers(void **state)
+{
+    (void) state;
+    const uint8_t *p;
+    uint64_t x = 0;
+    static const uint8_t ten[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 };
+    p = ten;
+    assert_int_equal(gs_wire_varint_get(&p, ten + sizeof ten, &x), 0);
+    assert_true(x == UINT64_MAX);
+    assert_ptr_equal(p, ten + 10);
+    p = ten;
+    assert_int_equal(gs_wire_varint_get(&p, ten + 9, &x), -1);
+    assert_ptr_equal(p, ten);
+    static const uint8_t fixed[] = { 1, 2, 3, 4, 5, 6, 7 };
+    p = fixed;
+    assert_int_equal(gs_wire_skip(&p, fixed + 7, 1), -1);
+    assert_int_equal(gs_wire_skip(&p, fixed + 7, 5), 0);
+    assert_ptr_equal(p, fixed + 4);
+    assert_int_equal(gs_wire_skip(&p, fixed + 7, 3), -1);
+    /* the last of repeated values wins; a malformed tail keeps what came before */
+    static const uint8_t two[] = { 0x08, 0x05, 0x12, 0x00, 0x08, 0x09, 0x12, 0x40 };
+    assert_int_equal(gs_wire_find_varint(two, sizeof two, 1, &x), 0);
+    assert_int_equal(x, 9);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_many_empty_records),
+        cmocka_unit_test(test_nested_lists),
+        cmocka_unit_test(test_decode_budget),
+        cmocka_unit_test(test_real_messages),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_deep_unknown),
+        cmocka_unit_test(test_wire_helpers),
+    };
+    return cmocka_run_group_tests_name("prescan", tests, NULL, NULL);
+}
