@@ -22,6 +22,7 @@
 
 #include "gs_arena.h"
 #include "gs_validate.h"
+#include "gs_wire.h"
 
 #define R(name) GRIDSYNC__V1__REASON__REASON_##name
 
@@ -1596,6 +1597,170 @@ test_normalise_then_fail(void **state)
     free(buf);
 }
 
+/* ---- Unknown fields ----------------------------------------------------- */
+
+/* A valid household whose second member has a Restricted sub-message. With
+ * `with`, the Record, that Person and its Restricted carry unknown fields
+ * (a newer client's, or a way to carry religion or health past the privacy
+ * filter, which drops the known `restricted` sub-message only). */
+static uint8_t *
+s_pack_unknown_household(int with, size_t *len)
+{
+    Gridsync__V1__Record rec = GRIDSYNC__V1__RECORD__INIT;
+    Gridsync__V1__Household h = GRIDSYNC__V1__HOUSEHOLD__INIT;
+    Gridsync__V1__RecordMeta meta = GRIDSYNC__V1__RECORD_META__INIT;
+    Gridsync__V1__Restricted rs = GRIDSYNC__V1__RESTRICTED__INIT;
+    Gridsync__V1__Person p[2];
+    Gridsync__V1__Person *pp[2] = {&p[0], &p[1]};
+    s_person_fill(&p[0], "11010519491231002X", "王秀英",
+                  GRIDSYNC__V1__SEX__SEX_FEMALE, "1949-12-31");
+    p[0].relation = GRIDSYNC__V1__RELATION__RELATION_HEAD;
+    s_person_fill(&p[1], "34052419800101001X", "李强",
+                  GRIDSYNC__V1__SEX__SEX_MALE, "1980-01-01");
+    rs.welfare = "低保";
+    p[1].restricted = &rs;
+    /* protobuf-c keeps an unknown value as on the wire, length prefix
+     * included */
+    ProtobufCMessageUnknownField in_person = {
+        120, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, 9, (uint8_t *) "\x08religion"};
+    ProtobufCMessageUnknownField in_restricted = {
+        101, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, 7, (uint8_t *) "\x06health"};
+    ProtobufCMessageUnknownField in_record = {
+        100, PROTOBUF_C_WIRE_TYPE_VARINT, 1, (uint8_t *) "\x2a"};
+    if (with) {
+        p[1].base.n_unknown_fields = 1;
+        p[1].base.unknown_fields = &in_person;
+        rs.base.n_unknown_fields = 1;
+        rs.base.unknown_fields = &in_restricted;
+        rec.base.n_unknown_fields = 1;
+        rec.base.unknown_fields = &in_record;
+    }
+    h.household_id = "H110105001001001-00010";
+    h.grid_code = "110105001001001";
+    h.address_code = "1101050010010010110";
+    h.members = pp;
+    h.n_members = 2;
+    h.meta = &meta;
+    meta.collector_id = "col-1";
+    meta.device_id = "dev-1";
+    meta.collected_at = NOW_MS;
+    rec.body_case = GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD;
+    rec.household = &h;
+    *len = gridsync__v1__record__get_packed_size(&rec);
+    uint8_t *buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(gridsync__v1__record__pack(&rec, buf), *len);
+    return buf;
+}
+
+/* Check rec (unpacked from the "with" bytes) and compare its packing with
+ * the bytes of the same record without unknown fields. */
+static void
+s_check_stripped(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc)
+{
+    Gridsync__V1__Person *p1 = rec->household->members[1];
+    assert_int_equal(p1->base.n_unknown_fields, 1);
+    assert_int_equal(p1->restricted->base.n_unknown_fields, 1);
+    assert_int_equal(rec->base.n_unknown_fields, 1);
+    gs_verdict_t v;
+    if (gs_record_check(rec, alloc, NULL, NOW_MS, &v))
+        fail_msg("%s", v.message);
+    assert_int_equal(rec->base.n_unknown_fields, 0);
+    assert_null(rec->base.unknown_fields);
+    assert_int_equal(p1->base.n_unknown_fields, 0);
+    assert_int_equal(p1->restricted->base.n_unknown_fields, 0);
+    /* known restricted data is still there, for the privacy filter */
+    assert_string_equal(p1->restricted->welfare, "低保");
+    size_t plain_len;
+    uint8_t *plain = s_pack_unknown_household(0, &plain_len);
+    size_t n = gridsync__v1__record__get_packed_size(rec);
+    uint8_t *again = malloc(n);
+    assert_non_null(again);
+    gridsync__v1__record__pack(rec, again);
+    assert_int_equal(n, plain_len);
+    assert_memory_equal(again, plain, n);
+    free(again);
+    free(plain);
+}
+
+static void
+test_unknown_fields_dropped(void **state)
+{
+    (void) state;
+    size_t len, plain_len;
+    uint8_t *buf = s_pack_unknown_household(1, &len);
+    uint8_t *plain = s_pack_unknown_household(0, &plain_len);
+    assert_true(len > plain_len); /* the unknown fields were packed */
+    free(plain);
+    /* default allocator: ASan catches a wrong or missing free */
+    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(NULL, len, buf);
+    assert_non_null(rec);
+    s_check_stripped(rec, NULL);
+    gridsync__v1__record__free_unpacked(rec, NULL);
+    /* an arena, as the broker does */
+    gs_arena_t *arena = gs_arena_new(0);
+    rec = gridsync__v1__record__unpack(gs_arena_allocator(arena), len, buf);
+    assert_non_null(rec);
+    s_check_stripped(rec, gs_arena_allocator(arena));
+    gs_arena_destroy(&arena);
+    free(buf);
+}
+
+/* Dropped whatever the verdict, inside oneof members and list elements:
+ * a rental (not valid: no grid code) whose landlord person and lease
+ * tenant carry unknown fields. */
+static void
+test_unknown_fields_dropped_rental(void **state)
+{
+    (void) state;
+    Gridsync__V1__Person landlord, tenant;
+    s_person_fill(&landlord, "11010519491231002X", "王秀英",
+                  GRIDSYNC__V1__SEX__SEX_FEMALE, "1949-12-31");
+    s_person_fill(&tenant, "34052419800101001X", "李强",
+                  GRIDSYNC__V1__SEX__SEX_MALE, "1980-01-01");
+    ProtobufCMessageUnknownField u1 = {
+        130, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, 4, (uint8_t *) "\x03" "abc"};
+    ProtobufCMessageUnknownField u2[2] = {
+        {131, PROTOBUF_C_WIRE_TYPE_32BIT, 4, (uint8_t *) "wxyz"},
+        {132, PROTOBUF_C_WIRE_TYPE_VARINT, 1, (uint8_t *) "\x01"}};
+    landlord.base.n_unknown_fields = 1;
+    landlord.base.unknown_fields = &u1;
+    tenant.base.n_unknown_fields = 2;
+    tenant.base.unknown_fields = u2;
+    Gridsync__V1__Landlord ll = GRIDSYNC__V1__LANDLORD__INIT;
+    ll.party_case = GRIDSYNC__V1__LANDLORD__PARTY_PERSON;
+    ll.person = &landlord;
+    Gridsync__V1__Lease lease = GRIDSYNC__V1__LEASE__INIT;
+    Gridsync__V1__Lease *leases[1] = {&lease};
+    lease.tenant = &tenant;
+    lease.start_date = "2024-01-01";
+    Gridsync__V1__RentalHousing r = GRIDSYNC__V1__RENTAL_HOUSING__INIT;
+    r.house_id = "R-1";
+    r.landlord = &ll;
+    r.leases = leases;
+    r.n_leases = 1;
+    Gridsync__V1__Record rec = GRIDSYNC__V1__RECORD__INIT;
+    rec.body_case = GRIDSYNC__V1__RECORD__BODY_RENTAL;
+    rec.rental = &r;
+    size_t len = gridsync__v1__record__get_packed_size(&rec);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    gridsync__v1__record__pack(&rec, buf);
+    Gridsync__V1__Record *d = gridsync__v1__record__unpack(NULL, len, buf);
+    assert_non_null(d);
+    assert_int_equal(d->rental->landlord->person->base.n_unknown_fields, 1);
+    assert_int_equal(d->rental->leases[0]->tenant->base.n_unknown_fields, 2);
+    gs_verdict_t v;
+    assert_int_not_equal(gs_record_check(d, NULL, NULL, NOW_MS, &v), 0);
+    assert_int_equal(d->rental->landlord->person->base.n_unknown_fields, 0);
+    assert_int_equal(d->rental->leases[0]->tenant->base.n_unknown_fields, 0);
+    assert_int_equal(gridsync__v1__record__get_packed_size(d), len - (2 + 4) - (2 + 4) - (2 + 1));
+    /* nothing left to drop */
+    assert_int_equal(gs_wire_strip_unknown(&d->base, NULL), 0);
+    gridsync__v1__record__free_unpacked(d, NULL);
+    free(buf);
+}
+
 /* ---- Upload envelopes --------------------------------------------------- */
 
 static void
@@ -1679,6 +1844,8 @@ main(void)
         cmocka_unit_test(test_normalise_arena),
         cmocka_unit_test(test_normalise_custom_allocator),
         cmocka_unit_test(test_normalise_then_fail),
+        cmocka_unit_test(test_unknown_fields_dropped),
+        cmocka_unit_test(test_unknown_fields_dropped_rental),
         cmocka_unit_test(test_upload_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
