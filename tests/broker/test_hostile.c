@@ -44,6 +44,7 @@
 #include "gs_store.h"
 #include "gs_testkit.h"
 #include "gs_validate.h"
+#include "gs_wire.h"
 
 #define GRID_A "440305001001001"
 #define S_PREFIX "440305"           /* both devices' assignment */
@@ -533,6 +534,101 @@ test_deep_nesting(void **state)
     s_abuse(*state, "deep nesting", s_round_nesting);
 }
 
+/* ---- unknown fields ---------------------------------------------------------- */
+
+typedef struct {
+    int found;                  /* the record was read */
+    size_t unknown;             /* unknown fields in it, at any depth */
+    int marker;                 /* its packed bytes hold the smuggled text */
+} s_stored_t;
+
+static int
+s_stored_record(void *arg, const gs_record_view_t *r)
+{
+    s_stored_t *st = arg;
+    st->found = 1;
+    st->marker = memmem(r->data, r->len, "religion:", 9) != NULL;
+    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(NULL, r->len, r->data);
+    assert_non_null(rec);
+    st->unknown = gs_wire_strip_unknown(&rec->base, NULL);
+    gridsync__v1__record__free_unpacked(rec, NULL);
+    return 0;
+}
+
+/* Upload through the client library as the well-behaved device. */
+static Gridsync__V1__Ack *
+s_good_upload(s_env_t *e, const char *uid, Gridsync__V1__Record *rec)
+{
+    gs_client_opts_t o;
+    gs_client_opts_init(&o);
+    o.timeout_ms = S_WAIT_MS;
+    o.retries = 1;
+    o.curve = e->good;
+    gs_client_t *c = gs_client_new(e->broker.upload, &o);
+    assert_non_null(c);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-good";
+    up.upload_id = (char *) uid;
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    int rc = gs_client_upload(c, &up, &ack, &err);
+    if (rc)
+        fprintf(stderr, "upload %s: %s: %s\n", uid, gs_client_strerror(rc), err.message);
+    assert_int_equal(rc, 0);
+    assert_int_equal(ack->n_results, 1);
+    gs_client_destroy(&c);
+    return ack;
+}
+
+/* A record whose Person carries fields this schema does not know (a way to
+ * send religion or health past the privacy filter, which drops the known
+ * `restricted` sub-message only) is stored without them; the same record
+ * without them is then the same content (UNCHANGED), so dedup stays exact. */
+static void
+test_unknown_fields_not_stored(void **state)
+{
+    s_env_t *e = *state;
+    gs_arena_reset(e->arena);
+    Gridsync__V1__Record *rec =
+        gs_tk_household(e->arena, GRID_A, "H-unknown-1", "ADDR-unknown-1", 2, 700000);
+    /* field 150 of Person, length-delimited, as protobuf-c keeps it */
+    static uint8_t smuggled[] = "\x0f" "religion: xxxxx";
+    ProtobufCMessageUnknownField uf = { 150, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                        sizeof smuggled - 1, smuggled };
+    Gridsync__V1__Person *p = rec->household->members[1];
+    p->base.n_unknown_fields = 1;
+    p->base.unknown_fields = &uf;
+    Gridsync__V1__Ack *ack = s_good_upload(e, "unknown-1", rec);
+    assert_int_equal(ack->results[0]->status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    uint64_t version = ack->results[0]->version;
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+
+    gs_store_opts_t so;
+    gs_store_opts_init(&so);
+    so.read_only = 1;
+    gs_store_t *st = gs_store_new(e->store, &so, NULL);
+    assert_non_null(st);
+    s_stored_t got = { 0, 0, 0 };
+    assert_int_equal(gs_store_get(st, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD,
+                                  "H-unknown-1", s_stored_record, &got),
+                     0);
+    gs_store_destroy(&st);
+    assert_true(got.found);
+    assert_int_equal(got.unknown, 0);
+    assert_false(got.marker);
+
+    p->base.n_unknown_fields = 0;
+    p->base.unknown_fields = NULL;
+    rec->household->meta->base_version = version;
+    ack = s_good_upload(e, "unknown-2", rec);
+    assert_int_equal(ack->results[0]->status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_UNCHANGED);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+}
+
 /* ---- count and size limits --------------------------------------------------- */
 
 #define S_LIMIT_UPLOADS 10
@@ -858,6 +954,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_deep_nesting, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_count_limits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_decode_blowup, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_fields_not_stored, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_string_limits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tiny_frames, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_giant_message, s_setup, s_teardown),
