@@ -252,7 +252,8 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
     s->st.messages++;
     s->st.decode_bytes += s_units(desc->sizeof_message);
     size_t counts[S_FIELDS_MAX] = { 0 };    /* occurrences (elements for lists) per field */
-    size_t spill = 0;                       /* the same, fields past S_FIELDS_MAX */
+    size_t spill = 0;                       /* shared by fields past S_FIELDS_MAX (none in
+                                             * this schema): costed, not checked */
     size_t occurrences = 0, unknown = 0;
     while (p < end) {
         const uint8_t *at = p;
@@ -282,7 +283,7 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         size_t idx = (size_t) (f - desc->fields);
         size_t *count = idx < S_FIELDS_MAX ? &counts[idx] : &spill;
         if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED &&
-            *count > 0) {
+            idx < S_FIELDS_MAX && *count > 0) {
             /* protobuf-c merges the copies, re-copying every list each time */
             char what[S_PATH_MAX + 64];
             snprintf(what, sizeof what, "%s%s%s sent more than once", s->path,
