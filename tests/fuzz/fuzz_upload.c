@@ -3,7 +3,7 @@
  * bytes. See gs_fuzz.h.
  *
  * What the frontend does with a request frame (gs_broker.c,
- * s_handle_router): unpack a gridsync.v1.Request into an arena sized from
+ * s_handle_router): pre-scan it (gs_prescan), then unpack a gridsync.v1.Request into an arena sized from
  * the frame, then for an upload gs_upload_check and gs_record_check on
  * every record, normalising in place with the arena's allocator. This
  * target does the same and then checks what must hold for any input:
@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "gs_arena.h"
+#include "gs_prescan.h"
 #include "gs_validate.h"
 
 static void
@@ -120,6 +121,14 @@ s_valid_record(Gridsync__V1__Record *rec, gs_arena_t *arena, int64_t now)
 int
 gs_fuzz_upload(const uint8_t *data, size_t len)
 {
+    /* the broker's frontend pre-scans first and answers a refusal without
+     * unpacking; its verdict must be as sane as any other */
+    gs_verdict_t pv;
+    int prc = gs_prescan(&gridsync__v1__request__descriptor, data, len, &gs_limits_default,
+                         NULL, &pv);
+    s_verdict_sane(prc, &pv);
+    if (prc)
+        return 0;
     /* the same sizing as the broker's frontend */
     gs_arena_t *arena = gs_arena_new(len * 4 + 4096);
     if (!arena)
