@@ -4,6 +4,8 @@
 #   make demo            build, then run the end-to-end demo on ./var/demo
 #   make test            build and run the whole CTest suite
 #   make test-sanitize   the same suite built with ASan + UBSan
+#   make test-valgrind   module tests, and every broker the integration tests
+#                        start, under valgrind memcheck
 #   make bench           every benchmark side by side (under 15 minutes on 2
 #                        cores); writes docs/benchmarks.md and docs/benchmarks.png
 #   make bench-quick     the same at a small scale, under 2 minutes (CI): checks
@@ -29,13 +31,14 @@ DEBS := build-essential cmake pkg-config \
 # apart so that `make test` never installs a database server.
 BENCH_DEBS := postgresql libpq-dev gnuplot-nox
 
-.PHONY: all deps bench-deps build bench-build demo test test-sanitize fuzz bench \
+.PHONY: all deps bench-deps valgrind-deps build bench-build demo test test-sanitize test-valgrind fuzz bench \
         bench-quick clean
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEBS); do \
+# install_debs PACKAGES: apt-get the ones not installed yet (sudo unless root)
+define install_debs
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -44,17 +47,16 @@ deps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_debs,$(DEBS))
 
 bench-deps: deps
-	@missing=""; for p in $(BENCH_DEBS); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call install_debs,$(BENCH_DEBS))
+
+valgrind-deps: deps
+	$(call install_debs,valgrind)
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -73,6 +75,9 @@ test-sanitize: deps
 	cmake --build $(SANBUILD) -j $(JOBS)
 	cd $(SANBUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+test-valgrind: valgrind-deps build
+	tests/run_valgrind.sh $(BUILD)
 
 # Each target runs on a copy of its seed corpus and regression inputs in
 # $(FUZZBUILD)/corpus (libFuzzer adds what it finds there, never in the

@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,26 @@ gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *co
         return -1;
     if (pid == 0) {
         dup2(pfd[1], STDERR_FILENO);
+        const char *vg = getenv("GS_TEST_VALGRIND");
+        if (vg && *vg && strcmp(vg, "0") != 0) {
+            /* make test-valgrind: the broker under memcheck; an error or a
+             * definite leak makes it exit 99, which the test sees */
+            char logarg[400];
+            snprintf(logarg, sizeof logarg, "--log-file=%s.valgrind.%%p", store_dir);
+            const char *vargv[72];
+            int vc = 0;
+            vargv[vc++] = "valgrind";
+            vargv[vc++] = "-q";
+            vargv[vc++] = "--error-exitcode=99";
+            vargv[vc++] = "--leak-check=full";
+            vargv[vc++] = "--errors-for-leak-kinds=definite";
+            vargv[vc++] = logarg;
+            for (int i = 0; i < argc; i++)
+                vargv[vc++] = argv[i];
+            vargv[vc] = NULL;
+            execvp("valgrind", (char *const *) vargv);
+            _exit(127);
+        }
         execv(GS_GRIDSYNCD, (char *const *) argv);
         _exit(127);
     }
@@ -257,6 +278,26 @@ gs_tk_broker_stop(gs_tk_broker_t *b, int sig)
         while (waitpid(b->pid, &st, 0) < 0 && errno == EINTR)
             ;
         b->pid = 0;
+        const char *vg = getenv("GS_TEST_VALGRIND");
+        if (vg && *vg && strcmp(vg, "0") != 0 && WIFEXITED(st) && WEXITSTATUS(st) == 99) {
+            /* the log sits in the test's temporary directory: show it */
+            char pat[400];
+            snprintf(pat, sizeof pat, "%s.valgrind.*", b->store);
+            glob_t g;
+            if (glob(pat, 0, NULL, &g) == 0) {
+                for (size_t i = 0; i < g.gl_pathc; i++) {
+                    FILE *f = fopen(g.gl_pathv[i], "r");
+                    char line[1024];
+                    while (f && fgets(line, sizeof line, f))
+                        fputs(line, stderr);
+                    if (f)
+                        fclose(f);
+                }
+                globfree(&g);
+            }
+            fprintf(stderr, "valgrind found errors in gridsyncd (log above)\n");
+            abort();
+        }
     }
     if (b->drain_running) {
         pthread_join(b->drain, NULL);
