@@ -11,6 +11,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -88,6 +89,10 @@ struct gs_broker {
     void *to_publisher;             /* PAIR, writer side (bound here) */
     int http_fd;                    /* metrics listener or -1 */
     int http_port;                  /* bound metrics port */
+    pthread_t metrics_thread;       /* serves http_fd, so a slow scraper stalls only it */
+    int metrics_running;            /* metrics_thread was started */
+    int metrics_stop[2];            /* self-pipe that stops metrics_thread */
+    char admin_path[320];           /* ipc socket file to remove at exit, or "" */
     int sig_pipe[2];                /* self-pipe for stop requests */
     pthread_t writer, publisher;    /* worker threads */
     pthread_t *readers;             /* cfg.readers threads */
@@ -1265,12 +1270,47 @@ gs_broker_handle_signals(gs_broker_t *self)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* The metrics listener's own thread: a scraper that connects and then
+ * stalls holds up this thread for at most the per-request deadline of
+ * gs_metrics_serve_one, never uploads, admin requests or the feed. */
+static void *
+s_metrics_main(void *arg)
+{
+    gs_broker_t *b = arg;
+    for (;;) {
+        struct pollfd pf[2] = { { .fd = b->http_fd, .events = POLLIN },
+                                { .fd = b->metrics_stop[0], .events = POLLIN } };
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pf[1].revents)
+            break;
+        if (pf[0].revents & POLLIN)
+            gs_metrics_serve_one(b->http_fd, &b->metrics, b->store, s_now_ms());
+    }
+    return NULL;
+}
+
 void
 gs_broker_stop(gs_broker_t *self)
 {
     char c = 'x';
     ssize_t w = write(self->sig_pipe[1], &c, 1);
     (void) w;
+}
+
+static void
+s_metrics_halt(gs_broker_t *b)
+{
+    if (!b->metrics_running)
+        return;
+    char c = 'x';
+    ssize_t w = write(b->metrics_stop[1], &c, 1);
+    (void) w;
+    pthread_join(b->metrics_thread, NULL);
+    b->metrics_running = 0;
 }
 
 int
@@ -1288,6 +1328,11 @@ gs_broker_run(gs_broker_t *self)
             return -1;
         b->threads_started++;
     }
+    if (b->http_fd >= 0) {
+        if (pthread_create(&b->metrics_thread, NULL, s_metrics_main, b))
+            return -1;
+        b->metrics_running = 1;
+    }
 
     int draining = 0;
     int workers = 1 + (int) b->cfg.readers;    /* writer + readers to hear "done" from */
@@ -1298,10 +1343,8 @@ gs_broker_run(gs_broker_t *self)
             { b->router, 0, draining ? 0 : ZMQ_POLLIN, 0 },
             { b->admin, 0, draining ? 0 : ZMQ_POLLIN, 0 },
             { NULL, b->sig_pipe[0], ZMQ_POLLIN, 0 },
-            { NULL, b->http_fd, ZMQ_POLLIN, 0 },
         };
-        int nitems = b->http_fd >= 0 ? 5 : 4;
-        if (zmq_poll(items, nitems, -1) < 0) {
+        if (zmq_poll(items, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             gs_log(GS_LOG_ERROR, "poll_failed", "error=\"%s\"", zmq_strerror(errno));
@@ -1322,8 +1365,6 @@ gs_broker_run(gs_broker_t *self)
         }
         if (items[2].revents & ZMQ_POLLIN)
             s_handle_admin(b);
-        if (nitems == 5 && (items[4].revents & ZMQ_POLLIN))
-            gs_metrics_serve_one(b->http_fd, &b->metrics, b->store, s_now_ms());
         if ((items[3].revents & ZMQ_POLLIN) && !draining) {
             char buf[16];
             ssize_t r = read(b->sig_pipe[0], buf, sizeof buf);
@@ -1338,6 +1379,7 @@ gs_broker_run(gs_broker_t *self)
         }
     }
     /* every worker reported done: their replies are sent; stop the feed */
+    s_metrics_halt(b);
     s_send_ptr(b->to_publisher, NULL);
     pthread_join(b->writer, NULL);
     for (int i = 0; i < b->cfg.readers; i++)
@@ -1405,6 +1447,7 @@ gs_broker_new(const gs_config_t *cfg)
     b->cfg = *cfg;
     b->http_fd = -1;
     b->sig_pipe[0] = b->sig_pipe[1] = -1;
+    b->metrics_stop[0] = b->metrics_stop[1] = -1;
     gs_metrics_init(&b->metrics, s_now_ms());
     b->metrics.batch_max_records = cfg->batch_max_records;
     b->metrics.batch_linger_us = cfg->batch_linger_us;
@@ -1443,7 +1486,8 @@ gs_broker_new(const gs_config_t *cfg)
     b->ctx = zsys_init();
     if (!b->ctx)
         goto fail;
-    if (pipe2(b->sig_pipe, O_CLOEXEC | O_NONBLOCK))
+    if (pipe2(b->metrics_stop, O_CLOEXEC | O_NONBLOCK) ||
+        pipe2(b->sig_pipe, O_CLOEXEC | O_NONBLOCK))
         goto fail;
 
     /* internal hand-offs first */
@@ -1545,6 +1589,8 @@ gs_broker_new(const gs_config_t *cfg)
     mode_t old = umask(0077);
     b->admin = s_bind(b, ZMQ_ROUTER, admin_cfg, "admin", admin_ep, sizeof admin_ep);
     umask(old);
+    if (b->admin && !strncmp(admin_cfg, "ipc://", 6))
+        snprintf(b->admin_path, sizeof b->admin_path, "%s", admin_cfg + 6);
     if (!b->admin)
         goto fail;
     zmq_setsockopt(b->admin, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
@@ -1586,14 +1632,20 @@ gs_broker_destroy(gs_broker_t **self_p)
             zmq_close(*socks[i]);
             *socks[i] = NULL;
         }
+    s_metrics_halt(b);
     gs_auth_destroy(&b->auth);
     if (b->ctx)
         zsys_shutdown();
+    if (b->admin_path[0])
+        unlink(b->admin_path);  /* ours: bound by this process */
     if (b->http_fd >= 0)
         close(b->http_fd);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (b->sig_pipe[i] >= 0)
             close(b->sig_pipe[i]);
+        if (b->metrics_stop[i] >= 0)
+            close(b->metrics_stop[i]);
+    }
     gs_store_destroy(&b->store);
     free(b->readers);
     if (s_signal_broker == b)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gs_validate.h"
@@ -206,8 +207,32 @@ gs_metrics_listen(const char *address, int port, int *bound_port)
     return fd;
 }
 
+/* One request gets this long in all, to send its request and to take the
+ * answer; then it is dropped. The listener has a thread of its own, so
+ * only the next scrape waits meanwhile. */
+#define S_REQUEST_MS 2000
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wait for events on fd until the deadline; > 0 when ready. */
+static int
+s_wait(int fd, short events, int64_t deadline)
+{
+    int64_t left = deadline - s_mono_ms();
+    if (left <= 0)
+        return 0;
+    struct pollfd pf = { .fd = fd, .events = events };
+    return poll(&pf, 1, (int) left);
+}
+
 static void
-s_write_all(int fd, const void *p, size_t n)
+s_write_all(int fd, const void *p, size_t n, int64_t deadline)
 {
     const char *c = p;
     while (n) {
@@ -215,8 +240,7 @@ s_write_all(int fd, const void *p, size_t n)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && errno == EAGAIN) {
-            struct pollfd pf = { .fd = fd, .events = POLLOUT };
-            if (poll(&pf, 1, 1000) <= 0)
+            if (s_wait(fd, POLLOUT, deadline) <= 0)
                 return;
             continue;
         }
@@ -233,12 +257,12 @@ gs_metrics_serve_one(int listen_fd, gs_metrics_t *m, gs_store_t *store, int64_t 
     int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0)
         return;
+    int64_t deadline = s_mono_ms() + S_REQUEST_MS;
     char req[1024];
     size_t got = 0;
     /* read the request line; a scraper sends it at once */
     while (got < sizeof req - 1) {
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        if (poll(&pf, 1, 200) <= 0)
+        if (s_wait(fd, POLLIN, deadline) <= 0)
             break;
         ssize_t r = read(fd, req + got, sizeof req - 1 - got);
         if (r <= 0)
@@ -258,13 +282,13 @@ gs_metrics_serve_one(int listen_fd, gs_metrics_t *m, gs_store_t *store, int64_t 
                           "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
                           "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                           body.len);
-        s_write_all(fd, head, (size_t) hn);
-        s_write_all(fd, body.data, body.len);
+        s_write_all(fd, head, (size_t) hn, deadline);
+        s_write_all(fd, body.data, body.len, deadline);
         gs_wbuf_deinit(&body);
     } else {
         static const char nf[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 22\r\n"
                                  "Connection: close\r\n\r\ntry GET /metrics here\n";
-        s_write_all(fd, nf, sizeof nf - 1);
+        s_write_all(fd, nf, sizeof nf - 1, deadline);
     }
     close(fd);
 }

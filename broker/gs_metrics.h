@@ -63,8 +63,9 @@ void gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms,
 int gs_metrics_listen(const char *address, int port, int *bound_port);
 
 /* Accept one connection on listen_fd and answer it: GET /metrics gets the
- * rendered text, anything else 404. Non-blocking accept; a client that
- * sends nothing within a short time is dropped. */
+ * rendered text, anything else 404. Non-blocking accept; the whole
+ * exchange has a deadline of two seconds, after which the client is
+ * dropped. The broker calls it from a thread of its own. */
 void gs_metrics_serve_one(int listen_fd, gs_metrics_t *m, gs_store_t *store,
                           int64_t now_ms);
 

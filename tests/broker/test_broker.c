@@ -13,10 +13,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -574,6 +580,9 @@ test_sigterm_keeps_acked(void **state)
     zmq_close(s);
     zmq_ctx_term(ctx);
     assert_true(n_acked >= 50);
+    /* a clean exit leaves no admin socket file behind */
+    assert_true(strncmp(e->broker.admin, "ipc://", 6) == 0);
+    assert_int_equal(access(e->broker.admin + 6, F_OK), -1);
 
     /* restart on the same store: every acked record is there */
     assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
@@ -587,6 +596,69 @@ test_sigterm_keeps_acked(void **state)
                 assert_int_equal(seen[i * 5 + j], 1);
     free(seen);
     gs_client_destroy(&c);
+}
+
+/* A metrics client that trickles its request a byte at a time holds up
+ * no upload (the listener has its own thread), and the broker drops it at
+ * its deadline. Served from the frontend thread, the trickle below would
+ * hold uploads for close to a minute, past the client's retries. */
+typedef struct {
+    int fd;                     /* connection to the metrics port */
+    int sent;                   /* bytes the broker took before closing */
+} s_trickle_t;
+
+static void *
+s_trickle_main(void *arg)
+{
+    s_trickle_t *t = arg;
+    /* never a full request: no blank line ends it */
+    for (t->sent = 0; t->sent < 1000; t->sent++) {
+        if (send(t->fd, "x", 1, MSG_NOSIGNAL) != 1)
+            break;
+        struct timespec ts = { 0, 50 * 1000 * 1000 };   /* the load's shape */
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
+static void
+test_metrics_stall(void **state)
+{
+    s_env_t *e = *state;
+    assert_true(e->broker.metrics_port > 0);
+    s_trickle_t t = { socket(AF_INET, SOCK_STREAM, 0), 0 };
+    assert_true(t.fd >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t) e->broker.metrics_port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(t.fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, s_trickle_main, &t), 0);
+
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    for (int i = 0; i < 5; i++) {
+        gs_arena_reset(e->arena);
+        char hid[32], addr[32], uid[32];
+        snprintf(hid, sizeof hid, "M-%d", i);
+        snprintf(addr, sizeof addr, "MA-%d", i);
+        snprintf(uid, sizeof uid, "m-%d", i);
+        Gridsync__V1__Record *rec = gs_tk_household(e->arena, GRID_A, hid, addr, 2, (uint32_t) i);
+        Gridsync__V1__Ack *ack = s_upload(c, "dev-m", uid, &rec, 1);
+        assert_int_equal(ack->results[0]->status,
+                         GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+    }
+    gs_client_destroy(&c);
+
+    /* the broker gave up on the trickling client and closed it */
+    pthread_join(th, NULL);
+    assert_true(t.sent < 1000);
+    char buf[512];
+    ssize_t r;
+    while ((r = read(t.fd, buf, sizeof buf)) > 0)
+        ;
+    assert_true(r <= 0);
+    close(t.fd);
 }
 
 static int
@@ -665,6 +737,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bad_input, s_setup_small_msgs, s_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_keeps_acked, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_busy, s_setup_small_queue, s_teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_stall, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }
