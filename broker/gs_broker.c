@@ -75,6 +75,19 @@ typedef struct s_sub {
     uint64_t last_seq;              /* last event published under it */
 } s_sub_t;
 
+/* Who follows what on the live feed (secure mode): each authorised
+ * subscription, by the device id of its CURVE key. Rechecked against the
+ * registry every heartbeat, so a revocation reaches open connections. */
+typedef struct s_follower {
+    char device_id[GS_ID_MAX + 1];  /* registry id of the subscriber's key */
+    char prefix[GS_GRID_LEN + 1];   /* the prefix it was allowed */
+} s_follower_t;
+
+typedef struct s_followers {
+    s_follower_t *v;                /* S_MAX_SUBS entries */
+    size_t n;                       /* in use */
+} s_followers_t;
+
 struct gs_broker {
     gs_config_t cfg;                /* effective settings */
     gs_limits_t limits;             /* validation limits derived from cfg */
@@ -87,6 +100,8 @@ struct gs_broker {
     void *to_readers;               /* PUSH, frontend side */
     void *replies;                  /* PULL, frontend side */
     void *to_publisher;             /* PAIR, writer side (bound here) */
+    uint8_t server_secret[32];      /* CURVE secret, to open the feed socket again */
+    char feed_bound[256];           /* resolved feed endpoint, to bind it again */
     int http_fd;                    /* metrics listener or -1 */
     int http_port;                  /* bound metrics port */
     pthread_t metrics_thread;       /* serves http_fd, so a slow scraper stalls only it */
@@ -366,6 +381,8 @@ s_feed_send(gs_broker_t *b, const char *topic, size_t topic_len, const uint8_t *
 {
     /* XPUB never blocks: at a subscriber's HWM the message is dropped for
      * that subscriber, who detects the gap (prev_seq) and repairs it. */
+    if (!b->xpub)
+        return;     /* the feed could not be bound again (logged) */
     zmq_send(b->xpub, topic, topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     zmq_send(b->xpub, body, len, ZMQ_DONTWAIT);
 }
@@ -438,8 +455,29 @@ s_subscription_allowed(gs_broker_t *b, zmq_msg_t *m, const char *prefix)
 
 /* A (un)subscription arrived on the XPUB: authorise it (secure mode) and
  * keep the distinct prefix set for heartbeats. */
+static void
+s_followers_note(s_followers_t *f, zmq_msg_t *m, const char *prefix, int subscribe)
+{
+    const char *id = zmq_msg_gets(m, "device_id");
+    if (!id || strlen(id) > GS_ID_MAX)
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        if (strcmp(f->v[i].device_id, id) == 0 && strcmp(f->v[i].prefix, prefix) == 0) {
+            if (!subscribe)
+                f->v[i] = f->v[--f->n];
+            return;
+        }
+    }
+    if (subscribe && f->n < S_MAX_SUBS) {
+        snprintf(f->v[f->n].device_id, sizeof f->v[f->n].device_id, "%s", id);
+        snprintf(f->v[f->n].prefix, sizeof f->v[f->n].prefix, "%s", prefix);
+        f->n++;
+    }
+}
+
 static size_t
-s_subscription(gs_broker_t *b, zmq_msg_t *m, s_sub_t *subs, size_t nsubs)
+s_subscription(gs_broker_t *b, zmq_msg_t *m, s_sub_t *subs, size_t nsubs,
+               s_followers_t *fol)
 {
     const uint8_t *msg = zmq_msg_data(m);
     size_t len = zmq_msg_size(m);
@@ -454,8 +492,10 @@ s_subscription(gs_broker_t *b, zmq_msg_t *m, s_sub_t *subs, size_t nsubs)
             if (!s_subscription_allowed(b, m, prefix))
                 return nsubs;
             zmq_setsockopt(b->xpub, ZMQ_SUBSCRIBE, prefix, len - 1);
+            s_followers_note(fol, m, prefix, 1);
         } else {
             zmq_setsockopt(b->xpub, ZMQ_UNSUBSCRIBE, prefix, len - 1);
+            s_followers_note(fol, m, prefix, 0);
             return nsubs; /* others may still follow it: keep its heartbeat */
         }
     }
@@ -481,6 +521,61 @@ s_subscription(gs_broker_t *b, zmq_msg_t *m, s_sub_t *subs, size_t nsubs)
     return nsubs;
 }
 
+static void *s_xpub_open(gs_broker_t *b, const char *endpoint);
+
+/* Does the registry still let every follower follow its prefix? The first
+ * that may not (revoked, removed, or its assignment narrowed) is named. */
+static const s_follower_t *
+s_followers_stale(gs_broker_t *b, const s_followers_t *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        Gridsync__V1__Device *dev = NULL;
+        int ok = gs_store_device_get(b->store, f->v[i].device_id, &dev) == 0 &&
+                 dev->status == GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE &&
+                 (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN ||
+                  s_prefix_allowed(f->v[i].prefix, dev->prefixes, dev->n_prefixes));
+        if (dev)
+            gridsync__v1__device__free_unpacked(dev, NULL);
+        if (!ok)
+            return &f->v[i];
+    }
+    return NULL;
+}
+
+/* ZeroMQ cannot drop one peer of an XPUB socket, so a follower that lost
+ * its rights is cut off by closing the socket and binding a new one on the
+ * same endpoint. Every subscriber's connection drops; ZeroMQ reconnects
+ * them, the ZAP handler refuses the revoked key at the new handshake, and
+ * the others subscribe again and repair what they missed meanwhile from
+ * the sync service, as after any gap. Returns 0, or -1 when the endpoint
+ * could not be bound again (the feed is then down: logged as an error). */
+static int
+s_xpub_rebind(gs_broker_t *b, const s_follower_t *why)
+{
+    gs_log(GS_LOG_WARN, "feed_rebind", "reason=revocation device=%s prefix=\"%s\"",
+           why->device_id, why->prefix);
+    int zero = 0;
+    zmq_setsockopt(b->xpub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_close(b->xpub);
+    b->xpub = NULL;
+    /* the old listener closes in ZeroMQ's I/O thread: the port may be busy
+     * for a moment */
+    for (int attempt = 0; attempt < 300 && !b->xpub; attempt++) {
+        b->xpub = s_xpub_open(b, b->feed_bound);
+        if (!b->xpub) {
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    atomic_fetch_add(&b->metrics.feed_rebinds, 1);
+    if (!b->xpub) {
+        gs_log(GS_LOG_ERROR, "feed_rebind_failed", "endpoint=\"%s\" error=\"%s\"",
+               b->feed_bound, zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void *
 s_publisher_main(void *arg)
 {
@@ -489,6 +584,7 @@ s_publisher_main(void *arg)
     zmq_connect(in, S_EP_EVENTS);
     s_sub_t *subs = calloc(S_MAX_SUBS, sizeof *subs);
     size_t nsubs = 0;
+    s_followers_t fol = { calloc(S_MAX_SUBS, sizeof *fol.v), 0 };
     gs_wbuf_t wb, tmp;
     gs_wbuf_init(&wb);
     gs_wbuf_init(&tmp);
@@ -498,7 +594,7 @@ s_publisher_main(void *arg)
         int64_t wait_us = next_hb - s_mono_us();
         if (wait_us < 0)
             wait_us = 0;
-        if (zmq_poll(items, 2, (long) (wait_us / 1000)) < 0 && errno != EINTR)
+        if (zmq_poll(items, b->xpub ? 2 : 1, (long) (wait_us / 1000)) < 0 && errno != EINTR)
             break;
         if (items[1].revents & ZMQ_POLLIN) {
             for (;;) {
@@ -508,7 +604,7 @@ s_publisher_main(void *arg)
                     zmq_msg_close(&m);
                     break;
                 }
-                nsubs = s_subscription(b, &m, subs, nsubs);
+                nsubs = s_subscription(b, &m, subs, nsubs, &fol);
                 zmq_msg_close(&m);
             }
         }
@@ -529,6 +625,11 @@ s_publisher_main(void *arg)
                 break;
         }
         if (s_mono_us() >= next_hb) {
+            const s_follower_t *stale = b->secure && b->xpub ? s_followers_stale(b, &fol) : NULL;
+            if (stale) {
+                s_xpub_rebind(b, stale);
+                fol.n = 0;      /* the survivors subscribe again */
+            }
             s_heartbeats(b, subs, nsubs, atomic_load(&b->head_seq), &wb);
             next_hb = s_mono_us() + b->cfg.heartbeat_ms * 1000;
         }
@@ -536,6 +637,7 @@ s_publisher_main(void *arg)
     gs_wbuf_deinit(&wb);
     gs_wbuf_deinit(&tmp);
     free(subs);
+    free(fol.v);
     zmq_close(in);
     return NULL;
 }
@@ -1416,6 +1518,38 @@ s_curve_server(void *sock, const uint8_t secret[32])
     zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "gridsync", 8);
 }
 
+/* The live feed's socket, bound to endpoint; NULL with errno on failure.
+ * Used at start and again after a revocation (s_xpub_rebind). */
+static void *
+s_xpub_open(gs_broker_t *b, const char *endpoint)
+{
+    void *x = zmq_socket(b->ctx, ZMQ_XPUB);
+    if (!x)
+        return NULL;
+    if (b->secure) {
+        s_curve_server(x, b->server_secret);
+        int manual = 1; /* every subscription is authorised first */
+        zmq_setsockopt(x, ZMQ_XPUB_MANUAL, &manual, sizeof manual);
+    }
+    int sndhwm = (int) b->cfg.feed_sndhwm;
+    zmq_setsockopt(x, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    /* subscriptions are prefixes (tiny); the bound must still fit the CURVE
+     * handshake commands, which the same limit applies to */
+    int64_t submax = 4096;
+    zmq_setsockopt(x, ZMQ_MAXMSGSIZE, &submax, sizeof submax);
+    int linger = 2000;
+    zmq_setsockopt(x, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(x, endpoint)) {
+        int err = errno;
+        int zero = 0;
+        zmq_setsockopt(x, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(x);
+        errno = err;
+        return NULL;
+    }
+    return x;
+}
+
 static void *
 s_bind(gs_broker_t *b, int type, const char *endpoint, const char *what, char *bound,
        size_t bound_size)
@@ -1549,26 +1683,16 @@ gs_broker_new(const gs_config_t *cfg)
     size_t n = sizeof up_ep;
     zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, up_ep, &n);
 
-    b->xpub = zmq_socket(b->ctx, ZMQ_XPUB);
-    if (b->secure) {
-        s_curve_server(b->xpub, server_secret);
-        int manual = 1; /* every subscription is authorised first */
-        zmq_setsockopt(b->xpub, ZMQ_XPUB_MANUAL, &manual, sizeof manual);
-    }
-    int sndhwm = (int) cfg->feed_sndhwm;
-    zmq_setsockopt(b->xpub, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
-    /* subscriptions are prefixes (tiny); the bound must still fit the CURVE
-     * handshake commands, which the same limit applies to */
-    int64_t submax = 4096;
-    zmq_setsockopt(b->xpub, ZMQ_MAXMSGSIZE, &submax, sizeof submax);
-    zmq_setsockopt(b->xpub, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_bind(b->xpub, cfg->feed_endpoint)) {
+    memcpy(b->server_secret, server_secret, 32);
+    b->xpub = s_xpub_open(b, cfg->feed_endpoint);
+    if (!b->xpub) {
         gs_log(GS_LOG_ERROR, "bind_failed", "what=feed endpoint=\"%s\" error=\"%s\"",
                cfg->feed_endpoint, zmq_strerror(errno));
         goto fail;
     }
     n = sizeof feed_ep;
     zmq_getsockopt(b->xpub, ZMQ_LAST_ENDPOINT, feed_ep, &n);
+    snprintf(b->feed_bound, sizeof b->feed_bound, "%s", feed_ep);
 
     /* admin: ipc socket inside the owner-only store directory */
     char admin_cfg[600];
@@ -1646,6 +1770,7 @@ gs_broker_destroy(gs_broker_t **self_p)
         if (b->metrics_stop[i] >= 0)
             close(b->metrics_stop[i]);
     }
+    explicit_bzero(b->server_secret, sizeof b->server_secret);
     gs_store_destroy(&b->store);
     free(b->readers);
     if (s_signal_broker == b)

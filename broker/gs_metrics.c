@@ -149,6 +149,9 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
             (double) atomic_load(&m->feed_subscriptions));
     s_counter(b, "gridsync_feed_refused_total", "Feed subscriptions refused.",
               atomic_load(&m->feed_refused));
+    s_counter(b, "gridsync_feed_rebinds_total",
+              "Feed socket reopened to cut off a subscriber whose key was revoked.",
+              atomic_load(&m->feed_rebinds));
     s_counter(b, "gridsync_sync_requests_total", "Sync (catch-up) requests served.",
               atomic_load(&m->sync_requests));
     s_counter(b, "gridsync_sync_events_total", "Events sent in sync replies.",

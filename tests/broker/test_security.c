@@ -304,6 +304,143 @@ test_subscription_scope(void **state)
     gs_client_destroy(&c);
 }
 
+/* A CURVE SUB following prefix, with a monitor on its connection. */
+typedef struct {
+    void *sub;                  /* the subscriber */
+    void *mon;                  /* PAIR reading its socket events */
+} s_follower_t;
+
+static void
+s_follow(void *ctx, s_env_t *e, const gs_curve_keys_t *k, const char *prefix,
+         const char *name, s_follower_t *f)
+{
+    f->sub = zmq_socket(ctx, ZMQ_SUB);
+    zmq_setsockopt(f->sub, ZMQ_CURVE_SERVERKEY, k->server_public, 41);
+    zmq_setsockopt(f->sub, ZMQ_CURVE_PUBLICKEY, k->public_key, 41);
+    zmq_setsockopt(f->sub, ZMQ_CURVE_SECRETKEY, k->secret_key, 41);
+    int linger = 0;
+    zmq_setsockopt(f->sub, ZMQ_LINGER, &linger, sizeof linger);
+    char mep[64];
+    snprintf(mep, sizeof mep, "inproc://mon-%s", name);
+    assert_int_equal(zmq_socket_monitor(f->sub, mep, ZMQ_EVENT_ALL), 0);
+    f->mon = zmq_socket(ctx, ZMQ_PAIR);
+    zmq_setsockopt(f->mon, ZMQ_LINGER, &linger, sizeof linger);
+    /* a broker that never cuts the victim off fails the test, not hangs it */
+    int patience = 30000;
+    zmq_setsockopt(f->mon, ZMQ_RCVTIMEO, &patience, sizeof patience);
+    zmq_setsockopt(f->sub, ZMQ_RCVTIMEO, &patience, sizeof patience);
+    assert_int_equal(zmq_connect(f->mon, mep), 0);
+    assert_int_equal(zmq_connect(f->sub, e->broker.feed), 0);
+    zmq_setsockopt(f->sub, ZMQ_SUBSCRIBE, prefix, strlen(prefix));
+}
+
+/* Block for the next socket event of f; returns its number. */
+static int
+s_next_event(s_follower_t *f)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    assert_true(zmq_msg_recv(&m, f->mon, 0) >= 6);
+    uint16_t ev;
+    memcpy(&ev, zmq_msg_data(&m), 2);
+    zmq_msg_close(&m);
+    zmq_msg_init(&m);
+    zmq_msg_recv(&m, f->mon, 0);    /* the endpoint */
+    zmq_msg_close(&m);
+    return ev;
+}
+
+/* Wait for an event of f: a heartbeat (topic = prefix) when want_len is
+ * the prefix's length, or a record event (topic of 15 digits). */
+static void
+s_wait_message(s_follower_t *f, size_t want_len)
+{
+    for (;;) {
+        char topic[32];
+        int n = zmq_recv(f->sub, topic, sizeof topic, 0);
+        assert_true(n >= 0);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, f->sub, 0);
+        zmq_msg_close(&m);
+        if ((size_t) n == want_len)
+            return;
+    }
+}
+
+static void
+s_unfollow(s_follower_t *f)
+{
+    zmq_socket_monitor(f->sub, NULL, 0);
+    zmq_close(f->mon);
+    zmq_close(f->sub);
+}
+
+/* Revoking a district system's key cuts its open live-feed connection:
+ * the broker reopens the feed socket, the revoked key fails the new
+ * handshake, and the other subscriber carries on after reconnecting. */
+static void
+test_revoke_cuts_live_feed(void **state)
+{
+    s_env_t *e = *state;
+    gs_curve_keys_t k1, k2, dev;
+    s_enrol(e, "district-1", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &k1, 1);
+    s_enrol(e, "district-2", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &k2, 1);
+    s_enrol(e, "dev-a", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE, "440305", 0, &dev,
+            1);
+    void *ctx = zmq_ctx_new();
+    s_follower_t victim, other;
+    s_follow(ctx, e, &k1, "440305001", "victim", &victim);
+    s_follow(ctx, e, &k2, "440305001", "other", &other);
+    s_wait_message(&victim, 9);     /* both subscriptions are live */
+    s_wait_message(&other, 9);
+
+    gs_client_t *c = s_client(e, &dev, 5000, 2);
+    Gridsync__V1__Record *r1 = gs_tk_household(e->arena, GRID_A, "H-r1", "ADDR-r1", 1, 7);
+    Gridsync__V1__Ack *ack;
+    gs_client_error_t cerr;
+    assert_int_equal(s_upload(c, "dev-a", "r1", &r1, 1, &ack, &cerr), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    s_wait_message(&victim, 15);
+    s_wait_message(&other, 15);
+
+    /* revoke district-1: within a heartbeat the broker drops every feed
+     * connection, and the victim's key fails the handshake that follows */
+    s_enrol(e, "district-1", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            1, &k1, 0);
+    while (s_next_event(&victim) != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        ;
+    /* the other reconnects and subscribes again: its heartbeat returns */
+    while (s_next_event(&other) != ZMQ_EVENT_DISCONNECTED)
+        ;
+    while (s_next_event(&other) != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        ;
+    /* drop what the victim held from before, then the new record: the
+     * other receives it, the victim, refused, cannot */
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        int n = zmq_msg_recv(&m, victim.sub, ZMQ_DONTWAIT);
+        zmq_msg_close(&m);
+        if (n < 0)
+            break;
+    }
+    s_wait_message(&other, 9);
+    Gridsync__V1__Record *r2 = gs_tk_household(e->arena, GRID_A, "H-r2", "ADDR-r2", 1, 8);
+    assert_int_equal(s_upload(c, "dev-a", "r2", &r2, 1, &ack, &cerr), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    s_wait_message(&other, 15);
+    zmq_pollitem_t it = { victim.sub, 0, ZMQ_POLLIN, 0 };
+    assert_int_equal(zmq_poll(&it, 1, 0), 0);
+
+    gs_client_destroy(&c);
+    s_unfollow(&victim);
+    s_unfollow(&other);
+    zmq_ctx_term(ctx);
+}
+
 /* --insecure-dev on a non-loopback address: the broker refuses to start. */
 static void
 test_insecure_refused_off_loopback(void **state)
@@ -328,6 +465,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_live_and_roles, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscription_scope, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_cuts_live_feed, s_setup, s_teardown),
         cmocka_unit_test(test_insecure_refused_off_loopback),
     };
     return cmocka_run_group_tests_name("security", tests, NULL, NULL);
