@@ -1303,6 +1303,17 @@ s_handle_admin(gs_broker_t *b)
     if (s_recv_request(b, b->admin, &identity, &body, &req_style))
         return;
     size_t len = zmq_msg_size(&body);
+    /* the same walk before unpacking as for uploads: the admin socket is
+     * local and owner-only, but a broken tool must not cost the broker
+     * hundreds of MB either */
+    gs_verdict_t pre;
+    if (gs_prescan(&gridsync__v1__admin_request__descriptor, zmq_msg_data(&body), len,
+                   &b->limits, NULL, &pre)) {
+        s_frontend_error(b, b->admin, &identity, req_style, 1, 0, pre.reason, pre.message);
+        zmq_msg_close(&identity);
+        zmq_msg_close(&body);
+        return;
+    }
     gs_arena_t *arena = gs_arena_new(len * 4 + 1024);
     Gridsync__V1__AdminRequest *req =
         arena ? gridsync__v1__admin_request__unpack(gs_arena_allocator(arena), len,
