@@ -457,6 +457,40 @@ gs_rtxn_end(gs_store_t *self, MDB_txn **txn)
 }
 
 int
+gs_scan(gs_store_t *self, int db, const char *prefix, gs_scan_fn *each, void *arg,
+        const char *what)
+{
+    if (!prefix)
+        prefix = "";
+    size_t pl = strlen(prefix);
+    if (pl > GS_GRID_LEN)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[db], &c))) {
+        gs_rtxn_end(self, &txn);
+        return gs_store_err(rc, what);
+    }
+    MDB_val k = { pl, (void *) prefix }, v;
+    int user = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+            break;
+        if ((rc = each(arg, txn, &k, &v, &user)) || user)
+            break;
+    }
+    mdb_cursor_close(c);
+    gs_rtxn_end(self, &txn);
+    if (user)
+        return user;
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, what);
+}
+
+int
 gs_wtxn_begin(gs_store_t *self, MDB_txn **txn)
 {
     if (self->opts.read_only) {

@@ -148,39 +148,31 @@ gs_store_device_by_key(gs_store_t *self, const char *public_key_z85,
     return rc;
 }
 
+typedef struct s_dev_list {
+    gs_device_fn *fn;           /* the caller's callback */
+    void *arg;                  /* its argument */
+} s_dev_list_t;
+
+static int
+s_device_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *user)
+{
+    (void) txn, (void) k;
+    s_dev_list_t *l = arg;
+    Gridsync__V1__Device *d = gridsync__v1__device__unpack(NULL, v->mv_size, v->mv_data);
+    if (!d)
+        return MDB_CORRUPTED;
+    *user = l->fn(l->arg, d);
+    gridsync__v1__device__free_unpacked(d, NULL);
+    return 0;
+}
+
 int
 gs_store_devices(gs_store_t *self, gs_device_fn *fn, void *arg)
 {
     if (!fn)
         return GS_EINVAL;
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_DEVICES], &c))) {
-        gs_rtxn_end(self, &txn);
-        return gs_store_err(rc, "open devices cursor");
-    }
-    MDB_val k, v;
-    int user = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        Gridsync__V1__Device *d = gridsync__v1__device__unpack(NULL, v.mv_size, v.mv_data);
-        if (!d) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        user = fn(arg, d);
-        gridsync__v1__device__free_unpacked(d, NULL);
-        if (user)
-            break;
-    }
-    mdb_cursor_close(c);
-    gs_rtxn_end(self, &txn);
-    if (user)
-        return user;
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list devices");
+    s_dev_list_t l = { fn, arg };
+    return gs_scan(self, GS_DB_DEVICES, NULL, s_device_each, &l, "list devices");
 }
 
 /* ---- Grid registry ---------------------------------------------------------------- */
@@ -240,44 +232,29 @@ gs_store_grid_get(gs_store_t *self, const char *grid_code, Gridsync__V1__Grid **
     return rc;
 }
 
+typedef struct s_grid_list {
+    gs_grid_fn *fn;             /* the caller's callback */
+    void *arg;                  /* its argument */
+} s_grid_list_t;
+
+static int
+s_grid_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *user)
+{
+    (void) txn, (void) k;
+    s_grid_list_t *l = arg;
+    Gridsync__V1__Grid *g = gridsync__v1__grid__unpack(NULL, v->mv_size, v->mv_data);
+    if (!g)
+        return MDB_CORRUPTED;
+    *user = l->fn(l->arg, g);
+    gridsync__v1__grid__free_unpacked(g, NULL);
+    return 0;
+}
+
 int
 gs_store_grids(gs_store_t *self, const char *prefix, gs_grid_fn *fn, void *arg)
 {
     if (!fn)
         return GS_EINVAL;
-    if (!prefix)
-        prefix = "";
-    size_t pl = strlen(prefix);
-    if (pl > GS_GRID_LEN)
-        return GS_EINVAL;
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_GRIDS], &c))) {
-        gs_rtxn_end(self, &txn);
-        return gs_store_err(rc, "open grids cursor");
-    }
-    MDB_val k = { pl, (void *) prefix }, v;
-    int user = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
-            break;
-        Gridsync__V1__Grid *g = gridsync__v1__grid__unpack(NULL, v.mv_size, v.mv_data);
-        if (!g) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        user = fn(arg, g);
-        gridsync__v1__grid__free_unpacked(g, NULL);
-        if (user)
-            break;
-    }
-    mdb_cursor_close(c);
-    gs_rtxn_end(self, &txn);
-    if (user)
-        return user;
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list grids");
+    s_grid_list_t l = { fn, arg };
+    return gs_scan(self, GS_DB_GRIDS, prefix, s_grid_each, &l, "list grids");
 }

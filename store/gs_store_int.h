@@ -107,6 +107,19 @@ void gs_store_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 int gs_rtxn_begin(gs_store_t *self, MDB_txn **txn);
 void gs_rtxn_end(gs_store_t *self, MDB_txn **txn);
 
+/* One entry of a gs_scan: return 0 to go on or an LMDB/errno code to stop
+ * with that error; to stop with the caller's own answer, set *user to it
+ * (non-zero) and return 0. */
+typedef int (gs_scan_fn)(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+                         int *user);
+
+/* Walk, in key order and one read transaction, every entry of db whose key
+ * starts with prefix (NULL or "": all of them). Returns the first non-zero
+ * *user, 0 at the end, GS_EINVAL for a prefix longer than a grid code, or
+ * gs_store_err(rc, what) for an error. */
+int gs_scan(gs_store_t *self, int db, const char *prefix, gs_scan_fn *each, void *arg,
+            const char *what);
+
 /* Write transactions: caller holds write_lock. Begin takes env_lock shared;
  * commit or abort releases it. Commit returns the raw LMDB/errno code so
  * that the caller can tell MDB_MAP_FULL from the rest. */

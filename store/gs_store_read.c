@@ -626,43 +626,53 @@ gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn 
     return rc;
 }
 
+typedef struct s_rec_list {
+    gs_store_t *st;             /* the store */
+    gs_record_fn *fn;           /* the caller's callback */
+    void *arg;                  /* its argument */
+} s_rec_list_t;
+
+static int
+s_record_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *user)
+{
+    s_rec_list_t *l = arg;
+    gs_record_view_t view;
+    char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
+    int rc = s_view(l->st, txn, k, v, &view, grid, id);
+    if (rc)
+        return rc == GS_ECORRUPT ? MDB_CORRUPTED : rc;
+    *user = l->fn(l->arg, &view);
+    return 0;
+}
+
 int
 gs_store_records(gs_store_t *self, const char *prefix, gs_record_fn *fn, void *arg)
 {
     if (!fn)
         return GS_EINVAL;
-    if (!prefix)
-        prefix = "";
-    size_t pl = strlen(prefix);
-    if (pl > GS_GRID_LEN)
-        return GS_EINVAL;
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_RECORDS], &c))) {
-        gs_rtxn_end(self, &txn);
-        return gs_store_err(rc, "open records cursor");
-    }
-    MDB_val k = { pl, (void *) prefix }, v;
-    int user = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
-            break;
-        gs_record_view_t view;
-        char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-        if ((rc = s_view(self, txn, &k, &v, &view, grid, id)))
-            break;
-        if ((user = fn(arg, &view)))
-            break;
-    }
-    mdb_cursor_close(c);
-    gs_rtxn_end(self, &txn);
-    if (user)
-        return user;
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list records");
+    s_rec_list_t l = { self, fn, arg };
+    return gs_scan(self, GS_DB_RECORDS, prefix, s_record_each, &l, "list records");
+}
+
+typedef struct s_cell_list {
+    gs_cell_fn *fn;             /* the caller's callback */
+    void *arg;                  /* its argument */
+} s_cell_list_t;
+
+static int
+s_cell_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *user)
+{
+    (void) txn;
+    s_cell_list_t *l = arg;
+    if (k->mv_size != GS_GRID_LEN || v->mv_size != GS_CELL_VAL)
+        return MDB_CORRUPTED;
+    char grid[GS_GRID_LEN + 1];
+    memcpy(grid, k->mv_data, GS_GRID_LEN);
+    grid[GS_GRID_LEN] = 0;
+    gs_cell_meta_t m;
+    gs_cell_get(v->mv_data, &m);
+    *user = l->fn(l->arg, grid, &m);
+    return 0;
 }
 
 int
@@ -670,43 +680,8 @@ gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn, void *arg)
 {
     if (!fn)
         return GS_EINVAL;
-    if (!prefix)
-        prefix = "";
-    size_t pl = strlen(prefix);
-    if (pl > GS_GRID_LEN)
-        return GS_EINVAL;
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &c))) {
-        gs_rtxn_end(self, &txn);
-        return gs_store_err(rc, "open cells cursor");
-    }
-    MDB_val k = { pl, (void *) prefix }, v;
-    int user = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
-            break;
-        if (k.mv_size != GS_GRID_LEN || v.mv_size != GS_CELL_VAL) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        char grid[GS_GRID_LEN + 1];
-        memcpy(grid, k.mv_data, GS_GRID_LEN);
-        grid[GS_GRID_LEN] = 0;
-        gs_cell_meta_t m;
-        gs_cell_get(v.mv_data, &m);
-        if ((user = fn(arg, grid, &m)))
-            break;
-    }
-    mdb_cursor_close(c);
-    gs_rtxn_end(self, &txn);
-    if (user)
-        return user;
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "list cells");
+    s_cell_list_t l = { fn, arg };
+    return gs_scan(self, GS_DB_CELLS, prefix, s_cell_each, &l, "list cells");
 }
 
 int
