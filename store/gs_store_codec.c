@@ -79,50 +79,6 @@ gs_kind_of_byte(char b)
 
 /* ---- Content hash ---------------------------------------------------------- */
 
-static int
-s_varint_at(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p >= end)
-            return -1;
-        uint8_t b = *(*p)++;
-        r |= (uint64_t) (b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Skip one field's value of wire type wt. */
-static int
-s_skip(const uint8_t **p, const uint8_t *end, int wt)
-{
-    uint64_t v;
-    switch (wt) {
-    case 0:
-        return s_varint_at(p, end, &v);
-    case 1:
-        if (end - *p < 8)
-            return -1;
-        *p += 8;
-        return 0;
-    case 2:
-        if (s_varint_at(p, end, &v) || v > (uint64_t) (end - *p))
-            return -1;
-        *p += v;
-        return 0;
-    case 5:
-        if (end - *p < 4)
-            return -1;
-        *p += 4;
-        return 0;
-    default:
-        return -1;
-    }
-}
 
 int
 gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16])
@@ -136,7 +92,7 @@ gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16])
      * the body; status is compared separately. */
     const uint8_t *p = r, *end = r + n;
     uint64_t tag, len;
-    if (s_varint_at(&p, end, &tag) || (tag & 7) != 2 || s_varint_at(&p, end, &len) ||
+    if (gs_wire_varint_get(&p, end, &tag) || (tag & 7) != 2 || gs_wire_varint_get(&p, end, &len) ||
         len > (uint64_t) (end - p))
         return -1;
     const uint8_t *body = p, *body_end = p + len;
@@ -144,7 +100,7 @@ gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16])
     while (p < body_end) {
         const uint8_t *f = p;
         uint64_t ft;
-        if (s_varint_at(&p, body_end, &ft) || s_skip(&p, body_end, (int) (ft & 7)))
+        if (gs_wire_varint_get(&p, body_end, &ft) || gs_wire_skip(&p, body_end, (int) (ft & 7)))
             return -1;
         if (ft >> 3 == 15 && !ms) {
             ms = f;
@@ -153,7 +109,7 @@ gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16])
     }
     while (p < end) {
         uint64_t ft;
-        if (s_varint_at(&p, end, &ft) || s_skip(&p, end, (int) (ft & 7)))
+        if (gs_wire_varint_get(&p, end, &ft) || gs_wire_skip(&p, end, (int) (ft & 7)))
             return -1;
     }
     crypto_generichash_state st;
@@ -466,22 +422,6 @@ gs_prefix_normalise(const char *const *in, size_t n, const char **out)
 
 /* ---- ChangeEvent scanner ------------------------------------------------------- */
 
-static int
-s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p >= end)
-            return -1;
-        uint8_t b = *(*p)++;
-        r |= (uint64_t) (b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 int
 gs_event_scan(const uint8_t *p, size_t len, gs_event_fields_t *f)
@@ -490,12 +430,12 @@ gs_event_scan(const uint8_t *p, size_t len, gs_event_fields_t *f)
     memset(f, 0, sizeof *f);
     while (p < end) {
         uint64_t tag, v;
-        if (s_varint(&p, end, &tag))
+        if (gs_wire_varint_get(&p, end, &tag))
             return -1;
         uint32_t field = (uint32_t) (tag >> 3);
         int wt = (int) (tag & 7);
         if (wt == 0) {
-            if (s_varint(&p, end, &v))
+            if (gs_wire_varint_get(&p, end, &v))
                 return -1;
             switch (field) {
             case 1: f->seq = v; break;
@@ -509,7 +449,7 @@ gs_event_scan(const uint8_t *p, size_t len, gs_event_fields_t *f)
             default: break;
             }
         } else if (wt == 2) {
-            if (s_varint(&p, end, &v) || v > (uint64_t) (end - p))
+            if (gs_wire_varint_get(&p, end, &v) || v > (uint64_t) (end - p))
                 return -1;
             const uint8_t *d = p;
             p += v;
@@ -526,7 +466,7 @@ gs_event_scan(const uint8_t *p, size_t len, gs_event_fields_t *f)
                 const uint8_t *q = d;
                 while (q < p) {
                     uint64_t s;
-                    if (s_varint(&q, p, &s))
+                    if (gs_wire_varint_get(&q, p, &s))
                         return -1;
                     if (f->n_prev_seq < GS_LEVELS)
                         f->prev_seq[f->n_prev_seq++] = s;
