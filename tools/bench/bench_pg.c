@@ -58,6 +58,7 @@
 #include "gs_arena.h"
 #include "gs_gen.h"
 #include "gs_sim.h"
+#include "gs_store_int.h"   /* gs_natkey, a pure codec */
 #include "gs_validate.h"
 
 #define S_NPARAMS 14
@@ -355,69 +356,6 @@ s_arr_i64(s_buf_t *b, int64_t v)
 
 static uint8_t s_secret[32];        /* per-run HMAC key of the person index */
 
-/* The natural key, as the store defines it (docs/store.md): kind byte, then
- * 'A' + address code, or 'R' + grid + building NUL unit NUL floor NUL room,
- * or 'Z' + BLAKE2b-256 of that when over 400 bytes. 0 when none. */
-static size_t
-s_natkey(const Gridsync__V1__Record *rec, char kb, uint8_t *out, size_t max)
-{
-    const char *code = NULL, *grid = NULL;
-    const Gridsync__V1__RoomAddress *room = NULL;
-    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD) {
-        code = rec->household->address_code;
-        room = rec->household->room;
-        grid = rec->household->grid_code;
-    } else {
-        code = rec->rental->address_code;
-        room = rec->rental->room;
-        grid = rec->rental->grid_code;
-    }
-    const char *parts[5];
-    size_t np = 0;
-    char tag;
-    if (code && *code) {
-        tag = 'A';
-        parts[np++] = code;
-    } else if (room && room->room && *room->room && grid && strlen(grid) == GS_GRID_LEN) {
-        tag = 'R';
-        parts[np++] = grid;
-        parts[np++] = room->building ? room->building : "";
-        parts[np++] = room->unit ? room->unit : "";
-        parts[np++] = room->floor ? room->floor : "";
-        parts[np++] = room->room;
-    } else {
-        return 0;
-    }
-    size_t total = 2;
-    for (size_t i = 0; i < np; i++)
-        total += strlen(parts[i]) + (tag == 'R' && i >= 1 && i < np - 1);
-    out[0] = (uint8_t) kb;
-    if (total <= 400 && total <= max) {
-        out[1] = (uint8_t) tag;
-        size_t off = 2;
-        for (size_t i = 0; i < np; i++) {
-            size_t l = strlen(parts[i]);
-            memcpy(out + off, parts[i], l);
-            off += l;
-            if (tag == 'R' && i >= 1 && i < np - 1)
-                out[off++] = 0;
-        }
-        return off;
-    }
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, 32);
-    uint8_t t = (uint8_t) tag, zero = 0;
-    crypto_generichash_update(&st, &t, 1);
-    for (size_t i = 0; i < np; i++) {
-        crypto_generichash_update(&st, (const uint8_t *) parts[i], strlen(parts[i]));
-        if (tag == 'R' && i >= 1 && i < np - 1)
-            crypto_generichash_update(&st, &zero, 1);
-    }
-    out[1] = 'Z';
-    crypto_generichash_final(&st, out + 2, 32);
-    return 34;
-}
-
 /* Append one person ref (HMAC of the normalised ID number, 16 bytes, and
  * the role) unless the person has no document or is already listed. */
 static void
@@ -523,8 +461,10 @@ s_params_build(s_params_t *pp, const Gridsync__V1__Upload *up, gs_arena_t *a)
         protobuf_c_message_pack(&copy.base, pp->packed.data);
         crypto_generichash(hash, 16, pp->packed.data, cl, NULL, 0);
         s_arr_bytes(&pp->arr[9], hash, 16);
-        uint8_t nk[420];
-        size_t nkl = s_natkey(rec, kb, nk, sizeof nk);
+        /* the store's own definition (docs/store.md), so both sides merge
+         * the same records */
+        uint8_t nk[GS_NATKEY_MAX + 2];
+        size_t nkl = gs_natkey(rec, nk);
         if (nkl)
             s_arr_bytes(&pp->arr[10], nk, nkl);
         else
