@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -969,4 +970,30 @@ gs_fk_cleanup(const char *dir)
         fprintf(stderr, "kept %s (GS_FAULT_KEEP)\n", dir);
     else
         gs_tk_rmtree(dir);
+}
+
+int
+gs_fk_setup(void **state)
+{
+    gs_fk_env_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return -1;
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    *state = e;
+    return 0;
+}
+
+int
+gs_fk_teardown(void **state)
+{
+    gs_fk_env_t *e = *state;
+    gs_tk_broker_stop(&e->broker, SIGKILL);
+    if (e->mounted && umount(e->mnt) != 0) {
+        fprintf(stderr, "umount %s: %s; detaching it\n", e->mnt, strerror(errno));
+        umount2(e->mnt, MNT_DETACH);
+    }
+    gs_fk_cleanup(e->dir);
+    free(e);
+    return 0;
 }

@@ -174,4 +174,20 @@ void gs_fk_cleanup(const char *dir);
 /* GRIDSYNC_SOAK set (and not "0"): run the long variants. */
 int gs_fk_soak(void);
 
+/* A fault test's fixture: a temporary directory, the store path inside it,
+ * and the broker the test starts. */
+typedef struct gs_fk_env {
+    char dir[64];               /* temp dir */
+    char store[128];            /* store (or a link to it on a small filesystem) */
+    char mnt[128];              /* a mount point the test made, when it made one */
+    int mounted;                /* mnt holds a filesystem to unmount at the end */
+    gs_tk_broker_t broker;      /* the daemon */
+} gs_fk_env_t;
+
+/* cmocka setup: a fresh gs_fk_env_t in *state. */
+int gs_fk_setup(void **state);
+/* cmocka teardown: SIGKILL the broker, unmount mnt if mounted, and
+ * gs_fk_cleanup the directory. */
+int gs_fk_teardown(void **state);
+
 #endif

@@ -36,31 +36,7 @@ static const char *const s_grids[] = {
 };
 #define S_PREFIX "440305001001"
 
-typedef struct {
-    char dir[64];               /* temp dir */
-    char store[128];            /* store inside it */
-    gs_tk_broker_t broker;      /* the daemon */
-} s_env_t;
-
-static int
-s_setup(void **state)
-{
-    s_env_t *e = calloc(1, sizeof *e);
-    gs_tk_tmpdir(e->dir, sizeof e->dir);
-    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
-    *state = e;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    s_env_t *e = *state;
-    gs_tk_broker_stop(&e->broker, SIGKILL);
-    gs_fk_cleanup(e->dir);
-    free(e);
-    return 0;
-}
+typedef gs_fk_env_t s_env_t;
 
 /* Run `gridctl --store DIR verify` when the build has gridctl. */
 static void
@@ -319,8 +295,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_kill9_under_load, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_acks_lost_in_flight, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_under_load, gs_fk_setup, gs_fk_teardown),
+        cmocka_unit_test_setup_teardown(test_acks_lost_in_flight, gs_fk_setup, gs_fk_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,31 +29,7 @@ static const char *const s_grids[] = {
 
 #define S_BOUND_KB (8 * 1024)   /* allowed RssAnon growth */
 
-typedef struct {
-    char dir[64];               /* temp dir */
-    char store[128];            /* store inside it */
-    gs_tk_broker_t broker;      /* the daemon */
-} s_env_t;
-
-static int
-s_setup(void **state)
-{
-    s_env_t *e = calloc(1, sizeof *e);
-    gs_tk_tmpdir(e->dir, sizeof e->dir);
-    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
-    *state = e;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    s_env_t *e = *state;
-    gs_tk_broker_stop(&e->broker, SIGKILL);
-    gs_fk_cleanup(e->dir);
-    free(e);
-    return 0;
-}
+typedef gs_fk_env_t s_env_t;
 
 static void
 test_rss_flat_with_bounded_idempotency(void **state)
@@ -113,8 +89,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_rss_flat_with_bounded_idempotency, s_setup,
-                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_rss_flat_with_bounded_idempotency, gs_fk_setup,
+                                        gs_fk_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

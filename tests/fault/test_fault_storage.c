@@ -38,37 +38,7 @@ static const char *const s_grids[] = {
     "440305005001001", "440305005001002", "440305005002001", "440305006001001",
 };
 
-typedef struct {
-    char dir[64];               /* temp dir */
-    char store[128];            /* store (or a link to it on the small filesystem) */
-    char mnt[128];              /* mount point, when one is used */
-    int mounted;                /* mnt holds our tmpfs */
-    gs_tk_broker_t broker;      /* the daemon */
-} s_env_t;
-
-static int
-s_setup(void **state)
-{
-    s_env_t *e = calloc(1, sizeof *e);
-    gs_tk_tmpdir(e->dir, sizeof e->dir);
-    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
-    *state = e;
-    return 0;
-}
-
-static int
-s_teardown(void **state)
-{
-    s_env_t *e = *state;
-    gs_tk_broker_stop(&e->broker, SIGKILL);
-    if (e->mounted && umount(e->mnt) != 0) {
-        fprintf(stderr, "umount %s: %s; detaching it\n", e->mnt, strerror(errno));
-        umount2(e->mnt, MNT_DETACH);
-    }
-    gs_fk_cleanup(e->dir);
-    free(e);
-    return 0;
-}
+typedef gs_fk_env_t s_env_t;
 
 /* ---- map full ------------------------------------------------------------- */
 
@@ -376,8 +346,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_map_grows_under_load, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_disk_full, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_map_grows_under_load, gs_fk_setup, gs_fk_teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, gs_fk_setup, gs_fk_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
