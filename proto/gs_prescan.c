@@ -80,30 +80,6 @@ s_malformed(s_scan_t *s, const uint8_t *at, const char *what)
                           s->top, what, (size_t) (at - s->start));
 }
 
-/* Bytes of one element of a repeated field's array, as protobuf-c sizes it. */
-static size_t
-s_elt_size(ProtobufCType type)
-{
-    switch (type) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    default:
-        return 4;
-    }
-}
-
 static bool
 s_packable(ProtobufCType type)
 {
@@ -293,7 +269,7 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         if (wt != 2) {
             (*count)++;
             if (idx >= S_FIELDS_MAX && f->label == PROTOBUF_C_LABEL_REPEATED)
-                s->st.decode_bytes += s_units(s_elt_size(f->type));
+                s->st.decode_bytes += s_units(gs_pb_elem_size(f->type));
             continue;
         }
         uint64_t n;
@@ -303,7 +279,7 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         if (rc)
             return rc;
         if (idx >= S_FIELDS_MAX && f->label == PROTOBUF_C_LABEL_REPEATED)
-            s->st.decode_bytes += s_units((*count - before) * s_elt_size(f->type));
+            s->st.decode_bytes += s_units((*count - before) * gs_pb_elem_size(f->type));
     }
     s->st.decode_bytes += s_slab_cost(occurrences);
     if (unknown)
@@ -312,7 +288,7 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
         if (f->label != PROTOBUF_C_LABEL_REPEATED || counts[i] == 0)
             continue;
-        s->st.decode_bytes += s_units(counts[i] * s_elt_size(f->type));
+        s->st.decode_bytes += s_units(counts[i] * gs_pb_elem_size(f->type));
         int rc = s_list_check(s, desc, f, counts[i]);
         if (rc)
             return rc;

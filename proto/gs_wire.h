@@ -88,4 +88,9 @@ int gs_wire_find_varint(const uint8_t *data, size_t len, uint32_t field,
  * NULL. */
 size_t gs_wire_strip_unknown(ProtobufCMessage *m, ProtobufCAllocator *alloc);
 
+/* Bytes of one element of a repeated field's array in a protobuf-c
+ * message struct (what quantifier_offset counts and fields[i].offset
+ * points at), for code that walks messages by their descriptors. */
+size_t gs_pb_elem_size(ProtobufCType type);
+
 #endif

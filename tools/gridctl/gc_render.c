@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gs_privacy.h"
+#include "gs_wire.h"
 
 /* ---- Masking ------------------------------------------------------------------- */
 
@@ -298,35 +299,6 @@ s_is_default(const ProtobufCFieldDescriptor *f, const void *p)
     }
 }
 
-static size_t
-s_elem_size(ProtobufCType t)
-{
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return sizeof(double);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return sizeof(float);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM:
-        return sizeof(int);
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(ProtobufCMessage *);
-    default:
-        return 4;
-    }
-}
-
 /* One scalar value as text. */
 static void
 s_text_scalar(FILE *f, const ProtobufCFieldDescriptor *fd, const void *p)
@@ -399,7 +371,7 @@ gc_text_msg(FILE *f, const ProtobufCMessage *m, int indent)
             const char *arr = *(char *const *) p;
             if (!n || !arr)
                 continue;
-            size_t es = s_elem_size(fd->type);
+            size_t es = gs_pb_elem_size(fd->type);
             if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
                 fprintf(f, "%*s%s (%zu):\n", indent, "", fd->name, n);
                 for (size_t k = 0; k < n; k++) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gs_privacy.h"
+#include "gs_wire.h"
 
 void
 gs_jbuf_free(gs_jbuf_t *b)
@@ -219,35 +220,6 @@ s_value(gs_jbuf_t *b, const ProtobufCFieldDescriptor *f, const void *p, int reve
     }
 }
 
-static size_t
-s_elem_size(ProtobufCType t)
-{
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return sizeof(double);
-    case PROTOBUF_C_TYPE_FLOAT:
-        return sizeof(float);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM:
-        return sizeof(int);
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(ProtobufCMessage *);
-    default:
-        return 4;
-    }
-}
-
 /* Is a singular proto3 field at its default (and so left out)? */
 static int
 s_is_default(const ProtobufCFieldDescriptor *f, const void *p)
@@ -295,7 +267,7 @@ gs_jsonl_message(gs_jbuf_t *b, const ProtobufCMessage *m, int reveal)
             if (n == 0)
                 continue;
             const char *arr = *(char *const *) p;
-            size_t es = s_elem_size(f->type);
+            size_t es = gs_pb_elem_size(f->type);
             s_key(b, f->name, &first);
             s_put(b, "[", 1);
             for (size_t j = 0; j < n; j++) {
