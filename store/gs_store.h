@@ -310,6 +310,9 @@ int gs_store_devices(gs_store_t *self, gs_device_fn *fn, void *arg);
 
 /* Grids registry. */
 int gs_store_grid_put(gs_store_t *self, const Gridsync__V1__Grid *grid);
+/* Add or replace n grids in one transaction: all of them or, on any
+ * invalid grid (GS_EINVAL, detail names it) or store error, none. */
+int gs_store_grids_put(gs_store_t *self, Gridsync__V1__Grid *const *grids, size_t n);
 int gs_store_grid_get(gs_store_t *self, const char *grid_code,
                       Gridsync__V1__Grid **grid_out);
 typedef int (gs_grid_fn)(void *arg, const Gridsync__V1__Grid *grid);

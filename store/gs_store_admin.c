@@ -192,8 +192,9 @@ s_grid_put_fn(gs_store_t *self, MDB_txn *txn, void *arg)
     return rc;
 }
 
-int
-gs_store_grid_put(gs_store_t *self, const Gridsync__V1__Grid *grid)
+/* 0 when grid may be stored; GS_EINVAL with the detail set otherwise. */
+static int
+s_grid_valid(const Gridsync__V1__Grid *grid)
 {
     gs_verdict_t v;
     int d;
@@ -206,7 +207,45 @@ gs_store_grid_put(gs_store_t *self, const Gridsync__V1__Grid *grid)
         gs_store_detail("grid %s: %s", grid->grid_code, v.message);
         return GS_EINVAL;
     }
-    return gs_store_write(self, s_grid_put_fn, (void *) grid);
+    return 0;
+}
+
+int
+gs_store_grid_put(gs_store_t *self, const Gridsync__V1__Grid *grid)
+{
+    int rc = s_grid_valid(grid);
+    return rc ? rc : gs_store_write(self, s_grid_put_fn, (void *) grid);
+}
+
+typedef struct s_grids {
+    Gridsync__V1__Grid *const *v;   /* the grids */
+    size_t n;                       /* how many */
+} s_grids_t;
+
+static int
+s_grids_put_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+{
+    const s_grids_t *g = arg;
+    for (size_t i = 0; i < g->n; i++) {
+        int rc = s_grid_put_fn(self, txn, g->v[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int
+gs_store_grids_put(gs_store_t *self, Gridsync__V1__Grid *const *grids, size_t n)
+{
+    if (!grids && n)
+        return GS_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        int rc = s_grid_valid(grids[i]);
+        if (rc)
+            return rc;
+    }
+    s_grids_t g = { grids, n };
+    return gs_store_write(self, s_grids_put_fn, &g);
 }
 
 int

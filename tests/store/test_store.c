@@ -1806,6 +1806,22 @@ test_registries(void **state)
     n = 0;
     assert_int_equal(gs_store_grids(f->st, "", s_count_grid, &n), 0);
     assert_int_equal(n, 2);
+    /* a batch is all or nothing: one bad code, or a failed commit, and none
+     * of it is stored */
+    Gridsync__V1__Grid b1 = GRIDSYNC__V1__GRID__INIT, b2 = GRIDSYNC__V1__GRID__INIT;
+    b1.grid_code = "110105001001003";
+    b2.grid_code = "1101050010010";
+    Gridsync__V1__Grid *batch[] = { &b1, &b2 };
+    assert_int_equal(gs_store_grids_put(f->st, batch, 2), GS_EINVAL);
+    assert_int_equal(gs_store_grid_get(f->st, b1.grid_code, &gg), GS_ENOTFOUND);
+    b2.grid_code = "110105001001004";
+    gs_store_debug_fail_commit(f->st, EIO);
+    assert_int_not_equal(gs_store_grids_put(f->st, batch, 2), 0);
+    assert_int_equal(gs_store_grid_get(f->st, b1.grid_code, &gg), GS_ENOTFOUND);
+    assert_int_equal(gs_store_grids_put(f->st, batch, 2), 0);
+    n = 0;
+    assert_int_equal(gs_store_grids(f->st, "", s_count_grid, &n), 0);
+    assert_int_equal(n, 4);
     int dead = -1;
     assert_int_equal(gs_store_reader_check(f->st, &dead), 0);
     assert_int_equal(dead, 0);

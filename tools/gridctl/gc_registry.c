@@ -955,11 +955,15 @@ s_grids_import(gc_ctx_t *ctx, const gc_args_t *a)
         s_rows_free(rows, n);
         return rc;
     }
-    uint64_t before = 0, added = 0, replaced = 0, written = 0, not_today = 0;
+    uint64_t before = 0, added = 0, replaced = 0, not_today = 0;
     int err = gs_store_grids(st, "", s_grid_count, &before);
     if (err == 1)
         err = 0;
     s_orphans_t orph = { rows, n, 0 };
+    Gridsync__V1__Grid *grids = calloc(n, sizeof *grids);
+    Gridsync__V1__Grid **gp = calloc(n, sizeof *gp);
+    if (!grids || !gp)
+        err = GS_ENOMEM;
     if (!err && !before)
         err = gs_store_cells(st, "", s_on_cell_orphan, &orph);
     for (size_t i = 0; !err && i < n; i++) {
@@ -974,31 +978,24 @@ s_grids_import(gc_ctx_t *ctx, const gc_args_t *a)
             err = ge;
             break;
         }
-        Gridsync__V1__Grid g = GRIDSYNC__V1__GRID__INIT;
-        g.grid_code = rows[i].code;
-        g.name = rows[i].name;
-        g.valid_from = rows[i].from;
-        g.valid_to = rows[i].to;
-        not_today += (uint64_t) !s_grid_valid_today(&g, today);
-        if (dry)
-            continue;
-        if ((err = gs_store_grid_put(st, &g)))
-            break;
-        written++;
+        Gridsync__V1__Grid *g = &grids[i];
+        gridsync__v1__grid__init(g);
+        g->grid_code = rows[i].code;
+        g->name = rows[i].name;
+        g->valid_from = rows[i].from;
+        g->valid_to = rows[i].to;
+        gp[i] = g;
+        not_today += (uint64_t) !s_grid_valid_today(g, today);
     }
+    /* one transaction: every grid of the file or, on any failure, none */
+    if (!err && !dry)
+        err = gs_store_grids_put(st, gp, n);
     gs_store_destroy(&st);
+    free(grids);
+    free(gp);
     s_rows_free(rows, n);
-    if (err) {
-        char what[160];
-        /* each put is its own transaction: say exactly what happened */
-        if (written)
-            snprintf(what, sizeof what,
-                     "the store refused a write after %llu of %zu grids; run the import "
-                     "again (it replaces entries)", (unsigned long long) written, n);
-        else
-            snprintf(what, sizeof what, "grid registry");
-        return gc_store_fail(ctx, what, err);
-    }
+    if (err)
+        return gc_store_fail(ctx, "grid registry (nothing was imported)", err);
     if (ctx->json) {
         gc_json_t j;
         gc_json_init(&j, ctx->out);
