@@ -103,6 +103,21 @@ test_enrol_rekey(void **state)
     assert_int_equal(s_upload_with(&b, b2, a, "u-2", 5000), 0);
     assert_int_equal(s_upload_with(&b, b1, a, "u-3", 300), GS_CLIENT_ETIMEOUT);
 
+    /* --bundle -: standard output is the bundle and nothing else, so it
+     * loads as one when saved as it is */
+    assert_int_equal(s_gridctl(store, "devices enrol dev-3 --collector c --prefix 440305002 "
+                                      "--bundle -", out, sizeof out), 0);
+    for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+        assert_true(line[0] == '#' || strstr(line, " = ") != NULL);
+    char b3[160];
+    snprintf(b3, sizeof b3, "%s/dev3.bundle", dir);
+    snprintf(args, sizeof args, "devices enrol dev-4 --collector c --prefix 440305002 "
+             "--bundle - > %s", b3);
+    assert_int_equal(s_gridctl(store, args, out, sizeof out), 0);
+    gs_curve_keys_t k3;
+    assert_int_equal(gs_curve_keys_load(&k3, b3), 0);
+    assert_string_equal(k3.server_public, b.server_key);
+
     /* enrol needs a bundle, and refuses a key made elsewhere */
     assert_int_equal(s_gridctl(store, "devices enrol dev-2 --collector c --prefix 440305",
                                out, sizeof out), 2);

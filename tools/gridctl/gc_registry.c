@@ -506,12 +506,19 @@ s_devices_keys(gc_ctx_t *ctx, const gc_args_t *a, int rekey)
     char pub[41], sec[41];
     if (zmq_curve_keypair(pub, sec))
         return gc_fail(ctx, "cannot make a CURVE keypair: %s", zmq_strerror(errno));
+    /* with --bundle -, standard output carries the bundle and nothing else,
+     * so that it can be piped straight to the device: reports go to stderr */
+    FILE *report = ctx->out;
+    if (!strcmp(bundle, "-"))
+        ctx->out = stderr;
     if (!rekey) {
         rc = s_devices_add_key(ctx, a, pub);
     } else {
         gs_store_t *st = gc_store_open(ctx, 1, &rc);
-        if (!st)
+        if (!st) {
+            ctx->out = report;
             return rc;
+        }
         Gridsync__V1__Device *d = NULL;
         rc = s_device_load(ctx, st, a->pos[1], &d);
         if (!rc) {
@@ -524,6 +531,7 @@ s_devices_keys(gc_ctx_t *ctx, const gc_args_t *a, int rekey)
         }
         gs_store_destroy(&st);
     }
+    ctx->out = report;
     if (!rc)
         rc = s_bundle_write(ctx, bundle, a->pos[1], server, pub, sec,
                             upload_ep ? upload_ep : "tcp://127.0.0.1:7510",
