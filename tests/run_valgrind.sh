@@ -8,20 +8,62 @@
 # Left out, because valgrind makes them take many minutes and the ASan+UBSan
 # build (make test-sanitize) runs them with LeakSanitizer: test_store,
 # test_store_crash, test_gen and the fault tests.
+#
+# Every program gets a deadline (VALGRIND_TEST_SECONDS, default 900; each
+# takes well under a minute and a half here). A program still running then
+# is a hang, not slowness: its threads' stacks, and those of any broker it
+# started, are printed with gdb before it is killed, and the run fails.
 set -euo pipefail
 BUILD=${1:?usage: run_valgrind.sh BUILD_DIR}
+DEADLINE=${VALGRIND_TEST_SECONDS:-900}
 cd "$BUILD/tests"
 VG=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
+
+# stacks PID: every thread's stack of PID and of its descendants
+stacks() {
+    local pid=$1 kid
+    echo "--- stacks of $(tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | cut -c1-200)"
+    if command -v gdb > /dev/null; then
+        gdb -batch -p "$pid" -ex "thread apply all bt" 2>&1 | grep -E '^(Thread|#)' || true
+    fi
+    for kid in $(pgrep -P "$pid" 2> /dev/null); do
+        stacks "$kid"
+    done
+}
+
+# run NAME LOG COMMAND...: run with a deadline; non-zero on failure or hang
+run() {
+    local name=$1 log=$2
+    shift 2
+    "$@" < /dev/null > "$log" 2>&1 &
+    local pid=$!
+    sleep "$DEADLINE" &
+    local timer=$!
+    # whichever ends first: the program, or its deadline
+    wait -n "$pid" "$timer" || true
+    if kill -0 "$pid" 2> /dev/null; then
+        echo "valgrind: $name still running after $DEADLINE s: a hang"
+        stacks "$pid"
+        pkill -KILL -P "$pid" 2> /dev/null || true
+        kill -KILL "$pid" 2> /dev/null || true
+        wait "$pid" 2> /dev/null || true
+        return 1
+    fi
+    kill "$timer" 2> /dev/null || true
+    wait "$timer" 2> /dev/null || true
+    wait "$pid"
+}
+
 fail=0
 for t in test_validate test_schema test_prescan test_config test_fuzz_regressions; do
     [ -x "./$t" ] || continue
     echo "valgrind: $t"
-    "${VG[@]}" "./$t" > "$t.valgrind.log" 2>&1 || { cat "$t.valgrind.log"; fail=1; }
+    run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }
 done
 for t in test_broker test_security test_hostile test_gridsim test_gridfeed test_gridctl \
          test_gridctl_keys; do
     [ -x "./$t" ] || continue
     echo "valgrind (broker): $t"
-    GS_TEST_VALGRIND=1 "./$t" > "$t.valgrind.log" 2>&1 || { cat "$t.valgrind.log"; fail=1; }
+    run "$t" "$t.valgrind.log" env GS_TEST_VALGRIND=1 "./$t" || { cat "$t.valgrind.log"; fail=1; }
 done
 exit $fail

@@ -13,12 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gs_validate.h"
+
+/* How long gs_tk_broker_stop waits for the broker to exit. */
+#define S_STOP_SECONDS 120
 
 #ifndef GS_GRIDSYNCD
 #error "GS_GRIDSYNCD must name the gridsyncd binary"
@@ -117,6 +123,8 @@ gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *co
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        /* a test that dies (an assert, a deadline) takes its broker along */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(pfd[1], STDERR_FILENO);
         const char *vg = getenv("GS_TEST_VALGRIND");
         if (vg && *vg && strcmp(vg, "0") != 0) {
@@ -275,6 +283,24 @@ gs_tk_broker_stop(gs_tk_broker_t *b, int sig)
     int st = 0;
     if (b->pid > 0) {
         kill(b->pid, sig);
+        /* A broker that does not exit is a failure, not a hang of the test
+         * run: it is killed after S_STOP_SECONDS (valgrind makes a drain
+         * slow, never this slow), and the caller sees the kill in the status.
+         * The wait is on the process itself (a pidfd turns readable when it
+         * exits). */
+        int pfd = (int) syscall(SYS_pidfd_open, b->pid, 0);
+        if (pfd >= 0) {
+            struct pollfd p = { .fd = pfd, .events = POLLIN };
+            int r;
+            while ((r = poll(&p, 1, S_STOP_SECONDS * 1000)) < 0 && errno == EINTR)
+                ;
+            close(pfd);
+            if (r == 0) {
+                fprintf(stderr, "gridsyncd (pid %d) still running %d s after signal %d: "
+                        "killed\n", (int) b->pid, S_STOP_SECONDS, sig);
+                kill(b->pid, SIGKILL);
+            }
+        }
         while (waitpid(b->pid, &st, 0) < 0 && errno == EINTR)
             ;
         b->pid = 0;
