@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "gs_log.h"
+#include "gs_thread.h"
 
 #define S_ZAP_EP "inproc://zeromq.zap.01"
 
@@ -188,7 +189,7 @@ gs_auth_new(void *ctx, gs_store_t *store)
         gs_auth_destroy(&self);
         return NULL;
     }
-    if (pthread_create(&self->thread, NULL, s_main, self)) {
+    if (gs_thread_start(&self->thread, "gs-auth", s_main, self)) {
         gs_auth_destroy(&self);
         return NULL;
     }

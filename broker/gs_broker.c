@@ -30,6 +30,7 @@
 #include "gs_prescan.h"
 #include "gs_privacy.h"
 #include "gs_store.h"
+#include "gs_thread.h"
 #include "gs_validate.h"
 #include "gs_wire.h"
 
@@ -249,8 +250,11 @@ s_writer_main(void *arg)
 
     while (!draining) {
         void *p;
-        if (s_recv_ptr(in, &p, 0))
+        if (s_recv_ptr(in, &p, 0)) {
+            if (errno == EINTR)
+                continue;   /* not a stop: only the frontend's NULL is one */
             break;
+        }
         if (!p) {
             draining = 1;
             break;
@@ -969,7 +973,12 @@ s_reader_main(void *arg)
     gs_wbuf_init(&tmp);
     for (;;) {
         void *p;
-        if (s_recv_ptr(in, &p, 0) || !p)
+        if (s_recv_ptr(in, &p, 0)) {
+            if (errno == EINTR)
+                continue;   /* as in the writer */
+            break;
+        }
+        if (!p)
             break;
         s_job_t *job = p;
         gs_wbuf_reset(&reply);
@@ -1430,19 +1439,21 @@ int
 gs_broker_run(gs_broker_t *self)
 {
     gs_broker_t *b = self;
-    if (pthread_create(&b->writer, NULL, s_writer_main, b))
+    if (gs_thread_start(&b->writer, "gs-writer", s_writer_main, b))
         return -1;
     b->threads_started++;
-    if (pthread_create(&b->publisher, NULL, s_publisher_main, b))
+    if (gs_thread_start(&b->publisher, "gs-publisher", s_publisher_main, b))
         return -1;
     b->threads_started++;
     for (int i = 0; i < b->cfg.readers; i++) {
-        if (pthread_create(&b->readers[i], NULL, s_reader_main, b))
+        char name[16];
+        snprintf(name, sizeof name, "gs-reader-%d", i);
+        if (gs_thread_start(&b->readers[i], name, s_reader_main, b))
             return -1;
         b->threads_started++;
     }
     if (b->http_fd >= 0) {
-        if (pthread_create(&b->metrics_thread, NULL, s_metrics_main, b))
+        if (gs_thread_start(&b->metrics_thread, "gs-metrics", s_metrics_main, b))
             return -1;
         b->metrics_running = 1;
     }

@@ -14,11 +14,13 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,6 +600,69 @@ test_sigterm_keeps_acked(void **state)
     gs_client_destroy(&c);
 }
 
+/* Count snapshot entries. */
+static void
+s_entry_count(void *arg, const Gridsync__V1__SnapshotEntry *e)
+{
+    (void) e;
+    (*(int *) arg)++;
+}
+
+/* The broker thread named name (gs_thread_start), or 0. */
+static pid_t
+s_thread_named(pid_t pid, const char *name)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task", (int) pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    pid_t found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        pid_t tid = (pid_t) atoi(de->d_name);
+        if (tid <= 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%d/comm", (int) pid, (int) tid);
+        char comm[32] = "";
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && !strncmp(comm, name, strlen(name)) &&
+            (comm[strlen(name)] == '\n' || comm[strlen(name)] == 0))
+            found = tid;
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
+/* SIGTERM may land on any thread that does not block it. Only the
+ * frontend takes it: aimed at the writer, it is not taken (the writer once
+ * took it as a failed receive and left, so that the drain waited for it
+ * forever, or queued uploads went unanswered). The writer keeps
+ * committing, and a SIGTERM to the process then drains cleanly. */
+static void
+test_sigterm_any_thread(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    s_load(e, c, GRID_A, 0, 200, 50);
+    pid_t writer = s_thread_named(e->broker.pid, "gs-writer");
+    assert_true(writer > 0);
+    assert_int_equal(syscall(SYS_tgkill, e->broker.pid, writer, SIGTERM), 0);
+    s_load(e, c, GRID_A, 200, 100, 50);     /* still accepted: no drain began */
+    gs_client_destroy(&c);
+    int st = gs_tk_broker_stop(&e->broker, SIGTERM);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
+    c = gs_client_new(e->broker.upload, NULL);
+    int found = 0;
+    s_snapshot_all(c, GRID_A, 0, s_entry_count, &found);
+    assert_int_equal(found, 300);
+    gs_client_destroy(&c);
+}
+
 /* A metrics client that trickles its request a byte at a time holds up
  * no upload (the listener has its own thread), and the broker drops it at
  * its deadline. Served from the frontend thread, the trickle below would
@@ -741,6 +806,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_device_pulls_own_grid, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, s_setup_small_msgs, s_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_keeps_acked, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_any_thread, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_busy, s_setup_small_queue, s_teardown),
         cmocka_unit_test_setup_teardown(test_metrics_stall, s_setup, s_teardown),
     };
