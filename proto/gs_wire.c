@@ -267,3 +267,34 @@ gs_pb_elem_size(ProtobufCType type)
         return 4;   /* the 32-bit integer types */
     }
 }
+
+int
+gs_pb_is_default(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return *(const uint64_t *) p == 0;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return *(const double *) p == 0;
+    case PROTOBUF_C_TYPE_FLOAT:
+        return *(const float *) p == 0;
+    case PROTOBUF_C_TYPE_BOOL:
+        return !*(const protobuf_c_boolean *) p;
+    case PROTOBUF_C_TYPE_ENUM:
+        return *(const int *) p == 0;
+    case PROTOBUF_C_TYPE_STRING: {
+        const char *s = *(char *const *) p;
+        return !s || !*s;
+    }
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *) p)->len == 0;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return *(ProtobufCMessage *const *) p == NULL;
+    default:
+        return *(const uint32_t *) p == 0;   /* the 32-bit integer types */
+    }
+}

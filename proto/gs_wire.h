@@ -93,4 +93,9 @@ size_t gs_wire_strip_unknown(ProtobufCMessage *m, ProtobufCAllocator *alloc);
  * points at), for code that walks messages by their descriptors. */
 size_t gs_pb_elem_size(ProtobufCType type);
 
+/* Is the singular field f, whose value p points at inside a protobuf-c
+ * message struct, at its proto3 default (zero, empty or absent)? What the
+ * JSON renderers leave out. */
+int gs_pb_is_default(const ProtobufCFieldDescriptor *f, const void *p);
+
 #endif

@@ -268,35 +268,15 @@ gc_enum_name(const ProtobufCEnumDescriptor *ed, int v, char *buf, size_t size)
     return buf;
 }
 
-/* Is a singular field at its default (and so not printed)? */
+/* Is a singular field at its default (and so not printed)? As in any
+ * proto3 rendering, except that RecordStatus 0 is ACTIVE: worth printing in
+ * metadata. */
 static int
 s_is_default(const ProtobufCFieldDescriptor *f, const void *p)
 {
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return *(const uint64_t *) p == 0;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return *(const double *) p == 0;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return *(const float *) p == 0;
-    case PROTOBUF_C_TYPE_BOOL:
-        return !*(const protobuf_c_boolean *) p;
-    case PROTOBUF_C_TYPE_STRING:
-        return !*(char *const *) p || !**(char *const *) p;
-    case PROTOBUF_C_TYPE_BYTES:
-        return ((const ProtobufCBinaryData *) p)->len == 0;
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return *(ProtobufCMessage *const *) p == NULL;
-    case PROTOBUF_C_TYPE_ENUM:
-        /* RecordStatus 0 is ACTIVE: worth printing in metadata */
-        return *(const int *) p == 0 && f->descriptor != &gridsync__v1__record_status__descriptor;
-    default:
-        return *(const uint32_t *) p == 0;
-    }
+    if (f->type == PROTOBUF_C_TYPE_ENUM && f->descriptor == &gridsync__v1__record_status__descriptor)
+        return 0;
+    return gs_pb_is_default(f, p);
 }
 
 /* One scalar value as text. */

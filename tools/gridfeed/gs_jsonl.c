@@ -220,37 +220,6 @@ s_value(gs_jbuf_t *b, const ProtobufCFieldDescriptor *f, const void *p, int reve
     }
 }
 
-/* Is a singular proto3 field at its default (and so left out)? */
-static int
-s_is_default(const ProtobufCFieldDescriptor *f, const void *p)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return *(const uint64_t *) p == 0;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return *(const double *) p == 0;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return *(const float *) p == 0;
-    case PROTOBUF_C_TYPE_BOOL:
-        return !*(const protobuf_c_boolean *) p;
-    case PROTOBUF_C_TYPE_ENUM:
-        return *(const int *) p == 0;
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(char *const *) p;
-        return !s || !*s;
-    }
-    case PROTOBUF_C_TYPE_BYTES:
-        return ((const ProtobufCBinaryData *) p)->len == 0;
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return *(ProtobufCMessage *const *) p == NULL;
-    default:
-        return *(const uint32_t *) p == 0;
-    }
-}
 
 int
 gs_jsonl_message(gs_jbuf_t *b, const ProtobufCMessage *m, int reveal)
@@ -288,7 +257,7 @@ gs_jsonl_message(gs_jbuf_t *b, const ProtobufCMessage *m, int reveal)
             /* explicit presence (proto3 "optional"): written when set */
             if (!*(const protobuf_c_boolean *) (base + f->quantifier_offset))
                 continue;
-        } else if (s_is_default(f, p)) {
+        } else if (gs_pb_is_default(f, p)) {
             continue;
         }
         s_key(b, f->name, &first);
