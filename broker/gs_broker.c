@@ -55,7 +55,7 @@ typedef struct s_job {
     Gridsync__V1__Request *req; /* decoded request (device side) */
     Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
     int64_t recv_us;            /* monotonic receive time, for ack latency */
-    gs_verdict_t *verdicts;     /* uploads: per-record validation done by the frontend */
+    gs_prepared_t *prepared;    /* uploads: validated, packed, hashed by the frontend */
     char **prefixes;            /* the sender's grid prefixes (arena); NULL = any */
     size_t n_prefixes;          /* how many */
 } s_job_t;
@@ -290,7 +290,7 @@ s_writer_main(void *arg)
                 .n_records = up->n_records,
                 .alloc = gs_arena_allocator(jobs[i]->arena),
                 .prefixes = (const char *const *) jobs[i]->prefixes,
-                .verdicts = jobs[i]->verdicts,
+                .prepared = jobs[i]->prepared,
                 .n_prefixes = jobs[i]->n_prefixes,
             };
         }
@@ -1266,18 +1266,16 @@ s_handle_router(gs_broker_t *b, int draining)
     job->prefixes = prefixes;
     job->n_prefixes = n_prefixes;
     if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
-        /* Validate and normalise here, on the frontend thread, so the
-         * writer's transaction spends its time on storage only. */
+        /* Validate, normalise, pack, hash and HMAC here, on the frontend
+         * thread, so the writer's transaction spends its time on storage
+         * only and the two threads work on different uploads at once. */
         Gridsync__V1__Upload *up = req->upload;
-        job->verdicts = gs_arena_alloc(arena, (up->n_records + 1) * sizeof *job->verdicts);
-        int64_t now = s_now_ms();
-        for (size_t i = 0; job->verdicts && i < up->n_records; i++) {
-            if (up->records[i])
-                gs_record_check(up->records[i], gs_arena_allocator(arena), &b->limits, now,
-                                &job->verdicts[i]);
-            else
-                gs_verdict_set(&job->verdicts[i], GRIDSYNC__V1__REASON__REASON_REQUIRED,
-                               "empty record");
+        if (gs_store_prepare(b->store, up->records, up->n_records, gs_arena_allocator(arena),
+                             s_now_ms(), &job->prepared)) {
+            free(job);
+            s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
+                             GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
+            goto done;
         }
     }
     zmq_msg_init(&job->identity);

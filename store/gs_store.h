@@ -96,14 +96,32 @@ typedef struct gs_upload {
     ProtobufCAllocator *alloc;
     const char *const *prefixes;        /* grid prefixes the device may write; */
     size_t n_prefixes;                  /* NULL/0 = any (no scope check)        */
-    const gs_verdict_t *verdicts;       /* NULL, or n_records results of       */
-                                        /* gs_record_check already run by the   */
-                                        /* caller (records normalised in place  */
-                                        /* with alloc, now_ms the same day): the */
-                                        /* store trusts them instead of checking */
-                                        /* again, so validation can run on      */
-                                        /* another thread than the writer       */
+    const struct gs_prepared *prepared; /* NULL, or what gs_store_prepare     */
+                                        /* made of these records: the apply    */
+                                        /* then neither validates nor packs,   */
+                                        /* hashes or HMACs them again          */
 } gs_upload_t;
+
+/* ---- Preparing uploads (any thread) -------------------------------------- */
+
+/* What an apply needs of one record and can have without a transaction: its
+ * verdict, the record packed as stored, its content hash, its natural key
+ * and the HMACs of the persons it names. Opaque; made by gs_store_prepare. */
+typedef struct gs_prepared gs_prepared_t;
+
+/* Validate and normalise records[0..n) in place (gs_record_check with the
+ * store's limits; a NULL record is rejected as empty) and compute for each
+ * valid record what gs_store_apply would otherwise compute inside its write
+ * transaction. Pure CPU and thread-safe: the broker runs it on its frontend
+ * thread, so the writer's transaction holds little more than LMDB reads and
+ * puts, and the two threads work on different uploads at the same time.
+ * Memory comes from alloc (required, like an arena: it must outlive the
+ * apply, and nothing is freed one by one). now_ms as for gs_store_apply, on
+ * the same day. *out gets n entries: pass it as gs_upload_t.prepared with
+ * the same records. The apply gives the same results with or without it.
+ * Returns 0, GS_EINVAL (no alloc) or GS_ENOMEM. */
+int gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
+                     ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out);
 
 /* What one upload got. */
 typedef struct gs_upload_result {

@@ -346,25 +346,27 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
 /* Store a new version of a record (new, update, void, move) with its
  * events and index changes. The natural key is handled by the caller. */
 static int
-s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
+s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
+        const uint8_t *r, size_t rl, char kb, const char *canon,
         const char *grid, const uint8_t hash[16], int status,
         const s_cur_t *cur, Gridsync__V1__RecordResult *res, uint8_t flags)
 {
     gs_store_t *st = a->st;
     int rc;
-    /* the record as stored, packed once by the caller (st->pack) and
-     * copied into the value and the events */
-    const uint8_t *r = st->pack.data;
-    size_t rl = st->pack.len;
-
-    size_t maxrefs = gs_record_people_max(rec);
-    gs_ref_t *refs = NULL;
+    /* r/rl: the record as stored, packed once (s_pack_hash) and copied
+     * into the change log; the person refs come prepared, or now */
+    const gs_ref_t *refs = NULL;
     size_t nrefs = 0;
-    if (maxrefs) {
-        refs = gs_arena_alloc(st->arena, maxrefs * sizeof *refs);
-        if (!refs)
+    size_t maxrefs = pp ? 0 : gs_record_people_max(rec);
+    if (pp) {
+        refs = pp->refs;
+        nrefs = pp->n_refs;
+    } else if (maxrefs) {
+        gs_ref_t *rs = gs_arena_alloc(st->arena, maxrefs * sizeof *rs);
+        if (!rs)
             return ENOMEM;
-        nrefs = gs_record_refs(st, rec, refs, maxrefs);
+        nrefs = gs_record_refs(st, rec, rs, maxrefs);
+        refs = rs;
     }
     if (nrefs > UINT16_MAX)
         nrefs = UINT16_MAX;
@@ -445,7 +447,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, char kb, const char *canon,
         if (new_active) {
             for (size_t i = 0; i < nrefs; i++) {
                 key.mv_size = gs_pkey_build(pk, grid, refs[i].hmac, kb, canon, cl);
-                MDB_val val = { 1, &refs[i].role };
+                MDB_val val = { 1, (void *) &refs[i].role };
                 if ((rc = gs_put(st, a->txn, GS_DB_PERSONS, &key, &val, 0)))
                     return rc;
             }
@@ -548,12 +550,106 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
     return v->reason;
 }
 
-/* Pack the record into st->pack (as it would be stored) and hash it. */
+/* A valid record still needs a kind, a 15-digit grid and an id to be
+ * stored (gs_record_check asks for them, but the store does not rely on it). */
 static int
-s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, uint8_t hash[16])
+s_shape_ok(const Gridsync__V1__Record *rec)
 {
+    const char *grid = gs_record_grid(rec);
+    const char *id = gs_record_id(rec);
+    return gs_kind_byte(gs_record_kind(rec)) && grid && strlen(grid) == GS_GRID_LEN && id &&
+           *id && strlen(id) <= GS_ID_MAX;
+}
+
+/* ---- Preparing (outside the transaction) ------------------------------------------- */
+
+static void *
+s_palloc(ProtobufCAllocator *alloc, size_t n)
+{
+    return alloc->alloc(alloc->allocator_data, n ? n : 1);
+}
+
+/* Pack, hash, natural key and person refs of one valid record. */
+static int
+s_prepare_one(gs_store_t *self, const Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
+              gs_prepared_t *p)
+{
+    size_t n = protobuf_c_message_get_packed_size(&rec->base);
+    uint8_t *buf = s_palloc(alloc, n);
+    if (!buf)
+        return GS_ENOMEM;
+    protobuf_c_message_pack(&rec->base, buf);
+    if (gs_content_hash_packed(buf, n, p->hash))
+        return 0;   /* cannot happen for protobuf-c's output; the apply will say so */
+    uint8_t nk[GS_NATKEY_MAX + 2];
+    size_t nkl = gs_natkey(rec, nk);
+    uint8_t *nkc = NULL;
+    if (nkl && !(nkc = s_palloc(alloc, nkl)))
+        return GS_ENOMEM;
+    if (nkl)
+        memcpy(nkc, nk, nkl);
+    size_t maxrefs = gs_record_people_max(rec);
+    gs_ref_t *refs = NULL;
+    size_t nrefs = 0;
+    if (maxrefs) {
+        if (!(refs = s_palloc(alloc, maxrefs * sizeof *refs)))
+            return GS_ENOMEM;
+        nrefs = gs_record_refs(self, rec, refs, maxrefs);
+    }
+    p->packed = buf;
+    p->packed_len = n;
+    p->natkey = nkc;
+    p->natkey_len = nkl;
+    p->refs = refs;
+    p->n_refs = nrefs;
+    p->ready = 1;
+    return 0;
+}
+
+int
+gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
+                 ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out)
+{
+    *out = NULL;
+    if (!self || !alloc || (n && !records))
+        return GS_EINVAL;
+    gs_prepared_t *p = s_palloc(alloc, n * sizeof *p);
+    if (!p)
+        return GS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        memset(&p[i], 0, sizeof p[i]);
+        Gridsync__V1__Record *rec = records[i];
+        if (!rec) {
+            gs_verdict_set(&p[i].verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED, "empty record");
+            continue;
+        }
+        if (gs_record_check(rec, alloc, &self->limits, now_ms, &p[i].verdict) || !s_shape_ok(rec))
+            continue;
+        int rc = s_prepare_one(self, rec, alloc, &p[i]);
+        if (rc)
+            return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+/* The record as stored and its hash: prepared when the record is stored
+ * under the id it came with (the usual case), else packed now into
+ * st->pack (it is stored under another record's canonical id). */
+static int
+s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, const gs_prepared_t *pp,
+            const uint8_t **r, size_t *rl, uint8_t hash[16])
+{
+    if (pp && pp->ready) {
+        *r = pp->packed;
+        *rl = pp->packed_len;
+        memcpy(hash, pp->hash, 16);
+        return 0;
+    }
     if (gs_record_pack(rec, &st->pack, &st->pack.len))
         return ENOMEM;
+    *r = st->pack.data;
+    *rl = st->pack.len;
     return gs_content_hash_packed(st->pack.data, st->pack.len, hash) ? EINVAL : 0;
 }
 
@@ -568,11 +664,12 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
 
     if (!rec)
         return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, NULL, "empty record");
-    if (up->verdicts) {
-        /* checked (and normalised) by the caller, off the writer thread */
-        if (up->verdicts[index].reason)
-            return s_reject(a, res, up->verdicts[index].reason, gs_record_id(rec), "%s",
-                            up->verdicts[index].message);
+    const gs_prepared_t *pp = up->prepared ? &up->prepared[index] : NULL;
+    if (pp) {
+        /* checked (and normalised) by gs_store_prepare, off the writer thread */
+        if (pp->verdict.reason)
+            return s_reject(a, res, pp->verdict.reason, gs_record_id(rec), "%s",
+                            pp->verdict.message);
     } else if (gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v)) {
         return s_reject(a, res, v.reason, gs_record_id(rec), "%s", v.message);
     }
@@ -580,9 +677,11 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     char kb = gs_kind_byte(kind);
     const char *grid = gs_record_grid(rec);
     const char *id = gs_record_id(rec);
-    if (!kb || !grid || strlen(grid) != GS_GRID_LEN || !id || !*id || strlen(id) > GS_ID_MAX)
+    if (!s_shape_ok(rec))
         return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, id,
                         "record needs a kind, a 15-digit grid code and an id");
+    if (pp && !pp->ready)
+        pp = NULL;
     if (!s_in_scope(up, grid))
         return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, id,
                         "grid %s is outside this device's assignment", grid);
@@ -595,14 +694,21 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     uint64_t base = meta ? meta->base_version : 0;
     int status = meta ? (int) meta->status : S_ACTIVE;
 
-    uint8_t nk[GS_NATKEY_MAX + 2];
-    size_t nkl = gs_natkey(rec, nk);
+    uint8_t nkb[GS_NATKEY_MAX + 2];
+    const uint8_t *nk = nkb;
+    size_t nkl;
+    if (pp) {
+        nk = pp->natkey;
+        nkl = pp->natkey_len;
+    } else {
+        nkl = gs_natkey(rec, nkb);
+    }
 
     s_cur_t cur;
     if ((rc = s_lookup(a, kb, id, &cur)))
         return rc;
     int merged = 0;
-    MDB_val nkk = { nkl, nk }, nkv;
+    MDB_val nkk = { nkl, (void *) nk }, nkv;
     if (!cur.found && nkl) {
         rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &nkk, &nkv);
         if (rc == 0) {
@@ -628,10 +734,12 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
                             "record %s is not stored, so base_version %llu cannot apply; "
                             "send base_version 0 for a new record",
                             id, (unsigned long long) base);
+        const uint8_t *r;
+        size_t rl;
         uint8_t hash[16];
-        if ((rc = s_pack_hash(st, rec, hash)))
+        if ((rc = s_pack_hash(st, rec, pp, &r, &rl, hash)))
             return rc;
-        if ((rc = s_write(a, rec, kb, id, grid, hash, status, NULL, res,
+        if ((rc = s_write(a, rec, pp, r, rl, kb, id, grid, hash, status, NULL, res,
                           nkl ? GS_RF_NATKEY : 0)))
             return rc;
         if (nkl) {
@@ -656,8 +764,13 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
                      ? &rec->household->household_id : &rec->rental->house_id;
     char *saved_id = *idp;
     *idp = cur.canon;
+    /* prepared under the id it came with: usable only if that is the canon */
+    if (pp && strcmp(saved_id, cur.canon) != 0)
+        pp = NULL;
+    const uint8_t *r;
+    size_t rl;
     uint8_t hash[16];
-    if ((rc = s_pack_hash(st, rec, hash)))
+    if ((rc = s_pack_hash(st, rec, pp, &r, &rl, hash)))
         goto out;
     int same = memcmp(hash, cur.hdr.hash, 16) == 0 && status == cur.hdr.status;
 
@@ -730,7 +843,8 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         res->version = cur.hdr.version;
     } else {
         uint8_t flags = nkl ? GS_RF_NATKEY : 0;
-        if ((rc = s_write(a, rec, kb, cur.canon, grid, hash, status, &cur, res, flags)))
+        if ((rc = s_write(a, rec, pp, r, rl, kb, cur.canon, grid, hash, status, &cur, res,
+                          flags)))
             goto out;
         s_result(a, res, merged ? S_MERGED : S_OK, 0, NULL, cur.canon);
         if (nk_del && onkl) {

@@ -255,6 +255,19 @@ typedef struct gs_ref {
     uint8_t role;                   /* GS_ROLE_* */
 } gs_ref_t;
 
+/* What gs_store_prepare computed for one record (see gs_store.h). */
+struct gs_prepared {
+    gs_verdict_t verdict;           /* reason 0: valid */
+    int ready;                      /* valid and well-formed: the fields below are set */
+    const uint8_t *packed;          /* the record packed as stored under its own id */
+    size_t packed_len;
+    uint8_t hash[16];               /* its content hash */
+    const uint8_t *natkey;          /* its natural key (natkey_len 0: none) */
+    size_t natkey_len;
+    const gs_ref_t *refs;           /* the persons it names (gs_record_refs) */
+    size_t n_refs;
+};
+
 /* Key byte for a RecordKind, 0 for others; and back. */
 char gs_kind_byte(int kind);
 int gs_kind_of_byte(char b);

@@ -216,11 +216,11 @@ gs_fuzz_store_apply(const uint8_t *data, size_t len)
     if (flags & GS_FUZZ_APPLY_REPAIR_IDS)
         for (size_t i = 0; i < u->n_records; i++)
             s_repair(u->records[i], arena);
-    gs_verdict_t *verdicts = NULL;
-    if (flags & GS_FUZZ_APPLY_VERDICTS) {
-        verdicts = gs_arena_alloc(arena, (u->n_records + 1) * sizeof *verdicts);
-        for (size_t i = 0; verdicts && i < u->n_records; i++)
-            gs_record_check(u->records[i], alloc, NULL, now, &verdicts[i]);
+    gs_prepared_t *prepared = NULL;
+    if ((flags & GS_FUZZ_APPLY_PREPARED) &&
+        gs_store_prepare(s_store, u->records, u->n_records, alloc, now, &prepared)) {
+        gs_arena_destroy(&arena);
+        return 0;
     }
     static const char *const scope[] = { GS_FUZZ_SCOPE };
     gs_upload_t ups[2] = { {
@@ -231,7 +231,7 @@ gs_fuzz_store_apply(const uint8_t *data, size_t len)
         .alloc = alloc,
         .prefixes = (flags & GS_FUZZ_APPLY_SCOPED) ? scope : NULL,
         .n_prefixes = (flags & GS_FUZZ_APPLY_SCOPED) ? 1 : 0,
-        .verdicts = verdicts,
+        .prepared = prepared,
     } };
     size_t n = 1;
     if (flags & GS_FUZZ_APPLY_TWICE) {

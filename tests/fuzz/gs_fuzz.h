@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Flags in the first byte of a gs_fuzz_store_apply input; the rest is a
  * packed gridsync.v1.Upload. */
 enum {
-    GS_FUZZ_APPLY_VERDICTS = 1,     /* validate first, pass verdicts (frontend path) */
+    GS_FUZZ_APPLY_PREPARED = 1,     /* gs_store_prepare first (the frontend path) */
     GS_FUZZ_APPLY_SCOPED = 2,       /* device limited to GS_FUZZ_SCOPE */
     GS_FUZZ_APPLY_REPAIR_IDS = 4,   /* fix ID check characters, birth dates and sex */
     GS_FUZZ_APPLY_TWICE = 8         /* the same records again, as a second upload */

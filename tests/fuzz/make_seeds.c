@@ -241,7 +241,7 @@ s_applies(gs_gen_t *g, gs_arena_t *a)
     for (uint32_t i = 0; i < 3; i++)
         recs[i] = gs_gen_rental(g, i, a);
     up = s_upload("dev-fuzz", "a-rentals", recs, 3);
-    s_write_apply("01-rentals", GS_FUZZ_APPLY_VERDICTS, &up);
+    s_write_apply("01-rentals", GS_FUZZ_APPLY_PREPARED, &up);
 
     recs[0] = gs_gen_household(g, 0, a);
     recs[0]->household->address = gs_arena_strdup(a, "changed address");
@@ -254,7 +254,7 @@ s_applies(gs_gen_t *g, gs_arena_t *a)
         gs_arena_strdup(a, gs_gen_grid_code(g, gs_gen_grid_count(g) - 1));
     recs[0]->household->meta->base_version = 1;
     up = s_upload("dev-fuzz", "a-move", recs, 1);
-    s_write_apply("03-move", GS_FUZZ_APPLY_VERDICTS | GS_FUZZ_APPLY_REPAIR_IDS, &up);
+    s_write_apply("03-move", GS_FUZZ_APPLY_PREPARED | GS_FUZZ_APPLY_REPAIR_IDS, &up);
 
     recs[0] = gs_gen_household(g, 2, a);
     recs[0]->household->household_id = gs_arena_strdup(a, "H-merge-1");
@@ -268,7 +268,7 @@ s_applies(gs_gen_t *g, gs_arena_t *a)
     recs[1]->household->address = gs_arena_strdup(a, "edited ahead");
     recs[1]->household->meta->base_version = 7; /* ahead of the store */
     up = s_upload("dev-fuzz", "a-void", recs, 2);
-    s_write_apply("05-void-ahead", GS_FUZZ_APPLY_VERDICTS, &up);
+    s_write_apply("05-void-ahead", GS_FUZZ_APPLY_PREPARED, &up);
 
     for (uint32_t i = 0; i < 3; i++)
         recs[i] = gs_gen_household(g, 4 + i * 4, a); /* grids 2, 3, 4 */
