@@ -192,8 +192,12 @@ cat <<EOF
 
 ## 3. Raw limits, same run
 
-- **Store alone** (\`bench_store\`): the district applied through \`gs_store_apply\` in the same
-  process, full sync, transactions of the round's records-per-commit.
+- **Store alone** (\`bench_store\`): the district applied through the store API in one
+  process, full sync, transactions of the round's records-per-commit, the way the broker does it:
+  \`gs_store_prepare\` (validation, packing, hashes, HMACs; the broker's frontend thread) and
+  then \`gs_store_apply\` (the writer thread). "store alone" is the writer's rate, records per
+  second inside \`gs_store_apply\`, the serial stage; "one thread" adds the preparation time,
+  as if both ran on one core.
 - **Bare LMDB**: the same run replays every key and value the store wrote (all tables), in the
   same transactions, with plain \`mdb_put\` (full sync); "records only" replays just the records
   table, the least any design writes.
@@ -201,16 +205,18 @@ cat <<EOF
   sockets to a ROUTER that answers each with an ack of the right size at once; up to 8 requests
   in flight per socket, no decoding, no storage.
 
-| Round | end to end | store alone | bare LMDB | bare LMDB, records only | bare ZeroMQ | end to end ÷ lower raw limit | end to end ÷ store alone |
-|---|---|---|---|---|---|---|---|
+| Round | end to end | store alone | store, one thread | bare LMDB | bare LMDB, records only | bare ZeroMQ | end to end ÷ lower raw limit | end to end ÷ store alone |
+|---|---|---|---|---|---|---|---|---|
 EOF
 for r in $(seq "$ROUNDS"); do
-    echo "| $r | $(n "$(g "r$r.gs.records_per_s")") | $(n "$(g "r$r.store.store_per_s")") | $(n "$(g "r$r.store.bare_all_per_s")") | $(n "$(g "r$r.store.bare_records_per_s")") | $(n "$(g "r$r.zmq.records_per_s")") | $(pct "$(g "r$r.frac_raw")") | $(pct "$(g "r$r.frac_store")") |"
+    echo "| $r | $(n "$(g "r$r.gs.records_per_s")") | $(n "$(g "r$r.store.store_per_s")") | $(n "$(g "r$r.store.one_thread_per_s")") | $(n "$(g "r$r.store.bare_all_per_s")") | $(n "$(g "r$r.store.bare_records_per_s")") | $(n "$(g "r$r.zmq.records_per_s")") | $(pct "$(g "r$r.frac_raw")") | $(pct "$(g "r$r.frac_store")") |"
 done
 cat <<EOF
-| median | $(n "$GS") | $(n "$STORE") | $(n "$LMDB") | $(n "$LMDB_REC") | $(n "$ZMQ") | **$(pct "$FRAC_RAW")** | **$(pct "$FRAC_STORE")** |
+| median | $(n "$GS") | $(n "$STORE") | $(n "$(med store.one_thread_per_s)") | $(n "$LMDB") | $(n "$LMDB_REC") | $(n "$ZMQ") | **$(pct "$FRAC_RAW")** | **$(pct "$FRAC_STORE")** |
 
-All figures in records/s. ZeroMQ carried $(f1 "$(med zmq.mb_per_s)") MB/s.
+All figures in records/s. ZeroMQ carried $(f1 "$(med zmq.mb_per_s)") MB/s. Per record, the
+store spent $(f2 "$(med store.prepare_us)") µs preparing and $(f2 "$(med store.apply_us)") µs applying (medians; the
+apply includes its share of the commit and its fsync).
 
 ## 4. Feed
 
@@ -223,7 +229,9 @@ the broker sends acks only after the commit returns, and hands the batch's event
 publisher at that same point. "Commit → subscriber" is event receive time minus ack receive time,
 an under-estimate by the ack's own trip from the writer thread to the client (tens of
 microseconds on loopback); "send → subscriber" (upload sent to event received, which includes
-queueing and the fsync) is the upper bound.
+queueing and the fsync) is the upper bound. There are $(g feed.runs) runs of this, each on a district
+of its own; their p99s were $(g feed.p99_all) ms, and the table shows the run with the median
+p99.
 
 | Offered | achieved | events timed | commit → subscriber p50 / p99 / max | send → subscriber p50 / p99 | upload → ack p50 / p99 | delivered live / repaired from sync |
 |---|---|---|---|---|---|---|
