@@ -290,6 +290,49 @@ test_subscriber_resumes(void **state)
     gs_client_destroy(&c);
 }
 
+/* A subscriber that starts at the head while its prefix is quiet (the
+ * head is another street's event) follows the prefix's next events live:
+ * an event whose prev_seq lies at or before the start position is the
+ * next one, not a gap. (It used to count a gap and pull the first events
+ * again from the sync service.) */
+static void
+test_subscriber_starts_at_head(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    uint64_t head = s_load(e, c, GRID_C, 0, 30, 30);
+    assert_true(head > 0);
+    const char *prefixes[] = { "440305001" };
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, NULL, head, NULL,
+                               NULL);
+    assert_non_null(sub);
+    /* a heartbeat for the prefix proves the subscription is in place */
+    gs_sub_stats_t st;
+    do {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_true(gs_sub_next(sub, 10000, &ev) >= 0);
+        assert_null(ev);
+        gs_sub_stats(sub, &st);
+    } while (st.heartbeats == 0);
+    uint64_t last = s_load(e, c, GRID_A, 0, 40, 20);
+    uint64_t prev = head;
+    for (int i = 0; i < 40; i++) {
+        Gridsync__V1__ChangeEvent *ev;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_true(ev->seq > prev);
+        assert_string_equal(ev->grid_code, GRID_A);
+        prev = ev->seq;
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    assert_int_equal(prev, last);
+    gs_sub_stats(sub, &st);
+    assert_int_equal(st.gaps, 0);
+    assert_int_equal(st.pulled, 0);
+    assert_int_equal(st.live, 40);
+    gs_sub_destroy(&sub);
+    gs_client_destroy(&c);
+}
+
 /* A subscriber with a tiny RCVHWM that reads nothing while 5,000 events
  * pass loses live messages, detects it, repairs it, and ends with exactly
  * the full set. */
@@ -802,6 +845,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_upload_ack_store_feed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_dedup_seen_from_client, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_resumes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_subscriber_starts_at_head, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_slow_subscriber_repairs, s_setup_small_hwm, s_teardown),
         cmocka_unit_test_setup_teardown(test_device_pulls_own_grid, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, s_setup_small_msgs, s_teardown),

@@ -609,9 +609,13 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
         } else if (ev->seq <= self->known[p]) {
             self->stats.duplicates++;
         } else {
+            /* prev is the prefix's event before this one. At or before our
+             * position, nothing lies between: this is the next event. (The
+             * position need not be an event of the prefix: a start at the
+             * head, say.) After it, or missing, we missed something. */
             int lv = self->level[p];
-            uint64_t prev = (size_t) lv < ev->n_prev_seq ? ev->prev_seq[lv] : 0;
-            if (prev == self->known[p]) {
+            uint64_t prev = (size_t) lv < ev->n_prev_seq ? ev->prev_seq[lv] : UINT64_MAX;
+            if (prev <= self->known[p]) {
                 fm->event = NULL; /* moved into the queue */
                 fm->body_case = GRIDSYNC__V1__FEED_MESSAGE__BODY__NOT_SET;
                 rc = s_queue_push(self, ev);
