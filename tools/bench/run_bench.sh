@@ -60,7 +60,7 @@ if [ $QUICK = 1 ]; then
     PULL_SAMPLES=20     # grids downloaded
 else
     SCALE=1
-    ROUNDS=3
+    ROUNDS=5
     STORE_LIMIT=0
     FEED_SECONDS=5
     FEED_RUNS=3
