@@ -354,20 +354,9 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
     gs_store_t *st = a->st;
     int rc;
     /* r/rl: the record as stored, packed once (s_pack_hash) and copied
-     * into the change log; the person refs come prepared, or now */
-    const gs_ref_t *refs = NULL;
-    size_t nrefs = 0;
-    size_t maxrefs = pp ? 0 : gs_record_people_max(rec);
-    if (pp) {
-        refs = pp->refs;
-        nrefs = pp->n_refs;
-    } else if (maxrefs) {
-        gs_ref_t *rs = gs_arena_alloc(st->arena, maxrefs * sizeof *rs);
-        if (!rs)
-            return ENOMEM;
-        nrefs = gs_record_refs(st, rec, rs, maxrefs);
-        refs = rs;
-    }
+     * into the change log; the person refs were prepared with it */
+    const gs_ref_t *refs = pp->refs;
+    size_t nrefs = pp->n_refs;
     if (nrefs > UINT16_MAX)
         nrefs = UINT16_MAX;
     uint32_t people = gs_record_people(rec);
@@ -633,14 +622,14 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
     return 0;
 }
 
-/* The record as stored and its hash: prepared when the record is stored
- * under the id it came with (the usual case), else packed now into
- * st->pack (it is stored under another record's canonical id). */
+/* The record as stored and its hash: as prepared when the record is stored
+ * under the id it came with (the usual case), else packed again into
+ * st->pack (repack: it is stored under another record's canonical id). */
 static int
 s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, const gs_prepared_t *pp,
-            const uint8_t **r, size_t *rl, uint8_t hash[16])
+            int repack, const uint8_t **r, size_t *rl, uint8_t hash[16])
 {
-    if (pp && pp->ready) {
+    if (!repack) {
         *r = pp->packed;
         *rl = pp->packed_len;
         memcpy(hash, pp->hash, 16);
@@ -680,8 +669,6 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     if (!s_shape_ok(rec))
         return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, id,
                         "record needs a kind, a 15-digit grid code and an id");
-    if (pp && !pp->ready)
-        pp = NULL;
     if (!s_in_scope(up, grid))
         return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, id,
                         "grid %s is outside this device's assignment", grid);
@@ -694,15 +681,19 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     uint64_t base = meta ? meta->base_version : 0;
     int status = meta ? (int) meta->status : S_ACTIVE;
 
-    uint8_t nkb[GS_NATKEY_MAX + 2];
-    const uint8_t *nk = nkb;
-    size_t nkl;
-    if (pp) {
-        nk = pp->natkey;
-        nkl = pp->natkey_len;
-    } else {
-        nkl = gs_natkey(rec, nkb);
+    /* not prepared by the caller: prepare it here, the one way these
+     * values are made (into this attempt's arena) */
+    gs_prepared_t local;
+    if (!pp || !pp->ready) {
+        memset(&local, 0, sizeof local);
+        if (s_prepare_one(st, rec, gs_arena_allocator(st->arena), &local))
+            return ENOMEM;
+        if (!local.ready)
+            return EINVAL;  /* packed bytes that do not parse: cannot happen */
+        pp = &local;
     }
+    const uint8_t *nk = pp->natkey;
+    size_t nkl = pp->natkey_len;
 
     s_cur_t cur;
     if ((rc = s_lookup(a, kb, id, &cur)))
@@ -737,7 +728,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         const uint8_t *r;
         size_t rl;
         uint8_t hash[16];
-        if ((rc = s_pack_hash(st, rec, pp, &r, &rl, hash)))
+        if ((rc = s_pack_hash(st, rec, pp, 0, &r, &rl, hash)))
             return rc;
         if ((rc = s_write(a, rec, pp, r, rl, kb, id, grid, hash, status, NULL, res,
                           nkl ? GS_RF_NATKEY : 0)))
@@ -764,13 +755,12 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
                      ? &rec->household->household_id : &rec->rental->house_id;
     char *saved_id = *idp;
     *idp = cur.canon;
-    /* prepared under the id it came with: usable only if that is the canon */
-    if (pp && strcmp(saved_id, cur.canon) != 0)
-        pp = NULL;
+    /* packed under the id it came with: packed again if that is not the
+     * canon (natural key and person refs do not depend on the id) */
     const uint8_t *r;
     size_t rl;
     uint8_t hash[16];
-    if ((rc = s_pack_hash(st, rec, pp, &r, &rl, hash)))
+    if ((rc = s_pack_hash(st, rec, pp, strcmp(saved_id, cur.canon) != 0, &r, &rl, hash)))
         goto out;
     int same = memcmp(hash, cur.hdr.hash, 16) == 0 && status == cur.hdr.status;
 
