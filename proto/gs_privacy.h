@@ -22,9 +22,11 @@
 size_t gs_record_strip_restricted(Gridsync__V1__Record *rec);
 
 /* Re-encode a packed ChangeEvent without restricted data into out
- * (appended). Returns 1 if anything was dropped, 0 if the event had none
- * (then nothing is appended and the caller can send the original bytes),
- * -1 if data does not decode. */
+ * (appended), working on the wire bytes without unpacking them. Returns 1
+ * if anything was dropped, 0 if the event had none (then nothing is
+ * appended and the caller can send the original bytes), -1 if data is not
+ * well-formed protobuf along the paths to the persons (the contents of
+ * other fields are copied unchecked) or out could not grow. */
 int gs_event_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
 
 /* Same for a packed Record. */
