@@ -60,8 +60,15 @@ typedef struct {
     const char *top;            /* full name of the top message type */
     gs_prescan_stats_t st;      /* what has been counted so far */
     gs_verdict_t *v;            /* where the verdict goes (never NULL) */
-    char path[S_PATH_MAX];      /* field path of the message being walked */
-    size_t path_len;            /* bytes of path in use */
+    /* field path of the message being walked, as (name, index) frames:
+     * written out only when a message needs it, since nearly every request
+     * passes and formatting it for each sub-message cost more than the
+     * rest of the walk */
+    struct {
+        const char *name;
+        long index;             /* -1 for a singular field */
+    } frames[GS_PRESCAN_DEPTH_MAX + 1];
+    size_t depth;               /* frames in use */
 } s_scan_t;
 
 static size_t
@@ -112,25 +119,27 @@ s_packed_count(ProtobufCType type, const uint8_t *p, size_t n)
     }
 }
 
-/* Append ".name" or ".name[i]" to the path; returns the old length. */
-static size_t
-s_path_push(s_scan_t *s, const char *name, long index)
+/* The path as text, "records[3].household.members[0]" (cut at
+ * S_PATH_MAX - 1 bytes), with ".field" appended when field is not NULL. */
+static const char *
+s_path(const s_scan_t *s, const char *field, char out[S_PATH_MAX])
 {
-    size_t old = s->path_len;
-    size_t room = sizeof s->path - old;
-    int n = index >= 0
-                ? snprintf(s->path + old, room, "%s%s[%ld]", old ? "." : "", name, index)
-                : snprintf(s->path + old, room, "%s%s", old ? "." : "", name);
-    if (n > 0)
-        s->path_len = (size_t) n < room ? old + (size_t) n : sizeof s->path - 1;
-    return old;
-}
-
-static void
-s_path_pop(s_scan_t *s, size_t old)
-{
-    s->path_len = old;
-    s->path[old] = '\0';
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i <= s->depth && len < S_PATH_MAX - 1; i++) {
+        const char *name = i < s->depth ? s->frames[i].name : field;
+        if (!name)
+            break;
+        long index = i < s->depth ? s->frames[i].index : -1;
+        int n = index >= 0 ? snprintf(out + len, S_PATH_MAX - len, "%s%s[%ld]",
+                                      len ? "." : "", name, index)
+                           : snprintf(out + len, S_PATH_MAX - len, "%s%s", len ? "." : "",
+                                      name);
+        if (n < 0)
+            break;
+        len = (size_t) n < S_PATH_MAX - len ? len + (size_t) n : S_PATH_MAX - 1;
+    }
+    return out;
 }
 
 static const s_list_limit_t *
@@ -151,8 +160,9 @@ s_list_check(s_scan_t *s, const ProtobufCMessageDescriptor *desc,
     if (!l) {
         if (count <= GS_PRESCAN_LIST_MAX)
             return 0;
-        return gs_verdict_set(s->v, R(TOO_LARGE), "%s%s%s has %zu entries; at most %u in one request",
-                              s->path, s->path_len ? "." : "", f->name, count,
+        char path[S_PATH_MAX];
+        return gs_verdict_set(s->v, R(TOO_LARGE), "%s has %zu entries; at most %u in one request",
+                              s_path(s, f->name, path), count,
                               (unsigned) GS_PRESCAN_LIST_MAX);
     }
     uint32_t limit;
@@ -160,9 +170,11 @@ s_list_check(s_scan_t *s, const ProtobufCMessageDescriptor *desc,
     uint32_t cap = l->whole || limit > GS_PRESCAN_LIST_MAX ? limit : GS_PRESCAN_LIST_MAX;
     if (count <= cap)
         return 0;
+    char path[S_PATH_MAX];
     return gs_verdict_set(s->v, l->whole ? R(TOO_MANY_RECORDS) : R(TOO_LARGE),
-                          "%s has %zu %s; at most %u per %s", s->path_len ? s->path : l->per,
-                          count, l->what, limit, l->per);
+                          "%s has %zu %s; at most %u per %s",
+                          s->depth ? s_path(s, NULL, path) : l->per, count, l->what, limit,
+                          l->per);
 }
 
 /* Bytes protobuf-c allocates for scanned-member slabs of n occurrences. */
@@ -190,9 +202,13 @@ s_delimited(s_scan_t *s, const ProtobufCFieldDescriptor *f, size_t *count, const
     bool repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
     switch (f->type) {
     case PROTOBUF_C_TYPE_MESSAGE: {
-        size_t old = s_path_push(s, f->name, repeated ? (long) *count : -1);
+        /* s_message refuses a depth past GS_PRESCAN_DEPTH_MAX before it
+         * pushes deeper, so the frames never overflow */
+        s->frames[s->depth].name = f->name;
+        s->frames[s->depth].index = repeated ? (long) *count : -1;
+        s->depth++;
         int rc = s_message(s, f->descriptor, p, p + n, depth + 1);
-        s_path_pop(s, old);
+        s->depth--;
         (*count)++;
         return rc;
     }
@@ -261,9 +277,8 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED &&
             idx < S_FIELDS_MAX && *count > 0) {
             /* protobuf-c merges the copies, re-copying every list each time */
-            char what[S_PATH_MAX + 64];
-            snprintf(what, sizeof what, "%s%s%s sent more than once", s->path,
-                     s->path_len ? "." : "", f->name);
+            char what[S_PATH_MAX + 64], path[S_PATH_MAX];
+            snprintf(what, sizeof what, "%s sent more than once", s_path(s, f->name, path));
             return s_malformed(s, at, what);
         }
         if (wt != 2) {

@@ -837,13 +837,16 @@ s_not_future(s_ctx_t *ctx, int ymd, const char *s, const char *field)
     return 0;
 }
 
-/* Normalise and check a phone in place. */
+/* Normalise and check a phone in place. A message names it "field", or
+ * "field index" when index is not 0 (the index is not formatted for a
+ * phone that passes: nearly all do). */
 static int
-s_phone(s_ctx_t *ctx, char **phone, const char *field)
+s_phone(s_ctx_t *ctx, char **phone, const char *field, size_t index)
 {
     char out[16];
     if (gs_phone_normalize(*phone, out, sizeof(out), ctx->v))
-        return s_verdict_prefix(ctx->v, "%s", field);
+        return index ? s_verdict_prefix(ctx->v, "%s %zu", field, index)
+                     : s_verdict_prefix(ctx->v, "%s", field);
     return s_replace(ctx, phone, out);
 }
 
@@ -950,11 +953,8 @@ s_person(s_ctx_t *ctx, Gridsync__V1__Person *p)
         return gs_verdict_set(ctx->v, R(TOO_MANY),
                               "%zu phones, limit %u", p->n_phones,
                               lim->max_phones);
-    for (size_t i = 0; i < p->n_phones; i++) {
-        char field[32];
-        snprintf(field, sizeof(field), "phone %zu", i + 1);
-        S_TRY(s_phone(ctx, &p->phones[i], field));
-    }
+    for (size_t i = 0; i < p->n_phones; i++)
+        S_TRY(s_phone(ctx, &p->phones[i], "phone", i + 1));
     S_TRY(s_text(ctx, p->ethnicity, lim->max_text, "ethnicity"));
     S_TRY(s_text(ctx, p->hukou_region, lim->max_text, "hukou_region"));
     S_TRY(s_text(ctx, p->hukou_address, lim->max_text, "hukou_address"));
@@ -1029,11 +1029,25 @@ s_grid(s_ctx_t *ctx, const char *grid_code)
     return gs_gridcode_check(grid_code, ctx->v);
 }
 
-/* A person of a record with its locator for messages. */
+/* A person of a record, and where it is (for messages). */
 typedef struct s_who {
     Gridsync__V1__Person *person;   /* NULL when the slot is empty */
-    char label[48];                 /* locator for messages */
+    size_t at;                      /* position, as s_person_at numbers them */
+    bool rental;                    /* a rental's landlord (at 0) or tenant */
 } s_who_t;
+
+/* "member 2", "landlord", "lease 1 tenant": formatted only for a message. */
+static const char *
+s_who_label(const s_who_t *w, char out[48])
+{
+    if (!w->rental)
+        snprintf(out, 48, "member %zu", w->at + 1);
+    else if (w->at == 0)
+        snprintf(out, 48, "landlord");
+    else
+        snprintf(out, 48, "lease %zu tenant", w->at);
+    return out;
+}
 
 
 /* The i-th person of a record, in message order: household members, or a
@@ -1045,23 +1059,24 @@ s_person_at(const Gridsync__V1__Record *rec, size_t i, s_who_t *w)
         const Gridsync__V1__Household *h = rec->household;
         if (i >= h->n_members)
             return false;
-        w->person = h->members[i];
-        snprintf(w->label, sizeof(w->label), "member %zu", i + 1);
+        *w = (s_who_t) { .person = h->members[i], .at = i, .rental = false };
         return true;
     }
     const Gridsync__V1__RentalHousing *r = rec->rental;
     Gridsync__V1__Landlord *ll = r->landlord;
     if (i == 0) {
-        w->person = ll && ll->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON
-                        ? ll->person : NULL;
-        snprintf(w->label, sizeof(w->label), "landlord");
+        *w = (s_who_t) {
+            .person = ll && ll->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON
+                          ? ll->person : NULL,
+            .at = 0,
+            .rental = true,
+        };
         return true;
     }
     if (i - 1 >= r->n_leases)
         return false;
     Gridsync__V1__Lease *l = r->leases[i - 1];
-    w->person = l ? l->tenant : NULL;
-    snprintf(w->label, sizeof(w->label), "lease %zu tenant", i);
+    *w = (s_who_t) { .person = l ? l->tenant : NULL, .at = i, .rental = true };
     return true;
 }
 
@@ -1099,11 +1114,12 @@ s_duplicates(s_ctx_t *ctx, const Gridsync__V1__Record *rec)
                 continue;
             if (rental && j > 0 && !s_leases_overlap(rec, i, j))
                 continue; /* a renewal */
+            char la[48], lb[48];
             return gs_verdict_set(ctx->v, R(DUPLICATE_MEMBER),
                                   rental && j > 0
                                       ? "%s: same ID number as %s, with overlapping lease dates"
                                       : "%s: same ID number as %s",
-                                  a.label, b.label);
+                                  s_who_label(&a, la), s_who_label(&b, lb));
         }
     }
     return 0;
@@ -1165,7 +1181,7 @@ s_organisation(s_ctx_t *ctx, Gridsync__V1__Organisation *o)
     S_TRY(s_text(ctx, o->name, lim->max_name, "name"));
     S_TRY(s_text(ctx, o->contact_name, lim->max_name, "contact_name"));
     if (!s_empty(o->contact_phone))
-        S_TRY(s_phone(ctx, &o->contact_phone, "contact_phone"));
+        S_TRY(s_phone(ctx, &o->contact_phone, "contact_phone", 0));
     return 0;
 }
 
@@ -1178,7 +1194,7 @@ s_building(s_ctx_t *ctx, Gridsync__V1__Building *b)
     if (b->head) {
         S_TRY(s_text(ctx, b->head->name, lim->max_name, "building.head.name"));
         if (!s_empty(b->head->phone))
-            S_TRY(s_phone(ctx, &b->head->phone, "building.head.phone"));
+            S_TRY(s_phone(ctx, &b->head->phone, "building.head.phone", 0));
     }
     return 0;
 }

@@ -996,6 +996,14 @@ test_person_text_and_phones(void **state)
     assert_int_equal(s_hh_check(f, NULL, &v), R(PHONE));
     assert_msg_has(v, "member 2: phone 1");
     f->phones[1][0] = "13900139000";
+    /* the position is that of the bad phone, counted from 1 */
+    f->phones[1][1] = "12";
+    f->p[1].n_phones = 2;
+    assert_int_equal(s_hh_check(f, NULL, &v), R(PHONE));
+    assert_msg_has(v, "member 2: phone 2: ");
+    f->phones[1][1] = "13900139001";
+    assert_int_equal(s_hh_check(f, NULL, &v), 0);
+    f->p[1].n_phones = 1;
 
     for (int i = 0; i < 9; i++)
         f->phones[1][i] = "13900139000";
