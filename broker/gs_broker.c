@@ -112,6 +112,8 @@ struct gs_broker {
     int sig_pipe[2];                /* self-pipe for stop requests */
     pthread_t writer, publisher;    /* worker threads */
     pthread_t *readers;             /* cfg.readers threads */
+    s_job_t **wjobs;                /* the writer's group, cfg.batch_max_records + 1 */
+    gs_upload_t *wups;              /* and its uploads, allocated before it starts */
     int threads_started;            /* how many of the above run */
     int secure;                     /* CURVE on client-facing TCP sockets */
     gs_auth_t *auth;                /* ZAP handler (secure mode) */
@@ -241,8 +243,8 @@ s_writer_main(void *arg)
     zmq_connect(in, S_EP_WRITER);
     zmq_connect(out, S_EP_REPLIES);
     size_t cap = (size_t) b->cfg.batch_max_records + 1;
-    s_job_t **jobs = calloc(cap, sizeof *jobs);
-    gs_upload_t *ups = calloc(cap, sizeof *ups);
+    s_job_t **jobs = b->wjobs;
+    gs_upload_t *ups = b->wups;
     gs_wbuf_t wb;
     gs_wbuf_init(&wb);
     int draining = 0;
@@ -368,8 +370,6 @@ s_writer_main(void *arg)
     /* tell the frontend every ack of ours is queued ahead of this */
     s_send_ptr(out, NULL);
     gs_wbuf_deinit(&wb);
-    free(jobs);
-    free(ups);
     int linger = -1;
     zmq_setsockopt(out, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close(in);
@@ -1749,8 +1749,14 @@ gs_broker_new(const gs_config_t *cfg)
         }
     }
     b->readers = calloc((size_t) cfg->readers, sizeof *b->readers);
-    if (!b->readers)
+    /* the writer's arrays, here where a failure can still be reported */
+    b->wjobs = calloc((size_t) cfg->batch_max_records + 1, sizeof *b->wjobs);
+    b->wups = calloc((size_t) cfg->batch_max_records + 1, sizeof *b->wups);
+    if (!b->readers || !b->wjobs || !b->wups) {
+        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"writer tables\" batch_max_records=%lld",
+               (long long) cfg->batch_max_records);
         goto fail;
+    }
     gs_log(GS_LOG_INFO, "ready",
            "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
            "security=%s server_key=%s",
@@ -1793,6 +1799,8 @@ gs_broker_destroy(gs_broker_t **self_p)
     explicit_bzero(b->server_secret, sizeof b->server_secret);
     gs_store_destroy(&b->store);
     free(b->readers);
+    free(b->wjobs);
+    free(b->wups);
     if (s_signal_broker == b)
         s_signal_broker = NULL;
     free(b);

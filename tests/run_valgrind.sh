@@ -56,7 +56,8 @@ run() {
 }
 
 fail=0
-for t in test_validate test_schema test_prescan test_config test_fuzz_regressions; do
+for t in test_validate test_schema test_prescan test_privacy test_config test_broker_oom \
+         test_fuzz_regressions; do
     [ -x "./$t" ] || continue
     echo "valgrind: $t"
     run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }

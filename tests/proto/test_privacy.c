@@ -58,29 +58,34 @@ s_pack_event(Gridsync__V1__Record *rec, uint64_t seq, gs_wbuf_t *b)
 }
 
 /* The plain way, for reference: unpack, drop, pack. Returns the number of
- * persons whose restricted part was dropped; ref gets the bytes. */
+ * persons whose restricted part was dropped; ref gets the bytes. Unpacked
+ * into an arena, since gs_record_strip_restricted detaches sub-messages
+ * without freeing them. */
 static size_t
 s_reference(int event, const uint8_t *data, size_t len, gs_wbuf_t *ref)
 {
+    static gs_arena_t *a;
+    if (!a)
+        a = gs_arena_new(0);
+    assert_non_null(a);
+    gs_arena_reset(a);
+    ProtobufCAllocator *al = gs_arena_allocator(a);
     gs_wbuf_reset(ref);
     size_t n;
     if (event) {
-        Gridsync__V1__ChangeEvent *ev = gridsync__v1__change_event__unpack(NULL, len, data);
+        Gridsync__V1__ChangeEvent *ev = gridsync__v1__change_event__unpack(al, len, data);
         assert_non_null(ev);
         n = gs_record_strip_restricted(ev->record);
         size_t need = gridsync__v1__change_event__get_packed_size(ev);
         gridsync__v1__change_event__pack(ev, gs_wbuf_reserve(ref, need));
         ref->len = need;
-        /* the detached parts are still owned by ev: free them with it */
-        gridsync__v1__change_event__free_unpacked(ev, NULL);
     } else {
-        Gridsync__V1__Record *rec = gridsync__v1__record__unpack(NULL, len, data);
+        Gridsync__V1__Record *rec = gridsync__v1__record__unpack(al, len, data);
         assert_non_null(rec);
         n = gs_record_strip_restricted(rec);
         size_t need = gridsync__v1__record__get_packed_size(rec);
         gridsync__v1__record__pack(rec, gs_wbuf_reserve(ref, need));
         ref->len = need;
-        gridsync__v1__record__free_unpacked(rec, NULL);
     }
     return n;
 }
