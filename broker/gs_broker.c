@@ -56,8 +56,9 @@ typedef struct s_job {
     Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
     int64_t recv_us;            /* monotonic receive time, for ack latency */
     gs_prepared_t *prepared;    /* uploads: validated, packed, hashed by the frontend */
-    char **prefixes;            /* the sender's grid prefixes (arena); NULL = any */
+    char **prefixes;            /* the sender's grid prefixes (arena); none = nothing */
     size_t n_prefixes;          /* how many */
+    int scope_all;              /* 1: the sender may write every grid (s_authorise) */
 } s_job_t;
 
 /* A reply on its way back to the frontend. */
@@ -294,6 +295,7 @@ s_writer_main(void *arg)
                 .prefixes = (const char *const *) jobs[i]->prefixes,
                 .prepared = jobs[i]->prepared,
                 .n_prefixes = jobs[i]->n_prefixes,
+                .scope_all = jobs[i]->scope_all,
             };
         }
         gs_apply_out_t res;
@@ -1020,14 +1022,18 @@ s_reader_main(void *arg)
  * registry is read again for every request, so a revocation applies to a
  * live connection at its next request. In --insecure-dev mode the upload's
  * own device_id is taken at its word, and an unregistered one may do
- * anything. On success the sender's prefixes are copied into the arena
- * (*prefixes NULL = unrestricted). Returns 0 or a reason with msg set. */
+ * anything (said so by *scope_all, never by an empty list). Scope is denied
+ * by default: only an ADMIN gets *scope_all = 1; a DEVICE or DISTRICT entry
+ * without prefixes (written before the registry refused them) may do
+ * nothing. On success the sender's prefixes are copied into the arena.
+ * Returns 0 or a reason with msg set. */
 static int
 s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_arena_t *arena,
-            char ***prefixes, size_t *n_prefixes, char *msg, size_t msg_size)
+            char ***prefixes, size_t *n_prefixes, int *scope_all, char *msg, size_t msg_size)
 {
     *prefixes = NULL;
     *n_prefixes = 0;
+    *scope_all = 0;
     const char *id = NULL;
     if (b->secure) {
         id = zmq_msg_gets(body, "device_id");
@@ -1041,15 +1047,32 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
     Gridsync__V1__Device *dev = NULL;
     int rc = id ? gs_store_device_get(b->store, id, &dev) : GS_ENOTFOUND;
     if (rc) {
-        if (!b->secure)
-            return 0; /* development mode: unregistered means unrestricted */
+        if (!b->secure && rc == GS_ENOTFOUND) {
+            /* development mode (loopback only): unregistered is unrestricted */
+            *scope_all = 1;
+            return 0;
+        }
+        if (rc != GS_ENOTFOUND) {
+            snprintf(msg, msg_size, "the device registry could not be read; retry later");
+            return GRIDSYNC__V1__REASON__REASON_INTERNAL;
+        }
         snprintf(msg, msg_size, "device '%.64s' is not enrolled", id);
         return GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
     }
     int reason = 0;
+    int admin = dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
     if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE) {
         snprintf(msg, msg_size, "device '%.64s' has been revoked", dev->device_id);
         reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+    } else if (!admin && dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE &&
+               dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT) {
+        snprintf(msg, msg_size, "'%.64s' has an unknown role (%d); it may do nothing",
+                 dev->device_id, (int) dev->role);
+        reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+    } else if (!admin && dev->n_prefixes == 0) {
+        snprintf(msg, msg_size, "'%.64s' has no grid prefixes assigned, so it may do nothing; "
+                 "an administrator assigns them (gridctl devices assign)", dev->device_id);
+        reason = GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE;
     } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
         if (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT) {
             snprintf(msg, msg_size, "'%.64s' is a district system; district systems do not upload",
@@ -1066,19 +1089,28 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
         size_t nw = req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC
                         ? req->sync->n_prefixes : req->snapshot->n_prefixes;
         for (size_t i = 0; i < nw && !reason; i++)
-            if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
-                !s_prefix_allowed(want[i], dev->prefixes, dev->n_prefixes)) {
+            if (!admin && !s_prefix_allowed(want[i], dev->prefixes, dev->n_prefixes)) {
                 snprintf(msg, msg_size, "prefix '%.15s' is outside the grids assigned to '%.64s'",
                          want[i], dev->device_id);
                 reason = GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE;
             }
     }
-    if (!reason && dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN) {
+    if (!reason && admin) {
+        *scope_all = 1; /* an administrator's role: everywhere, said explicitly */
+    } else if (!reason) {
         char **copy = gs_arena_alloc(arena, (dev->n_prefixes + 1) * sizeof *copy);
-        for (size_t i = 0; copy && i < dev->n_prefixes; i++)
-            copy[i] = gs_arena_strdup(arena, dev->prefixes[i]);
-        *prefixes = copy;
-        *n_prefixes = dev->n_prefixes;
+        size_t i = 0;
+        for (; copy && i < dev->n_prefixes; i++)
+            if (!(copy[i] = gs_arena_strdup(arena, dev->prefixes[i])))
+                break;
+        if (!copy || i < dev->n_prefixes) {
+            /* never a list shorter than its count (or NULL with a count) */
+            snprintf(msg, msg_size, "out of memory; retry later");
+            reason = GRIDSYNC__V1__REASON__REASON_BUSY;
+        } else {
+            *prefixes = copy;
+            *n_prefixes = dev->n_prefixes;
+        }
     }
     gridsync__v1__device__free_unpacked(dev, NULL);
     return reason;
@@ -1249,8 +1281,10 @@ s_handle_router(gs_broker_t *b, int draining)
     }
     char **prefixes = NULL;
     size_t n_prefixes = 0;
+    int scope_all = 0;
     char amsg[GS_MSG_MAX];
-    int reason = s_authorise(b, &body, req, arena, &prefixes, &n_prefixes, amsg, sizeof amsg);
+    int reason = s_authorise(b, &body, req, arena, &prefixes, &n_prefixes, &scope_all, amsg,
+                             sizeof amsg);
     if (reason) {
         gs_log(GS_LOG_WARN, "request_refused", "reason=%s msg=\"%s\"", gs_reason_name(reason),
                amsg);
@@ -1265,6 +1299,7 @@ s_handle_router(gs_broker_t *b, int draining)
     }
     job->prefixes = prefixes;
     job->n_prefixes = n_prefixes;
+    job->scope_all = scope_all;
     if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
         /* Validate, normalise, pack, hash and HMAC here, on the frontend
          * thread, so the writer's transaction spends its time on storage
