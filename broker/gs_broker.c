@@ -25,6 +25,7 @@
 
 #include "gs_arena.h"
 #include "gs_auth.h"
+#include "gs_endpoint.h"
 #include "gs_log.h"
 #include "gs_metrics.h"
 #include "gs_prescan.h"
@@ -1551,17 +1552,19 @@ gs_broker_run(gs_broker_t *self)
 
 /* ---- construction --------------------------------------------------------- */
 
-/* Is an endpoint on this machine only (loopback TCP, ipc, inproc)? */
+/* May --insecure-dev bind ep (what = "upload" or "feed"; bound: 1 for the
+ * address libzmq reports after binding)? Logs the refusal, naming the
+ * endpoint and why (gs_endpoint.h has the rule). */
 static int
-s_loopback(const char *ep)
+s_loopback(const char *what, const char *ep, int bound)
 {
-    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
+    char why[200];
+    if (gs_endpoint_is_loopback(ep, why, sizeof why))
         return 1;
-    if (strncmp(ep, "tcp://", 6))
-        return 0;
-    const char *host = ep + 6;
-    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost:", 10) ||
-           !strncmp(host, "[::1]:", 6);
+    gs_log(GS_LOG_ERROR, "insecure_refused",
+           "msg=\"--insecure-dev is only allowed on loopback endpoints\" what=%s %s=\"%s\" "
+           "why=\"%s\"", what, bound ? "bound" : "endpoint", ep, why);
+    return 0;
 }
 
 static void
@@ -1697,12 +1700,9 @@ gs_broker_new(const gs_config_t *cfg)
     b->secure = !cfg->insecure_dev;
     uint8_t server_secret[32];
     if (!b->secure) {
-        if (!s_loopback(cfg->upload_endpoint) || !s_loopback(cfg->feed_endpoint)) {
-            gs_log(GS_LOG_ERROR, "insecure_refused",
-                   "msg=\"--insecure-dev is only allowed on loopback endpoints\" upload=%s feed=%s",
-                   cfg->upload_endpoint, cfg->feed_endpoint);
+        if (!s_loopback("upload", cfg->upload_endpoint, 0) ||
+            !s_loopback("feed", cfg->feed_endpoint, 0))
             goto fail;
-        }
         gs_log(GS_LOG_WARN, "insecure_dev",
                "msg=\"INSECURE DEVELOPMENT MODE: no CURVE, no authentication, plaintext on "
                "loopback; never use this with real data\"");
@@ -1737,6 +1737,9 @@ gs_broker_new(const gs_config_t *cfg)
     }
     size_t n = sizeof up_ep;
     zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, up_ep, &n);
+    /* defence in depth: what libzmq really bound must be loopback too */
+    if (!b->secure && !s_loopback("upload", up_ep, 1))
+        goto fail;
 
     memcpy(b->server_secret, server_secret, 32);
     b->xpub = s_xpub_open(b, cfg->feed_endpoint);
@@ -1747,6 +1750,8 @@ gs_broker_new(const gs_config_t *cfg)
     }
     n = sizeof feed_ep;
     zmq_getsockopt(b->xpub, ZMQ_LAST_ENDPOINT, feed_ep, &n);
+    if (!b->secure && !s_loopback("feed", feed_ep, 1))
+        goto fail;
     snprintf(b->feed_bound, sizeof b->feed_bound, "%s", feed_ep);
 
     /* admin: ipc socket inside the owner-only store directory */

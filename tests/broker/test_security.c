@@ -525,7 +525,8 @@ test_revoke_cuts_live_feed(void **state)
     zmq_ctx_term(ctx);
 }
 
-/* --insecure-dev on a non-loopback address: the broker refuses to start. */
+/* --insecure-dev on anything but a loopback bind: the broker refuses to
+ * start (test_endpoint has the parser's cases). */
 static void
 test_insecure_refused_off_loopback(void **state)
 {
@@ -536,6 +537,38 @@ test_insecure_refused_off_loopback(void **state)
     static const char *const extra[] = { "--upload-endpoint=tcp://0.0.0.0:*", NULL };
     gs_tk_broker_t b;
     assert_int_equal(gs_tk_broker_start_mode(&b, store, extra, 0), -1);
+
+    /* libzmq binds "tcp://SRC;DST" on DST: a loopback SRC must not pass.
+     * Refused before anything is bound, with the endpoint named. */
+    int port = gs_tk_free_port();
+    assert_true(port > 0);
+    char attack[96], up_arg[128], feed_arg[128];
+    snprintf(attack, sizeof attack, "tcp://127.0.0.1:1;0.0.0.0:%d", port);
+    snprintf(up_arg, sizeof up_arg, "--upload-endpoint=%s", attack);
+    snprintf(feed_arg, sizeof feed_arg, "--feed-endpoint=%s", attack);
+    const char *const *cases[] = {
+        (const char *const[]) { up_arg, NULL },
+        (const char *const[]) { feed_arg, NULL },
+        (const char *const[]) { "--upload-endpoint=tcp://*:0", NULL },
+        (const char *const[]) { "--feed-endpoint=tcp://lo:0", NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char st_i[160];
+        snprintf(st_i, sizeof st_i, "%s/store-%zu", dir, i);
+        assert_int_equal(gs_tk_broker_start_mode(&b, st_i, cases[i], 0), -1);
+        char *log = NULL;
+        size_t cap = 0;
+        FILE *f = fopen(b.log_path, "r");
+        assert_non_null(f);
+        ssize_t got = getdelim(&log, &cap, '\0', f);
+        fclose(f);
+        assert_true(got > 0);
+        assert_non_null(strstr(log, "event=insecure_refused"));
+        if (i < 2)
+            assert_non_null(strstr(log, attack));
+        assert_null(strstr(log, "event=ready"));
+        free(log);
+    }
     gs_tk_rmtree(dir);
 }
 
