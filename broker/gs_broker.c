@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 
 #include "gs_arena.h"
 #include "gs_auth.h"
+#include "gs_conns.h"
 #include "gs_endpoint.h"
 #include "gs_log.h"
 #include "gs_metrics.h"
@@ -119,6 +121,7 @@ struct gs_broker {
     int threads_started;            /* how many of the above run */
     int secure;                     /* CURVE on client-facing TCP sockets */
     gs_auth_t *auth;                /* ZAP handler (secure mode) */
+    gs_conns_t *conns;              /* the bound on client connections */
     char server_public[41];         /* broker public key, Z85 */
     gs_metrics_t metrics;           /* counters, shared by all threads */
     atomic_uint_fast64_t head_seq;  /* last committed seq (writer updates) */
@@ -1552,6 +1555,22 @@ gs_broker_run(gs_broker_t *self)
 
 /* ---- construction --------------------------------------------------------- */
 
+/* The bound on client connections: the setting, or (0) the open-file
+ * limit less a reserve for the store, the internal sockets, the metrics
+ * listener and libzmq's own descriptors. */
+static int64_t
+s_max_connections(const gs_config_t *cfg)
+{
+    if (cfg->max_connections > 0)
+        return cfg->max_connections;
+    struct rlimit rl;
+    int64_t limit = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000256 ? 1000256
+                                                                       : (int64_t) rl.rlim_cur;
+    return limit - 256 >= 64 ? limit - 256 : 64;
+}
+
 /* May --insecure-dev bind ep (what = "upload" or "feed"; bound: 1 for the
  * address libzmq reports after binding)? Logs the refusal, naming the
  * endpoint and why (gs_endpoint.h has the rule). */
@@ -1597,6 +1616,18 @@ s_xpub_open(gs_broker_t *b, const char *endpoint)
     zmq_setsockopt(x, ZMQ_MAXMSGSIZE, &submax, sizeof submax);
     int linger = 2000;
     zmq_setsockopt(x, ZMQ_LINGER, &linger, sizeof linger);
+    /* a peer that never finishes its handshake is dropped (idle connections
+     * would otherwise hold descriptors for ever) */
+    int hs = (int) b->cfg.handshake_timeout_ms;
+    zmq_setsockopt(x, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
+    if (gs_conns_watch(b->conns, x, "feed")) {
+        int err = errno;
+        int zero = 0;
+        zmq_setsockopt(x, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(x);
+        errno = err;
+        return NULL;
+    }
     if (zmq_bind(x, endpoint)) {
         int err = errno;
         int zero = 0;
@@ -1681,6 +1712,13 @@ gs_broker_new(const gs_config_t *cfg)
     if (pipe2(b->metrics_stop, O_CLOEXEC | O_NONBLOCK) ||
         pipe2(b->sig_pipe, O_CLOEXEC | O_NONBLOCK))
         goto fail;
+    int64_t max_conns = s_max_connections(cfg);
+    b->conns = gs_conns_new(b->ctx, &b->metrics, max_conns);
+    if (!b->conns) {
+        gs_log(GS_LOG_ERROR, "start_failed", "what=\"connection counter\" error=\"%s\"",
+               strerror(errno));
+        goto fail;
+    }
 
     /* internal hand-offs first */
     b->to_writer = s_bind(b, ZMQ_PAIR, S_EP_WRITER, "writer", NULL, 0);
@@ -1730,6 +1768,13 @@ gs_broker_new(const gs_config_t *cfg)
     zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     int linger = 2000;
     zmq_setsockopt(b->router, ZMQ_LINGER, &linger, sizeof linger);
+    int hs = (int) cfg->handshake_timeout_ms;
+    zmq_setsockopt(b->router, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
+    if (gs_conns_watch(b->conns, b->router, "upload")) {
+        gs_log(GS_LOG_ERROR, "start_failed", "what=\"connection counter\" error=\"%s\"",
+               zmq_strerror(errno));
+        goto fail;
+    }
     if (zmq_bind(b->router, cfg->upload_endpoint)) {
         gs_log(GS_LOG_ERROR, "bind_failed", "what=upload endpoint=\"%s\" error=\"%s\"",
                cfg->upload_endpoint, zmq_strerror(errno));
@@ -1799,10 +1844,11 @@ gs_broker_new(const gs_config_t *cfg)
     }
     gs_log(GS_LOG_INFO, "ready",
            "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
-           "security=%s server_key=%s",
+           "security=%s server_key=%s max_connections=%lld handshake_timeout_ms=%lld",
            up_ep, feed_ep, admin_ep, b->http_fd >= 0 ? b->http_port : 0, cfg->store,
            (unsigned long long) head, b->secure ? "curve" : "none",
-           b->secure ? b->server_public : "-");
+           b->secure ? b->server_public : "-", (long long) max_conns,
+           (long long) cfg->handshake_timeout_ms);
     return b;
 fail:
     gs_broker_destroy(&b);
@@ -1822,6 +1868,7 @@ gs_broker_destroy(gs_broker_t **self_p)
             zmq_close(*socks[i]);
             *socks[i] = NULL;
         }
+    gs_conns_destroy(&b->conns); /* after the sockets it watches, before the context */
     s_metrics_halt(b);
     gs_auth_destroy(&b->auth);
     if (b->ctx)
