@@ -1,6 +1,7 @@
 /*
  * gridsyncd: the gridsync broker. Thin on purpose: parse settings, set up
- * logging, run the broker until SIGTERM/SIGINT, exit. See gs_broker.h.
+ * logging, take the hard open-file limit, run the broker until
+ * SIGTERM/SIGINT, exit. See gs_broker.h.
  */
 #include <errno.h>
 #include <stdio.h>
