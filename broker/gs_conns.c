@@ -223,12 +223,11 @@ s_pass(gs_conns_t *c, const zmq_pollitem_t *items, size_t n_items)
     s_set_open(c, open < 0 ? 0 : open);
     for (size_t i = 0; i < n; i++) {
         s_event_t *e = &c->events[i];
-        if (e->type != ZMQ_EVENT_ACCEPTED)
+        if (e->type != ZMQ_EVENT_ACCEPTED || !s_is_ours(e->fd, e->port))
             continue;
-        refused++;
         /* libzmq sees the peer go and closes the descriptor itself */
-        if (s_is_ours(e->fd, e->port))
-            shutdown(e->fd, SHUT_RDWR);
+        if (shutdown(e->fd, SHUT_RDWR) == 0)
+            refused++;
     }
     if (refused) {
         uint64_t total = atomic_fetch_add(&c->m->connections_refused, refused) + refused;
