@@ -1353,6 +1353,10 @@ test_devices(void **state)
     size_t obl = gridsync__v1__device__pack(&old, ob);
     assert_int_equal(gs_store_debug_put(st, "devices", "dev-old", 7, ob, obl), 0);
     gs_store_destroy(&st);
+    r = s_run(e, store, "devices", "show", "dev-old", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "may do nothing"));
+    s_res_free(&r);
     r = s_run(e, store, "devices", "revoke", "dev-old", NULL);
     s_expect(&r, 0);
     s_res_free(&r);
