@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,8 @@
 
 #include "gs_arena.h"
 #include "gs_auth.h"
+#include "gs_conns.h"
+#include "gs_endpoint.h"
 #include "gs_log.h"
 #include "gs_metrics.h"
 #include "gs_prescan.h"
@@ -56,8 +59,9 @@ typedef struct s_job {
     Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
     int64_t recv_us;            /* monotonic receive time, for ack latency */
     gs_prepared_t *prepared;    /* uploads: validated, packed, hashed by the frontend */
-    char **prefixes;            /* the sender's grid prefixes (arena); NULL = any */
+    char **prefixes;            /* the sender's grid prefixes (arena); none = nothing */
     size_t n_prefixes;          /* how many */
+    int scope_all;              /* 1: the sender may write every grid (s_authorise) */
 } s_job_t;
 
 /* A reply on its way back to the frontend. */
@@ -117,6 +121,7 @@ struct gs_broker {
     int threads_started;            /* how many of the above run */
     int secure;                     /* CURVE on client-facing TCP sockets */
     gs_auth_t *auth;                /* ZAP handler (secure mode) */
+    gs_conns_t *conns;              /* the bound on client connections */
     char server_public[41];         /* broker public key, Z85 */
     gs_metrics_t metrics;           /* counters, shared by all threads */
     atomic_uint_fast64_t head_seq;  /* last committed seq (writer updates) */
@@ -294,6 +299,7 @@ s_writer_main(void *arg)
                 .prefixes = (const char *const *) jobs[i]->prefixes,
                 .prepared = jobs[i]->prepared,
                 .n_prefixes = jobs[i]->n_prefixes,
+                .scope_all = jobs[i]->scope_all,
             };
         }
         gs_apply_out_t res;
@@ -1020,14 +1026,18 @@ s_reader_main(void *arg)
  * registry is read again for every request, so a revocation applies to a
  * live connection at its next request. In --insecure-dev mode the upload's
  * own device_id is taken at its word, and an unregistered one may do
- * anything. On success the sender's prefixes are copied into the arena
- * (*prefixes NULL = unrestricted). Returns 0 or a reason with msg set. */
+ * anything (said so by *scope_all, never by an empty list). Scope is denied
+ * by default: only an ADMIN gets *scope_all = 1; a DEVICE or DISTRICT entry
+ * without prefixes (written before the registry refused them) may do
+ * nothing. On success the sender's prefixes are copied into the arena.
+ * Returns 0 or a reason with msg set. */
 static int
 s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_arena_t *arena,
-            char ***prefixes, size_t *n_prefixes, char *msg, size_t msg_size)
+            char ***prefixes, size_t *n_prefixes, int *scope_all, char *msg, size_t msg_size)
 {
     *prefixes = NULL;
     *n_prefixes = 0;
+    *scope_all = 0;
     const char *id = NULL;
     if (b->secure) {
         id = zmq_msg_gets(body, "device_id");
@@ -1041,15 +1051,32 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
     Gridsync__V1__Device *dev = NULL;
     int rc = id ? gs_store_device_get(b->store, id, &dev) : GS_ENOTFOUND;
     if (rc) {
-        if (!b->secure)
-            return 0; /* development mode: unregistered means unrestricted */
+        if (!b->secure && rc == GS_ENOTFOUND) {
+            /* development mode (loopback only): unregistered is unrestricted */
+            *scope_all = 1;
+            return 0;
+        }
+        if (rc != GS_ENOTFOUND) {
+            snprintf(msg, msg_size, "the device registry could not be read; retry later");
+            return GRIDSYNC__V1__REASON__REASON_INTERNAL;
+        }
         snprintf(msg, msg_size, "device '%.64s' is not enrolled", id);
         return GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
     }
     int reason = 0;
+    int admin = dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
     if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE) {
         snprintf(msg, msg_size, "device '%.64s' has been revoked", dev->device_id);
         reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+    } else if (!admin && dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE &&
+               dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT) {
+        snprintf(msg, msg_size, "'%.64s' has an unknown role (%d); it may do nothing",
+                 dev->device_id, (int) dev->role);
+        reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
+    } else if (!admin && dev->n_prefixes == 0) {
+        snprintf(msg, msg_size, "'%.64s' has no grid prefixes assigned, so it may do nothing; "
+                 "an administrator assigns them (gridctl devices assign)", dev->device_id);
+        reason = GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE;
     } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
         if (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT) {
             snprintf(msg, msg_size, "'%.64s' is a district system; district systems do not upload",
@@ -1066,19 +1093,28 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
         size_t nw = req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC
                         ? req->sync->n_prefixes : req->snapshot->n_prefixes;
         for (size_t i = 0; i < nw && !reason; i++)
-            if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
-                !s_prefix_allowed(want[i], dev->prefixes, dev->n_prefixes)) {
+            if (!admin && !s_prefix_allowed(want[i], dev->prefixes, dev->n_prefixes)) {
                 snprintf(msg, msg_size, "prefix '%.15s' is outside the grids assigned to '%.64s'",
                          want[i], dev->device_id);
                 reason = GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE;
             }
     }
-    if (!reason && dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN) {
+    if (!reason && admin) {
+        *scope_all = 1; /* an administrator's role: everywhere, said explicitly */
+    } else if (!reason) {
         char **copy = gs_arena_alloc(arena, (dev->n_prefixes + 1) * sizeof *copy);
-        for (size_t i = 0; copy && i < dev->n_prefixes; i++)
-            copy[i] = gs_arena_strdup(arena, dev->prefixes[i]);
-        *prefixes = copy;
-        *n_prefixes = dev->n_prefixes;
+        size_t i = 0;
+        for (; copy && i < dev->n_prefixes; i++)
+            if (!(copy[i] = gs_arena_strdup(arena, dev->prefixes[i])))
+                break;
+        if (!copy || i < dev->n_prefixes) {
+            /* never a list shorter than its count (or NULL with a count) */
+            snprintf(msg, msg_size, "out of memory; retry later");
+            reason = GRIDSYNC__V1__REASON__REASON_BUSY;
+        } else {
+            *prefixes = copy;
+            *n_prefixes = dev->n_prefixes;
+        }
     }
     gridsync__v1__device__free_unpacked(dev, NULL);
     return reason;
@@ -1249,8 +1285,10 @@ s_handle_router(gs_broker_t *b, int draining)
     }
     char **prefixes = NULL;
     size_t n_prefixes = 0;
+    int scope_all = 0;
     char amsg[GS_MSG_MAX];
-    int reason = s_authorise(b, &body, req, arena, &prefixes, &n_prefixes, amsg, sizeof amsg);
+    int reason = s_authorise(b, &body, req, arena, &prefixes, &n_prefixes, &scope_all, amsg,
+                             sizeof amsg);
     if (reason) {
         gs_log(GS_LOG_WARN, "request_refused", "reason=%s msg=\"%s\"", gs_reason_name(reason),
                amsg);
@@ -1265,6 +1303,7 @@ s_handle_router(gs_broker_t *b, int draining)
     }
     job->prefixes = prefixes;
     job->n_prefixes = n_prefixes;
+    job->scope_all = scope_all;
     if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
         /* Validate, normalise, pack, hash and HMAC here, on the frontend
          * thread, so the writer's transaction spends its time on storage
@@ -1516,17 +1555,35 @@ gs_broker_run(gs_broker_t *self)
 
 /* ---- construction --------------------------------------------------------- */
 
-/* Is an endpoint on this machine only (loopback TCP, ipc, inproc)? */
-static int
-s_loopback(const char *ep)
+/* The bound on client connections: the setting, or (0) the open-file
+ * limit less a reserve for the store, the internal sockets, the metrics
+ * listener and libzmq's own descriptors. */
+static int64_t
+s_max_connections(const gs_config_t *cfg)
 {
-    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
+    if (cfg->max_connections > 0)
+        return cfg->max_connections;
+    struct rlimit rl;
+    int64_t limit = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000256 ? 1000256
+                                                                       : (int64_t) rl.rlim_cur;
+    return limit - 256 >= 64 ? limit - 256 : 64;
+}
+
+/* May --insecure-dev bind ep (what = "upload" or "feed"; bound: 1 for the
+ * address libzmq reports after binding)? Logs the refusal, naming the
+ * endpoint and why (gs_endpoint.h has the rule). */
+static int
+s_loopback(const char *what, const char *ep, int bound)
+{
+    char why[200];
+    if (gs_endpoint_is_loopback(ep, why, sizeof why))
         return 1;
-    if (strncmp(ep, "tcp://", 6))
-        return 0;
-    const char *host = ep + 6;
-    return !strncmp(host, "127.", 4) || !strncmp(host, "localhost:", 10) ||
-           !strncmp(host, "[::1]:", 6);
+    gs_log(GS_LOG_ERROR, "insecure_refused",
+           "msg=\"--insecure-dev is only allowed on loopback endpoints\" what=%s %s=\"%s\" "
+           "why=\"%s\"", what, bound ? "bound" : "endpoint", ep, why);
+    return 0;
 }
 
 static void
@@ -1559,6 +1616,18 @@ s_xpub_open(gs_broker_t *b, const char *endpoint)
     zmq_setsockopt(x, ZMQ_MAXMSGSIZE, &submax, sizeof submax);
     int linger = 2000;
     zmq_setsockopt(x, ZMQ_LINGER, &linger, sizeof linger);
+    /* a peer that never finishes its handshake is dropped (idle connections
+     * would otherwise hold descriptors for ever) */
+    int hs = (int) b->cfg.handshake_timeout_ms;
+    zmq_setsockopt(x, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
+    if (gs_conns_watch(b->conns, x, "feed")) {
+        int err = errno;
+        int zero = 0;
+        zmq_setsockopt(x, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_close(x);
+        errno = err;
+        return NULL;
+    }
     if (zmq_bind(x, endpoint)) {
         int err = errno;
         int zero = 0;
@@ -1643,6 +1712,13 @@ gs_broker_new(const gs_config_t *cfg)
     if (pipe2(b->metrics_stop, O_CLOEXEC | O_NONBLOCK) ||
         pipe2(b->sig_pipe, O_CLOEXEC | O_NONBLOCK))
         goto fail;
+    int64_t max_conns = s_max_connections(cfg);
+    b->conns = gs_conns_new(b->ctx, &b->metrics, max_conns);
+    if (!b->conns) {
+        gs_log(GS_LOG_ERROR, "start_failed", "what=\"connection counter\" error=\"%s\"",
+               strerror(errno));
+        goto fail;
+    }
 
     /* internal hand-offs first */
     b->to_writer = s_bind(b, ZMQ_PAIR, S_EP_WRITER, "writer", NULL, 0);
@@ -1662,12 +1738,9 @@ gs_broker_new(const gs_config_t *cfg)
     b->secure = !cfg->insecure_dev;
     uint8_t server_secret[32];
     if (!b->secure) {
-        if (!s_loopback(cfg->upload_endpoint) || !s_loopback(cfg->feed_endpoint)) {
-            gs_log(GS_LOG_ERROR, "insecure_refused",
-                   "msg=\"--insecure-dev is only allowed on loopback endpoints\" upload=%s feed=%s",
-                   cfg->upload_endpoint, cfg->feed_endpoint);
+        if (!s_loopback("upload", cfg->upload_endpoint, 0) ||
+            !s_loopback("feed", cfg->feed_endpoint, 0))
             goto fail;
-        }
         gs_log(GS_LOG_WARN, "insecure_dev",
                "msg=\"INSECURE DEVELOPMENT MODE: no CURVE, no authentication, plaintext on "
                "loopback; never use this with real data\"");
@@ -1695,6 +1768,13 @@ gs_broker_new(const gs_config_t *cfg)
     zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     int linger = 2000;
     zmq_setsockopt(b->router, ZMQ_LINGER, &linger, sizeof linger);
+    int hs = (int) cfg->handshake_timeout_ms;
+    zmq_setsockopt(b->router, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
+    if (gs_conns_watch(b->conns, b->router, "upload")) {
+        gs_log(GS_LOG_ERROR, "start_failed", "what=\"connection counter\" error=\"%s\"",
+               zmq_strerror(errno));
+        goto fail;
+    }
     if (zmq_bind(b->router, cfg->upload_endpoint)) {
         gs_log(GS_LOG_ERROR, "bind_failed", "what=upload endpoint=\"%s\" error=\"%s\"",
                cfg->upload_endpoint, zmq_strerror(errno));
@@ -1702,6 +1782,9 @@ gs_broker_new(const gs_config_t *cfg)
     }
     size_t n = sizeof up_ep;
     zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, up_ep, &n);
+    /* defence in depth: what libzmq really bound must be loopback too */
+    if (!b->secure && !s_loopback("upload", up_ep, 1))
+        goto fail;
 
     memcpy(b->server_secret, server_secret, 32);
     b->xpub = s_xpub_open(b, cfg->feed_endpoint);
@@ -1712,6 +1795,8 @@ gs_broker_new(const gs_config_t *cfg)
     }
     n = sizeof feed_ep;
     zmq_getsockopt(b->xpub, ZMQ_LAST_ENDPOINT, feed_ep, &n);
+    if (!b->secure && !s_loopback("feed", feed_ep, 1))
+        goto fail;
     snprintf(b->feed_bound, sizeof b->feed_bound, "%s", feed_ep);
 
     /* admin: ipc socket inside the owner-only store directory */
@@ -1759,10 +1844,11 @@ gs_broker_new(const gs_config_t *cfg)
     }
     gs_log(GS_LOG_INFO, "ready",
            "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
-           "security=%s server_key=%s",
+           "security=%s server_key=%s max_connections=%lld handshake_timeout_ms=%lld",
            up_ep, feed_ep, admin_ep, b->http_fd >= 0 ? b->http_port : 0, cfg->store,
            (unsigned long long) head, b->secure ? "curve" : "none",
-           b->secure ? b->server_public : "-");
+           b->secure ? b->server_public : "-", (long long) max_conns,
+           (long long) cfg->handshake_timeout_ms);
     return b;
 fail:
     gs_broker_destroy(&b);
@@ -1782,6 +1868,7 @@ gs_broker_destroy(gs_broker_t **self_p)
             zmq_close(*socks[i]);
             *socks[i] = NULL;
         }
+    gs_conns_destroy(&b->conns); /* after the sockets it watches, before the context */
     s_metrics_halt(b);
     gs_auth_destroy(&b->auth);
     if (b->ctx)

@@ -26,6 +26,8 @@ typedef struct gs_config {
     int64_t batch_linger_us;    /* group commit: wait for more after the first */
     int64_t max_pending_records;/* backpressure: records queued for the writer */
     int64_t max_message_bytes;  /* ZMQ_MAXMSGSIZE on client-facing sockets */
+    int64_t max_connections;    /* client connections held at once; 0 = from the fd limit */
+    int64_t handshake_timeout_ms; /* ZMQ_HANDSHAKE_IVL on client-facing sockets */
     int64_t max_records;        /* records per upload */
     int64_t sync_max_events;    /* events per sync reply */
     int64_t snapshot_max_records; /* records per snapshot page */

@@ -160,6 +160,14 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
               atomic_load(&m->snapshot_requests));
     s_counter(b, "gridsync_admin_requests_total", "Admin requests served.",
               atomic_load(&m->admin_requests));
+    s_gauge(b, "gridsync_connections_open",
+            "Client TCP connections held open on the request and feed endpoints.",
+            (double) atomic_load(&m->connections_open));
+    s_gauge(b, "gridsync_connections_max", "Configured bound on client connections.",
+            (double) atomic_load(&m->connections_max));
+    s_counter(b, "gridsync_connections_refused_total",
+              "Client connections closed at once because the bound was reached.",
+              atomic_load(&m->connections_refused));
     if (store) {
         gs_store_info_t info;
         if (gs_store_info(store, &info) == 0) {

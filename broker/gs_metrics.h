@@ -48,6 +48,9 @@ typedef struct gs_metrics {
     atomic_uint_fast64_t sync_events;           /* events sent in sync replies */
     atomic_uint_fast64_t snapshot_requests;     /* snapshot pages served */
     atomic_uint_fast64_t admin_requests;        /* admin requests served */
+    atomic_int_fast64_t connections_open;       /* client connections held (gs_conns) */
+    atomic_uint_fast64_t connections_refused;   /* shed over max-connections */
+    atomic_int_fast64_t connections_max;        /* the bound in force (reported) */
     int64_t batch_max_records;                  /* configured bound (reported) */
     int64_t batch_linger_us;                    /* configured bound (reported) */
 } gs_metrics_t;

@@ -212,10 +212,24 @@ s_delimited(s_scan_t *s, const ProtobufCFieldDescriptor *f, size_t *count, const
         (*count)++;
         return rc;
     }
-    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_STRING: {
+        /* protobuf-c hands a string on as a NUL-terminated char *, so the
+         * validator would see "ab\0cd" as "ab": only the raw bytes show it */
+        const uint8_t *nul = n ? memchr(p, 0, n) : NULL;
+        if (nul) {
+            char path[S_PATH_MAX];
+            s_path(s, f->name, path);
+            if (repeated)
+                return gs_verdict_set(s->v, R(BAD_ENCODING),
+                                      "%s[%zu] has a control character (byte %zu)", path,
+                                      *count, (size_t) (nul - p) + 1);
+            return gs_verdict_set(s->v, R(BAD_ENCODING), "%s has a control character (byte %zu)",
+                                  path, (size_t) (nul - p) + 1);
+        }
         s->st.decode_bytes += s_units(n + 1);
         (*count)++;
         return 0;
+    }
     case PROTOBUF_C_TYPE_BYTES:
         s->st.decode_bytes += s_units(n);
         (*count)++;

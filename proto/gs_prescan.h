@@ -17,6 +17,11 @@
  *    (protobuf-c would merge the copies, at a cost quadratic in their
  *    number; no gridsync client sends that);
  *  - REASON_TOO_MANY_RECORDS: Upload.records longer than lim->max_records;
+ *  - REASON_BAD_ENCODING: a string field (PROTOBUF_C_TYPE_STRING, at any
+ *    depth) holding a 0x00 byte, "PATH has a control character (byte N)"
+ *    as gs_text_check says it (bytes from 1). protobuf-c would hand the
+ *    string on cut at the NUL, so no later check could see it; other
+ *    control characters and bad UTF-8 are gs_text_check's to refuse;
  *  - REASON_TOO_LARGE: any other repeated field longer than
  *    GS_PRESCAN_LIST_MAX entries (or its own limit from lim, when that is
  *    higher), or a request whose estimated decoded size is over

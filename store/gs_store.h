@@ -95,11 +95,16 @@ typedef struct gs_upload {
     size_t n_records;
     ProtobufCAllocator *alloc;
     const char *const *prefixes;        /* grid prefixes the device may write; */
-    size_t n_prefixes;                  /* NULL/0 = any (no scope check)        */
+    size_t n_prefixes;                  /* none = it may write nothing          */
     const struct gs_prepared *prepared; /* NULL, or what gs_store_prepare     */
                                         /* made of these records: the apply    */
                                         /* then neither validates nor packs,   */
                                         /* hashes or HMACs them again          */
+    int scope_all;                      /* 1: the uploader may write every     */
+                                        /* grid (an ADMIN, or --insecure-dev's */
+                                        /* unregistered sender); prefixes are  */
+                                        /* then ignored. Never inferred from   */
+                                        /* an empty list: set it explicitly    */
 } gs_upload_t;
 
 /* ---- Preparing uploads (any thread) -------------------------------------- */
@@ -160,6 +165,7 @@ typedef struct gs_apply_out {
  *   conflict  - base_version stale and content differs: nothing stored,
  *               version = the current version
  *   rejected  - validation failed or grid outside the device's prefixes
+ *               (with no prefixes and scope_all 0, every record)
  * A record whose grid code changed moves: MOVE_OUT in the old cell and
  * MOVE_IN in the new cell, consecutive seqs, one new version.
  *
@@ -167,7 +173,10 @@ typedef struct gs_apply_out {
  * map_max) and the whole batch applied again: nothing is lost or half-applied.
  * Results are final only when this returns 0; then out holds them (free with
  * gs_apply_out_clear). On error nothing was committed and out is empty:
- * GS_EFULL for a full disk (retry later), others as named.
+ * GS_EFULL for a full disk (retry later), others as named. A storage error
+ * in any lookup (a damaged grid registry entry, record or index: for
+ * example GS_ECORRUPT) aborts the whole batch; it is never turned into one
+ * record's rejection.
  * now_ms is the broker clock (commit time, idempotency age).
  *
  * Details: uploads are applied in order, so a later record (or upload) sees
@@ -316,7 +325,11 @@ int gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16],
 
 /* Devices: key = device_id; value = packed gridsync.v1.Device.
  * put replaces; the public key index is kept in step. Writer: any one thread
- * at a time (the broker serialises these with apply). */
+ * at a time (the broker serialises these with apply). put refuses
+ * (GS_EINVAL, with the detail set) a bad id, key or prefix, an unknown
+ * role, and an active DEVICE or DISTRICT entry without prefixes: such an
+ * entry could do nothing. An ADMIN needs none; a revoked entry may have
+ * none. */
 int gs_store_device_put(gs_store_t *self, const Gridsync__V1__Device *dev);
 /* Caller frees *dev_out with gridsync__v1__device__free_unpacked(.., NULL). */
 int gs_store_device_get(gs_store_t *self, const char *device_id,

@@ -33,7 +33,25 @@ s_device_check(const Gridsync__V1__Device *dev)
             return GS_EINVAL;
         }
     }
-    return 0;
+    switch (dev->role) {
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN:
+        return 0;   /* reads everywhere by its role; prefixes are not needed */
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE:
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT:
+        /* no prefixes would allow nothing (the broker denies by default);
+         * a revoked entry may keep none, so that any entry can be revoked */
+        if (dev->n_prefixes == 0 &&
+            dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED) {
+            gs_store_detail("device %s: a %s needs at least one grid prefix", dev->device_id,
+                            dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE
+                                ? "device" : "district system");
+            return GS_EINVAL;
+        }
+        return 0;
+    default:
+        gs_store_detail("device %s: unknown role %d", dev->device_id, (int) dev->role);
+        return GS_EINVAL;
+    }
 }
 
 static int

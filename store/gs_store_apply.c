@@ -496,23 +496,31 @@ s_reject(s_apply_t *a, Gridsync__V1__RecordResult *res, int reason,
     return 0;
 }
 
+/* Deny by default: only an explicit scope_all writes everywhere; an empty
+ * (or missing) prefix list allows nothing. */
 static int
 s_in_scope(const gs_upload_t *up, const char *grid)
 {
-    return up->n_prefixes == 0 || gs_prefix_match(grid, up->prefixes, up->n_prefixes);
+    if (up->scope_all)
+        return 1;
+    return up->prefixes && up->n_prefixes &&
+           gs_prefix_match(grid, up->prefixes, up->n_prefixes);
 }
 
-/* 0 when the grid may take records: registry empty, or listed and valid today. */
+/* May the grid take records (registry empty, or listed and valid today)?
+ * The verdict goes to *v (reason 0 = yes). Returns 0, or a raw storage
+ * error (LMDB code, or MDB_CORRUPTED for an entry that does not unpack)
+ * that aborts the batch: an error is never a verdict. */
 static int
 s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
 {
+    gs_verdict_clear(v);
     if (!a->registry)
         return 0;
     if (strcmp(a->reg_grid, grid) == 0) {
         *v = a->reg_verdict;
-        return v->reason;
+        return 0;
     }
-    gs_verdict_clear(v);
     MDB_val k = { GS_GRID_LEN, (void *) grid }, val;
     int rc = mdb_get(a->txn, a->st->db[GS_DB_GRIDS], &k, &val);
     if (rc == MDB_NOTFOUND) {
@@ -521,22 +529,28 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
     } else if (rc == 0) {
         Gridsync__V1__Grid *g = gridsync__v1__grid__unpack(
             gs_arena_allocator(a->st->arena), val.mv_size, val.mv_data);
+        if (!g)
+            return MDB_CORRUPTED;   /* a damaged entry says nothing about the grid */
         int today = gs_date_today(a->now_ms), from = 0, to = 0;
+        int has_from = g->valid_from && *g->valid_from;
+        int has_to = g->valid_to && *g->valid_to;
         gs_verdict_t dv;
-        if (g && g->valid_from && *g->valid_from &&
-            gs_date_parse(g->valid_from, &from, &dv) == 0 && today < from)
+        /* dates were checked when the entry was written (s_grid_valid) */
+        if ((has_from && gs_date_parse(g->valid_from, &from, &dv)) ||
+            (has_to && gs_date_parse(g->valid_to, &to, &dv)))
+            return MDB_CORRUPTED;
+        if (has_from && today < from)
             gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                            "grid %s is valid only from %s", grid, g->valid_from);
-        else if (g && g->valid_to && *g->valid_to &&
-                 gs_date_parse(g->valid_to, &to, &dv) == 0 && today > to)
+        else if (has_to && today > to)
             gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                            "grid %s was retired on %s", grid, g->valid_to);
     } else {
-        return -rc;     /* not a verdict: the caller aborts */
+        return rc;
     }
     memcpy(a->reg_grid, grid, GS_GRID_LEN + 1);
     a->reg_verdict = *v;
-    return v->reason;
+    return 0;
 }
 
 /* A valid record still needs a kind, a 15-digit grid and an id to be
@@ -672,10 +686,9 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     if (!s_in_scope(up, grid))
         return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, id,
                         "grid %s is outside this device's assignment", grid);
-    rc = s_registry_check(a, grid, &v);
-    if (rc < 0)
-        return -rc;
-    if (rc)
+    if ((rc = s_registry_check(a, grid, &v)))
+        return rc;
+    if (v.reason)
         return s_reject(a, res, v.reason, id, "%s", v.message);
     const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
     uint64_t base = meta ? meta->base_version : 0;

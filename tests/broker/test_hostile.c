@@ -635,6 +635,55 @@ test_unknown_fields_not_stored(void **state)
     gridsync__v1__ack__free_unpacked(ack, NULL);
 }
 
+/* ---- NUL inside text --------------------------------------------------------- */
+
+/* A name "ab\0cd": protobuf-c would hand it on as "ab", so the broker
+ * refuses it from the wire bytes, before decoding, with the reason
+ * data-model.md gives for control characters. Nothing is stored, and the
+ * same record with a plain name is then accepted. */
+static void
+test_nul_in_text(void **state)
+{
+    s_env_t *e = *state;
+    gs_arena_reset(e->arena);
+    uint64_t head0 = s_head(e);
+    uint64_t bad0 = s_errors(e, "BAD_ENCODING");
+    Gridsync__V1__Record *rec =
+        gs_tk_household(e->arena, GRID_A, "H-nul-1", "ADDR-nul-1", 2, 800000);
+    rec->household->members[0]->name = "ab#cd";
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-bad";
+    up.upload_id = "nul-1";
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Request rq = GRIDSYNC__V1__REQUEST__INIT;
+    rq.request_id = 4242;
+    rq.body_case = GRIDSYNC__V1__REQUEST__BODY_UPLOAD;
+    rq.upload = &up;
+    size_t n = gridsync__v1__request__get_packed_size(&rq);
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    gridsync__v1__request__pack(&rq, buf);
+    uint8_t *at = memmem(buf, n, "ab#cd", 5);
+    assert_non_null(at);
+    at[2] = 0;
+    Gridsync__V1__Reply *rep = s_raw_call(e, buf, n);
+    free(buf);
+    assert_int_equal(rep->body_case, GRIDSYNC__V1__REPLY__BODY_ERROR);
+    assert_non_null(strstr(rep->error->message,
+                           "records[0].household.members[0].name has a control character "
+                           "(byte 3)"));
+    s_expect_error(rep, GRIDSYNC__V1__REASON__REASON_BAD_ENCODING, 4242);
+    assert_int_equal(s_errors(e, "BAD_ENCODING"), bad0 + 1);
+    assert_int_equal(s_head(e), head0);
+
+    rec->household->members[0]->name = "abcd";
+    Gridsync__V1__Ack *ack = s_good_upload(e, "nul-2", rec);
+    assert_int_equal(ack->results[0]->status, GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    assert_int_equal(s_head(e), head0 + 1);
+}
+
 /* ---- count and size limits --------------------------------------------------- */
 
 #define S_LIMIT_UPLOADS 10
@@ -965,6 +1014,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_decode_blowup, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_fields_not_stored, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_string_limits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_text, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_tiny_frames, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_giant_message, s_setup, s_teardown),
     };

@@ -21,6 +21,7 @@
 #include "gs_arena.h"
 #include "gs_client.h"
 #include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_testkit.h"
 
 #define GRID_A "440305001001001"
@@ -81,6 +82,32 @@ s_enrol(s_env_t *e, const char *id, int role, const char *prefix, int revoked,
     d.status = revoked ? GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED
                        : GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE;
     assert_int_equal(gs_store_device_put(st, &d), 0);
+    gs_store_destroy(&st);
+}
+
+/* Write a principal with no prefixes straight into the registry's tables,
+ * as a store written before the registry refused such entries may hold. */
+static void
+s_enrol_unscoped(s_env_t *e, const char *id, int role, gs_curve_keys_t *keys)
+{
+    memset(keys, 0, sizeof *keys);
+    assert_int_equal(zmq_curve_keypair(keys->public_key, keys->secret_key), 0);
+    memcpy(keys->server_public, e->broker.server_key, 41);
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = (char *) id;
+    d.collector_id = "col-1";
+    d.public_key = keys->public_key;
+    d.role = (Gridsync__V1__PrincipalRole) role;
+    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(st);
+    /* the registry itself refuses it */
+    assert_int_equal(gs_store_device_put(st, &d), GS_EINVAL);
+    assert_non_null(strstr(gs_store_errdetail(), "at least one grid prefix"));
+    uint8_t buf[256];
+    size_t n = gridsync__v1__device__pack(&d, buf);
+    assert_int_equal(gs_store_debug_put(st, "devices", id, strlen(id), buf, n), 0);
+    assert_int_equal(gs_store_debug_put(st, "device_keys", keys->public_key, 40, id, strlen(id)),
+                     0);
     gs_store_destroy(&st);
 }
 
@@ -158,6 +185,61 @@ test_device_scope(void **state)
     const char *in[] = { GRID_A };
     assert_int_equal(gs_client_sync(c, in, 1, 0, 0, 0, &r, &err), 0);
     assert_int_equal(r->n_events, 1);
+    gridsync__v1__sync_response__free_unpacked(r, NULL);
+    gs_client_destroy(&c);
+}
+
+/* Deny by default: a DEVICE entry with no prefixes (in the registry from
+ * before it refused them) may not upload anything, and a DISTRICT one may
+ * not sync "" (everything). An ADMIN, by its role, may. */
+static void
+test_empty_prefixes_deny(void **state)
+{
+    s_env_t *e = *state;
+    gs_curve_keys_t k;
+    s_enrol_unscoped(e, "dev-none", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE, &k);
+    gs_client_t *c = s_client(e, &k, 5000, 2);
+    Gridsync__V1__Record *rec = gs_tk_household(e->arena, GRID_A, "H-1", "ADDR-1", 1, 1);
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    int rc = s_upload(c, "dev-none", "u1", &rec, 1, &ack, &err);
+    if (rc == 0)
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+    assert_int_equal(rc, GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE);
+    assert_non_null(strstr(err.message, "no grid prefixes"));
+    const char *all[] = { "" };
+    Gridsync__V1__SyncResponse *r = NULL;
+    assert_int_equal(gs_client_sync(c, all, 1, 0, 0, 0, &r, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE);
+    gs_client_destroy(&c);
+    assert_int_equal(s_head(e), 0);
+
+    gs_curve_keys_t dk;
+    s_enrol_unscoped(e, "district-none", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT,
+                     &dk);
+    c = s_client(e, &dk, 5000, 2);
+    assert_int_equal(gs_client_sync(c, all, 1, 0, 0, 0, &r, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE);
+    const char *one[] = { GRID_A };
+    assert_int_equal(gs_client_sync(c, one, 1, 0, 0, 0, &r, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE);
+    gs_client_destroy(&c);
+
+    /* an ADMIN needs no prefixes: it reads everywhere by its role */
+    gs_curve_keys_t ak;
+    memset(&ak, 0, sizeof ak);
+    assert_int_equal(zmq_curve_keypair(ak.public_key, ak.secret_key), 0);
+    memcpy(ak.server_public, e->broker.server_key, 41);
+    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = "admin-1";
+    d.public_key = ak.public_key;
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
+    assert_int_equal(gs_store_device_put(st, &d), 0);
+    gs_store_destroy(&st);
+    c = s_client(e, &ak, 5000, 2);
+    assert_int_equal(gs_client_sync(c, all, 1, 0, 0, 0, &r, &err), 0);
     gridsync__v1__sync_response__free_unpacked(r, NULL);
     gs_client_destroy(&c);
 }
@@ -443,7 +525,8 @@ test_revoke_cuts_live_feed(void **state)
     zmq_ctx_term(ctx);
 }
 
-/* --insecure-dev on a non-loopback address: the broker refuses to start. */
+/* --insecure-dev on anything but a loopback bind: the broker refuses to
+ * start (test_endpoint has the parser's cases). */
 static void
 test_insecure_refused_off_loopback(void **state)
 {
@@ -454,6 +537,38 @@ test_insecure_refused_off_loopback(void **state)
     static const char *const extra[] = { "--upload-endpoint=tcp://0.0.0.0:*", NULL };
     gs_tk_broker_t b;
     assert_int_equal(gs_tk_broker_start_mode(&b, store, extra, 0), -1);
+
+    /* libzmq binds "tcp://SRC;DST" on DST: a loopback SRC must not pass.
+     * Refused before anything is bound, with the endpoint named. */
+    int port = gs_tk_free_port();
+    assert_true(port > 0);
+    char attack[96], up_arg[128], feed_arg[128];
+    snprintf(attack, sizeof attack, "tcp://127.0.0.1:1;0.0.0.0:%d", port);
+    snprintf(up_arg, sizeof up_arg, "--upload-endpoint=%s", attack);
+    snprintf(feed_arg, sizeof feed_arg, "--feed-endpoint=%s", attack);
+    const char *const *cases[] = {
+        (const char *const[]) { up_arg, NULL },
+        (const char *const[]) { feed_arg, NULL },
+        (const char *const[]) { "--upload-endpoint=tcp://*:0", NULL },
+        (const char *const[]) { "--feed-endpoint=tcp://lo:0", NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char st_i[160];
+        snprintf(st_i, sizeof st_i, "%s/store-%zu", dir, i);
+        assert_int_equal(gs_tk_broker_start_mode(&b, st_i, cases[i], 0), -1);
+        char *log = NULL;
+        size_t cap = 0;
+        FILE *f = fopen(b.log_path, "r");
+        assert_non_null(f);
+        ssize_t got = getdelim(&log, &cap, '\0', f);
+        fclose(f);
+        assert_true(got > 0);
+        assert_non_null(strstr(log, "event=insecure_refused"));
+        if (i < 2)
+            assert_non_null(strstr(log, attack));
+        assert_null(strstr(log, "event=ready"));
+        free(log);
+    }
     gs_tk_rmtree(dir);
 }
 
@@ -463,6 +578,7 @@ main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_device_scope, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_empty_prefixes_deny, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key_and_plaintext_refused, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_live_and_roles, s_setup, s_teardown),

@@ -11,6 +11,10 @@
  * broker must answer REASON_STORAGE_FULL without acking, stay up, keep
  * serving sync and snapshot reads with everything acked before, and accept
  * the very same upload once the ballast is deleted, without a restart.
+ *
+ * A damaged registry entry: a storage error while a batch is applied
+ * aborts the whole batch; the upload is answered REASON_INTERNAL, nothing
+ * is stored, and the broker keeps serving.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +37,8 @@
 #include "fault_kit.h"
 #include "gs_arena.h"
 #include "gs_client.h"
+#include "gs_store.h"
+#include "gs_store_debug.h"
 
 static const char *const s_grids[] = {
     "440305005001001", "440305005001002", "440305005002001", "440305006001001",
@@ -342,12 +348,84 @@ test_disk_full(void **state)
     gs_arena_destroy(&a);
 }
 
+/* ---- a damaged registry entry ---------------------------------------------- */
+
+/* The grid registry entry of one grid no longer decodes. An upload with a
+ * record there and one in a sound grid is refused whole with
+ * REASON_INTERNAL (retry later), not answered with a rejection of one
+ * record; nothing of it is stored; the sound record alone is then accepted. */
+static void
+test_damaged_registry_entry(void **state)
+{
+    s_env_t *e = *state;
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
+    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Grid g = GRIDSYNC__V1__GRID__INIT;
+    g.grid_code = (char *) s_grids[0];
+    assert_int_equal(gs_store_grid_put(st, &g), 0);
+    g.grid_code = (char *) s_grids[1];
+    assert_int_equal(gs_store_grid_put(st, &g), 0);
+    static const uint8_t junk[] = { 0x0a, 0x7f };
+    assert_int_equal(gs_store_debug_put(st, "grids", s_grids[1], 15, junk, sizeof junk), 0);
+    gs_store_destroy(&st);
+
+    gs_client_opts_t co;
+    gs_client_opts_init(&co);
+    co.timeout_ms = 10000;
+    co.retries = 0;
+    gs_client_t *c = gs_client_new(e->broker.upload, &co);
+    gs_arena_t *a = gs_arena_new(0);
+    Gridsync__V1__Record *recs[2] = {
+        gs_tk_household(a, s_grids[0], "H-sound", NULL, 2, 910000),
+        gs_tk_household(a, s_grids[1], "H-damaged", NULL, 2, 920000),
+    };
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-damaged";
+    up.upload_id = "u-1";
+    up.records = recs;
+    up.n_records = 2;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    int rc = gs_client_upload(c, &up, &ack, &err);
+    if (rc == 0) {
+        fprintf(stderr, "acked: record 1 status %d reason %d\n", ack->results[1]->status,
+                ack->results[1]->reason);
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+    }
+    assert_int_equal(rc, GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_INTERNAL);
+    assert_true(gs_fk_metric(&e->broker, "gridsync_commit_failures_total") >= 1);
+
+    gs_store_opts_t ro;
+    gs_store_opts_init(&ro);
+    ro.read_only = 1;
+    st = gs_store_new(e->store, &ro, NULL);
+    assert_non_null(st);
+    uint64_t head = 7;
+    assert_int_equal(gs_store_head(st, &head), 0);
+    gs_store_destroy(&st);
+    assert_int_equal(head, 0);
+
+    /* the broker is still serving: the sound record alone is stored */
+    up.upload_id = "u-2";
+    up.n_records = 1;
+    assert_int_equal(gs_client_upload(c, &up, &ack, &err), 0);
+    assert_int_equal(ack->results[0]->status, GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_client_destroy(&c);
+    gs_arena_destroy(&a);
+    assert_int_equal(gs_fk_broker_term(&e->broker), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_map_grows_under_load, gs_fk_setup, gs_fk_teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, gs_fk_setup, gs_fk_teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_registry_entry, gs_fk_setup,
+                                        gs_fk_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

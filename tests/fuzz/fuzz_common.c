@@ -84,6 +84,7 @@ s_apply(gs_store_t *st, gs_arena_t *a, Gridsync__V1__Record **recs, size_t n, in
         .records = recs,
         .n_records = n,
         .alloc = gs_arena_allocator(a),
+        .scope_all = 1,
     };
     gs_apply_out_t out;
     memset(&out, 0, sizeof out);

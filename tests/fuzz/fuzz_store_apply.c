@@ -232,6 +232,7 @@ gs_fuzz_store_apply(const uint8_t *data, size_t len)
         .prefixes = (flags & GS_FUZZ_APPLY_SCOPED) ? scope : NULL,
         .n_prefixes = (flags & GS_FUZZ_APPLY_SCOPED) ? 1 : 0,
         .prepared = prepared,
+        .scope_all = !(flags & GS_FUZZ_APPLY_SCOPED),
     } };
     size_t n = 1;
     if (flags & GS_FUZZ_APPLY_TWICE) {

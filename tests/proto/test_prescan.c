@@ -320,6 +320,92 @@ test_real_messages(void **state)
     assert_string_equal(v.message, "prev_seq has 2000 entries; at most 1024 in one request");
 }
 
+/* ---- text ------------------------------------------------------------------- */
+
+/* A record with one household whose second member has `name` (nl bytes)
+ * and the phones given. */
+static void
+s_named_member(gs_wbuf_t *req, const char *name, size_t nl, const char *phone, size_t pl)
+{
+    const ProtobufCMessageDescriptor *pd = &gridsync__v1__person__descriptor;
+    gs_wbuf_t ok, odd, hh;
+    gs_wbuf_init(&ok);
+    gs_wbuf_bytes_field(&ok, s_field(pd, "name"), "王秀英", strlen("王秀英"), 0);
+    gs_wbuf_init(&odd);
+    gs_wbuf_bytes_field(&odd, s_field(pd, "name"), name, nl, 1);
+    gs_wbuf_bytes_field(&odd, s_field(pd, "phones"), "13800138000", 11, 1);
+    gs_wbuf_bytes_field(&odd, s_field(pd, "phones"), phone, pl, 1);
+    gs_wbuf_init(&hh);
+    uint32_t mf = s_field(&gridsync__v1__household__descriptor, "members");
+    gs_wbuf_bytes_field(&hh, mf, ok.data, ok.len, 1);
+    gs_wbuf_bytes_field(&hh, mf, odd.data, odd.len, 1);
+    s_wrap(&hh, s_field(&gridsync__v1__record__descriptor, "household"));
+    s_wrap(&hh, s_field(&gridsync__v1__upload__descriptor, "records"));
+    s_request(req, &hh);
+    gs_wbuf_deinit(&hh);
+    gs_wbuf_deinit(&odd);
+    gs_wbuf_deinit(&ok);
+}
+
+/* A NUL inside any string field is refused before protobuf-c would cut the
+ * string at it ("ab\0cd" would be stored as "ab"): BAD_ENCODING, with the
+ * field's path and the byte, as gs_text_check words a control character. */
+static void
+test_nul_in_text(void **state)
+{
+    (void) state;
+    gs_prescan_stats_t st;
+    gs_verdict_t v;
+    gs_wbuf_t b;
+    s_named_member(&b, "abcd", 4, "01012345678", 11);
+    assert_int_equal(s_scan(&b, NULL, &st, &v), 0);
+    gs_wbuf_deinit(&b);
+
+    s_named_member(&b, "ab\0cd", 5, "01012345678", 11);
+    assert_int_equal(s_scan(&b, NULL, &st, &v), R(BAD_ENCODING));
+    assert_string_equal(v.message,
+                        "upload.records[0].household.members[1].name has a control character "
+                        "(byte 3)");
+    gs_wbuf_deinit(&b);
+
+    /* at the end of a value, and in a repeated string */
+    s_named_member(&b, "abcd", 4, "0101234567\0", 11);
+    assert_int_equal(s_scan(&b, NULL, &st, &v), R(BAD_ENCODING));
+    assert_string_equal(v.message,
+                        "upload.records[0].household.members[1].phones[1] has a control "
+                        "character (byte 11)");
+    gs_wbuf_deinit(&b);
+
+    /* in the envelope (an identifier), and as the only byte */
+    gs_wbuf_t recs, up;
+    s_empty_records(&recs, 1);
+    gs_wbuf_init(&up);
+    gs_wbuf_bytes_field(&up, s_field(&gridsync__v1__upload__descriptor, "device_id"),
+                        "dev-1\0x", 7, 0);
+    gs_wbuf_put(&up, recs.data, recs.len);
+    s_wrap(&up, s_field(&gridsync__v1__request__descriptor, "upload"));
+    assert_int_equal(s_scan(&up, NULL, &st, &v), R(BAD_ENCODING));
+    assert_string_equal(v.message, "upload.device_id has a control character (byte 6)");
+    gs_wbuf_deinit(&up);
+    gs_wbuf_init(&up);
+    gs_wbuf_bytes_field(&up, s_field(&gridsync__v1__upload__descriptor, "upload_id"), "", 1, 0);
+    s_wrap(&up, s_field(&gridsync__v1__request__descriptor, "upload"));
+    assert_int_equal(s_scan(&up, NULL, &st, &v), R(BAD_ENCODING));
+    assert_string_equal(v.message, "upload.upload_id has a control character (byte 1)");
+    gs_wbuf_deinit(&up);
+    gs_wbuf_deinit(&recs);
+
+    /* bytes fields may hold anything */
+    uint8_t cur[3] = { 'a', 0, 'b' };
+    Gridsync__V1__SnapshotRequest sr = GRIDSYNC__V1__SNAPSHOT_REQUEST__INIT;
+    sr.cursor.data = cur;
+    sr.cursor.len = sizeof cur;
+    uint8_t buf[64];
+    size_t n = gridsync__v1__snapshot_request__pack(&sr, buf);
+    assert_int_equal(gs_prescan(&gridsync__v1__snapshot_request__descriptor, buf, n, NULL, &st,
+                                &v), 0);
+}
+
 /* ---- structure --------------------------------------------------------------- */
 
 /* Truncated and invalid wire data: MALFORMED, cheaply; and the scan is
@@ -461,6 +547,7 @@ main(void)
         cmocka_unit_test(test_nested_lists),
         cmocka_unit_test(test_decode_budget),
         cmocka_unit_test(test_real_messages),
+        cmocka_unit_test(test_nul_in_text),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_deep_unknown),
         cmocka_unit_test(test_wire_helpers),

@@ -235,7 +235,7 @@ int
 st_apply(gs_store_t *st, gs_arena_t *a, const char *device, const char *upload_id,
          Gridsync__V1__Record **recs, size_t n, int64_t now_ms, gs_apply_out_t *out)
 {
-    gs_upload_t up = { device, upload_id, recs, n, gs_arena_allocator(a), NULL, 0, NULL };
+    gs_upload_t up = { device, upload_id, recs, n, gs_arena_allocator(a), NULL, 0, NULL, 1 };
     return gs_store_apply(st, &up, 1, now_ms, out);
 }
 
@@ -258,7 +258,7 @@ st_put(gs_store_t *st, gs_arena_t *a, const st_rec_t *s, int64_t now_ms)
     Gridsync__V1__Record *rec = st_build(a, s);
     gs_apply_out_t out;
     gs_upload_t up = { s->device ? s->device : "dev-1", upid, &rec, 1,
-                       gs_arena_allocator(a), NULL, 0, NULL };
+                       gs_arena_allocator(a), NULL, 0, NULL, 1 };
     int rc = gs_store_apply(st, &up, 1, now_ms, &out);
     if (rc)
         fail_msg("apply: %s (%s)", gs_store_strerror(rc), gs_store_errdetail());

@@ -411,7 +411,7 @@ test_rejections(void **state)
         st_build(f->a, &(st_rec_t) { .id = "H3", .grid = "110105003001001", .addr_code = "A3",
                                      .pids = { 4 } }),
     };
-    gs_upload_t up = { "dev-1", "u2", recs, 2, gs_arena_allocator(f->a), scope, 2, NULL };
+    gs_upload_t up = { "dev-1", "u2", recs, 2, gs_arena_allocator(f->a), scope, 2, NULL, 0 };
     assert_int_equal(gs_store_apply(f->st, &up, 1, ST_NOW_MS, &out), 0);
     ack = st_ack(&out, 0);
     assert_int_equal(ack->results[0]->status, RS(ACCEPTED));
@@ -425,7 +425,7 @@ test_rejections(void **state)
                                                             .addr_code = "A2", .pids = { 3 },
                                                             .base = 1 });
     const char *scope2[] = { "110105002" };
-    gs_upload_t up2 = { "dev-1", "u3", &mv, 1, gs_arena_allocator(f->a), scope2, 1, NULL };
+    gs_upload_t up2 = { "dev-1", "u3", &mv, 1, gs_arena_allocator(f->a), scope2, 1, NULL, 0 };
     assert_int_equal(gs_store_apply(f->st, &up2, 1, ST_NOW_MS, &out), 0);
     ack = st_ack(&out, 0);
     assert_int_equal(ack->results[0]->status, RS(REJECTED));
@@ -454,7 +454,7 @@ test_rejections(void **state)
     assert_int_equal(x.status, RS(ACCEPTED));
 
     /* request-level problems get an ack with a reason and no results */
-    up = (gs_upload_t) { "dev 1", "u9", recs, 1, gs_arena_allocator(f->a), NULL, 0, NULL };
+    up = (gs_upload_t) { "dev 1", "u9", recs, 1, gs_arena_allocator(f->a), NULL, 0, NULL, 1 };
     assert_int_equal(gs_store_apply(f->st, &up, 1, ST_NOW_MS, &out), 0);
     ack = st_ack(&out, 0);
     assert_int_equal(ack->reason, RN(BAD_REQUEST));
@@ -464,6 +464,83 @@ test_rejections(void **state)
     assert_int_equal(gs_store_apply(f->st, NULL, 0, ST_NOW_MS, &out), 0);
     assert_int_equal(out.n_uploads, 0);
     st_verify_ok(f->st);
+}
+
+/* Scope is denied by default: an upload with no prefixes writes nothing
+ * unless it says explicitly (scope_all) that the uploader is unrestricted. */
+static void
+test_scope_deny_by_default(void **state)
+{
+    fx_t *f = *state;
+    gs_apply_out_t out;
+    Gridsync__V1__Record *recs[2] = {
+        st_build(f->a, &(st_rec_t) { .id = "H1", .grid = G1, .addr_code = "A1", .pids = { 1 } }),
+        st_build(f->a, &(st_rec_t) { .id = "H2", .grid = G2, .addr_code = "A2", .pids = { 2 } }),
+    };
+    /* no list at all, and an empty one */
+    const char *none[1] = { NULL };
+    gs_upload_t ups[2] = {
+        { "dev-1", "u1", recs, 2, gs_arena_allocator(f->a), NULL, 0, NULL, 0 },
+        { "dev-2", "u2", recs, 2, gs_arena_allocator(f->a), none, 0, NULL, 0 },
+    };
+    assert_int_equal(gs_store_apply(f->st, ups, 2, ST_NOW_MS, &out), 0);
+    for (size_t u = 0; u < 2; u++) {
+        Gridsync__V1__Ack *ack = st_ack(&out, u);
+        assert_int_equal(ack->n_results, 2);
+        for (size_t i = 0; i < 2; i++) {
+            assert_int_equal(ack->results[i]->status, RS(REJECTED));
+            assert_int_equal(ack->results[i]->reason, RN(OUT_OF_SCOPE));
+        }
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+    }
+    gs_apply_out_clear(&out);
+    assert_int_equal(s_head(f->st), 0);
+
+    /* the explicit flag writes everywhere */
+    gs_upload_t all = { "dev-1", "u3", recs, 2, gs_arena_allocator(f->a), NULL, 0, NULL, 1 };
+    assert_int_equal(gs_store_apply(f->st, &all, 1, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 2);
+    gs_apply_out_clear(&out);
+    assert_int_equal(s_head(f->st), 2);
+}
+
+/* A storage error in a lookup aborts the whole batch: a damaged grid
+ * registry entry is not a rejection of one record, and nothing of the
+ * batch is committed (not even its valid uploads). */
+static void
+test_storage_error_aborts_batch(void **state)
+{
+    fx_t *f = *state;
+    Gridsync__V1__Grid g = GRIDSYNC__V1__GRID__INIT;
+    g.grid_code = G1;
+    assert_int_equal(gs_store_grid_put(f->st, &g), 0);
+    g.grid_code = G2;
+    assert_int_equal(gs_store_grid_put(f->st, &g), 0);
+    /* G2's entry no longer unpacks (a field header with no field) */
+    static const uint8_t junk[] = { 0x0a, 0x7f };
+    assert_int_equal(gs_store_debug_put(f->st, "grids", G2, 15, junk, sizeof junk), 0);
+
+    Gridsync__V1__Record *good =
+        st_build(f->a, &(st_rec_t) { .id = "H1", .grid = G1, .addr_code = "A1", .pids = { 1 } });
+    Gridsync__V1__Record *bad =
+        st_build(f->a, &(st_rec_t) { .id = "H2", .grid = G2, .addr_code = "A2", .pids = { 2 } });
+    gs_upload_t ups[2] = {
+        { "dev-1", "u1", &good, 1, gs_arena_allocator(f->a), NULL, 0, NULL, 1 },
+        { "dev-1", "u2", &bad, 1, gs_arena_allocator(f->a), NULL, 0, NULL, 1 },
+    };
+    gs_apply_out_t out;
+    assert_int_equal(gs_store_apply(f->st, ups, 2, ST_NOW_MS, &out), GS_ECORRUPT);
+    assert_null(out.uploads);
+    assert_int_equal(out.n_uploads, 0);
+    assert_int_equal(s_head(f->st), 0);
+    assert_null(s_note(f->st, K_H, "H1", NULL));
+
+    /* the valid upload alone is applied afresh (its answer was not kept) */
+    assert_int_equal(gs_store_apply(f->st, ups, 1, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.uploads[0].replayed, 0);
+    assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 1);
+    gs_apply_out_clear(&out);
+    assert_int_equal(s_head(f->st), 1);
 }
 
 /* ---- Idempotency -------------------------------------------------------------------- */
@@ -507,9 +584,9 @@ test_retransmission(void **state)
     Gridsync__V1__Record *r3 = st_build(f->a, &(st_rec_t) { .id = "H3", .addr_code = "A3",
                                                             .pids = { 4 } });
     gs_upload_t ups[3] = {
-        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL },
-        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL },
-        { "dev-2", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL },
+        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL, 1 },
+        { "dev-1", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL, 1 },
+        { "dev-2", "up-2", &r3, 1, gs_arena_allocator(f->a), NULL, 0, NULL, 1 },
     };
     assert_int_equal(gs_store_apply(f->st, ups, 3, ST_NOW_MS + 10, &out), 0);
     assert_int_equal(out.n_uploads, 3);
@@ -1751,8 +1828,8 @@ s_apply_both(gs_store_t *sa, gs_store_t *sb, gs_arena_t *aa, gs_arena_t *ab, con
     gs_prepared_t *prep = NULL;
     assert_int_equal(gs_store_prepare(sb, rb, n, gs_arena_allocator(ab), now, &prep), 0);
     assert_non_null(prep);
-    gs_upload_t ua = { "dev-1", upid, ra, n, gs_arena_allocator(aa), NULL, 0, NULL };
-    gs_upload_t ub = { "dev-1", upid, rb, n, gs_arena_allocator(ab), NULL, 0, prep };
+    gs_upload_t ua = { "dev-1", upid, ra, n, gs_arena_allocator(aa), NULL, 0, NULL, 1 };
+    gs_upload_t ub = { "dev-1", upid, rb, n, gs_arena_allocator(ab), NULL, 0, prep, 1 };
     gs_apply_out_t oa, ob;
     assert_int_equal(gs_store_apply(sa, &ua, 1, now, &oa), 0);
     assert_int_equal(gs_store_apply(sb, &ub, 1, now, &ob), 0);
@@ -2040,6 +2117,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_merge_by_room, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_natural_key_changes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_rejections, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_scope_deny_by_default, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_storage_error_aborts_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_retransmission, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_prepared_same_results, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_expiry, s_setup, s_teardown),

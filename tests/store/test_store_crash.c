@@ -81,8 +81,8 @@ s_child(const char *dir, int wfd, int start)
         snprintf(u1, sizeof u1, "batch-%d-new", b);
         snprintf(u2, sizeof u2, "batch-%d-upd", b);
         gs_upload_t ups[2] = {
-            { "crash-dev", u1, fresh, PER_BATCH, gs_arena_allocator(a), NULL, 0, NULL },
-            { "crash-dev", u2, upd, PER_BATCH, gs_arena_allocator(a), NULL, 0, NULL },
+            { "crash-dev", u1, fresh, PER_BATCH, gs_arena_allocator(a), NULL, 0, NULL, 1 },
+            { "crash-dev", u2, upd, PER_BATCH, gs_arena_allocator(a), NULL, 0, NULL, 1 },
         };
         gs_apply_out_t out;
         if (gs_store_apply(st, ups, b ? 2 : 1, ST_NOW_MS + b, &out) != 0)

@@ -430,6 +430,7 @@ s_apply(s_env_t *e, Gridsync__V1__Record **recs, size_t n, const int *expect)
     up.records = recs;
     up.n_records = n;
     up.alloc = gs_arena_allocator(e->arena);
+    up.scope_all = 1;
     gs_apply_out_t out;
     memset(&out, 0, sizeof out);
     struct timespec ts;
@@ -1328,6 +1329,44 @@ test_devices(void **state)
               "440305", NULL);
     s_expect(&r, 0);
     s_res_free(&r);
+    /* deny by default: a device or district without prefixes could do
+     * nothing, so it is refused; an admin needs none */
+    r = s_run(e, store, "devices", "add", "dev-np", "--collector", "c", NULL);
+    s_expect(&r, 2);
+    assert_non_null(strstr(r.err, "at least one --prefix"));
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "district-np", "--role", "district", NULL);
+    s_expect(&r, 2);
+    assert_non_null(strstr(r.err, "at least one --prefix"));
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "assign", "district-1", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    /* an entry without prefixes from an older store: it can still be
+     * revoked, but not changed otherwise until it is assigned prefixes */
+    st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Device old = GRIDSYNC__V1__DEVICE__INIT;
+    old.device_id = "dev-old";
+    old.collector_id = "c";
+    uint8_t ob[64];
+    size_t obl = gridsync__v1__device__pack(&old, ob);
+    assert_int_equal(gs_store_debug_put(st, "devices", "dev-old", 7, ob, obl), 0);
+    gs_store_destroy(&st);
+    r = s_run(e, store, "devices", "show", "dev-old", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "may do nothing"));
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "revoke", "dev-old", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "assign", "dev-old", "--prefix", "440305", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_debug_del(st, "devices", "dev-old", 7), 0);
+    gs_store_destroy(&st);
 
     r = s_run(e, store, "devices", "assign", "dev-1", "--prefix", "440305002", "--json", NULL);
     s_expect(&r, 0);

@@ -112,7 +112,7 @@ main(int argc, char **argv)
             snprintf(devs[n], sizeof devs[n], "dev-%s", grid);
             snprintf(upids[n], sizeof upids[n], "fill-%llu", (unsigned long long) upload_no++);
             ups[n] = (gs_upload_t) { devs[n], upids[n], recs[n], k, gs_arena_allocator(arena),
-                                     NULL, 0, NULL };
+                                     NULL, 0, NULL, 1 };
             n++;
             in_txn += k;
         }

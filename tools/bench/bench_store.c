@@ -244,7 +244,7 @@ s_apply_district(gs_store_t *st, gs_gen_t *gen, uint32_t batch, uint64_t limit,
             }
             run.prep_secs += s_now() - p0;
             ups[n] = (gs_upload_t) { devs[n], upids[n], recs[n], k, gs_arena_allocator(a),
-                                     NULL, 0, prep };
+                                     NULL, 0, prep, 1 };
             n++;
             total += k;
         }

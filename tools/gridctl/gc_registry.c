@@ -88,7 +88,12 @@ s_text_device(FILE *o, const Gridsync__V1__Device *d)
     fprintf(o, "prefixes   ");
     for (size_t i = 0; i < d->n_prefixes; i++)
         fprintf(o, " %s", *d->prefixes[i] ? d->prefixes[i] : "\"\" (everything)");
-    fprintf(o, "%s\n", d->n_prefixes ? "" : " (none)");
+    if (d->n_prefixes)
+        fputc('\n', o);
+    else if (d->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN)
+        fprintf(o, " (none: an admin reads everywhere)\n");
+    else
+        fprintf(o, " (none: it may do nothing until assigned some)\n");
     fprintf(o, "public key  %s\n", d->public_key && *d->public_key ? d->public_key
                                                                    : "(none: cannot connect)");
     fprintf(o, "created     %s\n", gc_time_local(d->created_at, when, sizeof when));
@@ -149,7 +154,9 @@ static const char s_devices_help[] =
     "the registry on every request, so changes apply at once, while it runs.\n"
     "\n"
     "  add      enrol a new identity (refused if DEVICE_ID exists). --role device\n"
-    "           (default) needs --collector. Each --prefix is a grid-code prefix at a\n"
+    "           (default) needs --collector. A device or district system needs at\n"
+    "           least one --prefix (scope is denied by default); an admin needs none\n"
+    "           and reads everywhere. Each --prefix is a grid-code prefix at a\n"
     "           level boundary: 2, 4, 6 (district), 9 (street), 12 (community) or\n"
     "           15 (grid) digits. --public-key is the identity's CURVE public key in\n"
     "           Z85 (40 characters); without one it cannot connect to a broker that\n"
