@@ -1713,7 +1713,15 @@ s_handle_admin(gs_broker_t *b)
         arena ? gridsync__v1__admin_request__unpack(gs_arena_allocator(arena), len,
                                                     zmq_msg_data(&body))
               : NULL;
-    if (!req) {
+    if (!arena) {
+        uint64_t rid = 0; /* echo the request_id when the bytes hold one */
+        gs_wire_find_varint(zmq_msg_data(&body), len,
+                            protobuf_c_message_descriptor_get_field_by_name(
+                                &gridsync__v1__admin_request__descriptor, "request_id")->id,
+                            &rid);
+        s_frontend_error(b, b->admin, &identity, req_style, 1, rid,
+                         GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
+    } else if (!req) {
         s_frontend_error(b, b->admin, &identity, req_style, 1, 0,
                          GRIDSYNC__V1__REASON__REASON_MALFORMED,
                          "request does not decode as a gridsync.v1.AdminRequest");
