@@ -43,7 +43,6 @@
 #define S_EP_EVENTS "inproc://gs-events"
 #define S_MAX_PREFIXES 64           /* prefixes in one sync/snapshot request */
 #define S_REPLY_BUDGET (4u << 20)   /* bytes of events or records per reply */
-#define S_MAX_SUBS 4096             /* distinct live-feed prefixes tracked */
 
 /* Where a reply goes. */
 enum { S_TO_ROUTER = 0, S_TO_ADMIN = 1 };
@@ -73,25 +72,53 @@ typedef struct s_reply {
     int64_t recv_us;            /* as in the job; 0 = no latency sample */
 } s_reply_t;
 
-/* One subscribed live-feed prefix. */
+/* One key's subscriptions to one live-feed prefix. */
+typedef struct s_holder {
+    uint32_t key;                   /* index into s_feed_t.keys */
+    uint32_t applied;               /* applied by the broker */
+    uint32_t refused;               /* refused, and still listed by libzmq */
+} s_holder_t;
+
+/* One prefix that live subscriptions hold (a slot of s_feed_t.subs). In
+ * secure mode (XPUB_MANUAL) libzmq lists every subscription it received
+ * on a connection, applied by the broker or refused, and when the
+ * connection ends it hands the broker an unsubscription for each one it
+ * still lists, without the connection's metadata. So both kinds are
+ * counted here, and the entry goes when both are back at zero. */
 typedef struct s_sub {
+    int used;                       /* slot in use */
     char prefix[GS_GRID_LEN + 1];   /* as subscribed */
     int level;                      /* gs_level_of_len, -1 if not a level */
     uint64_t last_seq;              /* last event published under it */
+    uint32_t applied;               /* applied subscriptions: heart-beaten while > 0 */
+    uint32_t refused;               /* refused ones libzmq still lists */
+    s_holder_t *holders;            /* by key (secure mode) */
+    uint32_t n_holders, cap_holders;
 } s_sub_t;
 
-/* Who follows what on the live feed (secure mode): each authorised
- * subscription, by the device id of its CURVE key. Rechecked against the
- * registry every heartbeat, so a revocation reaches open connections. */
-typedef struct s_follower {
+/* A key that subscribed on the current feed socket. Kept until the next
+ * rebind however its subscriptions end; at most one per registry entry. */
+typedef struct s_key {
     char device_id[GS_ID_MAX + 1];  /* registry id of the subscriber's key */
-    char prefix[GS_GRID_LEN + 1];   /* the prefix it was allowed */
-} s_follower_t;
+    int admitted;                   /* had a subscription applied: checked every heartbeat */
+    uint32_t n_prefixes;            /* distinct prefixes it holds applied (the bound) */
+    int admin;                      /* admitted as an admin at least once */
+    char (*scope)[GS_GRID_LEN + 1]; /* every assigned prefix it was admitted under */
+    uint32_t n_scope, cap_scope;
+} s_key_t;
 
-typedef struct s_followers {
-    s_follower_t *v;                /* S_MAX_SUBS entries */
-    size_t n;                       /* in use */
-} s_followers_t;
+/* The publisher's tables (publisher thread only; allocated by
+ * gs_broker_new, where running out of memory is reported). */
+typedef struct s_feed {
+    s_sub_t *subs;                  /* open addressing by prefix, cap_subs slots */
+    size_t cap_subs, n_subs;        /* a power of two; n_subs <= cap_subs / 2 */
+    size_t n_live;                  /* entries with applied > 0 */
+    size_t n_odd;                   /* entries not at a level (insecure mode only) */
+    s_key_t *keys;                  /* in order of first subscription */
+    size_t n_keys, cap_keys;
+    uint32_t *key_slots;            /* open addressing by device id: index + 1, 0 free */
+    size_t cap_key_slots;           /* a power of two, 2 * cap_keys */
+} s_feed_t;
 
 struct gs_broker {
     gs_config_t cfg;                /* effective settings */
@@ -118,6 +145,7 @@ struct gs_broker {
     pthread_t *readers;             /* cfg.readers threads */
     s_job_t **wjobs;                /* the writer's group, cfg.batch_max_records + 1 */
     gs_upload_t *wups;              /* and its uploads, allocated before it starts */
+    s_feed_t feed;                  /* the publisher's tables, allocated before it starts */
     int threads_started;            /* how many of the above run */
     int secure;                     /* CURVE on client-facing TCP sockets */
     gs_auth_t *auth;                /* ZAP handler (secure mode) */
@@ -208,16 +236,21 @@ s_reply_destroy(s_reply_t **r_p)
     *r_p = NULL;
 }
 
-/* Pack an error Reply (or AdminReply) for request_id into b. */
+/* Pack an error Reply (or AdminReply) for request_id into out, and count it
+ * in gridsync_request_errors_total: every error reply of every thread is
+ * packed here, so none goes uncounted. */
 static void
-s_error_pack(gs_wbuf_t *b, int admin, uint64_t request_id, int reason, const char *msg)
+s_error_pack(gs_broker_t *b, gs_wbuf_t *out, int admin, uint64_t request_id, int reason,
+             const char *msg)
 {
     Gridsync__V1__Error err = GRIDSYNC__V1__ERROR__INIT;
     err.reason = (Gridsync__V1__Reason) reason;
     err.message = (char *) msg;
-    gs_wbuf_uint_field(b, 1, request_id);
+    gs_wbuf_uint_field(out, 1, request_id);
     /* Reply.error is field 5, AdminReply.error field 7 */
-    gs_wbuf_message_field(b, admin ? 7 : 5, &err.base);
+    gs_wbuf_message_field(out, admin ? 7 : 5, &err.base);
+    if (reason >= 0 && reason < GS_REASONS_MAX)
+        atomic_fetch_add(&b->metrics.request_errors[reason], 1);
 }
 
 /* Is prefix at or below one of allowed? */
@@ -231,13 +264,6 @@ s_prefix_allowed(const char *prefix, char **allowed, size_t n)
 }
 
 /* ---- writer thread -------------------------------------------------------- */
-
-static void
-s_count_reply_error(gs_broker_t *b, int reason)
-{
-    if (reason >= 0 && reason < GS_REASONS_MAX)
-        atomic_fetch_add(&b->metrics.request_errors[reason], 1);
-}
 
 static void *
 s_writer_main(void *arg)
@@ -359,8 +385,7 @@ s_writer_main(void *arg)
                        gs_store_strerror(rc), n, records);
             for (size_t i = 0; i < n; i++) {
                 gs_wbuf_reset(&wb);
-                s_error_pack(&wb, 0, jobs[i]->request_id, reason, msg);
-                s_count_reply_error(b, reason);
+                s_error_pack(b, &wb, 0, jobs[i]->request_id, reason, msg);
                 s_reply_t *r = s_reply_new(jobs[i], wb.data, wb.len);
                 if (r)
                     r->recv_us = 0;
@@ -385,6 +410,283 @@ s_writer_main(void *arg)
 
 /* ---- publisher thread ----------------------------------------------------- */
 
+#define S_FEED_SUBS0 1024   /* prefix slots allocated at start (grows) */
+#define S_FEED_KEYS0 64     /* keys allocated at start (grows) */
+
+static uint64_t
+s_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t) *s) * 1099511628211ull;
+    return h;
+}
+
+/* Allocate the publisher's tables at their starting size: 0, or -1 when
+ * memory runs out (then s_feed_deinit frees what was allocated). */
+static int
+s_feed_init(s_feed_t *f)
+{
+    memset(f, 0, sizeof *f);
+    f->subs = calloc(S_FEED_SUBS0, sizeof *f->subs);
+    f->keys = calloc(S_FEED_KEYS0, sizeof *f->keys);
+    f->key_slots = calloc(2 * S_FEED_KEYS0, sizeof *f->key_slots);
+    if (!f->subs || !f->keys || !f->key_slots)
+        return -1;
+    f->cap_subs = S_FEED_SUBS0;
+    f->cap_keys = S_FEED_KEYS0;
+    f->cap_key_slots = 2 * S_FEED_KEYS0;
+    return 0;
+}
+
+/* Forget every subscription and key, keeping the memory: after a rebind
+ * the new socket starts with none. */
+static void
+s_feed_clear(s_feed_t *f)
+{
+    for (size_t i = 0; i < f->cap_subs; i++)
+        free(f->subs[i].holders);
+    if (f->subs)
+        memset(f->subs, 0, f->cap_subs * sizeof *f->subs);
+    for (size_t i = 0; i < f->n_keys; i++)
+        free(f->keys[i].scope);
+    if (f->key_slots)
+        memset(f->key_slots, 0, f->cap_key_slots * sizeof *f->key_slots);
+    f->n_subs = f->n_live = f->n_odd = f->n_keys = 0;
+}
+
+static void
+s_feed_deinit(s_feed_t *f)
+{
+    s_feed_clear(f);
+    free(f->subs);
+    free(f->keys);
+    free(f->key_slots);
+    memset(f, 0, sizeof *f);
+}
+
+static s_sub_t *
+s_sub_find(s_feed_t *f, const char *prefix)
+{
+    size_t mask = f->cap_subs - 1;
+    for (size_t i = s_hash(prefix) & mask;; i = (i + 1) & mask) {
+        if (!f->subs[i].used)
+            return NULL;
+        if (strcmp(f->subs[i].prefix, prefix) == 0)
+            return &f->subs[i];
+    }
+}
+
+static int
+s_subs_grow(s_feed_t *f)
+{
+    size_t cap = f->cap_subs * 2;
+    s_sub_t *v = calloc(cap, sizeof *v);
+    if (!v)
+        return -1;
+    for (size_t i = 0; i < f->cap_subs; i++) {
+        if (!f->subs[i].used)
+            continue;
+        size_t j = s_hash(f->subs[i].prefix) & (cap - 1);
+        while (v[j].used)
+            j = (j + 1) & (cap - 1);
+        v[j] = f->subs[i];
+    }
+    free(f->subs);
+    f->subs = v;
+    f->cap_subs = cap;
+    return 0;
+}
+
+/* The entry for prefix, added if new (its last seq read from the store);
+ * NULL when memory runs out. Moves other entries: pointers into the table
+ * are stale afterwards. */
+static s_sub_t *
+s_sub_get(gs_broker_t *b, s_feed_t *f, const char *prefix)
+{
+    s_sub_t *s = s_sub_find(f, prefix);
+    if (s)
+        return s;
+    if ((f->n_subs + 1) * 2 > f->cap_subs && s_subs_grow(f))
+        return NULL;
+    size_t mask = f->cap_subs - 1;
+    size_t i = s_hash(prefix) & mask;
+    while (f->subs[i].used)
+        i = (i + 1) & mask;
+    s = &f->subs[i];
+    memset(s, 0, sizeof *s);
+    s->used = 1;
+    snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
+    s->level = gs_level_of_len(strlen(prefix));
+    if (s->level >= 0)
+        gs_store_prefix_last(b->store, prefix, &s->last_seq);
+    else
+        f->n_odd++;
+    f->n_subs++;
+    return s;
+}
+
+/* Drop an entry; the later members of its probe run move back into the
+ * hole (no tombstones), so pointers into the table are stale afterwards. */
+static void
+s_sub_remove(s_feed_t *f, s_sub_t *s)
+{
+    size_t mask = f->cap_subs - 1;
+    size_t i = (size_t) (s - f->subs);
+    free(s->holders);
+    if (s->level < 0)
+        f->n_odd--;
+    if (s->applied)
+        f->n_live--;
+    memset(s, 0, sizeof *s);
+    f->n_subs--;
+    for (size_t j = (i + 1) & mask; f->subs[j].used; j = (j + 1) & mask) {
+        size_t home = s_hash(f->subs[j].prefix) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            f->subs[i] = f->subs[j];
+            memset(&f->subs[j], 0, sizeof f->subs[j]);
+            i = j;
+        }
+    }
+}
+
+static long
+s_key_find(const s_feed_t *f, const char *id)
+{
+    size_t mask = f->cap_key_slots - 1;
+    for (size_t i = s_hash(id) & mask;; i = (i + 1) & mask) {
+        uint32_t v = f->key_slots[i];
+        if (!v)
+            return -1;
+        if (strcmp(f->keys[v - 1].device_id, id) == 0)
+            return (long) v - 1;
+    }
+}
+
+/* The index of key id, added if new; -1 when memory runs out. */
+static long
+s_key_get(s_feed_t *f, const char *id)
+{
+    long k = s_key_find(f, id);
+    if (k >= 0)
+        return k;
+    if (f->n_keys == f->cap_keys) {
+        size_t cap = f->cap_keys * 2;
+        s_key_t *v = realloc(f->keys, cap * sizeof *v);
+        if (v)
+            f->keys = v;
+        uint32_t *slots = v ? calloc(2 * cap, sizeof *slots) : NULL;
+        if (!slots)
+            return -1;
+        free(f->key_slots);
+        f->key_slots = slots;
+        f->cap_keys = cap;
+        f->cap_key_slots = 2 * cap;
+        for (size_t n = 0; n < f->n_keys; n++) {
+            size_t i = s_hash(f->keys[n].device_id) & (f->cap_key_slots - 1);
+            while (f->key_slots[i])
+                i = (i + 1) & (f->cap_key_slots - 1);
+            f->key_slots[i] = (uint32_t) n + 1;
+        }
+    }
+    s_key_t *key = &f->keys[f->n_keys];
+    memset(key, 0, sizeof *key);
+    snprintf(key->device_id, sizeof key->device_id, "%s", id);
+    size_t i = s_hash(id) & (f->cap_key_slots - 1);
+    while (f->key_slots[i])
+        i = (i + 1) & (f->cap_key_slots - 1);
+    f->key_slots[i] = (uint32_t) ++f->n_keys;
+    return (long) f->n_keys - 1;
+}
+
+/* Remember what the registry let key follow when a subscription of it
+ * was applied: its role and assigned prefixes, added to what it was
+ * admitted under before. 0, or -1 when memory runs out. */
+static int
+s_key_admit(s_key_t *key, const Gridsync__V1__Device *dev)
+{
+    key->admitted = 1;
+    if (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN) {
+        key->admin = 1;
+        return 0;
+    }
+    for (size_t i = 0; i < dev->n_prefixes; i++) {
+        const char *p = dev->prefixes[i];
+        if (strlen(p) > GS_GRID_LEN)
+            return -1; /* the registry never holds one; never widen on a surprise */
+        uint32_t j = 0;
+        while (j < key->n_scope && strcmp(key->scope[j], p) != 0)
+            j++;
+        if (j < key->n_scope)
+            continue;
+        if (key->n_scope == key->cap_scope) {
+            uint32_t cap = key->cap_scope ? 2 * key->cap_scope : 4;
+            void *v = realloc(key->scope, cap * sizeof *key->scope);
+            if (!v)
+                return -1;
+            key->scope = v;
+            key->cap_scope = cap;
+        }
+        snprintf(key->scope[key->n_scope++], sizeof key->scope[0], "%s", p);
+    }
+    return 0;
+}
+
+static s_holder_t *
+s_holder_find(s_sub_t *s, long key)
+{
+    for (uint32_t i = 0; i < s->n_holders; i++)
+        if (s->holders[i].key == (uint32_t) key)
+            return &s->holders[i];
+    return NULL;
+}
+
+/* key's holding of s, added if new; NULL when memory runs out. */
+static s_holder_t *
+s_holder_get(s_sub_t *s, long key)
+{
+    s_holder_t *h = s_holder_find(s, key);
+    if (h)
+        return h;
+    if (s->n_holders == s->cap_holders) {
+        uint32_t cap = s->cap_holders ? 2 * s->cap_holders : 2;
+        void *v = realloc(s->holders, cap * sizeof *s->holders);
+        if (!v)
+            return NULL;
+        s->holders = v;
+        s->cap_holders = cap;
+    }
+    h = &s->holders[s->n_holders++];
+    *h = (s_holder_t) { .key = (uint32_t) key };
+    return h;
+}
+
+/* One subscription of h's key to s ends: an applied one (applied = 1) or
+ * a refused one. */
+static void
+s_holder_drop(s_feed_t *f, s_sub_t *s, s_holder_t *h, int applied)
+{
+    if (applied) {
+        h->applied--;
+        if (h->applied == 0)
+            f->keys[h->key].n_prefixes--;
+        if (--s->applied == 0)
+            f->n_live--;
+    } else {
+        h->refused--;
+        s->refused--;
+    }
+    if (!h->applied && !h->refused)
+        *h = s->holders[--s->n_holders];
+}
+
+static void
+s_feed_gauge(gs_broker_t *b, const s_feed_t *f)
+{
+    atomic_store(&b->subscriptions, (int) f->n_live);
+    atomic_store(&b->metrics.feed_subscriptions, (int64_t) f->n_live);
+}
+
 static void
 s_feed_send(gs_broker_t *b, const char *topic, size_t topic_len, const uint8_t *body,
             size_t len)
@@ -398,9 +700,10 @@ s_feed_send(gs_broker_t *b, const char *topic, size_t topic_len, const uint8_t *
 }
 
 static void
-s_publish_events(gs_broker_t *b, gs_apply_out_t *ev, s_sub_t *subs, size_t nsubs,
-                 gs_wbuf_t *wb, gs_wbuf_t *tmp)
+s_publish_events(gs_broker_t *b, gs_apply_out_t *ev, s_feed_t *f, gs_wbuf_t *wb,
+                 gs_wbuf_t *tmp)
 {
+    static const int level_len[] = { 0, 2, 4, 6, 9, 12, 15 };
     for (size_t i = 0; i < ev->n_events; i++) {
         gs_event_out_t *e = &ev->events[i];
         const uint8_t *data = e->data;
@@ -413,141 +716,230 @@ s_publish_events(gs_broker_t *b, gs_apply_out_t *ev, s_sub_t *subs, size_t nsubs
         gs_wbuf_reset(wb);
         gs_wbuf_bytes_field(wb, 1, data, len, 1); /* FeedMessage.event */
         s_feed_send(b, e->grid, GS_GRID_LEN, wb->data, wb->len);
-        for (size_t k = 0; k < nsubs; k++)
-            if (strncmp(e->grid, subs[k].prefix, strlen(subs[k].prefix)) == 0)
-                subs[k].last_seq = e->seq;
+        /* the prefixes an event falls under are its grid's levels: one
+         * lookup each, however many prefixes are followed */
+        char prefix[GS_GRID_LEN + 1];
+        for (size_t l = 0; l < sizeof level_len / sizeof level_len[0]; l++) {
+            memcpy(prefix, e->grid, (size_t) level_len[l]);
+            prefix[level_len[l]] = 0;
+            s_sub_t *s = s_sub_find(f, prefix);
+            if (s)
+                s->last_seq = e->seq;
+        }
+        for (size_t k = 0; f->n_odd && k < f->cap_subs; k++)
+            if (f->subs[k].used && f->subs[k].level < 0 &&
+                strncmp(e->grid, f->subs[k].prefix, strlen(f->subs[k].prefix)) == 0)
+                f->subs[k].last_seq = e->seq;
     }
     atomic_fetch_add(&b->metrics.feed_events, ev->n_events);
 }
 
+/* One heartbeat for every prefix an applied subscription holds, however
+ * many there are. */
 static void
-s_heartbeats(gs_broker_t *b, s_sub_t *subs, size_t nsubs, uint64_t head, gs_wbuf_t *wb)
+s_heartbeats(gs_broker_t *b, const s_feed_t *f, uint64_t head, gs_wbuf_t *wb)
 {
-    for (size_t k = 0; k < nsubs; k++) {
+    size_t sent = 0;
+    for (size_t k = 0; k < f->cap_subs; k++) {
+        const s_sub_t *s = &f->subs[k];
+        if (!s->used || !s->applied)
+            continue;
         Gridsync__V1__Heartbeat hb = GRIDSYNC__V1__HEARTBEAT__INIT;
         hb.head_seq = head;
-        hb.prefix = subs[k].prefix;
-        hb.prefix_last_seq = subs[k].last_seq;
+        hb.prefix = (char *) s->prefix;
+        hb.prefix_last_seq = s->last_seq;
         hb.sent_at = s_now_ms();
         gs_wbuf_reset(wb);
         gs_wbuf_message_field(wb, 2, &hb.base); /* FeedMessage.heartbeat */
-        s_feed_send(b, subs[k].prefix, strlen(subs[k].prefix), wb->data, wb->len);
+        s_feed_send(b, s->prefix, strlen(s->prefix), wb->data, wb->len);
+        sent++;
     }
-    atomic_fetch_add(&b->metrics.feed_heartbeats, nsubs);
+    atomic_fetch_add(&b->metrics.feed_heartbeats, sent);
 }
 
-/* In secure mode (XPUB_MANUAL) a subscription takes effect only when the
- * subscriber's registry entry allows the prefix; returns 1 when it may. */
-static int
-s_subscription_allowed(gs_broker_t *b, zmq_msg_t *m, const char *prefix)
+/* Why key id may not follow prefix now, or NULL when it may; *dev_out
+ * gets its registry entry when it has one (caller frees). */
+static const char *
+s_subscription_check(gs_broker_t *b, const char *id, const char *prefix, int level,
+                     Gridsync__V1__Device **dev_out)
 {
-    const char *id = zmq_msg_gets(m, "device_id");
-    const char *why = NULL;
+    *dev_out = NULL;
+    if (!id || gs_store_device_get(b->store, id, dev_out))
+        return "not enrolled";
+    Gridsync__V1__Device *dev = *dev_out;
+    if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE)
+        return "revoked";
+    if (level < 0)
+        return "prefix not at a level boundary (0,2,4,6,9,12,15 digits)";
+    if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
+        !s_prefix_allowed(prefix, dev->prefixes, dev->n_prefixes))
+        return "outside the assigned prefixes";
+    return NULL;
+}
+
+/* A subscription in secure mode (XPUB_MANUAL): applied only when the
+ * subscriber's registry entry allows the prefix and its key stays within
+ * feed-max-prefixes; counted either way (s_sub_t). */
+static void
+s_subscribe(gs_broker_t *b, s_feed_t *f, const char *id, const char *prefix, int level)
+{
     Gridsync__V1__Device *dev = NULL;
-    if (!id || gs_store_device_get(b->store, id, &dev))
-        why = "not enrolled";
-    else if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE)
-        why = "revoked";
-    else if (gs_level_of_len(strlen(prefix)) < 0)
-        why = "prefix not at a level boundary (0,2,4,6,9,12,15 digits)";
-    else if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
-             !s_prefix_allowed(prefix, dev->prefixes, dev->n_prefixes))
-        why = "outside the assigned prefixes";
+    const char *why = s_subscription_check(b, id, prefix, level, &dev);
+    char bound[96];
+    long k = id && strlen(id) <= GS_ID_MAX ? s_key_get(f, id) : -1;
+    s_sub_t *s = level >= 0 ? s_sub_get(b, f, prefix) : NULL;
+    s_holder_t *h = s && k >= 0 ? s_holder_get(s, k) : NULL;
+    if (!why && !h) {
+        /* libzmq lists it whatever the broker decides, and its end could
+         * not be counted: refuse it, and say why */
+        why = "the broker is out of memory";
+    } else if (!why && h->applied == 0 &&
+               f->keys[k].n_prefixes >= (uint64_t) b->cfg.feed_max_prefixes) {
+        snprintf(bound, sizeof bound, "the key already follows %u prefixes (feed-max-prefixes)",
+                 f->keys[k].n_prefixes);
+        why = bound;
+    } else if (!why && s_key_admit(&f->keys[k], dev)) {
+        why = "the broker is out of memory";
+    }
     if (why) {
         atomic_fetch_add(&b->metrics.feed_refused, 1);
         gs_log(GS_LOG_WARN, "feed_subscribe_refused", "device=%s prefix=\"%s\" reason=\"%s\"",
                id ? id : "-", prefix, why);
+        if (h) {
+            h->refused++;
+            s->refused++;
+        }
+    } else {
+        if (h->applied++ == 0)
+            f->keys[k].n_prefixes++;
+        if (s->applied++ == 0) {
+            f->n_live++;
+            gs_log(GS_LOG_INFO, "feed_subscribe", "prefix=\"%s\" last_seq=%llu", prefix,
+                   (unsigned long long) s->last_seq);
+        }
+        zmq_setsockopt(b->xpub, ZMQ_SUBSCRIBE, prefix, strlen(prefix));
     }
+    if (s && !s->applied && !s->refused)
+        s_sub_remove(f, s); /* its holder could not be added */
     if (dev)
         gridsync__v1__device__free_unpacked(dev, NULL);
-    return why == NULL;
 }
 
-/* A (un)subscription arrived on the XPUB: authorise it (secure mode) and
- * keep the distinct prefix set for heartbeats. */
+/* An unsubscription in secure mode. With metadata it is the connection's
+ * own: it ends one of that key's subscriptions (an applied one first),
+ * and one for a prefix the key does not hold is ignored. Without metadata
+ * libzmq sends it because a connection ended, and does not say whose: a
+ * refused subscription is charged first, so the applied count never falls
+ * below the subscriptions that really are applied, and no live prefix
+ * loses its heartbeats. */
 static void
-s_followers_note(s_followers_t *f, zmq_msg_t *m, const char *prefix, int subscribe)
+s_unsubscribe(gs_broker_t *b, s_feed_t *f, const char *id, const char *prefix, int level)
 {
-    const char *id = zmq_msg_gets(m, "device_id");
-    if (!id || strlen(id) > GS_ID_MAX)
+    if (level < 0)
+        return;     /* never counted (refused in s_subscription_check) */
+    zmq_setsockopt(b->xpub, ZMQ_UNSUBSCRIBE, prefix, strlen(prefix));
+    s_sub_t *s = s_sub_find(f, prefix);
+    if (!s)
         return;
-    for (size_t i = 0; i < f->n; i++) {
-        if (strcmp(f->v[i].device_id, id) == 0 && strcmp(f->v[i].prefix, prefix) == 0) {
-            if (!subscribe)
-                f->v[i] = f->v[--f->n];
-            return;
-        }
+    if (id) {
+        long k = s_key_find(f, id);
+        s_holder_t *h = k >= 0 ? s_holder_find(s, k) : NULL;
+        if (h)
+            s_holder_drop(f, s, h, h->applied > 0);
+    } else {
+        s_holder_t *h = NULL;
+        for (uint32_t i = 0; i < s->n_holders && !h; i++)
+            if (s->holders[i].refused)
+                h = &s->holders[i];
+        if (h)
+            s_holder_drop(f, s, h, 0);
+        else if (s->n_holders)
+            s_holder_drop(f, s, &s->holders[0], 1);
     }
-    if (subscribe && f->n < S_MAX_SUBS) {
-        snprintf(f->v[f->n].device_id, sizeof f->v[f->n].device_id, "%s", id);
-        snprintf(f->v[f->n].prefix, sizeof f->v[f->n].prefix, "%s", prefix);
-        f->n++;
+    if (!s->applied && !s->refused) {
+        gs_log(GS_LOG_INFO, "feed_unsubscribe", "prefix=\"%s\"", prefix);
+        s_sub_remove(f, s);
     }
 }
 
-static size_t
-s_subscription(gs_broker_t *b, zmq_msg_t *m, s_sub_t *subs, size_t nsubs,
-               s_followers_t *fol)
+/* A control message arrived on the XPUB: (un)subscription of a prefix. */
+static void
+s_subscription(gs_broker_t *b, zmq_msg_t *m, s_feed_t *f)
 {
     const uint8_t *msg = zmq_msg_data(m);
     size_t len = zmq_msg_size(m);
     gs_log(GS_LOG_DEBUG, "feed_control", "bytes=%zu kind=%d", len, len ? msg[0] : -1);
     if (len < 1 || len - 1 > GS_GRID_LEN || (msg[0] != 0 && msg[0] != 1))
-        return nsubs;
+        return;
     char prefix[GS_GRID_LEN + 1];
+    int digits = 1;
+    for (size_t i = 1; i < len; i++)
+        digits &= msg[i] >= '0' && msg[i] <= '9';
     memcpy(prefix, msg + 1, len - 1);
     prefix[len - 1] = 0;
+    /* only digits are grid prefixes: anything else (a NUL among them) is
+     * never applied or counted, in both directions alike */
+    int level = digits ? gs_level_of_len(len - 1) : -1;
     if (b->secure) {
-        if (msg[0] == 1) {
-            if (!s_subscription_allowed(b, m, prefix))
-                return nsubs;
-            zmq_setsockopt(b->xpub, ZMQ_SUBSCRIBE, prefix, len - 1);
-            s_followers_note(fol, m, prefix, 1);
+        const char *id = zmq_msg_gets(m, "device_id");
+        if (msg[0] == 1 && !digits) {
+            atomic_fetch_add(&b->metrics.feed_refused, 1);
+            gs_log(GS_LOG_WARN, "feed_subscribe_refused",
+                   "device=%s reason=\"prefix is not grid-code digits\"", id ? id : "-");
+        } else if (msg[0] == 1) {
+            s_subscribe(b, f, id, prefix, level);
         } else {
-            zmq_setsockopt(b->xpub, ZMQ_UNSUBSCRIBE, prefix, len - 1);
-            s_followers_note(fol, m, prefix, 0);
-            return nsubs; /* others may still follow it: keep its heartbeat */
+            s_unsubscribe(b, f, id, prefix, level);
+        }
+    } else if (digits) {
+        /* libzmq applies subscriptions itself here and passes on only the
+         * first subscription to a prefix and the last unsubscription */
+        s_sub_t *s = s_sub_find(f, prefix);
+        if (msg[0] == 1 && !s) {
+            s = s_sub_get(b, f, prefix);
+            if (!s) {
+                gs_log(GS_LOG_ERROR, "out_of_memory",
+                       "what=\"feed prefix table\" prefix=\"%s\" msg=\"no heartbeats for it\"",
+                       prefix);
+            } else {
+                s->applied = 1;
+                f->n_live++;
+                gs_log(GS_LOG_INFO, "feed_subscribe", "prefix=\"%s\" last_seq=%llu", prefix,
+                       (unsigned long long) s->last_seq);
+            }
+        } else if (msg[0] == 0 && s) {
+            gs_log(GS_LOG_INFO, "feed_unsubscribe", "prefix=\"%s\"", prefix);
+            s_sub_remove(f, s);
         }
     }
-    size_t k;
-    for (k = 0; k < nsubs; k++)
-        if (strcmp(subs[k].prefix, prefix) == 0)
-            break;
-    if (msg[0] == 1 && k == nsubs && nsubs < S_MAX_SUBS) {
-        s_sub_t *s = &subs[nsubs++];
-        memcpy(s->prefix, prefix, len);
-        s->level = gs_level_of_len(len - 1);
-        s->last_seq = 0;
-        if (s->level >= 0)
-            gs_store_prefix_last(b->store, prefix, &s->last_seq);
-        gs_log(GS_LOG_INFO, "feed_subscribe", "prefix=\"%s\" last_seq=%llu", prefix,
-               (unsigned long long) s->last_seq);
-    } else if (msg[0] == 0 && k < nsubs) {
-        gs_log(GS_LOG_INFO, "feed_unsubscribe", "prefix=\"%s\"", prefix);
-        subs[k] = subs[--nsubs];
-    }
-    atomic_store(&b->subscriptions, (int) nsubs);
-    atomic_store(&b->metrics.feed_subscriptions, (int64_t) nsubs);
-    return nsubs;
+    s_feed_gauge(b, f);
 }
 
 static void *s_xpub_open(gs_broker_t *b, const char *endpoint);
 
-/* Does the registry still let every follower follow its prefix? The first
- * that may not (revoked, removed, or its assignment narrowed) is named. */
-static const s_follower_t *
-s_followers_stale(gs_broker_t *b, const s_followers_t *f)
+/* Does the registry still let every admitted key follow what it was
+ * admitted under? The first that may not (revoked, removed, no longer an
+ * admin, or an assigned prefix it was admitted under no longer covered)
+ * is returned. One registry read per admitted key. */
+static const s_key_t *
+s_keys_stale(gs_broker_t *b, const s_feed_t *f)
 {
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = 0; i < f->n_keys; i++) {
+        const s_key_t *key = &f->keys[i];
+        if (!key->admitted)
+            continue;
         Gridsync__V1__Device *dev = NULL;
-        int ok = gs_store_device_get(b->store, f->v[i].device_id, &dev) == 0 &&
-                 dev->status == GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE &&
-                 (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN ||
-                  s_prefix_allowed(f->v[i].prefix, dev->prefixes, dev->n_prefixes));
+        int ok = gs_store_device_get(b->store, key->device_id, &dev) == 0 &&
+                 dev->status == GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE;
+        if (ok && dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN) {
+            ok = !key->admin;
+            for (uint32_t j = 0; ok && j < key->n_scope; j++)
+                ok = s_prefix_allowed(key->scope[j], dev->prefixes, dev->n_prefixes);
+        }
         if (dev)
             gridsync__v1__device__free_unpacked(dev, NULL);
         if (!ok)
-            return &f->v[i];
+            return key;
     }
     return NULL;
 }
@@ -560,10 +952,9 @@ s_followers_stale(gs_broker_t *b, const s_followers_t *f)
  * the sync service, as after any gap. Returns 0, or -1 when the endpoint
  * could not be bound again (the feed is then down: logged as an error). */
 static int
-s_xpub_rebind(gs_broker_t *b, const s_follower_t *why)
+s_xpub_rebind(gs_broker_t *b, const s_key_t *why)
 {
-    gs_log(GS_LOG_WARN, "feed_rebind", "reason=revocation device=%s prefix=\"%s\"",
-           why->device_id, why->prefix);
+    gs_log(GS_LOG_WARN, "feed_rebind", "reason=revocation device=%s", why->device_id);
     int zero = 0;
     zmq_setsockopt(b->xpub, ZMQ_LINGER, &zero, sizeof zero);
     zmq_close(b->xpub);
@@ -590,11 +981,9 @@ static void *
 s_publisher_main(void *arg)
 {
     gs_broker_t *b = arg;
+    s_feed_t *f = &b->feed;
     void *in = zmq_socket(b->ctx, ZMQ_PAIR);
     zmq_connect(in, S_EP_EVENTS);
-    s_sub_t *subs = calloc(S_MAX_SUBS, sizeof *subs);
-    size_t nsubs = 0;
-    s_followers_t fol = { calloc(S_MAX_SUBS, sizeof *fol.v), 0 };
     gs_wbuf_t wb, tmp;
     gs_wbuf_init(&wb);
     gs_wbuf_init(&tmp);
@@ -614,7 +1003,7 @@ s_publisher_main(void *arg)
                     zmq_msg_close(&m);
                     break;
                 }
-                nsubs = s_subscription(b, &m, subs, nsubs, &fol);
+                s_subscription(b, &m, f);
                 zmq_msg_close(&m);
             }
         }
@@ -627,7 +1016,7 @@ s_publisher_main(void *arg)
                     break;
                 }
                 gs_apply_out_t *ev = p;
-                s_publish_events(b, ev, subs, nsubs, &wb, &tmp);
+                s_publish_events(b, ev, f, &wb, &tmp);
                 gs_apply_out_clear(ev);
                 free(ev);
             }
@@ -635,19 +1024,20 @@ s_publisher_main(void *arg)
                 break;
         }
         if (s_mono_us() >= next_hb) {
-            const s_follower_t *stale = b->secure && b->xpub ? s_followers_stale(b, &fol) : NULL;
+            const s_key_t *stale = b->secure && b->xpub ? s_keys_stale(b, f) : NULL;
             if (stale) {
                 s_xpub_rebind(b, stale);
-                fol.n = 0;      /* the survivors subscribe again */
+                /* the old socket took its subscriptions with it: the
+                 * survivors subscribe again on the new one */
+                s_feed_clear(f);
+                s_feed_gauge(b, f);
             }
-            s_heartbeats(b, subs, nsubs, atomic_load(&b->head_seq), &wb);
+            s_heartbeats(b, f, atomic_load(&b->head_seq), &wb);
             next_hb = s_mono_us() + b->cfg.heartbeat_ms * 1000;
         }
     }
     gs_wbuf_deinit(&wb);
     gs_wbuf_deinit(&tmp);
-    free(subs);
-    free(fol.v);
     zmq_close(in);
     return NULL;
 }
@@ -717,8 +1107,7 @@ s_read_request_check(gs_broker_t *b, s_job_t *job, char **prefixes, size_t n,
     char msg[GS_MSG_MAX];
     int reason = s_prefixes_check(prefixes, n, msg, sizeof msg);
     if (reason) {
-        s_error_pack(reply, 0, job->request_id, reason, msg);
-        s_count_reply_error(b, reason);
+        s_error_pack(b, reply, 0, job->request_id, reason, msg);
         return 1;
     }
     *limit = (want == 0 || want > (uint32_t) max) ? (uint32_t) max : want;
@@ -740,9 +1129,8 @@ s_serve_sync(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, gs
                              rq->since_seq, limit, s_sync_event, &c, &next, &head);
     if (rc < 0) {
         gs_log(GS_LOG_ERROR, "sync_failed", "error=\"%s\"", gs_store_strerror(rc));
-        s_error_pack(reply, 0, job->request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL,
+        s_error_pack(b, reply, 0, job->request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL,
                      "the change log could not be read; retry later");
-        s_count_reply_error(b, GRIDSYNC__V1__REASON__REASON_INTERNAL);
         return;
     }
     if (c.full)
@@ -816,10 +1204,9 @@ s_serve_snapshot(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body
         free(next);
         int r = rc == GS_EINVAL ? GRIDSYNC__V1__REASON__REASON_BAD_REQUEST
                                 : GRIDSYNC__V1__REASON__REASON_INTERNAL;
-        s_error_pack(reply, 0, job->request_id, r,
+        s_error_pack(b, reply, 0, job->request_id, r,
                      rc == GS_EINVAL ? "snapshot cursor is not valid for these prefixes"
                                      : "the store could not be read; retry later");
-        s_count_reply_error(b, r);
         return;
     }
     gs_wbuf_uint_field(body, 2, snap_seq);
@@ -897,7 +1284,7 @@ s_serve_admin(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, g
             /* stats accept any digit prefix, not only level boundaries */
             for (const char *p = prefix; *p; p++)
                 if (*p < '0' || *p > '9' || p - prefix >= GS_GRID_LEN) {
-                    s_error_pack(reply, 1, rq->request_id,
+                    s_error_pack(b, reply, 1, rq->request_id,
                                  GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
                                  "prefix must be up to 15 digits");
                     return;
@@ -920,7 +1307,8 @@ s_serve_admin(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, g
         if (rc == GS_ENOTFOUND) {
             char msg[GS_MSG_MAX];
             snprintf(msg, sizeof msg, "no record with id '%.64s'", rq->get->record_key);
-            s_error_pack(reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_NOT_FOUND, msg);
+            s_error_pack(b, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_NOT_FOUND,
+                         msg);
             return;
         }
         field = 3;
@@ -951,14 +1339,14 @@ s_serve_admin(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, g
         return;
     }
     default:
-        s_error_pack(reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE,
+        s_error_pack(b, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE,
                      "admin request carries no known body");
         return;
     }
     if (rc < 0) {
         char msg[GS_MSG_MAX];
         snprintf(msg, sizeof msg, "store: %s", gs_store_strerror(rc));
-        s_error_pack(reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL, msg);
+        s_error_pack(b, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL, msg);
         return;
     }
     gs_wbuf_uint_field(reply, 1, rq->request_id);
@@ -997,7 +1385,7 @@ s_reader_main(void *arg)
             s_serve_snapshot(b, job, &reply, &body, &tmp);
         if (reply.failed) {
             gs_wbuf_reset(&reply);
-            s_error_pack(&reply, job->admin != NULL, job->request_id,
+            s_error_pack(b, &reply, job->admin != NULL, job->request_id,
                          GRIDSYNC__V1__REASON__REASON_INTERNAL, "out of memory; retry later");
         }
         s_reply_t *r = s_reply_new(job, reply.data, reply.len);
@@ -1127,8 +1515,7 @@ s_frontend_error(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
 {
     gs_wbuf_t wb;
     gs_wbuf_init(&wb);
-    s_error_pack(&wb, admin, request_id, reason, msg);
-    s_count_reply_error(b, reason);
+    s_error_pack(b, &wb, admin, request_id, reason, msg);
     zmq_msg_t id;
     zmq_msg_init(&id);
     zmq_msg_copy(&id, identity);
@@ -1365,7 +1752,15 @@ s_handle_admin(gs_broker_t *b)
         arena ? gridsync__v1__admin_request__unpack(gs_arena_allocator(arena), len,
                                                     zmq_msg_data(&body))
               : NULL;
-    if (!req) {
+    if (!arena) {
+        uint64_t rid = 0; /* echo the request_id when the bytes hold one */
+        gs_wire_find_varint(zmq_msg_data(&body), len,
+                            protobuf_c_message_descriptor_get_field_by_name(
+                                &gridsync__v1__admin_request__descriptor, "request_id")->id,
+                            &rid);
+        s_frontend_error(b, b->admin, &identity, req_style, 1, rid,
+                         GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
+    } else if (!req) {
         s_frontend_error(b, b->admin, &identity, req_style, 1, 0,
                          GRIDSYNC__V1__REASON__REASON_MALFORMED,
                          "request does not decode as a gridsync.v1.AdminRequest");
@@ -1383,6 +1778,10 @@ s_handle_admin(gs_broker_t *b)
             if (s_send_ptr(b->to_readers, job))
                 s_job_destroy(&job);
         } else {
+            /* answered, as the request path does: a tool waiting for a
+             * reply is told to retry instead of timing out */
+            s_frontend_error(b, b->admin, &identity, req_style, 1, req->request_id,
+                             GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
             gs_arena_destroy(&arena);
         }
     }
@@ -1472,26 +1871,51 @@ s_metrics_halt(gs_broker_t *b)
     b->metrics_running = 0;
 }
 
+/* A thread could not be started: stop and join the ones that were, so
+ * that gs_broker_run returns with none of them running. Nothing has been
+ * read from a client yet, so nothing is lost: shutting the context down
+ * makes every blocking receive of the workers fail (ETERM), and each of
+ * them leaves. Returns -1. */
+static int
+s_start_failed(gs_broker_t *b, const char *name, int err, int readers_started)
+{
+    gs_log(GS_LOG_ERROR, "start_failed", "thread=%s error=\"%s\" msg=\"could not start a "
+           "thread; gridsyncd stops\"", name, strerror(err));
+    zmq_ctx_shutdown(b->ctx);
+    if (b->threads_started >= 1)
+        pthread_join(b->writer, NULL);
+    if (b->threads_started >= 2)
+        pthread_join(b->publisher, NULL);
+    for (int i = 0; i < readers_started; i++)
+        pthread_join(b->readers[i], NULL);
+    b->threads_started = 0;
+    return -1;
+}
+
 int
 gs_broker_run(gs_broker_t *self)
 {
     gs_broker_t *b = self;
-    if (gs_thread_start(&b->writer, "gs-writer", s_writer_main, b))
-        return -1;
+    int rc = gs_thread_start(&b->writer, "gs-writer", s_writer_main, b);
+    if (rc)
+        return s_start_failed(b, "gs-writer", rc, 0);
     b->threads_started++;
-    if (gs_thread_start(&b->publisher, "gs-publisher", s_publisher_main, b))
-        return -1;
+    rc = gs_thread_start(&b->publisher, "gs-publisher", s_publisher_main, b);
+    if (rc)
+        return s_start_failed(b, "gs-publisher", rc, 0);
     b->threads_started++;
     for (int i = 0; i < b->cfg.readers; i++) {
         char name[16];
         snprintf(name, sizeof name, "gs-reader-%d", i);
-        if (gs_thread_start(&b->readers[i], name, s_reader_main, b))
-            return -1;
+        rc = gs_thread_start(&b->readers[i], name, s_reader_main, b);
+        if (rc)
+            return s_start_failed(b, name, rc, i);
         b->threads_started++;
     }
     if (b->http_fd >= 0) {
-        if (gs_thread_start(&b->metrics_thread, "gs-metrics", s_metrics_main, b))
-            return -1;
+        rc = gs_thread_start(&b->metrics_thread, "gs-metrics", s_metrics_main, b);
+        if (rc)
+            return s_start_failed(b, "gs-metrics", rc, b->cfg.readers);
         b->metrics_running = 1;
     }
 
@@ -1842,6 +2266,12 @@ gs_broker_new(const gs_config_t *cfg)
                (long long) cfg->batch_max_records);
         goto fail;
     }
+    /* and the publisher's (they grow with the subscriptions later; a
+     * subscription they cannot take then is refused, logged) */
+    if (s_feed_init(&b->feed)) {
+        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"publisher tables\"");
+        goto fail;
+    }
     gs_log(GS_LOG_INFO, "ready",
            "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
            "security=%s server_key=%s max_connections=%lld handshake_timeout_ms=%lld",
@@ -1888,6 +2318,7 @@ gs_broker_destroy(gs_broker_t **self_p)
     free(b->readers);
     free(b->wjobs);
     free(b->wups);
+    s_feed_deinit(&b->feed);
     if (s_signal_broker == b)
         s_signal_broker = NULL;
     free(b);

@@ -63,6 +63,8 @@ static const s_option_t s_options[] = {
       "interval of live-feed heartbeats" },
     { "feed-sndhwm", S_INTF(feed_sndhwm), "100000", 1, 100000000,
       "messages queued per feed subscriber before the feed drops (see protocol.md)" },
+    { "feed-max-prefixes", S_INTF(feed_max_prefixes), "8192", 1, 1000000,
+      "distinct prefixes one key may follow on the live feed at a time (see security.md)" },
     { "map-size-mb", S_INTF(map_size_mb), "64", 1, 1048576,
       "initial LMDB map size in MiB (it grows on demand)" },
     { "map-max-gb", S_INTF(map_max_gb), "1024", 1, 65536,

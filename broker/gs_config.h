@@ -34,6 +34,7 @@ typedef struct gs_config {
     int64_t readers;            /* reader threads for sync and admin */
     int64_t heartbeat_ms;       /* live-feed heartbeat interval */
     int64_t feed_sndhwm;        /* XPUB send high-water mark, per subscriber */
+    int64_t feed_max_prefixes;  /* distinct live-feed prefixes per key */
     int64_t map_size_mb;        /* initial LMDB map size */
     int64_t map_max_gb;         /* LMDB map growth limit */
     int64_t idem_max_entries;   /* idempotency table bound (count) */

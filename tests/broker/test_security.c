@@ -11,11 +11,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "gs_arena.h"
@@ -404,6 +409,10 @@ s_follow(void *ctx, s_env_t *e, const gs_curve_keys_t *k, const char *prefix,
     zmq_setsockopt(f->sub, ZMQ_CURVE_SECRETKEY, k->secret_key, 41);
     int linger = 0;
     zmq_setsockopt(f->sub, ZMQ_LINGER, &linger, sizeof linger);
+    /* subscriptions queue like messages: thousands of them must not stop
+     * at the default high-water mark (1,000) */
+    int hwm = 0;
+    zmq_setsockopt(f->sub, ZMQ_SNDHWM, &hwm, sizeof hwm);
     char mep[64];
     snprintf(mep, sizeof mep, "inproc://mon-%s", name);
     assert_int_equal(zmq_socket_monitor(f->sub, mep, ZMQ_EVENT_ALL), 0);
@@ -525,6 +534,300 @@ test_revoke_cuts_live_feed(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* The value of a metric line "name value" (name with its labels, if any)
+ * from the broker's metrics endpoint; -1 when it is not there. */
+static double
+s_metric(s_env_t *e, const char *name)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t) e->broker.metrics_port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    const char *rq = "GET /metrics HTTP/1.0\r\n\r\n";
+    assert_int_equal(send(fd, rq, strlen(rq), MSG_NOSIGNAL), (ssize_t) strlen(rq));
+    static char buf[1 << 16];
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf + n, sizeof buf - 1 - n, 0);
+        if (r <= 0)
+            break;
+        n += (size_t) r;
+    }
+    close(fd);
+    buf[n] = 0;
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(buf, pat);
+    return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+/* Wait (bounded) until a metric reads want: the broker handles feed
+ * control messages on its own thread, after the client has sent them. */
+static void
+s_metric_reaches(s_env_t *e, const char *name, double want)
+{
+    for (int i = 0; i < 1000 && s_metric(e, name) != want; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_true(s_metric(e, name) == want);
+}
+
+/* Wait for a message of f whose topic is exactly topic (a heartbeat of
+ * that prefix, or an event of that grid); fails past f's patience. */
+static void
+s_wait_topic(s_follower_t *f, const char *topic)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        assert_true(now.tv_sec - t0.tv_sec < 30); /* a prefix without heartbeats fails */
+        char t[32];
+        int n = zmq_recv(f->sub, t, sizeof t, 0);
+        assert_true(n >= 0);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        zmq_msg_recv(&m, f->sub, 0);
+        zmq_msg_close(&m);
+        if ((size_t) n == strlen(topic) && memcmp(t, topic, (size_t) n) == 0)
+            return;
+    }
+}
+
+/* The i-th grid of street 440305000: distinct prefixes at the grid level,
+ * all under district 440305. */
+static void
+s_grid(int i, char out[16])
+{
+    snprintf(out, 16, "440305%09d", i);
+}
+
+#define S_MANY 5000     /* more prefixes than the broker once tracked (4,096) */
+
+/* Wait for socket event want of f while reading (and dropping) whatever
+ * f receives: a subscriber whose queue is full reads nothing from its
+ * connection, so it would not see the broker close it, and a SUB sends
+ * its subscriptions again only when the application calls into it.
+ * want = -1: only drop what is queued. Bounded. */
+static void
+s_event_draining(s_follower_t *f, int want)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        assert_true(now.tv_sec - t0.tv_sec < 30);
+        for (;;) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            int n = zmq_msg_recv(&m, f->sub, ZMQ_DONTWAIT);
+            zmq_msg_close(&m);
+            if (n < 0)
+                break;
+        }
+        if (want < 0)
+            return;
+        zmq_pollitem_t it = { f->mon, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, 10) == 1 && s_next_event(f) == want)
+            return;
+    }
+}
+
+/* One district key follows S_MANY grids of its district; two more keys
+ * subscribe after them. The later prefix gets its heartbeats; revoking a
+ * later key while the S_MANY are live cuts it off the feed, and so does
+ * revoking the key with S_MANY prefixes. The broker once tracked 4,096
+ * prefixes and followers: past them, no heartbeats and no revocation. */
+static void
+test_revoke_after_many_prefixes(void **state)
+{
+    s_env_t *e = *state;
+    gs_curve_keys_t kf, kv, ko, dev;
+    s_enrol(e, "district-f", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &kf, 1);
+    s_enrol(e, "district-v", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &kv, 1);
+    s_enrol(e, "district-o", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &ko, 1);
+    s_enrol(e, "dev-a", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE, "440305", 0, &dev,
+            1);
+    void *ctx = zmq_ctx_new();
+    s_follower_t filler, victim, other;
+    char grid[16];
+    s_grid(0, grid);
+    s_follow(ctx, e, &kf, grid, "filler", &filler);
+    for (int i = 1; i < S_MANY; i++) {
+        s_grid(i, grid);
+        zmq_setsockopt(filler.sub, ZMQ_SUBSCRIBE, grid, strlen(grid));
+    }
+    s_wait_topic(&filler, grid);    /* the last one is live */
+    assert_true(s_metric(e, "gridsync_feed_subscriptions") == S_MANY);
+
+    s_follow(ctx, e, &kv, "440305001", "victim", &victim);
+    s_follow(ctx, e, &ko, "440305001", "other", &other);
+    s_wait_topic(&victim, "440305001");
+    s_wait_topic(&other, "440305001");
+    assert_true(s_metric(e, "gridsync_feed_subscriptions") == S_MANY + 1);
+    while (s_next_event(&other) != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        ;   /* the first connection's */
+
+    /* revoke a later key: cut off within a heartbeat */
+    s_enrol(e, "district-v", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            1, &kv, 0);
+    while (s_next_event(&victim) != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        ;
+    assert_true(s_metric(e, "gridsync_feed_rebinds_total") == 1);
+    /* the others connect again and subscribe again, the filler all S_MANY
+     * (libzmq's SUB sends them again when the application next calls it) */
+    s_event_draining(&other, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    while (s_next_event(&filler) != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        ;   /* the first connection's */
+    s_event_draining(&filler, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    s_event_draining(&other, -1);
+    s_wait_topic(&other, "440305001");
+    s_metric_reaches(e, "gridsync_feed_subscriptions", S_MANY + 1);
+
+    /* an event committed now reaches the other, never the victim */
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        int n = zmq_msg_recv(&m, victim.sub, ZMQ_DONTWAIT);
+        zmq_msg_close(&m);
+        if (n < 0)
+            break;
+    }
+    gs_client_t *c = s_client(e, &dev, 5000, 2);
+    Gridsync__V1__Record *r1 = gs_tk_household(e->arena, GRID_A, "H-m1", "ADDR-m1", 1, 7);
+    Gridsync__V1__Ack *ack;
+    gs_client_error_t cerr;
+    assert_int_equal(s_upload(c, "dev-a", "m1", &r1, 1, &ack, &cerr), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    s_wait_topic(&other, GRID_A);
+    zmq_pollitem_t it = { victim.sub, 0, ZMQ_POLLIN, 0 };
+    assert_int_equal(zmq_poll(&it, 1, 0), 0);
+
+    /* revoke the key with S_MANY prefixes: cut off as well */
+    s_enrol(e, "district-f", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            1, &kf, 0);
+    s_event_draining(&filler, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    assert_true(s_metric(e, "gridsync_feed_rebinds_total") == 2);
+    s_event_draining(&other, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    s_event_draining(&other, -1);
+    s_wait_topic(&other, "440305001");
+    s_metric_reaches(e, "gridsync_feed_subscriptions", 1);
+
+    gs_client_destroy(&c);
+    s_unfollow(&filler);
+    s_unfollow(&victim);
+    s_unfollow(&other);
+    zmq_ctx_term(ctx);
+}
+
+/* A subscriber that subscribes and unsubscribes, or subscribes and
+ * disconnects, over and over, leaves nothing behind: the prefix table
+ * holds only live subscriptions, and a prefix subscribed afterwards gets
+ * its heartbeats. */
+static void
+test_subscription_churn(void **state)
+{
+    s_env_t *e = *state;
+    gs_curve_keys_t kc, ko;
+    s_enrol(e, "district-c", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &kc, 1);
+    s_enrol(e, "district-o", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &ko, 1);
+    void *ctx = zmq_ctx_new();
+    char grid[16];
+    for (int round = 0; round < 6; round++) {
+        char name[16];
+        snprintf(name, sizeof name, "churn-%d", round);
+        s_follower_t f;
+        s_grid(round * 1000, grid);
+        s_follow(ctx, e, &kc, grid, name, &f);
+        for (int i = 1; i < 1000; i++) {
+            s_grid(round * 1000 + i, grid);
+            zmq_setsockopt(f.sub, ZMQ_SUBSCRIBE, grid, strlen(grid));
+        }
+        /* the broker has applied them all: the last one's heartbeat */
+        s_wait_topic(&f, grid);
+        if (round % 2) {
+            /* unsubscribe on the open connection */
+            for (int i = 0; i < 1000; i++) {
+                s_grid(round * 1000 + i, grid);
+                zmq_setsockopt(f.sub, ZMQ_UNSUBSCRIBE, grid, strlen(grid));
+            }
+        }
+        /* and leave: libzmq unsubscribes what is left on the broker side */
+        s_unfollow(&f);
+        s_metric_reaches(e, "gridsync_feed_subscriptions", 0);
+    }
+    s_follower_t other;
+    s_follow(ctx, e, &ko, "440305001", "other", &other);
+    s_wait_topic(&other, "440305001");
+    assert_true(s_metric(e, "gridsync_feed_subscriptions") == 1);
+    assert_true(s_metric(e, "gridsync_feed_rebinds_total") == 0);
+    s_unfollow(&other);
+    zmq_ctx_term(ctx);
+}
+
+/* feed-max-prefixes bounds the distinct prefixes one key follows: one
+ * more is refused (logged, counted) and gets no heartbeats, and once the
+ * key lets one go it may follow another. */
+static void
+test_subscription_bound(void **state)
+{
+    (void) state;
+    s_env_t e;
+    memset(&e, 0, sizeof e);
+    gs_tk_tmpdir(e.dir, sizeof e.dir);
+    snprintf(e.store, sizeof e.store, "%s/store", e.dir);
+    static const char *const extra[] = { "--feed-max-prefixes=3", NULL };
+    assert_int_equal(gs_tk_broker_start_mode(&e.broker, e.store, extra, 1), 0);
+    gs_curve_keys_t k;
+    s_enrol(&e, "district-b", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &k, 1);
+    void *ctx = zmq_ctx_new();
+    s_follower_t f;
+    char g[5][16];
+    for (int i = 0; i < 5; i++)
+        s_grid(i, g[i]);
+    s_follow(ctx, &e, &k, g[0], "bound", &f);
+    for (int i = 1; i < 4; i++)
+        zmq_setsockopt(f.sub, ZMQ_SUBSCRIBE, g[i], strlen(g[i]));
+    s_wait_topic(&f, g[2]);
+    s_metric_reaches(&e, "gridsync_feed_refused_total", 1);
+    assert_true(s_metric(&e, "gridsync_feed_subscriptions") == 3);
+
+    /* let one go, then the fifth is applied */
+    zmq_setsockopt(f.sub, ZMQ_UNSUBSCRIBE, g[0], strlen(g[0]));
+    zmq_setsockopt(f.sub, ZMQ_SUBSCRIBE, g[4], strlen(g[4]));
+    s_wait_topic(&f, g[4]);
+    assert_true(s_metric(&e, "gridsync_feed_subscriptions") == 3);
+    /* a whole round of heartbeats between two of g[4]'s: never one of g[3] */
+    for (int round = 0; round < 2; round++) {
+        for (;;) {
+            char t[32];
+            int n = zmq_recv(f.sub, t, sizeof t, 0);
+            assert_true(n >= 0);
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            zmq_msg_recv(&m, f.sub, 0);
+            zmq_msg_close(&m);
+            assert_false(n == 15 && memcmp(t, g[3], 15) == 0);
+            if (n == 15 && memcmp(t, g[4], 15) == 0)
+                break;
+        }
+    }
+    assert_true(s_metric(&e, "gridsync_feed_refused_total") == 1);
+    s_unfollow(&f);
+    zmq_ctx_term(ctx);
+    gs_tk_broker_stop(&e.broker, SIGTERM);
+    gs_tk_rmtree(e.dir);
+}
+
 /* --insecure-dev on anything but a loopback bind: the broker refuses to
  * start (test_endpoint has the parser's cases). */
 static void
@@ -584,6 +887,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_revoke_live_and_roles, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscription_scope, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_cuts_live_feed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_after_many_prefixes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_subscription_churn, s_setup, s_teardown),
+        cmocka_unit_test(test_subscription_bound),
         cmocka_unit_test(test_insecure_refused_off_loopback),
     };
     return cmocka_run_group_tests_name("security", tests, NULL, NULL);
