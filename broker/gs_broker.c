@@ -1599,6 +1599,18 @@ s_recv_request(gs_broker_t *b, void *sock, zmq_msg_t *identity, zmq_msg_t *body,
     return ok ? 0 : -1;
 }
 
+/* The request_id in a request's raw bytes, to echo in an error reply
+ * when the request could not be decoded; 0 when it holds none. */
+static uint64_t
+s_request_id(const ProtobufCMessageDescriptor *desc, zmq_msg_t *body)
+{
+    uint64_t rid = 0;
+    gs_wire_find_varint(zmq_msg_data(body), zmq_msg_size(body),
+                        protobuf_c_message_descriptor_get_field_by_name(desc, "request_id")->id,
+                        &rid);
+    return rid;
+}
+
 static void
 s_handle_router(gs_broker_t *b, int draining)
 {
@@ -1614,12 +1626,9 @@ s_handle_router(gs_broker_t *b, int draining)
     gs_verdict_t pre;
     if (gs_prescan(&gridsync__v1__request__descriptor, zmq_msg_data(&body), len, &b->limits,
                    NULL, &pre)) {
-        uint64_t rid = 0; /* echo the request_id when the bytes hold one */
-        gs_wire_find_varint(zmq_msg_data(&body), len,
-                            protobuf_c_message_descriptor_get_field_by_name(
-                                &gridsync__v1__request__descriptor, "request_id")->id,
-                            &rid);
-        s_frontend_error(b, b->router, &identity, req_style, 0, rid, pre.reason, pre.message);
+        s_frontend_error(b, b->router, &identity, req_style, 0,
+                         s_request_id(&gridsync__v1__request__descriptor, &body), pre.reason,
+                         pre.message);
         goto done;
     }
     arena = gs_arena_new(len * 4 + 4096);
@@ -1627,6 +1636,12 @@ s_handle_router(gs_broker_t *b, int draining)
         arena ? gridsync__v1__request__unpack(gs_arena_allocator(arena), len,
                                               zmq_msg_data(&body))
               : NULL;
+    if (!arena) {
+        s_frontend_error(b, b->router, &identity, req_style, 0,
+                         s_request_id(&gridsync__v1__request__descriptor, &body),
+                         GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
+        goto done;
+    }
     if (!req) {
         char msg[GS_MSG_MAX];
         snprintf(msg, sizeof msg, "%zu bytes do not decode as a gridsync.v1.Request", len);
@@ -1753,12 +1768,8 @@ s_handle_admin(gs_broker_t *b)
                                                     zmq_msg_data(&body))
               : NULL;
     if (!arena) {
-        uint64_t rid = 0; /* echo the request_id when the bytes hold one */
-        gs_wire_find_varint(zmq_msg_data(&body), len,
-                            protobuf_c_message_descriptor_get_field_by_name(
-                                &gridsync__v1__admin_request__descriptor, "request_id")->id,
-                            &rid);
-        s_frontend_error(b, b->admin, &identity, req_style, 1, rid,
+        s_frontend_error(b, b->admin, &identity, req_style, 1,
+                         s_request_id(&gridsync__v1__admin_request__descriptor, &body),
                          GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
     } else if (!req) {
         s_frontend_error(b, b->admin, &identity, req_style, 1, 0,
@@ -2128,6 +2139,23 @@ gs_broker_new(const gs_config_t *cfg)
         gs_log(GS_LOG_WARN, "no_sync",
                "msg=\"commits are not durable: acked data can be lost on power loss\"");
 
+    b->readers = calloc((size_t) cfg->readers, sizeof *b->readers);
+    /* the writer's arrays, here where a failure can still be reported, and
+     * before any socket or thread exists */
+    b->wjobs = calloc((size_t) cfg->batch_max_records + 1, sizeof *b->wjobs);
+    b->wups = calloc((size_t) cfg->batch_max_records + 1, sizeof *b->wups);
+    if (!b->readers || !b->wjobs || !b->wups) {
+        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"writer tables\" batch_max_records=%lld",
+               (long long) cfg->batch_max_records);
+        goto fail;
+    }
+    /* and the publisher's (they grow with the subscriptions later; a
+     * subscription they cannot take then is refused, logged) */
+    if (s_feed_init(&b->feed)) {
+        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"publisher tables\"");
+        goto fail;
+    }
+
     /* CZMQ's context, so that zauth (CURVE) sees our sockets */
     zsys_handler_set(NULL);
     b->ctx = zsys_init();
@@ -2256,21 +2284,6 @@ gs_broker_new(const gs_config_t *cfg)
                    cfg->metrics_address, (long long) cfg->metrics_port, strerror(errno));
             goto fail;
         }
-    }
-    b->readers = calloc((size_t) cfg->readers, sizeof *b->readers);
-    /* the writer's arrays, here where a failure can still be reported */
-    b->wjobs = calloc((size_t) cfg->batch_max_records + 1, sizeof *b->wjobs);
-    b->wups = calloc((size_t) cfg->batch_max_records + 1, sizeof *b->wups);
-    if (!b->readers || !b->wjobs || !b->wups) {
-        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"writer tables\" batch_max_records=%lld",
-               (long long) cfg->batch_max_records);
-        goto fail;
-    }
-    /* and the publisher's (they grow with the subscriptions later; a
-     * subscription they cannot take then is refused, logged) */
-    if (s_feed_init(&b->feed)) {
-        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"publisher tables\"");
-        goto fail;
     }
     gs_log(GS_LOG_INFO, "ready",
            "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
