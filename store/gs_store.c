@@ -1280,6 +1280,27 @@ gs_store_debug_put(gs_store_t *self, const char *db, const void *key,
     return gs_store_write(self, s_raw_fn, &r);
 }
 
+int
+gs_store_debug_get(gs_store_t *self, const char *db, const void *key, size_t klen,
+                   void *val, size_t cap, size_t *vlen)
+{
+    int i = s_db_index(db);
+    if (i < 0)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { klen, (void *) key }, v;
+    rc = mdb_get(txn, self->db[i], &k, &v);
+    if (rc == 0) {
+        memcpy(val, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
+        *vlen = v.mv_size;
+    }
+    gs_rtxn_end(self, &txn);
+    return gs_store_err(rc, "debug get");
+}
+
 void
 gs_store_debug_trace(gs_store_t *self, gs_store_trace_fn *fn, void *arg)
 {

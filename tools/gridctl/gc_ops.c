@@ -231,6 +231,13 @@ s_verify_run(gc_ctx_t *ctx)
     }
     uint64_t problems = 0;
     int err = gs_store_verify(st, s_on_problem, &v, &problems);
+    if (err == GS_ECORRUPT && !problems) {
+        /* LMDB itself found a damaged page and the walk stopped there */
+        char problem[400];
+        snprintf(problem, sizeof problem, "the store is damaged: %s", gs_store_errdetail());
+        s_on_problem(&v, problem);
+        problems = 1;
+    }
     gs_store_info_t info;
     memset(&info, 0, sizeof info);
     int ierr = gs_store_info(st, &info);
