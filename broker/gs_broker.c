@@ -1596,6 +1596,13 @@ s_bind(gs_broker_t *b, int type, const char *endpoint, const char *what, char *b
     return s;
 }
 
+/* The store's last word before LMDB aborts on a damaged page. */
+static void
+s_store_fatal(const char *msg)
+{
+    gs_log(GS_LOG_ERROR, "store_damaged", "msg=\"%s\"", msg);
+}
+
 /* Make way for the admin socket at path. Only a socket file nobody listens
  * on is removed: one left by a broker that was killed. Anything else there
  * (a live broker's socket, which with the default path inside the locked
@@ -1666,6 +1673,7 @@ gs_broker_new(const gs_config_t *cfg)
      * files, and before anything below touches the store directory (the
      * admin socket) */
     so.exclusive = 1;
+    so.on_fatal = s_store_fatal;
     int err = 0;
     b->store = gs_store_new(cfg->store, &so, &err);
     if (!b->store) {

@@ -377,6 +377,21 @@ s_lock_take(const char *dir, const char *who, int *fd_out)
     return 0;
 }
 
+/* LMDB's assertion callback: a page it read contradicts itself. LMDB
+ * aborts the process when this returns; say why first. */
+static void
+s_lmdb_assert(MDB_env *env, const char *msg)
+{
+    gs_store_t *self = mdb_env_get_userctx(env);
+    char line[512];
+    snprintf(line, sizeof line, "LMDB stopped on a damaged store (%s): %s; run gridctl verify",
+             self ? self->dir : "?", msg);
+    if (self && self->opts.on_fatal)
+        self->opts.on_fatal(line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
 static void
 s_env_close(gs_store_t *self)
 {
@@ -394,6 +409,8 @@ s_env_open(gs_store_t *self)
     rc = mdb_env_create(&self->env);
     if (rc)
         return gs_store_err(rc, "mdb_env_create");
+    mdb_env_set_userctx(self->env, self);
+    mdb_env_set_assert(self->env, s_lmdb_assert);
     if ((rc = mdb_env_set_maxdbs(self->env, 16)) ||
         (rc = mdb_env_set_maxreaders(self->env, self->opts.max_readers)) ||
         (rc = mdb_env_set_mapsize(self->env, self->map_size))) {

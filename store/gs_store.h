@@ -66,6 +66,11 @@ typedef struct gs_store_opts {
     int64_t idem_max_age_ms;    /* and for at most this long (default 30 days) */
     uint32_t max_readers;       /* LMDB reader slots (default 256) */
     const gs_limits_t *limits;  /* validation limits (NULL = defaults) */
+    /* Called when LMDB stops the process on a failed internal assertion (a
+     * damaged page it cannot go on from), with LMDB's message, just before
+     * LMDB calls abort(): the last chance to log why. Any thread. NULL:
+     * the message goes to stderr. */
+    void (*on_fatal)(const char *msg);
 } gs_store_opts_t;
 
 /* Fill o with the defaults above. */
