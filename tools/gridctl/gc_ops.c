@@ -195,8 +195,11 @@ static const char s_verify_help[] =
     "keys, person index, per-cell counts and logs, the change log's seqs). Works\n"
     "read-only beside a running broker, on a backup (--store DEST) and on a store\n"
     "whose broker is down. Prints each problem; exit status 1 if there is any.\n"
+    "The check runs in a child process: a damaged data.mdb (truncated, garbage\n"
+    "pages) is reported as \"problem: the store is damaged: ...\", never a crash.\n"
     "\n"
-    "--json: {ok, problems:[text], head_seq, records, events}.\n";
+    "--json: {ok, problems:[text], head_seq, records, events}; damaged: true when\n"
+    "the check died on the file.\n";
 
 typedef struct s_verify {
     gc_ctx_t *ctx;              /* options, output */
