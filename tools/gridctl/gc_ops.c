@@ -180,8 +180,8 @@ gc_cmd_restore(gc_ctx_t *ctx, int argc, char **argv)
         fprintf(ctx->out,
                 "the restored store has a new lineage epoch. Next: start gridsyncd; every\n"
                 "district system (gridfeed) that followed the old store must start over from\n"
-                "a snapshot (its checkpoint belongs to the old lineage), and devices resend\n"
-                "what was acked after the backup was taken.\n");
+                "a snapshot (its checkpoint belongs to the old lineage). Records acked after\n"
+                "the backup was taken are not in it and must be collected again.\n");
     }
     return gc_finish(ctx, GC_EXIT_OK);
 }
