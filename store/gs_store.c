@@ -404,6 +404,10 @@ static int
 s_env_open(gs_store_t *self)
 {
     int rc = s_data_check(self->dir);
+    if (rc == GS_ECORRUPT)
+        /* a live writer rewrites a meta page at every commit, and a read
+         * racing that write can see it half old, half new: look again */
+        rc = s_data_check(self->dir);
     if (rc)
         return rc;
     rc = mdb_env_create(&self->env);

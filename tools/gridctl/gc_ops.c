@@ -234,8 +234,12 @@ s_verify_run(gc_ctx_t *ctx)
     }
     uint64_t problems = 0;
     int err = gs_store_verify(st, s_on_problem, &v, &problems);
-    if (err == GS_ECORRUPT && !problems) {
-        /* LMDB itself found a damaged page and the walk stopped there */
+    if ((err == GS_ECORRUPT || err == GS_EINTERNAL || err == GS_EINVAL) && !problems) {
+        /* LMDB itself found a damaged page and the walk stopped there
+         * (MDB_CORRUPTED, MDB_PAGE_NOTFOUND, or a transaction it then
+         * refuses to go on with: MDB_BAD_TXN); a read-only walk has no
+         * other way to meet these */
+        err = GS_ECORRUPT;
         char problem[400];
         snprintf(problem, sizeof problem, "the store is damaged: %s", gs_store_errdetail());
         s_on_problem(&v, problem);
