@@ -1,8 +1,10 @@
 /*
  * gs_store: opening and closing the LMDB environment, error translation,
  * the transaction helpers every other store file uses (read locks, map
- * growth, reopening after MDB_PANIC), and the operational calls: info,
- * backup, stale-reader cleanup and the debug hooks.
+ * growth, reopening after MDB_PANIC), the checks before LMDB opens the files
+ * (the data file against its meta pages, the broker's store lock), and the
+ * operational calls: info, backup and restore, stale-reader cleanup and the
+ * debug hooks.
  *
  * Where it sits: the bottom of the store. gs_store_apply.c (the writer
  * path), gs_store_read.c (sync and lookups), gs_store_admin.c (registries)
@@ -392,6 +394,39 @@ s_lmdb_assert(MDB_env *env, const char *msg)
         fprintf(stderr, "%s\n", line);
 }
 
+/* A non-exclusive open (gridctl) beside a running broker must share the
+ * broker's lock.mdb: it holds LMDB's writer mutex and reader table. When
+ * that file was deleted under the broker, LMDB here would make a new one
+ * that the broker never looks at: a write would not wait for the broker's,
+ * and neither would see the other's readers, so pages still in use get
+ * overwritten. LMDB never removes lock.mdb itself, so a store with a data
+ * file and no lock.mdb is new (made by a copy) or was tampered with; only
+ * then is the broker lock probed (shared, and let go at once). */
+static int
+s_lockfile_check(const char *dir)
+{
+    char *lockp = s_path(dir, "lock.mdb"), *datap = s_path(dir, "data.mdb");
+    struct stat sb;
+    int suspect = lockp && datap && stat(lockp, &sb) != 0 && errno == ENOENT &&
+                  stat(datap, &sb) == 0 && sb.st_size > 0;
+    free(lockp);
+    free(datap);
+    if (!suspect)
+        return 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;   /* LMDB's open reports it */
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);      /* lets go of the shared lock if it was taken */
+    if (!held)
+        return 0;
+    char holder[96];
+    s_lock_holder(dir, holder, sizeof holder);
+    gs_store_detail("lock.mdb was deleted under %s: restart it before opening the store "
+                    "(a new lock.mdb would bypass its locks)", holder);
+    return GS_EBUSY;
+}
+
 static void
 s_env_close(gs_store_t *self)
 {
@@ -583,7 +618,8 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
         goto fail;
     }
     assert(!(self->opts.exclusive && self->opts.read_only));
-    if (self->opts.exclusive && (rc = s_lock_take(dir, "gridsyncd", &self->lock_fd)))
+    if (self->opts.exclusive ? (rc = s_lock_take(dir, "gridsyncd", &self->lock_fd))
+                             : (rc = s_lockfile_check(dir)))
         goto fail;
     if ((rc = s_env_open(self)) || (rc = s_dbs_open(self)))
         goto fail;

@@ -217,13 +217,28 @@ test_second_broker_refused(void **state)
     st = s_run_broker(e->store, NULL, out, sizeof out);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
     assert_non_null(strstr(out, want));
-    s_health_up(e->store);
-    s_load(e, "L", 3);  /* and it still takes uploads */
+    /* gridctl would make a lock.mdb of its own that the broker never looks
+     * at: writes and reads alike are refused until the broker restarts */
+    char deleted[96];
+    snprintf(deleted, sizeof deleted, "lock.mdb was deleted under gridsyncd pid %d",
+             (int) e->broker.pid);
+    st = S_GRIDCTL(out, 0, "--store", e->store, "devices", "add", "dev-x", "--prefix", "440305",
+                   "--collector", "c1");
+    assert_true(s_exited(st, 1));
+    assert_non_null(strstr(out, deleted));
+    st = S_GRIDCTL(out, 0, "--store", e->store, "health");
+    assert_true(s_exited(st, 1));
+    assert_non_null(strstr(out, deleted));
+    assert_true(s_size(lock) < 0);
+    s_load(e, "L", 3);  /* the broker goes on taking uploads */
 
     /* the lock goes with the broker: after a clean stop, and after SIGKILL
      * (which leaves its admin socket behind for the next one to replace) */
     assert_int_equal(gs_fk_broker_term(&e->broker), 0);
     assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
+    s_health_up(e->store);
+    st = S_GRIDCTL(out, 0, "--store", e->store, "verify");
+    assert_true(s_exited(st, 0));
     gs_tk_broker_stop(&e->broker, SIGKILL);
     char sock[300];
     snprintf(sock, sizeof sock, "%s/admin.sock", e->store);
