@@ -193,6 +193,8 @@ s_secret_load(gs_store_t *self, int may_create)
  * mm_last_pg u64 @120, mm_txnid u64 @128. LMDB uses the meta page with the
  * larger txnid and maps the file without looking at its size: pages it
  * believes committed but the file lacks fault with SIGBUS on first touch. */
+_Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8,
+               "the meta page offsets below are those of LMDB's 64-bit builds");
 #define S_PAGEHDR 16
 #define S_P_META 0x08
 #define S_MDB_MAGIC 0xBEEFC0DEu
