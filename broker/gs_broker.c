@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -140,6 +142,8 @@ struct gs_broker {
     int metrics_running;            /* metrics_thread was started */
     int metrics_stop[2];            /* self-pipe that stops metrics_thread */
     char admin_path[320];           /* ipc socket file to remove at exit, or "" */
+    dev_t admin_dev;                /* and its identity when bound: removed only */
+    ino_t admin_ino;                /* while the path is still that file */
     int sig_pipe[2];                /* self-pipe for stop requests */
     pthread_t writer, publisher;    /* worker threads */
     pthread_t *readers;             /* cfg.readers threads */
@@ -2096,6 +2100,50 @@ s_bind(gs_broker_t *b, int type, const char *endpoint, const char *what, char *b
     return s;
 }
 
+/* The store's last word before LMDB aborts on a damaged page. */
+static void
+s_store_fatal(const char *msg)
+{
+    gs_log(GS_LOG_ERROR, "store_damaged", "msg=\"%s\"", msg);
+}
+
+/* Make way for the admin socket at path. Only a socket file nobody listens
+ * on is removed: one left by a broker that was killed. Anything else there
+ * (a live broker's socket, which with the default path inside the locked
+ * store cannot exist, or a file that is not a socket) is left alone and the
+ * start refused. Returns 0 when the path is free. */
+static int
+s_admin_clear(const char *path)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return 0;
+    if (!S_ISSOCK(sb.st_mode)) {
+        gs_log(GS_LOG_ERROR, "admin_refused", "msg=\"the admin socket path holds a file that "
+               "is not a socket; not removing it\" path=\"%s\"", path);
+        return -1;
+    }
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sa.sun_path)
+        return 0;   /* cannot be bound either: the bind reports it */
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int live = connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0 ||
+               (errno != ECONNREFUSED && errno != ENOENT);
+    close(fd);
+    if (live) {
+        gs_log(GS_LOG_ERROR, "admin_refused", "msg=\"another process listens on the admin "
+               "socket; not replacing it\" path=\"%s\"", path);
+        return -1;
+    }
+    unlink(path);   /* left by a killed broker */
+    return 0;
+}
+
 gs_broker_t *
 gs_broker_new(const gs_config_t *cfg)
 {
@@ -2125,11 +2173,17 @@ gs_broker_new(const gs_config_t *cfg)
     so.idem_max_entries = (uint32_t) cfg->idem_max_entries;
     so.idem_max_age_ms = cfg->idem_max_age_h * 3600 * 1000;
     so.limits = &b->limits;
+    /* one store, one broker: the store lock is taken before LMDB opens the
+     * files, and before anything below touches the store directory (the
+     * admin socket) */
+    so.exclusive = 1;
+    so.on_fatal = s_store_fatal;
     int err = 0;
     b->store = gs_store_new(cfg->store, &so, &err);
     if (!b->store) {
-        gs_log(GS_LOG_ERROR, "store_failed", "dir=\"%s\" error=\"%s\"", cfg->store,
-               gs_store_strerror(err));
+        gs_log(GS_LOG_ERROR, err == GS_EBUSY ? "store_locked" : "store_failed",
+               "dir=\"%s\" error=\"%s\" detail=\"%s\"", cfg->store, gs_store_strerror(err),
+               gs_store_errdetail());
         goto fail;
     }
     uint64_t head = 0;
@@ -2265,15 +2319,20 @@ gs_broker_new(const gs_config_t *cfg)
         snprintf(admin_cfg, sizeof admin_cfg, "%s", cfg->admin_endpoint);
     else
         snprintf(admin_cfg, sizeof admin_cfg, "ipc://%s/admin.sock", cfg->store);
-    if (!strncmp(admin_cfg, "ipc://", 6))
-        unlink(admin_cfg + 6); /* a socket file left by a killed broker */
+    if (s_admin_clear(admin_cfg + 6))
+        goto fail;
     mode_t old = umask(0077);
     b->admin = s_bind(b, ZMQ_ROUTER, admin_cfg, "admin", admin_ep, sizeof admin_ep);
     umask(old);
-    if (b->admin && !strncmp(admin_cfg, "ipc://", 6))
-        snprintf(b->admin_path, sizeof b->admin_path, "%s", admin_cfg + 6);
     if (!b->admin)
         goto fail;
+    /* remember which file we bound: only that one is removed at exit */
+    struct stat asb;
+    if (strlen(admin_cfg + 6) < sizeof b->admin_path && lstat(admin_cfg + 6, &asb) == 0) {
+        snprintf(b->admin_path, sizeof b->admin_path, "%s", admin_cfg + 6);
+        b->admin_dev = asb.st_dev;
+        b->admin_ino = asb.st_ino;
+    }
     zmq_setsockopt(b->admin, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
 
     if (strcmp(cfg->metrics_address, "off") != 0 && cfg->metrics_address[0]) {
@@ -2316,8 +2375,10 @@ gs_broker_destroy(gs_broker_t **self_p)
     gs_auth_destroy(&b->auth);
     if (b->ctx)
         zsys_shutdown();
-    if (b->admin_path[0])
-        unlink(b->admin_path);  /* ours: bound by this process */
+    struct stat asb;
+    if (b->admin_path[0] && lstat(b->admin_path, &asb) == 0 && asb.st_dev == b->admin_dev &&
+        asb.st_ino == b->admin_ino)
+        unlink(b->admin_path);  /* ours: the very file this process bound */
     if (b->http_fd >= 0)
         close(b->http_fd);
     for (int i = 0; i < 2; i++) {

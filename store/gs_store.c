@@ -1,8 +1,10 @@
 /*
  * gs_store: opening and closing the LMDB environment, error translation,
  * the transaction helpers every other store file uses (read locks, map
- * growth, reopening after MDB_PANIC), and the operational calls: info,
- * backup, stale-reader cleanup and the debug hooks.
+ * growth, reopening after MDB_PANIC), the checks before LMDB opens the files
+ * (the data file against its meta pages, the broker's store lock), and the
+ * operational calls: info, backup and restore, stale-reader cleanup and the
+ * debug hooks.
  *
  * Where it sits: the bottom of the store. gs_store_apply.c (the writer
  * path), gs_store_read.c (sync and lookups), gs_store_admin.c (registries)
@@ -11,14 +13,17 @@
  */
 #include "gs_store_int.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #define S_DEFAULT_MAP ((size_t) 64 << 20)
@@ -177,6 +182,253 @@ s_secret_load(gs_store_t *self, int may_create)
     return 0;
 }
 
+/* ---- The data file before LMDB maps it -------------------------------------- */
+
+/* LMDB 0.9 (liblmdb 0.9.24, mdb.c) on a 64-bit build: pages 0 and 1 are
+ * meta pages, each an MDB_page header (mp_pgno 8, mp_pad 2, mp_flags 2,
+ * mp_lower/mp_upper 4: 16 bytes) followed by MDB_meta: mm_magic u32 @0,
+ * mm_version u32 @4, mm_address @8, mm_mapsize @16, mm_dbs[2] (MDB_db, 48
+ * bytes each: md_pad u32 @0 (in mm_dbs[0] it is the page size), md_flags,
+ * md_depth, branch/leaf/overflow pages, entries, md_root u64 @40) @24,
+ * mm_last_pg u64 @120, mm_txnid u64 @128. LMDB uses the meta page with the
+ * larger txnid and maps the file without looking at its size: pages it
+ * believes committed but the file lacks fault with SIGBUS on first touch. */
+_Static_assert(sizeof(size_t) == 8 && sizeof(void *) == 8,
+               "the meta page offsets below are those of LMDB's 64-bit builds");
+#define S_PAGEHDR 16
+#define S_P_META 0x08
+#define S_MDB_MAGIC 0xBEEFC0DEu
+#define S_MDB_VERSION 1u
+#define S_P_INVALID UINT64_MAX
+
+typedef struct {
+    uint32_t psize;             /* page size */
+    uint64_t last_pg;           /* last page in use */
+    uint64_t txnid;             /* transaction that wrote this meta page */
+    uint64_t root[2];           /* free and main database roots */
+} s_meta_t;
+
+/* Read one meta page at off; 0 or GS_ECORRUPT/GS_EVERSION with a detail. */
+static int
+s_meta_read(int fd, off_t off, int which, s_meta_t *m)
+{
+    uint8_t b[S_PAGEHDR + 136];
+    ssize_t got = pread(fd, b, sizeof b, off);
+    if (got < 0)
+        return gs_store_err(errno, "read data.mdb meta page");
+    if (got != (ssize_t) sizeof b) {
+        gs_store_detail("data.mdb is truncated: meta page %d is missing", which);
+        return GS_ECORRUPT;
+    }
+    uint16_t flags;
+    memcpy(&flags, b + 10, 2);
+    uint32_t magic = gs_le32_get(b + S_PAGEHDR), version = gs_le32_get(b + S_PAGEHDR + 4);
+    if (!(flags & S_P_META) || magic != S_MDB_MAGIC) {
+        gs_store_detail("data.mdb is not an LMDB file or its meta page %d is damaged", which);
+        return GS_ECORRUPT;
+    }
+    if (version != S_MDB_VERSION) {
+        gs_store_detail("data.mdb has LMDB data format %u, this build reads %u", version,
+                        S_MDB_VERSION);
+        return GS_EVERSION;
+    }
+    m->psize = gs_le32_get(b + S_PAGEHDR + 24);
+    m->root[0] = gs_le64_get(b + S_PAGEHDR + 24 + 40);
+    m->root[1] = gs_le64_get(b + S_PAGEHDR + 72 + 40);
+    m->last_pg = gs_le64_get(b + S_PAGEHDR + 120);
+    m->txnid = gs_le64_get(b + S_PAGEHDR + 128);
+    return 0;
+}
+
+/* Check dir/data.mdb against its own meta pages before LMDB maps it, so a
+ * truncated or foreign file is refused with a message instead of a SIGBUS
+ * or an assertion. A missing or empty file is a new store (LMDB creates
+ * it). Order matters on a live store: the meta pages are read before the
+ * size, and a committed meta page is only written after its pages. */
+static int
+s_data_check(const char *dir)
+{
+    char *path = s_path(dir, "data.mdb");
+    if (!path)
+        return GS_ENOMEM;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : gs_store_err(errno, "open data.mdb");
+    struct stat sb;
+    s_meta_t m[2];
+    int rc = 0;
+    if (fstat(fd, &sb) != 0) {
+        rc = gs_store_err(errno, "stat data.mdb");
+        goto done;
+    }
+    if (sb.st_size == 0)
+        goto done;
+    if ((rc = s_meta_read(fd, 0, 0, &m[0])))
+        goto done;
+    uint32_t ps = m[0].psize;
+    if (ps < 512 || ps > 65536 || (ps & (ps - 1))) {
+        gs_store_detail("data.mdb meta page 0 is damaged: page size %u", ps);
+        rc = GS_ECORRUPT;
+        goto done;
+    }
+    if ((rc = s_meta_read(fd, ps, 1, &m[1])))
+        goto done;
+    const s_meta_t *cur = m[1].txnid > m[0].txnid ? &m[1] : &m[0];
+    int which = cur == &m[1];
+    if (cur->psize != ps || cur->last_pg < 1 || cur->last_pg > ((uint64_t) 1 << 40)) {
+        gs_store_detail("data.mdb meta page %d is damaged: page size %u, last page %llu", which,
+                        cur->psize, (unsigned long long) cur->last_pg);
+        rc = GS_ECORRUPT;
+        goto done;
+    }
+    for (int i = 0; i < 2; i++)
+        if (cur->root[i] != S_P_INVALID && (cur->root[i] < 2 || cur->root[i] > cur->last_pg)) {
+            gs_store_detail("data.mdb meta page %d is damaged: a root page %llu outside 2..%llu",
+                            which, (unsigned long long) cur->root[i],
+                            (unsigned long long) cur->last_pg);
+            rc = GS_ECORRUPT;
+            goto done;
+        }
+    if (fstat(fd, &sb) != 0) {
+        rc = gs_store_err(errno, "stat data.mdb");
+        goto done;
+    }
+    uint64_t need = (cur->last_pg + 1) * (uint64_t) ps;
+    if ((uint64_t) sb.st_size < need) {
+        gs_store_detail("data.mdb is truncated: %llu bytes, the last committed page needs %llu",
+                        (unsigned long long) sb.st_size, (unsigned long long) need);
+        rc = GS_ECORRUPT;
+    }
+done:
+    close(fd);
+    return rc;
+}
+
+/* A new lineage epoch: a random non-zero uint64, 8 bytes little-endian. */
+static void
+s_epoch_make(uint8_t out[8])
+{
+    uint64_t v = 0;
+    while (!v)
+        randombytes_buf(&v, sizeof v);
+    gs_le64_put(out, v);
+}
+
+/* ---- The broker lock ------------------------------------------------------------ */
+
+/* Who holds dir's lock, from dir/broker.pid ("PID PROGRAM"), for a message. */
+static void
+s_lock_holder(const char *dir, char *buf, size_t size)
+{
+    snprintf(buf, size, "another process (pid unknown: broker.pid unreadable)");
+    char *path = s_path(dir, "broker.pid");
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
+    free(path);
+    if (fd < 0)
+        return;
+    char t[64];
+    ssize_t n = read(fd, t, sizeof t - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    t[n] = 0;
+    long pid = 0;
+    char who[32] = "";
+    if (sscanf(t, "%ld %31s", &pid, who) == 2 && pid > 0)
+        snprintf(buf, size, "%s pid %ld", who, pid);
+}
+
+/* One store, one broker: an exclusive flock on the store directory itself,
+ * taken before LMDB opens anything. The directory, unlike a lock file, cannot
+ * be deleted from under a running broker while the store is in it, and
+ * LMDB's own lock.mdb plays no part (deleting that under a running broker
+ * does not let a second one in). The holder's pid goes into broker.pid for
+ * the refusal message. O_CLOEXEC: a child the holder execs does not keep the
+ * lock. *fd_out gets the descriptor that holds it. */
+static int
+s_lock_take(const char *dir, const char *who, int *fd_out)
+{
+    *fd_out = -1;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return gs_store_err(errno, "open store directory to lock it");
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e != EWOULDBLOCK)
+            return gs_store_err(e, "lock store directory");
+        char holder[96];
+        s_lock_holder(dir, holder, sizeof holder);
+        gs_store_detail("store %s is in use by %s", dir, holder);
+        return GS_EBUSY;
+    }
+    char *path = s_path(dir, "broker.pid");
+    int pf = path ? open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600) : -1;
+    int e = errno;
+    free(path);
+    char t[64];
+    int n = snprintf(t, sizeof t, "%ld %s\n", (long) getpid(), who);
+    if (pf < 0 || ftruncate(pf, 0) != 0 || write(pf, t, (size_t) n) != n) {
+        int rc = gs_store_err(pf < 0 ? e : (errno ? errno : EIO), "write broker.pid");
+        if (pf >= 0)
+            close(pf);
+        close(fd);
+        return rc;
+    }
+    close(pf);
+    *fd_out = fd;
+    return 0;
+}
+
+/* LMDB's assertion callback: a page it read contradicts itself. LMDB
+ * aborts the process when this returns; say why first. */
+static void
+s_lmdb_assert(MDB_env *env, const char *msg)
+{
+    gs_store_t *self = mdb_env_get_userctx(env);
+    char line[512];
+    snprintf(line, sizeof line, "LMDB stopped on a damaged store (%s): %s; run gridctl verify",
+             self ? self->dir : "?", msg);
+    if (self && self->opts.on_fatal)
+        self->opts.on_fatal(line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
+/* A non-exclusive open (gridctl) beside a running broker must share the
+ * broker's lock.mdb: it holds LMDB's writer mutex and reader table. When
+ * that file was deleted under the broker, LMDB here would make a new one
+ * that the broker never looks at: a write would not wait for the broker's,
+ * and neither would see the other's readers, so pages still in use get
+ * overwritten. LMDB never removes lock.mdb itself, so a store with a data
+ * file and no lock.mdb is new (made by a copy) or was tampered with; only
+ * then is the broker lock probed (shared, and let go at once). */
+static int
+s_lockfile_check(const char *dir)
+{
+    char *lockp = s_path(dir, "lock.mdb"), *datap = s_path(dir, "data.mdb");
+    struct stat sb;
+    int suspect = lockp && datap && stat(lockp, &sb) != 0 && errno == ENOENT &&
+                  stat(datap, &sb) == 0 && sb.st_size > 0;
+    free(lockp);
+    free(datap);
+    if (!suspect)
+        return 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;   /* LMDB's open reports it */
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);      /* lets go of the shared lock if it was taken */
+    if (!held)
+        return 0;
+    char holder[96];
+    s_lock_holder(dir, holder, sizeof holder);
+    gs_store_detail("lock.mdb was deleted under %s: restart it before opening the store "
+                    "(a new lock.mdb would bypass its locks)", holder);
+    return GS_EBUSY;
+}
+
 static void
 s_env_close(gs_store_t *self)
 {
@@ -188,9 +440,18 @@ s_env_close(gs_store_t *self)
 static int
 s_env_open(gs_store_t *self)
 {
-    int rc = mdb_env_create(&self->env);
+    int rc = s_data_check(self->dir);
+    if (rc == GS_ECORRUPT)
+        /* a live writer rewrites a meta page at every commit, and a read
+         * racing that write can see it half old, half new: look again */
+        rc = s_data_check(self->dir);
+    if (rc)
+        return rc;
+    rc = mdb_env_create(&self->env);
     if (rc)
         return gs_store_err(rc, "mdb_env_create");
+    mdb_env_set_userctx(self->env, self);
+    mdb_env_set_assert(self->env, s_lmdb_assert);
     if ((rc = mdb_env_set_maxdbs(self->env, 16)) ||
         (rc = mdb_env_set_maxreaders(self->env, self->opts.max_readers)) ||
         (rc = mdb_env_set_mapsize(self->env, self->map_size))) {
@@ -322,6 +583,7 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
         self->opts.idem_max_age_ms = def.idem_max_age_ms;
     if (!self->opts.max_readers)
         self->opts.max_readers = def.max_readers;
+    self->lock_fd = -1;
     self->limits = self->opts.limits ? *self->opts.limits : gs_limits_default;
     self->opts.limits = NULL;   /* not kept: the copy above is used */
     self->map_size = self->opts.map_size;
@@ -357,6 +619,10 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
         rc = gs_store_err(errno, "create store directory");
         goto fail;
     }
+    assert(!(self->opts.exclusive && self->opts.read_only));
+    if (self->opts.exclusive ? (rc = s_lock_take(dir, "gridsyncd", &self->lock_fd))
+                             : (rc = s_lockfile_check(dir)))
+        goto fail;
     if ((rc = s_env_open(self)) || (rc = s_dbs_open(self)))
         goto fail;
     int dead = 0;
@@ -375,6 +641,8 @@ gs_store_destroy(gs_store_t **self_p)
         return;
     gs_store_t *self = *self_p;
     s_env_close(self);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);   /* after LMDB let go of the files */
     gs_arena_destroy(&self->arena);
     gs_wbuf_deinit(&self->out);
     gs_wbuf_deinit(&self->pack);
@@ -659,8 +927,9 @@ gs_store_reader_check(gs_store_t *self, int *dead)
     return gs_store_err(rc, "mdb_reader_check");
 }
 
+/* Is dir empty, apart from a file named but (NULL: nothing excepted)? */
 static int
-s_dir_empty(const char *dir)
+s_dir_empty(const char *dir, const char *but)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -668,63 +937,347 @@ s_dir_empty(const char *dir)
     struct dirent *e;
     int empty = 1;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            !(but && !strcmp(e->d_name, but)))
             empty = 0;
     closedir(d);
     return empty;
 }
 
-int
-gs_store_backup(gs_store_t *self, const char *dest)
+/* path without trailing slashes (malloc'd), so that "dest/" and "dest" get
+ * their temporary directory beside them, in the same parent. */
+static char *
+s_path_trim(const char *path)
 {
-    if (!dest || !*dest)
+    char *p = strdup(path);
+    if (p)
+        for (size_t n = strlen(p); n > 1 && p[n - 1] == '/'; n--)
+            p[n - 1] = 0;
+    return p;
+}
+
+/* fsync a file or directory by path. */
+static int
+s_fsync_path(const char *path, int dir)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+    if (fd < 0)
+        return errno;
+    int rc = fsync(fd) != 0 ? errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* fsync the directory that holds path, after a rename into it. */
+static int
+s_fsync_parent(const char *path)
+{
+    char *p = strdup(path);
+    if (!p)
+        return ENOMEM;
+    char *slash = strrchr(p, '/');
+    const char *parent = !slash ? "." : slash == p ? "/" : (*slash = 0, p);
+    int rc = s_fsync_path(parent, 1);
+    free(p);
+    return rc;
+}
+
+/* Remove a directory this file made for a copy, with the only files it can
+ * hold (LMDB's lock.mdb comes from opening the copy). */
+static void
+s_copy_remove(const char *dir)
+{
+    static const char *const names[] = { "data.mdb", "lock.mdb", "secret.key", "broker.pid",
+                                         NULL };
+    for (int i = 0; names[i]; i++) {
+        char *p = s_path(dir, names[i]);
+        if (p)
+            unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+}
+
+/* Compacting copy of self's environment into a new dir/data.mdb (0600 from
+ * the start). The copy's read transaction fails with MDB_MAP_RESIZED when
+ * another process (the broker) grew the map since this one last looked;
+ * nothing is copied then, so the map size is adopted and the copy starts
+ * again on an emptied file. Every retry follows a doubling of the map by
+ * someone else, so the bound below is never reached before map_max would
+ * be: growth during a backup is not an error. */
+static int
+s_copy_data(gs_store_t *self, const char *dir)
+{
+    char *path = s_path(dir, "data.mdb");
+    if (!path)
+        return GS_ENOMEM;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    free(path);
+    if (fd < 0)
+        return gs_store_err(errno, "create backup data.mdb");
+    int rc;
+    for (int tries = 0;; tries++) {
+        /* the copy runs its own read transaction: hold the lock shared */
+        pthread_rwlock_rdlock(&self->env_lock);
+        rc = self->env ? mdb_env_copyfd2(self->env, fd, MDB_CP_COMPACT) : MDB_PANIC;
+        pthread_rwlock_unlock(&self->env_lock);
+        if (rc != MDB_MAP_RESIZED || tries == 64)
+            break;
+        s_adopt_mapsize(self);
+        if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+            rc = errno;
+            break;
+        }
+    }
+    if (rc == 0 && fsync(fd) != 0)
+        rc = errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = errno;
+    return rc ? gs_store_err(rc, "copy data.mdb") : 0;
+}
+
+/* Write the 32-byte secret as dir/secret.key (0600), synced. */
+static int
+s_secret_write(const char *dir, const uint8_t secret[32])
+{
+    char *path = s_path(dir, "secret.key");
+    if (!path)
+        return GS_ENOMEM;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    free(path);
+    int rc = 0;
+    errno = 0;
+    if (fd < 0 || write(fd, secret, 32) != 32 || fsync(fd) != 0)
+        rc = errno ? errno : EIO;
+    if (fd >= 0 && close(fd) != 0 && rc == 0)
+        rc = errno;
+    return rc ? gs_store_err(rc, "write secret.key of the copy") : 0;
+}
+
+/* A complete copy of self in a fresh directory beside dest (mkdtemp: mode
+ * 0700), its path in *tmp_out (malloc'd): data.mdb compacted, secret.key, a
+ * new epoch, everything synced. On failure nothing is left. */
+static int
+s_copy_build(gs_store_t *self, const char *dest, char **tmp_out)
+{
+    *tmp_out = NULL;
+    size_t n = strlen(dest) + 16;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return GS_ENOMEM;
+    snprintf(tmp, n, "%s.tmp-XXXXXX", dest);
+    if (!mkdtemp(tmp)) {
+        int rc = gs_store_err(errno, "create a directory beside the copy");
+        free(tmp);
+        return rc;
+    }
+    int rc = s_copy_data(self, tmp);
+    if (!rc)
+        rc = s_secret_write(tmp, self->secret);
+    if (!rc)
+        rc = gs_store_epoch_renew(tmp);
+    if (!rc) {
+        /* LMDB's lock file of the renewing open: not part of a store copy */
+        char *lock = s_path(tmp, "lock.mdb");
+        if (lock)
+            unlink(lock);
+        free(lock);
+        int e = s_fsync_path(tmp, 1);
+        if (e)
+            rc = gs_store_err(e, "sync the copy's directory");
+    }
+    if (rc) {
+        s_copy_remove(tmp);
+        free(tmp);
+        return rc;
+    }
+    *tmp_out = tmp;
+    return 0;
+}
+
+int
+gs_store_backup(gs_store_t *self, const char *dest_in)
+{
+    if (!dest_in || !*dest_in)
         return GS_EINVAL;
     if (!self->have_secret) {
         gs_store_detail("no secret.key loaded: a backup without it is useless");
         return GS_ENOTFOUND;
     }
-    if (mkdir(dest, 0700) != 0) {
-        if (errno != EEXIST)
-            return gs_store_err(errno, "create backup directory");
-        if (!s_dir_empty(dest)) {
-            gs_store_detail("backup directory %s is not empty", dest);
-            return GS_EINVAL;
-        }
-    }
-    int rc = MDB_MAP_RESIZED;
-    for (int tries = 0; tries < 3 && rc == MDB_MAP_RESIZED; tries++) {
-        /* the copy runs its own read transaction: hold the lock shared */
-        pthread_rwlock_rdlock(&self->env_lock);
-        rc = self->env ? mdb_env_copy2(self->env, dest, MDB_CP_COMPACT) : MDB_PANIC;
-        pthread_rwlock_unlock(&self->env_lock);
-        if (rc == MDB_MAP_RESIZED)
-            s_adopt_mapsize(self);
-    }
-    if (rc)
-        return gs_store_err(rc, "mdb_env_copy2");
-    char *data = s_path(dest, "data.mdb");
-    char *key = s_path(dest, "secret.key");
-    if (!data || !key) {
-        free(data);
-        free(key);
+    char *dest = s_path_trim(dest_in);
+    if (!dest)
         return GS_ENOMEM;
+    int rc = 0;
+    struct stat sb;
+    if (lstat(dest, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode) || !s_dir_empty(dest, NULL)) {
+            gs_store_detail("backup directory %s exists and is not empty", dest);
+            rc = GS_EINVAL;
+        }
+    } else if (errno != ENOENT) {
+        rc = gs_store_err(errno, "look at the backup directory");
     }
-    chmod(data, 0600);
-    int fd = open(key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, self->secret, sizeof self->secret) != (ssize_t) sizeof self->secret ||
-        fsync(fd) != 0)
-        rc = gs_store_err(errno ? errno : EIO, "write backup secret.key");
-    if (fd >= 0)
-        close(fd);
-    free(data);
-    free(key);
+    char *tmp = NULL;
+    if (!rc)
+        rc = s_copy_build(self, dest, &tmp);
     if (!rc) {
-        int dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
+        /* one step: dest is either absent (or the empty directory it was)
+         * or the whole synced copy */
+        if (rename(tmp, dest) != 0) {
+            int e = errno;
+            s_copy_remove(tmp);
+            if (e == ENOTEMPTY || e == EEXIST || e == ENOTDIR) {
+                gs_store_detail("backup directory %s appeared meanwhile and is not empty", dest);
+                rc = GS_EINVAL;
+            } else {
+                rc = gs_store_err(e, "rename the backup into place");
+            }
+        } else {
+            int e = s_fsync_parent(dest);
+            if (e) {
+                s_copy_remove(dest);
+                rc = gs_store_err(e, "sync the backup's parent directory");
+            }
         }
     }
+    free(tmp);
+    free(dest);
+    return rc;
+}
+
+static int
+s_epoch_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+{
+    MDB_val k = { 5, "epoch" }, v = { 8, arg };
+    return gs_put(self, txn, GS_DB_META, &k, &v, 0);
+}
+
+int
+gs_store_epoch_renew(const char *dir)
+{
+    if (!dir || !*dir)
+        return GS_EINVAL;
+    char *data = s_path(dir, "data.mdb");
+    if (!data)
+        return GS_ENOMEM;
+    struct stat sb;
+    int have = stat(data, &sb) == 0 && sb.st_size > 0;
+    free(data);
+    if (!have) {
+        /* a read-write open would make a new empty store */
+        gs_store_detail("no store in %s (data.mdb missing)", dir);
+        return GS_ENOTFOUND;
+    }
+    int rc = 0;
+    gs_store_t *st = gs_store_new(dir, NULL, &rc);
+    if (!st)
+        return rc;
+    uint8_t epoch[8];
+    s_epoch_make(epoch);
+    rc = gs_store_write(st, s_epoch_fn, epoch);
+    gs_store_destroy(&st);
+    return rc;
+}
+
+int
+gs_store_restore(const char *backup, const char *dir_in, int force, char *aside,
+                 size_t aside_size)
+{
+    if (aside && aside_size)
+        aside[0] = 0;
+    if (!backup || !*backup || !dir_in || !*dir_in)
+        return GS_EINVAL;
+    char *dir = s_path_trim(dir_in);
+    if (!dir)
+        return GS_ENOMEM;
+    gs_store_t *src = NULL;
+    char *tmp = NULL;
+    int lock = -1, rc = 0, exists = 0, empty = 1;
+    struct stat sb;
+    if (lstat(dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) {
+            gs_store_detail("%s is not a directory", dir);
+            rc = GS_EINVAL;
+            goto done;
+        }
+        exists = 1;
+        /* no broker may run on it, nor start before the restore is done */
+        if ((rc = s_lock_take(dir, "gridctl-restore", &lock)))
+            goto done;
+        empty = s_dir_empty(dir, "broker.pid");
+        if (!empty && !force) {
+            gs_store_detail("%s is not empty: --force moves the store in it aside", dir);
+            rc = GS_EINVAL;
+            goto done;
+        }
+    } else if (errno != ENOENT) {
+        rc = gs_store_err(errno, "look at the store directory");
+        goto done;
+    }
+    /* the backup must open as a store, with its secret */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    if (!(src = gs_store_new(backup, &o, &rc)))
+        goto done;
+    if (!src->have_secret) {
+        gs_store_detail("the backup in %s has no secret.key", backup);
+        rc = GS_ENOTFOUND;
+        goto done;
+    }
+    if ((rc = s_copy_build(src, dir, &tmp)))
+        goto done;
+    gs_store_destroy(&src);
+    if (empty) {
+        if (exists) {
+            char *pid = s_path(dir, "broker.pid");   /* ours, from the lock */
+            if (pid)
+                unlink(pid);
+            free(pid);
+        }
+        if (rename(tmp, dir) != 0) {
+            rc = gs_store_err(errno, "rename the restored store into place");
+            s_copy_remove(tmp);
+            goto done;
+        }
+    } else {
+        /* swap in one step: no moment without a store at dir */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+            rc = gs_store_err(errno, "swap the restored store into place");
+            s_copy_remove(tmp);
+            goto done;
+        }
+        /* tmp now holds the old store: give it a name that says what it is */
+        char stamp[32], name[4200];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+        const char *where = tmp;
+        for (int i = 0; i < 100; i++) {
+            if (i == 0)
+                snprintf(name, sizeof name, "%s.replaced-%s", dir, stamp);
+            else
+                snprintf(name, sizeof name, "%s.replaced-%s-%d", dir, stamp, i);
+            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, name, RENAME_NOREPLACE) == 0) {
+                where = name;
+                break;
+            }
+            if (errno != EEXIST)
+                break;
+        }
+        if (aside && aside_size)
+            snprintf(aside, aside_size, "%s", where);
+    }
+    int e = s_fsync_parent(dir);
+    if (e)
+        rc = gs_store_err(e, "sync the store's parent directory");
+done:
+    gs_store_destroy(&src);
+    if (lock >= 0)
+        close(lock);
+    free(tmp);
+    free(dir);
     return rc;
 }
 
@@ -784,6 +1337,27 @@ gs_store_debug_put(gs_store_t *self, const char *db, const void *key,
     if (r.db < 0)
         return GS_EINVAL;
     return gs_store_write(self, s_raw_fn, &r);
+}
+
+int
+gs_store_debug_get(gs_store_t *self, const char *db, const void *key, size_t klen,
+                   void *val, size_t cap, size_t *vlen)
+{
+    int i = s_db_index(db);
+    if (i < 0)
+        return GS_EINVAL;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { klen, (void *) key }, v;
+    rc = mdb_get(txn, self->db[i], &k, &v);
+    if (rc == 0) {
+        memcpy(val, v.mv_data, v.mv_size < cap ? v.mv_size : cap);
+        *vlen = v.mv_size;
+    }
+    gs_rtxn_end(self, &txn);
+    return gs_store_err(rc, "debug get");
 }
 
 void

@@ -59,11 +59,18 @@ typedef struct gs_store_opts {
     size_t map_size;            /* initial map size in bytes (default 64 MiB) */
     size_t map_max;             /* growth limit in bytes (default 1 TiB) */
     int read_only;              /* open read-only (gridctl on a live store) */
+    int exclusive;              /* the broker's open: take the store lock (see */
+                                /* gs_store_new); not with read_only          */
     int no_sync;                /* BENCHMARK ONLY: MDB_NOSYNC; acks not durable */
     uint32_t idem_max_entries;  /* idempotency entries kept (default 1,000,000) */
     int64_t idem_max_age_ms;    /* and for at most this long (default 30 days) */
     uint32_t max_readers;       /* LMDB reader slots (default 256) */
     const gs_limits_t *limits;  /* validation limits (NULL = defaults) */
+    /* Called when LMDB stops the process on a failed internal assertion (a
+     * damaged page it cannot go on from), with LMDB's message, just before
+     * LMDB calls abort(): the last chance to log why. Any thread. NULL:
+     * the message goes to stderr. */
+    void (*on_fatal)(const char *msg);
 } gs_store_opts_t;
 
 /* Fill o with the defaults above. */
@@ -77,6 +84,20 @@ void gs_store_opts_init(gs_store_opts_t *o);
  * slots. read_only never creates the store (GS_ENOTFOUND when missing; LMDB
  * may still create its lock.mdb beside an existing data file) and works
  * without secret.key (the person-index calls then return GS_ENOTFOUND).
+ *
+ * Before LMDB maps data.mdb, its two meta pages are read and checked
+ * against LMDB's layout and the file size: a file that is not an LMDB
+ * file, of another LMDB format, or shorter than its last committed page
+ * gives GS_ECORRUPT with a detail saying which ("data.mdb is truncated: N
+ * bytes, the last committed page needs M"), instead of a SIGBUS later.
+ *
+ * exclusive (one store, one broker): takes an exclusive lock (flock) on the
+ * store directory itself before LMDB opens anything, and writes this
+ * process's pid into dir/broker.pid. The lock is held until
+ * gs_store_destroy (or the process ends). While another process holds it
+ * the open fails with GS_EBUSY and a detail naming the holder ("store is in
+ * use by gridsyncd pid N"). Non-exclusive opens (gridctl) do not take it
+ * and are not stopped by it.
  * Returns NULL on failure with *err set (err may be NULL). */
 gs_store_t *gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err);
 
@@ -366,11 +387,38 @@ typedef struct gs_store_info {
 
 int gs_store_info(gs_store_t *self, gs_store_info_t *info);
 
-/* Hot, compacting copy of the store into directory dest (created with mode
- * 0700, or existing and empty; else GS_EINVAL), consistent as of one read
- * transaction; writers go on meanwhile (only map growth waits for it).
- * Copies secret.key too (mode 0600). The copy opens as a normal store. */
+/* Hot, compacting copy of the store into directory dest (which must not
+ * exist, or be an empty directory; else GS_EINVAL), consistent as of one
+ * read transaction; writers go on meanwhile (only map growth waits for it).
+ * Copies secret.key too. The copy is built in a fresh directory beside dest
+ * (dest.tmp-XXXXXX, mode 0700, files 0600), gets a fresh lineage epoch
+ * (gs_store_epoch_renew), is synced and then renamed to dest in one step;
+ * map growth by another process during the copy makes it start again from
+ * scratch rather than fail. On any failure everything it created is removed
+ * and dest is left as it was. The copy opens as a normal store. */
 int gs_store_backup(gs_store_t *self, const char *dest);
+
+/* Give the closed store in dir a new lineage epoch: a random non-zero
+ * uint64 under meta key "epoch" (8 bytes little-endian), committed with a
+ * full sync. Used on every backup and restore, so that a store brought back
+ * from a copy is never taken for the lineage it was copied from. dir must
+ * not be open in this process, nor by a broker. Returns 0 or GS_E*. */
+int gs_store_epoch_renew(const char *dir);
+
+/* Put the backup in directory backup in place as the store in dir, which
+ * must not be held by a broker (GS_EBUSY, detail names its pid; the lock
+ * of gs_store_new's exclusive is taken for the whole restore, so no broker
+ * can start meanwhile). The backup must open as a store (GS_ECORRUPT,
+ * GS_ENOTFOUND otherwise). A compacted copy of it is built beside dir
+ * (data.mdb and secret.key, 0600, in a 0700 directory), given a fresh
+ * epoch and synced. Then, when dir is missing or empty, it is renamed to
+ * dir; when dir holds anything, with force it is swapped in atomically
+ * (renameat2 RENAME_EXCHANGE) and the old store moved to
+ * "dir.replaced-YYYYMMDDTHHMMSSZ" (its path in aside), and without force
+ * the restore is refused (GS_EINVAL). aside gets "" when nothing was moved.
+ * Nothing is left behind on failure. Returns 0 or GS_E*. */
+int gs_store_restore(const char *backup, const char *dir, int force, char *aside,
+                     size_t aside_size);
 
 /* Check every index against the records: ids, aliases, natural keys, person
  * index, per-cell counts, per-cell log, change-log seqs strictly increasing

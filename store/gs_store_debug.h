@@ -26,6 +26,12 @@ int gs_store_debug_del(gs_store_t *self, const char *db, const void *key,
 int gs_store_debug_put(gs_store_t *self, const char *db, const void *key,
                        size_t klen, const void *val, size_t vlen);
 
+/* Read one raw value from a named database: copies at most cap bytes of it
+ * into val and its full length into *vlen. Returns 0, GS_ENOTFOUND,
+ * GS_EINVAL (unknown db) or another error. */
+int gs_store_debug_get(gs_store_t *self, const char *db, const void *key,
+                       size_t klen, void *val, size_t cap, size_t *vlen);
+
 /* Called for every put (del = 0) and delete (del = 1) the store makes, with
  * the database name, the key, the value (NULL for a delete) and the LMDB
  * put flags that matter for speed (1 = append). Set fn NULL to stop.

@@ -132,6 +132,7 @@ gc_cmd_fn gc_cmd_tail;          /* gc_tail.c */
 gc_cmd_fn gc_cmd_devices;       /* gc_registry.c */
 gc_cmd_fn gc_cmd_grids;
 gc_cmd_fn gc_cmd_backup;        /* gc_ops.c */
+gc_cmd_fn gc_cmd_restore;
 gc_cmd_fn gc_cmd_verify;
 gc_cmd_fn gc_cmd_health;
 

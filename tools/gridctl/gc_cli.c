@@ -335,7 +335,10 @@ gc_store_open(gc_ctx_t *ctx, int writable, int *exit_code)
      * new empty store at a mistyped path */
     gs_store_t *st = gs_store_new(ctx->store_dir, &o, &err);
     if (!st) {
-        if (err == GS_ENOTFOUND)
+        char data[4200];
+        struct stat sb;
+        snprintf(data, sizeof data, "%s/data.mdb", ctx->store_dir);
+        if (err == GS_ENOTFOUND && stat(data, &sb) != 0)
             gc_fail(ctx, "no store at %s: start gridsyncd or pass --store", ctx->store_dir);
         else
             gc_store_fail(ctx, "cannot open the store", err);

@@ -1,7 +1,9 @@
 /*
  * gc_ops: operations on the store as a whole. `backup DEST` (a hot,
- * compacting copy through gs_store_backup), `verify` (every index checked
- * against the records) and `health` (the store's figures, and the broker's
+ * compacting copy through gs_store_backup), `restore BACKUP STORE` (through
+ * gs_store_restore, with the broker stopped), `verify` (every index checked
+ * against the records, in a child process so that a damaged file is reported
+ * rather than crashing gridctl) and `health` (the store's figures, and the broker's
  * if one answers on the admin endpoint).
  *
  * `health` is the one subcommand that talks to the broker. The admin
@@ -13,11 +15,13 @@
 #include "gc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -26,10 +30,13 @@
 static const char s_backup_help[] =
     "Usage: gridctl backup DEST\n"
     "\n"
-    "A hot, compacting copy of the store into directory DEST (created 0700, or an\n"
-    "existing empty one), consistent as of one read transaction while the broker\n"
-    "keeps writing; secret.key is copied with it (0600). The copy opens as a store:\n"
-    "check it with gridctl --store DEST verify.\n"
+    "A hot, compacting copy of the store into directory DEST (which must not exist,\n"
+    "or be empty), consistent as of one read transaction while the broker keeps\n"
+    "writing and the store grows; secret.key is copied with it. The copy is built\n"
+    "beside DEST (DEST.tmp-XXXXXX), given a new lineage epoch, synced and renamed to\n"
+    "DEST in one step: DEST is 0700 with files 0600, and a failed backup leaves\n"
+    "nothing behind. The copy opens as a store: check it with\n"
+    "gridctl --store DEST verify, bring it back with gridctl restore.\n"
     "\n"
     "--json: {dest, head_seq, records, events, file_size}.\n";
 
@@ -90,6 +97,95 @@ gc_cmd_backup(gc_ctx_t *ctx, int argc, char **argv)
     return gc_finish(ctx, GC_EXIT_OK);
 }
 
+/* ---- restore ----------------------------------------------------------------------- */
+
+static const char s_restore_help[] =
+    "Usage: gridctl restore [--force] BACKUP_DIR STORE_DIR\n"
+    "\n"
+    "Put the backup in BACKUP_DIR (made by gridctl backup) in place as the store in\n"
+    "STORE_DIR. The broker must be stopped: while gridsyncd holds STORE_DIR the\n"
+    "restore is refused (naming its pid), and no broker can start during it. The\n"
+    "backup must open as a store. A compacted copy of it (data.mdb and secret.key,\n"
+    "0600, in a 0700 directory) is built beside STORE_DIR, given a new lineage\n"
+    "epoch, synced, and then renamed to STORE_DIR in one step. BACKUP_DIR is not\n"
+    "changed.\n"
+    "\n"
+    "  --force  STORE_DIR holds a store: swap the restored one in atomically and\n"
+    "           keep the old one as STORE_DIR.replaced-YYYYMMDDTHHMMSSZ (UTC)\n"
+    "\n"
+    "Without --force a STORE_DIR that holds anything is refused. Afterwards: start\n"
+    "gridsyncd; every district system (gridfeed) that followed the old store must\n"
+    "start over from a snapshot, and devices resend what they did not get acked\n"
+    "(records acked after the backup was taken are not in it).\n"
+    "\n"
+    "--json: {store, backup, aside, head_seq, records, events}.\n";
+
+int
+gc_cmd_restore(gc_ctx_t *ctx, int argc, char **argv)
+{
+    static const gc_optspec_t spec[] = { { "force", 0 }, { NULL, 0 } };
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, spec, &a);
+    if (rc)
+        return rc;
+    if (a.help) {
+        fputs(s_restore_help, ctx->out);
+        return GC_EXIT_OK;
+    }
+    if (a.n_pos != 2 || !*a.pos[0] || !*a.pos[1])
+        return gc_usage(ctx, "expected BACKUP_DIR and STORE_DIR");
+    const char *backup = a.pos[0], *store = a.pos[1];
+    char aside[4200];
+    int err = gs_store_restore(backup, store, gc_args_has(&a, "force"), aside, sizeof aside);
+    if (err == GS_EBUSY)
+        return gc_store_fail(ctx, "refused: stop the broker first", err);
+    if (err)
+        return gc_store_fail(ctx, "restore", err);
+    /* read the result back, as a broker will */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    gs_store_t *st = gs_store_new(store, &o, &err);
+    gs_store_info_t info;
+    memset(&info, 0, sizeof info);
+    if (st)
+        err = gs_store_info(st, &info);
+    gs_store_destroy(&st);
+    if (err)
+        return gc_store_fail(ctx, "the store was restored but does not open", err);
+    if (ctx->json) {
+        gc_json_t j;
+        gc_json_init(&j, ctx->out);
+        gc_json_obj(&j);
+        gc_json_key(&j, "store");
+        gc_json_str(&j, store);
+        gc_json_key(&j, "backup");
+        gc_json_str(&j, backup);
+        gc_json_key(&j, "aside");
+        gc_json_str(&j, aside);
+        gc_json_key(&j, "head_seq");
+        gc_json_u64(&j, info.head_seq);
+        gc_json_key(&j, "records");
+        gc_json_u64(&j, info.records);
+        gc_json_key(&j, "events");
+        gc_json_u64(&j, info.events);
+        gc_json_end(&j);
+    } else {
+        char b1[32], b2[32], b3[32];
+        fprintf(ctx->out, "restored %s into %s: head seq %s, %s records, %s events\n", backup,
+                store, gc_num(info.head_seq, b1, sizeof b1), gc_num(info.records, b2, sizeof b2),
+                gc_num(info.events, b3, sizeof b3));
+        if (aside[0])
+            fprintf(ctx->out, "the store it replaced is in %s\n", aside);
+        fprintf(ctx->out,
+                "the restored store has a new lineage epoch. Next: start gridsyncd; every\n"
+                "district system (gridfeed) that followed the old store must start over from\n"
+                "a snapshot (its checkpoint belongs to the old lineage). Records acked after\n"
+                "the backup was taken are not in it and must be collected again.\n");
+    }
+    return gc_finish(ctx, GC_EXIT_OK);
+}
+
 /* ---- verify -------------------------------------------------------------------------- */
 
 static const char s_verify_help[] =
@@ -99,8 +195,11 @@ static const char s_verify_help[] =
     "keys, person index, per-cell counts and logs, the change log's seqs). Works\n"
     "read-only beside a running broker, on a backup (--store DEST) and on a store\n"
     "whose broker is down. Prints each problem; exit status 1 if there is any.\n"
+    "The check runs in a child process: a damaged data.mdb (truncated, garbage\n"
+    "pages) is reported as \"problem: the store is damaged: ...\", never a crash.\n"
     "\n"
-    "--json: {ok, problems:[text], head_seq, records, events}.\n";
+    "--json: {ok, problems:[text], head_seq, records, events}; damaged: true when\n"
+    "the check died on the file.\n";
 
 typedef struct s_verify {
     gc_ctx_t *ctx;              /* options, output */
@@ -117,19 +216,11 @@ s_on_problem(void *arg, const char *problem)
         fprintf(v->ctx->out, "problem: %s\n", problem);
 }
 
-int
-gc_cmd_verify(gc_ctx_t *ctx, int argc, char **argv)
+/* The check itself: open, walk, print. Runs in verify's child process. */
+static int
+s_verify_run(gc_ctx_t *ctx)
 {
-    gc_args_t a;
-    int rc = gc_args_parse(ctx, argc, argv, NULL, &a);
-    if (rc)
-        return rc;
-    if (a.help) {
-        fputs(s_verify_help, ctx->out);
-        return GC_EXIT_OK;
-    }
-    if (a.n_pos)
-        return gc_usage(ctx, "verify takes no arguments (use --store DIR for another store)");
+    int rc;
     gs_store_t *st = gc_store_open(ctx, 0, &rc);
     if (!st)
         return rc;
@@ -143,6 +234,17 @@ gc_cmd_verify(gc_ctx_t *ctx, int argc, char **argv)
     }
     uint64_t problems = 0;
     int err = gs_store_verify(st, s_on_problem, &v, &problems);
+    if ((err == GS_ECORRUPT || err == GS_EINTERNAL || err == GS_EINVAL) && !problems) {
+        /* LMDB itself found a damaged page and the walk stopped there
+         * (MDB_CORRUPTED, MDB_PAGE_NOTFOUND, or a transaction it then
+         * refuses to go on with: MDB_BAD_TXN); a read-only walk has no
+         * other way to meet these */
+        err = GS_ECORRUPT;
+        char problem[400];
+        snprintf(problem, sizeof problem, "the store is damaged: %s", gs_store_errdetail());
+        s_on_problem(&v, problem);
+        problems = 1;
+    }
     gs_store_info_t info;
     memset(&info, 0, sizeof info);
     int ierr = gs_store_info(st, &info);
@@ -175,6 +277,136 @@ gc_cmd_verify(gc_ctx_t *ctx, int argc, char **argv)
                 ierr ? "?" : gc_num(info.head_seq, b3, sizeof b3));
     }
     return gc_finish(ctx, GC_EXIT_OK);
+}
+
+/* Report a check that did not finish: the walk died (SIGBUS on a page the
+ * file lacks, SIGSEGV on a garbage page, an LMDB assertion's abort). */
+static int
+s_verify_crashed(gc_ctx_t *ctx, int status)
+{
+    char how[96];
+    if (WIFSIGNALED(status))
+        snprintf(how, sizeof how, "the check died with signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(how, sizeof how, "the check stopped without finishing (exit status %d)",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    char problem[512];
+    snprintf(problem, sizeof problem,
+             "the store is damaged: %s while reading data.mdb; pages are garbage or missing "
+             "(LMDB keeps no checksums: restore from a backup)", how);
+    if (ctx->json) {
+        gc_json_t j;
+        gc_json_init(&j, ctx->out);
+        gc_json_obj(&j);
+        gc_json_key(&j, "problems");
+        gc_json_arr(&j);
+        gc_json_str(&j, problem);
+        gc_json_end(&j);
+        gc_json_key(&j, "ok");
+        gc_json_bool(&j, 0);
+        gc_json_key(&j, "damaged");
+        gc_json_bool(&j, 1);
+        gc_json_end(&j);
+    } else {
+        fprintf(ctx->out, "problem: %s\n", problem);
+        fprintf(ctx->out, "1 problem(s) found in %s\n", ctx->store_dir);
+    }
+    return gc_finish(ctx, GC_EXIT_FAIL);
+}
+
+int
+gc_cmd_verify(gc_ctx_t *ctx, int argc, char **argv)
+{
+    gc_args_t a;
+    int rc = gc_args_parse(ctx, argc, argv, NULL, &a);
+    if (rc)
+        return rc;
+    if (a.help) {
+        fputs(s_verify_help, ctx->out);
+        return GC_EXIT_OK;
+    }
+    if (a.n_pos)
+        return gc_usage(ctx, "verify takes no arguments (use --store DIR for another store)");
+    /* A damaged data.mdb can crash whoever reads it: LMDB trusts its pages
+     * (SIGBUS past the end of a short file, SIGSEGV or an assertion on a
+     * garbage page). The check runs in a child process; its output is held
+     * here and shown only when it finished, and a child that died is
+     * reported as damage. The child says it finished by writing its exit
+     * status on a second pipe (a sanitizer turns a crash into an exit). */
+    fflush(ctx->out);
+    fflush(stderr);
+    int out[2] = { -1, -1 }, done[2] = { -1, -1 };
+    if (pipe2(out, O_CLOEXEC) || pipe2(done, O_CLOEXEC))
+        return gc_fail(ctx, "cannot make a pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(out[0]), close(out[1]), close(done[0]), close(done[1]);
+        return gc_fail(ctx, "cannot start the check: %s", strerror(e));
+    }
+    if (pid == 0) {
+        close(out[0]);
+        close(done[0]);
+        FILE *f = fdopen(out[1], "w");
+        if (!f)
+            _exit(GC_EXIT_FAIL);
+        ctx->out = f;
+        uint8_t code = (uint8_t) s_verify_run(ctx);
+        fflush(stderr);
+        if (fclose(f) != 0)
+            code = GC_EXIT_FAIL;
+        if (write(done[1], &code, 1) != 1)
+            _exit(GC_EXIT_FAIL);
+        _exit(code);
+    }
+    close(out[1]);
+    close(done[1]);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int oom = 0;
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, ncap);
+            if (!nb) {
+                oom = 1;    /* keep draining, so the child is not blocked */
+                len = 0;
+            } else {
+                buf = nb;
+                cap = ncap;
+            }
+        }
+        char sink[4096];
+        ssize_t n = oom ? read(out[0], sink, sizeof sink) : read(out[0], buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (!oom)
+            len += (size_t) n;
+    }
+    close(out[0]);
+    uint8_t code = 0;
+    ssize_t got;
+    while ((got = read(done[0], &code, 1)) < 0 && errno == EINTR)
+        ;
+    close(done[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (got != 1) {
+        free(buf);
+        return s_verify_crashed(ctx, status);
+    }
+    if (oom) {
+        free(buf);
+        return gc_fail(ctx, "out of memory holding the check's output");
+    }
+    if (len)
+        fwrite(buf, 1, len, ctx->out);
+    free(buf);
+    return gc_finish(ctx, code);
 }
 
 /* ---- health ------------------------------------------------------------------------------ */

@@ -33,6 +33,7 @@ static const s_cmd_t s_cmds[] = {
     { "devices", gc_cmd_devices, "the device registry: list, show, add, assign, revoke" },
     { "grids", gc_cmd_grids, "the grid registry: list, import" },
     { "backup", gc_cmd_backup, "hot, compacting copy of the store" },
+    { "restore", gc_cmd_restore, "put a backup in place as the store (broker stopped)" },
     { "verify", gc_cmd_verify, "check every index against the records" },
     { "health", gc_cmd_health, "the store's figures and whether the broker answers" },
     { NULL, NULL, NULL }
