@@ -5,7 +5,8 @@
  * either polls the store every 500 ms (a human tool: a read transaction
  * twice a second costs the broker nothing) or, with --feed and --upload,
  * follows the broker's live feed through the client library's subscriber,
- * which detects and repairs gaps itself.
+ * which detects and repairs gaps itself, and exits 1 when it reports that
+ * the broker's store was restored or replaced (GS_CLIENT_ELINEAGE).
  */
 #include "gc.h"
 
@@ -197,6 +198,15 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
         int r = gs_sub_next(sub, 500, &ev);
         if (r == 1)
             continue;
+        if (r == GS_CLIENT_ELINEAGE) {
+            /* seqs printed so far belong to a store that no longer exists */
+            gs_sub_lineage_t l;
+            gs_sub_lineage(sub, &l);
+            rc = gc_fail(ctx, "the broker's store was restored or replaced: %s; the events "
+                         "printed so far are void, start again to follow the restored log",
+                         l.message);
+            break;
+        }
         if (r < 0) {
             rc = gc_fail(ctx, "feed: %s", gs_client_strerror(r));
             break;
