@@ -581,6 +581,7 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
         self->level[i] = gs_level_of_len(strlen(prefixes[i]));
         self->known[i] = self->delivered[i] = since;
     }
+    self->epoch = self->opts.epoch;
     if (checkpoint) {
         self->checkpoint = strdup(checkpoint);
         if (s_checkpoint_load(self, checkpoint) < 0) {

@@ -117,6 +117,8 @@ typedef struct gs_sub_opts {
     uint32_t sync_limit;        /* events per sync request (default 0 = broker's) */
     int omit_restricted;        /* ask for events without Person.restricted */
     gs_curve_keys_t curve;      /* CURVE keys for feed and sync (empty = plaintext) */
+    uint64_t epoch;             /* store epoch that since belongs to (0 = take the */
+                                /* broker's); a checkpoint's epoch comes first     */
 } gs_sub_opts_t;
 
 void gs_sub_opts_init(gs_sub_opts_t *o);
