@@ -315,6 +315,21 @@ test_restored_store(void **state)
         gs_store_destroy(&st);
     }
     assert_true(head < last);
+    {
+        /* sync and snapshot replies carry the restored store's epoch */
+        gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+        assert_non_null(c);
+        Gridsync__V1__SyncResponse *sr = NULL;
+        gs_client_error_t ce;
+        assert_int_equal(gs_client_sync(c, p, 1, 0, 1, 0, &sr, &ce), 0);
+        assert_int_equal(sr->store_epoch, e2);
+        gridsync__v1__sync_response__free_unpacked(sr, NULL);
+        Gridsync__V1__SnapshotResponse *pr = NULL;
+        assert_int_equal(gs_client_snapshot(c, p, 1, NULL, 0, 1, &pr, &ce), 0);
+        assert_int_equal(pr->store_epoch, e2);
+        gridsync__v1__snapshot_response__free_unpacked(pr, NULL);
+        gs_client_destroy(&c);
+    }
 
     /* the live subscriber hears it in the next heartbeat; nothing is
      * delivered meanwhile (the new seqs are at or below its position) */

@@ -1743,6 +1743,16 @@ test_tail_follow_restored(void **state)
     free(err);
     unlink(outp);
     unlink(errp);
+
+    /* health names the lineage on both sides: the restored store's */
+    r = s_run(e, store, "health", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(s_jget(j, "store"), "epoch"), "efcdab8967452301");
+    assert_string_equal(s_jstr(s_jget(j, "broker"), "store_epoch"), "efcdab8967452301");
+    s_json_free(j);
+    s_res_free(&r);
     bst = gs_tk_broker_stop(&b, SIGTERM);
     assert_true(WIFEXITED(bst) && WEXITSTATUS(bst) == 0);
 }
