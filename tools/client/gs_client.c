@@ -430,9 +430,11 @@ s_prefix_index(const gs_sub_t *self, const char *grid)
  * replaced: its seqs are handed out again for other events, so going on
  * would skip them. From then on the subscriber only reports it. Adopts the
  * broker's epoch when ours is not known (no checkpoint, or one written
- * before epochs existed). */
+ * before epochs existed). The head is judged only when fresh (a sync
+ * reply): a heartbeat's head is as of its sending, and a subscriber that
+ * reads it late may have pulled newer events meanwhile. */
 static int
-s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
+s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head, int fresh)
 {
     if (self->lineage_bad)
         return GS_CLIENT_ELINEAGE;
@@ -449,7 +451,7 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
                  (unsigned long long) epoch, (unsigned long long) self->epoch,
                  (unsigned long long) head, (unsigned long long) l->position);
     } else {
-        size_t p = 0;
+        size_t p = fresh ? 0 : self->n;
         while (p < self->n && head >= self->known[p])
             p++;
         if (p == self->n) {
@@ -485,7 +487,7 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
         if (rc)
             return rc;
         /* before taking anything: these could be another store's events */
-        rc = s_lineage_check(self, r->store_epoch, r->head_seq);
+        rc = s_lineage_check(self, r->store_epoch, r->head_seq, 1);
         if (rc) {
             gridsync__v1__sync_response__free_unpacked(r, NULL);
             return rc;
@@ -514,6 +516,33 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
             return self->known[p] >= target || target == UINT64_MAX ? 0 : GS_CLIENT_EGAP;
         since = next;
     }
+}
+
+/* Is head below the position of any prefix? */
+static int
+s_below_position(const gs_sub_t *self, uint64_t head)
+{
+    for (size_t p = 0; p < self->n; p++)
+        if (head < self->known[p])
+            return 1;
+    return 0;
+}
+
+/* A heartbeat named a head below our position: ask the sync service for
+ * the head now, which tells a late heartbeat from a rewound store. */
+static int
+s_head_confirm(gs_sub_t *self)
+{
+    const char *pfx[1] = { self->prefix[0] };
+    Gridsync__V1__SyncResponse *r = NULL;
+    gs_client_error_t err;
+    int rc = gs_client_sync(self->cli, pfx, 1, self->known[0], 1, self->opts.omit_restricted,
+                            &r, &err);
+    if (rc)
+        return rc;
+    rc = s_lineage_check(self, r->store_epoch, r->head_seq, 1);
+    gridsync__v1__sync_response__free_unpacked(r, NULL);
+    return rc;
 }
 
 static int
@@ -701,7 +730,9 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
     } else if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_HEARTBEAT) {
         Gridsync__V1__Heartbeat *hb = fm->heartbeat;
         self->stats.heartbeats++;
-        rc = s_lineage_check(self, hb->store_epoch, hb->head_seq);
+        rc = s_lineage_check(self, hb->store_epoch, hb->head_seq, 0);
+        if (rc == 0 && s_below_position(self, hb->head_seq))
+            rc = s_head_confirm(self); /* a late heartbeat, or a rewound store */
         if (rc == 0 && hb->head_seq > self->head)
             self->head = hb->head_seq;
         for (size_t p = 0; rc == 0 && p < self->n; p++) {
