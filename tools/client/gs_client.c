@@ -424,17 +424,15 @@ s_prefix_index(const gs_sub_t *self, const char *grid)
     return -1;
 }
 
-/* A heartbeat or sync reply said: the store has this epoch (0 = the
- * broker sends none) and this head. Another epoch than ours, or a head
- * below a position of ours, means the store was restored from a backup or
- * replaced: its seqs are handed out again for other events, so going on
- * would skip them. From then on the subscriber only reports it. Adopts the
- * broker's epoch when ours is not known (no checkpoint, or one written
- * before epochs existed). The head is judged only when fresh (a sync
- * reply): a heartbeat's head is as of its sending, and a subscriber that
- * reads it late may have pulled newer events meanwhile. */
+/* A sync reply said: the store has this epoch (0 = the broker sends none)
+ * and this head, now. Another epoch than ours, or a head below a position
+ * of ours, means the store was restored from a backup or replaced: its
+ * seqs are handed out again for other events, so going on would skip
+ * them. From then on the subscriber only reports it. Adopts the broker's
+ * epoch when ours is not known (no checkpoint, or one written before
+ * epochs existed). */
 static int
-s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head, int fresh)
+s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
 {
     if (self->lineage_bad)
         return GS_CLIENT_ELINEAGE;
@@ -451,7 +449,7 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head, int fresh)
                  (unsigned long long) epoch, (unsigned long long) self->epoch,
                  (unsigned long long) head, (unsigned long long) l->position);
     } else {
-        size_t p = fresh ? 0 : self->n;
+        size_t p = 0;
         while (p < self->n && head >= self->known[p])
             p++;
         if (p == self->n) {
@@ -487,7 +485,7 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
         if (rc)
             return rc;
         /* before taking anything: these could be another store's events */
-        rc = s_lineage_check(self, r->store_epoch, r->head_seq, 1);
+        rc = s_lineage_check(self, r->store_epoch, r->head_seq);
         if (rc) {
             gridsync__v1__sync_response__free_unpacked(r, NULL);
             return rc;
@@ -518,20 +516,25 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
     }
 }
 
-/* Is head below the position of any prefix? */
+/* Does a heartbeat's epoch or head disagree with us? It is only a
+ * suspicion: a heartbeat is as of its sending, and one read late (a slow
+ * subscriber that pulled newer events meanwhile, or the last heartbeats of
+ * a broker that was replaced) can name an older head or epoch. */
 static int
-s_below_position(const gs_sub_t *self, uint64_t head)
+s_lineage_suspect(const gs_sub_t *self, uint64_t epoch, uint64_t head)
 {
+    if (epoch && epoch != self->epoch)
+        return 1;
     for (size_t p = 0; p < self->n; p++)
         if (head < self->known[p])
             return 1;
     return 0;
 }
 
-/* A heartbeat named a head below our position: ask the sync service for
- * the head now, which tells a late heartbeat from a rewound store. */
+/* Ask the sync service for the epoch and head now, which tells a late
+ * heartbeat from a restored store. */
 static int
-s_head_confirm(gs_sub_t *self)
+s_lineage_confirm(gs_sub_t *self)
 {
     const char *pfx[1] = { self->prefix[0] };
     Gridsync__V1__SyncResponse *r = NULL;
@@ -540,7 +543,7 @@ s_head_confirm(gs_sub_t *self)
                             &r, &err);
     if (rc)
         return rc;
-    rc = s_lineage_check(self, r->store_epoch, r->head_seq, 1);
+    rc = s_lineage_check(self, r->store_epoch, r->head_seq);
     gridsync__v1__sync_response__free_unpacked(r, NULL);
     return rc;
 }
@@ -730,9 +733,8 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
     } else if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_HEARTBEAT) {
         Gridsync__V1__Heartbeat *hb = fm->heartbeat;
         self->stats.heartbeats++;
-        rc = s_lineage_check(self, hb->store_epoch, hb->head_seq, 0);
-        if (rc == 0 && s_below_position(self, hb->head_seq))
-            rc = s_head_confirm(self); /* a late heartbeat, or a rewound store */
+        if (s_lineage_suspect(self, hb->store_epoch, hb->head_seq))
+            rc = s_lineage_confirm(self); /* a late heartbeat, or a restored store */
         if (rc == 0 && hb->head_seq > self->head)
             self->head = hb->head_seq;
         for (size_t p = 0; rc == 0 && p < self->n; p++) {

@@ -144,15 +144,16 @@ void gs_sub_destroy(gs_sub_t **self_p);
  * repaired from the sync service before anything later is delivered.
  *
  * Lineage: the subscriber follows one store epoch (the checkpoint's, or
- * the broker's at first contact when the checkpoint has none). A heartbeat
- * or sync reply with another non-zero epoch, or a sync reply with a
- * head_seq below a position of ours (a heartbeat's lower head is checked
- * with a sync request first: it may just be late), means the broker's
- * store was restored from a backup or replaced and will hand out our seqs again for other events: from then
- * on this returns GS_CLIENT_ELINEAGE (every call, until gs_sub_rebaseline)
- * and delivers nothing more; gs_sub_lineage says what was seen. Live events
- * that arrive after a restore but before its first heartbeat (at most one
- * heartbeat interval) can still be delivered first. */
+ * the broker's at first contact when the checkpoint has none). A sync
+ * reply with another non-zero epoch, or with a head_seq below a position
+ * of ours, means the broker's store was restored from a backup or
+ * replaced, and will hand out our seqs again for other events (a heartbeat
+ * that says so is checked with a sync request first: it may just have been
+ * read late). From then on this returns GS_CLIENT_ELINEAGE (every call,
+ * until gs_sub_rebaseline) and delivers nothing more; gs_sub_lineage says
+ * what was seen. Live events that arrive after a restore but before its
+ * first heartbeat (at most one heartbeat interval) can still be delivered
+ * first. */
 int gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev);
 
 /* What revealed a lineage change. */
