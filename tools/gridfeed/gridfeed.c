@@ -453,13 +453,15 @@ s_on_lineage(s_out_t *o, gs_sub_t *sub, const s_args_t *a)
     gs_sub_lineage(sub, &l);
     fprintf(stderr, "gridfeed: THE BROKER'S STORE WAS RESTORED OR REPLACED: %s\n", l.message);
     if (!a->rebaseline) {
+        char rm[4200] = "";
+        if (a->checkpoint)
+            snprintf(rm, sizeof rm, "remove the checkpoint %s, ", a->checkpoint);
         fprintf(stderr, "gridfeed: stopped: every event written so far belongs to a store that "
                 "no longer exists, and the broker hands out those seqs again for other "
                 "events. To re-baseline: tell the consumers of %s that it is void, move it "
-                "aside, remove %s%s and start gridfeed again (it then takes everything "
-                "from seq 0); or run with --on-restore rebaseline, which does this\n",
-                a->output ? a->output : "the output", a->checkpoint ? "the checkpoint " : "",
-                a->checkpoint ? a->checkpoint : "nothing");
+                "aside, %sand start gridfeed again (it then takes everything from seq 0); "
+                "or run with --on-restore rebaseline, which does this\n",
+                a->output ? a->output : "what it wrote to stdout", rm);
         return S_EXIT_LINEAGE;
     }
     /* not yet written lines are the old store's too */
