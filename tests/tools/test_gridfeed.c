@@ -9,8 +9,8 @@
  * each, after clean runs, a crash between writing and checkpointing, a
  * SIGKILL while following live, and a SIGTERM. ID numbers and phones are
  * masked unless --reveal. A store restored from an older backup makes
- * gridfeed stop (status 3) or re-baseline. The tests wait on process exits and on lines
- * gridfeed prints (--verbose), never on time.
+ * gridfeed stop (status 3) or re-baseline. The tests wait on process exits
+ * and on lines gridfeed prints (--verbose), never on time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
