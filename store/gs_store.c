@@ -236,14 +236,15 @@ s_epoch_load(gs_store_t *self, MDB_txn *txn)
             gs_store_detail("meta 'epoch' is damaged (%zu bytes)", v.mv_size);
             return GS_ECORRUPT;
         }
-        self->epoch = gs_le64_get(v.mv_data);
+        uint64_t e = gs_le64_get(v.mv_data);
+        if (self->epoch != e) /* a reopen after MDB_PANIC writes nothing others read */
+            self->epoch = e;
         return 0;
     }
     if (rc != MDB_NOTFOUND)
         return gs_store_err(rc, "read epoch");
-    self->epoch = 0;
     if (self->opts.read_only)
-        return 0;
+        return 0;   /* self->epoch stays 0: not known */
     uint64_t e = 0;
     while (e == 0) /* 0 means "no epoch" on the wire */
         randombytes_buf(&e, sizeof e);
