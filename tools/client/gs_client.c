@@ -415,6 +415,17 @@ s_queue_push(gs_sub_t *self, Gridsync__V1__ChangeEvent *ev)
     return 0;
 }
 
+/* Free every queued event. */
+static void
+s_queue_drop(gs_sub_t *self)
+{
+    while (self->q_len) {
+        gridsync__v1__change_event__free_unpacked(self->queue[self->q_head], NULL);
+        self->q_head = (self->q_head + 1) % self->q_cap;
+        self->q_len--;
+    }
+}
+
 static int
 s_prefix_index(const gs_sub_t *self, const char *grid)
 {
@@ -665,11 +676,7 @@ gs_sub_destroy(gs_sub_t **self_p)
     if (!self_p || !*self_p)
         return;
     gs_sub_t *self = *self_p;
-    while (self->q_len) {
-        gridsync__v1__change_event__free_unpacked(self->queue[self->q_head], NULL);
-        self->q_head = (self->q_head + 1) % self->q_cap;
-        self->q_len--;
-    }
+    s_queue_drop(self);
     free(self->queue);
     if (self->sock)
         zmq_close(self->sock);
@@ -864,11 +871,7 @@ gs_sub_lineage(const gs_sub_t *self, gs_sub_lineage_t *out)
 int
 gs_sub_rebaseline(gs_sub_t *self)
 {
-    while (self->q_len) {
-        gridsync__v1__change_event__free_unpacked(self->queue[self->q_head], NULL);
-        self->q_head = (self->q_head + 1) % self->q_cap;
-        self->q_len--;
-    }
+    s_queue_drop(self);
     for (size_t i = 0; i < self->n; i++)
         self->known[i] = self->delivered[i] = 0;
     self->epoch = self->broker_epoch;
