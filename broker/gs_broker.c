@@ -753,6 +753,7 @@ s_heartbeats(gs_broker_t *b, const s_feed_t *f, uint64_t head, gs_wbuf_t *wb)
         hb.prefix = (char *) s->prefix;
         hb.prefix_last_seq = s->last_seq;
         hb.sent_at = s_now_ms();
+        gs_store_epoch(b->store, &hb.store_epoch); /* 0 if the store has none */
         gs_wbuf_reset(wb);
         gs_wbuf_message_field(wb, 2, &hb.base); /* FeedMessage.heartbeat */
         s_feed_send(b, s->prefix, strlen(s->prefix), wb->data, wb->len);
@@ -1141,6 +1142,9 @@ s_serve_sync(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, gs
         next = c.last_seq; /* resume right after the last event sent */
     gs_wbuf_uint_field(body, 2, next);
     gs_wbuf_uint_field(body, 3, head);
+    uint64_t epoch = 0;
+    gs_store_epoch(b->store, &epoch);
+    gs_wbuf_uint_field(body, 20, epoch); /* SyncResponse.store_epoch */
     gs_wbuf_uint_field(reply, 1, job->request_id);
     gs_wbuf_bytes_field(reply, 3, body->data, body->len, 1);
     atomic_fetch_add(&b->metrics.sync_requests, 1);
@@ -1216,6 +1220,9 @@ s_serve_snapshot(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body
     gs_wbuf_uint_field(body, 2, snap_seq);
     gs_wbuf_bytes_field(body, 3, next, next_len, 0);
     free(next);
+    uint64_t epoch = 0;
+    gs_store_epoch(b->store, &epoch);
+    gs_wbuf_uint_field(body, 20, epoch); /* SnapshotResponse.store_epoch */
     gs_wbuf_uint_field(reply, 1, job->request_id);
     gs_wbuf_bytes_field(reply, 4, body->data, body->len, 1);
     atomic_fetch_add(&b->metrics.snapshot_requests, 1);
@@ -1338,6 +1345,7 @@ s_serve_admin(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, g
         h.map_used = info.map_used;
         h.uptime_ms = s_now_ms() - b->metrics.started_ms;
         h.feed_subscriptions = (uint32_t) atomic_load(&b->subscriptions);
+        gs_store_epoch(b->store, &h.store_epoch);
         gs_wbuf_uint_field(reply, 1, rq->request_id);
         gs_wbuf_message_field(reply, 6, &h.base);
         return;

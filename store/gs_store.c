@@ -483,8 +483,51 @@ s_env_open(gs_store_t *self)
     return 0;
 }
 
+/* Read the store's lineage epoch into self->epoch; a writable open of a
+ * store without one (new, or made before epochs existed) creates it. A
+ * read-only open of such a store reports 0. */
+static int
+s_epoch_load(gs_store_t *self, MDB_txn *txn)
+{
+    MDB_val k = { 5, "epoch" }, v;
+    int rc = mdb_get(txn, self->db[GS_DB_META], &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != 8 || gs_le64_get(v.mv_data) == 0) {
+            gs_store_detail("meta 'epoch' is damaged (%zu bytes)", v.mv_size);
+            return GS_ECORRUPT;
+        }
+        uint64_t e = gs_le64_get(v.mv_data);
+        if (self->epoch != e) /* a reopen after MDB_PANIC writes nothing others read */
+            self->epoch = e;
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return gs_store_err(rc, "read epoch");
+    if (self->opts.read_only)
+        return 0;   /* self->epoch stays 0: not known */
+    uint64_t e = 0;
+    while (e == 0) /* 0 means "no epoch" on the wire */
+        randombytes_buf(&e, sizeof e);
+    uint8_t buf[8];
+    gs_le64_put(buf, e);
+    MDB_val ev = { 8, buf };
+    rc = mdb_put(txn, self->db[GS_DB_META], &k, &ev, 0);
+    if (rc)
+        return gs_store_err(rc, "write epoch");
+    self->epoch = e;
+    return 0;
+}
+
+int
+gs_store_epoch(gs_store_t *self, uint64_t *epoch)
+{
+    assert(self && epoch);
+    *epoch = self->epoch;
+    return self->epoch ? 0 : GS_ENOTFOUND;
+}
+
 /* Open the named databases; on a new store write the format and create the
- * secret. */
+ * secret and the epoch. */
 static int
 s_dbs_open(gs_store_t *self)
 {
@@ -529,6 +572,10 @@ s_dbs_open(gs_store_t *self)
     if (rc) {
         mdb_txn_abort(txn);
         return gs_store_err(rc, "read format");
+    }
+    if ((rc = s_epoch_load(self, txn)) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
     }
     if (!self->have_secret) {
         /* a store that has a format but no secret lost its key: refuse to

@@ -220,6 +220,16 @@ void gs_apply_out_clear(gs_apply_out_t *out);
 /* Last committed seq (0 for an empty store). */
 int gs_store_head(gs_store_t *self, uint64_t *head_seq);
 
+/* The store's lineage epoch: a random non-zero number created when the
+ * store is first opened for writing (or, for a store made before epochs,
+ * at its first writable open after that) and changed by every backup copy
+ * and restore. Seqs are only comparable between two reads with the same
+ * epoch: a follower whose checkpoint was taken under another epoch must
+ * start over (docs/protocol.md). Read once at open and cached, so this
+ * costs nothing; any thread. Returns 0, or GS_ENOTFOUND (*epoch = 0) for a
+ * read-only open of a store that has none yet. */
+int gs_store_epoch(gs_store_t *self, uint64_t *epoch);
+
 /* Called once per event, in seq order. data is a packed ChangeEvent valid
  * only during the call. Return 0 to go on, anything else to stop early
  * (that value is then returned by the caller). */

@@ -76,6 +76,7 @@ struct gs_store {
     uint8_t secret[32];             /* person-index HMAC key; never logged */
     int have_secret;                /* secret loaded (read-only opens may lack it) */
     int lock_fd;                    /* exclusive: holds the store lock; else -1 */
+    uint64_t epoch;                 /* lineage epoch (meta "epoch"), read at open; 0 = none */
     crypto_auth_hmacsha256_state hmac0; /* HMAC state keyed with secret, copied per use */
     /* Growth and reopen need every transaction of this process closed:
      * every transaction holds this shared, mdb_env_set_mapsize and a

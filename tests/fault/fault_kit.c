@@ -483,6 +483,17 @@ s_follow_main(void *arg)
                 }
                 since_cp = 0;
             }
+        } else if (rc == GS_CLIENT_ELINEAGE) {
+            /* no fault test restores a store: a broker whose head fell
+             * below what it delivered, or whose epoch changed, lost
+             * committed events */
+            gs_sub_lineage_t l;
+            gs_sub_lineage(sub, &l);
+            fprintf(stderr, "follower %s: %s\n", f->prefix, l.message);
+            pthread_mutex_lock(&f->mu);
+            f->st.errors++;
+            pthread_mutex_unlock(&f->mu);
+            break;
         } else if (rc < 0) {
             /* e.g. a repair that ran out of retries while the broker was
              * down: keep what was delivered and resume from there */

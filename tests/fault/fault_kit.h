@@ -101,7 +101,8 @@ typedef struct gs_fk_follow gs_fk_follow_t;
  * every checkpoint_every events, and when the subscriber fails (the broker
  * was down longer than its sync retries) checkpoints what it has and
  * resumes from the checkpoint. Every event must have a seq above the last
- * one under the prefix, else it counts an error. */
+ * one under the prefix, else it counts an error. GS_CLIENT_ELINEAGE (no
+ * test here restores a store) counts an error and ends the follower. */
 gs_fk_follow_t *gs_fk_follow_start(const gs_fk_follow_opts_t *o);
 
 /* Let a stalled follower read. */
@@ -122,7 +123,8 @@ typedef struct gs_fk_follow_stats {
     uint64_t live, pulled, duplicates, gaps, heartbeats;  /* gs_sub, summed */
     uint64_t resumes;           /* subscriber re-created from its checkpoint */
     uint64_t crashes;           /* simulated crashes */
-    uint64_t errors;            /* events out of order or not under the prefix */
+    uint64_t errors;            /* events out of order or not under the prefix, or a */
+                                /* lineage change (the broker lost committed events) */
 } gs_fk_follow_stats_t;
 void gs_fk_follow_stats(gs_fk_follow_t *f, gs_fk_follow_stats_t *st);
 

@@ -172,6 +172,67 @@ test_open_and_secret(void **state)
     f->st = st_open(f->dir, NULL);
 }
 
+/* The lineage epoch: created at the first writable open, non-zero, the same
+ * after a reopen (read-only too); a store made before epochs gets one at its
+ * next writable open; a damaged one is refused. */
+static void
+test_epoch(void **state)
+{
+    fx_t *f = *state;
+    uint64_t e1 = 0, e2 = 0;
+    assert_int_equal(gs_store_epoch(f->st, &e1), 0);
+    assert_int_not_equal(e1, 0);
+    s_reopen(f, NULL);
+    assert_int_equal(gs_store_epoch(f->st, &e2), 0);
+    assert_int_equal(e1, e2);
+    gs_store_opts_t ro;
+    gs_store_opts_init(&ro);
+    ro.read_only = 1;
+    gs_store_t *r = st_open(f->dir, &ro);
+    assert_int_equal(gs_store_epoch(r, &e2), 0);
+    assert_int_equal(e1, e2);
+    gs_store_destroy(&r);
+
+    /* another store, another lineage */
+    char *d2 = st_tmpdir();
+    gs_store_t *other = st_open(d2, NULL);
+    assert_int_equal(gs_store_epoch(other, &e2), 0);
+    assert_int_not_equal(e2, 0);
+    assert_int_not_equal(e1, e2);
+    gs_store_destroy(&other);
+    st_rmdir(d2);
+    free(d2);
+
+    /* a store from before epochs: none until it is opened for writing */
+    assert_int_equal(gs_store_debug_del(f->st, "meta", "epoch", 5), 0);
+    gs_store_destroy(&f->st);
+    r = st_open(f->dir, &ro);
+    e2 = 1;
+    assert_int_equal(gs_store_epoch(r, &e2), GS_ENOTFOUND);
+    assert_int_equal(e2, 0);
+    gs_store_destroy(&r);
+    f->st = st_open(f->dir, NULL);
+    assert_int_equal(gs_store_epoch(f->st, &e2), 0);
+    assert_int_not_equal(e2, 0);
+    assert_int_not_equal(e2, e1);
+    uint64_t e3 = 0;
+    s_reopen(f, NULL);
+    assert_int_equal(gs_store_epoch(f->st, &e3), 0);
+    assert_int_equal(e2, e3);
+
+    /* a damaged epoch is not taken for a missing one */
+    uint8_t bad[4] = { 1, 2, 3, 4 };
+    assert_int_equal(gs_store_debug_put(f->st, "meta", "epoch", 5, bad, 4), 0);
+    gs_store_destroy(&f->st);
+    int err = 0;
+    assert_null(gs_store_new(f->dir, NULL, &err));
+    assert_int_equal(err, GS_ECORRUPT);
+    st_rmdir(f->dir);
+    free(f->dir);
+    f->dir = st_tmpdir();
+    f->st = st_open(f->dir, NULL);
+}
+
 /* ---- Dedup cases ----------------------------------------------------------------- */
 
 static void
@@ -2111,6 +2172,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_and_secret, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_epoch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_accept_and_unchanged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_versions_conflict_rejects, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_merge_by_address_code, s_setup, s_teardown),

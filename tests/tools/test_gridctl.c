@@ -1697,6 +1697,105 @@ test_with_broker(void **state)
     s_res_free(&r);
 }
 
+/* tail --follow --feed while the broker's store is replaced by an older
+ * copy of another lineage: it says so and exits 1 instead of waiting for
+ * seqs the restored store hands out again. */
+static void
+test_tail_follow_restored(void **state)
+{
+    s_env_t *e = *state;
+    char store[160], older[160];
+    snprintf(store, sizeof store, "%s/lineage", e->dir);
+    snprintf(older, sizeof older, "%s/lineage-older", e->dir);
+    s_res_t r = S_CTL(e, "backup", store);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    r = S_CTL(e, "backup", older);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    /* the copy as a restore leaves it: an epoch of its own */
+    gs_store_t *st = gs_store_new(older, NULL, NULL);
+    assert_non_null(st);
+    uint8_t v[8] = { 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef };
+    assert_int_equal(gs_store_debug_put(st, "meta", "epoch", 5, v, 8), 0);
+    gs_store_destroy(&st);
+
+    gs_tk_broker_t b;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(gs_tk_broker_start_fixed(&b, store, NULL, 0), 0);
+    char outp[128], errp[128];
+    const char *args[] = { "tail", "--follow", "--limit", "1", "--feed", b.feed, "--upload",
+                           b.upload, NULL };
+    pid_t pid = s_spawn(e, store, args, outp, errp);
+
+    /* an event it prints shows it follows the broker */
+    gs_client_t *c = gs_client_new(b.upload, NULL);
+    assert_non_null(c);
+    Gridsync__V1__Record *rec = gs_tk_household(e->arena, e->grid0, "H-LINEAGE", "ADDR-LINEAGE",
+                                                1, 960000);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-lineage";
+    up.upload_id = "lineage-1";
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t cerr;
+    assert_int_equal(gs_client_upload(c, &up, &ack, &cerr), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_client_destroy(&c);
+    gs_arena_reset(e->arena);
+    struct timespec tick = { 0, 20 * 1000000L };
+    int printed = 0;
+    for (int i = 0; i < 3000 && !printed; i++) { /* a bound, not a wait: 60 s */
+        char *out = s_slurp(outp);
+        printed = out && strstr(out, "H-LINEAGE") != NULL;
+        free(out);
+        if (!printed)
+            nanosleep(&tick, NULL);
+    }
+    assert_true(printed);
+
+    /* the restore, on the same endpoints */
+    int bst = gs_tk_broker_stop(&b, SIGTERM);
+    assert_true(WIFEXITED(bst) && WEXITSTATUS(bst) == 0);
+    gs_tk_rmtree(store);
+    assert_int_equal(rename(older, store), 0);
+    assert_int_equal(gs_tk_broker_restart(&b, NULL), 0);
+
+    int st_tail = 0, done = 0;
+    for (int i = 0; i < 3000 && !done; i++) { /* the next heartbeat tells; bound 60 s */
+        done = waitpid(pid, &st_tail, WNOHANG) == pid;
+        if (!done)
+            nanosleep(&tick, NULL);
+    }
+    if (!done) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st_tail, 0);
+    }
+    char *err = s_slurp(errp);
+    fprintf(stderr, "%s", err ? err : "");
+    assert_true(done);
+    assert_true(WIFEXITED(st_tail));
+    assert_int_equal(WEXITSTATUS(st_tail), 1);
+    assert_non_null(strstr(err, "restored or replaced"));
+    assert_non_null(strstr(err, "efcdab8967452301")); /* the copy's epoch */
+    free(err);
+    unlink(outp);
+    unlink(errp);
+
+    /* health names the lineage on both sides: the restored store's */
+    r = s_run(e, store, "health", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(s_jget(j, "store"), "epoch"), "efcdab8967452301");
+    assert_string_equal(s_jstr(s_jget(j, "broker"), "store_epoch"), "efcdab8967452301");
+    s_json_free(j);
+    s_res_free(&r);
+    bst = gs_tk_broker_stop(&b, SIGTERM);
+    assert_true(WIFEXITED(bst) && WEXITSTATUS(bst) == 0);
+}
+
 int
 main(void)
 {
@@ -1713,6 +1812,7 @@ main(void)
         cmocka_unit_test(test_grids_import),
         cmocka_unit_test(test_backup_verify),
         cmocka_unit_test(test_with_broker),
+        cmocka_unit_test(test_tail_follow_restored),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

@@ -8,8 +8,9 @@
  * store's change log read through the sync service: the same seqs, once
  * each, after clean runs, a crash between writing and checkpointing, a
  * SIGKILL while following live, and a SIGTERM. ID numbers and phones are
- * masked unless --reveal. The tests wait on process exits and on lines
- * gridfeed prints (--verbose), never on time.
+ * masked unless --reveal. A store restored from an older backup makes
+ * gridfeed stop (status 3) or re-baseline. The tests wait on process exits
+ * and on lines gridfeed prints (--verbose), never on time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +30,8 @@
 #include "gs_arena.h"
 #include "gs_client.h"
 #include "gs_gen.h"
+#include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_testkit.h"
 
 #ifndef GS_GRIDFEED
@@ -547,6 +550,198 @@ test_sigterm_checkpoints(void **state)
     free(want);
 }
 
+/* Run gridfeed to completion; *err_text gets its stderr (malloc'd). */
+static int
+s_run_err(s_env_t *e, const char *const *args, char **err_text)
+{
+    int err_fd;
+    pid_t pid = s_spawn(e, args, &err_fd);
+    FILE *err = fdopen(err_fd, "r");
+    size_t len = 0, cap = 4096;
+    char *text = malloc(cap);
+    size_t n;
+    while ((n = fread(text + len, 1, cap - len - 1, err)) > 0) {
+        len += n;
+        if (cap - len < 1024)
+            text = realloc(text, cap *= 2);
+    }
+    text[len] = 0;
+    fclose(err);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    fprintf(stderr, "%s", text);
+    *err_text = text;
+    return st;
+}
+
+/* Stop the broker; when from is given, put that store in the place of its
+ * own (a restore); start it again (new ports) and reconnect the client. */
+static void
+s_broker_bounce(s_env_t *e, const char *from)
+{
+    gs_client_destroy(&e->cli);
+    int st = gs_tk_broker_stop(&e->broker, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (from) {
+        gs_tk_rmtree(e->store);
+        assert_int_equal(rename(from, e->store), 0);
+    }
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
+    e->cli = gs_client_new(e->broker.upload, NULL);
+    assert_non_null(e->cli);
+}
+
+static uint64_t
+s_epoch_of(const char *dir)
+{
+    gs_store_t *st = gs_store_new(dir, NULL, NULL);
+    assert_non_null(st);
+    uint64_t epoch = 0;
+    assert_int_equal(gs_store_epoch(st, &epoch), 0);
+    gs_store_destroy(&st);
+    return epoch;
+}
+
+/* The broker's store is restored from an older backup and takes new
+ * uploads, whose seqs gridfeed's checkpoint is already past. gridfeed must
+ * not exit 0 having written nothing: it stops with status 3 and says what
+ * happened (with an epoch in the checkpoint, and with a checkpoint from
+ * before epochs), and --on-restore rebaseline moves the output aside and
+ * writes the restored store's log from seq 0. */
+static void
+test_restored_store(void **state)
+{
+    s_env_t *e = *state;
+    uint32_t ng = gs_gen_grid_count(e->gen);
+    s_upload_grids(e, 0, ng / 2);
+    uint64_t backup_head = e->head;
+
+    /* the backup, with an epoch of its own as a restore gives it */
+    gs_client_destroy(&e->cli);
+    int st = gs_tk_broker_stop(&e->broker, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char backup[128];
+    snprintf(backup, sizeof backup, "%s/backup", e->dir);
+    gs_store_t *store = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(store);
+    assert_int_equal(gs_store_backup(store, backup), 0);
+    gs_store_destroy(&store);
+    store = gs_store_new(backup, NULL, NULL);
+    assert_non_null(store);
+    uint8_t v[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
+    assert_int_equal(gs_store_debug_put(store, "meta", "epoch", 5, v, 8), 0);
+    gs_store_destroy(&store);
+    uint64_t e1 = s_epoch_of(e->store), e2 = s_epoch_of(backup);
+    assert_int_not_equal(e1, e2);
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
+    e->cli = gs_client_new(e->broker.upload, NULL);
+    assert_non_null(e->cli);
+
+    /* gridfeed takes everything, then the store is restored and goes on */
+    s_upload_grids(e, ng / 2, ng);
+    uint64_t old_head = e->head;
+    char out[128], ck[128], ck_e[128], ck_old[128], voided[160];
+    snprintf(out, sizeof out, "%s/feed.jsonl", e->dir);
+    snprintf(ck, sizeof ck, "%s/feed.ckpt", e->dir);
+    snprintf(ck_e, sizeof ck_e, "%s/feed.ckpt.e1", e->dir);
+    snprintf(ck_old, sizeof ck_old, "%s/feed.ckpt.old", e->dir);
+    snprintf(voided, sizeof voided, "%s.void-%016llx", out, (unsigned long long) e1);
+    const char *take[] = { "--prefix", "440305", "--output", out, "--checkpoint", ck,
+                           "--until-seq", s_head(e), "--quiet", NULL };
+    s_assert_exit(s_run(e, take), 0);
+    uint64_t *got, *want;
+    size_t n_old = s_out_seqs(out, &got);
+    assert_int_equal(n_old, old_head);
+    free(got);
+    char *ckt = s_slurp(ck, NULL);
+    char expect[64];
+    snprintf(expect, sizeof expect, "\nepoch %016llx\n", (unsigned long long) e1);
+    assert_non_null(strstr(ckt, expect));
+    /* the same checkpoint as one written before epochs */
+    FILE *f = fopen(ck_old, "w");
+    assert_non_null(f);
+    for (char *line = ckt; *line;) {
+        char *nl = strchr(line, '\n');
+        if (strncmp(line, "epoch ", 6))
+            fwrite(line, 1, (size_t) (nl - line + 1), f);
+        line = nl + 1;
+    }
+    fclose(f);
+    f = fopen(ck_e, "w");
+    fputs(ckt, f);
+    fclose(f);
+    free(ckt);
+
+    s_broker_bounce(e, backup);
+    e->head = backup_head;
+    s_edit_and_move(e);     /* seqs the checkpoint is already past */
+    assert_true(e->head < old_head);
+    struct stat before, after;
+    assert_int_equal(stat(out, &before), 0);
+
+    /* the epoch tells: status 3, what happened and what to do */
+    const char *resume[] = { "--prefix", "440305", "--output", out, "--checkpoint", ck,
+                             "--until-seq", s_head(e), "--quiet", NULL };
+    char *text = NULL;
+    s_assert_exit(s_run_err(e, resume, &text), 3);
+    assert_non_null(strstr(text, "RESTORED OR REPLACED"));
+    snprintf(expect, sizeof expect, "epoch %016llx, not %016llx", (unsigned long long) e2,
+             (unsigned long long) e1);
+    assert_non_null(strstr(text, expect));
+    assert_non_null(strstr(text, "--on-restore rebaseline"));
+    free(text);
+    assert_int_equal(stat(out, &after), 0);
+    assert_int_equal(before.st_size, after.st_size);
+
+    /* a checkpoint from before epochs: the head below it tells */
+    const char *resume_old[] = { "--prefix", "440305", "--output", out, "--checkpoint", ck_old,
+                                 "--until-seq", s_head(e), "--quiet", NULL };
+    s_assert_exit(s_run_err(e, resume_old, &text), 3);
+    snprintf(expect, sizeof expect, "head seq %llu is below our position %llu",
+             (unsigned long long) e->head, (unsigned long long) old_head);
+    assert_non_null(strstr(text, expect));
+    free(text);
+
+    /* re-baseline: the old lines aside, the restored log from seq 0 */
+    const char *rebase[] = { "--prefix", "440305", "--output", out, "--checkpoint", ck,
+                             "--until-seq", s_head(e), "--on-restore", "rebaseline", "--quiet",
+                             NULL };
+    s_assert_exit(s_run_err(e, rebase, &text), 0);
+    assert_non_null(strstr(text, "re-baselined"));
+    assert_non_null(strstr(text, voided));
+    free(text);
+    size_t n_void = s_out_seqs(voided, &got);
+    assert_int_equal(n_void, n_old);
+    free(got);
+    const char *all[] = { "440305" };
+    size_t n_got = s_out_seqs(out, &got), n_want = s_log_seqs(e, all, 1, &want);
+    assert_int_equal(n_want, e->head);
+    s_assert_same_seqs(got, n_got, want, n_want);
+    free(got);
+    free(want);
+    ckt = s_slurp(ck, NULL);
+    snprintf(expect, sizeof expect, "\nepoch %016llx\n", (unsigned long long) e2);
+    assert_non_null(strstr(ckt, expect));
+    free(ckt);
+
+    /* from there on as usual: more events, appended once (a grid the
+     * restored store never had) */
+    s_upload_grids(e, ng / 2, ng / 2 + 1);
+    const char *more[] = { "--prefix", "440305", "--output", out, "--checkpoint", ck,
+                           "--until-seq", s_head(e), "--on-restore", "rebaseline", "--quiet",
+                           NULL };
+    s_assert_exit(s_run(e, more), 0);
+    n_got = s_out_seqs(out, &got);
+    n_want = s_log_seqs(e, all, 1, &want);
+    s_assert_same_seqs(got, n_got, want, n_want);
+    free(got);
+    free(want);
+    /* and the checkpoint of the old lineage still refuses */
+    const char *stale[] = { "--prefix", "440305", "--output", voided, "--checkpoint", ck_e,
+                            "--until-seq", s_head(e), "--quiet", NULL };
+    s_assert_exit(s_run(e, stale), 3);
+}
+
 /* Usage errors exit 2 without touching anything. */
 static void
 test_bad_arguments(void **state)
@@ -558,6 +753,8 @@ test_bad_arguments(void **state)
         { "--prefix", "440305", "--prefix", "440305001", NULL }, /* nested */
         { "--prefix", "440305", "--until-seq", "ten", NULL },
         { "--prefix", "440305", "--bogus", NULL },
+        { "--prefix", "440305", "--on-restore", "later", NULL },
+        { "--prefix", "440305", "--on-restore", "rebaseline", NULL }, /* needs --output */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         s_assert_exit(s_run(e, cases[i]), 2);
@@ -573,6 +770,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_while_following, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_checkpoints, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_restored_store, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("gridfeed", tests, NULL, NULL);

@@ -30,6 +30,7 @@ gs_client_strerror(int err)
     case GS_CLIENT_ENOMEM: return "out of memory";
     case GS_CLIENT_EIO: return "socket or file error";
     case GS_CLIENT_EGAP: return "feed gap could not be repaired from the sync service";
+    case GS_CLIENT_ELINEAGE: return "the broker's store was restored or replaced: re-baseline";
     default: return "unknown error";
     }
 }
@@ -378,6 +379,10 @@ struct gs_sub {
     char *checkpoint;           /* checkpoint path or NULL */
     char extra[256];            /* caller's data stored with the checkpoint */
     gs_sub_stats_t stats;       /* counters */
+    uint64_t epoch;             /* store epoch followed; 0 = not known yet */
+    uint64_t broker_epoch;      /* the broker's epoch as last heard; 0 = none sent */
+    int lineage_bad;            /* a lineage change was found: only ELINEAGE now */
+    gs_sub_lineage_t lineage;   /* what revealed it */
 };
 
 void
@@ -410,6 +415,17 @@ s_queue_push(gs_sub_t *self, Gridsync__V1__ChangeEvent *ev)
     return 0;
 }
 
+/* Free every queued event. */
+static void
+s_queue_drop(gs_sub_t *self)
+{
+    while (self->q_len) {
+        gridsync__v1__change_event__free_unpacked(self->queue[self->q_head], NULL);
+        self->q_head = (self->q_head + 1) % self->q_cap;
+        self->q_len--;
+    }
+}
+
 static int
 s_prefix_index(const gs_sub_t *self, const char *grid)
 {
@@ -417,6 +433,52 @@ s_prefix_index(const gs_sub_t *self, const char *grid)
         if (strncmp(grid, self->prefix[i], strlen(self->prefix[i])) == 0)
             return (int) i;
     return -1;
+}
+
+/* A sync reply said: the store has this epoch (0 = the broker sends none)
+ * and this head, now. Another epoch than ours, or a head below a position
+ * of ours, means the store was restored from a backup or replaced: its
+ * seqs are handed out again for other events, so going on would skip
+ * them. From then on the subscriber only reports it. Adopts the broker's
+ * epoch when ours is not known (no checkpoint, or one written before
+ * epochs existed). */
+static int
+s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
+{
+    if (self->lineage_bad)
+        return GS_CLIENT_ELINEAGE;
+    if (epoch)
+        self->broker_epoch = epoch;
+    gs_sub_lineage_t *l = &self->lineage;
+    if (epoch && self->epoch && epoch != self->epoch) {
+        l->position = 0;
+        for (size_t p = 0; p < self->n; p++)
+            l->position = self->known[p] > l->position ? self->known[p] : l->position;
+        snprintf(l->message, sizeof l->message,
+                 "the broker's store has epoch %016llx, not %016llx as followed (broker "
+                 "head %llu, our position %llu): it was restored from a backup or replaced",
+                 (unsigned long long) epoch, (unsigned long long) self->epoch,
+                 (unsigned long long) head, (unsigned long long) l->position);
+    } else {
+        size_t p = 0;
+        while (p < self->n && head >= self->known[p])
+            p++;
+        if (p == self->n) {
+            if (epoch && !self->epoch)
+                self->epoch = epoch;
+            return 0;
+        }
+        l->position = self->known[p];
+        snprintf(l->message, sizeof l->message,
+                 "the broker's head seq %llu is below our position %llu (prefix \"%s\"): "
+                 "its store was restored from a backup or replaced",
+                 (unsigned long long) head, (unsigned long long) l->position, self->prefix[p]);
+    }
+    l->epoch = self->epoch;
+    l->broker_epoch = self->broker_epoch;
+    l->head_seq = head;
+    self->lineage_bad = 1;
+    return GS_CLIENT_ELINEAGE;
 }
 
 /* Pull events of prefix p after known[p] until known[p] >= target or the
@@ -433,6 +495,12 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
                                 self->opts.omit_restricted, &r, &err);
         if (rc)
             return rc;
+        /* before taking anything: these could be another store's events */
+        rc = s_lineage_check(self, r->store_epoch, r->head_seq);
+        if (rc) {
+            gridsync__v1__sync_response__free_unpacked(r, NULL);
+            return rc;
+        }
         self->head = r->head_seq > self->head ? r->head_seq : self->head;
         for (size_t i = 0; i < r->n_events; i++) {
             Gridsync__V1__ChangeEvent *ev = r->events[i];
@@ -459,6 +527,38 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
     }
 }
 
+/* Does a heartbeat's epoch or head disagree with us? It is only a
+ * suspicion: a heartbeat is as of its sending, and one read late (a slow
+ * subscriber that pulled newer events meanwhile, or the last heartbeats of
+ * a broker that was replaced) can name an older head or epoch. */
+static int
+s_lineage_suspect(const gs_sub_t *self, uint64_t epoch, uint64_t head)
+{
+    if (epoch && epoch != self->epoch)
+        return 1;
+    for (size_t p = 0; p < self->n; p++)
+        if (head < self->known[p])
+            return 1;
+    return 0;
+}
+
+/* Ask the sync service for the epoch and head now, which tells a late
+ * heartbeat from a restored store. */
+static int
+s_lineage_confirm(gs_sub_t *self)
+{
+    const char *pfx[1] = { self->prefix[0] };
+    Gridsync__V1__SyncResponse *r = NULL;
+    gs_client_error_t err;
+    int rc = gs_client_sync(self->cli, pfx, 1, self->known[0], 1, self->opts.omit_restricted,
+                            &r, &err);
+    if (rc)
+        return rc;
+    rc = s_lineage_check(self, r->store_epoch, r->head_seq);
+    gridsync__v1__sync_response__free_unpacked(r, NULL);
+    return rc;
+}
+
 static int
 s_checkpoint_load(gs_sub_t *self, const char *path)
 {
@@ -470,6 +570,14 @@ s_checkpoint_load(gs_sub_t *self, const char *path)
         line[strcspn(line, "\n")] = 0;
         if (!strncmp(line, "extra ", 6)) {
             snprintf(self->extra, sizeof self->extra, "%s", line + 6);
+        } else if (!strncmp(line, "epoch ", 6)) {
+            char *end;
+            errno = 0;
+            self->epoch = strtoull(line + 6, &end, 16);
+            if (errno || end == line + 6 || *end || self->epoch == 0) {
+                fclose(f);
+                return GS_CLIENT_EIO; /* a damaged epoch must not pass for "unknown" */
+            }
         } else if (!strncmp(line, "prefix \"", 8)) {
             char *q = strchr(line + 8, '"');
             if (!q)
@@ -516,6 +624,7 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
         self->level[i] = gs_level_of_len(strlen(prefixes[i]));
         self->known[i] = self->delivered[i] = since;
     }
+    self->epoch = self->opts.epoch;
     if (checkpoint) {
         self->checkpoint = strdup(checkpoint);
         if (s_checkpoint_load(self, checkpoint) < 0) {
@@ -547,6 +656,8 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
         zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, self->prefix[i], strlen(self->prefix[i]));
     for (size_t i = 0; i < n; i++) {
         e = s_pull(self, i, UINT64_MAX);
+        if (e == GS_CLIENT_ELINEAGE)
+            break;  /* gs_sub_next reports it, and gs_sub_lineage tells what */
         if (e)
             goto fail;
     }
@@ -565,11 +676,7 @@ gs_sub_destroy(gs_sub_t **self_p)
     if (!self_p || !*self_p)
         return;
     gs_sub_t *self = *self_p;
-    while (self->q_len) {
-        gridsync__v1__change_event__free_unpacked(self->queue[self->q_head], NULL);
-        self->q_head = (self->q_head + 1) % self->q_cap;
-        self->q_len--;
-    }
+    s_queue_drop(self);
     free(self->queue);
     if (self->sock)
         zmq_close(self->sock);
@@ -633,9 +740,11 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
     } else if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_HEARTBEAT) {
         Gridsync__V1__Heartbeat *hb = fm->heartbeat;
         self->stats.heartbeats++;
-        if (hb->head_seq > self->head)
+        if (s_lineage_suspect(self, hb->store_epoch, hb->head_seq))
+            rc = s_lineage_confirm(self); /* a late heartbeat, or a restored store */
+        if (rc == 0 && hb->head_seq > self->head)
             self->head = hb->head_seq;
-        for (size_t p = 0; p < self->n; p++) {
+        for (size_t p = 0; rc == 0 && p < self->n; p++) {
             if (strcmp(hb->prefix, self->prefix[p]) == 0 &&
                 hb->prefix_last_seq > self->known[p]) {
                 self->stats.gaps++;
@@ -652,6 +761,8 @@ int
 gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev)
 {
     *ev = NULL;
+    if (self->lineage_bad)
+        return GS_CLIENT_ELINEAGE;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : s_mono_ms() + timeout_ms;
     while (self->q_len == 0) {
         /* Take what is already queued without a poll: under load the next
@@ -706,6 +817,9 @@ gs_sub_checkpoint(gs_sub_t *self, const char *extra)
         return GS_CLIENT_EIO;
     char buf[8192];
     size_t len = (size_t) snprintf(buf, sizeof buf, "gridsync-checkpoint 1\n");
+    if (self->epoch) /* the store lineage these positions belong to */
+        len += (size_t) snprintf(buf + len, sizeof buf - len, "epoch %016llx\n",
+                                 (unsigned long long) self->epoch);
     for (size_t i = 0; i < self->n && len < sizeof buf - 64; i++)
         len += (size_t) snprintf(buf + len, sizeof buf - len, "prefix \"%s\" %llu\n",
                                  self->prefix[i], (unsigned long long) self->delivered[i]);
@@ -736,6 +850,42 @@ uint64_t
 gs_sub_head(const gs_sub_t *self)
 {
     return self->head;
+}
+
+uint64_t
+gs_sub_epoch(const gs_sub_t *self)
+{
+    return self->epoch;
+}
+
+int
+gs_sub_lineage(const gs_sub_t *self, gs_sub_lineage_t *out)
+{
+    if (!self->lineage_bad)
+        return 0;
+    if (out)
+        *out = self->lineage;
+    return 1;
+}
+
+int
+gs_sub_rebaseline(gs_sub_t *self)
+{
+    s_queue_drop(self);
+    for (size_t i = 0; i < self->n; i++)
+        self->known[i] = self->delivered[i] = 0;
+    self->epoch = self->broker_epoch;
+    self->head = 0;
+    self->lineage_bad = 0;
+    memset(&self->lineage, 0, sizeof self->lineage);
+    /* the live feed stays subscribed; its copies of what is pulled here
+     * are dropped as duplicates */
+    for (size_t i = 0; i < self->n; i++) {
+        int rc = s_pull(self, i, UINT64_MAX);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 void

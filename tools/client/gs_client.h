@@ -32,7 +32,9 @@ enum {
     GS_CLIENT_EINVAL = -2004,     /* bad argument */
     GS_CLIENT_ENOMEM = -2005,
     GS_CLIENT_EIO = -2006,        /* socket or checkpoint file failure */
-    GS_CLIENT_EGAP = -2007        /* feed gap that the sync service could not fill */
+    GS_CLIENT_EGAP = -2007,       /* feed gap that the sync service could not fill */
+    GS_CLIENT_ELINEAGE = -2008    /* the broker's store was restored or replaced: the */
+                                  /* positions followed are void; re-baseline */
 };
 
 const char *gs_client_strerror(int err);
@@ -115,15 +117,20 @@ typedef struct gs_sub_opts {
     uint32_t sync_limit;        /* events per sync request (default 0 = broker's) */
     int omit_restricted;        /* ask for events without Person.restricted */
     gs_curve_keys_t curve;      /* CURVE keys for feed and sync (empty = plaintext) */
+    uint64_t epoch;             /* store epoch that since belongs to (0 = take the */
+                                /* broker's); a checkpoint's epoch comes first     */
 } gs_sub_opts_t;
 
 void gs_sub_opts_init(gs_sub_opts_t *o);
 
 /* Follow prefixes (each at a level boundary: 0,2,4,6,9,12 or 15 digits; no
  * prefix may contain another). checkpoint (may be NULL) is a file holding
- * the last seq per prefix; when it exists, following resumes there, else
- * from since (0 = from the beginning). Subscribes first, then catches up
- * through the sync service (the Clone pattern). */
+ * the last seq per prefix and the store epoch they belong to; when it
+ * exists, following resumes there, else from since (0 = from the
+ * beginning). Subscribes first, then catches up through the sync service
+ * (the Clone pattern). A lineage change found during the catch-up (see
+ * gs_sub_next) does not fail this call: the first gs_sub_next reports it,
+ * so the caller can read gs_sub_lineage. */
 gs_sub_t *gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
                      const char *const *prefixes, size_t n,
                      const char *checkpoint, uint64_t since,
@@ -134,11 +141,46 @@ void gs_sub_destroy(gs_sub_t **self_p);
  * timeout_ms for one (-1 = forever). Returns 0 with *ev set (free with
  * gridsync__v1__change_event__free_unpacked(ev, NULL)), 1 on timeout, or an
  * error. Gaps in the live feed are detected (prev_seq, heartbeats) and
- * repaired from the sync service before anything later is delivered. */
+ * repaired from the sync service before anything later is delivered.
+ *
+ * Lineage: the subscriber follows one store epoch (the checkpoint's, or
+ * the broker's at first contact when the checkpoint has none). A sync
+ * reply with another non-zero epoch, or with a head_seq below a position
+ * of ours, means the broker's store was restored from a backup or
+ * replaced, and will hand out our seqs again for other events (a heartbeat
+ * that says so is checked with a sync request first: it may just have been
+ * read late). From then on this returns GS_CLIENT_ELINEAGE (every call,
+ * until gs_sub_rebaseline) and delivers nothing more; gs_sub_lineage says
+ * what was seen. Live events that arrive after a restore but before its
+ * first heartbeat (at most one heartbeat interval) can still be delivered
+ * first. */
 int gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev);
 
+/* What revealed a lineage change. */
+typedef struct gs_sub_lineage {
+    uint64_t epoch;             /* the epoch followed (0 = not known) */
+    uint64_t broker_epoch;      /* the broker's epoch as last heard (0 = not sent) */
+    uint64_t head_seq;          /* the broker head that revealed it */
+    uint64_t position;          /* our position it was compared with */
+    char message[256];          /* what happened, for a person */
+} gs_sub_lineage_t;
+
+/* 1 with *out filled when a lineage change was found (GS_CLIENT_ELINEAGE),
+ * else 0 (out may be NULL). */
+int gs_sub_lineage(const gs_sub_t *self, gs_sub_lineage_t *out);
+
+/* Start over after GS_CLIENT_ELINEAGE: drop what is queued, set every
+ * position back to 0, follow the broker's current epoch and catch up from
+ * the beginning. Whatever the caller built from earlier events describes a
+ * store that no longer exists and must be discarded first; a checkpoint
+ * written after this starts the new lineage. Returns 0 or an error (also
+ * GS_CLIENT_ELINEAGE again if the store changed once more meanwhile). */
+int gs_sub_rebaseline(gs_sub_t *self);
+
 /* Record that everything delivered so far is processed: writes the
- * checkpoint file durably (write, fsync, rename). extra, when not NULL, is
+ * checkpoint file durably (write, fsync, rename) with the positions and
+ * the epoch followed (after GS_CLIENT_ELINEAGE still the old one, so a
+ * restart reports the change again). extra, when not NULL, is
  * stored with it and returned by gs_sub_checkpoint_extra after a restart
  * (gridfeed keeps its output file size there). */
 int gs_sub_checkpoint(gs_sub_t *self, const char *extra);
@@ -147,6 +189,8 @@ const char *gs_sub_checkpoint_extra(const gs_sub_t *self);
 /* Last seq delivered for prefix i, and the broker's head as last heard. */
 uint64_t gs_sub_position(const gs_sub_t *self, size_t i);
 uint64_t gs_sub_head(const gs_sub_t *self);
+/* The store epoch followed (0 = not known yet, or the broker sends none). */
+uint64_t gs_sub_epoch(const gs_sub_t *self);
 
 typedef struct gs_sub_stats {
     uint64_t live;              /* events delivered from the live feed */

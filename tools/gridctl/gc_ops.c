@@ -417,14 +417,16 @@ static const char s_health_help[] =
     "The store's figures (head seq, records, events, map use, reader slots), read\n"
     "directly, and whether the broker answers on its admin endpoint\n"
     "(default ipc://STORE/admin.sock): then its version, uptime, head seq and\n"
-    "feed subscriptions. Exit status 0 when the broker answers, 1 when it is down.\n"
+    "feed subscriptions. Both show the store's lineage epoch: they differ when the\n"
+    "broker serves another store (or a restored one). Exit status 0 when the\n"
+    "broker answers, 1 when it is down.\n"
     "\n"
     "  --admin EP       the broker's admin-endpoint, when configured elsewhere\n"
     "  --timeout-ms MS  how long to wait for the answer (default 2000)\n"
     "\n"
     "--json: {store:{head_seq, records, events, map_size, map_used, file_size,\n"
-    "readers_used, readers_max}, broker:{up, reason, version, uptime_ms, head_seq,\n"
-    "records, feed_subscriptions}}.\n";
+    "readers_used, readers_max, epoch}, broker:{up, reason, version, uptime_ms,\n"
+    "head_seq, records, feed_subscriptions, store_epoch}}; epochs as 16 hex digits.\n";
 
 /* Ask the admin endpoint for health. Returns the decoded reply (caller
  * frees) or NULL with why set. */
@@ -529,6 +531,8 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
     gs_store_info_t info;
     memset(&info, 0, sizeof info);
     int err = gs_store_info(st, &info);
+    uint64_t epoch = 0;
+    gs_store_epoch(st, &epoch); /* 0: a store from before epochs, opened read-only */
     gs_store_destroy(&st);
     if (err)
         return gc_store_fail(ctx, "reading the store's figures", err);
@@ -580,6 +584,10 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
         gc_json_u64(&j, info.readers_used);
         gc_json_key(&j, "readers_max");
         gc_json_u64(&j, info.readers_max);
+        char hex[20];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long) epoch);
+        gc_json_key(&j, "epoch");
+        gc_json_str(&j, hex); /* text: a JSON number cannot hold 64 bits */
         gc_json_end(&j);
         gc_json_key(&j, "broker");
         gc_json_obj(&j);
@@ -596,6 +604,9 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
             gc_json_u64(&j, h->records);
             gc_json_key(&j, "feed_subscriptions");
             gc_json_u64(&j, h->feed_subscriptions);
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long) h->store_epoch);
+            gc_json_key(&j, "store_epoch");
+            gc_json_str(&j, hex);
         } else {
             gc_json_key(&j, "reason");
             gc_json_str(&j, why);
@@ -611,6 +622,7 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
         fprintf(o, "  map %s of %s bytes used, file %s bytes, readers %u of %u\n",
                 gc_num(info.map_used, b[3], 32), gc_num(info.map_size, b[4], 32),
                 gc_num(info.file_size, b[5], 32), info.readers_used, info.readers_max);
+        fprintf(o, "  epoch %016llx\n", (unsigned long long) epoch);
         if (h) {
             int64_t up = h->uptime_ms / 1000;
             fprintf(o, "broker    up (version %s), uptime %lldd %02lld:%02lld:%02lld\n",
@@ -620,6 +632,9 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
             fprintf(o, "  head seq %s, %s records, %u feed subscriptions\n",
                     gc_num(h->head_seq, b[0], 32), gc_num(h->records, b[1], 32),
                     h->feed_subscriptions);
+            fprintf(o, "  store epoch %016llx%s\n", (unsigned long long) h->store_epoch,
+                    h->store_epoch != epoch ? " (not the store above: it serves another one)"
+                                            : "");
         } else {
             fprintf(o, "broker    down: %s\n", why);
         }

@@ -5,7 +5,8 @@
  * either polls the store every 500 ms (a human tool: a read transaction
  * twice a second costs the broker nothing) or, with --feed and --upload,
  * follows the broker's live feed through the client library's subscriber,
- * which detects and repairs gaps itself.
+ * which detects and repairs gaps itself, and exits 1 when it reports that
+ * the broker's store was restored or replaced (GS_CLIENT_ELINEAGE).
  */
 #include "gc.h"
 
@@ -175,11 +176,15 @@ s_last(s_tail_t *t, gs_store_t *st, const char *prefix, uint64_t limit, uint64_t
 
 /* Follow the live feed through the client library. */
 static int
-s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t since)
+s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t since,
+              uint64_t epoch)
 {
     gc_ctx_t *ctx = t->ctx;
     gs_sub_opts_t so;
     gs_sub_opts_init(&so);
+    /* since is a seq of the store read above: the broker must serve that
+     * lineage, or following from since would skip events */
+    so.epoch = epoch;
     /* what would be masked anyway is better not sent at all */
     so.omit_restricted = !ctx->reveal;
     const char *keys = gc_args_get(a, "keys");
@@ -197,6 +202,15 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
         int r = gs_sub_next(sub, 500, &ev);
         if (r == 1)
             continue;
+        if (r == GS_CLIENT_ELINEAGE) {
+            /* seqs printed so far belong to a store that no longer exists */
+            gs_sub_lineage_t l;
+            gs_sub_lineage(sub, &l);
+            rc = gc_fail(ctx, "the broker's store was restored or replaced: %s; the events "
+                         "printed so far are void, start again to follow the restored log",
+                         l.message);
+            break;
+        }
         if (r < 0) {
             rc = gc_fail(ctx, "feed: %s", gs_client_strerror(r));
             break;
@@ -293,8 +307,10 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
     fflush(ctx->out);
     if (!done && follow && feed) {
         /* the store is not needed while following the broker */
+        uint64_t epoch = 0;
+        gs_store_epoch(st, &epoch); /* 0 (not known) for a store from before epochs */
         gs_store_destroy(&st);
-        rc = s_follow_feed(&t, &a, prefix, t.last_seq > next ? t.last_seq : next);
+        rc = s_follow_feed(&t, &a, prefix, t.last_seq > next ? t.last_seq : next, epoch);
     }
     while (!done && follow && !feed && !s_stop) {
         struct timespec ts = { 0, 500 * 1000000L };

@@ -14,8 +14,17 @@
  * lines written after the last checkpoint (a crash between the two steps)
  * are dropped and then written again: nothing is lost or duplicated.
  *
+ * Store lineage: when the broker's store is restored from a backup or
+ * replaced, its seqs are handed out again for other events, and everything
+ * written so far describes a store that no longer exists. The subscriber
+ * reports that (GS_CLIENT_ELINEAGE); gridfeed says so on stderr and, by
+ * default, stops with status 3 so that an operator re-baselines the
+ * consumers; --on-restore rebaseline instead moves the output aside as
+ * FILE.void-EPOCH and starts over from seq 0 into a fresh FILE.
+ *
  * Exit status: 0 done (stop condition met, or SIGTERM/SIGINT after a last
- * checkpoint); 1 the feed or the output failed; 2 bad arguments.
+ * checkpoint); 1 the feed or the output failed; 2 bad arguments; 3 the
+ * broker's store was restored or replaced (see above).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +43,7 @@
 
 #define S_MAX_PREFIXES 64
 #define S_POLL_MS 200           /* how often a quiet feed checks stop conditions */
+#define S_EXIT_LINEAGE 3        /* the broker's store was restored or replaced */
 
 static volatile sig_atomic_t s_stop;
 
@@ -71,6 +81,7 @@ typedef struct s_args {
     int reveal;                     /* do not mask ID numbers and phones */
     int quiet;                      /* no statistics at exit */
     int verbose;                    /* a stderr line when following starts and per checkpoint */
+    int rebaseline;                 /* --on-restore rebaseline (else stop) */
 } s_args_t;
 
 static void
@@ -92,6 +103,9 @@ s_usage(FILE *out)
         "  --count N            exit after writing N events\n"
         "  --idle-exit MS       exit after MS milliseconds without an event\n"
         "  --checkpoint-every N events per checkpoint (default 256; also when idle)\n"
+        "  --on-restore WHAT    when the broker's store was restored or replaced: stop\n"
+        "                       (default; exit status 3) or rebaseline (move --output\n"
+        "                       aside as FILE.void-EPOCH, start over from seq 0)\n"
         "  --omit-restricted    ask for events without persons' restricted data\n"
         "  --reveal             write ID numbers and phones unmasked (logged to stderr)\n"
         "  --keys FILE          CURVE keys (server_public, public_key, secret_key)\n"
@@ -102,7 +116,7 @@ s_usage(FILE *out)
         "  --help\n"
         "\n"
         "Exit status: 0 done or stopped by SIGTERM/SIGINT, 1 feed or output failure,\n"
-        "2 bad arguments.\n");
+        "2 bad arguments, 3 the broker's store was restored or replaced.\n");
 }
 
 static int
@@ -124,7 +138,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
 {
     enum { O_FEED = 256, O_UPLOAD, O_PREFIX, O_CHECKPOINT, O_OUTPUT, O_SINCE, O_UNTIL,
            O_COUNT, O_IDLE, O_EVERY, O_OMIT, O_REVEAL, O_KEYS, O_QUIET, O_VERBOSE, O_CRASH,
-           O_HELP };
+           O_HELP, O_RESTORE };
     static const struct option opts[] = {
         { "feed", required_argument, 0, O_FEED },
         { "upload", required_argument, 0, O_UPLOAD },
@@ -144,6 +158,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         { "verbose", no_argument, 0, O_VERBOSE },
         { "crash-after", required_argument, 0, O_CRASH },
         { "help", no_argument, 0, O_HELP },
+        { "on-restore", required_argument, 0, O_RESTORE },
         { 0, 0, 0, 0 }
     };
     int c;
@@ -182,6 +197,15 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         case O_VERBOSE: a->verbose = 1; break;
         case O_CRASH: rc = s_parse_u64("--crash-after", optarg, &a->crash_after); break;
         case O_HELP: s_usage(stdout); return 1;
+        case O_RESTORE:
+            if (!strcmp(optarg, "stop") || !strcmp(optarg, "rebaseline")) {
+                a->rebaseline = optarg[0] == 'r';
+            } else {
+                fprintf(stderr, "gridfeed: --on-restore wants 'stop' or 'rebaseline', not "
+                        "'%s'\n", optarg);
+                rc = -1;
+            }
+            break;
         default:
             fprintf(stderr, "gridfeed: unknown option or missing value: %s\n",
                     argv[optind - 1]);
@@ -199,6 +223,12 @@ s_parse_args(int argc, char **argv, s_args_t *a)
     if (!a->feed || !a->sync || a->n_prefixes == 0) {
         fprintf(stderr, "gridfeed: --feed, --upload and at least one --prefix are required; "
                 "try 'gridfeed --help'\n");
+        return -1;
+    }
+    if (a->rebaseline && !a->output) {
+        /* on stdout the old lines cannot be set apart from the new ones */
+        fprintf(stderr, "gridfeed: --on-restore rebaseline needs --output FILE, so that the "
+                "lines of the old store can be moved aside\n");
         return -1;
     }
     return 0;
@@ -361,6 +391,101 @@ s_resume(s_out_t *o, gs_sub_t *sub, const s_args_t *a, int had_checkpoint)
     return s_commit(o, sub, a, 1);
 }
 
+/* Move the output aside as FILE.void-EPOCH (FILE.void-EPOCH.N when taken)
+ * and open a fresh, empty FILE. An empty output stays where it is. */
+static int
+s_output_void(s_out_t *o, const s_args_t *a, uint64_t epoch, char *moved, size_t cap)
+{
+    moved[0] = 0;
+    struct stat st;
+    if (fstat(o->fd, &st)) {
+        fprintf(stderr, "gridfeed: cannot stat %s: %s\n", a->output, strerror(errno));
+        return -1;
+    }
+    if (st.st_size == 0)
+        return 0;
+    for (int n = 0; n < 1000; n++) {
+        if (n == 0)
+            snprintf(moved, cap, "%s.void-%016" PRIx64, a->output, epoch);
+        else
+            snprintf(moved, cap, "%s.void-%016" PRIx64 ".%d", a->output, epoch, n);
+        if (access(moved, F_OK) != 0)
+            break;
+    }
+    if (access(moved, F_OK) == 0 || rename(a->output, moved)) {
+        fprintf(stderr, "gridfeed: cannot move %s aside to %s: %s\n", a->output, moved,
+                access(moved, F_OK) == 0 ? "it exists" : strerror(errno));
+        return -1;
+    }
+    close(o->fd);
+    o->fd = open(a->output, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (o->fd < 0) {
+        fprintf(stderr, "gridfeed: cannot open %s: %s\n", a->output, strerror(errno));
+        return -1;
+    }
+    /* make the rename and the new file durable before the checkpoint names them */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", a->output);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd)) {
+        fprintf(stderr, "gridfeed: cannot sync directory %s: %s\n", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        return -1;
+    }
+    close(dfd);
+    return 0;
+}
+
+/* The broker's store was restored or replaced (GS_CLIENT_ELINEAGE): say so
+ * loudly. By default stop and tell the operator what to do; with
+ * --on-restore rebaseline move the output aside and start over from seq 0
+ * into a fresh one. Returns 0 when following goes on, else the exit status. */
+static int
+s_on_lineage(s_out_t *o, gs_sub_t *sub, const s_args_t *a)
+{
+    gs_sub_lineage_t l;
+    gs_sub_lineage(sub, &l);
+    fprintf(stderr, "gridfeed: THE BROKER'S STORE WAS RESTORED OR REPLACED: %s\n", l.message);
+    if (!a->rebaseline) {
+        char rm[4200] = "";
+        if (a->checkpoint)
+            snprintf(rm, sizeof rm, "remove the checkpoint %s, ", a->checkpoint);
+        fprintf(stderr, "gridfeed: stopped: every event written so far belongs to a store that "
+                "no longer exists, and the broker hands out those seqs again for other "
+                "events. To re-baseline: tell the consumers of %s that it is void, move it "
+                "aside, %sand start gridfeed again (it then takes everything from seq 0); "
+                "or run with --on-restore rebaseline, which does this\n",
+                a->output ? a->output : "what it wrote to stdout", rm);
+        return S_EXIT_LINEAGE;
+    }
+    /* not yet written lines are the old store's too */
+    o->buf.len = 0;
+    o->pending = 0;
+    char moved[4200];
+    if (s_output_void(o, a, l.epoch, moved, sizeof moved))
+        return 1;
+    int rc = gs_sub_rebaseline(sub);
+    if (rc == GS_CLIENT_ELINEAGE)
+        return s_on_lineage(o, sub, a); /* restored once more meanwhile */
+    if (rc) {
+        fprintf(stderr, "gridfeed: cannot start over: %s\n", gs_client_strerror(rc));
+        return 1;
+    }
+    o->written = o->checkpointed = 0;
+    if (s_commit(o, sub, a, 1))
+        return 1;
+    fprintf(stderr, "gridfeed: re-baselined: %s%s; following store epoch %016" PRIx64
+            " from seq 0 into a fresh %s\n", moved[0] ? "the old lines are void, kept in " :
+            "the output was empty", moved, gs_sub_epoch(sub), a->output);
+    return 0;
+}
+
 static void
 s_stats(gs_sub_t *sub, const s_out_t *o, const s_args_t *a)
 {
@@ -436,7 +561,13 @@ main(int argc, char **argv)
     }
     gs_client_t *cli = a.until_seq ? gs_client_new(a.sync, &co) : NULL;
     int rc = 0;
-    if (s_resume(&o, sub, &a, had_checkpoint) || (a.until_seq && !cli))
+    if (gs_sub_lineage(sub, NULL))
+        /* found in the catch-up, before the output is cut back to the
+         * checkpoint: that output may already have been moved aside */
+        rc = s_on_lineage(&o, sub, &a);
+    else if (s_resume(&o, sub, &a, had_checkpoint))
+        rc = 1;
+    if (rc == 0 && a.until_seq && !cli)
         rc = 1;
 
     if (a.verbose && rc == 0)
@@ -450,6 +581,10 @@ main(int argc, char **argv)
             break;
         Gridsync__V1__ChangeEvent *ev = NULL;
         int r = gs_sub_next(sub, S_POLL_MS, &ev);
+        if (r == GS_CLIENT_ELINEAGE) {
+            rc = s_on_lineage(&o, sub, &a);
+            continue;
+        }
         if (r < 0) {
             fprintf(stderr, "gridfeed: feed failed: %s\n", gs_client_strerror(r));
             rc = 1;
