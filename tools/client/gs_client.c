@@ -248,13 +248,9 @@ gs_curve_keys_load(gs_curve_keys_t *keys, const char *path)
 }
 
 int
-gs_bundle_endpoints_load(const char *path, char *upload, size_t upload_size, char *feed,
-                         size_t feed_size)
+gs_bundle_info_load(gs_bundle_info_t *info, const char *path)
 {
-    if (upload && upload_size)
-        upload[0] = 0;
-    if (feed && feed_size)
-        feed[0] = 0;
+    memset(info, 0, sizeof *info);
     FILE *f = fopen(path, "r");
     if (!f)
         return GS_CLIENT_EIO;
@@ -264,11 +260,20 @@ gs_bundle_endpoints_load(const char *path, char *upload, size_t upload_size, cha
         char name[64], value[300];
         if (sscanf(line, " %63[a-z_] = %299s", name, value) != 2)
             continue;
-        char *out = !strcmp(name, "upload_endpoint") ? upload
-                  : !strcmp(name, "feed_endpoint") ? feed : NULL;
-        size_t size = out == upload ? upload_size : feed_size;
-        if (!out)
+        char *out = NULL;
+        size_t size = 0;
+        if (!strcmp(name, "device_id")) {
+            out = info->device_id;
+            size = sizeof info->device_id;
+        } else if (!strcmp(name, "upload_endpoint")) {
+            out = info->upload_endpoint;
+            size = sizeof info->upload_endpoint;
+        } else if (!strcmp(name, "feed_endpoint")) {
+            out = info->feed_endpoint;
+            size = sizeof info->feed_endpoint;
+        } else {
             continue;
+        }
         if (strlen(value) >= size)
             rc = GS_CLIENT_EINVAL;
         else

@@ -70,13 +70,18 @@ typedef struct gs_curve_keys {
  * other lines ignored). Returns 0 or GS_CLIENT_EIO / GS_CLIENT_EINVAL. */
 int gs_curve_keys_load(gs_curve_keys_t *keys, const char *path);
 
-/* The endpoints a provisioning bundle names (lines upload_endpoint and
- * feed_endpoint, as `gridctl devices enrol --endpoint/--feed-endpoint`
- * writes them). Each output is set to "" when the bundle has no such line;
- * either output may be NULL. Returns 0 or GS_CLIENT_EIO (unreadable) /
- * GS_CLIENT_EINVAL (a value too long for its buffer). */
-int gs_bundle_endpoints_load(const char *path, char *upload, size_t upload_size,
-                             char *feed, size_t feed_size);
+/* What else a provisioning bundle names: the device id and the endpoints
+ * (lines device_id, upload_endpoint and feed_endpoint, as `gridctl devices
+ * enrol --endpoint/--feed-endpoint` writes them); a field the bundle lacks
+ * is "". Returns 0 or GS_CLIENT_EIO (unreadable) / GS_CLIENT_EINVAL (a
+ * value too long). */
+typedef struct gs_bundle_info {
+    char device_id[65];         /* the registry id the key belongs to */
+    char upload_endpoint[256];  /* the broker's upload/sync endpoint */
+    char feed_endpoint[256];    /* its live feed endpoint */
+} gs_bundle_info_t;
+
+int gs_bundle_info_load(gs_bundle_info_t *info, const char *path);
 
 typedef struct gs_client_opts {
     int timeout_ms;             /* wait for one reply (default 3000) */
