@@ -209,6 +209,9 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
     if (!sub)
         return gc_fail(ctx, "cannot follow the feed: %s%s%s", gs_client_strerror(err),
                        cerr.message[0] ? ": " : "", cerr.message);
+    /* stderr, so that the events on stdout stay machine-readable */
+    fprintf(stderr, "gridctl tail: following \"%s\" through the live feed at %s\n", prefix,
+            gc_args_get(a, "feed"));
     int rc = GC_EXIT_OK;
     while (!s_stop) {
         Gridsync__V1__ChangeEvent *ev = NULL;
