@@ -38,6 +38,17 @@ gs_client_strerror(int err)
     }
 }
 
+const char *
+gs_client_errtext(int rc, const gs_client_error_t *err, char *buf, size_t size)
+{
+    const char *msg = err ? err->message : "";
+    if (rc == GS_CLIENT_ESERVER || !msg[0])
+        snprintf(buf, size, "%s%s%s", gs_client_strerror(rc), msg[0] ? ": " : "", msg);
+    else
+        snprintf(buf, size, "%s", msg); /* ours, and complete */
+    return buf;
+}
+
 static int64_t
 s_mono_ms(void)
 {
@@ -159,20 +170,20 @@ static void
 s_watch_refusal(const s_watch_t *w, int curve, const char *endpoint, gs_client_error_t *err)
 {
     if (w->failed == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-        s_err(err, 0, "handshake refused by %s: is the key enrolled / is the broker in CURVE "
-              "mode? (the broker's authenticator answered %u: this key is unknown to it or "
-              "revoked; see gridctl devices list)", endpoint, (unsigned) w->value);
+        s_err(err, 0, "handshake refused: is the key enrolled / is the broker in CURVE mode? "
+              "(%s answered %u: it does not know this key, or the key is revoked; see "
+              "gridctl devices list)", endpoint, (unsigned) w->value);
     else if (w->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH && curve)
-        s_err(err, 0, "handshake refused by %s: this client uses CURVE keys but the broker is "
+        s_err(err, 0, "handshake refused: this client uses CURVE keys but the broker at %s is "
               "not in CURVE mode (started with --insecure-dev?)", endpoint);
     else if (w->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
-        s_err(err, 0, "handshake refused by %s: the broker is in CURVE mode and this client "
+        s_err(err, 0, "handshake refused: the broker at %s is in CURVE mode and this client "
               "has no keys: give it the enrolment bundle of an enrolled key (gridctl devices "
               "enrol --bundle)", endpoint);
     else
-        s_err(err, 0, "handshake refused by %s: ZeroMQ protocol error 0x%x: is the key "
-              "enrolled / is the broker in CURVE mode, and is the bundle's server key this "
-              "broker's?", endpoint, (unsigned) w->value);
+        s_err(err, 0, "handshake refused: is the key enrolled / is the broker in CURVE mode? "
+              "(%s: ZeroMQ protocol error 0x%x; is the bundle's server key this broker's?)",
+              endpoint, (unsigned) w->value);
 }
 
 /* The caller's message for a timeout, from how far the connections got. */
@@ -993,7 +1004,7 @@ gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev)
                 s_watch_drain(&self->watch);
                 if (self->watch.refused) {
                     s_watch_refusal(&self->watch, self->opts.curve.server_public[0] != 0,
-                                    "the live feed", self->opts.err);
+                                    "the feed endpoint", self->opts.err);
                     return GS_CLIENT_EAUTH;
                 }
             }

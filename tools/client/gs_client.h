@@ -57,6 +57,12 @@ typedef struct gs_client_error {
     char message[256];          /* the broker's message, or ours */
 } gs_client_error_t;
 
+/* What to show a person for error rc: the client library's own message in
+ * err when it wrote one (it is complete: a refused handshake, a timeout
+ * and how far the connection got), else gs_client_strerror(rc) followed by
+ * the broker's message, if any. Writes buf and returns it. err may be NULL. */
+const char *gs_client_errtext(int rc, const gs_client_error_t *err, char *buf, size_t size);
+
 /* CURVE keys, Z85 text (40 characters). All three set = CURVE; all empty
  * = plaintext (only a broker in --insecure-dev mode accepts that). */
 typedef struct gs_curve_keys {

@@ -206,9 +206,10 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
                                since, &so, &err);
     if (!sub && err == GS_CLIENT_ECANCELLED)
         return GC_EXIT_OK; /* interrupted while catching up */
+    char text[512];
     if (!sub)
-        return gc_fail(ctx, "cannot follow the feed: %s%s%s", gs_client_strerror(err),
-                       cerr.message[0] ? ": " : "", cerr.message);
+        return gc_fail(ctx, "cannot follow the feed: %s",
+                       gs_client_errtext(err, &cerr, text, sizeof text));
     /* stderr, so that the events on stdout stay machine-readable */
     fprintf(stderr, "gridctl tail: following \"%s\" through the live feed at %s\n", prefix,
             gc_args_get(a, "feed"));
@@ -222,8 +223,7 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
         if (r == 1 || r == GS_CLIENT_ECANCELLED)
             continue;
         if (r < 0) {
-            rc = gc_fail(ctx, "feed: %s%s%s", gs_client_strerror(r), cerr.message[0] ? ": " : "",
-                         cerr.message);
+            rc = gc_fail(ctx, "feed: %s", gs_client_errtext(r, &cerr, text, sizeof text));
             break;
         }
         /* repack so the event is masked the one way every event is */

@@ -460,12 +460,11 @@ main(int argc, char **argv)
             fprintf(stderr, "gridfeed: interrupted before following began\n");
             return 0;
         }
-        fprintf(stderr, "gridfeed: cannot follow %s via %s: %s%s%s\n", a.feed, a.sync,
+        char text[512];
+        fprintf(stderr, "gridfeed: cannot follow %s via %s: %s\n", a.feed, a.sync,
                 err == GS_CLIENT_EINVAL ? "bad prefix (level boundary: 0, 2, 4, 6, 9, 12 "
                                           "or 15 digits; none inside another)"
-                                        : gs_client_strerror(err),
-                cerr.message[0] && err != GS_CLIENT_EINVAL ? ": " : "",
-                err != GS_CLIENT_EINVAL ? cerr.message : "");
+                                        : gs_client_errtext(err, &cerr, text, sizeof text));
         return err == GS_CLIENT_EINVAL ? 2 : 1;
     }
     gs_client_t *cli = a.until_seq ? gs_client_new(a.sync, &co) : NULL;
@@ -487,8 +486,9 @@ main(int argc, char **argv)
         if (r == GS_CLIENT_ECANCELLED)
             break; /* a signal: checkpoint below, exit 0 */
         if (r < 0) {
-            fprintf(stderr, "gridfeed: feed failed: %s%s%s\n", gs_client_strerror(r),
-                    cerr.message[0] ? ": " : "", cerr.message);
+            char text[512];
+            fprintf(stderr, "gridfeed: feed failed: %s\n",
+                    gs_client_errtext(r, &cerr, text, sizeof text));
             rc = 1;
             break;
         }

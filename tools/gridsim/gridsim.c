@@ -172,10 +172,10 @@ s_fail(s_run_t *run, const char *upload_id, int rc, const gs_client_error_t *err
         return; /* a signal, or another device's failure, said it */
     atomic_fetch_add(&run->transport_errors, 1);
     atomic_store(&s_cancel, 1); /* the other devices need not wait out their timeouts */
+    char text[512];
     pthread_mutex_lock(&run->lock);
-    fprintf(stderr, "%sgridsim: upload %s to %s failed: %s%s%s\n", run->bar ? "\r\033[K" : "",
-            upload_id, run->endpoint, gs_client_strerror(rc), err->message[0] ? ": " : "",
-            err->message);
+    fprintf(stderr, "%sgridsim: upload %s to %s failed: %s\n", run->bar ? "\r\033[K" : "",
+            upload_id, run->endpoint, gs_client_errtext(rc, err, text, sizeof text));
     pthread_mutex_unlock(&run->lock);
 }
 
