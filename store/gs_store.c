@@ -496,25 +496,20 @@ s_epoch_load(gs_store_t *self, MDB_txn *txn)
             gs_store_detail("meta 'epoch' is damaged (%zu bytes)", v.mv_size);
             return GS_ECORRUPT;
         }
-        uint64_t e = gs_le64_get(v.mv_data);
-        if (self->epoch != e) /* a reopen after MDB_PANIC writes nothing others read */
-            self->epoch = e;
+        self->epoch = gs_le64_get(v.mv_data);
         return 0;
     }
     if (rc != MDB_NOTFOUND)
         return gs_store_err(rc, "read epoch");
     if (self->opts.read_only)
         return 0;   /* self->epoch stays 0: not known */
-    uint64_t e = 0;
-    while (e == 0) /* 0 means "no epoch" on the wire */
-        randombytes_buf(&e, sizeof e);
     uint8_t buf[8];
-    gs_le64_put(buf, e);
+    s_epoch_make(buf);
     MDB_val ev = { 8, buf };
     rc = mdb_put(txn, self->db[GS_DB_META], &k, &ev, 0);
     if (rc)
         return gs_store_err(rc, "write epoch");
-    self->epoch = e;
+    self->epoch = gs_le64_get(buf);
     return 0;
 }
 

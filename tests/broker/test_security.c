@@ -250,7 +250,11 @@ test_empty_prefixes_deny(void **state)
 }
 
 /* Unknown keys and plaintext never get an answer (refused at the
- * handshake), and nothing is stored. */
+ * handshake), and nothing is stored. The client says so at once, from its
+ * socket monitor, rather than timing out: the key is not enrolled, or the
+ * client has no keys for a broker in CURVE mode. The timeout is long, so a
+ * client that waited it out would show in the test's run time, not its
+ * result: the result is the error code and message. */
 static void
 test_unknown_key_and_plaintext_refused(void **state)
 {
@@ -263,12 +267,20 @@ test_unknown_key_and_plaintext_refused(void **state)
     Gridsync__V1__Ack *ack = NULL;
     gs_client_error_t err;
 
-    gs_client_t *c = s_client(e, &k, 300, 0);
-    assert_int_equal(s_upload(c, "dev-a", "u1", &rec, 1, &ack, &err), GS_CLIENT_ETIMEOUT);
+    gs_client_t *c = s_client(e, &k, 30000, 0);
+    assert_int_equal(s_upload(c, "dev-a", "u1", &rec, 1, &ack, &err), GS_CLIENT_EAUTH);
+    assert_non_null(strstr(err.message, "handshake refused"));
+    assert_non_null(strstr(err.message, "is the key enrolled"));
+    assert_non_null(strstr(gs_client_strerror(GS_CLIENT_EAUTH),
+                           "handshake refused: is the key enrolled / is the broker in CURVE "
+                           "mode?"));
+    /* the same client tries again with a fresh connection, and is refused again */
+    assert_int_equal(s_upload(c, "dev-a", "u1", &rec, 1, &ack, &err), GS_CLIENT_EAUTH);
     gs_client_destroy(&c);
 
-    c = s_client(e, NULL, 300, 0);
-    assert_int_equal(s_upload(c, "dev-a", "u1", &rec, 1, &ack, &err), GS_CLIENT_ETIMEOUT);
+    c = s_client(e, NULL, 30000, 0);
+    assert_int_equal(s_upload(c, "dev-a", "u1", &rec, 1, &ack, &err), GS_CLIENT_EAUTH);
+    assert_non_null(strstr(err.message, "CURVE mode and this client has no keys"));
     gs_client_destroy(&c);
     assert_int_equal(s_head(e), 0);
 
@@ -305,7 +317,8 @@ test_revoke_live_and_roles(void **state)
     gs_client_destroy(&c);
     /* a new connection with the revoked key is refused at the handshake */
     c = s_client(e, &k, 300, 0);
-    assert_int_equal(s_upload(c, "dev-a", "u3", &rec2, 1, &ack, &err), GS_CLIENT_ETIMEOUT);
+    assert_int_equal(s_upload(c, "dev-a", "u3", &rec2, 1, &ack, &err), GS_CLIENT_EAUTH);
+    assert_non_null(strstr(err.message, "handshake refused"));
     gs_client_destroy(&c);
     assert_int_equal(s_head(e), 1);
 
@@ -828,6 +841,38 @@ test_subscription_bound(void **state)
     gs_tk_rmtree(e.dir);
 }
 
+/* A CURVE client against a broker in --insecure-dev mode: the mechanisms
+ * differ, and the client's error names that, at once. */
+static void
+test_curve_client_insecure_broker(void **state)
+{
+    (void) state;
+    char dir[64], store[128];
+    gs_tk_tmpdir(dir, sizeof dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start(&b, store, NULL), 0);
+    gs_client_opts_t o;
+    gs_client_opts_init(&o);
+    o.timeout_ms = 30000;
+    o.retries = 0;
+    assert_int_equal(zmq_curve_keypair(o.curve.public_key, o.curve.secret_key), 0);
+    char sec[41];
+    assert_int_equal(zmq_curve_keypair(o.curve.server_public, sec), 0);
+    gs_client_t *c = gs_client_new(b.upload, &o);
+    assert_non_null(c);
+    gs_arena_t *a = gs_arena_new(0);
+    Gridsync__V1__Record *rec = gs_tk_household(a, GRID_A, "H-1", "ADDR-1", 1, 1);
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    assert_int_equal(s_upload(c, "dev-a", "u1", &rec, 1, &ack, &err), GS_CLIENT_EAUTH);
+    assert_non_null(strstr(err.message, "not in CURVE mode"));
+    gs_client_destroy(&c);
+    gs_arena_destroy(&a);
+    gs_tk_broker_stop(&b, SIGTERM);
+    gs_tk_rmtree(dir);
+}
+
 /* --insecure-dev on anything but a loopback bind: the broker refuses to
  * start (test_endpoint has the parser's cases). */
 static void
@@ -890,6 +935,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_revoke_after_many_prefixes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscription_churn, s_setup, s_teardown),
         cmocka_unit_test(test_subscription_bound),
+        cmocka_unit_test(test_curve_client_insecure_broker),
         cmocka_unit_test(test_insecure_refused_off_loopback),
     };
     return cmocka_run_group_tests_name("security", tests, NULL, NULL);

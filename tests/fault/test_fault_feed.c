@@ -19,6 +19,10 @@
  * was following live across the restore or starts from a checkpoint, with
  * an epoch in it or (a checkpoint written before epochs) without one, and
  * after gs_sub_rebaseline it follows the restored log from seq 0.
+ *
+ * A checkpoint that cannot be written (its filesystem read-only, or full)
+ * is GS_CLIENT_EIO, and leaves the last checkpoint as it was and no
+ * temporary file behind.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,10 +30,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fault_kit.h"
@@ -386,12 +394,88 @@ test_restored_store(void **state)
     assert_int_equal(gs_fk_broker_term(&e->broker), 0);
 }
 
+/* The whole of a small file (static buffer). */
+static const char *
+s_file(const char *path)
+{
+    static char buf[4096];
+    buf[0] = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static void
+test_checkpoint_cannot_be_written(void **state)
+{
+    s_env_t *e = *state;
+    snprintf(e->mnt, sizeof e->mnt, "%s/fs", e->dir);
+    assert_int_equal(mkdir(e->mnt, 0700), 0);
+    /* root ignores permission bits: a read-only, then a full, filesystem */
+    if (mount("tmpfs", e->mnt, "tmpfs", 0, "size=64k,mode=0700") != 0) {
+        fprintf(stderr, "SKIP checkpoint test: cannot mount a tmpfs on %s (%s); it needs "
+                        "root (CAP_SYS_ADMIN)\n", e->mnt, strerror(errno));
+        skip();
+    }
+    e->mounted = 1;
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
+    char cp[200], tmp[210];
+    snprintf(cp, sizeof cp, "%s/feed.cp", e->mnt);
+    snprintf(tmp, sizeof tmp, "%s.tmp", cp);
+    const char *p[] = { S_PREFIX };
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, p, 1, cp, 0, NULL, NULL);
+    assert_non_null(sub);
+    assert_int_equal(gs_sub_checkpoint(sub, "first"), 0);
+    char before[4096];
+    snprintf(before, sizeof before, "%s", s_file(cp));
+    assert_non_null(strstr(before, "extra first\n"));
+
+    /* read-only: the temporary file cannot even be made */
+    assert_int_equal(mount(NULL, e->mnt, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+    assert_int_equal(gs_sub_checkpoint(sub, "second"), GS_CLIENT_EIO);
+    assert_string_equal(s_file(cp), before);
+    assert_int_equal(access(tmp, F_OK), -1);
+
+    /* full: the write fails; the temporary file is removed again */
+    assert_int_equal(mount(NULL, e->mnt, "tmpfs", MS_REMOUNT, "size=64k"), 0);
+    char fill[200];
+    snprintf(fill, sizeof fill, "%s/fill", e->mnt);
+    int fd = open(fill, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    char block[4096];
+    memset(block, 'x', sizeof block);
+    while (write(fd, block, sizeof block) > 0)
+        ;
+    while (write(fd, block, 1) > 0) /* the last bytes of the last page */
+        ;
+    close(fd);
+    char extra[200];
+    memset(extra, 'y', sizeof extra - 1);
+    extra[sizeof extra - 1] = 0;
+    assert_int_equal(gs_sub_checkpoint(sub, extra), GS_CLIENT_EIO);
+    assert_string_equal(s_file(cp), before);
+    assert_int_equal(access(tmp, F_OK), -1);
+
+    /* room again: checkpoints work */
+    assert_int_equal(unlink(fill), 0);
+    assert_int_equal(gs_sub_checkpoint(sub, "third"), 0);
+    assert_non_null(strstr(s_file(cp), "extra third\n"));
+    gs_sub_destroy(&sub);
+    assert_int_equal(gs_fk_broker_term(&e->broker), 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_slow_and_offline_subscribers, gs_fk_setup, gs_fk_teardown),
         cmocka_unit_test_setup_teardown(test_restored_store, gs_fk_setup, gs_fk_teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoint_cannot_be_written, gs_fk_setup,
+                                        gs_fk_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

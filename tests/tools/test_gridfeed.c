@@ -18,12 +18,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +43,13 @@
 #ifndef GS_GRIDFEED
 #error "GS_GRIDFEED must name the gridfeed binary"
 #endif
+#ifndef GS_GRIDCTL
+#error "GS_GRIDCTL must name the gridctl binary"
+#endif
+
+/* How long a test waits for a line or an exit that must come: far beyond
+ * any setting it uses, so only a hang reaches it. */
+#define S_PATIENCE_MS 60000
 
 #define S_SECRETS 16            /* raw ID numbers and phones remembered per kind */
 
@@ -742,6 +755,168 @@ test_restored_store(void **state)
     s_assert_exit(s_run(e, stale), 3);
 }
 
+/* Wait for gridfeed to exit, at most S_PATIENCE_MS (then it is killed and
+ * the test fails). Returns the wait status. */
+static int
+s_wait_exit(pid_t pid)
+{
+    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+    assert_true(pfd >= 0);
+    struct pollfd p = { .fd = pfd, .events = POLLIN };
+    int r;
+    while ((r = poll(&p, 1, S_PATIENCE_MS)) < 0 && errno == EINTR)
+        ;
+    close(pfd);
+    if (r == 0)
+        kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (r == 0)
+        fail_msg("gridfeed still running after %d ms: killed", S_PATIENCE_MS);
+    return st;
+}
+
+/* Read stderr (a raw fd) until a line contains want, waiting at most
+ * S_PATIENCE_MS in all; fails if gridfeed ends first or the time is up. */
+static void
+s_wait_stderr(int fd, const char *want)
+{
+    char line[1024];
+    size_t n = 0;
+    int64_t waited = 0;
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, 1000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0) {
+            waited += 1000;
+            if (waited >= S_PATIENCE_MS)
+                fail_msg("no line with '%s' from gridfeed within %d ms", want, S_PATIENCE_MS);
+            continue;
+        }
+        char c;
+        if (read(fd, &c, 1) != 1)
+            fail_msg("gridfeed ended before printing '%s'", want);
+        if (c != '\n' && n + 1 < sizeof line) {
+            line[n++] = c;
+            continue;
+        }
+        line[n] = 0;
+        n = 0;
+        if (strstr(line, want))
+            return;
+    }
+}
+
+/* Run gridctl on the broker's store; returns its exit status. */
+static int
+s_gridctl(const s_env_t *e, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, e->store, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* SIGTERM while gridfeed waits for its first catch-up reply from a sync
+ * endpoint that accepted the connection and stays silent (default
+ * timeouts: 18 s before it would give up): it stops at once, exit 0. */
+static void
+test_sigterm_during_catchup(void **state)
+{
+    s_env_t *e = *state;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
+    assert_int_equal(listen(ls, 16), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    const char *args[] = { GS_GRIDFEED, "--feed", e->broker.feed, "--upload", ep, "--prefix",
+                           e->street1, "--quiet", NULL };
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pfd[1], STDERR_FILENO);
+        close(pfd[0]);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        execv(GS_GRIDFEED, (char *const *) args);
+        _exit(127);
+    }
+    close(pfd[1]);
+    struct pollfd p = { .fd = ls, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, S_PATIENCE_MS), 1); /* gridfeed connected */
+    int c = accept(ls, NULL, NULL);
+    assert_true(c >= 0);
+    kill(pid, SIGTERM);
+    s_wait_stderr(pfd[0], "interrupted");
+    s_assert_exit(s_wait_exit(pid), 0);
+    close(pfd[0]);
+    close(c);
+    close(ls);
+}
+
+static int
+s_setup_curve(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start_mode(&e->broker, e->store, NULL, 1))
+        return -1;
+    snprintf(e->street1, sizeof e->street1, "440305001");
+    *state = e;
+    return 0;
+}
+
+/* A district system whose subscription the broker stops serving hears no
+ * heartbeat: gridfeed says "no heartbeat for N s: check enrolment" and
+ * keeps following, saying it again while the silence lasts (its prefix
+ * was narrowed away, so the broker cut the feed and refuses the new
+ * subscription without a word); SIGTERM still stops it, exit 0. A
+ * district system whose key is revoked while it follows is refused at its
+ * next handshake: gridfeed says so and exits 1. */
+static void
+test_silent_feed_and_revoked_key(void **state)
+{
+    s_env_t *e = *state;
+    char bundle[128], args[1024];
+    snprintf(bundle, sizeof bundle, "%s/district1.bundle", e->dir);
+    snprintf(args, sizeof args, "devices enrol district-1 --role district --prefix 440305 "
+             "--bundle %s", bundle);
+    assert_int_equal(s_gridctl(e, args), 0);
+    const char *follow[] = { "--prefix", e->street1, "--keys", bundle, "--heartbeat-warn",
+                             "300", "--verbose", "--quiet", NULL };
+    int err_fd;
+    pid_t pid = s_spawn(e, follow, &err_fd);
+    s_wait_stderr(err_fd, "following");
+    assert_int_equal(s_gridctl(e, "devices assign district-1 --prefix 440305002"), 0);
+    s_wait_stderr(err_fd, "no heartbeat for");
+    s_wait_stderr(err_fd, "no heartbeat for");
+    s_wait_stderr(err_fd, "check enrolment (is the key enrolled and active, and allowed "
+                          "these prefixes?)");
+    kill(pid, SIGTERM);
+    s_assert_exit(s_wait_exit(pid), 0);
+    close(err_fd);
+
+    snprintf(bundle, sizeof bundle, "%s/district2.bundle", e->dir);
+    snprintf(args, sizeof args, "devices enrol district-2 --role district --prefix 440305 "
+             "--bundle %s", bundle);
+    assert_int_equal(s_gridctl(e, args), 0);
+    pid = s_spawn(e, follow, &err_fd);
+    s_wait_stderr(err_fd, "following");
+    assert_int_equal(s_gridctl(e, "devices revoke district-2"), 0);
+    s_wait_stderr(err_fd, "handshake refused");
+    s_assert_exit(s_wait_exit(pid), 1);
+    close(err_fd);
+}
+
 /* Usage errors exit 2 without touching anything. */
 static void
 test_bad_arguments(void **state)
@@ -772,6 +947,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_checkpoints, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_restored_store, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_during_catchup, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_silent_feed_and_revoked_key, s_setup_curve,
+                                        s_teardown),
     };
     return cmocka_run_group_tests_name("gridfeed", tests, NULL, NULL);
 }

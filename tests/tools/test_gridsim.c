@@ -22,9 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "gs_arena.h"
 #include "gs_client.h"
@@ -36,6 +40,13 @@
 #ifndef GS_GRIDSIM
 #error "GS_GRIDSIM must name the gridsim binary"
 #endif
+#ifndef GS_GRIDCTL
+#error "GS_GRIDCTL must name the gridctl binary"
+#endif
+
+/* How long a test waits for a gridsim that should exit: far beyond any
+ * budget it is given, so only a hang reaches it. */
+#define S_EXIT_PATIENCE_MS 60000
 
 #define S_ACCEPTED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED
 #define S_REJECTED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED
@@ -542,6 +553,221 @@ test_exit_codes(void **state)
     close(ls);
 }
 
+/* Start gridsim with args, stdout to out_path and stderr to err_path. */
+static pid_t
+s_gridsim_start(const char *const *args, const char *out_path, const char *err_path)
+{
+    const char *argv[64];
+    int argc = 0;
+    argv[argc++] = GS_GRIDSIM;
+    for (int i = 0; args[i] && argc < 63; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int of = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int ef = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (of >= 0)
+            dup2(of, STDOUT_FILENO);
+        if (ef >= 0)
+            dup2(ef, STDERR_FILENO);
+        execv(GS_GRIDSIM, (char *const *) argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait for the child to exit, at most S_EXIT_PATIENCE_MS: one still running
+ * then is killed and the test fails (a hang, not slowness). Returns the
+ * wait status. */
+static int
+s_wait_exit(pid_t pid)
+{
+    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+    assert_true(pfd >= 0);
+    struct pollfd p = { .fd = pfd, .events = POLLIN };
+    int r;
+    while ((r = poll(&p, 1, S_EXIT_PATIENCE_MS)) < 0 && errno == EINTR)
+        ;
+    close(pfd);
+    if (r == 0)
+        kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (r == 0)
+        fail_msg("gridsim still running after %d ms: killed", S_EXIT_PATIENCE_MS);
+    return st;
+}
+
+/* A whole file (malloc'd, NUL-terminated). */
+static char *
+s_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *buf = malloc(65536);
+    size_t n = fread(buf, 1, 65535, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* Run gridctl on the broker's store; returns its exit status. */
+static int
+s_gridctl(const s_env_t *e, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, e->store, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int
+s_setup_curve(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start_mode(&e->broker, e->store, NULL, 1))
+        return -1;
+    *state = e;
+    return 0;
+}
+
+/* The default broker runs CURVE. gridsim --keys with the bundle of an
+ * enrolled device uploads and gets every ack as expected, connecting to
+ * the endpoint the bundle names; without keys, or with a key the broker
+ * does not know, it stops at once with a message about the handshake and
+ * CURVE, not a bare timeout, and within its budget. */
+static void
+test_curve_broker(void **state)
+{
+    s_env_t *e = *state;
+    char bundle[128], stranger[160], args[1024], out_path[128], err_path[128];
+    snprintf(bundle, sizeof bundle, "%s/sim.bundle", e->dir);
+    snprintf(stranger, sizeof stranger, "%s/stranger.bundle", e->dir);
+    snprintf(out_path, sizeof out_path, "%s/gridsim.out", e->dir);
+    snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
+    snprintf(args, sizeof args, "devices enrol dev-sim --collector col-sim --prefix 440305 "
+             "--bundle %s --endpoint %s --feed-endpoint %s", bundle, e->broker.upload,
+             e->broker.feed);
+    assert_int_equal(s_gridctl(e, args), 0);
+
+    /* the enrolled bundle: no --endpoint, the bundle's is used */
+    const char *ok[] = { "--keys", bundle, "--scale", "0.005", "--devices", "2", "--seed", "3",
+                         "--json", "--quiet", NULL };
+    int st = s_wait_exit(s_gridsim_start(ok, out_path, err_path));
+    char *json = s_read_file(out_path), *err = s_read_file(err_path);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fprintf(stderr, "gridsim: %s\n%s\n", json, err);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_true(s_json_u64(json, "uploads") > 0);
+    assert_int_equal(s_json_u64(json, "transport_errors"), 0);
+    assert_int_equal(s_json_u64(json, "expectation_errors"), 0);
+    free(json);
+    free(err);
+
+    /* plaintext against CURVE: the message names the mismatch */
+    const char *plain[] = { "--endpoint", e->broker.upload, "--scale", "0.005", "--devices",
+                            "8", "--timeout-ms", "1000", "--retries", "1", "--json",
+                            "--quiet", NULL };
+    st = s_wait_exit(s_gridsim_start(plain, out_path, err_path));
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    err = s_read_file(err_path);
+    assert_non_null(strstr(err, "handshake refused"));
+    assert_non_null(strstr(err, "CURVE"));
+    free(err);
+
+    /* a key the broker never enrolled */
+    char pub[41], sec[41];
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    FILE *f = fopen(stranger, "w");
+    assert_non_null(f);
+    fprintf(f, "device_id = dev-sim\nupload_endpoint = %s\nserver_public = %s\n"
+            "public_key = %s\nsecret_key = %s\n", e->broker.upload, e->broker.server_key,
+            pub, sec);
+    fclose(f);
+    const char *unknown[] = { "--keys", stranger, "--scale", "0.005", "--timeout-ms", "1000",
+                              "--retries", "1", "--json", "--quiet", NULL };
+    st = s_wait_exit(s_gridsim_start(unknown, out_path, err_path));
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    err = s_read_file(err_path);
+    assert_non_null(strstr(err, "handshake refused: is the key enrolled / is the broker in "
+                                "CURVE mode?"));
+    free(err);
+
+    /* an unreadable bundle is a setup failure */
+    const char *missing[] = { "--keys", "/nonexistent/bundle", NULL };
+    st = s_wait_exit(s_gridsim_start(missing, out_path, err_path));
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 2);
+}
+
+/* Nothing listening at the endpoint: with --timeout-ms 1000 --retries 1
+ * gridsim gives up and exits 1, its message naming the connection. */
+static void
+test_nothing_listening(void **state)
+{
+    s_env_t *e = *state;
+    char out_path[128], err_path[128], ep[64];
+    snprintf(out_path, sizeof out_path, "%s/gridsim.out", e->dir);
+    snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", gs_tk_free_port());
+    const char *dead[] = { "--endpoint", ep, "--scale", "0.005", "--timeout-ms", "1000",
+                           "--retries", "1", "--json", "--quiet", NULL };
+    int st = s_wait_exit(s_gridsim_start(dead, out_path, err_path));
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    char *err = s_read_file(err_path);
+    assert_non_null(strstr(err, "could not connect"));
+    free(err);
+}
+
+/* SIGTERM while every device waits for a broker that never answers (a
+ * TCP port that accepts and stays silent, timeouts of ten minutes):
+ * gridsim stops at once, says so, and exits 1. It is signalled once it has
+ * connected (the listener accepted), so it is waiting inside the client. */
+static void
+test_sigterm_while_waiting(void **state)
+{
+    s_env_t *e = *state;
+    char out_path[128], err_path[128], ep[64];
+    snprintf(out_path, sizeof out_path, "%s/gridsim.out", e->dir);
+    snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
+    assert_int_equal(listen(ls, 16), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    const char *args[] = { "--endpoint", ep, "--scale", "0.005", "--devices", "2",
+                           "--timeout-ms", "600000", "--retries", "5", "--json", "--quiet",
+                           NULL };
+    pid_t pid = s_gridsim_start(args, out_path, err_path);
+    struct pollfd p = { .fd = ls, .events = POLLIN };
+    assert_int_equal(poll(&p, 1, S_EXIT_PATIENCE_MS), 1); /* gridsim connected */
+    int c = accept(ls, NULL, NULL);
+    assert_true(c >= 0);
+    kill(pid, SIGTERM);
+    int st = s_wait_exit(pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    char *err = s_read_file(err_path), *json = s_read_file(out_path);
+    assert_non_null(strstr(err, "interrupted"));
+    assert_non_null(strstr(json, "\"interrupted\":true"));
+    assert_int_equal(s_json_u64(json, "transport_errors"), 0);
+    free(err);
+    free(json);
+    close(c);
+    close(ls);
+}
+
 int
 main(void)
 {
@@ -553,6 +779,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_noisy_fleet_all_as_expected, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_answers_fail_the_run, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_exit_codes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_curve_broker, s_setup_curve, s_teardown),
+        cmocka_unit_test_setup_teardown(test_nothing_listening, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_while_waiting, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("gridsim", tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include "gs_validate.h"
 
 #define S_MAX_SUB_PREFIXES 64
+#define S_SLICE_MS 100          /* longest wait between looks at the cancel flag */
 
 const char *
 gs_client_strerror(int err)
@@ -31,8 +32,22 @@ gs_client_strerror(int err)
     case GS_CLIENT_EIO: return "socket or file error";
     case GS_CLIENT_EGAP: return "feed gap could not be repaired from the sync service";
     case GS_CLIENT_ELINEAGE: return "the broker's store was restored or replaced: re-baseline";
+    case GS_CLIENT_EAUTH:
+        return "handshake refused: is the key enrolled / is the broker in CURVE mode?";
+    case GS_CLIENT_ECANCELLED: return "interrupted";
     default: return "unknown error";
     }
+}
+
+const char *
+gs_client_errtext(int rc, const gs_client_error_t *err, char *buf, size_t size)
+{
+    const char *msg = err ? err->message : "";
+    if (rc == GS_CLIENT_ESERVER || !msg[0])
+        snprintf(buf, size, "%s%s%s", gs_client_strerror(rc), msg[0] ? ": " : "", msg);
+    else
+        snprintf(buf, size, "%s", msg); /* ours, and complete */
+    return buf;
 }
 
 static int64_t
@@ -58,11 +73,149 @@ s_err(gs_client_error_t *err, int reason, const char *fmt, ...)
     va_end(ap);
 }
 
+/* ---- handshake watch ------------------------------------------------------ */
+
+/* What the socket monitor told about one socket's connections. ZeroMQ
+ * reports a refused handshake only there: the connection just goes quiet,
+ * and after a refusal (ZAP status, mechanism mismatch) it is not retried. */
+typedef struct s_watch {
+    void *pair;                 /* PAIR reading the monitor's events */
+    int connected;              /* a TCP connection was made */
+    int handshaked;             /* a handshake completed */
+    int refused;                /* a handshake failed for good (auth, protocol) */
+    int failed;                 /* the last handshake failure event, or 0 */
+    uint32_t value;             /* its value: ZAP status or protocol error */
+} s_watch_t;
+
+/* Watch sock's connections; seq makes the inproc endpoint unique in ctx. */
+static int
+s_watch_start(s_watch_t *w, void *ctx, void *sock, unsigned seq)
+{
+    memset(w, 0, sizeof *w);
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://gs-client-monitor-%u", seq);
+    if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                         ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                         ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
+        return GS_CLIENT_EIO;
+    w->pair = zmq_socket(ctx, ZMQ_PAIR);
+    int linger = 0;
+    /* connected before the watched socket connects, so no event is lost */
+    if (!w->pair || zmq_setsockopt(w->pair, ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_connect(w->pair, ep)) {
+        if (w->pair)
+            zmq_close(w->pair);
+        w->pair = NULL;
+        zmq_socket_monitor(sock, NULL, 0);
+        return GS_CLIENT_EIO;
+    }
+    return 0;
+}
+
+static void
+s_watch_stop(s_watch_t *w, void *sock)
+{
+    if (!w->pair)
+        return;
+    zmq_socket_monitor(sock, NULL, 0);
+    zmq_close(w->pair);
+    w->pair = NULL;
+}
+
+/* Read every event the monitor has queued. */
+static void
+s_watch_drain(s_watch_t *w)
+{
+    while (w->pair) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, w->pair, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t ev = 0;
+        uint32_t value = 0;
+        /* first frame: event number (16 bits) and value (32 bits) */
+        if (zmq_msg_size(&m) >= 6) {
+            memcpy(&ev, zmq_msg_data(&m), 2);
+            memcpy(&value, (const uint8_t *) zmq_msg_data(&m) + 2, 4);
+        }
+        while (zmq_msg_more(&m)) { /* second frame: the endpoint */
+            zmq_msg_close(&m);
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, w->pair, 0) < 0)
+                break;
+        }
+        zmq_msg_close(&m);
+        if (ev == ZMQ_EVENT_CONNECTED) {
+            w->connected = 1;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            w->connected = w->handshaked = 1;
+            w->refused = w->failed = 0;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                   ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            w->refused = 1;
+            w->failed = ev;
+            w->value = value;
+        } else if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+            /* the connection closed during the handshake; ZeroMQ retries */
+            w->failed = ev;
+            w->value = value;
+        }
+    }
+}
+
+/* The caller's message for a refused handshake (w->refused). */
+static void
+s_watch_refusal(const s_watch_t *w, int curve, const char *endpoint, gs_client_error_t *err)
+{
+    if (w->failed == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        s_err(err, 0, "handshake refused: is the key enrolled / is the broker in CURVE mode? "
+              "(%s answered %u: it does not know this key, or the key is revoked; see "
+              "gridctl devices list)", endpoint, (unsigned) w->value);
+    else if (w->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH && curve)
+        s_err(err, 0, "handshake refused: this client uses CURVE keys but the broker at %s is "
+              "not in CURVE mode (started with --insecure-dev?)", endpoint);
+    else if (w->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        s_err(err, 0, "handshake refused: the broker at %s is in CURVE mode and this client "
+              "has no keys: give it the enrolment bundle of an enrolled key (gridctl devices "
+              "enrol --bundle)", endpoint);
+    else
+        s_err(err, 0, "handshake refused: is the key enrolled / is the broker in CURVE mode? "
+              "(%s: ZeroMQ protocol error 0x%x; is the bundle's server key this broker's?)",
+              endpoint, (unsigned) w->value);
+}
+
+/* The caller's message for a timeout, from how far the connections got. */
+static void
+s_watch_timeout(const s_watch_t *w, int curve, const char *endpoint, int attempts,
+                int timeout_ms, gs_client_error_t *err)
+{
+    if (w->handshaked)
+        s_err(err, 0, "no reply from %s (%d attempt%s of %d ms)", endpoint, attempts,
+              attempts > 1 ? "s" : "", timeout_ms);
+    else if (!w->connected)
+        s_err(err, 0, "no reply from %s: could not connect (is gridsyncd running and "
+              "listening there?); no handshake completed, so %s", endpoint,
+              curve ? "the CURVE keys were not tried yet"
+                    : "it is not known whether the broker wants CURVE keys");
+    else if (w->failed == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+        s_err(err, 0, "no reply from %s: connected, but the broker dropped every handshake: "
+              "is the key enrolled / is the broker in CURVE mode, and is the bundle's server "
+              "key this broker's?", endpoint);
+    else
+        s_err(err, 0, "no reply from %s: connected, but no handshake completed: is the key "
+              "enrolled / is the broker in CURVE mode?", endpoint);
+}
+
 /* ---- request/reply client ------------------------------------------------- */
 
 struct gs_client {
     void *ctx;                  /* own ZeroMQ context */
     void *sock;                 /* DEALER, recreated after a timeout */
+    s_watch_t watch;            /* its socket monitor */
+    unsigned watch_seq;         /* monitors made, for unique endpoints */
     char endpoint[256];         /* where to connect */
     gs_client_opts_t opts;      /* timeouts and retries */
     uint64_t next_id;           /* last request_id used */
@@ -106,6 +259,42 @@ gs_curve_keys_load(gs_curve_keys_t *keys, const char *path)
                ? 0 : GS_CLIENT_EINVAL;
 }
 
+int
+gs_bundle_info_load(gs_bundle_info_t *info, const char *path)
+{
+    memset(info, 0, sizeof *info);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return GS_CLIENT_EIO;
+    char line[512];
+    int rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        char name[64], value[300];
+        if (sscanf(line, " %63[a-z_] = %299s", name, value) != 2)
+            continue;
+        char *out = NULL;
+        size_t size = 0;
+        if (!strcmp(name, "device_id")) {
+            out = info->device_id;
+            size = sizeof info->device_id;
+        } else if (!strcmp(name, "upload_endpoint")) {
+            out = info->upload_endpoint;
+            size = sizeof info->upload_endpoint;
+        } else if (!strcmp(name, "feed_endpoint")) {
+            out = info->feed_endpoint;
+            size = sizeof info->feed_endpoint;
+        } else {
+            continue;
+        }
+        if (strlen(value) >= size)
+            rc = GS_CLIENT_EINVAL;
+        else
+            memcpy(out, value, strlen(value) + 1);
+    }
+    fclose(f);
+    return rc;
+}
+
 void
 gs_client_opts_init(gs_client_opts_t *o)
 {
@@ -118,20 +307,41 @@ gs_client_opts_init(gs_client_opts_t *o)
 static int
 s_client_connect(gs_client_t *self)
 {
-    if (self->sock)
+    if (self->sock) {
+        s_watch_stop(&self->watch, self->sock);
         zmq_close(self->sock);
+    }
     self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!self->sock)
         return GS_CLIENT_EIO;
+    /* linger 0: closing never waits for unsent requests */
     int linger = 0;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &self->opts.max_reply_bytes,
                    sizeof self->opts.max_reply_bytes);
     if (s_curve_apply(self->sock, &self->opts.curve))
         return GS_CLIENT_EINVAL;
+    if (s_watch_start(&self->watch, self->ctx, self->sock, ++self->watch_seq))
+        return GS_CLIENT_EIO;
     if (zmq_connect(self->sock, self->endpoint))
         return GS_CLIENT_EIO;
     return 0;
+}
+
+static int
+s_cancelled(const atomic_int *cancel)
+{
+    return cancel && atomic_load(cancel);
+}
+
+/* How long one poll may wait: the time left, in slices when there is a
+ * cancel flag to look at. */
+static long
+s_wait_ms(int64_t left, const atomic_int *cancel)
+{
+    if (left < 0)
+        left = 0;
+    return cancel && left > S_SLICE_MS ? S_SLICE_MS : (long) left;
 }
 
 gs_client_t *
@@ -163,8 +373,10 @@ gs_client_destroy(gs_client_t **self_p)
     if (!self_p || !*self_p)
         return;
     gs_client_t *self = *self_p;
-    if (self->sock)
+    if (self->sock) {
+        s_watch_stop(&self->watch, self->sock);
         zmq_close(self->sock);
+    }
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     free(self);
@@ -186,6 +398,62 @@ s_retry_later(int reason)
            reason == GRIDSYNC__V1__REASON__REASON_INTERNAL;
 }
 
+/* Fold what the current socket's monitor saw into the call's view. */
+static void
+s_watch_fold(s_watch_t *all, const s_watch_t *w)
+{
+    all->connected |= w->connected;
+    all->handshaked |= w->handshaked;
+    if (w->failed) {
+        all->failed = w->failed;
+        all->value = w->value;
+    }
+}
+
+/* Queue the request on the socket, waiting no longer than deadline: a
+ * DEALER with no connection (none yet, or its handshake was refused and
+ * ZeroMQ gave up) would block a plain send forever. Returns 0 sent, 1 the
+ * deadline passed, or GS_CLIENT_EAUTH / ECANCELLED / EIO. */
+static int
+s_send_until(gs_client_t *self, const uint8_t *buf, size_t len, int64_t deadline)
+{
+    for (;;) {
+        if (zmq_send(self->sock, buf, len, ZMQ_DONTWAIT) == (int) len)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return GS_CLIENT_EIO;
+        if (s_cancelled(self->opts.cancel))
+            return GS_CLIENT_ECANCELLED;
+        int64_t left = deadline - s_mono_ms();
+        if (left <= 0)
+            return 1;
+        zmq_pollitem_t it[2] = { { self->sock, 0, ZMQ_POLLOUT, 0 },
+                                 { self->watch.pair, 0, ZMQ_POLLIN, 0 } };
+        if (zmq_poll(it, 2, s_wait_ms(left, self->opts.cancel)) < 0 && errno != EINTR)
+            return GS_CLIENT_EIO;
+        s_watch_drain(&self->watch);
+        if (self->watch.refused)
+            return GS_CLIENT_EAUTH;
+    }
+}
+
+/* Wait until ms have passed, or the cancel flag is set. */
+static int
+s_pause(const gs_client_t *self, int ms)
+{
+    int64_t until = s_mono_ms() + ms;
+    for (;;) {
+        if (s_cancelled(self->opts.cancel))
+            return GS_CLIENT_ECANCELLED;
+        int64_t left = until - s_mono_ms();
+        if (left <= 0)
+            return 0;
+        long w = s_wait_ms(left, self->opts.cancel);
+        struct timespec ts = { w / 1000, (w % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+}
+
 int
 gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
                Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
@@ -195,6 +463,11 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
         err->reason = 0;
         err->message[0] = 0;
     }
+    /* a socket whose handshake was refused is dead: give the broker a new
+     * chance (it may have enrolled the key since) */
+    s_watch_drain(&self->watch);
+    if (self->watch.refused && s_client_connect(self))
+        return GS_CLIENT_EIO;
     req->request_id = ++self->next_id;
     size_t len = gridsync__v1__request__get_packed_size(req);
     uint8_t *buf = malloc(len ? len : 1);
@@ -204,25 +477,43 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
     self->stats.requests++;
     int attempts = retry ? 1 + self->opts.retries : 1;
     int rc = GS_CLIENT_ETIMEOUT;
-    for (int a = 0; a < attempts; a++) {
+    s_watch_t seen;             /* what every socket of this call saw */
+    memset(&seen, 0, sizeof seen);
+    int a;
+    for (a = 0; a < attempts; a++) {
         if (a > 0)
             self->stats.resends++;
-        if (zmq_send(self->sock, buf, len, 0) != (int) len) {
-            rc = GS_CLIENT_EIO;
+        int64_t deadline = s_mono_ms() + self->opts.timeout_ms;
+        int sent = s_send_until(self, buf, len, deadline);
+        if (sent < 0) {
+            rc = sent;
             break;
         }
-        int64_t deadline = s_mono_ms() + self->opts.timeout_ms;
         int got = 0, retry_later = 0;
-        while (!got) {
+        while (!got && sent == 0) {
+            if (s_cancelled(self->opts.cancel)) {
+                rc = GS_CLIENT_ECANCELLED;
+                break;
+            }
             int64_t left = deadline - s_mono_ms();
             if (left <= 0)
                 break;
-            zmq_pollitem_t it = { self->sock, 0, ZMQ_POLLIN, 0 };
-            int n = zmq_poll(&it, 1, (long) left);
+            zmq_pollitem_t it[2] = { { self->sock, 0, ZMQ_POLLIN, 0 },
+                                     { self->watch.pair, 0, ZMQ_POLLIN, 0 } };
+            int n = zmq_poll(it, 2, s_wait_ms(left, self->opts.cancel));
             if (n < 0 && errno == EINTR)
                 continue;
-            if (n <= 0)
+            if (n < 0)
                 break;
+            if (it[1].revents) {
+                s_watch_drain(&self->watch);
+                if (self->watch.refused) {
+                    rc = GS_CLIENT_EAUTH;
+                    break;
+                }
+            }
+            if (!it[0].revents)
+                continue;
             zmq_msg_t m;
             zmq_msg_init(&m);
             if (zmq_msg_recv(&m, self->sock, 0) < 0) {
@@ -257,24 +548,35 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
             rc = 0;
             break;
         }
+        if (rc == GS_CLIENT_EAUTH || rc == GS_CLIENT_ECANCELLED)
+            break;
         if (retry_later) {
             /* back off for one timeout before sending the same bytes again */
-            zmq_pollitem_t it = { self->sock, 0, ZMQ_POLLIN, 0 };
-            zmq_poll(&it, 0, 0);
-            struct timespec ts = { self->opts.timeout_ms / 1000,
-                                   (long) (self->opts.timeout_ms % 1000) * 1000000L };
-            nanosleep(&ts, NULL);
+            int pr = s_pause(self, self->opts.timeout_ms);
+            if (pr) {
+                rc = pr;
+                break;
+            }
             continue;
         }
         /* Lazy Pirate: the socket may be wedged on a dead peer; start fresh */
+        s_watch_drain(&self->watch);
+        s_watch_fold(&seen, &self->watch);
         if (s_client_connect(self)) {
             rc = GS_CLIENT_EIO;
             break;
         }
     }
     free(buf);
+    s_watch_drain(&self->watch);
+    s_watch_fold(&seen, &self->watch);
+    int curve = self->opts.curve.server_public[0] != 0;
     if (rc == GS_CLIENT_ETIMEOUT)
-        s_err(err, 0, "no reply from %s", self->endpoint);
+        s_watch_timeout(&seen, curve, self->endpoint, attempts, self->opts.timeout_ms, err);
+    else if (rc == GS_CLIENT_EAUTH)
+        s_watch_refusal(&self->watch, curve, self->endpoint, err);
+    else if (rc == GS_CLIENT_ECANCELLED)
+        s_err(err, 0, "interrupted while waiting for %s", self->endpoint);
     return rc;
 }
 
@@ -383,6 +685,9 @@ struct gs_sub {
     uint64_t broker_epoch;      /* the broker's epoch as last heard; 0 = none sent */
     int lineage_bad;            /* a lineage change was found: only ELINEAGE now */
     gs_sub_lineage_t lineage;   /* what revealed it */
+    s_watch_t watch;            /* the feed socket's monitor */
+    int64_t heard[S_MAX_SUB_PREFIXES];      /* last heartbeat or event per prefix, ms */
+    int64_t warned;             /* last silence warning, ms (0 = none since heard) */
 };
 
 void
@@ -490,9 +795,10 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
     uint64_t since = self->known[p];
     for (;;) {
         Gridsync__V1__SyncResponse *r = NULL;
-        gs_client_error_t err;
+        gs_client_error_t local;
         int rc = gs_client_sync(self->cli, pfx, 1, since, self->opts.sync_limit,
-                                self->opts.omit_restricted, &r, &err);
+                                self->opts.omit_restricted, &r,
+                                self->opts.err ? self->opts.err : &local);
         if (rc)
             return rc;
         /* before taking anything: these could be another store's events */
@@ -636,6 +942,7 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
     gs_client_opts_init(&co);
     co.timeout_ms = self->opts.timeout_ms;
     co.curve = self->opts.curve;
+    co.cancel = self->opts.cancel;
     self->cli = gs_client_new(sync_endpoint, &co);
     self->ctx = zmq_ctx_new();
     if (!self->cli || !self->ctx) {
@@ -646,7 +953,9 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
     int linger = 0;
     zmq_setsockopt(self->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(self->sock, ZMQ_RCVHWM, &self->opts.rcvhwm, sizeof self->opts.rcvhwm);
-    if (s_curve_apply(self->sock, &self->opts.curve) || zmq_connect(self->sock, feed_endpoint)) {
+    if (s_curve_apply(self->sock, &self->opts.curve) ||
+        s_watch_start(&self->watch, self->ctx, self->sock, 1) ||
+        zmq_connect(self->sock, feed_endpoint)) {
         e = GS_CLIENT_EIO;
         goto fail;
     }
@@ -661,12 +970,18 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
         if (e)
             goto fail;
     }
+    /* silence is counted from here: heartbeats start once subscribed */
+    for (size_t i = 0; i < n; i++)
+        self->heard[i] = s_mono_ms();
     return self;
 fail:
     gs_sub_destroy(&self);
 fail_early:
     if (err)
         *err = e;
+    if (e == GS_CLIENT_EINVAL && opts && opts->err)
+        s_err(opts->err, 0, "bad prefix (level boundary: 0, 2, 4, 6, 9, 12 or 15 digits; "
+              "none inside another)");
     return NULL;
 }
 
@@ -678,8 +993,10 @@ gs_sub_destroy(gs_sub_t **self_p)
     gs_sub_t *self = *self_p;
     s_queue_drop(self);
     free(self->queue);
-    if (self->sock)
+    if (self->sock) {
+        s_watch_stop(&self->watch, self->sock);
         zmq_close(self->sock);
+    }
     if (self->ctx)
         zmq_ctx_term(self->ctx);
     gs_client_destroy(&self->cli);
@@ -711,6 +1028,8 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
     if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_EVENT) {
         Gridsync__V1__ChangeEvent *ev = fm->event;
         int p = s_prefix_index(self, ev->grid_code);
+        if (p >= 0)
+            self->heard[p] = s_mono_ms();
         if (p < 0) {
             /* not a prefix of ours */
         } else if (ev->seq <= self->known[p]) {
@@ -744,6 +1063,9 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
             rc = s_lineage_confirm(self); /* a late heartbeat, or a restored store */
         if (rc == 0 && hb->head_seq > self->head)
             self->head = hb->head_seq;
+        for (size_t p = 0; p < self->n; p++)
+            if (strcmp(hb->prefix, self->prefix[p]) == 0)
+                self->heard[p] = s_mono_ms();
         for (size_t p = 0; rc == 0 && p < self->n; p++) {
             if (strcmp(hb->prefix, self->prefix[p]) == 0 &&
                 hb->prefix_last_seq > self->known[p]) {
@@ -774,16 +1096,30 @@ gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev)
             zmq_msg_close(&topic);
             if (errno != EAGAIN && errno != EINTR)
                 return GS_CLIENT_EIO;
+            if (s_cancelled(self->opts.cancel))
+                return GS_CLIENT_ECANCELLED;
             int64_t left = deadline == INT64_MAX ? -1 : deadline - s_mono_ms();
             if (left < 0 && deadline != INT64_MAX)
                 return 1;
-            zmq_pollitem_t it = { self->sock, 0, ZMQ_POLLIN, 0 };
-            int n = zmq_poll(&it, 1, (long) left);
+            /* forever, or in slices when there is a cancel flag to watch */
+            long wait = left < 0 ? (self->opts.cancel ? S_SLICE_MS : -1)
+                                 : s_wait_ms(left, self->opts.cancel);
+            zmq_pollitem_t it[2] = { { self->sock, 0, ZMQ_POLLIN, 0 },
+                                     { self->watch.pair, 0, ZMQ_POLLIN, 0 } };
+            int n = zmq_poll(it, 2, wait);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
                 return GS_CLIENT_EIO;
-            if (n == 0)
+            if (it[1].revents) {
+                s_watch_drain(&self->watch);
+                if (self->watch.refused) {
+                    s_watch_refusal(&self->watch, self->opts.curve.server_public[0] != 0,
+                                    "the feed endpoint", self->opts.err);
+                    return GS_CLIENT_EAUTH;
+                }
+            }
+            if (n == 0 && wait == left)
                 return 1;
             continue;
         }
@@ -804,6 +1140,49 @@ gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev)
 }
 
 int
+gs_sub_silence(gs_sub_t *self, int64_t warn_ms, char *msg, size_t size)
+{
+    if (warn_ms <= 0)
+        return 0;
+    int64_t now = s_mono_ms(), oldest = now;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->heard[i] < oldest)
+            oldest = self->heard[i];
+    if (now - oldest < warn_ms) {
+        self->warned = 0;   /* heard again: the next silence warns at once */
+        return 0;
+    }
+    if (self->warned && now - self->warned < warn_ms)
+        return 0;
+    self->warned = now;
+    snprintf(msg, size, "no heartbeat for %lld s: check enrolment (is the key enrolled and "
+             "active, and allowed these prefixes?)", (long long) ((now - oldest + 999) / 1000));
+    return 1;
+}
+
+/* fsync the directory holding path, so that a rename in it is durable. */
+static int
+s_fsync_dir(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;     /* a file in the root directory */
+    else
+        *slash = 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    if (close(fd))
+        rc = -1;
+    return rc;
+}
+
+int
 gs_sub_checkpoint(gs_sub_t *self, const char *extra)
 {
     if (!self->checkpoint)
@@ -811,7 +1190,8 @@ gs_sub_checkpoint(gs_sub_t *self, const char *extra)
     if (extra)
         snprintf(self->extra, sizeof self->extra, "%s", extra);
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", self->checkpoint);
+    if ((size_t) snprintf(tmp, sizeof tmp, "%s.tmp", self->checkpoint) >= sizeof tmp)
+        return GS_CLIENT_EIO;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return GS_CLIENT_EIO;
@@ -826,11 +1206,15 @@ gs_sub_checkpoint(gs_sub_t *self, const char *extra)
     if (self->extra[0] && len < sizeof buf - sizeof self->extra - 8)
         len += (size_t) snprintf(buf + len, sizeof buf - len, "extra %s\n", self->extra);
     int ok = write(fd, buf, len) == (ssize_t) len && fsync(fd) == 0;
-    close(fd);
+    if (close(fd))
+        ok = 0;
     if (!ok || rename(tmp, self->checkpoint)) {
         unlink(tmp);
         return GS_CLIENT_EIO;
     }
+    /* the rename is durable only once the directory entry is on disk */
+    if (s_fsync_dir(self->checkpoint))
+        return GS_CLIENT_EIO;
     return 0;
 }
 

@@ -15,11 +15,23 @@
  * error reply gives GS_CLIENT_ESERVER with the reason and message in
  * gs_client_error_t.
  *
+ * Connections: every socket is watched with a ZeroMQ socket monitor. A
+ * handshake the broker refuses (key unknown or revoked, or the two sides in
+ * different security modes) ends the request at once with GS_CLIENT_EAUTH
+ * and a message naming the cause, instead of a wait for replies that cannot
+ * come; a timeout's message says how far the connection got (no TCP
+ * connection, connected but no handshake, or no reply). No call blocks
+ * longer than its timeouts: sends wait for the socket only until the
+ * attempt's deadline, and a cancel flag (the opts' cancel, set from a
+ * signal handler or another thread) ends any wait within 100 ms with
+ * GS_CLIENT_ECANCELLED.
+ *
  * Threads: an object belongs to one thread at a time.
  */
 #ifndef GS_CLIENT_H
 #define GS_CLIENT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "gridsync.pb-c.h"
@@ -33,8 +45,11 @@ enum {
     GS_CLIENT_ENOMEM = -2005,
     GS_CLIENT_EIO = -2006,        /* socket or checkpoint file failure */
     GS_CLIENT_EGAP = -2007,       /* feed gap that the sync service could not fill */
-    GS_CLIENT_ELINEAGE = -2008    /* the broker's store was restored or replaced: the */
+    GS_CLIENT_ELINEAGE = -2008,   /* the broker's store was restored or replaced: the */
                                   /* positions followed are void; re-baseline */
+    GS_CLIENT_EAUTH = -2010,      /* handshake refused: key not enrolled or revoked, or
+                                   * the client and broker differ in security mode */
+    GS_CLIENT_ECANCELLED = -2011  /* the caller's cancel flag was set */
 };
 
 const char *gs_client_strerror(int err);
@@ -43,6 +58,12 @@ typedef struct gs_client_error {
     int reason;                 /* gridsync.v1.Reason from the broker, or 0 */
     char message[256];          /* the broker's message, or ours */
 } gs_client_error_t;
+
+/* What to show a person for error rc: the client library's own message in
+ * err when it wrote one (it is complete: a refused handshake, a timeout
+ * and how far the connection got), else gs_client_strerror(rc) followed by
+ * the broker's message, if any. Writes buf and returns it. err may be NULL. */
+const char *gs_client_errtext(int rc, const gs_client_error_t *err, char *buf, size_t size);
 
 /* CURVE keys, Z85 text (40 characters). All three set = CURVE; all empty
  * = plaintext (only a broker in --insecure-dev mode accepts that). */
@@ -57,11 +78,26 @@ typedef struct gs_curve_keys {
  * other lines ignored). Returns 0 or GS_CLIENT_EIO / GS_CLIENT_EINVAL. */
 int gs_curve_keys_load(gs_curve_keys_t *keys, const char *path);
 
+/* What else a provisioning bundle names: the device id and the endpoints
+ * (lines device_id, upload_endpoint and feed_endpoint, as `gridctl devices
+ * enrol --endpoint/--feed-endpoint` writes them); a field the bundle lacks
+ * is "". Returns 0 or GS_CLIENT_EIO (unreadable) / GS_CLIENT_EINVAL (a
+ * value too long). */
+typedef struct gs_bundle_info {
+    char device_id[65];         /* the registry id the key belongs to */
+    char upload_endpoint[256];  /* the broker's upload/sync endpoint */
+    char feed_endpoint[256];    /* its live feed endpoint */
+} gs_bundle_info_t;
+
+int gs_bundle_info_load(gs_bundle_info_t *info, const char *path);
+
 typedef struct gs_client_opts {
     int timeout_ms;             /* wait for one reply (default 3000) */
     int retries;                /* resends after a timeout (default 5) */
     int64_t max_reply_bytes;    /* largest reply accepted (default 64 MiB) */
     gs_curve_keys_t curve;      /* CURVE keys (all empty = plaintext) */
+    const atomic_int *cancel;   /* when set and nonzero, every wait ends with
+                                 * GS_CLIENT_ECANCELLED (NULL = none) */
 } gs_client_opts_t;
 
 void gs_client_opts_init(gs_client_opts_t *o);
@@ -119,6 +155,9 @@ typedef struct gs_sub_opts {
     gs_curve_keys_t curve;      /* CURVE keys for feed and sync (empty = plaintext) */
     uint64_t epoch;             /* store epoch that since belongs to (0 = take the */
                                 /* broker's); a checkpoint's epoch comes first     */
+    const atomic_int *cancel;   /* as gs_client_opts_t.cancel, for feed and sync */
+    gs_client_error_t *err;     /* when not NULL, gs_sub_new and gs_sub_next write
+                                 * the message of a failure here */
 } gs_sub_opts_t;
 
 void gs_sub_opts_init(gs_sub_opts_t *o);
@@ -140,8 +179,11 @@ void gs_sub_destroy(gs_sub_t **self_p);
 /* The next event, in seq order per prefix, each exactly once. Waits up to
  * timeout_ms for one (-1 = forever). Returns 0 with *ev set (free with
  * gridsync__v1__change_event__free_unpacked(ev, NULL)), 1 on timeout, or an
- * error. Gaps in the live feed are detected (prev_seq, heartbeats) and
- * repaired from the sync service before anything later is delivered.
+ * error: GS_CLIENT_EAUTH when the feed's handshake was refused (ZeroMQ does
+ * not reconnect after that, so nothing more can arrive), GS_CLIENT_ECANCELLED
+ * when the cancel flag is set. Gaps in the live feed are detected
+ * (prev_seq, heartbeats) and repaired from the sync service before anything
+ * later is delivered.
  *
  * Lineage: the subscriber follows one store epoch (the checkpoint's, or
  * the broker's at first contact when the checkpoint has none). A sync
@@ -177,10 +219,24 @@ int gs_sub_lineage(const gs_sub_t *self, gs_sub_lineage_t *out);
  * GS_CLIENT_ELINEAGE again if the store changed once more meanwhile). */
 int gs_sub_rebaseline(gs_sub_t *self);
 
+/* Silence watch. The broker sends a heartbeat for every subscribed prefix
+ * each heartbeat-ms (default 1 s); a subscriber that hears none (and no
+ * event) for a prefix for long is not being served: its subscription was
+ * refused (key revoked or not allowed the prefix) or the feed is down.
+ * Returns 1, with msg set to "no heartbeat for N s: check enrolment (...)",
+ * when some prefix has been silent for warn_ms or more and no warning was
+ * given in the last warn_ms; else 0. Call it between gs_sub_next calls.
+ * warn_ms <= 0 never warns. */
+int gs_sub_silence(gs_sub_t *self, int64_t warn_ms, char *msg, size_t size);
+
 /* Record that everything delivered so far is processed: writes the
- * checkpoint file durably (write, fsync, rename) with the positions and
- * the epoch followed (after GS_CLIENT_ELINEAGE still the old one, so a
- * restart reports the change again). extra, when not NULL, is
+ * checkpoint file durably (write and fsync a temporary file, rename it over
+ * the checkpoint, fsync the directory), so that after a crash the file is
+ * the old checkpoint or the new one, never a mix, and a checkpoint once
+ * returned survives a power cut. The checkpoint holds the positions and the
+ * epoch followed (after GS_CLIENT_ELINEAGE still the old one, so a restart
+ * reports the change again). Returns GS_CLIENT_EIO when any step fails
+ * (the old checkpoint is then left as it was). extra, when not NULL, is
  * stored with it and returned by gs_sub_checkpoint_extra after a restart
  * (gridfeed keeps its output file size there). */
 int gs_sub_checkpoint(gs_sub_t *self, const char *extra);

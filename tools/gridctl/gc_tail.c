@@ -5,12 +5,16 @@
  * either polls the store every 500 ms (a human tool: a read transaction
  * twice a second costs the broker nothing) or, with --feed and --upload,
  * follows the broker's live feed through the client library's subscriber,
- * which detects and repairs gaps itself, and exits 1 when it reports that
- * the broker's store was restored or replaced (GS_CLIENT_ELINEAGE).
+ * which detects and repairs gaps itself, warns on stderr when the feed goes
+ * silent ("no heartbeat for N s: check enrolment", every --heartbeat-warn
+ * ms while it lasts, following goes on), fails when the broker refuses the
+ * handshake, and exits 1 when it reports that the broker's store was
+ * restored or replaced (GS_CLIENT_ELINEAGE).
  */
 #include "gc.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,7 +24,8 @@
 
 static const char s_help[] =
     "Usage: gridctl tail [PREFIX] [--since SEQ] [--limit N] [--follow]\n"
-    "                    [--feed EP --upload EP [--keys FILE]] [--count N]\n"
+    "                    [--feed EP --upload EP [--keys FILE] [--heartbeat-warn MS]]\n"
+    "                    [--count N]\n"
     "\n"
     "Change events under PREFIX (default: all) from the store's log, oldest first:\n"
     "seq, commit time, operation, kind, record id, version, grid (old -> new for a\n"
@@ -33,20 +38,26 @@ static const char s_help[] =
     "  --feed EP      the broker's live feed endpoint, with --upload EP its\n"
     "                 upload/sync endpoint: follow through the client library's\n"
     "                 subscriber (PREFIX must then be 0, 2, 4, 6, 9, 12 or 15 digits)\n"
-    "  --keys FILE    CURVE keys (server_public, public_key, secret_key) for --feed\n"
+    "  --keys FILE    CURVE keys (server_public, public_key, secret_key) for --feed:\n"
+    "                 the enrolment bundle of gridctl devices enrol --bundle\n"
+    "  --heartbeat-warn MS  with --feed: warn on stderr when no heartbeat arrived\n"
+    "                 for MS milliseconds, and again every MS while it lasts;\n"
+    "                 following goes on (default 5000, 0 = never)\n"
     "  --count N      exit after printing N events\n"
     "\n"
     "--json: one line per event, the lines gridfeed writes: {seq, grid, kind, op,\n"
     "version, record_key, origin_device, committed_at, previous_grid_code, record},\n"
     "the record masked unless --reveal (logged).\n";
 
-static volatile sig_atomic_t s_stop;
+/* Set by SIGINT/SIGTERM; also the client library's cancel flag with --feed
+ * (lock-free, so a handler may set it). */
+static atomic_int s_stop;
 
 static void
 s_on_signal(int sig)
 {
     (void) sig;
-    s_stop = 1;
+    atomic_store(&s_stop, 1);
 }
 
 /* One event kept for the "last N" view. */
@@ -177,14 +188,17 @@ s_last(s_tail_t *t, gs_store_t *st, const char *prefix, uint64_t limit, uint64_t
 /* Follow the live feed through the client library. */
 static int
 s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t since,
-              uint64_t epoch)
+              uint64_t epoch, int64_t hb_warn_ms)
 {
     gc_ctx_t *ctx = t->ctx;
+    gs_client_error_t cerr = { 0, "" };
     gs_sub_opts_t so;
     gs_sub_opts_init(&so);
     /* since is a seq of the store read above: the broker must serve that
      * lineage, or following from since would skip events */
     so.epoch = epoch;
+    so.cancel = &s_stop;
+    so.err = &cerr;
     /* what would be masked anyway is better not sent at all */
     so.omit_restricted = !ctx->reveal;
     const char *keys = gc_args_get(a, "keys");
@@ -194,13 +208,23 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
     int err = 0;
     gs_sub_t *sub = gs_sub_new(gc_args_get(a, "feed"), gc_args_get(a, "upload"), pf, 1, NULL,
                                since, &so, &err);
+    if (!sub && err == GS_CLIENT_ECANCELLED)
+        return GC_EXIT_OK; /* interrupted while catching up */
+    char text[512];
     if (!sub)
-        return gc_fail(ctx, "cannot follow the feed: %s", gs_client_strerror(err));
+        return gc_fail(ctx, "cannot follow the feed: %s",
+                       gs_client_errtext(err, &cerr, text, sizeof text));
+    /* stderr, so that the events on stdout stay machine-readable */
+    fprintf(stderr, "gridctl tail: following \"%s\" through the live feed at %s\n", prefix,
+            gc_args_get(a, "feed"));
     int rc = GC_EXIT_OK;
     while (!s_stop) {
         Gridsync__V1__ChangeEvent *ev = NULL;
         int r = gs_sub_next(sub, 500, &ev);
-        if (r == 1)
+        char warning[256];
+        if (r >= 0 && gs_sub_silence(sub, hb_warn_ms, warning, sizeof warning))
+            fprintf(stderr, "gridctl tail: %s\n", warning);
+        if (r == 1 || r == GS_CLIENT_ECANCELLED)
             continue;
         if (r == GS_CLIENT_ELINEAGE) {
             /* seqs printed so far belong to a store that no longer exists */
@@ -212,7 +236,7 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
             break;
         }
         if (r < 0) {
-            rc = gc_fail(ctx, "feed: %s", gs_client_strerror(r));
+            rc = gc_fail(ctx, "feed: %s", gs_client_errtext(r, &cerr, text, sizeof text));
             break;
         }
         /* repack so the event is masked the one way every event is */
@@ -242,7 +266,8 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
 {
     static const gc_optspec_t spec[] = { { "since", 1 }, { "limit", 1 }, { "follow", 0 },
                                          { "feed", 1 },  { "upload", 1 }, { "keys", 1 },
-                                         { "count", 1 }, { NULL, 0 } };
+                                         { "count", 1 }, { "heartbeat-warn", 1 },
+                                         { NULL, 0 } };
     gc_args_t a;
     int rc = gc_args_parse(ctx, argc, argv, spec, &a);
     if (rc)
@@ -254,9 +279,10 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
     if (a.n_pos > 1)
         return gc_usage(ctx, "expected at most one PREFIX");
     const char *prefix = a.n_pos ? a.pos[0] : "";
-    uint64_t since, limit, count;
+    uint64_t since, limit, count, hb_warn;
     int has_since = gc_args_has(&a, "since");
     if ((rc = gc_prefix_arg(ctx, prefix)) ||
+        (rc = gc_args_u64(ctx, &a, "heartbeat-warn", 5000, 0, 86400000, &hb_warn)) ||
         (rc = gc_args_u64(ctx, &a, "since", 0, 0, UINT64_MAX, &since)) ||
         (rc = gc_args_u64(ctx, &a, "limit", has_since ? 0 : 20, 1, 1000000, &limit)) ||
         (rc = gc_args_u64(ctx, &a, "count", 0, 1, UINT64_MAX, &count)))
@@ -269,6 +295,8 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
         return gc_usage(ctx, "--feed is for --follow");
     if (gc_args_has(&a, "keys") && !feed)
         return gc_usage(ctx, "--keys is for --feed");
+    if (gc_args_has(&a, "heartbeat-warn") && !feed)
+        return gc_usage(ctx, "--heartbeat-warn is for --feed");
     gs_verdict_t v;
     if (feed && gs_prefix_check(prefix, &v))
         return gc_usage(ctx, "with --feed, PREFIX must be 0, 2, 4, 6, 9, 12 or 15 digits");
@@ -310,7 +338,8 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
         uint64_t epoch = 0;
         gs_store_epoch(st, &epoch); /* 0 (not known) for a store from before epochs */
         gs_store_destroy(&st);
-        rc = s_follow_feed(&t, &a, prefix, t.last_seq > next ? t.last_seq : next, epoch);
+        rc = s_follow_feed(&t, &a, prefix, t.last_seq > next ? t.last_seq : next, epoch,
+                           (int64_t) hb_warn);
     }
     while (!done && follow && !feed && !s_stop) {
         struct timespec ts = { 0, 500 * 1000000L };

@@ -22,15 +22,23 @@
  * consumers; --on-restore rebaseline instead moves the output aside as
  * FILE.void-EPOCH and starts over from seq 0 into a fresh FILE.
  *
+ * Silence: when no heartbeat (nor event) arrived for a followed prefix for
+ * --heartbeat-warn ms, a warning goes to stderr, "no heartbeat for N s:
+ * check enrolment (...)", again every --heartbeat-warn ms while it lasts;
+ * following goes on (a broker that comes back is followed again). A
+ * handshake the broker refuses ends the run: ZeroMQ does not try again.
+ *
  * Exit status: 0 done (stop condition met, or SIGTERM/SIGINT after a last
- * checkpoint); 1 the feed or the output failed; 2 bad arguments; 3 the
- * broker's store was restored or replaced (see above).
+ * checkpoint); 1 the feed or the output failed (including a refused
+ * handshake); 2 bad arguments; 3 the broker's store was restored or
+ * replaced (see above).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +53,15 @@
 #define S_POLL_MS 200           /* how often a quiet feed checks stop conditions */
 #define S_EXIT_LINEAGE 3        /* the broker's store was restored or replaced */
 
-static volatile sig_atomic_t s_stop;
+/* Set by SIGTERM/SIGINT; also the client library's cancel flag, so a
+ * signal ends its waits too (lock-free, so a handler may set it). */
+static atomic_int s_stop;
 
 static void
 s_on_signal(int sig)
 {
     (void) sig;
-    s_stop = 1;
+    atomic_store(&s_stop, 1);
 }
 
 static int64_t
@@ -75,6 +85,7 @@ typedef struct s_args {
     uint64_t until_seq;             /* stop once every event <= this is written (0 = no) */
     uint64_t count;                 /* stop after this many events (0 = no) */
     int64_t idle_exit_ms;           /* stop after this long without events (0 = no) */
+    int64_t hb_warn_ms;             /* warn after this long without a heartbeat (0 = no) */
     uint64_t every;                 /* events per checkpoint */
     uint64_t crash_after;           /* testing: SIGKILL self after this many lines */
     int omit_restricted;            /* ask for events without Person.restricted */
@@ -102,21 +113,26 @@ s_usage(FILE *out)
         "  --until-seq N        exit once every event up to seq N has been written\n"
         "  --count N            exit after writing N events\n"
         "  --idle-exit MS       exit after MS milliseconds without an event\n"
+        "  --heartbeat-warn MS  warn on stderr when no heartbeat arrived for a prefix\n"
+        "                       for MS milliseconds, and again every MS while it lasts;\n"
+        "                       following goes on (default 5000, 0 = never)\n"
         "  --checkpoint-every N events per checkpoint (default 256; also when idle)\n"
         "  --on-restore WHAT    when the broker's store was restored or replaced: stop\n"
         "                       (default; exit status 3) or rebaseline (move --output\n"
         "                       aside as FILE.void-EPOCH, start over from seq 0)\n"
         "  --omit-restricted    ask for events without persons' restricted data\n"
         "  --reveal             write ID numbers and phones unmasked (logged to stderr)\n"
-        "  --keys FILE          CURVE keys (server_public, public_key, secret_key)\n"
+        "  --keys FILE          CURVE keys (server_public, public_key, secret_key): the\n"
+        "                       enrolment bundle of gridctl devices enrol --bundle\n"
         "  --quiet              no statistics on stderr at exit\n"
         "  --verbose            a line on stderr when following starts and at each checkpoint\n"
         "  --crash-after N      testing: kill itself (SIGKILL) after writing N lines,\n"
         "                       before checkpointing them\n"
         "  --help\n"
         "\n"
-        "Exit status: 0 done or stopped by SIGTERM/SIGINT, 1 feed or output failure,\n"
-        "2 bad arguments, 3 the broker's store was restored or replaced.\n");
+        "Exit status: 0 done or stopped by SIGTERM/SIGINT, 1 feed or output failure\n"
+        "(a refused handshake included), 2 bad arguments, 3 the broker's store was\n"
+        "restored or replaced.\n");
 }
 
 static int
@@ -138,7 +154,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
 {
     enum { O_FEED = 256, O_UPLOAD, O_PREFIX, O_CHECKPOINT, O_OUTPUT, O_SINCE, O_UNTIL,
            O_COUNT, O_IDLE, O_EVERY, O_OMIT, O_REVEAL, O_KEYS, O_QUIET, O_VERBOSE, O_CRASH,
-           O_HELP, O_RESTORE };
+           O_HELP, O_RESTORE, O_HB_WARN };
     static const struct option opts[] = {
         { "feed", required_argument, 0, O_FEED },
         { "upload", required_argument, 0, O_UPLOAD },
@@ -150,6 +166,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         { "until-seq", required_argument, 0, O_UNTIL },
         { "count", required_argument, 0, O_COUNT },
         { "idle-exit", required_argument, 0, O_IDLE },
+        { "heartbeat-warn", required_argument, 0, O_HB_WARN },
         { "checkpoint-every", required_argument, 0, O_EVERY },
         { "omit-restricted", no_argument, 0, O_OMIT },
         { "reveal", no_argument, 0, O_REVEAL },
@@ -183,6 +200,13 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         case O_COUNT: rc = s_parse_u64("--count", optarg, &a->count); break;
         case O_IDLE: rc = s_parse_u64("--idle-exit", optarg, &v);
             a->idle_exit_ms = (int64_t) v;
+            break;
+        case O_HB_WARN: rc = s_parse_u64("--heartbeat-warn", optarg, &v);
+            if (!rc && v > 86400000) {
+                fprintf(stderr, "gridfeed: --heartbeat-warn is at most 86400000 ms\n");
+                rc = -1;
+            }
+            a->hb_warn_ms = (int64_t) v;
             break;
         case O_EVERY: rc = s_parse_u64("--checkpoint-every", optarg, &a->every);
             if (!rc && a->every == 0) {
@@ -507,6 +531,7 @@ main(int argc, char **argv)
     s_args_t a;
     memset(&a, 0, sizeof a);
     a.every = 256;
+    a.hb_warn_ms = 5000; /* five heartbeats at the broker's default 1 s */
     int prc = s_parse_args(argc, argv, &a);
     if (prc)
         return prc > 0 ? 0 : 2;
@@ -519,11 +544,15 @@ main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    gs_client_error_t cerr = { 0, "" };
     gs_sub_opts_t so;
     gs_sub_opts_init(&so);
     so.omit_restricted = a.omit_restricted;
+    so.cancel = &s_stop;
+    so.err = &cerr;
     gs_client_opts_t co;
     gs_client_opts_init(&co);
+    co.cancel = &s_stop;
     if (a.keys) {
         if (gs_curve_keys_load(&so.curve, a.keys)) {
             fprintf(stderr, "gridfeed: cannot read CURVE keys from %s\n", a.keys);
@@ -551,12 +580,17 @@ main(int argc, char **argv)
     gs_sub_t *sub = gs_sub_new(a.feed, a.sync, a.prefixes, a.n_prefixes, a.checkpoint,
                                a.since, &so, &err);
     if (!sub) {
+        if (o.is_file)
+            close(o.fd);
+        if (err == GS_CLIENT_ECANCELLED) {
+            fprintf(stderr, "gridfeed: interrupted before following began\n");
+            return 0;
+        }
+        char text[512];
         fprintf(stderr, "gridfeed: cannot follow %s via %s: %s\n", a.feed, a.sync,
                 err == GS_CLIENT_EINVAL ? "bad prefix (level boundary: 0, 2, 4, 6, 9, 12 "
                                           "or 15 digits; none inside another)"
-                                        : gs_client_strerror(err));
-        if (o.is_file)
-            close(o.fd);
+                                        : gs_client_errtext(err, &cerr, text, sizeof text));
         return err == GS_CLIENT_EINVAL ? 2 : 1;
     }
     gs_client_t *cli = a.until_seq ? gs_client_new(a.sync, &co) : NULL;
@@ -581,15 +615,22 @@ main(int argc, char **argv)
             break;
         Gridsync__V1__ChangeEvent *ev = NULL;
         int r = gs_sub_next(sub, S_POLL_MS, &ev);
+        if (r == GS_CLIENT_ECANCELLED)
+            break; /* a signal: checkpoint below, exit 0 */
         if (r == GS_CLIENT_ELINEAGE) {
             rc = s_on_lineage(&o, sub, &a);
             continue;
         }
         if (r < 0) {
-            fprintf(stderr, "gridfeed: feed failed: %s\n", gs_client_strerror(r));
+            char text[512];
+            fprintf(stderr, "gridfeed: feed failed: %s\n",
+                    gs_client_errtext(r, &cerr, text, sizeof text));
             rc = 1;
             break;
         }
+        char warning[256];
+        if (gs_sub_silence(sub, a.hb_warn_ms, warning, sizeof warning))
+            fprintf(stderr, "gridfeed: %s\n", warning);
         if (r == 1) {
             /* quiet: make what we have durable, then see if we are done */
             if (o.pending && s_commit(&o, sub, &a, 0)) {

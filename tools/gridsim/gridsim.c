@@ -14,8 +14,13 @@
  * persons/s, ack latency percentiles, counts by result, noise injected,
  * expectation errors); --json prints the summary as one JSON object.
  *
+ * Security: the default broker runs CURVE; --keys FILE reads an enrolment
+ * bundle (`gridctl devices enrol --bundle`) for the keys and, unless
+ * --endpoint is given, the upload endpoint. A refused handshake stops the
+ * run with the client library's message.
+ *
  * Exit status: 0 all acks as expected; 1 expectation or transport errors
- * (or interrupted); 2 bad arguments or setup failure.
+ * (or interrupted by SIGINT/SIGTERM); 2 bad arguments or setup failure.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -41,6 +46,7 @@ typedef struct s_run {
     const gs_gen_t *gen;            /* the district */
     gs_sim_opts_t sim;              /* noise model */
     const char *endpoint;           /* broker upload endpoint */
+    const char *device_id;          /* with --keys: the one device every upload names */
     gs_client_opts_t copts;         /* the devices' client options */
     gs_client_opts_t lossy_opts;    /* the client whose acks get lost */
     uint32_t n_grids;               /* grids to play */
@@ -76,12 +82,16 @@ typedef struct s_worker {
 } s_worker_t;
 
 static atomic_int s_signalled;
+/* Ends every client wait at once: set by a signal, or when one device's
+ * upload failed for good and the run stops. */
+static atomic_int s_cancel;
 
 static void
 s_on_signal(int sig)
 {
     (void) sig;
     atomic_store(&s_signalled, 1);
+    atomic_store(&s_cancel, 1);
 }
 
 static int64_t
@@ -157,12 +167,15 @@ s_error(s_run_t *run, uint64_t n, const char *detail)
 static void
 s_fail(s_run_t *run, const char *upload_id, int rc, const gs_client_error_t *err)
 {
-    atomic_fetch_add(&run->transport_errors, 1);
     atomic_store(&run->stop, 1);
+    if (rc == GS_CLIENT_ECANCELLED)
+        return; /* a signal, or another device's failure, said it */
+    atomic_fetch_add(&run->transport_errors, 1);
+    atomic_store(&s_cancel, 1); /* the other devices need not wait out their timeouts */
+    char text[512];
     pthread_mutex_lock(&run->lock);
-    fprintf(stderr, "%sgridsim: upload %s to %s failed: %s%s%s\n", run->bar ? "\r\033[K" : "",
-            upload_id, run->endpoint, gs_client_strerror(rc), err->message[0] ? ": " : "",
-            err->message);
+    fprintf(stderr, "%sgridsim: upload %s to %s failed: %s\n", run->bar ? "\r\033[K" : "",
+            upload_id, run->endpoint, gs_client_errtext(rc, err, text, sizeof text));
     pthread_mutex_unlock(&run->lock);
 }
 
@@ -189,6 +202,9 @@ s_send(s_worker_t *w, gs_client_t *cli, gs_client_t **lossy, const gs_sim_upload
     s_run_t *run = w->run;
     gs_client_error_t err = { 0, "" };
     char detail[768];
+    /* a CURVE broker takes uploads only in the name of the key's device */
+    if (run->device_id)
+        u->up->device_id = (char *) run->device_id;
     if (u->noise == GS_SIM_LOST_ACK) {
         /* The first attempt goes out on its own connection whose reply is
          * dropped unread (or never arrives before the connection is torn
@@ -341,7 +357,12 @@ s_usage(FILE *out)
         "  --rental-buildings N   rental buildings (default 13055)\n"
         "  --scale F              multiply the three counts above by F (e.g. 0.02)\n"
         "Fleet:\n"
-        "  --endpoint EP          broker upload endpoint (default tcp://127.0.0.1:7510)\n"
+        "  --endpoint EP          broker upload endpoint (default: the bundle's with\n"
+        "                         --keys, else tcp://127.0.0.1:7510)\n"
+        "  --keys FILE            enrolment bundle (gridctl devices enrol --bundle) with\n"
+        "                         the CURVE keys for a broker in CURVE mode (the\n"
+        "                         default); without it gridsim speaks plaintext, which\n"
+        "                         only a broker started with --insecure-dev accepts\n"
         "  --devices N            concurrent device threads, one socket each (default 8)\n"
         "  --batch N              records per upload (default 50)\n"
         "  --run-id ID            prefix of upload ids (default: new for every run);\n"
@@ -364,8 +385,9 @@ s_usage(FILE *out)
         "  --quiet                no progress bar\n"
         "  --help\n"
         "\n"
-        "Exit status: 0 every ack as expected, 1 expectation or transport errors,\n"
-        "2 bad arguments.\n");
+        "Exit status: 0 every ack as expected, 1 expectation or transport errors\n"
+        "(a refused handshake, no reply within the timeouts) or interrupted by\n"
+        "SIGINT/SIGTERM, 2 bad arguments or unreadable --keys.\n");
 }
 
 /* Parse an unsigned number within bounds, or complain. */
@@ -402,7 +424,8 @@ typedef struct s_args {
     gs_gen_opts_t gen;              /* district */
     double scale;                   /* multiplier of grids, households, buildings */
     gs_sim_opts_t sim;              /* noise model */
-    const char *endpoint;           /* broker */
+    const char *endpoint;           /* broker, or NULL for the default */
+    const char *keys;               /* enrolment bundle, or NULL */
     uint32_t devices;               /* threads */
     int timeout_ms;                 /* wait for one ack */
     int retries;                    /* resends after a timeout */
@@ -418,7 +441,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
     enum { O_SEED = 256, O_DISTRICT, O_GRIDS, O_HOUSEHOLDS, O_BUILDINGS, O_SCALE,
            O_ENDPOINT, O_DEVICES, O_BATCH, O_RUN_ID, O_TIMEOUT, O_RETRIES, O_LOST_MS,
            O_RETX, O_LOST, O_INVALID, O_RECOLLECT, O_NEW_ID, O_CONFLICT, O_NO_NOISE,
-           O_JSON, O_QUIET, O_HELP };
+           O_JSON, O_QUIET, O_HELP, O_KEYS };
     static const struct option opts[] = {
         { "seed", required_argument, 0, O_SEED },
         { "district", required_argument, 0, O_DISTRICT },
@@ -427,6 +450,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         { "rental-buildings", required_argument, 0, O_BUILDINGS },
         { "scale", required_argument, 0, O_SCALE },
         { "endpoint", required_argument, 0, O_ENDPOINT },
+        { "keys", required_argument, 0, O_KEYS },
         { "devices", required_argument, 0, O_DEVICES },
         { "batch", required_argument, 0, O_BATCH },
         { "run-id", required_argument, 0, O_RUN_ID },
@@ -476,6 +500,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
             break;
         }
         case O_ENDPOINT: g->endpoint = optarg; break;
+        case O_KEYS: g->keys = optarg; break;
         case O_DEVICES: rc = s_parse_u64("--devices", optarg, 1, 4096, &v);
             g->devices = (uint32_t) v;
             break;
@@ -624,7 +649,6 @@ main(int argc, char **argv)
     gs_gen_opts_init(&g.gen);
     gs_sim_opts_init(&g.sim);
     g.sim.seed = g.gen.seed;
-    g.endpoint = "tcp://127.0.0.1:7510";
     g.devices = 8;
     g.timeout_ms = 3000;
     g.retries = 5;
@@ -640,6 +664,26 @@ main(int argc, char **argv)
     int prc = s_parse_args(argc, argv, &g);
     if (prc)
         return prc > 0 ? 0 : 2;
+    gs_curve_keys_t curve;
+    memset(&curve, 0, sizeof curve);
+    gs_bundle_info_t bundle;
+    memset(&bundle, 0, sizeof bundle);
+    if (g.keys) {
+        int kr = gs_curve_keys_load(&curve, g.keys);
+        if (!kr)
+            kr = gs_bundle_info_load(&bundle, g.keys);
+        if (kr) {
+            fprintf(stderr, "gridsim: cannot read the enrolment bundle %s: %s (it needs "
+                    "server_public, public_key and secret_key lines, as gridctl devices "
+                    "enrol --bundle writes)\n", g.keys,
+                    kr == GS_CLIENT_EIO ? strerror(errno) : "keys missing or malformed");
+            explicit_bzero(&curve, sizeof curve);
+            return 2;
+        }
+    }
+    if (!g.endpoint)
+        g.endpoint = bundle.upload_endpoint[0] ? bundle.upload_endpoint
+                                               : "tcp://127.0.0.1:7510";
     if (g.scale != 1) {
         g.gen.grids = (uint32_t) fmax(1, round(g.gen.grids * g.scale));
         g.gen.households = (uint32_t) round(g.gen.households * g.scale);
@@ -659,9 +703,13 @@ main(int argc, char **argv)
     run.gen = gen;
     run.sim = g.sim;
     run.endpoint = g.endpoint;
+    run.device_id = bundle.device_id[0] ? bundle.device_id : NULL;
     gs_client_opts_init(&run.copts);
     run.copts.timeout_ms = g.timeout_ms;
     run.copts.retries = g.retries;
+    run.copts.curve = curve;
+    run.copts.cancel = &s_cancel;
+    explicit_bzero(&curve, sizeof curve);
     run.lossy_opts = run.copts;
     run.lossy_opts.timeout_ms = g.lost_ack_ms;
     run.lossy_opts.retries = 0;
@@ -783,11 +831,16 @@ main(int argc, char **argv)
     uint64_t transport = atomic_load(&run.transport_errors);
     int interrupted = atomic_load(&s_signalled) ||
                       atomic_load(&run.next_grid) < run.n_grids;
+    if (atomic_load(&s_signalled))
+        fprintf(stderr, "gridsim: interrupted by a signal; the summary covers the uploads "
+                "acked so far\n");
     if (g.json)
         s_print_json(&g, gen, &t, errors, transport, interrupted);
     else
         s_print_human(&g, gen, &t, errors, transport, interrupted);
     fflush(stdout);
+    explicit_bzero(&run.copts.curve, sizeof run.copts.curve);
+    explicit_bzero(&run.lossy_opts.curve, sizeof run.lossy_opts.curve);
     pthread_mutex_destroy(&run.lock);
     pthread_cond_destroy(&run.done);
     gs_gen_destroy(&gen);
