@@ -738,28 +738,32 @@ s_publish_events(gs_broker_t *b, gs_apply_out_t *ev, s_feed_t *f, gs_wbuf_t *wb,
     atomic_fetch_add(&b->metrics.feed_events, ev->n_events);
 }
 
+/* One heartbeat for the prefix of s. */
+static void
+s_heartbeat_send(gs_broker_t *b, const s_sub_t *s, uint64_t head, gs_wbuf_t *wb)
+{
+    Gridsync__V1__Heartbeat hb = GRIDSYNC__V1__HEARTBEAT__INIT;
+    hb.head_seq = head;
+    hb.prefix = (char *) s->prefix;
+    hb.prefix_last_seq = s->last_seq;
+    hb.sent_at = s_now_ms();
+    gs_store_epoch(b->store, &hb.store_epoch); /* 0 if the store has none */
+    gs_wbuf_reset(wb);
+    gs_wbuf_message_field(wb, 2, &hb.base); /* FeedMessage.heartbeat */
+    s_feed_send(b, s->prefix, strlen(s->prefix), wb->data, wb->len);
+    atomic_fetch_add(&b->metrics.feed_heartbeats, 1);
+}
+
 /* One heartbeat for every prefix an applied subscription holds, however
  * many there are. */
 static void
 s_heartbeats(gs_broker_t *b, const s_feed_t *f, uint64_t head, gs_wbuf_t *wb)
 {
-    size_t sent = 0;
     for (size_t k = 0; k < f->cap_subs; k++) {
         const s_sub_t *s = &f->subs[k];
-        if (!s->used || !s->applied)
-            continue;
-        Gridsync__V1__Heartbeat hb = GRIDSYNC__V1__HEARTBEAT__INIT;
-        hb.head_seq = head;
-        hb.prefix = (char *) s->prefix;
-        hb.prefix_last_seq = s->last_seq;
-        hb.sent_at = s_now_ms();
-        gs_store_epoch(b->store, &hb.store_epoch); /* 0 if the store has none */
-        gs_wbuf_reset(wb);
-        gs_wbuf_message_field(wb, 2, &hb.base); /* FeedMessage.heartbeat */
-        s_feed_send(b, s->prefix, strlen(s->prefix), wb->data, wb->len);
-        sent++;
+        if (s->used && s->applied)
+            s_heartbeat_send(b, s, head, wb);
     }
-    atomic_fetch_add(&b->metrics.feed_heartbeats, sent);
 }
 
 /* Why key id may not follow prefix now, or NULL when it may; *dev_out
@@ -823,6 +827,14 @@ s_subscribe(gs_broker_t *b, s_feed_t *f, const char *id, const char *prefix, int
                    (unsigned long long) s->last_seq);
         }
         zmq_setsockopt(b->xpub, ZMQ_SUBSCRIBE, prefix, strlen(prefix));
+        /* A heartbeat at once: the new subscriber's first message names
+         * the store's epoch and head before any event, so a subscriber
+         * that reconnected to a restored store learns it before it could
+         * take one of the restored store's events for a new one. */
+        gs_wbuf_t wb;
+        gs_wbuf_init(&wb);
+        s_heartbeat_send(b, s, atomic_load(&b->head_seq), &wb);
+        gs_wbuf_deinit(&wb);
     }
     if (s && !s->applied && !s->refused)
         s_sub_remove(f, s); /* its holder could not be added */

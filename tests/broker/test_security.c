@@ -873,6 +873,80 @@ test_curve_client_insecure_broker(void **state)
     gs_tk_rmtree(dir);
 }
 
+/* A subscription the broker applies is answered at once with a heartbeat
+ * for its prefix, before any event under it: the subscriber learns the
+ * store's epoch and the prefix's last seq first (a follower that
+ * reconnects to a restored store must not take one of its events for a
+ * new one). The heartbeat interval is a minute here, so only the
+ * heartbeat sent on subscribing can arrive in time. */
+static void
+test_heartbeat_on_subscribe(void **state)
+{
+    (void) state;
+    s_env_t e;
+    memset(&e, 0, sizeof e);
+    gs_tk_tmpdir(e.dir, sizeof e.dir);
+    snprintf(e.store, sizeof e.store, "%s/store", e.dir);
+    e.arena = gs_arena_new(0);
+    static const char *const extra[] = { "--heartbeat-ms=60000", NULL };
+    assert_int_equal(gs_tk_broker_start_mode(&e.broker, e.store, extra, 1), 0);
+    gs_curve_keys_t kd, dev;
+    s_enrol(&e, "district-h", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
+            0, &kd, 1);
+    s_enrol(&e, "dev-a", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE, "440305", 0, &dev,
+            1);
+    gs_client_t *c = s_client(&e, &dev, 5000, 2);
+    Gridsync__V1__Record *r1 = gs_tk_household(e.arena, GRID_A, "H-h1", "ADDR-h1", 1, 3);
+    Gridsync__V1__Ack *ack;
+    gs_client_error_t cerr;
+    assert_int_equal(s_upload(c, "dev-a", "h1", &r1, 1, &ack, &cerr), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    uint64_t epoch = 0, head = 0;
+    {
+        gs_store_opts_t ro;
+        gs_store_opts_init(&ro);
+        ro.read_only = 1;
+        gs_store_t *st = gs_store_new(e.store, &ro, NULL);
+        assert_non_null(st);
+        assert_int_equal(gs_store_epoch(st, &epoch), 0);
+        assert_int_equal(gs_store_head(st, &head), 0);
+        gs_store_destroy(&st);
+    }
+
+    void *ctx = zmq_ctx_new();
+    s_follower_t f;
+    s_follow(ctx, &e, &kd, "440305001", "hb-on-sub", &f);
+    char topic[32];
+    int n = zmq_recv(f.sub, topic, sizeof topic, 0);
+    assert_int_equal(n, 9);
+    assert_memory_equal(topic, "440305001", 9);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    assert_true(zmq_msg_recv(&m, f.sub, 0) >= 0);
+    Gridsync__V1__FeedMessage *fm =
+        gridsync__v1__feed_message__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+    zmq_msg_close(&m);
+    assert_non_null(fm);
+    assert_int_equal(fm->body_case, GRIDSYNC__V1__FEED_MESSAGE__BODY_HEARTBEAT);
+    assert_int_equal(fm->heartbeat->store_epoch, epoch);
+    assert_int_equal(fm->heartbeat->head_seq, head);
+    assert_int_equal(fm->heartbeat->prefix_last_seq, head);
+    gridsync__v1__feed_message__free_unpacked(fm, NULL);
+
+    /* an event committed now comes after it */
+    Gridsync__V1__Record *r2 = gs_tk_household(e.arena, GRID_A, "H-h2", "ADDR-h2", 1, 4);
+    assert_int_equal(s_upload(c, "dev-a", "h2", &r2, 1, &ack, &cerr), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    s_wait_message(&f, 15);
+
+    gs_client_destroy(&c);
+    s_unfollow(&f);
+    zmq_ctx_term(ctx);
+    gs_tk_broker_stop(&e.broker, SIGTERM);
+    gs_arena_destroy(&e.arena);
+    gs_tk_rmtree(e.dir);
+}
+
 /* --insecure-dev on anything but a loopback bind: the broker refuses to
  * start (test_endpoint has the parser's cases). */
 static void
@@ -935,6 +1009,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_revoke_after_many_prefixes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscription_churn, s_setup, s_teardown),
         cmocka_unit_test(test_subscription_bound),
+        cmocka_unit_test(test_heartbeat_on_subscribe),
         cmocka_unit_test(test_curve_client_insecure_broker),
         cmocka_unit_test(test_insecure_refused_off_loopback),
     };

@@ -193,9 +193,10 @@ void gs_sub_destroy(gs_sub_t **self_p);
  * that says so is checked with a sync request first: it may just have been
  * read late). From then on this returns GS_CLIENT_ELINEAGE (every call,
  * until gs_sub_rebaseline) and delivers nothing more; gs_sub_lineage says
- * what was seen. Live events that arrive after a restore but before its
- * first heartbeat (at most one heartbeat interval) can still be delivered
- * first. */
+ * what was seen. A broker with CURVE answers each new subscription with a
+ * heartbeat before any event, so a follower that reconnects to a restored
+ * store hears its epoch first; in --insecure-dev mode a few live events
+ * can still arrive, and be delivered, before it. */
 int gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev);
 
 /* What revealed a lineage change. */
