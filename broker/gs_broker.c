@@ -2079,15 +2079,7 @@ s_xpub_open(gs_broker_t *b, const char *endpoint)
      * would otherwise hold descriptors for ever) */
     int hs = (int) b->cfg.handshake_timeout_ms;
     zmq_setsockopt(x, ZMQ_HANDSHAKE_IVL, &hs, sizeof hs);
-    if (gs_conns_watch(b->conns, x, "feed")) {
-        int err = errno;
-        int zero = 0;
-        zmq_setsockopt(x, ZMQ_LINGER, &zero, sizeof zero);
-        zmq_close(x);
-        errno = err;
-        return NULL;
-    }
-    if (zmq_bind(x, endpoint)) {
+    if (gs_conns_watch(b->conns, x, "feed") || zmq_bind(x, endpoint)) {
         int err = errno;
         int zero = 0;
         zmq_setsockopt(x, ZMQ_LINGER, &zero, sizeof zero);

@@ -235,34 +235,19 @@ s_curve_apply(void *sock, const gs_curve_keys_t *k)
     return 0;
 }
 
-int
-gs_curve_keys_load(gs_curve_keys_t *keys, const char *path)
-{
-    memset(keys, 0, sizeof *keys);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return GS_CLIENT_EIO;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        char name[64], value[128];
-        if (sscanf(line, " %63[a-z_] = %127s", name, value) != 2 || strlen(value) != 40)
-            continue;
-        if (!strcmp(name, "server_public"))
-            memcpy(keys->server_public, value, 41);
-        else if (!strcmp(name, "public_key"))
-            memcpy(keys->public_key, value, 41);
-        else if (!strcmp(name, "secret_key"))
-            memcpy(keys->secret_key, value, 41);
-    }
-    fclose(f);
-    return keys->server_public[0] && keys->public_key[0] && keys->secret_key[0]
-               ? 0 : GS_CLIENT_EINVAL;
-}
+/* One "name = value" field of an enrolment bundle, and where its value goes. */
+typedef struct s_bundle_field {
+    const char *name;           /* the name before '=' */
+    char *out;                  /* its value, NUL-terminated */
+    size_t size;                /* room in out */
+} s_bundle_field_t;
 
-int
-gs_bundle_info_load(gs_bundle_info_t *info, const char *path)
+/* Read the "name = value" lines of the bundle at path into fields; other
+ * lines are ignored. Returns 0, GS_CLIENT_EIO when the file cannot be
+ * read, or GS_CLIENT_EINVAL when a value does not fit. */
+static int
+s_bundle_read(const char *path, const s_bundle_field_t *fields, size_t n)
 {
-    memset(info, 0, sizeof *info);
     FILE *f = fopen(path, "r");
     if (!f)
         return GS_CLIENT_EIO;
@@ -272,27 +257,47 @@ gs_bundle_info_load(gs_bundle_info_t *info, const char *path)
         char name[64], value[300];
         if (sscanf(line, " %63[a-z_] = %299s", name, value) != 2)
             continue;
-        char *out = NULL;
-        size_t size = 0;
-        if (!strcmp(name, "device_id")) {
-            out = info->device_id;
-            size = sizeof info->device_id;
-        } else if (!strcmp(name, "upload_endpoint")) {
-            out = info->upload_endpoint;
-            size = sizeof info->upload_endpoint;
-        } else if (!strcmp(name, "feed_endpoint")) {
-            out = info->feed_endpoint;
-            size = sizeof info->feed_endpoint;
-        } else {
-            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(name, fields[i].name) != 0)
+                continue;
+            if (strlen(value) >= fields[i].size)
+                rc = GS_CLIENT_EINVAL;
+            else
+                memcpy(fields[i].out, value, strlen(value) + 1);
         }
-        if (strlen(value) >= size)
-            rc = GS_CLIENT_EINVAL;
-        else
-            memcpy(out, value, strlen(value) + 1);
     }
     fclose(f);
     return rc;
+}
+
+int
+gs_curve_keys_load(gs_curve_keys_t *keys, const char *path)
+{
+    memset(keys, 0, sizeof *keys);
+    const s_bundle_field_t fields[] = {
+        { "server_public", keys->server_public, sizeof keys->server_public },
+        { "public_key", keys->public_key, sizeof keys->public_key },
+        { "secret_key", keys->secret_key, sizeof keys->secret_key },
+    };
+    int rc = s_bundle_read(path, fields, sizeof fields / sizeof fields[0]);
+    if (rc == 0 && (strlen(keys->server_public) != 40 || strlen(keys->public_key) != 40 ||
+                    strlen(keys->secret_key) != 40))
+        rc = GS_CLIENT_EINVAL;  /* Z85 keys are 40 characters */
+    if (rc)
+        memset(keys, 0, sizeof *keys);
+    return rc;
+}
+
+int
+gs_bundle_info_load(gs_bundle_info_t *info, const char *path)
+{
+    memset(info, 0, sizeof *info);
+    const s_bundle_field_t fields[] = {
+        { "device_id", info->device_id, sizeof info->device_id },
+        { "upload_endpoint", info->upload_endpoint, sizeof info->upload_endpoint },
+        { "feed_endpoint", info->feed_endpoint, sizeof info->feed_endpoint },
+    };
+    return s_bundle_read(path, fields, sizeof fields / sizeof fields[0]);
 }
 
 void

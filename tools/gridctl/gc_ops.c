@@ -27,6 +27,35 @@
 
 /* ---- backup ------------------------------------------------------------------------ */
 
+/* Open the store in dir read-only and read its figures, as a broker will
+ * open it: a backup or restore that does not open is not one. */
+static int
+s_readback(const char *dir, gs_store_info_t *info)
+{
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    int err = 0;
+    gs_store_t *st = gs_store_new(dir, &o, &err);
+    memset(info, 0, sizeof *info);
+    if (st)
+        err = gs_store_info(st, info);
+    gs_store_destroy(&st);
+    return err;
+}
+
+/* The head seq and counts of info as JSON members. */
+static void
+s_json_counts(gc_json_t *j, const gs_store_info_t *info)
+{
+    gc_json_key(j, "head_seq");
+    gc_json_u64(j, info->head_seq);
+    gc_json_key(j, "records");
+    gc_json_u64(j, info->records);
+    gc_json_key(j, "events");
+    gc_json_u64(j, info->events);
+}
+
 static const char s_backup_help[] =
     "Usage: gridctl backup DEST\n"
     "\n"
@@ -61,16 +90,8 @@ gc_cmd_backup(gc_ctx_t *ctx, int argc, char **argv)
     gs_store_destroy(&st);
     if (err)
         return gc_store_fail(ctx, "backup", err);
-    /* read the copy back: a backup that does not open is not a backup */
-    gs_store_opts_t o;
-    gs_store_opts_init(&o);
-    o.read_only = 1;
-    gs_store_t *copy = gs_store_new(dest, &o, &err);
     gs_store_info_t info;
-    memset(&info, 0, sizeof info);
-    if (copy)
-        err = gs_store_info(copy, &info);
-    gs_store_destroy(&copy);
+    err = s_readback(dest, &info);
     if (err)
         return gc_store_fail(ctx, "the backup was written but does not open", err);
     if (ctx->json) {
@@ -79,12 +100,7 @@ gc_cmd_backup(gc_ctx_t *ctx, int argc, char **argv)
         gc_json_obj(&j);
         gc_json_key(&j, "dest");
         gc_json_str(&j, dest);
-        gc_json_key(&j, "head_seq");
-        gc_json_u64(&j, info.head_seq);
-        gc_json_key(&j, "records");
-        gc_json_u64(&j, info.records);
-        gc_json_key(&j, "events");
-        gc_json_u64(&j, info.events);
+        s_json_counts(&j, &info);
         gc_json_key(&j, "file_size");
         gc_json_u64(&j, info.file_size);
         gc_json_end(&j);
@@ -141,16 +157,8 @@ gc_cmd_restore(gc_ctx_t *ctx, int argc, char **argv)
         return gc_store_fail(ctx, "refused: stop the broker first", err);
     if (err)
         return gc_store_fail(ctx, "restore", err);
-    /* read the result back, as a broker will */
-    gs_store_opts_t o;
-    gs_store_opts_init(&o);
-    o.read_only = 1;
-    gs_store_t *st = gs_store_new(store, &o, &err);
     gs_store_info_t info;
-    memset(&info, 0, sizeof info);
-    if (st)
-        err = gs_store_info(st, &info);
-    gs_store_destroy(&st);
+    err = s_readback(store, &info);
     if (err)
         return gc_store_fail(ctx, "the store was restored but does not open", err);
     if (ctx->json) {
@@ -163,12 +171,7 @@ gc_cmd_restore(gc_ctx_t *ctx, int argc, char **argv)
         gc_json_str(&j, backup);
         gc_json_key(&j, "aside");
         gc_json_str(&j, aside);
-        gc_json_key(&j, "head_seq");
-        gc_json_u64(&j, info.head_seq);
-        gc_json_key(&j, "records");
-        gc_json_u64(&j, info.records);
-        gc_json_key(&j, "events");
-        gc_json_u64(&j, info.events);
+        s_json_counts(&j, &info);
         gc_json_end(&j);
     } else {
         char b1[32], b2[32], b3[32];
