@@ -778,6 +778,10 @@ s_subscription_check(gs_broker_t *b, const char *id, const char *prefix, int lev
     Gridsync__V1__Device *dev = *dev_out;
     if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE)
         return "revoked";
+    if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
+        dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE &&
+        dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT)
+        return "unknown role";
     if (level < 0)
         return "prefix not at a level boundary (0,2,4,6,9,12,15 digits)";
     if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN &&
