@@ -56,14 +56,14 @@ run() {
 }
 
 fail=0
-for t in test_validate test_schema test_prescan test_privacy test_config test_broker_oom \
-         test_fuzz_regressions; do
+for t in test_validate test_schema test_prescan test_privacy test_config test_endpoint \
+         test_broker_oom test_fuzz_regressions; do
     [ -x "./$t" ] || continue
     echo "valgrind: $t"
     run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }
 done
-for t in test_broker test_security test_hostile test_gridsim test_gridfeed test_gridctl \
-         test_gridctl_keys; do
+for t in test_broker test_security test_hostile test_conns test_gridsim test_gridfeed \
+         test_gridctl test_gridctl_keys; do
     [ -x "./$t" ] || continue
     echo "valgrind (broker): $t"
     run "$t" "$t.valgrind.log" env GS_TEST_VALGRIND=1 "./$t" || { cat "$t.valgrind.log"; fail=1; }
