@@ -223,28 +223,16 @@ s_admin(void *dealer, const Gridsync__V1__AdminRequest *rq)
     return r;
 }
 
-/* gridsync_request_errors_total for reason (its name without REASON_). */
+/* gridsync_request_errors_total for reason (its name without REASON_);
+ * 0 when absent. */
 static long
 s_errors(int port, const char *reason)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-    const char *rq = "GET /metrics HTTP/1.0\r\n\r\n";
-    assert_int_equal(send(fd, rq, strlen(rq), MSG_NOSIGNAL), (ssize_t) strlen(rq));
-    static char buf[1 << 16];
-    size_t n = 0;
-    ssize_t r;
-    while ((r = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
-        n += (size_t) r;
-    close(fd);
-    buf[n] = 0;
-    char pat[128];
-    snprintf(pat, sizeof pat, "gridsync_request_errors_total{reason=\"%s\"} ", reason);
-    const char *p = strstr(buf, pat);
-    return p ? strtol(p + strlen(pat), NULL, 10) : 0;
+    char sample[128];
+    snprintf(sample, sizeof sample, "gridsync_request_errors_total{reason=\"%s\"}", reason);
+    double v = gs_tk_metric(port, sample);
+    assert_true(v != GS_TK_METRIC_UNREADABLE);
+    return v < 0 ? 0 : (long) v;
 }
 
 /* The admin path answers every request, even when the frontend runs out

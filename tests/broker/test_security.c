@@ -552,28 +552,9 @@ test_revoke_cuts_live_feed(void **state)
 static double
 s_metric(s_env_t *e, const char *name)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t) e->broker.metrics_port) };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-    const char *rq = "GET /metrics HTTP/1.0\r\n\r\n";
-    assert_int_equal(send(fd, rq, strlen(rq), MSG_NOSIGNAL), (ssize_t) strlen(rq));
-    static char buf[1 << 16];
-    size_t n = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + n, sizeof buf - 1 - n, 0);
-        if (r <= 0)
-            break;
-        n += (size_t) r;
-    }
-    close(fd);
-    buf[n] = 0;
-    char pat[128];
-    snprintf(pat, sizeof pat, "\n%s ", name);
-    const char *p = strstr(buf, pat);
-    return p ? strtod(p + strlen(pat), NULL) : -1;
+    double v = gs_tk_metric(e->broker.metrics_port, name);
+    assert_true(v != GS_TK_METRIC_UNREADABLE);
+    return v;
 }
 
 /* Wait (bounded) until a metric reads want: the broker handles feed

@@ -178,17 +178,6 @@ s_load(const s_env_t *e, const char *tag, long uploads)
     gs_fk_load_destroy(&l);
 }
 
-static uint64_t
-s_store_epoch(const char *dir)
-{
-    gs_store_t *st = gs_store_new(dir, NULL, NULL);
-    assert_non_null(st);
-    uint64_t epoch = 0;
-    assert_int_equal(gs_store_epoch(st, &epoch), 0);
-    gs_store_destroy(&st);
-    return epoch;
-}
-
 /* Deliver until prefix position >= last; returns how many events. */
 static size_t
 s_drain(gs_sub_t *sub, uint64_t last)
@@ -266,7 +255,7 @@ test_restored_store(void **state)
     assert_int_equal(gs_fk_broker_term(&e->broker), 0);
     char backup[200];
     snprintf(backup, sizeof backup, "%s/backup", e->dir);
-    uint64_t e1 = s_store_epoch(e->store);
+    uint64_t e1 = gs_tk_store_epoch(e->store);
     {
         gs_store_t *st = gs_store_new(e->store, NULL, NULL);
         assert_non_null(st);
@@ -278,7 +267,7 @@ test_restored_store(void **state)
         assert_int_equal(gs_store_debug_put(st, "meta", "epoch", 5, v, 8), 0);
         gs_store_destroy(&st);
     }
-    uint64_t e2 = s_store_epoch(backup);
+    uint64_t e2 = gs_tk_store_epoch(backup);
     assert_int_not_equal(e1, e2);
     uint64_t *seqs = NULL, backup_head = 0;
 

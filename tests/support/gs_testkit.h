@@ -80,4 +80,36 @@ uint8_t *gs_tk_upload_request(const char *device, const char *upload_id,
                               Gridsync__V1__Record **recs, size_t n, uint64_t request_id,
                               size_t *len);
 
+/* Wait for the child pid to exit, at most patience_ms. One still running
+ * then is killed (SIGKILL), reaped, and the running cmocka test fails (a
+ * hang, not slowness), naming the child as what. Returns the wait status
+ * (WIFEXITED...). Test thread only. */
+int gs_tk_wait_exit(pid_t pid, const char *what, int patience_ms);
+
+/* Read the raw fd (a child's stderr) until a line contains want, waiting
+ * at most patience_ms in all (bounded while the child prints other lines
+ * too). The running cmocka test fails when the time is up or the fd ends
+ * first (the child named what exited). Lines longer than 1,023 bytes are
+ * matched on their first 1,023. Reads byte by byte, so nothing after the
+ * matching line is consumed. Test thread only. */
+void gs_tk_wait_line(int fd, const char *what, const char *want, int patience_ms);
+
+/* gs_tk_metric when the sample is not among the metrics, and when the
+ * endpoint cannot be read (no connection, no 200 reply). */
+#define GS_TK_METRIC_ABSENT (-1.0)
+#define GS_TK_METRIC_UNREADABLE (-2.0)
+
+/* The value of one sample from the broker's metrics endpoint (HTTP GET
+ * /metrics on loopback port). name is a metric name or a name with one
+ * label set exactly as printed, e.g. gridsync_request_errors_total{reason=
+ * "BUSY"}; a bare name of a metric printed with label sets is the sum over
+ * them. Returns the value, GS_TK_METRIC_ABSENT or GS_TK_METRIC_UNREADABLE;
+ * never fails the test itself. Any thread. */
+double gs_tk_metric(int port, const char *name);
+
+/* The epoch of the store in dir (gs_store_epoch), opened and closed again;
+ * the running cmocka test fails when it cannot be read. Not while a broker
+ * has the store open. Test thread only. */
+uint64_t gs_tk_store_epoch(const char *dir);
+
 #endif

@@ -1606,59 +1606,6 @@ s_spawn_piped(const char *store, const char *const *args, int *err_fd)
     return pid;
 }
 
-/* Read a raw fd until a line contains want, at most S_PATIENCE_MS in all. */
-static void
-s_wait_stderr(int fd, const char *want)
-{
-    char line[1024];
-    size_t n = 0;
-    int64_t waited = 0;
-    for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 1000);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0) {
-            waited += 1000;
-            if (waited >= S_PATIENCE_MS)
-                fail_msg("no line with '%s' within %d ms", want, S_PATIENCE_MS);
-            continue;
-        }
-        char c;
-        if (read(fd, &c, 1) != 1)
-            fail_msg("gridctl ended before printing '%s'", want);
-        if (c != '\n' && n + 1 < sizeof line) {
-            line[n++] = c;
-            continue;
-        }
-        line[n] = 0;
-        n = 0;
-        if (strstr(line, want))
-            return;
-    }
-}
-
-/* Wait for pid to exit, at most S_PATIENCE_MS (then it is killed and the
- * test fails); returns the exit status. */
-static int
-s_wait_exit(pid_t pid)
-{
-    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
-    assert_true(pfd >= 0);
-    struct pollfd p = { .fd = pfd, .events = POLLIN };
-    int r;
-    while ((r = poll(&p, 1, S_PATIENCE_MS)) < 0 && errno == EINTR)
-        ;
-    close(pfd);
-    if (r == 0)
-        kill(pid, SIGKILL);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (r == 0)
-        fail_msg("gridctl still running after %d ms: killed", S_PATIENCE_MS);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* Beside a running broker: reads and registry writes work, registry
  * changes take effect at once, tail --follow sees new events (by polling
  * the store and through the live feed), health answers. */
@@ -1761,15 +1708,17 @@ test_with_broker(void **state)
                                   "300", NULL };
     int err_fd;
     pid_t p3 = s_spawn_piped(store, silent_args, &err_fd);
-    s_wait_stderr(err_fd, "following");
+    gs_tk_wait_line(err_fd, "gridctl", "following", S_PATIENCE_MS);
     r = s_run(e, store, "devices", "assign", "district-live", "--prefix", "11", NULL);
     s_expect(&r, 0);
     s_res_free(&r);
-    s_wait_stderr(err_fd, "no heartbeat for");
-    s_wait_stderr(err_fd, "check enrolment (is the key enrolled and active, and allowed "
-                          "these prefixes?)");
+    gs_tk_wait_line(err_fd, "gridctl", "no heartbeat for", S_PATIENCE_MS);
+    gs_tk_wait_line(err_fd, "gridctl",
+                    "check enrolment (is the key enrolled and active, and allowed "
+                    "these prefixes?)",
+                    S_PATIENCE_MS);
     kill(p3, SIGTERM);
-    assert_int_equal(s_wait_exit(p3), 0);
+    assert_int_equal(gs_tk_wait_exit(p3, "gridctl", S_PATIENCE_MS), 0);
     close(err_fd);
 
     /* read-only beside the writer: the new record is there */

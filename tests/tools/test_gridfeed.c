@@ -604,17 +604,6 @@ s_broker_bounce(s_env_t *e, const char *from)
     assert_non_null(e->cli);
 }
 
-static uint64_t
-s_epoch_of(const char *dir)
-{
-    gs_store_t *st = gs_store_new(dir, NULL, NULL);
-    assert_non_null(st);
-    uint64_t epoch = 0;
-    assert_int_equal(gs_store_epoch(st, &epoch), 0);
-    gs_store_destroy(&st);
-    return epoch;
-}
-
 /* The broker's store is restored from an older backup and takes new
  * uploads, whose seqs gridfeed's checkpoint is already past. gridfeed must
  * not exit 0 having written nothing: it stops with status 3 and says what
@@ -644,7 +633,7 @@ test_restored_store(void **state)
     uint8_t v[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
     assert_int_equal(gs_store_debug_put(store, "meta", "epoch", 5, v, 8), 0);
     gs_store_destroy(&store);
-    uint64_t e1 = s_epoch_of(e->store), e2 = s_epoch_of(backup);
+    uint64_t e1 = gs_tk_store_epoch(e->store), e2 = gs_tk_store_epoch(backup);
     assert_int_not_equal(e1, e2);
     assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
     e->cli = gs_client_new(e->broker.upload, NULL);
@@ -755,60 +744,6 @@ test_restored_store(void **state)
     s_assert_exit(s_run(e, stale), 3);
 }
 
-/* Wait for gridfeed to exit, at most S_PATIENCE_MS (then it is killed and
- * the test fails). Returns the wait status. */
-static int
-s_wait_exit(pid_t pid)
-{
-    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
-    assert_true(pfd >= 0);
-    struct pollfd p = { .fd = pfd, .events = POLLIN };
-    int r;
-    while ((r = poll(&p, 1, S_PATIENCE_MS)) < 0 && errno == EINTR)
-        ;
-    close(pfd);
-    if (r == 0)
-        kill(pid, SIGKILL);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (r == 0)
-        fail_msg("gridfeed still running after %d ms: killed", S_PATIENCE_MS);
-    return st;
-}
-
-/* Read stderr (a raw fd) until a line contains want, waiting at most
- * S_PATIENCE_MS in all; fails if gridfeed ends first or the time is up. */
-static void
-s_wait_stderr(int fd, const char *want)
-{
-    char line[1024];
-    size_t n = 0;
-    int64_t waited = 0;
-    for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 1000);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0) {
-            waited += 1000;
-            if (waited >= S_PATIENCE_MS)
-                fail_msg("no line with '%s' from gridfeed within %d ms", want, S_PATIENCE_MS);
-            continue;
-        }
-        char c;
-        if (read(fd, &c, 1) != 1)
-            fail_msg("gridfeed ended before printing '%s'", want);
-        if (c != '\n' && n + 1 < sizeof line) {
-            line[n++] = c;
-            continue;
-        }
-        line[n] = 0;
-        n = 0;
-        if (strstr(line, want))
-            return;
-    }
-}
-
 /* Run gridctl on the broker's store; returns its exit status. */
 static int
 s_gridctl(const s_env_t *e, const char *args)
@@ -855,8 +790,8 @@ test_sigterm_during_catchup(void **state)
     int c = accept(ls, NULL, NULL);
     assert_true(c >= 0);
     kill(pid, SIGTERM);
-    s_wait_stderr(pfd[0], "interrupted");
-    s_assert_exit(s_wait_exit(pid), 0);
+    gs_tk_wait_line(pfd[0], "gridfeed", "interrupted", S_PATIENCE_MS);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
     close(pfd[0]);
     close(c);
     close(ls);
@@ -895,14 +830,16 @@ test_silent_feed_and_revoked_key(void **state)
                              "300", "--verbose", "--quiet", NULL };
     int err_fd;
     pid_t pid = s_spawn(e, follow, &err_fd);
-    s_wait_stderr(err_fd, "following");
+    gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
     assert_int_equal(s_gridctl(e, "devices assign district-1 --prefix 440305002"), 0);
-    s_wait_stderr(err_fd, "no heartbeat for");
-    s_wait_stderr(err_fd, "no heartbeat for");
-    s_wait_stderr(err_fd, "check enrolment (is the key enrolled and active, and allowed "
-                          "these prefixes?)");
+    gs_tk_wait_line(err_fd, "gridfeed", "no heartbeat for", S_PATIENCE_MS);
+    gs_tk_wait_line(err_fd, "gridfeed", "no heartbeat for", S_PATIENCE_MS);
+    gs_tk_wait_line(err_fd, "gridfeed",
+                    "check enrolment (is the key enrolled and active, and allowed "
+                    "these prefixes?)",
+                    S_PATIENCE_MS);
     kill(pid, SIGTERM);
-    s_assert_exit(s_wait_exit(pid), 0);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
     close(err_fd);
 
     snprintf(bundle, sizeof bundle, "%s/district2.bundle", e->dir);
@@ -910,10 +847,10 @@ test_silent_feed_and_revoked_key(void **state)
              "--bundle %s", bundle);
     assert_int_equal(s_gridctl(e, args), 0);
     pid = s_spawn(e, follow, &err_fd);
-    s_wait_stderr(err_fd, "following");
+    gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
     assert_int_equal(s_gridctl(e, "devices revoke district-2"), 0);
-    s_wait_stderr(err_fd, "handshake refused");
-    s_assert_exit(s_wait_exit(pid), 1);
+    gs_tk_wait_line(err_fd, "gridfeed", "handshake refused", S_PATIENCE_MS);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 1);
     close(err_fd);
 }
 
