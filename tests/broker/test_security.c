@@ -39,16 +39,36 @@ typedef struct {
     gs_arena_t *arena;
 } s_env_t;
 
+/* A broker in CURVE mode on a fresh temporary store, with the extra
+ * "--name=value" arguments (NULL-terminated, may be NULL), and an arena;
+ * -1 when the broker did not start. s_env_stop undoes it. */
+static int
+s_env_start(s_env_t *e, const char *const *extra)
+{
+    memset(e, 0, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start_mode(&e->broker, e->store, extra, 1))
+        return -1;
+    assert_int_equal(strlen(e->broker.server_key), 40);
+    e->arena = gs_arena_new(0);
+    return 0;
+}
+
+static void
+s_env_stop(s_env_t *e)
+{
+    gs_tk_broker_stop(&e->broker, SIGTERM);
+    gs_arena_destroy(&e->arena);
+    gs_tk_rmtree(e->dir);
+}
+
 static int
 s_setup(void **state)
 {
     s_env_t *e = calloc(1, sizeof *e);
-    gs_tk_tmpdir(e->dir, sizeof e->dir);
-    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
-    if (gs_tk_broker_start_mode(&e->broker, e->store, NULL, 1))
+    if (s_env_start(e, NULL))
         return -1;
-    assert_int_equal(strlen(e->broker.server_key), 40);
-    e->arena = gs_arena_new(0);
     *state = e;
     return 0;
 }
@@ -57,9 +77,7 @@ static int
 s_teardown(void **state)
 {
     s_env_t *e = *state;
-    gs_tk_broker_stop(&e->broker, SIGTERM);
-    gs_arena_destroy(&e->arena);
-    gs_tk_rmtree(e->dir);
+    s_env_stop(e);
     free(e);
     return 0;
 }
@@ -775,11 +793,8 @@ test_subscription_bound(void **state)
 {
     (void) state;
     s_env_t e;
-    memset(&e, 0, sizeof e);
-    gs_tk_tmpdir(e.dir, sizeof e.dir);
-    snprintf(e.store, sizeof e.store, "%s/store", e.dir);
     static const char *const extra[] = { "--feed-max-prefixes=3", NULL };
-    assert_int_equal(gs_tk_broker_start_mode(&e.broker, e.store, extra, 1), 0);
+    assert_int_equal(s_env_start(&e, extra), 0);
     gs_curve_keys_t k;
     s_enrol(&e, "district-b", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
             0, &k, 1);
@@ -818,8 +833,7 @@ test_subscription_bound(void **state)
     assert_true(s_metric(&e, "gridsync_feed_refused_total") == 1);
     s_unfollow(&f);
     zmq_ctx_term(ctx);
-    gs_tk_broker_stop(&e.broker, SIGTERM);
-    gs_tk_rmtree(e.dir);
+    s_env_stop(&e);
 }
 
 /* A CURVE client against a broker in --insecure-dev mode: the mechanisms
@@ -865,12 +879,8 @@ test_heartbeat_on_subscribe(void **state)
 {
     (void) state;
     s_env_t e;
-    memset(&e, 0, sizeof e);
-    gs_tk_tmpdir(e.dir, sizeof e.dir);
-    snprintf(e.store, sizeof e.store, "%s/store", e.dir);
-    e.arena = gs_arena_new(0);
     static const char *const extra[] = { "--heartbeat-ms=60000", NULL };
-    assert_int_equal(gs_tk_broker_start_mode(&e.broker, e.store, extra, 1), 0);
+    assert_int_equal(s_env_start(&e, extra), 0);
     gs_curve_keys_t kd, dev;
     s_enrol(&e, "district-h", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
             0, &kd, 1);
@@ -923,9 +933,7 @@ test_heartbeat_on_subscribe(void **state)
     gs_client_destroy(&c);
     s_unfollow(&f);
     zmq_ctx_term(ctx);
-    gs_tk_broker_stop(&e.broker, SIGTERM);
-    gs_arena_destroy(&e.arena);
-    gs_tk_rmtree(e.dir);
+    s_env_stop(&e);
 }
 
 /* --insecure-dev on anything but a loopback bind: the broker refuses to

@@ -428,6 +428,42 @@ gs_tk_upload_request(const char *device, const char *upload_id, Gridsync__V1__Re
     return buf;
 }
 
+pid_t
+gs_tk_spawn(const char *const *argv, int *err_fd)
+{
+    int pfd[2] = { -1, -1 };
+    if (err_fd)
+        assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (err_fd) {
+            dup2(pfd[1], STDERR_FILENO);
+            close(pfd[0]);
+        }
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        execv(argv[0], (char *const *) argv);
+        _exit(127);
+    }
+    if (err_fd) {
+        close(pfd[1]);
+        *err_fd = pfd[0];
+    }
+    return pid;
+}
+
+#ifdef GS_GRIDCTL
+int
+gs_tk_gridctl(const char *store, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, store, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+#endif
+
 int
 gs_tk_wait_exit(pid_t pid, const char *what, int patience_ms)
 {

@@ -80,6 +80,18 @@ uint8_t *gs_tk_upload_request(const char *device, const char *upload_id,
                               Gridsync__V1__Record **recs, size_t n, uint64_t request_id,
                               size_t *len);
 
+/* Start the program argv[0] (a path; argv NULL-terminated) with stdout on
+ * /dev/null and stderr on a pipe whose read end goes into *err_fd, or, with
+ * err_fd NULL, on the test's own stderr. Returns the child's pid; the
+ * running cmocka test fails when there is no pipe or fork. The caller
+ * reaps the child (gs_tk_wait_exit) and closes *err_fd. Test thread only. */
+pid_t gs_tk_spawn(const char *const *argv, int *err_fd);
+
+/* Run gridctl --store store args (args split by the shell) with its output
+ * discarded; returns its exit status, -1 when it did not exit normally.
+ * Only in a build with gridctl. Test thread only. */
+int gs_tk_gridctl(const char *store, const char *args);
+
 /* Wait for the child pid to exit, at most patience_ms. One still running
  * then is killed (SIGKILL), reaped, and the running cmocka test fails (a
  * hang, not slowness), naming the child as what. Returns the wait status

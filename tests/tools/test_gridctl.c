@@ -1589,21 +1589,7 @@ s_spawn_piped(const char *store, const char *const *args, int *err_fd)
     for (int i = 0; args[i] && argc < 63; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pfd[1], STDERR_FILENO);
-        close(pfd[0]);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execv(GS_GRIDCTL, (char *const *) argv);
-        _exit(127);
-    }
-    close(pfd[1]);
-    *err_fd = pfd[0];
-    return pid;
+    return gs_tk_spawn(argv, err_fd);
 }
 
 /* Beside a running broker: reads and registry writes work, registry

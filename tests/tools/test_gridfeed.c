@@ -294,26 +294,7 @@ s_spawn(s_env_t *e, const char *const *args, int *err_fd)
     for (int i = 0; args[i] && argc < 63; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
-    int pfd[2] = { -1, -1 };
-    if (err_fd)
-        assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (err_fd) {
-            dup2(pfd[1], STDERR_FILENO);
-            close(pfd[0]);
-        }
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execv(GS_GRIDFEED, (char *const *) argv);
-        _exit(127);
-    }
-    if (err_fd) {
-        close(pfd[1]);
-        *err_fd = pfd[0];
-    }
-    return pid;
+    return gs_tk_spawn(argv, err_fd);
 }
 
 /* Run gridfeed to completion; returns the wait status. */
@@ -744,16 +725,6 @@ test_restored_store(void **state)
     s_assert_exit(s_run(e, stale), 3);
 }
 
-/* Run gridctl on the broker's store; returns its exit status. */
-static int
-s_gridctl(const s_env_t *e, const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, e->store, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* SIGTERM while gridfeed waits for its first catch-up reply from a sync
  * endpoint that accepted the connection and stays silent (default
  * timeouts: 18 s before it would give up): it stops at once, exit 0. */
@@ -772,27 +743,16 @@ test_sigterm_during_catchup(void **state)
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
     const char *args[] = { GS_GRIDFEED, "--feed", e->broker.feed, "--upload", ep, "--prefix",
                            e->street1, "--quiet", NULL };
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pfd[1], STDERR_FILENO);
-        close(pfd[0]);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execv(GS_GRIDFEED, (char *const *) args);
-        _exit(127);
-    }
-    close(pfd[1]);
+    int err_fd;
+    pid_t pid = gs_tk_spawn(args, &err_fd);
     struct pollfd p = { .fd = ls, .events = POLLIN };
     assert_int_equal(poll(&p, 1, S_PATIENCE_MS), 1); /* gridfeed connected */
     int c = accept(ls, NULL, NULL);
     assert_true(c >= 0);
     kill(pid, SIGTERM);
-    gs_tk_wait_line(pfd[0], "gridfeed", "interrupted", S_PATIENCE_MS);
+    gs_tk_wait_line(err_fd, "gridfeed", "interrupted", S_PATIENCE_MS);
     s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
-    close(pfd[0]);
+    close(err_fd);
     close(c);
     close(ls);
 }
@@ -825,13 +785,13 @@ test_silent_feed_and_revoked_key(void **state)
     snprintf(bundle, sizeof bundle, "%s/district1.bundle", e->dir);
     snprintf(args, sizeof args, "devices enrol district-1 --role district --prefix 440305 "
              "--bundle %s", bundle);
-    assert_int_equal(s_gridctl(e, args), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
     const char *follow[] = { "--prefix", e->street1, "--keys", bundle, "--heartbeat-warn",
                              "300", "--verbose", "--quiet", NULL };
     int err_fd;
     pid_t pid = s_spawn(e, follow, &err_fd);
     gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
-    assert_int_equal(s_gridctl(e, "devices assign district-1 --prefix 440305002"), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, "devices assign district-1 --prefix 440305002"), 0);
     gs_tk_wait_line(err_fd, "gridfeed", "no heartbeat for", S_PATIENCE_MS);
     gs_tk_wait_line(err_fd, "gridfeed", "no heartbeat for", S_PATIENCE_MS);
     gs_tk_wait_line(err_fd, "gridfeed",
@@ -845,10 +805,10 @@ test_silent_feed_and_revoked_key(void **state)
     snprintf(bundle, sizeof bundle, "%s/district2.bundle", e->dir);
     snprintf(args, sizeof args, "devices enrol district-2 --role district --prefix 440305 "
              "--bundle %s", bundle);
-    assert_int_equal(s_gridctl(e, args), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
     pid = s_spawn(e, follow, &err_fd);
     gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
-    assert_int_equal(s_gridctl(e, "devices revoke district-2"), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, "devices revoke district-2"), 0);
     gs_tk_wait_line(err_fd, "gridfeed", "handshake refused", S_PATIENCE_MS);
     s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 1);
     close(err_fd);

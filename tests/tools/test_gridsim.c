@@ -591,16 +591,6 @@ s_read_file(const char *path)
     return buf;
 }
 
-/* Run gridctl on the broker's store; returns its exit status. */
-static int
-s_gridctl(const s_env_t *e, const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, e->store, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static int
 s_setup_curve(void **state)
 {
@@ -630,7 +620,7 @@ test_curve_broker(void **state)
     snprintf(args, sizeof args, "devices enrol dev-sim --collector col-sim --prefix 440305 "
              "--bundle %s --endpoint %s --feed-endpoint %s", bundle, e->broker.upload,
              e->broker.feed);
-    assert_int_equal(s_gridctl(e, args), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
 
     /* the enrolled bundle: no --endpoint, the bundle's is used */
     const char *ok[] = { "--keys", bundle, "--scale", "0.005", "--devices", "2", "--seed", "3",
