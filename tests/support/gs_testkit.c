@@ -428,6 +428,20 @@ gs_tk_upload_request(const char *device, const char *upload_id, Gridsync__V1__Re
     return buf;
 }
 
+int
+gs_tk_listen_silent(char *endpoint, size_t size)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
+    assert_int_equal(listen(ls, 16), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
+    snprintf(endpoint, size, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    return ls;
+}
+
 pid_t
 gs_tk_spawn(const char *const *argv, int *err_fd)
 {

@@ -80,6 +80,12 @@ uint8_t *gs_tk_upload_request(const char *device, const char *upload_id,
                               Gridsync__V1__Record **recs, size_t n, uint64_t request_id,
                               size_t *len);
 
+/* A TCP socket listening on an ephemeral loopback port, for a peer that
+ * accepts connections and never says a word; "tcp://127.0.0.1:PORT" goes
+ * into endpoint. Returns the listening fd (the caller accepts on it and
+ * closes it); the running cmocka test fails when it cannot listen. */
+int gs_tk_listen_silent(char *endpoint, size_t size);
+
 /* Start the program argv[0] (a path; argv NULL-terminated) with stdout on
  * /dev/null and stderr on a pipe whose read end goes into *err_fd, or, with
  * err_fd NULL, on the test's own stderr. Returns the child's pid; the

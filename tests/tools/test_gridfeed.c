@@ -732,15 +732,8 @@ static void
 test_sigterm_during_catchup(void **state)
 {
     s_env_t *e = *state;
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET,
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
-    assert_int_equal(listen(ls, 16), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    int ls = gs_tk_listen_silent(ep, sizeof ep);
     const char *args[] = { GS_GRIDFEED, "--feed", e->broker.feed, "--upload", ep, "--prefix",
                            e->street1, "--quiet", NULL };
     int err_fd;

@@ -533,15 +533,8 @@ test_exit_codes(void **state)
         free(out);
     }
     /* a TCP port that accepts connections and never says a word */
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET,
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
-    assert_int_equal(listen(ls, 16), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    int ls = gs_tk_listen_silent(ep, sizeof ep);
     const char *dead[] = { "--endpoint", ep, "--scale", "0.01", "--timeout-ms", "100",
                            "--retries", "1", "--json", "--quiet", NULL };
     char *out = NULL;
@@ -711,14 +704,7 @@ test_sigterm_while_waiting(void **state)
     char out_path[128], err_path[128], ep[64];
     snprintf(out_path, sizeof out_path, "%s/gridsim.out", e->dir);
     snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET,
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
-    assert_int_equal(listen(ls, 16), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    int ls = gs_tk_listen_silent(ep, sizeof ep);
     const char *args[] = { "--endpoint", ep, "--scale", "0.005", "--devices", "2",
                            "--timeout-ms", "600000", "--retries", "5", "--json", "--quiet",
                            NULL };
