@@ -82,6 +82,25 @@ s_config(gs_config_t *c, const char *dir)
     assert_int_equal(gs_config_set(c, "batch-max-records", "1000000", err, sizeof err), 0);
 }
 
+/* With every calloc of fail_from bytes or more failing, gs_broker_new(c)
+ * refuses to start (and one did fail); with memory, the same configuration
+ * starts. */
+static void
+s_refused_then_starts(const gs_config_t *c, size_t fail_from)
+{
+    s_fail_from = fail_from;
+    s_failed = 0;
+    gs_broker_t *b = gs_broker_new(c);
+    s_fail_from = 0;
+    assert_true(s_failed > 0);
+    assert_null(b);
+
+    b = gs_broker_new(c);
+    assert_non_null(b);
+    gs_broker_destroy(&b);
+    assert_null(b);
+}
+
 static void
 test_writer_tables_out_of_memory(void **state)
 {
@@ -93,18 +112,7 @@ test_writer_tables_out_of_memory(void **state)
 
     /* the writer's tables for 1,000,000 records are megabytes: refuse
      * those, and nothing smaller */
-    s_fail_from = 4u << 20;
-    s_failed = 0;
-    gs_broker_t *b = gs_broker_new(&c);
-    s_fail_from = 0;
-    assert_true(s_failed > 0);
-    assert_null(b);
-
-    /* with memory, the same configuration starts */
-    b = gs_broker_new(&c);
-    assert_non_null(b);
-    gs_broker_destroy(&b);
-    assert_null(b);
+    s_refused_then_starts(&c, 4u << 20);
     gs_tk_rmtree(dir);
 }
 
@@ -122,16 +130,7 @@ test_publisher_tables_out_of_memory(void **state)
     s_config(&c, dir);
     assert_int_equal(gs_config_set(&c, "batch-max-records", "100", err, sizeof err), 0);
 
-    s_fail_from = 32u << 10;
-    s_failed = 0;
-    gs_broker_t *b = gs_broker_new(&c);
-    s_fail_from = 0;
-    assert_true(s_failed > 0);
-    assert_null(b);
-
-    b = gs_broker_new(&c);
-    assert_non_null(b);
-    gs_broker_destroy(&b);
+    s_refused_then_starts(&c, 32u << 10);
     gs_tk_rmtree(dir);
 }
 

@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_validate.h"
 
 /* How long gs_tk_broker_stop waits for the broker to exit. */
@@ -600,4 +601,17 @@ gs_tk_store_epoch(const char *dir)
     assert_int_equal(gs_store_epoch(st, &epoch), 0);
     gs_store_destroy(&st);
     return epoch;
+}
+
+void
+gs_tk_store_backup_epoch(const char *dir, const char *backup, const uint8_t epoch[8])
+{
+    gs_store_t *st = gs_store_new(dir, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_backup(st, backup), 0);
+    gs_store_destroy(&st);
+    st = gs_store_new(backup, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_debug_put(st, "meta", "epoch", 5, epoch, 8), 0);
+    gs_store_destroy(&st);
 }

@@ -125,6 +125,12 @@ void gs_tk_wait_line(int fd, const char *what, const char *want, int patience_ms
  * never fails the test itself. Any thread. */
 double gs_tk_metric(int port, const char *name);
 
+/* Back the store in dir up into backup (gs_store_backup) and give the copy
+ * the epoch (8 bytes, through gs_store_debug_put) as a restore gives it one
+ * of its own: a store of another lineage with the same log. The running
+ * cmocka test fails on any error. Test thread only. */
+void gs_tk_store_backup_epoch(const char *dir, const char *backup, const uint8_t epoch[8]);
+
 /* The epoch of the store in dir (gs_store_epoch), opened and closed again;
  * the running cmocka test fails when it cannot be read. Not while a broker
  * has the store open. Test thread only. */
