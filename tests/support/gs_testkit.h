@@ -2,7 +2,10 @@
  * gs_testkit: what integration tests share. Starts the real gridsyncd as a
  * child process on loopback with ephemeral ports and a temporary store,
  * waits for its "ready" log line (the daemon's own signal, not a sleep), and
- * makes valid records for uploads.
+ * makes valid records for uploads. It also starts the tools as children and
+ * waits on them (bounded: a line of stderr, the exit), reads the broker's
+ * metrics endpoint, and backs up stores and reads their epochs. Functions
+ * that say so fail the running cmocka test themselves.
  */
 #ifndef GS_TESTKIT_H
 #define GS_TESTKIT_H
