@@ -136,13 +136,14 @@ s_idle(s_env_t *e, size_t n)
     }
 }
 
-/* The value of one sample from the metrics endpoint, -1 when absent. */
+/* The value of one sample from the metrics endpoint, -1 when absent (or
+ * when the endpoint dropped the scrape: s_wait_metric asks again). */
 static long long
 s_metric(s_env_t *e, const char *sample)
 {
     double v = gs_tk_metric(e->broker.metrics_port, sample);
     assert_true(v != GS_TK_METRIC_UNREADABLE);
-    return (long long) v;
+    return v < 0 ? -1 : (long long) v;
 }
 
 /* Wait (bounded) until the sample is at least v; returns its last value. */

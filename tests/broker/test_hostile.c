@@ -219,7 +219,7 @@ static uint64_t
 s_metric(s_env_t *e, const char *sample)
 {
     double v = gs_tk_metric(e->broker.metrics_port, sample);
-    assert_true(v != GS_TK_METRIC_UNREADABLE);
+    assert_true(v != GS_TK_METRIC_UNREADABLE && v != GS_TK_METRIC_UNANSWERED);
     return v < 0 ? 0 : (uint64_t) v;
 }
 

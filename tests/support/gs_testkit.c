@@ -568,7 +568,7 @@ gs_tk_metric(int port, const char *name)
     char *eos = strstr(buf, "\r\n");
     if (!eoh || !eos || !memmem(buf, (size_t) (eos - buf), " 200 ", 5)) {
         free(buf);
-        return GS_TK_METRIC_UNREADABLE;
+        return GS_TK_METRIC_UNANSWERED;
     }
     double sum = GS_TK_METRIC_ABSENT;
     size_t nl = strlen(name);

@@ -115,17 +115,20 @@ int gs_tk_wait_exit(pid_t pid, const char *what, int patience_ms);
  * matching line is consumed. Test thread only. */
 void gs_tk_wait_line(int fd, const char *what, const char *want, int patience_ms);
 
-/* gs_tk_metric when the sample is not among the metrics, and when the
- * endpoint cannot be read (no connection, no 200 reply). */
+/* gs_tk_metric when the endpoint answered without the sample, when no
+ * connection could be made or the request not sent, and when the endpoint
+ * took the request but gave no 200 reply (it drops one it cannot serve in
+ * time). */
 #define GS_TK_METRIC_ABSENT (-1.0)
 #define GS_TK_METRIC_UNREADABLE (-2.0)
+#define GS_TK_METRIC_UNANSWERED (-3.0)
 
 /* The value of one sample from the broker's metrics endpoint (HTTP GET
  * /metrics on loopback port). name is a metric name or a name with one
  * label set exactly as printed, e.g. gridsync_request_errors_total{reason=
  * "BUSY"}; a bare name of a metric printed with label sets is the sum over
- * them. Returns the value, GS_TK_METRIC_ABSENT or GS_TK_METRIC_UNREADABLE;
- * never fails the test itself. Any thread. */
+ * them. Returns the value or one of the GS_TK_METRIC_ codes above; never
+ * fails the test itself. Any thread. */
 double gs_tk_metric(int port, const char *name);
 
 /* Back the store in dir up into backup (gs_store_backup) and give the copy
