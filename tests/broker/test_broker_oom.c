@@ -82,6 +82,25 @@ s_config(gs_config_t *c, const char *dir)
     assert_int_equal(gs_config_set(c, "batch-max-records", "1000000", err, sizeof err), 0);
 }
 
+/* With every calloc of fail_from bytes or more failing, gs_broker_new(c)
+ * refuses to start (and one did fail); with memory, the same configuration
+ * starts. */
+static void
+s_refused_then_starts(const gs_config_t *c, size_t fail_from)
+{
+    s_fail_from = fail_from;
+    s_failed = 0;
+    gs_broker_t *b = gs_broker_new(c);
+    s_fail_from = 0;
+    assert_true(s_failed > 0);
+    assert_null(b);
+
+    b = gs_broker_new(c);
+    assert_non_null(b);
+    gs_broker_destroy(&b);
+    assert_null(b);
+}
+
 static void
 test_writer_tables_out_of_memory(void **state)
 {
@@ -93,18 +112,7 @@ test_writer_tables_out_of_memory(void **state)
 
     /* the writer's tables for 1,000,000 records are megabytes: refuse
      * those, and nothing smaller */
-    s_fail_from = 4u << 20;
-    s_failed = 0;
-    gs_broker_t *b = gs_broker_new(&c);
-    s_fail_from = 0;
-    assert_true(s_failed > 0);
-    assert_null(b);
-
-    /* with memory, the same configuration starts */
-    b = gs_broker_new(&c);
-    assert_non_null(b);
-    gs_broker_destroy(&b);
-    assert_null(b);
+    s_refused_then_starts(&c, 4u << 20);
     gs_tk_rmtree(dir);
 }
 
@@ -122,16 +130,7 @@ test_publisher_tables_out_of_memory(void **state)
     s_config(&c, dir);
     assert_int_equal(gs_config_set(&c, "batch-max-records", "100", err, sizeof err), 0);
 
-    s_fail_from = 32u << 10;
-    s_failed = 0;
-    gs_broker_t *b = gs_broker_new(&c);
-    s_fail_from = 0;
-    assert_true(s_failed > 0);
-    assert_null(b);
-
-    b = gs_broker_new(&c);
-    assert_non_null(b);
-    gs_broker_destroy(&b);
+    s_refused_then_starts(&c, 32u << 10);
     gs_tk_rmtree(dir);
 }
 
@@ -223,28 +222,16 @@ s_admin(void *dealer, const Gridsync__V1__AdminRequest *rq)
     return r;
 }
 
-/* gridsync_request_errors_total for reason (its name without REASON_). */
+/* gridsync_request_errors_total for reason (its name without REASON_);
+ * 0 when absent. */
 static long
 s_errors(int port, const char *reason)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port) };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-    const char *rq = "GET /metrics HTTP/1.0\r\n\r\n";
-    assert_int_equal(send(fd, rq, strlen(rq), MSG_NOSIGNAL), (ssize_t) strlen(rq));
-    static char buf[1 << 16];
-    size_t n = 0;
-    ssize_t r;
-    while ((r = recv(fd, buf + n, sizeof buf - 1 - n, 0)) > 0)
-        n += (size_t) r;
-    close(fd);
-    buf[n] = 0;
-    char pat[128];
-    snprintf(pat, sizeof pat, "gridsync_request_errors_total{reason=\"%s\"} ", reason);
-    const char *p = strstr(buf, pat);
-    return p ? strtol(p + strlen(pat), NULL, 10) : 0;
+    char sample[128];
+    snprintf(sample, sizeof sample, "gridsync_request_errors_total{reason=\"%s\"}", reason);
+    double v = gs_tk_metric(port, sample);
+    assert_true(v != GS_TK_METRIC_UNREADABLE);
+    return v < 0 ? 0 : (long) v;
 }
 
 /* The admin path answers every request, even when the frontend runs out

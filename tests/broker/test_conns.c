@@ -136,32 +136,14 @@ s_idle(s_env_t *e, size_t n)
     }
 }
 
-/* GET /metrics; the value of one sample, -1 when absent. */
+/* The value of one sample from the metrics endpoint, -1 when absent (or
+ * when the endpoint dropped the scrape: s_wait_metric asks again). */
 static long long
 s_metric(s_env_t *e, const char *sample)
 {
-    static char buf[256 * 1024];
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t) e->broker.metrics_port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-    static const char get[] = "GET /metrics HTTP/1.0\r\n\r\n";
-    assert_int_equal(write(fd, get, sizeof get - 1), (ssize_t) (sizeof get - 1));
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t) n;
-    close(fd);
-    buf[len] = 0;
-    size_t sl = strlen(sample);
-    for (const char *p = buf; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, sample, sl) == 0 && p[sl] == ' ')
-            return strtoll(p + sl + 1, NULL, 10);
-    return -1;
+    double v = gs_tk_metric(e->broker.metrics_port, sample);
+    assert_true(v != GS_TK_METRIC_UNREADABLE);
+    return v < 0 ? -1 : (long long) v;
 }
 
 /* Wait (bounded) until the sample is at least v; returns its last value. */

@@ -212,45 +212,15 @@ s_status_kb(s_env_t *e, const char *field)
     return kb;
 }
 
-/* GET /metrics over a plain TCP connection; returns the body (static). */
-static const char *
-s_metrics_text(s_env_t *e)
-{
-    static char buf[256 * 1024];
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t) e->broker.metrics_port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-    static const char get[] = "GET /metrics HTTP/1.0\r\n\r\n";
-    assert_int_equal(write(fd, get, sizeof get - 1), (ssize_t) (sizeof get - 1));
-    size_t len = 0;
-    ssize_t n;
-    while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t) n;
-    close(fd);
-    buf[len] = 0;
-    assert_non_null(strstr(buf, "200 OK"));
-    const char *body = strstr(buf, "\r\n\r\n");
-    assert_non_null(body);
-    return body + 4;
-}
-
-/* The value of one sample ("name" or "name{label=\"v\"}"); 0 when absent,
- * as Prometheus counters are before their first increment. */
+/* The value of one sample ("name" or "name{label=\"v\"}") from the
+ * metrics endpoint; 0 when absent, as Prometheus counters are before their
+ * first increment. */
 static uint64_t
 s_metric(s_env_t *e, const char *sample)
 {
-    const char *text = s_metrics_text(e);
-    size_t sl = strlen(sample);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-        if (strncmp(p, sample, sl) == 0 && p[sl] == ' ')
-            return strtoull(p + sl + 1, NULL, 10);
-    }
-    return 0;
+    double v = gs_tk_metric(e->broker.metrics_port, sample);
+    assert_true(v != GS_TK_METRIC_UNREADABLE && v != GS_TK_METRIC_UNANSWERED);
+    return v < 0 ? 0 : (uint64_t) v;
 }
 
 static uint64_t

@@ -39,16 +39,36 @@ typedef struct {
     gs_arena_t *arena;
 } s_env_t;
 
+/* A broker in CURVE mode on a fresh temporary store, with the extra
+ * "--name=value" arguments (NULL-terminated, may be NULL), and an arena;
+ * -1 when the broker did not start. s_env_stop undoes it. */
+static int
+s_env_start(s_env_t *e, const char *const *extra)
+{
+    memset(e, 0, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start_mode(&e->broker, e->store, extra, 1))
+        return -1;
+    assert_int_equal(strlen(e->broker.server_key), 40);
+    e->arena = gs_arena_new(0);
+    return 0;
+}
+
+static void
+s_env_stop(s_env_t *e)
+{
+    gs_tk_broker_stop(&e->broker, SIGTERM);
+    gs_arena_destroy(&e->arena);
+    gs_tk_rmtree(e->dir);
+}
+
 static int
 s_setup(void **state)
 {
     s_env_t *e = calloc(1, sizeof *e);
-    gs_tk_tmpdir(e->dir, sizeof e->dir);
-    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
-    if (gs_tk_broker_start_mode(&e->broker, e->store, NULL, 1))
+    if (s_env_start(e, NULL))
         return -1;
-    assert_int_equal(strlen(e->broker.server_key), 40);
-    e->arena = gs_arena_new(0);
     *state = e;
     return 0;
 }
@@ -57,9 +77,7 @@ static int
 s_teardown(void **state)
 {
     s_env_t *e = *state;
-    gs_tk_broker_stop(&e->broker, SIGTERM);
-    gs_arena_destroy(&e->arena);
-    gs_tk_rmtree(e->dir);
+    s_env_stop(e);
     free(e);
     return 0;
 }
@@ -548,32 +566,14 @@ test_revoke_cuts_live_feed(void **state)
 }
 
 /* The value of a metric line "name value" (name with its labels, if any)
- * from the broker's metrics endpoint; -1 when it is not there. */
+ * from the broker's metrics endpoint; -1 when it is not there (or when the
+ * endpoint dropped the scrape). */
 static double
 s_metric(s_env_t *e, const char *name)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET,
-                              .sin_port = htons((uint16_t) e->broker.metrics_port) };
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
-    const char *rq = "GET /metrics HTTP/1.0\r\n\r\n";
-    assert_int_equal(send(fd, rq, strlen(rq), MSG_NOSIGNAL), (ssize_t) strlen(rq));
-    static char buf[1 << 16];
-    size_t n = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + n, sizeof buf - 1 - n, 0);
-        if (r <= 0)
-            break;
-        n += (size_t) r;
-    }
-    close(fd);
-    buf[n] = 0;
-    char pat[128];
-    snprintf(pat, sizeof pat, "\n%s ", name);
-    const char *p = strstr(buf, pat);
-    return p ? strtod(p + strlen(pat), NULL) : -1;
+    double v = gs_tk_metric(e->broker.metrics_port, name);
+    assert_true(v != GS_TK_METRIC_UNREADABLE);
+    return v < 0 ? -1 : v;
 }
 
 /* Wait (bounded) until a metric reads want: the broker handles feed
@@ -794,11 +794,8 @@ test_subscription_bound(void **state)
 {
     (void) state;
     s_env_t e;
-    memset(&e, 0, sizeof e);
-    gs_tk_tmpdir(e.dir, sizeof e.dir);
-    snprintf(e.store, sizeof e.store, "%s/store", e.dir);
     static const char *const extra[] = { "--feed-max-prefixes=3", NULL };
-    assert_int_equal(gs_tk_broker_start_mode(&e.broker, e.store, extra, 1), 0);
+    assert_int_equal(s_env_start(&e, extra), 0);
     gs_curve_keys_t k;
     s_enrol(&e, "district-b", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
             0, &k, 1);
@@ -837,8 +834,7 @@ test_subscription_bound(void **state)
     assert_true(s_metric(&e, "gridsync_feed_refused_total") == 1);
     s_unfollow(&f);
     zmq_ctx_term(ctx);
-    gs_tk_broker_stop(&e.broker, SIGTERM);
-    gs_tk_rmtree(e.dir);
+    s_env_stop(&e);
 }
 
 /* A CURVE client against a broker in --insecure-dev mode: the mechanisms
@@ -884,12 +880,8 @@ test_heartbeat_on_subscribe(void **state)
 {
     (void) state;
     s_env_t e;
-    memset(&e, 0, sizeof e);
-    gs_tk_tmpdir(e.dir, sizeof e.dir);
-    snprintf(e.store, sizeof e.store, "%s/store", e.dir);
-    e.arena = gs_arena_new(0);
     static const char *const extra[] = { "--heartbeat-ms=60000", NULL };
-    assert_int_equal(gs_tk_broker_start_mode(&e.broker, e.store, extra, 1), 0);
+    assert_int_equal(s_env_start(&e, extra), 0);
     gs_curve_keys_t kd, dev;
     s_enrol(&e, "district-h", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
             0, &kd, 1);
@@ -942,9 +934,7 @@ test_heartbeat_on_subscribe(void **state)
     gs_client_destroy(&c);
     s_unfollow(&f);
     zmq_ctx_term(ctx);
-    gs_tk_broker_stop(&e.broker, SIGTERM);
-    gs_arena_destroy(&e.arena);
-    gs_tk_rmtree(e.dir);
+    s_env_stop(&e);
 }
 
 /* --insecure-dev on anything but a loopback bind: the broker refuses to

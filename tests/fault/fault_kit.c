@@ -858,57 +858,8 @@ gs_fk_seqs_compare(const char *what, const uint64_t *got, size_t n_got, const ui
 double
 gs_fk_metric(const gs_tk_broker_t *b, const char *name)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((uint16_t) b->metrics_port);
-    static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
-    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) ||
-        write(fd, req, sizeof req - 1) != (ssize_t) (sizeof req - 1)) {
-        close(fd);
-        return -1;
-    }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    ssize_t r;
-    while (buf && (r = read(fd, buf + len, cap - len)) > 0) {
-        len += (size_t) r;
-        if (len == cap) {
-            char *nb = realloc(buf, cap * 2 + 1);
-            if (!nb)
-                break;
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    close(fd);
-    if (!buf)
-        return -1;
-    buf[len] = 0;
-    double sum = -1;
-    size_t nl = strlen(name);
-    char *line = buf;
-    while (line && *line) {
-        char *eol = strchr(line, '\n');
-        if (eol)
-            *eol = 0;
-        /* "name value" or "name{labels} value" */
-        int labelled = strchr(name, '{') != NULL; /* one label set asked for */
-        if (strncmp(line, name, nl) == 0 &&
-            (line[nl] == ' ' || (!labelled && line[nl] == '{'))) {
-            char *after = line[nl] == '{' ? strchr(line, '}') : line + nl;
-            char *sp = after ? strchr(after, ' ') : NULL;
-            if (sp)
-                sum = (sum < 0 ? 0 : sum) + strtod(sp + 1, NULL);
-        }
-        line = eol ? eol + 1 : NULL;
-    }
-    free(buf);
-    return sum;
+    double v = gs_tk_metric(b->metrics_port, name);
+    return v < 0 ? -1 : v;
 }
 
 int

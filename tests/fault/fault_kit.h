@@ -151,9 +151,10 @@ int gs_fk_seqs_compare(const char *what, const uint64_t *got, size_t n_got,
 
 /* ---- broker --------------------------------------------------------------- */
 
-/* A value from the broker's /metrics, or -1 when it cannot be read. name
- * is a metric name (summed over its label sets) or a name with one label
- * set exactly as printed, e.g. gridsync_uploads_total{result="replayed"}. */
+/* A value from the broker's /metrics (gs_tk_metric), or -1 when it is not
+ * there or cannot be read. name is a metric name (summed over its label
+ * sets) or a name with one label set exactly as printed, e.g.
+ * gridsync_uploads_total{result="replayed"}. */
 double gs_fk_metric(const gs_tk_broker_t *b, const char *name);
 
 /* SIGTERM the broker and return 0 when it drained and exited with status 0

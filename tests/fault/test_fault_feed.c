@@ -43,7 +43,6 @@
 #include "fault_kit.h"
 #include "gs_client.h"
 #include "gs_store.h"
-#include "gs_store_debug.h"
 
 static const char *const s_grids[] = {
     "440305003001001", "440305003001002", "440305004001001",
@@ -178,17 +177,6 @@ s_load(const s_env_t *e, const char *tag, long uploads)
     gs_fk_load_destroy(&l);
 }
 
-static uint64_t
-s_store_epoch(const char *dir)
-{
-    gs_store_t *st = gs_store_new(dir, NULL, NULL);
-    assert_non_null(st);
-    uint64_t epoch = 0;
-    assert_int_equal(gs_store_epoch(st, &epoch), 0);
-    gs_store_destroy(&st);
-    return epoch;
-}
-
 /* Deliver until prefix position >= last; returns how many events. */
 static size_t
 s_drain(gs_sub_t *sub, uint64_t last)
@@ -266,19 +254,10 @@ test_restored_store(void **state)
     assert_int_equal(gs_fk_broker_term(&e->broker), 0);
     char backup[200];
     snprintf(backup, sizeof backup, "%s/backup", e->dir);
-    uint64_t e1 = s_store_epoch(e->store);
-    {
-        gs_store_t *st = gs_store_new(e->store, NULL, NULL);
-        assert_non_null(st);
-        assert_int_equal(gs_store_backup(st, backup), 0);
-        gs_store_destroy(&st);
-        st = gs_store_new(backup, NULL, NULL);
-        assert_non_null(st);
-        uint8_t v[8] = { 0x5e, 0xed, 0x0f, 0x12, 0x34, 0x56, 0x78, 0x9a };
-        assert_int_equal(gs_store_debug_put(st, "meta", "epoch", 5, v, 8), 0);
-        gs_store_destroy(&st);
-    }
-    uint64_t e2 = s_store_epoch(backup);
+    uint64_t e1 = gs_tk_store_epoch(e->store);
+    static const uint8_t v[8] = { 0x5e, 0xed, 0x0f, 0x12, 0x34, 0x56, 0x78, 0x9a };
+    gs_tk_store_backup_epoch(e->store, backup, v);
+    uint64_t e2 = gs_tk_store_epoch(backup);
     assert_int_not_equal(e1, e2);
     uint64_t *seqs = NULL, backup_head = 0;
 

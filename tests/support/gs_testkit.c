@@ -21,6 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <cmocka.h>
+
+#include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_validate.h"
 
 /* How long gs_tk_broker_stop waits for the broker to exit. */
@@ -421,4 +427,191 @@ gs_tk_upload_request(const char *device, const char *upload_id, Gridsync__V1__Re
     uint8_t *buf = malloc(*len);
     gridsync__v1__request__pack(&req, buf);
     return buf;
+}
+
+int
+gs_tk_listen_silent(char *endpoint, size_t size)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
+    assert_int_equal(listen(ls, 16), 0);
+    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
+    snprintf(endpoint, size, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    return ls;
+}
+
+pid_t
+gs_tk_spawn(const char *const *argv, int *err_fd)
+{
+    int pfd[2] = { -1, -1 };
+    if (err_fd)
+        assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (err_fd) {
+            dup2(pfd[1], STDERR_FILENO);
+            close(pfd[0]);
+        }
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        execv(argv[0], (char *const *) argv);
+        _exit(127);
+    }
+    if (err_fd) {
+        close(pfd[1]);
+        *err_fd = pfd[0];
+    }
+    return pid;
+}
+
+#ifdef GS_GRIDCTL
+int
+gs_tk_gridctl(const char *store, const char *args)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, store, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+#endif
+
+int
+gs_tk_wait_exit(pid_t pid, const char *what, int patience_ms)
+{
+    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
+    assert_true(pfd >= 0);
+    struct pollfd p = { .fd = pfd, .events = POLLIN };
+    int r;
+    while ((r = poll(&p, 1, patience_ms)) < 0 && errno == EINTR)
+        ;
+    close(pfd);
+    if (r == 0)
+        kill(pid, SIGKILL);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    if (r == 0)
+        fail_msg("%s still running after %d ms: killed", what, patience_ms);
+    return st;
+}
+
+void
+gs_tk_wait_line(int fd, const char *what, const char *want, int patience_ms)
+{
+    char line[1024];
+    size_t n = 0;
+    int64_t waited = 0;
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, 1000);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0) {
+            waited += 1000;
+            if (waited >= patience_ms)
+                fail_msg("no line with '%s' from %s within %d ms", want, what, patience_ms);
+            continue;
+        }
+        char c;
+        if (read(fd, &c, 1) != 1)
+            fail_msg("%s ended before printing '%s'", what, want);
+        if (c != '\n' && n + 1 < sizeof line) {
+            line[n++] = c;
+            continue;
+        }
+        line[n] = 0;
+        n = 0;
+        if (strstr(line, want))
+            return;
+    }
+}
+
+double
+gs_tk_metric(int port, const char *name)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return GS_TK_METRIC_UNREADABLE;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t) port);
+    static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) ||
+        send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t) (sizeof req - 1)) {
+        close(fd);
+        return GS_TK_METRIC_UNREADABLE;
+    }
+    /* the whole reply: the endpoint closes after it (HTTP/1.0) */
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    ssize_t r;
+    while (buf && (r = read(fd, buf + len, cap - len)) > 0) {
+        len += (size_t) r;
+        if (len == cap) {
+            char *nb = realloc(buf, cap * 2 + 1);
+            if (!nb)
+                break;
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(fd);
+    if (!buf)
+        return GS_TK_METRIC_UNREADABLE;
+    buf[len] = 0;
+    char *eoh = strstr(buf, "\r\n\r\n");
+    char *eos = strstr(buf, "\r\n");
+    if (!eoh || !eos || !memmem(buf, (size_t) (eos - buf), " 200 ", 5)) {
+        free(buf);
+        return GS_TK_METRIC_UNANSWERED;
+    }
+    double sum = GS_TK_METRIC_ABSENT;
+    size_t nl = strlen(name);
+    int labelled = strchr(name, '{') != NULL; /* one label set asked for */
+    char *line = eoh + 4;
+    while (line && *line) {
+        char *eol = strchr(line, '\n');
+        if (eol)
+            *eol = 0;
+        /* "name value" or "name{labels} value" */
+        if (strncmp(line, name, nl) == 0 &&
+            (line[nl] == ' ' || (!labelled && line[nl] == '{'))) {
+            char *after = line[nl] == '{' ? strchr(line, '}') : line + nl;
+            char *sp = after ? strchr(after, ' ') : NULL;
+            if (sp)
+                sum = (sum < 0 ? 0 : sum) + strtod(sp + 1, NULL);
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    free(buf);
+    return sum;
+}
+
+uint64_t
+gs_tk_store_epoch(const char *dir)
+{
+    gs_store_t *st = gs_store_new(dir, NULL, NULL);
+    assert_non_null(st);
+    uint64_t epoch = 0;
+    assert_int_equal(gs_store_epoch(st, &epoch), 0);
+    gs_store_destroy(&st);
+    return epoch;
+}
+
+void
+gs_tk_store_backup_epoch(const char *dir, const char *backup, const uint8_t epoch[8])
+{
+    gs_store_t *st = gs_store_new(dir, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_backup(st, backup), 0);
+    gs_store_destroy(&st);
+    st = gs_store_new(backup, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_debug_put(st, "meta", "epoch", 5, epoch, 8), 0);
+    gs_store_destroy(&st);
 }

@@ -2,7 +2,10 @@
  * gs_testkit: what integration tests share. Starts the real gridsyncd as a
  * child process on loopback with ephemeral ports and a temporary store,
  * waits for its "ready" log line (the daemon's own signal, not a sleep), and
- * makes valid records for uploads.
+ * makes valid records for uploads. It also starts the tools as children and
+ * waits on them (bounded: a line of stderr, the exit), reads the broker's
+ * metrics endpoint, and backs up stores and reads their epochs. Functions
+ * that say so fail the running cmocka test themselves.
  */
 #ifndef GS_TESTKIT_H
 #define GS_TESTKIT_H
@@ -79,5 +82,64 @@ void gs_tk_idnum(uint32_t seed, int *birth_yyyymmdd, int *sex, char out[19]);
 uint8_t *gs_tk_upload_request(const char *device, const char *upload_id,
                               Gridsync__V1__Record **recs, size_t n, uint64_t request_id,
                               size_t *len);
+
+/* A TCP socket listening on an ephemeral loopback port, for a peer that
+ * accepts connections and never says a word; "tcp://127.0.0.1:PORT" goes
+ * into endpoint. Returns the listening fd (the caller accepts on it and
+ * closes it); the running cmocka test fails when it cannot listen. */
+int gs_tk_listen_silent(char *endpoint, size_t size);
+
+/* Start the program argv[0] (a path; argv NULL-terminated) with stdout on
+ * /dev/null and stderr on a pipe whose read end goes into *err_fd, or, with
+ * err_fd NULL, on the test's own stderr. Returns the child's pid; the
+ * running cmocka test fails when there is no pipe or fork. The caller
+ * reaps the child (gs_tk_wait_exit) and closes *err_fd. Test thread only. */
+pid_t gs_tk_spawn(const char *const *argv, int *err_fd);
+
+/* Run gridctl --store store args (args split by the shell) with its output
+ * discarded; returns its exit status, -1 when it did not exit normally.
+ * Only in a build with gridctl. Test thread only. */
+int gs_tk_gridctl(const char *store, const char *args);
+
+/* Wait for the child pid to exit, at most patience_ms. One still running
+ * then is killed (SIGKILL), reaped, and the running cmocka test fails (a
+ * hang, not slowness), naming the child as what. Returns the wait status
+ * (WIFEXITED...). Test thread only. */
+int gs_tk_wait_exit(pid_t pid, const char *what, int patience_ms);
+
+/* Read the raw fd (a child's stderr) until a line contains want, waiting
+ * at most patience_ms in all (bounded while the child prints other lines
+ * too). The running cmocka test fails when the time is up or the fd ends
+ * first (the child named what exited). Lines longer than 1,023 bytes are
+ * matched on their first 1,023. Reads byte by byte, so nothing after the
+ * matching line is consumed. Test thread only. */
+void gs_tk_wait_line(int fd, const char *what, const char *want, int patience_ms);
+
+/* gs_tk_metric when the endpoint answered without the sample, when no
+ * connection could be made or the request not sent, and when the endpoint
+ * took the request but gave no 200 reply (it drops one it cannot serve in
+ * time). */
+#define GS_TK_METRIC_ABSENT (-1.0)
+#define GS_TK_METRIC_UNREADABLE (-2.0)
+#define GS_TK_METRIC_UNANSWERED (-3.0)
+
+/* The value of one sample from the broker's metrics endpoint (HTTP GET
+ * /metrics on loopback port). name is a metric name or a name with one
+ * label set exactly as printed, e.g. gridsync_request_errors_total{reason=
+ * "BUSY"}; a bare name of a metric printed with label sets is the sum over
+ * them. Returns the value or one of the GS_TK_METRIC_ codes above; never
+ * fails the test itself. Any thread. */
+double gs_tk_metric(int port, const char *name);
+
+/* Back the store in dir up into backup (gs_store_backup) and give the copy
+ * the epoch (8 bytes, through gs_store_debug_put) as a restore gives it one
+ * of its own: a store of another lineage with the same log. The running
+ * cmocka test fails on any error. Test thread only. */
+void gs_tk_store_backup_epoch(const char *dir, const char *backup, const uint8_t epoch[8]);
+
+/* The epoch of the store in dir (gs_store_epoch), opened and closed again;
+ * the running cmocka test fails when it cannot be read. Not while a broker
+ * has the store open. Test thread only. */
+uint64_t gs_tk_store_epoch(const char *dir);
 
 #endif

@@ -1589,74 +1589,7 @@ s_spawn_piped(const char *store, const char *const *args, int *err_fd)
     for (int i = 0; args[i] && argc < 63; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pfd[1], STDERR_FILENO);
-        close(pfd[0]);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execv(GS_GRIDCTL, (char *const *) argv);
-        _exit(127);
-    }
-    close(pfd[1]);
-    *err_fd = pfd[0];
-    return pid;
-}
-
-/* Read a raw fd until a line contains want, at most S_PATIENCE_MS in all. */
-static void
-s_wait_stderr(int fd, const char *want)
-{
-    char line[1024];
-    size_t n = 0;
-    int64_t waited = 0;
-    for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 1000);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0) {
-            waited += 1000;
-            if (waited >= S_PATIENCE_MS)
-                fail_msg("no line with '%s' within %d ms", want, S_PATIENCE_MS);
-            continue;
-        }
-        char c;
-        if (read(fd, &c, 1) != 1)
-            fail_msg("gridctl ended before printing '%s'", want);
-        if (c != '\n' && n + 1 < sizeof line) {
-            line[n++] = c;
-            continue;
-        }
-        line[n] = 0;
-        n = 0;
-        if (strstr(line, want))
-            return;
-    }
-}
-
-/* Wait for pid to exit, at most S_PATIENCE_MS (then it is killed and the
- * test fails); returns the exit status. */
-static int
-s_wait_exit(pid_t pid)
-{
-    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
-    assert_true(pfd >= 0);
-    struct pollfd p = { .fd = pfd, .events = POLLIN };
-    int r;
-    while ((r = poll(&p, 1, S_PATIENCE_MS)) < 0 && errno == EINTR)
-        ;
-    close(pfd);
-    if (r == 0)
-        kill(pid, SIGKILL);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (r == 0)
-        fail_msg("gridctl still running after %d ms: killed", S_PATIENCE_MS);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return gs_tk_spawn(argv, err_fd);
 }
 
 /* Beside a running broker: reads and registry writes work, registry
@@ -1761,15 +1694,17 @@ test_with_broker(void **state)
                                   "300", NULL };
     int err_fd;
     pid_t p3 = s_spawn_piped(store, silent_args, &err_fd);
-    s_wait_stderr(err_fd, "following");
+    gs_tk_wait_line(err_fd, "gridctl", "following", S_PATIENCE_MS);
     r = s_run(e, store, "devices", "assign", "district-live", "--prefix", "11", NULL);
     s_expect(&r, 0);
     s_res_free(&r);
-    s_wait_stderr(err_fd, "no heartbeat for");
-    s_wait_stderr(err_fd, "check enrolment (is the key enrolled and active, and allowed "
-                          "these prefixes?)");
+    gs_tk_wait_line(err_fd, "gridctl", "no heartbeat for", S_PATIENCE_MS);
+    gs_tk_wait_line(err_fd, "gridctl",
+                    "check enrolment (is the key enrolled and active, and allowed "
+                    "these prefixes?)",
+                    S_PATIENCE_MS);
     kill(p3, SIGTERM);
-    assert_int_equal(s_wait_exit(p3), 0);
+    assert_int_equal(gs_tk_wait_exit(p3, "gridctl", S_PATIENCE_MS), 0);
     close(err_fd);
 
     /* read-only beside the writer: the new record is there */

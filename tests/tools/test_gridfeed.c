@@ -37,7 +37,6 @@
 #include "gs_client.h"
 #include "gs_gen.h"
 #include "gs_store.h"
-#include "gs_store_debug.h"
 #include "gs_testkit.h"
 
 #ifndef GS_GRIDFEED
@@ -294,26 +293,7 @@ s_spawn(s_env_t *e, const char *const *args, int *err_fd)
     for (int i = 0; args[i] && argc < 63; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
-    int pfd[2] = { -1, -1 };
-    if (err_fd)
-        assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (err_fd) {
-            dup2(pfd[1], STDERR_FILENO);
-            close(pfd[0]);
-        }
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execv(GS_GRIDFEED, (char *const *) argv);
-        _exit(127);
-    }
-    if (err_fd) {
-        close(pfd[1]);
-        *err_fd = pfd[0];
-    }
-    return pid;
+    return gs_tk_spawn(argv, err_fd);
 }
 
 /* Run gridfeed to completion; returns the wait status. */
@@ -604,17 +584,6 @@ s_broker_bounce(s_env_t *e, const char *from)
     assert_non_null(e->cli);
 }
 
-static uint64_t
-s_epoch_of(const char *dir)
-{
-    gs_store_t *st = gs_store_new(dir, NULL, NULL);
-    assert_non_null(st);
-    uint64_t epoch = 0;
-    assert_int_equal(gs_store_epoch(st, &epoch), 0);
-    gs_store_destroy(&st);
-    return epoch;
-}
-
 /* The broker's store is restored from an older backup and takes new
  * uploads, whose seqs gridfeed's checkpoint is already past. gridfeed must
  * not exit 0 having written nothing: it stops with status 3 and says what
@@ -635,16 +604,9 @@ test_restored_store(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     char backup[128];
     snprintf(backup, sizeof backup, "%s/backup", e->dir);
-    gs_store_t *store = gs_store_new(e->store, NULL, NULL);
-    assert_non_null(store);
-    assert_int_equal(gs_store_backup(store, backup), 0);
-    gs_store_destroy(&store);
-    store = gs_store_new(backup, NULL, NULL);
-    assert_non_null(store);
-    uint8_t v[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
-    assert_int_equal(gs_store_debug_put(store, "meta", "epoch", 5, v, 8), 0);
-    gs_store_destroy(&store);
-    uint64_t e1 = s_epoch_of(e->store), e2 = s_epoch_of(backup);
+    static const uint8_t v[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
+    gs_tk_store_backup_epoch(e->store, backup, v);
+    uint64_t e1 = gs_tk_store_epoch(e->store), e2 = gs_tk_store_epoch(backup);
     assert_int_not_equal(e1, e2);
     assert_int_equal(gs_tk_broker_start(&e->broker, e->store, NULL), 0);
     e->cli = gs_client_new(e->broker.upload, NULL);
@@ -755,70 +717,6 @@ test_restored_store(void **state)
     s_assert_exit(s_run(e, stale), 3);
 }
 
-/* Wait for gridfeed to exit, at most S_PATIENCE_MS (then it is killed and
- * the test fails). Returns the wait status. */
-static int
-s_wait_exit(pid_t pid)
-{
-    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
-    assert_true(pfd >= 0);
-    struct pollfd p = { .fd = pfd, .events = POLLIN };
-    int r;
-    while ((r = poll(&p, 1, S_PATIENCE_MS)) < 0 && errno == EINTR)
-        ;
-    close(pfd);
-    if (r == 0)
-        kill(pid, SIGKILL);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (r == 0)
-        fail_msg("gridfeed still running after %d ms: killed", S_PATIENCE_MS);
-    return st;
-}
-
-/* Read stderr (a raw fd) until a line contains want, waiting at most
- * S_PATIENCE_MS in all; fails if gridfeed ends first or the time is up. */
-static void
-s_wait_stderr(int fd, const char *want)
-{
-    char line[1024];
-    size_t n = 0;
-    int64_t waited = 0;
-    for (;;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int r = poll(&p, 1, 1000);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0) {
-            waited += 1000;
-            if (waited >= S_PATIENCE_MS)
-                fail_msg("no line with '%s' from gridfeed within %d ms", want, S_PATIENCE_MS);
-            continue;
-        }
-        char c;
-        if (read(fd, &c, 1) != 1)
-            fail_msg("gridfeed ended before printing '%s'", want);
-        if (c != '\n' && n + 1 < sizeof line) {
-            line[n++] = c;
-            continue;
-        }
-        line[n] = 0;
-        n = 0;
-        if (strstr(line, want))
-            return;
-    }
-}
-
-/* Run gridctl on the broker's store; returns its exit status. */
-static int
-s_gridctl(const s_env_t *e, const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, e->store, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* SIGTERM while gridfeed waits for its first catch-up reply from a sync
  * endpoint that accepted the connection and stays silent (default
  * timeouts: 18 s before it would give up): it stops at once, exit 0. */
@@ -826,38 +724,20 @@ static void
 test_sigterm_during_catchup(void **state)
 {
     s_env_t *e = *state;
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET,
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
-    assert_int_equal(listen(ls, 16), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    int ls = gs_tk_listen_silent(ep, sizeof ep);
     const char *args[] = { GS_GRIDFEED, "--feed", e->broker.feed, "--upload", ep, "--prefix",
                            e->street1, "--quiet", NULL };
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        dup2(pfd[1], STDERR_FILENO);
-        close(pfd[0]);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        execv(GS_GRIDFEED, (char *const *) args);
-        _exit(127);
-    }
-    close(pfd[1]);
+    int err_fd;
+    pid_t pid = gs_tk_spawn(args, &err_fd);
     struct pollfd p = { .fd = ls, .events = POLLIN };
     assert_int_equal(poll(&p, 1, S_PATIENCE_MS), 1); /* gridfeed connected */
     int c = accept(ls, NULL, NULL);
     assert_true(c >= 0);
     kill(pid, SIGTERM);
-    s_wait_stderr(pfd[0], "interrupted");
-    s_assert_exit(s_wait_exit(pid), 0);
-    close(pfd[0]);
+    gs_tk_wait_line(err_fd, "gridfeed", "interrupted", S_PATIENCE_MS);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
+    close(err_fd);
     close(c);
     close(ls);
 }
@@ -890,30 +770,32 @@ test_silent_feed_and_revoked_key(void **state)
     snprintf(bundle, sizeof bundle, "%s/district1.bundle", e->dir);
     snprintf(args, sizeof args, "devices enrol district-1 --role district --prefix 440305 "
              "--bundle %s", bundle);
-    assert_int_equal(s_gridctl(e, args), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
     const char *follow[] = { "--prefix", e->street1, "--keys", bundle, "--heartbeat-warn",
                              "300", "--verbose", "--quiet", NULL };
     int err_fd;
     pid_t pid = s_spawn(e, follow, &err_fd);
-    s_wait_stderr(err_fd, "following");
-    assert_int_equal(s_gridctl(e, "devices assign district-1 --prefix 440305002"), 0);
-    s_wait_stderr(err_fd, "no heartbeat for");
-    s_wait_stderr(err_fd, "no heartbeat for");
-    s_wait_stderr(err_fd, "check enrolment (is the key enrolled and active, and allowed "
-                          "these prefixes?)");
+    gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
+    assert_int_equal(gs_tk_gridctl(e->store, "devices assign district-1 --prefix 440305002"), 0);
+    gs_tk_wait_line(err_fd, "gridfeed", "no heartbeat for", S_PATIENCE_MS);
+    gs_tk_wait_line(err_fd, "gridfeed", "no heartbeat for", S_PATIENCE_MS);
+    gs_tk_wait_line(err_fd, "gridfeed",
+                    "check enrolment (is the key enrolled and active, and allowed "
+                    "these prefixes?)",
+                    S_PATIENCE_MS);
     kill(pid, SIGTERM);
-    s_assert_exit(s_wait_exit(pid), 0);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
     close(err_fd);
 
     snprintf(bundle, sizeof bundle, "%s/district2.bundle", e->dir);
     snprintf(args, sizeof args, "devices enrol district-2 --role district --prefix 440305 "
              "--bundle %s", bundle);
-    assert_int_equal(s_gridctl(e, args), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
     pid = s_spawn(e, follow, &err_fd);
-    s_wait_stderr(err_fd, "following");
-    assert_int_equal(s_gridctl(e, "devices revoke district-2"), 0);
-    s_wait_stderr(err_fd, "handshake refused");
-    s_assert_exit(s_wait_exit(pid), 1);
+    gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
+    assert_int_equal(gs_tk_gridctl(e->store, "devices revoke district-2"), 0);
+    gs_tk_wait_line(err_fd, "gridfeed", "handshake refused", S_PATIENCE_MS);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 1);
     close(err_fd);
 }
 

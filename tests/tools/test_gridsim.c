@@ -533,15 +533,8 @@ test_exit_codes(void **state)
         free(out);
     }
     /* a TCP port that accepts connections and never says a word */
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET,
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
-    assert_int_equal(listen(ls, 16), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
     char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    int ls = gs_tk_listen_silent(ep, sizeof ep);
     const char *dead[] = { "--endpoint", ep, "--scale", "0.01", "--timeout-ms", "100",
                            "--retries", "1", "--json", "--quiet", NULL };
     char *out = NULL;
@@ -578,28 +571,6 @@ s_gridsim_start(const char *const *args, const char *out_path, const char *err_p
     return pid;
 }
 
-/* Wait for the child to exit, at most S_EXIT_PATIENCE_MS: one still running
- * then is killed and the test fails (a hang, not slowness). Returns the
- * wait status. */
-static int
-s_wait_exit(pid_t pid)
-{
-    int pfd = (int) syscall(SYS_pidfd_open, pid, 0);
-    assert_true(pfd >= 0);
-    struct pollfd p = { .fd = pfd, .events = POLLIN };
-    int r;
-    while ((r = poll(&p, 1, S_EXIT_PATIENCE_MS)) < 0 && errno == EINTR)
-        ;
-    close(pfd);
-    if (r == 0)
-        kill(pid, SIGKILL);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (r == 0)
-        fail_msg("gridsim still running after %d ms: killed", S_EXIT_PATIENCE_MS);
-    return st;
-}
-
 /* A whole file (malloc'd, NUL-terminated). */
 static char *
 s_read_file(const char *path)
@@ -611,16 +582,6 @@ s_read_file(const char *path)
     buf[n] = 0;
     fclose(f);
     return buf;
-}
-
-/* Run gridctl on the broker's store; returns its exit status. */
-static int
-s_gridctl(const s_env_t *e, const char *args)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --store %s %s >/dev/null 2>&1", GS_GRIDCTL, e->store, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 static int
@@ -652,12 +613,13 @@ test_curve_broker(void **state)
     snprintf(args, sizeof args, "devices enrol dev-sim --collector col-sim --prefix 440305 "
              "--bundle %s --endpoint %s --feed-endpoint %s", bundle, e->broker.upload,
              e->broker.feed);
-    assert_int_equal(s_gridctl(e, args), 0);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
 
     /* the enrolled bundle: no --endpoint, the bundle's is used */
     const char *ok[] = { "--keys", bundle, "--scale", "0.005", "--devices", "2", "--seed", "3",
                          "--json", "--quiet", NULL };
-    int st = s_wait_exit(s_gridsim_start(ok, out_path, err_path));
+    int st = gs_tk_wait_exit(s_gridsim_start(ok, out_path, err_path), "gridsim",
+                             S_EXIT_PATIENCE_MS);
     char *json = s_read_file(out_path), *err = s_read_file(err_path);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fprintf(stderr, "gridsim: %s\n%s\n", json, err);
@@ -673,7 +635,8 @@ test_curve_broker(void **state)
     const char *plain[] = { "--endpoint", e->broker.upload, "--scale", "0.005", "--devices",
                             "8", "--timeout-ms", "1000", "--retries", "1", "--json",
                             "--quiet", NULL };
-    st = s_wait_exit(s_gridsim_start(plain, out_path, err_path));
+    st = gs_tk_wait_exit(s_gridsim_start(plain, out_path, err_path), "gridsim",
+                         S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     err = s_read_file(err_path);
@@ -692,7 +655,8 @@ test_curve_broker(void **state)
     fclose(f);
     const char *unknown[] = { "--keys", stranger, "--scale", "0.005", "--timeout-ms", "1000",
                               "--retries", "1", "--json", "--quiet", NULL };
-    st = s_wait_exit(s_gridsim_start(unknown, out_path, err_path));
+    st = gs_tk_wait_exit(s_gridsim_start(unknown, out_path, err_path), "gridsim",
+                         S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     err = s_read_file(err_path);
@@ -702,7 +666,8 @@ test_curve_broker(void **state)
 
     /* an unreadable bundle is a setup failure */
     const char *missing[] = { "--keys", "/nonexistent/bundle", NULL };
-    st = s_wait_exit(s_gridsim_start(missing, out_path, err_path));
+    st = gs_tk_wait_exit(s_gridsim_start(missing, out_path, err_path), "gridsim",
+                         S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 2);
 }
@@ -719,7 +684,8 @@ test_nothing_listening(void **state)
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", gs_tk_free_port());
     const char *dead[] = { "--endpoint", ep, "--scale", "0.005", "--timeout-ms", "1000",
                            "--retries", "1", "--json", "--quiet", NULL };
-    int st = s_wait_exit(s_gridsim_start(dead, out_path, err_path));
+    int st = gs_tk_wait_exit(s_gridsim_start(dead, out_path, err_path), "gridsim",
+                             S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     char *err = s_read_file(err_path);
@@ -738,14 +704,7 @@ test_sigterm_while_waiting(void **state)
     char out_path[128], err_path[128], ep[64];
     snprintf(out_path, sizeof out_path, "%s/gridsim.out", e->dir);
     snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = { .sin_family = AF_INET,
-                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t sl = sizeof sin;
-    assert_int_equal(bind(ls, (struct sockaddr *) &sin, sizeof sin), 0);
-    assert_int_equal(listen(ls, 16), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *) &sin, &sl), 0);
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    int ls = gs_tk_listen_silent(ep, sizeof ep);
     const char *args[] = { "--endpoint", ep, "--scale", "0.005", "--devices", "2",
                            "--timeout-ms", "600000", "--retries", "5", "--json", "--quiet",
                            NULL };
@@ -755,7 +714,7 @@ test_sigterm_while_waiting(void **state)
     int c = accept(ls, NULL, NULL);
     assert_true(c >= 0);
     kill(pid, SIGTERM);
-    int st = s_wait_exit(pid);
+    int st = gs_tk_wait_exit(pid, "gridsim", S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
     char *err = s_read_file(err_path), *json = s_read_file(out_path);
