@@ -681,7 +681,16 @@ test_nothing_listening(void **state)
     char out_path[128], err_path[128], ep[64];
     snprintf(out_path, sizeof out_path, "%s/gridsim.out", e->dir);
     snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", gs_tk_free_port());
+    /* a port bound and never listened on: connections to it are refused,
+     * and no other program (another test's broker) can take it meanwhile */
+    int hold = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(hold >= 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET,
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sin;
+    assert_int_equal(bind(hold, (struct sockaddr *) &sin, sizeof sin), 0);
+    assert_int_equal(getsockname(hold, (struct sockaddr *) &sin, &sl), 0);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
     const char *dead[] = { "--endpoint", ep, "--scale", "0.005", "--timeout-ms", "1000",
                            "--retries", "1", "--json", "--quiet", NULL };
     int st = gs_tk_wait_exit(s_gridsim_start(dead, out_path, err_path), "gridsim",
@@ -691,6 +700,7 @@ test_nothing_listening(void **state)
     char *err = s_read_file(err_path);
     assert_non_null(strstr(err, "could not connect"));
     free(err);
+    close(hold);
 }
 
 /* SIGTERM while every device waits for a broker that never answers (a
