@@ -37,6 +37,7 @@
 #include "gs_store.h"
 #include "gs_thread.h"
 #include "gs_validate.h"
+#include "gs_version.h"
 #include "gs_wire.h"
 
 #define S_EP_WRITER "inproc://gs-writer"
@@ -1354,7 +1355,7 @@ s_serve_admin(gs_broker_t *b, s_job_t *job, gs_wbuf_t *reply, gs_wbuf_t *body, g
         memset(&info, 0, sizeof info);
         rc = gs_store_info(b->store, &info);
         Gridsync__V1__HealthReply h = GRIDSYNC__V1__HEALTH_REPLY__INIT;
-        h.version = "0.1.0";
+        h.version = GS_VERSION;
         h.head_seq = info.head_seq;
         h.records = info.records;
         h.map_size = info.map_size;

@@ -4,6 +4,7 @@
  * --help, the file parser and the dump all follow.
  */
 #include "gs_config.h"
+#include "gs_version.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -242,7 +243,7 @@ gs_config_parse_args(gs_config_t *c, int argc, char **argv, char *err,
             return 1;
         }
         if (!strcmp(a, "--version")) {
-            printf("gridsyncd 0.1.0\n");
+            printf("gridsyncd %s\n", GS_VERSION);
             return 1;
         }
         if (!strcmp(a, "--config")) {

@@ -1035,7 +1035,15 @@ s_grids_import(gc_ctx_t *ctx, const gc_args_t *a)
     if (not_today)
         fprintf(stderr, "gridctl grids import: %llu of them are not valid today (dates)\n",
                 (unsigned long long) not_today);
-    if (orph.orphans)
+    /* "now rejected" only once the registry was written: a dry run says
+     * what the import would do */
+    if (orph.orphans && dry)
+        fprintf(stderr,
+                "gridctl grids import: the registry is empty; %llu grid(s) holding records "
+                "are not in %s, and importing it would reject uploads to them "
+                "(GRID_UNKNOWN)\n",
+                (unsigned long long) orph.orphans, path);
+    else if (orph.orphans)
         fprintf(stderr,
                 "gridctl grids import: the registry was empty; %llu grid(s) holding records "
                 "are not in %s, and uploads to them are now rejected (GRID_UNKNOWN)\n",

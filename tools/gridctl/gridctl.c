@@ -11,6 +11,7 @@
  * main() only picks the subcommand: each lives in its own file (gc.h).
  */
 #include "gc.h"
+#include "gs_version.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,8 @@ static const s_cmd_t s_cmds[] = {
     { "dups", gc_cmd_dups, "persons in two places, shared phones, crowded rentals" },
     { "tail", gc_cmd_tail, "the change log; --follow for new events" },
     { "export", gc_cmd_export, "every record under a prefix as JSON lines or CSV" },
-    { "devices", gc_cmd_devices, "the device registry: list, show, add, assign, revoke" },
+    { "devices", gc_cmd_devices,
+      "the device registry: list, show, add, enrol, assign, rekey, revoke" },
     { "grids", gc_cmd_grids, "the grid registry: list, import" },
     { "backup", gc_cmd_backup, "hot, compacting copy of the store" },
     { "restore", gc_cmd_restore, "put a backup in place as the store (broker stopped)" },
@@ -60,6 +62,7 @@ s_help(FILE *f)
           "  --reveal      show ID numbers, phones and restricted data unmasked; each use\n"
           "                is appended to STORE/audit.log (time, user, command)\n"
           "  --help        this text; gridctl COMMAND --help for a command\n"
+          "  --version     print \"gridctl VERSION\" and exit (before the command)\n"
           "\n"
           "Exit status: 0 done; 1 a missing store, an unknown key or device, problems\n"
           "found, or a failure; 2 bad arguments.\n",
@@ -91,6 +94,10 @@ main(int argc, char **argv)
     int i = 1, help = 0;
     static const gc_optspec_t none[] = { { NULL, 0 } };
     while (i < argc && argv[i][0] == '-') {
+        if (!strcmp(argv[i], "--version")) {
+            printf("gridctl %s\n", GS_VERSION);
+            return GC_EXIT_OK;
+        }
         if (!strcmp(argv[i], "--")) {
             i++;
             break;

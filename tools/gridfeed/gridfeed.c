@@ -48,6 +48,7 @@
 
 #include "gs_client.h"
 #include "gs_jsonl.h"
+#include "gs_version.h"
 
 #define S_MAX_PREFIXES 64
 #define S_POLL_MS 200           /* how often a quiet feed checks stop conditions */
@@ -100,10 +101,13 @@ s_usage(FILE *out)
 {
     fprintf(out,
         "usage: gridfeed --feed EP --upload EP --prefix P [--prefix P2 ...] [options]\n"
+        "       gridfeed --keys FILE --prefix P [--prefix P2 ...] [options]\n"
         "Follow grid-code prefixes and write each change event once, as a JSON line.\n"
         "\n"
-        "  --feed EP            the broker's live feed endpoint (XPUB)\n"
-        "  --upload EP          the broker's upload/sync endpoint (gap repair, catch-up)\n"
+        "  --feed EP            the broker's live feed endpoint (XPUB); default: the\n"
+        "                       feed_endpoint line of --keys FILE\n"
+        "  --upload EP          the broker's upload/sync endpoint (gap repair, catch-up);\n"
+        "                       default: the upload_endpoint line of --keys FILE\n"
         "  --prefix P           a grid-code prefix of 0, 2, 4, 6, 9, 12 or 15 digits\n"
         "                       (repeatable; no prefix may contain another)\n"
         "  --checkpoint FILE    resume from here after a restart, and keep it current\n"
@@ -123,12 +127,14 @@ s_usage(FILE *out)
         "  --omit-restricted    ask for events without persons' restricted data\n"
         "  --reveal             write ID numbers and phones unmasked (logged to stderr)\n"
         "  --keys FILE          CURVE keys (server_public, public_key, secret_key): the\n"
-        "                       enrolment bundle of gridctl devices enrol --bundle\n"
+        "                       enrolment bundle of gridctl devices enrol --bundle, whose\n"
+        "                       endpoints serve when --feed or --upload is not given\n"
         "  --quiet              no statistics on stderr at exit\n"
         "  --verbose            a line on stderr when following starts and at each checkpoint\n"
         "  --crash-after N      testing: kill itself (SIGKILL) after writing N lines,\n"
         "                       before checkpointing them\n"
         "  --help\n"
+        "  --version            print \"gridfeed VERSION\" and exit\n"
         "\n"
         "Exit status: 0 done or stopped by SIGTERM/SIGINT, 1 feed or output failure\n"
         "(a refused handshake included), 2 bad arguments, 3 the broker's store was\n"
@@ -154,7 +160,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
 {
     enum { O_FEED = 256, O_UPLOAD, O_PREFIX, O_CHECKPOINT, O_OUTPUT, O_SINCE, O_UNTIL,
            O_COUNT, O_IDLE, O_EVERY, O_OMIT, O_REVEAL, O_KEYS, O_QUIET, O_VERBOSE, O_CRASH,
-           O_HELP, O_RESTORE, O_HB_WARN };
+           O_HELP, O_RESTORE, O_HB_WARN, O_VERSION };
     static const struct option opts[] = {
         { "feed", required_argument, 0, O_FEED },
         { "upload", required_argument, 0, O_UPLOAD },
@@ -175,6 +181,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         { "verbose", no_argument, 0, O_VERBOSE },
         { "crash-after", required_argument, 0, O_CRASH },
         { "help", no_argument, 0, O_HELP },
+        { "version", no_argument, 0, O_VERSION },
         { "on-restore", required_argument, 0, O_RESTORE },
         { 0, 0, 0, 0 }
     };
@@ -221,6 +228,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         case O_VERBOSE: a->verbose = 1; break;
         case O_CRASH: rc = s_parse_u64("--crash-after", optarg, &a->crash_after); break;
         case O_HELP: s_usage(stdout); return 1;
+        case O_VERSION: printf("gridfeed %s\n", GS_VERSION); return 1;
         case O_RESTORE:
             if (!strcmp(optarg, "stop") || !strcmp(optarg, "rebaseline")) {
                 a->rebaseline = optarg[0] == 'r';
@@ -244,9 +252,11 @@ s_parse_args(int argc, char **argv, s_args_t *a)
                 argv[optind]);
         return -1;
     }
-    if (!a->feed || !a->sync || a->n_prefixes == 0) {
-        fprintf(stderr, "gridfeed: --feed, --upload and at least one --prefix are required; "
-                "try 'gridfeed --help'\n");
+    /* without --keys the endpoints can come from nowhere else; with it, main
+     * reads the missing ones from the bundle */
+    if ((!a->keys && (!a->feed || !a->sync)) || a->n_prefixes == 0) {
+        fprintf(stderr, "gridfeed: --feed and --upload (or --keys with a bundle that names "
+                "them) and at least one --prefix are required; try 'gridfeed --help'\n");
         return -1;
     }
     if (a->rebaseline && !a->output) {
@@ -553,12 +563,25 @@ main(int argc, char **argv)
     gs_client_opts_t co;
     gs_client_opts_init(&co);
     co.cancel = &s_stop;
+    gs_bundle_info_t bundle;
+    memset(&bundle, 0, sizeof bundle);
     if (a.keys) {
-        if (gs_curve_keys_load(&so.curve, a.keys)) {
+        if (gs_curve_keys_load(&so.curve, a.keys) || gs_bundle_info_load(&bundle, a.keys)) {
             fprintf(stderr, "gridfeed: cannot read CURVE keys from %s\n", a.keys);
             return 2;
         }
         co.curve = so.curve;
+        /* the bundle names the broker it was made for: nothing typed twice */
+        if (!a.feed && bundle.feed_endpoint[0])
+            a.feed = bundle.feed_endpoint;
+        if (!a.sync && bundle.upload_endpoint[0])
+            a.sync = bundle.upload_endpoint;
+        if (!a.feed || !a.sync) {
+            fprintf(stderr, "gridfeed: %s names no %s; give %s\n", a.keys,
+                    !a.feed ? "feed_endpoint" : "upload_endpoint",
+                    !a.feed ? "--feed EP" : "--upload EP");
+            return 2;
+        }
     }
     if (a.reveal)
         fprintf(stderr, "gridfeed: --reveal: ID numbers and phones are written unmasked "

@@ -38,6 +38,7 @@
 #include "gs_gen.h"
 #include "gs_sim.h"
 #include "gs_validate.h"
+#include "gs_version.h"
 
 #define S_DETAILS_MAX 10        /* expectation errors printed in full */
 
@@ -384,6 +385,7 @@ s_usage(FILE *out)
         "  --json                 print the summary as JSON\n"
         "  --quiet                no progress bar\n"
         "  --help\n"
+        "  --version              print \"gridsim VERSION\" and exit\n"
         "\n"
         "Exit status: 0 every ack as expected, 1 expectation or transport errors\n"
         "(a refused handshake, no reply within the timeouts) or interrupted by\n"
@@ -441,7 +443,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
     enum { O_SEED = 256, O_DISTRICT, O_GRIDS, O_HOUSEHOLDS, O_BUILDINGS, O_SCALE,
            O_ENDPOINT, O_DEVICES, O_BATCH, O_RUN_ID, O_TIMEOUT, O_RETRIES, O_LOST_MS,
            O_RETX, O_LOST, O_INVALID, O_RECOLLECT, O_NEW_ID, O_CONFLICT, O_NO_NOISE,
-           O_JSON, O_QUIET, O_HELP, O_KEYS };
+           O_JSON, O_QUIET, O_HELP, O_KEYS, O_VERSION };
     static const struct option opts[] = {
         { "seed", required_argument, 0, O_SEED },
         { "district", required_argument, 0, O_DISTRICT },
@@ -467,6 +469,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         { "json", no_argument, 0, O_JSON },
         { "quiet", no_argument, 0, O_QUIET },
         { "help", no_argument, 0, O_HELP },
+        { "version", no_argument, 0, O_VERSION },
         { 0, 0, 0, 0 }
     };
     uint64_t v;
@@ -530,6 +533,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         case O_JSON: g->json = 1; break;
         case O_QUIET: g->quiet = 1; break;
         case O_HELP: s_usage(stdout); return 1;
+        case O_VERSION: printf("gridsim %s\n", GS_VERSION); return 1;
         default:
             fprintf(stderr, "gridsim: unknown option or missing value: %s\n", name);
             fprintf(stderr, "try 'gridsim --help'\n");
