@@ -44,6 +44,7 @@
 #include "gs_store.h"
 #include "gs_store_debug.h"
 #include "gs_testkit.h"
+#include "gs_version.h"
 
 #ifndef GS_GRIDCTL
 #error "GS_GRIDCTL must name the gridctl binary"
@@ -1613,6 +1614,8 @@ test_with_broker(void **state)
     s_json_t *j = s_json_parse(r.out);
     assert_non_null(j);
     assert_true(s_jnum(s_jget(j, "broker"), "up") == 1);
+    /* HEALTH carries the version every program's --version prints */
+    assert_string_equal(s_jstr(s_jget(j, "broker"), "version"), GS_VERSION);
     uint64_t head = (uint64_t) s_jnum(s_jget(j, "store"), "head_seq");
     assert_true(s_jnum(s_jget(j, "broker"), "head_seq") == (double) head);
     s_json_free(j);

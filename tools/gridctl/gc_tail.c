@@ -25,6 +25,7 @@
 static const char s_help[] =
     "Usage: gridctl tail [PREFIX] [--since SEQ] [--limit N] [--follow]\n"
     "                    [--feed EP --upload EP [--keys FILE] [--heartbeat-warn MS]]\n"
+    "                    [--keys FILE [--heartbeat-warn MS]]\n"
     "                    [--count N]\n"
     "\n"
     "Change events under PREFIX (default: all) from the store's log, oldest first:\n"
@@ -39,7 +40,10 @@ static const char s_help[] =
     "                 upload/sync endpoint: follow through the client library's\n"
     "                 subscriber (PREFIX must then be 0, 2, 4, 6, 9, 12 or 15 digits)\n"
     "  --keys FILE    CURVE keys (server_public, public_key, secret_key) for --feed:\n"
-    "                 the enrolment bundle of gridctl devices enrol --bundle\n"
+    "                 the enrolment bundle of gridctl devices enrol --bundle; its\n"
+    "                 feed_endpoint and upload_endpoint lines serve when --feed or\n"
+    "                 --upload is not given (--follow --keys FILE alone follows the\n"
+    "                 live feed of the broker the bundle names)\n"
     "  --heartbeat-warn MS  with --feed: warn on stderr when no heartbeat arrived\n"
     "                 for MS milliseconds, and again every MS while it lasts;\n"
     "                 following goes on (default 5000, 0 = never)\n"
@@ -187,8 +191,8 @@ s_last(s_tail_t *t, gs_store_t *st, const char *prefix, uint64_t limit, uint64_t
 
 /* Follow the live feed through the client library. */
 static int
-s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t since,
-              uint64_t epoch, int64_t hb_warn_ms)
+s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *feed_ep, const char *upload_ep,
+              const char *prefix, uint64_t since, uint64_t epoch, int64_t hb_warn_ms)
 {
     gc_ctx_t *ctx = t->ctx;
     gs_client_error_t cerr = { 0, "" };
@@ -206,8 +210,7 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
         return gc_fail(ctx, "cannot read CURVE keys from %s", keys);
     const char *pf[1] = { prefix };
     int err = 0;
-    gs_sub_t *sub = gs_sub_new(gc_args_get(a, "feed"), gc_args_get(a, "upload"), pf, 1, NULL,
-                               since, &so, &err);
+    gs_sub_t *sub = gs_sub_new(feed_ep, upload_ep, pf, 1, NULL, since, &so, &err);
     if (!sub && err == GS_CLIENT_ECANCELLED)
         return GC_EXIT_OK; /* interrupted while catching up */
     char text[512];
@@ -216,7 +219,7 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *prefix, uint64_t sinc
                        gs_client_errtext(err, &cerr, text, sizeof text));
     /* stderr, so that the events on stdout stay machine-readable */
     fprintf(stderr, "gridctl tail: following \"%s\" through the live feed at %s\n", prefix,
-            gc_args_get(a, "feed"));
+            feed_ep);
     int rc = GC_EXIT_OK;
     while (!s_stop) {
         Gridsync__V1__ChangeEvent *ev = NULL;
@@ -288,15 +291,28 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
         (rc = gc_args_u64(ctx, &a, "count", 0, 1, UINT64_MAX, &count)))
         return rc;
     int follow = gc_args_has(&a, "follow");
-    int feed = gc_args_has(&a, "feed") || gc_args_has(&a, "upload");
-    if (feed && !(gc_args_get(&a, "feed") && gc_args_get(&a, "upload")))
-        return gc_usage(ctx, "--feed and --upload go together");
+    /* --keys alone means the live feed too: the bundle names the endpoints */
+    const char *keys = gc_args_get(&a, "keys");
+    int feed = gc_args_has(&a, "feed") || gc_args_has(&a, "upload") || keys;
     if (feed && !follow)
-        return gc_usage(ctx, "--feed is for --follow");
-    if (gc_args_has(&a, "keys") && !feed)
-        return gc_usage(ctx, "--keys is for --feed");
+        return gc_usage(ctx, "--feed, --upload and --keys are for --follow");
     if (gc_args_has(&a, "heartbeat-warn") && !feed)
         return gc_usage(ctx, "--heartbeat-warn is for --feed");
+    const char *feed_ep = gc_args_get(&a, "feed"), *upload_ep = gc_args_get(&a, "upload");
+    gs_bundle_info_t bundle;
+    memset(&bundle, 0, sizeof bundle);
+    if (keys && gs_bundle_info_load(&bundle, keys))
+        return gc_fail(ctx, "cannot read the enrolment bundle %s", keys);
+    if (!feed_ep && bundle.feed_endpoint[0])
+        feed_ep = bundle.feed_endpoint;
+    if (!upload_ep && bundle.upload_endpoint[0])
+        upload_ep = bundle.upload_endpoint;
+    if (feed && !(feed_ep && upload_ep)) {
+        if (!keys)
+            return gc_usage(ctx, "--feed and --upload go together");
+        const char *which = !feed_ep ? "feed" : "upload";
+        return gc_usage(ctx, "%s names no %s endpoint: give --%s EP", keys, which, which);
+    }
     gs_verdict_t v;
     if (feed && gs_prefix_check(prefix, &v))
         return gc_usage(ctx, "with --feed, PREFIX must be 0, 2, 4, 6, 9, 12 or 15 digits");
@@ -338,8 +354,8 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
         uint64_t epoch = 0;
         gs_store_epoch(st, &epoch); /* 0 (not known) for a store from before epochs */
         gs_store_destroy(&st);
-        rc = s_follow_feed(&t, &a, prefix, t.last_seq > next ? t.last_seq : next, epoch,
-                           (int64_t) hb_warn);
+        rc = s_follow_feed(&t, &a, feed_ep, upload_ep, prefix,
+                           t.last_seq > next ? t.last_seq : next, epoch, (int64_t) hb_warn);
     }
     while (!done && follow && !feed && !s_stop) {
         struct timespec ts = { 0, 500 * 1000000L };
