@@ -419,10 +419,10 @@ s_count(s_env_t *e, const Gridsync__V1__Record *r, int sign)
     }
 }
 
-/* Apply one upload straight to the store; each record must get expect[i]
+/* Apply one upload straight to store st; each record must get expect[i]
  * (NULL: all ACCEPTED). */
 static void
-s_apply(s_env_t *e, Gridsync__V1__Record **recs, size_t n, const int *expect)
+s_apply_to(s_env_t *e, gs_store_t *st, Gridsync__V1__Record **recs, size_t n, const int *expect)
 {
     char uid[32];
     snprintf(uid, sizeof uid, "ctltest-%d", ++e->uploads);
@@ -439,7 +439,7 @@ s_apply(s_env_t *e, Gridsync__V1__Record **recs, size_t n, const int *expect)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    assert_int_equal(gs_store_apply(e->st, &up, 1, now, &out), 0);
+    assert_int_equal(gs_store_apply(st, &up, 1, now, &out), 0);
     Gridsync__V1__Ack *ack =
         gridsync__v1__ack__unpack(NULL, out.uploads[0].ack_len, out.uploads[0].ack);
     assert_non_null(ack);
@@ -453,6 +453,13 @@ s_apply(s_env_t *e, Gridsync__V1__Record **recs, size_t n, const int *expect)
     }
     gridsync__v1__ack__free_unpacked(ack, NULL);
     gs_apply_out_clear(&out);
+}
+
+/* The same to the fixture's store. */
+static void
+s_apply(s_env_t *e, Gridsync__V1__Record **recs, size_t n, const int *expect)
+{
+    s_apply_to(e, e->st, recs, n, expect);
 }
 
 static void
@@ -888,6 +895,77 @@ test_exit_codes(void **state)
     r = S_CTL(e, "devices", "show", "dev-no-such");
     s_expect(&r, 1);
     s_res_free(&r);
+}
+
+/* gridctl --help names every command it dispatches, and on the devices and
+ * grids lines every action: the actions come from the dispatch itself
+ * (the list its "unknown action" message gives), each is checked to be
+ * dispatched (it does not answer "unknown action"), and each must appear
+ * in the command's line of gridctl --help and in COMMAND --help. */
+static void
+test_help_lists_every_command(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t help = s_run(e, NULL, "--help", NULL);
+    s_expect(&help, 0);
+    const char *cmds = strstr(help.out, "Commands:\n");
+    assert_non_null(cmds);
+    /* every command line of the help is one the dispatch knows */
+    size_t listed = 0;
+    for (const char *l = strchr(cmds, '\n') + 1; l[0] == ' ' && l[1] == ' ' && l[2] != ' ' &&
+                                                 l[2] != '-';
+         l = strchr(l, '\n') + 1) {
+        char name[32];
+        assert_int_equal(sscanf(l, " %31s", name), 1);
+        s_res_t r = s_run(e, NULL, name, "--help", NULL);
+        s_expect(&r, 0);
+        s_res_free(&r);
+        listed++;
+    }
+    assert_true(listed >= 12);
+
+    static const char *const with_actions[] = { "devices", "grids" };
+    for (size_t c = 0; c < 2; c++) {
+        const char *cmd = with_actions[c];
+        char line[64];
+        snprintf(line, sizeof line, "\n  %s ", cmd);
+        const char *l = strstr(cmds, line);
+        assert_non_null(l);
+        const char *eol = strchr(l + 1, '\n');
+        assert_non_null(eol);
+        char help_line[256];
+        snprintf(help_line, sizeof help_line, "%.*s", (int) (eol - l - 1), l + 1);
+        s_res_t sub = s_run(e, NULL, cmd, "--help", NULL);
+        s_expect(&sub, 0);
+        s_res_t bad = S_CTL(e, cmd, "frobnicate", "x");
+        s_expect(&bad, 2);
+        const char *open = strstr(bad.err, "unknown action 'frobnicate' (");
+        assert_non_null(open);
+        open = strchr(open, '(') + 1;
+        const char *close = strchr(open, ')');
+        assert_non_null(close);
+        char list[256];
+        snprintf(list, sizeof list, "%.*s", (int) (close - open), open);
+        size_t n = 0;
+        for (char *save = NULL, *act = strtok_r(list, ", ", &save); act;
+             act = strtok_r(NULL, ", ", &save), n++) {
+            /* dispatched: whatever it says, not "unknown action" */
+            s_res_t r = S_CTL(e, cmd, act);
+            assert_null(strstr(r.err, "unknown action"));
+            s_res_free(&r);
+            char word[48];
+            snprintf(word, sizeof word, " %s", act);
+            if (!strstr(help_line, word) || !strstr(sub.out, word))
+                fprintf(stderr, "%s %s is not in gridctl --help's line '%s' or in %s --help\n",
+                        cmd, act, help_line, cmd);
+            assert_non_null(strstr(help_line, word));
+            assert_non_null(strstr(sub.out, word));
+        }
+        assert_true(n >= 2);
+        s_res_free(&bad);
+        s_res_free(&sub);
+    }
+    s_res_free(&help);
 }
 
 /* stats adds up the per-cell counters to exactly what was loaded, at the
@@ -1505,6 +1583,49 @@ test_grids_import(void **state)
     s_res_free(&r);
 }
 
+/* grids import into an empty registry of a store holding records in a grid
+ * the file lacks: the import says uploads there are now rejected, but a
+ * --dry-run, which writes nothing, says only that importing would reject
+ * them, and the registry stays empty. */
+static void
+test_grids_import_dry_run(void **state)
+{
+    s_env_t *e = *state;
+    char store[160], csv[160];
+    snprintf(store, sizeof store, "%s/orphanstore", e->dir);
+    snprintf(csv, sizeof csv, "%s/other.csv", e->dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Record *h = gs_tk_household(e->arena, e->grid0, "HORPHAN", "ADDR-ORPHAN", 1,
+                                               930000);
+    s_apply_to(e, st, &h, 1, NULL);
+    gs_store_destroy(&st);
+    gs_arena_reset(e->arena);
+    /* a grid of another district, so the collected grid is not in the file */
+    assert_string_not_equal(e->grid0, "110101001001001");
+    s_write(csv, "110101001001001,别处网格\n");
+
+    s_res_t r = s_run(e, store, "grids", "import", csv, "--dry-run", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "dry run, nothing written"));
+    if (strstr(r.err, "now rejected") || !strstr(r.err, "would reject uploads"))
+        fprintf(stderr, "dry run said:\n%s\n", r.err);
+    assert_null(strstr(r.err, "now rejected"));
+    assert_non_null(strstr(r.err, "1 grid(s) holding records"));
+    assert_non_null(strstr(r.err, "would reject uploads"));
+    s_res_free(&r);
+    r = s_run(e, store, "grids", "list", "--json", NULL);
+    s_expect(&r, 0);
+    assert_string_equal(r.out, "");
+    s_res_free(&r);
+
+    r = s_run(e, store, "grids", "import", csv, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.err, "1 grid(s) holding records"));
+    assert_non_null(strstr(r.err, "now rejected"));
+    s_res_free(&r);
+}
+
 /* backup makes a copy that verifies and holds the same figures. */
 static void
 test_backup_verify(void **state)
@@ -1847,6 +1968,7 @@ main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_codes),
+        cmocka_unit_test(test_help_lists_every_command),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_ls_get),
         cmocka_unit_test(test_masking_and_reveal),
@@ -1855,6 +1977,7 @@ main(void)
         cmocka_unit_test(test_export),
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_grids_import),
+        cmocka_unit_test(test_grids_import_dry_run),
         cmocka_unit_test(test_backup_verify),
         cmocka_unit_test(test_with_broker),
         cmocka_unit_test(test_tail_follow_restored),
