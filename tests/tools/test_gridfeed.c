@@ -278,22 +278,32 @@ s_assert_same_seqs(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
         assert_int_equal(a[i], b[i]);
 }
 
-/* Start gridfeed with args after the endpoints; *err_fd (if not NULL) gets
- * a pipe of its stderr, else stderr goes to the test's. */
+/* Start gridfeed with args, after the broker's endpoints if endpoints;
+ * *err_fd (if not NULL) gets a pipe of its stderr, else stderr goes to the
+ * test's. */
 static pid_t
-s_spawn(s_env_t *e, const char *const *args, int *err_fd)
+s_spawn_with(s_env_t *e, int endpoints, const char *const *args, int *err_fd)
 {
     const char *argv[64];
     int argc = 0;
     argv[argc++] = GS_GRIDFEED;
-    argv[argc++] = "--feed";
-    argv[argc++] = e->broker.feed;
-    argv[argc++] = "--upload";
-    argv[argc++] = e->broker.upload;
+    if (endpoints) {
+        argv[argc++] = "--feed";
+        argv[argc++] = e->broker.feed;
+        argv[argc++] = "--upload";
+        argv[argc++] = e->broker.upload;
+    }
     for (int i = 0; args[i] && argc < 63; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
     return gs_tk_spawn(argv, err_fd);
+}
+
+/* The same, always after the broker's endpoints. */
+static pid_t
+s_spawn(s_env_t *e, const char *const *args, int *err_fd)
+{
+    return s_spawn_with(e, 1, args, err_fd);
 }
 
 /* Run gridfeed to completion; returns the wait status. */
@@ -799,6 +809,75 @@ test_silent_feed_and_revoked_key(void **state)
     close(err_fd);
 }
 
+/* Nothing typed twice: gridfeed given only --keys takes the feed and
+ * upload endpoints from the enrolment bundle (gridctl devices enrol
+ * --endpoint --feed-endpoint) and follows the CURVE broker, delivering an
+ * event uploaded while it follows; a bundle that names no endpoints, with
+ * no --feed or --upload, is refused (exit 2) and the message says what to
+ * give. */
+static void
+test_endpoints_from_bundle(void **state)
+{
+    s_env_t *e = *state;
+    char bundle[128], device[128], bare[128], out[128], args[1024];
+    snprintf(bundle, sizeof bundle, "%s/district.bundle", e->dir);
+    snprintf(device, sizeof device, "%s/device.bundle", e->dir);
+    snprintf(bare, sizeof bare, "%s/bare.bundle", e->dir);
+    snprintf(out, sizeof out, "%s/feed.out", e->dir);
+    snprintf(args, sizeof args, "devices enrol district-b --role district --prefix 440305 "
+             "--bundle %s --endpoint %s --feed-endpoint %s", bundle, e->broker.upload,
+             e->broker.feed);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
+    snprintf(args, sizeof args, "devices enrol dev-feedtest --collector col-feed --prefix "
+             "440305 --bundle %s --endpoint %s", device, e->broker.upload);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
+
+    const char *follow[] = { "--keys", bundle, "--prefix", e->street1, "--count", "1",
+                             "--output", out, "--verbose", "--quiet", NULL };
+    int err_fd;
+    pid_t pid = s_spawn_with(e, 0, follow, &err_fd);
+    gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
+
+    /* one household uploaded by the enrolled collector, through CURVE */
+    gs_client_opts_t co;
+    gs_client_opts_init(&co);
+    assert_int_equal(gs_curve_keys_load(&co.curve, device), 0);
+    e->cli = gs_client_new(e->broker.upload, &co);
+    assert_non_null(e->cli);
+    e->arena = gs_arena_new(0);
+    assert_non_null(e->arena);
+    char grid[16];
+    snprintf(grid, sizeof grid, "%s001001", e->street1);
+    Gridsync__V1__Record *h = gs_tk_household(e->arena, grid, "HBUNDLE", "ADDR-BUNDLE", 1,
+                                              940000);
+    s_upload(e, &h, 1);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
+    close(err_fd);
+    uint64_t *seqs = NULL;
+    size_t n = s_out_seqs(out, &seqs);
+    assert_int_equal(n, 1);
+    assert_true(seqs[0] == e->head);
+    free(seqs);
+
+    /* keys without endpoints, and none given: refused, naming the fix */
+    FILE *f = fopen(bare, "w");
+    assert_non_null(f);
+    FILE *in = fopen(bundle, "r");
+    assert_non_null(in);
+    char line[512];
+    while (fgets(line, sizeof line, in))
+        if (strncmp(line, "feed_endpoint", 13) && strncmp(line, "upload_endpoint", 15))
+            fputs(line, f);
+    fclose(in);
+    fclose(f);
+    const char *no_ep[] = { "--keys", bare, "--prefix", e->street1, NULL };
+    pid = s_spawn_with(e, 0, no_ep, &err_fd);
+    gs_tk_wait_line(err_fd, "gridfeed", "names no feed_endpoint; give --feed EP",
+                    S_PATIENCE_MS);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 2);
+    close(err_fd);
+}
+
 /* Usage errors exit 2 without touching anything. */
 static void
 test_bad_arguments(void **state)
@@ -832,6 +911,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_during_catchup, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_silent_feed_and_revoked_key, s_setup_curve,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_endpoints_from_bundle, s_setup_curve, s_teardown),
     };
     return cmocka_run_group_tests_name("gridfeed", tests, NULL, NULL);
 }
