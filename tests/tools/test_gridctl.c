@@ -1762,10 +1762,19 @@ test_with_broker(void **state)
     fprintf(f, "server_public = %s\npublic_key = %s\nsecret_key = %s\n", dist.server_public,
             dist.public_key, dist.secret_key);
     fclose(f);
+    /* the same keys in a bundle that also names the broker's endpoints */
+    char bundle_ep[200];
+    snprintf(bundle_ep, sizeof bundle_ep, "%s/district-ep.keys", e->dir);
+    f = fopen(bundle_ep, "w");
+    fprintf(f, "server_public = %s\npublic_key = %s\nsecret_key = %s\nupload_endpoint = %s\n"
+            "feed_endpoint = %s\n", dist.server_public, dist.public_key, dist.secret_key,
+            b.upload, b.feed);
+    fclose(f);
 
-    /* two followers wait for the next event: one polls the store, one
-     * follows the live feed with the district's keys */
-    char since[32], out1[128], err1[128], out2[128], err2[128];
+    /* three followers wait for the next event: one polls the store, one
+     * follows the live feed with the district's keys, and one is given
+     * only the bundle, which names the endpoints */
+    char since[32], out1[128], err1[128], out2[128], err2[128], out3[128], err3[128];
     snprintf(since, sizeof since, "%llu", (unsigned long long) head);
     const char *poll_args[] = { "tail", "--follow", "--since", since, "--count", "1", "--json",
                                 NULL };
@@ -1774,6 +1783,9 @@ test_with_broker(void **state)
                                 b.upload, "--keys", bundle, NULL };
     pid_t p1 = s_spawn(e, store, poll_args, out1, err1);
     pid_t p2 = s_spawn(e, store, feed_args, out2, err2);
+    const char *keys_args[] = { "tail", e->tally[0].street, "--follow", "--since", since,
+                                "--count", "1", "--json", "--keys", bundle_ep, NULL };
+    pid_t p3k = s_spawn(e, store, keys_args, out3, err3);
 
     gs_client_opts_t co;
     gs_client_opts_init(&co);
@@ -1796,19 +1808,21 @@ test_with_broker(void **state)
     uint64_t seq = ack->results[0]->seq;
     gridsync__v1__ack__free_unpacked(ack, NULL);
 
-    s_res_t r1 = s_wait(p1, out1, err1), r2 = s_wait(p2, out2, err2);
-    s_expect(&r1, 0);
-    s_expect(&r2, 0);
-    for (int k = 0; k < 2; k++) {
-        s_json_t *ev = s_json_parse(k ? r2.out : r1.out);
+    s_res_t rs[3] = { s_wait(p1, out1, err1), s_wait(p2, out2, err2),
+                      s_wait(p3k, out3, err3) };
+    for (int k = 0; k < 3; k++) {
+        s_expect(&rs[k], 0);
+        s_json_t *ev = s_json_parse(rs[k].out);
         assert_non_null(ev);
         assert_int_equal((uint64_t) s_jnum(ev, "seq"), seq);
         assert_string_equal(s_jstr(ev, "record_key"), "H-LIVE");
-        s_no_secrets(e, k ? r2.out : r1.out);
+        s_no_secrets(e, rs[k].out);
         s_json_free(ev);
     }
-    s_res_free(&r1);
-    s_res_free(&r2);
+    /* the bundle's follower went through the live feed, not the store */
+    assert_non_null(strstr(rs[2].err, "through the live feed at"));
+    for (int k = 0; k < 3; k++)
+        s_res_free(&rs[k]);
 
     /* tail --follow --feed whose subscription the broker stops serving
      * (the district's prefix narrowed away): it warns on stderr that no
