@@ -31,6 +31,9 @@
 #define S_FDS_CAP (1u << 22)        /* descriptors tracked one by one */
 #define S_STOP_WAIT_MS 15000        /* for watched sockets to be destroyed (linger is 2 s) */
 #define S_EVENTS (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_MONITOR_STOPPED)
+/* added for CURVE sockets only: a plaintext broker has no handshake to fail
+ * but a greeting mismatch, which names a CURVE client, not a plaintext one */
+#define S_EVENTS_CURVE (S_EVENTS | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 typedef struct {
     void *pair;                     /* connected to the socket's monitor */
@@ -44,7 +47,14 @@ typedef struct {
     int fd;                         /* the connection's descriptor */
     int port;                       /* the accepting endpoint's port, 0 if unknown */
     int watch;                      /* index into watches[] */
+    uint32_t value;                 /* the event's value as sent */
 } s_event_t;
+
+/* One kind of failed handshake, logged at most every S_LOG_EVERY_MS. */
+typedef struct {
+    int64_t last_log_ms;            /* last line */
+    uint64_t logged;                /* total at that line */
+} s_hs_log_t;
 
 struct gs_conns {
     void *ctx;                      /* the broker's ZeroMQ context */
@@ -66,6 +76,8 @@ struct gs_conns {
     int64_t open;                   /* connections held open */
     int64_t last_log_ms;            /* last connections_bound line */
     uint64_t refused_logged;        /* refused count at that line */
+    s_hs_log_t plaintext_log;       /* event=plaintext_client */
+    s_hs_log_t hs_failed_log;       /* event=handshake_failed */
     s_event_t events[S_EVENTS_MAX]; /* one pass */
 };
 
@@ -132,6 +144,7 @@ s_read_event(void *pair, s_event_t *ev)
         memcpy(&value, d + 2, 4);
         ev->type = type;
         ev->fd = (int) value;
+        ev->value = value;
     }
     int more = zmq_msg_more(&m);
     zmq_msg_close(&m);
@@ -172,6 +185,53 @@ s_watch_stopped(gs_conns_t *c, size_t w)
     c->watches[w] = c->watches[--c->n_watches];
 }
 
+/* Count n more of a kind of failed handshake in *counter and log line
+ * (event, what, total since the last line, msg) unless one was logged less
+ * than S_LOG_EVERY_MS ago. */
+static void
+s_handshake_log(s_hs_log_t *l, atomic_uint_fast64_t *counter,
+                const char *event, const char *what, const char *detail, const char *msg)
+{
+    uint64_t total = atomic_fetch_add(counter, 1) + 1;
+    int64_t now = s_mono_ms();
+    if (l->last_log_ms != 0 && now - l->last_log_ms < S_LOG_EVERY_MS)
+        return;
+    gs_log(GS_LOG_WARN, event, "what=%s%s count=%llu total=%llu msg=\"%s\"", what, detail,
+           (unsigned long long) (total - l->logged), (unsigned long long) total, msg);
+    l->last_log_ms = now;
+    l->logged = total;
+}
+
+/* A handshake on a CURVE socket failed for a protocol reason (ZMQ_EVENT_
+ * HANDSHAKE_FAILED_PROTOCOL; the value is a ZMQ_PROTOCOL_ERROR_*). libzmq
+ * gives no peer address with it: the event's endpoint is the broker's own.
+ * A key the broker does not know fails later, in ZAP, and gs_auth logs
+ * that (handshake_refused). */
+static void
+s_handshake_failed(gs_conns_t *c, const s_event_t *e)
+{
+    const char *what = c->watches[e->watch].what;
+    if (e->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+        /* the client's greeting asked for another mechanism: NULL, from a
+         * client that has no CURVE keys (or PLAIN) */
+        s_handshake_log(&c->plaintext_log, &c->m->handshakes_plaintext, "plaintext_client",
+                        what, "",
+                        "a client without CURVE keys tried to connect; give it an enrolment "
+                        "bundle (gridctl devices enrol --bundle)");
+        return;
+    }
+    char detail[48];
+    snprintf(detail, sizeof detail, " error=0x%08x", (unsigned) e->value);
+    /* ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: the server could not open the
+     * client's HELLO, which is what a client with the wrong server key sends */
+    s_handshake_log(&c->hs_failed_log, &c->m->handshakes_failed, "handshake_failed", what,
+                    detail,
+                    e->value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+                        ? "a client's CURVE handshake could not be decrypted: it most likely "
+                          "has the wrong server key; give it a fresh enrolment bundle"
+                        : "a client broke the ZeroMQ handshake");
+}
+
 /* Read what every readable monitor has queued, then shed what is over the
  * bound (see "Descriptor reuse" in gs_conns.h). */
 static void
@@ -194,6 +254,10 @@ s_pass(gs_conns_t *c, const zmq_pollitem_t *items, size_t n_items)
         uint16_t id = c->watches[e->watch].id;
         if (e->type == ZMQ_EVENT_MONITOR_STOPPED) {
             stopped[e->watch] = 1;
+            continue;
+        }
+        if (e->type == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            s_handshake_failed(c, e);
             continue;
         }
         if (e->fd < 0)
@@ -348,6 +412,10 @@ gs_conns_watch(gs_conns_t *self, void *sock, const char *what)
     uint16_t id = (uint16_t) (serial % UINT16_MAX + 1);
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://gs-conns-%u", serial);
+    int mechanism = ZMQ_NULL;
+    size_t ml = sizeof mechanism;
+    if (zmq_getsockopt(sock, ZMQ_MECHANISM, &mechanism, &ml))
+        return -1;
     void *pair = zmq_socket(self->ctx, ZMQ_PAIR);
     if (!pair)
         return -1;
@@ -358,7 +426,8 @@ gs_conns_watch(gs_conns_t *self, void *sock, const char *what)
     zmq_setsockopt(pair, ZMQ_LINGER, &zero, sizeof zero);
     /* connected before the watched socket binds, so that no event is
      * emitted while nobody listens (libzmq would block on it) */
-    if (zmq_socket_monitor(sock, ep, S_EVENTS) || zmq_connect(pair, ep)) {
+    int events = mechanism == ZMQ_CURVE ? S_EVENTS_CURVE : S_EVENTS;
+    if (zmq_socket_monitor(sock, ep, events) || zmq_connect(pair, ep)) {
         int err = errno;
         zmq_socket_monitor(sock, NULL, 0);
         zmq_close(pair);

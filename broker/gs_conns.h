@@ -21,6 +21,16 @@
  * connection; gridsync_connections_open is the number held open now
  * (connections being shed included, until libzmq has closed them).
  *
+ * Failed handshakes. On a socket that is a CURVE server the monitor also
+ * reports ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: a greeting with another
+ * mechanism (ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH, a client without
+ * CURVE keys) is logged as event=plaintext_client and counted in
+ * handshakes_plaintext; any other protocol error (a wrong server key makes
+ * ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC) as event=handshake_failed, counted
+ * in handshakes_failed. Each at most one line per ten seconds, with the
+ * count since the last. libzmq names no peer in these events (the endpoint
+ * is the broker's own). Keys refused by ZAP are gs_auth's to log.
+ *
  * Descriptor reuse. The event reaches this thread a moment after libzmq
  * emitted it, and in that moment the connection may already have gone and
  * its descriptor been given to something else. Two guards keep a shed from

@@ -168,6 +168,12 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
     s_counter(b, "gridsync_connections_refused_total",
               "Client connections closed at once because the bound was reached.",
               atomic_load(&m->connections_refused));
+    s_counter(b, "gridsync_handshakes_plaintext_total",
+              "Clients without CURVE keys that tried to connect to a CURVE endpoint.",
+              atomic_load(&m->handshakes_plaintext));
+    s_counter(b, "gridsync_handshakes_failed_total",
+              "CURVE handshakes broken off for a protocol error (wrong server key...).",
+              atomic_load(&m->handshakes_failed));
     if (store) {
         gs_store_info_t info;
         if (gs_store_info(store, &info) == 0) {

@@ -51,6 +51,8 @@ typedef struct gs_metrics {
     atomic_int_fast64_t connections_open;       /* client connections held (gs_conns) */
     atomic_uint_fast64_t connections_refused;   /* shed over max-connections */
     atomic_int_fast64_t connections_max;        /* the bound in force (reported) */
+    atomic_uint_fast64_t handshakes_plaintext;  /* plaintext clients at a CURVE endpoint */
+    atomic_uint_fast64_t handshakes_failed;     /* other failed CURVE handshakes (not ZAP) */
     int64_t batch_max_records;                  /* configured bound (reported) */
     int64_t batch_linger_us;                    /* configured bound (reported) */
 } gs_metrics_t;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -937,6 +938,128 @@ test_heartbeat_on_subscribe(void **state)
     s_env_stop(&e);
 }
 
+/* The lines of the broker's log so far that contain needle. */
+static int
+s_log_count(const gs_tk_broker_t *b, const char *needle)
+{
+    FILE *f = fopen(b->log_path, "r");
+    assert_non_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) > 0)
+        if (strstr(line, needle))
+            n++;
+    free(line);
+    fclose(f);
+    return n;
+}
+
+/* Wait (bounded) until the broker's log has a line with needle: the log
+ * reaches its file through the kit's drain thread. */
+static void
+s_log_wait(const gs_tk_broker_t *b, const char *needle)
+{
+    for (int i = 0; i < 3000 && s_log_count(b, needle) == 0; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_true(s_log_count(b, needle) > 0);
+}
+
+/* What a ZeroMQ client without CURVE keys sends first, on a TCP connection
+ * of its own to endpoint ("tcp://127.0.0.1:PORT"): the ZMTP 3.0 greeting
+ * with the NULL mechanism; then it reads until the broker hangs up
+ * (bounded). A libzmq DEALER would read the broker's greeting while
+ * sending its own and might hang up first, before the broker has read it. */
+static void
+s_plaintext_greet(const char *endpoint)
+{
+    const char *colon = strrchr(endpoint, ':');
+    assert_non_null(colon);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = { 30, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons((uint16_t) atoi(colon + 1)) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    uint8_t greeting[64] = { 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 0, 'N', 'U', 'L', 'L' };
+    assert_int_equal(send(fd, greeting, sizeof greeting, MSG_NOSIGNAL), (ssize_t) sizeof greeting);
+    uint8_t buf[256];
+    ssize_t got;
+    while ((got = recv(fd, buf, sizeof buf, 0)) > 0) {
+    }
+    assert_true(got == 0 || (got < 0 && errno == ECONNRESET)); /* not the time-out */
+    close(fd);
+}
+
+/* A DEALER on the broker's upload endpoint with CURVE keys (server_key as
+ * the broker's) that connects once (no reconnection). */
+static void *
+s_dealer_curve(void *ctx, const gs_tk_broker_t *b, const char *server_key)
+{
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    assert_non_null(d);
+    int no = -1, zero = 0;
+    zmq_setsockopt(d, ZMQ_RECONNECT_IVL, &no, sizeof no);
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    {
+        char pub[41], sec[41];
+        assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+        assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_SERVERKEY, server_key, 40), 0);
+        assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_PUBLICKEY, pub, 40), 0);
+        assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_SECRETKEY, sec, 40), 0);
+    }
+    assert_int_equal(zmq_connect(d, b->upload), 0);
+    return d;
+}
+
+/* A plaintext client at a CURVE endpoint: one event=plaintext_client line
+ * per ten seconds however often it tries, and its tries counted. A client
+ * with the wrong server key is counted and logged apart (handshake_failed);
+ * a key the broker does not know is neither (gs_auth logs it). */
+static void
+test_plaintext_client_logged(void **state)
+{
+    s_env_t *e = *state;
+    void *ctx = zmq_ctx_new();
+    assert_non_null(ctx);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int tries = 5;
+    for (int i = 1; i <= tries; i++) {
+        s_plaintext_greet(e->broker.upload);
+        s_metric_reaches(e, "gridsync_handshakes_plaintext_total", i);
+    }
+    s_log_wait(&e->broker, "event=plaintext_client");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int lines = s_log_count(&e->broker, "event=plaintext_client");
+    /* the bound is one line per ten seconds: on a machine so slow that the
+     * tries spread over more, one more line per ten seconds is allowed */
+    long spread_s = (long) (t1.tv_sec - t0.tv_sec) + 1;
+    assert_true(lines >= 1 && lines <= 1 + spread_s / 10);
+    assert_int_equal(s_log_count(&e->broker, "event=plaintext_client what=upload count=1 "
+                                             "total=1 msg=\"a client without CURVE keys"),
+                     1);
+
+    /* the wrong server key: the broker cannot open the client's HELLO */
+    char wrong_pub[41], wrong_sec[41];
+    assert_int_equal(zmq_curve_keypair(wrong_pub, wrong_sec), 0);
+    void *d = s_dealer_curve(ctx, &e->broker, wrong_pub);
+    s_metric_reaches(e, "gridsync_handshakes_failed_total", 1);
+    zmq_close(d);
+    s_log_wait(&e->broker, "event=handshake_failed what=upload error=0x11000001 count=1");
+
+    /* the right server key, a key nobody enrolled: refused by ZAP only */
+    d = s_dealer_curve(ctx, &e->broker, e->broker.server_key);
+    s_log_wait(&e->broker, "event=handshake_refused");
+    zmq_close(d);
+    assert_true(s_metric(e, "gridsync_handshakes_failed_total") == 1);
+    zmq_ctx_term(ctx);
+}
+
 /* --insecure-dev on anything but a loopback bind: the broker refuses to
  * start (test_endpoint has the parser's cases). */
 static void
@@ -1001,6 +1124,7 @@ main(void)
         cmocka_unit_test(test_subscription_bound),
         cmocka_unit_test(test_heartbeat_on_subscribe),
         cmocka_unit_test(test_curve_client_insecure_broker),
+        cmocka_unit_test_setup_teardown(test_plaintext_client_logged, s_setup, s_teardown),
         cmocka_unit_test(test_insecure_refused_off_loopback),
     };
     return cmocka_run_group_tests_name("security", tests, NULL, NULL);
