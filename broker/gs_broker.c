@@ -836,6 +836,7 @@ s_subscribe(gs_broker_t *b, s_feed_t *f, const char *id, const char *prefix, int
          * the store's epoch and head before any event, so a subscriber
          * that reconnected to a restored store learns it before it could
          * take one of the restored store's events for a new one. */
+        s_feed_gauge(b, f);     /* before the heartbeat, which a test may wait on */
         gs_wbuf_t wb;
         gs_wbuf_init(&wb);
         s_heartbeat_send(b, s, atomic_load(&b->head_seq), &wb);
