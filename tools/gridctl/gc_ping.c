@@ -206,7 +206,7 @@ gc_cmd_ping(gc_ctx_t *ctx, int argc, char **argv)
             break;
         }
         if (!last && !ctx->json) {
-            fprintf(ctx->out, "handshake  ok\n");
+            fprintf(ctx->out, "handshake ok\n");
             s_print_text(ctx, p);
         }
         if (!ctx->json)
