@@ -1554,14 +1554,11 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
     return reason;
 }
 
-/* Send an error straight from the frontend. */
+/* Send a packed reply straight from the frontend to identity. */
 static void
-s_frontend_error(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
-                 int admin, uint64_t request_id, int reason, const char *msg)
+s_frontend_send(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
+                const gs_wbuf_t *wb)
 {
-    gs_wbuf_t wb;
-    gs_wbuf_init(&wb);
-    s_error_pack(b, &wb, admin, request_id, reason, msg);
     zmq_msg_t id;
     zmq_msg_init(&id);
     zmq_msg_copy(&id, identity);
@@ -1571,8 +1568,19 @@ s_frontend_error(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
     } else {
         if (req_style)
             zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(sock, wb.data, wb.len, ZMQ_DONTWAIT);
+        zmq_send(sock, wb->data, wb->len, ZMQ_DONTWAIT);
     }
+}
+
+/* Send an error straight from the frontend. */
+static void
+s_frontend_error(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
+                 int admin, uint64_t request_id, int reason, const char *msg)
+{
+    gs_wbuf_t wb;
+    gs_wbuf_init(&wb);
+    s_error_pack(b, &wb, admin, request_id, reason, msg);
+    s_frontend_send(b, sock, identity, req_style, &wb);
     gs_wbuf_deinit(&wb);
 }
 
@@ -1603,23 +1611,11 @@ s_answer_ping(gs_broker_t *b, zmq_msg_t *identity, int req_style, uint64_t reque
     gs_wbuf_init(&wb);
     gs_wbuf_uint_field(&wb, 1, request_id);
     gs_wbuf_message_field(&wb, 6, &p.base); /* Reply.ping */
-    if (wb.failed) {
-        gs_wbuf_deinit(&wb);
+    if (wb.failed)
         s_frontend_error(b, b->router, identity, req_style, 0, request_id,
                          GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
-        return;
-    }
-    zmq_msg_t id;
-    zmq_msg_init(&id);
-    zmq_msg_copy(&id, identity);
-    if (zmq_msg_send(&id, b->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&id);
-        atomic_fetch_add(&b->metrics.unroutable_replies, 1);
-    } else {
-        if (req_style)
-            zmq_send(b->router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(b->router, wb.data, wb.len, ZMQ_DONTWAIT);
-    }
+    else
+        s_frontend_send(b, b->router, identity, req_style, &wb);
     gs_wbuf_deinit(&wb);
 }
 

@@ -246,6 +246,9 @@ test_ping(void **state)
     snprintf(args, sizeof args, "ping --keys %s --timeout-ms 5000", b1);
     assert_int_equal(s_gridctl_all(store, args, out, sizeof out), 3);
     assert_non_null(strstr(out, "handshake refused"));
+    snprintf(args, sizeof args, "--json ping --keys %s --timeout-ms 5000", b1);
+    assert_int_equal(s_gridctl(store, args, out, sizeof out), 3);
+    assert_non_null(strstr(out, "\"handshake\":\"refused\""));
     gs_tk_broker_stop(&b, SIGTERM);
 
     /* nothing listening: no answer in time */

@@ -88,7 +88,7 @@ s_print_text(gc_ctx_t *ctx, const Gridsync__V1__PingReply *p)
 
 static void
 s_print_json(gc_ctx_t *ctx, const char *ep, const Gridsync__V1__PingReply *p,
-             const int64_t *rtt, size_t n, int status, const char *error)
+             const int64_t *rtt, size_t n, int status, int rc, const char *error)
 {
     gc_json_t j;
     gc_json_init(&j, ctx->out);
@@ -96,7 +96,10 @@ s_print_json(gc_ctx_t *ctx, const char *ep, const Gridsync__V1__PingReply *p,
     gc_json_key(&j, "endpoint");
     gc_json_str(&j, ep);
     gc_json_key(&j, "handshake");
-    gc_json_str(&j, status == GC_EXIT_REFUSED ? "refused" : p ? "ok" : "unknown");
+    /* a broker's error reply (ESERVER) came over a completed handshake */
+    gc_json_str(&j, rc == GS_CLIENT_EAUTH                 ? "refused"
+                    : p || rc == GS_CLIENT_ESERVER ? "ok"
+                                                   : "unknown");
     if (p) {
         char rb[32], sb[32];
         gc_json_key(&j, "registered");
@@ -219,7 +222,7 @@ gc_cmd_ping(gc_ctx_t *ctx, int argc, char **argv)
     if (!error && last && !last->scope_all && last->n_prefixes == 0)
         status = GC_EXIT_NO_SCOPE;
     if (ctx->json) {
-        s_print_json(ctx, ep, last, rtt, n, status, error);
+        s_print_json(ctx, ep, last, rtt, n, status, error ? rc : 0, error);
     } else {
         if (n > 1) {
             int64_t *s = malloc(n * sizeof *s);
