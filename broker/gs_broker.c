@@ -1447,15 +1447,21 @@ s_reader_main(void *arg)
  * anything (said so by *scope_all, never by an empty list). Scope is denied
  * by default: only an ADMIN gets *scope_all = 1; a DEVICE or DISTRICT entry
  * without prefixes (written before the registry refused them) may do
- * nothing. On success the sender's prefixes are copied into the arena.
- * Returns 0 or a reason with msg set. */
+ * nothing, and is refused every request but a ping, which is answered so
+ * that it can say so. On success the sender's prefixes are copied into the
+ * arena, and *dev_out (when not NULL) gets the registry entry, NULL for an
+ * unregistered sender in development mode; the caller frees it with
+ * gridsync__v1__device__free_unpacked. Returns 0 or a reason with msg set. */
 static int
 s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_arena_t *arena,
-            char ***prefixes, size_t *n_prefixes, int *scope_all, char *msg, size_t msg_size)
+            char ***prefixes, size_t *n_prefixes, int *scope_all, char *msg, size_t msg_size,
+            Gridsync__V1__Device **dev_out)
 {
     *prefixes = NULL;
     *n_prefixes = 0;
     *scope_all = 0;
+    if (dev_out)
+        *dev_out = NULL;
     const char *id = NULL;
     if (b->secure) {
         id = zmq_msg_gets(body, "device_id");
@@ -1491,7 +1497,8 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
         snprintf(msg, msg_size, "'%.64s' has an unknown role (%d); it may do nothing",
                  dev->device_id, (int) dev->role);
         reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
-    } else if (!admin && dev->n_prefixes == 0) {
+    } else if (!admin && dev->n_prefixes == 0 &&
+               req->body_case != GRIDSYNC__V1__REQUEST__BODY_PING) {
         snprintf(msg, msg_size, "'%.64s' has no grid prefixes assigned, so it may do nothing; "
                  "an administrator assigns them (gridctl devices assign)", dev->device_id);
         reason = GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE;
@@ -1505,7 +1512,10 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
                      req->upload->device_id, dev->device_id);
             reason = GRIDSYNC__V1__REASON__REASON_UNAUTHORISED;
         }
-    } else {
+    } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_PING) {
+        /* nothing asked for: the reply says what the sender may touch */
+    } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC ||
+               req->body_case == GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT) {
         char **want = req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC
                           ? req->sync->prefixes : req->snapshot->prefixes;
         size_t nw = req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC
@@ -1516,6 +1526,10 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
                          want[i], dev->device_id);
                 reason = GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE;
             }
+    } else {
+        /* a body the checks above do not know is never let through */
+        snprintf(msg, msg_size, "request carries no known body");
+        reason = GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE;
     }
     if (!reason && admin) {
         *scope_all = 1; /* an administrator's role: everywhere, said explicitly */
@@ -1534,8 +1548,29 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
             *n_prefixes = dev->n_prefixes;
         }
     }
-    gridsync__v1__device__free_unpacked(dev, NULL);
+    if (!reason && dev_out)
+        *dev_out = dev;
+    else
+        gridsync__v1__device__free_unpacked(dev, NULL);
     return reason;
+}
+
+/* Send a packed reply straight from the frontend to identity. */
+static void
+s_frontend_send(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
+                const gs_wbuf_t *wb)
+{
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    zmq_msg_copy(&id, identity);
+    if (zmq_msg_send(&id, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&id);
+        atomic_fetch_add(&b->metrics.unroutable_replies, 1);
+    } else {
+        if (req_style)
+            zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(sock, wb->data, wb->len, ZMQ_DONTWAIT);
+    }
 }
 
 /* Send an error straight from the frontend. */
@@ -1546,17 +1581,42 @@ s_frontend_error(gs_broker_t *b, void *sock, zmq_msg_t *identity, int req_style,
     gs_wbuf_t wb;
     gs_wbuf_init(&wb);
     s_error_pack(b, &wb, admin, request_id, reason, msg);
-    zmq_msg_t id;
-    zmq_msg_init(&id);
-    zmq_msg_copy(&id, identity);
-    if (zmq_msg_send(&id, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&id);
-        atomic_fetch_add(&b->metrics.unroutable_replies, 1);
-    } else {
-        if (req_style)
-            zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        zmq_send(sock, wb.data, wb.len, ZMQ_DONTWAIT);
+    s_frontend_send(b, sock, identity, req_style, &wb);
+    gs_wbuf_deinit(&wb);
+}
+
+/* Answer a ping on the frontend thread, from what s_authorise found (dev is
+ * NULL for an unregistered sender in development mode): the registry was
+ * read there already, and the rest is a few reads of the store's head. */
+static void
+s_answer_ping(gs_broker_t *b, zmq_msg_t *identity, int req_style, uint64_t request_id,
+              const Gridsync__V1__Device *dev, char **prefixes, size_t n_prefixes,
+              int scope_all)
+{
+    Gridsync__V1__PingReply p = GRIDSYNC__V1__PING_REPLY__INIT;
+    p.registered = dev != NULL;
+    if (dev) {
+        p.device_id = dev->device_id;
+        p.role = dev->role;
+        p.status = dev->status;
     }
+    p.prefixes = scope_all ? NULL : prefixes;
+    p.n_prefixes = scope_all ? 0 : n_prefixes;
+    p.scope_all = scope_all != 0;
+    p.version = GS_VERSION;
+    gs_store_epoch(b->store, &p.store_epoch);
+    gs_store_head(b->store, &p.head_seq);
+    p.broker_time = s_now_ms();
+    p.secure = b->secure != 0;
+    gs_wbuf_t wb;
+    gs_wbuf_init(&wb);
+    gs_wbuf_uint_field(&wb, 1, request_id);
+    gs_wbuf_message_field(&wb, 6, &p.base); /* Reply.ping */
+    if (wb.failed)
+        s_frontend_error(b, b->router, identity, req_style, 0, request_id,
+                         GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
+    else
+        s_frontend_send(b, b->router, identity, req_style, &wb);
     gs_wbuf_deinit(&wb);
 }
 
@@ -1708,23 +1768,33 @@ s_handle_router(gs_broker_t *b, int draining)
         break;
     case GRIDSYNC__V1__REQUEST__BODY_SYNC:
     case GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT:
+    case GRIDSYNC__V1__REQUEST__BODY_PING:
         break;
     default:
         s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                          GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE,
-                         "request carries no known body (upload, sync or snapshot)");
+                         "request carries no known body (upload, sync, snapshot or ping)");
         goto done;
     }
     char **prefixes = NULL;
     size_t n_prefixes = 0;
     int scope_all = 0;
     char amsg[GS_MSG_MAX];
+    Gridsync__V1__Device *dev = NULL;
+    int is_ping = req->body_case == GRIDSYNC__V1__REQUEST__BODY_PING;
     int reason = s_authorise(b, &body, req, arena, &prefixes, &n_prefixes, &scope_all, amsg,
-                             sizeof amsg);
+                             sizeof amsg, is_ping ? &dev : NULL);
     if (reason) {
         gs_log(GS_LOG_WARN, "request_refused", "reason=%s msg=\"%s\"", gs_reason_name(reason),
                amsg);
         s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id, reason, amsg);
+        goto done;
+    }
+    if (is_ping) {
+        s_answer_ping(b, &identity, req_style, req->request_id, dev, prefixes, n_prefixes,
+                      scope_all);
+        if (dev)
+            gridsync__v1__device__free_unpacked(dev, NULL);
         goto done;
     }
     s_job_t *job = calloc(1, sizeof *job);

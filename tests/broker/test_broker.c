@@ -451,6 +451,34 @@ test_device_pulls_own_grid(void **state)
     gs_client_destroy(&c);
 }
 
+/* In --insecure-dev mode a ping from an unregistered sender is answered:
+ * not registered, not secure, and unrestricted (scope_all, never an empty
+ * list), with the store's head, epoch and the broker's version. */
+static void
+test_ping_development_mode(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    assert_non_null(c);
+    s_load(e, c, GRID_A, 0, 3, 3);
+    Gridsync__V1__PingReply *p = NULL;
+    int64_t rtt = -1;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_ping(c, &p, &rtt, &err), 0);
+    assert_false(p->registered);
+    assert_false(p->secure);
+    assert_true(p->scope_all);
+    assert_int_equal(p->n_prefixes, 0);
+    assert_string_equal(p->device_id, "");
+    assert_int_equal(p->head_seq, 3);
+    assert_true(p->store_epoch != 0);
+    assert_true(p->broker_time > 0);
+    assert_true(strlen(p->version) > 0);
+    assert_true(rtt >= 0);
+    gridsync__v1__ping_reply__free_unpacked(p, NULL);
+    gs_client_destroy(&c);
+}
+
 /* Send raw frames on a fresh DEALER; return the Reply (or NULL if none
  * within the wait, which is how a dropped connection shows). */
 static Gridsync__V1__Reply *
@@ -843,6 +871,7 @@ main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_upload_ack_store_feed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_ping_development_mode, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_dedup_seen_from_client, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_resumes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_starts_at_head, s_setup, s_teardown),

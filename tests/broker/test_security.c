@@ -268,6 +268,88 @@ test_empty_prefixes_deny(void **state)
     gs_client_destroy(&c);
 }
 
+/* Ping says who the broker takes a key for: an enrolled device with its
+ * prefixes, a DISTRICT entry without prefixes (answered, not refused, with
+ * an empty scope, while its other requests stay refused), and an ADMIN
+ * with scope_all; a key revoked while its connection lives is refused. */
+static void
+test_ping_reports_scope(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_error_t err;
+    Gridsync__V1__PingReply *p = NULL;
+    int64_t rtt = -1;
+
+    gs_curve_keys_t k;
+    s_enrol(e, "dev-a", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE, "440305001001", 0,
+            &k, 1);
+    gs_client_t *c = s_client(e, &k, 5000, 0);
+    Gridsync__V1__Record *rec = gs_tk_household(e->arena, GRID_A, "H-1", "ADDR-1", 1, 1);
+    Gridsync__V1__Ack *ack = NULL;
+    assert_int_equal(s_upload(c, "dev-a", "u1", &rec, 1, &ack, &err), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    assert_int_equal(gs_client_ping(c, &p, &rtt, &err), 0);
+    assert_true(p->registered);
+    assert_true(p->secure);
+    assert_string_equal(p->device_id, "dev-a");
+    assert_int_equal(p->role, GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE);
+    assert_int_equal(p->status, GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE);
+    assert_false(p->scope_all);
+    assert_int_equal(p->n_prefixes, 1);
+    assert_string_equal(p->prefixes[0], "440305001001");
+    assert_int_equal(p->head_seq, 1);
+    assert_true(p->store_epoch != 0);
+    assert_true(p->broker_time > 0);
+    assert_true(strlen(p->version) > 0);
+    assert_true(rtt >= 0);
+    gridsync__v1__ping_reply__free_unpacked(p, NULL);
+
+    /* revoked on the live connection: refused like any other request */
+    s_enrol(e, "dev-a", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE, "440305001001", 1,
+            &k, 0);
+    assert_int_equal(gs_client_ping(c, &p, &rtt, &err), GS_CLIENT_ESERVER);
+    assert_null(p);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_UNAUTHORISED);
+    gs_client_destroy(&c);
+
+    /* no prefixes: answered with an empty scope; everything else refused */
+    gs_curve_keys_t dk;
+    s_enrol_unscoped(e, "district-none", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT,
+                     &dk);
+    c = s_client(e, &dk, 5000, 0);
+    assert_int_equal(gs_client_ping(c, &p, &rtt, &err), 0);
+    assert_true(p->registered);
+    assert_string_equal(p->device_id, "district-none");
+    assert_int_equal(p->role, GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT);
+    assert_false(p->scope_all);
+    assert_int_equal(p->n_prefixes, 0);
+    gridsync__v1__ping_reply__free_unpacked(p, NULL);
+    const char *all[] = { "" };
+    Gridsync__V1__SyncResponse *r = NULL;
+    assert_int_equal(gs_client_sync(c, all, 1, 0, 0, 0, &r, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE);
+    gs_client_destroy(&c);
+
+    gs_curve_keys_t ak;
+    memset(&ak, 0, sizeof ak);
+    assert_int_equal(zmq_curve_keypair(ak.public_key, ak.secret_key), 0);
+    memcpy(ak.server_public, e->broker.server_key, 41);
+    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = "admin-1";
+    d.public_key = ak.public_key;
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
+    assert_int_equal(gs_store_device_put(st, &d), 0);
+    gs_store_destroy(&st);
+    c = s_client(e, &ak, 5000, 0);
+    assert_int_equal(gs_client_ping(c, &p, &rtt, &err), 0);
+    assert_int_equal(p->role, GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN);
+    assert_true(p->scope_all);
+    assert_int_equal(p->n_prefixes, 0);
+    gridsync__v1__ping_reply__free_unpacked(p, NULL);
+    gs_client_destroy(&c);
+}
+
 /* Unknown keys and plaintext never get an answer (refused at the
  * handshake), and nothing is stored. The client says so at once, from its
  * socket monitor, rather than timing out: the key is not enrolled, or the
@@ -1114,6 +1196,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_device_scope, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_empty_prefixes_deny, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_ping_reports_scope, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_key_and_plaintext_refused, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_revoke_live_and_roles, s_setup, s_teardown),

@@ -19,7 +19,10 @@
 
 #include "gs_arena.h"
 #include "gs_client.h"
+#include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_testkit.h"
+#include <zmq.h>
 
 #ifndef GS_GRIDCTL
 #error "GS_GRIDCTL must name the gridctl binary"
@@ -127,12 +130,148 @@ test_enrol_rekey(void **state)
     gs_tk_rmtree(dir);
 }
 
+/* Run gridctl with args; capture stdout and stderr together. */
+static int
+s_gridctl_all(const char *store, const char *args, char *out, size_t out_size)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s --store %s %s 2>&1", GS_GRIDCTL, store, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, out_size - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A new key pair for the broker b, written as a bundle naming its upload
+ * endpoint; keys gets the pair. */
+static void
+s_bundle_new(const gs_tk_broker_t *b, const char *path, gs_curve_keys_t *keys)
+{
+    memset(keys, 0, sizeof *keys);
+    assert_int_equal(zmq_curve_keypair(keys->public_key, keys->secret_key), 0);
+    memcpy(keys->server_public, b->server_key, 41);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "server_public = %s\npublic_key = %s\nsecret_key = %s\nupload_endpoint = %s\n",
+            keys->server_public, keys->public_key, keys->secret_key, b->upload);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* gridctl ping with a bundle: its exit status says whether the key is
+ * enrolled, active and may touch something (0), the handshake was refused
+ * (3), the key may touch nothing (4), nothing answered (1) or the command
+ * line was wrong (2). */
+static void
+test_ping(void **state)
+{
+    (void) state;
+    char dir[64], store[128], b1[160], bn[160], bd[160], ba[160], args[1024], out[8192];
+    gs_tk_tmpdir(dir, sizeof dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start_mode(&b, store, NULL, 1), 0);
+    snprintf(b1, sizeof b1, "%s/dev1.bundle", dir);
+    snprintf(args, sizeof args,
+             "devices enrol dev-1 --collector col-1 --prefix 440305001 --prefix 440305002 "
+             "--bundle %s --endpoint %s", b1, b.upload);
+    assert_int_equal(s_gridctl(store, args, out, sizeof out), 0);
+
+    /* enrolled and active: who it is and what it may touch */
+    snprintf(args, sizeof args, "ping --keys %s --count 3", b1);
+    assert_int_equal(s_gridctl_all(store, args, out, sizeof out), 0);
+    assert_non_null(strstr(out, b.upload));
+    assert_non_null(strstr(out, "handshake ok"));
+    assert_non_null(strstr(out, "dev-1 (device, active)"));
+    assert_non_null(strstr(out, "440305001 440305002"));
+    assert_non_null(strstr(out, "store epoch"));
+    assert_non_null(strstr(out, "ping 3"));
+    assert_non_null(strstr(out, "median"));
+
+    snprintf(args, sizeof args, "--json ping --keys %s", b1);
+    assert_int_equal(s_gridctl(store, args, out, sizeof out), 0);
+    assert_true(out[0] == '{');
+    assert_non_null(strstr(out, "\"handshake\":\"ok\""));
+    assert_non_null(strstr(out, "\"device_id\":\"dev-1\""));
+    assert_non_null(strstr(out, "\"role\":\"device\""));
+    assert_non_null(strstr(out, "\"prefixes\":[\"440305001\",\"440305002\"]"));
+    assert_non_null(strstr(out, "\"exit\":0}\n"));
+
+    /* a key the broker does not know: refused at the handshake */
+    gs_curve_keys_t k;
+    snprintf(bn, sizeof bn, "%s/unknown.bundle", dir);
+    s_bundle_new(&b, bn, &k);
+    snprintf(args, sizeof args, "ping --keys %s --timeout-ms 5000", bn);
+    assert_int_equal(s_gridctl_all(store, args, out, sizeof out), 3);
+    assert_non_null(strstr(out, "handshake refused"));
+
+    /* a DISTRICT entry with no prefixes (written as an old registry could):
+     * answered, and told it may touch nothing */
+    snprintf(bd, sizeof bd, "%s/district.bundle", dir);
+    s_bundle_new(&b, bd, &k);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = "district-none";
+    d.public_key = k.public_key;
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT;
+    uint8_t buf[256];
+    size_t n = gridsync__v1__device__pack(&d, buf);
+    assert_int_equal(gs_store_debug_put(st, "devices", d.device_id, strlen(d.device_id), buf, n),
+                     0);
+    assert_int_equal(gs_store_debug_put(st, "device_keys", k.public_key, 40, d.device_id,
+                                        strlen(d.device_id)), 0);
+    /* and an ADMIN */
+    snprintf(ba, sizeof ba, "%s/admin.bundle", dir);
+    gs_curve_keys_t ak;
+    s_bundle_new(&b, ba, &ak);
+    Gridsync__V1__Device ad = GRIDSYNC__V1__DEVICE__INIT;
+    ad.device_id = "admin-1";
+    ad.public_key = ak.public_key;
+    ad.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
+    assert_int_equal(gs_store_device_put(st, &ad), 0);
+    gs_store_destroy(&st);
+    snprintf(args, sizeof args, "ping --keys %s", bd);
+    assert_int_equal(s_gridctl_all(store, args, out, sizeof out), 4);
+    assert_non_null(strstr(out, "district-none (district, active)"));
+    assert_non_null(strstr(out, "nothing: no prefixes assigned"));
+    snprintf(args, sizeof args, "ping --keys %s", ba);
+    assert_int_equal(s_gridctl_all(store, args, out, sizeof out), 0);
+    assert_non_null(strstr(out, "admin-1 (admin, active)"));
+    assert_non_null(strstr(out, "every grid (ADMIN)"));
+
+    /* revoked: its handshake is refused */
+    assert_int_equal(s_gridctl(store, "devices revoke dev-1", out, sizeof out), 0);
+    snprintf(args, sizeof args, "ping --keys %s --timeout-ms 5000", b1);
+    assert_int_equal(s_gridctl_all(store, args, out, sizeof out), 3);
+    assert_non_null(strstr(out, "handshake refused"));
+    snprintf(args, sizeof args, "--json ping --keys %s --timeout-ms 5000", b1);
+    assert_int_equal(s_gridctl(store, args, out, sizeof out), 3);
+    assert_non_null(strstr(out, "\"handshake\":\"refused\""));
+    gs_tk_broker_stop(&b, SIGTERM);
+
+    /* nothing listening: no answer in time */
+    snprintf(args, sizeof args, "ping --keys %s --timeout-ms 300", ba);
+    assert_int_equal(s_gridctl_all(store, args, out, sizeof out), 1);
+    snprintf(args, sizeof args, "--json ping --keys %s --timeout-ms 300", ba);
+    assert_int_equal(s_gridctl(store, args, out, sizeof out), 1);
+    assert_non_null(strstr(out, "\"error\":"));
+    assert_non_null(strstr(out, "\"exit\":1}\n"));
+
+    /* usage: no bundle and no endpoint */
+    assert_int_equal(s_gridctl_all(store, "ping", out, sizeof out), 2);
+    assert_non_null(strstr(out, "--keys"));
+    gs_tk_rmtree(dir);
+}
+
 int
 main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enrol_rekey),
+        cmocka_unit_test(test_ping),
     };
     return cmocka_run_group_tests_name("gridctl_keys", tests, NULL, NULL);
 }

@@ -668,6 +668,39 @@ gs_client_snapshot(gs_client_t *self, const char *const *prefixes, size_t n,
     return 0;
 }
 
+int
+gs_client_ping(gs_client_t *self, Gridsync__V1__PingReply **reply, int64_t *rtt_us,
+               gs_client_error_t *err)
+{
+    *reply = NULL;
+    if (rtt_us)
+        *rtt_us = 0;
+    Gridsync__V1__PingRequest pr = GRIDSYNC__V1__PING_REQUEST__INIT;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_PING;
+    req.ping = &pr;
+    Gridsync__V1__Reply *rep = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* no resend: a ping measures one round trip, and says so when it gets none */
+    int rc = gs_client_call(self, &req, 0, &rep, err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (rc)
+        return rc;
+    if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_PING) {
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+        return GS_CLIENT_EPROTO;
+    }
+    if (rtt_us)
+        *rtt_us = (int64_t) (t1.tv_sec - t0.tv_sec) * 1000000 +
+                  (t1.tv_nsec - t0.tv_nsec) / 1000;
+    *reply = rep->ping;
+    rep->ping = NULL;
+    rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
+    gridsync__v1__reply__free_unpacked(rep, NULL);
+    return 0;
+}
+
 /* ---- subscriber ----------------------------------------------------------- */
 
 struct gs_sub {

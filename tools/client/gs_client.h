@@ -129,6 +129,20 @@ int gs_client_snapshot(gs_client_t *self, const char *const *prefixes,
                        uint32_t limit, Gridsync__V1__SnapshotResponse **resp,
                        gs_client_error_t *err);
 
+/* Ask the broker who it takes this client's key for (docs/protocol.md,
+ * "Ping"): one attempt, no resend, waiting at most the opts' timeout_ms.
+ * On 0, *reply is the broker's PingReply (free with
+ * gridsync__v1__ping_reply__free_unpacked(reply, NULL)) and *rtt_us (when
+ * not NULL) the microseconds from sending to the reply; the first call on a
+ * client also counts connecting and the handshake. Errors as
+ * gs_client_call: GS_CLIENT_EAUTH when the handshake was refused (key not
+ * enrolled or revoked, or the two sides in different security modes),
+ * GS_CLIENT_ETIMEOUT with a message saying how far the connection got,
+ * GS_CLIENT_ESERVER with the broker's reason (REASON_UNAUTHORISED for a key
+ * revoked on a live connection). Thread: the client's. */
+int gs_client_ping(gs_client_t *self, Gridsync__V1__PingReply **reply, int64_t *rtt_us,
+                   gs_client_error_t *err);
+
 /* Send any packed Request (request_id is set by the client) and get the
  * Reply. Used by the above; exposed for tools and tests. retry: resend on
  * timeout. */

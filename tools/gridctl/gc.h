@@ -8,7 +8,8 @@
  * read-only transactions, so it works beside a running broker and when the
  * broker is down; registry writes open the store read-write (LMDB
  * serialises writers across processes). Nothing here speaks the broker's
- * protocol except `health`, which asks the admin endpoint.
+ * protocol except `health`, which asks the admin endpoint, and `ping`,
+ * which asks the upload endpoint with a device's bundle.
  *
  * Personal data: every record printed goes through gc_record_load /
  * gc_event_load, which mask ID numbers, phones and the restricted part of
@@ -32,7 +33,9 @@
 enum {
     GC_EXIT_OK = 0,             /* done */
     GC_EXIT_FAIL = 1,           /* missing store, unknown key, problems found, I/O */
-    GC_EXIT_USAGE = 2           /* bad arguments */
+    GC_EXIT_USAGE = 2,          /* bad arguments */
+    GC_EXIT_REFUSED = 3,        /* ping only: the broker refused the key's handshake */
+    GC_EXIT_NO_SCOPE = 4        /* ping only: answered, but the key may touch nothing */
 };
 
 /* ---- Context and options ------------------------------------------------- */
@@ -135,6 +138,7 @@ gc_cmd_fn gc_cmd_backup;        /* gc_ops.c */
 gc_cmd_fn gc_cmd_restore;
 gc_cmd_fn gc_cmd_verify;
 gc_cmd_fn gc_cmd_health;
+gc_cmd_fn gc_cmd_ping;          /* gc_ping.c */
 
 /* ---- Tables ----------------------------------------------------------------- */
 

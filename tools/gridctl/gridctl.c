@@ -38,6 +38,7 @@ static const s_cmd_t s_cmds[] = {
     { "restore", gc_cmd_restore, "put a backup in place as the store (broker stopped)" },
     { "verify", gc_cmd_verify, "check every index against the records" },
     { "health", gc_cmd_health, "the store's figures and whether the broker answers" },
+    { "ping", gc_cmd_ping, "whether the broker accepts a bundle's key, and what it may touch" },
     { NULL, NULL, NULL }
 };
 
@@ -65,7 +66,8 @@ s_help(FILE *f)
           "  --version     print \"gridctl VERSION\" and exit (before the command)\n"
           "\n"
           "Exit status: 0 done; 1 a missing store, an unknown key or device, problems\n"
-          "found, or a failure; 2 bad arguments.\n",
+          "found, or a failure; 2 bad arguments. ping also exits 3 when the handshake\n"
+          "is refused and 4 when the key may touch nothing (gridctl ping --help).\n",
           f);
 }
 
