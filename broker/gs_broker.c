@@ -1593,6 +1593,7 @@ s_answer_ping(gs_broker_t *b, zmq_msg_t *identity, int req_style, uint64_t reque
               const Gridsync__V1__Device *dev, char **prefixes, size_t n_prefixes,
               int scope_all)
 {
+    atomic_fetch_add(&b->metrics.ping_requests, 1);
     Gridsync__V1__PingReply p = GRIDSYNC__V1__PING_REPLY__INIT;
     p.registered = dev != NULL;
     if (dev) {

@@ -154,6 +154,8 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
               atomic_load(&m->feed_rebinds));
     s_counter(b, "gridsync_sync_requests_total", "Sync (catch-up) requests served.",
               atomic_load(&m->sync_requests));
+    s_counter(b, "gridsync_ping_requests_total", "Pings answered (gridctl ping).",
+              atomic_load(&m->ping_requests));
     s_counter(b, "gridsync_sync_events_total", "Events sent in sync replies.",
               atomic_load(&m->sync_events));
     s_counter(b, "gridsync_snapshot_requests_total", "Snapshot pages served.",

@@ -45,6 +45,7 @@ typedef struct gs_metrics {
     atomic_uint_fast64_t feed_refused;          /* subscriptions refused */
     atomic_uint_fast64_t feed_rebinds;          /* feed socket reopened to cut off a revoked key */
     atomic_uint_fast64_t sync_requests;         /* sync requests served */
+    atomic_uint_fast64_t ping_requests;         /* pings answered */
     atomic_uint_fast64_t sync_events;           /* events sent in sync replies */
     atomic_uint_fast64_t snapshot_requests;     /* snapshot pages served */
     atomic_uint_fast64_t admin_requests;        /* admin requests served */

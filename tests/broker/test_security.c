@@ -348,6 +348,8 @@ test_ping_reports_scope(void **state)
     assert_int_equal(p->n_prefixes, 0);
     gridsync__v1__ping_reply__free_unpacked(p, NULL);
     gs_client_destroy(&c);
+    /* three answered, one refused (counted as an error) */
+    assert_true(gs_tk_metric(e->broker.metrics_port, "gridsync_ping_requests_total") == 3);
 }
 
 /* Unknown keys and plaintext never get an answer (refused at the
