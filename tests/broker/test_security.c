@@ -101,7 +101,7 @@ s_enrol(s_env_t *e, const char *id, int role, const char *prefix, int revoked,
     d.public_key = keys->public_key;
     char *prefixes[1] = { (char *) prefix };
     d.prefixes = prefixes;
-    d.n_prefixes = 1;
+    d.n_prefixes = prefix ? 1 : 0;  /* none: an ADMIN, which needs none */
     d.role = (Gridsync__V1__PrincipalRole) role;
     d.status = revoked ? GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED
                        : GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE;
@@ -252,16 +252,7 @@ test_empty_prefixes_deny(void **state)
 
     /* an ADMIN needs no prefixes: it reads everywhere by its role */
     gs_curve_keys_t ak;
-    memset(&ak, 0, sizeof ak);
-    assert_int_equal(zmq_curve_keypair(ak.public_key, ak.secret_key), 0);
-    memcpy(ak.server_public, e->broker.server_key, 41);
-    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
-    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
-    d.device_id = "admin-1";
-    d.public_key = ak.public_key;
-    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
-    assert_int_equal(gs_store_device_put(st, &d), 0);
-    gs_store_destroy(&st);
+    s_enrol(e, "admin-1", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN, NULL, 0, &ak, 1);
     c = s_client(e, &ak, 5000, 2);
     assert_int_equal(gs_client_sync(c, all, 1, 0, 0, 0, &r, &err), 0);
     gridsync__v1__sync_response__free_unpacked(r, NULL);
@@ -331,16 +322,7 @@ test_ping_reports_scope(void **state)
     gs_client_destroy(&c);
 
     gs_curve_keys_t ak;
-    memset(&ak, 0, sizeof ak);
-    assert_int_equal(zmq_curve_keypair(ak.public_key, ak.secret_key), 0);
-    memcpy(ak.server_public, e->broker.server_key, 41);
-    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
-    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
-    d.device_id = "admin-1";
-    d.public_key = ak.public_key;
-    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
-    assert_int_equal(gs_store_device_put(st, &d), 0);
-    gs_store_destroy(&st);
+    s_enrol(e, "admin-1", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN, NULL, 0, &ak, 1);
     c = s_client(e, &ak, 5000, 0);
     assert_int_equal(gs_client_ping(c, &p, &rtt, &err), 0);
     assert_int_equal(p->role, GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN);

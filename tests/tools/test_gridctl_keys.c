@@ -28,18 +28,27 @@
 #error "GS_GRIDCTL must name the gridctl binary"
 #endif
 
-/* Run gridctl with args; capture stdout into out; return the exit status. */
+/* Run gridctl with args; capture stdout into out (and stderr too when
+ * with_stderr); return the exit status. */
 static int
-s_gridctl(const char *store, const char *args, char *out, size_t out_size)
+s_gridctl_run(const char *store, const char *args, int with_stderr, char *out,
+              size_t out_size)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --store %s %s 2>/dev/null", GS_GRIDCTL, store, args);
+    snprintf(cmd, sizeof cmd, "%s --store %s %s %s", GS_GRIDCTL, store, args,
+             with_stderr ? "2>&1" : "2>/dev/null");
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, out_size - 1, p);
     out[n] = 0;
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int
+s_gridctl(const char *store, const char *args, char *out, size_t out_size)
+{
+    return s_gridctl_run(store, args, 0, out, out_size);
 }
 
 static int
@@ -134,14 +143,7 @@ test_enrol_rekey(void **state)
 static int
 s_gridctl_all(const char *store, const char *args, char *out, size_t out_size)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s --store %s %s 2>&1", GS_GRIDCTL, store, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, out_size - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return s_gridctl_run(store, args, 1, out, out_size);
 }
 
 /* A new key pair for the broker b, written as a bundle naming its upload
