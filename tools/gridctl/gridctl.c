@@ -104,8 +104,10 @@ main(int argc, char **argv)
             i++;
             break;
         }
-        /* --store takes a value: hand the pair to the shared parser */
-        int n = (!strcmp(argv[i], "--store") && i + 1 < argc) ? 2 : 1;
+        /* --store and --admin take a value: hand the pair to the shared
+         * parser */
+        int n = ((!strcmp(argv[i], "--store") || !strcmp(argv[i], "--admin")) && i + 1 < argc)
+                    ? 2 : 1;
         gc_args_t a;
         int rc = gc_args_parse(&ctx, n, argv + i, none, &a);
         if (rc)
