@@ -423,12 +423,16 @@ static const char s_health_help[] =
     "broker serves another store (or a restored one). Exit status 0 when the\n"
     "broker answers, 1 when it is down.\n"
     "\n"
-    "  --admin EP       the broker's admin-endpoint, when configured elsewhere\n"
+    "  --admin EP       the broker's admin-endpoint (ipc://PATH), when configured\n"
+    "                   elsewhere or forwarded from another machine; when there\n"
+    "                   is no store at --store, only the broker's side is shown\n"
+    "                   (its head seq, records, map use and epoch)\n"
     "  --timeout-ms MS  how long to wait for the answer (default 2000)\n"
     "\n"
     "--json: {store:{head_seq, records, events, map_size, map_used, file_size,\n"
-    "readers_used, readers_max, epoch}, broker:{up, reason, version, uptime_ms,\n"
-    "head_seq, records, feed_subscriptions, store_epoch}}; epochs as 16 hex digits.\n";
+    "readers_used, readers_max, epoch} or null, broker:{up, reason, version,\n"
+    "uptime_ms, head_seq, records, map_size, map_used, feed_subscriptions,\n"
+    "store_epoch}}; epochs as 16 hex digits.\n";
 
 int
 gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)

@@ -440,7 +440,8 @@ gc_cmd_stats(gc_ctx_t *ctx, int argc, char **argv)
         gc_json_end(&j);
     } else {
         char head_b[32], up[32];
-        fprintf(ctx->out, "store %s, head seq %s, %s %s\n\n", ctx->store_dir,
+        fprintf(ctx->out, "store %s, head seq %s, %s %s\n\n",
+                ctx->admin ? ctx->admin : ctx->store_dir,
                 gc_num(head, head_b, sizeof head_b), pl ? "under" : "prefix",
                 pl ? prefix : "(all)");
         char first[16];

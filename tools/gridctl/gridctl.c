@@ -45,11 +45,11 @@ static const s_cmd_t s_cmds[] = {
 static void
 s_help(FILE *f)
 {
-    fputs("Usage: gridctl [--store DIR] [--json] [--reveal] COMMAND [ARGS]\n"
+    fputs("Usage: gridctl [--store DIR] [--admin EP] [--json] [--reveal] COMMAND [ARGS]\n"
           "\n"
           "The gridsync admin tool. It reads the store directly and read-only, so it\n"
           "works whether gridsyncd runs or not; registry changes apply to a running\n"
-          "broker at once.\n"
+          "broker at once. With --admin it reads through a running broker instead.\n"
           "\n"
           "Commands:\n",
           f);
@@ -58,6 +58,12 @@ s_help(FILE *f)
     fputs("\n"
           "Options (before or after the command):\n"
           "  --store DIR   the store directory (default $GRIDSYNC_STORE, else var/store)\n"
+          "  --admin EP    read through the broker's admin endpoint EP (ipc://PATH, e.g.\n"
+          "                ipc://var/store/admin.sock, or a socket forwarded from another\n"
+          "                machine) instead of opening the store: stats, get, devices\n"
+          "                list|show, grids list and health; other commands refuse.\n"
+          "                Output as from the store, except that get shows no commit\n"
+          "                time (- in text, null in --json)\n"
           "  --json        machine output: one JSON document, or JSON lines where a\n"
           "                command says so\n"
           "  --reveal      show ID numbers, phones and restricted data unmasked; each use\n"
