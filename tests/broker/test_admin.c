@@ -239,6 +239,10 @@ test_stats(void **state)
         assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST);
         assert_non_null(strstr(err.message, "up to 15 digits"));
     }
+    /* each answered, each error counted by its reason */
+    assert_true(gs_tk_metric(e->broker.metrics_port, "gridsync_admin_requests_total") == 10.0);
+    assert_true(gs_tk_metric(e->broker.metrics_port,
+                             "gridsync_request_errors_total{reason=\"BAD_REQUEST\"}") == 4.0);
 }
 
 /* get{kind, record_key}: the record by its canonical id, of either kind
