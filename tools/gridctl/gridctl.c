@@ -6,7 +6,9 @@
  * Where it sits: admin -> store. It opens the LMDB store directly,
  * read-only for everything it reads, so it works beside a running broker
  * and when the broker is down; registry writes open it read-write (LMDB
- * serialises them with the broker's commits). See docs/tools.md.
+ * serialises them with the broker's commits). With --admin, the reads the
+ * broker's admin endpoint serves go through it instead (gc_source.c). See
+ * docs/tools.md.
  *
  * main() only picks the subcommand: each lives in its own file (gc.h).
  */
