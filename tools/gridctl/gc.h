@@ -156,8 +156,9 @@ int gc_src_device_get(gc_src_t *self, const char *device_id, Gridsync__V1__Devic
  * meta.status. */
 int gc_src_get(gc_src_t *self, int kind, const char *key, gs_record_fn *fn, void *arg);
 
-/* Print "gridctl CMD: what: <the store's or the broker's message>";
- * returns GC_EXIT_FAIL. */
+/* Print "gridctl CMD: what: <the store's message or the broker's
+ * refusal>", or for a broker that could not be asked the client's message
+ * alone (it names the endpoint and the cause); returns GC_EXIT_FAIL. */
 int gc_src_fail(gc_ctx_t *ctx, const gc_src_t *self, const char *what, int err);
 
 /* Append the --reveal audit line to STORE/audit.log (mode 0600) and print

@@ -87,7 +87,12 @@ gc_src_fail(gc_ctx_t *ctx, const gc_src_t *self, const char *what, int err)
     if (self->store || err == GS_ENOTFOUND || err == GS_ENOMEM)
         return gc_store_fail(ctx, what, err);
     char buf[512];
-    return gc_fail(ctx, "%s: %s", what, gs_client_errtext(err, &self->err, buf, sizeof buf));
+    gs_client_errtext(err, &self->err, buf, sizeof buf);
+    /* the client's own messages name the endpoint and the cause whole;
+     * a broker's refusal is about the request, which what names */
+    if (err == GS_CLIENT_ESERVER)
+        return gc_fail(ctx, "%s: %s", what, buf);
+    return gc_fail(ctx, "%s", buf);
 }
 
 int
