@@ -62,7 +62,7 @@ for t in test_validate test_schema test_prescan test_privacy test_config test_en
     echo "valgrind: $t"
     run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }
 done
-for t in test_broker test_security test_hostile test_conns test_gridsim test_gridfeed \
+for t in test_broker test_admin test_security test_hostile test_conns test_gridsim test_gridfeed \
          test_gridctl test_gridctl_keys; do
     [ -x "./$t" ] || continue
     echo "valgrind (broker): $t"

@@ -31,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1979,6 +1981,246 @@ test_tail_follow_restored(void **state)
     assert_true(WIFEXITED(bst) && WEXITSTATUS(bst) == 0);
 }
 
+/* ---- --admin: reading through a running broker ------------------------------------------ */
+
+/* text with the number after "updated_at": replaced by null, as --admin
+ * prints it (an admin reply carries no commit time). Caller frees. */
+static char *
+s_updated_null(const char *text)
+{
+    const char *k = strstr(text, "\"updated_at\":");
+    assert_non_null(k);
+    k += strlen("\"updated_at\":");
+    const char *end = k;
+    while (*end >= '0' && *end <= '9')
+        end++;
+    assert_true(end > k);
+    char *out = malloc(strlen(text) + 8);
+    snprintf(out, strlen(text) + 8, "%.*snull%s", (int) (k - text), text, end);
+    return out;
+}
+
+/* text without its line that contains word (the one line the two paths
+ * print differently). Caller frees. */
+static char *
+s_drop_line(const char *text, const char *word)
+{
+    const char *w = strstr(text, word);
+    assert_non_null(w);
+    const char *start = w;
+    while (start > text && start[-1] != '\n')
+        start--;
+    const char *end = strchr(w, '\n');
+    end = end ? end + 1 : w + strlen(w);
+    char *out = malloc(strlen(text) + 1);
+    snprintf(out, strlen(text) + 1, "%.*s%s", (int) (start - text), text, end);
+    return out;
+}
+
+/* --admin EP: stats, get, devices list|show and grids list read through a
+ * running broker print what they print reading the store (masked alike;
+ * only the header line of stats names the endpoint, and get shows no
+ * commit time), from a machine without the store; health asks the broker
+ * alone there. Every other command is refused, and a missing, stale or
+ * wrong endpoint, an unknown record or device are reported. */
+static void
+test_admin_path(void **state)
+{
+    s_env_t *e = *state;
+    char store[160], elsewhere[160], ep[420], stale[200], community[16];
+    snprintf(store, sizeof store, "%s/admin-live", e->dir);
+    snprintf(elsewhere, sizeof elsewhere, "%s/no-store-here", e->dir);
+    snprintf(community, sizeof community, "%.12s", e->grid0);
+    s_res_t r = S_CTL(e, "backup", store);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "dev-adm", "--collector", "col-adm", "--prefix",
+              e->grid0, "--note", "through the broker", NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start(&b, store, NULL), 0);
+    snprintf(ep, sizeof ep, "%s", b.admin);
+
+    /* the same words through both paths */
+    const char *cases[][8] = {
+        { "stats" },
+        { "stats", e->tally[0].street },
+        { "stats", community, "--level", "grid" },
+        { "stats", "--json" },
+        { "stats", e->tally[1].street, "--json" },
+        { "get", "HDUP-A" },
+        { "get", "HDUP-A2" },       /* an alias: "asked for HDUP-A2, an alias of it" */
+        { "get", e->void_key },
+        { "get", "R-CROWD", "--kind", "rental" },
+        { "get", "HDUP-A", "--json" },
+        { "devices", "list" },
+        { "devices", "list", "--json" },
+        { "devices", "show", "dev-adm" },
+        { "devices", "show", "dev-adm", "--json" },
+        { "grids", "list" },
+        { "grids", "list", e->tally[0].street, "--json" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *remote[12] = { "--admin", ep };
+        for (int k = 0; k < 8 && cases[i][k]; k++)
+            remote[2 + k] = cases[i][k];
+        s_res_t lr = s_runv(e, store, cases[i]);
+        s_res_t rr = s_runv(e, elsewhere, remote);
+        s_expect(&lr, 0);
+        s_expect(&rr, 0);
+        s_no_secrets(e, rr.out);
+        char *want = strdup(lr.out), *got = strdup(rr.out);
+        int get = !strcmp(cases[i][0], "get"), json = 0;
+        for (int k = 0; k < 8 && cases[i][k]; k++)
+            json |= !strcmp(cases[i][k], "--json");
+        if (!strcmp(cases[i][0], "stats") && !json) {
+            /* the header names where the figures came from */
+            assert_non_null(strstr(rr.out, ep));
+            free(want);
+            free(got);
+            want = s_drop_line(lr.out, store);
+            got = s_drop_line(rr.out, ep);
+        } else if (get && json) {
+            free(want);
+            want = s_updated_null(lr.out);
+        } else if (get) {
+            assert_non_null(strstr(rr.out, ", -)")); /* version N (seq S, -) */
+            free(want);
+            free(got);
+            want = s_drop_line(lr.out, "  version ");
+            got = s_drop_line(rr.out, "  version ");
+        }
+        if (strcmp(want, got))
+            fprintf(stderr, "case %zu (%s %s):\n--- store:\n%s--- broker:\n%s", i,
+                    cases[i][0], cases[i][1] ? cases[i][1] : "", want, got);
+        assert_string_equal(want, got);
+        free(want);
+        free(got);
+        s_res_free(&lr);
+        s_res_free(&rr);
+    }
+
+    /* --reveal through the broker is logged in the store directory given,
+     * and refused when it cannot be */
+    r = s_run(e, elsewhere, "--admin", ep, "--reveal", "get", "HDUP-A", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "--reveal is logged"));
+    assert_null(strstr(r.out, e->dup_id));
+    s_res_free(&r);
+    r = s_run(e, store, "--admin", ep, "--reveal", "get", "HDUP-A", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, e->dup_id));
+    s_res_free(&r);
+
+    /* not there: 1, named as from the store */
+    r = s_run(e, elsewhere, "--admin", ep, "get", "H-NO-SUCH", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "no record with id 'H-NO-SUCH'"));
+    s_res_free(&r);
+    r = s_run(e, elsewhere, "--admin", ep, "devices", "show", "dev-no-such", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "no device 'dev-no-such'"));
+    s_res_free(&r);
+
+    /* health: the broker alone when the store is not here; both with it */
+    r = s_run(e, elsewhere, "--admin", ep, "health", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_int_equal(s_jget(j, "store")->type, J_NULL);
+    assert_true(s_jnum(s_jget(j, "broker"), "up") == 1);
+    assert_true(s_jnum(s_jget(j, "broker"), "map_size") > 0);
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, elsewhere, "health", "--admin", ep, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "store     not on this machine"));
+    assert_non_null(strstr(r.out, "broker    up"));
+    s_res_free(&r);
+    r = s_run(e, store, "--admin", ep, "health", "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jnum(s_jget(j, "store"), "head_seq") == s_jnum(s_jget(j, "broker"),
+                                                                   "head_seq"));
+    s_json_free(j);
+    s_res_free(&r);
+
+    /* what the admin endpoint does not serve is refused, before anything
+     * is written */
+    char csv[200];
+    snprintf(csv, sizeof csv, "%s/admin-grids.csv", e->dir);
+    s_write(csv, "code,name\n440305001001099,not imported\n");
+    const char *refused[][8] = {
+        { "ls", e->tally[0].street },
+        { "history", "HDUP-A" },
+        { "export", e->tally[0].street, "--format", "jsonl" },
+        { "dups" },
+        { "tail", "--limit", "1" },
+        { "devices", "add", "dev-x", "--collector", "c", "--prefix", e->grid0 },
+        { "devices", "revoke", "dev-adm" },
+        { "grids", "import", csv },
+        { "backup", elsewhere },
+        { "verify" },
+        { "restore", store, elsewhere },
+        { "ping", "--keys", "/dev/null" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        const char *args[12] = { "--admin", ep };
+        for (int k = 0; k < 8 && refused[i][k]; k++)
+            args[2 + k] = refused[i][k];
+        r = s_runv(e, store, args);
+        s_expect(&r, 2);
+        if (!strstr(r.err, "the admin endpoint does not serve"))
+            fprintf(stderr, "case %zu (%s): %s", i, refused[i][0], r.err);
+        assert_non_null(strstr(r.err, "the admin endpoint does not serve"));
+        s_res_free(&r);
+    }
+    struct stat sb;
+    assert_int_equal(stat(elsewhere, &sb), -1); /* nothing made there */
+    r = s_run(e, store, "devices", "show", "dev-adm", "--json", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "\"status\":\"active\""));
+    s_res_free(&r);
+
+    /* endpoints that are not a broker's: a wrong scheme is a usage error;
+     * a missing socket and one left behind say so */
+    r = s_run(e, elsewhere, "--admin", "tcp://127.0.0.1:1", "stats", NULL);
+    s_expect(&r, 2);
+    assert_non_null(strstr(r.err, "must be ipc://PATH"));
+    s_res_free(&r);
+    r = s_run(e, elsewhere, "--admin", "", "stats", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    snprintf(stale, sizeof stale, "%s/stale.sock", e->dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", stale);
+    assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    close(fd);
+    char stale_ep[220];
+    snprintf(stale_ep, sizeof stale_ep, "ipc://%s", stale);
+    r = s_run(e, elsewhere, "--admin", stale_ep, "devices", "list", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "nothing listens on"));
+    s_res_free(&r);
+    unlink(stale);
+
+    int st = gs_tk_broker_stop(&b, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    r = s_run(e, elsewhere, "--admin", ep, "stats", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "no admin socket at"));
+    s_res_free(&r);
+    r = s_run(e, elsewhere, "--admin", ep, "health", NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.out, "broker    down: no admin socket at"));
+    s_res_free(&r);
+}
+
 int
 main(void)
 {
@@ -1998,6 +2240,7 @@ main(void)
         cmocka_unit_test(test_backup_verify),
         cmocka_unit_test(test_with_broker),
         cmocka_unit_test(test_tail_follow_restored),
+        cmocka_unit_test(test_admin_path),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

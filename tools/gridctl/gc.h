@@ -7,9 +7,12 @@
  * (admin -> store). It reads the LMDB store directly through gs_store.h, in
  * read-only transactions, so it works beside a running broker and when the
  * broker is down; registry writes open the store read-write (LMDB
- * serialises writers across processes). Nothing here speaks the broker's
- * protocol except `health`, which asks the admin endpoint, and `ping`,
- * which asks the upload endpoint with a device's bundle.
+ * serialises writers across processes). With --admin EP, the reads the
+ * admin endpoint serves (stats, get, devices list|show, grids list) go
+ * through a running broker instead (gc_src, over gs_admin.h), which is how
+ * a store is reached that gridctl cannot open; every other command then
+ * refuses. `health` asks the admin endpoint too, and `ping` the upload
+ * endpoint with a device's bundle.
  *
  * Personal data: every record printed goes through gc_record_load /
  * gc_event_load, which mask ID numbers, phones and the restricted part of
@@ -42,6 +45,7 @@ enum {
 
 typedef struct gc_ctx {
     const char *store_dir;      /* --store, else $GRIDSYNC_STORE, else var/store */
+    const char *admin;          /* --admin: read through this admin endpoint, or NULL */
     int json;                   /* --json: machine output */
     int reveal;                 /* --reveal: unmasked ID numbers and phones */
     int audited;                /* the audit line for --reveal is written */
@@ -70,7 +74,8 @@ typedef struct gc_args {
 } gc_args_t;
 
 /* Parse argv[0..argc) (the words after the subcommand) against spec plus
- * the global options (--store, --json, --reveal, --help), which set ctx.
+ * the global options (--store, --admin, --json, --reveal, --help), which
+ * set ctx.
  * "--" ends the options. Returns GC_EXIT_OK, or GC_EXIT_USAGE after
  * printing what was wrong. */
 int gc_args_parse(gc_ctx_t *ctx, int argc, char **argv, const gc_optspec_t *spec,
@@ -108,9 +113,53 @@ int gc_prefix_arg(gc_ctx_t *ctx, const char *prefix);
 /* Open the store at ctx->store_dir: read-only, or read-write for registry
  * writes (never creating a store: a missing one is reported the same way
  * in both modes). With --reveal, first appends the audit line (and
- * refuses, returning NULL, when it cannot be written). NULL on failure,
- * with the message printed and *exit_code set. */
+ * refuses, returning NULL, when it cannot be written). With --admin, a
+ * command that reads the store directly is refused (GC_EXIT_USAGE): the
+ * admin endpoint does not serve it. NULL on failure, with the message
+ * printed and *exit_code set. */
 gs_store_t *gc_store_open(gc_ctx_t *ctx, int writable, int *exit_code);
+
+/* For a command the admin endpoint does not serve: GC_EXIT_OK without
+ * --admin, else GC_EXIT_USAGE after saying so (gc_store_open calls it; a
+ * command that works without opening the store calls it itself). */
+int gc_admin_unserved(gc_ctx_t *ctx);
+
+/* ---- Sources: the store, or a broker's admin endpoint ---------------------- */
+
+/* Where the reads of stats, get, devices list|show and grids list come
+ * from: the store opened read-only (gc_store_open), or, with --admin, a
+ * running broker's admin endpoint (gs_admin.h). The calls mirror
+ * gs_store.h's, callbacks included, so a command renders both alike.
+ * Through the broker each call is one request (at most GC_ADMIN_TIMEOUT_MS)
+ * and its callbacks run after the reply arrived. */
+typedef struct gc_src gc_src_t;
+
+#define GC_ADMIN_TIMEOUT_MS 10000
+
+/* Open ctx's source. With --reveal, the audit line is appended to
+ * STORE/audit.log first either way (refused when it cannot be). NULL on
+ * failure, with the message printed and *exit_code set: GC_EXIT_USAGE for
+ * an --admin that is not ipc://PATH, else GC_EXIT_FAIL. */
+gc_src_t *gc_src_open(gc_ctx_t *ctx, int *exit_code);
+void gc_src_close(gc_src_t **self_p);
+
+/* The reads. Each returns 0, or an error for gc_src_fail; a missing
+ * record, device or grid is GS_ENOTFOUND on both paths. */
+int gc_src_cells(gc_src_t *self, const char *prefix, gs_cell_fn *fn, void *arg,
+                 uint64_t *head);
+int gc_src_grids(gc_src_t *self, const char *prefix, gs_grid_fn *fn, void *arg);
+int gc_src_grid_get(gc_src_t *self, const char *grid_code, Gridsync__V1__Grid **out);
+int gc_src_devices(gc_src_t *self, gs_device_fn *fn, void *arg);
+int gc_src_device_get(gc_src_t *self, const char *device_id, Gridsync__V1__Device **out);
+/* One record. Through the broker the view's updated_at is 0 (an admin
+ * reply does not carry the commit time) and its status is the record's
+ * meta.status. */
+int gc_src_get(gc_src_t *self, int kind, const char *key, gs_record_fn *fn, void *arg);
+
+/* Print "gridctl CMD: what: <the store's message or the broker's
+ * refusal>", or for a broker that could not be asked the client's message
+ * alone (it names the endpoint and the cause); returns GC_EXIT_FAIL. */
+int gc_src_fail(gc_ctx_t *ctx, const gc_src_t *self, const char *what, int err);
 
 /* Append the --reveal audit line to STORE/audit.log (mode 0600) and print
  * a notice on stderr. Returns 0, or -1 after printing why not. Called by

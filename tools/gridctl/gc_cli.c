@@ -79,6 +79,7 @@ gc_finish(gc_ctx_t *ctx, int rc)
 
 static const gc_optspec_t s_global[] = {
     { "store", 1 },
+    { "admin", 1 },
     { "json", 0 },
     { "reveal", 0 },
     { "help", 0 },
@@ -142,6 +143,10 @@ gc_args_parse(gc_ctx_t *ctx, int argc, char **argv, const gc_optspec_t *spec, gc
                 if (!*value)
                     return gc_usage(ctx, "--store needs a directory");
                 ctx->store_dir = value;
+            } else if (!strcmp(o->name, "admin")) {
+                if (!*value)
+                    return gc_usage(ctx, "--admin needs an endpoint (ipc://PATH)");
+                ctx->admin = value;
             } else if (!strcmp(o->name, "json")) {
                 ctx->json = 1;
             } else if (!strcmp(o->name, "reveal")) {
@@ -323,10 +328,27 @@ gc_audit_reveal(gc_ctx_t *ctx)
 
 /* ---- Store ------------------------------------------------------------------------- */
 
+int
+gc_admin_unserved(gc_ctx_t *ctx)
+{
+    if (!ctx->admin)
+        return GC_EXIT_OK;
+    return gc_usage(ctx, "%s works on the store directly, which the admin endpoint does "
+                         "not serve (--admin works with stats, get, devices list|show, "
+                         "grids list and health)", ctx->cmd ? ctx->cmd : "this command");
+}
+
 gs_store_t *
 gc_store_open(gc_ctx_t *ctx, int writable, int *exit_code)
 {
     *exit_code = GC_EXIT_FAIL;
+    /* health reads the store's own figures beside the broker's; everything
+     * else that opens the store is what the admin endpoint cannot serve */
+    if (!ctx->cmd || strcmp(ctx->cmd, "health")) {
+        if ((*exit_code = gc_admin_unserved(ctx)) != GC_EXIT_OK)
+            return NULL;
+        *exit_code = GC_EXIT_FAIL;
+    }
     gs_store_opts_t o;
     gs_store_opts_init(&o);
     o.read_only = 1;

@@ -6,24 +6,21 @@
  * rather than crashing gridctl) and `health` (the store's figures, and the broker's
  * if one answers on the admin endpoint).
  *
- * `health` is the one subcommand that talks to the broker. The admin
- * endpoint is a local ipc:// ROUTER (owner-only file permissions, no CURVE)
- * that answers one gridsync.v1.AdminRequest frame with one AdminReply; the
- * client library covers the device protocol only, so the request is sent
- * here with a plain DEALER.
+ * `health` asks the broker through the client library's gs_admin (the
+ * admin endpoint: a local ipc:// ROUTER, owner-only file permissions, no
+ * CURVE). With --admin and no store at --store, it shows the broker's side
+ * only: a store on another machine, reached through a forwarded socket.
  */
 #include "gc.h"
+#include "gs_admin.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zmq.h>
 
 /* ---- backup ------------------------------------------------------------------------ */
 
@@ -148,6 +145,8 @@ gc_cmd_restore(gc_ctx_t *ctx, int argc, char **argv)
         fputs(s_restore_help, ctx->out);
         return GC_EXIT_OK;
     }
+    if ((rc = gc_admin_unserved(ctx)))
+        return rc;
     if (a.n_pos != 2 || !*a.pos[0] || !*a.pos[1])
         return gc_usage(ctx, "expected BACKUP_DIR and STORE_DIR");
     const char *backup = a.pos[0], *store = a.pos[1];
@@ -424,93 +423,21 @@ static const char s_health_help[] =
     "broker serves another store (or a restored one). Exit status 0 when the\n"
     "broker answers, 1 when it is down.\n"
     "\n"
-    "  --admin EP       the broker's admin-endpoint, when configured elsewhere\n"
+    "  --admin EP       the broker's admin-endpoint (ipc://PATH), when configured\n"
+    "                   elsewhere or forwarded from another machine; when there\n"
+    "                   is no store at --store, only the broker's side is shown\n"
+    "                   (its head seq, records, map use and epoch)\n"
     "  --timeout-ms MS  how long to wait for the answer (default 2000)\n"
     "\n"
     "--json: {store:{head_seq, records, events, map_size, map_used, file_size,\n"
-    "readers_used, readers_max, epoch}, broker:{up, reason, version, uptime_ms,\n"
-    "head_seq, records, feed_subscriptions, store_epoch}}; epochs as 16 hex digits.\n";
-
-/* Ask the admin endpoint for health. Returns the decoded reply (caller
- * frees) or NULL with why set. */
-static Gridsync__V1__AdminReply *
-s_ask_health(const char *endpoint, int timeout_ms, char *why, size_t why_size)
-{
-    Gridsync__V1__HealthRequest hr = GRIDSYNC__V1__HEALTH_REQUEST__INIT;
-    Gridsync__V1__AdminRequest rq = GRIDSYNC__V1__ADMIN_REQUEST__INIT;
-    rq.request_id = 1;
-    rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_HEALTH;
-    rq.health = &hr;
-    size_t len = gridsync__v1__admin_request__get_packed_size(&rq);
-    uint8_t buf[64];
-    if (len > sizeof buf) {
-        snprintf(why, why_size, "request too large");
-        return NULL;
-    }
-    gridsync__v1__admin_request__pack(&rq, buf);
-    void *zctx = zmq_ctx_new();
-    void *s = zctx ? zmq_socket(zctx, ZMQ_DEALER) : NULL;
-    Gridsync__V1__AdminReply *reply = NULL;
-    if (!s) {
-        snprintf(why, why_size, "cannot make a socket: %s", zmq_strerror(zmq_errno()));
-        goto done;
-    }
-    int linger = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect(s, endpoint) != 0) {
-        snprintf(why, why_size, "cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
-        goto done;
-    }
-    if (zmq_send(s, buf, len, 0) < 0) {
-        snprintf(why, why_size, "cannot send to %s: %s", endpoint, zmq_strerror(zmq_errno()));
-        goto done;
-    }
-    zmq_pollitem_t pi = { s, 0, ZMQ_POLLIN, 0 };
-    if (zmq_poll(&pi, 1, timeout_ms) <= 0) {
-        snprintf(why, why_size, "no answer on %s within %d ms", endpoint, timeout_ms);
-        goto done;
-    }
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    if (zmq_msg_recv(&m, s, 0) >= 0)
-        reply = gridsync__v1__admin_reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
-    zmq_msg_close(&m);
-    if (!reply)
-        snprintf(why, why_size, "the answer from %s does not decode", endpoint);
-done:
-    if (s)
-        zmq_close(s);
-    if (zctx)
-        zmq_ctx_term(zctx);
-    return reply;
-}
-
-/* Does anything listen on the unix socket at path? A stopped broker can
- * leave its socket file behind, and ZeroMQ would retry such a connect
- * silently until the timeout; the kernel says at once. 1 listening (or
- * cannot tell), 0 refused. */
-static int
-s_socket_listening(const char *path)
-{
-    struct sockaddr_un sa;
-    if (strlen(path) >= sizeof sa.sun_path)
-        return 1;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 1;
-    int rc = connect(fd, (struct sockaddr *) &sa, sizeof sa);
-    int refused = rc != 0 && errno == ECONNREFUSED;
-    close(fd);
-    return !refused;
-}
+    "readers_used, readers_max, epoch} or null, broker:{up, reason, version,\n"
+    "uptime_ms, head_seq, records, map_size, map_used, feed_subscriptions,\n"
+    "store_epoch}}; epochs as 16 hex digits.\n";
 
 int
 gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
 {
-    static const gc_optspec_t spec[] = { { "admin", 1 }, { "timeout-ms", 1 }, { NULL, 0 } };
+    static const gc_optspec_t spec[] = { { "timeout-ms", 1 }, { NULL, 0 } };
     gc_args_t a;
     int rc = gc_args_parse(ctx, argc, argv, spec, &a);
     if (rc)
@@ -524,74 +451,85 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
         return gc_usage(ctx, "health takes no arguments");
     if ((rc = gc_args_u64(ctx, &a, "timeout-ms", 2000, 1, 600000, &timeout)))
         return rc;
-    const char *admin = gc_args_get(&a, "admin");
-    if (admin && strncmp(admin, "ipc://", 6))
-        return gc_usage(ctx, "--admin must be an ipc:// endpoint (the broker only serves "
-                             "admin requests there)");
-    gs_store_t *st = gc_store_open(ctx, 0, &rc);
-    if (!st)
-        return rc;
-    gs_store_info_t info;
-    memset(&info, 0, sizeof info);
-    int err = gs_store_info(st, &info);
-    uint64_t epoch = 0;
-    gs_store_epoch(st, &epoch); /* 0: a store from before epochs, opened read-only */
-    gs_store_destroy(&st);
-    if (err)
-        return gc_store_fail(ctx, "reading the store's figures", err);
-
     char ep[4200], why[512] = "";
-    if (admin)
-        snprintf(ep, sizeof ep, "%s", admin);
+    if (ctx->admin)
+        snprintf(ep, sizeof ep, "%s", ctx->admin);
     else
         snprintf(ep, sizeof ep, "ipc://%s/admin.sock", ctx->store_dir);
-    Gridsync__V1__AdminReply *reply = NULL;
+    gs_admin_opts_t ao;
+    gs_admin_opts_init(&ao);
+    ao.timeout_ms = (int) timeout;
+    gs_client_error_t cerr;
+    gs_admin_t *adm = gs_admin_new(ep, &ao, &rc, &cerr);
+    if (!adm)
+        return rc == GS_CLIENT_EINVAL ? gc_usage(ctx, "--admin: %s", cerr.message)
+                                      : gc_fail(ctx, "%s", cerr.message);
+
+    /* the store's own figures; with --admin and no store here (a broker
+     * reached from another machine), the broker's alone */
+    char data[4200];
     struct stat sb;
-    /* connecting to a missing ipc path would wait for it to appear */
-    if (stat(ep + 6, &sb) != 0 || !S_ISSOCK(sb.st_mode))
-        snprintf(why, sizeof why, "no admin socket at %s", ep + 6);
-    else if (!s_socket_listening(ep + 6))
-        snprintf(why, sizeof why, "nothing listens on %s (left by a stopped broker)", ep + 6);
-    else
-        reply = s_ask_health(ep, (int) timeout, why, sizeof why);
-    const Gridsync__V1__HealthReply *h = NULL;
-    if (reply && reply->body_case == GRIDSYNC__V1__ADMIN_REPLY__BODY_HEALTH)
-        h = reply->health;
-    else if (reply && reply->body_case == GRIDSYNC__V1__ADMIN_REPLY__BODY_ERROR)
-        snprintf(why, sizeof why, "the broker answered with an error: %s",
-                 reply->error->message ? reply->error->message : "");
-    else if (reply)
-        snprintf(why, sizeof why, "the broker's answer is not a health reply");
+    snprintf(data, sizeof data, "%s/data.mdb", ctx->store_dir);
+    int local = !ctx->admin || stat(data, &sb) == 0;
+    gs_store_info_t info;
+    memset(&info, 0, sizeof info);
+    uint64_t epoch = 0;
+    if (local) {
+        gs_store_t *st = gc_store_open(ctx, 0, &rc);
+        if (!st) {
+            gs_admin_destroy(&adm);
+            return rc;
+        }
+        int err = gs_store_info(st, &info);
+        gs_store_epoch(st, &epoch); /* 0: a store from before epochs, opened read-only */
+        gs_store_destroy(&st);
+        if (err) {
+            gs_admin_destroy(&adm);
+            return gc_store_fail(ctx, "reading the store's figures", err);
+        }
+    }
+
+    Gridsync__V1__HealthReply *h = NULL;
+    rc = gs_admin_health(adm, &h, &cerr);
+    gs_admin_destroy(&adm);
+    if (rc == GS_CLIENT_ESERVER)
+        snprintf(why, sizeof why, "the broker answered with an error: %s", cerr.message);
+    else if (rc)
+        gs_client_errtext(rc, &cerr, why, sizeof why);
 
     if (ctx->json) {
         gc_json_t j;
+        char hex[20];
         gc_json_init(&j, ctx->out);
         gc_json_obj(&j);
         gc_json_key(&j, "store");
-        gc_json_obj(&j);
-        gc_json_key(&j, "dir");
-        gc_json_str(&j, ctx->store_dir);
-        gc_json_key(&j, "head_seq");
-        gc_json_u64(&j, info.head_seq);
-        gc_json_key(&j, "records");
-        gc_json_u64(&j, info.records);
-        gc_json_key(&j, "events");
-        gc_json_u64(&j, info.events);
-        gc_json_key(&j, "map_size");
-        gc_json_u64(&j, info.map_size);
-        gc_json_key(&j, "map_used");
-        gc_json_u64(&j, info.map_used);
-        gc_json_key(&j, "file_size");
-        gc_json_u64(&j, info.file_size);
-        gc_json_key(&j, "readers_used");
-        gc_json_u64(&j, info.readers_used);
-        gc_json_key(&j, "readers_max");
-        gc_json_u64(&j, info.readers_max);
-        char hex[20];
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long) epoch);
-        gc_json_key(&j, "epoch");
-        gc_json_str(&j, hex); /* text: a JSON number cannot hold 64 bits */
-        gc_json_end(&j);
+        if (local) {
+            gc_json_obj(&j);
+            gc_json_key(&j, "dir");
+            gc_json_str(&j, ctx->store_dir);
+            gc_json_key(&j, "head_seq");
+            gc_json_u64(&j, info.head_seq);
+            gc_json_key(&j, "records");
+            gc_json_u64(&j, info.records);
+            gc_json_key(&j, "events");
+            gc_json_u64(&j, info.events);
+            gc_json_key(&j, "map_size");
+            gc_json_u64(&j, info.map_size);
+            gc_json_key(&j, "map_used");
+            gc_json_u64(&j, info.map_used);
+            gc_json_key(&j, "file_size");
+            gc_json_u64(&j, info.file_size);
+            gc_json_key(&j, "readers_used");
+            gc_json_u64(&j, info.readers_used);
+            gc_json_key(&j, "readers_max");
+            gc_json_u64(&j, info.readers_max);
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long) epoch);
+            gc_json_key(&j, "epoch");
+            gc_json_str(&j, hex); /* text: a JSON number cannot hold 64 bits */
+            gc_json_end(&j);
+        } else {
+            gc_json_null(&j); /* not on this machine: only the broker was asked */
+        }
         gc_json_key(&j, "broker");
         gc_json_obj(&j);
         gc_json_key(&j, "up");
@@ -605,6 +543,10 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
             gc_json_u64(&j, h->head_seq);
             gc_json_key(&j, "records");
             gc_json_u64(&j, h->records);
+            gc_json_key(&j, "map_size");
+            gc_json_u64(&j, h->map_size);
+            gc_json_key(&j, "map_used");
+            gc_json_u64(&j, h->map_used);
             gc_json_key(&j, "feed_subscriptions");
             gc_json_u64(&j, h->feed_subscriptions);
             snprintf(hex, sizeof hex, "%016llx", (unsigned long long) h->store_epoch);
@@ -619,13 +561,17 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
     } else {
         char b[6][32];
         FILE *o = ctx->out;
-        fprintf(o, "store     %s\n", ctx->store_dir);
-        fprintf(o, "  head seq %s, %s records, %s events\n", gc_num(info.head_seq, b[0], 32),
-                gc_num(info.records, b[1], 32), gc_num(info.events, b[2], 32));
-        fprintf(o, "  map %s of %s bytes used, file %s bytes, readers %u of %u\n",
-                gc_num(info.map_used, b[3], 32), gc_num(info.map_size, b[4], 32),
-                gc_num(info.file_size, b[5], 32), info.readers_used, info.readers_max);
-        fprintf(o, "  epoch %016llx\n", (unsigned long long) epoch);
+        if (local) {
+            fprintf(o, "store     %s\n", ctx->store_dir);
+            fprintf(o, "  head seq %s, %s records, %s events\n", gc_num(info.head_seq, b[0], 32),
+                    gc_num(info.records, b[1], 32), gc_num(info.events, b[2], 32));
+            fprintf(o, "  map %s of %s bytes used, file %s bytes, readers %u of %u\n",
+                    gc_num(info.map_used, b[3], 32), gc_num(info.map_size, b[4], 32),
+                    gc_num(info.file_size, b[5], 32), info.readers_used, info.readers_max);
+            fprintf(o, "  epoch %016llx\n", (unsigned long long) epoch);
+        } else {
+            fprintf(o, "store     not on this machine (asked through %s)\n", ep);
+        }
         if (h) {
             int64_t up = h->uptime_ms / 1000;
             fprintf(o, "broker    up (version %s), uptime %lldd %02lld:%02lld:%02lld\n",
@@ -635,14 +581,17 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
             fprintf(o, "  head seq %s, %s records, %u feed subscriptions\n",
                     gc_num(h->head_seq, b[0], 32), gc_num(h->records, b[1], 32),
                     h->feed_subscriptions);
+            if (!local)
+                fprintf(o, "  map %s of %s bytes used\n", gc_num(h->map_used, b[3], 32),
+                        gc_num(h->map_size, b[4], 32));
             fprintf(o, "  store epoch %016llx%s\n", (unsigned long long) h->store_epoch,
-                    h->store_epoch != epoch ? " (not the store above: it serves another one)"
-                                            : "");
+                    local && h->store_epoch != epoch
+                        ? " (not the store above: it serves another one)" : "");
         } else {
             fprintf(o, "broker    down: %s\n", why);
         }
     }
-    if (reply)
-        gridsync__v1__admin_reply__free_unpacked(reply, NULL);
+    if (h)
+        gridsync__v1__health_reply__free_unpacked(h, NULL);
     return gc_finish(ctx, h ? GC_EXIT_OK : GC_EXIT_FAIL);
 }

@@ -159,6 +159,8 @@ gc_cmd_ping(gc_ctx_t *ctx, int argc, char **argv)
         fputs(s_help, ctx->out);
         return GC_EXIT_OK;
     }
+    if ((rc = gc_admin_unserved(ctx)))
+        return rc;
     if (a.n_pos)
         return gc_usage(ctx, "takes no positional arguments");
     uint64_t count, timeout;

@@ -51,7 +51,10 @@ s_json_view(gc_json_t *j, const gs_record_view_t *v)
     gc_json_key(j, "seq");
     gc_json_u64(j, v->seq);
     gc_json_key(j, "updated_at");
-    gc_json_i64(j, v->updated_at);
+    if (v->updated_at)
+        gc_json_i64(j, v->updated_at);
+    else
+        gc_json_null(j); /* read through a broker: its reply has no commit time */
     gc_json_key(j, "status");
     gc_json_str(j, gc_status_name(v->status));
 }
@@ -232,24 +235,27 @@ gc_cmd_get(gc_ctx_t *ctx, int argc, char **argv)
     gs_verdict_t v;
     if (gs_ident_check(key, "KEY", &v))
         return gc_usage(ctx, "'%.80s' is not a record id: %s", key, v.message);
-    gs_store_t *st = gc_store_open(ctx, 0, &rc);
-    if (!st)
+    gc_src_t *src = gc_src_open(ctx, &rc);
+    if (!src)
         return rc;
     s_got_t g;
     memset(&g, 0, sizeof g);
-    int err = gs_store_get(st, kind, key, s_get_copy, &g);
+    int err = gc_src_get(src, kind, key, s_get_copy, &g);
     Gridsync__V1__Grid *grid = NULL;
-    if (!err && gs_store_grid_get(st, g.grid, &grid) != 0)
+    if (!err && gc_src_grid_get(src, g.grid, &grid) != 0)
         grid = NULL;
-    gs_store_destroy(&st);
     if (err == GS_ENOTFOUND) {
         free(g.data);
+        gc_src_close(&src);
         return gc_fail(ctx, "no record with id '%s'", key);
     }
     if (err) {
         free(g.data);
-        return gc_store_fail(ctx, "get", err);
+        rc = gc_src_fail(ctx, src, "get", err);
+        gc_src_close(&src);
+        return rc;
     }
+    gc_src_close(&src);
     gs_arena_t *arena = gs_arena_new(0);
     Gridsync__V1__Record *r = arena ? gc_record_load(g.data, g.v.len, arena, ctx->reveal) : NULL;
     const ProtobufCMessage *body = gc_record_body(r);

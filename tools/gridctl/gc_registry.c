@@ -376,12 +376,16 @@ s_devices_show(gc_ctx_t *ctx, const gc_args_t *a)
     if (a->n_pos != 2)
         return gc_usage(ctx, "expected: devices show DEVICE_ID");
     int rc;
-    gs_store_t *st = gc_store_open(ctx, 0, &rc);
-    if (!st)
+    gc_src_t *src = gc_src_open(ctx, &rc);
+    if (!src)
         return rc;
     Gridsync__V1__Device *d = NULL;
-    rc = s_device_load(ctx, st, a->pos[1], &d);
-    gs_store_destroy(&st);
+    int err = gc_src_device_get(src, a->pos[1], &d);
+    if (err == GS_ENOTFOUND)
+        rc = gc_fail(ctx, "no device '%s' (gridctl devices list shows them)", a->pos[1]);
+    else if (err)
+        rc = gc_src_fail(ctx, src, "reading the device registry", err);
+    gc_src_close(&src);
     if (rc)
         return rc;
     if (ctx->json) {
@@ -401,8 +405,8 @@ s_devices_list(gc_ctx_t *ctx, const gc_args_t *a)
     if (a->n_pos != 1)
         return gc_usage(ctx, "devices list takes no arguments");
     int rc;
-    gs_store_t *st = gc_store_open(ctx, 0, &rc);
-    if (!st)
+    gc_src_t *src = gc_src_open(ctx, &rc);
+    if (!src)
         return rc;
     static const char *const h[] = { "DEVICE", "ROLE", "STATUS", "COLLECTOR", "PREFIXES",
                                       "KEY", "UPDATED" };
@@ -410,16 +414,16 @@ s_devices_list(gc_ctx_t *ctx, const gc_args_t *a)
     memset(&l, 0, sizeof l);
     gc_json_init(&l.json, ctx->out);
     if (!ctx->json && !(l.table = gc_table_new(7, h, "lllllll"))) {
-        gs_store_destroy(&st);
+        gc_src_close(&src);
         return gc_fail(ctx, "out of memory");
     }
-    int err = gs_store_devices(st, s_on_device, &l);
-    gs_store_destroy(&st);
+    int err = gc_src_devices(src, s_on_device, &l);
     if (err)
-        rc = gc_store_fail(ctx, "reading the device registry", err);
-    else if (l.table && l.n)
+        rc = gc_src_fail(ctx, src, "reading the device registry", err);
+    gc_src_close(&src);
+    if (!err && l.table && l.n)
         gc_table_print(l.table, ctx->out);
-    else if (l.table)
+    else if (!err && l.table)
         fprintf(ctx->out, "no devices enrolled\n");
     gc_table_destroy(&l.table);
     return gc_finish(ctx, rc);
@@ -682,8 +686,8 @@ s_grids_list(gc_ctx_t *ctx, const gc_args_t *a)
     int rc = gc_prefix_arg(ctx, prefix);
     if (rc)
         return rc;
-    gs_store_t *st = gc_store_open(ctx, 0, &rc);
-    if (!st)
+    gc_src_t *src = gc_src_open(ctx, &rc);
+    if (!src)
         return rc;
     static const char *const h[] = { "GRID", "NAME", "VALID FROM", "VALID TO", "TODAY" };
     s_gridlist_t l;
@@ -691,18 +695,18 @@ s_grids_list(gc_ctx_t *ctx, const gc_args_t *a)
     l.today = gc_today();
     gc_json_init(&l.json, ctx->out);
     if (!ctx->json && !(l.table = gc_table_new(5, h, "lllll"))) {
-        gs_store_destroy(&st);
+        gc_src_close(&src);
         return gc_fail(ctx, "out of memory");
     }
-    int err = gs_store_grids(st, prefix, s_on_grid, &l);
-    gs_store_destroy(&st);
-    if (err) {
-        rc = gc_store_fail(ctx, "reading the grid registry", err);
-    } else if (l.table && l.n) {
+    int err = gc_src_grids(src, prefix, s_on_grid, &l);
+    if (err)
+        rc = gc_src_fail(ctx, src, "reading the grid registry", err);
+    gc_src_close(&src);
+    if (!err && l.table && l.n) {
         gc_table_print(l.table, ctx->out);
         char b[32];
         fprintf(ctx->out, "\n%s grid(s)\n", gc_num(l.n, b, sizeof b));
-    } else if (l.table) {
+    } else if (!err && l.table) {
         fprintf(ctx->out, "registry empty%s%s (gridctl grids import FILE.csv fills it)\n",
                 *prefix ? " under " : "", prefix);
     }

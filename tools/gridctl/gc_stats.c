@@ -1,8 +1,9 @@
 /*
  * gc_stats: `gridctl stats [PREFIX]`, the per-level table of what has been
  * collected. It reads the per-cell metadata (gs_store_cells: O(cells), never
- * the records) and the grid registry, merges them in code order and adds
- * them up at the level below PREFIX.
+ * the records) and the grid registry, from the store or with --admin from
+ * a broker (gc_src), merges them in code order and adds them up at the
+ * level below PREFIX.
  *
  * Coverage is about the registry: a registered grid (valid today) is
  * collected when it holds at least one active household or rental unit.
@@ -342,21 +343,18 @@ gc_cmd_stats(gc_ctx_t *ctx, int argc, char **argv)
             return gc_usage(ctx, "--level %s is above the prefix %s", lv, prefix);
     }
 
-    gs_store_t *st = gc_store_open(ctx, 0, &rc);
-    if (!st)
+    gc_src_t *src = gc_src_open(ctx, &rc);
+    if (!src)
         return rc;
     s_items_t it = { 0 };
     it.today = gc_today();
     s_regs_t regs = { &it, NULL, 0, 0 };
     uint64_t head = 0;
-    int err = gs_store_cells(st, prefix, s_on_cell, &it);
+    int err = gc_src_cells(src, prefix, s_on_cell, &it, &head);
     if (!err)
-        err = gs_store_grids(st, prefix, s_on_grid, &regs);
+        err = gc_src_grids(src, prefix, s_on_grid, &regs);
     if (!err)
-        err = gs_store_grids(st, "", s_count_grid, &it.reg_total);
-    if (!err)
-        err = gs_store_head(st, &head);
-    gs_store_destroy(&st);
+        err = gc_src_grids(src, "", s_count_grid, &it.reg_total);
     if (it.nomem || (!err && s_merge(&it, &regs)))
         err = GS_ENOMEM;
     for (size_t i = 0; i < regs.n; i++)
@@ -366,8 +364,11 @@ gc_cmd_stats(gc_ctx_t *ctx, int argc, char **argv)
         for (size_t i = 0; i < it.n; i++)
             free(it.v[i].name);
         free(it.v);
-        return err > 0 ? gc_fail(ctx, "out of memory") : gc_store_fail(ctx, "stats", err);
+        rc = err > 0 ? gc_fail(ctx, "out of memory") : gc_src_fail(ctx, src, "stats", err);
+        gc_src_close(&src);
+        return rc;
     }
+    gc_src_close(&src);
 
     /* the level of the rows: the one below the prefix, going further down
      * while it would give a single row (a store of one district) */
@@ -439,7 +440,8 @@ gc_cmd_stats(gc_ctx_t *ctx, int argc, char **argv)
         gc_json_end(&j);
     } else {
         char head_b[32], up[32];
-        fprintf(ctx->out, "store %s, head seq %s, %s %s\n\n", ctx->store_dir,
+        fprintf(ctx->out, "store %s, head seq %s, %s %s\n\n",
+                ctx->admin ? ctx->admin : ctx->store_dir,
                 gc_num(head, head_b, sizeof head_b), pl ? "under" : "prefix",
                 pl ? prefix : "(all)");
         char first[16];

@@ -6,7 +6,9 @@
  * Where it sits: admin -> store. It opens the LMDB store directly,
  * read-only for everything it reads, so it works beside a running broker
  * and when the broker is down; registry writes open it read-write (LMDB
- * serialises them with the broker's commits). See docs/tools.md.
+ * serialises them with the broker's commits). With --admin, the reads the
+ * broker's admin endpoint serves go through it instead (gc_source.c). See
+ * docs/tools.md.
  *
  * main() only picks the subcommand: each lives in its own file (gc.h).
  */
@@ -45,11 +47,11 @@ static const s_cmd_t s_cmds[] = {
 static void
 s_help(FILE *f)
 {
-    fputs("Usage: gridctl [--store DIR] [--json] [--reveal] COMMAND [ARGS]\n"
+    fputs("Usage: gridctl [--store DIR] [--admin EP] [--json] [--reveal] COMMAND [ARGS]\n"
           "\n"
           "The gridsync admin tool. It reads the store directly and read-only, so it\n"
           "works whether gridsyncd runs or not; registry changes apply to a running\n"
-          "broker at once.\n"
+          "broker at once. With --admin it reads through a running broker instead.\n"
           "\n"
           "Commands:\n",
           f);
@@ -58,6 +60,12 @@ s_help(FILE *f)
     fputs("\n"
           "Options (before or after the command):\n"
           "  --store DIR   the store directory (default $GRIDSYNC_STORE, else var/store)\n"
+          "  --admin EP    read through the broker's admin endpoint EP (ipc://PATH, e.g.\n"
+          "                ipc://var/store/admin.sock, or a socket forwarded from another\n"
+          "                machine) instead of opening the store: stats, get, devices\n"
+          "                list|show, grids list and health; other commands refuse.\n"
+          "                Output as from the store, except that get shows no commit\n"
+          "                time (- in text, null in --json)\n"
           "  --json        machine output: one JSON document, or JSON lines where a\n"
           "                command says so\n"
           "  --reveal      show ID numbers, phones and restricted data unmasked; each use\n"
@@ -104,8 +112,10 @@ main(int argc, char **argv)
             i++;
             break;
         }
-        /* --store takes a value: hand the pair to the shared parser */
-        int n = (!strcmp(argv[i], "--store") && i + 1 < argc) ? 2 : 1;
+        /* --store and --admin take a value: hand the pair to the shared
+         * parser */
+        int n = ((!strcmp(argv[i], "--store") || !strcmp(argv[i], "--admin")) && i + 1 < argc)
+                    ? 2 : 1;
         gc_args_t a;
         int rc = gc_args_parse(&ctx, n, argv + i, none, &a);
         if (rc)
