@@ -134,9 +134,11 @@ export PKG_CONFIG_PATH=$root$libdir/pkgconfig
 flags=$(pkg-config --cflags --libs gridsync-client) || fail "pkg-config does not find gridsync-client"
 pkg-config --static --libs gridsync-client > /dev/null || fail "pkg-config --static fails"
 [ "$(pkg-config --modversion gridsync-client)" = "$version" ] || fail "the .pc's version is not $version"
+# GS_INSTALL_TEST_CFLAGS: -fsanitize=... in a sanitizer build, whose
+# archive needs the sanitizers' runtime; empty otherwise
 # shellcheck disable=SC2086 # the flags are words
-cc -std=c11 -Wall -Wextra -Werror -o "$tmp/gs_client_hello" "$src/tests/install/gs_client_hello.c" \
-    $flags || fail "gs_client_hello does not build with: $flags"
+cc -std=c11 -Wall -Wextra -Werror ${GS_INSTALL_TEST_CFLAGS:-} -o "$tmp/gs_client_hello" \
+    "$src/tests/install/gs_client_hello.c" $flags || fail "gs_client_hello does not build with: $flags"
 out=$("$tmp/gs_client_hello" "$tmp/hello.bundle") || fail "gs_client_hello failed: $out"
 [ "$out" = "device=hello-district registered=1 active=1 version=$version" ] ||
     fail "gs_client_hello printed '$out'"

@@ -19,7 +19,8 @@
 #    installed config and store (its TCP ports moved to free ones, since a
 #    chroot shares the host's network), gridctl health against it as
 #    gridsync, and a SIGTERM stop that exits 0.
-# 5. apt-get purge: the config goes, the store and the user stay.
+# 5. a reinstall keeps a changed config (a conffile) and the user; apt-get
+#    purge deletes the config, and leaves the store and the user.
 # The chroot gets no /proc or other mounts: nothing here needs them.
 # Waits are bounded: the ready line, the broker's exit.
 set -euo pipefail
@@ -191,7 +192,15 @@ wait "$broker_pid" || rc=$?
 broker_pid=
 [ $rc -eq 0 ] || { cat "$log" >&2; fail "gridsyncd exited $rc after SIGTERM"; }
 
-# ---- 5. purge keeps the store and the user ---------------------------------------
+# ---- 5. a reinstall keeps the administrator's config; purge keeps the store ----------
+echo "# changed by the administrator" >> "$work/etc/gridsync/gridsyncd.conf"
+in_root apt-get install --reinstall -y -q "$pkg" > "$work/tmp/reinstall.log" 2>&1 || {
+    cat "$work/tmp/reinstall.log" >&2
+    fail "apt-get install --reinstall failed"
+}
+grep -q "changed by the administrator" "$work/etc/gridsync/gridsyncd.conf" ||
+    fail "a reinstall overwrote the administrator's config"
+[ "$(in_root getent passwd gridsync)" = "$entry" ] || fail "a reinstall changed the gridsync user"
 in_root apt-get purge -y -q gridsync > "$work/tmp/purge.log" 2>&1 || { cat "$work/tmp/purge.log" >&2; fail "apt-get purge"; }
 [ ! -e "$work/etc/gridsync/gridsyncd.conf" ] || fail "purge left the config"
 [ -f "$work/var/lib/gridsync/data.mdb" ] || fail "purge deleted the store"
