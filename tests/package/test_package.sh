@@ -45,6 +45,12 @@ fail() {
     exit 1
 }
 
+# mounted DIR: whether anything is mounted under DIR (debootstrap mounts
+# /proc and /sys in its target while it works, and may leave them when it fails)
+mounted() {
+    grep -q " $1/" /proc/mounts
+}
+
 broker_pid=
 cleanup() {
     if [ -n "$broker_pid" ] && kill -0 "$broker_pid" 2>/dev/null; then
@@ -52,7 +58,7 @@ cleanup() {
         wait "$broker_pid" 2>/dev/null || true
     fi
     # never delete through a mount into the host
-    if grep -q " $work/" /proc/mounts; then
+    if mounted "$work"; then
         echo "test_package: $work has mounts; leaving it" >&2
     else
         rm -rf "$work"
@@ -93,6 +99,7 @@ if [ ! -x "$base/usr/bin/apt-get" ]; then
     mirror=${GRIDSYNC_DEBIAN_MIRROR:-$(s_mirror | head -n 1)}
     mirror=${mirror:-http://deb.debian.org/debian}
     echo "test_package: debootstrap --variant=minbase bookworm from $mirror (once; kept in $base)"
+    mounted "$base.tmp" && fail "$base.tmp has mounts left from a failed debootstrap; unmount them first"
     rm -rf "$base.tmp"
     debootstrap --variant=minbase bookworm "$base.tmp" "$mirror" > "$build/debootstrap.log" 2>&1 || {
         tail -n 20 "$build/debootstrap.log" >&2
@@ -100,9 +107,7 @@ if [ ! -x "$base/usr/bin/apt-get" ]; then
     }
     mv "$base.tmp" "$base"
 fi
-if grep -q " $work/" /proc/mounts; then
-    fail "$work has mounts left from an earlier run; unmount them first"
-fi
+mounted "$work" && fail "$work has mounts left from an earlier run; unmount them first"
 rm -rf "$work"
 cp -a "$base" "$work"
 cp /etc/resolv.conf "$work/etc/resolv.conf"
