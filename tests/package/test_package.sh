@@ -135,6 +135,7 @@ IFS=: read -r _ _ uid gid _ home shell <<< "$entry"
 # numeric: the host has no gridsync user
 [ "$(stat -c '%a %u %g' "$work/var/lib/gridsync")" = "700 $uid $gid" ] ||
     fail "/var/lib/gridsync is $(stat -c '%a %u:%g' "$work/var/lib/gridsync"), not 700 gridsync:gridsync"
+# shellcheck disable=SC2016 # dpkg-query's format, not the shell's
 in_root dpkg-query -W -f='${Conffiles}\n' gridsync | grep -q '^ /etc/gridsync/gridsyncd.conf ' ||
     fail "/etc/gridsync/gridsyncd.conf is not a conffile"
 grep -qx 'store = /var/lib/gridsync' "$work/etc/gridsync/gridsyncd.conf" ||
