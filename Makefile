@@ -11,11 +11,21 @@
 #   make bench-quick     the same at a small scale, under 2 minutes (CI): checks
 #                        the benchmark still works, asserts no timings
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each
+#   make install         build, then install (PREFIX, default /usr/local and
+#                        kept in $(BUILD); DESTDIR for a staged install)
+#   make package         the Debian package $(BUILD)/gridsync_VERSION_ARCH.deb,
+#                        built in $(PKGBUILD) with the prefix /usr
+#   make test-package    install that package into a bare Debian 12 root
+#                        (debootstrap, cached in $(BUILD)) and run the broker
+#                        there; needs root
 #   make clean
 
 BUILD    ?= build
 SANBUILD ?= build-sanitize
 FUZZBUILD ?= build-fuzz
+PKGBUILD ?= build-package
+PREFIX   ?=
+DESTDIR  ?=
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
@@ -31,8 +41,13 @@ DEBS := build-essential cmake pkg-config \
 # apart so that `make test` never installs a database server.
 BENCH_DEBS := postgresql libpq-dev gnuplot-nox
 
-.PHONY: all deps bench-deps valgrind-deps build bench-build demo test test-sanitize test-valgrind fuzz bench \
-        bench-quick clean
+# What only the Debian package needs: dpkg-shlibdeps (the package's
+# Depends) and debootstrap (the bare Debian 12 root test-package installs
+# it into).
+PACKAGE_DEBS := dpkg-dev debootstrap
+
+.PHONY: all deps bench-deps valgrind-deps package-deps build bench-build demo test test-sanitize \
+        test-valgrind fuzz bench bench-quick install package test-package clean
 
 all: build
 
@@ -58,6 +73,9 @@ bench-deps: deps
 valgrind-deps: deps
 	$(call install_debs,valgrind)
 
+package-deps: deps
+	$(call install_debs,$(PACKAGE_DEBS))
+
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
@@ -78,6 +96,27 @@ test-sanitize: deps
 
 test-valgrind: valgrind-deps build
 	tests/run_valgrind.sh $(BUILD)
+
+# The unit and the config path are fixed at configure time, so PREFIX
+# configures $(BUILD) again before the build.
+install: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(if $(PREFIX),-DCMAKE_INSTALL_PREFIX=$(PREFIX))
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR="$(if $(DESTDIR),$(abspath $(DESTDIR)))" cmake --install $(BUILD)
+
+# A tree of its own with the prefix /usr (config in /etc) and no test
+# programs; the .deb goes to $(BUILD). CPack stages it in $(PKGBUILD).
+package: package-deps
+	cmake -S . -B $(PKGBUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
+	  -DGRIDSYNC_TESTS=OFF
+	cmake --build $(PKGBUILD) -j $(JOBS)
+	mkdir -p $(BUILD) && rm -f $(BUILD)/gridsync_*.deb
+	cd $(PKGBUILD) && cpack -G DEB -B $(abspath $(PKGBUILD))/cpack
+	mv $(PKGBUILD)/cpack/gridsync_*.deb $(BUILD)/
+	@ls $(BUILD)/gridsync_*.deb
+
+test-package: package
+	tests/package/test_package.sh $(BUILD) $(BUILD)/gridsync_*.deb
 
 # Each target runs on a copy of its seed corpus and regression inputs in
 # $(FUZZBUILD)/corpus (libFuzzer adds what it finds there, never in the
@@ -114,4 +153,4 @@ bench-quick: bench-build
 	rm -rf $$out; exit $$rc
 
 clean:
-	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD)
+	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) $(PKGBUILD)

@@ -108,6 +108,7 @@ s_usage(FILE *out)
         "                       feed_endpoint line of --keys FILE\n"
         "  --upload EP          the broker's upload/sync endpoint (gap repair, catch-up);\n"
         "                       default: the upload_endpoint line of --keys FILE\n"
+        "                       (--sync EP is the same option under its older name)\n"
         "  --prefix P           a grid-code prefix of 0, 2, 4, 6, 9, 12 or 15 digits\n"
         "                       (repeatable; no prefix may contain another)\n"
         "  --checkpoint FILE    resume from here after a restart, and keep it current\n"
