@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "gs_grid.h"
 #include "gs_validate.h"
 
 #define S_MAX_SUB_PREFIXES 64
@@ -773,7 +774,7 @@ static int
 s_prefix_index(const gs_sub_t *self, const char *grid)
 {
     for (size_t i = 0; i < self->n; i++)
-        if (strncmp(grid, self->prefix[i], strlen(self->prefix[i])) == 0)
+        if (gs_grid_prefix_covers(self->prefix[i], grid))
             return (int) i;
     return -1;
 }
@@ -950,7 +951,7 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
         if (gs_prefix_check(prefixes[i], &v))
             goto fail_early;
         for (size_t j = 0; j < n; j++)
-            if (i != j && !strncmp(prefixes[i], prefixes[j], strlen(prefixes[j])))
+            if (i != j && gs_grid_prefix_covers(prefixes[j], prefixes[i]))
                 goto fail_early; /* one prefix contains another */
     }
     gs_sub_t *self = calloc(1, sizeof *self);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "gs_grid.h"
 #include "gs_validate.h"
 
 #define S_MAX_PREFIXES 32       /* prefixes per device on the command line */
@@ -624,18 +625,6 @@ static const char s_grids_help[] =
     "--json: list writes one line per grid {grid_code, name, valid_from, valid_to,\n"
     "valid_today}; import writes {file, grids, added, replaced, dry_run}.\n";
 
-static int
-s_grid_valid_today(const Gridsync__V1__Grid *g, int today)
-{
-    int from = 0, to = 0;
-    if (g->valid_from && *g->valid_from && !gs_date_parse(g->valid_from, &from, NULL) &&
-        from > today)
-        return 0;
-    if (g->valid_to && *g->valid_to && !gs_date_parse(g->valid_to, &to, NULL) && to < today)
-        return 0;
-    return 1;
-}
-
 typedef struct s_gridlist {
     gc_json_t json;             /* --json */
     gc_table_t *table;          /* human output */
@@ -647,7 +636,8 @@ static int
 s_on_grid(void *arg, const Gridsync__V1__Grid *g)
 {
     s_gridlist_t *l = arg;
-    int valid = s_grid_valid_today(g, l->today);
+    /* a damaged date does not hide the entry (it counts as open) */
+    int valid = gs_grid_valid_on(g, l->today) <= GS_GRID_VALID;
     l->n++;
     if (!l->table) {
         gc_json_obj(&l->json);
@@ -1000,7 +990,7 @@ s_grids_import(gc_ctx_t *ctx, const gc_args_t *a)
         g->valid_from = rows[i].from;
         g->valid_to = rows[i].to;
         gp[i] = g;
-        not_today += (uint64_t) !s_grid_valid_today(g, today);
+        not_today += (uint64_t) (gs_grid_valid_on(g, today) > GS_GRID_VALID);
     }
     /* one transaction: every grid of the file or, on any failure, none */
     if (!err && !dry)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_grid.h"
 #include "gs_validate.h"
 
 static const char s_help[] =
@@ -106,19 +107,6 @@ s_on_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
     return 0;
 }
 
-/* Is a registry entry valid on day today (YYYYMMDD)? */
-static int
-s_grid_valid(const Gridsync__V1__Grid *g, int today)
-{
-    int from = 0, to = 0;
-    if (g->valid_from && *g->valid_from && gs_date_parse(g->valid_from, &from, NULL) == 0 &&
-        from > today)
-        return 0;
-    if (g->valid_to && *g->valid_to && gs_date_parse(g->valid_to, &to, NULL) == 0 && to < today)
-        return 0;
-    return 1;
-}
-
 /* Registry entries, merged into the (sorted) cells list by a second sorted
  * list that is merged afterwards. */
 typedef struct s_regs {
@@ -131,7 +119,8 @@ static int
 s_on_grid(void *arg, const Gridsync__V1__Grid *g)
 {
     s_regs_t *r = arg;
-    if (!g->grid_code || strlen(g->grid_code) != GS_GRID_LEN || !s_grid_valid(g, r->it->today))
+    if (!g->grid_code || strlen(g->grid_code) != GS_GRID_LEN ||
+        gs_grid_valid_on(g, r->it->today) > GS_GRID_VALID) /* a damaged date is open */
         return 0;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 256;
