@@ -34,13 +34,13 @@ static void s_putf(gs_json_t *j, const char *fmt, ...) __attribute__((format(pri
 static void
 s_putf(gs_json_t *j, const char *fmt, ...)
 {
-    char tmp[64];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    if (j->f)
+        vfprintf(j->f, fmt, ap);
+    else
+        gs_wbuf_vprintf(j->buf, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        s_put(j, tmp, (size_t) n < sizeof tmp ? (size_t) n : sizeof tmp - 1);
 }
 
 /* A JSON string: quotes, backslashes and control characters escaped;
