@@ -191,3 +191,13 @@ gs_mask_phone(const char *phone, char *out, size_t out_size)
 {
     s_mask(phone, 3, 4, out, out_size);
 }
+
+int
+gs_mask_kind(const char *field)
+{
+    if (!strcmp(field, "id_number") || !strcmp(field, "permit_number"))
+        return GS_MASK_IDNUM;
+    if (!strcmp(field, "phones") || !strcmp(field, "phone") || !strcmp(field, "contact_phone"))
+        return GS_MASK_PHONE;
+    return GS_MASK_NONE;
+}

@@ -40,4 +40,11 @@ void gs_mask_idnum(const char *id, char *out, size_t out_size);
 /* Mask a phone: keep the first 3 and last 4 digits ("138****5678"). */
 void gs_mask_phone(const char *phone, char *out, size_t out_size);
 
+/* Which mask a string field gets for display, by its name in the schema:
+ * ID numbers (id_number, permit_number), phones (phones, phone,
+ * contact_phone), or none. Every renderer (gridfeed's JSON lines, gridctl's
+ * output) asks here, so a field is masked the same way everywhere. */
+enum { GS_MASK_NONE = 0, GS_MASK_IDNUM = 1, GS_MASK_PHONE = 2 };
+int gs_mask_kind(const char *field);
+
 #endif

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_grid.h"
 #include "gs_wire.h"
 
 #define R(name) GRIDSYNC__V1__REASON__REASON_##name
@@ -346,19 +347,9 @@ gs_date_today(int64_t now_ms)
     int64_t z = ms / S_DAY_MS;
     if (ms % S_DAY_MS < 0)
         z--;
-    /* days since 1970-01-01 to civil date (H. Hinnant's algorithm) */
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t y = yoe + era * 400;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int64_t d = doy - (153 * mp + 2) / 5 + 1;
-    int64_t m = mp < 10 ? mp + 3 : mp - 9;
-    if (m <= 2)
-        y++;
-    return (int) (y * 10000 + m * 100 + d);
+    int y, m, d;
+    gs_civil_from_days(z, &y, &m, &d);
+    return y * 10000 + m * 100 + d;
 }
 
 /* ---- Resident ID numbers ------------------------------------------------ */

@@ -28,6 +28,9 @@
 #define GS_ID_MAX 64            /* bytes in a record id, device id or upload id
                                  * (a copy needs GS_ID_MAX + 1 with the NUL) */
 #define GS_GRID_LEN 15          /* digits in a grid code */
+#define GS_RESULT_STATUSES (GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED + 1)
+                                /* ResultStatus values, for tables indexed by them
+                                 * (test_schema checks it against the schema) */
 
 typedef struct gs_verdict {
     int reason;                 /* Gridsync__V1__Reason; 0 when valid */

@@ -3,6 +3,7 @@
  */
 #include "gs_wire.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,30 @@ gs_wbuf_put(gs_wbuf_t *b, const void *p, size_t n)
     if (n)
         memcpy(d, p, n);
     b->len += n;
+}
+
+void
+gs_wbuf_vprintf(gs_wbuf_t *b, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    /* room for vsnprintf's NUL too; len does not count it */
+    uint8_t *d = n < 0 ? NULL : gs_wbuf_reserve(b, (size_t) n + 1);
+    if (d) {
+        vsnprintf((char *) d, (size_t) n + 1, fmt, again);
+        b->len += (size_t) n;
+    }
+    va_end(again);
+}
+
+void
+gs_wbuf_printf(gs_wbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    gs_wbuf_vprintf(b, fmt, ap);
+    va_end(ap);
 }
 
 size_t

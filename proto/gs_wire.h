@@ -20,6 +20,7 @@
 #ifndef GS_WIRE_H
 #define GS_WIRE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
@@ -40,6 +41,14 @@ void gs_wbuf_reset(gs_wbuf_t *b);
 uint8_t *gs_wbuf_reserve(gs_wbuf_t *b, size_t n);
 
 void gs_wbuf_put(gs_wbuf_t *b, const void *p, size_t n);
+
+/* Append text formatted as printf does, whatever its length (no NUL is
+ * counted in len, though one follows the text in data). An allocation
+ * failure sets failed; an encoding error appends nothing. For text built in
+ * a buffer: JSON lines, the metrics page. */
+void gs_wbuf_printf(gs_wbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gs_wbuf_vprintf(gs_wbuf_t *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 void gs_wbuf_varint(gs_wbuf_t *b, uint64_t v);
 
 /* field number + wire type 0 (varint); skipped when v == 0 (proto3 default) */

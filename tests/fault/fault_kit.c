@@ -21,6 +21,7 @@
 
 #include "gs_arena.h"
 #include "gs_client.h"
+#include "gs_grid.h"
 #include "gs_store.h"
 
 #define S_MAX_THREADS 8
@@ -462,7 +463,7 @@ s_follow_main(void *arg)
         if (rc == 0) {
             pthread_mutex_lock(&f->mu);
             uint64_t last = f->n ? f->seqs[f->n - 1] : 0;
-            if (ev->seq <= last || strncmp(ev->grid_code, f->prefix, strlen(f->prefix)) != 0) {
+            if (ev->seq <= last || !gs_grid_prefix_covers(f->prefix, ev->grid_code)) {
                 fprintf(stderr, "follower %s: event seq %llu grid %s after seq %llu\n",
                         f->prefix, (unsigned long long) ev->seq, ev->grid_code,
                         (unsigned long long) last);

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "gs_arena.h"
+#include "gs_grid.h"
 #include "gs_privacy.h"
 #include "gs_store_debug.h"
 #include "gs_validate.h"
@@ -128,10 +129,7 @@ s_init(void)
 static int
 s_under(const char *grid, char **prefixes, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(grid, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return 0;
+    return gs_grid_prefix_find(grid, (const char *const *) prefixes, n) >= 0;
 }
 
 /* The broker's checks of a request's prefixes; 0 when it would serve. */

@@ -4,7 +4,7 @@
  * empty records, long lists inside a record, duplicated sub-messages, deep
  * unknown nesting, truncated input. Where an input passes, it is unpacked by
  * protobuf-c into an arena to show that the decode estimate bounds what
- * protobuf-c really allocated.
+ * protobuf-c really allocated. Also gs_wire's formatted appends.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -539,10 +539,33 @@ test_wire_helpers(void **state)
     assert_int_equal(x, 9);
 }
 
+/* gs_wbuf_printf: text of any length, appended; len counts no NUL. */
+static void
+test_wbuf_printf(void **state)
+{
+    (void) state;
+    gs_wbuf_t b;
+    gs_wbuf_init(&b);
+    gs_wbuf_put(&b, "x", 1);
+    gs_wbuf_printf(&b, "%d-%s", 42, "ok");
+    assert_int_equal(b.len, 6);
+    assert_memory_equal(b.data, "x42-ok", 6);
+    char big[1000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    gs_wbuf_printf(&b, "[%s]", big);
+    assert_int_equal(b.len, 6 + 1001);
+    assert_int_equal(b.data[6], '[');
+    assert_int_equal(b.data[6 + 1000], ']');
+    assert_false(b.failed);
+    gs_wbuf_deinit(&b);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wbuf_printf),
         cmocka_unit_test(test_many_empty_records),
         cmocka_unit_test(test_nested_lists),
         cmocka_unit_test(test_decode_budget),

@@ -278,6 +278,14 @@ test_masks(void **state)
     assert_string_equal(out, "1**4");
     gs_mask_phone("", out, sizeof out);
     assert_string_equal(out, "");
+    /* which fields are masked, by their schema names */
+    assert_int_equal(gs_mask_kind("id_number"), GS_MASK_IDNUM);
+    assert_int_equal(gs_mask_kind("permit_number"), GS_MASK_IDNUM);
+    assert_int_equal(gs_mask_kind("phones"), GS_MASK_PHONE);
+    assert_int_equal(gs_mask_kind("phone"), GS_MASK_PHONE);
+    assert_int_equal(gs_mask_kind("contact_phone"), GS_MASK_PHONE);
+    assert_int_equal(gs_mask_kind("name"), GS_MASK_NONE);
+    assert_int_equal(gs_mask_kind("id_type"), GS_MASK_NONE);
 }
 
 int

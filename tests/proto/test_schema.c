@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "gridsync.pb-c.h"
+#include "gs_validate.h"
 
 #ifndef GS_PROTO_DIR
 #error "GS_PROTO_DIR must name the directory holding gridsync.proto"
@@ -71,6 +72,18 @@ s_pack_household(const Gridsync__V1__Household *h, size_t *len)
     assert_non_null(buf);
     assert_int_equal(gridsync__v1__household__pack(h, buf), *len);
     return buf;
+}
+
+/* Tables indexed by ResultStatus are GS_RESULT_STATUSES long: the schema
+ * must have exactly those values, 0 to GS_RESULT_STATUSES - 1. */
+static void
+test_result_status_count(void **state)
+{
+    (void) state;
+    const ProtobufCEnumDescriptor *d = &gridsync__v1__result_status__descriptor;
+    assert_int_equal(d->n_values, GS_RESULT_STATUSES);
+    for (unsigned i = 0; i < d->n_values; i++)
+        assert_true(d->values[i].value >= 0 && d->values[i].value < GS_RESULT_STATUSES);
 }
 
 static void
@@ -208,6 +221,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_result_status_count),
         cmocka_unit_test(test_household_roundtrip),
         cmocka_unit_test(test_protoc_decodes_sample),
         cmocka_unit_test(test_unknown_fields_tolerated),

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "gs_grid.h"
 #include "gs_store.h"
 #include "gs_store_debug.h"
 #include "gs_validate.h"
@@ -1277,7 +1278,7 @@ s_sig(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len
     s_evsig_t *s = arg;
     int ok = 0;
     for (size_t i = 0; i < s->npf; i++)
-        if (strncmp(grid, s->pf[i], strlen(s->pf[i])) == 0)
+        if (gs_grid_prefix_covers(s->pf[i], grid))
             ok = 1;
     if (!ok)
         s->bad = 1;

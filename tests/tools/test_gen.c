@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cmocka.h>
 
@@ -76,14 +75,6 @@ s_set_deinit(s_set_t *s)
         free(s->slots[i]);
     free(s->slots);
     s->slots = NULL;
-}
-
-static double
-s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Packed bytes of a record into a malloc'd buffer. */
@@ -860,39 +851,6 @@ test_small_district(void **state)
     gs_arena_destroy(&a);
 }
 
-/* Generation alone, for the record (no assertion on time). */
-static void
-test_generate_all(void **state)
-{
-    (void) state;
-    gs_gen_t *g = gs_gen_new(NULL);
-    gs_arena_t *a = gs_arena_new(0);
-    uint64_t members = 0, leases = 0;
-    double t0 = s_now();
-    for (uint32_t i = 0; i < gs_gen_household_count(g); i++) {
-        gs_arena_reset(a);
-        Gridsync__V1__Record *rec = gs_gen_household(g, i, a);
-        assert_non_null(rec);
-        members += rec->household->n_members;
-    }
-    double t1 = s_now();
-    for (uint32_t i = 0; i < gs_gen_rental_count(g); i++) {
-        gs_arena_reset(a);
-        Gridsync__V1__Record *rec = gs_gen_rental(g, i, a);
-        assert_non_null(rec);
-        leases += rec->rental->n_leases;
-    }
-    double t2 = s_now();
-    print_message("generated %u households (%llu members) in %.3f s and %u "
-                  "rental units (%llu leases) in %.3f s\n",
-                  gs_gen_household_count(g), (unsigned long long) members,
-                  t1 - t0, gs_gen_rental_count(g), (unsigned long long) leases,
-                  t2 - t1);
-    assert_true(members > gs_gen_household_count(g));
-    gs_arena_destroy(&a);
-    gs_gen_destroy(&g);
-}
-
 int
 main(void)
 {
@@ -907,7 +865,6 @@ main(void)
         cmocka_unit_test(test_idnum),
         cmocka_unit_test(test_district_valid),
         cmocka_unit_test(test_small_district),
-        cmocka_unit_test(test_generate_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

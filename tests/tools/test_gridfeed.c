@@ -36,6 +36,7 @@
 #include "gs_arena.h"
 #include "gs_client.h"
 #include "gs_gen.h"
+#include "gs_grid.h"
 #include "gs_store.h"
 #include "gs_testkit.h"
 
@@ -112,7 +113,7 @@ static void
 s_remember(s_env_t *e, const Gridsync__V1__Record *r)
 {
     if (r->body_case != GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD ||
-        strncmp(r->household->grid_code, e->street1, strlen(e->street1)))
+        !gs_grid_prefix_covers(e->street1, r->household->grid_code))
         return;
     for (size_t i = 0; i < r->household->n_members; i++) {
         const Gridsync__V1__Person *p = r->household->members[i];

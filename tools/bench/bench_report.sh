@@ -205,6 +205,9 @@ cat <<EOF
 - **Bare ZeroMQ** (\`bench_zmq\`): gridsim's upload messages, byte for byte, from $(g run.devices) DEALER
   sockets to a ROUTER that answers each with an ack of the right size at once; up to 8 requests
   in flight per socket, no decoding, no storage.
+- **Generator** (\`bench_gen\`): the load generator's own cost, every record of the seed district
+  built once in memory: $(n "$(g gen.households)") households at $(n "$(g gen.households_per_s)")/s and
+  $(n "$(g gen.rentals)") rental units at $(n "$(g gen.rentals_per_s)")/s.
 
 | Round | end to end | store, writer | store, one thread | bare LMDB | bare LMDB, records only | bare ZeroMQ | end to end ÷ lower raw limit | end to end ÷ store, one thread |
 |---|---|---|---|---|---|---|---|---|

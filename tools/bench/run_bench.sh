@@ -6,8 +6,9 @@
 # `make bench-quick` runs it with --quick into a temporary directory (CI).
 # It drives the programs of BUILD: gridsyncd, gridsim, gridfeed and the
 # tools/bench programs (bench_pg, bench_store, bench_zmq, bench_fill,
-# bench_feed, bench_pull), starts a private PostgreSQL server on loopback in
-# a temporary directory for the peer, and stops everything it started.
+# bench_feed, bench_pull, bench_gen), starts a private PostgreSQL server on
+# loopback in a temporary directory for the peer, and stops everything it
+# started.
 #
 # Why rounds: the machine is shared, so absolute rates drift by tens of
 # percent within minutes. Each round runs gridsync end to end, then the
@@ -42,7 +43,8 @@ GRIDSIM=$BUILD/tools/gridsim/gridsim
 GRIDFEED=$BUILD/tools/gridfeed/gridfeed
 BENCH=$BUILD/tools/bench
 for p in "$GRIDSYNCD" "$GRIDSIM" "$GRIDFEED" "$BENCH/bench_pg" "$BENCH/bench_store" \
-         "$BENCH/bench_zmq" "$BENCH/bench_fill" "$BENCH/bench_feed" "$BENCH/bench_pull"; do
+         "$BENCH/bench_zmq" "$BENCH/bench_fill" "$BENCH/bench_feed" "$BENCH/bench_pull" \
+         "$BENCH/bench_gen"; do
     [ -x "$p" ] || { echo "run_bench: $p is not built (make bench builds it)" >&2; exit 2; }
 done
 command -v gnuplot > /dev/null || { echo "run_bench: gnuplot is not installed" >&2; exit 2; }
@@ -299,6 +301,12 @@ pg_peer() {
     [ $rc = 0 ] || { tail -n 20 "$LOG/$1.log" >&2; die "bench_pg ($1) exited with $rc"; }
     put_kv "$1" pg "$out"
 }
+
+# ---- The load generator's own cost ----------------------------------------------------
+log "generator: building every record of the seed district once (bench_gen)"
+out=$LOG/gen.out
+timeout 300 "$BENCH/bench_gen" > "$out" 2> "$LOG/gen.log" || die "bench_gen failed"
+put_kv gen gen "$out"
 
 # ---- 1-3: rounds, side by side ---------------------------------------------------------
 pg_start

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_grid.h"
 #include "gs_validate.h"
 
 /* ---- Constants ---------------------------------------------------------- */
@@ -362,32 +363,6 @@ s_rng_unit(s_rng_t *r)
 static const int s_month_start[13] = {0,   31,  59,  90,  120, 151, 181,
                                       212, 243, 273, 304, 334, 365};
 
-/* Days since 1970-01-01 of a civil date (H. Hinnant's algorithm). */
-static int64_t
-s_days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void
-s_civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int) (doy - (153 * mp + 2) / 5 + 1);
-    *m = (int) (mp < 10 ? mp + 3 : mp - 9);
-    *y = (int) (yoe + era * 400 + (*m <= 2));
-}
-
 /* Month and day of day-of-year doy (0..364) in a common year: birth days
  * never fall on 29 February, which keeps every (year, doy) a real date. */
 static void
@@ -503,7 +478,7 @@ static char *
 s_date_dup(s_ctx_t *c, int64_t days)
 {
     int y, m, d;
-    s_civil_from_days(days, &y, &m, &d);
+    gs_civil_from_days(days, &y, &m, &d);
     s_buf_t b = {0};
     s_buf_num(&b, (uint64_t) y, 4);
     s_buf_char(&b, '-');
@@ -816,7 +791,7 @@ s_person(s_ctx_t *c, s_person_plan_t *plan)
     plan->year = year;
     int month, day;
     s_doy_month_day(sp.doy, &month, &day);
-    int64_t birth_days = s_days_from_civil(year, month, day);
+    int64_t birth_days = gs_days_from_civil(year, month, day);
     int age = g->this_year - year;
     p->birth_date = s_date_dup(c, birth_days);
     p->sex = (Gridsync__V1__Sex) plan->sex;
@@ -1616,7 +1591,7 @@ gs_gen_opts_init(gs_gen_opts_t *o)
     o->households = 139000;
     o->rental_buildings = 13055;
     o->units_per_building = 4;
-    o->now_ms = s_days_from_civil(2026, 6, 1) * S_DAY_MS - S_CST_MS;
+    o->now_ms = gs_days_from_civil(2026, 6, 1) * S_DAY_MS - S_CST_MS;
 }
 
 /* Split total into n parts in proportion to weights, each at least min,
@@ -1891,7 +1866,7 @@ gs_gen_new(const gs_gen_opts_t *opts)
     int64_t ms = o.now_ms + S_CST_MS;
     g->today = ms / S_DAY_MS - (ms % S_DAY_MS < 0);
     int mo, d;
-    s_civil_from_days(g->today, &g->this_year, &mo, &d);
+    gs_civil_from_days(g->today, &g->this_year, &mo, &d);
 
     g->streets = calloc(g->n_streets, sizeof(s_street_t));
     g->grids = calloc(g->n_grids, sizeof(s_grid_t));

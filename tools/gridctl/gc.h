@@ -1,7 +1,7 @@
 /*
  * gc: what gridctl's subcommands share. The command-line context, the
  * option parser, opening the store, the --reveal audit log, aligned tables,
- * a small JSON writer, CSV cells, and records decoded and masked for output.
+ * CSV cells, and records decoded and masked for output (JSON: gs_render.h).
  *
  * Where it sits: gridctl is the administrator's side of the flow
  * (admin -> store). It reads the LMDB store directly through gs_store.h, in
@@ -30,6 +30,7 @@
 
 #include "gridsync.pb-c.h"
 #include "gs_arena.h"
+#include "gs_render.h"
 #include "gs_store.h"
 
 /* Exit statuses, the same for every subcommand. */
@@ -220,34 +221,10 @@ const char *gc_time_local(int64_t ms, char *buf, size_t size);
 
 /* ---- JSON output -------------------------------------------------------------- */
 
-#define GC_JSON_DEPTH 32
-
-/* A streaming JSON writer: one compact document per top-level value. */
-typedef struct gc_json {
-    FILE *f;                    /* destination */
-    int depth;                  /* open containers */
-    int count[GC_JSON_DEPTH];   /* values written in each open container */
-    char close[GC_JSON_DEPTH];  /* the character that closes each one */
-    int after_key;              /* a key was written; its value comes next */
-} gc_json_t;
-
-void gc_json_init(gc_json_t *j, FILE *f);
-void gc_json_obj(gc_json_t *j);                 /* { */
-void gc_json_arr(gc_json_t *j);                 /* [ */
-void gc_json_end(gc_json_t *j);                 /* } or ]; a newline after the top level */
-void gc_json_key(gc_json_t *j, const char *key);
-void gc_json_str(gc_json_t *j, const char *s);  /* NULL writes null */
-void gc_json_u64(gc_json_t *j, uint64_t v);
-void gc_json_i64(gc_json_t *j, int64_t v);
-void gc_json_dbl(gc_json_t *j, double v);
-void gc_json_bool(gc_json_t *j, int v);
-void gc_json_null(gc_json_t *j);
-/* A protobuf message as JSON (proto field names, enums by name, defaults
- * left out: the format gridfeed writes). Masking has already happened in
- * gc_record_load / gc_event_load. */
-void gc_json_msg(gc_json_t *j, const ProtobufCMessage *m);
-/* A change event as the one line gridfeed writes (with the newline). */
-void gc_json_event(gc_json_t *j, const Gridsync__V1__ChangeEvent *ev);
+/* --json output is written with gs_render.h's writer (gs_json_init_file on
+ * ctx->out), the one gridfeed uses. Records and events reach it masked
+ * already (gc_record_load / gc_event_load), so gridctl passes reveal = 1 to
+ * gs_json_msg and gs_json_event. Computed figures use gs_json_figure. */
 
 /* ---- CSV --------------------------------------------------------------------- */
 
@@ -273,9 +250,6 @@ Gridsync__V1__ChangeEvent *gc_event_load(const uint8_t *data, size_t len, gs_are
  * reveal. */
 const char *gc_mask_id(const char *id, int reveal, char *buf, size_t size);
 const char *gc_mask_phone(const char *phone, int reveal, char *buf, size_t size);
-
-/* The household or rental body of a record as a message, or NULL. */
-const ProtobufCMessage *gc_record_body(const Gridsync__V1__Record *r);
 
 /* A readable address: the address text, else the standard address code,
  * else "building 3 unit 2 floor 5 room 502". */

@@ -53,7 +53,7 @@ typedef struct s_dups {
     gc_ctx_t *ctx;              /* options, output */
     gs_store_t *st;             /* read-only store (fn may call it) */
     gs_arena_t *arena;          /* scratch for one record */
-    gc_json_t *json;            /* --json output (NULL for tables) */
+    gs_json_t *json;            /* --json output (NULL for tables) */
     gc_table_t *table;          /* human output */
     uint64_t groups;            /* persons found */
     int no_secret;              /* person keys unavailable (no secret.key) */
@@ -181,27 +181,27 @@ s_on_dup(void *arg, const uint8_t *hmac, const gs_person_ref_t *refs, size_t n)
     const char *name = p && p->name ? p->name : NULL;
     d->groups++;
     if (d->json) {
-        gc_json_obj(d->json);
-        gc_json_key(d->json, "id_number");
-        gc_json_str(d->json, id);
-        gc_json_key(d->json, "name");
-        gc_json_str(d->json, name);
-        gc_json_key(d->json, "places");
-        gc_json_arr(d->json);
+        gs_json_obj(d->json);
+        gs_json_key(d->json, "id_number");
+        gs_json_str(d->json, id);
+        gs_json_key(d->json, "name");
+        gs_json_str(d->json, name);
+        gs_json_key(d->json, "places");
+        gs_json_arr(d->json);
         for (size_t i = 0; i < n; i++) {
-            gc_json_obj(d->json);
-            gc_json_key(d->json, "grid");
-            gc_json_str(d->json, refs[i].grid);
-            gc_json_key(d->json, "kind");
-            gc_json_str(d->json, gc_kind_name(refs[i].kind));
-            gc_json_key(d->json, "record_key");
-            gc_json_str(d->json, refs[i].record_key);
-            gc_json_key(d->json, "role");
-            gc_json_str(d->json, s_role_name(refs[i].role));
-            gc_json_end(d->json);
+            gs_json_obj(d->json);
+            gs_json_key(d->json, "grid");
+            gs_json_str(d->json, refs[i].grid);
+            gs_json_key(d->json, "kind");
+            gs_json_str(d->json, gc_kind_name(refs[i].kind));
+            gs_json_key(d->json, "record_key");
+            gs_json_str(d->json, refs[i].record_key);
+            gs_json_key(d->json, "role");
+            gs_json_str(d->json, s_role_name(refs[i].role));
+            gs_json_end(d->json);
         }
-        gc_json_end(d->json);
-        gc_json_end(d->json);
+        gs_json_end(d->json);
+        gs_json_end(d->json);
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
@@ -320,7 +320,7 @@ s_scan_record(void *arg, const gs_record_view_t *v)
     gs_arena_reset(s->arena);
     /* unmasked in memory: phones are grouped by their digits; output masks */
     Gridsync__V1__Record *r = gc_record_load(v->data, v->len, s->arena, 1);
-    if (!gc_record_body(r)) {
+    if (!gs_render_record_body(r)) {
         s->bad++;
         return 0;
     }
@@ -509,8 +509,8 @@ gc_cmd_dups(gc_ctx_t *ctx, int argc, char **argv)
     gs_store_t *st = gc_store_open(ctx, 0, &rc);
     if (!st)
         return rc;
-    gc_json_t j;
-    gc_json_init(&j, ctx->out);
+    gs_json_t j;
+    gs_json_init_file(&j, ctx->out);
     static const char *const hp[] = { "ID NUMBER", "NAME", "GRID", "KIND", "RECORD", "ROLE" };
     s_dups_t d;
     memset(&d, 0, sizeof d);
@@ -531,22 +531,22 @@ gc_cmd_dups(gc_ctx_t *ctx, int argc, char **argv)
     }
 
     if (ctx->json) {
-        gc_json_obj(&j);
-        gc_json_key(&j, "prefix");
-        gc_json_str(&j, prefix);
-        gc_json_key(&j, "thresholds");
-        gc_json_obj(&j);
-        gc_json_key(&j, "phone_min");
-        gc_json_u64(&j, phone_min);
-        gc_json_key(&j, "area_per_person");
-        gc_json_dbl(&j, area);
-        gc_json_end(&j);
-        gc_json_key(&j, "persons");
-        gc_json_arr(&j);
+        gs_json_obj(&j);
+        gs_json_key(&j, "prefix");
+        gs_json_str(&j, prefix);
+        gs_json_key(&j, "thresholds");
+        gs_json_obj(&j);
+        gs_json_key(&j, "phone_min");
+        gs_json_u64(&j, phone_min);
+        gs_json_key(&j, "area_per_person");
+        gs_json_figure(&j, area);
+        gs_json_end(&j);
+        gs_json_key(&j, "persons");
+        gs_json_arr(&j);
     }
     int err = gs_store_person_dups(st, prefix, s_on_dup, &d);
     if (ctx->json)
-        gc_json_end(&j);
+        gs_json_end(&j);
     if (err) {
         /* a half-written document is worse than none: say so and stop */
         rc = gc_store_fail(ctx, "reading the person index", err);
@@ -584,56 +584,56 @@ gc_cmd_dups(gc_ctx_t *ctx, int argc, char **argv)
 
     char pm[32];
     if (ctx->json) {
-        gc_json_key(&j, "phones");
-        gc_json_arr(&j);
+        gs_json_key(&j, "phones");
+        gs_json_arr(&j);
         for (size_t i = 0; i < n_shared; i++) {
             const s_shared_t *sh = &shared[i];
-            gc_json_obj(&j);
-            gc_json_key(&j, "phone");
-            gc_json_str(&j, gc_mask_phone(s.ents[sh->first].phone, ctx->reveal, pm, sizeof pm));
-            gc_json_key(&j, "persons");
-            gc_json_u64(&j, sh->persons);
-            gc_json_key(&j, "records");
-            gc_json_u64(&j, sh->records);
-            gc_json_key(&j, "places");
-            gc_json_arr(&j);
+            gs_json_obj(&j);
+            gs_json_key(&j, "phone");
+            gs_json_str(&j, gc_mask_phone(s.ents[sh->first].phone, ctx->reveal, pm, sizeof pm));
+            gs_json_key(&j, "persons");
+            gs_json_u64(&j, sh->persons);
+            gs_json_key(&j, "records");
+            gs_json_u64(&j, sh->records);
+            gs_json_key(&j, "places");
+            gs_json_arr(&j);
             for (uint32_t k = 0; k < sh->records; k++) {
                 const s_place_t *p = &s.places[sh->recs[k]];
-                gc_json_obj(&j);
-                gc_json_key(&j, "grid");
-                gc_json_str(&j, p->grid);
-                gc_json_key(&j, "kind");
-                gc_json_str(&j, gc_kind_name(p->kind));
-                gc_json_key(&j, "record_key");
-                gc_json_str(&j, p->key);
-                gc_json_end(&j);
+                gs_json_obj(&j);
+                gs_json_key(&j, "grid");
+                gs_json_str(&j, p->grid);
+                gs_json_key(&j, "kind");
+                gs_json_str(&j, gc_kind_name(p->kind));
+                gs_json_key(&j, "record_key");
+                gs_json_str(&j, p->key);
+                gs_json_end(&j);
             }
-            gc_json_end(&j);
-            gc_json_end(&j);
+            gs_json_end(&j);
+            gs_json_end(&j);
         }
-        gc_json_end(&j);
-        gc_json_key(&j, "overcrowded");
-        gc_json_arr(&j);
+        gs_json_end(&j);
+        gs_json_key(&j, "overcrowded");
+        gs_json_arr(&j);
         for (size_t i = 0; i < s.n_crowds; i++) {
             const s_crowd_t *c = &s.crowds[i];
             const s_place_t *p = &s.places[c->rec];
-            gc_json_obj(&j);
-            gc_json_key(&j, "grid");
-            gc_json_str(&j, p->grid);
-            gc_json_key(&j, "record_key");
-            gc_json_str(&j, p->key);
-            gc_json_key(&j, "area_m2");
-            gc_json_dbl(&j, c->area);
-            gc_json_key(&j, "tenants");
-            gc_json_u64(&j, c->tenants);
-            gc_json_key(&j, "m2_per_person");
-            gc_json_dbl(&j, c->area / c->tenants);
-            gc_json_key(&j, "address");
-            gc_json_str(&j, c->address);
-            gc_json_end(&j);
+            gs_json_obj(&j);
+            gs_json_key(&j, "grid");
+            gs_json_str(&j, p->grid);
+            gs_json_key(&j, "record_key");
+            gs_json_str(&j, p->key);
+            gs_json_key(&j, "area_m2");
+            gs_json_figure(&j, c->area);
+            gs_json_key(&j, "tenants");
+            gs_json_u64(&j, c->tenants);
+            gs_json_key(&j, "m2_per_person");
+            gs_json_figure(&j, c->area / c->tenants);
+            gs_json_key(&j, "address");
+            gs_json_str(&j, c->address);
+            gs_json_end(&j);
         }
-        gc_json_end(&j);
-        gc_json_end(&j);
+        gs_json_end(&j);
+        gs_json_end(&j);
     } else {
         FILE *o = ctx->out;
         fprintf(o, "\nPhones shared by %llu or more unrelated people: %zu\n",

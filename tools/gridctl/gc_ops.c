@@ -43,14 +43,14 @@ s_readback(const char *dir, gs_store_info_t *info)
 
 /* The head seq and counts of info as JSON members. */
 static void
-s_json_counts(gc_json_t *j, const gs_store_info_t *info)
+s_json_counts(gs_json_t *j, const gs_store_info_t *info)
 {
-    gc_json_key(j, "head_seq");
-    gc_json_u64(j, info->head_seq);
-    gc_json_key(j, "records");
-    gc_json_u64(j, info->records);
-    gc_json_key(j, "events");
-    gc_json_u64(j, info->events);
+    gs_json_key(j, "head_seq");
+    gs_json_u64(j, info->head_seq);
+    gs_json_key(j, "records");
+    gs_json_u64(j, info->records);
+    gs_json_key(j, "events");
+    gs_json_u64(j, info->events);
 }
 
 static const char s_backup_help[] =
@@ -92,15 +92,15 @@ gc_cmd_backup(gc_ctx_t *ctx, int argc, char **argv)
     if (err)
         return gc_store_fail(ctx, "the backup was written but does not open", err);
     if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
-        gc_json_obj(&j);
-        gc_json_key(&j, "dest");
-        gc_json_str(&j, dest);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
+        gs_json_obj(&j);
+        gs_json_key(&j, "dest");
+        gs_json_str(&j, dest);
         s_json_counts(&j, &info);
-        gc_json_key(&j, "file_size");
-        gc_json_u64(&j, info.file_size);
-        gc_json_end(&j);
+        gs_json_key(&j, "file_size");
+        gs_json_u64(&j, info.file_size);
+        gs_json_end(&j);
     } else {
         char b1[32], b2[32], b3[32], b4[32];
         fprintf(ctx->out, "backup written to %s: head seq %s, %s records, %s events, %s bytes\n",
@@ -161,17 +161,17 @@ gc_cmd_restore(gc_ctx_t *ctx, int argc, char **argv)
     if (err)
         return gc_store_fail(ctx, "the store was restored but does not open", err);
     if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
-        gc_json_obj(&j);
-        gc_json_key(&j, "store");
-        gc_json_str(&j, store);
-        gc_json_key(&j, "backup");
-        gc_json_str(&j, backup);
-        gc_json_key(&j, "aside");
-        gc_json_str(&j, aside);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
+        gs_json_obj(&j);
+        gs_json_key(&j, "store");
+        gs_json_str(&j, store);
+        gs_json_key(&j, "backup");
+        gs_json_str(&j, backup);
+        gs_json_key(&j, "aside");
+        gs_json_str(&j, aside);
         s_json_counts(&j, &info);
-        gc_json_end(&j);
+        gs_json_end(&j);
     } else {
         char b1[32], b2[32], b3[32];
         fprintf(ctx->out, "restored %s into %s: head seq %s, %s records, %s events\n", backup,
@@ -205,7 +205,7 @@ static const char s_verify_help[] =
 
 typedef struct s_verify {
     gc_ctx_t *ctx;              /* options, output */
-    gc_json_t *json;            /* --json: problems go into the array */
+    gs_json_t *json;            /* --json: problems go into the array */
 } s_verify_t;
 
 static void
@@ -213,7 +213,7 @@ s_on_problem(void *arg, const char *problem)
 {
     s_verify_t *v = arg;
     if (v->json)
-        gc_json_str(v->json, problem);
+        gs_json_str(v->json, problem);
     else
         fprintf(v->ctx->out, "problem: %s\n", problem);
 }
@@ -226,13 +226,13 @@ s_verify_run(gc_ctx_t *ctx)
     gs_store_t *st = gc_store_open(ctx, 0, &rc);
     if (!st)
         return rc;
-    gc_json_t j;
-    gc_json_init(&j, ctx->out);
+    gs_json_t j;
+    gs_json_init_file(&j, ctx->out);
     s_verify_t v = { ctx, ctx->json ? &j : NULL };
     if (ctx->json) {
-        gc_json_obj(&j);
-        gc_json_key(&j, "problems");
-        gc_json_arr(&j);
+        gs_json_obj(&j);
+        gs_json_key(&j, "problems");
+        gs_json_arr(&j);
     }
     uint64_t problems = 0;
     int err = gs_store_verify(st, s_on_problem, &v, &problems);
@@ -252,16 +252,16 @@ s_verify_run(gc_ctx_t *ctx)
     int ierr = gs_store_info(st, &info);
     gs_store_destroy(&st);
     if (ctx->json) {
-        gc_json_end(&j);
-        gc_json_key(&j, "ok");
-        gc_json_bool(&j, err == 0 && problems == 0);
-        gc_json_key(&j, "head_seq");
-        gc_json_u64(&j, info.head_seq);
-        gc_json_key(&j, "records");
-        gc_json_u64(&j, info.records);
-        gc_json_key(&j, "events");
-        gc_json_u64(&j, info.events);
-        gc_json_end(&j);
+        gs_json_end(&j);
+        gs_json_key(&j, "ok");
+        gs_json_bool(&j, err == 0 && problems == 0);
+        gs_json_key(&j, "head_seq");
+        gs_json_u64(&j, info.head_seq);
+        gs_json_key(&j, "records");
+        gs_json_u64(&j, info.records);
+        gs_json_key(&j, "events");
+        gs_json_u64(&j, info.events);
+        gs_json_end(&j);
     }
     if (err && err != GS_ECORRUPT)
         return gc_finish(ctx, gc_store_fail(ctx, "verify could not finish", err));
@@ -298,18 +298,18 @@ s_verify_crashed(gc_ctx_t *ctx, int status)
              "the store is damaged: %s while reading data.mdb; pages are garbage or missing "
              "(LMDB keeps no checksums: restore from a backup)", how);
     if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
-        gc_json_obj(&j);
-        gc_json_key(&j, "problems");
-        gc_json_arr(&j);
-        gc_json_str(&j, problem);
-        gc_json_end(&j);
-        gc_json_key(&j, "ok");
-        gc_json_bool(&j, 0);
-        gc_json_key(&j, "damaged");
-        gc_json_bool(&j, 1);
-        gc_json_end(&j);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
+        gs_json_obj(&j);
+        gs_json_key(&j, "problems");
+        gs_json_arr(&j);
+        gs_json_str(&j, problem);
+        gs_json_end(&j);
+        gs_json_key(&j, "ok");
+        gs_json_bool(&j, 0);
+        gs_json_key(&j, "damaged");
+        gs_json_bool(&j, 1);
+        gs_json_end(&j);
     } else {
         fprintf(ctx->out, "problem: %s\n", problem);
         fprintf(ctx->out, "1 problem(s) found in %s\n", ctx->store_dir);
@@ -498,66 +498,66 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
         gs_client_errtext(rc, &cerr, why, sizeof why);
 
     if (ctx->json) {
-        gc_json_t j;
+        gs_json_t j;
         char hex[20];
-        gc_json_init(&j, ctx->out);
-        gc_json_obj(&j);
-        gc_json_key(&j, "store");
+        gs_json_init_file(&j, ctx->out);
+        gs_json_obj(&j);
+        gs_json_key(&j, "store");
         if (local) {
-            gc_json_obj(&j);
-            gc_json_key(&j, "dir");
-            gc_json_str(&j, ctx->store_dir);
-            gc_json_key(&j, "head_seq");
-            gc_json_u64(&j, info.head_seq);
-            gc_json_key(&j, "records");
-            gc_json_u64(&j, info.records);
-            gc_json_key(&j, "events");
-            gc_json_u64(&j, info.events);
-            gc_json_key(&j, "map_size");
-            gc_json_u64(&j, info.map_size);
-            gc_json_key(&j, "map_used");
-            gc_json_u64(&j, info.map_used);
-            gc_json_key(&j, "file_size");
-            gc_json_u64(&j, info.file_size);
-            gc_json_key(&j, "readers_used");
-            gc_json_u64(&j, info.readers_used);
-            gc_json_key(&j, "readers_max");
-            gc_json_u64(&j, info.readers_max);
+            gs_json_obj(&j);
+            gs_json_key(&j, "dir");
+            gs_json_str(&j, ctx->store_dir);
+            gs_json_key(&j, "head_seq");
+            gs_json_u64(&j, info.head_seq);
+            gs_json_key(&j, "records");
+            gs_json_u64(&j, info.records);
+            gs_json_key(&j, "events");
+            gs_json_u64(&j, info.events);
+            gs_json_key(&j, "map_size");
+            gs_json_u64(&j, info.map_size);
+            gs_json_key(&j, "map_used");
+            gs_json_u64(&j, info.map_used);
+            gs_json_key(&j, "file_size");
+            gs_json_u64(&j, info.file_size);
+            gs_json_key(&j, "readers_used");
+            gs_json_u64(&j, info.readers_used);
+            gs_json_key(&j, "readers_max");
+            gs_json_u64(&j, info.readers_max);
             snprintf(hex, sizeof hex, "%016llx", (unsigned long long) epoch);
-            gc_json_key(&j, "epoch");
-            gc_json_str(&j, hex); /* text: a JSON number cannot hold 64 bits */
-            gc_json_end(&j);
+            gs_json_key(&j, "epoch");
+            gs_json_str(&j, hex); /* text: a JSON number cannot hold 64 bits */
+            gs_json_end(&j);
         } else {
-            gc_json_null(&j); /* not on this machine: only the broker was asked */
+            gs_json_null(&j); /* not on this machine: only the broker was asked */
         }
-        gc_json_key(&j, "broker");
-        gc_json_obj(&j);
-        gc_json_key(&j, "up");
-        gc_json_bool(&j, h != NULL);
+        gs_json_key(&j, "broker");
+        gs_json_obj(&j);
+        gs_json_key(&j, "up");
+        gs_json_bool(&j, h != NULL);
         if (h) {
-            gc_json_key(&j, "version");
-            gc_json_str(&j, h->version);
-            gc_json_key(&j, "uptime_ms");
-            gc_json_i64(&j, h->uptime_ms);
-            gc_json_key(&j, "head_seq");
-            gc_json_u64(&j, h->head_seq);
-            gc_json_key(&j, "records");
-            gc_json_u64(&j, h->records);
-            gc_json_key(&j, "map_size");
-            gc_json_u64(&j, h->map_size);
-            gc_json_key(&j, "map_used");
-            gc_json_u64(&j, h->map_used);
-            gc_json_key(&j, "feed_subscriptions");
-            gc_json_u64(&j, h->feed_subscriptions);
+            gs_json_key(&j, "version");
+            gs_json_str(&j, h->version);
+            gs_json_key(&j, "uptime_ms");
+            gs_json_i64(&j, h->uptime_ms);
+            gs_json_key(&j, "head_seq");
+            gs_json_u64(&j, h->head_seq);
+            gs_json_key(&j, "records");
+            gs_json_u64(&j, h->records);
+            gs_json_key(&j, "map_size");
+            gs_json_u64(&j, h->map_size);
+            gs_json_key(&j, "map_used");
+            gs_json_u64(&j, h->map_used);
+            gs_json_key(&j, "feed_subscriptions");
+            gs_json_u64(&j, h->feed_subscriptions);
             snprintf(hex, sizeof hex, "%016llx", (unsigned long long) h->store_epoch);
-            gc_json_key(&j, "store_epoch");
-            gc_json_str(&j, hex);
+            gs_json_key(&j, "store_epoch");
+            gs_json_str(&j, hex);
         } else {
-            gc_json_key(&j, "reason");
-            gc_json_str(&j, why);
+            gs_json_key(&j, "reason");
+            gs_json_str(&j, why);
         }
-        gc_json_end(&j);
-        gc_json_end(&j);
+        gs_json_end(&j);
+        gs_json_end(&j);
     } else {
         char b[6][32];
         FILE *o = ctx->out;

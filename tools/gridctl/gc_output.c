@@ -1,18 +1,16 @@
 /*
  * gc_output: how gridctl prints. Aligned tables whose widths count terminal
  * columns (CJK characters are two wide, without depending on the locale),
- * numbers and times for people, a streaming JSON writer for --json, and
- * CSV cells for export.
+ * numbers and times for people, and CSV cells for export (--json output
+ * is gs_render's writer).
  */
 #include "gc.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "gs_jsonl.h"
 
 /* ---- Display width ----------------------------------------------------------- */
 
@@ -301,163 +299,6 @@ int
 gc_today(void)
 {
     return gs_date_today(gc_now_ms());
-}
-
-/* ---- JSON -------------------------------------------------------------------------- */
-
-void
-gc_json_init(gc_json_t *j, FILE *f)
-{
-    memset(j, 0, sizeof *j);
-    j->f = f;
-}
-
-/* Comma before a value in an array (in objects the key wrote it). */
-static void
-s_json_value(gc_json_t *j)
-{
-    if (j->after_key) {
-        j->after_key = 0;
-        return;
-    }
-    if (j->depth > 0 && j->count[j->depth - 1]++)
-        fputc(',', j->f);
-}
-
-static void
-s_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char) *s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-static void
-s_json_open(gc_json_t *j, char open, char close)
-{
-    s_json_value(j);
-    fputc(open, j->f);
-    if (j->depth < GC_JSON_DEPTH) {
-        j->close[j->depth] = close;
-        j->count[j->depth] = 0;
-    }
-    j->depth++;
-}
-
-void
-gc_json_obj(gc_json_t *j)
-{
-    s_json_open(j, '{', '}');
-}
-
-void
-gc_json_arr(gc_json_t *j)
-{
-    s_json_open(j, '[', ']');
-}
-
-void
-gc_json_end(gc_json_t *j)
-{
-    if (j->depth <= 0)
-        return;
-    j->depth--;
-    fputc(j->depth < GC_JSON_DEPTH ? j->close[j->depth] : '}', j->f);
-    if (j->depth == 0)
-        fputc('\n', j->f);
-}
-
-void
-gc_json_key(gc_json_t *j, const char *key)
-{
-    if (j->depth > 0 && j->count[j->depth - 1]++)
-        fputc(',', j->f);
-    s_json_string(j->f, key);
-    fputc(':', j->f);
-    j->after_key = 1;
-}
-
-void
-gc_json_str(gc_json_t *j, const char *s)
-{
-    s_json_value(j);
-    if (s)
-        s_json_string(j->f, s);
-    else
-        fputs("null", j->f);
-}
-
-void
-gc_json_u64(gc_json_t *j, uint64_t v)
-{
-    s_json_value(j);
-    fprintf(j->f, "%llu", (unsigned long long) v);
-}
-
-void
-gc_json_i64(gc_json_t *j, int64_t v)
-{
-    s_json_value(j);
-    fprintf(j->f, "%lld", (long long) v);
-}
-
-void
-gc_json_dbl(gc_json_t *j, double v)
-{
-    s_json_value(j);
-    if (!isfinite(v))
-        fputs("null", j->f);
-    else
-        fprintf(j->f, "%.6g", v);
-}
-
-void
-gc_json_bool(gc_json_t *j, int v)
-{
-    s_json_value(j);
-    fputs(v ? "true" : "false", j->f);
-}
-
-void
-gc_json_null(gc_json_t *j)
-{
-    s_json_value(j);
-    fputs("null", j->f);
-}
-
-void
-gc_json_msg(gc_json_t *j, const ProtobufCMessage *m)
-{
-    s_json_value(j);
-    gs_jbuf_t b = { 0 };
-    /* reveal = 1: masking was done when the record was loaded, including
-     * the restricted part, which gs_jsonl itself does not mask */
-    if (gs_jsonl_message(&b, m, 1) == 0 && b.len)
-        fwrite(b.data, 1, b.len, j->f);
-    else
-        fputs("null", j->f);
-    gs_jbuf_free(&b);
-}
-
-void
-gc_json_event(gc_json_t *j, const Gridsync__V1__ChangeEvent *ev)
-{
-    gs_jbuf_t b = { 0 };
-    if (gs_jsonl_event(&b, ev, 1) == 0 && b.len)
-        fwrite(b.data, 1, b.len, j->f);
-    gs_jbuf_free(&b);
 }
 
 /* ---- CSV ------------------------------------------------------------------------- */

@@ -90,60 +90,60 @@ static void
 s_print_json(gc_ctx_t *ctx, const char *ep, const Gridsync__V1__PingReply *p,
              const int64_t *rtt, size_t n, int status, int rc, const char *error)
 {
-    gc_json_t j;
-    gc_json_init(&j, ctx->out);
-    gc_json_obj(&j);
-    gc_json_key(&j, "endpoint");
-    gc_json_str(&j, ep);
-    gc_json_key(&j, "handshake");
+    gs_json_t j;
+    gs_json_init_file(&j, ctx->out);
+    gs_json_obj(&j);
+    gs_json_key(&j, "endpoint");
+    gs_json_str(&j, ep);
+    gs_json_key(&j, "handshake");
     /* a broker's error reply (ESERVER) came over a completed handshake */
-    gc_json_str(&j, rc == GS_CLIENT_EAUTH                 ? "refused"
+    gs_json_str(&j, rc == GS_CLIENT_EAUTH                 ? "refused"
                     : p || rc == GS_CLIENT_ESERVER ? "ok"
                                                    : "unknown");
     if (p) {
         char rb[32], sb[32];
-        gc_json_key(&j, "registered");
-        gc_json_bool(&j, p->registered);
-        gc_json_key(&j, "device_id");
-        gc_json_str(&j, p->device_id);
-        gc_json_key(&j, "role");
-        gc_json_str(&j, p->registered ? gc_enum_name(&gridsync__v1__principal_role__descriptor,
+        gs_json_key(&j, "registered");
+        gs_json_bool(&j, p->registered);
+        gs_json_key(&j, "device_id");
+        gs_json_str(&j, p->device_id);
+        gs_json_key(&j, "role");
+        gs_json_str(&j, p->registered ? gc_enum_name(&gridsync__v1__principal_role__descriptor,
                                                      p->role, rb, sizeof rb)
                                       : NULL);
-        gc_json_key(&j, "status");
-        gc_json_str(&j, p->registered ? gc_enum_name(&gridsync__v1__device_status__descriptor,
+        gs_json_key(&j, "status");
+        gs_json_str(&j, p->registered ? gc_enum_name(&gridsync__v1__device_status__descriptor,
                                                      p->status, sb, sizeof sb)
                                       : NULL);
-        gc_json_key(&j, "scope_all");
-        gc_json_bool(&j, p->scope_all);
-        gc_json_key(&j, "prefixes");
-        gc_json_arr(&j);
+        gs_json_key(&j, "scope_all");
+        gs_json_bool(&j, p->scope_all);
+        gs_json_key(&j, "prefixes");
+        gs_json_arr(&j);
         for (size_t i = 0; i < p->n_prefixes; i++)
-            gc_json_str(&j, p->prefixes[i]);
-        gc_json_end(&j);
-        gc_json_key(&j, "version");
-        gc_json_str(&j, p->version);
-        gc_json_key(&j, "secure");
-        gc_json_bool(&j, p->secure);
-        gc_json_key(&j, "store_epoch");
-        gc_json_u64(&j, p->store_epoch);
-        gc_json_key(&j, "head_seq");
-        gc_json_u64(&j, p->head_seq);
-        gc_json_key(&j, "broker_time");
-        gc_json_i64(&j, p->broker_time);
+            gs_json_str(&j, p->prefixes[i]);
+        gs_json_end(&j);
+        gs_json_key(&j, "version");
+        gs_json_str(&j, p->version);
+        gs_json_key(&j, "secure");
+        gs_json_bool(&j, p->secure);
+        gs_json_key(&j, "store_epoch");
+        gs_json_u64(&j, p->store_epoch);
+        gs_json_key(&j, "head_seq");
+        gs_json_u64(&j, p->head_seq);
+        gs_json_key(&j, "broker_time");
+        gs_json_i64(&j, p->broker_time);
     }
-    gc_json_key(&j, "rtt_us");
-    gc_json_arr(&j);
+    gs_json_key(&j, "rtt_us");
+    gs_json_arr(&j);
     for (size_t i = 0; i < n; i++)
-        gc_json_i64(&j, rtt[i]);
-    gc_json_end(&j);
+        gs_json_i64(&j, rtt[i]);
+    gs_json_end(&j);
     if (error) {
-        gc_json_key(&j, "error");
-        gc_json_str(&j, error);
+        gs_json_key(&j, "error");
+        gs_json_str(&j, error);
     }
-    gc_json_key(&j, "exit");
-    gc_json_i64(&j, status);
-    gc_json_end(&j);
+    gs_json_key(&j, "exit");
+    gs_json_i64(&j, status);
+    gs_json_end(&j);
 }
 
 int

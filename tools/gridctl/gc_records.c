@@ -38,25 +38,25 @@ s_kind_arg(gc_ctx_t *ctx, const gc_args_t *a, int *kind)
 
 /* The header fields of a stored record in a JSON object being written. */
 static void
-s_json_view(gc_json_t *j, const gs_record_view_t *v)
+s_json_view(gs_json_t *j, const gs_record_view_t *v)
 {
-    gc_json_key(j, "kind");
-    gc_json_str(j, gc_kind_name(v->kind));
-    gc_json_key(j, "record_key");
-    gc_json_str(j, v->record_key);
-    gc_json_key(j, "grid");
-    gc_json_str(j, v->grid);
-    gc_json_key(j, "version");
-    gc_json_u64(j, v->version);
-    gc_json_key(j, "seq");
-    gc_json_u64(j, v->seq);
-    gc_json_key(j, "updated_at");
+    gs_json_key(j, "kind");
+    gs_json_str(j, gc_kind_name(v->kind));
+    gs_json_key(j, "record_key");
+    gs_json_str(j, v->record_key);
+    gs_json_key(j, "grid");
+    gs_json_str(j, v->grid);
+    gs_json_key(j, "version");
+    gs_json_u64(j, v->version);
+    gs_json_key(j, "seq");
+    gs_json_u64(j, v->seq);
+    gs_json_key(j, "updated_at");
     if (v->updated_at)
-        gc_json_i64(j, v->updated_at);
+        gs_json_i64(j, v->updated_at);
     else
-        gc_json_null(j); /* read through a broker: its reply has no commit time */
-    gc_json_key(j, "status");
-    gc_json_str(j, gc_status_name(v->status));
+        gs_json_null(j); /* read through a broker: its reply has no commit time */
+    gs_json_key(j, "status");
+    gs_json_str(j, gc_status_name(v->status));
 }
 
 /* ---- ls ------------------------------------------------------------------------------- */
@@ -83,7 +83,7 @@ typedef struct s_ls {
     uint64_t n;                 /* records listed */
     gs_arena_t *arena;          /* one record at a time */
     gc_table_t *table;          /* human output */
-    gc_json_t json;             /* --json output */
+    gs_json_t json;             /* --json output */
     int bad;                    /* a record did not decode */
 } s_ls_t;
 
@@ -102,13 +102,13 @@ s_ls_record(void *arg, const gs_record_view_t *v)
     char addr[512], when[32];
     gc_record_address(r, addr, sizeof addr);
     if (s->ctx->json) {
-        gc_json_obj(&s->json);
+        gs_json_obj(&s->json);
         s_json_view(&s->json, v);
-        gc_json_key(&s->json, "people");
-        gc_json_u64(&s->json, gc_record_people(r));
-        gc_json_key(&s->json, "address");
-        gc_json_str(&s->json, addr);
-        gc_json_end(&s->json);
+        gs_json_key(&s->json, "people");
+        gs_json_u64(&s->json, gc_record_people(r));
+        gs_json_key(&s->json, "address");
+        gs_json_str(&s->json, addr);
+        gs_json_end(&s->json);
     } else {
         gc_table_row(s->table);
         gc_table_cell(s->table, "%s", gc_kind_name(v->kind));
@@ -150,7 +150,7 @@ gc_cmd_ls(gc_ctx_t *ctx, int argc, char **argv)
                                      "UPDATED", "ADDRESS" };
     s.arena = gs_arena_new(0);
     s.table = ctx->json ? NULL : gc_table_new(8, h, "lllrlrll");
-    gc_json_init(&s.json, ctx->out);
+    gs_json_init_file(&s.json, ctx->out);
     if (!s.arena || (!ctx->json && !s.table)) {
         gs_store_destroy(&st);
         gs_arena_destroy(&s.arena);
@@ -258,22 +258,22 @@ gc_cmd_get(gc_ctx_t *ctx, int argc, char **argv)
     gc_src_close(&src);
     gs_arena_t *arena = gs_arena_new(0);
     Gridsync__V1__Record *r = arena ? gc_record_load(g.data, g.v.len, arena, ctx->reveal) : NULL;
-    const ProtobufCMessage *body = gc_record_body(r);
+    const ProtobufCMessage *body = gs_render_record_body(r);
     const char *gname = grid && grid->name && *grid->name ? grid->name : NULL;
     if (!body) {
         rc = gc_fail(ctx, "record '%s' does not decode; run gridctl verify", key);
     } else if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
-        gc_json_obj(&j);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
+        gs_json_obj(&j);
         s_json_view(&j, &g.v);
-        gc_json_key(&j, "requested");
-        gc_json_str(&j, key);
-        gc_json_key(&j, "grid_name");
-        gc_json_str(&j, gname);
-        gc_json_key(&j, "record");
-        gc_json_msg(&j, body);
-        gc_json_end(&j);
+        gs_json_key(&j, "requested");
+        gs_json_str(&j, key);
+        gs_json_key(&j, "grid_name");
+        gs_json_str(&j, gname);
+        gs_json_key(&j, "record");
+        gs_json_msg(&j, body, 1); /* masked when loaded */
+        gs_json_end(&j);
     } else {
         char when[32], addr[512];
         FILE *o = ctx->out;
@@ -321,7 +321,7 @@ typedef struct s_hist {
     gc_ctx_t *ctx;              /* options, output */
     gs_arena_t *arena;          /* one event at a time */
     gc_table_t *table;          /* human output */
-    gc_json_t json;             /* --json output */
+    gs_json_t json;             /* --json output */
     uint64_t n;                 /* events shown */
     int bad;                    /* events that did not decode */
 } s_hist_t;
@@ -338,7 +338,7 @@ s_hist_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, siz
     }
     h->n++;
     if (h->ctx->json) {
-        gc_json_event(&h->json, ev);
+        gs_json_event(&h->json, ev, 1); /* masked when loaded */
         return 0;
     }
     char when[32];
@@ -384,7 +384,7 @@ gc_cmd_history(gc_ctx_t *ctx, int argc, char **argv)
     h.ctx = ctx;
     h.arena = gs_arena_new(0);
     h.table = gc_table_new(6, hd, "rllrll");
-    gc_json_init(&h.json, ctx->out);
+    gs_json_init_file(&h.json, ctx->out);
     int err = h.arena && h.table ? gs_store_history(st, kind, a.pos[0], s_hist_event, &h)
                                  : GS_ENOMEM;
     gs_store_destroy(&st);
@@ -433,7 +433,7 @@ typedef struct s_exp {
     int csv;                    /* 1 csv, 0 jsonl */
     int include_void;           /* --include-void */
     gs_arena_t *arena;          /* one record at a time */
-    gc_json_t json;             /* jsonl writer */
+    gs_json_t json;             /* jsonl writer */
     uint64_t records, rows;     /* written */
     int bad;                    /* records that did not decode */
 } s_exp_t;
@@ -481,18 +481,18 @@ s_exp_record(void *arg, const gs_record_view_t *v)
         return 0;
     gs_arena_reset(e->arena);
     Gridsync__V1__Record *r = gc_record_load(v->data, v->len, e->arena, e->ctx->reveal);
-    const ProtobufCMessage *body = gc_record_body(r);
+    const ProtobufCMessage *body = gs_render_record_body(r);
     if (!body) {
         e->bad++;
         return 0;
     }
     e->records++;
     if (!e->csv) {
-        gc_json_obj(&e->json);
+        gs_json_obj(&e->json);
         s_json_view(&e->json, v);
-        gc_json_key(&e->json, "record");
-        gc_json_msg(&e->json, body);
-        gc_json_end(&e->json);
+        gs_json_key(&e->json, "record");
+        gs_json_msg(&e->json, body, 1); /* masked when loaded */
+        gs_json_end(&e->json);
     } else {
         char addr[512];
         gc_record_address(r, addr, sizeof addr);
@@ -565,7 +565,7 @@ gc_cmd_export(gc_ctx_t *ctx, int argc, char **argv)
         }
     }
     e.arena = gs_arena_new(0);
-    gc_json_init(&e.json, e.f);
+    gs_json_init_file(&e.json, e.f);
     if (e.csv) {
         if (gc_args_has(&a, "bom"))
             fputs("\xef\xbb\xbf", e.f);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "gs_grid.h"
 #include "gs_validate.h"
 
 #define S_MAX_PREFIXES 32       /* prefixes per device on the command line */
@@ -49,32 +50,32 @@ s_dev_status(int status)
 /* ---- devices: output ---------------------------------------------------------------- */
 
 static void
-s_json_device(gc_json_t *j, const Gridsync__V1__Device *d)
+s_json_device(gs_json_t *j, const Gridsync__V1__Device *d)
 {
-    gc_json_obj(j);
-    gc_json_key(j, "device_id");
-    gc_json_str(j, d->device_id);
-    gc_json_key(j, "role");
-    gc_json_str(j, s_role_name(d->role));
-    gc_json_key(j, "status");
-    gc_json_str(j, s_dev_status(d->status));
-    gc_json_key(j, "collector_id");
-    gc_json_str(j, d->collector_id && *d->collector_id ? d->collector_id : NULL);
-    gc_json_key(j, "prefixes");
-    gc_json_arr(j);
+    gs_json_obj(j);
+    gs_json_key(j, "device_id");
+    gs_json_str(j, d->device_id);
+    gs_json_key(j, "role");
+    gs_json_str(j, s_role_name(d->role));
+    gs_json_key(j, "status");
+    gs_json_str(j, s_dev_status(d->status));
+    gs_json_key(j, "collector_id");
+    gs_json_str(j, d->collector_id && *d->collector_id ? d->collector_id : NULL);
+    gs_json_key(j, "prefixes");
+    gs_json_arr(j);
     for (size_t i = 0; i < d->n_prefixes; i++)
-        gc_json_str(j, d->prefixes[i]);
-    gc_json_end(j);
+        gs_json_str(j, d->prefixes[i]);
+    gs_json_end(j);
     /* a public key is public: printing it is how it gets checked */
-    gc_json_key(j, "public_key");
-    gc_json_str(j, d->public_key && *d->public_key ? d->public_key : NULL);
-    gc_json_key(j, "created_at");
-    gc_json_i64(j, d->created_at);
-    gc_json_key(j, "updated_at");
-    gc_json_i64(j, d->updated_at);
-    gc_json_key(j, "note");
-    gc_json_str(j, d->note && *d->note ? d->note : NULL);
-    gc_json_end(j);
+    gs_json_key(j, "public_key");
+    gs_json_str(j, d->public_key && *d->public_key ? d->public_key : NULL);
+    gs_json_key(j, "created_at");
+    gs_json_i64(j, d->created_at);
+    gs_json_key(j, "updated_at");
+    gs_json_i64(j, d->updated_at);
+    gs_json_key(j, "note");
+    gs_json_str(j, d->note && *d->note ? d->note : NULL);
+    gs_json_end(j);
 }
 
 static void
@@ -103,7 +104,7 @@ s_text_device(FILE *o, const Gridsync__V1__Device *d)
 }
 
 typedef struct s_devlist {
-    gc_json_t json;             /* --json */
+    gs_json_t json;             /* --json */
     gc_table_t *table;          /* human output */
     size_t n;                   /* devices seen */
 } s_devlist_t;
@@ -215,8 +216,8 @@ s_device_put(gc_ctx_t *ctx, gs_store_t *st, const Gridsync__V1__Device *d, const
     if (err)
         return gc_store_fail(ctx, "writing the device registry", err);
     if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
         s_json_device(&j, d);
     } else {
         fprintf(ctx->out, "%s device %s\n\n", done, d->device_id);
@@ -341,8 +342,8 @@ s_devices_change(gc_ctx_t *ctx, const gc_args_t *a, int revoke)
     }
     if (revoke && d->status == GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED) {
         if (ctx->json) {
-            gc_json_t j;
-            gc_json_init(&j, ctx->out);
+            gs_json_t j;
+            gs_json_init_file(&j, ctx->out);
             s_json_device(&j, d);
         } else {
             fprintf(ctx->out, "device %s was already revoked\n", id);
@@ -389,8 +390,8 @@ s_devices_show(gc_ctx_t *ctx, const gc_args_t *a)
     if (rc)
         return rc;
     if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
         s_json_device(&j, d);
     } else {
         s_text_device(ctx->out, d);
@@ -412,7 +413,7 @@ s_devices_list(gc_ctx_t *ctx, const gc_args_t *a)
                                       "KEY", "UPDATED" };
     s_devlist_t l;
     memset(&l, 0, sizeof l);
-    gc_json_init(&l.json, ctx->out);
+    gs_json_init_file(&l.json, ctx->out);
     if (!ctx->json && !(l.table = gc_table_new(7, h, "lllllll"))) {
         gc_src_close(&src);
         return gc_fail(ctx, "out of memory");
@@ -628,20 +629,8 @@ static const char s_grids_help[] =
     "--json: list writes one line per grid {grid_code, name, valid_from, valid_to,\n"
     "valid_today}; import writes {file, grids, added, replaced, dry_run}.\n";
 
-static int
-s_grid_valid_today(const Gridsync__V1__Grid *g, int today)
-{
-    int from = 0, to = 0;
-    if (g->valid_from && *g->valid_from && !gs_date_parse(g->valid_from, &from, NULL) &&
-        from > today)
-        return 0;
-    if (g->valid_to && *g->valid_to && !gs_date_parse(g->valid_to, &to, NULL) && to < today)
-        return 0;
-    return 1;
-}
-
 typedef struct s_gridlist {
-    gc_json_t json;             /* --json */
+    gs_json_t json;             /* --json */
     gc_table_t *table;          /* human output */
     size_t n;                   /* grids seen */
     int today;                  /* YYYYMMDD */
@@ -651,21 +640,22 @@ static int
 s_on_grid(void *arg, const Gridsync__V1__Grid *g)
 {
     s_gridlist_t *l = arg;
-    int valid = s_grid_valid_today(g, l->today);
+    /* a damaged date does not hide the entry (it counts as open) */
+    int valid = gs_grid_valid_on(g, l->today) <= GS_GRID_VALID;
     l->n++;
     if (!l->table) {
-        gc_json_obj(&l->json);
-        gc_json_key(&l->json, "grid_code");
-        gc_json_str(&l->json, g->grid_code);
-        gc_json_key(&l->json, "name");
-        gc_json_str(&l->json, g->name);
-        gc_json_key(&l->json, "valid_from");
-        gc_json_str(&l->json, g->valid_from && *g->valid_from ? g->valid_from : NULL);
-        gc_json_key(&l->json, "valid_to");
-        gc_json_str(&l->json, g->valid_to && *g->valid_to ? g->valid_to : NULL);
-        gc_json_key(&l->json, "valid_today");
-        gc_json_bool(&l->json, valid);
-        gc_json_end(&l->json);
+        gs_json_obj(&l->json);
+        gs_json_key(&l->json, "grid_code");
+        gs_json_str(&l->json, g->grid_code);
+        gs_json_key(&l->json, "name");
+        gs_json_str(&l->json, g->name);
+        gs_json_key(&l->json, "valid_from");
+        gs_json_str(&l->json, g->valid_from && *g->valid_from ? g->valid_from : NULL);
+        gs_json_key(&l->json, "valid_to");
+        gs_json_str(&l->json, g->valid_to && *g->valid_to ? g->valid_to : NULL);
+        gs_json_key(&l->json, "valid_today");
+        gs_json_bool(&l->json, valid);
+        gs_json_end(&l->json);
         return 0;
     }
     gc_table_row(l->table);
@@ -693,7 +683,7 @@ s_grids_list(gc_ctx_t *ctx, const gc_args_t *a)
     s_gridlist_t l;
     memset(&l, 0, sizeof l);
     l.today = gc_today();
-    gc_json_init(&l.json, ctx->out);
+    gs_json_init_file(&l.json, ctx->out);
     if (!ctx->json && !(l.table = gc_table_new(5, h, "lllll"))) {
         gc_src_close(&src);
         return gc_fail(ctx, "out of memory");
@@ -1004,7 +994,7 @@ s_grids_import(gc_ctx_t *ctx, const gc_args_t *a)
         g->valid_from = rows[i].from;
         g->valid_to = rows[i].to;
         gp[i] = g;
-        not_today += (uint64_t) !s_grid_valid_today(g, today);
+        not_today += (uint64_t) (gs_grid_valid_on(g, today) > GS_GRID_VALID);
     }
     /* one transaction: every grid of the file or, on any failure, none */
     if (!err && !dry)
@@ -1016,20 +1006,20 @@ s_grids_import(gc_ctx_t *ctx, const gc_args_t *a)
     if (err)
         return gc_store_fail(ctx, "grid registry (nothing was imported)", err);
     if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
-        gc_json_obj(&j);
-        gc_json_key(&j, "file");
-        gc_json_str(&j, path);
-        gc_json_key(&j, "grids");
-        gc_json_u64(&j, n);
-        gc_json_key(&j, "added");
-        gc_json_u64(&j, added);
-        gc_json_key(&j, "replaced");
-        gc_json_u64(&j, replaced);
-        gc_json_key(&j, "dry_run");
-        gc_json_bool(&j, dry);
-        gc_json_end(&j);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
+        gs_json_obj(&j);
+        gs_json_key(&j, "file");
+        gs_json_str(&j, path);
+        gs_json_key(&j, "grids");
+        gs_json_u64(&j, n);
+        gs_json_key(&j, "added");
+        gs_json_u64(&j, added);
+        gs_json_key(&j, "replaced");
+        gs_json_u64(&j, replaced);
+        gs_json_key(&j, "dry_run");
+        gs_json_bool(&j, dry);
+        gs_json_end(&j);
     } else {
         char b1[32], b2[32], b3[32];
         fprintf(ctx->out, "%s %s grid(s) from %s: %s new, %s replaced\n",

@@ -6,7 +6,8 @@
  *
  * Masking walks the protobuf-c descriptors rather than naming fields of
  * Person one by one, so a field added to the schema under one of the
- * masked names (or inside Restricted) is masked without a change here.
+ * masked names (gs_mask_kind) or inside Restricted is masked without a
+ * change here.
  */
 #include "gc.h"
 
@@ -38,29 +39,20 @@ gc_mask_phone(const char *phone, int reveal, char *buf, size_t size)
     return buf;
 }
 
-/* Which masking a string field gets: 0 none, 1 ID number, 2 phone. The
- * same names gridfeed masks. */
-static int
-s_mask_kind(const char *field)
-{
-    if (!strcmp(field, "id_number") || !strcmp(field, "permit_number"))
-        return 1;
-    if (!strcmp(field, "phones") || !strcmp(field, "phone") || !strcmp(field, "contact_phone"))
-        return 2;
-    return 0;
-}
+/* Beside gs_mask_kind's kinds: every string of a Restricted message. */
+#define S_MASK_ALL 3
 
 /* A masked copy of s in the arena (NULL when out of memory). */
 static char *
 s_masked(gs_arena_t *a, const char *s, int kind)
 {
-    if (kind == 3)
+    if (kind == S_MASK_ALL)
         return gs_arena_strdup(a, "***");
     size_t n = strlen(s) + 1;
     char *m = gs_arena_alloc(a, n);
     if (!m)
         return NULL;
-    if (kind == 1)
+    if (kind == GS_MASK_IDNUM)
         gs_mask_idnum(s, m, n);
     else
         gs_mask_phone(s, m, n);
@@ -100,7 +92,7 @@ s_mask_msg(ProtobufCMessage *m, gs_arena_t *a, int restricted)
                 continue;
         }
         if (f->type == PROTOBUF_C_TYPE_STRING) {
-            int kind = restricted ? 3 : s_mask_kind(f->name);
+            int kind = restricted ? S_MASK_ALL : gs_mask_kind(f->name);
             if (!kind)
                 continue;
             char **sv = p;
@@ -155,39 +147,21 @@ gc_event_load(const uint8_t *data, size_t len, gs_arena_t *a, int reveal)
 const char *
 gc_kind_name(int kind)
 {
-    switch (kind) {
-    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD: return "household";
-    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL: return "rental";
-    default: return "unknown";
-    }
+    const char *name = gs_render_kind_name(kind);
+    return name ? name : "unknown";
 }
 
 const char *
 gc_op_name(int op)
 {
-    switch (op) {
-    case GRIDSYNC__V1__OPERATION__OPERATION_UPSERT: return "upsert";
-    case GRIDSYNC__V1__OPERATION__OPERATION_VOID: return "void";
-    case GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT: return "move_out";
-    case GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN: return "move_in";
-    default: return "unknown";
-    }
+    const char *name = gs_render_op_name(op);
+    return name ? name : "unknown";
 }
 
 const char *
 gc_status_name(int status)
 {
     return status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID ? "void" : "active";
-}
-
-const ProtobufCMessage *
-gc_record_body(const Gridsync__V1__Record *r)
-{
-    if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && r->household)
-        return &r->household->base;
-    if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && r->rental)
-        return &r->rental->base;
-    return NULL;
 }
 
 static const char *

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_grid.h"
 #include "gs_validate.h"
 
 static const char s_help[] =
@@ -107,19 +108,6 @@ s_on_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
     return 0;
 }
 
-/* Is a registry entry valid on day today (YYYYMMDD)? */
-static int
-s_grid_valid(const Gridsync__V1__Grid *g, int today)
-{
-    int from = 0, to = 0;
-    if (g->valid_from && *g->valid_from && gs_date_parse(g->valid_from, &from, NULL) == 0 &&
-        from > today)
-        return 0;
-    if (g->valid_to && *g->valid_to && gs_date_parse(g->valid_to, &to, NULL) == 0 && to < today)
-        return 0;
-    return 1;
-}
-
 /* Registry entries, merged into the (sorted) cells list by a second sorted
  * list that is merged afterwards. */
 typedef struct s_regs {
@@ -132,7 +120,8 @@ static int
 s_on_grid(void *arg, const Gridsync__V1__Grid *g)
 {
     s_regs_t *r = arg;
-    if (!g->grid_code || strlen(g->grid_code) != GS_GRID_LEN || !s_grid_valid(g, r->it->today))
+    if (!g->grid_code || strlen(g->grid_code) != GS_GRID_LEN ||
+        gs_grid_valid_on(g, r->it->today) > GS_GRID_VALID) /* a damaged date is open */
         return 0;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 256;
@@ -237,47 +226,47 @@ s_grid_status(const s_row_t *r, uint64_t reg_total)
 }
 
 static void
-s_json_row(gc_json_t *j, const s_row_t *r, int grid_level, uint64_t reg_total, int totals)
+s_json_row(gs_json_t *j, const s_row_t *r, int grid_level, uint64_t reg_total, int totals)
 {
-    gc_json_obj(j);
+    gs_json_obj(j);
     if (!totals) {
-        gc_json_key(j, "code");
-        gc_json_str(j, r->code);
-        gc_json_key(j, "name");
-        gc_json_str(j, r->name);
+        gs_json_key(j, "code");
+        gs_json_str(j, r->code);
+        gs_json_key(j, "name");
+        gs_json_str(j, r->name);
     }
-    gc_json_key(j, "households");
-    gc_json_u64(j, r->households);
-    gc_json_key(j, "persons");
-    gc_json_u64(j, r->persons);
-    gc_json_key(j, "rentals");
-    gc_json_u64(j, r->rentals);
-    gc_json_key(j, "tenants");
-    gc_json_u64(j, r->tenants);
-    gc_json_key(j, "voided");
-    gc_json_u64(j, r->voided);
-    gc_json_key(j, "grids");
-    gc_json_u64(j, r->grids);
-    gc_json_key(j, "grids_registered");
-    gc_json_u64(j, r->registered);
-    gc_json_key(j, "grids_registered_collected");
-    gc_json_u64(j, r->reg_collected);
-    gc_json_key(j, "grids_unregistered");
-    gc_json_u64(j, r->unregistered);
-    gc_json_key(j, "coverage");
+    gs_json_key(j, "households");
+    gs_json_u64(j, r->households);
+    gs_json_key(j, "persons");
+    gs_json_u64(j, r->persons);
+    gs_json_key(j, "rentals");
+    gs_json_u64(j, r->rentals);
+    gs_json_key(j, "tenants");
+    gs_json_u64(j, r->tenants);
+    gs_json_key(j, "voided");
+    gs_json_u64(j, r->voided);
+    gs_json_key(j, "grids");
+    gs_json_u64(j, r->grids);
+    gs_json_key(j, "grids_registered");
+    gs_json_u64(j, r->registered);
+    gs_json_key(j, "grids_registered_collected");
+    gs_json_u64(j, r->reg_collected);
+    gs_json_key(j, "grids_unregistered");
+    gs_json_u64(j, r->unregistered);
+    gs_json_key(j, "coverage");
     if (r->registered)
-        gc_json_dbl(j, (double) r->reg_collected / (double) r->registered);
+        gs_json_figure(j, (double) r->reg_collected / (double) r->registered);
     else
-        gc_json_null(j);
+        gs_json_null(j);
     if (grid_level && !totals) {
-        gc_json_key(j, "status");
-        gc_json_str(j, s_grid_status(r, reg_total));
+        gs_json_key(j, "status");
+        gs_json_str(j, s_grid_status(r, reg_total));
     }
-    gc_json_key(j, "last_seq");
-    gc_json_u64(j, r->last_seq);
-    gc_json_key(j, "last_update");
-    gc_json_i64(j, r->last_update);
-    gc_json_end(j);
+    gs_json_key(j, "last_seq");
+    gs_json_u64(j, r->last_seq);
+    gs_json_key(j, "last_update");
+    gs_json_i64(j, r->last_update);
+    gs_json_end(j);
 }
 
 static void
@@ -414,30 +403,30 @@ gc_cmd_stats(gc_ctx_t *ctx, int argc, char **argv)
     }
 
     if (ctx->json) {
-        gc_json_t j;
-        gc_json_init(&j, ctx->out);
-        gc_json_obj(&j);
-        gc_json_key(&j, "prefix");
-        gc_json_str(&j, prefix);
-        gc_json_key(&j, "level");
-        gc_json_str(&j, s_level_names[level]);
-        gc_json_key(&j, "head_seq");
-        gc_json_u64(&j, head);
-        gc_json_key(&j, "registry");
-        gc_json_obj(&j);
-        gc_json_key(&j, "grids");
-        gc_json_u64(&j, tot.registered);
-        gc_json_key(&j, "total");
-        gc_json_u64(&j, it.reg_total);
-        gc_json_end(&j);
-        gc_json_key(&j, "rows");
-        gc_json_arr(&j);
+        gs_json_t j;
+        gs_json_init_file(&j, ctx->out);
+        gs_json_obj(&j);
+        gs_json_key(&j, "prefix");
+        gs_json_str(&j, prefix);
+        gs_json_key(&j, "level");
+        gs_json_str(&j, s_level_names[level]);
+        gs_json_key(&j, "head_seq");
+        gs_json_u64(&j, head);
+        gs_json_key(&j, "registry");
+        gs_json_obj(&j);
+        gs_json_key(&j, "grids");
+        gs_json_u64(&j, tot.registered);
+        gs_json_key(&j, "total");
+        gs_json_u64(&j, it.reg_total);
+        gs_json_end(&j);
+        gs_json_key(&j, "rows");
+        gs_json_arr(&j);
         for (size_t i = 0; i < nrows; i++)
             s_json_row(&j, &rows[i], grid_level, it.reg_total, 0);
-        gc_json_end(&j);
-        gc_json_key(&j, "totals");
+        gs_json_end(&j);
+        gs_json_key(&j, "totals");
         s_json_row(&j, &tot, grid_level, it.reg_total, 1);
-        gc_json_end(&j);
+        gs_json_end(&j);
     } else {
         char head_b[32], up[32];
         fprintf(ctx->out, "store %s, head seq %s, %s %s\n\n",

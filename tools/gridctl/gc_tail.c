@@ -75,7 +75,7 @@ typedef struct s_kept {
 typedef struct s_tail {
     gc_ctx_t *ctx;              /* options, output */
     gs_arena_t *arena;          /* one event at a time */
-    gc_json_t json;             /* --json output */
+    gs_json_t json;             /* --json output */
     uint64_t printed;           /* events printed */
     uint64_t count;             /* stop after this many (0 = never) */
     uint64_t last_seq;          /* last event printed */
@@ -96,7 +96,7 @@ s_print(s_tail_t *t, uint64_t seq, const char *grid, const uint8_t *data, size_t
         return 0;
     }
     if (t->ctx->json) {
-        gc_json_event(&t->json, ev);
+        gs_json_event(&t->json, ev, 1); /* masked when loaded */
     } else {
         char when[32], where[48];
         if (ev->previous_grid_code && *ev->previous_grid_code)
@@ -325,7 +325,7 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
     t.ctx = ctx;
     t.count = count;
     t.arena = gs_arena_new(0);
-    gc_json_init(&t.json, ctx->out);
+    gs_json_init_file(&t.json, ctx->out);
     if (!t.arena) {
         gs_store_destroy(&st);
         return gc_fail(ctx, "out of memory");

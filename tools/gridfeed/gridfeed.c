@@ -5,7 +5,7 @@
  * be. It follows one or more grid-code prefixes through the client
  * library's subscriber (live feed, gap detection and repair from the sync
  * service), and writes every change event once, in order, as a JSON line
- * (gs_jsonl.h) to stdout or appended to --output.
+ * (gs_render.h) to stdout or appended to --output.
  *
  * Exactly once across restarts: lines are written in batches; after each
  * batch the output is fsynced and then the checkpoint (positions per
@@ -47,7 +47,7 @@
 #include <unistd.h>
 
 #include "gs_client.h"
-#include "gs_jsonl.h"
+#include "gs_render.h"
 #include "gs_version.h"
 
 #define S_MAX_PREFIXES 64
@@ -273,7 +273,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
 typedef struct s_out {
     int fd;                         /* output file, or 1 */
     int is_file;                    /* --output given */
-    gs_jbuf_t buf;                  /* lines not yet written */
+    gs_wbuf_t buf;                  /* lines not yet written */
     uint64_t pending;               /* events in buf */
     uint64_t written;               /* events written this run */
     uint64_t checkpointed;          /* written, as of the last checkpoint */
@@ -303,7 +303,7 @@ s_commit(s_out_t *o, gs_sub_t *sub, const s_args_t *a, int force)
     if (!force && o->pending == 0 && o->written == o->checkpointed)
         return 0;
     if (o->pending || o->buf.len) {
-        if (s_write_all(o->fd, o->buf.data, o->buf.len)) {
+        if (s_write_all(o->fd, (const char *) o->buf.data, o->buf.len)) {
             fprintf(stderr, "gridfeed: cannot write %s: %s\n",
                     o->is_file ? a->output : "stdout", strerror(errno));
             return -1;
@@ -316,7 +316,7 @@ s_commit(s_out_t *o, gs_sub_t *sub, const s_args_t *a, int force)
         }
         o->written += o->pending;
         o->pending = 0;
-        o->buf.len = 0;
+        gs_wbuf_reset(&o->buf);
         if (a->crash_after && o->written >= a->crash_after)
             raise(SIGKILL); /* testing: die between the write and the checkpoint */
     }
@@ -500,7 +500,7 @@ s_on_lineage(s_out_t *o, gs_sub_t *sub, const s_args_t *a)
         return S_EXIT_LINEAGE;
     }
     /* not yet written lines are the old store's too */
-    o->buf.len = 0;
+    gs_wbuf_reset(&o->buf);
     o->pending = 0;
     char moved[4200];
     if (s_output_void(o, a, l.epoch, moved, sizeof moved))
@@ -668,7 +668,10 @@ main(int argc, char **argv)
             continue;
         }
         last_event = s_mono_ms();
-        int jr = gs_jsonl_event(&o.buf, ev, a.reveal);
+        gs_json_t jw;
+        gs_json_init_buf(&jw, &o.buf);
+        gs_json_event(&jw, ev, a.reveal);
+        int jr = gs_json_failed(&jw);
         gridsync__v1__change_event__free_unpacked(ev, NULL);
         if (jr) {
             fprintf(stderr, "gridfeed: out of memory\n");
@@ -688,7 +691,7 @@ main(int argc, char **argv)
         rc = 1;
     if (!a.quiet)
         s_stats(sub, &o, &a);
-    gs_jbuf_free(&o.buf);
+    gs_wbuf_deinit(&o.buf);
     gs_client_destroy(&cli);
     gs_sub_destroy(&sub);
     if (o.is_file)

@@ -40,6 +40,7 @@
 #include "gs_validate.h"
 #include "gs_version.h"
 
+#define S_R(name) GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_##name
 #define S_DETAILS_MAX 10        /* expectation errors printed in full */
 
 /* What the whole run shares. */
@@ -71,7 +72,7 @@ typedef struct s_worker {
     uint64_t uploads;               /* acks received */
     uint64_t records;               /* records in them */
     uint64_t persons;               /* household members and tenants in them */
-    uint64_t results[6];            /* results by ResultStatus */
+    uint64_t results[GS_RESULT_STATUSES]; /* results by ResultStatus */
     uint64_t retransmits;           /* uploads sent again after their ack */
     uint64_t lost_acks;             /* uploads whose first ack was dropped */
     uint32_t *lat_us;               /* ack latency of every upload, microseconds */
@@ -188,7 +189,7 @@ s_tally_ack(s_worker_t *w, const gs_sim_upload_t *u, const Gridsync__V1__Ack *ac
     w->records += ack->n_results;
     w->persons += u->persons;
     for (size_t i = 0; i < ack->n_results; i++)
-        if ((unsigned) ack->results[i]->status < 6)
+        if ((unsigned) ack->results[i]->status < GS_RESULT_STATUSES)
             w->results[ack->results[i]->status]++;
     s_push_u32(&w->lat_us, &w->n_lat, &w->cap_lat,
                lat_us > UINT32_MAX ? UINT32_MAX : (uint32_t) lat_us);
@@ -558,7 +559,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
 /* The run's totals, merged from the device threads. */
 typedef struct s_total {
     uint64_t uploads, records, persons; /* acks, records and persons in them */
-    uint64_t results[6];            /* results by ResultStatus */
+    uint64_t results[GS_RESULT_STATUSES]; /* results by ResultStatus */
     uint64_t retransmits, lost_acks; /* uploads with wire noise */
     uint64_t resends, stale;        /* the clients' Lazy Pirate resends, stale replies */
     uint64_t events, max_seq;       /* distinct new seqs, the highest */
@@ -586,9 +587,11 @@ s_print_json(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64_
            t->p50, t->p90, t->p99, t->max_ms);
     printf("\"results\":{\"accepted\":%llu,\"unchanged\":%llu,\"merged\":%llu,"
            "\"conflict\":%llu,\"rejected\":%llu},",
-           (unsigned long long) t->results[1], (unsigned long long) t->results[2],
-           (unsigned long long) t->results[3], (unsigned long long) t->results[4],
-           (unsigned long long) t->results[5]);
+           (unsigned long long) t->results[S_R(ACCEPTED)],
+           (unsigned long long) t->results[S_R(UNCHANGED)],
+           (unsigned long long) t->results[S_R(MERGED)],
+           (unsigned long long) t->results[S_R(CONFLICT)],
+           (unsigned long long) t->results[S_R(REJECTED)]);
     printf("\"noise\":{\"retransmissions\":%llu,\"lost_acks\":%llu,\"invalid\":%llu,"
            "\"recollections\":%llu,\"new_ids\":%llu,\"conflicts\":%llu},",
            (unsigned long long) t->retransmits, (unsigned long long) t->lost_acks,
@@ -625,9 +628,11 @@ s_print_human(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64
            s_count((uint64_t) (t->secs > 0 ? (double) t->records / t->secs : 0), b, sizeof b),
            s_count((uint64_t) (t->secs > 0 ? (double) t->persons / t->secs : 0), c, sizeof c));
     printf("  results          accepted %s, unchanged %s, merged %s, conflict %s, rejected %s\n",
-           s_count(t->results[1], a, sizeof a), s_count(t->results[2], b, sizeof b),
-           s_count(t->results[3], c, sizeof c), s_count(t->results[4], d, sizeof d),
-           s_count(t->results[5], e, sizeof e));
+           s_count(t->results[S_R(ACCEPTED)], a, sizeof a),
+           s_count(t->results[S_R(UNCHANGED)], b, sizeof b),
+           s_count(t->results[S_R(MERGED)], c, sizeof c),
+           s_count(t->results[S_R(CONFLICT)], d, sizeof d),
+           s_count(t->results[S_R(REJECTED)], e, sizeof e));
     printf("  noise (records)  invalid %s, re-collected %s, new id %s, conflicting edits %s\n",
            s_count(t->tally.by_noise[GS_SIM_INVALID], a, sizeof a),
            s_count(t->tally.by_noise[GS_SIM_RECOLLECT], b, sizeof b),
@@ -788,7 +793,7 @@ main(int argc, char **argv)
         t.uploads += w->uploads;
         t.records += w->records;
         t.persons += w->persons;
-        for (int k = 0; k < 6; k++)
+        for (int k = 0; k < GS_RESULT_STATUSES; k++)
             t.results[k] += w->results[k];
         t.retransmits += w->retransmits;
         t.lost_acks += w->lost_acks;

@@ -37,6 +37,7 @@
 #include "gridsync.pb-c.h"
 #include "gs_arena.h"
 #include "gs_gen.h"
+#include "gs_validate.h"
 
 /* Record-level noise: what the device does with one record. */
 enum {
@@ -103,7 +104,8 @@ typedef struct gs_sim_tally {
     uint64_t by_noise[GS_SIM_RECORD_KINDS]; /* district records by record-level noise */
     uint64_t retransmit;        /* uploads marked GS_SIM_RETRANSMIT */
     uint64_t lost_ack;          /* uploads marked GS_SIM_LOST_ACK */
-    uint64_t expected[6];       /* expected results by ResultStatus, each upload once */
+    uint64_t expected[GS_RESULT_STATUSES]; /* expected results by ResultStatus, each
+                                           * upload once */
 } gs_sim_tally_t;
 
 /* Lay out the day of grid (below gs_gen_grid_count) in arena a: *ups gets
