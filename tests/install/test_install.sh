@@ -71,7 +71,8 @@ unit=$prefix/$unitdir/gridsyncd.service
 for f in "$bindir/gridsyncd" "$bindir/gridctl" "$bindir/gridsim" "$bindir/gridfeed"; do
     [ -x "$root$f" ] || fail "$f is not installed as an executable"
 done
-for f in "$conf" "$unit" "$includedir/gridsync/gs_client.h" \
+for f in "$conf" "$unit" "$includedir/gridsync/gs_client.h" "$includedir/gridsync/gs_sub.h" \
+         "$includedir/gridsync/gs_checkpoint.h" "$includedir/gridsync/gs_admin.h" \
          "$includedir/gridsync/gridsync.pb-c.h" "$libdir/libgridsync-client.a" \
          "$libdir/pkgconfig/gridsync-client.pc" "$prefix/share/gridsync/gridsync.proto" \
          "$prefix/share/doc/gridsync/operations.md" \
