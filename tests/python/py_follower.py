@@ -44,7 +44,7 @@ def main():
     # lines written after the last checkpoint are cut off: they come again
     if not os.path.exists(a.output):
         open(a.output, "wb").close()
-    os.truncate(a.output, int(sub.extra or 0))
+    os.truncate(a.output, int(sub.extra.partition("output_size=")[2] or 0))
     out = open(a.output, "ab")
     written = 0
     last = 0
@@ -56,7 +56,7 @@ def main():
         os.rename(a.output, f"{a.output}.void-{exc.epoch:016x}")
         out = open(a.output, "ab")
         last = 0
-        sub.extra = "0"
+        sub.extra = "output_size=0"
         print(f"rebaselined: {exc}", file=sys.stderr, flush=True)
 
     sub.on_rebaseline = void
@@ -75,7 +75,7 @@ def main():
         if a.crash_after and written == a.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)
         # the checkpoint written after this returns records the output's size
-        sub.extra = str(out.tell())
+        sub.extra = f"output_size={out.tell()}"
 
     print("following", file=sys.stderr, flush=True)
     try:

@@ -6,6 +6,7 @@ store restored from a backup (gridctl backup, gridctl restore) is reported,
 and re-baselined on request. Waits are on replies, child output and exits,
 each bounded."""
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from gridsync import pb
 import gs_pykit as kit
 
 FOLLOWER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "py_follower.py")
+GRIDFEED = os.environ.get("GS_GRIDFEED", "")
 
 
 def next_event(sub, what="an event"):
@@ -174,6 +176,72 @@ class SubscriberTests(unittest.TestCase):
                 expect += 1
             self.assertGreater(sub.stats.gaps, 0)       # the HWMs did drop messages
             self.assertGreater(sub.stats.pulled, 0)     # and the sync service filled them
+
+    def test_handler_failure_not_checkpointed(self):
+        """run() checkpoints only what the handler finished: an exception from
+        the handler propagates, its event stays out of the checkpoint and is
+        delivered first again; a damaged checkpoint is refused."""
+        self.start()
+        ck = os.path.join(self.dir, "feed.ckpt")
+        self.upload(kit.households(5))
+        seen = []
+
+        def handler(ev):
+            if ev.seq == 3:
+                raise RuntimeError("the district database is down")
+            seen.append(ev.seq)
+
+        with gridsync.Subscriber(self.broker.feed, self.broker.upload, "",
+                                 checkpoint=ck) as sub:
+            with self.assertRaises(RuntimeError):
+                sub.run(handler)
+            self.assertEqual(seen, [1, 2])
+            with open(ck) as f:
+                self.assertIn('prefix "" 2\n', f.read())
+            self.assertEqual(sub.next(0).seq, 3)        # first in line again
+        # a restart resumes after 2 and delivers 3, 4, 5
+        with gridsync.Subscriber(self.broker.feed, self.broker.upload, "",
+                                 checkpoint=ck) as sub:
+            self.assertEqual(sub.position(), 2)
+            sub.run(lambda ev: seen.append(ev.seq), stop=lambda s: s.position() >= 5)
+        self.assertEqual(seen, [1, 2, 3, 4, 5])
+        with open(ck) as f:
+            text = f.read()
+        self.assertIn('prefix "" 5\n', text)
+        with open(ck, "w") as f:
+            f.write(text.replace("epoch ", "epoch x"))
+        with self.assertRaises(gridsync.GridsyncError) as cm:
+            gridsync.Subscriber(self.broker.feed, self.broker.upload, "", checkpoint=ck)
+        self.assertIn("damaged", str(cm.exception))
+
+    @unittest.skipUnless(GRIDFEED, "a build without gridfeed")
+    def test_checkpoint_shared_with_gridfeed(self):
+        """The checkpoint has the C library's format: gridfeed resumes from a
+        Python subscriber's checkpoint, and a Python subscriber from
+        gridfeed's (with its extra)."""
+        self.start()
+        ck = os.path.join(self.dir, "feed.ckpt")
+        out = os.path.join(self.dir, "gridfeed.jsonl")
+        self.upload(kit.households(10))
+        with gridsync.Subscriber(self.broker.feed, self.broker.upload, "4403",
+                                 checkpoint=ck) as sub:
+            sub.run(lambda ev: None, stop=lambda s: s.position() >= 4)
+        self.upload(kit.households(10, first=10))
+        want = kit.log_seqs(self.client, "4403")
+        r = subprocess.run([GRIDFEED, "--feed", self.broker.feed, "--upload",
+                            self.broker.upload, "--prefix", "4403", "--checkpoint", ck,
+                            "--output", out, "--until-seq", str(want[-1]), "--quiet"],
+                           capture_output=True, text=True, timeout=kit.PATIENCE_S * 2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            self.assertEqual([json.loads(line)["seq"] for line in f],
+                             [s for s in want if s > 4])
+        ack = self.upload(kit.households(1, first=50))
+        with gridsync.Subscriber(self.broker.feed, self.broker.upload, "4403",
+                                 checkpoint=ck) as sub:
+            self.assertEqual(sub.position(), want[-1])
+            self.assertEqual(sub.extra, f"output_size={os.path.getsize(out)}")
+            self.assertEqual(next_event(sub).seq, ack.results[0].seq)
 
     def test_restored_store(self):
         """gridctl backup, more uploads, gridctl restore of the backup and new
