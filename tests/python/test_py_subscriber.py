@@ -243,6 +243,30 @@ class SubscriberTests(unittest.TestCase):
             self.assertEqual(sub.extra, f"output_size={os.path.getsize(out)}")
             self.assertEqual(next_event(sub).seq, ack.results[0].seq)
 
+    def test_silence_warns(self):
+        """A feed that goes quiet (the broker stopped with SIGSTOP) makes
+        silence() warn once per period; when heartbeats come again it stops."""
+        self.start()
+        with gridsync.Subscriber(self.broker.feed, self.broker.upload, "4403") as sub:
+            self.assertIsNone(sub.silence(kit.PATIENCE_S))
+            os.kill(self.broker.proc.pid, signal.SIGSTOP)
+            try:
+                warning, deadline = None, time.monotonic() + kit.PATIENCE_S
+                while warning is None and time.monotonic() < deadline:
+                    self.assertIsNone(sub.next(0.1))
+                    warning = sub.silence(0.5)
+                self.assertIsNotNone(warning, "no warning while the feed was silent")
+                self.assertRegex(warning, r"^no heartbeat for \d+ s: check enrolment")
+                self.assertIsNone(sub.silence(0.5))     # not again within the period
+            finally:
+                os.kill(self.broker.proc.pid, signal.SIGCONT)
+            heard_before = sub.stats.heartbeats
+            deadline = time.monotonic() + kit.PATIENCE_S
+            while sub.stats.heartbeats == heard_before and time.monotonic() < deadline:
+                self.assertIsNone(sub.next(0.1))
+            self.assertGreater(sub.stats.heartbeats, heard_before)
+            self.assertIsNone(sub.silence(0.5))
+
     def test_restored_store(self):
         """gridctl backup, more uploads, gridctl restore of the backup and new
         uploads that reuse the seqs: a live subscriber past the restored head
