@@ -5,6 +5,8 @@ person can read. They mirror the C client's GS_CLIENT_E* codes
 (tools/client/gs_client.h): GridsyncError is the base class.
 """
 
+import builtins
+
 from . import pb
 
 
@@ -12,9 +14,11 @@ class GridsyncError(Exception):
     """Any failure of the gridsync client."""
 
 
-class TimeoutError(GridsyncError):  # noqa: A001 (the C client's ETIMEOUT)
-    """No reply after every attempt. The message says how far the connection
-    got: nothing listening, connected but no handshake, or no reply."""
+class TimeoutError(GridsyncError, builtins.TimeoutError):  # noqa: A001
+    """No reply after every attempt (the C client's GS_CLIENT_ETIMEOUT). The
+    message says how far the connection got: nothing listening, connected
+    but no handshake, or no reply. Also a builtin TimeoutError, so that
+    `except TimeoutError` catches it with or without the package's name."""
 
 
 class AuthError(GridsyncError):

@@ -493,7 +493,12 @@ class Subscriber:
             while True:
                 # a lineage change comes first: stop() would judge old positions
                 if self.lineage is not None:
-                    self._on_lineage()
+                    try:
+                        self._on_lineage()
+                    except LineageChanged:
+                        if self.on_restore != "rebaseline":
+                            raise
+                        # changed once more during the re-baseline: again
                     pending = 0
                     continue
                 if stop is not None and stop(self):
