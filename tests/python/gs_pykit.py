@@ -10,6 +10,7 @@ GS_GRIDCTL (paths), and PYTHONPATH (the package and its generated module).
 
 import ctypes
 import os
+import random
 import select
 import shutil
 import signal
@@ -40,10 +41,27 @@ def tmpdir():
 
 def free_port():
     """A free loopback TCP port, for endpoints that must stay the same
-    across a broker restart."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    across a broker restart. Taken below the kernel's ephemeral range when
+    possible (as gs_tk_free_port does), so that no outgoing connection (a
+    client reconnecting to a stopped broker) can be given it as its local
+    port meanwhile."""
+    lo = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for attempt in range(64):
+        port = rng.randrange(lo - 10000, lo - 1000) if attempt < 63 and lo > 11000 else 0
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise AssertionError("no free loopback port")
 
 
 def read_line_until(stream, want, patience=PATIENCE_S, what="child"):
