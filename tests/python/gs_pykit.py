@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -144,11 +145,17 @@ class Broker:
         if self.proc is None:
             return None
         self.proc.send_signal(sig)
+        t0 = time.monotonic()
         try:
             rc = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            print(f"gridsyncd (pid {self.proc.pid}) still running 60 s after signal {sig}: "
+                  f"killed; its log: {self.log_path}", file=sys.stderr, flush=True)
             self.proc.kill()
             rc = self.proc.wait()
+        if time.monotonic() - t0 > 10:
+            print(f"gridsyncd took {time.monotonic() - t0:.0f} s to stop after signal {sig}",
+                  file=sys.stderr, flush=True)
         self._drain.join(timeout=10)
         self.proc.stderr.close()
         self.proc = None
