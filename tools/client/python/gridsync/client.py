@@ -283,15 +283,12 @@ class Client:
                 # Lazy Pirate: the socket may be wedged on a dead peer; start fresh
                 self._watch.drain()
                 seen.fold(self._watch)
-                if attempt + 1 < attempts:
-                    if self.on_retry:
-                        self.on_retry(attempt + 1, "timeout")
-                    self._connect()
+                self._connect()
+                if attempt + 1 < attempts and self.on_retry:
+                    self.on_retry(attempt + 1, "timeout")
         except AuthError:
             self._watch.drain()
             raise
-        self._watch.drain()
-        seen.fold(self._watch)
         raise TimeoutError(seen.timeout(curve, self.endpoint, attempts, self.timeout))
 
     def _wait(self, request_id, deadline):
