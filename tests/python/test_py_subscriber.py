@@ -267,6 +267,45 @@ class SubscriberTests(unittest.TestCase):
             self.assertGreater(sub.stats.heartbeats, heard_before)
             self.assertIsNone(sub.silence(0.5))
 
+    def test_several_prefixes(self):
+        """One subscriber follows a list of prefixes, each with its own
+        position in the checkpoint; a restart resumes each where it was. A
+        prefix inside another, or not at a level boundary, is refused."""
+        for bad in (["440305", "440305001"], ["44030"], []):
+            with self.assertRaises(ValueError):
+                gridsync.Subscriber("tcp://127.0.0.1:1", "tcp://127.0.0.1:1", bad)
+        self.start()
+        ck = os.path.join(self.dir, "feed.ckpt")
+        prefixes = ["440305001", "440306"]
+        acks = [self.upload(kit.households(8))]
+        got = []
+
+        def follow(until):
+            with gridsync.Subscriber(self.broker.feed, self.broker.upload, prefixes,
+                                     checkpoint=ck) as sub:
+                sub.run(lambda ev: got.append(ev.seq),
+                        stop=lambda s: len(got) >= until)
+                return [sub.position(0), sub.position(1)]
+
+        def ours(ack):
+            return [r.seq for r in ack.results
+                    if kit.GRIDS[int(r.record_key[2:]) % 4].startswith(tuple(prefixes))]
+
+        # households go round GRIDS: 440305001 has seqs 1, 2, 5, 6, 440306 has 4, 8
+        self.assertEqual(follow(len(ours(acks[0]))), [6, 8])
+        acks.append(self.upload(kit.households(8, first=8)))
+        want = ours(acks[0]) + ours(acks[1])
+        self.assertEqual(follow(len(want)), [14, 16])
+        # each prefix in seq order, each event once
+        self.assertEqual(sorted(got), want)
+        for p in prefixes:
+            mine = [seq for seq in got if kit.GRIDS[(seq - 1) % 4].startswith(p)]
+            self.assertEqual(mine, sorted(mine))
+        with open(ck) as f:
+            text = f.read()
+        self.assertIn('prefix "440305001" 14\n', text)
+        self.assertIn('prefix "440306" 16\n', text)
+
     def test_restored_store(self):
         """gridctl backup, more uploads, gridctl restore of the backup and new
         uploads that reuse the seqs: a live subscriber past the restored head
