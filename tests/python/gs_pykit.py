@@ -149,8 +149,15 @@ class Broker:
         try:
             rc = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
+            # a hang, not slowness: say where it is before the log goes
             print(f"gridsyncd (pid {self.proc.pid}) still running 60 s after signal {sig}: "
-                  f"killed; its log: {self.log_path}", file=sys.stderr, flush=True)
+                  f"killed. The end of its log:", file=sys.stderr, flush=True)
+            with open(self.log_path, errors="replace") as f:
+                sys.stderr.write("".join(f.readlines()[-20:]))
+            if shutil.which("gdb"):
+                subprocess.run(["gdb", "-batch", "-p", str(self.proc.pid), "-ex",
+                                "thread apply all bt"], stdout=sys.stderr,
+                               stderr=subprocess.DEVNULL, timeout=60)
             self.proc.kill()
             rc = self.proc.wait()
         if time.monotonic() - t0 > 10:
