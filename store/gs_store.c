@@ -699,9 +699,8 @@ gs_store_destroy(gs_store_t **self_p)
 
 /* ---- Transactions ------------------------------------------------------------ */
 
-/* Take a map size grown by another process. */
-static void
-s_adopt_mapsize(gs_store_t *self)
+void
+gs_store_adopt_mapsize(gs_store_t *self)
 {
     pthread_rwlock_wrlock(&self->env_lock);
     if (self->env) {
@@ -727,198 +726,6 @@ gs_store_reopen(gs_store_t *self)
         s_env_close(self);
     pthread_rwlock_unlock(&self->env_lock);
     return rc;
-}
-
-static int
-s_txn_begin(gs_store_t *self, unsigned flags, MDB_txn **txn)
-{
-    int rc = 0;
-    for (int tries = 0; tries < 4; tries++) {
-        pthread_rwlock_rdlock(&self->env_lock);
-        rc = self->env ? mdb_txn_begin(self->env, NULL, flags, txn) : MDB_PANIC;
-        if (rc == 0)
-            return 0;   /* env_lock stays shared until the end */
-        pthread_rwlock_unlock(&self->env_lock);
-        if (rc == MDB_MAP_RESIZED)
-            s_adopt_mapsize(self);
-        else if (rc == MDB_PANIC)
-            gs_store_reopen(self);
-        else
-            break;
-    }
-    *txn = NULL;
-    return gs_store_err(rc, flags ? "begin read transaction" : "begin write transaction");
-}
-
-int
-gs_rtxn_begin(gs_store_t *self, MDB_txn **txn)
-{
-    return s_txn_begin(self, MDB_RDONLY, txn);
-}
-
-void
-gs_rtxn_end(gs_store_t *self, MDB_txn **txn)
-{
-    if (*txn) {
-        mdb_txn_abort(*txn);
-        *txn = NULL;
-        pthread_rwlock_unlock(&self->env_lock);
-    }
-}
-
-int
-gs_scan(gs_store_t *self, int db, const char *prefix, gs_scan_fn *each, void *arg,
-        const char *what)
-{
-    if (!prefix)
-        prefix = "";
-    size_t pl = strlen(prefix);
-    if (pl > GS_GRID_LEN)
-        return GS_EINVAL;
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, self->db[db], &c))) {
-        gs_rtxn_end(self, &txn);
-        return gs_store_err(rc, what);
-    }
-    MDB_val k = { pl, (void *) prefix }, v;
-    int user = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
-            break;
-        if ((rc = each(arg, txn, &k, &v, &user)) || user)
-            break;
-    }
-    mdb_cursor_close(c);
-    gs_rtxn_end(self, &txn);
-    if (user)
-        return user;
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, what);
-}
-
-int
-gs_wtxn_begin(gs_store_t *self, MDB_txn **txn)
-{
-    if (self->opts.read_only) {
-        gs_store_detail("store opened read-only");
-        return GS_EREADONLY;
-    }
-    int rc = s_txn_begin(self, 0, txn);
-    if (rc == 0 && self->trace)
-        self->trace(self->trace_arg, 3, NULL, NULL, 0, NULL, 0, 0);
-    return rc;
-}
-
-/* LMDB reports a short write of dirty pages as EIO ("short write,
- * filesystem full?" in mdb_page_flush); only a write that could store
- * nothing at all gives ENOSPC. A commit that failed with EIO on a
- * filesystem left with (almost) no free space ran out of room. */
-static int
-s_fs_full(const char *dir)
-{
-    struct statvfs sv;
-    if (statvfs(dir, &sv) != 0)
-        return 0;
-    return (unsigned long long) sv.f_bavail * sv.f_frsize < (1ULL << 20);
-}
-
-int
-gs_wtxn_commit(gs_store_t *self, MDB_txn **txn)
-{
-    int rc;
-    if (self->fail_commit) {
-        rc = self->fail_commit;
-        self->fail_commit = 0;
-        mdb_txn_abort(*txn);
-    } else {
-        rc = mdb_txn_commit(*txn);
-    }
-    *txn = NULL;
-    pthread_rwlock_unlock(&self->env_lock);
-    if (rc == EIO && s_fs_full(self->dir))
-        rc = ENOSPC;
-    if (rc == 0 && self->trace)
-        self->trace(self->trace_arg, 2, NULL, NULL, 0, NULL, 0, 0);
-    return rc;
-}
-
-void
-gs_wtxn_abort(gs_store_t *self, MDB_txn **txn)
-{
-    gs_rtxn_end(self, txn);
-}
-
-int
-gs_store_grow(gs_store_t *self)
-{
-    /* mdb_env_set_mapsize needs every transaction of this process closed */
-    pthread_rwlock_wrlock(&self->env_lock);
-    size_t cur = self->map_size;
-    if (cur >= self->opts.map_max) {
-        pthread_rwlock_unlock(&self->env_lock);
-        gs_store_detail("map at its limit of %zu bytes", self->opts.map_max);
-        return GS_EFULL;
-    }
-    size_t next = cur > self->opts.map_max / 2 ? self->opts.map_max : cur * 2;
-    int rc = self->env ? mdb_env_set_mapsize(self->env, next) : MDB_PANIC;
-    if (!rc) {
-        MDB_envinfo ei;
-        mdb_env_info(self->env, &ei);
-        self->map_size = ei.me_mapsize;
-    }
-    pthread_rwlock_unlock(&self->env_lock);
-    return gs_store_err(rc, "grow map");
-}
-
-int
-gs_put(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k, MDB_val *v,
-       unsigned flags)
-{
-    int rc = mdb_put(txn, self->db[db], k, v, flags);
-    if (rc == 0 && self->trace && !(flags & MDB_RESERVE))
-        self->trace(self->trace_arg, 0, gs_db_names[db], k->mv_data, k->mv_size,
-                    v->mv_data, v->mv_size, (flags & MDB_APPEND) != 0);
-    return rc;
-}
-
-int
-gs_del(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k)
-{
-    int rc = mdb_del(txn, self->db[db], k, NULL);
-    if (rc == 0 && self->trace)
-        self->trace(self->trace_arg, 1, gs_db_names[db], k->mv_data, k->mv_size,
-                    NULL, 0, 0);
-    return rc;
-}
-
-int
-gs_store_write(gs_store_t *self, gs_wfn *fn, void *arg)
-{
-    pthread_mutex_lock(&self->write_lock);
-    int rc;
-    for (;;) {
-        MDB_txn *txn;
-        rc = gs_wtxn_begin(self, &txn);
-        if (rc)
-            break;
-        rc = fn(self, txn, arg);
-        if (rc == 0)
-            rc = gs_wtxn_commit(self, &txn);
-        else
-            gs_wtxn_abort(self, &txn);
-        if (rc == MDB_MAP_FULL) {
-            rc = gs_store_grow(self);
-            if (rc == 0)
-                continue;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&self->write_lock);
-    return gs_store_err(rc, "write");
 }
 
 /* ---- Operations -------------------------------------------------------------- */
@@ -1065,7 +872,7 @@ s_copy_data(gs_store_t *self, const char *dir)
         pthread_rwlock_unlock(&self->env_lock);
         if (rc != MDB_MAP_RESIZED || tries == 64)
             break;
-        s_adopt_mapsize(self);
+        gs_store_adopt_mapsize(self);
         if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
             rc = errno;
             break;
@@ -1188,10 +995,10 @@ gs_store_backup(gs_store_t *self, const char *dest_in)
 }
 
 static int
-s_epoch_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+s_epoch_fn(gs_txn_t *t, void *arg)
 {
     MDB_val k = { 5, "epoch" }, v = { 8, arg };
-    return gs_put(self, txn, GS_DB_META, &k, &v, 0);
+    return gs_txn_put(t, GS_DB_META, &k, &v, 0);
 }
 
 int
@@ -1354,12 +1161,12 @@ typedef struct {
 } s_raw_t;
 
 static int
-s_raw_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+s_raw_fn(gs_txn_t *t, void *arg)
 {
     s_raw_t *r = arg;
     if (r->del)
-        return gs_del(self, txn, r->db, &r->k);
-    return gs_put(self, txn, r->db, &r->k, &r->v, 0);
+        return gs_txn_del(t, r->db, &r->k);
+    return gs_txn_put(t, r->db, &r->k, &r->v, 0);
 }
 
 int

@@ -58,7 +58,7 @@ typedef struct s_cur {
 /* State of one apply attempt (redone from scratch after map growth). */
 typedef struct s_apply {
     gs_store_t *st;                 /* the store */
-    MDB_txn *txn;                   /* the write transaction */
+    gs_txn_t *t;                    /* the write transaction (sticky error) */
     int64_t now_ms;                 /* broker clock */
     uint64_t head;                  /* last seq assigned */
     uint64_t head0;                 /* head when the attempt began */
@@ -73,30 +73,24 @@ typedef struct s_apply {
     size_t n_evs, cap_evs;          /* used and allocated */
     s_uprec_t *ups;                 /* one per upload */
     const gs_upload_t *up;          /* upload being applied */
+    gs_upload_t *batch;             /* the uploads of this apply */
+    size_t n_batch;                 /* how many */
 } s_apply_t;
 
 /* ---- Small helpers ------------------------------------------------------------ */
-
-static void
-s_trace(gs_store_t *st, int db, const MDB_val *k, const MDB_val *v, int append)
-{
-    if (st->trace)
-        st->trace(st->trace_arg, 0, gs_db_names[db], k->mv_data, k->mv_size,
-                  v->mv_data, v->mv_size, append);
-}
 
 static int
 s_meta_u64(s_apply_t *a, const char *name, uint64_t *out)
 {
     MDB_val k = { strlen(name), (void *) name }, v;
-    int rc = mdb_get(a->txn, a->st->db[GS_DB_META], &k, &v);
+    int rc = gs_txn_get(a->t, GS_DB_META, &k, &v);
     *out = 0;
-    if (rc == MDB_NOTFOUND)
+    if (rc == GS_ENOTFOUND)
         return 0;
     if (rc)
         return rc;
     if (v.mv_size != 8)
-        return MDB_CORRUPTED;
+        return gs_txn_fail(a->t, MDB_CORRUPTED, name);
     *out = gs_le64_get(v.mv_data);
     return 0;
 }
@@ -107,7 +101,7 @@ s_meta_put_u64(s_apply_t *a, const char *name, uint64_t val)
     uint8_t b[8];
     gs_le64_put(b, val);
     MDB_val k = { strlen(name), (void *) name }, v = { 8, b };
-    return gs_put(a->st, a->txn, GS_DB_META, &k, &v, 0);
+    return gs_txn_put(a->t, GS_DB_META, &k, &v, 0);
 }
 
 static int
@@ -116,13 +110,13 @@ s_chain_ent(s_apply_t *a, const char *key, size_t kl, gs_smap_ent_t **out)
     int created;
     gs_smap_ent_t *e = gs_smap_get(&a->chain, key, kl, &created);
     if (!e)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "chain cache");
     if (created) {
         MDB_val k = { kl, (void *) key }, v;
-        int rc = mdb_get(a->txn, a->st->db[GS_DB_CHAIN], &k, &v);
+        int rc = gs_txn_get(a->t, GS_DB_CHAIN, &k, &v);
         if (rc == 0 && v.mv_size == 8)
             e->u = gs_le64_get(v.mv_data);
-        else if (rc && rc != MDB_NOTFOUND)
+        else if (rc && rc != GS_ENOTFOUND)
             return rc;
     }
     *out = e;
@@ -135,13 +129,13 @@ s_cell_ent(s_apply_t *a, const char *grid, gs_smap_ent_t **out)
     int created;
     gs_smap_ent_t *e = gs_smap_get(&a->cells, grid, GS_GRID_LEN, &created);
     if (!e)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "cell cache");
     if (created) {
         MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
-        int rc = mdb_get(a->txn, a->st->db[GS_DB_CELLS], &k, &v);
+        int rc = gs_txn_get(a->t, GS_DB_CELLS, &k, &v);
         if (rc == 0 && v.mv_size == GS_CELL_VAL)
             gs_cell_get(v.mv_data, &e->cell);
-        else if (rc && rc != MDB_NOTFOUND)
+        else if (rc && rc != GS_ENOTFOUND)
             return rc;
     }
     e->dirty = 1;
@@ -171,7 +165,7 @@ s_id_key(uint8_t *k, char kb, const char *id)
 /* ---- Reading the current state of a record -------------------------------------- */
 
 /* Resolve kind|id (direct or alias) to the stored record. cur->found = 0
- * when unknown. Raw LMDB codes. */
+ * when unknown. Returns 0 or the transaction's sticky error. */
 static int
 s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
 {
@@ -181,13 +175,13 @@ s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
     if (strlen(id) > GS_ID_MAX)
         return 0;
     MDB_val k = { s_id_key(kbuf, kb, id), kbuf }, v;
-    int rc = mdb_get(a->txn, st->db[GS_DB_IDS], &k, &v);
-    if (rc == MDB_NOTFOUND)
+    int rc = gs_txn_get(a->t, GS_DB_IDS, &k, &v);
+    if (rc == GS_ENOTFOUND)
         return 0;
     if (rc)
         return rc;
     if (v.mv_size <= GS_GRID_LEN || v.mv_size > GS_GRID_LEN + GS_ID_MAX)
-        return MDB_CORRUPTED;
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "ids entry");
     size_t cl = v.mv_size - GS_GRID_LEN;
     memcpy(cur->canon, (const char *) v.mv_data + GS_GRID_LEN, cl);
     cur->canon[cl] = 0;
@@ -195,26 +189,26 @@ s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
     if (strcmp(cur->canon, id) != 0) {
         /* an alias: the canonical entry holds the current grid */
         k.mv_size = s_id_key(kbuf, kb, cur->canon);
-        rc = mdb_get(a->txn, st->db[GS_DB_IDS], &k, &v);
+        rc = gs_txn_get(a->t, GS_DB_IDS, &k, &v);
         if (rc)
-            return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+            return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "alias target") : rc;
         if (v.mv_size <= GS_GRID_LEN)
-            return MDB_CORRUPTED;
+            return gs_txn_fail(a->t, MDB_CORRUPTED, "ids entry");
         memcpy(cur->grid, v.mv_data, GS_GRID_LEN);
     }
     uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
     k.mv_data = rk;
     k.mv_size = s_rec_key(rk, cur->grid, kb, cur->canon);
-    rc = mdb_get(a->txn, st->db[GS_DB_RECORDS], &k, &cur->val);
+    rc = gs_txn_get(a->t, GS_DB_RECORDS, &k, &cur->val);
     if (rc)
-        return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+        return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "record of an id") : rc;
     if (gs_rec_hdr_get(&cur->val, &cur->hdr))
-        return MDB_CORRUPTED;
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "record header");
     if (cur->hdr.n_refs) {
         size_t bytes = (size_t) cur->hdr.n_refs * sizeof(gs_ref_t);
         cur->refs = gs_arena_alloc(st->arena, bytes);
         if (!cur->refs)
-            return ENOMEM;
+            return gs_txn_fail(a->t, ENOMEM, "person refs");
         const uint8_t *p = (const uint8_t *) cur->val.mv_data + GS_REC_HDR;
         for (size_t i = 0; i < cur->hdr.n_refs; i++) {
             memcpy(cur->refs[i].hmac, p + i * GS_REF_LEN, 16);
@@ -231,13 +225,13 @@ s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
 {
     const uint8_t *data;
     size_t len;
-    int rc = gs_rec_data(a->st, a->txn, &cur->hdr, &data, &len);
+    int rc = gs_rec_data(a->st, a->t->txn, &cur->hdr, &data, &len);
     if (rc)
-        return rc;
+        return gs_txn_fail(a->t, rc, "stored record");
     Gridsync__V1__Record *old =
         gridsync__v1__record__unpack(gs_arena_allocator(a->st->arena), len, data);
     if (!old)
-        return MDB_CORRUPTED;
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "stored record");
     *nkl = gs_natkey(old, nk);
     return 0;
 }
@@ -257,7 +251,7 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
     for (int l = 0; l < GS_LEVELS; l++) {
         char key[16];
         size_t kl = gs_chain_key(grid, l, key);
-        gs_smap_ent_t *e;
+        gs_smap_ent_t *e = NULL;
         int rc = s_chain_ent(a, key, kl, &e);
         if (rc)
             return rc;
@@ -284,7 +278,7 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
     size_t hl = protobuf_c_message_get_packed_size(&ev.base);
     uint8_t *p = gs_wbuf_reserve(b, hl);
     if (!p)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "event");
     protobuf_c_message_pack(&ev.base, p);
     b->len += hl;
     gs_wbuf_bytes_field(b, 10, rec, rec_len, 1);
@@ -296,20 +290,20 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
     for (int l = 0; l < GS_LEVELS; l++)
         gs_wbuf_varint(b, prev[l]);
     if (b->failed)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "event");
     size_t elen = b->len - off;
 
     uint8_t kb8[8];
     gs_be64_put(kb8, seq);
     MDB_val k = { 8, kb8 }, v = { GS_LOG_HDR + elen, NULL };
-    int rc = mdb_put(a->txn, st->db[GS_DB_LOG], &k, &v, MDB_APPEND | MDB_RESERVE);
+    int rc = gs_txn_put(a->t, GS_DB_LOG, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc)
         return rc;
     uint8_t *d = v.mv_data;
     memcpy(d, grid, GS_GRID_LEN);
     gs_be64_put(d + GS_GRID_LEN, back);
     memcpy(d + GS_LOG_HDR, b->data + off, elen);
-    s_trace(st, GS_DB_LOG, &k, &v, 1);
+    gs_txn_trace(a->t, GS_DB_LOG, &k, &v, 1);
 
     uint8_t ck[GS_GRID_LEN + 8];
     memcpy(ck, grid, GS_GRID_LEN);
@@ -317,10 +311,10 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
     MDB_val cv = { 0, "" };
     k.mv_size = sizeof ck;
     k.mv_data = ck;
-    if ((rc = gs_put(st, a->txn, GS_DB_CELL_LOG, &k, &cv, 0)))
+    if ((rc = gs_txn_put(a->t, GS_DB_CELL_LOG, &k, &cv, 0)))
         return rc;
 
-    gs_smap_ent_t *ce;
+    gs_smap_ent_t *ce = NULL;
     if ((rc = s_cell_ent(a, grid, &ce)))
         return rc;
     ce->cell.last_seq = seq;
@@ -330,7 +324,7 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
         size_t nc = a->cap_evs ? a->cap_evs * 2 : 256;
         s_evrec_t *ne = realloc(a->evs, nc * sizeof *ne);
         if (!ne)
-            return ENOMEM;
+            return gs_txn_fail(a->t, ENOMEM, "events");
         a->evs = ne;
         a->cap_evs = nc;
     }
@@ -351,7 +345,6 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
         const char *grid, const uint8_t hash[16], int status,
         const s_cur_t *cur, Gridsync__V1__RecordResult *res, uint8_t flags)
 {
-    gs_store_t *st = a->st;
     int rc;
     /* r/rl: the record as stored, packed once (s_pack_hash) and copied
      * into the change log; the person refs were prepared with it */
@@ -383,8 +376,8 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
     MDB_val k = { 0, rk }, v;
     if (moving) {
         k.mv_size = s_rec_key(rk, cur->grid, kb, canon);
-        if ((rc = gs_del(st, a->txn, GS_DB_RECORDS, &k)))
-            return rc;
+        if ((rc = gs_txn_del(a->t, GS_DB_RECORDS, &k)))
+            return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "moved record") : rc;
     }
     gs_rec_hdr_t h = { version, seq, a->now_ms, { 0 }, (uint8_t) status,
                        (uint8_t) kb, (uint16_t) (people > UINT16_MAX ? UINT16_MAX : people),
@@ -393,7 +386,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
     k.mv_size = s_rec_key(rk, grid, kb, canon);
     v.mv_size = gs_rec_data_off(&h);
     v.mv_data = NULL;
-    if ((rc = mdb_put(a->txn, st->db[GS_DB_RECORDS], &k, &v, MDB_RESERVE)))
+    if ((rc = gs_txn_put(a->t, GS_DB_RECORDS, &k, &v, MDB_RESERVE)))
         return rc;
     uint8_t *d = v.mv_data;
     gs_rec_hdr_put(d, &h);
@@ -401,7 +394,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
         memcpy(d + GS_REC_HDR + i * GS_REF_LEN, refs[i].hmac, 16);
         d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
     }
-    s_trace(st, GS_DB_RECORDS, &k, &v, 0);
+    gs_txn_trace(a->t, GS_DB_RECORDS, &k, &v, 0);
 
     /* ids: the canonical entry carries the current grid */
     if (!cur || moving) {
@@ -410,7 +403,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
         memcpy(iv, grid, GS_GRID_LEN);
         memcpy(iv + GS_GRID_LEN, canon, cl);
         MDB_val key = { s_id_key(ik, kb, canon), ik }, val = { GS_GRID_LEN + cl, iv };
-        if ((rc = gs_put(st, a->txn, GS_DB_IDS, &key, &val, 0)))
+        if ((rc = gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0)))
             return rc;
     }
 
@@ -428,8 +421,8 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
         if (old_active) {
             for (size_t i = 0; i < cur->hdr.n_refs; i++) {
                 key.mv_size = gs_pkey_build(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
-                rc = gs_del(st, a->txn, GS_DB_PERSONS, &key);
-                if (rc && rc != MDB_NOTFOUND)
+                rc = gs_txn_del(a->t, GS_DB_PERSONS, &key);
+                if (rc && rc != GS_ENOTFOUND)
                     return rc;
             }
         }
@@ -437,14 +430,14 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
             for (size_t i = 0; i < nrefs; i++) {
                 key.mv_size = gs_pkey_build(pk, grid, refs[i].hmac, kb, canon, cl);
                 MDB_val val = { 1, (void *) &refs[i].role };
-                if ((rc = gs_put(st, a->txn, GS_DB_PERSONS, &key, &val, 0)))
+                if ((rc = gs_txn_put(a->t, GS_DB_PERSONS, &key, &val, 0)))
                     return rc;
             }
         }
     }
 
     /* cells */
-    gs_smap_ent_t *ce;
+    gs_smap_ent_t *ce = NULL;
     if (cur) {
         if ((rc = s_cell_ent(a, cur->grid, &ce)))
             return rc;
@@ -508,9 +501,9 @@ s_in_scope(const gs_upload_t *up, const char *grid)
 }
 
 /* May the grid take records (registry empty, or listed and valid today)?
- * The verdict goes to *v (reason 0 = yes). Returns 0, or a raw storage
- * error (LMDB code, or MDB_CORRUPTED for an entry that does not unpack)
- * that aborts the batch: an error is never a verdict. */
+ * The verdict goes to *v (reason 0 = yes). Returns 0, or the sticky
+ * storage error (GS_ECORRUPT for an entry that does not unpack) that
+ * aborts the batch: an error is never a verdict. */
 static int
 s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
 {
@@ -522,15 +515,15 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
         return 0;
     }
     MDB_val k = { GS_GRID_LEN, (void *) grid }, val;
-    int rc = mdb_get(a->txn, a->st->db[GS_DB_GRIDS], &k, &val);
-    if (rc == MDB_NOTFOUND) {
+    int rc = gs_txn_get(a->t, GS_DB_GRIDS, &k, &val);
+    if (rc == GS_ENOTFOUND) {
         gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                        "grid %s is not in the grid registry", grid);
     } else if (rc == 0) {
         Gridsync__V1__Grid *g = gridsync__v1__grid__unpack(
             gs_arena_allocator(a->st->arena), val.mv_size, val.mv_data);
-        if (!g)
-            return MDB_CORRUPTED;   /* a damaged entry says nothing about the grid */
+        if (!g)     /* a damaged entry says nothing about the grid */
+            return gs_txn_fail(a->t, MDB_CORRUPTED, "grid registry entry");
         int today = gs_date_today(a->now_ms), from = 0, to = 0;
         int has_from = g->valid_from && *g->valid_from;
         int has_to = g->valid_to && *g->valid_to;
@@ -538,7 +531,7 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
         /* dates were checked when the entry was written (s_grid_valid) */
         if ((has_from && gs_date_parse(g->valid_from, &from, &dv)) ||
             (has_to && gs_date_parse(g->valid_to, &to, &dv)))
-            return MDB_CORRUPTED;
+            return gs_txn_fail(a->t, MDB_CORRUPTED, "grid registry dates");
         if (has_from && today < from)
             gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                            "grid %s is valid only from %s", grid, g->valid_from);
@@ -640,9 +633,10 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
  * under the id it came with (the usual case), else packed again into
  * st->pack (repack: it is stored under another record's canonical id). */
 static int
-s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, const gs_prepared_t *pp,
+s_pack_hash(s_apply_t *a, const Gridsync__V1__Record *rec, const gs_prepared_t *pp,
             int repack, const uint8_t **r, size_t *rl, uint8_t hash[16])
 {
+    gs_store_t *st = a->st;
     if (!repack) {
         *r = pp->packed;
         *rl = pp->packed_len;
@@ -650,10 +644,12 @@ s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, const gs_prepared_t
         return 0;
     }
     if (gs_record_pack(rec, &st->pack, &st->pack.len))
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "pack record");
     *r = st->pack.data;
     *rl = st->pack.len;
-    return gs_content_hash_packed(st->pack.data, st->pack.len, hash) ? EINVAL : 0;
+    if (gs_content_hash_packed(st->pack.data, st->pack.len, hash))
+        return gs_txn_fail(a->t, GS_EINTERNAL, "hash of a packed record");
+    return 0;
 }
 
 static int
@@ -700,9 +696,9 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     if (!pp || !pp->ready) {
         memset(&local, 0, sizeof local);
         if (s_prepare_one(st, rec, gs_arena_allocator(st->arena), &local))
-            return ENOMEM;
-        if (!local.ready)
-            return EINVAL;  /* packed bytes that do not parse: cannot happen */
+            return gs_txn_fail(a->t, ENOMEM, "prepare record");
+        if (!local.ready)   /* packed bytes that do not parse: cannot happen */
+            return gs_txn_fail(a->t, GS_EINTERNAL, "prepare record");
         pp = &local;
     }
     const uint8_t *nk = pp->natkey;
@@ -714,22 +710,23 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     int merged = 0;
     MDB_val nkk = { nkl, (void *) nk }, nkv;
     if (!cur.found && nkl) {
-        rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &nkk, &nkv);
+        rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
         if (rc == 0) {
             /* same place under another id: that record absorbs this one */
             char other[GS_ID_MAX + 1];
             if (nkv.mv_size < 2 || nkv.mv_size > 1 + GS_ID_MAX)
-                return MDB_CORRUPTED;
+                return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
             memcpy(other, (const char *) nkv.mv_data + 1, nkv.mv_size - 1);
             other[nkv.mv_size - 1] = 0;
             if ((rc = s_lookup(a, kb, other, &cur)))
                 return rc;
             if (!cur.found)
-                return MDB_CORRUPTED;
+                return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
             merged = 1;
-        } else if (rc != MDB_NOTFOUND) {
+        } else if (rc != GS_ENOTFOUND) {
             return rc;
         }
+        rc = 0;
     }
 
     if (!cur.found) {
@@ -738,10 +735,10 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
                             "record %s is not stored, so base_version %llu cannot apply; "
                             "send base_version 0 for a new record",
                             id, (unsigned long long) base);
-        const uint8_t *r;
-        size_t rl;
+        const uint8_t *r = NULL;
+        size_t rl = 0;
         uint8_t hash[16];
-        if ((rc = s_pack_hash(st, rec, pp, 0, &r, &rl, hash)))
+        if ((rc = s_pack_hash(a, rec, pp, 0, &r, &rl, hash)))
             return rc;
         if ((rc = s_write(a, rec, pp, r, rl, kb, id, grid, hash, status, NULL, res,
                           nkl ? GS_RF_NATKEY : 0)))
@@ -749,7 +746,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         if (nkl) {
             uint8_t nv[1 + GS_ID_MAX];
             MDB_val val = { s_id_key(nv, kb, id), nv };
-            if ((rc = gs_put(st, a->txn, GS_DB_NATKEYS, &nkk, &val, 0)))
+            if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
                 return rc;
         }
         s_result(a, res, S_OK, 0, NULL, id);
@@ -770,10 +767,10 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     *idp = cur.canon;
     /* packed under the id it came with: packed again if that is not the
      * canon (natural key and person refs do not depend on the id) */
-    const uint8_t *r;
-    size_t rl;
+    const uint8_t *r = NULL;
+    size_t rl = 0;
     uint8_t hash[16];
-    if ((rc = s_pack_hash(st, rec, pp, strcmp(saved_id, cur.canon) != 0, &r, &rl, hash)))
+    if ((rc = s_pack_hash(a, rec, pp, strcmp(saved_id, cur.canon) != 0, &r, &rl, hash)))
         goto out;
     int same = memcmp(hash, cur.hdr.hash, 16) == 0 && status == cur.hdr.status;
 
@@ -814,7 +811,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     if (!same && !merged) {
         int old_has = (cur.hdr.flags & GS_RF_NATKEY) != 0;
         if (nkl) {
-            rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &nkk, &nkv);
+            rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
             if (rc == 0) {
                 if (nkv.mv_size != 1 + strlen(cur.canon) ||
                     memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1)) {
@@ -827,7 +824,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
                              "this address already belongs to record %s", other);
                     goto out;
                 }
-            } else if (rc == MDB_NOTFOUND) {
+            } else if (rc == GS_ENOTFOUND) {
                 nk_put = 1;
                 nk_del = old_has;
             } else {
@@ -852,18 +849,18 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         s_result(a, res, merged ? S_MERGED : S_OK, 0, NULL, cur.canon);
         if (nk_del && onkl) {
             MDB_val ok = { onkl, onk };
-            rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &ok, &nkv);
+            rc = gs_txn_get(a->t, GS_DB_NATKEYS, &ok, &nkv);
             if (rc == 0 && nkv.mv_size == 1 + strlen(cur.canon) &&
                 memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1) == 0)
-                rc = gs_del(st, a->txn, GS_DB_NATKEYS, &ok);
-            if (rc && rc != MDB_NOTFOUND)
+                rc = gs_txn_del(a->t, GS_DB_NATKEYS, &ok);
+            if (rc && rc != GS_ENOTFOUND)
                 goto out;
             rc = 0;
         }
         if (nk_put) {
             uint8_t nv[1 + GS_ID_MAX];
             MDB_val val = { s_id_key(nv, kb, cur.canon), nv };
-            if ((rc = gs_put(st, a->txn, GS_DB_NATKEYS, &nkk, &val, 0)))
+            if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
                 goto out;
         }
     }
@@ -874,7 +871,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         memcpy(iv, grid, GS_GRID_LEN);
         memcpy(iv + GS_GRID_LEN, cur.canon, cl);
         MDB_val key = { s_id_key(ik, kb, saved_id), ik }, val = { GS_GRID_LEN + cl, iv };
-        rc = gs_put(st, a->txn, GS_DB_IDS, &key, &val, 0);
+        rc = gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0);
     }
 out:
     *idp = saved_id;
@@ -885,12 +882,13 @@ out:
 
 /* Pack a message at the end of the output buffer. */
 static int
-s_pack_out(gs_store_t *st, const ProtobufCMessage *m, size_t *off, size_t *len)
+s_pack_out(s_apply_t *a, const ProtobufCMessage *m, size_t *off, size_t *len)
 {
+    gs_store_t *st = a->st;
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *p = gs_wbuf_reserve(&st->out, n ? n : 1);
     if (!p)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "pack answer");
     protobuf_c_message_pack(m, p);
     *off = st->out.len;
     *len = n;
@@ -908,7 +906,7 @@ s_ack_error(s_apply_t *a, s_uprec_t *u, const gs_upload_t *up, int reason,
         ack.upload_id = (char *) up->upload_id;
     ack.reason = (Gridsync__V1__Reason) reason;
     ack.message = (char *) msg;
-    return s_pack_out(a->st, &ack.base, &u->off, &u->len);
+    return s_pack_out(a, &ack.base, &u->off, &u->len);
 }
 
 static int
@@ -932,11 +930,11 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
     ik[dl] = 0;
     memcpy(ik + dl + 1, up->upload_id, ul);
     MDB_val k = { dl + 1 + ul, ik }, val;
-    rc = mdb_get(a->txn, st->db[GS_DB_IDEM], &k, &val);
+    rc = gs_txn_get(a->t, GS_DB_IDEM, &k, &val);
     if (rc == 0) {
         /* a retransmission: the same answer, nothing written */
         if (val.mv_size < GS_IDEM_HDR)
-            return MDB_CORRUPTED;
+            return gs_txn_fail(a->t, MDB_CORRUPTED, "idem entry");
         const uint8_t *p = val.mv_data;
         for (int i = 0; i < 6; i++)
             u->counts[i] = gs_le32_get(p + 16 + 4 * i);
@@ -944,9 +942,9 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         u->off = st->out.len;
         u->len = val.mv_size - GS_IDEM_HDR;
         gs_wbuf_put(&st->out, p + GS_IDEM_HDR, u->len);
-        return st->out.failed ? ENOMEM : 0;
+        return st->out.failed ? gs_txn_fail(a->t, ENOMEM, "replayed answer") : 0;
     }
-    if (rc != MDB_NOTFOUND)
+    if (rc != GS_ENOTFOUND)
         return rc;
     if (up->n_records == 0)
         return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
@@ -961,7 +959,7 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
     Gridsync__V1__RecordResult *res = gs_arena_alloc(st->arena, up->n_records * sizeof *res);
     Gridsync__V1__RecordResult **resp = gs_arena_alloc(st->arena, up->n_records * sizeof *resp);
     if (!res || !resp)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "results");
     for (size_t i = 0; i < up->n_records; i++) {
         Gridsync__V1__RecordResult init = GRIDSYNC__V1__RECORD_RESULT__INIT;
         res[i] = init;
@@ -976,14 +974,14 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
     ack.upload_id = (char *) up->upload_id;
     ack.n_results = up->n_records;
     ack.results = resp;
-    if ((rc = s_pack_out(st, &ack.base, &u->off, &u->len)))
+    if ((rc = s_pack_out(a, &ack.base, &u->off, &u->len)))
         return rc;
     size_t n = u->len;
 
     /* remember the answer, and its place in the expiry queue */
     uint64_t fifo = a->fifo_next++;
     MDB_val iv = { GS_IDEM_HDR + n, NULL };
-    if ((rc = mdb_put(a->txn, st->db[GS_DB_IDEM], &k, &iv, MDB_RESERVE)))
+    if ((rc = gs_txn_put(a->t, GS_DB_IDEM, &k, &iv, MDB_RESERVE)))
         return rc;
     uint8_t *d = iv.mv_data;
     gs_le64_put(d, (uint64_t) a->now_ms);
@@ -991,14 +989,14 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
     for (int i = 0; i < 6; i++)
         gs_le32_put(d + 16 + 4 * i, u->counts[i]);
     memcpy(d + GS_IDEM_HDR, st->out.data + u->off, n);
-    s_trace(st, GS_DB_IDEM, &k, &iv, 0);
+    gs_txn_trace(a->t, GS_DB_IDEM, &k, &iv, 0);
 
     uint8_t fk[8], fv[8 + 2 * GS_ID_MAX + 1];
     gs_be64_put(fk, fifo);
     gs_le64_put(fv, (uint64_t) a->now_ms);
     memcpy(fv + 8, ik, k.mv_size);
     MDB_val fkey = { 8, fk }, fval = { 8 + k.mv_size, fv };
-    return gs_put(st, a->txn, GS_DB_IDEM_FIFO, &fkey, &fval, MDB_APPEND);
+    return gs_txn_put(a->t, GS_DB_IDEM_FIFO, &fkey, &fval, MDB_APPEND);
 }
 
 /* Drop idempotency entries from the oldest while over the count or age
@@ -1007,14 +1005,13 @@ static int
 s_expire(s_apply_t *a)
 {
     gs_store_t *st = a->st;
-    MDB_stat ms;
-    int rc = mdb_stat(a->txn, st->db[GS_DB_IDEM], &ms);
+    size_t entries;
+    int rc = gs_txn_count(a->t, GS_DB_IDEM, &entries);
     if (rc)
         return rc;
-    size_t entries = ms.ms_entries;
     MDB_cursor *c;
-    if ((rc = mdb_cursor_open(a->txn, st->db[GS_DB_IDEM_FIFO], &c)))
-        return rc;
+    if ((rc = mdb_cursor_open(a->t->txn, st->db[GS_DB_IDEM_FIFO], &c)))
+        return gs_txn_fail(a->t, rc, "open idem_fifo cursor");
     MDB_val k, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (rc == 0) {
@@ -1027,10 +1024,10 @@ s_expire(s_apply_t *a)
             a->now_ms - created <= st->opts.idem_max_age_ms)
             break;
         MDB_val ik = { v.mv_size - 8, (uint8_t *) v.mv_data + 8 };
-        rc = gs_del(st, a->txn, GS_DB_IDEM, &ik);
-        if (rc == 0)
+        int drc = gs_txn_del(a->t, GS_DB_IDEM, &ik);
+        if (drc == 0)
             entries--;
-        else if (rc != MDB_NOTFOUND)
+        else if (drc != GS_ENOTFOUND)
             break;
         if (st->trace)
             st->trace(st->trace_arg, 1, gs_db_names[GS_DB_IDEM_FIFO], k.mv_data,
@@ -1042,14 +1039,15 @@ s_expire(s_apply_t *a)
             rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     }
     mdb_cursor_close(c);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    if (rc && rc != MDB_NOTFOUND)
+        gs_txn_fail(a->t, rc, "expire idempotency entries");
+    return a->t->err;
 }
 
 /* Write what was cached during the transaction. */
 static int
 s_flush(s_apply_t *a)
 {
-    gs_store_t *st = a->st;
     int rc;
     for (size_t i = 0; i < a->cells.cap; i++) {
         gs_smap_ent_t *e = &a->cells.ents[i];
@@ -1058,7 +1056,7 @@ s_flush(s_apply_t *a)
         uint8_t b[GS_CELL_VAL];
         gs_cell_put(b, &e->cell);
         MDB_val k = { GS_GRID_LEN, e->key }, v = { GS_CELL_VAL, b };
-        if ((rc = gs_put(st, a->txn, GS_DB_CELLS, &k, &v, 0)))
+        if ((rc = gs_txn_put(a->t, GS_DB_CELLS, &k, &v, 0)))
             return rc;
     }
     for (size_t i = 0; i < a->chain.cap; i++) {
@@ -1068,7 +1066,7 @@ s_flush(s_apply_t *a)
         uint8_t b[8];
         gs_le64_put(b, e->u);
         MDB_val k = { e->klen, e->key }, v = { 8, b };
-        if ((rc = gs_put(st, a->txn, GS_DB_CHAIN, &k, &v, 0)))
+        if ((rc = gs_txn_put(a->t, GS_DB_CHAIN, &k, &v, 0)))
             return rc;
     }
     if (a->head != a->head0 && (rc = s_meta_put_u64(a, "head_seq", a->head)))
@@ -1078,9 +1076,20 @@ s_flush(s_apply_t *a)
     return 0;
 }
 
+/* One attempt of the whole batch in transaction t (gs_wfn): redone from
+ * scratch after map growth, so every cache starts empty. */
 static int
-s_attempt(s_apply_t *a, gs_upload_t *ups, size_t n)
+s_attempt(gs_txn_t *t, void *arg)
 {
+    s_apply_t *a = arg;
+    gs_store_t *st = a->st;
+    gs_arena_reset(st->arena);
+    gs_wbuf_reset(&st->out);
+    gs_smap_clear(&a->cells);
+    gs_smap_clear(&a->chain);
+    a->n_evs = 0;
+    a->reg_grid[0] = 0;
+    a->t = t;
     int rc;
     if ((rc = s_meta_u64(a, "head_seq", &a->head)))
         return rc;
@@ -1090,12 +1099,12 @@ s_attempt(s_apply_t *a, gs_upload_t *ups, size_t n)
         a->fifo_next = 1;
     a->head0 = a->head;
     a->fifo0 = a->fifo_next;
-    MDB_stat ms;
-    if ((rc = mdb_stat(a->txn, a->st->db[GS_DB_GRIDS], &ms)))
+    size_t grids;
+    if ((rc = gs_txn_count(t, GS_DB_GRIDS, &grids)))
         return rc;
-    a->registry = ms.ms_entries > 0;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = s_upload(a, &ups[i], &a->ups[i])))
+    a->registry = grids > 0;
+    for (size_t i = 0; i < a->n_batch; i++)
+        if ((rc = s_upload(a, &a->batch[i], &a->ups[i])))
             return rc;
     if ((rc = s_expire(a)))
         return rc;
@@ -1156,38 +1165,17 @@ gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n, int64_t now_ms,
     memset(&a, 0, sizeof a);
     a.st = self;
     a.now_ms = now_ms;
+    a.batch = ups;
+    a.n_batch = n;
     gs_smap_init(&a.cells);
     gs_smap_init(&a.chain);
     a.ups = calloc(n, sizeof *a.ups);
     int rc = a.ups ? 0 : GS_ENOMEM;
     uint32_t grows = 0;
-    while (rc == 0) {
-        gs_arena_reset(self->arena);
-        gs_wbuf_reset(&self->out);
-        gs_smap_clear(&a.cells);
-        gs_smap_clear(&a.chain);
-        a.n_evs = 0;
-        a.reg_grid[0] = 0;
-        rc = gs_wtxn_begin(self, &a.txn);
-        if (rc)
-            break;
-        rc = s_attempt(&a, ups, n);
-        if (rc == 0)
-            rc = gs_wtxn_commit(self, &a.txn);
-        else
-            gs_wtxn_abort(self, &a.txn);
-        if (rc == MDB_MAP_FULL) {
-            /* redo the whole batch in a bigger map: nothing half-applied */
-            if ((rc = gs_store_grow(self)) == 0)
-                grows++;
-            continue;
-        }
-        if (rc)
-            rc = gs_store_err(rc, "apply");
-        else
-            rc = s_output(&a, n, out);
-        break;
-    }
+    if (rc == 0)
+        rc = gs_store_write_locked(self, s_attempt, &a, &grows);
+    if (rc == 0)
+        rc = s_output(&a, n, out);
     out->map_grows = grows;
     gs_arena_reset(self->arena);
     free(a.ups);

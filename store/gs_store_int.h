@@ -1,9 +1,9 @@
 /*
  * gs_store_int: what the store's source files share and nothing outside
  * store/ may see: the gs_store struct, the LMDB handles, the key and value
- * layouts (docs/store.md describes them), transaction helpers and the small
- * codecs used by both the write path (gs_store_apply.c) and the checker
- * (gs_store_verify.c).
+ * layouts (docs/store.md describes them), the transactions (gs_store_txn.h)
+ * and the small codecs used by both the write path (gs_store_apply.c) and
+ * the checker (gs_store_verify.c).
  *
  * Where it sits: below gs_store.h. Only the store sources include this file, and so
  * only they include lmdb.h.
@@ -21,6 +21,7 @@
 #include "gs_arena.h"
 #include "gs_store.h"
 #include "gs_store_debug.h"
+#include "gs_store_txn.h"
 #include "gs_wire.h"
 
 /* ---- Layout constants ------------------------------------------------------ */
@@ -104,48 +105,12 @@ void gs_store_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 
 /* ---- Transactions -------------------------------------------------------------- */
 
-/* Begin a read transaction; holds env_lock shared until gs_rtxn_end.
- * Adopts a map grown by another process (MDB_MAP_RESIZED). */
-int gs_rtxn_begin(gs_store_t *self, MDB_txn **txn);
-void gs_rtxn_end(gs_store_t *self, MDB_txn **txn);
-
-/* One entry of a gs_scan: return 0 to go on or an LMDB/errno code to stop
- * with that error; to stop with the caller's own answer, set *user to it
- * (non-zero) and return 0. */
-typedef int (gs_scan_fn)(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
-                         int *user);
-
-/* Walk, in key order and one read transaction, every entry of db whose key
- * starts with prefix (NULL or "": all of them). Returns the first non-zero
- * *user, 0 at the end, GS_EINVAL for a prefix longer than a grid code, or
- * gs_store_err(rc, what) for an error. */
-int gs_scan(gs_store_t *self, int db, const char *prefix, gs_scan_fn *each, void *arg,
-            const char *what);
-
-/* Write transactions: caller holds write_lock. Begin takes env_lock shared;
- * commit or abort releases it. Commit returns the raw LMDB/errno code so
- * that the caller can tell MDB_MAP_FULL from the rest. */
-int gs_wtxn_begin(gs_store_t *self, MDB_txn **txn);
-int gs_wtxn_commit(gs_store_t *self, MDB_txn **txn);
-void gs_wtxn_abort(gs_store_t *self, MDB_txn **txn);
-
-/* Double the map (bounded by map_max). Caller holds write_lock and no
- * transaction. Returns 0 or GS_EFULL when already at map_max. */
-int gs_store_grow(gs_store_t *self);
+/* Take a map size grown by another process (after MDB_MAP_RESIZED). */
+void gs_store_adopt_mapsize(gs_store_t *self);
 
 /* Close and reopen the environment after MDB_PANIC. Caller holds no
  * transaction. */
 int gs_store_reopen(gs_store_t *self);
-
-/* Put / del with the debug trace hook. Raw LMDB codes. */
-int gs_put(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k, MDB_val *v,
-           unsigned flags);
-int gs_del(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k);
-
-/* Run fn in a write transaction, growing the map on MDB_MAP_FULL and
- * retrying. fn returns a raw LMDB code (0, MDB_MAP_FULL, ...) or a GS_E*. */
-typedef int (gs_wfn)(gs_store_t *self, MDB_txn *txn, void *arg);
-int gs_store_write(gs_store_t *self, gs_wfn *fn, void *arg);
 
 /* ---- Byte order ---------------------------------------------------------------- */
 
