@@ -143,25 +143,6 @@ s_cell_ent(s_apply_t *a, const char *grid, gs_smap_ent_t **out)
     return 0;
 }
 
-static size_t
-s_rec_key(uint8_t *k, const char *grid, char kb, const char *id)
-{
-    size_t l = strlen(id);
-    memcpy(k, grid, GS_GRID_LEN);
-    k[GS_GRID_LEN] = (uint8_t) kb;
-    memcpy(k + GS_GRID_LEN + 1, id, l);
-    return GS_GRID_LEN + 1 + l;
-}
-
-static size_t
-s_id_key(uint8_t *k, char kb, const char *id)
-{
-    size_t l = strlen(id);
-    k[0] = (uint8_t) kb;
-    memcpy(k + 1, id, l);
-    return 1 + l;
-}
-
 /* ---- Reading the current state of a record -------------------------------------- */
 
 /* Resolve kind|id (direct or alias) to the stored record. cur->found = 0
@@ -170,35 +151,32 @@ static int
 s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
 {
     gs_store_t *st = a->st;
-    uint8_t kbuf[1 + GS_ID_MAX];
+    uint8_t kbuf[GS_IK_MAX];
     memset(cur, 0, sizeof *cur);
-    if (strlen(id) > GS_ID_MAX)
+    size_t il = strlen(id);
+    if (il > GS_ID_MAX)
         return 0;
-    MDB_val k = { s_id_key(kbuf, kb, id), kbuf }, v;
+    MDB_val k = { gs_key_id(kbuf, kb, id, il), kbuf }, v;
     int rc = gs_txn_get(a->t, GS_DB_IDS, &k, &v);
     if (rc == GS_ENOTFOUND)
         return 0;
     if (rc)
         return rc;
-    if (v.mv_size <= GS_GRID_LEN || v.mv_size > GS_GRID_LEN + GS_ID_MAX)
+    if (gs_val_id_parse(v.mv_data, v.mv_size, cur->grid, cur->canon))
         return gs_txn_fail(a->t, MDB_CORRUPTED, "ids entry");
-    size_t cl = v.mv_size - GS_GRID_LEN;
-    memcpy(cur->canon, (const char *) v.mv_data + GS_GRID_LEN, cl);
-    cur->canon[cl] = 0;
-    memcpy(cur->grid, v.mv_data, GS_GRID_LEN);
     if (strcmp(cur->canon, id) != 0) {
         /* an alias: the canonical entry holds the current grid */
-        k.mv_size = s_id_key(kbuf, kb, cur->canon);
+        k.mv_size = gs_key_id(kbuf, kb, cur->canon, strlen(cur->canon));
         rc = gs_txn_get(a->t, GS_DB_IDS, &k, &v);
         if (rc)
             return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "alias target") : rc;
-        if (v.mv_size <= GS_GRID_LEN)
+        char canon[GS_ID_MAX + 1];
+        if (gs_val_id_parse(v.mv_data, v.mv_size, cur->grid, canon))
             return gs_txn_fail(a->t, MDB_CORRUPTED, "ids entry");
-        memcpy(cur->grid, v.mv_data, GS_GRID_LEN);
     }
-    uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+    uint8_t rk[GS_RK_MAX];
     k.mv_data = rk;
-    k.mv_size = s_rec_key(rk, cur->grid, kb, cur->canon);
+    k.mv_size = gs_key_record(rk, cur->grid, kb, cur->canon, strlen(cur->canon));
     rc = gs_txn_get(a->t, GS_DB_RECORDS, &k, &cur->val);
     if (rc)
         return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "record of an id") : rc;
@@ -250,7 +228,7 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
     uint64_t prev[GS_LEVELS];
     for (int l = 0; l < GS_LEVELS; l++) {
         char key[16];
-        size_t kl = gs_chain_key(grid, l, key);
+        size_t kl = gs_key_chain(grid, l, key);
         gs_smap_ent_t *e = NULL;
         int rc = s_chain_ent(a, key, kl, &e);
         if (rc)
@@ -293,9 +271,9 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
         return gs_txn_fail(a->t, ENOMEM, "event");
     size_t elen = b->len - off;
 
-    uint8_t kb8[8];
-    gs_be64_put(kb8, seq);
-    MDB_val k = { 8, kb8 }, v = { GS_LOG_HDR + elen, NULL };
+    uint8_t kb8[GS_LK_LEN];
+    gs_key_log(kb8, seq);
+    MDB_val k = { GS_LK_LEN, kb8 }, v = { GS_LOG_HDR + elen, NULL };
     int rc = gs_txn_put(a->t, GS_DB_LOG, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc)
         return rc;
@@ -305,9 +283,8 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
     memcpy(d + GS_LOG_HDR, b->data + off, elen);
     gs_txn_trace(a->t, GS_DB_LOG, &k, &v, 1);
 
-    uint8_t ck[GS_GRID_LEN + 8];
-    memcpy(ck, grid, GS_GRID_LEN);
-    gs_be64_put(ck + GS_GRID_LEN, seq);
+    uint8_t ck[GS_CLK_LEN];
+    gs_key_cell_log(ck, grid, seq);
     MDB_val cv = { 0, "" };
     k.mv_size = sizeof ck;
     k.mv_data = ck;
@@ -372,10 +349,11 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
         return rc;
 
     /* records */
-    uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+    size_t cl = strlen(canon);
+    uint8_t rk[GS_RK_MAX];
     MDB_val k = { 0, rk }, v;
     if (moving) {
-        k.mv_size = s_rec_key(rk, cur->grid, kb, canon);
+        k.mv_size = gs_key_record(rk, cur->grid, kb, canon, cl);
         if ((rc = gs_txn_del(a->t, GS_DB_RECORDS, &k)))
             return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "moved record") : rc;
     }
@@ -383,7 +361,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
                        (uint8_t) kb, (uint16_t) (people > UINT16_MAX ? UINT16_MAX : people),
                        (uint16_t) nrefs, flags };
     memcpy(h.hash, hash, 16);
-    k.mv_size = s_rec_key(rk, grid, kb, canon);
+    k.mv_size = gs_key_record(rk, grid, kb, canon, cl);
     v.mv_size = gs_rec_data_off(&h);
     v.mv_data = NULL;
     if ((rc = gs_txn_put(a->t, GS_DB_RECORDS, &k, &v, MDB_RESERVE)))
@@ -398,11 +376,9 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
 
     /* ids: the canonical entry carries the current grid */
     if (!cur || moving) {
-        uint8_t ik[1 + GS_ID_MAX], iv[GS_GRID_LEN + GS_ID_MAX];
-        size_t cl = strlen(canon);
-        memcpy(iv, grid, GS_GRID_LEN);
-        memcpy(iv + GS_GRID_LEN, canon, cl);
-        MDB_val key = { s_id_key(ik, kb, canon), ik }, val = { GS_GRID_LEN + cl, iv };
+        uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
+        MDB_val key = { gs_key_id(ik, kb, canon, cl), ik },
+                val = { gs_val_id(iv, grid, canon, cl), iv };
         if ((rc = gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0)))
             return rc;
     }
@@ -416,11 +392,10 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
             same_refs = 0;
     if (!same_refs) {
         uint8_t pk[GS_PK_MAX];
-        size_t cl = strlen(canon);
         MDB_val key = { 0, pk };
         if (old_active) {
             for (size_t i = 0; i < cur->hdr.n_refs; i++) {
-                key.mv_size = gs_pkey_build(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
+                key.mv_size = gs_key_person(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
                 rc = gs_txn_del(a->t, GS_DB_PERSONS, &key);
                 if (rc && rc != GS_ENOTFOUND)
                     return rc;
@@ -428,7 +403,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
         }
         if (new_active) {
             for (size_t i = 0; i < nrefs; i++) {
-                key.mv_size = gs_pkey_build(pk, grid, refs[i].hmac, kb, canon, cl);
+                key.mv_size = gs_key_person(pk, grid, refs[i].hmac, kb, canon, cl);
                 MDB_val val = { 1, (void *) &refs[i].role };
                 if ((rc = gs_txn_put(a->t, GS_DB_PERSONS, &key, &val, 0)))
                     return rc;
@@ -714,10 +689,8 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         if (rc == 0) {
             /* same place under another id: that record absorbs this one */
             char other[GS_ID_MAX + 1];
-            if (nkv.mv_size < 2 || nkv.mv_size > 1 + GS_ID_MAX)
+            if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other))
                 return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
-            memcpy(other, (const char *) nkv.mv_data + 1, nkv.mv_size - 1);
-            other[nkv.mv_size - 1] = 0;
             if ((rc = s_lookup(a, kb, other, &cur)))
                 return rc;
             if (!cur.found)
@@ -744,8 +717,8 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
                           nkl ? GS_RF_NATKEY : 0)))
             return rc;
         if (nkl) {
-            uint8_t nv[1 + GS_ID_MAX];
-            MDB_val val = { s_id_key(nv, kb, id), nv };
+            uint8_t nv[GS_IK_MAX];
+            MDB_val val = { gs_key_id(nv, kb, id, strlen(id)), nv };
             if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
                 return rc;
         }
@@ -813,12 +786,10 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         if (nkl) {
             rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
             if (rc == 0) {
-                if (nkv.mv_size != 1 + strlen(cur.canon) ||
-                    memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1)) {
+                if (!gs_val_natkey_is(nkv.mv_data, nkv.mv_size, cur.canon)) {
                     char other[GS_ID_MAX + 1];
-                    size_t ol = nkv.mv_size > 1 + GS_ID_MAX ? GS_ID_MAX : nkv.mv_size - 1;
-                    memcpy(other, (const char *) nkv.mv_data + 1, ol);
-                    other[ol] = 0;
+                    if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other))
+                        snprintf(other, sizeof other, "(damaged natkeys entry)");
                     rc = 0;
                     s_reject(a, res, GRIDSYNC__V1__REASON__REASON_ADDRESS, cur.canon,
                              "this address already belongs to record %s", other);
@@ -850,27 +821,24 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         if (nk_del && onkl) {
             MDB_val ok = { onkl, onk };
             rc = gs_txn_get(a->t, GS_DB_NATKEYS, &ok, &nkv);
-            if (rc == 0 && nkv.mv_size == 1 + strlen(cur.canon) &&
-                memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1) == 0)
+            if (rc == 0 && gs_val_natkey_is(nkv.mv_data, nkv.mv_size, cur.canon))
                 rc = gs_txn_del(a->t, GS_DB_NATKEYS, &ok);
             if (rc && rc != GS_ENOTFOUND)
                 goto out;
             rc = 0;
         }
         if (nk_put) {
-            uint8_t nv[1 + GS_ID_MAX];
-            MDB_val val = { s_id_key(nv, kb, cur.canon), nv };
+            uint8_t nv[GS_IK_MAX];
+            MDB_val val = { gs_key_id(nv, kb, cur.canon, strlen(cur.canon)), nv };
             if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
                 goto out;
         }
     }
     if (merged) {
         /* the new id becomes an alias of the record it merged into */
-        uint8_t ik[1 + GS_ID_MAX], iv[GS_GRID_LEN + GS_ID_MAX];
-        size_t cl = strlen(cur.canon);
-        memcpy(iv, grid, GS_GRID_LEN);
-        memcpy(iv + GS_GRID_LEN, cur.canon, cl);
-        MDB_val key = { s_id_key(ik, kb, saved_id), ik }, val = { GS_GRID_LEN + cl, iv };
+        uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
+        MDB_val key = { gs_key_id(ik, kb, saved_id, strlen(saved_id)), ik },
+                val = { gs_val_id(iv, grid, cur.canon, strlen(cur.canon)), iv };
         rc = gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0);
     }
 out:
@@ -924,12 +892,8 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         gs_ident_check(up->upload_id, "upload_id", &v))
         return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, v.message);
 
-    size_t dl = strlen(up->device_id), ul = strlen(up->upload_id);
-    uint8_t ik[2 * GS_ID_MAX + 1];
-    memcpy(ik, up->device_id, dl);
-    ik[dl] = 0;
-    memcpy(ik + dl + 1, up->upload_id, ul);
-    MDB_val k = { dl + 1 + ul, ik }, val;
+    uint8_t ik[GS_IDK_MAX];
+    MDB_val k = { gs_key_idem(ik, up->device_id, up->upload_id), ik }, val;
     rc = gs_txn_get(a->t, GS_DB_IDEM, &k, &val);
     if (rc == 0) {
         /* a retransmission: the same answer, nothing written */
@@ -991,11 +955,10 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
     memcpy(d + GS_IDEM_HDR, st->out.data + u->off, n);
     gs_txn_trace(a->t, GS_DB_IDEM, &k, &iv, 0);
 
-    uint8_t fk[8], fv[8 + 2 * GS_ID_MAX + 1];
-    gs_be64_put(fk, fifo);
-    gs_le64_put(fv, (uint64_t) a->now_ms);
-    memcpy(fv + 8, ik, k.mv_size);
-    MDB_val fkey = { 8, fk }, fval = { 8 + k.mv_size, fv };
+    uint8_t fk[GS_FK_LEN], fv[GS_FV_MAX];
+    gs_key_idem_fifo(fk, fifo);
+    MDB_val fkey = { GS_FK_LEN, fk },
+            fval = { gs_val_idem_fifo(fv, a->now_ms, ik, k.mv_size), fv };
     return gs_txn_put(a->t, GS_DB_IDEM_FIFO, &fkey, &fval, MDB_APPEND);
 }
 
@@ -1015,15 +978,17 @@ s_expire(s_apply_t *a)
     MDB_val k, v;
     rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (rc == 0) {
-        if (v.mv_size < 8) {
+        int64_t created;
+        const uint8_t *idk;
+        size_t idkl;
+        if (gs_val_idem_fifo_parse(v.mv_data, v.mv_size, &created, &idk, &idkl)) {
             rc = MDB_CORRUPTED;
             break;
         }
-        int64_t created = (int64_t) gs_le64_get(v.mv_data);
         if (entries <= st->opts.idem_max_entries &&
             a->now_ms - created <= st->opts.idem_max_age_ms)
             break;
-        MDB_val ik = { v.mv_size - 8, (uint8_t *) v.mv_data + 8 };
+        MDB_val ik = { idkl, (void *) idk };
         int drc = gs_txn_del(a->t, GS_DB_IDEM, &ik);
         if (drc == 0)
             entries--;

@@ -1,7 +1,7 @@
 /*
  * gs_store_codec: the pure pieces of the store's layouts. Record header
  * encoding, content hash, natural keys, person refs, per-cell counts, the
- * chain and prefix helpers, a ChangeEvent field scanner and a small string
+ * prefix helpers, a ChangeEvent field scanner and a small string
  * map. The write path (gs_store_apply.c) and the checker (gs_store_verify.c)
  * both use these, so "what verify recomputes" is by construction "what
  * apply wrote".
@@ -252,17 +252,6 @@ gs_person_hmac(const gs_store_t *self, const char *id_number, uint8_t out[16])
     sodium_memzero(&st, sizeof st);
 }
 
-size_t
-gs_pkey_build(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb,
-              const char *id, size_t id_len)
-{
-    memcpy(k, grid, GS_GRID_LEN);
-    memcpy(k + GS_PK_HMAC, hmac, 16);
-    k[GS_PK_KIND] = (uint8_t) kb;
-    memcpy(k + GS_PK_ID, id, id_len);
-    return GS_PK_ID + id_len;
-}
-
 static int
 s_person_indexed(const Gridsync__V1__Person *p)
 {
@@ -373,18 +362,6 @@ gs_cell_get(const uint8_t *p, gs_cell_meta_t *m)
 }
 
 /* ---- Prefixes --------------------------------------------------------------- */
-
-size_t
-gs_chain_key(const char *grid, int level, char *out)
-{
-    int len = gs_level_len[level];
-    if (len == 0) {
-        out[0] = '*';   /* LMDB keys cannot be empty */
-        return 1;
-    }
-    memcpy(out, grid, (size_t) len);
-    return (size_t) len;
-}
 
 int
 gs_prefix_match(const char *grid, const char *const *prefixes, size_t n)

@@ -21,6 +21,7 @@
 #include "gs_arena.h"
 #include "gs_store.h"
 #include "gs_store_debug.h"
+#include "gs_store_keys.h"
 #include "gs_store_txn.h"
 #include "gs_wire.h"
 
@@ -112,73 +113,6 @@ void gs_store_adopt_mapsize(gs_store_t *self);
  * transaction. */
 int gs_store_reopen(gs_store_t *self);
 
-/* ---- Byte order ---------------------------------------------------------------- */
-
-static inline void
-gs_be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-static inline uint64_t
-gs_be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline void
-gs_le64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-static inline uint64_t
-gs_le64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline void
-gs_le32_put(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-static inline uint32_t
-gs_le32_get(const uint8_t *p)
-{
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
-           (uint32_t) p[3] << 24;
-}
-
-static inline void
-gs_le16_put(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t) v;
-    p[1] = (uint8_t) (v >> 8);
-}
-
-static inline uint16_t
-gs_le16_get(const uint8_t *p)
-{
-    return (uint16_t) (p[0] | p[1] << 8);
-}
-
 /* ---- Records value header ---------------------------------------------------- */
 
 /* The fixed part of a records value, decoded. */
@@ -256,16 +190,6 @@ size_t gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out);
 void gs_person_hmac(const gs_store_t *self, const char *id_number,
                     uint8_t out[16]);
 
-/* persons key: grid(15) | hmac(16) | kind(1) | record id. Clustered by
- * cell like the records, so an upload's index writes share pages; see
- * docs/store.md for why the HMAC is not first. */
-#define GS_PK_HMAC GS_GRID_LEN
-#define GS_PK_KIND (GS_GRID_LEN + 16)
-#define GS_PK_ID (GS_GRID_LEN + 17)
-#define GS_PK_MAX (GS_PK_ID + GS_ID_MAX)
-size_t gs_pkey_build(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb,
-                     const char *id, size_t id_len);
-
 /* Person refs of a record, de-duplicated, at most max; returns the count
  * (persons without documents are skipped). */
 size_t gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
@@ -282,9 +206,6 @@ void gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people,
 
 void gs_cell_put(uint8_t *p, const gs_cell_meta_t *m);
 void gs_cell_get(const uint8_t *p, gs_cell_meta_t *m);
-
-/* Chain key of a prefix (level boundary): the prefix, "*" for the root. */
-size_t gs_chain_key(const char *grid, int level, char *out);
 
 /* Does the grid (15 digits) start with one of the prefixes? */
 int gs_prefix_match(const char *grid, const char *const *prefixes, size_t n);
