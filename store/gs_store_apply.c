@@ -15,9 +15,10 @@
  * straight into LMDB pages with MDB_RESERVE where that saves a copy.
  */
 #include "gs_store_int.h"
+#include "gs_store_dedup.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -447,23 +448,6 @@ s_result(s_apply_t *a, Gridsync__V1__RecordResult *res, int status, int reason,
     }
 }
 
-static int
-s_reject(s_apply_t *a, Gridsync__V1__RecordResult *res, int reason,
-         const char *key, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int
-s_reject(s_apply_t *a, Gridsync__V1__RecordResult *res, int reason,
-         const char *key, const char *fmt, ...)
-{
-    char msg[GS_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    s_result(a, res, S_REJECTED, reason, msg, key);
-    return 0;
-}
-
 /* Deny by default: only an explicit scope_all writes everywhere; an empty
  * (or missing) prefix list allows nothing. */
 static int
@@ -604,21 +588,38 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
     return 0;
 }
 
-/* The record as stored and its hash: as prepared when the record is stored
- * under the id it came with (the usual case), else packed again into
- * st->pack (repack: it is stored under another record's canonical id). */
+/* The record as stored under canon, and its hash: as prepared when canon
+ * is the id it came with (the usual case), else packed again into
+ * st->pack from a shallow copy that carries canon (a record that arrives
+ * under an alias or merges into another is stored under the canonical
+ * id). The caller's record is not touched. Natural key and person refs do
+ * not depend on the id, so they stay as prepared. */
 static int
 s_pack_hash(s_apply_t *a, const Gridsync__V1__Record *rec, const gs_prepared_t *pp,
-            int repack, const uint8_t **r, size_t *rl, uint8_t hash[16])
+            const char *id, const char *canon, const uint8_t **r, size_t *rl,
+            uint8_t hash[16])
 {
     gs_store_t *st = a->st;
-    if (!repack) {
+    if (strcmp(id, canon) == 0) {
         *r = pp->packed;
         *rl = pp->packed_len;
         memcpy(hash, pp->hash, 16);
         return 0;
     }
-    if (gs_record_pack(rec, &st->pack, &st->pack.len))
+    Gridsync__V1__Record copy = *rec;
+    Gridsync__V1__Household hh;
+    Gridsync__V1__RentalHousing rh;
+    if (gs_record_kind(rec) == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD) {
+        hh = *rec->household;
+        hh.household_id = (char *) canon;
+        copy.household = &hh;
+    } else {
+        assert(gs_record_kind(rec) == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL);
+        rh = *rec->rental;
+        rh.house_id = (char *) canon;
+        copy.rental = &rh;
+    }
+    if (gs_record_pack(&copy, &st->pack, &st->pack.len))
         return gs_txn_fail(a->t, ENOMEM, "pack record");
     *r = st->pack.data;
     *rl = st->pack.len;
@@ -627,223 +628,243 @@ s_pack_hash(s_apply_t *a, const Gridsync__V1__Record *rec, const gs_prepared_t *
     return 0;
 }
 
+/* The stored record an upload meets: the one its id (or an alias of it)
+ * names, else the one holding its natural key (*merged = 1). cur->found = 0
+ * when there is none. Returns 0 or the sticky error. */
+static int
+s_find_record(s_apply_t *a, char kb, const char *id, const uint8_t *nk, size_t nkl,
+              s_cur_t *cur, int *merged)
+{
+    *merged = 0;
+    int rc = s_lookup(a, kb, id, cur);
+    if (rc || cur->found || !nkl)
+        return rc;
+    MDB_val nkk = { nkl, (void *) nk }, nkv;
+    rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
+    if (rc == GS_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    /* same place under another id: that record absorbs this one */
+    char other[GS_ID_MAX + 1];
+    if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other))
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
+    if ((rc = s_lookup(a, kb, other, cur)))
+        return rc;
+    if (!cur->found)
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
+    *merged = 1;
+    return 0;
+}
+
+/* Who holds natural key nk: *owner set to another record's canonical id
+ * (in buf), or NULL when the key is free (*is_free = 1) or is canon's.
+ * Returns 0 or the sticky error. */
+static int
+s_natkey_owner(s_apply_t *a, const uint8_t *nk, size_t nkl, const char *canon,
+               char buf[GS_ID_MAX + 1], const char **owner, int *is_free)
+{
+    *owner = NULL;
+    *is_free = 0;
+    MDB_val nkk = { nkl, (void *) nk }, nkv;
+    int rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
+    if (rc == GS_ENOTFOUND) {
+        *is_free = 1;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (!gs_val_natkey_is(nkv.mv_data, nkv.mv_size, canon)) {
+        if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, buf))
+            snprintf(buf, GS_ID_MAX + 1, "(damaged natkeys entry)");
+        *owner = buf;
+    }
+    return 0;
+}
+
+/* Store a new version of a stored record (GS_DEDUP_UPDATE): the record,
+ * its events and indexes, the natural-key changes (the old key released
+ * when it changed, the new one taken when it was free) and, for a merge,
+ * the upload's id as an alias. */
+static int
+s_update(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp, char kb,
+         const char *grid, int status, const s_cur_t *cur,
+         const uint8_t *r, size_t rl, const uint8_t hash[16], int natkey_free, int alias,
+         Gridsync__V1__RecordResult *res)
+{
+    int rc;
+    /* natural key changes (address corrected, room record moved): the new
+     * key must be free (the classifier made sure), and the old one is released */
+    uint8_t onk[GS_NATKEY_MAX + 2];
+    size_t onkl = 0;
+    int nk_put = 0, nk_del = 0;
+    if (!alias) {
+        int old_has = (cur->hdr.flags & GS_RF_NATKEY) != 0;
+        if (pp->natkey_len) {
+            nk_put = natkey_free;
+            nk_del = natkey_free && old_has;
+        } else {
+            nk_del = old_has;
+        }
+        if (nk_del && (rc = s_old_natkey(a, cur, onk, &onkl)))
+            return rc;
+    }
+    uint8_t flags = pp->natkey_len ? GS_RF_NATKEY : 0;
+    if ((rc = s_write(a, rec, pp, r, rl, kb, cur->canon, grid, hash, status, cur, res,
+                      flags)))
+        return rc;
+    if (nk_del && onkl) {
+        MDB_val ok = { onkl, onk }, nkv;
+        rc = gs_txn_get(a->t, GS_DB_NATKEYS, &ok, &nkv);
+        if (rc == 0 && gs_val_natkey_is(nkv.mv_data, nkv.mv_size, cur->canon))
+            rc = gs_txn_del(a->t, GS_DB_NATKEYS, &ok);
+        if (rc && rc != GS_ENOTFOUND)
+            return rc;
+    }
+    if (nk_put) {
+        uint8_t nv[GS_IK_MAX];
+        MDB_val nkk = { pp->natkey_len, (void *) pp->natkey },
+                val = { gs_key_id(nv, kb, cur->canon, strlen(cur->canon)), nv };
+        if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
+            return rc;
+    }
+    return 0;
+}
+
+/* The upload's id as an alias of the record it merged into. */
+static int
+s_alias(s_apply_t *a, char kb, const char *id, const char *grid, const char *canon)
+{
+    uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
+    MDB_val key = { gs_key_id(ik, kb, id, strlen(id)), ik },
+            val = { gs_val_id(iv, grid, canon, strlen(canon)), iv };
+    return gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0);
+}
+
+/* One record: gather the facts the classifier (gs_store_dedup.h) asks for,
+ * one lookup at a time, then carry out its decision. */
 static int
 s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
          Gridsync__V1__RecordResult *res)
 {
     gs_store_t *st = a->st;
     const gs_upload_t *up = a->up;
-    gs_verdict_t v;
-    int rc = 0;
-
-    if (!rec)
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, NULL, "empty record");
     const gs_prepared_t *pp = up->prepared ? &up->prepared[index] : NULL;
-    if (pp) {
-        /* checked (and normalised) by gs_store_prepare, off the writer thread */
-        if (pp->verdict.reason)
-            return s_reject(a, res, pp->verdict.reason, gs_record_id(rec), "%s",
-                            pp->verdict.message);
-    } else if (gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v)) {
-        return s_reject(a, res, v.reason, gs_record_id(rec), "%s", v.message);
+    gs_verdict_t v, gv;
+    gs_verdict_clear(&v);
+    gs_verdict_clear(&gv);
+    gs_dedup_facts_t f;
+    memset(&f, 0, sizeof f);
+    f.verdict = &v;
+    if (!rec)
+        gs_verdict_set(&v, GRIDSYNC__V1__REASON__REASON_REQUIRED, "empty record");
+    else if (pp)
+        f.verdict = &pp->verdict;   /* checked (and normalised) off the writer thread */
+    else
+        gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v);
+    f.id = gs_record_id(rec);
+    if (!f.verdict->reason && !s_shape_ok(rec)) {
+        gs_verdict_set(&v, GRIDSYNC__V1__REASON__REASON_REQUIRED,
+                       "record needs a kind, a 15-digit grid code and an id");
+        f.verdict = &v;
     }
-    int kind = gs_record_kind(rec);
-    char kb = gs_kind_byte(kind);
-    const char *grid = gs_record_grid(rec);
-    const char *id = gs_record_id(rec);
-    if (!s_shape_ok(rec))
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, id,
-                        "record needs a kind, a 15-digit grid code and an id");
-    if (!s_in_scope(up, grid))
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, id,
-                        "grid %s is outside this device's assignment", grid);
-    if ((rc = s_registry_check(a, grid, &v)))
-        return rc;
-    if (v.reason)
-        return s_reject(a, res, v.reason, id, "%s", v.message);
-    const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
-    uint64_t base = meta ? meta->base_version : 0;
-    int status = meta ? (int) meta->status : S_ACTIVE;
+    char kb = 0;
+    int status = S_ACTIVE;
+    if (!f.verdict->reason) {
+        kb = gs_kind_byte(gs_record_kind(rec));
+        f.grid = gs_record_grid(rec);
+        f.scope_ok = s_in_scope(up, f.grid);
+        const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
+        f.base = meta ? meta->base_version : 0;
+        status = meta ? (int) meta->status : S_ACTIVE;
+    }
 
-    /* not prepared by the caller: prepare it here, the one way these
-     * values are made (into this attempt's arena) */
     gs_prepared_t local;
-    if (!pp || !pp->ready) {
-        memset(&local, 0, sizeof local);
-        if (s_prepare_one(st, rec, gs_arena_allocator(st->arena), &local))
-            return gs_txn_fail(a->t, ENOMEM, "prepare record");
-        if (!local.ready)   /* packed bytes that do not parse: cannot happen */
-            return gs_txn_fail(a->t, GS_EINTERNAL, "prepare record");
-        pp = &local;
-    }
-    const uint8_t *nk = pp->natkey;
-    size_t nkl = pp->natkey_len;
-
     s_cur_t cur;
-    if ((rc = s_lookup(a, kb, id, &cur)))
-        return rc;
-    int merged = 0;
-    MDB_val nkk = { nkl, (void *) nk }, nkv;
-    if (!cur.found && nkl) {
-        rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
-        if (rc == 0) {
-            /* same place under another id: that record absorbs this one */
-            char other[GS_ID_MAX + 1];
-            if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other))
-                return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
-            if ((rc = s_lookup(a, kb, other, &cur)))
-                return rc;
-            if (!cur.found)
-                return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
-            merged = 1;
-        } else if (rc != GS_ENOTFOUND) {
-            return rc;
-        }
-        rc = 0;
-    }
-
-    if (!cur.found) {
-        if (base > 0)
-            return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_UNKNOWN_RECORD, id,
-                            "record %s is not stored, so base_version %llu cannot apply; "
-                            "send base_version 0 for a new record",
-                            id, (unsigned long long) base);
-        const uint8_t *r = NULL;
-        size_t rl = 0;
-        uint8_t hash[16];
-        if ((rc = s_pack_hash(a, rec, pp, 0, &r, &rl, hash)))
-            return rc;
-        if ((rc = s_write(a, rec, pp, r, rl, kb, id, grid, hash, status, NULL, res,
-                          nkl ? GS_RF_NATKEY : 0)))
-            return rc;
-        if (nkl) {
-            uint8_t nv[GS_IK_MAX];
-            MDB_val val = { gs_key_id(nv, kb, id, strlen(id)), nv };
-            if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
-                return rc;
-        }
-        s_result(a, res, S_OK, 0, NULL, id);
-        return 0;
-    }
-
-    /* A move touches the old cell too: the device must cover both. */
-    if (strcmp(cur.grid, grid) != 0 && !s_in_scope(up, cur.grid))
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, cur.canon,
-                        "record %s is in grid %s, outside this device's assignment",
-                        cur.canon, cur.grid);
-
-    /* The stored record carries its canonical id: compare and store the
-     * upload under it. The caller's pointer is restored before returning. */
-    char **idp = kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD
-                     ? &rec->household->household_id : &rec->rental->house_id;
-    char *saved_id = *idp;
-    *idp = cur.canon;
-    /* packed under the id it came with: packed again if that is not the
-     * canon (natural key and person refs do not depend on the id) */
+    memset(&cur, 0, sizeof cur);
     const uint8_t *r = NULL;
     size_t rl = 0;
     uint8_t hash[16];
-    if ((rc = s_pack_hash(a, rec, pp, strcmp(saved_id, cur.canon) != 0, &r, &rl, hash)))
-        goto out;
-    int same = memcmp(hash, cur.hdr.hash, 16) == 0 && status == cur.hdr.status;
-
-    /* A merge with new content is an edit of the record it merges into, so
-     * it passes the same version check: a fresh record (base 0) landing on
-     * an occupied address must re-base on that record rather than overwrite
-     * whatever was collected there since. No edit is silently lost. */
-    if (!same) {
-        if (base > cur.hdr.version) {
-            s_reject(a, res, GRIDSYNC__V1__REASON__REASON_VERSION_AHEAD, cur.canon,
-                     "base_version %llu is newer than the stored version %llu",
-                     (unsigned long long) base, (unsigned long long) cur.hdr.version);
-            goto out;
-        }
-        if (base < cur.hdr.version) {
-            char msg[GS_MSG_MAX];
-            if (merged)
-                snprintf(msg, sizeof msg,
-                         "this place already has record %s (version %llu) with other "
-                         "content: re-base the edit on that record",
-                         cur.canon, (unsigned long long) cur.hdr.version);
-            else
-                snprintf(msg, sizeof msg,
-                         "edit based on version %llu, but the record is at version %llu: "
-                         "re-base on the current version",
-                         (unsigned long long) base, (unsigned long long) cur.hdr.version);
-            s_result(a, res, S_CONFLICT, 0, msg, cur.canon);
-            res->version = cur.hdr.version;
-            goto out;
-        }
-    }
-
-    /* natural key changes (address corrected, room record moved): the new
-     * key must be free, and the old one is released */
-    uint8_t onk[GS_NATKEY_MAX + 2];
-    size_t onkl = 0;
-    int nk_put = 0, nk_del = 0;
-    if (!same && !merged) {
-        int old_has = (cur.hdr.flags & GS_RF_NATKEY) != 0;
-        if (nkl) {
-            rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
-            if (rc == 0) {
-                if (!gs_val_natkey_is(nkv.mv_data, nkv.mv_size, cur.canon)) {
-                    char other[GS_ID_MAX + 1];
-                    if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other))
-                        snprintf(other, sizeof other, "(damaged natkeys entry)");
-                    rc = 0;
-                    s_reject(a, res, GRIDSYNC__V1__REASON__REASON_ADDRESS, cur.canon,
-                             "this address already belongs to record %s", other);
-                    goto out;
-                }
-            } else if (rc == GS_ENOTFOUND) {
-                nk_put = 1;
-                nk_del = old_has;
-            } else {
-                goto out;
+    char owner[GS_ID_MAX + 1];
+    int natkey_free = 0;
+    gs_dedup_t d;
+    int rc = 0;
+    for (;;) {
+        gs_dedup_classify(&f, &d);
+        if (d.action != GS_DEDUP_NEED)
+            break;
+        switch (d.need) {
+        case GS_DF_REGISTRY:
+            rc = s_registry_check(a, f.grid, &gv);
+            f.grid_reason = gv.reason;
+            f.grid_message = gv.message;
+            break;
+        case GS_DF_RECORD:
+            /* not prepared by the caller: prepare it here, the one way
+             * these values are made (into this attempt's arena) */
+            if (!pp || !pp->ready) {
+                memset(&local, 0, sizeof local);
+                if (s_prepare_one(st, rec, gs_arena_allocator(st->arena), &local))
+                    return gs_txn_fail(a->t, ENOMEM, "prepare record");
+                if (!local.ready)   /* packed bytes that do not parse: cannot happen */
+                    return gs_txn_fail(a->t, GS_EINTERNAL, "prepare record");
+                pp = &local;
             }
-            rc = 0;
-        } else {
-            nk_del = old_has;
+            f.has_natkey = pp->natkey_len > 0;
+            rc = s_find_record(a, kb, f.id, pp->natkey, pp->natkey_len, &cur, &f.merged);
+            f.found = cur.found;
+            f.canon = cur.canon;
+            f.stored_grid = cur.grid;
+            f.version = cur.hdr.version;
+            f.old_scope_ok = cur.found && s_in_scope(up, cur.grid);
+            break;
+        case GS_DF_CONTENT:
+            rc = s_pack_hash(a, rec, pp, f.id, cur.canon, &r, &rl, hash);
+            f.same = rc == 0 && memcmp(hash, cur.hdr.hash, 16) == 0 &&
+                     status == cur.hdr.status;
+            break;
+        case GS_DF_NATKEY_OWNER:
+            rc = s_natkey_owner(a, pp->natkey, pp->natkey_len, cur.canon, owner,
+                                &f.natkey_owner, &natkey_free);
+            break;
+        default:
+            assert(!"the classifier asked for an unknown fact");
+            return gs_txn_fail(a->t, GS_EINTERNAL, "classify record");
         }
-        if (nk_del && (rc = s_old_natkey(a, &cur, onk, &onkl)))
-            goto out;
+        if (rc)
+            return rc;
+        f.have |= d.need;
     }
 
-    if (same) {
-        s_result(a, res, merged ? S_MERGED : S_UNCHANGED, 0, NULL, cur.canon);
-        res->version = cur.hdr.version;
-    } else {
-        uint8_t flags = nkl ? GS_RF_NATKEY : 0;
-        if ((rc = s_write(a, rec, pp, r, rl, kb, cur.canon, grid, hash, status, &cur, res,
-                          flags)))
-            goto out;
-        s_result(a, res, merged ? S_MERGED : S_OK, 0, NULL, cur.canon);
-        if (nk_del && onkl) {
-            MDB_val ok = { onkl, onk };
-            rc = gs_txn_get(a->t, GS_DB_NATKEYS, &ok, &nkv);
-            if (rc == 0 && gs_val_natkey_is(nkv.mv_data, nkv.mv_size, cur.canon))
-                rc = gs_txn_del(a->t, GS_DB_NATKEYS, &ok);
-            if (rc && rc != GS_ENOTFOUND)
-                goto out;
-            rc = 0;
-        }
-        if (nk_put) {
+    switch (d.action) {
+    case GS_DEDUP_NEW:
+        if ((rc = s_pack_hash(a, rec, pp, f.id, f.id, &r, &rl, hash)))
+            return rc;
+        if ((rc = s_write(a, rec, pp, r, rl, kb, f.id, f.grid, hash, status, NULL, res,
+                          pp->natkey_len ? GS_RF_NATKEY : 0)))
+            return rc;
+        if (pp->natkey_len) {
             uint8_t nv[GS_IK_MAX];
-            MDB_val val = { gs_key_id(nv, kb, cur.canon, strlen(cur.canon)), nv };
+            MDB_val nkk = { pp->natkey_len, (void *) pp->natkey },
+                    val = { gs_key_id(nv, kb, f.id, strlen(f.id)), nv };
             if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
-                goto out;
+                return rc;
         }
+        break;
+    case GS_DEDUP_UPDATE:
+        if ((rc = s_update(a, rec, pp, kb, f.grid, status, &cur, r, rl, hash,
+                           natkey_free, d.alias, res)))
+            return rc;
+        break;
+    default:
+        /* REJECT, CONFLICT, KEEP: nothing stored but a merge's alias */
+        res->version = d.version;
+        break;
     }
-    if (merged) {
-        /* the new id becomes an alias of the record it merged into */
-        uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
-        MDB_val key = { gs_key_id(ik, kb, saved_id, strlen(saved_id)), ik },
-                val = { gs_val_id(iv, grid, cur.canon, strlen(cur.canon)), iv };
-        rc = gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0);
-    }
-out:
-    *idp = saved_id;
-    return rc;
+    s_result(a, res, d.status, d.reason, d.message, d.key);
+    if (d.alias)
+        return s_alias(a, kb, f.id, f.grid, cur.canon);
+    return 0;
 }
 
 /* ---- One upload ------------------------------------------------------------------ */
