@@ -56,6 +56,13 @@ typedef struct s_cur {
     MDB_val val;                    /* its value; valid until the next write */
 } s_cur_t;
 
+/* A record as stored: packed under its canonical id, and its content hash. */
+typedef struct s_bytes {
+    const uint8_t *r;               /* packed Record; valid for this record's apply */
+    size_t rl;                      /* its length */
+    uint8_t hash[16];               /* gs_content_hash_packed of it */
+} s_bytes_t;
+
 /* State of one apply attempt (redone from scratch after map growth). */
 typedef struct s_apply {
     gs_store_t *st;                 /* the store */
@@ -218,10 +225,10 @@ s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
 /* ---- Writing -------------------------------------------------------------------- */
 
 /* Append one change event: log, per-cell log, chain, cell's last seq, and a
- * copy in the output. rec/rec_len is the packed Record as stored. */
+ * copy in the output. as is the record as stored; pp its prepared view. */
 static int
-s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
-       const char *canon, uint64_t version, const uint8_t *rec, size_t rec_len,
+s_emit(s_apply_t *a, const gs_prepared_t *pp, int op, const char *grid,
+       const char *prev_grid, const char *canon, uint64_t version, const s_bytes_t *as,
        uint64_t back, uint64_t *seq_out)
 {
     gs_store_t *st = a->st;
@@ -245,7 +252,7 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
     Gridsync__V1__ChangeEvent ev = GRIDSYNC__V1__CHANGE_EVENT__INIT;
     ev.seq = seq;
     ev.grid_code = (char *) grid;
-    ev.kind = (Gridsync__V1__RecordKind) gs_kind_of_byte(kb);
+    ev.kind = (Gridsync__V1__RecordKind) pp->kind;
     ev.record_key = (char *) canon;
     ev.op = (Gridsync__V1__Operation) op;
     ev.version = version;
@@ -260,7 +267,7 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
         return gs_txn_fail(a->t, ENOMEM, "event");
     protobuf_c_message_pack(&ev.base, p);
     b->len += hl;
-    gs_wbuf_bytes_field(b, 10, rec, rec_len, 1);
+    gs_wbuf_bytes_field(b, 10, as->r, as->rl, 1);
     size_t pl = 0;
     for (int l = 0; l < GS_LEVELS; l++)
         pl += gs_wire_varint_len(prev[l]);
@@ -318,35 +325,37 @@ s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
 /* Store a new version of a record (new, update, void, move) with its
  * events and index changes. The natural key is handled by the caller. */
 static int
-s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
-        const uint8_t *r, size_t rl, char kb, const char *canon,
-        const char *grid, const uint8_t hash[16], int status,
-        const s_cur_t *cur, Gridsync__V1__RecordResult *res, uint8_t flags)
+s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_t *as,
+        const s_cur_t *cur, Gridsync__V1__RecordResult *res)
 {
     int rc;
-    /* r/rl: the record as stored, packed once (s_pack_hash) and copied
-     * into the change log; the person refs were prepared with it */
+    /* as: the record as stored, packed once (s_pack_hash) and copied into
+     * the change log; the person refs were prepared with it */
     const gs_ref_t *refs = pp->refs;
     size_t nrefs = pp->n_refs;
     if (nrefs > UINT16_MAX)
         nrefs = UINT16_MAX;
-    uint32_t people = gs_record_people(rec);
+    uint32_t people = pp->people;
+    char kb = pp->kb;
+    const char *grid = pp->grid;
+    int status = pp->status;
+    uint8_t flags = pp->natkey_len ? GS_RF_NATKEY : 0;
 
     int moving = cur && strcmp(cur->grid, grid) != 0;
     uint64_t version = cur ? cur->hdr.version + 1 : 1;
     uint64_t back = cur ? cur->hdr.seq : 0;
     uint64_t seq = 0;
     if (moving) {
-        if ((rc = s_emit(a, GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT, cur->grid,
-                         NULL, kb, canon, version, r, rl, back, &seq)))
+        if ((rc = s_emit(a, pp, GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT, cur->grid,
+                         NULL, canon, version, as, back, &seq)))
             return rc;
         back = seq;
     }
     int op = moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
              : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
                                 : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
-    if ((rc = s_emit(a, op, grid, moving ? cur->grid : NULL, kb, canon, version,
-                     r, rl, back, &seq)))
+    if ((rc = s_emit(a, pp, op, grid, moving ? cur->grid : NULL, canon, version, as, back,
+                     &seq)))
         return rc;
 
     /* records */
@@ -361,7 +370,7 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
     gs_rec_hdr_t h = { version, seq, a->now_ms, { 0 }, (uint8_t) status,
                        (uint8_t) kb, (uint16_t) (people > UINT16_MAX ? UINT16_MAX : people),
                        (uint16_t) nrefs, flags };
-    memcpy(h.hash, hash, 16);
+    memcpy(h.hash, as->hash, 16);
     k.mv_size = gs_key_record(rk, grid, kb, canon, cl);
     v.mv_size = gs_rec_data_off(&h);
     v.mv_data = NULL;
@@ -505,17 +514,6 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
     return 0;
 }
 
-/* A valid record still needs a kind, a 15-digit grid and an id to be
- * stored (gs_record_check asks for them, but the store does not rely on it). */
-static int
-s_shape_ok(const Gridsync__V1__Record *rec)
-{
-    const char *grid = gs_record_grid(rec);
-    const char *id = gs_record_id(rec);
-    return gs_kind_byte(gs_record_kind(rec)) && grid && strlen(grid) == GS_GRID_LEN && id &&
-           *id && strlen(id) <= GS_ID_MAX;
-}
-
 /* ---- Preparing (outside the transaction) ------------------------------------------- */
 
 static void *
@@ -524,11 +522,37 @@ s_palloc(ProtobufCAllocator *alloc, size_t n)
     return alloc->alloc(alloc->allocator_data, n ? n : 1);
 }
 
+/* The record's facts into p (after gs_record_check passed): kind, grid,
+ * id, meta and what follows from them, read once from proto/. A valid
+ * record still needs a kind, a 15-digit grid and an id to be stored
+ * (gs_record_check asks for them, but the store does not rely on it):
+ * without them the verdict becomes REQUIRED. */
+static void
+s_view(const Gridsync__V1__Record *rec, gs_prepared_t *p)
+{
+    p->rec = rec;
+    p->kind = gs_record_kind(rec);
+    p->kb = gs_kind_byte(p->kind);
+    p->grid = gs_record_grid(rec);
+    p->id = gs_record_id(rec);
+    if (!p->kb || !p->grid || strlen(p->grid) != GS_GRID_LEN || !p->id || !*p->id ||
+        strlen(p->id) > GS_ID_MAX) {
+        gs_verdict_set(&p->verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED,
+                       "record needs a kind, a 15-digit grid code and an id");
+        return;
+    }
+    p->meta = gs_record_meta(rec);
+    p->base = p->meta ? p->meta->base_version : 0;
+    p->status = p->meta ? (int) p->meta->status : S_ACTIVE;
+    p->people = gs_record_people(rec);
+}
+
 /* Pack, hash, natural key and person refs of one valid record. */
 static int
-s_prepare_one(gs_store_t *self, const Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
-              gs_prepared_t *p)
+s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
 {
+    const Gridsync__V1__Record *rec = p->rec;
+    assert(rec && !p->verdict.reason);
     size_t n = protobuf_c_message_get_packed_size(&rec->base);
     uint8_t *buf = s_palloc(alloc, n);
     if (!buf)
@@ -578,9 +602,14 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
             gs_verdict_set(&p[i].verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED, "empty record");
             continue;
         }
-        if (gs_record_check(rec, alloc, &self->limits, now_ms, &p[i].verdict) || !s_shape_ok(rec))
+        int bad = gs_record_check(rec, alloc, &self->limits, now_ms, &p[i].verdict);
+        p[i].id = gs_record_id(rec);    /* the key of a rejection */
+        if (bad)
             continue;
-        int rc = s_prepare_one(self, rec, alloc, &p[i]);
+        s_view(rec, &p[i]);
+        if (p[i].verdict.reason)
+            continue;
+        int rc = s_prepare_one(self, alloc, &p[i]);
         if (rc)
             return rc;
     }
@@ -595,35 +624,34 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
  * id). The caller's record is not touched. Natural key and person refs do
  * not depend on the id, so they stay as prepared. */
 static int
-s_pack_hash(s_apply_t *a, const Gridsync__V1__Record *rec, const gs_prepared_t *pp,
-            const char *id, const char *canon, const uint8_t **r, size_t *rl,
-            uint8_t hash[16])
+s_pack_hash(s_apply_t *a, const gs_prepared_t *pp, const char *canon, s_bytes_t *as)
 {
+    assert(pp->ready);
     gs_store_t *st = a->st;
-    if (strcmp(id, canon) == 0) {
-        *r = pp->packed;
-        *rl = pp->packed_len;
-        memcpy(hash, pp->hash, 16);
+    if (strcmp(pp->id, canon) == 0) {
+        as->r = pp->packed;
+        as->rl = pp->packed_len;
+        memcpy(as->hash, pp->hash, 16);
         return 0;
     }
-    Gridsync__V1__Record copy = *rec;
+    Gridsync__V1__Record copy = *pp->rec;
     Gridsync__V1__Household hh;
     Gridsync__V1__RentalHousing rh;
-    if (gs_record_kind(rec) == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD) {
-        hh = *rec->household;
+    if (pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD) {
+        hh = *copy.household;
         hh.household_id = (char *) canon;
         copy.household = &hh;
     } else {
-        assert(gs_record_kind(rec) == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL);
-        rh = *rec->rental;
+        assert(pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL);
+        rh = *copy.rental;
         rh.house_id = (char *) canon;
         copy.rental = &rh;
     }
     if (gs_record_pack(&copy, &st->pack, &st->pack.len))
         return gs_txn_fail(a->t, ENOMEM, "pack record");
-    *r = st->pack.data;
-    *rl = st->pack.len;
-    if (gs_content_hash_packed(st->pack.data, st->pack.len, hash))
+    as->r = st->pack.data;
+    as->rl = st->pack.len;
+    if (gs_content_hash_packed(st->pack.data, st->pack.len, as->hash))
         return gs_txn_fail(a->t, GS_EINTERNAL, "hash of a packed record");
     return 0;
 }
@@ -682,15 +710,23 @@ s_natkey_owner(s_apply_t *a, const uint8_t *nk, size_t nkl, const char *canon,
     return 0;
 }
 
-/* Store a new version of a stored record (GS_DEDUP_UPDATE): the record,
- * its events and indexes, the natural-key changes (the old key released
- * when it changed, the new one taken when it was free) and, for a merge,
- * the upload's id as an alias. */
+/* Take the record's natural key for canon. */
 static int
-s_update(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp, char kb,
-         const char *grid, int status, const s_cur_t *cur,
-         const uint8_t *r, size_t rl, const uint8_t hash[16], int natkey_free, int alias,
-         Gridsync__V1__RecordResult *res)
+s_natkey_put(s_apply_t *a, const gs_prepared_t *pp, const char *canon)
+{
+    uint8_t nv[GS_IK_MAX];
+    MDB_val nkk = { pp->natkey_len, (void *) pp->natkey },
+            val = { gs_key_id(nv, pp->kb, canon, strlen(canon)), nv };
+    return gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0);
+}
+
+/* Store a new version of a stored record (GS_DEDUP_UPDATE): the record,
+ * its events and indexes, and the natural-key changes (the old key
+ * released when it changed, the new one taken when it was free). A merge
+ * (alias) keeps the natural key it was found by. */
+static int
+s_update(s_apply_t *a, const gs_prepared_t *pp, const s_cur_t *cur, const s_bytes_t *as,
+         int natkey_free, int alias, Gridsync__V1__RecordResult *res)
 {
     int rc;
     /* natural key changes (address corrected, room record moved): the new
@@ -709,9 +745,7 @@ s_update(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp, char 
         if (nk_del && (rc = s_old_natkey(a, cur, onk, &onkl)))
             return rc;
     }
-    uint8_t flags = pp->natkey_len ? GS_RF_NATKEY : 0;
-    if ((rc = s_write(a, rec, pp, r, rl, kb, cur->canon, grid, hash, status, cur, res,
-                      flags)))
+    if ((rc = s_write(a, pp, cur->canon, as, cur, res)))
         return rc;
     if (nk_del && onkl) {
         MDB_val ok = { onkl, onk }, nkv;
@@ -721,13 +755,8 @@ s_update(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp, char 
         if (rc && rc != GS_ENOTFOUND)
             return rc;
     }
-    if (nk_put) {
-        uint8_t nv[GS_IK_MAX];
-        MDB_val nkk = { pp->natkey_len, (void *) pp->natkey },
-                val = { gs_key_id(nv, kb, cur->canon, strlen(cur->canon)), nv };
-        if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
-            return rc;
-    }
+    if (nk_put)
+        return s_natkey_put(a, pp, cur->canon);
     return 0;
 }
 
@@ -742,49 +771,46 @@ s_alias(s_apply_t *a, char kb, const char *id, const char *grid, const char *can
 }
 
 /* One record: gather the facts the classifier (gs_store_dedup.h) asks for,
- * one lookup at a time, then carry out its decision. */
+ * one lookup at a time, then carry out its decision. Everything known
+ * about the record itself comes from its prepared view. */
 static int
 s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
          Gridsync__V1__RecordResult *res)
 {
     gs_store_t *st = a->st;
     const gs_upload_t *up = a->up;
-    const gs_prepared_t *pp = up->prepared ? &up->prepared[index] : NULL;
-    gs_verdict_t v, gv;
-    gs_verdict_clear(&v);
-    gs_verdict_clear(&gv);
+    gs_prepared_t local;
+    const gs_prepared_t *pp;
+    if (up->prepared) {
+        pp = &up->prepared[index];  /* checked (and normalised) off the writer thread */
+    } else {
+        /* not prepared by the caller: the same view, made here */
+        memset(&local, 0, sizeof local);
+        if (!rec) {
+            gs_verdict_set(&local.verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED,
+                           "empty record");
+        } else {
+            int bad = gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &local.verdict);
+            local.id = gs_record_id(rec);
+            if (!bad)
+                s_view(rec, &local);
+        }
+        pp = &local;
+    }
     gs_dedup_facts_t f;
     memset(&f, 0, sizeof f);
-    f.verdict = &v;
-    if (!rec)
-        gs_verdict_set(&v, GRIDSYNC__V1__REASON__REASON_REQUIRED, "empty record");
-    else if (pp)
-        f.verdict = &pp->verdict;   /* checked (and normalised) off the writer thread */
-    else
-        gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v);
-    f.id = gs_record_id(rec);
-    if (!f.verdict->reason && !s_shape_ok(rec)) {
-        gs_verdict_set(&v, GRIDSYNC__V1__REASON__REASON_REQUIRED,
-                       "record needs a kind, a 15-digit grid code and an id");
-        f.verdict = &v;
-    }
-    char kb = 0;
-    int status = S_ACTIVE;
-    if (!f.verdict->reason) {
-        kb = gs_kind_byte(gs_record_kind(rec));
-        f.grid = gs_record_grid(rec);
-        f.scope_ok = s_in_scope(up, f.grid);
-        const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
-        f.base = meta ? meta->base_version : 0;
-        status = meta ? (int) meta->status : S_ACTIVE;
+    f.verdict = &pp->verdict;
+    f.id = pp->id;
+    if (!pp->verdict.reason) {
+        f.grid = pp->grid;
+        f.scope_ok = s_in_scope(up, pp->grid);
+        f.base = pp->base;
     }
 
-    gs_prepared_t local;
+    gs_verdict_t gv;
     s_cur_t cur;
     memset(&cur, 0, sizeof cur);
-    const uint8_t *r = NULL;
-    size_t rl = 0;
-    uint8_t hash[16];
+    s_bytes_t as;
     char owner[GS_ID_MAX + 1];
     int natkey_free = 0;
     gs_dedup_t d;
@@ -795,23 +821,26 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
             break;
         switch (d.need) {
         case GS_DF_REGISTRY:
-            rc = s_registry_check(a, f.grid, &gv);
+            rc = s_registry_check(a, pp->grid, &gv);
             f.grid_reason = gv.reason;
             f.grid_message = gv.message;
             break;
         case GS_DF_RECORD:
-            /* not prepared by the caller: prepare it here, the one way
-             * these values are made (into this attempt's arena) */
-            if (!pp || !pp->ready) {
-                memset(&local, 0, sizeof local);
-                if (s_prepare_one(st, rec, gs_arena_allocator(st->arena), &local))
+            if (!pp->ready) {
+                /* pack, hash, natural key and refs: the one way these
+                 * values are made (into this attempt's arena) */
+                if (pp != &local)
+                    local = *pp;
+                if (s_prepare_one(st, gs_arena_allocator(st->arena), &local))
                     return gs_txn_fail(a->t, ENOMEM, "prepare record");
                 if (!local.ready)   /* packed bytes that do not parse: cannot happen */
                     return gs_txn_fail(a->t, GS_EINTERNAL, "prepare record");
                 pp = &local;
+                f.verdict = &pp->verdict;
             }
             f.has_natkey = pp->natkey_len > 0;
-            rc = s_find_record(a, kb, f.id, pp->natkey, pp->natkey_len, &cur, &f.merged);
+            rc = s_find_record(a, pp->kb, pp->id, pp->natkey, pp->natkey_len, &cur,
+                               &f.merged);
             f.found = cur.found;
             f.canon = cur.canon;
             f.stored_grid = cur.grid;
@@ -819,9 +848,9 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
             f.old_scope_ok = cur.found && s_in_scope(up, cur.grid);
             break;
         case GS_DF_CONTENT:
-            rc = s_pack_hash(a, rec, pp, f.id, cur.canon, &r, &rl, hash);
-            f.same = rc == 0 && memcmp(hash, cur.hdr.hash, 16) == 0 &&
-                     status == cur.hdr.status;
+            rc = s_pack_hash(a, pp, cur.canon, &as);
+            f.same = rc == 0 && memcmp(as.hash, cur.hdr.hash, 16) == 0 &&
+                     pp->status == cur.hdr.status;
             break;
         case GS_DF_NATKEY_OWNER:
             rc = s_natkey_owner(a, pp->natkey, pp->natkey_len, cur.canon, owner,
@@ -838,32 +867,26 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
 
     switch (d.action) {
     case GS_DEDUP_NEW:
-        if ((rc = s_pack_hash(a, rec, pp, f.id, f.id, &r, &rl, hash)))
+        if ((rc = s_pack_hash(a, pp, pp->id, &as)) ||
+            (rc = s_write(a, pp, pp->id, &as, NULL, res)))
             return rc;
-        if ((rc = s_write(a, rec, pp, r, rl, kb, f.id, f.grid, hash, status, NULL, res,
-                          pp->natkey_len ? GS_RF_NATKEY : 0)))
+        if (pp->natkey_len && (rc = s_natkey_put(a, pp, pp->id)))
             return rc;
-        if (pp->natkey_len) {
-            uint8_t nv[GS_IK_MAX];
-            MDB_val nkk = { pp->natkey_len, (void *) pp->natkey },
-                    val = { gs_key_id(nv, kb, f.id, strlen(f.id)), nv };
-            if ((rc = gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0)))
-                return rc;
-        }
         break;
     case GS_DEDUP_UPDATE:
-        if ((rc = s_update(a, rec, pp, kb, f.grid, status, &cur, r, rl, hash,
-                           natkey_free, d.alias, res)))
+        if ((rc = s_update(a, pp, &cur, &as, natkey_free, d.alias, res)))
             return rc;
         break;
     default:
         /* REJECT, CONFLICT, KEEP: nothing stored but a merge's alias */
+        assert(d.action == GS_DEDUP_REJECT || d.action == GS_DEDUP_CONFLICT ||
+               d.action == GS_DEDUP_KEEP);
         res->version = d.version;
         break;
     }
     s_result(a, res, d.status, d.reason, d.message, d.key);
     if (d.alias)
-        return s_alias(a, kb, f.id, f.grid, cur.canon);
+        return s_alias(a, pp->kb, pp->id, pp->grid, cur.canon);
     return 0;
 }
 

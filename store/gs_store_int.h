@@ -156,10 +156,26 @@ typedef struct gs_ref {
     uint8_t role;                   /* GS_ROLE_* */
 } gs_ref_t;
 
-/* What gs_store_prepare computed for one record (see gs_store.h). */
+/* One record's prepared view: its verdict and every derived fact the write
+ * path needs, computed once (by gs_store_prepare off the writer thread, or
+ * by the apply for records that were not prepared) and then read by the
+ * classifier, the writes and the event emitter instead of asking proto/
+ * again. Strings and the meta are borrowed from the record, which lives
+ * as long as the upload; the rest lives in the preparing allocator. */
 struct gs_prepared {
-    gs_verdict_t verdict;           /* reason 0: valid */
-    int ready;                      /* valid and well-formed: the fields below are set */
+    gs_verdict_t verdict;           /* validation, then shape; reason 0: valid */
+    int ready;                      /* valid and packed: every field below is set */
+    /* the record's facts (set when the verdict is valid) */
+    const Gridsync__V1__Record *rec; /* the record itself */
+    int kind;                       /* RecordKind */
+    char kb;                        /* its key byte, GS_KIND_H or GS_KIND_R */
+    const char *grid;               /* its grid code, 15 digits */
+    const char *id;                 /* its id as uploaded (NULL when it has none) */
+    const Gridsync__V1__RecordMeta *meta; /* its meta, NULL when absent */
+    uint64_t base;                  /* meta.base_version, 0 without meta */
+    int status;                     /* meta.status, ACTIVE without meta */
+    uint32_t people;                /* members (household) or leases (rental) */
+    /* what storing it needs (set when ready) */
     const uint8_t *packed;          /* the record packed as stored under its own id */
     size_t packed_len;
     uint8_t hash[16];               /* its content hash */
