@@ -1,21 +1,29 @@
 /*
  * gs_store_apply: the write path. A group of uploads is applied in one LMDB
- * write transaction: idempotency lookup, validation, dedup and versioning of
- * each record, the change log, the indexes and the per-cell metadata; then
- * one durable commit.
+ * write transaction (gs_store_txn.h, redone from the start after map
+ * growth): for each upload the idempotency lookup (gs_store_idem.h); for
+ * each record its prepared view (gs_store_prepare, or made here), the facts
+ * the dedup classifier asks for (gs_store_dedup.h: the registry, the id or
+ * alias (gs_store_ids.h) or natural key, the content packed under the
+ * canonical id, the owner of a new natural key), and the writes it decides:
+ * the record, its indexes, its change events and cell counts
+ * (gs_store_log.h); then one durable commit.
  *
  * Where it sits: called by the broker's writer thread (group commit); the
  * acks and events it returns are sent and published only after the commit.
- * docs/store.md has the dedup table this file implements.
+ * gs_store_prepare runs on any thread before it.
  *
  * Cost model: per record a few point reads (ids, natkeys, the current
  * record) and the puts; per batch one read and one write of each touched
- * cell and hierarchy prefix (cached in memory during the transaction), so
- * the seven-level chain costs almost nothing per record. Values are packed
- * straight into LMDB pages with MDB_RESERVE where that saves a copy.
+ * cell and hierarchy prefix (cached by the change log during the
+ * transaction). Values are packed straight into LMDB pages with
+ * MDB_RESERVE where that saves a copy.
  */
 #include "gs_store_int.h"
 #include "gs_store_dedup.h"
+#include "gs_store_idem.h"
+#include "gs_store_ids.h"
+#include "gs_store_log.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -30,20 +38,12 @@
 #define S_ACTIVE GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE
 #define S_VOID GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID
 
-/* One event produced by this apply, located in the output buffer. */
-typedef struct s_evrec {
-    size_t off;                     /* packed ChangeEvent in self->out */
-    size_t len;                     /* its length */
-    uint64_t seq;                   /* its seq */
-    char grid[GS_GRID_LEN + 1];     /* its cell (the feed topic) */
-} s_evrec_t;
-
 /* One upload's answer, located in the output buffer. */
 typedef struct s_uprec {
     size_t off;                     /* packed Ack in self->out */
     size_t len;                     /* its length */
     int replayed;                   /* answered from the idempotency table */
-    uint32_t counts[6];             /* results by ResultStatus */
+    uint32_t counts[GS_IDEM_COUNTS]; /* results by ResultStatus */
 } s_uprec_t;
 
 /* The stored state of a record the upload refers to. */
@@ -68,120 +68,34 @@ typedef struct s_apply {
     gs_store_t *st;                 /* the store */
     gs_txn_t *t;                    /* the write transaction (sticky error) */
     int64_t now_ms;                 /* broker clock */
-    uint64_t head;                  /* last seq assigned */
-    uint64_t head0;                 /* head when the attempt began */
-    uint64_t fifo_next;             /* next idempotency fifo number */
-    uint64_t fifo0;                 /* its value when the attempt began */
+    gs_log_t log;                   /* the change log, chain and cells in this attempt */
+    gs_idem_t idem;                 /* the idempotency table in this attempt */
     int registry;                   /* grid registry non-empty */
     char reg_grid[GS_GRID_LEN + 1]; /* last grid checked against the registry */
     gs_verdict_t reg_verdict;       /* and its verdict */
-    gs_smap_t cells;                /* grid -> cell meta, written at the end */
-    gs_smap_t chain;                /* level prefix -> last seq, written at the end */
-    s_evrec_t *evs;                 /* events in seq order */
-    size_t n_evs, cap_evs;          /* used and allocated */
     s_uprec_t *ups;                 /* one per upload */
     const gs_upload_t *up;          /* upload being applied */
     gs_upload_t *batch;             /* the uploads of this apply */
     size_t n_batch;                 /* how many */
 } s_apply_t;
 
-/* ---- Small helpers ------------------------------------------------------------ */
-
-static int
-s_meta_u64(s_apply_t *a, const char *name, uint64_t *out)
-{
-    MDB_val k = { strlen(name), (void *) name }, v;
-    int rc = gs_txn_get(a->t, GS_DB_META, &k, &v);
-    *out = 0;
-    if (rc == GS_ENOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    if (v.mv_size != 8)
-        return gs_txn_fail(a->t, MDB_CORRUPTED, name);
-    *out = gs_le64_get(v.mv_data);
-    return 0;
-}
-
-static int
-s_meta_put_u64(s_apply_t *a, const char *name, uint64_t val)
-{
-    uint8_t b[8];
-    gs_le64_put(b, val);
-    MDB_val k = { strlen(name), (void *) name }, v = { 8, b };
-    return gs_txn_put(a->t, GS_DB_META, &k, &v, 0);
-}
-
-static int
-s_chain_ent(s_apply_t *a, const char *key, size_t kl, gs_smap_ent_t **out)
-{
-    int created;
-    gs_smap_ent_t *e = gs_smap_get(&a->chain, key, kl, &created);
-    if (!e)
-        return gs_txn_fail(a->t, ENOMEM, "chain cache");
-    if (created) {
-        MDB_val k = { kl, (void *) key }, v;
-        int rc = gs_txn_get(a->t, GS_DB_CHAIN, &k, &v);
-        if (rc == 0 && v.mv_size == 8)
-            e->u = gs_le64_get(v.mv_data);
-        else if (rc && rc != GS_ENOTFOUND)
-            return rc;
-    }
-    *out = e;
-    return 0;
-}
-
-static int
-s_cell_ent(s_apply_t *a, const char *grid, gs_smap_ent_t **out)
-{
-    int created;
-    gs_smap_ent_t *e = gs_smap_get(&a->cells, grid, GS_GRID_LEN, &created);
-    if (!e)
-        return gs_txn_fail(a->t, ENOMEM, "cell cache");
-    if (created) {
-        MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
-        int rc = gs_txn_get(a->t, GS_DB_CELLS, &k, &v);
-        if (rc == 0 && v.mv_size == GS_CELL_VAL)
-            gs_cell_get(v.mv_data, &e->cell);
-        else if (rc && rc != GS_ENOTFOUND)
-            return rc;
-    }
-    e->dirty = 1;
-    *out = e;
-    return 0;
-}
-
 /* ---- Reading the current state of a record -------------------------------------- */
 
-/* Resolve kind|id (direct or alias) to the stored record. cur->found = 0
- * when unknown. Returns 0 or the transaction's sticky error. */
+/* Resolve kind|id (direct or alias, gs_ids_resolve) to the stored record.
+ * cur->found = 0 when unknown. Returns 0 or the transaction's sticky error. */
 static int
 s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
 {
     gs_store_t *st = a->st;
-    uint8_t kbuf[GS_IK_MAX];
     memset(cur, 0, sizeof *cur);
-    size_t il = strlen(id);
-    if (il > GS_ID_MAX)
-        return 0;
-    MDB_val k = { gs_key_id(kbuf, kb, id, il), kbuf }, v;
-    int rc = gs_txn_get(a->t, GS_DB_IDS, &k, &v);
-    if (rc == GS_ENOTFOUND)
+    if (a->t->err)
+        return a->t->err;
+    int rc = gs_ids_resolve(st, a->t->txn, kb, id, cur->grid, cur->canon);
+    if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
-        return rc;
-    if (gs_val_id_parse(v.mv_data, v.mv_size, cur->grid, cur->canon))
-        return gs_txn_fail(a->t, MDB_CORRUPTED, "ids entry");
-    if (strcmp(cur->canon, id) != 0) {
-        /* an alias: the canonical entry holds the current grid */
-        k.mv_size = gs_key_id(kbuf, kb, cur->canon, strlen(cur->canon));
-        rc = gs_txn_get(a->t, GS_DB_IDS, &k, &v);
-        if (rc)
-            return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "alias target") : rc;
-        char canon[GS_ID_MAX + 1];
-        if (gs_val_id_parse(v.mv_data, v.mv_size, cur->grid, canon))
-            return gs_txn_fail(a->t, MDB_CORRUPTED, "ids entry");
-    }
+        return gs_txn_fail(a->t, rc, "resolve id");
+    MDB_val k;
     uint8_t rk[GS_RK_MAX];
     k.mv_data = rk;
     k.mv_size = gs_key_record(rk, cur->grid, kb, cur->canon, strlen(cur->canon));
@@ -224,104 +138,6 @@ s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
 
 /* ---- Writing -------------------------------------------------------------------- */
 
-/* Append one change event: log, per-cell log, chain, cell's last seq, and a
- * copy in the output. as is the record as stored; pp its prepared view. */
-static int
-s_emit(s_apply_t *a, const gs_prepared_t *pp, int op, const char *grid,
-       const char *prev_grid, const char *canon, uint64_t version, const s_bytes_t *as,
-       uint64_t back, uint64_t *seq_out)
-{
-    gs_store_t *st = a->st;
-    uint64_t seq = ++a->head;
-    uint64_t prev[GS_LEVELS];
-    for (int l = 0; l < GS_LEVELS; l++) {
-        char key[16];
-        size_t kl = gs_key_chain(grid, l, key);
-        gs_smap_ent_t *e = NULL;
-        int rc = s_chain_ent(a, key, kl, &e);
-        if (rc)
-            return rc;
-        prev[l] = e->u;
-        e->u = seq;
-        e->dirty = 1;
-    }
-
-    /* Fields 1..9 by protoc-c, then the record (10) and prev_seq (11)
-     * spliced in field order: byte-identical to packing the whole message,
-     * without copying the record into a message first. */
-    Gridsync__V1__ChangeEvent ev = GRIDSYNC__V1__CHANGE_EVENT__INIT;
-    ev.seq = seq;
-    ev.grid_code = (char *) grid;
-    ev.kind = (Gridsync__V1__RecordKind) pp->kind;
-    ev.record_key = (char *) canon;
-    ev.op = (Gridsync__V1__Operation) op;
-    ev.version = version;
-    ev.origin_device = (char *) a->up->device_id;
-    ev.committed_at = a->now_ms;
-    ev.previous_grid_code = (char *) (prev_grid ? prev_grid : "");
-    gs_wbuf_t *b = &st->out;
-    size_t off = b->len;
-    size_t hl = protobuf_c_message_get_packed_size(&ev.base);
-    uint8_t *p = gs_wbuf_reserve(b, hl);
-    if (!p)
-        return gs_txn_fail(a->t, ENOMEM, "event");
-    protobuf_c_message_pack(&ev.base, p);
-    b->len += hl;
-    gs_wbuf_bytes_field(b, 10, as->r, as->rl, 1);
-    size_t pl = 0;
-    for (int l = 0; l < GS_LEVELS; l++)
-        pl += gs_wire_varint_len(prev[l]);
-    gs_wbuf_varint(b, (11u << 3) | 2);
-    gs_wbuf_varint(b, pl);
-    for (int l = 0; l < GS_LEVELS; l++)
-        gs_wbuf_varint(b, prev[l]);
-    if (b->failed)
-        return gs_txn_fail(a->t, ENOMEM, "event");
-    size_t elen = b->len - off;
-
-    uint8_t kb8[GS_LK_LEN];
-    gs_key_log(kb8, seq);
-    MDB_val k = { GS_LK_LEN, kb8 }, v = { GS_LOG_HDR + elen, NULL };
-    int rc = gs_txn_put(a->t, GS_DB_LOG, &k, &v, MDB_APPEND | MDB_RESERVE);
-    if (rc)
-        return rc;
-    uint8_t *d = v.mv_data;
-    memcpy(d, grid, GS_GRID_LEN);
-    gs_be64_put(d + GS_GRID_LEN, back);
-    memcpy(d + GS_LOG_HDR, b->data + off, elen);
-    gs_txn_trace(a->t, GS_DB_LOG, &k, &v, 1);
-
-    uint8_t ck[GS_CLK_LEN];
-    gs_key_cell_log(ck, grid, seq);
-    MDB_val cv = { 0, "" };
-    k.mv_size = sizeof ck;
-    k.mv_data = ck;
-    if ((rc = gs_txn_put(a->t, GS_DB_CELL_LOG, &k, &cv, 0)))
-        return rc;
-
-    gs_smap_ent_t *ce = NULL;
-    if ((rc = s_cell_ent(a, grid, &ce)))
-        return rc;
-    ce->cell.last_seq = seq;
-    ce->cell.last_update = a->now_ms;
-
-    if (a->n_evs == a->cap_evs) {
-        size_t nc = a->cap_evs ? a->cap_evs * 2 : 256;
-        s_evrec_t *ne = realloc(a->evs, nc * sizeof *ne);
-        if (!ne)
-            return gs_txn_fail(a->t, ENOMEM, "events");
-        a->evs = ne;
-        a->cap_evs = nc;
-    }
-    s_evrec_t *er = &a->evs[a->n_evs++];
-    er->off = off;
-    er->len = elen;
-    er->seq = seq;
-    memcpy(er->grid, grid, GS_GRID_LEN + 1);
-    *seq_out = seq;
-    return 0;
-}
-
 /* Store a new version of a record (new, update, void, move) with its
  * events and index changes. The natural key is handled by the caller. */
 static int
@@ -345,17 +161,22 @@ s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_
     uint64_t version = cur ? cur->hdr.version + 1 : 1;
     uint64_t back = cur ? cur->hdr.seq : 0;
     uint64_t seq = 0;
+    gs_log_event_t ev = { 0, grid, NULL, pp->kind, canon, version, a->up->device_id,
+                          as->r, as->rl, back };
     if (moving) {
-        if ((rc = s_emit(a, pp, GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT, cur->grid,
-                         NULL, canon, version, as, back, &seq)))
+        /* MOVE_OUT in the old cell, MOVE_IN in the new one: one version */
+        ev.op = GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT;
+        ev.grid = cur->grid;
+        if ((rc = gs_log_emit(&a->log, &ev, &seq)))
             return rc;
-        back = seq;
+        ev.grid = grid;
+        ev.prev_grid = cur->grid;
+        ev.back = seq;
     }
-    int op = moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
-             : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
-                                : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
-    if ((rc = s_emit(a, pp, op, grid, moving ? cur->grid : NULL, canon, version, as, back,
-                     &seq)))
+    ev.op = moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
+            : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
+                               : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
+    if ((rc = gs_log_emit(&a->log, &ev, &seq)))
         return rc;
 
     /* records */
@@ -422,15 +243,11 @@ s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_
     }
 
     /* cells */
-    gs_smap_ent_t *ce = NULL;
-    if (cur) {
-        if ((rc = s_cell_ent(a, cur->grid, &ce)))
-            return rc;
-        gs_cell_add(&ce->cell, kb, cur->hdr.status, cur->hdr.n_people, -1);
-    }
-    if ((rc = s_cell_ent(a, grid, &ce)))
+    if (cur && (rc = gs_log_cell_count(&a->log, cur->grid, kb, cur->hdr.status,
+                                       cur->hdr.n_people, -1)))
         return rc;
-    gs_cell_add(&ce->cell, kb, status, people, +1);
+    if ((rc = gs_log_cell_count(&a->log, grid, kb, status, people, +1)))
+        return rc;
 
     res->version = version;
     res->seq = seq;
@@ -936,20 +753,15 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         gs_ident_check(up->upload_id, "upload_id", &v))
         return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, v.message);
 
-    uint8_t ik[GS_IDK_MAX];
-    MDB_val k = { gs_key_idem(ik, up->device_id, up->upload_id), ik }, val;
-    rc = gs_txn_get(a->t, GS_DB_IDEM, &k, &val);
+    gs_idem_entry_t ie;
+    rc = gs_idem_get(&a->idem, up->device_id, up->upload_id, &ie);
     if (rc == 0) {
         /* a retransmission: the same answer, nothing written */
-        if (val.mv_size < GS_IDEM_HDR)
-            return gs_txn_fail(a->t, MDB_CORRUPTED, "idem entry");
-        const uint8_t *p = val.mv_data;
-        for (int i = 0; i < 6; i++)
-            u->counts[i] = gs_le32_get(p + 16 + 4 * i);
+        memcpy(u->counts, ie.counts, sizeof u->counts);
         u->replayed = 1;
         u->off = st->out.len;
-        u->len = val.mv_size - GS_IDEM_HDR;
-        gs_wbuf_put(&st->out, p + GS_IDEM_HDR, u->len);
+        u->len = ie.ack_len;
+        gs_wbuf_put(&st->out, ie.ack, ie.ack_len);
         return st->out.failed ? gs_txn_fail(a->t, ENOMEM, "replayed answer") : 0;
     }
     if (rc != GS_ENOTFOUND)
@@ -975,7 +787,7 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         resp[i] = &res[i];
         if ((rc = s_record(a, i, up->records[i], &res[i])))
             return rc;
-        if ((unsigned) res[i].status < 6)
+        if ((unsigned) res[i].status < GS_IDEM_COUNTS)
             u->counts[res[i].status]++;
     }
     Gridsync__V1__Ack ack = GRIDSYNC__V1__ACK__INIT;
@@ -987,102 +799,8 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
     size_t n = u->len;
 
     /* remember the answer, and its place in the expiry queue */
-    uint64_t fifo = a->fifo_next++;
-    MDB_val iv = { GS_IDEM_HDR + n, NULL };
-    if ((rc = gs_txn_put(a->t, GS_DB_IDEM, &k, &iv, MDB_RESERVE)))
-        return rc;
-    uint8_t *d = iv.mv_data;
-    gs_le64_put(d, (uint64_t) a->now_ms);
-    gs_le64_put(d + 8, fifo);
-    for (int i = 0; i < 6; i++)
-        gs_le32_put(d + 16 + 4 * i, u->counts[i]);
-    memcpy(d + GS_IDEM_HDR, st->out.data + u->off, n);
-    gs_txn_trace(a->t, GS_DB_IDEM, &k, &iv, 0);
-
-    uint8_t fk[GS_FK_LEN], fv[GS_FV_MAX];
-    gs_key_idem_fifo(fk, fifo);
-    MDB_val fkey = { GS_FK_LEN, fk },
-            fval = { gs_val_idem_fifo(fv, a->now_ms, ik, k.mv_size), fv };
-    return gs_txn_put(a->t, GS_DB_IDEM_FIFO, &fkey, &fval, MDB_APPEND);
-}
-
-/* Drop idempotency entries from the oldest while over the count or age
- * bound. */
-static int
-s_expire(s_apply_t *a)
-{
-    gs_store_t *st = a->st;
-    size_t entries;
-    int rc = gs_txn_count(a->t, GS_DB_IDEM, &entries);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(a->t->txn, st->db[GS_DB_IDEM_FIFO], &c)))
-        return gs_txn_fail(a->t, rc, "open idem_fifo cursor");
-    MDB_val k, v;
-    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        int64_t created;
-        const uint8_t *idk;
-        size_t idkl;
-        if (gs_val_idem_fifo_parse(v.mv_data, v.mv_size, &created, &idk, &idkl)) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        if (entries <= st->opts.idem_max_entries &&
-            a->now_ms - created <= st->opts.idem_max_age_ms)
-            break;
-        MDB_val ik = { idkl, (void *) idk };
-        int drc = gs_txn_del(a->t, GS_DB_IDEM, &ik);
-        if (drc == 0)
-            entries--;
-        else if (drc != GS_ENOTFOUND)
-            break;
-        if (st->trace)
-            st->trace(st->trace_arg, 1, gs_db_names[GS_DB_IDEM_FIFO], k.mv_data,
-                      k.mv_size, NULL, 0, 0);
-        if ((rc = mdb_cursor_del(c, 0)))
-            break;
-        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
-        if (rc == MDB_NOTFOUND || rc == EINVAL)
-            rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    }
-    mdb_cursor_close(c);
-    if (rc && rc != MDB_NOTFOUND)
-        gs_txn_fail(a->t, rc, "expire idempotency entries");
-    return a->t->err;
-}
-
-/* Write what was cached during the transaction. */
-static int
-s_flush(s_apply_t *a)
-{
-    int rc;
-    for (size_t i = 0; i < a->cells.cap; i++) {
-        gs_smap_ent_t *e = &a->cells.ents[i];
-        if (!e->used || !e->dirty)
-            continue;
-        uint8_t b[GS_CELL_VAL];
-        gs_cell_put(b, &e->cell);
-        MDB_val k = { GS_GRID_LEN, e->key }, v = { GS_CELL_VAL, b };
-        if ((rc = gs_txn_put(a->t, GS_DB_CELLS, &k, &v, 0)))
-            return rc;
-    }
-    for (size_t i = 0; i < a->chain.cap; i++) {
-        gs_smap_ent_t *e = &a->chain.ents[i];
-        if (!e->used || !e->dirty)
-            continue;
-        uint8_t b[8];
-        gs_le64_put(b, e->u);
-        MDB_val k = { e->klen, e->key }, v = { 8, b };
-        if ((rc = gs_txn_put(a->t, GS_DB_CHAIN, &k, &v, 0)))
-            return rc;
-    }
-    if (a->head != a->head0 && (rc = s_meta_put_u64(a, "head_seq", a->head)))
-        return rc;
-    if (a->fifo_next != a->fifo0 && (rc = s_meta_put_u64(a, "idem_fifo_next", a->fifo_next)))
-        return rc;
-    return 0;
+    return gs_idem_put(&a->idem, up->device_id, up->upload_id, a->now_ms, u->counts,
+                       st->out.data + u->off, n);
 }
 
 /* One attempt of the whole batch in transaction t (gs_wfn): redone from
@@ -1094,20 +812,13 @@ s_attempt(gs_txn_t *t, void *arg)
     gs_store_t *st = a->st;
     gs_arena_reset(st->arena);
     gs_wbuf_reset(&st->out);
-    gs_smap_clear(&a->cells);
-    gs_smap_clear(&a->chain);
-    a->n_evs = 0;
     a->reg_grid[0] = 0;
     a->t = t;
     int rc;
-    if ((rc = s_meta_u64(a, "head_seq", &a->head)))
+    if ((rc = gs_log_begin(&a->log, t, &st->out, a->now_ms)))
         return rc;
-    if ((rc = s_meta_u64(a, "idem_fifo_next", &a->fifo_next)))
+    if ((rc = gs_idem_begin(&a->idem, t)))
         return rc;
-    if (a->fifo_next == 0)
-        a->fifo_next = 1;
-    a->head0 = a->head;
-    a->fifo0 = a->fifo_next;
     size_t grids;
     if ((rc = gs_txn_count(t, GS_DB_GRIDS, &grids)))
         return rc;
@@ -1115,9 +826,12 @@ s_attempt(gs_txn_t *t, void *arg)
     for (size_t i = 0; i < a->n_batch; i++)
         if ((rc = s_upload(a, &a->batch[i], &a->ups[i])))
             return rc;
-    if ((rc = s_expire(a)))
+    if ((rc = gs_idem_expire(&a->idem, a->now_ms, st->opts.idem_max_entries,
+                             st->opts.idem_max_age_ms)))
         return rc;
-    return s_flush(a);
+    if ((rc = gs_log_flush(&a->log)))
+        return rc;
+    return gs_idem_flush(&a->idem);
 }
 
 /* Copy the results into one block the caller frees with
@@ -1127,7 +841,7 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
 {
     gs_store_t *st = a->st;
     size_t ub = n * sizeof(gs_upload_result_t);
-    size_t eb = a->n_evs * sizeof(gs_event_out_t);
+    size_t eb = a->log.n_evs * sizeof(gs_event_out_t);
     uint8_t *blk = malloc(ub + eb + st->out.len + 1);
     if (!blk)
         return GS_ENOMEM;
@@ -1135,8 +849,8 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
     memcpy(bytes, st->out.data, st->out.len);
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = n;
-    out->events = a->n_evs ? (gs_event_out_t *) (blk + ub) : NULL;
-    out->n_events = a->n_evs;
+    out->events = a->log.n_evs ? (gs_event_out_t *) (blk + ub) : NULL;
+    out->n_events = a->log.n_evs;
     for (size_t i = 0; i < n; i++) {
         gs_upload_result_t *r = &out->uploads[i];
         r->ack = bytes + a->ups[i].off;
@@ -1144,14 +858,15 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
         r->replayed = a->ups[i].replayed;
         memcpy(r->counts, a->ups[i].counts, sizeof r->counts);
     }
-    for (size_t i = 0; i < a->n_evs; i++) {
+    for (size_t i = 0; i < a->log.n_evs; i++) {
+        const gs_log_ev_t *ev = &a->log.evs[i];
         gs_event_out_t *e = &out->events[i];
-        memcpy(e->grid, a->evs[i].grid, sizeof e->grid);
-        e->seq = a->evs[i].seq;
-        e->data = bytes + a->evs[i].off;
-        e->len = a->evs[i].len;
+        memcpy(e->grid, ev->grid, sizeof e->grid);
+        e->seq = ev->seq;
+        e->data = bytes + ev->off;
+        e->len = ev->len;
     }
-    out->head_seq = a->head;
+    out->head_seq = a->log.head;
     return 0;
 }
 
@@ -1176,8 +891,7 @@ gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n, int64_t now_ms,
     a.now_ms = now_ms;
     a.batch = ups;
     a.n_batch = n;
-    gs_smap_init(&a.cells);
-    gs_smap_init(&a.chain);
+    gs_log_init(&a.log);
     a.ups = calloc(n, sizeof *a.ups);
     int rc = a.ups ? 0 : GS_ENOMEM;
     uint32_t grows = 0;
@@ -1188,9 +902,7 @@ gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n, int64_t now_ms,
     out->map_grows = grows;
     gs_arena_reset(self->arena);
     free(a.ups);
-    free(a.evs);
-    gs_smap_deinit(&a.cells);
-    gs_smap_deinit(&a.chain);
+    gs_log_deinit(&a.log);
     pthread_mutex_unlock(&self->write_lock);
     if (rc) {
         uint32_t g = out->map_grows;

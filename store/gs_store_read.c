@@ -1,8 +1,8 @@
 /*
- * gs_store_read: everything that reads records and the change log. The
- * resumable feed ("events for prefixes after seq N"), snapshot paging for
+ * gs_store_read: everything that reads records. Snapshot paging for
  * devices, lookups by id, record history, per-cell metadata and the person
- * index reports.
+ * index reports. The change log's readers (the resumable feed, the head
+ * and the chain) are in gs_store_log.c.
  *
  * Where it sits: called from the broker's sync and admin threads and from
  * gridctl. Each call runs in one read-only transaction, so what it returns
@@ -12,39 +12,13 @@
  * store (a nested read would deadlock against a pending map growth).
  */
 #include "gs_store_int.h"
+#include "gs_store_ids.h"
+#include "gs_store_log.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
 /* ---- Helpers ---------------------------------------------------------------- */
-
-static int
-s_head(gs_store_t *self, MDB_txn *txn, uint64_t *head)
-{
-    MDB_val k = { 8, "head_seq" }, v;
-    int rc = mdb_get(txn, self->db[GS_DB_META], &k, &v);
-    *head = 0;
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc)
-        return gs_store_err(rc, "read head_seq");
-    if (v.mv_size != 8)
-        return GS_ECORRUPT;
-    *head = gs_le64_get(v.mv_data);
-    return 0;
-}
-
-int
-gs_store_head(gs_store_t *self, uint64_t *head_seq)
-{
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    rc = s_head(self, txn, head_seq);
-    gs_rtxn_end(self, &txn);
-    return rc;
-}
 
 /* A records value holds no copy of the record: the packed Record is the
  * record field of the event that made its version (see store.md). */
@@ -98,29 +72,11 @@ static int
 s_find(gs_store_t *self, MDB_txn *txn, char kb, const char *id, uint8_t *rk,
        size_t *rkl)
 {
-    size_t il = strlen(id);
-    if (il == 0 || il > GS_ID_MAX)
-        return GS_ENOTFOUND;
-    uint8_t ik[GS_IK_MAX];
-    MDB_val k = { gs_key_id(ik, kb, id, il), ik }, v;
-    int rc = mdb_get(txn, self->db[GS_DB_IDS], &k, &v);
+    char grid[GS_GRID_LEN + 1], canon[GS_ID_MAX + 1];
+    int rc = gs_ids_resolve(self, txn, kb, id, grid, canon);
     if (rc)
         return gs_store_err(rc, "look up id");
-    char grid[GS_GRID_LEN + 1], canon[GS_ID_MAX + 1];
-    if (gs_val_id_parse(v.mv_data, v.mv_size, grid, canon))
-        return GS_ECORRUPT;
-    size_t cl = strlen(canon);
-    if (strcmp(canon, id) != 0) {
-        /* alias: the canonical entry has the current grid */
-        k.mv_size = gs_key_id(ik, kb, canon, cl);
-        rc = mdb_get(txn, self->db[GS_DB_IDS], &k, &v);
-        if (rc)
-            return rc == MDB_NOTFOUND ? GS_ECORRUPT : gs_store_err(rc, "look up id");
-        char c2[GS_ID_MAX + 1];
-        if (gs_val_id_parse(v.mv_data, v.mv_size, grid, c2) || strcmp(c2, canon) != 0)
-            return GS_ECORRUPT;
-    }
-    *rkl = gs_key_record(rk, grid, kb, canon, cl);
+    *rkl = gs_key_record(rk, grid, kb, canon, strlen(canon));
     return 0;
 }
 
@@ -135,236 +91,6 @@ s_kinds(int kind, char kbs[2])
     }
     kbs[0] = gs_kind_byte(kind);
     return kbs[0] ? 1 : 0;
-}
-
-/* ---- Change log -------------------------------------------------------------- */
-
-/* The state of one events call. */
-typedef struct s_evq {
-    gs_event_fn *fn;
-    void *arg;
-    uint32_t limit;                 /* 0 = no limit */
-    uint32_t sent;                  /* events delivered */
-    uint64_t last;                  /* seq of the last event delivered */
-    int stop;                       /* fn's non-zero return */
-    uint64_t stop_seq;              /* event fn stopped on */
-} s_evq_t;
-
-/* Deliver one log value; returns 1 when the walk must end. */
-static int
-s_deliver(s_evq_t *q, uint64_t seq, const MDB_val *v)
-{
-    char grid[GS_GRID_LEN + 1];
-    memcpy(grid, v->mv_data, GS_GRID_LEN);
-    grid[GS_GRID_LEN] = 0;
-    int r = q->fn(q->arg, seq, grid, (const uint8_t *) v->mv_data + GS_LOG_HDR,
-                  v->mv_size - GS_LOG_HDR);
-    if (r) {
-        q->stop = r;
-        q->stop_seq = seq;
-        return 1;
-    }
-    q->sent++;
-    q->last = seq;
-    return q->limit && q->sent >= q->limit;
-}
-
-/* Scan the global log from since+1, filtering by the grid in each value. */
-static int
-s_events_log(gs_store_t *self, MDB_txn *txn, const char *const *pf, size_t npf,
-             uint64_t since, s_evq_t *q)
-{
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, self->db[GS_DB_LOG], &c);
-    if (rc)
-        return gs_store_err(rc, "open log cursor");
-    uint8_t kb[GS_LK_LEN];
-    gs_key_log(kb, since + 1);
-    MDB_val k = { GS_LK_LEN, kb }, v;
-    int all = npf == 1 && pf[0][0] == 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        uint64_t seq;
-        if (gs_key_log_parse(k.mv_data, k.mv_size, &seq) || v.mv_size < GS_LOG_HDR) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        if (!all && !gs_prefix_match(v.mv_data, pf, npf))
-            continue;
-        if (s_deliver(q, seq, &v))
-            break;
-    }
-    mdb_cursor_close(c);
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan log");
-}
-
-/* Merge the per-cell logs of a few cells by seq. */
-static int
-s_events_cells(gs_store_t *self, MDB_txn *txn, char (*cells)[GS_GRID_LEN], size_t n,
-               uint64_t since, s_evq_t *q)
-{
-    MDB_cursor *cur[GS_CELL_PATH_MAX];
-    uint64_t next[GS_CELL_PATH_MAX];    /* next seq of each cell, 0 = done */
-    size_t opened = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELL_LOG], &cur[i])))
-            break;
-        opened++;
-        uint8_t kb[GS_CLK_LEN];
-        gs_key_cell_log(kb, cells[i], since + 1);
-        MDB_val k = { sizeof kb, kb }, v;
-        rc = mdb_cursor_get(cur[i], &k, &v, MDB_SET_RANGE);
-        next[i] = 0;
-        uint64_t s0;
-        if (rc == 0 && gs_key_cell_log_parse(k.mv_data, k.mv_size, &s0) == 0 &&
-            memcmp(k.mv_data, cells[i], GS_GRID_LEN) == 0)
-            next[i] = s0;
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-        if (rc)
-            break;
-    }
-    while (rc == 0) {
-        size_t best = n;
-        for (size_t i = 0; i < n; i++)
-            if (next[i] && (best == n || next[i] < next[best]))
-                best = i;
-        if (best == n)
-            break;
-        uint64_t seq = next[best];
-        uint8_t kb[GS_LK_LEN];
-        gs_key_log(kb, seq);
-        MDB_val k = { GS_LK_LEN, kb }, v;
-        if ((rc = mdb_get(txn, self->db[GS_DB_LOG], &k, &v)))
-            break;
-        if (v.mv_size < GS_LOG_HDR) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        if (s_deliver(q, seq, &v))
-            break;
-        rc = mdb_cursor_get(cur[best], &k, &v, MDB_NEXT);
-        next[best] = 0;
-        uint64_t s1;
-        if (rc == 0 && gs_key_cell_log_parse(k.mv_data, k.mv_size, &s1) == 0 &&
-            memcmp(k.mv_data, cells[best], GS_GRID_LEN) == 0)
-            next[best] = s1;
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-    }
-    for (size_t i = 0; i < opened; i++)
-        mdb_cursor_close(cur[i]);
-    return gs_store_err(rc, "merge cell logs");
-}
-
-/* Count the cells under the prefixes, up to max+1; fill cells when <= max. */
-static int
-s_cells_under(gs_store_t *self, MDB_txn *txn, const char *const *pf, size_t npf,
-              char (*cells)[GS_GRID_LEN], size_t max, size_t *n)
-{
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &c);
-    if (rc)
-        return gs_store_err(rc, "open cells cursor");
-    *n = 0;
-    for (size_t i = 0; i < npf && *n <= max; i++) {
-        size_t pl = strlen(pf[i]);
-        if (pl == 0) {
-            *n = max + 1;   /* everything: the log is the better path */
-            break;
-        }
-        MDB_val k = { pl, (void *) pf[i] }, v;
-        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            if (k.mv_size != GS_GRID_LEN || memcmp(k.mv_data, pf[i], pl) != 0)
-                break;
-            if (*n < max)
-                memcpy(cells[*n], k.mv_data, GS_GRID_LEN);
-            if (++*n > max)
-                break;
-        }
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-        if (rc)
-            break;
-    }
-    mdb_cursor_close(c);
-    return gs_store_err(rc, "count cells");
-}
-
-int
-gs_store_events_path(gs_store_t *self, const char *const *prefixes,
-                     size_t n_prefixes, uint64_t since, uint32_t limit,
-                     gs_event_fn *fn, void *arg, uint64_t *next_seq,
-                     uint64_t *head_seq, int path)
-{
-    uint64_t dummy_n, dummy_h;
-    if (!next_seq)
-        next_seq = &dummy_n;
-    if (!head_seq)
-        head_seq = &dummy_h;
-    *next_seq = since;
-    if (!fn || (n_prefixes && !prefixes))
-        return GS_EINVAL;
-    for (size_t i = 0; i < n_prefixes; i++)
-        if (!prefixes[i] || strlen(prefixes[i]) > GS_GRID_LEN)
-            return GS_EINVAL;
-    const char **pf = malloc((n_prefixes ? n_prefixes : 1) * sizeof *pf);
-    if (!pf)
-        return GS_ENOMEM;
-    size_t npf = gs_prefix_normalise(prefixes, n_prefixes, pf);
-
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc) {
-        free(pf);
-        return rc;
-    }
-    uint64_t head;
-    if ((rc = s_head(self, txn, &head)))
-        goto done;
-    *head_seq = head;
-    s_evq_t q = { fn, arg, limit, 0, 0, 0, 0 };
-    if (npf && since < head) {
-        char cells[GS_CELL_PATH_MAX][GS_GRID_LEN];
-        size_t ncells = 0;
-        if (path != 1 && (rc = s_cells_under(self, txn, pf, npf, cells,
-                                             GS_CELL_PATH_MAX, &ncells)))
-            goto done;
-        if (path == 2 && ncells > GS_CELL_PATH_MAX) {
-            rc = GS_EINVAL;
-            goto done;
-        }
-        if (path != 1 && ncells <= GS_CELL_PATH_MAX)
-            rc = s_events_cells(self, txn, cells, ncells, since, &q);
-        else
-            rc = s_events_log(self, txn, pf, npf, since, &q);
-        if (rc)
-            goto done;
-    }
-    if (q.stop) {
-        /* the event fn refused is not consumed */
-        *next_seq = q.stop_seq - 1;
-        rc = q.stop;
-    } else if (q.limit && q.sent >= q.limit) {
-        *next_seq = q.last;
-    } else {
-        *next_seq = since > head ? since : head;
-    }
-done:
-    gs_rtxn_end(self, &txn);
-    free(pf);
-    return rc;
-}
-
-int
-gs_store_events(gs_store_t *self, const char *const *prefixes, size_t n_prefixes,
-                uint64_t since, uint32_t limit, gs_event_fn *fn, void *arg,
-                uint64_t *next_seq, uint64_t *head_seq)
-{
-    return gs_store_events_path(self, prefixes, n_prefixes, since, limit, fn, arg,
-                                next_seq, head_seq, 0);
 }
 
 /* ---- Snapshot paging --------------------------------------------------------- */
@@ -413,7 +139,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
         free(pf);
         return rc;
     }
-    if (!resume && (rc = s_head(self, txn, &snap)))
+    if (!resume && (rc = gs_log_head(self, txn, &snap)))
         goto done;
     if (snapshot_seq)
         *snapshot_seq = snap;
@@ -657,33 +383,6 @@ gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn, void *arg)
         return GS_EINVAL;
     s_cell_list_t l = { fn, arg };
     return gs_scan(self, GS_DB_CELLS, prefix, s_cell_each, &l, "list cells");
-}
-
-int
-gs_store_prefix_last(gs_store_t *self, const char *prefix, uint64_t *last_seq)
-{
-    if (!prefix || !last_seq)
-        return GS_EINVAL;
-    int level = gs_level_of_len(strlen(prefix));
-    if (level < 0)
-        return GS_EINVAL;
-    char key[16];
-    char grid[GS_GRID_LEN + 1] = "000000000000000";
-    memcpy(grid, prefix, strlen(prefix));
-    size_t kl = gs_key_chain(grid, level, key);
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_val k = { kl, key }, v;
-    rc = mdb_get(txn, self->db[GS_DB_CHAIN], &k, &v);
-    *last_seq = 0;
-    if (rc == 0 && v.mv_size == 8)
-        *last_seq = gs_le64_get(v.mv_data);
-    else if (rc == 0)
-        rc = GS_ECORRUPT;
-    gs_rtxn_end(self, &txn);
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "read chain");
 }
 
 /* ---- Person index ---------------------------------------------------------------- */

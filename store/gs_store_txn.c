@@ -198,6 +198,33 @@ gs_txn_count(gs_txn_t *t, int db, size_t *n)
     return 0;
 }
 
+int
+gs_txn_meta_get(gs_txn_t *t, const char *name, uint64_t *out)
+{
+    assert(name && out);
+    *out = 0;
+    MDB_val k = { strlen(name), (void *) name }, v;
+    int rc = gs_txn_get(t, GS_DB_META, &k, &v);
+    if (rc == GS_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return gs_txn_fail(t, MDB_CORRUPTED, name);
+    *out = gs_le64_get(v.mv_data);
+    return 0;
+}
+
+int
+gs_txn_meta_put(gs_txn_t *t, const char *name, uint64_t val)
+{
+    assert(name);
+    uint8_t b[8];
+    gs_le64_put(b, val);
+    MDB_val k = { strlen(name), (void *) name }, v = { 8, b };
+    return gs_txn_put(t, GS_DB_META, &k, &v, 0);
+}
+
 /* LMDB reports a short write of dirty pages as EIO ("short write,
  * filesystem full?" in mdb_page_flush); only a write that could store
  * nothing at all gives ENOSPC. A commit that failed with EIO on a

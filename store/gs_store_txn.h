@@ -83,6 +83,12 @@ int gs_txn_del(gs_txn_t *t, int db, const MDB_val *k);
 /* Entries in db, into *n. Returns 0 or the sticky error. */
 int gs_txn_count(gs_txn_t *t, int db, size_t *n);
 
+/* A u64 counter of the meta table (8 bytes LE): *out = 0 when absent.
+ * Returns 0 or the sticky error (GS_ECORRUPT for a value of another size). */
+int gs_txn_meta_get(gs_txn_t *t, const char *name, uint64_t *out);
+/* Set it. Returns 0 or the sticky error. */
+int gs_txn_meta_put(gs_txn_t *t, const char *name, uint64_t val);
+
 /* Record a failure found by the caller: rc is an LMDB code, an errno value
  * (MDB_CORRUPTED for a value that does not decode, ENOMEM, ...) or already
  * a GS_E* code; what names the step for the detail. The first failure
