@@ -113,6 +113,19 @@ void gs_store_adopt_mapsize(gs_store_t *self);
  * transaction. */
 int gs_store_reopen(gs_store_t *self);
 
+/* ---- Shared by opening and backup (gs_store.c, gs_store_backup.c) ----------- */
+
+/* dir/name, malloc'd; NULL on allocation failure. */
+char *gs_store_path(const char *dir, const char *name);
+
+/* A new lineage epoch: a random non-zero uint64, 8 bytes little-endian. */
+void gs_store_epoch_make(uint8_t out[8]);
+
+/* Take the broker's exclusive lock on dir (flock, broker.pid names who);
+ * *fd_out holds it. Returns 0, GS_EBUSY with a detail naming the holder,
+ * or another GS_E* code. */
+int gs_store_lock_take(const char *dir, const char *who, int *fd_out);
+
 /* ---- Records value header ---------------------------------------------------- */
 
 /* The fixed part of a records value, decoded. */
