@@ -144,6 +144,7 @@ static int
 s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_t *as,
         const s_cur_t *cur, Gridsync__V1__RecordResult *res)
 {
+    assert(pp->ready && canon && as->r && (!cur || cur->found));
     int rc;
     /* as: the record as stored, packed once (s_pack_hash) and copied into
      * the change log; the person refs were prepared with it */
@@ -260,6 +261,7 @@ static void
 s_result(s_apply_t *a, Gridsync__V1__RecordResult *res, int status, int reason,
          const char *msg, const char *key)
 {
+    assert((status == S_REJECTED) == (reason != 0));  /* a verdict, never an error code */
     res->status = (Gridsync__V1__ResultStatus) status;
     res->reason = (Gridsync__V1__Reason) reason;
     if (msg && *msg) {
@@ -545,6 +547,7 @@ static int
 s_update(s_apply_t *a, const gs_prepared_t *pp, const s_cur_t *cur, const s_bytes_t *as,
          int natkey_free, int alias, Gridsync__V1__RecordResult *res)
 {
+    assert(cur->found && !(alias && natkey_free));  /* a merge never takes a key */
     int rc;
     /* natural key changes (address corrected, room record moved): the new
      * key must be free (the classifier made sure), and the old one is released */
@@ -581,6 +584,7 @@ s_update(s_apply_t *a, const gs_prepared_t *pp, const s_cur_t *cur, const s_byte
 static int
 s_alias(s_apply_t *a, char kb, const char *id, const char *grid, const char *canon)
 {
+    assert(strcmp(id, canon) != 0);     /* an alias never names itself */
     uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
     MDB_val key = { gs_key_id(ik, kb, id, strlen(id)), ik },
             val = { gs_val_id(iv, grid, canon, strlen(canon)), iv };
@@ -682,6 +686,8 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         f.have |= d.need;
     }
 
+    assert(d.action != GS_DEDUP_NEED);
+    assert(!d.alias || (f.merged && cur.found));
     switch (d.action) {
     case GS_DEDUP_NEW:
         if ((rc = s_pack_hash(a, pp, pp->id, &as)) ||

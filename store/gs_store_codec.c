@@ -10,6 +10,7 @@
  */
 #include "gs_store_int.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdlib.h>
 
@@ -23,6 +24,7 @@ const char *const gs_db_names[GS_DB_COUNT] = {
 void
 gs_rec_hdr_put(uint8_t *p, const gs_rec_hdr_t *h)
 {
+    assert(p && h && h->version > 0 && h->seq > 0);  /* versions and seqs start at 1 */
     gs_le64_put(p, h->version);
     gs_le64_put(p + 8, h->seq);
     gs_le64_put(p + 16, (uint64_t) h->updated_at);
@@ -321,6 +323,7 @@ gs_record_people(const Gridsync__V1__Record *rec)
 void
 gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people, int sign)
 {
+    assert(m && (sign == 1 || sign == -1));
     /* counters are unsigned: subtraction is modular addition, and verify
      * catches any drift */
     uint32_t one = sign > 0 ? 1u : (uint32_t) -1;
@@ -522,6 +525,7 @@ gs_smap_find(const gs_smap_t *m, const char *key, size_t klen)
 gs_smap_ent_t *
 gs_smap_get(gs_smap_t *m, const char *key, size_t klen, int *created)
 {
+    assert(m && key && klen <= 15);     /* grid codes and their prefixes */
     if (klen > 15)
         return NULL;
     if ((m->n + 1) * 2 > m->cap) {

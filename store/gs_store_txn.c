@@ -93,6 +93,8 @@ int
 gs_txn_begin(gs_store_t *st, gs_txn_t *t)
 {
     assert(st && t);
+    /* the caller holds write_lock: one writer at a time */
+    assert(pthread_mutex_trylock(&st->write_lock) == EBUSY);
     memset(t, 0, sizeof *t);
     t->st = st;
     if (st->opts.read_only) {
