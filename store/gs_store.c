@@ -1,15 +1,16 @@
 /*
  * gs_store: opening and closing the LMDB environment, error translation,
- * the transaction helpers every other store file uses (read locks, map
- * growth, reopening after MDB_PANIC), the checks before LMDB opens the files
- * (the data file against its meta pages, the broker's store lock), and the
- * operational calls: info, backup and restore, stale-reader cleanup and the
- * debug hooks.
+ * adopting a map grown elsewhere and reopening after MDB_PANIC, the checks
+ * before LMDB opens the files (the data file against its meta pages, the
+ * broker's store lock), and the operational calls: info, stale-reader
+ * cleanup, the person key and the debug hooks.
  *
- * Where it sits: the bottom of the store. gs_store_apply.c (the writer
- * path), gs_store_read.c (sync and lookups), gs_store_admin.c (registries)
- * and gs_store_verify.c build on the helpers here. Key layouts are in
- * gs_store_int.h and docs/store.md.
+ * Where it sits: the bottom of the store. gs_store_txn.c (transactions and
+ * map growth) builds on the environment opened here, and everything else
+ * on that: gs_store_apply.c (the write path), gs_store_read.c and
+ * gs_store_log.c (reads), gs_store_admin.c (registries), gs_store_verify.c
+ * and gs_store_backup.c. Key layouts are in gs_store_keys.h and
+ * docs/store.md.
  */
 #include "gs_store_int.h"
 
@@ -125,8 +126,8 @@ gs_store_opts_init(gs_store_opts_t *o)
     o->max_readers = 256;
 }
 
-static char *
-s_path(const char *dir, const char *name)
+char *
+gs_store_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
@@ -139,7 +140,7 @@ s_path(const char *dir, const char *name)
 static int
 s_secret_load(gs_store_t *self, int may_create)
 {
-    char *path = s_path(self->dir, "secret.key");
+    char *path = gs_store_path(self->dir, "secret.key");
     if (!path)
         return GS_ENOMEM;
     int rc = 0;
@@ -248,7 +249,7 @@ s_meta_read(int fd, off_t off, int which, s_meta_t *m)
 static int
 s_data_check(const char *dir)
 {
-    char *path = s_path(dir, "data.mdb");
+    char *path = gs_store_path(dir, "data.mdb");
     if (!path)
         return GS_ENOMEM;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -306,8 +307,8 @@ done:
 }
 
 /* A new lineage epoch: a random non-zero uint64, 8 bytes little-endian. */
-static void
-s_epoch_make(uint8_t out[8])
+void
+gs_store_epoch_make(uint8_t out[8])
 {
     uint64_t v = 0;
     while (!v)
@@ -322,7 +323,7 @@ static void
 s_lock_holder(const char *dir, char *buf, size_t size)
 {
     snprintf(buf, size, "another process (pid unknown: broker.pid unreadable)");
-    char *path = s_path(dir, "broker.pid");
+    char *path = gs_store_path(dir, "broker.pid");
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) : -1;
     free(path);
     if (fd < 0)
@@ -346,8 +347,8 @@ s_lock_holder(const char *dir, char *buf, size_t size)
  * does not let a second one in). The holder's pid goes into broker.pid for
  * the refusal message. O_CLOEXEC: a child the holder execs does not keep the
  * lock. *fd_out gets the descriptor that holds it. */
-static int
-s_lock_take(const char *dir, const char *who, int *fd_out)
+int
+gs_store_lock_take(const char *dir, const char *who, int *fd_out)
 {
     *fd_out = -1;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -363,7 +364,7 @@ s_lock_take(const char *dir, const char *who, int *fd_out)
         gs_store_detail("store %s is in use by %s", dir, holder);
         return GS_EBUSY;
     }
-    char *path = s_path(dir, "broker.pid");
+    char *path = gs_store_path(dir, "broker.pid");
     int pf = path ? open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600) : -1;
     int e = errno;
     free(path);
@@ -407,7 +408,7 @@ s_lmdb_assert(MDB_env *env, const char *msg)
 static int
 s_lockfile_check(const char *dir)
 {
-    char *lockp = s_path(dir, "lock.mdb"), *datap = s_path(dir, "data.mdb");
+    char *lockp = gs_store_path(dir, "lock.mdb"), *datap = gs_store_path(dir, "data.mdb");
     struct stat sb;
     int suspect = lockp && datap && stat(lockp, &sb) != 0 && errno == ENOENT &&
                   stat(datap, &sb) == 0 && sb.st_size > 0;
@@ -504,7 +505,7 @@ s_epoch_load(gs_store_t *self, MDB_txn *txn)
     if (self->opts.read_only)
         return 0;   /* self->epoch stays 0: not known */
     uint8_t buf[8];
-    s_epoch_make(buf);
+    gs_store_epoch_make(buf);
     MDB_val ev = { 8, buf };
     rc = mdb_put(txn, self->db[GS_DB_META], &k, &ev, 0);
     if (rc)
@@ -648,7 +649,7 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
         goto fail;
     }
     if (self->opts.read_only) {
-        char *data = s_path(dir, "data.mdb");
+        char *data = gs_store_path(dir, "data.mdb");
         struct stat sb;
         int have = data && stat(data, &sb) == 0;
         free(data);
@@ -662,7 +663,7 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
         goto fail;
     }
     assert(!(self->opts.exclusive && self->opts.read_only));
-    if (self->opts.exclusive ? (rc = s_lock_take(dir, "gridsyncd", &self->lock_fd))
+    if (self->opts.exclusive ? (rc = gs_store_lock_take(dir, "gridsyncd", &self->lock_fd))
                              : (rc = s_lockfile_check(dir)))
         goto fail;
     if ((rc = s_env_open(self)) || (rc = s_dbs_open(self)))
@@ -699,9 +700,8 @@ gs_store_destroy(gs_store_t **self_p)
 
 /* ---- Transactions ------------------------------------------------------------ */
 
-/* Take a map size grown by another process. */
-static void
-s_adopt_mapsize(gs_store_t *self)
+void
+gs_store_adopt_mapsize(gs_store_t *self)
 {
     pthread_rwlock_wrlock(&self->env_lock);
     if (self->env) {
@@ -727,198 +727,6 @@ gs_store_reopen(gs_store_t *self)
         s_env_close(self);
     pthread_rwlock_unlock(&self->env_lock);
     return rc;
-}
-
-static int
-s_txn_begin(gs_store_t *self, unsigned flags, MDB_txn **txn)
-{
-    int rc = 0;
-    for (int tries = 0; tries < 4; tries++) {
-        pthread_rwlock_rdlock(&self->env_lock);
-        rc = self->env ? mdb_txn_begin(self->env, NULL, flags, txn) : MDB_PANIC;
-        if (rc == 0)
-            return 0;   /* env_lock stays shared until the end */
-        pthread_rwlock_unlock(&self->env_lock);
-        if (rc == MDB_MAP_RESIZED)
-            s_adopt_mapsize(self);
-        else if (rc == MDB_PANIC)
-            gs_store_reopen(self);
-        else
-            break;
-    }
-    *txn = NULL;
-    return gs_store_err(rc, flags ? "begin read transaction" : "begin write transaction");
-}
-
-int
-gs_rtxn_begin(gs_store_t *self, MDB_txn **txn)
-{
-    return s_txn_begin(self, MDB_RDONLY, txn);
-}
-
-void
-gs_rtxn_end(gs_store_t *self, MDB_txn **txn)
-{
-    if (*txn) {
-        mdb_txn_abort(*txn);
-        *txn = NULL;
-        pthread_rwlock_unlock(&self->env_lock);
-    }
-}
-
-int
-gs_scan(gs_store_t *self, int db, const char *prefix, gs_scan_fn *each, void *arg,
-        const char *what)
-{
-    if (!prefix)
-        prefix = "";
-    size_t pl = strlen(prefix);
-    if (pl > GS_GRID_LEN)
-        return GS_EINVAL;
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn, self->db[db], &c))) {
-        gs_rtxn_end(self, &txn);
-        return gs_store_err(rc, what);
-    }
-    MDB_val k = { pl, (void *) prefix }, v;
-    int user = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
-            break;
-        if ((rc = each(arg, txn, &k, &v, &user)) || user)
-            break;
-    }
-    mdb_cursor_close(c);
-    gs_rtxn_end(self, &txn);
-    if (user)
-        return user;
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, what);
-}
-
-int
-gs_wtxn_begin(gs_store_t *self, MDB_txn **txn)
-{
-    if (self->opts.read_only) {
-        gs_store_detail("store opened read-only");
-        return GS_EREADONLY;
-    }
-    int rc = s_txn_begin(self, 0, txn);
-    if (rc == 0 && self->trace)
-        self->trace(self->trace_arg, 3, NULL, NULL, 0, NULL, 0, 0);
-    return rc;
-}
-
-/* LMDB reports a short write of dirty pages as EIO ("short write,
- * filesystem full?" in mdb_page_flush); only a write that could store
- * nothing at all gives ENOSPC. A commit that failed with EIO on a
- * filesystem left with (almost) no free space ran out of room. */
-static int
-s_fs_full(const char *dir)
-{
-    struct statvfs sv;
-    if (statvfs(dir, &sv) != 0)
-        return 0;
-    return (unsigned long long) sv.f_bavail * sv.f_frsize < (1ULL << 20);
-}
-
-int
-gs_wtxn_commit(gs_store_t *self, MDB_txn **txn)
-{
-    int rc;
-    if (self->fail_commit) {
-        rc = self->fail_commit;
-        self->fail_commit = 0;
-        mdb_txn_abort(*txn);
-    } else {
-        rc = mdb_txn_commit(*txn);
-    }
-    *txn = NULL;
-    pthread_rwlock_unlock(&self->env_lock);
-    if (rc == EIO && s_fs_full(self->dir))
-        rc = ENOSPC;
-    if (rc == 0 && self->trace)
-        self->trace(self->trace_arg, 2, NULL, NULL, 0, NULL, 0, 0);
-    return rc;
-}
-
-void
-gs_wtxn_abort(gs_store_t *self, MDB_txn **txn)
-{
-    gs_rtxn_end(self, txn);
-}
-
-int
-gs_store_grow(gs_store_t *self)
-{
-    /* mdb_env_set_mapsize needs every transaction of this process closed */
-    pthread_rwlock_wrlock(&self->env_lock);
-    size_t cur = self->map_size;
-    if (cur >= self->opts.map_max) {
-        pthread_rwlock_unlock(&self->env_lock);
-        gs_store_detail("map at its limit of %zu bytes", self->opts.map_max);
-        return GS_EFULL;
-    }
-    size_t next = cur > self->opts.map_max / 2 ? self->opts.map_max : cur * 2;
-    int rc = self->env ? mdb_env_set_mapsize(self->env, next) : MDB_PANIC;
-    if (!rc) {
-        MDB_envinfo ei;
-        mdb_env_info(self->env, &ei);
-        self->map_size = ei.me_mapsize;
-    }
-    pthread_rwlock_unlock(&self->env_lock);
-    return gs_store_err(rc, "grow map");
-}
-
-int
-gs_put(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k, MDB_val *v,
-       unsigned flags)
-{
-    int rc = mdb_put(txn, self->db[db], k, v, flags);
-    if (rc == 0 && self->trace && !(flags & MDB_RESERVE))
-        self->trace(self->trace_arg, 0, gs_db_names[db], k->mv_data, k->mv_size,
-                    v->mv_data, v->mv_size, (flags & MDB_APPEND) != 0);
-    return rc;
-}
-
-int
-gs_del(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k)
-{
-    int rc = mdb_del(txn, self->db[db], k, NULL);
-    if (rc == 0 && self->trace)
-        self->trace(self->trace_arg, 1, gs_db_names[db], k->mv_data, k->mv_size,
-                    NULL, 0, 0);
-    return rc;
-}
-
-int
-gs_store_write(gs_store_t *self, gs_wfn *fn, void *arg)
-{
-    pthread_mutex_lock(&self->write_lock);
-    int rc;
-    for (;;) {
-        MDB_txn *txn;
-        rc = gs_wtxn_begin(self, &txn);
-        if (rc)
-            break;
-        rc = fn(self, txn, arg);
-        if (rc == 0)
-            rc = gs_wtxn_commit(self, &txn);
-        else
-            gs_wtxn_abort(self, &txn);
-        if (rc == MDB_MAP_FULL) {
-            rc = gs_store_grow(self);
-            if (rc == 0)
-                continue;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&self->write_lock);
-    return gs_store_err(rc, "write");
 }
 
 /* ---- Operations -------------------------------------------------------------- */
@@ -949,7 +757,7 @@ gs_store_info(gs_store_t *self, gs_store_info_t *info)
     if (mdb_get(txn, self->db[GS_DB_META], &k, &v) == 0 && v.mv_size == 8)
         info->head_seq = gs_le64_get(v.mv_data);
     gs_rtxn_end(self, &txn);
-    char *data = s_path(self->dir, "data.mdb");
+    char *data = gs_store_path(self->dir, "data.mdb");
     struct stat sb;
     if (data && stat(data, &sb) == 0)
         info->file_size = (size_t) sb.st_size;
@@ -967,360 +775,6 @@ gs_store_reader_check(gs_store_t *self, int *dead)
     if (dead)
         *dead = d;
     return gs_store_err(rc, "mdb_reader_check");
-}
-
-/* Is dir empty, apart from a file named but (NULL: nothing excepted)? */
-static int
-s_dir_empty(const char *dir, const char *but)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    struct dirent *e;
-    int empty = 1;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-            !(but && !strcmp(e->d_name, but)))
-            empty = 0;
-    closedir(d);
-    return empty;
-}
-
-/* path without trailing slashes (malloc'd), so that "dest/" and "dest" get
- * their temporary directory beside them, in the same parent. */
-static char *
-s_path_trim(const char *path)
-{
-    char *p = strdup(path);
-    if (p)
-        for (size_t n = strlen(p); n > 1 && p[n - 1] == '/'; n--)
-            p[n - 1] = 0;
-    return p;
-}
-
-/* fsync a file or directory by path. */
-static int
-s_fsync_path(const char *path, int dir)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
-    if (fd < 0)
-        return errno;
-    int rc = fsync(fd) != 0 ? errno : 0;
-    close(fd);
-    return rc;
-}
-
-/* fsync the directory that holds path, after a rename into it. */
-static int
-s_fsync_parent(const char *path)
-{
-    char *p = strdup(path);
-    if (!p)
-        return ENOMEM;
-    char *slash = strrchr(p, '/');
-    const char *parent = !slash ? "." : slash == p ? "/" : (*slash = 0, p);
-    int rc = s_fsync_path(parent, 1);
-    free(p);
-    return rc;
-}
-
-/* Remove a directory this file made for a copy, with the only files it can
- * hold (LMDB's lock.mdb comes from opening the copy). */
-static void
-s_copy_remove(const char *dir)
-{
-    static const char *const names[] = { "data.mdb", "lock.mdb", "secret.key", "broker.pid",
-                                         NULL };
-    for (int i = 0; names[i]; i++) {
-        char *p = s_path(dir, names[i]);
-        if (p)
-            unlink(p);
-        free(p);
-    }
-    rmdir(dir);
-}
-
-/* Compacting copy of self's environment into a new dir/data.mdb (0600 from
- * the start). The copy's read transaction fails with MDB_MAP_RESIZED when
- * another process (the broker) grew the map since this one last looked;
- * nothing is copied then, so the map size is adopted and the copy starts
- * again on an emptied file. Every retry follows a doubling of the map by
- * someone else, so the bound below is never reached before map_max would
- * be: growth during a backup is not an error. */
-static int
-s_copy_data(gs_store_t *self, const char *dir)
-{
-    char *path = s_path(dir, "data.mdb");
-    if (!path)
-        return GS_ENOMEM;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    free(path);
-    if (fd < 0)
-        return gs_store_err(errno, "create backup data.mdb");
-    int rc;
-    for (int tries = 0;; tries++) {
-        /* the copy runs its own read transaction: hold the lock shared */
-        pthread_rwlock_rdlock(&self->env_lock);
-        rc = self->env ? mdb_env_copyfd2(self->env, fd, MDB_CP_COMPACT) : MDB_PANIC;
-        pthread_rwlock_unlock(&self->env_lock);
-        if (rc != MDB_MAP_RESIZED || tries == 64)
-            break;
-        s_adopt_mapsize(self);
-        if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
-            rc = errno;
-            break;
-        }
-    }
-    if (rc == 0 && fsync(fd) != 0)
-        rc = errno;
-    if (close(fd) != 0 && rc == 0)
-        rc = errno;
-    return rc ? gs_store_err(rc, "copy data.mdb") : 0;
-}
-
-/* Write the 32-byte secret as dir/secret.key (0600), synced. */
-static int
-s_secret_write(const char *dir, const uint8_t secret[32])
-{
-    char *path = s_path(dir, "secret.key");
-    if (!path)
-        return GS_ENOMEM;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    free(path);
-    int rc = 0;
-    errno = 0;
-    if (fd < 0 || write(fd, secret, 32) != 32 || fsync(fd) != 0)
-        rc = errno ? errno : EIO;
-    if (fd >= 0 && close(fd) != 0 && rc == 0)
-        rc = errno;
-    return rc ? gs_store_err(rc, "write secret.key of the copy") : 0;
-}
-
-/* A complete copy of self in a fresh directory beside dest (mkdtemp: mode
- * 0700), its path in *tmp_out (malloc'd): data.mdb compacted, secret.key, a
- * new epoch, everything synced. On failure nothing is left. */
-static int
-s_copy_build(gs_store_t *self, const char *dest, char **tmp_out)
-{
-    *tmp_out = NULL;
-    size_t n = strlen(dest) + 16;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return GS_ENOMEM;
-    snprintf(tmp, n, "%s.tmp-XXXXXX", dest);
-    if (!mkdtemp(tmp)) {
-        int rc = gs_store_err(errno, "create a directory beside the copy");
-        free(tmp);
-        return rc;
-    }
-    int rc = s_copy_data(self, tmp);
-    if (!rc)
-        rc = s_secret_write(tmp, self->secret);
-    if (!rc)
-        rc = gs_store_epoch_renew(tmp);
-    if (!rc) {
-        /* LMDB's lock file of the renewing open: not part of a store copy */
-        char *lock = s_path(tmp, "lock.mdb");
-        if (lock)
-            unlink(lock);
-        free(lock);
-        int e = s_fsync_path(tmp, 1);
-        if (e)
-            rc = gs_store_err(e, "sync the copy's directory");
-    }
-    if (rc) {
-        s_copy_remove(tmp);
-        free(tmp);
-        return rc;
-    }
-    *tmp_out = tmp;
-    return 0;
-}
-
-int
-gs_store_backup(gs_store_t *self, const char *dest_in)
-{
-    if (!dest_in || !*dest_in)
-        return GS_EINVAL;
-    if (!self->have_secret) {
-        gs_store_detail("no secret.key loaded: a backup without it is useless");
-        return GS_ENOTFOUND;
-    }
-    char *dest = s_path_trim(dest_in);
-    if (!dest)
-        return GS_ENOMEM;
-    int rc = 0;
-    struct stat sb;
-    if (lstat(dest, &sb) == 0) {
-        if (!S_ISDIR(sb.st_mode) || !s_dir_empty(dest, NULL)) {
-            gs_store_detail("backup directory %s exists and is not empty", dest);
-            rc = GS_EINVAL;
-        }
-    } else if (errno != ENOENT) {
-        rc = gs_store_err(errno, "look at the backup directory");
-    }
-    char *tmp = NULL;
-    if (!rc)
-        rc = s_copy_build(self, dest, &tmp);
-    if (!rc) {
-        /* one step: dest is either absent (or the empty directory it was)
-         * or the whole synced copy */
-        if (rename(tmp, dest) != 0) {
-            int e = errno;
-            s_copy_remove(tmp);
-            if (e == ENOTEMPTY || e == EEXIST || e == ENOTDIR) {
-                gs_store_detail("backup directory %s appeared meanwhile and is not empty", dest);
-                rc = GS_EINVAL;
-            } else {
-                rc = gs_store_err(e, "rename the backup into place");
-            }
-        } else {
-            int e = s_fsync_parent(dest);
-            if (e) {
-                s_copy_remove(dest);
-                rc = gs_store_err(e, "sync the backup's parent directory");
-            }
-        }
-    }
-    free(tmp);
-    free(dest);
-    return rc;
-}
-
-static int
-s_epoch_fn(gs_store_t *self, MDB_txn *txn, void *arg)
-{
-    MDB_val k = { 5, "epoch" }, v = { 8, arg };
-    return gs_put(self, txn, GS_DB_META, &k, &v, 0);
-}
-
-int
-gs_store_epoch_renew(const char *dir)
-{
-    if (!dir || !*dir)
-        return GS_EINVAL;
-    char *data = s_path(dir, "data.mdb");
-    if (!data)
-        return GS_ENOMEM;
-    struct stat sb;
-    int have = stat(data, &sb) == 0 && sb.st_size > 0;
-    free(data);
-    if (!have) {
-        /* a read-write open would make a new empty store */
-        gs_store_detail("no store in %s (data.mdb missing)", dir);
-        return GS_ENOTFOUND;
-    }
-    int rc = 0;
-    gs_store_t *st = gs_store_new(dir, NULL, &rc);
-    if (!st)
-        return rc;
-    uint8_t epoch[8];
-    s_epoch_make(epoch);
-    rc = gs_store_write(st, s_epoch_fn, epoch);
-    gs_store_destroy(&st);
-    return rc;
-}
-
-int
-gs_store_restore(const char *backup, const char *dir_in, int force, char *aside,
-                 size_t aside_size)
-{
-    if (aside && aside_size)
-        aside[0] = 0;
-    if (!backup || !*backup || !dir_in || !*dir_in)
-        return GS_EINVAL;
-    char *dir = s_path_trim(dir_in);
-    if (!dir)
-        return GS_ENOMEM;
-    gs_store_t *src = NULL;
-    char *tmp = NULL;
-    int lock = -1, rc = 0, exists = 0, empty = 1;
-    struct stat sb;
-    if (lstat(dir, &sb) == 0) {
-        if (!S_ISDIR(sb.st_mode)) {
-            gs_store_detail("%s is not a directory", dir);
-            rc = GS_EINVAL;
-            goto done;
-        }
-        exists = 1;
-        /* no broker may run on it, nor start before the restore is done */
-        if ((rc = s_lock_take(dir, "gridctl-restore", &lock)))
-            goto done;
-        empty = s_dir_empty(dir, "broker.pid");
-        if (!empty && !force) {
-            gs_store_detail("%s is not empty: --force moves the store in it aside", dir);
-            rc = GS_EINVAL;
-            goto done;
-        }
-    } else if (errno != ENOENT) {
-        rc = gs_store_err(errno, "look at the store directory");
-        goto done;
-    }
-    /* the backup must open as a store, with its secret */
-    gs_store_opts_t o;
-    gs_store_opts_init(&o);
-    o.read_only = 1;
-    if (!(src = gs_store_new(backup, &o, &rc)))
-        goto done;
-    if (!src->have_secret) {
-        gs_store_detail("the backup in %s has no secret.key", backup);
-        rc = GS_ENOTFOUND;
-        goto done;
-    }
-    if ((rc = s_copy_build(src, dir, &tmp)))
-        goto done;
-    gs_store_destroy(&src);
-    if (empty) {
-        if (exists) {
-            char *pid = s_path(dir, "broker.pid");   /* ours, from the lock */
-            if (pid)
-                unlink(pid);
-            free(pid);
-        }
-        if (rename(tmp, dir) != 0) {
-            rc = gs_store_err(errno, "rename the restored store into place");
-            s_copy_remove(tmp);
-            goto done;
-        }
-    } else {
-        /* swap in one step: no moment without a store at dir */
-        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
-            rc = gs_store_err(errno, "swap the restored store into place");
-            s_copy_remove(tmp);
-            goto done;
-        }
-        /* tmp now holds the old store: give it a name that says what it is */
-        char stamp[32], name[4200];
-        time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-        const char *where = tmp;
-        for (int i = 0; i < 100; i++) {
-            if (i == 0)
-                snprintf(name, sizeof name, "%s.replaced-%s", dir, stamp);
-            else
-                snprintf(name, sizeof name, "%s.replaced-%s-%d", dir, stamp, i);
-            if (renameat2(AT_FDCWD, tmp, AT_FDCWD, name, RENAME_NOREPLACE) == 0) {
-                where = name;
-                break;
-            }
-            if (errno != EEXIST)
-                break;
-        }
-        if (aside && aside_size)
-            snprintf(aside, aside_size, "%s", where);
-    }
-    int e = s_fsync_parent(dir);
-    if (e)
-        rc = gs_store_err(e, "sync the store's parent directory");
-done:
-    gs_store_destroy(&src);
-    if (lock >= 0)
-        close(lock);
-    free(tmp);
-    free(dir);
-    return rc;
 }
 
 int
@@ -1354,12 +808,12 @@ typedef struct {
 } s_raw_t;
 
 static int
-s_raw_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+s_raw_fn(gs_txn_t *t, void *arg)
 {
     s_raw_t *r = arg;
     if (r->del)
-        return gs_del(self, txn, r->db, &r->k);
-    return gs_put(self, txn, r->db, &r->k, &r->v, 0);
+        return gs_txn_del(t, r->db, &r->k);
+    return gs_txn_put(t, r->db, &r->k, &r->v, 0);
 }
 
 int

@@ -7,7 +7,7 @@
  * upload and the change events to publish. The broker's reader threads and
  * gridctl use the read functions, which run in read-only transactions and
  * never block the writer. This is the only code in gridsync that includes
- * lmdb.h; every key layout is defined in gs_store.c and docs/store.md.
+ * lmdb.h; every key layout is defined in gs_store_keys.c and docs/store.md.
  *
  * Errors: functions return 0 or a negative GS_E* code; gs_store_strerror()
  * names it. LMDB and errno codes are translated here, once.

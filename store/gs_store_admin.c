@@ -55,55 +55,46 @@ s_device_check(const Gridsync__V1__Device *dev)
 }
 
 static int
-s_device_put_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+s_device_put_fn(gs_txn_t *t, void *arg)
 {
     const Gridsync__V1__Device *dev = arg;
     const char *key = dev->public_key ? dev->public_key : "";
     size_t il = strlen(dev->device_id);
     MDB_val k = { il, dev->device_id }, v;
-    int rc = mdb_get(txn, self->db[GS_DB_DEVICES], &k, &v);
+    int rc = gs_txn_get(t, GS_DB_DEVICES, &k, &v);
     if (rc == 0) {
         Gridsync__V1__Device *old = gridsync__v1__device__unpack(NULL, v.mv_size, v.mv_data);
         if (!old)
-            return MDB_CORRUPTED;
+            return gs_txn_fail(t, MDB_CORRUPTED, "device entry");
         if (old->public_key && *old->public_key && strcmp(old->public_key, key) != 0) {
             /* key rotated: the old key must no longer find this device */
             MDB_val ok = { strlen(old->public_key), old->public_key }, ov;
-            rc = mdb_get(txn, self->db[GS_DB_DEVICE_KEYS], &ok, &ov);
-            if (rc == 0 && ov.mv_size == il && memcmp(ov.mv_data, dev->device_id, il) == 0)
-                rc = gs_del(self, txn, GS_DB_DEVICE_KEYS, &ok);
-            if (rc == MDB_NOTFOUND)
-                rc = 0;
-        } else {
-            rc = 0;
+            if (gs_txn_get(t, GS_DB_DEVICE_KEYS, &ok, &ov) == 0 && ov.mv_size == il &&
+                memcmp(ov.mv_data, dev->device_id, il) == 0)
+                gs_txn_del(t, GS_DB_DEVICE_KEYS, &ok);
         }
         gridsync__v1__device__free_unpacked(old, NULL);
-        if (rc)
-            return rc;
-    } else if (rc != MDB_NOTFOUND) {
-        return rc;
     }
+    if (t->err)
+        return t->err;
     if (*key) {
         MDB_val kk = { strlen(key), (void *) key }, kv;
-        rc = mdb_get(txn, self->db[GS_DB_DEVICE_KEYS], &kk, &kv);
+        rc = gs_txn_get(t, GS_DB_DEVICE_KEYS, &kk, &kv);
         if (rc == 0 && (kv.mv_size != il || memcmp(kv.mv_data, dev->device_id, il) != 0)) {
             gs_store_detail("public key already belongs to device %.*s",
                             (int) kv.mv_size, (const char *) kv.mv_data);
             return GS_EINVAL;
         }
-        if (rc && rc != MDB_NOTFOUND)
-            return rc;
         MDB_val idv = { il, dev->device_id };
-        if ((rc = gs_put(self, txn, GS_DB_DEVICE_KEYS, &kk, &idv, 0)))
-            return rc;
+        gs_txn_put(t, GS_DB_DEVICE_KEYS, &kk, &idv, 0);
     }
     size_t n = protobuf_c_message_get_packed_size(&dev->base);
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf)
-        return ENOMEM;
+        return gs_txn_fail(t, ENOMEM, "pack device");
     protobuf_c_message_pack(&dev->base, buf);
     MDB_val dv = { n, buf };
-    rc = gs_put(self, txn, GS_DB_DEVICES, &k, &dv, 0);
+    rc = gs_txn_put(t, GS_DB_DEVICES, &k, &dv, 0);
     free(buf);
     return rc;
 }
@@ -196,16 +187,16 @@ gs_store_devices(gs_store_t *self, gs_device_fn *fn, void *arg)
 /* ---- Grid registry ---------------------------------------------------------------- */
 
 static int
-s_grid_put_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+s_grid_put_fn(gs_txn_t *t, void *arg)
 {
     const Gridsync__V1__Grid *g = arg;
     size_t n = protobuf_c_message_get_packed_size(&g->base);
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf)
-        return ENOMEM;
+        return gs_txn_fail(t, ENOMEM, "pack grid");
     protobuf_c_message_pack(&g->base, buf);
     MDB_val k = { GS_GRID_LEN, g->grid_code }, v = { n, buf };
-    int rc = gs_put(self, txn, GS_DB_GRIDS, &k, &v, 0);
+    int rc = gs_txn_put(t, GS_DB_GRIDS, &k, &v, 0);
     free(buf);
     return rc;
 }
@@ -241,11 +232,11 @@ typedef struct s_grids {
 } s_grids_t;
 
 static int
-s_grids_put_fn(gs_store_t *self, MDB_txn *txn, void *arg)
+s_grids_put_fn(gs_txn_t *t, void *arg)
 {
     const s_grids_t *g = arg;
     for (size_t i = 0; i < g->n; i++) {
-        int rc = s_grid_put_fn(self, txn, g->v[i]);
+        int rc = s_grid_put_fn(t, g->v[i]);
         if (rc)
             return rc;
     }

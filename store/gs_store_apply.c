@@ -1,48 +1,45 @@
 /*
  * gs_store_apply: the write path. A group of uploads is applied in one LMDB
- * write transaction: idempotency lookup, validation, dedup and versioning of
- * each record, the change log, the indexes and the per-cell metadata; then
- * one durable commit.
+ * write transaction (gs_store_txn.h, redone from the start after map
+ * growth): for each upload the idempotency lookup (gs_store_idem.h); for
+ * each record its prepared view (gs_store_prepare, or made here), the facts
+ * the dedup classifier asks for (gs_store_dedup.h: the registry, the id or
+ * alias (gs_store_ids.h) or natural key, the content packed under the
+ * canonical id, the owner of a new natural key), and the writes it decides:
+ * the record, its indexes, its change events and cell counts
+ * (gs_store_log.h); then one durable commit.
  *
  * Where it sits: called by the broker's writer thread (group commit); the
  * acks and events it returns are sent and published only after the commit.
- * docs/store.md has the dedup table this file implements.
+ * gs_store_prepare runs on any thread before it.
  *
  * Cost model: per record a few point reads (ids, natkeys, the current
  * record) and the puts; per batch one read and one write of each touched
- * cell and hierarchy prefix (cached in memory during the transaction), so
- * the seven-level chain costs almost nothing per record. Values are packed
- * straight into LMDB pages with MDB_RESERVE where that saves a copy.
+ * cell and hierarchy prefix (cached by the change log during the
+ * transaction). Values are packed straight into LMDB pages with
+ * MDB_RESERVE where that saves a copy.
  */
 #include "gs_store_int.h"
+#include "gs_store_dedup.h"
+#include "gs_store_idem.h"
+#include "gs_store_ids.h"
+#include "gs_store_log.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define S_OK GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED
-#define S_UNCHANGED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_UNCHANGED
-#define S_MERGED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_MERGED
-#define S_CONFLICT GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_CONFLICT
 #define S_REJECTED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED
 #define S_ACTIVE GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE
 #define S_VOID GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID
-
-/* One event produced by this apply, located in the output buffer. */
-typedef struct s_evrec {
-    size_t off;                     /* packed ChangeEvent in self->out */
-    size_t len;                     /* its length */
-    uint64_t seq;                   /* its seq */
-    char grid[GS_GRID_LEN + 1];     /* its cell (the feed topic) */
-} s_evrec_t;
 
 /* One upload's answer, located in the output buffer. */
 typedef struct s_uprec {
     size_t off;                     /* packed Ack in self->out */
     size_t len;                     /* its length */
     int replayed;                   /* answered from the idempotency table */
-    uint32_t counts[6];             /* results by ResultStatus */
+    uint32_t counts[GS_IDEM_COUNTS]; /* results by ResultStatus */
 } s_uprec_t;
 
 /* The stored state of a record the upload refers to. */
@@ -55,166 +52,59 @@ typedef struct s_cur {
     MDB_val val;                    /* its value; valid until the next write */
 } s_cur_t;
 
+/* A record as stored: packed under its canonical id, and its content hash. */
+typedef struct s_bytes {
+    const uint8_t *r;               /* packed Record; valid for this record's apply */
+    size_t rl;                      /* its length */
+    uint8_t hash[16];               /* gs_content_hash_packed of it */
+} s_bytes_t;
+
 /* State of one apply attempt (redone from scratch after map growth). */
 typedef struct s_apply {
     gs_store_t *st;                 /* the store */
-    MDB_txn *txn;                   /* the write transaction */
+    gs_txn_t *t;                    /* the write transaction (sticky error) */
     int64_t now_ms;                 /* broker clock */
-    uint64_t head;                  /* last seq assigned */
-    uint64_t head0;                 /* head when the attempt began */
-    uint64_t fifo_next;             /* next idempotency fifo number */
-    uint64_t fifo0;                 /* its value when the attempt began */
+    gs_log_t log;                   /* the change log, chain and cells in this attempt */
+    gs_idem_t idem;                 /* the idempotency table in this attempt */
     int registry;                   /* grid registry non-empty */
     char reg_grid[GS_GRID_LEN + 1]; /* last grid checked against the registry */
     gs_verdict_t reg_verdict;       /* and its verdict */
-    gs_smap_t cells;                /* grid -> cell meta, written at the end */
-    gs_smap_t chain;                /* level prefix -> last seq, written at the end */
-    s_evrec_t *evs;                 /* events in seq order */
-    size_t n_evs, cap_evs;          /* used and allocated */
     s_uprec_t *ups;                 /* one per upload */
     const gs_upload_t *up;          /* upload being applied */
+    gs_upload_t *batch;             /* the uploads of this apply */
+    size_t n_batch;                 /* how many */
 } s_apply_t;
-
-/* ---- Small helpers ------------------------------------------------------------ */
-
-static void
-s_trace(gs_store_t *st, int db, const MDB_val *k, const MDB_val *v, int append)
-{
-    if (st->trace)
-        st->trace(st->trace_arg, 0, gs_db_names[db], k->mv_data, k->mv_size,
-                  v->mv_data, v->mv_size, append);
-}
-
-static int
-s_meta_u64(s_apply_t *a, const char *name, uint64_t *out)
-{
-    MDB_val k = { strlen(name), (void *) name }, v;
-    int rc = mdb_get(a->txn, a->st->db[GS_DB_META], &k, &v);
-    *out = 0;
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc)
-        return rc;
-    if (v.mv_size != 8)
-        return MDB_CORRUPTED;
-    *out = gs_le64_get(v.mv_data);
-    return 0;
-}
-
-static int
-s_meta_put_u64(s_apply_t *a, const char *name, uint64_t val)
-{
-    uint8_t b[8];
-    gs_le64_put(b, val);
-    MDB_val k = { strlen(name), (void *) name }, v = { 8, b };
-    return gs_put(a->st, a->txn, GS_DB_META, &k, &v, 0);
-}
-
-static int
-s_chain_ent(s_apply_t *a, const char *key, size_t kl, gs_smap_ent_t **out)
-{
-    int created;
-    gs_smap_ent_t *e = gs_smap_get(&a->chain, key, kl, &created);
-    if (!e)
-        return ENOMEM;
-    if (created) {
-        MDB_val k = { kl, (void *) key }, v;
-        int rc = mdb_get(a->txn, a->st->db[GS_DB_CHAIN], &k, &v);
-        if (rc == 0 && v.mv_size == 8)
-            e->u = gs_le64_get(v.mv_data);
-        else if (rc && rc != MDB_NOTFOUND)
-            return rc;
-    }
-    *out = e;
-    return 0;
-}
-
-static int
-s_cell_ent(s_apply_t *a, const char *grid, gs_smap_ent_t **out)
-{
-    int created;
-    gs_smap_ent_t *e = gs_smap_get(&a->cells, grid, GS_GRID_LEN, &created);
-    if (!e)
-        return ENOMEM;
-    if (created) {
-        MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
-        int rc = mdb_get(a->txn, a->st->db[GS_DB_CELLS], &k, &v);
-        if (rc == 0 && v.mv_size == GS_CELL_VAL)
-            gs_cell_get(v.mv_data, &e->cell);
-        else if (rc && rc != MDB_NOTFOUND)
-            return rc;
-    }
-    e->dirty = 1;
-    *out = e;
-    return 0;
-}
-
-static size_t
-s_rec_key(uint8_t *k, const char *grid, char kb, const char *id)
-{
-    size_t l = strlen(id);
-    memcpy(k, grid, GS_GRID_LEN);
-    k[GS_GRID_LEN] = (uint8_t) kb;
-    memcpy(k + GS_GRID_LEN + 1, id, l);
-    return GS_GRID_LEN + 1 + l;
-}
-
-static size_t
-s_id_key(uint8_t *k, char kb, const char *id)
-{
-    size_t l = strlen(id);
-    k[0] = (uint8_t) kb;
-    memcpy(k + 1, id, l);
-    return 1 + l;
-}
 
 /* ---- Reading the current state of a record -------------------------------------- */
 
-/* Resolve kind|id (direct or alias) to the stored record. cur->found = 0
- * when unknown. Raw LMDB codes. */
+/* Resolve kind|id (direct or alias, gs_ids_resolve) to the stored record.
+ * cur->found = 0 when unknown. Returns 0 or the transaction's sticky error. */
 static int
 s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
 {
     gs_store_t *st = a->st;
-    uint8_t kbuf[1 + GS_ID_MAX];
     memset(cur, 0, sizeof *cur);
-    if (strlen(id) > GS_ID_MAX)
-        return 0;
-    MDB_val k = { s_id_key(kbuf, kb, id), kbuf }, v;
-    int rc = mdb_get(a->txn, st->db[GS_DB_IDS], &k, &v);
+    if (a->t->err)
+        return a->t->err;
+    int rc = gs_ids_resolve(st, a->t->txn, kb, id, cur->grid, cur->canon);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
-        return rc;
-    if (v.mv_size <= GS_GRID_LEN || v.mv_size > GS_GRID_LEN + GS_ID_MAX)
-        return MDB_CORRUPTED;
-    size_t cl = v.mv_size - GS_GRID_LEN;
-    memcpy(cur->canon, (const char *) v.mv_data + GS_GRID_LEN, cl);
-    cur->canon[cl] = 0;
-    memcpy(cur->grid, v.mv_data, GS_GRID_LEN);
-    if (strcmp(cur->canon, id) != 0) {
-        /* an alias: the canonical entry holds the current grid */
-        k.mv_size = s_id_key(kbuf, kb, cur->canon);
-        rc = mdb_get(a->txn, st->db[GS_DB_IDS], &k, &v);
-        if (rc)
-            return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
-        if (v.mv_size <= GS_GRID_LEN)
-            return MDB_CORRUPTED;
-        memcpy(cur->grid, v.mv_data, GS_GRID_LEN);
-    }
-    uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+        return gs_txn_fail(a->t, rc, "resolve id");
+    MDB_val k;
+    uint8_t rk[GS_RK_MAX];
     k.mv_data = rk;
-    k.mv_size = s_rec_key(rk, cur->grid, kb, cur->canon);
-    rc = mdb_get(a->txn, st->db[GS_DB_RECORDS], &k, &cur->val);
+    k.mv_size = gs_key_record(rk, cur->grid, kb, cur->canon, strlen(cur->canon));
+    rc = gs_txn_get(a->t, GS_DB_RECORDS, &k, &cur->val);
     if (rc)
-        return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+        return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "record of an id") : rc;
     if (gs_rec_hdr_get(&cur->val, &cur->hdr))
-        return MDB_CORRUPTED;
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "record header");
     if (cur->hdr.n_refs) {
         size_t bytes = (size_t) cur->hdr.n_refs * sizeof(gs_ref_t);
         cur->refs = gs_arena_alloc(st->arena, bytes);
         if (!cur->refs)
-            return ENOMEM;
+            return gs_txn_fail(a->t, ENOMEM, "person refs");
         const uint8_t *p = (const uint8_t *) cur->val.mv_data + GS_REC_HDR;
         for (size_t i = 0; i < cur->hdr.n_refs; i++) {
             memcpy(cur->refs[i].hmac, p + i * GS_REF_LEN, 16);
@@ -231,169 +121,78 @@ s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
 {
     const uint8_t *data;
     size_t len;
-    int rc = gs_rec_data(a->st, a->txn, &cur->hdr, &data, &len);
+    int rc = gs_rec_data(a->st, a->t->txn, &cur->hdr, &data, &len);
     if (rc)
-        return rc;
+        return gs_txn_fail(a->t, rc, "stored record");
     Gridsync__V1__Record *old =
         gridsync__v1__record__unpack(gs_arena_allocator(a->st->arena), len, data);
     if (!old)
-        return MDB_CORRUPTED;
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "stored record");
     *nkl = gs_natkey(old, nk);
     return 0;
 }
 
 /* ---- Writing -------------------------------------------------------------------- */
 
-/* Append one change event: log, per-cell log, chain, cell's last seq, and a
- * copy in the output. rec/rec_len is the packed Record as stored. */
-static int
-s_emit(s_apply_t *a, int op, const char *grid, const char *prev_grid, char kb,
-       const char *canon, uint64_t version, const uint8_t *rec, size_t rec_len,
-       uint64_t back, uint64_t *seq_out)
-{
-    gs_store_t *st = a->st;
-    uint64_t seq = ++a->head;
-    uint64_t prev[GS_LEVELS];
-    for (int l = 0; l < GS_LEVELS; l++) {
-        char key[16];
-        size_t kl = gs_chain_key(grid, l, key);
-        gs_smap_ent_t *e;
-        int rc = s_chain_ent(a, key, kl, &e);
-        if (rc)
-            return rc;
-        prev[l] = e->u;
-        e->u = seq;
-        e->dirty = 1;
-    }
-
-    /* Fields 1..9 by protoc-c, then the record (10) and prev_seq (11)
-     * spliced in field order: byte-identical to packing the whole message,
-     * without copying the record into a message first. */
-    Gridsync__V1__ChangeEvent ev = GRIDSYNC__V1__CHANGE_EVENT__INIT;
-    ev.seq = seq;
-    ev.grid_code = (char *) grid;
-    ev.kind = (Gridsync__V1__RecordKind) gs_kind_of_byte(kb);
-    ev.record_key = (char *) canon;
-    ev.op = (Gridsync__V1__Operation) op;
-    ev.version = version;
-    ev.origin_device = (char *) a->up->device_id;
-    ev.committed_at = a->now_ms;
-    ev.previous_grid_code = (char *) (prev_grid ? prev_grid : "");
-    gs_wbuf_t *b = &st->out;
-    size_t off = b->len;
-    size_t hl = protobuf_c_message_get_packed_size(&ev.base);
-    uint8_t *p = gs_wbuf_reserve(b, hl);
-    if (!p)
-        return ENOMEM;
-    protobuf_c_message_pack(&ev.base, p);
-    b->len += hl;
-    gs_wbuf_bytes_field(b, 10, rec, rec_len, 1);
-    size_t pl = 0;
-    for (int l = 0; l < GS_LEVELS; l++)
-        pl += gs_wire_varint_len(prev[l]);
-    gs_wbuf_varint(b, (11u << 3) | 2);
-    gs_wbuf_varint(b, pl);
-    for (int l = 0; l < GS_LEVELS; l++)
-        gs_wbuf_varint(b, prev[l]);
-    if (b->failed)
-        return ENOMEM;
-    size_t elen = b->len - off;
-
-    uint8_t kb8[8];
-    gs_be64_put(kb8, seq);
-    MDB_val k = { 8, kb8 }, v = { GS_LOG_HDR + elen, NULL };
-    int rc = mdb_put(a->txn, st->db[GS_DB_LOG], &k, &v, MDB_APPEND | MDB_RESERVE);
-    if (rc)
-        return rc;
-    uint8_t *d = v.mv_data;
-    memcpy(d, grid, GS_GRID_LEN);
-    gs_be64_put(d + GS_GRID_LEN, back);
-    memcpy(d + GS_LOG_HDR, b->data + off, elen);
-    s_trace(st, GS_DB_LOG, &k, &v, 1);
-
-    uint8_t ck[GS_GRID_LEN + 8];
-    memcpy(ck, grid, GS_GRID_LEN);
-    gs_be64_put(ck + GS_GRID_LEN, seq);
-    MDB_val cv = { 0, "" };
-    k.mv_size = sizeof ck;
-    k.mv_data = ck;
-    if ((rc = gs_put(st, a->txn, GS_DB_CELL_LOG, &k, &cv, 0)))
-        return rc;
-
-    gs_smap_ent_t *ce;
-    if ((rc = s_cell_ent(a, grid, &ce)))
-        return rc;
-    ce->cell.last_seq = seq;
-    ce->cell.last_update = a->now_ms;
-
-    if (a->n_evs == a->cap_evs) {
-        size_t nc = a->cap_evs ? a->cap_evs * 2 : 256;
-        s_evrec_t *ne = realloc(a->evs, nc * sizeof *ne);
-        if (!ne)
-            return ENOMEM;
-        a->evs = ne;
-        a->cap_evs = nc;
-    }
-    s_evrec_t *er = &a->evs[a->n_evs++];
-    er->off = off;
-    er->len = elen;
-    er->seq = seq;
-    memcpy(er->grid, grid, GS_GRID_LEN + 1);
-    *seq_out = seq;
-    return 0;
-}
-
 /* Store a new version of a record (new, update, void, move) with its
  * events and index changes. The natural key is handled by the caller. */
 static int
-s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
-        const uint8_t *r, size_t rl, char kb, const char *canon,
-        const char *grid, const uint8_t hash[16], int status,
-        const s_cur_t *cur, Gridsync__V1__RecordResult *res, uint8_t flags)
+s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_t *as,
+        const s_cur_t *cur, Gridsync__V1__RecordResult *res)
 {
-    gs_store_t *st = a->st;
+    assert(pp->ready && canon && as->r && (!cur || cur->found));
     int rc;
-    /* r/rl: the record as stored, packed once (s_pack_hash) and copied
-     * into the change log; the person refs were prepared with it */
+    /* as: the record as stored, packed once (s_pack_hash) and copied into
+     * the change log; the person refs were prepared with it */
     const gs_ref_t *refs = pp->refs;
     size_t nrefs = pp->n_refs;
     if (nrefs > UINT16_MAX)
         nrefs = UINT16_MAX;
-    uint32_t people = gs_record_people(rec);
+    uint32_t people = pp->people;
+    char kb = pp->kb;
+    const char *grid = pp->grid;
+    int status = pp->status;
+    uint8_t flags = pp->natkey_len ? GS_RF_NATKEY : 0;
 
     int moving = cur && strcmp(cur->grid, grid) != 0;
     uint64_t version = cur ? cur->hdr.version + 1 : 1;
     uint64_t back = cur ? cur->hdr.seq : 0;
     uint64_t seq = 0;
+    gs_log_event_t ev = { 0, grid, NULL, pp->kind, canon, version, a->up->device_id,
+                          as->r, as->rl, back };
     if (moving) {
-        if ((rc = s_emit(a, GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT, cur->grid,
-                         NULL, kb, canon, version, r, rl, back, &seq)))
+        /* MOVE_OUT in the old cell, MOVE_IN in the new one: one version */
+        ev.op = GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT;
+        ev.grid = cur->grid;
+        if ((rc = gs_log_emit(&a->log, &ev, &seq)))
             return rc;
-        back = seq;
+        ev.grid = grid;
+        ev.prev_grid = cur->grid;
+        ev.back = seq;
     }
-    int op = moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
-             : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
-                                : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
-    if ((rc = s_emit(a, op, grid, moving ? cur->grid : NULL, kb, canon, version,
-                     r, rl, back, &seq)))
+    ev.op = moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
+            : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
+                               : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
+    if ((rc = gs_log_emit(&a->log, &ev, &seq)))
         return rc;
 
     /* records */
-    uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+    size_t cl = strlen(canon);
+    uint8_t rk[GS_RK_MAX];
     MDB_val k = { 0, rk }, v;
     if (moving) {
-        k.mv_size = s_rec_key(rk, cur->grid, kb, canon);
-        if ((rc = gs_del(st, a->txn, GS_DB_RECORDS, &k)))
-            return rc;
+        k.mv_size = gs_key_record(rk, cur->grid, kb, canon, cl);
+        if ((rc = gs_txn_del(a->t, GS_DB_RECORDS, &k)))
+            return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "moved record") : rc;
     }
     gs_rec_hdr_t h = { version, seq, a->now_ms, { 0 }, (uint8_t) status,
                        (uint8_t) kb, (uint16_t) (people > UINT16_MAX ? UINT16_MAX : people),
                        (uint16_t) nrefs, flags };
-    memcpy(h.hash, hash, 16);
-    k.mv_size = s_rec_key(rk, grid, kb, canon);
+    memcpy(h.hash, as->hash, 16);
+    k.mv_size = gs_key_record(rk, grid, kb, canon, cl);
     v.mv_size = gs_rec_data_off(&h);
     v.mv_data = NULL;
-    if ((rc = mdb_put(a->txn, st->db[GS_DB_RECORDS], &k, &v, MDB_RESERVE)))
+    if ((rc = gs_txn_put(a->t, GS_DB_RECORDS, &k, &v, MDB_RESERVE)))
         return rc;
     uint8_t *d = v.mv_data;
     gs_rec_hdr_put(d, &h);
@@ -401,16 +200,14 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
         memcpy(d + GS_REC_HDR + i * GS_REF_LEN, refs[i].hmac, 16);
         d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
     }
-    s_trace(st, GS_DB_RECORDS, &k, &v, 0);
+    gs_txn_trace(a->t, GS_DB_RECORDS, &k, &v, 0);
 
     /* ids: the canonical entry carries the current grid */
     if (!cur || moving) {
-        uint8_t ik[1 + GS_ID_MAX], iv[GS_GRID_LEN + GS_ID_MAX];
-        size_t cl = strlen(canon);
-        memcpy(iv, grid, GS_GRID_LEN);
-        memcpy(iv + GS_GRID_LEN, canon, cl);
-        MDB_val key = { s_id_key(ik, kb, canon), ik }, val = { GS_GRID_LEN + cl, iv };
-        if ((rc = gs_put(st, a->txn, GS_DB_IDS, &key, &val, 0)))
+        uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
+        MDB_val key = { gs_key_id(ik, kb, canon, cl), ik },
+                val = { gs_val_id(iv, grid, canon, cl), iv };
+        if ((rc = gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0)))
             return rc;
     }
 
@@ -423,36 +220,31 @@ s_write(s_apply_t *a, Gridsync__V1__Record *rec, const gs_prepared_t *pp,
             same_refs = 0;
     if (!same_refs) {
         uint8_t pk[GS_PK_MAX];
-        size_t cl = strlen(canon);
         MDB_val key = { 0, pk };
         if (old_active) {
             for (size_t i = 0; i < cur->hdr.n_refs; i++) {
-                key.mv_size = gs_pkey_build(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
-                rc = gs_del(st, a->txn, GS_DB_PERSONS, &key);
-                if (rc && rc != MDB_NOTFOUND)
+                key.mv_size = gs_key_person(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
+                rc = gs_txn_del(a->t, GS_DB_PERSONS, &key);
+                if (rc && rc != GS_ENOTFOUND)
                     return rc;
             }
         }
         if (new_active) {
             for (size_t i = 0; i < nrefs; i++) {
-                key.mv_size = gs_pkey_build(pk, grid, refs[i].hmac, kb, canon, cl);
+                key.mv_size = gs_key_person(pk, grid, refs[i].hmac, kb, canon, cl);
                 MDB_val val = { 1, (void *) &refs[i].role };
-                if ((rc = gs_put(st, a->txn, GS_DB_PERSONS, &key, &val, 0)))
+                if ((rc = gs_txn_put(a->t, GS_DB_PERSONS, &key, &val, 0)))
                     return rc;
             }
         }
     }
 
     /* cells */
-    gs_smap_ent_t *ce;
-    if (cur) {
-        if ((rc = s_cell_ent(a, cur->grid, &ce)))
-            return rc;
-        gs_cell_add(&ce->cell, kb, cur->hdr.status, cur->hdr.n_people, -1);
-    }
-    if ((rc = s_cell_ent(a, grid, &ce)))
+    if (cur && (rc = gs_log_cell_count(&a->log, cur->grid, kb, cur->hdr.status,
+                                       cur->hdr.n_people, -1)))
         return rc;
-    gs_cell_add(&ce->cell, kb, status, people, +1);
+    if ((rc = gs_log_cell_count(&a->log, grid, kb, status, people, +1)))
+        return rc;
 
     res->version = version;
     res->seq = seq;
@@ -465,6 +257,7 @@ static void
 s_result(s_apply_t *a, Gridsync__V1__RecordResult *res, int status, int reason,
          const char *msg, const char *key)
 {
+    assert((status == S_REJECTED) == (reason != 0));  /* a verdict, never an error code */
     res->status = (Gridsync__V1__ResultStatus) status;
     res->reason = (Gridsync__V1__Reason) reason;
     if (msg && *msg) {
@@ -479,23 +272,6 @@ s_result(s_apply_t *a, Gridsync__V1__RecordResult *res, int status, int reason,
     }
 }
 
-static int
-s_reject(s_apply_t *a, Gridsync__V1__RecordResult *res, int reason,
-         const char *key, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static int
-s_reject(s_apply_t *a, Gridsync__V1__RecordResult *res, int reason,
-         const char *key, const char *fmt, ...)
-{
-    char msg[GS_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    s_result(a, res, S_REJECTED, reason, msg, key);
-    return 0;
-}
-
 /* Deny by default: only an explicit scope_all writes everywhere; an empty
  * (or missing) prefix list allows nothing. */
 static int
@@ -508,9 +284,9 @@ s_in_scope(const gs_upload_t *up, const char *grid)
 }
 
 /* May the grid take records (registry empty, or listed and valid today)?
- * The verdict goes to *v (reason 0 = yes). Returns 0, or a raw storage
- * error (LMDB code, or MDB_CORRUPTED for an entry that does not unpack)
- * that aborts the batch: an error is never a verdict. */
+ * The verdict goes to *v (reason 0 = yes). Returns 0, or the sticky
+ * storage error (GS_ECORRUPT for an entry that does not unpack) that
+ * aborts the batch: an error is never a verdict. */
 static int
 s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
 {
@@ -522,15 +298,15 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
         return 0;
     }
     MDB_val k = { GS_GRID_LEN, (void *) grid }, val;
-    int rc = mdb_get(a->txn, a->st->db[GS_DB_GRIDS], &k, &val);
-    if (rc == MDB_NOTFOUND) {
+    int rc = gs_txn_get(a->t, GS_DB_GRIDS, &k, &val);
+    if (rc == GS_ENOTFOUND) {
         gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                        "grid %s is not in the grid registry", grid);
     } else if (rc == 0) {
         Gridsync__V1__Grid *g = gridsync__v1__grid__unpack(
             gs_arena_allocator(a->st->arena), val.mv_size, val.mv_data);
-        if (!g)
-            return MDB_CORRUPTED;   /* a damaged entry says nothing about the grid */
+        if (!g)     /* a damaged entry says nothing about the grid */
+            return gs_txn_fail(a->t, MDB_CORRUPTED, "grid registry entry");
         int today = gs_date_today(a->now_ms), from = 0, to = 0;
         int has_from = g->valid_from && *g->valid_from;
         int has_to = g->valid_to && *g->valid_to;
@@ -538,7 +314,7 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
         /* dates were checked when the entry was written (s_grid_valid) */
         if ((has_from && gs_date_parse(g->valid_from, &from, &dv)) ||
             (has_to && gs_date_parse(g->valid_to, &to, &dv)))
-            return MDB_CORRUPTED;
+            return gs_txn_fail(a->t, MDB_CORRUPTED, "grid registry dates");
         if (has_from && today < from)
             gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                            "grid %s is valid only from %s", grid, g->valid_from);
@@ -553,17 +329,6 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
     return 0;
 }
 
-/* A valid record still needs a kind, a 15-digit grid and an id to be
- * stored (gs_record_check asks for them, but the store does not rely on it). */
-static int
-s_shape_ok(const Gridsync__V1__Record *rec)
-{
-    const char *grid = gs_record_grid(rec);
-    const char *id = gs_record_id(rec);
-    return gs_kind_byte(gs_record_kind(rec)) && grid && strlen(grid) == GS_GRID_LEN && id &&
-           *id && strlen(id) <= GS_ID_MAX;
-}
-
 /* ---- Preparing (outside the transaction) ------------------------------------------- */
 
 static void *
@@ -572,11 +337,37 @@ s_palloc(ProtobufCAllocator *alloc, size_t n)
     return alloc->alloc(alloc->allocator_data, n ? n : 1);
 }
 
+/* The record's facts into p (after gs_record_check passed): kind, grid,
+ * id, meta and what follows from them, read once from proto/. A valid
+ * record still needs a kind, a 15-digit grid and an id to be stored
+ * (gs_record_check asks for them, but the store does not rely on it):
+ * without them the verdict becomes REQUIRED. */
+static void
+s_view(const Gridsync__V1__Record *rec, gs_prepared_t *p)
+{
+    p->rec = rec;
+    p->kind = gs_record_kind(rec);
+    p->kb = gs_kind_byte(p->kind);
+    p->grid = gs_record_grid(rec);
+    p->id = gs_record_id(rec);
+    if (!p->kb || !p->grid || strlen(p->grid) != GS_GRID_LEN || !p->id || !*p->id ||
+        strlen(p->id) > GS_ID_MAX) {
+        gs_verdict_set(&p->verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED,
+                       "record needs a kind, a 15-digit grid code and an id");
+        return;
+    }
+    p->meta = gs_record_meta(rec);
+    p->base = p->meta ? p->meta->base_version : 0;
+    p->status = p->meta ? (int) p->meta->status : S_ACTIVE;
+    p->people = gs_record_people(rec);
+}
+
 /* Pack, hash, natural key and person refs of one valid record. */
 static int
-s_prepare_one(gs_store_t *self, const Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
-              gs_prepared_t *p)
+s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
 {
+    const Gridsync__V1__Record *rec = p->rec;
+    assert(rec && !p->verdict.reason);
     size_t n = protobuf_c_message_get_packed_size(&rec->base);
     uint8_t *buf = s_palloc(alloc, n);
     if (!buf)
@@ -626,9 +417,14 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
             gs_verdict_set(&p[i].verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED, "empty record");
             continue;
         }
-        if (gs_record_check(rec, alloc, &self->limits, now_ms, &p[i].verdict) || !s_shape_ok(rec))
+        int bad = gs_record_check(rec, alloc, &self->limits, now_ms, &p[i].verdict);
+        p[i].id = gs_record_id(rec);    /* the key of a rejection */
+        if (bad)
             continue;
-        int rc = s_prepare_one(self, rec, alloc, &p[i]);
+        s_view(rec, &p[i]);
+        if (p[i].verdict.reason)
+            continue;
+        int rc = s_prepare_one(self, alloc, &p[i]);
         if (rc)
             return rc;
     }
@@ -636,261 +432,294 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
     return 0;
 }
 
-/* The record as stored and its hash: as prepared when the record is stored
- * under the id it came with (the usual case), else packed again into
- * st->pack (repack: it is stored under another record's canonical id). */
+/* The record as stored under canon, and its hash: as prepared when canon
+ * is the id it came with (the usual case), else packed again into
+ * st->pack from a shallow copy that carries canon (a record that arrives
+ * under an alias or merges into another is stored under the canonical
+ * id). The caller's record is not touched. Natural key and person refs do
+ * not depend on the id, so they stay as prepared. */
 static int
-s_pack_hash(gs_store_t *st, const Gridsync__V1__Record *rec, const gs_prepared_t *pp,
-            int repack, const uint8_t **r, size_t *rl, uint8_t hash[16])
+s_pack_hash(s_apply_t *a, const gs_prepared_t *pp, const char *canon, s_bytes_t *as)
 {
-    if (!repack) {
-        *r = pp->packed;
-        *rl = pp->packed_len;
-        memcpy(hash, pp->hash, 16);
+    assert(pp->ready);
+    gs_store_t *st = a->st;
+    if (strcmp(pp->id, canon) == 0) {
+        as->r = pp->packed;
+        as->rl = pp->packed_len;
+        memcpy(as->hash, pp->hash, 16);
         return 0;
     }
-    if (gs_record_pack(rec, &st->pack, &st->pack.len))
-        return ENOMEM;
-    *r = st->pack.data;
-    *rl = st->pack.len;
-    return gs_content_hash_packed(st->pack.data, st->pack.len, hash) ? EINVAL : 0;
+    Gridsync__V1__Record copy = *pp->rec;
+    Gridsync__V1__Household hh;
+    Gridsync__V1__RentalHousing rh;
+    if (pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD) {
+        hh = *copy.household;
+        hh.household_id = (char *) canon;
+        copy.household = &hh;
+    } else {
+        assert(pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL);
+        rh = *copy.rental;
+        rh.house_id = (char *) canon;
+        copy.rental = &rh;
+    }
+    if (gs_record_pack(&copy, &st->pack, &st->pack.len))
+        return gs_txn_fail(a->t, ENOMEM, "pack record");
+    as->r = st->pack.data;
+    as->rl = st->pack.len;
+    if (gs_content_hash_packed(st->pack.data, st->pack.len, as->hash))
+        return gs_txn_fail(a->t, GS_EINTERNAL, "hash of a packed record");
+    return 0;
 }
 
+/* The stored record an upload meets: the one its id (or an alias of it)
+ * names, else the one holding its natural key (*merged = 1). cur->found = 0
+ * when there is none. Returns 0 or the sticky error. */
+static int
+s_find_record(s_apply_t *a, char kb, const char *id, const uint8_t *nk, size_t nkl,
+              s_cur_t *cur, int *merged)
+{
+    *merged = 0;
+    int rc = s_lookup(a, kb, id, cur);
+    if (rc || cur->found || !nkl)
+        return rc;
+    MDB_val nkk = { nkl, (void *) nk }, nkv;
+    rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
+    if (rc == GS_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    /* same place under another id: that record absorbs this one */
+    char other[GS_ID_MAX + 1];
+    if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other))
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
+    if ((rc = s_lookup(a, kb, other, cur)))
+        return rc;
+    if (!cur->found)
+        return gs_txn_fail(a->t, MDB_CORRUPTED, "natkeys entry");
+    *merged = 1;
+    return 0;
+}
+
+/* Who holds natural key nk: *owner set to another record's canonical id
+ * (in buf), or NULL when the key is free (*is_free = 1) or is canon's.
+ * Returns 0 or the sticky error. */
+static int
+s_natkey_owner(s_apply_t *a, const uint8_t *nk, size_t nkl, const char *canon,
+               char buf[GS_ID_MAX + 1], const char **owner, int *is_free)
+{
+    *owner = NULL;
+    *is_free = 0;
+    MDB_val nkk = { nkl, (void *) nk }, nkv;
+    int rc = gs_txn_get(a->t, GS_DB_NATKEYS, &nkk, &nkv);
+    if (rc == GS_ENOTFOUND) {
+        *is_free = 1;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (!gs_val_natkey_is(nkv.mv_data, nkv.mv_size, canon)) {
+        if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, buf))
+            snprintf(buf, GS_ID_MAX + 1, "(damaged natkeys entry)");
+        *owner = buf;
+    }
+    return 0;
+}
+
+/* Take the record's natural key for canon. */
+static int
+s_natkey_put(s_apply_t *a, const gs_prepared_t *pp, const char *canon)
+{
+    uint8_t nv[GS_IK_MAX];
+    MDB_val nkk = { pp->natkey_len, (void *) pp->natkey },
+            val = { gs_key_id(nv, pp->kb, canon, strlen(canon)), nv };
+    return gs_txn_put(a->t, GS_DB_NATKEYS, &nkk, &val, 0);
+}
+
+/* Store a new version of a stored record (GS_DEDUP_UPDATE): the record,
+ * its events and indexes, and the natural-key changes (the old key
+ * released when it changed, the new one taken when it was free). A merge
+ * (alias) keeps the natural key it was found by. */
+static int
+s_update(s_apply_t *a, const gs_prepared_t *pp, const s_cur_t *cur, const s_bytes_t *as,
+         int natkey_free, int alias, Gridsync__V1__RecordResult *res)
+{
+    assert(cur->found && !(alias && natkey_free));  /* a merge never takes a key */
+    int rc;
+    /* natural key changes (address corrected, room record moved): the new
+     * key must be free (the classifier made sure), and the old one is released */
+    uint8_t onk[GS_NATKEY_MAX + 2];
+    size_t onkl = 0;
+    int nk_put = 0, nk_del = 0;
+    if (!alias) {
+        int old_has = (cur->hdr.flags & GS_RF_NATKEY) != 0;
+        if (pp->natkey_len) {
+            nk_put = natkey_free;
+            nk_del = natkey_free && old_has;
+        } else {
+            nk_del = old_has;
+        }
+        if (nk_del && (rc = s_old_natkey(a, cur, onk, &onkl)))
+            return rc;
+    }
+    if ((rc = s_write(a, pp, cur->canon, as, cur, res)))
+        return rc;
+    if (nk_del && onkl) {
+        MDB_val ok = { onkl, onk }, nkv;
+        rc = gs_txn_get(a->t, GS_DB_NATKEYS, &ok, &nkv);
+        if (rc == 0 && gs_val_natkey_is(nkv.mv_data, nkv.mv_size, cur->canon))
+            rc = gs_txn_del(a->t, GS_DB_NATKEYS, &ok);
+        if (rc && rc != GS_ENOTFOUND)
+            return rc;
+    }
+    if (nk_put)
+        return s_natkey_put(a, pp, cur->canon);
+    return 0;
+}
+
+/* The upload's id as an alias of the record it merged into. */
+static int
+s_alias(s_apply_t *a, char kb, const char *id, const char *grid, const char *canon)
+{
+    assert(strcmp(id, canon) != 0);     /* an alias never names itself */
+    uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
+    MDB_val key = { gs_key_id(ik, kb, id, strlen(id)), ik },
+            val = { gs_val_id(iv, grid, canon, strlen(canon)), iv };
+    return gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0);
+}
+
+/* One record: gather the facts the classifier (gs_store_dedup.h) asks for,
+ * one lookup at a time, then carry out its decision. Everything known
+ * about the record itself comes from its prepared view. */
 static int
 s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
          Gridsync__V1__RecordResult *res)
 {
     gs_store_t *st = a->st;
     const gs_upload_t *up = a->up;
-    gs_verdict_t v;
-    int rc = 0;
-
-    if (!rec)
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, NULL, "empty record");
-    const gs_prepared_t *pp = up->prepared ? &up->prepared[index] : NULL;
-    if (pp) {
-        /* checked (and normalised) by gs_store_prepare, off the writer thread */
-        if (pp->verdict.reason)
-            return s_reject(a, res, pp->verdict.reason, gs_record_id(rec), "%s",
-                            pp->verdict.message);
-    } else if (gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &v)) {
-        return s_reject(a, res, v.reason, gs_record_id(rec), "%s", v.message);
-    }
-    int kind = gs_record_kind(rec);
-    char kb = gs_kind_byte(kind);
-    const char *grid = gs_record_grid(rec);
-    const char *id = gs_record_id(rec);
-    if (!s_shape_ok(rec))
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_REQUIRED, id,
-                        "record needs a kind, a 15-digit grid code and an id");
-    if (!s_in_scope(up, grid))
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, id,
-                        "grid %s is outside this device's assignment", grid);
-    if ((rc = s_registry_check(a, grid, &v)))
-        return rc;
-    if (v.reason)
-        return s_reject(a, res, v.reason, id, "%s", v.message);
-    const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
-    uint64_t base = meta ? meta->base_version : 0;
-    int status = meta ? (int) meta->status : S_ACTIVE;
-
-    /* not prepared by the caller: prepare it here, the one way these
-     * values are made (into this attempt's arena) */
     gs_prepared_t local;
-    if (!pp || !pp->ready) {
+    const gs_prepared_t *pp;
+    if (up->prepared) {
+        pp = &up->prepared[index];  /* checked (and normalised) off the writer thread */
+    } else {
+        /* not prepared by the caller: the same view, made here */
         memset(&local, 0, sizeof local);
-        if (s_prepare_one(st, rec, gs_arena_allocator(st->arena), &local))
-            return ENOMEM;
-        if (!local.ready)
-            return EINVAL;  /* packed bytes that do not parse: cannot happen */
+        if (!rec) {
+            gs_verdict_set(&local.verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED,
+                           "empty record");
+        } else {
+            int bad = gs_record_check(rec, up->alloc, &st->limits, a->now_ms, &local.verdict);
+            local.id = gs_record_id(rec);
+            if (!bad)
+                s_view(rec, &local);
+        }
         pp = &local;
     }
-    const uint8_t *nk = pp->natkey;
-    size_t nkl = pp->natkey_len;
+    gs_dedup_facts_t f;
+    memset(&f, 0, sizeof f);
+    f.verdict = &pp->verdict;
+    f.id = pp->id;
+    if (!pp->verdict.reason) {
+        f.grid = pp->grid;
+        f.scope_ok = s_in_scope(up, pp->grid);
+        f.base = pp->base;
+    }
 
+    gs_verdict_t gv;
     s_cur_t cur;
-    if ((rc = s_lookup(a, kb, id, &cur)))
-        return rc;
-    int merged = 0;
-    MDB_val nkk = { nkl, (void *) nk }, nkv;
-    if (!cur.found && nkl) {
-        rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &nkk, &nkv);
-        if (rc == 0) {
-            /* same place under another id: that record absorbs this one */
-            char other[GS_ID_MAX + 1];
-            if (nkv.mv_size < 2 || nkv.mv_size > 1 + GS_ID_MAX)
-                return MDB_CORRUPTED;
-            memcpy(other, (const char *) nkv.mv_data + 1, nkv.mv_size - 1);
-            other[nkv.mv_size - 1] = 0;
-            if ((rc = s_lookup(a, kb, other, &cur)))
-                return rc;
-            if (!cur.found)
-                return MDB_CORRUPTED;
-            merged = 1;
-        } else if (rc != MDB_NOTFOUND) {
-            return rc;
-        }
-    }
-
-    if (!cur.found) {
-        if (base > 0)
-            return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_UNKNOWN_RECORD, id,
-                            "record %s is not stored, so base_version %llu cannot apply; "
-                            "send base_version 0 for a new record",
-                            id, (unsigned long long) base);
-        const uint8_t *r;
-        size_t rl;
-        uint8_t hash[16];
-        if ((rc = s_pack_hash(st, rec, pp, 0, &r, &rl, hash)))
-            return rc;
-        if ((rc = s_write(a, rec, pp, r, rl, kb, id, grid, hash, status, NULL, res,
-                          nkl ? GS_RF_NATKEY : 0)))
-            return rc;
-        if (nkl) {
-            uint8_t nv[1 + GS_ID_MAX];
-            MDB_val val = { s_id_key(nv, kb, id), nv };
-            if ((rc = gs_put(st, a->txn, GS_DB_NATKEYS, &nkk, &val, 0)))
-                return rc;
-        }
-        s_result(a, res, S_OK, 0, NULL, id);
-        return 0;
-    }
-
-    /* A move touches the old cell too: the device must cover both. */
-    if (strcmp(cur.grid, grid) != 0 && !s_in_scope(up, cur.grid))
-        return s_reject(a, res, GRIDSYNC__V1__REASON__REASON_OUT_OF_SCOPE, cur.canon,
-                        "record %s is in grid %s, outside this device's assignment",
-                        cur.canon, cur.grid);
-
-    /* The stored record carries its canonical id: compare and store the
-     * upload under it. The caller's pointer is restored before returning. */
-    char **idp = kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD
-                     ? &rec->household->household_id : &rec->rental->house_id;
-    char *saved_id = *idp;
-    *idp = cur.canon;
-    /* packed under the id it came with: packed again if that is not the
-     * canon (natural key and person refs do not depend on the id) */
-    const uint8_t *r;
-    size_t rl;
-    uint8_t hash[16];
-    if ((rc = s_pack_hash(st, rec, pp, strcmp(saved_id, cur.canon) != 0, &r, &rl, hash)))
-        goto out;
-    int same = memcmp(hash, cur.hdr.hash, 16) == 0 && status == cur.hdr.status;
-
-    /* A merge with new content is an edit of the record it merges into, so
-     * it passes the same version check: a fresh record (base 0) landing on
-     * an occupied address must re-base on that record rather than overwrite
-     * whatever was collected there since. No edit is silently lost. */
-    if (!same) {
-        if (base > cur.hdr.version) {
-            s_reject(a, res, GRIDSYNC__V1__REASON__REASON_VERSION_AHEAD, cur.canon,
-                     "base_version %llu is newer than the stored version %llu",
-                     (unsigned long long) base, (unsigned long long) cur.hdr.version);
-            goto out;
-        }
-        if (base < cur.hdr.version) {
-            char msg[GS_MSG_MAX];
-            if (merged)
-                snprintf(msg, sizeof msg,
-                         "this place already has record %s (version %llu) with other "
-                         "content: re-base the edit on that record",
-                         cur.canon, (unsigned long long) cur.hdr.version);
-            else
-                snprintf(msg, sizeof msg,
-                         "edit based on version %llu, but the record is at version %llu: "
-                         "re-base on the current version",
-                         (unsigned long long) base, (unsigned long long) cur.hdr.version);
-            s_result(a, res, S_CONFLICT, 0, msg, cur.canon);
-            res->version = cur.hdr.version;
-            goto out;
-        }
-    }
-
-    /* natural key changes (address corrected, room record moved): the new
-     * key must be free, and the old one is released */
-    uint8_t onk[GS_NATKEY_MAX + 2];
-    size_t onkl = 0;
-    int nk_put = 0, nk_del = 0;
-    if (!same && !merged) {
-        int old_has = (cur.hdr.flags & GS_RF_NATKEY) != 0;
-        if (nkl) {
-            rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &nkk, &nkv);
-            if (rc == 0) {
-                if (nkv.mv_size != 1 + strlen(cur.canon) ||
-                    memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1)) {
-                    char other[GS_ID_MAX + 1];
-                    size_t ol = nkv.mv_size > 1 + GS_ID_MAX ? GS_ID_MAX : nkv.mv_size - 1;
-                    memcpy(other, (const char *) nkv.mv_data + 1, ol);
-                    other[ol] = 0;
-                    rc = 0;
-                    s_reject(a, res, GRIDSYNC__V1__REASON__REASON_ADDRESS, cur.canon,
-                             "this address already belongs to record %s", other);
-                    goto out;
-                }
-            } else if (rc == MDB_NOTFOUND) {
-                nk_put = 1;
-                nk_del = old_has;
-            } else {
-                goto out;
+    memset(&cur, 0, sizeof cur);
+    s_bytes_t as;
+    char owner[GS_ID_MAX + 1];
+    int natkey_free = 0;
+    gs_dedup_t d;
+    int rc = 0;
+    for (;;) {
+        gs_dedup_classify(&f, &d);
+        if (d.action != GS_DEDUP_NEED)
+            break;
+        switch (d.need) {
+        case GS_DF_REGISTRY:
+            rc = s_registry_check(a, pp->grid, &gv);
+            f.grid_reason = gv.reason;
+            f.grid_message = gv.message;
+            break;
+        case GS_DF_RECORD:
+            if (!pp->ready) {
+                /* pack, hash, natural key and refs: the one way these
+                 * values are made (into this attempt's arena) */
+                if (pp != &local)
+                    local = *pp;
+                if (s_prepare_one(st, gs_arena_allocator(st->arena), &local))
+                    return gs_txn_fail(a->t, ENOMEM, "prepare record");
+                if (!local.ready)   /* packed bytes that do not parse: cannot happen */
+                    return gs_txn_fail(a->t, GS_EINTERNAL, "prepare record");
+                pp = &local;
+                f.verdict = &pp->verdict;
             }
-            rc = 0;
-        } else {
-            nk_del = old_has;
+            f.has_natkey = pp->natkey_len > 0;
+            rc = s_find_record(a, pp->kb, pp->id, pp->natkey, pp->natkey_len, &cur,
+                               &f.merged);
+            f.found = cur.found;
+            f.canon = cur.canon;
+            f.stored_grid = cur.grid;
+            f.version = cur.hdr.version;
+            f.old_scope_ok = cur.found && s_in_scope(up, cur.grid);
+            break;
+        case GS_DF_CONTENT:
+            rc = s_pack_hash(a, pp, cur.canon, &as);
+            f.same = rc == 0 && memcmp(as.hash, cur.hdr.hash, 16) == 0 &&
+                     pp->status == cur.hdr.status;
+            break;
+        case GS_DF_NATKEY_OWNER:
+            rc = s_natkey_owner(a, pp->natkey, pp->natkey_len, cur.canon, owner,
+                                &f.natkey_owner, &natkey_free);
+            break;
+        default:
+            assert(!"the classifier asked for an unknown fact");
+            return gs_txn_fail(a->t, GS_EINTERNAL, "classify record");
         }
-        if (nk_del && (rc = s_old_natkey(a, &cur, onk, &onkl)))
-            goto out;
+        if (rc)
+            return rc;
+        f.have |= d.need;
     }
 
-    if (same) {
-        s_result(a, res, merged ? S_MERGED : S_UNCHANGED, 0, NULL, cur.canon);
-        res->version = cur.hdr.version;
-    } else {
-        uint8_t flags = nkl ? GS_RF_NATKEY : 0;
-        if ((rc = s_write(a, rec, pp, r, rl, kb, cur.canon, grid, hash, status, &cur, res,
-                          flags)))
-            goto out;
-        s_result(a, res, merged ? S_MERGED : S_OK, 0, NULL, cur.canon);
-        if (nk_del && onkl) {
-            MDB_val ok = { onkl, onk };
-            rc = mdb_get(a->txn, st->db[GS_DB_NATKEYS], &ok, &nkv);
-            if (rc == 0 && nkv.mv_size == 1 + strlen(cur.canon) &&
-                memcmp((const char *) nkv.mv_data + 1, cur.canon, nkv.mv_size - 1) == 0)
-                rc = gs_del(st, a->txn, GS_DB_NATKEYS, &ok);
-            if (rc && rc != MDB_NOTFOUND)
-                goto out;
-            rc = 0;
-        }
-        if (nk_put) {
-            uint8_t nv[1 + GS_ID_MAX];
-            MDB_val val = { s_id_key(nv, kb, cur.canon), nv };
-            if ((rc = gs_put(st, a->txn, GS_DB_NATKEYS, &nkk, &val, 0)))
-                goto out;
-        }
+    assert(d.action != GS_DEDUP_NEED);
+    assert(!d.alias || (f.merged && cur.found));
+    switch (d.action) {
+    case GS_DEDUP_NEW:
+        if ((rc = s_pack_hash(a, pp, pp->id, &as)) ||
+            (rc = s_write(a, pp, pp->id, &as, NULL, res)))
+            return rc;
+        if (pp->natkey_len && (rc = s_natkey_put(a, pp, pp->id)))
+            return rc;
+        break;
+    case GS_DEDUP_UPDATE:
+        if ((rc = s_update(a, pp, &cur, &as, natkey_free, d.alias, res)))
+            return rc;
+        break;
+    default:
+        /* REJECT, CONFLICT, KEEP: nothing stored but a merge's alias */
+        assert(d.action == GS_DEDUP_REJECT || d.action == GS_DEDUP_CONFLICT ||
+               d.action == GS_DEDUP_KEEP);
+        res->version = d.version;
+        break;
     }
-    if (merged) {
-        /* the new id becomes an alias of the record it merged into */
-        uint8_t ik[1 + GS_ID_MAX], iv[GS_GRID_LEN + GS_ID_MAX];
-        size_t cl = strlen(cur.canon);
-        memcpy(iv, grid, GS_GRID_LEN);
-        memcpy(iv + GS_GRID_LEN, cur.canon, cl);
-        MDB_val key = { s_id_key(ik, kb, saved_id), ik }, val = { GS_GRID_LEN + cl, iv };
-        rc = gs_put(st, a->txn, GS_DB_IDS, &key, &val, 0);
-    }
-out:
-    *idp = saved_id;
-    return rc;
+    s_result(a, res, d.status, d.reason, d.message, d.key);
+    if (d.alias)
+        return s_alias(a, pp->kb, pp->id, pp->grid, cur.canon);
+    return 0;
 }
 
 /* ---- One upload ------------------------------------------------------------------ */
 
 /* Pack a message at the end of the output buffer. */
 static int
-s_pack_out(gs_store_t *st, const ProtobufCMessage *m, size_t *off, size_t *len)
+s_pack_out(s_apply_t *a, const ProtobufCMessage *m, size_t *off, size_t *len)
 {
+    gs_store_t *st = a->st;
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *p = gs_wbuf_reserve(&st->out, n ? n : 1);
     if (!p)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "pack answer");
     protobuf_c_message_pack(m, p);
     *off = st->out.len;
     *len = n;
@@ -908,7 +737,7 @@ s_ack_error(s_apply_t *a, s_uprec_t *u, const gs_upload_t *up, int reason,
         ack.upload_id = (char *) up->upload_id;
     ack.reason = (Gridsync__V1__Reason) reason;
     ack.message = (char *) msg;
-    return s_pack_out(a->st, &ack.base, &u->off, &u->len);
+    return s_pack_out(a, &ack.base, &u->off, &u->len);
 }
 
 static int
@@ -926,27 +755,18 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         gs_ident_check(up->upload_id, "upload_id", &v))
         return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, v.message);
 
-    size_t dl = strlen(up->device_id), ul = strlen(up->upload_id);
-    uint8_t ik[2 * GS_ID_MAX + 1];
-    memcpy(ik, up->device_id, dl);
-    ik[dl] = 0;
-    memcpy(ik + dl + 1, up->upload_id, ul);
-    MDB_val k = { dl + 1 + ul, ik }, val;
-    rc = mdb_get(a->txn, st->db[GS_DB_IDEM], &k, &val);
+    gs_idem_entry_t ie;
+    rc = gs_idem_get(&a->idem, up->device_id, up->upload_id, &ie);
     if (rc == 0) {
         /* a retransmission: the same answer, nothing written */
-        if (val.mv_size < GS_IDEM_HDR)
-            return MDB_CORRUPTED;
-        const uint8_t *p = val.mv_data;
-        for (int i = 0; i < 6; i++)
-            u->counts[i] = gs_le32_get(p + 16 + 4 * i);
+        memcpy(u->counts, ie.counts, sizeof u->counts);
         u->replayed = 1;
         u->off = st->out.len;
-        u->len = val.mv_size - GS_IDEM_HDR;
-        gs_wbuf_put(&st->out, p + GS_IDEM_HDR, u->len);
-        return st->out.failed ? ENOMEM : 0;
+        u->len = ie.ack_len;
+        gs_wbuf_put(&st->out, ie.ack, ie.ack_len);
+        return st->out.failed ? gs_txn_fail(a->t, ENOMEM, "replayed answer") : 0;
     }
-    if (rc != MDB_NOTFOUND)
+    if (rc != GS_ENOTFOUND)
         return rc;
     if (up->n_records == 0)
         return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
@@ -961,7 +781,7 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
     Gridsync__V1__RecordResult *res = gs_arena_alloc(st->arena, up->n_records * sizeof *res);
     Gridsync__V1__RecordResult **resp = gs_arena_alloc(st->arena, up->n_records * sizeof *resp);
     if (!res || !resp)
-        return ENOMEM;
+        return gs_txn_fail(a->t, ENOMEM, "results");
     for (size_t i = 0; i < up->n_records; i++) {
         Gridsync__V1__RecordResult init = GRIDSYNC__V1__RECORD_RESULT__INIT;
         res[i] = init;
@@ -969,137 +789,51 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         resp[i] = &res[i];
         if ((rc = s_record(a, i, up->records[i], &res[i])))
             return rc;
-        if ((unsigned) res[i].status < 6)
+        if ((unsigned) res[i].status < GS_IDEM_COUNTS)
             u->counts[res[i].status]++;
     }
     Gridsync__V1__Ack ack = GRIDSYNC__V1__ACK__INIT;
     ack.upload_id = (char *) up->upload_id;
     ack.n_results = up->n_records;
     ack.results = resp;
-    if ((rc = s_pack_out(st, &ack.base, &u->off, &u->len)))
+    if ((rc = s_pack_out(a, &ack.base, &u->off, &u->len)))
         return rc;
     size_t n = u->len;
 
     /* remember the answer, and its place in the expiry queue */
-    uint64_t fifo = a->fifo_next++;
-    MDB_val iv = { GS_IDEM_HDR + n, NULL };
-    if ((rc = mdb_put(a->txn, st->db[GS_DB_IDEM], &k, &iv, MDB_RESERVE)))
-        return rc;
-    uint8_t *d = iv.mv_data;
-    gs_le64_put(d, (uint64_t) a->now_ms);
-    gs_le64_put(d + 8, fifo);
-    for (int i = 0; i < 6; i++)
-        gs_le32_put(d + 16 + 4 * i, u->counts[i]);
-    memcpy(d + GS_IDEM_HDR, st->out.data + u->off, n);
-    s_trace(st, GS_DB_IDEM, &k, &iv, 0);
-
-    uint8_t fk[8], fv[8 + 2 * GS_ID_MAX + 1];
-    gs_be64_put(fk, fifo);
-    gs_le64_put(fv, (uint64_t) a->now_ms);
-    memcpy(fv + 8, ik, k.mv_size);
-    MDB_val fkey = { 8, fk }, fval = { 8 + k.mv_size, fv };
-    return gs_put(st, a->txn, GS_DB_IDEM_FIFO, &fkey, &fval, MDB_APPEND);
+    return gs_idem_put(&a->idem, up->device_id, up->upload_id, a->now_ms, u->counts,
+                       st->out.data + u->off, n);
 }
 
-/* Drop idempotency entries from the oldest while over the count or age
- * bound. */
+/* One attempt of the whole batch in transaction t (gs_wfn): redone from
+ * scratch after map growth, so every cache starts empty. */
 static int
-s_expire(s_apply_t *a)
+s_attempt(gs_txn_t *t, void *arg)
 {
+    s_apply_t *a = arg;
     gs_store_t *st = a->st;
-    MDB_stat ms;
-    int rc = mdb_stat(a->txn, st->db[GS_DB_IDEM], &ms);
-    if (rc)
-        return rc;
-    size_t entries = ms.ms_entries;
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(a->txn, st->db[GS_DB_IDEM_FIFO], &c)))
-        return rc;
-    MDB_val k, v;
-    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        if (v.mv_size < 8) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        int64_t created = (int64_t) gs_le64_get(v.mv_data);
-        if (entries <= st->opts.idem_max_entries &&
-            a->now_ms - created <= st->opts.idem_max_age_ms)
-            break;
-        MDB_val ik = { v.mv_size - 8, (uint8_t *) v.mv_data + 8 };
-        rc = gs_del(st, a->txn, GS_DB_IDEM, &ik);
-        if (rc == 0)
-            entries--;
-        else if (rc != MDB_NOTFOUND)
-            break;
-        if (st->trace)
-            st->trace(st->trace_arg, 1, gs_db_names[GS_DB_IDEM_FIFO], k.mv_data,
-                      k.mv_size, NULL, 0, 0);
-        if ((rc = mdb_cursor_del(c, 0)))
-            break;
-        rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT);
-        if (rc == MDB_NOTFOUND || rc == EINVAL)
-            rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    }
-    mdb_cursor_close(c);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
-/* Write what was cached during the transaction. */
-static int
-s_flush(s_apply_t *a)
-{
-    gs_store_t *st = a->st;
+    gs_arena_reset(st->arena);
+    gs_wbuf_reset(&st->out);
+    a->reg_grid[0] = 0;
+    a->t = t;
     int rc;
-    for (size_t i = 0; i < a->cells.cap; i++) {
-        gs_smap_ent_t *e = &a->cells.ents[i];
-        if (!e->used || !e->dirty)
-            continue;
-        uint8_t b[GS_CELL_VAL];
-        gs_cell_put(b, &e->cell);
-        MDB_val k = { GS_GRID_LEN, e->key }, v = { GS_CELL_VAL, b };
-        if ((rc = gs_put(st, a->txn, GS_DB_CELLS, &k, &v, 0)))
+    if ((rc = gs_log_begin(&a->log, t, &st->out, a->now_ms)))
+        return rc;
+    if ((rc = gs_idem_begin(&a->idem, t)))
+        return rc;
+    size_t grids;
+    if ((rc = gs_txn_count(t, GS_DB_GRIDS, &grids)))
+        return rc;
+    a->registry = grids > 0;
+    for (size_t i = 0; i < a->n_batch; i++)
+        if ((rc = s_upload(a, &a->batch[i], &a->ups[i])))
             return rc;
-    }
-    for (size_t i = 0; i < a->chain.cap; i++) {
-        gs_smap_ent_t *e = &a->chain.ents[i];
-        if (!e->used || !e->dirty)
-            continue;
-        uint8_t b[8];
-        gs_le64_put(b, e->u);
-        MDB_val k = { e->klen, e->key }, v = { 8, b };
-        if ((rc = gs_put(st, a->txn, GS_DB_CHAIN, &k, &v, 0)))
-            return rc;
-    }
-    if (a->head != a->head0 && (rc = s_meta_put_u64(a, "head_seq", a->head)))
+    if ((rc = gs_idem_expire(&a->idem, a->now_ms, st->opts.idem_max_entries,
+                             st->opts.idem_max_age_ms)))
         return rc;
-    if (a->fifo_next != a->fifo0 && (rc = s_meta_put_u64(a, "idem_fifo_next", a->fifo_next)))
+    if ((rc = gs_log_flush(&a->log)))
         return rc;
-    return 0;
-}
-
-static int
-s_attempt(s_apply_t *a, gs_upload_t *ups, size_t n)
-{
-    int rc;
-    if ((rc = s_meta_u64(a, "head_seq", &a->head)))
-        return rc;
-    if ((rc = s_meta_u64(a, "idem_fifo_next", &a->fifo_next)))
-        return rc;
-    if (a->fifo_next == 0)
-        a->fifo_next = 1;
-    a->head0 = a->head;
-    a->fifo0 = a->fifo_next;
-    MDB_stat ms;
-    if ((rc = mdb_stat(a->txn, a->st->db[GS_DB_GRIDS], &ms)))
-        return rc;
-    a->registry = ms.ms_entries > 0;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = s_upload(a, &ups[i], &a->ups[i])))
-            return rc;
-    if ((rc = s_expire(a)))
-        return rc;
-    return s_flush(a);
+    return gs_idem_flush(&a->idem);
 }
 
 /* Copy the results into one block the caller frees with
@@ -1109,7 +843,7 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
 {
     gs_store_t *st = a->st;
     size_t ub = n * sizeof(gs_upload_result_t);
-    size_t eb = a->n_evs * sizeof(gs_event_out_t);
+    size_t eb = a->log.n_evs * sizeof(gs_event_out_t);
     uint8_t *blk = malloc(ub + eb + st->out.len + 1);
     if (!blk)
         return GS_ENOMEM;
@@ -1117,8 +851,8 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
     memcpy(bytes, st->out.data, st->out.len);
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = n;
-    out->events = a->n_evs ? (gs_event_out_t *) (blk + ub) : NULL;
-    out->n_events = a->n_evs;
+    out->events = a->log.n_evs ? (gs_event_out_t *) (blk + ub) : NULL;
+    out->n_events = a->log.n_evs;
     for (size_t i = 0; i < n; i++) {
         gs_upload_result_t *r = &out->uploads[i];
         r->ack = bytes + a->ups[i].off;
@@ -1126,14 +860,15 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
         r->replayed = a->ups[i].replayed;
         memcpy(r->counts, a->ups[i].counts, sizeof r->counts);
     }
-    for (size_t i = 0; i < a->n_evs; i++) {
+    for (size_t i = 0; i < a->log.n_evs; i++) {
+        const gs_log_ev_t *ev = &a->log.evs[i];
         gs_event_out_t *e = &out->events[i];
-        memcpy(e->grid, a->evs[i].grid, sizeof e->grid);
-        e->seq = a->evs[i].seq;
-        e->data = bytes + a->evs[i].off;
-        e->len = a->evs[i].len;
+        memcpy(e->grid, ev->grid, sizeof e->grid);
+        e->seq = ev->seq;
+        e->data = bytes + ev->off;
+        e->len = ev->len;
     }
-    out->head_seq = a->head;
+    out->head_seq = a->log.head;
     return 0;
 }
 
@@ -1156,44 +891,20 @@ gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n, int64_t now_ms,
     memset(&a, 0, sizeof a);
     a.st = self;
     a.now_ms = now_ms;
-    gs_smap_init(&a.cells);
-    gs_smap_init(&a.chain);
+    a.batch = ups;
+    a.n_batch = n;
+    gs_log_init(&a.log);
     a.ups = calloc(n, sizeof *a.ups);
     int rc = a.ups ? 0 : GS_ENOMEM;
     uint32_t grows = 0;
-    while (rc == 0) {
-        gs_arena_reset(self->arena);
-        gs_wbuf_reset(&self->out);
-        gs_smap_clear(&a.cells);
-        gs_smap_clear(&a.chain);
-        a.n_evs = 0;
-        a.reg_grid[0] = 0;
-        rc = gs_wtxn_begin(self, &a.txn);
-        if (rc)
-            break;
-        rc = s_attempt(&a, ups, n);
-        if (rc == 0)
-            rc = gs_wtxn_commit(self, &a.txn);
-        else
-            gs_wtxn_abort(self, &a.txn);
-        if (rc == MDB_MAP_FULL) {
-            /* redo the whole batch in a bigger map: nothing half-applied */
-            if ((rc = gs_store_grow(self)) == 0)
-                grows++;
-            continue;
-        }
-        if (rc)
-            rc = gs_store_err(rc, "apply");
-        else
-            rc = s_output(&a, n, out);
-        break;
-    }
+    if (rc == 0)
+        rc = gs_store_write_locked(self, s_attempt, &a, &grows);
+    if (rc == 0)
+        rc = s_output(&a, n, out);
     out->map_grows = grows;
     gs_arena_reset(self->arena);
     free(a.ups);
-    free(a.evs);
-    gs_smap_deinit(&a.cells);
-    gs_smap_deinit(&a.chain);
+    gs_log_deinit(&a.log);
     pthread_mutex_unlock(&self->write_lock);
     if (rc) {
         uint32_t g = out->map_grows;

@@ -1,7 +1,7 @@
 /*
  * gs_store_codec: the pure pieces of the store's layouts. Record header
  * encoding, content hash, natural keys, person refs, per-cell counts, the
- * chain and prefix helpers, a ChangeEvent field scanner and a small string
+ * prefix helpers, a ChangeEvent field scanner and a small string
  * map. The write path (gs_store_apply.c) and the checker (gs_store_verify.c)
  * both use these, so "what verify recomputes" is by construction "what
  * apply wrote".
@@ -10,6 +10,7 @@
  */
 #include "gs_store_int.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdlib.h>
 
@@ -23,6 +24,7 @@ const char *const gs_db_names[GS_DB_COUNT] = {
 void
 gs_rec_hdr_put(uint8_t *p, const gs_rec_hdr_t *h)
 {
+    assert(p && h && h->version > 0 && h->seq > 0);  /* versions and seqs start at 1 */
     gs_le64_put(p, h->version);
     gs_le64_put(p + 8, h->seq);
     gs_le64_put(p + 16, (uint64_t) h->updated_at);
@@ -252,17 +254,6 @@ gs_person_hmac(const gs_store_t *self, const char *id_number, uint8_t out[16])
     sodium_memzero(&st, sizeof st);
 }
 
-size_t
-gs_pkey_build(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb,
-              const char *id, size_t id_len)
-{
-    memcpy(k, grid, GS_GRID_LEN);
-    memcpy(k + GS_PK_HMAC, hmac, 16);
-    k[GS_PK_KIND] = (uint8_t) kb;
-    memcpy(k + GS_PK_ID, id, id_len);
-    return GS_PK_ID + id_len;
-}
-
 static int
 s_person_indexed(const Gridsync__V1__Person *p)
 {
@@ -332,6 +323,7 @@ gs_record_people(const Gridsync__V1__Record *rec)
 void
 gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people, int sign)
 {
+    assert(m && (sign == 1 || sign == -1));
     /* counters are unsigned: subtraction is modular addition, and verify
      * catches any drift */
     uint32_t one = sign > 0 ? 1u : (uint32_t) -1;
@@ -373,18 +365,6 @@ gs_cell_get(const uint8_t *p, gs_cell_meta_t *m)
 }
 
 /* ---- Prefixes --------------------------------------------------------------- */
-
-size_t
-gs_chain_key(const char *grid, int level, char *out)
-{
-    int len = gs_level_len[level];
-    if (len == 0) {
-        out[0] = '*';   /* LMDB keys cannot be empty */
-        return 1;
-    }
-    memcpy(out, grid, (size_t) len);
-    return (size_t) len;
-}
 
 int
 gs_prefix_match(const char *grid, const char *const *prefixes, size_t n)
@@ -545,6 +525,7 @@ gs_smap_find(const gs_smap_t *m, const char *key, size_t klen)
 gs_smap_ent_t *
 gs_smap_get(gs_smap_t *m, const char *key, size_t klen, int *created)
 {
+    assert(m && key && klen <= 15);     /* grid codes and their prefixes */
     if (klen > 15)
         return NULL;
     if ((m->n + 1) * 2 > m->cap) {

@@ -1,9 +1,9 @@
 /*
  * gs_store_int: what the store's source files share and nothing outside
  * store/ may see: the gs_store struct, the LMDB handles, the key and value
- * layouts (docs/store.md describes them), transaction helpers and the small
- * codecs used by both the write path (gs_store_apply.c) and the checker
- * (gs_store_verify.c).
+ * layouts (docs/store.md describes them), the transactions (gs_store_txn.h)
+ * and the small codecs used by both the write path (gs_store_apply.c) and
+ * the checker (gs_store_verify.c).
  *
  * Where it sits: below gs_store.h. Only the store sources include this file, and so
  * only they include lmdb.h.
@@ -21,6 +21,8 @@
 #include "gs_arena.h"
 #include "gs_store.h"
 #include "gs_store_debug.h"
+#include "gs_store_keys.h"
+#include "gs_store_txn.h"
 #include "gs_wire.h"
 
 /* ---- Layout constants ------------------------------------------------------ */
@@ -104,115 +106,25 @@ void gs_store_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 
 /* ---- Transactions -------------------------------------------------------------- */
 
-/* Begin a read transaction; holds env_lock shared until gs_rtxn_end.
- * Adopts a map grown by another process (MDB_MAP_RESIZED). */
-int gs_rtxn_begin(gs_store_t *self, MDB_txn **txn);
-void gs_rtxn_end(gs_store_t *self, MDB_txn **txn);
-
-/* One entry of a gs_scan: return 0 to go on or an LMDB/errno code to stop
- * with that error; to stop with the caller's own answer, set *user to it
- * (non-zero) and return 0. */
-typedef int (gs_scan_fn)(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
-                         int *user);
-
-/* Walk, in key order and one read transaction, every entry of db whose key
- * starts with prefix (NULL or "": all of them). Returns the first non-zero
- * *user, 0 at the end, GS_EINVAL for a prefix longer than a grid code, or
- * gs_store_err(rc, what) for an error. */
-int gs_scan(gs_store_t *self, int db, const char *prefix, gs_scan_fn *each, void *arg,
-            const char *what);
-
-/* Write transactions: caller holds write_lock. Begin takes env_lock shared;
- * commit or abort releases it. Commit returns the raw LMDB/errno code so
- * that the caller can tell MDB_MAP_FULL from the rest. */
-int gs_wtxn_begin(gs_store_t *self, MDB_txn **txn);
-int gs_wtxn_commit(gs_store_t *self, MDB_txn **txn);
-void gs_wtxn_abort(gs_store_t *self, MDB_txn **txn);
-
-/* Double the map (bounded by map_max). Caller holds write_lock and no
- * transaction. Returns 0 or GS_EFULL when already at map_max. */
-int gs_store_grow(gs_store_t *self);
+/* Take a map size grown by another process (after MDB_MAP_RESIZED). */
+void gs_store_adopt_mapsize(gs_store_t *self);
 
 /* Close and reopen the environment after MDB_PANIC. Caller holds no
  * transaction. */
 int gs_store_reopen(gs_store_t *self);
 
-/* Put / del with the debug trace hook. Raw LMDB codes. */
-int gs_put(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k, MDB_val *v,
-           unsigned flags);
-int gs_del(gs_store_t *self, MDB_txn *txn, int db, MDB_val *k);
+/* ---- Shared by opening and backup (gs_store.c, gs_store_backup.c) ----------- */
 
-/* Run fn in a write transaction, growing the map on MDB_MAP_FULL and
- * retrying. fn returns a raw LMDB code (0, MDB_MAP_FULL, ...) or a GS_E*. */
-typedef int (gs_wfn)(gs_store_t *self, MDB_txn *txn, void *arg);
-int gs_store_write(gs_store_t *self, gs_wfn *fn, void *arg);
+/* dir/name, malloc'd; NULL on allocation failure. */
+char *gs_store_path(const char *dir, const char *name);
 
-/* ---- Byte order ---------------------------------------------------------------- */
+/* A new lineage epoch: a random non-zero uint64, 8 bytes little-endian. */
+void gs_store_epoch_make(uint8_t out[8]);
 
-static inline void
-gs_be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-static inline uint64_t
-gs_be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline void
-gs_le64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-static inline uint64_t
-gs_le64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static inline void
-gs_le32_put(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
-}
-
-static inline uint32_t
-gs_le32_get(const uint8_t *p)
-{
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
-           (uint32_t) p[3] << 24;
-}
-
-static inline void
-gs_le16_put(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t) v;
-    p[1] = (uint8_t) (v >> 8);
-}
-
-static inline uint16_t
-gs_le16_get(const uint8_t *p)
-{
-    return (uint16_t) (p[0] | p[1] << 8);
-}
+/* Take the broker's exclusive lock on dir (flock, broker.pid names who);
+ * *fd_out holds it. Returns 0, GS_EBUSY with a detail naming the holder,
+ * or another GS_E* code. */
+int gs_store_lock_take(const char *dir, const char *who, int *fd_out);
 
 /* ---- Records value header ---------------------------------------------------- */
 
@@ -257,10 +169,26 @@ typedef struct gs_ref {
     uint8_t role;                   /* GS_ROLE_* */
 } gs_ref_t;
 
-/* What gs_store_prepare computed for one record (see gs_store.h). */
+/* One record's prepared view: its verdict and every derived fact the write
+ * path needs, computed once (by gs_store_prepare off the writer thread, or
+ * by the apply for records that were not prepared) and then read by the
+ * classifier, the writes and the event emitter instead of asking proto/
+ * again. Strings and the meta are borrowed from the record, which lives
+ * as long as the upload; the rest lives in the preparing allocator. */
 struct gs_prepared {
-    gs_verdict_t verdict;           /* reason 0: valid */
-    int ready;                      /* valid and well-formed: the fields below are set */
+    gs_verdict_t verdict;           /* validation, then shape; reason 0: valid */
+    int ready;                      /* valid and packed: every field below is set */
+    /* the record's facts (set when the verdict is valid) */
+    const Gridsync__V1__Record *rec; /* the record itself */
+    int kind;                       /* RecordKind */
+    char kb;                        /* its key byte, GS_KIND_H or GS_KIND_R */
+    const char *grid;               /* its grid code, 15 digits */
+    const char *id;                 /* its id as uploaded (NULL when it has none) */
+    const Gridsync__V1__RecordMeta *meta; /* its meta, NULL when absent */
+    uint64_t base;                  /* meta.base_version, 0 without meta */
+    int status;                     /* meta.status, ACTIVE without meta */
+    uint32_t people;                /* members (household) or leases (rental) */
+    /* what storing it needs (set when ready) */
     const uint8_t *packed;          /* the record packed as stored under its own id */
     size_t packed_len;
     uint8_t hash[16];               /* its content hash */
@@ -291,16 +219,6 @@ size_t gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out);
 void gs_person_hmac(const gs_store_t *self, const char *id_number,
                     uint8_t out[16]);
 
-/* persons key: grid(15) | hmac(16) | kind(1) | record id. Clustered by
- * cell like the records, so an upload's index writes share pages; see
- * docs/store.md for why the HMAC is not first. */
-#define GS_PK_HMAC GS_GRID_LEN
-#define GS_PK_KIND (GS_GRID_LEN + 16)
-#define GS_PK_ID (GS_GRID_LEN + 17)
-#define GS_PK_MAX (GS_PK_ID + GS_ID_MAX)
-size_t gs_pkey_build(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb,
-                     const char *id, size_t id_len);
-
 /* Person refs of a record, de-duplicated, at most max; returns the count
  * (persons without documents are skipped). */
 size_t gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
@@ -317,9 +235,6 @@ void gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people,
 
 void gs_cell_put(uint8_t *p, const gs_cell_meta_t *m);
 void gs_cell_get(const uint8_t *p, gs_cell_meta_t *m);
-
-/* Chain key of a prefix (level boundary): the prefix, "*" for the root. */
-size_t gs_chain_key(const char *grid, int level, char *out);
 
 /* Does the grid (15 digits) start with one of the prefixes? */
 int gs_prefix_match(const char *grid, const char *const *prefixes, size_t n);

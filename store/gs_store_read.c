@@ -1,8 +1,8 @@
 /*
- * gs_store_read: everything that reads records and the change log. The
- * resumable feed ("events for prefixes after seq N"), snapshot paging for
+ * gs_store_read: everything that reads records. Snapshot paging for
  * devices, lookups by id, record history, per-cell metadata and the person
- * index reports.
+ * index reports. The change log's readers (the resumable feed, the head
+ * and the chain) are in gs_store_log.c.
  *
  * Where it sits: called from the broker's sync and admin threads and from
  * gridctl. Each call runs in one read-only transaction, so what it returns
@@ -12,39 +12,13 @@
  * store (a nested read would deadlock against a pending map growth).
  */
 #include "gs_store_int.h"
+#include "gs_store_ids.h"
+#include "gs_store_log.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
 /* ---- Helpers ---------------------------------------------------------------- */
-
-static int
-s_head(gs_store_t *self, MDB_txn *txn, uint64_t *head)
-{
-    MDB_val k = { 8, "head_seq" }, v;
-    int rc = mdb_get(txn, self->db[GS_DB_META], &k, &v);
-    *head = 0;
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc)
-        return gs_store_err(rc, "read head_seq");
-    if (v.mv_size != 8)
-        return GS_ECORRUPT;
-    *head = gs_le64_get(v.mv_data);
-    return 0;
-}
-
-int
-gs_store_head(gs_store_t *self, uint64_t *head_seq)
-{
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    rc = s_head(self, txn, head_seq);
-    gs_rtxn_end(self, &txn);
-    return rc;
-}
 
 /* A records value holds no copy of the record: the packed Record is the
  * record field of the event that made its version (see store.md). */
@@ -52,9 +26,9 @@ int
 gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, const uint8_t **data,
             size_t *len)
 {
-    uint8_t kb[8];
-    gs_be64_put(kb, h->seq);
-    MDB_val k = { 8, kb }, v;
+    uint8_t kb[GS_LK_LEN];
+    gs_key_log(kb, h->seq);
+    MDB_val k = { GS_LK_LEN, kb }, v;
     int rc = mdb_get(txn, st->db[GS_DB_LOG], &k, &v);
     if (rc)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
@@ -74,21 +48,15 @@ s_view(gs_store_t *self, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
        gs_record_view_t *view, char grid[GS_GRID_LEN + 1], char id[GS_ID_MAX + 1])
 {
     gs_rec_hdr_t h;
-    if (k->mv_size <= GS_GRID_LEN + 1 || k->mv_size > GS_GRID_LEN + 1 + GS_ID_MAX ||
-        gs_rec_hdr_get(v, &h))
+    char kb;
+    if (gs_key_record_parse(k->mv_data, k->mv_size, grid, &kb, id) || gs_rec_hdr_get(v, &h))
         return GS_ECORRUPT;
-    const char *kp = k->mv_data;
-    memcpy(grid, kp, GS_GRID_LEN);
-    grid[GS_GRID_LEN] = 0;
-    size_t il = k->mv_size - GS_GRID_LEN - 1;
-    memcpy(id, kp + GS_GRID_LEN + 1, il);
-    id[il] = 0;
     const uint8_t *data;
     size_t len;
     if (gs_rec_data(self, txn, &h, &data, &len))
         return GS_ECORRUPT;
     view->grid = grid;
-    view->kind = gs_kind_of_byte(kp[GS_GRID_LEN]);
+    view->kind = gs_kind_of_byte(kb);
     view->record_key = id;
     view->version = h.version;
     view->seq = h.seq;
@@ -104,34 +72,11 @@ static int
 s_find(gs_store_t *self, MDB_txn *txn, char kb, const char *id, uint8_t *rk,
        size_t *rkl)
 {
-    size_t il = strlen(id);
-    if (il == 0 || il > GS_ID_MAX)
-        return GS_ENOTFOUND;
-    uint8_t ik[1 + GS_ID_MAX];
-    ik[0] = (uint8_t) kb;
-    memcpy(ik + 1, id, il);
-    MDB_val k = { 1 + il, ik }, v;
-    int rc = mdb_get(txn, self->db[GS_DB_IDS], &k, &v);
+    char grid[GS_GRID_LEN + 1], canon[GS_ID_MAX + 1];
+    int rc = gs_ids_resolve(self, txn, kb, id, grid, canon);
     if (rc)
         return gs_store_err(rc, "look up id");
-    if (v.mv_size <= GS_GRID_LEN || v.mv_size > GS_GRID_LEN + GS_ID_MAX)
-        return GS_ECORRUPT;
-    size_t cl = v.mv_size - GS_GRID_LEN;
-    const uint8_t *canon = (const uint8_t *) v.mv_data + GS_GRID_LEN;
-    if (cl != il || memcmp(canon, id, il) != 0) {
-        /* alias: the canonical entry has the current grid */
-        memcpy(ik + 1, canon, cl);
-        k.mv_size = 1 + cl;
-        rc = mdb_get(txn, self->db[GS_DB_IDS], &k, &v);
-        if (rc)
-            return rc == MDB_NOTFOUND ? GS_ECORRUPT : gs_store_err(rc, "look up id");
-        if (v.mv_size != GS_GRID_LEN + cl)
-            return GS_ECORRUPT;
-    }
-    memcpy(rk, v.mv_data, GS_GRID_LEN);
-    rk[GS_GRID_LEN] = (uint8_t) kb;
-    memcpy(rk + GS_GRID_LEN + 1, (const uint8_t *) v.mv_data + GS_GRID_LEN, cl);
-    *rkl = GS_GRID_LEN + 1 + cl;
+    *rkl = gs_key_record(rk, grid, kb, canon, strlen(canon));
     return 0;
 }
 
@@ -148,251 +93,7 @@ s_kinds(int kind, char kbs[2])
     return kbs[0] ? 1 : 0;
 }
 
-/* ---- Change log -------------------------------------------------------------- */
-
-/* The state of one events call. */
-typedef struct s_evq {
-    gs_event_fn *fn;
-    void *arg;
-    uint32_t limit;                 /* 0 = no limit */
-    uint32_t sent;                  /* events delivered */
-    uint64_t last;                  /* seq of the last event delivered */
-    int stop;                       /* fn's non-zero return */
-    uint64_t stop_seq;              /* event fn stopped on */
-} s_evq_t;
-
-/* Deliver one log value; returns 1 when the walk must end. */
-static int
-s_deliver(s_evq_t *q, uint64_t seq, const MDB_val *v)
-{
-    char grid[GS_GRID_LEN + 1];
-    memcpy(grid, v->mv_data, GS_GRID_LEN);
-    grid[GS_GRID_LEN] = 0;
-    int r = q->fn(q->arg, seq, grid, (const uint8_t *) v->mv_data + GS_LOG_HDR,
-                  v->mv_size - GS_LOG_HDR);
-    if (r) {
-        q->stop = r;
-        q->stop_seq = seq;
-        return 1;
-    }
-    q->sent++;
-    q->last = seq;
-    return q->limit && q->sent >= q->limit;
-}
-
-/* Scan the global log from since+1, filtering by the grid in each value. */
-static int
-s_events_log(gs_store_t *self, MDB_txn *txn, const char *const *pf, size_t npf,
-             uint64_t since, s_evq_t *q)
-{
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, self->db[GS_DB_LOG], &c);
-    if (rc)
-        return gs_store_err(rc, "open log cursor");
-    uint8_t kb[8];
-    gs_be64_put(kb, since + 1);
-    MDB_val k = { 8, kb }, v;
-    int all = npf == 1 && pf[0][0] == 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 8 || v.mv_size < GS_LOG_HDR) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        if (!all && !gs_prefix_match(v.mv_data, pf, npf))
-            continue;
-        if (s_deliver(q, gs_be64_get(k.mv_data), &v))
-            break;
-    }
-    mdb_cursor_close(c);
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan log");
-}
-
-/* Merge the per-cell logs of a few cells by seq. */
-static int
-s_events_cells(gs_store_t *self, MDB_txn *txn, char (*cells)[GS_GRID_LEN], size_t n,
-               uint64_t since, s_evq_t *q)
-{
-    MDB_cursor *cur[GS_CELL_PATH_MAX];
-    uint64_t next[GS_CELL_PATH_MAX];    /* next seq of each cell, 0 = done */
-    size_t opened = 0;
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELL_LOG], &cur[i])))
-            break;
-        opened++;
-        uint8_t kb[GS_GRID_LEN + 8];
-        memcpy(kb, cells[i], GS_GRID_LEN);
-        gs_be64_put(kb + GS_GRID_LEN, since + 1);
-        MDB_val k = { sizeof kb, kb }, v;
-        rc = mdb_cursor_get(cur[i], &k, &v, MDB_SET_RANGE);
-        next[i] = 0;
-        if (rc == 0 && k.mv_size == GS_GRID_LEN + 8 && memcmp(k.mv_data, cells[i], GS_GRID_LEN) == 0)
-            next[i] = gs_be64_get((const uint8_t *) k.mv_data + GS_GRID_LEN);
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-        if (rc)
-            break;
-    }
-    while (rc == 0) {
-        size_t best = n;
-        for (size_t i = 0; i < n; i++)
-            if (next[i] && (best == n || next[i] < next[best]))
-                best = i;
-        if (best == n)
-            break;
-        uint64_t seq = next[best];
-        uint8_t kb[8];
-        gs_be64_put(kb, seq);
-        MDB_val k = { 8, kb }, v;
-        if ((rc = mdb_get(txn, self->db[GS_DB_LOG], &k, &v)))
-            break;
-        if (v.mv_size < GS_LOG_HDR) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        if (s_deliver(q, seq, &v))
-            break;
-        rc = mdb_cursor_get(cur[best], &k, &v, MDB_NEXT);
-        next[best] = 0;
-        if (rc == 0 && k.mv_size == GS_GRID_LEN + 8 &&
-            memcmp(k.mv_data, cells[best], GS_GRID_LEN) == 0)
-            next[best] = gs_be64_get((const uint8_t *) k.mv_data + GS_GRID_LEN);
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-    }
-    for (size_t i = 0; i < opened; i++)
-        mdb_cursor_close(cur[i]);
-    return gs_store_err(rc, "merge cell logs");
-}
-
-/* Count the cells under the prefixes, up to max+1; fill cells when <= max. */
-static int
-s_cells_under(gs_store_t *self, MDB_txn *txn, const char *const *pf, size_t npf,
-              char (*cells)[GS_GRID_LEN], size_t max, size_t *n)
-{
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &c);
-    if (rc)
-        return gs_store_err(rc, "open cells cursor");
-    *n = 0;
-    for (size_t i = 0; i < npf && *n <= max; i++) {
-        size_t pl = strlen(pf[i]);
-        if (pl == 0) {
-            *n = max + 1;   /* everything: the log is the better path */
-            break;
-        }
-        MDB_val k = { pl, (void *) pf[i] }, v;
-        for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            if (k.mv_size != GS_GRID_LEN || memcmp(k.mv_data, pf[i], pl) != 0)
-                break;
-            if (*n < max)
-                memcpy(cells[*n], k.mv_data, GS_GRID_LEN);
-            if (++*n > max)
-                break;
-        }
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
-        if (rc)
-            break;
-    }
-    mdb_cursor_close(c);
-    return gs_store_err(rc, "count cells");
-}
-
-int
-gs_store_events_path(gs_store_t *self, const char *const *prefixes,
-                     size_t n_prefixes, uint64_t since, uint32_t limit,
-                     gs_event_fn *fn, void *arg, uint64_t *next_seq,
-                     uint64_t *head_seq, int path)
-{
-    uint64_t dummy_n, dummy_h;
-    if (!next_seq)
-        next_seq = &dummy_n;
-    if (!head_seq)
-        head_seq = &dummy_h;
-    *next_seq = since;
-    if (!fn || (n_prefixes && !prefixes))
-        return GS_EINVAL;
-    for (size_t i = 0; i < n_prefixes; i++)
-        if (!prefixes[i] || strlen(prefixes[i]) > GS_GRID_LEN)
-            return GS_EINVAL;
-    const char **pf = malloc((n_prefixes ? n_prefixes : 1) * sizeof *pf);
-    if (!pf)
-        return GS_ENOMEM;
-    size_t npf = gs_prefix_normalise(prefixes, n_prefixes, pf);
-
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc) {
-        free(pf);
-        return rc;
-    }
-    uint64_t head;
-    if ((rc = s_head(self, txn, &head)))
-        goto done;
-    *head_seq = head;
-    s_evq_t q = { fn, arg, limit, 0, 0, 0, 0 };
-    if (npf && since < head) {
-        char cells[GS_CELL_PATH_MAX][GS_GRID_LEN];
-        size_t ncells = 0;
-        if (path != 1 && (rc = s_cells_under(self, txn, pf, npf, cells,
-                                             GS_CELL_PATH_MAX, &ncells)))
-            goto done;
-        if (path == 2 && ncells > GS_CELL_PATH_MAX) {
-            rc = GS_EINVAL;
-            goto done;
-        }
-        if (path != 1 && ncells <= GS_CELL_PATH_MAX)
-            rc = s_events_cells(self, txn, cells, ncells, since, &q);
-        else
-            rc = s_events_log(self, txn, pf, npf, since, &q);
-        if (rc)
-            goto done;
-    }
-    if (q.stop) {
-        /* the event fn refused is not consumed */
-        *next_seq = q.stop_seq - 1;
-        rc = q.stop;
-    } else if (q.limit && q.sent >= q.limit) {
-        *next_seq = q.last;
-    } else {
-        *next_seq = since > head ? since : head;
-    }
-done:
-    gs_rtxn_end(self, &txn);
-    free(pf);
-    return rc;
-}
-
-int
-gs_store_events(gs_store_t *self, const char *const *prefixes, size_t n_prefixes,
-                uint64_t since, uint32_t limit, gs_event_fn *fn, void *arg,
-                uint64_t *next_seq, uint64_t *head_seq)
-{
-    return gs_store_events_path(self, prefixes, n_prefixes, since, limit, fn, arg,
-                                next_seq, head_seq, 0);
-}
-
 /* ---- Snapshot paging --------------------------------------------------------- */
-
-/* cursor = 'S' | snapshot_seq u64 LE | prefix-set hash u32 LE | prefix
- * index u32 LE | key length u16 LE | last key delivered (empty: start of
- * that prefix's range) */
-#define S_CUR_HDR 19
-
-static uint32_t
-s_prefix_hash(const char *const *pf, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        for (const char *p = pf[i]; *p; p++)
-            h = (h ^ (uint8_t) *p) * 16777619u;
-        h = (h ^ ',') * 16777619u;
-    }
-    return h;
-}
 
 int
 gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefixes,
@@ -411,25 +112,26 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
     if (!pf)
         return GS_ENOMEM;
     size_t npf = gs_prefix_normalise(prefixes, n_prefixes, pf);
-    uint32_t ph = s_prefix_hash(pf, npf);
 
-    uint64_t snap = 0;
-    uint32_t pi = 0;
-    uint8_t last[GS_KEY_MAX];
-    size_t last_len = 0;
+    /* the walk's position lives in the cursor: snap, pi and the last key */
+    gs_snap_cursor_t sc;
+    memset(&sc, 0, sizeof sc);
+    sc.prefix_hash = gs_snap_prefix_hash(pf, npf);
     int resume = cursor && cursor_len > 0;
     if (resume) {
-        if (cursor_len < S_CUR_HDR || cursor[0] != 'S' ||
-            gs_le32_get(cursor + 9) != ph ||
-            (last_len = gs_le16_get(cursor + 17)) != cursor_len - S_CUR_HDR ||
-            last_len > sizeof last || (pi = gs_le32_get(cursor + 13)) >= npf) {
+        gs_snap_cursor_t in;
+        if (gs_snap_cursor_parse(cursor, cursor_len, &in) ||
+            in.prefix_hash != sc.prefix_hash || in.prefix_index >= npf) {
             free(pf);
             gs_store_detail("snapshot cursor does not belong to this prefix set");
             return GS_EINVAL;
         }
-        snap = gs_le64_get(cursor + 1);
-        memcpy(last, cursor + S_CUR_HDR, last_len);
+        sc = in;
     }
+    uint64_t snap = sc.snap;
+    uint32_t pi = sc.prefix_index;
+    uint8_t *last = sc.last;
+    size_t last_len = sc.last_len;
 
     MDB_txn *txn;
     int rc = gs_rtxn_begin(self, &txn);
@@ -437,7 +139,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
         free(pf);
         return rc;
     }
-    if (!resume && (rc = s_head(self, txn, &snap)))
+    if (!resume && (rc = gs_log_head(self, txn, &snap)))
         goto done;
     if (snapshot_seq)
         *snapshot_seq = snap;
@@ -500,19 +202,18 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
     } else if (user) {
         rc = user;
     } else if (more) {
-        uint8_t *nc = malloc(S_CUR_HDR + last_len);
+        sc.snap = snap;
+        sc.prefix_index = pi;
+        sc.last_len = last_len;
+        size_t ncl = gs_snap_cursor_size(&sc);
+        uint8_t *nc = malloc(ncl);
         if (!nc) {
             rc = GS_ENOMEM;
             goto done;
         }
-        nc[0] = 'S';
-        gs_le64_put(nc + 1, snap);
-        gs_le32_put(nc + 9, ph);
-        gs_le32_put(nc + 13, pi);
-        gs_le16_put(nc + 17, (uint16_t) last_len);
-        memcpy(nc + S_CUR_HDR, last, last_len);
+        gs_snap_cursor_put(nc, &sc);
         *next_cursor = nc;
-        *next_cursor_len = S_CUR_HDR + last_len;
+        *next_cursor_len = ncl;
     }
 done:
     gs_rtxn_end(self, &txn);
@@ -536,7 +237,7 @@ gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn
         return rc;
     rc = GS_ENOTFOUND;
     for (int i = 0; i < nk && rc == GS_ENOTFOUND; i++) {
-        uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+        uint8_t rk[GS_RK_MAX];
         size_t rkl;
         if ((rc = s_find(self, txn, kbs[i], record_id, rk, &rkl)))
             continue;
@@ -570,7 +271,7 @@ gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn 
     size_t n = 0, cap = 0;
     rc = GS_ENOTFOUND;
     for (int i = 0; i < nk && rc == GS_ENOTFOUND; i++) {
-        uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+        uint8_t rk[GS_RK_MAX];
         size_t rkl;
         if ((rc = s_find(self, txn, kbs[i], record_id, rk, &rkl)))
             continue;
@@ -592,9 +293,9 @@ gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn 
                 seqs = ns;
             }
             seqs[n++] = s;
-            uint8_t kb[8];
-            gs_be64_put(kb, s);
-            MDB_val lk = { 8, kb }, lv;
+            uint8_t kb[GS_LK_LEN];
+            gs_key_log(kb, s);
+            MDB_val lk = { GS_LK_LEN, kb }, lv;
             if (mdb_get(txn, self->db[GS_DB_LOG], &lk, &lv) || lv.mv_size < GS_LOG_HDR) {
                 rc = GS_ECORRUPT;
                 break;
@@ -608,9 +309,9 @@ gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn 
         }
     }
     for (size_t i = n; rc == 0 && i-- > 0;) {
-        uint8_t kb[8];
-        gs_be64_put(kb, seqs[i]);
-        MDB_val lk = { 8, kb }, lv;
+        uint8_t kb[GS_LK_LEN];
+        gs_key_log(kb, seqs[i]);
+        MDB_val lk = { GS_LK_LEN, kb }, lv;
         if (mdb_get(txn, self->db[GS_DB_LOG], &lk, &lv)) {
             rc = GS_ECORRUPT;
             break;
@@ -684,33 +385,6 @@ gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn, void *arg)
     return gs_scan(self, GS_DB_CELLS, prefix, s_cell_each, &l, "list cells");
 }
 
-int
-gs_store_prefix_last(gs_store_t *self, const char *prefix, uint64_t *last_seq)
-{
-    if (!prefix || !last_seq)
-        return GS_EINVAL;
-    int level = gs_level_of_len(strlen(prefix));
-    if (level < 0)
-        return GS_EINVAL;
-    char key[16];
-    char grid[GS_GRID_LEN + 1] = "000000000000000";
-    memcpy(grid, prefix, strlen(prefix));
-    size_t kl = gs_chain_key(grid, level, key);
-    MDB_txn *txn;
-    int rc = gs_rtxn_begin(self, &txn);
-    if (rc)
-        return rc;
-    MDB_val k = { kl, key }, v;
-    rc = mdb_get(txn, self->db[GS_DB_CHAIN], &k, &v);
-    *last_seq = 0;
-    if (rc == 0 && v.mv_size == 8)
-        *last_seq = gs_le64_get(v.mv_data);
-    else if (rc == 0)
-        rc = GS_ECORRUPT;
-    gs_rtxn_end(self, &txn);
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "read chain");
-}
-
 /* ---- Person index ---------------------------------------------------------------- */
 
 /* The persons index is keyed by cell first (grid | hmac | kind | id) so that
@@ -739,7 +413,7 @@ static int
 s_pent_add(s_pents_t *a, const MDB_val *k, const MDB_val *v)
 {
     if (k->mv_size <= GS_PK_ID || k->mv_size > GS_PK_MAX || v->mv_size != 1)
-        return GS_ECORRUPT;
+        return GS_ECORRUPT;     /* checked before the array grows */
     if (a->n == a->cap) {
         size_t nc = a->cap ? a->cap * 2 : 64;
         s_pent_t *nv = realloc(a->v, nc * sizeof *nv);
@@ -748,15 +422,10 @@ s_pent_add(s_pents_t *a, const MDB_val *k, const MDB_val *v)
         a->v = nv;
         a->cap = nc;
     }
-    const uint8_t *kp = k->mv_data;
     s_pent_t *e = &a->v[a->n++];
-    memcpy(e->grid, kp, GS_GRID_LEN);
-    e->grid[GS_GRID_LEN] = 0;
-    memcpy(e->hmac, kp + GS_PK_HMAC, 16);
-    e->kind = (uint8_t) gs_kind_of_byte((char) kp[GS_PK_KIND]);
-    size_t il = k->mv_size - GS_PK_ID;
-    memcpy(e->id, kp + GS_PK_ID, il);
-    e->id[il] = 0;
+    char kb;
+    gs_key_person_parse(k->mv_data, k->mv_size, e->grid, e->hmac, &kb, e->id);
+    e->kind = (uint8_t) gs_kind_of_byte(kb);
     e->role = *(const uint8_t *) v->mv_data;
     return 0;
 }
@@ -815,8 +484,7 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
         if (ck.mv_size != GS_GRID_LEN)
             continue;
         uint8_t pfx[GS_PK_KIND];
-        memcpy(pfx, ck.mv_data, GS_GRID_LEN);
-        memcpy(pfx + GS_PK_HMAC, hmac, 16);
+        gs_key_person_prefix(pfx, ck.mv_data, hmac);
         MDB_val k = { sizeof pfx, pfx }, v;
         int r2;
         for (r2 = mdb_cursor_get(pc, &k, &v, MDB_SET_RANGE); r2 == 0;

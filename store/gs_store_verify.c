@@ -71,11 +71,11 @@ s_check_log(s_ver_t *v)
     MDB_val k, val;
     for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
-        if (k.mv_size != 8) {
+        uint64_t seq;
+        if (gs_key_log_parse(k.mv_data, k.mv_size, &seq)) {
             s_problem(v, "log: key of %zu bytes", k.mv_size);
             continue;
         }
-        uint64_t seq = gs_be64_get(k.mv_data);
         if (seq != expect)
             s_problem(v, "log: seq %llu follows %llu (hole or disorder)",
                       (unsigned long long) seq, (unsigned long long) last);
@@ -107,7 +107,7 @@ s_check_log(s_ver_t *v)
                       (unsigned long long) seq, f.n_prev_seq, GS_LEVELS);
         for (int l = 0; l < GS_LEVELS; l++) {
             char key[16];
-            size_t kl = gs_chain_key(grid, l, key);
+            size_t kl = gs_key_chain(grid, l, key);
             gs_smap_ent_t *e = gs_smap_get(&v->chain, key, kl, NULL);
             if (!e)
                 return ENOMEM;
@@ -122,9 +122,8 @@ s_check_log(s_ver_t *v)
         if (!ce)
             return ENOMEM;
         ce->cell.last_seq = seq;
-        uint8_t ck[GS_GRID_LEN + 8];
-        memcpy(ck, grid, GS_GRID_LEN);
-        gs_be64_put(ck + GS_GRID_LEN, seq);
+        uint8_t ck[GS_CLK_LEN];
+        gs_key_cell_log(ck, grid, seq);
         MDB_val ckv = { sizeof ck, ck }, cv;
         if (mdb_get(v->txn, st->db[GS_DB_CELL_LOG], &ckv, &cv) != 0)
             s_problem(v, "cell_log: no entry for seq %llu in %.15s",
@@ -175,18 +174,12 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
 {
     gs_store_t *st = v->st;
     v->records++;
-    if (k->mv_size <= GS_GRID_LEN + 1 || k->mv_size > GS_GRID_LEN + 1 + GS_ID_MAX) {
+    char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1], kb;
+    if (gs_key_record_parse(k->mv_data, k->mv_size, grid, &kb, id)) {
         s_problem(v, "records: key of %zu bytes", k->mv_size);
         return;
     }
-    const char *kp = k->mv_data;
-    char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-    memcpy(grid, kp, GS_GRID_LEN);
-    grid[GS_GRID_LEN] = 0;
-    char kb = kp[GS_GRID_LEN];
-    size_t il = k->mv_size - GS_GRID_LEN - 1;
-    memcpy(id, kp + GS_GRID_LEN + 1, il);
-    id[il] = 0;
+    size_t il = strlen(id);
     gs_rec_hdr_t h;
     if (gs_rec_hdr_get(val, &h)) {
         s_problem(v, "record %s/%c/%s: header damaged", grid, kb, id);
@@ -245,7 +238,7 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
     if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE) {
         for (size_t i = 0; i < nr; i++) {
             uint8_t pk[GS_PK_MAX];
-            MDB_val pkv = { gs_pkey_build(pk, grid, refs[i].hmac, kb, id, il), pk }, pv;
+            MDB_val pkv = { gs_key_person(pk, grid, refs[i].hmac, kb, id, il), pk }, pv;
             v->persons++;
             if (mdb_get(v->txn, st->db[GS_DB_PERSONS], &pkv, &pv) != 0 || pv.mv_size != 1 ||
                 *(const uint8_t *) pv.mv_data != refs[i].role)
@@ -255,13 +248,11 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
     }
 
     /* ids */
-    uint8_t ik[1 + GS_ID_MAX];
-    ik[0] = (uint8_t) kb;
-    memcpy(ik + 1, id, il);
-    MDB_val ikv = { 1 + il, ik }, iv;
-    if (mdb_get(v->txn, st->db[GS_DB_IDS], &ikv, &iv) != 0 || iv.mv_size != GS_GRID_LEN + il ||
-        memcmp(iv.mv_data, grid, GS_GRID_LEN) != 0 ||
-        memcmp((const char *) iv.mv_data + GS_GRID_LEN, id, il) != 0)
+    uint8_t ik[GS_IK_MAX], want[GS_IV_MAX];
+    size_t wl = gs_val_id(want, grid, id, il);
+    MDB_val ikv = { gs_key_id(ik, kb, id, il), ik }, iv;
+    if (mdb_get(v->txn, st->db[GS_DB_IDS], &ikv, &iv) != 0 || iv.mv_size != wl ||
+        memcmp(iv.mv_data, want, wl) != 0)
         s_problem(v, "ids: no canonical entry for record %s/%c/%s", grid, kb, id);
 
     /* natural key */
@@ -272,9 +263,10 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
     if (nkl) {
         v->natkeys++;
         MDB_val nkv = { nkl, nk }, nv;
-        if (mdb_get(v->txn, st->db[GS_DB_NATKEYS], &nkv, &nv) != 0 ||
-            nv.mv_size != 1 + il || ((const char *) nv.mv_data)[0] != kb ||
-            memcmp((const char *) nv.mv_data + 1, id, il) != 0)
+        uint8_t nwant[GS_IK_MAX];
+        size_t nwl = gs_key_id(nwant, kb, id, il);    /* a natkeys value is an ids key */
+        if (mdb_get(v->txn, st->db[GS_DB_NATKEYS], &nkv, &nv) != 0 || nv.mv_size != nwl ||
+            memcmp(nv.mv_data, nwant, nwl) != 0)
             s_problem(v, "natkeys: record %s/%c/%s's natural key does not lead to it",
                       grid, kb, id);
     }
@@ -285,9 +277,9 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
         gs_cell_add(&ce->cell, kb, status, people, +1);
 
     /* the event that made this version */
-    uint8_t sk[8];
-    gs_be64_put(sk, h.seq);
-    MDB_val skv = { 8, sk }, sv;
+    uint8_t sk[GS_LK_LEN];
+    gs_key_log(sk, h.seq);
+    MDB_val skv = { GS_LK_LEN, sk }, sv;
     gs_event_fields_t f;
     if (mdb_get(v->txn, st->db[GS_DB_LOG], &skv, &sv) != 0 || sv.mv_size < GS_LOG_HDR ||
         gs_event_scan((const uint8_t *) sv.mv_data + GS_LOG_HDR, sv.mv_size - GS_LOG_HDR, &f) ||
@@ -350,23 +342,18 @@ s_check_ids(s_ver_t *v)
         const char *cp = (const char *) val.mv_data + GS_GRID_LEN;
         if (il == cl && memcmp(kp + 1, cp, il) == 0) {
             canon++;
-            uint8_t rk[GS_GRID_LEN + 1 + GS_ID_MAX];
+            uint8_t rk[GS_RK_MAX];
             if (il > GS_ID_MAX)
                 continue;
-            memcpy(rk, val.mv_data, GS_GRID_LEN);
-            rk[GS_GRID_LEN] = (uint8_t) kp[0];
-            memcpy(rk + GS_GRID_LEN + 1, kp + 1, il);
-            MDB_val rkv = { GS_GRID_LEN + 1 + il, rk }, rv;
+            MDB_val rkv = { gs_key_record(rk, val.mv_data, kp[0], kp + 1, il), rk }, rv;
             if (mdb_get(v->txn, v->st->db[GS_DB_RECORDS], &rkv, &rv) != 0)
                 s_problem(v, "ids: %c/%.*s points to %.15s, where there is no record",
                           kp[0], (int) il, kp + 1, (const char *) val.mv_data);
         } else {
-            uint8_t ck[1 + GS_ID_MAX];
+            uint8_t ck[GS_IK_MAX];
             if (cl > GS_ID_MAX)
                 continue;
-            ck[0] = (uint8_t) kp[0];
-            memcpy(ck + 1, cp, cl);
-            MDB_val ckv = { 1 + cl, ck }, cv;
+            MDB_val ckv = { gs_key_id(ck, kp[0], cp, cl), ck }, cv;
             if (mdb_get(v->txn, v->st->db[GS_DB_IDS], &ckv, &cv) != 0 ||
                 cv.mv_size != val.mv_size ||
                 memcmp((const char *) cv.mv_data + GS_GRID_LEN, cp, cl) != 0)
@@ -438,12 +425,16 @@ s_check_idem(s_ver_t *v)
     uint64_t last = 0;
     for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
-        if (k.mv_size != 8 || val.mv_size <= 8) {
+        int64_t created;
+        const uint8_t *idk;
+        size_t idkl;
+        if (k.mv_size != GS_FK_LEN || val.mv_size <= 8 ||
+            gs_val_idem_fifo_parse(val.mv_data, val.mv_size, &created, &idk, &idkl)) {
             s_problem(v, "idem_fifo: damaged entry");
             continue;
         }
         last = gs_be64_get(k.mv_data);
-        MDB_val ik = { val.mv_size - 8, (uint8_t *) val.mv_data + 8 }, iv;
+        MDB_val ik = { idkl, (void *) idk }, iv;
         if (mdb_get(v->txn, v->st->db[GS_DB_IDEM], &ik, &iv) != 0 || iv.mv_size < GS_IDEM_HDR ||
             gs_le64_get((const uint8_t *) iv.mv_data + 8) != last)
             s_problem(v, "idem_fifo %llu: no matching idempotency entry",

@@ -1,0 +1,217 @@
+/*
+ * test_store_log: the change log (store/gs_store_log.h) on a real LMDB
+ * store: events appended with consecutive seqs across transactions, each
+ * stamped with the last seq under every level prefix of its grid
+ * (prev_seq), a move's two events linked by the record's back pointer, the
+ * cell metadata and chain heads written once by the flush, and the feed
+ * reading them back by either path. White-box: it drives gs_log_* inside
+ * write transactions of its own.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "gs_store_int.h"
+#include "gs_store_log.h"
+#include "st_lib.h"
+
+static const char *G1 = "110105001001001";
+static const char *G2 = "110105001001002";     /* same level-4 prefix as G1 */
+static const char *G3 = "120105001001001";     /* another level-1 prefix */
+
+typedef struct {
+    const char *grids[4];           /* one event per grid (NULL ends) */
+    uint64_t seqs[4];               /* seqs they got */
+    size_t n_evs;                   /* events the log reported */
+} s_batch_t;
+
+static const uint8_t s_rec[] = { 0x0a, 0x00 };    /* bytes standing for a record */
+
+static int
+s_batch(gs_txn_t *t, void *arg)
+{
+    s_batch_t *b = arg;
+    gs_log_t log;
+    gs_log_init(&log);
+    gs_wbuf_t out;
+    gs_wbuf_init(&out);
+    int rc = gs_log_begin(&log, t, &out, ST_NOW_MS);
+    for (int i = 0; rc == 0 && i < 4 && b->grids[i]; i++) {
+        gs_log_event_t ev = { GRIDSYNC__V1__OPERATION__OPERATION_UPSERT, b->grids[i], NULL,
+                              GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD, "hh",
+                              1, "dev-1", s_rec, sizeof s_rec, 0 };
+        rc = gs_log_emit(&log, &ev, &b->seqs[i]);
+    }
+    if (rc == 0)
+        rc = gs_log_flush(&log);
+    b->n_evs = log.n_evs;
+    /* the copies handed out decode to what was written */
+    for (size_t i = 0; rc == 0 && i < log.n_evs; i++) {
+        gs_event_fields_t f;
+        assert_int_equal(gs_event_scan(out.data + log.evs[i].off, log.evs[i].len, &f), 0);
+        assert_true(f.seq == log.evs[i].seq);
+        assert_memory_equal(f.grid, log.evs[i].grid, GS_GRID_LEN);
+    }
+    gs_wbuf_deinit(&out);
+    gs_log_deinit(&log);
+    return rc;
+}
+
+typedef struct {
+    uint64_t seq[16];
+    gs_event_fields_t f[16];
+    size_t n;
+    uint8_t *copy[16];
+} s_feed_t;
+
+static int
+s_take(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    s_feed_t *fd = arg;
+    (void) grid;
+    assert_true(fd->n < 16);
+    fd->copy[fd->n] = malloc(len);
+    memcpy(fd->copy[fd->n], data, len);
+    fd->seq[fd->n] = seq;
+    assert_int_equal(gs_event_scan(fd->copy[fd->n], len, &fd->f[fd->n]), 0);
+    fd->n++;
+    return 0;
+}
+
+static void
+s_feed_free(s_feed_t *fd)
+{
+    for (size_t i = 0; i < fd->n; i++)
+        free(fd->copy[i]);
+    memset(fd, 0, sizeof *fd);
+}
+
+static void
+test_emit_chain_cells(void **state)
+{
+    (void) state;
+    char *dir = st_tmpdir();
+    gs_store_t *st = st_open(dir, NULL);
+
+    s_batch_t b1 = { { G1, G2, NULL }, { 0 }, 0 };
+    assert_int_equal(gs_store_write(st, s_batch, &b1), 0);
+    assert_int_equal(b1.n_evs, 2);
+    assert_true(b1.seqs[0] == 1 && b1.seqs[1] == 2);
+    s_batch_t b2 = { { G3, G1, NULL }, { 0 }, 0 };
+    assert_int_equal(gs_store_write(st, s_batch, &b2), 0);
+    assert_true(b2.seqs[0] == 3 && b2.seqs[1] == 4);    /* continues across transactions */
+
+    uint64_t head;
+    assert_int_equal(gs_store_head(st, &head), 0);
+    assert_true(head == 4);
+
+    /* chain heads: the last seq under each level prefix */
+    uint64_t last;
+    assert_int_equal(gs_store_prefix_last(st, "", &last), 0);
+    assert_true(last == 4);
+    assert_int_equal(gs_store_prefix_last(st, "11", &last), 0);
+    assert_true(last == 4);
+    assert_int_equal(gs_store_prefix_last(st, "12", &last), 0);
+    assert_true(last == 3);
+    assert_int_equal(gs_store_prefix_last(st, G2, &last), 0);
+    assert_true(last == 2);
+    assert_int_equal(gs_store_prefix_last(st, "13", &last), 0);
+    assert_true(last == 0);
+
+    /* the feed by both paths: same events, prev_seq is the chain before each */
+    for (int path = 1; path <= 2; path++) {
+        s_feed_t fd;
+        memset(&fd, 0, sizeof fd);
+        const char *pf[] = { "11" };
+        uint64_t next, h;
+        assert_int_equal(gs_store_events_path(st, pf, 1, 0, 0, s_take, &fd, &next, &h, path),
+                         0);
+        assert_int_equal(fd.n, 3);
+        assert_true(fd.seq[0] == 1 && fd.seq[1] == 2 && fd.seq[2] == 4);
+        assert_true(next == 4 && h == 4);
+        /* event 4 (G1): root was at 3, "11" at 2, G1 itself at 1 */
+        assert_int_equal(fd.f[2].n_prev_seq, GS_LEVELS);
+        assert_true(fd.f[2].prev_seq[0] == 3);
+        assert_true(fd.f[2].prev_seq[1] == 2);
+        assert_true(fd.f[2].prev_seq[GS_LEVELS - 1] == 1);
+        /* event 2 (G2): its own cell empty before it */
+        assert_true(fd.f[1].prev_seq[GS_LEVELS - 1] == 0);
+        assert_true(fd.f[1].prev_seq[GS_LEVELS - 2] == 1);
+        assert_int_equal(fd.f[0].record_len, sizeof s_rec);
+        s_feed_free(&fd);
+    }
+    gs_store_destroy(&st);
+    st_rmdir(dir);
+    free(dir);
+}
+
+/* Through the store: a move writes MOVE_OUT then MOVE_IN sharing a version,
+ * the second pointing back to the first, and the cells follow. */
+typedef struct {
+    uint64_t last[2];
+    uint32_t households[2];
+} s_cells_t;
+
+static int
+s_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
+{
+    s_cells_t *c = arg;
+    int i = strcmp(grid, G1) == 0 ? 0 : strcmp(grid, G3) == 0 ? 1 : -1;
+    if (i >= 0) {
+        c->last[i] = m->last_seq;
+        c->households[i] = m->households;
+    }
+    return 0;
+}
+
+static void
+test_move(void **state)
+{
+    (void) state;
+    char *dir = st_tmpdir();
+    gs_store_t *st = st_open(dir, NULL);
+    gs_arena_t *a = gs_arena_new(0);
+    st_rec_t r = { .id = "hh-mv", .grid = G1, .addr_code = "A9", .pids = { 1 } };
+    st_res_t first = st_put(st, a, &r, ST_NOW_MS);
+    if (first.seq != 1)
+        fail_msg("first put: status %d reason %d: %s", first.status, first.reason,
+                 first.message);
+    r.grid = G3;
+    r.base = 1;
+    st_res_t res = st_put(st, a, &r, ST_NOW_MS);
+    assert_int_equal(res.status, GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    assert_int_equal(res.seq, 3);
+    assert_int_equal(res.n_events, 2);
+    s_feed_t fd;
+    memset(&fd, 0, sizeof fd);
+    const char *all[] = { "" };
+    assert_int_equal(gs_store_events(st, all, 1, 1, 0, s_take, &fd, NULL, NULL), 0);
+    assert_int_equal(fd.n, 2);
+    assert_int_equal(fd.f[0].op, GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT);
+    assert_int_equal(fd.f[1].op, GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN);
+    assert_true(fd.f[0].version == 2 && fd.f[1].version == 2);
+    s_feed_free(&fd);
+    s_cells_t c = { { 0, 0 }, { 9, 9 } };
+    assert_int_equal(gs_store_cells(st, "", s_cell, &c), 0);
+    assert_true(c.last[0] == 2 && c.last[1] == 3);
+    assert_int_equal(c.households[0], 0);
+    assert_int_equal(c.households[1], 1);
+    st_verify_ok(st);
+    gs_arena_destroy(&a);
+    gs_store_destroy(&st);
+    st_rmdir(dir);
+    free(dir);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_emit_chain_cells),
+        cmocka_unit_test(test_move),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
