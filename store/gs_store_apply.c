@@ -19,6 +19,7 @@
  * transaction). Values are packed straight into LMDB pages with
  * MDB_RESERVE where that saves a copy.
  */
+#include "gs_grid.h"
 #include "gs_store_int.h"
 #include "gs_store_dedup.h"
 #include "gs_store_idem.h"
@@ -280,7 +281,7 @@ s_in_scope(const gs_upload_t *up, const char *grid)
     if (up->scope_all)
         return 1;
     return up->prefixes && up->n_prefixes &&
-           gs_prefix_match(grid, up->prefixes, up->n_prefixes);
+           gs_grid_prefix_find(grid, up->prefixes, up->n_prefixes) >= 0;
 }
 
 /* May the grid take records (registry empty, or listed and valid today)?
@@ -307,20 +308,22 @@ s_registry_check(s_apply_t *a, const char *grid, gs_verdict_t *v)
             gs_arena_allocator(a->st->arena), val.mv_size, val.mv_data);
         if (!g)     /* a damaged entry says nothing about the grid */
             return gs_txn_fail(a->t, MDB_CORRUPTED, "grid registry entry");
-        int today = gs_date_today(a->now_ms), from = 0, to = 0;
-        int has_from = g->valid_from && *g->valid_from;
-        int has_to = g->valid_to && *g->valid_to;
-        gs_verdict_t dv;
-        /* dates were checked when the entry was written (s_grid_valid) */
-        if ((has_from && gs_date_parse(g->valid_from, &from, &dv)) ||
-            (has_to && gs_date_parse(g->valid_to, &to, &dv)))
+        /* dates were checked when the entry was written (s_grid_valid):
+         * a bad one now is a damaged entry */
+        switch (gs_grid_valid_on(g, gs_date_today(a->now_ms))) {
+        case GS_GRID_BAD_DATE:
             return gs_txn_fail(a->t, MDB_CORRUPTED, "grid registry dates");
-        if (has_from && today < from)
+        case GS_GRID_NOT_YET:
             gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                            "grid %s is valid only from %s", grid, g->valid_from);
-        else if (has_to && today > to)
+            break;
+        case GS_GRID_RETIRED:
             gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_GRID_UNKNOWN,
                            "grid %s was retired on %s", grid, g->valid_to);
+            break;
+        default:
+            break;
+        }
     } else {
         return rc;
     }

@@ -8,6 +8,7 @@
  *
  * No LMDB calls here; no I/O.
  */
+#include "gs_grid.h"
 #include "gs_store_int.h"
 
 #include <assert.h>
@@ -366,18 +367,6 @@ gs_cell_get(const uint8_t *p, gs_cell_meta_t *m)
 
 /* ---- Prefixes --------------------------------------------------------------- */
 
-int
-gs_prefix_match(const char *grid, const char *const *prefixes, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const char *p = prefixes[i];
-        size_t l = strlen(p);
-        if (l <= GS_GRID_LEN && memcmp(grid, p, l) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static int
 s_strcmp_p(const void *a, const void *b)
 {
@@ -393,7 +382,7 @@ gs_prefix_normalise(const char *const *in, size_t n, const char **out)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         /* sorted, so a covering prefix is the last one kept */
-        if (k > 0 && strncmp(out[i], out[k - 1], strlen(out[k - 1])) == 0)
+        if (k > 0 && gs_grid_prefix_covers(out[k - 1], out[i]))
             continue;
         out[k++] = out[i];
     }

@@ -236,9 +236,6 @@ void gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people,
 void gs_cell_put(uint8_t *p, const gs_cell_meta_t *m);
 void gs_cell_get(const uint8_t *p, gs_cell_meta_t *m);
 
-/* Does the grid (15 digits) start with one of the prefixes? */
-int gs_prefix_match(const char *grid, const char *const *prefixes, size_t n);
-
 /* Sort prefixes and drop those covered by a shorter one. Returns the count
  * written to out (pointers into the input). */
 size_t gs_prefix_normalise(const char *const *in, size_t n, const char **out);

@@ -5,6 +5,7 @@
  * per-cell merge; the last seq under a prefix.
  */
 #include "gs_store_log.h"
+#include "gs_grid.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -313,7 +314,7 @@ s_events_log(gs_store_t *self, MDB_txn *txn, const char *const *pf, size_t npf,
             rc = MDB_CORRUPTED;
             break;
         }
-        if (!all && !gs_prefix_match(v.mv_data, pf, npf))
+        if (!all && gs_grid_prefix_find(v.mv_data, pf, npf) < 0)
             continue;
         if (s_deliver(q, seq, &v))
             break;

@@ -11,6 +11,7 @@
  * Callbacks run inside that transaction: they must not call back into the
  * store (a nested read would deadlock against a pending map growth).
  */
+#include "gs_grid.h"
 #include "gs_store_int.h"
 #include "gs_store_ids.h"
 #include "gs_store_log.h"
@@ -574,7 +575,7 @@ gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *
             for (j = i; j < a.n && memcmp(a.v[j].hmac, a.v[i].hmac, 16) == 0; j++) {
                 if (a.v[j].role == GS_ROLE_MEMBER || a.v[j].role == GS_ROLE_TENANT)
                     residents++;
-                if (!touches && strncmp(a.v[j].grid, prefix, pl) == 0)
+                if (!touches && gs_grid_prefix_covers(prefix, a.v[j].grid))
                     touches = 1;
             }
             if (residents >= 2 && touches)
