@@ -171,7 +171,8 @@ s_answer_ping(gs_broker_t *b, zmq_msg_t *identity, int req_style, uint64_t reque
 {
     gs_wbuf_t wb;
     gs_wbuf_init(&wb);
-    gs_serve_ping(&b->serve, request_id, dev, prefixes, n_prefixes, scope_all, &wb);
+    gs_serve_ping(&b->serve, request_id, dev, prefixes, n_prefixes, scope_all, gs_now_ms(),
+                  &wb);
     s_frontend_send(b, b->router, identity, req_style, &wb);
     gs_wbuf_deinit(&wb);
 }

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gs_log.h"
 #include "gs_privacy.h"
@@ -17,14 +16,6 @@
 _Static_assert(sizeof ((gs_upload_result_t *) 0)->counts /
                    sizeof ((gs_upload_result_t *) 0)->counts[0] == GS_RESULT_STATUSES,
                "the store counts records by every ResultStatus, as the metrics do");
-
-static int64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void
 gs_serve_scratch_init(gs_serve_scratch_t *x)
@@ -297,7 +288,7 @@ s_grid_add(void *arg, const Gridsync__V1__Grid *g)
 
 void
 gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__AdminRequest *rq,
-               gs_wbuf_t *reply)
+               int64_t now_ms, gs_wbuf_t *reply)
 {
     gs_wbuf_reset(reply);
     gs_wbuf_t *body = &x->body;
@@ -360,7 +351,7 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         h.records = info.records;
         h.map_size = info.map_size;
         h.map_used = info.map_used;
-        h.uptime_ms = s_now_ms() - s->metrics->started_ms;
+        h.uptime_ms = now_ms - s->metrics->started_ms;
         h.feed_subscriptions = s->subscriptions ? (uint32_t) atomic_load(s->subscriptions) : 0;
         gs_store_epoch(s->store, &h.store_epoch);
         gs_wbuf_uint_field(reply, GS_F_ADMIN_REPLY_REQUEST_ID, rq->request_id);
@@ -384,10 +375,10 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
 
 void
 gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__Request *req,
-              const Gridsync__V1__AdminRequest *admin, gs_wbuf_t *reply)
+              const Gridsync__V1__AdminRequest *admin, int64_t now_ms, gs_wbuf_t *reply)
 {
     if (admin)
-        gs_serve_admin(s, x, admin, reply);
+        gs_serve_admin(s, x, admin, now_ms, reply);
     else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC)
         gs_serve_sync(s, x, req->request_id, req->sync, reply);
     else
@@ -401,7 +392,8 @@ gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__Re
 
 void
 gs_serve_ping(const gs_serve_t *s, uint64_t request_id, const Gridsync__V1__Device *dev,
-              char **prefixes, size_t n_prefixes, int scope_all, gs_wbuf_t *reply)
+              char **prefixes, size_t n_prefixes, int scope_all, int64_t now_ms,
+              gs_wbuf_t *reply)
 {
     atomic_fetch_add(&s->metrics->ping_requests, 1);
     Gridsync__V1__PingReply p = GRIDSYNC__V1__PING_REPLY__INIT;
@@ -417,7 +409,7 @@ gs_serve_ping(const gs_serve_t *s, uint64_t request_id, const Gridsync__V1__Devi
     p.version = GS_VERSION;
     gs_store_epoch(s->store, &p.store_epoch);
     gs_store_head(s->store, &p.head_seq);
-    p.broker_time = s_now_ms();
+    p.broker_time = now_ms;
     p.secure = s->secure != 0;
     gs_wbuf_reset(reply);
     gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);

@@ -122,25 +122,27 @@ void gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_
 void gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
                        const Gridsync__V1__SnapshotRequest *rq, gs_wbuf_t *reply);
 
-/* The reply to an admin request (stats, get, devices, grids, health).
+/* The reply to an admin request (stats, get, devices, grids, health);
+ * now_ms (Unix ms) dates the health reply's uptime.
  * Errors: BAD_REQUEST (a stats prefix that is not up to 15 digits),
  * NOT_FOUND (get), UNKNOWN_TYPE (no body), INTERNAL (the store). */
 void gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x,
-                    const Gridsync__V1__AdminRequest *rq, gs_wbuf_t *reply);
+                    const Gridsync__V1__AdminRequest *rq, int64_t now_ms, gs_wbuf_t *reply);
 
 /* The reply to a sync or snapshot (req) or an admin request (admin, when
  * not NULL), as the readers serve them. When memory runs out while the
  * reply is built, the reply is an INTERNAL error saying so. */
 void gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x,
                    const Gridsync__V1__Request *req, const Gridsync__V1__AdminRequest *admin,
-                   gs_wbuf_t *reply);
+                   int64_t now_ms, gs_wbuf_t *reply);
 
 /* The reply to a ping, from what authorisation found: dev is the sender's
  * registry entry (NULL: unregistered, development mode only), prefixes the
- * ones it may touch, scope_all whether it may touch every grid. A BUSY
- * error when memory runs out. */
+ * ones it may touch, scope_all whether it may touch every grid; now_ms is
+ * the broker's clock it reports. A BUSY error when memory runs out. */
 void gs_serve_ping(const gs_serve_t *s, uint64_t request_id, const Gridsync__V1__Device *dev,
-                   char **prefixes, size_t n_prefixes, int scope_all, gs_wbuf_t *reply);
+                   char **prefixes, size_t n_prefixes, int scope_all, int64_t now_ms,
+                   gs_wbuf_t *reply);
 
 /* The reply carrying an upload's Ack as the store packed it, counted as
  * acked or replayed and by record status. */

@@ -245,7 +245,7 @@ test_read_dispatch(void **state)
     req.request_id = 11;
     req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
     req.sync = &sync;
-    gs_serve_read(&f->s, &f->x, &req, NULL, &f->reply);
+    gs_serve_read(&f->s, &f->x, &req, NULL, ST_NOW_MS, &f->reply);
     Gridsync__V1__Reply *r = s_reply(f);
     assert_int_equal(r->request_id, 11);
     assert_int_equal(r->sync->n_events, 1);
@@ -258,7 +258,7 @@ test_read_dispatch(void **state)
     req.request_id = 12;
     req.body_case = GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT;
     req.snapshot = &snap;
-    gs_serve_read(&f->s, &f->x, &req, NULL, &f->reply);
+    gs_serve_read(&f->s, &f->x, &req, NULL, ST_NOW_MS, &f->reply);
     r = s_reply(f);
     assert_int_equal(r->request_id, 12);
     assert_int_equal(r->snapshot->n_entries, 1);
@@ -269,7 +269,7 @@ test_read_dispatch(void **state)
     admin.request_id = 13;
     admin.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_HEALTH;
     admin.health = &h;
-    gs_serve_read(&f->s, &f->x, NULL, &admin, &f->reply);
+    gs_serve_read(&f->s, &f->x, NULL, &admin, ST_NOW_MS, &f->reply);
     Gridsync__V1__AdminReply *ar = s_admin_reply(f);
     assert_int_equal(ar->request_id, 13);
     assert_int_equal(ar->body_case, GRIDSYNC__V1__ADMIN_REPLY__BODY_HEALTH);
@@ -285,13 +285,14 @@ test_admin_replies(void **state)
     rq.request_id = 21;
     rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_HEALTH;
     rq.health = &h;
-    gs_serve_admin(&f->s, &f->x, &rq, &f->reply);
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS + 5000, &f->reply);
     Gridsync__V1__AdminReply *r = s_admin_reply(f);
     assert_int_equal(r->request_id, 21);
     assert_string_equal(r->health->version, GS_VERSION);
     assert_int_equal(r->health->head_seq, 3);
     assert_int_equal(r->health->records, 3);
     assert_int_equal(r->health->feed_subscriptions, 3);
+    assert_int_equal(r->health->uptime_ms, 5000);
     assert_true(r->health->store_epoch != 0);
     gridsync__v1__admin_reply__free_unpacked(r, NULL);
 
@@ -300,7 +301,7 @@ test_admin_replies(void **state)
     rq.request_id = 22;
     rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_STATS;
     rq.stats = &st;
-    gs_serve_admin(&f->s, &f->x, &rq, &f->reply);
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS + 5000, &f->reply);
     r = s_admin_reply(f);
     assert_int_equal(r->body_case, GRIDSYNC__V1__ADMIN_REPLY__BODY_STATS);
     assert_int_equal(r->stats->n_cells, 2);
@@ -314,7 +315,7 @@ test_admin_replies(void **state)
     rq.request_id = 23;
     rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_GET;
     rq.get = &get;
-    gs_serve_admin(&f->s, &f->x, &rq, &f->reply);
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS + 5000, &f->reply);
     r = s_admin_reply(f);
     assert_int_equal(r->body_case, GRIDSYNC__V1__ADMIN_REPLY__BODY_RECORD);
     assert_string_equal(r->record->grid_code, G2);
@@ -325,7 +326,7 @@ test_admin_replies(void **state)
     /* the admin errors: AdminReply.error, counted as every error is */
     get.record_key = "nope";
     rq.request_id = 24;
-    gs_serve_admin(&f->s, &f->x, &rq, &f->reply);
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS + 5000, &f->reply);
     r = s_admin_reply(f);
     assert_int_equal(r->request_id, 24);
     assert_int_equal(r->body_case, GRIDSYNC__V1__ADMIN_REPLY__BODY_ERROR);
@@ -337,14 +338,14 @@ test_admin_replies(void **state)
     rq.request_id = 25;
     rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_STATS;
     rq.stats = &st;     /* the bodies share a union */
-    gs_serve_admin(&f->s, &f->x, &rq, &f->reply);
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS + 5000, &f->reply);
     r = s_admin_reply(f);
     assert_int_equal(r->error->reason, RN(BAD_REQUEST));
     gridsync__v1__admin_reply__free_unpacked(r, NULL);
 
     rq.request_id = 26;
     rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY__NOT_SET;
-    gs_serve_admin(&f->s, &f->x, &rq, &f->reply);
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS + 5000, &f->reply);
     r = s_admin_reply(f);
     assert_int_equal(r->request_id, 26);
     assert_int_equal(r->error->reason, RN(UNKNOWN_TYPE));
@@ -358,7 +359,7 @@ test_ping_reply(void **state)
 {
     fx_t *f = *state;
     /* an unregistered sender in development mode */
-    gs_serve_ping(&f->s, 31, NULL, NULL, 0, 1, &f->reply);
+    gs_serve_ping(&f->s, 31, NULL, NULL, 0, 1, ST_NOW_MS + 7, &f->reply);
     Gridsync__V1__Reply *r = s_reply(f);
     assert_int_equal(r->request_id, 31);
     assert_int_equal(r->body_case, GRIDSYNC__V1__REPLY__BODY_PING);
@@ -369,6 +370,7 @@ test_ping_reply(void **state)
     assert_int_equal(r->ping->head_seq, 3);
     assert_true(r->ping->store_epoch != 0);
     assert_true(r->ping->secure);
+    assert_int_equal(r->ping->broker_time, ST_NOW_MS + 7);
     gridsync__v1__reply__free_unpacked(r, NULL);
 
     /* a district system with its prefixes */
@@ -378,7 +380,7 @@ test_ping_reply(void **state)
     d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT;
     d.prefixes = prefixes;
     d.n_prefixes = 2;
-    gs_serve_ping(&f->s, 32, &d, prefixes, 2, 0, &f->reply);
+    gs_serve_ping(&f->s, 32, &d, prefixes, 2, 0, ST_NOW_MS, &f->reply);
     r = s_reply(f);
     assert_true(r->ping->registered);
     assert_string_equal(r->ping->device_id, "district-1");
