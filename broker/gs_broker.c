@@ -36,7 +36,7 @@
 
 static gs_broker_t *s_signal_broker;    /* for the signal handler */
 
-/* ---- pointer messages ---------------------------------------------------- */
+/* ---- hand-offs (gs_broker_int.h) ------------------------------------------ */
 
 int
 gs_ptr_send(void *sock, void *p)
@@ -96,6 +96,8 @@ gs_reply_destroy(gs_reply_t **r_p)
     free(*r_p);
     *r_p = NULL;
 }
+
+/* ---- lifecycle ------------------------------------------------------------- */
 
 static void
 s_on_signal(int sig)

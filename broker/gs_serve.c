@@ -88,6 +88,22 @@ s_read_request_check(const gs_serve_t *s, uint64_t request_id, char **prefixes, 
     return 0;
 }
 
+/* Finish a sync or snapshot page: the store's epoch goes into body (as
+ * field epoch_field), and body into the Reply for request_id (as field
+ * body_field). */
+static void
+s_page_reply(const gs_serve_t *s, uint64_t request_id, gs_wbuf_t *body, uint32_t epoch_field,
+             uint32_t body_field, gs_wbuf_t *reply)
+{
+    uint64_t epoch = 0;
+    gs_store_epoch(s->store, &epoch);
+    gs_wbuf_uint_field(body, epoch_field, epoch);
+    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
+    gs_wbuf_bytes_field(reply, body_field, body->data, body->len, 1);
+    if (body->failed)
+        reply->failed = 1;  /* what body holds is not the page */
+}
+
 typedef struct s_sync_ctx {
     gs_wbuf_t *out;             /* SyncResponse being built */
     gs_wbuf_t *tmp;             /* scratch for stripping */
@@ -145,11 +161,7 @@ gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
         next = c.last_seq; /* resume right after the last event sent */
     gs_wbuf_uint_field(body, GS_F_SYNC_NEXT_SEQ, next);
     gs_wbuf_uint_field(body, GS_F_SYNC_HEAD_SEQ, head);
-    uint64_t epoch = 0;
-    gs_store_epoch(s->store, &epoch);
-    gs_wbuf_uint_field(body, GS_F_SYNC_STORE_EPOCH, epoch);
-    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
-    gs_wbuf_bytes_field(reply, GS_F_REPLY_SYNC, body->data, body->len, 1);
+    s_page_reply(s, request_id, body, GS_F_SYNC_STORE_EPOCH, GS_F_REPLY_SYNC, reply);
     atomic_fetch_add(&s->metrics->sync_requests, 1);
     atomic_fetch_add(&s->metrics->sync_events, c.count);
 }
@@ -225,11 +237,7 @@ gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_i
     gs_wbuf_uint_field(body, GS_F_SNAPSHOT_SEQ, snap_seq);
     gs_wbuf_bytes_field(body, GS_F_SNAPSHOT_NEXT_CURSOR, next, next_len, 0);
     free(next);
-    uint64_t epoch = 0;
-    gs_store_epoch(s->store, &epoch);
-    gs_wbuf_uint_field(body, GS_F_SNAPSHOT_STORE_EPOCH, epoch);
-    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
-    gs_wbuf_bytes_field(reply, GS_F_REPLY_SNAPSHOT, body->data, body->len, 1);
+    s_page_reply(s, request_id, body, GS_F_SNAPSHOT_STORE_EPOCH, GS_F_REPLY_SNAPSHOT, reply);
     atomic_fetch_add(&s->metrics->snapshot_requests, 1);
 }
 
@@ -371,6 +379,8 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
     }
     gs_wbuf_uint_field(reply, GS_F_ADMIN_REPLY_REQUEST_ID, rq->request_id);
     gs_wbuf_bytes_field(reply, (uint32_t) field, body->data, body->len, 1);
+    if (body->failed)
+        reply->failed = 1;
 }
 
 void

@@ -131,7 +131,8 @@ void gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x,
 
 /* The reply to a sync or snapshot (req) or an admin request (admin, when
  * not NULL), as the readers serve them. When memory runs out while the
- * reply is built, the reply is an INTERNAL error saying so. */
+ * reply is built, the reply is an INTERNAL error saying so. (The handlers
+ * above leave reply->failed set then, and its contents invalid.) */
 void gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x,
                    const Gridsync__V1__Request *req, const Gridsync__V1__AdminRequest *admin,
                    int64_t now_ms, gs_wbuf_t *reply);
