@@ -57,7 +57,7 @@ run() {
 
 fail=0
 for t in test_validate test_schema test_prescan test_privacy test_config test_endpoint \
-         test_broker_oom test_fuzz_regressions; do
+         test_broker_oom test_fuzz_regressions test_authz test_serve; do
     [ -x "./$t" ] || continue
     echo "valgrind: $t"
     run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }
