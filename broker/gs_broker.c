@@ -192,8 +192,7 @@ gs_broker_run(gs_broker_t *self)
     if (rc)
         return s_start_failed(b, "gs-writer", rc, 0);
     b->threads_started++;
-    rc = gs_thread_start(&b->publisher_thread, "gs-publisher", gs_feed_main,
-                         b->feed);
+    rc = gs_thread_start(&b->publisher_thread, "gs-publisher", gs_feed_main, b->feed);
     if (rc)
         return s_start_failed(b, "gs-publisher", rc, 0);
     b->threads_started++;

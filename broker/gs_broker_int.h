@@ -28,7 +28,8 @@
  *     calls each thread may make: the writer writes, everyone reads);
  *   - the frontend thread's: router, admin, to_writer, to_readers,
  *     replies, sig_pipe's read end;
- *   - the writer thread's: writer, to_publisher;
+ *   - the writer thread's: writer, to_publisher (on which gs_broker_run
+ *     sends the publisher's stop once the writer has reported done);
  *   - the publisher thread's once started: feed (gs_feed.h);
  *   - atomics any thread may touch: metrics, head_seq (the writer
  *     stores), subscriptions (the publisher stores), pending (the
