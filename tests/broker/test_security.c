@@ -541,12 +541,37 @@ s_next_event(s_follower_t *f)
     return ev;
 }
 
+/* Seconds since t0, for the waits below: each fails the test past 30 s
+ * instead of hanging the run, even while other messages keep coming. */
+static long
+s_seconds_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long) (now.tv_sec - t0->tv_sec);
+}
+
+/* Wait for socket event want of f, passing over the others. Bounded. */
+static void
+s_wait_event(s_follower_t *f, int want)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (s_next_event(f) != want)
+        if (s_seconds_since(&t0) >= 30)
+            fail_msg("no socket event %d within 30 s", want);
+}
+
 /* Wait for an event of f: a heartbeat (topic = prefix) when want_len is
- * the prefix's length, or a record event (topic of 15 digits). */
+ * the prefix's length, or a record event (topic of 15 digits). Bounded. */
 static void
 s_wait_message(s_follower_t *f, size_t want_len)
 {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
+        if (s_seconds_since(&t0) >= 30)
+            fail_msg("no message with a topic of %zu characters within 30 s", want_len);
         char topic[32];
         int n = zmq_recv(f->sub, topic, sizeof topic, 0);
         assert_true(n >= 0);
@@ -601,13 +626,10 @@ test_revoke_cuts_live_feed(void **state)
      * connection, and the victim's key fails the handshake that follows */
     s_enrol(e, "district-1", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
             1, &k1, 0);
-    while (s_next_event(&victim) != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-        ;
+    s_wait_event(&victim, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     /* the other reconnects and subscribes again: its heartbeat returns */
-    while (s_next_event(&other) != ZMQ_EVENT_DISCONNECTED)
-        ;
-    while (s_next_event(&other) != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-        ;
+    s_wait_event(&other, ZMQ_EVENT_DISCONNECTED);
+    s_wait_event(&other, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
     /* drop what the victim held from before, then the new record: the
      * other receives it, the victim, refused, cannot */
     for (;;) {
@@ -751,20 +773,17 @@ test_revoke_after_many_prefixes(void **state)
     s_wait_topic(&victim, "440305001");
     s_wait_topic(&other, "440305001");
     assert_true(s_metric(e, "gridsync_feed_subscriptions") == S_MANY + 1);
-    while (s_next_event(&other) != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-        ;   /* the first connection's */
+    s_wait_event(&other, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);   /* the first connection's */
 
     /* revoke a later key: cut off within a heartbeat */
     s_enrol(e, "district-v", GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT, "440305",
             1, &kv, 0);
-    while (s_next_event(&victim) != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
-        ;
+    s_wait_event(&victim, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     assert_true(s_metric(e, "gridsync_feed_rebinds_total") == 1);
     /* the others connect again and subscribe again, the filler all S_MANY
      * (libzmq's SUB sends them again when the application next calls it) */
     s_event_draining(&other, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
-    while (s_next_event(&filler) != ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-        ;   /* the first connection's */
+    s_wait_event(&filler, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);   /* the first connection's */
     s_event_draining(&filler, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
     s_event_draining(&other, -1);
     s_wait_topic(&other, "440305001");
