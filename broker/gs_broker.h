@@ -1,23 +1,32 @@
 /*
  * gs_broker: the gridsyncd daemon as an object.
  *
- * Threads and sockets (all ZeroMQ, one context):
- *   frontend (the thread calling gs_broker_run)
+ * Threads and sockets (all ZeroMQ, one context), one module each
+ * (gs_broker_int.h has the map and says which thread owns what):
+ *   frontend (the thread calling gs_broker_run; gs_frontend.c)
  *       ROUTER upload-endpoint   <- devices and district systems
- *       decode + envelope checks, then hands each request on:
- *         uploads        -> writer   (inproc PAIR, a pointer per job)
- *         sync/snapshot  -> readers  (inproc PUSH/PULL)
+ *       ROUTER admin endpoint    <- admin tools (ipc, owner-only)
+ *       prescan, decode, envelope checks, authorisation (gs_authz.c) and
+ *       the preparation of upload records, then:
+ *         uploads              -> writer   (inproc PAIR, a pointer per job)
+ *         sync/snapshot/admin  -> readers  (inproc PUSH/PULL)
+ *         pings                   answered at once
  *       PULL replies     <- writer and readers: [identity][reply], sent on
- *       admin endpoint (ipc), metrics HTTP listener, signal pipe
- *   writer: group commit. Drains pending uploads, one gs_store_apply (one
- *       durable transaction), then sends every ack and hands the events to
- *       the publisher. No ack leaves before its commit returned.
- *   publisher: owns the XPUB feed socket: publishes events with topic =
- *       grid code, counts the live subscriptions of each prefix, sends
- *       heartbeats, and reopens the socket when a key admitted to it is
- *       revoked.
- *   readers: serve sync and snapshot requests from read-only transactions,
- *       which never block the writer.
+ *       the socket the request came from; the signal pipe
+ *   writer (gs_writer.c): group commit. Takes pending uploads, one
+ *       gs_store_apply (one durable transaction), then sends every ack and
+ *       hands the events to the publisher. No ack leaves before its commit
+ *       returned.
+ *   publisher (gs_feed.c): owns the XPUB feed socket: authorises each
+ *       subscription, publishes events with topic = grid code, counts the
+ *       live subscriptions of each prefix, sends heartbeats, and reopens
+ *       the socket when a key admitted to it loses its rights.
+ *   readers (gs_reader.c): serve sync, snapshot and admin requests from
+ *       read-only transactions, which never block the writer.
+ *   metrics (gs_broker.c): the /metrics HTTP listener (gs_metrics.c).
+ *   ZAP handler (gs_auth.c) and connection counter (gs_conns.c).
+ * The request handlers (gs_serve.c) are functions of (store, request) ->
+ * reply bytes that these threads call.
  *
  * The broker holds no storage logic: everything it stores or reads goes
  * through gs_store.

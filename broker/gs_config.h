@@ -21,7 +21,7 @@ typedef struct gs_config {
     char feed_endpoint[256];    /* XPUB: live change feed */
     char admin_endpoint[512];   /* admin requests (ipc:// by default) */
     char metrics_address[64];   /* HTTP listen address for /metrics */
-    int64_t metrics_port;       /* 0 = no metrics endpoint */
+    int64_t metrics_port;       /* 0 = any free port (logged); metrics_address "off" = none */
     int64_t batch_max_records;  /* group commit: records per transaction */
     int64_t batch_linger_us;    /* group commit: wait for more after the first */
     int64_t max_pending_records;/* backpressure: records queued for the writer */

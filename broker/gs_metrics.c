@@ -27,7 +27,7 @@ static const double s_time_bounds[GS_HIST_BUCKETS - 1] = {
     0.25, 0.5, 1, 2.5, 5
 };
 
-static const char *s_status_names[6] = {
+static const char *s_status_names[GS_RESULT_STATUSES] = {
     "unspecified", "accepted", "unchanged", "merged", "conflict", "rejected"
 };
 
@@ -110,7 +110,8 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
              (unsigned long long) atomic_load(&m->uploads_replayed));
     s_printf(b, "# HELP gridsync_records_total Uploaded records by result.\n"
                 "# TYPE gridsync_records_total counter\n");
-    for (int i = 1; i < 6; i++)
+    for (int i = GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED; i < GS_RESULT_STATUSES;
+         i++)
         s_printf(b, "gridsync_records_total{status=\"%s\"} %llu\n", s_status_names[i],
                  (unsigned long long) atomic_load(&m->records[i]));
     s_printf(b, "# HELP gridsync_request_errors_total Requests answered with an error, by reason.\n"

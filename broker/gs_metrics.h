@@ -3,8 +3,8 @@
  * listener that serves them in Prometheus text format at /metrics.
  *
  * Counters are atomics, so any broker thread may count without a lock; the
- * frontend thread renders and serves. Store gauges (size, map use, head seq)
- * are read at render time.
+ * broker's metrics thread (gs-metrics) renders and serves them, one scrape
+ * at a time. Store gauges (size, map use, head seq) are read at render time.
  */
 #ifndef GS_METRICS_H
 #define GS_METRICS_H
@@ -17,6 +17,8 @@
 
 #define GS_HIST_BUCKETS 16
 #define GS_REASONS_MAX 140      /* Reason values are below this */
+/* ResultStatus values are below this (UNSPECIFIED is 0) */
+#define GS_RESULT_STATUSES (GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED + 1)
 
 typedef struct gs_hist {
     const double *bounds;               /* upper bounds, GS_HIST_BUCKETS-1 finite */
@@ -29,7 +31,7 @@ typedef struct gs_metrics {
     int64_t started_ms;                         /* for uptime */
     atomic_uint_fast64_t uploads_acked;         /* uploads answered with an Ack */
     atomic_uint_fast64_t uploads_replayed;      /* ... from the idempotency table */
-    atomic_uint_fast64_t records[6];            /* by ResultStatus */
+    atomic_uint_fast64_t records[GS_RESULT_STATUSES]; /* by ResultStatus */
     atomic_uint_fast64_t request_errors[GS_REASONS_MAX]; /* Error replies by reason */
     atomic_uint_fast64_t dropped_frames;        /* unaddressable input dropped */
     atomic_uint_fast64_t unroutable_replies;    /* replies to peers that left */

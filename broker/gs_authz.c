@@ -1,0 +1,39 @@
+/*
+ * gs_authz: the broker's authorisation rule. See gs_authz.h.
+ */
+#include "gs_authz.h"
+
+#include <string.h>
+
+int
+gs_authz_covers(const char *prefix, const char *const *allowed, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(prefix, allowed[i], strlen(allowed[i])) == 0)
+            return 1;
+    return 0;
+}
+
+gs_authz_t
+gs_authz_check(const Gridsync__V1__Device *dev, const char *prefix)
+{
+    if (!dev)
+        return GS_AUTHZ_NOT_ENROLLED;
+    if (dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE)
+        return GS_AUTHZ_REVOKED;
+    switch (dev->role) {
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN:
+        return GS_AUTHZ_ALLOWED;
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE:
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT:
+        break;
+    default:
+        return GS_AUTHZ_UNKNOWN_ROLE;
+    }
+    if (dev->n_prefixes == 0)
+        return GS_AUTHZ_NO_SCOPE;
+    if (!prefix)
+        return GS_AUTHZ_ALLOWED;
+    return gs_authz_covers(prefix, (const char *const *) dev->prefixes, dev->n_prefixes)
+               ? GS_AUTHZ_ALLOWED : GS_AUTHZ_OUTSIDE;
+}

@@ -1,0 +1,171 @@
+/*
+ * gs_broker_int: what the broker's modules share. Internal to broker/:
+ * tools and tests outside broker/ use gs_broker.h only.
+ *
+ * One module per thread, around the gs_broker_t that gs_broker.c builds:
+ *   gs_broker.c    lifecycle: gs_broker_new binds every socket and creates
+ *                  the writer and the feed, gs_broker_run starts and joins
+ *                  the threads, gs_broker_destroy; the metrics thread;
+ *                  the hand-off messages below
+ *   gs_frontend.c  the frontend thread (the caller of gs_broker_run)
+ *   gs_writer.c    the writer thread (group commit)
+ *   gs_feed.c      the publisher thread and its tables (the live feed)
+ *   gs_reader.c    the reader threads
+ *   gs_serve.c     the request handlers: (store, request) -> reply bytes,
+ *                  no sockets; the one error-reply path
+ *   gs_authz.c     the authorisation rule, a pure function
+ *
+ * Hand-offs between threads carry a pointer in an inproc message: the
+ * decoded request (and the arena it lives in) moves from the frontend to a
+ * worker as a gs_job_t and the reply moves back as a gs_reply_t, without
+ * copying. Whoever receives a pointer owns it. A NULL pointer is a control
+ * message ("drain" to a worker, "done" back from it).
+ *
+ * Who owns what in gs_broker_t (the struct below says it per field):
+ *   - set in gs_broker_new and read-only afterwards, any thread: cfg,
+ *     limits, serve, secure, server_secret, server_public, ctx (libzmq
+ *     contexts are thread-safe), store (gs_store.h says which of its
+ *     calls each thread may make: the writer writes, everyone reads);
+ *   - the frontend thread's: router, admin, to_writer, to_readers,
+ *     replies, sig_pipe's read end;
+ *   - the writer thread's: writer, to_publisher (on which gs_broker_run
+ *     sends the publisher's stop once the writer has reported done);
+ *   - the publisher thread's once started: feed (gs_feed.h);
+ *   - atomics any thread may touch: metrics, head_seq (the writer
+ *     stores), subscriptions (the publisher stores), pending (the
+ *     frontend adds, the writer subtracts);
+ *   - the lifecycle's (gs_broker.c, on the thread that calls new, run and
+ *     destroy): the thread handles, the metrics listener and its pipe.
+ */
+#ifndef GS_BROKER_INT_H
+#define GS_BROKER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "gs_arena.h"
+#include "gs_auth.h"
+#include "gs_broker.h"
+#include "gs_conns.h"
+#include "gs_metrics.h"
+#include "gs_serve.h"
+#include "gs_store.h"
+#include "gs_validate.h"
+
+/* The inproc endpoints of the hand-offs (bound by gs_broker_new). */
+#define GS_EP_WRITER "inproc://gs-writer"     /* PAIR: frontend -> writer */
+#define GS_EP_READERS "inproc://gs-readers"   /* PUSH/PULL: frontend -> readers */
+#define GS_EP_REPLIES "inproc://gs-replies"   /* PUSH/PULL: workers -> frontend */
+#define GS_EP_EVENTS "inproc://gs-events"     /* PAIR: writer -> publisher */
+
+typedef struct gs_writer gs_writer_t;
+typedef struct gs_feed gs_feed_t;
+
+/* Where a reply goes. */
+enum { GS_TO_ROUTER = 0, GS_TO_ADMIN = 1 };
+
+/* A request on its way from the frontend to a worker. */
+typedef struct gs_job {
+    zmq_msg_t identity;         /* ROUTER routing id of the client */
+    int req_style;              /* 1: client used REQ; reply needs the empty delimiter */
+    int target;                 /* GS_TO_ROUTER or GS_TO_ADMIN */
+    uint64_t request_id;        /* echoed in the reply */
+    gs_arena_t *arena;          /* owns the decoded request */
+    Gridsync__V1__Request *req; /* decoded request (device side) */
+    Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
+    int64_t recv_us;            /* monotonic receive time, for ack latency */
+    gs_prepared_t *prepared;    /* uploads: validated, packed, hashed by the frontend */
+    char **prefixes;            /* the sender's grid prefixes (arena); none = nothing */
+    size_t n_prefixes;          /* how many */
+    int scope_all;              /* 1: the sender may write every grid (gs_authz) */
+} gs_job_t;
+
+/* A reply on its way back to the frontend. */
+typedef struct gs_reply {
+    zmq_msg_t identity;         /* moved from the job */
+    int req_style;              /* as in the job */
+    int target;                 /* as in the job */
+    zmq_msg_t body;             /* packed Reply / AdminReply */
+    int64_t recv_us;            /* as in the job; 0 = no latency sample */
+} gs_reply_t;
+
+struct gs_broker {
+    gs_config_t cfg;                /* effective settings */
+    gs_limits_t limits;             /* validation limits derived from cfg */
+    gs_serve_t serve;               /* what the request handlers read (gs_serve.h) */
+    gs_store_t *store;              /* the one store */
+    void *ctx;                      /* ZeroMQ context (CZMQ's zsys context) */
+    void *router;                   /* upload endpoint (frontend) */
+    void *admin;                    /* admin endpoint (frontend) */
+    void *to_writer;                /* PAIR, frontend side */
+    void *to_readers;               /* PUSH, frontend side */
+    void *replies;                  /* PULL, frontend side */
+    void *to_publisher;             /* PAIR, writer side (bound here) */
+    uint8_t server_secret[32];      /* CURVE secret, to open the feed socket again */
+    int http_fd;                    /* metrics listener or -1 */
+    int http_port;                  /* bound metrics port */
+    pthread_t metrics_thread;       /* serves http_fd, so a slow scraper stalls only it */
+    int metrics_running;            /* metrics_thread was started */
+    int metrics_stop[2];            /* self-pipe that stops metrics_thread */
+    char admin_path[320];           /* ipc socket file to remove at exit, or "" */
+    dev_t admin_dev;                /* and its identity when bound: removed only */
+    ino_t admin_ino;                /* while the path is still that file */
+    int sig_pipe[2];                /* self-pipe for stop requests */
+    pthread_t writer_thread;        /* gs-writer */
+    pthread_t publisher_thread;     /* gs-publisher */
+    pthread_t *readers;             /* cfg.readers threads */
+    gs_writer_t *writer;            /* the writer's group, allocated before it starts */
+    gs_feed_t *feed;                /* the live feed: socket and tables (gs_feed.h) */
+    int threads_started;            /* how many of the above run */
+    int secure;                     /* CURVE on client-facing TCP sockets */
+    gs_auth_t *auth;                /* ZAP handler (secure mode) */
+    gs_conns_t *conns;              /* the bound on client connections */
+    char server_public[41];         /* broker public key, Z85 */
+    gs_metrics_t metrics;           /* counters, shared by all threads */
+    atomic_uint_fast64_t head_seq;  /* last committed seq (writer updates) */
+    atomic_int subscriptions;       /* distinct prefixes (publisher updates) */
+    atomic_int_fast64_t pending;    /* records handed to the writer, not yet answered */
+};
+
+/* Wall-clock Unix milliseconds. */
+static inline int64_t
+gs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic microseconds, for durations and deadlines. */
+static inline int64_t
+gs_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Send pointer p (NULL: a control message) on an inproc socket: 0 or -1. */
+int gs_ptr_send(void *sock, void *p);
+
+/* Receive a pointer; returns 0 and sets *p, or -1 (EAGAIN, ETERM, EINTR). */
+int gs_ptr_recv(void *sock, void **p, int flags);
+
+/* Free a job, its arena and its identity; NULLs *job_p; safe on NULL. */
+void gs_job_destroy(gs_job_t **job_p);
+
+/* A reply for job from a finished buffer (copied): the job's identity
+ * moves into it. NULL when memory runs out. */
+gs_reply_t *gs_reply_new(gs_job_t *job, const uint8_t *data, size_t len);
+
+void gs_reply_destroy(gs_reply_t **r_p);
+
+/* Make sock a CURVE server with the broker's secret, its handshakes asked
+ * of the ZAP handler. */
+void gs_broker_curve_server(void *sock, const uint8_t secret[32]);
+
+#endif

@@ -1,0 +1,455 @@
+/*
+ * gs_serve: the broker's request handlers and its one error-reply path.
+ * See gs_serve.h.
+ */
+#include "gs_serve.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gs_log.h"
+#include "gs_privacy.h"
+#include "gs_validate.h"
+#include "gs_version.h"
+
+_Static_assert(sizeof ((gs_upload_result_t *) 0)->counts /
+                   sizeof ((gs_upload_result_t *) 0)->counts[0] == GS_RESULT_STATUSES,
+               "the store counts records by every ResultStatus, as the metrics do");
+
+void
+gs_serve_scratch_init(gs_serve_scratch_t *x)
+{
+    gs_wbuf_init(&x->body);
+    gs_wbuf_init(&x->tmp);
+}
+
+void
+gs_serve_scratch_deinit(gs_serve_scratch_t *x)
+{
+    gs_wbuf_deinit(&x->body);
+    gs_wbuf_deinit(&x->tmp);
+}
+
+void
+gs_serve_error(const gs_serve_t *s, gs_wbuf_t *reply, int admin, uint64_t request_id,
+               int reason, const char *msg)
+{
+    Gridsync__V1__Error err = GRIDSYNC__V1__ERROR__INIT;
+    err.reason = (Gridsync__V1__Reason) reason;
+    err.message = (char *) msg;
+    gs_wbuf_reset(reply);
+    gs_wbuf_uint_field(reply, admin ? GS_F_ADMIN_REPLY_REQUEST_ID : GS_F_REPLY_REQUEST_ID,
+                       request_id);
+    gs_wbuf_message_field(reply, admin ? GS_F_ADMIN_REPLY_ERROR : GS_F_REPLY_ERROR, &err.base);
+    if (reason >= 0 && reason < GS_REASONS_MAX)
+        atomic_fetch_add(&s->metrics->request_errors[reason], 1);
+}
+
+/* ---- sync and snapshot ----------------------------------------------------- */
+
+/* Check a request's prefixes. Returns 0 or a reason with msg filled. */
+static int
+s_prefixes_check(char **prefixes, size_t n, char *msg, size_t msg_size)
+{
+    if (n == 0) {
+        snprintf(msg, msg_size, "give at least one grid-code prefix (\"\" means everything)");
+        return GRIDSYNC__V1__REASON__REASON_BAD_REQUEST;
+    }
+    if (n > GS_SERVE_MAX_PREFIXES) {
+        snprintf(msg, msg_size, "at most %d prefixes per request, got %zu",
+                 GS_SERVE_MAX_PREFIXES, n);
+        return GRIDSYNC__V1__REASON__REASON_BAD_REQUEST;
+    }
+    for (size_t i = 0; i < n; i++) {
+        gs_verdict_t v;
+        if (gs_prefix_check(prefixes[i], &v)) {
+            snprintf(msg, msg_size, "prefix %zu: %s", i + 1, v.message);
+            return v.reason;
+        }
+    }
+    return 0;
+}
+
+/* Shared checks of a sync or snapshot request: the prefixes, and the page
+ * size (0 or above max means max). Returns 0, or 1 with an error packed
+ * into reply. */
+static int
+s_read_request_check(const gs_serve_t *s, uint64_t request_id, char **prefixes, size_t n,
+                     uint32_t want, int64_t max, gs_wbuf_t *reply, uint32_t *limit)
+{
+    char msg[GS_MSG_MAX];
+    int reason = s_prefixes_check(prefixes, n, msg, sizeof msg);
+    if (reason) {
+        gs_serve_error(s, reply, 0, request_id, reason, msg);
+        return 1;
+    }
+    *limit = (want == 0 || want > (uint32_t) max) ? (uint32_t) max : want;
+    return 0;
+}
+
+/* Finish a sync or snapshot page: the store's epoch goes into body (as
+ * field epoch_field), and body into the Reply for request_id (as field
+ * body_field). */
+static void
+s_page_reply(const gs_serve_t *s, uint64_t request_id, gs_wbuf_t *body, uint32_t epoch_field,
+             uint32_t body_field, gs_wbuf_t *reply)
+{
+    uint64_t epoch = 0;
+    gs_store_epoch(s->store, &epoch);
+    gs_wbuf_uint_field(body, epoch_field, epoch);
+    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
+    gs_wbuf_bytes_field(reply, body_field, body->data, body->len, 1);
+    if (body->failed)
+        reply->failed = 1;  /* what body holds is not the page */
+}
+
+typedef struct s_sync_ctx {
+    gs_wbuf_t *out;             /* SyncResponse being built */
+    gs_wbuf_t *tmp;             /* scratch for stripping */
+    int omit_restricted;        /* drop Person.restricted */
+    uint64_t last_seq;          /* last event included */
+    size_t count;               /* events included */
+    int full;                   /* stopped at the byte budget */
+} s_sync_ctx_t;
+
+static int
+s_sync_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) grid;
+    s_sync_ctx_t *c = arg;
+    if (c->count > 0 && c->out->len + len > GS_SERVE_REPLY_BUDGET) {
+        c->full = 1;
+        return 1;
+    }
+    if (c->omit_restricted) {
+        gs_wbuf_reset(c->tmp);
+        if (gs_event_strip_restricted(data, len, c->tmp) == 1) {
+            data = c->tmp->data;
+            len = c->tmp->len;
+        }
+    }
+    gs_wbuf_bytes_field(c->out, GS_F_SYNC_EVENTS, data, len, 1);
+    c->last_seq = seq;
+    c->count++;
+    return 0;
+}
+
+void
+gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
+              const Gridsync__V1__SyncRequest *rq, gs_wbuf_t *reply)
+{
+    gs_wbuf_reset(reply);
+    uint32_t limit;
+    if (s_read_request_check(s, request_id, rq->prefixes, rq->n_prefixes, rq->limit,
+                             s->sync_max_events, reply, &limit))
+        return;
+    gs_wbuf_t *body = &x->body;
+    gs_wbuf_reset(body);
+    s_sync_ctx_t c = { .out = body, .tmp = &x->tmp,
+                       .omit_restricted = !s->feed_restricted || rq->omit_restricted };
+    uint64_t next = rq->since_seq, head = 0;
+    int rc = gs_store_events(s->store, (const char *const *) rq->prefixes, rq->n_prefixes,
+                             rq->since_seq, limit, s_sync_event, &c, &next, &head);
+    if (rc < 0) {
+        gs_log(GS_LOG_ERROR, "sync_failed", "error=\"%s\"", gs_store_strerror(rc));
+        gs_serve_error(s, reply, 0, request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL,
+                       "the change log could not be read; retry later");
+        return;
+    }
+    if (c.full)
+        next = c.last_seq; /* resume right after the last event sent */
+    gs_wbuf_uint_field(body, GS_F_SYNC_NEXT_SEQ, next);
+    gs_wbuf_uint_field(body, GS_F_SYNC_HEAD_SEQ, head);
+    s_page_reply(s, request_id, body, GS_F_SYNC_STORE_EPOCH, GS_F_REPLY_SYNC, reply);
+    atomic_fetch_add(&s->metrics->sync_requests, 1);
+    atomic_fetch_add(&s->metrics->sync_events, c.count);
+}
+
+typedef struct s_snap_ctx {
+    gs_wbuf_t *out;             /* SnapshotResponse being built */
+    gs_wbuf_t *entry;           /* one SnapshotEntry */
+    gs_wbuf_t *tmp;             /* scratch for stripping */
+    int omit_restricted;        /* drop Person.restricted */
+} s_snap_ctx_t;
+
+static void
+s_entry_pack(gs_wbuf_t *e, const gs_record_view_t *r, int omit, gs_wbuf_t *tmp)
+{
+    const uint8_t *data = r->data;
+    size_t len = r->len;
+    if (omit) {
+        gs_wbuf_reset(tmp);
+        if (gs_recbytes_strip_restricted(data, len, tmp) == 1) {
+            data = tmp->data;
+            len = tmp->len;
+        }
+    }
+    gs_wbuf_bytes_field(e, GS_F_ENTRY_GRID_CODE, r->grid, strlen(r->grid), 0);
+    gs_wbuf_uint_field(e, GS_F_ENTRY_KIND, (uint64_t) r->kind);
+    gs_wbuf_bytes_field(e, GS_F_ENTRY_RECORD_KEY, r->record_key, strlen(r->record_key), 0);
+    gs_wbuf_uint_field(e, GS_F_ENTRY_VERSION, r->version);
+    gs_wbuf_uint_field(e, GS_F_ENTRY_SEQ, r->seq);
+    gs_wbuf_bytes_field(e, GS_F_ENTRY_RECORD, data, len, 1);
+}
+
+static int
+s_snap_record(void *arg, const gs_record_view_t *r)
+{
+    s_snap_ctx_t *c = arg;
+    gs_wbuf_reset(c->entry);
+    s_entry_pack(c->entry, r, c->omit_restricted, c->tmp);
+    gs_wbuf_bytes_field(c->out, GS_F_SNAPSHOT_ENTRIES, c->entry->data, c->entry->len, 1);
+    return 0;
+}
+
+void
+gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
+                  const Gridsync__V1__SnapshotRequest *rq, gs_wbuf_t *reply)
+{
+    gs_wbuf_reset(reply);
+    uint32_t limit;
+    if (s_read_request_check(s, request_id, rq->prefixes, rq->n_prefixes, rq->limit,
+                             s->snapshot_max_records, reply, &limit))
+        return;
+    gs_wbuf_t *body = &x->body;
+    gs_wbuf_reset(body);
+    gs_wbuf_t entry;
+    gs_wbuf_init(&entry);
+    s_snap_ctx_t c = { .out = body, .entry = &entry, .tmp = &x->tmp,
+                       .omit_restricted = !s->feed_restricted || rq->omit_restricted };
+    uint8_t *next = NULL;
+    size_t next_len = 0;
+    uint64_t snap_seq = 0;
+    int rc = gs_store_snapshot(s->store, (const char *const *) rq->prefixes, rq->n_prefixes,
+                               rq->cursor.data, rq->cursor.len, limit, s_snap_record, &c,
+                               &next, &next_len, &snap_seq);
+    gs_wbuf_deinit(&entry);
+    if (rc < 0) {
+        free(next);
+        int r = rc == GS_EINVAL ? GRIDSYNC__V1__REASON__REASON_BAD_REQUEST
+                                : GRIDSYNC__V1__REASON__REASON_INTERNAL;
+        gs_serve_error(s, reply, 0, request_id, r,
+                       rc == GS_EINVAL ? "snapshot cursor is not valid for these prefixes"
+                                       : "the store could not be read; retry later");
+        return;
+    }
+    gs_wbuf_uint_field(body, GS_F_SNAPSHOT_SEQ, snap_seq);
+    gs_wbuf_bytes_field(body, GS_F_SNAPSHOT_NEXT_CURSOR, next, next_len, 0);
+    free(next);
+    s_page_reply(s, request_id, body, GS_F_SNAPSHOT_STORE_EPOCH, GS_F_REPLY_SNAPSHOT, reply);
+    atomic_fetch_add(&s->metrics->snapshot_requests, 1);
+}
+
+/* ---- admin requests -------------------------------------------------------- */
+
+typedef struct s_stats_ctx {
+    gs_wbuf_t *out;             /* StatsReply being built */
+    gs_wbuf_t *cell;            /* one CellStats */
+} s_stats_ctx_t;
+
+static int
+s_stats_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
+{
+    s_stats_ctx_t *c = arg;
+    gs_wbuf_reset(c->cell);
+    gs_wbuf_bytes_field(c->cell, GS_F_CELL_GRID_CODE, grid, strlen(grid), 0);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_HOUSEHOLDS, m->households);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_PERSONS, m->persons);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_RENTALS, m->rentals);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_TENANTS, m->tenants);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_VOIDED, m->voided);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_SEQ, m->last_seq);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_UPDATE, (uint64_t) m->last_update);
+    gs_wbuf_bytes_field(c->out, GS_F_STATS_CELLS, c->cell->data, c->cell->len, 1);
+    return 0;
+}
+
+typedef struct s_get_ctx {
+    gs_wbuf_t *out;             /* SnapshotEntry being built */
+    gs_wbuf_t *tmp;             /* scratch */
+    int found;                  /* a record was seen */
+} s_get_ctx_t;
+
+static int
+s_get_record(void *arg, const gs_record_view_t *r)
+{
+    s_get_ctx_t *c = arg;
+    s_entry_pack(c->out, r, 0, c->tmp);
+    c->found = 1;
+    return 0;
+}
+
+static int
+s_device_add(void *arg, const Gridsync__V1__Device *d)
+{
+    gs_wbuf_message_field(arg, GS_F_DEVICES_DEVICES, &d->base);
+    return 0;
+}
+
+static int
+s_grid_add(void *arg, const Gridsync__V1__Grid *g)
+{
+    gs_wbuf_message_field(arg, GS_F_GRIDS_GRIDS, &g->base);
+    return 0;
+}
+
+void
+gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__AdminRequest *rq,
+               int64_t now_ms, gs_wbuf_t *reply)
+{
+    gs_wbuf_reset(reply);
+    gs_wbuf_t *body = &x->body;
+    gs_wbuf_reset(body);
+    int rc = 0, field = 0;
+    atomic_fetch_add(&s->metrics->admin_requests, 1);
+    switch (rq->body_case) {
+    case GRIDSYNC__V1__ADMIN_REQUEST__BODY_STATS: {
+        const char *prefix = rq->stats->prefix;
+        gs_verdict_t v;
+        if (gs_prefix_check(prefix, &v) && strlen(prefix) > 0) {
+            /* stats accept any digit prefix, not only level boundaries */
+            for (const char *p = prefix; *p; p++)
+                if (*p < '0' || *p > '9' || p - prefix >= GS_GRID_LEN) {
+                    gs_serve_error(s, reply, 1, rq->request_id,
+                                   GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
+                                   "prefix must be up to 15 digits");
+                    return;
+                }
+        }
+        gs_wbuf_t cell;
+        gs_wbuf_init(&cell);
+        s_stats_ctx_t c = { body, &cell };
+        rc = gs_store_cells(s->store, prefix, s_stats_cell, &c);
+        gs_wbuf_deinit(&cell);
+        uint64_t head = 0;
+        gs_store_head(s->store, &head);
+        gs_wbuf_uint_field(body, GS_F_STATS_HEAD_SEQ, head);
+        field = GS_F_ADMIN_REPLY_STATS;
+        break;
+    }
+    case GRIDSYNC__V1__ADMIN_REQUEST__BODY_GET: {
+        s_get_ctx_t c = { body, &x->tmp, 0 };
+        rc = gs_store_get(s->store, rq->get->kind, rq->get->record_key, s_get_record, &c);
+        if (rc == GS_ENOTFOUND) {
+            char msg[GS_MSG_MAX];
+            snprintf(msg, sizeof msg, "no record with id '%.64s'", rq->get->record_key);
+            gs_serve_error(s, reply, 1, rq->request_id,
+                           GRIDSYNC__V1__REASON__REASON_NOT_FOUND, msg);
+            return;
+        }
+        field = GS_F_ADMIN_REPLY_RECORD;
+        break;
+    }
+    case GRIDSYNC__V1__ADMIN_REQUEST__BODY_DEVICES:
+        rc = gs_store_devices(s->store, s_device_add, body);
+        field = GS_F_ADMIN_REPLY_DEVICES;
+        break;
+    case GRIDSYNC__V1__ADMIN_REQUEST__BODY_GRIDS:
+        rc = gs_store_grids(s->store, rq->grids->prefix, s_grid_add, body);
+        field = GS_F_ADMIN_REPLY_GRIDS;
+        break;
+    case GRIDSYNC__V1__ADMIN_REQUEST__BODY_HEALTH: {
+        gs_store_info_t info;
+        memset(&info, 0, sizeof info);
+        rc = gs_store_info(s->store, &info);
+        Gridsync__V1__HealthReply h = GRIDSYNC__V1__HEALTH_REPLY__INIT;
+        h.version = GS_VERSION;
+        h.head_seq = info.head_seq;
+        h.records = info.records;
+        h.map_size = info.map_size;
+        h.map_used = info.map_used;
+        h.uptime_ms = now_ms - s->metrics->started_ms;
+        h.feed_subscriptions = s->subscriptions ? (uint32_t) atomic_load(s->subscriptions) : 0;
+        gs_store_epoch(s->store, &h.store_epoch);
+        gs_wbuf_uint_field(reply, GS_F_ADMIN_REPLY_REQUEST_ID, rq->request_id);
+        gs_wbuf_message_field(reply, GS_F_ADMIN_REPLY_HEALTH, &h.base);
+        return;
+    }
+    default:
+        gs_serve_error(s, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE,
+                       "admin request carries no known body");
+        return;
+    }
+    if (rc < 0) {
+        char msg[GS_MSG_MAX];
+        snprintf(msg, sizeof msg, "store: %s", gs_store_strerror(rc));
+        gs_serve_error(s, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL, msg);
+        return;
+    }
+    gs_wbuf_uint_field(reply, GS_F_ADMIN_REPLY_REQUEST_ID, rq->request_id);
+    gs_wbuf_bytes_field(reply, (uint32_t) field, body->data, body->len, 1);
+    if (body->failed)
+        reply->failed = 1;
+}
+
+void
+gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__Request *req,
+              const Gridsync__V1__AdminRequest *admin, int64_t now_ms, gs_wbuf_t *reply)
+{
+    if (admin)
+        gs_serve_admin(s, x, admin, now_ms, reply);
+    else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC)
+        gs_serve_sync(s, x, req->request_id, req->sync, reply);
+    else
+        gs_serve_snapshot(s, x, req->request_id, req->snapshot, reply);
+    if (reply->failed)
+        gs_serve_error(s, reply, admin != NULL, admin ? admin->request_id : req->request_id,
+                       GRIDSYNC__V1__REASON__REASON_INTERNAL, "out of memory; retry later");
+}
+
+/* ---- replies built on the frontend and the writer --------------------------- */
+
+void
+gs_serve_ping(const gs_serve_t *s, uint64_t request_id, const Gridsync__V1__Device *dev,
+              char **prefixes, size_t n_prefixes, int scope_all, int64_t now_ms,
+              gs_wbuf_t *reply)
+{
+    atomic_fetch_add(&s->metrics->ping_requests, 1);
+    Gridsync__V1__PingReply p = GRIDSYNC__V1__PING_REPLY__INIT;
+    p.registered = dev != NULL;
+    if (dev) {
+        p.device_id = dev->device_id;
+        p.role = dev->role;
+        p.status = dev->status;
+    }
+    p.prefixes = scope_all ? NULL : prefixes;
+    p.n_prefixes = scope_all ? 0 : n_prefixes;
+    p.scope_all = scope_all != 0;
+    p.version = GS_VERSION;
+    gs_store_epoch(s->store, &p.store_epoch);
+    gs_store_head(s->store, &p.head_seq);
+    p.broker_time = now_ms;
+    p.secure = s->secure != 0;
+    gs_wbuf_reset(reply);
+    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
+    gs_wbuf_message_field(reply, GS_F_REPLY_PING, &p.base);
+    if (reply->failed)
+        gs_serve_error(s, reply, 0, request_id, GRIDSYNC__V1__REASON__REASON_BUSY,
+                       "out of memory; retry later");
+}
+
+void
+gs_serve_ack(const gs_serve_t *s, uint64_t request_id, const gs_upload_result_t *u,
+             gs_wbuf_t *reply)
+{
+    gs_wbuf_reset(reply);
+    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
+    gs_wbuf_bytes_field(reply, GS_F_REPLY_ACK, u->ack, u->ack_len, 1);
+    if (u->replayed)
+        atomic_fetch_add(&s->metrics->uploads_replayed, 1);
+    else
+        atomic_fetch_add(&s->metrics->uploads_acked, 1);
+    for (int k = GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED; k < GS_RESULT_STATUSES; k++)
+        atomic_fetch_add(&s->metrics->records[k], u->counts[k]);
+}
+
+void
+gs_serve_commit_error(const gs_serve_t *s, uint64_t request_id, int rc, gs_wbuf_t *reply)
+{
+    int reason = rc == GS_EFULL ? GRIDSYNC__V1__REASON__REASON_STORAGE_FULL
+                                : GRIDSYNC__V1__REASON__REASON_INTERNAL;
+    const char *msg = rc == GS_EFULL ? "storage full: nothing was stored; retry later"
+                                     : "the broker could not store this upload; retry later";
+    gs_serve_error(s, reply, 0, request_id, reason, msg);
+}

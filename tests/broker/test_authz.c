@@ -1,0 +1,178 @@
+/*
+ * test_authz: the broker's authorisation rule (gs_authz_check) as a pure
+ * function of a registry entry and a prefix: every role, every status,
+ * entries without prefixes, and the prefix boundaries.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "gs_authz.h"
+
+#define S_DEVICE GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE
+#define S_DISTRICT GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT
+#define S_ADMIN GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN
+#define S_ACTIVE GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE
+#define S_REVOKED GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED
+
+/* A registry entry with role, status and the n prefixes in p. */
+static Gridsync__V1__Device
+s_entry(int role, int status, char **p, size_t n)
+{
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = "dev-1";
+    d.role = (Gridsync__V1__PrincipalRole) role;
+    d.status = (Gridsync__V1__DeviceStatus) status;
+    d.prefixes = p;
+    d.n_prefixes = n;
+    return d;
+}
+
+/* Some prefixes of every length a caller may ask about, NULL included. */
+static const char *s_asks[] = { NULL, "", "44", "4401", "440101", "440101001",
+                                "440101001002", "440101001002003", "450101001002003" };
+#define S_N_ASKS (sizeof s_asks / sizeof s_asks[0])
+
+static void
+test_no_entry_may_do_nothing(void **state)
+{
+    (void) state;
+    for (size_t i = 0; i < S_N_ASKS; i++)
+        assert_int_equal(gs_authz_check(NULL, s_asks[i]), GS_AUTHZ_NOT_ENROLLED);
+}
+
+static void
+test_revoked_may_do_nothing_whatever_its_role(void **state)
+{
+    (void) state;
+    char *p[] = { "" };
+    int roles[] = { S_DEVICE, S_DISTRICT, S_ADMIN, 7 };
+    for (size_t r = 0; r < 4; r++) {
+        Gridsync__V1__Device d = s_entry(roles[r], S_REVOKED, p, 1);
+        Gridsync__V1__Device none = s_entry(roles[r], S_REVOKED, NULL, 0);
+        /* a status this broker does not know is no better than revoked */
+        Gridsync__V1__Device odd = s_entry(roles[r], 9, p, 1);
+        for (size_t i = 0; i < S_N_ASKS; i++) {
+            assert_int_equal(gs_authz_check(&d, s_asks[i]), GS_AUTHZ_REVOKED);
+            assert_int_equal(gs_authz_check(&none, s_asks[i]), GS_AUTHZ_REVOKED);
+            assert_int_equal(gs_authz_check(&odd, s_asks[i]), GS_AUTHZ_REVOKED);
+        }
+    }
+}
+
+static void
+test_unknown_role_may_do_nothing(void **state)
+{
+    (void) state;
+    char *p[] = { "", "4401" };
+    int roles[] = { 3, 7, -1, 1000 };
+    for (size_t r = 0; r < 4; r++) {
+        Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, p, 2);
+        Gridsync__V1__Device none = s_entry(roles[r], S_ACTIVE, NULL, 0);
+        for (size_t i = 0; i < S_N_ASKS; i++) {
+            assert_int_equal(gs_authz_check(&d, s_asks[i]), GS_AUTHZ_UNKNOWN_ROLE);
+            assert_int_equal(gs_authz_check(&none, s_asks[i]), GS_AUTHZ_UNKNOWN_ROLE);
+        }
+    }
+}
+
+static void
+test_admin_may_touch_everything(void **state)
+{
+    (void) state;
+    char *p[] = { "4401" };
+    Gridsync__V1__Device none = s_entry(S_ADMIN, S_ACTIVE, NULL, 0);
+    /* its prefixes, if an entry lists any, narrow nothing: the role decides */
+    Gridsync__V1__Device some = s_entry(S_ADMIN, S_ACTIVE, p, 1);
+    for (size_t i = 0; i < S_N_ASKS; i++) {
+        assert_int_equal(gs_authz_check(&none, s_asks[i]), GS_AUTHZ_ALLOWED);
+        assert_int_equal(gs_authz_check(&some, s_asks[i]), GS_AUTHZ_ALLOWED);
+    }
+}
+
+static void
+test_without_prefixes_device_and_district_may_do_nothing(void **state)
+{
+    (void) state;
+    int roles[] = { S_DEVICE, S_DISTRICT };
+    for (size_t r = 0; r < 2; r++) {
+        Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, NULL, 0);
+        for (size_t i = 0; i < S_N_ASKS; i++)
+            assert_int_equal(gs_authz_check(&d, s_asks[i]), GS_AUTHZ_NO_SCOPE);
+    }
+}
+
+static void
+test_prefix_boundaries(void **state)
+{
+    (void) state;
+    char *p[] = { "440101", "45" };
+    int roles[] = { S_DEVICE, S_DISTRICT };
+    for (size_t r = 0; r < 2; r++) {
+        Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, p, 2);
+        /* the key itself: it may touch something */
+        assert_int_equal(gs_authz_check(&d, NULL), GS_AUTHZ_ALLOWED);
+        /* at or below an assigned prefix, the first or a later one */
+        assert_int_equal(gs_authz_check(&d, "440101"), GS_AUTHZ_ALLOWED);
+        assert_int_equal(gs_authz_check(&d, "440101001"), GS_AUTHZ_ALLOWED);
+        assert_int_equal(gs_authz_check(&d, "440101001002003"), GS_AUTHZ_ALLOWED);
+        assert_int_equal(gs_authz_check(&d, "45"), GS_AUTHZ_ALLOWED);
+        assert_int_equal(gs_authz_check(&d, "450101001002003"), GS_AUTHZ_ALLOWED);
+        /* above one, beside one, or a digit short of one */
+        assert_int_equal(gs_authz_check(&d, ""), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(gs_authz_check(&d, "44"), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(gs_authz_check(&d, "4401"), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(gs_authz_check(&d, "44010"), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(gs_authz_check(&d, "440102"), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(gs_authz_check(&d, "440102001002003"), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(gs_authz_check(&d, "4"), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(gs_authz_check(&d, "46"), GS_AUTHZ_OUTSIDE);
+    }
+}
+
+/* An assigned "" is the level that holds every grid: an administrator
+ * wrote it explicitly (the registry accepts it as a prefix), so it covers
+ * everything, as any assigned prefix covers what lies below it. */
+static void
+test_assigned_empty_prefix_covers_everything(void **state)
+{
+    (void) state;
+    char *p[] = { "" };
+    Gridsync__V1__Device d = s_entry(S_DISTRICT, S_ACTIVE, p, 1);
+    for (size_t i = 0; i < S_N_ASKS; i++)
+        assert_int_equal(gs_authz_check(&d, s_asks[i]), GS_AUTHZ_ALLOWED);
+}
+
+static void
+test_covers(void **state)
+{
+    (void) state;
+    const char *p[] = { "4401", "" };
+    assert_int_equal(gs_authz_covers("4401", p, 0), 0);
+    assert_int_equal(gs_authz_covers("", p, 0), 0);
+    assert_int_equal(gs_authz_covers("440101", p, 1), 1);
+    assert_int_equal(gs_authz_covers("4401", p, 1), 1);
+    assert_int_equal(gs_authz_covers("440", p, 1), 0);
+    assert_int_equal(gs_authz_covers("4402", p, 1), 0);
+    assert_int_equal(gs_authz_covers("", p, 1), 0);
+    assert_int_equal(gs_authz_covers("9", p, 2), 1);
+    assert_int_equal(gs_authz_covers("", p, 2), 1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_entry_may_do_nothing),
+        cmocka_unit_test(test_revoked_may_do_nothing_whatever_its_role),
+        cmocka_unit_test(test_unknown_role_may_do_nothing),
+        cmocka_unit_test(test_admin_may_touch_everything),
+        cmocka_unit_test(test_without_prefixes_device_and_district_may_do_nothing),
+        cmocka_unit_test(test_prefix_boundaries),
+        cmocka_unit_test(test_assigned_empty_prefix_covers_everything),
+        cmocka_unit_test(test_covers),
+    };
+    return cmocka_run_group_tests_name("authz", tests, NULL, NULL);
+}
