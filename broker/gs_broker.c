@@ -163,6 +163,13 @@ s_metrics_halt(gs_broker_t *b)
     b->metrics_running = 0;
 }
 
+static void
+s_reader_socks_close(gs_broker_t *b)
+{
+    for (int i = 0; i < b->cfg.readers; i++)
+        gs_reader_close(&b->reader_socks[i]);
+}
+
 /* A thread could not be started: stop and join the ones that were, so
  * that gs_broker_run returns with none of them running. Nothing has been
  * read from a client yet, so nothing is lost: shutting the context down
@@ -180,6 +187,7 @@ s_start_failed(gs_broker_t *b, const char *name, int err, int readers_started)
         pthread_join(b->publisher_thread, NULL);
     for (int i = 0; i < readers_started; i++)
         pthread_join(b->readers[i], NULL);
+    s_reader_socks_close(b);
     b->threads_started = 0;
     return -1;
 }
@@ -188,6 +196,16 @@ int
 gs_broker_run(gs_broker_t *self)
 {
     gs_broker_t *b = self;
+    /* every reader connected before any job or drain marker is dealt
+     * (gs_reader.h says why) */
+    for (int i = 0; i < b->cfg.readers; i++) {
+        if (gs_reader_open(&b->reader_socks[i], b)) {
+            gs_log(GS_LOG_ERROR, "start_failed", "what=\"reader sockets\" error=\"%s\"",
+                   zmq_strerror(errno));
+            s_reader_socks_close(b);
+            return -1;
+        }
+    }
     int rc = gs_thread_start(&b->writer_thread, "gs-writer", gs_writer_main, b->writer);
     if (rc)
         return s_start_failed(b, "gs-writer", rc, 0);
@@ -199,7 +217,7 @@ gs_broker_run(gs_broker_t *self)
     for (int i = 0; i < b->cfg.readers; i++) {
         char name[16];
         snprintf(name, sizeof name, "gs-reader-%d", i);
-        rc = gs_thread_start(&b->readers[i], name, gs_reader_main, b);
+        rc = gs_thread_start(&b->readers[i], name, gs_reader_main, &b->reader_socks[i]);
         if (rc)
             return s_start_failed(b, name, rc, i);
         b->threads_started++;
@@ -211,6 +229,8 @@ gs_broker_run(gs_broker_t *self)
         b->metrics_running = 1;
     }
 
+    /* only now: a stop request (SIGTERM) from here on drains and exits */
+    gs_log(GS_LOG_INFO, "ready", "%s", b->ready);
     gs_frontend_run(b);
 
     /* every worker reported done: their replies are sent; stop the feed */
@@ -219,6 +239,7 @@ gs_broker_run(gs_broker_t *self)
     pthread_join(b->writer_thread, NULL);
     for (int i = 0; i < b->cfg.readers; i++)
         pthread_join(b->readers[i], NULL);
+    s_reader_socks_close(b);
     pthread_join(b->publisher_thread, NULL);
     b->threads_started = 0;
     uint64_t head = 0;
@@ -394,10 +415,11 @@ gs_broker_new(const gs_config_t *cfg)
                "msg=\"commits are not durable: acked data can be lost on power loss\"");
 
     b->readers = calloc((size_t) cfg->readers, sizeof *b->readers);
+    b->reader_socks = calloc((size_t) cfg->readers, sizeof *b->reader_socks);
     /* the writer's arrays, here where a failure can still be reported, and
      * before any socket or thread exists */
     b->writer = gs_writer_new(b);
-    if (!b->readers || !b->writer) {
+    if (!b->readers || !b->reader_socks || !b->writer) {
         gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"writer tables\" batch_max_records=%lld",
                (long long) cfg->batch_max_records);
         goto fail;
@@ -542,13 +564,15 @@ gs_broker_new(const gs_config_t *cfg)
             goto fail;
         }
     }
-    gs_log(GS_LOG_INFO, "ready",
-           "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
-           "security=%s server_key=%s max_connections=%lld handshake_timeout_ms=%lld",
-           up_ep, feed_ep, admin_ep, b->http_fd >= 0 ? b->http_port : 0, cfg->store,
-           (unsigned long long) head, b->secure ? "curve" : "none",
-           b->secure ? b->server_public : "-", (long long) max_conns,
-           (long long) cfg->handshake_timeout_ms);
+    /* logged by gs_broker_run once every thread runs, after the caller has
+     * set up signal handling (gs_broker.h) */
+    snprintf(b->ready, sizeof b->ready,
+             "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
+             "security=%s server_key=%s max_connections=%lld handshake_timeout_ms=%lld",
+             up_ep, feed_ep, admin_ep, b->http_fd >= 0 ? b->http_port : 0, cfg->store,
+             (unsigned long long) head, b->secure ? "curve" : "none",
+             b->secure ? b->server_public : "-", (long long) max_conns,
+             (long long) cfg->handshake_timeout_ms);
     return b;
 fail:
     gs_broker_destroy(&b);
@@ -589,6 +613,7 @@ gs_broker_destroy(gs_broker_t **self_p)
     explicit_bzero(b->server_secret, sizeof b->server_secret);
     gs_store_destroy(&b->store);
     free(b->readers);
+    free(b->reader_socks);
     gs_writer_destroy(&b->writer);
     gs_feed_destroy(&b->feed);
     if (s_signal_broker == b)

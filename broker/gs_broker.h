@@ -43,9 +43,12 @@ typedef struct gs_broker gs_broker_t;
  * store unreadable, event=out_of_memory, ...). */
 gs_broker_t *gs_broker_new(const gs_config_t *cfg);
 
-/* Serve until gs_broker_stop (or SIGTERM/SIGINT once
- * gs_broker_handle_signals was called), then drain: stop taking requests,
- * commit what is pending, send those acks, close. Returns 0 on a clean stop;
+/* Start every thread, log event=ready (the bound endpoints and the server
+ * key; not before: a supervisor that stops the broker once it is ready gets
+ * a drain), serve until gs_broker_stop (or SIGTERM/SIGINT once
+ * gs_broker_handle_signals was called, which gridsyncd does before this
+ * call), then drain: stop taking requests, commit what is pending, send
+ * those acks, close. Returns 0 on a clean stop;
  * -1 when a thread could not start (event=start_failed), after stopping and
  * joining the ones that had, so that none is left running. */
 int gs_broker_run(gs_broker_t *self);

@@ -118,6 +118,8 @@ struct gs_broker {
     pthread_t writer_thread;        /* gs-writer */
     pthread_t publisher_thread;     /* gs-publisher */
     pthread_t *readers;             /* cfg.readers threads */
+    struct gs_reader *reader_socks; /* their sockets, cfg.readers (gs_reader.h) */
+    char ready[1024];               /* the "ready" line, logged once all run */
     gs_writer_t *writer;            /* the writer's group, allocated before it starts */
     gs_feed_t *feed;                /* the live feed: socket and tables (gs_feed.h) */
     int threads_started;            /* how many of the above run */

@@ -3,16 +3,47 @@
  */
 #include "gs_reader.h"
 
+#include <assert.h>
 #include <errno.h>
+
+int
+gs_reader_open(gs_reader_t *r, gs_broker_t *b)
+{
+    assert(r && b);
+    r->b = b;
+    r->in = zmq_socket(b->ctx, ZMQ_PULL);
+    r->out = zmq_socket(b->ctx, ZMQ_PUSH);
+    if (!r->in || !r->out || zmq_connect(r->in, GS_EP_READERS) ||
+        zmq_connect(r->out, GS_EP_REPLIES)) {
+        int err = errno;
+        gs_reader_close(r);
+        errno = err;
+        return -1;
+    }
+    /* the last reply and the "done" marker are queued before the thread
+     * returns; closing must not drop them */
+    int linger = -1;
+    zmq_setsockopt(r->out, ZMQ_LINGER, &linger, sizeof linger);
+    return 0;
+}
+
+void
+gs_reader_close(gs_reader_t *r)
+{
+    if (r->in)
+        zmq_close(r->in);
+    if (r->out)
+        zmq_close(r->out);
+    r->in = r->out = NULL;
+}
 
 void *
 gs_reader_main(void *arg)
 {
-    gs_broker_t *b = arg;
-    void *in = zmq_socket(b->ctx, ZMQ_PULL);
-    void *out = zmq_socket(b->ctx, ZMQ_PUSH);
-    zmq_connect(in, GS_EP_READERS);
-    zmq_connect(out, GS_EP_REPLIES);
+    gs_reader_t *self = arg;
+    gs_broker_t *b = self->b;
+    void *in = self->in;
+    void *out = self->out;
     gs_wbuf_t reply;
     gs_wbuf_init(&reply);
     gs_serve_scratch_t scratch;
@@ -39,9 +70,5 @@ gs_reader_main(void *arg)
     gs_ptr_send(out, NULL);
     gs_wbuf_deinit(&reply);
     gs_serve_scratch_deinit(&scratch);
-    int linger = -1;
-    zmq_setsockopt(out, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(in);
-    zmq_close(out);
     return NULL;
 }

@@ -16,8 +16,29 @@
 
 #include "gs_broker_int.h"
 
-/* A reader thread's body (arg: the gs_broker_t). Returns NULL after the
- * drain marker, or when the context is shut down (ETERM). */
+/* A reader's two sockets: jobs in (PULL on GS_EP_READERS), replies out
+ * (PUSH on GS_EP_REPLIES). gs_broker_run opens them on its own thread
+ * before any reader starts, so every reader is connected before the
+ * frontend sends a job: the frontend's PUSH deals its drain markers, one
+ * a reader, only among the readers connected at the time, and a reader
+ * still connecting would never get one (the broker would wait for it for
+ * ever). The sockets then belong to the reader thread until it is joined. */
+typedef struct gs_reader {
+    gs_broker_t *b;
+    void *in;
+    void *out;
+} gs_reader_t;
+
+/* Create and connect r's sockets. 0, or -1 with errno (r then holds
+ * none). */
+int gs_reader_open(gs_reader_t *r, gs_broker_t *b);
+
+/* Close r's sockets (before the thread started, or after it was joined).
+ * Idempotent. */
+void gs_reader_close(gs_reader_t *r);
+
+/* A reader thread's body (arg: its gs_reader_t, opened). Returns NULL
+ * after the drain marker, or when the context is shut down (ETERM). */
 void *gs_reader_main(void *arg);
 
 #endif

@@ -291,12 +291,39 @@ test_acks_lost_in_flight(void **state)
     s_gridctl_verify(e->store);
 }
 
+/* SIGTERM the moment the broker is ready, before its threads have all
+ * started: it must drain and exit, every time. The readers once connected
+ * their queue in their own threads, so a stop sent at once reached only
+ * those already connected, and the broker waited for ever on the others. */
+static void
+test_sigterm_at_start(void **state)
+{
+    (void) state;
+    char dir[64];
+    gs_tk_tmpdir(dir, sizeof dir);
+    const char *const extra[] = { "--readers=8", NULL };
+    for (int round = 0; round < 30; round++) {
+        char store[128];
+        snprintf(store, sizeof store, "%s/store-%d", dir, round);
+        gs_tk_broker_t b;
+        assert_int_equal(gs_tk_broker_start(&b, store, extra), 0);
+        /* gs_tk_broker_stop kills a broker that has not exited after its
+         * patience: a status other than exit 0 is that hang */
+        int st = gs_tk_broker_stop(&b, SIGTERM);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            fail_msg("round %d: gridsyncd did not drain and exit on SIGTERM at start "
+                     "(wait status %d)", round, st);
+    }
+    gs_tk_rmtree(dir);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_kill9_under_load, gs_fk_setup, gs_fk_teardown),
         cmocka_unit_test_setup_teardown(test_acks_lost_in_flight, gs_fk_setup, gs_fk_teardown),
+        cmocka_unit_test(test_sigterm_at_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
