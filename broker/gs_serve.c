@@ -294,6 +294,23 @@ s_grid_add(void *arg, const Gridsync__V1__Grid *g)
     return 0;
 }
 
+/* Stats and grids take any prefix of up to 15 digits, not only a level
+ * boundary ("" = all). 1 when prefix is one; else the BAD_REQUEST reply
+ * is in reply and 0. */
+static int
+s_admin_prefix_ok(const gs_serve_t *s, gs_wbuf_t *reply, uint64_t request_id,
+                  const char *prefix)
+{
+    size_t n = 0;
+    while (prefix[n] >= '0' && prefix[n] <= '9')
+        n++;
+    if (prefix[n] == 0 && n <= GS_GRID_LEN)
+        return 1;
+    gs_serve_error(s, reply, 1, request_id, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
+                   "prefix must be up to 15 digits");
+    return 0;
+}
+
 void
 gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__AdminRequest *rq,
                int64_t now_ms, gs_wbuf_t *reply)
@@ -306,17 +323,8 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
     switch (rq->body_case) {
     case GRIDSYNC__V1__ADMIN_REQUEST__BODY_STATS: {
         const char *prefix = rq->stats->prefix;
-        gs_verdict_t v;
-        if (gs_prefix_check(prefix, &v) && strlen(prefix) > 0) {
-            /* stats accept any digit prefix, not only level boundaries */
-            for (const char *p = prefix; *p; p++)
-                if (*p < '0' || *p > '9' || p - prefix >= GS_GRID_LEN) {
-                    gs_serve_error(s, reply, 1, rq->request_id,
-                                   GRIDSYNC__V1__REASON__REASON_BAD_REQUEST,
-                                   "prefix must be up to 15 digits");
-                    return;
-                }
-        }
+        if (!s_admin_prefix_ok(s, reply, rq->request_id, prefix))
+            return;
         gs_wbuf_t cell;
         gs_wbuf_init(&cell);
         s_stats_ctx_t c = { body, &cell };
@@ -329,6 +337,17 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         break;
     }
     case GRIDSYNC__V1__ADMIN_REQUEST__BODY_GET: {
+        int kind = rq->get->kind;
+        if (kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED &&
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD &&
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL) {
+            char msg[GS_MSG_MAX];
+            snprintf(msg, sizeof msg, "unknown record kind %d (0 any, 1 household, 2 rental)",
+                     kind);
+            gs_serve_error(s, reply, 1, rq->request_id,
+                           GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, msg);
+            return;
+        }
         s_get_ctx_t c = { body, &x->tmp, 0 };
         rc = gs_store_get(s->store, rq->get->kind, rq->get->record_key, s_get_record, &c);
         if (rc == GS_ENOTFOUND) {
@@ -346,6 +365,8 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         field = GS_F_ADMIN_REPLY_DEVICES;
         break;
     case GRIDSYNC__V1__ADMIN_REQUEST__BODY_GRIDS:
+        if (!s_admin_prefix_ok(s, reply, rq->request_id, rq->grids->prefix))
+            return;
         rc = gs_store_grids(s->store, rq->grids->prefix, s_grid_add, body);
         field = GS_F_ADMIN_REPLY_GRIDS;
         break;
@@ -372,9 +393,14 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         return;
     }
     if (rc < 0) {
+        /* the store refuses an argument (GS_EINVAL) the checks above let
+         * through: the request's fault, not one to retry */
         char msg[GS_MSG_MAX];
         snprintf(msg, sizeof msg, "store: %s", gs_store_strerror(rc));
-        gs_serve_error(s, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL, msg);
+        gs_serve_error(s, reply, 1, rq->request_id,
+                       rc == GS_EINVAL ? GRIDSYNC__V1__REASON__REASON_BAD_REQUEST
+                                       : GRIDSYNC__V1__REASON__REASON_INTERNAL,
+                       msg);
         return;
     }
     gs_wbuf_uint_field(reply, GS_F_ADMIN_REPLY_REQUEST_ID, rq->request_id);

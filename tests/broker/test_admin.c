@@ -390,23 +390,23 @@ test_health(void **state)
     gridsync__v1__health_reply__free_unpacked(h, NULL);
 }
 
-/* KNOWN BROKER DEFECT, skipped until broker/ is fixed: a grids prefix of
- * more than 15 digits and a get kind this broker does not know are bad
- * requests, but the broker passes them to the store and answers the
- * store's GS_EINVAL as REASON_INTERNAL ("store: invalid argument"), which
- * clients read as "retry later" (gs_client_call retries it). They should
- * be REASON_BAD_REQUEST, as a stats prefix that is not digits is. Remove
- * the skip() with the fix in the admin handlers. */
+/* A grids prefix that is not up to 15 digits and a get kind this broker
+ * does not know are bad requests (REASON_BAD_REQUEST, not to be retried),
+ * as a stats prefix that is not digits is. The broker once passed them to
+ * the store and answered its GS_EINVAL as REASON_INTERNAL, which clients
+ * read as "retry later". */
 static void
 test_bad_arguments(void **state)
 {
-    skip();
     s_env_t *e = *state;
     gs_client_error_t err;
-    Gridsync__V1__GridListReply *g = NULL;
-    assert_int_equal(gs_admin_grids(e->admin, "4403050010010011", &g, &err),
-                     GS_CLIENT_ESERVER);
-    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST);
+    static const char *const bad[] = { "4403050010010011", "44a305", " 44" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        Gridsync__V1__GridListReply *g = NULL;
+        assert_int_equal(gs_admin_grids(e->admin, bad[i], &g, &err), GS_CLIENT_ESERVER);
+        assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST);
+        assert_non_null(strstr(err.message, "up to 15 digits"));
+    }
     Gridsync__V1__SnapshotEntry *r = NULL;
     assert_int_equal(gs_admin_get(e->admin, 99, "H-A-2", &r, &err), GS_CLIENT_ESERVER);
     assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST);
