@@ -659,13 +659,31 @@ s_xpub_open(gs_feed_t *f, const char *endpoint)
     return x;
 }
 
+/* Bind the feed socket again on its endpoint, trying up to attempts times
+ * 10 ms apart (the old listener closes in ZeroMQ's I/O thread: the port
+ * may be busy for a moment). 0, or -1 with errno. */
+static int
+s_xpub_reopen(gs_feed_t *f, int attempts)
+{
+    for (int attempt = 0; attempt < attempts && !f->xpub; attempt++) {
+        f->xpub = s_xpub_open(f, f->bound);
+        if (!f->xpub && attempt + 1 < attempts) {
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return f->xpub ? 0 : -1;
+}
+
 /* ZeroMQ cannot drop one peer of an XPUB socket, so a follower that lost
  * its rights is cut off by closing the socket and binding a new one on the
  * same endpoint. Every subscriber's connection drops; ZeroMQ reconnects
  * them, the ZAP handler refuses the revoked key at the new handshake, and
  * the others subscribe again and repair what they missed meanwhile from
  * the sync service, as after any gap. Returns 0, or -1 when the endpoint
- * could not be bound again (the feed is then down: logged as an error). */
+ * could not be bound again within 3 s: the feed is down (logged as an
+ * error) and gs_feed_main tries again at each heartbeat until it is back
+ * (logged as feed_rebound). */
 static int
 s_xpub_rebind(gs_feed_t *f, const s_key_t *why)
 {
@@ -675,18 +693,10 @@ s_xpub_rebind(gs_feed_t *f, const s_key_t *why)
     zmq_setsockopt(f->xpub, ZMQ_LINGER, &zero, sizeof zero);
     zmq_close(f->xpub);
     f->xpub = NULL;
-    /* the old listener closes in ZeroMQ's I/O thread: the port may be busy
-     * for a moment */
-    for (int attempt = 0; attempt < 300 && !f->xpub; attempt++) {
-        f->xpub = s_xpub_open(f, f->bound);
-        if (!f->xpub) {
-            struct timespec ts = { 0, 10 * 1000 * 1000 };
-            nanosleep(&ts, NULL);
-        }
-    }
     atomic_fetch_add(&b->metrics.feed_rebinds, 1);
-    if (!f->xpub) {
-        gs_log(GS_LOG_ERROR, "feed_rebind_failed", "endpoint=\"%s\" error=\"%s\"",
+    if (s_xpub_reopen(f, 300)) {
+        gs_log(GS_LOG_ERROR, "feed_rebind_failed", "endpoint=\"%s\" error=\"%s\" "
+               "msg=\"the live feed is down; trying again at each heartbeat\"",
                f->bound, zmq_strerror(errno));
         return -1;
     }
@@ -740,6 +750,9 @@ gs_feed_main(void *arg)
                 break;
         }
         if (gs_mono_us() >= next_hb) {
+            /* a rebind that failed: the feed comes back as soon as it can */
+            if (!f->xpub && s_xpub_reopen(f, 1) == 0)
+                gs_log(GS_LOG_INFO, "feed_rebound", "endpoint=\"%s\"", f->bound);
             const s_key_t *stale = b->secure && f->xpub ? s_keys_stale(f) : NULL;
             if (stale) {
                 s_xpub_rebind(f, stale);
