@@ -3,15 +3,12 @@
  */
 #include "gs_authz.h"
 
-#include <string.h>
+#include "gs_grid.h"
 
 int
 gs_authz_covers(const char *prefix, const char *const *allowed, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(prefix, allowed[i], strlen(allowed[i])) == 0)
-            return 1;
-    return 0;
+    return gs_grid_prefix_find(prefix, allowed, n) >= 0;
 }
 
 gs_authz_t

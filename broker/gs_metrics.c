@@ -55,71 +55,56 @@ gs_hist_observe(gs_hist_t *h, double v)
 }
 
 static void
-s_printf(gs_wbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-s_printf(gs_wbuf_t *b, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        gs_wbuf_put(b, line, (size_t) n < sizeof line ? (size_t) n : sizeof line - 1);
-}
-
-static void
 s_counter(gs_wbuf_t *b, const char *name, const char *help, uint64_t v)
 {
-    s_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
+    gs_wbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name,
              name, (unsigned long long) v);
 }
 
 static void
 s_gauge(gs_wbuf_t *b, const char *name, const char *help, double v)
 {
-    s_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
+    gs_wbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", name, help, name, name, v);
 }
 
 static void
 s_hist(gs_wbuf_t *b, const char *name, const char *help, gs_hist_t *h)
 {
-    s_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    gs_wbuf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < GS_HIST_BUCKETS; i++) {
         cum += atomic_load(&h->buckets[i]);
         if (i < GS_HIST_BUCKETS - 1)
-            s_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
+            gs_wbuf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i],
                      (unsigned long long) cum);
         else
-            s_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long) cum);
+            gs_wbuf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long) cum);
     }
-    s_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, atomic_load(&h->sum), name,
+    gs_wbuf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, atomic_load(&h->sum), name,
              (unsigned long long) atomic_load(&h->count));
 }
 
 void
 gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t *b)
 {
-    s_printf(b, "# HELP gridsync_uploads_total Uploads answered, by how.\n"
+    gs_wbuf_printf(b, "# HELP gridsync_uploads_total Uploads answered, by how.\n"
                 "# TYPE gridsync_uploads_total counter\n"
                 "gridsync_uploads_total{result=\"acked\"} %llu\n"
                 "gridsync_uploads_total{result=\"replayed\"} %llu\n",
              (unsigned long long) atomic_load(&m->uploads_acked),
              (unsigned long long) atomic_load(&m->uploads_replayed));
-    s_printf(b, "# HELP gridsync_records_total Uploaded records by result.\n"
+    gs_wbuf_printf(b, "# HELP gridsync_records_total Uploaded records by result.\n"
                 "# TYPE gridsync_records_total counter\n");
     for (int i = GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED; i < GS_RESULT_STATUSES;
          i++)
-        s_printf(b, "gridsync_records_total{status=\"%s\"} %llu\n", s_status_names[i],
+        gs_wbuf_printf(b, "gridsync_records_total{status=\"%s\"} %llu\n", s_status_names[i],
                  (unsigned long long) atomic_load(&m->records[i]));
-    s_printf(b, "# HELP gridsync_request_errors_total Requests answered with an error, by reason.\n"
+    gs_wbuf_printf(b, "# HELP gridsync_request_errors_total Requests answered with an error, by reason.\n"
                 "# TYPE gridsync_request_errors_total counter\n");
     for (int i = 0; i < GS_REASONS_MAX; i++) {
         uint64_t v = atomic_load(&m->request_errors[i]);
         if (v)
-            s_printf(b, "gridsync_request_errors_total{reason=\"%s\"} %llu\n",
+            gs_wbuf_printf(b, "gridsync_request_errors_total{reason=\"%s\"} %llu\n",
                      gs_reason_name(i), (unsigned long long) v);
     }
     s_counter(b, "gridsync_dropped_frames_total",

@@ -17,8 +17,8 @@
 
 #define GS_HIST_BUCKETS 16
 #define GS_REASONS_MAX 140      /* Reason values are below this */
-/* ResultStatus values are below this (UNSPECIFIED is 0) */
-#define GS_RESULT_STATUSES (GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED + 1)
+/* GS_RESULT_STATUSES (gs_validate.h, through gs_store.h): ResultStatus
+ * values are below it */
 
 typedef struct gs_hist {
     const double *bounds;               /* upper bounds, GS_HIST_BUCKETS-1 finite */

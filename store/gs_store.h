@@ -154,7 +154,7 @@ typedef struct gs_upload_result {
     uint8_t *ack;               /* packed gridsync.v1.Ack (owned by the gs_apply_out_t) */
     size_t ack_len;
     int replayed;               /* 1: answered from the idempotency table; nothing written */
-    uint32_t counts[6];         /* records by ResultStatus (index = status value) */
+    uint32_t counts[GS_RESULT_STATUSES]; /* records by ResultStatus (index = status value) */
 } gs_upload_result_t;
 
 /* One change event produced by an apply, ready to publish. */
