@@ -2,9 +2,9 @@
  * fuzz_sync: sync and snapshot requests on arbitrary bytes, against a small
  * real store. See gs_fuzz.h.
  *
- * The broker's request handling for these (gs_broker.c s_serve_sync and
- * s_serve_snapshot) is static and runs behind sockets, so this target
- * repeats its steps over the same library calls: unpack the Request into
+ * The broker's handlers for these (gs_serve.c gs_serve_sync and
+ * gs_serve_snapshot) are in gridsyncd, which this target does not link, so
+ * it repeats their steps over the same library calls: unpack the Request into
  * an arena, check the prefixes (count, gs_prefix_check), cap the limit as
  * the broker's defaults do, read with gs_store_events / gs_store_snapshot,
  * strip restricted data the way a feed without entitlement gets it, and

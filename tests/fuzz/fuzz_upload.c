@@ -2,7 +2,7 @@
  * fuzz_upload: the broker frontend's decode and validate path on arbitrary
  * bytes. See gs_fuzz.h.
  *
- * What the frontend does with a request frame (gs_broker.c,
+ * What the frontend does with a request frame (gs_frontend.c,
  * s_handle_router): pre-scan it (gs_prescan), then unpack a gridsync.v1.Request into an arena sized from
  * the frame, then for an upload gs_upload_check and gs_record_check on
  * every record, normalising in place with the arena's allocator. This
