@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <zmq.h>
 
+#include "gs_frames.h"
 #include "gs_log.h"
 #include "gs_thread.h"
 
@@ -78,22 +79,7 @@ static void
 s_handle(gs_auth_t *self)
 {
     zmq_msg_t f[8];
-    int n = 0, more = 1;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, self->rep, 0) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        if (n < 8) {
-            zmq_msg_init(&f[n]);
-            zmq_msg_move(&f[n], &m);
-        }
-        n++;
-        zmq_msg_close(&m);
-    }
+    int n = gs_frames_recv(self->rep, f, 8, 0);
     int kept = n < 8 ? n : 8;
     const char *status = "400", *text = "refused";
     char user[GS_ID_MAX + 1] = "";

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "gs_authz.h"
+#include "gs_frames.h"
 #include "gs_log.h"
 #include "gs_prescan.h"
 #include "gs_validate.h"
@@ -201,22 +202,7 @@ s_recv_request(gs_broker_t *b, void *sock, zmq_msg_t *identity, zmq_msg_t *body,
                int *req_style)
 {
     zmq_msg_t frames[4];
-    int n = 0, more = 1;
-    while (more) {
-        zmq_msg_t f;
-        zmq_msg_init(&f);
-        if (zmq_msg_recv(&f, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&f);
-            break;
-        }
-        more = zmq_msg_more(&f);
-        if (n < 4) {
-            zmq_msg_init(&frames[n]);
-            zmq_msg_move(&frames[n], &f);
-        }
-        n++;
-        zmq_msg_close(&f);
-    }
+    int n = gs_frames_recv(sock, frames, 4, ZMQ_DONTWAIT);
     int kept = n < 4 ? n : 4;
     int ok = 0;
     *req_style = 0;
