@@ -3,6 +3,7 @@
  * docs/protocol.md ("Admin endpoint").
  */
 #include "gs_admin.h"
+#include "gs_client_int.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -17,8 +18,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_SLICE_MS 100          /* longest wait between looks at the cancel flag */
-
 struct gs_admin {
     void *ctx;                  /* own ZeroMQ context */
     void *sock;                 /* DEALER, NULL until the first call */
@@ -27,29 +26,6 @@ struct gs_admin {
     gs_admin_opts_t opts;       /* settings */
     uint64_t next_id;           /* last request_id sent */
 };
-
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void s_err(gs_client_error_t *err, int reason, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-s_err(gs_client_error_t *err, int reason, const char *fmt, ...)
-{
-    if (!err)
-        return;
-    err->reason = reason;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-}
 
 void
 gs_admin_opts_init(gs_admin_opts_t *o)
@@ -71,19 +47,19 @@ gs_admin_new(const char *endpoint, const gs_admin_opts_t *opts, int *rc, gs_clie
     /* the broker serves admin requests on an ipc:// socket only (file
      * permissions are its protection); anything else cannot be it */
     if (strncmp(endpoint, "ipc://", 6) || !endpoint[6]) {
-        s_err(err, 0, "the admin endpoint must be ipc://PATH (the broker serves admin "
+        gs_client_err_set(err, 0, "the admin endpoint must be ipc://PATH (the broker serves admin "
                       "requests only on its local socket), not '%.100s'", endpoint);
         return NULL;
     }
     if (strlen(endpoint) >= sizeof(((gs_admin_t *) 0)->endpoint)) {
-        s_err(err, 0, "the admin socket path '%.100s...' is too long for a unix socket",
+        gs_client_err_set(err, 0, "the admin socket path '%.100s...' is too long for a unix socket",
               endpoint + 6);
         return NULL;
     }
     *rc = GS_CLIENT_ENOMEM;
     gs_admin_t *self = calloc(1, sizeof *self);
     if (!self) {
-        s_err(err, 0, "out of memory");
+        gs_client_err_set(err, 0, "out of memory");
         return NULL;
     }
     snprintf(self->endpoint, sizeof self->endpoint, "%s", endpoint);
@@ -93,10 +69,10 @@ gs_admin_new(const char *endpoint, const gs_admin_opts_t *opts, int *rc, gs_clie
     else
         gs_admin_opts_init(&self->opts);
     /* random start so two runs of a tool never share request ids */
-    self->next_id = ((uint64_t) getpid() << 32) ^ (uint64_t) s_mono_ms();
+    self->next_id = ((uint64_t) getpid() << 32) ^ (uint64_t) gs_client_mono_ms();
     self->ctx = zmq_ctx_new();
     if (!self->ctx) {
-        s_err(err, 0, "cannot make a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
+        gs_client_err_set(err, 0, "cannot make a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
         gs_admin_destroy(&self);
         return NULL;
     }
@@ -135,15 +111,15 @@ s_socket_check(const gs_admin_t *self, gs_client_error_t *err)
     struct stat sb;
     if (stat(self->path, &sb) != 0) {
         if (errno == ENOENT)
-            s_err(err, 0, "no admin socket at %s: is gridsyncd running on this store?",
+            gs_client_err_set(err, 0, "no admin socket at %s: is gridsyncd running on this store?",
                   self->path);
         else
-            s_err(err, 0, "cannot reach the admin socket %s: %s", self->path,
+            gs_client_err_set(err, 0, "cannot reach the admin socket %s: %s", self->path,
                   strerror(errno));
         return GS_CLIENT_EIO;
     }
     if (!S_ISSOCK(sb.st_mode)) {
-        s_err(err, 0, "%s is not a socket: not a broker's admin endpoint", self->path);
+        gs_client_err_set(err, 0, "%s is not a socket: not a broker's admin endpoint", self->path);
         return GS_CLIENT_EIO;
     }
     struct sockaddr_un sa;
@@ -152,7 +128,7 @@ s_socket_check(const gs_admin_t *self, gs_client_error_t *err)
     memcpy(sa.sun_path, self->path, strlen(self->path) + 1); /* fits: gs_admin_new */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        s_err(err, 0, "cannot make a socket: %s", strerror(errno));
+        gs_client_err_set(err, 0, "cannot make a socket: %s", strerror(errno));
         return GS_CLIENT_EIO;
     }
     int rc = connect(fd, (struct sockaddr *) &sa, sizeof sa);
@@ -161,12 +137,12 @@ s_socket_check(const gs_admin_t *self, gs_client_error_t *err)
     if (rc == 0)
         return 0;
     if (e == ECONNREFUSED)
-        s_err(err, 0, "nothing listens on %s (left by a stopped broker)", self->path);
+        gs_client_err_set(err, 0, "nothing listens on %s (left by a stopped broker)", self->path);
     else if (e == EACCES || e == EPERM)
-        s_err(err, 0, "no permission to open %s: the admin socket is for the store's owner",
+        gs_client_err_set(err, 0, "no permission to open %s: the admin socket is for the store's owner",
               self->path);
     else
-        s_err(err, 0, "cannot connect to %s: %s", self->path, strerror(e));
+        gs_client_err_set(err, 0, "cannot connect to %s: %s", self->path, strerror(e));
     return GS_CLIENT_EIO;
 }
 
@@ -175,7 +151,7 @@ s_connect(gs_admin_t *self, gs_client_error_t *err)
 {
     self->sock = zmq_socket(self->ctx, ZMQ_DEALER);
     if (!self->sock) {
-        s_err(err, 0, "cannot make a socket: %s", zmq_strerror(zmq_errno()));
+        gs_client_err_set(err, 0, "cannot make a socket: %s", zmq_strerror(zmq_errno()));
         return GS_CLIENT_EIO;
     }
     /* linger 0: closing never waits for an unsent request */
@@ -184,29 +160,12 @@ s_connect(gs_admin_t *self, gs_client_error_t *err)
     zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &self->opts.max_reply_bytes,
                    sizeof self->opts.max_reply_bytes);
     if (zmq_connect(self->sock, self->endpoint)) {
-        s_err(err, 0, "cannot connect to %s: %s", self->endpoint, zmq_strerror(zmq_errno()));
+        gs_client_err_set(err, 0, "cannot connect to %s: %s", self->endpoint, zmq_strerror(zmq_errno()));
         zmq_close(self->sock);
         self->sock = NULL;
         return GS_CLIENT_EIO;
     }
     return 0;
-}
-
-/* How long one poll may wait: the time left, in slices when there is a
- * cancel flag to look at. */
-static long
-s_wait_ms(const gs_admin_t *self, int64_t deadline)
-{
-    int64_t left = deadline - s_mono_ms();
-    if (left < 0)
-        left = 0;
-    return self->opts.cancel && left > S_SLICE_MS ? S_SLICE_MS : (long) left;
-}
-
-static int
-s_cancelled(const gs_admin_t *self)
-{
-    return self->opts.cancel && atomic_load(self->opts.cancel);
 }
 
 /* Poll the socket for events until deadline. Returns 0 ready, 1 the
@@ -215,12 +174,12 @@ static int
 s_wait(gs_admin_t *self, short events, int64_t deadline)
 {
     for (;;) {
-        if (s_cancelled(self))
+        if (gs_client_cancelled(self->opts.cancel))
             return GS_CLIENT_ECANCELLED;
-        if (s_mono_ms() >= deadline)
+        if (gs_client_mono_ms() >= deadline)
             return 1;
         zmq_pollitem_t it = { self->sock, 0, events, 0 };
-        int n = zmq_poll(&it, 1, s_wait_ms(self, deadline));
+        int n = zmq_poll(&it, 1, gs_client_wait_ms(deadline - gs_client_mono_ms(), self->opts.cancel));
         if (n < 0 && errno != EINTR)
             return GS_CLIENT_EIO;
         if (n > 0)
@@ -238,7 +197,7 @@ gs_admin_call(gs_admin_t *self, Gridsync__V1__AdminRequest *req,
         err->reason = 0;
         err->message[0] = 0;
     }
-    int64_t deadline = s_mono_ms() + self->opts.timeout_ms;
+    int64_t deadline = gs_client_mono_ms() + self->opts.timeout_ms;
     int rc = s_socket_check(self, err);
     if (rc)
         return rc;
@@ -248,7 +207,7 @@ gs_admin_call(gs_admin_t *self, Gridsync__V1__AdminRequest *req,
     size_t len = gridsync__v1__admin_request__get_packed_size(req);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
-        s_err(err, 0, "out of memory");
+        gs_client_err_set(err, 0, "out of memory");
         return GS_CLIENT_ENOMEM;
     }
     gridsync__v1__admin_request__pack(req, buf);
@@ -279,7 +238,7 @@ gs_admin_call(gs_admin_t *self, Gridsync__V1__AdminRequest *req,
             gridsync__v1__admin_reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
         zmq_msg_close(&m);
         if (!rep) {
-            s_err(err, 0, "the answer from %s does not decode as a gridsync.v1.AdminReply",
+            gs_client_err_set(err, 0, "the answer from %s does not decode as a gridsync.v1.AdminReply",
                   self->endpoint);
             return GS_CLIENT_EPROTO;
         }
@@ -290,7 +249,7 @@ gs_admin_call(gs_admin_t *self, Gridsync__V1__AdminRequest *req,
             continue;
         }
         if (rep->body_case == GRIDSYNC__V1__ADMIN_REPLY__BODY_ERROR) {
-            s_err(err, rep->error->reason, "%s", rep->error->message);
+            gs_client_err_set(err, rep->error->reason, "%s", rep->error->message);
             gridsync__v1__admin_reply__free_unpacked(rep, NULL);
             return GS_CLIENT_ESERVER;
         }
@@ -298,12 +257,12 @@ gs_admin_call(gs_admin_t *self, Gridsync__V1__AdminRequest *req,
         return 0;
     }
     if (rc == 1) {
-        s_err(err, 0, "no answer on %s within %d ms", self->endpoint, self->opts.timeout_ms);
+        gs_client_err_set(err, 0, "no answer on %s within %d ms", self->endpoint, self->opts.timeout_ms);
         rc = GS_CLIENT_ETIMEOUT;
     } else if (rc == GS_CLIENT_ECANCELLED) {
-        s_err(err, 0, "interrupted while waiting for %s", self->endpoint);
+        gs_client_err_set(err, 0, "interrupted while waiting for %s", self->endpoint);
     } else {
-        s_err(err, 0, "socket error on %s: %s", self->endpoint, zmq_strerror(zmq_errno()));
+        gs_client_err_set(err, 0, "socket error on %s: %s", self->endpoint, zmq_strerror(zmq_errno()));
     }
     /* start the next call on a fresh connection, not one that went quiet */
     zmq_close(self->sock);
@@ -322,7 +281,7 @@ s_ask(gs_admin_t *self, Gridsync__V1__AdminRequest *req, const char *what,
     /* the reply's body field has the request's field number (AdminReply
      * and AdminRequest share 2..6) */
     if ((int) (*rep)->body_case != (int) req->body_case) {
-        s_err(err, 0, "the broker answered a %s request with another kind of reply", what);
+        gs_client_err_set(err, 0, "the broker answered a %s request with another kind of reply", what);
         gridsync__v1__admin_reply__free_unpacked(*rep, NULL);
         *rep = NULL;
         return GS_CLIENT_EPROTO;
@@ -364,7 +323,7 @@ gs_admin_get(gs_admin_t *self, int kind, const char *record_key,
 {
     *out = NULL;
     if (!record_key || !*record_key) {
-        s_err(err, 0, "a record id is needed");
+        gs_client_err_set(err, 0, "a record id is needed");
         return GS_CLIENT_EINVAL;
     }
     Gridsync__V1__GetRequest gr = GRIDSYNC__V1__GET_REQUEST__INIT;

@@ -2,7 +2,8 @@
  * gs_client_int: what the request client (gs_client.c) and the subscriber
  * (gs_sub.c) share inside the client library: the socket-monitor watch
  * that tells a refused handshake from a slow broker, CURVE keys on a
- * socket, the monotonic clock, cancellable waits and error messages.
+ * socket, the monotonic clock, cancellable waits and error messages; the
+ * admin client (gs_admin.c) uses the last three.
  *
  * Private to tools/client: not installed, not for callers of gs_client.h.
  * Same threading as the objects using it: one thread at a time per socket.
