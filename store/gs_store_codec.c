@@ -373,9 +373,18 @@ s_strcmp_p(const void *a, const void *b)
     return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-size_t
-gs_prefix_normalise(const char *const *in, size_t n, const char **out)
+int
+gs_prefixes_take(const char *const *in, size_t n, const char ***out_p, size_t *n_out)
 {
+    assert(out_p && n_out);
+    if (n && !in)
+        return GS_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!in[i] || strlen(in[i]) > GS_GRID_LEN)
+            return GS_EINVAL;
+    const char **out = malloc((n ? n : 1) * sizeof *out);
+    if (!out)
+        return GS_ENOMEM;
     for (size_t i = 0; i < n; i++)
         out[i] = in[i];
     qsort(out, n, sizeof *out, s_strcmp_p);
@@ -386,7 +395,9 @@ gs_prefix_normalise(const char *const *in, size_t n, const char **out)
             continue;
         out[k++] = out[i];
     }
-    return k;
+    *out_p = out;
+    *n_out = k;
+    return 0;
 }
 
 /* ---- ChangeEvent scanner ------------------------------------------------------- */

@@ -236,9 +236,12 @@ void gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people,
 void gs_cell_put(uint8_t *p, const gs_cell_meta_t *m);
 void gs_cell_get(const uint8_t *p, gs_cell_meta_t *m);
 
-/* Sort prefixes and drop those covered by a shorter one. Returns the count
- * written to out (pointers into the input). */
-size_t gs_prefix_normalise(const char *const *in, size_t n, const char **out);
+/* A request's prefix list, checked (each non-NULL and at most GS_GRID_LEN
+ * bytes; in may be NULL only when n is 0) and normalised: sorted, those
+ * covered by a shorter one dropped. *out gets a malloc'ed array of
+ * pointers into in (free it), *n_out its length. 0, GS_EINVAL or
+ * GS_ENOMEM. */
+int gs_prefixes_take(const char *const *in, size_t n, const char ***out, size_t *n_out);
 
 /* Top-level fields of a packed ChangeEvent, without unpacking the record. */
 typedef struct gs_event_fields {

@@ -430,15 +430,13 @@ gs_store_events_path(gs_store_t *self, const char *const *prefixes,
     if (!head_seq)
         head_seq = &dummy_h;
     *next_seq = since;
-    if (!fn || (n_prefixes && !prefixes))
+    if (!fn)
         return GS_EINVAL;
-    for (size_t i = 0; i < n_prefixes; i++)
-        if (!prefixes[i] || strlen(prefixes[i]) > GS_GRID_LEN)
-            return GS_EINVAL;
-    const char **pf = malloc((n_prefixes ? n_prefixes : 1) * sizeof *pf);
-    if (!pf)
-        return GS_ENOMEM;
-    size_t npf = gs_prefix_normalise(prefixes, n_prefixes, pf);
+    const char **pf;
+    size_t npf;
+    int prc = gs_prefixes_take(prefixes, n_prefixes, &pf, &npf);
+    if (prc)
+        return prc;
 
     MDB_txn *txn;
     int rc = gs_rtxn_begin(self, &txn);

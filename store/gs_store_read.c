@@ -102,17 +102,15 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
                   gs_record_fn *fn, void *arg, uint8_t **next_cursor,
                   size_t *next_cursor_len, uint64_t *snapshot_seq)
 {
-    if (!fn || !next_cursor || !next_cursor_len || (n_prefixes && !prefixes))
+    if (!fn || !next_cursor || !next_cursor_len)
         return GS_EINVAL;
     *next_cursor = NULL;
     *next_cursor_len = 0;
-    for (size_t i = 0; i < n_prefixes; i++)
-        if (!prefixes[i] || strlen(prefixes[i]) > GS_GRID_LEN)
-            return GS_EINVAL;
-    const char **pf = malloc((n_prefixes ? n_prefixes : 1) * sizeof *pf);
-    if (!pf)
-        return GS_ENOMEM;
-    size_t npf = gs_prefix_normalise(prefixes, n_prefixes, pf);
+    const char **pf;
+    size_t npf;
+    int prc = gs_prefixes_take(prefixes, n_prefixes, &pf, &npf);
+    if (prc)
+        return prc;
 
     /* the walk's position lives in the cursor: snap, pi and the last key */
     gs_snap_cursor_t sc;
