@@ -214,3 +214,12 @@ gs_auth_destroy(gs_auth_t **self_p)
     free(self);
     *self_p = NULL;
 }
+
+void
+gs_auth_curve_server(void *sock, const uint8_t secret[32])
+{
+    int one = 1;
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 32);
+    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "gridsync", 8);
+}

@@ -44,4 +44,8 @@ uint64_t gs_auth_refused(const gs_auth_t *self);
 
 void gs_auth_destroy(gs_auth_t **self_p);
 
+/* Make sock a CURVE server with the broker's secret (32 bytes), its
+ * handshakes asked of the ZAP handler (domain "gridsync"). Before bind. */
+void gs_auth_curve_server(void *sock, const uint8_t secret[32]);
+
 #endif

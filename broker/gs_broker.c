@@ -36,67 +36,6 @@
 
 static gs_broker_t *s_signal_broker;    /* for the signal handler */
 
-/* ---- hand-offs (gs_broker_int.h) ------------------------------------------ */
-
-int
-gs_ptr_send(void *sock, void *p)
-{
-    return zmq_send(sock, &p, sizeof p, 0) == (int) sizeof p ? 0 : -1;
-}
-
-/* Receive a pointer; returns 0 and sets *p, or -1 (EAGAIN, ETERM...). */
-int
-gs_ptr_recv(void *sock, void **p, int flags)
-{
-    void *v = NULL;
-    int n = zmq_recv(sock, &v, sizeof v, flags);
-    if (n != (int) sizeof v)
-        return -1;
-    *p = v;
-    return 0;
-}
-
-void
-gs_job_destroy(gs_job_t **job_p)
-{
-    if (!job_p || !*job_p)
-        return;
-    gs_job_t *job = *job_p;
-    zmq_msg_close(&job->identity);
-    gs_arena_destroy(&job->arena);
-    free(job);
-    *job_p = NULL;
-}
-
-/* Make a reply for job from a finished buffer (copied into a zmq message). */
-gs_reply_t *
-gs_reply_new(gs_job_t *job, const uint8_t *data, size_t len)
-{
-    gs_reply_t *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    zmq_msg_init(&r->identity);
-    zmq_msg_move(&r->identity, &job->identity);
-    r->req_style = job->req_style;
-    r->target = job->target;
-    r->recv_us = job->recv_us;
-    zmq_msg_init_size(&r->body, len);
-    if (len)
-        memcpy(zmq_msg_data(&r->body), data, len);
-    return r;
-}
-
-void
-gs_reply_destroy(gs_reply_t **r_p)
-{
-    if (!r_p || !*r_p)
-        return;
-    zmq_msg_close(&(*r_p)->identity);
-    zmq_msg_close(&(*r_p)->body);
-    free(*r_p);
-    *r_p = NULL;
-}
-
 /* ---- lifecycle ------------------------------------------------------------- */
 
 static void
@@ -279,15 +218,6 @@ s_loopback(const char *what, const char *ep, int bound)
            "msg=\"--insecure-dev is only allowed on loopback endpoints\" what=%s %s=\"%s\" "
            "why=\"%s\"", what, bound ? "bound" : "endpoint", ep, why);
     return 0;
-}
-
-void
-gs_broker_curve_server(void *sock, const uint8_t secret[32])
-{
-    int one = 1;
-    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
-    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 32);
-    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "gridsync", 8);
 }
 
 static void *
@@ -491,7 +421,7 @@ gs_broker_new(const gs_config_t *cfg)
     }
     b->router = zmq_socket(b->ctx, ZMQ_ROUTER);
     if (b->secure)
-        gs_broker_curve_server(b->router, server_secret);
+        gs_auth_curve_server(b->router, server_secret);
     int64_t maxmsg = cfg->max_message_bytes;
     int one = 1;
     zmq_setsockopt(b->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);

@@ -5,8 +5,8 @@
  * One module per thread, around the gs_broker_t that gs_broker.c builds:
  *   gs_broker.c    lifecycle: gs_broker_new binds every socket and creates
  *                  the writer and the feed, gs_broker_run starts and joins
- *                  the threads, gs_broker_destroy; the metrics thread;
- *                  the hand-off messages below
+ *                  the threads, gs_broker_destroy; the metrics thread
+ *   gs_handoff.c   the jobs and replies the threads pass (gs_handoff.h)
  *   gs_frontend.c  the frontend thread (the caller of gs_broker_run)
  *   gs_writer.c    the writer thread (group commit)
  *   gs_feed.c      the publisher thread and its tables (the live feed)
@@ -14,12 +14,6 @@
  *   gs_serve.c     the request handlers: (store, request) -> reply bytes,
  *                  no sockets; the one error-reply path
  *   gs_authz.c     the authorisation rule, a pure function
- *
- * Hand-offs between threads carry a pointer in an inproc message: the
- * decoded request (and the arena it lives in) moves from the frontend to a
- * worker as a gs_job_t and the reply moves back as a gs_reply_t, without
- * copying. Whoever receives a pointer owns it. A NULL pointer is a control
- * message ("drain" to a worker, "done" back from it).
  *
  * Who owns what in gs_broker_t (the struct below says it per field):
  *   - set in gs_broker_new and read-only afterwards, any thread: cfg,
@@ -51,6 +45,7 @@
 #include "gs_auth.h"
 #include "gs_broker.h"
 #include "gs_conns.h"
+#include "gs_handoff.h"
 #include "gs_metrics.h"
 #include "gs_serve.h"
 #include "gs_store.h"
@@ -65,33 +60,6 @@
 typedef struct gs_writer gs_writer_t;
 typedef struct gs_feed gs_feed_t;
 
-/* Where a reply goes. */
-enum { GS_TO_ROUTER = 0, GS_TO_ADMIN = 1 };
-
-/* A request on its way from the frontend to a worker. */
-typedef struct gs_job {
-    zmq_msg_t identity;         /* ROUTER routing id of the client */
-    int req_style;              /* 1: client used REQ; reply needs the empty delimiter */
-    int target;                 /* GS_TO_ROUTER or GS_TO_ADMIN */
-    uint64_t request_id;        /* echoed in the reply */
-    gs_arena_t *arena;          /* owns the decoded request */
-    Gridsync__V1__Request *req; /* decoded request (device side) */
-    Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
-    int64_t recv_us;            /* monotonic receive time, for ack latency */
-    gs_prepared_t *prepared;    /* uploads: validated, packed, hashed by the frontend */
-    char **prefixes;            /* the sender's grid prefixes (arena); none = nothing */
-    size_t n_prefixes;          /* how many */
-    int scope_all;              /* 1: the sender may write every grid (gs_authz) */
-} gs_job_t;
-
-/* A reply on its way back to the frontend. */
-typedef struct gs_reply {
-    zmq_msg_t identity;         /* moved from the job */
-    int req_style;              /* as in the job */
-    int target;                 /* as in the job */
-    zmq_msg_t body;             /* packed Reply / AdminReply */
-    int64_t recv_us;            /* as in the job; 0 = no latency sample */
-} gs_reply_t;
 
 struct gs_broker {
     gs_config_t cfg;                /* effective settings */
@@ -151,23 +119,5 @@ gs_mono_us(void)
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Send pointer p (NULL: a control message) on an inproc socket: 0 or -1. */
-int gs_ptr_send(void *sock, void *p);
-
-/* Receive a pointer; returns 0 and sets *p, or -1 (EAGAIN, ETERM, EINTR). */
-int gs_ptr_recv(void *sock, void **p, int flags);
-
-/* Free a job, its arena and its identity; NULLs *job_p; safe on NULL. */
-void gs_job_destroy(gs_job_t **job_p);
-
-/* A reply for job from a finished buffer (copied): the job's identity
- * moves into it. NULL when memory runs out. */
-gs_reply_t *gs_reply_new(gs_job_t *job, const uint8_t *data, size_t len);
-
-void gs_reply_destroy(gs_reply_t **r_p);
-
-/* Make sock a CURVE server with the broker's secret, its handshakes asked
- * of the ZAP handler. */
-void gs_broker_curve_server(void *sock, const uint8_t secret[32]);
 
 #endif

@@ -632,7 +632,7 @@ s_xpub_open(gs_feed_t *f, const char *endpoint)
     if (!x)
         return NULL;
     if (b->secure) {
-        gs_broker_curve_server(x, b->server_secret);
+        gs_auth_curve_server(x, b->server_secret);
         int manual = 1; /* every subscription is authorised first */
         zmq_setsockopt(x, ZMQ_XPUB_MANUAL, &manual, sizeof manual);
     }

@@ -1,0 +1,67 @@
+/*
+ * gs_handoff: what the broker's threads pass each other. Internal to broker/.
+ *
+ * Hand-offs between threads carry a pointer in an inproc message: the
+ * decoded request (and the arena it lives in) moves from the frontend to a
+ * worker as a gs_job_t and the reply moves back as a gs_reply_t, without
+ * copying. Whoever receives a pointer owns it. A NULL pointer is a control
+ * message ("drain" to a worker, "done" back from it).
+ *
+ * Thread safety: a job or reply belongs to one thread at a time, the one
+ * that last received its pointer.
+ */
+#ifndef GS_HANDOFF_H
+#define GS_HANDOFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "gs_arena.h"
+#include "gs_store.h"
+#include "gridsync.pb-c.h"
+
+/* Where a reply goes. */
+enum { GS_TO_ROUTER = 0, GS_TO_ADMIN = 1 };
+
+/* A request on its way from the frontend to a worker. */
+typedef struct gs_job {
+    zmq_msg_t identity;         /* ROUTER routing id of the client */
+    int req_style;              /* 1: client used REQ; reply needs the empty delimiter */
+    int target;                 /* GS_TO_ROUTER or GS_TO_ADMIN */
+    uint64_t request_id;        /* echoed in the reply */
+    gs_arena_t *arena;          /* owns the decoded request */
+    Gridsync__V1__Request *req; /* decoded request (device side) */
+    Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
+    int64_t recv_us;            /* monotonic receive time, for ack latency */
+    gs_prepared_t *prepared;    /* uploads: validated, packed, hashed by the frontend */
+    char **prefixes;            /* the sender's grid prefixes (arena); none = nothing */
+    size_t n_prefixes;          /* how many */
+    int scope_all;              /* 1: the sender may write every grid (gs_authz) */
+} gs_job_t;
+
+/* A reply on its way back to the frontend. */
+typedef struct gs_reply {
+    zmq_msg_t identity;         /* moved from the job */
+    int req_style;              /* as in the job */
+    int target;                 /* as in the job */
+    zmq_msg_t body;             /* packed Reply / AdminReply */
+    int64_t recv_us;            /* as in the job; 0 = no latency sample */
+} gs_reply_t;
+
+/* Send pointer p (NULL: a control message) on an inproc socket: 0 or -1. */
+int gs_ptr_send(void *sock, void *p);
+
+/* Receive a pointer; returns 0 and sets *p, or -1 (EAGAIN, ETERM, EINTR). */
+int gs_ptr_recv(void *sock, void **p, int flags);
+
+/* Free a job, its arena and its identity; NULLs *job_p; safe on NULL. */
+void gs_job_destroy(gs_job_t **job_p);
+
+/* A reply for job from a finished buffer (copied): the job's identity
+ * moves into it. NULL when memory runs out. */
+gs_reply_t *gs_reply_new(gs_job_t *job, const uint8_t *data, size_t len);
+
+void gs_reply_destroy(gs_reply_t **r_p);
+
+#endif
