@@ -479,6 +479,82 @@ test_ping_development_mode(void **state)
     gs_client_destroy(&c);
 }
 
+/* A ping on its own thread. */
+typedef struct {
+    gs_client_t *c;
+    int rc;
+    gs_client_error_t err;
+} s_call_t;
+
+static void *
+s_ping_main(void *arg)
+{
+    s_call_t *call = arg;
+    Gridsync__V1__PingReply *p = NULL;
+    int64_t rtt = 0;
+    call->rc = gs_client_ping(call->c, &p, &rtt, &call->err);
+    if (p)
+        gridsync__v1__ping_reply__free_unpacked(p, NULL);
+    return NULL;
+}
+
+/* A reply with request_id 0 is the broker saying it could not read the
+ * request at all (protocol.md): the client takes it as the answer to its
+ * outstanding request, at once, instead of waiting out its timeout and
+ * resending bytes that would get the same answer. The real broker sends it
+ * only for bytes a client cannot produce, so a ROUTER here answers the
+ * client's first request that way. */
+static void
+test_client_takes_unreadable_reply(void **state)
+{
+    (void) state;
+    void *ctx = zmq_ctx_new();
+    void *router = zmq_socket(ctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(router, ZMQ_LINGER, &linger, sizeof linger);
+    assert_int_equal(zmq_bind(router, "tcp://127.0.0.1:*"), 0);
+    char ep[64];
+    size_t epl = sizeof ep;
+    zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, ep, &epl);
+    gs_client_opts_t o;
+    gs_client_opts_init(&o);
+    o.timeout_ms = 10000;   /* ignored, the reply would end in a timeout */
+    o.retries = 1;
+    gs_client_t *c = gs_client_new(ep, &o);
+    assert_non_null(c);
+    /* the call blocks until its answer: it runs on its own thread while
+     * this one plays the broker */
+    s_call_t call;
+    memset(&call, 0, sizeof call);
+    call.c = c;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, s_ping_main, &call), 0);
+    zmq_msg_t id, req;
+    zmq_msg_init(&id);
+    zmq_msg_init(&req);
+    assert_true(zmq_msg_recv(&id, router, 0) >= 0);
+    assert_true(zmq_msg_recv(&req, router, 0) >= 0);
+    Gridsync__V1__Error er = GRIDSYNC__V1__ERROR__INIT;
+    er.reason = GRIDSYNC__V1__REASON__REASON_MALFORMED;
+    er.message = "request does not decode";
+    Gridsync__V1__Reply rep = GRIDSYNC__V1__REPLY__INIT;
+    rep.request_id = 0;
+    rep.body_case = GRIDSYNC__V1__REPLY__BODY_ERROR;
+    rep.error = &er;
+    uint8_t buf[128];
+    size_t n = gridsync__v1__reply__pack(&rep, buf);
+    assert_true(zmq_msg_send(&id, router, ZMQ_SNDMORE) >= 0);
+    assert_int_equal(zmq_send(router, buf, n, 0), (int) n);
+    zmq_msg_close(&req);
+    pthread_join(t, NULL);
+    assert_int_equal(call.rc, GS_CLIENT_ESERVER);
+    assert_int_equal(call.err.reason, GRIDSYNC__V1__REASON__REASON_MALFORMED);
+    assert_string_equal(call.err.message, "request does not decode");
+    gs_client_destroy(&c);
+    zmq_close(router);
+    zmq_ctx_term(ctx);
+}
+
 /* Send raw frames on a fresh DEALER; return the Reply (or NULL if none
  * within the wait, which is how a dropped connection shows). */
 static Gridsync__V1__Reply *
@@ -882,6 +958,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_any_thread, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_busy, s_setup_small_queue, s_teardown),
         cmocka_unit_test_setup_teardown(test_metrics_stall, s_setup, s_teardown),
+        cmocka_unit_test(test_client_takes_unreadable_reply),
     };
     return cmocka_run_group_tests_name("broker", tests, NULL, NULL);
 }

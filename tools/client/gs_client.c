@@ -510,7 +510,12 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
             Gridsync__V1__Reply *rep =
                 gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
             zmq_msg_close(&m);
-            if (!rep || rep->request_id != req->request_id) {
+            /* request_id 0: the broker could not read the request at all,
+             * so the error is the answer to the one outstanding here */
+            int ours = rep && (rep->request_id == req->request_id ||
+                               (rep->request_id == 0 &&
+                                rep->body_case == GRIDSYNC__V1__REPLY__BODY_ERROR));
+            if (!ours) {
                 /* a reply to an earlier attempt or an earlier request */
                 self->stats.stale_replies++;
                 if (rep)
