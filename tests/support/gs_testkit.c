@@ -615,3 +615,28 @@ gs_tk_store_backup_epoch(const char *dir, const char *backup, const uint8_t epoc
     assert_int_equal(gs_store_debug_put(st, "meta", "epoch", 5, epoch, 8), 0);
     gs_store_destroy(&st);
 }
+
+char *
+gs_tk_read_file(const char *path, size_t *len, int missing_ok)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f && missing_ok) {
+        if (len)
+            *len = 0;
+        return strdup("");
+    }
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    rewind(f);
+    char *buf = malloc((size_t) n + 1);
+    assert_non_null(buf);
+    size_t got = fread(buf, 1, (size_t) n, f);
+    assert_int_equal(got, (size_t) n);
+    buf[got] = 0;
+    fclose(f);
+    if (len)
+        *len = got;
+    return buf;
+}

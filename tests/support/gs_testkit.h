@@ -142,4 +142,9 @@ void gs_tk_store_backup_epoch(const char *dir, const char *backup, const uint8_t
  * has the store open. Test thread only. */
 uint64_t gs_tk_store_epoch(const char *dir);
 
+/* The whole file at path, malloc'd and NUL-terminated (free it); its
+ * length in *len when len is non-NULL. A file that does not exist is ""
+ * when missing_ok, else the running cmocka test fails. Test thread only. */
+char *gs_tk_read_file(const char *path, size_t *len, int missing_ok);
+
 #endif

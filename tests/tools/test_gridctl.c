@@ -695,22 +695,6 @@ s_res_free(s_res_t *r)
     memset(r, 0, sizeof *r);
 }
 
-static char *
-s_slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t) n + 1);
-    size_t got = fread(s, 1, (size_t) n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 /* Start gridctl [--store store] args... with stdout and stderr to files. */
 static pid_t
 s_spawn(s_env_t *e, const char *store, const char *const *args, char *outp, char *errp)
@@ -750,8 +734,8 @@ s_wait(pid_t pid, const char *outp, const char *errp)
         ;
     s_res_t r;
     r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = s_slurp(outp);
-    r.err = s_slurp(errp);
+    r.out = gs_tk_read_file(outp, NULL, 1);
+    r.err = gs_tk_read_file(errp, NULL, 1);
     unlink(outp);
     unlink(errp);
     return r;
@@ -1162,7 +1146,7 @@ test_masking_and_reveal(void **state)
     s_res_free(&r);
     assert_int_equal(stat(audit, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    char *log = s_slurp(audit);
+    char *log = gs_tk_read_file(audit, NULL, 1);
     int lines = 0;
     for (const char *p = log; *p; p++)
         lines += *p == '\n';
@@ -1341,7 +1325,7 @@ test_export(void **state)
     struct stat sb;
     assert_int_equal(stat(out, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
-    char *csv = s_slurp(out);
+    char *csv = gs_tk_read_file(out, NULL, 1);
     long rows = 0;
     for (const char *p = csv; *p; p++)
         rows += *p == '\n';
@@ -1932,7 +1916,7 @@ test_tail_follow_restored(void **state)
     struct timespec tick = { 0, 20 * 1000000L };
     int printed = 0;
     for (int i = 0; i < 3000 && !printed; i++) { /* a bound, not a wait: 60 s */
-        char *out = s_slurp(outp);
+        char *out = gs_tk_read_file(outp, NULL, 1);
         printed = out && strstr(out, "H-LINEAGE") != NULL;
         free(out);
         if (!printed)
@@ -1957,7 +1941,7 @@ test_tail_follow_restored(void **state)
         kill(pid, SIGKILL);
         waitpid(pid, &st_tail, 0);
     }
-    char *err = s_slurp(errp);
+    char *err = gs_tk_read_file(errp, NULL, 1);
     fprintf(stderr, "%s", err ? err : "");
     assert_true(done);
     assert_true(WIFEXITED(st_tail));

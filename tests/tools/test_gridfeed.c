@@ -228,30 +228,12 @@ s_log_seqs(s_env_t *e, const char *const *prefixes, size_t np, uint64_t **out)
     return n;
 }
 
-/* The whole output file (malloc'd, NUL-terminated). */
-static char *
-s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t) n + 1);
-    assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
-    buf[n] = 0;
-    fclose(f);
-    if (len)
-        *len = (size_t) n;
-    return buf;
-}
-
 /* The seqs of an output file's lines, in file order; every line must be a
  * whole JSON object. */
 static size_t
 s_out_seqs(const char *path, uint64_t **out)
 {
-    char *text = s_slurp(path, NULL);
+    char *text = gs_tk_read_file(path, NULL, 0);
     uint64_t *seqs = NULL;
     size_t n = 0, cap = 0;
     for (char *line = text; *line;) {
@@ -378,7 +360,7 @@ test_output_matches_change_log(void **state)
     free(got);
     free(want);
 
-    char *text = s_slurp(out1, NULL);
+    char *text = gs_tk_read_file(out1, NULL, 0);
     assert_non_null(strstr(text, "\"op\":\"move_out\""));
     assert_null(strstr(text, "\"op\":\"move_in\""));
     assert_non_null(strstr(text, "\"version\":2"));
@@ -414,7 +396,7 @@ test_output_matches_change_log(void **state)
     free(seen);
     free(got);
     free(want);
-    text = s_slurp(out2, NULL);
+    text = gs_tk_read_file(out2, NULL, 0);
     assert_non_null(strstr(text, "\"op\":\"move_in\""));
     assert_non_null(strstr(text, "\"previous_grid_code\":\""));
     free(text);
@@ -423,7 +405,7 @@ test_output_matches_change_log(void **state)
     const char *a3[] = { "--prefix", e->street1, "--output", out3, "--until-seq", s_head(e),
                          "--reveal", "--quiet", NULL };
     s_assert_exit(s_run(e, a3), 0);
-    text = s_slurp(out3, NULL);
+    text = gs_tk_read_file(out3, NULL, 0);
     for (int i = 0; i < e->n_ids; i++)
         assert_non_null(strstr(text, e->ids[i]));
     for (int i = 0; i < e->n_phones; i++)
@@ -453,7 +435,7 @@ test_crash_between_write_and_checkpoint(void **state)
     size_t before = s_out_seqs(out, &got);
     free(got);
     assert_int_equal(before, 60);
-    char *ckt = s_slurp(ck, NULL);
+    char *ckt = gs_tk_read_file(ck, NULL, 0);
     const char *x = strstr(ckt, "extra output_size=");
     assert_non_null(x);
     struct stat sto;
@@ -540,7 +522,7 @@ test_sigterm_checkpoints(void **state)
     uint64_t *got;
     size_t n_got = s_out_seqs(out, &got);
     s_assert_same_seqs(got, n_got, want, n_want);
-    char *ckt = s_slurp(ck, NULL);
+    char *ckt = gs_tk_read_file(ck, NULL, 0);
     struct stat sto;
     assert_int_equal(stat(out, &sto), 0);
     char expect[128];
@@ -639,7 +621,7 @@ test_restored_store(void **state)
     size_t n_old = s_out_seqs(out, &got);
     assert_int_equal(n_old, old_head);
     free(got);
-    char *ckt = s_slurp(ck, NULL);
+    char *ckt = gs_tk_read_file(ck, NULL, 0);
     char expect[64];
     snprintf(expect, sizeof expect, "\nepoch %016llx\n", (unsigned long long) e1);
     assert_non_null(strstr(ckt, expect));
@@ -705,7 +687,7 @@ test_restored_store(void **state)
     s_assert_same_seqs(got, n_got, want, n_want);
     free(got);
     free(want);
-    ckt = s_slurp(ck, NULL);
+    ckt = gs_tk_read_file(ck, NULL, 0);
     snprintf(expect, sizeof expect, "\nepoch %016llx\n", (unsigned long long) e2);
     assert_non_null(strstr(ckt, expect));
     free(ckt);

@@ -571,19 +571,6 @@ s_gridsim_start(const char *const *args, const char *out_path, const char *err_p
     return pid;
 }
 
-/* A whole file (malloc'd, NUL-terminated). */
-static char *
-s_read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *buf = malloc(65536);
-    size_t n = fread(buf, 1, 65535, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
 static int
 s_setup_curve(void **state)
 {
@@ -620,7 +607,7 @@ test_curve_broker(void **state)
                          "--json", "--quiet", NULL };
     int st = gs_tk_wait_exit(s_gridsim_start(ok, out_path, err_path), "gridsim",
                              S_EXIT_PATIENCE_MS);
-    char *json = s_read_file(out_path), *err = s_read_file(err_path);
+    char *json = gs_tk_read_file(out_path, NULL, 0), *err = gs_tk_read_file(err_path, NULL, 0);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fprintf(stderr, "gridsim: %s\n%s\n", json, err);
     assert_true(WIFEXITED(st));
@@ -641,7 +628,7 @@ test_curve_broker(void **state)
                          S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    err = s_read_file(err_path);
+    err = gs_tk_read_file(err_path, NULL, 0);
     if (!strstr(err, "handshake refused") || !strstr(err, "CURVE"))
         fprintf(stderr, "gridsim said: %s\n", err);
     assert_non_null(strstr(err, "handshake refused"));
@@ -663,7 +650,7 @@ test_curve_broker(void **state)
                          S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    err = s_read_file(err_path);
+    err = gs_tk_read_file(err_path, NULL, 0);
     if (!strstr(err, "handshake refused: is the key enrolled"))
         fprintf(stderr, "gridsim said: %s\n", err);
     assert_non_null(strstr(err, "handshake refused: is the key enrolled / is the broker in "
@@ -703,7 +690,7 @@ test_nothing_listening(void **state)
                              S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    char *err = s_read_file(err_path);
+    char *err = gs_tk_read_file(err_path, NULL, 0);
     assert_non_null(strstr(err, "could not connect"));
     free(err);
     close(hold);
@@ -733,7 +720,7 @@ test_sigterm_while_waiting(void **state)
     int st = gs_tk_wait_exit(pid, "gridsim", S_EXIT_PATIENCE_MS);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 1);
-    char *err = s_read_file(err_path), *json = s_read_file(out_path);
+    char *err = gs_tk_read_file(err_path, NULL, 0), *json = gs_tk_read_file(out_path, NULL, 0);
     assert_non_null(strstr(err, "interrupted"));
     assert_non_null(strstr(json, "\"interrupted\":true"));
     assert_int_equal(s_json_u64(json, "transport_errors"), 0);
