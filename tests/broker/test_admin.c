@@ -533,6 +533,7 @@ test_client_errors(void **state)
     snprintf(ep, sizeof ep, "ipc://%s", path);
     gs_admin_t *a = gs_admin_new(ep, &o, &rc, &err);
     assert_non_null(a);
+    assert_string_equal(gs_admin_endpoint(a), ep);
     assert_int_equal(gs_admin_health(a, &h, &err), GS_CLIENT_EIO);
     assert_non_null(strstr(err.message, "no admin socket at"));
 
