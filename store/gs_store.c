@@ -534,6 +534,13 @@ s_dbs_open(gs_store_t *self)
         return gs_store_err(rc, "begin open transaction");
     for (int i = 0; i < GS_DB_COUNT; i++) {
         rc = mdb_dbi_open(txn, gs_db_names[i], ro ? 0 : MDB_CREATE, &self->db[i]);
+        if (rc == MDB_NOTFOUND && ro && i == GS_DB_ORIGINS) {
+            /* a store no replica-aware build has opened for writing yet:
+             * it has no origins, and a read-only open cannot create the
+             * table (the readers of origins check no_origins) */
+            self->no_origins = 1;
+            continue;
+        }
         if (rc) {
             mdb_txn_abort(txn);
             if (rc == MDB_NOTFOUND) {

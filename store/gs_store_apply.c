@@ -25,6 +25,7 @@
 #include "gs_store_idem.h"
 #include "gs_store_ids.h"
 #include "gs_store_log.h"
+#include "gs_store_write.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -43,15 +44,8 @@ typedef struct s_uprec {
     uint32_t counts[GS_IDEM_COUNTS]; /* results by ResultStatus */
 } s_uprec_t;
 
-/* The stored state of a record the upload refers to. */
-typedef struct s_cur {
-    int found;                      /* the record exists */
-    char grid[GS_GRID_LEN + 1];     /* its cell */
-    char canon[GS_ID_MAX + 1];      /* its canonical id */
-    gs_rec_hdr_t hdr;               /* its header */
-    gs_ref_t *refs;                 /* its person refs (copied to the arena) */
-    MDB_val val;                    /* its value; valid until the next write */
-} s_cur_t;
+/* The stored state of a record the upload refers to (gs_store_write.h). */
+typedef gs_rec_cur_t s_cur_t;
 
 /* A record as stored: packed under its canonical id, and its content hash. */
 typedef struct s_bytes {
@@ -78,34 +72,32 @@ typedef struct s_apply {
 
 /* ---- Reading the current state of a record -------------------------------------- */
 
-/* Resolve kind|id (direct or alias, gs_ids_resolve) to the stored record.
- * cur->found = 0 when unknown. Returns 0 or the transaction's sticky error. */
-static int
-s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
+int
+gs_record_lookup(gs_txn_t *t, gs_arena_t *arena, char kb, const char *id, gs_rec_cur_t *cur)
 {
-    gs_store_t *st = a->st;
+    gs_store_t *st = t->st;
     memset(cur, 0, sizeof *cur);
-    if (a->t->err)
-        return a->t->err;
-    int rc = gs_ids_resolve(st, a->t->txn, kb, id, cur->grid, cur->canon);
+    if (t->err)
+        return t->err;
+    int rc = gs_ids_resolve(st, t->txn, kb, id, cur->grid, cur->canon);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
-        return gs_txn_fail(a->t, rc, "resolve id");
+        return gs_txn_fail(t, rc, "resolve id");
     MDB_val k;
     uint8_t rk[GS_RK_MAX];
     k.mv_data = rk;
     k.mv_size = gs_key_record(rk, cur->grid, kb, cur->canon, strlen(cur->canon));
-    rc = gs_txn_get(a->t, GS_DB_RECORDS, &k, &cur->val);
+    rc = gs_txn_get(t, GS_DB_RECORDS, &k, &cur->val);
     if (rc)
-        return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "record of an id") : rc;
+        return rc == GS_ENOTFOUND ? gs_txn_fail(t, MDB_CORRUPTED, "record of an id") : rc;
     if (gs_rec_hdr_get(&cur->val, &cur->hdr))
-        return gs_txn_fail(a->t, MDB_CORRUPTED, "record header");
+        return gs_txn_fail(t, MDB_CORRUPTED, "record header");
     if (cur->hdr.n_refs) {
         size_t bytes = (size_t) cur->hdr.n_refs * sizeof(gs_ref_t);
-        cur->refs = gs_arena_alloc(st->arena, bytes);
+        cur->refs = gs_arena_alloc(arena, bytes);
         if (!cur->refs)
-            return gs_txn_fail(a->t, ENOMEM, "person refs");
+            return gs_txn_fail(t, ENOMEM, "person refs");
         const uint8_t *p = (const uint8_t *) cur->val.mv_data + GS_REC_HDR;
         for (size_t i = 0; i < cur->hdr.n_refs; i++) {
             memcpy(cur->refs[i].hmac, p + i * GS_REF_LEN, 16);
@@ -114,6 +106,13 @@ s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
     }
     cur->found = 1;
     return 0;
+}
+
+/* Resolve kind|id to the stored record (gs_record_lookup in this attempt). */
+static int
+s_lookup(s_apply_t *a, char kb, const char *id, s_cur_t *cur)
+{
+    return gs_record_lookup(a->t, a->st->arena, kb, id, cur);
 }
 
 /* Natural key of the stored version (rare: only when the key changes). */
@@ -135,16 +134,17 @@ s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
 
 /* ---- Writing -------------------------------------------------------------------- */
 
-/* Store a new version of a record (new, update, void, move) with its
- * events and index changes. The natural key is handled by the caller. */
-static int
-s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_t *as,
-        const s_cur_t *cur, Gridsync__V1__RecordResult *res)
+int
+gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
+                uint64_t *seq_out)
 {
-    assert(pp->ready && canon && as->r && (!cur || cur->found));
+    const gs_prepared_t *pp = w->pp;
+    gs_txn_t *t = log->t;
+    if (cur && !cur->found)
+        cur = NULL;
+    int removing = w->op == GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT;
+    assert(pp->ready && w->canon && w->record && w->hash && (!removing || cur));
     int rc;
-    /* as: the record as stored, packed once (s_pack_hash) and copied into
-     * the change log; the person refs were prepared with it */
     const gs_ref_t *refs = pp->refs;
     size_t nrefs = pp->n_refs;
     if (nrefs > UINT16_MAX)
@@ -152,102 +152,135 @@ s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_
     uint32_t people = pp->people;
     char kb = pp->kb;
     const char *grid = pp->grid;
+    const char *canon = w->canon;
     int status = pp->status;
     uint8_t flags = pp->natkey_len ? GS_RF_NATKEY : 0;
 
-    int moving = cur && strcmp(cur->grid, grid) != 0;
-    uint64_t version = cur ? cur->hdr.version + 1 : 1;
-    uint64_t back = cur ? cur->hdr.seq : 0;
+    /* an upload moves a record whose grid changed in one call; a replica
+     * gets the move as two events and removes, then installs */
+    int moving = !w->op && cur && strcmp(cur->grid, grid) != 0;
+    assert(!w->op || removing || !cur || strcmp(cur->grid, grid) == 0);
+    uint64_t version = w->version;
     uint64_t seq = 0;
-    gs_log_event_t ev = { 0, grid, NULL, pp->kind, canon, version, a->up->device_id,
-                          as->r, as->rl, back };
-    if (moving) {
+    gs_log_event_t ev = { 0, grid, NULL, pp->kind, canon, version, w->origin_device,
+                          w->record, w->record_len, cur ? cur->hdr.seq : w->back,
+                          w->origin, w->origin_epoch, w->origin_seq };
+    if (moving || removing) {
         /* MOVE_OUT in the old cell, MOVE_IN in the new one: one version */
         ev.op = GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT;
         ev.grid = cur->grid;
-        if ((rc = gs_log_emit(&a->log, &ev, &seq)))
+        if ((rc = gs_log_emit(log, &ev, &seq)))
             return rc;
         ev.grid = grid;
         ev.prev_grid = cur->grid;
         ev.back = seq;
     }
-    ev.op = moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
-            : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
-                               : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
-    if ((rc = gs_log_emit(&a->log, &ev, &seq)))
-        return rc;
+    if (!removing) {
+        ev.op = w->op ? w->op
+                : moving ? GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
+                : status == S_VOID ? GRIDSYNC__V1__OPERATION__OPERATION_VOID
+                                   : GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
+        if (w->op == GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN)
+            ev.prev_grid = w->prev_grid;
+        if ((rc = gs_log_emit(log, &ev, &seq)))
+            return rc;
+    }
 
     /* records */
     size_t cl = strlen(canon);
     uint8_t rk[GS_RK_MAX];
     MDB_val k = { 0, rk }, v;
-    if (moving) {
+    if (moving || removing) {
         k.mv_size = gs_key_record(rk, cur->grid, kb, canon, cl);
-        if ((rc = gs_txn_del(a->t, GS_DB_RECORDS, &k)))
-            return rc == GS_ENOTFOUND ? gs_txn_fail(a->t, MDB_CORRUPTED, "moved record") : rc;
+        if ((rc = gs_txn_del(t, GS_DB_RECORDS, &k)))
+            return rc == GS_ENOTFOUND ? gs_txn_fail(t, MDB_CORRUPTED, "moved record") : rc;
     }
-    gs_rec_hdr_t h = { version, seq, a->now_ms, { 0 }, (uint8_t) status,
-                       (uint8_t) kb, (uint16_t) (people > UINT16_MAX ? UINT16_MAX : people),
-                       (uint16_t) nrefs, flags };
-    memcpy(h.hash, as->hash, 16);
-    k.mv_size = gs_key_record(rk, grid, kb, canon, cl);
-    v.mv_size = gs_rec_data_off(&h);
-    v.mv_data = NULL;
-    if ((rc = gs_txn_put(a->t, GS_DB_RECORDS, &k, &v, MDB_RESERVE)))
-        return rc;
-    uint8_t *d = v.mv_data;
-    gs_rec_hdr_put(d, &h);
-    for (size_t i = 0; i < nrefs; i++) {
-        memcpy(d + GS_REC_HDR + i * GS_REF_LEN, refs[i].hmac, 16);
-        d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
+    if (!removing) {
+        gs_rec_hdr_t h = { version, seq, log->now_ms, { 0 }, (uint8_t) status,
+                           (uint8_t) kb,
+                           (uint16_t) (people > UINT16_MAX ? UINT16_MAX : people),
+                           (uint16_t) nrefs, flags };
+        memcpy(h.hash, w->hash, 16);
+        k.mv_size = gs_key_record(rk, grid, kb, canon, cl);
+        v.mv_size = gs_rec_data_off(&h);
+        v.mv_data = NULL;
+        if ((rc = gs_txn_put(t, GS_DB_RECORDS, &k, &v, MDB_RESERVE)))
+            return rc;
+        uint8_t *d = v.mv_data;
+        gs_rec_hdr_put(d, &h);
+        for (size_t i = 0; i < nrefs; i++) {
+            memcpy(d + GS_REC_HDR + i * GS_REF_LEN, refs[i].hmac, 16);
+            d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
+        }
+        gs_txn_trace(t, GS_DB_RECORDS, &k, &v, 0);
     }
-    gs_txn_trace(a->t, GS_DB_RECORDS, &k, &v, 0);
 
     /* ids: the canonical entry carries the current grid */
-    if (!cur || moving) {
-        uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
-        MDB_val key = { gs_key_id(ik, kb, canon, cl), ik },
-                val = { gs_val_id(iv, grid, canon, cl), iv };
-        if ((rc = gs_txn_put(a->t, GS_DB_IDS, &key, &val, 0)))
+    uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
+    MDB_val key = { gs_key_id(ik, kb, canon, cl), ik },
+            val = { gs_val_id(iv, grid, canon, cl), iv };
+    if (removing) {
+        if ((rc = gs_txn_del(t, GS_DB_IDS, &key)) && rc != GS_ENOTFOUND)
+            return rc;
+    } else if (!cur || moving) {
+        if ((rc = gs_txn_put(t, GS_DB_IDS, &key, &val, 0)))
             return rc;
     }
 
     /* persons: only active records are indexed */
     int old_active = cur && cur->hdr.status == S_ACTIVE;
-    int new_active = status == S_ACTIVE;
+    int new_active = !removing && status == S_ACTIVE;
     int same_refs = old_active && new_active && !moving && cur->hdr.n_refs == nrefs;
     for (size_t i = 0; same_refs && i < nrefs; i++)
         if (memcmp(cur->refs[i].hmac, refs[i].hmac, 16) || cur->refs[i].role != refs[i].role)
             same_refs = 0;
     if (!same_refs) {
         uint8_t pk[GS_PK_MAX];
-        MDB_val key = { 0, pk };
+        MDB_val pkey = { 0, pk };
         if (old_active) {
             for (size_t i = 0; i < cur->hdr.n_refs; i++) {
-                key.mv_size = gs_key_person(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
-                rc = gs_txn_del(a->t, GS_DB_PERSONS, &key);
+                pkey.mv_size = gs_key_person(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
+                rc = gs_txn_del(t, GS_DB_PERSONS, &pkey);
                 if (rc && rc != GS_ENOTFOUND)
                     return rc;
             }
         }
         if (new_active) {
             for (size_t i = 0; i < nrefs; i++) {
-                key.mv_size = gs_key_person(pk, grid, refs[i].hmac, kb, canon, cl);
-                MDB_val val = { 1, (void *) &refs[i].role };
-                if ((rc = gs_txn_put(a->t, GS_DB_PERSONS, &key, &val, 0)))
+                pkey.mv_size = gs_key_person(pk, grid, refs[i].hmac, kb, canon, cl);
+                MDB_val pval = { 1, (void *) &refs[i].role };
+                if ((rc = gs_txn_put(t, GS_DB_PERSONS, &pkey, &pval, 0)))
                     return rc;
             }
         }
     }
 
     /* cells */
-    if (cur && (rc = gs_log_cell_count(&a->log, cur->grid, kb, cur->hdr.status,
+    if (cur && (rc = gs_log_cell_count(log, cur->grid, kb, cur->hdr.status,
                                        cur->hdr.n_people, -1)))
         return rc;
-    if ((rc = gs_log_cell_count(&a->log, grid, kb, status, people, +1)))
+    if (!removing && (rc = gs_log_cell_count(log, grid, kb, status, people, +1)))
         return rc;
+    *seq_out = seq;
+    return 0;
+}
 
-    res->version = version;
+/* Store a new version of an uploaded record (new, update, void, move) with
+ * its events and index changes (gs_record_write). The natural key is
+ * handled by the caller. */
+static int
+s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_t *as,
+        const s_cur_t *cur, Gridsync__V1__RecordResult *res)
+{
+    assert(pp->ready && canon && as->r && (!cur || cur->found));
+    gs_rec_write_t w = { .pp = pp, .canon = canon, .record = as->r, .record_len = as->rl,
+                         .hash = as->hash, .version = cur ? cur->hdr.version + 1 : 1,
+                         .origin_device = a->up->device_id };
+    uint64_t seq = 0;
+    int rc = gs_record_write(&a->log, &w, cur, &seq);
+    if (rc)
+        return rc;
+    res->version = w.version;
     res->seq = seq;
     return 0;
 }
@@ -365,19 +398,13 @@ s_view(const Gridsync__V1__Record *rec, gs_prepared_t *p)
     p->people = gs_record_people(rec);
 }
 
-/* Pack, hash, natural key and person refs of one valid record. */
+/* Natural key and person refs of one record (HMACs with this store's key):
+ * the one way they are computed for storing, whether the record was
+ * uploaded or came from another store. */
 static int
-s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
+s_derive(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
 {
     const Gridsync__V1__Record *rec = p->rec;
-    assert(rec && !p->verdict.reason);
-    size_t n = protobuf_c_message_get_packed_size(&rec->base);
-    uint8_t *buf = s_palloc(alloc, n);
-    if (!buf)
-        return GS_ENOMEM;
-    protobuf_c_message_pack(&rec->base, buf);
-    if (gs_content_hash_packed(buf, n, p->hash))
-        return 0;   /* cannot happen for protobuf-c's output; the apply will say so */
     uint8_t nk[GS_NATKEY_MAX + 2];
     size_t nkl = gs_natkey(rec, nk);
     uint8_t *nkc = NULL;
@@ -393,12 +420,54 @@ s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
             return GS_ENOMEM;
         nrefs = gs_record_refs(self, rec, refs, maxrefs);
     }
-    p->packed = buf;
-    p->packed_len = n;
     p->natkey = nkc;
     p->natkey_len = nkl;
     p->refs = refs;
     p->n_refs = nrefs;
+    return 0;
+}
+
+/* Pack, hash, natural key and person refs of one valid record. */
+static int
+s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
+{
+    const Gridsync__V1__Record *rec = p->rec;
+    assert(rec && !p->verdict.reason);
+    size_t n = protobuf_c_message_get_packed_size(&rec->base);
+    uint8_t *buf = s_palloc(alloc, n);
+    if (!buf)
+        return GS_ENOMEM;
+    protobuf_c_message_pack(&rec->base, buf);
+    if (gs_content_hash_packed(buf, n, p->hash))
+        return 0;   /* cannot happen for protobuf-c's output; the apply will say so */
+    int rc = s_derive(self, alloc, p);
+    if (rc)
+        return rc;
+    p->packed = buf;
+    p->packed_len = n;
+    p->ready = 1;
+    return 0;
+}
+
+int
+gs_prepare_packed(gs_store_t *self, ProtobufCAllocator *alloc, const uint8_t *data,
+                  size_t len, gs_prepared_t *p)
+{
+    memset(p, 0, sizeof *p);
+    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(alloc, len, data);
+    if (!rec || gs_content_hash_packed(data, len, p->hash)) {
+        gs_verdict_set(&p->verdict, GRIDSYNC__V1__REASON__REASON_MALFORMED,
+                       "record does not decode");
+        return 0;
+    }
+    s_view(rec, p);
+    if (p->verdict.reason)
+        return 0;
+    int rc = s_derive(self, alloc, p);
+    if (rc)
+        return rc;
+    p->packed = data;
+    p->packed_len = len;
     p->ready = 1;
     return 0;
 }

@@ -60,6 +60,7 @@ enum {
     GS_DB_DEVICES,      /* device_id -> packed Device */
     GS_DB_DEVICE_KEYS,  /* public key Z85 -> device_id */
     GS_DB_GRIDS,        /* grid code -> packed Grid */
+    GS_DB_ORIGINS,      /* a replica's origin area -> its state (gs_store_replica.h) */
     GS_DB_COUNT
 };
 
@@ -78,6 +79,7 @@ struct gs_store {
     uint8_t secret[32];             /* person-index HMAC key; never logged */
     int have_secret;                /* secret loaded (read-only opens may lack it) */
     int lock_fd;                    /* exclusive: holds the store lock; else -1 */
+    int no_origins;                 /* read-only open of a store without `origins` */
     uint64_t epoch;                 /* lineage epoch (meta "epoch"), read at open; 0 = none */
     crypto_auth_hmacsha256_state hmac0; /* HMAC state keyed with secret, copied per use */
     /* Growth and reopen need every transaction of this process closed:

@@ -155,6 +155,12 @@ gs_log_emit(gs_log_t *self, const gs_log_event_t *in, uint64_t *seq_out)
     gs_wbuf_varint(b, pl);
     for (int l = 0; l < GS_LEVELS; l++)
         gs_wbuf_varint(b, prev[l]);
+    if (in->origin && *in->origin) {
+        /* a replica's event: where it came from (fields 12-14, in order) */
+        gs_wbuf_bytes_field(b, 12, in->origin, strlen(in->origin), 0);
+        gs_wbuf_uint_field(b, 13, in->origin_epoch);
+        gs_wbuf_uint_field(b, 14, in->origin_seq);
+    }
     if (b->failed)
         return gs_txn_fail(t, ENOMEM, "event");
     size_t elen = b->len - off;

@@ -55,6 +55,9 @@ typedef struct gs_log_event {
     const uint8_t *record;          /* the packed Record as stored */
     size_t record_len;              /* its length */
     uint64_t back;                  /* the record's previous event seq (0: none) */
+    const char *origin;             /* a replica's event: the origin store's name, */
+    uint64_t origin_epoch;          /* its lineage epoch and the event's seq there */
+    uint64_t origin_seq;            /* (fields 12-14); NULL and 0 for own events */
 } gs_log_event_t;
 
 void gs_log_init(gs_log_t *self);

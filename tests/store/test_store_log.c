@@ -42,7 +42,7 @@ s_batch(gs_txn_t *t, void *arg)
     for (int i = 0; rc == 0 && i < 4 && b->grids[i]; i++) {
         gs_log_event_t ev = { GRIDSYNC__V1__OPERATION__OPERATION_UPSERT, b->grids[i], NULL,
                               GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD, "hh",
-                              1, "dev-1", s_rec, sizeof s_rec, 0 };
+                              1, "dev-1", s_rec, sizeof s_rec, 0, NULL, 0, 0 };
         rc = gs_log_emit(&log, &ev, &b->seqs[i]);
     }
     if (rc == 0)

@@ -1,0 +1,717 @@
+/*
+ * gs_store_replica: a replica's write path and its origins table (contract
+ * in gs_store_replica.h; the design in docs/federation.md, the layout in
+ * docs/store.md). Each message of an origin is checked in full (headers,
+ * decoding, epoch, order, and what the replica holds) before anything of
+ * it is written, so a refused message leaves nothing behind; the record
+ * itself is written by gs_record_write, the function the upload path uses.
+ *
+ * Where it sits: beside gs_store_apply.c, on the write transaction
+ * (gs_store_txn.h) and the change log (gs_store_log.h); called by the
+ * broker's replica thread.
+ */
+#include "gs_store_replica.h"
+#include "gs_grid.h"
+#include "gs_store_int.h"
+#include "gs_store_log.h"
+#include "gs_store_write.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define S_OP_UPSERT GRIDSYNC__V1__OPERATION__OPERATION_UPSERT
+#define S_OP_VOID GRIDSYNC__V1__OPERATION__OPERATION_VOID
+#define S_OP_MOVE_OUT GRIDSYNC__V1__OPERATION__OPERATION_MOVE_OUT
+#define S_OP_MOVE_IN GRIDSYNC__V1__OPERATION__OPERATION_MOVE_IN
+#define S_VOID GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID
+
+/* origins value: epoch, last seq, last committed_at, applied, stop seq (u64
+ * LE each), state, reason, followed length (u8 each), followed (15 bytes,
+ * NUL-padded), then the stop message */
+#define S_ORIGIN_HDR 58
+
+const char *
+gs_repl_reason_name(int reason)
+{
+    static const char *const names[GS_REPL_REASONS] = {
+        "ok", "decode", "header", "origin", "gap", "epoch", "conflict", "area", "stopped"
+    };
+    return reason >= 0 && reason < GS_REPL_REASONS ? names[reason] : "unknown";
+}
+
+/* ---- The origins table ------------------------------------------------------------ */
+
+static size_t
+s_origin_put(uint8_t *p, const gs_origin_t *o)
+{
+    gs_le64_put(p, o->epoch);
+    gs_le64_put(p + 8, o->last_seq);
+    gs_le64_put(p + 16, (uint64_t) o->last_committed_at);
+    gs_le64_put(p + 24, o->applied);
+    gs_le64_put(p + 32, o->stop_seq);
+    p[40] = (uint8_t) o->state;
+    p[41] = (uint8_t) o->reason;
+    size_t fl = strnlen(o->followed, GS_GRID_LEN);
+    p[42] = (uint8_t) fl;
+    memset(p + 43, 0, GS_GRID_LEN);
+    memcpy(p + 43, o->followed, fl);
+    size_t ml = strnlen(o->message, sizeof o->message - 1);
+    memcpy(p + S_ORIGIN_HDR, o->message, ml);
+    return S_ORIGIN_HDR + ml;
+}
+
+/* Decode an entry of area; -1 when the value is damaged. */
+static int
+s_origin_get(const char *area, const MDB_val *v, gs_origin_t *o)
+{
+    memset(o, 0, sizeof *o);
+    snprintf(o->area, sizeof o->area, "%s", area);
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < S_ORIGIN_HDR || v->mv_size > S_ORIGIN_HDR + sizeof o->message - 1 ||
+        p[42] > GS_GRID_LEN || p[40] > GS_ORIGIN_STOPPED || p[41] >= GS_REPL_REASONS)
+        return -1;
+    o->epoch = gs_le64_get(p);
+    o->last_seq = gs_le64_get(p + 8);
+    o->last_committed_at = (int64_t) gs_le64_get(p + 16);
+    o->applied = gs_le64_get(p + 24);
+    o->stop_seq = gs_le64_get(p + 32);
+    o->state = p[40];
+    o->reason = p[41];
+    memcpy(o->followed, p + 43, p[42]);
+    memcpy(o->message, p + S_ORIGIN_HDR, v->mv_size - S_ORIGIN_HDR);
+    return 0;
+}
+
+/* An origin's name: an area prefix at a hierarchy level of 2 to 12 digits. */
+static int
+s_area_ok(const char *area)
+{
+    size_t n = area ? strlen(area) : 0;
+    if (n < 2 || n >= GS_GRID_LEN || gs_level_of_len(n) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (area[i] < '0' || area[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* ---- Applying an origin's messages ------------------------------------------------ */
+
+/* State of one replicate attempt (redone from scratch after map growth). */
+typedef struct s_repl {
+    gs_store_t *st;                 /* the store */
+    gs_txn_t *t;                    /* the write transaction */
+    gs_log_t log;                   /* the change log in this attempt */
+    int64_t now_ms;                 /* commit time */
+    const char *area;               /* the origin */
+    const char *followed;           /* the prefix followed in it */
+    int level;                      /* followed's hierarchy level */
+    const gs_repl_msg_t *msgs;      /* the messages */
+    size_t n;                       /* how many */
+    gs_origin_t o;                  /* the origin's entry as this attempt leaves it */
+    gs_repl_result_t res;           /* what this attempt did */
+    char mo_kb;                     /* the last MOVE_OUT of this attempt: kind byte, */
+    char mo_id[GS_ID_MAX + 1];      /* record id */
+    uint64_t mo_seq;                /* and the seq of its event here */
+} s_repl_t;
+
+/* Refuse the current message: reason and message into the result.
+ * Returns the reason (> 0). */
+static int s_refuse(s_repl_t *r, int reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int
+s_refuse(s_repl_t *r, int reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->res.message, sizeof r->res.message, fmt, ap);
+    va_end(ap);
+    r->res.refused = reason;
+    return reason;
+}
+
+/* A decimal u64 header value; -1 when it is not one. */
+static int
+s_parse_dec(const char *s, uint64_t *out)
+{
+    if (!s || !*s || strlen(s) > 20)
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned d = (unsigned) (*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* An epoch header: exactly 16 lower-case hex digits, not all zero. */
+static int
+s_parse_epoch(const char *s, uint64_t *out)
+{
+    if (!s || strlen(s) != 16)
+        return -1;
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned) (c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned) (c - 'a' + 10);
+        else
+            return -1;
+        v = v << 4 | d;
+    }
+    if (!v)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A NUL-terminated 15-digit grid code? */
+static int
+s_grid_ok(const char *g)
+{
+    if (!g || strlen(g) != GS_GRID_LEN)
+        return 0;
+    for (size_t i = 0; i < GS_GRID_LEN; i++)
+        if (g[i] < '0' || g[i] > '9')
+            return 0;
+    return 1;
+}
+
+/* The natural key of the version cur describes (from its stored bytes). */
+static int
+s_cur_natkey(s_repl_t *r, const gs_rec_cur_t *cur, uint8_t *nk, size_t *nkl)
+{
+    const uint8_t *data;
+    size_t len;
+    *nkl = 0;
+    int rc = gs_rec_data(r->st, r->t->txn, &cur->hdr, &data, &len);
+    if (rc)
+        return gs_txn_fail(r->t, rc, "stored record");
+    Gridsync__V1__Record *old =
+        gridsync__v1__record__unpack(gs_arena_allocator(r->st->arena), len, data);
+    if (!old)
+        return gs_txn_fail(r->t, MDB_CORRUPTED, "stored record");
+    *nkl = gs_natkey(old, nk);
+    return 0;
+}
+
+/* One message: check everything, then write. Returns 0 (applied or
+ * skipped), a GS_REPL_* reason (> 0: refused, nothing written) or the
+ * sticky error (< 0). */
+static int
+s_message(s_repl_t *r, const gs_repl_msg_t *m)
+{
+    gs_store_t *st = r->st;
+    gs_origin_t *o = &r->o;
+    ProtobufCAllocator *alloc = gs_arena_allocator(st->arena);
+    r->res.refused_seq = 0;
+
+    /* headers */
+    uint64_t hseq, hepoch;
+    if (s_parse_dec(m->h_seq, &hseq) || hseq == 0)
+        return s_refuse(r, GS_REPL_HEADER, "message without a valid Gridsync-Seq header "
+                        "(got '%.40s')", m->h_seq ? m->h_seq : "(none)");
+    r->res.refused_seq = hseq;
+    if (!m->h_origin)
+        return s_refuse(r, GS_REPL_HEADER, "message seq %" PRIu64 " has no Gridsync-Origin "
+                        "header", hseq);
+    if (strcmp(m->h_origin, r->area) != 0)
+        return s_refuse(r, GS_REPL_ORIGIN, "message seq %" PRIu64 " names origin '%.40s', "
+                        "which is not this stream's origin %s", hseq, m->h_origin, r->area);
+    if (s_parse_epoch(m->h_epoch, &hepoch))
+        return s_refuse(r, GS_REPL_HEADER, "message seq %" PRIu64 " has no valid "
+                        "Gridsync-Epoch header (got '%.40s')", hseq,
+                        m->h_epoch ? m->h_epoch : "(none)");
+
+    /* the event */
+    gs_event_fields_t f;
+    Gridsync__V1__ChangeEvent *ev = m->data && m->len
+        ? gridsync__v1__change_event__unpack(alloc, m->len, m->data) : NULL;
+    if (!ev || gs_event_scan(m->data, m->len, &f))
+        return s_refuse(r, GS_REPL_DECODE, "message seq %" PRIu64 " does not decode as a "
+                        "ChangeEvent", hseq);
+    if (ev->seq != hseq)
+        return s_refuse(r, GS_REPL_HEADER, "message has Gridsync-Seq %" PRIu64 " but its "
+                        "event has seq %" PRIu64, hseq, ev->seq);
+
+    /* lineage, redelivery, order */
+    if (o->epoch && hepoch != o->epoch)
+        return s_refuse(r, GS_REPL_EPOCH, "message seq %" PRIu64 " has epoch %016" PRIx64
+                        " but origin %s was followed under epoch %016" PRIx64 ": the origin "
+                        "store was replaced or restored; re-baseline it "
+                        "(--replica-rebaseline=%s)", hseq, hepoch, r->area, o->epoch, r->area);
+    if (hseq <= o->last_seq) {
+        r->res.skipped++;
+        return 0;
+    }
+    if (f.n_prev_seq != GS_LEVELS)
+        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " has %zu prev_seq entries, "
+                        "not %d", hseq, f.n_prev_seq, GS_LEVELS);
+    if (f.prev_seq[r->level] != o->last_seq)
+        return s_refuse(r, GS_REPL_GAP, "event seq %" PRIu64 " follows seq %" PRIu64
+                        " under %s but the last applied is seq %" PRIu64 ": events are "
+                        "missing", hseq, f.prev_seq[r->level], r->followed, o->last_seq);
+
+    /* the event's fields and its record */
+    int op = ev->op;
+    if (op != S_OP_UPSERT && op != S_OP_VOID && op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN)
+        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " has unknown op %d", hseq, op);
+    if (!s_grid_ok(ev->grid_code) || !gs_kind_byte(ev->kind) || !ev->record_key ||
+        !*ev->record_key || strlen(ev->record_key) > GS_ID_MAX || !f.record || !ev->version)
+        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " lacks a grid, kind, record "
+                        "key, version or record", hseq);
+    if (!gs_grid_prefix_covers(r->followed, ev->grid_code))
+        return s_refuse(r, GS_REPL_ORIGIN, "event seq %" PRIu64 " is in grid %s, outside "
+                        "the followed area %s", hseq, ev->grid_code, r->followed);
+    if (op == S_OP_MOVE_IN && (!s_grid_ok(ev->previous_grid_code) ||
+                               !gs_grid_prefix_covers(r->area, ev->previous_grid_code)))
+        return s_refuse(r, GS_REPL_DECODE, "MOVE_IN event seq %" PRIu64 " has no previous "
+                        "grid inside origin %s", hseq, r->area);
+    gs_prepared_t pp;
+    int rc = gs_prepare_packed(st, alloc, f.record, f.record_len, &pp);
+    if (rc)
+        return gs_txn_fail(r->t, rc, "prepare replicated record");
+    if (!pp.ready)
+        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 ": %s", hseq,
+                        pp.verdict.message);
+    /* MOVE_OUT carries the record as it is after the move (in its new grid) */
+    const char *want_grid = op == S_OP_MOVE_OUT ? pp.grid : ev->grid_code;
+    if (pp.kind != (int) ev->kind || strcmp(pp.id, ev->record_key) != 0 ||
+        strcmp(pp.grid, want_grid) != 0 || !gs_grid_prefix_covers(r->area, pp.grid) ||
+        (op == S_OP_VOID) != (op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN &&
+                              pp.status == S_VOID))
+        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 ": its record disagrees with "
+                        "the event (kind, id, grid or status)", hseq);
+
+    /* what the replica holds */
+    gs_rec_cur_t cur;
+    if ((rc = gs_record_lookup(r->t, st->arena, pp.kb, ev->record_key, &cur)))
+        return rc;
+    if (cur.found && !gs_grid_prefix_covers(r->area, cur.grid))
+        return s_refuse(r, GS_REPL_ORIGIN, "event seq %" PRIu64 ": record %c/%s is held by "
+                        "another origin (grid %s)", hseq, pp.kb, ev->record_key, cur.grid);
+    if (op == S_OP_MOVE_OUT && (!cur.found || strcmp(cur.grid, ev->grid_code) != 0))
+        return s_refuse(r, GS_REPL_CONFLICT, "MOVE_OUT event seq %" PRIu64 " of record %c/%s "
+                        "from grid %s, where the replica does not hold it", hseq, pp.kb,
+                        ev->record_key, ev->grid_code);
+    if (op == S_OP_MOVE_IN && cur.found)
+        return s_refuse(r, GS_REPL_CONFLICT, "MOVE_IN event seq %" PRIu64 " of record %c/%s, "
+                        "which the replica still holds in grid %s", hseq, pp.kb,
+                        ev->record_key, cur.grid);
+    if (cur.found && strcmp(cur.grid, ev->grid_code) != 0)
+        return s_refuse(r, GS_REPL_CONFLICT, "event seq %" PRIu64 " changes record %c/%s in "
+                        "grid %s, but the replica holds it in grid %s", hseq, pp.kb,
+                        ev->record_key, ev->grid_code, cur.grid);
+    if (cur.found && ev->version <= cur.hdr.version)
+        return s_refuse(r, GS_REPL_CONFLICT, "event seq %" PRIu64 " brings version %" PRIu64
+                        " of record %c/%s, the replica holds version %" PRIu64, hseq,
+                        ev->version, pp.kb, ev->record_key, cur.hdr.version);
+    int removing = op == S_OP_MOVE_OUT;
+    int nk_held = 0;            /* the new natural key already leads to this record */
+    if (!removing && pp.natkey_len) {
+        MDB_val nkk = { pp.natkey_len, (void *) pp.natkey }, nkv;
+        rc = gs_txn_get(r->t, GS_DB_NATKEYS, &nkk, &nkv);
+        if (rc && rc != GS_ENOTFOUND)
+            return rc;
+        if (rc == 0) {
+            nk_held = gs_val_natkey_is(nkv.mv_data, nkv.mv_size, ev->record_key);
+            if (!nk_held) {
+                char other[GS_ID_MAX + 1] = "(damaged entry)";
+                gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other);
+                return s_refuse(r, GS_REPL_CONFLICT, "event seq %" PRIu64 ": the natural key "
+                                "of record %c/%s is held by record %s", hseq, pp.kb,
+                                ev->record_key, other);
+            }
+        }
+    }
+
+    /* checked: now write. The old natural key goes when it changes. */
+    if (cur.found && (cur.hdr.flags & GS_RF_NATKEY) && !nk_held) {
+        uint8_t onk[GS_NATKEY_MAX + 2];
+        size_t onkl;
+        if ((rc = s_cur_natkey(r, &cur, onk, &onkl)))
+            return rc;
+        MDB_val ok = { onkl, onk }, nkv;
+        if (onkl && (rc = gs_txn_get(r->t, GS_DB_NATKEYS, &ok, &nkv)) == 0 &&
+            gs_val_natkey_is(nkv.mv_data, nkv.mv_size, ev->record_key))
+            rc = gs_txn_del(r->t, GS_DB_NATKEYS, &ok);
+        if (rc && rc != GS_ENOTFOUND)
+            return rc;
+    }
+    if (!removing && pp.natkey_len && !nk_held) {
+        uint8_t nv[GS_IK_MAX];
+        MDB_val nkk = { pp.natkey_len, (void *) pp.natkey },
+                val = { gs_key_id(nv, pp.kb, ev->record_key, strlen(ev->record_key)), nv };
+        if ((rc = gs_txn_put(r->t, GS_DB_NATKEYS, &nkk, &val, 0)))
+            return rc;
+    }
+    uint64_t back = 0;
+    if (op == S_OP_MOVE_IN && r->mo_seq && r->mo_kb == pp.kb &&
+        strcmp(r->mo_id, ev->record_key) == 0)
+        back = r->mo_seq;   /* the MOVE_OUT of this move, applied in this call */
+    gs_rec_write_t w = { .pp = &pp, .canon = ev->record_key, .record = f.record,
+                         .record_len = f.record_len, .hash = pp.hash, .version = ev->version,
+                         .op = op, .prev_grid = ev->previous_grid_code, .back = back,
+                         .origin_device = ev->origin_device, .origin = r->area,
+                         .origin_epoch = hepoch, .origin_seq = ev->seq };
+    uint64_t seq;
+    if ((rc = gs_record_write(&r->log, &w, cur.found ? &cur : NULL, &seq)))
+        return rc;
+    if (removing) {
+        r->mo_kb = pp.kb;
+        snprintf(r->mo_id, sizeof r->mo_id, "%s", ev->record_key);
+        r->mo_seq = seq;
+    }
+    o->epoch = hepoch;
+    o->last_seq = ev->seq;
+    o->last_committed_at = ev->committed_at;
+    o->applied++;
+    o->state = GS_ORIGIN_RUNNING;
+    r->res.applied++;
+    return 0;
+}
+
+/* Read the entry of r->area into r->o (state NEW when absent). */
+static int
+s_entry_read(gs_txn_t *t, const char *area, gs_origin_t *o)
+{
+    MDB_val k = { strlen(area), (void *) area }, v;
+    int rc = gs_txn_get(t, GS_DB_ORIGINS, &k, &v);
+    if (rc == GS_ENOTFOUND) {
+        memset(o, 0, sizeof *o);
+        snprintf(o->area, sizeof o->area, "%s", area);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    if (s_origin_get(area, &v, o))
+        return gs_txn_fail(t, MDB_CORRUPTED, "origins entry");
+    return 0;
+}
+
+static int
+s_entry_write(gs_txn_t *t, const gs_origin_t *o)
+{
+    uint8_t buf[S_ORIGIN_HDR + sizeof o->message];
+    MDB_val k = { strlen(o->area), (void *) o->area }, v = { s_origin_put(buf, o), buf };
+    return gs_txn_put(t, GS_DB_ORIGINS, &k, &v, 0);
+}
+
+/* One attempt of the whole call in transaction t (gs_wfn). */
+static int
+s_attempt(gs_txn_t *t, void *arg)
+{
+    s_repl_t *r = arg;
+    gs_store_t *st = r->st;
+    gs_arena_reset(st->arena);
+    gs_wbuf_reset(&st->out);
+    r->t = t;
+    memset(&r->res, 0, sizeof r->res);
+    r->mo_seq = 0;
+    int rc;
+    if ((rc = gs_log_begin(&r->log, t, &st->out, r->now_ms)) ||
+        (rc = s_entry_read(t, r->area, &r->o)))
+        return rc;
+    gs_origin_t *o = &r->o;
+    if (o->state == GS_ORIGIN_STOPPED) {
+        /* nothing to write: the entry already says why */
+        s_refuse(r, GS_REPL_STOPPED, "origin %s is stopped (%s): %s", r->area,
+                 gs_repl_reason_name(o->reason), o->message);
+        r->res.refused_seq = o->stop_seq;
+        r->res.origin = *o;
+        return 0;
+    }
+    int reason = 0;
+    if (o->followed[0] && strcmp(o->followed, r->followed) != 0) {
+        reason = s_refuse(r, GS_REPL_AREA, "origin %s was followed under %s, now under %s: "
+                          "re-baseline it (--replica-rebaseline=%s)", r->area, o->followed,
+                          r->followed, r->area);
+    } else {
+        for (size_t i = 0; i < r->n; i++) {
+            rc = s_message(r, &r->msgs[i]);
+            if (rc < 0)
+                return rc;
+            if (rc > 0) {
+                reason = rc;
+                break;
+            }
+            r->res.consumed++;
+        }
+    }
+    if (!o->followed[0] && r->res.applied)
+        snprintf(o->followed, sizeof o->followed, "%s", r->followed);
+    if (reason) {
+        o->state = GS_ORIGIN_STOPPED;
+        o->reason = reason;
+        o->stop_seq = r->res.refused_seq;
+        snprintf(o->message, sizeof o->message, "%s", r->res.message);
+    }
+    r->res.origin = *o;
+    if (r->res.applied || reason)
+        s_entry_write(t, o);
+    if ((rc = gs_log_flush(&r->log)))
+        return rc;
+    return t->err;
+}
+
+/* The events of an attempt into out (one block; uploads empty). */
+static int
+s_output(gs_store_t *st, const gs_log_t *log, gs_apply_out_t *out)
+{
+    size_t eb = log->n_evs * sizeof(gs_event_out_t);
+    uint8_t *blk = malloc(eb + st->out.len + 1);
+    if (!blk)
+        return GS_ENOMEM;
+    uint8_t *bytes = blk + eb;
+    memcpy(bytes, st->out.data, st->out.len);
+    /* gs_apply_out_clear frees uploads: the block hangs there */
+    out->uploads = (gs_upload_result_t *) blk;
+    out->n_uploads = 0;
+    out->events = log->n_evs ? (gs_event_out_t *) blk : NULL;
+    out->n_events = log->n_evs;
+    for (size_t i = 0; i < log->n_evs; i++) {
+        const gs_log_ev_t *ev = &log->evs[i];
+        gs_event_out_t *e = &out->events[i];
+        memcpy(e->grid, ev->grid, sizeof e->grid);
+        e->seq = ev->seq;
+        e->data = bytes + ev->off;
+        e->len = ev->len;
+    }
+    out->head_seq = log->head;
+    return 0;
+}
+
+/* Run fn (an attempt over an s_repl_t) under the write lock and copy its
+ * events out. */
+static int
+s_run(gs_store_t *self, s_repl_t *r, gs_wfn *fn, gs_apply_out_t *out)
+{
+    pthread_mutex_lock(&self->write_lock);
+    gs_log_init(&r->log);
+    uint32_t grows = 0;
+    int rc = gs_store_write_locked(self, fn, r, &grows);
+    if (rc == 0)
+        rc = s_output(self, &r->log, out);
+    out->map_grows = grows;
+    gs_arena_reset(self->arena);
+    gs_log_deinit(&r->log);
+    pthread_mutex_unlock(&self->write_lock);
+    if (rc) {
+        memset(out, 0, sizeof *out);
+        out->map_grows = grows;
+    }
+    return rc;
+}
+
+int
+gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
+                   const gs_repl_msg_t *msgs, size_t n, int64_t now_ms,
+                   gs_repl_result_t *res, gs_apply_out_t *out)
+{
+    if (!self || !res || !out || (n && !msgs))
+        return GS_EINVAL;
+    memset(out, 0, sizeof *out);
+    memset(res, 0, sizeof *res);
+    if (!s_area_ok(area) || !followed || strlen(followed) > GS_GRID_LEN ||
+        gs_level_of_len(strlen(followed)) < 0 || !gs_grid_prefix_covers(area, followed)) {
+        gs_store_detail("replicate: origin area must be 2-12 digits at a hierarchy level, "
+                        "the followed prefix a level prefix under it");
+        return GS_EINVAL;
+    }
+    if (self->opts.read_only) {
+        gs_store_detail("store opened read-only");
+        return GS_EREADONLY;
+    }
+    s_repl_t r;
+    memset(&r, 0, sizeof r);
+    r.st = self;
+    r.now_ms = now_ms;
+    r.area = area;
+    r.followed = followed;
+    r.level = gs_level_of_len(strlen(followed));
+    r.msgs = msgs;
+    r.n = n;
+    int rc = s_run(self, &r, s_attempt, out);
+    if (rc == 0)
+        *res = r.res;
+    return rc;
+}
+
+/* ---- Re-baselining -------------------------------------------------------------------- */
+
+/* One attempt of a re-baseline: every record under the area, removed. */
+static int
+s_rebase_attempt(gs_txn_t *t, void *arg)
+{
+    s_repl_t *r = arg;
+    gs_store_t *st = r->st;
+    gs_arena_reset(st->arena);
+    gs_wbuf_reset(&st->out);
+    r->t = t;
+    memset(&r->res, 0, sizeof r->res);
+    int rc;
+    if ((rc = gs_log_begin(&r->log, t, &st->out, r->now_ms)) ||
+        (rc = s_entry_read(t, r->area, &r->o)))
+        return rc;
+    ProtobufCAllocator *alloc = gs_arena_allocator(st->arena);
+    size_t al = strlen(r->area);
+    for (;;) {
+        /* the first record left under the area; each removal deletes it,
+         * so the walk starts over rather than keep a cursor across writes */
+        MDB_cursor *c;
+        if ((rc = mdb_cursor_open(t->txn, st->db[GS_DB_RECORDS], &c)))
+            return gs_txn_fail(t, rc, "open records cursor");
+        MDB_val k = { al, (void *) r->area }, v;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        mdb_cursor_close(c);
+        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size < al ||
+                                               memcmp(k.mv_data, r->area, al) != 0)))
+            break;
+        if (rc)
+            return gs_txn_fail(t, rc, "walk records");
+        char grid[GS_GRID_LEN + 1], kb, id[GS_ID_MAX + 1];
+        if (gs_key_record_parse(k.mv_data, k.mv_size, grid, &kb, id))
+            return gs_txn_fail(t, MDB_CORRUPTED, "records key");
+        gs_rec_cur_t cur;
+        if ((rc = gs_record_lookup(t, st->arena, kb, id, &cur)))
+            return rc;
+        if (!cur.found || strcmp(cur.grid, grid) != 0)
+            return gs_txn_fail(t, MDB_CORRUPTED, "record without its ids entry");
+        const uint8_t *data;
+        size_t len;
+        if ((rc = gs_rec_data(st, t->txn, &cur.hdr, &data, &len)))
+            return gs_txn_fail(t, rc, "stored record");
+        gs_prepared_t pp;
+        if ((rc = gs_prepare_packed(st, alloc, data, len, &pp)))
+            return gs_txn_fail(t, rc, "prepare stored record");
+        if (!pp.ready)
+            return gs_txn_fail(t, MDB_CORRUPTED, "stored record");
+        /* its natural key, when it leads to it */
+        if (pp.natkey_len) {
+            MDB_val nkk = { pp.natkey_len, (void *) pp.natkey }, nkv;
+            rc = gs_txn_get(t, GS_DB_NATKEYS, &nkk, &nkv);
+            if (rc == 0 && gs_val_natkey_is(nkv.mv_data, nkv.mv_size, id))
+                rc = gs_txn_del(t, GS_DB_NATKEYS, &nkk);
+            if (rc && rc != GS_ENOTFOUND)
+                return rc;
+        }
+        /* copy the bytes out of the map: the writes below may move them */
+        uint8_t *copy = gs_arena_alloc(st->arena, len ? len : 1);
+        if (!copy)
+            return gs_txn_fail(t, ENOMEM, "record copy");
+        memcpy(copy, data, len);
+        gs_rec_write_t w = { .pp = &pp, .canon = id, .record = copy, .record_len = len,
+                             .hash = pp.hash, .version = cur.hdr.version,
+                             .op = S_OP_MOVE_OUT, .origin = r->area,
+                             .origin_epoch = r->o.epoch, .origin_seq = 0 };
+        uint64_t seq;
+        if ((rc = gs_record_write(&r->log, &w, &cur, &seq)))
+            return rc;
+        r->res.applied++;
+        if (r->res.applied % 4096 == 0)
+            gs_arena_reset(st->arena);  /* bounded memory over a large origin */
+    }
+    /* the entry: back to new, any lineage accepted from its first event */
+    MDB_val ek = { al, (void *) r->area };
+    if ((rc = gs_txn_del(t, GS_DB_ORIGINS, &ek)) && rc != GS_ENOTFOUND)
+        return rc;
+    if ((rc = gs_log_flush(&r->log)))
+        return rc;
+    return t->err;
+}
+
+int
+gs_store_origin_rebaseline(gs_store_t *self, const char *area, int64_t now_ms,
+                           uint64_t *removed, gs_apply_out_t *out)
+{
+    if (!self || !out)
+        return GS_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!s_area_ok(area)) {
+        gs_store_detail("rebaseline: origin area must be 2-12 digits at a hierarchy level");
+        return GS_EINVAL;
+    }
+    if (self->opts.read_only) {
+        gs_store_detail("store opened read-only");
+        return GS_EREADONLY;
+    }
+    s_repl_t r;
+    memset(&r, 0, sizeof r);
+    r.st = self;
+    r.now_ms = now_ms;
+    r.area = area;
+    int rc = s_run(self, &r, s_rebase_attempt, out);
+    if (removed)
+        *removed = rc == 0 ? r.res.applied : 0;
+    return rc;
+}
+
+/* ---- Reading ------------------------------------------------------------------------ */
+
+int
+gs_store_origin_get(gs_store_t *self, const char *area, gs_origin_t *o)
+{
+    if (!self || !o || !s_area_ok(area))
+        return GS_EINVAL;
+    memset(o, 0, sizeof *o);
+    snprintf(o->area, sizeof o->area, "%s", area);
+    if (self->no_origins)
+        return GS_ENOTFOUND;
+    MDB_txn *txn;
+    int rc = gs_rtxn_begin(self, &txn);
+    if (rc)
+        return rc;
+    MDB_val k = { strlen(area), (void *) area }, v;
+    rc = mdb_get(txn, self->db[GS_DB_ORIGINS], &k, &v);
+    if (rc == 0 && s_origin_get(area, &v, o))
+        rc = MDB_CORRUPTED;
+    gs_rtxn_end(self, &txn);
+    if (rc == MDB_NOTFOUND)
+        return GS_ENOTFOUND;
+    return rc ? gs_store_err(rc, "read origins") : 0;
+}
+
+typedef struct s_list {
+    gs_origin_fn *fn;               /* the caller's callback */
+    void *arg;                      /* and its argument */
+} s_list_t;
+
+static int
+s_list_one(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *user)
+{
+    (void) txn;
+    s_list_t *l = arg;
+    char area[GS_GRID_LEN + 1];
+    if (k->mv_size > GS_GRID_LEN)
+        return MDB_CORRUPTED;
+    memcpy(area, k->mv_data, k->mv_size);
+    area[k->mv_size] = 0;
+    gs_origin_t o;
+    if (s_origin_get(area, v, &o))
+        return MDB_CORRUPTED;
+    *user = l->fn(l->arg, &o);
+    return 0;
+}
+
+int
+gs_store_origins(gs_store_t *self, gs_origin_fn *fn, void *arg)
+{
+    if (!self || !fn)
+        return GS_EINVAL;
+    if (self->no_origins)
+        return 0;
+    s_list_t l = { fn, arg };
+    return gs_scan(self, GS_DB_ORIGINS, NULL, s_list_one, &l, "read origins");
+}

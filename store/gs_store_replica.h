@@ -1,0 +1,141 @@
+/*
+ * gs_store_replica: a replica store (the city tier, docs/federation.md).
+ * A replica takes no uploads; it applies the change events of one or more
+ * origin stores (district stores, each named by its area prefix) as they
+ * come from JetStream, into its own tables, under its own seqs and change
+ * log, and keeps per origin what it has applied (the origins table).
+ *
+ * Where it sits: the broker's replica thread (broker/gs_replica.c) calls
+ * gs_store_replicate with the messages of one fetch and acks them after it
+ * returns; --replica-rebaseline calls gs_store_origin_rebaseline once at
+ * start. The readers (stats, metrics, gridctl) call gs_store_origin_get and
+ * gs_store_origins.
+ *
+ * Threads: gs_store_replicate and gs_store_origin_rebaseline are writes
+ * (serialised with every other write of the store, one writer thread);
+ * the two readers any thread.
+ */
+#ifndef GS_STORE_REPLICA_H
+#define GS_STORE_REPLICA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gs_store.h"
+
+/* Why an origin's message was refused. Each stops that origin. */
+enum {
+    GS_REPL_OK = 0,
+    GS_REPL_DECODE = 1,     /* the data is not a ChangeEvent a store writes */
+    GS_REPL_HEADER = 2,     /* a header missing, malformed or not matching the event */
+    GS_REPL_ORIGIN = 3,     /* from another origin, or touching another origin's records */
+    GS_REPL_GAP = 4,        /* out of order: an event is missing before it */
+    GS_REPL_EPOCH = 5,      /* another lineage epoch than the one recorded */
+    GS_REPL_CONFLICT = 6,   /* does not fit what the replica holds of that origin */
+    GS_REPL_AREA = 7,       /* the followed prefix differs from the recorded one */
+    GS_REPL_STOPPED = 8,    /* the origin was stopped by an earlier refusal */
+    GS_REPL_REASONS = 9
+};
+
+/* Short name of a refusal reason ("decode", "gap", ...), for logs and
+ * metric labels; "ok" for 0, "unknown" for others. */
+const char *gs_repl_reason_name(int reason);
+
+/* An origin's state. */
+enum { GS_ORIGIN_NEW = 0, GS_ORIGIN_RUNNING = 1, GS_ORIGIN_STOPPED = 2 };
+
+/* One entry of the origins table. */
+typedef struct gs_origin {
+    char area[GS_GRID_LEN + 1];     /* the origin's name: its area prefix */
+    char followed[GS_GRID_LEN + 1]; /* the prefix followed in it ("" before the first) */
+    uint64_t epoch;                 /* its lineage epoch (0 before the first event) */
+    uint64_t last_seq;              /* last origin seq applied (0: none) */
+    int64_t last_committed_at;      /* that event's committed_at at the origin, Unix ms */
+    uint64_t applied;               /* events applied since the last re-baseline */
+    int state;                      /* GS_ORIGIN_* */
+    int reason;                     /* GS_REPL_* when stopped */
+    uint64_t stop_seq;              /* the origin seq of the refused message (0: none) */
+    char message[256];              /* why it stopped, for a person */
+} gs_origin_t;
+
+/* One message of an origin's stream: the packed ChangeEvent as the origin's
+ * change log holds it, and the header values as received (NUL-terminated
+ * strings; NULL when the header is absent). */
+typedef struct gs_repl_msg {
+    const uint8_t *data;            /* packed gridsync.v1.ChangeEvent */
+    size_t len;                     /* its length */
+    const char *h_origin;           /* Gridsync-Origin */
+    const char *h_epoch;            /* Gridsync-Epoch: 16 lower-case hex digits */
+    const char *h_seq;              /* Gridsync-Seq: decimal */
+} gs_repl_msg_t;
+
+/* What one gs_store_replicate call did. */
+typedef struct gs_repl_result {
+    size_t consumed;                /* messages from the first that were applied or */
+                                    /* skipped as redeliveries: ack these          */
+    size_t applied;                 /* events installed */
+    size_t skipped;                 /* redeliveries (origin seq <= last applied) */
+    int refused;                    /* GS_REPL_* of message [consumed], 0: none */
+    uint64_t refused_seq;           /* its Gridsync-Seq (0 when unreadable) */
+    char message[256];              /* the refusal, for a person */
+    gs_origin_t origin;             /* the origin's entry after the commit */
+} gs_repl_result_t;
+
+/* Apply msgs[0..n) of origin area (2 to 12 digits), following prefix
+ * followed (the origin's area, or a longer prefix under it), in ONE write
+ * transaction with one durable commit (map growth redone as for
+ * gs_store_apply). For each message in order:
+ *   - checked: it decodes as a ChangeEvent with a 15-digit grid under
+ *     followed, a known op and kind and a record that decodes, has a kind,
+ *     grid and id and agrees with the event; Gridsync-Origin is area,
+ *     Gridsync-Seq is the event's seq, Gridsync-Epoch parses and is the
+ *     epoch recorded for area (any epoch when none is recorded yet);
+ *   - a redelivery (seq <= last applied) is skipped;
+ *   - in order when prev_seq[L] (L = followed's hierarchy level) equals
+ *     the last applied origin seq (0 before the first), else a gap;
+ *   - installed: UPSERT and VOID write the version the event carries (its
+ *     record bytes as they are, its version, content hash computed from
+ *     the bytes, person HMACs with this store's key, natural key, cell
+ *     counts), MOVE_OUT removes the record from its old cell, MOVE_IN
+ *     installs it in the new one; each gets one event in this store's own
+ *     change log (own seq and prev_seq chain, origin/origin_epoch/
+ *     origin_seq set). A record id held by a record outside area, a
+ *     natural key held by another record, a MOVE_OUT of a record the
+ *     replica does not hold in that cell, an UPSERT of a record held in
+ *     another cell and a version not above the held one are refusals.
+ * The first refused message stops the walk: the messages before it are
+ * applied and committed with the entry, which records the origin as
+ * stopped (reason, seq, message); nothing of the refused message is
+ * written, and later calls for a stopped origin refuse at once
+ * (GS_REPL_STOPPED) until gs_store_origin_rebaseline. A stopped origin
+ * never holds back another: each has its own entry.
+ *
+ * Returns 0 when the outcome is in *res (a refusal included) and *out
+ * holds the events to publish (free with gs_apply_out_clear; uploads
+ * empty); on an error (GS_EFULL, GS_EIO, ...) nothing was committed and
+ * the caller retries the same messages later. GS_EINVAL for a bad area or
+ * followed, GS_EREADONLY for a read-only store. now_ms stamps the commit. */
+int gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
+                       const gs_repl_msg_t *msgs, size_t n, int64_t now_ms,
+                       gs_repl_result_t *res, gs_apply_out_t *out);
+
+/* Re-baseline origin area: remove every record under area (each with a
+ * MOVE_OUT event of this store's own: origin set, origin_seq 0, so that
+ * followers of the replica see the records leave), with their ids, person
+ * index entries, natural keys and cell counts, and reset the origin's
+ * entry, so that the next gs_store_replicate accepts any epoch from its
+ * first event. One transaction. *removed (may be NULL) gets the number of
+ * records removed. Returns 0 or a GS_E* code. */
+int gs_store_origin_rebaseline(gs_store_t *self, const char *area, int64_t now_ms,
+                               uint64_t *removed, gs_apply_out_t *out);
+
+/* The entry of origin area into *o. Returns 0, GS_ENOTFOUND (o zeroed,
+ * area set, state NEW) or another GS_E* code. Any thread. */
+int gs_store_origin_get(gs_store_t *self, const char *area, gs_origin_t *o);
+
+/* Every entry, in area order. fn returns 0 to go on. Any thread; fn runs
+ * inside the read transaction and must not call the store. */
+typedef int (gs_origin_fn)(void *arg, const gs_origin_t *o);
+int gs_store_origins(gs_store_t *self, gs_origin_fn *fn, void *arg);
+
+#endif

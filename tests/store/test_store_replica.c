@@ -1,0 +1,583 @@
+/*
+ * test_store_replica: a replica store (store/gs_store_replica.h) fed with
+ * the change events of real district stores, as the replica thread feeds
+ * it from JetStream: two origins end as exactly the union of the districts
+ * (every record with the same version and bytes, verify clean, one own
+ * event per origin event with its origin fields); redeliveries are
+ * skipped; a move split across two calls; every refusal (bytes that do
+ * not decode, headers missing or wrong, another origin, a gap, another
+ * epoch, a record of another origin) applies what came before, nothing of
+ * the refused message, and stops only that origin; the re-baseline
+ * removes the origin's records and accepts a new lineage; a person named
+ * in both districts is a duplicate in the replica's person index.
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "gs_store.h"
+#include "gs_store_replica.h"
+#include "st_lib.h"
+
+#define A1 "440305"
+#define A2 "440306"
+
+/* One district store and its events as the bridge publishes them. */
+typedef struct {
+    char *dir;                      /* its directory */
+    gs_store_t *st;                 /* the store */
+    gs_arena_t *arena;              /* its records */
+    const char *area;               /* its origin name */
+    char epoch[17];                 /* Gridsync-Epoch */
+    size_t n;                       /* events read */
+    uint8_t **data;                 /* packed ChangeEvents */
+    size_t *len;                    /* their lengths */
+    char (*seq)[24];                /* Gridsync-Seq */
+} s_district_t;
+
+static int
+s_take(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) grid;
+    s_district_t *d = arg;
+    d->data = realloc(d->data, (d->n + 1) * sizeof *d->data);
+    d->len = realloc(d->len, (d->n + 1) * sizeof *d->len);
+    d->seq = realloc(d->seq, (d->n + 1) * sizeof *d->seq);
+    assert_non_null(d->data);
+    assert_non_null(d->len);
+    assert_non_null(d->seq);
+    d->data[d->n] = malloc(len);
+    memcpy(d->data[d->n], data, len);
+    d->len[d->n] = len;
+    snprintf(d->seq[d->n], sizeof d->seq[0], "%" PRIu64, seq);
+    d->n++;
+    return 0;
+}
+
+/* Read every event of d's store (again), in seq order. */
+static void
+s_events(s_district_t *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        free(d->data[i]);
+    d->n = 0;
+    const char *all = "";
+    assert_int_equal(gs_store_events(d->st, &all, 1, 0, 0, s_take, d, NULL, NULL), 0);
+    uint64_t e;
+    assert_int_equal(gs_store_epoch(d->st, &e), 0);
+    snprintf(d->epoch, sizeof d->epoch, "%016" PRIx64, e);
+}
+
+static void
+s_district_open(s_district_t *d, const char *area)
+{
+    memset(d, 0, sizeof *d);
+    d->area = area;
+    d->dir = st_tmpdir();
+    d->st = st_open(d->dir, NULL);
+    d->arena = gs_arena_new(64 * 1024);
+    assert_non_null(d->arena);
+}
+
+static void
+s_district_close(s_district_t *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        free(d->data[i]);
+    free(d->data);
+    free(d->len);
+    free(d->seq);
+    gs_store_destroy(&d->st);
+    gs_arena_destroy(&d->arena);
+    st_rmdir(d->dir);
+    free(d->dir);
+}
+
+/* The messages [from, to) of d, with its headers. */
+static gs_repl_msg_t *
+s_msgs(const s_district_t *d, size_t from, size_t to)
+{
+    gs_repl_msg_t *m = calloc(to - from + 1, sizeof *m);
+    assert_non_null(m);
+    for (size_t i = from; i < to; i++)
+        m[i - from] = (gs_repl_msg_t) { d->data[i], d->len[i], d->area, d->epoch, d->seq[i] };
+    return m;
+}
+
+/* Replicate messages [from, to) of d; returns the result. */
+static gs_repl_result_t
+s_replicate(gs_store_t *r, const s_district_t *d, size_t from, size_t to, size_t *n_events)
+{
+    gs_repl_msg_t *m = s_msgs(d, from, to);
+    gs_repl_result_t res;
+    gs_apply_out_t out;
+    int rc = gs_store_replicate(r, d->area, d->area, m, to - from, ST_NOW_MS + 1000, &res, &out);
+    if (rc)
+        fail_msg("replicate: %s (%s)", gs_store_strerror(rc), gs_store_errdetail());
+    if (n_events)
+        *n_events = out.n_events;
+    /* every event handed out carries its origin */
+    for (size_t i = 0; i < out.n_events; i++) {
+        Gridsync__V1__ChangeEvent *ev =
+            gridsync__v1__change_event__unpack(NULL, out.events[i].len, out.events[i].data);
+        assert_non_null(ev);
+        assert_string_equal(ev->origin, d->area);
+        assert_true(ev->origin_epoch != 0);
+        assert_true(ev->seq == out.events[i].seq);
+        /* the spliced bytes are what protoc-c packs, origin fields included */
+        size_t n = gridsync__v1__change_event__get_packed_size(ev);
+        uint8_t *re = malloc(n);
+        assert_non_null(re);
+        assert_int_equal(gridsync__v1__change_event__pack(ev, re), n);
+        assert_int_equal(n, out.events[i].len);
+        assert_memory_equal(re, out.events[i].data, n);
+        free(re);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_apply_out_clear(&out);
+    free(m);
+    return res;
+}
+
+/* Households and a rental in d's area, with an update, a void and a move.
+ * Person seed shared names a person present in both districts. */
+static void
+s_fill(s_district_t *d, uint32_t base, uint32_t shared)
+{
+    char g1[16], g2[16], g3[16], id[32], addr[40];
+    snprintf(g1, sizeof g1, "%s001001001", d->area);
+    snprintf(g2, sizeof g2, "%s001001002", d->area);
+    snprintf(g3, sizeof g3, "%s001002001", d->area);
+    for (uint32_t i = 0; i < 6; i++) {
+        snprintf(id, sizeof id, "hh-%s-%u", d->area, i);
+        snprintf(addr, sizeof addr, "%s0010010000%02u", d->area, i);
+        st_rec_t r = { .id = id, .grid = i % 2 ? g2 : g1, .addr_code = addr,
+                       .pids = { base + 2 * i + 1, base + 2 * i + 2 } };
+        if (i == 0 && shared)
+            r.pids[1] = shared;
+        assert_int_equal(st_put(d->st, d->arena, &r, ST_NOW_MS).status,
+                         GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    }
+    /* an update, a void and a move (MOVE_OUT + MOVE_IN) */
+    snprintf(id, sizeof id, "hh-%s-1", d->area);
+    snprintf(addr, sizeof addr, "%s0010010000%02u", d->area, 1);
+    st_rec_t u = { .id = id, .grid = g2, .addr_code = addr, .base = 1, .note = "changed",
+                   .pids = { base + 3, base + 4, base + 90 } };
+    assert_int_equal(st_put(d->st, d->arena, &u, ST_NOW_MS).version, 2);
+    snprintf(id, sizeof id, "hh-%s-2", d->area);
+    snprintf(addr, sizeof addr, "%s0010010000%02u", d->area, 2);
+    st_rec_t v = { .id = id, .grid = g1, .addr_code = addr, .base = 1, .void_ = 1,
+                   .pids = { base + 5, base + 6 } };
+    assert_int_equal(st_put(d->st, d->arena, &v, ST_NOW_MS).version, 2);
+    snprintf(id, sizeof id, "hh-%s-3", d->area);
+    snprintf(addr, sizeof addr, "%s0010010000%02u", d->area, 3);
+    st_rec_t m = { .id = id, .grid = g3, .addr_code = addr, .base = 1,
+                   .pids = { base + 7, base + 8 } };
+    st_res_t mr = st_put(d->st, d->arena, &m, ST_NOW_MS);
+    assert_int_equal(mr.version, 2);
+    assert_int_equal(mr.n_events, 2);
+    char rid[32];
+    snprintf(rid, sizeof rid, "rent-%s", d->area);
+    st_rec_t rr = { .kind = 'R', .id = rid, .grid = g3, .room = "101",
+                    .pids = { base + 20 }, .landlord = base + 21 };
+    assert_int_equal(st_put(d->st, d->arena, &rr, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    s_events(d);
+}
+
+/* ---- comparing stores ------------------------------------------------------------ */
+
+typedef struct {
+    size_t n;
+    char line[64][200];             /* grid kind key version hash-of-bytes */
+} s_recs_t;
+
+static int
+s_rec_line(void *arg, const gs_record_view_t *v)
+{
+    s_recs_t *r = arg;
+    assert_true(r->n < 64);
+    uint64_t h = 1469598103934665603ull;  /* FNV-1a of the bytes */
+    for (size_t i = 0; i < v->len; i++)
+        h = (h ^ v->data[i]) * 1099511628211ull;
+    snprintf(r->line[r->n++], sizeof r->line[0], "%s %d %s %" PRIu64 " %d %zu %016" PRIx64,
+             v->grid, v->kind, v->record_key, v->version, v->status, v->len, h);
+    return 0;
+}
+
+static void
+s_records(gs_store_t *st, const char *prefix, s_recs_t *r)
+{
+    memset(r, 0, sizeof *r);
+    assert_int_equal(gs_store_records(st, prefix, s_rec_line, r), 0);
+}
+
+static void
+s_same_records(gs_store_t *district, gs_store_t *replica, const char *area)
+{
+    static s_recs_t a, b;
+    s_records(district, "", &a);
+    s_records(replica, area, &b);
+    assert_int_equal(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        assert_string_equal(a.line[i], b.line[i]);
+}
+
+typedef struct {
+    size_t n;                       /* events */
+    size_t with_origin;             /* with origin fields set */
+    uint64_t last_origin_seq[2];    /* per origin: last origin_seq seen (in order) */
+    int in_order;                   /* origin seqs increase per origin */
+} s_log_t;
+
+static int
+s_log_ev(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) seq;
+    (void) grid;
+    s_log_t *l = arg;
+    Gridsync__V1__ChangeEvent *ev = gridsync__v1__change_event__unpack(NULL, len, data);
+    assert_non_null(ev);
+    l->n++;
+    if (ev->origin && *ev->origin && ev->origin_epoch && ev->origin_seq) {
+        l->with_origin++;
+        int o = strcmp(ev->origin, A1) == 0 ? 0 : 1;
+        if (ev->origin_seq <= l->last_origin_seq[o])
+            l->in_order = 0;
+        l->last_origin_seq[o] = ev->origin_seq;
+    }
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+    return 0;
+}
+
+static s_log_t
+s_log(gs_store_t *st)
+{
+    s_log_t l = { 0, 0, { 0, 0 }, 1 };
+    const char *all = "";
+    assert_int_equal(gs_store_events(st, &all, 1, 0, 0, s_log_ev, &l, NULL, NULL), 0);
+    return l;
+}
+
+/* ---- the tests --------------------------------------------------------------------- */
+
+typedef struct {
+    s_district_t d1, d2;
+    char *rdir;
+    gs_store_t *r;
+} s_fix_t;
+
+static int
+s_setup(void **state)
+{
+    s_fix_t *f = calloc(1, sizeof *f);
+    s_district_open(&f->d1, A1);
+    s_district_open(&f->d2, A2);
+    s_fill(&f->d1, 1000, 777);
+    s_fill(&f->d2, 21000, 777);   /* other ID numbers than d1's */
+    f->rdir = st_tmpdir();
+    f->r = st_open(f->rdir, NULL);
+    *state = f;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_fix_t *f = *state;
+    s_district_close(&f->d1);
+    s_district_close(&f->d2);
+    gs_store_destroy(&f->r);
+    st_rmdir(f->rdir);
+    free(f->rdir);
+    free(f);
+    return 0;
+}
+
+static int
+s_count_dup(void *arg, const uint8_t *hmac, const gs_person_ref_t *refs, size_t n)
+{
+    (void) hmac;
+    int *dups = arg;
+    int a1 = 0, a2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        a1 |= strncmp(refs[i].grid, A1, 6) == 0;
+        a2 |= strncmp(refs[i].grid, A2, 6) == 0;
+    }
+    if (a1 && a2)
+        (*dups)++;
+    return 0;
+}
+
+/* Two origins, in batches that split a move: exactly the union. */
+static void
+test_union_of_two_origins(void **state)
+{
+    s_fix_t *f = *state;
+    size_t total = 0, ne;
+    /* d1 in two calls, d2 in one between them; the cut after 9 lies
+     * between a MOVE_OUT and its MOVE_IN (the move is the 9th/10th event) */
+    gs_repl_result_t res = s_replicate(f->r, &f->d1, 0, 9, &ne);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.applied, 9);
+    assert_int_equal(ne, 9);
+    total += ne;
+    res = s_replicate(f->r, &f->d2, 0, f->d2.n, &ne);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.applied, f->d2.n);
+    total += ne;
+    res = s_replicate(f->r, &f->d1, 9, f->d1.n, &ne);
+    assert_int_equal(res.refused, 0);
+    total += ne;
+    assert_int_equal(total, f->d1.n + f->d2.n);
+    st_verify_ok(f->r);
+    s_same_records(f->d1.st, f->r, A1);
+    s_same_records(f->d2.st, f->r, A2);
+    s_log_t l = s_log(f->r);
+    assert_int_equal(l.n, f->d1.n + f->d2.n);
+    assert_int_equal(l.with_origin, l.n);
+    assert_true(l.in_order);
+    gs_origin_t o;
+    assert_int_equal(gs_store_origin_get(f->r, A1, &o), 0);
+    assert_int_equal(o.state, GS_ORIGIN_RUNNING);
+    assert_int_equal(o.last_seq, f->d1.n);
+    assert_int_equal(o.applied, f->d1.n);
+    assert_string_equal(o.followed, A1);
+    assert_int_equal(gs_store_origin_get(f->r, "440307", &o), GS_ENOTFOUND);
+    assert_int_equal(o.state, GS_ORIGIN_NEW);
+
+    /* redelivered: skipped, nothing written */
+    uint64_t head0, head1;
+    assert_int_equal(gs_store_head(f->r, &head0), 0);
+    res = s_replicate(f->r, &f->d1, 0, f->d1.n, &ne);
+    assert_int_equal(res.skipped, f->d1.n);
+    assert_int_equal(res.consumed, f->d1.n);
+    assert_int_equal(res.applied, 0);
+    assert_int_equal(ne, 0);
+    assert_int_equal(gs_store_head(f->r, &head1), 0);
+    assert_true(head0 == head1);
+
+    /* the person named in both districts is found at the replica only */
+    int dups = 0;
+    assert_int_equal(gs_store_person_dups(f->r, "", s_count_dup, &dups), 0);
+    assert_int_equal(dups, 1);
+    dups = 0;
+    assert_int_equal(gs_store_person_dups(f->d1.st, "", s_count_dup, &dups), 0);
+    assert_int_equal(dups, 0);
+}
+
+/* A refusal at message k of a batch: the k before are applied, then the
+ * origin is stopped with the reason; the other origin goes on. */
+static void
+s_refused(s_fix_t *f, gs_repl_msg_t *m, size_t n, size_t k, int reason)
+{
+    gs_repl_result_t res;
+    gs_apply_out_t out;
+    assert_int_equal(gs_store_replicate(f->r, A1, A1, m, n, ST_NOW_MS, &res, &out), 0);
+    if (res.refused != reason)
+        fail_msg("refused %d (%s), expected %d", res.refused, res.message, reason);
+    assert_int_equal(res.consumed, k);
+    assert_int_equal(res.applied, k);
+    assert_int_equal(out.n_events, k);
+    assert_true(res.message[0] != 0);
+    gs_apply_out_clear(&out);
+    st_verify_ok(f->r);
+    gs_origin_t o;
+    assert_int_equal(gs_store_origin_get(f->r, A1, &o), 0);
+    assert_int_equal(o.state, GS_ORIGIN_STOPPED);
+    assert_int_equal(o.reason, reason);
+    assert_int_equal(o.last_seq, k);
+    assert_string_equal(o.message, res.message);
+    /* stopped: refused at once, nothing written */
+    assert_int_equal(gs_store_replicate(f->r, A1, A1, m, n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(res.refused, GS_REPL_STOPPED);
+    assert_int_equal(res.consumed, 0);
+    assert_int_equal(out.n_events, 0);
+    gs_apply_out_clear(&out);
+    /* the other origin is not held back */
+    res = s_replicate(f->r, &f->d2, 0, f->d2.n, NULL);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.applied, f->d2.n);
+    /* and the re-baseline lets the first start over */
+    uint64_t removed = 0;
+    assert_int_equal(gs_store_origin_rebaseline(f->r, A1, ST_NOW_MS, &removed, &out), 0);
+    assert_int_equal(out.n_events, removed);
+    gs_apply_out_clear(&out);
+    st_verify_ok(f->r);
+    static s_recs_t recs;
+    s_records(f->r, A1, &recs);
+    assert_int_equal(recs.n, 0);
+    assert_int_equal(gs_store_origin_get(f->r, A1, &o), GS_ENOTFOUND);
+    res = s_replicate(f->r, &f->d1, 0, f->d1.n, NULL);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.applied, f->d1.n);
+    s_same_records(f->d1.st, f->r, A1);
+    s_same_records(f->d2.st, f->r, A2);
+    st_verify_ok(f->r);
+}
+
+static void
+test_refuse_undecodable(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_msg_t *m = s_msgs(&f->d1, 0, 4);
+    static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
+    m[2].data = junk;
+    m[2].len = sizeof junk;
+    s_refused(f, m, 4, 2, GS_REPL_DECODE);
+    free(m);
+}
+
+static void
+test_refuse_wrong_seq_header(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_msg_t *m = s_msgs(&f->d1, 0, 4);
+    m[1].h_seq = "3";
+    s_refused(f, m, 4, 1, GS_REPL_HEADER);
+    free(m);
+}
+
+static void
+test_refuse_missing_headers(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_msg_t *m = s_msgs(&f->d1, 0, 3);
+    m[1].h_epoch = "0123";
+    s_refused(f, m, 3, 1, GS_REPL_HEADER);
+    free(m);
+}
+
+static void
+test_refuse_other_origin(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_msg_t *m = s_msgs(&f->d1, 0, 3);
+    m[2].h_origin = "440399";
+    s_refused(f, m, 3, 2, GS_REPL_ORIGIN);
+    free(m);
+}
+
+static void
+test_refuse_gap(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_msg_t *m = s_msgs(&f->d1, 0, 5);
+    m[3] = m[4];    /* seq 4 missing */
+    s_refused(f, m, 4, 3, GS_REPL_GAP);
+    free(m);
+}
+
+static void
+test_refuse_other_epoch(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_msg_t *m = s_msgs(&f->d1, 0, 4);
+    m[3].h_epoch = "00000000000000aa";
+    s_refused(f, m, 4, 3, GS_REPL_EPOCH);
+    free(m);
+}
+
+/* An origin's event that names a record id another origin holds. */
+static void
+test_refuse_record_of_other_origin(void **state)
+{
+    s_fix_t *f = *state;
+    /* d2 first; then a third district under A1 that reuses d2's id */
+    s_replicate(f->r, &f->d2, 0, f->d2.n, NULL);
+    s_district_t d3;
+    s_district_open(&d3, A1);
+    st_rec_t a = { .id = "hh-a1-0", .grid = A1 "001001001", .room = "201",
+                   .pids = { 5001, 5002 } };
+    st_rec_t b = { .id = "hh-" A2 "-0", .grid = A1 "001001002", .room = "202",
+                   .pids = { 5003, 5004 } };
+    assert_int_equal(st_put(d3.st, d3.arena, &a, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    assert_int_equal(st_put(d3.st, d3.arena, &b, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    s_events(&d3);
+    gs_repl_result_t res = s_replicate(f->r, &d3, 0, d3.n, NULL);
+    assert_int_equal(res.refused, GS_REPL_ORIGIN);
+    assert_int_equal(res.applied, 1);
+    assert_non_null(strstr(res.message, "another origin"));
+    st_verify_ok(f->r);
+    s_same_records(f->d2.st, f->r, A2);
+    s_district_close(&d3);
+}
+
+/* A new lineage after a re-baseline; a changed followed area is refused. */
+static void
+test_rebaseline_new_lineage(void **state)
+{
+    s_fix_t *f = *state;
+    s_replicate(f->r, &f->d1, 0, f->d1.n, NULL);
+    /* the district "restored": another store with another epoch and
+     * fewer records under the same area */
+    s_district_t d3;
+    s_district_open(&d3, A1);
+    st_rec_t a = { .id = "hh-" A1 "-0", .grid = A1 "001001001", .pids = { 1001, 777 },
+                   .addr_code = A1 "001001000000" };
+    assert_int_equal(st_put(d3.st, d3.arena, &a, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    s_events(&d3);
+    gs_repl_result_t res = s_replicate(f->r, &d3, 0, d3.n, NULL);
+    assert_int_equal(res.refused, GS_REPL_EPOCH);
+    assert_int_equal(res.applied, 0);
+    assert_non_null(strstr(res.message, "re-baseline"));
+    gs_apply_out_t out;
+    uint64_t removed;
+    assert_int_equal(gs_store_origin_rebaseline(f->r, A1, ST_NOW_MS, &removed, &out), 0);
+    assert_int_equal(removed, 7);
+    gs_apply_out_clear(&out);
+    res = s_replicate(f->r, &d3, 0, d3.n, NULL);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.applied, 1);
+    s_same_records(d3.st, f->r, A1);
+    st_verify_ok(f->r);
+
+    /* following a narrower prefix than recorded needs a re-baseline too */
+    gs_repl_msg_t *m = s_msgs(&d3, 0, d3.n);
+    assert_int_equal(gs_store_replicate(f->r, A1, A1 "001", m, d3.n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(res.refused, GS_REPL_AREA);
+    gs_apply_out_clear(&out);
+    free(m);
+    s_district_close(&d3);
+}
+
+static void
+test_bad_arguments(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_result_t res;
+    gs_apply_out_t out;
+    assert_int_equal(gs_store_replicate(f->r, "4403051", "4403051", NULL, 0, 0, &res, &out),
+                     GS_EINVAL);
+    assert_int_equal(gs_store_replicate(f->r, A1, "4403", NULL, 0, 0, &res, &out), GS_EINVAL);
+    assert_int_equal(gs_store_replicate(f->r, "", "", NULL, 0, 0, &res, &out), GS_EINVAL);
+    assert_int_equal(gs_store_origin_rebaseline(f->r, "x", 0, NULL, &out), GS_EINVAL);
+    assert_string_equal(gs_repl_reason_name(GS_REPL_GAP), "gap");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_union_of_two_origins, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_undecodable, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_wrong_seq_header, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_missing_headers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_other_origin, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_gap, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_other_epoch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_record_of_other_origin, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_rebaseline_new_lineage, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
