@@ -31,6 +31,7 @@
 #include "gs_frontend.h"
 #include "gs_log.h"
 #include "gs_reader.h"
+#include "gs_replica.h"
 #include "gs_thread.h"
 #include "gs_writer.h"
 
@@ -145,9 +146,13 @@ gs_broker_run(gs_broker_t *self)
             return -1;
         }
     }
-    int rc = gs_thread_start(&b->writer_thread, "gs-writer", gs_writer_main, b->writer);
+    /* a replica's writer is the replica thread: the same place, the same
+     * drain protocol */
+    const char *wname = b->replica ? "gs-replica" : "gs-writer";
+    int rc = b->replica ? gs_thread_start(&b->writer_thread, wname, gs_replica_main, b->replica)
+                        : gs_thread_start(&b->writer_thread, wname, gs_writer_main, b->writer);
     if (rc)
-        return s_start_failed(b, "gs-writer", rc, 0);
+        return s_start_failed(b, wname, rc, 0);
     b->threads_started++;
     rc = gs_thread_start(&b->publisher_thread, "gs-publisher", gs_feed_main, b->feed);
     if (rc)
@@ -328,6 +333,19 @@ gs_broker_new(const gs_config_t *cfg)
                gs_store_errdetail());
         goto fail;
     }
+    if (cfg->replica_rebaseline[0] && !cfg->replica_of[0]) {
+        gs_log(GS_LOG_ERROR, "config_error", "msg=\"replica-rebaseline is for a replica: "
+               "replica-of is not set\"");
+        goto fail;
+    }
+    if (cfg->replica_of[0]) {
+        /* the config is checked and a re-baseline done before anything binds */
+        b->replica = gs_replica_new(b);
+        if (!b->replica)
+            goto fail;
+        b->metrics.replica_section = gs_replica_metrics;
+        b->metrics.replica_arg = b->replica;
+    }
     uint64_t head = 0;
     gs_store_head(b->store, &head);
     atomic_store(&b->head_seq, head);
@@ -494,15 +512,19 @@ gs_broker_new(const gs_config_t *cfg)
             goto fail;
         }
     }
+    char replica_of[600] = "";
+    if (b->replica)
+        gs_replica_describe(b->replica, replica_of, sizeof replica_of);
     /* logged by gs_broker_run once every thread runs, after the caller has
      * set up signal handling (gs_broker.h) */
     snprintf(b->ready, sizeof b->ready,
              "upload=%s feed=%s admin=%s metrics_port=%d store=\"%s\" head_seq=%llu "
-             "security=%s server_key=%s max_connections=%lld handshake_timeout_ms=%lld",
+             "security=%s server_key=%s max_connections=%lld handshake_timeout_ms=%lld%s%s",
              up_ep, feed_ep, admin_ep, b->http_fd >= 0 ? b->http_port : 0, cfg->store,
              (unsigned long long) head, b->secure ? "curve" : "none",
              b->secure ? b->server_public : "-", (long long) max_conns,
-             (long long) cfg->handshake_timeout_ms);
+             (long long) cfg->handshake_timeout_ms, b->replica ? " replica_of=" : "",
+             replica_of);
     return b;
 fail:
     gs_broker_destroy(&b);
@@ -545,6 +567,7 @@ gs_broker_destroy(gs_broker_t **self_p)
     free(b->readers);
     free(b->reader_socks);
     gs_writer_destroy(&b->writer);
+    gs_replica_destroy(&b->replica);
     gs_feed_destroy(&b->feed);
     if (s_signal_broker == b)
         s_signal_broker = NULL;

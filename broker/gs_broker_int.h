@@ -9,6 +9,7 @@
  *   gs_handoff.c   the jobs and replies the threads pass (gs_handoff.h)
  *   gs_frontend.c  the frontend thread (the caller of gs_broker_run)
  *   gs_writer.c    the writer thread (group commit)
+ *   gs_replica.c   the replica thread, the writer of a city replica
  *   gs_feed.c      the publisher thread and its tables (the live feed)
  *   gs_reader.c    the reader threads
  *   gs_serve.c     the request handlers: (store, request) -> reply bytes,
@@ -90,6 +91,8 @@ struct gs_broker {
     char ready[1024];               /* the "ready" line, logged once all run */
     gs_writer_t *writer;            /* the writer's group, allocated before it starts */
     gs_feed_t *feed;                /* the live feed: socket and tables (gs_feed.h) */
+    struct gs_replica *replica;     /* replica-of set: the replica thread's state */
+                                    /* (gs_replica.h), which runs instead of the writer */
     int threads_started;            /* how many of the above run */
     int secure;                     /* CURVE on client-facing TCP sockets */
     gs_auth_t *auth;                /* ZAP handler (secure mode) */

@@ -86,6 +86,30 @@ static const s_option_t s_options[] = {
       "debug, info, warn or error" },
     { "log-format", S_STRF(log_format), "kv", 0, 0,
       "kv (key=value lines) or json (JSON lines)" },
+    { "jetstream-url", S_STRF(jetstream_url), "", 0, 0,
+      "NATS JetStream server URL(s), comma-separated (federation.md)" },
+    { "jetstream-user", S_STRF(jetstream_user), "", 0, 0,
+      "NATS user name; the password is read from jetstream-password-file" },
+    { "jetstream-password-file", S_STRF(jetstream_password_file), "", 0, 0,
+      "file holding the NATS password of jetstream-user" },
+    { "jetstream-nkey-seed-file", S_STRF(jetstream_nkey_seed_file), "", 0, 0,
+      "file holding a NATS user nkey seed (instead of user and password)" },
+    { "jetstream-creds-file", S_STRF(jetstream_creds_file), "", 0, 0,
+      "NATS .creds file (JWT and seed; instead of user or nkey)" },
+    { "jetstream-tls-ca", S_STRF(jetstream_tls_ca), "", 0, 0,
+      "CA certificates (PEM) to verify the NATS server; set: TLS is required" },
+    { "jetstream-tls-cert", S_STRF(jetstream_tls_cert), "", 0, 0,
+      "client certificate (PEM) for TLS to NATS, with jetstream-tls-key" },
+    { "jetstream-tls-key", S_STRF(jetstream_tls_key), "", 0, 0,
+      "private key (PEM) of jetstream-tls-cert" },
+    { "replica-of", S_STRF(replica_of), "", 0, 0,
+      "run as a read-only city replica of these district areas (comma-separated)" },
+    { "replica-area", S_STRF(replica_area), "", 0, 0,
+      "replica: follow only this prefix (covering or under each origin area)" },
+    { "replica-name", S_STRF(replica_name), "replica", 0, 0,
+      "replica: durable consumer name, + \"_\" + origin area, per origin" },
+    { "replica-rebaseline", S_STRF(replica_rebaseline), "", 0, 0,
+      "command line only: remove origin AREA's records and accept its new lineage" },
 };
 
 #define S_NOPTIONS (sizeof s_options / sizeof s_options[0])
@@ -210,6 +234,14 @@ gs_config_load(gs_config_t *c, const char *path, char *err, size_t err_size)
         if (vn >= 2 && value[0] == '"' && value[vn - 1] == '"') {
             value[vn - 1] = 0;
             value++;
+        }
+        if (strcmp(name, "replica-rebaseline") == 0) {
+            /* a one-time action: from a file it would run at every start */
+            snprintf(err, err_size, "%s:%d: replica-rebaseline is a one-time action; give "
+                     "it on the command line (--replica-rebaseline=AREA), not in a file",
+                     path, lineno);
+            fclose(f);
+            return -1;
         }
         char sub[256];
         if (gs_config_set(c, name, value, sub, sizeof sub)) {

@@ -45,6 +45,19 @@ typedef struct gs_config {
     int no_sync;                /* benchmark only: commits not durable */
     char log_level[16];         /* debug, info, warn, error */
     char log_format[8];         /* kv or json */
+    /* federation (docs/federation.md): NATS JetStream */
+    char jetstream_url[512];    /* NATS server URL(s), comma-separated */
+    char jetstream_user[128];   /* user name (with jetstream_password_file) */
+    char jetstream_password_file[512]; /* file holding the password */
+    char jetstream_nkey_seed_file[512]; /* file holding an nkey seed (SU...) */
+    char jetstream_creds_file[512]; /* a .creds file (JWT and seed) */
+    char jetstream_tls_ca[512]; /* CA bundle: TLS to the NATS server */
+    char jetstream_tls_cert[512]; /* client certificate (with tls_key) */
+    char jetstream_tls_key[512]; /* its private key */
+    char replica_of[512];       /* a replica of these origin areas; "" = not a replica */
+    char replica_area[16];      /* the prefix followed ("" = each origin's whole area) */
+    char replica_name[32];      /* durable consumer name prefix */
+    char replica_rebaseline[16]; /* one-time, command line only: re-baseline this origin */
 } gs_config_t;
 
 /* Fill c with the defaults from the table. */

@@ -285,6 +285,16 @@ s_handle_router(gs_broker_t *b, int draining)
     gs_verdict_t v;
     switch (req->body_case) {
     case GRIDSYNC__V1__REQUEST__BODY_UPLOAD:
+        if (b->replica) {
+            /* a replica's store is written from its origins' streams only */
+            char ro[GS_MSG_MAX];
+            snprintf(ro, sizeof ro, "this broker is a read-only city replica of districts "
+                     "%.200s; upload to the district broker of the record's area",
+                     b->cfg.replica_of);
+            s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
+                             GRIDSYNC__V1__REASON__REASON_READ_ONLY, ro);
+            goto done;
+        }
         if (draining) {
             s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                              GRIDSYNC__V1__REASON__REASON_SHUTTING_DOWN,

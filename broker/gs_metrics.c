@@ -181,6 +181,8 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
     }
     s_gauge(b, "gridsync_uptime_seconds", "Seconds since the broker started.",
             (double) (now_ms - m->started_ms) / 1000.0);
+    if (m->replica_section)
+        m->replica_section(m->replica_arg, b, now_ms);
 }
 
 int

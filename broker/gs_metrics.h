@@ -58,6 +58,10 @@ typedef struct gs_metrics {
     atomic_uint_fast64_t handshakes_failed;     /* other failed CURVE handshakes (not ZAP) */
     int64_t batch_max_records;                  /* configured bound (reported) */
     int64_t batch_linger_us;                    /* configured bound (reported) */
+    /* a replica's own families (gs_replica_metrics), appended when set;
+     * set before the threads start */
+    void (*replica_section)(void *arg, gs_wbuf_t *out, int64_t now_ms);
+    void *replica_arg;                          /* its argument */
 } gs_metrics_t;
 
 void gs_metrics_init(gs_metrics_t *m, int64_t now_ms);

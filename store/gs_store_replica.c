@@ -31,8 +31,8 @@
 
 /* origins value: epoch, last seq, last committed_at, applied, stop seq (u64
  * LE each), state, reason, followed length (u8 each), followed (15 bytes,
- * NUL-padded), then the stop message */
-#define S_ORIGIN_HDR 58
+ * NUL-padded), stream seq (u64 LE), then the stop message */
+#define S_ORIGIN_HDR 66
 
 const char *
 gs_repl_reason_name(int reason)
@@ -59,6 +59,7 @@ s_origin_put(uint8_t *p, const gs_origin_t *o)
     p[42] = (uint8_t) fl;
     memset(p + 43, 0, GS_GRID_LEN);
     memcpy(p + 43, o->followed, fl);
+    gs_le64_put(p + 58, o->stream_seq);
     size_t ml = strnlen(o->message, sizeof o->message - 1);
     memcpy(p + S_ORIGIN_HDR, o->message, ml);
     return S_ORIGIN_HDR + ml;
@@ -82,6 +83,7 @@ s_origin_get(const char *area, const MDB_val *v, gs_origin_t *o)
     o->state = p[40];
     o->reason = p[41];
     memcpy(o->followed, p + 43, p[42]);
+    o->stream_seq = gs_le64_get(p + 58);
     memcpy(o->message, p + S_ORIGIN_HDR, v->mv_size - S_ORIGIN_HDR);
     return 0;
 }
@@ -117,6 +119,7 @@ typedef struct s_repl {
     char mo_kb;                     /* the last MOVE_OUT of this attempt: kind byte, */
     char mo_id[GS_ID_MAX + 1];      /* record id */
     uint64_t mo_seq;                /* and the seq of its event here */
+    int dirty;                      /* the entry changed in this attempt */
 } s_repl_t;
 
 /* Refuse the current message: reason and message into the result.
@@ -254,6 +257,10 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
                         "(--replica-rebaseline=%s)", hseq, hepoch, r->area, o->epoch, r->area);
     if (hseq <= o->last_seq) {
         r->res.skipped++;
+        if (m->stream_seq > o->stream_seq) {
+            o->stream_seq = m->stream_seq;
+            r->dirty = 1;
+        }
         return 0;
     }
     if (f.n_prev_seq != GS_LEVELS)
@@ -378,8 +385,11 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
     o->last_seq = ev->seq;
     o->last_committed_at = ev->committed_at;
     o->applied++;
+    if (m->stream_seq > o->stream_seq)
+        o->stream_seq = m->stream_seq;
     o->state = GS_ORIGIN_RUNNING;
     r->res.applied++;
+    r->dirty = 1;
     return 0;
 }
 
@@ -420,6 +430,7 @@ s_attempt(gs_txn_t *t, void *arg)
     r->t = t;
     memset(&r->res, 0, sizeof r->res);
     r->mo_seq = 0;
+    r->dirty = 0;
     int rc;
     if ((rc = gs_log_begin(&r->log, t, &st->out, r->now_ms)) ||
         (rc = s_entry_read(t, r->area, &r->o)))
@@ -459,7 +470,7 @@ s_attempt(gs_txn_t *t, void *arg)
         snprintf(o->message, sizeof o->message, "%s", r->res.message);
     }
     r->res.origin = *o;
-    if (r->res.applied || reason)
+    if (r->dirty || reason)
         s_entry_write(t, o);
     if ((rc = gs_log_flush(&r->log)))
         return rc;

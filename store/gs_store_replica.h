@@ -52,6 +52,8 @@ typedef struct gs_origin {
     uint64_t last_seq;              /* last origin seq applied (0: none) */
     int64_t last_committed_at;      /* that event's committed_at at the origin, Unix ms */
     uint64_t applied;               /* events applied since the last re-baseline */
+    uint64_t stream_seq;            /* the stream sequence of the last message applied */
+                                    /* or skipped (0: none): where to resume          */
     int state;                      /* GS_ORIGIN_* */
     int reason;                     /* GS_REPL_* when stopped */
     uint64_t stop_seq;              /* the origin seq of the refused message (0: none) */
@@ -67,6 +69,7 @@ typedef struct gs_repl_msg {
     const char *h_origin;           /* Gridsync-Origin */
     const char *h_epoch;            /* Gridsync-Epoch: 16 lower-case hex digits */
     const char *h_seq;              /* Gridsync-Seq: decimal */
+    uint64_t stream_seq;            /* its sequence in the stream (0: unknown) */
 } gs_repl_msg_t;
 
 /* What one gs_store_replicate call did. */
@@ -91,6 +94,8 @@ typedef struct gs_repl_result {
  *     Gridsync-Seq is the event's seq, Gridsync-Epoch parses and is the
  *     epoch recorded for area (any epoch when none is recorded yet);
  *   - a redelivery (seq <= last applied) is skipped;
+ *   - the entry keeps the highest stream_seq of the messages applied or
+ *     skipped, so that the caller can resume the stream right after it;
  *   - in order when prev_seq[L] (L = followed's hierarchy level) equals
  *     the last applied origin seq (0 before the first), else a gap;
  *   - installed: UPSERT and VOID write the version the event carries (its

@@ -105,7 +105,8 @@ s_msgs(const s_district_t *d, size_t from, size_t to)
     gs_repl_msg_t *m = calloc(to - from + 1, sizeof *m);
     assert_non_null(m);
     for (size_t i = from; i < to; i++)
-        m[i - from] = (gs_repl_msg_t) { d->data[i], d->len[i], d->area, d->epoch, d->seq[i] };
+        m[i - from] = (gs_repl_msg_t) { d->data[i], d->len[i], d->area, d->epoch, d->seq[i],
+                                        100 + i };
     return m;
 }
 
@@ -348,6 +349,7 @@ test_union_of_two_origins(void **state)
     assert_int_equal(o.last_seq, f->d1.n);
     assert_int_equal(o.applied, f->d1.n);
     assert_string_equal(o.followed, A1);
+    assert_int_equal(o.stream_seq, 100 + f->d1.n - 1);    /* where to resume */
     assert_int_equal(gs_store_origin_get(f->r, "440307", &o), GS_ENOTFOUND);
     assert_int_equal(o.state, GS_ORIGIN_NEW);
 

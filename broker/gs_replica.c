@@ -1,0 +1,818 @@
+/*
+ * gs_replica: the city replica's thread. See gs_replica.h; the design is
+ * docs/federation.md ("The city replica").
+ */
+#include "gs_replica.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gs_grid.h"
+#include "gs_log.h"
+#include "gs_store_replica.h"
+
+#define S_IDLE_FETCH_MS 100         /* a fetch waits this long for a quiet origin */
+#define S_RETRY_MS 500              /* pause after NATS errors (a drain ends it) */
+#define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
+
+/* Origin states as the metrics show them. */
+enum { S_WAITING = 0, S_RUNNING = 1, S_STOPPED = 2 };
+
+/* One origin being followed. */
+typedef struct s_org {
+    gs_replica_origin_t cfg;        /* what the config asks for */
+    natsSubscription *sub;          /* its pull subscription; NULL: not yet */
+    int waiting_logged;             /* the missing stream was logged */
+    natsStatus last_err;            /* last fetch error logged (once per kind) */
+    atomic_int state;               /* S_* */
+    atomic_uint_fast64_t applied;   /* events applied */
+    atomic_uint_fast64_t skipped;   /* redeliveries skipped */
+    atomic_uint_fast64_t refused[GS_REPL_REASONS]; /* refusals by reason */
+    atomic_uint_fast64_t lag_events; /* messages still pending in its consumer */
+    atomic_int_fast64_t last_committed_at; /* origin commit time of the last applied */
+    atomic_uint_fast64_t last_seq;  /* last origin seq applied */
+} s_org_t;
+
+struct gs_replica {
+    gs_broker_t *b;                 /* the broker it writes for */
+    size_t n;                       /* origins */
+    s_org_t org[GS_REPLICA_MAX];    /* and their state */
+    natsConnection *nc;             /* the NATS connection; NULL: not connected */
+    jsCtx *js;                      /* its JetStream context */
+    int down_logged;                /* a failed connect was logged */
+    int batch;                      /* messages per fetch */
+};
+
+/* ---- Planning ---------------------------------------------------------------------- */
+
+static int
+s_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char) s[i]))
+            return 0;
+    return 1;
+}
+
+/* An area: 2, 4, 6, 9 or 12 digits. */
+static int
+s_area_ok(const char *a)
+{
+    size_t n = strlen(a);
+    return n >= 2 && n < GS_GRID_LEN && gs_level_of_len(n) > 0 && s_digits(a, n);
+}
+
+/* gridsync.<prefix split 2.2.2.3.3.3>.> */
+static void
+s_subject(const char *prefix, char *out, size_t size)
+{
+    static const int cut[] = { 2, 4, 6, 9, 12, 15 };
+    size_t n = strlen(prefix), at = 0;
+    int w = snprintf(out, size, "gridsync");
+    for (int i = 0; i < 6 && at < n; i++) {
+        w += snprintf(out + w, size - (size_t) w, ".%.*s", cut[i] - (int) at, prefix + at);
+        at = (size_t) cut[i];
+    }
+    snprintf(out + w, size - (size_t) w, ".>");
+}
+
+int
+gs_replica_plan(const gs_config_t *cfg, gs_replica_origin_t *out, size_t max, char *err,
+                size_t err_size)
+{
+    size_t n = 0;
+    const char *p = cfg->replica_of;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t) (e - p) : strlen(p);
+        char a[GS_GRID_LEN + 1];
+        while (l && isspace((unsigned char) *p)) {
+            p++;
+            l--;
+        }
+        while (l && isspace((unsigned char) p[l - 1]))
+            l--;
+        if (l == 0 || l > GS_GRID_LEN) {
+            snprintf(err, err_size, "replica-of: '%.*s' is not an area (2, 4, 6, 9 or 12 "
+                     "digits)", (int) (l > 20 ? 20 : l), p);
+            return -1;
+        }
+        memcpy(a, p, l);
+        a[l] = 0;
+        if (!s_area_ok(a)) {
+            snprintf(err, err_size, "replica-of: '%s' is not an area (2, 4, 6, 9 or 12 digits)",
+                     a);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++)
+            if (gs_grid_prefix_covers(out[i].area, a) || gs_grid_prefix_covers(a, out[i].area)) {
+                snprintf(err, err_size, "replica-of: origins %s and %s overlap; each district "
+                         "is named once", out[i].area, a);
+                return -1;
+            }
+        if (n == max) {
+            snprintf(err, err_size, "replica-of: more than %zu origins", max);
+            return -1;
+        }
+        gs_replica_origin_t *o = &out[n++];
+        memset(o, 0, sizeof *o);
+        memcpy(o->area, a, l + 1);
+        p += l;
+        while (*p && *p != ',')
+            p++;
+        if (*p == ',')
+            p++;
+    }
+    if (n == 0) {
+        snprintf(err, err_size, "replica-of: no origin areas given");
+        return -1;
+    }
+    const char *ra = cfg->replica_area;
+    if (ra[0] && (strlen(ra) > GS_GRID_LEN || gs_level_of_len(strlen(ra)) < 0 ||
+                  !s_digits(ra, strlen(ra)))) {
+        snprintf(err, err_size, "replica-area: '%s' is not a level prefix (2, 4, 6, 9, 12 or "
+                 "15 digits)", ra);
+        return -1;
+    }
+    const char *nm = cfg->replica_name;
+    if (!nm[0]) {
+        snprintf(err, err_size, "replica-name: empty");
+        return -1;
+    }
+    for (const char *c = nm; *c; c++)
+        if (!isalnum((unsigned char) *c) && *c != '-' && *c != '_') {
+            snprintf(err, err_size, "replica-name: '%s' may hold only letters, digits, '-' "
+                     "and '_' (a JetStream consumer name)", nm);
+            return -1;
+        }
+    for (size_t i = 0; i < n; i++) {
+        gs_replica_origin_t *o = &out[i];
+        if (!ra[0] || gs_grid_prefix_covers(ra, o->area)) {
+            snprintf(o->followed, sizeof o->followed, "%s", o->area);
+        } else if (gs_grid_prefix_covers(o->area, ra)) {
+            snprintf(o->followed, sizeof o->followed, "%s", ra);
+        } else {
+            snprintf(err, err_size, "replica-area %s neither covers nor lies under origin %s",
+                     ra, o->area);
+            return -1;
+        }
+        snprintf(o->stream, sizeof o->stream, "GRIDSYNC_%s", o->area);
+        snprintf(o->durable, sizeof o->durable, "%s_%s", nm, o->area);
+        s_subject(o->followed, o->subject, sizeof o->subject);
+    }
+    if (cfg->replica_rebaseline[0]) {
+        size_t i = 0;
+        while (i < n && strcmp(out[i].area, cfg->replica_rebaseline) != 0)
+            i++;
+        if (i == n) {
+            snprintf(err, err_size, "replica-rebaseline: %s is not one of replica-of (%s)",
+                     cfg->replica_rebaseline, cfg->replica_of);
+            return -1;
+        }
+    }
+    if (!cfg->jetstream_url[0]) {
+        snprintf(err, err_size, "replica-of needs jetstream-url (the NATS server the "
+                 "districts publish to)");
+        return -1;
+    }
+    int methods = !!cfg->jetstream_user[0] + !!cfg->jetstream_nkey_seed_file[0] +
+                  !!cfg->jetstream_creds_file[0];
+    if (methods > 1) {
+        snprintf(err, err_size, "jetstream-user, jetstream-nkey-seed-file and "
+                 "jetstream-creds-file are alternatives: set at most one");
+        return -1;
+    }
+    if (!!cfg->jetstream_user[0] != !!cfg->jetstream_password_file[0]) {
+        snprintf(err, err_size, "jetstream-user and jetstream-password-file go together");
+        return -1;
+    }
+    if (!!cfg->jetstream_tls_cert[0] != !!cfg->jetstream_tls_key[0]) {
+        snprintf(err, err_size, "jetstream-tls-cert and jetstream-tls-key go together");
+        return -1;
+    }
+    return (int) n;
+}
+
+/* ---- Construction ------------------------------------------------------------------ */
+
+gs_replica_t *
+gs_replica_new(gs_broker_t *b)
+{
+    gs_replica_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"replica\"");
+        return NULL;
+    }
+    self->b = b;
+    gs_replica_origin_t plan[GS_REPLICA_MAX];
+    char err[300];
+    int n = gs_replica_plan(&b->cfg, plan, GS_REPLICA_MAX, err, sizeof err);
+    if (n < 0) {
+        gs_log(GS_LOG_ERROR, "config_error", "msg=\"%s\"", err);
+        free(self);
+        return NULL;
+    }
+    self->n = (size_t) n;
+    int64_t bm = b->cfg.batch_max_records;
+    self->batch = bm > 1024 ? 1024 : (int) bm;
+    for (size_t i = 0; i < self->n; i++) {
+        s_org_t *o = &self->org[i];
+        o->cfg = plan[i];
+        if (b->cfg.replica_rebaseline[0] && strcmp(b->cfg.replica_rebaseline, o->cfg.area) == 0) {
+            uint64_t removed = 0;
+            gs_apply_out_t out;
+            int rc = gs_store_origin_rebaseline(b->store, o->cfg.area, gs_now_ms(), &removed,
+                                                &out);
+            if (rc) {
+                gs_log(GS_LOG_ERROR, "replica_rebaseline_failed", "origin=%s error=\"%s\" "
+                       "detail=\"%s\"", o->cfg.area, gs_store_strerror(rc),
+                       gs_store_errdetail());
+                free(self);
+                return NULL;
+            }
+            /* the events reach followers by sync; no one follows the feed yet */
+            atomic_store(&b->head_seq, out.head_seq);
+            gs_apply_out_clear(&out);
+            gs_log(GS_LOG_WARN, "replica_rebaselined", "origin=%s removed=%" PRIu64
+                   " msg=\"the origin's records were removed; its stream is read again from "
+                   "the start under any lineage\"", o->cfg.area, removed);
+        }
+        gs_origin_t st;
+        int rc = gs_store_origin_get(b->store, o->cfg.area, &st);
+        if (rc && rc != GS_ENOTFOUND) {
+            gs_log(GS_LOG_ERROR, "store_failed", "what=\"origins\" error=\"%s\" detail=\"%s\"",
+                   gs_store_strerror(rc), gs_store_errdetail());
+            free(self);
+            return NULL;
+        }
+        atomic_store(&o->last_seq, st.last_seq);
+        atomic_store(&o->applied, st.applied);
+        atomic_store(&o->last_committed_at, st.last_committed_at);
+        if (st.state == GS_ORIGIN_STOPPED) {
+            atomic_store(&o->state, S_STOPPED);
+            gs_log(GS_LOG_ERROR, "replica_origin_stopped", "origin=%s reason=%s seq=%" PRIu64
+                   " msg=\"%s\"", o->cfg.area, gs_repl_reason_name(st.reason), st.stop_seq,
+                   st.message);
+        }
+    }
+    return self;
+}
+
+void
+gs_replica_destroy(gs_replica_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void
+gs_replica_describe(const gs_replica_t *self, char *out, size_t size)
+{
+    size_t w = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < self->n && w < size; i++)
+        w += (size_t) snprintf(out + w, size - w, "%s%s(%s)", i ? "," : "",
+                               self->org[i].cfg.area, self->org[i].cfg.followed);
+}
+
+/* ---- NATS -------------------------------------------------------------------------- */
+
+/* Base32 (RFC 4648, no padding) as nkeys write it. */
+static const char s_b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+static size_t
+s_b32_decode(const char *in, size_t n, uint8_t *out, size_t max)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = strchr(s_b32, in[i]);
+        if (!c || !in[i])
+            return 0;
+        acc = acc << 5 | (uint32_t) (c - s_b32);
+        bits += 5;
+        if (bits >= 8) {
+            if (w == max)
+                return 0;
+            out[w++] = (uint8_t) (acc >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    return w;
+}
+
+static void
+s_b32_encode(const uint8_t *in, size_t n, char *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = acc << 8 | in[i];
+        bits += 8;
+        while (bits >= 5) {
+            out[w++] = s_b32[(acc >> (bits - 5)) & 31];
+            bits -= 5;
+        }
+    }
+    if (bits)
+        out[w++] = s_b32[(acc << (5 - bits)) & 31];
+    out[w] = 0;
+}
+
+/* CRC-16/XMODEM, the nkey checksum. */
+static uint16_t
+s_crc16(const uint8_t *p, size_t n)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t) (p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (uint16_t) (crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
+}
+
+/* The public user key ("U...") of the nkey seed in file path: nats.c signs
+ * with the seed but needs the public key named in CONNECT. 0 or -1. */
+static int
+s_nkey_public(const char *path, char pub[64])
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char seed[128] = "";
+    int ok = fgets(seed, sizeof seed, f) != NULL;
+    fclose(f);
+    size_t n = strcspn(seed, " \t\r\n");
+    uint8_t raw[64];
+    int rc = -1;
+    /* seed: 2 prefix bytes (seed, user), 32 bytes, CRC-16 little-endian */
+    if (ok && n == 58 && s_b32_decode(seed, n, raw, sizeof raw) == 36 &&
+        (raw[0] & 0xf8) == 18 << 3 && s_crc16(raw, 34) == (raw[34] | raw[35] << 8)) {
+        uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+        crypto_sign_seed_keypair(pk, sk, raw + 2);
+        uint8_t p[35];
+        p[0] = (uint8_t) ((raw[0] & 7) << 5 | raw[1] >> 3);   /* the key's type byte */
+        memcpy(p + 1, pk, 32);
+        uint16_t c = s_crc16(p, 33);
+        p[33] = (uint8_t) (c & 0xff);
+        p[34] = (uint8_t) (c >> 8);
+        s_b32_encode(p, sizeof p, pub);
+        sodium_memzero(sk, sizeof sk);
+        rc = 0;
+    }
+    sodium_memzero(seed, sizeof seed);
+    sodium_memzero(raw, sizeof raw);
+    return rc;
+}
+
+/* The password in path (first line), into out. 0 or -1. */
+static int
+s_read_secret(const char *path, char *out, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int ok = fgets(out, (int) size, f) != NULL;
+    fclose(f);
+    if (!ok)
+        return -1;
+    out[strcspn(out, "\r\n")] = 0;
+    return 0;
+}
+
+/* Options for the configured NATS link; NULL with *what set on failure. */
+static natsOptions *
+s_options(const gs_config_t *cfg, const char **what, natsStatus *st)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    *what = "options";
+    if (s == NATS_OK && (*what = "jetstream-url", 1))
+        s = natsOptions_SetURL(o, cfg->jetstream_url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, "gridsyncd-replica");
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, 2000);
+    if (s == NATS_OK)   /* after an outage nats.c reconnects for ever */
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, 250);
+    if (s == NATS_OK && cfg->jetstream_user[0]) {
+        char pw[512];
+        *what = "jetstream-password-file";
+        if (s_read_secret(cfg->jetstream_password_file, pw, sizeof pw))
+            s = NATS_ERR;
+        else
+            s = natsOptions_SetUserInfo(o, cfg->jetstream_user, pw);
+        sodium_memzero(pw, sizeof pw);
+    }
+    if (s == NATS_OK && cfg->jetstream_nkey_seed_file[0]) {
+        char pub[64];
+        *what = "jetstream-nkey-seed-file";
+        s = s_nkey_public(cfg->jetstream_nkey_seed_file, pub)
+                ? NATS_ERR : natsOptions_SetNKeyFromSeed(o, pub, cfg->jetstream_nkey_seed_file);
+    }
+    if (s == NATS_OK && cfg->jetstream_creds_file[0] && (*what = "jetstream-creds-file", 1))
+        s = natsOptions_SetUserCredentialsFromFiles(o, cfg->jetstream_creds_file, NULL);
+    if (s == NATS_OK && cfg->jetstream_tls_ca[0] && (*what = "jetstream-tls-ca", 1)) {
+        s = natsOptions_SetSecure(o, true);
+        if (s == NATS_OK)
+            s = natsOptions_LoadCATrustedCertificates(o, cfg->jetstream_tls_ca);
+    }
+    if (s == NATS_OK && cfg->jetstream_tls_cert[0] && (*what = "jetstream-tls-cert", 1)) {
+        s = natsOptions_SetSecure(o, true);
+        if (s == NATS_OK)
+            s = natsOptions_LoadCertificatesChain(o, cfg->jetstream_tls_cert,
+                                                  cfg->jetstream_tls_key);
+    }
+    *st = s;
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Drop o's subscription: the next round subscribes again from where the
+ * store stands. Destroy only: an unsubscribe would delete the consumer
+ * while messages may still be in flight to it. */
+static void
+s_unsubscribe(s_org_t *o)
+{
+    natsSubscription_Destroy(o->sub);
+    o->sub = NULL;
+}
+
+static void
+s_disconnect(gs_replica_t *self)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        s_org_t *o = &self->org[i];
+        s_unsubscribe(o);
+        if (atomic_load(&o->state) == S_RUNNING)
+            atomic_store(&o->state, S_WAITING);
+    }
+    jsCtx_Destroy(self->js);
+    self->js = NULL;
+    natsConnection_Destroy(self->nc);
+    self->nc = NULL;
+}
+
+static int
+s_connect(gs_replica_t *self)
+{
+    const gs_config_t *cfg = &self->b->cfg;
+    const char *what;
+    natsStatus s;
+    natsOptions *o = s_options(cfg, &what, &s);
+    if (!o) {
+        if (!self->down_logged)
+            gs_log(GS_LOG_ERROR, "replica_nats_config", "what=%s error=\"%s\" msg=\"the NATS "
+                   "link cannot be set up as configured\"", what, natsStatus_GetText(s));
+        self->down_logged = 1;
+        return -1;
+    }
+    s = natsConnection_Connect(&self->nc, o);
+    natsOptions_Destroy(o);
+    if (s == NATS_OK)
+        s = natsConnection_JetStream(&self->js, self->nc, NULL);
+    if (s != NATS_OK) {
+        if (!self->down_logged)
+            gs_log(GS_LOG_WARN, "replica_nats_down", "url=\"%s\" error=\"%s\" msg=\"NATS is "
+                   "not reachable; trying again\"", cfg->jetstream_url, natsStatus_GetText(s));
+        self->down_logged = 1;
+        s_disconnect(self);
+        return -1;
+    }
+    self->down_logged = 0;
+    gs_log(GS_LOG_INFO, "replica_nats_connected", "url=\"%s\"", cfg->jetstream_url);
+    return 0;
+}
+
+/* The durable consumer of o, made anew to start right after the last
+ * message the store applied or skipped (the origins table, not the
+ * consumer's ack floor, says where to resume: messages a killed replica
+ * had fetched but not applied would otherwise come back only after the
+ * ack wait, behind later ones), and a pull subscription bound to it. A
+ * missing stream is waited for. 0 when subscribed. */
+static int
+s_subscribe(gs_replica_t *self, s_org_t *o)
+{
+    jsErrCode jerr = 0;
+    jsStreamInfo *si = NULL;
+    natsStatus s = js_GetStreamInfo(&si, self->js, o->cfg.stream, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        if (!o->waiting_logged)
+            gs_log(GS_LOG_INFO, "replica_waiting", "origin=%s stream=%s msg=\"the district's "
+                   "stream does not exist yet; waiting for it\"", o->cfg.area, o->cfg.stream);
+        o->waiting_logged = 1;
+        return -1;
+    }
+    if (s != NATS_OK)
+        return -1;
+    gs_origin_t st;
+    int rc = gs_store_origin_get(self->b->store, o->cfg.area, &st);
+    if (rc && rc != GS_ENOTFOUND)
+        return -1;
+    s = js_DeleteConsumer(self->js, o->cfg.stream, o->cfg.durable, NULL, &jerr);
+    if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
+        gs_log(GS_LOG_WARN, "replica_subscribe_failed", "origin=%s what=\"delete consumer\" "
+               "error=\"%s\" code=%d", o->cfg.area, natsStatus_GetText(s), (int) jerr);
+        return -1;
+    }
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = o->cfg.durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = st.stream_seq ? js_DeliverByStartSequence : js_DeliverAll;
+    cc.OptStartSeq = st.stream_seq ? st.stream_seq + 1 : 0;
+    cc.FilterSubject = o->cfg.subject;
+    cc.AckWait = S_ACK_WAIT_NS;
+    cc.MaxAckPending = (int64_t) self->batch * 4;
+    jsConsumerInfo *ci = NULL;
+    s = js_AddConsumer(&ci, self->js, o->cfg.stream, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK) {
+        gs_log(GS_LOG_WARN, "replica_subscribe_failed", "origin=%s what=\"add consumer\" "
+               "error=\"%s\" code=%d", o->cfg.area, natsStatus_GetText(s), (int) jerr);
+        return -1;
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = o->cfg.stream;
+    so.Consumer = o->cfg.durable;
+    s = js_PullSubscribe(&o->sub, self->js, o->cfg.subject, o->cfg.durable, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        gs_log(GS_LOG_WARN, "replica_subscribe_failed", "origin=%s error=\"%s\" code=%d",
+               o->cfg.area, natsStatus_GetText(s), (int) jerr);
+        o->sub = NULL;
+        return -1;
+    }
+    o->waiting_logged = 0;
+    atomic_store(&o->state, S_RUNNING);
+    gs_log(GS_LOG_INFO, "replica_following", "origin=%s stream=%s consumer=%s subject=%s "
+           "last_seq=%" PRIu64 " from_stream_seq=%" PRIu64, o->cfg.area, o->cfg.stream,
+           o->cfg.durable, o->cfg.subject, st.last_seq, st.stream_seq + 1);
+    return 0;
+}
+
+/* A header value of m, NULL when absent. */
+static const char *
+s_header(natsMsg *m, const char *name)
+{
+    const char *v = NULL;
+    return natsMsgHeader_Get(m, name, &v) == NATS_OK ? v : NULL;
+}
+
+/* Fetch one batch of o and apply it. Returns the messages consumed (>= 0),
+ * or -1 after a NATS or store error (retried later). */
+static int
+s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
+{
+    gs_broker_t *b = self->b;
+    natsMsgList list = { NULL, 0 };
+    jsErrCode jerr = 0;
+    natsStatus s = natsSubscription_Fetch(&list, o->sub, self->batch, timeout_ms, &jerr);
+    if (s == NATS_TIMEOUT) {
+        atomic_store(&o->lag_events, 0);
+        return 0;
+    }
+    if (s != NATS_OK) {
+        if (s != o->last_err)
+            gs_log(GS_LOG_WARN, "replica_fetch_failed", "origin=%s error=\"%s\" code=%d",
+                   o->cfg.area, natsStatus_GetText(s), (int) jerr);
+        o->last_err = s;
+        /* what was fetched may be lost in flight: resume from the store */
+        s_unsubscribe(o);
+        if (atomic_load(&o->state) == S_RUNNING)
+            atomic_store(&o->state, S_WAITING);
+        natsMsgList_Destroy(&list);
+        return -1;
+    }
+    o->last_err = NATS_OK;
+    size_t n = (size_t) list.Count;
+    gs_repl_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (!msgs) {
+        natsMsgList_Destroy(&list);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *m = list.Msgs[i];
+        jsMsgMetaData *meta = NULL;
+        uint64_t sseq = 0;
+        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+            sseq = meta->Sequence.Stream;
+            if (i + 1 == n)
+                atomic_store(&o->lag_events, meta->NumPending);
+        }
+        jsMsgMetaData_Destroy(meta);
+        msgs[i] = (gs_repl_msg_t) { (const uint8_t *) natsMsg_GetData(m),
+                                    (size_t) natsMsg_GetDataLength(m),
+                                    s_header(m, "Gridsync-Origin"),
+                                    s_header(m, "Gridsync-Epoch"),
+                                    s_header(m, "Gridsync-Seq"), sseq };
+    }
+    gs_repl_result_t res;
+    gs_apply_out_t out;
+    int64_t t0 = gs_mono_us();
+    int rc = gs_store_replicate(b->store, o->cfg.area, o->cfg.followed, msgs, n, gs_now_ms(),
+                                &res, &out);
+    double secs = (double) (gs_mono_us() - t0) / 1e6;
+    free(msgs);
+    if (rc) {
+        /* nothing committed: the same messages come again */
+        atomic_fetch_add(&b->metrics.commit_failures, 1);
+        gs_log(GS_LOG_ERROR, "commit_failed", "origin=%s error=\"%s\" detail=\"%s\" "
+               "messages=%zu", o->cfg.area, gs_store_strerror(rc), gs_store_errdetail(), n);
+        natsMsgList_Destroy(&list);
+        s_unsubscribe(o);   /* the same messages again, in order, next round */
+        return -1;
+    }
+    atomic_fetch_add(&b->metrics.commits, 1);
+    atomic_fetch_add(&b->metrics.map_grows, out.map_grows);
+    gs_hist_observe(&b->metrics.commit_records, (double) res.applied);
+    gs_hist_observe(&b->metrics.commit_seconds, secs);
+    /* committed: now the acks (a lost ack means a redelivery, skipped) */
+    for (size_t i = 0; i < res.consumed; i++)
+        natsMsg_Ack(list.Msgs[i], NULL);
+    atomic_fetch_add(&o->applied, res.applied);
+    atomic_fetch_add(&o->skipped, res.skipped);
+    atomic_store(&o->last_seq, res.origin.last_seq);
+    atomic_store(&o->last_committed_at, res.origin.last_committed_at);
+    if (res.refused) {
+        atomic_fetch_add(&o->refused[res.refused], 1);
+        atomic_store(&o->state, S_STOPPED);
+        gs_log(GS_LOG_ERROR, "replica_refused", "origin=%s reason=%s seq=%" PRIu64
+               " msg=\"%s\" action=\"origin stopped; fix the cause, then "
+               "--replica-rebaseline=%s\"", o->cfg.area, gs_repl_reason_name(res.refused),
+               res.refused_seq, res.message, o->cfg.area);
+        s_unsubscribe(o);
+    }
+    natsMsgList_Destroy(&list);
+    if (out.n_events) {
+        atomic_store(&b->head_seq, out.head_seq);
+        gs_log(GS_LOG_DEBUG, "replica_applied", "origin=%s applied=%zu skipped=%zu "
+               "head_seq=%" PRIu64 " ms=%.3f", o->cfg.area, res.applied, res.skipped,
+               out.head_seq, secs * 1e3);
+        gs_apply_out_t *ev = malloc(sizeof *ev);
+        if (ev) {
+            *ev = out;
+            if (gs_ptr_send(b->to_publisher, ev)) {
+                gs_apply_out_clear(ev);
+                free(ev);
+            }
+        } else {
+            gs_apply_out_clear(&out);
+        }
+    } else {
+        gs_apply_out_clear(&out);
+    }
+    return (int) res.consumed;
+}
+
+/* Wait up to ms for the drain marker; 1 when it came. */
+static int
+s_wait_drain(void *in, int ms)
+{
+    zmq_pollitem_t it = { in, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return 0;
+    void *p;
+    while (gs_ptr_recv(in, &p, ZMQ_DONTWAIT) == 0) {
+        if (!p)
+            return 1;
+        /* uploads are answered by the frontend and never handed over */
+        gs_job_t *j = p;
+        gs_job_destroy(&j);
+    }
+    return errno == ETERM;
+}
+
+void *
+gs_replica_main(void *arg)
+{
+    gs_replica_t *self = arg;
+    gs_broker_t *b = self->b;
+    void *in = zmq_socket(b->ctx, ZMQ_PAIR);
+    void *out = zmq_socket(b->ctx, ZMQ_PUSH);
+    zmq_connect(in, GS_EP_WRITER);
+    zmq_connect(out, GS_EP_REPLIES);
+    while (!s_wait_drain(in, 0)) {
+        if (!self->nc && s_connect(self)) {
+            if (s_wait_drain(in, S_RETRY_MS))
+                break;
+            continue;
+        }
+        size_t active = 0, failed = 0, consumed = 0, following = 0;
+        for (size_t i = 0; i < self->n; i++) {
+            s_org_t *o = &self->org[i];
+            if (atomic_load(&o->state) == S_STOPPED)
+                continue;
+            active++;
+            if (!o->sub && s_subscribe(self, o))
+                continue;
+            following++;
+            /* quiet origins share the idle wait; a busy round does not wait */
+            int got = s_fetch_apply(self, o, consumed ? 1 : S_IDLE_FETCH_MS);
+            if (got < 0)
+                failed++;
+            else
+                consumed += (size_t) got;
+        }
+        if (natsConnection_Status(self->nc) == NATS_CONN_STATUS_CLOSED) {
+            gs_log(GS_LOG_WARN, "replica_nats_closed", "msg=\"connection closed; connecting "
+                   "again\"");
+            s_disconnect(self);
+        }
+        /* nothing to fetch from (all stopped, streams missing, errors):
+         * wait for the drain marker a while instead of spinning */
+        if ((!active || !following || failed == following) && !consumed &&
+            s_wait_drain(in, S_RETRY_MS))
+            break;
+    }
+    s_disconnect(self);
+    /* tell the frontend we are done (nothing of ours is queued) */
+    gs_ptr_send(out, NULL);
+    int linger = -1;
+    zmq_setsockopt(out, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(in);
+    zmq_close(out);
+    return NULL;
+}
+
+/* ---- Metrics ----------------------------------------------------------------------- */
+
+void
+gs_replica_metrics(void *arg, gs_wbuf_t *b, int64_t now_ms)
+{
+    gs_replica_t *self = arg;
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        { "gridsync_replica_applied_total", "counter", "Origin events applied by the replica" },
+        { "gridsync_replica_skipped_total", "counter", "Redelivered origin events skipped" },
+        { "gridsync_replica_refused_total", "counter",
+          "Origin messages refused (the origin stops), by reason" },
+        { "gridsync_replica_lag_events", "gauge",
+          "Messages of the origin's stream not yet applied (consumer pending)" },
+        { "gridsync_replica_lag_seconds", "gauge",
+          "Now minus the origin commit time of the last applied event, while behind" },
+        { "gridsync_replica_last_origin_seq", "gauge", "Last origin seq applied" },
+        { "gridsync_replica_origin_state", "gauge",
+          "0 waiting (no stream or no NATS), 1 running, 2 stopped (a refusal)" },
+    };
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        gs_wbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help,
+                       fam[f].name, fam[f].type);
+        for (size_t i = 0; i < self->n; i++) {
+            s_org_t *o = &self->org[i];
+            const char *a = o->cfg.area;
+            uint64_t lag = atomic_load(&o->lag_events);
+            int64_t at = atomic_load(&o->last_committed_at);
+            switch (f) {
+            case 0:
+                gs_wbuf_printf(b, "%s{origin=\"%s\"} %" PRIu64 "\n", fam[f].name, a,
+                               (uint64_t) atomic_load(&o->applied));
+                break;
+            case 1:
+                gs_wbuf_printf(b, "%s{origin=\"%s\"} %" PRIu64 "\n", fam[f].name, a,
+                               (uint64_t) atomic_load(&o->skipped));
+                break;
+            case 2:
+                for (int r = GS_REPL_DECODE; r < GS_REPL_STOPPED; r++)
+                    gs_wbuf_printf(b, "%s{origin=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                                   fam[f].name, a, gs_repl_reason_name(r),
+                                   (uint64_t) atomic_load(&o->refused[r]));
+                break;
+            case 3:
+                gs_wbuf_printf(b, "%s{origin=\"%s\"} %" PRIu64 "\n", fam[f].name, a, lag);
+                break;
+            case 4:
+                gs_wbuf_printf(b, "%s{origin=\"%s\"} %.3f\n", fam[f].name, a,
+                               lag && at && now_ms > at ? (double) (now_ms - at) / 1000.0 : 0.0);
+                break;
+            case 5:
+                gs_wbuf_printf(b, "%s{origin=\"%s\"} %" PRIu64 "\n", fam[f].name, a,
+                               (uint64_t) atomic_load(&o->last_seq));
+                break;
+            default:
+                gs_wbuf_printf(b, "%s{origin=\"%s\"} %d\n", fam[f].name, a,
+                               atomic_load(&o->state));
+                break;
+            }
+        }
+    }
+}

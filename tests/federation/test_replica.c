@@ -1,0 +1,827 @@
+/*
+ * test_replica: the city replica end to end, with real components only: a
+ * nats-server with JetStream (support/gs_tk_nats), district gridsyncd
+ * brokers that devices upload to, and a gridsyncd started with
+ * --replica-of. The districts' events are read from their brokers with
+ * sync requests and published into each district's stream exactly in the
+ * format of docs/federation.md (subject, Nats-Msg-Id, Gridsync-Origin,
+ * Gridsync-Epoch, Gridsync-Seq), as the bridge does.
+ *
+ *   - two origins end as exactly the union (snapshots compared record by
+ *     record, bytes included); the replica's log has one event per origin
+ *     event with its origin fields; its live feed delivers them; uploads
+ *     are refused with REASON_READ_ONLY; gridctl dups on the replica finds
+ *     the persons planted in both districts, which neither district sees;
+ *   - the replica SIGKILLed several times mid-stream: every origin event
+ *     applied exactly once;
+ *   - hostile input (bytes that do not decode, a wrong Gridsync-Seq,
+ *     another origin's name, a gap): counted, logged, that origin stops,
+ *     the other goes on, nothing half-applied;
+ *   - lineage: a district replaced by a store of another epoch stops its
+ *     origin; --replica-rebaseline=AREA accepts the new lineage.
+ * Every wait is on the protocol (a reply, a feed event, a log line) and
+ * bounded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <nats/nats.h>
+
+#include "gs_client.h"
+#include "gs_testkit.h"
+#include "gs_tk_nats.h"
+
+#define A1 "440305"
+#define A2 "440306"
+#define SHARED_SEED 9000u           /* two persons registered in both districts */
+
+/* ---- NATS ------------------------------------------------------------------------ */
+
+static void
+s_connect(const char *url, natsConnection **nc, jsCtx **js)
+{
+    natsOptions *o = NULL;
+    assert_int_equal(natsOptions_Create(&o), NATS_OK);
+    assert_int_equal(natsOptions_SetURL(o, url), NATS_OK);
+    assert_int_equal(natsOptions_SetTimeout(o, 5000), NATS_OK);
+    assert_int_equal(natsConnection_Connect(nc, o), NATS_OK);
+    natsOptions_Destroy(o);
+    assert_int_equal(natsConnection_JetStream(js, *nc, NULL), NATS_OK);
+}
+
+/* The district stream GRIDSYNC_<area>, as the bridge creates it. */
+static void
+s_add_stream(jsCtx *js, const char *area)
+{
+    char name[32], subj[64];
+    snprintf(name, sizeof name, "GRIDSYNC_%s", area);
+    snprintf(subj, sizeof subj, "gridsync.%.2s.%.2s.%.2s.>", area, area + 2, area + 4);
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    const char *subjects[1] = { subj };
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+    if (s != NATS_OK)
+        fail_msg("add stream %s: %s (%d)", name, natsStatus_GetText(s), (int) jerr);
+    jsStreamInfo_Destroy(si);
+}
+
+static void
+s_purge_stream(jsCtx *js, const char *area)
+{
+    char name[32];
+    snprintf(name, sizeof name, "GRIDSYNC_%s", area);
+    assert_int_equal(js_PurgeStream(js, name, NULL, NULL), NATS_OK);
+}
+
+/* Publish one message: data with the federation headers (any of which
+ * may be NULL to leave it out). Returns its stream sequence. */
+static uint64_t
+s_publish_raw(jsCtx *js, const char *grid, const char *kind, const void *data, size_t len,
+              const char *origin, const char *epoch, const char *seq)
+{
+    char subj[96], id[96];
+    snprintf(subj, sizeof subj, "gridsync.%.2s.%.2s.%.2s.%.3s.%.3s.%.3s.%s", grid, grid + 2,
+             grid + 4, grid + 6, grid + 9, grid + 12, kind);
+    natsMsg *m = NULL;
+    assert_int_equal(natsMsg_Create(&m, subj, NULL, data, (int) len), NATS_OK);
+    snprintf(id, sizeof id, "%s:%s:%s", origin ? origin : "-", epoch ? epoch : "-",
+             seq ? seq : "-");
+    assert_int_equal(natsMsgHeader_Set(m, "Nats-Msg-Id", id), NATS_OK);
+    if (origin)
+        assert_int_equal(natsMsgHeader_Set(m, "Gridsync-Origin", origin), NATS_OK);
+    if (epoch)
+        assert_int_equal(natsMsgHeader_Set(m, "Gridsync-Epoch", epoch), NATS_OK);
+    if (seq)
+        assert_int_equal(natsMsgHeader_Set(m, "Gridsync-Seq", seq), NATS_OK);
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PublishMsg(&pa, js, m, NULL, &jerr);
+    if (s != NATS_OK)
+        fail_msg("publish %s: %s (%d)", subj, natsStatus_GetText(s), (int) jerr);
+    assert_false(pa->Duplicate);
+    uint64_t seq_no = pa->Sequence;
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+    return seq_no;
+}
+
+/* ---- districts ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *area;               /* its jetstream-area */
+    char dir[64];                   /* temp dir */
+    char store[128];                /* its store */
+    gs_tk_broker_t b;               /* its gridsyncd */
+    gs_client_t *c;                 /* a device's client */
+    gs_arena_t *arena;              /* records */
+    char epoch[17];                 /* its store's epoch, hex */
+    uint64_t published;             /* last seq published to its stream */
+    int uploads;                    /* uploads made */
+} s_district_t;
+
+static void
+s_district_start(s_district_t *d, const char *area)
+{
+    memset(d, 0, sizeof *d);
+    d->area = area;
+    gs_tk_tmpdir(d->dir, sizeof d->dir);
+    snprintf(d->store, sizeof d->store, "%s/store", d->dir);
+    /* sync replies carry whole records (restricted part too), as the
+     * bridge publishes them */
+    const char *extra[] = { "--feed-restricted=true", NULL };
+    assert_int_equal(gs_tk_broker_start(&d->b, d->store, extra), 0);
+    d->c = gs_client_new(d->b.upload, NULL);
+    assert_non_null(d->c);
+    d->arena = gs_arena_new(0);
+}
+
+static void
+s_district_stop(s_district_t *d)
+{
+    gs_client_destroy(&d->c);
+    gs_tk_broker_stop(&d->b, SIGTERM);
+    gs_arena_destroy(&d->arena);
+    gs_tk_rmtree(d->dir);
+}
+
+/* Upload n households to d: hh-<area>-<first+i> in three grids, persons
+ * from seed; the one named shared (when not -1) holds the shared persons. */
+static void
+s_upload(s_district_t *d, int first, int n, uint32_t seed, int shared)
+{
+    Gridsync__V1__Record *recs[64];
+    assert_true(n <= 64);
+    for (int i = 0; i < n; i++) {
+        char grid[16], hid[32], addr[32];
+        int k = first + i;
+        snprintf(grid, sizeof grid, "%s001%03d%03d", d->area, 1 + k % 2, 1 + k % 3);
+        snprintf(hid, sizeof hid, "hh-%s-%d", d->area, k);
+        snprintf(addr, sizeof addr, "ADDR-%s-%d", d->area, k);
+        recs[i] = gs_tk_household(d->arena, grid, hid, k % 4 ? addr : NULL, 2,
+                                  k == shared ? SHARED_SEED : seed + 10u * (uint32_t) k);
+    }
+    char upid[32];
+    snprintf(upid, sizeof upid, "up-%d", ++d->uploads);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    char dev[32];
+    snprintf(dev, sizeof dev, "dev-%s", d->area);
+    up.device_id = dev;
+    up.upload_id = upid;
+    up.records = recs;
+    up.n_records = (size_t) n;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    int rc = gs_client_upload(d->c, &up, &ack, &err);
+    if (rc)
+        fail_msg("upload: %s: %s", gs_client_strerror(rc), err.message);
+    for (size_t i = 0; i < ack->n_results; i++)
+        assert_true(ack->results[i]->status ==
+                        GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED ||
+                    ack->results[i]->status ==
+                        GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_MERGED);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+}
+
+/* Move household k of d to another grid: a MOVE_OUT and a MOVE_IN. */
+static void
+s_move(s_district_t *d, int k, uint32_t seed)
+{
+    char grid[16], hid[32];
+    snprintf(grid, sizeof grid, "%s002001001", d->area);
+    snprintf(hid, sizeof hid, "hh-%s-%d", d->area, k);
+    Gridsync__V1__Record *rec = gs_tk_household(d->arena, grid, hid, NULL, 3,
+                                                seed + 10u * (uint32_t) k);
+    rec->household->meta->base_version = 1;
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    char upid[32];
+    snprintf(upid, sizeof upid, "up-%d", ++d->uploads);
+    up.device_id = "dev-mover";
+    up.upload_id = upid;
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_upload(d->c, &up, &ack, &err), 0);
+    assert_int_equal(ack->results[0]->version, 2);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+}
+
+/* Publish every event of d after d->published into its stream, as the
+ * bridge does (bytes as the district's log holds them: a sync reply
+ * carries them whole, and protobuf-c packs them back byte for byte).
+ * Returns the district's head. */
+static uint64_t
+s_publish(s_district_t *d, jsCtx *js)
+{
+    const char *all = "";
+    for (;;) {
+        Gridsync__V1__SyncResponse *r = NULL;
+        gs_client_error_t err;
+        assert_int_equal(gs_client_sync(d->c, &all, 1, d->published, 0, 0, &r, &err), 0);
+        snprintf(d->epoch, sizeof d->epoch, "%016" PRIx64, r->store_epoch);
+        for (size_t i = 0; i < r->n_events; i++) {
+            Gridsync__V1__ChangeEvent *ev = r->events[i];
+            size_t n = gridsync__v1__change_event__get_packed_size(ev);
+            uint8_t *buf = malloc(n);
+            gridsync__v1__change_event__pack(ev, buf);
+            char seq[24];
+            snprintf(seq, sizeof seq, "%" PRIu64, ev->seq);
+            s_publish_raw(js, ev->grid_code, "household", buf, n, d->area, d->epoch, seq);
+            free(buf);
+            d->published = ev->seq;
+        }
+        uint64_t head = r->head_seq, next = r->next_seq;
+        gridsync__v1__sync_response__free_unpacked(r, NULL);
+        if (next >= head)
+            return head;
+    }
+}
+
+/* ---- the replica ----------------------------------------------------------------- */
+
+typedef struct {
+    char dir[64];
+    char store[128];
+    gs_tk_broker_t b;
+    char url_arg[96];
+} s_replica_t;
+
+static void
+s_replica_start(s_replica_t *r, const char *url, const char *rebaseline)
+{
+    if (!r->dir[0]) {
+        gs_tk_tmpdir(r->dir, sizeof r->dir);
+        snprintf(r->store, sizeof r->store, "%s/store", r->dir);
+        snprintf(r->url_arg, sizeof r->url_arg, "--jetstream-url=%s", url);
+    }
+    char rb[64];
+    snprintf(rb, sizeof rb, "--replica-rebaseline=%s", rebaseline ? rebaseline : "");
+    const char *extra[] = { "--replica-of=" A1 "," A2, r->url_arg, "--batch-max-records=50",
+                            rebaseline ? rb : NULL, NULL };
+    if (r->b.pid == 0 && r->b.upload[0])
+        assert_int_equal(gs_tk_broker_restart(&r->b, extra), 0);
+    else
+        assert_int_equal(gs_tk_broker_start_fixed(&r->b, r->store, extra, 0), 0);
+}
+
+/* What the replica's feed delivered per origin. */
+typedef struct {
+    uint64_t last[2];               /* last origin seq seen, per origin */
+    int resets[2];                  /* re-baselines seen (runs of removals), per origin */
+    uint64_t count[2];              /* events seen, per origin */
+    uint64_t replica_events;        /* all events */
+    int in_order;                   /* origin seqs strictly increasing */
+} s_seen_t;
+
+/* Follow the replica from seq 0 (catch-up by sync, then the live feed)
+ * until it delivered origin seq want[i] of each origin after resets[i]
+ * re-baselines of it (a re-baseline's removals, origin_seq 0, start the
+ * origin's count again). Every event carries its origin; each origin
+ * event comes once, in order. */
+static void
+s_follow_after(s_replica_t *r, const uint64_t want[2], const int resets[2], s_seen_t *seen)
+{
+    memset(seen, 0, sizeof *seen);
+    seen->in_order = 1;
+    const char *pf[] = { "44" };
+    gs_sub_t *sub = gs_sub_new(r->b.feed, r->b.upload, pf, 1, NULL, 0, NULL, NULL);
+    assert_non_null(sub);
+    int removing[2] = { 0, 0 };
+    while (seen->last[0] < want[0] || seen->last[1] < want[1] ||
+           seen->resets[0] < resets[0] || seen->resets[1] < resets[1]) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        int rc = gs_sub_next(sub, 30000, &ev);
+        if (rc) {
+            size_t len = 0;
+            char *text = gs_tk_read_file(r->b.log_path, &len, 1);
+            fprintf(stderr, "rc %d; replica log:\n%s\n", rc,
+                    text && len > 4000 ? text + len - 4000 : text ? text : "");
+            free(text);
+        }
+        if (rc)
+            fail_msg("replica feed: %s (have %" PRIu64 "/%" PRIu64 " and %" PRIu64 "/%" PRIu64
+                     ")", gs_client_strerror(rc), seen->last[0], want[0], seen->last[1],
+                     want[1]);
+        assert_non_null(ev->origin);
+        int o = strcmp(ev->origin, A1) == 0 ? 0 : strcmp(ev->origin, A2) == 0 ? 1 : -1;
+        assert_true(o >= 0);
+        assert_true(ev->origin_epoch != 0);
+        if (ev->origin_seq) {
+            if (ev->origin_seq <= seen->last[o])
+                seen->in_order = 0;
+            seen->last[o] = ev->origin_seq;
+            seen->count[o]++;
+            removing[o] = 0;
+        } else if (!removing[o]) {
+            /* a re-baseline's removals: the origin starts over */
+            removing[o] = 1;
+            seen->resets[o]++;
+            seen->last[o] = seen->count[o] = 0;
+        }
+        seen->replica_events++;
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_sub_destroy(&sub);
+}
+
+static void
+s_follow(s_replica_t *r, const uint64_t want[2], s_seen_t *seen)
+{
+    const int none[2] = { 0, 0 };
+    s_follow_after(r, want, none, seen);
+}
+
+/* Snapshot lines (grid kind key version record-bytes) under prefix. */
+typedef struct {
+    size_t n;
+    char **line;
+} s_snap_t;
+
+static void
+s_snapshot(const char *upload, const char *prefix, s_snap_t *s)
+{
+    memset(s, 0, sizeof *s);
+    gs_client_t *c = gs_client_new(upload, NULL);
+    uint8_t *cursor = NULL;
+    size_t cursor_len = 0;
+    for (;;) {
+        Gridsync__V1__SnapshotResponse *r = NULL;
+        gs_client_error_t err;
+        assert_int_equal(gs_client_snapshot(c, &prefix, 1, cursor, cursor_len, 0, &r, &err), 0);
+        for (size_t i = 0; i < r->n_entries; i++) {
+            Gridsync__V1__SnapshotEntry *e = r->entries[i];
+            size_t n = gridsync__v1__record__get_packed_size(e->record);
+            uint8_t *buf = malloc(n);
+            gridsync__v1__record__pack(e->record, buf);
+            char *line = malloc(2 * n + 200);
+            int w = sprintf(line, "%s %d %s %" PRIu64 " ", e->grid_code, e->kind,
+                            e->record_key, e->version);
+            for (size_t j = 0; j < n; j++)
+                w += sprintf(line + w, "%02x", buf[j]);
+            free(buf);
+            s->line = realloc(s->line, (s->n + 1) * sizeof *s->line);
+            s->line[s->n++] = line;
+        }
+        free(cursor);
+        cursor = NULL;
+        cursor_len = r->next_cursor.len;
+        if (cursor_len) {
+            cursor = malloc(cursor_len);
+            memcpy(cursor, r->next_cursor.data, cursor_len);
+        }
+        gridsync__v1__snapshot_response__free_unpacked(r, NULL);
+        if (!cursor_len)
+            break;
+    }
+    gs_client_destroy(&c);
+}
+
+static void
+s_snap_free(s_snap_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->line[i]);
+    free(s->line);
+}
+
+/* The replica holds exactly the district's records (under its area). */
+static void
+s_same(s_district_t *d, s_replica_t *r)
+{
+    s_snap_t a, b;
+    s_snapshot(d->b.upload, "", &a);
+    s_snapshot(r->b.upload, d->area, &b);
+    assert_true(a.n > 0);
+    assert_int_equal(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        assert_string_equal(a.line[i], b.line[i]);
+    s_snap_free(&a);
+    s_snap_free(&b);
+}
+
+/* Wait until the file at path holds want at least count times. */
+static int
+s_wait_log(const char *path, const char *want, int count, int patience_ms)
+{
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (in >= 0)
+        inotify_add_watch(in, dir, IN_MODIFY | IN_CREATE);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        size_t len = 0;
+        char *text = gs_tk_read_file(path, &len, 1);
+        int n = 0;
+        for (const char *p = text; p && (p = strstr(p, want)); p++)
+            n++;
+        free(text);
+        if (n >= count) {
+            if (in >= 0)
+                close(in);
+            return 0;
+        }
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long spent = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (spent >= patience_ms) {
+            if (in >= 0)
+                close(in);
+            fprintf(stderr, "no '%s' (x%d) in %s:\n", want, count, path);
+            text = gs_tk_read_file(path, &len, 1);
+            fprintf(stderr, "%s\n", text && len > 3000 ? text + len - 3000 : text ? text : "");
+            free(text);
+            return -1;
+        }
+        struct pollfd p = { .fd = in, .events = POLLIN };
+        if (poll(&p, in >= 0 ? 1 : 0, 200) > 0) {
+            char buf[4096];
+            while (read(in, buf, sizeof buf) > 0)
+                ;
+        }
+    }
+}
+
+/* gridctl --store STORE dups --json: its output (malloc'd). */
+static char *
+s_dups(const char *store)
+{
+    char out[200];
+    snprintf(out, sizeof out, "%s.dups", store);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        execl(GS_GRIDCTL, "gridctl", "--store", store, "dups", "--json", (char *) NULL);
+        _exit(127);
+    }
+    assert_int_equal(gs_tk_wait_exit(pid, "gridctl dups", 30000), 0);
+    size_t len;
+    return gs_tk_read_file(out, &len, 0);
+}
+
+static int
+s_count(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p++)
+        n++;
+    return n;
+}
+
+/* ---- the tests ------------------------------------------------------------------- */
+
+typedef struct {
+    gs_tk_nats_t nats;
+    natsConnection *nc;
+    jsCtx *js;
+    s_district_t d[2];
+    s_replica_t r;
+} s_env_t;
+
+static int
+s_setup(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    if (gs_tk_nats_start(&e->nats, NULL))
+        return -1;
+    s_connect(e->nats.url, &e->nc, &e->js);
+    s_district_start(&e->d[0], A1);
+    s_district_start(&e->d[1], A2);
+    s_add_stream(e->js, A1);
+    s_add_stream(e->js, A2);
+    *state = e;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_env_t *e = *state;
+    if (e->r.b.pid)
+        gs_tk_broker_stop(&e->r.b, SIGTERM);
+    if (e->r.dir[0])
+        gs_tk_rmtree(e->r.dir);
+    s_district_stop(&e->d[0]);
+    s_district_stop(&e->d[1]);
+    jsCtx_Destroy(e->js);
+    natsConnection_Destroy(e->nc);
+    gs_tk_nats_destroy(&e->nats);
+    free(e);
+    return 0;
+}
+
+/* (a), (e), (f): the union of two districts, the live feed, read-only,
+ * cross-district duplicates. */
+static void
+test_union_of_two_districts(void **state)
+{
+    s_env_t *e = *state;
+    s_upload(&e->d[0], 0, 20, 1000, 3);
+    s_upload(&e->d[1], 0, 12, 5000, 7);
+    s_move(&e->d[0], 5, 1000);
+    uint64_t want[2];
+    want[0] = s_publish(&e->d[0], e->js);
+    want[1] = s_publish(&e->d[1], e->js);
+    assert_int_equal(want[0], 22);      /* 20 + MOVE_OUT + MOVE_IN */
+
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.count[1], want[1]);
+    assert_int_equal(seen.replica_events, want[0] + want[1]);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+
+    /* more uploads at one district reach the city's live feed */
+    const char *pf[] = { A2 };
+    gs_sub_t *sub = gs_sub_new(e->r.b.feed, e->r.b.upload, pf, 1, NULL, want[0] + want[1],
+                               NULL, NULL);
+    assert_non_null(sub);
+    s_upload(&e->d[1], 12, 3, 5000, -1);
+    uint64_t head = s_publish(&e->d[1], e->js);
+    for (uint64_t s = want[1] + 1; s <= head; s++) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_int_equal(gs_sub_next(sub, 30000, &ev), 0);
+        assert_string_equal(ev->origin, A2);
+        assert_int_equal(ev->origin_seq, s);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_sub_destroy(&sub);
+    s_same(&e->d[1], &e->r);
+
+    /* uploads to the replica are refused, naming the districts */
+    gs_client_t *c = gs_client_new(e->r.b.upload, NULL);
+    Gridsync__V1__Record *rec = gs_tk_household(e->d[0].arena, A1 "001001001", "hh-city", NULL,
+                                                1, 7000);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-city";
+    up.upload_id = "up-city";
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_upload(c, &up, &ack, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_READ_ONLY);
+    assert_non_null(strstr(err.message, A1 "," A2));
+    gs_client_destroy(&c);
+
+    /* the persons in both districts: a finding at the city only */
+    char *city = s_dups(e->r.store);
+    char *d1 = s_dups(e->d[0].store);
+    assert_int_equal(s_count(city, "\"id_number\""), 2);
+    assert_true(s_count(city, "\"" A1) >= 2 && s_count(city, "\"" A2) >= 2);
+    assert_int_equal(s_count(d1, "\"id_number\""), 0);
+    free(city);
+    free(d1);
+
+    double applied = gs_tk_metric(e->r.b.metrics_port,
+                                  "gridsync_replica_applied_total{origin=\"" A1 "\"}");
+    assert_true(applied == (double) want[0]);
+    assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
+/* (b): SIGKILL the replica several times while it applies; every origin
+ * event is applied exactly once. */
+static void
+test_kill_replica_exactly_once(void **state)
+{
+    s_env_t *e = *state;
+    uint64_t want[2] = { 0, 0 };
+    for (int round = 0; round < 4; round++) {
+        s_upload(&e->d[0], 40 * round, 40, 1000, -1);
+        s_upload(&e->d[1], 40 * round, 40, 5000, round == 2 ? 41 : -1);
+        want[0] = s_publish(&e->d[0], e->js);
+        want[1] = s_publish(&e->d[1], e->js);
+        s_replica_start(&e->r, e->nats.url, NULL);
+        /* killed once it applies something of this round */
+        char line[64];
+        snprintf(line, sizeof line, "event=replica_following origin=%s", A1);
+        assert_int_equal(s_wait_log(e->r.b.log_path, line, round + 1, 30000), 0);
+        const char *pf[] = { "44" };
+        gs_sub_t *sub = gs_sub_new(e->r.b.feed, e->r.b.upload, pf, 1, NULL, 0, NULL, NULL);
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_int_equal(gs_sub_next(sub, 30000, &ev), 0);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+        gs_tk_broker_stop(&e->r.b, SIGKILL);
+        gs_sub_destroy(&sub);
+    }
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.count[1], want[1]);
+    assert_int_equal(seen.replica_events, want[0] + want[1]);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+    assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
+/* One hostile message into origin A1's stream after its good events (at
+ * the step-th re-baseline): refused with reason, A1 stopped, A2 goes on;
+ * nothing half-applied. same_a1: the district holds no more than was
+ * published. */
+static void
+s_hostile(s_env_t *e, int step, const char *reason, int same_a1)
+{
+    char line[128];
+    snprintf(line, sizeof line, "event=replica_refused origin=%s reason=%s", A1, reason);
+    assert_int_equal(s_wait_log(e->r.b.log_path, line, 1, 30000), 0);
+    /* the other origin goes on */
+    s_upload(&e->d[1], 100 + 10 * step, 2, 5000, -1);
+    uint64_t want[2] = { e->d[0].published, s_publish(&e->d[1], e->js) };
+    const int resets[2] = { step, 0 };
+    s_seen_t seen;
+    s_follow_after(&e->r, want, resets, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], e->d[0].published);   /* the good ones, no more */
+    if (same_a1)
+        s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+    char metric[128];
+    snprintf(metric, sizeof metric,
+             "gridsync_replica_refused_total{origin=\"%s\",reason=\"%s\"}", A1, reason);
+    assert_true(gs_tk_metric(e->r.b.metrics_port, metric) == 1.0);
+    assert_true(gs_tk_metric(e->r.b.metrics_port,
+                             "gridsync_replica_origin_state{origin=\"" A1 "\"}") == 2.0);
+    assert_true(gs_tk_metric(e->r.b.metrics_port,
+                             "gridsync_replica_origin_state{origin=\"" A2 "\"}") == 1.0);
+}
+
+/* Stop the replica and take the hostile message (stream seq) out of A1's
+ * stream, so that after a re-baseline the good events come first again. */
+static void
+s_drop(s_env_t *e, uint64_t stream_seq)
+{
+    gs_tk_broker_stop(&e->r.b, SIGTERM);
+    assert_int_equal(js_DeleteMsg(e->js, "GRIDSYNC_" A1, stream_seq, NULL, NULL), NATS_OK);
+}
+
+/* (c): hostile input. */
+static void
+test_hostile_input(void **state)
+{
+    s_env_t *e = *state;
+    s_upload(&e->d[0], 0, 6, 1000, -1);
+    s_upload(&e->d[1], 0, 6, 5000, -1);
+    uint64_t n1 = s_publish(&e->d[0], e->js);
+    s_publish(&e->d[1], e->js);
+    char next[24];
+    snprintf(next, sizeof next, "%" PRIu64, n1 + 1);
+    const char *grid = A1 "001001001";
+
+    /* bytes that do not decode */
+    static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 };
+    uint64_t bad = s_publish_raw(e->js, grid, "household", junk, sizeof junk, A1,
+                                 e->d[0].epoch, next);
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_hostile(e, 0, "decode", 1);
+
+    /* a real event (the first) under another Gridsync-Seq */
+    s_drop(e, bad);
+    Gridsync__V1__SyncResponse *r = NULL;
+    gs_client_error_t err;
+    const char *all = "";
+    assert_int_equal(gs_client_sync(e->d[0].c, &all, 1, 0, 1, 0, &r, &err), 0);
+    size_t n = gridsync__v1__change_event__get_packed_size(r->events[0]);
+    uint8_t *first = malloc(n);
+    gridsync__v1__change_event__pack(r->events[0], first);
+    gridsync__v1__sync_response__free_unpacked(r, NULL);
+    bad = s_publish_raw(e->js, grid, "household", first, n, A1, e->d[0].epoch, "999");
+    s_replica_start(&e->r, e->nats.url, A1);
+    s_hostile(e, 1, "header", 1);
+
+    /* a message naming an origin that is not configured */
+    s_drop(e, bad);
+    bad = s_publish_raw(e->js, grid, "household", first, n, "440399", e->d[0].epoch, next);
+    free(first);
+    s_replica_start(&e->r, e->nats.url, A1);
+    s_hostile(e, 2, "origin", 1);
+
+    /* a gap: the district's next two events, the first one left out */
+    s_drop(e, bad);
+    s_upload(&e->d[0], 50, 1, 1000, -1);
+    s_upload(&e->d[0], 51, 1, 1000, -1);
+    assert_int_equal(gs_client_sync(e->d[0].c, &all, 1, n1 + 1, 1, 0, &r, &err), 0);
+    assert_int_equal(r->n_events, 1);
+    n = gridsync__v1__change_event__get_packed_size(r->events[0]);
+    uint8_t *later = malloc(n);
+    gridsync__v1__change_event__pack(r->events[0], later);
+    snprintf(next, sizeof next, "%" PRIu64, r->events[0]->seq);
+    gridsync__v1__sync_response__free_unpacked(r, NULL);
+    s_publish_raw(e->js, grid, "household", later, n, A1, e->d[0].epoch, next);
+    free(later);
+    s_replica_start(&e->r, e->nats.url, A1);
+    s_hostile(e, 3, "gap", 0);
+    assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
+/* (d): lineage. District A1 is replaced by a store of another epoch (a
+ * restore); its stream is purged and refilled, as the bridge's re-baseline
+ * does. The replica stops A1 until --replica-rebaseline=A1. */
+static void
+test_lineage_rebaseline(void **state)
+{
+    s_env_t *e = *state;
+    s_upload(&e->d[0], 0, 8, 1000, -1);
+    s_upload(&e->d[1], 0, 5, 5000, -1);
+    uint64_t want[2] = { s_publish(&e->d[0], e->js), s_publish(&e->d[1], e->js) };
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+
+    /* another A1 store: fewer records, another epoch */
+    s_district_stop(&e->d[0]);
+    s_district_start(&e->d[0], A1);
+    s_upload(&e->d[0], 0, 3, 1000, -1);
+    s_purge_stream(e->js, A1);
+    uint64_t head = s_publish(&e->d[0], e->js);
+    char line[128];
+    snprintf(line, sizeof line, "event=replica_refused origin=%s reason=epoch", A1);
+    assert_int_equal(s_wait_log(e->r.b.log_path, line, 1, 30000), 0);
+
+    /* the operator re-baselines: the old records go, the new lineage comes */
+    gs_tk_broker_stop(&e->r.b, SIGTERM);
+    s_replica_start(&e->r, e->nats.url, A1);
+    assert_int_equal(s_wait_log(e->r.b.log_path, "event=replica_rebaselined origin=" A1, 1,
+                                30000), 0);
+    want[0] = head;
+    const int resets[2] = { 1, 0 };
+    s_follow_after(&e->r, want, resets, &seen);
+    assert_int_equal(seen.count[0], head);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+    assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
+/* Config mistakes stop the start with a message. */
+static void
+test_config_refused(void **state)
+{
+    s_env_t *e = *state;
+    char dir[64], store[128];
+    gs_tk_tmpdir(dir, sizeof dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    const char *bad[][3] = {
+        { "--replica-of=440305,4403", "--jetstream-url=nats://127.0.0.1:1", NULL },
+        { "--replica-of=440305", NULL, NULL },
+        { "--replica-of=440305,440306", "--replica-area=440305001",
+          "--jetstream-url=nats://127.0.0.1:1" },
+        { "--replica-rebaseline=440305", NULL, NULL },
+    };
+    (void) e;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gs_tk_broker_t b;
+        memset(&b, 0, sizeof b);
+        const char *extra[4] = { bad[i][0], bad[i][1], bad[i][2], NULL };
+        assert_int_not_equal(gs_tk_broker_start(&b, store, extra), 0);
+    }
+    gs_tk_rmtree(dir);
+}
+
+int
+main(void)
+{
+    if (!gs_tk_nats_available()) {
+        fprintf(stderr, "nats-server is not installed (make deps installs it)\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_union_of_two_districts, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_kill_replica_exactly_once, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_lineage_rebaseline, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_config_refused, s_setup, s_teardown),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    nats_Close();
+    return rc;
+}
