@@ -51,12 +51,18 @@
 
 /* ---- NATS ------------------------------------------------------------------------ */
 
+#define S_USER "city"             /* the authenticated server's user */
+#define S_PASSWORD "s3cret-city"    /* and password */
+static int s_auth;                  /* the running test's server wants them */
+
 static void
 s_connect(const char *url, natsConnection **nc, jsCtx **js)
 {
     natsOptions *o = NULL;
     assert_int_equal(natsOptions_Create(&o), NATS_OK);
     assert_int_equal(natsOptions_SetURL(o, url), NATS_OK);
+    if (s_auth)
+        assert_int_equal(natsOptions_SetUserInfo(o, S_USER, S_PASSWORD), NATS_OK);
     assert_int_equal(natsOptions_SetTimeout(o, 5000), NATS_OK);
     assert_int_equal(natsConnection_Connect(nc, o), NATS_OK);
     natsOptions_Destroy(o);
@@ -274,10 +280,24 @@ s_replica_start(s_replica_t *r, const char *url, const char *rebaseline)
         snprintf(r->store, sizeof r->store, "%s/store", r->dir);
         snprintf(r->url_arg, sizeof r->url_arg, "--jetstream-url=%s", url);
     }
-    char rb[64];
+    char rb[64], pwf[160], pwarg[200];
     snprintf(rb, sizeof rb, "--replica-rebaseline=%s", rebaseline ? rebaseline : "");
-    const char *extra[] = { "--replica-of=" A1 "," A2, r->url_arg, "--batch-max-records=50",
-                            rebaseline ? rb : NULL, NULL };
+    const char *extra[8] = { "--replica-of=" A1 "," A2, r->url_arg, "--batch-max-records=50" };
+    int n = 3;
+    if (s_auth) {
+        /* the credentials as an operator provisions them: a password file */
+        snprintf(pwf, sizeof pwf, "%s/nats.password", r->dir);
+        FILE *f = fopen(pwf, "w");
+        assert_non_null(f);
+        fprintf(f, "%s\n", S_PASSWORD);
+        fclose(f);
+        snprintf(pwarg, sizeof pwarg, "--jetstream-password-file=%s", pwf);
+        extra[n++] = "--jetstream-user=" S_USER;
+        extra[n++] = pwarg;
+    }
+    if (rebaseline)
+        extra[n++] = rb;
+    extra[n] = NULL;
     if (r->b.pid == 0 && r->b.upload[0])
         assert_int_equal(gs_tk_broker_restart(&r->b, extra), 0);
     else
@@ -505,18 +525,42 @@ typedef struct {
 } s_env_t;
 
 static int
-s_setup(void **state)
+s_setup_with(void **state, int streams, int auth)
 {
     s_env_t *e = calloc(1, sizeof *e);
-    if (gs_tk_nats_start(&e->nats, NULL))
+    s_auth = auth;
+    if (gs_tk_nats_start(&e->nats, auth ? "authorization {\n  user: " S_USER "\n  password: "
+                                           S_PASSWORD "\n}\n" : NULL))
         return -1;
     s_connect(e->nats.url, &e->nc, &e->js);
     s_district_start(&e->d[0], A1);
     s_district_start(&e->d[1], A2);
-    s_add_stream(e->js, A1);
-    s_add_stream(e->js, A2);
+    if (streams) {
+        s_add_stream(e->js, A1);
+        s_add_stream(e->js, A2);
+    }
     *state = e;
     return 0;
+}
+
+static int
+s_setup(void **state)
+{
+    return s_setup_with(state, 1, 0);
+}
+
+/* No district streams yet (the replica starts first). */
+static int
+s_setup_bare(void **state)
+{
+    return s_setup_with(state, 0, 0);
+}
+
+/* A nats-server that wants a user and password. */
+static int
+s_setup_auth(void **state)
+{
+    return s_setup_with(state, 1, 1);
 }
 
 static int
@@ -533,6 +577,7 @@ s_teardown(void **state)
     natsConnection_Destroy(e->nc);
     gs_tk_nats_destroy(&e->nats);
     free(e);
+    s_auth = 0;
     return 0;
 }
 
@@ -782,6 +827,58 @@ test_lineage_rebaseline(void **state)
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
 }
 
+/* The replica starts before the districts' streams exist and waits; it
+ * rides out a nats-server outage (districts keep taking uploads) and
+ * catches up; SIGTERM drains it and it exits 0. */
+static void
+test_late_streams_and_outage(void **state)
+{
+    s_env_t *e = *state;
+    s_replica_start(&e->r, e->nats.url, NULL);
+    assert_int_equal(s_wait_log(e->r.b.log_path, "event=replica_waiting origin=" A1, 1, 30000),
+                     0);
+    s_add_stream(e->js, A1);
+    s_add_stream(e->js, A2);
+    s_upload(&e->d[0], 0, 10, 1000, -1);
+    s_upload(&e->d[1], 0, 10, 5000, -1);
+    uint64_t want[2] = { s_publish(&e->d[0], e->js), s_publish(&e->d[1], e->js) };
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+
+    /* NATS down: the districts go on taking uploads */
+    jsCtx_Destroy(e->js);
+    natsConnection_Destroy(e->nc);
+    gs_tk_nats_stop(&e->nats, SIGKILL);
+    s_upload(&e->d[0], 10, 10, 1000, -1);
+    s_upload(&e->d[1], 10, 10, 5000, -1);
+    assert_int_equal(gs_tk_nats_restart(&e->nats), 0);
+    s_connect(e->nats.url, &e->nc, &e->js);
+    want[0] = s_publish(&e->d[0], e->js);
+    want[1] = s_publish(&e->d[1], e->js);
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.count[1], want[1]);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+    int st = gs_tk_broker_stop(&e->r.b, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* The link to an authenticating nats-server, with user and password. */
+static void
+test_authenticated_link(void **state)
+{
+    s_env_t *e = *state;
+    s_upload(&e->d[0], 0, 5, 1000, -1);
+    s_upload(&e->d[1], 0, 5, 5000, -1);
+    uint64_t want[2] = { s_publish(&e->d[0], e->js), s_publish(&e->d[1], e->js) };
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    s_same(&e->d[0], &e->r);
+}
+
 /* Config mistakes stop the start with a message. */
 static void
 test_config_refused(void **state)
@@ -803,6 +900,8 @@ test_config_refused(void **state)
         memset(&b, 0, sizeof b);
         const char *extra[4] = { bad[i][0], bad[i][1], bad[i][2], NULL };
         assert_int_not_equal(gs_tk_broker_start(&b, store, extra), 0);
+        /* refused for its config, with a message */
+        assert_int_equal(s_wait_log(b.log_path, "event=config_error", (int) i + 1, 5000), 0);
     }
     gs_tk_rmtree(dir);
 }
@@ -819,6 +918,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_kill_replica_exactly_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_lineage_rebaseline, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_late_streams_and_outage, s_setup_bare,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_auth, s_teardown),
         cmocka_unit_test_setup_teardown(test_config_refused, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
