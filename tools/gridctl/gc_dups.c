@@ -419,7 +419,8 @@ s_crowd_cmp(const void *a, const void *b)
 static s_shared_t *
 s_shared_find(s_scan_t *s, uint64_t phone_min, size_t *n_out)
 {
-    qsort(s->ents, s->n_ents, sizeof *s->ents, s_ent_cmp);
+    if (s->n_ents)  /* no phones at all: ents is NULL, which qsort must not get */
+        qsort(s->ents, s->n_ents, sizeof *s->ents, s_ent_cmp);
     s_shared_t *v = NULL;
     size_t n = 0, cap = 0;
     for (size_t i = 0, j; i < s->n_ents; i = j) {
