@@ -53,7 +53,12 @@
 
 #define S_USER "city"             /* the authenticated server's user */
 #define S_PASSWORD "s3cret-city"    /* and password */
-static int s_auth;                  /* the running test's server wants them */
+/* a user nkey pair (the one NATS's documentation uses) */
+#define S_NKEY_SEED "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY"
+#define S_NKEY_PUB "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+enum { S_AUTH_NONE, S_AUTH_PASSWORD, S_AUTH_NKEY };
+static int s_auth;                  /* what the running test's server wants */
+static char s_seed_file[128];       /* S_NKEY_SEED in a file, as operators keep it */
 
 static void
 s_connect(const char *url, natsConnection **nc, jsCtx **js)
@@ -61,8 +66,10 @@ s_connect(const char *url, natsConnection **nc, jsCtx **js)
     natsOptions *o = NULL;
     assert_int_equal(natsOptions_Create(&o), NATS_OK);
     assert_int_equal(natsOptions_SetURL(o, url), NATS_OK);
-    if (s_auth)
+    if (s_auth == S_AUTH_PASSWORD)
         assert_int_equal(natsOptions_SetUserInfo(o, S_USER, S_PASSWORD), NATS_OK);
+    if (s_auth == S_AUTH_NKEY)
+        assert_int_equal(natsOptions_SetNKeyFromSeed(o, S_NKEY_PUB, s_seed_file), NATS_OK);
     assert_int_equal(natsOptions_SetTimeout(o, 5000), NATS_OK);
     assert_int_equal(natsConnection_Connect(nc, o), NATS_OK);
     natsOptions_Destroy(o);
@@ -284,7 +291,13 @@ s_replica_start(s_replica_t *r, const char *url, const char *rebaseline)
     snprintf(rb, sizeof rb, "--replica-rebaseline=%s", rebaseline ? rebaseline : "");
     const char *extra[8] = { "--replica-of=" A1 "," A2, r->url_arg, "--batch-max-records=50" };
     int n = 3;
-    if (s_auth) {
+    char seedarg[200];
+    if (s_auth == S_AUTH_NKEY) {
+        /* only the seed: the replica derives the public key from it */
+        snprintf(seedarg, sizeof seedarg, "--jetstream-nkey-seed-file=%s", s_seed_file);
+        extra[n++] = seedarg;
+    }
+    if (s_auth == S_AUTH_PASSWORD) {
         /* the credentials as an operator provisions them: a password file */
         snprintf(pwf, sizeof pwf, "%s/nats.password", r->dir);
         FILE *f = fopen(pwf, "w");
@@ -486,21 +499,21 @@ s_wait_log(const char *path, const char *want, int count, int patience_ms)
     }
 }
 
-/* gridctl --store STORE dups --json: its output (malloc'd). */
+/* gridctl --store STORE CMD [ARG]: its output (malloc'd); it must exit 0. */
 static char *
-s_dups(const char *store)
+s_ctl(const char *store, const char *cmd, const char *arg)
 {
     char out[200];
-    snprintf(out, sizeof out, "%s.dups", store);
+    snprintf(out, sizeof out, "%s.ctl", store);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fd, 1);
-        execl(GS_GRIDCTL, "gridctl", "--store", store, "dups", "--json", (char *) NULL);
+        execl(GS_GRIDCTL, "gridctl", "--store", store, cmd, arg, (char *) NULL);
         _exit(127);
     }
-    assert_int_equal(gs_tk_wait_exit(pid, "gridctl dups", 30000), 0);
+    assert_int_equal(gs_tk_wait_exit(pid, "gridctl", 30000), 0);
     size_t len;
     return gs_tk_read_file(out, &len, 0);
 }
@@ -529,8 +542,21 @@ s_setup_with(void **state, int streams, int auth)
 {
     s_env_t *e = calloc(1, sizeof *e);
     s_auth = auth;
-    if (gs_tk_nats_start(&e->nats, auth ? "authorization {\n  user: " S_USER "\n  password: "
-                                           S_PASSWORD "\n}\n" : NULL))
+    if (auth == S_AUTH_NKEY) {
+        char dir[64];
+        gs_tk_tmpdir(dir, sizeof dir);
+        snprintf(s_seed_file, sizeof s_seed_file, "%s/user.nk", dir);
+        FILE *f = fopen(s_seed_file, "w");
+        if (!f)
+            return -1;
+        fprintf(f, "%s\n", S_NKEY_SEED);
+        fclose(f);
+    }
+    const char *conf = auth == S_AUTH_PASSWORD
+        ? "authorization {\n  user: " S_USER "\n  password: " S_PASSWORD "\n}\n"
+        : auth == S_AUTH_NKEY
+        ? "authorization {\n  users: [ { nkey: " S_NKEY_PUB " } ]\n}\n" : NULL;
+    if (gs_tk_nats_start(&e->nats, conf))
         return -1;
     s_connect(e->nats.url, &e->nc, &e->js);
     s_district_start(&e->d[0], A1);
@@ -560,7 +586,14 @@ s_setup_bare(void **state)
 static int
 s_setup_auth(void **state)
 {
-    return s_setup_with(state, 1, 1);
+    return s_setup_with(state, 1, S_AUTH_PASSWORD);
+}
+
+/* A nats-server that wants a user nkey. */
+static int
+s_setup_nkey(void **state)
+{
+    return s_setup_with(state, 1, S_AUTH_NKEY);
 }
 
 static int
@@ -577,7 +610,13 @@ s_teardown(void **state)
     natsConnection_Destroy(e->nc);
     gs_tk_nats_destroy(&e->nats);
     free(e);
-    s_auth = 0;
+    if (s_auth == S_AUTH_NKEY) {
+        char dir[128];
+        snprintf(dir, sizeof dir, "%s", s_seed_file);
+        *strrchr(dir, '/') = 0;
+        gs_tk_rmtree(dir);
+    }
+    s_auth = S_AUTH_NONE;
     return 0;
 }
 
@@ -639,8 +678,8 @@ test_union_of_two_districts(void **state)
     gs_client_destroy(&c);
 
     /* the persons in both districts: a finding at the city only */
-    char *city = s_dups(e->r.store);
-    char *d1 = s_dups(e->d[0].store);
+    char *city = s_ctl(e->r.store, "dups", "--json");
+    char *d1 = s_ctl(e->d[0].store, "dups", "--json");
     assert_int_equal(s_count(city, "\"id_number\""), 2);
     assert_true(s_count(city, "\"" A1) >= 2 && s_count(city, "\"" A2) >= 2);
     assert_int_equal(s_count(d1, "\"id_number\""), 0);
@@ -651,6 +690,11 @@ test_union_of_two_districts(void **state)
                                   "gridsync_replica_applied_total{origin=\"" A1 "\"}");
     assert_true(applied == (double) want[0]);
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+    /* health lists the origins the store follows */
+    char *h = s_ctl(e->r.store, "health", "--json");
+    assert_non_null(strstr(h, "\"area\":\"" A1 "\",\"followed\":\"" A1 "\",\"state\":\"running\""));
+    assert_non_null(strstr(h, "\"area\":\"" A2 "\""));
+    free(h);
 }
 
 /* (b): SIGKILL the replica several times while it applies; every origin
@@ -787,6 +831,11 @@ test_hostile_input(void **state)
     s_replica_start(&e->r, e->nats.url, A1);
     s_hostile(e, 3, "gap", 0);
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+    char *h = s_ctl(e->r.store, "health", NULL);   /* text */
+    assert_non_null(strstr(h, "origin " A1 " stopped"));
+    assert_non_null(strstr(h, "stopped (gap)"));
+    assert_non_null(strstr(h, "origin " A2 " running"));
+    free(h);
 }
 
 /* (d): lineage. District A1 is replaced by a store of another epoch (a
@@ -865,7 +914,8 @@ test_late_streams_and_outage(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-/* The link to an authenticating nats-server, with user and password. */
+/* The link to an authenticating nats-server: with user and password, or
+ * with an nkey seed. */
 static void
 test_authenticated_link(void **state)
 {
@@ -921,6 +971,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_late_streams_and_outage, s_setup_bare,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_auth, s_teardown),
+        cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_nkey, s_teardown),
         cmocka_unit_test_setup_teardown(test_config_refused, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,7 @@
  */
 #include "gc.h"
 #include "gs_admin.h"
+#include "gs_store_replica.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -413,6 +414,30 @@ gc_cmd_verify(gc_ctx_t *ctx, int argc, char **argv)
 
 /* ---- health ------------------------------------------------------------------------------ */
 
+#define S_ORIGINS_SHOWN 64          /* a replica's origins listed by health */
+
+/* The origins of a city replica's store (its origins table), for health. */
+typedef struct s_origins {
+    gs_origin_t o[S_ORIGINS_SHOWN]; /* the entries, in area order */
+    size_t n;                       /* how many */
+} s_origins_t;
+
+static int
+s_origin_take(void *arg, const gs_origin_t *o)
+{
+    s_origins_t *l = arg;
+    if (l->n < S_ORIGINS_SHOWN)
+        l->o[l->n++] = *o;
+    return 0;
+}
+
+static const char *
+s_origin_state(int state)
+{
+    return state == GS_ORIGIN_RUNNING ? "running" : state == GS_ORIGIN_STOPPED ? "stopped"
+                                                                               : "new";
+}
+
 static const char s_health_help[] =
     "Usage: gridctl health [--admin ENDPOINT] [--timeout-ms MS]\n"
     "\n"
@@ -420,8 +445,10 @@ static const char s_health_help[] =
     "directly, and whether the broker answers on its admin endpoint\n"
     "(default ipc://STORE/admin.sock): then its version, uptime, head seq and\n"
     "feed subscriptions. Both show the store's lineage epoch: they differ when the\n"
-    "broker serves another store (or a restored one). Exit status 0 when the\n"
-    "broker answers, 1 when it is down.\n"
+    "broker serves another store (or a restored one). For a city replica's store,\n"
+    "each origin (district area): running or stopped (and why), its epoch, the\n"
+    "last district seq applied. Exit status 0 when the broker answers, 1 when it\n"
+    "is down.\n"
     "\n"
     "  --admin EP       the broker's admin-endpoint (ipc://PATH), when configured\n"
     "                   elsewhere or forwarded from another machine; when there\n"
@@ -430,7 +457,8 @@ static const char s_health_help[] =
     "  --timeout-ms MS  how long to wait for the answer (default 2000)\n"
     "\n"
     "--json: {store:{head_seq, records, events, map_size, map_used, file_size,\n"
-    "readers_used, readers_max, epoch} or null, broker:{up, reason, version,\n"
+    "readers_used, readers_max, epoch, origins:[{area, followed, state, epoch,\n"
+    "last_seq, applied, reason, stop_seq, message}]} or null, broker:{up, reason, version,\n"
     "uptime_ms, head_seq, records, map_size, map_used, feed_subscriptions,\n"
     "store_epoch}}; epochs as 16 hex digits.\n";
 
@@ -474,6 +502,8 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
     gs_store_info_t info;
     memset(&info, 0, sizeof info);
     uint64_t epoch = 0;
+    static s_origins_t origins;
+    origins.n = 0;
     if (local) {
         gs_store_t *st = gc_store_open(ctx, 0, &rc);
         if (!st) {
@@ -482,6 +512,8 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
         }
         int err = gs_store_info(st, &info);
         gs_store_epoch(st, &epoch); /* 0: a store from before epochs, opened read-only */
+        if (!err)
+            err = gs_store_origins(st, s_origin_take, &origins);
         gs_store_destroy(&st);
         if (err) {
             gs_admin_destroy(&adm);
@@ -526,6 +558,34 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
             snprintf(hex, sizeof hex, "%016llx", (unsigned long long) epoch);
             gs_json_key(&j, "epoch");
             gs_json_str(&j, hex); /* text: a JSON number cannot hold 64 bits */
+            gs_json_key(&j, "origins");
+            gs_json_arr(&j);
+            for (size_t i = 0; i < origins.n; i++) {
+                const gs_origin_t *o = &origins.o[i];
+                gs_json_obj(&j);
+                gs_json_key(&j, "area");
+                gs_json_str(&j, o->area);
+                gs_json_key(&j, "followed");
+                gs_json_str(&j, o->followed);
+                gs_json_key(&j, "state");
+                gs_json_str(&j, s_origin_state(o->state));
+                snprintf(hex, sizeof hex, "%016llx", (unsigned long long) o->epoch);
+                gs_json_key(&j, "epoch");
+                gs_json_str(&j, hex);
+                gs_json_key(&j, "last_seq");
+                gs_json_u64(&j, o->last_seq);
+                gs_json_key(&j, "applied");
+                gs_json_u64(&j, o->applied);
+                gs_json_key(&j, "reason");
+                gs_json_str(&j, o->state == GS_ORIGIN_STOPPED ? gs_repl_reason_name(o->reason)
+                                                              : "");
+                gs_json_key(&j, "stop_seq");
+                gs_json_u64(&j, o->stop_seq);
+                gs_json_key(&j, "message");
+                gs_json_str(&j, o->message);
+                gs_json_end(&j);
+            }
+            gs_json_end(&j);
             gs_json_end(&j);
         } else {
             gs_json_null(&j); /* not on this machine: only the broker was asked */
@@ -569,6 +629,16 @@ gc_cmd_health(gc_ctx_t *ctx, int argc, char **argv)
                     gc_num(info.map_used, b[3], 32), gc_num(info.map_size, b[4], 32),
                     gc_num(info.file_size, b[5], 32), info.readers_used, info.readers_max);
             fprintf(o, "  epoch %016llx\n", (unsigned long long) epoch);
+            for (size_t i = 0; i < origins.n; i++) {
+                const gs_origin_t *og = &origins.o[i];
+                fprintf(o, "  origin %s %s, epoch %016llx, last seq %s, %s applied", og->area,
+                        s_origin_state(og->state), (unsigned long long) og->epoch,
+                        gc_num(og->last_seq, b[0], 32), gc_num(og->applied, b[1], 32));
+                if (og->state == GS_ORIGIN_STOPPED)
+                    fprintf(o, "; stopped (%s) at seq %llu: %s", gs_repl_reason_name(og->reason),
+                            (unsigned long long) og->stop_seq, og->message);
+                fputc('\n', o);
+            }
         } else {
             fprintf(o, "store     not on this machine (asked through %s)\n", ep);
         }
