@@ -25,7 +25,7 @@
 #include "gs_store_idem.h"
 #include "gs_store_ids.h"
 #include "gs_store_log.h"
-#include "gs_store_write.h"
+#include "gs_store_record.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -44,7 +44,7 @@ typedef struct s_uprec {
     uint32_t counts[GS_IDEM_COUNTS]; /* results by ResultStatus */
 } s_uprec_t;
 
-/* The stored state of a record the upload refers to (gs_store_write.h). */
+/* The stored state of a record the upload refers to (gs_store_record.h). */
 typedef gs_rec_cur_t s_cur_t;
 
 /* A record as stored: packed under its canonical id, and its content hash. */

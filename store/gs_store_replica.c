@@ -14,7 +14,7 @@
 #include "gs_grid.h"
 #include "gs_store_int.h"
 #include "gs_store_log.h"
-#include "gs_store_write.h"
+#include "gs_store_record.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -65,7 +65,7 @@ for t in test_validate test_schema test_prescan test_privacy test_config test_en
     run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }
 done
 for t in test_broker test_admin test_security test_hostile test_conns test_gridsim test_gridfeed \
-         test_gridctl test_gridctl_keys; do
+         test_gridctl test_gridctl_keys test_replica; do
     [ -x "./$t" ] || continue
     echo "valgrind (broker): $t"
     run "$t" "$t.valgrind.log" env GS_TEST_VALGRIND=1 "./$t" || { cat "$t.valgrind.log"; fail=1; }

@@ -551,6 +551,49 @@ test_rebaseline_new_lineage(void **state)
     s_district_close(&d3);
 }
 
+/* A replica that follows one community of an origin gets only its events
+ * (as the consumer's filter gives them): order is checked at that level,
+ * a record moving out leaves, the result is the district's records there. */
+static void
+test_narrower_followed_prefix(void **state)
+{
+    s_fix_t *f = *state;
+    const char *community = A1 "001001";
+    gs_repl_msg_t *all = s_msgs(&f->d1, 0, f->d1.n);
+    gs_repl_msg_t *m = calloc(f->d1.n, sizeof *m);
+    size_t n = 0;
+    for (size_t i = 0; i < f->d1.n; i++) {
+        Gridsync__V1__ChangeEvent *ev =
+            gridsync__v1__change_event__unpack(NULL, all[i].len, all[i].data);
+        if (strncmp(ev->grid_code, community, strlen(community)) == 0)
+            m[n++] = all[i];
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    assert_true(n > 0 && n < f->d1.n);
+    gs_repl_result_t res;
+    gs_apply_out_t out;
+    assert_int_equal(gs_store_replicate(f->r, A1, community, m, n, ST_NOW_MS, &res, &out), 0);
+    if (res.refused)
+        fail_msg("refused: %s", res.message);
+    assert_int_equal(res.applied, n);
+    gs_apply_out_clear(&out);
+    st_verify_ok(f->r);
+    static s_recs_t a, b;
+    s_records(f->d1.st, community, &a);
+    s_records(f->r, "", &b);
+    assert_int_equal(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        assert_string_equal(a.line[i], b.line[i]);
+    /* one event left out is a gap at that level too */
+    gs_repl_msg_t *d2m = s_msgs(&f->d2, 0, 2);
+    assert_int_equal(gs_store_replicate(f->r, A2, A2, d2m + 1, 1, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(res.refused, GS_REPL_GAP);
+    gs_apply_out_clear(&out);
+    free(d2m);
+    free(m);
+    free(all);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -579,6 +622,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_refuse_record_of_other_origin, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_rebaseline_new_lineage, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_narrower_followed_prefix, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /*
- * gs_store_write: the one function that writes a record's current version
+ * gs_store_record: the one function that writes a record's current version
  * (gs_record_write) and the lookup of the stored version it replaces
  * (gs_record_lookup), shared by the two write paths: uploads
  * (gs_store_apply.c) and a replica's events (gs_store_replica.c). Every
@@ -15,8 +15,8 @@
  * Where it sits: inside a write transaction (gs_store_txn.h) and its
  * change log (gs_store_log.h); writer thread only, under write_lock.
  */
-#ifndef GS_STORE_WRITE_H
-#define GS_STORE_WRITE_H
+#ifndef GS_STORE_RECORD_H
+#define GS_STORE_RECORD_H
 
 #include "gs_store_int.h"
 #include "gs_store_log.h"
