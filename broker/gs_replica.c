@@ -392,15 +392,63 @@ s_read_secret(const char *path, char *out, size_t size)
     return 0;
 }
 
-/* Options for the configured NATS link; NULL with *what set on failure. */
+/* The credentials and TLS settings of cfg into o; *what names the setting
+ * that failed. */
+static natsStatus
+s_options_auth(const gs_config_t *cfg, natsOptions *o, const char **what)
+{
+    natsStatus s = NATS_OK;
+    if (cfg->jetstream_user[0]) {
+        char pw[512];
+        *what = "jetstream-password-file";
+        s = s_read_secret(cfg->jetstream_password_file, pw, sizeof pw)
+                ? NATS_ERR : natsOptions_SetUserInfo(o, cfg->jetstream_user, pw);
+        sodium_memzero(pw, sizeof pw);
+        if (s != NATS_OK)
+            return s;
+    }
+    if (cfg->jetstream_nkey_seed_file[0]) {
+        char pub[64];
+        *what = "jetstream-nkey-seed-file";
+        s = s_nkey_public(cfg->jetstream_nkey_seed_file, pub)
+                ? NATS_ERR : natsOptions_SetNKeyFromSeed(o, pub, cfg->jetstream_nkey_seed_file);
+        if (s != NATS_OK)
+            return s;
+    }
+    if (cfg->jetstream_creds_file[0]) {
+        *what = "jetstream-creds-file";
+        if ((s = natsOptions_SetUserCredentialsFromFiles(o, cfg->jetstream_creds_file, NULL)))
+            return s;
+    }
+    if (cfg->jetstream_tls_ca[0]) {
+        /* a CA makes TLS required, and the server is verified against it */
+        *what = "jetstream-tls-ca";
+        if ((s = natsOptions_SetSecure(o, true)) ||
+            (s = natsOptions_LoadCATrustedCertificates(o, cfg->jetstream_tls_ca)))
+            return s;
+    }
+    if (cfg->jetstream_tls_cert[0]) {
+        *what = "jetstream-tls-cert";
+        if ((s = natsOptions_SetSecure(o, true)) ||
+            (s = natsOptions_LoadCertificatesChain(o, cfg->jetstream_tls_cert,
+                                                   cfg->jetstream_tls_key)))
+            return s;
+    }
+    return NATS_OK;
+}
+
+/* Options for the configured NATS link; NULL with *what and *st set on
+ * failure. */
 static natsOptions *
 s_options(const gs_config_t *cfg, const char **what, natsStatus *st)
 {
     natsOptions *o = NULL;
-    natsStatus s = natsOptions_Create(&o);
     *what = "options";
-    if (s == NATS_OK && (*what = "jetstream-url", 1))
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK) {
+        *what = "jetstream-url";
         s = natsOptions_SetURL(o, cfg->jetstream_url);
+    }
     if (s == NATS_OK)
         s = natsOptions_SetName(o, "gridsyncd-replica");
     if (s == NATS_OK)
@@ -409,34 +457,8 @@ s_options(const gs_config_t *cfg, const char **what, natsStatus *st)
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectWait(o, 250);
-    if (s == NATS_OK && cfg->jetstream_user[0]) {
-        char pw[512];
-        *what = "jetstream-password-file";
-        if (s_read_secret(cfg->jetstream_password_file, pw, sizeof pw))
-            s = NATS_ERR;
-        else
-            s = natsOptions_SetUserInfo(o, cfg->jetstream_user, pw);
-        sodium_memzero(pw, sizeof pw);
-    }
-    if (s == NATS_OK && cfg->jetstream_nkey_seed_file[0]) {
-        char pub[64];
-        *what = "jetstream-nkey-seed-file";
-        s = s_nkey_public(cfg->jetstream_nkey_seed_file, pub)
-                ? NATS_ERR : natsOptions_SetNKeyFromSeed(o, pub, cfg->jetstream_nkey_seed_file);
-    }
-    if (s == NATS_OK && cfg->jetstream_creds_file[0] && (*what = "jetstream-creds-file", 1))
-        s = natsOptions_SetUserCredentialsFromFiles(o, cfg->jetstream_creds_file, NULL);
-    if (s == NATS_OK && cfg->jetstream_tls_ca[0] && (*what = "jetstream-tls-ca", 1)) {
-        s = natsOptions_SetSecure(o, true);
-        if (s == NATS_OK)
-            s = natsOptions_LoadCATrustedCertificates(o, cfg->jetstream_tls_ca);
-    }
-    if (s == NATS_OK && cfg->jetstream_tls_cert[0] && (*what = "jetstream-tls-cert", 1)) {
-        s = natsOptions_SetSecure(o, true);
-        if (s == NATS_OK)
-            s = natsOptions_LoadCertificatesChain(o, cfg->jetstream_tls_cert,
-                                                  cfg->jetstream_tls_key);
-    }
+    if (s == NATS_OK)
+        s = s_options_auth(cfg, o, what);
     *st = s;
     if (s != NATS_OK) {
         natsOptions_Destroy(o);

@@ -56,9 +56,10 @@
 /* a user nkey pair (the one NATS's documentation uses) */
 #define S_NKEY_SEED "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY"
 #define S_NKEY_PUB "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
-enum { S_AUTH_NONE, S_AUTH_PASSWORD, S_AUTH_NKEY };
+enum { S_AUTH_NONE, S_AUTH_PASSWORD, S_AUTH_NKEY, S_AUTH_TLS };
 static int s_auth;                  /* what the running test's server wants */
 static char s_seed_file[128];       /* S_NKEY_SEED in a file, as operators keep it */
+static char s_pki[64];              /* S_AUTH_TLS: ca.pem, server.*, client.* */
 
 static void
 s_connect(const char *url, natsConnection **nc, jsCtx **js)
@@ -70,6 +71,15 @@ s_connect(const char *url, natsConnection **nc, jsCtx **js)
         assert_int_equal(natsOptions_SetUserInfo(o, S_USER, S_PASSWORD), NATS_OK);
     if (s_auth == S_AUTH_NKEY)
         assert_int_equal(natsOptions_SetNKeyFromSeed(o, S_NKEY_PUB, s_seed_file), NATS_OK);
+    if (s_auth == S_AUTH_TLS) {
+        char ca[128], cert[128], key[128];
+        snprintf(ca, sizeof ca, "%s/ca.pem", s_pki);
+        snprintf(cert, sizeof cert, "%s/client.pem", s_pki);
+        snprintf(key, sizeof key, "%s/client.key", s_pki);
+        assert_int_equal(natsOptions_SetSecure(o, true), NATS_OK);
+        assert_int_equal(natsOptions_LoadCATrustedCertificates(o, ca), NATS_OK);
+        assert_int_equal(natsOptions_LoadCertificatesChain(o, cert, key), NATS_OK);
+    }
     assert_int_equal(natsOptions_SetTimeout(o, 5000), NATS_OK);
     assert_int_equal(natsConnection_Connect(nc, o), NATS_OK);
     natsOptions_Destroy(o);
@@ -289,9 +299,17 @@ s_replica_start(s_replica_t *r, const char *url, const char *rebaseline)
     }
     char rb[64], pwf[160], pwarg[200];
     snprintf(rb, sizeof rb, "--replica-rebaseline=%s", rebaseline ? rebaseline : "");
-    const char *extra[8] = { "--replica-of=" A1 "," A2, r->url_arg, "--batch-max-records=50" };
+    const char *extra[12] = { "--replica-of=" A1 "," A2, r->url_arg, "--batch-max-records=50" };
     int n = 3;
-    char seedarg[200];
+    char seedarg[200], tls[3][200];
+    if (s_auth == S_AUTH_TLS) {
+        /* the server verified against the CA, the replica by its certificate */
+        snprintf(tls[0], sizeof tls[0], "--jetstream-tls-ca=%s/ca.pem", s_pki);
+        snprintf(tls[1], sizeof tls[1], "--jetstream-tls-cert=%s/client.pem", s_pki);
+        snprintf(tls[2], sizeof tls[2], "--jetstream-tls-key=%s/client.key", s_pki);
+        for (int i = 0; i < 3; i++)
+            extra[n++] = tls[i];
+    }
     if (s_auth == S_AUTH_NKEY) {
         /* only the seed: the replica derives the public key from it */
         snprintf(seedarg, sizeof seedarg, "--jetstream-nkey-seed-file=%s", s_seed_file);
@@ -537,6 +555,85 @@ typedef struct {
     s_replica_t r;
 } s_env_t;
 
+/* Run argv (openssl) to completion; it must exit 0. What it says on
+ * stderr is shown only when it fails. */
+static int
+s_run(const char *const *argv)
+{
+    int fd = -1;
+    pid_t pid = gs_tk_spawn(argv, &fd);
+    char said[8192];
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(fd, said + n, sizeof said - 1 - n)) > 0 || (r < 0 && errno == EINTR))
+        if (r > 0 && (n += (size_t) r) == sizeof said - 1)
+            n = 0;  /* keep reading: only the tail matters */
+    said[n] = 0;
+    close(fd);
+    int st = gs_tk_wait_exit(pid, argv[0], 60000);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    fprintf(stderr, "%s %s failed:\n%s\n", argv[0], argv[1], said);
+    return -1;
+}
+
+/* The openssl program on PATH into out; -1 when there is none. */
+static int
+s_openssl(char *out, size_t size)
+{
+    const char *path = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof dirs, "%s", path ? path : "/usr/bin:/bin");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        snprintf(out, size, "%s/openssl", d);
+        if (access(out, X_OK) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* A CA, a server certificate for 127.0.0.1 and a client certificate,
+ * made with openssl into s_pki. */
+static int
+s_make_pki(void)
+{
+    char openssl[512];
+    if (s_openssl(openssl, sizeof openssl)) {
+        fprintf(stderr, "no openssl program on PATH: the TLS test needs it\n");
+        return -1;
+    }
+    gs_tk_tmpdir(s_pki, sizeof s_pki);
+    char p[8][160];
+    const char *names[] = { "ca.key", "ca.pem", "server.key", "server.csr", "server.pem",
+                            "client.key", "client.csr", "client.pem" };
+    for (int i = 0; i < 8; i++)
+        snprintf(p[i], sizeof p[i], "%s/%s", s_pki, names[i]);
+    char ext[160];
+    snprintf(ext, sizeof ext, "%s/san.cnf", s_pki);
+    FILE *f = fopen(ext, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    fclose(f);
+    const char *ca[] = { openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                         p[0], "-out", p[1], "-days", "2", "-subj", "/CN=gridsync-test-ca",
+                         NULL };
+    if (s_run(ca))
+        return -1;
+    for (int who = 0; who < 2; who++) {
+        const char *key = p[2 + 3 * who], *csr = p[3 + 3 * who], *pem = p[4 + 3 * who];
+        const char *req[] = { openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                              "-out", csr, "-subj", who ? "/CN=gridsync-replica" : "/CN=localhost",
+                              NULL };
+        const char *sign[] = { openssl, "x509", "-req", "-in", csr, "-CA", p[1], "-CAkey",
+                               p[0], "-CAcreateserial", "-out", pem, "-days", "2", "-extfile",
+                               ext, NULL };
+        if (s_run(req) || s_run(sign))
+            return -1;
+    }
+    return 0;
+}
+
 static int
 s_setup_with(void **state, int streams, int auth)
 {
@@ -552,7 +649,15 @@ s_setup_with(void **state, int streams, int auth)
         fprintf(f, "%s\n", S_NKEY_SEED);
         fclose(f);
     }
-    const char *conf = auth == S_AUTH_PASSWORD
+    char tlsconf[600];
+    if (auth == S_AUTH_TLS) {
+        if (s_make_pki())
+            return -1;
+        snprintf(tlsconf, sizeof tlsconf,
+                 "tls {\n  cert_file: \"%s/server.pem\"\n  key_file: \"%s/server.key\"\n"
+                 "  ca_file: \"%s/ca.pem\"\n  verify: true\n}\n", s_pki, s_pki, s_pki);
+    }
+    const char *conf = auth == S_AUTH_TLS ? tlsconf : auth == S_AUTH_PASSWORD
         ? "authorization {\n  user: " S_USER "\n  password: " S_PASSWORD "\n}\n"
         : auth == S_AUTH_NKEY
         ? "authorization {\n  users: [ { nkey: " S_NKEY_PUB " } ]\n}\n" : NULL;
@@ -589,6 +694,13 @@ s_setup_auth(void **state)
     return s_setup_with(state, 1, S_AUTH_PASSWORD);
 }
 
+/* A nats-server that speaks TLS only and wants a client certificate. */
+static int
+s_setup_tls(void **state)
+{
+    return s_setup_with(state, 1, S_AUTH_TLS);
+}
+
 /* A nats-server that wants a user nkey. */
 static int
 s_setup_nkey(void **state)
@@ -610,6 +722,8 @@ s_teardown(void **state)
     natsConnection_Destroy(e->nc);
     gs_tk_nats_destroy(&e->nats);
     free(e);
+    if (s_auth == S_AUTH_TLS)
+        gs_tk_rmtree(s_pki);
     if (s_auth == S_AUTH_NKEY) {
         char dir[128];
         snprintf(dir, sizeof dir, "%s", s_seed_file);
@@ -914,8 +1028,8 @@ test_late_streams_and_outage(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-/* The link to an authenticating nats-server: with user and password, or
- * with an nkey seed. */
+/* The link to an authenticating nats-server: with user and password, with
+ * an nkey seed, or over TLS with a client certificate. */
 static void
 test_authenticated_link(void **state)
 {
@@ -972,6 +1086,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_auth, s_teardown),
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_nkey, s_teardown),
+        cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_tls, s_teardown),
         cmocka_unit_test_setup_teardown(test_config_refused, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
