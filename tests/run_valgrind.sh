@@ -58,7 +58,7 @@ run() {
 fail=0
 for t in test_validate test_schema test_prescan test_privacy test_config test_endpoint \
          test_grid test_render test_checkpoint test_store_txn test_store_keys test_store_dedup \
-         test_store_ids test_store_idem test_store_log test_store_replica test_authz test_serve test_frames test_handoff \
+         test_store_ids test_store_idem test_store_log test_store_replica test_natslink test_authz test_serve test_frames test_handoff \
          test_broker_oom test_fuzz_regressions; do
     [ -x "./$t" ] || continue
     echo "valgrind: $t"

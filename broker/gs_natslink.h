@@ -1,0 +1,38 @@
+/*
+ * gs_natslink: the broker's NATS connection options, from the config
+ * table's jetstream-* keys: the server URL(s), reconnection for ever after
+ * an outage, and the credentials and TLS settings (user and password file,
+ * nkey seed file, .creds file; CA, client certificate and key). One place
+ * for the federation's link settings, whoever connects (the city replica,
+ * gs_replica.c; the district bridge can use the same).
+ *
+ * Secrets are read from files and wiped from memory once handed to nats.c;
+ * none is ever logged.
+ *
+ * Threads: any thread; no state of its own.
+ */
+#ifndef GS_NATSLINK_H
+#define GS_NATSLINK_H
+
+#include <nats/nats.h>
+
+#include "gs_config.h"
+
+/* nats.c options for cfg's NATS link, with connection name name. NULL on
+ * failure, with *what naming the setting that failed ("jetstream-url",
+ * "jetstream-password-file", ...) and *st nats.c's status (NATS_ERR for a
+ * secret file that cannot be read or an nkey seed that is not one). The
+ * caller destroys the options (natsOptions_Destroy). Settings are checked
+ * for consistency by the caller's planning (gs_replica_plan): at most one
+ * credential kind, TLS certificate and key together. */
+natsOptions *gs_natslink_options(const gs_config_t *cfg, const char *name, const char **what,
+                                 natsStatus *st);
+
+/* The public user key ("U" and 55 more characters) of the nkey seed in
+ * the first line of file path: nats.c signs the server's nonce with the
+ * seed but has to name the public key in CONNECT. The seed's base32,
+ * prefix and CRC-16 are checked. Returns 0, or -1 when the file cannot be
+ * read or holds no user seed. */
+int gs_natslink_nkey_public(const char *path, char pub[64]);
+
+#endif

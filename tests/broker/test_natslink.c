@@ -1,0 +1,149 @@
+/*
+ * test_natslink: the NATS link's options from the config table
+ * (broker/gs_natslink.h): the public key derived from an nkey seed file
+ * (the pair NATS's documentation uses), seed files that are not a user seed
+ * refused, and each credential or TLS setting that cannot be read named in
+ * the failure. The links themselves (user and password, nkey, TLS with a
+ * client certificate) are used against a real nats-server in test_replica.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "gs_config.h"
+#include "gs_natslink.h"
+
+#define SEED "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY"
+#define PUB "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+
+static char s_dir[64];
+
+static const char *
+s_file(const char *name, const char *text)
+{
+    static char path[8][128];
+    static int next;
+    char *p = path[next++ % 8];
+    snprintf(p, 128, "%s/%s", s_dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+static void
+test_nkey_public_from_seed(void **state)
+{
+    (void) state;
+    char pub[64];
+    assert_int_equal(gs_natslink_nkey_public(s_file("ok.nk", SEED "\n"), pub), 0);
+    assert_string_equal(pub, PUB);
+    /* a changed character breaks the CRC; a public key is not a seed */
+    char bad[] = SEED;
+    bad[20] = bad[20] == 'A' ? 'B' : 'A';
+    assert_int_equal(gs_natslink_nkey_public(s_file("crc.nk", bad), pub), -1);
+    assert_int_equal(gs_natslink_nkey_public(s_file("pub.nk", PUB), pub), -1);
+    assert_int_equal(gs_natslink_nkey_public(s_file("empty.nk", ""), pub), -1);
+    assert_int_equal(gs_natslink_nkey_public(s_file("junk.nk", "not a seed at all"), pub), -1);
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/none.nk", s_dir);
+    assert_int_equal(gs_natslink_nkey_public(missing, pub), -1);
+}
+
+/* Options for cfg fail, naming want. */
+static void
+s_fails(const gs_config_t *cfg, const char *want)
+{
+    const char *what = NULL;
+    natsStatus st = NATS_OK;
+    natsOptions *o = gs_natslink_options(cfg, "test", &what, &st);
+    assert_null(o);
+    assert_int_not_equal(st, NATS_OK);
+    assert_string_equal(what, want);
+}
+
+static void
+test_options(void **state)
+{
+    (void) state;
+    gs_config_t c;
+    gs_config_defaults(&c);
+    snprintf(c.jetstream_url, sizeof c.jetstream_url, "nats://127.0.0.1:4222");
+    const char *what = NULL;
+    natsStatus st;
+    natsOptions *o = gs_natslink_options(&c, "test", &what, &st);
+    assert_non_null(o);
+    natsOptions_Destroy(o);
+
+    /* user and password: the password from its file */
+    gs_config_t u = c;
+    snprintf(u.jetstream_user, sizeof u.jetstream_user, "city");
+    snprintf(u.jetstream_password_file, sizeof u.jetstream_password_file, "%s/none", s_dir);
+    s_fails(&u, "jetstream-password-file");
+    snprintf(u.jetstream_password_file, sizeof u.jetstream_password_file, "%s",
+             s_file("pw", "secret\n"));
+    o = gs_natslink_options(&u, "test", &what, &st);
+    assert_non_null(o);
+    natsOptions_Destroy(o);
+
+    /* an nkey seed file that holds no seed */
+    gs_config_t k = c;
+    snprintf(k.jetstream_nkey_seed_file, sizeof k.jetstream_nkey_seed_file, "%s",
+             s_file("pub-only.nk", PUB));
+    s_fails(&k, "jetstream-nkey-seed-file");
+    snprintf(k.jetstream_nkey_seed_file, sizeof k.jetstream_nkey_seed_file, "%s",
+             s_file("user.nk", SEED));
+    o = gs_natslink_options(&k, "test", &what, &st);
+    assert_non_null(o);
+    natsOptions_Destroy(o);
+
+    /* TLS files that are not there */
+    gs_config_t t = c;
+    snprintf(t.jetstream_tls_ca, sizeof t.jetstream_tls_ca, "%s/no-ca.pem", s_dir);
+    s_fails(&t, "jetstream-tls-ca");
+    t = c;
+    snprintf(t.jetstream_tls_cert, sizeof t.jetstream_tls_cert, "%s/no-cert.pem", s_dir);
+    snprintf(t.jetstream_tls_key, sizeof t.jetstream_tls_key, "%s/no-key.pem", s_dir);
+    s_fails(&t, "jetstream-tls-cert");
+
+    /* a URL nats.c cannot take */
+    gs_config_t bad = c;
+    snprintf(bad.jetstream_url, sizeof bad.jetstream_url, "nats://127.0.0.1:notaport");
+    o = gs_natslink_options(&bad, "test", &what, &st);
+    if (o)  /* nats.c may only find out when it connects */
+        natsOptions_Destroy(o);
+    else
+        assert_string_equal(what, "jetstream-url");
+}
+
+int
+main(void)
+{
+    snprintf(s_dir, sizeof s_dir, "/tmp/gs-natslink-XXXXXX");
+    if (!mkdtemp(s_dir))
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nkey_public_from_seed),
+        cmocka_unit_test(test_options),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    DIR *d = opendir(s_dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char p[400];
+        snprintf(p, sizeof p, "%s/%s", s_dir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(s_dir);
+    nats_Close();
+    return rc;
+}
