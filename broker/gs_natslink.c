@@ -9,6 +9,27 @@
 #include <stdio.h>
 #include <string.h>
 
+int
+gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size)
+{
+    int methods = !!cfg->jetstream_user[0] + !!cfg->jetstream_nkey_seed_file[0] +
+                  !!cfg->jetstream_creds_file[0];
+    if (methods > 1) {
+        snprintf(err, err_size, "jetstream-user, jetstream-nkey-seed-file and "
+                 "jetstream-creds-file are alternatives: set at most one");
+        return -1;
+    }
+    if (!!cfg->jetstream_user[0] != !!cfg->jetstream_password_file[0]) {
+        snprintf(err, err_size, "jetstream-user and jetstream-password-file go together");
+        return -1;
+    }
+    if (!!cfg->jetstream_tls_cert[0] != !!cfg->jetstream_tls_key[0]) {
+        snprintf(err, err_size, "jetstream-tls-cert and jetstream-tls-key go together");
+        return -1;
+    }
+    return 0;
+}
+
 /* Base32 (RFC 4648, no padding) as nkeys write it. */
 static const char s_b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 

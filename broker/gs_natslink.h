@@ -18,13 +18,20 @@
 
 #include "gs_config.h"
 
+/* Check that cfg's credential and TLS settings make sense together: at
+ * most one of jetstream-user, jetstream-nkey-seed-file and
+ * jetstream-creds-file; jetstream-user with jetstream-password-file;
+ * jetstream-tls-cert with jetstream-tls-key. Returns 0, or -1 with a
+ * message a person can act on in err. (Whether jetstream-url is needed is
+ * the caller's rule.) */
+int gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size);
+
 /* nats.c options for cfg's NATS link, with connection name name. NULL on
  * failure, with *what naming the setting that failed ("jetstream-url",
  * "jetstream-password-file", ...) and *st nats.c's status (NATS_ERR for a
  * secret file that cannot be read or an nkey seed that is not one). The
- * caller destroys the options (natsOptions_Destroy). Settings are checked
- * for consistency by the caller's planning (gs_replica_plan): at most one
- * credential kind, TLS certificate and key together. */
+ * caller destroys the options (natsOptions_Destroy). Check the settings
+ * with gs_natslink_check first. */
 natsOptions *gs_natslink_options(const gs_config_t *cfg, const char *name, const char **what,
                                  natsStatus *st);
 

@@ -182,21 +182,8 @@ gs_replica_plan(const gs_config_t *cfg, gs_replica_origin_t *out, size_t max, ch
                  "districts publish to)");
         return -1;
     }
-    int methods = !!cfg->jetstream_user[0] + !!cfg->jetstream_nkey_seed_file[0] +
-                  !!cfg->jetstream_creds_file[0];
-    if (methods > 1) {
-        snprintf(err, err_size, "jetstream-user, jetstream-nkey-seed-file and "
-                 "jetstream-creds-file are alternatives: set at most one");
+    if (gs_natslink_check(cfg, err, err_size))
         return -1;
-    }
-    if (!!cfg->jetstream_user[0] != !!cfg->jetstream_password_file[0]) {
-        snprintf(err, err_size, "jetstream-user and jetstream-password-file go together");
-        return -1;
-    }
-    if (!!cfg->jetstream_tls_cert[0] != !!cfg->jetstream_tls_key[0]) {
-        snprintf(err, err_size, "jetstream-tls-cert and jetstream-tls-key go together");
-        return -1;
-    }
     return (int) n;
 }
 

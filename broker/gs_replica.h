@@ -48,8 +48,7 @@ typedef struct gs_replica_origin {
  * inside another; replica-area empty or a level prefix that covers or lies
  * under every origin; jetstream-url set; replica-name a consumer name
  * (letters, digits, '-' and '_'); replica-rebaseline empty or one of the
- * origins; at most one NATS credential method; TLS certificate and key
- * together. Returns the number of origins (> 0) with out[0..n) filled, or
+ * origins; the NATS link's settings as gs_natslink_check wants them. Returns the number of origins (> 0) with out[0..n) filled, or
  * -1 with a message a person can act on in err. */
 int gs_replica_plan(const gs_config_t *cfg, gs_replica_origin_t *out, size_t max,
                     char *err, size_t err_size);

@@ -70,6 +70,31 @@ s_fails(const gs_config_t *cfg, const char *want)
 }
 
 static void
+test_check(void **state)
+{
+    (void) state;
+    gs_config_t c;
+    gs_config_defaults(&c);
+    char err[200];
+    assert_int_equal(gs_natslink_check(&c, err, sizeof err), 0);
+    gs_config_t two = c;
+    snprintf(two.jetstream_user, sizeof two.jetstream_user, "city");
+    snprintf(two.jetstream_password_file, sizeof two.jetstream_password_file, "pw");
+    assert_int_equal(gs_natslink_check(&two, err, sizeof err), 0);
+    snprintf(two.jetstream_creds_file, sizeof two.jetstream_creds_file, "x.creds");
+    assert_int_equal(gs_natslink_check(&two, err, sizeof err), -1);
+    assert_non_null(strstr(err, "at most one"));
+    gs_config_t nopw = c;
+    snprintf(nopw.jetstream_user, sizeof nopw.jetstream_user, "city");
+    assert_int_equal(gs_natslink_check(&nopw, err, sizeof err), -1);
+    assert_non_null(strstr(err, "jetstream-password-file"));
+    gs_config_t tls = c;
+    snprintf(tls.jetstream_tls_cert, sizeof tls.jetstream_tls_cert, "c.pem");
+    assert_int_equal(gs_natslink_check(&tls, err, sizeof err), -1);
+    assert_non_null(strstr(err, "jetstream-tls-key"));
+}
+
+static void
 test_options(void **state)
 {
     (void) state;
@@ -131,6 +156,7 @@ main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nkey_public_from_seed),
+        cmocka_unit_test(test_check),
         cmocka_unit_test(test_options),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
