@@ -42,6 +42,8 @@
 #include <nats/nats.h>
 
 #include "gs_client.h"
+#include "gs_config.h"
+#include "gs_replica.h"
 #include "gs_testkit.h"
 #include "gs_tk_nats.h"
 
@@ -1043,6 +1045,67 @@ test_authenticated_link(void **state)
     s_same(&e->d[0], &e->r);
 }
 
+/* The plan of a replica's config: names, subjects, and what is refused. */
+static void
+test_plan(void **state)
+{
+    (void) state;
+    gs_config_t c;
+    gs_config_defaults(&c);
+    snprintf(c.jetstream_url, sizeof c.jetstream_url, "nats://127.0.0.1:4222");
+    snprintf(c.replica_of, sizeof c.replica_of, " 440305 ,440306");
+    gs_replica_origin_t o[4];
+    char err[300];
+    assert_int_equal(gs_replica_plan(&c, o, 4, err, sizeof err), 2);
+    assert_string_equal(o[0].area, "440305");
+    assert_string_equal(o[0].followed, "440305");
+    assert_string_equal(o[0].stream, "GRIDSYNC_440305");
+    assert_string_equal(o[0].durable, "replica_440305");
+    assert_string_equal(o[0].subject, "gridsync.44.03.05.>");
+    assert_string_equal(o[1].subject, "gridsync.44.03.06.>");
+    /* a street of one district, under a custom consumer name */
+    gs_config_t s = c;
+    snprintf(s.replica_of, sizeof s.replica_of, "440305");
+    snprintf(s.replica_area, sizeof s.replica_area, "440305001");
+    snprintf(s.replica_name, sizeof s.replica_name, "street-1");
+    assert_int_equal(gs_replica_plan(&s, o, 4, err, sizeof err), 1);
+    assert_string_equal(o[0].followed, "440305001");
+    assert_string_equal(o[0].subject, "gridsync.44.03.05.001.>");
+    assert_string_equal(o[0].durable, "street-1_440305");
+    /* a city area covering both: each origin whole */
+    gs_config_t w = c;
+    snprintf(w.replica_area, sizeof w.replica_area, "4403");
+    assert_int_equal(gs_replica_plan(&w, o, 4, err, sizeof err), 2);
+    assert_string_equal(o[1].followed, "440306");
+
+    static const struct {
+        const char *of, *area, *name, *url, *rebaseline, *why;
+    } bad[] = {
+        { "", "", "replica", "u", "", "no origin" },
+        { "440305,4403", "", "replica", "u", "", "overlap" },
+        { "440305,440305", "", "replica", "u", "", "overlap" },
+        { "44030", "", "replica", "u", "", "not an area" },
+        { "440305x", "", "replica", "u", "", "not an area" },
+        { "440305,440306", "440305001", "replica", "u", "", "neither covers" },
+        { "440305", "4403051", "replica", "u", "", "not a level prefix" },
+        { "440305", "", "a.b", "u", "", "consumer name" },
+        { "440305", "", "replica", "", "", "jetstream-url" },
+        { "440305", "", "replica", "u", "440306", "not one of replica-of" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gs_config_t b = c;
+        snprintf(b.replica_of, sizeof b.replica_of, "%s", bad[i].of);
+        snprintf(b.replica_area, sizeof b.replica_area, "%s", bad[i].area);
+        snprintf(b.replica_name, sizeof b.replica_name, "%s", bad[i].name);
+        snprintf(b.jetstream_url, sizeof b.jetstream_url, "%s", bad[i].url);
+        snprintf(b.replica_rebaseline, sizeof b.replica_rebaseline, "%s", bad[i].rebaseline);
+        err[0] = 0;
+        assert_int_equal(gs_replica_plan(&b, o, 4, err, sizeof err), -1);
+        if (!strstr(err, bad[i].why))
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, bad[i].why);
+    }
+}
+
 /* Config mistakes stop the start with a message. */
 static void
 test_config_refused(void **state)
@@ -1078,6 +1141,7 @@ main(void)
         return 1;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan),
         cmocka_unit_test_setup_teardown(test_union_of_two_districts, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_kill_replica_exactly_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
