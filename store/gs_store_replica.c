@@ -116,9 +116,6 @@ typedef struct s_repl {
     size_t n;                       /* how many */
     gs_origin_t o;                  /* the origin's entry as this attempt leaves it */
     gs_repl_result_t res;           /* what this attempt did */
-    char mo_kb;                     /* the last MOVE_OUT of this attempt: kind byte, */
-    char mo_id[GS_ID_MAX + 1];      /* record id */
-    uint64_t mo_seq;                /* and the seq of its event here */
     int dirty;                      /* the entry changed in this attempt */
 } s_repl_t;
 
@@ -207,6 +204,48 @@ s_cur_natkey(s_repl_t *r, const gs_rec_cur_t *cur, uint8_t *nk, size_t *nkl)
     if (!old)
         return gs_txn_fail(r->t, MDB_CORRUPTED, "stored record");
     *nkl = gs_natkey(old, nk);
+    return 0;
+}
+
+/* The seq of the replica's MOVE_OUT of record kb/id from grid prev, when
+ * it is the last event in that cell (as it is when the district's MOVE_OUT
+ * and MOVE_IN were both followed: nothing of the origin comes between
+ * them, and other origins write other cells), else 0: the MOVE_IN's back
+ * pointer, so history follows the record across the move. Returns 0 or the
+ * sticky error. */
+static int
+s_move_back(s_repl_t *r, const char *prev, char kb, const char *id, uint64_t *back)
+{
+    *back = 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->t->txn, r->st->db[GS_DB_CELL_LOG], &c);
+    if (rc)
+        return gs_txn_fail(r->t, rc, "open cell log cursor");
+    uint8_t ck[GS_CLK_LEN];
+    gs_key_cell_log(ck, prev, UINT64_MAX);
+    MDB_val k = { sizeof ck, ck }, v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    rc = mdb_cursor_get(c, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    uint64_t seq = 0;
+    int found = rc == 0 && gs_key_cell_log_parse(k.mv_data, k.mv_size, &seq) == 0 &&
+                memcmp(k.mv_data, prev, GS_GRID_LEN) == 0;
+    mdb_cursor_close(c);
+    if (rc && rc != MDB_NOTFOUND)
+        return gs_txn_fail(r->t, rc, "read cell log");
+    if (!found)
+        return 0;
+    uint8_t lk[GS_LK_LEN];
+    gs_key_log(lk, seq);
+    MDB_val key = { GS_LK_LEN, lk }, val;
+    if ((rc = gs_txn_get(r->t, GS_DB_LOG, &key, &val)))
+        return rc == GS_ENOTFOUND ? gs_txn_fail(r->t, MDB_CORRUPTED, "cell log entry") : rc;
+    gs_event_fields_t f;
+    if (val.mv_size < GS_LOG_HDR ||
+        gs_event_scan((const uint8_t *) val.mv_data + GS_LOG_HDR, val.mv_size - GS_LOG_HDR, &f))
+        return gs_txn_fail(r->t, MDB_CORRUPTED, "log entry");
+    if (f.op == S_OP_MOVE_OUT && gs_kind_byte(f.kind) == kb &&
+        f.record_key_len == strlen(id) && memcmp(f.record_key, id, f.record_key_len) == 0)
+        *back = seq;
     return 0;
 }
 
@@ -365,9 +404,9 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
             return rc;
     }
     uint64_t back = 0;
-    if (op == S_OP_MOVE_IN && r->mo_seq && r->mo_kb == pp.kb &&
-        strcmp(r->mo_id, ev->record_key) == 0)
-        back = r->mo_seq;   /* the MOVE_OUT of this move, applied in this call */
+    if (op == S_OP_MOVE_IN &&
+        (rc = s_move_back(r, ev->previous_grid_code, pp.kb, ev->record_key, &back)))
+        return rc;
     gs_rec_write_t w = { .pp = &pp, .canon = ev->record_key, .record = f.record,
                          .record_len = f.record_len, .hash = pp.hash, .version = ev->version,
                          .op = op, .prev_grid = ev->previous_grid_code, .back = back,
@@ -376,11 +415,6 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
     uint64_t seq;
     if ((rc = gs_record_write(&r->log, &w, cur.found ? &cur : NULL, &seq)))
         return rc;
-    if (removing) {
-        r->mo_kb = pp.kb;
-        snprintf(r->mo_id, sizeof r->mo_id, "%s", ev->record_key);
-        r->mo_seq = seq;
-    }
     o->epoch = hepoch;
     o->last_seq = ev->seq;
     o->last_committed_at = ev->committed_at;
@@ -429,7 +463,6 @@ s_attempt(gs_txn_t *t, void *arg)
     gs_wbuf_reset(&st->out);
     r->t = t;
     memset(&r->res, 0, sizeof r->res);
-    r->mo_seq = 0;
     r->dirty = 0;
     int rc;
     if ((rc = gs_log_begin(&r->log, t, &st->out, r->now_ms)) ||

@@ -265,6 +265,27 @@ s_log(gs_store_t *st)
     return l;
 }
 
+static int
+s_count_ev(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) seq;
+    (void) grid;
+    (void) data;
+    (void) len;
+    (*(int *) arg)++;
+    return 0;
+}
+
+/* Events in the history of household id. */
+static int
+s_history(gs_store_t *st, const char *id)
+{
+    int n = 0;
+    assert_int_equal(gs_store_history(st, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD, id,
+                                      s_count_ev, &n), 0);
+    return n;
+}
+
 /* ---- the tests --------------------------------------------------------------------- */
 
 typedef struct {
@@ -343,6 +364,11 @@ test_union_of_two_origins(void **state)
     assert_int_equal(l.n, f->d1.n + f->d2.n);
     assert_int_equal(l.with_origin, l.n);
     assert_true(l.in_order);
+    /* history follows the moved record across the move, though its two
+     * halves came in different calls */
+    assert_int_equal(s_history(f->r, "hh-" A1 "-3"), 3);
+    assert_int_equal(s_history(f->d1.st, "hh-" A1 "-3"), 3);
+    assert_int_equal(s_history(f->r, "hh-" A1 "-1"), 2);
     gs_origin_t o;
     assert_int_equal(gs_store_origin_get(f->r, A1, &o), 0);
     assert_int_equal(o.state, GS_ORIGIN_RUNNING);
