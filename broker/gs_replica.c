@@ -21,6 +21,8 @@
 #define S_IDLE_FETCH_MS 100         /* a fetch waits this long for a quiet origin */
 #define S_RETRY_MS 500              /* pause after NATS errors (a drain ends it) */
 #define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
+#define S_JS_WAIT_MS 2000           /* a JetStream API request waits at most this (so a */
+                                    /* drain during an outage is not held up long)      */
 
 /* Origin states as the metrics show them. */
 enum { S_WAITING = 0, S_RUNNING = 1, S_STOPPED = 2 };
@@ -49,6 +51,12 @@ struct gs_replica {
     int down_logged;                /* a failed connect was logged */
     int batch;                      /* messages per fetch */
 };
+
+/* Set while the replica closes its own connection, so that nats.c's
+ * disconnect callback, which may run later on nats.c's thread, does not
+ * report an outage. A file-level flag, not the replica's: the callback may
+ * come after the replica is gone (one replica per process). */
+static atomic_int s_closing;
 
 /* ---- Planning ---------------------------------------------------------------------- */
 
@@ -294,8 +302,30 @@ s_disconnect(gs_replica_t *self)
     }
     jsCtx_Destroy(self->js);
     self->js = NULL;
+    if (self->nc)
+        atomic_store(&s_closing, 1);
     natsConnection_Destroy(self->nc);
     self->nc = NULL;
+}
+
+/* nats.c's connection events, on its own threads: logged only. */
+static void
+s_on_disconnected(natsConnection *nc, void *arg)
+{
+    (void) nc;
+    (void) arg;
+    if (atomic_load(&s_closing))
+        return;
+    gs_log(GS_LOG_WARN, "replica_nats_disconnected", "msg=\"lost the NATS connection; "
+           "reconnecting\"");
+}
+
+static void
+s_on_reconnected(natsConnection *nc, void *arg)
+{
+    (void) nc;
+    (void) arg;
+    gs_log(GS_LOG_INFO, "replica_nats_reconnected", "msg=\"NATS connection back\"");
 }
 
 static int
@@ -312,10 +342,17 @@ s_connect(gs_replica_t *self)
         self->down_logged = 1;
         return -1;
     }
-    s = natsConnection_Connect(&self->nc, o);
-    natsOptions_Destroy(o);
+    s = natsOptions_SetDisconnectedCB(o, s_on_disconnected, NULL);
     if (s == NATS_OK)
-        s = natsConnection_JetStream(&self->js, self->nc, NULL);
+        s = natsOptions_SetReconnectedCB(o, s_on_reconnected, NULL);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&self->nc, o);
+    natsOptions_Destroy(o);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = S_JS_WAIT_MS;
+    if (s == NATS_OK)
+        s = natsConnection_JetStream(&self->js, self->nc, &jo);
     if (s != NATS_OK) {
         if (!self->down_logged)
             gs_log(GS_LOG_WARN, "replica_nats_down", "url=\"%s\" error=\"%s\" msg=\"NATS is "
@@ -325,6 +362,7 @@ s_connect(gs_replica_t *self)
         return -1;
     }
     self->down_logged = 0;
+    atomic_store(&s_closing, 0);
     gs_log(GS_LOG_INFO, "replica_nats_connected", "url=\"%s\"", cfg->jetstream_url);
     return 0;
 }
