@@ -1017,6 +1017,7 @@ test_late_streams_and_outage(void **state)
     s_upload(&e->d[0], 10, 10, 1000, -1);
     s_upload(&e->d[1], 10, 10, 5000, -1);
     assert_int_equal(gs_tk_nats_restart(&e->nats), 0);
+    assert_int_equal(s_wait_log(e->r.b.log_path, "event=replica_nats_reconnected", 1, 30000), 0);
     s_connect(e->nats.url, &e->nc, &e->js);
     want[0] = s_publish(&e->d[0], e->js);
     want[1] = s_publish(&e->d[1], e->js);
