@@ -12,6 +12,7 @@
  */
 #include "gs_store_replica.h"
 #include "gs_grid.h"
+#include "gs_prescan.h"
 #include "gs_store_int.h"
 #include "gs_store_log.h"
 #include "gs_store_record.h"
@@ -277,7 +278,14 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
                         "Gridsync-Epoch header (got '%.40s')", hseq,
                         m->h_epoch ? m->h_epoch : "(none)");
 
-    /* the event */
+    /* the event: walked before protobuf-c unpacks it, as any input from
+     * outside is (a hostile message could ask for hundreds of MB) */
+    gs_verdict_t pv;
+    if (m->data && m->len &&
+        gs_prescan(&gridsync__v1__change_event__descriptor, m->data, m->len, &st->limits, NULL,
+                   &pv))
+        return s_refuse(r, GS_REPL_DECODE, "message seq %" PRIu64 " is refused before "
+                        "decoding: %s", hseq, pv.message);
     gs_event_fields_t f;
     Gridsync__V1__ChangeEvent *ev = m->data && m->len
         ? gridsync__v1__change_event__unpack(alloc, m->len, m->data) : NULL;

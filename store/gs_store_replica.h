@@ -88,7 +88,8 @@ typedef struct gs_repl_result {
  * followed (the origin's area, or a longer prefix under it), in ONE write
  * transaction with one durable commit (map growth redone as for
  * gs_store_apply). For each message in order:
- *   - checked: it decodes as a ChangeEvent with a 15-digit grid under
+ *   - checked: it passes gs_prescan (with the store's limits) and decodes
+ *     as a ChangeEvent with a 15-digit grid under
  *     followed, a known op and kind and a record that decodes, has a kind,
  *     grid and id and agrees with the event; Gridsync-Origin is area,
  *     Gridsync-Seq is the event's seq, Gridsync-Epoch parses and is the

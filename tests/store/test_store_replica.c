@@ -461,6 +461,40 @@ test_refuse_undecodable(void **state)
     free(m);
 }
 
+/* An event whose record would take protobuf-c hundreds of MB to build is
+ * refused before it is unpacked. */
+static void
+test_refuse_oversized(void **state)
+{
+    s_fix_t *f = *state;
+    gs_repl_msg_t *m = s_msgs(&f->d1, 0, 3);
+    Gridsync__V1__ChangeEvent *ev =
+        gridsync__v1__change_event__unpack(NULL, m[2].len, m[2].data);
+    assert_non_null(ev);
+    Gridsync__V1__Household *h = ev->record->household;
+    size_t n = 100000;
+    Gridsync__V1__Person **many = calloc(n, sizeof *many);
+    Gridsync__V1__Person empty = GRIDSYNC__V1__PERSON__INIT;
+    for (size_t i = 0; i < n; i++)
+        many[i] = &empty;
+    size_t n0 = h->n_members;
+    Gridsync__V1__Person **m0 = h->members;
+    h->members = many;
+    h->n_members = n;
+    size_t len = gridsync__v1__change_event__get_packed_size(ev);
+    uint8_t *big = malloc(len);
+    gridsync__v1__change_event__pack(ev, big);
+    h->members = m0;
+    h->n_members = n0;
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+    free(many);
+    m[2].data = big;
+    m[2].len = len;
+    s_refused(f, m, 3, 2, GS_REPL_DECODE);
+    free(big);
+    free(m);
+}
+
 static void
 test_refuse_wrong_seq_header(void **state)
 {
@@ -640,6 +674,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_union_of_two_origins, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_refuse_undecodable, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_oversized, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_refuse_wrong_seq_header, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_refuse_missing_headers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_refuse_other_origin, s_setup, s_teardown),
