@@ -27,7 +27,7 @@ PKGBUILD ?= build-package
 PREFIX   ?=
 DESTDIR  ?=
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply
+FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply fuzz_replicate
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 

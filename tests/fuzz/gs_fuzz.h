@@ -12,7 +12,10 @@
  *                        builds them) with results checked against a
  *                        brute-force answer;
  *   gs_fuzz_store_apply  arbitrary records through gs_store_apply on a real
- *                        LMDB store, with gs_store_verify run periodically.
+ *                        LMDB store, with gs_store_verify run periodically;
+ *   gs_fuzz_replicate    arbitrary messages of a district's stream through
+ *                        gs_store_replicate on a real replica store, with
+ *                        gs_store_verify run periodically.
  *
  * The same entry points are built twice: as libFuzzer programs (the
  * GS_FUZZ_LIBFUZZER define adds LLVMFuzzerTestOneInput) and, in every
@@ -35,6 +38,7 @@
 int gs_fuzz_upload(const uint8_t *data, size_t len);
 int gs_fuzz_sync(const uint8_t *data, size_t len);
 int gs_fuzz_store_apply(const uint8_t *data, size_t len);
+int gs_fuzz_replicate(const uint8_t *data, size_t len);
 
 /* libFuzzer's entry point (defined by each target under GS_FUZZ_LIBFUZZER). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,6 +52,17 @@ enum {
     GS_FUZZ_APPLY_TWICE = 8         /* the same records again, as a second upload */
 };
 #define GS_FUZZ_SCOPE "440305001001002"  /* the district's second grid */
+
+/* gs_fuzz_replicate: the origin (the fuzz district's county) and the
+ * epoch its messages carry, and the flags byte before each message. */
+#define GS_FUZZ_ORIGIN "440305"
+#define GS_FUZZ_EPOCH "00000000000000e1"
+enum {
+    GS_FUZZ_REPL_BAD_SEQ = 1,       /* Gridsync-Seq "1" whatever the event's seq */
+    GS_FUZZ_REPL_NO_SEQ = 2,        /* no Gridsync-Seq */
+    GS_FUZZ_REPL_OTHER_EPOCH = 4,   /* Gridsync-Epoch of another lineage */
+    GS_FUZZ_REPL_OTHER_ORIGIN = 8   /* Gridsync-Origin of another district */
+};
 
 /* "Now" for every target: the generator's default date, so that the seed
  * records (collected in the 90 days before it) stay valid forever. */

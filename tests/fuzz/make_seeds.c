@@ -10,13 +10,17 @@
  * mistakes; sync and snapshot requests, one of them carrying a real
  * second-page cursor from a store filled like the sync target's; and for
  * the store target, an order of uploads that creates, edits, moves,
- * merges and voids records. Deterministic: the same bytes on every run.
+ * merges and voids records; for the replica target, the change log of a
+ * store filled like the sync target's, as a district's stream carries it,
+ * whole, redelivered, with a gap and with a lineage change. Deterministic:
+ * the same bytes on every run.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "gs_arena.h"
 #include "gs_fuzz.h"
@@ -276,6 +280,93 @@ s_applies(gs_gen_t *g, gs_arena_t *a)
     s_write_apply("06-scoped-twice", GS_FUZZ_APPLY_SCOPED | GS_FUZZ_APPLY_TWICE, &up);
 }
 
+/* The events of a filled store, as messages of gs_fuzz_replicate. */
+typedef struct s_stream {
+    uint8_t *data[512];             /* packed ChangeEvents */
+    size_t len[512];                /* their lengths */
+    size_t n;                       /* how many */
+} s_stream_t;
+
+static int
+s_take_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) seq;
+    (void) grid;
+    s_stream_t *s = arg;
+    if (s->n == 512 || len > 0xffff)
+        return 0;
+    s->data[s->n] = malloc(len);
+    if (!s->data[s->n])
+        s_die("event");
+    memcpy(s->data[s->n], data, len);
+    s->len[s->n++] = len;
+    return 0;
+}
+
+/* Messages [from, to) of s (skipping skip, when it is in range), those
+ * from flags_from on with flags; all of it twice when twice. */
+static void
+s_write_replicate(const char *name, const s_stream_t *s, size_t from, size_t to, size_t skip,
+                  int flags_from, int flags, int twice)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < s->n; i++)
+        cap += s->len[i] + 3;
+    uint8_t *b = malloc(2 * cap + 1), *w = b; /* twice at most */
+    if (!b)
+        s_die("seed");
+    for (size_t k = from; k < to + (twice ? to - from : 0); k++) {
+        size_t i = k < to ? k : from + (k - to);
+        if (i == skip)
+            continue;
+        *w++ = (uint8_t) (i >= (size_t) flags_from ? flags : 0);
+        *w++ = (uint8_t) (s->len[i] & 0xff);
+        *w++ = (uint8_t) (s->len[i] >> 8);
+        memcpy(w, s->data[i], s->len[i]);
+        w += s->len[i];
+    }
+    s_write("fuzz_replicate", name, -1, b, (size_t) (w - b));
+    free(b);
+}
+
+static void
+s_replicates(void)
+{
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/.replicate-store", s_out);
+    if (mkdir(dir, 0700) && errno != EEXIST)
+        s_die(dir);
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.no_sync = 1;
+    int err = 0;
+    gs_store_t *st = gs_store_new(dir, &o, &err);
+    static s_stream_t s;
+    const char *all = "";
+    if (!st || gs_fuzz_store_fill(st) ||
+        gs_store_events(st, &all, 1, 0, 0, s_take_event, &s, NULL, NULL) || s.n < 4)
+        s_die("replicate store");
+    gs_store_destroy(&st);
+    s_write_replicate("01-stream", &s, 0, s.n, s.n, 0, 0, 0);
+    /* the first half twice: the second copy is skipped */
+    s_write_replicate("02-redelivered", &s, 0, s.n / 2, s.n, 0, 0, 1);
+    s_write_replicate("03-gap", &s, 0, s.n, s.n / 2, 0, 0, 0);
+    s_write_replicate("04-lineage", &s, 0, s.n, s.n, (int) (s.n / 2), GS_FUZZ_REPL_OTHER_EPOCH,
+                      0);
+    s_write_replicate("05-seq-header", &s, 0, 4, s.n, 2, GS_FUZZ_REPL_BAD_SEQ, 0);
+    s_write_replicate("06-other-origin", &s, 0, 4, s.n, 3, GS_FUZZ_REPL_OTHER_ORIGIN, 0);
+    for (size_t i = 0; i < s.n; i++)
+        free(s.data[i]);
+    /* the store itself is not part of the corpus */
+    char path[1200];
+    const char *files[] = { "data.mdb", "lock.mdb", "secret.key" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        remove(path);
+    }
+    rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -294,6 +385,7 @@ main(int argc, char **argv)
     s_requests(g, "fuzz_upload");
     s_requests(g, "fuzz_sync");
     s_applies(g, a);
+    s_replicates();
     gs_arena_destroy(&a);
     gs_gen_destroy(&g);
     return 0;
