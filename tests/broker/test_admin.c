@@ -4,7 +4,7 @@
  *
  * One real gridsyncd per test, on a fresh store, filled the way an
  * operator fills one: records uploaded through the client library,
- * devices and grids registered with the real gridctl. Each of the five
+ * devices and grids registered with the real gridctl. Each of the six
  * request bodies is asked through gs_admin and checked against what was
  * put in; bad input (no body, a body from a newer schema, bytes that do
  * not decode, a wrong frame layout, a stats prefix that is not digits, a
@@ -32,6 +32,7 @@
 #include "gs_admin.h"
 #include "gs_arena.h"
 #include "gs_client.h"
+#include "gs_store.h"
 #include "gs_testkit.h"
 #include "gs_version.h"
 
@@ -395,6 +396,68 @@ test_health(void **state)
  * as a stats prefix that is not digits is. The broker once passed them to
  * the store and answered its GS_EINVAL as REASON_INTERNAL, which clients
  * read as "retry later". */
+/* digest{prefix, cursor, limit}: the same digests, children and cell
+ * records as the store itself gives (read beside the broker, read-only),
+ * paged at a cell; a prefix off a level is REASON_BAD_REQUEST. */
+static void
+test_digest(void **state)
+{
+    s_env_t *e = *state;
+    gs_store_opts_t so;
+    gs_store_opts_init(&so);
+    so.read_only = 1;
+    int serr = 0;
+    gs_store_t *st = gs_store_new(e->store, &so, &serr);
+    assert_non_null(st);
+
+    Gridsync__V1__DigestReply *d = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_admin_digest(e->admin, "", NULL, 0, 0, &d, &err), 0);
+    gs_digest_query_t q = { .prefix = "" };
+    gs_digest_result_t r;
+    assert_int_equal(gs_store_digest(st, &q, &r), 0);
+    assert_int_equal(d->node->count, 4);
+    assert_true(r.node.count == 4);
+    assert_memory_equal(d->node->digest.data, r.node.digest, 16);
+    assert_int_equal(d->head_seq, e->head);
+    assert_true(d->store_epoch != 0);
+    assert_int_equal(d->n_children, 1);
+    assert_string_equal(d->children[0]->prefix, "44");
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+
+    /* a street: its two communities' worth of cells below, here one */
+    assert_int_equal(gs_admin_digest(e->admin, "440305001", NULL, 0, 0, &d, &err), 0);
+    assert_int_equal(d->node->count, 3);
+    assert_int_equal(d->n_children, 1);
+    assert_string_equal(d->children[0]->prefix, "440305001001");
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+
+    /* a cell, one record per reply, in key order */
+    assert_int_equal(gs_admin_digest(e->admin, GRID_A, NULL, 0, 1, &d, &err), 0);
+    assert_int_equal(d->node->count, 2);
+    assert_int_equal(d->n_records, 1);
+    assert_string_equal(d->records[0]->record_key, "H-A-1");
+    assert_int_equal(d->records[0]->version, 1);
+    assert_true(d->next_cursor.len > 0);
+    Gridsync__V1__DigestReply *d2 = NULL;
+    assert_int_equal(gs_admin_digest(e->admin, GRID_A, d->next_cursor.data, d->next_cursor.len,
+                                     1, &d2, &err), 0);
+    assert_int_equal(d2->n_records, 1);
+    assert_string_equal(d2->records[0]->record_key, "H-A-2");
+    assert_int_equal(d2->next_cursor.len, 0);
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+    gridsync__v1__digest_reply__free_unpacked(d2, NULL);
+
+    static const char *const bad[] = { "440", "44a305", "4403050010010011" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(gs_admin_digest(e->admin, bad[i], NULL, 0, 0, &d, &err),
+                         GS_CLIENT_ESERVER);
+        assert_null(d);
+        assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST);
+    }
+    gs_store_destroy(&st);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -595,6 +658,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_devices, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_grids, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_health, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_digest, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_body, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_malformed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
