@@ -109,8 +109,6 @@ s_prefix_ent(gs_digest_t *self, const char *grid, int level, gs_smap_ent_t **out
         } else if (rc != GS_ENOTFOUND) {
             return rc;
         }
-        /* the level travels in the (otherwise unused) cell field's last_seq */
-        e->cell.last_seq = (uint64_t) level;
     }
     e->dirty = 1;
     *out = e;
@@ -177,7 +175,10 @@ gs_digest_flush(gs_digest_t *self)
         gs_smap_ent_t *e = &self->prefixes.ents[i];
         if (!e->used || !e->dirty)
             continue;
-        int level = (int) e->cell.last_seq;
+        /* the cache key's length says the level ("*" is the root, the
+         * shortest other prefix has 2 digits) */
+        int level = e->klen == 1 ? 0 : gs_level_of_len(e->klen);
+        assert(level >= 0);
         char grid[GS_GRID_LEN] = { 0 };
         if (gs_level_len[level])
             memcpy(grid, e->key, e->klen);
@@ -367,7 +368,8 @@ s_records(gs_store_t *st, MDB_txn *txn, const gs_digest_query_t *q, gs_digest_re
         return rc;
     uint8_t start[GS_RK_MAX];
     memcpy(start, q->prefix, GS_GRID_LEN);
-    memcpy(start + GS_GRID_LEN, q->cursor, q->cursor_len);
+    if (q->cursor_len)
+        memcpy(start + GS_GRID_LEN, q->cursor, q->cursor_len);
     MDB_val k = { GS_GRID_LEN + q->cursor_len, start }, v;
     uint8_t last[1 + GS_ID_MAX];        /* kind byte + id of the last record sent */
     size_t last_len = 0;
@@ -532,7 +534,7 @@ s_aliases(gs_txn_t *t, char kb, const char *canon, MDB_val **keys, size_t *n)
         (*keys)[(*n)++].mv_data = kc;
     }
     mdb_cursor_close(c);
-    return rc == MDB_NOTFOUND ? 0 : gs_txn_fail(t, rc, "scan ids");
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : gs_txn_fail(t, rc, "scan ids");
 }
 
 static int
