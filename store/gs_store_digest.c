@@ -19,20 +19,22 @@ void
 gs_digest_entry(const char *grid, char kb, const char *canon, size_t canon_len,
                 uint64_t version, int status, const uint8_t hash[16], uint8_t out[16])
 {
-    assert(grid && canon && hash && out);
-    uint8_t tail[8 + 1 + 16];
-    gs_be64_put(tail, version);
-    tail[8] = (uint8_t) status;
-    memcpy(tail + 9, hash, 16);
-    uint8_t k = (uint8_t) kb;
-    /* the id's length follows from the total: every other part is fixed */
-    crypto_generichash_state s;
-    crypto_generichash_init(&s, NULL, 0, 16);
-    crypto_generichash_update(&s, (const uint8_t *) grid, GS_GRID_LEN);
-    crypto_generichash_update(&s, &k, 1);
-    crypto_generichash_update(&s, (const uint8_t *) canon, canon_len);
-    crypto_generichash_update(&s, tail, sizeof tail);
-    crypto_generichash_final(&s, out, 16);
+    assert(grid && canon && hash && out && canon_len <= GS_ID_MAX);
+    /* one buffer, one call: the id's length follows from the total, every
+     * other part being fixed */
+    uint8_t b[GS_GRID_LEN + 1 + GS_ID_MAX + 8 + 1 + 16];
+    uint8_t *p = b;
+    memcpy(p, grid, GS_GRID_LEN);
+    p += GS_GRID_LEN;
+    *p++ = (uint8_t) kb;
+    memcpy(p, canon, canon_len);
+    p += canon_len;
+    gs_be64_put(p, version);
+    p += 8;
+    *p++ = (uint8_t) status;
+    memcpy(p, hash, 16);
+    p += 16;
+    crypto_generichash(out, 16, b, (size_t) (p - b), NULL, 0);
 }
 
 static void
