@@ -880,6 +880,8 @@ gs_store_debug_get(gs_store_t *self, const char *db, const void *key, size_t kle
     int i = s_db_index(db);
     if (i < 0)
         return GS_EINVAL;
+    if (i == GS_DB_DIGESTS && !self->digests_ready)
+        return GS_ENOTFOUND;    /* a read-only open of a store made before digests */
     MDB_txn *txn;
     int rc = gs_rtxn_begin(self, &txn);
     if (rc)

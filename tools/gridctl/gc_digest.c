@@ -29,7 +29,7 @@ static const char s_digest_help[] =
     "--json: one document {prefix, digest, count, head_seq, store_epoch,\n"
     "children:[{prefix, digest, count}]} or, for a grid, records:[{kind,\n"
     "record_key, version, status, content_hash}] instead of children. Digests\n"
-    "and hashes are 32 lower-case hex digits.\n";
+    "and hashes are 32 lower-case hex digits, the epoch 16.\n";
 
 static const char s_compare_help[] =
     "Usage: gridctl compare [--prefix P] [--quiet] SRC_A SRC_B\n"
@@ -58,7 +58,7 @@ static const char s_compare_help[] =
     "difference, a:{version, status, content_hash}|null, b:{...}|null}]} per grid\n"
     "that differs, then one {\"type\":\"summary\", prefix, equal, a:{source, count,\n"
     "digest, head_seq, store_epoch}, b:{...}, prefixes_visited, cells_differing,\n"
-    "records_differing}.\n"
+    "records_differing}. Digests and hashes as 32 hex digits, epochs as 16.\n"
     "\n"
     "Exit status: 0 the sources are equal under P, 1 they differ, 2 an error (bad\n"
     "arguments, a source that cannot be read).\n";
@@ -266,7 +266,9 @@ gc_cmd_digest(gc_ctx_t *ctx, int argc, char **argv)
         gs_json_key(&j, "head_seq");
         gs_json_u64(&j, head);
         gs_json_key(&j, "store_epoch");
-        gs_json_u64(&j, epoch);
+        char eh[17];
+        snprintf(eh, sizeof eh, "%016llx", (unsigned long long) epoch);
+        gs_json_str(&j, eh);
         gs_json_key(&j, cell ? "records" : "children");
         gs_json_arr(&j);
         for (size_t i = 0; i < kids.n; i++) {
@@ -576,7 +578,9 @@ s_json_source(gs_json_t *j, const s_cmp_t *c, int s)
     gs_json_key(j, "head_seq");
     gs_json_u64(j, c->head[s]);
     gs_json_key(j, "store_epoch");
-    gs_json_u64(j, c->epoch[s]);
+    char eh[17];
+    snprintf(eh, sizeof eh, "%016llx", (unsigned long long) c->epoch[s]);
+    gs_json_str(j, eh);
     gs_json_end(j);
 }
 
