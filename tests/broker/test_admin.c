@@ -33,6 +33,7 @@
 #include "gs_arena.h"
 #include "gs_client.h"
 #include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_testkit.h"
 #include "gs_version.h"
 
@@ -458,6 +459,65 @@ test_digest(void **state)
     gs_store_destroy(&st);
 }
 
+/* A store made before digests (format 2) gets them built when the broker
+ * opens it, which the broker logs; digest then answers for its records. */
+static void
+test_digest_after_upgrade(void **state)
+{
+    (void) state;
+    char dir[64], store[128];
+    gs_tk_tmpdir(dir, sizeof dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    gs_arena_t *a = gs_arena_new(0);
+    Gridsync__V1__Record *recs[] = {
+        gs_tk_household(a, GRID_A, "H-U-1", "ADDR-U-1", 2, 5000),
+        gs_tk_household(a, GRID_C, "H-U-2", "ADDR-U-2", 1, 6000),
+    };
+    gs_upload_t up;
+    memset(&up, 0, sizeof up);
+    up.device_id = "dev-upgrade";
+    up.upload_id = "up-upgrade-1";
+    up.records = recs;
+    up.n_records = 2;
+    up.alloc = gs_arena_allocator(a);
+    up.scope_all = 1;
+    gs_apply_out_t out;
+    assert_int_equal(gs_store_apply(st, &up, 1, 1780243200000LL, &out), 0);
+    gs_apply_out_clear(&out);
+    /* what the previous build left: format 2, no digests */
+    const uint8_t fmt2[4] = { 2, 0, 0, 0 };
+    assert_int_equal(gs_store_debug_put(st, "meta", "format", 6, fmt2, 4), 0);
+    gs_store_destroy(&st);
+    gs_arena_destroy(&a);
+
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start(&b, store, NULL), 0);
+    size_t len = 0;
+    char *log = gs_tk_read_file(b.log_path, &len, 0);
+    assert_non_null(log);
+    /* logged before ready, so already in the file */
+    assert_non_null(strstr(log, "event=store_upgraded"));
+    assert_non_null(strstr(log, "format=3 digested_records=2"));
+    free(log);
+    gs_admin_opts_t ao;
+    gs_admin_opts_init(&ao);
+    ao.timeout_ms = S_PATIENCE_MS;
+    int rc;
+    gs_admin_t *ad = gs_admin_new(b.admin, &ao, &rc, NULL);
+    assert_non_null(ad);
+    Gridsync__V1__DigestReply *d = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_admin_digest(ad, "4403", NULL, 0, 0, &d, &err), 0);
+    assert_int_equal(d->node->count, 2);
+    assert_int_equal(d->n_children, 1);
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+    gs_admin_destroy(&ad);
+    gs_tk_broker_stop(&b, SIGTERM);
+    gs_tk_rmtree(dir);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -659,6 +719,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_grids, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_health, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_digest, s_setup, s_teardown),
+        cmocka_unit_test(test_digest_after_upgrade),
         cmocka_unit_test_setup_teardown(test_unknown_body, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_malformed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
