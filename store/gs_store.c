@@ -572,7 +572,7 @@ s_dbs_open(gs_store_t *self)
                             format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS);
             return GS_EVERSION;
         }
-        /* format 2 has no digests: a writable open builds them
+        /* format 2 has no digests: an exclusive open builds them
          * (s_digests_upgrade), a read-only one reads everything else */
         self->digests_ready = format == GS_FORMAT_VERSION;
         if (self->digests_ready && ro && self->db[GS_DB_DIGESTS] == 0) {
@@ -610,7 +610,9 @@ s_dbs_open(gs_store_t *self)
 }
 
 /* The upgrade of a store made before digests (format 2): build them from
- * the records and mark format 3, in one transaction. */
+ * the records and mark format 3, in one transaction. Only the broker's
+ * exclusive open does it: it holds the store lock, so no broker of the
+ * previous build can be writing records without digests meanwhile. */
 static int
 s_digests_fn(gs_txn_t *t, void *arg)
 {
@@ -620,7 +622,7 @@ s_digests_fn(gs_txn_t *t, void *arg)
 static int
 s_digests_upgrade(gs_store_t *self)
 {
-    if (self->digests_ready || self->opts.read_only)
+    if (self->digests_ready || !self->opts.exclusive)
         return 0;
     int rc = gs_store_write(self, s_digests_fn, &self->digests_built);
     if (rc == 0)

@@ -80,7 +80,12 @@ void gs_store_opts_init(gs_store_opts_t *o);
  * On first open also creates dir/secret.key (32 random bytes, mode 0600), the
  * per-deployment HMAC key for the person index; a store that has data but
  * lost its secret.key is refused (GS_ECORRUPT) rather than re-keyed. A
- * store of another format version gives GS_EVERSION. Cleans stale reader
+ * store of another format version gives GS_EVERSION, except a store of
+ * format 2 (before digests), which an exclusive open upgrades: it builds
+ * the digests from the records and marks format 3 in one transaction
+ * (gs_store_digests_built says how many records); other opens of it read
+ * everything but the digests, and a write of records through them fails
+ * with GS_EVERSION. Cleans stale reader
  * slots. read_only never creates the store (GS_ENOTFOUND when missing; LMDB
  * may still create its lock.mdb beside an existing data file) and works
  * without secret.key (the person-index calls then return GS_ENOTFOUND).
@@ -381,13 +386,13 @@ typedef struct gs_digest_result {
  * last record's kind byte and id, opaque to callers). Cost: one read per
  * child or record. Returns 0, GS_EINVAL (prefix not at a level boundary or
  * not digits, child_fn for a cell, record_fn above one, a damaged cursor),
- * GS_EVERSION (read-only open of a store whose digests are not built yet:
- * open it for writing once, detail says so), GS_ENOMEM, a callback's
- * non-zero value, or another error. */
+ * GS_EVERSION (a store whose digests are not built yet, opened by other
+ * than a broker: start gridsyncd on it once, detail says so), GS_ENOMEM,
+ * a callback's non-zero value, or another error. */
 int gs_store_digest(gs_store_t *self, const gs_digest_query_t *q, gs_digest_result_t *out);
 
-/* Records digested by this open's upgrade of a store made before digests
- * (0: none was needed). The broker logs it. */
+/* Records digested by this (exclusive) open's upgrade of a store made
+ * before digests (0: none was needed or done). The broker logs it. */
 uint64_t gs_store_digests_built(const gs_store_t *self);
 
 /* ---- Person index (any thread) ------------------------------------------- */

@@ -149,6 +149,13 @@ gs_digest_change(gs_digest_t *self, char kb, const char *canon,
     assert(!now || (now->grid && now->hash));
     if (self->t->err)
         return self->t->err;
+    if (!self->t->st->digests_ready) {
+        /* a store made before digests, opened by something else than a
+         * broker: writing records would leave digests that do not match */
+        return gs_txn_fail(self->t, GS_EVERSION,
+                           "write records: the store's digests are not built yet (format 2); "
+                           "start gridsyncd on it once to build them");
+    }
     size_t cl = strlen(canon);
     uint8_t oe[16], ne[16];
     if (old)
@@ -446,9 +453,8 @@ gs_store_digest(gs_store_t *self, const gs_digest_query_t *q, gs_digest_result_t
         return GS_EINVAL;
     }
     if (!self->digests_ready) {
-        gs_store_detail("the store's digests are not built yet (format %u): open it "
-                        "for writing once (start gridsyncd on it) to build them",
-                        GS_FORMAT_NO_DIGESTS);
+        gs_store_detail("the store's digests are not built yet (format %u): start "
+                        "gridsyncd on it once to build them", GS_FORMAT_NO_DIGESTS);
         return GS_EVERSION;
     }
     memcpy(out->node.prefix, q->prefix, pl + 1);

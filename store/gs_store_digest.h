@@ -19,7 +19,7 @@
  * with the chain and cell caches: every write path that uses the change log
  * keeps the digests by calling gs_digest_change once per record it
  * replaces, moves, creates or removes. Writer thread only, under
- * write_lock. The builder (a writable open of a store made before digests)
+ * write_lock. The builder (a broker's open of a store made before digests)
  * and the recomputation (verify) run over the records table in one
  * transaction. The readers (gs_store_digest in gs_store.h) are in
  * gs_store_digest.c too.
@@ -66,7 +66,9 @@ int gs_digest_begin(gs_digest_t *self, gs_txn_t *t);
  * cache (read once per transaction); nothing is written until
  * gs_digest_flush. A count that would go below zero means the stored
  * digests disagree with the records: GS_ECORRUPT (sticky, the detail names
- * the prefix; gridctl verify reports it). Returns 0 or the sticky error. */
+ * the prefix; gridctl verify reports it). On a store whose digests are not
+ * built (format 2, opened by other than a broker) nothing may change a
+ * record: GS_EVERSION (sticky). Returns 0 or the sticky error. */
 int gs_digest_change(gs_digest_t *self, char kb, const char *canon,
                      const gs_digest_rec_t *old, const gs_digest_rec_t *now);
 

@@ -28,7 +28,7 @@
 /* ---- Layout constants ------------------------------------------------------ */
 
 #define GS_FORMAT_VERSION 3u        /* meta "format"; bumped on any layout change */
-#define GS_FORMAT_NO_DIGESTS 2u     /* the format before digests: upgraded at a writable open */
+#define GS_FORMAT_NO_DIGESTS 2u     /* the format before digests: a broker's open upgrades it */
 #define GS_KIND_H 'H'               /* key byte of a household */
 #define GS_KIND_R 'R'               /* key byte of a rental unit */
 #define GS_REC_HDR 48               /* fixed part of a records value */

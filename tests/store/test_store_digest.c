@@ -494,18 +494,34 @@ test_upgrade_builds_digests(void **state)
     gs_digest_query_t q = { .prefix = "" };
     gs_digest_result_t r;
     assert_int_equal(gs_store_digest(ro, &q, &r), GS_EVERSION);
-    assert_non_null(strstr(gs_store_errdetail(), "not built yet"));
+    assert_non_null(strstr(gs_store_errdetail(), "start gridsyncd on it once"));
     st_verify_ok(ro);
     gs_store_destroy(&ro);
 
-    /* the writable open builds them, once */
+    /* a writable open that is not a broker's leaves them, and refuses
+     * to write records without them */
     f->a = st_open(f->da, NULL);
+    assert_true(gs_store_digests_built(f->a) == 0);
+    assert_int_equal(gs_store_digest(f->a, &q, &r), GS_EVERSION);
+    gs_arena_reset(f->ar);
+    st_rec_t extra = { .id = "H-EXTRA", .grid = s_grids[0], .addr_code = "AX", .pids = { 77 } };
+    Gridsync__V1__Record *xr = st_build(f->ar, &extra);
+    gs_apply_out_t xo;
+    assert_int_equal(st_apply(f->a, f->ar, "dev-1", "extra", &xr, 1, ST_NOW_MS, &xo),
+                     GS_EVERSION);
+    gs_store_destroy(&f->a);
+
+    /* the broker's (exclusive) open builds them, once */
+    gs_store_opts_t x;
+    gs_store_opts_init(&x);
+    x.exclusive = 1;
+    f->a = st_open(f->da, &x);
     assert_true(gs_store_digests_built(f->a) == N_RECS);
     char *after = s_tree_text(f->a);
     assert_string_equal(before, after);
     st_verify_ok(f->a);
     gs_store_destroy(&f->a);
-    f->a = st_open(f->da, NULL);
+    f->a = st_open(f->da, &x);
     assert_true(gs_store_digests_built(f->a) == 0);
     free(before);
     free(after);
