@@ -328,6 +328,10 @@ gs_broker_new(const gs_config_t *cfg)
                gs_store_errdetail());
         goto fail;
     }
+    if (gs_store_digests_built(b->store))
+        gs_log(GS_LOG_INFO, "store_upgraded",
+               "dir=\"%s\" format=3 digested_records=%llu", cfg->store,
+               (unsigned long long) gs_store_digests_built(b->store));
     uint64_t head = 0;
     gs_store_head(b->store, &head);
     atomic_store(&b->head_seq, head);

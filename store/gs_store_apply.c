@@ -202,6 +202,12 @@ s_write(s_apply_t *a, const gs_prepared_t *pp, const char *canon, const s_bytes_
         d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
     }
     gs_txn_trace(a->t, GS_DB_RECORDS, &k, &v, 0);
+    /* digests: this version's entry replaces the stored one's (two cells for a move) */
+    gs_digest_rec_t dold = { cur ? cur->grid : NULL, cur ? cur->hdr.version : 0,
+                             cur ? cur->hdr.status : 0, cur ? cur->hdr.hash : NULL },
+                    dnew = { grid, version, status, as->hash };
+    if ((rc = gs_digest_change(&a->log.digest, kb, canon, cur ? &dold : NULL, &dnew)))
+        return rc;
 
     /* ids: the canonical entry carries the current grid */
     if (!cur || moving) {

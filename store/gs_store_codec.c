@@ -17,7 +17,7 @@
 
 const char *const gs_db_names[GS_DB_COUNT] = {
     "records", "ids", "natkeys", "log", "cell_log", "idem", "idem_fifo",
-    "persons", "cells", "chain", "meta", "devices", "device_keys", "grids"
+    "persons", "cells", "chain", "meta", "devices", "device_keys", "grids", "digests"
 };
 
 /* ---- Records value header ------------------------------------------------- */

@@ -27,7 +27,8 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 2u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 3u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_NO_DIGESTS 2u     /* the format before digests: a broker's open upgrades it */
 #define GS_KIND_H 'H'               /* key byte of a household */
 #define GS_KIND_R 'R'               /* key byte of a rental unit */
 #define GS_REC_HDR 48               /* fixed part of a records value */
@@ -60,6 +61,7 @@ enum {
     GS_DB_DEVICES,      /* device_id -> packed Device */
     GS_DB_DEVICE_KEYS,  /* public key Z85 -> device_id */
     GS_DB_GRIDS,        /* grid code -> packed Grid */
+    GS_DB_DIGESTS,      /* level digit|level prefix -> digest + record count */
     GS_DB_COUNT
 };
 
@@ -93,6 +95,8 @@ struct gs_store {
     void *trace_arg;                /* its argument */
     int fail_commit;                /* debug: the next commit fails with this */
     size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
+    int digests_ready;              /* the digests table is built (format 3) */
+    uint64_t digests_built;         /* records digested by this open's upgrade */
 };
 
 /* ---- Errors ------------------------------------------------------------------ */
@@ -270,7 +274,8 @@ typedef struct gs_smap_ent {
     uint8_t used;                   /* slot taken */
     uint8_t dirty;                  /* changed in this transaction */
     uint8_t loaded;                 /* value read from the store (or absent there) */
-    uint64_t u;                     /* chain: last seq; verify: a counter */
+    uint64_t u;                     /* chain: last seq; digests: record count; verify: a counter */
+    uint8_t dig[16];                /* digests: XOR of the record entries */
     gs_cell_meta_t cell;            /* cells: metadata */
 } gs_smap_ent_t;
 

@@ -20,6 +20,7 @@ gs_log_init(gs_log_t *self)
     memset(self, 0, sizeof *self);
     gs_smap_init(&self->cells);
     gs_smap_init(&self->chain);
+    gs_digest_init(&self->digest);
 }
 
 void
@@ -29,6 +30,7 @@ gs_log_deinit(gs_log_t *self)
         return;
     gs_smap_deinit(&self->cells);
     gs_smap_deinit(&self->chain);
+    gs_digest_deinit(&self->digest);
     free(self->evs);
     self->evs = NULL;
     self->n_evs = self->cap_evs = 0;
@@ -44,6 +46,7 @@ gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms)
     self->t = t;
     self->out = out;
     self->now_ms = now_ms;
+    gs_digest_begin(&self->digest, t);
     int rc = gs_txn_meta_get(t, "head_seq", &self->head);
     self->head0 = self->head;
     return rc;
@@ -229,6 +232,7 @@ gs_log_flush(gs_log_t *self)
     }
     if (self->head != self->head0)
         gs_txn_meta_put(t, "head_seq", self->head);
+    gs_digest_flush(&self->digest);
     return t->err;     /* sticky: the first failed put, if any */
 }
 

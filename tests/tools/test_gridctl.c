@@ -2205,6 +2205,240 @@ test_admin_path(void **state)
     s_res_free(&r);
 }
 
+/* ---- digest and compare ------------------------------------------------------------------ */
+
+/* The generated district into a new store at dir: grids forwards in
+ * uploads of 50, or backwards in uploads of 7. */
+static void
+s_district_into(s_env_t *e, const char *dir, int backwards, size_t batch)
+{
+    gs_store_t *st = gs_store_new(dir, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Record *recs[50];
+    size_t n = 0;
+    for (uint32_t k = 0; k < e->grids; k++) {
+        uint32_t g = backwards ? e->grids - 1 - k : k;
+        uint32_t hf, hn, rf, rn;
+        gs_gen_grid_households(e->gen, g, &hf, &hn);
+        gs_gen_grid_rentals(e->gen, g, &rf, &rn);
+        for (uint32_t j = 0; j < hn + rn; j++) {
+            uint32_t i = backwards ? hn + rn - 1 - j : j;
+            recs[n] = i < hn ? gs_gen_household(e->gen, hf + i, e->arena)
+                             : gs_gen_rental(e->gen, rf + i - hn, e->arena);
+            assert_non_null(recs[n]);
+            if (++n == batch) {
+                s_apply_to(e, st, recs, n, NULL);
+                gs_arena_reset(e->arena);
+                n = 0;
+            }
+        }
+    }
+    if (n)
+        s_apply_to(e, st, recs, n, NULL);
+    gs_arena_reset(e->arena);
+    gs_store_destroy(&st);
+}
+
+/* JSON lines of compare: the cells and the summary. */
+static void
+s_compare_json(const char *out, s_json_t ***lines, size_t *n, const s_json_t **summary)
+{
+    *n = (size_t) s_json_lines(out, lines);
+    assert_true(*n >= 1);
+    *summary = (*lines)[*n - 1];
+    assert_string_equal(s_jstr(*summary, "type"), "summary");
+}
+
+/* Two stores with the same generated district written in other orders
+ * compare equal with one visit per level; after the drift hook drops one
+ * record from B, compare names exactly that grid and record, from the
+ * stores and through a running broker's admin endpoint; digest prints
+ * the same from the store and through the broker. */
+static void
+test_digest_compare(void **state)
+{
+    s_env_t *e = *state;
+    char da[160], db[160], missing[160];
+    snprintf(da, sizeof da, "%s/cmp-a", e->dir);
+    snprintf(db, sizeof db, "%s/cmp-b", e->dir);
+    snprintf(missing, sizeof missing, "%s/cmp-none", e->dir);
+    s_district_into(e, da, 0, 50);
+    s_district_into(e, db, 1, 7);
+
+    s_res_t r = s_run(e, NULL, "compare", da, db, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "equal under (all)"));
+    assert_non_null(strstr(r.out, "1 prefixes visited, 0 grids differ, 0 records differ"));
+    s_res_free(&r);
+    r = s_run(e, NULL, "compare", "--json", "--prefix", e->tally[0].street, da, db, NULL);
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n;
+    const s_json_t *sum;
+    s_compare_json(r.out, &lines, &n, &sum);
+    assert_int_equal(n, 1);
+    assert_true(s_jnum(sum, "equal") == 1);
+    assert_string_equal(s_jstr(sum, "prefix"), e->tally[0].street);
+    assert_true(s_jnum(s_jget(sum, "a"), "count") > 0);
+    assert_string_equal(s_jstr(s_jget(sum, "a"), "digest"), s_jstr(s_jget(sum, "b"), "digest"));
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+
+    /* digest: the root's children, and a grid's records */
+    r = s_run(e, da, "digest", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *dj = s_json_parse(r.out);
+    assert_non_null(dj);
+    assert_string_equal(s_jstr(dj, "prefix"), "");
+    assert_int_equal(s_jget(dj, "children")->n, 1);
+    s_json_free(dj);
+    s_res_free(&r);
+    r = s_run(e, da, "digest", e->grid1, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "grid "));
+    assert_non_null(strstr(r.out, "CONTENT HASH"));
+    s_res_free(&r);
+
+    /* drift: drop the second household of grid 1 from B */
+    uint32_t hf, hn;
+    gs_gen_grid_households(e->gen, 1, &hf, &hn);
+    Gridsync__V1__Record *victim = gs_gen_household(e->gen, hf + 1, e->arena);
+    char key[80];
+    snprintf(key, sizeof key, "%s", victim->household->household_id);
+    gs_arena_reset(e->arena);
+    gs_store_t *stb = gs_store_new(db, NULL, NULL);
+    assert_non_null(stb);
+    assert_int_equal(gs_store_debug_drop(stb, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD,
+                                         key), 0);
+    gs_store_destroy(&stb);
+    r = s_run(e, db, "verify", NULL);     /* B is consistent in itself */
+    s_expect(&r, 0);
+    s_res_free(&r);
+
+    /* two more drifts in another grid: a void in B only (its version moves
+     * on), and one record edited differently in each (same version) */
+    uint32_t hf2, hn2;
+    gs_gen_grid_households(e->gen, 0, &hf2, &hn2);
+    char vkey[80], ckey[80];
+    for (int side = 0; side < 2; side++) {
+        gs_store_t *st = gs_store_new(side ? db : da, NULL, NULL);
+        assert_non_null(st);
+        Gridsync__V1__Record *ed = gs_gen_household(e->gen, hf2 + 2, e->arena);
+        snprintf(ckey, sizeof ckey, "%s", ed->household->household_id);
+        ed->household->address = (char *) (side ? "edited in B" : "edited in A");
+        ed->household->meta->base_version = 1;
+        Gridsync__V1__Record *recs[2] = { ed, NULL };
+        size_t nr = 1;
+        if (side) {
+            Gridsync__V1__Record *vd = gs_gen_household(e->gen, hf2 + 3, e->arena);
+            snprintf(vkey, sizeof vkey, "%s", vd->household->household_id);
+            vd->household->meta->base_version = 1;
+            vd->household->meta->status = GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID;
+            recs[nr++] = vd;
+        }
+        s_apply_to(e, st, recs, nr, NULL);
+        gs_arena_reset(e->arena);
+        gs_store_destroy(&st);
+    }
+    r = s_run(e, NULL, "compare", "--json", "--prefix", e->tally[0].street, da, db, NULL);
+    s_expect(&r, 1);
+    s_compare_json(r.out, &lines, &n, &sum);
+    assert_int_equal(n, 3);     /* grid0, grid1, the summary */
+    assert_string_equal(s_jstr(lines[0], "cell"), e->grid0);
+    const s_json_t *g0 = s_jget(lines[0], "records");
+    assert_int_equal(g0->n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const s_json_t *x = g0->items[i];
+        const char *k = s_jstr(x, "record_key");
+        if (!strcmp(k, ckey)) {
+            assert_string_equal(s_jstr(x, "difference"), "content");
+            assert_true(s_jnum(s_jget(x, "a"), "version") == 2);
+            assert_true(s_jnum(s_jget(x, "b"), "version") == 2);
+        } else {
+            assert_string_equal(k, vkey);
+            assert_string_equal(s_jstr(x, "difference"), "version");
+            assert_string_equal(s_jstr(s_jget(x, "b"), "status"), "void");
+        }
+    }
+    assert_true(s_jnum(sum, "records_differing") == 3);
+    /* the street, the communities of grids 0 and 1 (one or two), the two
+     * grids: nothing beside the drift was read */
+    assert_true(s_jnum(sum, "prefixes_visited") >= 4 && s_jnum(sum, "prefixes_visited") <= 5);
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+    r = s_run(e, NULL, "compare", "--prefix", e->grid1, da, db, NULL);
+    s_expect(&r, 1);
+    char line[200];
+    assert_non_null(strstr(r.out, e->grid1));
+    snprintf(line, sizeof line, "  only_a   household %s  A: v1 active\n", key);
+    assert_non_null(strstr(r.out, line));
+    assert_non_null(strstr(r.out, "DIFFERENT under "));
+    assert_non_null(strstr(r.out, "1 prefixes visited, 1 grids differ, 1 records differ"));
+    s_res_free(&r);
+
+    /* the same through the broker serving B, and from B's side */
+    char store_b_live[160];
+    snprintf(store_b_live, sizeof store_b_live, "%s", db);
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start(&b, store_b_live, NULL), 0);
+    const char *pairs[][2] = { { da, b.admin }, { b.admin, da } };
+    for (int p = 0; p < 2; p++) {
+        r = s_run(e, NULL, "compare", "--json", "--prefix", e->grid1, pairs[p][0], pairs[p][1],
+                  NULL);
+        s_expect(&r, 1);
+        s_compare_json(r.out, &lines, &n, &sum);
+        assert_int_equal(n, 2);
+        const s_json_t *cell = lines[0];
+        assert_string_equal(s_jstr(cell, "type"), "cell");
+        assert_string_equal(s_jstr(cell, "cell"), e->grid1);
+        const s_json_t *recs = s_jget(cell, "records");
+        assert_int_equal(recs->n, 1);
+        assert_string_equal(s_jstr(recs->items[0], "record_key"), key);
+        assert_string_equal(s_jstr(recs->items[0], "kind"), "household");
+        assert_string_equal(s_jstr(recs->items[0], "difference"), p ? "only_b" : "only_a");
+        assert_true(s_jnum(sum, "cells_differing") == 1);
+        assert_true(s_jnum(sum, "records_differing") == 1);
+        assert_true(s_jnum(sum, "equal") == 0);
+        assert_true(s_jnum(sum, "prefixes_visited") == 1);
+        s_json_lines_free(lines, n);
+        s_res_free(&r);
+    }
+    /* B through its broker against B itself, read beside it: equal */
+    r = s_run(e, NULL, "compare", b.admin, db, NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    /* digest through the broker prints what the store prints */
+    s_res_t lr = s_run(e, db, "digest", e->tally[0].street, NULL);
+    s_res_t rr = s_run(e, missing, "--admin", b.admin, "digest", e->tally[0].street, NULL);
+    s_expect(&lr, 0);
+    s_expect(&rr, 0);
+    assert_string_equal(lr.out, rr.out);
+    s_res_free(&lr);
+    s_res_free(&rr);
+    int st = gs_tk_broker_stop(&b, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* errors are 2: arguments, a prefix off a level, a missing store, --admin */
+    const char *bad[][6] = {
+        { "compare", da },
+        { "compare", "--prefix", "110", da, db },
+        { "compare", da, missing },
+        { "compare", "--admin", "ipc:///nonexistent.sock", da, db },
+        { "compare", da, "ipc:///nonexistent/admin.sock" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[8] = { 0 };
+        for (int k = 0; k < 6 && bad[i][k]; k++)
+            args[k] = bad[i][k];
+        r = s_runv(e, NULL, args);
+        s_expect(&r, 2);
+        s_res_free(&r);
+    }
+    r = s_run(e, da, "digest", "110", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+}
+
 int
 main(void)
 {
@@ -2225,6 +2459,7 @@ main(void)
         cmocka_unit_test(test_with_broker),
         cmocka_unit_test(test_tail_follow_restored),
         cmocka_unit_test(test_admin_path),
+        cmocka_unit_test(test_digest_compare),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
