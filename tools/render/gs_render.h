@@ -85,7 +85,7 @@ void gs_json_event(gs_json_t *j, const Gridsync__V1__ChangeEvent *ev, int reveal
  * a stream writer's stream has an error; 0 otherwise. */
 int gs_json_failed(const gs_json_t *j);
 
-/* "household" or "rental"; NULL for any other kind. */
+/* "household", "rental" or "organisation"; NULL for any other kind. */
 const char *gs_render_kind_name(int kind);
 
 /* "upsert", "void", "move_out" or "move_in"; NULL for any other op. */
