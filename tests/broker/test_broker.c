@@ -313,6 +313,14 @@ test_organisations_end_to_end(void **state)
     assert_int_equal(got->kind, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION);
     assert_string_equal(got->record->organisation->employees[2]->restricted->health, "糖尿病");
     gridsync__v1__snapshot_entry__free_unpacked(got, NULL);
+    /* asked by kind: an organisation is found as one, not as a household */
+    assert_int_equal(gs_admin_get(adm, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION,
+                                  "O-3", &got, &err), 0);
+    assert_string_equal(got->grid_code, GRID_B);
+    gridsync__v1__snapshot_entry__free_unpacked(got, NULL);
+    assert_int_equal(gs_admin_get(adm, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD,
+                                  "O-3", &got, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_NOT_FOUND);
     gs_admin_destroy(&adm);
 
     gridsync__v1__ack__free_unpacked(a1, NULL);
