@@ -1215,7 +1215,10 @@ test_org_versions_and_retransmission(void **state)
     s_evlist_t l = { .n = 0 };
     assert_int_equal(gs_store_history(f->st, 0, "O1", s_collect, &l), 0);
     assert_int_equal(l.n, 2);
-    assert_non_null(st_get(f->st, 0, "O1", NULL, NULL) ? (void *) 1 : NULL);
+    Gridsync__V1__Record *r = st_get(f->st, 0, "O1", NULL, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, GRIDSYNC__V1__RECORD__BODY_ORGANISATION);
+    gridsync__v1__record__free_unpacked(r, NULL);
     st_verify_ok(f->st);
 }
 
