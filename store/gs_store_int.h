@@ -36,7 +36,9 @@
 #define GS_LOG_HDR 23               /* log value: grid(15) + previous seq of the record (8) */
 #define GS_EV_RECORD 10             /* ChangeEvent field number of the record */
 #define GS_CELL_VAL 40              /* cells value */
-#define GS_CELL_VAL_ORG 48          /* cells value with organisation counts */
+#define GS_CELL_VAL_ORG 48          /* cells value with organisation counts (an
+                                     * extension, not a format change: every 40-byte
+                                     * value stays valid, so "format" stays 2) */
 #define GS_IDEM_HDR 40              /* idem value: created_at, fifo_no, counts[6] */
 #define GS_NATKEY_MAX 400           /* longer natural keys are hashed (LMDB keys <= 511) */
 #define GS_KEY_MAX 511              /* LMDB's default maximum key size */

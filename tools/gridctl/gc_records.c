@@ -229,7 +229,7 @@ gc_cmd_get(gc_ctx_t *ctx, int argc, char **argv)
         return GC_EXIT_OK;
     }
     if (a.n_pos != 1)
-        return gc_usage(ctx, "expected one KEY (a household or rental unit id)");
+        return gc_usage(ctx, "expected one KEY (a household, rental unit or organisation id)");
     int kind;
     if ((rc = s_kind_arg(ctx, &a, &kind)))
         return rc;
@@ -372,7 +372,7 @@ gc_cmd_history(gc_ctx_t *ctx, int argc, char **argv)
         return GC_EXIT_OK;
     }
     if (a.n_pos != 1)
-        return gc_usage(ctx, "expected one KEY (a household or rental unit id)");
+        return gc_usage(ctx, "expected one KEY (a household, rental unit or organisation id)");
     int kind;
     if ((rc = s_kind_arg(ctx, &a, &kind)))
         return rc;

@@ -91,8 +91,8 @@ const char *gs_render_kind_name(int kind);
 /* "upsert", "void", "move_out" or "move_in"; NULL for any other op. */
 const char *gs_render_op_name(int op);
 
-/* The household or rental unit of a record (what "record" holds in an
- * event's JSON), or NULL when r is NULL or holds neither. */
+/* The household, rental unit or organisation of a record (what "record"
+ * holds in an event's JSON), or NULL when r is NULL or holds none. */
 const ProtobufCMessage *gs_render_record_body(const Gridsync__V1__Record *r);
 
 #endif
