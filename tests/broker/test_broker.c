@@ -215,13 +215,18 @@ test_dedup_seen_from_client(void **state)
 
 /* Organisations through the real daemon: uploaded with the other kinds,
  * merged by USCC and address, kept apart at another address, rejected
- * with a reason for a wrong USCC, then read back by sync (an employee's
+ * with a reason for a wrong USCC, then read back from the live feed, by
+ * sync (an employee's
  * restricted data left out), snapshot, and the admin endpoint's counts
  * and record (which has it). */
 static void
 test_organisations_end_to_end(void **state)
 {
     s_env_t *e = *state;
+    const char *district[] = { "440305" };
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, district, 1, NULL, 0, NULL,
+                               NULL);
+    assert_non_null(sub);
     gs_client_t *c = gs_client_new(e->broker.upload, NULL);
     /* person 7000 lives in grid A and works in grid C */
     Gridsync__V1__Record *hh = gs_tk_household(e->arena, GRID_A, "H-7", "ADDR-7", 2, 7000);
@@ -252,6 +257,20 @@ test_organisations_end_to_end(void **state)
     assert_int_equal(s_status(a2, 2), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED);
     assert_int_equal(a2->results[2]->reason, GRIDSYNC__V1__REASON__REASON_USCC_CHECK);
     assert_string_equal(a2->results[2]->message, "USCC check character should be 3, not 4");
+
+    /* the live feed: the four events in seq order, each with its kind */
+    static const char *const keys[] = { "H-7", "O-1", "S-1", "O-3" };
+    for (int i = 0; i < 4; i++) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_string_equal(ev->record_key, keys[i]);
+        assert_int_equal(ev->kind, i ? GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION
+                                     : GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD);
+        assert_int_equal(ev->record->body_case, i ? GRIDSYNC__V1__RECORD__BODY_ORGANISATION
+                                                  : GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_sub_destroy(&sub);
 
     /* sync: four events, the organisations with their kind and people */
     const char *all[] = { "440305" };
