@@ -261,6 +261,8 @@ s_stats_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
     gs_wbuf_uint_field(c->cell, GS_F_CELL_VOIDED, m->voided);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_SEQ, m->last_seq);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_UPDATE, (uint64_t) m->last_update);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_ORGANISATIONS, m->organisations);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_EMPLOYEES, m->employees);
     gs_wbuf_bytes_field(c->out, GS_F_STATS_CELLS, c->cell->data, c->cell->len, 1);
     return 0;
 }
@@ -410,9 +412,11 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         int kind = rq->get->kind;
         if (kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED &&
             kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD &&
-            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL) {
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL &&
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION) {
             char msg[GS_MSG_MAX];
-            snprintf(msg, sizeof msg, "unknown record kind %d (0 any, 1 household, 2 rental)",
+            snprintf(msg, sizeof msg,
+                     "unknown record kind %d (0 any, 1 household, 2 rental, 3 organisation)",
                      kind);
             gs_serve_error(s, reply, 1, rq->request_id,
                            GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, msg);

@@ -291,7 +291,7 @@ int gs_store_snapshot(gs_store_t *self, const char *const *prefixes,
 /* ---- Lookups (any thread) ------------------------------------------------ */
 
 /* One record by id (canonical or alias) of the given kind; kind 0 tries
- * both. GS_ENOTFOUND if absent. */
+ * households, rentals, then organisations. GS_ENOTFOUND if absent. */
 int gs_store_get(gs_store_t *self, int kind, const char *record_id,
                  gs_record_fn *fn, void *arg);
 
@@ -312,6 +312,8 @@ typedef struct gs_cell_meta {
     uint32_t voided;            /* void records of any kind */
     uint64_t last_seq;          /* last event in this cell */
     int64_t last_update;        /* Unix ms of that event */
+    uint32_t organisations;     /* active organisation records */
+    uint32_t employees;         /* employees listed by active organisations */
 } gs_cell_meta_t;
 
 typedef int (gs_cell_fn)(void *arg, const char *grid, const gs_cell_meta_t *m);
@@ -402,14 +404,32 @@ typedef struct gs_person_ref {
     const char *grid;
     int kind;                   /* RecordKind of the record naming the person */
     const char *record_key;
-    int role;                   /* 1 household member, 2 tenant, 3 landlord */
+    int role;                   /* GS_PERSON_ROLE_* */
 } gs_person_ref_t;
+
+/* Roles in the person index. GS_PERSON_ROLE_ORG is not a person: an
+ * organisation record is indexed by its USCC too (under an HMAC no ID
+ * number can have), so one USCC at two addresses groups like a person
+ * living in two places. */
+enum {
+    GS_PERSON_ROLE_MEMBER = 1,          /* household member */
+    GS_PERSON_ROLE_TENANT = 2,          /* tenant of a rental unit */
+    GS_PERSON_ROLE_LANDLORD = 3,        /* landlord of a rental unit */
+    GS_PERSON_ROLE_REPRESENTATIVE = 4,  /* an organisation's legal representative */
+    GS_PERSON_ROLE_CONTACT = 5,         /* an organisation's contact */
+    GS_PERSON_ROLE_EMPLOYEE = 6,        /* works at an organisation */
+    GS_PERSON_ROLE_ORG = 7,             /* the organisation itself, by its USCC */
+};
 
 /* Called for each person (keyed by HMAC of the normalised ID number) named
  * as a household member or tenant by more than one active record (one
  * person living in two places), with all the places that name them,
- * landlord refs included. Being landlord of several units is not a
- * duplicate. hmac is 16 bytes. Persons without documents are never grouped.
+ * landlord and organisation refs included; and for each USCC held by more
+ * than one active organisation record (the same USCC at two addresses: a
+ * branch or a duplicate, never merged by the store), with those records
+ * (role GS_PERSON_ROLE_ORG). Being landlord of several units, or working
+ * at or representing several organisations, is not a duplicate. hmac is
+ * 16 bytes. Persons without documents are never grouped.
  * With a non-empty prefix only groups with a place under it are reported.
  * Cost: one scan of the person index, grouped in memory in passes of
  * bounded size. fn runs outside any transaction and may call the store. */

@@ -461,10 +461,15 @@ s_pack_hash(s_apply_t *a, const gs_prepared_t *pp, const char *canon, s_bytes_t 
     Gridsync__V1__Record copy = *pp->rec;
     Gridsync__V1__Household hh;
     Gridsync__V1__RentalHousing rh;
+    Gridsync__V1__OrganisationUnit oh;
     if (pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD) {
         hh = *copy.household;
         hh.household_id = (char *) canon;
         copy.household = &hh;
+    } else if (pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION) {
+        oh = *copy.organisation;
+        oh.org_id = (char *) canon;
+        copy.organisation = &oh;
     } else {
         assert(pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL);
         rh = *copy.rental;

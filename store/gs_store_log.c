@@ -83,9 +83,9 @@ s_cell_ent(gs_log_t *self, const char *grid, gs_smap_ent_t **out)
     if (created) {
         MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
         int rc = gs_txn_get(self->t, GS_DB_CELLS, &k, &v);
-        if (rc == 0 && v.mv_size == GS_CELL_VAL)
-            gs_cell_get(v.mv_data, &e->cell);
-        else if (rc && rc != GS_ENOTFOUND)
+        if (rc == 0)
+            gs_cell_get(v.mv_data, v.mv_size, &e->cell);    /* damaged: counted anew */
+        else if (rc != GS_ENOTFOUND)
             return rc;
     }
     e->dirty = 1;
@@ -216,9 +216,9 @@ gs_log_flush(gs_log_t *self)
         gs_smap_ent_t *e = &self->cells.ents[i];
         if (!e->used || !e->dirty)
             continue;
-        uint8_t b[GS_CELL_VAL];
-        gs_cell_put(b, &e->cell);
-        MDB_val k = { GS_GRID_LEN, e->key }, v = { GS_CELL_VAL, b };
+        uint8_t b[GS_CELL_VAL_ORG];
+        size_t bl = gs_cell_put(b, &e->cell);
+        MDB_val k = { GS_GRID_LEN, e->key }, v = { bl, b };
         gs_txn_put(t, GS_DB_CELLS, &k, &v, 0);
     }
     for (size_t i = 0; i < self->chain.cap; i++) {

@@ -382,12 +382,11 @@ s_check_cells(s_ver_t *v)
     MDB_val k, val;
     for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
-        if (k.mv_size != GS_GRID_LEN || val.mv_size != GS_CELL_VAL) {
+        gs_cell_meta_t got, want = { 0 };
+        if (k.mv_size != GS_GRID_LEN || gs_cell_get(val.mv_data, val.mv_size, &got)) {
             s_problem(v, "cells: damaged entry");
             continue;
         }
-        gs_cell_meta_t got, want = { 0 };
-        gs_cell_get(val.mv_data, &got);
         gs_smap_ent_t *e = gs_smap_find(&v->cells, k.mv_data, GS_GRID_LEN);
         if (e) {
             want = e->cell;
@@ -395,11 +394,13 @@ s_check_cells(s_ver_t *v)
         }
         if (got.households != want.households || got.persons != want.persons ||
             got.rentals != want.rentals || got.tenants != want.tenants ||
-            got.voided != want.voided)
-            s_problem(v, "cells %.15s: counts h=%u p=%u r=%u t=%u v=%u, records say "
-                      "h=%u p=%u r=%u t=%u v=%u", (const char *) k.mv_data, got.households,
-                      got.persons, got.rentals, got.tenants, got.voided, want.households,
-                      want.persons, want.rentals, want.tenants, want.voided);
+            got.voided != want.voided || got.organisations != want.organisations ||
+            got.employees != want.employees)
+            s_problem(v, "cells %.15s: counts h=%u p=%u r=%u t=%u o=%u e=%u v=%u, records say "
+                      "h=%u p=%u r=%u t=%u o=%u e=%u v=%u", (const char *) k.mv_data,
+                      got.households, got.persons, got.rentals, got.tenants, got.organisations,
+                      got.employees, got.voided, want.households, want.persons, want.rentals,
+                      want.tenants, want.organisations, want.employees, want.voided);
         if (got.last_seq != want.last_seq)
             s_problem(v, "cells %.15s: last_seq %llu, the log says %llu",
                       (const char *) k.mv_data, (unsigned long long) got.last_seq,

@@ -136,6 +136,8 @@ gc_src_cells(gc_src_t *self, const char *prefix, gs_cell_fn *fn, void *arg, uint
         m.voided = c->voided;
         m.last_seq = c->last_seq;
         m.last_update = c->last_update;
+        m.organisations = c->organisations;
+        m.employees = c->employees;
         if (fn(arg, c->grid_code, &m))
             break;
     }
