@@ -588,6 +588,24 @@ test_drop_drifts_one_cell(void **state)
     st_verify_ok(f->b);
 }
 
+/* The drift hook finds an organisation by its id alone, like the other
+ * kinds, and the store stays consistent after the drop. */
+static void
+test_drop_organisation(void **state)
+{
+    fx_t *f = *state;
+    gs_arena_reset(f->ar);
+    st_rec_t o = { .kind = 'O', .id = "O1", .grid = s_grids[0], .addr_code = "ORG-A1",
+                   .uscc = "91350100M000100Y43", .landlord = 7001, .pids = { 7002 } };
+    assert_int_equal(st_put(f->b, f->ar, &o, ST_NOW_MS).status, RS(ACCEPTED));
+    gs_digest_node_t before, after;
+    s_root(f->b, &before);
+    assert_int_equal(gs_store_debug_drop(f->b, 0, "O1"), 0);
+    st_verify_ok(f->b);
+    s_root(f->b, &after);
+    assert_true(after.count + 1 == before.count);
+}
+
 int
 main(void)
 {
@@ -598,6 +616,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_verify_finds_damage, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_builds_digests, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_drop_drifts_one_cell, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_drop_organisation, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
