@@ -323,8 +323,9 @@ gs_config_help(FILE *out, const char *prog)
     fprintf(out,
             "Usage: %s [--config FILE] [--OPTION=VALUE ...]\n"
             "\n"
-            "gridsyncd is the gridsync broker: handhelds upload household and rental\n"
-            "records, district systems follow the change feed, admins inspect the store.\n"
+            "gridsyncd is the gridsync broker: handhelds upload household, rental and\n"
+            "organisation records, district systems follow the change feed, admins\n"
+            "inspect the store.\n"
             "Settings come from the defaults, then FILE, then the flags given here.\n"
             "\n"
             "Options:\n"

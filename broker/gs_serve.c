@@ -261,6 +261,8 @@ s_stats_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
     gs_wbuf_uint_field(c->cell, GS_F_CELL_VOIDED, m->voided);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_SEQ, m->last_seq);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_UPDATE, (uint64_t) m->last_update);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_ORGANISATIONS, m->organisations);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_EMPLOYEES, m->employees);
     gs_wbuf_bytes_field(c->out, GS_F_STATS_CELLS, c->cell->data, c->cell->len, 1);
     return 0;
 }
@@ -291,6 +293,76 @@ static int
 s_grid_add(void *arg, const Gridsync__V1__Grid *g)
 {
     gs_wbuf_message_field(arg, GS_F_GRIDS_GRIDS, &g->base);
+    return 0;
+}
+
+typedef struct s_digest_ctx {
+    gs_wbuf_t *out;             /* DigestReply being built */
+} s_digest_ctx_t;
+
+static void
+s_digest_node_pack(gs_wbuf_t *out, uint32_t field, const gs_digest_node_t *n)
+{
+    Gridsync__V1__DigestNode m = GRIDSYNC__V1__DIGEST_NODE__INIT;
+    m.prefix = (char *) n->prefix;
+    m.digest.data = (uint8_t *) n->digest;
+    m.digest.len = GS_DIGEST_LEN;
+    m.count = n->count;
+    gs_wbuf_message_field(out, field, &m.base);
+}
+
+static int
+s_digest_child(void *arg, const gs_digest_node_t *n)
+{
+    s_digest_ctx_t *c = arg;
+    s_digest_node_pack(c->out, GS_F_DIGEST_CHILDREN, n);
+    return 0;
+}
+
+static int
+s_digest_record(void *arg, const gs_digest_record_t *r)
+{
+    s_digest_ctx_t *c = arg;
+    Gridsync__V1__DigestRecord m = GRIDSYNC__V1__DIGEST_RECORD__INIT;
+    m.kind = (Gridsync__V1__RecordKind) r->kind;
+    m.record_key = (char *) r->record_key;
+    m.version = r->version;
+    m.status = (Gridsync__V1__RecordStatus) r->status;
+    m.content_hash.data = (uint8_t *) r->hash;
+    m.content_hash.len = sizeof r->hash;
+    gs_wbuf_message_field(c->out, GS_F_DIGEST_RECORDS, &m.base);
+    return 0;
+}
+
+/* A digest request into body: 0, or a store error (the caller answers). */
+static int
+s_digest(const gs_serve_t *s, const Gridsync__V1__DigestRequest *rq, gs_wbuf_t *body)
+{
+    s_digest_ctx_t c = { body };
+    gs_digest_query_t q;
+    memset(&q, 0, sizeof q);
+    q.prefix = rq->prefix;
+    q.arg = &c;
+    if (strlen(rq->prefix) == GS_GRID_LEN)
+        q.record_fn = s_digest_record;
+    else
+        q.child_fn = s_digest_child;
+    q.cursor = rq->cursor.data;
+    q.cursor_len = rq->cursor.len;
+    q.limit = rq->limit && rq->limit < GS_SERVE_DIGEST_RECORDS ? rq->limit
+                                                              : GS_SERVE_DIGEST_RECORDS;
+    gs_digest_result_t r;
+    int rc = gs_store_digest(s->store, &q, &r);
+    if (rc)
+        return rc;
+    s_digest_node_pack(body, GS_F_DIGEST_NODE, &r.node);
+    if (r.next_cursor)
+        gs_wbuf_bytes_field(body, GS_F_DIGEST_NEXT_CURSOR, r.next_cursor, r.next_cursor_len, 0);
+    free(r.next_cursor);
+    gs_wbuf_uint_field(body, GS_F_DIGEST_HEAD_SEQ, r.head_seq);
+    uint64_t epoch = 0;
+    gs_store_epoch(s->store, &epoch);
+    gs_wbuf_uint_field(body, GS_F_DIGEST_STORE_EPOCH, epoch);
     return 0;
 }
 
@@ -340,9 +412,11 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         int kind = rq->get->kind;
         if (kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED &&
             kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD &&
-            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL) {
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL &&
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION) {
             char msg[GS_MSG_MAX];
-            snprintf(msg, sizeof msg, "unknown record kind %d (0 any, 1 household, 2 rental)",
+            snprintf(msg, sizeof msg,
+                     "unknown record kind %d (0 any, 1 household, 2 rental, 3 organisation)",
                      kind);
             gs_serve_error(s, reply, 1, rq->request_id,
                            GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, msg);
@@ -387,6 +461,21 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         gs_wbuf_message_field(reply, GS_F_ADMIN_REPLY_HEALTH, &h.base);
         return;
     }
+    case GRIDSYNC__V1__ADMIN_REQUEST__BODY_DIGEST:
+        rc = s_digest(s, rq->digest, body);
+        if (rc == GS_EINVAL || rc == GS_EVERSION) {
+            /* the store says what is wrong: a prefix off a level, a damaged
+             * cursor, or digests not built yet */
+            char msg[GS_MSG_MAX];
+            snprintf(msg, sizeof msg, "digest: %s", gs_store_errdetail());
+            gs_serve_error(s, reply, 1, rq->request_id,
+                           rc == GS_EINVAL ? GRIDSYNC__V1__REASON__REASON_BAD_REQUEST
+                                           : GRIDSYNC__V1__REASON__REASON_INTERNAL,
+                           msg);
+            return;
+        }
+        field = GS_F_ADMIN_REPLY_DIGEST;
+        break;
     default:
         gs_serve_error(s, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE,
                        "admin request carries no known body");

@@ -45,6 +45,13 @@ enum {
     GS_F_ADMIN_REPLY_GRIDS = 5,         /* AdminReply.grids */
     GS_F_ADMIN_REPLY_HEALTH = 6,        /* AdminReply.health */
     GS_F_ADMIN_REPLY_ERROR = 7,         /* AdminReply.error */
+    GS_F_ADMIN_REPLY_DIGEST = 8,        /* AdminReply.digest */
+    GS_F_DIGEST_NODE = 1,               /* DigestReply.node */
+    GS_F_DIGEST_CHILDREN = 2,           /* DigestReply.children */
+    GS_F_DIGEST_RECORDS = 3,            /* DigestReply.records */
+    GS_F_DIGEST_NEXT_CURSOR = 4,        /* DigestReply.next_cursor */
+    GS_F_DIGEST_HEAD_SEQ = 5,           /* DigestReply.head_seq */
+    GS_F_DIGEST_STORE_EPOCH = 20,       /* DigestReply.store_epoch */
     GS_F_SYNC_EVENTS = 1,               /* SyncResponse.events */
     GS_F_SYNC_NEXT_SEQ = 2,             /* SyncResponse.next_seq */
     GS_F_SYNC_HEAD_SEQ = 3,             /* SyncResponse.head_seq */
@@ -67,6 +74,8 @@ enum {
     GS_F_CELL_VOIDED = 6,               /* CellStats.voided */
     GS_F_CELL_LAST_SEQ = 7,             /* CellStats.last_seq */
     GS_F_CELL_LAST_UPDATE = 8,          /* CellStats.last_update */
+    GS_F_CELL_ORGANISATIONS = 9,        /* CellStats.organisations */
+    GS_F_CELL_EMPLOYEES = 10,           /* CellStats.employees */
     GS_F_STATS_CELLS = 1,               /* StatsReply.cells */
     GS_F_STATS_HEAD_SEQ = 2,            /* StatsReply.head_seq */
     GS_F_DEVICES_DEVICES = 1,           /* DeviceListReply.devices */
@@ -77,6 +86,7 @@ enum {
 
 #define GS_SERVE_MAX_PREFIXES 64         /* prefixes in one sync/snapshot request */
 #define GS_SERVE_REPLY_BUDGET (4u << 20) /* bytes of events or records per reply */
+#define GS_SERVE_DIGEST_RECORDS 1000     /* a cell's digest records per admin reply */
 
 /* Buffers a caller keeps between calls, so that a reader thread in its
  * steady state allocates nothing: the reply's body while it is built, and
@@ -122,10 +132,15 @@ void gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_
 void gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
                        const Gridsync__V1__SnapshotRequest *rq, gs_wbuf_t *reply);
 
-/* The reply to an admin request (stats, get, devices, grids, health);
- * now_ms (Unix ms) dates the health reply's uptime.
- * Errors: BAD_REQUEST (a stats prefix that is not up to 15 digits),
- * NOT_FOUND (get), UNKNOWN_TYPE (no body), INTERNAL (the store). */
+/* The reply to an admin request (stats, get, devices, grids, health,
+ * digest); now_ms (Unix ms) dates the health reply's uptime. A digest is
+ * read in one read transaction (gs_store_digest): the prefix's digest and
+ * count, its children, or a cell's records, at most
+ * GS_SERVE_DIGEST_RECORDS (or the request's smaller limit) per reply.
+ * Errors: BAD_REQUEST (a stats prefix that is not up to 15 digits, a
+ * digest prefix not at a level boundary, a damaged digest cursor),
+ * NOT_FOUND (get), UNKNOWN_TYPE (no body), INTERNAL (the store, or a
+ * store whose digests are not built yet, with a message saying so). */
 void gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x,
                     const Gridsync__V1__AdminRequest *rq, int64_t now_ms, gs_wbuf_t *reply);
 

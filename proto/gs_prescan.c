@@ -48,6 +48,12 @@ static const s_list_limit_t s_list_limits[] = {
       offsetof(gs_limits_t, max_leases), "leases", "rental unit", false },
     { &gridsync__v1__rental_housing__descriptor, "inspections",
       offsetof(gs_limits_t, max_inspections), "inspections", "rental unit", false },
+    { &gridsync__v1__organisation_unit__descriptor, "employees",
+      offsetof(gs_limits_t, max_employees), "employees", "organisation", false },
+    { &gridsync__v1__organisation_unit__descriptor, "phones",
+      offsetof(gs_limits_t, max_phones), "phones", "organisation", false },
+    { &gridsync__v1__organisation_unit__descriptor, "inspections",
+      offsetof(gs_limits_t, max_inspections), "inspections", "organisation", false },
     { &gridsync__v1__inspection__descriptor, "hazards",
       offsetof(gs_limits_t, max_hazards), "hazards", "inspection", false },
 };

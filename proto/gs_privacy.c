@@ -31,6 +31,12 @@ gs_record_strip_restricted(Gridsync__V1__Record *rec)
         for (size_t i = 0; i < r->n_leases; i++)
             if (r->leases[i])
                 n += s_strip_person(r->leases[i]->tenant);
+    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && rec->organisation) {
+        Gridsync__V1__OrganisationUnit *o = rec->organisation;
+        n += s_strip_person(o->legal_representative);
+        n += s_strip_person(o->contact);
+        for (size_t i = 0; i < o->n_employees; i++)
+            n += s_strip_person(o->employees[i]);
     }
     return n;
 }
@@ -57,6 +63,7 @@ typedef enum {
     S_RECORD,
     S_HOUSEHOLD,
     S_RENTAL,
+    S_ORG,
     S_LANDLORD,
     S_LEASE,
     S_PERSON
@@ -70,12 +77,14 @@ s_child(s_msg_t t, uint64_t f)
     switch (t) {
     case S_EVENT:       /* ChangeEvent.record */
         return f == 10 ? S_RECORD : S_NONE;
-    case S_RECORD:      /* Record.household, Record.rental */
-        return f == 1 ? S_HOUSEHOLD : f == 2 ? S_RENTAL : S_NONE;
+    case S_RECORD:      /* Record.household, Record.rental, Record.organisation */
+        return f == 1 ? S_HOUSEHOLD : f == 2 ? S_RENTAL : f == 3 ? S_ORG : S_NONE;
     case S_HOUSEHOLD:   /* Household.members */
         return f == 5 ? S_PERSON : S_NONE;
     case S_RENTAL:      /* RentalHousing.landlord, RentalHousing.leases */
         return f == 10 ? S_LANDLORD : f == 11 ? S_LEASE : S_NONE;
+    case S_ORG:         /* OrganisationUnit.legal_representative, .contact, .employees */
+        return f == 11 || f == 12 || f == 14 ? S_PERSON : S_NONE;
     case S_LANDLORD:    /* Landlord.person */
     case S_LEASE:       /* Lease.tenant */
         return f == 1 ? S_PERSON : S_NONE;

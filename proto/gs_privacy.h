@@ -17,7 +17,8 @@
 #include "gs_wire.h"
 
 /* Set Person.restricted to NULL on every person in rec (members, landlord,
- * tenants). The sub-messages are not freed: they stay owned by whatever
+ * tenants, an organisation's legal representative, contact and
+ * employees). The sub-messages are not freed: they stay owned by whatever
  * owns rec. Returns how many were dropped. */
 size_t gs_record_strip_restricted(Gridsync__V1__Record *rec);
 

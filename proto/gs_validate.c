@@ -38,6 +38,7 @@ const gs_limits_t gs_limits_default = {
     .max_leases = 64,
     .max_inspections = 64,
     .max_hazards = 32,
+    .max_employees = 500,
     .max_text = 256,
     .max_name = 64,
 };
@@ -536,6 +537,84 @@ gs_uscc_check(const char *uscc, gs_verdict_t *v)
     return 0;
 }
 
+/* ---- Industry codes (GB/T 4754-2017) ----------------------------------- */
+
+/* Divisions (the first two digits) of each section letter A..T. */
+static const struct {
+    int lo, hi;
+} s_sections[20] = {
+    {1, 5},   {6, 12},  {13, 43}, {44, 46}, {47, 50}, {51, 52}, {53, 60},
+    {61, 62}, {63, 65}, {66, 69}, {70, 70}, {71, 72}, {73, 75}, {76, 79},
+    {80, 82}, {83, 83}, {84, 85}, {86, 90}, {91, 96}, {97, 97},
+};
+
+int
+gs_industry_check(const char *code, gs_verdict_t *v)
+{
+    code = s_str(code);
+    size_t n = strlen(code);
+    char sec = n ? code[0] : 0;
+    if (sec < 'A' || sec > 'T')
+        return gs_verdict_set(v, R(INDUSTRY),
+                              "industry must start with a GB/T 4754 section "
+                              "letter A to T");
+    if (n == 1) {
+        gs_verdict_clear(v);
+        return 0;
+    }
+    if (n < 3 || n > 5 || !s_digits(code + 1, n - 1))
+        return gs_verdict_set(v, R(INDUSTRY),
+                              "industry is a section letter, optionally "
+                              "followed by a 2 to 4 digit code (e.g. F5261)");
+    int div = s_num(code + 1, 2);
+    int lo = s_sections[sec - 'A'].lo, hi = s_sections[sec - 'A'].hi;
+    if (div < lo || div > hi)
+        return gs_verdict_set(v, R(INDUSTRY),
+                              "industry division %02d is not in section %c "
+                              "(divisions %02d to %02d)", div, sec, lo, hi);
+    gs_verdict_clear(v);
+    return 0;
+}
+
+/* ---- Organisation names --------------------------------------------------- */
+
+size_t
+gs_org_name_fold(const char *name, char *out, size_t out_size)
+{
+    assert(out && out_size > 0);
+    const unsigned char *s = (const unsigned char *) s_str(name);
+    size_t len = strlen((const char *) s);
+    size_t i = 0, n = 0;
+    while (i < len) {
+        size_t at = i;
+        uint32_t cp;
+        if (s_utf8_next(s, len, &i, &cp) < 0) {
+            cp = s[at];     /* not UTF-8: kept byte by byte */
+            i = at + 1;
+        }
+        int c = s_fold_char(cp);
+        if (c && s_is_space(c))
+            continue;
+        char one;
+        const char *bytes;
+        size_t nb;
+        if (c) {
+            one = (char) (c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+            bytes = &one;
+            nb = 1;
+        } else {
+            bytes = (const char *) s + at;
+            nb = i - at;
+        }
+        if (n + nb >= out_size)
+            break;
+        memcpy(out + n, bytes, nb);
+        n += nb;
+    }
+    out[n] = '\0';
+    return n;
+}
+
 /* ---- Phones ------------------------------------------------------------- */
 
 int
@@ -1025,13 +1104,20 @@ typedef struct s_who {
     Gridsync__V1__Person *person;   /* NULL when the slot is empty */
     size_t at;                      /* position, as s_person_at numbers them */
     bool rental;                    /* a rental's landlord (at 0) or tenant */
+    bool org;                       /* an organisation's legal representative
+                                     * (at 0), contact (at 1) or employee */
 } s_who_t;
 
-/* "member 2", "landlord", "lease 1 tenant": formatted only for a message. */
+/* "member 2", "landlord", "lease 1 tenant", "employee 3": formatted only
+ * for a message. */
 static const char *
 s_who_label(const s_who_t *w, char out[48])
 {
-    if (!w->rental)
+    if (w->org && w->at < 2)
+        snprintf(out, 48, "%s", w->at == 0 ? "legal_representative" : "contact");
+    else if (w->org)
+        snprintf(out, 48, "employee %zu", w->at - 1);
+    else if (!w->rental)
         snprintf(out, 48, "member %zu", w->at + 1);
     else if (w->at == 0)
         snprintf(out, 48, "landlord");
@@ -1041,11 +1127,26 @@ s_who_label(const s_who_t *w, char out[48])
 }
 
 
-/* The i-th person of a record, in message order: household members, or a
- * rental's landlord person then lease tenants. False past the end. */
+/* The i-th person of a record, in message order: household members, a
+ * rental's landlord person then lease tenants, or an organisation's legal
+ * representative, contact, then employees. False past the end. */
 static bool
 s_person_at(const Gridsync__V1__Record *rec, size_t i, s_who_t *w)
 {
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION) {
+        const Gridsync__V1__OrganisationUnit *o = rec->organisation;
+        Gridsync__V1__Person *p;
+        if (i == 0)
+            p = o->legal_representative;
+        else if (i == 1)
+            p = o->contact;
+        else if (i - 2 < o->n_employees)
+            p = o->employees[i - 2];
+        else
+            return false;
+        *w = (s_who_t) { .person = p, .at = i, .org = true };
+        return true;
+    }
     if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD) {
         const Gridsync__V1__Household *h = rec->household;
         if (i >= h->n_members)
@@ -1086,19 +1187,25 @@ s_leases_overlap(const Gridsync__V1__Record *rec, size_t i, size_t j)
 }
 
 /* No non-empty ID number may appear twice in one record: a household lists
- * each member once, and a landlord is not a tenant of the same unit. One
- * exception: a tenant may hold several leases of one unit one after the
- * other (renewals), as long as their dates do not overlap. Quadratic, but
- * the person count is bounded by the limits, which were checked before. */
+ * each member once, a landlord is not a tenant of the same unit, and an
+ * organisation lists each employee once. Exceptions: a tenant may hold
+ * several leases of one unit one after the other (renewals), as long as
+ * their dates do not overlap; an organisation's legal representative and
+ * contact may be one person, and either may also be an employee.
+ * Quadratic, but the person count is bounded by the limits, which were
+ * checked before. */
 static int
 s_duplicates(s_ctx_t *ctx, const Gridsync__V1__Record *rec)
 {
     s_who_t a, b;
     bool rental = rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL;
+    bool org = rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION;
     for (size_t i = 0; s_person_at(rec, i, &a); i++) {
         if (!a.person || s_empty(a.person->id_number))
             continue;
         for (size_t j = 0; j < i && s_person_at(rec, j, &b); j++) {
+            if (org && j < 2)
+                continue; /* j < i: a representative or contact, not two employees */
             if (!b.person || s_empty(b.person->id_number))
                 continue;
             if (strcmp(a.person->id_number, b.person->id_number) != 0)
@@ -1150,14 +1257,13 @@ s_household(s_ctx_t *ctx, Gridsync__V1__Household *h)
     return 0;
 }
 
+/* A non-empty USCC: folded (full-width, spaces at the ends), upper-cased,
+ * checked, and stored in that normal form. */
 static int
-s_organisation(s_ctx_t *ctx, Gridsync__V1__Organisation *o)
+s_uscc(s_ctx_t *ctx, char **field)
 {
-    const gs_limits_t *lim = ctx->lim;
-    if (s_empty(o->uscc))
-        return gs_verdict_set(ctx->v, R(REQUIRED), "uscc is required");
     char uscc[20];
-    int rc = s_fold(o->uscc, uscc, sizeof(uscc));
+    int rc = s_fold(*field, uscc, sizeof(uscc));
     if (rc != S_FOLD_OK)
         return gs_verdict_set(ctx->v, R(USCC_FORMAT),
                               rc == S_FOLD_LONG ? "USCC is longer than 18 "
@@ -1168,7 +1274,16 @@ s_organisation(s_ctx_t *ctx, Gridsync__V1__Organisation *o)
         if (*c >= 'a' && *c <= 'z')
             *c = (char) (*c - 'a' + 'A');
     S_TRY(gs_uscc_check(uscc, ctx->v));
-    S_TRY(s_replace(ctx, &o->uscc, uscc));
+    return s_replace(ctx, field, uscc);
+}
+
+static int
+s_organisation(s_ctx_t *ctx, Gridsync__V1__Organisation *o)
+{
+    const gs_limits_t *lim = ctx->lim;
+    if (s_empty(o->uscc))
+        return gs_verdict_set(ctx->v, R(REQUIRED), "uscc is required");
+    S_TRY(s_uscc(ctx, &o->uscc));
     S_TRY(s_text(ctx, o->name, lim->max_name, "name"));
     S_TRY(s_text(ctx, o->contact_name, lim->max_name, "contact_name"));
     if (!s_empty(o->contact_phone))
@@ -1239,6 +1354,23 @@ s_inspection_body(s_ctx_t *ctx, Gridsync__V1__Inspection *in)
     return 0;
 }
 
+/* The inspections of a rental unit or an organisation. */
+static int
+s_inspections(s_ctx_t *ctx, Gridsync__V1__Inspection **ins, size_t n)
+{
+    if (n > ctx->lim->max_inspections)
+        return gs_verdict_set(ctx->v, R(TOO_MANY), "%zu inspections, limit %u",
+                              n, ctx->lim->max_inspections);
+    for (size_t i = 0; i < n; i++) {
+        if (!ins[i])
+            return gs_verdict_set(ctx->v, R(REQUIRED),
+                                  "inspection %zu is empty", i + 1);
+        if (s_inspection_body(ctx, ins[i]))
+            return s_verdict_prefix(ctx->v, "inspection %zu", i + 1);
+    }
+    return 0;
+}
+
 static int
 s_rental(s_ctx_t *ctx, Gridsync__V1__RentalHousing *r)
 {
@@ -1270,18 +1402,66 @@ s_rental(s_ctx_t *ctx, Gridsync__V1__RentalHousing *r)
                               r->n_leases, lim->max_leases);
     for (size_t i = 0; i < r->n_leases; i++)
         S_TRY(s_lease(ctx, r->leases[i], i + 1));
-    if (r->n_inspections > lim->max_inspections)
-        return gs_verdict_set(ctx->v, R(TOO_MANY),
-                              "%zu inspections, limit %u", r->n_inspections,
-                              lim->max_inspections);
-    for (size_t i = 0; i < r->n_inspections; i++) {
-        if (!r->inspections[i])
-            return gs_verdict_set(ctx->v, R(REQUIRED),
-                                  "inspection %zu is empty", i + 1);
-        if (s_inspection_body(ctx, r->inspections[i]))
-            return s_verdict_prefix(ctx->v, "inspection %zu", i + 1);
-    }
+    S_TRY(s_inspections(ctx, r->inspections, r->n_inspections));
     S_TRY(s_meta(ctx, r->meta));
+    return 0;
+}
+
+/* A person slot that may be empty, located by label for a message. */
+static int
+s_person_opt(s_ctx_t *ctx, Gridsync__V1__Person *p, const char *label)
+{
+    if (p && s_person(ctx, p))
+        return s_verdict_prefix(ctx->v, "%s", label);
+    return 0;
+}
+
+static int
+s_org_unit(s_ctx_t *ctx, Gridsync__V1__OrganisationUnit *o)
+{
+    const gs_limits_t *lim = ctx->lim;
+    S_TRY(s_record_ident(ctx, o->org_id, "org_id"));
+    S_TRY(s_grid(ctx, o->grid_code));
+    S_TRY(s_enum(ctx, &gridsync__v1__org_kind__descriptor, (int) o->kind, true,
+                 "kind"));
+    if (!s_empty(o->uscc)) {
+        S_TRY(s_uscc(ctx, &o->uscc));
+        S_TRY(s_text(ctx, o->name, lim->max_name, "name"));
+    } else if (o->kind != GRIDSYNC__V1__ORG_KIND__ORG_KIND_INDIVIDUAL_BUSINESS) {
+        return gs_verdict_set(ctx->v, R(REQUIRED),
+                              "uscc is required; only an unregistered stall "
+                              "(kind INDIVIDUAL_BUSINESS) may go without one");
+    } else if (s_empty(o->name)) {
+        return gs_verdict_set(ctx->v, R(REQUIRED),
+                              "name is required for a stall without a USCC");
+    } else {
+        S_TRY(s_text(ctx, o->name, lim->max_name, "name"));
+    }
+    if (!s_empty(o->industry))
+        S_TRY(gs_industry_check(o->industry, ctx->v));
+    S_TRY(s_enum(ctx, &gridsync__v1__org_status__descriptor, (int) o->status,
+                 true, "status"));
+    S_TRY(s_place(ctx, o->address_code, o->room, true));
+    S_TRY(s_text(ctx, o->address, lim->max_text, "address"));
+    S_TRY(s_person_opt(ctx, o->legal_representative, "legal_representative"));
+    S_TRY(s_person_opt(ctx, o->contact, "contact"));
+    if (o->n_phones > lim->max_phones)
+        return gs_verdict_set(ctx->v, R(TOO_MANY), "%zu phones, limit %u",
+                              o->n_phones, lim->max_phones);
+    for (size_t i = 0; i < o->n_phones; i++)
+        S_TRY(s_phone(ctx, &o->phones[i], "phone", i + 1));
+    if (o->n_employees > lim->max_employees)
+        return gs_verdict_set(ctx->v, R(TOO_MANY), "%zu employees, limit %u",
+                              o->n_employees, lim->max_employees);
+    for (size_t i = 0; i < o->n_employees; i++) {
+        if (!o->employees[i])
+            return gs_verdict_set(ctx->v, R(REQUIRED), "employee %zu is empty",
+                                  i + 1);
+        if (s_person(ctx, o->employees[i]))
+            return s_verdict_prefix(ctx->v, "employee %zu", i + 1);
+    }
+    S_TRY(s_inspections(ctx, o->inspections, o->n_inspections));
+    S_TRY(s_meta(ctx, o->meta));
     return 0;
 }
 
@@ -1304,10 +1484,20 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
         gs_wire_strip_unknown(&rec->base, alloc);
     if (!rec || gs_record_kind(rec) == 0)
         return gs_verdict_set(ctx.v, R(REQUIRED),
-                              "record has neither a household nor a rental");
-    int rc = rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD
-                 ? s_household(&ctx, rec->household)
-                 : s_rental(&ctx, rec->rental);
+                              "record has no household, rental or "
+                              "organisation");
+    int rc;
+    switch (rec->body_case) {
+    case GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD:
+        rc = s_household(&ctx, rec->household);
+        break;
+    case GRIDSYNC__V1__RECORD__BODY_RENTAL:
+        rc = s_rental(&ctx, rec->rental);
+        break;
+    default:
+        rc = s_org_unit(&ctx, rec->organisation);
+        break;
+    }
     if (rc == 0)
         rc = s_duplicates(&ctx, rec);
     if (rc == 0)
@@ -1349,6 +1539,8 @@ gs_record_grid(const Gridsync__V1__Record *rec)
         return rec->household->grid_code;
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL:
         return rec->rental->grid_code;
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION:
+        return rec->organisation->grid_code;
     default:
         return NULL;
     }
@@ -1362,6 +1554,8 @@ gs_record_id(const Gridsync__V1__Record *rec)
         return rec->household->household_id;
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL:
         return rec->rental->house_id;
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION:
+        return rec->organisation->org_id;
     default:
         return NULL;
     }
@@ -1376,6 +1570,9 @@ gs_record_kind(const Gridsync__V1__Record *rec)
         return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD;
     if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental)
         return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION
+        && rec->organisation)
+        return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION;
     return 0;
 }
 
@@ -1387,6 +1584,8 @@ gs_record_meta(const Gridsync__V1__Record *rec)
         return rec->household->meta;
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL:
         return rec->rental->meta;
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION:
+        return rec->organisation->meta;
     default:
         return NULL;
     }

@@ -44,8 +44,10 @@ typedef struct gs_limits {
     uint32_t max_members;       /* persons per household (default 32) */
     uint32_t max_phones;        /* phones per person (default 8) */
     uint32_t max_leases;        /* leases per rental unit (default 64) */
-    uint32_t max_inspections;   /* inspections per rental unit (default 64) */
+    uint32_t max_inspections;   /* inspections per rental unit or organisation
+                                 * (default 64) */
     uint32_t max_hazards;       /* hazards per inspection (default 32) */
+    uint32_t max_employees;     /* employees per organisation (default 500) */
     uint32_t max_text;          /* bytes in a free-text field (default 256) */
     uint32_t max_name;          /* bytes in a person or organisation name (default 64) */
 } gs_limits_t;
@@ -106,6 +108,26 @@ char gs_uscc_check_char(const char *first17);
  * the caller's normaliser, see gs_record_check). Returns 0,
  * REASON_USCC_FORMAT or REASON_USCC_CHECK. */
 int gs_uscc_check(const char *uscc, gs_verdict_t *v);
+
+/* ---- Industry codes (GB/T 4754-2017) ----------------------------------- */
+
+/* Check an industry code as collectors write it: a section letter A..T,
+ * alone or followed by a 2, 3 or 4 digit code whose first two digits (the
+ * division) belong to that section (A 01-05, B 06-12, C 13-43, ... T 97),
+ * e.g. "F", "F52", "F5261". Only the shape and the section/division
+ * agreement are checked, not that the group or class exists. Returns 0 or
+ * REASON_INDUSTRY. */
+int gs_industry_check(const char *code, gs_verdict_t *v);
+
+/* ---- Organisation names ------------------------------------------------- */
+
+/* An organisation's name folded for comparison, as the natural key of an
+ * organisation without a USCC uses it: full-width ASCII forms folded to
+ * ASCII, ASCII letters lower-cased, white space (ASCII and U+3000)
+ * removed, every other character kept as it is. Writes at most
+ * out_size - 1 bytes and a NUL (cut at a character boundary); returns the
+ * length. NULL counts as "". */
+size_t gs_org_name_fold(const char *name, char *out, size_t out_size);
 
 /* ---- Phones ------------------------------------------------------------- */
 
@@ -204,7 +226,13 @@ int gs_ident_check(const char *s, const char *field, gs_verdict_t *v);
  * never clash), string and list limits from lim (NULL = defaults; names use
  * max_name, other strings max_text), rental area_m2 finite in 0..100000,
  * record metadata (collector_id, device_id, collected_at not more than a day
- * ahead of now_ms, status).
+ * ahead of now_ms, status). An organisation needs a kind, a status and a
+ * place (address_code, or room with building and room); its USCC passes
+ * gs_uscc_check, or is empty only for kind INDIVIDUAL_BUSINESS (an
+ * unregistered stall), which then needs a name; its industry passes
+ * gs_industry_check; its legal representative, contact and employees are
+ * checked as persons; one person may be representative, contact and
+ * employee, but no employee is listed twice.
  *
  * Order: the record's own fields, then each person / lease / inspection in
  * list order, then the household head count, then metadata, then duplicate
@@ -222,10 +250,12 @@ int gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
 int gs_upload_check(const Gridsync__V1__Upload *up, const gs_limits_t *lim,
                     gs_verdict_t *v);
 
-/* The grid code and record id of a record, or NULLs when it has no body. */
+/* The grid code and record id of a record (household_id, house_id or
+ * org_id), or NULLs when it has no body. */
 const char *gs_record_grid(const Gridsync__V1__Record *rec);
 const char *gs_record_id(const Gridsync__V1__Record *rec);
-/* RECORD_KIND_HOUSEHOLD, RECORD_KIND_RENTAL, or 0 when it has no body. */
+/* RECORD_KIND_HOUSEHOLD, RECORD_KIND_RENTAL, RECORD_KIND_ORGANISATION, or
+ * 0 when it has no body. */
 int gs_record_kind(const Gridsync__V1__Record *rec);
 /* The record's metadata, or NULL. */
 Gridsync__V1__RecordMeta *gs_record_meta(const Gridsync__V1__Record *rec);

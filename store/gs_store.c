@@ -12,6 +12,7 @@
  * and gs_store_backup.c. Key layouts are in gs_store_keys.h and
  * docs/store.md.
  */
+#include "gs_store_digest.h"
 #include "gs_store_int.h"
 
 #include <assert.h>
@@ -453,7 +454,7 @@ s_env_open(gs_store_t *self)
         return gs_store_err(rc, "mdb_env_create");
     mdb_env_set_userctx(self->env, self);
     mdb_env_set_assert(self->env, s_lmdb_assert);
-    if ((rc = mdb_env_set_maxdbs(self->env, 16)) ||
+    if ((rc = mdb_env_set_maxdbs(self->env, 24)) ||
         (rc = mdb_env_set_maxreaders(self->env, self->opts.max_readers)) ||
         (rc = mdb_env_set_mapsize(self->env, self->map_size))) {
         s_env_close(self);
@@ -534,6 +535,12 @@ s_dbs_open(gs_store_t *self)
         return gs_store_err(rc, "begin open transaction");
     for (int i = 0; i < GS_DB_COUNT; i++) {
         rc = mdb_dbi_open(txn, gs_db_names[i], ro ? 0 : MDB_CREATE, &self->db[i]);
+        if (rc == MDB_NOTFOUND && ro && i == GS_DB_DIGESTS) {
+            /* a store made before digests, read before its upgrade: the
+             * format check below decides */
+            self->db[i] = 0;
+            continue;
+        }
         if (rc == MDB_NOTFOUND && ro && i == GS_DB_ORIGINS) {
             /* a store no replica-aware build has opened for writing yet:
              * it has no origins, and a read-only open cannot create the
@@ -565,13 +572,25 @@ s_dbs_open(gs_store_t *self)
         rc = mdb_put(txn, self->db[GS_DB_META], &k, &fv, 0);
         fresh = 1;
     } else if (rc == 0) {
-        if (v.mv_size != 4 || gs_le32_get(v.mv_data) != GS_FORMAT_VERSION) {
+        uint32_t format = v.mv_size == 4 ? gs_le32_get(v.mv_data) : 0;
+        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_NO_DIGESTS) {
             mdb_txn_abort(txn);
-            gs_store_detail("store format %u, this build reads %u",
-                            v.mv_size == 4 ? gs_le32_get(v.mv_data) : 0, GS_FORMAT_VERSION);
+            gs_store_detail("store format %u, this build reads %u (and upgrades %u)",
+                            format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS);
             return GS_EVERSION;
         }
+        /* format 2 has no digests: an exclusive open builds them
+         * (s_digests_upgrade), a read-only one reads everything else */
+        self->digests_ready = format == GS_FORMAT_VERSION;
+        if (self->digests_ready && ro && self->db[GS_DB_DIGESTS] == 0) {
+            mdb_txn_abort(txn);
+            gs_store_detail("database 'digests' missing in a format %u store",
+                            GS_FORMAT_VERSION);
+            return GS_ECORRUPT;
+        }
     }
+    if (fresh)
+        self->digests_ready = 1;
     if (rc) {
         mdb_txn_abort(txn);
         return gs_store_err(rc, "read format");
@@ -595,6 +614,27 @@ s_dbs_open(gs_store_t *self)
     if (rc)
         return gs_store_err(rc, "commit open transaction");
     return 0;
+}
+
+/* The upgrade of a store made before digests (format 2): build them from
+ * the records and mark format 3, in one transaction. Only the broker's
+ * exclusive open does it: it holds the store lock, so no broker of the
+ * previous build can be writing records without digests meanwhile. */
+static int
+s_digests_fn(gs_txn_t *t, void *arg)
+{
+    return gs_digest_build(t, arg);
+}
+
+static int
+s_digests_upgrade(gs_store_t *self)
+{
+    if (self->digests_ready || !self->opts.exclusive)
+        return 0;
+    int rc = gs_store_write(self, s_digests_fn, &self->digests_built);
+    if (rc == 0)
+        self->digests_ready = 1;
+    return rc;
 }
 
 gs_store_t *
@@ -673,7 +713,7 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
     if (self->opts.exclusive ? (rc = gs_store_lock_take(dir, "gridsyncd", &self->lock_fd))
                              : (rc = s_lockfile_check(dir)))
         goto fail;
-    if ((rc = s_env_open(self)) || (rc = s_dbs_open(self)))
+    if ((rc = s_env_open(self)) || (rc = s_dbs_open(self)) || (rc = s_digests_upgrade(self)))
         goto fail;
     int dead = 0;
     mdb_reader_check(self->env, &dead);
@@ -849,6 +889,8 @@ gs_store_debug_get(gs_store_t *self, const char *db, const void *key, size_t kle
     int i = s_db_index(db);
     if (i < 0)
         return GS_EINVAL;
+    if (i == GS_DB_DIGESTS && !self->digests_ready)
+        return GS_ENOTFOUND;    /* a read-only open of a store made before digests */
     MDB_txn *txn;
     int rc = gs_rtxn_begin(self, &txn);
     if (rc)

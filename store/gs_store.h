@@ -80,7 +80,12 @@ void gs_store_opts_init(gs_store_opts_t *o);
  * On first open also creates dir/secret.key (32 random bytes, mode 0600), the
  * per-deployment HMAC key for the person index; a store that has data but
  * lost its secret.key is refused (GS_ECORRUPT) rather than re-keyed. A
- * store of another format version gives GS_EVERSION. Cleans stale reader
+ * store of another format version gives GS_EVERSION, except a store of
+ * format 2 (before digests), which an exclusive open upgrades: it builds
+ * the digests from the records and marks format 3 in one transaction
+ * (gs_store_digests_built says how many records); other opens of it read
+ * everything but the digests, and a write of records through them fails
+ * with GS_EVERSION. Cleans stale reader
  * slots. read_only never creates the store (GS_ENOTFOUND when missing; LMDB
  * may still create its lock.mdb beside an existing data file) and works
  * without secret.key (the person-index calls then return GS_ENOTFOUND).
@@ -286,7 +291,7 @@ int gs_store_snapshot(gs_store_t *self, const char *const *prefixes,
 /* ---- Lookups (any thread) ------------------------------------------------ */
 
 /* One record by id (canonical or alias) of the given kind; kind 0 tries
- * both. GS_ENOTFOUND if absent. */
+ * households, rentals, then organisations. GS_ENOTFOUND if absent. */
 int gs_store_get(gs_store_t *self, int kind, const char *record_id,
                  gs_record_fn *fn, void *arg);
 
@@ -307,6 +312,8 @@ typedef struct gs_cell_meta {
     uint32_t voided;            /* void records of any kind */
     uint64_t last_seq;          /* last event in this cell */
     int64_t last_update;        /* Unix ms of that event */
+    uint32_t organisations;     /* active organisation records */
+    uint32_t employees;         /* employees listed by active organisations */
 } gs_cell_meta_t;
 
 typedef int (gs_cell_fn)(void *arg, const char *grid, const gs_cell_meta_t *m);
@@ -319,6 +326,77 @@ int gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn,
 int gs_store_prefix_last(gs_store_t *self, const char *prefix,
                          uint64_t *last_seq);
 
+/* ---- Digests (any thread) ------------------------------------------------ */
+
+/* Every store keeps, in the transaction that writes the records, an
+ * order-independent digest of its current records per cell and per level
+ * prefix (0, 2, 4, 6, 9, 12 digits and the 15-digit cell): the XOR of one
+ * 16-byte entry per record, BLAKE2b-128 over grid · kind · canonical id ·
+ * version · status · content hash, and the count of those records. Two
+ * stores holding the same current records have equal digests at every
+ * level whatever order wrote them (docs/store.md, "Digests"). */
+
+#define GS_DIGEST_LEN 16
+
+/* A prefix's digest. */
+typedef struct gs_digest_node {
+    char prefix[GS_GRID_LEN + 1];   /* a level prefix; "" for the root */
+    uint8_t digest[GS_DIGEST_LEN];  /* XOR of its records' entries; zeros when empty */
+    uint64_t count;                 /* records under it (any status) */
+} gs_digest_node_t;
+
+/* One record of a cell as its digest entry sees it. record_key is valid
+ * only during the callback. */
+typedef struct gs_digest_record {
+    int kind;                       /* RecordKind */
+    const char *record_key;         /* canonical id */
+    uint64_t version;
+    int status;                     /* RecordStatus */
+    uint8_t hash[16];               /* content hash (the Record without meta) */
+} gs_digest_record_t;
+
+/* Return 0 to go on, anything else to stop (returned by gs_store_digest). */
+typedef int (gs_digest_child_fn)(void *arg, const gs_digest_node_t *child);
+typedef int (gs_digest_record_fn)(void *arg, const gs_digest_record_t *rec);
+
+/* What to read: one prefix, and either its children or its records. */
+typedef struct gs_digest_query {
+    const char *prefix;             /* "" or 2, 4, 6, 9, 12 or 15 digits */
+    gs_digest_child_fn *child_fn;   /* below a cell: each non-empty child at */
+                                    /* the next level, in code order (NULL: */
+                                    /* not wanted)                           */
+    gs_digest_record_fn *record_fn; /* at a cell: its records in key order  */
+                                    /* (kind, then id) (NULL: not wanted)    */
+    void *arg;                      /* for both */
+    const uint8_t *cursor;          /* records after this (a next_cursor); */
+    size_t cursor_len;              /* empty = from the first              */
+    uint32_t limit;                 /* records per call, 0 = all */
+} gs_digest_query_t;
+
+/* What gs_store_digest read. */
+typedef struct gs_digest_result {
+    gs_digest_node_t node;          /* the prefix's digest and count */
+    uint64_t head_seq;              /* head seq of the read transaction */
+    uint8_t *next_cursor;           /* malloc'd (caller frees); NULL when the */
+    size_t next_cursor_len;         /* cell's records are complete            */
+} gs_digest_result_t;
+
+/* In ONE read transaction: the digest of q->prefix (an absent prefix has
+ * count 0 and a zero digest), and with child_fn its children at the next
+ * level, or, for a cell, with record_fn its records after the cursor, at
+ * most limit (more: *next_cursor is set to continue; the cursor is the
+ * last record's kind byte and id, opaque to callers). Cost: one read per
+ * child or record. Returns 0, GS_EINVAL (prefix not at a level boundary or
+ * not digits, child_fn for a cell, record_fn above one, a damaged cursor),
+ * GS_EVERSION (a store whose digests are not built yet, opened by other
+ * than a broker: start gridsyncd on it once, detail says so), GS_ENOMEM,
+ * a callback's non-zero value, or another error. */
+int gs_store_digest(gs_store_t *self, const gs_digest_query_t *q, gs_digest_result_t *out);
+
+/* Records digested by this (exclusive) open's upgrade of a store made
+ * before digests (0: none was needed or done). The broker logs it. */
+uint64_t gs_store_digests_built(const gs_store_t *self);
+
 /* ---- Person index (any thread) ------------------------------------------- */
 
 /* One place a person is named. */
@@ -326,14 +404,32 @@ typedef struct gs_person_ref {
     const char *grid;
     int kind;                   /* RecordKind of the record naming the person */
     const char *record_key;
-    int role;                   /* 1 household member, 2 tenant, 3 landlord */
+    int role;                   /* GS_PERSON_ROLE_* */
 } gs_person_ref_t;
+
+/* Roles in the person index. GS_PERSON_ROLE_ORG is not a person: an
+ * organisation record is indexed by its USCC too (under an HMAC no ID
+ * number can have), so one USCC at two addresses groups like a person
+ * living in two places. */
+enum {
+    GS_PERSON_ROLE_MEMBER = 1,          /* household member */
+    GS_PERSON_ROLE_TENANT = 2,          /* tenant of a rental unit */
+    GS_PERSON_ROLE_LANDLORD = 3,        /* landlord of a rental unit */
+    GS_PERSON_ROLE_REPRESENTATIVE = 4,  /* an organisation's legal representative */
+    GS_PERSON_ROLE_CONTACT = 5,         /* an organisation's contact */
+    GS_PERSON_ROLE_EMPLOYEE = 6,        /* works at an organisation */
+    GS_PERSON_ROLE_ORG = 7,             /* the organisation itself, by its USCC */
+};
 
 /* Called for each person (keyed by HMAC of the normalised ID number) named
  * as a household member or tenant by more than one active record (one
  * person living in two places), with all the places that name them,
- * landlord refs included. Being landlord of several units is not a
- * duplicate. hmac is 16 bytes. Persons without documents are never grouped.
+ * landlord and organisation refs included; and for each USCC held by more
+ * than one active organisation record (the same USCC at two addresses: a
+ * branch or a duplicate, never merged by the store), with those records
+ * (role GS_PERSON_ROLE_ORG). Being landlord of several units, or working
+ * at or representing several organisations, is not a duplicate. hmac is
+ * 16 bytes. Persons without documents are never grouped.
  * With a non-empty prefix only groups with a place under it are reported.
  * Cost: one scan of the person index, grouped in memory in passes of
  * bounded size. fn runs outside any transaction and may call the store. */
@@ -432,7 +528,8 @@ int gs_store_restore(const char *backup, const char *dir, int force, char *aside
 
 /* Check every index against the records: ids, aliases, natural keys, person
  * index, per-cell counts, per-cell log, change-log seqs strictly increasing
- * with no holes, prefix chain heads. Calls report (if not NULL) with a
+ * with no holes, prefix chain heads, and every digest (recomputed from the
+ * records; each mismatch, missing or extra prefix is reported). Calls report (if not NULL) with a
  * line for each problem found. Returns 0 when all agree, GS_ECORRUPT when
  * any problem was found, or another error. */
 typedef void (gs_report_fn)(void *arg, const char *problem);

@@ -214,6 +214,14 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
         }
         gs_txn_trace(t, GS_DB_RECORDS, &k, &v, 0);
     }
+    /* digests: this version's entry replaces the stored one's (two cells
+     * for a move, none left for a removal) */
+    gs_digest_rec_t dold = { cur ? cur->grid : NULL, cur ? cur->hdr.version : 0,
+                             cur ? cur->hdr.status : 0, cur ? cur->hdr.hash : NULL },
+                    dnew = { grid, version, status, w->hash };
+    if ((rc = gs_digest_change(&log->digest, kb, canon, cur ? &dold : NULL,
+                               removing ? NULL : &dnew)))
+        return rc;
 
     /* ids: the canonical entry carries the current grid */
     uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
@@ -524,10 +532,15 @@ s_pack_hash(s_apply_t *a, const gs_prepared_t *pp, const char *canon, s_bytes_t 
     Gridsync__V1__Record copy = *pp->rec;
     Gridsync__V1__Household hh;
     Gridsync__V1__RentalHousing rh;
+    Gridsync__V1__OrganisationUnit oh;
     if (pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD) {
         hh = *copy.household;
         hh.household_id = (char *) canon;
         copy.household = &hh;
+    } else if (pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION) {
+        oh = *copy.organisation;
+        oh.org_id = (char *) canon;
+        copy.organisation = &oh;
     } else {
         assert(pp->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL);
         rh = *copy.rental;

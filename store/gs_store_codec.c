@@ -17,7 +17,7 @@
 
 const char *const gs_db_names[GS_DB_COUNT] = {
     "records", "ids", "natkeys", "log", "cell_log", "idem", "idem_fifo",
-    "persons", "cells", "chain", "meta", "devices", "device_keys", "grids",
+    "persons", "cells", "chain", "meta", "devices", "device_keys", "grids", "digests",
     "origins"
 };
 
@@ -68,6 +68,8 @@ gs_kind_byte(int kind)
         return GS_KIND_H;
     if (kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL)
         return GS_KIND_R;
+    if (kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION)
+        return GS_KIND_O;
     return 0;
 }
 
@@ -78,6 +80,8 @@ gs_kind_of_byte(char b)
         return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD;
     if (b == GS_KIND_R)
         return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL;
+    if (b == GS_KIND_O)
+        return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION;
     return 0;
 }
 
@@ -92,7 +96,7 @@ gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16])
      * (collector, device, time, base version, status) is not content: the
      * same household re-collected by another device must hash the same. So
      * the hash covers the body tag, every body field but meta (field 15 of
-     * both Household and RentalHousing) and any unknown Record field after
+     * Household, RentalHousing and OrganisationUnit alike) and any unknown Record field after
      * the body; status is compared separately. */
     const uint8_t *p = r, *end = r + n;
     uint64_t tag, len;
@@ -153,69 +157,114 @@ s_room_given(const Gridsync__V1__RoomAddress *r)
     return r && r->room && *r->room;
 }
 
+/* Where the bytes of a natural key go: counted, copied into out, or
+ * hashed (a key too long for LMDB). */
+typedef struct s_nk_sink {
+    size_t len;                     /* bytes emitted so far */
+    uint8_t *out;                   /* copy here when not NULL */
+    crypto_generichash_state *hash; /* or hash them when not NULL */
+} s_nk_sink_t;
+
+static void
+s_nk_put(s_nk_sink_t *k, const void *p, size_t n)
+{
+    if (k->out)
+        memcpy(k->out + k->len, p, n);
+    else if (k->hash)
+        crypto_generichash_update(k->hash, p, n);
+    k->len += n;
+}
+
+static void
+s_nk_str(s_nk_sink_t *k, const char *s)
+{
+    s_nk_put(k, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* The place part of a natural key: `A` and the address code, or `R`, the
+ * grid and the room parts joined with NUL (the grid has a fixed length).
+ * 0 when the record has neither. */
+static int
+s_nk_place(s_nk_sink_t *k, const char *code, const char *grid,
+           const Gridsync__V1__RoomAddress *room)
+{
+    static const uint8_t zero = 0;
+    if (code && *code) {
+        s_nk_put(k, "A", 1);
+        s_nk_str(k, code);
+        return 1;
+    }
+    if (!s_room_given(room) || !grid || strlen(grid) != GS_GRID_LEN)
+        return 0;
+    /* a room is only unique within its grid */
+    s_nk_put(k, "R", 1);
+    s_nk_str(k, grid);
+    s_nk_str(k, room->building);
+    s_nk_put(k, &zero, 1);
+    s_nk_str(k, room->unit);
+    s_nk_put(k, &zero, 1);
+    s_nk_str(k, room->floor);
+    s_nk_put(k, &zero, 1);
+    s_nk_str(k, room->room);
+    return 1;
+}
+
+/* Everything of a natural key after the kind byte; 0 when the record has
+ * none. An organisation's key is `U` and its USCC, or (an unregistered
+ * stall) `N`, its folded name and a NUL, followed by the place. */
+static int
+s_nk_body(const Gridsync__V1__Record *rec, s_nk_sink_t *k)
+{
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household) {
+        const Gridsync__V1__Household *h = rec->household;
+        return s_nk_place(k, h->address_code, h->grid_code, h->room);
+    }
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental) {
+        const Gridsync__V1__RentalHousing *r = rec->rental;
+        return s_nk_place(k, r->address_code, r->grid_code, r->room);
+    }
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && rec->organisation) {
+        const Gridsync__V1__OrganisationUnit *o = rec->organisation;
+        if (o->uscc && *o->uscc) {
+            s_nk_put(k, "U", 1);
+            s_nk_str(k, o->uscc);
+        } else {
+            /* the fold never lengthens a name */
+            size_t cap = (o->name ? strlen(o->name) : 0) + 1;
+            char *name = malloc(cap);
+            if (!name)
+                return -1;
+            size_t nl = gs_org_name_fold(o->name, name, cap);
+            static const uint8_t zero = 0;
+            s_nk_put(k, "N", 1);
+            s_nk_put(k, name, nl);
+            s_nk_put(k, &zero, 1);
+            free(name);
+        }
+        return s_nk_place(k, o->address_code, o->grid_code, o->room);
+    }
+    return 0;
+}
+
 size_t
 gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out)
 {
-    const char *code = NULL;
-    const char *grid = NULL;
-    const Gridsync__V1__RoomAddress *room = NULL;
-    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household) {
-        code = rec->household->address_code;
-        room = rec->household->room;
-        grid = rec->household->grid_code;
-    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental) {
-        code = rec->rental->address_code;
-        room = rec->rental->room;
-        grid = rec->rental->grid_code;
-    } else {
-        return 0;
-    }
     char kb = gs_kind_byte(gs_record_kind(rec));
-    const char *parts[5];
-    size_t np = 0;
-    char tag;
-    if (code && *code) {
-        tag = 'A';
-        parts[np++] = code;
-    } else if (s_room_given(room) && grid && strlen(grid) == GS_GRID_LEN) {
-        /* a room is only unique within its grid */
-        tag = 'R';
-        parts[np++] = grid;
-        parts[np++] = room->building ? room->building : "";
-        parts[np++] = room->unit ? room->unit : "";
-        parts[np++] = room->floor ? room->floor : "";
-        parts[np++] = room->room ? room->room : "";
-    } else {
-        return 0;
-    }
-    /* grid and the room parts are joined with NUL; the grid has fixed
-     * length so only the room parts need separators */
-    size_t total = 2;
-    for (size_t i = 0; i < np; i++)
-        total += strlen(parts[i]) + (tag == 'R' && i >= 1 && i < np - 1 ? 1 : 0);
+    s_nk_sink_t count = { 0, NULL, NULL };
+    if (!kb || s_nk_body(rec, &count) <= 0)
+        return 0;   /* no place; or (cannot happen for a stored name) no memory */
     out[0] = (uint8_t) kb;
-    if (total <= GS_NATKEY_MAX) {
-        out[1] = (uint8_t) tag;
-        size_t off = 2;
-        for (size_t i = 0; i < np; i++) {
-            size_t l = strlen(parts[i]);
-            memcpy(out + off, parts[i], l);
-            off += l;
-            if (tag == 'R' && i >= 1 && i < np - 1)
-                out[off++] = 0;
-        }
-        return off;
+    if (count.len + 1 <= GS_NATKEY_MAX) {
+        s_nk_sink_t copy = { 0, out + 1, NULL };
+        s_nk_body(rec, &copy);
+        return 1 + copy.len;
     }
     /* too long for an LMDB key: hash it (collisions are out of reach) */
     crypto_generichash_state st;
     crypto_generichash_init(&st, NULL, 0, 32);
-    uint8_t t = (uint8_t) tag, zero = 0;
-    crypto_generichash_update(&st, &t, 1);
-    for (size_t i = 0; i < np; i++) {
-        crypto_generichash_update(&st, (const uint8_t *) parts[i], strlen(parts[i]));
-        if (tag == 'R' && i >= 1 && i < np - 1)
-            crypto_generichash_update(&st, &zero, 1);
-    }
+    s_nk_sink_t hash = { 0, NULL, &st };
+    if (s_nk_body(rec, &hash) <= 0)
+        return 0;
     out[1] = 'Z';
     crypto_generichash_final(&st, out + 2, 32);
     return 34;
@@ -256,12 +305,39 @@ gs_person_hmac(const gs_store_t *self, const char *id_number, uint8_t out[16])
     sodium_memzero(&st, sizeof st);
 }
 
+void
+gs_org_hmac(const gs_store_t *self, const char *uscc, uint8_t out[16])
+{
+    static const uint8_t zero = 0;
+    crypto_auth_hmacsha256_state st = self->hmac0;
+    uint8_t full[32];
+    crypto_auth_hmacsha256_update(&st, &zero, 1);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *) uscc, strlen(uscc));
+    crypto_auth_hmacsha256_final(&st, full);
+    memcpy(out, full, 16);
+    sodium_memzero(&st, sizeof st);
+}
+
 static int
 s_person_indexed(const Gridsync__V1__Person *p)
 {
     /* persons without documents are never grouped: they have no key */
     return p && p->id_type != GRIDSYNC__V1__ID_TYPE__ID_TYPE_NONE &&
            p->id_number && *p->id_number;
+}
+
+/* Add the ref (h, role) unless h is there already. */
+static size_t
+s_ref_put(const uint8_t h[16], uint8_t role, gs_ref_t *refs, size_t n, size_t max)
+{
+    if (n >= max)
+        return n;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(refs[i].hmac, h, 16) == 0)
+            return n;   /* one entry per person and record: first role wins */
+    memcpy(refs[n].hmac, h, 16);
+    refs[n].role = role;
+    return n + 1;
 }
 
 static size_t
@@ -272,12 +348,7 @@ s_ref_add(const gs_store_t *self, const Gridsync__V1__Person *p, uint8_t role,
         return n;
     uint8_t h[16];
     gs_person_hmac(self, p->id_number, h);
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(refs[i].hmac, h, 16) == 0)
-            return n;   /* one entry per person and record: first role wins */
-    memcpy(refs[n].hmac, h, 16);
-    refs[n].role = role;
-    return n + 1;
+    return s_ref_put(h, role, refs, n, max);
 }
 
 size_t
@@ -287,6 +358,8 @@ gs_record_people_max(const Gridsync__V1__Record *rec)
         return rec->household->n_members;
     if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental)
         return rec->rental->n_leases + 1;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && rec->organisation)
+        return rec->organisation->n_employees + 3;  /* + representative, contact, USCC */
     return 0;
 }
 
@@ -306,6 +379,17 @@ gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
                 n = s_ref_add(self, r->leases[i]->tenant, GS_ROLE_TENANT, refs, n, max);
         if (r->landlord && r->landlord->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON)
             n = s_ref_add(self, r->landlord->person, GS_ROLE_LANDLORD, refs, n, max);
+    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && rec->organisation) {
+        const Gridsync__V1__OrganisationUnit *o = rec->organisation;
+        n = s_ref_add(self, o->legal_representative, GS_ROLE_REPRESENTATIVE, refs, n, max);
+        n = s_ref_add(self, o->contact, GS_ROLE_CONTACT, refs, n, max);
+        for (size_t i = 0; i < o->n_employees; i++)
+            n = s_ref_add(self, o->employees[i], GS_ROLE_EMPLOYEE, refs, n, max);
+        if (o->uscc && *o->uscc) {
+            uint8_t h[16];
+            gs_org_hmac(self, o->uscc, h);
+            n = s_ref_put(h, GS_ROLE_ORG, refs, n, max);
+        }
     }
     return n;
 }
@@ -317,6 +401,8 @@ gs_record_people(const Gridsync__V1__Record *rec)
         return (uint32_t) rec->household->n_members;
     if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental)
         return (uint32_t) rec->rental->n_leases;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && rec->organisation)
+        return (uint32_t) rec->organisation->n_employees;
     return 0;
 }
 
@@ -335,13 +421,16 @@ gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people, int sign)
     } else if (kind == GS_KIND_H) {
         m->households += one;
         m->persons += many;
+    } else if (kind == GS_KIND_O) {
+        m->organisations += one;
+        m->employees += many;
     } else {
         m->rentals += one;
         m->tenants += many;
     }
 }
 
-void
+size_t
 gs_cell_put(uint8_t *p, const gs_cell_meta_t *m)
 {
     gs_le32_put(p, m->households);
@@ -352,11 +441,20 @@ gs_cell_put(uint8_t *p, const gs_cell_meta_t *m)
     gs_le32_put(p + 20, 0);
     gs_le64_put(p + 24, m->last_seq);
     gs_le64_put(p + 32, (uint64_t) m->last_update);
+    /* the long form only where there are organisations, so a store that
+     * has none keeps the layout older builds read */
+    if (!m->organisations && !m->employees)
+        return GS_CELL_VAL;
+    gs_le32_put(p + 40, m->organisations);
+    gs_le32_put(p + 44, m->employees);
+    return GS_CELL_VAL_ORG;
 }
 
-void
-gs_cell_get(const uint8_t *p, gs_cell_meta_t *m)
+int
+gs_cell_get(const uint8_t *p, size_t len, gs_cell_meta_t *m)
 {
+    if (len != GS_CELL_VAL && len != GS_CELL_VAL_ORG)
+        return -1;
     m->households = gs_le32_get(p);
     m->persons = gs_le32_get(p + 4);
     m->rentals = gs_le32_get(p + 8);
@@ -364,6 +462,9 @@ gs_cell_get(const uint8_t *p, gs_cell_meta_t *m)
     m->voided = gs_le32_get(p + 16);
     m->last_seq = gs_le64_get(p + 24);
     m->last_update = (int64_t) gs_le64_get(p + 32);
+    m->organisations = len == GS_CELL_VAL_ORG ? gs_le32_get(p + 40) : 0;
+    m->employees = len == GS_CELL_VAL_ORG ? gs_le32_get(p + 44) : 0;
+    return 0;
 }
 
 /* ---- Prefixes --------------------------------------------------------------- */

@@ -15,7 +15,7 @@
 
 /* Names accepted as `db`: "records", "ids", "natkeys", "log", "cell_log",
  * "idem", "idem_fifo", "persons", "cells", "chain", "meta", "devices",
- * "device_keys", "grids". */
+ * "device_keys", "grids", "digests". */
 
 /* Delete one raw key from a named database in its own write transaction.
  * Returns 0, GS_ENOTFOUND, GS_EINVAL (unknown db) or another error. */
@@ -59,6 +59,16 @@ int gs_store_debug_reopen(gs_store_t *self);
 /* Persons held in memory per pass of gs_store_person_dups (0 = the
  * default of 500,000), so a test can force several passes. */
 void gs_store_debug_dup_pass(gs_store_t *self, size_t entries);
+
+/* Make this store drift from its peers on purpose: remove the record
+ * kind/record_id (canonical id or alias; RecordKind, 0 tries both) in one
+ * write transaction as if it had never been stored: its records entry, its
+ * ids entries (aliases too), natural key, person-index entries, cell
+ * counts and digests, through the write path's own functions, so the store
+ * stays self-consistent (gs_store_verify finds nothing) but no longer
+ * holds the record. No change event is written: the log keeps its history
+ * and head_seq is unchanged. Returns 0, GS_ENOTFOUND or another error. */
+int gs_store_debug_drop(gs_store_t *self, int kind, const char *record_id);
 
 /* gs_store_events with the read path forced: path 0 = choose as
  * gs_store_events does, 1 = scan the global log, 2 = merge the per-cell logs

@@ -27,21 +27,35 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 2u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 3u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_NO_DIGESTS 2u     /* the format before digests: a broker's open upgrades it */
 #define GS_KIND_H 'H'               /* key byte of a household */
 #define GS_KIND_R 'R'               /* key byte of a rental unit */
+#define GS_KIND_O 'O'               /* key byte of an organisation */
 #define GS_REC_HDR 48               /* fixed part of a records value */
 #define GS_REF_LEN 17               /* one person ref in a records value: hmac16 + role */
 #define GS_LOG_HDR 23               /* log value: grid(15) + previous seq of the record (8) */
 #define GS_EV_RECORD 10             /* ChangeEvent field number of the record */
 #define GS_CELL_VAL 40              /* cells value */
+#define GS_CELL_VAL_ORG 48          /* cells value with organisation counts (an
+                                     * extension, not a format change: every 40-byte
+                                     * value stays valid, so "format" stays 2) */
 #define GS_IDEM_HDR 40              /* idem value: created_at, fifo_no, counts[6] */
 #define GS_NATKEY_MAX 400           /* longer natural keys are hashed (LMDB keys <= 511) */
 #define GS_KEY_MAX 511              /* LMDB's default maximum key size */
 #define GS_CELL_PATH_MAX 64         /* events: per-cell merge when <= this many cells */
 
-/* Roles a person has in a record (persons value, ref role byte). */
-enum { GS_ROLE_MEMBER = 1, GS_ROLE_TENANT = 2, GS_ROLE_LANDLORD = 3 };
+/* Roles a person has in a record (persons value, ref role byte): the
+ * public GS_PERSON_ROLE_* of gs_store.h, under the store's short names. */
+enum {
+    GS_ROLE_MEMBER = GS_PERSON_ROLE_MEMBER,
+    GS_ROLE_TENANT = GS_PERSON_ROLE_TENANT,
+    GS_ROLE_LANDLORD = GS_PERSON_ROLE_LANDLORD,
+    GS_ROLE_REPRESENTATIVE = GS_PERSON_ROLE_REPRESENTATIVE,
+    GS_ROLE_CONTACT = GS_PERSON_ROLE_CONTACT,
+    GS_ROLE_EMPLOYEE = GS_PERSON_ROLE_EMPLOYEE,
+    GS_ROLE_ORG = GS_PERSON_ROLE_ORG,
+};
 
 /* The named databases, in one array so that open, verify and the debug hooks
  * can walk them by index. */
@@ -60,6 +74,7 @@ enum {
     GS_DB_DEVICES,      /* device_id -> packed Device */
     GS_DB_DEVICE_KEYS,  /* public key Z85 -> device_id */
     GS_DB_GRIDS,        /* grid code -> packed Grid */
+    GS_DB_DIGESTS,      /* level digit|level prefix -> digest + record count */
     GS_DB_ORIGINS,      /* a replica's origin area -> its state (gs_store_replica.h) */
     GS_DB_COUNT
 };
@@ -95,6 +110,8 @@ struct gs_store {
     void *trace_arg;                /* its argument */
     int fail_commit;                /* debug: the next commit fails with this */
     size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
+    int digests_ready;              /* the digests table is built (format 3) */
+    uint64_t digests_built;         /* records digested by this open's upgrade */
 };
 
 /* ---- Errors ------------------------------------------------------------------ */
@@ -137,8 +154,9 @@ typedef struct gs_rec_hdr {
     int64_t updated_at;             /* commit time, Unix ms */
     uint8_t hash[16];               /* content hash (Record without meta) */
     uint8_t status;                 /* RecordStatus */
-    uint8_t kind;                   /* 'H' / 'R' */
-    uint16_t n_people;              /* members (household) or leases (rental) */
+    uint8_t kind;                   /* 'H' / 'R' / 'O' */
+    uint16_t n_people;              /* members (household), leases (rental) or
+                                     * employees (organisation) */
     uint16_t n_refs;                /* person refs that follow the header */
     uint8_t flags;                  /* GS_RF_* */
 } gs_rec_hdr_t;
@@ -183,13 +201,13 @@ struct gs_prepared {
     /* the record's facts (set when the verdict is valid) */
     const Gridsync__V1__Record *rec; /* the record itself */
     int kind;                       /* RecordKind */
-    char kb;                        /* its key byte, GS_KIND_H or GS_KIND_R */
+    char kb;                        /* its key byte, GS_KIND_H, _R or _O */
     const char *grid;               /* its grid code, 15 digits */
     const char *id;                 /* its id as uploaded (NULL when it has none) */
     const Gridsync__V1__RecordMeta *meta; /* its meta, NULL when absent */
     uint64_t base;                  /* meta.base_version, 0 without meta */
     int status;                     /* meta.status, ACTIVE without meta */
-    uint32_t people;                /* members (household) or leases (rental) */
+    uint32_t people;                /* gs_record_people */
     /* what storing it needs (set when ready) */
     const uint8_t *packed;          /* the record packed as stored under its own id */
     size_t packed_len;
@@ -220,6 +238,10 @@ size_t gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out);
 /* HMAC of an ID number as the index keys it (normalised first). */
 void gs_person_hmac(const gs_store_t *self, const char *id_number,
                     uint8_t out[16]);
+/* HMAC under which the index keys an organisation (GS_ROLE_ORG) by its
+ * stored (normalised) USCC: over a NUL byte and the USCC, so it can never
+ * equal a person's, whose ID numbers hold no NUL. */
+void gs_org_hmac(const gs_store_t *self, const char *uscc, uint8_t out[16]);
 
 /* Person refs of a record, de-duplicated, at most max; returns the count
  * (persons without documents are skipped). */
@@ -228,15 +250,21 @@ size_t gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
 /* Upper bound on the persons a record can name. */
 size_t gs_record_people_max(const Gridsync__V1__Record *rec);
 
-/* Members of a household, leases of a rental unit. */
+/* Members of a household, leases of a rental unit, employees of an
+ * organisation. */
 uint32_t gs_record_people(const Gridsync__V1__Record *rec);
 
 /* What one record contributes to its cell's counts. */
 void gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people,
                  int sign);
 
-void gs_cell_put(uint8_t *p, const gs_cell_meta_t *m);
-void gs_cell_get(const uint8_t *p, gs_cell_meta_t *m);
+/* A cells value: GS_CELL_VAL bytes, or GS_CELL_VAL_ORG when the cell has
+ * organisation counts (a store written before organisations existed holds
+ * only the short form, which reads as zero organisations). put writes into
+ * p (room for GS_CELL_VAL_ORG) and returns the length; get returns -1 for
+ * a length that is neither. */
+size_t gs_cell_put(uint8_t *p, const gs_cell_meta_t *m);
+int gs_cell_get(const uint8_t *p, size_t len, gs_cell_meta_t *m);
 
 /* A request's prefix list, checked (each non-NULL and at most GS_GRID_LEN
  * bytes; in may be NULL only when n is 0) and normalised: sorted, those
@@ -272,7 +300,8 @@ typedef struct gs_smap_ent {
     uint8_t used;                   /* slot taken */
     uint8_t dirty;                  /* changed in this transaction */
     uint8_t loaded;                 /* value read from the store (or absent there) */
-    uint64_t u;                     /* chain: last seq; verify: a counter */
+    uint64_t u;                     /* chain: last seq; digests: record count; verify: a counter */
+    uint8_t dig[16];                /* digests: XOR of the record entries */
     gs_cell_meta_t cell;            /* cells: metadata */
 } gs_smap_ent_t;
 

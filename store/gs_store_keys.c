@@ -176,6 +176,35 @@ gs_key_chain(const char *grid, int level, char *out)
     return (size_t) len;
 }
 
+/* ---- digests ------------------------------------------------------------------------------------ */
+
+size_t
+gs_key_digest(uint8_t *k, const char *grid, int level)
+{
+    assert(k && grid && level >= 0 && level < GS_LEVELS);
+    size_t len = (size_t) gs_level_len[level];
+    k[0] = (uint8_t) ('0' + level);
+    memcpy(k + 1, grid, len);
+    return 1 + len;
+}
+
+int
+gs_key_digest_parse(const uint8_t *k, size_t len, int *level, char prefix[GS_GRID_LEN + 1])
+{
+    if (!k || len < 1 || k[0] < '0' || k[0] >= '0' + GS_LEVELS)
+        return -1;
+    int l = k[0] - '0';
+    if (len != 1 + (size_t) gs_level_len[l])
+        return -1;
+    for (size_t i = 1; i < len; i++)
+        if (k[i] < '0' || k[i] > '9')
+            return -1;
+    memcpy(prefix, k + 1, len - 1);
+    prefix[len - 1] = 0;
+    *level = l;
+    return 0;
+}
+
 /* ---- idem and idem_fifo ------------------------------------------------------------------------ */
 
 size_t

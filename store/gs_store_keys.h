@@ -148,6 +148,19 @@ int gs_key_person_parse(const uint8_t *k, size_t len, char grid[GS_GRID_LEN + 1]
 /* out holds at least GS_CHK_MAX bytes (not NUL-terminated). */
 size_t gs_key_chain(const char *grid, int level, char *out);
 
+/* ---- digests: level digit ('0'..'6') | the level prefix of a grid ------------------- */
+
+/* The level digit first, so the children of a prefix (the next level's
+ * entries that extend it) are one contiguous range, and the root ("0")
+ * is a key of its own. */
+#define GS_DGK_MAX (1 + GS_GRID_LEN)
+/* The digests key of grid's prefix at level (grid holds at least that
+ * level's digits). k holds GS_DGK_MAX bytes. */
+size_t gs_key_digest(uint8_t *k, const char *grid, int level);
+/* prefix comes back NUL-terminated ("" for the root). */
+int gs_key_digest_parse(const uint8_t *k, size_t len, int *level,
+                        char prefix[GS_GRID_LEN + 1]);
+
 /* ---- idem: device id | NUL | upload id; idem_fifo: fifo (u64 BE) -> created | idem key */
 
 #define GS_IDK_MAX (2 * GS_ID_MAX + 1)

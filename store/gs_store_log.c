@@ -20,6 +20,7 @@ gs_log_init(gs_log_t *self)
     memset(self, 0, sizeof *self);
     gs_smap_init(&self->cells);
     gs_smap_init(&self->chain);
+    gs_digest_init(&self->digest);
 }
 
 void
@@ -29,6 +30,7 @@ gs_log_deinit(gs_log_t *self)
         return;
     gs_smap_deinit(&self->cells);
     gs_smap_deinit(&self->chain);
+    gs_digest_deinit(&self->digest);
     free(self->evs);
     self->evs = NULL;
     self->n_evs = self->cap_evs = 0;
@@ -44,6 +46,7 @@ gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms)
     self->t = t;
     self->out = out;
     self->now_ms = now_ms;
+    gs_digest_begin(&self->digest, t);
     int rc = gs_txn_meta_get(t, "head_seq", &self->head);
     self->head0 = self->head;
     return rc;
@@ -80,9 +83,9 @@ s_cell_ent(gs_log_t *self, const char *grid, gs_smap_ent_t **out)
     if (created) {
         MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
         int rc = gs_txn_get(self->t, GS_DB_CELLS, &k, &v);
-        if (rc == 0 && v.mv_size == GS_CELL_VAL)
-            gs_cell_get(v.mv_data, &e->cell);
-        else if (rc && rc != GS_ENOTFOUND)
+        if (rc == 0)
+            gs_cell_get(v.mv_data, v.mv_size, &e->cell);    /* damaged: counted anew */
+        else if (rc != GS_ENOTFOUND)
             return rc;
     }
     e->dirty = 1;
@@ -219,9 +222,9 @@ gs_log_flush(gs_log_t *self)
         gs_smap_ent_t *e = &self->cells.ents[i];
         if (!e->used || !e->dirty)
             continue;
-        uint8_t b[GS_CELL_VAL];
-        gs_cell_put(b, &e->cell);
-        MDB_val k = { GS_GRID_LEN, e->key }, v = { GS_CELL_VAL, b };
+        uint8_t b[GS_CELL_VAL_ORG];
+        size_t bl = gs_cell_put(b, &e->cell);
+        MDB_val k = { GS_GRID_LEN, e->key }, v = { bl, b };
         gs_txn_put(t, GS_DB_CELLS, &k, &v, 0);
     }
     for (size_t i = 0; i < self->chain.cap; i++) {
@@ -235,6 +238,7 @@ gs_log_flush(gs_log_t *self)
     }
     if (self->head != self->head0)
         gs_txn_meta_put(t, "head_seq", self->head);
+    gs_digest_flush(&self->digest);
     return t->err;     /* sticky: the first failed put, if any */
 }
 

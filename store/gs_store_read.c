@@ -81,14 +81,16 @@ s_find(gs_store_t *self, MDB_txn *txn, char kb, const char *id, uint8_t *rk,
     return 0;
 }
 
-/* Walk the kinds a lookup asks for: kind 0 tries households then rentals. */
+/* Walk the kinds a lookup asks for: kind 0 tries households, rentals, then
+ * organisations. */
 static int
-s_kinds(int kind, char kbs[2])
+s_kinds(int kind, char kbs[3])
 {
     if (kind == 0) {
         kbs[0] = GS_KIND_H;
         kbs[1] = GS_KIND_R;
-        return 2;
+        kbs[2] = GS_KIND_O;
+        return 3;
     }
     kbs[0] = gs_kind_byte(kind);
     return kbs[0] ? 1 : 0;
@@ -226,7 +228,7 @@ int
 gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn,
              void *arg)
 {
-    char kbs[2];
+    char kbs[3];
     int nk = s_kinds(kind, kbs);
     if (!record_id || !fn || !nk)
         return GS_EINVAL;
@@ -258,7 +260,7 @@ int
 gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn *fn,
                  void *arg)
 {
-    char kbs[2];
+    char kbs[3];
     int nk = s_kinds(kind, kbs);
     if (!record_id || !fn || !nk)
         return GS_EINVAL;
@@ -364,13 +366,12 @@ s_cell_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *us
 {
     (void) txn;
     s_cell_list_t *l = arg;
-    if (k->mv_size != GS_GRID_LEN || v->mv_size != GS_CELL_VAL)
+    gs_cell_meta_t m;
+    if (k->mv_size != GS_GRID_LEN || gs_cell_get(v->mv_data, v->mv_size, &m))
         return MDB_CORRUPTED;
     char grid[GS_GRID_LEN + 1];
     memcpy(grid, k->mv_data, GS_GRID_LEN);
     grid[GS_GRID_LEN] = 0;
-    gs_cell_meta_t m;
-    gs_cell_get(v->mv_data, &m);
     *user = l->fn(l->arg, grid, &m);
     return 0;
 }
@@ -566,17 +567,22 @@ gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *
         if (a.n)
             qsort(a.v, a.n, sizeof *a.v, s_pent_cmp);
         /* A duplicate is one person living in two places: member or tenant
-         * of more than one record. Landlords of several units are normal. */
+         * of more than one record; or one USCC held by more than one
+         * organisation record (a branch, or the same one collected at two
+         * addresses). Landlords of several units, and people working at
+         * several organisations, are normal. */
         for (size_t i = 0, j; i < a.n && rc == 0; i = j) {
-            size_t residents = 0;
+            size_t residents = 0, orgs = 0;
             int touches = pl == 0;
             for (j = i; j < a.n && memcmp(a.v[j].hmac, a.v[i].hmac, 16) == 0; j++) {
                 if (a.v[j].role == GS_ROLE_MEMBER || a.v[j].role == GS_ROLE_TENANT)
                     residents++;
+                if (a.v[j].role == GS_ROLE_ORG)
+                    orgs++;
                 if (!touches && gs_grid_prefix_covers(prefix, a.v[j].grid))
                     touches = 1;
             }
-            if (residents >= 2 && touches)
+            if ((residents >= 2 || orgs >= 2) && touches)
                 rc = s_pent_emit(&a.v[i], j - i, fn, arg);
         }
     }

@@ -8,6 +8,7 @@
  * that two implementations differ. Runs in one read transaction; cost is
  * one pass over the log and one over the records (each record unpacked).
  */
+#include "gs_store_digest.h"
 #include "gs_store_int.h"
 
 #include <stdarg.h>
@@ -29,6 +30,7 @@ typedef struct s_ver {
     uint64_t records;               /* records entries */
     uint64_t natkeys;               /* natural keys the records imply */
     uint64_t persons;               /* person entries the records imply */
+    uint64_t digests;               /* digest prefixes the records imply */
 } s_ver_t;
 
 static void s_problem(s_ver_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -380,12 +382,11 @@ s_check_cells(s_ver_t *v)
     MDB_val k, val;
     for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
-        if (k.mv_size != GS_GRID_LEN || val.mv_size != GS_CELL_VAL) {
+        gs_cell_meta_t got, want = { 0 };
+        if (k.mv_size != GS_GRID_LEN || gs_cell_get(val.mv_data, val.mv_size, &got)) {
             s_problem(v, "cells: damaged entry");
             continue;
         }
-        gs_cell_meta_t got, want = { 0 };
-        gs_cell_get(val.mv_data, &got);
         gs_smap_ent_t *e = gs_smap_find(&v->cells, k.mv_data, GS_GRID_LEN);
         if (e) {
             want = e->cell;
@@ -393,11 +394,13 @@ s_check_cells(s_ver_t *v)
         }
         if (got.households != want.households || got.persons != want.persons ||
             got.rentals != want.rentals || got.tenants != want.tenants ||
-            got.voided != want.voided)
-            s_problem(v, "cells %.15s: counts h=%u p=%u r=%u t=%u v=%u, records say "
-                      "h=%u p=%u r=%u t=%u v=%u", (const char *) k.mv_data, got.households,
-                      got.persons, got.rentals, got.tenants, got.voided, want.households,
-                      want.persons, want.rentals, want.tenants, want.voided);
+            got.voided != want.voided || got.organisations != want.organisations ||
+            got.employees != want.employees)
+            s_problem(v, "cells %.15s: counts h=%u p=%u r=%u t=%u o=%u e=%u v=%u, records say "
+                      "h=%u p=%u r=%u t=%u o=%u e=%u v=%u", (const char *) k.mv_data,
+                      got.households, got.persons, got.rentals, got.tenants, got.organisations,
+                      got.employees, got.voided, want.households, want.persons, want.rentals,
+                      want.tenants, want.organisations, want.employees, want.voided);
         if (got.last_seq != want.last_seq)
             s_problem(v, "cells %.15s: last_seq %llu, the log says %llu",
                       (const char *) k.mv_data, (unsigned long long) got.last_seq,
@@ -457,6 +460,98 @@ s_check_idem(s_ver_t *v)
     return 0;
 }
 
+/* ---- Digests ---------------------------------------------------------------------- */
+
+static void
+s_hex(const uint8_t *d, char out[33])
+{
+    static const char x[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = x[d[i] >> 4];
+        out[2 * i + 1] = x[d[i] & 15];
+    }
+    out[32] = 0;
+}
+
+/* One recomputed prefix against its stored digest. */
+static int
+s_digest_emit(void *arg, int level, const char *prefix, const uint8_t dig[16], uint64_t count)
+{
+    s_ver_t *v = arg;
+    char grid[GS_GRID_LEN] = { 0 };
+    memcpy(grid, prefix, strlen(prefix));
+    uint8_t kb[GS_DGK_MAX];
+    MDB_val k = { gs_key_digest(kb, grid, level), kb }, val;
+    v->digests++;
+    int rc = mdb_get(v->txn, v->st->db[GS_DB_DIGESTS], &k, &val);
+    if (rc == MDB_NOTFOUND) {
+        s_problem(v, "digests '%s': missing; the records give %llu records", prefix,
+                  (unsigned long long) count);
+        return 0;
+    }
+    if (rc)
+        return rc;
+    char want[33], got[33];
+    s_hex(dig, want);
+    if (val.mv_size != GS_DIGEST_VAL) {
+        s_problem(v, "digests '%s': value of %zu bytes", prefix, val.mv_size);
+        return 0;
+    }
+    uint64_t n = gs_le64_get((const uint8_t *) val.mv_data + 16);
+    if (n != count || memcmp(val.mv_data, dig, 16) != 0) {
+        s_hex(val.mv_data, got);
+        s_problem(v, "digests '%s': stored %s with %llu records, the records give %s with %llu",
+                  prefix, got, (unsigned long long) n, want, (unsigned long long) count);
+    }
+    return 0;
+}
+
+/* Every digest recomputed from the records; stored prefixes with no
+ * records are found by a second pass only when the counts say so. */
+static int
+s_check_digests(s_ver_t *v)
+{
+    if (!v->st->digests_ready)
+        return 0;   /* read-only look at a store made before digests */
+    uint64_t recs = 0, skipped = 0;
+    int rc = gs_digest_recompute(v->st, v->txn, s_digest_emit, v, &recs, &skipped);
+    if (rc)
+        return rc;
+    if (s_count(v, GS_DB_DIGESTS) == v->digests)
+        return 0;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(v->txn, v->st->db[GS_DB_DIGESTS], &c)))
+        return rc;
+    MDB_cursor *rc2;
+    if ((rc = mdb_cursor_open(v->txn, v->st->db[GS_DB_RECORDS], &rc2))) {
+        mdb_cursor_close(c);
+        return rc;
+    }
+    MDB_val k, val;
+    for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+        int level;
+        char prefix[GS_GRID_LEN + 1];
+        if (gs_key_digest_parse(k.mv_data, k.mv_size, &level, prefix)) {
+            s_problem(v, "digests: damaged key of %zu bytes", k.mv_size);
+            continue;
+        }
+        size_t pl = strlen(prefix);
+        MDB_val rk = { pl, prefix }, rv;
+        int r = pl ? mdb_cursor_get(rc2, &rk, &rv, MDB_SET_RANGE)
+                   : mdb_cursor_get(rc2, &rk, &rv, MDB_FIRST);
+        if (r == MDB_NOTFOUND || (r == 0 && (rk.mv_size < pl || memcmp(rk.mv_data, prefix, pl))))
+            s_problem(v, "digests '%s': stored for a prefix with no records", prefix);
+        else if (r)
+            rc = r;
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(rc2);
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 int
 gs_store_verify(gs_store_t *self, gs_report_fn *report, void *arg, uint64_t *problems)
 {
@@ -478,8 +573,8 @@ gs_store_verify(gs_store_t *self, gs_report_fn *report, void *arg, uint64_t *pro
     if (rc)
         return rc;
     if (!(rc = s_check_log(&v)) && !(rc = s_check_records(&v)) && !(rc = s_check_ids(&v)) &&
-        !(rc = s_check_cells(&v)))
-        rc = s_check_idem(&v);
+        !(rc = s_check_cells(&v)) && !(rc = s_check_idem(&v)))
+        rc = s_check_digests(&v);
     gs_rtxn_end(self, &v.txn);
     gs_wbuf_deinit(&v.buf);
     gs_smap_deinit(&v.cells);

@@ -4,7 +4,7 @@
  *
  * One real gridsyncd per test, on a fresh store, filled the way an
  * operator fills one: records uploaded through the client library,
- * devices and grids registered with the real gridctl. Each of the five
+ * devices and grids registered with the real gridctl. Each of the six
  * request bodies is asked through gs_admin and checked against what was
  * put in; bad input (no body, a body from a newer schema, bytes that do
  * not decode, a wrong frame layout, a stats prefix that is not digits, a
@@ -32,6 +32,8 @@
 #include "gs_admin.h"
 #include "gs_arena.h"
 #include "gs_client.h"
+#include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_testkit.h"
 #include "gs_version.h"
 
@@ -395,6 +397,127 @@ test_health(void **state)
  * as a stats prefix that is not digits is. The broker once passed them to
  * the store and answered its GS_EINVAL as REASON_INTERNAL, which clients
  * read as "retry later". */
+/* digest{prefix, cursor, limit}: the same digests, children and cell
+ * records as the store itself gives (read beside the broker, read-only),
+ * paged at a cell; a prefix off a level is REASON_BAD_REQUEST. */
+static void
+test_digest(void **state)
+{
+    s_env_t *e = *state;
+    gs_store_opts_t so;
+    gs_store_opts_init(&so);
+    so.read_only = 1;
+    int serr = 0;
+    gs_store_t *st = gs_store_new(e->store, &so, &serr);
+    assert_non_null(st);
+
+    Gridsync__V1__DigestReply *d = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_admin_digest(e->admin, "", NULL, 0, 0, &d, &err), 0);
+    gs_digest_query_t q = { .prefix = "" };
+    gs_digest_result_t r;
+    assert_int_equal(gs_store_digest(st, &q, &r), 0);
+    assert_int_equal(d->node->count, 4);
+    assert_true(r.node.count == 4);
+    assert_memory_equal(d->node->digest.data, r.node.digest, 16);
+    assert_int_equal(d->head_seq, e->head);
+    assert_true(d->store_epoch != 0);
+    assert_int_equal(d->n_children, 1);
+    assert_string_equal(d->children[0]->prefix, "44");
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+
+    /* a street: its two communities' worth of cells below, here one */
+    assert_int_equal(gs_admin_digest(e->admin, "440305001", NULL, 0, 0, &d, &err), 0);
+    assert_int_equal(d->node->count, 3);
+    assert_int_equal(d->n_children, 1);
+    assert_string_equal(d->children[0]->prefix, "440305001001");
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+
+    /* a cell, one record per reply, in key order */
+    assert_int_equal(gs_admin_digest(e->admin, GRID_A, NULL, 0, 1, &d, &err), 0);
+    assert_int_equal(d->node->count, 2);
+    assert_int_equal(d->n_records, 1);
+    assert_string_equal(d->records[0]->record_key, "H-A-1");
+    assert_int_equal(d->records[0]->version, 1);
+    assert_true(d->next_cursor.len > 0);
+    Gridsync__V1__DigestReply *d2 = NULL;
+    assert_int_equal(gs_admin_digest(e->admin, GRID_A, d->next_cursor.data, d->next_cursor.len,
+                                     1, &d2, &err), 0);
+    assert_int_equal(d2->n_records, 1);
+    assert_string_equal(d2->records[0]->record_key, "H-A-2");
+    assert_int_equal(d2->next_cursor.len, 0);
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+    gridsync__v1__digest_reply__free_unpacked(d2, NULL);
+
+    static const char *const bad[] = { "440", "44a305", "4403050010010011" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(gs_admin_digest(e->admin, bad[i], NULL, 0, 0, &d, &err),
+                         GS_CLIENT_ESERVER);
+        assert_null(d);
+        assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST);
+    }
+    gs_store_destroy(&st);
+}
+
+/* A store made before digests (format 2) gets them built when the broker
+ * opens it, which the broker logs; digest then answers for its records. */
+static void
+test_digest_after_upgrade(void **state)
+{
+    (void) state;
+    char dir[64], store[128];
+    gs_tk_tmpdir(dir, sizeof dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    gs_arena_t *a = gs_arena_new(0);
+    Gridsync__V1__Record *recs[] = {
+        gs_tk_household(a, GRID_A, "H-U-1", "ADDR-U-1", 2, 5000),
+        gs_tk_household(a, GRID_C, "H-U-2", "ADDR-U-2", 1, 6000),
+    };
+    gs_upload_t up;
+    memset(&up, 0, sizeof up);
+    up.device_id = "dev-upgrade";
+    up.upload_id = "up-upgrade-1";
+    up.records = recs;
+    up.n_records = 2;
+    up.alloc = gs_arena_allocator(a);
+    up.scope_all = 1;
+    gs_apply_out_t out;
+    assert_int_equal(gs_store_apply(st, &up, 1, 1780243200000LL, &out), 0);
+    gs_apply_out_clear(&out);
+    /* what the previous build left: format 2, no digests */
+    const uint8_t fmt2[4] = { 2, 0, 0, 0 };
+    assert_int_equal(gs_store_debug_put(st, "meta", "format", 6, fmt2, 4), 0);
+    gs_store_destroy(&st);
+    gs_arena_destroy(&a);
+
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start(&b, store, NULL), 0);
+    size_t len = 0;
+    char *log = gs_tk_read_file(b.log_path, &len, 0);
+    assert_non_null(log);
+    /* logged before ready, so already in the file */
+    assert_non_null(strstr(log, "event=store_upgraded"));
+    assert_non_null(strstr(log, "format=3 digested_records=2"));
+    free(log);
+    gs_admin_opts_t ao;
+    gs_admin_opts_init(&ao);
+    ao.timeout_ms = S_PATIENCE_MS;
+    int rc;
+    gs_admin_t *ad = gs_admin_new(b.admin, &ao, &rc, NULL);
+    assert_non_null(ad);
+    Gridsync__V1__DigestReply *d = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_admin_digest(ad, "4403", NULL, 0, 0, &d, &err), 0);
+    assert_int_equal(d->node->count, 2);
+    assert_int_equal(d->n_children, 1);
+    gridsync__v1__digest_reply__free_unpacked(d, NULL);
+    gs_admin_destroy(&ad);
+    gs_tk_broker_stop(&b, SIGTERM);
+    gs_tk_rmtree(dir);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -595,6 +718,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_devices, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_grids, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_health, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_digest, s_setup, s_teardown),
+        cmocka_unit_test(test_digest_after_upgrade),
         cmocka_unit_test_setup_teardown(test_unknown_body, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_malformed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),

@@ -30,6 +30,7 @@
 #include <zmq.h>
 
 #include "gs_arena.h"
+#include "gs_admin.h"
 #include "gs_client.h"
 #include "gs_testkit.h"
 #include "gs_validate.h"
@@ -207,6 +208,142 @@ test_dedup_seen_from_client(void **state)
     Gridsync__V1__Ack *acks[] = { a1, a1b, a2, a3, a4, a5, a6 };
     for (size_t i = 0; i < sizeof acks / sizeof acks[0]; i++)
         gridsync__v1__ack__free_unpacked(acks[i], NULL);
+    gs_client_destroy(&c);
+}
+
+#define USCC1 "91350100M000100Y43"
+
+/* Organisations through the real daemon: uploaded with the other kinds,
+ * merged by USCC and address, kept apart at another address, rejected
+ * with a reason for a wrong USCC, then read back from the live feed, by
+ * sync (an employee's
+ * restricted data left out), snapshot, and the admin endpoint's counts
+ * and record (which has it). */
+static void
+test_organisations_end_to_end(void **state)
+{
+    s_env_t *e = *state;
+    const char *district[] = { "440305" };
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, district, 1, NULL, 0, NULL,
+                               NULL);
+    assert_non_null(sub);
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    /* person 7000 lives in grid A and works in grid C */
+    Gridsync__V1__Record *hh = gs_tk_household(e->arena, GRID_A, "H-7", "ADDR-7", 2, 7000);
+    Gridsync__V1__Record *o1 = gs_tk_org(e->arena, GRID_C, "O-1", USCC1, "SHOP-1", 3, 6999);
+    Gridsync__V1__Restricted *rs = gs_arena_alloc(e->arena, sizeof *rs);
+    gridsync__v1__restricted__init(rs);
+    rs->health = gs_arena_strdup(e->arena, "糖尿病");
+    o1->organisation->employees[2]->restricted = rs;
+    Gridsync__V1__Record *stall = gs_tk_org(e->arena, GRID_C, "S-1", NULL, NULL, 1, 7100);
+    Gridsync__V1__Record *recs[] = { hh, o1, stall };
+    Gridsync__V1__Ack *a1 = s_upload(c, "dev-1", "org-1", recs, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s_status(a1, i), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+
+    /* recollected under another id at the same address: merged */
+    Gridsync__V1__Record *o2 = gs_tk_org(e->arena, GRID_C, "O-2", USCC1, "SHOP-1", 3, 6999);
+    o2->organisation->employees[2]->restricted = rs;
+    /* the same USCC at a second address: a record of its own */
+    Gridsync__V1__Record *o3 = gs_tk_org(e->arena, GRID_B, "O-3", USCC1, "SHOP-2", 1, 7200);
+    /* a wrong check character */
+    Gridsync__V1__Record *o4 = gs_tk_org(e->arena, GRID_B, "O-4", "91350100M000100Y44",
+                                         "SHOP-4", 1, 7300);
+    Gridsync__V1__Record *recs2[] = { o2, o3, o4 };
+    Gridsync__V1__Ack *a2 = s_upload(c, "dev-1", "org-2", recs2, 3);
+    assert_int_equal(s_status(a2, 0), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_MERGED);
+    assert_string_equal(a2->results[0]->record_key, "O-1");
+    assert_int_equal(s_status(a2, 1), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    assert_int_equal(s_status(a2, 2), GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED);
+    assert_int_equal(a2->results[2]->reason, GRIDSYNC__V1__REASON__REASON_USCC_CHECK);
+    assert_string_equal(a2->results[2]->message, "USCC check character should be 3, not 4");
+
+    /* the live feed: the four events in seq order, each with its kind */
+    static const char *const keys[] = { "H-7", "O-1", "S-1", "O-3" };
+    for (int i = 0; i < 4; i++) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_string_equal(ev->record_key, keys[i]);
+        assert_int_equal(ev->kind, i ? GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION
+                                     : GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD);
+        assert_int_equal(ev->record->body_case, i ? GRIDSYNC__V1__RECORD__BODY_ORGANISATION
+                                                  : GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_sub_destroy(&sub);
+
+    /* sync: four events, the organisations with their kind and people */
+    const char *all[] = { "440305" };
+    for (int omit = 0; omit < 2; omit++) {
+        Gridsync__V1__SyncResponse *sr = NULL;
+        gs_client_error_t err;
+        assert_int_equal(gs_client_sync(c, all, 1, 0, 0, omit, &sr, &err), 0);
+        assert_int_equal(sr->n_events, 4);
+        int orgs = 0;
+        for (size_t i = 0; i < sr->n_events; i++) {
+            const Gridsync__V1__ChangeEvent *ev = sr->events[i];
+            if (ev->kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION)
+                continue;
+            orgs++;
+            assert_non_null(ev->record);
+            assert_int_equal(ev->record->body_case, GRIDSYNC__V1__RECORD__BODY_ORGANISATION);
+            const Gridsync__V1__OrganisationUnit *o = ev->record->organisation;
+            assert_string_equal(o->org_id, ev->record_key);
+            if (strcmp(ev->record_key, "O-1") == 0) {
+                assert_string_equal(ev->grid_code, GRID_C);
+                assert_string_equal(o->uscc, USCC1);
+                assert_int_equal(o->n_employees, 3);
+                assert_non_null(o->legal_representative);
+                /* kept in the store (below), never in sync replies of a
+                 * broker without feed-restricted, asked or not */
+                assert_null(o->employees[2]->restricted);
+            }
+        }
+        assert_int_equal(orgs, 3);
+        gridsync__v1__sync_response__free_unpacked(sr, NULL);
+    }
+
+    /* a snapshot of grid C: the household is elsewhere, the two
+     * organisations are there */
+    const char *pc[] = { GRID_C };
+    Gridsync__V1__SnapshotResponse *snap = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_snapshot(c, pc, 1, NULL, 0, 0, &snap, &err), 0);
+    assert_int_equal(snap->n_entries, 2);
+    for (size_t i = 0; i < snap->n_entries; i++)
+        assert_int_equal(snap->entries[i]->kind,
+                         GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION);
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+
+    /* the admin endpoint counts organisations and employees per cell */
+    int rc;
+    gs_admin_t *adm = gs_admin_new(e->broker.admin, NULL, &rc, NULL);
+    assert_non_null(adm);
+    Gridsync__V1__StatsReply *st = NULL;
+    assert_int_equal(gs_admin_stats(adm, GRID_C, &st, &err), 0);
+    assert_int_equal(st->n_cells, 1);
+    assert_int_equal(st->cells[0]->organisations, 2);
+    assert_int_equal(st->cells[0]->employees, 4);
+    assert_int_equal(st->cells[0]->households, 0);
+    gridsync__v1__stats_reply__free_unpacked(st, NULL);
+    Gridsync__V1__SnapshotEntry *got = NULL;
+    assert_int_equal(gs_admin_get(adm, 0, "O-2", &got, &err), 0);
+    assert_string_equal(got->record_key, "O-1");
+    assert_int_equal(got->kind, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION);
+    assert_string_equal(got->record->organisation->employees[2]->restricted->health, "糖尿病");
+    gridsync__v1__snapshot_entry__free_unpacked(got, NULL);
+    /* asked by kind: an organisation is found as one, not as a household */
+    assert_int_equal(gs_admin_get(adm, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION,
+                                  "O-3", &got, &err), 0);
+    assert_string_equal(got->grid_code, GRID_B);
+    gridsync__v1__snapshot_entry__free_unpacked(got, NULL);
+    assert_int_equal(gs_admin_get(adm, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD,
+                                  "O-3", &got, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_NOT_FOUND);
+    gs_admin_destroy(&adm);
+
+    gridsync__v1__ack__free_unpacked(a1, NULL);
+    gridsync__v1__ack__free_unpacked(a2, NULL);
     gs_client_destroy(&c);
 }
 
@@ -949,6 +1086,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_upload_ack_store_feed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_ping_development_mode, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_dedup_seen_from_client, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_organisations_end_to_end, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_resumes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_starts_at_head, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_slow_subscriber_repairs, s_setup_small_hwm, s_teardown),

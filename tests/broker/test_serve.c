@@ -354,6 +354,95 @@ test_admin_replies(void **state)
     assert_int_equal(atomic_load(&f->m.request_errors[RN(UNKNOWN_TYPE)]), 1);
 }
 
+/* The digest request: a prefix with its children, a cell with its records
+ * in pages, all read in one transaction each, and the argument errors. */
+static void
+test_admin_digest(void **state)
+{
+    fx_t *f = *state;
+    Gridsync__V1__AdminRequest rq = GRIDSYNC__V1__ADMIN_REQUEST__INIT;
+    Gridsync__V1__DigestRequest d = GRIDSYNC__V1__DIGEST_REQUEST__INIT;
+    rq.request_id = 31;
+    rq.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_DIGEST;
+    rq.digest = &d;
+    d.prefix = "";
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS, &f->reply);
+    Gridsync__V1__AdminReply *r = s_admin_reply(f);
+    assert_int_equal(r->request_id, 31);
+    assert_int_equal(r->body_case, GRIDSYNC__V1__ADMIN_REPLY__BODY_DIGEST);
+    Gridsync__V1__DigestReply *dr = r->digest;
+    assert_string_equal(dr->node->prefix, "");
+    assert_int_equal(dr->node->count, 3);
+    assert_int_equal(dr->node->digest.len, 16);
+    assert_int_equal(dr->n_children, 1);     /* province 11 */
+    assert_string_equal(dr->children[0]->prefix, "11");
+    assert_int_equal(dr->children[0]->count, 3);
+    assert_memory_equal(dr->children[0]->digest.data, dr->node->digest.data, 16);
+    assert_int_equal(dr->head_seq, 3);
+    uint64_t epoch = 0;
+    gs_store_epoch(f->st, &epoch);
+    assert_true(dr->store_epoch == epoch);
+    gridsync__v1__admin_reply__free_unpacked(r, NULL);
+
+    /* a district: two streets' worth of children */
+    d.prefix = "1101";
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS, &f->reply);
+    r = s_admin_reply(f);
+    assert_int_equal(r->digest->n_children, 2);
+    assert_string_equal(r->digest->children[0]->prefix, "110105");
+    assert_int_equal(r->digest->children[0]->count, 2);
+    assert_string_equal(r->digest->children[1]->prefix, "110106");
+    gridsync__v1__admin_reply__free_unpacked(r, NULL);
+
+    /* a cell's records, one per reply */
+    const st_rec_t more = { .id = "H4", .grid = G1, .addr_code = "A4", .pids = { 4 } };
+    assert_int_equal(st_put(f->st, f->a, &more, ST_NOW_MS).status, RS(ACCEPTED));
+    d.prefix = G1;
+    d.limit = 1;
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS, &f->reply);
+    r = s_admin_reply(f);
+    dr = r->digest;
+    assert_int_equal(dr->node->count, 2);
+    assert_int_equal(dr->n_children, 0);
+    assert_int_equal(dr->n_records, 1);
+    assert_string_equal(dr->records[0]->record_key, "H1");
+    assert_int_equal(dr->records[0]->kind, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD);
+    assert_int_equal(dr->records[0]->version, 1);
+    assert_int_equal(dr->records[0]->content_hash.len, 16);
+    assert_true(dr->next_cursor.len > 0);
+    uint8_t cur[64];
+    size_t cl = dr->next_cursor.len;
+    memcpy(cur, dr->next_cursor.data, cl);
+    gridsync__v1__admin_reply__free_unpacked(r, NULL);
+    d.cursor.data = cur;
+    d.cursor.len = cl;
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS, &f->reply);
+    r = s_admin_reply(f);
+    assert_int_equal(r->digest->n_records, 1);
+    assert_string_equal(r->digest->records[0]->record_key, "H4");
+    assert_int_equal(r->digest->next_cursor.len, 0);    /* complete */
+    gridsync__v1__admin_reply__free_unpacked(r, NULL);
+
+    /* errors: a prefix off a level, a damaged cursor */
+    d.cursor.len = 0;
+    d.prefix = "110";
+    rq.request_id = 32;
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS, &f->reply);
+    r = s_admin_reply(f);
+    assert_int_equal(r->request_id, 32);
+    assert_int_equal(r->error->reason, RN(BAD_REQUEST));
+    assert_non_null(strstr(r->error->message, "level"));
+    gridsync__v1__admin_reply__free_unpacked(r, NULL);
+    d.prefix = G1;
+    d.cursor.data = (uint8_t *) "Zzz";
+    d.cursor.len = 3;
+    gs_serve_admin(&f->s, &f->x, &rq, ST_NOW_MS, &f->reply);
+    r = s_admin_reply(f);
+    assert_int_equal(r->error->reason, RN(BAD_REQUEST));
+    gridsync__v1__admin_reply__free_unpacked(r, NULL);
+    assert_int_equal(atomic_load(&f->m.request_errors[RN(BAD_REQUEST)]), 2);
+}
+
 static void
 test_ping_reply(void **state)
 {
@@ -479,6 +568,14 @@ test_field_numbers_match_the_schema(void **state)
     s_field(ar, "grids", GS_F_ADMIN_REPLY_GRIDS);
     s_field(ar, "health", GS_F_ADMIN_REPLY_HEALTH);
     s_field(ar, "error", GS_F_ADMIN_REPLY_ERROR);
+    s_field(ar, "digest", GS_F_ADMIN_REPLY_DIGEST);
+    const ProtobufCMessageDescriptor *dg = &gridsync__v1__digest_reply__descriptor;
+    s_field(dg, "node", GS_F_DIGEST_NODE);
+    s_field(dg, "children", GS_F_DIGEST_CHILDREN);
+    s_field(dg, "records", GS_F_DIGEST_RECORDS);
+    s_field(dg, "next_cursor", GS_F_DIGEST_NEXT_CURSOR);
+    s_field(dg, "head_seq", GS_F_DIGEST_HEAD_SEQ);
+    s_field(dg, "store_epoch", GS_F_DIGEST_STORE_EPOCH);
     const ProtobufCMessageDescriptor *sy = &gridsync__v1__sync_response__descriptor;
     s_field(sy, "events", GS_F_SYNC_EVENTS);
     s_field(sy, "next_seq", GS_F_SYNC_NEXT_SEQ);
@@ -505,6 +602,8 @@ test_field_numbers_match_the_schema(void **state)
     s_field(ce, "voided", GS_F_CELL_VOIDED);
     s_field(ce, "last_seq", GS_F_CELL_LAST_SEQ);
     s_field(ce, "last_update", GS_F_CELL_LAST_UPDATE);
+    s_field(ce, "organisations", GS_F_CELL_ORGANISATIONS);
+    s_field(ce, "employees", GS_F_CELL_EMPLOYEES);
     s_field(&gridsync__v1__stats_reply__descriptor, "cells", GS_F_STATS_CELLS);
     s_field(&gridsync__v1__stats_reply__descriptor, "head_seq", GS_F_STATS_HEAD_SEQ);
     s_field(&gridsync__v1__device_list_reply__descriptor, "devices", GS_F_DEVICES_DEVICES);
@@ -522,6 +621,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_reply_and_pages, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_read_dispatch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_admin_replies, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_admin_digest, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_ping_reply, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_ack_and_commit_errors, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_every_error_is_counted, s_setup, s_teardown),

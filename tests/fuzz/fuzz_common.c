@@ -69,6 +69,7 @@ gs_fuzz_district(void)
     o.households = 16;
     o.rental_buildings = 3;
     o.units_per_building = 2;
+    o.organisations = 8;
     return gs_gen_new(&o);
 }
 

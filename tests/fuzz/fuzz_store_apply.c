@@ -121,6 +121,21 @@ s_repair(Gridsync__V1__Record *rec, gs_arena_t *a)
             s_repair_person(r->landlord->person, a);
         for (size_t i = 0; i < r->n_leases; i++)
             s_repair_person(r->leases[i]->tenant, a);
+    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && rec->organisation) {
+        Gridsync__V1__OrganisationUnit *o = rec->organisation;
+        s_repair_person(o->legal_representative, a);
+        s_repair_person(o->contact, a);
+        for (size_t i = 0; i < o->n_employees; i++)
+            s_repair_person(o->employees[i], a);
+        /* a mutated USCC of the right length gets its check character back */
+        if (o->uscc && strlen(o->uscc) == 18) {
+            char *u = gs_arena_strdup(a, o->uscc);
+            char c = u ? gs_uscc_check_char(u) : 0;
+            if (c) {
+                u[17] = c;
+                o->uscc = u;
+            }
+        }
     }
 }
 

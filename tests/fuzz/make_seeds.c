@@ -4,8 +4,8 @@
  *   make_seeds OUTDIR      (then copy OUTDIR/<target>/ to tests/fuzz/corpus/)
  *
  * Seeds are valid inputs, so that mutation starts from what real clients
- * send and reaches past the decoder: uploads of households and rental
- * units from the small fuzz district (gs_fuzz_district), some with ID
+ * send and reaches past the decoder: uploads of households, rental units
+ * and organisations from the small fuzz district (gs_fuzz_district), some with ID
  * numbers and phones in forms the broker normalises, plus a few with
  * mistakes; sync and snapshot requests, one of them carrying a real
  * second-page cursor from a store filled like the sync target's; and for
@@ -153,6 +153,19 @@ s_uploads(gs_gen_t *g, gs_arena_t *a)
     recs[1]->household->members[0]->sex = (Gridsync__V1__Sex) 99;
     up = s_upload("dev-fuzz", "seed-mistakes", recs, 2);
     s_write_upload_request("mistakes", &up);
+
+    for (uint32_t i = 0; i < 4; i++)
+        recs[i] = gs_gen_org(g, i, a);
+    up = s_upload("dev-fuzz", "seed-organisations", recs, 4);
+    s_write_upload_request("organisations", &up);
+
+    /* an organisation with a wrong USCC check character, one without a kind */
+    recs[0] = gs_gen_org(g, 4, a);
+    recs[0]->organisation->uscc = gs_arena_strdup(a, "91350100M000100Y44");
+    recs[1] = gs_gen_org(g, 5, a);
+    recs[1]->organisation->kind = GRIDSYNC__V1__ORG_KIND__ORG_KIND_UNSPECIFIED;
+    up = s_upload("dev-fuzz", "seed-org-mistakes", recs, 2);
+    s_write_upload_request("org-mistakes", &up);
 }
 
 static void
@@ -278,6 +291,14 @@ s_applies(gs_gen_t *g, gs_arena_t *a)
         recs[i] = gs_gen_household(g, 4 + i * 4, a); /* grids 2, 3, 4 */
     up = s_upload("dev-fuzz", "a-scoped", recs, 3);
     s_write_apply("06-scoped-twice", GS_FUZZ_APPLY_SCOPED | GS_FUZZ_APPLY_TWICE, &up);
+
+    /* organisations, and the first one again under a new id: a merge */
+    for (uint32_t i = 0; i < 4; i++)
+        recs[i] = gs_gen_org(g, i, a);
+    recs[4] = gs_gen_org(g, 0, a);
+    recs[4]->organisation->org_id = gs_arena_strdup(a, "O-merge-1");
+    up = s_upload("dev-fuzz", "a-orgs", recs, 5);
+    s_write_apply("07-organisations", GS_FUZZ_APPLY_PREPARED | GS_FUZZ_APPLY_REPAIR_IDS, &up);
 }
 
 /* The events of a filled store, as messages of gs_fuzz_replicate. */

@@ -129,12 +129,15 @@ test_strip_matches_unpack_drop_pack(void **state)
     gs_wbuf_init(&in);
     gs_wbuf_init(&out);
     gs_wbuf_init(&ref);
-    size_t with = 0, without = 0, rentals_with = 0;
+    size_t with = 0, without = 0, rentals_with = 0, orgs_with = 0;
     for (uint32_t i = 0; i < 6000; i++) {
         gs_arena_reset(a);
-        /* every 7th index a rental unit: landlord persons and tenants */
-        int rental = i % 7 == 0;
-        Gridsync__V1__Record *rec = rental ? gs_gen_rental(g, i, a) : gs_gen_household(g, i, a);
+        /* every 7th index a rental unit (landlord persons and tenants),
+         * every 5th an organisation (representative, contact, employees) */
+        int rental = i % 7 == 0, org = !rental && i % 5 == 0;
+        Gridsync__V1__Record *rec = rental ? gs_gen_rental(g, i, a)
+                                    : org  ? gs_gen_org(g, i, a)
+                                           : gs_gen_household(g, i, a);
         assert_non_null(rec);
         size_t w0 = with;
         s_pack_record(rec, &in);
@@ -143,11 +146,14 @@ test_strip_matches_unpack_drop_pack(void **state)
         s_compare(1, &in, &out, &ref, &with, &without);
         if (rental && with > w0)
             rentals_with++;
+        if (org && with > w0)
+            orgs_with++;
     }
-    /* both outcomes, and both kinds of record, were exercised */
+    /* both outcomes, and every kind of record, were exercised */
     assert_true(with > 100);
     assert_true(without > 100);
     assert_true(rentals_with > 0);
+    assert_true(orgs_with > 0);
     gs_wbuf_deinit(&in);
     gs_wbuf_deinit(&out);
     gs_wbuf_deinit(&ref);

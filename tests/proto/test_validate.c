@@ -1,7 +1,9 @@
 /*
  * test_validate: the validation library (proto/gs_validate) on known-good
  * and known-bad identity numbers, credit codes, phones, grid codes, dates,
- * text, and whole Household / RentalHousing records built in code.
+ * text, industry codes, and whole Household / RentalHousing /
+ * OrganisationUnit records built in code, and bytes packed by the schema
+ * before organisations existed.
  *
  * Records built field by field point at string literals, so those tests run
  * gs_record_check() with an arena allocator (whose free is a no-op). The
@@ -1420,6 +1422,385 @@ test_rental_inspections(void **state)
     assert_int_equal(s_rent_check(f, NULL, &v), 0);
 }
 
+/* ---- Organisations (实有单位) ------------------------------------------- */
+
+typedef struct org {
+    Gridsync__V1__Record rec;
+    Gridsync__V1__OrganisationUnit o;
+    Gridsync__V1__RecordMeta meta;
+    Gridsync__V1__RoomAddress room;
+    Gridsync__V1__Person rep, contact, emp[3];
+    Gridsync__V1__Person *ep[3];
+    Gridsync__V1__Inspection insp;
+    Gridsync__V1__Inspection *ip[1];
+    char *phones[2];
+    char ids[5][19];
+    gs_arena_t *arena;
+} org_t;
+
+static int
+s_org_setup(void **state)
+{
+    org_t *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->arena = gs_arena_new(4096);
+    assert_non_null(f->arena);
+    gridsync__v1__record__init(&f->rec);
+    gridsync__v1__organisation_unit__init(&f->o);
+    gridsync__v1__record_meta__init(&f->meta);
+    gridsync__v1__room_address__init(&f->room);
+    f->rec.body_case = GRIDSYNC__V1__RECORD__BODY_ORGANISATION;
+    f->rec.organisation = &f->o;
+    f->o.org_id = "O440305001001001-0001";
+    f->o.grid_code = "440305001001001";
+    f->o.uscc = "91350100M000100Y43";
+    f->o.name = "南联便利店";
+    f->o.kind = GRIDSYNC__V1__ORG_KIND__ORG_KIND_ENTERPRISE;
+    f->o.industry = "F5261";
+    f->o.status = GRIDSYNC__V1__ORG_STATUS__ORG_STATUS_OPERATING;
+    f->o.address_code = "4403050010010010501";
+    f->o.address = "南山区南头街道南联社区5栋101";
+    f->o.access_control = 1;
+    f->o.meta = &f->meta;
+    f->meta.collector_id = "col-440305001001001";
+    f->meta.device_id = "dev-0003";
+    f->meta.collected_at = NOW_MS;
+    f->phones[0] = "0755-2612 3456";
+    f->phones[1] = "13800138000";
+    f->o.phones = f->phones;
+    f->o.n_phones = 2;
+    static const char *first17[5] = {"44030519700101001", "44030519800202002",
+                                     "51010219950505003", "51010219960606004",
+                                     "43010219970707005"};
+    static const char *births[5] = {"1970-01-01", "1980-02-02", "1995-05-05",
+                                    "1996-06-06", "1997-07-07"};
+    for (int i = 0; i < 5; i++)
+        s_make_id(first17[i], f->ids[i]);
+    s_person_fill(&f->rep, f->ids[0], "陈大文", GRIDSYNC__V1__SEX__SEX_MALE,
+                  births[0]);
+    s_person_fill(&f->contact, f->ids[1], "林小红", GRIDSYNC__V1__SEX__SEX_FEMALE,
+                  births[1]);
+    for (int i = 0; i < 3; i++) {
+        s_person_fill(&f->emp[i], f->ids[i + 2], "店员",
+                      i == 1 ? GRIDSYNC__V1__SEX__SEX_FEMALE
+                             : GRIDSYNC__V1__SEX__SEX_MALE, births[i + 2]);
+        f->emp[i].relation = GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED;
+        f->emp[i].population_type =
+            GRIDSYNC__V1__POPULATION_TYPE__POPULATION_TYPE_FLOATING;
+        f->ep[i] = &f->emp[i];
+    }
+    /* the 17th digit says the sex: odd male, even female */
+    f->emp[0].sex = GRIDSYNC__V1__SEX__SEX_MALE;
+    f->emp[1].sex = GRIDSYNC__V1__SEX__SEX_FEMALE;
+    f->emp[2].sex = GRIDSYNC__V1__SEX__SEX_MALE;
+    f->o.legal_representative = &f->rep;
+    f->o.contact = &f->contact;
+    f->o.employees = f->ep;
+    f->o.n_employees = 3;
+    gridsync__v1__inspection__init(&f->insp);
+    f->insp.date = "2024-05-20";
+    f->insp.inspector = "网格员甲";
+    f->insp.fire = GRIDSYNC__V1__CHECK_RESULT__CHECK_RESULT_FAIL;
+    f->ip[0] = &f->insp;
+    f->o.inspections = f->ip;
+    f->o.n_inspections = 1;
+    *state = f;
+    return 0;
+}
+
+static int
+s_org_teardown(void **state)
+{
+    org_t *f = *state;
+    gs_arena_destroy(&f->arena);
+    free(f);
+    return 0;
+}
+
+static int
+s_org_check(org_t *f, const gs_limits_t *lim, gs_verdict_t *v)
+{
+    return gs_record_check(&f->rec, gs_arena_allocator(f->arena), lim, NOW_MS,
+                           v);
+}
+
+static void
+test_org_valid(void **state)
+{
+    org_t *f = *state;
+    gs_verdict_t v;
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    assert_string_equal(v.message, "");
+    assert_int_equal(gs_record_kind(&f->rec),
+                     GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION);
+    assert_string_equal(gs_record_id(&f->rec), "O440305001001001-0001");
+    assert_string_equal(gs_record_grid(&f->rec), "440305001001001");
+    assert_ptr_equal(gs_record_meta(&f->rec), &f->meta);
+    /* phones are normalised like a person's */
+    assert_string_equal(f->o.phones[0], "075526123456");
+
+    /* the optional parts may be missing */
+    f->o.legal_representative = NULL;
+    f->o.contact = NULL;
+    f->o.n_employees = 0;
+    f->o.n_inspections = 0;
+    f->o.n_phones = 0;
+    f->o.industry = "";
+    f->o.address = "";
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    /* a room address instead of an address code */
+    f->o.address_code = "";
+    f->room.building = "5栋";
+    f->room.room = "101";
+    f->o.room = &f->room;
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    /* every kind and status the schema knows */
+    for (int k = 1; k <= 6; k++) {
+        f->o.kind = (Gridsync__V1__OrgKind) k;
+        assert_int_equal(s_org_check(f, NULL, &v), 0);
+    }
+    for (int s = 1; s <= 3; s++) {
+        f->o.status = (Gridsync__V1__OrgStatus) s;
+        assert_int_equal(s_org_check(f, NULL, &v), 0);
+    }
+}
+
+/* A USCC, checked exactly; none only for an unregistered stall, which
+ * then needs a name. */
+static void
+test_org_uscc_and_stall(void **state)
+{
+    org_t *f = *state;
+    gs_verdict_t v;
+    f->o.uscc = "91350100M000100Y44";
+    assert_int_equal(s_org_check(f, NULL, &v), R(USCC_CHECK));
+    assert_string_equal(v.message, "USCC check character should be 3, not 4");
+    f->o.uscc = "91350100M00010";
+    assert_int_equal(s_org_check(f, NULL, &v), R(USCC_FORMAT));
+    f->o.uscc = "91350100M000100I43";
+    assert_int_equal(s_org_check(f, NULL, &v), R(USCC_FORMAT));
+    /* typed lower case, full width or padded: stored normalised */
+    f->o.uscc = " 91350100m000100y43 ";
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    assert_string_equal(f->o.uscc, "91350100M000100Y43");
+
+    /* a registered organisation may leave its name to the USCC */
+    f->o.name = "";
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    /* no USCC: only an unregistered 个体 stall */
+    f->o.uscc = "";
+    f->o.name = "阿强水果摊";
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_msg_has(v, "uscc is required");
+    assert_msg_has(v, "INDIVIDUAL_BUSINESS");
+    f->o.kind = GRIDSYNC__V1__ORG_KIND__ORG_KIND_INDIVIDUAL_BUSINESS;
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    f->o.name = "";
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_string_equal(v.message, "name is required for a stall without a USCC");
+    f->o.name = "阿强水果摊";
+    /* and the address */
+    f->o.address_code = "";
+    assert_int_equal(s_org_check(f, NULL, &v), R(ADDRESS));
+    f->room.building = "5栋";
+    f->o.room = &f->room;
+    assert_int_equal(s_org_check(f, NULL, &v), R(ADDRESS));
+    f->room.room = "档口3";
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+}
+
+static void
+test_org_fields(void **state)
+{
+    org_t *f = *state;
+    gs_verdict_t v;
+    f->o.kind = 0;
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_string_equal(v.message, "kind is required");
+    f->o.kind = 9;
+    assert_int_equal(s_org_check(f, NULL, &v), R(BAD_ENUM));
+    f->o.kind = GRIDSYNC__V1__ORG_KIND__ORG_KIND_ENTERPRISE;
+    f->o.status = 0;
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_string_equal(v.message, "status is required");
+    f->o.status = 4;
+    assert_int_equal(s_org_check(f, NULL, &v), R(BAD_ENUM));
+    f->o.status = GRIDSYNC__V1__ORG_STATUS__ORG_STATUS_CLOSED;
+    f->o.industry = "F62";
+    assert_int_equal(s_org_check(f, NULL, &v), R(INDUSTRY));
+    assert_msg_has(v, "division 62 is not in section F");
+    f->o.industry = "H62";
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    f->o.org_id = "";
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_msg_has(v, "org_id");
+    f->o.org_id = "O 1";
+    assert_int_equal(s_org_check(f, NULL, &v), R(BAD_ENCODING));
+    f->o.org_id = "O-1";
+    f->o.grid_code = "44030500100100";
+    assert_int_equal(s_org_check(f, NULL, &v), R(GRID_CODE));
+    f->o.grid_code = "440305001001001";
+    f->phones[1] = "12345";
+    assert_int_equal(s_org_check(f, NULL, &v), R(PHONE));
+    assert_msg_has(v, "phone 2");
+    f->phones[1] = "13800138000";
+    f->o.name = "店\x07";
+    assert_int_equal(s_org_check(f, NULL, &v), R(BAD_ENCODING));
+    f->o.name = "店";
+    f->o.meta = NULL;
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_string_equal(v.message, "meta is required");
+    f->o.meta = &f->meta;
+    f->insp.date = "2024-06-02";
+    assert_int_equal(s_org_check(f, NULL, &v), R(DATE_FUTURE));
+    assert_msg_has(v, "inspection 1: date");
+    f->insp.date = "2024-05-20";
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+}
+
+/* Legal representative, contact and employees are persons, located in
+ * messages; one person may hold several of those roles, but no employee
+ * is listed twice. */
+static void
+test_org_persons(void **state)
+{
+    org_t *f = *state;
+    gs_verdict_t v;
+    f->rep.sex = GRIDSYNC__V1__SEX__SEX_FEMALE;
+    assert_int_equal(s_org_check(f, NULL, &v), R(ID_MISMATCH));
+    assert_msg_has(v, "legal_representative: sex");
+    f->rep.sex = GRIDSYNC__V1__SEX__SEX_MALE;
+    f->contact.birth_date = "";
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_string_equal(v.message, "contact: birth_date is required");
+    f->contact.birth_date = "1980-02-02";
+    f->emp[1].id_number = "510102199606060041";
+    assert_int_equal(s_org_check(f, NULL, &v), R(ID_CHECK));
+    assert_msg_has(v, "employee 2: ");
+    f->emp[1].id_number = f->ids[3];
+    f->ep[1] = NULL;
+    assert_int_equal(s_org_check(f, NULL, &v), R(REQUIRED));
+    assert_string_equal(v.message, "employee 2 is empty");
+    f->ep[1] = &f->emp[1];
+
+    /* the representative is also the contact and an employee */
+    f->o.contact = &f->rep;
+    f->ep[2] = &f->rep;
+    assert_int_equal(s_org_check(f, NULL, &v), 0);
+    /* an employee listed twice */
+    f->ep[2] = &f->emp[0];
+    assert_int_equal(s_org_check(f, NULL, &v), R(DUPLICATE_MEMBER));
+    assert_string_equal(v.message, "employee 3: same ID number as employee 1");
+    f->ep[2] = &f->emp[2];
+
+    gs_limits_t lim = gs_limits_default;
+    lim.max_employees = 2;
+    assert_int_equal(s_org_check(f, &lim, &v), R(TOO_MANY));
+    assert_string_equal(v.message, "3 employees, limit 2");
+    lim = gs_limits_default;
+    lim.max_phones = 1;
+    assert_int_equal(s_org_check(f, &lim, &v), R(TOO_MANY));
+    lim = gs_limits_default;
+    lim.max_inspections = 0;
+    assert_int_equal(s_org_check(f, &lim, &v), R(TOO_MANY));
+    assert_msg_has(v, "inspections");
+}
+
+static void
+test_industry_and_name_fold(void **state)
+{
+    (void) state;
+    gs_verdict_t v;
+    const char *ok[] = {"A", "A01", "C1311", "F52", "F5261", "H621", "T97", "K70"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+        if (gs_industry_check(ok[i], &v))
+            fail_msg("%s: %s", ok[i], v.message);
+    const char *bad[] = {"", "U", "f52", "F5", "F526123", "F52a", "A06", "T96",
+                         "C44", "52"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(gs_industry_check(bad[i], &v), R(INDUSTRY));
+    assert_int_equal(gs_industry_check(NULL, &v), R(INDUSTRY));
+
+    char out[64];
+    assert_int_equal(gs_org_name_fold("  阿强 水果摊 ", out, sizeof out),
+                     strlen("阿强水果摊"));
+    assert_string_equal(out, "阿强水果摊");
+    /* full-width letters and the ideographic space fold like ASCII */
+    gs_org_name_fold("ＡＢＣ\xe3\x80\x80Mart", out, sizeof out);
+    assert_string_equal(out, "abcmart");
+    gs_org_name_fold(NULL, out, sizeof out);
+    assert_string_equal(out, "");
+    /* cut at a character boundary */
+    assert_int_equal(gs_org_name_fold("阿强水果摊", out, 8), 6);
+    assert_string_equal(out, "阿强");
+}
+
+/* Bytes packed by the schema before organisations existed (protoc
+ * --encode of an Upload with a household and a rental whose landlord is an
+ * Organisation) decode, validate and pack again to the same bytes. */
+static const char s_old_upload_hex[] =
+    "0a136465762d343430333035303031303031303031120775702d303030311ae2010adf01"
+    "0a16483434303330353030313030313030312d3030303031120f34343033303530303130"
+    "30313030311a13343430333035303031303031303031303130312a500801121231313031"
+    "30353139343931323331303032581a09e78e8be7a780e88bb120022a0a313934392d3132"
+    "2d333130013801420b313338303031333830303060018a010b1209e9ab98e8a180e58e8b"
+    "4228e58d97e5b1b1e58cbae58d97e5a4b4e8a197e98193e58d97e88194e7a4bee58cba31"
+    "e6a08b3130317a230a05636f6c2d3112136465762d343430333035303031303031303031"
+    "1880909282e7331acc0212c9020a16523434303330353030313030313030312d30303030"
+    "31120f3434303330353030313030313030311a28e58d97e5b1b1e58cbae58d97e5a4b4e8"
+    "a197e98193e58d97e88194e7a4bee58cba32e6a08b333031221334343033303530303130"
+    "303130303230333031390000000000c046404801523a12380a1239313335303130304d30"
+    "3030313030593433120ce58d97e88194e789a9e4b89a1a06e99988e6988e220c30373535"
+    "32363030303030305a3e0a30080112123334303532343139383030313031303031581a06"
+    "e69d8ee5bcba20012a0a313938302d30312d303130023802120a323032342d30332d3031"
+    "62310a0a323032352d30362d30311206e5bca0e4b8891801200242170a15e794b5e58aa8"
+    "e8bda6e5aea4e58685e58585e794b568017a230a05636f6c2d3112136465762d34343033"
+    "30353030313030313030311880909282e733";
+
+static void
+test_old_schema_bytes(void **state)
+{
+    (void) state;
+    size_t hl = strlen(s_old_upload_hex), n = hl / 2;
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++) {
+        unsigned b;
+        assert_int_equal(sscanf(s_old_upload_hex + 2 * i, "%2x", &b), 1);
+        buf[i] = (uint8_t) b;
+    }
+    Gridsync__V1__Upload *up = gridsync__v1__upload__unpack(NULL, n, buf);
+    assert_non_null(up);
+    assert_int_equal(up->n_records, 2);
+    assert_int_equal(up->base.n_unknown_fields, 0);
+    assert_int_equal(gs_record_kind(up->records[0]),
+                     GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD);
+    assert_int_equal(gs_record_kind(up->records[1]),
+                     GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL);
+    Gridsync__V1__RentalHousing *r = up->records[1]->rental;
+    assert_int_equal(r->landlord->party_case,
+                     GRIDSYNC__V1__LANDLORD__PARTY_ORGANISATION);
+    assert_string_equal(r->landlord->organisation->uscc, "91350100M000100Y43");
+    /* what validated before validates now (the record was made for a
+     * clock just after its collected_at) */
+    const int64_t now = 1780000000000LL + 3600 * 1000;
+    gs_verdict_t v;
+    assert_int_equal(gs_upload_check(up, NULL, &v), 0);
+    for (size_t i = 0; i < up->n_records; i++)
+        if (gs_record_check(up->records[i], NULL, NULL, now, &v))
+            fail_msg("record %zu: %s", i + 1, v.message);
+    /* and packs to the same bytes: nothing was dropped or reinterpreted */
+    size_t pl = gridsync__v1__upload__get_packed_size(up);
+    assert_int_equal(pl, n);
+    uint8_t *again = malloc(pl);
+    assert_non_null(again);
+    gridsync__v1__upload__pack(up, again);
+    assert_memory_equal(again, buf, n);
+    free(again);
+    gridsync__v1__upload__free_unpacked(up, NULL);
+    free(buf);
+}
+
 /* ---- Normalisation through the unpack path ------------------------------ */
 
 /* Pack a household whose ID numbers and phones are typed the way collectors
@@ -1848,6 +2229,16 @@ main(void)
                                         s_rent_teardown),
         cmocka_unit_test_setup_teardown(test_rental_inspections, s_rent_setup,
                                         s_rent_teardown),
+        cmocka_unit_test_setup_teardown(test_org_valid, s_org_setup,
+                                        s_org_teardown),
+        cmocka_unit_test_setup_teardown(test_org_uscc_and_stall, s_org_setup,
+                                        s_org_teardown),
+        cmocka_unit_test_setup_teardown(test_org_fields, s_org_setup,
+                                        s_org_teardown),
+        cmocka_unit_test_setup_teardown(test_org_persons, s_org_setup,
+                                        s_org_teardown),
+        cmocka_unit_test(test_industry_and_name_fold),
+        cmocka_unit_test(test_old_schema_bytes),
         cmocka_unit_test(test_normalise_default_allocator),
         cmocka_unit_test(test_normalise_arena),
         cmocka_unit_test(test_normalise_custom_allocator),

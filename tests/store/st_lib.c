@@ -117,7 +117,36 @@ st_build(gs_arena_t *a, const st_rec_t *s)
         np++;
     const char *grid = s->grid ? s->grid : "110105001001001";
     const char *note = s->note ? s->note : "建外街道1号";
-    if (s->kind == 'R') {
+    if (s->kind == 'O') {
+        Gridsync__V1__OrganisationUnit *o = s_new(a, sizeof *o);
+        gridsync__v1__organisation_unit__init(o);
+        o->org_id = s_strdup(a, s->id);
+        o->grid_code = s_strdup(a, grid);
+        if (s->uscc)
+            o->uscc = s_strdup(a, s->uscc);
+        o->name = s_strdup(a, s->name ? s->name : "南联便利店");
+        o->kind = s->uscc ? GRIDSYNC__V1__ORG_KIND__ORG_KIND_ENTERPRISE
+                          : GRIDSYNC__V1__ORG_KIND__ORG_KIND_INDIVIDUAL_BUSINESS;
+        o->industry = s_strdup(a, "F5261");
+        o->status = GRIDSYNC__V1__ORG_STATUS__ORG_STATUS_OPERATING;
+        o->address = s_strdup(a, note);
+        if (s->addr_code)
+            o->address_code = s_strdup(a, s->addr_code);
+        o->room = room;
+        if (s->landlord)
+            o->legal_representative =
+                s_person(a, s->landlord, GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED);
+        size_t ne = np + (s->nodoc ? 1 : 0);
+        o->employees = s_new(a, (ne ? ne : 1) * sizeof *o->employees);
+        for (size_t i = 0; i < ne; i++)
+            o->employees[i] =
+                i < np ? s_person(a, s->pids[i], GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED)
+                       : s_person_nodoc(a, GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED);
+        o->n_employees = ne;
+        o->meta = meta;
+        rec->body_case = GRIDSYNC__V1__RECORD__BODY_ORGANISATION;
+        rec->organisation = o;
+    } else if (s->kind == 'R') {
         Gridsync__V1__RentalHousing *r = s_new(a, sizeof *r);
         gridsync__v1__rental_housing__init(r);
         r->house_id = s_strdup(a, s->id);

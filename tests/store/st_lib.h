@@ -1,7 +1,8 @@
 /*
  * st_lib: helpers shared by the store tests (and the store benchmark):
- * temporary store directories, valid Household / RentalHousing records
- * built in code with computed ID check characters, and one-call uploads.
+ * temporary store directories, valid Household / RentalHousing
+ * and OrganisationUnit records built in code with computed ID check
+ * characters, and one-call uploads.
  *
  * Records are built in a gs_arena so that validation may normalise their
  * strings in place; they live until the arena is reset.
@@ -20,13 +21,19 @@
 
 /* What a test record looks like. Zero fields take defaults. */
 typedef struct st_rec {
-    char kind;                  /* 'H' household (default) or 'R' rental */
+    char kind;                  /* 'H' household (default), 'R' rental or
+                                 * 'O' organisation */
     const char *id;             /* record id */
     const char *grid;           /* 15 digits */
     const char *addr_code;      /* standard address code; NULL = none */
     const char *room;           /* room number of a RoomAddress; NULL = none */
-    uint32_t pids[8];           /* persons by seed (0 ends): members, or tenants */
-    uint32_t landlord;          /* rental: landlord person seed, 0 = none */
+    uint32_t pids[8];           /* persons by seed (0 ends): members, tenants
+                                 * or employees */
+    uint32_t landlord;          /* rental: landlord person seed; organisation:
+                                 * legal representative; 0 = none */
+    const char *uscc;           /* organisation: its USCC; NULL = an
+                                 * unregistered stall (INDIVIDUAL_BUSINESS) */
+    const char *name;           /* organisation: its name (default "南联便利店") */
     int nodoc;                  /* also name one person without documents */
     const char *note;           /* human-readable address text (varies content) */
     uint64_t base;              /* meta.base_version */

@@ -36,6 +36,7 @@
 #define OP(x) GRIDSYNC__V1__OPERATION__OPERATION_##x
 #define K_H GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD
 #define K_R GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL
+#define K_O GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION
 
 #define G1 "110105001001001"
 #define G2 "110105002003004"
@@ -770,6 +771,8 @@ s_cell_add(void *arg, const char *grid, const gs_cell_meta_t *m)
     s->m.rentals += m->rentals;
     s->m.tenants += m->tenants;
     s->m.voided += m->voided;
+    s->m.organisations += m->organisations;
+    s->m.employees += m->employees;
     if (m->last_seq > s->m.last_seq)
         s->m.last_seq = m->last_seq;
     s->n++;
@@ -908,7 +911,7 @@ s_dup(void *arg, const uint8_t *hmac, const gs_person_ref_t *refs, size_t n)
         for (size_t i = 0; i < n && i < 8; i++) {
             d->roles[d->groups][i] = refs[i].role;
             snprintf(d->grids[d->groups][i], 16, "%s", refs[i].grid);
-            assert_true(refs[i].kind == K_H || refs[i].kind == K_R);
+            assert_true(refs[i].kind == K_H || refs[i].kind == K_R || refs[i].kind == K_O);
             assert_true(strlen(refs[i].record_key) > 0);
         }
     }
@@ -1014,6 +1017,308 @@ test_person_index(void **state)
     assert_int_equal(c.m.households, 2);
     assert_int_equal(c.m.voided, 0);
     st_verify_ok(f->st);
+}
+
+/* ---- Organisations (实有单位) ------------------------------------------------------------ */
+
+#define USCC1 "91350100M000100Y43"
+#define USCC2 "91110000600037341L"
+
+static void
+s_problem_ignore(void *arg, const char *problem)
+{
+    (void) arg;
+    (void) problem;
+}
+
+/* The natural key of an organisation is its USCC and its place: one USCC
+ * at one address merges as households at one address do; the same USCC
+ * at another address is another record (a branch, or the same one
+ * collected twice), never merged, and the duplicate report names both. */
+static void
+test_org_natural_keys(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t a = { .kind = 'O', .id = "O1", .grid = G1, .addr_code = "A1", .uscc = USCC1,
+                   .pids = { 10, 11 }, .landlord = 12 };
+    st_res_t x = st_put(f->st, f->a, &a, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_int_equal(x.version, 1);
+
+    /* recollected under another id with the same content: merged */
+    st_rec_t b = a;
+    b.id = "O2";
+    b.device = "dev-2";
+    x = st_put(f->st, f->a, &b, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "O1");
+    assert_int_equal(x.version, 1);
+    assert_int_equal(x.n_events, 0);
+    /* with new content, a fresh record may not overwrite it; re-based it merges */
+    st_rec_t c = a;
+    c.id = "O3";
+    c.pids[2] = 13;
+    x = st_put(f->st, f->a, &c, ST_NOW_MS);
+    assert_int_equal(x.status, RS(CONFLICT));
+    assert_string_equal(x.key, "O1");
+    c.base = 1;
+    x = st_put(f->st, f->a, &c, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_int_equal(x.version, 2);
+    uint64_t v;
+    Gridsync__V1__Record *r = st_get(f->st, K_O, "O3", &v, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, GRIDSYNC__V1__RECORD__BODY_ORGANISATION);
+    assert_string_equal(r->organisation->org_id, "O1");
+    assert_int_equal(r->organisation->n_employees, 3);
+    assert_int_equal(v, 2);
+    gridsync__v1__record__free_unpacked(r, NULL);
+
+    /* the same USCC at a second address, in another cell: its own record */
+    st_rec_t br = { .kind = 'O', .id = "O4", .grid = G2, .addr_code = "B1", .uscc = USCC1,
+                    .pids = { 20 } };
+    x = st_put(f->st, f->a, &br, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_string_equal(x.key, "O4");
+    /* another USCC at the first address: its own record too */
+    st_rec_t other = { .kind = 'O', .id = "O5", .grid = G1, .addr_code = "A1", .uscc = USCC2 };
+    assert_int_equal(st_put(f->st, f->a, &other, ST_NOW_MS).status, RS(ACCEPTED));
+    /* natural keys are per kind: a household at A1 is its own record */
+    st_rec_t hh = { .id = "H1", .grid = G1, .addr_code = "A1", .pids = { 30 } };
+    assert_int_equal(st_put(f->st, f->a, &hh, ST_NOW_MS).status, RS(ACCEPTED));
+
+    /* the duplicate report: one group, the two records holding USCC1 */
+    s_dupacc_t d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    assert_int_equal(d.nrefs[0], 2);
+    assert_int_equal(d.roles[0][0], GS_PERSON_ROLE_ORG);
+    assert_int_equal(d.roles[0][1], GS_PERSON_ROLE_ORG);
+    /* reported under either grid's prefix, not under one it does not touch */
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "110105002", s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "44", s_dup, &d), 0);
+    assert_int_equal(d.groups, 0);
+
+    /* voiding the branch ends the duplicate */
+    br.base = 1;
+    br.void_ = 1;
+    assert_int_equal(st_put(f->st, f->a, &br, ST_NOW_MS).status, RS(ACCEPTED));
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 0);
+    st_verify_ok(f->st);
+}
+
+/* A stall without a USCC is keyed by its place and its folded name. */
+static void
+test_org_stall_without_uscc(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t s1 = { .kind = 'O', .id = "S1", .grid = G1, .room = "档口3", .name = "阿强 水果摊",
+                    .landlord = 40 };
+    assert_int_equal(st_put(f->st, f->a, &s1, ST_NOW_MS).status, RS(ACCEPTED));
+    /* same place, the name typed without the space: the same stall, so a
+     * fresh record conflicts with it, and re-based it merges */
+    st_rec_t s2 = s1;
+    s2.id = "S2";
+    s2.name = "阿强水果摊";
+    st_res_t x = st_put(f->st, f->a, &s2, ST_NOW_MS);
+    assert_int_equal(x.status, RS(CONFLICT));
+    assert_string_equal(x.key, "S1");
+    s2.base = 1;
+    x = st_put(f->st, f->a, &s2, ST_NOW_MS);
+    assert_int_equal(x.status, RS(MERGED));
+    assert_string_equal(x.key, "S1");
+    assert_int_equal(x.version, 2);
+    /* another name at the same place: another stall */
+    st_rec_t s3 = s1;
+    s3.id = "S3";
+    s3.name = "老王烧烤";
+    assert_int_equal(st_put(f->st, f->a, &s3, ST_NOW_MS).status, RS(ACCEPTED));
+    /* the same name in another room: another stall */
+    st_rec_t s4 = s1;
+    s4.id = "S4";
+    s4.room = "档口4";
+    assert_int_equal(st_put(f->st, f->a, &s4, ST_NOW_MS).status, RS(ACCEPTED));
+    /* a stall takes a USCC when it registers: the key changes with it */
+    st_rec_t s5 = s3;
+    s5.uscc = USCC2;
+    s5.base = 1;
+    x = st_put(f->st, f->a, &s5, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_int_equal(x.version, 2);
+    /* and a new stall of the old name there is free to take the old key */
+    st_rec_t s6 = s3;
+    s6.id = "S6";
+    assert_int_equal(st_put(f->st, f->a, &s6, ST_NOW_MS).status, RS(ACCEPTED));
+    st_verify_ok(f->st);
+}
+
+/* Retransmission, unchanged content, version conflicts and rejections
+ * behave for organisations exactly as for the other kinds. */
+static void
+test_org_versions_and_retransmission(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t a = { .kind = 'O', .id = "O1", .grid = G1, .addr_code = "A1", .uscc = USCC1,
+                   .pids = { 10 } };
+    Gridsync__V1__Record *rec = st_build(f->a, &a);
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "up-1", &rec, 1, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.n_events, 1);
+    assert_int_equal(out.uploads[0].replayed, 0);
+    gs_apply_out_clear(&out);
+    /* the same upload again: the same answer, nothing written */
+    rec = st_build(f->a, &a);
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "up-1", &rec, 1, ST_NOW_MS, &out), 0);
+    assert_int_equal(out.n_events, 0);
+    assert_int_equal(out.uploads[0].replayed, 1);
+    Gridsync__V1__Ack *ack = st_ack(&out, 0);
+    assert_int_equal(ack->results[0]->status, RS(ACCEPTED));
+    assert_int_equal(ack->results[0]->version, 1);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+
+    /* unchanged content (other metadata): no new version */
+    st_rec_t u = a;
+    u.device = "dev-9";
+    u.collected_at = ST_NOW_MS - 60000;
+    st_res_t x = st_put(f->st, f->a, &u, ST_NOW_MS);
+    assert_int_equal(x.status, RS(UNCHANGED));
+    assert_int_equal(x.version, 1);
+    /* an edit on the current version, then a stale one */
+    st_rec_t e = a;
+    e.base = 1;
+    e.pids[1] = 11;
+    x = st_put(f->st, f->a, &e, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_int_equal(x.version, 2);
+    e.pids[2] = 12;
+    x = st_put(f->st, f->a, &e, ST_NOW_MS);
+    assert_int_equal(x.status, RS(CONFLICT));
+    assert_int_equal(x.version, 2);
+    e.base = 5;
+    x = st_put(f->st, f->a, &e, ST_NOW_MS);
+    assert_int_equal(x.status, RS(REJECTED));
+    assert_int_equal(x.reason, RN(VERSION_AHEAD));
+    /* an invalid USCC never reaches the store */
+    st_rec_t bad = { .kind = 'O', .id = "O9", .grid = G1, .addr_code = "A9",
+                     .uscc = "91350100M000100Y44" };
+    x = st_put(f->st, f->a, &bad, ST_NOW_MS);
+    assert_int_equal(x.status, RS(REJECTED));
+    assert_int_equal(x.reason, RN(USCC_CHECK));
+    /* kind 0 finds an organisation by id, history follows it */
+    s_evlist_t l = { .n = 0 };
+    assert_int_equal(gs_store_history(f->st, 0, "O1", s_collect, &l), 0);
+    assert_int_equal(l.n, 2);
+    Gridsync__V1__Record *r = st_get(f->st, 0, "O1", NULL, NULL);
+    assert_non_null(r);
+    assert_int_equal(r->body_case, GRIDSYNC__V1__RECORD__BODY_ORGANISATION);
+    gridsync__v1__record__free_unpacked(r, NULL);
+    st_verify_ok(f->st);
+}
+
+/* Employees are persons of the index: a person living in one grid and
+ * working in another is one person, and working there is not living in
+ * two places. Cells count organisations and employees; a cell without
+ * organisations keeps the 40-byte value older stores hold. */
+static void
+test_org_persons_and_cells(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "H1", .grid = G1, .addr_code = "A1",
+                     .pids = { 100, 101 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    uint8_t val[64];
+    size_t vl;
+    assert_int_equal(gs_store_debug_get(f->st, "cells", G1, 15, val, sizeof val, &vl), 0);
+    assert_int_equal(vl, 40);
+    /* 100 works in G2 and represents the organisation; 100 is also its
+     * contact in the record (one ref, the first role) */
+    st_rec_t o = { .kind = 'O', .id = "O1", .grid = G2, .addr_code = "B1", .uscc = USCC1,
+                   .pids = { 100, 102, 103 }, .landlord = 100 };
+    assert_int_equal(st_put(f->st, f->a, &o, ST_NOW_MS).status, RS(ACCEPTED));
+    char id100[19];
+    st_idnum(100, id100);
+    uint8_t k100[16];
+    assert_int_equal(gs_store_person_key(f->st, id100, k100), 0);
+    s_dupacc_t d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_refs(f->st, k100, s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    assert_int_equal(d.nrefs[0], 2);    /* one person: home in G1, work in G2 */
+    assert_string_equal(d.grids[0][0], G1);
+    assert_int_equal(d.roles[0][0], GS_PERSON_ROLE_MEMBER);
+    assert_string_equal(d.grids[0][1], G2);
+    assert_int_equal(d.roles[0][1], GS_PERSON_ROLE_REPRESENTATIVE);
+    char id102[19];
+    st_idnum(102, id102);
+    uint8_t k102[16];
+    assert_int_equal(gs_store_person_key(f->st, id102, k102), 0);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_refs(f->st, k102, s_dup, &d), 0);
+    assert_int_equal(d.roles[0][0], GS_PERSON_ROLE_EMPLOYEE);
+    /* living somewhere and working somewhere is not a duplicate */
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 0);
+
+    s_cellsum_t c = s_cells(f->st, G2);
+    assert_int_equal(c.m.organisations, 1);
+    assert_int_equal(c.m.employees, 3);
+    assert_int_equal(c.m.households, 0);
+    assert_int_equal(gs_store_debug_get(f->st, "cells", G2, 15, val, sizeof val, &vl), 0);
+    assert_int_equal(vl, 48);
+    c = s_cells(f->st, "");
+    assert_int_equal(c.m.organisations, 1);
+    assert_int_equal(c.m.persons, 2);
+    /* the organisation moves into G1: the counts move with it */
+    o.grid = G1;
+    o.base = 1;
+    st_res_t x = st_put(f->st, f->a, &o, ST_NOW_MS);
+    assert_int_equal(x.status, RS(ACCEPTED));
+    assert_int_equal(x.n_events, 2);
+    c = s_cells(f->st, G1);
+    assert_int_equal(c.m.households, 1);
+    assert_int_equal(c.m.organisations, 1);
+    assert_int_equal(c.m.employees, 3);
+    c = s_cells(f->st, G2);
+    assert_int_equal(c.m.organisations, 0);
+    assert_int_equal(gs_store_debug_get(f->st, "cells", G2, 15, val, sizeof val, &vl), 0);
+    assert_int_equal(vl, 40);
+    /* voided, it leaves the counts for voided */
+    o.base = 2;
+    o.void_ = 1;
+    assert_int_equal(st_put(f->st, f->a, &o, ST_NOW_MS).status, RS(ACCEPTED));
+    c = s_cells(f->st, G1);
+    assert_int_equal(c.m.organisations, 0);
+    assert_int_equal(c.m.employees, 0);
+    assert_int_equal(c.m.voided, 1);
+    st_verify_ok(f->st);
+
+    /* a revived organisation brings the long form back; after a reopen
+     * both forms read and verify */
+    o.base = 3;
+    o.void_ = 0;
+    assert_int_equal(st_put(f->st, f->a, &o, ST_NOW_MS).status, RS(ACCEPTED));
+    c = s_cells(f->st, G1);
+    assert_int_equal(c.m.organisations, 1);
+    assert_int_equal(c.m.voided, 0);
+    s_reopen(f, NULL);
+    st_verify_ok(f->st);
+    c = s_cells(f->st, "");
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.m.employees, 3);
+    /* a value of neither length is damage that verify reports */
+    assert_int_equal(gs_store_debug_get(f->st, "cells", G1, 15, val, sizeof val, &vl), 0);
+    assert_int_equal(vl, 48);
+    assert_int_equal(gs_store_debug_put(f->st, "cells", G1, 15, val, 44), 0);
+    uint64_t problems = 0;
+    assert_int_equal(gs_store_verify(f->st, s_problem_ignore, NULL, &problems), GS_ECORRUPT);
+    assert_true(problems > 0);
 }
 
 /* ---- Map growth and failures ------------------------------------------------------------ */
@@ -2193,6 +2498,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_events_both_paths, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_prev_seq_chains, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_paging, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_org_natural_keys, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_org_stall_without_uscc, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_org_versions_and_retransmission, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_org_persons_and_cells, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_verify_finds_broken_index, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_backup_while_writing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, s_setup, s_teardown),

@@ -316,6 +316,33 @@ test_row_new(void **state)
     assert_int_equal(d.version, 0);     /* the write sets version 1 */
 }
 
+/* The organisation rows: the natural key carries the USCC (or a stall's
+ * folded name) with the place, so the rows above apply unchanged. The
+ * same USCC at the same address finds the record that holds the key and
+ * merges; at another address the key is another one, nothing is found,
+ * and the record is new, never merged (the duplicate report shows both). */
+static void
+test_rows_organisation(void **state)
+{
+    (void) state;
+    gs_dedup_facts_t f = s_by_natkey();
+    f.id = "org-new";
+    f.same = 1;
+    gs_dedup_t d = s_run(&f);
+    assert_int_equal(d.action, GS_DEDUP_KEEP);
+    assert_int_equal(d.status, MERGED);
+    assert_true(d.alias);
+    assert_string_equal(d.key, "hh-1");
+
+    f = s_facts();
+    f.id = "org-branch";
+    d = s_run(&f);
+    assert_int_equal(d.action, GS_DEDUP_NEW);
+    assert_int_equal(d.status, ACCEPTED);
+    assert_false(d.alias);
+    assert_string_equal(d.key, "org-branch");
+}
+
 /* ---- The order of the lookups ------------------------------------------------------ */
 
 /* Run the classifier as the write path does, answering each NEED from the
@@ -415,6 +442,7 @@ main(void)
         cmocka_unit_test(test_row_merge_ahead),
         cmocka_unit_test(test_row_unknown_with_base),
         cmocka_unit_test(test_row_new),
+        cmocka_unit_test(test_rows_organisation),
         cmocka_unit_test(test_lookup_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -159,6 +159,39 @@ test_chain_key(void **state)
     assert_int_equal(gs_key_chain(G, GS_LEVELS - 1, k), GS_GRID_LEN);
 }
 
+/* The digests key: level digit, then the prefix; a prefix's children are
+ * the keys of the next level that start with its own digits. */
+static void
+test_digest_key(void **state)
+{
+    (void) state;
+    uint8_t k[GS_DGK_MAX];
+    char p[GS_GRID_LEN + 1];
+    int level = -1;
+    for (int l = 0; l < GS_LEVELS; l++) {
+        size_t n = gs_key_digest(k, G, l);
+        assert_int_equal(n, 1 + (size_t) gs_level_len[l]);
+        assert_int_equal(k[0], '0' + l);
+        assert_memory_equal(k + 1, G, n - 1);
+        assert_int_equal(gs_key_digest_parse(k, n, &level, p), 0);
+        assert_int_equal(level, l);
+        assert_int_equal(strlen(p), (size_t) gs_level_len[l]);
+        assert_memory_equal(p, G, strlen(p));
+    }
+    /* a length that is not its level's, a level out of range, a letter */
+    assert_int_equal(gs_key_digest_parse((const uint8_t *) "2440", 4, &level, p), -1);
+    assert_int_equal(gs_key_digest_parse((const uint8_t *) "744", 3, &level, p), -1);
+    assert_int_equal(gs_key_digest_parse((const uint8_t *) "14x", 3, &level, p), -1);
+    assert_int_equal(gs_key_digest_parse(k, 0, &level, p), -1);
+    /* the next level's key of a child sorts inside the parent's range */
+    uint8_t c[GS_DGK_MAX];
+    size_t cn = gs_key_digest(c, G, 3);
+    size_t pn = gs_key_digest(k, G, 2);
+    assert_int_equal(c[0], k[0] + 1);
+    assert_memory_equal(c + 1, k + 1, pn - 1);
+    (void) cn;
+}
+
 static void
 test_idem(void **state)
 {
@@ -242,6 +275,7 @@ main(void)
         cmocka_unit_test(test_log_keys),
         cmocka_unit_test(test_person_key),
         cmocka_unit_test(test_chain_key),
+        cmocka_unit_test(test_digest_key),
         cmocka_unit_test(test_idem),
         cmocka_unit_test(test_snapshot_cursor),
     };

@@ -356,6 +356,28 @@ gs_tk_idnum(uint32_t seed, int *birth, int *sex, char out[19])
     *sex = (seq % 2) ? 1 : 2;
 }
 
+/* A valid person with the ID number of seed (gs_tk_idnum). */
+static Gridsync__V1__Person *
+s_tk_person(gs_arena_t *a, uint32_t seed, const char *name, Gridsync__V1__Relation rel)
+{
+    Gridsync__V1__Person *p = gs_arena_alloc(a, sizeof *p);
+    gridsync__v1__person__init(p);
+    char id[19];
+    int birth, sex;
+    gs_tk_idnum(seed, &birth, &sex, id);
+    char bd[16];
+    snprintf(bd, sizeof bd, "%04d-%02d-%02d", birth / 10000, birth / 100 % 100, birth % 100);
+    p->id_type = GRIDSYNC__V1__ID_TYPE__ID_TYPE_RESIDENT_CARD;
+    p->id_number = gs_arena_strdup(a, id);
+    p->name = gs_arena_strdup(a, name);
+    p->sex = (Gridsync__V1__Sex) sex;
+    p->birth_date = gs_arena_strdup(a, bd);
+    p->population_type = GRIDSYNC__V1__POPULATION_TYPE__POPULATION_TYPE_REGISTERED;
+    p->residence_status = GRIDSYNC__V1__RESIDENCE_STATUS__RESIDENCE_STATUS_PRESENT_REGISTERED;
+    p->relation = rel;
+    return p;
+}
+
 Gridsync__V1__Record *
 gs_tk_household(gs_arena_t *a, const char *grid, const char *hid, const char *address_code,
                 int members, uint32_t person_seed)
@@ -389,24 +411,57 @@ gs_tk_household(gs_arena_t *a, const char *grid, const char *hid, const char *ad
     h->meta = meta;
     h->n_members = (size_t) members;
     h->members = gs_arena_alloc(a, sizeof(void *) * (size_t) members);
-    for (int i = 0; i < members; i++) {
-        Gridsync__V1__Person *p = gs_arena_alloc(a, sizeof *p);
-        gridsync__v1__person__init(p);
-        char id[19];
-        int birth, sex;
-        gs_tk_idnum(person_seed + (uint32_t) i, &birth, &sex, id);
-        char bd[16];
-        snprintf(bd, sizeof bd, "%04d-%02d-%02d", birth / 10000, birth / 100 % 100, birth % 100);
-        p->id_type = GRIDSYNC__V1__ID_TYPE__ID_TYPE_RESIDENT_CARD;
-        p->id_number = gs_arena_strdup(a, id);
-        p->name = gs_arena_strdup(a, i ? "李四" : "张三");
-        p->sex = (Gridsync__V1__Sex) sex;
-        p->birth_date = gs_arena_strdup(a, bd);
-        p->population_type = GRIDSYNC__V1__POPULATION_TYPE__POPULATION_TYPE_REGISTERED;
-        p->residence_status = GRIDSYNC__V1__RESIDENCE_STATUS__RESIDENCE_STATUS_PRESENT_REGISTERED;
-        p->relation = i ? GRIDSYNC__V1__RELATION__RELATION_CHILD : GRIDSYNC__V1__RELATION__RELATION_HEAD;
-        h->members[i] = p;
+    for (int i = 0; i < members; i++)
+        h->members[i] = s_tk_person(a, person_seed + (uint32_t) i, i ? "李四" : "张三",
+                                    i ? GRIDSYNC__V1__RELATION__RELATION_CHILD
+                                      : GRIDSYNC__V1__RELATION__RELATION_HEAD);
+    return rec;
+}
+
+Gridsync__V1__Record *
+gs_tk_org(gs_arena_t *a, const char *grid, const char *oid, const char *uscc,
+          const char *address_code, int employees, uint32_t person_seed)
+{
+    Gridsync__V1__Record *rec = gs_arena_alloc(a, sizeof *rec);
+    Gridsync__V1__OrganisationUnit *o = gs_arena_alloc(a, sizeof *o);
+    Gridsync__V1__RecordMeta *meta = gs_arena_alloc(a, sizeof *meta);
+    gridsync__v1__record__init(rec);
+    gridsync__v1__organisation_unit__init(o);
+    gridsync__v1__record_meta__init(meta);
+    rec->body_case = GRIDSYNC__V1__RECORD__BODY_ORGANISATION;
+    rec->organisation = o;
+    o->org_id = gs_arena_strdup(a, oid);
+    o->grid_code = gs_arena_strdup(a, grid);
+    o->name = gs_arena_strdup(a, uscc ? "南联便利店" : "阿强水果摊");
+    o->kind = uscc ? GRIDSYNC__V1__ORG_KIND__ORG_KIND_ENTERPRISE
+                   : GRIDSYNC__V1__ORG_KIND__ORG_KIND_INDIVIDUAL_BUSINESS;
+    if (uscc)
+        o->uscc = gs_arena_strdup(a, uscc);
+    o->industry = gs_arena_strdup(a, "F5261");
+    o->status = GRIDSYNC__V1__ORG_STATUS__ORG_STATUS_OPERATING;
+    if (address_code) {
+        o->address_code = gs_arena_strdup(a, address_code);
+    } else {
+        Gridsync__V1__RoomAddress *ra = gs_arena_alloc(a, sizeof *ra);
+        gridsync__v1__room_address__init(ra);
+        ra->building = gs_arena_strdup(a, "农贸市场");
+        ra->room = gs_arena_strdup(a, oid);
+        o->room = ra;
     }
+    char dev[64];
+    snprintf(dev, sizeof dev, "dev-%s", grid);
+    meta->device_id = gs_arena_strdup(a, dev);
+    meta->collector_id = gs_arena_strdup(a, "col-test");
+    meta->collected_at = 1760000000000;
+    o->meta = meta;
+    o->legal_representative = s_tk_person(a, person_seed + (uint32_t) employees, "王老板",
+                                          GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED);
+    o->contact = o->legal_representative;
+    o->n_employees = (size_t) employees;
+    o->employees = gs_arena_alloc(a, sizeof(void *) * (size_t) (employees ? employees : 1));
+    for (int i = 0; i < employees; i++)
+        o->employees[i] = s_tk_person(a, person_seed + (uint32_t) i, "店员",
+                                      GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED);
     return rec;
 }
 

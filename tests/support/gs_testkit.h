@@ -75,6 +75,15 @@ Gridsync__V1__Record *gs_tk_household(gs_arena_t *a, const char *grid, const cha
                                       const char *address_code, int members,
                                       uint32_t person_seed);
 
+/* A valid organisation in grid with employees people whose ID numbers
+ * come from person_seed (the same scheme as gs_tk_household, so a seed
+ * names the same person in both), and a legal representative (also the
+ * contact) with seed person_seed + employees. uscc NULL makes an
+ * unregistered stall; address_code NULL a room address named after oid. */
+Gridsync__V1__Record *gs_tk_org(gs_arena_t *a, const char *grid, const char *oid,
+                                const char *uscc, const char *address_code, int employees,
+                                uint32_t person_seed);
+
 /* A valid resident ID number for a seed: unique per seed. */
 void gs_tk_idnum(uint32_t seed, int *birth_yyyymmdd, int *sex, char out[19]);
 

@@ -4,7 +4,9 @@
  * and that every generated record of the default district passes
  * gs_record_check with plausible content (one head, 1..6 members, unique ID
  * numbers and addresses, valid phones, realistic shares of floating,
- * foreign and undocumented persons).
+ * foreign and undocumented persons), and that organisations are valid,
+ * keyed apart, and carry their noise (branches, stalls, employees who are
+ * the district's household heads).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -334,6 +336,100 @@ test_determinism_rentals(void **state)
     uint32_t n = gs_gen_rental_count(g);
     gs_gen_destroy(&g);
     s_check_order_independent(gs_gen_rental, n);
+}
+
+static void
+test_determinism_orgs(void **state)
+{
+    (void) state;
+    s_check_order_independent(gs_gen_org, 8232);
+}
+
+/* Every organisation of the default district is valid and keyed apart;
+ * the noise the register has is there in realistic shares: branches
+ * sharing a USCC at another address in another grid, unregistered stalls
+ * without a USCC, and people who work in one grid and live in another,
+ * who are household heads of the district with the same ID number. */
+static void
+test_orgs_valid(void **state)
+{
+    (void) state;
+    gs_gen_t *g = gs_gen_new(NULL);
+    assert_non_null(g);
+    gs_gen_opts_t o;
+    gs_gen_opts_init(&o);
+    uint32_t n = gs_gen_org_count(g);
+    assert_int_equal(n, o.organisations);
+    gs_arena_t *a = gs_arena_new(0);
+    s_set_t keys, usccs, heads;
+    s_set_init(&keys, n);
+    s_set_init(&usccs, n);
+    s_set_init(&heads, 200000);
+    /* the ID numbers of household heads */
+    for (uint32_t i = 0; i < gs_gen_household_count(g); i++) {
+        gs_arena_reset(a);
+        Gridsync__V1__Record *h = gs_gen_household(g, i, a);
+        for (size_t k = 0; k < h->household->n_members; k++)
+            if (h->household->members[k]->relation == GRIDSYNC__V1__RELATION__RELATION_HEAD &&
+                *h->household->members[k]->id_number)
+                assert_true(s_set_add(&heads, h->household->members[k]->id_number));
+    }
+    uint32_t branches = 0, stalls = 0, employees = 0, with_rep = 0, next = 0;
+    uint32_t kinds[7] = {0};
+    for (uint32_t gi = 0; gi < gs_gen_grid_count(g); gi++) {
+        uint32_t first, cnt;
+        gs_gen_grid_orgs(g, gi, &first, &cnt);
+        assert_int_equal(first, next);
+        next = first + cnt;
+        for (uint32_t i = first; i < first + cnt; i++) {
+            gs_arena_reset(a);
+            Gridsync__V1__Record *rec = gs_gen_org(g, i, a);
+            assert_non_null(rec);
+            gs_verdict_t v;
+            if (gs_record_check(rec, gs_arena_allocator(a), NULL, o.now_ms, &v))
+                fail_msg("organisation %u: %s", i, v.message);
+            const Gridsync__V1__OrganisationUnit *org = rec->organisation;
+            assert_string_equal(org->grid_code, gs_gen_grid_code(g, gi));
+            kinds[org->kind]++;
+            char key[512];
+            if (org->uscc && *org->uscc) {
+                snprintf(key, sizeof key, "U%s|%s", org->uscc, org->address_code);
+                if (!s_set_add(&usccs, org->uscc))
+                    branches++;
+            } else {
+                stalls++;
+                assert_int_equal(org->kind, GRIDSYNC__V1__ORG_KIND__ORG_KIND_INDIVIDUAL_BUSINESS);
+                assert_non_null(org->room);
+                snprintf(key, sizeof key, "N%s|%s|%s|%s", org->name, org->grid_code,
+                         org->room->building, org->room->room);
+            }
+            assert_true(s_set_add(&keys, key));
+            /* every one a household head (persons without documents aside) */
+            if (org->legal_representative) {
+                with_rep++;
+                if (*org->legal_representative->id_number)
+                    assert_false(s_set_add(&heads, org->legal_representative->id_number));
+            }
+            for (size_t k = 0; k < org->n_employees; k++)
+                if (*org->employees[k]->id_number)
+                    assert_false(s_set_add(&heads, org->employees[k]->id_number));
+            employees += (uint32_t) org->n_employees;
+        }
+    }
+    assert_int_equal(next, n);
+    /* about 55% enterprises of which 5% branches, a third of 33% stalls */
+    assert_true(branches > n / 100 && branches < n / 20);
+    assert_true(stalls > n / 20 && stalls < n / 5);
+    assert_true(kinds[GRIDSYNC__V1__ORG_KIND__ORG_KIND_SOCIAL_ORGANISATION] > 0);
+    assert_true(kinds[GRIDSYNC__V1__ORG_KIND__ORG_KIND_PUBLIC_INSTITUTION] > 0);
+    assert_true(with_rep == n);
+    assert_true(employees > n * 2);
+    assert_null(gs_gen_org(g, n, a));
+    s_set_deinit(&keys);
+    s_set_deinit(&usccs);
+    s_set_deinit(&heads);
+    gs_arena_destroy(&a);
+    gs_gen_destroy(&g);
 }
 
 static void
@@ -860,6 +956,8 @@ main(void)
         cmocka_unit_test(test_counts_and_ranges),
         cmocka_unit_test(test_determinism_households),
         cmocka_unit_test(test_determinism_rentals),
+        cmocka_unit_test(test_determinism_orgs),
+        cmocka_unit_test(test_orgs_valid),
         cmocka_unit_test(test_seed_changes_layout),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_idnum),

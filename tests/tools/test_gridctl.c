@@ -5,7 +5,8 @@
  * The group setup builds one store through the store API: a small
  * generated district, plus records made for the findings gridctl reports
  * (a person in two grids, one phone on five unrelated people, an
- * overcrowded rental unit, a merge alias, an edit, a move, a void) and a
+ * overcrowded rental unit, one USCC at two addresses, a merge alias, an
+ * edit, a move, a void, a stall without a USCC) and a
  * grid registry with one grid nobody collected. Every figure the tests
  * expect is counted here while the records are made, not read back from
  * the store. Tests that write (registries) use stores of their own, and
@@ -56,6 +57,8 @@
 #define S_HEALTH_SECRET "RESTRICTED-HEALTH-SECRET"
 #define S_DUP_SEED 900000u      /* person in two grids */
 #define S_PHONE_SEED 910000u    /* five people sharing a phone */
+#define S_ORG_SEED 940000u      /* organisations' people */
+#define S_USCC "91350100M000100Y43" /* one USCC at two addresses */
 
 /* ---- A small JSON parser, to read what --json prints -------------------------------- */
 
@@ -324,9 +327,11 @@ typedef struct s_tally {
     char street[10];            /* 9-digit prefix */
     long households, persons;   /* active */
     long rentals, tenants;      /* active; tenants = leases */
+    long organisations, employees; /* active */
     long voided;                /* void records */
     long records;               /* active records (export jsonl lines) */
-    long csv_rows;              /* export csv rows: members, tenants, landlord persons */
+    long csv_rows;              /* export csv rows: members, tenants, landlord persons,
+                                 * organisations' representatives, contacts, employees */
 } s_tally_t;
 
 typedef struct s_env {
@@ -396,6 +401,22 @@ s_count(s_env_t *e, const Gridsync__V1__Record *r, int sign)
         if (sign > 0)
             for (size_t i = 0; i < h->n_members; i++)
                 s_person_secrets(e, h->members[i]);
+    } else if (r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION) {
+        const Gridsync__V1__OrganisationUnit *o = r->organisation;
+        s_tally_t *t = s_street(e, o->grid_code);
+        t->organisations += sign;
+        t->employees += sign * (long) o->n_employees;
+        t->records += sign;
+        t->csv_rows += sign * ((long) o->n_employees + (o->legal_representative ? 1 : 0) +
+                               (o->contact ? 1 : 0));
+        if (sign > 0) {
+            s_person_secrets(e, o->legal_representative);
+            s_person_secrets(e, o->contact);
+            for (size_t i = 0; i < o->n_employees; i++)
+                s_person_secrets(e, o->employees[i]);
+            for (size_t i = 0; i < o->n_phones; i++)
+                s_secret(e, o->phones[i]);
+        }
     } else {
         const Gridsync__V1__RentalHousing *h = r->rental;
         s_tally_t *t = s_street(e, h->grid_code);
@@ -580,15 +601,26 @@ s_load_findings(s_env_t *e)
     /* 3 tenants in 10 m²: 3.3 m² each */
     Gridsync__V1__Record *crowd = s_rental(e, e->grid0, "R-CROWD", 10.0, 3, 930000);
 
+    /* one USCC at two addresses in two streets (a branch), and a stall
+     * without a USCC; the shop's employee 0 lives in HDUP-B's household */
+    Gridsync__V1__Record *shop = gs_tk_org(a, e->grid0, "O-SHOP", S_USCC, "ADDR-SHOP-1", 2,
+                                           S_ORG_SEED);
+    shop->organisation->employees[0] = dup_b->household->members[0];
+    s_phone(a, shop->organisation->employees[1], "0755-26001234");
+    Gridsync__V1__Record *branch = gs_tk_org(a, e->grid_last, "O-BRANCH", S_USCC,
+                                             "ADDR-SHOP-2", 1, S_ORG_SEED + 10);
+    Gridsync__V1__Record *stall = gs_tk_org(a, e->grid1, "O-STALL", NULL, NULL, 0,
+                                            S_ORG_SEED + 20);
+
     Gridsync__V1__Record *recs[] = { dup_a, alias, dup_b, mv, ph[0], ph[1], ph[2], ph[3],
-                                     ph[4], crowd };
+                                     ph[4], crowd, shop, branch, stall };
     int expect[] = { accepted, merged, accepted, accepted, accepted, accepted, accepted,
-                     accepted, accepted, accepted };
-    s_apply(e, recs, 10, expect);
-    for (size_t i = 0; i < 10; i++)
+                     accepted, accepted, accepted, accepted, accepted, accepted };
+    s_apply(e, recs, 13, expect);
+    for (size_t i = 0; i < 13; i++)
         if (i != 1)
             s_count(e, recs[i], 1);
-    e->grid0_records += 2; /* HDUP-A and R-CROWD; the alias is not a record */
+    e->grid0_records += 3; /* HDUP-A, R-CROWD and O-SHOP; the alias is not a record */
     s_secret(e, S_SHARED_PHONE);
     gs_arena_reset(a);
 
@@ -1169,6 +1201,81 @@ test_masking_and_reveal(void **state)
     chmod(e->store, 0700);
 }
 
+/* Organisations in ls, get, history, stats and export: their own kind,
+ * employees counted as their people, masked like everyone else. */
+static void
+test_organisations(void **state)
+{
+    s_env_t *e = *state;
+    s_res_t r = S_CTL(e, "ls", e->grid0, "--kind", "organisation", "--json");
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n = s_json_lines(r.out, &lines);
+    assert_int_equal((long) n, 1);
+    assert_string_equal(s_jstr(lines[0], "kind"), "organisation");
+    assert_string_equal(s_jstr(lines[0], "record_key"), "O-SHOP");
+    assert_int_equal((int) s_jnum(lines[0], "people"), 2);
+    assert_string_equal(s_jstr(lines[0], "address"), "ADDR-SHOP-1");
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+
+    r = S_CTL(e, "get", "O-SHOP");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "organisation O-SHOP"));
+    assert_non_null(strstr(r.out, "employees 2"));
+    assert_non_null(strstr(r.out, S_USCC)); /* a USCC is public */
+    s_res_free(&r);
+    r = S_CTL(e, "get", "O-STALL", "--kind", "organisation", "--json");
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(j, "kind"), "organisation");
+    const s_json_t *rec = s_jget(j, "record");
+    assert_string_equal(s_jstr(rec, "kind"), "ORG_KIND_INDIVIDUAL_BUSINESS");
+    assert_null(s_jget(rec, "uscc"));
+    s_json_free(j);
+    s_res_free(&r);
+    r = S_CTL(e, "get", "O-SHOP", "--kind", "household");
+    s_expect(&r, 1);
+    s_res_free(&r);
+    r = S_CTL(e, "history", "O-BRANCH", "--json");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "\"organisation\""));
+    s_res_free(&r);
+
+    r = S_CTL(e, "stats", "--json");
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    const s_json_t *rows = s_jget(j, "rows");
+    long orgs = 0, emps = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal((long) s_jnum(rows->items[i], "organisations"), e->tally[i].organisations);
+        assert_int_equal((long) s_jnum(rows->items[i], "employees"), e->tally[i].employees);
+        orgs += e->tally[i].organisations;
+        emps += e->tally[i].employees;
+    }
+    assert_int_equal(orgs, 3);
+    assert_int_equal(emps, 3);
+    const s_json_t *tot = s_jget(j, "totals");
+    assert_int_equal((long) s_jnum(tot, "organisations"), orgs);
+    assert_int_equal((long) s_jnum(tot, "employees"), emps);
+    s_json_free(j);
+    s_res_free(&r);
+    r = S_CTL(e, "stats");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "ORGS"));
+    assert_non_null(strstr(r.out, "EMPLOYEES"));
+    s_res_free(&r);
+
+    r = S_CTL(e, "export", e->grid0, "--format", "csv");
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "organisation,O-SHOP,"));
+    assert_non_null(strstr(r.out, ",legal_representative,"));
+    assert_non_null(strstr(r.out, ",employee,"));
+    s_res_free(&r);
+}
+
 /* dups finds the person in two grids, the shared phone and the crowded
  * unit, and only those. */
 static void
@@ -1187,17 +1294,36 @@ test_dups(void **state)
     const s_json_t *p = persons->items[0];
     assert_string_equal(s_jstr(p, "id_number"), masked);
     assert_string_equal(s_jstr(p, "name"), "张三");
+    /* two homes, and the shop where the person works (listed, not a finding) */
     const s_json_t *places = s_jget(p, "places");
-    assert_int_equal(places->n, 2);
-    int a = 0, b = 0;
+    assert_int_equal(places->n, 3);
+    int a = 0, b = 0, w = 0;
     for (size_t i = 0; i < places->n; i++) {
         const char *key = s_jstr(places->items[i], "record_key");
         const char *grid = s_jstr(places->items[i], "grid");
-        assert_string_equal(s_jstr(places->items[i], "role"), "member");
-        a += !strcmp(key, "HDUP-A") && !strcmp(grid, e->grid0);
-        b += !strcmp(key, "HDUP-B") && !strcmp(grid, e->grid_last);
+        const char *role = s_jstr(places->items[i], "role");
+        a += !strcmp(key, "HDUP-A") && !strcmp(grid, e->grid0) && !strcmp(role, "member");
+        b += !strcmp(key, "HDUP-B") && !strcmp(grid, e->grid_last) && !strcmp(role, "member");
+        w += !strcmp(key, "O-SHOP") && !strcmp(role, "employee") &&
+             !strcmp(s_jstr(places->items[i], "kind"), "organisation");
     }
-    assert_true(a == 1 && b == 1);
+    assert_true(a == 1 && b == 1 && w == 1);
+
+    /* one USCC at two addresses: the shop and its branch, never merged */
+    const s_json_t *orgs = s_jget(j, "organisations");
+    assert_int_equal(orgs->n, 1);
+    assert_string_equal(s_jstr(orgs->items[0], "uscc"), S_USCC);
+    assert_string_equal(s_jstr(orgs->items[0], "name"), "南联便利店");
+    const s_json_t *op = s_jget(orgs->items[0], "places");
+    assert_int_equal(op->n, 2);
+    int shop = 0, branch = 0;
+    for (size_t i = 0; i < op->n; i++) {
+        const char *key = s_jstr(op->items[i], "record_key");
+        shop += !strcmp(key, "O-SHOP") && !strcmp(s_jstr(op->items[i], "grid"), e->grid0) &&
+                !strcmp(s_jstr(op->items[i], "address"), "ADDR-SHOP-1");
+        branch += !strcmp(key, "O-BRANCH") && !strcmp(s_jstr(op->items[i], "grid"), e->grid_last);
+    }
+    assert_true(shop == 1 && branch == 1);
 
     const s_json_t *phones = s_jget(j, "phones");
     assert_int_equal(phones->n, 1);
@@ -1230,6 +1356,8 @@ test_dups(void **state)
     r = S_CTL(e, "dups");
     s_expect(&r, 0);
     assert_non_null(strstr(r.out, "Persons active in more than one place: 1"));
+    assert_non_null(strstr(r.out, "Organisations with one USCC at more than one address: 1"));
+    assert_non_null(strstr(r.out, "O-BRANCH"));
     assert_non_null(strstr(r.out, "HDUP-B"));
     assert_non_null(strstr(r.out, masked));
     assert_non_null(strstr(r.out, "R-CROWD"));
@@ -2205,6 +2333,240 @@ test_admin_path(void **state)
     s_res_free(&r);
 }
 
+/* ---- digest and compare ------------------------------------------------------------------ */
+
+/* The generated district into a new store at dir: grids forwards in
+ * uploads of 50, or backwards in uploads of 7. */
+static void
+s_district_into(s_env_t *e, const char *dir, int backwards, size_t batch)
+{
+    gs_store_t *st = gs_store_new(dir, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Record *recs[50];
+    size_t n = 0;
+    for (uint32_t k = 0; k < e->grids; k++) {
+        uint32_t g = backwards ? e->grids - 1 - k : k;
+        uint32_t hf, hn, rf, rn;
+        gs_gen_grid_households(e->gen, g, &hf, &hn);
+        gs_gen_grid_rentals(e->gen, g, &rf, &rn);
+        for (uint32_t j = 0; j < hn + rn; j++) {
+            uint32_t i = backwards ? hn + rn - 1 - j : j;
+            recs[n] = i < hn ? gs_gen_household(e->gen, hf + i, e->arena)
+                             : gs_gen_rental(e->gen, rf + i - hn, e->arena);
+            assert_non_null(recs[n]);
+            if (++n == batch) {
+                s_apply_to(e, st, recs, n, NULL);
+                gs_arena_reset(e->arena);
+                n = 0;
+            }
+        }
+    }
+    if (n)
+        s_apply_to(e, st, recs, n, NULL);
+    gs_arena_reset(e->arena);
+    gs_store_destroy(&st);
+}
+
+/* JSON lines of compare: the cells and the summary. */
+static void
+s_compare_json(const char *out, s_json_t ***lines, size_t *n, const s_json_t **summary)
+{
+    *n = (size_t) s_json_lines(out, lines);
+    assert_true(*n >= 1);
+    *summary = (*lines)[*n - 1];
+    assert_string_equal(s_jstr(*summary, "type"), "summary");
+}
+
+/* Two stores with the same generated district written in other orders
+ * compare equal with one visit per level; after the drift hook drops one
+ * record from B, compare names exactly that grid and record, from the
+ * stores and through a running broker's admin endpoint; digest prints
+ * the same from the store and through the broker. */
+static void
+test_digest_compare(void **state)
+{
+    s_env_t *e = *state;
+    char da[160], db[160], missing[160];
+    snprintf(da, sizeof da, "%s/cmp-a", e->dir);
+    snprintf(db, sizeof db, "%s/cmp-b", e->dir);
+    snprintf(missing, sizeof missing, "%s/cmp-none", e->dir);
+    s_district_into(e, da, 0, 50);
+    s_district_into(e, db, 1, 7);
+
+    s_res_t r = s_run(e, NULL, "compare", da, db, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "equal under (all)"));
+    assert_non_null(strstr(r.out, "1 prefixes visited, 0 grids differ, 0 records differ"));
+    s_res_free(&r);
+    r = s_run(e, NULL, "compare", "--json", "--prefix", e->tally[0].street, da, db, NULL);
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n;
+    const s_json_t *sum;
+    s_compare_json(r.out, &lines, &n, &sum);
+    assert_int_equal(n, 1);
+    assert_true(s_jnum(sum, "equal") == 1);
+    assert_string_equal(s_jstr(sum, "prefix"), e->tally[0].street);
+    assert_true(s_jnum(s_jget(sum, "a"), "count") > 0);
+    assert_string_equal(s_jstr(s_jget(sum, "a"), "digest"), s_jstr(s_jget(sum, "b"), "digest"));
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+
+    /* digest: the root's children, and a grid's records */
+    r = s_run(e, da, "digest", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *dj = s_json_parse(r.out);
+    assert_non_null(dj);
+    assert_string_equal(s_jstr(dj, "prefix"), "");
+    assert_int_equal(s_jget(dj, "children")->n, 1);
+    s_json_free(dj);
+    s_res_free(&r);
+    r = s_run(e, da, "digest", e->grid1, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "grid "));
+    assert_non_null(strstr(r.out, "CONTENT HASH"));
+    s_res_free(&r);
+
+    /* drift: drop the second household of grid 1 from B */
+    uint32_t hf, hn;
+    gs_gen_grid_households(e->gen, 1, &hf, &hn);
+    Gridsync__V1__Record *victim = gs_gen_household(e->gen, hf + 1, e->arena);
+    char key[80];
+    snprintf(key, sizeof key, "%s", victim->household->household_id);
+    gs_arena_reset(e->arena);
+    gs_store_t *stb = gs_store_new(db, NULL, NULL);
+    assert_non_null(stb);
+    assert_int_equal(gs_store_debug_drop(stb, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD,
+                                         key), 0);
+    gs_store_destroy(&stb);
+    r = s_run(e, db, "verify", NULL);     /* B is consistent in itself */
+    s_expect(&r, 0);
+    s_res_free(&r);
+
+    /* two more drifts in another grid: a void in B only (its version moves
+     * on), and one record edited differently in each (same version) */
+    uint32_t hf2, hn2;
+    gs_gen_grid_households(e->gen, 0, &hf2, &hn2);
+    char vkey[80], ckey[80];
+    for (int side = 0; side < 2; side++) {
+        gs_store_t *st = gs_store_new(side ? db : da, NULL, NULL);
+        assert_non_null(st);
+        Gridsync__V1__Record *ed = gs_gen_household(e->gen, hf2 + 2, e->arena);
+        snprintf(ckey, sizeof ckey, "%s", ed->household->household_id);
+        ed->household->address = (char *) (side ? "edited in B" : "edited in A");
+        ed->household->meta->base_version = 1;
+        Gridsync__V1__Record *recs[2] = { ed, NULL };
+        size_t nr = 1;
+        if (side) {
+            Gridsync__V1__Record *vd = gs_gen_household(e->gen, hf2 + 3, e->arena);
+            snprintf(vkey, sizeof vkey, "%s", vd->household->household_id);
+            vd->household->meta->base_version = 1;
+            vd->household->meta->status = GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID;
+            recs[nr++] = vd;
+        }
+        s_apply_to(e, st, recs, nr, NULL);
+        gs_arena_reset(e->arena);
+        gs_store_destroy(&st);
+    }
+    r = s_run(e, NULL, "compare", "--json", "--prefix", e->tally[0].street, da, db, NULL);
+    s_expect(&r, 1);
+    s_compare_json(r.out, &lines, &n, &sum);
+    assert_int_equal(n, 3);     /* grid0, grid1, the summary */
+    assert_string_equal(s_jstr(lines[0], "cell"), e->grid0);
+    const s_json_t *g0 = s_jget(lines[0], "records");
+    assert_int_equal(g0->n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const s_json_t *x = g0->items[i];
+        const char *k = s_jstr(x, "record_key");
+        if (!strcmp(k, ckey)) {
+            assert_string_equal(s_jstr(x, "difference"), "content");
+            assert_true(s_jnum(s_jget(x, "a"), "version") == 2);
+            assert_true(s_jnum(s_jget(x, "b"), "version") == 2);
+        } else {
+            assert_string_equal(k, vkey);
+            assert_string_equal(s_jstr(x, "difference"), "version");
+            assert_string_equal(s_jstr(s_jget(x, "b"), "status"), "void");
+        }
+    }
+    assert_true(s_jnum(sum, "records_differing") == 3);
+    /* the street, the communities of grids 0 and 1 (one or two), the two
+     * grids: nothing beside the drift was read */
+    assert_true(s_jnum(sum, "prefixes_visited") >= 4 && s_jnum(sum, "prefixes_visited") <= 5);
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+    r = s_run(e, NULL, "compare", "--prefix", e->grid1, da, db, NULL);
+    s_expect(&r, 1);
+    char line[200];
+    assert_non_null(strstr(r.out, e->grid1));
+    snprintf(line, sizeof line, "  only_a   household %s  A: v1 active\n", key);
+    assert_non_null(strstr(r.out, line));
+    assert_non_null(strstr(r.out, "DIFFERENT under "));
+    assert_non_null(strstr(r.out, "1 prefixes visited, 1 grids differ, 1 records differ"));
+    s_res_free(&r);
+
+    /* the same through the broker serving B, and from B's side */
+    char store_b_live[160];
+    snprintf(store_b_live, sizeof store_b_live, "%s", db);
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start(&b, store_b_live, NULL), 0);
+    const char *pairs[][2] = { { da, b.admin }, { b.admin, da } };
+    for (int p = 0; p < 2; p++) {
+        r = s_run(e, NULL, "compare", "--json", "--prefix", e->grid1, pairs[p][0], pairs[p][1],
+                  NULL);
+        s_expect(&r, 1);
+        s_compare_json(r.out, &lines, &n, &sum);
+        assert_int_equal(n, 2);
+        const s_json_t *cell = lines[0];
+        assert_string_equal(s_jstr(cell, "type"), "cell");
+        assert_string_equal(s_jstr(cell, "cell"), e->grid1);
+        const s_json_t *recs = s_jget(cell, "records");
+        assert_int_equal(recs->n, 1);
+        assert_string_equal(s_jstr(recs->items[0], "record_key"), key);
+        assert_string_equal(s_jstr(recs->items[0], "kind"), "household");
+        assert_string_equal(s_jstr(recs->items[0], "difference"), p ? "only_b" : "only_a");
+        assert_true(s_jnum(sum, "cells_differing") == 1);
+        assert_true(s_jnum(sum, "records_differing") == 1);
+        assert_true(s_jnum(sum, "equal") == 0);
+        assert_true(s_jnum(sum, "prefixes_visited") == 1);
+        s_json_lines_free(lines, n);
+        s_res_free(&r);
+    }
+    /* B through its broker against B itself, read beside it: equal */
+    r = s_run(e, NULL, "compare", b.admin, db, NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    /* digest through the broker prints what the store prints */
+    s_res_t lr = s_run(e, db, "digest", e->tally[0].street, NULL);
+    s_res_t rr = s_run(e, missing, "--admin", b.admin, "digest", e->tally[0].street, NULL);
+    s_expect(&lr, 0);
+    s_expect(&rr, 0);
+    assert_string_equal(lr.out, rr.out);
+    s_res_free(&lr);
+    s_res_free(&rr);
+    int st = gs_tk_broker_stop(&b, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* errors are 2: arguments, a prefix off a level, a missing store, --admin */
+    const char *bad[][6] = {
+        { "compare", da },
+        { "compare", "--prefix", "110", da, db },
+        { "compare", da, missing },
+        { "compare", "--admin", "ipc:///nonexistent.sock", da, db },
+        { "compare", da, "ipc:///nonexistent/admin.sock" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *args[8] = { 0 };
+        for (int k = 0; k < 6 && bad[i][k]; k++)
+            args[k] = bad[i][k];
+        r = s_runv(e, NULL, args);
+        s_expect(&r, 2);
+        s_res_free(&r);
+    }
+    r = s_run(e, da, "digest", "110", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+}
+
 int
 main(void)
 {
@@ -2213,6 +2575,7 @@ main(void)
         cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_help_lists_every_command),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_organisations),
         cmocka_unit_test(test_ls_get),
         cmocka_unit_test(test_masking_and_reveal),
         cmocka_unit_test(test_dups),
@@ -2225,6 +2588,7 @@ main(void)
         cmocka_unit_test(test_with_broker),
         cmocka_unit_test(test_tail_follow_restored),
         cmocka_unit_test(test_admin_path),
+        cmocka_unit_test(test_digest_compare),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

@@ -63,6 +63,7 @@ s_small_district(void)
     go.streets = 2;
     go.households = 900;
     go.rental_buildings = 40;
+    go.organisations = 120;
     gs_gen_t *gen = gs_gen_new(&go);
     assert_non_null(gen);
     return gen;
@@ -146,8 +147,9 @@ test_plan_is_deterministic(void **state)
 }
 
 /* Every planned record passes validation except the corrupted ones, which
- * fail on the ID check character and nothing else; each kind of noise is
- * present and the expected results follow the store's rules. */
+ * fail on the ID check character (an organisation's USCC check character)
+ * and nothing else; each kind of noise is present and the expected results
+ * follow the store's rules. Organisations are planned only when asked. */
 static void
 test_plan_matches_validation(void **state)
 {
@@ -155,6 +157,8 @@ test_plan_matches_validation(void **state)
     gs_gen_t *gen = s_small_district();
     gs_sim_opts_t o;
     s_noisy(&o);
+    o.organisations = 1;
+    size_t org_rejected = 0;
     gs_arena_t *a = gs_arena_new(0);
     gs_sim_tally_t t = { 0 };
     size_t rejected = 0, checked = 0;
@@ -170,9 +174,15 @@ test_plan_matches_validation(void **state)
                 int reason = gs_record_check(u[i].up->records[j], gs_arena_allocator(a), NULL,
                                              s_gen_now(), &v);
                 const gs_sim_expect_t *e = &u[i].expect[j];
+                const Gridsync__V1__Record *rec = u[i].up->records[j];
                 if (e->status == S_REJECTED) {
-                    assert_int_equal(reason, GRIDSYNC__V1__REASON__REASON_ID_CHECK);
-                    assert_int_equal(e->reason, GRIDSYNC__V1__REASON__REASON_ID_CHECK);
+                    int org = rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION &&
+                              rec->organisation->uscc && *rec->organisation->uscc;
+                    int want = org ? GRIDSYNC__V1__REASON__REASON_USCC_CHECK
+                                   : GRIDSYNC__V1__REASON__REASON_ID_CHECK;
+                    assert_int_equal(reason, want);
+                    assert_int_equal(e->reason, want);
+                    org_rejected += (size_t) org;
                     rejected++;
                 } else {
                     if (reason)
@@ -188,9 +198,11 @@ test_plan_matches_validation(void **state)
     for (int k = 0; k < GS_SIM_RECORD_KINDS; k++)
         assert_true(t.by_noise[k] > 0);
     assert_true(t.retransmit > 0 && t.lost_ack > 0);
+    assert_true(org_rejected > 0);
     /* each district record is accepted once (corrections included), plus
      * the first side of each conflicting edit */
-    uint64_t district = gs_gen_household_count(gen) + gs_gen_rental_count(gen);
+    uint64_t district = gs_gen_household_count(gen) + gs_gen_rental_count(gen) +
+                        gs_gen_org_count(gen);
     assert_int_equal(t.expected[S_ACCEPTED], district + t.by_noise[GS_SIM_CONFLICT]);
     assert_int_equal(t.expected[GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_UNCHANGED],
                      t.by_noise[GS_SIM_RECOLLECT]);
@@ -440,7 +452,9 @@ test_noisy_fleet_all_as_expected(void **state)
     assert_true(unchanged > 0 && merged > 0 && conflict > 0 && rejected > 0);
 
     /* the store: one event per accepted change, seqs 1..N without holes */
-    uint64_t district = s_json_u64(json, "households") + s_json_u64(json, "rentals");
+    assert_true(s_json_u64(json, "organisations") > 0);
+    uint64_t district = s_json_u64(json, "households") + s_json_u64(json, "rentals") +
+                        s_json_u64(json, "organisations");
     uint64_t events = s_json_u64(json, "events");
     assert_int_equal(events, district + s_json_u64(json, "conflicts"));
     uint64_t *seqs = NULL;
@@ -450,7 +464,8 @@ test_noisy_fleet_all_as_expected(void **state)
         assert_int_equal(seqs[i], i + 1);
     assert_int_equal(s_json_u64(json, "max_seq"), n);
     free(seqs);
-    /* merges made no second record: one per household or rental unit */
+    /* merges made no second record: one per household, rental unit or
+     * organisation */
     assert_int_equal(s_record_count(e->broker.upload), district);
     free(json);
 }

@@ -59,7 +59,7 @@ typedef struct s_trace {
 
 static const char *s_dbs[] = { "records", "ids", "natkeys", "log", "cell_log", "idem",
                                "idem_fifo", "persons", "cells", "chain", "meta",
-                               "devices", "device_keys", "grids" };
+                               "devices", "device_keys", "grids", "digests" };
 #define S_NDB (sizeof s_dbs / sizeof s_dbs[0])
 
 static int s_persons_by_cell;       /* --persons-by-cell what-if */

@@ -279,8 +279,11 @@ s_ask(gs_admin_t *self, Gridsync__V1__AdminRequest *req, const char *what,
     if (rc)
         return rc;
     /* the reply's body field has the request's field number (AdminReply
-     * and AdminRequest share 2..6) */
-    if ((int) (*rep)->body_case != (int) req->body_case) {
+     * and AdminRequest share 2..6); a digest answers in 8 (7 is Error) */
+    int want = req->body_case == GRIDSYNC__V1__ADMIN_REQUEST__BODY_DIGEST
+                   ? (int) GRIDSYNC__V1__ADMIN_REPLY__BODY_DIGEST
+                   : (int) req->body_case;
+    if ((int) (*rep)->body_case != want) {
         gs_client_err_set(err, 0, "the broker answered a %s request with another kind of reply", what);
         gridsync__v1__admin_reply__free_unpacked(*rep, NULL);
         *rep = NULL;
@@ -396,4 +399,45 @@ gs_admin_health(gs_admin_t *self, Gridsync__V1__HealthReply **out, gs_client_err
         s_release(rep);
     }
     return rc;
+}
+
+int
+gs_admin_digest(gs_admin_t *self, const char *prefix, const uint8_t *cursor,
+                size_t cursor_len, uint32_t limit, Gridsync__V1__DigestReply **out,
+                gs_client_error_t *err)
+{
+    *out = NULL;
+    if (cursor_len && !cursor) {
+        gs_client_err_set(err, 0, "a cursor length without a cursor");
+        return GS_CLIENT_EINVAL;
+    }
+    Gridsync__V1__DigestRequest dr = GRIDSYNC__V1__DIGEST_REQUEST__INIT;
+    dr.prefix = (char *) (prefix ? prefix : "");
+    dr.cursor.data = (uint8_t *) cursor;
+    dr.cursor.len = cursor_len;
+    dr.limit = limit;
+    Gridsync__V1__AdminRequest req = GRIDSYNC__V1__ADMIN_REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_DIGEST;
+    req.digest = &dr;
+    Gridsync__V1__AdminReply *rep = NULL;
+    int rc = s_ask(self, &req, "digest", &rep, err);
+    if (rc)
+        return rc;
+    Gridsync__V1__DigestReply *d = rep->digest;
+    /* what the caller will index without checking: a node, 16-byte digests */
+    int ok = d && d->node && d->node->digest.len == 16;
+    for (size_t i = 0; ok && i < d->n_children; i++)
+        ok = d->children[i]->digest.len == 16;
+    for (size_t i = 0; ok && i < d->n_records; i++)
+        ok = d->records[i]->content_hash.len == 16;
+    if (!ok) {
+        gs_client_err_set(err, 0, "the broker's digest reply lacks its node or has a digest "
+                                  "that is not 16 bytes");
+        gridsync__v1__admin_reply__free_unpacked(rep, NULL);
+        return GS_CLIENT_EPROTO;
+    }
+    *out = d;
+    rep->digest = NULL;
+    s_release(rep);
+    return 0;
 }

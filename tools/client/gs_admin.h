@@ -2,7 +2,7 @@
  * gs_admin: the client side of the broker's admin endpoint
  * (docs/protocol.md, "Admin endpoint"). One AdminRequest frame out, one
  * AdminReply frame back, over a DEALER on the broker's ipc:// socket. The
- * five bodies each have a call: stats, get, devices, grids, health.
+ * six bodies each have a call: stats, get, devices, grids, health, digest.
  *
  * Where it sits: admin -> broker -> store. gridctl uses it to read a store
  * through a running broker (--admin), and `gridctl health` to ask whether
@@ -97,6 +97,17 @@ int gs_admin_grids(gs_admin_t *self, const char *prefix, Gridsync__V1__GridListR
 /* The broker's health. Free *out with
  * gridsync__v1__health_reply__free_unpacked. */
 int gs_admin_health(gs_admin_t *self, Gridsync__V1__HealthReply **out,
+                    gs_client_error_t *err);
+
+/* The digest of prefix ("" or 2, 4, 6, 9, 12 or 15 digits) with its
+ * children, or for a cell its records after cursor (cursor_len 0: from the
+ * first; else a reply's next_cursor), at most limit per reply (0: the
+ * broker's bound). The reply's node is always set and every digest and
+ * content hash is 16 bytes (else GS_CLIENT_EPROTO). A prefix off a level
+ * is GS_CLIENT_ESERVER with REASON_BAD_REQUEST. Free *out with
+ * gridsync__v1__digest_reply__free_unpacked. */
+int gs_admin_digest(gs_admin_t *self, const char *prefix, const uint8_t *cursor,
+                    size_t cursor_len, uint32_t limit, Gridsync__V1__DigestReply **out,
                     gs_client_error_t *err);
 
 #endif

@@ -61,6 +61,8 @@ enum {
     S_KIND_BUILDING_UNITS,
     S_KIND_RENTAL,
     S_KIND_INSPECTOR,
+    S_KIND_ORG,
+    S_KIND_ORG_CLASS,
 };
 
 /* Kinds of identity document a person is generated with. */
@@ -274,6 +276,8 @@ struct gs_gen {
     uint32_t *hh_first;         /* n_grids + 1: first household of each grid */
     uint32_t *bld_first;        /* n_grids + 1: first building of each grid */
     uint32_t *unit_first;       /* n_buildings + 1: first unit of each building */
+    uint32_t n_orgs;            /* organisations in the district */
+    uint32_t *org_first;        /* n_grids + 1: first organisation of each grid */
     uint64_t slot_tenants;      /* first person slot of rental tenants */
     uint64_t slot_landlords;    /* first person slot of building landlords */
     uint32_t year_classes;      /* T: birth years are spread over T classes */
@@ -1577,6 +1581,246 @@ gs_gen_rental(const gs_gen_t *self, uint32_t i, gs_arena_t *a)
     return c.failed ? NULL : rec;
 }
 
+/* ---- Organisations (实有单位) ---------------------------------------------------- */
+
+/* What an organisation of a given industry is called: GB/T 4754 code and
+ * the end of its name. */
+static const struct {
+    const char *industry;
+    const char *suffix;
+} s_trades[] = {
+    {"F5261", "便利店"},     {"F5221", "生鲜超市"},   {"H6210", "餐馆"},
+    {"H6220", "快餐店"},     {"O8010", "美发店"},     {"F5273", "五金店"},
+    {"O8090", "洗衣店"},     {"I6510", "科技有限公司"}, {"L7212", "物业服务有限公司"},
+    {"E4790", "装饰工程有限公司"}, {"G5433", "物流有限公司"}, {"Q8423", "诊所"},
+    {"P8391", "培训中心"},   {"C1331", "食品厂"},     {"F5131", "服装批发部"},
+};
+
+/* An organisation's class, from its index alone (a branch needs the class
+ * of another organisation without building it). */
+typedef struct s_org_class {
+    int kind;                   /* OrgKind */
+    bool registered;            /* has a USCC */
+    bool branch;                /* shares the USCC of an organisation elsewhere */
+} s_org_class_t;
+
+static s_org_class_t
+s_org_class(const gs_gen_t *g, uint32_t i)
+{
+    s_rng_t r;
+    s_rng_seed(&r, g->opts.seed, S_KIND_ORG_CLASS, i);
+    static const int kind_weights[] = {0, 55, 33, 5, 5, 2};
+    s_org_class_t c;
+    c.kind = (int) s_rng_pick(&r, kind_weights, 6);
+    /* a third of the 个体 trade at a stall without registering */
+    c.registered = c.kind != GRIDSYNC__V1__ORG_KIND__ORG_KIND_INDIVIDUAL_BUSINESS
+                   || !s_rng_chance(&r, 330);
+    c.branch = c.kind == GRIDSYNC__V1__ORG_KIND__ORG_KIND_ENTERPRISE && s_rng_chance(&r, 50);
+    return c;
+}
+
+/* The USCC of organisation i: registration category (91 企业, 92 个体工商户,
+ * 52 民办非企业, 12 事业单位, 11 机关), the district, nine characters
+ * unique to i, and the GB 32100 check character. */
+static char *
+s_org_uscc(s_ctx_t *c, uint32_t i, int kind)
+{
+    static const char *const category[] = {"93", "91", "92", "52", "12", "11"};
+    char u[19];
+    memcpy(u, category[kind <= 5 ? kind : 0], 2);
+    memcpy(u + 2, c->gen->district, 6);
+    /* multiplying by a unit modulo 10^9 keeps codes distinct */
+    uint64_t x = ((uint64_t) i * 7919u + 12345u) % 1000000000u;
+    for (int k = 16; k >= 8; k--, x /= 10)
+        u[k] = (char) ('0' + x % 10);
+    u[17] = gs_uscc_check_char(u);
+    u[18] = '\0';
+    return s_dup(c, u);
+}
+
+/* The organisation whose USCC branch i shares: the next registered,
+ * non-branch enterprise half the district away (in another grid). */
+static uint32_t
+s_org_head_office(const gs_gen_t *g, uint32_t i)
+{
+    uint32_t n = g->n_orgs;
+    for (uint32_t t = 0; t < n; t++) {
+        uint32_t j = (uint32_t) (((uint64_t) i + n / 2 + t) % n);
+        s_org_class_t c = s_org_class(g, j);
+        if (j != i && c.registered && !c.branch
+            && c.kind == GRIDSYNC__V1__ORG_KIND__ORG_KIND_ENTERPRISE)
+            return j;
+    }
+    return i;
+}
+
+/* A household head of the district as an employee or representative: the
+ * same person (same ID number) the household lists, without the relation
+ * to the household head. NULL when the district has no households. */
+static Gridsync__V1__Person *
+s_org_person(s_ctx_t *c, uint32_t household)
+{
+    const gs_gen_t *g = c->gen;
+    if (g->n_households == 0)
+        return NULL;
+    Gridsync__V1__Record *h = gs_gen_household(g, household % g->n_households, c->arena);
+    if (!h) {
+        c->failed = true;
+        return NULL;
+    }
+    Gridsync__V1__Person *head = h->household->members[0];
+    for (size_t k = 0; k < h->household->n_members; k++)
+        if (h->household->members[k]->relation == GRIDSYNC__V1__RELATION__RELATION_HEAD)
+            head = h->household->members[k];
+    Gridsync__V1__Person *p = s_alloc(c, sizeof(*p));
+    *p = *head;
+    p->relation = GRIDSYNC__V1__RELATION__RELATION_UNSPECIFIED;
+    return p;
+}
+
+Gridsync__V1__Record *
+gs_gen_org(const gs_gen_t *self, uint32_t i, gs_arena_t *a)
+{
+    assert(self && a);
+    if (i >= self->n_orgs)
+        return NULL;
+    const gs_gen_t *g = self;
+    s_ctx_t c = {.gen = self, .arena = a};
+    uint32_t gi = s_find(g->org_first, g->n_grids, i);
+    const s_grid_t *grid = &g->grids[gi];
+    uint32_t k = i - g->org_first[gi];
+    s_org_class_t cls = s_org_class(g, i);
+
+    s_rng_seed(&c.rng, g->opts.seed, S_KIND_ORG, i);
+    s_rng_t *r = &c.rng;
+    Gridsync__V1__Record *rec = s_alloc(&c, sizeof(*rec));
+    gridsync__v1__record__init(rec);
+    Gridsync__V1__OrganisationUnit *o = s_alloc(&c, sizeof(*o));
+    gridsync__v1__organisation_unit__init(o);
+    rec->body_case = GRIDSYNC__V1__RECORD__BODY_ORGANISATION;
+    rec->organisation = o;
+
+    s_buf_t b = {0};
+    s_buf_char(&b, 'O');
+    s_buf_add(&b, grid->code);
+    s_buf_num(&b, k, 5);
+    o->org_id = s_buf_dup(&c, &b);
+    o->grid_code = s_dup(&c, grid->code);
+    o->kind = (Gridsync__V1__OrgKind) cls.kind;
+
+    /* name and industry; a branch is named after its head office */
+    uint32_t named = cls.branch ? s_org_head_office(g, i) : i;
+    s_rng_t nr;
+    s_rng_seed(&nr, g->opts.seed, S_KIND_ORG_CLASS, (uint64_t) named + 0x9e3779b9ull);
+    uint32_t trade = s_rng_below(&nr, sizeof(s_trades) / sizeof(s_trades[0]));
+    o->industry = (char *) s_trades[trade].industry;
+    b.n = 0;
+    if (cls.kind == GRIDSYNC__V1__ORG_KIND__ORG_KIND_PUBLIC_INSTITUTION) {
+        s_buf_add(&b, g->communities[grid->community].name);
+        s_buf_add(&b, "卫生服务站");
+        o->industry = (char *) "Q8421";
+    } else if (cls.kind == GRIDSYNC__V1__ORG_KIND__ORG_KIND_GOVERNMENT) {
+        s_buf_add(&b, g->communities[grid->community].name);
+        s_buf_add(&b, "警务室");
+        o->industry = (char *) "S9224";
+    } else if (cls.kind == GRIDSYNC__V1__ORG_KIND__ORG_KIND_SOCIAL_ORGANISATION) {
+        s_buf_place(&b, s_rng_below(&nr, 2000));
+        s_buf_add(&b, "社工服务中心");
+        o->industry = (char *) "S9522";
+    } else {
+        if (cls.kind == GRIDSYNC__V1__ORG_KIND__ORG_KIND_ENTERPRISE)
+            s_buf_add(&b, g->city);
+        s_buf_place(&b, s_rng_below(&nr, 2000));
+        s_buf_add(&b, s_trades[trade].suffix);
+        if (cls.branch) {
+            s_buf_add(&b, "（");
+            s_buf_add(&b, g->communities[grid->community].place);
+            s_buf_add(&b, "分店）");
+        }
+    }
+    o->name = s_buf_dup(&c, &b);
+    if (cls.registered)
+        o->uscc = s_org_uscc(&c, named, cls.kind);
+
+    uint32_t x = s_rng_below(r, 1000);
+    o->status = x < 900 ? GRIDSYNC__V1__ORG_STATUS__ORG_STATUS_OPERATING
+                : x < 960 ? GRIDSYNC__V1__ORG_STATUS__ORG_STATUS_SUSPENDED
+                          : GRIDSYNC__V1__ORG_STATUS__ORG_STATUS_CLOSED;
+
+    /* the place: shop fronts along the grid's road, stalls in its market */
+    b.n = 0;
+    s_buf_locality(&b, g, grid);
+    if (!cls.registered) {
+        s_buf_add(&b, grid->road);
+        s_buf_add(&b, "农贸市场");
+        s_buf_num(&b, k + 1, 0);
+        s_buf_add(&b, "号档口");
+        o->address = s_buf_dup(&c, &b);
+        Gridsync__V1__RoomAddress *ra = s_alloc(&c, sizeof(*ra));
+        gridsync__v1__room_address__init(ra);
+        b.n = 0;
+        s_buf_add(&b, grid->road);
+        s_buf_add(&b, "农贸市场");
+        ra->building = s_buf_dup(&c, &b);
+        b.n = 0;
+        s_buf_add(&b, "档口");
+        s_buf_num(&b, k + 1, 0);
+        ra->room = s_buf_dup(&c, &b);
+        o->room = ra;
+    } else {
+        s_buf_add(&b, grid->road);
+        s_buf_num(&b, k * 2 + 1, 0);
+        s_buf_add(&b, "号商铺");
+        o->address = s_buf_dup(&c, &b);
+        /* community(12) grid(3) kind 3 shop(8) */
+        b.n = 0;
+        s_buf_add(&b, grid->code);
+        s_buf_char(&b, '3');
+        s_buf_num(&b, k + 1, 8);
+        o->address_code = s_buf_dup(&c, &b);
+    }
+
+    /* people: household heads of the district, most living in other grids */
+    static const int staff_lo[6] = {0, 2, 1, 1, 3, 2}, staff_hi[6] = {0, 12, 4, 5, 15, 6};
+    int ne = cls.registered ? s_rng_range(r, staff_lo[cls.kind], staff_hi[cls.kind])
+                            : s_rng_range(r, 0, 2);
+    if (g->n_households <= (uint32_t) ne)
+        ne = g->n_households ? (int) g->n_households - 1 : 0;   /* a tiny district */
+    uint32_t hf = g->hh_first[gi], hn = g->hh_first[gi + 1] - hf;
+    uint32_t base = hn && s_rng_chance(r, 400) ? hf + s_rng_below(r, hn)
+                                              : s_rng_below(r, g->n_households ? g->n_households : 1);
+    /* consecutive households are different households, so different people */
+    o->legal_representative = s_org_person(&c, base);
+    if (o->legal_representative && ne > 0) {
+        o->employees = s_alloc(&c, (size_t) ne * sizeof(*o->employees));
+        for (int j = 0; j < ne; j++)
+            o->employees[j] = s_org_person(&c, base + 1 + (uint32_t) j);
+        o->n_employees = (size_t) ne;
+    }
+    if (o->legal_representative && cls.registered)
+        o->contact = ne > 0 && s_rng_chance(r, 500) ? o->employees[0] : o->legal_representative;
+    if (s_rng_chance(r, 700)) {
+        o->phones = s_phones(&c, 1);
+        o->phones[0] = s_rng_chance(r, 600) ? s_landline(&c) : s_mobile(&c);
+        o->n_phones = 1;
+    }
+
+    static const int insp_weights[] = {40, 45, 15};
+    size_t ni = s_rng_pick(r, insp_weights, 3);
+    if (ni) {
+        int64_t d0 = g->today - s_rng_range(r, 0, 365);
+        int64_t d1 = d0 - s_rng_range(r, 30, 365);
+        o->inspections = s_alloc(&c, ni * sizeof(*o->inspections));
+        o->n_inspections = ni;
+        o->inspections[0] = s_inspection(&c, gi, ni == 2 ? d1 : d0);
+        if (ni == 2)
+            o->inspections[1] = s_inspection(&c, gi, d0);
+    }
+    o->access_control = s_rng_chance(r, 400);
+    o->meta = s_meta(&c, grid);
+    return c.failed ? NULL : rec;
+}
+
 /* ---- Layout ------------------------------------------------------------------ */
 
 void
@@ -1591,6 +1835,7 @@ gs_gen_opts_init(gs_gen_opts_t *o)
     o->households = 139000;
     o->rental_buildings = 13055;
     o->units_per_building = 4;
+    o->organisations = 8232;
     o->now_ms = gs_days_from_civil(2026, 6, 1) * S_DAY_MS - S_CST_MS;
 }
 
@@ -1873,11 +2118,17 @@ gs_gen_new(const gs_gen_opts_t *opts)
     g->hh_first = calloc((size_t) g->n_grids + 1, sizeof(uint32_t));
     g->bld_first = calloc((size_t) g->n_grids + 1, sizeof(uint32_t));
     g->unit_first = calloc((size_t) g->n_buildings + 1, sizeof(uint32_t));
+    g->n_orgs = o.organisations;
+    g->org_first = calloc((size_t) g->n_grids + 1, sizeof(uint32_t));
     if (!g->streets || !g->grids || !g->hh_first || !g->bld_first
-        || !g->unit_first || !s_layout_hierarchy(g) || !s_layout_records(g)) {
+        || !g->unit_first || !g->org_first || !s_layout_hierarchy(g)
+        || !s_layout_records(g)) {
         gs_gen_destroy(&g);
         return NULL;
     }
+    /* organisations: spread evenly over the grids */
+    for (uint32_t k = 0; k <= g->n_grids; k++)
+        g->org_first[k] = (uint32_t) ((uint64_t) g->n_orgs * k / g->n_grids);
     gs_verdict_t v;
     if (gs_gridcode_check(g->grids[0].code, &v)) {
         gs_gen_destroy(&g);
@@ -1915,6 +2166,7 @@ gs_gen_destroy(gs_gen_t **self_p)
     free(g->hh_first);
     free(g->bld_first);
     free(g->unit_first);
+    free(g->org_first);
     free(g);
     *self_p = NULL;
 }
@@ -1969,4 +2221,18 @@ gs_gen_grid_rentals(const gs_gen_t *self, uint32_t grid, uint32_t *first,
     uint32_t b = self->unit_first[self->bld_first[grid + 1]];
     *first = a;
     *n = b - a;
+}
+
+uint32_t
+gs_gen_org_count(const gs_gen_t *self)
+{
+    return self->n_orgs;
+}
+
+void
+gs_gen_grid_orgs(const gs_gen_t *self, uint32_t grid, uint32_t *first, uint32_t *n)
+{
+    assert(grid < self->n_grids);
+    *first = self->org_first[grid];
+    *n = self->org_first[grid + 1] - self->org_first[grid];
 }

@@ -4,8 +4,9 @@
  * Where it sits: the data source for gridsim (the device fleet), the
  * benchmarks, the demo and tests. Given a seed it always produces the same
  * district: streets -> communities -> grids, households of 1..6 members with
- * valid resident ID numbers and phones, and rental buildings with units,
- * landlords, tenants and safety inspections.
+ * valid resident ID numbers and phones, rental buildings with units,
+ * landlords, tenants and safety inspections, and organisations (shops,
+ * companies, 个体 stalls, community services) with their people.
  *
  * Records are made on demand by index (random access, no table kept), so a
  * 5M-record run does not hold 5M records in memory. Each record is built in
@@ -17,12 +18,21 @@
  *  - every record passes gs_record_check (see gs_gen_household);
  *  - no two persons share an ID number (resident ID, passport or permit),
  *    except that a building's landlord is one person and appears, with the
- *    same content, on every rental unit of that building;
- *  - no two households, and no two rental units, share a standard address
- *    code or a room address, so the store never merges generated records;
- *  - household and rental-unit indexes run grid by grid, so each grid's
- *    records form one contiguous index range.
- * Duplicates and errors are the job of the noise tools built on top.
+ *    same content, on every rental unit of that building, and that an
+ *    organisation's legal representative, contact and employees are
+ *    household heads of the district (the same ID number, so the person
+ *    index sees one person; most live in another grid than they work in);
+ *  - no two households, no two rental units and no two organisations share
+ *    a natural key (standard address code, room address, USCC with place),
+ *    so the store never merges generated records;
+ *  - household, rental-unit and organisation indexes run grid by grid, so
+ *    each grid's records form one contiguous index range.
+ * Organisations carry the noise a real register has: about 1 in 20
+ * enterprises is a branch with the USCC of an enterprise in another grid
+ * (at its own address: the store keeps both and reports the USCC as a
+ * duplicate), and a third of the 个体工商户 are unregistered stalls without
+ * a USCC, keyed by name and stall. Other duplicates and errors are the job
+ * of the noise tools built on top.
  *
  * Thread safety: a gs_gen_t is read-only after gs_gen_new; any number of
  * threads may generate from it at once, each with its own arena.
@@ -45,6 +55,8 @@ typedef struct gs_gen_opts {
     uint32_t households;        /* total households (default 139000) */
     uint32_t rental_buildings;  /* default 13055 */
     uint32_t units_per_building;/* mean rental units per building (default 4) */
+    uint32_t organisations;     /* organisations (实有单位), spread evenly over
+                                   the grids (default 8232) */
     int64_t now_ms;             /* "today" for dates and collected_at
                                    (default 2026-06-01T00:00+08:00) */
 } gs_gen_opts_t;
@@ -98,6 +110,16 @@ Gridsync__V1__Record *gs_gen_household(const gs_gen_t *self, uint32_t i,
                                        gs_arena_t *a);
 Gridsync__V1__Record *gs_gen_rental(const gs_gen_t *self, uint32_t i,
                                     gs_arena_t *a);
+
+/* Organisations: count, the index range of one grid (as for households),
+ * and organisation i as a Record (body organisation) in arena a, with the
+ * same promises as gs_gen_household. org_id is "O<grid code><5-digit index
+ * in grid>". It builds the households its people come from in a too.
+ * NULL when i is out of range or on allocation failure. */
+uint32_t gs_gen_org_count(const gs_gen_t *self);
+void gs_gen_grid_orgs(const gs_gen_t *self, uint32_t grid, uint32_t *first,
+                      uint32_t *n);
+Gridsync__V1__Record *gs_gen_org(const gs_gen_t *self, uint32_t i, gs_arena_t *a);
 
 /* Make a valid resident ID number (18 chars + NUL into out) for a birth
  * date (YYYYMMDD, a real date) and sex (1 male, 2 female) from a 6-digit

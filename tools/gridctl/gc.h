@@ -157,6 +157,19 @@ int gc_src_device_get(gc_src_t *self, const char *device_id, Gridsync__V1__Devic
  * meta.status. */
 int gc_src_get(gc_src_t *self, int kind, const char *key, gs_record_fn *fn, void *arg);
 
+/* A source named on the command line (compare's SRC_A and SRC_B): an
+ * admin endpoint when where starts with "ipc://", else a store directory
+ * opened read-only; otherwise as gc_src_open. */
+gc_src_t *gc_src_open_at(gc_ctx_t *ctx, const char *where, int *exit_code);
+
+/* A prefix's digest (gs_store_digest): with q->child_fn its children, at a
+ * cell with q->record_fn its records after q->cursor, at most q->limit
+ * (0: all from the store, the broker's bound through it); *out as
+ * gs_store_digest fills it (next_cursor malloc'd), *epoch (may be NULL)
+ * the store's lineage epoch. */
+int gc_src_digest(gc_src_t *self, const gs_digest_query_t *q, gs_digest_result_t *out,
+                  uint64_t *epoch);
+
 /* Print "gridctl CMD: what: <the store's message or the broker's
  * refusal>", or for a broker that could not be asked the client's message
  * alone (it names the endpoint and the cause); returns GC_EXIT_FAIL. */
@@ -189,6 +202,8 @@ gc_cmd_fn gc_cmd_restore;
 gc_cmd_fn gc_cmd_verify;
 gc_cmd_fn gc_cmd_health;
 gc_cmd_fn gc_cmd_ping;          /* gc_ping.c */
+gc_cmd_fn gc_cmd_digest;        /* gc_digest.c */
+gc_cmd_fn gc_cmd_compare;
 
 /* ---- Tables ----------------------------------------------------------------- */
 

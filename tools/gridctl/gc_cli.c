@@ -335,7 +335,7 @@ gc_admin_unserved(gc_ctx_t *ctx)
         return GC_EXIT_OK;
     return gc_usage(ctx, "%s works on the store directly, which the admin endpoint does "
                          "not serve (--admin works with stats, get, devices list|show, "
-                         "grids list and health)", ctx->cmd ? ctx->cmd : "this command");
+                         "grids list, digest and health)", ctx->cmd ? ctx->cmd : "this command");
 }
 
 gs_store_t *

@@ -1,10 +1,13 @@
 /*
  * gc_dups: `gridctl dups [PREFIX]`, the data-quality report an
- * administrator works through. Three findings:
+ * administrator works through. Four findings:
  *
  *  1. Persons active in more than one household or rental unit (人户分离,
  *     repeated collection), from the store's person index
  *     (gs_store_person_dups; keyed by HMAC, never by plain ID numbers).
+ *  1b. Organisations: one USCC held by organisation records at more than
+ *     one address (a branch, or one organisation collected twice), from
+ *     the same index; the store never merges them.
  *  2. Phone numbers given by many unrelated people, often the collector's
  *     own number typed for everyone.
  *  3. Rental units with more active tenants than their area plausibly holds
@@ -24,12 +27,16 @@
 static const char s_help[] =
     "Usage: gridctl dups [PREFIX] [--phone-min N] [--area-per-person M2]\n"
     "\n"
-    "Three data-quality findings, restricted to PREFIX when given:\n"
+    "Four data-quality findings, restricted to PREFIX when given:\n"
     "\n"
     "  persons     one ID number active as a household member or tenant in more than\n"
-    "              one record, with every place that names it (landlord places are\n"
-    "              listed too; being landlord of several units is not a finding).\n"
+    "              one record, with every place that names it (landlord and\n"
+    "              organisation places are listed too; being landlord of several\n"
+    "              units, or working at several organisations, is not a finding).\n"
     "              Persons without documents are never grouped.\n"
+    "  organisations  one USCC held by active organisation records at more than one\n"
+    "              address: a branch, or the same organisation collected twice. The\n"
+    "              store keeps both; decide which, and void the duplicate.\n"
     "  phones      a phone given by at least N different persons in at least N\n"
     "              different records (households, rental units): people of one\n"
     "              household, who often share a phone, count once, and a landlord\n"
@@ -42,12 +49,28 @@ static const char s_help[] =
     "\n"
     "--json: one document {prefix, thresholds:{phone_min, area_per_person},\n"
     "persons:[{id_number, name, places:[{grid, kind, record_key, role}]}],\n"
+    "organisations:[{uscc, name, places:[{grid, record_key, address}]}],\n"
     "phones:[{phone, persons, records, places:[{grid, kind, record_key}]}],\n"
     "overcrowded:[{grid, record_key, area_m2, tenants, m2_per_person, address}]}.\n";
 
 #define S_PLACES_SHOWN 10       /* places listed per shared phone */
 
 /* ---- 1. persons in more than one place --------------------------------------- */
+
+/* One place of an organisation finding. */
+typedef struct s_org_place {
+    char grid[GS_GRID_LEN + 1]; /* grid code */
+    char key[GS_ID_MAX + 1];    /* canonical record id */
+    char *address;              /* malloc'd */
+} s_org_place_t;
+
+/* One USCC held by organisation records at more than one address. */
+typedef struct s_org_dup {
+    char uscc[20];              /* the shared USCC (public: never masked) */
+    char *name;                 /* malloc'd name of the first place, or NULL */
+    s_org_place_t *places;      /* malloc'd */
+    size_t n;                   /* places */
+} s_org_dup_t;
 
 typedef struct s_dups {
     gc_ctx_t *ctx;              /* options, output */
@@ -57,12 +80,18 @@ typedef struct s_dups {
     gc_table_t *table;          /* human output */
     uint64_t groups;            /* persons found */
     int no_secret;              /* person keys unavailable (no secret.key) */
+    s_org_dup_t *orgs;          /* organisation findings, printed after the persons */
+    size_t n_orgs, cap_orgs;    /* held, room for */
+    int nomem;                  /* an organisation finding could not be kept */
 } s_dups_t;
 
 static const char *
 s_role_name(int role)
 {
-    return role == 1 ? "member" : role == 2 ? "tenant" : role == 3 ? "landlord" : "?";
+    static const char *const names[] = { "?", "member", "tenant", "landlord",
+                                         "legal_representative", "contact", "employee",
+                                         "organisation" };
+    return role > 0 && role <= GS_PERSON_ROLE_ORG ? names[role] : "?";
 }
 
 /* A record copied out of gs_store_get's transaction. */
@@ -84,7 +113,8 @@ s_copy_record(void *arg, const gs_record_view_t *v)
 }
 
 /* The persons a record names, in order: members, or tenants then a
- * landlord person. Returns how many were stored in out (at most max). */
+ * landlord person, or an organisation's representative, contact and
+ * employees. Returns how many were stored in out (at most max). */
 static size_t
 s_persons(const Gridsync__V1__Record *r, const Gridsync__V1__Person **out, size_t max)
 {
@@ -101,6 +131,15 @@ s_persons(const Gridsync__V1__Record *r, const Gridsync__V1__Person **out, size_
         if (h->landlord && h->landlord->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON &&
             h->landlord->person && n < max)
             out[n++] = h->landlord->person;
+    } else if (r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && r->organisation) {
+        const Gridsync__V1__OrganisationUnit *o = r->organisation;
+        if (o->legal_representative && n < max)
+            out[n++] = o->legal_representative;
+        if (o->contact && o->contact != o->legal_representative && n < max)
+            out[n++] = o->contact;
+        for (size_t i = 0; i < o->n_employees && n < max; i++)
+            if (o->employees[i])
+                out[n++] = o->employees[i];
     }
     return n;
 }
@@ -170,10 +209,74 @@ s_identify(s_dups_t *d, const uint8_t *hmac, const gs_person_ref_t *refs, size_t
     return NULL;
 }
 
+static char *
+s_strdup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* An index group keyed by a USCC (role organisation): the same USCC at
+ * several addresses. Kept to be printed after the persons. */
+static int
+s_on_org_dup(s_dups_t *d, const gs_person_ref_t *refs, size_t n)
+{
+    if (d->n_orgs == d->cap_orgs) {
+        size_t nc = d->cap_orgs ? 2 * d->cap_orgs : 16;
+        s_org_dup_t *no = realloc(d->orgs, nc * sizeof *no);
+        if (!no) {
+            d->nomem = 1;
+            return 1;
+        }
+        d->orgs = no;
+        d->cap_orgs = nc;
+    }
+    s_org_dup_t *od = &d->orgs[d->n_orgs];
+    memset(od, 0, sizeof *od);
+    if (!(od->places = calloc(n, sizeof *od->places))) {
+        d->nomem = 1;
+        return 1;
+    }
+    d->n_orgs++;
+    od->n = n;
+    for (size_t i = 0; i < n; i++) {
+        s_org_place_t *p = &od->places[i];
+        snprintf(p->grid, sizeof p->grid, "%s", refs[i].grid);
+        snprintf(p->key, sizeof p->key, "%s", refs[i].record_key);
+        gs_arena_reset(d->arena);
+        Gridsync__V1__Record *r = s_load_place(d, &refs[i]);
+        if (!r || r->body_case != GRIDSYNC__V1__RECORD__BODY_ORGANISATION)
+            continue;
+        char addr[512];
+        p->address = strdup(gc_record_address(r, addr, sizeof addr));
+        if (!od->uscc[0] && r->organisation->uscc)
+            snprintf(od->uscc, sizeof od->uscc, "%s", r->organisation->uscc);
+        if (!od->name)
+            od->name = s_strdup_or_null(r->organisation->name);
+    }
+    return 0;
+}
+
+static void
+s_org_dups_free(s_dups_t *d)
+{
+    for (size_t i = 0; i < d->n_orgs; i++) {
+        for (size_t k = 0; k < d->orgs[i].n; k++)
+            free(d->orgs[i].places[k].address);
+        free(d->orgs[i].places);
+        free(d->orgs[i].name);
+    }
+    free(d->orgs);
+    d->orgs = NULL;
+    d->n_orgs = d->cap_orgs = 0;
+}
+
 static int
 s_on_dup(void *arg, const uint8_t *hmac, const gs_person_ref_t *refs, size_t n)
 {
     s_dups_t *d = arg;
+    /* an organisation's USCC group holds only organisation refs */
+    if (n && refs[0].role == GS_PERSON_ROLE_ORG)
+        return s_on_org_dup(d, refs, n);
     gs_arena_reset(d->arena);
     const Gridsync__V1__Person *p = s_identify(d, hmac, refs, n);
     char idm[80];
@@ -548,6 +651,10 @@ gc_cmd_dups(gc_ctx_t *ctx, int argc, char **argv)
     int err = gs_store_person_dups(st, prefix, s_on_dup, &d);
     if (ctx->json)
         gs_json_end(&j);
+    if (d.nomem) {
+        rc = gc_fail(ctx, "out of memory");
+        goto done;
+    }
     if (err) {
         /* a half-written document is worse than none: say so and stop */
         rc = gc_store_fail(ctx, "reading the person index", err);
@@ -560,6 +667,51 @@ gc_cmd_dups(gc_ctx_t *ctx, int argc, char **argv)
             fputc('\n', ctx->out);
             gc_table_print(d.table, ctx->out);
         }
+        fprintf(ctx->out, "\nOrganisations with one USCC at more than one address: %zu\n",
+                d.n_orgs);
+        static const char *const ho[] = { "USCC", "NAME", "GRID", "RECORD", "ADDRESS" };
+        gc_table_t *t = d.n_orgs ? gc_table_new(5, ho, "lllll") : NULL;
+        for (size_t i = 0; t && i < d.n_orgs; i++)
+            for (size_t k = 0; k < d.orgs[i].n; k++) {
+                const s_org_place_t *p = &d.orgs[i].places[k];
+                gc_table_row(t);
+                gc_table_cell(t, "%s", k ? "" : d.orgs[i].uscc[0] ? d.orgs[i].uscc : "?");
+                gc_table_cell(t, "%s", k ? "" : d.orgs[i].name ? d.orgs[i].name : "?");
+                gc_table_cell(t, "%s", p->grid);
+                gc_table_cell(t, "%s", p->key);
+                gc_table_cell(t, "%s", p->address ? p->address : "");
+            }
+        if (t) {
+            fputc('\n', ctx->out);
+            gc_table_print(t, ctx->out);
+        }
+        gc_table_destroy(&t);
+    } else {
+        gs_json_key(&j, "organisations");
+        gs_json_arr(&j);
+        for (size_t i = 0; i < d.n_orgs; i++) {
+            gs_json_obj(&j);
+            gs_json_key(&j, "uscc");
+            gs_json_str(&j, d.orgs[i].uscc[0] ? d.orgs[i].uscc : NULL);
+            gs_json_key(&j, "name");
+            gs_json_str(&j, d.orgs[i].name);
+            gs_json_key(&j, "places");
+            gs_json_arr(&j);
+            for (size_t k = 0; k < d.orgs[i].n; k++) {
+                const s_org_place_t *p = &d.orgs[i].places[k];
+                gs_json_obj(&j);
+                gs_json_key(&j, "grid");
+                gs_json_str(&j, p->grid);
+                gs_json_key(&j, "record_key");
+                gs_json_str(&j, p->key);
+                gs_json_key(&j, "address");
+                gs_json_str(&j, p->address);
+                gs_json_end(&j);
+            }
+            gs_json_end(&j);
+            gs_json_end(&j);
+        }
+        gs_json_end(&j);
     }
 
     err = gs_store_records(st, prefix, s_scan_record, &s);
@@ -696,6 +848,7 @@ gc_cmd_dups(gc_ctx_t *ctx, int argc, char **argv)
         rc = gc_fail(ctx, "%d record(s) did not decode; run gridctl verify", s.bad);
 done:
     gs_store_destroy(&st);
+    s_org_dups_free(&d);
     gc_table_destroy(&d.table);
     gs_arena_destroy(&d.arena);
     s_scan_free(&s);

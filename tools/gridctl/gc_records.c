@@ -19,7 +19,7 @@
 
 #include "gs_validate.h"
 
-/* --kind household|rental as a RecordKind (0 = either); -1 when bad. */
+/* --kind household|rental|organisation as a RecordKind (0 = any); -1 when bad. */
 static int
 s_kind_arg(gc_ctx_t *ctx, const gc_args_t *a, int *kind)
 {
@@ -31,8 +31,10 @@ s_kind_arg(gc_ctx_t *ctx, const gc_args_t *a, int *kind)
         *kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD;
     else if (!strcmp(k, "rental"))
         *kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL;
+    else if (!strcmp(k, "organisation"))
+        *kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION;
     else
-        return gc_usage(ctx, "--kind must be household or rental");
+        return gc_usage(ctx, "--kind must be household, rental or organisation");
     return GC_EXIT_OK;
 }
 
@@ -62,14 +64,14 @@ s_json_view(gs_json_t *j, const gs_record_view_t *v)
 /* ---- ls ------------------------------------------------------------------------------- */
 
 static const char s_ls_help[] =
-    "Usage: gridctl ls PREFIX [--kind household|rental] [--limit N]\n"
+    "Usage: gridctl ls PREFIX [--kind household|rental|organisation] [--limit N]\n"
     "\n"
     "The records under PREFIX (a grid, a community, or any grid-code prefix) in\n"
     "code order, void ones included: kind, id, grid, version, status, members of a\n"
-    "household or tenants of a rental unit, address, last update. Nothing personal\n"
-    "is shown besides the address.\n"
+    "household, tenants of a rental unit or employees of an organisation, address,\n"
+    "last update. Nothing personal is shown besides the address.\n"
     "\n"
-    "  --kind K       only households or only rental units\n"
+    "  --kind K       only households, only rental units or only organisations\n"
     "  --limit N      stop after N records\n"
     "\n"
     "--json: one line per record {kind, record_key, grid, version, seq, updated_at,\n"
@@ -175,7 +177,7 @@ gc_cmd_ls(gc_ctx_t *ctx, int argc, char **argv)
 /* ---- get --------------------------------------------------------------------------------- */
 
 static const char s_get_help[] =
-    "Usage: gridctl get KEY [--kind household|rental]\n"
+    "Usage: gridctl get KEY [--kind household|rental|organisation]\n"
     "\n"
     "One record by its id (the canonical id or an alias left by a merge): version,\n"
     "status, grid, and every field. ID numbers and phones are masked\n"
@@ -227,7 +229,7 @@ gc_cmd_get(gc_ctx_t *ctx, int argc, char **argv)
         return GC_EXIT_OK;
     }
     if (a.n_pos != 1)
-        return gc_usage(ctx, "expected one KEY (a household or rental unit id)");
+        return gc_usage(ctx, "expected one KEY (a household, rental unit or organisation id)");
     int kind;
     if ((rc = s_kind_arg(ctx, &a, &kind)))
         return rc;
@@ -287,7 +289,9 @@ gc_cmd_get(gc_ctx_t *ctx, int argc, char **argv)
         fprintf(o, "  status    %s\n", gc_status_name(g.v.status));
         fprintf(o, "  address   %s\n", gc_record_address(r, addr, sizeof addr));
         fprintf(o, "  %-9s %zu\n",
-                g.v.kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL ? "tenants" : "members",
+                g.v.kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL         ? "tenants"
+                : g.v.kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION ? "employees"
+                                                                                  : "members",
                 gc_record_people(r));
         fputc('\n', o);
         gc_text_msg(o, body, 0);
@@ -304,7 +308,7 @@ gc_cmd_get(gc_ctx_t *ctx, int argc, char **argv)
 /* ---- history ---------------------------------------------------------------------------------- */
 
 static const char s_history_help[] =
-    "Usage: gridctl history KEY [--kind household|rental]\n"
+    "Usage: gridctl history KEY [--kind household|rental|organisation]\n"
     "\n"
     "The change events of one record, oldest first, across moves between grids:\n"
     "seq, commit time, operation (upsert, void, move_out, move_in), version, the\n"
@@ -368,7 +372,7 @@ gc_cmd_history(gc_ctx_t *ctx, int argc, char **argv)
         return GC_EXIT_OK;
     }
     if (a.n_pos != 1)
-        return gc_usage(ctx, "expected one KEY (a household or rental unit id)");
+        return gc_usage(ctx, "expected one KEY (a household, rental unit or organisation id)");
     int kind;
     if ((rc = s_kind_arg(ctx, &a, &kind)))
         return rc;
@@ -413,8 +417,10 @@ static const char s_export_help[] =
     "  jsonl   one line per record: {kind, record_key, grid, version, seq,\n"
     "          updated_at, status, record}; record as gridctl get --json shows it\n"
     "  csv     a header, then one row per person (household members, tenants, a\n"
-    "          landlord who is a person): record_kind, record_id, grid, status, role\n"
-    "          (member|tenant|landlord), relation, id_type, id_number, name, sex,\n"
+    "          landlord who is a person, an organisation's legal representative,\n"
+    "          contact and employees): record_kind, record_id, grid, status, role\n"
+    "          (member|tenant|landlord|legal_representative|contact|employee),\n"
+    "          relation, id_type, id_number, name, sex,\n"
     "          birth_date, population_type, phones (';' between), address.\n"
     "          RFC 4180 quoting; a cell starting with = + - @ gets a leading ' so a\n"
     "          spreadsheet does not run it as a formula\n"
@@ -500,6 +506,15 @@ s_exp_record(void *arg, const gs_record_view_t *v)
             for (size_t i = 0; i < r->household->n_members; i++)
                 if (r->household->members[i])
                     s_csv_person(e, v, "member", r->household->members[i], addr);
+        } else if (r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION) {
+            const Gridsync__V1__OrganisationUnit *o = r->organisation;
+            if (o->legal_representative)
+                s_csv_person(e, v, "legal_representative", o->legal_representative, addr);
+            if (o->contact)
+                s_csv_person(e, v, "contact", o->contact, addr);
+            for (size_t i = 0; i < o->n_employees; i++)
+                if (o->employees[i])
+                    s_csv_person(e, v, "employee", o->employees[i], addr);
         } else {
             const Gridsync__V1__RentalHousing *h = r->rental;
             for (size_t i = 0; i < h->n_leases; i++)

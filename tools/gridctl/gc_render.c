@@ -191,6 +191,10 @@ gc_record_address(const Gridsync__V1__Record *r, char *buf, size_t size)
         text = r->rental->address;
         code = r->rental->address_code;
         room = r->rental->room;
+    } else if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && r->organisation) {
+        text = r->organisation->address;
+        code = r->organisation->address_code;
+        room = r->organisation->room;
     }
     if (text && *text)
         snprintf(buf, size, "%s", text);
@@ -208,6 +212,8 @@ gc_record_people(const Gridsync__V1__Record *r)
         return r->household->n_members;
     if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && r->rental)
         return r->rental->n_leases;
+    if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && r->organisation)
+        return r->organisation->n_employees;
     return 0;
 }
 

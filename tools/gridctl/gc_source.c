@@ -69,6 +69,23 @@ gc_src_open(gc_ctx_t *ctx, int *exit_code)
     return self;
 }
 
+gc_src_t *
+gc_src_open_at(gc_ctx_t *ctx, const char *where, int *exit_code)
+{
+    /* a copy of the context naming this source alone: the global --store
+     * and --admin do not apply to it */
+    gc_ctx_t c = *ctx;
+    if (!strncmp(where, "ipc://", 6)) {
+        c.admin = where;
+    } else {
+        c.admin = NULL;
+        c.store_dir = where;
+    }
+    gc_src_t *self = gc_src_open(&c, exit_code);
+    ctx->audited = c.audited;
+    return self;
+}
+
 void
 gc_src_close(gc_src_t **self_p)
 {
@@ -119,6 +136,8 @@ gc_src_cells(gc_src_t *self, const char *prefix, gs_cell_fn *fn, void *arg, uint
         m.voided = c->voided;
         m.last_seq = c->last_seq;
         m.last_update = c->last_update;
+        m.organisations = c->organisations;
+        m.employees = c->employees;
         if (fn(arg, c->grid_code, &m))
             break;
     }
@@ -246,4 +265,68 @@ gc_src_get(gc_src_t *self, int kind, const char *key, gs_record_fn *fn, void *ar
     free(data);
     gridsync__v1__snapshot_entry__free_unpacked(e, NULL);
     return rc < 0 ? rc : 0; /* as the store: a callback's error comes back */
+}
+
+int
+gc_src_digest(gc_src_t *self, const gs_digest_query_t *q, gs_digest_result_t *out,
+              uint64_t *epoch)
+{
+    memset(out, 0, sizeof *out);
+    if (epoch)
+        *epoch = 0;
+    if (self->store) {
+        if (epoch)
+            gs_store_epoch(self->store, epoch);
+        return gs_store_digest(self->store, q, out);
+    }
+    Gridsync__V1__DigestReply *r = NULL;
+    int rc = gs_admin_digest(self->admin, q->prefix, q->cursor, q->cursor_len, q->limit, &r,
+                             &self->err);
+    if (rc)
+        return s_admin_rc(self, rc);
+    /* the same checks the store's reader makes: what was asked for came back */
+    size_t pl = strlen(q->prefix);
+    int ok = r->node->prefix && !strcmp(r->node->prefix, q->prefix);
+    for (size_t i = 0; ok && i < r->n_children; i++)
+        ok = r->children[i]->prefix && strlen(r->children[i]->prefix) > pl &&
+             strlen(r->children[i]->prefix) <= GS_GRID_LEN &&
+             !strncmp(r->children[i]->prefix, q->prefix, pl);
+    for (size_t i = 0; ok && i < r->n_records; i++)
+        ok = r->records[i]->record_key != NULL;
+    if (!ok) {
+        gridsync__v1__digest_reply__free_unpacked(r, NULL);
+        snprintf(self->err.message, sizeof self->err.message,
+                 "the broker's digest reply does not answer for prefix '%s'", q->prefix);
+        return GS_CLIENT_EPROTO;
+    }
+    snprintf(out->node.prefix, sizeof out->node.prefix, "%s", q->prefix);
+    memcpy(out->node.digest, r->node->digest.data, GS_DIGEST_LEN);
+    out->node.count = r->node->count;
+    out->head_seq = r->head_seq;
+    if (epoch)
+        *epoch = r->store_epoch;
+    for (size_t i = 0; !rc && q->child_fn && i < r->n_children; i++) {
+        gs_digest_node_t n;
+        snprintf(n.prefix, sizeof n.prefix, "%s", r->children[i]->prefix);
+        memcpy(n.digest, r->children[i]->digest.data, GS_DIGEST_LEN);
+        n.count = r->children[i]->count;
+        rc = q->child_fn(q->arg, &n);
+    }
+    for (size_t i = 0; !rc && q->record_fn && i < r->n_records; i++) {
+        const Gridsync__V1__DigestRecord *d = r->records[i];
+        gs_digest_record_t v = { (int) d->kind, d->record_key, d->version, (int) d->status,
+                                 { 0 } };
+        memcpy(v.hash, d->content_hash.data, 16);
+        rc = q->record_fn(q->arg, &v);
+    }
+    if (!rc && r->next_cursor.len) {
+        out->next_cursor = malloc(r->next_cursor.len);
+        if (!out->next_cursor)
+            rc = GS_ENOMEM;
+        else
+            memcpy(out->next_cursor, r->next_cursor.data, r->next_cursor.len);
+        out->next_cursor_len = r->next_cursor.len;
+    }
+    gridsync__v1__digest_reply__free_unpacked(r, NULL);
+    return rc;
 }

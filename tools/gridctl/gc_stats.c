@@ -6,7 +6,8 @@
  * level below PREFIX.
  *
  * Coverage is about the registry: a registered grid (valid today) is
- * collected when it holds at least one active household or rental unit.
+ * collected when it holds at least one active household, rental unit or
+ * organisation.
  * A row's coverage is collected registered grids / registered grids. Grids
  * with records that are not in the registry are counted apart
  * ("unregistered"); with an empty registry there is no coverage to give.
@@ -22,7 +23,8 @@
 static const char s_help[] =
     "Usage: gridctl stats [PREFIX] [--level LEVEL]\n"
     "\n"
-    "Households, persons, rental units, tenants and void records, added up at the\n"
+    "Households, persons, rental units, tenants, organisations, their employees\n"
+    "and void records, added up at the\n"
     "level below PREFIX (a district gives one row per street, a street one per\n"
     "community, a community one per grid), with totals, the last update and the\n"
     "collection coverage. Without PREFIX: the whole store, starting at the first\n"
@@ -32,13 +34,15 @@ static const char s_help[] =
     "  --level L      rows at level province|city|district|street|community|grid\n"
     "\n"
     "Coverage: a grid of the registry (valid today) is collected when it holds an\n"
-    "active household or rental unit; coverage is collected / registered grids.\n"
+    "active household, rental unit or organisation; coverage is collected /\n"
+    "registered grids.\n"
     "At grid level each row says collected, empty (registered, nothing collected)\n"
     "or unregistered (records in a grid missing from a non-empty registry).\n"
     "Cost: one read of the per-cell counters and of the registry, not the records.\n"
     "\n"
     "--json: one document {prefix, level, head_seq, registry:{grids, total},\n"
-    "rows:[{code, name, households, persons, rentals, tenants, voided, grids,\n"
+    "rows:[{code, name, households, persons, rentals, tenants, organisations,\n"
+    "employees, voided, grids,\n"
     "grids_registered, grids_registered_collected, grids_unregistered, coverage,\n"
     "status, last_seq, last_update}], totals:{...}}. coverage is a fraction or null.\n";
 
@@ -69,6 +73,7 @@ typedef struct s_row {
     char code[GS_GRID_LEN + 1]; /* prefix of the row */
     const char *name;           /* registry name (grid rows) */
     uint64_t households, persons, rentals, tenants, voided; /* summed cell counters */
+    uint64_t organisations, employees; /* summed cell counters */
     uint64_t grids;             /* grids with active records */
     uint64_t registered;        /* registered grids (valid today) */
     uint64_t reg_collected;     /* registered grids with active records */
@@ -192,7 +197,7 @@ s_groups(const s_items_t *it, size_t len)
 static int
 s_active(const s_item_t *x)
 {
-    return x->has_cell && (x->m.households || x->m.rentals);
+    return x->has_cell && (x->m.households || x->m.rentals || x->m.organisations);
 }
 
 static void
@@ -203,6 +208,8 @@ s_row_add(s_row_t *r, const s_item_t *x)
         r->persons += x->m.persons;
         r->rentals += x->m.rentals;
         r->tenants += x->m.tenants;
+        r->organisations += x->m.organisations;
+        r->employees += x->m.employees;
         r->voided += x->m.voided;
         if (x->m.last_seq > r->last_seq) {
             r->last_seq = x->m.last_seq;
@@ -243,6 +250,10 @@ s_json_row(gs_json_t *j, const s_row_t *r, int grid_level, uint64_t reg_total, i
     gs_json_u64(j, r->rentals);
     gs_json_key(j, "tenants");
     gs_json_u64(j, r->tenants);
+    gs_json_key(j, "organisations");
+    gs_json_u64(j, r->organisations);
+    gs_json_key(j, "employees");
+    gs_json_u64(j, r->employees);
     gs_json_key(j, "voided");
     gs_json_u64(j, r->voided);
     gs_json_key(j, "grids");
@@ -273,7 +284,7 @@ static void
 s_table_row(gc_table_t *t, const s_row_t *r, int grid_level, uint64_t reg_total,
             const char *label)
 {
-    char b[6][32], when[32];
+    char b[8][32], when[32];
     gc_table_row(t);
     gc_table_cell(t, "%s", label ? label : r->code);
     if (grid_level)
@@ -282,6 +293,8 @@ s_table_row(gc_table_t *t, const s_row_t *r, int grid_level, uint64_t reg_total,
     gc_table_cell(t, "%s", gc_num(r->persons, b[1], sizeof b[1]));
     gc_table_cell(t, "%s", gc_num(r->rentals, b[2], sizeof b[2]));
     gc_table_cell(t, "%s", gc_num(r->tenants, b[3], sizeof b[3]));
+    gc_table_cell(t, "%s", gc_num(r->organisations, b[5], sizeof b[5]));
+    gc_table_cell(t, "%s", gc_num(r->employees, b[6], sizeof b[6]));
     gc_table_cell(t, "%s", gc_num(r->voided, b[4], sizeof b[4]));
     if (grid_level && !label) {
         gc_table_cell(t, "%s", s_grid_status(r, reg_total));
@@ -438,11 +451,11 @@ gc_cmd_stats(gc_ctx_t *ctx, int argc, char **argv)
         for (char *p = first; *p; p++)
             *p = (char) (*p - 'a' + 'A');
         const char *hg[] = { first, "NAME", "HOUSEHOLDS", "PERSONS", "RENTALS", "TENANTS",
-                             "VOIDED", "STATUS", "LAST UPDATE" };
-        const char *ho[] = { first, "HOUSEHOLDS", "PERSONS", "RENTALS", "TENANTS", "VOIDED",
-                             "COVERAGE", "LAST UPDATE" };
-        gc_table_t *t = grid_level ? gc_table_new(9, hg, "llrrrrrll")
-                                   : gc_table_new(8, ho, "lrrrrrll");
+                             "ORGS", "EMPLOYEES", "VOIDED", "STATUS", "LAST UPDATE" };
+        const char *ho[] = { first, "HOUSEHOLDS", "PERSONS", "RENTALS", "TENANTS", "ORGS",
+                             "EMPLOYEES", "VOIDED", "COVERAGE", "LAST UPDATE" };
+        gc_table_t *t = grid_level ? gc_table_new(11, hg, "llrrrrrrrll")
+                                   : gc_table_new(10, ho, "lrrrrrrrll");
         if (!t) {
             free(rows);
             for (size_t i = 0; i < it.n; i++)

@@ -41,6 +41,8 @@ static const s_cmd_t s_cmds[] = {
     { "verify", gc_cmd_verify, "check every index against the records" },
     { "health", gc_cmd_health, "the store's figures and whether the broker answers" },
     { "ping", gc_cmd_ping, "whether the broker accepts a bundle's key, and what it may touch" },
+    { "digest", gc_cmd_digest, "the digest of the records under a prefix, and of its children" },
+    { "compare", gc_cmd_compare, "compare two stores by their digests; name what differs" },
     { NULL, NULL, NULL }
 };
 
@@ -63,7 +65,8 @@ s_help(FILE *f)
           "  --admin EP    read through the broker's admin endpoint EP (ipc://PATH, e.g.\n"
           "                ipc://var/store/admin.sock, or a socket forwarded from another\n"
           "                machine) instead of opening the store: stats, get, devices\n"
-          "                list|show, grids list and health; other commands refuse.\n"
+          "                list|show, grids list, digest and health; other commands\n"
+          "                refuse (compare takes its two sources as arguments).\n"
           "                Output as from the store, except that get shows no commit\n"
           "                time (- in text, null in --json)\n"
           "  --json        machine output: one JSON document, or JSON lines where a\n"
@@ -75,7 +78,8 @@ s_help(FILE *f)
           "\n"
           "Exit status: 0 done; 1 a missing store, an unknown key or device, problems\n"
           "found, or a failure; 2 bad arguments. ping also exits 3 when the handshake\n"
-          "is refused and 4 when the key may touch nothing (gridctl ping --help).\n",
+          "is refused and 4 when the key may touch nothing (gridctl ping --help).\n"
+          "compare exits 0 equal, 1 different, 2 on any error (gridctl compare --help).\n",
           f);
 }
 

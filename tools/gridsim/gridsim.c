@@ -357,7 +357,8 @@ s_usage(FILE *out)
         "  --grids N              grids (default 1372)\n"
         "  --households N         households (default 139000)\n"
         "  --rental-buildings N   rental buildings (default 13055)\n"
-        "  --scale F              multiply the three counts above by F (e.g. 0.02)\n"
+        "  --organisations N      organisations (default 8232; 0 leaves them out)\n"
+        "  --scale F              multiply the four counts above by F (e.g. 0.02)\n"
         "Fleet:\n"
         "  --endpoint EP          broker upload endpoint (default: the bundle's with\n"
         "                         --keys, else tcp://127.0.0.1:7510)\n"
@@ -377,7 +378,8 @@ s_usage(FILE *out)
         "Noise, in percent (record kinds are exclusive; so are upload kinds):\n"
         "  --retransmit PCT       uploads sent again after their ack (default 3)\n"
         "  --lost-ack PCT         uploads whose first ack is lost (default 2)\n"
-        "  --invalid PCT          records with a wrong ID check character (default 2)\n"
+        "  --invalid PCT          records with a wrong ID (or USCC) check character\n"
+        "                         (default 2)\n"
         "  --recollect PCT        records re-collected unchanged (default 5)\n"
         "  --new-id PCT           records collected again under a new id (default 2)\n"
         "  --conflict PCT         records edited by two devices from version 1 (default 1)\n"
@@ -425,7 +427,8 @@ s_parse_pct(const char *opt, const char *s, double *out)
 /* Everything the command line sets. */
 typedef struct s_args {
     gs_gen_opts_t gen;              /* district */
-    double scale;                   /* multiplier of grids, households, buildings */
+    double scale;                   /* multiplier of grids, households, buildings,
+                                     * organisations */
     gs_sim_opts_t sim;              /* noise model */
     const char *endpoint;           /* broker, or NULL for the default */
     const char *keys;               /* enrolment bundle, or NULL */
@@ -441,7 +444,7 @@ typedef struct s_args {
 static int
 s_parse_args(int argc, char **argv, s_args_t *g)
 {
-    enum { O_SEED = 256, O_DISTRICT, O_GRIDS, O_HOUSEHOLDS, O_BUILDINGS, O_SCALE,
+    enum { O_SEED = 256, O_DISTRICT, O_GRIDS, O_HOUSEHOLDS, O_BUILDINGS, O_ORGS, O_SCALE,
            O_ENDPOINT, O_DEVICES, O_BATCH, O_RUN_ID, O_TIMEOUT, O_RETRIES, O_LOST_MS,
            O_RETX, O_LOST, O_INVALID, O_RECOLLECT, O_NEW_ID, O_CONFLICT, O_NO_NOISE,
            O_JSON, O_QUIET, O_HELP, O_KEYS, O_VERSION };
@@ -451,6 +454,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         { "grids", required_argument, 0, O_GRIDS },
         { "households", required_argument, 0, O_HOUSEHOLDS },
         { "rental-buildings", required_argument, 0, O_BUILDINGS },
+        { "organisations", required_argument, 0, O_ORGS },
         { "scale", required_argument, 0, O_SCALE },
         { "endpoint", required_argument, 0, O_ENDPOINT },
         { "keys", required_argument, 0, O_KEYS },
@@ -489,6 +493,9 @@ s_parse_args(int argc, char **argv, s_args_t *g)
             break;
         case O_HOUSEHOLDS: rc = s_parse_u64("--households", optarg, 0, 50000000, &v);
             g->gen.households = (uint32_t) v;
+            break;
+        case O_ORGS: rc = s_parse_u64("--organisations", optarg, 0, 10000000, &v);
+            g->gen.organisations = (uint32_t) v;
             break;
         case O_BUILDINGS: rc = s_parse_u64("--rental-buildings", optarg, 0, 10000000, &v);
             g->gen.rental_buildings = (uint32_t) v;
@@ -574,9 +581,10 @@ s_print_json(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64_
              uint64_t transport, int interrupted)
 {
     printf("{\"seed\":%llu,\"district\":\"%s\",\"run_id\":\"%s\",\"devices\":%u,"
-           "\"grids\":%u,\"households\":%u,\"rentals\":%u,",
+           "\"grids\":%u,\"households\":%u,\"rentals\":%u,\"organisations\":%u,",
            (unsigned long long) g->gen.seed, g->gen.district, g->sim.run_id, g->devices,
-           gs_gen_grid_count(gen), gs_gen_household_count(gen), gs_gen_rental_count(gen));
+           gs_gen_grid_count(gen), gs_gen_household_count(gen), gs_gen_rental_count(gen),
+           gs_gen_org_count(gen));
     printf("\"uploads\":%llu,\"records_sent\":%llu,\"persons_sent\":%llu,"
            "\"elapsed_s\":%.3f,\"records_per_s\":%.1f,\"persons_per_s\":%.1f,",
            (unsigned long long) t->uploads, (unsigned long long) t->records,
@@ -613,11 +621,13 @@ s_print_human(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64
               uint64_t transport, int interrupted)
 {
     char a[32], b[32], c[32], d[32], e[32];
-    printf("gridsim: seed %llu, district %s: %s grids, %s households, %s rental units\n",
+    printf("gridsim: seed %llu, district %s: %s grids, %s households, %s rental units, "
+           "%s organisations\n",
            (unsigned long long) g->gen.seed, g->gen.district,
            s_count(gs_gen_grid_count(gen), a, sizeof a),
            s_count(gs_gen_household_count(gen), b, sizeof b),
-           s_count(gs_gen_rental_count(gen), c, sizeof c));
+           s_count(gs_gen_rental_count(gen), c, sizeof c),
+           s_count(gs_gen_org_count(gen), d, sizeof d));
     printf("  devices          %u at a time, upload ids %s-<grid>-<n>\n", g->devices,
            g->sim.run_id);
     printf("  uploads          %s acked (%s retransmitted, %s after a lost ack)\n",
@@ -657,6 +667,7 @@ main(int argc, char **argv)
     memset(&g, 0, sizeof g);
     gs_gen_opts_init(&g.gen);
     gs_sim_opts_init(&g.sim);
+    g.sim.organisations = 1;   /* the fleet collects organisations too */
     g.sim.seed = g.gen.seed;
     g.devices = 8;
     g.timeout_ms = 3000;
@@ -697,13 +708,14 @@ main(int argc, char **argv)
         g.gen.grids = (uint32_t) fmax(1, round(g.gen.grids * g.scale));
         g.gen.households = (uint32_t) round(g.gen.households * g.scale);
         g.gen.rental_buildings = (uint32_t) round(g.gen.rental_buildings * g.scale);
+        g.gen.organisations = (uint32_t) round(g.gen.organisations * g.scale);
     }
     if (g.gen.streets > g.gen.grids)
         g.gen.streets = g.gen.grids;
     gs_gen_t *gen = gs_gen_new(&g.gen);
     if (!gen) {
         fprintf(stderr, "gridsim: cannot lay out the district (check --district, --grids, "
-                "--households, --rental-buildings)\n");
+                "--households, --rental-buildings, --organisations)\n");
         return 2;
     }
 
@@ -726,7 +738,8 @@ main(int argc, char **argv)
     run.bar = !g.quiet && isatty(STDERR_FILENO);
     pthread_mutex_init(&run.lock, NULL);
     pthread_cond_init(&run.done, NULL);
-    uint64_t total = (uint64_t) gs_gen_household_count(gen) + gs_gen_rental_count(gen);
+    uint64_t total = (uint64_t) gs_gen_household_count(gen) + gs_gen_rental_count(gen) +
+                     gs_gen_org_count(gen);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -118,11 +118,18 @@ s_persons(Gridsync__V1__Record *rec, Gridsync__V1__Person **out, size_t max)
         for (size_t i = 0; i < r->n_leases && n < max; i++)
             if (r->leases[i]->tenant)
                 out[n++] = r->leases[i]->tenant;
+    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION) {
+        Gridsync__V1__OrganisationUnit *o = rec->organisation;
+        if (o->legal_representative && n < max)
+            out[n++] = o->legal_representative;
+        for (size_t i = 0; i < o->n_employees && n < max; i++)
+            out[n++] = o->employees[i];
     }
     return n;
 }
 
-/* Household members plus tenants: the people a district counts. */
+/* Household members plus tenants: the people a district counts (an
+ * organisation's employees are counted where they live). */
 static uint32_t
 s_people(const Gridsync__V1__Record *rec)
 {
@@ -159,6 +166,9 @@ s_has_natkey(const Gridsync__V1__Record *rec)
     } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL) {
         code = rec->rental->address_code;
         room = rec->rental->room;
+    } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION) {
+        code = rec->organisation->address_code;
+        room = rec->organisation->room;
     }
     return (code && *code) || (room && room->room && *room->room);
 }
@@ -166,15 +176,21 @@ s_has_natkey(const Gridsync__V1__Record *rec)
 static char **
 s_id_slot(Gridsync__V1__Record *rec)
 {
-    return rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD ? &rec->household->household_id
-                                                                 : &rec->rental->house_id;
+    switch (rec->body_case) {
+    case GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD: return &rec->household->household_id;
+    case GRIDSYNC__V1__RECORD__BODY_ORGANISATION: return &rec->organisation->org_id;
+    default: return &rec->rental->house_id;
+    }
 }
 
 static char **
 s_address_slot(Gridsync__V1__Record *rec)
 {
-    return rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD ? &rec->household->address
-                                                                 : &rec->rental->address;
+    switch (rec->body_case) {
+    case GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD: return &rec->household->address;
+    case GRIDSYNC__V1__RECORD__BODY_ORGANISATION: return &rec->organisation->address;
+    default: return &rec->rental->address;
+    }
 }
 
 /* A private copy of the record's metadata: the generator's strings may be
@@ -182,8 +198,10 @@ s_address_slot(Gridsync__V1__Record *rec)
 static Gridsync__V1__RecordMeta *
 s_meta_own(gs_arena_t *a, Gridsync__V1__Record *rec)
 {
-    Gridsync__V1__RecordMeta **slot = rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD
-                                          ? &rec->household->meta : &rec->rental->meta;
+    Gridsync__V1__RecordMeta **slot =
+        rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD      ? &rec->household->meta
+        : rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION ? &rec->organisation->meta
+                                                                    : &rec->rental->meta;
     Gridsync__V1__RecordMeta *m = gs_arena_alloc(a, sizeof *m);
     if (!m)
         return NULL;
@@ -221,6 +239,22 @@ s_corrupt_id(gs_arena_t *a, Gridsync__V1__Person *p)
     size_t k = at && id[17] ? (size_t) (at - alphabet) : 0;
     id[17] = alphabet[(k + 1) % 11];
     p->id_number = id;
+    return 0;
+}
+
+/* Corrupt the check character of an organisation's USCC: the next
+ * character of the alphabet fails GB 32100 and nothing else. */
+static int
+s_corrupt_uscc(gs_arena_t *a, Gridsync__V1__OrganisationUnit *o)
+{
+    static const char alphabet[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    char *u = gs_arena_strdup(a, o->uscc);
+    if (!u)
+        return -1;
+    const char *at = strchr(alphabet, u[17]);
+    size_t k = at && u[17] ? (size_t) (at - alphabet) : 0;
+    u[17] = alphabet[(k + 1) % (sizeof alphabet - 1)];
+    o->uscc = u;
     return 0;
 }
 
@@ -298,11 +332,34 @@ s_expect(gs_sim_expect_t *e, int status, int reason, uint64_t version, const cha
     e->noise = noise;
 }
 
-/* Record j of the grid: households first, then rental units. */
+/* The index ranges of one grid's records. */
+typedef struct s_ranges {
+    uint32_t hf, hn;                /* households */
+    uint32_t rf, rn;                /* rental units */
+    uint32_t of, on;                /* organisations (on = 0 when left out) */
+} s_ranges_t;
+
+/* Record j of the grid: households first, then rental units, then
+ * organisations. */
 static Gridsync__V1__Record *
-s_gen(const gs_gen_t *gen, uint32_t hf, uint32_t hn, uint32_t rf, uint32_t j, gs_arena_t *a)
+s_gen(const gs_gen_t *gen, const s_ranges_t *g, uint32_t j, gs_arena_t *a)
 {
-    return j < hn ? gs_gen_household(gen, hf + j, a) : gs_gen_rental(gen, rf + (j - hn), a);
+    if (j < g->hn)
+        return gs_gen_household(gen, g->hf + j, a);
+    if (j < g->hn + g->rn)
+        return gs_gen_rental(gen, g->rf + (j - g->hn), a);
+    return gs_gen_org(gen, g->of + (j - g->hn - g->rn), a);
+}
+
+/* The noise draw of record j: keyed by kind and index in the district. */
+static uint32_t
+s_draw_record(uint64_t seed, const s_ranges_t *g, uint32_t j)
+{
+    if (j < g->hn)
+        return s_draw(seed, 'H', g->hf + j);
+    if (j < g->hn + g->rn)
+        return s_draw(seed, 'R', g->rf + (j - g->hn));
+    return s_draw(seed, 'O', g->of + (j - g->hn - g->rn));
 }
 
 int
@@ -323,10 +380,12 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
     if (gs_sim_opts_check(o, msg, sizeof msg) || grid >= gs_gen_grid_count(gen))
         return -1;
     const char *code = gs_gen_grid_code(gen, grid);
-    uint32_t hf, hn, rf, rn;
-    gs_gen_grid_households(gen, grid, &hf, &hn);
-    gs_gen_grid_rentals(gen, grid, &rf, &rn);
-    uint32_t total = hn + rn;
+    s_ranges_t rg = { 0 };
+    gs_gen_grid_households(gen, grid, &rg.hf, &rg.hn);
+    gs_gen_grid_rentals(gen, grid, &rg.rf, &rg.rn);
+    if (o->organisations)
+        gs_gen_grid_orgs(gen, grid, &rg.of, &rg.on);
+    uint32_t total = rg.hn + rg.rn + rg.on;
     uint32_t inv = s_bp(o->invalid_pct), rec = s_bp(o->recollect_pct);
     uint32_t nid = s_bp(o->new_id_pct), con = s_bp(o->conflict_pct);
 
@@ -344,24 +403,31 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
 
     /* 1. the offline burst: every record once */
     for (uint32_t j = 0; j < total; j++) {
-        Gridsync__V1__Record *r = s_gen(gen, hf, hn, rf, j, a);
+        Gridsync__V1__Record *r = s_gen(gen, &rg, j, a);
         if (!r)
             return -1;
-        uint32_t d = j < hn ? s_draw(o->seed, 'H', hf + j)
-                            : s_draw(o->seed, 'R', rf + (j - hn));
+        uint32_t d = s_draw_record(o->seed, &rg, j);
         int kind = d < inv ? GS_SIM_INVALID
                    : d < inv + rec ? GS_SIM_RECOLLECT
                    : d < inv + rec + nid ? GS_SIM_NEW_ID
                    : d < inv + rec + nid + con ? GS_SIM_CONFLICT : GS_SIM_FRESH;
-        Gridsync__V1__Person *victim = kind == GS_SIM_INVALID ? s_first_resident(r) : NULL;
-        if ((kind == GS_SIM_INVALID && !victim) || (kind == GS_SIM_NEW_ID && !s_has_natkey(r)))
+        /* an organisation with a USCC gets a wrong USCC, anyone else a wrong ID */
+        Gridsync__V1__OrganisationUnit *org =
+            r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && r->organisation->uscc &&
+                    *r->organisation->uscc ? r->organisation : NULL;
+        Gridsync__V1__Person *victim =
+            kind == GS_SIM_INVALID && !org ? s_first_resident(r) : NULL;
+        if ((kind == GS_SIM_INVALID && !victim && !org) ||
+            (kind == GS_SIM_NEW_ID && !s_has_natkey(r)))
             kind = GS_SIM_FRESH; /* this record cannot carry that noise */
         noise[j] = (uint8_t) kind;
         const char *id = *s_id_slot(r);
         if (kind == GS_SIM_INVALID) {
-            if (s_corrupt_id(a, victim))
+            if (org ? s_corrupt_uscc(a, org) : s_corrupt_id(a, victim))
                 return -1;
-            s_expect(&exps[j], REJECTED, GRIDSYNC__V1__REASON__REASON_ID_CHECK, 0, id, 0, kind);
+            s_expect(&exps[j], REJECTED,
+                     org ? GRIDSYNC__V1__REASON__REASON_USCC_CHECK
+                         : GRIDSYNC__V1__REASON__REASON_ID_CHECK, 0, id, 0, kind);
         } else {
             s_expect(&exps[j], ACCEPTED, 0, 1, id, 1, kind);
         }
@@ -380,7 +446,7 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
     for (uint32_t j = 0; j < total; j++) {
         if (noise[j] == GS_SIM_FRESH)
             continue;
-        Gridsync__V1__Record *r = s_gen(gen, hf, hn, rf, j, a);
+        Gridsync__V1__Record *r = s_gen(gen, &rg, j, a);
         if (!r)
             return -1;
         const char *id = *s_id_slot(r);
@@ -431,7 +497,7 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
     for (uint32_t j = 0; j < total; j++) {
         if (noise[j] != GS_SIM_CONFLICT)
             continue;
-        Gridsync__V1__Record *r = s_gen(gen, hf, hn, rf, j, a);
+        Gridsync__V1__Record *r = s_gen(gen, &rg, j, a);
         Gridsync__V1__RecordMeta *m = r ? s_meta_own(a, r) : NULL;
         if (!m)
             return -1;

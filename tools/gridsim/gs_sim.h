@@ -10,7 +10,8 @@
  * working day, as a list of uploads in the order they must be sent (each
  * one only after the previous one was acked):
  *   1. the offline burst: every record of the grid, in batches; records
- *      picked as "invalid" carry a corrupted ID check character;
+ *      picked as "invalid" carry a corrupted ID check character (an
+ *      organisation with a USCC: a corrupted USCC check character);
  *   2. the follow-up visit, same device: corrected invalid records,
  *      identical re-collections (same content, new upload), the same place
  *      under a new record id, and one side of each conflicting edit (based
@@ -42,7 +43,8 @@
 /* Record-level noise: what the device does with one record. */
 enum {
     GS_SIM_FRESH = 0,           /* uploaded once, accepted as version 1 */
-    GS_SIM_INVALID,             /* first with a bad ID check character, then corrected */
+    GS_SIM_INVALID,             /* first with a bad ID (or USCC) check character, then
+                                 * corrected */
     GS_SIM_RECOLLECT,           /* re-collected unchanged: UNCHANGED */
     GS_SIM_NEW_ID,              /* same place under a new id: MERGED into the first */
     GS_SIM_CONFLICT,            /* two devices edit version 1: ACCEPTED then CONFLICT */
@@ -68,6 +70,10 @@ typedef struct gs_sim_opts {
     double recollect_pct;       /* records re-collected unchanged (default 5) */
     double new_id_pct;          /* records collected again under a new id (default 2) */
     double conflict_pct;        /* records edited by two devices (default 1) */
+    int organisations;          /* also the grid's organisations, after its households
+                                 * and rental units (default 0: the benchmark's
+                                 * PostgreSQL peer does not store them yet; gridsim
+                                 * sets it) */
 } gs_sim_opts_t;
 
 /* Fill o with the defaults above. */

@@ -357,6 +357,7 @@ gs_render_kind_name(int kind)
     switch (kind) {
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD: return "household";
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL: return "rental";
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION: return "organisation";
     default: return NULL;
     }
 }
@@ -380,6 +381,8 @@ gs_render_record_body(const Gridsync__V1__Record *r)
         return &r->household->base;
     if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && r->rental)
         return &r->rental->base;
+    if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && r->organisation)
+        return &r->organisation->base;
     return NULL;
 }
 

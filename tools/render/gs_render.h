@@ -85,14 +85,14 @@ void gs_json_event(gs_json_t *j, const Gridsync__V1__ChangeEvent *ev, int reveal
  * a stream writer's stream has an error; 0 otherwise. */
 int gs_json_failed(const gs_json_t *j);
 
-/* "household" or "rental"; NULL for any other kind. */
+/* "household", "rental" or "organisation"; NULL for any other kind. */
 const char *gs_render_kind_name(int kind);
 
 /* "upsert", "void", "move_out" or "move_in"; NULL for any other op. */
 const char *gs_render_op_name(int op);
 
-/* The household or rental unit of a record (what "record" holds in an
- * event's JSON), or NULL when r is NULL or holds neither. */
+/* The household, rental unit or organisation of a record (what "record"
+ * holds in an event's JSON), or NULL when r is NULL or holds none. */
 const ProtobufCMessage *gs_render_record_body(const Gridsync__V1__Record *r);
 
 #endif
