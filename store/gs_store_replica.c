@@ -527,7 +527,8 @@ s_output(gs_store_t *st, const gs_log_t *log, gs_apply_out_t *out)
     if (!blk)
         return GS_ENOMEM;
     uint8_t *bytes = blk + eb;
-    memcpy(bytes, st->out.data, st->out.len);
+    if (st->out.len)    /* nothing written: the buffer may not exist yet */
+        memcpy(bytes, st->out.data, st->out.len);
     /* gs_apply_out_clear frees uploads: the block hangs there */
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = 0;

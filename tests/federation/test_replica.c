@@ -806,6 +806,13 @@ test_union_of_two_districts(void **state)
                                   "gridsync_replica_applied_total{origin=\"" A1 "\"}");
     assert_true(applied == (double) want[0]);
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+    /* each district and the city agree digest for digest under its area */
+    for (int i = 0; i < 2; i++) {
+        char args[400];
+        snprintf(args, sizeof args, "compare --prefix %s %s %s", e->d[i].area, e->d[i].store,
+                 e->r.store);
+        assert_int_equal(gs_tk_gridctl(e->r.store, args), 0);
+    }
     /* health lists the origins the store follows */
     char *h = s_ctl(e->r.store, "health", "--json");
     assert_non_null(strstr(h, "\"area\":\"" A1 "\",\"followed\":\"" A1 "\",\"state\":\"running\""));

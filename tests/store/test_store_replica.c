@@ -218,6 +218,19 @@ s_records(gs_store_t *st, const char *prefix, s_recs_t *r)
     assert_int_equal(gs_store_records(st, prefix, s_rec_line, r), 0);
 }
 
+/* The digest node of prefix in st. */
+static gs_digest_node_t
+s_digest(gs_store_t *st, const char *prefix)
+{
+    gs_digest_query_t q = { .prefix = prefix };
+    gs_digest_result_t r;
+    int rc = gs_store_digest(st, &q, &r);
+    if (rc)
+        fail_msg("digest of '%s': %s (%s)", prefix, gs_store_strerror(rc), gs_store_errdetail());
+    free(r.next_cursor);
+    return r.node;
+}
+
 static void
 s_same_records(gs_store_t *district, gs_store_t *replica, const char *area)
 {
@@ -227,6 +240,19 @@ s_same_records(gs_store_t *district, gs_store_t *replica, const char *area)
     assert_int_equal(a.n, b.n);
     for (size_t i = 0; i < a.n; i++)
         assert_string_equal(a.line[i], b.line[i]);
+    /* and so the digests agree, at the origin's area and in each cell */
+    gs_digest_node_t d = s_digest(district, area), r = s_digest(replica, area);
+    assert_int_equal(d.count, r.count);
+    assert_memory_equal(d.digest, r.digest, GS_DIGEST_LEN);
+    for (size_t i = 0; i < a.n; i++) {
+        char cell[GS_GRID_LEN + 1];
+        memcpy(cell, a.line[i], GS_GRID_LEN);
+        cell[GS_GRID_LEN] = 0;
+        d = s_digest(district, cell);
+        r = s_digest(replica, cell);
+        assert_int_equal(d.count, r.count);
+        assert_memory_equal(d.digest, r.digest, GS_DIGEST_LEN);
+    }
 }
 
 typedef struct {
