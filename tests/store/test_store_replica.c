@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "gs_store.h"
@@ -680,6 +681,44 @@ test_narrower_followed_prefix(void **state)
     free(all);
 }
 
+/* The key provisioned as federation.md says: one secret.key copied into
+ * each store directory before its first open makes person keys comparable
+ * between a district and the city; stores that made their own are not. */
+static void
+test_shared_person_key(void **state)
+{
+    uint8_t key[32];
+    for (int i = 0; i < 32; i++)
+        key[i] = (uint8_t) (7 * i + 1);
+    char *dirs[2];
+    gs_store_t *st[2];
+    for (int i = 0; i < 2; i++) {
+        dirs[i] = st_tmpdir();
+        assert_int_equal(mkdir(dirs[i], 0700), 0);     /* the operator provisions it */
+        char path[300];
+        snprintf(path, sizeof path, "%s/secret.key", dirs[i]);
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(key, 1, sizeof key, f), sizeof key);
+        fclose(f);
+        st[i] = st_open(dirs[i], NULL);
+    }
+    char id[19];
+    st_idnum(777, id);
+    uint8_t a[16], b[16], own[16];
+    assert_int_equal(gs_store_person_key(st[0], id, a), 0);
+    assert_int_equal(gs_store_person_key(st[1], id, b), 0);
+    assert_memory_equal(a, b, 16);
+    s_fix_t *f = *state;
+    assert_int_equal(gs_store_person_key(f->r, id, own), 0);
+    assert_memory_not_equal(a, own, 16);
+    for (int i = 0; i < 2; i++) {
+        gs_store_destroy(&st[i]);
+        st_rmdir(dirs[i]);
+        free(dirs[i]);
+    }
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -710,6 +749,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_rebaseline_new_lineage, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_narrower_followed_prefix, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_shared_person_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
