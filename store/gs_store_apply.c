@@ -459,10 +459,11 @@ s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
 
 int
 gs_prepare_packed(gs_store_t *self, ProtobufCAllocator *alloc, const uint8_t *data,
-                  size_t len, gs_prepared_t *p)
+                  size_t len, const Gridsync__V1__Record *rec, gs_prepared_t *p)
 {
     memset(p, 0, sizeof *p);
-    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(alloc, len, data);
+    if (!rec)
+        rec = gridsync__v1__record__unpack(alloc, len, data);
     if (!rec || gs_content_hash_packed(data, len, p->hash)) {
         gs_verdict_set(&p->verdict, GRIDSYNC__V1__REASON__REASON_MALFORMED,
                        "record does not decode");

@@ -75,10 +75,12 @@ int gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *
  * natural key and person refs as gs_store_prepare computes them (HMACs
  * with this store's key), the bytes themselves (not packed again) and their
  * content hash. No validation and no normalisation: the bytes are stored
- * as they are. Memory from alloc. Returns 0 (p->ready says whether the view
- * is usable; a record without a kind, grid or id, or bytes that do not
- * decode, leave it 0 with the verdict set), or GS_ENOMEM. */
+ * as they are. rec is those bytes already unpacked (the record of an
+ * unpacked ChangeEvent), or NULL to unpack them here. Memory from alloc.
+ * Returns 0 (p->ready says whether the view is usable; a record without a
+ * kind, grid or id, or bytes that do not decode, leave it 0 with the
+ * verdict set), or GS_ENOMEM. */
 int gs_prepare_packed(gs_store_t *self, ProtobufCAllocator *alloc, const uint8_t *data,
-                      size_t len, gs_prepared_t *p);
+                      size_t len, const Gridsync__V1__Record *rec, gs_prepared_t *p);
 
 #endif

@@ -334,7 +334,9 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
         return s_refuse(r, GS_REPL_DECODE, "MOVE_IN event seq %" PRIu64 " has no previous "
                         "grid inside origin %s", hseq, r->area);
     gs_prepared_t pp;
-    int rc = gs_prepare_packed(st, alloc, f.record, f.record_len, &pp);
+    /* the record as the event's unpacking already built it (f.record are
+     * its bytes, which are stored) */
+    int rc = gs_prepare_packed(st, alloc, f.record, f.record_len, ev->record, &pp);
     if (rc)
         return gs_txn_fail(r->t, rc, "prepare replicated record");
     if (!pp.ready)
@@ -647,7 +649,7 @@ s_rebase_attempt(gs_txn_t *t, void *arg)
         if ((rc = gs_rec_data(st, t->txn, &cur.hdr, &data, &len)))
             return gs_txn_fail(t, rc, "stored record");
         gs_prepared_t pp;
-        if ((rc = gs_prepare_packed(st, alloc, data, len, &pp)))
+        if ((rc = gs_prepare_packed(st, alloc, data, len, NULL, &pp)))
             return gs_txn_fail(t, rc, "prepare stored record");
         if (!pp.ready)
             return gs_txn_fail(t, MDB_CORRUPTED, "stored record");
