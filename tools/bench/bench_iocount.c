@@ -62,6 +62,9 @@ s_wrote(int fd, ssize_t rc, size_t asked)
         return;
     __atomic_add_fetch(&s_c->write_calls, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s_c->write_bytes, asked, __ATOMIC_RELAXED);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1 && (fl & (O_DSYNC | O_SYNC)))
+        __atomic_add_fetch(&s_c->sync_writes, 1, __ATOMIC_RELAXED);
 }
 
 static size_t

@@ -15,7 +15,11 @@
  * Counted: bytes passed to write, pwrite, pwrite64, writev, pwritev,
  * pwritev64 and pwritev2 on descriptors above 2 that refer to regular
  * files (the store's files; not sockets, pipes or the log on stderr), and
- * every fdatasync, fsync (regular files) and msync call.
+ * every fdatasync, fsync (regular files) and msync call. A write on a
+ * descriptor opened with O_DSYNC or O_SYNC is a flush of its own (LMDB
+ * writes its meta page that way after the fdatasync of the data pages), so
+ * it is counted in sync_writes too: flushes = fdatasyncs + fsyncs + msyncs
+ * + sync_writes.
  */
 #ifndef BENCH_IOCOUNT_H
 #define BENCH_IOCOUNT_H
@@ -32,6 +36,7 @@ typedef struct gs_bench_iocount {
     uint64_t fdatasyncs;            /* fdatasync calls */
     uint64_t fsyncs;                /* fsync calls on regular files */
     uint64_t msyncs;                /* msync calls */
+    uint64_t sync_writes;           /* write calls on descriptors opened O_DSYNC or O_SYNC */
 } gs_bench_iocount_t;
 
 /* Read the counters from FILE into c. 0, or -1 when the file cannot be

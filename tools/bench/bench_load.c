@@ -516,7 +516,7 @@ main(int argc, char **argv)
     }
     if (have_io) {
         uint64_t flushes = (io1.fdatasyncs - io0.fdatasyncs) + (io1.fsyncs - io0.fsyncs) +
-                           (io1.msyncs - io0.msyncs);
+                           (io1.msyncs - io0.msyncs) + (io1.sync_writes - io0.sync_writes);
         gs_bench_kv("load", "write_calls", "%llu",
                     (unsigned long long) (io1.write_calls - io0.write_calls));
         gs_bench_kv("load", "write_bytes", "%llu",
@@ -528,6 +528,8 @@ main(int argc, char **argv)
                     (unsigned long long) (io1.fdatasyncs - io0.fdatasyncs));
         gs_bench_kv("load", "fsyncs", "%llu", (unsigned long long) (io1.fsyncs - io0.fsyncs));
         gs_bench_kv("load", "msyncs", "%llu", (unsigned long long) (io1.msyncs - io0.msyncs));
+        gs_bench_kv("load", "sync_writes", "%llu",
+                    (unsigned long long) (io1.sync_writes - io0.sync_writes));
     }
     gs_bench_kv("load", "expectation_errors", "%llu", (unsigned long long) run.errors);
     gs_bench_kv("load", "unanswered", "%zu", run.n_msgs - answered);

@@ -50,8 +50,9 @@
  * commit order (a reader polling "seq > N" can miss a row that commits
  * late), which gridsync's log guarantees.
  *
- * Output: "pg.*" key=value lines: records/s, persons/s, result counts,
- * expectation errors. Exit 1 if any answer differed from the expected one.
+ * Output: "pg.*" key=value lines: the server's durability settings,
+ * records/s, persons/s, result counts, WAL bytes per record (the server's
+ * WAL position before and after the run), expectation errors. Exit 1 if any answer differed from the expected one.
  *
  * Usage: bench_pg --conninfo STR [--connections N] [--txn-records N]
  *                 [--scale F] [--district CODE] [--run-id ID] [--seed N]
@@ -843,6 +844,16 @@ s_show(PGconn *c, const char *name)
     PQclear(r);
 }
 
+/* The server's WAL position in bytes, or -1. */
+static double
+s_wal_bytes(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT pg_current_wal_lsn() - '0/0'");
+    double v = PQresultStatus(r) == PGRES_TUPLES_OK ? strtod(PQgetvalue(r, 0, 0), NULL) : -1;
+    PQclear(r);
+    return v;
+}
+
 static void
 s_usage(void)
 {
@@ -943,7 +954,8 @@ main(int argc, char **argv)
     s_show(c, "fsync");
     s_show(c, "full_page_writes");
     s_show(c, "wal_level");
-    PQfinish(c);
+    s_show(c, "wal_compression");
+    s_show(c, "shared_buffers");
 
     s_run_t run;
     memset(&run, 0, sizeof run);
@@ -968,12 +980,15 @@ main(int argc, char **argv)
         }
         PQclear(r);
     }
+    double wal0 = s_wal_bytes(c);
     int64_t t0 = gs_bench_now_us();
     for (uint32_t i = 0; i < connections; i++)
         pthread_create(&ws[i].tid, NULL, s_worker_main, &ws[i]);
     for (uint32_t i = 0; i < connections; i++)
         pthread_join(ws[i].tid, NULL);
     double secs = (double) (gs_bench_now_us() - t0) / 1e6;
+    double wal = s_wal_bytes(c) - wal0;
+    PQfinish(c);
 
     uint64_t records = 0, persons = 0, uploads = 0, txns = 0, replayed = 0, res[6] = { 0 };
     for (uint32_t i = 0; i < connections; i++) {
@@ -1002,6 +1017,8 @@ main(int argc, char **argv)
     gs_bench_kv("pg", "seconds", "%.3f", secs);
     gs_bench_kv("pg", "records_per_s", "%.1f", secs > 0 ? (double) records / secs : 0);
     gs_bench_kv("pg", "persons_per_s", "%.1f", secs > 0 ? (double) persons / secs : 0);
+    if (wal0 >= 0 && records)
+        gs_bench_kv("pg", "wal_bytes_per_record", "%.1f", wal / (double) records);
     gs_bench_kv("pg", "accepted", "%llu", (unsigned long long) res[1]);
     gs_bench_kv("pg", "unchanged", "%llu", (unsigned long long) res[2]);
     gs_bench_kv("pg", "merged", "%llu", (unsigned long long) res[3]);
