@@ -135,7 +135,7 @@ static const Oid s_types[S_NPARAMS] = {
     "DECLARE\n" \
     "  nu int := coalesce(array_length(u_device, 1), 0);\n" \
     "  n int := coalesce(array_length(p_id, 1), 0);\n" \
-    "  v_from int[]; v_fresh bigint[]; v_fseq bigint[];\n" \
+    "  v_from int[]; v_fresh bigint[]; v_fseq bigint[]; v_iseq bigint[];\n" \
     "  v_kind text; v_id text; v_grid text; v_base bigint; v_st int; v_nk bytea;\n" \
     "  v_canon text; v_cgrid text; v_merged boolean; v_found boolean; v_other text;\n" \
     "  c_version bigint; c_status int; c_hash bytea; c_refs bytea;\n" \
@@ -155,41 +155,46 @@ static const Oid s_types[S_NPARAMS] = {
     "    LEFT JOIN idem i ON i.device_id = x.d AND i.upload_id = x.u;\n" \
     "  -- Plainly new records (valid, base 0, id and natural key named once in\n" \
     "  -- the batch, id not an alias) in one insert; the unique indexes turn\n" \
-    "  -- away a known id or natural key, which go record by record below.\n" \
+    "  -- away a known id or natural key, which go record by record below. One\n" \
+    "  -- pass over the rows and no join between the statement's parts, so that\n" \
+    "  -- the generic plan (row estimates of 1) stays linear.\n" \
     "  WITH x AS (SELECT t.*, count(*) OVER (PARTITION BY t.k, t.id) AS n_id,\n" \
     "               count(t.nk) OVER (PARTITION BY t.nk) AS n_nk\n" \
-    "        FROM unnest(p_u, p_kind, p_id, p_natkey, p_reason, p_base)\n" \
-    "          WITH ORDINALITY AS t(u, k, id, nk, r, b, o)\n" \
+    "        FROM unnest(p_u, p_kind, p_id, p_grid, p_reason, p_base, p_status, p_hash,\n" \
+    "                    p_natkey, p_refs, p_people, p_data)\n" \
+    "          WITH ORDINALITY AS t(u, k, id, g, r, b, st, h, nk, rf, pe, d, o)\n" \
     "       WHERE v_from[t.u] = 0),\n" \
-    "    c AS (SELECT x.o FROM x WHERE x.r = 0 AND x.b = 0 AND x.n_id = 1\n" \
-    "            AND (x.nk IS NULL OR x.n_nk = 1)\n" \
-    "            AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.kind = x.k\n" \
-    "                              AND a.record_id = x.id)),\n" \
-    "    f AS (SELECT t.*, nextval('change_seq') AS seq\n" \
-    "        FROM unnest(p_u, p_kind, p_id, p_grid, p_status, p_hash, p_natkey, p_refs,\n" \
-    "                    p_people, p_data) WITH ORDINALITY AS t(u, k, id, g, st, h, nk, rf, pe, d, o)\n" \
-    "       WHERE t.o IN (SELECT c.o FROM c)),\n" \
+    "    f AS (SELECT x.o, x.u, x.k, x.id, x.g, x.st, x.h, x.nk, x.rf, x.pe, x.d,\n" \
+    "            nextval('change_seq') AS seq FROM x\n" \
+    "           WHERE x.r = 0 AND x.b = 0 AND x.n_id = 1 AND (x.nk IS NULL OR x.n_nk = 1)\n" \
+    "             AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.kind = x.k\n" \
+    "                               AND a.record_id = x.id)),\n" \
     "    ins AS (INSERT INTO records SELECT f.k, f.id, f.g, 1, f.seq, p_now, u_device[f.u],\n" \
     "              f.st, f.h, f.nk, f.rf, f.pe, f.d FROM f ORDER BY f.o\n" \
-    "            ON CONFLICT DO NOTHING RETURNING kind, record_id),\n" \
-    "    fi AS (SELECT f.* FROM f JOIN ins ON ins.kind = f.k AND ins.record_id = f.id),\n" \
-    "    p AS (INSERT INTO persons SELECT fi.g, substring(fi.rf from j * 17 + 1 for 16), fi.k,\n" \
-    "            fi.id, get_byte(fi.rf, j * 17 + 16)\n" \
-    "            FROM fi, generate_series(0, length(fi.rf) / 17 - 1) j WHERE fi.st = 0)\n" \
-    "  SELECT array_agg(fi.o ORDER BY fi.o), array_agg(fi.seq ORDER BY fi.o)\n" \
-    "    INTO v_fresh, v_fseq FROM fi;\n" \
+    "            ON CONFLICT DO NOTHING RETURNING grid, kind, record_id, status, refs, seq),\n" \
+    "    p AS (INSERT INTO persons SELECT ins.grid, substring(ins.refs from j * 17 + 1 for 16),\n" \
+    "            ins.kind, ins.record_id, get_byte(ins.refs, j * 17 + 16)\n" \
+    "            FROM ins, generate_series(0, length(ins.refs) / 17 - 1) j WHERE ins.status = 0)\n" \
+    "  SELECT (SELECT array_agg(f.o ORDER BY f.seq) FROM f),\n" \
+    "         (SELECT array_agg(f.seq ORDER BY f.seq) FROM f),\n" \
+    "         (SELECT array_agg(ins.seq ORDER BY ins.seq) FROM ins)\n" \
+    "    INTO v_fresh, v_fseq, v_iseq;\n" \
+    "  -- the candidates the insert took (both lists in seq order)\n" \
     "  IF v_fresh IS NOT NULL THEN\n" \
+    "    g := 1; f := coalesce(array_length(v_iseq, 1), 0);\n" \
     "    FOR j IN 1..array_length(v_fresh, 1) LOOP\n" \
-    "      r_status[v_fresh[j]] := 1; r_version[v_fresh[j]] := 1; r_seq[v_fresh[j]] := v_fseq[j];\n" \
+    "      IF g <= f AND v_iseq[g] = v_fseq[j] THEN\n" \
+    "        r_status[v_fresh[j]] := 1; r_version[v_fresh[j]] := 1;\n" \
+    "        r_seq[v_fresh[j]] := v_fseq[j]; g := g + 1;\n" \
+    "      END IF;\n" \
     "    END LOOP;\n" \
     "  END IF;\n" \
-    "  -- Everything else, record by record, in upload order (a loop over a query,\n" \
+"  -- Everything else, record by record, in upload order (a loop over a query,\n" \
     "  -- not over subscripts: subscripting an array of text is linear in PL/pgSQL).\n" \
     "  FOR rw IN SELECT t.* FROM unnest(p_u, p_kind, p_id, p_grid, p_reason, p_base, p_status,\n" \
     "        p_hash, p_natkey, p_refs, p_people, p_data)\n" \
     "        WITH ORDINALITY AS t(u, k, id, g, r, b, st, h, nk, rf, pe, d, o)\n" \
-    "      LEFT JOIN unnest(v_fresh) AS fr(o) ON fr.o = t.o\n" \
-    "     WHERE fr.o IS NULL AND v_from[t.u] = 0 ORDER BY t.o LOOP\n" \
+    "     WHERE r_status[t.o] = 0 AND v_from[t.u] = 0 ORDER BY t.o LOOP\n" \
     "    i := rw.o; v_kind := rw.k; v_id := rw.id; v_grid := rw.g;\n" \
     "    IF rw.r <> 0 THEN\n" \
     "      r_status[i] := 5; r_reason[i] := rw.r; CONTINUE;\n" \
@@ -271,15 +276,14 @@ static const Oid s_types[S_NPARAMS] = {
     "        ON CONFLICT (kind, record_id) DO UPDATE SET canon = EXCLUDED.canon;\n" \
     "    END IF;\n" \
     "  END LOOP;\n" \
-    "  -- The answers of the uploads applied here, one row each.\n" \
-    "  INSERT INTO idem SELECT u_device[k], u_upload[k], p_now,\n" \
-    "      r_status[u_first[k]:u_first[k] + u_n[k] - 1],\n" \
-    "      r_reason[u_first[k]:u_first[k] + u_n[k] - 1],\n" \
-    "      r_version[u_first[k]:u_first[k] + u_n[k] - 1],\n" \
-    "      r_key[u_first[k]:u_first[k] + u_n[k] - 1],\n" \
-    "      r_seq[u_first[k]:u_first[k] + u_n[k] - 1]\n" \
-    "    FROM generate_series(1, nu) k WHERE v_from[k] = 0;\n" \
-    "  -- Replays get the answers given before.\n" \
+    "  -- The answers of the uploads applied here, one row each, in one pass.\n" \
+    "  INSERT INTO idem SELECT u_device[t.u], u_upload[t.u], p_now,\n" \
+    "      array_agg(t.s ORDER BY t.o), array_agg(t.r ORDER BY t.o),\n" \
+    "      array_agg(t.v ORDER BY t.o), array_agg(t.k ORDER BY t.o), array_agg(t.q ORDER BY t.o)\n" \
+    "    FROM unnest(p_u, r_status, r_reason, r_version, r_key, r_seq)\n" \
+    "      WITH ORDINALITY AS t(u, s, r, v, k, q, o)\n" \
+    "   WHERE v_from[t.u] = 0 GROUP BY t.u;\n" \
+"  -- Replays get the answers given before.\n" \
     "  FOR k IN 1..nu LOOP\n" \
     "    CONTINUE WHEN v_from[k] = 0;\n" \
     "    r_replayed[k] := true; f := u_first[k];\n" \
@@ -956,6 +960,7 @@ main(int argc, char **argv)
     s_show(c, "wal_level");
     s_show(c, "wal_compression");
     s_show(c, "shared_buffers");
+    s_show(c, "work_mem");
 
     s_run_t run;
     memset(&run, 0, sizeof run);

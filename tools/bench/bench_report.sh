@@ -282,7 +282,9 @@ same durability, the way a competent PostgreSQL engineer would build this servic
 - durability as gridsyncd's: synchronous_commit $(g r1.pg1.synchronous_commit), fsync $(g r1.pg1.fsync), full_page_writes $(g r1.pg1.full_page_writes); an answer is
   final only after its commit is durable. Server settings for a write benchmark:
   shared_buffers $(g r1.pg1.shared_buffers), max_wal_size 8GB and checkpoint_timeout 30min (no checkpoint
-  during a run), wal_buffers 64MB, wal_compression $(g r1.pg1.wal_compression), wal_level $(g r1.pg1.wal_level);
+  during a run), wal_buffers 64MB, wal_compression $(g r1.pg1.wal_compression), work_mem $(g r1.pg1.work_mem),
+  wal_level $(g r1.pg1.wal_level); the function's statements are written so that their generic plans
+  stay linear in the batch (one pass over the rows, no join between a statement's parts);
 - batches close at gridsync's records per commit of the same round (the light run's for
   bench_load's uploads, gridsim's run's for gridsim's) with 1, 2 or 4 connections (PostgreSQL
   group-commits their WAL flushes), and, for the peer's own best, at $(g run.pg_sweep) records with 4

@@ -373,7 +373,7 @@ pg_start() {
     # the usual tuning for a write-heavy machine: durable commits (fsync,
     # synchronous_commit, full_page_writes all on), no checkpoint during a
     # run, WAL buffers and compression of full-page images (lz4) against
-    # the WAL volume
+    # the WAL volume, work_mem for the peer's sorts of a whole batch
     local port try
     for try in $(seq 20); do
         port=$((20000 + (RANDOM % 20000)))
@@ -381,7 +381,7 @@ pg_start() {
             -o "-k $PG_DIR -p $port -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
                 -c max_wal_size=8GB -c checkpoint_timeout=30min -c synchronous_commit=on \
                 -c fsync=on -c full_page_writes=on -c wal_buffers=64MB \
-                -c wal_compression=lz4" start > /dev/null 2>&1; then
+                -c wal_compression=lz4 -c work_mem=64MB" start > /dev/null 2>&1; then
             PG_CONN="host=127.0.0.1 port=$port user=postgres dbname=postgres"
             return 0
         fi
