@@ -38,6 +38,7 @@ n() {
 f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 pct() { awk -v x="$1" 'BEGIN { printf "%.0f%%", 100 * x }'; }
+pct1() { awk -v x="$1" 'BEGIN { printf "%.1f%%", 100 * x }'; }
 mb() { awk -v x="$1" 'BEGIN { printf "%.0f", x / 1024 }'; }   # kB -> MB
 # median of the values of KEY over the rounds (r1.KEY, r2.KEY, ...)
 med() {
@@ -252,10 +253,10 @@ device the broker uses.
 |---|---|---|---|---|---|---|
 EOF
 for r in $(seq "$ROUNDS"); do
-    echo "| $r | $(f2 "$(g "r$r.disk.sync_p50_ms")") / $(f2 "$(g "r$r.disk.sync_p99_ms")") / $(f2 "$(g "r$r.disk.sync_max_ms")") ms | $(n "$(g "r$r.disk.syncs_per_s")") | $(n "$(g "r$r.disk.seq_mb_per_s")") MB/s | $(n "$(g "r$r.commit_ceiling")") | $(n "$(g "r$r.load.commits_per_s")") ($(pct "$(g "r$r.commit_share")")) | $(n "$(g "r$r.record_ceiling")") |"
+    echo "| $r | $(f2 "$(g "r$r.disk.sync_p50_ms")") / $(f2 "$(g "r$r.disk.sync_p99_ms")") / $(f2 "$(g "r$r.disk.sync_max_ms")") ms | $(n "$(g "r$r.disk.syncs_per_s")") | $(n "$(g "r$r.disk.seq_mb_per_s")") MB/s | $(n "$(g "r$r.commit_ceiling")") | $(n "$(g "r$r.load.commits_per_s")") ($(pct1 "$(g "r$r.commit_share")")) | $(n "$(g "r$r.record_ceiling")") |"
 done
 cat <<EOF
-| median | $(f2 "$(med disk.sync_p50_ms)") / $(f2 "$(med disk.sync_p99_ms)") ms | $(n "$(med disk.syncs_per_s)") | $(n "$(med disk.seq_mb_per_s)") MB/s | $(n "$(med commit_ceiling)") | $(n "$(med load.commits_per_s)") ($(pct "$(med commit_share)")) | $(n "$(med record_ceiling)") |
+| median | $(f2 "$(med disk.sync_p50_ms)") / $(f2 "$(med disk.sync_p99_ms)") ms | $(n "$(med disk.syncs_per_s)") | $(n "$(med disk.seq_mb_per_s)") MB/s | $(n "$(med commit_ceiling)") | $(n "$(med load.commits_per_s)") ($(pct1 "$(med commit_share)")) | $(n "$(med record_ceiling)") |
 
 At the median, the light run wrote $(n "$(calc "$LD * $BYTES / 1e6")") MB/s, $(pct "$(calc "$LD * $BYTES / 1e6 / $(med disk.seq_mb_per_s)")") of the sequential bandwidth.
 
@@ -460,9 +461,9 @@ set format y "%.0s%c"
 
 \$ingest << EOD
 "gridsync\nlight gen" $LD
-"PostgreSQL\nsame uploads" $PGL
+"PG peer\nlight gen" $PGL
 "gridsync\ngridsim" $GS
-"PostgreSQL\nsame uploads" $PG
+"PG peer\ngridsim" $PG
 "store\nalone" $STORE
 "bare\nLMDB" $LMDB
 "bare\nZeroMQ" $ZMQ
