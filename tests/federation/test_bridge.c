@@ -1,0 +1,510 @@
+/*
+ * test_bridge: the district's bridge into JetStream (broker/gs_bridge,
+ * docs/federation.md) with the real gridsyncd and a real nats-server
+ * (support/gs_tk_nats). Uploads go through the client library; the stream
+ * is read back with a nats.c consumer and compared, event by event, with
+ * what the broker's sync service returns: every seq from 1 to the head
+ * exactly once, in order, on its subject, with its headers and its bytes.
+ * Then the same after the broker is killed mid-publishing, while
+ * nats-server is down, after a restore from an older backup (refused, then
+ * re-baselined), against a server that wants credentials, and on a
+ * three-node cluster that loses a node. Every wait is on the protocol
+ * (metrics, stream info, log lines) and bounded.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <inttypes.h>
+#include <nats/nats.h>
+
+#include "gs_arena.h"
+#include "gs_bridge.h"
+#include "gs_client.h"
+#include "gs_config.h"
+#include "gs_testkit.h"
+#include "gs_tk_nats.h"
+
+#define AREA "440305"
+#define STREAM "GRIDSYNC_440305"
+#define FILTER "gridsync.44.03.05.>"
+#define S_WAIT_MS 60000
+
+typedef struct {
+    char dir[64];               /* temporary directory */
+    char store[128];            /* the district's store inside it */
+    gs_tk_nats_t nats;          /* the server (or the cluster's first node) */
+    gs_tk_broker_t broker;      /* the district's gridsyncd */
+    gs_arena_t *arena;          /* records */
+    int next;                   /* next record number: unique ids and persons */
+    char url_arg[600];          /* --jetstream-url=... */
+} s_env_t;
+
+static int64_t
+s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A short pause between two looks at the broker's metrics, inside a
+ * bounded wait. */
+static void
+s_pause(void)
+{
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+/* A temporary directory, and with nats a nats-server started with
+ * nats_extra in its config. */
+static s_env_t *
+s_env_new(int nats, const char *nats_extra)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    e->arena = gs_arena_new(0);
+    if (nats) {
+        assert_int_equal(gs_tk_nats_start(&e->nats, nats_extra), 0);
+        snprintf(e->url_arg, sizeof e->url_arg, "--jetstream-url=%s", e->nats.url);
+    }
+    return e;
+}
+
+static void
+s_env_destroy(s_env_t *e)
+{
+    /* a SIGTERM drains the bridge too: the broker exits 0 */
+    if (e->broker.pid)
+        assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    gs_tk_nats_destroy(&e->nats);
+    gs_arena_destroy(&e->arena);
+    gs_tk_rmtree(e->dir);
+    free(e);
+}
+
+/* The broker's arguments for the bridge, then more (NULL-terminated). */
+static void
+s_args(s_env_t *e, const char **argv, const char *const *more)
+{
+    int n = 0;
+    argv[n++] = e->url_arg;
+    argv[n++] = "--jetstream-area=" AREA;
+    /* sync replies then carry what the stream carries: full records */
+    argv[n++] = "--feed-restricted=true";
+    for (int i = 0; more && more[i]; i++)
+        argv[n++] = more[i];
+    argv[n] = NULL;
+}
+
+/* Start (fixed ports, so that a restart comes back where clients are). */
+static void
+s_broker_start(s_env_t *e, const char *store, const char *const *more)
+{
+    const char *argv[16];
+    s_args(e, argv, more);
+    assert_int_equal(gs_tk_broker_start_fixed(&e->broker, store, argv, 0), 0);
+}
+
+static void
+s_broker_restart(s_env_t *e, const char *const *more)
+{
+    const char *argv[16];
+    s_args(e, argv, more);
+    assert_int_equal(gs_tk_broker_restart(&e->broker, argv), 0);
+}
+
+/* One sample of the broker's metrics, waiting out a dropped scrape. */
+static double
+s_metric(s_env_t *e, const char *sample)
+{
+    int64_t deadline = s_now_ms() + S_WAIT_MS;
+    double v;
+    while ((v = gs_tk_metric(e->broker.metrics_port, sample)) == GS_TK_METRIC_UNANSWERED &&
+           s_now_ms() < deadline)
+        s_pause();
+    if (v < 0)
+        fail_msg("metric %s: %g", sample, v);
+    return v;
+}
+
+/* Wait (bounded) until the sample equals v. */
+static void
+s_wait_metric(s_env_t *e, const char *sample, double v)
+{
+    int64_t deadline = s_now_ms() + S_WAIT_MS;
+    double got;
+    while ((got = s_metric(e, sample)) != v && s_now_ms() < deadline)
+        s_pause();
+    if (got != v)
+        fail_msg("metric %s is %g, waited for %g", sample, got, v);
+}
+
+/* How many lines of the broker's log (all its starts) hold text. */
+static int
+s_log_count(s_env_t *e, const char *text)
+{
+    char *log = gs_tk_read_file(e->broker.log_path, NULL, 1);
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, text)) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* Wait (bounded) until the log holds at least n lines with text. */
+static void
+s_wait_log(s_env_t *e, const char *text, int n)
+{
+    int64_t deadline = s_now_ms() + S_WAIT_MS;
+    while (s_log_count(e, text) < n && s_now_ms() < deadline)
+        s_pause();
+    if (s_log_count(e, text) < n)
+        fail_msg("the broker's log (%s) has no line with %s", e->broker.log_path, text);
+}
+
+/* count uploads of per households each, in cells of the area, acked. */
+static void
+s_upload(s_env_t *e, int count, int per)
+{
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    assert_non_null(c);
+    for (int u = 0; u < count; u++) {
+        Gridsync__V1__Record *recs[64];
+        assert_true(per <= 64);
+        for (int j = 0; j < per; j++) {
+            int k = e->next++;
+            char grid[16], hid[32];
+            snprintf(grid, sizeof grid, AREA "%03d%03d%03d", 1 + k % 3, 1 + k % 2, 1 + k % 5);
+            snprintf(hid, sizeof hid, "H-%d", k);
+            recs[j] = gs_tk_household(e->arena, grid, hid, NULL, 1 + k % 3,
+                                      (uint32_t) (k * 7 + 1));
+        }
+        char uid[32];
+        snprintf(uid, sizeof uid, "up-%d", e->next);
+        Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+        up.device_id = "dev-1";
+        up.upload_id = uid;
+        up.records = recs;
+        up.n_records = (size_t) per;
+        Gridsync__V1__Ack *ack = NULL;
+        gs_client_error_t err;
+        int rc = gs_client_upload(c, &up, &ack, &err);
+        if (rc)
+            fail_msg("upload %s: %s: %s", uid, gs_client_strerror(rc), err.message);
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+    }
+    gs_client_destroy(&c);
+    gs_arena_reset(e->arena);
+}
+
+/* The store's log through the broker's sync service: the packed events,
+ * [0] for seq 1, and the store's epoch. */
+typedef struct {
+    uint8_t **data;
+    size_t *len;
+    uint64_t head;
+    uint64_t epoch;
+} s_log_t;
+
+static void
+s_sync_all(s_env_t *e, s_log_t *l)
+{
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    assert_non_null(c);
+    memset(l, 0, sizeof *l);
+    const char *all[1] = { "" };
+    uint64_t since = 0;
+    size_t cap = 0;
+    for (;;) {
+        Gridsync__V1__SyncResponse *r = NULL;
+        gs_client_error_t err;
+        int rc = gs_client_sync(c, all, 1, since, 0, 0, &r, &err);
+        if (rc)
+            fail_msg("sync: %s: %s", gs_client_strerror(rc), err.message);
+        l->epoch = r->store_epoch;
+        for (size_t i = 0; i < r->n_events; i++) {
+            Gridsync__V1__ChangeEvent *ev = r->events[i];
+            assert_int_equal(ev->seq, l->head + 1);
+            if (l->head == cap) {
+                cap = cap ? cap * 2 : 256;
+                l->data = realloc(l->data, cap * sizeof *l->data);
+                l->len = realloc(l->len, cap * sizeof *l->len);
+            }
+            size_t n = gridsync__v1__change_event__get_packed_size(ev);
+            l->data[l->head] = malloc(n ? n : 1);
+            l->len[l->head] = gridsync__v1__change_event__pack(ev, l->data[l->head]);
+            l->head++;
+        }
+        since = r->next_seq;
+        uint64_t head = r->head_seq;
+        gridsync__v1__sync_response__free_unpacked(r, NULL);
+        if (since >= head)
+            break;
+    }
+    gs_client_destroy(&c);
+}
+
+static void
+s_log_free(s_log_t *l)
+{
+    for (uint64_t i = 0; i < l->head; i++)
+        free(l->data[i]);
+    free(l->data);
+    free(l->len);
+}
+
+static void
+s_connect(const char *url, natsConnection **nc, jsCtx **js, const char *user,
+          const char *password)
+{
+    natsOptions *o = NULL;
+    assert_int_equal(natsOptions_Create(&o), NATS_OK);
+    assert_int_equal(natsOptions_SetURL(o, url), NATS_OK);
+    assert_int_equal(natsOptions_SetTimeout(o, 5000), NATS_OK);
+    if (user)
+        assert_int_equal(natsOptions_SetUserInfo(o, user, password), NATS_OK);
+    natsStatus s = natsConnection_Connect(nc, o);
+    if (s != NATS_OK)
+        fail_msg("connect %s: %s", url, natsStatus_GetText(s));
+    natsOptions_Destroy(o);
+    assert_int_equal(natsConnection_JetStream(js, *nc, NULL), NATS_OK);
+}
+
+static const char *
+s_header(natsMsg *m, const char *key)
+{
+    const char *v = NULL;
+    if (natsMsgHeader_Get(m, key, &v) != NATS_OK || !v)
+        fail_msg("message without header %s", key);
+    return v;
+}
+
+/* The stream, read with a consumer from its first message, holds exactly
+ * the events 1..head of the broker's log, once each and in order, on their
+ * subjects, with their headers and bytes. The broker must have published
+ * everything (the caller waited for the lag to reach 0). */
+static void
+s_check_stream(s_env_t *e, const char *url, const char *user, const char *password)
+{
+    s_log_t l;
+    s_sync_all(e, &l);
+    assert_true(l.head > 0);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    s_connect(url, &nc, &js, user, password);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, js, STREAM, NULL, NULL), NATS_OK);
+    assert_int_equal(si->State.Msgs, l.head);
+    assert_int_equal(si->Config->SubjectsLen, 1);
+    assert_string_equal(si->Config->Subjects[0], FILTER);
+    jsStreamInfo_Destroy(si);
+
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = STREAM;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Config.AckPolicy = js_AckNone;
+    natsSubscription *sub = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_SubscribeSync(&sub, js, FILTER, NULL, &so, &jerr);
+    if (s != NATS_OK)
+        fail_msg("subscribe: %s (%d)", natsStatus_GetText(s), (int) jerr);
+    char epoch_hex[17];
+    snprintf(epoch_hex, sizeof epoch_hex, "%016" PRIx64, l.epoch);
+    for (uint64_t seq = 1; seq <= l.head; seq++) {
+        natsMsg *m = NULL;
+        s = natsSubscription_NextMsg(&m, sub, 10000);
+        if (s != NATS_OK)
+            fail_msg("message %llu of %llu: %s", (unsigned long long) seq,
+                     (unsigned long long) l.head, natsStatus_GetText(s));
+        char want[80];
+        snprintf(want, sizeof want, "%llu", (unsigned long long) seq);
+        if (strcmp(s_header(m, "Gridsync-Seq"), want) != 0)
+            fail_msg("stream message %llu carries seq %s", (unsigned long long) seq,
+                     s_header(m, "Gridsync-Seq"));
+        assert_string_equal(s_header(m, "Gridsync-Origin"), AREA);
+        assert_string_equal(s_header(m, "Gridsync-Epoch"), epoch_hex);
+        gs_bridge_msg_id(AREA, l.epoch, seq, want, sizeof want);
+        assert_string_equal(s_header(m, "Nats-Msg-Id"), want);
+        /* the bytes the log holds, and the subject of their grid and kind */
+        assert_int_equal((size_t) natsMsg_GetDataLength(m), l.len[seq - 1]);
+        assert_memory_equal(natsMsg_GetData(m), l.data[seq - 1], l.len[seq - 1]);
+        Gridsync__V1__ChangeEvent *ev = gridsync__v1__change_event__unpack(
+            NULL, l.len[seq - 1], l.data[seq - 1]);
+        assert_non_null(ev);
+        char subject[96];
+        assert_int_equal(gs_bridge_subject(ev->grid_code, ev->kind, subject, sizeof subject),
+                         0);
+        assert_string_equal(natsMsg_GetSubject(m), subject);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+        natsMsg_Destroy(m);
+    }
+    /* and nothing after the head */
+    natsMsg *extra = NULL;
+    assert_int_equal(natsSubscription_NextMsg(&extra, sub, 200), NATS_TIMEOUT);
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    s_log_free(&l);
+}
+
+/* Wait until the stream holds the broker's whole log (lag 0, in events and
+ * seconds). */
+static void
+s_wait_caught_up(s_env_t *e)
+{
+    double head = s_metric(e, "gridsync_store_head_seq");
+    s_wait_metric(e, "gridsync_bridge_last_seq", head);
+    s_wait_metric(e, "gridsync_bridge_lag_events", 0);
+    assert_true(s_metric(e, "gridsync_bridge_lag_seconds") == 0);
+}
+
+/* ---- names and settings ------------------------------------------------------ */
+
+static void
+test_names(void **state)
+{
+    (void) state;
+    char out[128];
+    assert_int_equal(gs_bridge_subject("440305001002003", 1, out, sizeof out), 0);
+    assert_string_equal(out, "gridsync.44.03.05.001.002.003.household");
+    assert_int_equal(gs_bridge_subject("440305001002003", 2, out, sizeof out), 0);
+    assert_string_equal(out, "gridsync.44.03.05.001.002.003.rental");
+    assert_int_equal(gs_bridge_subject("440305001002003", 0, out, sizeof out), -1);
+    assert_int_equal(gs_bridge_subject("440305001002003", 999, out, sizeof out), -1);
+    assert_int_equal(gs_bridge_subject("44030500100200", 1, out, sizeof out), -1);
+    assert_int_equal(gs_bridge_subject("4403050010020x3", 1, out, sizeof out), -1);
+    gs_bridge_stream_name("440305", out, sizeof out);
+    assert_string_equal(out, "GRIDSYNC_440305");
+    gs_bridge_stream_subject("440305", out, sizeof out);
+    assert_string_equal(out, "gridsync.44.03.05.>");
+    gs_bridge_stream_subject("44", out, sizeof out);
+    assert_string_equal(out, "gridsync.44.>");
+    gs_bridge_stream_subject("440305001002", out, sizeof out);
+    assert_string_equal(out, "gridsync.44.03.05.001.002.>");
+    gs_bridge_msg_id("440305", 0xabcULL, 42, out, sizeof out);
+    assert_string_equal(out, "440305:0000000000000abc:42");
+}
+
+/* Fail closed: a setting that cannot work is refused with a message. */
+static void
+test_settings_refused(void **state)
+{
+    (void) state;
+    char err[600];
+    gs_config_t c;
+    gs_config_defaults(&c);
+    assert_int_equal(gs_bridge_check(&c, err, sizeof err), 0);    /* no bridge */
+    static const struct {
+        const char *name, *value;
+        const char *expect;
+    } bad[] = {
+        { "jetstream-area", AREA, "jetstream-url is empty" },
+        { "jetstream-rebaseline", "true", "jetstream-url is empty" },
+        { "jetstream-url", "http://127.0.0.1:4222", "not a nats://" },
+        { "jetstream-url", "nats://127.0.0.1:4222", "jetstream-area" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gs_config_defaults(&c);
+        assert_int_equal(gs_config_set(&c, bad[i].name, bad[i].value, err, sizeof err), 0);
+        assert_int_equal(gs_bridge_check(&c, err, sizeof err), -1);
+        if (!strstr(err, bad[i].expect))
+            fail_msg("%s=%s: '%s'", bad[i].name, bad[i].value, err);
+    }
+    const char *areas_good[] = { "44", "4403", "440305", "440305001", "440305001002" };
+    const char *areas_bad[] = { "4", "4403051", "440305001002003", "44a305", "" };
+    for (size_t i = 0; i < 5; i++) {
+        gs_config_defaults(&c);
+        gs_config_set(&c, "jetstream-url", "nats://127.0.0.1:4222", err, sizeof err);
+        gs_config_set(&c, "jetstream-area", areas_good[i], err, sizeof err);
+        assert_int_equal(gs_bridge_check(&c, err, sizeof err), 0);
+        gs_config_set(&c, "jetstream-area", areas_bad[i], err, sizeof err);
+        assert_int_equal(gs_bridge_check(&c, err, sizeof err), -1);
+        assert_non_null(strstr(err, "jetstream-area"));
+    }
+    /* credentials: one method, complete, readable */
+    static const char *const combos[][4] = {
+        { "jetstream-user", "u", NULL, "go together" },
+        { "jetstream-password-file", "/etc/hostname", NULL, "go together" },
+        { "jetstream-user", "u", "jetstream-creds-file=/etc/hostname", "only one" },
+        { "jetstream-tls-cert", "/etc/hostname", NULL, "go together" },
+        { "jetstream-creds-file", "/nonexistent/x.creds", NULL, "cannot read" },
+    };
+    for (size_t i = 0; i < sizeof combos / sizeof combos[0]; i++) {
+        gs_config_defaults(&c);
+        gs_config_set(&c, "jetstream-url", "nats://127.0.0.1:4222", err, sizeof err);
+        gs_config_set(&c, "jetstream-area", AREA, err, sizeof err);
+        assert_int_equal(gs_config_set(&c, combos[i][0], combos[i][1], err, sizeof err), 0);
+        if (combos[i][2]) {
+            char name[64];
+            const char *eq = strchr(combos[i][2], '=');
+            snprintf(name, sizeof name, "%.*s", (int) (eq - combos[i][2]), combos[i][2]);
+            assert_int_equal(gs_config_set(&c, name, eq + 1, err, sizeof err), 0);
+        }
+        assert_int_equal(gs_bridge_check(&c, err, sizeof err), -1);
+        if (!strstr(err, combos[i][3]))
+            fail_msg("combination %zu: '%s'", i, err);
+    }
+    /* and gridsyncd itself refuses to start, saying why */
+    s_env_t *e = s_env_new(0, NULL);
+    const char *argv[] = { "--jetstream-area=" AREA, NULL };
+    assert_int_equal(gs_tk_broker_start(&e->broker, e->store, argv), -1);
+    assert_true(s_log_count(e, "event=config_refused") == 1);
+    assert_true(s_log_count(e, "jetstream-url is empty") == 1);
+    s_env_destroy(e);
+}
+
+/* ---- (a) the log into the stream ------------------------------------------------ */
+
+static void
+test_publishes_log_exactly_once(void **state)
+{
+    (void) state;
+    s_env_t *e = s_env_new(1, NULL);
+    s_broker_start(e, e->store, NULL);
+    s_wait_metric(e, "gridsync_bridge_connected", 1);
+    s_upload(e, 20, 10);
+    s_wait_caught_up(e);
+    assert_true(s_metric(e, "gridsync_bridge_published_total") == 200);
+    assert_true(s_metric(e, "gridsync_bridge_state{state=\"running\"}") == 1);
+    s_check_stream(e, e->nats.url, NULL, NULL);
+    /* a restart resumes after what the stream holds: nothing twice */
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    s_broker_restart(e, NULL);
+    s_upload(e, 5, 4);
+    s_wait_caught_up(e);
+    assert_true(s_metric(e, "gridsync_bridge_published_total") == 20);
+    s_wait_log(e, "event=bridge_resumed stream=" STREAM " stream_seq=200 last_seq=200 "
+               "from_seq=201", 1);
+    s_check_stream(e, e->nats.url, NULL, NULL);
+    s_env_destroy(e);
+}
+
+int
+main(void)
+{
+    if (!gs_tk_nats_available()) {
+        fprintf(stderr, "nats-server is not installed (make deps installs it)\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_settings_refused),
+        cmocka_unit_test(test_publishes_log_exactly_once),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    nats_Close();
+    return rc;
+}
