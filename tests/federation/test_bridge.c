@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <inttypes.h>
@@ -492,6 +493,60 @@ test_publishes_log_exactly_once(void **state)
     s_env_destroy(e);
 }
 
+/* ---- (b) the broker killed mid-publishing ---------------------------------------- */
+
+static void
+test_broker_killed(void **state)
+{
+    (void) state;
+    s_env_t *e = s_env_new(1, NULL);
+    s_broker_start(e, e->store, NULL);
+    for (int round = 0; round < 4; round++) {
+        /* a load, and the kill right after its last ack, while the bridge
+         * has events in flight or still to read */
+        s_upload(e, 20, 25);
+        int st = gs_tk_broker_stop(&e->broker, SIGKILL);
+        assert_true(WIFSIGNALED(st));
+        s_broker_restart(e, NULL);
+    }
+    s_upload(e, 2, 5);
+    s_wait_caught_up(e);
+    /* five starts, each resumed from the stream's last message */
+    assert_int_equal(s_log_count(e, "event=bridge_resumed"), 5);
+    s_check_stream(e, e->nats.url, NULL, NULL);
+    s_env_destroy(e);
+}
+
+/* ---- (c) nats-server down while uploads go on ----------------------------------- */
+
+static void
+test_nats_down(void **state)
+{
+    (void) state;
+    s_env_t *e = s_env_new(1, NULL);
+    s_broker_start(e, e->store, NULL);
+    s_upload(e, 5, 10);
+    s_wait_caught_up(e);
+    /* killed while the bridge publishes the next load */
+    s_upload(e, 10, 20);
+    assert_int_not_equal(gs_tk_nats_stop(&e->nats, SIGKILL), 0);
+    s_wait_metric(e, "gridsync_bridge_connected", 0);
+    /* uploads go on, acked as ever (s_upload fails on anything else) */
+    s_upload(e, 20, 10);
+    double head = s_metric(e, "gridsync_store_head_seq");
+    assert_true(head == 450);
+    double last = s_metric(e, "gridsync_bridge_last_seq");
+    assert_true(last < head);
+    assert_true(s_metric(e, "gridsync_bridge_lag_events") == head - last);
+    /* back: the stream catches up, with nothing lost or doubled */
+    assert_int_equal(gs_tk_nats_restart(&e->nats), 0);
+    s_wait_caught_up(e);
+    assert_true(s_metric(e, "gridsync_bridge_connected") == 1);
+    assert_true(s_metric(e, "gridsync_bridge_reconnects_total") >= 1);
+    s_check_stream(e, e->nats.url, NULL, NULL);
+    s_env_destroy(e);
+}
+
 int
 main(void)
 {
@@ -503,6 +558,8 @@ main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_settings_refused),
         cmocka_unit_test(test_publishes_log_exactly_once),
+        cmocka_unit_test(test_broker_killed),
+        cmocka_unit_test(test_nats_down),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     nats_Close();
