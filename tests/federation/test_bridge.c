@@ -547,6 +547,83 @@ test_nats_down(void **state)
     s_env_destroy(e);
 }
 
+/* ---- (d) lineage ------------------------------------------------------------------ */
+
+/* The stream's message count. */
+static uint64_t
+s_stream_msgs(const char *url)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    s_connect(url, &nc, &js, NULL, NULL);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, js, STREAM, NULL, NULL), NATS_OK);
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return n;
+}
+
+/* The district restored from an older backup: the bridge refuses to go on
+ * and says why; --jetstream-rebaseline then purges the stream and
+ * republishes, and the stream holds exactly the new lineage. */
+static void
+test_lineage(void **state)
+{
+    (void) state;
+    s_env_t *e = s_env_new(1, NULL);
+    s_broker_start(e, e->store, NULL);
+    s_upload(e, 3, 10);
+    s_wait_caught_up(e);
+    s_log_t l;
+    s_sync_all(e, &l);
+    uint64_t old_epoch = l.epoch;
+    s_log_free(&l);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    /* a backup at seq 30, with an epoch of its own (as a restore gives it) */
+    char backup[160];
+    snprintf(backup, sizeof backup, "%s/backup", e->dir);
+    const uint8_t epoch[8] = { 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x08 };
+    gs_tk_store_backup_epoch(e->store, backup, epoch);
+    /* the district goes on to seq 50, all of it in the stream */
+    s_broker_restart(e, NULL);
+    s_upload(e, 2, 10);
+    s_wait_caught_up(e);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+
+    /* restored from the backup: refused, and nothing published */
+    s_broker_start(e, backup, NULL);
+    s_wait_metric(e, "gridsync_bridge_state{state=\"stopped\"}", 1);
+    char want[300];
+    snprintf(want, sizeof want, "event=bridge_stopped reason=lineage stream=" STREAM
+             " stream_origin=\"" AREA "\" stream_epoch=%016" PRIx64 " stream_seq=50 "
+             "store_epoch=0877665544332211 store_head=30", old_epoch);
+    s_wait_log(e, want, 1);
+    assert_true(s_metric(e, "gridsync_bridge_state{state=\"running\"}") == 0);
+    s_upload(e, 1, 5);  /* uploads are not held up */
+    assert_true(s_metric(e, "gridsync_bridge_lag_events") == 35);
+    assert_int_equal(s_stream_msgs(e->nats.url), 50);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+
+    /* re-baselined: the old lineage purged (logged), the new one published */
+    const char *rebaseline[] = { "--jetstream-rebaseline", NULL };
+    s_broker_restart(e, rebaseline);
+    s_wait_log(e, "event=bridge_rebaseline stream=" STREAM " purged_msgs=50 "
+               "purged_stream_seqs=1..50", 1);
+    s_wait_caught_up(e);
+    s_check_stream(e, e->nats.url, NULL, NULL);
+    assert_int_equal(s_stream_msgs(e->nats.url), 35);
+    /* the setting left on does nothing more once the stream holds this
+     * lineage */
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    s_broker_restart(e, rebaseline);
+    s_wait_log(e, "purged_msgs=0", 1);
+    s_wait_caught_up(e);
+    s_check_stream(e, e->nats.url, NULL, NULL);
+    s_env_destroy(e);
+}
+
 int
 main(void)
 {
@@ -560,6 +637,7 @@ main(void)
         cmocka_unit_test(test_publishes_log_exactly_once),
         cmocka_unit_test(test_broker_killed),
         cmocka_unit_test(test_nats_down),
+        cmocka_unit_test(test_lineage),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     nats_Close();
