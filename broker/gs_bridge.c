@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <nats/nats.h>
+#include <sodium.h>
 
 #include "gs_grid.h"
 #include "gs_log.h"
@@ -131,6 +132,99 @@ void
 gs_bridge_msg_id(const char *area, uint64_t epoch, uint64_t seq, char *out, size_t size)
 {
     snprintf(out, size, "%s:%016" PRIx64 ":%" PRIu64, area, epoch, seq);
+}
+
+/* ---- nkeys -------------------------------------------------------------------- */
+
+/* NATS nkeys are RFC 4648 base32 (no padding) of a prefix byte (two for a
+ * seed), the key, and a CRC-16 (XMODEM: polynomial 0x1021, start 0) of
+ * what precedes it, little-endian. A user seed starts "SU", a user public
+ * key "U". */
+#define S_NKEY_SEED_PREFIX (18 << 3)
+#define S_NKEY_USER_PREFIX (20 << 3)
+
+static uint16_t
+s_crc16(const uint8_t *p, size_t n)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t) (p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = crc & 0x8000 ? (uint16_t) ((crc << 1) ^ 0x1021) : (uint16_t) (crc << 1);
+    }
+    return crc;
+}
+
+static const char s_b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/* Decode base32 text (stopping at the first character outside the
+ * alphabet) into out; returns the bytes written, or -1 when out is too
+ * small or bits are left over. */
+static int
+s_b32_decode(const char *in, uint8_t *out, size_t size)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (; *in; in++) {
+        const char *p = strchr(s_b32, *in);
+        if (!p || !*in)
+            break;
+        acc = (acc << 5) | (uint32_t) (p - s_b32);
+        bits += 5;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == size)
+                return -1;
+            out[n++] = (uint8_t) (acc >> bits);
+        }
+    }
+    return (acc & ((1u << bits) - 1)) ? -1 : (int) n;
+}
+
+static void
+s_b32_encode(const uint8_t *in, size_t n, char *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 5) {
+            bits -= 5;
+            out[o++] = s_b32[(acc >> bits) & 31];
+        }
+    }
+    if (bits > 0)
+        out[o++] = s_b32[(acc << (5 - bits)) & 31];
+    out[o] = 0;
+}
+
+int
+gs_bridge_nkey_public(const char *seed, char *out, size_t size)
+{
+    uint8_t raw[40];
+    int n = s_b32_decode(seed, raw, sizeof raw);
+    int ok = n == 36 && s_crc16(raw, 34) == (uint16_t) (raw[34] | raw[35] << 8) &&
+             (raw[0] & 0xf8) == S_NKEY_SEED_PREFIX &&
+             (((raw[0] & 7) << 5) | ((raw[1] & 0xf8) >> 3)) == S_NKEY_USER_PREFIX &&
+             size >= 57;
+    uint8_t pub[35];
+    if (ok) {
+        uint8_t sk[crypto_sign_SECRETKEYBYTES];
+        pub[0] = S_NKEY_USER_PREFIX;
+        crypto_sign_seed_keypair(pub + 1, sk, raw + 2);
+        sodium_memzero(sk, sizeof sk);
+        uint16_t crc = s_crc16(pub, 33);
+        pub[33] = (uint8_t) (crc & 0xff);
+        pub[34] = (uint8_t) (crc >> 8);
+        s_b32_encode(pub, sizeof pub, out);
+    } else if (size) {
+        out[0] = 0;
+    }
+    sodium_memzero(raw, sizeof raw);
+    return ok ? 0 : -1;
 }
 
 /* ---- settings ---------------------------------------------------------------- */
@@ -281,6 +375,20 @@ gs_bridge_new(gs_broker_t *b)
         s_read_secret("jetstream-password-file", c->jetstream_password_file, self->password,
                       sizeof self->password))
         goto fail;
+    if (c->jetstream_nkey_seed_file[0]) {
+        /* nats.c signs with the seed, but wants the public key beside it */
+        char seed[128] = "";
+        int bad = s_read_secret("jetstream-nkey-seed-file", c->jetstream_nkey_seed_file, seed,
+                                sizeof seed) ||
+                  gs_bridge_nkey_public(seed, self->nkey_public, sizeof self->nkey_public);
+        if (bad && seed[0])
+            gs_log(GS_LOG_ERROR, "bridge_config", "what=jetstream-nkey-seed-file path=\"%s\" "
+                   "msg=\"the file's first line is not a NATS user nkey seed (SU...)\"",
+                   c->jetstream_nkey_seed_file);
+        explicit_bzero(seed, sizeof seed);
+        if (bad)
+            goto fail;
+    }
     if (gs_store_epoch(b->store, &self->epoch) != 0) {
         gs_log(GS_LOG_ERROR, "bridge_config", "msg=\"the store has no lineage epoch\"");
         goto fail;
@@ -401,7 +509,11 @@ s_nats_error(natsStatus s)
 {
     natsStatus ls;
     const char *t = nats_GetLastError(&ls);
-    return t && *t ? t : natsStatus_GetText(s);
+    if (!t || !*t)
+        return natsStatus_GetText(s);
+    /* nats.c puts its source position first: "(conn.c:1905): text" */
+    const char *end = t[0] == '(' ? strstr(t, "): ") : NULL;
+    return end ? end + 3 : t;
 }
 
 /* Connect and make the JetStream context. Returns 0, or -1 (logged at a

@@ -70,6 +70,12 @@ int gs_bridge_subject(const char *grid, int kind, char *out, size_t size);
 void gs_bridge_msg_id(const char *area, uint64_t epoch, uint64_t seq, char *out,
                       size_t size);
 
+/* The public key ("U...", 56 characters) of the NATS user nkey seed
+ * ("SU...", as nk and nsc write it) into out (at least 57 bytes).
+ * Returns 0, or -1 when seed is not a user seed (bad base32, checksum or
+ * prefix); out is then "". */
+int gs_bridge_nkey_public(const char *seed, char *out, size_t size);
+
 /* The bridge of broker b, whose cfg passed gs_bridge_check: reads the
  * password file and the store's epoch. NULL with a log line when it
  * cannot. b->metrics.bridge_enabled is set. */

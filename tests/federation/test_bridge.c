@@ -170,8 +170,14 @@ s_wait_log(s_env_t *e, const char *text, int n)
     int64_t deadline = s_now_ms() + S_WAIT_MS;
     while (s_log_count(e, text) < n && s_now_ms() < deadline)
         s_pause();
-    if (s_log_count(e, text) < n)
+    if (s_log_count(e, text) < n) {
+        char *log = gs_tk_read_file(e->broker.log_path, NULL, 1);
+        size_t len = strlen(log);
+        fprintf(stderr, "--- the end of the broker's log:\n%s\n",
+                log + (len > 4000 ? len - 4000 : 0));
+        free(log);
         fail_msg("the broker's log (%s) has no line with %s", e->broker.log_path, text);
+    }
 }
 
 /* count uploads of per households each, in cells of the area, acked. */
@@ -624,6 +630,93 @@ test_lineage(void **state)
     s_env_destroy(e);
 }
 
+/* ---- (e) a server with authentication on ------------------------------------------- */
+
+#define S_USER "district"
+#define S_PASSWORD "s3cret-Pa55"
+/* the user nkey of the NATS documentation's example */
+#define S_NKEY_SEED "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY"
+#define S_NKEY_PUBLIC "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+
+static void
+s_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void
+test_credentials(void **state)
+{
+    (void) state;
+    char out[64];
+    assert_int_equal(gs_bridge_nkey_public(S_NKEY_SEED, out, sizeof out), 0);
+    assert_string_equal(out, S_NKEY_PUBLIC);
+    assert_int_equal(gs_bridge_nkey_public("SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VZ",
+                                           out, sizeof out), -1);   /* checksum */
+    assert_int_equal(gs_bridge_nkey_public(S_NKEY_PUBLIC, out, sizeof out), -1);
+
+    s_env_t *e = s_env_new(1, "authorization {\n  users = [\n"
+                              "    { user: \"" S_USER "\", password: \"" S_PASSWORD "\" }\n"
+                              "    { nkey: \"" S_NKEY_PUBLIC "\" }\n  ]\n}\n");
+    char pw[200], pw_bad[200], seed[200], seed_bad[200];
+    snprintf(pw, sizeof pw, "%s/password", e->dir);
+    snprintf(pw_bad, sizeof pw_bad, "%s/password-old", e->dir);
+    snprintf(seed, sizeof seed, "%s/user.nk", e->dir);
+    snprintf(seed_bad, sizeof seed_bad, "%s/other.nk", e->dir);
+    s_write_file(pw, S_PASSWORD "\n");
+    s_write_file(pw_bad, "not-the-password\n");
+    s_write_file(seed, S_NKEY_SEED "\n");
+    s_write_file(seed_bad, "SUAnotaseed\n");
+    char pw_arg[260], pw_bad_arg[260], seed_arg[260], seed_bad_arg[260];
+    snprintf(pw_arg, sizeof pw_arg, "--jetstream-password-file=%s", pw);
+    snprintf(pw_bad_arg, sizeof pw_bad_arg, "--jetstream-password-file=%s", pw_bad);
+    snprintf(seed_arg, sizeof seed_arg, "--jetstream-nkey-seed-file=%s", seed);
+    snprintf(seed_bad_arg, sizeof seed_bad_arg, "--jetstream-nkey-seed-file=%s", seed_bad);
+
+    /* user and password: connected, published */
+    const char *user[] = { "--jetstream-user=" S_USER, pw_arg, NULL };
+    s_broker_start(e, e->store, user);
+    s_upload(e, 4, 5);
+    s_wait_caught_up(e);
+    s_check_stream(e, e->nats.url, S_USER, S_PASSWORD);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+
+    /* none, or a wrong password: a clear error, uploads go on */
+    s_broker_restart(e, NULL);
+    s_wait_log(e, "event=bridge_connect_failed", 1);
+    s_wait_log(e, "error=\"Authorization Violation\"", 1);
+    s_upload(e, 1, 5);
+    assert_true(s_metric(e, "gridsync_bridge_connected") == 0);
+    /* never connected, it does not know what the stream holds: the whole
+     * log counts as lag */
+    assert_true(s_metric(e, "gridsync_bridge_lag_events") == 25);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    const char *wrong[] = { "--jetstream-user=" S_USER, pw_bad_arg, NULL };
+    s_broker_restart(e, wrong);
+    s_wait_log(e, "error=\"Authorization Violation\"", 2);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+
+    /* an nkey: connected, and the stream catches up */
+    const char *nkey[] = { seed_arg, NULL };
+    s_broker_restart(e, nkey);
+    s_wait_caught_up(e);
+    s_check_stream(e, e->nats.url, S_USER, S_PASSWORD);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    /* a file that holds no seed: refused at start */
+    const char *nkey_bad[] = { seed_bad_arg, NULL };
+    const char *argv[16];
+    s_args(e, argv, nkey_bad);
+    assert_int_equal(gs_tk_broker_restart(&e->broker, argv), -1);
+    assert_true(s_log_count(e, "not a NATS user nkey seed") == 1);
+    /* no secret in the log */
+    assert_int_equal(s_log_count(e, S_PASSWORD), 0);
+    assert_int_equal(s_log_count(e, "SUACSSL3"), 0);
+    s_env_destroy(e);
+}
+
 int
 main(void)
 {
@@ -638,6 +731,7 @@ main(void)
         cmocka_unit_test(test_broker_killed),
         cmocka_unit_test(test_nats_down),
         cmocka_unit_test(test_lineage),
+        cmocka_unit_test(test_credentials),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     nats_Close();
