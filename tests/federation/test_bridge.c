@@ -285,7 +285,11 @@ s_connect(const char *url, natsConnection **nc, jsCtx **js, const char *user,
     if (s != NATS_OK)
         fail_msg("connect %s: %s", url, natsStatus_GetText(s));
     natsOptions_Destroy(o);
-    assert_int_equal(natsConnection_JetStream(js, *nc, NULL), NATS_OK);
+    /* a cluster that lost a node may be electing leaders for a while */
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = 30000;
+    assert_int_equal(natsConnection_JetStream(js, *nc, &jo), NATS_OK);
 }
 
 static const char *
@@ -297,12 +301,14 @@ s_header(natsMsg *m, const char *key)
     return v;
 }
 
-/* The stream, read with a consumer from its first message, holds exactly
+/* The stream, read with a consumer from its first message (or, with
+ * by_get, message by message with the stream's get API), holds exactly
  * the events 1..head of the broker's log, once each and in order, on their
  * subjects, with their headers and bytes. The broker must have published
  * everything (the caller waited for the lag to reach 0). */
 static void
-s_check_stream(s_env_t *e, const char *url, const char *user, const char *password)
+s_check_stream_by(s_env_t *e, const char *url, const char *user, const char *password,
+                  int by_get)
 {
     s_log_t l;
     s_sync_all(e, &l);
@@ -315,23 +321,30 @@ s_check_stream(s_env_t *e, const char *url, const char *user, const char *passwo
     assert_int_equal(si->State.Msgs, l.head);
     assert_int_equal(si->Config->SubjectsLen, 1);
     assert_string_equal(si->Config->Subjects[0], FILTER);
+    uint64_t first = si->State.FirstSeq;
     jsStreamInfo_Destroy(si);
 
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = STREAM;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    so.Config.AckPolicy = js_AckNone;
     natsSubscription *sub = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_SubscribeSync(&sub, js, FILTER, NULL, &so, &jerr);
-    if (s != NATS_OK)
-        fail_msg("subscribe: %s (%d)", natsStatus_GetText(s), (int) jerr);
+    natsStatus s;
+    if (!by_get) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = STREAM;
+        so.Config.DeliverPolicy = js_DeliverAll;
+        so.Config.AckPolicy = js_AckNone;
+        jsErrCode jerr = 0;
+        s = js_SubscribeSync(&sub, js, FILTER, NULL, &so, &jerr);
+        if (s != NATS_OK)
+            fail_msg("subscribe: %s (%d)", natsStatus_GetText(s), (int) jerr);
+    }
     char epoch_hex[17];
     snprintf(epoch_hex, sizeof epoch_hex, "%016" PRIx64, l.epoch);
     for (uint64_t seq = 1; seq <= l.head; seq++) {
         natsMsg *m = NULL;
-        s = natsSubscription_NextMsg(&m, sub, 10000);
+        if (by_get)
+            s = js_GetMsg(&m, js, STREAM, first + seq - 1, NULL, NULL);
+        else
+            s = natsSubscription_NextMsg(&m, sub, 10000);
         if (s != NATS_OK)
             fail_msg("message %llu of %llu: %s", (unsigned long long) seq,
                      (unsigned long long) l.head, natsStatus_GetText(s));
@@ -357,14 +370,22 @@ s_check_stream(s_env_t *e, const char *url, const char *user, const char *passwo
         gridsync__v1__change_event__free_unpacked(ev, NULL);
         natsMsg_Destroy(m);
     }
-    /* and nothing after the head */
-    natsMsg *extra = NULL;
-    assert_int_equal(natsSubscription_NextMsg(&extra, sub, 200), NATS_TIMEOUT);
-    natsSubscription_Unsubscribe(sub);
-    natsSubscription_Destroy(sub);
+    if (!by_get) {
+        /* and nothing after the head */
+        natsMsg *extra = NULL;
+        assert_int_equal(natsSubscription_NextMsg(&extra, sub, 200), NATS_TIMEOUT);
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+    }
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     s_log_free(&l);
+}
+
+static void
+s_check_stream(s_env_t *e, const char *url, const char *user, const char *password)
+{
+    s_check_stream_by(e, url, user, password, 0);
 }
 
 /* Wait until the stream holds the broker's whole log (lag 0, in events and
@@ -717,6 +738,46 @@ test_credentials(void **state)
     s_env_destroy(e);
 }
 
+/* ---- (f) a three-node cluster, one node killed ------------------------------------ */
+
+static void
+test_cluster_node_killed(void **state)
+{
+    (void) state;
+    s_env_t *e = s_env_new(0, NULL);
+    gs_tk_nats_t nodes[3];
+    assert_int_equal(gs_tk_nats_cluster_start(nodes, 3, NULL), 0);
+    snprintf(e->url_arg, sizeof e->url_arg, "--jetstream-url=%s,%s,%s", nodes[0].url,
+             nodes[1].url, nodes[2].url);
+    const char *r3[] = { "--jetstream-replicas=3", NULL };
+    s_broker_start(e, e->store, r3);
+    s_upload(e, 10, 10);
+    s_wait_caught_up(e);
+    /* the first node (the one the bridge is connected to: the URLs are
+     * tried in order) killed while the bridge publishes */
+    s_upload(e, 20, 25);
+    assert_int_not_equal(gs_tk_nats_stop(&nodes[0], SIGKILL), 0);
+    s_upload(e, 10, 10);
+    s_wait_caught_up(e);
+    assert_true(s_metric(e, "gridsync_bridge_reconnects_total") >= 1);
+    /* read with the stream's get API: creating a consumer right after the
+     * loss of a node can time out while the cluster elects */
+    s_check_stream_by(e, nodes[1].url, NULL, NULL, 1);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    s_connect(nodes[2].url, &nc, &js, NULL, NULL);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, js, STREAM, NULL, NULL), NATS_OK);
+    assert_int_equal(si->Config->Replicas, 3);
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    for (int i = 0; i < 3; i++)
+        gs_tk_nats_destroy(&nodes[i]);
+    s_env_destroy(e);
+}
+
 int
 main(void)
 {
@@ -732,6 +793,7 @@ main(void)
         cmocka_unit_test(test_nats_down),
         cmocka_unit_test(test_lineage),
         cmocka_unit_test(test_credentials),
+        cmocka_unit_test(test_cluster_node_killed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     nats_Close();
