@@ -651,6 +651,40 @@ test_lineage(void **state)
     s_env_destroy(e);
 }
 
+/* An event outside jetstream-area stops the bridge, naming it; what came
+ * before it is published, nothing is skipped. */
+static void
+test_event_outside_area(void **state)
+{
+    (void) state;
+    s_env_t *e = s_env_new(1, NULL);
+    s_broker_start(e, e->store, NULL);
+    s_upload(e, 1, 3);
+    s_wait_caught_up(e);
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    assert_non_null(c);
+    Gridsync__V1__Record *rec[2] = {
+        gs_tk_household(e->arena, "440306001001001", "H-outside", NULL, 2, 99991),
+        gs_tk_household(e->arena, AREA "001001001", "H-after", NULL, 2, 99992),
+    };
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-1";
+    up.upload_id = "up-outside";
+    up.records = rec;
+    up.n_records = 2;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_upload(c, &up, &ack, &err), 0);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_client_destroy(&c);
+    s_wait_metric(e, "gridsync_bridge_state{state=\"stopped\"}", 1);
+    s_wait_log(e, "event=bridge_stopped reason=event stream=" STREAM
+               " seq=4 grid=440306001001001 area=" AREA, 1);
+    assert_true(s_metric(e, "gridsync_bridge_last_seq") == 3);
+    assert_int_equal(s_stream_msgs(e->nats.url), 3);
+    s_env_destroy(e);
+}
+
 /* ---- (e) a server with authentication on ------------------------------------------- */
 
 #define S_USER "district"
@@ -746,7 +780,15 @@ test_cluster_node_killed(void **state)
     (void) state;
     s_env_t *e = s_env_new(0, NULL);
     gs_tk_nats_t nodes[3];
-    assert_int_equal(gs_tk_nats_cluster_start(nodes, 3, NULL), 0);
+    /* a loaded machine can miss the first metadata election (nats-server
+     * logs no leader): a fresh cluster then, at most three times */
+    int rc = -1;
+    for (int attempt = 0; attempt < 3 && rc; attempt++) {
+        rc = gs_tk_nats_cluster_start(nodes, 3, NULL);
+        for (int i = 0; rc && i < 3; i++)
+            gs_tk_nats_destroy(&nodes[i]);
+    }
+    assert_int_equal(rc, 0);
     snprintf(e->url_arg, sizeof e->url_arg, "--jetstream-url=%s,%s,%s", nodes[0].url,
              nodes[1].url, nodes[2].url);
     const char *r3[] = { "--jetstream-replicas=3", NULL };
@@ -792,6 +834,7 @@ main(void)
         cmocka_unit_test(test_broker_killed),
         cmocka_unit_test(test_nats_down),
         cmocka_unit_test(test_lineage),
+        cmocka_unit_test(test_event_outside_area),
         cmocka_unit_test(test_credentials),
         cmocka_unit_test(test_cluster_node_killed),
     };
