@@ -713,8 +713,19 @@ test_credentials(void **state)
                                            out, sizeof out), -1);   /* checksum */
     assert_int_equal(gs_bridge_nkey_public(S_NKEY_PUBLIC, out, sizeof out), -1);
 
+    /* the district's user may publish on its subjects and use its own
+     * stream only, as docs/federation.md advises; the test reads as
+     * another user */
     s_env_t *e = s_env_new(1, "authorization {\n  users = [\n"
-                              "    { user: \"" S_USER "\", password: \"" S_PASSWORD "\" }\n"
+                              "    { user: \"" S_USER "\", password: \"" S_PASSWORD "\",\n"
+                              "      permissions: {\n"
+                              "        publish: [ \"gridsync.44.03.05.>\",\n"
+                              "          \"$JS.API.STREAM.INFO." STREAM "\",\n"
+                              "          \"$JS.API.STREAM.CREATE." STREAM "\",\n"
+                              "          \"$JS.API.STREAM.MSG.GET." STREAM "\",\n"
+                              "          \"$JS.API.STREAM.PURGE." STREAM "\" ]\n"
+                              "        subscribe: [ \"_INBOX.>\" ] } }\n"
+                              "    { user: \"reader\", password: \"reader-pw\" }\n"
                               "    { nkey: \"" S_NKEY_PUBLIC "\" }\n  ]\n}\n");
     char pw[200], pw_bad[200], seed[200], seed_bad[200];
     snprintf(pw, sizeof pw, "%s/password", e->dir);
@@ -736,7 +747,7 @@ test_credentials(void **state)
     s_broker_start(e, e->store, user);
     s_upload(e, 4, 5);
     s_wait_caught_up(e);
-    s_check_stream(e, e->nats.url, S_USER, S_PASSWORD);
+    s_check_stream(e, e->nats.url, "reader", "reader-pw");
     assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
 
     /* none, or a wrong password: a clear error, uploads go on */
@@ -758,7 +769,7 @@ test_credentials(void **state)
     const char *nkey[] = { seed_arg, NULL };
     s_broker_restart(e, nkey);
     s_wait_caught_up(e);
-    s_check_stream(e, e->nats.url, S_USER, S_PASSWORD);
+    s_check_stream(e, e->nats.url, "reader", "reader-pw");
     assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
     /* a file that holds no seed: refused at start */
     const char *nkey_bad[] = { seed_bad_arg, NULL };
