@@ -574,6 +574,9 @@ s_connect(gs_bridge_t *self)
         jsOptions_Init(&jo);
         jo.Wait = S_API_WAIT_MS;
         jo.PublishAsync.MaxPending = S_MAX_PENDING;
+        /* a full window waits for acks to free a place rather than fail at
+         * once (nats.c's default is 200 ms), which would cost a reconnect */
+        jo.PublishAsync.StallWait = S_DRAIN_MS;
         jo.PublishAsync.AckHandler = s_on_ack;
         jo.PublishAsync.AckHandlerClosure = self;
         s = natsConnection_JetStream(&self->js, self->nc, &jo);

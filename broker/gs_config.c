@@ -327,7 +327,10 @@ gs_config_help(FILE *out, const char *prog)
         char lhs[64];
         snprintf(lhs, sizeof lhs, "--%s=%s", o->name,
                  o->type == S_INT ? "N" : o->type == S_BOOL ? "BOOL" : "TEXT");
-        fprintf(out, "  %-26s%s\n", lhs, o->help);
+        if (strlen(lhs) >= 26)     /* a long name: its help on the next line */
+            fprintf(out, "  %s\n  %-26s%s\n", lhs, "", o->help);
+        else
+            fprintf(out, "  %-26s%s\n", lhs, o->help);
         if (o->type == S_INT)
             fprintf(out, "  %-26s  default %s, range %lld..%lld\n", "", o->def,
                     (long long) o->min, (long long) o->max);
