@@ -504,16 +504,23 @@ s_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 
 /* ---- connection ------------------------------------------------------------- */
 
+/* nats.c's last error on this thread, for a log value in double quotes:
+ * without nats.c's source position ("(conn.c:1905): text") and with any
+ * double quote made single. Valid until the next call on this thread. */
 static const char *
 s_nats_error(natsStatus s)
 {
+    static _Thread_local char buf[256];
     natsStatus ls;
     const char *t = nats_GetLastError(&ls);
     if (!t || !*t)
-        return natsStatus_GetText(s);
-    /* nats.c puts its source position first: "(conn.c:1905): text" */
+        t = natsStatus_GetText(s);
     const char *end = t[0] == '(' ? strstr(t, "): ") : NULL;
-    return end ? end + 3 : t;
+    snprintf(buf, sizeof buf, "%s", end ? end + 3 : t);
+    for (char *p = buf; *p; p++)
+        if (*p == '"' || *p == '\n')
+            *p = '\'';
+    return buf;
 }
 
 /* Connect and make the JetStream context. Returns 0, or -1 (logged at a

@@ -783,6 +783,67 @@ test_credentials(void **state)
     s_env_destroy(e);
 }
 
+/* TLS: a server that requires it and verifies clients. The bridge connects
+ * with the CA and a client certificate; without the certificate, or
+ * trusting another CA, it fails with a clear error. Certificates are made
+ * with openssl for the test. */
+static void
+test_tls(void **state)
+{
+    (void) state;
+    s_env_t *e = s_env_new(0, NULL);
+    char cmd[4096];
+    /* a CA, another CA, and a server and a client certificate from the first */
+    snprintf(cmd, sizeof cmd,
+             "cd %s && exec > openssl.log 2>&1 && "
+             "for ca in ca other; do openssl req -x509 -newkey ec -pkeyopt "
+             "ec_paramgen_curve:prime256v1 -nodes -keyout $ca.key -out $ca.pem -days 2 "
+             "-subj /CN=gridsync-test-$ca || exit 1; done && "
+             "printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext && "
+             "for who in server client; do openssl req -newkey ec -pkeyopt "
+             "ec_paramgen_curve:prime256v1 -nodes -keyout $who.key -out $who.csr "
+             "-subj /CN=127.0.0.1 && openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key "
+             "-CAcreateserial -out $who.pem -days 2 $( [ $who = server ] && echo -extfile "
+             "server.ext ) || exit 1; done", e->dir);
+    if (system(cmd) != 0)
+        fail_msg("openssl failed (see %s/openssl.log)", e->dir);
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "tls {\n  cert_file: \"%s/server.pem\"\n  key_file: \"%s/server.key\"\n"
+             "  ca_file: \"%s/ca.pem\"\n  verify: true\n  timeout: 5\n}\n", e->dir, e->dir,
+             e->dir);
+    assert_int_equal(gs_tk_nats_start(&e->nats, extra), 0);
+    snprintf(e->url_arg, sizeof e->url_arg, "--jetstream-url=tls://127.0.0.1:%d",
+             e->nats.port);
+    char ca[300], other[300], cert[300], key[300];
+    snprintf(ca, sizeof ca, "--jetstream-tls-ca=%s/ca.pem", e->dir);
+    snprintf(other, sizeof other, "--jetstream-tls-ca=%s/other.pem", e->dir);
+    snprintf(cert, sizeof cert, "--jetstream-tls-cert=%s/client.pem", e->dir);
+    snprintf(key, sizeof key, "--jetstream-tls-key=%s/client.key", e->dir);
+
+    const char *good[] = { ca, cert, key, NULL };
+    s_broker_start(e, e->store, good);
+    s_wait_log(e, "event=bridge_connected", 1);
+    s_wait_log(e, "tls=on", 1);
+    s_upload(e, 4, 5);
+    s_wait_caught_up(e);
+    assert_true(s_metric(e, "gridsync_bridge_published_total") == 20);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+
+    /* no client certificate: the server refuses the handshake */
+    const char *no_cert[] = { ca, NULL };
+    s_broker_restart(e, no_cert);
+    s_wait_log(e, "event=bridge_connect_failed", 1);
+    assert_true(s_metric(e, "gridsync_bridge_connected") == 0);
+    assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);
+    /* a server certificate from a CA the bridge does not trust */
+    const char *wrong_ca[] = { other, cert, key, NULL };
+    s_broker_restart(e, wrong_ca);
+    s_wait_log(e, "event=bridge_connect_failed", 2);
+    assert_true(s_metric(e, "gridsync_bridge_connected") == 0);
+    s_env_destroy(e);
+}
+
 /* ---- (f) a three-node cluster, one node killed ------------------------------------ */
 
 static void
@@ -839,6 +900,7 @@ main(void)
         cmocka_unit_test(test_lineage),
         cmocka_unit_test(test_event_outside_area),
         cmocka_unit_test(test_credentials),
+        cmocka_unit_test(test_tls),
         cmocka_unit_test(test_cluster_node_killed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
