@@ -529,8 +529,10 @@ test_broker_killed(void **state)
     s_env_t *e = s_env_new(1, NULL);
     s_broker_start(e, e->store, NULL);
     for (int round = 0; round < 4; round++) {
-        /* a load, and the kill right after its last ack, while the bridge
-         * has events in flight or still to read */
+        /* the bridge has resumed; then a load, and the kill right after
+         * its last ack, while the bridge has events in flight or still to
+         * read */
+        s_wait_log(e, "event=bridge_resumed", round + 1);
         s_upload(e, 20, 25);
         int st = gs_tk_broker_stop(&e->broker, SIGKILL);
         assert_true(WIFSIGNALED(st));
