@@ -278,6 +278,12 @@ gs_bridge_check(const gs_config_t *c, char *err, size_t err_size)
             snprintf(err, err_size, "jetstream-url: '%s' is not a nats:// or tls:// URL", u);
             return -1;
         }
+        /* a URL is logged and shown by ps: no secret in it */
+        if (strchr(u, '@')) {
+            snprintf(err, err_size, "jetstream-url: credentials in the URL are refused (it is "
+                     "logged); use jetstream-user and jetstream-password-file");
+            return -1;
+        }
         n++;
     }
     if (n == 0 || n > S_MAX_SERVERS) {

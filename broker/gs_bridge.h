@@ -45,7 +45,7 @@ typedef struct gs_bridge gs_bridge_t;
 
 /* Check the jetstream-* settings of c, fail closed: with jetstream-url
  * empty every other jetstream-* setting must be unset; with it set, each
- * URL is nats:// or tls://, jetstream-area is a prefix of 2, 4, 6, 9 or
+ * URL is nats:// or tls:// without credentials (user@), jetstream-area is a prefix of 2, 4, 6, 9 or
  * 12 digits, at most one of jetstream-user, jetstream-nkey-seed-file and
  * jetstream-creds-file is set, jetstream-user comes with
  * jetstream-password-file (and only with it), jetstream-tls-cert with

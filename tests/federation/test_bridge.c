@@ -442,6 +442,7 @@ test_settings_refused(void **state)
         { "jetstream-area", AREA, "jetstream-url is empty" },
         { "jetstream-rebaseline", "true", "jetstream-url is empty" },
         { "jetstream-url", "http://127.0.0.1:4222", "not a nats://" },
+        { "jetstream-url", "nats://u:secret@127.0.0.1:4222", "credentials in the URL" },
         { "jetstream-url", "nats://127.0.0.1:4222", "jetstream-area" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
