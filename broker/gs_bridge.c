@@ -918,6 +918,19 @@ s_publish_page(gs_bridge_t *self)
 
 /* ---- the thread ------------------------------------------------------------- */
 
+/* Wait out *backoff (only a stop ends it early: the writer's notes are
+ * taken and do not hasten the next try, or an outage under load would be
+ * retried at the commit rate), then double it, up to S_BACKOFF_MAX_MS. */
+static void
+s_back_off(gs_bridge_t *self, long *backoff)
+{
+    int64_t until = gs_mono_us() + (int64_t) *backoff * 1000;
+    int64_t left;
+    while (!atomic_load(&self->stop) && (left = until - gs_mono_us()) > 0)
+        s_wait(self, (long) ((left + 999) / 1000));
+    *backoff = *backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : *backoff * 2;
+}
+
 void *
 gs_bridge_main(void *arg)
 {
@@ -933,8 +946,7 @@ gs_bridge_main(void *arg)
     while (!atomic_load(&self->stop)) {
         if (!self->nc) {
             if (s_connect(self) != 0) {
-                s_wait(self, backoff);
-                backoff = backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : backoff * 2;
+                s_back_off(self, &backoff);
                 continue;
             }
             int rc = s_resume(self);
@@ -942,8 +954,7 @@ gs_bridge_main(void *arg)
                 break;
             if (rc == S_RETRY) {
                 s_disconnect(self, 0, "stream error");
-                s_wait(self, backoff);
-                backoff = backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : backoff * 2;
+                s_back_off(self, &backoff);
                 continue;
             }
             backoff = S_BACKOFF_MIN_MS;
@@ -953,8 +964,7 @@ gs_bridge_main(void *arg)
             s_disconnect(self, 0, atomic_load(&self->failed) ? "publish failed"
                                                             : "connection lost");
             atomic_fetch_add(&self->m->bridge_reconnects, 1);
-            s_wait(self, backoff);
-            backoff = backoff * 2 > S_BACKOFF_MAX_MS ? S_BACKOFF_MAX_MS : backoff * 2;
+            s_back_off(self, &backoff);
             continue;
         }
         int n = s_publish_page(self);
