@@ -29,6 +29,7 @@
 #define S_IDLE_MS 1000          /* wake-up when no note comes */
 #define S_BUSY_MS 100           /* ... while acks are outstanding */
 #define S_MAX_SERVERS 16
+#define S_DUP_WINDOW_S 10       /* the stream's duplicate window (Nats-Msg-Id) */
 
 struct gs_bridge {
     gs_broker_t *b;                 /* the broker it publishes for */
@@ -690,6 +691,10 @@ s_stream_info(gs_bridge_t *self, jsStreamInfo **si)
         sc.Retention = js_LimitsPolicy;
         sc.Discard = js_DiscardOld;
         sc.Replicas = (int64_t) self->cfg->jetstream_replicas;
+        /* the chain of expected sequences, not the duplicate window, keeps
+         * copies out; the server holds every id of the window in memory
+         * (two minutes by default: over a million ids at 10k events/s) */
+        sc.Duplicates = (int64_t) S_DUP_WINDOW_S * 1000000000;
         jerr = 0;
         s = js_AddStream(si, self->js, &sc, NULL, &jerr);
         if (s == NATS_OK)
@@ -728,6 +733,11 @@ s_resume(gs_bridge_t *self)
         jsStreamInfo_Destroy(si);
         return s_stopped(self, "stream_subjects", detail);
     }
+    if (sc->Replicas != self->cfg->jetstream_replicas)
+        gs_log(GS_LOG_WARN, "bridge_stream_replicas", "stream=%s replicas=%lld "
+               "jetstream_replicas=%lld msg=\"the stream exists with another number of "
+               "replicas; the bridge does not change it (nats stream edit)\"", self->stream,
+               (long long) sc->Replicas, (long long) self->cfg->jetstream_replicas);
     uint64_t msgs = si->State.Msgs, first = si->State.FirstSeq, last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
     uint64_t head = 0;

@@ -321,6 +321,14 @@ s_check_stream_by(s_env_t *e, const char *url, const char *user, const char *pas
     assert_int_equal(si->State.Msgs, l.head);
     assert_int_equal(si->Config->SubjectsLen, 1);
     assert_string_equal(si->Config->Subjects[0], FILTER);
+    /* as federation.md gives the stream: file, limits with none set, 10 s
+     * duplicate window */
+    assert_int_equal(si->Config->Storage, js_FileStorage);
+    assert_int_equal(si->Config->Retention, js_LimitsPolicy);
+    assert_int_equal(si->Config->Discard, js_DiscardOld);
+    assert_true(si->Config->MaxAge == 0 && si->Config->MaxMsgs <= 0 &&
+                si->Config->MaxBytes <= 0);
+    assert_int_equal(si->Config->Duplicates, 10LL * 1000000000);
     uint64_t first = si->State.FirstSeq;
     jsStreamInfo_Destroy(si);
 
