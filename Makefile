@@ -39,7 +39,7 @@ DEBS := build-essential cmake pkg-config \
         protobuf-compiler liblmdb-dev libsodium-dev libcmocka-dev \
         lmdb-utils clang libclang-rt-14-dev \
         python3 python3-zmq python3-protobuf \
-        nats-server libnats-dev
+        nats-server libnats-dev openssl
 
 # What only the benchmarks need (the PostgreSQL peer and the chart), kept
 # apart so that `make test` never installs a database server.

@@ -86,6 +86,28 @@ static const s_option_t s_options[] = {
       "debug, info, warn or error" },
     { "log-format", S_STRF(log_format), "kv", 0, 0,
       "kv (key=value lines) or json (JSON lines)" },
+    { "jetstream-url", S_STRF(jetstream_url), "", 0, 0,
+      "bridge: NATS server URL(s), comma-separated (nats:// or tls://); empty = no bridge" },
+    { "jetstream-area", S_STRF(jetstream_area), "", 0, 0,
+      "bridge: the district's area, a 2/4/6/9/12-digit prefix (stream GRIDSYNC_<area>)" },
+    { "jetstream-replicas", S_INTF(jetstream_replicas), "1", 1, 5,
+      "bridge: replicas of the stream when the bridge creates it" },
+    { "jetstream-user", S_STRF(jetstream_user), "", 0, 0,
+      "bridge: NATS user name (needs jetstream-password-file)" },
+    { "jetstream-password-file", S_STRF(jetstream_password_file), "", 0, 0,
+      "bridge: file holding the NATS user's password (never on the command line)" },
+    { "jetstream-nkey-seed-file", S_STRF(jetstream_nkey_seed_file), "", 0, 0,
+      "bridge: file holding a NATS user nkey seed (SU...)" },
+    { "jetstream-creds-file", S_STRF(jetstream_creds_file), "", 0, 0,
+      "bridge: NATS .creds file (user JWT and nkey seed)" },
+    { "jetstream-tls-ca", S_STRF(jetstream_tls_ca), "", 0, 0,
+      "bridge: CA certificates (PEM) to verify the NATS server; turns TLS on" },
+    { "jetstream-tls-cert", S_STRF(jetstream_tls_cert), "", 0, 0,
+      "bridge: client certificate (PEM) for TLS, with jetstream-tls-key" },
+    { "jetstream-tls-key", S_STRF(jetstream_tls_key), "", 0, 0,
+      "bridge: private key (PEM) of jetstream-tls-cert" },
+    { "jetstream-rebaseline", S_BOOLF(jetstream_rebaseline), "false", 0, 1,
+      "bridge: purge a stream that holds another lineage and republish from seq 1" },
 };
 
 #define S_NOPTIONS (sizeof s_options / sizeof s_options[0])
@@ -306,7 +328,10 @@ gs_config_help(FILE *out, const char *prog)
         char lhs[64];
         snprintf(lhs, sizeof lhs, "--%s=%s", o->name,
                  o->type == S_INT ? "N" : o->type == S_BOOL ? "BOOL" : "TEXT");
-        fprintf(out, "  %-26s%s\n", lhs, o->help);
+        if (strlen(lhs) >= 26)     /* a long name: its help on the next line */
+            fprintf(out, "  %s\n  %-26s%s\n", lhs, "", o->help);
+        else
+            fprintf(out, "  %-26s%s\n", lhs, o->help);
         if (o->type == S_INT)
             fprintf(out, "  %-26s  default %s, range %lld..%lld\n", "", o->def,
                     (long long) o->min, (long long) o->max);

@@ -45,6 +45,17 @@ typedef struct gs_config {
     int no_sync;                /* benchmark only: commits not durable */
     char log_level[16];         /* debug, info, warn, error */
     char log_format[8];         /* kv or json */
+    char jetstream_url[512];    /* bridge: NATS server URL(s), comma-separated; "" = off */
+    char jetstream_area[16];    /* bridge: the district's area prefix (stream and origin) */
+    int64_t jetstream_replicas; /* bridge: replicas of the stream when it is created */
+    char jetstream_user[128];   /* bridge: NATS user (with jetstream_password_file) */
+    char jetstream_password_file[512]; /* bridge: file holding that user's password */
+    char jetstream_nkey_seed_file[512]; /* bridge: file holding a user nkey seed */
+    char jetstream_creds_file[512];     /* bridge: a NATS .creds file (JWT and seed) */
+    char jetstream_tls_ca[512];   /* bridge: CA certificates that sign the server's */
+    char jetstream_tls_cert[512]; /* bridge: client certificate (with jetstream_tls_key) */
+    char jetstream_tls_key[512];  /* bridge: its private key */
+    int jetstream_rebaseline;   /* bridge: purge and republish a stream of another lineage */
 } gs_config_t;
 
 /* Fill c with the defaults from the table. */
