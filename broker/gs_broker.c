@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "gs_bridge.h"
 #include "gs_broker_int.h"
 #include "gs_endpoint.h"
 #include "gs_feed.h"
@@ -103,6 +104,18 @@ s_metrics_halt(gs_broker_t *b)
     b->metrics_running = 0;
 }
 
+/* Stop and join the bridge thread, if it runs (after the writer: no more
+ * notes come, and to_bridge is the lifecycle's). */
+static void
+s_bridge_halt(gs_broker_t *b)
+{
+    if (!b->bridge_running)
+        return;
+    gs_bridge_halt(b->bridge, b->to_bridge);
+    pthread_join(b->bridge_thread, NULL);
+    b->bridge_running = 0;
+}
+
 static void
 s_reader_socks_close(gs_broker_t *b)
 {
@@ -121,6 +134,7 @@ s_start_failed(gs_broker_t *b, const char *name, int err, int readers_started)
     gs_log(GS_LOG_ERROR, "start_failed", "thread=%s error=\"%s\" msg=\"could not start a "
            "thread; gridsyncd stops\"", name, strerror(err));
     zmq_ctx_shutdown(b->ctx);
+    s_bridge_halt(b);
     if (b->threads_started >= 1)
         pthread_join(b->writer_thread, NULL);
     if (b->threads_started >= 2)
@@ -166,6 +180,12 @@ gs_broker_run(gs_broker_t *self)
             return s_start_failed(b, name, rc, i);
         b->threads_started++;
     }
+    if (b->bridge) {
+        rc = gs_thread_start(&b->bridge_thread, "gs-bridge", gs_bridge_main, b->bridge);
+        if (rc)
+            return s_start_failed(b, "gs-bridge", rc, b->cfg.readers);
+        b->bridge_running = 1;
+    }
     if (b->http_fd >= 0) {
         rc = gs_thread_start(&b->metrics_thread, "gs-metrics", s_metrics_main, b);
         if (rc)
@@ -181,6 +201,7 @@ gs_broker_run(gs_broker_t *self)
     s_metrics_halt(b);
     gs_ptr_send(b->to_publisher, NULL);
     pthread_join(b->writer_thread, NULL);
+    s_bridge_halt(b);
     for (int i = 0; i < b->cfg.readers; i++)
         pthread_join(b->readers[i], NULL);
     s_reader_socks_close(b);
@@ -304,6 +325,13 @@ gs_broker_new(const gs_config_t *cfg)
     gs_metrics_init(&b->metrics, gs_now_ms());
     b->metrics.batch_max_records = cfg->batch_max_records;
     b->metrics.batch_linger_us = cfg->batch_linger_us;
+    char why[600];
+    /* a replica's NATS settings are checked with its plan (gs_replica_new);
+     * a replica has no bridge: its writer is the replica thread */
+    if (!cfg->replica_of[0] && gs_bridge_check(cfg, why, sizeof why)) {
+        gs_log(GS_LOG_ERROR, "config_refused", "msg=\"%s\"", why);
+        goto fail;
+    }
     b->limits = gs_limits_default;
     b->limits.max_records = (uint32_t) cfg->max_records;
 
@@ -383,6 +411,8 @@ gs_broker_new(const gs_config_t *cfg)
         gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"publisher tables\"");
         goto fail;
     }
+    if (cfg->jetstream_url[0] && !cfg->replica_of[0] && !(b->bridge = gs_bridge_new(b)))
+        goto fail;
 
     /* the ZeroMQ context comes from CZMQ (zsys), as the broker's keypair
      * does (zcert); CURVE handshakes are authorised by gs_auth's own ZAP
@@ -409,6 +439,16 @@ gs_broker_new(const gs_config_t *cfg)
     b->to_publisher = s_bind(b, ZMQ_PAIR, GS_EP_EVENTS, "events", NULL, 0);
     if (!b->to_writer || !b->to_readers || !b->replies || !b->to_publisher)
         goto fail;
+    if (b->bridge) {
+        /* the writer's notes of new heads: a few at most, dropped when
+         * full (gs_bridge_notify), so the writer never waits for it */
+        b->to_bridge = s_bind(b, ZMQ_PUSH, GS_EP_BRIDGE, "bridge", NULL, 0);
+        if (!b->to_bridge)
+            goto fail;
+        int small = 4, no_linger = 0;
+        zmq_setsockopt(b->to_bridge, ZMQ_SNDHWM, &small, sizeof small);
+        zmq_setsockopt(b->to_bridge, ZMQ_LINGER, &no_linger, sizeof no_linger);
+    }
     int hwm = 0; /* internal queues: never drop */
     zmq_setsockopt(b->to_writer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(b->to_readers, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -541,8 +581,9 @@ gs_broker_destroy(gs_broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     gs_broker_t *b = *self_p;
+    s_bridge_halt(b);
     void **socks[] = { &b->router, &b->admin, &b->to_writer, &b->to_readers, &b->replies,
-                       &b->to_publisher };
+                       &b->to_publisher, &b->to_bridge };
     for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++)
         if (*socks[i]) {
             zmq_close(*socks[i]);
@@ -573,6 +614,7 @@ gs_broker_destroy(gs_broker_t **self_p)
     gs_writer_destroy(&b->writer);
     gs_replica_destroy(&b->replica);
     gs_feed_destroy(&b->feed);
+    gs_bridge_destroy(&b->bridge);
     if (s_signal_broker == b)
         s_signal_broker = NULL;
     free(b);

@@ -12,6 +12,7 @@
  *   gs_replica.c   the replica thread, the writer of a city replica
  *   gs_feed.c      the publisher thread and its tables (the live feed)
  *   gs_reader.c    the reader threads
+ *   gs_bridge.c    the bridge thread: the change log into JetStream
  *   gs_serve.c     the request handlers: (store, request) -> reply bytes,
  *                  no sockets; the one error-reply path
  *   gs_authz.c     the authorisation rule, a pure function
@@ -24,7 +25,9 @@
  *   - the frontend thread's: router, admin, to_writer, to_readers,
  *     replies, sig_pipe's read end;
  *   - the writer thread's: writer, to_publisher (on which gs_broker_run
- *     sends the publisher's stop once the writer has reported done);
+ *     sends the publisher's stop once the writer has reported done),
+ *     to_bridge (likewise the bridge's stop);
+ *   - the bridge thread's once started: bridge (gs_bridge.h);
  *   - the publisher thread's once started: feed (gs_feed.h);
  *   - atomics any thread may touch: metrics, head_seq (the writer
  *     stores), subscriptions (the publisher stores), pending (the
@@ -60,6 +63,7 @@
 
 typedef struct gs_writer gs_writer_t;
 typedef struct gs_feed gs_feed_t;
+typedef struct gs_bridge gs_bridge_t;
 
 
 struct gs_broker {
@@ -91,6 +95,10 @@ struct gs_broker {
     char ready[1024];               /* the "ready" line, logged once all run */
     gs_writer_t *writer;            /* the writer's group, allocated before it starts */
     gs_feed_t *feed;                /* the live feed: socket and tables (gs_feed.h) */
+    gs_bridge_t *bridge;            /* the JetStream bridge, or NULL (gs_bridge.h) */
+    void *to_bridge;                /* PUSH, writer side: new heads for the bridge, or NULL */
+    pthread_t bridge_thread;        /* gs-bridge */
+    int bridge_running;             /* bridge_thread was started */
     struct gs_replica *replica;     /* replica-of set: the replica thread's state */
                                     /* (gs_replica.h), which runs instead of the writer */
     int threads_started;            /* how many of the above run */

@@ -87,21 +87,27 @@ static const s_option_t s_options[] = {
     { "log-format", S_STRF(log_format), "kv", 0, 0,
       "kv (key=value lines) or json (JSON lines)" },
     { "jetstream-url", S_STRF(jetstream_url), "", 0, 0,
-      "NATS JetStream server URL(s), comma-separated (federation.md)" },
+      "NATS server URL(s), comma-separated (nats:// or tls://): the bridge's, or the replica's" },
+    { "jetstream-area", S_STRF(jetstream_area), "", 0, 0,
+      "bridge: the district's area, a 2/4/6/9/12-digit prefix (stream GRIDSYNC_<area>)" },
+    { "jetstream-replicas", S_INTF(jetstream_replicas), "1", 1, 5,
+      "bridge: replicas of the stream when the bridge creates it" },
     { "jetstream-user", S_STRF(jetstream_user), "", 0, 0,
-      "NATS user name; the password is read from jetstream-password-file" },
+      "NATS user name (needs jetstream-password-file)" },
     { "jetstream-password-file", S_STRF(jetstream_password_file), "", 0, 0,
-      "file holding the NATS password of jetstream-user" },
+      "file holding the NATS user's password (never on the command line)" },
     { "jetstream-nkey-seed-file", S_STRF(jetstream_nkey_seed_file), "", 0, 0,
-      "file holding a NATS user nkey seed (instead of user and password)" },
+      "file holding a NATS user nkey seed (SU...)" },
     { "jetstream-creds-file", S_STRF(jetstream_creds_file), "", 0, 0,
-      "NATS .creds file (JWT and seed; instead of user or nkey)" },
+      "NATS .creds file (user JWT and nkey seed)" },
     { "jetstream-tls-ca", S_STRF(jetstream_tls_ca), "", 0, 0,
-      "CA certificates (PEM) to verify the NATS server; set: TLS is required" },
+      "CA certificates (PEM) to verify the NATS server; turns TLS on" },
     { "jetstream-tls-cert", S_STRF(jetstream_tls_cert), "", 0, 0,
-      "client certificate (PEM) for TLS to NATS, with jetstream-tls-key" },
+      "client certificate (PEM) for TLS, with jetstream-tls-key" },
     { "jetstream-tls-key", S_STRF(jetstream_tls_key), "", 0, 0,
       "private key (PEM) of jetstream-tls-cert" },
+    { "jetstream-rebaseline", S_BOOLF(jetstream_rebaseline), "false", 0, 1,
+      "bridge: purge a stream that holds another lineage and republish from seq 1" },
     { "replica-of", S_STRF(replica_of), "", 0, 0,
       "run as a read-only city replica of these district areas (comma-separated)" },
     { "replica-area", S_STRF(replica_area), "", 0, 0,
@@ -338,7 +344,10 @@ gs_config_help(FILE *out, const char *prog)
         char lhs[64];
         snprintf(lhs, sizeof lhs, "--%s=%s", o->name,
                  o->type == S_INT ? "N" : o->type == S_BOOL ? "BOOL" : "TEXT");
-        fprintf(out, "  %-26s%s\n", lhs, o->help);
+        if (strlen(lhs) >= 26)     /* a long name: its help on the next line */
+            fprintf(out, "  %s\n  %-26s%s\n", lhs, "", o->help);
+        else
+            fprintf(out, "  %-26s%s\n", lhs, o->help);
         if (o->type == S_INT)
             fprintf(out, "  %-26s  default %s, range %lld..%lld\n", "", o->def,
                     (long long) o->min, (long long) o->max);

@@ -84,6 +84,61 @@ s_hist(gs_wbuf_t *b, const char *name, const char *help, gs_hist_t *h)
              (unsigned long long) atomic_load(&h->count));
 }
 
+/* gs_event_fn: the committed_at (field 8) of the one event asked for. */
+static int
+s_committed_at(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    uint64_t v = 0;
+    if (gs_wire_find_varint(data, len, 8, &v) == 0)
+        *(int64_t *) arg = (int64_t) v;
+    return 0;
+}
+
+/* The bridge's metrics (docs/operations.md). The lags are computed here,
+ * at scrape time: in events, the store's head less the last seq the
+ * stream holds; in seconds, how long ago the oldest event the stream does
+ * not hold yet was committed (0 when it holds everything). */
+static void
+s_bridge(gs_wbuf_t *b, gs_metrics_t *m, gs_store_t *store, int64_t now_ms)
+{
+    uint64_t acked = atomic_load(&m->bridge_acked_seq);
+    uint64_t head = 0, next = 0, at_head = 0;
+    int64_t committed_at = 0;
+    if (store && gs_store_head(store, &head) == 0 && head > acked) {
+        const char *all[1] = { "" };
+        if (gs_store_events(store, all, 1, acked, 1, s_committed_at, &committed_at, &next,
+                            &at_head) != 0)
+            committed_at = 0;
+    }
+    double lag_s = committed_at > 0 && now_ms > committed_at
+                       ? (double) (now_ms - committed_at) / 1000.0 : 0.0;
+    int stopped = atomic_load(&m->bridge_stopped);
+    s_counter(b, "gridsync_bridge_published_total",
+              "Change events the JetStream stream acknowledged.",
+              atomic_load(&m->bridge_published));
+    s_gauge(b, "gridsync_bridge_last_seq", "Last seq the district's stream holds.",
+            (double) acked);
+    s_gauge(b, "gridsync_bridge_lag_events",
+            "Committed events the stream does not hold yet (head - last seq).",
+            (double) (head > acked ? head - acked : 0));
+    s_gauge(b, "gridsync_bridge_lag_seconds",
+            "Age of the oldest committed event the stream does not hold yet (0 = caught up).",
+            lag_s);
+    s_gauge(b, "gridsync_bridge_connected", "1 while the bridge is connected to NATS.",
+            (double) atomic_load(&m->bridge_connected));
+    gs_wbuf_printf(b, "# HELP gridsync_bridge_state The bridge's state: running, or stopped "
+                      "until an operator acts (lineage or area error).\n"
+                      "# TYPE gridsync_bridge_state gauge\n"
+                      "gridsync_bridge_state{state=\"running\"} %d\n"
+                      "gridsync_bridge_state{state=\"stopped\"} %d\n", !stopped, stopped);
+    s_counter(b, "gridsync_bridge_errors_total",
+              "Bridge errors: connection, stream, publish or refused expectation.",
+              atomic_load(&m->bridge_errors));
+    s_counter(b, "gridsync_bridge_reconnects_total",
+              "Times the bridge gave up its NATS connection and made a new one.",
+              atomic_load(&m->bridge_reconnects));
+}
+
 void
 gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t *b)
 {
@@ -179,6 +234,8 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
                     (double) info.readers_used);
         }
     }
+    if (m->bridge_enabled)
+        s_bridge(b, m, store, now_ms);
     s_gauge(b, "gridsync_uptime_seconds", "Seconds since the broker started.",
             (double) (now_ms - m->started_ms) / 1000.0);
     if (m->replica_section)

@@ -58,6 +58,13 @@ typedef struct gs_metrics {
     atomic_uint_fast64_t handshakes_failed;     /* other failed CURVE handshakes (not ZAP) */
     int64_t batch_max_records;                  /* configured bound (reported) */
     int64_t batch_linger_us;                    /* configured bound (reported) */
+    int bridge_enabled;                         /* jetstream-url set: the bridge's metrics follow */
+    atomic_uint_fast64_t bridge_published;      /* events the stream acknowledged */
+    atomic_uint_fast64_t bridge_acked_seq;      /* last seq the stream holds, as last read or acked */
+    atomic_int bridge_connected;                /* 1 while connected to NATS */
+    atomic_int bridge_stopped;                  /* 1 once stopped for good (lineage, area) */
+    atomic_uint_fast64_t bridge_errors;         /* connect, stream and publish errors */
+    atomic_uint_fast64_t bridge_reconnects;     /* connections given up and made again */
     /* a replica's own families (gs_replica_metrics), appended when set;
      * set before the threads start */
     void (*replica_section)(void *arg, gs_wbuf_t *out, int64_t now_ms);

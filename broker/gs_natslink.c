@@ -4,77 +4,92 @@
  */
 #include "gs_natslink.h"
 
+#include <errno.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+static int
+s_readable(const char *name, const char *path, char *err, size_t err_size)
+{
+    if (!path[0] || access(path, R_OK) == 0)
+        return 0;
+    snprintf(err, err_size, "%s: cannot read '%s': %s", name, path, strerror(errno));
+    return -1;
+}
 
 int
-gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size)
+gs_natslink_check(const gs_config_t *c, char *err, size_t err_size)
 {
-    int methods = !!cfg->jetstream_user[0] + !!cfg->jetstream_nkey_seed_file[0] +
-                  !!cfg->jetstream_creds_file[0];
+    /* every URL nats:// or tls:// */
+    char urls[sizeof c->jetstream_url];
+    snprintf(urls, sizeof urls, "%s", c->jetstream_url);
+    int n = 0;
+    for (char *save = NULL, *u = strtok_r(urls, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        while (*u == ' ')
+            u++;
+        if (strncmp(u, "nats://", 7) != 0 && strncmp(u, "tls://", 6) != 0) {
+            snprintf(err, err_size, "jetstream-url: '%s' is not a nats:// or tls:// URL", u);
+            return -1;
+        }
+        /* a URL is logged and shown by ps: no secret in it */
+        if (strchr(u, '@')) {
+            snprintf(err, err_size, "jetstream-url: credentials in the URL are refused (it is "
+                     "logged); use jetstream-user and jetstream-password-file");
+            return -1;
+        }
+        n++;
+    }
+    if (n == 0 || n > GS_NATSLINK_MAX_URLS) {
+        snprintf(err, err_size, "jetstream-url: give 1 to %d URLs, comma-separated",
+                 GS_NATSLINK_MAX_URLS);
+        return -1;
+    }
+    int methods = !!c->jetstream_user[0] + !!c->jetstream_nkey_seed_file[0] +
+                  !!c->jetstream_creds_file[0];
     if (methods > 1) {
-        snprintf(err, err_size, "jetstream-user, jetstream-nkey-seed-file and "
-                 "jetstream-creds-file are alternatives: set at most one");
+        snprintf(err, err_size, "set only one of jetstream-user (with "
+                 "jetstream-password-file), jetstream-nkey-seed-file and jetstream-creds-file");
         return -1;
     }
-    if (!!cfg->jetstream_user[0] != !!cfg->jetstream_password_file[0]) {
-        snprintf(err, err_size, "jetstream-user and jetstream-password-file go together");
+    if (!!c->jetstream_user[0] != !!c->jetstream_password_file[0]) {
+        snprintf(err, err_size, "jetstream-user and jetstream-password-file go together: "
+                 "set both or neither");
         return -1;
     }
-    if (!!cfg->jetstream_tls_cert[0] != !!cfg->jetstream_tls_key[0]) {
-        snprintf(err, err_size, "jetstream-tls-cert and jetstream-tls-key go together");
+    if (!!c->jetstream_tls_cert[0] != !!c->jetstream_tls_key[0]) {
+        snprintf(err, err_size, "jetstream-tls-cert and jetstream-tls-key go together: "
+                 "set both or neither");
         return -1;
     }
+    const struct {
+        const char *name;
+        const char *value;
+    } files[] = {
+        { "jetstream-password-file", c->jetstream_password_file },
+        { "jetstream-nkey-seed-file", c->jetstream_nkey_seed_file },
+        { "jetstream-creds-file", c->jetstream_creds_file },
+        { "jetstream-tls-ca", c->jetstream_tls_ca },
+        { "jetstream-tls-cert", c->jetstream_tls_cert },
+        { "jetstream-tls-key", c->jetstream_tls_key },
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (s_readable(files[i].name, files[i].value, err, err_size))
+            return -1;
     return 0;
 }
 
-/* Base32 (RFC 4648, no padding) as nkeys write it. */
-static const char s_b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/* ---- nkeys -------------------------------------------------------------------- */
 
-static size_t
-s_b32_decode(const char *in, size_t n, uint8_t *out, size_t max)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *c = strchr(s_b32, in[i]);
-        if (!c || !in[i])
-            return 0;
-        acc = acc << 5 | (uint32_t) (c - s_b32);
-        bits += 5;
-        if (bits >= 8) {
-            if (w == max)
-                return 0;
-            out[w++] = (uint8_t) (acc >> (bits - 8));
-            bits -= 8;
-        }
-    }
-    return w;
-}
+/* NATS nkeys are RFC 4648 base32 (no padding) of a prefix byte (two for a
+ * seed), the key, and a CRC-16 (XMODEM: polynomial 0x1021, start 0) of
+ * what precedes it, little-endian. A user seed starts "SU", a user public
+ * key "U". */
+#define S_NKEY_SEED_PREFIX (18 << 3)
+#define S_NKEY_USER_PREFIX (20 << 3)
 
-static void
-s_b32_encode(const uint8_t *in, size_t n, char *out)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = acc << 8 | in[i];
-        bits += 8;
-        while (bits >= 5) {
-            out[w++] = s_b32[(acc >> (bits - 5)) & 31];
-            bits -= 5;
-        }
-    }
-    if (bits)
-        out[w++] = s_b32[(acc << (5 - bits)) & 31];
-    out[w] = 0;
-}
-
-/* CRC-16/XMODEM, the nkey checksum. */
 static uint16_t
 s_crc16(const uint8_t *p, size_t n)
 {
@@ -82,9 +97,81 @@ s_crc16(const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++) {
         crc ^= (uint16_t) (p[i] << 8);
         for (int b = 0; b < 8; b++)
-            crc = (uint16_t) (crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+            crc = crc & 0x8000 ? (uint16_t) ((crc << 1) ^ 0x1021) : (uint16_t) (crc << 1);
     }
     return crc;
+}
+
+static const char s_b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/* Decode base32 text (stopping at the first character outside the
+ * alphabet) into out; returns the bytes written, or -1 when out is too
+ * small or bits are left over. */
+static int
+s_b32_decode(const char *in, uint8_t *out, size_t size)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t n = 0;
+    for (; *in; in++) {
+        const char *p = strchr(s_b32, *in);
+        if (!p || !*in)
+            break;
+        acc = (acc << 5) | (uint32_t) (p - s_b32);
+        bits += 5;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == size)
+                return -1;
+            out[n++] = (uint8_t) (acc >> bits);
+        }
+    }
+    return (acc & ((1u << bits) - 1)) ? -1 : (int) n;
+}
+
+static void
+s_b32_encode(const uint8_t *in, size_t n, char *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 5) {
+            bits -= 5;
+            out[o++] = s_b32[(acc >> bits) & 31];
+        }
+    }
+    if (bits > 0)
+        out[o++] = s_b32[(acc << (5 - bits)) & 31];
+    out[o] = 0;
+}
+
+int
+gs_natslink_nkey_public_seed(const char *seed, char *out, size_t size)
+{
+    uint8_t raw[40];
+    int n = s_b32_decode(seed, raw, sizeof raw);
+    int ok = n == 36 && s_crc16(raw, 34) == (uint16_t) (raw[34] | raw[35] << 8) &&
+             (raw[0] & 0xf8) == S_NKEY_SEED_PREFIX &&
+             (((raw[0] & 7) << 5) | ((raw[1] & 0xf8) >> 3)) == S_NKEY_USER_PREFIX &&
+             size >= 57;
+    uint8_t pub[35];
+    if (ok) {
+        uint8_t sk[crypto_sign_SECRETKEYBYTES];
+        pub[0] = S_NKEY_USER_PREFIX;
+        crypto_sign_seed_keypair(pub + 1, sk, raw + 2);
+        sodium_memzero(sk, sizeof sk);
+        uint16_t crc = s_crc16(pub, 33);
+        pub[33] = (uint8_t) (crc & 0xff);
+        pub[34] = (uint8_t) (crc >> 8);
+        s_b32_encode(pub, sizeof pub, out);
+    } else if (size) {
+        out[0] = 0;
+    }
+    sodium_memzero(raw, sizeof raw);
+    return ok ? 0 : -1;
 }
 
 int
@@ -96,26 +183,9 @@ gs_natslink_nkey_public(const char *path, char pub[64])
     char seed[128] = "";
     int ok = fgets(seed, sizeof seed, f) != NULL;
     fclose(f);
-    size_t n = strcspn(seed, " \t\r\n");
-    uint8_t raw[64];
-    int rc = -1;
-    /* seed: 2 prefix bytes (seed, user), 32 bytes, CRC-16 little-endian */
-    if (ok && n == 58 && s_b32_decode(seed, n, raw, sizeof raw) == 36 &&
-        (raw[0] & 0xf8) == 18 << 3 && s_crc16(raw, 34) == (raw[34] | raw[35] << 8)) {
-        uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
-        crypto_sign_seed_keypair(pk, sk, raw + 2);
-        uint8_t p[35];
-        p[0] = (uint8_t) ((raw[0] & 7) << 5 | raw[1] >> 3);   /* the key's type byte */
-        memcpy(p + 1, pk, 32);
-        uint16_t c = s_crc16(p, 33);
-        p[33] = (uint8_t) (c & 0xff);
-        p[34] = (uint8_t) (c >> 8);
-        s_b32_encode(p, sizeof p, pub);
-        sodium_memzero(sk, sizeof sk);
-        rc = 0;
-    }
+    seed[strcspn(seed, " \t\r\n")] = 0;
+    int rc = ok ? gs_natslink_nkey_public_seed(seed, pub, 64) : -1;
     sodium_memzero(seed, sizeof seed);
-    sodium_memzero(raw, sizeof raw);
     return rc;
 }
 

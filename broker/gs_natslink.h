@@ -18,12 +18,17 @@
 
 #include "gs_config.h"
 
-/* Check that cfg's credential and TLS settings make sense together: at
- * most one of jetstream-user, jetstream-nkey-seed-file and
- * jetstream-creds-file; jetstream-user with jetstream-password-file;
- * jetstream-tls-cert with jetstream-tls-key. Returns 0, or -1 with a
- * message a person can act on in err. (Whether jetstream-url is needed is
- * the caller's rule.) */
+#define GS_NATSLINK_MAX_URLS 16     /* servers in jetstream-url */
+
+/* The rules of the NATS link's settings, fail closed, for the bridge and
+ * the replica alike: jetstream-url is 1 to GS_NATSLINK_MAX_URLS URLs,
+ * comma-separated, each nats:// or tls:// and without credentials (user@:
+ * URLs are logged); at most one of jetstream-user, jetstream-nkey-seed-file
+ * and jetstream-creds-file; jetstream-user with jetstream-password-file
+ * (and only with it); jetstream-tls-cert with jetstream-tls-key; every
+ * file named can be read. Returns 0, or -1 with a message a person can
+ * act on in err. (Whether the link is wanted at all, and the rest of each
+ * side's settings, are the caller's rules.) */
 int gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size);
 
 /* nats.c options for cfg's NATS link, with connection name name. NULL on
@@ -34,6 +39,12 @@ int gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size);
  * with gs_natslink_check first. */
 natsOptions *gs_natslink_options(const gs_config_t *cfg, const char *name, const char **what,
                                  natsStatus *st);
+
+/* The public key ("U...", 56 characters) of the NATS user nkey seed
+ * ("SU...", as nk and nsc write it) into out (at least 57 bytes).
+ * Returns 0, or -1 when seed is not a user seed (bad base32, checksum or
+ * prefix); out is then "". */
+int gs_natslink_nkey_public_seed(const char *seed, char *out, size_t size);
 
 /* The public user key ("U" and 55 more characters) of the nkey seed in
  * the first line of file path: nats.c signs the server's nonce with the

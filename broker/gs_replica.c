@@ -190,6 +190,12 @@ gs_replica_plan(const gs_config_t *cfg, gs_replica_origin_t *out, size_t max, ch
                  "districts publish to)");
         return -1;
     }
+    if (cfg->jetstream_area[0] || cfg->jetstream_rebaseline) {
+        snprintf(err, err_size, "%s is a district's bridge setting; a replica (replica-of) "
+                 "publishes nothing to NATS", cfg->jetstream_area[0] ? "jetstream-area"
+                                                                    : "jetstream-rebaseline");
+        return -1;
+    }
     if (gs_natslink_check(cfg, err, err_size))
         return -1;
     return (int) n;

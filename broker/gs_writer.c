@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_bridge.h"
 #include "gs_log.h"
 
 struct gs_writer {
@@ -117,6 +118,7 @@ gs_writer_main(void *arg)
             gs_hist_observe(&b->metrics.commit_records, (double) records);
             gs_hist_observe(&b->metrics.commit_seconds, secs);
             atomic_store(&b->head_seq, res.head_seq);
+            gs_bridge_notify(b->to_bridge, res.head_seq); /* never waits */
             if (last_rc)
                 gs_log(GS_LOG_INFO, "store_recovered", "head_seq=%llu",
                        (unsigned long long) res.head_seq);

@@ -5,6 +5,8 @@
 # Integration tests run as they are, but start every gridsyncd under
 # valgrind (GS_TEST_VALGRIND, tests/support/gs_testkit.c): a memory error
 # or a definite leak in the broker makes it exit 99 and fails the test.
+# test_bridge's brokers run nats.c (the bridge): its threads end in
+# nats_CloseAndWait before the broker exits, and it needs no suppression.
 # Left out, because valgrind makes them take many minutes and the ASan+UBSan
 # build (make test-sanitize) runs them with LeakSanitizer: test_store,
 # test_store_crash, test_gen and the fault tests. test_hostile floods a
@@ -64,7 +66,7 @@ for t in test_validate test_schema test_prescan test_privacy test_config test_en
     echo "valgrind: $t"
     run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }
 done
-for t in test_broker test_admin test_security test_hostile test_conns test_gridsim test_gridfeed \
+for t in test_broker test_admin test_security test_hostile test_conns test_bridge test_gridsim test_gridfeed \
          test_gridctl test_gridctl_keys test_replica; do
     [ -x "./$t" ] || continue
     echo "valgrind (broker): $t"

@@ -75,15 +75,28 @@ test_check(void **state)
     (void) state;
     gs_config_t c;
     gs_config_defaults(&c);
-    char err[200];
+    char err[300];
+    /* a URL is needed, nats:// or tls://, without credentials */
+    assert_int_equal(gs_natslink_check(&c, err, sizeof err), -1);
+    snprintf(c.jetstream_url, sizeof c.jetstream_url, "nats://127.0.0.1:4222, tls://n2:4222");
     assert_int_equal(gs_natslink_check(&c, err, sizeof err), 0);
+    gs_config_t u = c;
+    snprintf(u.jetstream_url, sizeof u.jetstream_url, "http://127.0.0.1:4222");
+    assert_int_equal(gs_natslink_check(&u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a nats://"));
+    snprintf(u.jetstream_url, sizeof u.jetstream_url, "nats://city:pw@127.0.0.1:4222");
+    assert_int_equal(gs_natslink_check(&u, err, sizeof err), -1);
+    assert_non_null(strstr(err, "credentials in the URL"));
+    /* one credential kind, complete, readable */
     gs_config_t two = c;
     snprintf(two.jetstream_user, sizeof two.jetstream_user, "city");
-    snprintf(two.jetstream_password_file, sizeof two.jetstream_password_file, "pw");
+    snprintf(two.jetstream_password_file, sizeof two.jetstream_password_file, "%s",
+             s_file("pw-check", "secret\n"));
     assert_int_equal(gs_natslink_check(&two, err, sizeof err), 0);
-    snprintf(two.jetstream_creds_file, sizeof two.jetstream_creds_file, "x.creds");
+    snprintf(two.jetstream_creds_file, sizeof two.jetstream_creds_file, "%s",
+             s_file("x.creds", "x"));
     assert_int_equal(gs_natslink_check(&two, err, sizeof err), -1);
-    assert_non_null(strstr(err, "at most one"));
+    assert_non_null(strstr(err, "only one"));
     gs_config_t nopw = c;
     snprintf(nopw.jetstream_user, sizeof nopw.jetstream_user, "city");
     assert_int_equal(gs_natslink_check(&nopw, err, sizeof err), -1);
@@ -92,6 +105,10 @@ test_check(void **state)
     snprintf(tls.jetstream_tls_cert, sizeof tls.jetstream_tls_cert, "c.pem");
     assert_int_equal(gs_natslink_check(&tls, err, sizeof err), -1);
     assert_non_null(strstr(err, "jetstream-tls-key"));
+    gs_config_t gone = c;
+    snprintf(gone.jetstream_tls_ca, sizeof gone.jetstream_tls_ca, "%s/no-ca.pem", s_dir);
+    assert_int_equal(gs_natslink_check(&gone, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot read"));
 }
 
 static void

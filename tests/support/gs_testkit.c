@@ -98,6 +98,28 @@ gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *
     return gs_tk_broker_start_mode(b, store_dir, extra, 0);
 }
 
+/* One line (with its newline, NUL-terminated, cut at size - 1 bytes) read
+ * from fd a byte at a time. Returns 0 at the end of the input. */
+static int
+s_read_line(int fd, char *line, size_t size)
+{
+    size_t n = 0;
+    char c;
+    for (;;) {
+        ssize_t r = read(fd, &c, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        if (n + 1 < size)
+            line[n++] = c;
+        if (c == '\n')
+            break;
+    }
+    line[n] = 0;
+    return n > 0;
+}
+
 int
 gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *const *extra,
                         int secure)
@@ -158,12 +180,13 @@ gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *co
     close(pfd[1]);
     b->pid = pid;
     b->err_fd = pfd[0];
-    /* read log lines until the broker says it is ready (or exits) */
-    FILE *f = fdopen(dup(pfd[0]), "r");
+    /* read log lines until the broker says it is ready (or exits), byte
+     * by byte, so that nothing after the ready line is taken from the
+     * pipe: the drain thread copies the rest to the log file */
     char line[2048];
     int ready = 0;
     FILE *log = fopen(b->log_path, "a");
-    while (f && fgets(line, sizeof line, f)) {
+    while (s_read_line(pfd[0], line, sizeof line)) {
         if (log)
             fputs(line, log);
         if (strstr(line, "event=ready")) {
@@ -180,10 +203,6 @@ gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *co
     }
     if (log)
         fclose(log);
-    /* fgets may have buffered more than the ready line; that part of the
-     * log is lost to the file, which only matters for reading logs */
-    if (f)
-        fclose(f);
     if (!ready) {
         int st;
         waitpid(pid, &st, 0);

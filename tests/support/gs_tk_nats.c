@@ -149,12 +149,23 @@ s_prepare(gs_tk_nats_t *n, const char *name)
     return 0;
 }
 
+/* Attempts at a start: a port found free can be taken by another program
+ * before the server binds it (tests run in parallel), and a loaded machine
+ * can miss a cluster's first metadata election; a fresh start then, on
+ * new ports in a new directory. */
+#define S_START_ATTEMPTS 3
+
 int
 gs_tk_nats_start(gs_tk_nats_t *n, const char *extra)
 {
-    if (s_prepare(n, "n1") || s_write_conf(n, n, 1, extra))
-        return -1;
-    return gs_tk_nats_restart(n);
+    for (int attempt = 0; attempt < S_START_ATTEMPTS; attempt++) {
+        if (s_prepare(n, "n1") || s_write_conf(n, n, 1, extra))
+            return -1;
+        if (gs_tk_nats_restart(n) == 0)
+            return 0;
+        gs_tk_nats_destroy(n);
+    }
+    return -1;
 }
 
 int
@@ -169,8 +180,22 @@ gs_tk_nats_restart(gs_tk_nats_t *n)
     return -1;
 }
 
+static int s_cluster_start_once(gs_tk_nats_t *nodes, int count, const char *extra);
+
 int
 gs_tk_nats_cluster_start(gs_tk_nats_t *nodes, int count, const char *extra)
+{
+    for (int attempt = 0; attempt < S_START_ATTEMPTS; attempt++) {
+        if (s_cluster_start_once(nodes, count, extra) == 0)
+            return 0;
+        for (int i = 0; i < count; i++)
+            gs_tk_nats_destroy(&nodes[i]);
+    }
+    return -1;
+}
+
+static int
+s_cluster_start_once(gs_tk_nats_t *nodes, int count, const char *extra)
 {
     /* 2 * count ports, all different: a port is free until a server binds it */
     int used[64], n_used = 0;

@@ -33,13 +33,15 @@ int gs_tk_nats_available(void);
  * is config text added to the generated config (an authorization block,
  * tls, accounts), or NULL. Returns 0 once the server logged that it is
  * ready, -1 when it exited first or did not get ready in 30 s (killed
- * then). */
+ * then) three times, each on a fresh port (another program may take a
+ * port found free before the server binds it). */
 int gs_tk_nats_start(gs_tk_nats_t *n, const char *extra);
 
 /* Start count servers as one JetStream cluster (routes between all of
  * them, server names n1..nCOUNT), each as gs_tk_nats_start. Returns 0 once
  * every server is ready and the cluster elected a JetStream metadata
- * leader, -1 otherwise (the servers started are stopped). */
+ * leader, -1 when three fresh clusters did not (their servers are stopped
+ * and their directories removed). */
 int gs_tk_nats_cluster_start(gs_tk_nats_t *nodes, int count, const char *extra);
 
 /* Start a stopped server again: same port, config and JetStream store.

@@ -38,6 +38,7 @@ n() {
 f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
 pct() { awk -v x="$1" 'BEGIN { printf "%.0f%%", 100 * x }'; }
+pct1() { awk -v x="$1" 'BEGIN { printf "%.1f%%", 100 * x }'; }
 mb() { awk -v x="$1" 'BEGIN { printf "%.0f", x / 1024 }'; }   # kB -> MB
 # median of the values of KEY over the rounds (r1.KEY, r2.KEY, ...)
 med() {
@@ -46,8 +47,15 @@ med() {
     tr ' ' '\n' <<< "$vals" | sed '/^$/d' | sort -g |
         awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# spread KEY FMT: "lowest–highest" of KEY over the rounds, each formatted by FMT (n, f1, f2)
+spread() {
+    local k=$1 r lo hi
+    lo=$(for r in $(seq "$ROUNDS"); do g "r$r.$k"; echo; done | sort -g | head -n1)
+    hi=$(for r in $(seq "$ROUNDS"); do g "r$r.$k"; echo; done | sort -g | tail -n1)
+    printf '%s–%s' "$($2 "$lo")" "$($2 "$hi")"
+}
 yesno() { awk -v x="$1" -v t="$2" -v dir="$3" 'BEGIN {
-    ok = dir == ">=" ? x >= t : x < t
+    ok = dir == ">=" ? x >= t : dir == "<=" ? x <= t : x < t
     if (ok) print "**met**"; else print "**missed**" }'; }
 
 ROUNDS=$(g run.rounds)
@@ -63,22 +71,50 @@ growth_row() {
 MODE=$(g run.mode)
 
 # per-round derived figures
+SWEEP=$(g run.pg_sweep)
+# maxof KEY...: the largest of the figures named
+maxof() { local k; for k in "$@"; do g "$k"; echo; done | sort -g | tail -n1; }
 for r in $(seq "$ROUNDS"); do
     gs=$(g "r$r.gs.records_per_s")
-    p1=$(g "r$r.pg1.records_per_s")
-    p2=$(g "r$r.pg2.records_per_s")
-    best=$(awk -v a="$p1" -v b="$p2" 'BEGIN { print (a > b ? a : b) }')
+    ld=$(g "r$r.load.records_per_s")
+    pg_gs=$(maxof "r$r.pg1.records_per_s" "r$r.pg2.records_per_s" "r$r.pg4.records_per_s")
+    pgl_gs=$(maxof "r$r.pgl2.records_per_s" "r$r.pgl4.records_per_s")
+    keys=() lkeys=()
+    for b in $SWEEP; do keys+=("r$r.pgs$b.records_per_s"); lkeys+=("r$r.pgls$b.records_per_s"); done
+    best=$(maxof "r$r.pg1.records_per_s" "r$r.pg2.records_per_s" "r$r.pg4.records_per_s" "${keys[@]}")
+    lbest=$(maxof "r$r.pgl2.records_per_s" "r$r.pgl4.records_per_s" "${lkeys[@]}")
     lmdb=$(g "r$r.store.bare_all_per_s")
     zmq=$(g "r$r.zmq.records_per_s")
     low=$(awk -v a="$lmdb" -v b="$zmq" 'BEGIN { print (a < b ? a : b) }')
-    printf 'r%s.pg_best=%s\nr%s.ratio_pg=%s\nr%s.raw_low=%s\nr%s.frac_raw=%s\nr%s.frac_store=%s\n' \
-        "$r" "$best" "$r" "$(calc "$gs / $best")" "$r" "$low" "$r" "$(calc "$gs / $low")" \
-        "$r" "$(calc "$gs / $(g "r$r.store.one_thread_per_s")")" >> "$RES"
+    # the disk's commits/s at the broker's flushes per commit, and the
+    # records/s that allows at the light run's records per commit
+    fpc=$(g "r$r.load.flushes_per_commit")
+    cceil=$(calc "1000 / ($(g "r$r.disk.sync_p50_ms") * ($fpc > 0 ? $fpc : 1))")
+    {
+        echo "r$r.pg_gs=$pg_gs"
+        echo "r$r.pg_best=$best"
+        echo "r$r.pgl_gs=$pgl_gs"
+        echo "r$r.pgl_best=$lbest"
+        echo "r$r.ratio_pg=$(calc "$gs / $best")"
+        echo "r$r.ratio_pg_gs=$(calc "$gs / $pg_gs")"
+        echo "r$r.ratio_light=$(calc "$ld / $lbest")"
+        echo "r$r.ratio_light_gs=$(calc "$ld / $pgl_gs")"
+        echo "r$r.raw_low=$low"
+        echo "r$r.frac_raw=$(calc "$gs / $low")"
+        echo "r$r.frac_store=$(calc "$gs / $(g "r$r.store.one_thread_per_s")")"
+        echo "r$r.load.commits_per_s=$(calc "$(g "r$r.load.commits") / $(g "r$r.load.seconds")")"
+        echo "r$r.commit_ceiling=$cceil"
+        echo "r$r.commit_share=$(calc "$(g "r$r.load.commits") / $(g "r$r.load.seconds") / $cceil")"
+        echo "r$r.record_ceiling=$(calc "$cceil * $(g "r$r.load.batch_mean")")"
+    } >> "$RES"
 done
 GS=$(med gs.records_per_s)
 GS_P=$(med gs.persons_per_s)
+LD=$(med load.records_per_s)
 PG=$(med pg_best)
+PGL=$(med pgl_best)
 RATIO_PG=$(med ratio_pg)
+RATIO_L=$(med ratio_light)
 FRAC_RAW=$(med frac_raw)
 FRAC_STORE=$(med frac_store)
 STORE=$(med store.store_per_s)
@@ -87,6 +123,9 @@ LMDB=$(med store.bare_all_per_s)
 LMDB_REC=$(med store.bare_records_per_s)
 ZMQ=$(med zmq.records_per_s)
 FEED_P99=$(g feed.commit_sub_p99_ms)
+BYTES=$(med load.write_bytes_per_record)
+BCPU=$(med load.broker_cpu_us_per_record)
+CATCHUP=$(g catchup.events_per_s)
 
 {
 cat <<EOF
@@ -113,103 +152,225 @@ cat <<EOF
 | Date | $(g machine.date) |
 | Commit | $(g machine.commit) |
 | PostgreSQL | $(g pg.server_version), private server on loopback started by the bench |
-| Workload | the seed district of gridsim (share $(g run.scale)): $(n "$(g r1.gs.records_sent)") records uploaded, with dedup noise, by $(g run.devices) concurrent devices in uploads of at most 50 records |
-| Rounds | $ROUNDS, each running gridsync, the PostgreSQL peer, the store alone, bare LMDB and bare ZeroMQ back to back; ratios are taken within a round, tables give the median of rounds |
+| Workload | the seed district of gridsim (share $(g run.scale)): $(n "$(g r1.load.records)") records, each once, from the light load generator over $(g run.load_conns) CURVE connections; $(n "$(g r1.gs.records_sent)") records uploaded with dedup noise by gridsim's $(g run.devices) devices; uploads of at most 50 records |
+| Rounds | $ROUNDS, each running the device probe, gridsync with the light load generator, gridsync with gridsim and gridfeed, the PostgreSQL peer on both sets of uploads, the store alone, bare LMDB and bare ZeroMQ back to back; ratios are taken within a round, tables give every round, the median and the spread (lowest–highest) |
 
 ![benchmarks](benchmarks.png)
 
 ## Goals
 
-| Goal | Measured (median of rounds) | Target | |
+The goals of issue 15 (2 cores, durable, same semantics, ratios from one run). Medians of the
+rounds, the spread over rounds in brackets.
+
+| Figure | Measured | Goal | |
 |---|---|---|---|
-| gridsync ÷ PostgreSQL peer, durable ingest, same uploads and answers | $(f1 "$RATIO_PG")× ($(n "$GS") vs $(n "$PG") records/s) | ≥ 8× | $(yesno "$RATIO_PG" 8 ">=") |
+| End-to-end durable ingest, light load generator | $(n "$LD") records/s ($(spread load.records_per_s n)) | ≥ 150,000 records/s | $(yesno "$LD" 150000 ">=") |
+| Ratio to the tuned PostgreSQL peer, same uploads, same answers | $(f1 "$RATIO_L")× ($(n "$LD") vs $(n "$PGL") records/s, the peer at its best batch size; $(f1 "$(med ratio_light_gs)")× at gridsync's commit size; $(f1 "$RATIO_PG")× on gridsim's uploads) | ≥ 3× | $(yesno "$RATIO_L" 3 ">=") |
+| Bytes written per record (the district workload) | $(n "$BYTES") ($(spread load.write_bytes_per_record n); gridsim's uploads with noise: $(n "$(med gs.write_bytes_per_record)")) | ≤ 1,500 | $(yesno "$BYTES" 1500 "<=") |
+| Broker CPU per record | $(f1 "$BCPU") µs ($(spread load.broker_cpu_us_per_record f1); gridsim's uploads: $(f1 "$(med gs.broker_cpu_us_per_record)") µs) | ≤ 8 µs | $(yesno "$BCPU" 8 "<=") |
+| Feed commit → subscriber p99 at $(n "$(g feed.offered_per_s)") records/s | $(f2 "$FEED_P99") ms | < 1 ms | $(yesno "$FEED_P99" 1 "<") |
+| Catch-up, sync service | $(n "$CATCHUP") events/s | ≥ 500,000 events/s | $(yesno "$CATCHUP" 500000 ">=") |
+| 10,000 idle-ish device connections | not measured by \`make bench\` yet | ≤ 300 MB anonymous | **not measured** |
+| 100 light subscribers on different prefixes | not measured by \`make bench\` yet | ≥ 70% of the 0-subscriber rate, bounded memory | **not measured** |
+| City scale: 7M households in one store | not run (\`make bench-city\` does not exist yet) | ingest ≥ 80% of the empty-store rate; pull p99 < 5 ms | **not measured** |
+
+Earlier goals (issue 4), on gridsim's uploads:
+
+| Figure | Measured | Goal | |
+|---|---|---|---|
 | end to end ÷ the lower raw limit (bare LMDB, bare ZeroMQ) | $(pct "$FRAC_RAW") ($(n "$GS") of $(n "$(med raw_low)") records/s) | ≥ 50% | $(yesno "$FRAC_RAW" 0.5 ">=") |
-| end to end ÷ the store alone, all its work on one thread (issue 4) | $(pct "$FRAC_STORE") ($(n "$GS") of $(n "$STORE1") records/s) | ≥ 50% | $(yesno "$FRAC_STORE" 0.5 ">=") |
-| feed commit → subscriber p99 at $(n "$(g feed.offered_per_s)") records/s offered (issue 4) | $(f2 "$FEED_P99") ms | < 2 ms | $(yesno "$FEED_P99" 2 "<") |
+| end to end ÷ the store alone, all its work on one thread | $(pct "$FRAC_STORE") ($(n "$GS") of $(n "$STORE1") records/s) | ≥ 50% | $(yesno "$FRAC_STORE" 0.5 ">=") |
+| feed commit → subscriber p99 at $(n "$(g feed.offered_per_s)") records/s offered | $(f2 "$FEED_P99") ms | < 2 ms | $(yesno "$FEED_P99" 2 "<") |
 
 ## 1. End-to-end durable ingest
 
-gridsim's device threads upload the seed district to gridsyncd over tcp loopback and wait for each
-ack; gridsyncd runs with its defaults (full sync: an ack leaves only after its group commit is on
-disk) except \`--insecure-dev\`, i.e. plaintext without CURVE, which the bench uses because it
-runs on loopback only. gridfeed follows the whole district (prefix 440305) on the live feed
-meanwhile, writing every event to a file with a checkpoint, and must end with every event. Every
-ack is checked against the exact expected answer (gridsim's expectations): any wrong answer
-fails the bench.
+Both runs use the real \`gridsyncd\` with its defaults (full sync: an ack leaves only after its
+group commit is on disk) on a fresh store in a temporary directory on the same filesystem as
+the device probe (section 2), with \`libbench_iocount.so\` preloaded: an LD_PRELOAD shim that
+counts the bytes the broker passes to write calls on regular files (write, pwrite, pwritev and
+their variants) and its flushes (fdatasync, fsync, msync, and writes on a descriptor opened
+O_DSYNC, which is how LMDB writes its meta page after the data pages' fdatasync). Broker CPU is
+utime + stime from /proc/PID/stat over the measured interval, divided by the records sent.
 
-| Round | records/s | persons/s | ack p50 | ack p99 | records sent | group commits | records per commit | events received by gridfeed | load average after |
-|---|---|---|---|---|---|---|---|---|---|
+### 1a. Light load generator (the headline)
+
+\`bench_load\` builds every upload before the clock starts: the district exactly as
+\`gridsim --no-noise\` lays it out (every record once, in uploads of 50, grid after grid), each
+upload packed to the Request bytes a device sends. $(g run.load_conns) device keys are enrolled with
+\`gridctl devices enrol\` and the broker runs CURVE, its default, so every connection is a
+handheld's: one DEALER socket per key, grids dealt out to them round-robin, every upload in the
+name of its key's device. Each connection pings first, so all handshakes are done before the
+clock starts; then each keeps up to $(g run.load_window) uploads in flight, all from one thread. Every
+answer is checked as it arrives (the upload's Ack, one result per record in order, each
+ACCEPTED as version 1 under its own id with a seq): a wrong or missing answer fails the bench.
+The generator's own CPU (sending, CURVE, receiving, checking; getrusage over the same interval)
+is reported next to the broker's, so the figure can be seen to measure the broker.
+
+| Round | records/s | persons/s | ack p50 / p99 | group commits | records per commit | commits/s | broker CPU per record | generator CPU per record | bytes written per record | write calls per commit | flushes per commit | load average after |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
 EOF
 for r in $(seq "$ROUNDS"); do
-    echo "| $r | $(n "$(g "r$r.gs.records_per_s")") | $(n "$(g "r$r.gs.persons_per_s")") | $(f1 "$(g "r$r.gs.p50")") ms | $(f1 "$(g "r$r.gs.p99")") ms | $(n "$(g "r$r.gs.records_sent")") | $(n "$(g "r$r.gs.commits")") | $(f1 "$(g "r$r.gs.batch_mean")") | $(n "$(g "r$r.gs.feed_events")") | $(g "r$r.gs.load") |"
+    echo "| $r | $(n "$(g "r$r.load.records_per_s")") | $(n "$(g "r$r.load.persons_per_s")") | $(f1 "$(g "r$r.load.p50_ms")") / $(f1 "$(g "r$r.load.p99_ms")") ms | $(n "$(g "r$r.load.commits")") | $(f1 "$(g "r$r.load.batch_mean")") | $(n "$(g "r$r.load.commits_per_s")") | $(f1 "$(g "r$r.load.broker_cpu_us_per_record")") µs | $(f2 "$(g "r$r.load.gen_cpu_us_per_record")") µs | $(n "$(g "r$r.load.write_bytes_per_record")") | $(f1 "$(g "r$r.load.write_calls_per_commit")") | $(f2 "$(g "r$r.load.flushes_per_commit")") | $(g "r$r.load.load") |"
 done
 cat <<EOF
-| median | **$(n "$GS")** | **$(n "$GS_P")** | $(f1 "$(med gs.p50)") ms | $(f1 "$(med gs.p99)") ms | | | | | |
+| median | **$(n "$LD")** | $(n "$(med load.persons_per_s)") | $(f1 "$(med load.p50_ms)") / $(f1 "$(med load.p99_ms)") ms | | $(f1 "$(med load.batch_mean)") | $(n "$(med load.commits_per_s)") | **$(f1 "$BCPU") µs** | $(f2 "$(med load.gen_cpu_us_per_record)") µs | **$(n "$BYTES")** | $(f1 "$(med load.write_calls_per_commit)") | $(f2 "$(med load.flushes_per_commit)") | |
+| spread | $(spread load.records_per_s n) | | | | | | $(spread load.broker_cpu_us_per_record f1) µs | $(spread load.gen_cpu_us_per_record f2) µs | $(spread load.write_bytes_per_record n) | | | |
 
-## 2. PostgreSQL peer: the same uploads, the same answers
+### 1b. gridsim and gridfeed (the realistic run)
 
-\`tools/bench/bench_pg\` replays exactly the uploads gridsim sent (same plan, seed and upload ids,
-including the retransmissions and lost acks) against PostgreSQL with the same semantics, the way
-a team would build this service on PostgreSQL:
+gridsim's device threads upload the seed district to gridsyncd over tcp loopback and wait for each
+ack, with dedup noise (invalid records and their corrections, re-collections, records under a
+new id, conflicting edits by a second device, retransmissions and lost acks). gridsyncd runs
+\`--insecure-dev\`, i.e. plaintext without CURVE, which the bench uses here because it runs on
+loopback only. gridfeed follows the whole district (prefix 440305) on the live feed meanwhile,
+writing every event to a file with a checkpoint, and must end with every event. Every ack is
+checked against the exact expected answer (gridsim's expectations): any wrong answer fails the
+bench. gridsim and gridfeed share the 2 cores with the broker and cost about as much CPU per
+record as the broker itself, so this run measures the harness as much as the broker; broker
+CPU and bytes here are over gridsim's run (the feed's work up to its end included).
+
+| Round | records/s | persons/s | ack p50 | ack p99 | records sent | group commits | records per commit | broker CPU per record | bytes written per record | flushes per commit | events received by gridfeed | load average after |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+EOF
+for r in $(seq "$ROUNDS"); do
+    echo "| $r | $(n "$(g "r$r.gs.records_per_s")") | $(n "$(g "r$r.gs.persons_per_s")") | $(f1 "$(g "r$r.gs.p50")") ms | $(f1 "$(g "r$r.gs.p99")") ms | $(n "$(g "r$r.gs.records_sent")") | $(n "$(g "r$r.gs.commits")") | $(f1 "$(g "r$r.gs.batch_mean")") | $(f1 "$(g "r$r.gs.broker_cpu_us_per_record")") µs | $(n "$(g "r$r.gs.write_bytes_per_record")") | $(f2 "$(g "r$r.gs.flushes_per_commit")") | $(n "$(g "r$r.gs.feed_events")") | $(g "r$r.gs.load") |"
+done
+cat <<EOF
+| median | **$(n "$GS")** | **$(n "$GS_P")** | $(f1 "$(med gs.p50)") ms | $(f1 "$(med gs.p99)") ms | | | | $(f1 "$(med gs.broker_cpu_us_per_record)") µs | $(n "$(med gs.write_bytes_per_record)") | $(f2 "$(med gs.flushes_per_commit)") | | |
+| spread | $(spread gs.records_per_s n) | | | | | | | $(spread gs.broker_cpu_us_per_record f1) µs | $(spread gs.write_bytes_per_record n) | | | |
+
+## 2. The device's ceilings, same run
+
+\`bench_disk\` in the bench's work directory (the filesystem of the stores above), at the start
+of each round: the latency of one 4 KiB overwrite plus fdatasync in a file written and synced
+beforehand ($(g r1.disk.syncs) times), and sequential bandwidth ($(g r1.disk.seq_mb) MiB in 1 MiB writes, the closing
+fdatasync included). "Commits/s the disk allows" is 1 ÷ (median flush × the broker's flushes per
+commit in the light run); at the light run's records per commit that gives the records/s a
+flush-bound writer could reach. The light run's commits/s against it says how much of the
+device the broker uses.
+
+| Round | fdatasync of 4 KiB p50 / p99 / max | flushes/s (1 ÷ p50) | sequential write | commits/s the disk allows | light run: commits/s (share) | records/s at the light run's commit size |
+|---|---|---|---|---|---|---|
+EOF
+for r in $(seq "$ROUNDS"); do
+    echo "| $r | $(f2 "$(g "r$r.disk.sync_p50_ms")") / $(f2 "$(g "r$r.disk.sync_p99_ms")") / $(f2 "$(g "r$r.disk.sync_max_ms")") ms | $(n "$(g "r$r.disk.syncs_per_s")") | $(n "$(g "r$r.disk.seq_mb_per_s")") MB/s | $(n "$(g "r$r.commit_ceiling")") | $(n "$(g "r$r.load.commits_per_s")") ($(pct1 "$(g "r$r.commit_share")")) | $(n "$(g "r$r.record_ceiling")") |"
+done
+cat <<EOF
+| median | $(f2 "$(med disk.sync_p50_ms)") / $(f2 "$(med disk.sync_p99_ms)") ms | $(n "$(med disk.syncs_per_s)") | $(n "$(med disk.seq_mb_per_s)") MB/s | $(n "$(med commit_ceiling)") | $(n "$(med load.commits_per_s)") ($(pct1 "$(med commit_share)")) | $(n "$(med record_ceiling)") |
+
+At the median, the light run wrote $(n "$(calc "$LD * $BYTES / 1e6")") MB/s, $(pct "$(calc "$LD * $BYTES / 1e6 / $(med disk.seq_mb_per_s)")") of the sequential bandwidth.
+
+## 3. PostgreSQL peer: the same uploads, the same answers
+
+\`tools/bench/bench_pg\` applies the same uploads to PostgreSQL with the same semantics and the
+same durability, the way a competent PostgreSQL engineer would build this service:
 
 - the client plays the application server: it validates each record with the same validator
   (\`gs_record_check\`), packs it, hashes its content without metadata (BLAKE2b-128), computes its
   natural key and the HMACs of the persons it names;
-- one PL/pgSQL function call per upload does the storage work in the server: idempotency table
-  lookup (a retransmission gets the stored answer), lookup by id or alias, natural-key merge,
-  skip identical content, version conflict check, upsert keyed by (grid, kind, record id), a
-  change-log row per change (indexed by seq and by grid), the person index, the stored answer.
-  Plainly new records of an upload are inserted set-wise in one statement; the rest go record by
-  record in upload order;
-- synchronous_commit on; uploads grouped into transactions of the same size as gridsyncd's
-  group commits in the same round (mean records per commit, above), sent in libpq pipeline mode
-  (one round trip per transaction); 1 and 2 connections, the better counts.
+- each record is stored once, in one table keyed by (kind, record id), with the natural key
+  (unique), the change sequence (unique) and (grid, seq) as indexes on it: the sync service
+  reads "seq > N" for a prefix from that table, so there is no change-log copy. Aliases (ids
+  merged into another record) and the person index (grid, HMAC, kind, id) are narrow tables; the
+  idempotency answers are one row per upload;
+- a batch of uploads is one call of a prepared statement (binary array parameters) to a
+  PL/pgSQL function in its own transaction: one statement finds the uploads answered before
+  (stored answer, or an earlier copy in the batch), one \`INSERT ... SELECT FROM unnest(...) ON
+  CONFLICT DO NOTHING\` stores every plainly new record of the batch with its person rows, one
+  INSERT stores the answers; only what a plain insert cannot decide (known ids, natural-key
+  merges, conflicts, rejections, a record named twice in the batch) goes record by record, in
+  upload order;
+- durability as gridsyncd's: synchronous_commit $(g r1.pg1.synchronous_commit), fsync $(g r1.pg1.fsync), full_page_writes $(g r1.pg1.full_page_writes); an answer is
+  final only after its commit is durable. Server settings for a write benchmark:
+  shared_buffers $(g r1.pg1.shared_buffers), max_wal_size 8GB and checkpoint_timeout 30min (no checkpoint
+  during a run), wal_buffers 64MB, wal_compression $(g r1.pg1.wal_compression), work_mem $(g r1.pg1.work_mem),
+  wal_level $(g r1.pg1.wal_level); the function's statements are written so that their generic plans
+  stay linear in the batch (one pass over the rows, no join between a statement's parts);
+- batches close at gridsync's records per commit of the same round (the light run's for
+  bench_load's uploads, gridsim's run's for gridsim's) with 1, 2 or 4 connections (PostgreSQL
+  group-commits their WAL flushes), and, for the peer's own best, at $(g run.pg_sweep) records with 4
+  connections. The best of all counts.
 
 It leaves out, in its favour: per-cell counts, the prefix chain used for feed gap detection,
-idempotency expiry, and a live feed; and its change-log numbers come from a sequence, so with two
-connections they are not in commit order (a reader polling "seq > N" can miss a late commit),
-which gridsync's log guarantees. The peer counts only if its answers match: the bench compares
-accepted, unchanged, merged, conflict and rejected with gridsync's and fails if any differs, and
-the peer checks every answer against the expected one as gridsim does.
+idempotency expiry, a live feed, the move-out event of a record leaving a grid (a row has one
+grid), and commit-ordered seqs: its seqs come from a sequence, so with several connections they
+are not in commit order (a reader polling "seq > N" can miss a late commit), which gridsync's log
+guarantees. The peer counts only if its answers match: it checks every answer against the
+expected one as bench_load and gridsim do, and the bench compares accepted, unchanged, merged,
+conflict and rejected with gridsync's in every run and fails if any differs.
 
-| Round | records per transaction | gridsync records/s | PostgreSQL, 1 connection | 2 connections | better | gridsync ÷ PostgreSQL |
-|---|---|---|---|---|---|---|
+**bench_load's uploads** (every record once, all ACCEPTED), records/s:
+
 EOF
+hdr="| Round | records per commit | gridsync, light | 2 connections | 4 connections |"
+sep="|---|---|---|---|---|"
+for b in $SWEEP; do hdr="$hdr $b, 4 connections |"; sep="$sep---|"; done
+echo "$hdr best | gridsync ÷ best | gridsync ÷ best at its commit size |"
+echo "$sep---|---|---|"
 for r in $(seq "$ROUNDS"); do
-    echo "| $r | $(g "r$r.batch") | $(n "$(g "r$r.gs.records_per_s")") | $(n "$(g "r$r.pg1.records_per_s")") | $(n "$(g "r$r.pg2.records_per_s")") | $(n "$(g "r$r.pg_best")") | $(f1 "$(g "r$r.ratio_pg")")× |"
+    row="| $r | $(g "r$r.lbatch") | $(n "$(g "r$r.load.records_per_s")") | $(n "$(g "r$r.pgl2.records_per_s")") | $(n "$(g "r$r.pgl4.records_per_s")") |"
+    for b in $SWEEP; do row="$row $(n "$(g "r$r.pgls$b.records_per_s")") |"; done
+    echo "$row $(n "$(g "r$r.pgl_best")") | $(f1 "$(g "r$r.ratio_light")")× | $(f1 "$(g "r$r.ratio_light_gs")")× |"
 done
+row="| median | | $(n "$LD") | $(n "$(med pgl2.records_per_s)") | $(n "$(med pgl4.records_per_s)") |"
+for b in $SWEEP; do row="$row $(n "$(med "pgls$b.records_per_s")") |"; done
+echo "$row $(n "$PGL") | **$(f1 "$RATIO_L")×** | $(f1 "$(med ratio_light_gs)")× |"
 cat <<EOF
-| median | | $(n "$GS") | $(n "$(med pg1.records_per_s)") | $(n "$(med pg2.records_per_s)") | $(n "$PG") | **$(f1 "$RATIO_PG")×** |
 
-Answers in round 1 (they must be equal):
+**gridsim's uploads** (the same plan, seed and upload ids, including the retransmissions and lost
+acks), records/s:
 
-| Result | gridsync | PostgreSQL, 1 connection | 2 connections |
-|---|---|---|---|
+EOF
+hdr="| Round | records per commit | gridsync, gridsim | 1 connection | 2 connections | 4 connections |"
+sep="|---|---|---|---|---|---|"
+for b in $SWEEP; do hdr="$hdr $b, 4 connections |"; sep="$sep---|"; done
+echo "$hdr best | gridsync ÷ best | gridsync ÷ best at its commit size |"
+echo "$sep---|---|---|"
+for r in $(seq "$ROUNDS"); do
+    row="| $r | $(g "r$r.batch") | $(n "$(g "r$r.gs.records_per_s")") | $(n "$(g "r$r.pg1.records_per_s")") | $(n "$(g "r$r.pg2.records_per_s")") | $(n "$(g "r$r.pg4.records_per_s")") |"
+    for b in $SWEEP; do row="$row $(n "$(g "r$r.pgs$b.records_per_s")") |"; done
+    echo "$row $(n "$(g "r$r.pg_best")") | $(f1 "$(g "r$r.ratio_pg")")× | $(f1 "$(g "r$r.ratio_pg_gs")")× |"
+done
+row="| median | | $(n "$GS") | $(n "$(med pg1.records_per_s)") | $(n "$(med pg2.records_per_s)") | $(n "$(med pg4.records_per_s)") |"
+for b in $SWEEP; do row="$row $(n "$(med "pgs$b.records_per_s")") |"; done
+echo "$row $(n "$PG") | **$(f1 "$RATIO_PG")×** | $(f1 "$(med ratio_pg_gs)")× |"
+cat <<EOF
+
+The peer's WAL per record (the server's WAL position before and after; heap and index pages are
+written again at checkpoints, which no run reaches): $(n "$(med pgl4.wal_bytes_per_record)") bytes on bench_load's uploads,
+$(n "$(med pg4.wal_bytes_per_record)") on gridsim's (4 connections, medians); gridsync wrote $(n "$BYTES") and $(n "$(med gs.write_bytes_per_record)").
+
+Answers in round 1 (they must be equal, and are, or the bench would have failed):
+
+| Result | gridsync, light | peer, light uploads (4 connections) | gridsync, gridsim | peer, gridsim's uploads: 1 / 2 / 4 connections |
+|---|---|---|---|---|
 EOF
 for k in accepted unchanged merged conflict rejected; do
-    echo "| $k | $(n "$(g "r1.gs.$k")") | $(n "$(g "r1.pg1.$k")") | $(n "$(g "r1.pg2.$k")") |"
+    echo "| $k | $(n "$(g "r1.load.$k")") | $(n "$(g "r1.pgl4.$k")") | $(n "$(g "r1.gs.$k")") | $(n "$(g "r1.pg1.$k")") / $(n "$(g "r1.pg2.$k")") / $(n "$(g "r1.pg4.$k")") |"
 done
 cat <<EOF
 
-## 3. Raw limits, same run
+## 4. Raw limits, same run
 
 - **Store alone** (\`bench_store\`): the district applied through the store API in one
   process, full sync, transactions of the round's records-per-commit, the way the broker does it:
   \`gs_store_prepare\` (validation, packing, hashes, HMACs; the broker's frontend thread) and
   then \`gs_store_apply\` (the writer thread). "store, writer" is the writer's rate, records per
   second inside \`gs_store_apply\`, the serial stage; "store, one thread" adds the preparation
-  time, as if one core did both, and is the store-alone figure end to end is compared with.
+  time, as if one core did both, and is the store-alone figure the gridsim run (1b) is
+  compared with.
 - **Bare LMDB**: the same run replays every key and value the store wrote (all tables), in the
   same transactions, with plain \`mdb_put\` (full sync); "records only" replays just the records
   table, the least any design writes.
 - **Bare ZeroMQ** (\`bench_zmq\`): gridsim's upload messages, byte for byte, from $(g run.devices) DEALER
   sockets to a ROUTER that answers each with an ack of the right size at once; up to 8 requests
   in flight per socket, no decoding, no storage.
-- **Generator** (\`bench_gen\`): the load generator's own cost, every record of the seed district
+- **Generator** (\`bench_gen\`): the cost of building records (the generator gridsim and
+  bench_load share; bench_load builds before its clock starts), every record of the seed district
   built once in memory: $(n "$(g gen.households)") households at $(n "$(g gen.households_per_s)")/s and
   $(n "$(g gen.rentals)") rental units at $(n "$(g gen.rentals_per_s)")/s.
 
-| Round | end to end | store, writer | store, one thread | bare LMDB | bare LMDB, records only | bare ZeroMQ | end to end ÷ lower raw limit | end to end ÷ store, one thread |
+| Round | end to end (gridsim, 1b) | store, writer | store, one thread | bare LMDB | bare LMDB, records only | bare ZeroMQ | end to end ÷ lower raw limit | end to end ÷ store, one thread |
 |---|---|---|---|---|---|---|---|---|
 EOF
 for r in $(seq "$ROUNDS"); do
@@ -222,7 +383,7 @@ All figures in records/s. ZeroMQ carried $(f1 "$(med zmq.mb_per_s)") MB/s. Per r
 store spent $(f2 "$(med store.prepare_us)") µs preparing and $(f2 "$(med store.apply_us)") µs applying (medians; the
 apply includes its share of the commit and its fsync).
 
-## 4. Feed
+## 5. Feed
 
 **Commit → subscriber latency.** \`bench_feed latency\`: $(g run.devices) device threads upload fresh records of
 another district at a steady $(n "$(g feed.offered_per_s)") records/s offered (paced by a schedule, not by the
@@ -246,7 +407,7 @@ district, on a store of $(n "$(g g1.stored_before)") records) and pulls from the
 (the broker's default of 5,000 events per reply), decoding every event, until it reaches the head
 it saw when it started: $(n "$(g catchup.requests)") requests in $(f1 "$(g catchup.seconds)") s, **$(n "$(g catchup.events_per_s)") events/s**.
 
-## 5. Device pull-sync
+## 6. Device pull-sync
 
 \`bench_pull\`: one device after another downloads its own grid from a store of
 $(n "$(g pull.store_records)") records: snapshot pages of its 15-digit grid prefix until the cursor is empty,
@@ -257,9 +418,9 @@ the feed. $(g pull.samples) grids picked at random among the $(n "$(g pull.grids
 |---|---|---|---|---|
 | $(f1 "$(g pull.records_per_grid)") | $(f2 "$(g pull.pages_per_grid)") | $(f2 "$(g pull.p50_ms)") ms | **$(f2 "$(g pull.p99_ms)") ms** | $(f2 "$(g pull.max_ms)") ms |
 
-## 6. Growth
+## 7. Growth
 
-The same end-to-end ingest (section 1, another district each time so every record is new) on a
+The same end-to-end ingest (section 1b, another district each time so every record is new) on a
 store already holding more records. The store is pre-filled with \`bench_fill\` through the store
 API (\`gs_store_apply\`, the ordinary write path) opened with the benchmark-only \`no_sync\` option
 and large transactions, to stay within the time budget; the measured runs reopen it under the
@@ -277,7 +438,7 @@ $(growth_row g1)
 $(growth_row g2)
 
 Pre-fill speed (no_sync, not a product figure): $(n "$(g fill1.records_per_s)") and $(n "$(g fill2.records_per_s)") records/s.
-The 0 row is round 1 of section 1. Each larger size gets two ingests of districts of their own,
+The 0 row is round 1 of section 1b. Each larger size gets two ingests of districts of their own,
 one after the other on the same broker; memory is the peak over both, bytes per record and file
 size are after the second.
 EOF
@@ -288,7 +449,7 @@ G2RSS=$(peak g2)
 
 # ---- Chart ------------------------------------------------------------------------------------
 gnuplot <<EOF
-set terminal pngcairo size 1500,560 font "sans,10"
+set terminal pngcairo size 1700,560 font "sans,10"
 set output "$PNG"
 set multiplot layout 1,3 title "gridsync benchmarks ($MODE run): $(g machine.nproc) cores, $(g machine.cpu), $(g machine.date), commit $(g machine.commit)"
 set style fill solid 0.8 border -1
@@ -299,8 +460,10 @@ set logscale y
 set format y "%.0s%c"
 
 \$ingest << EOD
-"gridsync\nend to end" $GS
-"PostgreSQL\npeer" $PG
+"gridsync\nlight gen" $LD
+"PG peer\nlight gen" $PGL
+"gridsync\ngridsim" $GS
+"PG peer\ngridsim" $PG
 "store\nalone" $STORE
 "bare\nLMDB" $LMDB
 "bare\nZeroMQ" $ZMQ

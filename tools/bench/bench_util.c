@@ -2,6 +2,7 @@
  * bench_util: shared helpers of the benchmark programs (see bench_util.h).
  */
 #include "bench_util.h"
+#include "bench_iocount.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -173,4 +174,15 @@ void
 gs_bench_walk_deinit(gs_bench_walk_t *w)
 {
     gs_gen_destroy(&w->gen);
+}
+
+int
+gs_bench_iocount_read(const char *path, gs_bench_iocount_t *c)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t n = fread(c, sizeof *c, 1, f);
+    fclose(f);
+    return n == 1 && c->magic == GS_BENCH_IOCOUNT_MAGIC ? 0 : -1;
 }

@@ -4,23 +4,28 @@
 #
 # Where it sits: `make bench` runs `tools/bench/run_bench.sh BUILD docs` and
 # `make bench-quick` runs it with --quick into a temporary directory (CI).
-# It drives the programs of BUILD: gridsyncd, gridsim, gridfeed and the
-# tools/bench programs (bench_pg, bench_store, bench_zmq, bench_fill,
-# bench_feed, bench_pull, bench_gen), starts a private PostgreSQL server on
+# It drives the programs of BUILD: gridsyncd, gridctl, gridsim, gridfeed and
+# the tools/bench programs (bench_load, bench_disk, bench_pg, bench_store,
+# bench_zmq, bench_fill, bench_feed, bench_pull, bench_gen), preloads
+# libbench_iocount.so into every gridsyncd it starts (write bytes and
+# flushes, see bench_iocount.h), starts a private PostgreSQL server on
 # loopback in a temporary directory for the peer, and stops everything it
 # started.
 #
 # Why rounds: the machine is shared, so absolute rates drift by tens of
-# percent within minutes. Each round runs gridsync end to end, then the
-# PostgreSQL peer (1 and 2 connections), the store alone with its bare LMDB
-# loop, and the bare ZeroMQ loop, back to back; ratios are taken within a
-# round and the report gives every round and the median.
+# percent within minutes. Each round measures the device's ceilings, runs
+# the light load generator against gridsyncd (CURVE, 100 connections, the
+# headline), gridsim + gridfeed against gridsyncd (the realistic run), the
+# PostgreSQL peer on both sets of uploads (at gridsync's commit sizes and a
+# sweep of its own), the store alone with its bare LMDB loop, and the bare
+# ZeroMQ loop, back to back; ratios are taken within a round and the report
+# gives every round, the median and the spread.
 #
-# --quick: the same steps on a small scale (2% of the district, small
-# pre-fills, one round), in well under two minutes. It checks that every
-# step works and that every answer is right (gridsim's expectations, the
-# peer's counts, the feed's completeness, catch-up to the head); it asserts
-# no timing.
+# --quick: the same steps on a small scale (2% of the district, 16
+# connections, small pre-fills, one round), in about two minutes. It checks
+# that every step works and that every answer is right (bench_load's and
+# gridsim's expectations, the peer's answers against gridsync's, the feed's
+# completeness, catch-up to the head); it asserts no timing.
 #
 # Usage: run_bench.sh [--quick] BUILD_DIR OUT_DIR
 #   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png
@@ -39,20 +44,27 @@ mkdir -p "$2"
 OUT=$(cd "$2" && pwd)
 
 GRIDSYNCD=$BUILD/broker/gridsyncd
+GRIDCTL=$BUILD/tools/gridctl/gridctl
 GRIDSIM=$BUILD/tools/gridsim/gridsim
 GRIDFEED=$BUILD/tools/gridfeed/gridfeed
 BENCH=$BUILD/tools/bench
-for p in "$GRIDSYNCD" "$GRIDSIM" "$GRIDFEED" "$BENCH/bench_pg" "$BENCH/bench_store" \
+IOCOUNT_SO=$BENCH/libbench_iocount.so
+for p in "$GRIDSYNCD" "$GRIDCTL" "$GRIDSIM" "$GRIDFEED" "$BENCH/bench_pg" "$BENCH/bench_store" \
          "$BENCH/bench_zmq" "$BENCH/bench_fill" "$BENCH/bench_feed" "$BENCH/bench_pull" \
-         "$BENCH/bench_gen"; do
+         "$BENCH/bench_gen" "$BENCH/bench_load" "$BENCH/bench_disk"; do
     [ -x "$p" ] || { echo "run_bench: $p is not built (make bench builds it)" >&2; exit 2; }
 done
+[ -f "$IOCOUNT_SO" ] || { echo "run_bench: $IOCOUNT_SO is not built (make bench builds it)" >&2; exit 2; }
 command -v gnuplot > /dev/null || { echo "run_bench: gnuplot is not installed" >&2; exit 2; }
 
 # ---- Scale ---------------------------------------------------------------------------
 if [ $QUICK = 1 ]; then
     SCALE=0.02          # share of the seed district gridsim uploads
     ROUNDS=1            # rounds of the side-by-side comparison
+    LOAD_CONNS=16       # bench_load's connections (device keys)
+    PG_SWEEP="500"      # the peer's own batch sizes tried besides gridsync's
+    DISK_SYNCS=50       # fdatasyncs timed by bench_disk
+    DISK_MB=32          # MiB written for the sequential bandwidth
     STORE_LIMIT=3000    # records bench_store applies
     FEED_SECONDS=2      # length of each feed-latency run
     FEED_RUNS=1         # feed-latency runs
@@ -62,7 +74,11 @@ if [ $QUICK = 1 ]; then
     PULL_SAMPLES=20     # grids downloaded
 else
     SCALE=1
-    ROUNDS=5
+    ROUNDS=3
+    LOAD_CONNS=100
+    PG_SWEEP="1000 4000"
+    DISK_SYNCS=300
+    DISK_MB=256
     STORE_LIMIT=0
     FEED_SECONDS=5
     FEED_RUNS=3
@@ -72,6 +88,7 @@ else
     PULL_SAMPLES=300
 fi
 DEVICES=8               # gridsim's default fleet concurrency
+LOAD_WINDOW=2           # uploads in flight per bench_load connection
 FEED_RATE=10000         # offered records/s for the feed latency
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gridsync-bench.XXXXXX")
@@ -149,15 +166,25 @@ put run.mode "$([ $QUICK = 1 ] && echo quick || echo full)"
 put run.scale "$SCALE"
 put run.rounds "$ROUNDS"
 put run.devices "$DEVICES"
+put run.load_conns "$LOAD_CONNS"
+put run.load_window "$LOAD_WINDOW"
+put run.pg_sweep "$PG_SWEEP"
 T_START=$(date +%s)
 
 # ---- gridsyncd -----------------------------------------------------------------------
-# broker_start STORE_DIR: default full sync; plaintext because the bench runs
-# on loopback only (--insecure-dev is refused on any other address).
+# broker_start STORE_DIR [curve]: default full sync; plaintext because the
+# bench runs on loopback only (--insecure-dev is refused on any other
+# address), or CURVE (the default of a real deployment) with "curve". The
+# write-counting shim is preloaded; its counters go to STORE_DIR.iocount.
 broker_start() {
     local blog=$LOG/broker-$(basename "$(dirname "$1")")-$(date +%s%N).log
-    "$GRIDSYNCD" --store="$1" --upload-endpoint='tcp://127.0.0.1:*' \
-        --feed-endpoint='tcp://127.0.0.1:*' --metrics-port=0 --insecure-dev 2> "$blog" &
+    local mode=--insecure-dev
+    [ "${2:-}" = curve ] && mode=
+    IOCOUNT=$1.iocount
+    rm -f "$IOCOUNT"
+    GS_BENCH_IOCOUNT=$IOCOUNT LD_PRELOAD=$IOCOUNT_SO \
+        "$GRIDSYNCD" --store="$1" --upload-endpoint='tcp://127.0.0.1:*' \
+        --feed-endpoint='tcp://127.0.0.1:*' --metrics-port=0 $mode 2> "$blog" &
     BROKER_PID=$!
     local i
     for i in $(seq 300); do
@@ -216,6 +243,10 @@ rss_stop() {
 # peak anonymous RSS is sampled meanwhile. Results under TAG.
 ingest() {
     local tag=$1 district=$2 dir=$3
+    local c0 cpu0 io0
+    c0=$(metric gridsync_commit_records_count)
+    cpu0=$(proc_cpu "$BROKER_PID")
+    io0=$(iocount)
     "$GRIDFEED" --feed "$FEED" --upload "$UPLOAD" --prefix "$district" \
         --output "$dir/feed.jsonl" --checkpoint "$dir/feed.ckpt" 2> "$LOG/$tag-gridfeed.log" &
     FEED_PID=$!
@@ -226,6 +257,11 @@ ingest() {
         2> "$LOG/$tag-gridsim.log" || rc=$?
     rss_stop
     [ $rc = 0 ] || { cat "$LOG/$tag-gridsim.log" >&2; die "gridsim ($tag) exited with $rc"; }
+    # the broker's own cost of the upload phase (the feed is still being
+    # written; its share up to here is included)
+    local cpu1 io1
+    cpu1=$(proc_cpu "$BROKER_PID")
+    io1=$(iocount)
     local events lines=0 i
     events=$(jnum "$dir/sim.json" events)
     # the subscriber must end with every event of the district, once
@@ -254,9 +290,68 @@ ingest() {
     count=$(metric gridsync_commit_records_count)
     put "$tag.commits" "$count"
     put "$tag.batch_mean" "$(calc "$sum / $count")"
+    local sent n_commits
+    sent=$(get "$tag.records_sent")
+    n_commits=$((count - ${c0:-0}))
+    [ "$n_commits" -gt 0 ] || n_commits=1
+    put "$tag.broker_cpu_us_per_record" "$(calc "($cpu1 - $cpu0) * 1e6 / $sent")"
+    io_put "$tag" "$io0" "$io1" "$sent" "$n_commits"
     put "$tag.store_records" "$(metric gridsync_store_records)"
     put "$tag.store_used_bytes" "$(metric gridsync_store_used_bytes)"
     put "$tag.store_file_bytes" "$(metric gridsync_store_file_bytes)"
+}
+
+# proc_cpu PID: utime + stime of a process, in seconds
+proc_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+
+# iocount: the broker's shim counters (bench_iocount.h): write calls,
+# write bytes, fdatasyncs, fsyncs, msyncs, O_DSYNC writes
+iocount() {
+    od -v -A n -t u8 -j 8 -N 48 "$IOCOUNT" | xargs
+}
+
+# io_put TAG "BEFORE" "AFTER" RECORDS COMMITS: bytes per record and flushes per commit
+io_put() {
+    local -a a=($2) b=($3)
+    [ ${#a[@]} = 6 ] && [ ${#b[@]} = 6 ] || die "no write counters from the shim ($IOCOUNT)"
+    local bytes=$((b[1] - a[1])) flushes=$((b[2] + b[3] + b[4] + b[5] - a[2] - a[3] - a[4] - a[5]))
+    put "$1.write_bytes_per_record" "$(calc "$bytes / $4")"
+    put "$1.write_calls_per_commit" "$(calc "($((b[0] - a[0]))) / $5")"
+    put "$1.flushes_per_commit" "$(calc "$flushes / $5")"
+}
+
+# light TAG DIR: bench_load's pre-built uploads of the district, over
+# LOAD_CONNS CURVE connections (one enrolled device key each), against a
+# fresh broker in CURVE mode; every answer checked by bench_load.
+light() {
+    local tag=$1 dir=$2 i keys=()
+    mkdir -p "$dir/keys"
+    broker_start "$dir/lstore" curve
+    for i in $(seq -w 1 "$LOAD_CONNS"); do
+        "$GRIDCTL" --store "$dir/lstore" devices enrol "dev-load-$i" --collector col-load \
+            --prefix 440305 --bundle "$dir/keys/$i.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
+            { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
+        keys+=("$dir/keys/$i.bundle")
+    done
+    local c0 c1 out=$LOG/$tag.out rc=0
+    c0=$(metric gridsync_commit_records_count)
+    timeout 900 "$BENCH/bench_load" --endpoint "$UPLOAD" --scale "$SCALE" \
+        --window "$LOAD_WINDOW" --broker-pid "$BROKER_PID" --iocount "$IOCOUNT" \
+        --keys "${keys[@]}" > "$out" 2> "$LOG/$tag.log" || rc=$?
+    [ $rc = 0 ] || { tail -n 20 "$LOG/$tag.log" >&2; die "bench_load ($tag) exited with $rc"; }
+    put_kv "$tag" load "$out"
+    c1=$(metric gridsync_commit_records_count)
+    local commits=$((c1 - ${c0:-0}))
+    [ "$commits" -gt 0 ] || die "bench_load ($tag): the broker counted no commit"
+    put "$tag.commits" "$commits"
+    put "$tag.batch_mean" "$(calc "$(get "$tag.records") / $commits")"
+    put "$tag.flushes_per_commit" "$(calc "$(get "$tag.flushes") / $commits")"
+    put "$tag.write_calls_per_commit" "$(calc "$(get "$tag.write_calls") / $commits")"
+    put "$tag.load" "$(cut -d' ' -f1 /proc/loadavg)"
+    broker_stop
+    rm -rf "$dir/lstore" "$dir/lstore.iocount"
 }
 
 # ---- PostgreSQL ----------------------------------------------------------------------
@@ -275,16 +370,18 @@ pg_start() {
     fi
     "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres -E UTF8 \
         --no-locale > "$LOG/pg-initdb.log" 2>&1 || die "initdb failed"
-    # a stock server with the usual tuning for a write-heavy machine:
-    # durable commits (fsync, synchronous_commit, full_page_writes all on),
-    # no checkpoint during a run
+    # the usual tuning for a write-heavy machine: durable commits (fsync,
+    # synchronous_commit, full_page_writes all on), no checkpoint during a
+    # run, WAL buffers and compression of full-page images (lz4) against
+    # the WAL volume, work_mem for the peer's sorts of a whole batch
     local port try
     for try in $(seq 20); do
         port=$((20000 + (RANDOM % 20000)))
         if "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
             -o "-k $PG_DIR -p $port -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
                 -c max_wal_size=8GB -c checkpoint_timeout=30min -c synchronous_commit=on \
-                -c fsync=on -c full_page_writes=on" start > /dev/null 2>&1; then
+                -c fsync=on -c full_page_writes=on -c wal_buffers=64MB \
+                -c wal_compression=lz4 -c work_mem=64MB" start > /dev/null 2>&1; then
             PG_CONN="host=127.0.0.1 port=$port user=postgres dbname=postgres"
             return 0
         fi
@@ -293,13 +390,26 @@ pg_start() {
     die "PostgreSQL did not start"
 }
 
-# pg_peer TAG CONNECTIONS TXN_RECORDS: the peer replays gridsim's uploads
+# pg_peer TAG CONNECTIONS TXN_RECORDS [--no-noise]: the peer replays
+# gridsim's uploads (or, with --no-noise, bench_load's)
 pg_peer() {
-    local out=$LOG/$1.out rc=0
+    local out=$LOG/$1.out rc=0 run_id=bench
+    [ "${4:-}" = --no-noise ] && run_id=load
     timeout 1200 "$BENCH/bench_pg" --conninfo "$PG_CONN" --connections "$2" \
-        --txn-records "$3" --scale "$SCALE" --run-id bench > "$out" 2> "$LOG/$1.log" || rc=$?
+        --txn-records "$3" --scale "$SCALE" --run-id "$run_id" ${4:-} > "$out" 2> "$LOG/$1.log" ||
+        rc=$?
     [ $rc = 0 ] || { tail -n 20 "$LOG/$1.log" >&2; die "bench_pg ($1) exited with $rc"; }
     put_kv "$1" pg "$out"
+}
+
+# same_answers GS_TAG PG_TAG: the peer is fair only if it gave the same answers
+same_answers() {
+    local k a b
+    for k in accepted unchanged merged conflict rejected; do
+        a=$(get "$1.$k")
+        b=$(get "$2.$k")
+        [ "$a" = "$b" ] || die "PostgreSQL peer ($2) is not comparable: $k $b, gridsync $a"
+    done
 }
 
 # ---- The load generator's own cost ----------------------------------------------------
@@ -312,9 +422,24 @@ put_kv gen gen "$out"
 pg_start
 put pg.server_version "$("$PG_BIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
 for r in $(seq "$ROUNDS"); do
-    log "round $r of $ROUNDS: gridsync end to end (gridsim, $DEVICES devices, gridfeed attached)"
     dir=$WORK/r$r
     mkdir -p "$dir"
+    log "round $r of $ROUNDS: the device's ceilings (bench_disk)"
+    out=$LOG/r$r.disk.out
+    timeout 300 "$BENCH/bench_disk" --dir "$dir" --syncs "$DISK_SYNCS" --seq-mb "$DISK_MB" \
+        > "$out" 2> "$LOG/r$r.disk.log" || die "bench_disk failed"
+    put_kv "r$r.disk" disk "$out"
+
+    log "round $r: light load generator (bench_load, $LOAD_CONNS CURVE connections)"
+    light "r$r.load" "$dir"
+    # the answers bench_load checked, in the peer's terms
+    put "r$r.load.accepted" "$(get "r$r.load.records")"
+    for k in unchanged merged conflict rejected; do put "r$r.load.$k" 0; done
+    lbatch=$(awk -v b="$(get "r$r.load.batch_mean")" 'BEGIN { printf "%d", b + 0.5 }')
+    [ "$lbatch" -ge 1 ] || lbatch=1
+    put "r$r.lbatch" "$lbatch"
+
+    log "round $r: gridsync end to end (gridsim, $DEVICES devices, gridfeed attached)"
     broker_start "$dir/store"
     ingest "r$r.gs" 440305 "$dir"
     broker_stop
@@ -322,16 +447,23 @@ for r in $(seq "$ROUNDS"); do
     [ "$batch" -ge 1 ] || batch=1
     put "r$r.batch" "$batch"
 
-    log "round $r: PostgreSQL peer, same uploads, transactions of $batch records"
-    pg_peer "r$r.pg1" 1 "$batch"
-    pg_peer "r$r.pg2" 2 "$batch"
-    # the peer is fair only if it gave the same answers
-    for k in accepted unchanged merged conflict rejected; do
-        for c in 1 2; do
-            a=$(get "r$r.gs.$k")
-            b=$(get "r$r.pg$c.$k")
-            [ "$a" = "$b" ] || die "PostgreSQL peer ($c connections) is not comparable: $k $b, gridsync $a"
-        done
+    log "round $r: PostgreSQL peer, bench_load's uploads, batches of $lbatch and $PG_SWEEP records"
+    for c in 2 4; do
+        pg_peer "r$r.pgl$c" "$c" "$lbatch" --no-noise
+        same_answers "r$r.load" "r$r.pgl$c"
+    done
+    for b in $PG_SWEEP; do
+        pg_peer "r$r.pgls$b" 4 "$b" --no-noise
+        same_answers "r$r.load" "r$r.pgls$b"
+    done
+    log "round $r: PostgreSQL peer, gridsim's uploads, batches of $batch and $PG_SWEEP records"
+    for c in 1 2 4; do
+        pg_peer "r$r.pg$c" "$c" "$batch"
+        same_answers "r$r.gs" "r$r.pg$c"
+    done
+    for b in $PG_SWEEP; do
+        pg_peer "r$r.pgs$b" 4 "$b"
+        same_answers "r$r.gs" "r$r.pgs$b"
     done
 
     log "round $r: store alone and bare LMDB loop (transactions of $batch records)"
