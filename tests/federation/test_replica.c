@@ -164,6 +164,9 @@ typedef struct {
     int uploads;                    /* uploads made */
 } s_district_t;
 
+/* NATS URL the districts' bridges publish to; "" = the test publishes */
+static char s_bridge_url[96];
+
 static void
 s_district_start(s_district_t *d, const char *area)
 {
@@ -173,7 +176,10 @@ s_district_start(s_district_t *d, const char *area)
     snprintf(d->store, sizeof d->store, "%s/store", d->dir);
     /* sync replies carry whole records (restricted part too), as the
      * bridge publishes them */
-    const char *extra[] = { "--feed-restricted=true", NULL };
+    char url[160], jarea[64];
+    snprintf(url, sizeof url, "--jetstream-url=%s", s_bridge_url);
+    snprintf(jarea, sizeof jarea, "--jetstream-area=%s", area);
+    const char *extra[] = { "--feed-restricted=true", s_bridge_url[0] ? url : NULL, jarea, NULL };
     assert_int_equal(gs_tk_broker_start(&d->b, d->store, extra), 0);
     d->c = gs_client_new(d->b.upload, NULL);
     assert_non_null(d->c);
@@ -636,6 +642,19 @@ s_make_pki(void)
     return 0;
 }
 
+/* The district's head seq, by a sync request. */
+static uint64_t
+s_head(s_district_t *d)
+{
+    const char *all = "";
+    Gridsync__V1__SyncResponse *r = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_sync(d->c, &all, 1, 0, 1, 0, &r, &err), 0);
+    uint64_t head = r->head_seq;
+    gridsync__v1__sync_response__free_unpacked(r, NULL);
+    return head;
+}
+
 static int
 s_setup_with(void **state, int streams, int auth)
 {
@@ -703,6 +722,21 @@ s_setup_tls(void **state)
     return s_setup_with(state, 1, S_AUTH_TLS);
 }
 
+/* Districts whose own bridges publish their logs (no test publishing). */
+static int
+s_setup_bridged(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    if (gs_tk_nats_start(&e->nats, NULL))
+        return -1;
+    snprintf(s_bridge_url, sizeof s_bridge_url, "%s", e->nats.url);
+    s_connect(e->nats.url, &e->nc, &e->js);
+    s_district_start(&e->d[0], A1);
+    s_district_start(&e->d[1], A2);
+    *state = e;
+    return 0;
+}
+
 /* A nats-server that wants a user nkey. */
 static int
 s_setup_nkey(void **state)
@@ -724,6 +758,7 @@ s_teardown(void **state)
     natsConnection_Destroy(e->nc);
     gs_tk_nats_destroy(&e->nats);
     free(e);
+    s_bridge_url[0] = 0;
     if (s_auth == S_AUTH_TLS)
         gs_tk_rmtree(s_pki);
     if (s_auth == S_AUTH_NKEY) {
@@ -1053,6 +1088,40 @@ test_authenticated_link(void **state)
     s_same(&e->d[0], &e->r);
 }
 
+/* End to end with the real bridge: two district brokers publish their own
+ * change logs (gs_bridge), the replica started before or after their
+ * uploads ends as exactly their union, digest for digest. */
+static void
+test_with_district_bridges(void **state)
+{
+    s_env_t *e = *state;
+    s_upload(&e->d[0], 0, 20, 1000, 3);
+    s_upload(&e->d[1], 0, 12, 5000, 7);
+    s_move(&e->d[0], 5, 1000);
+    s_replica_start(&e->r, e->nats.url, NULL);
+    /* and more while the replica follows */
+    s_upload(&e->d[0], 20, 10, 1000, -1);
+    s_upload(&e->d[1], 12, 10, 5000, -1);
+    uint64_t want[2] = { s_head(&e->d[0]), s_head(&e->d[1]) };
+    assert_int_equal(want[0], 32);
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.count[1], want[1]);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+    for (int i = 0; i < 2; i++) {
+        char args[400];
+        snprintf(args, sizeof args, "compare --prefix %s %s %s", e->d[i].area, e->d[i].store,
+                 e->r.store);
+        assert_int_equal(gs_tk_gridctl(e->r.store, args), 0);
+    }
+    char *city = s_ctl(e->r.store, "dups", "--json");
+    assert_int_equal(s_count(city, "\"id_number\""), 2);
+    free(city);
+}
+
 /* The plan of a replica's config: names, subjects, and what is refused. */
 static void
 test_plan(void **state)
@@ -1159,6 +1228,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_auth, s_teardown),
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_nkey, s_teardown),
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_tls, s_teardown),
+        cmocka_unit_test_setup_teardown(test_with_district_bridges, s_setup_bridged,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_config_refused, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
