@@ -1122,6 +1122,65 @@ test_with_district_bridges(void **state)
     free(city);
 }
 
+/* Kill district d's broker (and its bridge) and start it again. */
+static void
+s_district_kill(s_district_t *d)
+{
+    gs_tk_broker_stop(&d->b, SIGKILL);
+    char url[160], jarea[64];
+    snprintf(url, sizeof url, "--jetstream-url=%s", s_bridge_url);
+    snprintf(jarea, sizeof jarea, "--jetstream-area=%s", d->area);
+    const char *extra[] = { "--feed-restricted=true", url, jarea, NULL };
+    assert_int_equal(gs_tk_broker_restart(&d->b, extra), 0);
+}
+
+/* Faults end to end: a district broker (with its bridge) SIGKILLed, the
+ * nats-server SIGKILLed while the districts take uploads, the replica
+ * SIGKILLed, each while events flow; at the end the city holds exactly
+ * the union: nothing lost, nothing twice, digests equal. */
+static void
+test_faults_end_to_end(void **state)
+{
+    s_env_t *e = *state;
+    s_replica_start(&e->r, e->nats.url, NULL);
+    int next = 0;
+    for (int round = 0; round < 3; round++) {
+        s_upload(&e->d[0], next, 30, 1000, -1);
+        s_upload(&e->d[1], next, 30, 5000, round == 1 ? next + 2 : -1);
+        next += 30;
+        if (round == 0) {
+            s_district_kill(&e->d[0]);
+        } else if (round == 1) {
+            gs_tk_nats_stop(&e->nats, SIGKILL);
+            s_upload(&e->d[0], next, 20, 1000, -1);     /* uploads go on without NATS */
+            s_upload(&e->d[1], next, 20, 5000, -1);
+            next += 20;
+            assert_int_equal(gs_tk_nats_restart(&e->nats), 0);
+        } else {
+            gs_tk_broker_stop(&e->r.b, SIGKILL);
+            s_upload(&e->d[0], next, 10, 1000, -1);
+            next += 10;
+            s_replica_start(&e->r, e->nats.url, NULL);
+        }
+    }
+    uint64_t want[2] = { s_head(&e->d[0]), s_head(&e->d[1]) };
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.count[1], want[1]);
+    assert_int_equal(seen.replica_events, want[0] + want[1]);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+    for (int i = 0; i < 2; i++) {
+        char args[400];
+        snprintf(args, sizeof args, "compare --prefix %s %s %s", e->d[i].area, e->d[i].store,
+                 e->r.store);
+        assert_int_equal(gs_tk_gridctl(e->r.store, args), 0);
+    }
+    assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
 /* The plan of a replica's config: names, subjects, and what is refused. */
 static void
 test_plan(void **state)
@@ -1230,6 +1289,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_tls, s_teardown),
         cmocka_unit_test_setup_teardown(test_with_district_bridges, s_setup_bridged,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_faults_end_to_end, s_setup_bridged, s_teardown),
         cmocka_unit_test_setup_teardown(test_config_refused, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
