@@ -230,12 +230,9 @@ gs_bridge_new(gs_broker_t *b)
          u && self->n_servers < S_MAX_SERVERS; u = strtok_r(NULL, ",", &save)) {
         while (*u == ' ')
             u++;
-        if (!strncmp(u, "tls://", 6))
-            self->tls = 1;
         self->servers[self->n_servers++] = u;
     }
-    if (c->jetstream_tls_ca[0] || c->jetstream_tls_cert[0])
-        self->tls = 1;
+    self->tls = gs_natslink_tls(c);
     if (c->jetstream_password_file[0] &&
         s_read_secret("jetstream-password-file", c->jetstream_password_file, self->password,
                       sizeof self->password))

@@ -81,6 +81,22 @@ gs_natslink_check(const gs_config_t *c, char *err, size_t err_size)
     return 0;
 }
 
+int
+gs_natslink_tls(const gs_config_t *c)
+{
+    if (c->jetstream_tls_ca[0] || c->jetstream_tls_cert[0])
+        return 1;
+    char urls[sizeof c->jetstream_url];
+    snprintf(urls, sizeof urls, "%s", c->jetstream_url);
+    for (char *save = NULL, *u = strtok_r(urls, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        while (*u == ' ')
+            u++;
+        if (!strncmp(u, "tls://", 6))
+            return 1;
+    }
+    return 0;
+}
+
 /* ---- nkeys -------------------------------------------------------------------- */
 
 /* NATS nkeys are RFC 4648 base32 (no padding) of a prefix byte (two for a

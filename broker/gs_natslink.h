@@ -31,6 +31,10 @@
  * side's settings, are the caller's rules.) */
 int gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size);
 
+/* Whether cfg's link uses TLS: a tls:// URL, or any of jetstream-tls-ca,
+ * jetstream-tls-cert. */
+int gs_natslink_tls(const gs_config_t *cfg);
+
 /* nats.c options for cfg's NATS link, with connection name name. NULL on
  * failure, with *what naming the setting that failed ("jetstream-url",
  * "jetstream-password-file", ...) and *st nats.c's status (NATS_ERR for a

@@ -221,6 +221,12 @@ gs_replica_new(gs_broker_t *b)
         return NULL;
     }
     self->n = (size_t) n;
+    const gs_config_t *c = &b->cfg;
+    if (!gs_natslink_tls(c) && (c->jetstream_user[0] || c->jetstream_nkey_seed_file[0] ||
+                                c->jetstream_creds_file[0]))
+        gs_log(GS_LOG_WARN, "replica_plaintext", "msg=\"the replica authenticates to NATS "
+               "without TLS: its credentials and the districts' records cross the network in "
+               "the clear; set jetstream-tls-ca or a tls:// URL\"");
     int64_t bm = b->cfg.batch_max_records;
     self->batch = bm > 1024 ? 1024 : (int) bm;
     for (size_t i = 0; i < self->n; i++) {

@@ -105,6 +105,12 @@ test_check(void **state)
     snprintf(tls.jetstream_tls_cert, sizeof tls.jetstream_tls_cert, "c.pem");
     assert_int_equal(gs_natslink_check(&tls, err, sizeof err), -1);
     assert_non_null(strstr(err, "jetstream-tls-key"));
+    assert_int_equal(gs_natslink_tls(&c), 1);   /* the tls:// URL */
+    gs_config_t plain = c;
+    snprintf(plain.jetstream_url, sizeof plain.jetstream_url, "nats://127.0.0.1:4222");
+    assert_int_equal(gs_natslink_tls(&plain), 0);
+    snprintf(plain.jetstream_tls_ca, sizeof plain.jetstream_tls_ca, "ca.pem");
+    assert_int_equal(gs_natslink_tls(&plain), 1);
     gs_config_t gone = c;
     snprintf(gone.jetstream_tls_ca, sizeof gone.jetstream_tls_ca, "%s/no-ca.pem", s_dir);
     assert_int_equal(gs_natslink_check(&gone, err, sizeof err), -1);
