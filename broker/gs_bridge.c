@@ -410,29 +410,8 @@ s_connect(gs_bridge_t *self)
         s = natsOptions_SetAllowReconnect(o, false);
     if (s == NATS_OK)
         s = natsOptions_SetName(o, name);
-    if (s == NATS_OK && c->jetstream_user[0])
-        s = natsOptions_SetUserInfo(o, c->jetstream_user, self->password);
-    if (s == NATS_OK && c->jetstream_nkey_seed_file[0]) {
-        what = "jetstream-nkey-seed-file";
-        s = natsOptions_SetNKeyFromSeed(o, self->nkey_public, c->jetstream_nkey_seed_file);
-    }
-    if (s == NATS_OK && c->jetstream_creds_file[0]) {
-        what = "jetstream-creds-file";
-        s = natsOptions_SetUserCredentialsFromFiles(o, c->jetstream_creds_file, NULL);
-    }
-    if (s == NATS_OK && self->tls) {
-        what = "tls";
-        s = natsOptions_SetSecure(o, true);
-        if (s == NATS_OK && c->jetstream_tls_ca[0]) {
-            what = "jetstream-tls-ca";
-            s = natsOptions_LoadCATrustedCertificates(o, c->jetstream_tls_ca);
-        }
-        if (s == NATS_OK && c->jetstream_tls_cert[0]) {
-            what = "jetstream-tls-cert";
-            s = natsOptions_LoadCertificatesChain(o, c->jetstream_tls_cert,
-                                                  c->jetstream_tls_key);
-        }
-    }
+    if (s == NATS_OK)   /* credentials and TLS: the link's one rule */
+        s = gs_natslink_set_auth(o, c, self->password, self->nkey_public, &what);
     if (s == NATS_OK) {
         what = "connect";
         s = natsConnection_Connect(&self->nc, o);

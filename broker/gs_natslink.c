@@ -220,49 +220,67 @@ s_read_secret(const char *path, char *out, size_t size)
     return 0;
 }
 
-/* The credentials and TLS settings of cfg into o; *what names the setting
- * that failed. */
+natsStatus
+gs_natslink_set_auth(natsOptions *o, const gs_config_t *c, const char *password,
+                     const char *nkey_public, const char **what)
+{
+    natsStatus s = NATS_OK;
+    if (c->jetstream_user[0]) {
+        *what = "jetstream-user";
+        if ((s = natsOptions_SetUserInfo(o, c->jetstream_user, password)))
+            return s;
+    }
+    if (c->jetstream_nkey_seed_file[0]) {
+        *what = "jetstream-nkey-seed-file";
+        if ((s = natsOptions_SetNKeyFromSeed(o, nkey_public, c->jetstream_nkey_seed_file)))
+            return s;
+    }
+    if (c->jetstream_creds_file[0]) {
+        *what = "jetstream-creds-file";
+        if ((s = natsOptions_SetUserCredentialsFromFiles(o, c->jetstream_creds_file, NULL)))
+            return s;
+    }
+    if (gs_natslink_tls(c)) {
+        *what = "tls";
+        if ((s = natsOptions_SetSecure(o, true)))
+            return s;
+        if (c->jetstream_tls_ca[0]) {
+            /* the server is verified against this CA */
+            *what = "jetstream-tls-ca";
+            if ((s = natsOptions_LoadCATrustedCertificates(o, c->jetstream_tls_ca)))
+                return s;
+        }
+        if (c->jetstream_tls_cert[0]) {
+            *what = "jetstream-tls-cert";
+            if ((s = natsOptions_LoadCertificatesChain(o, c->jetstream_tls_cert,
+                                                       c->jetstream_tls_key)))
+                return s;
+        }
+    }
+    return NATS_OK;
+}
+
+/* The secrets of cfg's link read now (the password, the nkey's public
+ * key), then gs_natslink_set_auth. */
 static natsStatus
 s_options_auth(const gs_config_t *cfg, natsOptions *o, const char **what)
 {
-    natsStatus s = NATS_OK;
+    char pw[512] = "", pub[64] = "";
     if (cfg->jetstream_user[0]) {
-        char pw[512];
         *what = "jetstream-password-file";
-        s = s_read_secret(cfg->jetstream_password_file, pw, sizeof pw)
-                ? NATS_ERR : natsOptions_SetUserInfo(o, cfg->jetstream_user, pw);
-        sodium_memzero(pw, sizeof pw);
-        if (s != NATS_OK)
-            return s;
+        if (s_read_secret(cfg->jetstream_password_file, pw, sizeof pw))
+            return NATS_ERR;
     }
     if (cfg->jetstream_nkey_seed_file[0]) {
-        char pub[64];
         *what = "jetstream-nkey-seed-file";
-        s = gs_natslink_nkey_public(cfg->jetstream_nkey_seed_file, pub)
-                ? NATS_ERR : natsOptions_SetNKeyFromSeed(o, pub, cfg->jetstream_nkey_seed_file);
-        if (s != NATS_OK)
-            return s;
+        if (gs_natslink_nkey_public(cfg->jetstream_nkey_seed_file, pub)) {
+            sodium_memzero(pw, sizeof pw);
+            return NATS_ERR;
+        }
     }
-    if (cfg->jetstream_creds_file[0]) {
-        *what = "jetstream-creds-file";
-        if ((s = natsOptions_SetUserCredentialsFromFiles(o, cfg->jetstream_creds_file, NULL)))
-            return s;
-    }
-    if (cfg->jetstream_tls_ca[0]) {
-        /* a CA makes TLS required, and the server is verified against it */
-        *what = "jetstream-tls-ca";
-        if ((s = natsOptions_SetSecure(o, true)) ||
-            (s = natsOptions_LoadCATrustedCertificates(o, cfg->jetstream_tls_ca)))
-            return s;
-    }
-    if (cfg->jetstream_tls_cert[0]) {
-        *what = "jetstream-tls-cert";
-        if ((s = natsOptions_SetSecure(o, true)) ||
-            (s = natsOptions_LoadCertificatesChain(o, cfg->jetstream_tls_cert,
-                                                   cfg->jetstream_tls_key)))
-            return s;
-    }
-    return NATS_OK;
+    natsStatus s = gs_natslink_set_auth(o, cfg, pw, pub, what);
+    sodium_memzero(pw, sizeof pw);
+    return s;
 }
 
 natsOptions *

@@ -35,6 +35,14 @@ int gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size);
  * jetstream-tls-cert. */
 int gs_natslink_tls(const gs_config_t *cfg);
 
+/* Set the credentials and TLS of cfg's link on o: the user with password
+ * (read by the caller from jetstream-password-file), the nkey seed file
+ * with its public key (gs_natslink_nkey_public), the .creds file; TLS when
+ * gs_natslink_tls, with the CA and the client certificate and key when
+ * given. *what names the setting nats.c refused. Returns nats.c's status. */
+natsStatus gs_natslink_set_auth(natsOptions *o, const gs_config_t *cfg, const char *password,
+                                const char *nkey_public, const char **what);
+
 /* nats.c options for cfg's NATS link, with connection name name. NULL on
  * failure, with *what naming the setting that failed ("jetstream-url",
  * "jetstream-password-file", ...) and *st nats.c's status (NATS_ERR for a
