@@ -391,6 +391,7 @@ s_subscribe(gs_replica_t *self, s_org_t *o)
     jsErrCode jerr = 0;
     jsStreamInfo *si = NULL;
     natsStatus s = js_GetStreamInfo(&si, self->js, o->cfg.stream, NULL, &jerr);
+    uint64_t stream_last = s == NATS_OK && si ? si->State.LastSeq : 0;
     jsStreamInfo_Destroy(si);
     if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         if (!o->waiting_logged)
@@ -405,6 +406,16 @@ s_subscribe(gs_replica_t *self, s_org_t *o)
     int rc = gs_store_origin_get(self->b->store, o->cfg.area, &st);
     if (rc && rc != GS_ENOTFOUND)
         return -1;
+    if (st.stream_seq > stream_last) {
+        /* the stream was made anew and numbers from 1 again: its position
+         * means nothing here, so read it all; what the store holds is
+         * skipped by origin seq */
+        gs_log(GS_LOG_WARN, "replica_stream_renumbered", "origin=%s stream=%s "
+               "recorded_stream_seq=%" PRIu64 " stream_last_seq=%" PRIu64 " msg=\"the stream "
+               "is shorter than the position recorded: reading it from the start\"",
+               o->cfg.area, o->cfg.stream, st.stream_seq, stream_last);
+        st.stream_seq = 0;
+    }
     s = js_DeleteConsumer(self->js, o->cfg.stream, o->cfg.durable, NULL, &jerr);
     if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
         gs_log(GS_LOG_WARN, "replica_subscribe_failed", "origin=%s what=\"delete consumer\" "

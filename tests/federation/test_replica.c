@@ -257,6 +257,17 @@ s_move(s_district_t *d, int k, uint32_t seed)
     gridsync__v1__ack__free_unpacked(ack, NULL);
 }
 
+static uint64_t s_publish(s_district_t *d, jsCtx *js);
+
+/* Publish the events of d after seq since (the ones before are not in
+ * the stream, as after a purge); returns the district's head. */
+static uint64_t
+s_publish_from(s_district_t *d, jsCtx *js, uint64_t since)
+{
+    d->published = since;
+    return s_publish(d, js);
+}
+
 /* Publish every event of d after d->published into its stream, as the
  * bridge does (bytes as the district's log holds them: a sync reply
  * carries them whole, and protobuf-c packs them back byte for byte).
@@ -1069,7 +1080,26 @@ test_late_streams_and_outage(void **state)
     assert_int_equal(seen.count[1], want[1]);
     s_same(&e->d[0], &e->r);
     s_same(&e->d[1], &e->r);
+
+    /* a district's stream deleted and made anew (numbered from 1 again)
+     * while the replica is stopped: it reads the new stream from the start,
+     * skips what it holds and takes the new events */
     int st = gs_tk_broker_stop(&e->r.b, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(js_DeleteStream(e->js, "GRIDSYNC_" A2, NULL, NULL), NATS_OK);
+    s_add_stream(e->js, A2);
+    s_upload(&e->d[1], 20, 5, 5000, -1);
+    e->d[1].published = 0;
+    /* only the newest events: the stream is shorter than where the replica was */
+    uint64_t keep = want[1];
+    want[1] = s_publish_from(&e->d[1], e->js, keep - 3);
+    s_replica_start(&e->r, e->nats.url, NULL);
+    assert_int_equal(s_wait_log(e->r.b.log_path, "event=replica_stream_renumbered origin=" A2,
+                                1, 30000), 0);
+    s_follow(&e->r, want, &seen);
+    assert_int_equal(seen.count[1], want[1]);
+    s_same(&e->d[1], &e->r);
+    st = gs_tk_broker_stop(&e->r.b, SIGTERM);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
