@@ -2,6 +2,8 @@
 # `make demo` and `make test`. Both install missing Debian packages first.
 #
 #   make demo            build, then run the end-to-end demo on ./var/demo
+#   make demo-federation two districts, NATS JetStream and a city replica,
+#                        on ./var/demo-federation
 #   make test            build and run the whole CTest suite
 #   make test-sanitize   the same suite built with ASan + UBSan
 #   make test-valgrind   module tests, and every broker the integration tests
@@ -50,7 +52,7 @@ BENCH_DEBS := postgresql libpq-dev gnuplot-nox
 # it into).
 PACKAGE_DEBS := dpkg-dev debootstrap
 
-.PHONY: all deps bench-deps valgrind-deps package-deps build bench-build demo test test-sanitize \
+.PHONY: all deps bench-deps valgrind-deps package-deps build bench-build demo demo-federation test test-sanitize \
         test-valgrind fuzz bench bench-quick install package test-package clean
 
 all: build
@@ -88,6 +90,9 @@ build: deps $(BUILD)/CMakeCache.txt
 
 demo: build
 	@$(BUILD)/tools/gridsync-demo var/demo
+
+demo-federation: build
+	@$(BUILD)/tools/gridsync-demo-federation var/demo-federation
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
