@@ -29,7 +29,6 @@
 #define S_BACKOFF_MAX_MS 5000
 #define S_IDLE_MS 1000          /* wake-up when no note comes */
 #define S_BUSY_MS 100           /* ... while acks are outstanding */
-#define S_MAX_SERVERS GS_NATSLINK_MAX_URLS
 #define S_DUP_WINDOW_S 10       /* the stream's duplicate window (Nats-Msg-Id) */
 
 struct gs_bridge {
@@ -38,11 +37,6 @@ struct gs_bridge {
     const gs_config_t *cfg;         /* b->cfg */
     char stream[48];                /* GRIDSYNC_<area> */
     char filter[64];                /* gridsync.<area tokens>.> */
-    char password[256];             /* from jetstream-password-file; wiped at destroy */
-    char nkey_public[64];           /* the public key of the nkey seed, or "" */
-    char urls[512];                 /* jetstream-url, split in place */
-    const char *servers[S_MAX_SERVERS]; /* into urls */
-    int n_servers;
     int tls;                        /* TLS asked for (tls:// or a jetstream-tls-* setting) */
     uint64_t epoch;                 /* the store's lineage epoch */
     char epoch_hex[17];             /* and as the Gridsync-Epoch header writes it */
@@ -141,25 +135,10 @@ gs_bridge_msg_id(const char *area, uint64_t epoch, uint64_t seq, char *out, size
 int
 gs_bridge_check(const gs_config_t *c, char *err, size_t err_size)
 {
-    struct {
-        const char *name;
-        const char *value;
-    } files[] = {
-        { "jetstream-password-file", c->jetstream_password_file },
-        { "jetstream-nkey-seed-file", c->jetstream_nkey_seed_file },
-        { "jetstream-creds-file", c->jetstream_creds_file },
-        { "jetstream-tls-ca", c->jetstream_tls_ca },
-        { "jetstream-tls-cert", c->jetstream_tls_cert },
-        { "jetstream-tls-key", c->jetstream_tls_key },
-    };
-    size_t n_files = sizeof files / sizeof files[0];
     if (!c->jetstream_url[0]) {
         const char *set = c->jetstream_area[0] ? "jetstream-area"
-                          : c->jetstream_user[0] ? "jetstream-user"
-                          : c->jetstream_rebaseline ? "jetstream-rebaseline" : NULL;
-        for (size_t i = 0; !set && i < n_files; i++)
-            if (files[i].value[0])
-                set = files[i].name;
+                          : c->jetstream_rebaseline ? "jetstream-rebaseline"
+                                                    : gs_natslink_setting_set(c);
         if (set) {
             snprintf(err, err_size, "%s is set but jetstream-url is empty (no bridge "
                      "would run): set jetstream-url or remove %s", set, set);
@@ -183,33 +162,6 @@ gs_bridge_check(const gs_config_t *c, char *err, size_t err_size)
     return 0;
 }
 
-/* The first line of the file at path, without its line end, into out.
- * Returns 0, or -1 (logged) when it cannot be read or the line is empty or
- * too long. */
-static int
-s_read_secret(const char *what, const char *path, char *out, size_t size)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        gs_log(GS_LOG_ERROR, "bridge_config", "what=%s path=\"%s\" error=\"%s\"", what, path,
-               strerror(errno));
-        return -1;
-    }
-    int ok = fgets(out, (int) size, f) != NULL;
-    fclose(f);
-    size_t n = ok ? strlen(out) : 0;
-    int whole = n > 0 && (out[n - 1] == '\n' || n < size - 1);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-        out[--n] = 0;
-    if (!ok || n == 0 || !whole) {
-        explicit_bzero(out, size);
-        gs_log(GS_LOG_ERROR, "bridge_config", "what=%s path=\"%s\" msg=\"the file's first "
-               "line must hold the secret (at most %zu bytes)\"", what, path, size - 2);
-        return -1;
-    }
-    return 0;
-}
-
 gs_bridge_t *
 gs_bridge_new(gs_broker_t *b)
 {
@@ -225,39 +177,13 @@ gs_bridge_new(gs_broker_t *b)
     self->cfg = c;
     gs_bridge_stream_name(c->jetstream_area, self->stream, sizeof self->stream);
     gs_bridge_stream_subject(c->jetstream_area, self->filter, sizeof self->filter);
-    snprintf(self->urls, sizeof self->urls, "%s", c->jetstream_url);
-    for (char *save = NULL, *u = strtok_r(self->urls, ",", &save);
-         u && self->n_servers < S_MAX_SERVERS; u = strtok_r(NULL, ",", &save)) {
-        while (*u == ' ')
-            u++;
-        self->servers[self->n_servers++] = u;
-    }
     self->tls = gs_natslink_tls(c);
-    if (c->jetstream_password_file[0] &&
-        s_read_secret("jetstream-password-file", c->jetstream_password_file, self->password,
-                      sizeof self->password))
-        goto fail;
-    if (c->jetstream_nkey_seed_file[0]) {
-        /* nats.c signs with the seed, but wants the public key beside it */
-        char seed[128] = "";
-        int bad = s_read_secret("jetstream-nkey-seed-file", c->jetstream_nkey_seed_file, seed,
-                                sizeof seed) ||
-                  gs_natslink_nkey_public_seed(seed, self->nkey_public, sizeof self->nkey_public);
-        if (bad && seed[0])
-            gs_log(GS_LOG_ERROR, "bridge_config", "what=jetstream-nkey-seed-file path=\"%s\" "
-                   "msg=\"the file's first line is not a NATS user nkey seed (SU...)\"",
-                   c->jetstream_nkey_seed_file);
-        explicit_bzero(seed, sizeof seed);
-        if (bad)
-            goto fail;
-    }
     if (gs_store_epoch(b->store, &self->epoch) != 0) {
         gs_log(GS_LOG_ERROR, "bridge_config", "msg=\"the store has no lineage epoch\"");
         goto fail;
     }
     snprintf(self->epoch_hex, sizeof self->epoch_hex, "%016" PRIx64, self->epoch);
-    if (!self->tls && (c->jetstream_user[0] || c->jetstream_nkey_seed_file[0] ||
-                       c->jetstream_creds_file[0]))
+    if (gs_natslink_plaintext_auth(c))
         gs_log(GS_LOG_WARN, "bridge_plaintext", "msg=\"the bridge authenticates to NATS "
                "without TLS: the change log (personal data) and the user's credentials cross "
                "the network in the clear; set jetstream-tls-ca or use tls:// (security.md)\"");
@@ -279,7 +205,6 @@ gs_bridge_destroy(gs_bridge_t **self_p)
      * s_on_ack with self): wait for them before self goes */
     if (atomic_load(&self->nats_used))
         nats_CloseAndWait(5000);
-    explicit_bzero(self->password, sizeof self->password);
     free(self);
     *self_p = NULL;
 }
@@ -393,25 +318,18 @@ s_connect(gs_bridge_t *self)
 {
     const gs_config_t *c = self->cfg;
     atomic_store(&self->nats_used, 1);
-    natsOptions *o = NULL;
     char name[64];
     snprintf(name, sizeof name, "gridsyncd-bridge-%s", c->jetstream_area);
-    natsStatus s = natsOptions_Create(&o);
+    /* servers, credentials and TLS: the link's one rule */
     const char *what = "options";
-    if (s == NATS_OK)
-        s = natsOptions_SetServers(o, self->servers, self->n_servers);
-    if (s == NATS_OK)
-        s = natsOptions_SetNoRandomize(o, true);
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(o, 2000);
+    natsStatus s = NATS_OK;
+    natsOptions *o = gs_natslink_options(c, name, &what, &s);
     /* the bridge reconnects itself, so that after any break it reads the
      * stream's last message again before it publishes another event */
-    if (s == NATS_OK)
+    if (s == NATS_OK) {
+        what = "options";
         s = natsOptions_SetAllowReconnect(o, false);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(o, name);
-    if (s == NATS_OK)   /* credentials and TLS: the link's one rule */
-        s = gs_natslink_set_auth(o, c, self->password, self->nkey_public, &what);
+    }
     if (s == NATS_OK) {
         what = "connect";
         s = natsConnection_Connect(&self->nc, o);

@@ -20,16 +20,77 @@ s_readable(const char *name, const char *path, char *err, size_t err_size)
     return -1;
 }
 
+/* Split jetstream-url (comma-separated, spaces after a comma allowed) in
+ * buf, a copy of it, into at most max URLs in out. Returns how many URLs
+ * there are, which may be more than max (then only max are in out). */
+static int
+s_urls(const gs_config_t *c, char *buf, size_t size, const char **out, int max)
+{
+    snprintf(buf, size, "%s", c->jetstream_url);
+    int n = 0;
+    for (char *save = NULL, *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        while (*u == ' ')
+            u++;
+        if (n < max)
+            out[n] = u;
+        n++;
+    }
+    return n;
+}
+
+const char *
+gs_natslink_setting_set(const gs_config_t *c)
+{
+    const char *names[] = { "jetstream-user", "jetstream-password-file",
+                            "jetstream-nkey-seed-file", "jetstream-creds-file",
+                            "jetstream-tls-ca", "jetstream-tls-cert", "jetstream-tls-key" };
+    const char *values[] = { c->jetstream_user, c->jetstream_password_file,
+                             c->jetstream_nkey_seed_file, c->jetstream_creds_file,
+                             c->jetstream_tls_ca, c->jetstream_tls_cert, c->jetstream_tls_key };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (values[i][0])
+            return names[i];
+    return NULL;
+}
+
+int
+gs_natslink_plaintext_auth(const gs_config_t *c)
+{
+    return !gs_natslink_tls(c) && (c->jetstream_user[0] || c->jetstream_nkey_seed_file[0] ||
+                                   c->jetstream_creds_file[0]);
+}
+
+/* The secret on the first line of the file at path, without its line end,
+ * into out. Returns 0, or -1 (out wiped) when the file cannot be read or
+ * the line is empty or does not fit. */
+static int
+s_read_secret(const char *path, char *out, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int ok = fgets(out, (int) size, f) != NULL;
+    fclose(f);
+    size_t n = ok ? strlen(out) : 0;
+    int whole = n > 0 && (out[n - 1] == '\n' || n < size - 1);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = 0;
+    if (!ok || n == 0 || !whole) {
+        sodium_memzero(out, size);
+        return -1;
+    }
+    return 0;
+}
+
 int
 gs_natslink_check(const gs_config_t *c, char *err, size_t err_size)
 {
     /* every URL nats:// or tls:// */
     char urls[sizeof c->jetstream_url];
-    snprintf(urls, sizeof urls, "%s", c->jetstream_url);
-    int n = 0;
-    for (char *save = NULL, *u = strtok_r(urls, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        while (*u == ' ')
-            u++;
+    const char *url[GS_NATSLINK_MAX_URLS];
+    int n = s_urls(c, urls, sizeof urls, url, GS_NATSLINK_MAX_URLS);
+    for (int i = 0; i < n && i < GS_NATSLINK_MAX_URLS; i++) {
+        const char *u = url[i];
         if (strncmp(u, "nats://", 7) != 0 && strncmp(u, "tls://", 6) != 0) {
             snprintf(err, err_size, "jetstream-url: '%s' is not a nats:// or tls:// URL", u);
             return -1;
@@ -40,7 +101,6 @@ gs_natslink_check(const gs_config_t *c, char *err, size_t err_size)
                      "logged); use jetstream-user and jetstream-password-file");
             return -1;
         }
-        n++;
     }
     if (n == 0 || n > GS_NATSLINK_MAX_URLS) {
         snprintf(err, err_size, "jetstream-url: give 1 to %d URLs, comma-separated",
@@ -78,6 +138,23 @@ gs_natslink_check(const gs_config_t *c, char *err, size_t err_size)
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         if (s_readable(files[i].name, files[i].value, err, err_size))
             return -1;
+    /* the secrets themselves, so that a bad one stops the start rather
+     * than every connection attempt */
+    char secret[GS_NATSLINK_SECRET_MAX];
+    if (c->jetstream_password_file[0] &&
+        s_read_secret(c->jetstream_password_file, secret, sizeof secret)) {
+        snprintf(err, err_size, "jetstream-password-file: the first line of '%s' must hold the "
+                 "password (1 to %zu bytes)", c->jetstream_password_file, sizeof secret - 2);
+        return -1;
+    }
+    sodium_memzero(secret, sizeof secret);
+    char pub[64];
+    if (c->jetstream_nkey_seed_file[0] && gs_natslink_nkey_public(c->jetstream_nkey_seed_file,
+                                                                  pub)) {
+        snprintf(err, err_size, "jetstream-nkey-seed-file: the first line of '%s' is not a NATS "
+                 "user nkey seed (SU...)", c->jetstream_nkey_seed_file);
+        return -1;
+    }
     return 0;
 }
 
@@ -205,21 +282,6 @@ gs_natslink_nkey_public(const char *path, char pub[64])
     return rc;
 }
 
-/* The password in path (first line), into out. 0 or -1. */
-static int
-s_read_secret(const char *path, char *out, size_t size)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    int ok = fgets(out, (int) size, f) != NULL;
-    fclose(f);
-    if (!ok)
-        return -1;
-    out[strcspn(out, "\r\n")] = 0;
-    return 0;
-}
-
 natsStatus
 gs_natslink_set_auth(natsOptions *o, const gs_config_t *c, const char *password,
                      const char *nkey_public, const char **what)
@@ -265,7 +327,7 @@ gs_natslink_set_auth(natsOptions *o, const gs_config_t *c, const char *password,
 static natsStatus
 s_options_auth(const gs_config_t *cfg, natsOptions *o, const char **what)
 {
-    char pw[512] = "", pub[64] = "";
+    char pw[GS_NATSLINK_SECRET_MAX] = "", pub[64] = "";
     if (cfg->jetstream_user[0]) {
         *what = "jetstream-password-file";
         if (s_read_secret(cfg->jetstream_password_file, pw, sizeof pw))
@@ -291,8 +353,14 @@ gs_natslink_options(const gs_config_t *cfg, const char *name, const char **what,
     *what = "options";
     natsStatus s = natsOptions_Create(&o);
     if (s == NATS_OK) {
+        /* every server of a cluster, tried in the order given */
+        char urls[sizeof cfg->jetstream_url];
+        const char *url[GS_NATSLINK_MAX_URLS];
+        int n = s_urls(cfg, urls, sizeof urls, url, GS_NATSLINK_MAX_URLS);
         *what = "jetstream-url";
-        s = natsOptions_SetURL(o, cfg->jetstream_url);
+        s = n > GS_NATSLINK_MAX_URLS ? NATS_INVALID_ARG : natsOptions_SetServers(o, url, n);
+        if (s == NATS_OK)
+            s = natsOptions_SetNoRandomize(o, true);
     }
     if (s == NATS_OK)
         s = natsOptions_SetName(o, name);

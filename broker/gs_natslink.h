@@ -19,6 +19,7 @@
 #include "gs_config.h"
 
 #define GS_NATSLINK_MAX_URLS 16     /* servers in jetstream-url */
+#define GS_NATSLINK_SECRET_MAX 512  /* a password file's first line, line end included */
 
 /* The rules of the NATS link's settings, fail closed, for the bridge and
  * the replica alike: jetstream-url is 1 to GS_NATSLINK_MAX_URLS URLs,
@@ -26,10 +27,20 @@
  * URLs are logged); at most one of jetstream-user, jetstream-nkey-seed-file
  * and jetstream-creds-file; jetstream-user with jetstream-password-file
  * (and only with it); jetstream-tls-cert with jetstream-tls-key; every
- * file named can be read. Returns 0, or -1 with a message a person can
+ * file named can be read; the password file's first line holds a password
+ * and the nkey seed file's a user nkey seed. Returns 0, or -1 with a message a person can
  * act on in err. (Whether the link is wanted at all, and the rest of each
  * side's settings, are the caller's rules.) */
 int gs_natslink_check(const gs_config_t *cfg, char *err, size_t err_size);
+
+/* The name of the first link setting (jetstream-user or one of the
+ * credential and TLS files) that cfg sets, or NULL: for a side that runs
+ * no link and must refuse settings that would do nothing. */
+const char *gs_natslink_setting_set(const gs_config_t *cfg);
+
+/* Whether cfg's link authenticates without TLS (credentials set, no TLS),
+ * which the bridge and the replica warn about at start. */
+int gs_natslink_plaintext_auth(const gs_config_t *cfg);
 
 /* Whether cfg's link uses TLS: a tls:// URL, or any of jetstream-tls-ca,
  * jetstream-tls-cert. */

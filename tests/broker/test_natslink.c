@@ -115,6 +115,44 @@ test_check(void **state)
     snprintf(gone.jetstream_tls_ca, sizeof gone.jetstream_tls_ca, "%s/no-ca.pem", s_dir);
     assert_int_equal(gs_natslink_check(&gone, err, sizeof err), -1);
     assert_non_null(strstr(err, "cannot read"));
+    /* the secrets themselves are checked at start: an empty password line,
+     * a file that holds no nkey seed */
+    gs_config_t empty = c;
+    snprintf(empty.jetstream_user, sizeof empty.jetstream_user, "city");
+    snprintf(empty.jetstream_password_file, sizeof empty.jetstream_password_file, "%s",
+             s_file("pw-empty", "\nsecret\n"));
+    assert_int_equal(gs_natslink_check(&empty, err, sizeof err), -1);
+    assert_non_null(strstr(err, "must hold the password"));
+    gs_config_t seed = c;
+    snprintf(seed.jetstream_nkey_seed_file, sizeof seed.jetstream_nkey_seed_file, "%s",
+             s_file("pub-check.nk", PUB));
+    assert_int_equal(gs_natslink_check(&seed, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a NATS user nkey seed"));
+    snprintf(seed.jetstream_nkey_seed_file, sizeof seed.jetstream_nkey_seed_file, "%s",
+             s_file("seed-check.nk", SEED "\n"));
+    assert_int_equal(gs_natslink_check(&seed, err, sizeof err), 0);
+    /* which link setting is set, for a side that runs no link */
+    gs_config_t none;
+    gs_config_defaults(&none);
+    assert_null(gs_natslink_setting_set(&none));
+    snprintf(none.jetstream_tls_key, sizeof none.jetstream_tls_key, "k.pem");
+    assert_string_equal(gs_natslink_setting_set(&none), "jetstream-tls-key");
+}
+
+/* Every URL of jetstream-url becomes a server of the options, in order. */
+static void
+test_servers(void **state)
+{
+    (void) state;
+    gs_config_t c;
+    gs_config_defaults(&c);
+    snprintf(c.jetstream_url, sizeof c.jetstream_url,
+             "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224");
+    const char *what = NULL;
+    natsStatus st;
+    natsOptions *o = gs_natslink_options(&c, "test", &what, &st);
+    assert_non_null(o);
+    natsOptions_Destroy(o);
 }
 
 static void
@@ -181,6 +219,7 @@ main(void)
         cmocka_unit_test(test_nkey_public_from_seed),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_servers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     DIR *d = opendir(s_dir);
