@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 
 #define S_MAX_REPORTS 1000
 
@@ -462,15 +463,11 @@ s_check_idem(s_ver_t *v)
 
 /* ---- Digests ---------------------------------------------------------------------- */
 
+/* A 16-byte digest as 32 lower-case hex digits. */
 static void
 s_hex(const uint8_t *d, char out[33])
 {
-    static const char x[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = x[d[i] >> 4];
-        out[2 * i + 1] = x[d[i] & 15];
-    }
-    out[32] = 0;
+    sodium_bin2hex(out, 33, d, 16);
 }
 
 /* One recomputed prefix against its stored digest. */

@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 
 #include "gs_grid.h"
 #include "gs_validate.h"
@@ -65,15 +66,11 @@ static const char s_compare_help[] =
 
 /* ---- Shared --------------------------------------------------------------------------- */
 
+/* A 16-byte digest as 32 lower-case hex digits. */
 static void
 s_hex(const uint8_t *d, char out[33])
 {
-    static const char x[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = x[d[i] >> 4];
-        out[2 * i + 1] = x[d[i] & 15];
-    }
-    out[32] = 0;
+    sodium_bin2hex(out, 33, d, 16);
 }
 
 /* A level prefix given on the command line. */
