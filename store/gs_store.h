@@ -133,6 +133,17 @@ typedef struct gs_upload {
                                         /* an empty list: set it explicitly    */
 } gs_upload_t;
 
+/* Who sent an upload, as far as the incident workflow asks (docs/data-
+ * model.md, "Incident workflow"): its role, and for a DEPARTMENT its
+ * department code and the incident categories it handles. All zero = a
+ * DEVICE. The registry id is gs_upload_t.device_id. */
+typedef struct gs_principal {
+    int role;                           /* PrincipalRole */
+    const char *department;             /* DEPARTMENT: its department code */
+    const char *const *categories;      /* DEPARTMENT: the categories it */
+    size_t n_categories;                /* handles (none = none)          */
+} gs_principal_t;
+
 /* ---- Preparing uploads (any thread) -------------------------------------- */
 
 /* What an apply needs of one record and can have without a transaction: its
@@ -191,7 +202,14 @@ typedef struct gs_apply_out {
  *   conflict  - base_version stale and content differs: nothing stored,
  *               version = the current version
  *   rejected  - validation failed or grid outside the device's prefixes
- *               (with no prefixes and scope_all 0, every record)
+ *               (with no prefixes and scope_all 0, every record), or an
+ *               incident step the workflow or the uploader's role does not
+ *               allow (TRANSITION, ROLE; gs_incident.h has the table)
+ * A new or changed incident is stored as the store rewrites it: its history
+ * gets one entry for the step (by = device_id, role, at = now_ms, the note
+ * of the upload's last history entry), and its department, reported_at,
+ * due_at, dispatch_due_at and closed_at are set by the step, whatever the
+ * upload said (docs/data-model.md).
  * A record whose grid code changed moves: MOVE_OUT in the old cell and
  * MOVE_IN in the new cell, consecutive seqs, one new version.
  *
@@ -216,6 +234,13 @@ typedef struct gs_apply_out {
  * is applied again, and content dedup then answers "unchanged". */
 int gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n,
                    int64_t now_ms, gs_apply_out_t *out);
+
+/* gs_store_apply with the principal of each upload: whos[i] sent ups[i]
+ * (whos NULL = every upload from a DEVICE, which is what gs_store_apply
+ * does). Only the incident workflow reads it. */
+int gs_store_apply_as(gs_store_t *self, gs_upload_t *ups,
+                      const gs_principal_t *whos, size_t n, int64_t now_ms,
+                      gs_apply_out_t *out);
 
 /* Free what an apply returned and zero it. Safe on a zeroed struct. */
 void gs_apply_out_clear(gs_apply_out_t *out);
@@ -291,7 +316,8 @@ int gs_store_snapshot(gs_store_t *self, const char *const *prefixes,
 /* ---- Lookups (any thread) ------------------------------------------------ */
 
 /* One record by id (canonical or alias) of the given kind; kind 0 tries
- * households, rentals, then organisations. GS_ENOTFOUND if absent. */
+ * households, rentals, organisations, then incidents. GS_ENOTFOUND if
+ * absent. */
 int gs_store_get(gs_store_t *self, int kind, const char *record_id,
                  gs_record_fn *fn, void *arg);
 
@@ -314,6 +340,7 @@ typedef struct gs_cell_meta {
     int64_t last_update;        /* Unix ms of that event */
     uint32_t organisations;     /* active organisation records */
     uint32_t employees;         /* employees listed by active organisations */
+    uint32_t incidents;         /* active incident records, any workflow status */
 } gs_cell_meta_t;
 
 typedef int (gs_cell_fn)(void *arg, const char *grid, const gs_cell_meta_t *m);
