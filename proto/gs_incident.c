@@ -187,3 +187,15 @@ gs_incident_open(int status)
 {
     return status != S_ST(REJECTED) && status != S_ST(CLOSED) && status != 0;
 }
+
+bool
+gs_incident_overdue(const Gridsync__V1__Incident *in, int64_t now_ms)
+{
+    return in && gs_incident_open((int) in->status) && in->due_at > 0 && now_ms > in->due_at;
+}
+
+bool
+gs_incident_on_time(const Gridsync__V1__Incident *in)
+{
+    return in && in->status == S_ST(CLOSED) && in->due_at > 0 && in->closed_at <= in->due_at;
+}

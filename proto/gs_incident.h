@@ -78,4 +78,12 @@ const char *gs_incident_status_name(int status);
 /* Is the status open (not REJECTED and not CLOSED)? */
 bool gs_incident_open(int status);
 
+/* Is the incident overdue at now_ms: open, with a closure deadline
+ * (due_at, set at acceptance), and now_ms past it? */
+bool gs_incident_overdue(const Gridsync__V1__Incident *in, int64_t now_ms);
+
+/* Was it closed on time (按期结案): CLOSED, and closed_at not after
+ * due_at? */
+bool gs_incident_on_time(const Gridsync__V1__Incident *in);
+
 #endif

@@ -481,9 +481,12 @@ int gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16],
  * put replaces; the public key index is kept in step. Writer: any one thread
  * at a time (the broker serialises these with apply). put refuses
  * (GS_EINVAL, with the detail set) a bad id, key or prefix, an unknown
- * role, and an active DEVICE or DISTRICT entry without prefixes: such an
- * entry could do nothing. An ADMIN needs none; a revoked entry may have
- * none. */
+ * role, and an active DEVICE, DISTRICT, DEPARTMENT or CENTRE entry without
+ * prefixes: such an entry could do nothing. An ADMIN needs none; a revoked
+ * entry may have none. A DEPARTMENT also needs its department code (an
+ * identifier) and, while active, at least one category, each in the
+ * category table (gs_incident.h); any other role with a department or
+ * categories is refused. */
 int gs_store_device_put(gs_store_t *self, const Gridsync__V1__Device *dev);
 /* Caller frees *dev_out with gridsync__v1__device__free_unpacked(.., NULL). */
 int gs_store_device_get(gs_store_t *self, const char *device_id,

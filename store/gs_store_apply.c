@@ -805,6 +805,15 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         }
         pp = &local;
     }
+    /* a centre or a department works on incidents, and on nothing else */
+    if (!pp->verdict.reason && pp->kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT &&
+        (a->who.role == S_ROLE(CENTRE) || a->who.role == S_ROLE(DEPARTMENT))) {
+        s_result(a, res, S_REJECTED, GRIDSYNC__V1__REASON__REASON_ROLE,
+                 a->who.role == S_ROLE(CENTRE) ? "a CENTRE uploads incidents only"
+                                               : "a DEPARTMENT uploads incidents only",
+                 pp->id);
+        return 0;
+    }
     gs_dedup_facts_t f;
     memset(&f, 0, sizeof f);
     f.verdict = &pp->verdict;

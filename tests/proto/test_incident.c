@@ -116,6 +116,28 @@ test_messages(void **state)
 }
 
 static void
+test_overdue_and_on_time(void **state)
+{
+    (void) state;
+    Gridsync__V1__Incident in = GRIDSYNC__V1__INCIDENT__INIT;
+    in.status = ST(DISPATCHED);
+    assert_false(gs_incident_overdue(&in, 1000));   /* no deadline yet */
+    in.due_at = 500;
+    assert_false(gs_incident_overdue(&in, 500));
+    assert_true(gs_incident_overdue(&in, 501));
+    in.status = ST(CLOSED);
+    in.closed_at = 400;
+    assert_false(gs_incident_overdue(&in, 501));
+    assert_true(gs_incident_on_time(&in));
+    in.closed_at = 501;
+    assert_false(gs_incident_on_time(&in));
+    in.status = ST(REJECTED);
+    assert_false(gs_incident_overdue(&in, 501));
+    assert_false(gs_incident_on_time(&in));
+    assert_false(gs_incident_overdue(NULL, 1));
+}
+
+static void
 test_categories_and_deadlines(void **state)
 {
     (void) state;
@@ -152,6 +174,7 @@ main(void)
         cmocka_unit_test(test_every_step_and_role),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_categories_and_deadlines),
+        cmocka_unit_test(test_overdue_and_on_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

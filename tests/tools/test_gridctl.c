@@ -1614,6 +1614,78 @@ test_devices(void **state)
     s_res_free(&r);
 }
 
+/* A department is bound to a department code and incident categories as
+ * well as prefixes; a centre to prefixes. */
+static void
+test_devices_department_centre(void **state)
+{
+    s_env_t *e = *state;
+    char store[160];
+    snprintf(store, sizeof store, "%s/deptstore", e->dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    gs_store_destroy(&st);
+    s_res_t r = s_run(e, store, "devices", "add", "fire-1", "--role", "department",
+                      "--department", "dept-fire", "--category", "02", "--category", "03",
+                      "--prefix", "440305", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(j, "role"), "department");
+    assert_string_equal(s_jstr(j, "department"), "dept-fire");
+    assert_int_equal(s_jget(j, "categories")->n, 2);
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "show", "fire-1", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "02 安全隐患 03 治安"));
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "centre-1", "--role", "centre", "--prefix", "440305",
+              NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    /* fail closed: no category, an unknown one, no department code, a
+     * category on another role, no prefix */
+    r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--department", "d",
+              "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--department", "d",
+              "--category", "07", "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    assert_non_null(strstr(r.err, "not in the category table"));
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--category", "02",
+              "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "c2", "--role", "centre", "--category", "02",
+              "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "c2", "--role", "centre", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    /* the store refuses the same, whoever writes it */
+    st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    char *pfx[] = { "440305" };
+    char *cats[] = { "02" };
+    d.device_id = "d3";
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+    d.prefixes = pfx;
+    d.n_prefixes = 1;
+    d.categories = cats;
+    d.n_categories = 1;
+    assert_int_equal(gs_store_device_put(st, &d), GS_EINVAL); /* no department code */
+    d.department = "dept-x";
+    assert_int_equal(gs_store_device_put(st, &d), 0);
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT;
+    assert_int_equal(gs_store_device_put(st, &d), GS_EINVAL); /* categories on a district */
+    gs_store_destroy(&st);
+}
+
 static void
 s_write(const char *path, const char *text)
 {
@@ -2582,6 +2654,7 @@ main(void)
         cmocka_unit_test(test_history_tail),
         cmocka_unit_test(test_export),
         cmocka_unit_test(test_devices),
+        cmocka_unit_test(test_devices_department_centre),
         cmocka_unit_test(test_grids_import),
         cmocka_unit_test(test_grids_import_dry_run),
         cmocka_unit_test(test_backup_verify),
