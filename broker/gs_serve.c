@@ -462,11 +462,12 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         if (kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED &&
             kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD &&
             kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL &&
-            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION) {
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION &&
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT) {
             char msg[GS_MSG_MAX];
             snprintf(msg, sizeof msg,
-                     "unknown record kind %d (0 any, 1 household, 2 rental, 3 organisation)",
-                     kind);
+                     "unknown record kind %d (0 any, 1 household, 2 rental, 3 organisation, "
+                     "4 incident)", kind);
             gs_serve_error(s, reply, 1, rq->request_id,
                            GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, msg);
             return;
