@@ -312,6 +312,7 @@ s_stats_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
     gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_UPDATE, (uint64_t) m->last_update);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_ORGANISATIONS, m->organisations);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_EMPLOYEES, m->employees);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_INCIDENTS, m->incidents);
     gs_wbuf_bytes_field(c->out, GS_F_STATS_CELLS, c->cell->data, c->cell->len, 1);
     return 0;
 }

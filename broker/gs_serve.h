@@ -76,6 +76,7 @@ enum {
     GS_F_CELL_LAST_UPDATE = 8,          /* CellStats.last_update */
     GS_F_CELL_ORGANISATIONS = 9,        /* CellStats.organisations */
     GS_F_CELL_EMPLOYEES = 10,           /* CellStats.employees */
+    GS_F_CELL_INCIDENTS = 11,           /* CellStats.incidents */
     GS_F_STATS_CELLS = 1,               /* StatsReply.cells */
     GS_F_STATS_HEAD_SEQ = 2,            /* StatsReply.head_seq */
     GS_F_DEVICES_DEVICES = 1,           /* DeviceListReply.devices */

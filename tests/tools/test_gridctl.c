@@ -1777,6 +1777,7 @@ test_incidents(void **state)
 
     char at[32];
     snprintf(at, sizeof at, "%lld", (long long) (t0 + 3 * H));
+    s_json_t *j;
     s_res_t r = s_run(e, store, "incidents", "440305", "--at", at, "--json", NULL);
     s_expect(&r, 0);
     s_json_t **lines;
@@ -1816,6 +1817,14 @@ test_incidents(void **state)
     s_res_free(&r);
     r = s_run(e, store, "incidents", "440305", "--level", "5", NULL);
     s_expect(&r, 2);
+    s_res_free(&r);
+    /* stats count them per cell */
+    r = s_run(e, store, "stats", "440305001", "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jnum(s_jget(j, "totals"), "incidents") == 5);
+    s_json_free(j);
     s_res_free(&r);
     /* export carries them: a JSON line each; no person rows in the CSV */
     r = s_run(e, store, "export", "440305", "--format", "jsonl", NULL);

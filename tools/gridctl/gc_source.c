@@ -138,6 +138,7 @@ gc_src_cells(gc_src_t *self, const char *prefix, gs_cell_fn *fn, void *arg, uint
         m.last_update = c->last_update;
         m.organisations = c->organisations;
         m.employees = c->employees;
+        m.incidents = c->incidents;
         if (fn(arg, c->grid_code, &m))
             break;
     }
