@@ -125,6 +125,8 @@ gs_writer_main(void *arg)
         if (rc == 0) {
             atomic_fetch_add(&b->metrics.commits, 1);
             atomic_fetch_add(&b->metrics.map_grows, res.map_grows);
+            for (int s = 0; s < GS_INCIDENT_STATUSES; s++)
+                atomic_fetch_add(&b->metrics.incident_steps[s], res.incident_steps[s]);
             gs_hist_observe(&b->metrics.commit_records, (double) records);
             gs_hist_observe(&b->metrics.commit_seconds, secs);
             atomic_store(&b->head_seq, res.head_seq);

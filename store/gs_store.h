@@ -173,6 +173,9 @@ typedef struct gs_upload_result {
     uint32_t counts[GS_RESULT_STATUSES]; /* records by ResultStatus (index = status value) */
 } gs_upload_result_t;
 
+/* IncidentStatus values, for tables indexed by them (CLOSED + 1). */
+#define GS_INCIDENT_STATUSES (GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_CLOSED + 1)
+
 /* One change event produced by an apply, ready to publish. */
 typedef struct gs_event_out {
     char grid[GS_GRID_LEN + 1]; /* topic */
@@ -188,6 +191,8 @@ typedef struct gs_apply_out {
     size_t n_events;
     uint64_t head_seq;              /* last seq after the commit */
     uint32_t map_grows;             /* times the map grew during this apply */
+    uint32_t incident_steps[GS_INCIDENT_STATUSES]; /* incident steps stored, by the
+                                     * IncidentStatus they led to */
 } gs_apply_out_t;
 
 /* Apply n uploads in ONE write transaction and commit it (full sync unless

@@ -76,6 +76,7 @@ typedef struct s_apply {
     gs_principal_t who;             /* and who sent it */
     gs_upload_t *batch;             /* the uploads of this apply */
     const gs_principal_t *whos;     /* who sent each, NULL = DEVICEs */
+    uint32_t steps[GS_INCIDENT_STATUSES]; /* incident steps stored in this attempt */
     size_t n_batch;                 /* how many */
 } s_apply_t;
 
@@ -920,6 +921,11 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         break;
     }
     s_result(a, res, d.status, d.reason, d.message, d.key);
+    if (incident) {
+        int to = (int) pp->rec->incident->status;
+        assert(to > 0 && to < GS_INCIDENT_STATUSES);    /* validated */
+        a->steps[to]++;
+    }
     if (d.alias)
         return s_alias(a, pp->kb, pp->id, pp->grid, cur.canon);
     return 0;
@@ -1031,6 +1037,7 @@ s_attempt(gs_txn_t *t, void *arg)
     gs_arena_reset(st->arena);
     gs_wbuf_reset(&st->out);
     a->reg_grid[0] = 0;
+    memset(a->steps, 0, sizeof a->steps);
     a->t = t;
     int rc;
     if ((rc = gs_log_begin(&a->log, t, &st->out, a->now_ms)))
@@ -1088,6 +1095,7 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
         e->len = ev->len;
     }
     out->head_seq = a->log.head;
+    memcpy(out->incident_steps, a->steps, sizeof out->incident_steps);
     return 0;
 }
 

@@ -324,6 +324,12 @@ test_report_to_closure(void **state)
     assert_string_equal(in->history[2]->department, "dept-fire");
     assert_string_equal(in->history[3]->note, "已清理");
     gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    /* the metrics count the steps stored, not the refused ones */
+    assert_true(gs_tk_metric(e->broker.metrics_port,
+                             "gridsync_incident_steps_total{to=\"CLOSED\"}") == 1);
+    assert_true(gs_tk_metric(e->broker.metrics_port,
+                             "gridsync_incident_steps_total{to=\"ACCEPTED\"}") == 1);
+    assert_true(gs_tk_metric(e->broker.metrics_port, "gridsync_incident_steps_total") == 6);
 
     /* an overdue case: 治安, 特别重大 has 2 hours; past due_at it is open
      * and overdue, as the figures count it */
