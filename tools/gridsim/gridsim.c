@@ -358,6 +358,8 @@ s_usage(FILE *out)
         "  --households N         households (default 139000)\n"
         "  --rental-buildings N   rental buildings (default 13055)\n"
         "  --organisations N      organisations (default 8232; 0 leaves them out)\n"
+        "  --incidents            also each grid's incident reports (事件: its rental\n"
+        "                         units' open hazards and other reports), last\n"
         "  --scale F              multiply the four counts above by F (e.g. 0.02)\n"
         "Fleet:\n"
         "  --endpoint EP          broker upload endpoint (default: the bundle's with\n"
@@ -447,7 +449,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
     enum { O_SEED = 256, O_DISTRICT, O_GRIDS, O_HOUSEHOLDS, O_BUILDINGS, O_ORGS, O_SCALE,
            O_ENDPOINT, O_DEVICES, O_BATCH, O_RUN_ID, O_TIMEOUT, O_RETRIES, O_LOST_MS,
            O_RETX, O_LOST, O_INVALID, O_RECOLLECT, O_NEW_ID, O_CONFLICT, O_NO_NOISE,
-           O_JSON, O_QUIET, O_HELP, O_KEYS, O_VERSION };
+           O_JSON, O_QUIET, O_HELP, O_KEYS, O_VERSION, O_INCIDENTS };
     static const struct option opts[] = {
         { "seed", required_argument, 0, O_SEED },
         { "district", required_argument, 0, O_DISTRICT },
@@ -471,6 +473,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         { "new-id", required_argument, 0, O_NEW_ID },
         { "conflict", required_argument, 0, O_CONFLICT },
         { "no-noise", no_argument, 0, O_NO_NOISE },
+        { "incidents", no_argument, 0, O_INCIDENTS },
         { "json", no_argument, 0, O_JSON },
         { "quiet", no_argument, 0, O_QUIET },
         { "help", no_argument, 0, O_HELP },
@@ -534,6 +537,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         case O_RECOLLECT: rc = s_parse_pct("--recollect", optarg, &g->sim.recollect_pct); break;
         case O_NEW_ID: rc = s_parse_pct("--new-id", optarg, &g->sim.new_id_pct); break;
         case O_CONFLICT: rc = s_parse_pct("--conflict", optarg, &g->sim.conflict_pct); break;
+        case O_INCIDENTS: g->sim.incidents = 1; break;
         case O_NO_NOISE:
             g->sim.retransmit_pct = g->sim.lost_ack_pct = g->sim.invalid_pct = 0;
             g->sim.recollect_pct = g->sim.new_id_pct = g->sim.conflict_pct = 0;
@@ -712,6 +716,7 @@ main(int argc, char **argv)
     }
     if (g.gen.streets > g.gen.grids)
         g.gen.streets = g.gen.grids;
+    g.sim.now_ms = g.gen.now_ms;    /* the incidents' reports are dated by it */
     gs_gen_t *gen = gs_gen_new(&g.gen);
     if (!gen) {
         fprintf(stderr, "gridsim: cannot lay out the district (check --district, --grids, "
