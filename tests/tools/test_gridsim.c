@@ -34,6 +34,7 @@
 #include "gs_store.h"
 #include "gs_client.h"
 #include "gs_gen.h"
+#include "gs_gen_incident.h"
 #include "gs_sim.h"
 #include "gs_testkit.h"
 #include "gs_validate.h"
@@ -485,6 +486,66 @@ s_record_count(const char *endpoint)
     "--retransmit", "10", "--lost-ack", "10", "--invalid", "5", "--recollect", "5",   \
     "--new-id", "5", "--conflict", "5", "--json", "--quiet"
 
+/* The fleet reports incidents (--incidents), then --workflow takes each
+ * through its planned steps as the grids' devices, an enrolled centre and
+ * the departments enrolled under their codes: every step acked as planned
+ * by a real broker. --workflow with --keys is refused. */
+static void
+test_incident_workflow_against_the_broker(void **state)
+{
+    s_env_t *e = *state;
+    char err_path[128];
+    snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
+    const char *fleet[] = { "--endpoint", e->broker.upload, "--run-id", "inc", "--incidents",
+                            S_NOISY_ARGS, NULL };
+    char *json = NULL;
+    int st = s_gridsim(fleet, &json, err_path);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(s_json_u64(json, "expectation_errors"), 0);
+    free(json);
+    /* the registry: a centre, and a department per category */
+    gs_store_t *reg = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(reg);
+    char *pfx[1] = { "440305" };
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = "centre-sim";
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE;
+    d.prefixes = pfx;
+    d.n_prefixes = 1;
+    assert_int_equal(gs_store_device_put(reg, &d), 0);
+    static const char *cats[] = { "01", "02", "03", "04", "05", "06", "99" };
+    for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
+        char *c[1] = { (char *) cats[i] };
+        d.device_id = d.department = (char *) gs_gen_inc_department(cats[i]);
+        d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+        d.categories = c;
+        d.n_categories = 1;
+        assert_int_equal(gs_store_device_put(reg, &d), 0);
+    }
+    gs_store_destroy(&reg);
+    const char *flow[] = { "--endpoint", e->broker.upload, "--run-id", "incw", "--workflow",
+                           S_NOISY_ARGS, NULL };
+    st = s_gridsim(flow, &json, err_path);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char *err = gs_tk_read_file(err_path, NULL, 1);
+        fprintf(stderr, "gridsim --workflow: %s\n%s\n", json, err);
+        free(err);
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(s_json_u64(json, "expectation_errors"), 0);
+    assert_int_equal(s_json_u64(json, "transport_errors"), 0);
+    assert_true(s_json_u64(json, "incident_steps") > 0);
+    free(json);
+    const char *keys[] = { "--endpoint", e->broker.upload, "--keys", err_path, "--workflow",
+                           "--quiet", NULL };
+    st = s_gridsim(keys, &json, err_path);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    free(json);
+    char *err = gs_tk_read_file(err_path, NULL, 0);
+    assert_non_null(strstr(err, "--workflow uploads in the names of the centre"));
+    free(err);
+}
+
 /* All noise on: every ack as expected, counts consistent, and the store
  * holds each district record once with one event per accepted change. */
 static void
@@ -818,6 +879,8 @@ main(void)
         cmocka_unit_test(test_plan_with_incidents_through_a_store),
         cmocka_unit_test(test_check_finds_differences),
         cmocka_unit_test_setup_teardown(test_noisy_fleet_all_as_expected, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_incident_workflow_against_the_broker, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_answers_fail_the_run, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_exit_codes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_curve_broker, s_setup_curve, s_teardown),

@@ -156,11 +156,11 @@ s_plan(gs_gen_incident_t *o, const char *category, int severity, uint64_t h)
     s_step(o, S_ST(ACCEPTED), S_ROLE(CENTRE), NULL, "立案", acc);
     int64_t t = acc + 15 * min;
     if (o->outcome == GS_GEN_INC_REDISPATCHED) {
+        /* sent to the wrong department first; the centre sends it on */
         s_step(o, S_ST(DISPATCHED), S_ROLE(CENTRE), wrong, "派遣", t);
-        s_step(o, S_ST(ACCEPTED), S_ROLE(DEPARTMENT), wrong, "非本部门职责，退回", t + 10 * min);
         t += 20 * min;
     }
-    s_step(o, S_ST(DISPATCHED), S_ROLE(CENTRE), dept, "派遣", t);
+    s_step(o, S_ST(DISPATCHED), S_ROLE(CENTRE), dept, o->n_steps > 1 ? "改派" : "派遣", t);
     if (o->outcome == GS_GEN_INC_OVERDUE)
         return;     /* never handled: open past its deadline */
     /* handled in the first quarter of the deadline (at least 15 minutes

@@ -9,8 +9,8 @@
  * the steps after the report, with the role that takes each, the
  * department, the note and the time (ms after the report), drawn so that a
  * district has about 70% closed in time, 10% closed late, 10% rejected, 5%
- * re-dispatched to another department before closure, and 5% left open
- * past their deadline. Every plan is a path of the transition table
+ * dispatched to a wrong department first and re-dispatched by the centre
+ * (改派) before closure, and 5% left open past their deadline. Every plan is a path of the transition table
  * (gs_incident_step_check allows each step to its role), and every
  * department step is taken by the department the incident is dispatched to.
  *
