@@ -5,6 +5,8 @@
 
 #include "gs_grid.h"
 
+#include <string.h>
+
 int
 gs_authz_covers(const char *prefix, const char *const *allowed, size_t n)
 {
@@ -23,6 +25,8 @@ gs_authz_check(const Gridsync__V1__Device *dev, const char *prefix)
         return GS_AUTHZ_ALLOWED;
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE:
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT:
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT:
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE:
         break;
     default:
         return GS_AUTHZ_UNKNOWN_ROLE;
@@ -33,4 +37,20 @@ gs_authz_check(const Gridsync__V1__Device *dev, const char *prefix)
         return GS_AUTHZ_ALLOWED;
     return gs_authz_covers(prefix, (const char *const *) dev->prefixes, dev->n_prefixes)
                ? GS_AUTHZ_ALLOWED : GS_AUTHZ_OUTSIDE;
+}
+
+int
+gs_authz_record(const Gridsync__V1__Device *dev, int kind, const char *category)
+{
+    if (!dev)
+        return 0;
+    if (dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT)
+        return 1;
+    /* a department: the incidents of its categories, nothing else */
+    if (kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT || !category)
+        return 0;
+    for (size_t i = 0; i < dev->n_categories; i++)
+        if (dev->categories[i] && strcmp(dev->categories[i], category) == 0)
+            return 1;
+    return 0;
 }

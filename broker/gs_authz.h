@@ -12,11 +12,14 @@
  *
  * The rule (docs/security.md), denied by default:
  *   - no registry entry, or an entry that is not ACTIVE: nothing;
- *   - a role other than DEVICE, DISTRICT and ADMIN: nothing;
+ *   - a role other than DEVICE, DISTRICT, ADMIN, DEPARTMENT and CENTRE:
+ *     nothing;
  *   - ADMIN: every prefix, whatever prefixes it lists;
- *   - DEVICE or DISTRICT: a prefix at or below one of its assigned
- *     prefixes (a string prefix: "4401" covers "440101..." and "4401",
- *     not "440"), and nothing at all when it has none.
+ *   - DEVICE, DISTRICT, DEPARTMENT or CENTRE: a prefix at or below one of
+ *     its assigned prefixes (a string prefix: "4401" covers "440101..."
+ *     and "4401", not "440"), and nothing at all when it has none;
+ *   - and what it may read there (gs_authz_record): a DEPARTMENT only the
+ *     incidents of its categories, every other role every record.
  * What a role may do with what it may touch (a district system does not
  * upload, a device uploads only under its own id) is the caller's rule.
  *
@@ -35,7 +38,7 @@ typedef enum gs_authz {
     GS_AUTHZ_NOT_ENROLLED,      /* no registry entry */
     GS_AUTHZ_REVOKED,           /* the entry is not ACTIVE */
     GS_AUTHZ_UNKNOWN_ROLE,      /* a role this broker does not know */
-    GS_AUTHZ_NO_SCOPE,          /* DEVICE or DISTRICT with no assigned prefix */
+    GS_AUTHZ_NO_SCOPE,          /* a role with prefixes, and none assigned */
     GS_AUTHZ_OUTSIDE,           /* prefix is not at or below an assigned one */
 } gs_authz_t;
 
@@ -46,6 +49,13 @@ typedef enum gs_authz {
  * each record's grid. The checks run in the order of gs_authz_t, so the
  * first reason that applies is the one returned. */
 gs_authz_t gs_authz_check(const Gridsync__V1__Device *dev, const char *prefix);
+
+/* May the key whose registry entry is dev read a record of this kind
+ * (RecordKind) and, for an incident, this category, inside a prefix it
+ * may touch (gs_authz_check)? A DEPARTMENT reads only incidents whose
+ * category is among its categories (none: nothing); every other role
+ * reads every record. NULL dev: no. */
+int gs_authz_record(const Gridsync__V1__Device *dev, int kind, const char *category);
 
 /* Is prefix at or below one of the n prefixes in allowed? The one prefix
  * match of the broker: also the test of which followed prefixes an event

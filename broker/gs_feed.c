@@ -433,6 +433,10 @@ s_subscription_check(const gs_feed_t *f, const char *id, const char *prefix, int
         return "revoked";
     if (v == GS_AUTHZ_UNKNOWN_ROLE)
         return "unknown role";
+    /* a grid topic carries every kind of record; a department reads only
+     * its incidents (gs_authz_record), so it follows them by sync */
+    if ((*dev_out)->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT)
+        return "a department follows its incidents by sync, not on the live feed";
     if (level < 0)
         return "prefix not at a level boundary (0,2,4,6,9,12,15 digits)";
     if (v != GS_AUTHZ_ALLOWED)

@@ -336,7 +336,7 @@ s_handle_router(gs_broker_t *b, int draining)
     Gridsync__V1__Device *dev = NULL;
     int is_ping = req->body_case == GRIDSYNC__V1__REQUEST__BODY_PING;
     int reason = s_authorise(b, &body, req, arena, &prefixes, &n_prefixes, &scope_all, amsg,
-                             sizeof amsg, is_ping ? &dev : NULL);
+                             sizeof amsg, &dev);
     if (reason) {
         gs_log(GS_LOG_WARN, "request_refused", "reason=%s msg=\"%s\"", gs_reason_name(reason),
                amsg);
@@ -352,10 +352,13 @@ s_handle_router(gs_broker_t *b, int draining)
     }
     gs_job_t *job = calloc(1, sizeof *job);
     if (!job) {
+        if (dev)
+            gridsync__v1__device__free_unpacked(dev, NULL);
         s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                          GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");
         goto done;
     }
+    job->dev = dev;     /* the job owns it from here */
     job->prefixes = prefixes;
     job->n_prefixes = n_prefixes;
     job->scope_all = scope_all;
@@ -366,6 +369,8 @@ s_handle_router(gs_broker_t *b, int draining)
         Gridsync__V1__Upload *up = req->upload;
         if (gs_store_prepare(b->store, up->records, up->n_records, gs_arena_allocator(arena),
                              gs_now_ms(), &job->prepared)) {
+            if (job->dev)
+                gridsync__v1__device__free_unpacked(job->dev, NULL);
             free(job);
             s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                              GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");

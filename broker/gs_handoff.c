@@ -32,6 +32,8 @@ gs_job_destroy(gs_job_t **job_p)
         return;
     gs_job_t *job = *job_p;
     zmq_msg_close(&job->identity);
+    if (job->dev)
+        gridsync__v1__device__free_unpacked(job->dev, NULL);
     gs_arena_destroy(&job->arena);
     free(job);
     *job_p = NULL;

@@ -38,6 +38,10 @@ typedef struct gs_job {
     char **prefixes;            /* the sender's grid prefixes (arena); none = nothing */
     size_t n_prefixes;          /* how many */
     int scope_all;              /* 1: the sender may write every grid (gs_authz) */
+    Gridsync__V1__Device *dev;  /* the sender's registry entry (owned; NULL for an
+                                 * unregistered sender in --insecure-dev): its role,
+                                 * department and categories for the incident
+                                 * workflow and gs_authz_record */
 } gs_job_t;
 
 /* A reply on its way back to the frontend. */

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gs_incident.h"
 #include "gs_validate.h"
 
 static const double s_count_bounds[GS_HIST_BUCKETS - 1] = {
@@ -174,6 +175,13 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
               atomic_load(&m->commit_failures));
     s_counter(b, "gridsync_map_grows_total", "Times the LMDB map grew.",
               atomic_load(&m->map_grows));
+    gs_wbuf_printf(b, "# HELP gridsync_incident_steps_total Incident workflow steps stored, by "
+                      "the status they led to.\n"
+                      "# TYPE gridsync_incident_steps_total counter\n");
+    for (int i = 1; i < GS_INCIDENT_STATUSES; i++)
+        gs_wbuf_printf(b, "gridsync_incident_steps_total{to=\"%s\"} %llu\n",
+                       gs_incident_status_name(i),
+                       (unsigned long long) atomic_load(&m->incident_steps[i]));
     s_hist(b, "gridsync_commit_records", "Records per group commit.", &m->commit_records);
     s_hist(b, "gridsync_commit_seconds", "Apply and durable commit time per group commit.",
            &m->commit_seconds);

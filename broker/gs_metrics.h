@@ -38,6 +38,7 @@ typedef struct gs_metrics {
     atomic_uint_fast64_t commits;               /* write transactions committed */
     atomic_uint_fast64_t commit_failures;       /* applies that failed (disk full...) */
     atomic_uint_fast64_t map_grows;             /* LMDB map growths */
+    atomic_uint_fast64_t incident_steps[GS_INCIDENT_STATUSES]; /* stored, by status led to */
     gs_hist_t commit_records;                   /* records per commit */
     gs_hist_t commit_seconds;                   /* apply+commit duration */
     gs_hist_t ack_seconds;                      /* receive -> ack sent */

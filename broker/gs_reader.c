@@ -58,7 +58,8 @@ gs_reader_main(void *arg)
         if (!p)
             break;
         gs_job_t *job = p;
-        gs_serve_read(&b->serve, &scratch, job->req, job->admin, gs_now_ms(), &reply);
+        gs_serve_read_as(&b->serve, &scratch, job->req, job->admin, job->dev, gs_now_ms(),
+                         &reply);
         gs_reply_t *r = gs_reply_new(job, reply.data, reply.len);
         if (r) {
             r->recv_us = 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_authz.h"
 #include "gs_log.h"
 #include "gs_privacy.h"
 #include "gs_validate.h"
@@ -104,7 +105,26 @@ s_page_reply(const gs_serve_t *s, uint64_t request_id, gs_wbuf_t *body, uint32_t
         reply->failed = 1;  /* what body holds is not the page */
 }
 
+/* May the reader (NULL: no filter) have this record? The filter is
+ * gs_authz_record; only a DEPARTMENT is filtered, and only its reads pay
+ * for the unpack that finds an incident's category. */
+static int
+s_reader_may(const Gridsync__V1__Device *reader, int kind, const uint8_t *rec, size_t len)
+{
+    if (!reader || reader->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT)
+        return 1;
+    if (kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT)
+        return 0;
+    Gridsync__V1__Record *r = gridsync__v1__record__unpack(NULL, len, rec);
+    int ok = r && r->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT && r->incident &&
+             gs_authz_record(reader, kind, r->incident->category);
+    if (r)
+        gridsync__v1__record__free_unpacked(r, NULL);
+    return ok;
+}
+
 typedef struct s_sync_ctx {
+    const Gridsync__V1__Device *reader; /* filter (gs_authz_record); NULL = none */
     gs_wbuf_t *out;             /* SyncResponse being built */
     gs_wbuf_t *tmp;             /* scratch for stripping */
     int omit_restricted;        /* drop Person.restricted */
@@ -118,6 +138,16 @@ s_sync_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, siz
 {
     (void) grid;
     s_sync_ctx_t *c = arg;
+    if (c->reader && c->reader->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT) {
+        /* skipped like an event of another prefix: next_seq passes it */
+        Gridsync__V1__ChangeEvent *ev = gridsync__v1__change_event__unpack(NULL, len, data);
+        int ok = ev && ev->record && ev->record->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT &&
+                 gs_authz_record(c->reader, (int) ev->kind, ev->record->incident->category);
+        if (ev)
+            gridsync__v1__change_event__free_unpacked(ev, NULL);
+        if (!ok)
+            return 0;
+    }
     if (c->count > 0 && c->out->len + len > GS_SERVE_REPLY_BUDGET) {
         c->full = 1;
         return 1;
@@ -135,9 +165,10 @@ s_sync_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, siz
     return 0;
 }
 
-void
-gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
-              const Gridsync__V1__SyncRequest *rq, gs_wbuf_t *reply)
+static void
+s_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
+       const Gridsync__V1__SyncRequest *rq, const Gridsync__V1__Device *reader,
+       gs_wbuf_t *reply)
 {
     gs_wbuf_reset(reply);
     uint32_t limit;
@@ -146,7 +177,7 @@ gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
         return;
     gs_wbuf_t *body = &x->body;
     gs_wbuf_reset(body);
-    s_sync_ctx_t c = { .out = body, .tmp = &x->tmp,
+    s_sync_ctx_t c = { .reader = reader, .out = body, .tmp = &x->tmp,
                        .omit_restricted = !s->feed_restricted || rq->omit_restricted };
     uint64_t next = rq->since_seq, head = 0;
     int rc = gs_store_events(s->store, (const char *const *) rq->prefixes, rq->n_prefixes,
@@ -166,7 +197,15 @@ gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
     atomic_fetch_add(&s->metrics->sync_events, c.count);
 }
 
+void
+gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
+              const Gridsync__V1__SyncRequest *rq, gs_wbuf_t *reply)
+{
+    s_sync(s, x, request_id, rq, NULL, reply);
+}
+
 typedef struct s_snap_ctx {
+    const Gridsync__V1__Device *reader; /* filter (gs_authz_record); NULL = none */
     gs_wbuf_t *out;             /* SnapshotResponse being built */
     gs_wbuf_t *entry;           /* one SnapshotEntry */
     gs_wbuf_t *tmp;             /* scratch for stripping */
@@ -197,15 +236,18 @@ static int
 s_snap_record(void *arg, const gs_record_view_t *r)
 {
     s_snap_ctx_t *c = arg;
+    if (!s_reader_may(c->reader, r->kind, r->data, r->len))
+        return 0;
     gs_wbuf_reset(c->entry);
     s_entry_pack(c->entry, r, c->omit_restricted, c->tmp);
     gs_wbuf_bytes_field(c->out, GS_F_SNAPSHOT_ENTRIES, c->entry->data, c->entry->len, 1);
     return 0;
 }
 
-void
-gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
-                  const Gridsync__V1__SnapshotRequest *rq, gs_wbuf_t *reply)
+static void
+s_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
+           const Gridsync__V1__SnapshotRequest *rq, const Gridsync__V1__Device *reader,
+           gs_wbuf_t *reply)
 {
     gs_wbuf_reset(reply);
     uint32_t limit;
@@ -216,7 +258,7 @@ gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_i
     gs_wbuf_reset(body);
     gs_wbuf_t entry;
     gs_wbuf_init(&entry);
-    s_snap_ctx_t c = { .out = body, .entry = &entry, .tmp = &x->tmp,
+    s_snap_ctx_t c = { .reader = reader, .out = body, .entry = &entry, .tmp = &x->tmp,
                        .omit_restricted = !s->feed_restricted || rq->omit_restricted };
     uint8_t *next = NULL;
     size_t next_len = 0;
@@ -241,6 +283,13 @@ gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_i
     atomic_fetch_add(&s->metrics->snapshot_requests, 1);
 }
 
+void
+gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
+                  const Gridsync__V1__SnapshotRequest *rq, gs_wbuf_t *reply)
+{
+    s_snapshot(s, x, request_id, rq, NULL, reply);
+}
+
 /* ---- admin requests -------------------------------------------------------- */
 
 typedef struct s_stats_ctx {
@@ -263,6 +312,7 @@ s_stats_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
     gs_wbuf_uint_field(c->cell, GS_F_CELL_LAST_UPDATE, (uint64_t) m->last_update);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_ORGANISATIONS, m->organisations);
     gs_wbuf_uint_field(c->cell, GS_F_CELL_EMPLOYEES, m->employees);
+    gs_wbuf_uint_field(c->cell, GS_F_CELL_INCIDENTS, m->incidents);
     gs_wbuf_bytes_field(c->out, GS_F_STATS_CELLS, c->cell->data, c->cell->len, 1);
     return 0;
 }
@@ -413,11 +463,12 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         if (kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_UNSPECIFIED &&
             kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD &&
             kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL &&
-            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION) {
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION &&
+            kind != GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT) {
             char msg[GS_MSG_MAX];
             snprintf(msg, sizeof msg,
-                     "unknown record kind %d (0 any, 1 household, 2 rental, 3 organisation)",
-                     kind);
+                     "unknown record kind %d (0 any, 1 household, 2 rental, 3 organisation, "
+                     "4 incident)", kind);
             gs_serve_error(s, reply, 1, rq->request_id,
                            GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, msg);
             return;
@@ -502,12 +553,20 @@ void
 gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__Request *req,
               const Gridsync__V1__AdminRequest *admin, int64_t now_ms, gs_wbuf_t *reply)
 {
+    gs_serve_read_as(s, x, req, admin, NULL, now_ms, reply);
+}
+
+void
+gs_serve_read_as(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__Request *req,
+                 const Gridsync__V1__AdminRequest *admin, const Gridsync__V1__Device *reader,
+                 int64_t now_ms, gs_wbuf_t *reply)
+{
     if (admin)
         gs_serve_admin(s, x, admin, now_ms, reply);
     else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC)
-        gs_serve_sync(s, x, req->request_id, req->sync, reply);
+        s_sync(s, x, req->request_id, req->sync, reader, reply);
     else
-        gs_serve_snapshot(s, x, req->request_id, req->snapshot, reply);
+        s_snapshot(s, x, req->request_id, req->snapshot, reader, reply);
     if (reply->failed)
         gs_serve_error(s, reply, admin != NULL, admin ? admin->request_id : req->request_id,
                        GRIDSYNC__V1__REASON__REASON_INTERNAL, "out of memory; retry later");

@@ -76,6 +76,7 @@ enum {
     GS_F_CELL_LAST_UPDATE = 8,          /* CellStats.last_update */
     GS_F_CELL_ORGANISATIONS = 9,        /* CellStats.organisations */
     GS_F_CELL_EMPLOYEES = 10,           /* CellStats.employees */
+    GS_F_CELL_INCIDENTS = 11,           /* CellStats.incidents */
     GS_F_STATS_CELLS = 1,               /* StatsReply.cells */
     GS_F_STATS_HEAD_SEQ = 2,            /* StatsReply.head_seq */
     GS_F_DEVICES_DEVICES = 1,           /* DeviceListReply.devices */
@@ -151,6 +152,17 @@ void gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x,
 void gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x,
                    const Gridsync__V1__Request *req, const Gridsync__V1__AdminRequest *admin,
                    int64_t now_ms, gs_wbuf_t *reply);
+
+/* gs_serve_read for the sender whose registry entry is reader (NULL: no
+ * filter, as gs_serve_read; an unregistered sender in --insecure-dev): a
+ * DEPARTMENT gets only the events and records gs_authz_record lets it read
+ * (the incidents of its categories). A skipped event moves next_seq on
+ * like an event of another prefix, so its sync stays resumable and exactly
+ * once. */
+void gs_serve_read_as(const gs_serve_t *s, gs_serve_scratch_t *x,
+                      const Gridsync__V1__Request *req,
+                      const Gridsync__V1__AdminRequest *admin,
+                      const Gridsync__V1__Device *reader, int64_t now_ms, gs_wbuf_t *reply);
 
 /* The reply to a ping, from what authorisation found: dev is the sender's
  * registry entry (NULL: unregistered, development mode only), prefixes the

@@ -15,6 +15,7 @@ struct gs_writer {
     size_t cap;                     /* uploads in one group: batch-max-records + 1 */
     gs_job_t **jobs;                /* the group being committed */
     gs_upload_t *ups;               /* and its uploads, as gs_store_apply takes them */
+    gs_principal_t *whos;           /* and who sent each (the incident workflow) */
 };
 
 gs_writer_t *
@@ -27,7 +28,8 @@ gs_writer_new(gs_broker_t *b)
     self->cap = (size_t) b->cfg.batch_max_records + 1;
     self->jobs = calloc(self->cap, sizeof *self->jobs);
     self->ups = calloc(self->cap, sizeof *self->ups);
-    if (!self->jobs || !self->ups)
+    self->whos = calloc(self->cap, sizeof *self->whos);
+    if (!self->jobs || !self->ups || !self->whos)
         gs_writer_destroy(&self);
     return self;
 }
@@ -39,6 +41,7 @@ gs_writer_destroy(gs_writer_t **self_p)
         return;
     free((*self_p)->jobs);
     free((*self_p)->ups);
+    free((*self_p)->whos);
     free(*self_p);
     *self_p = NULL;
 }
@@ -106,15 +109,25 @@ gs_writer_main(void *arg)
                 .n_prefixes = jobs[i]->n_prefixes,
                 .scope_all = jobs[i]->scope_all,
             };
+            /* an unregistered sender (--insecure-dev) is a DEVICE */
+            const Gridsync__V1__Device *d = jobs[i]->dev;
+            self->whos[i] = (gs_principal_t) {
+                .role = d ? (int) d->role : GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE,
+                .department = d ? d->department : NULL,
+                .categories = d ? (const char *const *) d->categories : NULL,
+                .n_categories = d ? d->n_categories : 0,
+            };
         }
         gs_apply_out_t res;
         memset(&res, 0, sizeof res);
         int64_t t0 = gs_mono_us();
-        int rc = gs_store_apply(b->store, ups, n, gs_now_ms(), &res);
+        int rc = gs_store_apply_as(b->store, ups, self->whos, n, gs_now_ms(), &res);
         double secs = (double) (gs_mono_us() - t0) / 1e6;
         if (rc == 0) {
             atomic_fetch_add(&b->metrics.commits, 1);
             atomic_fetch_add(&b->metrics.map_grows, res.map_grows);
+            for (int s = 0; s < GS_INCIDENT_STATUSES; s++)
+                atomic_fetch_add(&b->metrics.incident_steps[s], res.incident_steps[s]);
             gs_hist_observe(&b->metrics.commit_records, (double) records);
             gs_hist_observe(&b->metrics.commit_seconds, secs);
             atomic_store(&b->head_seq, res.head_seq);

@@ -54,6 +54,10 @@ static const s_list_limit_t s_list_limits[] = {
       offsetof(gs_limits_t, max_phones), "phones", "organisation", false },
     { &gridsync__v1__organisation_unit__descriptor, "inspections",
       offsetof(gs_limits_t, max_inspections), "inspections", "organisation", false },
+    { &gridsync__v1__incident__descriptor, "related",
+      offsetof(gs_limits_t, max_related), "related records", "incident", false },
+    { &gridsync__v1__incident__descriptor, "history",
+      offsetof(gs_limits_t, max_transitions), "history entries", "incident", false },
     { &gridsync__v1__inspection__descriptor, "hazards",
       offsetof(gs_limits_t, max_hazards), "hazards", "inspection", false },
 };

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_incident.h"
 #include "gs_grid.h"
 #include "gs_wire.h"
 
@@ -39,6 +40,8 @@ const gs_limits_t gs_limits_default = {
     .max_inspections = 64,
     .max_hazards = 32,
     .max_employees = 500,
+    .max_related = 16,
+    .max_transitions = 64,
     .max_text = 256,
     .max_name = 64,
 };
@@ -1154,6 +1157,8 @@ s_person_at(const Gridsync__V1__Record *rec, size_t i, s_who_t *w)
         *w = (s_who_t) { .person = h->members[i], .at = i, .rental = false };
         return true;
     }
+    if (rec->body_case != GRIDSYNC__V1__RECORD__BODY_RENTAL)
+        return false;   /* an incident names no persons */
     const Gridsync__V1__RentalHousing *r = rec->rental;
     Gridsync__V1__Landlord *ll = r->landlord;
     if (i == 0) {
@@ -1465,6 +1470,101 @@ s_org_unit(s_ctx_t *ctx, Gridsync__V1__OrganisationUnit *o)
     return 0;
 }
 
+/* An incident's optional GPS point. */
+static int
+s_geo(s_ctx_t *ctx, const Gridsync__V1__GeoPoint *g)
+{
+    if (!isfinite(g->lat) || g->lat < -90 || g->lat > 90)
+        return gs_verdict_set(ctx->v, R(OUT_OF_RANGE),
+                              "location.lat must be between -90 and 90");
+    if (!isfinite(g->lon) || g->lon < -180 || g->lon > 180)
+        return gs_verdict_set(ctx->v, R(OUT_OF_RANGE),
+                              "location.lon must be between -180 and 180");
+    return 0;
+}
+
+/* One history entry: its shape only; the store writes the entries itself. */
+static int
+s_transition(s_ctx_t *ctx, const Gridsync__V1__IncidentTransition *t)
+{
+    S_TRY(s_enum(ctx, &gridsync__v1__incident_status__descriptor, (int) t->from,
+                 false, "from"));
+    S_TRY(s_enum(ctx, &gridsync__v1__incident_status__descriptor, (int) t->to,
+                 true, "to"));
+    S_TRY(s_enum(ctx, &gridsync__v1__principal_role__descriptor, (int) t->role,
+                 false, "role"));
+    S_TRY(s_text(ctx, t->by, GS_ID_MAX, "by"));
+    S_TRY(s_text(ctx, t->note, ctx->lim->max_text, "note"));
+    if (!s_empty(t->department))
+        S_TRY(s_record_ident(ctx, t->department, "department"));
+    return 0;
+}
+
+static int
+s_incident(s_ctx_t *ctx, Gridsync__V1__Incident *in)
+{
+    const gs_limits_t *lim = ctx->lim;
+    S_TRY(s_record_ident(ctx, in->incident_id, "incident_id"));
+    S_TRY(s_grid(ctx, in->grid_code));
+    if (s_empty(in->category))
+        return gs_verdict_set(ctx->v, R(REQUIRED), "category is required");
+    if (!gs_incident_category_find(in->category)) {
+        char echo[S_ECHO_MAX + 4];
+        return gs_verdict_set(ctx->v, R(CATEGORY),
+                              "category %s is not in the category table "
+                              "(01 矛盾纠纷 .. 06 民生服务, 99 其他)",
+                              s_echo(in->category, echo));
+    }
+    S_TRY(s_enum(ctx, &gridsync__v1__incident_severity__descriptor,
+                 (int) in->severity, true, "severity"));
+    S_TRY(s_enum(ctx, &gridsync__v1__incident_status__descriptor,
+                 (int) in->status, true, "status"));
+    S_TRY(s_required_text(ctx, in->description, lim->max_text, "description"));
+    S_TRY(s_text(ctx, in->reporter, lim->max_name, "reporter"));
+    S_TRY(s_place(ctx, in->address_code, in->room, false));
+    S_TRY(s_text(ctx, in->address, lim->max_text, "address"));
+    if (in->location)
+        S_TRY(s_geo(ctx, in->location));
+    if (s_empty(in->address_code) && s_empty(in->address) && !in->location
+        && (!in->room || s_empty(in->room->building) || s_empty(in->room->room)))
+        return gs_verdict_set(ctx->v, R(ADDRESS),
+                              "give address_code, address, room with building "
+                              "and room, or location");
+    if (in->n_related > lim->max_related)
+        return gs_verdict_set(ctx->v, R(TOO_MANY), "%zu related records, limit %u",
+                              in->n_related, lim->max_related);
+    for (size_t i = 0; i < in->n_related; i++) {
+        const Gridsync__V1__RecordRef *r = in->related[i];
+        if (!r)
+            return gs_verdict_set(ctx->v, R(REQUIRED), "related %zu is empty", i + 1);
+        if (s_enum(ctx, &gridsync__v1__record_kind__descriptor, (int) r->kind, true,
+                   "kind")
+            || s_record_ident(ctx, r->record_key, "record_key"))
+            return s_verdict_prefix(ctx->v, "related %zu", i + 1);
+    }
+    if (!s_empty(in->department))
+        S_TRY(s_record_ident(ctx, in->department, "department"));
+    else if (in->status == GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_DISPATCHED)
+        return gs_verdict_set(ctx->v, R(REQUIRED),
+                              "department is required to dispatch an incident");
+    if (in->n_history > lim->max_transitions)
+        return gs_verdict_set(ctx->v, R(TOO_MANY), "%zu history entries, limit %u",
+                              in->n_history, lim->max_transitions);
+    for (size_t i = 0; i < in->n_history; i++) {
+        if (!in->history[i])
+            return gs_verdict_set(ctx->v, R(REQUIRED), "history %zu is empty", i + 1);
+        if (s_transition(ctx, in->history[i]))
+            return s_verdict_prefix(ctx->v, "history %zu", i + 1);
+    }
+    if (in->reported_at < 0 || in->due_at < 0 || in->dispatch_due_at < 0
+        || in->closed_at < 0)
+        return gs_verdict_set(ctx->v, R(OUT_OF_RANGE),
+                              "reported_at, due_at, dispatch_due_at and "
+                              "closed_at are not before 1970");
+    S_TRY(s_meta(ctx, in->meta));
+    return 0;
+}
+
 int
 gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
                 const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v)
@@ -1484,8 +1584,8 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
         gs_wire_strip_unknown(&rec->base, alloc);
     if (!rec || gs_record_kind(rec) == 0)
         return gs_verdict_set(ctx.v, R(REQUIRED),
-                              "record has no household, rental or "
-                              "organisation");
+                              "record has no household, rental, "
+                              "organisation or incident");
     int rc;
     switch (rec->body_case) {
     case GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD:
@@ -1494,8 +1594,11 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
     case GRIDSYNC__V1__RECORD__BODY_RENTAL:
         rc = s_rental(&ctx, rec->rental);
         break;
-    default:
+    case GRIDSYNC__V1__RECORD__BODY_ORGANISATION:
         rc = s_org_unit(&ctx, rec->organisation);
+        break;
+    default:
+        rc = s_incident(&ctx, rec->incident);
         break;
     }
     if (rc == 0)
@@ -1541,6 +1644,8 @@ gs_record_grid(const Gridsync__V1__Record *rec)
         return rec->rental->grid_code;
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION:
         return rec->organisation->grid_code;
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT:
+        return rec->incident->grid_code;
     default:
         return NULL;
     }
@@ -1556,6 +1661,8 @@ gs_record_id(const Gridsync__V1__Record *rec)
         return rec->rental->house_id;
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION:
         return rec->organisation->org_id;
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT:
+        return rec->incident->incident_id;
     default:
         return NULL;
     }
@@ -1573,6 +1680,8 @@ gs_record_kind(const Gridsync__V1__Record *rec)
     if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION
         && rec->organisation)
         return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION;
+    if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT && rec->incident)
+        return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT;
     return 0;
 }
 
@@ -1586,6 +1695,8 @@ gs_record_meta(const Gridsync__V1__Record *rec)
         return rec->rental->meta;
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION:
         return rec->organisation->meta;
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT:
+        return rec->incident->meta;
     default:
         return NULL;
     }

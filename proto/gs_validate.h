@@ -48,6 +48,8 @@ typedef struct gs_limits {
                                  * (default 64) */
     uint32_t max_hazards;       /* hazards per inspection (default 32) */
     uint32_t max_employees;     /* employees per organisation (default 500) */
+    uint32_t max_related;       /* related records per incident (default 16) */
+    uint32_t max_transitions;   /* history entries per incident (default 64) */
     uint32_t max_text;          /* bytes in a free-text field (default 256) */
     uint32_t max_name;          /* bytes in a person or organisation name (default 64) */
 } gs_limits_t;
@@ -232,7 +234,14 @@ int gs_ident_check(const char *s, const char *field, gs_verdict_t *v);
  * unregistered stall), which then needs a name; its industry passes
  * gs_industry_check; its legal representative, contact and employees are
  * checked as persons; one person may be representative, contact and
- * employee, but no employee is listed twice.
+ * employee, but no employee is listed twice. An incident needs a category
+ * of the category table (gs_incident.h, else REASON_CATEGORY), a
+ * severity, a status, a description and a place (address_code, room,
+ * address or location); its location has finite latitude -90..90 and
+ * longitude -180..180 (REASON_OUT_OF_RANGE); its related records name a
+ * kind and an id; status DISPATCHED needs a department (an identifier);
+ * its history entries are checked for shape only (the store rewrites
+ * them, see docs/data-model.md).
  *
  * Order: the record's own fields, then each person / lease / inspection in
  * list order, then the household head count, then metadata, then duplicate
@@ -250,12 +259,12 @@ int gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
 int gs_upload_check(const Gridsync__V1__Upload *up, const gs_limits_t *lim,
                     gs_verdict_t *v);
 
-/* The grid code and record id of a record (household_id, house_id or
- * org_id), or NULLs when it has no body. */
+/* The grid code and record id of a record (household_id, house_id,
+ * org_id or incident_id), or NULLs when it has no body. */
 const char *gs_record_grid(const Gridsync__V1__Record *rec);
 const char *gs_record_id(const Gridsync__V1__Record *rec);
-/* RECORD_KIND_HOUSEHOLD, RECORD_KIND_RENTAL, RECORD_KIND_ORGANISATION, or
- * 0 when it has no body. */
+/* RECORD_KIND_HOUSEHOLD, RECORD_KIND_RENTAL, RECORD_KIND_ORGANISATION,
+ * RECORD_KIND_INCIDENT, or 0 when it has no body. */
 int gs_record_kind(const Gridsync__V1__Record *rec);
 /* The record's metadata, or NULL. */
 Gridsync__V1__RecordMeta *gs_record_meta(const Gridsync__V1__Record *rec);

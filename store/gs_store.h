@@ -133,6 +133,17 @@ typedef struct gs_upload {
                                         /* an empty list: set it explicitly    */
 } gs_upload_t;
 
+/* Who sent an upload, as far as the incident workflow asks (docs/data-
+ * model.md, "Incident workflow"): its role, and for a DEPARTMENT its
+ * department code and the incident categories it handles. All zero = a
+ * DEVICE. The registry id is gs_upload_t.device_id. */
+typedef struct gs_principal {
+    int role;                           /* PrincipalRole */
+    const char *department;             /* DEPARTMENT: its department code */
+    const char *const *categories;      /* DEPARTMENT: the categories it */
+    size_t n_categories;                /* handles (none = none)          */
+} gs_principal_t;
+
 /* ---- Preparing uploads (any thread) -------------------------------------- */
 
 /* What an apply needs of one record and can have without a transaction: its
@@ -162,6 +173,9 @@ typedef struct gs_upload_result {
     uint32_t counts[GS_RESULT_STATUSES]; /* records by ResultStatus (index = status value) */
 } gs_upload_result_t;
 
+/* IncidentStatus values, for tables indexed by them (CLOSED + 1). */
+#define GS_INCIDENT_STATUSES (GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_CLOSED + 1)
+
 /* One change event produced by an apply, ready to publish. */
 typedef struct gs_event_out {
     char grid[GS_GRID_LEN + 1]; /* topic */
@@ -177,6 +191,8 @@ typedef struct gs_apply_out {
     size_t n_events;
     uint64_t head_seq;              /* last seq after the commit */
     uint32_t map_grows;             /* times the map grew during this apply */
+    uint32_t incident_steps[GS_INCIDENT_STATUSES]; /* incident steps stored, by the
+                                     * IncidentStatus they led to */
 } gs_apply_out_t;
 
 /* Apply n uploads in ONE write transaction and commit it (full sync unless
@@ -191,7 +207,14 @@ typedef struct gs_apply_out {
  *   conflict  - base_version stale and content differs: nothing stored,
  *               version = the current version
  *   rejected  - validation failed or grid outside the device's prefixes
- *               (with no prefixes and scope_all 0, every record)
+ *               (with no prefixes and scope_all 0, every record), or an
+ *               incident step the workflow or the uploader's role does not
+ *               allow (TRANSITION, ROLE; gs_incident.h has the table)
+ * A new or changed incident is stored as the store rewrites it: its history
+ * gets one entry for the step (by = device_id, role, at = now_ms, the note
+ * of the upload's last history entry), and its department, reported_at,
+ * due_at, dispatch_due_at and closed_at are set by the step, whatever the
+ * upload said (docs/data-model.md).
  * A record whose grid code changed moves: MOVE_OUT in the old cell and
  * MOVE_IN in the new cell, consecutive seqs, one new version.
  *
@@ -216,6 +239,13 @@ typedef struct gs_apply_out {
  * is applied again, and content dedup then answers "unchanged". */
 int gs_store_apply(gs_store_t *self, gs_upload_t *ups, size_t n,
                    int64_t now_ms, gs_apply_out_t *out);
+
+/* gs_store_apply with the principal of each upload: whos[i] sent ups[i]
+ * (whos NULL = every upload from a DEVICE, which is what gs_store_apply
+ * does). Only the incident workflow reads it. */
+int gs_store_apply_as(gs_store_t *self, gs_upload_t *ups,
+                      const gs_principal_t *whos, size_t n, int64_t now_ms,
+                      gs_apply_out_t *out);
 
 /* Free what an apply returned and zero it. Safe on a zeroed struct. */
 void gs_apply_out_clear(gs_apply_out_t *out);
@@ -291,7 +321,8 @@ int gs_store_snapshot(gs_store_t *self, const char *const *prefixes,
 /* ---- Lookups (any thread) ------------------------------------------------ */
 
 /* One record by id (canonical or alias) of the given kind; kind 0 tries
- * households, rentals, then organisations. GS_ENOTFOUND if absent. */
+ * households, rentals, organisations, then incidents. GS_ENOTFOUND if
+ * absent. */
 int gs_store_get(gs_store_t *self, int kind, const char *record_id,
                  gs_record_fn *fn, void *arg);
 
@@ -314,6 +345,7 @@ typedef struct gs_cell_meta {
     int64_t last_update;        /* Unix ms of that event */
     uint32_t organisations;     /* active organisation records */
     uint32_t employees;         /* employees listed by active organisations */
+    uint32_t incidents;         /* active incident records, any workflow status */
 } gs_cell_meta_t;
 
 typedef int (gs_cell_fn)(void *arg, const char *grid, const gs_cell_meta_t *m);
@@ -454,9 +486,12 @@ int gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16],
  * put replaces; the public key index is kept in step. Writer: any one thread
  * at a time (the broker serialises these with apply). put refuses
  * (GS_EINVAL, with the detail set) a bad id, key or prefix, an unknown
- * role, and an active DEVICE or DISTRICT entry without prefixes: such an
- * entry could do nothing. An ADMIN needs none; a revoked entry may have
- * none. */
+ * role, and an active DEVICE, DISTRICT, DEPARTMENT or CENTRE entry without
+ * prefixes: such an entry could do nothing. An ADMIN needs none; a revoked
+ * entry may have none. A DEPARTMENT also needs its department code (an
+ * identifier) and, while active, at least one category, each in the
+ * category table (gs_incident.h); any other role with a department or
+ * categories is refused. */
 int gs_store_device_put(gs_store_t *self, const Gridsync__V1__Device *dev);
 /* Caller frees *dev_out with gridsync__v1__device__free_unpacked(.., NULL). */
 int gs_store_device_get(gs_store_t *self, const char *device_id,

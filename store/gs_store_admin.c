@@ -8,6 +8,7 @@
  * broker's authentication and by apply. Values are the packed protobuf
  * messages, so the schema stays the one description of them.
  */
+#include "gs_incident.h"
 #include "gs_store_int.h"
 
 #include <stdlib.h>
@@ -33,18 +34,50 @@ s_device_check(const Gridsync__V1__Device *dev)
             return GS_EINVAL;
         }
     }
+    int department = dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+    /* a department is bound to categories as well as prefixes; no other
+     * role carries them, so that nothing reads as a binding it is not */
+    if (!department && ((dev->department && *dev->department) || dev->n_categories)) {
+        gs_store_detail("device %s: only a department has a department and categories",
+                        dev->device_id);
+        return GS_EINVAL;
+    }
+    if (department) {
+        if (!dev->department || gs_ident_check(dev->department, "department", &v)) {
+            gs_store_detail("device %s: a department needs its department code (%s)",
+                            dev->device_id, dev->department ? v.message : "missing");
+            return GS_EINVAL;
+        }
+        for (size_t i = 0; i < dev->n_categories; i++)
+            if (!gs_incident_category_find(dev->categories[i])) {
+                gs_store_detail("device %s: category '%.8s' is not in the category table",
+                                dev->device_id, dev->categories[i] ? dev->categories[i] : "");
+                return GS_EINVAL;
+            }
+        if (dev->n_categories == 0 &&
+            dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED) {
+            gs_store_detail("device %s: a department needs at least one incident category",
+                            dev->device_id);
+            return GS_EINVAL;
+        }
+    }
     switch (dev->role) {
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN:
         return 0;   /* reads everywhere by its role; prefixes are not needed */
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE:
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT:
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT:
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE:
         /* no prefixes would allow nothing (the broker denies by default);
          * a revoked entry may keep none, so that any entry can be revoked */
         if (dev->n_prefixes == 0 &&
             dev->status != GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED) {
             gs_store_detail("device %s: a %s needs at least one grid prefix", dev->device_id,
                             dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE
-                                ? "device" : "district system");
+                                ? "device"
+                            : dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT
+                                ? "district system"
+                            : department ? "department" : "centre");
             return GS_EINVAL;
         }
         return 0;

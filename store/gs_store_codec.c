@@ -70,6 +70,8 @@ gs_kind_byte(int kind)
         return GS_KIND_R;
     if (kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION)
         return GS_KIND_O;
+    if (kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT)
+        return GS_KIND_I;
     return 0;
 }
 
@@ -82,6 +84,8 @@ gs_kind_of_byte(char b)
         return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL;
     if (b == GS_KIND_O)
         return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION;
+    if (b == GS_KIND_I)
+        return GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT;
     return 0;
 }
 
@@ -424,6 +428,8 @@ gs_cell_add(gs_cell_meta_t *m, char kind, int status, uint32_t people, int sign)
     } else if (kind == GS_KIND_O) {
         m->organisations += one;
         m->employees += many;
+    } else if (kind == GS_KIND_I) {
+        m->incidents += one;   /* an incident names no persons */
     } else {
         m->rentals += one;
         m->tenants += many;
@@ -438,7 +444,7 @@ gs_cell_put(uint8_t *p, const gs_cell_meta_t *m)
     gs_le32_put(p + 8, m->rentals);
     gs_le32_put(p + 12, m->tenants);
     gs_le32_put(p + 16, m->voided);
-    gs_le32_put(p + 20, 0);
+    gs_le32_put(p + 20, m->incidents); /* was always 0 before incidents */
     gs_le64_put(p + 24, m->last_seq);
     gs_le64_put(p + 32, (uint64_t) m->last_update);
     /* the long form only where there are organisations, so a store that
@@ -460,6 +466,7 @@ gs_cell_get(const uint8_t *p, size_t len, gs_cell_meta_t *m)
     m->rentals = gs_le32_get(p + 8);
     m->tenants = gs_le32_get(p + 12);
     m->voided = gs_le32_get(p + 16);
+    m->incidents = gs_le32_get(p + 20);
     m->last_seq = gs_le64_get(p + 24);
     m->last_update = (int64_t) gs_le64_get(p + 32);
     m->organisations = len == GS_CELL_VAL_ORG ? gs_le32_get(p + 40) : 0;

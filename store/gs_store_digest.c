@@ -557,7 +557,7 @@ s_drop_fn(gs_txn_t *t, void *arg)
         return rc;
     char grid[GS_GRID_LEN + 1], canon[GS_ID_MAX + 1], kb = 0;
     rc = MDB_NOTFOUND;
-    for (int kind = 1; kind <= GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION && rc == MDB_NOTFOUND;
+    for (int kind = 1; kind <= GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT && rc == MDB_NOTFOUND;
          kind++) {
         if (d->kind && d->kind != kind)
             continue;

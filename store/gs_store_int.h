@@ -32,6 +32,7 @@
 #define GS_KIND_H 'H'               /* key byte of a household */
 #define GS_KIND_R 'R'               /* key byte of a rental unit */
 #define GS_KIND_O 'O'               /* key byte of an organisation */
+#define GS_KIND_I 'I'               /* key byte of an incident */
 #define GS_REC_HDR 48               /* fixed part of a records value */
 #define GS_REF_LEN 17               /* one person ref in a records value: hmac16 + role */
 #define GS_LOG_HDR 23               /* log value: grid(15) + previous seq of the record (8) */
@@ -154,7 +155,7 @@ typedef struct gs_rec_hdr {
     int64_t updated_at;             /* commit time, Unix ms */
     uint8_t hash[16];               /* content hash (Record without meta) */
     uint8_t status;                 /* RecordStatus */
-    uint8_t kind;                   /* 'H' / 'R' / 'O' */
+    uint8_t kind;                   /* 'H' / 'R' / 'O' / 'I' */
     uint16_t n_people;              /* members (household), leases (rental) or
                                      * employees (organisation) */
     uint16_t n_refs;                /* person refs that follow the header */

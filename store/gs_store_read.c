@@ -81,16 +81,17 @@ s_find(gs_store_t *self, MDB_txn *txn, char kb, const char *id, uint8_t *rk,
     return 0;
 }
 
-/* Walk the kinds a lookup asks for: kind 0 tries households, rentals, then
- * organisations. */
+/* Walk the kinds a lookup asks for: kind 0 tries households, rentals,
+ * organisations, then incidents. */
 static int
-s_kinds(int kind, char kbs[3])
+s_kinds(int kind, char kbs[4])
 {
     if (kind == 0) {
         kbs[0] = GS_KIND_H;
         kbs[1] = GS_KIND_R;
         kbs[2] = GS_KIND_O;
-        return 3;
+        kbs[3] = GS_KIND_I;
+        return 4;
     }
     kbs[0] = gs_kind_byte(kind);
     return kbs[0] ? 1 : 0;
@@ -228,7 +229,7 @@ int
 gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn,
              void *arg)
 {
-    char kbs[3];
+    char kbs[4];
     int nk = s_kinds(kind, kbs);
     if (!record_id || !fn || !nk)
         return GS_EINVAL;
@@ -260,7 +261,7 @@ int
 gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn *fn,
                  void *arg)
 {
-    char kbs[3];
+    char kbs[4];
     int nk = s_kinds(kind, kbs);
     if (!record_id || !fn || !nk)
         return GS_EINVAL;

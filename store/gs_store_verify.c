@@ -396,12 +396,13 @@ s_check_cells(s_ver_t *v)
         if (got.households != want.households || got.persons != want.persons ||
             got.rentals != want.rentals || got.tenants != want.tenants ||
             got.voided != want.voided || got.organisations != want.organisations ||
-            got.employees != want.employees)
-            s_problem(v, "cells %.15s: counts h=%u p=%u r=%u t=%u o=%u e=%u v=%u, records say "
-                      "h=%u p=%u r=%u t=%u o=%u e=%u v=%u", (const char *) k.mv_data,
+            got.employees != want.employees || got.incidents != want.incidents)
+            s_problem(v, "cells %.15s: counts h=%u p=%u r=%u t=%u o=%u e=%u i=%u v=%u, records "
+                      "say h=%u p=%u r=%u t=%u o=%u e=%u i=%u v=%u", (const char *) k.mv_data,
                       got.households, got.persons, got.rentals, got.tenants, got.organisations,
-                      got.employees, got.voided, want.households, want.persons, want.rentals,
-                      want.tenants, want.organisations, want.employees, want.voided);
+                      got.employees, got.incidents, got.voided, want.households, want.persons,
+                      want.rentals, want.tenants, want.organisations, want.employees,
+                      want.incidents, want.voided);
         if (got.last_seq != want.last_seq)
             s_problem(v, "cells %.15s: last_seq %llu, the log says %llu",
                       (const char *) k.mv_data, (unsigned long long) got.last_seq,

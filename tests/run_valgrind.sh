@@ -61,13 +61,13 @@ fail=0
 for t in test_validate test_schema test_prescan test_privacy test_config test_endpoint \
          test_grid test_render test_checkpoint test_store_txn test_store_keys test_store_dedup \
          test_store_ids test_store_idem test_store_log test_store_replica test_natslink test_authz test_serve test_frames test_handoff \
-         test_broker_oom test_fuzz_regressions; do
+         test_broker_oom test_fuzz_regressions test_incident test_store_incident; do
     [ -x "./$t" ] || continue
     echo "valgrind: $t"
     run "$t" "$t.valgrind.log" "${VG[@]}" "./$t" || { cat "$t.valgrind.log"; fail=1; }
 done
 for t in test_broker test_admin test_security test_hostile test_conns test_bridge test_gridsim test_gridfeed \
-         test_gridctl test_gridctl_keys test_replica; do
+         test_gridctl test_gridctl_keys test_replica test_incidents; do
     [ -x "./$t" ] || continue
     echo "valgrind (broker): $t"
     run "$t" "$t.valgrind.log" env GS_TEST_VALGRIND=1 "./$t" || { cat "$t.valgrind.log"; fail=1; }

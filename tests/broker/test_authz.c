@@ -14,6 +14,8 @@
 #define S_DEVICE GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE
 #define S_DISTRICT GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT
 #define S_ADMIN GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN
+#define S_DEPARTMENT GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT
+#define S_CENTRE GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE
 #define S_ACTIVE GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE
 #define S_REVOKED GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED
 
@@ -67,7 +69,7 @@ test_unknown_role_may_do_nothing(void **state)
 {
     (void) state;
     char *p[] = { "", "4401" };
-    int roles[] = { 3, 7, -1, 1000 };
+    int roles[] = { 5, 7, -1, 1000 };
     for (size_t r = 0; r < 4; r++) {
         Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, p, 2);
         Gridsync__V1__Device none = s_entry(roles[r], S_ACTIVE, NULL, 0);
@@ -96,8 +98,8 @@ static void
 test_without_prefixes_device_and_district_may_do_nothing(void **state)
 {
     (void) state;
-    int roles[] = { S_DEVICE, S_DISTRICT };
-    for (size_t r = 0; r < 2; r++) {
+    int roles[] = { S_DEVICE, S_DISTRICT, S_DEPARTMENT, S_CENTRE };
+    for (size_t r = 0; r < 4; r++) {
         Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, NULL, 0);
         for (size_t i = 0; i < S_N_ASKS; i++)
             assert_int_equal(gs_authz_check(&d, s_asks[i]), GS_AUTHZ_NO_SCOPE);
@@ -109,8 +111,8 @@ test_prefix_boundaries(void **state)
 {
     (void) state;
     char *p[] = { "440101", "45" };
-    int roles[] = { S_DEVICE, S_DISTRICT };
-    for (size_t r = 0; r < 2; r++) {
+    int roles[] = { S_DEVICE, S_DISTRICT, S_DEPARTMENT, S_CENTRE };
+    for (size_t r = 0; r < 4; r++) {
         Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, p, 2);
         /* the key itself: it may touch something */
         assert_int_equal(gs_authz_check(&d, NULL), GS_AUTHZ_ALLOWED);
@@ -145,6 +147,37 @@ test_assigned_empty_prefix_covers_everything(void **state)
         assert_int_equal(gs_authz_check(&d, s_asks[i]), GS_AUTHZ_ALLOWED);
 }
 
+/* What a key reads inside its prefixes: a department the incidents of its
+ * categories and nothing else; every other role every record. */
+static void
+test_record_kinds_and_categories(void **state)
+{
+    (void) state;
+    char *p[] = { "440101" };
+    char *cats[] = { "02", "03" };
+    const int I = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT;
+    const int H = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD;
+    Gridsync__V1__Device dep = s_entry(S_DEPARTMENT, S_ACTIVE, p, 1);
+    dep.categories = cats;
+    dep.n_categories = 2;
+    assert_true(gs_authz_record(&dep, I, "02"));
+    assert_true(gs_authz_record(&dep, I, "03"));
+    assert_false(gs_authz_record(&dep, I, "04"));
+    assert_false(gs_authz_record(&dep, I, NULL));
+    for (int k = 0; k <= 5; k++)
+        if (k != I)
+            assert_false(gs_authz_record(&dep, k, "02"));
+    dep.n_categories = 0;   /* none: nothing */
+    assert_false(gs_authz_record(&dep, I, "02"));
+    int roles[] = { S_DEVICE, S_DISTRICT, S_ADMIN, S_CENTRE };
+    for (size_t r = 0; r < 4; r++) {
+        Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, p, 1);
+        assert_true(gs_authz_record(&d, H, NULL));
+        assert_true(gs_authz_record(&d, I, "04"));
+    }
+    assert_false(gs_authz_record(NULL, H, NULL));
+}
+
 static void
 test_covers(void **state)
 {
@@ -173,6 +206,7 @@ main(void)
         cmocka_unit_test(test_prefix_boundaries),
         cmocka_unit_test(test_assigned_empty_prefix_covers_everything),
         cmocka_unit_test(test_covers),
+        cmocka_unit_test(test_record_kinds_and_categories),
     };
     return cmocka_run_group_tests_name("authz", tests, NULL, NULL);
 }

@@ -604,6 +604,7 @@ test_field_numbers_match_the_schema(void **state)
     s_field(ce, "last_update", GS_F_CELL_LAST_UPDATE);
     s_field(ce, "organisations", GS_F_CELL_ORGANISATIONS);
     s_field(ce, "employees", GS_F_CELL_EMPLOYEES);
+    s_field(ce, "incidents", GS_F_CELL_INCIDENTS);
     s_field(&gridsync__v1__stats_reply__descriptor, "cells", GS_F_STATS_CELLS);
     s_field(&gridsync__v1__stats_reply__descriptor, "head_seq", GS_F_STATS_HEAD_SEQ);
     s_field(&gridsync__v1__device_list_reply__descriptor, "devices", GS_F_DEVICES_DEVICES);

@@ -24,6 +24,7 @@
 
 #include "gs_arena.h"
 #include "gs_fuzz.h"
+#include "gs_gen_incident.h"
 #include "gs_validate.h"
 
 static const char *s_out;           /* output directory */
@@ -166,6 +167,34 @@ s_uploads(gs_gen_t *g, gs_arena_t *a)
     recs[1]->organisation->kind = GRIDSYNC__V1__ORG_KIND__ORG_KIND_UNSPECIFIED;
     up = s_upload("dev-fuzz", "seed-org-mistakes", recs, 2);
     s_write_upload_request("org-mistakes", &up);
+
+    /* incidents of the first grids; then one of an unknown category and
+     * one with a GPS point out of range */
+    gs_gen_opts_t go;
+    gs_gen_opts_init(&go);
+    size_t ni = 0;
+    for (uint32_t grid = 0; grid < 4 && ni < 4; grid++) {
+        gs_gen_incident_t inc;
+        if (gs_gen_incident(g, grid, 0, go.now_ms, a, &inc) == 0)
+            recs[ni++] = inc.report;
+    }
+    up = s_upload("dev-fuzz", "seed-incidents", recs, ni);
+    s_write_upload_request("incidents", &up);
+    gs_gen_incident_t bad;
+    if (gs_gen_incident(g, 0, 0, go.now_ms, a, &bad) == 0) {
+        bad.report->incident->category = gs_arena_strdup(a, "07");
+        recs[0] = bad.report;
+        Gridsync__V1__GeoPoint *pt = gs_arena_alloc(a, sizeof *pt);
+        gridsync__v1__geo_point__init(pt);
+        pt->lat = 91.5;
+        pt->lon = 113.9;
+        gs_gen_incident_t far;
+        gs_gen_incident(g, 1, 0, go.now_ms, a, &far);
+        far.report->incident->location = pt;
+        recs[1] = far.report;
+        up = s_upload("dev-fuzz", "seed-incident-mistakes", recs, 2);
+        s_write_upload_request("incident-mistakes", &up);
+    }
 }
 
 static void
@@ -299,6 +328,19 @@ s_applies(gs_gen_t *g, gs_arena_t *a)
     recs[4]->organisation->org_id = gs_arena_strdup(a, "O-merge-1");
     up = s_upload("dev-fuzz", "a-orgs", recs, 5);
     s_write_apply("07-organisations", GS_FUZZ_APPLY_PREPARED | GS_FUZZ_APPLY_REPAIR_IDS, &up);
+
+    /* incidents reported, then the same twice (unchanged); a device's
+     * acceptance of one is refused (ROLE) */
+    gs_gen_opts_t go;
+    gs_gen_opts_init(&go);
+    size_t ni = 0;
+    for (uint32_t grid = 0; grid < 4 && ni < 3; grid++) {
+        gs_gen_incident_t inc;
+        if (gs_gen_incident(g, grid, 0, go.now_ms, a, &inc) == 0)
+            recs[ni++] = inc.report;
+    }
+    up = s_upload("dev-fuzz", "a-incidents", recs, ni);
+    s_write_apply("08-incidents", GS_FUZZ_APPLY_PREPARED | GS_FUZZ_APPLY_TWICE, &up);
 }
 
 /* The events of a filled store, as messages of gs_fuzz_replicate. */

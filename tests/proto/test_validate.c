@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "gs_arena.h"
+#include "gs_incident.h"
 #include "gs_validate.h"
 #include "gs_wire.h"
 
@@ -2152,6 +2153,157 @@ test_unknown_fields_dropped_rental(void **state)
 
 /* ---- Upload envelopes --------------------------------------------------- */
 
+/* ---- Incidents ------------------------------------------------------------ */
+
+typedef struct {
+    gs_arena_t *arena;
+    Gridsync__V1__Record rec;
+    Gridsync__V1__Incident in;
+    Gridsync__V1__RecordMeta meta;
+    Gridsync__V1__GeoPoint geo;
+    Gridsync__V1__RecordRef ref;
+    Gridsync__V1__RecordRef *refs[1];
+    Gridsync__V1__IncidentTransition tr;
+    Gridsync__V1__IncidentTransition *trs[1];
+} inc_t;
+
+static void
+s_inc_init(inc_t *f)
+{
+    f->arena = gs_arena_new(4096);
+    assert_non_null(f->arena);
+    gridsync__v1__record__init(&f->rec);
+    gridsync__v1__incident__init(&f->in);
+    gridsync__v1__record_meta__init(&f->meta);
+    gridsync__v1__geo_point__init(&f->geo);
+    gridsync__v1__record_ref__init(&f->ref);
+    gridsync__v1__incident_transition__init(&f->tr);
+    f->rec.body_case = GRIDSYNC__V1__RECORD__BODY_INCIDENT;
+    f->rec.incident = &f->in;
+    f->in.incident_id = "E440305001001001-0001";
+    f->in.grid_code = "440305001001001";
+    f->in.address_code = "4403050010010010501";
+    f->in.category = "02";
+    f->in.severity = GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_SERIOUS;
+    f->in.status = GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_REPORTED;
+    f->in.description = "楼道堆放电动车充电";
+    f->in.reporter = "col-440305001001001";
+    f->geo.lat = 22.53;
+    f->geo.lon = 113.93;
+    f->in.location = &f->geo;
+    f->ref.kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL;
+    f->ref.record_key = "R440305001001001-0007";
+    f->refs[0] = &f->ref;
+    f->in.related = f->refs;
+    f->in.n_related = 1;
+    f->in.meta = &f->meta;
+    f->meta.collector_id = "col-440305001001001";
+    f->meta.device_id = "dev-0003";
+    f->meta.collected_at = NOW_MS;
+}
+
+static int
+s_inc_check(inc_t *f, gs_verdict_t *v)
+{
+    return gs_record_check(&f->rec, gs_arena_allocator(f->arena), NULL, NOW_MS, v);
+}
+
+/* An incident: category from the table, severity and status, a place or a
+ * GPS point in range, related records, a department to dispatch to. */
+static void
+test_incident_fields(void **state)
+{
+    (void) state;
+    inc_t f;
+    gs_verdict_t v;
+    s_inc_init(&f);
+    assert_int_equal(s_inc_check(&f, &v), 0);
+    assert_int_equal(gs_record_kind(&f.rec), GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT);
+    assert_string_equal(gs_record_id(&f.rec), "E440305001001001-0001");
+    assert_string_equal(gs_record_grid(&f.rec), "440305001001001");
+    assert_ptr_equal(gs_record_meta(&f.rec), &f.meta);
+
+    f.in.category = "07";
+    assert_int_equal(s_inc_check(&f, &v), R(CATEGORY));
+    assert_msg_has(v, "category 07 is not in the category table");
+    f.in.category = "";
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    f.in.category = "99";
+    f.in.severity = 0;
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    assert_msg_has(v, "severity");
+    f.in.severity = 9;
+    assert_int_equal(s_inc_check(&f, &v), R(BAD_ENUM));
+    f.in.severity = GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_URGENT;
+    f.in.status = 0;
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    f.in.status = 8;
+    assert_int_equal(s_inc_check(&f, &v), R(BAD_ENUM));
+    f.in.status = GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_REPORTED;
+    f.in.description = "";
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    f.in.description = "积水";
+
+    /* the GPS point: finite and in range */
+    f.geo.lat = 90.5;
+    assert_int_equal(s_inc_check(&f, &v), R(OUT_OF_RANGE));
+    assert_msg_has(v, "location.lat");
+    f.geo.lat = NAN;
+    assert_int_equal(s_inc_check(&f, &v), R(OUT_OF_RANGE));
+    f.geo.lat = -90;
+    f.geo.lon = 180.01;
+    assert_int_equal(s_inc_check(&f, &v), R(OUT_OF_RANGE));
+    assert_msg_has(v, "location.lon");
+    f.geo.lon = -180;
+    assert_int_equal(s_inc_check(&f, &v), 0);
+    /* a GPS point alone is a place; nothing at all is not */
+    f.in.address_code = "";
+    assert_int_equal(s_inc_check(&f, &v), 0);
+    f.in.location = NULL;
+    assert_int_equal(s_inc_check(&f, &v), R(ADDRESS));
+    f.in.address = "南头街道南联社区5栋旁";
+    assert_int_equal(s_inc_check(&f, &v), 0);
+
+    /* related records name a kind and an id */
+    f.ref.kind = 0;
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    assert_msg_has(v, "related 1");
+    f.ref.kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION;
+    f.ref.record_key = "bad id";
+    assert_int_equal(s_inc_check(&f, &v), R(BAD_ENCODING));
+    f.ref.record_key = "O1";
+    assert_int_equal(s_inc_check(&f, &v), 0);
+
+    /* dispatched needs a department, which is an identifier */
+    f.in.status = GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_DISPATCHED;
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    assert_msg_has(v, "department is required");
+    f.in.department = "dept 1";
+    assert_int_equal(s_inc_check(&f, &v), R(BAD_ENCODING));
+    f.in.department = "dept-fire";
+    assert_int_equal(s_inc_check(&f, &v), 0);
+
+    /* history entries: shape only */
+    f.tr.to = 0;
+    f.trs[0] = &f.tr;
+    f.in.history = f.trs;
+    f.in.n_history = 1;
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    assert_msg_has(v, "history 1");
+    f.tr.to = GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_REPORTED;
+    f.tr.role = 17;
+    assert_int_equal(s_inc_check(&f, &v), R(BAD_ENUM));
+    f.tr.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE;
+    assert_int_equal(s_inc_check(&f, &v), 0);
+    f.in.due_at = -1;
+    assert_int_equal(s_inc_check(&f, &v), R(OUT_OF_RANGE));
+    f.in.due_at = 0;
+    f.in.meta = NULL;
+    assert_int_equal(s_inc_check(&f, &v), R(REQUIRED));
+    assert_msg_has(v, "meta");
+    gs_arena_destroy(&f.arena);
+}
+
 static void
 test_upload_check(void **state)
 {
@@ -2246,6 +2398,7 @@ main(void)
         cmocka_unit_test(test_unknown_fields_dropped),
         cmocka_unit_test(test_unknown_fields_dropped_rental),
         cmocka_unit_test(test_upload_check),
+        cmocka_unit_test(test_incident_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

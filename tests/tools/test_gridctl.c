@@ -1614,6 +1614,239 @@ test_devices(void **state)
     s_res_free(&r);
 }
 
+/* A department is bound to a department code and incident categories as
+ * well as prefixes; a centre to prefixes. */
+static void
+test_devices_department_centre(void **state)
+{
+    s_env_t *e = *state;
+    char store[160];
+    snprintf(store, sizeof store, "%s/deptstore", e->dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    gs_store_destroy(&st);
+    s_res_t r = s_run(e, store, "devices", "add", "fire-1", "--role", "department",
+                      "--department", "dept-fire", "--category", "02", "--category", "03",
+                      "--prefix", "440305", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_string_equal(s_jstr(j, "role"), "department");
+    assert_string_equal(s_jstr(j, "department"), "dept-fire");
+    assert_int_equal(s_jget(j, "categories")->n, 2);
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "show", "fire-1", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "02 安全隐患 03 治安"));
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "centre-1", "--role", "centre", "--prefix", "440305",
+              NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    /* fail closed: no category, an unknown one, no department code, a
+     * category on another role, no prefix */
+    r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--department", "d",
+              "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--department", "d",
+              "--category", "07", "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    assert_non_null(strstr(r.err, "not in the category table"));
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--category", "02",
+              "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "c2", "--role", "centre", "--category", "02",
+              "--prefix", "440305", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "c2", "--role", "centre", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    /* the store refuses the same, whoever writes it */
+    st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    char *pfx[] = { "440305" };
+    char *cats[] = { "02" };
+    d.device_id = "d3";
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+    d.prefixes = pfx;
+    d.n_prefixes = 1;
+    d.categories = cats;
+    d.n_categories = 1;
+    assert_int_equal(gs_store_device_put(st, &d), GS_EINVAL); /* no department code */
+    d.department = "dept-x";
+    assert_int_equal(gs_store_device_put(st, &d), 0);
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT;
+    assert_int_equal(gs_store_device_put(st, &d), GS_EINVAL); /* categories on a district */
+    gs_store_destroy(&st);
+}
+
+/* One incident step applied to st as principal who at now_ms; asserts it
+ * is accepted. */
+static void
+s_inc_step(gs_store_t *st, const char *id, const char *cat, int sev, int status, uint64_t base,
+           const char *dept, int role, const char *by, int64_t now_ms)
+{
+    static unsigned n;
+    gs_arena_t *a = gs_arena_new(0);
+    ProtobufCAllocator *al = gs_arena_allocator(a);
+    Gridsync__V1__Record *r = al->alloc(al->allocator_data, sizeof *r);
+    Gridsync__V1__Incident *in = al->alloc(al->allocator_data, sizeof *in);
+    Gridsync__V1__RecordMeta *m = al->alloc(al->allocator_data, sizeof *m);
+    gridsync__v1__record__init(r);
+    gridsync__v1__incident__init(in);
+    gridsync__v1__record_meta__init(m);
+    r->body_case = GRIDSYNC__V1__RECORD__BODY_INCIDENT;
+    r->incident = in;
+    in->incident_id = (char *) id;
+    in->grid_code = id[1] == '1' ? "440305001001001" : "440305001001002";
+    in->address = "南联社区";
+    in->category = (char *) cat;
+    in->severity = (Gridsync__V1__IncidentSeverity) sev;
+    in->description = "积水";
+    in->status = (Gridsync__V1__IncidentStatus) status;
+    in->department = (char *) (dept ? dept : "");
+    in->meta = m;
+    m->collector_id = "col-1";
+    m->device_id = "dev-1";
+    m->collected_at = now_ms;
+    m->base_version = base;
+    char uid[32];
+    snprintf(uid, sizeof uid, "inc-%u", ++n);
+    gs_upload_t up = { by, uid, &r, 1, al, NULL, 0, NULL, 1 };
+    gs_principal_t who = { role, dept, NULL, 0 };
+    const char *cats[] = { cat };
+    if (role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT) {
+        who.categories = cats;
+        who.n_categories = 1;
+    }
+    gs_apply_out_t out;
+    assert_int_equal(gs_store_apply_as(st, &up, &who, 1, now_ms, &out), 0);
+    Gridsync__V1__Ack *ack = gridsync__v1__ack__unpack(NULL, out.uploads[0].ack_len,
+                                                       out.uploads[0].ack);
+    assert_non_null(ack);
+    if (ack->results[0]->status != GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED)
+        fail_msg("%s step to %d: %s", id, status, ack->results[0]->message);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_apply_out_clear(&out);
+    gs_arena_destroy(&a);
+}
+
+/* gridctl incidents: open, overdue, closed and rejected incidents per
+ * prefix and department, 结案率 and 按期结案率, at a given time. */
+static void
+test_incidents(void **state)
+{
+    s_env_t *e = *state;
+    char store[160];
+    snprintf(store, sizeof store, "%s/incstore", e->dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    const int64_t t0 = 1780243200000LL, H = 3600000LL;
+    const int D = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE,
+              C = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE,
+              P = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+    enum { REP = 1, ACC, REJ, DIS, HAN, VER, CLO };
+    /* E1 (grid 1): closed within its 72 hours */
+    s_inc_step(st, "E1", "02", 2, REP, 0, NULL, D, "dev-1", t0);
+    s_inc_step(st, "E1", "02", 2, ACC, 1, NULL, C, "c", t0);
+    s_inc_step(st, "E1", "02", 2, DIS, 2, "dept-fire", C, "c", t0);
+    s_inc_step(st, "E1", "02", 2, HAN, 3, "dept-fire", P, "f", t0 + H / 2);
+    s_inc_step(st, "E1", "02", 2, VER, 4, NULL, D, "dev-1", t0 + H / 2);
+    s_inc_step(st, "E1", "02", 2, CLO, 5, NULL, C, "c", t0 + H);
+    /* E2 (grid 2): 治安, 特别重大, 2 hours, still open at t0 + 3 h */
+    s_inc_step(st, "E2", "03", 4, REP, 0, NULL, D, "dev-1", t0);
+    s_inc_step(st, "E2", "03", 4, ACC, 1, NULL, C, "c", t0);
+    /* E3: rejected; E4: only reported */
+    s_inc_step(st, "E3", "01", 1, REP, 0, NULL, D, "dev-1", t0);
+    s_inc_step(st, "E3", "01", 1, REJ, 1, NULL, C, "c", t0);
+    s_inc_step(st, "E4", "04", 1, REP, 0, NULL, D, "dev-1", t0);
+    /* E5 (grid 2): closed after its 2 hours */
+    s_inc_step(st, "E5", "03", 4, REP, 0, NULL, D, "dev-1", t0);
+    s_inc_step(st, "E5", "03", 4, ACC, 1, NULL, C, "c", t0);
+    s_inc_step(st, "E5", "03", 4, DIS, 2, "dept-city", C, "c", t0);
+    s_inc_step(st, "E5", "03", 4, HAN, 3, "dept-city", P, "y", t0 + H);
+    s_inc_step(st, "E5", "03", 4, VER, 4, NULL, D, "dev-1", t0 + 2 * H);
+    s_inc_step(st, "E5", "03", 4, CLO, 5, NULL, C, "c", t0 + 5 * H);
+    gs_store_destroy(&st);
+
+    char at[32];
+    snprintf(at, sizeof at, "%lld", (long long) (t0 + 3 * H));
+    s_json_t *j;
+    s_res_t r = s_run(e, store, "incidents", "440305", "--at", at, "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t **lines;
+    size_t n = s_json_lines(r.out, &lines);
+    /* two grids, three departments ("-", dept-city, dept-fire), the total */
+    assert_int_equal(n, 6);
+    const s_json_t *tot = lines[5];
+    assert_string_equal(s_jstr(tot, "by"), "total");
+    assert_true(s_jnum(tot, "reported") == 5);
+    assert_true(s_jnum(tot, "registered") == 3);
+    assert_true(s_jnum(tot, "open") == 2);
+    assert_true(s_jnum(tot, "overdue") == 1);
+    assert_true(s_jnum(tot, "closed") == 2);
+    assert_true(s_jnum(tot, "closed_on_time") == 1);
+    assert_true(s_jnum(tot, "rejected") == 1);
+    assert_true(fabs(s_jnum(tot, "closure_rate") - 2.0 / 3.0) < 1e-9);
+    assert_true(fabs(s_jnum(tot, "on_time_rate") - 0.5) < 1e-9);
+    assert_string_equal(s_jstr(lines[0], "key"), "440305001001001");
+    assert_true(s_jnum(lines[0], "closed_on_time") == 1);
+    assert_string_equal(s_jstr(lines[1], "key"), "440305001001002");
+    assert_true(s_jnum(lines[1], "overdue") == 1);
+    assert_string_equal(s_jstr(lines[2], "by"), "department");
+    assert_string_equal(s_jstr(lines[2], "key"), "-");
+    assert_string_equal(s_jstr(lines[3], "key"), "dept-city");
+    assert_true(s_jnum(lines[3], "closed") == 1 && s_jnum(lines[3], "closed_on_time") == 0);
+    assert_string_equal(s_jstr(lines[4], "key"), "dept-fire");
+    assert_true(s_jnum(lines[4], "closed_on_time") == 1);
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+    /* before E2's deadline nothing is overdue; the text names the rates */
+    snprintf(at, sizeof at, "%lld", (long long) (t0 + H));
+    r = s_run(e, store, "incidents", "440305", "--level", "6", "--at", at, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "按期结案率"));
+    assert_non_null(strstr(r.out, "66.7%"));
+    assert_non_null(strstr(r.out, "50.0%"));
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "440305", "--level", "5", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    /* stats count them per cell */
+    r = s_run(e, store, "stats", "440305001", "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jnum(s_jget(j, "totals"), "incidents") == 5);
+    s_json_free(j);
+    s_res_free(&r);
+    /* export carries them: a JSON line each; no person rows in the CSV */
+    r = s_run(e, store, "export", "440305", "--format", "jsonl", NULL);
+    s_expect(&r, 0);
+    n = s_json_lines(r.out, &lines);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(s_jstr(lines[i], "kind"), "incident");
+        assert_non_null(s_jget(s_jget(lines[i], "record"), "history"));
+    }
+    s_json_lines_free(lines, n);
+    s_res_free(&r);
+    r = s_run(e, store, "export", "440305", "--format", "csv", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.err, "5 records, 0 person rows"));
+    s_res_free(&r);
+    r = s_run(e, store, "ls", "440305001001002", "--kind", "incident", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "E5"));
+    s_res_free(&r);
+}
+
 static void
 s_write(const char *path, const char *text)
 {
@@ -2582,6 +2815,8 @@ main(void)
         cmocka_unit_test(test_history_tail),
         cmocka_unit_test(test_export),
         cmocka_unit_test(test_devices),
+        cmocka_unit_test(test_devices_department_centre),
+        cmocka_unit_test(test_incidents),
         cmocka_unit_test(test_grids_import),
         cmocka_unit_test(test_grids_import_dry_run),
         cmocka_unit_test(test_backup_verify),

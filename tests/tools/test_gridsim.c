@@ -31,8 +31,10 @@
 #include <zmq.h>
 
 #include "gs_arena.h"
+#include "gs_store.h"
 #include "gs_client.h"
 #include "gs_gen.h"
+#include "gs_gen_incident.h"
 #include "gs_sim.h"
 #include "gs_testkit.h"
 #include "gs_validate.h"
@@ -213,6 +215,68 @@ test_plan_matches_validation(void **state)
     assert_int_equal(t.records, checked);
     gs_arena_destroy(&a);
     gs_gen_destroy(&gen);
+}
+
+static int
+s_cell_incidents(void *arg, const char *grid, const gs_cell_meta_t *m)
+{
+    (void) grid;
+    *(uint64_t *) arg += m->incidents;
+    return 0;
+}
+
+/* With incidents, the plan ends each grid with its incident reports, and a
+ * real store answers every upload of every grid exactly as planned (the
+ * noise an incident can carry: re-collected unchanged, two devices editing
+ * the report); the cells then count each report once. */
+static void
+test_plan_with_incidents_through_a_store(void **state)
+{
+    (void) state;
+    gs_gen_t *gen = s_small_district();
+    gs_sim_opts_t o;
+    s_noisy(&o);
+    o.organisations = 1;
+    o.incidents = 1;
+    o.now_ms = s_gen_now();
+    char dir[64], store[128];
+    gs_tk_tmpdir(dir, sizeof dir);
+    snprintf(store, sizeof store, "%s/store", dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    gs_arena_t *a = gs_arena_new(0);
+    uint64_t incidents = 0, seen_incidents = 0;
+    for (uint32_t g = 0; g < gs_gen_grid_count(gen); g++) {
+        gs_sim_upload_t *u;
+        size_t n;
+        gs_arena_reset(a);
+        assert_int_equal(gs_sim_plan_grid(&o, gen, g, a, &u, &n, NULL), 0);
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = 0; j < u[i].up->n_records; j++)
+                if (u[i].up->records[j]->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT &&
+                    u[i].expect[j].status == S_ACCEPTED && u[i].expect[j].version == 1)
+                    incidents++;
+            gs_upload_t up = { u[i].up->device_id, u[i].up->upload_id, u[i].up->records,
+                               u[i].up->n_records, gs_arena_allocator(a), NULL, 0, NULL, 1 };
+            gs_apply_out_t out;
+            assert_int_equal(gs_store_apply(st, &up, 1, o.now_ms, &out), 0);
+            Gridsync__V1__Ack *ack = gridsync__v1__ack__unpack(NULL, out.uploads[0].ack_len,
+                                                               out.uploads[0].ack);
+            assert_non_null(ack);
+            char detail[256];
+            if (gs_sim_check(&u[i], ack, detail, sizeof detail))
+                fail_msg("grid %u upload %zu: %s", g, i, detail);
+            gridsync__v1__ack__free_unpacked(ack, NULL);
+            gs_apply_out_clear(&out);
+        }
+    }
+    assert_true(incidents >= gs_gen_grid_count(gen));
+    assert_int_equal(gs_store_cells(st, "", s_cell_incidents, &seen_incidents), 0);
+    assert_int_equal(seen_incidents, incidents);
+    gs_store_destroy(&st);
+    gs_arena_destroy(&a);
+    gs_gen_destroy(&gen);
+    gs_tk_rmtree(dir);
 }
 
 /* The checker notices a wrong answer, and a retransmission ack that differs. */
@@ -421,6 +485,66 @@ s_record_count(const char *endpoint)
     "--scale", "0.01", "--devices", "3", "--batch", "25", "--seed", "7",              \
     "--retransmit", "10", "--lost-ack", "10", "--invalid", "5", "--recollect", "5",   \
     "--new-id", "5", "--conflict", "5", "--json", "--quiet"
+
+/* The fleet reports incidents (--incidents), then --workflow takes each
+ * through its planned steps as the grids' devices, an enrolled centre and
+ * the departments enrolled under their codes: every step acked as planned
+ * by a real broker. --workflow with --keys is refused. */
+static void
+test_incident_workflow_against_the_broker(void **state)
+{
+    s_env_t *e = *state;
+    char err_path[128];
+    snprintf(err_path, sizeof err_path, "%s/gridsim.err", e->dir);
+    const char *fleet[] = { "--endpoint", e->broker.upload, "--run-id", "inc", "--incidents",
+                            S_NOISY_ARGS, NULL };
+    char *json = NULL;
+    int st = s_gridsim(fleet, &json, err_path);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(s_json_u64(json, "expectation_errors"), 0);
+    free(json);
+    /* the registry: a centre, and a department per category */
+    gs_store_t *reg = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(reg);
+    char *pfx[1] = { "440305" };
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = "centre-sim";
+    d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE;
+    d.prefixes = pfx;
+    d.n_prefixes = 1;
+    assert_int_equal(gs_store_device_put(reg, &d), 0);
+    static const char *cats[] = { "01", "02", "03", "04", "05", "06", "99" };
+    for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
+        char *c[1] = { (char *) cats[i] };
+        d.device_id = d.department = (char *) gs_gen_inc_department(cats[i]);
+        d.role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+        d.categories = c;
+        d.n_categories = 1;
+        assert_int_equal(gs_store_device_put(reg, &d), 0);
+    }
+    gs_store_destroy(&reg);
+    const char *flow[] = { "--endpoint", e->broker.upload, "--run-id", "incw", "--workflow",
+                           S_NOISY_ARGS, NULL };
+    st = s_gridsim(flow, &json, err_path);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char *err = gs_tk_read_file(err_path, NULL, 1);
+        fprintf(stderr, "gridsim --workflow: %s\n%s\n", json, err);
+        free(err);
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(s_json_u64(json, "expectation_errors"), 0);
+    assert_int_equal(s_json_u64(json, "transport_errors"), 0);
+    assert_true(s_json_u64(json, "incident_steps") > 0);
+    free(json);
+    const char *keys[] = { "--endpoint", e->broker.upload, "--keys", err_path, "--workflow",
+                           "--quiet", NULL };
+    st = s_gridsim(keys, &json, err_path);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+    free(json);
+    char *err = gs_tk_read_file(err_path, NULL, 0);
+    assert_non_null(strstr(err, "--workflow uploads in the names of the centre"));
+    free(err);
+}
 
 /* All noise on: every ack as expected, counts consistent, and the store
  * holds each district record once with one event per accepted change. */
@@ -752,8 +876,11 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_is_deterministic),
         cmocka_unit_test(test_plan_matches_validation),
+        cmocka_unit_test(test_plan_with_incidents_through_a_store),
         cmocka_unit_test(test_check_finds_differences),
         cmocka_unit_test_setup_teardown(test_noisy_fleet_all_as_expected, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_incident_workflow_against_the_broker, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_answers_fail_the_run, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_exit_codes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_curve_broker, s_setup_curve, s_teardown),

@@ -194,6 +194,7 @@ gc_cmd_fn gc_cmd_get;
 gc_cmd_fn gc_cmd_history;
 gc_cmd_fn gc_cmd_export;
 gc_cmd_fn gc_cmd_dups;          /* gc_dups.c */
+gc_cmd_fn gc_cmd_incidents;     /* gc_incidents.c */
 gc_cmd_fn gc_cmd_tail;          /* gc_tail.c */
 gc_cmd_fn gc_cmd_devices;       /* gc_registry.c */
 gc_cmd_fn gc_cmd_grids;

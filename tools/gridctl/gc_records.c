@@ -33,8 +33,10 @@ s_kind_arg(gc_ctx_t *ctx, const gc_args_t *a, int *kind)
         *kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL;
     else if (!strcmp(k, "organisation"))
         *kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION;
+    else if (!strcmp(k, "incident"))
+        *kind = GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT;
     else
-        return gc_usage(ctx, "--kind must be household, rental or organisation");
+        return gc_usage(ctx, "--kind must be household, rental, organisation or incident");
     return GC_EXIT_OK;
 }
 
@@ -64,7 +66,7 @@ s_json_view(gs_json_t *j, const gs_record_view_t *v)
 /* ---- ls ------------------------------------------------------------------------------- */
 
 static const char s_ls_help[] =
-    "Usage: gridctl ls PREFIX [--kind household|rental|organisation] [--limit N]\n"
+    "Usage: gridctl ls PREFIX [--kind household|rental|organisation|incident] [--limit N]\n"
     "\n"
     "The records under PREFIX (a grid, a community, or any grid-code prefix) in\n"
     "code order, void ones included: kind, id, grid, version, status, members of a\n"
@@ -177,7 +179,7 @@ gc_cmd_ls(gc_ctx_t *ctx, int argc, char **argv)
 /* ---- get --------------------------------------------------------------------------------- */
 
 static const char s_get_help[] =
-    "Usage: gridctl get KEY [--kind household|rental|organisation]\n"
+    "Usage: gridctl get KEY [--kind household|rental|organisation|incident]\n"
     "\n"
     "One record by its id (the canonical id or an alias left by a merge): version,\n"
     "status, grid, and every field. ID numbers and phones are masked\n"
@@ -308,7 +310,7 @@ gc_cmd_get(gc_ctx_t *ctx, int argc, char **argv)
 /* ---- history ---------------------------------------------------------------------------------- */
 
 static const char s_history_help[] =
-    "Usage: gridctl history KEY [--kind household|rental|organisation]\n"
+    "Usage: gridctl history KEY [--kind household|rental|organisation|incident]\n"
     "\n"
     "The change events of one record, oldest first, across moves between grids:\n"
     "seq, commit time, operation (upsert, void, move_out, move_in), version, the\n"
@@ -418,7 +420,8 @@ static const char s_export_help[] =
     "          updated_at, status, record}; record as gridctl get --json shows it\n"
     "  csv     a header, then one row per person (household members, tenants, a\n"
     "          landlord who is a person, an organisation's legal representative,\n"
-    "          contact and employees): record_kind, record_id, grid, status, role\n"
+    "          contact and employees; an incident names no person and has no row):\n"
+    "          record_kind, record_id, grid, status, role\n"
     "          (member|tenant|landlord|legal_representative|contact|employee),\n"
     "          relation, id_type, id_number, name, sex,\n"
     "          birth_date, population_type, phones (';' between), address.\n"
@@ -515,7 +518,7 @@ s_exp_record(void *arg, const gs_record_view_t *v)
             for (size_t i = 0; i < o->n_employees; i++)
                 if (o->employees[i])
                     s_csv_person(e, v, "employee", o->employees[i], addr);
-        } else {
+        } else if (r->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL) {
             const Gridsync__V1__RentalHousing *h = r->rental;
             for (size_t i = 0; i < h->n_leases; i++)
                 if (h->leases[i] && h->leases[i]->tenant)

@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include "gs_grid.h"
+#include "gs_incident.h"
 #include "gs_validate.h"
 
 #define S_MAX_PREFIXES 32       /* prefixes per device on the command line */
@@ -37,6 +38,8 @@ s_role_name(int role)
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE: return "device";
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT: return "district";
     case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN: return "admin";
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT: return "department";
+    case GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE: return "centre";
     default: return "unknown";
     }
 }
@@ -75,6 +78,13 @@ s_json_device(gs_json_t *j, const Gridsync__V1__Device *d)
     gs_json_i64(j, d->updated_at);
     gs_json_key(j, "note");
     gs_json_str(j, d->note && *d->note ? d->note : NULL);
+    gs_json_key(j, "department");
+    gs_json_str(j, d->department && *d->department ? d->department : NULL);
+    gs_json_key(j, "categories");
+    gs_json_arr(j);
+    for (size_t i = 0; i < d->n_categories; i++)
+        gs_json_str(j, d->categories[i]);
+    gs_json_end(j);
     gs_json_end(j);
 }
 
@@ -86,6 +96,15 @@ s_text_device(FILE *o, const Gridsync__V1__Device *d)
     fprintf(o, "role        %s\n", s_role_name(d->role));
     fprintf(o, "status      %s\n", s_dev_status(d->status));
     fprintf(o, "collector   %s\n", d->collector_id && *d->collector_id ? d->collector_id : "-");
+    if (d->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT) {
+        fprintf(o, "department  %s\n", d->department && *d->department ? d->department : "-");
+        fprintf(o, "categories ");
+        for (size_t i = 0; i < d->n_categories; i++) {
+            const gs_incident_category_t *c = gs_incident_category_find(d->categories[i]);
+            fprintf(o, " %s %s", d->categories[i], c ? c->name : "?");
+        }
+        fprintf(o, "%s\n", d->n_categories ? "" : " (none: it may read nothing)");
+    }
     fprintf(o, "prefixes   ");
     for (size_t i = 0; i < d->n_prefixes; i++)
         fprintf(o, " %s", *d->prefixes[i] ? d->prefixes[i] : "\"\" (everything)");
@@ -142,12 +161,15 @@ static const char s_devices_help[] =
     "Usage: gridctl devices list\n"
     "       gridctl devices show DEVICE_ID\n"
     "       gridctl devices add DEVICE_ID --prefix P [--prefix P2 ...]\n"
-    "                           [--collector C] [--role device|district|admin]\n"
+    "                           [--collector C]\n"
+    "                           [--role device|district|admin|department|centre]\n"
+    "                           [--department D --category C [--category C2 ...]]\n"
     "                           [--public-key Z85] [--note TEXT]\n"
     "       gridctl devices assign DEVICE_ID --prefix P [--prefix P2 ...]\n"
     "       gridctl devices revoke DEVICE_ID\n"
     "       gridctl devices enrol DEVICE_ID --bundle FILE --prefix P [...] [--collector C]\n"
-    "                             [--role R] [--endpoint EP] [--feed-endpoint EP]\n"
+    "                             [--role R] [--department D --category C ...]\n"
+    "                             [--endpoint EP] [--feed-endpoint EP]\n"
     "       gridctl devices rekey DEVICE_ID --bundle FILE [--endpoint EP] [--feed-endpoint EP]\n"
     "\n"
     "The device registry: who may connect (handhelds, district systems, admins),\n"
@@ -161,7 +183,12 @@ static const char s_devices_help[] =
     "           level boundary: 2, 4, 6 (district), 9 (street), 12 (community) or\n"
     "           15 (grid) digits. --public-key is the identity's CURVE public key in\n"
     "           Z85 (40 characters); without one it cannot connect to a broker that\n"
-    "           runs CURVE.\n"
+    "           runs CURVE. A department (职能部门: handles dispatched incidents)\n"
+    "           needs --department (its code, which a centre dispatches to) and at\n"
+    "           least one --category (a code of the incident category table, e.g.\n"
+    "           02 安全隐患); it reads only the incidents of its categories under its\n"
+    "           prefixes. A centre (指挥中心) accepts, dispatches and closes\n"
+    "           incidents under its prefixes.\n"
     "  assign   replace the prefixes\n"
     "  revoke   refuse the identity from its next request on (idempotent)\n"
     "  show     one identity; exit status 1 if unknown\n"
@@ -176,7 +203,7 @@ static const char s_devices_help[] =
     "\n"
     "--json: list writes one line per device; show, add, assign and revoke write the\n"
     "device as stored: {device_id, role, status, collector_id, prefixes, public_key,\n"
-    "created_at, updated_at, note}.\n";
+    "created_at, updated_at, note, department, categories}.\n";
 
 /* --prefix values, checked. Returns GC_EXIT_OK or a usage error. */
 static int
@@ -250,8 +277,31 @@ s_devices_add_key(gc_ctx_t *ctx, const gc_args_t *a, const char *made_key)
         role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DISTRICT;
     else if (rs && !strcmp(rs, "admin"))
         role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN;
+    else if (rs && !strcmp(rs, "department"))
+        role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+    else if (rs && !strcmp(rs, "centre"))
+        role = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE;
     else if (rs && strcmp(rs, "device"))
-        return gc_usage(ctx, "--role must be device, district or admin");
+        return gc_usage(ctx, "--role must be device, district, admin, department or centre");
+    int is_dept = role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+    const char *department = gc_args_get(a, "department");
+    const char *cats[S_MAX_PREFIXES];
+    size_t ncat = gc_args_all(a, "category", cats, S_MAX_PREFIXES);
+    if (!is_dept && (department || ncat))
+        return gc_usage(ctx, "--department and --category are for --role department only");
+    if (is_dept && !department)
+        return gc_usage(ctx, "a department needs --department (the code a centre dispatches to)");
+    if (department && gs_ident_check(department, "--department", &v))
+        return gc_usage(ctx, "bad --department '%.70s': %s", department, v.message);
+    if (is_dept && !ncat)
+        return gc_usage(ctx, "a department needs at least one --category");
+    if (ncat > S_MAX_PREFIXES)
+        return gc_usage(ctx, "at most %d categories", S_MAX_PREFIXES);
+    for (size_t i = 0; i < ncat; i++)
+        if (!gs_incident_category_find(cats[i]))
+            return gc_usage(ctx, "--category '%.8s' is not in the category table (01 矛盾纠纷, "
+                            "02 安全隐患, 03 治安, 04 环境卫生, 05 城市管理, 06 民生服务, 99 其他)",
+                            cats[i]);
     const char *collector = gc_args_get(a, "collector");
     if (role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE && !collector)
         return gc_usage(ctx, "a device needs --collector (the collector who carries it)");
@@ -305,6 +355,9 @@ s_devices_add_key(gc_ctx_t *ctx, const gc_args_t *a, const char *made_key)
     d.status = GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_ACTIVE;
     d.created_at = d.updated_at = gc_now_ms();
     d.note = (char *) (note ? note : "");
+    d.department = (char *) (department ? department : "");
+    d.categories = (char **) cats;
+    d.n_categories = ncat;
     rc = s_device_put(ctx, st, &d, "added");
     gs_store_destroy(&st);
     if (!rc && !key && !ctx->json)
@@ -556,6 +609,7 @@ int
 gc_cmd_devices(gc_ctx_t *ctx, int argc, char **argv)
 {
     static const gc_optspec_t spec[] = { { "prefix", 1 }, { "collector", 1 }, { "role", 1 },
+                                         { "department", 1 }, { "category", 1 },
                                          { "public-key", 1 }, { "note", 1 }, { "bundle", 1 },
                                          { "endpoint", 1 }, { "feed-endpoint", 1 },
                                          { NULL, 0 } };

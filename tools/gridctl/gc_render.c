@@ -195,6 +195,10 @@ gc_record_address(const Gridsync__V1__Record *r, char *buf, size_t size)
         text = r->organisation->address;
         code = r->organisation->address_code;
         room = r->organisation->room;
+    } else if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT && r->incident) {
+        text = r->incident->address;
+        code = r->incident->address_code;
+        room = r->incident->room;
     }
     if (text && *text)
         snprintf(buf, size, "%s", text);

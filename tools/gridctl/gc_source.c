@@ -138,6 +138,7 @@ gc_src_cells(gc_src_t *self, const char *prefix, gs_cell_fn *fn, void *arg, uint
         m.last_update = c->last_update;
         m.organisations = c->organisations;
         m.employees = c->employees;
+        m.incidents = c->incidents;
         if (fn(arg, c->grid_code, &m))
             break;
     }
@@ -224,11 +225,7 @@ gc_src_device_get(gc_src_t *self, const char *device_id, Gridsync__V1__Device **
 static int
 s_record_status(const Gridsync__V1__Record *r)
 {
-    const Gridsync__V1__RecordMeta *m = NULL;
-    if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && r->household)
-        m = r->household->meta;
-    else if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && r->rental)
-        m = r->rental->meta;
+    const Gridsync__V1__RecordMeta *m = r ? gs_record_meta(r) : NULL;
     return m ? (int) m->status : 0;
 }
 

@@ -42,7 +42,7 @@ static const char s_help[] =
     "\n"
     "--json: one document {prefix, level, head_seq, registry:{grids, total},\n"
     "rows:[{code, name, households, persons, rentals, tenants, organisations,\n"
-    "employees, voided, grids,\n"
+    "employees, incidents, voided, grids,\n"
     "grids_registered, grids_registered_collected, grids_unregistered, coverage,\n"
     "status, last_seq, last_update}], totals:{...}}. coverage is a fraction or null.\n";
 
@@ -74,6 +74,7 @@ typedef struct s_row {
     const char *name;           /* registry name (grid rows) */
     uint64_t households, persons, rentals, tenants, voided; /* summed cell counters */
     uint64_t organisations, employees; /* summed cell counters */
+    uint64_t incidents;         /* summed cell counter */
     uint64_t grids;             /* grids with active records */
     uint64_t registered;        /* registered grids (valid today) */
     uint64_t reg_collected;     /* registered grids with active records */
@@ -210,6 +211,7 @@ s_row_add(s_row_t *r, const s_item_t *x)
         r->tenants += x->m.tenants;
         r->organisations += x->m.organisations;
         r->employees += x->m.employees;
+        r->incidents += x->m.incidents;
         r->voided += x->m.voided;
         if (x->m.last_seq > r->last_seq) {
             r->last_seq = x->m.last_seq;
@@ -254,6 +256,8 @@ s_json_row(gs_json_t *j, const s_row_t *r, int grid_level, uint64_t reg_total, i
     gs_json_u64(j, r->organisations);
     gs_json_key(j, "employees");
     gs_json_u64(j, r->employees);
+    gs_json_key(j, "incidents");
+    gs_json_u64(j, r->incidents);
     gs_json_key(j, "voided");
     gs_json_u64(j, r->voided);
     gs_json_key(j, "grids");

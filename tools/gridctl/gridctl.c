@@ -31,6 +31,7 @@ static const s_cmd_t s_cmds[] = {
     { "get", gc_cmd_get, "one record in full (masked)" },
     { "history", gc_cmd_history, "the change events of one record" },
     { "dups", gc_cmd_dups, "persons in two places, shared phones, crowded rentals" },
+    { "incidents", gc_cmd_incidents, "open, overdue, closed incidents; 结案率, 按期结案率" },
     { "tail", gc_cmd_tail, "the change log; --follow for new events" },
     { "export", gc_cmd_export, "every record under a prefix as JSON lines or CSV" },
     { "devices", gc_cmd_devices,

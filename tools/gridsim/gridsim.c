@@ -36,6 +36,8 @@
 
 #include "gs_client.h"
 #include "gs_gen.h"
+#include "gs_gen_incident.h"
+#include "gs_incident.h"
 #include "gs_sim.h"
 #include "gs_validate.h"
 #include "gs_version.h"
@@ -358,6 +360,14 @@ s_usage(FILE *out)
         "  --households N         households (default 139000)\n"
         "  --rental-buildings N   rental buildings (default 13055)\n"
         "  --organisations N      organisations (default 8232; 0 leaves them out)\n"
+        "  --incidents            also each grid's incident reports (事件: its rental\n"
+        "                         units' open hazards and other reports), last\n"
+        "  --workflow             no fleet: take every incident the fleet reported (an\n"
+        "                         earlier run with --incidents and the same district)\n"
+        "                         through its planned steps, as the grids' devices, the\n"
+        "                         centre (--centre ID, default centre-sim) and the\n"
+        "                         departments (enrolled under their department codes);\n"
+        "                         needs a broker in --insecure-dev mode\n"
         "  --scale F              multiply the four counts above by F (e.g. 0.02)\n"
         "Fleet:\n"
         "  --endpoint EP          broker upload endpoint (default: the bundle's with\n"
@@ -439,6 +449,8 @@ typedef struct s_args {
     int json;                       /* summary as JSON */
     int quiet;                      /* no progress bar */
     char run_id[32];                /* default run id */
+    int workflow;                   /* --workflow: play the incidents' steps */
+    const char *centre;             /* --centre: the centre's registry id */
 } s_args_t;
 
 static int
@@ -447,7 +459,7 @@ s_parse_args(int argc, char **argv, s_args_t *g)
     enum { O_SEED = 256, O_DISTRICT, O_GRIDS, O_HOUSEHOLDS, O_BUILDINGS, O_ORGS, O_SCALE,
            O_ENDPOINT, O_DEVICES, O_BATCH, O_RUN_ID, O_TIMEOUT, O_RETRIES, O_LOST_MS,
            O_RETX, O_LOST, O_INVALID, O_RECOLLECT, O_NEW_ID, O_CONFLICT, O_NO_NOISE,
-           O_JSON, O_QUIET, O_HELP, O_KEYS, O_VERSION };
+           O_JSON, O_QUIET, O_HELP, O_KEYS, O_VERSION, O_INCIDENTS, O_WORKFLOW, O_CENTRE };
     static const struct option opts[] = {
         { "seed", required_argument, 0, O_SEED },
         { "district", required_argument, 0, O_DISTRICT },
@@ -471,6 +483,9 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         { "new-id", required_argument, 0, O_NEW_ID },
         { "conflict", required_argument, 0, O_CONFLICT },
         { "no-noise", no_argument, 0, O_NO_NOISE },
+        { "incidents", no_argument, 0, O_INCIDENTS },
+        { "workflow", no_argument, 0, O_WORKFLOW },
+        { "centre", required_argument, 0, O_CENTRE },
         { "json", no_argument, 0, O_JSON },
         { "quiet", no_argument, 0, O_QUIET },
         { "help", no_argument, 0, O_HELP },
@@ -534,6 +549,9 @@ s_parse_args(int argc, char **argv, s_args_t *g)
         case O_RECOLLECT: rc = s_parse_pct("--recollect", optarg, &g->sim.recollect_pct); break;
         case O_NEW_ID: rc = s_parse_pct("--new-id", optarg, &g->sim.new_id_pct); break;
         case O_CONFLICT: rc = s_parse_pct("--conflict", optarg, &g->sim.conflict_pct); break;
+        case O_INCIDENTS: g->sim.incidents = 1; break;
+        case O_WORKFLOW: g->workflow = g->sim.incidents = 1; break;
+        case O_CENTRE: g->centre = optarg; break;
         case O_NO_NOISE:
             g->sim.retransmit_pct = g->sim.lost_ack_pct = g->sim.invalid_pct = 0;
             g->sim.recollect_pct = g->sim.new_id_pct = g->sim.conflict_pct = 0;
@@ -574,7 +592,108 @@ typedef struct s_total {
     gs_sim_tally_t tally;           /* record-level noise planned */
     double p50, p90, p99, max_ms;   /* ack latency, milliseconds */
     double secs;                    /* wall time of the run */
+    uint64_t incident_steps;        /* --workflow: incident steps acked */
 } s_total_t;
+
+/* --workflow: instead of the fleet, every grid's incidents are taken through the
+ * steps gs_gen_incident planned, each by the principal whose step it is,
+ * named by its registry id: the grid's device, the centre (centre_id) or
+ * the department (its department code). One plaintext client: a broker in
+ * --insecure-dev holds an enrolled id to its registry entry. Every step
+ * must be ACCEPTED; the first may meet a report that a second device's
+ * edit made version 2, and is then sent again on the version the CONFLICT
+ * names. Steps acked go to t->incident_steps, anything else is an
+ * expectation error. */
+static void
+s_play_workflow(s_run_t *run, const char *centre_id, s_total_t *t)
+{
+    gs_client_t *cli = gs_client_new(run->endpoint, &run->copts);
+    gs_arena_t *a = gs_arena_new(0);
+    if (!cli || !a) {
+        s_error(run, 1, "--workflow: out of memory");
+        gs_client_destroy(&cli);
+        gs_arena_destroy(&a);
+        return;
+    }
+    uint64_t n_up = 0;
+    for (uint32_t grid = 0; grid < run->n_grids && !atomic_load(&run->stop); grid++) {
+        gs_arena_reset(a);
+        uint32_t n = gs_gen_grid_incident_count(run->gen, grid, a);
+        char dev[GS_ID_MAX + 1];
+        gs_sim_device_id(gs_gen_grid_code(run->gen, grid), 0, dev, sizeof dev);
+        for (uint32_t k = 0; k < n && !atomic_load(&run->stop); k++) {
+            gs_arena_reset(a);
+            gs_gen_incident_t inc;
+            if (gs_gen_incident(run->gen, grid, k, run->sim.now_ms, a, &inc)) {
+                s_error(run, 1, "--workflow: an incident could not be made");
+                continue;
+            }
+            Gridsync__V1__Incident *in = inc.report->incident;
+            Gridsync__V1__IncidentTransition note = GRIDSYNC__V1__INCIDENT_TRANSITION__INIT;
+            Gridsync__V1__IncidentTransition *notes[1] = { &note };
+            uint64_t base = 1;
+            for (size_t i = 0; i < inc.n_steps && !atomic_load(&run->stop); i++) {
+                const gs_gen_inc_step_t *s = &inc.steps[i];
+                in->status = (Gridsync__V1__IncidentStatus) s->status;
+                in->department = (char *) (s->department ? s->department : "");
+                note.to = in->status;
+                note.note = (char *) s->note;
+                in->history = notes;
+                in->n_history = 1;
+                const char *by =
+                    s->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE ? centre_id
+                    : s->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT
+                        ? s->department
+                        : dev;
+                int ok = 0;
+                for (int attempt = 0; attempt < 2; attempt++) {
+                    in->meta->base_version = base;
+                    char uid[48];
+                    snprintf(uid, sizeof uid, "%s-w%llu", run->sim.run_id,
+                             (unsigned long long) ++n_up);
+                    Gridsync__V1__Record *rec = inc.report;
+                    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+                    up.device_id = (char *) by;
+                    up.upload_id = uid;
+                    up.records = &rec;
+                    up.n_records = 1;
+                    Gridsync__V1__Ack *ack = NULL;
+                    gs_client_error_t err;
+                    int rc = gs_client_upload(cli, &up, &ack, &err);
+                    if (rc) {
+                        s_fail(run, uid, rc, &err);
+                        break;
+                    }
+                    const Gridsync__V1__RecordResult *r = ack->n_results ? ack->results[0] : NULL;
+                    int status = r ? (int) r->status : 0;
+                    uint64_t version = r ? r->version : 0;
+                    if (status == S_R(CONFLICT) && i == 0 && attempt == 0) {
+                        base = version;     /* the report was edited: step on from there */
+                        gridsync__v1__ack__free_unpacked(ack, NULL);
+                        continue;
+                    }
+                    if (status == S_R(ACCEPTED)) {
+                        base = version;
+                        t->incident_steps++;
+                        ok = 1;
+                    } else {
+                        char detail[320];
+                        snprintf(detail, sizeof detail, "incident %s, step to %s by %s: %s %s",
+                                 in->incident_id, gs_incident_status_name(s->status), by,
+                                 gs_sim_status_name(status), r && r->message ? r->message : "");
+                        s_error(run, 1, detail);
+                    }
+                    gridsync__v1__ack__free_unpacked(ack, NULL);
+                    break;
+                }
+                if (!ok)
+                    break;      /* the rest of this plan cannot follow */
+            }
+        }
+    }
+    gs_client_destroy(&cli);
+    gs_arena_destroy(&a);
+}
 
 static void
 s_print_json(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64_t errors,
@@ -609,11 +728,11 @@ s_print_json(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64_
            (unsigned long long) t->tally.by_noise[GS_SIM_CONFLICT]);
     printf("\"events\":%llu,\"max_seq\":%llu,\"client_resends\":%llu,"
            "\"stale_replies\":%llu,\"expectation_errors\":%llu,\"transport_errors\":%llu,"
-           "\"interrupted\":%s}\n",
+           "\"incident_steps\":%llu,\"interrupted\":%s}\n",
            (unsigned long long) t->events, (unsigned long long) t->max_seq,
            (unsigned long long) t->resends, (unsigned long long) t->stale,
            (unsigned long long) errors, (unsigned long long) transport,
-           interrupted ? "true" : "false");
+           (unsigned long long) t->incident_steps, interrupted ? "true" : "false");
 }
 
 static void
@@ -655,6 +774,9 @@ s_print_human(const s_args_t *g, const gs_gen_t *gen, const s_total_t *t, uint64
            t->dup_seqs ? ", SOME SEQS ACKED TWICE" : ", no seq acked twice");
     printf("  client           %s resends after timeouts, %s stale replies\n",
            s_count(t->resends, a, sizeof a), s_count(t->stale, b, sizeof b));
+    if (t->incident_steps)
+        printf("  incident steps   %llu (the workflow played)\n",
+               (unsigned long long) t->incident_steps);
     printf("  expectation errors %llu%s%s\n", (unsigned long long) errors,
            transport ? "; the broker stopped answering" : "",
            interrupted ? "; interrupted before the end" : "");
@@ -684,6 +806,12 @@ main(int argc, char **argv)
     int prc = s_parse_args(argc, argv, &g);
     if (prc)
         return prc > 0 ? 0 : 2;
+    if (g.workflow && g.keys) {
+        fprintf(stderr, "gridsim: --workflow uploads in the names of the centre and the "
+                "departments, which a broker in CURVE mode allows only with their own keys; "
+                "run it against a broker in --insecure-dev mode, without --keys\n");
+        return 2;
+    }
     gs_curve_keys_t curve;
     memset(&curve, 0, sizeof curve);
     gs_bundle_info_t bundle;
@@ -701,6 +829,8 @@ main(int argc, char **argv)
             return 2;
         }
     }
+    if (!g.centre)
+        g.centre = "centre-sim";
     if (!g.endpoint)
         g.endpoint = bundle.upload_endpoint[0] ? bundle.upload_endpoint
                                                : "tcp://127.0.0.1:7510";
@@ -712,6 +842,7 @@ main(int argc, char **argv)
     }
     if (g.gen.streets > g.gen.grids)
         g.gen.streets = g.gen.grids;
+    g.sim.now_ms = g.gen.now_ms;    /* the incidents' reports are dated by it */
     gs_gen_t *gen = gs_gen_new(&g.gen);
     if (!gen) {
         fprintf(stderr, "gridsim: cannot lay out the district (check --district, --grids, "
@@ -749,7 +880,12 @@ main(int argc, char **argv)
 
     if (g.devices > run.n_grids)
         g.devices = run.n_grids; /* one device per grid: more threads would idle */
-    s_worker_t *ws = calloc(g.devices, sizeof *ws);
+    if (g.workflow) {
+        /* the fleet ran before (with --incidents): only the incidents' steps */
+        g.devices = 0;
+        atomic_store(&run.next_grid, run.n_grids);
+    }
+    s_worker_t *ws = calloc(g.devices ? g.devices : 1, sizeof *ws);
     if (!ws) {
         gs_gen_destroy(&gen);
         return 2;
@@ -848,6 +984,8 @@ main(int argc, char **argv)
     free(lat);
     free(seqs);
     free(ws);
+    if (g.workflow && !atomic_load(&run.stop))
+        s_play_workflow(&run, g.centre, &t);
 
     uint64_t errors = atomic_load(&run.errors);
     uint64_t transport = atomic_load(&run.transport_errors);

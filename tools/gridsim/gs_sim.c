@@ -4,6 +4,7 @@
  * (docs/store.md) in the form "what must come back".
  */
 #include "gs_sim.h"
+#include "gs_gen_incident.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -179,6 +180,7 @@ s_id_slot(Gridsync__V1__Record *rec)
     switch (rec->body_case) {
     case GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD: return &rec->household->household_id;
     case GRIDSYNC__V1__RECORD__BODY_ORGANISATION: return &rec->organisation->org_id;
+    case GRIDSYNC__V1__RECORD__BODY_INCIDENT: return &rec->incident->incident_id;
     default: return &rec->rental->house_id;
     }
 }
@@ -189,6 +191,7 @@ s_address_slot(Gridsync__V1__Record *rec)
     switch (rec->body_case) {
     case GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD: return &rec->household->address;
     case GRIDSYNC__V1__RECORD__BODY_ORGANISATION: return &rec->organisation->address;
+    case GRIDSYNC__V1__RECORD__BODY_INCIDENT: return &rec->incident->address;
     default: return &rec->rental->address;
     }
 }
@@ -201,6 +204,7 @@ s_meta_own(gs_arena_t *a, Gridsync__V1__Record *rec)
     Gridsync__V1__RecordMeta **slot =
         rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD      ? &rec->household->meta
         : rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION ? &rec->organisation->meta
+        : rec->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT     ? &rec->incident->meta
                                                                     : &rec->rental->meta;
     Gridsync__V1__RecordMeta *m = gs_arena_alloc(a, sizeof *m);
     if (!m)
@@ -337,10 +341,13 @@ typedef struct s_ranges {
     uint32_t hf, hn;                /* households */
     uint32_t rf, rn;                /* rental units */
     uint32_t of, on;                /* organisations (on = 0 when left out) */
+    uint32_t in;                    /* incidents (0 when left out), numbered in the grid */
+    uint32_t grid;                  /* the grid, for the incidents */
+    int64_t now_ms;                 /* for the incidents */
 } s_ranges_t;
 
 /* Record j of the grid: households first, then rental units, then
- * organisations. */
+ * organisations, then incident reports. */
 static Gridsync__V1__Record *
 s_gen(const gs_gen_t *gen, const s_ranges_t *g, uint32_t j, gs_arena_t *a)
 {
@@ -348,7 +355,12 @@ s_gen(const gs_gen_t *gen, const s_ranges_t *g, uint32_t j, gs_arena_t *a)
         return gs_gen_household(gen, g->hf + j, a);
     if (j < g->hn + g->rn)
         return gs_gen_rental(gen, g->rf + (j - g->hn), a);
-    return gs_gen_org(gen, g->of + (j - g->hn - g->rn), a);
+    if (j < g->hn + g->rn + g->on)
+        return gs_gen_org(gen, g->of + (j - g->hn - g->rn), a);
+    gs_gen_incident_t inc;
+    if (gs_gen_incident(gen, g->grid, j - g->hn - g->rn - g->on, g->now_ms, a, &inc))
+        return NULL;
+    return inc.report;
 }
 
 /* The noise draw of record j: keyed by kind and index in the district. */
@@ -359,7 +371,10 @@ s_draw_record(uint64_t seed, const s_ranges_t *g, uint32_t j)
         return s_draw(seed, 'H', g->hf + j);
     if (j < g->hn + g->rn)
         return s_draw(seed, 'R', g->rf + (j - g->hn));
-    return s_draw(seed, 'O', g->of + (j - g->hn - g->rn));
+    if (j < g->hn + g->rn + g->on)
+        return s_draw(seed, 'O', g->of + (j - g->hn - g->rn));
+    /* incidents are numbered per grid: 4096 indexes per grid */
+    return s_draw(seed, 'I', (uint64_t) g->grid * 4096 + (j - g->hn - g->rn - g->on));
 }
 
 int
@@ -385,7 +400,11 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
     gs_gen_grid_rentals(gen, grid, &rg.rf, &rg.rn);
     if (o->organisations)
         gs_gen_grid_orgs(gen, grid, &rg.of, &rg.on);
-    uint32_t total = rg.hn + rg.rn + rg.on;
+    rg.grid = grid;
+    rg.now_ms = o->now_ms;
+    if (o->incidents)
+        rg.in = gs_gen_grid_incident_count(gen, grid, a);
+    uint32_t total = rg.hn + rg.rn + rg.on + rg.in;
     uint32_t inv = s_bp(o->invalid_pct), rec = s_bp(o->recollect_pct);
     uint32_t nid = s_bp(o->new_id_pct), con = s_bp(o->conflict_pct);
 
@@ -417,8 +436,11 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
                     *r->organisation->uscc ? r->organisation : NULL;
         Gridsync__V1__Person *victim =
             kind == GS_SIM_INVALID && !org ? s_first_resident(r) : NULL;
+        /* an incident report sent again under a new upload id is not
+         * UNCHANGED: the stored one has the history the store wrote */
+        int incident = r->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT;
         if ((kind == GS_SIM_INVALID && !victim && !org) ||
-            (kind == GS_SIM_NEW_ID && !s_has_natkey(r)))
+            (kind == GS_SIM_NEW_ID && !s_has_natkey(r)) || (kind == GS_SIM_RECOLLECT && incident))
             kind = GS_SIM_FRESH; /* this record cannot carry that noise */
         noise[j] = (uint8_t) kind;
         const char *id = *s_id_slot(r);

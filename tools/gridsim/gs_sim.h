@@ -74,6 +74,12 @@ typedef struct gs_sim_opts {
                                  * and rental units (default 0: the benchmark's
                                  * PostgreSQL peer does not store them yet; gridsim
                                  * sets it) */
+    int incidents;              /* also the grid's incident reports (gs_gen_incident),
+                                 * last: each a collector's REPORTED incident, with the
+                                 * noise a record that names no person, has no natural
+                                 * key and is rewritten by the store can carry (two
+                                 * devices editing it) (default 0; gridsim --incidents) */
+    int64_t now_ms;             /* the generator's opts.now_ms (for the incidents) */
 } gs_sim_opts_t;
 
 /* Fill o with the defaults above. */

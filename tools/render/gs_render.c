@@ -358,6 +358,7 @@ gs_render_kind_name(int kind)
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD: return "household";
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_RENTAL: return "rental";
     case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION: return "organisation";
+    case GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT: return "incident";
     default: return NULL;
     }
 }
@@ -383,6 +384,8 @@ gs_render_record_body(const Gridsync__V1__Record *r)
         return &r->rental->base;
     if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && r->organisation)
         return &r->organisation->base;
+    if (r && r->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT && r->incident)
+        return &r->incident->base;
     return NULL;
 }
 

@@ -1,0 +1,453 @@
+/*
+ * test_incidents: the incident workflow end to end through the real
+ * gridsyncd in CURVE mode, with a real key for each role: a collector
+ * (DEVICE) reports, the centre (CENTRE) accepts and dispatches, the
+ * department (DEPARTMENT) handles, the collector verifies, the centre
+ * closes; steps refused for the wrong role, department or status; the
+ * deadlines set by the broker's clock and an overdue case; and a
+ * department following its incidents by sync, cut off mid-stream and
+ * resumed from its checkpoint, ending with exactly the incidents of its
+ * categories, once each, and nothing else.
+ *
+ * The registry is written straight into the store by this process while the
+ * broker runs (LMDB serialises writers across processes), as gridctl does.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "gs_arena.h"
+#include "gs_client.h"
+#include "gs_incident.h"
+#include "gs_store.h"
+#include "gs_testkit.h"
+
+#define GRID_A "440305001001001"
+#define RS(name) GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_##name
+#define RN(name) GRIDSYNC__V1__REASON__REASON_##name
+#define ST(name) GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_##name
+#define ROLE(name) GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_##name
+#define SEV(name) GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_##name
+
+typedef struct {
+    char dir[64];
+    char store[128];
+    gs_tk_broker_t broker;
+    gs_arena_t *arena;
+    gs_curve_keys_t collector, centre, fire, city;
+    unsigned uploads;               /* upload ids used */
+} s_env_t;
+
+/* Enrol a principal with a fresh keypair. */
+static void
+s_enrol(s_env_t *e, const char *id, int role, const char *department, const char *cats,
+        gs_curve_keys_t *keys)
+{
+    memset(keys, 0, sizeof *keys);
+    assert_int_equal(zmq_curve_keypair(keys->public_key, keys->secret_key), 0);
+    memcpy(keys->server_public, e->broker.server_key, 41);
+    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    d.device_id = (char *) id;
+    d.collector_id = role == ROLE(DEVICE) ? "col-1" : "";
+    d.public_key = keys->public_key;
+    char *prefixes[1] = { "440305001" };
+    d.prefixes = prefixes;
+    d.n_prefixes = 1;
+    d.role = (Gridsync__V1__PrincipalRole) role;
+    d.department = (char *) (department ? department : "");
+    char c[3][3] = { "", "", "" };
+    char *cp[3];
+    size_t nc = 0;
+    for (const char *p = cats; p && *p; p += 2) {
+        memcpy(c[nc], p, 2);
+        cp[nc] = c[nc];
+        nc++;
+    }
+    d.categories = cp;
+    d.n_categories = nc;
+    assert_int_equal(gs_store_device_put(st, &d), 0);
+    gs_store_destroy(&st);
+}
+
+static int
+s_setup(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start_mode(&e->broker, e->store, NULL, 1))
+        return -1;
+    e->arena = gs_arena_new(0);
+    s_enrol(e, "dev-c", ROLE(DEVICE), NULL, NULL, &e->collector);
+    s_enrol(e, "centre-1", ROLE(CENTRE), NULL, NULL, &e->centre);
+    s_enrol(e, "fire-1", ROLE(DEPARTMENT), "dept-fire", "0203", &e->fire);
+    s_enrol(e, "city-1", ROLE(DEPARTMENT), "dept-city", "04", &e->city);
+    *state = e;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    s_env_t *e = *state;
+    gs_tk_broker_stop(&e->broker, SIGTERM);
+    gs_arena_destroy(&e->arena);
+    gs_tk_rmtree(e->dir);
+    free(e);
+    return 0;
+}
+
+/* Wait (bounded: 30 s) until the broker's log has a line with needle; the
+ * log reaches its file through the kit's drain thread, so it is read
+ * again every 10 ms. */
+static void
+s_log_wait(const gs_tk_broker_t *b, const char *needle)
+{
+    for (int i = 0; i < 3000; i++) {
+        char *log = gs_tk_read_file(b->log_path, NULL, 1);
+        int found = strstr(log, needle) != NULL;
+        free(log);
+        if (found)
+            return;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    fail_msg("the broker never logged \"%s\"", needle);
+}
+
+static gs_client_t *
+s_client(s_env_t *e, const gs_curve_keys_t *keys)
+{
+    gs_client_opts_t o;
+    gs_client_opts_init(&o);
+    o.timeout_ms = 5000;
+    o.retries = 2;
+    o.curve = *keys;
+    gs_client_t *c = gs_client_new(e->broker.upload, &o);
+    assert_non_null(c);
+    return c;
+}
+
+/* An incident as a client sends it: status asked for, base version,
+ * department, and a new history entry with its note. */
+static Gridsync__V1__Record *
+s_incident(s_env_t *e, const char *id, const char *category, int severity, int status,
+           uint64_t base, const char *department, const char *note)
+{
+    ProtobufCAllocator *al = gs_arena_allocator(e->arena);
+    Gridsync__V1__Record *r = al->alloc(al->allocator_data, sizeof *r);
+    Gridsync__V1__Incident *in = al->alloc(al->allocator_data, sizeof *in);
+    Gridsync__V1__RecordMeta *m = al->alloc(al->allocator_data, sizeof *m);
+    gridsync__v1__record__init(r);
+    gridsync__v1__incident__init(in);
+    gridsync__v1__record_meta__init(m);
+    r->body_case = GRIDSYNC__V1__RECORD__BODY_INCIDENT;
+    r->incident = in;
+    in->incident_id = (char *) id;
+    in->grid_code = GRID_A;
+    in->address = "南联社区5栋楼道";
+    in->category = (char *) category;
+    in->severity = (Gridsync__V1__IncidentSeverity) severity;
+    in->description = "楼道堆放电动车充电";
+    in->status = (Gridsync__V1__IncidentStatus) status;
+    in->department = (char *) (department ? department : "");
+    if (note) {
+        Gridsync__V1__IncidentTransition *t = al->alloc(al->allocator_data, sizeof *t);
+        Gridsync__V1__IncidentTransition **h = al->alloc(al->allocator_data, sizeof *h);
+        gridsync__v1__incident_transition__init(t);
+        t->to = (Gridsync__V1__IncidentStatus) status;
+        t->note = (char *) note;
+        h[0] = t;
+        in->history = h;
+        in->n_history = 1;
+    }
+    in->meta = m;
+    m->collector_id = "col-1";
+    m->device_id = "dev-c";
+    m->collected_at = (int64_t) time(NULL) * 1000;
+    m->base_version = base;
+    return r;
+}
+
+/* Upload one record as device and return its result (status, reason,
+ * version; the message copied into msg). */
+typedef struct {
+    int status, reason;
+    uint64_t version;
+    char msg[200];
+} s_res_t;
+
+static s_res_t
+s_put(s_env_t *e, gs_client_t *c, const char *device, Gridsync__V1__Record *rec)
+{
+    char uid[32];
+    snprintf(uid, sizeof uid, "u-%u", ++e->uploads);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = (char *) device;
+    up.upload_id = uid;
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    if (gs_client_upload(c, &up, &ack, &err))
+        fail_msg("upload: %s", err.message);
+    assert_int_equal(ack->n_results, 1);
+    s_res_t r = { (int) ack->results[0]->status, (int) ack->results[0]->reason,
+                  ack->results[0]->version, "" };
+    snprintf(r.msg, sizeof r.msg, "%s", ack->results[0]->message);
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    return r;
+}
+
+#define assert_accepted(r, v)                                                  \
+    do {                                                                       \
+        if ((r).status != RS(ACCEPTED))                                        \
+            fail_msg("not accepted: status %d reason %d: %s", (r).status,      \
+                     (r).reason, (r).msg);                                     \
+        assert_int_equal((r).version, (v));                                    \
+    } while (0)
+
+#define assert_refused(r, why, needle)                                         \
+    do {                                                                       \
+        assert_int_equal((r).status, RS(REJECTED));                            \
+        assert_int_equal((r).reason, (why));                                   \
+        if (!strstr((r).msg, (needle)))                                        \
+            fail_msg("message \"%s\" lacks \"%s\"", (r).msg, (needle));        \
+    } while (0)
+
+/* The incident id as the centre reads it (a snapshot of the grid). */
+static Gridsync__V1__Incident *
+s_read(gs_client_t *c, const char *id, Gridsync__V1__SnapshotResponse **keep)
+{
+    const char *p[] = { GRID_A };
+    gs_client_error_t err;
+    assert_int_equal(gs_client_snapshot(c, p, 1, NULL, 0, 0, keep, &err), 0);
+    for (size_t i = 0; i < (*keep)->n_entries; i++) {
+        Gridsync__V1__Record *r = (*keep)->entries[i]->record;
+        if (r->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT &&
+            strcmp(r->incident->incident_id, id) == 0)
+            return r->incident;
+    }
+    fail_msg("incident %s not in the snapshot", id);
+    return NULL;
+}
+
+/* Report to closure with a key for each role, and the steps refused on
+ * the way. */
+static void
+test_report_to_closure(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *col = s_client(e, &e->collector), *cen = s_client(e, &e->centre),
+                *fire = s_client(e, &e->fire), *city = s_client(e, &e->city);
+    s_res_t r = s_put(e, col, "dev-c",
+                      s_incident(e, "E1", "02", SEV(SERIOUS), ST(REPORTED), 0, NULL, "楼道隐患"));
+    assert_accepted(r, 1);
+    /* a collector does not register; a centre uploads incidents only */
+    r = s_put(e, col, "dev-c", s_incident(e, "E1", "02", SEV(SERIOUS), ST(ACCEPTED), 1, NULL,
+                                           NULL));
+    assert_refused(r, RN(ROLE), "CENTRE may");
+    r = s_put(e, cen, "centre-1", gs_tk_household(e->arena, GRID_A, "H1", "A-1", 2, 10));
+    assert_refused(r, RN(ROLE), "CENTRE uploads incidents only");
+    /* the key names the uploader: the centre cannot speak as the collector */
+    Gridsync__V1__Record *rec = s_incident(e, "E1", "02", SEV(SERIOUS), ST(ACCEPTED), 1, NULL,
+                                           NULL);
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-c";
+    up.upload_id = "spoof";
+    up.records = &rec;
+    up.n_records = 1;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_upload(cen, &up, &ack, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, RN(UNAUTHORISED));
+    r = s_put(e, cen, "centre-1", s_incident(e, "E1", "02", SEV(SERIOUS), ST(CLOSED), 1, NULL,
+                                              NULL));
+    assert_refused(r, RN(TRANSITION), "no step from REPORTED to CLOSED");
+    r = s_put(e, cen, "centre-1", s_incident(e, "E1", "02", SEV(SERIOUS), ST(ACCEPTED), 1, NULL,
+                                              "立案"));
+    assert_accepted(r, 2);
+    r = s_put(e, cen, "centre-1", s_incident(e, "E1", "02", SEV(SERIOUS), ST(DISPATCHED), 2,
+                                              "dept-fire", "派消防"));
+    assert_accepted(r, 3);
+    /* only the department it went to */
+    r = s_put(e, city, "city-1", s_incident(e, "E1", "02", SEV(SERIOUS), ST(HANDLED), 3,
+                                             "dept-fire", NULL));
+    assert_refused(r, RN(ROLE), "dispatched to dept-fire");
+    r = s_put(e, fire, "fire-1", s_incident(e, "E1", "02", SEV(SERIOUS), ST(HANDLED), 3,
+                                             "dept-fire", "已清理"));
+    assert_accepted(r, 4);
+    /* a stale base is a conflict, as for every edit */
+    r = s_put(e, col, "dev-c", s_incident(e, "E1", "02", SEV(SERIOUS), ST(VERIFIED), 3,
+                                           "dept-fire", NULL));
+    assert_int_equal(r.status, RS(CONFLICT));
+    assert_int_equal(r.version, 4);
+    r = s_put(e, col, "dev-c", s_incident(e, "E1", "02", SEV(SERIOUS), ST(VERIFIED), 4,
+                                           "dept-fire", "现场核查通过"));
+    assert_accepted(r, 5);
+    r = s_put(e, fire, "fire-1", s_incident(e, "E1", "02", SEV(SERIOUS), ST(CLOSED), 5,
+                                             "dept-fire", NULL));
+    assert_refused(r, RN(ROLE), "CENTRE may");
+    r = s_put(e, cen, "centre-1", s_incident(e, "E1", "02", SEV(SERIOUS), ST(CLOSED), 5,
+                                              "dept-fire", "结案"));
+    assert_accepted(r, 6);
+
+    Gridsync__V1__SnapshotResponse *snap = NULL;
+    Gridsync__V1__Incident *in = s_read(cen, "E1", &snap);
+    assert_int_equal(in->status, ST(CLOSED));
+    assert_int_equal(in->n_history, 6);
+    static const char *by[6] = { "dev-c", "centre-1", "centre-1", "fire-1", "dev-c", "centre-1" };
+    static const int role[6] = { ROLE(DEVICE), ROLE(CENTRE), ROLE(CENTRE), ROLE(DEPARTMENT),
+                                 ROLE(DEVICE), ROLE(CENTRE) };
+    for (size_t i = 0; i < 6; i++) {
+        assert_string_equal(in->history[i]->by, by[i]);
+        assert_int_equal(in->history[i]->role, role[i]);
+        assert_true(in->history[i]->at >= in->reported_at);
+    }
+    /* deadlines by the broker's clock: 72 h from acceptance (安全隐患,
+     * 较大), 48 h from the dispatch; closed in time */
+    assert_int_equal(in->due_at, in->history[1]->at + 72 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(in->dispatch_due_at, in->history[2]->at + 48 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(in->closed_at, in->history[5]->at);
+    assert_true(in->closed_at <= in->due_at);
+    assert_string_equal(in->history[2]->department, "dept-fire");
+    assert_string_equal(in->history[3]->note, "已清理");
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    /* the metrics count the steps stored, not the refused ones */
+    assert_true(gs_tk_metric(e->broker.metrics_port,
+                             "gridsync_incident_steps_total{to=\"CLOSED\"}") == 1);
+    assert_true(gs_tk_metric(e->broker.metrics_port,
+                             "gridsync_incident_steps_total{to=\"ACCEPTED\"}") == 1);
+    assert_true(gs_tk_metric(e->broker.metrics_port, "gridsync_incident_steps_total") == 6);
+
+    /* an overdue case: 治安, 特别重大 has 2 hours; past due_at it is open
+     * and overdue, as the figures count it */
+    assert_accepted(s_put(e, col, "dev-c", s_incident(e, "E2", "03", SEV(URGENT), ST(REPORTED),
+                                                        0, NULL, NULL)), 1);
+    assert_accepted(s_put(e, cen, "centre-1", s_incident(e, "E2", "03", SEV(URGENT),
+                                                          ST(ACCEPTED), 1, NULL, NULL)), 2);
+    in = s_read(cen, "E2", &snap);
+    assert_int_equal(in->due_at, in->history[1]->at + 2 * GS_INCIDENT_HOUR_MS);
+    assert_false(gs_incident_overdue(in, in->due_at));
+    assert_true(gs_incident_overdue(in, in->due_at + 1));
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    gs_client_destroy(&col);
+    gs_client_destroy(&cen);
+    gs_client_destroy(&fire);
+    gs_client_destroy(&city);
+}
+
+/* A department follows its incidents by sync: it reads the incidents of
+ * its categories and nothing else (no household, no other category), and
+ * after being cut off mid-stream resumes from the last next_seq it kept
+ * and ends with each of them exactly once. It is refused on the live feed,
+ * whose grid topics carry every kind. */
+static void
+test_department_follows_its_incidents(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *col = s_client(e, &e->collector);
+    /* households and incidents of three categories, interleaved */
+    static const char *cats[] = { "02", "04", "03", "01" };
+    size_t want = 0;
+    for (int i = 0; i < 24; i++) {
+        char hid[16], iid[16];
+        snprintf(hid, sizeof hid, "H%d", i);
+        snprintf(iid, sizeof iid, "E%d", i);
+        char addr[16];
+        snprintf(addr, sizeof addr, "A-%d", i);
+        assert_accepted(s_put(e, col, "dev-c",
+                              gs_tk_household(e->arena, GRID_A, hid, addr, 1, 100 + (uint32_t) i)),
+                        1);
+        const char *cat = cats[i % 4];
+        assert_accepted(s_put(e, col, "dev-c", s_incident(e, gs_arena_strdup(e->arena, iid), cat, SEV(GENERAL),
+                                                           ST(REPORTED), 0, NULL, NULL)), 1);
+        if (!strcmp(cat, "02") || !strcmp(cat, "03"))
+            want++;
+    }
+    gs_client_destroy(&col);
+    assert_int_equal(want, 12);
+
+    /* pages of 5 events of the log; cut off after the second page */
+    char seen[24] = { 0 };
+    size_t got = 0;
+    uint64_t checkpoint = 0;
+    const char *p[] = { "440305001" };
+    for (int round = 0; round < 2; round++) {
+        gs_client_t *dep = s_client(e, &e->fire);
+        for (int page = 0; round == 1 || page < 2; page++) {
+            Gridsync__V1__SyncResponse *r = NULL;
+            gs_client_error_t err;
+            assert_int_equal(gs_client_sync(dep, p, 1, checkpoint, 5, 0, &r, &err), 0);
+            for (size_t i = 0; i < r->n_events; i++) {
+                Gridsync__V1__ChangeEvent *ev = r->events[i];
+                assert_int_equal(ev->kind, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT);
+                const char *cat = ev->record->incident->category;
+                assert_true(!strcmp(cat, "02") || !strcmp(cat, "03"));
+                int n = atoi(ev->record_key + 1);
+                assert_int_equal(seen[n], 0);   /* exactly once */
+                seen[n] = 1;
+                got++;
+            }
+            int done = r->next_seq >= r->head_seq;
+            checkpoint = r->next_seq;   /* what a follower keeps */
+            gridsync__v1__sync_response__free_unpacked(r, NULL);
+            if (done)
+                break;
+        }
+        gs_client_destroy(&dep);    /* round 0: killed mid-stream */
+        if (round == 0)
+            assert_true(got < want);
+    }
+    assert_int_equal(got, want);
+
+    /* its snapshot: the same incidents, nothing else */
+    gs_client_t *dep = s_client(e, &e->fire);
+    Gridsync__V1__SnapshotResponse *snap = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_snapshot(dep, p, 1, NULL, 0, 0, &snap, &err), 0);
+    assert_int_equal(snap->n_entries, want);
+    for (size_t i = 0; i < snap->n_entries; i++)
+        assert_int_equal(snap->entries[i]->kind, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT);
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    /* outside its prefixes: refused as for any key */
+    const char *out[] = { "440305002" };
+    Gridsync__V1__SyncResponse *r = NULL;
+    assert_int_equal(gs_client_sync(dep, out, 1, 0, 0, 0, &r, &err), GS_CLIENT_ESERVER);
+    assert_int_equal(err.reason, RN(OUT_OF_SCOPE));
+    gs_client_destroy(&dep);
+
+    /* the live feed refuses it: the broker says so in its log */
+    void *ctx = zmq_ctx_new();
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    zmq_setsockopt(sub, ZMQ_CURVE_SERVERKEY, e->fire.server_public, 41);
+    zmq_setsockopt(sub, ZMQ_CURVE_PUBLICKEY, e->fire.public_key, 41);
+    zmq_setsockopt(sub, ZMQ_CURVE_SECRETKEY, e->fire.secret_key, 41);
+    assert_int_equal(zmq_connect(sub, e->broker.feed), 0);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "440305001", 9);
+    s_log_wait(&e->broker, "a department follows its incidents by sync");
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_report_to_closure, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_department_follows_its_incidents, s_setup,
+                                        s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

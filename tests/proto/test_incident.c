@@ -1,0 +1,180 @@
+/*
+ * test_incident: the incident workflow tables (proto/gs_incident): every
+ * step of the transition table for every role, the steps that are not in
+ * it, the category table and the deadline table.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "gs_incident.h"
+
+#define R(name) GRIDSYNC__V1__REASON__REASON_##name
+#define ST(name) GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_##name
+#define ROLE(name) GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_##name
+
+#define assert_msg_has(v, needle)                                              \
+    do {                                                                       \
+        if (!strstr((v).message, (needle)))                                    \
+            fail_msg("message \"%s\" lacks \"%s\"", (v).message, (needle));    \
+    } while (0)
+
+/* The workflow as docs/data-model.md prints it: from, to, and the roles
+ * that may take the step (D DEVICE, C CENTRE, P DEPARTMENT). */
+static const struct {
+    int from, to;
+    const char *roles;
+} s_want[] = {
+    { 0, ST(REPORTED), "DC" },
+    { ST(REPORTED), ST(REPORTED), "DC" },
+    { ST(REPORTED), ST(ACCEPTED), "C" },
+    { ST(REPORTED), ST(REJECTED), "C" },
+    { ST(REJECTED), ST(ACCEPTED), "C" },
+    { ST(ACCEPTED), ST(DISPATCHED), "C" },
+    { ST(DISPATCHED), ST(DISPATCHED), "C" },
+    { ST(DISPATCHED), ST(ACCEPTED), "PC" },
+    { ST(DISPATCHED), ST(HANDLED), "P" },
+    { ST(HANDLED), ST(DISPATCHED), "DC" },
+    { ST(HANDLED), ST(VERIFIED), "D" },
+    { ST(VERIFIED), ST(CLOSED), "C" },
+    { ST(CLOSED), ST(ACCEPTED), "C" },
+};
+
+static bool
+s_want_role(const char *roles, int role)
+{
+    char c = role == ROLE(DEVICE) ? 'D' : role == ROLE(CENTRE) ? 'C'
+           : role == ROLE(DEPARTMENT) ? 'P' : 0;
+    return c && strchr(roles, c);
+}
+
+/* Every (from, to, role) of statuses 0..7 and roles 0..5: allowed exactly
+ * where the table above says, refused with TRANSITION where there is no
+ * step and with ROLE where the step exists for other roles. */
+static void
+test_every_step_and_role(void **state)
+{
+    (void) state;
+    size_t n;
+    gs_incident_steps(&n);
+    assert_int_equal(n, sizeof s_want / sizeof s_want[0]);
+    for (int from = 0; from <= ST(CLOSED); from++)
+        for (int to = 0; to <= ST(CLOSED) + 1; to++)
+            for (int role = 0; role <= 5; role++) {
+                const char *roles = NULL;
+                for (size_t i = 0; i < n; i++)
+                    if (s_want[i].from == from && s_want[i].to == to)
+                        roles = s_want[i].roles;
+                gs_verdict_t v;
+                const gs_incident_step_t *step;
+                int rc = gs_incident_step_check(from, to, role, &step, &v);
+                if (!roles) {
+                    assert_int_equal(rc, R(TRANSITION));
+                    assert_null(step);
+                } else if (s_want_role(roles, role)) {
+                    assert_int_equal(rc, 0);
+                    assert_non_null(step);
+                    assert_int_equal(step->to, to);
+                    assert_string_equal(v.message, "");
+                } else {
+                    assert_int_equal(rc, R(ROLE));
+                }
+            }
+}
+
+static void
+test_messages(void **state)
+{
+    (void) state;
+    gs_verdict_t v;
+    assert_int_equal(gs_incident_step_check(ST(ACCEPTED), ST(CLOSED), ROLE(CENTRE),
+                                            NULL, &v), R(TRANSITION));
+    assert_string_equal(v.message, "no step from ACCEPTED to CLOSED; from ACCEPTED: DISPATCHED");
+    assert_int_equal(gs_incident_step_check(0, ST(ACCEPTED), ROLE(CENTRE), NULL, &v),
+                     R(TRANSITION));
+    assert_string_equal(v.message, "a new incident starts as REPORTED, not ACCEPTED");
+    assert_int_equal(gs_incident_step_check(ST(VERIFIED), ST(CLOSED), ROLE(DEPARTMENT),
+                                            NULL, &v), R(ROLE));
+    assert_string_equal(v.message, "a DEPARTMENT may not take the step close (结案); CENTRE may");
+    assert_int_equal(gs_incident_step_check(ST(REPORTED), ST(REPORTED), ROLE(ADMIN),
+                                            NULL, &v), R(ROLE));
+    assert_msg_has(v, "DEVICE or CENTRE may");
+    /* an unknown role is refused, never mistaken for a known one */
+    assert_int_equal(gs_incident_step_check(0, ST(REPORTED), 40, NULL, &v), R(ROLE));
+    assert_int_equal(gs_incident_step_check(0, ST(REPORTED), -1, NULL, &v), R(ROLE));
+    assert_msg_has(v, "UNKNOWN");
+    assert_string_equal(gs_incident_status_name(ST(HANDLED)), "HANDLED");
+    assert_string_equal(gs_incident_status_name(0), "NEW");
+    assert_string_equal(gs_incident_status_name(99), "UNKNOWN");
+    assert_true(gs_incident_open(ST(DISPATCHED)));
+    assert_false(gs_incident_open(ST(CLOSED)));
+    assert_false(gs_incident_open(ST(REJECTED)));
+}
+
+static void
+test_overdue_and_on_time(void **state)
+{
+    (void) state;
+    Gridsync__V1__Incident in = GRIDSYNC__V1__INCIDENT__INIT;
+    in.status = ST(DISPATCHED);
+    assert_false(gs_incident_overdue(&in, 1000));   /* no deadline yet */
+    in.due_at = 500;
+    assert_false(gs_incident_overdue(&in, 500));
+    assert_true(gs_incident_overdue(&in, 501));
+    in.status = ST(CLOSED);
+    in.closed_at = 400;
+    assert_false(gs_incident_overdue(&in, 501));
+    assert_true(gs_incident_on_time(&in));
+    in.closed_at = 501;
+    assert_false(gs_incident_on_time(&in));
+    in.status = ST(REJECTED);
+    assert_false(gs_incident_overdue(&in, 501));
+    assert_false(gs_incident_on_time(&in));
+    assert_false(gs_incident_overdue(NULL, 1));
+}
+
+static void
+test_categories_and_deadlines(void **state)
+{
+    (void) state;
+    size_t n;
+    const gs_incident_category_t *c = gs_incident_categories(&n);
+    assert_int_equal(n, 7);
+    for (size_t i = 0; i < n; i++) {
+        assert_ptr_equal(gs_incident_category_find(c[i].code), &c[i]);
+        assert_true(strlen(c[i].code) <= GS_INCIDENT_CATEGORY_MAX);
+        if (i)
+            assert_true(strcmp(c[i - 1].code, c[i].code) < 0);
+        /* a graver incident never gets longer */
+        for (int s = 1; s < 4; s++)
+            assert_true(c[i].close_hours[s] <= c[i].close_hours[s - 1]);
+    }
+    assert_string_equal(gs_incident_category_find("02")->name, "安全隐患");
+    assert_null(gs_incident_category_find("2"));
+    assert_null(gs_incident_category_find(""));
+    assert_null(gs_incident_category_find(NULL));
+    assert_int_equal(gs_incident_close_ms("02", 4), 4 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_close_ms("01", 1), 240 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_close_ms("02", 0), 0);
+    assert_int_equal(gs_incident_close_ms("02", 5), 0);
+    assert_int_equal(gs_incident_close_ms("77", 1), 0);
+    assert_int_equal(gs_incident_handle_ms(1), 72 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_handle_ms(4), 4 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_handle_ms(0), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_step_and_role),
+        cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_categories_and_deadlines),
+        cmocka_unit_test(test_overdue_and_on_time),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
