@@ -120,8 +120,10 @@ s_world_stop(s_world_t *w)
 static pid_t
 s_gridsim(const s_district_t *d, const char *seed, const char *scale)
 {
+    /* every record kind: households, rentals, organisations and incidents */
     const char *argv[] = { GS_GRIDSIM, "--endpoint", d->b.upload, "--district", d->area,
-                           "--seed", seed, "--scale", scale, "--devices", "4", NULL };
+                           "--seed", seed, "--scale", scale, "--devices", "4", "--incidents",
+                           NULL };
     return gs_tk_spawn(argv, NULL);
 }
 
