@@ -346,6 +346,7 @@ main(int argc, char **argv)
     gs_gen_opts_init(&go);
     gs_sim_opts_t so;
     gs_sim_opts_init(&so);
+    so.organisations = 1;      /* the district as gridsim collects it, organisations included */
     so.run_id = "load";
     so.retransmit_pct = so.lost_ack_pct = so.invalid_pct = 0;
     so.recollect_pct = so.new_id_pct = so.conflict_pct = 0;

@@ -176,6 +176,7 @@ main(int argc, char **argv)
     gs_gen_opts_init(&go);
     gs_sim_opts_t so;
     gs_sim_opts_init(&so);
+    so.organisations = 1;      /* the district as gridsim collects it, organisations included */
     so.run_id = "bench";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
