@@ -294,7 +294,10 @@ same durability, the way a competent PostgreSQL engineer would build this servic
 
 - the client plays the application server: it validates each record with the same validator
   (\`gs_record_check\`), packs it, hashes its content without metadata (BLAKE2b-128), computes its
-  natural key and the HMACs of the persons it names;
+  natural key and the HMACs of the persons it names (households, rental units and organisations
+  alike: an organisation's natural key is the store's, its USCC and place, or its folded name and
+  place without a USCC; its representative, contact and employees are indexed as persons, and the
+  organisation itself under its USCC, as the store does);
 - each record is stored once, in one table keyed by (kind, record id), with the natural key
   (unique), the change sequence (unique) and (grid, seq) as indexes on it: the sync service
   reads "seq > N" for a prefix from that table, so there is no change-log copy. Aliases (ids
