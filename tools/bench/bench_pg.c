@@ -959,13 +959,7 @@ main(int argc, char **argv)
         return 1;
     randombytes_buf(s_secret, sizeof s_secret);
     /* the district exactly as gridsim --scale lays it out */
-    if (scale != 1) {
-        go.grids = (uint32_t) fmax(1, round(go.grids * scale));
-        go.households = (uint32_t) round(go.households * scale);
-        go.rental_buildings = (uint32_t) round(go.rental_buildings * scale);
-    }
-    if (go.streets > go.grids)
-        go.streets = go.grids;
+    gs_bench_scale(&go, scale);
     gs_gen_t *gen = gs_gen_new(&go);
     if (!gen) {
         fprintf(stderr, "bench_pg: cannot lay out the district\n");
