@@ -614,7 +614,7 @@ fed_wait() {
     while :; do
         h=$(metric gridsync_store_head_seq "$port")
         [ -n "$h" ] && [ "$h" -ge "$want" ] && break
-        [ "$(calc "$(date +%s.%N) - $t0 > $limit")" = 1 ] &&
+        [ "$(calc "($(date +%s.%N) - $t0 > $limit)")" = 1 ] &&
             die "the city replica stopped at seq ${h:-?} of $want"
         sleep 0.02
     done
