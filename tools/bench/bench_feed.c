@@ -26,10 +26,17 @@
  *   resumes), page after page, decoding every event, until it reaches the
  *   head it saw at the start. Reports events/s.
  *
+ * latency with --city EP: the subscriber follows a city replica of the
+ *   district instead (--feed is then the replica's feed and --city its
+ *   upload endpoint, for its head and sync), so the figure is district
+ *   commit -> city subscriber, across the bridge, NATS JetStream and the
+ *   replica's apply. The replica's events have seqs of its own; each is
+ *   matched with the district's ack by its origin_seq.
+ *
  * Output: "feed.*" or "catchup.*" key=value lines.
  *
  * Usage: bench_feed latency --upload EP --feed EP [--district CODE]
- *                   [--rate N] [--seconds S] [--devices N] [--batch N]
+ *                   [--rate N] [--seconds S] [--devices N] [--batch N] [--city EP]
  *        bench_feed catchup --upload EP --prefix P --behind N
  */
 #include <pthread.h>
@@ -48,6 +55,9 @@
 
 typedef struct s_lat {
     const char *upload_ep, *feed_ep;
+    const char *city_ep;            /* a replica's upload endpoint, or NULL */
+    uint64_t sub_base;              /* the subscriber's start (the replica's head) */
+    atomic_ullong origin_seen;      /* highest origin_seq the subscriber got */
     const gs_gen_t *gen;
     const char *district;
     double rate;                    /* offered records/s */
@@ -80,7 +90,8 @@ s_sub_main(void *arg)
     gs_sub_opts_init(&so);
     const char *pfx[1] = { L->district };
     int err = 0;
-    gs_sub_t *sub = gs_sub_new(L->feed_ep, L->upload_ep, pfx, 1, NULL, L->base, &so, &err);
+    gs_sub_t *sub = gs_sub_new(L->feed_ep, L->city_ep ? L->city_ep : L->upload_ep, pfx, 1, NULL,
+                               L->city_ep ? L->sub_base : L->base, &so, &err);
     if (!sub) {
         fprintf(stderr, "bench_feed: subscriber: %s\n", gs_client_strerror(err));
         atomic_store(&L->failed, 1);
@@ -111,21 +122,25 @@ s_sub_main(void *arg)
             break;
         }
         if (ev) {
-            if (ev->seq > L->base && ev->seq - L->base - 1 < L->cap)
-                L->t_recv[ev->seq - L->base - 1] = now;
+            /* a replica's event is the district's event origin_seq */
+            uint64_t seq = L->city_ep ? ev->origin_seq : ev->seq;
+            if (seq > L->base && seq - L->base - 1 < L->cap)
+                L->t_recv[seq - L->base - 1] = now;
+            if (L->city_ep && seq > atomic_load(&L->origin_seen))
+                atomic_store(&L->origin_seen, seq);
             L->received++;
             gridsync__v1__change_event__free_unpacked(ev, NULL);
         }
         if (atomic_load(&L->sub_done)) {
             uint64_t want = atomic_load(&L->max_seq);
-            if (gs_sub_position(sub, 0) >= want)
+            uint64_t have = L->city_ep ? atomic_load(&L->origin_seen) : gs_sub_position(sub, 0);
+            if (have >= want)
                 break;
             if (!idle_deadline)
                 idle_deadline = now + 10000000;
             if (now > idle_deadline) {
                 fprintf(stderr, "bench_feed: subscriber stopped at seq %llu of %llu\n",
-                        (unsigned long long) gs_sub_position(sub, 0),
-                        (unsigned long long) want);
+                        (unsigned long long) have, (unsigned long long) want);
                 break;
             }
         }
@@ -280,6 +295,8 @@ s_latency(int argc, char **argv)
             devices = (uint32_t) strtoul(v, NULL, 10);
         else if (!strcmp(a, "--batch"))
             L.batch = (uint32_t) strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--city"))
+            L.city_ep = v;
         else
             return 2;
         i++;
@@ -291,7 +308,8 @@ s_latency(int argc, char **argv)
     gs_gen_opts_init(&go);
     go.district = L.district;
     gs_gen_t *gen = gs_gen_new(&go);
-    if (!gen || s_head(L.upload_ep, "", &L.base))
+    if (!gen || s_head(L.upload_ep, "", &L.base) ||
+        (L.city_ep && s_head(L.city_ep, "", &L.sub_base)))
         return 1;
     L.gen = gen;
     L.cap = (size_t) (L.rate * L.seconds * 1.5) + 100000;
@@ -434,7 +452,7 @@ main(int argc, char **argv)
     if (rc == 2)
         fprintf(stderr,
                 "usage: bench_feed latency --upload EP --feed EP [--district CODE] [--rate N]\n"
-                "                  [--seconds S] [--devices N] [--batch N]\n"
+                "                  [--seconds S] [--devices N] [--batch N] [--city EP]\n"
                 "       bench_feed catchup --upload EP --prefix P [--behind N]\n");
     return rc;
 }

@@ -346,6 +346,7 @@ main(int argc, char **argv)
     gs_gen_opts_init(&go);
     gs_sim_opts_t so;
     gs_sim_opts_init(&so);
+    so.organisations = 1;      /* the district as gridsim collects it, organisations included */
     so.run_id = "load";
     so.retransmit_pct = so.lost_ack_pct = so.invalid_pct = 0;
     so.recollect_pct = so.new_id_pct = so.conflict_pct = 0;
@@ -399,13 +400,7 @@ main(int argc, char **argv)
             return 2;
         }
     /* the district exactly as gridsim --scale lays it out */
-    if (scale != 1) {
-        go.grids = (uint32_t) fmax(1, round(go.grids * scale));
-        go.households = (uint32_t) round(go.households * scale);
-        go.rental_buildings = (uint32_t) round(go.rental_buildings * scale);
-    }
-    if (go.streets > go.grids)
-        go.streets = go.grids;
+    gs_bench_scale(&go, scale);
     gs_gen_t *gen = gs_gen_new(&go);
     if (!gen) {
         fprintf(stderr, "bench_load: cannot lay out the district\n");

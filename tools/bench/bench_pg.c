@@ -425,6 +425,26 @@ s_ref_add(s_buf_t *refs, const Gridsync__V1__Person *p, uint8_t role)
     s_buf_put(refs, &role, 1);
 }
 
+/* Add an organisation's own ref (role 7) under its USCC (normalised in
+ * place by gs_record_check before); the HMAC is over a NUL byte and the
+ * USCC, as gs_org_hmac's, so it never equals a person's. */
+static void
+s_org_ref_add(s_buf_t *refs, const char *s)
+{
+    uint8_t full[32];
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, s_secret, 32);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *) "", 1);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *) s, strlen(s));
+    crypto_auth_hmacsha256_final(&st, full);
+    for (size_t off = 0; off + 17 <= refs->len; off += 17)
+        if (memcmp(refs->data + off, full, 16) == 0)
+            return;
+    uint8_t role = 7;
+    s_buf_put(refs, full, 16);
+    s_buf_put(refs, &role, 1);
+}
+
 /* The parameters of one gs_apply_batch call, gathered upload by upload. */
 typedef struct s_params {
     s_arr_t arr[S_NPARAMS];         /* array parameters (P_NOW unused) */
@@ -464,7 +484,7 @@ s_params_add(s_params_t *pp, const Gridsync__V1__Upload *up, gs_arena_t *a, int6
         gs_verdict_t v;
         int reason = gs_record_check(rec, gs_arena_allocator(a), NULL, now_ms, &v);
         int kind = gs_record_kind(rec);
-        char kb = kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD ? 'H' : 'R';
+        char kb = gs_kind_byte(kind);   /* 'H', 'R' or 'O', the store's own kind bytes */
         const Gridsync__V1__RecordMeta *meta = gs_record_meta(rec);
         s_arr_i32(&pp->arr[P_R_UPLOAD], (int32_t) pp->uploads);
         s_arr_bytes(&pp->arr[P_KIND], &kb, 1);
@@ -488,6 +508,17 @@ s_params_add(s_params_t *pp, const Gridsync__V1__Upload *up, gs_arena_t *a, int6
                     s_ref_add(&pp->refs, r->leases[k]->tenant, 2);
             if (r->landlord && r->landlord->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON)
                 s_ref_add(&pp->refs, r->landlord->person, 3);
+        } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION) {
+            /* the store's roles (gs_record_refs): representative, contact,
+             * employees, and the organisation itself under its USCC */
+            const Gridsync__V1__OrganisationUnit *o = rec->organisation;
+            people = (uint32_t) o->n_employees;
+            s_ref_add(&pp->refs, o->legal_representative, 4);
+            s_ref_add(&pp->refs, o->contact, 5);
+            for (size_t k = 0; k < o->n_employees; k++)
+                s_ref_add(&pp->refs, o->employees[k], 6);
+            if (o->uscc && *o->uscc)
+                s_org_ref_add(&pp->refs, o->uscc);
         }
         pp->persons += people;
         /* content: the record without its metadata and id, hashed */
@@ -495,11 +526,17 @@ s_params_add(s_params_t *pp, const Gridsync__V1__Upload *up, gs_arena_t *a, int6
         Gridsync__V1__Record copy = *rec;
         Gridsync__V1__Household hh;
         Gridsync__V1__RentalHousing rh;
+        Gridsync__V1__OrganisationUnit oh;
         if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD) {
             hh = *rec->household;
             hh.meta = NULL;
             hh.household_id = (char *) "";
             copy.household = &hh;
+        } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION) {
+            oh = *rec->organisation;
+            oh.meta = NULL;
+            oh.org_id = (char *) "";
+            copy.organisation = &oh;
         } else {
             rh = *rec->rental;
             rh.meta = NULL;
@@ -881,6 +918,7 @@ main(int argc, char **argv)
     gs_gen_opts_init(&go);
     gs_sim_opts_t so;
     gs_sim_opts_init(&so);
+    so.organisations = 1;      /* the district as gridsim collects it, organisations included */
     so.run_id = "bench";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -921,13 +959,7 @@ main(int argc, char **argv)
         return 1;
     randombytes_buf(s_secret, sizeof s_secret);
     /* the district exactly as gridsim --scale lays it out */
-    if (scale != 1) {
-        go.grids = (uint32_t) fmax(1, round(go.grids * scale));
-        go.households = (uint32_t) round(go.households * scale);
-        go.rental_buildings = (uint32_t) round(go.rental_buildings * scale);
-    }
-    if (go.streets > go.grids)
-        go.streets = go.grids;
+    gs_bench_scale(&go, scale);
     gs_gen_t *gen = gs_gen_new(&go);
     if (!gen) {
         fprintf(stderr, "bench_pg: cannot lay out the district\n");

@@ -59,6 +59,19 @@ yesno() { awk -v x="$1" -v t="$2" -v dir="$3" 'BEGIN {
     if (ok) print "**met**"; else print "**missed**" }'; }
 
 ROUNDS=$(g run.rounds)
+FROUNDS=$(g fed.rounds)
+# fmed KEY, fspread KEY FMT: median and spread of fedR.KEY over the federation rounds
+fmed() {
+    local r
+    for r in $(seq "$FROUNDS"); do g "fed$r.$1"; echo; done | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+fspread() {
+    local r lo hi
+    lo=$(for r in $(seq "$FROUNDS"); do g "fed$r.$1"; echo; done | sort -g | head -n1)
+    hi=$(for r in $(seq "$FROUNDS"); do g "fed$r.$1"; echo; done | sort -g | tail -n1)
+    printf '%s–%s' "$($2 "$lo")" "$($2 "$hi")"
+}
 
 # peak TAG: the higher broker RssAnon of the runs TAG and TAGb
 peak() { awk -v x="$(g $1.rss_anon_kb)" -v y="$(g ${1}b.rss_anon_kb)" 'BEGIN { print (x > y ? x : y) }'; }
@@ -126,6 +139,11 @@ FEED_P99=$(g feed.commit_sub_p99_ms)
 BYTES=$(med load.write_bytes_per_record)
 BCPU=$(med load.broker_cpu_us_per_record)
 CATCHUP=$(g catchup.events_per_s)
+FLAG99=$(fmed lag.commit_sub_p99_ms)
+FAPPLY=$(fmed apply.events_per_s)
+FOUT=$(fmed outage.events_per_s)
+FBYTES=$(fmed stream.bytes_per_event)
+FPACKED=$(fmed stream.packed_per_event)
 
 {
 cat <<EOF
@@ -181,6 +199,15 @@ Earlier goals (issue 4), on gridsim's uploads:
 | end to end ÷ the lower raw limit (bare LMDB, bare ZeroMQ) | $(pct "$FRAC_RAW") ($(n "$GS") of $(n "$(med raw_low)") records/s) | ≥ 50% | $(yesno "$FRAC_RAW" 0.5 ">=") |
 | end to end ÷ the store alone, all its work on one thread | $(pct "$FRAC_STORE") ($(n "$GS") of $(n "$STORE1") records/s) | ≥ 50% | $(yesno "$FRAC_STORE" 0.5 ">=") |
 | feed commit → subscriber p99 at $(n "$(g feed.offered_per_s)") records/s offered | $(f2 "$FEED_P99") ms | < 2 ms | $(yesno "$FEED_P99" 2 "<") |
+
+Federation (issue 20; section 8), medians of its rounds, the spread in brackets:
+
+| Figure | Measured | Goal | |
+|---|---|---|---|
+| District → city lag p99 at $(n "$(g fed1.lag.offered_per_s)") records/s offered | $(f2 "$FLAG99") ms ($(fspread lag.commit_sub_p99_ms f2)) | < 50 ms | $(yesno "$FLAG99" 50 "<") |
+| The city replica's apply rate | $(n "$FAPPLY") events/s ($(fspread apply.events_per_s n)) | ≥ 100,000 events/s | $(yesno "$FAPPLY" 100000 ">=") |
+| Catch-up after a NATS outage of $(n "$(g fed.outage)") events | $(n "$FOUT") events/s ($(fspread outage.events_per_s n)), $(f1 "$(fmed outage.seconds)") s | none set | |
+| Bytes per event in JetStream | $(n "$FBYTES") ($(fspread stream.bytes_per_event n)); the packed event: $(n "$FPACKED") | none set | |
 
 ## 1. End-to-end durable ingest
 
@@ -267,7 +294,10 @@ same durability, the way a competent PostgreSQL engineer would build this servic
 
 - the client plays the application server: it validates each record with the same validator
   (\`gs_record_check\`), packs it, hashes its content without metadata (BLAKE2b-128), computes its
-  natural key and the HMACs of the persons it names;
+  natural key and the HMACs of the persons it names (households, rental units and organisations
+  alike: an organisation's natural key is the store's, its USCC and place, or its folded name and
+  place without a USCC; its representative, contact and employees are indexed as persons, and the
+  organisation itself under its USCC, as the store does);
 - each record is stored once, in one table keyed by (kind, record id), with the natural key
   (unique), the change sequence (unique) and (grid, seq) as indexes on it: the sync service
   reads "seq > N" for a prefix from that table, so there is no change-log copy. Aliases (ids
@@ -441,6 +471,47 @@ Pre-fill speed (no_sync, not a product figure): $(n "$(g fill1.records_per_s)") 
 The 0 row is round 1 of section 1b. Each larger size gets two ingests of districts of their own,
 one after the other on the same broker; memory is the peak over both, bytes per record and file
 size are after the second.
+
+## 8. Federation: district → NATS JetStream → city
+
+Each of $(g fed.rounds) rounds starts a private nats-server ($(g fed.nats_version), JetStream on, file storage in a
+temporary directory, loopback), a district gridsyncd whose bridge publishes its change log into
+the stream \`GRIDSYNC_4403\` (\`jetstream-area\` 4403, the city, so that the lag run's district
+440303 and the pre-fill's districts 4403xx all lie under it), and a city gridsyncd started with
+\`replica-of\` 4403; all with full sync, plaintext on loopback, no write counter.
+
+- **Lag.** \`bench_feed latency --city\`: $(g run.devices) device threads upload fresh records of district 440303
+  to the district at a steady offered rate (paced by a schedule, not by the acks) for $(g fed.seconds) s,
+  while a subscriber follows 440303 on the **city's** live feed. Each city event is matched with
+  the district's ack by its \`origin_seq\`, on one monotonic clock: "commit → city" is the
+  event's arrival at the city subscriber minus the district ack's arrival (the district acks
+  only after its commit, so this leaves out only the ack's own trip), across the bridge, NATS,
+  the replica's fetch, apply and durable commit, and the city's feed; "send → city" (upload sent
+  to city event) is the upper bound.
+- **Catch-up after an outage.** nats-server is stopped; the district takes $(n "$(g fed.outage)") events while it is
+  down (written through the store's write path by \`bench_fill\` with the district broker stopped,
+  to keep the run short: for the bridge this is the same as uploads while NATS is down, events
+  waiting in the district's change log); the district broker starts again, then nats-server on
+  the same port and store. Timed from nats-server ready until the city's head equals the
+  district's (polled from the city's metrics every 20 ms): the bridge publishes and the replica
+  applies at the same time.
+- **Bytes per event.** The stream's bytes divided by its messages (nats-server's \`/jsz\`), against
+  the mean packed ChangeEvent of the district's change log (the message data): the difference is
+  JetStream's own per-message overhead (subject, the four headers, its record framing).
+- **Apply rate.** With the district stopped and the stream full, a second city replica on an
+  empty store (its own durable consumer) applies the whole stream: timed from its ready line until
+  its head equals the stream's messages; its CPU (utime + stime from /proc, start-up included)
+  per event.
+
+| Round | offered / achieved | events timed | commit → city p50 / p99 / max | send → city p50 / p99 | outage catch-up | apply rate | replica CPU per event | JetStream bytes per event / packed event | load average after |
+|---|---|---|---|---|---|---|---|---|---|
+EOF
+for r in $(seq "$FROUNDS"); do
+    echo "| $r | $(n "$(g "fed$r.lag.offered_per_s")") / $(n "$(g "fed$r.lag.achieved_per_s")")/s | $(n "$(g "fed$r.lag.events_timed")") | $(f2 "$(g "fed$r.lag.commit_sub_p50_ms")") / $(f2 "$(g "fed$r.lag.commit_sub_p99_ms")") / $(f2 "$(g "fed$r.lag.commit_sub_max_ms")") ms | $(f2 "$(g "fed$r.lag.send_sub_p50_ms")") / $(f2 "$(g "fed$r.lag.send_sub_p99_ms")") ms | $(n "$(g "fed$r.outage.events_per_s")") events/s ($(f1 "$(g "fed$r.outage.seconds")") s) | $(n "$(g "fed$r.apply.events_per_s")") events/s ($(n "$(g "fed$r.apply.events")") in $(f1 "$(g "fed$r.apply.seconds")") s) | $(f2 "$(g "fed$r.apply.cpu_us_per_event")") µs | $(n "$(g "fed$r.stream.bytes_per_event")") / $(n "$(g "fed$r.stream.packed_per_event")") | $(g "fed$r.load") |"
+done
+cat <<EOF
+| median | | | $(f2 "$(fmed lag.commit_sub_p50_ms)") / **$(f2 "$FLAG99")** ms | $(f2 "$(fmed lag.send_sub_p50_ms)") / $(f2 "$(fmed lag.send_sub_p99_ms)") ms | **$(n "$FOUT")** events/s | **$(n "$FAPPLY")** events/s | $(f2 "$(fmed apply.cpu_us_per_event)") µs | **$(n "$FBYTES")** / $(n "$FPACKED") | |
+| spread | | | $(fspread lag.commit_sub_p99_ms f2) ms (p99) | | $(fspread outage.events_per_s n) | $(fspread apply.events_per_s n) | $(fspread apply.cpu_us_per_event f2) µs | $(fspread stream.bytes_per_event n) | |
 EOF
 } > "$MD"
 

@@ -5,6 +5,7 @@
 #include "bench_iocount.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,4 +186,17 @@ gs_bench_iocount_read(const char *path, gs_bench_iocount_t *c)
     size_t n = fread(c, sizeof *c, 1, f);
     fclose(f);
     return n == 1 && c->magic == GS_BENCH_IOCOUNT_MAGIC ? 0 : -1;
+}
+
+void
+gs_bench_scale(gs_gen_opts_t *o, double scale)
+{
+    if (scale != 1) {
+        o->grids = (uint32_t) fmax(1, round(o->grids * scale));
+        o->households = (uint32_t) round(o->households * scale);
+        o->rental_buildings = (uint32_t) round(o->rental_buildings * scale);
+        o->organisations = (uint32_t) round(o->organisations * scale);
+    }
+    if (o->streets > o->grids)
+        o->streets = o->grids;
 }

@@ -30,6 +30,11 @@ double gs_bench_quantile(double *v, size_t n, double q);
 void gs_bench_kv(const char *prefix, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Scale the district of o as `gridsim --scale F` does (grids at least 1,
+ * households, rental buildings and organisations; streets no more than
+ * grids), so a benchmark lays out exactly the uploads gridsim sends. */
+void gs_bench_scale(gs_gen_opts_t *o, double scale);
+
 /* The pre-fill data: copies of one district layout, so that millions of
  * records stay valid and distinct (a single generated district of millions
  * of households runs out of ID numbers and makes invalid birth dates).

@@ -176,6 +176,7 @@ main(int argc, char **argv)
     gs_gen_opts_init(&go);
     gs_sim_opts_t so;
     gs_sim_opts_init(&so);
+    so.organisations = 1;      /* the district as gridsim collects it, organisations included */
     so.run_id = "bench";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -200,13 +201,7 @@ main(int argc, char **argv)
         fprintf(stderr, "bench_zmq: bad arguments\n");
         return 2;
     }
-    if (scale != 1) {
-        go.grids = (uint32_t) fmax(1, round(go.grids * scale));
-        go.households = (uint32_t) round(go.households * scale);
-        go.rental_buildings = (uint32_t) round(go.rental_buildings * scale);
-    }
-    if (go.streets > go.grids)
-        go.streets = go.grids;
+    gs_bench_scale(&go, scale);
     gs_gen_t *gen = gs_gen_new(&go);
     if (!gen)
         return 2;

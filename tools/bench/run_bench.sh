@@ -9,8 +9,9 @@
 # bench_zmq, bench_fill, bench_feed, bench_pull, bench_gen), preloads
 # libbench_iocount.so into every gridsyncd it starts (write bytes and
 # flushes, see bench_iocount.h), starts a private PostgreSQL server on
-# loopback in a temporary directory for the peer, and stops everything it
-# started.
+# loopback in a temporary directory for the peer and a private nats-server
+# (JetStream, loopback, temporary directory) for the federation figures,
+# and stops everything it started.
 #
 # Why rounds: the machine is shared, so absolute rates drift by tens of
 # percent within minutes. Each round measures the device's ceilings, runs
@@ -19,7 +20,9 @@
 # PostgreSQL peer on both sets of uploads (at gridsync's commit sizes and a
 # sweep of its own), the store alone with its bare LMDB loop, and the bare
 # ZeroMQ loop, back to back; ratios are taken within a round and the report
-# gives every round, the median and the spread.
+# gives every round, the median and the spread. The federation figures
+# (district -> city over NATS JetStream) have rounds of their own, each on
+# a fresh nats-server, district and city.
 #
 # --quick: the same steps on a small scale (2% of the district, 16
 # connections, small pre-fills, one round), in about two minutes. It checks
@@ -56,6 +59,8 @@ for p in "$GRIDSYNCD" "$GRIDCTL" "$GRIDSIM" "$GRIDFEED" "$BENCH/bench_pg" "$BENC
 done
 [ -f "$IOCOUNT_SO" ] || { echo "run_bench: $IOCOUNT_SO is not built (make bench builds it)" >&2; exit 2; }
 command -v gnuplot > /dev/null || { echo "run_bench: gnuplot is not installed" >&2; exit 2; }
+NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
+[ -x "$NATS_SERVER" ] || { echo "run_bench: nats-server is not installed (make deps)" >&2; exit 2; }
 
 # ---- Scale ---------------------------------------------------------------------------
 if [ $QUICK = 1 ]; then
@@ -72,6 +77,9 @@ if [ $QUICK = 1 ]; then
     FILL2=100000        # and for the second
     BEHIND=10000        # events the catch-up subscriber is behind
     PULL_SAMPLES=20     # grids downloaded
+    FED_ROUNDS=1        # federation rounds (fresh NATS, district and city each)
+    FED_SECONDS=2       # length of the district -> city lag run
+    FED_OUTAGE=20000    # events the district takes while NATS is down
 else
     SCALE=1
     ROUNDS=3
@@ -86,6 +94,9 @@ else
     FILL2=5000000
     BEHIND=1000000
     PULL_SAMPLES=300
+    FED_ROUNDS=3
+    FED_SECONDS=5
+    FED_OUTAGE=1000000
 fi
 DEVICES=8               # gridsim's default fleet concurrency
 LOAD_WINDOW=2           # uploads in flight per bench_load connection
@@ -103,6 +114,8 @@ RSS_PID=
 PG_BIN=
 PG_DIR=
 PG_AS=()
+NATS_PID=
+FED_PIDS=()
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -134,6 +147,11 @@ cleanup() {
     local rc=$?
     [ -n "$RSS_PID" ] && kill "$RSS_PID" 2> /dev/null
     [ -n "$FEED_PID" ] && kill "$FEED_PID" 2> /dev/null
+    local p
+    for p in "${FED_PIDS[@]}" $NATS_PID; do
+        kill "$p" 2> /dev/null
+        wait "$p" 2> /dev/null
+    done
     if [ -n "$BROKER_PID" ]; then
         kill "$BROKER_PID" 2> /dev/null
         wait "$BROKER_PID" 2> /dev/null
@@ -205,13 +223,19 @@ broker_stop() {
     BROKER_PID=
 }
 
-# metric NAME: a value from the broker's Prometheus endpoint
+# http_get PORT PATH: the body (and headers) of a plain HTTP GET on loopback
+http_get() {
+    exec 3<> "/dev/tcp/127.0.0.1/$1"
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    timeout 10 cat <&3 || true
+    exec 3<&-
+}
+
+# metric NAME [PORT]: a value from the broker's Prometheus endpoint (the
+# bench's broker, or the one whose metrics port is PORT)
 metric() {
     local body
-    exec 3<> "/dev/tcp/127.0.0.1/$MPORT"
-    printf 'GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-    body=$(timeout 10 cat <&3) || true
-    exec 3<&-
+    body=$(http_get "${2:-$MPORT}" /metrics)
     awk -v n="$1" '$1 == n { print $2; exit }' <<< "$body"
 }
 
@@ -511,6 +535,165 @@ median_run=$(printf '%s\n' "${feed_p99s[@]}" | sort -g | awk -v n="$FEED_RUNS" '
 put_kv feed feed "$LOG/feed$median_run.out"
 STORED=$(metric gridsync_store_records)
 broker_stop
+
+# ---- 5b. Federation: district -> NATS JetStream -> city --------------------------------------
+# nats_start DIR: a private nats-server, JetStream on, its store in DIR/js,
+# on loopback; the same ports again when NATS_PORT is set (a restart)
+nats_start() {
+    local dir=$1 try nlog
+    mkdir -p "$dir"
+    for try in $(seq 20); do
+        if [ -z "${NATS_FIXED:-}" ]; then
+            NATS_PORT=$((20000 + (RANDOM % 20000)))
+            NATS_MPORT=$((NATS_PORT + 1))
+        fi
+        nlog=$LOG/nats-$(date +%s%N).log
+        "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MPORT" -js -sd "$dir/js" \
+            -l "$nlog" 2> /dev/null &
+        NATS_PID=$!
+        local i
+        for i in $(seq 100); do
+            grep -q 'Server is ready' "$nlog" 2> /dev/null && break
+            kill -0 "$NATS_PID" 2> /dev/null || break
+            sleep 0.1
+        done
+        if grep -q 'Server is ready' "$nlog" 2> /dev/null; then
+            NATS_URL=nats://127.0.0.1:$NATS_PORT
+            return 0
+        fi
+        kill "$NATS_PID" 2> /dev/null
+        wait "$NATS_PID" 2> /dev/null
+        NATS_PID=
+        [ -z "${NATS_FIXED:-}" ] || break
+    done
+    cat "$nlog" >&2
+    die "nats-server did not start"
+}
+nats_stop() {
+    kill -TERM "$NATS_PID"
+    wait "$NATS_PID" || true
+    NATS_PID=
+}
+
+# fed_broker STORE ARGS...: a gridsyncd with NATS settings (plaintext on
+# loopback, full sync, no write counter); sets FPID, FUPLOAD, FFEED, FMPORT
+fed_broker() {
+    local store=$1 blog
+    shift
+    blog=$LOG/fed-$(basename "$store")-$(date +%s%N).log
+    "$GRIDSYNCD" --store="$store" --upload-endpoint='tcp://127.0.0.1:*' \
+        --feed-endpoint='tcp://127.0.0.1:*' --metrics-port=0 --insecure-dev \
+        --jetstream-url="$NATS_URL" "$@" 2> "$blog" &
+    FPID=$!
+    FED_PIDS+=("$FPID")
+    local i ready
+    for i in $(seq 300); do
+        grep -q 'event=ready' "$blog" 2> /dev/null && break
+        kill -0 "$FPID" 2> /dev/null || break
+        sleep 0.1
+    done
+    ready=$(grep 'event=ready' "$blog") || { cat "$blog" >&2; die "gridsyncd ($store) did not start"; }
+    FUPLOAD=$(sed -n 's/.* upload=\([^ ]*\).*/\1/p' <<< "$ready")
+    FFEED=$(sed -n 's/.* feed=\([^ ]*\).*/\1/p' <<< "$ready")
+    FMPORT=$(sed -n 's/.* metrics_port=\([0-9]*\).*/\1/p' <<< "$ready")
+}
+fed_stop() {   # fed_stop PID
+    kill -TERM "$1"
+    wait "$1" || die "gridsyncd (pid $1) exited with an error"
+    local -a keep=()
+    local p
+    for p in "${FED_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    FED_PIDS=("${keep[@]}")
+}
+
+# fed_wait PORT HEAD SECONDS: poll a city's head seq (its metrics port) every
+# 20 ms until it reaches HEAD; prints the seconds waited
+fed_wait() {
+    local port=$1 want=$2 limit=$3 t0 h
+    t0=$(date +%s.%N)
+    while :; do
+        h=$(metric gridsync_store_head_seq "$port")
+        [ -n "$h" ] && [ "$h" -ge "$want" ] && break
+        [ "$(calc "($(date +%s.%N) - $t0 > $limit)")" = 1 ] &&
+            die "the city replica stopped at seq ${h:-?} of $want"
+        sleep 0.02
+    done
+    calc "$(date +%s.%N) - $t0"
+}
+
+for r in $(seq "$FED_ROUNDS"); do
+    fdir=$WORK/fed$r
+    mkdir -p "$fdir"
+    unset NATS_FIXED
+    nats_start "$fdir/nats"
+    # the district covers the city 4403: the lag run's district 440303 and
+    # the pre-fill's copies (4403xx) are all under it
+    fed_broker "$fdir/district" --jetstream-area=4403
+    D_PID=$FPID; D_UPLOAD=$FUPLOAD; D_MPORT=$FMPORT
+    fed_broker "$fdir/city" --replica-of=4403
+    C_PID=$FPID; C_UPLOAD=$FUPLOAD; C_FEED=$FFEED; C_MPORT=$FMPORT
+
+    log "federation round $r of $FED_ROUNDS: district -> city lag at $FEED_RATE records/s offered for ${FED_SECONDS}s"
+    out=$LOG/fed$r.lag.out
+    timeout 300 "$BENCH/bench_feed" latency --upload "$D_UPLOAD" --feed "$C_FEED" \
+        --city "$C_UPLOAD" --district 440303 --rate "$FEED_RATE" --seconds "$FED_SECONDS" \
+        --devices "$DEVICES" > "$out" 2> "$LOG/fed$r.lag.log" ||
+        { cat "$LOG/fed$r.lag.log" >&2; die "bench_feed latency (district -> city) failed"; }
+    put_kv "fed$r.lag" feed "$out"
+
+    log "federation round $r: NATS down while the district takes $FED_OUTAGE events, then up"
+    nats_stop
+    # the district takes the events through its store's write path with the
+    # broker stopped (bench_fill, to keep the run short): for the bridge
+    # this is the same as uploads while NATS is down, events waiting in the
+    # district's change log
+    fed_stop "$D_PID"
+    out=$LOG/fed$r.fill.out
+    timeout 1800 "$BENCH/bench_fill" --store "$fdir/district" --from 0 --count "$FED_OUTAGE" \
+        --log-bytes 1 > "$out" 2> "$LOG/fed$r.fill.log" || die "bench_fill (federation) failed"
+    put_kv "fed$r.fill" fill "$out"
+    fed_broker "$fdir/district" --jetstream-area=4403
+    D_PID=$FPID; D_MPORT=$FMPORT
+    head=$(metric gridsync_store_head_seq "$D_MPORT")
+    put "fed$r.head" "$head"
+    NATS_FIXED=1
+    nats_start "$fdir/nats"
+    secs=$(fed_wait "$C_MPORT" "$head" 3600)
+    put "fed$r.outage.events" "$FED_OUTAGE"
+    put "fed$r.outage.seconds" "$secs"
+    put "fed$r.outage.events_per_s" "$(calc "$FED_OUTAGE / $secs")"
+
+    # what JetStream holds per message, against the packed event
+    jsz=$(http_get "$NATS_MPORT" '/jsz?accounts=true&streams=true' | tr -d ' \n\r')
+    smsgs=$(grep -o '"name":"GRIDSYNC_4403".*' <<< "$jsz" | grep -o '"messages":[0-9]*' | head -n1 | cut -d: -f2) || true
+    sbytes=$(grep -o '"name":"GRIDSYNC_4403".*' <<< "$jsz" | grep -o '"bytes":[0-9]*' | head -n1 | cut -d: -f2) || true
+    [ -n "$smsgs" ] && [ -n "$sbytes" ] || die "no stream GRIDSYNC_4403 in nats-server's /jsz"
+    [ "$smsgs" = "$head" ] || die "stream GRIDSYNC_4403 holds $smsgs messages, the district $head events"
+    [ "$(get "fed$r.fill.log_events")" = "$head" ] || die "the district's log walk found $(get "fed$r.fill.log_events") events, head $head"
+    put "fed$r.stream.messages" "$smsgs"
+    put "fed$r.stream.bytes" "$sbytes"
+    put "fed$r.stream.bytes_per_event" "$(calc "$sbytes / $smsgs")"
+    put "fed$r.stream.packed_per_event" "$(calc "$(get "fed$r.fill.log_bytes") / $head")"
+    fed_stop "$C_PID"
+    fed_stop "$D_PID"
+
+    log "federation round $r: a fresh city replica applies the stream's $head events"
+    fed_broker "$fdir/city2" --replica-of=4403 --replica-name=apply
+    secs=$(fed_wait "$FMPORT" "$head" 3600)
+    cpu=$(proc_cpu "$FPID")
+    put "fed$r.apply.events" "$head"
+    put "fed$r.apply.seconds" "$secs"
+    put "fed$r.apply.events_per_s" "$(calc "$head / $secs")"
+    put "fed$r.apply.cpu_us_per_event" "$(calc "$cpu * 1e6 / $head")"
+    put "fed$r.load" "$(cut -d' ' -f1 /proc/loadavg)"
+    fed_stop "$FPID"
+    nats_stop
+    rm -rf "$fdir"
+done
+put fed.rounds "$FED_ROUNDS"
+put fed.outage "$FED_OUTAGE"
+put fed.seconds "$FED_SECONDS"
+put fed.nats_version "$("$NATS_SERVER" --version 2> /dev/null | sed 's/^nats-server: *//')"
 
 # ---- 6 (and 4, 5): growth ------------------------------------------------------------------
 FILLED=0

@@ -71,9 +71,8 @@ typedef struct gs_sim_opts {
     double new_id_pct;          /* records collected again under a new id (default 2) */
     double conflict_pct;        /* records edited by two devices (default 1) */
     int organisations;          /* also the grid's organisations, after its households
-                                 * and rental units (default 0: the benchmark's
-                                 * PostgreSQL peer does not store them yet; gridsim
-                                 * sets it) */
+                                 * and rental units (default 0; gridsim and the
+                                 * benchmarks set it) */
     int incidents;              /* also the grid's incident reports (gs_gen_incident),
                                  * last: each a collector's REPORTED incident, with the
                                  * noise a record that names no person, has no natural
