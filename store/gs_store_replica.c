@@ -916,11 +916,18 @@ s_repair_attempt(gs_txn_t *t, void *arg)
             if (rc && rc != GS_ENOTFOUND)
                 return rc;
             if (rc == 0 && !gs_val_natkey_is(nkv.mv_data, nkv.mv_size, x->id)) {
-                char other[GS_ID_MAX + 1] = "(damaged entry)";
-                gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other);
-                return s_repair_refuse(r, GS_REPL_CONFLICT, x->ev->seq, "the natural key of "
-                                       "record %c/%s is held by record %s: repair that "
-                                       "record's cell first", pp->kb, x->id, other);
+                /* held by a record of this cell: the repair makes the cell's
+                 * records the origin's, whose natural keys are unique */
+                char okb = 0, other[GS_ID_MAX + 1] = "(damaged entry)";
+                gs_rec_cur_t oc = { 0 };
+                if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, &okb, other) == 0 &&
+                    (rc = gs_record_lookup(t, st->arena, okb, other, &oc)))
+                    return rc;
+                if (!oc.found || strcmp(oc.grid, r->cell) != 0)
+                    return s_repair_refuse(r, GS_REPL_CONFLICT, x->ev->seq, "the natural key "
+                                           "of record %c/%s is held by record %s in another "
+                                           "cell: repair that record's cell first", pp->kb,
+                                           x->id, other);
             }
         }
     }
