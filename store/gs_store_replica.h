@@ -179,7 +179,7 @@ typedef struct gs_repair_result {
  *
  * A refusal (res->refused: a message that fails its checks, a gap in the
  * cell's chain, a record id held under another origin's area, a natural
- * key held by another record, a cell outside the followed prefix, an
+ * key held by a record of another cell, a cell outside the followed prefix, an
  * origin that has applied nothing) writes nothing. Returns 0 with the
  * outcome in *res and the events to publish in *out (free with
  * gs_apply_out_clear), or a GS_E* error with nothing committed (GS_EINVAL:
