@@ -868,6 +868,53 @@ test_repair_while_events_come(void **state)
     st_verify_ok(f->r);
 }
 
+/* A record the replica holds in a cell but the origin never held there
+ * (here: the cell's records of another lineage, the origin's entry then
+ * set by hand to the origin's position): the repair removes it with a
+ * MOVE_OUT of the replica's own and installs what the origin holds. */
+static void
+test_repair_removes_extra(void **state)
+{
+    s_fix_t *f = *state;
+    const char *g1 = A1 "001001001";
+    s_district_t d3;
+    s_district_open(&d3, A1);
+    st_rec_t x = { .id = "hh-extra", .grid = A1 "001001001", .pids = { 4001, 4002 },
+                   .addr_code = A1 "001001009999" };
+    assert_int_equal(st_put(d3.st, d3.arena, &x, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    s_events(&d3);
+    s_replicate(f->r, &d3, 0, d3.n, NULL);
+    /* the entry as if d1's events up to its head had been applied */
+    uint8_t v[512];
+    size_t vl;
+    assert_int_equal(gs_store_debug_get(f->r, "origins", A1, 6, v, sizeof v, &vl), 0);
+    uint64_t e = strtoull(f->d1.epoch, NULL, 16), last = f->d1.n;
+    for (int i = 0; i < 8; i++) {
+        v[i] = (uint8_t) (e >> (8 * i));
+        v[8 + i] = (uint8_t) (last >> (8 * i));
+    }
+    assert_int_equal(gs_store_debug_put(f->r, "origins", A1, 6, v, vl), 0);
+    size_t ne;
+    gs_repair_result_t res = s_repair(f, &f->d1, g1, f->d1.n, &ne);
+    if (res.refused)
+        fail_msg("refused: %s", res.message);
+    assert_int_equal(res.removed, 1);
+    assert_int_equal(res.installed, 3);
+    assert_int_equal(res.unchanged, 0);
+    assert_int_equal(ne, 4);
+    st_verify_ok(f->r);
+    static s_recs_t a, b;
+    s_records(f->d1.st, g1, &a);
+    s_records(f->r, g1, &b);
+    assert_int_equal(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        assert_string_equal(a.line[i], b.line[i]);
+    gs_digest_node_t da = s_digest(f->d1.st, g1), db = s_digest(f->r, g1);
+    assert_memory_equal(da.digest, db.digest, GS_DIGEST_LEN);
+    s_district_close(&d3);
+}
+
 /* Refusals write nothing: a cell event missing (a gap in the cell's
  * chain), another epoch, a cell the replica has nothing of the origin. */
 static void
@@ -942,6 +989,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_shared_person_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repair_cells, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repair_while_events_come, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_removes_extra, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repair_refusals, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
     };
