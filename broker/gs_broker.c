@@ -365,9 +365,9 @@ gs_broker_new(const gs_config_t *cfg)
         gs_log(GS_LOG_INFO, "store_upgraded",
                "dir=\"%s\" format=3 digested_records=%llu", cfg->store,
                (unsigned long long) gs_store_digests_built(b->store));
-    if (cfg->replica_rebaseline[0] && !cfg->replica_of[0]) {
-        gs_log(GS_LOG_ERROR, "config_error", "msg=\"replica-rebaseline is for a replica: "
-               "replica-of is not set\"");
+    if ((cfg->replica_rebaseline[0] || cfg->replica_repair[0]) && !cfg->replica_of[0]) {
+        gs_log(GS_LOG_ERROR, "config_error", "msg=\"%s is for a replica: replica-of is not "
+               "set\"", cfg->replica_rebaseline[0] ? "replica-rebaseline" : "replica-repair");
         goto fail;
     }
     if (cfg->replica_of[0]) {

@@ -116,6 +116,8 @@ static const s_option_t s_options[] = {
       "replica: durable consumer name, + \"_\" + origin area, per origin" },
     { "replica-rebaseline", S_STRF(replica_rebaseline), "", 0, 0,
       "command line only: remove origin AREA's records and accept its new lineage" },
+    { "replica-repair", S_STRF(replica_repair), "", 0, 0,
+      "command line only: re-sync these cells (CELL,...) from their origin's stream" },
 };
 
 #define S_NOPTIONS (sizeof s_options / sizeof s_options[0])
@@ -241,11 +243,11 @@ gs_config_load(gs_config_t *c, const char *path, char *err, size_t err_size)
             value[vn - 1] = 0;
             value++;
         }
-        if (strcmp(name, "replica-rebaseline") == 0) {
+        if (strcmp(name, "replica-rebaseline") == 0 || strcmp(name, "replica-repair") == 0) {
             /* a one-time action: from a file it would run at every start */
-            snprintf(err, err_size, "%s:%d: replica-rebaseline is a one-time action; give "
-                     "it on the command line (--replica-rebaseline=AREA), not in a file",
-                     path, lineno);
+            snprintf(err, err_size, "%s:%d: %s is a one-time action; give it on the command "
+                     "line (--%s=%s), not in a file", path, lineno, name, name,
+                     strcmp(name, "replica-repair") == 0 ? "CELL,..." : "AREA");
             fclose(f);
             return -1;
         }

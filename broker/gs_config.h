@@ -62,6 +62,7 @@ typedef struct gs_config {
     char replica_area[16];      /* the prefix followed ("" = each origin's whole area) */
     char replica_name[32];      /* durable consumer name prefix */
     char replica_rebaseline[16]; /* one-time, command line only: re-baseline this origin */
+    char replica_repair[600];   /* one-time, command line only: repair these cells */
 } gs_config_t;
 
 /* Fill c with the defaults from the table. */

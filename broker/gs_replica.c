@@ -40,6 +40,7 @@ typedef struct s_org {
     atomic_uint_fast64_t lag_events; /* messages still pending in its consumer */
     atomic_int_fast64_t last_committed_at; /* origin commit time of the last applied */
     atomic_uint_fast64_t last_seq;  /* last origin seq applied */
+    size_t repaired;                /* cells of cfg.repair done (replica-repair) */
 } s_org_t;
 
 struct gs_replica {
@@ -182,6 +183,42 @@ gs_replica_plan(const gs_config_t *cfg, gs_replica_origin_t *out, size_t max, ch
         if (i == n) {
             snprintf(err, err_size, "replica-rebaseline: %s is not one of replica-of (%s)",
                      cfg->replica_rebaseline, cfg->replica_of);
+            return -1;
+        }
+    }
+    size_t n_cells = 0;
+    for (const char *c = cfg->replica_repair; *c;) {
+        size_t l = strcspn(c, ",");
+        char cell[GS_GRID_LEN + 1];
+        if (l != GS_GRID_LEN || !s_digits(c, l)) {
+            snprintf(err, err_size, "replica-repair: '%.*s' is not a cell (a 15-digit grid "
+                     "code)", (int) (l > 20 ? 20 : l), c);
+            return -1;
+        }
+        memcpy(cell, c, l);
+        cell[l] = 0;
+        size_t i = 0;
+        while (i < n && !gs_grid_prefix_covers(out[i].followed, cell))
+            i++;
+        if (i == n) {
+            snprintf(err, err_size, "replica-repair: cell %s lies under no origin this replica "
+                     "follows (replica-of %s)", cell, cfg->replica_of);
+            return -1;
+        }
+        for (size_t j = 0; j < out[i].n_repair; j++)
+            if (strcmp(out[i].repair[j], cell) == 0) {
+                snprintf(err, err_size, "replica-repair: cell %s is named twice", cell);
+                return -1;
+            }
+        if (++n_cells > GS_REPAIR_MAX) {
+            snprintf(err, err_size, "replica-repair: more than %d cells; repair the rest "
+                     "with another restart", GS_REPAIR_MAX);
+            return -1;
+        }
+        memcpy(out[i].repair[out[i].n_repair++], cell, sizeof cell);
+        c += l;
+        if (*c == ',' && !*++c) {
+            snprintf(err, err_size, "replica-repair: '' is not a cell (a 15-digit grid code)");
             return -1;
         }
     }
@@ -572,6 +609,204 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
     return (int) res.consumed;
 }
 
+/* ---- Repairing cells (replica-repair) ---------------------------------------------- */
+
+/* Fetch the messages of o's stream on the subjects of cell, in stream
+ * order, up to stream position upto, through a consumer of the replica's
+ * own made for it (deliver all, filtered to the cell) and deleted after.
+ * *msgs gets them (destroy each and free the array). 0, or -1 after a
+ * NATS error (logged). */
+static int
+s_repair_fetch(gs_replica_t *self, s_org_t *o, const char *cell, uint64_t upto,
+               natsMsg ***msgs, size_t *n)
+{
+    char name[80], subject[64];
+    snprintf(name, sizeof name, "%s_repair", o->cfg.durable);
+    s_subject(cell, subject, sizeof subject);
+    *msgs = NULL;
+    *n = 0;
+    jsErrCode jerr = 0;
+    natsStatus s = js_DeleteConsumer(self->js, o->cfg.stream, name, NULL, &jerr);
+    if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr)
+        goto fail;
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = name;
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.FilterSubject = subject;
+    cc.AckWait = S_ACK_WAIT_NS;
+    cc.MaxAckPending = (int64_t) self->batch * 4;
+    jsConsumerInfo *ci = NULL;
+    if ((s = js_AddConsumer(&ci, self->js, o->cfg.stream, &cc, NULL, &jerr)) != NATS_OK)
+        goto fail;
+    uint64_t pending = ci->NumPending;
+    jsConsumerInfo_Destroy(ci);
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = o->cfg.stream;
+    so.Consumer = name;
+    if (pending && (s = js_PullSubscribe(&sub, self->js, subject, name, NULL, &so, &jerr)) !=
+        NATS_OK)
+        goto fail;
+    size_t cap = 0;
+    int done = !pending;
+    while (!done) {
+        natsMsgList list = { NULL, 0 };
+        s = natsSubscription_Fetch(&list, sub, self->batch, S_JS_WAIT_MS, &jerr);
+        if (s != NATS_OK) {
+            natsMsgList_Destroy(&list);
+            break;
+        }
+        for (int i = 0; i < list.Count; i++) {
+            natsMsg *m = list.Msgs[i];
+            list.Msgs[i] = NULL;
+            jsMsgMetaData *meta = NULL;
+            uint64_t sseq = UINT64_MAX, left = 0;
+            if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+                sseq = meta->Sequence.Stream;
+                left = meta->NumPending;
+            }
+            jsMsgMetaData_Destroy(meta);
+            natsMsg_Ack(m, NULL);   /* the consumer goes with the repair */
+            if (sseq > upto || done) {
+                done = 1;           /* past what the replica has applied */
+                natsMsg_Destroy(m);
+                continue;
+            }
+            if (*n == cap) {
+                size_t nc = cap ? 2 * cap : 256;
+                natsMsg **grown = realloc(*msgs, nc * sizeof *grown);
+                if (!grown) {
+                    natsMsg_Destroy(m);
+                    s = NATS_NO_MEMORY;
+                    break;
+                }
+                *msgs = grown;
+                cap = nc;
+            }
+            (*msgs)[(*n)++] = m;
+            if (sseq == upto || left == 0)
+                done = 1;
+        }
+        natsMsgList_Destroy(&list);
+        if (s != NATS_OK)
+            break;
+    }
+    natsSubscription_Destroy(sub);
+    js_DeleteConsumer(self->js, o->cfg.stream, name, NULL, NULL);
+    if (s == NATS_OK)
+        return 0;
+fail:
+    gs_log(GS_LOG_WARN, "replica_repair_failed", "origin=%s cell=%s error=\"%s\" code=%d "
+           "msg=\"the cell's messages could not be read; tried again\"", o->cfg.area, cell,
+           natsStatus_GetText(s), (int) jerr);
+    for (size_t i = 0; i < *n; i++)
+        natsMsg_Destroy((*msgs)[i]);
+    free(*msgs);
+    *msgs = NULL;
+    *n = 0;
+    return -1;
+}
+
+/* Repair one cell of o from its stream (gs_store_cell_repair) and hand
+ * the replica's events to the publisher. 0 when done (repaired or refused:
+ * logged), -1 to try again later (NATS or store error). */
+static int
+s_repair_cell(gs_replica_t *self, s_org_t *o, const char *cell)
+{
+    gs_broker_t *b = self->b;
+    gs_origin_t st;
+    int rc = gs_store_origin_get(b->store, o->cfg.area, &st);
+    if (rc && rc != GS_ENOTFOUND)
+        return -1;
+    jsErrCode jerr = 0;
+    jsStreamInfo *si = NULL;
+    natsStatus s = js_GetStreamInfo(&si, self->js, o->cfg.stream, NULL, &jerr);
+    uint64_t stream_last = s == NATS_OK && si ? si->State.LastSeq : 0;
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK && s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr)
+        return -1;
+    if (st.stream_seq > stream_last) {
+        gs_log(GS_LOG_ERROR, "replica_repair_refused", "origin=%s cell=%s reason=stream "
+               "recorded_stream_seq=%" PRIu64 " stream_last_seq=%" PRIu64 " msg=\"the stream "
+               "does not hold what the replica applied (missing, or made anew): the cell "
+               "cannot be re-read from it; nothing was changed\"", o->cfg.area, cell,
+               st.stream_seq, stream_last);
+        return 0;
+    }
+    natsMsg **nm = NULL;
+    size_t n = 0;
+    if (st.stream_seq && s_repair_fetch(self, o, cell, st.stream_seq, &nm, &n))
+        return -1;
+    gs_repl_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
+    if (!msgs) {
+        for (size_t i = 0; i < n; i++)
+            natsMsg_Destroy(nm[i]);
+        free(nm);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = (gs_repl_msg_t) { (const uint8_t *) natsMsg_GetData(nm[i]),
+                                    (size_t) natsMsg_GetDataLength(nm[i]),
+                                    s_header(nm[i], "Gridsync-Origin"),
+                                    s_header(nm[i], "Gridsync-Epoch"),
+                                    s_header(nm[i], "Gridsync-Seq"), 0 };
+    gs_repair_result_t res;
+    gs_apply_out_t out;
+    rc = gs_store_cell_repair(b->store, o->cfg.area, cell, msgs, n, gs_now_ms(), &res, &out);
+    free(msgs);
+    for (size_t i = 0; i < n; i++)
+        natsMsg_Destroy(nm[i]);
+    free(nm);
+    if (rc) {
+        atomic_fetch_add(&b->metrics.commit_failures, 1);
+        gs_log(GS_LOG_ERROR, "commit_failed", "origin=%s cell=%s what=\"repair\" error=\"%s\" "
+               "detail=\"%s\"", o->cfg.area, cell, gs_store_strerror(rc), gs_store_errdetail());
+        return -1;
+    }
+    atomic_fetch_add(&b->metrics.commits, 1);
+    if (res.refused)
+        gs_log(GS_LOG_ERROR, "replica_repair_refused", "origin=%s cell=%s reason=%s seq=%" PRIu64
+               " msg=\"%s; nothing was changed\"", o->cfg.area, cell,
+               gs_repl_reason_name(res.refused), res.refused_seq, res.message);
+    else
+        gs_log(GS_LOG_WARN, "replica_repaired", "origin=%s cell=%s last_seq=%" PRIu64
+               " events=%zu later=%zu records=%zu unchanged=%zu installed=%zu removed=%zu",
+               o->cfg.area, cell, res.last_seq, res.events, res.later, res.records,
+               res.unchanged, res.installed, res.removed);
+    if (out.n_events) {
+        atomic_store(&b->head_seq, out.head_seq);
+        gs_apply_out_t *ev = malloc(sizeof *ev);
+        if (ev) {
+            *ev = out;
+            if (gs_ptr_send(b->to_publisher, ev)) {
+                gs_apply_out_clear(ev);
+                free(ev);
+            }
+            return 0;
+        }
+    }
+    gs_apply_out_clear(&out);
+    return 0;
+}
+
+/* The cells of o that replica-repair names and are not done yet, in turn,
+ * before o's consumer resumes: the store's position for o does not move
+ * meanwhile (this thread is its one writer), so each cell is repaired to
+ * exactly what the replica applied. 0 when all are done. */
+static int
+s_repair_pending(gs_replica_t *self, s_org_t *o)
+{
+    while (o->repaired < o->cfg.n_repair) {
+        if (s_repair_cell(self, o, o->cfg.repair[o->repaired]))
+            return -1;
+        o->repaired++;
+    }
+    return 0;
+}
+
 /* Wait up to ms for the drain marker; 1 when it came. */
 static int
 s_wait_drain(void *in, int ms)
@@ -608,6 +843,8 @@ gs_replica_main(void *arg)
         size_t active = 0, failed = 0, consumed = 0, following = 0;
         for (size_t i = 0; i < self->n; i++) {
             s_org_t *o = &self->org[i];
+            if (o->repaired < o->cfg.n_repair && !o->sub && s_repair_pending(self, o))
+                continue;   /* tried again next round; the origin waits for it */
             if (atomic_load(&o->state) == S_STOPPED)
                 continue;
             active++;

@@ -31,6 +31,7 @@
 #include "gs_config.h"
 
 #define GS_REPLICA_MAX 64           /* origins one replica follows */
+#define GS_REPAIR_MAX 32            /* cells one --replica-repair names */
 
 typedef struct gs_replica gs_replica_t;
 
@@ -41,6 +42,8 @@ typedef struct gs_replica_origin {
     char stream[32];                /* GRIDSYNC_<area> */
     char durable[64];               /* <replica-name>_<area> */
     char subject[64];               /* filter: gridsync.<followed tokens>.> */
+    size_t n_repair;                /* cells of it to repair (replica-repair) */
+    char repair[GS_REPAIR_MAX][GS_GRID_LEN + 1]; /* and those cells */
 } gs_replica_origin_t;
 
 /* Check the replica settings of cfg (replica-of set) and derive the
@@ -48,7 +51,9 @@ typedef struct gs_replica_origin {
  * inside another; replica-area empty or a level prefix that covers or lies
  * under every origin; jetstream-url set; replica-name a consumer name
  * (letters, digits, '-' and '_'); replica-rebaseline empty or one of the
- * origins; the NATS link's settings as gs_natslink_check wants them. Returns the number of origins (> 0) with out[0..n) filled, or
+ * origins; replica-repair empty or up to GS_REPAIR_MAX comma-separated
+ * 15-digit cells, each under one origin's followed prefix and named once
+ * (into that origin's repair list); the NATS link's settings as gs_natslink_check wants them. Returns the number of origins (> 0) with out[0..n) filled, or
  * -1 with a message a person can act on in err. */
 int gs_replica_plan(const gs_config_t *cfg, gs_replica_origin_t *out, size_t max,
                     char *err, size_t err_size);

@@ -70,6 +70,14 @@ void gs_store_debug_dup_pass(gs_store_t *self, size_t entries);
  * and head_seq is unchanged. Returns 0, GS_ENOTFOUND or another error. */
 int gs_store_debug_drop(gs_store_t *self, int kind, const char *record_id);
 
+/* Make this store drift the other way: record kind/record_id (as for
+ * gs_store_debug_drop) stays, with the same bytes, but its stored version
+ * becomes version (not 0), its digests following, as if another version
+ * had been stored. No change event. Returns 0, GS_ENOTFOUND, GS_EINVAL or
+ * another error. */
+int gs_store_debug_set_version(gs_store_t *self, int kind, const char *record_id,
+                               uint64_t version);
+
 /* gs_store_events with the read path forced: path 0 = choose as
  * gs_store_events does, 1 = scan the global log, 2 = merge the per-cell logs
  * (GS_EINVAL when the prefixes cover more than 64 cells). Tests use it to

@@ -3,7 +3,8 @@
  * in gs_store_digest.h; layout and formula in docs/store.md, "Digests").
  * The write side's cache and flush, the entry formula, the recomputation
  * from the records (the upgrade's builder and verify), the reader
- * (gs_store_digest) and the drift hook for tests (gs_store_debug_drop).
+ * (gs_store_digest) and the drift hooks for tests (gs_store_debug_drop,
+ * gs_store_debug_set_version).
  */
 #include "gs_store_digest.h"
 #include "gs_store_ids.h"
@@ -499,6 +500,7 @@ typedef struct s_drop {
     int kind;                       /* RecordKind, 0 = either */
     const char *id;                 /* canonical id or alias */
     gs_log_t log;                   /* cell counts and digests */
+    uint64_t version;               /* not 0: keep the record, at this version */
 } s_drop_t;
 
 /* Every alias of canon (kind byte kb) into keys (arena); their count. */
@@ -576,6 +578,22 @@ s_drop_fn(gs_txn_t *t, void *arg)
         return rc == GS_ENOTFOUND ? gs_txn_fail(t, MDB_CORRUPTED, "record of an id") : rc;
     if (gs_rec_hdr_get(&v, &h))
         return gs_txn_fail(t, MDB_CORRUPTED, "record header");
+    if (d->version) {
+        /* the same record under another version: header and digests only */
+        gs_digest_rec_t was = { grid, h.version, h.status, h.hash };
+        uint8_t *copy = gs_arena_alloc(st->arena, v.mv_size);
+        if (!copy)
+            return gs_txn_fail(t, ENOMEM, "record copy");
+        memcpy(copy, v.mv_data, v.mv_size);
+        h.version = d->version;
+        gs_rec_hdr_put(copy, &h);
+        MDB_val nv = { v.mv_size, copy };
+        gs_digest_rec_t now = { grid, h.version, h.status, h.hash };
+        if ((rc = gs_txn_put(t, GS_DB_RECORDS, &k, &nv, 0)) ||
+            (rc = gs_digest_change(&d->log.digest, kb, canon, &was, &now)))
+            return rc;
+        return gs_log_flush(&d->log);
+    }
     /* copy the refs out before the value goes stale */
     size_t nrefs = h.n_refs;
     uint8_t *refs = nrefs ? gs_arena_alloc(st->arena, nrefs * GS_REF_LEN) : NULL;
@@ -628,12 +646,12 @@ s_drop_fn(gs_txn_t *t, void *arg)
     return gs_log_flush(&d->log);
 }
 
-int
-gs_store_debug_drop(gs_store_t *self, int kind, const char *record_id)
+static int
+s_drift(gs_store_t *self, int kind, const char *record_id, uint64_t version)
 {
     if (!self || !record_id || !*record_id || kind < 0 || kind > 2)
         return GS_EINVAL;
-    s_drop_t d = { kind, record_id, { 0 } };
+    s_drop_t d = { kind, record_id, { 0 }, version };
     gs_log_init(&d.log);
     pthread_mutex_lock(&self->write_lock);
     int rc = gs_store_write_locked(self, s_drop_fn, &d, NULL);
@@ -641,4 +659,17 @@ gs_store_debug_drop(gs_store_t *self, int kind, const char *record_id)
     pthread_mutex_unlock(&self->write_lock);
     gs_log_deinit(&d.log);
     return rc;
+}
+
+int
+gs_store_debug_drop(gs_store_t *self, int kind, const char *record_id)
+{
+    return s_drift(self, kind, record_id, 0);
+}
+
+int
+gs_store_debug_set_version(gs_store_t *self, int kind, const char *record_id,
+                           uint64_t version)
+{
+    return version ? s_drift(self, kind, record_id, version) : GS_EINVAL;
 }

@@ -8,10 +8,12 @@
  * Where it sits: the broker's replica thread (broker/gs_replica.c) calls
  * gs_store_replicate with the messages of one fetch and acks them after it
  * returns; --replica-rebaseline calls gs_store_origin_rebaseline once at
- * start. The readers (stats, metrics, gridctl) call gs_store_origin_get and
+ * start, and --replica-repair calls gs_store_cell_repair once per cell
+ * before the origin's consumer resumes. The readers (stats, metrics, gridctl) call gs_store_origin_get and
  * gs_store_origins.
  *
- * Threads: gs_store_replicate and gs_store_origin_rebaseline are writes
+ * Threads: gs_store_replicate, gs_store_origin_rebaseline and
+ * gs_store_cell_repair are writes
  * (serialised with every other write of the store, one writer thread);
  * the two readers any thread.
  */
@@ -134,6 +136,57 @@ int gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
  * records removed. Returns 0 or a GS_E* code. */
 int gs_store_origin_rebaseline(gs_store_t *self, const char *area, int64_t now_ms,
                                uint64_t *removed, gs_apply_out_t *out);
+
+/* What one gs_store_cell_repair call did. */
+typedef struct gs_repair_result {
+    size_t events;                  /* origin events of the cell read, up to last_seq */
+    size_t later;                   /* messages past the applied position (left to */
+                                    /* the consumer)                               */
+    size_t records;                 /* records the origin holds in the cell at last_seq */
+    size_t unchanged;               /* held exactly so already */
+    size_t installed;               /* written anew (missing, other version, content */
+                                    /* or status, or held in another cell)           */
+    size_t removed;                 /* held here but not by the origin */
+    uint64_t last_seq;              /* the origin seq the cell was repaired to */
+    int refused;                    /* GS_REPL_* why nothing was written, 0: repaired */
+    uint64_t refused_seq;           /* the origin seq of the message refused (0: none) */
+    char message[256];              /* the refusal, for a person */
+} gs_repair_result_t;
+
+/* Repair one cell (15-digit grid) of origin area: make the records this
+ * store holds in it exactly those the origin held there at the position
+ * this store has applied (the origin's last applied seq), in ONE write
+ * transaction with one durable commit. msgs[0..n) are the messages of the
+ * origin's stream on the cell's subjects (gridsync.<cell tokens>.*), in
+ * stream order, from the stream's first such message to at least the
+ * recorded stream position; those whose origin seq is above the last
+ * applied seq are counted in later and otherwise ignored (the origin's
+ * consumer applies them). Each message is checked as gs_store_replicate
+ * checks one (headers, gs_prescan, decoding, the record agreeing with the
+ * event, the recorded epoch), and the messages must be complete: each
+ * event's prev_seq at the cell level names the cell event before it (0 for
+ * the first), else a gap.
+ * The final state of each record is its last event: MOVE_OUT means not in
+ * the cell, anything else the record that event carries. Then, through
+ * gs_record_write (so the ids, person index, cell counts and digests
+ * follow), each held record the origin does not hold in the cell is
+ * removed (a MOVE_OUT of this store's own, origin_seq 0), and each record
+ * the origin holds that differs here (missing, another version, content
+ * hash or status, or held in another cell, from which it is removed
+ * first) is written as UPSERT or VOID with origin_seq the seq of its last
+ * event; records that agree are not touched. The origin's entry is not
+ * changed.
+ *
+ * A refusal (res->refused: a message that fails its checks, a gap in the
+ * cell's chain, a record id held under another origin's area, a natural
+ * key held by a record of another cell, a cell outside the followed prefix, an
+ * origin that has applied nothing) writes nothing. Returns 0 with the
+ * outcome in *res and the events to publish in *out (free with
+ * gs_apply_out_clear), or a GS_E* error with nothing committed (GS_EINVAL:
+ * a bad area or cell, GS_EREADONLY). Writer thread (the replica thread). */
+int gs_store_cell_repair(gs_store_t *self, const char *area, const char *cell,
+                         const gs_repl_msg_t *msgs, size_t n, int64_t now_ms,
+                         gs_repair_result_t *res, gs_apply_out_t *out);
 
 /* The entry of origin area into *o. Returns 0, GS_ENOTFOUND (o zeroed,
  * area set, state NEW) or another GS_E* code. Any thread. */

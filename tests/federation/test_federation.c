@@ -6,7 +6,9 @@
  * to both districts. The city must end with exactly the union: every
  * district event applied once, in order (its origin seqs run 1..head with
  * no gap and no repeat), equal digests at every level (gridctl compare),
- * and the persons counted in both districts found by the city's dups.
+ * and the persons registered in both districts (each gridsim plants some of
+ * the other district's, generated with its own seed) found by the city's
+ * dups, exactly as many as the generators planted.
  * Then the same under faults while the fleets upload: the district broker
  * (and with it its bridge), nats-server and the city replica are each
  * killed with SIGKILL and restarted, several times.
@@ -120,15 +122,33 @@ s_world_stop(s_world_t *w)
     gs_tk_nats_destroy(&w->nats);
 }
 
-/* gridsim against one district, in the background. */
+/* gridsim against one district, in the background, its --json summary
+ * into out. twins (may be NULL): its --twins-from, the other district and
+ * that one's seed, so that some persons of it are registered here too. */
 static pid_t
-s_gridsim(const s_district_t *d, const char *seed, const char *scale)
+s_gridsim(const s_district_t *d, const char *seed, const char *scale, const char *twins,
+          const char *out)
 {
     /* every record kind: households, rentals, organisations and incidents */
-    const char *argv[] = { GS_GRIDSIM, "--endpoint", d->b.upload, "--district", d->area,
-                           "--seed", seed, "--scale", scale, "--devices", "4", "--incidents",
-                           NULL };
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "exec '%s' --endpoint '%s' --district %s --seed %s --scale %s "
+             "--devices 4 --incidents --quiet --json%s%s > '%s'", GS_GRIDSIM, d->b.upload,
+             d->area, seed, scale, twins ? " --twins-from " : "", twins ? twins : "", out);
+    const char *argv[] = { "/bin/sh", "-c", cmd, NULL };
     return gs_tk_spawn(argv, NULL);
+}
+
+/* The persons gridsim said it planted from the other district. */
+static uint64_t
+s_planted(const char *out)
+{
+    char *text = gs_tk_read_file(out, NULL, 0);
+    assert_non_null(text);
+    const char *p = strstr(text, "\"planted\":");
+    assert_non_null(p);
+    uint64_t n = strtoull(p + strlen("\"planted\":"), NULL, 10);
+    free(text);
+    return n;
 }
 
 static void
@@ -272,49 +292,32 @@ s_compare(const s_world_t *w, const s_district_t *d)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* Plant one person in both districts: the same members (same person seed)
- * in a household of each. */
-static void
-s_plant_twin(const s_world_t *w)
-{
-    for (int i = 0; i < 2; i++) {
-        gs_arena_t *a = gs_arena_new(0);
-        char grid[16], hid[32];
-        snprintf(grid, sizeof grid, "%s001001001", w->d[i].area);
-        snprintf(hid, sizeof hid, "TWIN-%s", w->d[i].area);
-        Gridsync__V1__Record *rec = gs_tk_household(a, grid, hid, NULL, 2, 990001);
-        size_t len = 0;
-        uint8_t *buf = gs_tk_upload_request("twin-device", hid, &rec, 1, 1, &len);
-        gs_client_t *c = gs_client_new(w->d[i].b.upload, NULL);
-        assert_non_null(c);
-        Gridsync__V1__Request *req = gridsync__v1__request__unpack(NULL, len, buf);
-        assert_non_null(req);
-        Gridsync__V1__Reply *rep = NULL;
-        gs_client_error_t err;
-        assert_int_equal(gs_client_call(c, req, 1, &rep, &err), 0);
-        assert_non_null(rep->ack);
-        assert_int_equal(rep->ack->results[0]->status,
-                         GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
-        gridsync__v1__reply__free_unpacked(rep, NULL);
-        gridsync__v1__request__free_unpacked(req, NULL);
-        gs_client_destroy(&c);
-        free(buf);
-        gs_arena_destroy(&a);
-    }
-}
-
-/* Whether the city's dups report names a person in both districts. */
-static int
-s_city_twin_found(const s_world_t *w)
+/* The persons the city's dups report finds in both districts: each
+ * person entry with places in 440305 and in 440306. */
+static uint64_t
+s_city_twins(const s_world_t *w)
 {
     char cmd[1200], path[400];
     snprintf(path, sizeof path, "%s/dups.json", w->city_dir);
     snprintf(cmd, sizeof cmd, "%s --store %s --json dups > %s", GS_GRIDCTL, w->city_store, path);
     assert_int_equal(system(cmd), 0);
     char *out = gs_tk_read_file(path, NULL, 0);
-    int found = strstr(out, "440305001001001") && strstr(out, "440306001001001");
+    assert_non_null(out);
+    char *orgs = strstr(out, "\"organisations\"");
+    if (orgs)
+        *orgs = 0;      /* persons only */
+    uint64_t n = 0;
+    for (char *p = strstr(out, "\"id_number\""); p;) {
+        char *next = strstr(p + 1, "\"id_number\"");
+        if (next)
+            *next = 0;
+        n += strstr(p, "\"grid\":\"440305") && strstr(p, "\"grid\":\"440306");
+        if (next)
+            *next = '"';
+        p = next;
+    }
     free(out);
-    return found;
+    return n;
 }
 
 static void
@@ -323,14 +326,22 @@ test_union(void **state)
     (void) state;
     s_world_t w;
     s_world_start(&w);
-    pid_t sims[2] = { s_gridsim(&w.d[0], "1", "0.01"), s_gridsim(&w.d[1], "2", "0.01") };
-    s_plant_twin(&w);
+    /* each district with its own seed, and a few of each other's persons
+     * registered in it too */
+    char out[2][200];
+    for (int i = 0; i < 2; i++)
+        snprintf(out[i], sizeof out[i], "%s/gridsim-%d.json", w.city_dir, i);
+    pid_t sims[2] = { s_gridsim(&w.d[0], "1", "0.01", "440306:2", out[0]),
+                      s_gridsim(&w.d[1], "2", "0.01", "440305:1", out[1]) };
     s_gridsim_wait(sims[0]);
     s_gridsim_wait(sims[1]);
     s_wait_city(&w);
     assert_int_equal(s_compare(&w, &w.d[0]), 0);
     assert_int_equal(s_compare(&w, &w.d[1]), 0);
-    assert_true(s_city_twin_found(&w));
+    /* the city finds exactly the persons the generators planted */
+    uint64_t planted = s_planted(out[0]) + s_planted(out[1]);
+    assert_true(planted > 0);
+    assert_int_equal(s_city_twins(&w), planted);
     s_world_stop(&w);
 }
 
@@ -340,7 +351,11 @@ test_faults(void **state)
     (void) state;
     s_world_t w;
     s_world_start(&w);
-    pid_t sims[2] = { s_gridsim(&w.d[0], "3", "0.03"), s_gridsim(&w.d[1], "4", "0.03") };
+    char out[2][200];
+    for (int i = 0; i < 2; i++)
+        snprintf(out[i], sizeof out[i], "%s/gridsim-%d.json", w.city_dir, i);
+    pid_t sims[2] = { s_gridsim(&w.d[0], "3", "0.03", NULL, out[0]),
+                      s_gridsim(&w.d[1], "4", "0.03", NULL, out[1]) };
     for (int round = 0; round < 3; round++) {
         /* each part dies while the others are busy: after some more
          * events reached the city's live feed */

@@ -18,7 +18,12 @@
  *     another origin's name, a gap): counted, logged, that origin stops,
  *     the other goes on, nothing half-applied;
  *   - lineage: a district replaced by a store of another epoch stops its
- *     origin; --replica-rebaseline=AREA accepts the new lineage.
+ *     origin; --replica-rebaseline=AREA accepts the new lineage;
+ *   - drift: a record dropped from the replica's store and one at a
+ *     changed version; gridctl compare names their cells and records;
+ *     --replica-repair re-reads those cells from the district's stream
+ *     (more events waiting behind the applied position meanwhile) and
+ *     compare is equal again, the other cells untouched.
  * Every wait is on the protocol (a reply, a feed event, a log line) and
  * bounded.
  */
@@ -44,6 +49,8 @@
 #include "gs_client.h"
 #include "gs_config.h"
 #include "gs_replica.h"
+#include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_testkit.h"
 #include "gs_tk_nats.h"
 
@@ -1052,6 +1059,123 @@ test_lineage_rebaseline(void **state)
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
 }
 
+/* The replica's head seq, by a sync request. */
+static uint64_t
+s_replica_head(s_replica_t *r)
+{
+    gs_client_t *c = gs_client_new(r->b.upload, NULL);
+    const char *all = "";
+    Gridsync__V1__SyncResponse *resp = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_sync(c, &all, 1, 0, 1, 0, &resp, &err), 0);
+    uint64_t head = resp->head_seq;
+    gridsync__v1__sync_response__free_unpacked(resp, NULL);
+    gs_client_destroy(&c);
+    return head;
+}
+
+/* gridctl compare A B under prefix: its exit status, its output into out
+ * (malloc'd). */
+static int
+s_compare(const char *a, const char *b, const char *prefix, char **out)
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s.compare", b);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        execl(GS_GRIDCTL, "gridctl", "compare", "--quiet", "--prefix", prefix, a, b,
+              (char *) NULL);
+        _exit(127);
+    }
+    int st = gs_tk_wait_exit(pid, "gridctl", 30000);
+    size_t len;
+    *out = gs_tk_read_file(path, &len, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* (g): drift and repair. Records of A1 drift in the replica's store (one
+ * dropped, one at another version); compare names them; while the
+ * district goes on (its new events wait in the stream behind what the
+ * replica applied), --replica-repair re-reads exactly those cells from the
+ * stream, and then the consumer brings the rest: equal again. */
+static void
+test_drift_repair(void **state)
+{
+    s_env_t *e = *state;
+    s_upload(&e->d[0], 0, 24, 1000, -1);
+    s_upload(&e->d[1], 0, 12, 5000, -1);
+    uint64_t want[2] = { s_publish(&e->d[0], e->js), s_publish(&e->d[1], e->js) };
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    gs_tk_broker_stop(&e->r.b, SIGTERM);
+
+    /* hh-0 in cell 001001001, hh-1 in cell 001002002 (s_upload's grids) */
+    const char *c0 = A1 "001001001", *c1 = A1 "001002002";
+    int err = 0;
+    gs_store_t *st = gs_store_new(e->r.store, NULL, &err);
+    assert_non_null(st);
+    assert_int_equal(gs_store_debug_drop(st, 0, "hh-" A1 "-0"), 0);
+    assert_int_equal(gs_store_debug_set_version(st, 0, "hh-" A1 "-1", 5), 0);
+    uint64_t head0;
+    assert_int_equal(gs_store_head(st, &head0), 0);
+    gs_store_destroy(&st);
+    char *out = NULL;
+    assert_int_equal(s_compare(e->d[0].store, e->r.store, A1, &out), 1);
+    assert_non_null(strstr(out, c0));
+    assert_non_null(strstr(out, c1));
+    assert_non_null(strstr(out, "hh-" A1 "-0"));
+    assert_non_null(strstr(out, "hh-" A1 "-1"));
+    assert_null(strstr(out, A1 "001001002"));
+    free(out);
+
+    /* the district goes on in the same cells: new versions wait in the
+     * stream while the replica is down */
+    uint64_t before = want[0];
+    s_upload(&e->d[0], 24, 6, 1000, -1);
+    s_move(&e->d[0], 0, 1000);     /* the two drifting records move on */
+    s_move(&e->d[0], 1, 1000);
+    want[0] = s_publish(&e->d[0], e->js);
+
+    char arg[80];
+    snprintf(arg, sizeof arg, "%s,%s", c0, c1);
+    const char *extra[] = { "--replica-of=" A1 "," A2, e->r.url_arg, "--batch-max-records=50",
+                            NULL, NULL };
+    char rep[120];
+    snprintf(rep, sizeof rep, "--replica-repair=%s", arg);
+    extra[3] = rep;
+    assert_int_equal(gs_tk_broker_restart(&e->r.b, extra), 0);
+    char line[160];
+    snprintf(line, sizeof line, "event=replica_repaired origin=%s cell=%s", A1, c0);
+    assert_int_equal(s_wait_log(e->r.b.log_path, line, 1, 30000), 0);
+    snprintf(line, sizeof line, "event=replica_repaired origin=%s cell=%s", A1, c1);
+    assert_int_equal(s_wait_log(e->r.b.log_path, line, 1, 30000), 0);
+    size_t len;
+    char *log = gs_tk_read_file(e->r.b.log_path, &len, 1);
+    /* each cell: exactly its drifting record rewritten, the later events left */
+    assert_int_equal(s_count(log, "installed=1 removed=0"), 2);
+    free(log);
+    /* ... to the position the replica had applied, not the stream's end */
+    snprintf(line, sizeof line, "event=replica_repaired origin=%s cell=%s last_seq=%" PRIu64,
+             A1, c0, before);
+    assert_int_equal(s_wait_log(e->r.b.log_path, line, 1, 1000), 0);
+    /* the consumer then brings what waited */
+    s_follow(&e->r, want, &seen);
+    /* two events of the repair, then each new event once: nothing else
+     * of the other cells was written */
+    assert_int_equal(s_replica_head(&e->r), head0 + 2 + (want[0] - before));
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+    assert_int_equal(s_compare(e->d[0].store, e->r.store, A1, &out), 0);
+    free(out);
+    assert_int_equal(s_compare(e->d[1].store, e->r.store, A2, &out), 0);
+    free(out);
+    assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
 /* The replica starts before the districts' streams exist and waits; it
  * rides out a nats-server outage (districts keep taking uploads) and
  * catches up; SIGTERM drains it and it exits 0. */
@@ -1250,6 +1374,28 @@ test_plan(void **state)
     snprintf(w.replica_area, sizeof w.replica_area, "4403");
     assert_int_equal(gs_replica_plan(&w, o, 4, err, sizeof err), 2);
     assert_string_equal(o[1].followed, "440306");
+    /* cells to repair, each to its origin */
+    gs_config_t rp = c;
+    snprintf(rp.replica_repair, sizeof rp.replica_repair, "440306001001001,440305002001001");
+    assert_int_equal(gs_replica_plan(&rp, o, 4, err, sizeof err), 2);
+    assert_int_equal(o[0].n_repair, 1);
+    assert_string_equal(o[0].repair[0], "440305002001001");
+    assert_string_equal(o[1].repair[0], "440306001001001");
+    static const struct {
+        const char *cells, *why;
+    } badcells[] = {
+        { "44030500100100", "not a cell" },
+        { "440305001001001,", "not a cell" },
+        { "440307001001001", "under no origin" },
+        { "440305001001001,440305001001001", "named twice" },
+    };
+    for (size_t i = 0; i < sizeof badcells / sizeof badcells[0]; i++) {
+        snprintf(rp.replica_repair, sizeof rp.replica_repair, "%s", badcells[i].cells);
+        err[0] = 0;
+        assert_int_equal(gs_replica_plan(&rp, o, 4, err, sizeof err), -1);
+        if (!strstr(err, badcells[i].why))
+            fail_msg("cells %zu: '%s' does not say '%s'", i, err, badcells[i].why);
+    }
 
     static const struct {
         const char *of, *area, *name, *url, *rebaseline, *why;
@@ -1293,6 +1439,9 @@ test_config_refused(void **state)
         { "--replica-of=440305,440306", "--replica-area=440305001",
           "--jetstream-url=nats://127.0.0.1:1" },
         { "--replica-rebaseline=440305", NULL, NULL },
+        { "--replica-repair=440305001001001", NULL, NULL },
+        { "--replica-of=440305", "--replica-repair=440306001001001",
+          "--jetstream-url=nats://127.0.0.1:1" },
     };
     (void) e;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1319,6 +1468,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_kill_replica_exactly_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_lineage_rebaseline, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_drift_repair, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_late_streams_and_outage, s_setup_bare,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_authenticated_link, s_setup_auth, s_teardown),

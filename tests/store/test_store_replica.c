@@ -9,7 +9,10 @@
  * epoch, a record of another origin) applies what came before, nothing of
  * the refused message, and stops only that origin; the re-baseline
  * removes the origin's records and accepts a new lineage; a person named
- * in both districts is a duplicate in the replica's person index.
+ * in both districts is a duplicate in the replica's person index; a cell
+ * repair (a record dropped, one at a changed version) rewrites exactly the
+ * drifting records from the origin's events up to the applied position,
+ * also while later events wait, and a refused repair writes nothing.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -22,6 +25,7 @@
 #include <cmocka.h>
 
 #include "gs_store.h"
+#include "gs_store_debug.h"
 #include "gs_store_replica.h"
 #include "st_lib.h"
 
@@ -719,6 +723,239 @@ test_shared_person_key(void **state)
     }
 }
 
+/* ---- repairing cells ---------------------------------------------------------------- */
+
+/* The messages of d's events [0, upto) in cell (as an ephemeral consumer
+ * filtered to the cell's subjects gives them); their count into *n. */
+static gs_repl_msg_t *
+s_cell_msgs(const s_district_t *d, const char *cell, size_t upto, size_t *n)
+{
+    gs_repl_msg_t *all = s_msgs(d, 0, upto);
+    gs_repl_msg_t *m = calloc(upto + 1, sizeof *m);
+    assert_non_null(m);
+    *n = 0;
+    for (size_t i = 0; i < upto; i++) {
+        Gridsync__V1__ChangeEvent *ev =
+            gridsync__v1__change_event__unpack(NULL, all[i].len, all[i].data);
+        assert_non_null(ev);
+        if (strcmp(ev->grid_code, cell) == 0)
+            m[(*n)++] = all[i];
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    free(all);
+    return m;
+}
+
+/* Repair cell of d from its events [0, upto); returns the result, checks
+ * that the events handed out carry the origin. */
+static gs_repair_result_t
+s_repair(s_fix_t *f, const s_district_t *d, const char *cell, size_t upto, size_t *n_events)
+{
+    size_t n;
+    gs_repl_msg_t *m = s_cell_msgs(d, cell, upto, &n);
+    gs_repair_result_t res;
+    gs_apply_out_t out;
+    int rc = gs_store_cell_repair(f->r, d->area, cell, m, n, ST_NOW_MS + 2000, &res, &out);
+    if (rc)
+        fail_msg("repair: %s (%s)", gs_store_strerror(rc), gs_store_errdetail());
+    for (size_t i = 0; i < out.n_events; i++) {
+        Gridsync__V1__ChangeEvent *ev =
+            gridsync__v1__change_event__unpack(NULL, out.events[i].len, out.events[i].data);
+        assert_non_null(ev);
+        assert_string_equal(ev->origin, d->area);
+        assert_string_equal(ev->grid_code, cell);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    if (n_events)
+        *n_events = out.n_events;
+    gs_apply_out_clear(&out);
+    free(m);
+    return res;
+}
+
+/* A record dropped and one at a changed version (each in its own cell):
+ * the digests name the cells, the repair of each rewrites exactly the
+ * drifting record, another cell and the other origin are untouched, and
+ * the replica equals the district again, digest for digest. */
+static void
+test_repair_cells(void **state)
+{
+    s_fix_t *f = *state;
+    s_replicate(f->r, &f->d1, 0, f->d1.n, NULL);
+    s_replicate(f->r, &f->d2, 0, f->d2.n, NULL);
+    const char *g1 = A1 "001001001", *g2 = A1 "001001002", *g3 = A1 "001002001";
+    assert_int_equal(gs_store_debug_drop(f->r, 0, "hh-" A1 "-0"), 0);
+    assert_int_equal(gs_store_debug_set_version(f->r, 0, "hh-" A1 "-1", 9), 0);
+    gs_digest_node_t a = s_digest(f->d1.st, g1), b = s_digest(f->r, g1);
+    assert_int_equal(a.count, b.count + 1);
+    a = s_digest(f->d1.st, g2);
+    b = s_digest(f->r, g2);
+    assert_int_equal(a.count, b.count);
+    assert_memory_not_equal(a.digest, b.digest, GS_DIGEST_LEN);
+    gs_digest_node_t other = s_digest(f->r, A2), g3before = s_digest(f->r, g3);
+    uint64_t head0, head1;
+    assert_int_equal(gs_store_head(f->r, &head0), 0);
+
+    size_t ne;
+    gs_repair_result_t res = s_repair(f, &f->d1, g1, f->d1.n, &ne);
+    if (res.refused)
+        fail_msg("refused: %s", res.message);
+    assert_int_equal(res.installed, 1);
+    assert_int_equal(res.removed, 0);
+    assert_int_equal(res.records, 3);       /* hh-0, hh-2 (void), hh-4 */
+    assert_int_equal(res.unchanged, 2);
+    assert_int_equal(res.later, 0);
+    assert_int_equal(res.last_seq, f->d1.n);
+    assert_int_equal(ne, 1);
+    res = s_repair(f, &f->d1, g2, f->d1.n, &ne);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.installed, 1);     /* hh-1 back at version 2 */
+    assert_int_equal(res.records, 2);       /* hh-1, hh-5; hh-3 moved out */
+    assert_int_equal(ne, 1);
+    /* an intact cell: nothing written */
+    res = s_repair(f, &f->d1, g3, f->d1.n, &ne);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.installed + res.removed, 0);
+    assert_int_equal(res.unchanged, 2);
+    assert_int_equal(ne, 0);
+    assert_int_equal(gs_store_head(f->r, &head1), 0);
+    assert_int_equal(head1, head0 + 2);
+    st_verify_ok(f->r);
+    s_same_records(f->d1.st, f->r, A1);
+    s_same_records(f->d2.st, f->r, A2);
+    gs_digest_node_t after = s_digest(f->r, A2), g3after = s_digest(f->r, g3);
+    assert_memory_equal(other.digest, after.digest, GS_DIGEST_LEN);
+    assert_memory_equal(g3before.digest, g3after.digest, GS_DIGEST_LEN);
+    /* the origin's entry is the consumer's, not the repair's */
+    gs_origin_t o;
+    assert_int_equal(gs_store_origin_get(f->r, A1, &o), 0);
+    assert_int_equal(o.last_seq, f->d1.n);
+    assert_int_equal(o.state, GS_ORIGIN_RUNNING);
+}
+
+/* A repair while the district goes on: the stream holds events past what
+ * the replica applied; the repair takes the cell to the applied position
+ * only (those later are left to the consumer), and the consumer then
+ * brings the replica to the district exactly. */
+static void
+test_repair_while_events_come(void **state)
+{
+    s_fix_t *f = *state;
+    size_t k = 7;       /* up to the update of hh-1 */
+    s_replicate(f->r, &f->d1, 0, k, NULL);
+    const char *g1 = A1 "001001001";
+    assert_int_equal(gs_store_debug_drop(f->r, 0, "hh-" A1 "-2"), 0);
+    /* the void of hh-2 (event 8) is in the stream, not yet applied */
+    gs_repair_result_t res = s_repair(f, &f->d1, g1, f->d1.n, NULL);
+    if (res.refused)
+        fail_msg("refused: %s", res.message);
+    assert_int_equal(res.installed, 1);
+    assert_int_equal(res.later, 1);
+    assert_int_equal(res.last_seq, k);
+    static s_recs_t recs;
+    s_records(f->r, g1, &recs);
+    assert_int_equal(recs.n, 3);
+    int found = 0;      /* hh-2 at version 1, active: as the district held it at seq 7 */
+    for (size_t i = 0; i < recs.n; i++)
+        found |= strstr(recs.line[i], " hh-" A1 "-2 1 0 ") != NULL;
+    if (!found)
+        fail_msg("hh-2 not at version 1: %s | %s | %s", recs.line[0], recs.line[1],
+                 recs.line[2]);
+    gs_repl_result_t rr = s_replicate(f->r, &f->d1, k, f->d1.n, NULL);
+    if (rr.refused)
+        fail_msg("refused: %s", rr.message);
+    s_same_records(f->d1.st, f->r, A1);
+    st_verify_ok(f->r);
+}
+
+/* A record the replica holds in a cell but the origin never held there
+ * (here: the cell's records of another lineage, the origin's entry then
+ * set by hand to the origin's position): the repair removes it with a
+ * MOVE_OUT of the replica's own and installs what the origin holds. */
+static void
+test_repair_removes_extra(void **state)
+{
+    s_fix_t *f = *state;
+    const char *g1 = A1 "001001001";
+    s_district_t d3;
+    s_district_open(&d3, A1);
+    st_rec_t x = { .id = "hh-extra", .grid = A1 "001001001", .pids = { 4001, 4002 },
+                   .addr_code = A1 "001001009999" };
+    assert_int_equal(st_put(d3.st, d3.arena, &x, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    s_events(&d3);
+    s_replicate(f->r, &d3, 0, d3.n, NULL);
+    /* the entry as if d1's events up to its head had been applied */
+    uint8_t v[512];
+    size_t vl;
+    assert_int_equal(gs_store_debug_get(f->r, "origins", A1, 6, v, sizeof v, &vl), 0);
+    uint64_t e = strtoull(f->d1.epoch, NULL, 16), last = f->d1.n;
+    for (int i = 0; i < 8; i++) {
+        v[i] = (uint8_t) (e >> (8 * i));
+        v[8 + i] = (uint8_t) (last >> (8 * i));
+    }
+    assert_int_equal(gs_store_debug_put(f->r, "origins", A1, 6, v, vl), 0);
+    size_t ne;
+    gs_repair_result_t res = s_repair(f, &f->d1, g1, f->d1.n, &ne);
+    if (res.refused)
+        fail_msg("refused: %s", res.message);
+    assert_int_equal(res.removed, 1);
+    assert_int_equal(res.installed, 3);
+    assert_int_equal(res.unchanged, 0);
+    assert_int_equal(ne, 4);
+    st_verify_ok(f->r);
+    static s_recs_t a, b;
+    s_records(f->d1.st, g1, &a);
+    s_records(f->r, g1, &b);
+    assert_int_equal(a.n, b.n);
+    for (size_t i = 0; i < a.n; i++)
+        assert_string_equal(a.line[i], b.line[i]);
+    gs_digest_node_t da = s_digest(f->d1.st, g1), db = s_digest(f->r, g1);
+    assert_memory_equal(da.digest, db.digest, GS_DIGEST_LEN);
+    s_district_close(&d3);
+}
+
+/* Refusals write nothing: a cell event missing (a gap in the cell's
+ * chain), another epoch, a cell the replica has nothing of the origin. */
+static void
+test_repair_refusals(void **state)
+{
+    s_fix_t *f = *state;
+    const char *g1 = A1 "001001001";
+    gs_repair_result_t res;
+    gs_apply_out_t out;
+    size_t n;
+    gs_repl_msg_t *m = s_cell_msgs(&f->d1, g1, f->d1.n, &n);
+    assert_int_equal(gs_store_cell_repair(f->r, A1, g1, m, n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(res.refused, GS_REPL_ORIGIN);      /* nothing applied yet */
+    gs_apply_out_clear(&out);
+    s_replicate(f->r, &f->d1, 0, f->d1.n, NULL);
+    assert_int_equal(gs_store_debug_drop(f->r, 0, "hh-" A1 "-0"), 0);
+    uint64_t head0, head1;
+    assert_int_equal(gs_store_head(f->r, &head0), 0);
+    assert_int_equal(gs_store_cell_repair(f->r, A1, g1, m + 1, n - 1, ST_NOW_MS, &res, &out),
+                     0);
+    assert_int_equal(res.refused, GS_REPL_GAP);
+    assert_true(res.message[0] != 0);
+    assert_int_equal(out.n_events, 0);
+    gs_apply_out_clear(&out);
+    m[0].h_epoch = "0123456789abcdef";
+    assert_int_equal(gs_store_cell_repair(f->r, A1, g1, m, n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(res.refused, GS_REPL_EPOCH);
+    gs_apply_out_clear(&out);
+    assert_int_equal(gs_store_head(f->r, &head1), 0);
+    assert_int_equal(head0, head1);
+    static s_recs_t recs;
+    s_records(f->r, g1, &recs);
+    assert_int_equal(recs.n, 2);
+    assert_int_equal(gs_store_cell_repair(f->r, A1, A2 "001001001", m, n, ST_NOW_MS, &res,
+                                          &out), GS_EINVAL);
+    assert_int_equal(gs_store_cell_repair(f->r, A1, A1 "0010", m, n, ST_NOW_MS, &res, &out),
+                     GS_EINVAL);
+    free(m);
+    st_verify_ok(f->r);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -750,6 +987,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_rebaseline_new_lineage, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_narrower_followed_prefix, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_shared_person_key, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_cells, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_while_events_come, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_removes_extra, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_repair_refusals, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -279,6 +279,117 @@ test_plan_with_incidents_through_a_store(void **state)
     gs_tk_rmtree(dir);
 }
 
+/* ID numbers, for counting the persons two districts share. */
+typedef struct {
+    char (*ids)[32];
+    size_t n, cap;
+} s_ids_t;
+
+static void
+s_ids_add(s_ids_t *s, const char *id)
+{
+    if (!id || !*id)
+        return;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        s->ids = realloc(s->ids, s->cap * sizeof *s->ids);
+        assert_non_null(s->ids);
+    }
+    snprintf(s->ids[s->n++], sizeof s->ids[0], "%s", id);
+}
+
+static int
+s_id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Sorted, each once. */
+static void
+s_ids_uniq(s_ids_t *s)
+{
+    qsort(s->ids, s->n, sizeof *s->ids, s_id_cmp);
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (k == 0 || strcmp(s->ids[k - 1], s->ids[i]) != 0)
+            memmove(s->ids[k++], s->ids[i], sizeof s->ids[0]);
+    s->n = k;
+}
+
+/* Cross-district duplicates: with twins_from, exactly tally.twins persons
+ * of the other district (its own seed) are listed in this district's
+ * records, each in one household, all records still valid; the same plan
+ * twice is the same; without it, the two districts share no person. */
+static void
+test_twins_planted(void **state)
+{
+    (void) state;
+    gs_gen_t *here = s_small_district();
+    gs_gen_opts_t go;
+    gs_gen_opts_init(&go);
+    go.seed = 12;
+    go.district = "440306";
+    go.grids = 12;
+    go.streets = 2;
+    go.households = 900;
+    go.rental_buildings = 40;
+    go.organisations = 120;
+    gs_gen_t *there = gs_gen_new(&go);
+    assert_non_null(there);
+    gs_arena_t *a = gs_arena_new(0);
+    s_ids_t b = { 0 };
+    for (uint32_t i = 0; i < gs_gen_household_count(there); i++) {
+        gs_arena_reset(a);
+        Gridsync__V1__Record *r = gs_gen_household(there, i, a);
+        for (size_t k = 0; k < r->household->n_members; k++)
+            s_ids_add(&b, r->household->members[k]->id_number);
+    }
+    s_ids_uniq(&b);
+    for (int twins = 0; twins < 2; twins++) {
+        gs_sim_opts_t o;
+        s_noisy(&o);
+        o.organisations = 1;
+        o.twins_from = twins ? there : NULL;
+        o.twins_pct = 5;
+        gs_sim_tally_t t = { 0 };
+        s_ids_t h = { 0 };
+        for (uint32_t g = 0; g < gs_gen_grid_count(here); g++) {
+            gs_sim_upload_t *u;
+            size_t n;
+            gs_arena_reset(a);
+            assert_int_equal(gs_sim_plan_grid(&o, here, g, a, &u, &n, &t), 0);
+            for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < u[i].up->n_records; j++) {
+                    Gridsync__V1__Record *r = u[i].up->records[j];
+                    gs_verdict_t v;
+                    if (u[i].expect[j].status != S_REJECTED)
+                        assert_int_equal(gs_record_check(r, gs_arena_allocator(a), NULL,
+                                                         s_gen_now(), &v), 0);
+                    if (r->body_case != GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD)
+                        continue;
+                    for (size_t k = 0; k < r->household->n_members; k++)
+                        s_ids_add(&h, r->household->members[k]->id_number);
+                }
+        }
+        s_ids_uniq(&h);
+        size_t shared = 0;
+        for (size_t i = 0; i < h.n; i++)
+            shared += bsearch(h.ids[i], b.ids, b.n, sizeof *b.ids, s_id_cmp) != NULL;
+        if (twins) {
+            assert_true(t.twins > 10 && t.twins < 100);     /* about 5% of 900 */
+            assert_int_equal(shared, t.twins);
+        } else {
+            assert_int_equal(t.twins, 0);
+            assert_int_equal(shared, 0);
+        }
+        free(h.ids);
+    }
+    free(b.ids);
+    gs_arena_destroy(&a);
+    gs_gen_destroy(&there);
+    gs_gen_destroy(&here);
+}
+
 /* The checker notices a wrong answer, and a retransmission ack that differs. */
 static void
 test_check_finds_differences(void **state)
@@ -878,6 +989,7 @@ main(void)
         cmocka_unit_test(test_plan_matches_validation),
         cmocka_unit_test(test_plan_with_incidents_through_a_store),
         cmocka_unit_test(test_check_finds_differences),
+        cmocka_unit_test(test_twins_planted),
         cmocka_unit_test_setup_teardown(test_noisy_fleet_all_as_expected, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_incident_workflow_against_the_broker, s_setup,
                                         s_teardown),

@@ -62,7 +62,11 @@ static const char s_compare_help[] =
     "records_differing}. Digests and hashes as 32 hex digits, epochs as 16.\n"
     "\n"
     "Exit status: 0 the sources are equal under P, 1 they differ, 2 an error (bad\n"
-    "arguments, a source that cannot be read).\n";
+    "arguments, a source that cannot be read).\n"
+    "\n"
+    "To repair a city replica's drifting cells from their district's stream, restart\n"
+    "it once with gridsyncd --replica-repair=CELL,... naming the cells listed here\n"
+    "(docs/federation.md, \"Drift, compare and repair\").\n";
 
 /* ---- Shared --------------------------------------------------------------------------- */
 

@@ -50,6 +50,7 @@ gs_sim_opts_init(gs_sim_opts_t *o)
     o->recollect_pct = 5;
     o->new_id_pct = 2;
     o->conflict_pct = 1;
+    o->twins_pct = 0.3;
 }
 
 int
@@ -67,7 +68,8 @@ gs_sim_opts_check(const gs_sim_opts_t *o, char *msg, size_t size)
         return -1;
     }
     const double shares[] = { o->retransmit_pct, o->lost_ack_pct, o->invalid_pct,
-                              o->recollect_pct, o->new_id_pct, o->conflict_pct };
+                              o->recollect_pct, o->new_id_pct, o->conflict_pct,
+                              o->twins_pct };
     for (size_t i = 0; i < sizeof shares / sizeof shares[0]; i++)
         if (!(shares[i] >= 0 && shares[i] <= 100)) {
             snprintf(msg, size, "noise shares are percentages in 0..100");
@@ -346,13 +348,57 @@ typedef struct s_ranges {
     int64_t now_ms;                 /* for the incidents */
 } s_ranges_t;
 
+int
+gs_sim_twin(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t i, uint32_t *other)
+{
+    (void) gen;
+    if (!o->twins_from)
+        return 0;
+    uint32_t n = gs_gen_household_count(o->twins_from);
+    if (i >= n || s_draw(o->seed, 'T', i) >= s_bp(o->twins_pct))
+        return 0;
+    uint64_t off = s_mix(o->seed ^ 0x7477696e73ULL) % n;   /* "twins" */
+    *other = (uint32_t) (((uint64_t) i + off) % n);
+    return 1;
+}
+
+/* Household i with its planted person of another district, if any. */
+static Gridsync__V1__Record *
+s_household(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t i, gs_arena_t *a)
+{
+    Gridsync__V1__Record *r = gs_gen_household(gen, i, a);
+    uint32_t other;
+    if (!r || !gs_sim_twin(o, gen, i, &other))
+        return r;
+    Gridsync__V1__Record *there = gs_gen_household(o->twins_from, other, a);
+    if (!there || !there->household->n_members)
+        return NULL;
+    Gridsync__V1__Household *h = r->household, *th = there->household;
+    Gridsync__V1__Person *head = th->members[0];
+    for (size_t k = 0; k < th->n_members; k++)
+        if (th->members[k]->relation == GRIDSYNC__V1__RELATION__RELATION_HEAD)
+            head = th->members[k];
+    Gridsync__V1__Person *p = gs_arena_alloc(a, sizeof *p);
+    Gridsync__V1__Person **m = gs_arena_alloc(a, (h->n_members + 1) * sizeof *m);
+    if (!p || !m)
+        return NULL;
+    *p = *head;
+    p->relation = GRIDSYNC__V1__RELATION__RELATION_NON_RELATIVE;
+    memcpy(m, h->members, h->n_members * sizeof *m);
+    m[h->n_members] = p;
+    h->members = m;
+    h->n_members++;
+    return r;
+}
+
 /* Record j of the grid: households first, then rental units, then
  * organisations, then incident reports. */
 static Gridsync__V1__Record *
-s_gen(const gs_gen_t *gen, const s_ranges_t *g, uint32_t j, gs_arena_t *a)
+s_gen(const gs_sim_opts_t *o, const gs_gen_t *gen, const s_ranges_t *g, uint32_t j,
+      gs_arena_t *a)
 {
     if (j < g->hn)
-        return gs_gen_household(gen, g->hf + j, a);
+        return s_household(o, gen, g->hf + j, a);
     if (j < g->hn + g->rn)
         return gs_gen_rental(gen, g->rf + (j - g->hn), a);
     if (j < g->hn + g->rn + g->on)
@@ -422,7 +468,7 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
 
     /* 1. the offline burst: every record once */
     for (uint32_t j = 0; j < total; j++) {
-        Gridsync__V1__Record *r = s_gen(gen, &rg, j, a);
+        Gridsync__V1__Record *r = s_gen(o, gen, &rg, j, a);
         if (!r)
             return -1;
         uint32_t d = s_draw_record(o->seed, &rg, j);
@@ -455,8 +501,11 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
         }
         recs[j] = r;
         fresh[j] = 1;
-        if (tally)
+        uint32_t other;
+        if (tally) {
             tally->by_noise[kind]++;
+            tally->twins += j < rg.hn && gs_sim_twin(o, gen, rg.hf + j, &other);
+        }
     }
     if (s_phase(&p, 0, recs, exps, fresh, total))
         return -1;
@@ -468,7 +517,7 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
     for (uint32_t j = 0; j < total; j++) {
         if (noise[j] == GS_SIM_FRESH)
             continue;
-        Gridsync__V1__Record *r = s_gen(gen, &rg, j, a);
+        Gridsync__V1__Record *r = s_gen(o, gen, &rg, j, a);
         if (!r)
             return -1;
         const char *id = *s_id_slot(r);
@@ -519,7 +568,7 @@ gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
     for (uint32_t j = 0; j < total; j++) {
         if (noise[j] != GS_SIM_CONFLICT)
             continue;
-        Gridsync__V1__Record *r = s_gen(gen, &rg, j, a);
+        Gridsync__V1__Record *r = s_gen(o, gen, &rg, j, a);
         Gridsync__V1__RecordMeta *m = r ? s_meta_own(a, r) : NULL;
         if (!m)
             return -1;

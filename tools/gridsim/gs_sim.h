@@ -18,6 +18,8 @@
  *      on version 1, new content);
  *   3. a second device ("dev-<grid>-b") sends the other side of each
  *      conflicting edit, also based on version 1, with different content.
+ * With twins_from set, some households also list a person of another
+ * district (gs_sim_twin): the cross-district duplicates a city finds.
  * Each upload may also be marked for a retransmission (send again after the
  * ack: the same ack must come back) or a lost ack (the first ack is dropped
  * unread and the upload sent again: results as if it were the first).
@@ -79,6 +81,10 @@ typedef struct gs_sim_opts {
                                  * key and is rewritten by the store can carry (two
                                  * devices editing it) (default 0; gridsim --incidents) */
     int64_t now_ms;             /* the generator's opts.now_ms (for the incidents) */
+    const gs_gen_t *twins_from; /* another district (its own seed, the same sizes), */
+                                /* or NULL: none of its persons planted here        */
+    double twins_pct;           /* households of this district that also list a     */
+                                /* person of twins_from (default 0.3: 3 in 1,000)   */
 } gs_sim_opts_t;
 
 /* Fill o with the defaults above. */
@@ -117,6 +123,7 @@ typedef struct gs_sim_tally {
     uint64_t lost_ack;          /* uploads marked GS_SIM_LOST_ACK */
     uint64_t expected[GS_RESULT_STATUSES]; /* expected results by ResultStatus, each
                                            * upload once */
+    uint64_t twins;             /* persons of twins_from planted (one per household) */
 } gs_sim_tally_t;
 
 /* Lay out the day of grid (below gs_gen_grid_count) in arena a: *ups gets
@@ -126,6 +133,20 @@ typedef struct gs_sim_tally {
 int gs_sim_plan_grid(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t grid,
                      gs_arena_t *a, gs_sim_upload_t **ups, size_t *n,
                      gs_sim_tally_t *tally);
+
+/* Cross-district duplicates: whether household i of gen (this district)
+ * also lists a person of o->twins_from, and which: the head of household
+ * *other there. A deterministic draw per household under o->seed picks
+ * o->twins_pct of the households below twins_from's household count; the
+ * other household is (i + an offset drawn from the seed) modulo that
+ * count, so no two households of this district plant the same person. The
+ * person is appended as a member (relation NON_RELATIVE: registered here
+ * too, never deregistered there) in every phase of the plan, so the
+ * district holds exactly one such person per planted household and a
+ * city that replicates both districts finds exactly the planted ones
+ * (when the two districts' seeds differ: under one seed their migrant
+ * persons coincide anyway). Returns 1 (and *other) or 0. Pure. */
+int gs_sim_twin(const gs_sim_opts_t *o, const gs_gen_t *gen, uint32_t i, uint32_t *other);
 
 /* The device id of a grid's own device and of the second device. */
 void gs_sim_device_id(const char *grid_code, int second, char *out, size_t size);
