@@ -287,6 +287,11 @@ gs_person_hmac_init(gs_store_t *self)
         ipad[i] ^= self->secret[i];
         opad[i] ^= self->secret[i];
     }
+    /* Without an exit handler of libcrypto's own: registered here, at the
+     * store's open, it ran after nats.c's TLS teardown at exit and corrupted
+     * the heap once a TLS connection had failed (test_bridge/test_tls). A
+     * library that initialises libcrypto first keeps its own choice. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
     EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
     self->hmac_inner = EVP_MD_CTX_new();
     self->hmac_outer = EVP_MD_CTX_new();
