@@ -35,13 +35,14 @@ CTEST_ARGS ?=
 
 # Debian packages the build, tests and demo need (python3-zmq,
 # python3-protobuf and protobuf-compiler: the Python client and its tests;
-# nats-server and libnats-dev: federation over NATS JetStream).
+# nats-server and libnats-dev: federation over NATS JetStream; libssl-dev:
+# libcrypto's SHA-256 for the person index's HMAC).
 DEBS := build-essential cmake pkg-config \
         libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler \
         protobuf-compiler liblmdb-dev libsodium-dev libcmocka-dev \
         lmdb-utils clang libclang-rt-14-dev \
         python3 python3-zmq python3-protobuf \
-        nats-server libnats-dev openssl
+        nats-server libnats-dev openssl libssl-dev
 
 # What only the benchmarks need (the PostgreSQL peer and the chart), kept
 # apart so that `make test` never installs a database server.

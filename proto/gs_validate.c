@@ -752,6 +752,12 @@ gs_text_check(const char *s, size_t max_bytes, const char *field,
     const unsigned char *u = (const unsigned char *) s;
     size_t i = 0;
     while (i < n) {
+        /* printable ASCII (ids, codes, dates, numbers: most bytes of a
+         * record) needs no decoding */
+        if (u[i] >= 0x20 && u[i] < 0x7F) {
+            i++;
+            continue;
+        }
         size_t at = i;
         uint32_t cp;
         if (s_utf8_next(u, n, &i, &cp) < 0)

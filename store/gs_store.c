@@ -179,7 +179,8 @@ s_secret_load(gs_store_t *self, int may_create)
         gs_store_detail("secret.key is not 32 bytes");
         return GS_ECORRUPT;
     }
-    crypto_auth_hmacsha256_init(&self->hmac0, self->secret, sizeof self->secret);
+    if ((rc = gs_person_hmac_init(self)) != 0)
+        return rc;
     self->have_secret = 1;
     return 0;
 }
@@ -739,7 +740,7 @@ gs_store_destroy(gs_store_t **self_p)
     pthread_rwlock_destroy(&self->env_lock);
     pthread_mutex_destroy(&self->write_lock);
     sodium_memzero(self->secret, sizeof self->secret);
-    sodium_memzero(&self->hmac0, sizeof self->hmac0);
+    gs_person_hmac_deinit(self);
     free(self->dir);
     free(self);
     *self_p = NULL;
@@ -833,8 +834,7 @@ gs_store_person_key(gs_store_t *self, const char *id_number, uint8_t out[16])
         gs_store_detail("no secret.key loaded");
         return GS_ENOTFOUND;
     }
-    gs_person_hmac(self, id_number, out);
-    return 0;
+    return gs_person_hmac(self, id_number, out);
 }
 
 /* ---- Debug hooks --------------------------------------------------------------- */

@@ -430,7 +430,9 @@ s_derive(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
     if (maxrefs) {
         if (!(refs = s_palloc(alloc, maxrefs * sizeof *refs)))
             return GS_ENOMEM;
-        nrefs = gs_record_refs(self, rec, refs, maxrefs);
+        int rc = gs_record_refs(self, rec, refs, maxrefs, &nrefs);
+        if (rc)
+            return rc;
     }
     p->natkey = nkc;
     p->natkey_len = nkl;

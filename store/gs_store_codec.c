@@ -276,7 +276,85 @@ gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out)
 
 /* ---- Person index -------------------------------------------------------------- */
 
+int
+gs_person_hmac_init(gs_store_t *self)
+{
+    assert(!self->hmac_inner && !self->hmac_outer);
+    /* RFC 2104 with a 32-byte key (shorter than SHA-256's 64-byte block):
+     * the inner hash starts with key ^ 0x36.., the outer with key ^ 0x5c..;
+     * both states are hashed once here and copied per HMAC. */
+    uint8_t ipad[64], opad[64];
+    _Static_assert(sizeof self->secret <= sizeof ipad, "key longer than a block");
+    memset(ipad, 0x36, sizeof ipad);
+    memset(opad, 0x5c, sizeof opad);
+    for (size_t i = 0; i < sizeof self->secret; i++) {
+        ipad[i] ^= self->secret[i];
+        opad[i] ^= self->secret[i];
+    }
+    /* Without an exit handler of libcrypto's own: registered here, at the
+     * store's open, it ran after nats.c's TLS teardown at exit and corrupted
+     * the heap once a TLS connection had failed (test_bridge/test_tls). A
+     * library that initialises libcrypto first keeps its own choice. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    self->hmac_inner = EVP_MD_CTX_new();
+    self->hmac_outer = EVP_MD_CTX_new();
+    int ok = md && self->hmac_inner && self->hmac_outer &&
+             EVP_DigestInit_ex(self->hmac_inner, md, NULL) &&
+             EVP_DigestUpdate(self->hmac_inner, ipad, sizeof ipad) &&
+             EVP_DigestInit_ex(self->hmac_outer, md, NULL) &&
+             EVP_DigestUpdate(self->hmac_outer, opad, sizeof opad);
+    EVP_MD_free(md);    /* the contexts hold their own reference */
+    OPENSSL_cleanse(ipad, sizeof ipad);
+    OPENSSL_cleanse(opad, sizeof opad);
+    if (!ok) {
+        gs_person_hmac_deinit(self);
+        gs_store_detail("libcrypto could not set up SHA-256 for the person index");
+        return GS_ENOMEM;
+    }
+    return 0;
+}
+
 void
+gs_person_hmac_deinit(gs_store_t *self)
+{
+    /* libcrypto's SHA-256 contexts are cleansed as they are freed */
+    EVP_MD_CTX_free(self->hmac_inner);
+    EVP_MD_CTX_free(self->hmac_outer);
+    self->hmac_inner = self->hmac_outer = NULL;
+}
+
+/* HMAC-SHA-256 under the store's key of a (na bytes) then b (nb bytes),
+ * its first 16 bytes into out. */
+static int
+s_hmac16(const gs_store_t *self, const void *a, size_t na, const void *b, size_t nb,
+         uint8_t out[16])
+{
+    if (!self->hmac_inner)
+        return GS_ENOTFOUND;
+    /* a context per call: EVP_MD_CTX_copy_ex allocates the copy's SHA-256
+     * state anyway, and the prepare threads share the keyed states */
+    EVP_MD_CTX *w = EVP_MD_CTX_new();
+    uint8_t inner[32], full[32];
+    int ok = w && EVP_MD_CTX_copy_ex(w, self->hmac_inner) &&
+             EVP_DigestUpdate(w, a, na) && (nb == 0 || EVP_DigestUpdate(w, b, nb)) &&
+             EVP_DigestFinal_ex(w, inner, NULL) &&
+             EVP_MD_CTX_copy_ex(w, self->hmac_outer) &&
+             EVP_DigestUpdate(w, inner, sizeof inner) &&
+             EVP_DigestFinal_ex(w, full, NULL);
+    EVP_MD_CTX_free(w);
+    if (ok)
+        memcpy(out, full, 16);
+    OPENSSL_cleanse(inner, sizeof inner);
+    OPENSSL_cleanse(full, sizeof full);
+    if (!ok) {
+        gs_store_detail("libcrypto could not compute a person-index HMAC");
+        return GS_ENOMEM;
+    }
+    return 0;
+}
+
+int
 gs_person_hmac(const gs_store_t *self, const char *id_number, uint8_t out[16])
 {
     /* Resident ID numbers get the validator's normalisation (full-width,
@@ -301,25 +379,14 @@ gs_person_hmac(const gs_store_t *self, const char *id_number, uint8_t out[16])
             s = norm;
         }
     }
-    crypto_auth_hmacsha256_state st = self->hmac0;
-    uint8_t full[32];
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *) s, n);
-    crypto_auth_hmacsha256_final(&st, full);
-    memcpy(out, full, 16);
-    sodium_memzero(&st, sizeof st);
+    return s_hmac16(self, s, n, NULL, 0, out);
 }
 
-void
+int
 gs_org_hmac(const gs_store_t *self, const char *uscc, uint8_t out[16])
 {
     static const uint8_t zero = 0;
-    crypto_auth_hmacsha256_state st = self->hmac0;
-    uint8_t full[32];
-    crypto_auth_hmacsha256_update(&st, &zero, 1);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *) uscc, strlen(uscc));
-    crypto_auth_hmacsha256_final(&st, full);
-    memcpy(out, full, 16);
-    sodium_memzero(&st, sizeof st);
+    return s_hmac16(self, &zero, 1, uscc, strlen(uscc), out);
 }
 
 static int
@@ -344,14 +411,17 @@ s_ref_put(const uint8_t h[16], uint8_t role, gs_ref_t *refs, size_t n, size_t ma
     return n + 1;
 }
 
+/* Add the ref of person p unless not indexed or there already; a sticky
+ * error in *rc skips the rest. */
 static size_t
 s_ref_add(const gs_store_t *self, const Gridsync__V1__Person *p, uint8_t role,
-          gs_ref_t *refs, size_t n, size_t max)
+          gs_ref_t *refs, size_t n, size_t max, int *rc)
 {
-    if (!s_person_indexed(p) || n >= max)
+    if (*rc || !s_person_indexed(p) || n >= max)
         return n;
     uint8_t h[16];
-    gs_person_hmac(self, p->id_number, h);
+    if ((*rc = gs_person_hmac(self, p->id_number, h)) != 0)
+        return n;
     return s_ref_put(h, role, refs, n, max);
 }
 
@@ -367,35 +437,37 @@ gs_record_people_max(const Gridsync__V1__Record *rec)
     return 0;
 }
 
-size_t
+int
 gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
-               gs_ref_t *refs, size_t max)
+               gs_ref_t *refs, size_t max, size_t *count)
 {
     size_t n = 0;
+    int rc = 0;
     if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD && rec->household) {
         const Gridsync__V1__Household *h = rec->household;
         for (size_t i = 0; i < h->n_members; i++)
-            n = s_ref_add(self, h->members[i], GS_ROLE_MEMBER, refs, n, max);
+            n = s_ref_add(self, h->members[i], GS_ROLE_MEMBER, refs, n, max, &rc);
     } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_RENTAL && rec->rental) {
         const Gridsync__V1__RentalHousing *r = rec->rental;
         for (size_t i = 0; i < r->n_leases; i++)
             if (r->leases[i])
-                n = s_ref_add(self, r->leases[i]->tenant, GS_ROLE_TENANT, refs, n, max);
+                n = s_ref_add(self, r->leases[i]->tenant, GS_ROLE_TENANT, refs, n, max, &rc);
         if (r->landlord && r->landlord->party_case == GRIDSYNC__V1__LANDLORD__PARTY_PERSON)
-            n = s_ref_add(self, r->landlord->person, GS_ROLE_LANDLORD, refs, n, max);
+            n = s_ref_add(self, r->landlord->person, GS_ROLE_LANDLORD, refs, n, max, &rc);
     } else if (rec->body_case == GRIDSYNC__V1__RECORD__BODY_ORGANISATION && rec->organisation) {
         const Gridsync__V1__OrganisationUnit *o = rec->organisation;
-        n = s_ref_add(self, o->legal_representative, GS_ROLE_REPRESENTATIVE, refs, n, max);
-        n = s_ref_add(self, o->contact, GS_ROLE_CONTACT, refs, n, max);
+        n = s_ref_add(self, o->legal_representative, GS_ROLE_REPRESENTATIVE, refs, n, max, &rc);
+        n = s_ref_add(self, o->contact, GS_ROLE_CONTACT, refs, n, max, &rc);
         for (size_t i = 0; i < o->n_employees; i++)
-            n = s_ref_add(self, o->employees[i], GS_ROLE_EMPLOYEE, refs, n, max);
-        if (o->uscc && *o->uscc) {
+            n = s_ref_add(self, o->employees[i], GS_ROLE_EMPLOYEE, refs, n, max, &rc);
+        if (!rc && o->uscc && *o->uscc) {
             uint8_t h[16];
-            gs_org_hmac(self, o->uscc, h);
-            n = s_ref_put(h, GS_ROLE_ORG, refs, n, max);
+            if ((rc = gs_org_hmac(self, o->uscc, h)) == 0)
+                n = s_ref_put(h, GS_ROLE_ORG, refs, n, max);
         }
     }
-    return n;
+    *count = n;
+    return rc;
 }
 
 uint32_t

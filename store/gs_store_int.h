@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -97,7 +98,11 @@ struct gs_store {
     int lock_fd;                    /* exclusive: holds the store lock; else -1 */
     int no_origins;                 /* read-only open of a store without `origins` */
     uint64_t epoch;                 /* lineage epoch (meta "epoch"), read at open; 0 = none */
-    crypto_auth_hmacsha256_state hmac0; /* HMAC state keyed with secret, copied per use */
+    /* SHA-256 states after the HMAC key's inner and outer pads (RFC 2104),
+     * copied per HMAC; NULL without a secret. libcrypto, not libsodium:
+     * see docs/architecture.md. */
+    EVP_MD_CTX *hmac_inner;
+    EVP_MD_CTX *hmac_outer;
     /* Growth and reopen need every transaction of this process closed:
      * every transaction holds this shared, mdb_env_set_mapsize and a
      * reopen hold it exclusive. Writer-preferring so growth is not starved. */
@@ -236,18 +241,27 @@ int gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16]);
  * returns its length, 0 when the record has none. */
 size_t gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out);
 
-/* HMAC of an ID number as the index keys it (normalised first). */
-void gs_person_hmac(const gs_store_t *self, const char *id_number,
-                    uint8_t out[16]);
+/* Key the person index's HMAC with self->secret (hmac_inner, hmac_outer);
+ * gs_person_hmac_deinit frees them (safe when never set up). Returns 0 or
+ * GS_ENOMEM. */
+int gs_person_hmac_init(gs_store_t *self);
+void gs_person_hmac_deinit(gs_store_t *self);
+/* HMAC of an ID number as the index keys it (normalised first): the first
+ * 16 bytes of HMAC-SHA-256 under secret.key. Any thread (the keyed states
+ * are only read). Returns 0, GS_ENOTFOUND (no secret loaded) or GS_ENOMEM
+ * (libcrypto could not allocate its working state). */
+int gs_person_hmac(const gs_store_t *self, const char *id_number,
+                   uint8_t out[16]);
 /* HMAC under which the index keys an organisation (GS_ROLE_ORG) by its
  * stored (normalised) USCC: over a NUL byte and the USCC, so it can never
- * equal a person's, whose ID numbers hold no NUL. */
-void gs_org_hmac(const gs_store_t *self, const char *uscc, uint8_t out[16]);
+ * equal a person's, whose ID numbers hold no NUL. Errors as gs_person_hmac. */
+int gs_org_hmac(const gs_store_t *self, const char *uscc, uint8_t out[16]);
 
-/* Person refs of a record, de-duplicated, at most max; returns the count
- * (persons without documents are skipped). */
-size_t gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
-                      gs_ref_t *refs, size_t max);
+/* Person refs of a record, de-duplicated, at most max, their count in
+ * *count (persons without documents are skipped). Returns 0 or an error of
+ * gs_person_hmac. */
+int gs_record_refs(const gs_store_t *self, const Gridsync__V1__Record *rec,
+                   gs_ref_t *refs, size_t max, size_t *count);
 /* Upper bound on the persons a record can name. */
 size_t gs_record_people_max(const Gridsync__V1__Record *rec);
 

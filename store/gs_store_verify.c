@@ -228,8 +228,12 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
     /* person refs and the persons index */
     size_t maxr = gs_record_people_max(rec);
     gs_ref_t *refs = maxr ? gs_arena_alloc(arena, maxr * sizeof *refs) : NULL;
-    size_t nr = refs ? gs_record_refs(st, rec, refs, maxr) : 0;
-    if (nr != h.n_refs) {
+    size_t nr = 0;
+    int rrc = refs ? gs_record_refs(st, rec, refs, maxr, &nr) : 0;
+    if (rrc) {
+        s_problem(v, "record %s/%c/%s: its person refs could not be computed (%s)", grid, kb,
+                  id, gs_store_strerror(rrc));
+    } else if (nr != h.n_refs) {
         s_problem(v, "record %s/%c/%s: %u person refs in header, %zu in record", grid, kb,
                   id, h.n_refs, nr);
     } else {

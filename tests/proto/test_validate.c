@@ -556,6 +556,23 @@ test_text(void **state)
             fail_msg("case %zu accepted", i);
         assert_msg_has(v, "name");
     }
+
+    /* every single byte after an ASCII prefix: printable ASCII passes, any
+     * other byte alone is refused, and the message names its position */
+    for (int c = 1; c < 256; c++) {
+        char s[8] = { 'a', 'b', (char) c, 'c', 'd', '\0' };
+        int rc = gs_text_check(s, 64, "name", &v);
+        if (c >= 0x20 && c < 0x7F) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, R(BAD_ENCODING));
+            assert_msg_has(v, "(byte 3)");
+        }
+    }
+    /* ASCII around multi-byte characters, and a bad one after them */
+    assert_int_equal(gs_text_check("Rm 3, \xe5\x8d\x97\xe5\xb1\xb1 St", 64, "f", &v), 0);
+    assert_int_equal(gs_text_check("ab\xe5\x8d\x97" "cd\x01", 64, "f", &v), R(BAD_ENCODING));
+    assert_msg_has(v, "(byte 8)");
 }
 
 static void

@@ -919,6 +919,53 @@ s_dup(void *arg, const uint8_t *hmac, const gs_person_ref_t *refs, size_t n)
     return 0;
 }
 
+/* The person index's HMACs are a stored format: for a known secret.key they
+ * are HMAC-SHA-256 (RFC 2104) truncated to 16 bytes, over the normalised ID
+ * number for a person and over a NUL byte and the USCC for an
+ * organisation, the values every existing store holds (computed apart,
+ * with Python's hmac module). */
+static void
+test_person_hmac_known_values(void **state)
+{
+    fx_t *f = *state;
+    gs_store_destroy(&f->st);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/secret.key", f->dir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(fputc(i, fp), i);
+    assert_int_equal(fclose(fp), 0);
+    f->st = st_open(f->dir, NULL);
+
+    static const uint8_t person[16] = {
+        0xa6, 0x67, 0x55, 0x45, 0x3b, 0x10, 0x6d, 0xce,
+        0xa0, 0xcf, 0xa2, 0x64, 0x21, 0x4a, 0xe5, 0x9f };
+    uint8_t k[16];
+    assert_int_equal(gs_store_person_key(f->st, "11010519491231002X", k), 0);
+    assert_memory_equal(k, person, 16);
+    assert_int_equal(gs_store_person_key(f->st, " 11010519491231002x ", k), 0);
+    assert_memory_equal(k, person, 16);
+
+    /* an organisation is indexed under the HMAC of NUL + its USCC: two
+     * records with one USCC are reported under it */
+    static const uint8_t org[16] = {
+        0xd3, 0x76, 0x55, 0x34, 0x56, 0xcb, 0x34, 0x0a,
+        0x58, 0xe3, 0xc1, 0x4c, 0x84, 0x2c, 0x2e, 0xca };
+    st_rec_t o1 = { .kind = 'O', .id = "O1", .grid = G1, .addr_code = "A1",
+                    .uscc = "91350100M000100Y43", .pids = { 10 } };
+    st_rec_t o2 = { .kind = 'O', .id = "O2", .grid = G2, .addr_code = "B1",
+                    .uscc = "91350100M000100Y43", .pids = { 20 } };
+    assert_int_equal(st_put(f->st, f->a, &o1, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &o2, ST_NOW_MS).status, RS(ACCEPTED));
+    s_dupacc_t d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_dup, &d), 0);
+    assert_int_equal(d.groups, 1);
+    assert_memory_equal(d.hmac[0], org, 16);
+    assert_int_equal(d.roles[0][0], GS_PERSON_ROLE_ORG);
+}
+
 static void
 test_person_index(void **state)
 {
@@ -2478,6 +2525,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_and_secret, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_person_hmac_known_values, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_epoch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_accept_and_unchanged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_versions_conflict_rejects, s_setup, s_teardown),
