@@ -32,6 +32,9 @@ typedef struct s_org {
     gs_replica_origin_t cfg;        /* what the config asks for */
     natsSubscription *sub;          /* its pull subscription; NULL: not yet */
     int waiting_logged;             /* the missing stream was logged */
+    uint64_t next_dseq;             /* the consumer's next delivery sequence (from 1
+                                     * for each subscription, whose consumer is made
+                                     * anew) */
     natsStatus last_err;            /* last fetch error logged (once per kind) */
     atomic_int state;               /* S_* */
     atomic_uint_fast64_t applied;   /* events applied */
@@ -40,6 +43,7 @@ typedef struct s_org {
     atomic_uint_fast64_t lag_events; /* messages still pending in its consumer */
     atomic_int_fast64_t last_committed_at; /* origin commit time of the last applied */
     atomic_uint_fast64_t last_seq;  /* last origin seq applied */
+    atomic_uint_fast64_t resubscribed; /* consumers made anew after lost deliveries */
     size_t repaired;                /* cells of cfg.repair done (replica-repair) */
 } s_org_t;
 
@@ -488,6 +492,7 @@ s_subscribe(gs_replica_t *self, s_org_t *o)
         return -1;
     }
     o->waiting_logged = 0;
+    o->next_dseq = 1;
     atomic_store(&o->state, S_RUNNING);
     gs_log(GS_LOG_INFO, "replica_following", "origin=%s stream=%s consumer=%s subject=%s "
            "last_seq=%" PRIu64 " from_stream_seq=%" PRIu64, o->cfg.area, o->cfg.stream,
@@ -535,16 +540,36 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
         natsMsgList_Destroy(&list);
         return -1;
     }
+    int lost = 0;
     for (size_t i = 0; i < n; i++) {
         natsMsg *m = list.Msgs[i];
         jsMsgMetaData *meta = NULL;
         uint64_t sseq = 0;
         if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-            sseq = meta->Sequence.Stream;
-            if (i + 1 == n)
-                atomic_store(&o->lag_events, meta->NumPending);
+            /* Every delivery of the consumer has the next delivery sequence.
+             * One that skips ahead means deliveries were lost in flight (sent
+             * on a connection that broke): the server counts them delivered
+             * and sends them again only after the ack wait, so what follows
+             * would look like a gap in the district's log. The store must not
+             * judge that: the messages before are applied, the rest dropped,
+             * and the consumer made anew from the position the store holds. */
+            lost = meta->Sequence.Consumer != o->next_dseq;
+            if (!lost) {
+                o->next_dseq++;
+                sseq = meta->Sequence.Stream;
+                if (i + 1 == n)
+                    atomic_store(&o->lag_events, meta->NumPending);
+            }
         }
         jsMsgMetaData_Destroy(meta);
+        if (lost) {
+            atomic_fetch_add(&o->resubscribed, 1);
+            gs_log(GS_LOG_WARN, "replica_deliveries_lost", "origin=%s msg=\"deliveries lost "
+                   "in flight (a NATS connection broke): reading again from the position "
+                   "applied\"", o->cfg.area);
+            n = i;
+            break;
+        }
         msgs[i] = (gs_repl_msg_t) { (const uint8_t *) natsMsg_GetData(m),
                                     (size_t) natsMsg_GetDataLength(m),
                                     s_header(m, "Gridsync-Origin"),
@@ -588,6 +613,8 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
         s_unsubscribe(o);
     }
     natsMsgList_Destroy(&list);
+    if (lost)
+        s_unsubscribe(o);   /* made anew next round, from the store's position */
     if (out.n_events) {
         atomic_store(&b->head_seq, out.head_seq);
         gs_log(GS_LOG_DEBUG, "replica_applied", "origin=%s applied=%zu skipped=%zu "
@@ -890,6 +917,8 @@ gs_replica_metrics(void *arg, gs_wbuf_t *b, int64_t now_ms)
     } fam[] = {
         { "gridsync_replica_applied_total", "counter", "Origin events applied by the replica" },
         { "gridsync_replica_skipped_total", "counter", "Redelivered origin events skipped" },
+        { "gridsync_replica_resubscribed_total", "counter",
+          "Consumers made anew after deliveries were lost in flight" },
         { "gridsync_replica_refused_total", "counter",
           "Origin messages refused (the origin stops), by reason" },
         { "gridsync_replica_lag_events", "gauge",
@@ -918,19 +947,23 @@ gs_replica_metrics(void *arg, gs_wbuf_t *b, int64_t now_ms)
                                (uint64_t) atomic_load(&o->skipped));
                 break;
             case 2:
+                gs_wbuf_printf(b, "%s{origin=\"%s\"} %" PRIu64 "\n", fam[f].name, a,
+                               (uint64_t) atomic_load(&o->resubscribed));
+                break;
+            case 3:
                 for (int r = GS_REPL_DECODE; r < GS_REPL_STOPPED; r++)
                     gs_wbuf_printf(b, "%s{origin=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
                                    fam[f].name, a, gs_repl_reason_name(r),
                                    (uint64_t) atomic_load(&o->refused[r]));
                 break;
-            case 3:
+            case 4:
                 gs_wbuf_printf(b, "%s{origin=\"%s\"} %" PRIu64 "\n", fam[f].name, a, lag);
                 break;
-            case 4:
+            case 5:
                 gs_wbuf_printf(b, "%s{origin=\"%s\"} %.3f\n", fam[f].name, a,
                                lag && at && now_ms > at ? (double) (now_ms - at) / 1000.0 : 0.0);
                 break;
-            case 5:
+            case 6:
                 gs_wbuf_printf(b, "%s{origin=\"%s\"} %" PRIu64 "\n", fam[f].name, a,
                                (uint64_t) atomic_load(&o->last_seq));
                 break;

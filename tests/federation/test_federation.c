@@ -242,10 +242,20 @@ s_wait_city(s_world_t *w)
     zmq_ctx_term(ctx);
 }
 
+/* Whether the child pid has exited (not reaped: gs_tk_wait_exit does). */
+static int
+s_exited(pid_t pid)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 /* Wait until n events (not heartbeats) arrived on the city's live feed for
- * the whole city, at most S_CATCH_UP_MS. */
+ * the whole city, or both fleets (sims) have finished, at most
+ * S_CATCH_UP_MS. */
 static void
-s_wait_events(const gs_tk_broker_t *city, int n)
+s_wait_events(const gs_tk_broker_t *city, int n, const pid_t sims[2])
 {
     void *ctx = zmq_ctx_new();
     void *sub = zmq_socket(ctx, ZMQ_SUB);
@@ -253,13 +263,15 @@ s_wait_events(const gs_tk_broker_t *city, int n)
     assert_int_equal(zmq_connect(sub, city->feed), 0);
     int64_t end = s_now_ms() + S_CATCH_UP_MS;
     int seen = 0;
-    while (seen < n) {
+    /* n more events, or the load is over (then no more come) */
+    while (seen < n && !(s_exited(sims[0]) && s_exited(sims[1]))) {
         int left = (int) (end - s_now_ms());
         if (left <= 0)
             fail_msg("only %d of %d events on the city's feed in %d s", seen, n,
                      S_CATCH_UP_MS / 1000);
         zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll(&it, 1, left) <= 0)
+        /* at least once a second: the fleets' exit ends the wait too */
+        if (zmq_poll(&it, 1, left < 1000 ? left : 1000) <= 0)
             continue;
         zmq_msg_t topic, body;
         zmq_msg_init(&topic);
@@ -359,13 +371,13 @@ test_faults(void **state)
     for (int round = 0; round < 3; round++) {
         /* each part dies while the others are busy: after some more
          * events reached the city's live feed */
-        s_wait_events(&w.city, 200);
+        s_wait_events(&w.city, 200, sims);
         gs_tk_broker_stop(&w.d[0].b, SIGKILL);
         s_district_restart(&w, &w.d[0]);
-        s_wait_events(&w.city, 200);
+        s_wait_events(&w.city, 200, sims);
         gs_tk_nats_stop(&w.nats, SIGKILL);
         assert_int_equal(gs_tk_nats_restart(&w.nats), 0);
-        s_wait_events(&w.city, 200);
+        s_wait_events(&w.city, 200, sims);
         gs_tk_broker_stop(&w.city, SIGKILL);
         s_city_start(&w, 1);
     }
