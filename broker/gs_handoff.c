@@ -4,6 +4,7 @@
  */
 #include "gs_handoff.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,23 @@ int
 gs_ptr_send(void *sock, void *p)
 {
     return zmq_send(sock, &p, sizeof p, 0) == (int) sizeof p ? 0 : -1;
+}
+
+void
+gs_events_hand(void *sock, gs_apply_out_t *out)
+{
+    assert(sock && out);
+    gs_apply_out_t *ev = out->n_events ? malloc(sizeof *ev) : NULL;
+    if (ev) {
+        *ev = *out;
+        memset(out, 0, sizeof *out);
+        if (gs_ptr_send(sock, ev) == 0)
+            return;
+        gs_apply_out_clear(ev);
+        free(ev);
+        return;
+    }
+    gs_apply_out_clear(out);
 }
 
 /* Receive a pointer; returns 0 and sets *p, or -1 (EAGAIN, ETERM...). */

@@ -62,6 +62,15 @@ int gs_ptr_recv(void *sock, void **p, int flags);
 /* Free a job, its arena and its identity; NULLs *job_p; safe on NULL. */
 void gs_job_destroy(gs_job_t **job_p);
 
+/* Hand the events of a committed apply to the publisher over sock (the
+ * broker's to_publisher), as one pointer the publisher then owns and
+ * frees; *out is left empty either way. With no events, or when the
+ * hand-off fails (no memory, the socket closing), the events are freed
+ * here: subscribers then miss them live and repair from the sync service,
+ * as after any lost feed message. Thread: the one that owns sock (the
+ * writer, or the replica in its place). */
+void gs_events_hand(void *sock, gs_apply_out_t *out);
+
 /* A reply for job from a finished buffer (copied): the job's identity
  * moves into it. NULL when memory runs out. */
 gs_reply_t *gs_reply_new(gs_job_t *job, const uint8_t *data, size_t len);

@@ -620,19 +620,8 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
         gs_log(GS_LOG_DEBUG, "replica_applied", "origin=%s applied=%zu skipped=%zu "
                "head_seq=%" PRIu64 " ms=%.3f", o->cfg.area, res.applied, res.skipped,
                out.head_seq, secs * 1e3);
-        gs_apply_out_t *ev = malloc(sizeof *ev);
-        if (ev) {
-            *ev = out;
-            if (gs_ptr_send(b->to_publisher, ev)) {
-                gs_apply_out_clear(ev);
-                free(ev);
-            }
-        } else {
-            gs_apply_out_clear(&out);
-        }
-    } else {
-        gs_apply_out_clear(&out);
     }
+    gs_events_hand(b->to_publisher, &out);
     return (int) res.consumed;
 }
 
@@ -803,19 +792,9 @@ s_repair_cell(gs_replica_t *self, s_org_t *o, const char *cell)
                " events=%zu later=%zu records=%zu unchanged=%zu installed=%zu removed=%zu",
                o->cfg.area, cell, res.last_seq, res.events, res.later, res.records,
                res.unchanged, res.installed, res.removed);
-    if (out.n_events) {
+    if (out.n_events)
         atomic_store(&b->head_seq, out.head_seq);
-        gs_apply_out_t *ev = malloc(sizeof *ev);
-        if (ev) {
-            *ev = out;
-            if (gs_ptr_send(b->to_publisher, ev)) {
-                gs_apply_out_clear(ev);
-                free(ev);
-            }
-            return 0;
-        }
-    }
-    gs_apply_out_clear(&out);
+    gs_events_hand(b->to_publisher, &out);
     return 0;
 }
 

@@ -141,22 +141,10 @@ gs_writer_main(void *arg)
                 if (r && gs_ptr_send(out, r))
                     gs_reply_destroy(&r);
             }
-            if (res.n_events) {
-                gs_apply_out_t *ev = malloc(sizeof *ev);
-                if (ev) {
-                    *ev = res;
-                    if (gs_ptr_send(b->to_publisher, ev)) {
-                        gs_apply_out_clear(ev);
-                        free(ev);
-                    }
-                } else {
-                    gs_apply_out_clear(&res);
-                }
-            } else {
-                gs_apply_out_clear(&res);
-            }
+            size_t n_events = res.n_events;
+            gs_events_hand(b->to_publisher, &res);
             gs_log(GS_LOG_DEBUG, "commit", "uploads=%zu records=%zu events=%zu ms=%.3f",
-                   n, records, res.n_events, secs * 1e3);
+                   n, records, n_events, secs * 1e3);
         } else {
             atomic_fetch_add(&b->metrics.commit_failures, 1);
             if (rc != last_rc)
