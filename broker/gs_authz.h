@@ -19,7 +19,11 @@
  *     its assigned prefixes (a string prefix: "4401" covers "440101..."
  *     and "4401", not "440"), and nothing at all when it has none;
  *   - and what it may read there (gs_authz_record): a DEPARTMENT only the
- *     incidents of its categories, every other role every record.
+ *     incidents of its categories, every other role every record;
+ *   - and so which live-feed topics it may follow (gs_authz_topic): a grid
+ *     topic carries every kind of record, so every role but DEPARTMENT;
+ *     an incident topic (gs_topic.h) carries the incidents of one
+ *     category, so every role that may read them.
  * What a role may do with what it may touch (a district system does not
  * upload, a device uploads only under its own id) is the caller's rule.
  *
@@ -31,6 +35,7 @@
 #include <stddef.h>
 
 #include "gridsync.pb-c.h"
+#include "gs_topic.h"
 
 /* A verdict: GS_AUTHZ_ALLOWED or why not. */
 typedef enum gs_authz {
@@ -40,6 +45,8 @@ typedef enum gs_authz {
     GS_AUTHZ_UNKNOWN_ROLE,      /* a role this broker does not know */
     GS_AUTHZ_NO_SCOPE,          /* a role with prefixes, and none assigned */
     GS_AUTHZ_OUTSIDE,           /* prefix is not at or below an assigned one */
+    GS_AUTHZ_GRID_TOPIC,        /* a grid topic, for a key that reads only incidents */
+    GS_AUTHZ_CATEGORY,          /* an incident category not in the table, or not its */
 } gs_authz_t;
 
 /* May the key whose registry entry is dev (NULL: none) touch prefix, a
@@ -56,6 +63,14 @@ gs_authz_t gs_authz_check(const Gridsync__V1__Device *dev, const char *prefix);
  * category is among its categories (none: nothing); every other role
  * reads every record. NULL dev: no. */
 int gs_authz_record(const Gridsync__V1__Device *dev, int kind, const char *category);
+
+/* May the key whose registry entry is dev follow live-feed topic t (parsed
+ * by gs_topic_parse)? First gs_authz_check of its prefix (its verdict when
+ * not ALLOWED); then a grid topic is GS_AUTHZ_GRID_TOPIC for a DEPARTMENT,
+ * and an incident topic GS_AUTHZ_CATEGORY when its category is not in the
+ * category table (gs_incident_category_find) or the key may not read it
+ * (gs_authz_record). */
+gs_authz_t gs_authz_topic(const Gridsync__V1__Device *dev, const gs_topic_t *t);
 
 /* Is prefix at or below one of the n prefixes in allowed? The one prefix
  * match of the broker: also the test of which followed prefixes an event

@@ -13,6 +13,7 @@
 #include "gs_authz.h"
 #include "gs_log.h"
 #include "gs_privacy.h"
+#include "gs_topic.h"
 
 /* One key's subscriptions to one live-feed prefix. */
 typedef struct s_holder {
@@ -21,7 +22,8 @@ typedef struct s_holder {
     uint32_t refused;               /* refused, and still listed by libzmq */
 } s_holder_t;
 
-/* One prefix that live subscriptions hold (a slot of gs_feed_t.subs). In
+/* One topic that live subscriptions hold (a slot of gs_feed_t.subs): a
+ * grid-code prefix, or an incident topic (gs_topic.h). In
  * secure mode (XPUB_MANUAL) libzmq lists every subscription it received
  * on a connection, applied by the broker or refused, and when the
  * connection ends it hands the broker an unsubscription for each one it
@@ -29,9 +31,10 @@ typedef struct s_holder {
  * counted here, and the entry goes when both are back at zero. */
 typedef struct s_sub {
     int used;                       /* slot in use */
-    char prefix[GS_GRID_LEN + 1];   /* as subscribed */
-    int level;                      /* gs_level_of_len, -1 if not a level */
-    uint64_t last_seq;              /* last event published under it */
+    char prefix[GS_TOPIC_MAX + 1];  /* the topic as subscribed */
+    int level;                      /* level of its grid-code prefix, -1 if not a level */
+    uint64_t last_seq;              /* last event published under it; for an incident
+                                     * topic at least that (see s_sub_get) */
     uint32_t applied;               /* applied subscriptions: heart-beaten while > 0 */
     uint32_t refused;               /* refused ones libzmq still lists */
     s_holder_t *holders;            /* by key (secure mode) */
@@ -47,6 +50,10 @@ typedef struct s_key {
     int admin;                      /* admitted as an admin at least once */
     char (*scope)[GS_GRID_LEN + 1]; /* every assigned prefix it was admitted under */
     uint32_t n_scope, cap_scope;
+    int grid_topics;                /* admitted to a grid topic at least once */
+    char (*categories)[GS_INCIDENT_CATEGORY_MAX + 1]; /* of the incident topics it was
+                                     * admitted to */
+    uint32_t n_categories, cap_categories;
 } s_key_t;
 
 /* The live feed: its socket and the publisher's tables (publisher thread
@@ -103,8 +110,10 @@ s_feed_clear(gs_feed_t *f)
         free(f->subs[i].holders);
     if (f->subs)
         memset(f->subs, 0, f->cap_subs * sizeof *f->subs);
-    for (size_t i = 0; i < f->n_keys; i++)
+    for (size_t i = 0; i < f->n_keys; i++) {
         free(f->keys[i].scope);
+        free(f->keys[i].categories);
+    }
     if (f->key_slots)
         memset(f->key_slots, 0, f->cap_key_slots * sizeof *f->key_slots);
     f->n_subs = f->n_live = f->n_odd = f->n_keys = 0;
@@ -153,9 +162,15 @@ s_subs_grow(gs_feed_t *f)
     return 0;
 }
 
-/* The entry for prefix, added if new (its last seq read from the store);
- * NULL when memory runs out. Moves other entries: pointers into the table
- * are stale afterwards. */
+/* The entry for topic prefix, added if new (its last seq read from the
+ * store); NULL when memory runs out. Moves other entries: pointers into
+ * the table are stale afterwards. The store keeps the last seq of each
+ * grid-code prefix, not of each category in it: an incident topic starts
+ * from its prefix's last seq, which is never lower than the last incident
+ * event of the category there, and from then on follows the events
+ * published under it. So its last seq, and the incident_prev_seq sent
+ * with its events, are never lower than the true ones: a subscriber can
+ * repair once for nothing, but never miss a loss. */
 static s_sub_t *
 s_sub_get(gs_feed_t *f, const char *prefix)
 {
@@ -172,9 +187,10 @@ s_sub_get(gs_feed_t *f, const char *prefix)
     memset(s, 0, sizeof *s);
     s->used = 1;
     snprintf(s->prefix, sizeof s->prefix, "%s", prefix);
-    s->level = gs_level_of_len(strlen(prefix));
+    gs_topic_t t;
+    s->level = gs_topic_parse(prefix, strlen(prefix), &t) ? -1 : t.level;
     if (s->level >= 0)
-        gs_store_prefix_last(f->b->store, prefix, &s->last_seq);
+        gs_store_prefix_last(f->b->store, t.prefix, &s->last_seq);
     else
         f->n_odd++;
     f->n_subs++;
@@ -254,12 +270,36 @@ s_key_get(gs_feed_t *f, const char *id)
     return (long) f->n_keys - 1;
 }
 
-/* Remember what the registry let key follow when a subscription of it
- * was applied: its role and assigned prefixes, added to what it was
+/* Remember the category of incident topic t that key was admitted to. 0,
+ * or -1 when memory runs out. */
+static int
+s_key_admit_category(s_key_t *key, const gs_topic_t *t)
+{
+    for (uint32_t j = 0; j < key->n_categories; j++)
+        if (strcmp(key->categories[j], t->category) == 0)
+            return 0;
+    if (key->n_categories == key->cap_categories) {
+        uint32_t cap = key->cap_categories ? 2 * key->cap_categories : 4;
+        void *v = realloc(key->categories, cap * sizeof *key->categories);
+        if (!v)
+            return -1;
+        key->categories = v;
+        key->cap_categories = cap;
+    }
+    snprintf(key->categories[key->n_categories++], sizeof key->categories[0], "%s",
+             t->category);
+    return 0;
+}
+
+/* Remember what the registry let key follow when a subscription of it to
+ * topic t was applied: its role and assigned prefixes, whether it was a
+ * grid topic, and an incident topic's category, added to what it was
  * admitted under before. 0, or -1 when memory runs out. */
 static int
-s_key_admit(s_key_t *key, const Gridsync__V1__Device *dev)
+s_key_admit(s_key_t *key, const Gridsync__V1__Device *dev, const gs_topic_t *t)
 {
+    if (t->incident ? s_key_admit_category(key, t) : (key->grid_topics = 1, 0))
+        return -1;
     key->admitted = 1;
     if (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN) {
         key->admin = 1;
@@ -354,6 +394,41 @@ s_feed_send(gs_feed_t *f, const char *topic, size_t topic_len, const uint8_t *bo
     zmq_send(f->xpub, body, len, ZMQ_DONTWAIT);
 }
 
+/* Send an incident's event (data, len bytes, as sent under its grid code)
+ * once more under its incident topic, "I" category "/" grid code, with
+ * incident_prev_seq: for each level, the last seq of the incident topic of
+ * that level's prefix (s_sub_get says why it is never too low), or, when
+ * nobody follows that topic, e->seq - 1, which is never too low either.
+ * The followed topics' last seqs move to this event. */
+static void
+s_publish_incident(gs_feed_t *f, const gs_event_out_t *e, const char *category,
+                   const uint8_t *data, size_t len, gs_wbuf_t *wb)
+{
+    static const int level_len[] = { 0, 2, 4, 6, 9, 12, 15 };
+    char topic[GS_TOPIC_MAX + 1];
+    gs_wbuf_t prev;
+    gs_wbuf_init(&prev);
+    for (size_t l = 0; l < sizeof level_len / sizeof level_len[0]; l++) {
+        char prefix[GS_GRID_LEN + 1];
+        memcpy(prefix, e->grid, (size_t) level_len[l]);
+        prefix[level_len[l]] = 0;
+        s_sub_t *s = gs_topic_incident(topic, sizeof topic, category, prefix) < 0
+                         ? NULL : s_sub_find(f, topic);
+        gs_wbuf_varint(&prev, s ? s->last_seq : e->seq - 1);
+        if (s)
+            s->last_seq = e->seq;
+    }
+    int n = gs_topic_incident(topic, sizeof topic, category, e->grid);
+    gs_wbuf_reset(wb);
+    gs_wbuf_bytes_field(wb, GS_F_FEED_EVENT, data, len, 1);
+    gs_wbuf_bytes_field(wb, GS_F_FEED_INCIDENT_PREV, prev.data, prev.len, 1);
+    if (n > 0 && !prev.failed && !wb->failed) {
+        s_feed_send(f, topic, (size_t) n, wb->data, wb->len);
+        atomic_fetch_add(&f->b->metrics.feed_incident_events, 1);
+    }
+    gs_wbuf_deinit(&prev);
+}
+
 static void
 s_publish_events(gs_feed_t *f, gs_apply_out_t *ev, gs_wbuf_t *wb, gs_wbuf_t *tmp)
 {
@@ -386,6 +461,11 @@ s_publish_events(gs_feed_t *f, gs_apply_out_t *ev, gs_wbuf_t *wb, gs_wbuf_t *tmp
             if (f->subs[k].used && f->subs[k].level < 0 && gs_authz_covers(e->grid, &odd, 1))
                 f->subs[k].last_seq = e->seq;
         }
+        /* an incident goes once more under its category's topic, which a
+         * department may follow: only incidents are ever sent there */
+        char category[GS_INCIDENT_CATEGORY_MAX + 1];
+        if (gs_topic_event_category(data, len, category))
+            s_publish_incident(f, e, category, data, len, wb);
     }
     atomic_fetch_add(&b->metrics.feed_events, ev->n_events);
 }
@@ -419,40 +499,49 @@ s_heartbeats(gs_feed_t *f, uint64_t head, gs_wbuf_t *wb)
     }
 }
 
-/* Why key id may not follow prefix now, or NULL when it may; *dev_out
- * gets its registry entry when it has one (caller frees). */
+/* Why key id may not follow topic t (NULL: digits not at a level) now, or
+ * NULL when it may (gs_authz_topic); *dev_out gets its registry entry when
+ * it has one (caller frees). */
 static const char *
-s_subscription_check(const gs_feed_t *f, const char *id, const char *prefix, int level,
+s_subscription_check(const gs_feed_t *f, const char *id, const gs_topic_t *t,
                      Gridsync__V1__Device **dev_out)
 {
     *dev_out = NULL;
     if (!id || gs_store_device_get(f->b->store, id, dev_out))
         return "not enrolled";
-    gs_authz_t v = gs_authz_check(*dev_out, prefix);
+    gs_authz_t v = gs_authz_check(*dev_out, NULL);
     if (v == GS_AUTHZ_REVOKED)
         return "revoked";
     if (v == GS_AUTHZ_UNKNOWN_ROLE)
         return "unknown role";
-    /* a grid topic carries every kind of record; a department reads only
-     * its incidents (gs_authz_record), so it follows them by sync */
-    if ((*dev_out)->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT)
-        return "a department follows its incidents by sync, not on the live feed";
-    if (level < 0)
+    if (!t)
         return "prefix not at a level boundary (0,2,4,6,9,12,15 digits)";
-    if (v != GS_AUTHZ_ALLOWED)
+    switch (gs_authz_topic(*dev_out, t)) {
+    case GS_AUTHZ_ALLOWED:
+        return NULL;
+    case GS_AUTHZ_GRID_TOPIC:
+        /* a grid topic carries every kind of record; a department reads
+         * only its incidents (gs_authz_record) */
+        return "a department follows incident topics only (I<category>/<prefix>), not a "
+               "grid topic, which carries every kind of record";
+    case GS_AUTHZ_CATEGORY:
+        return "the category is not in the category table or not among the key's categories";
+    default:
         return "outside the assigned prefixes";
-    return NULL;
+    }
 }
 
-/* A subscription in secure mode (XPUB_MANUAL): applied only when the
- * subscriber's registry entry allows the prefix and its key stays within
+/* A subscription in secure mode (XPUB_MANUAL) to prefix, a topic (t its
+ * parse; NULL for digits not at a level): applied only when the
+ * subscriber's registry entry allows the topic and its key stays within
  * feed-max-prefixes; counted either way (s_sub_t). */
 static void
-s_subscribe(gs_feed_t *f, const char *id, const char *prefix, int level)
+s_subscribe(gs_feed_t *f, const char *id, const char *prefix, const gs_topic_t *t)
 {
     gs_broker_t *b = f->b;
+    int level = t ? t->level : -1;
     Gridsync__V1__Device *dev = NULL;
-    const char *why = s_subscription_check(f, id, prefix, level, &dev);
+    const char *why = s_subscription_check(f, id, t, &dev);
     char bound[96];
     long k = id && strlen(id) <= GS_ID_MAX ? s_key_get(f, id) : -1;
     s_sub_t *s = level >= 0 ? s_sub_get(f, prefix) : NULL;
@@ -466,7 +555,7 @@ s_subscribe(gs_feed_t *f, const char *id, const char *prefix, int level)
         snprintf(bound, sizeof bound, "the key already follows %u prefixes (feed-max-prefixes)",
                  f->keys[k].n_prefixes);
         why = bound;
-    } else if (!why && s_key_admit(&f->keys[k], dev)) {
+    } else if (!why && s_key_admit(&f->keys[k], dev, t)) {
         why = "the broker is out of memory";
     }
     if (why) {
@@ -547,29 +636,34 @@ s_subscription(gs_feed_t *f, zmq_msg_t *m)
     const uint8_t *msg = zmq_msg_data(m);
     size_t len = zmq_msg_size(m);
     gs_log(GS_LOG_DEBUG, "feed_control", "bytes=%zu kind=%d", len, len ? msg[0] : -1);
-    if (len < 1 || len - 1 > GS_GRID_LEN || (msg[0] != 0 && msg[0] != 1))
+    if (len < 1 || len - 1 > GS_TOPIC_MAX || (msg[0] != 0 && msg[0] != 1))
         return;
-    char prefix[GS_GRID_LEN + 1];
+    char prefix[GS_TOPIC_MAX + 1];
     int digits = 1;
     for (size_t i = 1; i < len; i++)
         digits &= msg[i] >= '0' && msg[i] <= '9';
     memcpy(prefix, msg + 1, len - 1);
     prefix[len - 1] = 0;
-    /* only digits are grid prefixes: anything else (a NUL among them) is
-     * never applied or counted, in both directions alike */
-    int level = digits ? gs_level_of_len(len - 1) : -1;
+    /* only topics (gs_topic_parse) and, in insecure mode, digits off a
+     * level are followed: anything else (a NUL among them, a malformed
+     * incident topic) is never applied or counted, in both directions
+     * alike */
+    gs_topic_t t;
+    int topic = gs_topic_parse(msg + 1, len - 1, &t) == 0;
+    int level = topic ? t.level : -1;
     if (b->secure) {
         const char *id = zmq_msg_gets(m, "device_id");
-        if (msg[0] == 1 && !digits) {
+        if (msg[0] == 1 && !topic && !digits) {
             atomic_fetch_add(&b->metrics.feed_refused, 1);
             gs_log(GS_LOG_WARN, "feed_subscribe_refused",
-                   "device=%s reason=\"prefix is not grid-code digits\"", id ? id : "-");
+                   "device=%s reason=\"not a topic: neither grid-code digits nor "
+                   "I<category>/<prefix>\"", id ? id : "-");
         } else if (msg[0] == 1) {
-            s_subscribe(f, id, prefix, level);
+            s_subscribe(f, id, prefix, topic ? &t : NULL);
         } else {
             s_unsubscribe(f, id, prefix, level);
         }
-    } else if (digits) {
+    } else if (topic || digits) {
         /* libzmq applies subscriptions itself here and passes on only the
          * first subscription to a prefix and the last unsubscription */
         s_sub_t *s = s_sub_find(f, prefix);
@@ -594,9 +688,11 @@ s_subscription(gs_feed_t *f, zmq_msg_t *m)
 }
 
 /* Does the registry still let every admitted key follow what it was
- * admitted under (gs_authz_check)? The first that may not (revoked,
- * removed, no longer an admin, a role no longer known, or an assigned
- * prefix it was admitted under no longer covered) is returned. One
+ * admitted under (gs_authz_check, gs_authz_record)? The first that may not
+ * (revoked, removed, no longer an admin, a role no longer known, an
+ * assigned prefix it was admitted under no longer covered, a DEPARTMENT
+ * now while it was admitted to a grid topic, or the category of an
+ * incident topic it was admitted to no longer its) is returned. One
  * registry read per admitted key. */
 static const s_key_t *
 s_keys_stale(const gs_feed_t *f)
@@ -617,6 +713,11 @@ s_keys_stale(const gs_feed_t *f)
             ok = gs_authz_check(dev, NULL) == GS_AUTHZ_ALLOWED;
             for (uint32_t j = 0; ok && j < key->n_scope; j++)
                 ok = gs_authz_check(dev, key->scope[j]) == GS_AUTHZ_ALLOWED;
+            if (ok && key->grid_topics)
+                ok = dev->role != GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT;
+            for (uint32_t j = 0; ok && j < key->n_categories; j++)
+                ok = gs_authz_record(dev, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT,
+                                     key->categories[j]);
         }
         if (dev)
             gridsync__v1__device__free_unpacked(dev, NULL);

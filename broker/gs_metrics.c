@@ -192,6 +192,9 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
             (double) m->batch_linger_us / 1e6);
     s_counter(b, "gridsync_feed_events_total", "Change events published on the live feed.",
               atomic_load(&m->feed_events));
+    s_counter(b, "gridsync_feed_incident_events_total",
+              "Incident events sent again under their incident topic (I<category>/<grid>).",
+              atomic_load(&m->feed_incident_events));
     s_counter(b, "gridsync_feed_heartbeats_total", "Heartbeats published.",
               atomic_load(&m->feed_heartbeats));
     s_gauge(b, "gridsync_feed_subscriptions", "Distinct prefixes subscribed on the live feed.",

@@ -43,6 +43,7 @@ typedef struct gs_metrics {
     gs_hist_t commit_seconds;                   /* apply+commit duration */
     gs_hist_t ack_seconds;                      /* receive -> ack sent */
     atomic_uint_fast64_t feed_events;           /* events published */
+    atomic_uint_fast64_t feed_incident_events;  /* of them, sent again under an incident topic */
     atomic_uint_fast64_t feed_heartbeats;       /* heartbeats published */
     atomic_int_fast64_t feed_subscriptions;     /* distinct prefixes subscribed */
     atomic_uint_fast64_t feed_refused;          /* subscriptions refused */

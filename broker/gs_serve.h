@@ -83,6 +83,7 @@ enum {
     GS_F_GRIDS_GRIDS = 1,               /* GridListReply.grids */
     GS_F_FEED_EVENT = 1,                /* FeedMessage.event */
     GS_F_FEED_HEARTBEAT = 2,            /* FeedMessage.heartbeat */
+    GS_F_FEED_INCIDENT_PREV = 3,        /* FeedMessage.incident_prev_seq */
 };
 
 #define GS_SERVE_MAX_PREFIXES 64         /* prefixes in one sync/snapshot request */

@@ -436,7 +436,7 @@ test_department_follows_its_incidents(void **state)
     zmq_setsockopt(sub, ZMQ_CURVE_SECRETKEY, e->fire.secret_key, 41);
     assert_int_equal(zmq_connect(sub, e->broker.feed), 0);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "440305001", 9);
-    s_log_wait(&e->broker, "a department follows its incidents by sync");
+    s_log_wait(&e->broker, "a department follows incident topics only");
     zmq_close(sub);
     zmq_ctx_term(ctx);
 }

@@ -3,7 +3,9 @@
  * feed (SUB), detects what the feed lost (prev_seq, heartbeats) and repairs
  * it from the sync service through a gs_client_t, guards the store lineage
  * (epoch, head), and keeps its positions in a checkpoint (gs_checkpoint).
- * See gs_sub.h and docs/protocol.md.
+ * With categories it follows incident topics instead, one per category and
+ * prefix, each with its own position, chained by the feed message's
+ * incident_prev_seq. See gs_sub.h and docs/protocol.md.
  */
 #include "gs_sub.h"
 
@@ -16,6 +18,7 @@
 #include "gs_checkpoint.h"
 #include "gs_client_int.h"
 #include "gs_grid.h"
+#include "gs_topic.h"
 #include "gs_validate.h"
 
 #define S_MAX_SUB_PREFIXES 64
@@ -25,8 +28,11 @@ struct gs_sub {
     void *sock;                 /* SUB on the live feed */
     gs_client_t *cli;           /* sync service */
     gs_sub_opts_t opts;         /* settings */
-    size_t n;                   /* prefixes followed */
-    char prefix[S_MAX_SUB_PREFIXES][GS_GRID_LEN + 1];
+    size_t n;                   /* topics followed: prefixes, or categories x prefixes */
+    int incidents;              /* following incident topics (opts.categories) */
+    char prefix[S_MAX_SUB_PREFIXES][GS_GRID_LEN + 1];  /* grid-code prefix of each topic */
+    char category[S_MAX_SUB_PREFIXES][GS_INCIDENT_CATEGORY_MAX + 1]; /* "" for a grid topic */
+    char topic[S_MAX_SUB_PREFIXES][GS_TOPIC_MAX + 1];  /* as subscribed and checkpointed */
     int level[S_MAX_SUB_PREFIXES];          /* hierarchy level of each prefix */
     uint64_t known[S_MAX_SUB_PREFIXES];     /* last seq queued or delivered */
     uint64_t delivered[S_MAX_SUB_PREFIXES]; /* last seq handed to the caller */
@@ -86,11 +92,27 @@ s_queue_drop(gs_sub_t *self)
     }
 }
 
+/* Is ev one of topic i's events: under its prefix and, for an incident
+ * topic, an incident of its category? */
 static int
-s_prefix_index(const gs_sub_t *self, const char *grid)
+s_wants(const gs_sub_t *self, size_t i, const Gridsync__V1__ChangeEvent *ev)
+{
+    if (!gs_grid_prefix_covers(self->prefix[i], ev->grid_code))
+        return 0;
+    if (!self->incidents)
+        return 1;
+    return ev->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT && ev->record &&
+           ev->record->body_case == GRIDSYNC__V1__RECORD__BODY_INCIDENT &&
+           ev->record->incident->category &&
+           strcmp(ev->record->incident->category, self->category[i]) == 0;
+}
+
+/* The topic ev belongs to, or -1. */
+static int
+s_prefix_index(const gs_sub_t *self, const Gridsync__V1__ChangeEvent *ev)
 {
     for (size_t i = 0; i < self->n; i++)
-        if (gs_grid_prefix_covers(self->prefix[i], grid))
+        if (s_wants(self, i, ev))
             return (int) i;
     return -1;
 }
@@ -132,7 +154,7 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
         snprintf(l->message, sizeof l->message,
                  "the broker's head seq %llu is below our position %llu (prefix \"%s\"): "
                  "its store was restored from a backup or replaced",
-                 (unsigned long long) head, (unsigned long long) l->position, self->prefix[p]);
+                 (unsigned long long) head, (unsigned long long) l->position, self->topic[p]);
     }
     l->epoch = self->epoch;
     l->broker_epoch = self->broker_epoch;
@@ -141,8 +163,14 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
     return GS_CLIENT_ELINEAGE;
 }
 
-/* Pull events of prefix p after known[p] until known[p] >= target or the
- * log is exhausted. Queues each event once. */
+/* Pull events of topic p after known[p] until known[p] >= target or the
+ * log is exhausted. Queues each event once. For an incident topic the
+ * sync service also returns other events of the prefix (other kinds and
+ * categories, unless the key is a department's and reads only its own),
+ * which are skipped; and target may be a seq that is not one of the
+ * topic's (its heartbeat's last seq is only never too low), so reaching
+ * the end of the log is success, and the position moves to where the log
+ * was read to: nothing of the topic lies before it that was not queued. */
 static int
 s_pull(gs_sub_t *self, size_t p, uint64_t target)
 {
@@ -165,7 +193,7 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
         self->head = r->head_seq > self->head ? r->head_seq : self->head;
         for (size_t i = 0; i < r->n_events; i++) {
             Gridsync__V1__ChangeEvent *ev = r->events[i];
-            if (ev->seq <= self->known[p])
+            if (ev->seq <= self->known[p] || !s_wants(self, p, ev))
                 continue;
             r->events[i] = NULL; /* moved into the queue */
             if (s_queue_push(self, ev)) {
@@ -182,6 +210,11 @@ s_pull(gs_sub_t *self, size_t p, uint64_t target)
         gridsync__v1__sync_response__free_unpacked(r, NULL);
         if (self->known[p] >= target && target != UINT64_MAX)
             return 0;
+        if (self->incidents && next >= head) {
+            if (next > self->known[p])
+                self->known[p] = next;
+            return 0;
+        }
         if (next >= head || (got == 0 && next <= since))
             return self->known[p] >= target || target == UINT64_MAX ? 0 : GS_CLIENT_EGAP;
         since = next;
@@ -220,12 +253,12 @@ s_lineage_confirm(gs_sub_t *self)
     return rc;
 }
 
-/* The prefixes followed, as the pointer array gs_checkpoint takes. */
+/* The topics followed, as the pointer array gs_checkpoint takes. */
 static void
 s_prefix_list(const gs_sub_t *self, const char **out)
 {
     for (size_t i = 0; i < self->n; i++)
-        out[i] = self->prefix[i];
+        out[i] = self->topic[i];
 }
 
 gs_sub_t *
@@ -234,8 +267,17 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
            const gs_sub_opts_t *opts, int *err)
 {
     int e = GS_CLIENT_EINVAL;
-    if (n == 0 || n > S_MAX_SUB_PREFIXES)
+    size_t n_cat = opts ? opts->n_categories : 0;
+    if (n == 0 || n > S_MAX_SUB_PREFIXES || n * (n_cat ? n_cat : 1) > S_MAX_SUB_PREFIXES)
         goto fail_early;
+    for (size_t c = 0; c < n_cat; c++) {
+        char t[GS_TOPIC_MAX + 1];
+        if (!opts->categories[c] || gs_topic_incident(t, sizeof t, opts->categories[c], "") < 0)
+            goto fail_early;
+        for (size_t d = 0; d < c; d++)
+            if (strcmp(opts->categories[c], opts->categories[d]) == 0)
+                goto fail_early; /* one category twice */
+    }
     for (size_t i = 0; i < n; i++) {
         gs_verdict_t v;
         if (gs_prefix_check(prefixes[i], &v))
@@ -253,12 +295,24 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
         self->opts = *opts;
     else
         gs_sub_opts_init(&self->opts);
-    self->n = n;
-    for (size_t i = 0; i < n; i++) {
-        snprintf(self->prefix[i], sizeof self->prefix[i], "%s", prefixes[i]);
-        self->level[i] = gs_level_of_len(strlen(prefixes[i]));
+    self->opts.categories = NULL;   /* the caller's; copied below */
+    self->incidents = n_cat > 0;
+    self->n = n * (n_cat ? n_cat : 1);
+    for (size_t i = 0; i < self->n; i++) {
+        /* topic i: prefix i % n, category i / n */
+        const char *pf = prefixes[i % n];
+        snprintf(self->prefix[i], sizeof self->prefix[i], "%s", pf);
+        if (n_cat) {
+            snprintf(self->category[i], sizeof self->category[i], "%s",
+                     opts->categories[i / n]);
+            gs_topic_incident(self->topic[i], sizeof self->topic[i], self->category[i], pf);
+        } else {
+            snprintf(self->topic[i], sizeof self->topic[i], "%s", pf);
+        }
+        self->level[i] = gs_level_of_len(strlen(pf));
         self->known[i] = self->delivered[i] = since;
     }
+    n = self->n;
     self->epoch = self->opts.epoch;
     if (checkpoint) {
         self->checkpoint = strdup(checkpoint);
@@ -300,7 +354,7 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
     /* Clone pattern: subscribe first, then catch up, so nothing falls
      * between the two; live events at or below what was pulled are dropped */
     for (size_t i = 0; i < n; i++)
-        zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, self->prefix[i], strlen(self->prefix[i]));
+        zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, self->topic[i], strlen(self->topic[i]));
     for (size_t i = 0; i < n; i++) {
         e = s_pull(self, i, UINT64_MAX);
         if (e == GS_CLIENT_ELINEAGE)
@@ -319,7 +373,8 @@ fail_early:
         *err = e;
     if (e == GS_CLIENT_EINVAL && opts && opts->err)
         gs_client_err_set(opts->err, 0, "bad prefix (level boundary: 0, 2, 4, 6, 9, 12 or 15 digits; "
-              "none inside another)");
+              "none inside another) or category (1 to 8 letters or digits, each once; "
+              "at most 64 categories x prefixes)");
     return NULL;
 }
 
@@ -349,7 +404,7 @@ s_queue_pop(gs_sub_t *self)
     Gridsync__V1__ChangeEvent *ev = self->queue[self->q_head];
     self->q_head = (self->q_head + 1) % self->q_cap;
     self->q_len--;
-    int p = s_prefix_index(self, ev->grid_code);
+    int p = s_prefix_index(self, ev);
     if (p >= 0)
         self->delivered[p] = ev->seq;
     return ev;
@@ -365,7 +420,7 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
     int rc = 0;
     if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_EVENT) {
         Gridsync__V1__ChangeEvent *ev = fm->event;
-        int p = s_prefix_index(self, ev->grid_code);
+        int p = s_prefix_index(self, ev);
         if (p >= 0)
             self->heard[p] = gs_client_mono_ms();
         if (p < 0) {
@@ -376,9 +431,15 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
             /* prev is the prefix's event before this one. At or before our
              * position, nothing lies between: this is the next event. (The
              * position need not be an event of the prefix: a start at the
-             * head, say.) After it, or missing, we missed something. */
+             * head, say.) After it, or missing, we missed something. An
+             * incident topic's chain is the message's incident_prev_seq
+             * (never too low), not the event's, which counts every kind. */
             int lv = self->level[p];
-            uint64_t prev = (size_t) lv < ev->n_prev_seq ? ev->prev_seq[lv] : UINT64_MAX;
+            uint64_t prev = UINT64_MAX;
+            if (!self->incidents && (size_t) lv < ev->n_prev_seq)
+                prev = ev->prev_seq[lv];
+            else if (self->incidents && (size_t) lv < fm->n_incident_prev_seq)
+                prev = fm->incident_prev_seq[lv];
             if (prev <= self->known[p]) {
                 fm->event = NULL; /* moved into the queue */
                 fm->body_case = GRIDSYNC__V1__FEED_MESSAGE__BODY__NOT_SET;
@@ -402,10 +463,10 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
         if (rc == 0 && hb->head_seq > self->head)
             self->head = hb->head_seq;
         for (size_t p = 0; p < self->n; p++)
-            if (strcmp(hb->prefix, self->prefix[p]) == 0)
+            if (strcmp(hb->prefix, self->topic[p]) == 0)
                 self->heard[p] = gs_client_mono_ms();
         for (size_t p = 0; rc == 0 && p < self->n; p++) {
-            if (strcmp(hb->prefix, self->prefix[p]) == 0 &&
+            if (strcmp(hb->prefix, self->topic[p]) == 0 &&
                 hb->prefix_last_seq > self->known[p]) {
                 self->stats.gaps++;
                 rc = s_pull(self, p, hb->prefix_last_seq);
@@ -521,6 +582,30 @@ uint64_t
 gs_sub_position(const gs_sub_t *self, size_t i)
 {
     return i < self->n ? self->delivered[i] : 0;
+}
+
+size_t
+gs_sub_count(const gs_sub_t *self)
+{
+    return self->n;
+}
+
+const char *
+gs_sub_topic(const gs_sub_t *self, size_t i)
+{
+    return i < self->n ? self->topic[i] : NULL;
+}
+
+const char *
+gs_sub_prefix(const gs_sub_t *self, size_t i)
+{
+    return i < self->n ? self->prefix[i] : NULL;
+}
+
+int
+gs_sub_wants(const gs_sub_t *self, size_t i, const Gridsync__V1__ChangeEvent *ev)
+{
+    return i < self->n && s_wants(self, i, ev);
 }
 
 uint64_t

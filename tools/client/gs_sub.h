@@ -35,13 +35,24 @@ typedef struct gs_sub_opts {
     const atomic_int *cancel;   /* as gs_client_opts_t.cancel, for feed and sync */
     gs_client_error_t *err;     /* when not NULL, gs_sub_new and gs_sub_next write
                                  * the message of a failure here */
+    const char *const *categories; /* incident categories to follow (NULL: none); see
+                                 * gs_sub_new */
+    size_t n_categories;        /* entries in categories; 0 = follow grid topics */
 } gs_sub_opts_t;
 
 void gs_sub_opts_init(gs_sub_opts_t *o);
 
 /* Follow prefixes (each at a level boundary: 0,2,4,6,9,12 or 15 digits; no
- * prefix may contain another). checkpoint (may be NULL) is a file holding
- * the last seq per prefix and the store epoch they belong to; when it
+ * prefix may contain another). With opts->n_categories > 0 (each category
+ * 1 to 8 letters or digits, none twice; categories x prefixes at most
+ * 64), follow instead the incident topic of each category in each prefix
+ * ("I02/440305", gs_topic.h): only the incidents of those categories are
+ * delivered, each topic is a position of its own (topic i is prefix
+ * i % n, category i / n), and its chain is the feed message's
+ * incident_prev_seq (docs/protocol.md); this is how a DEPARTMENT key
+ * follows, which the broker refuses on grid topics. checkpoint (may be
+ * NULL) is a file holding the last seq per topic and the store epoch they
+ * belong to; when it
  * exists, following resumes there, else from since (0 = from the
  * beginning). Subscribes first, then catches up through the sync service
  * (the Clone pattern). A lineage change found during the catch-up (see
@@ -120,8 +131,17 @@ int gs_sub_silence(gs_sub_t *self, int64_t warn_ms, char *msg, size_t size);
 int gs_sub_checkpoint(gs_sub_t *self, const char *extra);
 const char *gs_sub_checkpoint_extra(const gs_sub_t *self);
 
-/* Last seq delivered for prefix i, and the broker's head as last heard. */
+/* Last seq delivered for topic i, and the broker's head as last heard. */
 uint64_t gs_sub_position(const gs_sub_t *self, size_t i);
+/* Topics followed: the prefixes, or categories x prefixes. */
+size_t gs_sub_count(const gs_sub_t *self);
+/* Topic i as subscribed ("440305", "I02/440305"), and its grid-code
+ * prefix; NULL past the end. */
+const char *gs_sub_topic(const gs_sub_t *self, size_t i);
+const char *gs_sub_prefix(const gs_sub_t *self, size_t i);
+/* Is ev one of topic i's events (under its prefix, and for an incident
+ * topic an incident of its category)? */
+int gs_sub_wants(const gs_sub_t *self, size_t i, const Gridsync__V1__ChangeEvent *ev);
 uint64_t gs_sub_head(const gs_sub_t *self);
 /* The store epoch followed (0 = not known yet, or the broker sends none). */
 uint64_t gs_sub_epoch(const gs_sub_t *self);

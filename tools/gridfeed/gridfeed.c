@@ -5,7 +5,10 @@
  * be. It follows one or more grid-code prefixes through the client
  * library's subscriber (live feed, gap detection and repair from the sync
  * service), and writes every change event once, in order, as a JSON line
- * (gs_render.h) to stdout or appended to --output.
+ * (gs_render.h) to stdout or appended to --output. With --category it
+ * follows the incident topics of those categories in the prefixes instead
+ * and writes only their incidents: a department's follow (分拨), which the
+ * broker refuses on grid topics.
  *
  * Exactly once across restarts: lines are written in batches; after each
  * batch the output is fsynced and then the checkpoint (positions per
@@ -79,6 +82,8 @@ typedef struct s_args {
     const char *sync;               /* upload/sync endpoint */
     const char *prefixes[S_MAX_PREFIXES];
     size_t n_prefixes;
+    char *categories[S_MAX_PREFIXES]; /* --category, split at commas (malloc'd) */
+    size_t n_categories;
     const char *checkpoint;         /* checkpoint file or NULL */
     const char *output;             /* output file or NULL for stdout */
     const char *keys;               /* CURVE key bundle or NULL */
@@ -102,7 +107,10 @@ s_usage(FILE *out)
     fprintf(out,
         "usage: gridfeed --feed EP --upload EP --prefix P [--prefix P2 ...] [options]\n"
         "       gridfeed --keys FILE --prefix P [--prefix P2 ...] [options]\n"
+        "       gridfeed --keys FILE --prefix P --category C[,C2...] [options]\n"
         "Follow grid-code prefixes and write each change event once, as a JSON line.\n"
+        "With --category, follow only the incidents of those categories in the\n"
+        "prefixes (a department's key may follow nothing else).\n"
         "\n"
         "  --feed EP            the broker's live feed endpoint (XPUB); default: the\n"
         "                       feed_endpoint line of --keys FILE\n"
@@ -111,6 +119,10 @@ s_usage(FILE *out)
         "                       (--sync EP is the same option under its older name)\n"
         "  --prefix P           a grid-code prefix of 0, 2, 4, 6, 9, 12 or 15 digits\n"
         "                       (repeatable; no prefix may contain another)\n"
+        "  --category C[,C2...] follow the incident topics of these categories (codes of\n"
+        "                       the category table, e.g. 02) in every --prefix: only\n"
+        "                       incidents of these categories are written (repeatable;\n"
+        "                       categories x prefixes at most 64)\n"
         "  --checkpoint FILE    resume from here after a restart, and keep it current\n"
         "  --output FILE        append lines to FILE (default stdout); with --checkpoint,\n"
         "                       FILE is cut back to the checkpointed size on restart\n"
@@ -118,7 +130,7 @@ s_usage(FILE *out)
         "  --until-seq N        exit once every event up to seq N has been written\n"
         "  --count N            exit after writing N events\n"
         "  --idle-exit MS       exit after MS milliseconds without an event\n"
-        "  --heartbeat-warn MS  warn on stderr when no heartbeat arrived for a prefix\n"
+        "  --heartbeat-warn MS  warn on stderr when no heartbeat arrived for a topic\n"
         "                       for MS milliseconds, and again every MS while it lasts;\n"
         "                       following goes on (default 5000, 0 = never)\n"
         "  --checkpoint-every N events per checkpoint (default 256; also when idle)\n"
@@ -156,10 +168,18 @@ s_parse_u64(const char *opt, const char *s, uint64_t *out)
     return 0;
 }
 
+static void
+s_args_free(s_args_t *a)
+{
+    for (size_t i = 0; i < a->n_categories; i++)
+        free(a->categories[i]);
+    a->n_categories = 0;
+}
+
 static int
 s_parse_args(int argc, char **argv, s_args_t *a)
 {
-    enum { O_FEED = 256, O_UPLOAD, O_PREFIX, O_CHECKPOINT, O_OUTPUT, O_SINCE, O_UNTIL,
+    enum { O_FEED = 256, O_UPLOAD, O_PREFIX, O_CATEGORY, O_CHECKPOINT, O_OUTPUT, O_SINCE, O_UNTIL,
            O_COUNT, O_IDLE, O_EVERY, O_OMIT, O_REVEAL, O_KEYS, O_QUIET, O_VERBOSE, O_CRASH,
            O_HELP, O_RESTORE, O_HB_WARN, O_VERSION };
     static const struct option opts[] = {
@@ -167,6 +187,7 @@ s_parse_args(int argc, char **argv, s_args_t *a)
         { "upload", required_argument, 0, O_UPLOAD },
         { "sync", required_argument, 0, O_UPLOAD },
         { "prefix", required_argument, 0, O_PREFIX },
+        { "category", required_argument, 0, O_CATEGORY },
         { "checkpoint", required_argument, 0, O_CHECKPOINT },
         { "output", required_argument, 0, O_OUTPUT },
         { "since", required_argument, 0, O_SINCE },
@@ -203,6 +224,28 @@ s_parse_args(int argc, char **argv, s_args_t *a)
             break;
         case O_CHECKPOINT: a->checkpoint = optarg; break;
         case O_OUTPUT: a->output = optarg; break;
+        case O_CATEGORY:
+            for (const char *p = optarg;; p++) {
+                size_t n = strcspn(p, ",");
+                if (a->n_categories == S_MAX_PREFIXES) {
+                    fprintf(stderr, "gridfeed: at most %d categories\n", S_MAX_PREFIXES);
+                    return -1;
+                }
+                if (n == 0) {
+                    fprintf(stderr, "gridfeed: --category wants codes separated by commas, "
+                            "not '%s'\n", optarg);
+                    return -1;
+                }
+                a->categories[a->n_categories] = strndup(p, n);
+                if (!a->categories[a->n_categories++]) {
+                    fprintf(stderr, "gridfeed: out of memory\n");
+                    return -1;
+                }
+                p += n;
+                if (!*p)
+                    break;
+            }
+            break;
         case O_SINCE: rc = s_parse_u64("--since", optarg, &a->since); break;
         case O_UNTIL: rc = s_parse_u64("--until-seq", optarg, &a->until_seq); break;
         case O_COUNT: rc = s_parse_u64("--count", optarg, &a->count); break;
@@ -342,7 +385,7 @@ s_commit(s_out_t *o, gs_sub_t *sub, const s_args_t *a, int force)
     }
     if (a->verbose)
         fprintf(stderr, "gridfeed: checkpoint: %" PRIu64 " events written, \"%s\" at seq %"
-                PRIu64 "%s%s\n", o->written, a->prefixes[0], gs_sub_position(sub, 0),
+                PRIu64 "%s%s\n", o->written, gs_sub_topic(sub, 0), gs_sub_position(sub, 0),
                 ex ? ", " : "", ex ? ex : "");
     return 0;
 }
@@ -353,7 +396,7 @@ s_commit(s_out_t *o, gs_sub_t *sub, const s_args_t *a, int force)
 static int
 s_until_reached(gs_sub_t *sub, gs_client_t *cli, const s_args_t *a, int ask)
 {
-    for (size_t i = 0; i < a->n_prefixes; i++) {
+    for (size_t i = 0; i < gs_sub_count(sub); i++) {
         uint64_t since = gs_sub_position(sub, i);
         if (since >= a->until_seq)
             continue;
@@ -362,10 +405,13 @@ s_until_reached(gs_sub_t *sub, gs_client_t *cli, const s_args_t *a, int ask)
         for (int round = 0;; round++) {
             Gridsync__V1__SyncResponse *r = NULL;
             gs_client_error_t err;
-            const char *p[1] = { a->prefixes[i] };
+            const char *p[1] = { gs_sub_prefix(sub, i) };
             if (gs_client_sync(cli, p, 1, since, 1, 1, &r, &err))
                 return 0; /* ask again at the next quiet moment */
-            int more = r->n_events > 0 && r->events[0]->seq <= a->until_seq;
+            /* an event of another category (or kind) of the prefix is
+             * stepped over: next_seq is its seq */
+            int wanted = r->n_events > 0 && gs_sub_wants(sub, i, r->events[0]);
+            int more = wanted && r->events[0]->seq <= a->until_seq;
             int beyond = r->n_events > 0 && r->events[0]->seq > a->until_seq;
             int none = r->n_events == 0 && r->next_seq >= r->head_seq;
             int early = r->head_seq < a->until_seq;
@@ -531,9 +577,10 @@ s_stats(gs_sub_t *sub, const s_out_t *o, const s_args_t *a)
             " pulled by sync); %" PRIu64 " gaps detected and repaired, %" PRIu64
             " duplicates dropped, %" PRIu64 " heartbeats\n",
             o->written, st.live, st.pulled, st.gaps, st.duplicates, st.heartbeats);
-    for (size_t i = 0; i < a->n_prefixes; i++)
-        fprintf(stderr, "gridfeed: prefix \"%s\" at seq %" PRIu64 " (broker head %" PRIu64 ")\n",
-                a->prefixes[i], gs_sub_position(sub, i), gs_sub_head(sub));
+    for (size_t i = 0; i < gs_sub_count(sub); i++)
+        fprintf(stderr, "gridfeed: %s \"%s\" at seq %" PRIu64 " (broker head %" PRIu64 ")\n",
+                a->n_categories ? "topic" : "prefix", gs_sub_topic(sub, i),
+                gs_sub_position(sub, i), gs_sub_head(sub));
 }
 
 int
@@ -544,8 +591,10 @@ main(int argc, char **argv)
     a.every = 256;
     a.hb_warn_ms = 5000; /* five heartbeats at the broker's default 1 s */
     int prc = s_parse_args(argc, argv, &a);
-    if (prc)
+    if (prc) {
+        s_args_free(&a);
         return prc > 0 ? 0 : 2;
+    }
 
     /* from the start, so a SIGTERM during the catch-up still ends cleanly */
     struct sigaction sa;
@@ -559,6 +608,8 @@ main(int argc, char **argv)
     gs_sub_opts_t so;
     gs_sub_opts_init(&so);
     so.omit_restricted = a.omit_restricted;
+    so.categories = (const char *const *) a.categories;
+    so.n_categories = a.n_categories;
     so.cancel = &s_stop;
     so.err = &cerr;
     gs_client_opts_t co;
@@ -569,6 +620,7 @@ main(int argc, char **argv)
     if (a.keys) {
         if (gs_curve_keys_load(&so.curve, a.keys) || gs_bundle_info_load(&bundle, a.keys)) {
             fprintf(stderr, "gridfeed: cannot read CURVE keys from %s\n", a.keys);
+            s_args_free(&a);
             return 2;
         }
         co.curve = so.curve;
@@ -581,6 +633,7 @@ main(int argc, char **argv)
             fprintf(stderr, "gridfeed: %s names no %s; give %s\n", a.keys,
                     !a.feed ? "feed_endpoint" : "upload_endpoint",
                     !a.feed ? "--feed EP" : "--upload EP");
+            s_args_free(&a);
             return 2;
         }
     }
@@ -595,6 +648,7 @@ main(int argc, char **argv)
         o.fd = open(a.output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (o.fd < 0) {
             fprintf(stderr, "gridfeed: cannot open %s: %s\n", a.output, strerror(errno));
+            s_args_free(&a);
             return 2;
         }
         o.is_file = 1;
@@ -613,8 +667,11 @@ main(int argc, char **argv)
         char text[512];
         fprintf(stderr, "gridfeed: cannot follow %s via %s: %s\n", a.feed, a.sync,
                 err == GS_CLIENT_EINVAL ? "bad prefix (level boundary: 0, 2, 4, 6, 9, 12 "
-                                          "or 15 digits; none inside another)"
+                                          "or 15 digits; none inside another) or category "
+                                          "(1 to 8 letters or digits, each once; at most 64 "
+                                          "categories x prefixes)"
                                         : gs_client_errtext(err, &cerr, text, sizeof text));
+        s_args_free(&a);
         return err == GS_CLIENT_EINVAL ? 2 : 1;
     }
     gs_client_t *cli = a.until_seq ? gs_client_new(a.sync, &co) : NULL;
@@ -629,8 +686,9 @@ main(int argc, char **argv)
         rc = 1;
 
     if (a.verbose && rc == 0)
-        fprintf(stderr, "gridfeed: following %zu prefix%s from seq %" PRIu64 "\n",
-                a.n_prefixes, a.n_prefixes > 1 ? "es" : "", gs_sub_position(sub, 0));
+        fprintf(stderr, "gridfeed: following %zu %s from seq %" PRIu64 "\n",
+                gs_sub_count(sub), a.n_categories ? "incident topics" : "prefixes",
+                gs_sub_position(sub, 0));
     int64_t last_event = s_mono_ms();
     if (rc == 0 && a.until_seq && s_until_reached(sub, cli, &a, 1))
         s_stop = 1; /* already there: nothing to wait for */
@@ -696,5 +754,6 @@ main(int argc, char **argv)
     gs_sub_destroy(&sub);
     if (o.is_file)
         close(o.fd);
+    s_args_free(&a);
     return rc;
 }
