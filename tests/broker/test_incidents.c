@@ -7,7 +7,13 @@
  * deadlines set by the broker's clock and an overdue case; and a
  * department following its incidents by sync, cut off mid-stream and
  * resumed from its checkpoint, ending with exactly the incidents of its
- * categories, once each, and nothing else.
+ * categories, once each, and nothing else. The live feed's incident
+ * topics (I<category>/<prefix>): a department admitted only to those of
+ * its categories inside its prefixes and refused everything else (a grid
+ * topic, another category, another area, a malformed or unknown topic), a
+ * collector refused outside its grids, what it receives (only the
+ * incidents of the topic's category, with incident_prev_seq), and the cut
+ * when a department's categories are narrowed while it follows.
  *
  * The registry is written straight into the store by this process while the
  * broker runs (LMDB serialises writers across processes), as gridctl does.
@@ -441,6 +447,206 @@ test_department_follows_its_incidents(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* A CURVE SUB with keys, a 30 s receive bound (a silent feed fails the
+ * test, not hangs it), subscribed to each topic of the NULL-ended list. */
+static void *
+s_sub_open(s_env_t *e, void *ctx, const gs_curve_keys_t *k, const char *const *topics)
+{
+    void *sub = zmq_socket(ctx, ZMQ_SUB);
+    zmq_setsockopt(sub, ZMQ_CURVE_SERVERKEY, k->server_public, 41);
+    zmq_setsockopt(sub, ZMQ_CURVE_PUBLICKEY, k->public_key, 41);
+    zmq_setsockopt(sub, ZMQ_CURVE_SECRETKEY, k->secret_key, 41);
+    int patience = 30000, zero = 0;
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &patience, sizeof patience);
+    zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(sub, e->broker.feed), 0);
+    for (size_t i = 0; topics[i]; i++)
+        zmq_setsockopt(sub, ZMQ_SUBSCRIBE, topics[i], strlen(topics[i]));
+    return sub;
+}
+
+/* The next message of sub: its topic into topic (NUL-terminated) and its
+ * FeedMessage (caller frees). */
+static Gridsync__V1__FeedMessage *
+s_sub_recv(void *sub, char *topic, size_t size)
+{
+    int n = zmq_recv(sub, topic, size - 1, 0);
+    assert_true(n >= 0 && (size_t) n < size);
+    topic[n] = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    assert_true(zmq_msg_recv(&m, sub, 0) >= 0);
+    Gridsync__V1__FeedMessage *fm =
+        gridsync__v1__feed_message__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+    zmq_msg_close(&m);
+    assert_non_null(fm);
+    return fm;
+}
+
+/* Wait for the heartbeat of topic on sub: the subscription is applied. */
+static void
+s_sub_heartbeat(void *sub, const char *topic)
+{
+    for (;;) {
+        char t[64];
+        Gridsync__V1__FeedMessage *fm = s_sub_recv(sub, t, sizeof t);
+        int hb = fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_HEARTBEAT &&
+                 strcmp(fm->heartbeat->prefix, topic) == 0;
+        gridsync__v1__feed_message__free_unpacked(fm, NULL);
+        if (hb)
+            return;
+    }
+}
+
+/* Who may follow which incident topic: a department only the topics of its
+ * categories inside its prefixes, never a grid topic; a collector its own
+ * grids' topics; the centre every category of its prefixes. A department
+ * receives the incidents of its topic's category and nothing else, each
+ * with incident_prev_seq; narrowing its categories while it follows cuts
+ * it off (the feed socket is reopened). */
+static void
+test_feed_incident_topics(void **state)
+{
+    s_env_t *e = *state;
+    void *ctx = zmq_ctx_new();
+    static const struct { const char *device, *topic, *why; } refused[] = {
+        { "fire-1", "440305001", "a department follows incident topics only" },
+        { "fire-1", "I04/440305001", "not among the key's categories" },
+        { "fire-1", "I02/440305002", "outside the assigned prefixes" },
+        { "fire-1", "I02/4403", "outside the assigned prefixes" },
+        { "fire-1", "I77/440305001", "not in the category table" },
+        { "fire-1", "I02/4403050", "not a topic" },
+        { "fire-1", "I02440305001", "not a topic" },
+        { "dev-c", "I02/440305002", "outside the assigned prefixes" },
+        { "city-1", "I02/440305001", "not among the key's categories" },
+    };
+    const gs_curve_keys_t *keys[] = { &e->fire, &e->collector, &e->city };
+    void *subs[3];
+    for (size_t k = 0; k < 3; k++) {
+        const char *topics[16];
+        size_t n = 0;
+        const char *id = k == 0 ? "fire-1" : k == 1 ? "dev-c" : "city-1";
+        for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+            if (!strcmp(refused[i].device, id))
+                topics[n++] = refused[i].topic;
+        topics[n] = NULL;
+        subs[k] = s_sub_open(e, ctx, keys[k], topics);
+    }
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char needle[256];
+        if (!strcmp(refused[i].why, "not a topic"))
+            snprintf(needle, sizeof needle, "device=%s reason=\"not a topic",
+                     refused[i].device);
+        else
+            snprintf(needle, sizeof needle, "device=%s prefix=\"%s\" reason=\"", refused[i].device,
+                     refused[i].topic);
+        s_log_wait(&e->broker, needle);
+        char *log = gs_tk_read_file(e->broker.log_path, NULL, 1);
+        const char *line = strstr(log, needle);
+        const char *end = strchr(line, '\n');
+        char *why = strstr(line, refused[i].why);
+        if (!why || (end && why > end))
+            fail_msg("refusal of %s for %s does not say \"%s\"", refused[i].topic,
+                     refused[i].device, refused[i].why);
+        free(log);
+    }
+    for (size_t k = 0; k < 3; k++)
+        zmq_close(subs[k]);
+
+    /* admitted: the department to its category, the collector and the
+     * centre inside their grids */
+    const char *fire_t[] = { "I02/440305001", NULL };
+    const char *col_t[] = { "I04/440305001001001", NULL };
+    const char *cen_t[] = { "I04/44030500", NULL };    /* 8 digits: not a level */
+    void *fire = s_sub_open(e, ctx, &e->fire, fire_t);
+    void *col = s_sub_open(e, ctx, &e->collector, col_t);
+    void *cen = s_sub_open(e, ctx, &e->centre, cen_t);
+    s_sub_heartbeat(fire, "I02/440305001");
+    s_sub_heartbeat(col, "I04/440305001001001");
+    s_log_wait(&e->broker, "device=centre-1 reason=\"not a topic");
+    zmq_close(cen);
+    const char *cen_ok[] = { "I04/440305001", NULL };
+    cen = s_sub_open(e, ctx, &e->centre, cen_ok);
+    s_sub_heartbeat(cen, "I04/440305001");
+
+    /* a household, an incident of 04, one of 02: the department hears only
+     * the last, under its category's topic */
+    gs_client_t *c = s_client(e, &e->collector);
+    assert_accepted(s_put(e, c, "dev-c", gs_tk_household(e->arena, GRID_A, "H-live",
+                                                          "A-live", 1, 500)), 1);
+    assert_accepted(s_put(e, c, "dev-c", s_incident(e, "L04", "04", SEV(GENERAL),
+                                                     ST(REPORTED), 0, NULL, NULL)), 1);
+    assert_accepted(s_put(e, c, "dev-c", s_incident(e, "L02", "02", SEV(GENERAL),
+                                                     ST(REPORTED), 0, NULL, NULL)), 1);
+    uint64_t seq02 = 0;
+    for (;;) {
+        char t[64];
+        Gridsync__V1__FeedMessage *fm = s_sub_recv(fire, t, sizeof t);
+        assert_memory_equal(t, "I02/440305001", 13); /* never a grid topic or 04 */
+        if (fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_EVENT) {
+            Gridsync__V1__ChangeEvent *ev = fm->event;
+            assert_string_equal(t, "I02/" GRID_A);
+            assert_int_equal(ev->kind, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT);
+            assert_string_equal(ev->record_key, "L02");
+            assert_int_equal(fm->n_incident_prev_seq, 7);
+            /* the chain is at least the previous 02 incident there (none),
+             * and never past the event itself */
+            for (size_t l = 0; l < 7; l++)
+                assert_true(fm->incident_prev_seq[l] < ev->seq);
+            seq02 = ev->seq;
+        }
+        gridsync__v1__feed_message__free_unpacked(fm, NULL);
+        if (seq02)
+            break;
+    }
+    /* the collector's and the centre's topics carry the 04 incident only */
+    void *takers[2] = { col, cen };
+    for (size_t k = 0; k < 2; k++) {
+        for (;;) {
+            char t[64];
+            Gridsync__V1__FeedMessage *fm = s_sub_recv(takers[k], t, sizeof t);
+            int ev = fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_EVENT;
+            if (ev) {
+                assert_string_equal(t, "I04/" GRID_A);
+                assert_string_equal(fm->event->record_key, "L04");
+            }
+            gridsync__v1__feed_message__free_unpacked(fm, NULL);
+            if (ev)
+                break;
+        }
+    }
+    gs_client_destroy(&c);
+
+    /* a second 02 incident chains to the first: incident_prev_seq at the
+     * topic's level (street, 4) names it exactly, as the publisher saw it */
+    c = s_client(e, &e->collector);
+    assert_accepted(s_put(e, c, "dev-c", s_incident(e, "L02b", "02", SEV(GENERAL),
+                                                     ST(REPORTED), 0, NULL, NULL)), 1);
+    gs_client_destroy(&c);
+    for (;;) {
+        char t[64];
+        Gridsync__V1__FeedMessage *fm = s_sub_recv(fire, t, sizeof t);
+        int ev = fm->body_case == GRIDSYNC__V1__FEED_MESSAGE__BODY_EVENT;
+        if (ev) {
+            assert_string_equal(fm->event->record_key, "L02b");
+            assert_int_equal(fm->n_incident_prev_seq, 7);
+            assert_int_equal(fm->incident_prev_seq[4], seq02);
+        }
+        gridsync__v1__feed_message__free_unpacked(fm, NULL);
+        if (ev)
+            break;
+    }
+
+    /* its categories narrowed to 03 while it follows 02: cut off */
+    gs_curve_keys_t fire2;
+    s_enrol(e, "fire-1", ROLE(DEPARTMENT), "dept-fire", "03", &fire2);
+    s_log_wait(&e->broker, "event=feed_rebind reason=revocation device=fire-1");
+    zmq_close(fire);
+    zmq_close(col);
+    zmq_close(cen);
+    zmq_ctx_term(ctx);
+}
+
 int
 main(void)
 {
@@ -448,6 +654,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_report_to_closure, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_department_follows_its_incidents, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_feed_incident_topics, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,8 +9,13 @@
  * each, after clean runs, a crash between writing and checkpointing, a
  * SIGKILL while following live, and a SIGTERM. ID numbers and phones are
  * masked unless --reveal. A store restored from an older backup makes
- * gridfeed stop (status 3) or re-baseline. The tests wait on process exits
- * and on lines gridfeed prints (--verbose), never on time.
+ * gridfeed stop (status 3) or re-baseline. A department (CURVE, its own
+ * key) follows its categories with --category while households, rental
+ * units and incidents of every category are uploaded, is SIGKILLed twice
+ * mid-stream and resumed from its checkpoint, and ends with exactly the
+ * incident events of its categories and area, each once. The tests wait
+ * on process exits and on lines gridfeed prints (--verbose), never on
+ * time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +41,7 @@
 #include "gs_arena.h"
 #include "gs_client.h"
 #include "gs_gen.h"
+#include "gs_gen_incident.h"
 #include "gs_grid.h"
 #include "gs_store.h"
 #include "gs_testkit.h"
@@ -861,6 +867,165 @@ test_endpoints_from_bundle(void **state)
     close(err_fd);
 }
 
+static int64_t s_gen_now_ms;   /* the generator's opts.now_ms (gs_gen_incident) */
+
+/* Upload the households, rental units and incident reports of grids
+ * [g0, g1), one upload per grid; all must be accepted. */
+static void
+s_upload_with_incidents(s_env_t *e, uint32_t g0, uint32_t g1)
+{
+    for (uint32_t g = g0; g < g1; g++) {
+        s_upload_grids(e, g, g + 1);
+        uint32_t n = gs_gen_grid_incident_count(e->gen, g, e->arena);
+        gs_arena_reset(e->arena);
+        Gridsync__V1__Record *recs[64];
+        assert_true(n <= 64);
+        for (uint32_t k = 0; k < n; k++) {
+            gs_gen_incident_t inc;
+            assert_int_equal(gs_gen_incident(e->gen, g, k, s_gen_now_ms,
+                                             e->arena, &inc), 0);
+            recs[k] = inc.report;
+        }
+        if (n)
+            s_upload(e, recs, n);
+        gs_arena_reset(e->arena);
+    }
+}
+
+/* The seqs of the incident events of categories c1 and c2 under prefix,
+ * in order, read by a key that sees every kind. */
+static size_t
+s_incident_seqs(s_env_t *e, const char *prefix, const char *c1, const char *c2,
+                uint64_t **out, size_t *others)
+{
+    uint64_t since = 0, *seqs = NULL;
+    size_t n = 0, cap = 0;
+    *others = 0;
+    for (;;) {
+        Gridsync__V1__SyncResponse *r = NULL;
+        gs_client_error_t err;
+        const char *p[] = { prefix };
+        assert_int_equal(gs_client_sync(e->cli, p, 1, since, 0, 0, &r, &err), 0);
+        for (size_t i = 0; i < r->n_events; i++) {
+            const Gridsync__V1__ChangeEvent *ev = r->events[i];
+            int want = ev->kind == GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT &&
+                       (!strcmp(ev->record->incident->category, c1) ||
+                        !strcmp(ev->record->incident->category, c2));
+            if (!want) {
+                (*others)++;
+                continue;
+            }
+            if (n == cap)
+                seqs = realloc(seqs, (cap = cap ? cap * 2 : 256) * sizeof *seqs);
+            seqs[n++] = ev->seq;
+        }
+        int done = r->next_seq >= r->head_seq;
+        since = r->next_seq;
+        gridsync__v1__sync_response__free_unpacked(r, NULL);
+        if (done)
+            break;
+    }
+    *out = seqs;
+    return n;
+}
+
+/* A department's live follow (分拨): gridfeed with the department's key
+ * and --category 02,03 follows street 1 while the collector uploads
+ * households, rental units and incidents of every category in both
+ * streets; it is SIGKILLed mid-stream twice and restarted from its
+ * checkpoint, with uploads while it is down, and ends with exactly the
+ * incident events of 02 and 03 in street 1, in seq order, each once, and
+ * nothing else. The broker refuses the department a grid topic, so this
+ * runs on incident topics only. */
+static void
+test_department_live_follow(void **state)
+{
+    s_env_t *e = *state;
+    gs_gen_opts_t go;
+    gs_gen_opts_init(&go);
+    go.seed = 5;
+    go.streets = 2;
+    go.grids = 8;
+    go.households = 80;
+    go.rental_buildings = 160; /* their hazards are incidents of 02 */
+    e->gen = gs_gen_new(&go);
+    s_gen_now_ms = go.now_ms;
+    e->arena = gs_arena_new(0);
+    assert_non_null(e->gen);
+    assert_non_null(e->arena);
+    snprintf(e->street1, sizeof e->street1, "%.9s", gs_gen_grid_code(e->gen, 0));
+    char device[128], fire[128], out[128], ck[128], args[1024];
+    snprintf(device, sizeof device, "%s/device.bundle", e->dir);
+    snprintf(fire, sizeof fire, "%s/fire.bundle", e->dir);
+    snprintf(out, sizeof out, "%s/fire.jsonl", e->dir);
+    snprintf(ck, sizeof ck, "%s/fire.ckpt", e->dir);
+    snprintf(args, sizeof args, "devices enrol dev-feedtest --collector col-feed --prefix "
+             "%.6s --bundle %s", e->street1, device);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
+    snprintf(args, sizeof args, "devices enrol fire-1 --role department --department "
+             "dept-fire --category 02 --category 03 --prefix %s --bundle %s", e->street1, fire);
+    assert_int_equal(gs_tk_gridctl(e->store, args), 0);
+    gs_client_opts_t co;
+    gs_client_opts_init(&co);
+    assert_int_equal(gs_curve_keys_load(&co.curve, device), 0);
+    e->cli = gs_client_new(e->broker.upload, &co);
+    assert_non_null(e->cli);
+
+    uint32_t ng = gs_gen_grid_count(e->gen);
+    assert_true(ng >= 8);
+    s_upload_with_incidents(e, 0, 2);
+    const char *follow[] = { "--keys", fire, "--feed", e->broker.feed, "--upload",
+                             e->broker.upload, "--prefix", e->street1, "--category", "02,03",
+                             "--output", out, "--checkpoint", ck, "--checkpoint-every", "1",
+                             "--verbose", "--quiet", NULL };
+    /* twice: follow, see it write, upload more while it runs, SIGKILL it,
+     * upload more while it is down */
+    for (uint32_t round = 0; round < 2; round++) {
+        int err_fd;
+        pid_t pid = s_spawn_with(e, 0, follow, &err_fd);
+        gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
+        s_upload_with_incidents(e, 2 + 3 * round, 3 + 3 * round);
+        gs_tk_wait_line(err_fd, "gridfeed", "checkpoint: 1 events written", S_PATIENCE_MS);
+        s_upload_with_incidents(e, 3 + 3 * round, 4 + 3 * round);
+        kill(pid, SIGKILL);
+        int st = gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS);
+        assert_true(WIFSIGNALED(st));
+        close(err_fd);
+        s_upload_with_incidents(e, 4 + 3 * round, 5 + 3 * round);
+    }
+    s_upload_with_incidents(e, 8, ng);
+    const char *resume[] = { "--keys", fire, "--feed", e->broker.feed, "--upload",
+                             e->broker.upload, "--prefix", e->street1, "--category", "02,03",
+                             "--output", out, "--checkpoint", ck, "--checkpoint-every", "1",
+                             "--until-seq", s_head(e), "--quiet", NULL };
+    pid_t pid = s_spawn_with(e, 0, resume, NULL);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
+
+    uint64_t *got, *want;
+    size_t others;
+    size_t n_got = s_out_seqs(out, &got);
+    size_t n_want = s_incident_seqs(e, e->street1, "02", "03", &want, &others);
+    assert_true(n_want > 8);    /* a stream worth killing */
+    assert_true(others > n_want); /* and much it must not see */
+    s_assert_same_seqs(got, n_got, want, n_want);
+    free(got);
+    free(want);
+    /* and every line is an incident of 02 or 03 in street 1 */
+    char *text = gs_tk_read_file(out, NULL, 0);
+    size_t lines = 0;
+    for (char *line = text; *line; lines++) {
+        char *nl = strchr(line, '\n');
+        *nl = 0;
+        char want_grid[32];
+        snprintf(want_grid, sizeof want_grid, "\"grid_code\":\"%s", e->street1);
+        assert_non_null(strstr(line, want_grid));
+        assert_true(strstr(line, "\"category\":\"02\"") || strstr(line, "\"category\":\"03\""));
+        line = nl + 1;
+    }
+    assert_int_equal(lines, n_got);
+    free(text);
+}
+
 /* Usage errors exit 2 without touching anything. */
 static void
 test_bad_arguments(void **state)
@@ -874,6 +1039,9 @@ test_bad_arguments(void **state)
         { "--prefix", "440305", "--bogus", NULL },
         { "--prefix", "440305", "--on-restore", "later", NULL },
         { "--prefix", "440305", "--on-restore", "rebaseline", NULL }, /* needs --output */
+        { "--prefix", "440305", "--category", "02,", NULL },  /* an empty category */
+        { "--prefix", "440305", "--category", "02,02", NULL }, /* one twice */
+        { "--prefix", "440305", "--category", "0/2", NULL },  /* not a code */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         s_assert_exit(s_run(e, cases[i]), 2);
@@ -895,6 +1063,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_silent_feed_and_revoked_key, s_setup_curve,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_endpoints_from_bundle, s_setup_curve, s_teardown),
+        cmocka_unit_test_setup_teardown(test_department_live_follow, s_setup_curve,
+                                        s_teardown),
     };
     return cmocka_run_group_tests_name("gridfeed", tests, NULL, NULL);
 }
