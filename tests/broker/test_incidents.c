@@ -13,7 +13,11 @@
  * topic, another category, another area, a malformed or unknown topic), a
  * collector refused outside its grids, what it receives (only the
  * incidents of the topic's category, with incident_prev_seq), and the cut
- * when a department's categories are narrowed while it follows.
+ * when a department's categories are narrowed while it follows. And the
+ * client library's subscriber on incident topics, fed by a publisher the
+ * test controls: a broken incident_prev_seq chain repaired from the sync
+ * service, a heartbeat whose last seq is not one of the topic's, a
+ * duplicate, and the next link taken live.
  *
  * The registry is written straight into the store by this process while the
  * broker runs (LMDB serialises writers across processes), as gridctl does.
@@ -192,6 +196,7 @@ typedef struct {
     int status, reason;
     uint64_t version;
     char msg[200];
+    uint64_t seq;                   /* the event's seq when stored */
 } s_res_t;
 
 static s_res_t
@@ -210,7 +215,7 @@ s_put(s_env_t *e, gs_client_t *c, const char *device, Gridsync__V1__Record *rec)
         fail_msg("upload: %s", err.message);
     assert_int_equal(ack->n_results, 1);
     s_res_t r = { (int) ack->results[0]->status, (int) ack->results[0]->reason,
-                  ack->results[0]->version, "" };
+                  ack->results[0]->version, "", ack->results[0]->seq };
     snprintf(r.msg, sizeof r.msg, "%s", ack->results[0]->message);
     gridsync__v1__ack__free_unpacked(ack, NULL);
     return r;
@@ -647,6 +652,173 @@ test_feed_incident_topics(void **state)
     zmq_ctx_term(ctx);
 }
 
+static int
+s_setup_insecure(void **state)
+{
+    s_env_t *e = calloc(1, sizeof *e);
+    gs_tk_tmpdir(e->dir, sizeof e->dir);
+    snprintf(e->store, sizeof e->store, "%s/store", e->dir);
+    if (gs_tk_broker_start(&e->broker, e->store, NULL))
+        return -1;
+    e->arena = gs_arena_new(0);
+    *state = e;
+    return 0;
+}
+
+/* The event of seq, read back from the sync service (caller frees). */
+static Gridsync__V1__ChangeEvent *
+s_event_at(gs_client_t *c, uint64_t seq)
+{
+    const char *p[] = { "" };
+    Gridsync__V1__SyncResponse *r = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_client_sync(c, p, 1, seq - 1, 1, 0, &r, &err), 0);
+    assert_int_equal(r->n_events, 1);
+    assert_int_equal(r->events[0]->seq, seq);
+    Gridsync__V1__ChangeEvent *ev = r->events[0];
+    r->events[0] = NULL;
+    gridsync__v1__sync_response__free_unpacked(r, NULL);
+    return ev;
+}
+
+/* Publish on xpub, under topic, the event of seq with incident_prev_seq
+ * prev at every level. */
+static void
+s_fake_event(void *xpub, gs_client_t *c, const char *topic, uint64_t seq, uint64_t prev)
+{
+    Gridsync__V1__ChangeEvent *ev = s_event_at(c, seq);
+    uint64_t chain[7];
+    for (size_t l = 0; l < 7; l++)
+        chain[l] = prev;
+    Gridsync__V1__FeedMessage fm = GRIDSYNC__V1__FEED_MESSAGE__INIT;
+    fm.body_case = GRIDSYNC__V1__FEED_MESSAGE__BODY_EVENT;
+    fm.event = ev;
+    fm.n_incident_prev_seq = 7;
+    fm.incident_prev_seq = chain;
+    size_t len = gridsync__v1__feed_message__get_packed_size(&fm);
+    uint8_t *buf = malloc(len);
+    gridsync__v1__feed_message__pack(&fm, buf);
+    assert_int_equal(zmq_send(xpub, topic, strlen(topic), ZMQ_SNDMORE), (int) strlen(topic));
+    assert_int_equal(zmq_send(xpub, buf, len, 0), (int) len);
+    free(buf);
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+}
+
+/* The next event of sub (bounded: 30 s), which must be seq. */
+static void
+s_sub_expect(gs_sub_t *sub, uint64_t seq)
+{
+    Gridsync__V1__ChangeEvent *ev = NULL;
+    assert_int_equal(gs_sub_next(sub, 30000, &ev), 0);
+    assert_int_equal(ev->seq, seq);
+    assert_int_equal(ev->kind, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT);
+    assert_string_equal(ev->record->incident->category, "02");
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+}
+
+/* gs_sub on an incident topic, against a publisher the test drives (the
+ * real broker serves the sync): what it catches up, a gap in the chain
+ * repaired in seq order with only its category's incidents, a heartbeat
+ * naming a later seq of another kind (the publisher's last seq is only
+ * never too low) repaired without an error, a duplicate dropped, and the
+ * next link taken live. */
+static void
+test_sub_incident_chain(void **state)
+{
+    s_env_t *e = *state;
+    void *ctx = zmq_ctx_new();
+    void *xpub = zmq_socket(ctx, ZMQ_XPUB);
+    int zero = 0, timeo = 30000;
+    zmq_setsockopt(xpub, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(xpub, ZMQ_RCVTIMEO, &timeo, sizeof timeo);
+    assert_int_equal(zmq_bind(xpub, "tcp://127.0.0.1:*"), 0);
+    char ep[128];
+    size_t eplen = sizeof ep;
+    zmq_getsockopt(xpub, ZMQ_LAST_ENDPOINT, ep, &eplen);
+
+    gs_client_t *c = s_client(e, &e->collector); /* plaintext: no keys */
+    uint64_t e1 = s_put(e, c, "dev-c", s_incident(e, "C1", "02", SEV(GENERAL), ST(REPORTED),
+                                                  0, NULL, NULL)).seq;
+    s_put(e, c, "dev-c", gs_tk_household(e->arena, GRID_A, "H1", "A-1", 1, 601));
+    s_put(e, c, "dev-c", s_incident(e, "C2", "04", SEV(GENERAL), ST(REPORTED), 0, NULL, NULL));
+
+    const char *cats[] = { "02" };
+    const char *p[] = { "440305001" };
+    gs_sub_opts_t so;
+    gs_sub_opts_init(&so);
+    so.categories = cats;
+    so.n_categories = 1;
+    so.timeout_ms = 5000;
+    int err = 0;
+    gs_sub_t *sub = gs_sub_new(ep, e->broker.upload, p, 1, NULL, 0, &so, &err);
+    assert_non_null(sub);
+    assert_int_equal(gs_sub_count(sub), 1);
+    assert_string_equal(gs_sub_topic(sub, 0), "I02/440305001");
+    s_sub_expect(sub, e1);      /* the catch-up: its category only */
+    /* the subscription reached the publisher */
+    char m[64];
+    int n = zmq_recv(xpub, m, sizeof m, 0);
+    assert_int_equal(n, 14);
+    assert_memory_equal(m, "\001I02/440305001", 14);
+
+    /* more after the catch-up; the feed loses e3's first links */
+    uint64_t e3 = s_put(e, c, "dev-c", s_incident(e, "C3", "02", SEV(GENERAL), ST(REPORTED),
+                                                  0, NULL, NULL)).seq;
+    s_put(e, c, "dev-c", gs_tk_household(e->arena, GRID_A, "H2", "A-2", 1, 602));
+    s_put(e, c, "dev-c", s_incident(e, "C4", "03", SEV(GENERAL), ST(REPORTED), 0, NULL, NULL));
+    uint64_t e5 = s_put(e, c, "dev-c", s_incident(e, "C5", "02", SEV(GENERAL), ST(REPORTED),
+                                                  0, NULL, NULL)).seq;
+    s_fake_event(xpub, c, "I02/" GRID_A, e5, e3);
+    s_sub_expect(sub, e3);      /* repaired */
+    s_sub_expect(sub, e5);
+    gs_sub_stats_t st;
+    gs_sub_stats(sub, &st);
+    assert_int_equal(st.gaps, 1);
+    assert_int_equal(st.live, 0);
+
+    /* a heartbeat naming a household's seq: a repair that finds nothing */
+    uint64_t h3 = s_put(e, c, "dev-c", gs_tk_household(e->arena, GRID_A, "H3", "A-3", 1,
+                                                        603)).seq;
+    Gridsync__V1__Heartbeat hb = GRIDSYNC__V1__HEARTBEAT__INIT;
+    hb.head_seq = h3;
+    hb.prefix = "I02/440305001";
+    hb.prefix_last_seq = h3;
+    Gridsync__V1__FeedMessage fm = GRIDSYNC__V1__FEED_MESSAGE__INIT;
+    fm.body_case = GRIDSYNC__V1__FEED_MESSAGE__BODY_HEARTBEAT;
+    fm.heartbeat = &hb;
+    uint8_t buf[256];
+    size_t len = gridsync__v1__feed_message__pack(&fm, buf);
+    zmq_send(xpub, hb.prefix, strlen(hb.prefix), ZMQ_SNDMORE);
+    zmq_send(xpub, buf, len, 0);
+    /* then e5 again: a duplicate. Both are taken in (bounded: 30 s) before
+     * anything else happens, and neither delivers an event */
+    s_fake_event(xpub, c, "I02/" GRID_A, e5, e3);
+    for (int i = 0;; i++) {
+        gs_sub_stats(sub, &st);
+        if (st.heartbeats == 1 && st.duplicates == 1)
+            break;
+        assert_true(i < 300);
+        Gridsync__V1__ChangeEvent *none = NULL;
+        assert_int_equal(gs_sub_next(sub, 100, &none), 1);
+    }
+    assert_int_equal(st.gaps, 2);
+    assert_int_equal(gs_sub_position(sub, 0), e5); /* delivered: no event moved it */
+    /* e6 chained to e5, after the position the repair reached: taken live */
+    uint64_t e6 = s_put(e, c, "dev-c", s_incident(e, "C6", "02", SEV(GENERAL), ST(REPORTED),
+                                                  0, NULL, NULL)).seq;
+    s_fake_event(xpub, c, "I02/" GRID_A, e6, e5);
+    s_sub_expect(sub, e6);
+    gs_sub_stats(sub, &st);
+    assert_int_equal(st.gaps, 2);
+    assert_int_equal(st.duplicates, 1);
+    assert_int_equal(st.live, 1);
+    assert_int_equal(gs_sub_position(sub, 0), e6);
+    gs_client_destroy(&c);
+    gs_sub_destroy(&sub);
+    zmq_close(xpub);
+    zmq_ctx_term(ctx);
+}
+
 int
 main(void)
 {
@@ -655,6 +827,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_department_follows_its_incidents, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_feed_incident_topics, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sub_incident_chain, s_setup_insecure, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
