@@ -4,8 +4,11 @@
  *
  * It publishes each committed event (handed over by the writer on
  * GS_EP_EVENTS) with topic = grid code, without Person.restricted unless
- * feed-restricted is set. In secure mode (XPUB_MANUAL) it authorises each
- * subscription against the subscriber's registry entry (gs_authz_check),
+ * feed-restricted is set, and each incident's event once more under its
+ * incident topic, "I" category "/" grid code (gs_topic.h), with
+ * FeedMessage.incident_prev_seq, the chain a department checks. In secure
+ * mode (XPUB_MANUAL) it authorises each subscription, a grid topic or an
+ * incident topic, against the subscriber's registry entry (gs_authz_topic),
  * bounds the prefixes of one key (feed-max-prefixes), and counts
  * subscriptions applied and refused per prefix and per key. Every
  * heartbeat-ms it sends one heartbeat per subscribed prefix and checks

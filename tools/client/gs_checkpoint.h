@@ -40,8 +40,9 @@ int gs_checkpoint_read(const char *path, const char *const *prefixes, size_t n,
  * path, fsync the directory. After a crash the file is the old checkpoint
  * or the new one, never a mix, and once this returns 0 it survives a power
  * cut. epoch 0 writes no epoch line; extra NULL or "" no extra line. Up to 64
- * prefixes of at most GS_GRID_LEN digits and an extra of up to 255 bytes
- * fit; more is GS_CLIENT_EIO. Returns 0, or GS_CLIENT_EIO when any step fails (the old
+ * prefixes (grid-code prefixes, or incident topics such as "I02/440305",
+ * gs_sub's topics) and an extra of up to 255 bytes fit; more is
+ * GS_CLIENT_EIO. Returns 0, or GS_CLIENT_EIO when any step fails (the old
  * checkpoint is then left as it was). */
 int gs_checkpoint_write(const char *path, const char *const *prefixes,
                         const uint64_t *seq, size_t n, uint64_t epoch, const char *extra);
