@@ -1,13 +1,19 @@
 /*
  * test_authz: the broker's authorisation rule (gs_authz_check) as a pure
  * function of a registry entry and a prefix: every role, every status,
- * entries without prefixes, and the prefix boundaries.
+ * entries without prefixes, and the prefix boundaries; what a key reads
+ * (gs_authz_record) and which live-feed topics it may follow
+ * (gs_authz_topic): a department only the incident topics of its
+ * categories inside its prefixes, every other role grid topics and the
+ * incident topics of every category in the table.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include <string.h>
 
 #include "gs_authz.h"
 
@@ -178,6 +184,56 @@ test_record_kinds_and_categories(void **state)
     assert_false(gs_authz_record(NULL, H, NULL));
 }
 
+/* Which topics a key may follow: the verdict of gs_authz_topic for the
+ * topic text t. */
+static gs_authz_t
+s_topic(const Gridsync__V1__Device *d, const char *t)
+{
+    gs_topic_t topic;
+    assert_int_equal(gs_topic_parse(t, strlen(t), &topic), 0);
+    return gs_authz_topic(d, &topic);
+}
+
+static void
+test_topics(void **state)
+{
+    (void) state;
+    char *p[] = { "440101" };
+    char *cats[] = { "02", "03" };
+    Gridsync__V1__Device dep = s_entry(S_DEPARTMENT, S_ACTIVE, p, 1);
+    dep.categories = cats;
+    dep.n_categories = 2;
+    assert_int_equal(s_topic(&dep, "I02/440101"), GS_AUTHZ_ALLOWED);
+    assert_int_equal(s_topic(&dep, "I03/440101001"), GS_AUTHZ_ALLOWED);
+    assert_int_equal(s_topic(&dep, "440101"), GS_AUTHZ_GRID_TOPIC);
+    assert_int_equal(s_topic(&dep, "440101001"), GS_AUTHZ_GRID_TOPIC);
+    assert_int_equal(s_topic(&dep, "I04/440101"), GS_AUTHZ_CATEGORY);
+    assert_int_equal(s_topic(&dep, "I77/440101"), GS_AUTHZ_CATEGORY); /* not in the table */
+    assert_int_equal(s_topic(&dep, "I02/4401"), GS_AUTHZ_OUTSIDE);
+    assert_int_equal(s_topic(&dep, "I02/440102"), GS_AUTHZ_OUTSIDE);
+    assert_int_equal(s_topic(&dep, "I02/"), GS_AUTHZ_OUTSIDE);
+    dep.n_categories = 0;   /* none: no topic at all */
+    assert_int_equal(s_topic(&dep, "I02/440101"), GS_AUTHZ_CATEGORY);
+    dep.status = S_REVOKED;
+    assert_int_equal(s_topic(&dep, "I02/440101"), GS_AUTHZ_REVOKED);
+    int roles[] = { S_DEVICE, S_DISTRICT, S_CENTRE };
+    for (size_t r = 0; r < 3; r++) {
+        Gridsync__V1__Device d = s_entry(roles[r], S_ACTIVE, p, 1);
+        assert_int_equal(s_topic(&d, "440101001"), GS_AUTHZ_ALLOWED);
+        assert_int_equal(s_topic(&d, "I04/440101001"), GS_AUTHZ_ALLOWED);
+        assert_int_equal(s_topic(&d, "I77/440101001"), GS_AUTHZ_CATEGORY);
+        assert_int_equal(s_topic(&d, "I04/440102"), GS_AUTHZ_OUTSIDE);
+        assert_int_equal(s_topic(&d, "4401"), GS_AUTHZ_OUTSIDE);
+        Gridsync__V1__Device none = s_entry(roles[r], S_ACTIVE, NULL, 0);
+        assert_int_equal(s_topic(&none, "I04/440101001"), GS_AUTHZ_NO_SCOPE);
+    }
+    Gridsync__V1__Device admin = s_entry(S_ADMIN, S_ACTIVE, NULL, 0);
+    assert_int_equal(s_topic(&admin, ""), GS_AUTHZ_ALLOWED);
+    assert_int_equal(s_topic(&admin, "I99/"), GS_AUTHZ_ALLOWED);
+    assert_int_equal(s_topic(&admin, "I77/"), GS_AUTHZ_CATEGORY);
+    assert_int_equal(s_topic(NULL, "I02/440101"), GS_AUTHZ_NOT_ENROLLED);
+}
+
 static void
 test_covers(void **state)
 {
@@ -207,6 +263,7 @@ main(void)
         cmocka_unit_test(test_assigned_empty_prefix_covers_everything),
         cmocka_unit_test(test_covers),
         cmocka_unit_test(test_record_kinds_and_categories),
+        cmocka_unit_test(test_topics),
     };
     return cmocka_run_group_tests_name("authz", tests, NULL, NULL);
 }
