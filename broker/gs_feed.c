@@ -298,7 +298,9 @@ s_key_admit_category(s_key_t *key, const gs_topic_t *t)
 static int
 s_key_admit(s_key_t *key, const Gridsync__V1__Device *dev, const gs_topic_t *t)
 {
-    if (t->incident ? s_key_admit_category(key, t) : (key->grid_topics = 1, 0))
+    if (!t->incident)
+        key->grid_topics = 1;
+    else if (s_key_admit_category(key, t))
         return -1;
     key->admitted = 1;
     if (dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_ADMIN) {

@@ -362,8 +362,8 @@ test_report_to_closure(void **state)
 /* A department follows its incidents by sync: it reads the incidents of
  * its categories and nothing else (no household, no other category), and
  * after being cut off mid-stream resumes from the last next_seq it kept
- * and ends with each of them exactly once. It is refused on the live feed,
- * whose grid topics carry every kind. */
+ * and ends with each of them exactly once. It is refused the live feed's
+ * grid topics, which carry every kind. */
 static void
 test_department_follows_its_incidents(void **state)
 {
@@ -439,7 +439,7 @@ test_department_follows_its_incidents(void **state)
     assert_int_equal(err.reason, RN(OUT_OF_SCOPE));
     gs_client_destroy(&dep);
 
-    /* the live feed refuses it: the broker says so in its log */
+    /* a grid topic of the live feed refuses it: the broker says so in its log */
     void *ctx = zmq_ctx_new();
     void *sub = zmq_socket(ctx, ZMQ_SUB);
     zmq_setsockopt(sub, ZMQ_CURVE_SERVERKEY, e->fire.server_public, 41);
