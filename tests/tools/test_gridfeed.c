@@ -13,7 +13,8 @@
  * key) follows its categories with --category while households, rental
  * units and incidents of every category are uploaded, is SIGKILLed twice
  * mid-stream and resumed from its checkpoint, and ends with exactly the
- * incident events of its categories and area, each once. The tests wait
+ * incident events of its categories and area, each once, the last of them
+ * taken live. The tests wait
  * on process exits and on lines gridfeed prints (--verbose), never on
  * time.
  */
@@ -1000,6 +1001,40 @@ test_department_live_follow(void **state)
                              "--until-seq", s_head(e), "--quiet", NULL };
     pid_t pid = s_spawn_with(e, 0, resume, NULL);
     s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
+
+    /* and live: caught up, it takes a new incident of 02 or 03 (a copy of
+     * one of grid 0's under a new id) off its incident topic, not by sync */
+    const char *live[] = { "--keys", fire, "--feed", e->broker.feed, "--upload",
+                           e->broker.upload, "--prefix", e->street1, "--category", "02,03",
+                           "--output", out, "--checkpoint", ck, "--checkpoint-every", "1",
+                           "--verbose", NULL };
+    int err_fd;
+    pid = s_spawn_with(e, 0, live, &err_fd);
+    gs_tk_wait_line(err_fd, "gridfeed", "following", S_PATIENCE_MS);
+    /* the broker applied both subscriptions: what it publishes now is live */
+    gs_tk_wait_line(err_fd, "gridfeed", "served: a heartbeat arrived for every incident topic",
+                    S_PATIENCE_MS);
+    Gridsync__V1__Record *copy = NULL;
+    uint32_t n0 = gs_gen_grid_incident_count(e->gen, 0, e->arena);
+    for (uint32_t k = 0; k < n0 && !copy; k++) {
+        gs_gen_incident_t inc;
+        assert_int_equal(gs_gen_incident(e->gen, 0, k, s_gen_now_ms, e->arena, &inc), 0);
+        const char *cat = inc.report->incident->category;
+        if (!strcmp(cat, "02") || !strcmp(cat, "03"))
+            copy = inc.report;
+    }
+    assert_non_null(copy);
+    char id[64];
+    snprintf(id, sizeof id, "%s-live", copy->incident->incident_id);
+    copy->incident->incident_id = id;
+    s_upload(e, &copy, 1);
+    gs_arena_reset(e->arena);
+    gs_tk_wait_line(err_fd, "gridfeed", "checkpoint: 1 events written", S_PATIENCE_MS);
+    kill(pid, SIGTERM);
+    gs_tk_wait_line(err_fd, "gridfeed", "events written (1 live, 0 pulled by sync)",
+                    S_PATIENCE_MS);
+    s_assert_exit(gs_tk_wait_exit(pid, "gridfeed", S_PATIENCE_MS), 0);
+    close(err_fd);
 
     uint64_t *got, *want;
     size_t others;

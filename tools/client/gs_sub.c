@@ -48,6 +48,7 @@ struct gs_sub {
     gs_sub_lineage_t lineage;   /* what revealed it */
     gs_watch_t watch;           /* the feed socket's monitor */
     int64_t heard[S_MAX_SUB_PREFIXES];      /* last heartbeat or event per prefix, ms */
+    int served[S_MAX_SUB_PREFIXES];         /* a heartbeat of the topic arrived */
     int64_t warned;             /* last silence warning, ms (0 = none since heard) */
 };
 
@@ -463,8 +464,10 @@ s_on_live(gs_sub_t *self, const uint8_t *data, size_t len)
         if (rc == 0 && hb->head_seq > self->head)
             self->head = hb->head_seq;
         for (size_t p = 0; p < self->n; p++)
-            if (strcmp(hb->prefix, self->topic[p]) == 0)
+            if (strcmp(hb->prefix, self->topic[p]) == 0) {
                 self->heard[p] = gs_client_mono_ms();
+                self->served[p] = 1;
+            }
         for (size_t p = 0; rc == 0 && p < self->n; p++) {
             if (strcmp(hb->prefix, self->topic[p]) == 0 &&
                 hb->prefix_last_seq > self->known[p]) {
@@ -582,6 +585,15 @@ uint64_t
 gs_sub_position(const gs_sub_t *self, size_t i)
 {
     return i < self->n ? self->delivered[i] : 0;
+}
+
+int
+gs_sub_served(const gs_sub_t *self)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (!self->served[i])
+            return 0;
+    return 1;
 }
 
 size_t

@@ -118,6 +118,12 @@ int gs_sub_rebaseline(gs_sub_t *self);
  * warn_ms <= 0 never warns. */
 int gs_sub_silence(gs_sub_t *self, int64_t warn_ms, char *msg, size_t size);
 
+/* 1 once a heartbeat of every topic followed has arrived since
+ * gs_sub_new: the broker applied every subscription (with CURVE it answers
+ * each one it applies with a heartbeat before any event), so what it
+ * publishes from then on reaches this subscriber live. Else 0. */
+int gs_sub_served(const gs_sub_t *self);
+
 /* Record that everything delivered so far is processed: writes the
  * checkpoint file durably (write and fsync a temporary file, rename it over
  * the checkpoint, fsync the directory), so that after a crash the file is

@@ -143,7 +143,8 @@ s_usage(FILE *out)
         "                       enrolment bundle of gridctl devices enrol --bundle, whose\n"
         "                       endpoints serve when --feed or --upload is not given\n"
         "  --quiet              no statistics on stderr at exit\n"
-        "  --verbose            a line on stderr when following starts and at each checkpoint\n"
+        "  --verbose            a line on stderr when following starts, when every prefix\n"
+        "                       has had a heartbeat (served), and at each checkpoint\n"
         "  --crash-after N      testing: kill itself (SIGKILL) after writing N lines,\n"
         "                       before checkpointing them\n"
         "  --help\n"
@@ -690,6 +691,7 @@ main(int argc, char **argv)
                 gs_sub_count(sub), a.n_categories ? "incident topics" : "prefixes",
                 gs_sub_position(sub, 0));
     int64_t last_event = s_mono_ms();
+    int served = 0;                 /* --verbose said every topic is served */
     if (rc == 0 && a.until_seq && s_until_reached(sub, cli, &a, 1))
         s_stop = 1; /* already there: nothing to wait for */
     while (rc == 0 && !s_stop) {
@@ -709,6 +711,11 @@ main(int argc, char **argv)
                     gs_client_errtext(r, &cerr, text, sizeof text));
             rc = 1;
             break;
+        }
+        if (a.verbose && !served && gs_sub_served(sub)) {
+            served = 1;
+            fprintf(stderr, "gridfeed: served: a heartbeat arrived for every %s\n",
+                    a.n_categories ? "incident topic" : "prefix");
         }
         char warning[256];
         if (gs_sub_silence(sub, a.hb_warn_ms, warning, sizeof warning))
