@@ -3,7 +3,7 @@
  * handling, verification, closure) as tables and pure functions.
  *
  * Where it sits: validation (gs_validate.c) asks it whether a category
- * code exists; the store's write path (store/gs_store_apply.c) asks it
+ * code exists; the store's write path (store/gs_store_incident.c) asks it
  * whether a transition is allowed and what deadline it sets; gridctl and
  * the generator read the same tables. Each rule is here and nowhere else:
  *   - the category table (code and name, e.g. "02" 安全隐患),
