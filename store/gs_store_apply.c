@@ -73,6 +73,9 @@ typedef struct s_apply {
     gs_upload_t *batch;             /* the uploads of this apply */
     const gs_principal_t *whos;     /* who sent each, NULL = DEVICEs */
     uint32_t steps[GS_INCIDENT_STATUSES]; /* incident steps stored in this attempt */
+    int table_loaded;               /* incident_table read in this attempt */
+    gs_incident_table_t incident_table; /* the store's category table, read at the
+                                     * attempt's first incident */
     size_t n_batch;                 /* how many */
 } s_apply_t;
 
@@ -800,9 +803,14 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         assert(!d.alias);   /* incidents have no natural key, so never merge */
         gs_verdict_t iv;
         int upd = d.action == GS_DEDUP_UPDATE;
-        if ((rc = gs_incident_step_pack(a->t, &a->who, a->up->device_id, a->now_ms, pp,
-                                        upd ? &cur : NULL, upd ? cur.canon : pp->id, &as.r,
-                                        &as.rl, as.hash, &iv)))
+        if (!a->table_loaded &&
+            (rc = gs_incident_table_load(a->t, &a->incident_table, NULL)))
+            return rc;
+        a->table_loaded = 1;
+        if ((rc = gs_incident_step_pack(a->t, &a->incident_table, &a->who, a->up->device_id,
+                                        a->now_ms, pp, upd ? &cur : NULL,
+                                        upd ? cur.canon : pp->id, &as.r, &as.rl, as.hash,
+                                        &iv)))
             return rc;
         if (iv.reason) {
             res->version = upd ? cur.hdr.version : 0;
@@ -947,6 +955,7 @@ s_attempt(gs_txn_t *t, void *arg)
     gs_wbuf_reset(&st->out);
     a->reg_grid[0] = 0;
     memset(a->steps, 0, sizeof a->steps);
+    a->table_loaded = 0;
     a->t = t;
     int rc;
     if ((rc = gs_log_begin(&a->log, t, &st->out, a->now_ms)))

@@ -1653,7 +1653,7 @@ test_devices_department_centre(void **state)
     r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--department", "d",
               "--category", "07", "--prefix", "440305", NULL);
     s_expect(&r, 2);
-    assert_non_null(strstr(r.err, "not in the category table"));
+    assert_non_null(strstr(r.err, "not in this store's category table"));
     s_res_free(&r);
     r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--category", "02",
               "--prefix", "440305", NULL);

@@ -220,6 +220,14 @@ gc_src_device_get(gc_src_t *self, const char *device_id, Gridsync__V1__Device **
     return *out ? 0 : GS_ENOTFOUND;
 }
 
+int
+gc_src_incident_table(gc_src_t *self, gs_incident_table_t *out)
+{
+    if (self->store)
+        return gs_store_incident_table(self->store, out, NULL);
+    return GS_ENOTFOUND;    /* the admin endpoint does not serve the table */
+}
+
 /* A stored record's status is its meta.status (RECORD_STATUS_ACTIVE when
  * absent), as the store derives it on the write. */
 static int
