@@ -1,7 +1,8 @@
 /*
  * gs_store_incident: one step of an incident's workflow as the store takes
- * it (see gs_store_incident.h): the checks beside the workflow table, the
- * history entry and the times the step sets.
+ * it (see gs_store_incident.h): the category check, the checks beside the
+ * workflow table, the history entry and the times the step sets; and the
+ * store's incident category table (read, replaced, its codes in use).
  */
 #include "gs_incident.h"
 #include "gs_store_incident.h"
