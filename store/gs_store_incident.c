@@ -96,11 +96,16 @@ s_category_check(const gs_incident_table_t *table, const Gridsync__V1__Incident 
         char codes[GS_MSG_MAX / 2];
         size_t n = 0;
         codes[0] = 0;
-        for (size_t i = 0; i < table->n && n + GS_INCIDENT_CATEGORY_MAX + 8 < sizeof codes;
-             i++)
-            if (!table->cats[i].retired)
-                n += (size_t) snprintf(codes + n, sizeof codes - n, "%s%s", n ? " " : "",
-                                       table->cats[i].code);
+        for (size_t i = 0; i < table->n; i++) {
+            if (table->cats[i].retired)
+                continue;
+            if (n + GS_INCIDENT_CATEGORY_MAX + 6 >= sizeof codes) {
+                snprintf(codes + n, sizeof codes - n, " ...");
+                break;
+            }
+            n += (size_t) snprintf(codes + n, sizeof codes - n, "%s%s", n ? " " : "",
+                                   table->cats[i].code);
+        }
         return gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_CATEGORY,
                               "category %s is not in this store's category table (%s)",
                               in->category, codes);
@@ -246,29 +251,38 @@ gs_incident_table_load(gs_txn_t *t, gs_incident_table_t *out, int *configured)
     return 0;
 }
 
+/* The table as of read transaction txn (gs_incident_table_load's answer
+ * outside a write). Returns 0 or a GS_E* code. */
+static int
+s_table_read(gs_store_t *self, MDB_txn *txn, gs_incident_table_t *out, int *configured)
+{
+    if (configured)
+        *configured = 0;
+    MDB_val k = { sizeof S_TABLE_KEY - 1, (void *) S_TABLE_KEY }, v;
+    int rc = mdb_get(txn, self->db[GS_DB_META], &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *out = *gs_incident_table_default();
+        return 0;
+    }
+    if (rc)
+        return gs_store_err(rc, "read incident category table");
+    if (s_table_decode(&v, out))
+        return GS_ECORRUPT;
+    if (configured)
+        *configured = 1;
+    return 0;
+}
+
 int
 gs_store_incident_table(gs_store_t *self, gs_incident_table_t *out, int *configured)
 {
     if (!self || !out)
         return GS_EINVAL;
-    if (configured)
-        *configured = 0;
     MDB_txn *txn;
     int rc = gs_rtxn_begin(self, &txn);
     if (rc)
         return rc;
-    MDB_val k = { sizeof S_TABLE_KEY - 1, (void *) S_TABLE_KEY }, v;
-    rc = mdb_get(txn, self->db[GS_DB_META], &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        *out = *gs_incident_table_default();
-        rc = 0;
-    } else if (rc) {
-        rc = gs_store_err(rc, "read incident category table");
-    } else if (s_table_decode(&v, out)) {
-        rc = GS_ECORRUPT;
-    } else if (configured) {
-        *configured = 1;
-    }
+    rc = s_table_read(self, txn, out, configured);
     gs_rtxn_end(self, &txn);
     return rc;
 }
@@ -455,12 +469,11 @@ gs_store_incident_table_put(gs_store_t *self, const gs_incident_table_t *table, 
     if (rc == 0 && !dry_run) {
         rc = gs_store_write(self, s_table_put_fn, &p);
     } else if (rc == 0) {
-        /* the same checks in a read transaction: nothing is written */
+        /* the same checks in one read transaction: nothing is written */
         gs_incident_table_t *old = malloc(sizeof *old);
         MDB_txn *txn = NULL;
-        int configured;
-        rc = old ? gs_store_incident_table(self, old, &configured) : GS_ENOMEM;
-        if (rc == 0 && (rc = gs_rtxn_begin(self, &txn)) == 0)
+        rc = old ? gs_rtxn_begin(self, &txn) : GS_ENOMEM;
+        if (rc == 0 && (rc = s_table_read(self, txn, old, NULL)) == 0)
             rc = s_table_replace_check(self, txn, old, table);
         gs_rtxn_end(self, &txn);
         free(old);
