@@ -2405,6 +2405,8 @@ test_admin_path(void **state)
         { "devices", "show", "dev-adm", "--json" },
         { "grids", "list" },
         { "grids", "list", e->tally[0].street, "--json" },
+        { "incidents", "categories" },
+        { "incidents", "categories", "--json" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *remote[12] = { "--admin", ep };

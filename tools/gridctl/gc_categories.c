@@ -35,7 +35,7 @@ static const char s_help[] =
     "\n"
     "  show     print the table in its file form (a '#' line names the columns;\n"
     "           another says whether it is the built-in one): redirect it to a\n"
-    "           file, edit, and set it\n"
+    "           file, edit, and set it. With --admin, the running broker's table\n"
     "  check    read FILE and check it as set would, writing nothing: every\n"
     "           problem of the file is reported as FILE:LINE, and a category of the\n"
     "           store's table that FILE leaves out while stored incidents or\n"
@@ -96,17 +96,19 @@ static int
 s_show(gc_ctx_t *ctx)
 {
     int rc;
-    gs_store_t *st = gc_store_open(ctx, 0, &rc);
-    if (!st)
+    gc_src_t *src = gc_src_open(ctx, &rc);
+    if (!src)
         return rc;
     gs_incident_table_t *t = malloc(sizeof *t);
     int configured = 0;
-    int err = t ? gs_store_incident_table(st, t, &configured) : GS_ENOMEM;
-    gs_store_destroy(&st);
+    int err = t ? gc_src_incident_table(src, t, &configured) : GS_ENOMEM;
     if (err) {
+        rc = gc_src_fail(ctx, src, "reading the incident category table", err);
+        gc_src_close(&src);
         free(t);
-        return gc_store_fail(ctx, "reading the incident category table", err);
+        return rc;
     }
+    gc_src_close(&src);
     if (ctx->json) {
         s_json_table(ctx, t, configured);
     } else {

@@ -481,7 +481,7 @@ s_devices_show(gc_ctx_t *ctx, const gc_args_t *a)
     else if (err)
         rc = gc_src_fail(ctx, src, "reading the device registry", err);
     gs_incident_table_t *t = rc ? NULL : malloc(sizeof *t);
-    if (t && gc_src_incident_table(src, t)) {
+    if (t && gc_src_incident_table(src, t, NULL)) {
         free(t);
         t = NULL;   /* the names are a courtesy: codes only */
     }
