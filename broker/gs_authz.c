@@ -5,6 +5,7 @@
 
 #include "gs_grid.h"
 
+#include <assert.h>
 #include <string.h>
 
 int
@@ -56,15 +57,17 @@ gs_authz_record(const Gridsync__V1__Device *dev, int kind, const char *category)
 }
 
 gs_authz_t
-gs_authz_topic(const Gridsync__V1__Device *dev, const gs_topic_t *t)
+gs_authz_topic(const Gridsync__V1__Device *dev, const gs_topic_t *t,
+               const gs_incident_table_t *table)
 {
+    assert(table);
     gs_authz_t v = gs_authz_check(dev, t->prefix);
     if (v != GS_AUTHZ_ALLOWED)
         return v;
     if (!t->incident)
         return dev->role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEPARTMENT
                    ? GS_AUTHZ_GRID_TOPIC : GS_AUTHZ_ALLOWED;
-    if (!gs_incident_category_find(t->category) ||
+    if (!gs_incident_table_find(table, t->category) ||
         !gs_authz_record(dev, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT, t->category))
         return GS_AUTHZ_CATEGORY;
     return GS_AUTHZ_ALLOWED;

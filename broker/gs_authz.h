@@ -35,6 +35,7 @@
 #include <stddef.h>
 
 #include "gridsync.pb-c.h"
+#include "gs_incident.h"
 #include "gs_topic.h"
 
 /* A verdict: GS_AUTHZ_ALLOWED or why not. */
@@ -67,10 +68,11 @@ int gs_authz_record(const Gridsync__V1__Device *dev, int kind, const char *categ
 /* May the key whose registry entry is dev follow live-feed topic t (parsed
  * by gs_topic_parse)? First gs_authz_check of its prefix (its verdict when
  * not ALLOWED); then a grid topic is GS_AUTHZ_GRID_TOPIC for a DEPARTMENT,
- * and an incident topic GS_AUTHZ_CATEGORY when its category is not in the
- * category table (gs_incident_category_find) or the key may not read it
- * (gs_authz_record). */
-gs_authz_t gs_authz_topic(const Gridsync__V1__Device *dev, const gs_topic_t *t);
+ * and an incident topic GS_AUTHZ_CATEGORY when its category is not in
+ * table (the store's category table, gs_store_incident_table; a retired
+ * category is in it) or the key may not read it (gs_authz_record). */
+gs_authz_t gs_authz_topic(const Gridsync__V1__Device *dev, const gs_topic_t *t,
+                          const gs_incident_table_t *table);
 
 /* Is prefix at or below one of the n prefixes in allowed? The one prefix
  * match of the broker: also the test of which followed prefixes an event

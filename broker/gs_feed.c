@@ -518,7 +518,12 @@ s_subscription_check(const gs_feed_t *f, const char *id, const gs_topic_t *t,
         return "unknown role";
     if (!t)
         return "prefix not at a level boundary (0,2,4,6,9,12,15 digits)";
-    switch (gs_authz_topic(*dev_out, t)) {
+    /* the category table an operator set (or the built-in one), read at
+     * each subscription like the registry entry */
+    gs_incident_table_t table;
+    if (gs_store_incident_table(f->b->store, &table, NULL))
+        return "the store's incident category table cannot be read";
+    switch (gs_authz_topic(*dev_out, t, &table)) {
     case GS_AUTHZ_ALLOWED:
         return NULL;
     case GS_AUTHZ_GRID_TOPIC:

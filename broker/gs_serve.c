@@ -416,6 +416,34 @@ s_digest(const gs_serve_t *s, const Gridsync__V1__DigestRequest *rq, gs_wbuf_t *
     return 0;
 }
 
+/* The store's incident category table into body (an
+ * IncidentCategoriesReply): 0, or a store error (the caller answers). */
+static int
+s_incident_categories(const gs_serve_t *s, gs_wbuf_t *body)
+{
+    gs_incident_table_t *t = malloc(sizeof *t);
+    if (!t)
+        return GS_ENOMEM;
+    int configured = 0;
+    int rc = gs_store_incident_table(s->store, t, &configured);
+    for (size_t i = 0; rc == 0 && i < t->n; i++) {
+        gs_incident_category_t *c = &t->cats[i];
+        Gridsync__V1__IncidentCategory m = GRIDSYNC__V1__INCIDENT_CATEGORY__INIT;
+        m.code = c->code;
+        m.name = c->name;
+        m.close_hours = c->close_hours;
+        m.n_close_hours = 4;
+        m.handle_hours = c->handle_hours;
+        m.n_handle_hours = 4;
+        m.retired = c->retired;
+        gs_wbuf_message_field(body, GS_F_CATEGORIES_CATEGORIES, &m.base);
+    }
+    if (rc == 0 && configured)
+        gs_wbuf_uint_field(body, GS_F_CATEGORIES_CONFIGURED, 1);
+    free(t);
+    return rc;
+}
+
 /* Stats and grids take any prefix of up to 15 digits, not only a level
  * boundary ("" = all). 1 when prefix is one; else the BAD_REQUEST reply
  * is in reply and 0. */
@@ -526,6 +554,10 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
             return;
         }
         field = GS_F_ADMIN_REPLY_DIGEST;
+        break;
+    case GRIDSYNC__V1__ADMIN_REQUEST__BODY_INCIDENT_CATEGORIES:
+        rc = s_incident_categories(s, body);
+        field = GS_F_ADMIN_REPLY_INCIDENT_CATEGORIES;
         break;
     default:
         gs_serve_error(s, reply, 1, rq->request_id, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE,

@@ -46,6 +46,9 @@ enum {
     GS_F_ADMIN_REPLY_HEALTH = 6,        /* AdminReply.health */
     GS_F_ADMIN_REPLY_ERROR = 7,         /* AdminReply.error */
     GS_F_ADMIN_REPLY_DIGEST = 8,        /* AdminReply.digest */
+    GS_F_ADMIN_REPLY_INCIDENT_CATEGORIES = 9, /* AdminReply.incident_categories */
+    GS_F_CATEGORIES_CATEGORIES = 1,     /* IncidentCategoriesReply.categories */
+    GS_F_CATEGORIES_CONFIGURED = 2,     /* IncidentCategoriesReply.configured */
     GS_F_DIGEST_NODE = 1,               /* DigestReply.node */
     GS_F_DIGEST_CHILDREN = 2,           /* DigestReply.children */
     GS_F_DIGEST_RECORDS = 3,            /* DigestReply.records */

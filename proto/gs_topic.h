@@ -41,7 +41,7 @@ typedef struct gs_topic {
 /* Parse len bytes of a topic (not NUL-terminated). 0 with *out filled
  * when it is a grid topic or an incident topic whose category is 1 to
  * GS_INCIDENT_CATEGORY_MAX bytes of A-Za-z0-9 (whether the table holds it
- * is the caller's question, gs_incident_category_find) and whose prefix
+ * is the caller's question, gs_authz_topic) and whose prefix
  * is digits at a level boundary (0, 2, 4, 6, 9, 12 or 15); -1 for
  * anything else, which is never a topic the broker publishes. */
 int gs_topic_parse(const void *topic, size_t len, gs_topic_t *out);

@@ -1514,13 +1514,10 @@ s_incident(s_ctx_t *ctx, Gridsync__V1__Incident *in)
     S_TRY(s_grid(ctx, in->grid_code));
     if (s_empty(in->category))
         return gs_verdict_set(ctx->v, R(REQUIRED), "category is required");
-    if (!gs_incident_category_find(in->category)) {
-        char echo[S_ECHO_MAX + 4];
-        return gs_verdict_set(ctx->v, R(CATEGORY),
-                              "category %s is not in the category table "
-                              "(01 矛盾纠纷 .. 06 民生服务, 99 其他)",
-                              s_echo(in->category, echo));
-    }
+    /* whether the store's configured table holds it is the store's check,
+     * in the transaction that takes the step (gs_store_incident.c) */
+    if (gs_incident_code_check(in->category, ctx->v))
+        return R(CATEGORY);
     S_TRY(s_enum(ctx, &gridsync__v1__incident_severity__descriptor,
                  (int) in->severity, true, "severity"));
     S_TRY(s_enum(ctx, &gridsync__v1__incident_status__descriptor,

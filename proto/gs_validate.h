@@ -235,7 +235,8 @@ int gs_ident_check(const char *s, const char *field, gs_verdict_t *v);
  * gs_industry_check; its legal representative, contact and employees are
  * checked as persons; one person may be representative, contact and
  * employee, but no employee is listed twice. An incident needs a category
- * of the category table (gs_incident.h, else REASON_CATEGORY), a
+ * code of the right shape (gs_incident_code_check, else REASON_CATEGORY;
+ * the store checks that its configured table holds it), a
  * severity, a status, a description and a place (address_code, room,
  * address or location); its location has finite latitude -90..90 and
  * longitude -180..180 (REASON_OUT_OF_RANGE); its related records name a

@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "gs_incident.h"
 #include "gs_validate.h"
 
 /* ---- Errors ------------------------------------------------------------- */
@@ -490,8 +491,8 @@ int gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16],
  * prefixes: such an entry could do nothing. An ADMIN needs none; a revoked
  * entry may have none. A DEPARTMENT also needs its department code (an
  * identifier) and, while active, at least one category, each in the
- * category table (gs_incident.h); any other role with a department or
- * categories is refused. */
+ * store's category table (gs_store_incident_table; a retired one too); any
+ * other role with a department or categories is refused. */
 int gs_store_device_put(gs_store_t *self, const Gridsync__V1__Device *dev);
 /* Caller frees *dev_out with gridsync__v1__device__free_unpacked(.., NULL). */
 int gs_store_device_get(gs_store_t *self, const char *device_id,
@@ -511,6 +512,30 @@ int gs_store_grid_get(gs_store_t *self, const char *grid_code,
 typedef int (gs_grid_fn)(void *arg, const Gridsync__V1__Grid *grid);
 int gs_store_grids(gs_store_t *self, const char *prefix, gs_grid_fn *fn,
                    void *arg);
+
+/* ---- Incident categories ------------------------------------------------- */
+
+/* The incident category table this store validates uploads and computes
+ * deadlines with (docs/data-model.md, "Incident categories and
+ * deadlines"): the one an operator set, or the built-in one
+ * (gs_incident_table_default) when none was set (*configured 0;
+ * configured may be NULL). Any thread; one read transaction. Returns 0,
+ * GS_ECORRUPT (a stored table that does not parse; detail says where) or
+ * another GS_E* code. A city replica applies what its districts decided and
+ * never reads it. */
+int gs_store_incident_table(gs_store_t *self, gs_incident_table_t *out, int *configured);
+
+/* Replace the table with table, which must read back from its text form
+ * (gs_incident_table_parse's rules; GS_EINVAL with the detail otherwise).
+ * A code of the stored table that table leaves out must be used by no
+ * stored incident and named by no registry entry's categories: else
+ * GS_EINVAL, detail "category 03 is used by 4 stored incidents: keep its
+ * line and mark it retired ...". Uploads committed after it use the new
+ * table; deadlines already set on stored incidents stay as they are.
+ * dry_run: the same checks in a read transaction, nothing written. Writer:
+ * serialised with apply as the registry puts are. Returns 0 or GS_E*. */
+int gs_store_incident_table_put(gs_store_t *self, const gs_incident_table_t *table,
+                                int dry_run);
 
 /* ---- Operations ---------------------------------------------------------- */
 

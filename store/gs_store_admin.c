@@ -9,6 +9,7 @@
  * messages, so the schema stays the one description of them.
  */
 #include "gs_incident.h"
+#include "gs_store_incident.h"
 #include "gs_store_int.h"
 
 #include <stdlib.h>
@@ -48,10 +49,10 @@ s_device_check(const Gridsync__V1__Device *dev)
                             dev->device_id, dev->department ? v.message : "missing");
             return GS_EINVAL;
         }
+        /* the store's table holds them: checked in the put's transaction */
         for (size_t i = 0; i < dev->n_categories; i++)
-            if (!gs_incident_category_find(dev->categories[i])) {
-                gs_store_detail("device %s: category '%.8s' is not in the category table",
-                                dev->device_id, dev->categories[i] ? dev->categories[i] : "");
+            if (gs_incident_code_check(dev->categories[i], &v)) {
+                gs_store_detail("device %s: %s", dev->device_id, v.message);
                 return GS_EINVAL;
             }
         if (dev->n_categories == 0 &&
@@ -87,6 +88,27 @@ s_device_check(const Gridsync__V1__Device *dev)
     }
 }
 
+/* Are a department's categories in the store's table as of t? Returns 0,
+ * GS_EINVAL with the detail, or the sticky error. */
+static int
+s_device_categories(gs_txn_t *t, const Gridsync__V1__Device *dev)
+{
+    gs_incident_table_t *table = malloc(sizeof *table);
+    if (!table)
+        return gs_txn_fail(t, ENOMEM, "incident category table");
+    int rc = gs_incident_table_load(t, table, NULL);
+    for (size_t i = 0; rc == 0 && i < dev->n_categories; i++) {
+        if (!gs_incident_table_find(table, dev->categories[i])) {
+            gs_store_detail("device %s: category %s is not in this store's category table "
+                            "(gridctl incidents categories lists it)", dev->device_id,
+                            dev->categories[i]);
+            rc = GS_EINVAL;
+        }
+    }
+    free(table);
+    return rc;
+}
+
 static int
 s_device_put_fn(gs_txn_t *t, void *arg)
 {
@@ -94,7 +116,10 @@ s_device_put_fn(gs_txn_t *t, void *arg)
     const char *key = dev->public_key ? dev->public_key : "";
     size_t il = strlen(dev->device_id);
     MDB_val k = { il, dev->device_id }, v;
-    int rc = gs_txn_get(t, GS_DB_DEVICES, &k, &v);
+    int rc;
+    if (dev->n_categories && (rc = s_device_categories(t, dev)))
+        return rc;
+    rc = gs_txn_get(t, GS_DB_DEVICES, &k, &v);
     if (rc == 0) {
         Gridsync__V1__Device *old = gridsync__v1__device__unpack(NULL, v.mv_size, v.mv_data);
         if (!old)

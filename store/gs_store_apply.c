@@ -25,6 +25,7 @@
 #include "gs_store_dedup.h"
 #include "gs_store_idem.h"
 #include "gs_store_ids.h"
+#include "gs_store_incident.h"
 #include "gs_store_log.h"
 #include "gs_store_record.h"
 
@@ -36,6 +37,7 @@
 #define S_REJECTED GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_REJECTED
 #define S_ACTIVE GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE
 #define S_VOID GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_VOID
+#define S_ROLE(name) GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_##name
 
 /* One upload's answer, located in the output buffer. */
 typedef struct s_uprec {
@@ -71,6 +73,9 @@ typedef struct s_apply {
     gs_upload_t *batch;             /* the uploads of this apply */
     const gs_principal_t *whos;     /* who sent each, NULL = DEVICEs */
     uint32_t steps[GS_INCIDENT_STATUSES]; /* incident steps stored in this attempt */
+    int table_loaded;               /* incident_table read in this attempt */
+    gs_incident_table_t incident_table; /* the store's category table, read at the
+                                     * attempt's first incident */
     size_t n_batch;                 /* how many */
 } s_apply_t;
 
@@ -568,175 +573,6 @@ s_pack_hash(s_apply_t *a, const gs_prepared_t *pp, const char *canon, s_bytes_t 
     return 0;
 }
 
-/* ---- Incidents -------------------------------------------------------------------- */
-
-#define S_INC(name) GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_##name
-#define S_ROLE(name) GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_##name
-
-/* Is category among the uploader's categories? */
-static int
-s_has_category(const gs_principal_t *up, const char *category)
-{
-    for (size_t i = 0; i < up->n_categories; i++)
-        if (up->categories && up->categories[i] && strcmp(up->categories[i], category) == 0)
-            return 1;
-    return 0;
-}
-
-static int
-s_streq(const char *a, const char *b)
-{
-    return strcmp(a ? a : "", b ? b : "") == 0;
-}
-
-/* May this uploader take this step on this incident, beyond what the
- * transition table says (gs_incident_step_check)? A department acts only
- * on incidents dispatched to it in its categories; after registration only
- * the centre changes what an incident is (grid, category, severity); the
- * department changes only by a dispatch, and a dispatch names the right
- * one. Verdict in *v (reason 0 = yes). */
-static void
-s_incident_rules(const gs_principal_t *up, const Gridsync__V1__Incident *old,
-                 const Gridsync__V1__Incident *in, gs_verdict_t *v)
-{
-    int from = old ? (int) old->status : 0, to = (int) in->status;
-    gs_verdict_clear(v);
-    if (up->role == S_ROLE(DEPARTMENT)) {
-        /* old is set: no department step starts an incident */
-        if (!up->department || !*up->department || !s_streq(old->department, up->department)) {
-            gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_ROLE,
-                           "the incident is dispatched to %s, not to this key's department",
-                           old->department && *old->department ? old->department : "no department");
-            return;
-        }
-        if (!s_has_category(up, old->category)) {
-            gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_ROLE,
-                           "category %s is not among this department's categories",
-                           old->category);
-            return;
-        }
-    }
-    if (old && from != S_INC(REPORTED) && up->role != S_ROLE(CENTRE) &&
-        (!s_streq(old->grid_code, in->grid_code) || !s_streq(old->category, in->category) ||
-         old->severity != in->severity)) {
-        gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_ROLE,
-                       "after registration only the centre changes an incident's grid, "
-                       "category or severity");
-        return;
-    }
-    if (to == S_INC(DISPATCHED) && from == S_INC(DISPATCHED) &&
-        s_streq(old->department, in->department)) {
-        gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_TRANSITION,
-                       "a re-dispatch names another department; it is dispatched to %s",
-                       old->department);
-        return;
-    }
-    if (to == S_INC(DISPATCHED) && from == S_INC(HANDLED) &&
-        !s_streq(old->department, in->department)) {
-        gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_TRANSITION,
-                       "a failed verification goes back to the department that handled "
-                       "it (%s)", old->department);
-        return;
-    }
-}
-
-/* A new or changed incident (the classifier said NEW or UPDATE): check the
- * step against the workflow (gs_incident.h) and the rules above, then pack
- * the record as the store keeps it into st->pack, with its hash in *as: the
- * stored history and one entry for this step, department and times set by
- * the step. A refused step sets *v and stores nothing. Returns 0 or the
- * sticky error. */
-static int
-s_incident(s_apply_t *a, const gs_prepared_t *pp, const s_cur_t *cur, const char *canon,
-           s_bytes_t *as, gs_verdict_t *v)
-{
-    gs_store_t *st = a->st;
-    const gs_principal_t *up = &a->who;
-    const Gridsync__V1__Incident *in = pp->rec->incident;
-    const Gridsync__V1__Incident *old = NULL;
-    ProtobufCAllocator *alloc = gs_arena_allocator(st->arena);
-    gs_verdict_clear(v);
-    if (cur) {
-        const uint8_t *data;
-        size_t len;
-        int rc = gs_rec_data(st, a->t->txn, &cur->hdr, &data, &len);
-        if (rc)
-            return gs_txn_fail(a->t, rc, "stored incident");
-        Gridsync__V1__Record *r = gridsync__v1__record__unpack(alloc, len, data);
-        if (!r || r->body_case != GRIDSYNC__V1__RECORD__BODY_INCIDENT || !r->incident)
-            return gs_txn_fail(a->t, MDB_CORRUPTED, "stored incident");
-        old = r->incident;
-    }
-    if (pp->status != S_ACTIVE) {
-        gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_TRANSITION,
-                       "an incident is rejected or closed through its workflow, not voided");
-        return 0;
-    }
-    int from = old ? (int) old->status : 0, to = (int) in->status;
-    if (gs_incident_step_check(from, to, up->role, NULL, v))
-        return 0;
-    s_incident_rules(up, old, in, v);
-    if (v->reason)
-        return 0;
-    size_t n_old = old ? old->n_history : 0;
-    if (n_old + 1 > st->limits.max_transitions) {
-        gs_verdict_set(v, GRIDSYNC__V1__REASON__REASON_TOO_MANY,
-                       "the incident's history is full (%u steps)", st->limits.max_transitions);
-        return 0;
-    }
-
-    /* the record as stored: the upload's fields, what the store keeps */
-    Gridsync__V1__Incident ih = *in;
-    Gridsync__V1__Record copy = *pp->rec;
-    copy.incident = &ih;
-    ih.incident_id = (char *) canon;
-    Gridsync__V1__IncidentTransition step = GRIDSYNC__V1__INCIDENT_TRANSITION__INIT;
-    step.from = (Gridsync__V1__IncidentStatus) from;
-    step.to = (Gridsync__V1__IncidentStatus) to;
-    step.by = (char *) (a->up->device_id ? a->up->device_id : "");
-    step.at = a->now_ms;
-    step.role = (Gridsync__V1__PrincipalRole) up->role;
-    /* the note of this step: the upload's last history entry, when it is
-     * one the store has not recorded (no `at` yet; the store's all have) */
-    if (in->n_history && in->history[in->n_history - 1] &&
-        in->history[in->n_history - 1]->at == 0)
-        step.note = in->history[in->n_history - 1]->note;
-    /* the department changes only by a dispatch */
-    if (to != S_INC(DISPATCHED))
-        ih.department = old ? old->department : (char *) "";
-    if (to == S_INC(DISPATCHED))
-        step.department = ih.department;
-    Gridsync__V1__IncidentTransition **hist =
-        gs_arena_alloc(st->arena, (n_old + 1) * sizeof *hist);
-    if (!hist)
-        return gs_txn_fail(a->t, ENOMEM, "incident history");
-    for (size_t i = 0; i < n_old; i++)
-        hist[i] = old->history[i];
-    hist[n_old] = &step;
-    ih.history = hist;
-    ih.n_history = n_old + 1;
-    /* times by the broker's clock */
-    ih.reported_at = old ? old->reported_at : a->now_ms;
-    ih.due_at = old ? old->due_at : 0;
-    ih.dispatch_due_at = old ? old->dispatch_due_at : 0;
-    ih.closed_at = old ? old->closed_at : 0;
-    if (to == S_INC(ACCEPTED) && from != S_INC(DISPATCHED))
-        ih.due_at = a->now_ms + gs_incident_close_ms(ih.category, (int) ih.severity);
-    if (to == S_INC(DISPATCHED))
-        ih.dispatch_due_at = a->now_ms + gs_incident_handle_ms((int) ih.severity);
-    if (to == S_INC(CLOSED))
-        ih.closed_at = a->now_ms;
-    else if (to == S_INC(ACCEPTED))
-        ih.closed_at = 0;   /* reopened */
-    if (gs_record_pack(&copy, &st->pack, &st->pack.len))
-        return gs_txn_fail(a->t, ENOMEM, "pack incident");
-    as->r = st->pack.data;
-    as->rl = st->pack.len;
-    if (gs_content_hash_packed(st->pack.data, st->pack.len, as->hash))
-        return gs_txn_fail(a->t, GS_EINTERNAL, "hash of a packed incident");
-    return 0;
-}
-
 /* The stored record an upload meets: the one its id (or an alias of it)
  * names, else the one holding its natural key (*merged = 1). cur->found = 0
  * when there is none. Returns 0 or the sticky error. */
@@ -967,7 +803,14 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
         assert(!d.alias);   /* incidents have no natural key, so never merge */
         gs_verdict_t iv;
         int upd = d.action == GS_DEDUP_UPDATE;
-        if ((rc = s_incident(a, pp, upd ? &cur : NULL, upd ? cur.canon : pp->id, &as, &iv)))
+        if (!a->table_loaded &&
+            (rc = gs_incident_table_load(a->t, &a->incident_table, NULL)))
+            return rc;
+        a->table_loaded = 1;
+        if ((rc = gs_incident_step_pack(a->t, &a->incident_table, &a->who, a->up->device_id,
+                                        a->now_ms, pp, upd ? &cur : NULL,
+                                        upd ? cur.canon : pp->id, &as.r, &as.rl, as.hash,
+                                        &iv)))
             return rc;
         if (iv.reason) {
             res->version = upd ? cur.hdr.version : 0;
@@ -1112,6 +955,7 @@ s_attempt(gs_txn_t *t, void *arg)
     gs_wbuf_reset(&st->out);
     a->reg_grid[0] = 0;
     memset(a->steps, 0, sizeof a->steps);
+    a->table_loaded = 0;
     a->t = t;
     int rc;
     if ((rc = gs_log_begin(&a->log, t, &st->out, a->now_ms)))

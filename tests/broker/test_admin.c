@@ -374,6 +374,45 @@ test_grids(void **state)
     }
 }
 
+/* incident_categories{}: the store's category table, the built-in one
+ * until gridctl sets another, which the next request shows. */
+static void
+test_incident_categories(void **state)
+{
+    s_env_t *e = *state;
+    Gridsync__V1__IncidentCategoriesReply *c = NULL;
+    gs_client_error_t err;
+    assert_int_equal(gs_admin_incident_categories(e->admin, &c, &err), 0);
+    assert_false(c->configured);
+    assert_int_equal(c->n_categories, 7);
+    assert_string_equal(c->categories[1]->code, "02");
+    assert_string_equal(c->categories[1]->name, "安全隐患");
+    assert_int_equal(c->categories[1]->n_close_hours, 4);
+    assert_int_equal(c->categories[1]->close_hours[0], 168);
+    assert_int_equal(c->categories[1]->n_handle_hours, 4);
+    assert_int_equal(c->categories[1]->handle_hours[3], 4);
+    assert_false(c->categories[1]->retired);
+    gridsync__v1__incident_categories_reply__free_unpacked(c, NULL);
+
+    char path[160], cmd[256];
+    snprintf(path, sizeof path, "%s/cats.tsv", e->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("07\t噪音扰民\t96\t48\t24\t12\t10\t8\t6\t2\tactive\n"
+          "01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\tretired\n", f);
+    assert_int_equal(fclose(f), 0);
+    snprintf(cmd, sizeof cmd, "incidents categories set %s", path);
+    assert_int_equal(gs_tk_gridctl(e->store, cmd), 0);
+    assert_int_equal(gs_admin_incident_categories(e->admin, &c, &err), 0);
+    assert_true(c->configured);
+    assert_int_equal(c->n_categories, 2);
+    assert_string_equal(c->categories[0]->code, "01");
+    assert_true(c->categories[0]->retired);
+    assert_string_equal(c->categories[1]->code, "07");
+    assert_int_equal(c->categories[1]->handle_hours[0], 10);
+    gridsync__v1__incident_categories_reply__free_unpacked(c, NULL);
+}
+
 /* health{}: version, head seq, records, map, uptime, subscriptions, epoch. */
 static void
 test_health(void **state)
@@ -549,8 +588,10 @@ test_unknown_body(void **state)
     static const uint8_t none[] = { 0x08, 41 };
     s_raw_expect(s, none, sizeof none, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE, 41,
                  "no known body");
-    /* request_id 42, field 8 an empty message */
-    static const uint8_t newer[] = { 0x08, 42, 0x42, 0x00 };
+    /* request_id 42, field 49 an empty message: a body from a newer schema
+     * (a field number well above the ones in use, so that adding a body
+     * does not make it known) */
+    static const uint8_t newer[] = { 0x08, 42, 0x8a, 0x03, 0x00 };
     s_raw_expect(s, newer, sizeof newer, GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE, 42,
                  "no known body");
     /* through the client library: GS_CLIENT_ESERVER with the reason */
@@ -717,6 +758,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_get_missing_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_devices, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_grids, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_incident_categories, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_health, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_digest, s_setup, s_teardown),
         cmocka_unit_test(test_digest_after_upgrade),

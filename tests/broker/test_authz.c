@@ -191,7 +191,7 @@ s_topic(const Gridsync__V1__Device *d, const char *t)
 {
     gs_topic_t topic;
     assert_int_equal(gs_topic_parse(t, strlen(t), &topic), 0);
-    return gs_authz_topic(d, &topic);
+    return gs_authz_topic(d, &topic, gs_incident_table_default());
 }
 
 static void
@@ -234,6 +234,35 @@ test_topics(void **state)
     assert_int_equal(s_topic(NULL, "I02/440101"), GS_AUTHZ_NOT_ENROLLED);
 }
 
+/* The category an incident topic names is looked up in the table the store
+ * holds, not the built-in one: a category an operator added can be
+ * followed, one the operator's table lacks cannot, even if built in. */
+static void
+test_topics_use_the_stores_table(void **state)
+{
+    (void) state;
+    static const char text[] = "02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"
+                               "77\t噪音扰民\t96\t48\t30\t12\t10\t8\t6\t2\tactive\n";
+    gs_incident_table_t t;
+    gs_verdict_t v;
+    size_t line;
+    assert_int_equal(gs_incident_table_parse(text, strlen(text), &t, &line, &v), 0);
+    char *p[] = { "440101" };
+    char *cats[] = { "77", "03" };
+    Gridsync__V1__Device dep = s_entry(S_DEPARTMENT, S_ACTIVE, p, 1);
+    dep.categories = cats;
+    dep.n_categories = 2;
+    gs_topic_t topic;
+    assert_int_equal(gs_topic_parse("I77/440101", 10, &topic), 0);
+    assert_int_equal(gs_authz_topic(&dep, &topic, &t), GS_AUTHZ_ALLOWED);
+    assert_int_equal(gs_authz_topic(&dep, &topic, gs_incident_table_default()),
+                     GS_AUTHZ_CATEGORY);
+    assert_int_equal(gs_topic_parse("I03/440101", 10, &topic), 0);
+    assert_int_equal(gs_authz_topic(&dep, &topic, &t), GS_AUTHZ_CATEGORY);
+    assert_int_equal(gs_authz_topic(&dep, &topic, gs_incident_table_default()),
+                     GS_AUTHZ_ALLOWED);
+}
+
 static void
 test_covers(void **state)
 {
@@ -264,6 +293,7 @@ main(void)
         cmocka_unit_test(test_covers),
         cmocka_unit_test(test_record_kinds_and_categories),
         cmocka_unit_test(test_topics),
+        cmocka_unit_test(test_topics_use_the_stores_table),
     };
     return cmocka_run_group_tests_name("authz", tests, NULL, NULL);
 }

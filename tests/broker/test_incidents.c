@@ -7,7 +7,9 @@
  * deadlines set by the broker's clock and an overdue case; and a
  * department following its incidents by sync, cut off mid-stream and
  * resumed from its checkpoint, ending with exactly the incidents of its
- * categories, once each, and nothing else. The live feed's incident
+ * categories, once each, and nothing else; and the store's category table
+ * set while the broker runs, which the next upload is checked and given
+ * its deadlines with. The live feed's incident
  * topics (I<category>/<prefix>): a department admitted only to those of
  * its categories inside its prefixes and refused everything else (a grid
  * topic, another category, another area, a malformed or unknown topic), a
@@ -819,11 +821,77 @@ test_sub_incident_chain(void **state)
     zmq_ctx_term(ctx);
 }
 
+/* Set the store's category table from text while the broker runs, as
+ * gridctl incidents categories set does. */
+static void
+s_table_set(s_env_t *e, const char *text)
+{
+    gs_incident_table_t t;
+    gs_verdict_t v;
+    size_t line;
+    if (gs_incident_table_parse(text, strlen(text), &t, &line, &v))
+        fail_msg("table line %zu: %s", line, v.message);
+    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_incident_table_put(st, &t, 0), 0);
+    gs_store_destroy(&st);
+}
+
+/* A table set while the broker runs applies to the next upload: a category
+ * it adds is accepted, its deadlines are the ones set; a later change
+ * applies to the next step and leaves the deadlines already set alone. */
+static void
+test_changed_table_applies_to_next_upload(void **state)
+{
+    s_env_t *e = *state;
+    gs_client_t *col = s_client(e, &e->collector), *cen = s_client(e, &e->centre);
+    s_res_t r = s_put(e, col, "dev-c",
+                      s_incident(e, "N1", "07", SEV(MAJOR), ST(REPORTED), 0, NULL, NULL));
+    assert_refused(r, RN(CATEGORY), "category 07 is not in this store's category table");
+    s_table_set(e, "02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"
+                   "03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\tactive\n"
+                   "04\t环境卫生\t120\t72\t48\t24\t72\t48\t24\t4\tactive\n"
+                   "07\t噪音扰民\t96\t48\t30\t12\t10\t8\t6\t2\tactive\n");
+    r = s_put(e, col, "dev-c", s_incident(e, "N1", "07", SEV(MAJOR), ST(REPORTED), 0, NULL,
+                                           NULL));
+    assert_accepted(r, 1);
+    assert_accepted(s_put(e, cen, "centre-1", s_incident(e, "N1", "07", SEV(MAJOR),
+                                                          ST(ACCEPTED), 1, NULL, NULL)), 2);
+    Gridsync__V1__SnapshotResponse *snap = NULL;
+    Gridsync__V1__Incident *in = s_read(cen, "N1", &snap);
+    assert_int_equal(in->due_at, in->history[1]->at + 30 * GS_INCIDENT_HOUR_MS);
+    int64_t due = in->due_at;
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    /* 07 MAJOR now 20 hours to closure and 5 to handle */
+    s_table_set(e, "02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"
+                   "03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\tactive\n"
+                   "04\t环境卫生\t120\t72\t48\t24\t72\t48\t24\t4\tactive\n"
+                   "07\t噪音扰民\t96\t48\t20\t12\t10\t8\t5\t2\tactive\n");
+    assert_accepted(s_put(e, cen, "centre-1", s_incident(e, "N1", "07", SEV(MAJOR),
+                                                          ST(DISPATCHED), 2, "dept-fire",
+                                                          NULL)), 3);
+    in = s_read(cen, "N1", &snap);
+    assert_int_equal(in->due_at, due);
+    assert_int_equal(in->dispatch_due_at, in->history[2]->at + 5 * GS_INCIDENT_HOUR_MS);
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    assert_accepted(s_put(e, col, "dev-c", s_incident(e, "N2", "07", SEV(MAJOR), ST(REPORTED),
+                                                        0, NULL, NULL)), 1);
+    assert_accepted(s_put(e, cen, "centre-1", s_incident(e, "N2", "07", SEV(MAJOR),
+                                                          ST(ACCEPTED), 1, NULL, NULL)), 2);
+    in = s_read(cen, "N2", &snap);
+    assert_int_equal(in->due_at, in->history[1]->at + 20 * GS_INCIDENT_HOUR_MS);
+    gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
+    gs_client_destroy(&col);
+    gs_client_destroy(&cen);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_report_to_closure, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_changed_table_applies_to_next_upload, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_department_follows_its_incidents, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_feed_incident_topics, s_setup, s_teardown),

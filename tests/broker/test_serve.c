@@ -569,6 +569,10 @@ test_field_numbers_match_the_schema(void **state)
     s_field(ar, "health", GS_F_ADMIN_REPLY_HEALTH);
     s_field(ar, "error", GS_F_ADMIN_REPLY_ERROR);
     s_field(ar, "digest", GS_F_ADMIN_REPLY_DIGEST);
+    s_field(ar, "incident_categories", GS_F_ADMIN_REPLY_INCIDENT_CATEGORIES);
+    const ProtobufCMessageDescriptor *ic = &gridsync__v1__incident_categories_reply__descriptor;
+    s_field(ic, "categories", GS_F_CATEGORIES_CATEGORIES);
+    s_field(ic, "configured", GS_F_CATEGORIES_CONFIGURED);
     const ProtobufCMessageDescriptor *dg = &gridsync__v1__digest_reply__descriptor;
     s_field(dg, "node", GS_F_DIGEST_NODE);
     s_field(dg, "children", GS_F_DIGEST_CHILDREN);

@@ -1,7 +1,8 @@
 /*
  * test_incident: the incident workflow tables (proto/gs_incident): every
  * step of the transition table for every role, the steps that are not in
- * it, the category table and the deadline table.
+ * it, the built-in category and deadline table, and the table's text form
+ * (what it reads, each refusal with its line, printed and read back).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gs_incident.h"
@@ -162,9 +165,121 @@ test_categories_and_deadlines(void **state)
     assert_int_equal(gs_incident_close_ms("02", 0), 0);
     assert_int_equal(gs_incident_close_ms("02", 5), 0);
     assert_int_equal(gs_incident_close_ms("77", 1), 0);
-    assert_int_equal(gs_incident_handle_ms(1), 72 * GS_INCIDENT_HOUR_MS);
-    assert_int_equal(gs_incident_handle_ms(4), 4 * GS_INCIDENT_HOUR_MS);
-    assert_int_equal(gs_incident_handle_ms(0), 0);
+    const gs_incident_table_t *d = gs_incident_table_default();
+    assert_ptr_equal(d->cats, c);
+    assert_int_equal(gs_incident_table_handle_ms(d, "01", 1), 72 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_table_handle_ms(d, "99", 4), 4 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_table_handle_ms(d, "02", 0), 0);
+    assert_int_equal(gs_incident_table_handle_ms(d, "77", 1), 0);
+    assert_int_equal(gs_incident_table_close_ms(d, "03", 4), 2 * GS_INCIDENT_HOUR_MS);
+}
+
+/* Parse text (NUL-terminated) and expect a refusal on line `line` whose
+ * message holds needle. */
+static void
+s_parse_refused(const char *text, size_t line, const char *needle)
+{
+    gs_incident_table_t t;
+    gs_verdict_t v;
+    size_t at = 99;
+    if (gs_incident_table_parse(text, strlen(text), &t, &at, &v) == 0)
+        fail_msg("accepted: %s", text);
+    if (at != line)
+        fail_msg("line %zu, not %zu: %s", at, line, v.message);
+    assert_msg_has(v, needle);
+}
+
+/* The table's text form: what it reads, in code order; every refusal with
+ * its line; and the default table printed and read back unchanged. */
+static void
+test_table_text(void **state)
+{
+    (void) state;
+    const char *text = "# a comment\n"
+                       "\n"
+                       "07\t噪音扰民\t96\t48\t24\t12\t48\t24\t12\t2\tactive\r\n"
+                       "01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\tretired\n"
+                       "  \t\n"
+                       "A1\tOther\t1\t1\t1\t1\t8760\t8760\t1\t1\tactive";
+    gs_incident_table_t t;
+    gs_verdict_t v;
+    size_t line = 99;
+    assert_int_equal(gs_incident_table_parse(text, strlen(text), &t, &line, &v), 0);
+    assert_int_equal(line, 0);
+    assert_int_equal(t.n, 3);
+    assert_string_equal(t.cats[0].code, "01");
+    assert_true(t.cats[0].retired);
+    assert_string_equal(t.cats[1].code, "07");
+    assert_string_equal(t.cats[1].name, "噪音扰民");
+    assert_false(t.cats[1].retired);
+    assert_string_equal(t.cats[2].code, "A1");
+    assert_int_equal(gs_incident_table_close_ms(&t, "07", 2), 48 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_table_handle_ms(&t, "07", 4), 2 * GS_INCIDENT_HOUR_MS);
+    assert_int_equal(gs_incident_table_handle_ms(&t, "A1", 1), 8760 * GS_INCIDENT_HOUR_MS);
+    assert_null(gs_incident_table_find(&t, "02"));
+
+    /* printed and read back: the same table */
+    char buf[16384];
+    size_t n = gs_incident_table_format(&t, buf, sizeof buf);
+    assert_int_equal(n, strlen(buf));
+    gs_incident_table_t back;
+    assert_int_equal(gs_incident_table_parse(buf, n, &back, &line, &v), 0);
+    assert_memory_equal(&back, &t, sizeof t);
+    n = gs_incident_table_format(gs_incident_table_default(), buf, sizeof buf);
+    assert_int_equal(gs_incident_table_parse(buf, n, &back, &line, &v), 0);
+    assert_memory_equal(&back, gs_incident_table_default(), sizeof back);
+    /* a short buffer: cut, NUL-terminated, the length needed returned */
+    char small[10];
+    size_t need = gs_incident_table_format(&t, NULL, 0);
+    assert_true(need > sizeof small);
+    assert_int_equal(gs_incident_table_format(&t, small, sizeof small), need);
+    assert_int_equal(strlen(small), sizeof small - 1);
+
+    s_parse_refused("01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\n", 1, "10 field(s)");
+    s_parse_refused("#\n01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\tactive\textra\n", 2,
+                    "12 field(s)");
+    s_parse_refused("0-1\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", 1,
+                    "category '0-1' is not a category code");
+    s_parse_refused("123456789\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", 1,
+                    "is not a category code");
+    s_parse_refused("01\t\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", 1, "category 01 has no name");
+    s_parse_refused("01\t名\x01\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", 1, "category 01: name");
+    s_parse_refused("01\tx\t1\tone\t1\t1\t1\t1\t1\t1\tactive\n", 1,
+                    "closure hours for SERIOUS 'one' are not a whole number from 1 to 8760");
+    s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t0\tactive\n", 1,
+                    "handling hours for URGENT '0'");
+    s_parse_refused("01\tx\t8761\t1\t1\t1\t1\t1\t1\t1\tactive\n", 1, "closure hours for GENERAL");
+    s_parse_refused("01\tx\t24\t48\t1\t1\t1\t1\t1\t1\tactive\n", 1,
+                    "closure hours grow with severity (SERIOUS 48 after GENERAL 24)");
+    s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tclosed\n", 1,
+                    "the last field is 'active' or 'retired', not 'closed'");
+    s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n\n"
+                    "01\ty\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", 3,
+                    "category 01 is given twice (first on line 1)");
+    s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tretired\n", 0, "no active category");
+    s_parse_refused("# nothing\n", 0, "no active category (0 retired)");
+    char nul[] = "01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n02\0";
+    assert_int_not_equal(gs_incident_table_parse(nul, sizeof nul - 1, &t, &line, &v), 0);
+    assert_int_equal(line, 2);
+    assert_msg_has(v, "NUL");
+    /* more than the limit */
+    char *many = malloc((GS_INCIDENT_CATEGORIES_MAX + 1) * 40);
+    assert_non_null(many);
+    size_t o = 0;
+    for (int i = 0; i <= GS_INCIDENT_CATEGORIES_MAX; i++)
+        o += (size_t) sprintf(many + o, "C%03d\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", i);
+    assert_int_not_equal(gs_incident_table_parse(many, o, &t, &line, &v), 0);
+    assert_int_equal(line, GS_INCIDENT_CATEGORIES_MAX + 1);
+    assert_msg_has(v, "more than 100 categories");
+    free(many);
+
+    /* the code shape uploads are checked against */
+    assert_int_equal(gs_incident_code_check("02", &v), 0);
+    assert_int_equal(gs_incident_code_check("abcDEF12", &v), 0);
+    assert_int_equal(gs_incident_code_check("", &v), R(CATEGORY));
+    assert_int_equal(gs_incident_code_check(NULL, &v), R(CATEGORY));
+    assert_int_equal(gs_incident_code_check("0 2", &v), R(CATEGORY));
+    assert_msg_has(v, "category '0?2' is not a category code");
 }
 
 int
@@ -174,6 +289,7 @@ main(void)
         cmocka_unit_test(test_every_step_and_role),
         cmocka_unit_test(test_messages),
         cmocka_unit_test(test_categories_and_deadlines),
+        cmocka_unit_test(test_table_text),
         cmocka_unit_test(test_overdue_and_on_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,11 +1,15 @@
 /*
  * test_store_incident: the incident workflow as the store enforces it
- * (store/gs_store_apply.c with proto/gs_incident's table) on a real LMDB
+ * (store/gs_store_incident.c with proto/gs_incident's tables) on a real LMDB
  * store: a report carried through acceptance, dispatch, handling,
  * verification and closure by the principals whose work each step is; the
  * history and deadlines the store writes by its own clock; and the steps it
  * refuses (wrong role, wrong department or category, no such step, stale
- * base version, a void, a department changing what the incident is).
+ * base version, a void, a department changing what the incident is); and
+ * the store's category table (gs_store_incident_table): the categories it
+ * accepts, the deadlines it sets by category and severity, a change that
+ * applies to the next step only, and a code in use that may be retired
+ * but not dropped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,6 +80,7 @@ typedef struct inc {
     const char *category;       /* default "02" */
     int severity;               /* default SERIOUS */
     int void_;
+    const char *id;             /* default "E1" */
 } inc_t;
 
 static Gridsync__V1__Record *
@@ -90,7 +95,7 @@ s_build(gs_arena_t *a, const inc_t *s)
     gridsync__v1__record_meta__init(m);
     r->body_case = GRIDSYNC__V1__RECORD__BODY_INCIDENT;
     r->incident = in;
-    in->incident_id = "E1";
+    in->incident_id = (char *) (s->id ? s->id : "E1");
     in->grid_code = G1;
     in->address_code = "A1";
     in->category = (char *) (s->category ? s->category : "02");
@@ -169,13 +174,19 @@ s_put(fx_t *f, const char *by, const gs_principal_t *who, const inc_t *s, int64_
     } while (0)
 
 static Gridsync__V1__Record *
-s_get(fx_t *f, uint64_t *version)
+s_get_id(fx_t *f, const char *id, uint64_t *version)
 {
     char grid[16];
-    Gridsync__V1__Record *r = st_get(f->st, K_I, "E1", version, grid);
+    Gridsync__V1__Record *r = st_get(f->st, K_I, id, version, grid);
     assert_non_null(r);
     assert_int_equal(r->body_case, GRIDSYNC__V1__RECORD__BODY_INCIDENT);
     return r;
+}
+
+static Gridsync__V1__Record *
+s_get(fx_t *f, uint64_t *version)
+{
+    return s_get_id(f, "E1", version);
 }
 
 static int
@@ -455,6 +466,223 @@ test_history_is_the_stores(void **state)
     gridsync__v1__record__free_unpacked(got, NULL);
 }
 
+/* ---- The store's category table ------------------------------------------------------ */
+
+/* Set the table from its text form; returns gs_store_incident_table_put's
+ * code. */
+static int
+s_table_set(fx_t *f, const char *text, int dry_run)
+{
+    gs_incident_table_t t;
+    gs_verdict_t v;
+    size_t line;
+    if (gs_incident_table_parse(text, strlen(text), &t, &line, &v))
+        fail_msg("table line %zu: %s", line, v.message);
+    return gs_store_incident_table_put(f->st, &t, dry_run);
+}
+
+/* The built-in table with 07 噪音扰民 added (closure 96/48/24/12 hours,
+ * handling 10/8/6/2) and 03 治安 as given by state03. */
+static void
+s_table_07(fx_t *f, const char *state03)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n"
+             "02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"
+             "03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\t%s\n"
+             "04\t环境卫生\t120\t72\t48\t24\t72\t48\t24\t4\tactive\n"
+             "07\t噪音扰民\t96\t48\t24\t12\t10\t8\t6\t2\tactive\n"
+             "99\t其他\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n", state03);
+    assert_int_equal(s_table_set(f, text, 0), 0);
+}
+
+/* A store without a table set uses the built-in one and refuses a code it
+ * does not hold; once set, the table decides which categories an upload
+ * may have and, by category and severity, the deadlines the store sets by
+ * its own clock (not the device's collected_at). */
+static void
+test_table_categories_and_deadlines(void **state)
+{
+    fx_t *f = *state;
+    gs_incident_table_t t;
+    int configured = 1;
+    assert_int_equal(gs_store_incident_table(f->st, &t, &configured), 0);
+    assert_int_equal(configured, 0);
+    assert_memory_equal(&t, gs_incident_table_default(), sizeof t);
+
+    int64_t t0 = ST_NOW_MS + 5 * HOUR;  /* the broker's clock, ahead of collected_at */
+    st_res_t r = s_put(f, "dev-c", &s_collector,
+                       &(inc_t) { .id = "E7", .status = ST(REPORTED), .category = "07" }, t0);
+    assert_refused(r, RN(CATEGORY),
+                   "category 07 is not in this store's category table (01 02 03 04 05 06 99)");
+
+    s_table_07(f, "active");
+    assert_int_equal(gs_store_incident_table(f->st, &t, &configured), 0);
+    assert_int_equal(configured, 1);
+    assert_int_equal(t.n, 6);
+    assert_string_equal(gs_incident_table_find(&t, "07")->name, "噪音扰民");
+    r = s_put(f, "dev-c", &s_collector,
+              &(inc_t) { .id = "E7", .status = ST(REPORTED), .category = "07" }, t0);
+    assert_accepted(r, 1);
+    /* 05 and 06 are not in the table any more (nothing used them) */
+    r = s_put(f, "dev-c", &s_collector,
+              &(inc_t) { .id = "E5", .status = ST(REPORTED), .category = "05" }, t0);
+    assert_refused(r, RN(CATEGORY), "(01 02 03 04 07 99)");
+
+    /* 07 SERIOUS: 48 hours to closure, 8 to handle; URGENT: 12 and 2 */
+    static const struct {
+        const char *id;
+        int severity;
+        int64_t close_h, handle_h;
+    } want[] = {
+        { "E7", GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_SERIOUS, 48, 8 },
+        { "E8", GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_URGENT, 12, 2 },
+        { "E9", GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_GENERAL, 96, 10 },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        inc_t s = { .id = want[i].id, .category = "07", .severity = want[i].severity };
+        uint64_t base = 0;
+        if (i) {
+            s.status = ST(REPORTED);
+            assert_accepted(s_put(f, "dev-c", &s_collector, &s, t0), 1);
+        }
+        base = 1;
+        s.status = ST(ACCEPTED);
+        s.base = base;
+        assert_accepted(s_put(f, "centre-1", &s_centre, &s, t0 + HOUR), 2);
+        s.status = ST(DISPATCHED);
+        s.base = 2;
+        s.department = "dept-env";
+        assert_accepted(s_put(f, "centre-1", &s_centre, &s, t0 + 3 * HOUR), 3);
+        uint64_t v;
+        Gridsync__V1__Record *rec = s_get_id(f, want[i].id, &v);
+        assert_int_equal(rec->incident->due_at, t0 + HOUR + want[i].close_h * HOUR);
+        assert_int_equal(rec->incident->dispatch_due_at,
+                         t0 + 3 * HOUR + want[i].handle_h * HOUR);
+        gridsync__v1__record__free_unpacked(rec, NULL);
+    }
+    st_verify_ok(f->st);
+
+    /* the table lives in the store: it is there after a reopen */
+    gs_store_destroy(&f->st);
+    f->st = st_open(f->dir, NULL);
+    assert_int_equal(gs_store_incident_table(f->st, &t, &configured), 0);
+    assert_int_equal(configured, 1);
+    assert_non_null(gs_incident_table_find(&t, "07"));
+    assert_null(gs_incident_table_find(&t, "05"));
+}
+
+/* A changed table applies to the next step; deadlines already set stay. */
+static void
+test_table_change_keeps_deadlines(void **state)
+{
+    fx_t *f = *state;
+    int64_t t0 = ST_NOW_MS;
+    assert_accepted(s_put(f, "dev-c", &s_collector, &(inc_t) { .status = ST(REPORTED) }, t0),
+                    1);
+    assert_accepted(s_put(f, "centre-1", &s_centre,
+                          &(inc_t) { .status = ST(ACCEPTED), .base = 1 }, t0 + HOUR), 2);
+    /* 02 SERIOUS now 10 hours to closure and 5 to handle */
+    assert_int_equal(s_table_set(f, "02\t安全隐患\t20\t10\t5\t1\t9\t5\t3\t1\tactive\n"
+                                    "99\t其他\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n", 0),
+                     0);
+    uint64_t v;
+    Gridsync__V1__Record *rec = s_get(f, &v);
+    assert_int_equal(rec->incident->due_at, t0 + HOUR + 72 * HOUR);   /* as set before */
+    gridsync__v1__record__free_unpacked(rec, NULL);
+    assert_accepted(s_put(f, "centre-1", &s_centre,
+                          &(inc_t) { .status = ST(DISPATCHED), .base = 2,
+                                     .department = "dept-fire" }, t0 + 2 * HOUR), 3);
+    rec = s_get(f, &v);
+    assert_int_equal(rec->incident->due_at, t0 + HOUR + 72 * HOUR);
+    assert_int_equal(rec->incident->dispatch_due_at, t0 + 2 * HOUR + 5 * HOUR);
+    gridsync__v1__record__free_unpacked(rec, NULL);
+    /* a new report is accepted with the new closure deadline */
+    assert_accepted(s_put(f, "dev-c", &s_collector,
+                          &(inc_t) { .id = "E2", .status = ST(REPORTED) }, t0), 1);
+    assert_accepted(s_put(f, "centre-1", &s_centre,
+                          &(inc_t) { .id = "E2", .status = ST(ACCEPTED), .base = 1 },
+                          t0 + 4 * HOUR), 2);
+    rec = s_get_id(f, "E2", &v);
+    assert_int_equal(rec->incident->due_at, t0 + 4 * HOUR + 10 * HOUR);
+    gridsync__v1__record__free_unpacked(rec, NULL);
+}
+
+/* A code in use cannot be dropped (stored incidents, registry entries);
+ * marked retired it takes no new incidents while its own go on. */
+static void
+test_table_retire_not_remove(void **state)
+{
+    fx_t *f = *state;
+    int64_t t0 = ST_NOW_MS;
+    assert_accepted(s_put(f, "dev-c", &s_collector,
+                          &(inc_t) { .id = "E3", .status = ST(REPORTED), .category = "03" },
+                          t0), 1);
+    /* a department entry names 04 */
+    Gridsync__V1__Device d = GRIDSYNC__V1__DEVICE__INIT;
+    char *pfx[] = { "440305" };
+    char *cats[] = { "04" };
+    d.device_id = "env-1";
+    d.role = ROLE(DEPARTMENT);
+    d.department = "dept-env";
+    d.prefixes = pfx;
+    d.n_prefixes = 1;
+    d.categories = cats;
+    d.n_categories = 1;
+    assert_int_equal(gs_store_device_put(f->st, &d), 0);
+    /* a department entry's categories must be in the table */
+    cats[0] = "07";
+    d.device_id = "noise-1";
+    assert_int_equal(gs_store_device_put(f->st, &d), GS_EINVAL);
+    assert_non_null(strstr(gs_store_errdetail(), "category 07 is not in this store's"));
+
+    const char *without03 = "01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n"
+                            "02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"
+                            "04\t环境卫生\t120\t72\t48\t24\t72\t48\t24\t4\tactive\n";
+    for (int dry = 0; dry < 2; dry++) {
+        assert_int_equal(s_table_set(f, without03, dry), GS_EINVAL);
+        if (!strstr(gs_store_errdetail(), "category 03 is used by 1 stored incident: keep its "
+                                          "line and mark it retired"))
+            fail_msg("detail: %s", gs_store_errdetail());
+    }
+    const char *without04 = "01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n"
+                            "03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\tactive\n";
+    assert_int_equal(s_table_set(f, without04, 1), GS_EINVAL);
+    assert_non_null(strstr(gs_store_errdetail(),
+                           "category 04 is used by 1 device registry entry (env-1)"));
+    gs_incident_table_t t;
+    int configured;
+    assert_int_equal(gs_store_incident_table(f->st, &t, &configured), 0);
+    assert_int_equal(configured, 0);    /* nothing was written */
+
+    /* 03 retired (05 and 06 dropped: unused) */
+    cats[0] = "04";
+    s_table_07(f, "retired");
+    st_res_t r = s_put(f, "dev-c", &s_collector,
+                       &(inc_t) { .id = "E4", .status = ST(REPORTED), .category = "03" }, t0);
+    assert_refused(r, RN(CATEGORY), "category 03 (治安) is retired: it takes no new incidents");
+    /* E3 goes on, with the retired row's deadline (SERIOUS 48 hours) */
+    assert_accepted(s_put(f, "centre-1", &s_centre,
+                          &(inc_t) { .id = "E3", .status = ST(ACCEPTED), .base = 1,
+                                     .category = "03" }, t0 + HOUR), 2);
+    uint64_t v;
+    Gridsync__V1__Record *rec = s_get_id(f, "E3", &v);
+    assert_int_equal(rec->incident->due_at, t0 + HOUR + 48 * HOUR);
+    gridsync__v1__record__free_unpacked(rec, NULL);
+    /* but no incident moves into it */
+    assert_accepted(s_put(f, "dev-c", &s_collector,
+                          &(inc_t) { .id = "E5", .status = ST(REPORTED) }, t0), 1);
+    r = s_put(f, "centre-1", &s_centre,
+              &(inc_t) { .id = "E5", .status = ST(ACCEPTED), .base = 1, .category = "03" }, t0);
+    assert_refused(r, RN(CATEGORY), "is retired");
+    /* a department may still be bound to it (its open incidents need one) */
+    cats[0] = "03";
+    d.device_id = "police-1";
+    assert_int_equal(gs_store_device_put(f->st, &d), 0);
+    st_verify_ok(f->st);
+}
+
 int
 main(void)
 {
@@ -463,6 +691,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_refused_steps, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_redispatch_return_reopen, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_history_is_the_stores, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_table_categories_and_deadlines, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_table_change_keeps_deadlines, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_table_retire_not_remove, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

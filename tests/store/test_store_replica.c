@@ -956,6 +956,80 @@ test_repair_refusals(void **state)
     st_verify_ok(f->r);
 }
 
+/* A district's incident in a category its own table added (07) is applied
+ * by a city replica whose table (the built-in one) lacks it: the replica
+ * stores what the district decided, deadlines included, and needs no copy
+ * of the district's table. */
+static void
+test_incident_of_district_table(void **state)
+{
+    s_fix_t *f = *state;
+    const char *text = "07\t噪音扰民\t96\t48\t24\t12\t10\t8\t6\t2\tactive\n"
+                       "99\t其他\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n";
+    gs_incident_table_t t;
+    gs_verdict_t v;
+    size_t line;
+    assert_int_equal(gs_incident_table_parse(text, strlen(text), &t, &line, &v), 0);
+    assert_int_equal(gs_store_incident_table_put(f->d1.st, &t, 0), 0);
+    ProtobufCAllocator *al = gs_arena_allocator(f->d1.arena);
+    Gridsync__V1__Record *r = al->alloc(al->allocator_data, sizeof *r);
+    Gridsync__V1__Incident *in = al->alloc(al->allocator_data, sizeof *in);
+    Gridsync__V1__RecordMeta *m = al->alloc(al->allocator_data, sizeof *m);
+    gridsync__v1__record__init(r);
+    gridsync__v1__incident__init(in);
+    gridsync__v1__record_meta__init(m);
+    r->body_case = GRIDSYNC__V1__RECORD__BODY_INCIDENT;
+    r->incident = in;
+    in->incident_id = "N1";
+    in->grid_code = A1 "001001001";
+    in->address = "某小区 3 栋";
+    in->category = "07";
+    in->severity = GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_URGENT;
+    in->description = "夜间施工噪音";
+    in->status = GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_REPORTED;
+    in->meta = m;
+    m->collector_id = "col-1";
+    m->device_id = "dev-c";
+    m->collected_at = ST_NOW_MS - 1000;
+    static const gs_principal_t centre = {
+        GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_CENTRE, NULL, NULL, 0 };
+    for (int step = 0; step < 2; step++) {
+        char upid[16];
+        snprintf(upid, sizeof upid, "n1-%d", step);
+        if (step) {
+            in->status = GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_ACCEPTED;
+            m->base_version = 1;
+        }
+        gs_upload_t up = { "centre-1", upid, &r, 1, al, NULL, 0, NULL, 1 };
+        gs_apply_out_t out;
+        assert_int_equal(gs_store_apply_as(f->d1.st, &up, &centre, 1, ST_NOW_MS, &out), 0);
+        Gridsync__V1__Ack *ack = st_ack(&out, 0);
+        assert_int_equal(ack->results[0]->status,
+                         GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+        gs_apply_out_clear(&out);
+    }
+    s_events(&f->d1);
+    gs_repl_result_t res = s_replicate(f->r, &f->d1, 0, f->d1.n, NULL);
+    if (res.refused)
+        fail_msg("refused: %s", res.message);
+    assert_int_equal(res.applied, f->d1.n);
+    int configured = 1;
+    assert_int_equal(gs_store_incident_table(f->r, &t, &configured), 0);
+    assert_int_equal(configured, 0);
+    assert_null(gs_incident_table_find(&t, "07"));
+    uint64_t version;
+    char grid[16];
+    Gridsync__V1__Record *got =
+        st_get(f->r, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT, "N1", &version, grid);
+    assert_non_null(got);
+    assert_int_equal(version, 2);
+    assert_string_equal(got->incident->category, "07");
+    assert_int_equal(got->incident->due_at, ST_NOW_MS + 12 * GS_INCIDENT_HOUR_MS);
+    gridsync__v1__record__free_unpacked(got, NULL);
+    s_same_records(f->d1.st, f->r, A1);
+}
+
 static void
 test_bad_arguments(void **state)
 {
@@ -991,6 +1065,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_repair_while_events_come, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repair_removes_extra, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repair_refusals, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_incident_of_district_table, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

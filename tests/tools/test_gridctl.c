@@ -1653,7 +1653,7 @@ test_devices_department_centre(void **state)
     r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--department", "d",
               "--category", "07", "--prefix", "440305", NULL);
     s_expect(&r, 2);
-    assert_non_null(strstr(r.err, "not in the category table"));
+    assert_non_null(strstr(r.err, "not in this store's category table"));
     s_res_free(&r);
     r = s_run(e, store, "devices", "add", "d2", "--role", "department", "--category", "02",
               "--prefix", "440305", NULL);
@@ -2405,6 +2405,8 @@ test_admin_path(void **state)
         { "devices", "show", "dev-adm", "--json" },
         { "grids", "list" },
         { "grids", "list", e->tally[0].street, "--json" },
+        { "incidents", "categories" },
+        { "incidents", "categories", "--json" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *remote[12] = { "--admin", ep };
@@ -2800,6 +2802,155 @@ test_digest_compare(void **state)
     s_res_free(&r);
 }
 
+/* Write text to dir/name; the path goes to path. */
+static void
+s_write_file(const char *dir, const char *name, const char *text, char *path, size_t size)
+{
+    snprintf(path, size, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* gridctl incidents categories: show (the built-in table, then the one
+ * set), check and set from a file (what show prints, edited), every file
+ * problem with its line, a code in use refused unless retired, and the
+ * table's codes for devices add. */
+static void
+test_incident_categories(void **state)
+{
+    s_env_t *e = *state;
+    char store[160], path[256];
+    snprintf(store, sizeof store, "%s/catstore", e->dir);
+    gs_store_t *st = gs_store_new(store, NULL, NULL);
+    assert_non_null(st);
+    const int D = GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE;
+    s_inc_step(st, "E1", "03", 2, 1, 0, NULL, D, "dev-1", 1780243200000LL);
+    gs_store_destroy(&st);
+
+    s_res_t r = s_run(e, store, "incidents", "categories", NULL);
+    s_expect(&r, 0);
+    assert_ptr_equal(strstr(r.out, "# the built-in table (none set in this store)\n"), r.out);
+    assert_non_null(strstr(r.out, "\n02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"));
+    /* what show prints is a file set takes: add 07, keep the rest */
+    size_t n = strlen(r.out);
+    char *text = malloc(n + 128);
+    assert_non_null(text);
+    snprintf(text, n + 128, "%s07\t噪音扰民\t96\t48\t24\t12\t10\t8\t6\t2\tactive\n", r.out);
+    s_res_free(&r);
+    s_write_file(e->dir, "cats.tsv", text, path, sizeof path);
+    free(text);
+    r = s_run(e, store, "incidents", "categories", "check", path, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "8 categories (0 retired): it can be set"));
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", "show", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_false(s_jget(j, "configured")->num);     /* check wrote nothing */
+    assert_int_equal(s_jget(j, "categories")->n, 7);
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", "set", path, "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jnum(j, "categories") == 8);
+    assert_true(s_jget(j, "written")->num);
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_true(s_jget(j, "configured")->num);
+    const s_json_t *cats = s_jget(j, "categories");
+    assert_int_equal(cats->n, 8);
+    assert_string_equal(s_jstr(cats->items[6], "code"), "07");
+    assert_string_equal(s_jstr(cats->items[6], "name"), "噪音扰民");
+    assert_true(s_jget(cats->items[6], "handle_hours")->items[3]->num == 2);
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", NULL);
+    s_expect(&r, 0);
+    assert_ptr_equal(strstr(r.out, "# the table set in this store\n"), r.out);
+    s_res_free(&r);
+
+    /* a department may now be bound to 07, and show names it */
+    r = s_run(e, store, "devices", "add", "noise-1", "--role", "department", "--department",
+              "dept-env", "--category", "07", "--prefix", "440305", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "07 噪音扰民"));
+    s_res_free(&r);
+
+    /* each problem of a file with its line; nothing written */
+    static const struct {
+        const char *text, *err;
+    } bad[] = {
+        { "# c\n01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n02\tx\t1\t1\t1\t1\t1\t1\t1\tactive\n",
+          "bad.tsv:3: 10 field(s); a category line has 11" },
+        { "01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n\n01\ty\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n",
+          "bad.tsv:3: category 01 is given twice (first on line 1)" },
+        { "01\tx\t24\t48\t1\t1\t1\t1\t1\t1\tactive\n",
+          "bad.tsv:1: category 01: closure hours grow with severity" },
+        { "01\tx\t1\t1\t1\t1\t1\t1\t1\tsoon\tactive\n",
+          "bad.tsv:1: category 01: handling hours for URGENT 'soon'" },
+        { "01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tretired\n", "bad.tsv: the table has no active" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s_write_file(e->dir, "bad.tsv", bad[i].text, path, sizeof path);
+        r = s_run(e, store, "incidents", "categories", "set", path, NULL);
+        s_expect(&r, 1);
+        if (!strstr(r.err, bad[i].err))
+            fail_msg("stderr \"%s\" lacks \"%s\"", r.err, bad[i].err);
+        s_res_free(&r);
+    }
+    /* 03 has a stored incident, 07 a registry entry: neither can be left out */
+    const char *keep07 = "07\t噪音扰民\t96\t48\t24\t12\t10\t8\t6\t2\tactive\n";
+    s_write_file(e->dir, "no03.tsv", keep07, path, sizeof path);
+    r = s_run(e, store, "incidents", "categories", "check", path, NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "category 03 is used by 1 stored incident: keep its line "
+                                  "and mark it retired"));
+    s_res_free(&r);
+    s_write_file(e->dir, "no07.tsv", "03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\tretired\n"
+                 "99\t其他\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n", path, sizeof path);
+    r = s_run(e, store, "incidents", "categories", "set", path, NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "category 07 is used by 1 device registry entry (noise-1)"));
+    s_res_free(&r);
+    s_write_file(e->dir, "retire03.tsv", "03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\tretired\n"
+                 "07\t噪音扰民\t96\t48\t24\t12\t10\t8\t6\t2\tactive\n", path, sizeof path);
+    r = s_run(e, store, "incidents", "categories", "set", path, NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "set 2 categories (1 retired)"));
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "\n03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\tretired\n"));
+    assert_null(strstr(r.out, "\n02\t"));
+    s_res_free(&r);
+
+    /* usage */
+    r = s_run(e, store, "incidents", "categories", "set", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", "drop", "x", NULL);
+    s_expect(&r, 2);
+    s_res_free(&r);
+    snprintf(path, sizeof path, "%s/missing.tsv", e->dir);
+    r = s_run(e, store, "incidents", "categories", "set", path, NULL);
+    s_expect(&r, 1);
+    assert_non_null(strstr(r.err, "cannot read"));
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", "--help", NULL);
+    s_expect(&r, 0);
+    assert_non_null(strstr(r.out, "active|retired"));
+    s_res_free(&r);
+}
+
 int
 main(void)
 {
@@ -2817,6 +2968,7 @@ main(void)
         cmocka_unit_test(test_devices),
         cmocka_unit_test(test_devices_department_centre),
         cmocka_unit_test(test_incidents),
+        cmocka_unit_test(test_incident_categories),
         cmocka_unit_test(test_grids_import),
         cmocka_unit_test(test_grids_import_dry_run),
         cmocka_unit_test(test_backup_verify),

@@ -279,9 +279,10 @@ s_ask(gs_admin_t *self, Gridsync__V1__AdminRequest *req, const char *what,
     if (rc)
         return rc;
     /* the reply's body field has the request's field number (AdminReply
-     * and AdminRequest share 2..6); a digest answers in 8 (7 is Error) */
-    int want = req->body_case == GRIDSYNC__V1__ADMIN_REQUEST__BODY_DIGEST
-                   ? (int) GRIDSYNC__V1__ADMIN_REPLY__BODY_DIGEST
+     * and AdminRequest share 2..6); from the digest on it is one more
+     * (7 is Error) */
+    int want = req->body_case >= GRIDSYNC__V1__ADMIN_REQUEST__BODY_DIGEST
+                   ? (int) req->body_case + 1
                    : (int) req->body_case;
     if ((int) (*rep)->body_case != want) {
         gs_client_err_set(err, 0, "the broker answered a %s request with another kind of reply", what);
@@ -396,6 +397,25 @@ gs_admin_health(gs_admin_t *self, Gridsync__V1__HealthReply **out, gs_client_err
     if (!rc) {
         *out = rep->health;
         rep->health = NULL;
+        s_release(rep);
+    }
+    return rc;
+}
+
+int
+gs_admin_incident_categories(gs_admin_t *self, Gridsync__V1__IncidentCategoriesReply **out,
+                             gs_client_error_t *err)
+{
+    *out = NULL;
+    Gridsync__V1__IncidentCategoriesRequest cr = GRIDSYNC__V1__INCIDENT_CATEGORIES_REQUEST__INIT;
+    Gridsync__V1__AdminRequest req = GRIDSYNC__V1__ADMIN_REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__ADMIN_REQUEST__BODY_INCIDENT_CATEGORIES;
+    req.incident_categories = &cr;
+    Gridsync__V1__AdminReply *rep = NULL;
+    int rc = s_ask(self, &req, "incident categories", &rep, err);
+    if (!rc) {
+        *out = rep->incident_categories;
+        rep->incident_categories = NULL;
         s_release(rep);
     }
     return rc;

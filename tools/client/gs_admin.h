@@ -89,6 +89,14 @@ int gs_admin_get(gs_admin_t *self, int kind, const char *record_key,
 int gs_admin_devices(gs_admin_t *self, Gridsync__V1__DeviceListReply **out,
                      gs_client_error_t *err);
 
+/* The store's incident category table (docs/data-model.md, "Incident
+ * categories and deadlines"): its categories in code order, and whether
+ * it was set in the store (configured) or is the built-in one. Free *out
+ * with gridsync__v1__incident_categories_reply__free_unpacked. */
+int gs_admin_incident_categories(gs_admin_t *self,
+                                 Gridsync__V1__IncidentCategoriesReply **out,
+                                 gs_client_error_t *err);
+
 /* The grid registry under prefix ("" = all). Free *out with
  * gridsync__v1__grid_list_reply__free_unpacked. */
 int gs_admin_grids(gs_admin_t *self, const char *prefix, Gridsync__V1__GridListReply **out,

@@ -152,6 +152,9 @@ int gc_src_grids(gc_src_t *self, const char *prefix, gs_grid_fn *fn, void *arg);
 int gc_src_grid_get(gc_src_t *self, const char *grid_code, Gridsync__V1__Grid **out);
 int gc_src_devices(gc_src_t *self, gs_device_fn *fn, void *arg);
 int gc_src_device_get(gc_src_t *self, const char *device_id, Gridsync__V1__Device **out);
+/* The store's incident category table (gs_store_incident_table), and
+ * whether it was set in the store (configured may be NULL). */
+int gc_src_incident_table(gc_src_t *self, gs_incident_table_t *out, int *configured);
 /* One record. Through the broker the view's updated_at is 0 (an admin
  * reply does not carry the commit time) and its status is the record's
  * meta.status. */
@@ -195,6 +198,7 @@ gc_cmd_fn gc_cmd_history;
 gc_cmd_fn gc_cmd_export;
 gc_cmd_fn gc_cmd_dups;          /* gc_dups.c */
 gc_cmd_fn gc_cmd_incidents;     /* gc_incidents.c */
+gc_cmd_fn gc_cmd_incident_categories; /* gc_categories.c: incidents categories ... */
 gc_cmd_fn gc_cmd_tail;          /* gc_tail.c */
 gc_cmd_fn gc_cmd_devices;       /* gc_registry.c */
 gc_cmd_fn gc_cmd_grids;

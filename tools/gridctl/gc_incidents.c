@@ -19,6 +19,7 @@
 
 static const char s_help[] =
     "Usage: gridctl incidents PREFIX [--level DIGITS] [--at UNIX_MS]\n"
+    "       gridctl incidents categories [show|check FILE|set FILE]  (--help there)\n"
     "\n"
     "The incidents (事件) under PREFIX: per prefix of DIGITS digits (2, 4, 6, 9,\n"
     "12 or 15; default 15, one row per grid) and per department (the one an\n"
@@ -199,6 +200,14 @@ s_table_row(gc_table_t *t, const char *by, const s_row_t *r)
 int
 gc_cmd_incidents(gc_ctx_t *ctx, int argc, char **argv)
 {
+    /* the category table is a command of its own (gc_categories.c) */
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] == '-')
+            continue;
+        if (!strcmp(argv[i], "categories"))
+            return gc_cmd_incident_categories(ctx, argc, argv);
+        break;
+    }
     static const gc_optspec_t spec[] = { { "level", 1 }, { "at", 1 }, { NULL, 0 } };
     gc_args_t a;
     int rc = gc_args_parse(ctx, argc, argv, spec, &a);

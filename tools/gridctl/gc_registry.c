@@ -88,8 +88,10 @@ s_json_device(gs_json_t *j, const Gridsync__V1__Device *d)
     gs_json_end(j);
 }
 
+/* table: the store's incident category table, for the names of a
+ * department's categories (NULL: codes only). */
 static void
-s_text_device(FILE *o, const Gridsync__V1__Device *d)
+s_text_device(FILE *o, const Gridsync__V1__Device *d, const gs_incident_table_t *table)
 {
     char when[32];
     fprintf(o, "device      %s\n", d->device_id);
@@ -100,8 +102,8 @@ s_text_device(FILE *o, const Gridsync__V1__Device *d)
         fprintf(o, "department  %s\n", d->department && *d->department ? d->department : "-");
         fprintf(o, "categories ");
         for (size_t i = 0; i < d->n_categories; i++) {
-            const gs_incident_category_t *c = gs_incident_category_find(d->categories[i]);
-            fprintf(o, " %s %s", d->categories[i], c ? c->name : "?");
+            const gs_incident_category_t *c = gs_incident_table_find(table, d->categories[i]);
+            fprintf(o, " %s%s%s", d->categories[i], c ? " " : "", c ? c->name : "");
         }
         fprintf(o, "%s\n", d->n_categories ? "" : " (none: it may read nothing)");
     }
@@ -248,9 +250,46 @@ s_device_put(gc_ctx_t *ctx, gs_store_t *st, const Gridsync__V1__Device *d, const
         s_json_device(&j, d);
     } else {
         fprintf(ctx->out, "%s device %s\n\n", done, d->device_id);
-        s_text_device(ctx->out, d);
+        gs_incident_table_t *t = malloc(sizeof *t);
+        if (t && gs_store_incident_table(st, t, NULL)) {
+            free(t);
+            t = NULL;   /* the names are a courtesy: codes only */
+        }
+        s_text_device(ctx->out, d, t);
+        free(t);
     }
     return GC_EXIT_OK;
+}
+
+/* --category values against the store's table (the store's put checks the
+ * same in its transaction; this says it as a usage error, with the codes
+ * there are). Returns GC_EXIT_OK or an error. */
+static int
+s_categories_arg(gc_ctx_t *ctx, gs_store_t *st, const char *const *cats, size_t n)
+{
+    gs_incident_table_t *t = malloc(sizeof *t);
+    if (!t)
+        return gc_fail(ctx, "out of memory");
+    int err = gs_store_incident_table(st, t, NULL);
+    if (err) {
+        free(t);
+        return gc_store_fail(ctx, "reading the incident category table", err);
+    }
+    int rc = GC_EXIT_OK;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (gs_incident_table_find(t, cats[i]))
+            continue;
+        char codes[256];
+        size_t o = 0;
+        codes[0] = 0;
+        for (size_t k = 0; k < t->n && o + GS_INCIDENT_CATEGORY_MAX + 8 < sizeof codes; k++)
+            o += (size_t) snprintf(codes + o, sizeof codes - o, "%s%s", o ? " " : "",
+                                   t->cats[k].code);
+        rc = gc_usage(ctx, "--category '%s' is not in this store's category table (%s; gridctl "
+                      "incidents categories shows it)", cats[i], codes);
+    }
+    free(t);
+    return rc;
 }
 
 /* add, with the public key either from --public-key or (enrol) made here */
@@ -298,10 +337,8 @@ s_devices_add_key(gc_ctx_t *ctx, const gc_args_t *a, const char *made_key)
     if (ncat > S_MAX_PREFIXES)
         return gc_usage(ctx, "at most %d categories", S_MAX_PREFIXES);
     for (size_t i = 0; i < ncat; i++)
-        if (!gs_incident_category_find(cats[i]))
-            return gc_usage(ctx, "--category '%.8s' is not in the category table (01 矛盾纠纷, "
-                            "02 安全隐患, 03 治安, 04 环境卫生, 05 城市管理, 06 民生服务, 99 其他)",
-                            cats[i]);
+        if (gs_incident_code_check(cats[i], &v))
+            return gc_usage(ctx, "--category: %s", v.message);
     const char *collector = gc_args_get(a, "collector");
     if (role == GRIDSYNC__V1__PRINCIPAL_ROLE__PRINCIPAL_ROLE_DEVICE && !collector)
         return gc_usage(ctx, "a device needs --collector (the collector who carries it)");
@@ -325,6 +362,10 @@ s_devices_add_key(gc_ctx_t *ctx, const gc_args_t *a, const char *made_key)
     gs_store_t *st = gc_store_open(ctx, 1, &rc);
     if (!st)
         return rc;
+    if (ncat && (rc = s_categories_arg(ctx, st, cats, ncat))) {
+        gs_store_destroy(&st);
+        return rc;
+    }
     Gridsync__V1__Device *old = NULL;
     int err = gs_store_device_get(st, id, &old);
     if (err == 0) {
@@ -439,6 +480,11 @@ s_devices_show(gc_ctx_t *ctx, const gc_args_t *a)
         rc = gc_fail(ctx, "no device '%s' (gridctl devices list shows them)", a->pos[1]);
     else if (err)
         rc = gc_src_fail(ctx, src, "reading the device registry", err);
+    gs_incident_table_t *t = rc ? NULL : malloc(sizeof *t);
+    if (t && gc_src_incident_table(src, t, NULL)) {
+        free(t);
+        t = NULL;   /* the names are a courtesy: codes only */
+    }
     gc_src_close(&src);
     if (rc)
         return rc;
@@ -447,8 +493,9 @@ s_devices_show(gc_ctx_t *ctx, const gc_args_t *a)
         gs_json_init_file(&j, ctx->out);
         s_json_device(&j, d);
     } else {
-        s_text_device(ctx->out, d);
+        s_text_device(ctx->out, d, t);
     }
+    free(t);
     gridsync__v1__device__free_unpacked(d, NULL);
     return gc_finish(ctx, GC_EXIT_OK);
 }

@@ -8,6 +8,7 @@
  */
 #include "gc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +219,58 @@ gc_src_device_get(gc_src_t *self, const char *device_id, Gridsync__V1__Device **
         }
     gridsync__v1__device_list_reply__free_unpacked(r, NULL);
     return *out ? 0 : GS_ENOTFOUND;
+}
+
+int
+gc_src_incident_table(gc_src_t *self, gs_incident_table_t *out, int *configured)
+{
+    if (self->store)
+        return gs_store_incident_table(self->store, out, configured);
+    Gridsync__V1__IncidentCategoriesReply *r = NULL;
+    int rc = gs_admin_incident_categories(self->admin, &r, &self->err);
+    if (rc)
+        return s_admin_rc(self, rc);
+    /* the broker's table read back through its text form's rules, so a
+     * reply that would not make a table is refused, not half taken */
+    memset(out, 0, sizeof *out);
+    rc = r->n_categories > GS_INCIDENT_CATEGORIES_MAX ? GS_ECORRUPT : 0;
+    for (size_t i = 0; rc == 0 && i < r->n_categories; i++) {
+        const Gridsync__V1__IncidentCategory *c = r->categories[i];
+        gs_incident_category_t *o = &out->cats[out->n++];
+        if (!c->code || !c->name || strlen(c->code) > GS_INCIDENT_CATEGORY_MAX ||
+            strlen(c->name) > GS_INCIDENT_NAME_MAX || c->n_close_hours != 4 ||
+            c->n_handle_hours != 4) {
+            rc = GS_ECORRUPT;
+            break;
+        }
+        memcpy(o->code, c->code, strlen(c->code) + 1);
+        memcpy(o->name, c->name, strlen(c->name) + 1);
+        memcpy(o->close_hours, c->close_hours, sizeof o->close_hours);
+        memcpy(o->handle_hours, c->handle_hours, sizeof o->handle_hours);
+        o->retired = c->retired;
+    }
+    if (configured)
+        *configured = r->configured;
+    gridsync__v1__incident_categories_reply__free_unpacked(r, NULL);
+    if (rc == 0) {
+        size_t n = gs_incident_table_format(out, NULL, 0), line;
+        char *text = malloc(n + 1);
+        gs_verdict_t v;
+        if (!text)
+            return GS_ENOMEM;
+        gs_incident_table_format(out, text, n + 1);
+        if (gs_incident_table_parse(text, n, out, &line, &v))
+            rc = GS_ECORRUPT;
+        free(text);
+    }
+    if (rc == GS_ECORRUPT) {
+        /* the broker answered, but not with a table: the client's protocol error */
+        self->err.reason = 0;
+        snprintf(self->err.message, sizeof self->err.message,
+                 "the broker's incident category table does not read as a table");
+        rc = GS_CLIENT_EPROTO;
+    }
+    return rc;
 }
 
 /* A stored record's status is its meta.status (RECORD_STATUS_ACTIVE when
