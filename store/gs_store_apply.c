@@ -247,24 +247,14 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
         if (memcmp(cur->refs[i].hmac, refs[i].hmac, 16) || cur->refs[i].role != refs[i].role)
             same_refs = 0;
     if (!same_refs) {
-        uint8_t pk[GS_PK_MAX];
-        MDB_val pkey = { 0, pk };
-        if (old_active) {
-            for (size_t i = 0; i < cur->hdr.n_refs; i++) {
-                pkey.mv_size = gs_key_person(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
-                rc = gs_txn_del(t, GS_DB_PERSONS, &pkey);
-                if (rc && rc != GS_ENOTFOUND)
+        if (old_active)
+            for (size_t i = 0; i < cur->hdr.n_refs; i++)
+                if ((rc = gs_persons_change(&log->persons, cur->grid, cur->refs[i].hmac, -1)))
                     return rc;
-            }
-        }
-        if (new_active) {
-            for (size_t i = 0; i < nrefs; i++) {
-                pkey.mv_size = gs_key_person(pk, grid, refs[i].hmac, kb, canon, cl);
-                MDB_val pval = { 1, (void *) &refs[i].role };
-                if ((rc = gs_txn_put(t, GS_DB_PERSONS, &pkey, &pval, 0)))
+        if (new_active)
+            for (size_t i = 0; i < nrefs; i++)
+                if ((rc = gs_persons_change(&log->persons, grid, refs[i].hmac, +1)))
                     return rc;
-            }
-        }
     }
 
     /* cells */

@@ -28,7 +28,9 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 3u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 4u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_PERSON_KEYS 3u    /* the format with one persons entry per ref: a broker's
+                                     * open upgrades it */
 #define GS_FORMAT_NO_DIGESTS 2u     /* the format before digests: a broker's open upgrades it */
 #define GS_KIND_H 'H'               /* key byte of a household */
 #define GS_KIND_R 'R'               /* key byte of a rental unit */
@@ -69,7 +71,7 @@ enum {
     GS_DB_CELL_LOG,     /* grid|seq BE -> "" */
     GS_DB_IDEM,         /* device\0upload -> idem header + packed Ack */
     GS_DB_IDEM_FIFO,    /* fifo_no BE -> created_at LE + device\0upload */
-    GS_DB_PERSONS,      /* grid|hmac16|kind|id -> role */
+    GS_DB_PERSONS,      /* grid -> HMAC tags of its active records' persons */
     GS_DB_CELLS,        /* grid -> cell meta */
     GS_DB_CHAIN,        /* level prefix ("*" for the root) -> last seq LE */
     GS_DB_META,         /* "format", "head_seq", "idem_fifo_next" */
@@ -118,6 +120,9 @@ struct gs_store {
     size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
     int digests_ready;              /* the digests table is built (format 3) */
     uint64_t digests_built;         /* records digested by this open's upgrade */
+    int persons_ready;              /* the person index has format 4's layout */
+    uint64_t persons_built;         /* person tags written by this open's upgrade */
+    uint32_t upgraded_from;         /* the format this open upgraded; 0: none */
 };
 
 /* ---- Errors ------------------------------------------------------------------ */

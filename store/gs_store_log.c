@@ -21,6 +21,7 @@ gs_log_init(gs_log_t *self)
     gs_smap_init(&self->cells);
     gs_smap_init(&self->chain);
     gs_digest_init(&self->digest);
+    gs_persons_init(&self->persons);
 }
 
 void
@@ -31,6 +32,7 @@ gs_log_deinit(gs_log_t *self)
     gs_smap_deinit(&self->cells);
     gs_smap_deinit(&self->chain);
     gs_digest_deinit(&self->digest);
+    gs_persons_deinit(&self->persons);
     free(self->evs);
     self->evs = NULL;
     self->n_evs = self->cap_evs = 0;
@@ -47,6 +49,7 @@ gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms)
     self->out = out;
     self->now_ms = now_ms;
     gs_digest_begin(&self->digest, t);
+    gs_persons_begin(&self->persons, t);
     int rc = gs_txn_meta_get(t, "head_seq", &self->head);
     self->head0 = self->head;
     return rc;
@@ -239,6 +242,7 @@ gs_log_flush(gs_log_t *self)
     if (self->head != self->head0)
         gs_txn_meta_put(t, "head_seq", self->head);
     gs_digest_flush(&self->digest);
+    gs_persons_flush(&self->persons);
     return t->err;     /* sticky: the first failed put, if any */
 }
 

@@ -10,6 +10,7 @@
  */
 #include "gs_store_digest.h"
 #include "gs_store_int.h"
+#include "gs_store_persons.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,11 +31,15 @@ typedef struct s_ver {
     uint64_t events;                /* log entries */
     uint64_t records;               /* records entries */
     uint64_t natkeys;               /* natural keys the records imply */
-    uint64_t persons;               /* person entries the records imply */
+    uint64_t persons;               /* person index entries (cells) the records imply */
+    char pgrid[GS_GRID_LEN + 1];    /* the cell whose person tags are being collected */
+    uint32_t *ptags;                /* its active records' tags so far */
+    size_t pn, pcap;                /* used and allocated */
     uint64_t digests;               /* digest prefixes the records imply */
 } s_ver_t;
 
 static void s_problem(s_ver_t *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_persons_cell(s_ver_t *v, const char *grid);
 
 static void
 s_problem(s_ver_t *v, const char *fmt, ...)
@@ -242,16 +247,24 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
             if (memcmp(p + i * GS_REF_LEN, refs[i].hmac, 16) || p[i * GS_REF_LEN + 16] != refs[i].role)
                 s_problem(v, "record %s/%c/%s: person ref %zu differs", grid, kb, id, i);
     }
-    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE) {
-        for (size_t i = 0; i < nr; i++) {
-            uint8_t pk[GS_PK_MAX];
-            MDB_val pkv = { gs_key_person(pk, grid, refs[i].hmac, kb, id, il), pk }, pv;
-            v->persons++;
-            if (mdb_get(v->txn, st->db[GS_DB_PERSONS], &pkv, &pv) != 0 || pv.mv_size != 1 ||
-                *(const uint8_t *) pv.mv_data != refs[i].role)
-                s_problem(v, "persons: entry %zu of record %s/%c/%s missing or wrong",
-                          i, grid, kb, id);
+    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE && st->persons_ready) {
+        if (strcmp(grid, v->pgrid) != 0)
+            s_persons_cell(v, grid);
+        if (v->pn + nr > v->pcap) {
+            size_t nc = v->pcap ? v->pcap * 2 : 256;
+            while (nc < v->pn + nr)
+                nc *= 2;
+            uint32_t *nt = realloc(v->ptags, nc * sizeof *nt);
+            if (!nt) {
+                s_problem(v, "record %s/%c/%s: out of memory for its person tags", grid, kb, id);
+                nr = 0;
+            } else {
+                v->ptags = nt;
+                v->pcap = nc;
+            }
         }
+        for (size_t i = 0; i < nr; i++)
+            v->ptags[v->pn++] = gs_persons_tag(refs[i].hmac);
     }
 
     /* ids */
@@ -296,6 +309,25 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
                   grid, kb, id, (unsigned long long) h.version, (unsigned long long) h.seq);
 }
 
+/* Compare the person index entry of the cell collected so far with its
+ * active records' tags, then start collecting grid's ("" to finish). */
+static void
+s_persons_cell(s_ver_t *v, const char *grid)
+{
+    if (v->pgrid[0]) {
+        MDB_val k = { GS_GRID_LEN, v->pgrid }, pv = { 0, NULL };
+        int rc = mdb_get(v->txn, v->st->db[GS_DB_PERSONS], &k, &pv);
+        if (v->pn)
+            v->persons++;
+        if ((rc != 0 && v->pn) || (rc == 0 && gs_persons_differs(pv.mv_data, pv.mv_size,
+                                                                  v->ptags, v->pn)))
+            s_problem(v, "persons: the entry of cell %s does not hold exactly the tags of "
+                      "its active records' %zu person refs", v->pgrid, v->pn);
+    }
+    snprintf(v->pgrid, sizeof v->pgrid, "%s", grid);
+    v->pn = 0;
+}
+
 static int
 s_check_records(s_ver_t *v)
 {
@@ -322,10 +354,13 @@ s_check_records(s_ver_t *v)
     if (n != v->natkeys)
         s_problem(v, "natkeys has %llu entries, the records imply %llu",
                   (unsigned long long) n, (unsigned long long) v->natkeys);
+    if (!v->st->persons_ready)
+        return 0;   /* read-only look at a store of format 3 or older */
+    s_persons_cell(v, "");
     n = s_count(v, GS_DB_PERSONS);
     if (n != v->persons)
-        s_problem(v, "persons has %llu entries, the active records imply %llu",
-                  (unsigned long long) n, (unsigned long long) v->persons);
+        s_problem(v, "persons has %llu entries, the cells with active records naming "
+                  "persons are %llu", (unsigned long long) n, (unsigned long long) v->persons);
     return 0;
 }
 
@@ -581,6 +616,7 @@ gs_store_verify(gs_store_t *self, gs_report_fn *report, void *arg, uint64_t *pro
     gs_wbuf_deinit(&v.buf);
     gs_smap_deinit(&v.cells);
     gs_smap_deinit(&v.chain);
+    free(v.ptags);
     if (problems)
         *problems = v.problems;
     if (rc)
