@@ -14,6 +14,7 @@
  */
 #include "gs_store_digest.h"
 #include "gs_store_int.h"
+#include "gs_store_idem.h"
 #include "gs_store_persons.h"
 
 #include <assert.h>
@@ -625,7 +626,8 @@ s_dbs_open(gs_store_t *self)
 /* The upgrade of a store of an older format, in one transaction: a store
  * made before digests (format 2) gets them built from the records, and the
  * person index of format 2 and 3 (one entry per ref) is rebuilt as one set
- * of tags per cell (gs_store_persons.h); then format 4 is marked. Only the
+ * of tags per cell (gs_store_persons.h), the idempotency entries get their
+ * encoding byte (gs_idem_upgrade); then format 4 is marked. Only the
  * broker's exclusive open does it: it holds the store lock, so no broker
  * of the previous build can be writing meanwhile. */
 static int
@@ -634,7 +636,8 @@ s_upgrade_fn(gs_txn_t *t, void *arg)
     gs_store_t *self = arg;
     if (!self->digests_ready && gs_digest_build(t, &self->digests_built))
         return t->err;
-    if (gs_persons_build(t, &self->persons_built))
+    uint64_t entries;
+    if (gs_persons_build(t, &self->persons_built) || gs_idem_upgrade(t, &entries))
         return t->err;
     uint8_t fmt[4];
     gs_le32_put(fmt, GS_FORMAT_VERSION);

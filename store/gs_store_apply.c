@@ -1042,15 +1042,14 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, v.message);
 
     gs_idem_entry_t ie;
-    rc = gs_idem_get(&a->idem, up->device_id, up->upload_id, &ie);
+    u->off = st->out.len;
+    rc = gs_idem_get(&a->idem, up->device_id, up->upload_id, &ie, &st->out);
     if (rc == 0) {
         /* a retransmission: the same answer, nothing written */
         memcpy(u->counts, ie.counts, sizeof u->counts);
         u->replayed = 1;
-        u->off = st->out.len;
         u->len = ie.ack_len;
-        gs_wbuf_put(&st->out, ie.ack, ie.ack_len);
-        return st->out.failed ? gs_txn_fail(a->t, ENOMEM, "replayed answer") : 0;
+        return 0;
     }
     if (rc != GS_ENOTFOUND)
         return rc;
@@ -1193,6 +1192,7 @@ gs_store_apply_as(gs_store_t *self, gs_upload_t *ups, const gs_principal_t *whos
     a.whos = whos;
     a.n_batch = n;
     gs_log_init(&a.log);
+    gs_idem_init(&a.idem);
     a.ups = calloc(n, sizeof *a.ups);
     int rc = a.ups ? 0 : GS_ENOMEM;
     uint32_t grows = 0;
@@ -1204,6 +1204,7 @@ gs_store_apply_as(gs_store_t *self, gs_upload_t *ups, const gs_principal_t *whos
     gs_arena_reset(self->arena);
     free(a.ups);
     gs_log_deinit(&a.log);
+    gs_idem_deinit(&a.idem);
     pthread_mutex_unlock(&self->write_lock);
     if (rc) {
         uint32_t g = out->map_grows;

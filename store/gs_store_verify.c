@@ -10,6 +10,7 @@
  */
 #include "gs_store_digest.h"
 #include "gs_store_int.h"
+#include "gs_store_idem.h"
 #include "gs_store_persons.h"
 
 #include <stdarg.h>
@@ -480,9 +481,22 @@ s_check_idem(s_ver_t *v)
         last = gs_be64_get(k.mv_data);
         MDB_val ik = { idkl, (void *) idk }, iv;
         if (mdb_get(v->txn, v->st->db[GS_DB_IDEM], &ik, &iv) != 0 || iv.mv_size < GS_IDEM_HDR ||
-            gs_le64_get((const uint8_t *) iv.mv_data + 8) != last)
+            gs_le64_get((const uint8_t *) iv.mv_data + 8) != last) {
             s_problem(v, "idem_fifo %llu: no matching idempotency entry",
                       (unsigned long long) last);
+            continue;
+        }
+        /* the key is device NUL upload; the Ack expands (format 4) */
+        const char *nul = memchr(idk, 0, idkl);
+        char up[GS_ID_MAX + 1];
+        size_t ul = nul ? idkl - (size_t) (nul - (const char *) idk) - 1 : 0;
+        if (v->st->persons_ready && nul && ul <= GS_ID_MAX) {
+            memcpy(up, nul + 1, ul);
+            up[ul] = 0;
+            if (gs_idem_check(iv.mv_data, iv.mv_size, up))
+                s_problem(v, "idem_fifo %llu: the idempotency entry's answer is damaged",
+                          (unsigned long long) last);
+        }
     }
     mdb_cursor_close(c);
     if (rc != MDB_NOTFOUND)

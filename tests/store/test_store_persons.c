@@ -3,8 +3,10 @@
  * LMDB store: one set of HMAC tags per cell that follows every write (new,
  * void, revive, move), the lookups that read it, verify noticing a set that
  * differs from the records, and the upgrade of a format 3 store (one entry
- * per ref) that an older build left: readable before, refused for record
- * writes by a non-broker open, rebuilt by the broker's exclusive open.
+ * per ref, idempotency entries without their encoding byte) that an older
+ * build left: readable before, refused for record writes by a non-broker
+ * open, rebuilt by the broker's exclusive open, its remembered answers
+ * replayed byte for byte.
  * White-box: it reads the table's raw values and writes the older layout.
  */
 #include <setjmp.h>
@@ -230,9 +232,15 @@ test_verify_finds_wrong_sets(void **state)
 
 /* ---- The upgrade from format 3 ------------------------------------------------------ */
 
+/* The answers the uploads of the upgrade test got, by upload number. */
+#define S_UPS 4
+static uint8_t s_acks[S_UPS][512];
+static size_t s_ack_lens[S_UPS];
+
 /* Make the store in dir look like one of format 3: the person index as one
  * entry per active ref, grid(15) | HMAC(16) | kind(1) | record id -> role,
- * as the previous build wrote it. Returns the entries written. */
+ * and each idempotency entry as its header and the packed Ack (s_acks), as
+ * the previous build wrote them. Returns the person entries written. */
 static size_t
 s_make_format3(const char *dir)
 {
@@ -273,6 +281,19 @@ s_make_format3(const char *dir)
     }
     assert_int_equal(rc, MDB_NOTFOUND);
     mdb_cursor_close(c);
+    MDB_dbi idem;
+    assert_int_equal(mdb_dbi_open(txn, "idem", 0, &idem), 0);
+    for (int i = 0; i < S_UPS; i++) {
+        char key[16];
+        int kl = snprintf(key, sizeof key, "dev-1%cu%d", 0, i);
+        MDB_val ik = { (size_t) kl, key }, iv;
+        assert_int_equal(mdb_get(txn, idem, &ik, &iv), 0);
+        uint8_t old[GS_IDEM_HDR + 512];
+        memcpy(old, iv.mv_data, GS_IDEM_HDR);
+        memcpy(old + GS_IDEM_HDR, s_acks[i], s_ack_lens[i]);
+        MDB_val ov = { GS_IDEM_HDR + s_ack_lens[i], old };
+        assert_int_equal(mdb_put(txn, idem, &ik, &ov, 0), 0);
+    }
     uint8_t fmt[4] = { 3, 0, 0, 0 };
     MDB_val fk = { 6, "format" }, fv = { 4, fmt };
     assert_int_equal(mdb_put(txn, meta, &fk, &fv, 0), 0);
@@ -306,8 +327,17 @@ test_upgrade_from_format3(void **state)
         { .kind = 'R', .id = "R2", .grid = G2, .addr_code = "B2", .pids = { 103 },
           .landlord = 200 },
     };
-    for (size_t i = 0; i < sizeof recs / sizeof *recs; i++)
-        assert_int_equal(st_put(f->st, f->a, &recs[i], ST_NOW_MS).status, RS(ACCEPTED));
+    for (int i = 0; i < S_UPS; i++) {
+        char upid[8];
+        snprintf(upid, sizeof upid, "u%d", i);
+        Gridsync__V1__Record *rec = st_build(f->a, &recs[i]);
+        gs_apply_out_t out;
+        assert_int_equal(st_apply(f->st, f->a, "dev-1", upid, &rec, 1, ST_NOW_MS, &out), 0);
+        assert_true(out.uploads[0].ack_len < sizeof s_acks[i]);
+        memcpy(s_acks[i], out.uploads[0].ack, out.uploads[0].ack_len);
+        s_ack_lens[i] = out.uploads[0].ack_len;
+        gs_apply_out_clear(&out);
+    }
     size_t want[3];
     s_answers(f->st, want);
     assert_int_equal(want[0], 2);
@@ -354,6 +384,19 @@ test_upgrade_from_format3(void **state)
     s_answers(f->st, got);
     assert_memory_equal(got, want, sizeof want);
     st_verify_ok(f->st);
+    /* the answers remembered before the upgrade are replayed byte for byte */
+    for (int i = 0; i < S_UPS; i++) {
+        char upid[8];
+        snprintf(upid, sizeof upid, "u%d", i);
+        gs_arena_reset(f->a);
+        Gridsync__V1__Record *rec = st_build(f->a, &recs[i]);
+        gs_apply_out_t out;
+        assert_int_equal(st_apply(f->st, f->a, "dev-1", upid, &rec, 1, ST_NOW_MS, &out), 0);
+        assert_true(out.uploads[0].replayed);
+        assert_int_equal(out.uploads[0].ack_len, s_ack_lens[i]);
+        assert_memory_equal(out.uploads[0].ack, s_acks[i], s_ack_lens[i]);
+        gs_apply_out_clear(&out);
+    }
     gs_arena_reset(f->a);
     assert_int_equal(st_put(f->st, f->a, &extra, ST_NOW_MS).status, RS(ACCEPTED));
     assert_int_equal(s_tags(f->st, G1), 4);
