@@ -627,7 +627,8 @@ s_dbs_open(gs_store_t *self)
  * made before digests (format 2) gets them built from the records, and the
  * person index of format 2 and 3 (one entry per ref) is rebuilt as one set
  * of tags per cell (gs_store_persons.h), the idempotency entries get their
- * encoding byte (gs_idem_upgrade); then format 4 is marked. Only the
+ * encoding byte (gs_idem_upgrade) and the chain table is emptied (its heads
+ * are derived from `cells`); then format 4 is marked. Only the
  * broker's exclusive open does it: it holds the store lock, so no broker
  * of the previous build can be writing meanwhile. */
 static int
@@ -639,6 +640,10 @@ s_upgrade_fn(gs_txn_t *t, void *arg)
     uint64_t entries;
     if (gs_persons_build(t, &self->persons_built) || gs_idem_upgrade(t, &entries))
         return t->err;
+    /* the chain heads are derived from the cells now (gs_store_log.c) */
+    int rc = mdb_drop(t->txn, self->db[GS_DB_CHAIN], 0);
+    if (rc)
+        return gs_txn_fail(t, rc, "empty the chain table");
     uint8_t fmt[4];
     gs_le32_put(fmt, GS_FORMAT_VERSION);
     MDB_val k = { 6, "format" }, v = { 4, fmt };
@@ -756,6 +761,10 @@ gs_store_destroy(gs_store_t **self_p)
     if (self->lock_fd >= 0)
         close(self->lock_fd);   /* after LMDB let go of the files */
     gs_arena_destroy(&self->arena);
+    if (self->chain) {
+        gs_smap_deinit(self->chain);
+        free(self->chain);
+    }
     gs_wbuf_deinit(&self->out);
     gs_wbuf_deinit(&self->pack);
     pthread_rwlock_destroy(&self->env_lock);

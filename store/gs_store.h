@@ -357,7 +357,8 @@ typedef int (gs_cell_fn)(void *arg, const char *grid, const gs_cell_meta_t *m);
 int gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn,
                    void *arg);
 
-/* Last seq of an event under prefix (a level boundary), 0 if none. */
+/* Last seq of an event under prefix (a level boundary), 0 if none: the
+ * largest last seq of the cells under it. O(cells under prefix). */
 int gs_store_prefix_last(gs_store_t *self, const char *prefix,
                          uint64_t *last_seq);
 

@@ -73,7 +73,7 @@ enum {
     GS_DB_IDEM_FIFO,    /* fifo_no BE -> created_at LE + device\0upload */
     GS_DB_PERSONS,      /* grid -> HMAC tags of its active records' persons */
     GS_DB_CELLS,        /* grid -> cell meta */
-    GS_DB_CHAIN,        /* level prefix ("*" for the root) -> last seq LE */
+    GS_DB_CHAIN,        /* format 3 and older: level prefix -> last seq; now empty */
     GS_DB_META,         /* "format", "head_seq", "idem_fifo_next" */
     GS_DB_DEVICES,      /* device_id -> packed Device */
     GS_DB_DEVICE_KEYS,  /* public key Z85 -> device_id */
@@ -123,6 +123,13 @@ struct gs_store {
     int persons_ready;              /* the person index has format 4's layout */
     uint64_t persons_built;         /* person tags written by this open's upgrade */
     uint32_t upgraded_from;         /* the format this open upgraded; 0: none */
+    /* Writer only (under write_lock): the last seq under every level
+     * prefix, derived from `cells` and kept in step by the change log
+     * (gs_store_log.c), valid while chain_built and the store's head_seq
+     * is chain_head. */
+    struct gs_smap *chain;          /* NULL until the first write */
+    uint64_t chain_head;            /* the head_seq chain describes */
+    int chain_built;                /* chain may be used (0 after a failed commit) */
 };
 
 /* ---- Errors ------------------------------------------------------------------ */

@@ -4,9 +4,12 @@
  * `cell_log`, keeps the hierarchy chain (the last seq under every level
  * prefix, stamped into each event as prev_seq) and the per-cell metadata
  * (counts, last seq, last update), and copies every packed event out for
- * the caller to publish after the commit. Chain heads and cells are cached
- * during the transaction and written once by gs_log_flush, so the
- * seven-level chain costs almost nothing per record. The read side serves
+ * the caller to publish after the commit. Cells are cached during the
+ * transaction and written once by gs_log_flush; the chain heads are not
+ * written at all: the store keeps them in memory (gs_store.chain), derived
+ * from the cells at the first write and whenever the store's head is not
+ * the one they describe, so the seven-level chain costs almost nothing per
+ * record. The read side serves
  * the resumable feed ("events for prefixes after seq N"), by the global log
  * or by merging per-cell logs, and the last seq under a prefix.
  * docs/store.md ("The change log") describes the layouts and the chain.
