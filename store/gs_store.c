@@ -588,7 +588,7 @@ s_dbs_open(gs_store_t *self)
          * entry per ref: an exclusive open upgrades them (s_upgrade),
          * other opens read everything but the digests of format 2 */
         self->digests_ready = format != GS_FORMAT_NO_DIGESTS;
-        self->persons_ready = format == GS_FORMAT_VERSION;
+        self->format_current = format == GS_FORMAT_VERSION;
         if (self->digests_ready && ro && self->db[GS_DB_DIGESTS] == 0) {
             mdb_txn_abort(txn);
             gs_store_detail("database 'digests' missing in a format %u store",
@@ -597,7 +597,7 @@ s_dbs_open(gs_store_t *self)
         }
     }
     if (fresh)
-        self->digests_ready = self->persons_ready = 1;
+        self->digests_ready = self->format_current = 1;
     if (rc) {
         mdb_txn_abort(txn);
         return gs_store_err(rc, "read format");
@@ -653,13 +653,13 @@ s_upgrade_fn(gs_txn_t *t, void *arg)
 static int
 s_upgrade(gs_store_t *self)
 {
-    if ((self->digests_ready && self->persons_ready) || !self->opts.exclusive)
+    if ((self->digests_ready && self->format_current) || !self->opts.exclusive)
         return 0;
     self->digests_built = self->persons_built = 0;
     int rc = gs_store_write(self, s_upgrade_fn, self);
     if (rc == 0) {
         self->upgraded_from = self->digests_ready ? GS_FORMAT_PERSON_KEYS : GS_FORMAT_NO_DIGESTS;
-        self->digests_ready = self->persons_ready = 1;
+        self->digests_ready = self->format_current = 1;
     }
     return rc;
 }

@@ -34,7 +34,7 @@ gs_idem_begin(gs_idem_t *self, gs_txn_t *t)
     assert(self && t);
     self->t = t;
     self->fifo_next = self->fifo0 = 0;
-    if (!t->st->persons_ready) {
+    if (!t->st->format_current) {
         /* format 3 or older, opened by something else than a broker: its
          * entries have the older layout until the broker upgrades it */
         gs_store_detail("write records: the store's idempotency entries have the layout of "

@@ -120,7 +120,9 @@ struct gs_store {
     size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
     int digests_ready;              /* the digests table is built (format 3) */
     uint64_t digests_built;         /* records digested by this open's upgrade */
-    int persons_ready;              /* the person index has format 4's layout */
+    int format_current;             /* format 4: person index sets, idem entries with their
+                                     * encoding byte, no chain table (an older store
+                                     * until a broker's open upgrades it) */
     uint64_t persons_built;         /* person tags written by this open's upgrade */
     uint32_t upgraded_from;         /* the format this open upgraded; 0: none */
     /* Writer only (under write_lock): the last seq under every level

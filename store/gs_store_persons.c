@@ -178,7 +178,7 @@ gs_persons_change(gs_persons_t *self, const char *grid, const uint8_t hmac[16], 
     gs_txn_t *t = self->t;
     if (t->err)
         return t->err;
-    if (!t->st->persons_ready) {
+    if (!t->st->format_current) {
         /* a format 3 store opened by something else than a broker: its
          * person index has the older layout until the broker upgrades it */
         gs_store_detail("write records: the store's person index has the layout of format "

@@ -156,7 +156,7 @@ s_check_log(s_ver_t *v)
     /* chain heads: derived from cells (checked with them) since format 4,
      * whose table stays empty; an older store's table is emptied by its
      * upgrade and not read by this build */
-    if (st->persons_ready && s_count(v, GS_DB_CHAIN) != 0)
+    if (st->format_current && s_count(v, GS_DB_CHAIN) != 0)
         s_problem(v, "chain has %llu entries, a format %u store keeps none",
                   (unsigned long long) s_count(v, GS_DB_CHAIN), GS_FORMAT_VERSION);
     return 0;
@@ -234,7 +234,7 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
             if (memcmp(p + i * GS_REF_LEN, refs[i].hmac, 16) || p[i * GS_REF_LEN + 16] != refs[i].role)
                 s_problem(v, "record %s/%c/%s: person ref %zu differs", grid, kb, id, i);
     }
-    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE && st->persons_ready) {
+    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE && st->format_current) {
         if (strcmp(grid, v->pgrid) != 0)
             s_persons_cell(v, grid);
         if (v->pn + nr > v->pcap) {
@@ -341,7 +341,7 @@ s_check_records(s_ver_t *v)
     if (n != v->natkeys)
         s_problem(v, "natkeys has %llu entries, the records imply %llu",
                   (unsigned long long) n, (unsigned long long) v->natkeys);
-    if (!v->st->persons_ready)
+    if (!v->st->format_current)
         return 0;   /* read-only look at a store of format 3 or older */
     s_persons_cell(v, "");
     n = s_count(v, GS_DB_PERSONS);
@@ -476,7 +476,7 @@ s_check_idem(s_ver_t *v)
         const char *nul = memchr(idk, 0, idkl);
         char up[GS_ID_MAX + 1];
         size_t ul = nul ? idkl - (size_t) (nul - (const char *) idk) - 1 : 0;
-        if (v->st->persons_ready && nul && ul <= GS_ID_MAX) {
+        if (v->st->format_current && nul && ul <= GS_ID_MAX) {
             memcpy(up, nul + 1, ul);
             up[ul] = 0;
             if (gs_idem_check(iv.mv_data, iv.mv_size, up))
