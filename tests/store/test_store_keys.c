@@ -2,7 +2,7 @@
  * test_store_keys: the store's key codec (store/gs_store_keys.h). Pure:
  * every table's key built and parsed back, the byte orders that make LMDB's
  * key order the order the store relies on (seq order in the logs, cell
- * clustering in records and persons), the parsers refusing bytes of the
+ * clustering in records), the parsers refusing bytes of the
  * wrong shape, and the snapshot cursor's round trip and refusals.
  */
 #include <setjmp.h>
