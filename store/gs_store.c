@@ -14,6 +14,8 @@
  */
 #include "gs_store_digest.h"
 #include "gs_store_int.h"
+#include "gs_store_idem.h"
+#include "gs_store_persons.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -574,15 +576,19 @@ s_dbs_open(gs_store_t *self)
         fresh = 1;
     } else if (rc == 0) {
         uint32_t format = v.mv_size == 4 ? gs_le32_get(v.mv_data) : 0;
-        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_NO_DIGESTS) {
+        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_PERSON_KEYS &&
+            format != GS_FORMAT_NO_DIGESTS) {
             mdb_txn_abort(txn);
-            gs_store_detail("store format %u, this build reads %u (and upgrades %u)",
-                            format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS);
+            gs_store_detail("store format %u, this build reads %u (and upgrades %u and %u)",
+                            format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS,
+                            GS_FORMAT_PERSON_KEYS);
             return GS_EVERSION;
         }
-        /* format 2 has no digests: an exclusive open builds them
-         * (s_digests_upgrade), a read-only one reads everything else */
-        self->digests_ready = format == GS_FORMAT_VERSION;
+        /* format 2 has no digests and format 3 the person index of one
+         * entry per ref: an exclusive open upgrades them (s_upgrade),
+         * other opens read everything but the digests of format 2 */
+        self->digests_ready = format != GS_FORMAT_NO_DIGESTS;
+        self->format_current = format == GS_FORMAT_VERSION;
         if (self->digests_ready && ro && self->db[GS_DB_DIGESTS] == 0) {
             mdb_txn_abort(txn);
             gs_store_detail("database 'digests' missing in a format %u store",
@@ -591,7 +597,7 @@ s_dbs_open(gs_store_t *self)
         }
     }
     if (fresh)
-        self->digests_ready = 1;
+        self->digests_ready = self->format_current = 1;
     if (rc) {
         mdb_txn_abort(txn);
         return gs_store_err(rc, "read format");
@@ -617,24 +623,44 @@ s_dbs_open(gs_store_t *self)
     return 0;
 }
 
-/* The upgrade of a store made before digests (format 2): build them from
- * the records and mark format 3, in one transaction. Only the broker's
- * exclusive open does it: it holds the store lock, so no broker of the
- * previous build can be writing records without digests meanwhile. */
+/* The upgrade of a store of an older format, in one transaction: a store
+ * made before digests (format 2) gets them built from the records, and the
+ * person index of format 2 and 3 (one entry per ref) is rebuilt as one set
+ * of tags per cell (gs_store_persons.h), the idempotency entries get their
+ * encoding byte (gs_idem_upgrade) and the chain table is emptied (its heads
+ * are derived from `cells`); then format 4 is marked. Only the
+ * broker's exclusive open does it: it holds the store lock, so no broker
+ * of the previous build can be writing meanwhile. */
 static int
-s_digests_fn(gs_txn_t *t, void *arg)
+s_upgrade_fn(gs_txn_t *t, void *arg)
 {
-    return gs_digest_build(t, arg);
+    gs_store_t *self = arg;
+    if (!self->digests_ready && gs_digest_build(t, &self->digests_built))
+        return t->err;
+    uint64_t entries;
+    if (gs_persons_build(t, &self->persons_built) || gs_idem_upgrade(t, &entries))
+        return t->err;
+    /* the chain heads are derived from the cells now (gs_store_log.c) */
+    int rc = mdb_drop(t->txn, self->db[GS_DB_CHAIN], 0);
+    if (rc)
+        return gs_txn_fail(t, rc, "empty the chain table");
+    uint8_t fmt[4];
+    gs_le32_put(fmt, GS_FORMAT_VERSION);
+    MDB_val k = { 6, "format" }, v = { 4, fmt };
+    return gs_txn_put(t, GS_DB_META, &k, &v, 0);
 }
 
 static int
-s_digests_upgrade(gs_store_t *self)
+s_upgrade(gs_store_t *self)
 {
-    if (self->digests_ready || !self->opts.exclusive)
+    if ((self->digests_ready && self->format_current) || !self->opts.exclusive)
         return 0;
-    int rc = gs_store_write(self, s_digests_fn, &self->digests_built);
-    if (rc == 0)
-        self->digests_ready = 1;
+    self->digests_built = self->persons_built = 0;
+    int rc = gs_store_write(self, s_upgrade_fn, self);
+    if (rc == 0) {
+        self->upgraded_from = self->digests_ready ? GS_FORMAT_PERSON_KEYS : GS_FORMAT_NO_DIGESTS;
+        self->digests_ready = self->format_current = 1;
+    }
     return rc;
 }
 
@@ -714,7 +740,7 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
     if (self->opts.exclusive ? (rc = gs_store_lock_take(dir, "gridsyncd", &self->lock_fd))
                              : (rc = s_lockfile_check(dir)))
         goto fail;
-    if ((rc = s_env_open(self)) || (rc = s_dbs_open(self)) || (rc = s_digests_upgrade(self)))
+    if ((rc = s_env_open(self)) || (rc = s_dbs_open(self)) || (rc = s_upgrade(self)))
         goto fail;
     int dead = 0;
     mdb_reader_check(self->env, &dead);
@@ -735,6 +761,10 @@ gs_store_destroy(gs_store_t **self_p)
     if (self->lock_fd >= 0)
         close(self->lock_fd);   /* after LMDB let go of the files */
     gs_arena_destroy(&self->arena);
+    if (self->chain) {
+        gs_smap_deinit(self->chain);
+        free(self->chain);
+    }
     gs_wbuf_deinit(&self->out);
     gs_wbuf_deinit(&self->pack);
     pthread_rwlock_destroy(&self->env_lock);
@@ -823,6 +853,20 @@ gs_store_reader_check(gs_store_t *self, int *dead)
     if (dead)
         *dead = d;
     return gs_store_err(rc, "mdb_reader_check");
+}
+
+uint64_t
+gs_store_persons_built(const gs_store_t *self)
+{
+    assert(self);
+    return self->persons_built;
+}
+
+unsigned
+gs_store_upgraded_from(const gs_store_t *self)
+{
+    assert(self);
+    return self->upgraded_from;
 }
 
 int

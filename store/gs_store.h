@@ -82,11 +82,14 @@ void gs_store_opts_init(gs_store_opts_t *o);
  * per-deployment HMAC key for the person index; a store that has data but
  * lost its secret.key is refused (GS_ECORRUPT) rather than re-keyed. A
  * store of another format version gives GS_EVERSION, except a store of
- * format 2 (before digests), which an exclusive open upgrades: it builds
- * the digests from the records and marks format 3 in one transaction
- * (gs_store_digests_built says how many records); other opens of it read
- * everything but the digests, and a write of records through them fails
- * with GS_EVERSION. Cleans stale reader
+ * format 2 (before digests) or 3 (the person index of one entry per ref),
+ * which an exclusive open upgrades: in one transaction it builds the
+ * digests from the records (format 2; gs_store_digests_built says how many
+ * records), rebuilds the person index from the records' refs
+ * (gs_store_persons_built says how many tags) and marks format 4. Other
+ * opens of them read everything but the digests of format 2 (person
+ * lookups read every cell's records until the upgrade), and a write of
+ * records through them fails with GS_EVERSION. Cleans stale reader
  * slots. read_only never creates the store (GS_ENOTFOUND when missing; LMDB
  * may still create its lock.mdb beside an existing data file) and works
  * without secret.key (the person-index calls then return GS_ENOTFOUND).
@@ -355,7 +358,8 @@ typedef int (gs_cell_fn)(void *arg, const char *grid, const gs_cell_meta_t *m);
 int gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn,
                    void *arg);
 
-/* Last seq of an event under prefix (a level boundary), 0 if none. */
+/* Last seq of an event under prefix (a level boundary), 0 if none: the
+ * largest last seq of the cells under it. O(cells under prefix). */
 int gs_store_prefix_last(gs_store_t *self, const char *prefix,
                          uint64_t *last_seq);
 
@@ -430,6 +434,15 @@ int gs_store_digest(gs_store_t *self, const gs_digest_query_t *q, gs_digest_resu
  * before digests (0: none was needed or done). The broker logs it. */
 uint64_t gs_store_digests_built(const gs_store_t *self);
 
+/* Person tags written by this (exclusive) open's upgrade of a store of
+ * format 2 or 3 to the person index of format 4 (0: none was needed, or
+ * no active record names a person). The broker logs it. */
+uint64_t gs_store_persons_built(const gs_store_t *self);
+
+/* The format this (exclusive) open upgraded to the current one (2 or 3),
+ * 0 when the store needed no upgrade. The broker logs it. */
+unsigned gs_store_upgraded_from(const gs_store_t *self);
+
 /* ---- Person index (any thread) ------------------------------------------- */
 
 /* One place a person is named. */
@@ -464,8 +477,9 @@ enum {
  * at or representing several organisations, is not a duplicate. hmac is
  * 16 bytes. Persons without documents are never grouped.
  * With a non-empty prefix only groups with a place under it are reported.
- * Cost: one scan of the person index, grouped in memory in passes of
- * bounded size. fn runs outside any transaction and may call the store. */
+ * Cost: one scan of the records' person refs per pass, grouped in memory
+ * in passes of bounded size. fn runs outside any transaction and may call
+ * the store. */
 typedef int (gs_dup_fn)(void *arg, const uint8_t *hmac,
                         const gs_person_ref_t *refs, size_t n);
 int gs_store_person_dups(gs_store_t *self, const char *prefix,
@@ -476,8 +490,10 @@ int gs_store_person_dups(gs_store_t *self, const char *prefix,
 int gs_store_person_key(gs_store_t *self, const char *id_number,
                         uint8_t out[16]);
 /* Every active place naming the person with that index key, in one call
- * of fn (outside the transaction); GS_ENOTFOUND when none. Cost: one seek
- * per cell. */
+ * of fn (outside the transaction); GS_ENOTFOUND when none. Cost: one read
+ * of every cell's person set, and a scan of the records of the cells whose
+ * set holds the key's first four bytes (every cell's, for a store of
+ * format 3 or older opened by other than a broker). */
 int gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16],
                          gs_dup_fn *fn, void *arg);
 

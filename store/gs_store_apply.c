@@ -252,24 +252,14 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
         if (memcmp(cur->refs[i].hmac, refs[i].hmac, 16) || cur->refs[i].role != refs[i].role)
             same_refs = 0;
     if (!same_refs) {
-        uint8_t pk[GS_PK_MAX];
-        MDB_val pkey = { 0, pk };
-        if (old_active) {
-            for (size_t i = 0; i < cur->hdr.n_refs; i++) {
-                pkey.mv_size = gs_key_person(pk, cur->grid, cur->refs[i].hmac, kb, canon, cl);
-                rc = gs_txn_del(t, GS_DB_PERSONS, &pkey);
-                if (rc && rc != GS_ENOTFOUND)
+        if (old_active)
+            for (size_t i = 0; i < cur->hdr.n_refs; i++)
+                if ((rc = gs_persons_change(&log->persons, cur->grid, cur->refs[i].hmac, -1)))
                     return rc;
-            }
-        }
-        if (new_active) {
-            for (size_t i = 0; i < nrefs; i++) {
-                pkey.mv_size = gs_key_person(pk, grid, refs[i].hmac, kb, canon, cl);
-                MDB_val pval = { 1, (void *) &refs[i].role };
-                if ((rc = gs_txn_put(t, GS_DB_PERSONS, &pkey, &pval, 0)))
+        if (new_active)
+            for (size_t i = 0; i < nrefs; i++)
+                if ((rc = gs_persons_change(&log->persons, grid, refs[i].hmac, +1)))
                     return rc;
-            }
-        }
     }
 
     /* cells */
@@ -895,15 +885,14 @@ s_upload(s_apply_t *a, gs_upload_t *up, s_uprec_t *u)
         return s_ack_error(a, u, up, GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, v.message);
 
     gs_idem_entry_t ie;
-    rc = gs_idem_get(&a->idem, up->device_id, up->upload_id, &ie);
+    u->off = st->out.len;
+    rc = gs_idem_get(&a->idem, up->device_id, up->upload_id, &ie, &st->out);
     if (rc == 0) {
         /* a retransmission: the same answer, nothing written */
         memcpy(u->counts, ie.counts, sizeof u->counts);
         u->replayed = 1;
-        u->off = st->out.len;
         u->len = ie.ack_len;
-        gs_wbuf_put(&st->out, ie.ack, ie.ack_len);
-        return st->out.failed ? gs_txn_fail(a->t, ENOMEM, "replayed answer") : 0;
+        return 0;
     }
     if (rc != GS_ENOTFOUND)
         return rc;
@@ -1047,6 +1036,7 @@ gs_store_apply_as(gs_store_t *self, gs_upload_t *ups, const gs_principal_t *whos
     a.whos = whos;
     a.n_batch = n;
     gs_log_init(&a.log);
+    gs_idem_init(&a.idem);
     a.ups = calloc(n, sizeof *a.ups);
     int rc = a.ups ? 0 : GS_ENOMEM;
     uint32_t grows = 0;
@@ -1058,6 +1048,7 @@ gs_store_apply_as(gs_store_t *self, gs_upload_t *ups, const gs_principal_t *whos
     gs_arena_reset(self->arena);
     free(a.ups);
     gs_log_deinit(&a.log);
+    gs_idem_deinit(&a.idem);
     pthread_mutex_unlock(&self->write_lock);
     if (rc) {
         uint32_t g = out->map_grows;

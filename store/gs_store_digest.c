@@ -615,13 +615,9 @@ s_drop_fn(gs_txn_t *t, void *arg)
     if ((rc = gs_txn_del(t, GS_DB_RECORDS, &k)))
         return rc;
     if (h.status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE) {
-        for (size_t i = 0; i < nrefs; i++) {
-            uint8_t pk[GS_PK_MAX];
-            MDB_val key = { gs_key_person(pk, grid, refs + i * GS_REF_LEN, kb, canon, cl), pk };
-            rc = gs_txn_del(t, GS_DB_PERSONS, &key);
-            if (rc && rc != GS_ENOTFOUND)
+        for (size_t i = 0; i < nrefs; i++)
+            if ((rc = gs_persons_change(&d->log.persons, grid, refs + i * GS_REF_LEN, -1)))
                 return rc;
-        }
     }
     if (nkl) {
         MDB_val nkk = { nkl, nk }, nkv;

@@ -28,7 +28,9 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 3u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 4u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_PERSON_KEYS 3u    /* the format with one persons entry per ref: a broker's
+                                     * open upgrades it */
 #define GS_FORMAT_NO_DIGESTS 2u     /* the format before digests: a broker's open upgrades it */
 #define GS_KIND_H 'H'               /* key byte of a household */
 #define GS_KIND_R 'R'               /* key byte of a rental unit */
@@ -69,9 +71,9 @@ enum {
     GS_DB_CELL_LOG,     /* grid|seq BE -> "" */
     GS_DB_IDEM,         /* device\0upload -> idem header + packed Ack */
     GS_DB_IDEM_FIFO,    /* fifo_no BE -> created_at LE + device\0upload */
-    GS_DB_PERSONS,      /* grid|hmac16|kind|id -> role */
+    GS_DB_PERSONS,      /* grid -> HMAC tags of its active records' persons */
     GS_DB_CELLS,        /* grid -> cell meta */
-    GS_DB_CHAIN,        /* level prefix ("*" for the root) -> last seq LE */
+    GS_DB_CHAIN,        /* format 3 and older: level prefix -> last seq; now empty */
     GS_DB_META,         /* "format", "head_seq", "idem_fifo_next" */
     GS_DB_DEVICES,      /* device_id -> packed Device */
     GS_DB_DEVICE_KEYS,  /* public key Z85 -> device_id */
@@ -118,6 +120,18 @@ struct gs_store {
     size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
     int digests_ready;              /* the digests table is built (format 3) */
     uint64_t digests_built;         /* records digested by this open's upgrade */
+    int format_current;             /* format 4: person index sets, idem entries with their
+                                     * encoding byte, no chain table (an older store
+                                     * until a broker's open upgrades it) */
+    uint64_t persons_built;         /* person tags written by this open's upgrade */
+    uint32_t upgraded_from;         /* the format this open upgraded; 0: none */
+    /* Writer only (under write_lock): the last seq under every level
+     * prefix, derived from `cells` and kept in step by the change log
+     * (gs_store_log.c), valid while chain_built and the store's head_seq
+     * is chain_head. */
+    struct gs_smap *chain;          /* NULL until the first write */
+    uint64_t chain_head;            /* the head_seq chain describes */
+    int chain_built;                /* chain may be used (0 after a failed commit) */
 };
 
 /* ---- Errors ------------------------------------------------------------------ */

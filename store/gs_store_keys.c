@@ -125,43 +125,7 @@ gs_key_cell_log_parse(const uint8_t *k, size_t len, uint64_t *seq)
     return 0;
 }
 
-/* ---- persons and chain ---------------------------------------------------------------------- */
-
-size_t
-gs_key_person(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb, const char *id,
-              size_t id_len)
-{
-    assert(k && grid && hmac && id && id_len <= GS_ID_MAX);
-    memcpy(k, grid, GS_GRID_LEN);
-    memcpy(k + GS_PK_HMAC, hmac, 16);
-    k[GS_PK_KIND] = (uint8_t) kb;
-    memcpy(k + GS_PK_ID, id, id_len);
-    return GS_PK_ID + id_len;
-}
-
-size_t
-gs_key_person_prefix(uint8_t k[GS_PK_KIND], const char *grid, const uint8_t hmac[16])
-{
-    memcpy(k, grid, GS_GRID_LEN);
-    memcpy(k + GS_PK_HMAC, hmac, 16);
-    return GS_PK_KIND;
-}
-
-int
-gs_key_person_parse(const uint8_t *k, size_t len, char grid[GS_GRID_LEN + 1],
-                    uint8_t hmac[16], char *kb, char id[GS_ID_MAX + 1])
-{
-    if (len <= GS_PK_ID || len > GS_PK_MAX)
-        return -1;
-    memcpy(grid, k, GS_GRID_LEN);
-    grid[GS_GRID_LEN] = 0;
-    memcpy(hmac, k + GS_PK_HMAC, 16);
-    *kb = (char) k[GS_PK_KIND];
-    size_t il = len - GS_PK_ID;
-    memcpy(id, k + GS_PK_ID, il);
-    id[il] = 0;
-    return 0;
-}
+/* ---- chain ---------------------------------------------------------------------- */
 
 size_t
 gs_key_chain(const char *grid, int level, char *out)

@@ -62,6 +62,15 @@ gs_le64_get(const uint8_t *p)
 }
 
 static inline void
+gs_be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t) (v >> 24);
+    p[1] = (uint8_t) (v >> 16);
+    p[2] = (uint8_t) (v >> 8);
+    p[3] = (uint8_t) v;
+}
+
+static inline void
 gs_le32_put(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++) {
@@ -126,21 +135,7 @@ int gs_key_log_parse(const uint8_t *k, size_t len, uint64_t *seq);
 void gs_key_cell_log(uint8_t k[GS_CLK_LEN], const char *grid, uint64_t seq);
 int gs_key_cell_log_parse(const uint8_t *k, size_t len, uint64_t *seq);
 
-/* ---- persons: grid(15) | hmac(16) | kind(1) | record id ---------------------------
- * Clustered by cell like the records, so an upload's index writes share
- * pages; see docs/store.md for why the HMAC is not first. */
-
-#define GS_PK_HMAC GS_GRID_LEN
-#define GS_PK_KIND (GS_GRID_LEN + 16)
-#define GS_PK_ID (GS_GRID_LEN + 17)
-#define GS_PK_MAX (GS_PK_ID + GS_ID_MAX)
-size_t gs_key_person(uint8_t *k, const char *grid, const uint8_t hmac[16], char kb,
-                     const char *id, size_t id_len);
-/* The grid | hmac prefix every key of one person in one cell starts with. */
-size_t gs_key_person_prefix(uint8_t k[GS_PK_KIND], const char *grid, const uint8_t hmac[16]);
-/* grid and id come back NUL-terminated. */
-int gs_key_person_parse(const uint8_t *k, size_t len, char grid[GS_GRID_LEN + 1],
-                        uint8_t hmac[16], char *kb, char id[GS_ID_MAX + 1]);
+/* ---- persons: grid(15), the cell itself (gs_store_persons.h) ------------------------ */
 
 /* ---- chain: the level prefix of a grid, "*" for the root ---------------------------- */
 

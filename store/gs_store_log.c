@@ -21,6 +21,7 @@ gs_log_init(gs_log_t *self)
     gs_smap_init(&self->cells);
     gs_smap_init(&self->chain);
     gs_digest_init(&self->digest);
+    gs_persons_init(&self->persons);
 }
 
 void
@@ -31,9 +32,65 @@ gs_log_deinit(gs_log_t *self)
     gs_smap_deinit(&self->cells);
     gs_smap_deinit(&self->chain);
     gs_digest_deinit(&self->digest);
+    gs_persons_deinit(&self->persons);
     free(self->evs);
     self->evs = NULL;
     self->n_evs = self->cap_evs = 0;
+}
+
+/* The chain heads of every level prefix, derived from `cells`: the last
+ * seq under a prefix is the largest last seq of the cells under it (every
+ * event sets its cell's). Built at the first write of this open and again
+ * whenever the store's head is not the one they describe (a failed commit,
+ * another process's write). */
+static int
+s_chain_build(gs_log_t *self)
+{
+    gs_txn_t *t = self->t;
+    gs_store_t *st = t->st;
+    if (!st->chain) {
+        st->chain = malloc(sizeof *st->chain);
+        if (!st->chain)
+            return gs_txn_fail(t, ENOMEM, "chain heads");
+        gs_smap_init(st->chain);
+    }
+    gs_smap_clear(st->chain);
+    st->chain_built = 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, st->db[GS_DB_CELLS], &c);
+    if (rc)
+        return gs_txn_fail(t, rc, "open cells cursor");
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        gs_cell_meta_t m;
+        if (k.mv_size != GS_GRID_LEN || gs_cell_get(v.mv_data, v.mv_size, &m)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        char grid[GS_GRID_LEN + 1];
+        memcpy(grid, k.mv_data, GS_GRID_LEN);
+        grid[GS_GRID_LEN] = 0;
+        for (int l = 0; l < GS_LEVELS; l++) {
+            char key[GS_CHK_MAX];
+            size_t kl = gs_key_chain(grid, l, key);
+            gs_smap_ent_t *e = gs_smap_get(st->chain, key, kl, NULL);
+            if (!e) {
+                rc = ENOMEM;
+                break;
+            }
+            if (m.last_seq > e->u)
+                e->u = m.last_seq;
+        }
+        if (rc)
+            break;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return gs_txn_fail(t, rc, "derive chain heads");
+    st->chain_head = self->head0;
+    st->chain_built = 1;
+    return 0;
 }
 
 int
@@ -47,8 +104,11 @@ gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms)
     self->out = out;
     self->now_ms = now_ms;
     gs_digest_begin(&self->digest, t);
+    gs_persons_begin(&self->persons, t);
     int rc = gs_txn_meta_get(t, "head_seq", &self->head);
     self->head0 = self->head;
+    if (rc == 0 && (!t->st->chain_built || t->st->chain_head != self->head0))
+        rc = s_chain_build(self);
     return rc;
 }
 
@@ -61,12 +121,8 @@ s_chain_ent(gs_log_t *self, const char *key, size_t kl, gs_smap_ent_t **out)
     if (!e)
         return gs_txn_fail(self->t, ENOMEM, "chain cache");
     if (created) {
-        MDB_val k = { kl, (void *) key }, v;
-        int rc = gs_txn_get(self->t, GS_DB_CHAIN, &k, &v);
-        if (rc == 0 && v.mv_size == 8)
-            e->u = gs_le64_get(v.mv_data);
-        else if (rc && rc != GS_ENOTFOUND)
-            return rc;
+        const gs_smap_ent_t *h = gs_smap_find(self->t->st->chain, key, kl);
+        e->u = h ? h->u : 0;
     }
     *out = e;
     return 0;
@@ -227,18 +283,27 @@ gs_log_flush(gs_log_t *self)
         MDB_val k = { GS_GRID_LEN, e->key }, v = { bl, b };
         gs_txn_put(t, GS_DB_CELLS, &k, &v, 0);
     }
-    for (size_t i = 0; i < self->chain.cap; i++) {
+    /* the chain heads are not written: the store's copy moves with this
+     * transaction, and a failed commit makes the next one derive them
+     * again (gs_txn_commit, gs_txn_abort) */
+    gs_store_t *st = t->st;
+    for (size_t i = 0; i < self->chain.cap && !t->err; i++) {
         gs_smap_ent_t *e = &self->chain.ents[i];
         if (!e->used || !e->dirty)
             continue;
-        uint8_t b[8];
-        gs_le64_put(b, e->u);
-        MDB_val k = { e->klen, e->key }, v = { 8, b };
-        gs_txn_put(t, GS_DB_CHAIN, &k, &v, 0);
+        gs_smap_ent_t *h = gs_smap_get(st->chain, e->key, e->klen, NULL);
+        if (!h) {
+            st->chain_built = 0;
+            gs_txn_fail(t, ENOMEM, "chain heads");
+            break;
+        }
+        h->u = e->u;
     }
+    st->chain_head = self->head;
     if (self->head != self->head0)
         gs_txn_meta_put(t, "head_seq", self->head);
     gs_digest_flush(&self->digest);
+    gs_persons_flush(&self->persons);
     return t->err;     /* sticky: the first failed put, if any */
 }
 
@@ -510,21 +575,33 @@ gs_store_prefix_last(gs_store_t *self, const char *prefix, uint64_t *last_seq)
     int level = gs_level_of_len(strlen(prefix));
     if (level < 0)
         return GS_EINVAL;
-    char key[16];
-    char grid[GS_GRID_LEN + 1] = "000000000000000";
-    memcpy(grid, prefix, strlen(prefix));
-    size_t kl = gs_key_chain(grid, level, key);
+    /* the largest last seq of the cells under the prefix (every event sets
+     * its cell's): one read per cell under it */
+    size_t pl = strlen(prefix);
     MDB_txn *txn;
     int rc = gs_rtxn_begin(self, &txn);
     if (rc)
         return rc;
-    MDB_val k = { kl, key }, v;
-    rc = mdb_get(txn, self->db[GS_DB_CHAIN], &k, &v);
     *last_seq = 0;
-    if (rc == 0 && v.mv_size == 8)
-        *last_seq = gs_le64_get(v.mv_data);
-    else if (rc == 0)
-        rc = GS_ECORRUPT;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &c))) {
+        gs_rtxn_end(self, &txn);
+        return gs_store_err(rc, "open cells cursor");
+    }
+    MDB_val k = { pl, (void *) prefix }, v;
+    for (rc = mdb_cursor_get(c, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl) != 0)
+            break;
+        gs_cell_meta_t m;
+        if (k.mv_size != GS_GRID_LEN || gs_cell_get(v.mv_data, v.mv_size, &m)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (m.last_seq > *last_seq)
+            *last_seq = m.last_seq;
+    }
+    mdb_cursor_close(c);
     gs_rtxn_end(self, &txn);
-    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "read chain");
+    return rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "read the cells under a prefix");
 }

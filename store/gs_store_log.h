@@ -4,9 +4,12 @@
  * `cell_log`, keeps the hierarchy chain (the last seq under every level
  * prefix, stamped into each event as prev_seq) and the per-cell metadata
  * (counts, last seq, last update), and copies every packed event out for
- * the caller to publish after the commit. Chain heads and cells are cached
- * during the transaction and written once by gs_log_flush, so the
- * seven-level chain costs almost nothing per record. The read side serves
+ * the caller to publish after the commit. Cells are cached during the
+ * transaction and written once by gs_log_flush; the chain heads are not
+ * written at all: the store keeps them in memory (gs_store.chain), derived
+ * from the cells at the first write and whenever the store's head is not
+ * the one they describe, so the seven-level chain costs almost nothing per
+ * record. The read side serves
  * the resumable feed ("events for prefixes after seq N"), by the global log
  * or by merging per-cell logs, and the last seq under a prefix.
  * docs/store.md ("The change log") describes the layouts and the chain.
@@ -21,6 +24,7 @@
 
 #include "gs_store_digest.h"
 #include "gs_store_int.h"
+#include "gs_store_persons.h"
 
 /* One event of this transaction, located in the output buffer. */
 typedef struct gs_log_ev {
@@ -42,6 +46,8 @@ typedef struct gs_log {
     gs_smap_t chain;                /* level prefix -> last seq, written by flush */
     gs_digest_t digest;             /* the digests of touched prefixes, written by flush; */
                                     /* every write path calls gs_digest_change on it   */
+    gs_persons_t persons;           /* the person index sets of touched cells, written by */
+                                    /* flush; every write path calls gs_persons_change   */
     gs_log_ev_t *evs;               /* events in seq order */
     size_t n_evs, cap_evs;          /* used and allocated */
 } gs_log_t;
@@ -67,7 +73,7 @@ void gs_log_init(gs_log_t *self);
 void gs_log_deinit(gs_log_t *self);
 
 /* Start (or restart, after map growth) on transaction t: empties the
- * caches (the digests' too) and the event list, reads head_seq. Events go to out. Returns 0
+ * caches (the digests' and the person index's too) and the event list, reads head_seq. Events go to out. Returns 0
  * or the sticky error. */
 int gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms);
 
@@ -82,8 +88,8 @@ int gs_log_emit(gs_log_t *self, const gs_log_event_t *ev, uint64_t *seq);
 int gs_log_cell_count(gs_log_t *self, const char *grid, char kb, int status, uint32_t people,
                       int sign);
 
-/* Write the cached cells, chain heads, digests (gs_digest_flush) and
- * head_seq. Returns 0 or the sticky error. */
+/* Write the cached cells, chain heads, digests (gs_digest_flush), person
+ * index sets (gs_persons_flush) and head_seq. Returns 0 or the sticky error. */
 int gs_log_flush(gs_log_t *self);
 
 /* head_seq in a read transaction: 0 when empty. Returns 0 or a GS_E* code. */

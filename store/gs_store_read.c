@@ -15,6 +15,7 @@
 #include "gs_store_int.h"
 #include "gs_store_ids.h"
 #include "gs_store_log.h"
+#include "gs_store_persons.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -388,14 +389,17 @@ gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn, void *arg)
 
 /* ---- Person index ---------------------------------------------------------------- */
 
-/* The persons index is keyed by cell first (grid | hmac | kind | id) so that
- * writes are clustered like the records. Finding one person therefore seeks
- * once per cell, and the duplicate report groups entries in memory, in as
- * many passes (split by HMAC) as keep each pass's memory bounded. */
+/* The person index (gs_store_persons.h) holds one set of HMAC tags per
+ * cell; the full refs (HMAC, role) are in the records' values. Finding one
+ * person therefore reads every cell's set and the records of the cells
+ * whose set holds the HMAC's tag; the duplicate report scans the records'
+ * refs and groups them in memory, in as many passes (split by HMAC) as keep
+ * each pass's memory bounded. */
 
 #define S_DUP_PASS_ENTRIES 500000   /* entries held in memory per pass (~50 MB) */
+#define S_ACTIVE_REC GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE
 
-/* One persons entry, copied out of the transaction. */
+/* One person ref of an active record, copied out of the transaction. */
 typedef struct s_pent {
     uint8_t hmac[16];
     char grid[GS_GRID_LEN + 1];
@@ -410,11 +414,10 @@ typedef struct s_pents {
     size_t n, cap;
 } s_pents_t;
 
+/* Add ref (HMAC and role, GS_REF_LEN bytes) of the record keyed k. */
 static int
-s_pent_add(s_pents_t *a, const MDB_val *k, const MDB_val *v)
+s_pent_add(s_pents_t *a, const MDB_val *k, const uint8_t *ref)
 {
-    if (k->mv_size <= GS_PK_ID || k->mv_size > GS_PK_MAX || v->mv_size != 1)
-        return GS_ECORRUPT;     /* checked before the array grows */
     if (a->n == a->cap) {
         size_t nc = a->cap ? a->cap * 2 : 64;
         s_pent_t *nv = realloc(a->v, nc * sizeof *nv);
@@ -423,11 +426,27 @@ s_pent_add(s_pents_t *a, const MDB_val *k, const MDB_val *v)
         a->v = nv;
         a->cap = nc;
     }
-    s_pent_t *e = &a->v[a->n++];
+    s_pent_t *e = &a->v[a->n];
     char kb;
-    gs_key_person_parse(k->mv_data, k->mv_size, e->grid, e->hmac, &kb, e->id);
+    if (gs_key_record_parse(k->mv_data, k->mv_size, e->grid, &kb, e->id))
+        return MDB_CORRUPTED;
+    memcpy(e->hmac, ref, 16);
     e->kind = (uint8_t) gs_kind_of_byte(kb);
-    e->role = *(const uint8_t *) v->mv_data;
+    e->role = ref[16];
+    a->n++;
+    return 0;
+}
+
+/* The refs of one records entry when it is active: *refs and *n (0 for
+ * another status). MDB_CORRUPTED for a damaged value. */
+static int
+s_rec_refs(const MDB_val *v, const uint8_t **refs, size_t *n)
+{
+    gs_rec_hdr_t h;
+    if (gs_rec_hdr_get(v, &h) || v->mv_size < gs_rec_data_off(&h))
+        return MDB_CORRUPTED;
+    *refs = (const uint8_t *) v->mv_data + GS_REC_HDR;
+    *n = h.status == S_ACTIVE_REC ? h.n_refs : 0;
     return 0;
 }
 
@@ -463,6 +482,29 @@ s_pent_emit(const s_pent_t *e, size_t n, gs_dup_fn *fn, void *arg)
     return rc;
 }
 
+/* Add the refs to hmac of the active records of one cell. */
+static int
+s_cell_person(MDB_cursor *rc, const char *grid, const uint8_t hmac[16], s_pents_t *a)
+{
+    MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
+    int r;
+    for (r = mdb_cursor_get(rc, &k, &v, MDB_SET_RANGE); r == 0;
+         r = mdb_cursor_get(rc, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < GS_GRID_LEN || memcmp(k.mv_data, grid, GS_GRID_LEN) != 0)
+            break;
+        const uint8_t *refs;
+        size_t n;
+        if ((r = s_rec_refs(&v, &refs, &n)))
+            break;
+        for (size_t i = 0; i < n && r == 0; i++)
+            if (memcmp(refs + i * GS_REF_LEN, hmac, 16) == 0)
+                r = s_pent_add(a, &k, refs + i * GS_REF_LEN);
+        if (r)
+            break;
+    }
+    return r == MDB_NOTFOUND ? 0 : r;
+}
+
 int
 gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, void *arg)
 {
@@ -472,10 +514,13 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
     int rc = gs_rtxn_begin(self, &txn);
     if (rc)
         return rc;
-    MDB_cursor *cc = NULL, *pc = NULL;
+    MDB_cursor *cc = NULL, *rcur = NULL;
     s_pents_t a = { NULL, 0, 0 };
-    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_CELLS], &cc)) ||
-        (rc = mdb_cursor_open(txn, self->db[GS_DB_PERSONS], &pc))) {
+    /* the cells whose set holds the HMAC's tag; before the upgrade of a
+     * format 3 store (a read-only open) every cell */
+    int db = self->format_current ? GS_DB_PERSONS : GS_DB_CELLS;
+    if ((rc = mdb_cursor_open(txn, self->db[db], &cc)) ||
+        (rc = mdb_cursor_open(txn, self->db[GS_DB_RECORDS], &rcur))) {
         rc = gs_store_err(rc, "open cursors");
         goto done;
     }
@@ -484,26 +529,25 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
          rc = mdb_cursor_get(cc, &ck, &cv, MDB_NEXT)) {
         if (ck.mv_size != GS_GRID_LEN)
             continue;
-        uint8_t pfx[GS_PK_KIND];
-        gs_key_person_prefix(pfx, ck.mv_data, hmac);
-        MDB_val k = { sizeof pfx, pfx }, v;
-        int r2;
-        for (r2 = mdb_cursor_get(pc, &k, &v, MDB_SET_RANGE); r2 == 0;
-             r2 = mdb_cursor_get(pc, &k, &v, MDB_NEXT)) {
-            if (k.mv_size < sizeof pfx || memcmp(k.mv_data, pfx, sizeof pfx) != 0)
+        if (self->format_current) {
+            int has = gs_persons_has(cv.mv_data, cv.mv_size, hmac);
+            if (has < 0) {
+                rc = MDB_CORRUPTED;
                 break;
-            if ((r2 = s_pent_add(&a, &k, &v)))
-                break;
+            }
+            if (!has)
+                continue;
         }
-        if (r2 && r2 != MDB_NOTFOUND) {
-            rc = r2;
+        char grid[GS_GRID_LEN + 1];
+        memcpy(grid, ck.mv_data, GS_GRID_LEN);
+        grid[GS_GRID_LEN] = 0;
+        if ((rc = s_cell_person(rcur, grid, hmac, &a)))
             break;
-        }
     }
     rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "look up person");
 done:
-    if (pc)
-        mdb_cursor_close(pc);
+    if (rcur)
+        mdb_cursor_close(rcur);
     if (cc)
         mdb_cursor_close(cc);
     gs_rtxn_end(self, &txn);
@@ -512,6 +556,30 @@ done:
         rc = a.n ? s_pent_emit(a.v, a.n, fn, arg) : GS_ENOTFOUND;
     free(a.v);
     return rc;
+}
+
+/* The refs of active records in the store: the tags in the person index,
+ * or before the upgrade of a format 3 store its entries (one per ref). */
+static int
+s_refs_count(gs_store_t *self, MDB_txn *txn, uint64_t *n)
+{
+    MDB_stat ms;
+    *n = 0;
+    if (!self->format_current) {
+        int rc = mdb_stat(txn, self->db[GS_DB_PERSONS], &ms);
+        *n = ms.ms_entries;
+        return rc;
+    }
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, self->db[GS_DB_PERSONS], &c);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        *n += v.mv_size / GS_PERSON_TAG;
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int
@@ -528,13 +596,13 @@ gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *
     int rc = gs_rtxn_begin(self, &txn);
     if (rc)
         return rc;
-    MDB_stat ms;
-    rc = mdb_stat(txn, self->db[GS_DB_PERSONS], &ms);
+    uint64_t entries;
+    rc = s_refs_count(self, txn, &entries);
     gs_rtxn_end(self, &txn);
     if (rc)
-        return gs_store_err(rc, "stat persons");
+        return gs_store_err(rc, "count person refs");
     size_t per_pass = self->dup_pass ? self->dup_pass : S_DUP_PASS_ENTRIES;
-    uint32_t passes = (uint32_t) (1 + ms.ms_entries / per_pass);
+    uint32_t passes = (uint32_t) (1 + entries / per_pass);
     s_pents_t a = { NULL, 0, 0 };
     for (uint32_t pass = 0; pass < passes && rc == 0; pass++) {
         /* one pass: the persons whose HMAC falls in this share */
@@ -542,27 +610,30 @@ gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *
         if ((rc = gs_rtxn_begin(self, &txn)))
             break;
         MDB_cursor *c;
-        if ((rc = mdb_cursor_open(txn, self->db[GS_DB_PERSONS], &c))) {
+        if ((rc = mdb_cursor_open(txn, self->db[GS_DB_RECORDS], &c))) {
             gs_rtxn_end(self, &txn);
-            rc = gs_store_err(rc, "open persons cursor");
+            rc = gs_store_err(rc, "open records cursor");
             break;
         }
         MDB_val k, v;
         for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            if (k.mv_size <= GS_PK_ID) {
-                rc = MDB_CORRUPTED;
+            const uint8_t *refs;
+            size_t n;
+            if ((rc = s_rec_refs(&v, &refs, &n)))
                 break;
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                const uint8_t *h = refs + i * GS_REF_LEN;
+                if (passes > 1 && ((uint32_t) h[0] << 8 | h[1]) % passes != pass)
+                    continue;
+                rc = s_pent_add(&a, &k, h);
             }
-            const uint8_t *h = (const uint8_t *) k.mv_data + GS_PK_HMAC;
-            if (passes > 1 && ((uint32_t) h[0] << 8 | h[1]) % passes != pass)
-                continue;
-            if ((rc = s_pent_add(&a, &k, &v)))
+            if (rc)
                 break;
         }
         mdb_cursor_close(c);
         gs_rtxn_end(self, &txn);
-        rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan persons");
+        rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan person refs");
         if (rc)
             break;
         if (a.n)

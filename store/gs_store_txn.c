@@ -244,6 +244,8 @@ void
 gs_txn_abort(gs_txn_t *t)
 {
     assert(t);
+    /* the change log may have moved the chain heads with this transaction */
+    t->st->chain_built = 0;
     if (t->txn)
         gs_rtxn_end(t->st, &t->txn);
 }
@@ -270,8 +272,10 @@ gs_txn_commit(gs_txn_t *t)
     pthread_rwlock_unlock(&st->env_lock);
     if (rc == EIO && s_fs_full(st->dir))
         rc = ENOSPC;
-    if (rc)
+    if (rc) {
+        st->chain_built = 0;    /* the chain heads moved with what was not committed */
         return gs_txn_fail(t, rc, "commit");
+    }
     if (st->trace)
         st->trace(st->trace_arg, 2, NULL, NULL, 0, NULL, 0, 0);
     return 0;

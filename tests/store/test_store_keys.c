@@ -2,7 +2,7 @@
  * test_store_keys: the store's key codec (store/gs_store_keys.h). Pure:
  * every table's key built and parsed back, the byte orders that make LMDB's
  * key order the order the store relies on (seq order in the logs, cell
- * clustering in records and persons), the parsers refusing bytes of the
+ * clustering in records), the parsers refusing bytes of the
  * wrong shape, and the snapshot cursor's round trip and refusals.
  */
 #include <setjmp.h>
@@ -115,29 +115,6 @@ test_log_keys(void **state)
     assert_int_equal(gs_key_cell_log_parse(d, GS_CLK_LEN, &seq), 0);
     assert_true(seq == 256);
     assert_int_equal(gs_key_cell_log_parse(d, GS_LK_LEN, &seq), -1);
-}
-
-static void
-test_person_key(void **state)
-{
-    (void) state;
-    uint8_t hmac[16];
-    for (int i = 0; i < 16; i++)
-        hmac[i] = (uint8_t) (0xF0 + i);
-    uint8_t k[GS_PK_MAX], p[GS_PK_KIND];
-    size_t n = gs_key_person(k, G, hmac, 'H', "hh-7", 4);
-    assert_int_equal(n, GS_PK_ID + 4);
-    assert_int_equal(gs_key_person_prefix(p, G, hmac), GS_PK_KIND);
-    assert_memory_equal(k, p, GS_PK_KIND);       /* grid first, then the person */
-    char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1], kb;
-    uint8_t h2[16];
-    assert_int_equal(gs_key_person_parse(k, n, grid, h2, &kb, id), 0);
-    assert_string_equal(grid, G);
-    assert_memory_equal(h2, hmac, 16);
-    assert_int_equal(kb, 'H');
-    assert_string_equal(id, "hh-7");
-    assert_int_equal(gs_key_person_parse(k, GS_PK_ID, grid, h2, &kb, id), -1);
-    assert_int_equal(gs_key_person_parse(k, GS_PK_MAX + 1, grid, h2, &kb, id), -1);
 }
 
 static void
@@ -273,7 +250,6 @@ main(void)
         cmocka_unit_test(test_record_key),
         cmocka_unit_test(test_ids_and_natkeys),
         cmocka_unit_test(test_log_keys),
-        cmocka_unit_test(test_person_key),
         cmocka_unit_test(test_chain_key),
         cmocka_unit_test(test_digest_key),
         cmocka_unit_test(test_idem),

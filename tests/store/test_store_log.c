@@ -7,6 +7,7 @@
  * reading them back by either path. White-box: it drives gs_log_* inside
  * write transactions of its own.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "gs_store_debug.h"
 #include "gs_store_int.h"
 #include "gs_store_log.h"
 #include "st_lib.h"
@@ -206,11 +208,67 @@ test_move(void **state)
     free(dir);
 }
 
+/* The chain heads are derived from the cells and kept by the writer, not
+ * written: the chain table stays empty, a commit that failed leaves no
+ * trace in them (the next event points past it), and a store opened again
+ * derives the same heads. */
+static void
+test_chain_derived(void **state)
+{
+    (void) state;
+    char *dir = st_tmpdir();
+    gs_store_t *st = st_open(dir, NULL);
+    s_batch_t b1 = { { G1, G3, NULL }, { 0 }, 0 };
+    assert_int_equal(gs_store_write(st, s_batch, &b1), 0);
+    uint8_t v[8];
+    size_t vl;
+    assert_int_equal(gs_store_debug_get(st, "chain", "*", 1, v, sizeof v, &vl), GS_ENOTFOUND);
+
+    /* a failed commit: its events (seqs 3 and 4) never happened */
+    gs_store_debug_fail_commit(st, EIO);
+    s_batch_t lost = { { G2, G1, NULL }, { 0 }, 0 };
+    assert_int_equal(gs_store_write(st, s_batch, &lost), GS_EIO);
+    s_batch_t b2 = { { G2, NULL }, { 0 }, 0 };
+    assert_int_equal(gs_store_write(st, s_batch, &b2), 0);
+    assert_true(b2.seqs[0] == 3);
+    s_feed_t fd;
+    memset(&fd, 0, sizeof fd);
+    const char *pf[] = { "" };
+    uint64_t next, h;
+    assert_int_equal(gs_store_events(st, pf, 1, 2, 0, s_take, &fd, &next, &h), 0);
+    assert_int_equal(fd.n, 1);
+    /* event 3 (G2): root at 2 (G3), "11" and its level 2 and 3 at 1 (G1), G2's cell at 0 */
+    assert_true(fd.f[0].prev_seq[0] == 2 && fd.f[0].prev_seq[1] == 1);
+    assert_true(fd.f[0].prev_seq[GS_LEVELS - 1] == 0);
+    s_feed_free(&fd);
+    st_verify_ok(st);
+
+    /* opened again: the same heads, derived from the cells */
+    gs_store_destroy(&st);
+    st = st_open(dir, NULL);
+    s_batch_t b3 = { { G1, NULL }, { 0 }, 0 };
+    assert_int_equal(gs_store_write(st, s_batch, &b3), 0);
+    memset(&fd, 0, sizeof fd);
+    assert_int_equal(gs_store_events(st, pf, 1, 3, 0, s_take, &fd, &next, &h), 0);
+    assert_int_equal(fd.n, 1);
+    assert_true(fd.f[0].prev_seq[0] == 3 && fd.f[0].prev_seq[1] == 3);
+    assert_true(fd.f[0].prev_seq[GS_LEVELS - 1] == 1);
+    s_feed_free(&fd);
+    uint64_t last;
+    assert_int_equal(gs_store_prefix_last(st, "12", &last), 0);
+    assert_true(last == 2);
+    st_verify_ok(st);
+    gs_store_destroy(&st);
+    st_rmdir(dir);
+    free(dir);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_emit_chain_cells),
+        cmocka_unit_test(test_chain_derived),
         cmocka_unit_test(test_move),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,8 +23,13 @@
  * This program includes lmdb.h for the bare loop only: it measures LMDB
  * itself. Everything else goes through the store API.
  *
+ * Under the write-counting shim (bench_iocount.h) it also reports the bytes
+ * written per record, of the store and of each database replayed alone
+ * (--breakdown), so the bytes can be told apart by table.
+ *
  * Usage: bench_store [--dir D] [--batch N] [--prefill N] [--limit N]
- *                    [--breakdown] [--persons-by-cell]
+ *                    [--breakdown] [--persons-by-cell] [--upload N]
+ *                    [--interleave N]
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -36,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_iocount.h"
 #include "gs_arena.h"
 #include "gs_gen.h"
 #include "gs_store.h"
@@ -162,6 +168,7 @@ typedef struct s_feed {
     uint32_t rt_next, rt_end;       /* rentals of the current grid left */
     uint64_t made;                  /* records made so far */
     uint64_t limit;                 /* stop after this many (0 = all) */
+    uint32_t stride;                /* grids this feed skips to its next (1: every grid) */
 } s_feed_t;
 
 /* Next up to max records of the current grid; 0 when the district is done. */
@@ -179,9 +186,9 @@ s_feed_next(s_feed_t *f, gs_arena_t *a, Gridsync__V1__Record **recs, size_t max,
         gs_gen_grid_rentals(f->gen, f->grid, &first, &n);
         f->rt_next = first;
         f->rt_end = first + n;
-        f->grid++;
+        f->grid += f->stride;
     }
-    *grid = gs_gen_grid_code(f->gen, f->grid - 1);
+    *grid = gs_gen_grid_code(f->gen, f->grid - f->stride);
     size_t k = 0;
     while (k < max && (!f->limit || f->made < f->limit)) {
         Gridsync__V1__Record *r = NULL;
@@ -209,8 +216,11 @@ typedef struct s_run {
     uint64_t txns;                  /* applies (= transactions) */
 } s_run_t;
 
-#define S_UP_MAX 250                /* records per upload (one device) */
+#define S_UP_MAX 250                /* most records per upload (one device) */
 #define S_UPS_MAX 64                /* uploads per apply */
+#define S_IL_MAX 1024               /* most feeds taking turns (--interleave) */
+static size_t s_up_max = S_UP_MAX;  /* records per upload (--upload) */
+static uint32_t s_interleave = 1;   /* feeds taking turns (--interleave) */
 
 /* Apply a district through the store; batch = records per transaction. */
 static s_run_t
@@ -218,7 +228,13 @@ s_apply_district(gs_store_t *st, gs_gen_t *gen, uint32_t batch, uint64_t limit,
                  s_trace_t *t, const char *tag)
 {
     s_run_t run = { 0, 0, 0, 0, 0 };
-    s_feed_t f = { gen, 0, 0, 0, 0, 0, 0, limit };
+    /* --interleave N: N feeds, each on every Nth grid, taking turns upload
+     * by upload, as bench_load's connections do (each on its own grids) */
+    static s_feed_t feeds[S_IL_MAX];
+    for (uint32_t i = 0; i < s_interleave; i++)
+        feeds[i] = (s_feed_t) { gen, i, 0, 0, 0, 0, 0, 0, s_interleave };
+    uint32_t turn = 0, live = s_interleave;
+    uint64_t made = 0;
     gs_arena_t *a = gs_arena_new(4 << 20);
     static Gridsync__V1__Record *recs[S_UPS_MAX][S_UP_MAX];
     static char upids[S_UPS_MAX][48], devs[S_UPS_MAX][32];
@@ -227,12 +243,21 @@ s_apply_district(gs_store_t *st, gs_gen_t *gen, uint32_t batch, uint64_t limit,
     double last_report = s_now();
     for (;;) {
         size_t n = 0, total = 0;
-        while (n < S_UPS_MAX && total < batch) {
+        while (n < S_UPS_MAX && total < batch && live && (!limit || made < limit)) {
             const char *grid = NULL;
-            size_t want = batch - total < S_UP_MAX ? batch - total : S_UP_MAX;
-            size_t k = s_feed_next(&f, a, recs[n], want, &grid);
-            if (!k)
-                break;
+            size_t want = batch - total < s_up_max ? batch - total : s_up_max;
+            if (limit && want > limit - made)
+                want = (size_t) (limit - made);
+            s_feed_t *f = &feeds[turn++ % s_interleave];
+            if (f->grid == UINT32_MAX)
+                continue;
+            size_t k = s_feed_next(f, a, recs[n], want, &grid);
+            if (!k) {
+                f->grid = UINT32_MAX;       /* this feed's grids are done */
+                live--;
+                continue;
+            }
+            made += k;
             snprintf(devs[n], sizeof devs[n], "dev-%s", grid);
             snprintf(upids[n], sizeof upids[n], "%s-%llu", tag, (unsigned long long) ++upload_no);
             /* as the broker's frontend does, before the writer's apply */
@@ -345,6 +370,16 @@ s_bare(const char *dir, const s_trace_t *t, int only_db, uint64_t *records)
 
 /* ---- Main ------------------------------------------------------------------------------ */
 
+static const char *s_io;            /* the shim's counter file, NULL when not preloaded */
+
+/* Bytes the process passed to write calls so far (0 without the shim). */
+static uint64_t
+s_io_bytes(void)
+{
+    gs_bench_iocount_t c;
+    return s_io && gs_bench_iocount_read(s_io, &c) == 0 ? c.write_bytes : 0;
+}
+
 static void
 s_rm(const char *dir)
 {
@@ -418,6 +453,10 @@ main(int argc, char **argv)
             breakdown = 1;
         else if (!strcmp(argv[i], "--persons-by-cell"))
             s_persons_by_cell = 1;
+        else if (!strcmp(argv[i], "--upload") && i + 1 < argc)
+            s_up_max = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--interleave") && i + 1 < argc)
+            s_interleave = (uint32_t) strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: %s [--dir D] [--batch N] [--prefill N] [--limit N] "
                     "[--breakdown] [--persons-by-cell]\n"
@@ -426,12 +465,28 @@ main(int argc, char **argv)
                     "  --limit    measured records (default: the whole district)\n"
                     "  --breakdown  also replay each database alone (empty case)\n"
                     "  --persons-by-cell  what-if: bare loops key the person index by\n"
-                    "             grid first (the store itself is unchanged)\n", argv[0]);
+                    "             grid first (the store itself is unchanged)\n"
+                    "  --upload   records per upload (default and most %d)\n"
+                    "  --interleave N  N devices take turns upload by upload, each on\n"
+                    "             every Nth grid, as bench_load's connections (default 1)\n"
+                    "Under the write-counting shim (LD_PRELOAD=libbench_iocount.so,\n"
+                    "GS_BENCH_IOCOUNT=FILE) it also prints the bytes written per record\n"
+                    "of the empty case and of each database replayed alone.\n",
+                    argv[0], S_UP_MAX);
             return 2;
         }
     }
+    if (s_up_max == 0 || s_up_max > S_UP_MAX || s_interleave == 0 || s_interleave > S_IL_MAX) {
+        fprintf(stderr, "bench_store: --upload 1..%d, --interleave 1..%d\n", S_UP_MAX,
+                S_IL_MAX);
+        return 2;
+    }
     if (batch == 0)
         batch = 1000;
+    s_io = getenv("GS_BENCH_IOCOUNT");
+    gs_bench_iocount_t probe;
+    if (s_io && gs_bench_iocount_read(s_io, &probe) != 0)
+        s_io = NULL;
     char root[1024];
     snprintf(root, sizeof root, "%s/bench_store.XXXXXX", base);
     if (!mkdtemp(root)) {
@@ -463,7 +518,9 @@ main(int argc, char **argv)
     /* ---- empty store */
     gs_store_t *st = s_open(d_store, 0);
     gs_store_debug_trace(st, s_trace_fn, &t);
+    uint64_t io0 = s_io_bytes();
     s_run_t run = s_apply_district(st, gen, batch, limit, &t, "empty");
+    uint64_t io1 = s_io_bytes();
     gs_store_debug_trace(st, NULL, NULL);
     gs_store_destroy(&st);
     mkdir(d_bare, 0700);
@@ -472,6 +529,10 @@ main(int argc, char **argv)
     double all = s_bare(d_bare, &t, -1, &nrec);
     double rec = s_bare(d_rec, &t, s_db_index("records"), &nrec);
     s_report("empty store", &run, all, rec, nrec);
+    if (s_io)
+        printf("  empty store: %.0f bytes written per record, %.2f records per transaction\n",
+               (double) (io1 - io0) / (double) run.records,
+               (double) run.records / (double) run.txns);
     if (breakdown) {
         /* which databases the time goes to: each replayed alone */
         for (size_t i = 0; i < S_NDB; i++) {
@@ -479,9 +540,14 @@ main(int argc, char **argv)
             snprintf(d, sizeof d, "%s/bare-%s", root, s_dbs[i]);
             mkdir(d, 0700);
             uint64_t n;
+            uint64_t b0 = s_io_bytes();
             double secs = s_bare(d, &t, (int) i, &n);
-            printf("  bare %-12s alone: %10.0f records/s (%.2f s)\n", s_dbs[i],
+            uint64_t b1 = s_io_bytes();
+            printf("  bare %-12s alone: %10.0f records/s (%.2f s)", s_dbs[i],
                    (double) n / secs, secs);
+            if (s_io)
+                printf(", %.0f bytes written per record", (double) (b1 - b0) / (double) n);
+            printf("\n");
             s_rm(d);
         }
     }

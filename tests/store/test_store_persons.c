@@ -1,0 +1,420 @@
+/*
+ * test_store_persons: the person index (store/gs_store_persons.h) on a real
+ * LMDB store: one set of HMAC tags per cell that follows every write (new,
+ * void, revive, move), the lookups that read it, verify noticing a set that
+ * differs from the records, and the upgrade of a format 3 store (one entry
+ * per ref, idempotency entries without their encoding byte) that an older
+ * build left: readable before, refused for record writes by a non-broker
+ * open, rebuilt by the broker's exclusive open, its remembered answers
+ * replayed byte for byte.
+ * White-box: it reads the table's raw values and writes the older layout.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "gs_store_debug.h"
+#include "gs_store_int.h"
+#include "gs_store_persons.h"
+#include "st_lib.h"
+
+#define RS(x) GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_##x
+
+static const char *G1 = "110105001001001";
+static const char *G2 = "110105001001002";
+
+/* ---- The pure helpers ------------------------------------------------------------ */
+
+static void
+test_tags(void **state)
+{
+    (void) state;
+    uint8_t h1[16] = { 0x01, 0x02, 0x03, 0x04, 0xff }, h2[16] = { 0x80, 0, 0, 1 },
+            h3[16] = { 0x7f, 0xff, 0xff, 0xff };
+    assert_true(gs_persons_tag(h1) == 0x01020304u);
+    assert_true(gs_persons_tag(h2) == 0x80000001u);
+    /* a stored set: h1, h1, h2 (big-endian, ascending) */
+    uint8_t val[12];
+    gs_be32_put(val, 0x01020304u);
+    gs_be32_put(val + 4, 0x01020304u);
+    gs_be32_put(val + 8, 0x80000001u);
+    assert_int_equal(gs_persons_has(val, 12, h1), 1);
+    assert_int_equal(gs_persons_has(val, 12, h2), 1);
+    assert_int_equal(gs_persons_has(val, 12, h3), 0);
+    assert_int_equal(gs_persons_has(val, 0, h1), 0);
+    assert_int_equal(gs_persons_has(val, 11, h1), -1);
+    uint32_t want[3] = { 0x80000001u, 0x01020304u, 0x01020304u };
+    assert_int_equal(gs_persons_differs(val, 12, want, 3), 0);
+    uint32_t other[3] = { 0x80000001u, 0x01020304u, 0x01020305u };
+    assert_int_equal(gs_persons_differs(val, 12, other, 3), 1);
+    uint32_t fewer[2] = { 0x80000001u, 0x01020304u };
+    assert_int_equal(gs_persons_differs(val, 12, fewer, 2), 1);
+}
+
+/* ---- The index follows the writes ----------------------------------------------------- */
+
+typedef struct {
+    gs_store_t *st;
+    gs_arena_t *a;
+    char *dir;
+} fx_t;
+
+static int
+s_setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    f->dir = st_tmpdir();
+    f->st = st_open(f->dir, NULL);
+    f->a = gs_arena_new(0);
+    *state = f;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    fx_t *f = *state;
+    gs_store_destroy(&f->st);
+    gs_arena_destroy(&f->a);
+    st_rmdir(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Tags held for grid (0 when the cell has no entry). */
+static size_t
+s_tags(gs_store_t *st, const char *grid)
+{
+    uint8_t buf[256];
+    size_t len = 0;
+    int rc = gs_store_debug_get(st, "persons", grid, GS_GRID_LEN, buf, sizeof buf, &len);
+    if (rc == GS_ENOTFOUND)
+        return 0;
+    assert_int_equal(rc, 0);
+    assert_int_equal(len % GS_PERSON_TAG, 0);
+    return len / GS_PERSON_TAG;
+}
+
+typedef struct {
+    size_t groups;                  /* calls */
+    size_t refs;                    /* refs over all calls */
+    char grids[8][16];              /* grids of the first refs */
+} s_acc_t;
+
+static int
+s_acc(void *arg, const uint8_t *hmac, const gs_person_ref_t *refs, size_t n)
+{
+    s_acc_t *d = arg;
+    (void) hmac;
+    for (size_t i = 0; i < n; i++) {
+        if (d->refs < 8)
+            snprintf(d->grids[d->refs], 16, "%s", refs[i].grid);
+        d->refs++;
+    }
+    d->groups++;
+    return 0;
+}
+
+/* Refs of person pid: their count (0 when none). */
+static size_t
+s_refs_of(gs_store_t *st, uint32_t pid, s_acc_t *d)
+{
+    char id[19];
+    st_idnum(pid, id);
+    uint8_t k[16];
+    assert_int_equal(gs_store_person_key(st, id, k), 0);
+    memset(d, 0, sizeof *d);
+    int rc = gs_store_person_refs(st, k, s_acc, d);
+    if (rc == GS_ENOTFOUND)
+        return 0;
+    assert_int_equal(rc, 0);
+    return d->refs;
+}
+
+static void
+test_follows_writes(void **state)
+{
+    fx_t *f = *state;
+    s_acc_t d;
+    st_rec_t h1 = { .id = "H1", .grid = G1, .addr_code = "A1", .pids = { 100, 101 } };
+    st_rec_t h2 = { .id = "H2", .grid = G1, .addr_code = "A2", .pids = { 100 } };
+    st_rec_t r1 = { .kind = 'R', .id = "R1", .grid = G2, .addr_code = "B1", .pids = { 300 },
+                    .landlord = 200 };
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &h2, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &r1, ST_NOW_MS).status, RS(ACCEPTED));
+    /* one entry per cell; person 100 twice in G1 */
+    assert_int_equal(s_tags(f->st, G1), 3);
+    assert_int_equal(s_tags(f->st, G2), 2);
+    assert_int_equal(s_refs_of(f->st, 100, &d), 2);
+    assert_string_equal(d.grids[0], G1);
+    assert_int_equal(s_refs_of(f->st, 200, &d), 1);
+    assert_string_equal(d.grids[0], G2);
+    assert_int_equal(s_refs_of(f->st, 999, &d), 0);
+    st_verify_ok(f->st);
+
+    /* a void record leaves the index; a later active version comes back */
+    gs_arena_reset(f->a);
+    h2.base = 1;
+    h2.void_ = 1;
+    assert_int_equal(st_put(f->st, f->a, &h2, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(s_tags(f->st, G1), 2);
+    assert_int_equal(s_refs_of(f->st, 100, &d), 1);
+    st_verify_ok(f->st);
+    gs_arena_reset(f->a);
+    h2.base = 2;
+    h2.void_ = 0;
+    assert_int_equal(st_put(f->st, f->a, &h2, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(s_tags(f->st, G1), 3);
+    st_verify_ok(f->st);
+
+    /* moving both households to G2 empties G1's entry */
+    gs_arena_reset(f->a);
+    h1.grid = G2;
+    h1.base = 1;
+    h2.grid = G2;
+    h2.base = 3;
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &h2, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(s_tags(f->st, G1), 0);
+    assert_int_equal(s_tags(f->st, G2), 5);
+    assert_int_equal(s_refs_of(f->st, 100, &d), 2);
+    assert_string_equal(d.grids[0], G2);
+    assert_string_equal(d.grids[1], G2);
+    st_verify_ok(f->st);
+}
+
+typedef struct {
+    size_t n;
+} s_rep_t;
+
+static void
+s_report(void *arg, const char *line)
+{
+    (void) line;
+    ((s_rep_t *) arg)->n++;
+}
+
+static void
+test_verify_finds_wrong_sets(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t h1 = { .id = "H1", .grid = G1, .addr_code = "A1", .pids = { 100, 101 } };
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    uint8_t good[8];
+    size_t len;
+    assert_int_equal(gs_store_debug_get(f->st, "persons", G1, 15, good, sizeof good, &len), 0);
+    assert_int_equal(len, 8);
+    st_verify_ok(f->st);
+
+    uint8_t bad[8];
+    memcpy(bad, good, 8);
+    bad[7] ^= 1;
+    s_rep_t rep = { 0 };
+    uint64_t problems;
+    assert_int_equal(gs_store_debug_put(f->st, "persons", G1, 15, bad, 8), 0);
+    assert_int_equal(gs_store_verify(f->st, s_report, &rep, &problems), GS_ECORRUPT);
+    assert_true(problems >= 1);
+    assert_int_equal(gs_store_debug_del(f->st, "persons", G1, 15), 0);
+    assert_int_equal(gs_store_verify(f->st, s_report, &rep, &problems), GS_ECORRUPT);
+    assert_int_equal(gs_store_debug_put(f->st, "persons", G1, 15, good, 8), 0);
+    st_verify_ok(f->st);
+    /* an entry for a cell whose records name nobody */
+    assert_int_equal(gs_store_debug_put(f->st, "persons", G2, 15, good, 4), 0);
+    assert_int_equal(gs_store_verify(f->st, s_report, &rep, &problems), GS_ECORRUPT);
+    assert_int_equal(gs_store_debug_del(f->st, "persons", G2, 15), 0);
+    st_verify_ok(f->st);
+}
+
+/* ---- The upgrade from format 3 ------------------------------------------------------ */
+
+/* The answers the uploads of the upgrade test got, by upload number. */
+#define S_UPS 4
+static uint8_t s_acks[S_UPS][512];
+static size_t s_ack_lens[S_UPS];
+
+/* Make the store in dir look like one of format 3: the person index as one
+ * entry per active ref, grid(15) | HMAC(16) | kind(1) | record id -> role,
+ * and each idempotency entry as its header and the packed Ack (s_acks), as
+ * the previous build wrote them. Returns the person entries written. */
+static size_t
+s_make_format3(const char *dir)
+{
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 24), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_dbi recs, pers, meta;
+    assert_int_equal(mdb_dbi_open(txn, "records", 0, &recs), 0);
+    assert_int_equal(mdb_dbi_open(txn, "persons", 0, &pers), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    assert_int_equal(mdb_drop(txn, pers, 0), 0);
+    MDB_cursor *c;
+    assert_int_equal(mdb_cursor_open(txn, recs, &c), 0);
+    MDB_val k, v;
+    size_t n = 0;
+    int rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        gs_rec_hdr_t h;
+        assert_int_equal(gs_rec_hdr_get(&v, &h), 0);
+        if (h.status != GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE)
+            continue;
+        for (size_t i = 0; i < h.n_refs; i++) {
+            const uint8_t *ref = (const uint8_t *) v.mv_data + GS_REC_HDR + i * GS_REF_LEN;
+            uint8_t pk[GS_GRID_LEN + 17 + GS_ID_MAX];
+            memcpy(pk, k.mv_data, GS_GRID_LEN);
+            memcpy(pk + GS_GRID_LEN, ref, 16);
+            memcpy(pk + GS_GRID_LEN + 16, (const uint8_t *) k.mv_data + GS_GRID_LEN,
+                   k.mv_size - GS_GRID_LEN);   /* kind and record id */
+            MDB_val pkv = { GS_GRID_LEN + 16 + k.mv_size - GS_GRID_LEN, pk },
+                    pv = { 1, (void *) (ref + 16) };
+            assert_int_equal(mdb_put(txn, pers, &pkv, &pv, 0), 0);
+            n++;
+        }
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    mdb_cursor_close(c);
+    MDB_dbi idem;
+    assert_int_equal(mdb_dbi_open(txn, "idem", 0, &idem), 0);
+    for (int i = 0; i < S_UPS; i++) {
+        char key[16];
+        int kl = snprintf(key, sizeof key, "dev-1%cu%d", 0, i);
+        MDB_val ik = { (size_t) kl, key }, iv;
+        assert_int_equal(mdb_get(txn, idem, &ik, &iv), 0);
+        uint8_t old[GS_IDEM_HDR + 512];
+        memcpy(old, iv.mv_data, GS_IDEM_HDR);
+        memcpy(old + GS_IDEM_HDR, s_acks[i], s_ack_lens[i]);
+        MDB_val ov = { GS_IDEM_HDR + s_ack_lens[i], old };
+        assert_int_equal(mdb_put(txn, idem, &ik, &ov, 0), 0);
+    }
+    uint8_t fmt[4] = { 3, 0, 0, 0 };
+    MDB_val fk = { 6, "format" }, fv = { 4, fmt };
+    assert_int_equal(mdb_put(txn, meta, &fk, &fv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    return n;
+}
+
+/* The answers the person reports give: refs of persons 100 and 200, and
+ * the duplicate groups. */
+static void
+s_answers(gs_store_t *st, size_t out[3])
+{
+    s_acc_t d;
+    out[0] = s_refs_of(st, 100, &d);
+    out[1] = s_refs_of(st, 200, &d);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(st, "", s_acc, &d), 0);
+    out[2] = d.groups;
+}
+
+static void
+test_upgrade_from_format3(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t recs[] = {
+        { .id = "H1", .grid = G1, .addr_code = "A1", .pids = { 100, 101 } },
+        { .id = "H2", .grid = G1, .addr_code = "A2", .pids = { 102 } },
+        { .kind = 'R', .id = "R1", .grid = G2, .addr_code = "B1", .pids = { 100 },
+          .landlord = 200 },
+        { .kind = 'R', .id = "R2", .grid = G2, .addr_code = "B2", .pids = { 103 },
+          .landlord = 200 },
+    };
+    for (int i = 0; i < S_UPS; i++) {
+        char upid[8];
+        snprintf(upid, sizeof upid, "u%d", i);
+        Gridsync__V1__Record *rec = st_build(f->a, &recs[i]);
+        gs_apply_out_t out;
+        assert_int_equal(st_apply(f->st, f->a, "dev-1", upid, &rec, 1, ST_NOW_MS, &out), 0);
+        assert_true(out.uploads[0].ack_len < sizeof s_acks[i]);
+        memcpy(s_acks[i], out.uploads[0].ack, out.uploads[0].ack_len);
+        s_ack_lens[i] = out.uploads[0].ack_len;
+        gs_apply_out_clear(&out);
+    }
+    size_t want[3];
+    s_answers(f->st, want);
+    assert_int_equal(want[0], 2);
+    assert_int_equal(want[1], 2);
+    assert_int_equal(want[2], 1);     /* person 100 in two places */
+    gs_store_destroy(&f->st);
+    size_t entries = s_make_format3(f->dir);
+    assert_int_equal(entries, 7);
+
+    /* read-only before the upgrade: the same answers, verify passes */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    int err = 0;
+    gs_store_t *ro = gs_store_new(f->dir, &o, &err);
+    assert_non_null(ro);
+    size_t got[3];
+    s_answers(ro, got);
+    assert_memory_equal(got, want, sizeof want);
+    st_verify_ok(ro);
+    gs_store_destroy(&ro);
+
+    /* a writable open that is not a broker's refuses to write records */
+    f->st = st_open(f->dir, NULL);
+    assert_int_equal(gs_store_upgraded_from(f->st), 0);
+    gs_arena_reset(f->a);
+    st_rec_t extra = { .id = "H9", .grid = G1, .addr_code = "A9", .pids = { 109 } };
+    Gridsync__V1__Record *xr = st_build(f->a, &extra);
+    gs_apply_out_t xo;
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "extra", &xr, 1, ST_NOW_MS, &xo),
+                     GS_EVERSION);
+    assert_non_null(strstr(gs_store_errdetail(), "start gridsyncd on it once"));
+    gs_store_destroy(&f->st);
+
+    /* the broker's (exclusive) open rebuilds the index, once */
+    gs_store_opts_t x;
+    gs_store_opts_init(&x);
+    x.exclusive = 1;
+    f->st = st_open(f->dir, &x);
+    assert_int_equal(gs_store_upgraded_from(f->st), 3);
+    assert_true(gs_store_persons_built(f->st) == entries);
+    assert_int_equal(s_tags(f->st, G1), 3);
+    assert_int_equal(s_tags(f->st, G2), 4);
+    s_answers(f->st, got);
+    assert_memory_equal(got, want, sizeof want);
+    st_verify_ok(f->st);
+    /* the answers remembered before the upgrade are replayed byte for byte */
+    for (int i = 0; i < S_UPS; i++) {
+        char upid[8];
+        snprintf(upid, sizeof upid, "u%d", i);
+        gs_arena_reset(f->a);
+        Gridsync__V1__Record *rec = st_build(f->a, &recs[i]);
+        gs_apply_out_t out;
+        assert_int_equal(st_apply(f->st, f->a, "dev-1", upid, &rec, 1, ST_NOW_MS, &out), 0);
+        assert_true(out.uploads[0].replayed);
+        assert_int_equal(out.uploads[0].ack_len, s_ack_lens[i]);
+        assert_memory_equal(out.uploads[0].ack, s_acks[i], s_ack_lens[i]);
+        gs_apply_out_clear(&out);
+    }
+    gs_arena_reset(f->a);
+    assert_int_equal(st_put(f->st, f->a, &extra, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(s_tags(f->st, G1), 4);
+    st_verify_ok(f->st);
+    gs_store_destroy(&f->st);
+    f->st = st_open(f->dir, &x);
+    assert_int_equal(gs_store_upgraded_from(f->st), 0);
+    assert_true(gs_store_persons_built(f->st) == 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tags),
+        cmocka_unit_test_setup_teardown(test_follows_writes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_verify_finds_wrong_sets, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_format3, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
