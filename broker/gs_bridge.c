@@ -296,16 +296,16 @@ gs_bridge_halt(gs_bridge_t *self, void *to_bridge)
     gs_bridge_notify(to_bridge, 0);
 }
 
-/* Keep a note until the events it announces are read: only notes of heads
- * beyond what was read count (the halt's head 0, or a note that came after
- * the bridge read its events anyway, do not); when full, the oldest goes
- * (its events then get a later note's time). */
+/* Keep a note until the events it announces are published: only notes of
+ * heads beyond what was published count (the halt's head 0, or a note that
+ * came after the bridge published its events anyway, do not); when full,
+ * the oldest goes (its events then get a later note's time). */
 static void
 s_note_keep(gs_bridge_t *self, const s_note_t *n)
 {
     uint64_t last = self->n_notes ? self->note_head[(self->note_first + self->n_notes - 1) %
                                                     S_NOTES]
-                                   : self->sent_seq + self->n_page;
+                                   : self->sent_seq;
     if (n->head <= last)
         return;
     if (self->n_notes == S_NOTES) {
@@ -328,9 +328,8 @@ s_notes_take(gs_bridge_t *self)
 }
 
 /* When the event seq was committed, by the first note kept whose head
- * reaches it (the notes before it are of events read already): 0 when no
- * note covers it (committed before the bridge came to it, or its note not
- * taken yet). */
+ * reaches it (the notes before it are of events before seq): 0 when no note
+ * covers it (committed before the bridge came to it: a catch-up). */
 static int64_t
 s_noted(gs_bridge_t *self, uint64_t seq)
 {
@@ -339,6 +338,14 @@ s_noted(gs_bridge_t *self, uint64_t seq)
         self->n_notes--;
     }
     return self->n_notes ? self->note_us[self->note_first] : 0;
+}
+
+/* 1 when a note kept announces events beyond what was published. */
+static int
+s_note_beyond(const gs_bridge_t *self)
+{
+    return self->n_notes &&
+           self->note_head[(self->note_first + self->n_notes - 1) % S_NOTES] > self->sent_seq;
 }
 
 /* Wait for a note (or stop) at most ms; take every note queued. */
@@ -815,7 +822,6 @@ s_collect(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t
     self->page_len[i] = (uint32_t) len;
     self->buf_len += len;
     self->page_seq[i] = seq;
-    self->page_noted[i] = s_noted(self, seq);
     self->n_page++;
     return 0;
 }
@@ -908,7 +914,6 @@ s_publish_page(gs_bridge_t *self)
 {
     const char *all[1] = { "" };
     uint64_t next = 0, head = 0;
-    s_notes_take(self);
     self->n_page = 0;
     self->buf_len = 0;
     int rc = gs_store_events(self->b->store, all, 1, self->sent_seq, S_PAGE, s_collect, self,
@@ -919,6 +924,12 @@ s_publish_page(gs_bridge_t *self)
         self->n_page = 0;
         return -1;
     }
+    /* the writer sent the notes of the events just read when it committed
+     * them, before or while they were read: take them now, so that none of
+     * those events goes without its time */
+    s_notes_take(self);
+    for (size_t i = 0; i < self->n_page; i++)
+        self->page_noted[i] = s_noted(self, self->page_seq[i]);
     size_t done = 0;
     for (; done < self->n_page && !atomic_load(&self->failed); done++) {
         /* the window: wait for acks to free a quarter of it, so that the
@@ -973,7 +984,9 @@ gs_bridge_main(void *arg)
     gs_bridge_t *self = arg;
     gs_broker_t *b = self->b;
     self->wake = zmq_socket(b->ctx, ZMQ_PULL);
-    int hwm = 4;
+    /* room for the notes of a page's publishing time (16 bytes each); the
+     * writer's side holds a few more */
+    int hwm = S_NOTES;
     zmq_setsockopt(self->wake, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_connect(self->wake, GS_EP_BRIDGE);
     long backoff = S_BACKOFF_MIN_MS;
@@ -1015,7 +1028,10 @@ gs_bridge_main(void *arg)
                    self->halt);
             break;
         }
-        if (n == S_PAGE)
+        /* a full page, or a note taken after the read of events beyond it
+         * (its note is gone from the queue, so a wait would not end on
+         * it): read on at once */
+        if (n == S_PAGE || (n > 0 && s_note_beyond(self)))
             continue;
         s_wait(self, atomic_load(&self->m->bridge_acked_seq) < self->sent_seq ? S_BUSY_MS
                                                                                : S_IDLE_MS);
