@@ -417,15 +417,16 @@ s_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
     uint64_t seq = dot ? strtoull(dot + 1, NULL, 10) : 0;
     char text[512], err[200] = "", code[16] = "", v[24];
     int len = natsMsg_GetDataLength(msg);
-    snprintf(text, sizeof text, "%.*s", len < 0 ? 0 : len, natsMsg_GetData(msg) ? natsMsg_GetData(msg) : "");
-    int ok = seq > 0 && !natsMsg_IsNoResponders(msg) && !strstr(text, "\"error\":") &&
+    const char *data = natsMsg_GetData(msg);
+    snprintf(text, sizeof text, "%.*s", len < 0 ? 0 : len, data ? data : "");
+    int no_responders = natsMsg_IsNoResponders(msg);
+    natsMsg_Destroy(msg);
+    int ok = seq > 0 && !no_responders && !strstr(text, "\"error\":") &&
              strstr(text, self->ack_stream) != NULL;
     if (ok) {
         s_json_value(text, "seq", v, sizeof v);
         ok = v[0] != 0;
     }
-    int no_responders = natsMsg_IsNoResponders(msg);
-    natsMsg_Destroy(msg);
     if (ok) {
         s_json_value(text, "duplicate", v, sizeof v);
         if (strcmp(v, "true") != 0)
@@ -450,9 +451,10 @@ s_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
         /* the first error of a run is the one worth a line; those after it
          * are the publishes behind it, refused for the same reason */
         if (atomic_exchange(&self->failed, 1) == 0)
-            gs_log(GS_LOG_WARN, "bridge_publish_failed", "seq=%llu code=%s text=\"%s\" "
-                   "msg=\"reconnecting and resuming from the stream's last message\"",
-                   (unsigned long long) seq, code[0] ? code : "0", err);
+            gs_log(GS_LOG_WARN, "bridge_publish_failed", "seq=%llu error=\"%s\" code=%s "
+                   "text=\"%s\" msg=\"reconnecting and resuming from the stream's last "
+                   "message\"", (unsigned long long) seq,
+                   no_responders ? "no responders" : "refused", code[0] ? code : "0", err);
     }
     uint64_t want = atomic_load(&self->wake_at);
     if (want && (!ok || atomic_load(&self->m->bridge_acked_seq) >= want)) {
