@@ -514,13 +514,13 @@ the stream \`GRIDSYNC_4403\` (\`jetstream-area\` 4403, the city, so that the lag
   (4 B), the headers exactly as published, the data, and a hash (8 B): 34 B of framing. The subject
   \`gridsync.PP.CC.DD.SSS.CCC.GGG.household\` is 39 B (36 B for \`rental\`; 38.6 B on average over
   the pre-fill's million events). The headers are 170.7 B on average on that stream:
-  \`NATS/1.0\` (10 B with its line end),
-  \`Nats-Msg-Id\` (about 43 B), \`Gridsync-Origin\` (23 B for a 4-digit area), \`Gridsync-Epoch\`
-  (34 B), \`Gridsync-Seq\` (about 22 B) and \`Nats-Expected-Last-Sequence\` (about 37 B: the
-  server keeps the expectation header the bridge sends for exactly-once), and the blank line
-  (2 B); the sequence numbers add a byte per digit. So 34 + 38.6 + 170.7 = 243 B per message,
-  whatever the event's size (read back from the stream's block files of a 1M-event run). The header names and forms are the federation contract
-  (docs/federation.md) and stay as they are.
+  \`NATS/1.0\` (10 B with its line end), \`Nats-Msg-Id\` (about 43 B), \`Gridsync-Origin\` (23 B
+  for a 4-digit area), \`Gridsync-Epoch\` (34 B), \`Gridsync-Seq\` (about 22 B) and
+  \`Nats-Expected-Last-Sequence\` (about 37 B: the server keeps the expectation header the
+  bridge sends for exactly-once), and the blank line (2 B); the sequence numbers add a byte per
+  digit. So 34 + 38.6 + 170.7 = 243 B per message, whatever the event's size (read back from
+  the stream's block files after a 1M-event run). The header names and forms are the federation
+  contract (docs/federation.md) and stay as they are.
 - **Apply rate.** With the district stopped and the stream full, a second city replica on an
   empty store (its own durable consumer) applies the whole stream: timed from its ready line until
   its head equals the stream's messages; its CPU (utime + stime from /proc, start-up included)
