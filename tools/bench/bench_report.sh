@@ -500,9 +500,10 @@ the stream \`GRIDSYNC_4403\` (\`jetstream-area\` 4403, the city, so that the lag
   applies at the same time.
 - **The bridge alone.** After the apply run, a fresh nats-server (empty store) and the district
   broker again: its bridge publishes the district's whole log ($(n "$(g fed1.bridge.events)") events in round 1)
-  with no replica reading. Timed from the district's ready line until its
-  \`gridsync_bridge_last_seq\` equals its head (polled every 20 ms); the CPU (utime + stime from
-  /proc) of the district broker and of nats-server over the same time, per event. The lag run
+  with no replica reading. Timed from the district broker's start (its bridge begins before the
+  ready line) until its \`gridsync_bridge_last_seq\` equals its head (polled every 20 ms), start-up
+  included; the CPU (utime + stime from /proc) of the district broker (start-up included) and of
+  nats-server over the same time, per event. The lag run
   also gives the bridge's share of the lag: the district's \`gridsync_bridge_ack_seconds\`
   histogram, commit (the writer's note to the bridge) to the stream's ack, per event; its mean,
   and the upper bound of the bucket holding its median and 99th percentile.

@@ -608,13 +608,20 @@ fed_stop() {   # fed_stop PID
 
 # fed_wait PORT HEAD SECONDS [METRIC]: poll a city's head seq (or METRIC, e.g.
 # a district's gridsync_bridge_last_seq) from its metrics port every 20 ms
-# until it reaches HEAD; prints the seconds waited
+# until it reaches HEAD; prints the seconds waited. Fails when the port has
+# not answered for 5 s (the broker exited) or after SECONDS.
 fed_wait() {
-    local port=$1 want=$2 limit=$3 name=${4:-gridsync_store_head_seq} t0 h
+    local port=$1 want=$2 limit=$3 name=${4:-gridsync_store_head_seq} t0 h silent=0
     t0=$(date +%s.%N)
     while :; do
-        h=$(metric "$name" "$port")
+        h=$(metric "$name" "$port" 2> /dev/null)
         [ -n "$h" ] && [ "$h" -ge "$want" ] && break
+        if [ -z "$h" ]; then
+            silent=$((silent + 1))
+            [ $silent -lt 250 ] || die "the broker on metrics port $port stopped answering (see its log in $LOG)"
+        else
+            silent=0
+        fi
         [ "$(calc "($(date +%s.%N) - $t0 > $limit)")" = 1 ] &&
             die "$name stopped at ${h:-?} of $want (port $port)"
         sleep 0.02
@@ -715,16 +722,18 @@ for r in $(seq "$FED_ROUNDS"); do
     # the bridge alone: the district's whole log into a fresh nats-server,
     # no replica reading (the catch-up above shares the machine with the
     # replica's apply); its rate and the CPU of the district broker and of
-    # nats-server per event, from the district's ready line
+    # nats-server per event, from the district's start (the bridge begins
+    # before the ready line), its start-up included
     log "federation round $r: the district's bridge publishes its $head events into a fresh nats-server"
     unset NATS_FIXED
     nats_start "$fdir/nats2"
+    ncpu0=$(proc_cpu "$NATS_PID")
+    t0=$(date +%s.%N)
     fed_broker "$fdir/district" --jetstream-area=4403
     D_PID=$FPID
-    dcpu0=$(proc_cpu "$D_PID")
-    ncpu0=$(proc_cpu "$NATS_PID")
-    secs=$(fed_wait "$FMPORT" "$head" 3600 gridsync_bridge_last_seq)
-    dcpu=$(calc "$(proc_cpu "$D_PID") - $dcpu0")
+    fed_wait "$FMPORT" "$head" 3600 gridsync_bridge_last_seq > /dev/null
+    secs=$(calc "$(date +%s.%N) - $t0")
+    dcpu=$(proc_cpu "$D_PID")
     ncpu=$(calc "$(proc_cpu "$NATS_PID") - $ncpu0")
     put "fed$r.bridge.events" "$head"
     put "fed$r.bridge.seconds" "$secs"
