@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,10 @@
 #include "gs_log.h"
 #include "gs_wire.h"
 
-#define S_PAGE 512              /* events read per read transaction */
+#define S_PAGE 2048             /* events read per read transaction */
+#define S_SUBJECT_MAX 96        /* an event's subject, NUL included */
 #define S_MAX_PENDING 4096      /* publishes in flight, waiting for their ack */
+#define S_NOTES 64              /* the writer's notes kept until their events are read */
 #define S_ACK_WAIT_MS 10000     /* an ack not back by then is an error (reconnect) */
 #define S_API_WAIT_MS 5000      /* stream info, get, purge, create */
 #define S_DRAIN_MS 5000         /* at stop or error: what is in flight may still be acked */
@@ -40,19 +43,43 @@ struct gs_bridge {
     int tls;                        /* TLS asked for (tls:// or a jetstream-tls-* setting) */
     uint64_t epoch;                 /* the store's lineage epoch */
     char epoch_hex[17];             /* and as the Gridsync-Epoch header writes it */
+    char id_prefix[64];             /* "<area>:<epoch>:", the fixed part of Nats-Msg-Id */
     atomic_int stop;                /* gs_bridge_halt asked to stop */
     atomic_int failed;              /* an ack came back with an error (nats.c's thread) */
     atomic_int nats_used;           /* nats.c was opened: close it at destroy */
+    int sync_made;                  /* mu and cond are initialised */
     /* the gs-bridge thread's own state */
     void *wake;                     /* PULL on GS_EP_BRIDGE */
     natsConnection *nc;             /* NULL while not connected */
     jsCtx *js;                      /* its JetStream context */
-    int js_published;               /* an async publish was made with js */
+    natsSubscription *acks;         /* the stream's acks of this connection's publishes */
+    char reply[64];                 /* their subject, "<inbox>." + the event's seq */
+    size_t reply_len;               /* the length of "<inbox>." */
+    char ack_stream[64];            /* "\"stream\":\"GRIDSYNC_<area>\"", in every positive ack */
     uint64_t sent_seq;              /* last event seq handed to nats.c (or found in the stream) */
     uint64_t stream_last;           /* the stream seq the next publish expects as last */
-    natsMsg *page[S_PAGE];          /* the events of one read, as messages */
-    uint64_t page_seq[S_PAGE];      /* and their seqs */
+    /* the events of one read, copied out of its read transaction */
+    uint8_t *buf;                   /* their data, one after the other */
+    size_t buf_len, buf_cap;
+    size_t page_off[S_PAGE];        /* each event's data in buf */
+    uint32_t page_len[S_PAGE];
+    uint64_t page_seq[S_PAGE];      /* its seq */
+    int64_t page_noted[S_PAGE];     /* when the writer noted it committed (0 = unknown) */
+    char page_subject[S_PAGE][S_SUBJECT_MAX];
     size_t n_page;
+    /* the writer's notes {head, gs_mono_us} whose events are not read yet,
+     * oldest first */
+    uint64_t note_head[S_NOTES];
+    int64_t note_us[S_NOTES];
+    size_t note_first, n_notes;
+    /* shared with nats.c's thread that delivers the acks (s_on_ack) */
+    pthread_mutex_t mu;             /* with cond: the bridge waiting for acks */
+    pthread_cond_t cond;
+    atomic_uint_fast64_t wake_at;   /* signal cond once this seq is acked (0 = none waits) */
+    atomic_int_fast64_t ack_us;     /* gs_mono_us of the last ack, or of the first
+                                     * publish after all were acked */
+    atomic_int_fast64_t noted[S_MAX_PENDING]; /* page_noted of each event in flight,
+                                               * by seq modulo S_MAX_PENDING */
     char halt[400];                 /* why the log cannot be published on ("" = it can) */
     int connect_failures;           /* in a row, for the log's rate */
     char last_error[200];           /* the last connect error logged */
@@ -108,19 +135,27 @@ gs_bridge_subject(const char *grid, int kind, char *out, size_t size)
     static const char strip[] = "RECORD_KIND_";
     if (!v || kind == 0 || strncmp(v->name, strip, sizeof strip - 1) != 0)
         return -1;
-    char token[64];
     const char *k = v->name + sizeof strip - 1;
-    size_t n = 0;
-    for (; k[n] && n < sizeof token - 1; n++)
-        token[n] = (char) tolower((unsigned char) k[n]);
-    token[n] = 0;
-    char t[32];
-    s_tokens(grid, GS_GRID_LEN, t, sizeof t);
-    int w = snprintf(out, size, "gridsync.%s.%s", t, token);
-    if (w < 0 || (size_t) w >= size) {
-        out[0] = 0;
+    /* built by hand rather than with snprintf: the bridge makes one for
+     * every event it publishes */
+    static const char pre[] = "gridsync.";
+    static const int cuts[] = { 2, 4, 6, 9, 12, 15 };
+    size_t n_cuts = sizeof cuts / sizeof cuts[0];
+    if (sizeof pre - 1 + GS_GRID_LEN + n_cuts + strlen(k) + 1 > size)
         return -1;
+    char *o = out;
+    memcpy(o, pre, sizeof pre - 1);
+    o += sizeof pre - 1;
+    size_t from = 0;
+    for (size_t i = 0; i < n_cuts; i++) {
+        memcpy(o, grid + from, (size_t) cuts[i] - from);
+        o += (size_t) cuts[i] - from;
+        *o++ = '.';
+        from = (size_t) cuts[i];
     }
+    for (; *k; k++)
+        *o++ = (char) tolower((unsigned char) *k);
+    *o = 0;
     return 0;
 }
 
@@ -183,6 +218,27 @@ gs_bridge_new(gs_broker_t *b)
         goto fail;
     }
     snprintf(self->epoch_hex, sizeof self->epoch_hex, "%016" PRIx64, self->epoch);
+    /* Nats-Msg-Id's fixed part: gs_bridge_msg_id's form for seq 0 without
+     * its "0" */
+    gs_bridge_msg_id(c->jetstream_area, self->epoch, 0, self->id_prefix,
+                     sizeof self->id_prefix);
+    self->id_prefix[strlen(self->id_prefix) - 1] = 0;
+    snprintf(self->ack_stream, sizeof self->ack_stream, "\"stream\":\"%s\"", self->stream);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int ok = pthread_mutex_init(&self->mu, NULL) == 0;
+    if (ok && pthread_cond_init(&self->cond, &ca) != 0) {
+        pthread_mutex_destroy(&self->mu);
+        ok = 0;
+    }
+    pthread_condattr_destroy(&ca);
+    if (!ok) {
+        gs_log(GS_LOG_ERROR, "out_of_memory", "what=bridge");
+        free(self);
+        return NULL;
+    }
+    self->sync_made = 1;
     if (gs_natslink_plaintext_auth(c))
         gs_log(GS_LOG_WARN, "bridge_plaintext", "msg=\"the bridge authenticates to NATS "
                "without TLS: the change log (personal data) and the user's credentials cross "
@@ -205,17 +261,31 @@ gs_bridge_destroy(gs_bridge_t **self_p)
      * s_on_ack with self): wait for them before self goes */
     if (atomic_load(&self->nats_used))
         nats_CloseAndWait(5000);
+    if (self->sync_made) {
+        pthread_cond_destroy(&self->cond);
+        pthread_mutex_destroy(&self->mu);
+    }
+    free(self->buf);
     free(self);
     *self_p = NULL;
 }
 
 /* ---- the writer's note, the lifecycle's stop ---------------------------------- */
 
+/* A note: the new head, and when it was committed (gs_mono_us), from
+ * which the bridge times commit -> the stream's ack. */
+typedef struct {
+    uint64_t head;
+    int64_t us;
+} s_note_t;
+
 void
 gs_bridge_notify(void *to_bridge, uint64_t head)
 {
-    if (to_bridge)
-        zmq_send(to_bridge, &head, sizeof head, ZMQ_DONTWAIT); /* EAGAIN: dropped */
+    if (to_bridge) {
+        s_note_t n = { head, gs_mono_us() };
+        zmq_send(to_bridge, &n, sizeof n, ZMQ_DONTWAIT); /* EAGAIN: dropped */
+    }
 }
 
 void
@@ -224,6 +294,58 @@ gs_bridge_halt(gs_bridge_t *self, void *to_bridge)
     atomic_store(&self->stop, 1);
     /* a full queue means notes the bridge will read, and then see stop */
     gs_bridge_notify(to_bridge, 0);
+}
+
+/* Keep a note until the events it announces are published: only notes of
+ * heads beyond what was published count (the halt's head 0, or a note that
+ * came after the bridge published its events anyway, do not); when full,
+ * the oldest goes (its events then get a later note's time). */
+static void
+s_note_keep(gs_bridge_t *self, const s_note_t *n)
+{
+    uint64_t last = self->n_notes ? self->note_head[(self->note_first + self->n_notes - 1) %
+                                                    S_NOTES]
+                                   : self->sent_seq;
+    if (n->head <= last)
+        return;
+    if (self->n_notes == S_NOTES) {
+        self->note_first = (self->note_first + 1) % S_NOTES;
+        self->n_notes--;
+    }
+    size_t i = (self->note_first + self->n_notes) % S_NOTES;
+    self->note_head[i] = n->head;
+    self->note_us[i] = n->us;
+    self->n_notes++;
+}
+
+/* Take every note queued, without waiting. */
+static void
+s_notes_take(gs_bridge_t *self)
+{
+    s_note_t n;
+    while (zmq_recv(self->wake, &n, sizeof n, ZMQ_DONTWAIT) == (int) sizeof n)
+        s_note_keep(self, &n);
+}
+
+/* When the event seq was committed, by the first note kept whose head
+ * reaches it (the notes before it are of events before seq): 0 when no note
+ * covers it (committed before the bridge came to it: a catch-up). */
+static int64_t
+s_noted(gs_bridge_t *self, uint64_t seq)
+{
+    while (self->n_notes && self->note_head[self->note_first] < seq) {
+        self->note_first = (self->note_first + 1) % S_NOTES;
+        self->n_notes--;
+    }
+    return self->n_notes ? self->note_us[self->note_first] : 0;
+}
+
+/* 1 when a note kept announces events beyond what was published. */
+static int
+s_note_beyond(const gs_bridge_t *self)
+{
+    return self->n_notes &&
+           self->note_head[(self->note_first + self->n_notes - 1) % S_NOTES] > self->sent_seq;
 }
 
 /* Wait for a note (or stop) at most ms; take every note queued. */
@@ -235,9 +357,7 @@ s_wait(gs_bridge_t *self, long ms)
     zmq_pollitem_t it = { self->wake, 0, ZMQ_POLLIN, 0 };
     if (zmq_poll(&it, 1, ms) <= 0)
         return;
-    uint64_t head;
-    while (zmq_recv(self->wake, &head, sizeof head, ZMQ_DONTWAIT) >= 0)
-        ;
+    s_notes_take(self);
 }
 
 /* ---- acks (nats.c's thread) -------------------------------------------------- */
@@ -258,35 +378,90 @@ s_header_u64(natsMsg *msg, const char *key, int hex, int *ok)
     return x;
 }
 
-/* Every async publish's outcome. An ack (first copy or a duplicate of one
- * the stream holds) moves the acked seq on; an error marks the connection
- * failed: the bridge thread then drops what is in flight, reconnects and
- * resumes from what the stream holds. */
+/* The value of "key": in the JSON text t, as text up to the next '"' or
+ * ',' or '}' (a number, true, or a string's content), into out; "" when
+ * the key is absent. JetStream's ack is one flat object, {"stream":...,
+ * "seq":N, "duplicate":true} or {"error":{"code":N,"err_code":N,
+ * "description":"..."}, ...}: enough for it. */
 static void
-s_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+s_json_value(const char *t, const char *key, char *out, size_t size)
 {
+    char k[32];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(t, k);
+    size_t n = 0;
+    if (p) {
+        p += strlen(k);
+        if (*p == '"')
+            p++;
+        for (; p[n] && p[n] != '"' && p[n] != ',' && p[n] != '}' && n + 1 < size; n++)
+            out[n] = p[n] == '\n' ? ' ' : p[n];
+    }
+    out[n] = 0;
+}
+
+/* Every publish's ack, on the subject "<inbox>.<event seq>". A positive
+ * ack (first copy or a duplicate of one the stream holds) moves the acked
+ * seq on; anything else (a refused expectation, no stream, no responders)
+ * marks the connection failed: the bridge thread then drops what is in
+ * flight, reconnects and resumes from what the stream holds. */
+static void
+s_on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void) nc;
+    (void) sub;
     gs_bridge_t *self = closure;
-    int ok;
-    uint64_t seq = s_header_u64(msg, "Gridsync-Seq", 0, &ok);
-    if (pa && !pae) {
-        if (!pa->Duplicate)
+    int64_t now = gs_mono_us();
+    const char *subject = natsMsg_GetSubject(msg);
+    const char *dot = subject ? strrchr(subject, '.') : NULL;
+    uint64_t seq = dot ? strtoull(dot + 1, NULL, 10) : 0;
+    char text[512], err[200] = "", code[16] = "", v[24];
+    int len = natsMsg_GetDataLength(msg);
+    const char *data = natsMsg_GetData(msg);
+    snprintf(text, sizeof text, "%.*s", len < 0 ? 0 : len, data ? data : "");
+    int no_responders = natsMsg_IsNoResponders(msg);
+    natsMsg_Destroy(msg);
+    int ok = seq > 0 && !no_responders && !strstr(text, "\"error\":") &&
+             strstr(text, self->ack_stream) != NULL;
+    if (ok) {
+        s_json_value(text, "seq", v, sizeof v);
+        ok = v[0] != 0;
+    }
+    if (ok) {
+        s_json_value(text, "duplicate", v, sizeof v);
+        if (strcmp(v, "true") != 0)
             atomic_fetch_add(&self->m->bridge_published, 1);
+        int64_t noted = atomic_exchange(&self->noted[seq % S_MAX_PENDING], 0);
+        if (noted > 0 && now > noted)
+            gs_hist_observe(&self->m->bridge_ack_seconds, (double) (now - noted) / 1e6);
+        atomic_store(&self->ack_us, now);
         uint64_t cur = atomic_load(&self->m->bridge_acked_seq);
-        while (ok && seq > cur &&
-               !atomic_compare_exchange_weak(&self->m->bridge_acked_seq, &cur, seq))
+        while (seq > cur && !atomic_compare_exchange_weak(&self->m->bridge_acked_seq, &cur, seq))
             ;
     } else {
         atomic_fetch_add(&self->m->bridge_errors, 1);
+        s_json_value(text, "description", err, sizeof err);
+        s_json_value(text, "err_code", code, sizeof code);
+        if (!err[0])
+            snprintf(err, sizeof err, "%s", no_responders ? "no responders "
+                     "(no stream for the subject, or JetStream is not available)" : text);
+        for (char *p = err; *p; p++)
+            if (*p == '"' || *p == '\\')
+                *p = '\'';
         /* the first error of a run is the one worth a line; those after it
          * are the publishes behind it, refused for the same reason */
         if (atomic_exchange(&self->failed, 1) == 0)
-            gs_log(GS_LOG_WARN, "bridge_publish_failed", "seq=%llu error=\"%s\" code=%d "
+            gs_log(GS_LOG_WARN, "bridge_publish_failed", "seq=%llu error=\"%s\" code=%s "
                    "text=\"%s\" msg=\"reconnecting and resuming from the stream's last "
                    "message\"", (unsigned long long) seq,
-                   natsStatus_GetText(pae ? pae->Err : NATS_ERR), pae ? (int) pae->ErrCode : 0,
-                   pae && pae->ErrText ? pae->ErrText : "");
+                   no_responders ? "no responders" : "refused", code[0] ? code : "0", err);
     }
-    natsMsg_Destroy(msg);
+    uint64_t want = atomic_load(&self->wake_at);
+    if (want && (!ok || atomic_load(&self->m->bridge_acked_seq) >= want)) {
+        pthread_mutex_lock(&self->mu);
+        pthread_cond_signal(&self->cond);
+        pthread_mutex_unlock(&self->mu);
+    }
 }
 
 /* ---- connection ------------------------------------------------------------- */
@@ -339,13 +514,31 @@ s_connect(gs_bridge_t *self)
         jsOptions jo;
         jsOptions_Init(&jo);
         jo.Wait = S_API_WAIT_MS;
-        jo.PublishAsync.MaxPending = S_MAX_PENDING;
-        /* a full window waits for acks to free a place rather than fail at
-         * once (nats.c's default is 200 ms), which would cost a reconnect */
-        jo.PublishAsync.StallWait = S_DRAIN_MS;
-        jo.PublishAsync.AckHandler = s_on_ack;
-        jo.PublishAsync.AckHandlerClosure = self;
         s = natsConnection_JetStream(&self->js, self->nc, &jo);
+    }
+    if (s == NATS_OK) {
+        /* the acks come to "<inbox>.<event seq>", one subscription: the
+         * bridge publishes with the core client and keeps its own window
+         * (nats.c's asynchronous JetStream publish costs a table entry, a
+         * timer entry and a JSON parse per message) */
+        what = "subscribe";
+        natsInbox *inbox = NULL;
+        s = natsInbox_Create(&inbox);
+        if (s == NATS_OK && strlen(inbox) + 2 > sizeof self->reply - 21)
+            s = NATS_ERR;
+        if (s == NATS_OK) {
+            char all[sizeof self->reply];
+            snprintf(self->reply, sizeof self->reply, "%s.", inbox);
+            self->reply_len = strlen(self->reply);
+            snprintf(all, sizeof all, "%s.*", inbox);
+            s = natsConnection_Subscribe(&self->acks, self->nc, all, s_on_ack, self);
+        }
+        natsInbox_Destroy(inbox);
+        /* the window's acks must never be dropped as a slow consumer's */
+        if (s == NATS_OK)
+            s = natsSubscription_SetPendingLimits(self->acks, -1, -1);
+        if (s == NATS_OK)
+            s = natsConnection_Flush(self->nc);
     }
     natsOptions_Destroy(o);
     if (s == NATS_OK) {
@@ -360,6 +553,10 @@ s_connect(gs_bridge_t *self)
     }
     char msg[200];
     snprintf(msg, sizeof msg, "%s", s_nats_error(s));
+    natsSubscription_Destroy(self->acks);
+    self->acks = NULL;
+    jsCtx_Destroy(self->js);
+    self->js = NULL;
     if (self->nc) {
         natsConnection_Destroy(self->nc);
         self->nc = NULL;
@@ -380,6 +577,27 @@ s_connect(gs_bridge_t *self)
     return -1;
 }
 
+/* Wait until the stream acknowledged seq, an ack failed, stop was asked or
+ * deadline (gs_mono_us) passed. Returns 0 when seq is acknowledged. */
+static int
+s_acks_wait(gs_bridge_t *self, uint64_t seq, int64_t deadline)
+{
+    pthread_mutex_lock(&self->mu);
+    atomic_store(&self->wake_at, seq);
+    int64_t now;
+    while (atomic_load(&self->m->bridge_acked_seq) < seq && !atomic_load(&self->failed) &&
+           !atomic_load(&self->stop) && (now = gs_mono_us()) < deadline) {
+        /* a bounded step: stop is asked without a signal here (cond runs on
+     * CLOCK_MONOTONIC, gs_mono_us's clock) */
+        int64_t until = now + 100000 < deadline ? now + 100000 : deadline;
+        struct timespec ts = { (time_t) (until / 1000000), (long) (until % 1000000) * 1000 };
+        pthread_cond_timedwait(&self->cond, &self->mu, &ts);
+    }
+    atomic_store(&self->wake_at, 0);
+    pthread_mutex_unlock(&self->mu);
+    return atomic_load(&self->m->bridge_acked_seq) >= seq ? 0 : -1;
+}
+
 /* Give up the connection: with drain, what is in flight gets up to
  * S_DRAIN_MS to be acknowledged; whatever is still unacknowledged then is
  * dropped (the next connection reads what the stream holds). */
@@ -389,18 +607,10 @@ s_disconnect(gs_bridge_t *self, int drain, const char *why)
     if (!self->nc)
         return;
     if (drain && natsConnection_Status(self->nc) == NATS_CONN_STATUS_CONNECTED &&
-        !atomic_load(&self->failed)) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = S_DRAIN_MS;
-        js_PublishAsyncComplete(self->js, &po);
-    }
-    /* nats.c 3.4.1 crashes here on a context that never published
-     * asynchronously (its table of pending publishes is made by the first) */
-    natsMsgList pending = { 0 };
-    if (self->js_published && js_PublishAsyncGetPendingList(&pending, self->js) == NATS_OK)
-        natsMsgList_Destroy(&pending);
-    self->js_published = 0;
+        !atomic_load(&self->failed))
+        s_acks_wait(self, self->sent_seq, gs_mono_us() + (int64_t) S_DRAIN_MS * 1000);
+    natsSubscription_Destroy(self->acks);
+    self->acks = NULL;
     jsCtx_Destroy(self->js);
     self->js = NULL;
     natsConnection_Destroy(self->nc);
@@ -565,16 +775,8 @@ s_resume(gs_bridge_t *self)
 
 /* ---- publishing ------------------------------------------------------------- */
 
-static void
-s_page_clear(gs_bridge_t *self)
-{
-    for (size_t i = 0; i < self->n_page; i++)
-        natsMsg_Destroy(self->page[i]);
-    self->n_page = 0;
-}
-
-/* gs_event_fn: one event of the log into a message of the page, or the
- * reason it cannot be published (self->halt; the walk stops there). */
+/* gs_event_fn: one event of the log copied into the page, with its subject,
+ * or the reason it cannot be published (self->halt; the walk stops there). */
 static int
 s_collect(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
 {
@@ -594,88 +796,173 @@ s_collect(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t
         return 1;
     }
     uint64_t kind = 0;
-    char subject[96];
     char g[GS_GRID_LEN + 1];
-    snprintf(g, sizeof g, "%.15s", grid);
+    memcpy(g, grid, GS_GRID_LEN);
+    g[GS_GRID_LEN] = 0;
+    size_t i = self->n_page;
     if (gs_wire_find_varint(data, len, 3, &kind) != 0 || kind > INT32_MAX ||
-        gs_bridge_subject(g, (int) kind, subject, sizeof subject) != 0) {
+        gs_bridge_subject(g, (int) kind, self->page_subject[i], S_SUBJECT_MAX) != 0) {
         snprintf(self->halt, sizeof self->halt, "seq=%llu grid=%s kind=%llu msg=\"an event "
                  "whose kind has no subject cannot be published\"", (unsigned long long) seq,
                  g, (unsigned long long) kind);
         return 1;
     }
-    char id[80], sq[24];
-    gs_bridge_msg_id(area, self->epoch, seq, id, sizeof id);
-    snprintf(sq, sizeof sq, "%" PRIu64, seq);
-    natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *) data, (int) len);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, "Gridsync-Origin", area);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, "Gridsync-Epoch", self->epoch_hex);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(m, "Gridsync-Seq", sq);
-    if (s != NATS_OK) {
-        natsMsg_Destroy(m);
-        return 2;   /* out of memory: the page so far goes, the rest next time */
+    if (len > INT32_MAX)
+        return 2;
+    if (self->buf_len + len > self->buf_cap) {
+        size_t cap = self->buf_cap ? self->buf_cap : 65536;
+        while (cap < self->buf_len + len)
+            cap *= 2;
+        uint8_t *nb = realloc(self->buf, cap);
+        if (!nb)
+            return 2;   /* out of memory: the page so far goes, the rest next time */
+        self->buf = nb;
+        self->buf_cap = cap;
     }
-    self->page[self->n_page] = m;
-    self->page_seq[self->n_page] = seq;
+    memcpy(self->buf + self->buf_len, data, len);
+    self->page_off[i] = self->buf_len;
+    self->page_len[i] = (uint32_t) len;
+    self->buf_len += len;
+    self->page_seq[i] = seq;
     self->n_page++;
     return 0;
 }
 
-/* Read the next page of the log after sent_seq and publish it. Returns the
- * number of events handed to nats.c, or -1 when a publish was refused
+/* Decimal digits of x into out (at least 21 bytes), NUL-terminated;
+ * returns their number. */
+static size_t
+s_u64_text(uint64_t x, char *out)
+{
+    char t[21];
+    size_t n = 0;
+    do {
+        t[n++] = (char) ('0' + x % 10);
+        x /= 10;
+    } while (x);
+    for (size_t i = 0; i < n; i++)
+        out[i] = t[n - 1 - i];
+    out[n] = 0;
+    return n;
+}
+
+/* Publish event i of the page: its data on its subject, the headers of
+ * docs/federation.md and the expected last sequence, the reply subject
+ * naming its seq. Returns a nats.c status (NATS_OK: handed to the
+ * connection). */
+static natsStatus
+s_publish_one(gs_bridge_t *self, size_t i)
+{
+    uint64_t seq = self->page_seq[i];
+    char sq[24], id[96], last[24];
+    size_t n = s_u64_text(seq, sq);
+    /* "<inbox>.<seq>", "<area>:<epoch>:<seq>" (gs_bridge_msg_id's form,
+     * its fixed part made once at start) */
+    memcpy(self->reply + self->reply_len, sq, n + 1);
+    size_t idp = strlen(self->id_prefix);
+    memcpy(id, self->id_prefix, idp);
+    memcpy(id + idp, sq, n + 1);
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, self->page_subject[i], self->reply,
+                                  (const char *) self->buf + self->page_off[i],
+                                  (int) self->page_len[i]);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Gridsync-Origin", self->cfg->jetstream_area);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Gridsync-Epoch", self->epoch_hex);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Gridsync-Seq", sq);
+    /* the chain: the stream must still end where the previous event went,
+     * or it refuses this one (0 = an empty new stream: none) */
+    if (s == NATS_OK && self->stream_last > 0) {
+        s_u64_text(self->stream_last, last);
+        s = natsMsgHeader_Set(m, "Nats-Expected-Last-Sequence", last);
+    }
+    if (s == NATS_OK) {
+        atomic_store(&self->noted[seq % S_MAX_PENDING], self->page_noted[i]);
+        if (atomic_load(&self->m->bridge_acked_seq) >= self->sent_seq)
+            atomic_store(&self->ack_us, gs_mono_us()); /* the ack timer starts now */
+        s = natsConnection_PublishMsg(self->nc, m);
+    }
+    natsMsg_Destroy(m);
+    return s;
+}
+
+/* An ack overdue: events in flight and none acknowledged for S_ACK_WAIT_MS
+ * (the server or the link lost them). Marks the connection failed (logged
+ * once) and returns 1, or returns 0. */
+static int
+s_ack_overdue(gs_bridge_t *self)
+{
+    uint64_t acked = atomic_load(&self->m->bridge_acked_seq);
+    if (acked >= self->sent_seq ||
+        gs_mono_us() - atomic_load(&self->ack_us) < (int64_t) S_ACK_WAIT_MS * 1000)
+        return 0;
+    atomic_fetch_add(&self->m->bridge_errors, 1);
+    if (atomic_exchange(&self->failed, 1) == 0)
+        gs_log(GS_LOG_WARN, "bridge_publish_failed", "seq=%llu error=\"no ack within %d ms\" "
+               "msg=\"reconnecting and resuming from the stream's last message\"",
+               (unsigned long long) acked + 1, S_ACK_WAIT_MS);
+    return 1;
+}
+
+/* Read the next page of the log after sent_seq and publish it, at most
+ * S_MAX_PENDING unacknowledged. Returns the number of events handed to
+ * nats.c, or -1 when a publish was refused or its ack did not come
  * (self->failed is set) or an event cannot be published (self->halt). */
 static int
 s_publish_page(gs_bridge_t *self)
 {
     const char *all[1] = { "" };
     uint64_t next = 0, head = 0;
+    self->n_page = 0;
+    self->buf_len = 0;
     int rc = gs_store_events(self->b->store, all, 1, self->sent_seq, S_PAGE, s_collect, self,
                              &next, &head);
     if (rc != 0 && rc != 1 && rc != 2) {
         atomic_fetch_add(&self->m->bridge_errors, 1);
         gs_log(GS_LOG_WARN, "bridge_store_failed", "error=\"%s\"", gs_store_strerror(rc));
-        s_page_clear(self);
+        self->n_page = 0;
         return -1;
     }
+    /* the writer sent the notes of the events just read when it committed
+     * them, before or while they were read: take them now, so that none of
+     * those events goes without its time */
+    s_notes_take(self);
+    for (size_t i = 0; i < self->n_page; i++)
+        self->page_noted[i] = s_noted(self, self->page_seq[i]);
     size_t done = 0;
-    for (; done < self->n_page; done++) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = S_ACK_WAIT_MS;
-        /* the chain: the stream must still end where the previous event
-         * went, or it refuses this one (0 = an empty new stream: none) */
-        po.ExpectLastSeq = self->stream_last;
-        self->js_published = 1;
-        natsStatus s = js_PublishMsgAsync(self->js, &self->page[done], &po);
+    for (; done < self->n_page && !atomic_load(&self->failed); done++) {
+        /* the window: wait for acks to free a quarter of it, so that the
+         * bridge wakes once per S_MAX_PENDING / 4 acks, not per ack */
+        uint64_t acked = atomic_load(&self->m->bridge_acked_seq);
+        if (acked < self->sent_seq && self->sent_seq - acked >= S_MAX_PENDING &&
+            s_acks_wait(self, self->sent_seq - S_MAX_PENDING * 3 / 4,
+                        atomic_load(&self->ack_us) + (int64_t) S_ACK_WAIT_MS * 1000) != 0)
+            break;
+        natsStatus s = s_publish_one(self, done);
         if (s != NATS_OK) {
-            natsMsg_Destroy(self->page[done]);
-            self->page[done] = NULL;
             atomic_fetch_add(&self->m->bridge_errors, 1);
+            if (s == NATS_NO_MEMORY)
+                break;  /* the rest of the page next time */
             if (atomic_exchange(&self->failed, 1) == 0)
                 gs_log(GS_LOG_WARN, "bridge_publish_failed", "seq=%llu error=\"%s\" "
                        "msg=\"reconnecting and resuming from the stream's last message\"",
                        (unsigned long long) self->page_seq[done], s_nats_error(s));
-            done++;
             break;
         }
         self->sent_seq = self->page_seq[done];
         self->stream_last++;
     }
-    size_t published = done;
-    for (; done < self->n_page; done++)
-        natsMsg_Destroy(self->page[done]);
     self->n_page = 0;
+    if (s_ack_overdue(self))
+        return -1;
     if (atomic_load(&self->failed))
         return -1;
     if (self->halt[0])
         return -1;
-    return (int) published;
+    return (int) done;
 }
 
 /* ---- the thread ------------------------------------------------------------- */
@@ -699,7 +986,9 @@ gs_bridge_main(void *arg)
     gs_bridge_t *self = arg;
     gs_broker_t *b = self->b;
     self->wake = zmq_socket(b->ctx, ZMQ_PULL);
-    int hwm = 4;
+    /* room for the notes of a page's publishing time (16 bytes each); the
+     * writer's side holds a few more */
+    int hwm = S_NOTES;
     zmq_setsockopt(self->wake, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_connect(self->wake, GS_EP_BRIDGE);
     long backoff = S_BACKOFF_MIN_MS;
@@ -729,6 +1018,8 @@ gs_bridge_main(void *arg)
             s_back_off(self, &backoff);
             continue;
         }
+        if (s_ack_overdue(self))
+            continue;
         int n = s_publish_page(self);
         if (n < 0 && self->halt[0]) {
             /* what was read before the bad event still goes out */
@@ -739,7 +1030,10 @@ gs_bridge_main(void *arg)
                    self->halt);
             break;
         }
-        if (n == S_PAGE)
+        /* a full page, or a note taken after the read of events beyond it
+         * (its note is gone from the queue, so a wait would not end on
+         * it): read on at once */
+        if (n == S_PAGE || (n > 0 && s_note_beyond(self)))
             continue;
         s_wait(self, atomic_load(&self->m->bridge_acked_seq) < self->sent_seq ? S_BUSY_MS
                                                                                : S_IDLE_MS);

@@ -13,6 +13,10 @@
  * a timer too), so NATS being slow or down never delays an upload or an
  * ack; the bridge catches up afterwards.
  *
+ * It publishes with the core client (the JetStream headers set on the
+ * message, the reply subject "<inbox>.<event seq>") and keeps its own
+ * window of acks, which nats.c's thread hands to it on that inbox.
+ *
  * Exactly once: every publish expects the stream's last sequence to be the
  * one the previous event got (JetStream's Nats-Expected-Last-Sequence), so
  * the stream itself refuses a gap or a second copy. On (re)connect and
@@ -81,10 +85,12 @@ gs_bridge_t *gs_bridge_new(gs_broker_t *b);
  * thread has been joined. */
 void gs_bridge_destroy(gs_bridge_t **self_p);
 
-/* The writer's note that the store's head is now head: never blocks, and
- * is dropped when the bridge has notes queued (it reads the store
- * anyway). to_bridge is the PUSH socket bound on GS_EP_BRIDGE; NULL (no
- * bridge) does nothing. */
+/* The writer's note that the store's head is now head, committed now (the
+ * note carries gs_mono_us, from which the bridge times commit -> stream
+ * ack, gridsync_bridge_ack_seconds): never blocks, and is dropped when the
+ * bridge's queue of notes is full (it reads the store anyway). to_bridge
+ * is the PUSH socket bound on GS_EP_BRIDGE; NULL (no bridge) does
+ * nothing. */
 void gs_bridge_notify(void *to_bridge, uint64_t head);
 
 /* Ask the gs-bridge thread to stop: it gives what it has in flight a

@@ -40,6 +40,7 @@ gs_metrics_init(gs_metrics_t *m, int64_t now_ms)
     m->commit_records.bounds = s_count_bounds;
     m->commit_seconds.bounds = s_time_bounds;
     m->ack_seconds.bounds = s_time_bounds;
+    m->bridge_ack_seconds.bounds = s_time_bounds;
 }
 
 void
@@ -138,6 +139,8 @@ s_bridge(gs_wbuf_t *b, gs_metrics_t *m, gs_store_t *store, int64_t now_ms)
     s_counter(b, "gridsync_bridge_reconnects_total",
               "Times the bridge gave up its NATS connection and made a new one.",
               atomic_load(&m->bridge_reconnects));
+    s_hist(b, "gridsync_bridge_ack_seconds", "Commit (the writer's note to the bridge) to "
+           "the stream's ack, per event published after its note.", &m->bridge_ack_seconds);
 }
 
 void

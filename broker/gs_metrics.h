@@ -67,6 +67,7 @@ typedef struct gs_metrics {
     atomic_int bridge_stopped;                  /* 1 once stopped for good (lineage, area) */
     atomic_uint_fast64_t bridge_errors;         /* connect, stream and publish errors */
     atomic_uint_fast64_t bridge_reconnects;     /* connections given up and made again */
+    gs_hist_t bridge_ack_seconds;               /* writer's note of a commit -> the stream's ack */
     /* a replica's own families (gs_replica_metrics), appended when set;
      * set before the threads start */
     void (*replica_section)(void *arg, gs_wbuf_t *out, int64_t now_ms);

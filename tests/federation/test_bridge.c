@@ -517,6 +517,12 @@ test_publishes_log_exactly_once(void **state)
     s_wait_caught_up(e);
     assert_true(s_metric(e, "gridsync_bridge_published_total") == 200);
     assert_true(s_metric(e, "gridsync_bridge_state{state=\"running\"}") == 1);
+    /* commit -> stream ack, timed for the events whose note the bridge
+     * took (at least those of the note that woke it), each once */
+    double timed = s_metric(e, "gridsync_bridge_ack_seconds_count");
+    assert_true(timed >= 1 && timed <= 200);
+    assert_true(s_metric(e, "gridsync_bridge_ack_seconds_bucket{le=\"+Inf\"}") == timed);
+    assert_true(s_metric(e, "gridsync_bridge_ack_seconds_sum") > 0);
     s_check_stream(e, e->nats.url, NULL, NULL);
     /* a restart resumes after what the stream holds: nothing twice */
     assert_int_equal(gs_tk_broker_stop(&e->broker, SIGTERM), 0);

@@ -144,6 +144,8 @@ FAPPLY=$(fmed apply.events_per_s)
 FOUT=$(fmed outage.events_per_s)
 FBYTES=$(fmed stream.bytes_per_event)
 FPACKED=$(fmed stream.packed_per_event)
+FBRIDGE=$(fmed bridge.events_per_s)
+FBCPU=$(fmed bridge.cpu_us_per_event)
 
 {
 cat <<EOF
@@ -207,6 +209,7 @@ Federation (issue 20; section 8), medians of its rounds, the spread in brackets:
 | District → city lag p99 at $(n "$(g fed1.lag.offered_per_s)") records/s offered | $(f2 "$FLAG99") ms ($(fspread lag.commit_sub_p99_ms f2)) | < 50 ms | $(yesno "$FLAG99" 50 "<") |
 | The city replica's apply rate | $(n "$FAPPLY") events/s ($(fspread apply.events_per_s n)) | ≥ 100,000 events/s | $(yesno "$FAPPLY" 100000 ">=") |
 | Catch-up after a NATS outage of $(n "$(g fed.outage)") events | $(n "$FOUT") events/s ($(fspread outage.events_per_s n)), $(f1 "$(fmed outage.seconds)") s | none set | |
+| Catch-up, the bridge alone (the district's log into a fresh nats-server) | $(n "$FBRIDGE") events/s ($(fspread bridge.events_per_s n)), $(f2 "$FBCPU") µs district CPU per event | none set | |
 | Bytes per event in JetStream | $(n "$FBYTES") ($(fspread stream.bytes_per_event n)); the packed event: $(n "$FPACKED") | none set | |
 
 ## 1. End-to-end durable ingest
@@ -495,9 +498,30 @@ the stream \`GRIDSYNC_4403\` (\`jetstream-area\` 4403, the city, so that the lag
   the same port and store. Timed from nats-server ready until the city's head equals the
   district's (polled from the city's metrics every 20 ms): the bridge publishes and the replica
   applies at the same time.
+- **The bridge alone.** After the apply run, a fresh nats-server (empty store) and the district
+  broker again: its bridge publishes the district's whole log ($(n "$(g fed1.bridge.events)") events in round 1)
+  with no replica reading. Timed from the district broker's start (its bridge begins before the
+  ready line) until its \`gridsync_bridge_last_seq\` equals its head (polled every 20 ms), start-up
+  included; the CPU (utime + stime from /proc) of the district broker (start-up included) and of
+  nats-server over the same time, per event. The lag run
+  also gives the bridge's share of the lag: the district's \`gridsync_bridge_ack_seconds\`
+  histogram, commit (the writer's note to the bridge) to the stream's ack, per event; its mean,
+  and the upper bound of the bucket holding its median and 99th percentile.
 - **Bytes per event.** The stream's bytes divided by its messages (nats-server's \`/jsz\`), against
-  the mean packed ChangeEvent of the district's change log (the message data): the difference is
-  JetStream's own per-message overhead (subject, the four headers, its record framing).
+  the mean packed ChangeEvent of the district's change log (the message data): the difference,
+  $(n "$(calc "$FBYTES - $FPACKED")") B here, is JetStream's own per-message overhead. nats-server 2.9's file store
+  (\`filestore.go\`, \`writeMsgRecord\`) keeps each message as a record of: its length (4 B),
+  stream sequence (8 B), timestamp (8 B), subject length (2 B), the subject, the headers' length
+  (4 B), the headers exactly as published, the data, and a hash (8 B): 34 B of framing. The subject
+  \`gridsync.PP.CC.DD.SSS.CCC.GGG.household\` is 39 B (36 B for \`rental\`; 38.6 B on average over
+  the pre-fill's million events). The headers are 170.7 B on average on that stream:
+  \`NATS/1.0\` (10 B with its line end), \`Nats-Msg-Id\` (about 43 B), \`Gridsync-Origin\` (23 B
+  for a 4-digit area), \`Gridsync-Epoch\` (34 B), \`Gridsync-Seq\` (about 22 B) and
+  \`Nats-Expected-Last-Sequence\` (about 37 B: the server keeps the expectation header the
+  bridge sends for exactly-once), and the blank line (2 B); the sequence numbers add a byte per
+  digit. So 34 + 38.6 + 170.7 = 243 B per message, whatever the event's size (read back from
+  the stream's block files after a 1M-event run). The header names and forms are the federation
+  contract (docs/federation.md) and stay as they are.
 - **Apply rate.** With the district stopped and the stream full, a second city replica on an
   empty store (its own durable consumer) applies the whole stream: timed from its ready line until
   its head equals the stream's messages; its CPU (utime + stime from /proc, start-up included)
@@ -512,6 +536,21 @@ done
 cat <<EOF
 | median | | | $(f2 "$(fmed lag.commit_sub_p50_ms)") / **$(f2 "$FLAG99")** ms | $(f2 "$(fmed lag.send_sub_p50_ms)") / $(f2 "$(fmed lag.send_sub_p99_ms)") ms | **$(n "$FOUT")** events/s | **$(n "$FAPPLY")** events/s | $(f2 "$(fmed apply.cpu_us_per_event)") µs | **$(n "$FBYTES")** / $(n "$FPACKED") | |
 | spread | | | $(fspread lag.commit_sub_p99_ms f2) ms (p99) | | $(fspread outage.events_per_s n) | $(fspread apply.events_per_s n) | $(fspread apply.cpu_us_per_event f2) µs | $(fspread stream.bytes_per_event n) | |
+EOF
+
+cat <<EOF
+
+The bridge alone, same rounds:
+
+| Round | events | catch-up into a fresh nats-server | district CPU per event | nats-server CPU per event | lag run: commit → stream ack, mean / p50 ≤ / p99 ≤ (events) |
+|---|---|---|---|---|---|
+EOF
+for r in $(seq "$FROUNDS"); do
+    echo "| $r | $(n "$(g "fed$r.bridge.events")") | $(n "$(g "fed$r.bridge.events_per_s")") events/s ($(f1 "$(g "fed$r.bridge.seconds")") s) | $(f2 "$(g "fed$r.bridge.cpu_us_per_event")") µs | $(f2 "$(g "fed$r.bridge.nats_cpu_us_per_event")") µs | $(f2 "$(g "fed$r.bridge.ack_mean_ms")") / $(g "fed$r.bridge.ack_p50_le_ms") / $(g "fed$r.bridge.ack_p99_le_ms") ms ($(n "$(g "fed$r.bridge.ack_count")")) |"
+done
+cat <<EOF
+| median | | **$(n "$FBRIDGE")** events/s | **$(f2 "$FBCPU")** µs | $(f2 "$(fmed bridge.nats_cpu_us_per_event)") µs | $(f2 "$(fmed bridge.ack_mean_ms)") / $(fmed bridge.ack_p50_le_ms) / $(fmed bridge.ack_p99_le_ms) ms |
+| spread | | $(fspread bridge.events_per_s n) | $(fspread bridge.cpu_us_per_event f2) µs | $(fspread bridge.nats_cpu_us_per_event f2) µs | $(fspread bridge.ack_p99_le_ms f2) ms (p99 ≤) |
 EOF
 } > "$MD"
 

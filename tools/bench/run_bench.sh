@@ -606,19 +606,42 @@ fed_stop() {   # fed_stop PID
     FED_PIDS=("${keep[@]}")
 }
 
-# fed_wait PORT HEAD SECONDS: poll a city's head seq (its metrics port) every
-# 20 ms until it reaches HEAD; prints the seconds waited
+# fed_wait PORT HEAD SECONDS [METRIC]: poll a city's head seq (or METRIC, e.g.
+# a district's gridsync_bridge_last_seq) from its metrics port every 20 ms
+# until it reaches HEAD; prints the seconds waited. Fails when the port has
+# not answered for 5 s (the broker exited) or after SECONDS.
 fed_wait() {
-    local port=$1 want=$2 limit=$3 t0 h
+    local port=$1 want=$2 limit=$3 name=${4:-gridsync_store_head_seq} t0 h silent=0
     t0=$(date +%s.%N)
     while :; do
-        h=$(metric gridsync_store_head_seq "$port")
+        h=$(metric "$name" "$port" 2> /dev/null)
         [ -n "$h" ] && [ "$h" -ge "$want" ] && break
+        if [ -z "$h" ]; then
+            silent=$((silent + 1))
+            [ $silent -lt 250 ] || die "the broker on metrics port $port stopped answering (see its log in $LOG)"
+        else
+            silent=0
+        fi
         [ "$(calc "($(date +%s.%N) - $t0 > $limit)")" = 1 ] &&
-            die "the city replica stopped at seq ${h:-?} of $want"
+            die "$name stopped at ${h:-?} of $want (port $port)"
         sleep 0.02
     done
     calc "$(date +%s.%N) - $t0"
+}
+
+# hist_p PORT NAME Q: the upper bound (in ms) of the bucket holding the
+# Q-quantile of the histogram NAME (seconds) on a metrics port, "inf" past
+# the last bound, "" without observations; hist_mean PORT NAME: its mean in ms
+hist_p() {
+    http_get "$1" /metrics | awk -v n="$2" -v q="$3" '
+        index($1, n "_bucket{le=\"") == 1 { split($1, a, "\""); le[++k] = a[2]; c[k] = $2 }
+        $1 == n "_count" { total = $2 }
+        END { if (total > 0) for (i = 1; i <= k; i++) if (c[i] >= q * total) {
+                  print (le[i] == "+Inf" ? "inf" : le[i] * 1000); exit } }'
+}
+hist_mean() {
+    http_get "$1" /metrics | awk -v n="$2" '$1 == n "_sum" { s = $2 } $1 == n "_count" { c = $2 }
+        END { if (c > 0) printf "%.6g\n", s / c * 1000 }'
 }
 
 for r in $(seq "$FED_ROUNDS"); do
@@ -640,6 +663,14 @@ for r in $(seq "$FED_ROUNDS"); do
         --devices "$DEVICES" > "$out" 2> "$LOG/fed$r.lag.log" ||
         { cat "$LOG/fed$r.lag.log" >&2; die "bench_feed latency (district -> city) failed"; }
     put_kv "fed$r.lag" feed "$out"
+    # the bridge's own part of it: the district's commit (the writer's note)
+    # to the stream's ack, from its histogram
+    v=$(hist_mean "$D_MPORT" gridsync_bridge_ack_seconds)
+    [ -n "$v" ] || die "the district's gridsync_bridge_ack_seconds has no observations after the lag run"
+    put "fed$r.bridge.ack_mean_ms" "$v"
+    put "fed$r.bridge.ack_count" "$(http_get "$D_MPORT" /metrics | awk '$1 == "gridsync_bridge_ack_seconds_count" { print $2 }')"
+    put "fed$r.bridge.ack_p50_le_ms" "$(hist_p "$D_MPORT" gridsync_bridge_ack_seconds 0.5)"
+    put "fed$r.bridge.ack_p99_le_ms" "$(hist_p "$D_MPORT" gridsync_bridge_ack_seconds 0.99)"
 
     log "federation round $r: NATS down while the district takes $FED_OUTAGE events, then up"
     nats_stop
@@ -685,8 +716,32 @@ for r in $(seq "$FED_ROUNDS"); do
     put "fed$r.apply.seconds" "$secs"
     put "fed$r.apply.events_per_s" "$(calc "$head / $secs")"
     put "fed$r.apply.cpu_us_per_event" "$(calc "$cpu * 1e6 / $head")"
-    put "fed$r.load" "$(cut -d' ' -f1 /proc/loadavg)"
     fed_stop "$FPID"
+    nats_stop
+
+    # the bridge alone: the district's whole log into a fresh nats-server,
+    # no replica reading (the catch-up above shares the machine with the
+    # replica's apply); its rate and the CPU of the district broker and of
+    # nats-server per event, from the district's start (the bridge begins
+    # before the ready line), its start-up included
+    log "federation round $r: the district's bridge publishes its $head events into a fresh nats-server"
+    unset NATS_FIXED
+    nats_start "$fdir/nats2"
+    ncpu0=$(proc_cpu "$NATS_PID")
+    t0=$(date +%s.%N)
+    fed_broker "$fdir/district" --jetstream-area=4403
+    D_PID=$FPID
+    fed_wait "$FMPORT" "$head" 3600 gridsync_bridge_last_seq > /dev/null
+    secs=$(calc "$(date +%s.%N) - $t0")
+    dcpu=$(proc_cpu "$D_PID")
+    ncpu=$(calc "$(proc_cpu "$NATS_PID") - $ncpu0")
+    put "fed$r.bridge.events" "$head"
+    put "fed$r.bridge.seconds" "$secs"
+    put "fed$r.bridge.events_per_s" "$(calc "$head / $secs")"
+    put "fed$r.bridge.cpu_us_per_event" "$(calc "$dcpu * 1e6 / $head")"
+    put "fed$r.bridge.nats_cpu_us_per_event" "$(calc "$ncpu * 1e6 / $head")"
+    put "fed$r.load" "$(cut -d' ' -f1 /proc/loadavg)"
+    fed_stop "$D_PID"
     nats_stop
     rm -rf "$fdir"
 done
