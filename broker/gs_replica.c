@@ -512,27 +512,68 @@ s_header(natsMsg *m, const char *name)
     return natsMsgHeader_Get(m, name, &v) == NATS_OK ? v : NULL;
 }
 
-/* Fetch one batch of o and apply it. The pull request is a "no wait" one
- * with an expiry of timeout_ms: nats-server answers it with the messages
- * pending now (up to a batch) and ends it at once, and only when none are
- * pending does it wait, until the first message comes or the expiry
- * passes. So a message is applied as soon as it is there, in a batch of
- * whatever came meanwhile, and a quiet origin costs one request per
- * timeout_ms (natsSubscription_Fetch would wait for a full batch instead).
- * Returns the messages consumed (>= 0), or -1 after a NATS or store error
- * (retried later). */
+/* Fetch one batch of o into *list (free with natsMsgList_Destroy). The
+ * pull request is a "no wait" one with an expiry of timeout_ms:
+ * nats-server answers it with the messages pending now (up to a batch)
+ * and ends it at once, and only when none are pending does it wait, until
+ * the first message comes or the expiry passes. So a message is applied
+ * as soon as it is there, in a batch of whatever came meanwhile, and a
+ * quiet origin costs one request per timeout_ms (natsSubscription_Fetch
+ * would wait for a full batch instead).
+ *
+ * Messages can be left in the subscription by an earlier request (they
+ * came after its fetch had given up, or a late status ended it early).
+ * nats.c 3.4.1 takes such messages first and then counts the new
+ * request's messages against the batch less those, never meeting it, so
+ * that a fetch can gather more messages than its list holds, written past
+ * its end. So leftovers are taken one fetch of one message at a time (a
+ * batch of one cannot overflow), and the next call asks for a batch again.
+ * Returns NATS_OK with at least one message, NATS_TIMEOUT when there were
+ * none, or another status. */
+static natsStatus
+s_fetch(gs_replica_t *self, s_org_t *o, int timeout_ms, natsMsgList *list)
+{
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.NoWait = true;
+    int left = 0;
+    if (natsSubscription_GetPending(o->sub, &left, NULL) != NATS_OK || left <= 0) {
+        req.Batch = self->batch;
+        req.Expires = (int64_t) timeout_ms * 1000000;
+        natsStatus s = natsSubscription_FetchRequest(list, o->sub, &req);
+        return s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
+    }
+    list->Msgs = calloc((size_t) self->batch, sizeof *list->Msgs);
+    list->Count = 0;
+    if (!list->Msgs)
+        return NATS_NO_MEMORY;
+    req.Batch = 1;
+    req.Expires = 1000000;  /* asks the server only when what was left were statuses */
+    natsStatus s = NATS_OK;
+    while (s == NATS_OK && list->Count < self->batch && left-- > 0) {
+        natsMsgList one = { NULL, 0 };
+        s = natsSubscription_FetchRequest(&one, o->sub, &req);
+        if (s == NATS_OK && one.Count == 1) {
+            list->Msgs[list->Count++] = one.Msgs[0];
+            one.Msgs[0] = NULL;
+        }
+        natsMsgList_Destroy(&one);
+    }
+    if (list->Count)
+        return NATS_OK;
+    natsMsgList_Destroy(list);
+    return s == NATS_OK || s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
+}
+
+/* Fetch one batch of o (s_fetch) and apply it. Returns the messages
+ * consumed (>= 0), or -1 after a NATS or store error (retried later). */
 static int
 s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
 {
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
-    jsFetchRequest req;
-    jsFetchRequest_Init(&req);
-    req.Batch = self->batch;
-    req.NoWait = true;
-    req.Expires = (int64_t) timeout_ms * 1000000;
-    natsStatus s = natsSubscription_FetchRequest(&list, o->sub, &req);
-    if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND) {
+    natsStatus s = s_fetch(self, o, timeout_ms, &list);
+    if (s == NATS_TIMEOUT) {
         atomic_store(&o->lag_events, 0);
         return 0;
     }
