@@ -951,9 +951,10 @@ s_consumer_settled(s_env_t *e, const char *area)
 
 /* The replica acks one message per applied batch, the last one, and its
  * consumer acknowledges all before it (AckAll): once everything is applied
- * nothing is left unacked. A SIGKILL between a commit and its ack loses
- * nothing and applies nothing twice: the consumer is made anew from the
- * position the store holds, not from its ack floor. */
+ * nothing is left unacked. A SIGKILL while it applies (between a commit
+ * and its ack, or before either) loses nothing and applies nothing twice:
+ * the consumer is made anew from the position the store holds, not from
+ * its ack floor. */
 static void
 test_acks_one_per_batch(void **state)
 {
