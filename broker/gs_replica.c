@@ -512,7 +512,8 @@ s_header(natsMsg *m, const char *name)
     return natsMsgHeader_Get(m, name, &v) == NATS_OK ? v : NULL;
 }
 
-/* Fetch one batch of o into *list (free with natsMsgList_Destroy). The
+/* Fetch one batch of pull subscription sub into *list (free with
+ * natsMsgList_Destroy); the fetch of o's consumer and of a repair's. The
  * pull request is a "no wait" one with an expiry of timeout_ms:
  * nats-server answers it with the messages pending now (up to a batch)
  * and ends it at once, and only when none are pending does it wait, until
@@ -531,16 +532,16 @@ s_header(natsMsg *m, const char *name)
  * Returns NATS_OK with at least one message, NATS_TIMEOUT when there were
  * none, or another status. */
 static natsStatus
-s_fetch(gs_replica_t *self, s_org_t *o, int timeout_ms, natsMsgList *list)
+s_fetch(gs_replica_t *self, natsSubscription *sub, int timeout_ms, natsMsgList *list)
 {
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
     req.NoWait = true;
     int left = 0;
-    if (natsSubscription_GetPending(o->sub, &left, NULL) != NATS_OK || left <= 0) {
+    if (natsSubscription_GetPending(sub, &left, NULL) != NATS_OK || left <= 0) {
         req.Batch = self->batch;
         req.Expires = (int64_t) timeout_ms * 1000000;
-        natsStatus s = natsSubscription_FetchRequest(list, o->sub, &req);
+        natsStatus s = natsSubscription_FetchRequest(list, sub, &req);
         return s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
     }
     list->Msgs = calloc((size_t) self->batch, sizeof *list->Msgs);
@@ -552,7 +553,7 @@ s_fetch(gs_replica_t *self, s_org_t *o, int timeout_ms, natsMsgList *list)
     natsStatus s = NATS_OK;
     while (s == NATS_OK && list->Count < self->batch && left-- > 0) {
         natsMsgList one = { NULL, 0 };
-        s = natsSubscription_FetchRequest(&one, o->sub, &req);
+        s = natsSubscription_FetchRequest(&one, sub, &req);
         if (s == NATS_OK && one.Count == 1) {
             list->Msgs[list->Count++] = one.Msgs[0];
             one.Msgs[0] = NULL;
@@ -572,7 +573,7 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
 {
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
-    natsStatus s = s_fetch(self, o, timeout_ms, &list);
+    natsStatus s = s_fetch(self, o->sub, timeout_ms, &list);
     if (s == NATS_TIMEOUT) {
         atomic_store(&o->lag_events, 0);
         return 0;
@@ -728,7 +729,7 @@ s_repair_fetch(gs_replica_t *self, s_org_t *o, const char *cell, uint64_t upto,
     int done = !pending;
     while (!done) {
         natsMsgList list = { NULL, 0 };
-        s = natsSubscription_Fetch(&list, sub, self->batch, S_JS_WAIT_MS, &jerr);
+        s = s_fetch(self, sub, S_JS_WAIT_MS, &list);
         if (s != NATS_OK) {
             natsMsgList_Destroy(&list);
             break;
