@@ -18,7 +18,8 @@
 #include "gs_natslink.h"
 #include "gs_store_replica.h"
 
-#define S_IDLE_FETCH_MS 100         /* a fetch waits this long for a quiet origin */
+#define S_IDLE_FETCH_MS 100         /* a round of fetches waits this long in all for */
+                                    /* quiet origins (shared among them)             */
 #define S_RETRY_MS 500              /* pause after NATS errors (a drain ends it) */
 #define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
 #define S_JS_WAIT_MS 2000           /* a JetStream API request waits at most this (so a */
@@ -36,6 +37,7 @@ typedef struct s_org {
                                      * for each subscription, whose consumer is made
                                      * anew) */
     natsStatus last_err;            /* last fetch error logged (once per kind) */
+    int had_msgs;                   /* its last fetch brought messages */
     atomic_int state;               /* S_* */
     atomic_uint_fast64_t applied;   /* events applied */
     atomic_uint_fast64_t skipped;   /* redeliveries skipped */
@@ -466,7 +468,9 @@ s_subscribe(gs_replica_t *self, s_org_t *o)
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = o->cfg.durable;
-    cc.AckPolicy = js_AckExplicit;
+    /* one ack per applied batch, for its last message (the store, not the
+     * ack floor, says where to resume: see above) */
+    cc.AckPolicy = js_AckAll;
     cc.DeliverPolicy = st.stream_seq ? js_DeliverByStartSequence : js_DeliverAll;
     cc.OptStartSeq = st.stream_seq ? st.stream_seq + 1 : 0;
     cc.FilterSubject = o->cfg.subject;
@@ -508,23 +512,77 @@ s_header(natsMsg *m, const char *name)
     return natsMsgHeader_Get(m, name, &v) == NATS_OK ? v : NULL;
 }
 
-/* Fetch one batch of o and apply it. Returns the messages consumed (>= 0),
- * or -1 after a NATS or store error (retried later). */
+/* Fetch one batch of pull subscription sub into *list (free with
+ * natsMsgList_Destroy); the fetch of o's consumer and of a repair's. The
+ * pull request is a "no wait" one with an expiry of timeout_ms:
+ * nats-server answers it with the messages pending now (up to a batch)
+ * and ends it at once, and only when none are pending does it wait, until
+ * the first message comes or the expiry passes. So a message is applied
+ * as soon as it is there, in a batch of whatever came meanwhile, and a
+ * quiet origin costs one request per timeout_ms (natsSubscription_Fetch
+ * would wait for a full batch instead).
+ *
+ * Messages can be left in the subscription by an earlier request (they
+ * came after its fetch had given up, or a late status ended it early).
+ * nats.c 3.4.1 takes such messages first and then counts the new
+ * request's messages against the batch less those, never meeting it, so
+ * that a fetch can gather more messages than its list holds, written past
+ * its end. So leftovers are taken one fetch of one message at a time (a
+ * batch of one cannot overflow), and the next call asks for a batch again.
+ * Returns NATS_OK with at least one message, NATS_TIMEOUT when there were
+ * none, or another status. */
+static natsStatus
+s_fetch(gs_replica_t *self, natsSubscription *sub, int timeout_ms, natsMsgList *list)
+{
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.NoWait = true;
+    int left = 0;
+    if (natsSubscription_GetPending(sub, &left, NULL) != NATS_OK || left <= 0) {
+        req.Batch = self->batch;
+        req.Expires = (int64_t) timeout_ms * 1000000;
+        natsStatus s = natsSubscription_FetchRequest(list, sub, &req);
+        return s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
+    }
+    list->Msgs = calloc((size_t) self->batch, sizeof *list->Msgs);
+    list->Count = 0;
+    if (!list->Msgs)
+        return NATS_NO_MEMORY;
+    req.Batch = 1;
+    req.Expires = 1000000;  /* asks the server only when what was left were statuses */
+    natsStatus s = NATS_OK;
+    while (s == NATS_OK && list->Count < self->batch && left-- > 0) {
+        natsMsgList one = { NULL, 0 };
+        s = natsSubscription_FetchRequest(&one, sub, &req);
+        if (s == NATS_OK && one.Count == 1) {
+            list->Msgs[list->Count++] = one.Msgs[0];
+            one.Msgs[0] = NULL;
+        }
+        natsMsgList_Destroy(&one);
+    }
+    if (list->Count)
+        return NATS_OK;
+    natsMsgList_Destroy(list);
+    return s == NATS_OK || s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
+}
+
+/* Fetch one batch of o (s_fetch) and apply it. Returns the messages
+ * consumed (>= 0), or -1 after a NATS or store error (retried later). */
 static int
 s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
 {
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
-    jsErrCode jerr = 0;
-    natsStatus s = natsSubscription_Fetch(&list, o->sub, self->batch, timeout_ms, &jerr);
+    natsStatus s = s_fetch(self, o->sub, timeout_ms, &list);
     if (s == NATS_TIMEOUT) {
         atomic_store(&o->lag_events, 0);
         return 0;
     }
     if (s != NATS_OK) {
         if (s != o->last_err)
-            gs_log(GS_LOG_WARN, "replica_fetch_failed", "origin=%s error=\"%s\" code=%d",
-                   o->cfg.area, natsStatus_GetText(s), (int) jerr);
+            gs_log(GS_LOG_WARN, "replica_fetch_failed", "origin=%s error=\"%s\" "
+                   "detail=\"%s\"", o->cfg.area, natsStatus_GetText(s),
+                   nats_GetLastError(NULL));
         o->last_err = s;
         /* what was fetched may be lost in flight: resume from the store */
         s_unsubscribe(o);
@@ -596,9 +654,10 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
     atomic_fetch_add(&b->metrics.map_grows, out.map_grows);
     gs_hist_observe(&b->metrics.commit_records, (double) res.applied);
     gs_hist_observe(&b->metrics.commit_seconds, secs);
-    /* committed: now the acks (a lost ack means a redelivery, skipped) */
-    for (size_t i = 0; i < res.consumed; i++)
-        natsMsg_Ack(list.Msgs[i], NULL);
+    /* committed: now the ack, of the last message consumed, which acks all
+     * before it (AckAll); a lost ack means a redelivery, skipped */
+    if (res.consumed)
+        natsMsg_Ack(list.Msgs[res.consumed - 1], NULL);
     atomic_fetch_add(&o->applied, res.applied);
     atomic_fetch_add(&o->skipped, res.skipped);
     atomic_store(&o->last_seq, res.origin.last_seq);
@@ -670,7 +729,7 @@ s_repair_fetch(gs_replica_t *self, s_org_t *o, const char *cell, uint64_t upto,
     int done = !pending;
     while (!done) {
         natsMsgList list = { NULL, 0 };
-        s = natsSubscription_Fetch(&list, sub, self->batch, S_JS_WAIT_MS, &jerr);
+        s = s_fetch(self, sub, S_JS_WAIT_MS, &list);
         if (s != NATS_OK) {
             natsMsgList_Destroy(&list);
             break;
@@ -840,6 +899,7 @@ gs_replica_main(void *arg)
     void *out = zmq_socket(b->ctx, ZMQ_PUSH);
     zmq_connect(in, GS_EP_WRITER);
     zmq_connect(out, GS_EP_REPLIES);
+    size_t busy = 0;    /* messages consumed in the last round */
     while (!s_wait_drain(in, 0)) {
         if (!self->nc && s_connect(self)) {
             if (s_wait_drain(in, S_RETRY_MS))
@@ -857,13 +917,23 @@ gs_replica_main(void *arg)
             if (!o->sub && s_subscribe(self, o))
                 continue;
             following++;
-            /* quiet origins share the idle wait; a busy round does not wait */
-            int got = s_fetch_apply(self, o, consumed ? 1 : S_IDLE_FETCH_MS);
+            /* Quiet origins share the idle wait, so that a message for one
+             * waits at most S_IDLE_FETCH_MS / n while another is polled. An
+             * origin that had messages last time gets the same expiry: its
+             * request returns as soon as what is pending was delivered, and
+             * a short expiry would cut its batch short. A quiet origin in a
+             * busy round (this one or the last) does not hold up the others. */
+            int wait = S_IDLE_FETCH_MS / (int) self->n;
+            if (!o->had_msgs && (consumed || busy))
+                wait = 1;
+            int got = s_fetch_apply(self, o, wait > 1 ? wait : 1);
+            o->had_msgs = got > 0;
             if (got < 0)
                 failed++;
             else
                 consumed += (size_t) got;
         }
+        busy = consumed;
         if (natsConnection_Status(self->nc) == NATS_CONN_STATUS_CLOSED) {
             gs_log(GS_LOG_WARN, "replica_nats_closed", "msg=\"connection closed; connecting "
                    "again\"");

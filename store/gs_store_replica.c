@@ -1,7 +1,8 @@
 /*
  * gs_store_replica: a replica's write path and its origins table (contract
  * in gs_store_replica.h; the design in docs/federation.md, the layout in
- * docs/store.md). Each message of an origin is checked in full (headers,
+ * docs/store.md; the repair of a cell is gs_store_repair.c, on the checks
+ * and writes shared through gs_store_repl_int.h). Each message of an origin is checked in full (headers,
  * decoding, epoch, order, and what the replica holds) before anything of
  * it is written, so a refused message leaves nothing behind; the record
  * itself is written by gs_record_write, the function the upload path uses.
@@ -16,6 +17,7 @@
 #include "gs_store_int.h"
 #include "gs_store_log.h"
 #include "gs_store_record.h"
+#include "gs_store_repl_int.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -90,8 +92,8 @@ s_origin_get(const char *area, const MDB_val *v, gs_origin_t *o)
 }
 
 /* An origin's name: an area prefix at a hierarchy level of 2 to 12 digits. */
-static int
-s_area_ok(const char *area)
+int
+gs_repl_area_ok(const char *area)
 {
     size_t n = area ? strlen(area) : 0;
     if (n < 2 || n >= GS_GRID_LEN || gs_level_of_len(n) < 0)
@@ -104,30 +106,12 @@ s_area_ok(const char *area)
 
 /* ---- Applying an origin's messages ------------------------------------------------ */
 
-/* State of one replicate attempt (redone from scratch after map growth). */
-typedef struct s_repl {
-    gs_store_t *st;                 /* the store */
-    gs_txn_t *t;                    /* the write transaction */
-    gs_log_t log;                   /* the change log in this attempt */
-    int64_t now_ms;                 /* commit time */
-    const char *area;               /* the origin */
-    const char *followed;           /* the prefix followed in it */
-    int level;                      /* followed's hierarchy level */
-    const gs_repl_msg_t *msgs;      /* the messages */
-    size_t n;                       /* how many */
-    gs_origin_t o;                  /* the origin's entry as this attempt leaves it */
-    gs_repl_result_t res;           /* what this attempt did */
-    int dirty;                      /* the entry changed in this attempt */
-    const char *cell;               /* a repair: the cell */
-    gs_repair_result_t rep;         /* a repair: what this attempt did */
-} s_repl_t;
-
 /* Refuse the current message: reason and message into the result.
  * Returns the reason (> 0). */
-static int s_refuse(s_repl_t *r, int reason, const char *fmt, ...)
+static int s_refuse(gs_repl_t *r, int reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int
-s_refuse(s_repl_t *r, int reason, const char *fmt, ...)
+s_refuse(gs_repl_t *r, int reason, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -138,8 +122,8 @@ s_refuse(s_repl_t *r, int reason, const char *fmt, ...)
 }
 
 /* A decimal u64 header value; -1 when it is not one. */
-static int
-s_parse_dec(const char *s, uint64_t *out)
+int
+gs_repl_parse_dec(const char *s, uint64_t *out)
 {
     if (!s || !*s || strlen(s) > 20)
         return -1;
@@ -157,8 +141,8 @@ s_parse_dec(const char *s, uint64_t *out)
 }
 
 /* An epoch header: exactly 16 lower-case hex digits, not all zero. */
-static int
-s_parse_epoch(const char *s, uint64_t *out)
+int
+gs_repl_parse_epoch(const char *s, uint64_t *out)
 {
     if (!s || strlen(s) != 16)
         return -1;
@@ -181,8 +165,8 @@ s_parse_epoch(const char *s, uint64_t *out)
 }
 
 /* A NUL-terminated 15-digit grid code? */
-static int
-s_grid_ok(const char *g)
+int
+gs_repl_grid_ok(const char *g)
 {
     if (!g || strlen(g) != GS_GRID_LEN)
         return 0;
@@ -194,7 +178,7 @@ s_grid_ok(const char *g)
 
 /* The natural key of the version cur describes (from its stored bytes). */
 static int
-s_cur_natkey(s_repl_t *r, const gs_rec_cur_t *cur, uint8_t *nk, size_t *nkl)
+s_cur_natkey(gs_repl_t *r, const gs_rec_cur_t *cur, uint8_t *nk, size_t *nkl)
 {
     const uint8_t *data;
     size_t len;
@@ -217,7 +201,7 @@ s_cur_natkey(s_repl_t *r, const gs_rec_cur_t *cur, uint8_t *nk, size_t *nkl)
  * pointer, so history follows the record across the move. Returns 0 or the
  * sticky error. */
 static int
-s_move_back(s_repl_t *r, const char *prev, char kb, const char *id, uint64_t *back)
+s_move_back(gs_repl_t *r, const char *prev, char kb, const char *id, uint64_t *back)
 {
     *back = 0;
     MDB_cursor *c;
@@ -257,8 +241,8 @@ s_move_back(s_repl_t *r, const char *prev, char kb, const char *id, uint64_t *ba
  * id, the new one is put unless nk_held (it leads to id already). The
  * caller has checked that no other record holds the new key. Returns 0 or
  * the sticky error. */
-static int
-s_natkey_replace(s_repl_t *r, const gs_rec_cur_t *cur, const gs_prepared_t *pp,
+int
+gs_repl_natkey_replace(gs_repl_t *r, const gs_rec_cur_t *cur, const gs_prepared_t *pp,
                  const char *id, int nk_held)
 {
     int rc = 0;
@@ -289,8 +273,8 @@ s_natkey_replace(s_repl_t *r, const gs_rec_cur_t *cur, const gs_prepared_t *pp,
  * its natural key when that leads to it: what a re-baseline and a repair
  * do to a record the origin no longer holds there. Returns 0 or the
  * sticky error. */
-static int
-s_remove_held(s_repl_t *r, const gs_rec_cur_t *cur, const char *id)
+int
+gs_repl_remove_held(gs_repl_t *r, const gs_rec_cur_t *cur, const char *id)
 {
     gs_store_t *st = r->st;
     gs_txn_t *t = r->t;
@@ -330,7 +314,7 @@ s_remove_held(s_repl_t *r, const gs_rec_cur_t *cur, const char *id)
  * skipped), a GS_REPL_* reason (> 0: refused, nothing written) or the
  * sticky error (< 0). */
 static int
-s_message(s_repl_t *r, const gs_repl_msg_t *m)
+s_message(gs_repl_t *r, const gs_repl_msg_t *m)
 {
     gs_store_t *st = r->st;
     gs_origin_t *o = &r->o;
@@ -339,7 +323,7 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
 
     /* headers */
     uint64_t hseq, hepoch;
-    if (s_parse_dec(m->h_seq, &hseq) || hseq == 0)
+    if (gs_repl_parse_dec(m->h_seq, &hseq) || hseq == 0)
         return s_refuse(r, GS_REPL_HEADER, "message without a valid Gridsync-Seq header "
                         "(got '%.40s')", m->h_seq ? m->h_seq : "(none)");
     r->res.refused_seq = hseq;
@@ -349,7 +333,7 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
     if (strcmp(m->h_origin, r->area) != 0)
         return s_refuse(r, GS_REPL_ORIGIN, "message seq %" PRIu64 " names origin '%.40s', "
                         "which is not this stream's origin %s", hseq, m->h_origin, r->area);
-    if (s_parse_epoch(m->h_epoch, &hepoch))
+    if (gs_repl_parse_epoch(m->h_epoch, &hepoch))
         return s_refuse(r, GS_REPL_HEADER, "message seq %" PRIu64 " has no valid "
                         "Gridsync-Epoch header (got '%.40s')", hseq,
                         m->h_epoch ? m->h_epoch : "(none)");
@@ -398,14 +382,14 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
     int op = ev->op;
     if (op != S_OP_UPSERT && op != S_OP_VOID && op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN)
         return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " has unknown op %d", hseq, op);
-    if (!s_grid_ok(ev->grid_code) || !gs_kind_byte(ev->kind) || !ev->record_key ||
+    if (!gs_repl_grid_ok(ev->grid_code) || !gs_kind_byte(ev->kind) || !ev->record_key ||
         !*ev->record_key || strlen(ev->record_key) > GS_ID_MAX || !f.record || !ev->version)
         return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " lacks a grid, kind, record "
                         "key, version or record", hseq);
     if (!gs_grid_prefix_covers(r->followed, ev->grid_code))
         return s_refuse(r, GS_REPL_ORIGIN, "event seq %" PRIu64 " is in grid %s, outside "
                         "the followed area %s", hseq, ev->grid_code, r->followed);
-    if (op == S_OP_MOVE_IN && (!s_grid_ok(ev->previous_grid_code) ||
+    if (op == S_OP_MOVE_IN && (!gs_repl_grid_ok(ev->previous_grid_code) ||
                                !gs_grid_prefix_covers(r->area, ev->previous_grid_code)))
         return s_refuse(r, GS_REPL_DECODE, "MOVE_IN event seq %" PRIu64 " has no previous "
                         "grid inside origin %s", hseq, r->area);
@@ -470,7 +454,7 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
     }
 
     /* checked: now write */
-    if ((rc = s_natkey_replace(r, &cur, removing ? NULL : &pp, ev->record_key, nk_held)))
+    if ((rc = gs_repl_natkey_replace(r, &cur, removing ? NULL : &pp, ev->record_key, nk_held)))
         return rc;
     uint64_t back = 0;
     if (op == S_OP_MOVE_IN &&
@@ -497,8 +481,8 @@ s_message(s_repl_t *r, const gs_repl_msg_t *m)
 }
 
 /* Read the entry of r->area into r->o (state NEW when absent). */
-static int
-s_entry_read(gs_txn_t *t, const char *area, gs_origin_t *o)
+int
+gs_repl_entry_read(gs_txn_t *t, const char *area, gs_origin_t *o)
 {
     MDB_val k = { strlen(area), (void *) area }, v;
     int rc = gs_txn_get(t, GS_DB_ORIGINS, &k, &v);
@@ -526,7 +510,7 @@ s_entry_write(gs_txn_t *t, const gs_origin_t *o)
 static int
 s_attempt(gs_txn_t *t, void *arg)
 {
-    s_repl_t *r = arg;
+    gs_repl_t *r = arg;
     gs_store_t *st = r->st;
     gs_arena_reset(st->arena);
     gs_wbuf_reset(&st->out);
@@ -535,7 +519,7 @@ s_attempt(gs_txn_t *t, void *arg)
     r->dirty = 0;
     int rc;
     if ((rc = gs_log_begin(&r->log, t, &st->out, r->now_ms)) ||
-        (rc = s_entry_read(t, r->area, &r->o)))
+        (rc = gs_repl_entry_read(t, r->area, &r->o)))
         return rc;
     gs_origin_t *o = &r->o;
     if (o->state == GS_ORIGIN_STOPPED) {
@@ -607,10 +591,10 @@ s_output(gs_store_t *st, const gs_log_t *log, gs_apply_out_t *out)
     return 0;
 }
 
-/* Run fn (an attempt over an s_repl_t) under the write lock and copy its
+/* Run fn (an attempt over an gs_repl_t) under the write lock and copy its
  * events out. */
-static int
-s_run(gs_store_t *self, s_repl_t *r, gs_wfn *fn, gs_apply_out_t *out)
+int
+gs_repl_run(gs_store_t *self, gs_repl_t *r, gs_wfn *fn, gs_apply_out_t *out)
 {
     pthread_mutex_lock(&self->write_lock);
     gs_log_init(&r->log);
@@ -638,7 +622,7 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
         return GS_EINVAL;
     memset(out, 0, sizeof *out);
     memset(res, 0, sizeof *res);
-    if (!s_area_ok(area) || !followed || strlen(followed) > GS_GRID_LEN ||
+    if (!gs_repl_area_ok(area) || !followed || strlen(followed) > GS_GRID_LEN ||
         gs_level_of_len(strlen(followed)) < 0 || !gs_grid_prefix_covers(area, followed)) {
         gs_store_detail("replicate: origin area must be 2-12 digits at a hierarchy level, "
                         "the followed prefix a level prefix under it");
@@ -648,7 +632,7 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
         gs_store_detail("store opened read-only");
         return GS_EREADONLY;
     }
-    s_repl_t r;
+    gs_repl_t r;
     memset(&r, 0, sizeof r);
     r.st = self;
     r.now_ms = now_ms;
@@ -657,7 +641,7 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
     r.level = gs_level_of_len(strlen(followed));
     r.msgs = msgs;
     r.n = n;
-    int rc = s_run(self, &r, s_attempt, out);
+    int rc = gs_repl_run(self, &r, s_attempt, out);
     if (rc == 0)
         *res = r.res;
     return rc;
@@ -669,7 +653,7 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
 static int
 s_rebase_attempt(gs_txn_t *t, void *arg)
 {
-    s_repl_t *r = arg;
+    gs_repl_t *r = arg;
     gs_store_t *st = r->st;
     gs_arena_reset(st->arena);
     gs_wbuf_reset(&st->out);
@@ -677,7 +661,7 @@ s_rebase_attempt(gs_txn_t *t, void *arg)
     memset(&r->res, 0, sizeof r->res);
     int rc;
     if ((rc = gs_log_begin(&r->log, t, &st->out, r->now_ms)) ||
-        (rc = s_entry_read(t, r->area, &r->o)))
+        (rc = gs_repl_entry_read(t, r->area, &r->o)))
         return rc;
     size_t al = strlen(r->area);
     for (;;) {
@@ -702,7 +686,7 @@ s_rebase_attempt(gs_txn_t *t, void *arg)
             return rc;
         if (!cur.found || strcmp(cur.grid, grid) != 0)
             return gs_txn_fail(t, MDB_CORRUPTED, "record without its ids entry");
-        if ((rc = s_remove_held(r, &cur, id)))
+        if ((rc = gs_repl_remove_held(r, &cur, id)))
             return rc;
         r->res.applied++;
         if (r->res.applied % 4096 == 0)
@@ -724,7 +708,7 @@ gs_store_origin_rebaseline(gs_store_t *self, const char *area, int64_t now_ms,
     if (!self || !out)
         return GS_EINVAL;
     memset(out, 0, sizeof *out);
-    if (!s_area_ok(area)) {
+    if (!gs_repl_area_ok(area)) {
         gs_store_detail("rebaseline: origin area must be 2-12 digits at a hierarchy level");
         return GS_EINVAL;
     }
@@ -732,328 +716,14 @@ gs_store_origin_rebaseline(gs_store_t *self, const char *area, int64_t now_ms,
         gs_store_detail("store opened read-only");
         return GS_EREADONLY;
     }
-    s_repl_t r;
+    gs_repl_t r;
     memset(&r, 0, sizeof r);
     r.st = self;
     r.now_ms = now_ms;
     r.area = area;
-    int rc = s_run(self, &r, s_rebase_attempt, out);
+    int rc = gs_repl_run(self, &r, s_rebase_attempt, out);
     if (removed)
         *removed = rc == 0 ? r.res.applied : 0;
-    return rc;
-}
-
-/* ---- Repairing a cell ---------------------------------------------------------------- */
-
-/* The last event of one record among a repair's messages. */
-typedef struct s_final {
-    char kb;                        /* its kind byte */
-    const char *id;                 /* its id (in the arena) */
-    size_t idx;                     /* the message of its last event */
-    const Gridsync__V1__ChangeEvent *ev; /* that event (in the arena) */
-    gs_event_fields_t f;            /* its fields (the record's bytes) */
-} s_final_t;
-
-static int
-s_final_cmp(const void *a, const void *b)
-{
-    const s_final_t *x = a, *y = b;
-    if (x->kb != y->kb)
-        return x->kb < y->kb ? -1 : 1;
-    int c = strcmp(x->id, y->id);
-    if (c)
-        return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* Refuse a repair: reason and message into r->rep. Returns 0: the
- * attempt ends there, having written nothing, and commits nothing. */
-static int s_repair_refuse(s_repl_t *r, int reason, uint64_t seq, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int
-s_repair_refuse(s_repl_t *r, int reason, uint64_t seq, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->rep.message, sizeof r->rep.message, fmt, ap);
-    va_end(ap);
-    r->rep.refused = reason;
-    r->rep.refused_seq = seq;
-    return 0;
-}
-
-/* Check one message of a repair and decode its event into *evp and *f.
- * Returns 0, 1 when it lies past the applied position (ignored), or -1
- * when it is refused (the reason in r->rep). */
-static int
-s_repair_msg(s_repl_t *r, const gs_repl_msg_t *m, Gridsync__V1__ChangeEvent **evp,
-             gs_event_fields_t *f)
-{
-    gs_store_t *st = r->st;
-    uint64_t hseq, hepoch;
-    if (s_parse_dec(m->h_seq, &hseq) || hseq == 0) {
-        s_repair_refuse(r, GS_REPL_HEADER, 0, "a message of cell %s has no valid "
-                        "Gridsync-Seq header", r->cell);
-        return -1;
-    }
-    if (hseq > r->o.last_seq)
-        return 1;
-    if (!m->h_origin || strcmp(m->h_origin, r->area) != 0) {
-        s_repair_refuse(r, GS_REPL_ORIGIN, hseq, "message seq %" PRIu64 " names origin "
-                        "'%.40s', not %s", hseq, m->h_origin ? m->h_origin : "(none)",
-                        r->area);
-        return -1;
-    }
-    if (s_parse_epoch(m->h_epoch, &hepoch) || hepoch != r->o.epoch) {
-        s_repair_refuse(r, GS_REPL_EPOCH, hseq, "message seq %" PRIu64 " has epoch '%.40s', "
-                        "not the recorded %016" PRIx64, hseq, m->h_epoch ? m->h_epoch : "(none)",
-                        r->o.epoch);
-        return -1;
-    }
-    gs_verdict_t pv;
-    Gridsync__V1__ChangeEvent *ev = NULL;
-    if (m->data && m->len &&
-        !gs_prescan(&gridsync__v1__change_event__descriptor, m->data, m->len, &st->limits,
-                    NULL, &pv))
-        ev = gridsync__v1__change_event__unpack(gs_arena_allocator(st->arena), m->len, m->data);
-    if (!ev || gs_event_scan(m->data, m->len, f) || ev->seq != hseq ||
-        f->n_prev_seq != GS_LEVELS || !s_grid_ok(ev->grid_code) ||
-        strcmp(ev->grid_code, r->cell) != 0 || !gs_kind_byte(ev->kind) || !ev->record_key ||
-        !*ev->record_key || strlen(ev->record_key) > GS_ID_MAX || !f->record || !ev->version) {
-        s_repair_refuse(r, GS_REPL_DECODE, hseq, "message seq %" PRIu64 " is not a change "
-                        "event of cell %s", hseq, r->cell);
-        return -1;
-    }
-    *evp = ev;
-    return 0;
-}
-
-/* One attempt of a repair (gs_wfn). */
-static int
-s_repair_attempt(gs_txn_t *t, void *arg)
-{
-    s_repl_t *r = arg;
-    gs_store_t *st = r->st;
-    gs_arena_reset(st->arena);
-    gs_wbuf_reset(&st->out);
-    r->t = t;
-    memset(&r->rep, 0, sizeof r->rep);
-    int rc;
-    if ((rc = gs_log_begin(&r->log, t, &st->out, r->now_ms)) ||
-        (rc = s_entry_read(t, r->area, &r->o)))
-        return rc;
-    r->rep.last_seq = r->o.last_seq;
-    if (!r->o.last_seq)
-        return s_repair_refuse(r, GS_REPL_ORIGIN, 0, "origin %s has applied nothing yet: "
-                               "nothing to repair against", r->area);
-    if (!gs_grid_prefix_covers(r->o.followed, r->cell))
-        return s_repair_refuse(r, GS_REPL_ORIGIN, 0, "cell %s lies outside the prefix %s "
-                               "followed in origin %s", r->cell, r->o.followed, r->area);
-
-    /* 1. the events up to the applied position: checked, complete */
-    int cl = gs_level_of_len(GS_GRID_LEN);
-    s_final_t *fin = r->n ? gs_arena_alloc(st->arena, r->n * sizeof *fin) : NULL;
-    if (r->n && !fin)
-        return gs_txn_fail(t, ENOMEM, "repair events");
-    size_t nf = 0;
-    uint64_t prev = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        Gridsync__V1__ChangeEvent *ev;
-        gs_event_fields_t f;
-        int m = s_repair_msg(r, &r->msgs[i], &ev, &f);
-        if (m < 0)
-            return 0;
-        if (m > 0) {
-            r->rep.later++;
-            continue;
-        }
-        if (f.prev_seq[cl] != prev)
-            return s_repair_refuse(r, GS_REPL_GAP, ev->seq, "event seq %" PRIu64 " follows "
-                                   "seq %" PRIu64 " in cell %s, but the event before it read "
-                                   "is seq %" PRIu64 ": events of the cell are missing",
-                                   ev->seq, f.prev_seq[cl], r->cell, prev);
-        prev = ev->seq;
-        fin[nf++] = (s_final_t) { gs_kind_byte(ev->kind), ev->record_key, i, ev, f };
-        r->rep.events++;
-    }
-    /* the last event of each record decides: sort by record, then message */
-    qsort(fin, nf, sizeof *fin, s_final_cmp);
-    size_t nl = 0;
-    for (size_t i = 0; i < nf; i++) {
-        if (i + 1 < nf && fin[i + 1].kb == fin[i].kb && strcmp(fin[i + 1].id, fin[i].id) == 0)
-            continue;
-        fin[nl++] = fin[i];
-    }
-
-    /* 2. what the origin holds: each record checked before anything is written */
-    gs_prepared_t *pps = nl ? gs_arena_alloc(st->arena, nl * sizeof *pps) : NULL;
-    if (nl && !pps)
-        return gs_txn_fail(t, ENOMEM, "repair records");
-    for (size_t i = 0; i < nl; i++) {
-        s_final_t *x = &fin[i];
-        pps[i].ready = 0;
-        if (x->ev->op == S_OP_MOVE_OUT)
-            continue;   /* the record left the cell */
-        if ((rc = gs_prepare_packed(st, gs_arena_allocator(st->arena), x->f.record,
-                                    x->f.record_len, x->ev->record, &pps[i])))
-            return gs_txn_fail(t, rc, "prepare repaired record");
-        gs_prepared_t *pp = &pps[i];
-        if (!pp->ready || pp->kind != (int) x->ev->kind || strcmp(pp->id, x->id) != 0 ||
-            strcmp(pp->grid, r->cell) != 0)
-            return s_repair_refuse(r, GS_REPL_DECODE, x->ev->seq, "event seq %" PRIu64 ": "
-                                   "its record disagrees with the event (kind, id or grid)",
-                                   x->ev->seq);
-        r->rep.records++;
-        gs_rec_cur_t cur;
-        if ((rc = gs_record_lookup(t, st->arena, pp->kb, x->id, &cur)))
-            return rc;
-        if (cur.found && !gs_grid_prefix_covers(r->area, cur.grid))
-            return s_repair_refuse(r, GS_REPL_ORIGIN, x->ev->seq, "record %c/%s is held by "
-                                   "another origin (grid %s)", pp->kb, x->id, cur.grid);
-        if (pp->natkey_len) {
-            MDB_val nkk = { pp->natkey_len, (void *) pp->natkey }, nkv;
-            rc = gs_txn_get(t, GS_DB_NATKEYS, &nkk, &nkv);
-            if (rc && rc != GS_ENOTFOUND)
-                return rc;
-            if (rc == 0 && !gs_val_natkey_is(nkv.mv_data, nkv.mv_size, x->id)) {
-                /* held by a record of this cell: the repair makes the cell's
-                 * records the origin's, whose natural keys are unique */
-                char okb = 0, other[GS_ID_MAX + 1] = "(damaged entry)";
-                gs_rec_cur_t oc = { 0 };
-                if (gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, &okb, other) == 0 &&
-                    (rc = gs_record_lookup(t, st->arena, okb, other, &oc)))
-                    return rc;
-                if (!oc.found || strcmp(oc.grid, r->cell) != 0)
-                    return s_repair_refuse(r, GS_REPL_CONFLICT, x->ev->seq, "the natural key "
-                                           "of record %c/%s is held by record %s in another "
-                                           "cell: repair that record's cell first", pp->kb,
-                                           x->id, other);
-            }
-        }
-    }
-
-    /* 3. held here but not by the origin: removed. The walk starts over
-     * after each removal rather than keep a cursor across writes. */
-    uint8_t from[GS_RK_MAX];
-    size_t froml = GS_GRID_LEN;
-    memcpy(from, r->cell, GS_GRID_LEN);
-    for (;;) {
-        MDB_cursor *c;
-        if ((rc = mdb_cursor_open(t->txn, st->db[GS_DB_RECORDS], &c)))
-            return gs_txn_fail(t, rc, "open records cursor");
-        MDB_val k = { froml, from }, v;
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-        if (rc == 0 && k.mv_size == froml && memcmp(k.mv_data, from, froml) == 0)
-            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);   /* the key kept: already seen */
-        mdb_cursor_close(c);
-        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size < GS_GRID_LEN ||
-                                               memcmp(k.mv_data, r->cell, GS_GRID_LEN) != 0)))
-            break;
-        if (rc)
-            return gs_txn_fail(t, rc, "walk records");
-        char grid[GS_GRID_LEN + 1], kb, id[GS_ID_MAX + 1];
-        if (gs_key_record_parse(k.mv_data, k.mv_size, grid, &kb, id) ||
-            k.mv_size > sizeof from)
-            return gs_txn_fail(t, MDB_CORRUPTED, "records key");
-        size_t lo = 0, hi = nl;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            int cmp = fin[mid].kb != kb ? (fin[mid].kb < kb ? -1 : 1) : strcmp(fin[mid].id, id);
-            if (cmp < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        int kept = lo < nl && fin[lo].kb == kb && strcmp(fin[lo].id, id) == 0 && pps[lo].ready;
-        if (kept) {
-            memcpy(from, k.mv_data, k.mv_size);
-            froml = k.mv_size;
-            continue;
-        }
-        gs_rec_cur_t cur;
-        if ((rc = gs_record_lookup(t, st->arena, kb, id, &cur)))
-            return rc;
-        if (!cur.found || strcmp(cur.grid, grid) != 0)
-            return gs_txn_fail(t, MDB_CORRUPTED, "record without its ids entry");
-        if ((rc = s_remove_held(r, &cur, id)))
-            return rc;
-        r->rep.removed++;
-    }
-
-    /* 4. what the origin holds and this store does not hold exactly so */
-    for (size_t i = 0; i < nl; i++) {
-        s_final_t *x = &fin[i];
-        gs_prepared_t *pp = &pps[i];
-        if (!pp->ready)
-            continue;
-        gs_rec_cur_t cur;
-        if ((rc = gs_record_lookup(t, st->arena, pp->kb, x->id, &cur)))
-            return rc;
-        if (cur.found && strcmp(cur.grid, r->cell) == 0 &&
-            cur.hdr.version == x->ev->version && cur.hdr.status == (uint8_t) pp->status &&
-            memcmp(cur.hdr.hash, pp->hash, 16) == 0) {
-            r->rep.unchanged++;
-            continue;
-        }
-        if (cur.found && strcmp(cur.grid, r->cell) != 0) {
-            /* held in the wrong cell: out of there first */
-            if ((rc = s_remove_held(r, &cur, x->id)) ||
-                (rc = gs_record_lookup(t, st->arena, pp->kb, x->id, &cur)))
-                return rc;
-        }
-        int nk_held = 0;
-        if (pp->natkey_len) {
-            MDB_val nkk = { pp->natkey_len, (void *) pp->natkey }, nkv;
-            nk_held = gs_txn_get(t, GS_DB_NATKEYS, &nkk, &nkv) == 0 &&
-                      gs_val_natkey_is(nkv.mv_data, nkv.mv_size, x->id);
-        }
-        if ((rc = s_natkey_replace(r, &cur, pp, x->id, nk_held)))
-            return rc;
-        gs_rec_write_t w = { .pp = pp, .canon = x->id, .record = x->f.record,
-                             .record_len = x->f.record_len, .hash = pp->hash,
-                             .version = x->ev->version,
-                             .op = pp->status == S_VOID ? S_OP_VOID : S_OP_UPSERT,
-                             .origin_device = x->ev->origin_device, .origin = r->area,
-                             .origin_epoch = r->o.epoch, .origin_seq = x->ev->seq };
-        uint64_t seq;
-        if ((rc = gs_record_write(&r->log, &w, cur.found ? &cur : NULL, &seq)))
-            return rc;
-        r->rep.installed++;
-    }
-    if ((rc = gs_log_flush(&r->log)))
-        return rc;
-    return t->err;
-}
-
-int
-gs_store_cell_repair(gs_store_t *self, const char *area, const char *cell,
-                     const gs_repl_msg_t *msgs, size_t n, int64_t now_ms,
-                     gs_repair_result_t *res, gs_apply_out_t *out)
-{
-    if (!self || !res || !out || (n && !msgs))
-        return GS_EINVAL;
-    memset(out, 0, sizeof *out);
-    memset(res, 0, sizeof *res);
-    if (!s_area_ok(area) || !s_grid_ok(cell) || !gs_grid_prefix_covers(area, cell)) {
-        gs_store_detail("repair: origin area must be 2-12 digits at a hierarchy level, the "
-                        "cell a 15-digit grid under it");
-        return GS_EINVAL;
-    }
-    if (self->opts.read_only) {
-        gs_store_detail("store opened read-only");
-        return GS_EREADONLY;
-    }
-    s_repl_t r;
-    memset(&r, 0, sizeof r);
-    r.st = self;
-    r.now_ms = now_ms;
-    r.area = area;
-    r.cell = cell;
-    r.msgs = msgs;
-    r.n = n;
-    int rc = s_run(self, &r, s_repair_attempt, out);
-    if (rc == 0)
-        *res = r.rep;
     return rc;
 }
 
@@ -1062,7 +732,7 @@ gs_store_cell_repair(gs_store_t *self, const char *area, const char *cell,
 int
 gs_store_origin_get(gs_store_t *self, const char *area, gs_origin_t *o)
 {
-    if (!self || !o || !s_area_ok(area))
+    if (!self || !o || !gs_repl_area_ok(area))
         return GS_EINVAL;
     memset(o, 0, sizeof *o);
     snprintf(o->area, sizeof o->area, "%s", area);

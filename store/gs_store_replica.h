@@ -12,6 +12,9 @@
  * before the origin's consumer resumes. The readers (stats, metrics, gridctl) call gs_store_origin_get and
  * gs_store_origins.
  *
+ * gs_store_replicate, gs_store_origin_rebaseline and the readers are in
+ * gs_store_replica.c, gs_store_cell_repair in gs_store_repair.c.
+ *
  * Threads: gs_store_replicate, gs_store_origin_rebaseline and
  * gs_store_cell_repair are writes
  * (serialised with every other write of the store, one writer thread);

@@ -917,6 +917,98 @@ test_kill_replica_exactly_once(void **state)
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
 }
 
+/* The consumer of origin area once the replica has taken and acked
+ * everything up to the stream's last message: polled (the ack goes out
+ * after the commit, which the feed reported) until a deadline of 30 s. Its
+ * ack policy is AckAll; nothing is pending delivery or an ack, and what was
+ * delivered to it (nothing, when it was made anew after the last message)
+ * is acked up to the stream's last message. */
+static void
+s_consumer_settled(s_env_t *e, const char *area)
+{
+    char stream[32], durable[32];
+    snprintf(stream, sizeof stream, "GRIDSYNC_%s", area);
+    snprintf(durable, sizeof durable, "replica_%s", area);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, e->js, stream, NULL, NULL), NATS_OK);
+    uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    assert_true(last > 0);
+    for (int tries = 0;; tries++) {
+        jsConsumerInfo *ci = NULL;
+        assert_int_equal(js_GetConsumerInfo(&ci, e->js, stream, durable, NULL, NULL), NATS_OK);
+        int settled = ci->NumPending == 0 && ci->NumAckPending == 0 &&
+                      ci->Delivered.Stream == last &&
+                      (ci->Delivered.Consumer == 0 || (ci->AckFloor.Stream == last &&
+                                                       ci->AckFloor.Consumer ==
+                                                           ci->Delivered.Consumer));
+        if (settled || tries == 1500) {
+            if (!settled)
+                fprintf(stderr, "consumer %s: delivered %" PRIu64 "/%" PRIu64 " ack floor %"
+                        PRIu64 "/%" PRIu64 " pending %" PRIu64 " ack pending %" PRId64
+                        ", stream last %" PRIu64 "\n", durable, ci->Delivered.Consumer,
+                        ci->Delivered.Stream, ci->AckFloor.Consumer, ci->AckFloor.Stream,
+                        ci->NumPending, ci->NumAckPending, last);
+            assert_true(settled);
+            assert_int_equal(ci->Config->AckPolicy, js_AckAll);
+            jsConsumerInfo_Destroy(ci);
+            return;
+        }
+        jsConsumerInfo_Destroy(ci);
+        nanosleep(&(struct timespec) { 0, 20 * 1000000 }, NULL);
+    }
+}
+
+/* The replica acks one message per applied batch, the last one, and its
+ * consumer acknowledges all before it (AckAll): once everything is applied
+ * nothing is left unacked. A SIGKILL while it applies (between a commit
+ * and its ack, or before either) loses nothing and applies nothing twice:
+ * the consumer is made anew from the position the store holds, not from
+ * its ack floor. */
+static void
+test_acks_one_per_batch(void **state)
+{
+    s_env_t *e = *state;
+    uint64_t want[2];
+    /* several batches of the replica's (--batch-max-records=50) */
+    s_upload(&e->d[0], 0, 60, 1000, -1);
+    s_upload(&e->d[0], 60, 60, 1000, -1);
+    s_upload(&e->d[1], 0, 50, 5000, -1);
+    want[0] = s_publish(&e->d[0], e->js);
+    want[1] = s_publish(&e->d[1], e->js);
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    s_consumer_settled(e, A1);
+    s_consumer_settled(e, A2);
+
+    /* killed while it applies the next events, some acked, some not */
+    s_upload(&e->d[0], 120, 60, 1000, -1);
+    s_upload(&e->d[0], 180, 60, 1000, -1);
+    want[0] = s_publish(&e->d[0], e->js);
+    const char *pf[] = { "44" };
+    gs_sub_t *sub = gs_sub_new(e->r.b.feed, e->r.b.upload, pf, 1, NULL, 0, NULL, NULL);
+    assert_non_null(sub);
+    Gridsync__V1__ChangeEvent *ev = NULL;
+    assert_int_equal(gs_sub_next(sub, 30000, &ev), 0);
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+    gs_tk_broker_stop(&e->r.b, SIGKILL);
+    gs_sub_destroy(&sub);
+    s_upload(&e->d[1], 50, 30, 5000, -1);
+    want[1] = s_publish(&e->d[1], e->js);
+
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.count[1], want[1]);
+    assert_int_equal(seen.replica_events, want[0] + want[1]);
+    s_consumer_settled(e, A1);
+    s_consumer_settled(e, A2);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
+}
+
 /* One hostile message into origin A1's stream after its good events (at
  * the step-th re-baseline): refused with reason, A1 stopped, A2 goes on;
  * nothing half-applied. same_a1: the district holds no more than was
@@ -1466,6 +1558,7 @@ main(void)
         cmocka_unit_test(test_plan),
         cmocka_unit_test_setup_teardown(test_union_of_two_districts, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_kill_replica_exactly_once, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_acks_one_per_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_lineage_rebaseline, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_drift_repair, s_setup, s_teardown),
