@@ -144,6 +144,31 @@ FAPPLY=$(fmed apply.events_per_s)
 FOUT=$(fmed outage.events_per_s)
 FBYTES=$(fmed stream.bytes_per_event)
 FPACKED=$(fmed stream.packed_per_event)
+SUBS_RATIO=$(med subs_ratio)
+# idle connections: the broker's RssAnon growth per connection, and at
+# 10,000 (extrapolated, and said so, when fewer were held)
+CONN_N=$(g conns.connections)
+CONN_B=$(g conns.bytes_per_connection)
+CONN_10K_MB=$(calc "($(g conns.rss_before_kb) * 1024 + $CONN_B * 10000) / 1048576")
+if [ "$CONN_N" -ge 10000 ]; then
+    CONN_GOAL_TEXT="$(n "$(mb "$(g conns.rss_held_kb)")") MB with $(n "$CONN_N") connections held, $(f1 "$(calc "$CONN_B / 1024")") KB each"
+else
+    CONN_GOAL_TEXT="$(n "$CONN_10K_MB") MB extrapolated to 10,000 from $(n "$CONN_N") connections held ($(f1 "$(calc "$CONN_B / 1024")") KB each; the open-file limit here is $(n "$(g run.fd_limit)")"
+    [ "$(g run.conns_asked)" -lt 10000 ] && CONN_GOAL_TEXT="$CONN_GOAL_TEXT, and $(n "$(g run.conns_asked)") were asked for"
+    CONN_GOAL_TEXT="$CONN_GOAL_TEXT)"
+fi
+CONN_EXTRA_TEXT=""
+CONN_EXTRAP=""
+CONN_BUSY_ROW=""
+if [ "$CONN_N" -lt 10000 ]; then
+    CONN_EXTRAP=" (extrapolated)"
+    CONN_EXTRA_TEXT=" Fewer than 10,000 connections were held here (the open-file limit is $(n "$(g run.fd_limit)")$([ "$(g run.conns_asked)" -lt 10000 ] && echo "; $(n "$(g run.conns_asked)") were asked for")), so the 10,000 figure is the broker before any connection plus 10,000 times the cost of one: an extrapolation."
+fi
+if [ "$(g run.conn_busy)" -gt 0 ]; then
+    CONN_EXTRA_TEXT="$CONN_EXTRA_TEXT A second run, on a fresh broker, holds $(n "$(g connsb.connections)") connections that ping $(g connsb.pings_per_connection) times each, back to back: what a connection costs once it has carried a few hundred messages each way (libzmq's pipes then hold two chunks of 256 message slots in each direction, every slot written; see docs/operations.md, \"Memory per connection\")."
+    CONN_BUSY_ROW="| after $(g connsb.pings_per_connection) pings | $(n "$(g connsb.connections)") | $(g connsb.pings_per_connection) | $(f1 "$(calc "$(g connsb.rss_before_kb) / 1024")") / $(f1 "$(calc "$(g connsb.rss_held_kb) / 1024")") MB | $(f1 "$(calc "$(g connsb.bytes_per_connection) / 1024")") KB | $(n "$(calc "($(g connsb.rss_before_kb) * 1024 + $(g connsb.bytes_per_connection) * 10000) / 1048576")") MB (extrapolated) | $(f1 "$(g connsb.connect_seconds)") s |"
+    CONN_GOAL_TEXT="$CONN_GOAL_TEXT; after $(g connsb.pings_per_connection) pings each: $(f1 "$(calc "$(g connsb.bytes_per_connection) / 1024")") KB each, $(n "$(calc "$(g connsb.bytes_per_connection) * 10000 / 1048576")") MB at 10,000"
+fi
 
 {
 cat <<EOF
@@ -188,8 +213,8 @@ rounds, the spread over rounds in brackets.
 | Broker CPU per record | $(f1 "$BCPU") µs ($(spread load.broker_cpu_us_per_record f1); gridsim's uploads: $(f1 "$(med gs.broker_cpu_us_per_record)") µs) | ≤ 8 µs | $(yesno "$BCPU" 8 "<=") |
 | Feed commit → subscriber p99 at $(n "$(g feed.offered_per_s)") records/s | $(f2 "$FEED_P99") ms | < 1 ms | $(yesno "$FEED_P99" 1 "<") |
 | Catch-up, sync service | $(n "$CATCHUP") events/s | ≥ 500,000 events/s | $(yesno "$CATCHUP" 500000 ">=") |
-| 10,000 idle-ish device connections | not measured by \`make bench\` yet | ≤ 300 MB anonymous | **not measured** |
-| 100 light subscribers on different prefixes | not measured by \`make bench\` yet | ≥ 70% of the 0-subscriber rate, bounded memory | **not measured** |
+| 10,000 idle-ish device connections | $CONN_GOAL_TEXT | ≤ 300 MB anonymous | $(yesno "$CONN_10K_MB" 300 "<=") |
+| $(g run.subs) light subscribers on different prefixes | $(pct "$SUBS_RATIO") of the 0-subscriber rate ($(spread subs_ratio pct) over rounds; $(n "$(med subs.records_per_s)") vs $(n "$LD") records/s); broker peak RssAnon $(mb "$(med subs.rss_anon_kb)") MB with them, $(mb "$(med load.rss_anon_kb)") MB without | ≥ 70% of the 0-subscriber rate, bounded memory | $(yesno "$SUBS_RATIO" 0.7 ">=") |
 | City scale: 7M households in one store | not run (\`make bench-city\` does not exist yet) | ingest ≥ 80% of the empty-store rate; pull p99 < 5 ms | **not measured** |
 
 Earlier goals (issue 4), on gridsim's uploads:
@@ -512,6 +537,42 @@ done
 cat <<EOF
 | median | | | $(f2 "$(fmed lag.commit_sub_p50_ms)") / **$(f2 "$FLAG99")** ms | $(f2 "$(fmed lag.send_sub_p50_ms)") / $(f2 "$(fmed lag.send_sub_p99_ms)") ms | **$(n "$FOUT")** events/s | **$(n "$FAPPLY")** events/s | $(f2 "$(fmed apply.cpu_us_per_event)") µs | **$(n "$FBYTES")** / $(n "$FPACKED") | |
 | spread | | | $(fspread lag.commit_sub_p99_ms f2) ms (p99) | | $(fspread outage.events_per_s n) | $(fspread apply.events_per_s n) | $(fspread apply.cpu_us_per_event f2) µs | $(fspread stream.bytes_per_event n) | |
+
+## 9. Connections and subscribers
+
+**Idle-ish device connections.** A fresh \`gridsyncd\` in CURVE mode, $(g conns.keys) enrolled device keys,
+and \`bench_conns\` holding $(n "$CONN_N") connections open ($(g conns.processes) process(es); each DEALER socket costs the
+generator two descriptors): each connection does the CURVE handshake (and the broker's ZAP check
+of its key), pings, pings once more (that round spread over a few seconds, a device's
+keep-alive), and then stays open and idle. The broker's anonymous resident memory (RssAnon from
+/proc: heap and stacks, not LMDB's file mapping; the kernel's socket buffers are not in it) is
+read before the first connection and once every connection is held; the difference divided by the
+connections is the cost of one. The broker must count every one of them open
+(\`gridsync_connections_open\`).$CONN_EXTRA_TEXT
+
+| Run | connections | pings each | broker RssAnon before / held | per connection | at 10,000 connections | connect and first ping, all |
+|---|---|---|---|---|---|---|
+| idle-ish | $(n "$CONN_N") | $(g conns.pings_per_connection) | $(f1 "$(calc "$(g conns.rss_before_kb) / 1024")") / $(f1 "$(calc "$(g conns.rss_held_kb) / 1024")") MB | **$(f1 "$(calc "$CONN_B / 1024")") KB** | **$(n "$CONN_10K_MB") MB**$CONN_EXTRAP | $(f1 "$(g conns.connect_seconds)") s |
+$CONN_BUSY_ROW
+
+**Light subscribers.** In every round the light load generator's ingest (section 1a) runs twice
+on fresh brokers, back to back, in alternating order: once alone and once while \`bench_subs\`
+follows $(g run.subs) grids of the district on the live feed, one SUB socket each, all in one process (one
+enrolled key, CURVE), each subscription confirmed by its first heartbeat before the first upload.
+A subscriber only decodes and counts: each event must be of its grid and its grid-level
+\`prev_seq\` must be the seq it saw last, so each event arrives once, in order, without a gap, and
+each subscriber must end with exactly the records uploaded to its grid. The grids are spread
+evenly over the district. Memory is the broker's peak RssAnon during the upload, sampled every
+100 ms.
+
+| Round | records/s alone | with subscribers | ratio | events delivered | broker peak RssAnon alone / with subscribers |
+|---|---|---|---|---|---|
+EOF
+for r in $(seq "$ROUNDS"); do
+    echo "| $r | $(n "$(g "r$r.load.records_per_s")") | $(n "$(g "r$r.subs.records_per_s")") | $(pct "$(g "r$r.subs_ratio")") | $(n "$(g "r$r.subs.events")") | $(mb "$(g "r$r.load.rss_anon_kb")") / $(mb "$(g "r$r.subs.rss_anon_kb")") MB |"
+done
+cat <<EOF
+| median | $(n "$LD") | $(n "$(med subs.records_per_s)") | **$(pct "$SUBS_RATIO")** | | $(mb "$(med load.rss_anon_kb)") / $(mb "$(med subs.rss_anon_kb)") MB |
 EOF
 } > "$MD"
 
