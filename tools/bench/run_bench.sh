@@ -30,17 +30,32 @@
 # gridsim's expectations, the peer's answers against gridsync's, the feed's
 # completeness, catch-up to the head); it asserts no timing.
 #
-# Usage: run_bench.sh [--quick] BUILD_DIR OUT_DIR
-#   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png
+# --city SCALE: only the city-scale run (make bench-city): 7,000,000 x SCALE
+# households in one store (bench_fill, pre-filled through the store's write
+# path with no_sync), then the light load generator's ingest of a fresh
+# district against the ingest into an empty store, device pull-sync from
+# the full store, and gridctl stats over the whole city, timed. Writes
+# OUT_DIR/benchmarks-city.md. At SCALE 1 the pre-fill alone takes minutes
+# to tens of minutes and the store some 14 GB.
+#
+# Usage: run_bench.sh [--quick | --city SCALE] BUILD_DIR OUT_DIR
+#   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png (with --city:
+#   OUT_DIR/benchmarks-city.md only)
 # Environment: GRIDSYNC_BENCH_KEEP=1 keeps the work directory (stores, logs).
 set -euo pipefail
 
 QUICK=0
+CITY=
 if [ "${1:-}" = "--quick" ]; then
     QUICK=1
     shift
+elif [ "${1:-}" = "--city" ]; then
+    CITY=${2:-}
+    awk -v s="$CITY" 'BEGIN { exit !(s + 0 > 0 && s + 0 <= 3) }' ||
+        { echo "run_bench: --city takes a scale above 0, at most 3 (1 = 7,000,000 households)" >&2; exit 2; }
+    shift 2
 fi
-[ $# -eq 2 ] || { echo "usage: $0 [--quick] BUILD_DIR OUT_DIR" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: $0 [--quick | --city SCALE] BUILD_DIR OUT_DIR" >&2; exit 2; }
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$1" && pwd)
 mkdir -p "$2"
@@ -372,28 +387,29 @@ io_put() {
     put "$1.flushes_per_commit" "$(calc "$flushes / $5")"
 }
 
-# light TAG DIR [SUBSCRIBERS]: bench_load's pre-built uploads of the
+# light TAG DIR [SUBSCRIBERS [STORE]]: bench_load's pre-built uploads of the
 # district, over LOAD_CONNS CURVE connections (one enrolled device key
 # each), against a fresh broker in CURVE mode; every answer checked by
 # bench_load. With SUBSCRIBERS, bench_subs follows that many grids of the
 # district on the live feed meanwhile (one more enrolled key), each
 # subscription in place before the first upload, and must end with every
 # event of its grid, in order. The broker's peak RssAnon is sampled during
-# the upload either way.
+# the upload either way. With STORE, the broker runs on that store (kept)
+# instead of a fresh one.
 light() {
-    local tag=$1 dir=$2 subs=${3:-0} i keys=()
+    local tag=$1 dir=$2 subs=${3:-0} store=${4:-$2/lstore} i keys=()
     local kdir=$dir/keys-$tag
     mkdir -p "$kdir"
-    broker_start "$dir/lstore" curve
+    broker_start "$store" curve
     for i in $(seq -w 1 "$LOAD_CONNS"); do
-        "$GRIDCTL" --store "$dir/lstore" devices enrol "dev-load-$i" --collector col-load \
+        "$GRIDCTL" --store "$store" devices enrol "dev-load-$i" --collector col-load \
             --prefix 440305 --bundle "$kdir/$i.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
             { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
         keys+=("$kdir/$i.bundle")
     done
     local subs_pid="" subs_out=$LOG/$tag.subs.out
     if [ "$subs" -gt 0 ]; then
-        "$GRIDCTL" --store "$dir/lstore" devices enrol dev-feed --collector col-load \
+        "$GRIDCTL" --store "$store" devices enrol dev-feed --collector col-load \
             --prefix 440305 --bundle "$kdir/feed.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
             { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
         "$BENCH/bench_subs" --feed "$FEED" --key "$kdir/feed.bundle" --subs "$subs" \
@@ -435,7 +451,8 @@ light() {
     put "$tag.write_calls_per_commit" "$(calc "$(get "$tag.write_calls") / $commits")"
     put "$tag.load" "$(cut -d' ' -f1 /proc/loadavg)"
     broker_stop
-    rm -rf "$dir/lstore" "$dir/lstore.iocount" "$kdir"
+    rm -rf "$kdir" "$store.iocount"
+    [ -n "${4:-}" ] || rm -rf "$store"
 }
 
 # ---- PostgreSQL ----------------------------------------------------------------------
@@ -495,6 +512,60 @@ same_answers() {
         [ "$a" = "$b" ] || die "PostgreSQL peer ($2) is not comparable: $k $b, gridsync $a"
     done
 }
+
+# ---- City scale (--city SCALE only) -------------------------------------------------------
+# The light load generator's ingest of district 440305 into an empty store,
+# then the same into one store already holding 7,000,000 x SCALE households
+# of other districts (the pre-fill's copies, 4403xx), device pull-sync from
+# that store and gridctl stats over the whole city, timed.
+if [ -n "$CITY" ]; then
+    CITY_HH=$(awk -v s="$CITY" 'BEGIN { printf "%d", 7000000 * s + 0.5 }')
+    # the measured district: whole at SCALE 0.1 and above, a share below
+    SCALE=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 1 : (s * 10 > 0.02 ? s * 10 : 0.02)) }')
+    LOAD_CONNS=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 100 : 16) }')
+    PULL_SAMPLES=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 300 : 20) }')
+    put city.scale "$CITY"
+    put city.households_asked "$CITY_HH"
+    put city.district_share "$SCALE"
+    put city.load_conns "$LOAD_CONNS"
+    dir=$WORK/city
+    mkdir -p "$dir"
+    log "city: ingest into an empty store (bench_load, $LOAD_CONNS CURVE connections, share $SCALE of 440305)"
+    light city.empty "$dir"
+    log "city: pre-filling $CITY_HH households (bench_fill, no_sync, benchmark only)"
+    out=$LOG/city.fill.out
+    timeout 14400 "$BENCH/bench_fill" --store "$dir/cstore" --from 0 --households "$CITY_HH" \
+        > "$out" 2> "$LOG/city.fill.log" || die "bench_fill (city) failed"
+    put_kv city.fill fill "$out"
+    log "city: ingest into the store of $(get city.fill.households) households"
+    light city.full "$dir" 0 "$dir/cstore"
+    put city.ingest_ratio "$(calc "$(get city.full.records_per_s) / $(get city.empty.records_per_s)")"
+    broker_start "$dir/cstore"
+    log "city: pull-sync of $PULL_SAMPLES grids"
+    out=$LOG/city.pull.out
+    timeout 1800 "$BENCH/bench_pull" --upload "$UPLOAD" --filled "$(get city.fill.next_index)" \
+        --samples "$PULL_SAMPLES" > "$out" 2> "$LOG/city.pull.log" || die "bench_pull (city) failed"
+    put_kv city.pull pull "$out"
+    put city.store_records "$(metric gridsync_store_records)"
+    put city.store_file_bytes "$(metric gridsync_store_file_bytes)"
+    # stats over the city (every pre-filled cell) and over one district's
+    # copy, through the broker's admin socket as an operator would
+    for p in 4403 440310; do
+        t0=$(date +%s%N)
+        "$GRIDCTL" --admin "ipc://$dir/cstore/admin.sock" stats "$p" > "$LOG/city.stats.$p.out" \
+            2> "$LOG/city.stats.$p.log" || die "gridctl stats $p failed"
+        put "city.stats.$p.ms" "$(calc "($(date +%s%N) - $t0) / 1e6")"
+    done
+    broker_stop
+    put run.seconds "$(($(date +%s) - T_START))"
+    put machine.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+    log "writing $OUT/benchmarks-city.md"
+    "$SRC/tools/bench/bench_report.sh" --city "$RES" "$OUT" "$WORK" ||
+        die "the report could not be written"
+    [ -s "$OUT/benchmarks-city.md" ] || die "report file missing"
+    log "done in $(get run.seconds) s"
+    exit 0
+fi
 
 # ---- The load generator's own cost ----------------------------------------------------
 log "generator: building every record of the seed district once (bench_gen)"
