@@ -8,7 +8,7 @@
 #   make test-sanitize   the same suite built with ASan + UBSan
 #   make test-valgrind   module tests, and every broker the integration tests
 #                        start, under valgrind memcheck
-#   make bench           every benchmark side by side, 3 rounds (about 35 minutes
+#   make bench           every benchmark side by side, 3 rounds (about 40 minutes
 #                        on 2 cores); writes docs/benchmarks.md and docs/benchmarks.png
 #   make bench-quick     the same at a small scale, under 2 minutes (CI): checks
 #                        the benchmark still works, asserts no timings

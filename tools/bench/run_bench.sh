@@ -20,12 +20,20 @@
 # PostgreSQL peer on both sets of uploads (at gridsync's commit sizes and a
 # sweep of its own), the store alone with its bare LMDB loop, and the bare
 # ZeroMQ loop, back to back; ratios are taken within a round and the report
-# gives every round, the median and the spread. The federation figures
+# gives every round, the median and the spread. The light run goes twice
+# per round, alone and with light subscribers (bench_subs) following grids
+# of the district, in alternating order, for the subscribers' ratio. Once
+# after the rounds, bench_conns holds idle-ish CURVE connections open (10,000
+# in the full run, as many as the open-file limit allows) for the broker's
+# memory per connection, and, in the full run, 500 connections that ping
+# 301 times each for what a connection costs once it has carried traffic.
+# The federation figures
 # (district -> city over NATS JetStream) have rounds of their own, each on
 # a fresh nats-server, district and city.
 #
 # --quick: the same steps on a small scale (2% of the district, 16
-# connections, small pre-fills, one round), in about two minutes. It checks
+# connections, 10 subscribers, 200 idle connections, small pre-fills, one
+# round), in about two minutes. It checks
 # that every step works and that every answer is right (bench_load's and
 # gridsim's expectations, the peer's answers against gridsync's, the feed's
 # completeness, catch-up to the head); it asserts no timing.
