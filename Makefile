@@ -8,10 +8,14 @@
 #   make test-sanitize   the same suite built with ASan + UBSan
 #   make test-valgrind   module tests, and every broker the integration tests
 #                        start, under valgrind memcheck
-#   make bench           every benchmark side by side, 3 rounds (about 35 minutes
+#   make bench           every benchmark side by side, 3 rounds (about 40 minutes
 #                        on 2 cores); writes docs/benchmarks.md and docs/benchmarks.png
 #   make bench-quick     the same at a small scale, under 2 minutes (CI): checks
 #                        the benchmark still works, asserts no timings
+#   make bench-city      7,000,000 households (x CITY_SCALE, default 1) in one
+#                        store: ingest against an empty store, pull-sync, stats;
+#                        writes docs/benchmarks-city.md (the pre-fill takes tens
+#                        of minutes at scale 1; CITY_SCALE=0.01 takes about one)
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install         build, then install (PREFIX, default /usr/local and
 #                        kept in $(BUILD); DESTDIR for a staged install)
@@ -29,6 +33,7 @@ PKGBUILD ?= build-package
 PREFIX   ?=
 DESTDIR  ?=
 FUZZ_SECONDS ?= 60
+CITY_SCALE ?= 1
 FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply fuzz_replicate
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
@@ -54,7 +59,7 @@ BENCH_DEBS := postgresql libpq-dev gnuplot-nox
 PACKAGE_DEBS := dpkg-dev debootstrap
 
 .PHONY: all deps bench-deps valgrind-deps package-deps build bench-build demo demo-federation test test-sanitize \
-        test-valgrind fuzz bench bench-quick install package test-package clean
+        test-valgrind fuzz bench bench-quick bench-city install package test-package clean
 
 all: build
 
@@ -161,6 +166,9 @@ bench: bench-build
 bench-quick: bench-build
 	@out=$$(mktemp -d); tools/bench/run_bench.sh --quick $(BUILD) $$out; rc=$$?; \
 	rm -rf $$out; exit $$rc
+
+bench-city: bench-build
+	tools/bench/run_bench.sh --city $(CITY_SCALE) $(BUILD) docs
 
 clean:
 	rm -rf $(BUILD) $(SANBUILD) $(FUZZBUILD) $(PKGBUILD)

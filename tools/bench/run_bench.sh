@@ -20,27 +20,50 @@
 # PostgreSQL peer on both sets of uploads (at gridsync's commit sizes and a
 # sweep of its own), the store alone with its bare LMDB loop, and the bare
 # ZeroMQ loop, back to back; ratios are taken within a round and the report
-# gives every round, the median and the spread. The federation figures
+# gives every round, the median and the spread. The light run goes twice
+# per round, alone and with light subscribers (bench_subs) following grids
+# of the district, in alternating order, for the subscribers' ratio. Once
+# after the rounds, bench_conns holds idle-ish CURVE connections open (10,000
+# in the full run, as many as the open-file limit allows) for the broker's
+# memory per connection, and, in the full run, 500 connections that ping
+# 301 times each for what a connection costs once it has carried traffic.
+# The federation figures
 # (district -> city over NATS JetStream) have rounds of their own, each on
 # a fresh nats-server, district and city.
 #
 # --quick: the same steps on a small scale (2% of the district, 16
-# connections, small pre-fills, one round), in about two minutes. It checks
+# connections, 10 subscribers, 200 idle connections, small pre-fills, one
+# round), in about two minutes. It checks
 # that every step works and that every answer is right (bench_load's and
 # gridsim's expectations, the peer's answers against gridsync's, the feed's
 # completeness, catch-up to the head); it asserts no timing.
 #
-# Usage: run_bench.sh [--quick] BUILD_DIR OUT_DIR
-#   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png
+# --city SCALE: only the city-scale run (make bench-city): 7,000,000 x SCALE
+# households in one store (bench_fill, pre-filled through the store's write
+# path with no_sync), then the light load generator's ingest of a fresh
+# district against the ingest into an empty store, device pull-sync from
+# the full store, and gridctl stats over the whole city, timed. Writes
+# OUT_DIR/benchmarks-city.md. At SCALE 1 the pre-fill alone takes minutes
+# to tens of minutes and the store some 14 GB.
+#
+# Usage: run_bench.sh [--quick | --city SCALE] BUILD_DIR OUT_DIR
+#   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png (with --city:
+#   OUT_DIR/benchmarks-city.md only)
 # Environment: GRIDSYNC_BENCH_KEEP=1 keeps the work directory (stores, logs).
 set -euo pipefail
 
 QUICK=0
+CITY=
 if [ "${1:-}" = "--quick" ]; then
     QUICK=1
     shift
+elif [ "${1:-}" = "--city" ]; then
+    CITY=${2:-}
+    awk -v s="$CITY" 'BEGIN { exit !(s + 0 > 0 && s + 0 <= 3) }' ||
+        { echo "run_bench: --city takes a scale above 0, at most 3 (1 = 7,000,000 households)" >&2; exit 2; }
+    shift 2
 fi
-[ $# -eq 2 ] || { echo "usage: $0 [--quick] BUILD_DIR OUT_DIR" >&2; exit 2; }
+[ $# -eq 2 ] || { echo "usage: $0 [--quick | --city SCALE] BUILD_DIR OUT_DIR" >&2; exit 2; }
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$1" && pwd)
 mkdir -p "$2"
@@ -54,7 +77,8 @@ BENCH=$BUILD/tools/bench
 IOCOUNT_SO=$BENCH/libbench_iocount.so
 for p in "$GRIDSYNCD" "$GRIDCTL" "$GRIDSIM" "$GRIDFEED" "$BENCH/bench_pg" "$BENCH/bench_store" \
          "$BENCH/bench_zmq" "$BENCH/bench_fill" "$BENCH/bench_feed" "$BENCH/bench_pull" \
-         "$BENCH/bench_gen" "$BENCH/bench_load" "$BENCH/bench_disk"; do
+         "$BENCH/bench_gen" "$BENCH/bench_load" "$BENCH/bench_disk" "$BENCH/bench_conns" \
+         "$BENCH/bench_subs"; do
     [ -x "$p" ] || { echo "run_bench: $p is not built (make bench builds it)" >&2; exit 2; }
 done
 [ -f "$IOCOUNT_SO" ] || { echo "run_bench: $IOCOUNT_SO is not built (make bench builds it)" >&2; exit 2; }
@@ -80,6 +104,11 @@ if [ $QUICK = 1 ]; then
     FED_ROUNDS=1        # federation rounds (fresh NATS, district and city each)
     FED_SECONDS=2       # length of the district -> city lag run
     FED_OUTAGE=20000    # events the district takes while NATS is down
+    CONNS=200           # idle CURVE connections held open
+    CONN_KEYS=2         # device keys they share
+    CONN_PING_S=0.2     # their keep-alive ping, spread over this many seconds
+    CONN_BUSY=0         # connections of the busier run (0: not run)
+    SUBS=10             # light subscribers next to bench_load
 else
     SCALE=1
     ROUNDS=3
@@ -97,7 +126,13 @@ else
     FED_ROUNDS=3
     FED_SECONDS=5
     FED_OUTAGE=1000000
+    CONNS=10000
+    CONN_KEYS=16
+    CONN_PING_S=5
+    CONN_BUSY=500       # connections that then ping CONN_BUSY_ROUNDS times each
+    SUBS=100
 fi
+CONN_BUSY_ROUNDS=300    # pings per connection of the busier run
 DEVICES=8               # gridsim's default fleet concurrency
 LOAD_WINDOW=2           # uploads in flight per bench_load connection
 FEED_RATE=10000         # offered records/s for the feed latency
@@ -187,7 +222,21 @@ put run.devices "$DEVICES"
 put run.load_conns "$LOAD_CONNS"
 put run.load_window "$LOAD_WINDOW"
 put run.pg_sweep "$PG_SWEEP"
+put run.subs "$SUBS"
 T_START=$(date +%s)
+
+# Every connection costs the broker one descriptor and bench_conns two (its
+# TCP connection and its socket's mailbox): take the hard limit, and hold
+# no more connections than the broker's share of it allows (the report
+# says so, and extrapolates, when that is fewer than asked for).
+ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
+FD_LIMIT=$(ulimit -n)
+[ "$FD_LIMIT" = unlimited ] && FD_LIMIT=1048576
+CONNS_ASKED=$CONNS
+[ $((CONNS + 512)) -le "$FD_LIMIT" ] || CONNS=$((FD_LIMIT - 512))
+[ "$CONNS" -ge 100 ] || die "the open-file limit ($FD_LIMIT) is too low for the connection run"
+put run.fd_limit "$FD_LIMIT"
+put run.conns_asked "$CONNS_ASKED"
 
 # ---- gridsyncd -----------------------------------------------------------------------
 # broker_start STORE_DIR [curve]: default full sync; plaintext because the
@@ -346,26 +395,61 @@ io_put() {
     put "$1.flushes_per_commit" "$(calc "$flushes / $5")"
 }
 
-# light TAG DIR: bench_load's pre-built uploads of the district, over
-# LOAD_CONNS CURVE connections (one enrolled device key each), against a
-# fresh broker in CURVE mode; every answer checked by bench_load.
+# light TAG DIR [SUBSCRIBERS [STORE]]: bench_load's pre-built uploads of the
+# district, over LOAD_CONNS CURVE connections (one enrolled device key
+# each), against a fresh broker in CURVE mode; every answer checked by
+# bench_load. With SUBSCRIBERS, bench_subs follows that many grids of the
+# district on the live feed meanwhile (one more enrolled key), each
+# subscription in place before the first upload, and must end with every
+# event of its grid, in order. The broker's peak RssAnon is sampled during
+# the upload either way. With STORE, the broker runs on that store (kept)
+# instead of a fresh one.
 light() {
-    local tag=$1 dir=$2 i keys=()
-    mkdir -p "$dir/keys"
-    broker_start "$dir/lstore" curve
+    local tag=$1 dir=$2 subs=${3:-0} store=${4:-$2/lstore} i keys=()
+    local kdir=$dir/keys-$tag
+    mkdir -p "$kdir"
+    broker_start "$store" curve
     for i in $(seq -w 1 "$LOAD_CONNS"); do
-        "$GRIDCTL" --store "$dir/lstore" devices enrol "dev-load-$i" --collector col-load \
-            --prefix 440305 --bundle "$dir/keys/$i.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
+        "$GRIDCTL" --store "$store" devices enrol "dev-load-$i" --collector col-load \
+            --prefix 440305 --bundle "$kdir/$i.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
             { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
-        keys+=("$dir/keys/$i.bundle")
+        keys+=("$kdir/$i.bundle")
     done
+    local subs_pid="" subs_out=$LOG/$tag.subs.out
+    if [ "$subs" -gt 0 ]; then
+        "$GRIDCTL" --store "$store" devices enrol dev-feed --collector col-load \
+            --prefix 440305 --bundle "$kdir/feed.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
+            { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
+        "$BENCH/bench_subs" --feed "$FEED" --key "$kdir/feed.bundle" --subs "$subs" \
+            --scale "$SCALE" --timeout-s 120 > "$subs_out" 2> "$LOG/$tag.subs.log" &
+        subs_pid=$!
+        FEED_PID=$subs_pid
+        for i in $(seq 1200); do
+            grep -q '^subs.ready=1' "$subs_out" 2> /dev/null && break
+            kill -0 "$subs_pid" 2> /dev/null || break
+            sleep 0.1
+        done
+        grep -q '^subs.ready=1' "$subs_out" ||
+            { cat "$LOG/$tag.subs.log" >&2; die "bench_subs ($tag): the subscriptions did not start"; }
+    fi
     local c0 c1 out=$LOG/$tag.out rc=0
     c0=$(metric gridsync_commit_records_count)
+    put "$tag.rss_base_kb" "$(awk '/^RssAnon:/ { print $2 }' "/proc/$BROKER_PID/status")"
+    rss_start "$dir/$tag.rss"
     timeout 900 "$BENCH/bench_load" --endpoint "$UPLOAD" --scale "$SCALE" \
         --window "$LOAD_WINDOW" --broker-pid "$BROKER_PID" --iocount "$IOCOUNT" \
         --keys "${keys[@]}" > "$out" 2> "$LOG/$tag.log" || rc=$?
-    [ $rc = 0 ] || { tail -n 20 "$LOG/$tag.log" >&2; die "bench_load ($tag) exited with $rc"; }
+    [ $rc = 0 ] || { rss_stop; tail -n 20 "$LOG/$tag.log" >&2; die "bench_load ($tag) exited with $rc"; }
     put_kv "$tag" load "$out"
+    if [ -n "$subs_pid" ]; then
+        # bench_subs ends by itself once every subscriber has its events
+        wait "$subs_pid" || rc=$?
+        FEED_PID=
+        [ $rc = 0 ] || { rss_stop; cat "$LOG/$tag.subs.log" >&2; die "bench_subs ($tag) exited with $rc"; }
+        put_kv "$tag" subs "$subs_out"
+    fi
+    rss_stop
+    put "$tag.rss_anon_kb" "$(cat "$dir/$tag.rss")"
     c1=$(metric gridsync_commit_records_count)
     local commits=$((c1 - ${c0:-0}))
     [ "$commits" -gt 0 ] || die "bench_load ($tag): the broker counted no commit"
@@ -375,7 +459,8 @@ light() {
     put "$tag.write_calls_per_commit" "$(calc "$(get "$tag.write_calls") / $commits")"
     put "$tag.load" "$(cut -d' ' -f1 /proc/loadavg)"
     broker_stop
-    rm -rf "$dir/lstore" "$dir/lstore.iocount"
+    rm -rf "$kdir" "$store.iocount"
+    [ -n "${4:-}" ] || rm -rf "$store"
 }
 
 # ---- PostgreSQL ----------------------------------------------------------------------
@@ -436,6 +521,60 @@ same_answers() {
     done
 }
 
+# ---- City scale (--city SCALE only) -------------------------------------------------------
+# The light load generator's ingest of district 440305 into an empty store,
+# then the same into one store already holding 7,000,000 x SCALE households
+# of other districts (the pre-fill's copies, 4403xx), device pull-sync from
+# that store and gridctl stats over the whole city, timed.
+if [ -n "$CITY" ]; then
+    CITY_HH=$(awk -v s="$CITY" 'BEGIN { printf "%d", 7000000 * s + 0.5 }')
+    # the measured district: whole at SCALE 0.1 and above, a share below
+    SCALE=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 1 : (s * 10 > 0.02 ? s * 10 : 0.02)) }')
+    LOAD_CONNS=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 100 : 16) }')
+    PULL_SAMPLES=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 300 : 20) }')
+    put city.scale "$CITY"
+    put city.households_asked "$CITY_HH"
+    put city.district_share "$SCALE"
+    put city.load_conns "$LOAD_CONNS"
+    dir=$WORK/city
+    mkdir -p "$dir"
+    log "city: ingest into an empty store (bench_load, $LOAD_CONNS CURVE connections, share $SCALE of 440305)"
+    light city.empty "$dir"
+    log "city: pre-filling $CITY_HH households (bench_fill, no_sync, benchmark only)"
+    out=$LOG/city.fill.out
+    timeout 14400 "$BENCH/bench_fill" --store "$dir/cstore" --from 0 --households "$CITY_HH" \
+        > "$out" 2> "$LOG/city.fill.log" || die "bench_fill (city) failed"
+    put_kv city.fill fill "$out"
+    log "city: ingest into the store of $(get city.fill.households) households"
+    light city.full "$dir" 0 "$dir/cstore"
+    put city.ingest_ratio "$(calc "$(get city.full.records_per_s) / $(get city.empty.records_per_s)")"
+    broker_start "$dir/cstore"
+    log "city: pull-sync of $PULL_SAMPLES grids"
+    out=$LOG/city.pull.out
+    timeout 1800 "$BENCH/bench_pull" --upload "$UPLOAD" --filled "$(get city.fill.next_index)" \
+        --samples "$PULL_SAMPLES" > "$out" 2> "$LOG/city.pull.log" || die "bench_pull (city) failed"
+    put_kv city.pull pull "$out"
+    put city.store_records "$(metric gridsync_store_records)"
+    put city.store_file_bytes "$(metric gridsync_store_file_bytes)"
+    # stats over the city (every pre-filled cell) and over one district's
+    # copy, through the broker's admin socket as an operator would
+    for p in 4403 440310; do
+        t0=$(date +%s%N)
+        "$GRIDCTL" --admin "ipc://$dir/cstore/admin.sock" stats "$p" > "$LOG/city.stats.$p.out" \
+            2> "$LOG/city.stats.$p.log" || die "gridctl stats $p failed"
+        put "city.stats.$p.ms" "$(calc "($(date +%s%N) - $t0) / 1e6")"
+    done
+    broker_stop
+    put run.seconds "$(($(date +%s) - T_START))"
+    put machine.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+    log "writing $OUT/benchmarks-city.md"
+    "$SRC/tools/bench/bench_report.sh" --city "$RES" "$OUT" "$WORK" ||
+        die "the report could not be written"
+    [ -s "$OUT/benchmarks-city.md" ] || die "report file missing"
+    log "done in $(get run.seconds) s"
+    exit 0
+fi
+
 # ---- The load generator's own cost ----------------------------------------------------
 log "generator: building every record of the seed district once (bench_gen)"
 out=$LOG/gen.out
@@ -454,8 +593,20 @@ for r in $(seq "$ROUNDS"); do
         > "$out" 2> "$LOG/r$r.disk.log" || die "bench_disk failed"
     put_kv "r$r.disk" disk "$out"
 
-    log "round $r: light load generator (bench_load, $LOAD_CONNS CURVE connections)"
-    light "r$r.load" "$dir"
+    # the same ingest with and without light subscribers, back to back,
+    # in alternating order over the rounds (drift on a shared machine)
+    if [ $((r % 2)) = 1 ]; then
+        log "round $r: light load generator (bench_load, $LOAD_CONNS CURVE connections)"
+        light "r$r.load" "$dir"
+        log "round $r: the same with $SUBS light subscribers (bench_subs)"
+        light "r$r.subs" "$dir" "$SUBS"
+    else
+        log "round $r: light load generator with $SUBS light subscribers (bench_subs)"
+        light "r$r.subs" "$dir" "$SUBS"
+        log "round $r: the same without subscribers (bench_load, $LOAD_CONNS CURVE connections)"
+        light "r$r.load" "$dir"
+    fi
+    put "r$r.subs_ratio" "$(calc "$(get "r$r.subs.records_per_s") / $(get "r$r.load.records_per_s")")"
     # the answers bench_load checked, in the peer's terms
     put "r$r.load.accepted" "$(get "r$r.load.records")"
     for k in unchanged merged conflict rejected; do put "r$r.load.$k" 0; done
@@ -510,6 +661,79 @@ for r in $(seq "$ROUNDS"); do
     put_kv "r$r.zmq" zmq "$out"
     [ "$r" = 1 ] || rm -rf "$dir/store"
 done
+
+# ---- Idle-ish device connections ------------------------------------------------------------
+# conns_hold TAG N ROUNDS PING_S: a fresh broker (CURVE), CONN_KEYS enrolled
+# keys, N connections held open by bench_conns processes (as many as the
+# descriptor limit needs), each having handshaken and pinged ROUNDS + 1
+# times; the broker's anonymous memory before the first connection and
+# once every connection is held, idle.
+conns_hold() {
+    local tag=$1 n=$2 rounds=$3 ping_s=$4 dir=$WORK/$1 i keys=()
+    mkdir -p "$dir/keys"
+    broker_start "$dir/store" curve
+    for i in $(seq -w 1 "$CONN_KEYS"); do
+        "$GRIDCTL" --store "$dir/store" devices enrol "dev-idle-$i" --collector col-idle \
+            --prefix 440305 --bundle "$dir/keys/$i.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
+            { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
+        keys+=("$dir/keys/$i.bundle")
+    done
+    local rss0 per left=$n c j=0 pids=()
+    rss0=$(awk '/^RssAnon:/ { print $2 }' "/proc/$BROKER_PID/status")
+    # two descriptors per connection in bench_conns, and some to spare
+    per=$(((FD_LIMIT - 256) / 2))
+    [ "$per" -le 5000 ] || per=5000
+    while [ "$left" -gt 0 ]; do
+        c=$((left < per ? left : per))
+        "$BENCH/bench_conns" --endpoint "$UPLOAD" --conns "$c" --rounds "$rounds" \
+            --ping-s "$ping_s" --keys "${keys[@]}" > "$dir/c$j.out" 2> "$LOG/$tag.c$j.log" &
+        pids+=($!)
+        FED_PIDS+=($!)
+        left=$((left - c))
+        j=$((j + 1))
+    done
+    local k ok
+    for k in $(seq 0 $((j - 1))); do
+        ok=0
+        for i in $(seq 6000); do
+            grep -q '^conns.held=1' "$dir/c$k.out" 2> /dev/null && { ok=1; break; }
+            kill -0 "${pids[$k]}" 2> /dev/null || break
+            sleep 0.1
+        done
+        [ $ok = 1 ] || { cat "$LOG/$tag.c$k.log" >&2; die "bench_conns ($tag, process $k) did not hold its connections"; }
+    done
+    local rss1 open
+    rss1=$(awk '/^RssAnon:/ { print $2 }' "/proc/$BROKER_PID/status")
+    open=$(metric gridsync_connections_open)
+    [ "${open:-0}" -ge "$n" ] || die "the broker counts ${open:-0} connections open, $n were held"
+    put "$tag.connections" "$n"
+    put "$tag.pings_per_connection" "$((rounds + 1))"
+    put "$tag.processes" "$j"
+    put "$tag.keys" "$CONN_KEYS"
+    put "$tag.rss_before_kb" "$rss0"
+    put "$tag.rss_held_kb" "$rss1"
+    put "$tag.bytes_per_connection" "$(calc "($rss1 - $rss0) * 1024 / $n")"
+    for k in "${pids[@]}"; do kill -TERM "$k"; done
+    for k in $(seq 0 $((j - 1))); do
+        wait "${pids[$k]}" || die "bench_conns ($tag, process $k) failed; see $LOG/$tag.c$k.log"
+    done
+    local -a keep=()
+    for k in "${FED_PIDS[@]}"; do
+        case " ${pids[*]} " in *" $k "*) ;; *) keep+=("$k") ;; esac
+    done
+    FED_PIDS=("${keep[@]}")
+    put "$tag.connect_seconds" "$(sed -n 's/^conns.connect_seconds=//p' "$dir/c0.out")"
+    broker_stop
+    rm -rf "$dir"
+}
+
+log "connections: $CONNS idle-ish CURVE connections held open (bench_conns)"
+conns_hold conns "$CONNS" 1 "$CONN_PING_S"
+if [ "$CONN_BUSY" -gt 0 ]; then
+    log "connections: $CONN_BUSY connections, each pinging $((CONN_BUSY_ROUNDS + 1)) times"
+    conns_hold connsb "$CONN_BUSY" "$CONN_BUSY_ROUNDS" 0
+fi
+put run.conn_busy "$CONN_BUSY"
 
 # ---- 4. feed latency on the round-1 store ------------------------------------------------
 STORE=$WORK/r1/store
