@@ -436,6 +436,14 @@ s_publish_events(gs_feed_t *f, gs_apply_out_t *ev, gs_wbuf_t *wb, gs_wbuf_t *tmp
 {
     gs_broker_t *b = f->b;
     static const int level_len[] = { 0, 2, 4, 6, 9, 12, 15 };
+    atomic_fetch_add(&b->metrics.feed_events, ev->n_events);
+    /* nobody follows any topic: the socket would drop every message, so
+     * the restricted part is not stripped and nothing is packed (a city
+     * replica or a district without subscribers saves that work on every
+     * event). A subscriber that arrives later resumes by its prev_seq
+     * chain as after any subscription (protocol.md, Resume). */
+    if (f->n_subs == 0)
+        return;
     for (size_t i = 0; i < ev->n_events; i++) {
         gs_event_out_t *e = &ev->events[i];
         const uint8_t *data = e->data;
@@ -469,7 +477,6 @@ s_publish_events(gs_feed_t *f, gs_apply_out_t *ev, gs_wbuf_t *wb, gs_wbuf_t *tmp
         if (gs_topic_event_category(data, len, category))
             s_publish_incident(f, e, category, data, len, wb);
     }
-    atomic_fetch_add(&b->metrics.feed_events, ev->n_events);
 }
 
 /* One heartbeat for the prefix of s. */
