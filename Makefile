@@ -34,7 +34,7 @@ PREFIX   ?=
 DESTDIR  ?=
 FUZZ_SECONDS ?= 60
 CITY_SCALE ?= 1
-FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply fuzz_replicate
+FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply fuzz_replicate fuzz_topic
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 

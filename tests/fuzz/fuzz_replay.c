@@ -1,6 +1,6 @@
 /*
  * test_fuzz_regressions: replays the committed seed corpus and every
- * regression input through the four fuzz entry points, compiled without
+ * regression input through the five fuzz entry points, compiled without
  * libFuzzer, so `make test` exercises them on any compiler.
  *
  * Inputs live in tests/fuzz/corpus/<target>/ and
@@ -10,7 +10,7 @@
  * printed.
  *
  * To replay particular files (for example a crash libFuzzer saved):
- *   test_fuzz_regressions upload|sync|store_apply|replicate FILE...
+ *   test_fuzz_regressions upload|sync|store_apply|replicate|topic FILE...
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -126,6 +126,13 @@ test_replicate(void **state)
     s_replay(gs_fuzz_replicate, "fuzz_replicate");
 }
 
+static void
+test_topic(void **state)
+{
+    (void) state;
+    s_replay(gs_fuzz_topic, "fuzz_topic");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -134,9 +141,11 @@ main(int argc, char **argv)
                          : !strcmp(argv[1], "sync")        ? gs_fuzz_sync
                          : !strcmp(argv[1], "store_apply") ? gs_fuzz_store_apply
                          : !strcmp(argv[1], "replicate")   ? gs_fuzz_replicate
+                         : !strcmp(argv[1], "topic")       ? gs_fuzz_topic
                                                            : NULL;
         if (!fn) {
-            fprintf(stderr, "usage: %s upload|sync|store_apply|replicate FILE...\n", argv[0]);
+            fprintf(stderr, "usage: %s upload|sync|store_apply|replicate|topic FILE...\n",
+                    argv[0]);
             return 2;
         }
         for (int i = 2; i < argc; i++)
@@ -151,6 +160,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_sync),
         cmocka_unit_test(test_store_apply),
         cmocka_unit_test(test_replicate),
+        cmocka_unit_test(test_topic),
     };
     return cmocka_run_group_tests_name("fuzz_regressions", tests, NULL, NULL);
 }

@@ -15,7 +15,11 @@
  *                        LMDB store, with gs_store_verify run periodically;
  *   gs_fuzz_replicate    arbitrary messages of a district's stream through
  *                        gs_store_replicate on a real replica store, with
- *                        gs_store_verify run periodically.
+ *                        gs_store_verify run periodically;
+ *   gs_fuzz_topic        the live feed's topics (gs_topic.h): a subscription
+ *                        topic parsed against a reference, and the category
+ *                        read from an event's bytes against the decoded
+ *                        event.
  *
  * The same entry points are built twice: as libFuzzer programs (the
  * GS_FUZZ_LIBFUZZER define adds LLVMFuzzerTestOneInput) and, in every
@@ -39,6 +43,7 @@ int gs_fuzz_upload(const uint8_t *data, size_t len);
 int gs_fuzz_sync(const uint8_t *data, size_t len);
 int gs_fuzz_store_apply(const uint8_t *data, size_t len);
 int gs_fuzz_replicate(const uint8_t *data, size_t len);
+int gs_fuzz_topic(const uint8_t *data, size_t len);
 
 /* libFuzzer's entry point (defined by each target under GS_FUZZ_LIBFUZZER). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -12,7 +12,10 @@
  * the store target, an order of uploads that creates, edits, moves,
  * merges and voids records; for the replica target, the change log of a
  * store filled like the sync target's, as a district's stream carries it,
- * whole, redelivered, with a gap and with a lineage change. Deterministic:
+ * whole, redelivered, with a gap and with a lineage change; for the topic
+ * target, subscription topics of every kind and level, some broken, and
+ * packed events: incidents of the district as the store keeps them, a
+ * household, and an incident without a category. Deterministic:
  * the same bytes on every run.
  */
 #include <errno.h>
@@ -430,6 +433,70 @@ s_replicates(void)
     rmdir(dir);
 }
 
+/* An event of rec as the store packs it, written as a fuzz_topic seed. */
+static void
+s_write_topic_event(const char *name, Gridsync__V1__Record *rec, const char *grid,
+                    Gridsync__V1__RecordKind kind, uint64_t seq)
+{
+    Gridsync__V1__ChangeEvent ev = GRIDSYNC__V1__CHANGE_EVENT__INIT;
+    uint64_t prev[7] = { seq - 1, seq - 1, seq - 1, seq - 2, seq - 3, seq - 4, seq - 5 };
+    ev.seq = seq;
+    ev.grid_code = (char *) grid;
+    ev.kind = kind;
+    ev.op = GRIDSYNC__V1__OPERATION__OPERATION_UPSERT;
+    ev.version = 1;
+    ev.record_key = "seed";
+    ev.record = rec;
+    ev.prev_seq = prev;
+    ev.n_prev_seq = 7;
+    ev.committed_at = gs_fuzz_now_ms();
+    size_t len = gridsync__v1__change_event__get_packed_size(&ev);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        s_die("malloc");
+    gridsync__v1__change_event__pack(&ev, buf);
+    s_write("fuzz_topic", name, -1, buf, len);
+    free(buf);
+}
+
+/* Seeds of fuzz_topic: topics, then packed events. */
+static void
+s_topics(gs_gen_t *g, gs_arena_t *a)
+{
+    static const char *const topics[][2] = {
+        { "01-everything", "" },          { "02-province", "44" },
+        { "03-district", "440305" },      { "04-street", "440305001" },
+        { "05-grid", "440305001001001" }, { "06-incident-district", "I02/440305" },
+        { "07-incident-all", "I02/" },    { "08-incident-grid", "IABCDEFGH/440305001001001" },
+        { "09-no-separator", "I02" },     { "10-no-category", "I/44" },
+        { "11-bad-level", "4403051" },    { "12-category-too-long", "I123456789/44" },
+    };
+    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
+        s_write("fuzz_topic", topics[i][0], -1, (const uint8_t *) topics[i][1],
+                strlen(topics[i][1]));
+    gs_gen_opts_t go;
+    gs_gen_opts_init(&go);
+    char name[64];
+    for (uint32_t grid = 0; grid < 2; grid++) {
+        gs_gen_incident_t inc;
+        if (gs_gen_incident(g, grid, 0, go.now_ms, a, &inc))
+            continue;
+        snprintf(name, sizeof name, "2%u-incident-event", grid);
+        s_write_topic_event(name, inc.report, inc.report->incident->grid_code,
+                            GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT, 100 + grid);
+        if (grid == 0) {
+            inc.report->incident->category = "";
+            s_write_topic_event("29-incident-no-category", inc.report,
+                                inc.report->incident->grid_code,
+                                GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_INCIDENT, 120);
+        }
+    }
+    Gridsync__V1__Record *h = gs_gen_household(g, 0, a);
+    if (h)
+        s_write_topic_event("30-household-event", h, h->household->grid_code,
+                            GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD, 130);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -449,6 +516,7 @@ main(int argc, char **argv)
     s_requests(g, "fuzz_sync");
     s_applies(g, a);
     s_replicates();
+    s_topics(g, a);
     gs_arena_destroy(&a);
     gs_gen_destroy(&g);
     return 0;

@@ -244,6 +244,55 @@ def households(n, first=0, grids=GRIDS, device="dev-py"):
             for i in range(first, first + n)]
 
 
+def incident(grid, iid, category, device="dev-py"):
+    """A valid incident of category reported in grid (status REPORTED)."""
+    rec = pb.Record()
+    inc = rec.incident
+    inc.incident_id = iid
+    inc.grid_code = grid
+    inc.address = f"{grid} 1号"
+    inc.category = category
+    inc.severity = pb.INCIDENT_SEVERITY_GENERAL
+    inc.description = "消防通道堵塞"
+    inc.reporter = "col-py"
+    inc.status = pb.INCIDENT_STATUS_REPORTED
+    inc.meta.collector_id = "col-py"
+    inc.meta.device_id = device
+    inc.meta.collected_at = 1760000000000
+    return rec
+
+
+CATEGORIES = ("01", "02", "03", "04")
+
+
+def mixed(n, first=0, grids=GRIDS, device="dev-py"):
+    """n records numbered from first over grids: every other one a
+    household, the others incidents whose category cycles over CATEGORIES."""
+    recs = []
+    for i in range(first, first + n):
+        grid = grids[i % len(grids)]
+        if i % 2:
+            recs.append(incident(grid, f"E-{i:06d}", CATEGORIES[(i // 2) % len(CATEGORIES)],
+                                 device))
+        else:
+            recs.append(household(grid, f"H-{i:06d}", 10000 + i, device))
+    return recs
+
+
+def incident_events(client, prefix, categories):
+    """(seq, category) of the incident events of categories under prefix,
+    in seq order, through sync with a key that reads every kind."""
+    seqs, since = [], 0
+    while True:
+        r = client.sync([prefix], since_seq=since)
+        seqs += [(ev.seq, ev.record.incident.category) for ev in r.events
+                 if ev.kind == pb.RECORD_KIND_INCIDENT
+                 and ev.record.incident.category in categories]
+        since = r.next_seq
+        if since >= r.head_seq:
+            return seqs
+
+
 def log_seqs(client, prefix):
     """Every seq under prefix in the broker's log, in order, through sync."""
     seqs, since = [], 0

@@ -5,6 +5,9 @@ lines written after the last checkpoint are cut off and written again
 (exactly once, as gridfeed does). Prints "following" on stderr once it has
 caught up, and "delivered SEQ" on stdout after writing each event.
 
+--category C[,C2...]: follow the incident topics of these categories in the
+prefix (a department), with the order checked per topic; --until-count N:
+exit 0 once the output holds N lines.
 --crash-after N: SIGKILL itself after writing its N-th line, before the
 checkpoint (the worst moment). --until-seq S: exit 0 once every event up to
 seq S is written (S must be an event under the prefix). --rebaseline:
@@ -31,11 +34,13 @@ def main():
     ap.add_argument("--output", required=True)
     ap.add_argument("--crash-after", type=int, default=0)
     ap.add_argument("--until-seq", type=int, default=0)
+    ap.add_argument("--category", default="")
+    ap.add_argument("--until-count", type=int, default=0)
     ap.add_argument("--rebaseline", action="store_true")
     a = ap.parse_args()
 
     kw = dict(checkpoint=a.checkpoint, on_restore="rebaseline" if a.rebaseline else "stop",
-              timeout=2.0)
+              timeout=2.0, categories=[c for c in a.category.split(",") if c])
     if a.keys:
         sub = gridsync.Subscriber.from_bundle(a.keys, a.prefix, feed_endpoint=a.feed,
                                               sync_endpoint=a.upload, **kw)
@@ -47,30 +52,35 @@ def main():
     os.truncate(a.output, int(sub.extra.partition("output_size=")[2] or 0))
     out = open(a.output, "ab")
     written = 0
-    last = 0
+    last = {}               # last seq written per topic: seq order holds per topic
+    with open(a.output, "rb") as f:
+        lines = sum(1 for _ in f)
 
     def void(exc):
         # everything written so far describes a store that no longer exists
-        nonlocal out, last
+        nonlocal out, last, lines
         out.close()
         os.rename(a.output, f"{a.output}.void-{exc.epoch:016x}")
         out = open(a.output, "ab")
-        last = 0
+        last = {}
+        lines = 0
         sub.extra = "output_size=0"
         print(f"rebaselined: {exc}", file=sys.stderr, flush=True)
 
     sub.on_rebaseline = void
 
     def handler(ev):
-        nonlocal written, last
-        if ev.seq <= last:
-            print(f"out of order: {ev.seq} after {last}", file=sys.stderr, flush=True)
+        nonlocal written, lines
+        t = sub.topic_index(ev)
+        if ev.seq <= last.get(t, 0):
+            print(f"out of order: {ev.seq} after {last[t]}", file=sys.stderr, flush=True)
             os._exit(4)
-        last = ev.seq
+        last[t] = ev.seq
         out.write(f"{ev.seq} {ev.grid_code} {ev.record_key} {ev.version}\n".encode())
         out.flush()
         os.fsync(out.fileno())
         written += 1
+        lines += 1
         print(f"delivered {ev.seq}", flush=True)
         if a.crash_after and written == a.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -79,7 +89,8 @@ def main():
 
     print("following", file=sys.stderr, flush=True)
     try:
-        sub.run(handler, stop=lambda s: bool(a.until_seq) and s.position(0) >= a.until_seq)
+        sub.run(handler, stop=lambda s: (bool(a.until_seq) and s.position(0) >= a.until_seq)
+                or (bool(a.until_count) and lines >= a.until_count))
     except gridsync.LineageChanged as e:
         print(f"lineage: {e}", file=sys.stderr, flush=True)
         return 3

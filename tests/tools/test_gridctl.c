@@ -2227,6 +2227,166 @@ test_with_broker(void **state)
     s_res_free(&r);
 }
 
+/* An incident of category cat reported in grid, in arena a. */
+static Gridsync__V1__Record *
+s_incident(gs_arena_t *a, const char *grid, const char *id, const char *cat)
+{
+    ProtobufCAllocator *al = gs_arena_allocator(a);
+    Gridsync__V1__Record *r = al->alloc(al->allocator_data, sizeof *r);
+    Gridsync__V1__Incident *in = al->alloc(al->allocator_data, sizeof *in);
+    Gridsync__V1__RecordMeta *m = al->alloc(al->allocator_data, sizeof *m);
+    gridsync__v1__record__init(r);
+    gridsync__v1__incident__init(in);
+    gridsync__v1__record_meta__init(m);
+    r->body_case = GRIDSYNC__V1__RECORD__BODY_INCIDENT;
+    r->incident = in;
+    in->incident_id = (char *) id;
+    in->grid_code = (char *) grid;
+    in->address = "南联社区";
+    in->category = (char *) cat;
+    in->severity = GRIDSYNC__V1__INCIDENT_SEVERITY__INCIDENT_SEVERITY_GENERAL;
+    in->description = "积水";
+    in->status = GRIDSYNC__V1__INCIDENT_STATUS__INCIDENT_STATUS_REPORTED;
+    in->meta = m;
+    m->collector_id = "col-live";
+    m->device_id = "dev-live";
+    m->collected_at = 1760000000000;
+    return r;
+}
+
+/* tail --follow --keys --category: a department's key (category 02 in one
+ * street) follows its incident topic through the live feed and prints only
+ * the incidents of 02, while a household and an incident of 03 are
+ * uploaded beside them; the same --category on the store's log keeps the
+ * same two; bad categories are usage errors. */
+static void
+test_tail_department(void **state)
+{
+    s_env_t *e = *state;
+    char store[160], bundle[200], street[10];
+    snprintf(store, sizeof store, "%s/dept", e->dir);
+    snprintf(bundle, sizeof bundle, "%s/fire.keys", e->dir);
+    snprintf(street, sizeof street, "%.9s", e->grid0);
+    s_res_t r = S_CTL(e, "backup", store);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    gs_tk_broker_t b;
+    assert_int_equal(gs_tk_broker_start_mode(&b, store, NULL, 1), 0);
+    gs_curve_keys_t dev, fire;
+    memset(&dev, 0, sizeof dev);
+    memset(&fire, 0, sizeof fire);
+    assert_int_equal(zmq_curve_keypair(dev.public_key, dev.secret_key), 0);
+    assert_int_equal(zmq_curve_keypair(fire.public_key, fire.secret_key), 0);
+    memcpy(dev.server_public, b.server_key, 41);
+    memcpy(fire.server_public, b.server_key, 41);
+    r = s_run(e, store, "devices", "add", "dev-live", "--collector", "col-live", "--prefix",
+              e->grid0, "--public-key", dev.public_key, NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    r = s_run(e, store, "devices", "add", "fire-live", "--role", "department", "--department",
+              "dept-fire", "--category", "02", "--prefix", street, "--public-key",
+              fire.public_key, NULL);
+    s_expect(&r, 0);
+    s_res_free(&r);
+    FILE *f = fopen(bundle, "w");
+    fprintf(f, "server_public = %s\npublic_key = %s\nsecret_key = %s\nupload_endpoint = %s\n"
+            "feed_endpoint = %s\n", fire.server_public, fire.public_key, fire.secret_key,
+            b.upload, b.feed);
+    fclose(f);
+    r = s_run(e, store, "health", "--json", NULL);
+    s_expect(&r, 0);
+    s_json_t *j = s_json_parse(r.out);
+    assert_non_null(j);
+    char since[32];
+    snprintf(since, sizeof since, "%llu",
+             (unsigned long long) s_jnum(s_jget(j, "store"), "head_seq"));
+    s_json_free(j);
+    s_res_free(&r);
+
+    const char *args[] = { "tail", street, "--follow", "--since", since, "--count", "2",
+                           "--json", "--keys", bundle, "--category", "02", NULL };
+    char out[128], err[128];
+    int err_fd;
+    pid_t pid = s_spawn_piped(store, (const char *[]) { "tail", street, "--follow", "--since",
+                                                         since, "--keys", bundle, "--category",
+                                                         "02", "--heartbeat-warn", "0", NULL },
+                              &err_fd);
+    gs_tk_wait_line(err_fd, "gridctl", "following incident topic \"I02/", S_PATIENCE_MS);
+    pid_t p2 = s_spawn(e, store, args, out, err);
+
+    gs_client_opts_t co;
+    gs_client_opts_init(&co);
+    co.curve = dev;
+    co.timeout_ms = 5000;
+    co.retries = 2;
+    gs_client_t *c = gs_client_new(b.upload, &co);
+    assert_non_null(c);
+    Gridsync__V1__Record *recs[4] = {
+        gs_tk_household(e->arena, e->grid0, "H-DEPT", "ADDR-DEPT", 1, 960000),
+        s_incident(e->arena, e->grid0, "E-03", "03"),
+        s_incident(e->arena, e->grid0, "E-02a", "02"),
+        s_incident(e->arena, e->grid0, "E-02b", "02"),
+    };
+    Gridsync__V1__Upload up = GRIDSYNC__V1__UPLOAD__INIT;
+    up.device_id = "dev-live";
+    up.upload_id = "dept-1";
+    up.records = recs;
+    up.n_records = 4;
+    Gridsync__V1__Ack *ack = NULL;
+    gs_client_error_t cerr;
+    assert_int_equal(gs_client_upload(c, &up, &ack, &cerr), 0);
+    uint64_t seqs[4];
+    for (int i = 0; i < 4; i++) {
+        if (ack->results[i]->status != GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED)
+            fail_msg("record %d: %s", i, ack->results[i]->message);
+        seqs[i] = ack->results[i]->seq;
+    }
+    gridsync__v1__ack__free_unpacked(ack, NULL);
+    gs_client_destroy(&c);
+    gs_arena_reset(e->arena);
+
+    /* --count 2: exactly the two incidents of 02, in order, then exit 0 */
+    s_res_t live = s_wait(p2, out, err);
+    s_expect(&live, 0);
+    kill(pid, SIGTERM);
+    assert_int_equal(gs_tk_wait_exit(pid, "gridctl", S_PATIENCE_MS), 0);
+    close(err_fd);
+    /* and the same filter on the store's log */
+    s_res_t logged = s_run(e, store, "tail", street, "--since", since, "--json", "--category",
+                           "02", NULL);
+    s_expect(&logged, 0);
+    s_res_t *both[2] = { &live, &logged };
+    for (int k = 0; k < 2; k++) {
+        char *line = both[k]->out;
+        for (int i = 2; i < 4; i++) {
+            char *nl = strchr(line, '\n');
+            assert_non_null(nl);
+            *nl = 0;
+            s_json_t *ev = s_json_parse(line);
+            assert_non_null(ev);
+            assert_int_equal((uint64_t) s_jnum(ev, "seq"), seqs[i]);
+            assert_string_equal(s_jstr(ev, "kind"), "incident");
+            s_json_free(ev);
+            line = nl + 1;
+        }
+        assert_string_equal(line, "");
+        s_res_free(both[k]);
+    }
+
+    static const char *const bad[][4] = {
+        { "--category", "0/2" }, { "--category", "02,02" }, { "--category", "02," },
+        { "--category", "123456789" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = s_run(e, store, "tail", street, bad[i][0], bad[i][1], NULL);
+        s_expect(&r, 2);
+        assert_non_null(strstr(r.err, "--category"));
+        s_res_free(&r);
+    }
+    int st = gs_tk_broker_stop(&b, SIGTERM);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* tail --follow --feed while the broker's store is replaced by an older
  * copy of another lineage: it says so and exits 1 instead of waiting for
  * seqs the restored store hands out again. */
@@ -2974,6 +3134,7 @@ main(void)
         cmocka_unit_test(test_backup_verify),
         cmocka_unit_test(test_with_broker),
         cmocka_unit_test(test_tail_follow_restored),
+        cmocka_unit_test(test_tail_department),
         cmocka_unit_test(test_admin_path),
         cmocka_unit_test(test_digest_compare),
     };

@@ -9,7 +9,10 @@
  * silent ("no heartbeat for N s: check enrolment", every --heartbeat-warn
  * ms while it lasts, following goes on), fails when the broker refuses the
  * handshake, and exits 1 when it reports that the broker's store was
- * restored or replaced (GS_CLIENT_ELINEAGE).
+ * restored or replaced (GS_CLIENT_ELINEAGE). --category keeps only the
+ * incidents of those categories (read from the event bytes, gs_topic.h)
+ * and, with --feed, follows their incident topics (gs_sub_opts_t
+ * .categories), as a department's key must.
  */
 #include "gc.h"
 
@@ -20,13 +23,16 @@
 #include <time.h>
 
 #include "gs_client.h"
+#include "gs_topic.h"
 #include "gs_validate.h"
+
+#define S_MAX_CATEGORIES 64     /* gs_sub follows at most 64 topics */
 
 static const char s_help[] =
     "Usage: gridctl tail [PREFIX] [--since SEQ] [--limit N] [--follow]\n"
     "                    [--feed EP --upload EP [--keys FILE] [--heartbeat-warn MS]]\n"
     "                    [--keys FILE [--heartbeat-warn MS]]\n"
-    "                    [--count N]\n"
+    "                    [--category C[,C2...]] [--count N]\n"
     "\n"
     "Change events under PREFIX (default: all) from the store's log, oldest first:\n"
     "seq, commit time, operation, kind, record id, version, grid (old -> new for a\n"
@@ -47,6 +53,10 @@ static const char s_help[] =
     "  --heartbeat-warn MS  with --feed: warn on stderr when no heartbeat arrived\n"
     "                 for MS milliseconds, and again every MS while it lasts;\n"
     "                 following goes on (default 5000, 0 = never)\n"
+    "  --category C[,C2...]  only the incidents of these categories (codes of 1 to\n"
+    "                 8 letters or digits, e.g. 02; repeatable; each once); with\n"
+    "                 --feed, follow their incident topics in PREFIX (I02/PREFIX)\n"
+    "                 instead of PREFIX itself: how a department's key follows\n"
     "  --count N      exit after printing N events\n"
     "\n"
     "--json: one line per event, the lines gridfeed writes: {seq, grid, kind, op,\n"
@@ -81,6 +91,9 @@ typedef struct s_tail {
     uint64_t last_seq;          /* last event printed */
     s_kept_t *ring;             /* last-N buffer */
     size_t ring_size, ring_n, ring_next; /* capacity, held, next slot */
+    const char *categories[S_MAX_CATEGORIES]; /* --category codes (in cat_buf) */
+    size_t n_categories;        /* 0: every event */
+    char cat_buf[S_MAX_CATEGORIES][GS_INCIDENT_CATEGORY_MAX + 1]; /* their text */
     int nomem;                  /* an allocation failed */
     int bad;                    /* events that did not decode */
 } s_tail_t;
@@ -114,9 +127,27 @@ s_print(s_tail_t *t, uint64_t seq, const char *grid, const uint8_t *data, size_t
     return t->count && t->printed >= t->count;
 }
 
+/* Is the packed event one to show: any, or with --category an incident of
+ * one of the categories? */
+static int
+s_wanted(const s_tail_t *t, const uint8_t *data, size_t len)
+{
+    if (!t->n_categories)
+        return 1;
+    char category[GS_INCIDENT_CATEGORY_MAX + 1];
+    if (!gs_topic_event_category(data, len, category))
+        return 0;
+    for (size_t i = 0; i < t->n_categories; i++)
+        if (!strcmp(category, t->categories[i]))
+            return 1;
+    return 0;
+}
+
 static int
 s_on_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
 {
+    if (!s_wanted(arg, data, len))
+        return 0;
     return s_print(arg, seq, grid, data, len);
 }
 
@@ -125,6 +156,8 @@ static int
 s_on_keep(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
 {
     s_tail_t *t = arg;
+    if (!s_wanted(t, data, len))
+        return 0;
     s_kept_t *k = &t->ring[t->ring_next];
     free(k->data);
     k->data = malloc(len ? len : 1);
@@ -208,6 +241,8 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *feed_ep, const char *
     const char *keys = gc_args_get(a, "keys");
     if (keys && gs_curve_keys_load(&so.curve, keys))
         return gc_fail(ctx, "cannot read CURVE keys from %s", keys);
+    so.categories = t->categories;
+    so.n_categories = t->n_categories;
     const char *pf[1] = { prefix };
     int err = 0;
     gs_sub_t *sub = gs_sub_new(feed_ep, upload_ep, pf, 1, NULL, since, &so, &err);
@@ -218,8 +253,12 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *feed_ep, const char *
         return gc_fail(ctx, "cannot follow the feed: %s",
                        gs_client_errtext(err, &cerr, text, sizeof text));
     /* stderr, so that the events on stdout stay machine-readable */
-    fprintf(stderr, "gridctl tail: following \"%s\" through the live feed at %s\n", prefix,
-            feed_ep);
+    if (!t->n_categories)
+        fprintf(stderr, "gridctl tail: following \"%s\" through the live feed at %s\n",
+                prefix, feed_ep);
+    for (size_t i = 0; t->n_categories && i < gs_sub_count(sub); i++)
+        fprintf(stderr, "gridctl tail: following incident topic \"%s\" through the live "
+                "feed at %s\n", gs_sub_topic(sub, i), feed_ep);
     int rc = GC_EXIT_OK;
     while (!s_stop) {
         Gridsync__V1__ChangeEvent *ev = NULL;
@@ -264,13 +303,50 @@ s_follow_feed(s_tail_t *t, const gc_args_t *a, const char *feed_ep, const char *
     return rc;
 }
 
+/* --category C[,C2...], repeatable, into t->categories: each code 1 to
+ * GS_INCIDENT_CATEGORY_MAX letters or digits (what an incident topic
+ * takes), none twice. */
+static int
+s_categories_parse(gc_ctx_t *ctx, const gc_args_t *a, s_tail_t *t)
+{
+    const char *given[GC_MAX_ARGS];
+    size_t n = gc_args_all(a, "category", given, GC_MAX_ARGS);
+    for (size_t i = 0; i < n; i++) {
+        const char *p = given[i];
+        for (;;) {
+            size_t len = strcspn(p, ",");
+            char *c = t->cat_buf[t->n_categories];
+            char topic[GS_TOPIC_MAX + 1];
+            if (t->n_categories == S_MAX_CATEGORIES)
+                return gc_usage(ctx, "at most %d categories", S_MAX_CATEGORIES);
+            if (len == 0 || len > GS_INCIDENT_CATEGORY_MAX)
+                return gc_usage(ctx, "--category wants codes of 1 to %d letters or digits "
+                                "separated by commas (e.g. 02,03), not '%.32s'",
+                                GS_INCIDENT_CATEGORY_MAX, given[i]);
+            memcpy(c, p, len);
+            c[len] = 0;
+            if (gs_topic_incident(topic, sizeof topic, c, "") < 0)
+                return gc_usage(ctx, "--category '%s' is not 1 to %d letters or digits", c,
+                                GS_INCIDENT_CATEGORY_MAX);
+            for (size_t j = 0; j < t->n_categories; j++)
+                if (!strcmp(t->categories[j], c))
+                    return gc_usage(ctx, "--category '%s' is given twice", c);
+            t->categories[t->n_categories++] = c;
+            if (!p[len])
+                break;
+            p += len + 1;
+        }
+    }
+    return GC_EXIT_OK;
+}
+
 int
 gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
 {
     static const gc_optspec_t spec[] = { { "since", 1 }, { "limit", 1 }, { "follow", 0 },
                                          { "feed", 1 },  { "upload", 1 }, { "keys", 1 },
                                          { "count", 1 }, { "heartbeat-warn", 1 },
-                                         { NULL, 0 } };
+                                         { "category", 1 }, { NULL, 0 } };
     gc_args_t a;
     int rc = gc_args_parse(ctx, argc, argv, spec, &a);
     if (rc)
@@ -316,12 +392,14 @@ gc_cmd_tail(gc_ctx_t *ctx, int argc, char **argv)
     gs_verdict_t v;
     if (feed && gs_prefix_check(prefix, &v))
         return gc_usage(ctx, "with --feed, PREFIX must be 0, 2, 4, 6, 9, 12 or 15 digits");
+    s_tail_t t;
+    memset(&t, 0, sizeof t);
+    if ((rc = s_categories_parse(ctx, &a, &t)))
+        return rc;
 
     gs_store_t *st = gc_store_open(ctx, 0, &rc);
     if (!st)
         return rc;
-    s_tail_t t;
-    memset(&t, 0, sizeof t);
     t.ctx = ctx;
     t.count = count;
     t.arena = gs_arena_new(0);

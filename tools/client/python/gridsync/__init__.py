@@ -4,7 +4,8 @@ Pure Python on pyzmq and the protobuf runtime (Debian: python3-zmq,
 python3-protobuf). The message classes come from gridsync_pb2, which the
 build generates from proto/gridsync.proto with protoc; see gridsync.pb.
 
-    Subscriber   follow grid-code prefixes exactly once, with a checkpoint
+    Subscriber   follow grid-code prefixes (or, for a department, incident
+                 topics) exactly once, with a checkpoint
     Uploader     upload records as one device, with Lazy Pirate retries
     pull         download the records of a grid (snapshot, then deltas)
     Client       request/reply (upload, sync, snapshot, ping) for the above

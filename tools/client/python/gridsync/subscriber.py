@@ -21,6 +21,14 @@ counterpart of gs_sub_t in tools/client/gs_client.h, with the same rules
   a temporary file written and fsynced, renamed over the checkpoint, and
   the directory fsynced. run() writes it only after the application's
   handler has returned for the events it covers.
+- Department mode (categories): instead of the prefixes themselves, follow
+  the incident topic of each category in each prefix ("I02/440305",
+  docs/protocol.md "Following incident topics"), as gs_sub does with
+  opts.categories: each topic is a position of its own (topic i is prefix
+  i % n, category i // n), its chain is the feed message's
+  incident_prev_seq, the sync replies' other events are skipped, and a
+  catch-up or repair that reads the log to its head moves the position to
+  next_seq. The checkpoint names the topics, as gridfeed --category does.
 
 Threads: an object belongs to one thread at a time.
 """
@@ -39,6 +47,8 @@ from .errors import AuthError, GapError, GridsyncError, LineageChanged
 LEVEL_LEN = (0, 2, 4, 6, 9, 12, 15)    # prefix length of each hierarchy level
 _SLICE_S = 0.1                          # longest single poll of run(), seconds
 _CHECKPOINT_MAGIC = "gridsync-checkpoint 1"
+_MAX_TOPICS = 64                        # prefixes, or categories x prefixes
+_CATEGORY_MAX = 8                       # bytes of an incident category code
 
 
 class SubscriberStats:
@@ -67,6 +77,22 @@ def check_prefixes(prefixes):
                 raise ValueError(f"prefix {p!r} lies inside {q!r}: follow only the shorter")
 
 
+def check_categories(categories, n_prefixes):
+    """Raise ValueError unless categories is a list of incident category
+    codes (1 to 8 ASCII letters or digits, each once) whose topics, one per
+    category and prefix, number at most 64."""
+    for i, c in enumerate(categories):
+        if (not isinstance(c, str) or not 1 <= len(c) <= _CATEGORY_MAX or not c.isascii()
+                or not c.isalnum()):
+            raise ValueError(f"bad category {c!r}: a code of 1 to {_CATEGORY_MAX} letters "
+                             f"or digits, e.g. '02'")
+        if c in categories[:i]:
+            raise ValueError(f"category {c!r} is given twice")
+    if len(categories) * n_prefixes > _MAX_TOPICS:
+        raise ValueError(f"{len(categories)} categories x {n_prefixes} prefixes make more "
+                         f"than {_MAX_TOPICS} topics")
+
+
 class Subscriber:
     """Follow prefixes exactly once (see the module comment).
 
@@ -79,7 +105,12 @@ class Subscriber:
     for sync requests (Client). rcvhwm: the live feed's receive HWM.
     on_restore: what run() does on a lineage change, "stop" (raise
     LineageChanged) or "rebaseline" (call on_rebaseline(exc), then
-    rebaseline() and go on from seq 0).
+    rebaseline() and go on from seq 0). categories: incident category
+    codes (None or empty = follow the prefixes themselves); when given,
+    follow the incident topic of each category in each prefix instead, and
+    deliver only the incidents of those categories: how a DEPARTMENT key
+    follows. Positions, position(i) and the checkpoint are then per topic
+    (self.topics; topic i is prefixes[i % n], categories[i // n]).
 
     The constructor subscribes and catches up. A lineage change found
     during the catch-up does not fail it: the first next() raises it.
@@ -89,18 +120,35 @@ class Subscriber:
 
     def __init__(self, feed_endpoint, sync_endpoint, prefixes, checkpoint=None, since=0,
                  keys=None, epoch=0, timeout=3.0, retries=5, rcvhwm=100000, sync_limit=0,
-                 omit_restricted=False, on_restore="stop", on_rebaseline=None):
+                 omit_restricted=False, on_restore="stop", on_rebaseline=None,
+                 categories=None):
         prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
         check_prefixes(prefixes)
+        categories = ([categories] if isinstance(categories, str)
+                      else list(categories or ()))
+        check_categories(categories, len(prefixes))
         if on_restore not in ("stop", "rebaseline"):
             raise ValueError("on_restore is 'stop' or 'rebaseline'")
         if not feed_endpoint:
             raise GridsyncError("no feed endpoint: give one, or a bundle that names its "
                                 "feed_endpoint")
         self.prefixes = prefixes
-        self.level = [LEVEL_LEN.index(len(p)) for p in prefixes]
-        self.known = [since] * len(prefixes)        # last seq queued or delivered
-        self.delivered = [since] * len(prefixes)    # last seq handed to the caller
+        self.categories = categories
+        self.incidents = bool(categories)           # following incident topics
+        n = len(prefixes)
+        if self.incidents:
+            # topic i: prefix i % n, category i // n, as gs_sub numbers them
+            self.topic_prefix = [prefixes[i % n] for i in range(n * len(categories))]
+            self.topic_category = [categories[i // n] for i in range(n * len(categories))]
+            self.topics = [f"I{c}/{p}" for p, c in zip(self.topic_prefix,
+                                                       self.topic_category)]
+        else:
+            self.topic_prefix = list(prefixes)
+            self.topic_category = [None] * n
+            self.topics = list(prefixes)
+        self.level = [LEVEL_LEN.index(len(p)) for p in self.topic_prefix]
+        self.known = [since] * len(self.topics)      # last seq queued or delivered
+        self.delivered = [since] * len(self.topics)  # last seq handed to the caller
         self.queue = collections.deque()            # events ready to deliver
         self.head = 0                   # broker head seq as last heard
         self.epoch = epoch              # store epoch followed; 0 = not known yet
@@ -129,15 +177,16 @@ class Subscriber:
             self._watch = Watch(self._ctx, sock)
             sock.connect(feed_endpoint)
             # Clone pattern: subscribe first, then catch up
-            for p in prefixes:
-                sock.setsockopt(zmq.SUBSCRIBE, p.encode())
-            for i in range(len(prefixes)):
+            for t in self.topics:
+                sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+            for i in range(len(self.topics)):
                 try:
                     self._pull(i, None)
                 except LineageChanged:
                     break       # next() reports it; self.lineage says what
             now = time.monotonic()
-            self.heard = [now] * len(prefixes)      # last heartbeat or event per prefix
+            self.heard = [now] * len(self.topics)   # last heartbeat or event per topic
+            self._served = [False] * len(self.topics)  # a heartbeat of the topic arrived
             self._warned = 0.0
         except BaseException:
             self.close()
@@ -174,12 +223,23 @@ class Subscriber:
     # -- positions --------------------------------------------------------
 
     def position(self, i=0):
-        """The last seq delivered for prefix i."""
+        """The last seq delivered for topic i (prefix i without categories)."""
         return self.delivered[i]
 
-    def _prefix_index(self, grid):
-        for i, p in enumerate(self.prefixes):
-            if grid.startswith(p):
+    def wants(self, i, ev):
+        """Is ev one of topic i's events: under its prefix and, for an
+        incident topic, an incident of its category?"""
+        if not ev.grid_code.startswith(self.topic_prefix[i]):
+            return False
+        if not self.incidents:
+            return True
+        return (ev.kind == pb.RECORD_KIND_INCIDENT and ev.record.WhichOneof("body") == "incident"
+                and ev.record.incident.category == self.topic_category[i])
+
+    def topic_index(self, ev):
+        """The topic ev belongs to, or -1."""
+        for i in range(len(self.topics)):
+            if self.wants(i, ev):
                 return i
         return -1
 
@@ -205,7 +265,7 @@ class Subscriber:
                 return
             position = self.known[behind[0]]
             msg = (f"the broker's head seq {head} is below our position {position} (prefix "
-                   f"\"{self.prefixes[behind[0]]}\"): its store was restored from a backup "
+                   f"\"{self.topics[behind[0]]}\"): its store was restored from a backup "
                    f"or replaced")
         self.lineage = LineageChanged(msg, epoch=self.epoch, broker_epoch=self.broker_epoch,
                                       head_seq=head, position=position)
@@ -220,34 +280,43 @@ class Subscriber:
 
     def _lineage_confirm(self):
         """Ask the sync service for the epoch and head now."""
-        r = self._cli.sync([self.prefixes[0]], since_seq=self.known[0], limit=1,
+        r = self._cli.sync([self.topic_prefix[0]], since_seq=self.known[0], limit=1,
                            omit_restricted=self.omit_restricted)
         self._lineage_check(r.store_epoch, r.head_seq)
 
     # -- sync service -----------------------------------------------------
 
     def _pull(self, p, target):
-        """Queue the events of prefix p after known[p] until known[p] >= target
+        """Queue the events of topic p after known[p] until known[p] >= target
         (None: until the log is read to its head). Raises GapError when the
-        log ends before target."""
+        log ends before target. For an incident topic the sync service also
+        returns other events of the prefix (other kinds and categories,
+        unless the key is a department's), which are skipped; and target may
+        be a seq that is not one of the topic's (incident_prev_seq and its
+        heartbeat's last seq are only never too low), so reading the log to
+        its head is success, and the position moves to next_seq: nothing of
+        the topic lies before it that was not queued."""
         since = self.known[p]
         while True:
-            r = self._cli.sync([self.prefixes[p]], since_seq=since, limit=self.sync_limit,
+            r = self._cli.sync([self.topic_prefix[p]], since_seq=since, limit=self.sync_limit,
                                omit_restricted=self.omit_restricted)
             # before taking anything: these could be another store's events
             self._lineage_check(r.store_epoch, r.head_seq)
             self.head = max(self.head, r.head_seq)
             for ev in r.events:
-                if ev.seq <= self.known[p]:
+                if ev.seq <= self.known[p] or not self.wants(p, ev):
                     continue
                 self.queue.append(ev)
                 self.known[p] = ev.seq
                 self.stats.pulled += 1
             if target is not None and self.known[p] >= target:
                 return
+            if self.incidents and r.next_seq >= r.head_seq:
+                self.known[p] = max(self.known[p], r.next_seq)
+                return
             if r.next_seq >= r.head_seq or (not r.events and r.next_seq <= since):
                 if target is not None and self.known[p] < target:
-                    raise GapError(f"the sync service has nothing under \"{self.prefixes[p]}\""
+                    raise GapError(f"the sync service has nothing under \"{self.topics[p]}\""
                                    f" up to seq {target}, which the feed announced")
                 return
             since = r.next_seq
@@ -263,7 +332,7 @@ class Subscriber:
         body = fm.WhichOneof("body")
         if body == "event":
             ev = fm.event
-            p = self._prefix_index(ev.grid_code)
+            p = self.topic_index(ev)
             if p < 0:
                 return
             self.heard[p] = time.monotonic()
@@ -272,9 +341,12 @@ class Subscriber:
                 return
             # prev is the prefix's event before this one: at or before our
             # position, nothing lies between (our position need not be an
-            # event of the prefix); after it, or missing, we missed something
+            # event of the prefix); after it, or missing, we missed something.
+            # An incident topic's chain is the message's incident_prev_seq
+            # (never too low), not the event's, which counts every kind.
             lv = self.level[p]
-            prev = ev.prev_seq[lv] if lv < len(ev.prev_seq) else None
+            chain = fm.incident_prev_seq if self.incidents else ev.prev_seq
+            prev = chain[lv] if lv < len(chain) else None
             if prev is not None and prev <= self.known[p]:
                 self.queue.append(ev)
                 self.known[p] = ev.seq
@@ -290,9 +362,10 @@ class Subscriber:
             self.head = max(self.head, hb.head_seq)
             # heartbeats of longer prefixes match our subscription too: only
             # our own prefix's heartbeat says what we should have
-            for p, prefix in enumerate(self.prefixes):
-                if hb.prefix == prefix:
+            for p, topic in enumerate(self.topics):
+                if hb.prefix == topic:
                     self.heard[p] = time.monotonic()
+                    self._served[p] = True
                     if hb.prefix_last_seq > self.known[p]:
                         self.stats.gaps += 1
                         self._pull(p, hb.prefix_last_seq)
@@ -333,13 +406,19 @@ class Subscriber:
             if len(frames) == 2:
                 self._on_live(frames[1])
         ev = self.queue.popleft()
-        p = self._prefix_index(ev.grid_code)
+        p = self.topic_index(ev)
         if p >= 0:
             self.delivered[p] = ev.seq
         return ev
 
+    def served(self):
+        """True once a heartbeat of every topic followed has arrived since
+        subscribing: the broker applied every subscription, so what it
+        publishes from then on arrives live (as gs_sub_served)."""
+        return all(self._served)
+
     def silence(self, warn_after):
-        """A warning text when some prefix has heard no heartbeat (nor event)
+        """A warning text when some topic has heard no heartbeat (nor event)
         for warn_after seconds and none was given in the last warn_after;
         else None. Its subscription was then refused (key revoked, or not
         allowed the prefix) or the feed is down. Call it between next()s."""
@@ -361,14 +440,14 @@ class Subscriber:
         store that no longer exists and must be set aside first. Raises
         LineageChanged again if the store changed once more meanwhile."""
         self.queue.clear()
-        self.known = [0] * len(self.prefixes)
-        self.delivered = [0] * len(self.prefixes)
+        self.known = [0] * len(self.topics)
+        self.delivered = [0] * len(self.topics)
         self.epoch = self.broker_epoch
         self.head = 0
         self.lineage = None
         # the live feed stays subscribed; its copies of what is pulled here
         # are dropped as duplicates
-        for i in range(len(self.prefixes)):
+        for i in range(len(self.topics)):
             self._pull(i, None)
 
     # -- checkpoint -------------------------------------------------------
@@ -402,8 +481,8 @@ class Subscriber:
                 except (ValueError, IndexError) as e:
                     raise GridsyncError(f"the checkpoint {path} is damaged: bad prefix line "
                                         f"{line!r}") from e
-                for i, p in enumerate(self.prefixes):
-                    if p == name:
+                for i, t in enumerate(self.topics):
+                    if t == name:
                         self.known[i] = self.delivered[i] = seq
 
     def checkpoint(self, extra=None):
@@ -425,7 +504,7 @@ class Subscriber:
         text = _CHECKPOINT_MAGIC + "\n"
         if self.epoch:      # the store lineage these positions belong to
             text += f"epoch {self.epoch:016x}\n"
-        for p, seq in zip(self.prefixes, self.delivered):
+        for p, seq in zip(self.topics, self.delivered):
             text += f"prefix \"{p}\" {seq}\n"
         if self.extra:
             text += f"extra {self.extra}\n"
