@@ -1,8 +1,8 @@
 /*
  * gs_serve: the broker's request handlers, as functions of (store,
  * request) -> reply bytes. No sockets and no threads of their own: the
- * frontend answers pings with them, the readers sync, snapshot and admin
- * requests, the writer packs its acks; a test calls them directly on a
+ * frontend answers pings with them, the readers sync, snapshot, incident
+ * category and admin requests, the writer packs its acks; a test calls them directly on a
  * store in a temporary directory.
  *
  * Every reply is a packed gridsync.v1.Reply (or AdminReply) written into
