@@ -2,8 +2,8 @@
  * gs_serve: the broker's request handlers, as functions of (store,
  * request) -> reply bytes. No sockets and no threads of their own: the
  * frontend answers pings with them, the readers sync, snapshot, incident
- * category and admin requests, the writer packs its acks; a test calls them directly on a
- * store in a temporary directory.
+ * category and admin requests, the writer packs its acks; a test calls
+ * them directly on a store in a temporary directory.
  *
  * Every reply is a packed gridsync.v1.Reply (or AdminReply) written into
  * the caller's gs_wbuf_t, which is reset first. Replies that carry stored
@@ -155,8 +155,9 @@ void gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x,
  * incident_categories request is answered with the IncidentCategoriesReply
  * the admin endpoint's incident_categories gives (one builder for both),
  * read in one read transaction; INTERNAL when the store cannot read it.
- * When memory runs out while the reply is built, the reply is an INTERNAL error saying so. (The handlers
- * above leave reply->failed set then, and its contents invalid.) */
+ * When memory runs out while the reply is built, the reply is an INTERNAL
+ * error saying so. (The handlers above leave reply->failed set then, and
+ * its contents invalid.) */
 void gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x,
                    const Gridsync__V1__Request *req, const Gridsync__V1__AdminRequest *admin,
                    int64_t now_ms, gs_wbuf_t *reply);
