@@ -91,6 +91,9 @@ s_authorise(gs_broker_t *b, zmq_msg_t *body, Gridsync__V1__Request *req, gs_aren
         }
     } else if (is_ping) {
         /* nothing asked for: the reply says what the sender may touch */
+    } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_INCIDENT_CATEGORIES) {
+        /* the category table is no grid's data: every enrolled role with
+         * a scope may read it, to know what it may report with */
     } else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC ||
                req->body_case == GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT) {
         char **want = req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC
@@ -322,11 +325,13 @@ s_handle_router(gs_broker_t *b, int draining)
     case GRIDSYNC__V1__REQUEST__BODY_SYNC:
     case GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT:
     case GRIDSYNC__V1__REQUEST__BODY_PING:
+    case GRIDSYNC__V1__REQUEST__BODY_INCIDENT_CATEGORIES:
         break;
     default:
         s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                          GRIDSYNC__V1__REASON__REASON_UNKNOWN_TYPE,
-                         "request carries no known body (upload, sync, snapshot or ping)");
+                         "request carries no known body (upload, sync, snapshot, ping or "
+                         "incident_categories)");
         goto done;
     }
     char **prefixes = NULL;

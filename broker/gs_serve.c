@@ -581,6 +581,28 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
         reply->failed = 1;
 }
 
+/* Request{incident_categories{}}: the body the admin endpoint's
+ * incident_categories carries, as Reply.incident_categories. */
+static void
+s_categories(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
+             gs_wbuf_t *reply)
+{
+    gs_wbuf_reset(reply);
+    gs_wbuf_reset(&x->body);
+    int rc = s_incident_categories(s, &x->body);
+    if (rc) {
+        char msg[GS_MSG_MAX];
+        snprintf(msg, sizeof msg, "the incident category table could not be read (%s); "
+                 "retry later", gs_store_strerror(rc));
+        gs_serve_error(s, reply, 0, request_id, GRIDSYNC__V1__REASON__REASON_INTERNAL, msg);
+        return;
+    }
+    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
+    gs_wbuf_bytes_field(reply, GS_F_REPLY_INCIDENT_CATEGORIES, x->body.data, x->body.len, 1);
+    if (x->body.failed)
+        reply->failed = 1;
+}
+
 void
 gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__Request *req,
               const Gridsync__V1__AdminRequest *admin, int64_t now_ms, gs_wbuf_t *reply)
@@ -597,6 +619,8 @@ gs_serve_read_as(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1_
         gs_serve_admin(s, x, admin, now_ms, reply);
     else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_SYNC)
         s_sync(s, x, req->request_id, req->sync, reader, reply);
+    else if (req->body_case == GRIDSYNC__V1__REQUEST__BODY_INCIDENT_CATEGORIES)
+        s_categories(s, x, req->request_id, reply);
     else
         s_snapshot(s, x, req->request_id, req->snapshot, reader, reply);
     if (reply->failed)

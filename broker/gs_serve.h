@@ -1,9 +1,9 @@
 /*
  * gs_serve: the broker's request handlers, as functions of (store,
  * request) -> reply bytes. No sockets and no threads of their own: the
- * frontend answers pings with them, the readers sync, snapshot and admin
- * requests, the writer packs its acks; a test calls them directly on a
- * store in a temporary directory.
+ * frontend answers pings with them, the readers sync, snapshot, incident
+ * category and admin requests, the writer packs its acks; a test calls
+ * them directly on a store in a temporary directory.
  *
  * Every reply is a packed gridsync.v1.Reply (or AdminReply) written into
  * the caller's gs_wbuf_t, which is reset first. Replies that carry stored
@@ -38,6 +38,7 @@ enum {
     GS_F_REPLY_SNAPSHOT = 4,            /* Reply.snapshot */
     GS_F_REPLY_ERROR = 5,               /* Reply.error */
     GS_F_REPLY_PING = 6,                /* Reply.ping */
+    GS_F_REPLY_INCIDENT_CATEGORIES = 7, /* Reply.incident_categories */
     GS_F_ADMIN_REPLY_REQUEST_ID = 1,    /* AdminReply.request_id */
     GS_F_ADMIN_REPLY_STATS = 2,         /* AdminReply.stats */
     GS_F_ADMIN_REPLY_RECORD = 3,        /* AdminReply.record */
@@ -149,10 +150,14 @@ void gs_serve_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t requ
 void gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x,
                     const Gridsync__V1__AdminRequest *rq, int64_t now_ms, gs_wbuf_t *reply);
 
-/* The reply to a sync or snapshot (req) or an admin request (admin, when
- * not NULL), as the readers serve them. When memory runs out while the
- * reply is built, the reply is an INTERNAL error saying so. (The handlers
- * above leave reply->failed set then, and its contents invalid.) */
+/* The reply to a sync, snapshot or incident_categories request (req) or
+ * an admin request (admin, when not NULL), as the readers serve them. An
+ * incident_categories request is answered with the IncidentCategoriesReply
+ * the admin endpoint's incident_categories gives (one builder for both),
+ * read in one read transaction; INTERNAL when the store cannot read it.
+ * When memory runs out while the reply is built, the reply is an INTERNAL
+ * error saying so. (The handlers above leave reply->failed set then, and
+ * its contents invalid.) */
 void gs_serve_read(const gs_serve_t *s, gs_serve_scratch_t *x,
                    const Gridsync__V1__Request *req, const Gridsync__V1__AdminRequest *admin,
                    int64_t now_ms, gs_wbuf_t *reply);

@@ -885,6 +885,80 @@ test_changed_table_applies_to_next_upload(void **state)
     gs_client_destroy(&cen);
 }
 
+/* Revoke id's registry entry while its connection lives, as gridctl
+ * devices revoke does. */
+static void
+s_revoke(s_env_t *e, const char *id)
+{
+    gs_store_t *st = gs_store_new(e->store, NULL, NULL);
+    assert_non_null(st);
+    Gridsync__V1__Device *d = NULL;
+    assert_int_equal(gs_store_device_get(st, id, &d), 0);
+    d->status = GRIDSYNC__V1__DEVICE_STATUS__DEVICE_STATUS_REVOKED;
+    assert_int_equal(gs_store_device_put(st, d), 0);
+    gridsync__v1__device__free_unpacked(d, NULL);
+    gs_store_destroy(&st);
+}
+
+/* Request{incident_categories{}} over CURVE: every enrolled role reads the
+ * built-in table (configured false), then the table set while the broker
+ * runs; a key revoked on its live connection is refused like any request. */
+static void
+test_categories_over_curve(void **state)
+{
+    s_env_t *e = *state;
+    gs_curve_keys_t district, admin;
+    s_enrol(e, "district-1", ROLE(DISTRICT), NULL, NULL, &district);
+    s_enrol(e, "admin-1", ROLE(ADMIN), NULL, NULL, &admin);
+    const gs_curve_keys_t *keys[] = { &e->collector, &district, &e->centre, &e->fire, &admin };
+    size_t nb = 0;
+    const gs_incident_category_t *builtin = gs_incident_categories(&nb);
+    gs_client_error_t err;
+    Gridsync__V1__IncidentCategoriesReply *r = NULL;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        gs_client_t *c = s_client(e, keys[k]);
+        assert_int_equal(gs_client_incident_categories(c, &r, &err), 0);
+        assert_false(r->configured);
+        assert_int_equal(r->n_categories, nb);
+        for (size_t i = 0; i < nb; i++) {
+            assert_string_equal(r->categories[i]->code, builtin[i].code);
+            assert_string_equal(r->categories[i]->name, builtin[i].name);
+            assert_int_equal(r->categories[i]->n_close_hours, 4);
+            assert_int_equal(r->categories[i]->close_hours[3], builtin[i].close_hours[3]);
+            assert_int_equal(r->categories[i]->handle_hours[0], builtin[i].handle_hours[0]);
+            assert_int_equal(r->categories[i]->retired, builtin[i].retired);
+        }
+        gridsync__v1__incident_categories_reply__free_unpacked(r, NULL);
+        gs_client_destroy(&c);
+    }
+
+    gs_client_t *col = s_client(e, &e->collector);
+    s_table_set(e, "02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"
+                   "03\t治安\t120\t48\t24\t2\t72\t48\t24\t4\tactive\n"
+                   "04\t环境卫生\t120\t72\t48\t24\t72\t48\t24\t4\tactive\n"
+                   "07\t噪音扰民\t96\t48\t30\t12\t10\t8\t6\t2\tactive\n"
+                   "09\t旧类\t96\t48\t30\t12\t10\t8\t6\t2\tretired\n");
+    assert_int_equal(gs_client_incident_categories(col, &r, &err), 0);
+    assert_true(r->configured);
+    assert_int_equal(r->n_categories, 5);
+    assert_string_equal(r->categories[3]->code, "07");
+    assert_string_equal(r->categories[3]->name, "噪音扰民");
+    assert_int_equal(r->categories[3]->close_hours[2], 30);
+    assert_int_equal(r->categories[3]->n_handle_hours, 4);
+    assert_int_equal(r->categories[3]->handle_hours[3], 2);
+    assert_false(r->categories[3]->retired);
+    assert_string_equal(r->categories[4]->code, "09");
+    assert_true(r->categories[4]->retired);
+    gridsync__v1__incident_categories_reply__free_unpacked(r, NULL);
+
+    s_revoke(e, "dev-c");
+    assert_int_equal(gs_client_incident_categories(col, &r, &err), GS_CLIENT_ESERVER);
+    assert_null(r);
+    assert_int_equal(err.reason, RN(UNAUTHORISED));
+    assert_non_null(strstr(err.message, "revoked"));
+    gs_client_destroy(&col);
+}
+
 int
 main(void)
 {
@@ -896,6 +970,7 @@ main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_feed_incident_topics, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sub_incident_chain, s_setup_insecure, s_teardown),
+        cmocka_unit_test_setup_teardown(test_categories_over_curve, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

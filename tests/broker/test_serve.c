@@ -560,6 +560,7 @@ test_field_numbers_match_the_schema(void **state)
     s_field(re, "snapshot", GS_F_REPLY_SNAPSHOT);
     s_field(re, "error", GS_F_REPLY_ERROR);
     s_field(re, "ping", GS_F_REPLY_PING);
+    s_field(re, "incident_categories", GS_F_REPLY_INCIDENT_CATEGORIES);
     const ProtobufCMessageDescriptor *ar = &gridsync__v1__admin_reply__descriptor;
     s_field(ar, "request_id", GS_F_ADMIN_REPLY_REQUEST_ID);
     s_field(ar, "stats", GS_F_ADMIN_REPLY_STATS);

@@ -117,6 +117,18 @@ class RequestTests(unittest.TestCase):
                 c.ping()
         self.assertIn("could not connect", str(cm.exception))
 
+    def test_incident_categories(self):
+        """incident_categories(): the built-in table, in code order."""
+        t = self.client.incident_categories()
+        self.assertFalse(t.configured)
+        codes = [c.code for c in t.categories]
+        self.assertEqual(codes, sorted(codes))
+        self.assertIn("02", codes)
+        c = t.categories[codes.index("02")]
+        self.assertEqual(c.name, "安全隐患")
+        self.assertEqual(list(c.close_hours), [168, 72, 24, 4])
+        self.assertFalse(c.retired)
+
     def test_server_errors(self):
         """Errors that resending cannot cure raise ServerError at once, with
         the broker's reason."""

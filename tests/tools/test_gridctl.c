@@ -2118,6 +2118,27 @@ test_with_broker(void **state)
             b.upload, b.feed);
     fclose(f);
 
+    /* the category table as the district key reads it over its request
+     * endpoint (the bundle names it): the built-in one */
+    r = s_run(e, store, "incidents", "categories", "show", "--keys", bundle_ep, "--json", NULL);
+    s_expect(&r, 0);
+    j = s_json_parse(r.out);
+    assert_non_null(j);
+    assert_false(s_jget(j, "configured")->num);
+    assert_int_equal(s_jget(j, "categories")->n, 7);
+    assert_string_equal(s_jstr(s_jget(j, "categories")->items[0], "code"), "01");
+    s_json_free(j);
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", "--endpoint", b.upload, "--keys", bundle,
+              NULL);
+    s_expect(&r, 0);
+    assert_ptr_equal(strstr(r.out, "# the built-in table (none set in this store)\n"), r.out);
+    s_res_free(&r);
+    r = s_run(e, store, "incidents", "categories", "set", bundle, "--keys", bundle, NULL);
+    s_expect(&r, 2);
+    assert_non_null(strstr(r.err, "--keys and --endpoint are for show only"));
+    s_res_free(&r);
+
     /* three followers wait for the next event: one polls the store, one
      * follows the live feed with the district's keys, and one is given
      * only the bundle, which names the endpoints (it has read the store and

@@ -687,3 +687,27 @@ gs_client_ping(gs_client_t *self, Gridsync__V1__PingReply **reply, int64_t *rtt_
     gridsync__v1__reply__free_unpacked(rep, NULL);
     return 0;
 }
+
+int
+gs_client_incident_categories(gs_client_t *self, Gridsync__V1__IncidentCategoriesReply **reply,
+                              gs_client_error_t *err)
+{
+    *reply = NULL;
+    Gridsync__V1__IncidentCategoriesRequest cr = GRIDSYNC__V1__INCIDENT_CATEGORIES_REQUEST__INIT;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_INCIDENT_CATEGORIES;
+    req.incident_categories = &cr;
+    Gridsync__V1__Reply *rep = NULL;
+    int rc = gs_client_call(self, &req, 1, &rep, err);
+    if (rc)
+        return rc;
+    if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_INCIDENT_CATEGORIES) {
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+        return GS_CLIENT_EPROTO;
+    }
+    *reply = rep->incident_categories;
+    rep->incident_categories = NULL;
+    rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
+    gridsync__v1__reply__free_unpacked(rep, NULL);
+    return 0;
+}

@@ -145,6 +145,22 @@ int gs_client_snapshot(gs_client_t *self, const char *const *prefixes,
 int gs_client_ping(gs_client_t *self, Gridsync__V1__PingReply **reply, int64_t *rtt_us,
                    gs_client_error_t *err);
 
+/* Read the broker's incident category table (docs/protocol.md, "Incident
+ * categories"): the codes and names this key may report incidents with,
+ * their deadlines and whether each is retired. Any enrolled key may ask
+ * (DEVICE, DISTRICT, CENTRE, DEPARTMENT, ADMIN); a city replica answers
+ * with its own store's table. Resent on timeout (it changes nothing). On 0,
+ * *reply is the IncidentCategoriesReply (free with
+ * gridsync__v1__incident_categories_reply__free_unpacked(reply, NULL)).
+ * Errors as gs_client_call: GS_CLIENT_EAUTH when the handshake was refused,
+ * GS_CLIENT_ESERVER with the broker's reason (REASON_UNAUTHORISED for a key
+ * revoked on a live connection, REASON_OUT_OF_SCOPE for an entry with no
+ * prefixes, REASON_UNKNOWN_TYPE from a broker that predates the request),
+ * GS_CLIENT_EPROTO for a reply of another kind. Thread: the client's. */
+int gs_client_incident_categories(gs_client_t *self,
+                                  Gridsync__V1__IncidentCategoriesReply **reply,
+                                  gs_client_error_t *err);
+
 /* Send any packed Request (request_id is set by the client) and get the
  * Reply. Used by the above; exposed for tools and tests. retry: resend on
  * timeout. */

@@ -30,6 +30,7 @@
 
 #include "gridsync.pb-c.h"
 #include "gs_arena.h"
+#include "gs_client.h"
 #include "gs_render.h"
 #include "gs_store.h"
 
@@ -143,6 +144,24 @@ typedef struct gc_src gc_src_t;
  * an --admin that is not ipc://PATH, else GC_EXIT_FAIL. */
 gc_src_t *gc_src_open(gc_ctx_t *ctx, int *exit_code);
 void gc_src_close(gc_src_t **self_p);
+
+/* A client of a broker's request endpoint, connecting as an enrolled
+ * key's holder does: CURVE keys from the enrolment bundle keys (NULL:
+ * plaintext, for a broker in --insecure-dev), at endpoint ep, else the
+ * bundle's upload_endpoint; o carries the caller's timeout and retries
+ * (its keys are filled here). The endpoint used is copied into ep_out.
+ * NULL after saying why, with *exit_code GC_EXIT_USAGE: an unreadable
+ * bundle, no endpoint, or one ZeroMQ cannot use. */
+gs_client_t *gc_client_open(gc_ctx_t *ctx, const char *keys, const char *ep,
+                            gs_client_opts_t *o, char *ep_out, size_t ep_size,
+                            int *exit_code);
+
+/* A source over a broker's request endpoint (gc_client_open's keys and
+ * ep), reading as that key: one Request per call, at most
+ * GC_ADMIN_TIMEOUT_MS. It serves gc_src_incident_table only (what every
+ * enrolled key may read); the other reads are for gc_src_open's sources. */
+gc_src_t *gc_src_open_request(gc_ctx_t *ctx, const char *keys, const char *ep,
+                              int *exit_code);
 
 /* The reads. Each returns 0, or an error for gc_src_fail; a missing
  * record, device or grid is GS_ENOTFOUND on both paths. */

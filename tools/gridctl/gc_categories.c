@@ -23,7 +23,7 @@
 #define S_FILE_MAX (1u << 20)   /* a table file is a few kilobytes; refuse more than 1 MiB */
 
 static const char s_help[] =
-    "Usage: gridctl incidents categories [show]\n"
+    "Usage: gridctl incidents categories [show] [--keys FILE] [--endpoint EP]\n"
     "       gridctl incidents categories check FILE\n"
     "       gridctl incidents categories set FILE\n"
     "\n"
@@ -35,7 +35,10 @@ static const char s_help[] =
     "\n"
     "  show     print the table in its file form (a '#' line names the columns;\n"
     "           another says whether it is the built-in one): redirect it to a\n"
-    "           file, edit, and set it. With --admin, the running broker's table\n"
+    "           file, edit, and set it. With --admin, the running broker's table;\n"
+    "           with --keys FILE and/or --endpoint EP (as gridctl ping), the table\n"
+    "           the broker gives that enrolled key over its request endpoint\n"
+    "           (a city replica gives its own)\n"
     "  check    read FILE and check it as set would, writing nothing: every\n"
     "           problem of the file is reported as FILE:LINE, and a category of the\n"
     "           store's table that FILE leaves out while stored incidents or\n"
@@ -92,11 +95,13 @@ s_json_table(gc_ctx_t *ctx, const gs_incident_table_t *t, int configured)
     gs_json_end(&j);
 }
 
+/* keys and ep (both NULL: the store, or --admin): through the broker's
+ * request endpoint, as an enrolled key reads it. */
 static int
-s_show(gc_ctx_t *ctx)
+s_show(gc_ctx_t *ctx, const char *keys, const char *ep)
 {
     int rc;
-    gc_src_t *src = gc_src_open(ctx, &rc);
+    gc_src_t *src = keys || ep ? gc_src_open_request(ctx, keys, ep, &rc) : gc_src_open(ctx, &rc);
     if (!src)
         return rc;
     gs_incident_table_t *t = malloc(sizeof *t);
@@ -211,7 +216,7 @@ s_set(gc_ctx_t *ctx, const char *path, int dry)
 int
 gc_cmd_incident_categories(gc_ctx_t *ctx, int argc, char **argv)
 {
-    static const gc_optspec_t spec[] = { { NULL, 0 } };
+    static const gc_optspec_t spec[] = { { "keys", 1 }, { "endpoint", 1 }, { NULL, 0 } };
     gc_args_t a;
     int rc = gc_args_parse(ctx, argc, argv, spec, &a);
     if (rc)
@@ -224,11 +229,16 @@ gc_cmd_incident_categories(gc_ctx_t *ctx, int argc, char **argv)
     static char cmd[48];
     snprintf(cmd, sizeof cmd, "incidents categories %.12s", action);
     ctx->cmd = cmd;
+    const char *keys = gc_args_get(&a, "keys"), *ep = gc_args_get(&a, "endpoint");
     if (!strcmp(action, "show")) {
         if (a.n_pos > 2)
             return gc_usage(ctx, "incidents categories show takes no arguments");
-        return s_show(ctx);
+        if ((keys || ep) && ctx->admin)
+            return gc_usage(ctx, "give --admin, or --keys/--endpoint, not both");
+        return s_show(ctx, keys, ep);
     }
+    if (keys || ep)
+        return gc_usage(ctx, "--keys and --endpoint are for show only");
     if (!strcmp(action, "check") || !strcmp(action, "set")) {
         if (a.n_pos != 3)
             return gc_usage(ctx, "expected: incidents categories %s FILE", action);

@@ -173,22 +173,11 @@ gc_cmd_ping(gc_ctx_t *ctx, int argc, char **argv)
     gs_client_opts_init(&o);
     o.timeout_ms = (int) timeout;
     o.retries = 0;
-    gs_bundle_info_t bundle;
-    memset(&bundle, 0, sizeof bundle);
-    if (keys) {
-        /* a bundle that cannot be read is the operator's to fix, as a bad argument */
-        if (gs_curve_keys_load(&o.curve, keys) || gs_bundle_info_load(&bundle, keys))
-            return gc_usage(ctx, "cannot read CURVE keys from the enrolment bundle %s", keys);
-        if (!ep && bundle.upload_endpoint[0])
-            ep = bundle.upload_endpoint;
-        if (!ep)
-            return gc_usage(ctx, "%s names no upload endpoint: give --endpoint EP", keys);
-    } else if (!ep) {
-        return gc_usage(ctx, "give --keys FILE (an enrolment bundle) or --endpoint EP");
-    }
-    gs_client_t *cli = gs_client_new(ep, &o);
+    char epbuf[256];
+    gs_client_t *cli = gc_client_open(ctx, keys, ep, &o, epbuf, sizeof epbuf, &rc);
     if (!cli)
-        return gc_usage(ctx, "cannot connect to '%s': not a usable ZeroMQ endpoint", ep);
+        return rc;
+    ep = epbuf;
     int64_t *rtt = calloc(count, sizeof *rtt);
     if (!rtt) {
         gs_client_destroy(&cli);

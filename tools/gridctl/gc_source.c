@@ -17,6 +17,7 @@
 struct gc_src {
     gs_store_t *store;          /* the store read directly, or NULL */
     gs_admin_t *admin;          /* or the broker's admin endpoint */
+    gs_client_t *client;        /* or its request endpoint (the incident table only) */
     gs_client_error_t err;      /* the last admin call's error */
 };
 
@@ -87,6 +88,58 @@ gc_src_open_at(gc_ctx_t *ctx, const char *where, int *exit_code)
     return self;
 }
 
+gs_client_t *
+gc_client_open(gc_ctx_t *ctx, const char *keys, const char *ep, gs_client_opts_t *o,
+               char *ep_out, size_t ep_size, int *exit_code)
+{
+    *exit_code = GC_EXIT_USAGE;
+    gs_bundle_info_t bundle;
+    memset(&bundle, 0, sizeof bundle);
+    if (keys) {
+        /* a bundle that cannot be read is the operator's to fix, as a bad argument */
+        if (gs_curve_keys_load(&o->curve, keys) || gs_bundle_info_load(&bundle, keys)) {
+            gc_usage(ctx, "cannot read CURVE keys from the enrolment bundle %s", keys);
+            return NULL;
+        }
+        if (!ep && bundle.upload_endpoint[0])
+            ep = bundle.upload_endpoint;
+        if (!ep) {
+            gc_usage(ctx, "%s names no upload endpoint: give --endpoint EP", keys);
+            return NULL;
+        }
+    } else if (!ep) {
+        gc_usage(ctx, "give --keys FILE (an enrolment bundle) or --endpoint EP");
+        return NULL;
+    }
+    gs_client_t *cli = gs_client_new(ep, o);
+    if (!cli) {
+        gc_usage(ctx, "cannot connect to '%s': not a usable ZeroMQ endpoint", ep);
+        return NULL;
+    }
+    snprintf(ep_out, ep_size, "%s", ep);
+    *exit_code = GC_EXIT_OK;
+    return cli;
+}
+
+gc_src_t *
+gc_src_open_request(gc_ctx_t *ctx, const char *keys, const char *ep, int *exit_code)
+{
+    gc_src_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        *exit_code = gc_fail(ctx, "out of memory");
+        return NULL;
+    }
+    gs_client_opts_t o;
+    gs_client_opts_init(&o);
+    o.timeout_ms = GC_ADMIN_TIMEOUT_MS;
+    o.retries = 0;
+    char used[256];
+    self->client = gc_client_open(ctx, keys, ep, &o, used, sizeof used, exit_code);
+    if (!self->client)
+        gc_src_close(&self);
+    return self;
+}
+
 void
 gc_src_close(gc_src_t **self_p)
 {
@@ -95,6 +148,7 @@ gc_src_close(gc_src_t **self_p)
     gc_src_t *self = *self_p;
     gs_store_destroy(&self->store);
     gs_admin_destroy(&self->admin);
+    gs_client_destroy(&self->client);
     free(self);
     *self_p = NULL;
 }
@@ -227,7 +281,8 @@ gc_src_incident_table(gc_src_t *self, gs_incident_table_t *out, int *configured)
     if (self->store)
         return gs_store_incident_table(self->store, out, configured);
     Gridsync__V1__IncidentCategoriesReply *r = NULL;
-    int rc = gs_admin_incident_categories(self->admin, &r, &self->err);
+    int rc = self->client ? gs_client_incident_categories(self->client, &r, &self->err)
+                          : gs_admin_incident_categories(self->admin, &r, &self->err);
     if (rc)
         return s_admin_rc(self, rc);
     /* the broker's table read back through its text form's rules, so a

@@ -367,6 +367,15 @@ class Client:
         reply = self.call(req, retry=False)
         return self._expect(reply, "ping"), time.monotonic() - t0
 
+    def incident_categories(self):
+        """The broker's incident category table (IncidentCategoriesReply):
+        the codes and names incidents may be reported with, their deadlines,
+        which are retired, and whether the store has its own table
+        (configured) or the built-in one. Any enrolled key may ask."""
+        req = pb.Request()
+        req.incident_categories.SetInParent()
+        return self._expect(self.call(req), "incident_categories")
+
 
 class _Seen(Watch):
     """What every socket of one call saw (no monitor of its own)."""
