@@ -660,7 +660,10 @@ gs_phone_normalize(const char *in, char *out, size_t out_size, gs_verdict_t *v)
     bool mobile = n == 11 && digits[0] == '1' && digits[1] >= '3';
     if (mobile) {
         memcpy(out, digits, n + 1);
-    } else if (digits[0] == '0' && n >= 10 && n <= 12) {
+    } else if (digits[0] == '0' && digits[1] != '0' && n >= 10 && n <= 12) {
+        /* No area code starts with 0: "00" is an international prefix,
+         * and keeping "0086..." would not be a fixed point (a second pass
+         * would strip it as the country code). */
         memcpy(out, digits, n + 1);
     } else if (international && digits[0] != '0' && n >= 9 && n <= 11) {
         /* +86 10 1234 5678: the trunk 0 is dropped in international form */

@@ -389,6 +389,10 @@ test_phone_valid(void **state)
             fail_msg("case %zu (%s): %s", i, cases[i].in, v.message);
         assert_string_equal(out, cases[i].out);
         assert_int_equal(v.reason, 0);
+        /* a fixed point: the stored form normalises to itself */
+        char again[16];
+        assert_int_equal(gs_phone_normalize(out, again, sizeof(again), &v), 0);
+        assert_string_equal(again, out);
     }
 }
 
@@ -407,6 +411,10 @@ test_phone_invalid(void **state)
         "010-123456",    /* landline too short: 0 + 8 digits */
         "010-12345678901", /* too long */
         "138OO138000",   /* letters */
+        "0086 0086 123456", /* was kept as 0086123456, which a second pass
+                               turned into the 6-digit 123456 */
+        "0012345678",    /* 00 is an international prefix, not an area code */
+        "+86 0012345678",
         "+1 415 555 0100",
         "138.0013.8000",
         "+86",
