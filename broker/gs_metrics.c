@@ -41,6 +41,7 @@ gs_metrics_init(gs_metrics_t *m, int64_t now_ms)
     m->commit_seconds.bounds = s_time_bounds;
     m->ack_seconds.bounds = s_time_bounds;
     m->bridge_ack_seconds.bounds = s_time_bounds;
+    m->replica_stream_seconds.bounds = s_time_bounds;
 }
 
 void
@@ -252,8 +253,12 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
         s_bridge(b, m, store, now_ms);
     s_gauge(b, "gridsync_uptime_seconds", "Seconds since the broker started.",
             (double) (now_ms - m->started_ms) / 1000.0);
-    if (m->replica_section)
+    if (m->replica_section) {
         m->replica_section(m->replica_arg, b, now_ms);
+        s_hist(b, "gridsync_replica_stream_seconds", "A district event's store in its "
+               "stream (the stream's timestamp) to the replica's commit of it, per event "
+               "applied.", &m->replica_stream_seconds);
+    }
 }
 
 int

@@ -72,6 +72,8 @@ typedef struct gs_metrics {
      * set before the threads start */
     void (*replica_section)(void *arg, gs_wbuf_t *out, int64_t now_ms);
     void *replica_arg;                          /* its argument */
+    gs_hist_t replica_stream_seconds;           /* an event's store in the stream -> the
+                                                 * replica's commit of it */
 } gs_metrics_t;
 
 void gs_metrics_init(gs_metrics_t *m, int64_t now_ms);

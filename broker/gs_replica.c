@@ -20,6 +20,8 @@
 
 #define S_IDLE_FETCH_MS 100         /* a round of fetches waits this long in all for */
                                     /* quiet origins (shared among them)             */
+#define S_GATHER_MS 20              /* a fetch's request for what is pending expires (the */
+                                    /* server's part of it 10 ms sooner: nats.c)        */
 #define S_RETRY_MS 500              /* pause after NATS errors (a drain ends it) */
 #define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
 #define S_JS_WAIT_MS 2000           /* a JetStream API request waits at most this (so a */
@@ -38,6 +40,8 @@ typedef struct s_org {
                                      * anew) */
     natsStatus last_err;            /* last fetch error logged (once per kind) */
     int had_msgs;                   /* its last fetch brought messages */
+    uint64_t known_pending;         /* messages its last fetch left pending in the
+                                     * consumer (0: none or not known) */
     atomic_int state;               /* S_* */
     atomic_uint_fast64_t applied;   /* events applied */
     atomic_uint_fast64_t skipped;   /* redeliveries skipped */
@@ -344,6 +348,7 @@ s_unsubscribe(s_org_t *o)
 {
     natsSubscription_Destroy(o->sub);
     o->sub = NULL;
+    o->known_pending = 0;   /* what it said was pending is no longer known */
 }
 
 static void
@@ -400,6 +405,10 @@ s_connect(gs_replica_t *self)
     s = natsOptions_SetDisconnectedCB(o, s_on_disconnected, NULL);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(o, s_on_reconnected, NULL);
+    /* the replica sends only pull requests and acks, each waited on by the
+     * next step: written at once, not after nats.c's flusher's 1 ms */
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK)
         s = natsConnection_Connect(&self->nc, o);
     natsOptions_Destroy(o);
@@ -512,15 +521,43 @@ s_header(natsMsg *m, const char *name)
     return natsMsgHeader_Get(m, name, &v) == NATS_OK ? v : NULL;
 }
 
+/* One pull request of sub for at most batch messages, "no wait", with an
+ * expiry of expires_ms, its messages appended to list (which has room for
+ * them). nats-server answers such a request with the messages pending now
+ * and ends it; only when none are pending does it wait, until the first
+ * message comes or the expiry passes. Returns NATS_OK (list may have
+ * gained nothing), or another status. */
+static natsStatus
+s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list)
+{
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.NoWait = true;
+    req.Batch = batch;
+    req.Expires = (int64_t) expires_ms * 1000000;
+    natsMsgList got = { NULL, 0 };
+    natsStatus s = natsSubscription_FetchRequest(&got, sub, &req);
+    for (int i = 0; i < got.Count; i++) {
+        list->Msgs[list->Count++] = got.Msgs[i];
+        got.Msgs[i] = NULL;
+    }
+    natsMsgList_Destroy(&got);
+    return s == NATS_NOT_FOUND || s == NATS_TIMEOUT ? NATS_OK : s;
+}
+
 /* Fetch one batch of pull subscription sub into *list (free with
- * natsMsgList_Destroy); the fetch of o's consumer and of a repair's. The
- * pull request is a "no wait" one with an expiry of timeout_ms:
- * nats-server answers it with the messages pending now (up to a batch)
- * and ends it at once, and only when none are pending does it wait, until
- * the first message comes or the expiry passes. So a message is applied
- * as soon as it is there, in a batch of whatever came meanwhile, and a
- * quiet origin costs one request per timeout_ms (natsSubscription_Fetch
- * would wait for a full batch instead).
+ * natsMsgList_Destroy); the fetch of o's consumer and of a repair's. It
+ * waits up to wait_ms for the first `first` messages (those the last
+ * fetch said were pending, or one: a request for them ends as soon as
+ * they are there), then asks for exactly the messages the last of them
+ * says are still pending (its metadata), up to a batch. A request for a
+ * whole batch is not used: nats-server 2.9 ends a request that has
+ * delivered only once it finds nothing more pending, so while messages
+ * come faster than it delivers (a burst, a loaded server) it runs to its
+ * batch or its expiry, and the fetch holds what it has all that time (up
+ * to the idle wait, 100 ms). So a message is applied about as soon as it is there,
+ * in a batch of whatever came meanwhile, and a quiet origin costs one
+ * request per wait_ms.
  *
  * Messages can be left in the subscription by an earlier request (they
  * came after its fetch had given up, or a late status ended it early).
@@ -528,38 +565,53 @@ s_header(natsMsg *m, const char *name)
  * request's messages against the batch less those, never meeting it, so
  * that a fetch can gather more messages than its list holds, written past
  * its end. So leftovers are taken one fetch of one message at a time (a
- * batch of one cannot overflow), and the next call asks for a batch again.
- * Returns NATS_OK with at least one message, NATS_TIMEOUT when there were
- * none, or another status. */
+ * batch of one cannot overflow), and a request for more is made only when
+ * none are left. Returns NATS_OK with at least one message, NATS_TIMEOUT
+ * when there were none, or another status. */
 static natsStatus
-s_fetch(gs_replica_t *self, natsSubscription *sub, int timeout_ms, natsMsgList *list)
+s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsMsgList *list)
 {
-    jsFetchRequest req;
-    jsFetchRequest_Init(&req);
-    req.NoWait = true;
-    int left = 0;
-    if (natsSubscription_GetPending(sub, &left, NULL) != NATS_OK || left <= 0) {
-        req.Batch = self->batch;
-        req.Expires = (int64_t) timeout_ms * 1000000;
-        natsStatus s = natsSubscription_FetchRequest(list, sub, &req);
-        return s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
-    }
     list->Msgs = calloc((size_t) self->batch, sizeof *list->Msgs);
     list->Count = 0;
     if (!list->Msgs)
         return NATS_NO_MEMORY;
-    req.Batch = 1;
-    req.Expires = 1000000;  /* asks the server only when what was left were statuses */
     natsStatus s = NATS_OK;
-    while (s == NATS_OK && list->Count < self->batch && left-- > 0) {
-        natsMsgList one = { NULL, 0 };
-        s = natsSubscription_FetchRequest(&one, sub, &req);
-        if (s == NATS_OK && one.Count == 1) {
-            list->Msgs[list->Count++] = one.Msgs[0];
-            one.Msgs[0] = NULL;
+    int left = 0;
+    if (natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left > 0) {
+        jsFetchRequest req;
+        jsFetchRequest_Init(&req);
+        req.NoWait = true;
+        req.Batch = 1;
+        req.Expires = 1000000;  /* asks the server only when what was left were statuses */
+        while (s == NATS_OK && list->Count < self->batch && left-- > 0) {
+            natsMsgList one = { NULL, 0 };
+            s = natsSubscription_FetchRequest(&one, sub, &req);
+            if (s == NATS_OK && one.Count == 1) {
+                list->Msgs[list->Count++] = one.Msgs[0];
+                one.Msgs[0] = NULL;
+            }
+            natsMsgList_Destroy(&one);
         }
-        natsMsgList_Destroy(&one);
+        if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
+            s = NATS_OK;
+    } else {
+        /* messages said to be pending are there: their request need not
+         * wait long (nor run on while new ones come, should fewer be) */
+        s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
+                         first > 1 && wait_ms > S_GATHER_MS ? S_GATHER_MS
+                         : wait_ms > 0 ? wait_ms : 1, list);
     }
+    jsMsgMetaData *meta = NULL;
+    if (s == NATS_OK && list->Count > 0 && list->Count < self->batch &&
+        natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left == 0 &&
+        natsMsg_GetMetaData(&meta, list->Msgs[list->Count - 1]) == NATS_OK &&
+        meta->NumPending > 0) {
+        uint64_t want = (uint64_t) (self->batch - list->Count);
+        if (meta->NumPending < want)
+            want = meta->NumPending;
+        s = s_fetch_into(sub, (int) want, S_GATHER_MS, list);
+    }
+    jsMsgMetaData_Destroy(meta);
     if (list->Count)
         return NATS_OK;
     natsMsgList_Destroy(list);
@@ -569,11 +621,16 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int timeout_ms, natsMsgList *
 /* Fetch one batch of o (s_fetch) and apply it. Returns the messages
  * consumed (>= 0), or -1 after a NATS or store error (retried later). */
 static int
-s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
+s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
 {
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
-    natsStatus s = s_fetch(self, o->sub, timeout_ms, &list);
+    /* what the last fetch of this subscription left pending is in the
+     * stream: asked for at once */
+    uint64_t known = o->known_pending;
+    o->known_pending = 0;
+    natsStatus s = s_fetch(self, o->sub, known < (uint64_t) self->batch ? (int) known
+                           : self->batch, wait_ms, &list);
     if (s == NATS_TIMEOUT) {
         atomic_store(&o->lag_events, 0);
         return 0;
@@ -594,7 +651,10 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
     o->last_err = NATS_OK;
     size_t n = (size_t) list.Count;
     gs_repl_msg_t *msgs = calloc(n ? n : 1, sizeof *msgs);
-    if (!msgs) {
+    int64_t *stored = calloc(n ? n : 1, sizeof *stored); /* stream timestamps, ns */
+    if (!msgs || !stored) {
+        free(msgs);
+        free(stored);
         natsMsgList_Destroy(&list);
         return -1;
     }
@@ -615,8 +675,11 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
             if (!lost) {
                 o->next_dseq++;
                 sseq = meta->Sequence.Stream;
-                if (i + 1 == n)
+                stored[i] = meta->Timestamp;
+                if (i + 1 == n) {
                     atomic_store(&o->lag_events, meta->NumPending);
+                    o->known_pending = meta->NumPending;
+                }
             }
         }
         jsMsgMetaData_Destroy(meta);
@@ -641,6 +704,18 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int timeout_ms)
                                 &res, &out);
     double secs = (double) (gs_mono_us() - t0) / 1e6;
     free(msgs);
+    if (rc == 0) {
+        /* the applied messages are the last of those consumed (redeliveries
+         * come first); wall clocks: the stream's host against this one */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t now_ns = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+        for (size_t i = res.consumed - res.applied; i < res.consumed; i++)
+            if (stored[i] > 0)
+                gs_hist_observe(&b->metrics.replica_stream_seconds,
+                                now_ns > stored[i] ? (double) (now_ns - stored[i]) / 1e9 : 0.0);
+    }
+    free(stored);
     if (rc) {
         /* nothing committed: the same messages come again */
         atomic_fetch_add(&b->metrics.commit_failures, 1);
@@ -729,7 +804,7 @@ s_repair_fetch(gs_replica_t *self, s_org_t *o, const char *cell, uint64_t upto,
     int done = !pending;
     while (!done) {
         natsMsgList list = { NULL, 0 };
-        s = s_fetch(self, sub, S_JS_WAIT_MS, &list);
+        s = s_fetch(self, sub, 1, S_JS_WAIT_MS, &list);
         if (s != NATS_OK) {
             natsMsgList_Destroy(&list);
             break;
@@ -919,10 +994,10 @@ gs_replica_main(void *arg)
             following++;
             /* Quiet origins share the idle wait, so that a message for one
              * waits at most S_IDLE_FETCH_MS / n while another is polled. An
-             * origin that had messages last time gets the same expiry: its
-             * request returns as soon as what is pending was delivered, and
-             * a short expiry would cut its batch short. A quiet origin in a
-             * busy round (this one or the last) does not hold up the others. */
+             * origin that had messages last time gets the same wait: its
+             * requests ask only for messages that are there (s_fetch) and
+             * end as soon as they are delivered. A quiet origin in a busy
+             * round (this one or the last) does not hold up the others. */
             int wait = S_IDLE_FETCH_MS / (int) self->n;
             if (!o->had_msgs && (consumed || busy))
                 wait = 1;

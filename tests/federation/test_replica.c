@@ -858,6 +858,12 @@ test_union_of_two_districts(void **state)
     double applied = gs_tk_metric(e->r.b.metrics_port,
                                   "gridsync_replica_applied_total{origin=\"" A1 "\"}");
     assert_true(applied == (double) want[0]);
+    /* every event applied is timed from its store in the stream to its
+     * commit (the city's half of the lag) */
+    double applied2 = gs_tk_metric(e->r.b.metrics_port,
+                                   "gridsync_replica_applied_total{origin=\"" A2 "\"}");
+    assert_true(gs_tk_metric(e->r.b.metrics_port, "gridsync_replica_stream_seconds_count") ==
+                applied + applied2);
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
     /* each district and the city agree digest for digest under its area */
     for (int i = 0; i < 2; i++) {
