@@ -20,8 +20,6 @@
 
 #define S_IDLE_FETCH_MS 100         /* a round of fetches waits this long in all for */
                                     /* quiet origins (shared among them)             */
-#define S_GATHER_MS 20              /* a fetch's request for what is pending expires (the */
-                                    /* server's part of it 10 ms sooner: nats.c)        */
 #define S_RETRY_MS 500              /* pause after NATS errors (a drain ends it) */
 #define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
 #define S_JS_WAIT_MS 2000           /* a JetStream API request waits at most this (so a */
@@ -547,17 +545,19 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
 
 /* Fetch one batch of pull subscription sub into *list (free with
  * natsMsgList_Destroy); the fetch of o's consumer and of a repair's. It
- * waits up to wait_ms for the first `first` messages (those the last
- * fetch said were pending, or one: a request for them ends as soon as
- * they are there), then asks for exactly the messages the last of them
- * says are still pending (its metadata), up to a batch. A request for a
- * whole batch is not used: nats-server 2.9 ends a request that has
- * delivered only once it finds nothing more pending, so while messages
- * come faster than it delivers (a burst, a loaded server) it runs to its
- * batch or its expiry, and the fetch holds what it has all that time (up
- * to the idle wait, 100 ms). So a message is applied about as soon as it is there,
- * in a batch of whatever came meanwhile, and a quiet origin costs one
- * request per wait_ms.
+ * asks for the `first` messages the last fetch said were still pending
+ * (or for one, waiting up to wait_ms for it), then for exactly the
+ * messages the last of those says are still pending (its metadata), up to
+ * a batch. Each request is for messages the stream holds, so it ends as
+ * soon as they are delivered, however slowly a loaded server delivers
+ * them (wait_ms is each request's expiry). A request for a whole batch is
+ * not used: nats-server 2.9 ends a request that has delivered only once
+ * it finds nothing more pending, so while messages come faster than it
+ * delivers (a burst, a loaded server) such a request runs on to its batch
+ * or its expiry, and the fetch holds what it has all that time (up to the
+ * idle wait, 100 ms). So a message is applied about as soon as it is
+ * there, in a batch of whatever came meanwhile, and a quiet origin costs
+ * one request per wait_ms.
  *
  * Messages can be left in the subscription by an earlier request (they
  * came after its fetch had given up, or a late status ended it early).
@@ -595,11 +595,8 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
             s = NATS_OK;
     } else {
-        /* messages said to be pending are there: their request need not
-         * wait long (nor run on while new ones come, should fewer be) */
         s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
-                         first > 1 && wait_ms > S_GATHER_MS ? S_GATHER_MS
-                         : wait_ms > 0 ? wait_ms : 1, list);
+                         wait_ms > 0 ? wait_ms : 1, list);
     }
     jsMsgMetaData *meta = NULL;
     if (s == NATS_OK && list->Count > 0 && list->Count < self->batch &&
@@ -609,7 +606,7 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         uint64_t want = (uint64_t) (self->batch - list->Count);
         if (meta->NumPending < want)
             want = meta->NumPending;
-        s = s_fetch_into(sub, (int) want, S_GATHER_MS, list);
+        s = s_fetch_into(sub, (int) want, wait_ms > 0 ? wait_ms : 1, list);
     }
     jsMsgMetaData_Destroy(meta);
     if (list->Count)
