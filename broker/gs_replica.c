@@ -550,7 +550,8 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
  * messages the last of those says are still pending (its metadata), up to
  * a batch. Each request is for messages the stream holds, so it ends as
  * soon as they are delivered, however slowly a loaded server delivers
- * them (wait_ms is each request's expiry). A request for a whole batch is
+ * them; the two share wait_ms as their expiry, so a fetch takes at most
+ * that long, as one request for a batch would. A request for a whole batch is
  * not used: nats-server 2.9 ends a request that has delivered only once
  * it finds nothing more pending, so while messages come faster than it
  * delivers (a burst, a loaded server) such a request runs on to its batch
@@ -577,6 +578,7 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         return NATS_NO_MEMORY;
     natsStatus s = NATS_OK;
     int left = 0;
+    int64_t deadline = gs_mono_us() + (int64_t) (wait_ms > 0 ? wait_ms : 1) * 1000;
     if (natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left > 0) {
         jsFetchRequest req;
         jsFetchRequest_Init(&req);
@@ -599,14 +601,15 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
                          wait_ms > 0 ? wait_ms : 1, list);
     }
     jsMsgMetaData *meta = NULL;
-    if (s == NATS_OK && list->Count > 0 && list->Count < self->batch &&
+    int64_t rest_ms = (deadline - gs_mono_us()) / 1000;
+    if (s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
         natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left == 0 &&
         natsMsg_GetMetaData(&meta, list->Msgs[list->Count - 1]) == NATS_OK &&
         meta->NumPending > 0) {
         uint64_t want = (uint64_t) (self->batch - list->Count);
         if (meta->NumPending < want)
             want = meta->NumPending;
-        s = s_fetch_into(sub, (int) want, wait_ms > 0 ? wait_ms : 1, list);
+        s = s_fetch_into(sub, (int) want, (int) rest_ms, list);
     }
     jsMsgMetaData_Destroy(meta);
     if (list->Count)
