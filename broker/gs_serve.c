@@ -126,7 +126,6 @@ s_reader_may(const Gridsync__V1__Device *reader, int kind, const uint8_t *rec, s
 typedef struct s_sync_ctx {
     const Gridsync__V1__Device *reader; /* filter (gs_authz_record); NULL = none */
     gs_wbuf_t *out;             /* SyncResponse being built */
-    gs_wbuf_t *tmp;             /* scratch for stripping */
     int omit_restricted;        /* drop Person.restricted */
     uint64_t last_seq;          /* last event included */
     size_t count;               /* events included */
@@ -152,14 +151,13 @@ s_sync_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, siz
         c->full = 1;
         return 1;
     }
-    if (c->omit_restricted) {
-        gs_wbuf_reset(c->tmp);
-        if (gs_event_strip_restricted(data, len, c->tmp) == 1) {
-            data = c->tmp->data;
-            len = c->tmp->len;
-        }
+    if (!c->omit_restricted) {
+        gs_wbuf_bytes_field(c->out, GS_F_SYNC_EVENTS, data, len, 1);
+    } else if (gs_event_strip_restricted_field(c->out, GS_F_SYNC_EVENTS, data, len) < 0) {
+        /* never the original bytes instead: they may hold restricted data */
+        c->out->failed = 1;
+        return 1;
     }
-    gs_wbuf_bytes_field(c->out, GS_F_SYNC_EVENTS, data, len, 1);
     c->last_seq = seq;
     c->count++;
     return 0;
@@ -177,7 +175,7 @@ s_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
         return;
     gs_wbuf_t *body = &x->body;
     gs_wbuf_reset(body);
-    s_sync_ctx_t c = { .reader = reader, .out = body, .tmp = &x->tmp,
+    s_sync_ctx_t c = { .reader = reader, .out = body,
                        .omit_restricted = !s->feed_restricted || rq->omit_restricted };
     uint64_t next = rq->since_seq, head = 0;
     int rc = gs_store_events(s->store, (const char *const *) rq->prefixes, rq->n_prefixes,
