@@ -5,6 +5,7 @@
  */
 #include "gs_client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -441,9 +442,11 @@ s_pause(const gs_client_t *self, int ms)
     }
 }
 
-int
-gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
-               Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
+/* gs_client_call with the Reply unpacked by alloc (NULL: malloc, as
+ * protobuf-c's default). */
+static int
+s_call(gs_client_t *self, Gridsync__V1__Request *req, int retry, ProtobufCAllocator *alloc,
+       Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
 {
     *reply_out = NULL;
     if (err) {
@@ -508,7 +511,7 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
                 continue;
             }
             Gridsync__V1__Reply *rep =
-                gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+                gridsync__v1__reply__unpack(alloc, zmq_msg_size(&m), zmq_msg_data(&m));
             zmq_msg_close(&m);
             /* request_id 0: the broker could not read the request at all,
              * so the error is the answer to the one outstanding here */
@@ -519,13 +522,13 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
                 /* a reply to an earlier attempt or an earlier request */
                 self->stats.stale_replies++;
                 if (rep)
-                    gridsync__v1__reply__free_unpacked(rep, NULL);
+                    gridsync__v1__reply__free_unpacked(rep, alloc);
                 continue;
             }
             if (rep->body_case == GRIDSYNC__V1__REPLY__BODY_ERROR) {
                 int reason = rep->error->reason;
                 gs_client_err_set(err, reason, "%s", rep->error->message);
-                gridsync__v1__reply__free_unpacked(rep, NULL);
+                gridsync__v1__reply__free_unpacked(rep, alloc);
                 if (retry && s_retry_later(reason) && a + 1 < attempts) {
                     retry_later = 1;
                     break;
@@ -573,6 +576,13 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
 }
 
 int
+gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
+               Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
+{
+    return s_call(self, req, retry, NULL, reply_out, err);
+}
+
+int
 gs_client_upload(gs_client_t *self, const Gridsync__V1__Upload *up,
                  Gridsync__V1__Ack **ack, gs_client_error_t *err)
 {
@@ -595,10 +605,11 @@ gs_client_upload(gs_client_t *self, const Gridsync__V1__Upload *up,
     return 0;
 }
 
-int
-gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
-               uint32_t limit, int omit_restricted, Gridsync__V1__SyncResponse **resp,
-               gs_client_error_t *err)
+/* gs_client_sync with the reply unpacked by alloc (NULL: malloc). */
+static int
+s_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+       uint32_t limit, int omit_restricted, ProtobufCAllocator *alloc,
+       Gridsync__V1__SyncResponse **resp, gs_client_error_t *err)
 {
     *resp = NULL;
     Gridsync__V1__SyncRequest sr = GRIDSYNC__V1__SYNC_REQUEST__INIT;
@@ -611,18 +622,36 @@ gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_
     req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
     req.sync = &sr;
     Gridsync__V1__Reply *rep = NULL;
-    int rc = gs_client_call(self, &req, 1, &rep, err);
+    int rc = s_call(self, &req, 1, alloc, &rep, err);
     if (rc)
         return rc;
     if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_SYNC) {
-        gridsync__v1__reply__free_unpacked(rep, NULL);
+        gridsync__v1__reply__free_unpacked(rep, alloc);
         return GS_CLIENT_EPROTO;
     }
     *resp = rep->sync;
     rep->sync = NULL;
     rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
-    gridsync__v1__reply__free_unpacked(rep, NULL);
+    gridsync__v1__reply__free_unpacked(rep, alloc);
     return 0;
+}
+
+int
+gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+               uint32_t limit, int omit_restricted, Gridsync__V1__SyncResponse **resp,
+               gs_client_error_t *err)
+{
+    return s_sync(self, prefixes, n, since, limit, omit_restricted, NULL, resp, err);
+}
+
+int
+gs_client_sync_in(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+                  uint32_t limit, int omit_restricted, gs_arena_t *arena,
+                  Gridsync__V1__SyncResponse **resp, gs_client_error_t *err)
+{
+    assert(arena);
+    return s_sync(self, prefixes, n, since, limit, omit_restricted,
+                  gs_arena_allocator(arena), resp, err);
 }
 
 int
