@@ -300,6 +300,27 @@ test_organisations_end_to_end(void **state)
             }
         }
         assert_int_equal(orgs, 3);
+        /* the same page decoded into an arena (gs_client_sync_in) holds the
+         * same events, byte for byte once packed again */
+        gs_arena_t *pa = gs_arena_new(0);
+        assert_non_null(pa);
+        Gridsync__V1__SyncResponse *sa = NULL;
+        assert_int_equal(gs_client_sync_in(c, all, 1, 0, 0, omit, pa, &sa, &err), 0);
+        assert_int_equal(sa->n_events, sr->n_events);
+        assert_int_equal(sa->next_seq, sr->next_seq);
+        assert_int_equal(sa->head_seq, sr->head_seq);
+        for (size_t i = 0; i < sr->n_events; i++) {
+            size_t n = gridsync__v1__change_event__get_packed_size(sr->events[i]);
+            assert_int_equal(gridsync__v1__change_event__get_packed_size(sa->events[i]), n);
+            uint8_t *x = malloc(n), *y = malloc(n);
+            assert_true(x && y);
+            gridsync__v1__change_event__pack(sr->events[i], x);
+            gridsync__v1__change_event__pack(sa->events[i], y);
+            assert_memory_equal(x, y, n);
+            free(x);
+            free(y);
+        }
+        gs_arena_destroy(&pa);
         gridsync__v1__sync_response__free_unpacked(sr, NULL);
     }
 
