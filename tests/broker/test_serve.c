@@ -232,6 +232,7 @@ test_sync_events_follow_the_rule(void **state)
         for (size_t i = 0; i < 50; i++)
             assert_int_equal(ack->results[i]->status, RS(ACCEPTED));
         gridsync__v1__ack__free_unpacked(ack, NULL);
+        gs_apply_out_clear(&out);
     }
     static s_logged_t log;
     memset(&log, 0, sizeof log);
