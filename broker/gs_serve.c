@@ -89,20 +89,48 @@ s_read_request_check(const gs_serve_t *s, uint64_t request_id, char **prefixes, 
     return 0;
 }
 
-/* Finish a sync or snapshot page: the store's epoch goes into body (as
- * field epoch_field), and body into the Reply for request_id (as field
- * body_field). */
+/* A sync or snapshot page is written straight into the reply, behind the
+ * Reply's request_id and the header of its body field (body_field), so
+ * the page is not copied again once built. The body's length goes into a
+ * slot of S_PAGE_SLOT bytes (a page up to the reply budget needs at most
+ * 4); a page whose length needs fewer is moved down by the difference (a
+ * page under 2 MiB, so a full page never is). Returns where the body
+ * starts. */
+#define S_PAGE_SLOT 4
+
+static size_t
+s_page_open(gs_wbuf_t *reply, uint64_t request_id, uint32_t body_field)
+{
+    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
+    gs_wbuf_varint(reply, ((uint64_t) body_field << 3) | 2);
+    if (gs_wbuf_reserve(reply, S_PAGE_SLOT))
+        reply->len += S_PAGE_SLOT;
+    return reply->len;
+}
+
+/* Finish a page opened at base: the store's epoch goes into the body (as
+ * field epoch_field), and the body's length into its slot. */
 static void
-s_page_reply(const gs_serve_t *s, uint64_t request_id, gs_wbuf_t *body, uint32_t epoch_field,
-             uint32_t body_field, gs_wbuf_t *reply)
+s_page_close(const gs_serve_t *s, gs_wbuf_t *reply, size_t base, uint32_t epoch_field)
 {
     uint64_t epoch = 0;
     gs_store_epoch(s->store, &epoch);
-    gs_wbuf_uint_field(body, epoch_field, epoch);
-    gs_wbuf_uint_field(reply, GS_F_REPLY_REQUEST_ID, request_id);
-    gs_wbuf_bytes_field(reply, body_field, body->data, body->len, 1);
-    if (body->failed)
-        reply->failed = 1;  /* what body holds is not the page */
+    gs_wbuf_uint_field(reply, epoch_field, epoch);
+    if (reply->failed)
+        return;     /* what reply holds is not the page; it becomes an error */
+    size_t n = reply->len - base;
+    size_t width = gs_wire_varint_len(n);
+    if (width > S_PAGE_SLOT) {
+        reply->failed = 1;  /* over 256 MiB: far past the budget, never built */
+        return;
+    }
+    uint8_t *slot = reply->data + base - S_PAGE_SLOT;
+    if (width < S_PAGE_SLOT) {
+        memmove(slot + width, reply->data + base, n);
+        reply->len -= S_PAGE_SLOT - width;
+    }
+    for (size_t i = 0; i < width; i++, n >>= 7)
+        slot[i] = (uint8_t) ((n & 0x7f) | (i + 1 < width ? 0x80 : 0));
 }
 
 /* May the reader (NULL: no filter) have this record? The filter is
@@ -125,8 +153,8 @@ s_reader_may(const Gridsync__V1__Device *reader, int kind, const uint8_t *rec, s
 
 typedef struct s_sync_ctx {
     const Gridsync__V1__Device *reader; /* filter (gs_authz_record); NULL = none */
-    gs_wbuf_t *out;             /* SyncResponse being built */
-    gs_wbuf_t *tmp;             /* scratch for stripping */
+    gs_wbuf_t *out;             /* the Reply, its SyncResponse being built */
+    size_t base;                /* where the SyncResponse starts in out */
     int omit_restricted;        /* drop Person.restricted */
     uint64_t last_seq;          /* last event included */
     size_t count;               /* events included */
@@ -148,18 +176,17 @@ s_sync_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, siz
         if (!ok)
             return 0;
     }
-    if (c->count > 0 && c->out->len + len > GS_SERVE_REPLY_BUDGET) {
+    if (c->count > 0 && c->out->len - c->base + len > GS_SERVE_REPLY_BUDGET) {
         c->full = 1;
         return 1;
     }
-    if (c->omit_restricted) {
-        gs_wbuf_reset(c->tmp);
-        if (gs_event_strip_restricted(data, len, c->tmp) == 1) {
-            data = c->tmp->data;
-            len = c->tmp->len;
-        }
+    if (!c->omit_restricted) {
+        gs_wbuf_bytes_field(c->out, GS_F_SYNC_EVENTS, data, len, 1);
+    } else if (gs_event_strip_restricted_field(c->out, GS_F_SYNC_EVENTS, data, len) < 0) {
+        /* never the original bytes instead: they may hold restricted data */
+        c->out->failed = 1;
+        return 1;
     }
-    gs_wbuf_bytes_field(c->out, GS_F_SYNC_EVENTS, data, len, 1);
     c->last_seq = seq;
     c->count++;
     return 0;
@@ -175,9 +202,9 @@ s_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
     if (s_read_request_check(s, request_id, rq->prefixes, rq->n_prefixes, rq->limit,
                              s->sync_max_events, reply, &limit))
         return;
-    gs_wbuf_t *body = &x->body;
-    gs_wbuf_reset(body);
-    s_sync_ctx_t c = { .reader = reader, .out = body, .tmp = &x->tmp,
+    (void) x;
+    size_t base = s_page_open(reply, request_id, GS_F_REPLY_SYNC);
+    s_sync_ctx_t c = { .reader = reader, .out = reply, .base = base,
                        .omit_restricted = !s->feed_restricted || rq->omit_restricted };
     uint64_t next = rq->since_seq, head = 0;
     int rc = gs_store_events(s->store, (const char *const *) rq->prefixes, rq->n_prefixes,
@@ -190,9 +217,9 @@ s_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
     }
     if (c.full)
         next = c.last_seq; /* resume right after the last event sent */
-    gs_wbuf_uint_field(body, GS_F_SYNC_NEXT_SEQ, next);
-    gs_wbuf_uint_field(body, GS_F_SYNC_HEAD_SEQ, head);
-    s_page_reply(s, request_id, body, GS_F_SYNC_STORE_EPOCH, GS_F_REPLY_SYNC, reply);
+    gs_wbuf_uint_field(reply, GS_F_SYNC_NEXT_SEQ, next);
+    gs_wbuf_uint_field(reply, GS_F_SYNC_HEAD_SEQ, head);
+    s_page_close(s, reply, base, GS_F_SYNC_STORE_EPOCH);
     atomic_fetch_add(&s->metrics->sync_requests, 1);
     atomic_fetch_add(&s->metrics->sync_events, c.count);
 }
@@ -206,7 +233,7 @@ gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
 
 typedef struct s_snap_ctx {
     const Gridsync__V1__Device *reader; /* filter (gs_authz_record); NULL = none */
-    gs_wbuf_t *out;             /* SnapshotResponse being built */
+    gs_wbuf_t *out;             /* the Reply, its SnapshotResponse being built */
     gs_wbuf_t *entry;           /* one SnapshotEntry */
     gs_wbuf_t *tmp;             /* scratch for stripping */
     int omit_restricted;        /* drop Person.restricted */
@@ -254,11 +281,10 @@ s_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
     if (s_read_request_check(s, request_id, rq->prefixes, rq->n_prefixes, rq->limit,
                              s->snapshot_max_records, reply, &limit))
         return;
-    gs_wbuf_t *body = &x->body;
-    gs_wbuf_reset(body);
+    size_t base = s_page_open(reply, request_id, GS_F_REPLY_SNAPSHOT);
     gs_wbuf_t entry;
     gs_wbuf_init(&entry);
-    s_snap_ctx_t c = { .reader = reader, .out = body, .entry = &entry, .tmp = &x->tmp,
+    s_snap_ctx_t c = { .reader = reader, .out = reply, .entry = &entry, .tmp = &x->tmp,
                        .omit_restricted = !s->feed_restricted || rq->omit_restricted };
     uint8_t *next = NULL;
     size_t next_len = 0;
@@ -276,10 +302,10 @@ s_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
                                        : "the store could not be read; retry later");
         return;
     }
-    gs_wbuf_uint_field(body, GS_F_SNAPSHOT_SEQ, snap_seq);
-    gs_wbuf_bytes_field(body, GS_F_SNAPSHOT_NEXT_CURSOR, next, next_len, 0);
+    gs_wbuf_uint_field(reply, GS_F_SNAPSHOT_SEQ, snap_seq);
+    gs_wbuf_bytes_field(reply, GS_F_SNAPSHOT_NEXT_CURSOR, next, next_len, 0);
     free(next);
-    s_page_reply(s, request_id, body, GS_F_SNAPSHOT_STORE_EPOCH, GS_F_REPLY_SNAPSHOT, reply);
+    s_page_close(s, reply, base, GS_F_SNAPSHOT_STORE_EPOCH);
     atomic_fetch_add(&s->metrics->snapshot_requests, 1);
 }
 

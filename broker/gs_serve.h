@@ -95,12 +95,13 @@ enum {
 #define GS_SERVE_DIGEST_RECORDS 1000     /* a cell's digest records per admin reply */
 
 /* Buffers a caller keeps between calls, so that a reader thread in its
- * steady state allocates nothing: the reply's body while it is built, and
- * room to strip a record or event. gs_serve_scratch_init before the first
- * call, gs_serve_scratch_deinit after the last. */
+ * steady state allocates nothing: an admin reply's body while it is built
+ * (sync and snapshot pages are built in the reply itself), and room to
+ * strip a record. gs_serve_scratch_init before the first call,
+ * gs_serve_scratch_deinit after the last. */
 typedef struct gs_serve_scratch {
-    gs_wbuf_t body;             /* SyncResponse, SnapshotResponse, admin body */
-    gs_wbuf_t tmp;              /* an event or record without Person.restricted */
+    gs_wbuf_t body;             /* an admin reply's body */
+    gs_wbuf_t tmp;              /* a record without Person.restricted */
 } gs_serve_scratch_t;
 
 void gs_serve_scratch_init(gs_serve_scratch_t *x);

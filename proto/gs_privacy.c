@@ -48,10 +48,18 @@ gs_record_strip_restricted(Gridsync__V1__Record *rec)
  * protobuf-c structs (dozens of allocations) and packing it again cost more
  * than everything else the publisher does per event, so the bytes are
  * rewritten on the wire instead: only the messages on a path down to a
- * Person are walked, every other field is copied as it is, and the
- * enclosing length prefixes are recomputed. Stored events are packed by
- * protobuf-c, so the result is byte for byte what unpack, drop and pack
- * would give (test_privacy checks this on generated districts).
+ * Person are walked, every other field is copied as it is (runs of them in
+ * one copy), and the enclosing length prefixes are recomputed. Stored
+ * events are packed by protobuf-c, so the result is byte for byte what
+ * unpack, drop and pack would give (test_privacy checks this on generated
+ * districts).
+ *
+ * One pass: a message on a path is written behind a length slot as wide as
+ * its old length needs; the new length is never larger, so when it needs
+ * fewer bytes the body moves down by the difference (rare: only a message
+ * that shrinks across 128 or 16,384 bytes). The output never runs ahead of
+ * the input (every tag and length is written in at most the bytes it was
+ * read from), so room for the input's length is enough.
  */
 
 /* The message types on the paths from a ChangeEvent or a Record down to
@@ -95,67 +103,112 @@ s_child(s_msg_t t, uint64_t f)
     }
 }
 
-/* Walk the message [p, end) of type t. With out NULL, add the size it
- * has without restricted data to *size and the parts dropped to *dropped;
- * otherwise append those bytes to out. -1 when the bytes are not a
- * well-formed message along the paths. */
-static int
-s_strip(s_msg_t t, const uint8_t *p, const uint8_t *end, gs_wbuf_t *out, size_t *size,
-        size_t *dropped)
+/* gs_wire_varint_get with the one- and two-byte cases (every tag, every
+ * length but a whole record's) inline: this loop runs for every field of
+ * every event sent. */
+static inline int
+s_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
+    const uint8_t *q = *p;
+    if (q < end && *q < 0x80) {
+        *v = *q;
+        *p = q + 1;
+        return 0;
+    }
+    if (end - q >= 2 && q[1] < 0x80) {
+        *v = (uint64_t) (q[0] & 0x7f) | (uint64_t) q[1] << 7;
+        *p = q + 2;
+        return 0;
+    }
+    return gs_wire_varint_get(p, end, v);
+}
+
+/* Write v as a varint at o; returns the byte after it. */
+static inline uint8_t *
+s_varint_put(uint8_t *o, uint64_t v)
+{
+    while (v >= 0x80) {
+        *o++ = (uint8_t) (v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (uint8_t) v;
+    return o;
+}
+
+/* Copy the message [p, end) of type t to o without Person.restricted,
+ * counting the parts left out in *dropped. o has room for end - p bytes
+ * and does not overlap the input. Returns the byte after what was written,
+ * or NULL when the bytes are not a well-formed message along the paths. */
+static uint8_t *
+s_strip(s_msg_t t, const uint8_t *p, const uint8_t *end, uint8_t *o, size_t *dropped)
+{
+    const uint8_t *run = p;     /* start of the fields still to copy as they are */
     while (p < end) {
         const uint8_t *field = p;
         uint64_t tag;
-        if (gs_wire_varint_get(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
-            return -1;
+        if (s_varint(&p, end, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+            return NULL;
         s_msg_t c = s_child(t, tag >> 3);
         if (c == S_NONE) {
-            if (gs_wire_skip(&p, end, (int) (tag & 7)))
-                return -1;
-            if (out)
-                gs_wbuf_put(out, field, (size_t) (p - field));
-            else
-                *size += (size_t) (p - field);
+            if ((tag & 7) == 2) {
+                uint64_t n;
+                if (s_varint(&p, end, &n) || n > (uint64_t) (end - p))
+                    return NULL;
+                p += n;
+            } else if ((tag & 7) == 0) {
+                uint64_t v;
+                if (s_varint(&p, end, &v))
+                    return NULL;
+            } else if (gs_wire_skip(&p, end, (int) (tag & 7))) {
+                return NULL;
+            }
             continue;
         }
         uint64_t n;
-        if ((tag & 7) != 2 || gs_wire_varint_get(&p, end, &n) || n > (uint64_t) (end - p))
-            return -1;
+        if ((tag & 7) != 2 || s_varint(&p, end, &n) || n > (uint64_t) (end - p))
+            return NULL;
         const uint8_t *body = p;
         p += n;
+        if (field > run) {
+            memcpy(o, run, (size_t) (field - run));
+            o += field - run;
+        }
+        run = p;
         if (c == S_DROP) {
-            if (!out)
-                (*dropped)++;
+            (*dropped)++;
             continue;
         }
-        size_t inner = 0, d = 0;
-        if (s_strip(c, body, p, NULL, &inner, &d))
-            return -1;
-        if (out) {
-            gs_wbuf_varint(out, tag);
-            gs_wbuf_varint(out, inner);
-            if (s_strip(c, body, p, out, NULL, NULL))
-                return -1;
-        } else {
-            *size += gs_wire_varint_len(tag) + gs_wire_varint_len(inner) + inner;
-            *dropped += d;
-        }
+        o = s_varint_put(o, tag);
+        size_t slot = gs_wire_varint_len(n);
+        uint8_t *in = s_strip(c, body, p, o + slot, dropped);
+        if (!in)
+            return NULL;
+        size_t inner = (size_t) (in - (o + slot));
+        size_t width = gs_wire_varint_len(inner);
+        if (width < slot)
+            memmove(o + width, o + slot, inner);
+        o = s_varint_put(o, inner) + inner;
     }
-    return 0;
+    if (end > run) {
+        memcpy(o, run, (size_t) (end - run));
+        o += end - run;
+    }
+    return o;
 }
 
 static int
 s_strip_top(s_msg_t t, const uint8_t *data, size_t len, gs_wbuf_t *out)
 {
-    size_t size = 0, dropped = 0;
-    if (s_strip(t, data, data + len, NULL, &size, &dropped))
+    uint8_t *o = gs_wbuf_reserve(out, len + 1);    /* + 1: never NULL, even for 0 bytes */
+    if (!o)
+        return -1;
+    size_t dropped = 0;
+    uint8_t *e = s_strip(t, data, data + len, o, &dropped);
+    if (!e)
         return -1;
     if (!dropped)
         return 0;
-    if (!gs_wbuf_reserve(out, size))
-        return -1;
-    if (s_strip(t, data, data + len, out, NULL, NULL) || out->failed)
-        return -1;
+    out->len += (size_t) (e - o);
     return 1;
 }
 
@@ -163,6 +216,38 @@ int
 gs_event_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out)
 {
     return s_strip_top(S_EVENT, data, len, out);
+}
+
+int
+gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                size_t len)
+{
+    uint64_t tag = ((uint64_t) field << 3) | 2;
+    size_t slot = gs_wire_varint_len(len);
+    uint8_t *o = gs_wbuf_reserve(out, gs_wire_varint_len(tag) + slot + len);
+    if (!o)
+        return -1;
+    o = s_varint_put(o, tag);
+    /* the walk reads its bytes one field at a time, each a dependent load:
+     * ask for every cache line of the event up front */
+    for (size_t i = 0; i < len; i += 64)
+        __builtin_prefetch(data + i);
+    size_t dropped = 0;
+    uint8_t *e = s_strip(S_EVENT, data, data + len, o + slot, &dropped);
+    if (!e)
+        return -1;
+    size_t n = (size_t) (e - (o + slot));
+    if (!dropped && n != len) {
+        /* not protobuf-c's encoding (a tag or length wider than it needs):
+         * nothing was dropped, so send the bytes as they are */
+        memcpy(o + slot, data, len);
+        n = len;
+    }
+    size_t width = gs_wire_varint_len(n);
+    if (width < slot)
+        memmove(o + width, o + slot, n);
+    out->len = (size_t) (s_varint_put(o, n) + n - out->data);
+    return dropped ? 1 : 0;
 }
 
 int

@@ -30,7 +30,17 @@ size_t gs_record_strip_restricted(Gridsync__V1__Record *rec);
  * other fields are copied unchecked) or out could not grow. */
 int gs_event_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
 
-/* Same for a packed Record. */
+/* Append the packed ChangeEvent data to out as the length-delimited
+ * field number `field` (a SyncResponse's events), without restricted data:
+ * the bytes gs_event_strip_restricted gives when it drops anything, else
+ * data as it is. One pass over data, straight into out. Returns 1 if
+ * anything was dropped, 0 if not, -1 (out unchanged, or out->failed set)
+ * if data is not well-formed along the paths or out could not grow; the
+ * caller must then not send the original bytes instead. */
+int gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                    size_t len);
+
+/* Same as gs_event_strip_restricted for a packed Record. */
 int gs_recbytes_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
 
 /* Mask an ID number: keep the first 6 and last 4 characters, '*' between

@@ -219,6 +219,33 @@ test_dedup_seen_from_client(void **state)
  * sync (an employee's
  * restricted data left out), snapshot, and the admin endpoint's counts
  * and record (which has it). */
+/* What gs_client_sync_pages handed over, against one reply of the same
+ * events. */
+typedef struct s_pages {
+    const Gridsync__V1__SyncResponse *want; /* the events, from gs_client_sync */
+    size_t stop_after;          /* stop (return 7) at this many events; 0 = never */
+    size_t seen;                /* events handed over */
+    size_t pages;               /* pages handed over */
+} s_pages_t;
+
+static int
+s_page_check(void *arg, const Gridsync__V1__SyncResponse *page)
+{
+    s_pages_t *p = arg;
+    p->pages++;
+    assert_true(page->n_events <= 1);
+    for (size_t i = 0; i < page->n_events; i++) {
+        assert_true(p->seen < p->want->n_events);
+        const Gridsync__V1__ChangeEvent *w = p->want->events[p->seen];
+        assert_int_equal(page->events[i]->seq, w->seq);
+        assert_string_equal(page->events[i]->record_key, w->record_key);
+        size_t n = gridsync__v1__change_event__get_packed_size(w);
+        assert_int_equal(gridsync__v1__change_event__get_packed_size(page->events[i]), n);
+        p->seen++;
+    }
+    return p->stop_after && p->seen >= p->stop_after ? 7 : 0;
+}
+
 static void
 test_organisations_end_to_end(void **state)
 {
@@ -300,6 +327,47 @@ test_organisations_end_to_end(void **state)
             }
         }
         assert_int_equal(orgs, 3);
+        /* the same page decoded into an arena (gs_client_sync_in) holds the
+         * same events, byte for byte once packed again */
+        gs_arena_t *pa = gs_arena_new(0);
+        assert_non_null(pa);
+        Gridsync__V1__SyncResponse *sa = NULL;
+        assert_int_equal(gs_client_sync_in(c, all, 1, 0, 0, omit, pa, &sa, &err), 0);
+        assert_int_equal(sa->n_events, sr->n_events);
+        assert_int_equal(sa->next_seq, sr->next_seq);
+        assert_int_equal(sa->head_seq, sr->head_seq);
+        for (size_t i = 0; i < sr->n_events; i++) {
+            size_t n = gridsync__v1__change_event__get_packed_size(sr->events[i]);
+            assert_int_equal(gridsync__v1__change_event__get_packed_size(sa->events[i]), n);
+            uint8_t *x = malloc(n), *y = malloc(n);
+            assert_true(x && y);
+            gridsync__v1__change_event__pack(sr->events[i], x);
+            gridsync__v1__change_event__pack(sa->events[i], y);
+            assert_memory_equal(x, y, n);
+            free(x);
+            free(y);
+        }
+        /* and page by page, one event each, the next page asked for before
+         * this one is handed over (gs_client_sync_pages): the same events */
+        s_pages_t pg = { .want = sr, .stop_after = 0 };
+        uint64_t reached = 0;
+        assert_int_equal(gs_client_sync_pages(c, all, 1, 0, 1, omit, pa, s_page_check, &pg,
+                                              &reached, &err), 0);
+        assert_int_equal(pg.seen, sr->n_events);
+        assert_true(pg.pages >= sr->n_events && pg.pages <= sr->n_events + 1);
+        assert_int_equal(reached, sr->next_seq);
+        /* stopped after two pages: the request for the third is answered
+         * into the void, and the next call takes its own reply */
+        pg = (s_pages_t) { .want = sr, .stop_after = 2 };
+        assert_int_equal(gs_client_sync_pages(c, all, 1, 0, 1, omit, pa, s_page_check, &pg,
+                                              &reached, &err), 7);
+        assert_int_equal(pg.seen, 2);
+        assert_int_equal(reached, sr->events[0]->seq);  /* the last page fn accepted */
+        Gridsync__V1__SyncResponse *again = NULL;
+        assert_int_equal(gs_client_sync(c, all, 1, 0, 0, omit, &again, &err), 0);
+        assert_int_equal(again->n_events, sr->n_events);
+        gridsync__v1__sync_response__free_unpacked(again, NULL);
+        gs_arena_destroy(&pa);
         gridsync__v1__sync_response__free_unpacked(sr, NULL);
     }
 

@@ -3,7 +3,10 @@
  * a real store in a temporary directory, without sockets or threads: the
  * shape of each reply (sync, snapshot, ping, ack, admin), the error
  * replies and their counting, and the field numbers the replies are
- * written with against the generated descriptors.
+ * written with against the generated descriptors. The sync reply, which
+ * splices stored events (stripped on the wire) into the reply, is checked
+ * against the plain rule on a generated district: filter by prefix,
+ * unpack, drop Person.restricted, pack.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,10 +14,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gs_gen.h"
+#include "gs_grid.h"
 #include "gs_metrics.h"
+#include "gs_privacy.h"
 #include "gs_serve.h"
 #include "gs_store.h"
 #include "gs_version.h"
@@ -150,6 +157,186 @@ test_sync_reply(void **state)
     gridsync__v1__reply__free_unpacked(r, NULL);
     assert_int_equal(atomic_load(&f->m.sync_requests), 3);
     assert_int_equal(atomic_load(&f->m.sync_events), 4);
+}
+
+/* Every stored event, as the log holds it. */
+typedef struct s_logged {
+    size_t n;                   /* events */
+    uint64_t seq[400];          /* their seqs */
+    char grid[400][16];         /* their grid codes */
+    gs_wbuf_t bytes[400];       /* their packed bytes */
+} s_logged_t;
+
+static int
+s_log_take(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    s_logged_t *l = arg;
+    assert_true(l->n < 400);
+    l->seq[l->n] = seq;
+    snprintf(l->grid[l->n], sizeof l->grid[l->n], "%s", grid);
+    gs_wbuf_init(&l->bytes[l->n]);
+    gs_wbuf_put(&l->bytes[l->n], data, len);
+    l->n++;
+    return 0;
+}
+
+/* The plain rule for one stored event: unpack, drop Person.restricted when
+ * strip, pack. Returns how many persons lost their restricted part. */
+static size_t
+s_rule(const gs_wbuf_t *stored, int strip, gs_wbuf_t *out)
+{
+    gs_arena_t *a = gs_arena_new(0);
+    assert_non_null(a);
+    Gridsync__V1__ChangeEvent *ev =
+        gridsync__v1__change_event__unpack(gs_arena_allocator(a), stored->len, stored->data);
+    assert_non_null(ev);
+    size_t n = strip ? gs_record_strip_restricted(ev->record) : 0;
+    gs_wbuf_reset(out);
+    size_t need = gridsync__v1__change_event__get_packed_size(ev);
+    gridsync__v1__change_event__pack(ev, gs_wbuf_reserve(out, need));
+    out->len = need;
+    gs_arena_destroy(&a);
+    return n;
+}
+
+/* A sync of a generated district, page after page, gives exactly the
+ * events the rule gives: those under the prefixes in seq order, each
+ * byte for byte as unpack, drop (for a reader that gets the strip) and
+ * pack make it, with next_seq and head_seq as docs/protocol.md says. */
+static void
+test_sync_events_follow_the_rule(void **state)
+{
+    fx_t *f = *state;
+    gs_gen_t *g = gs_gen_new(NULL);
+    assert_non_null(g);
+    gs_arena_t *a = gs_arena_new(0);
+    assert_non_null(a);
+    /* households, rental units (landlords, tenants) and organisations
+     * (representatives, contacts, employees) of a few grids */
+    Gridsync__V1__Record *recs[50];
+    for (uint32_t u = 0; u < 6; u++) {
+        gs_arena_reset(a);
+        for (uint32_t i = 0; i < 50; i++) {
+            uint32_t k = u * 50 + i;
+            recs[i] = k % 7 == 0 ? gs_gen_rental(g, k / 7, a)
+                      : k % 5 == 0 ? gs_gen_org(g, k / 5, a)
+                                   : gs_gen_household(g, k, a);
+            assert_non_null(recs[i]);
+        }
+        char uid[32];
+        snprintf(uid, sizeof uid, "gen-%u", u);
+        gs_apply_out_t out;
+        assert_int_equal(st_apply(f->st, a, "dev-1", uid, recs, 50, ST_NOW_MS, &out), 0);
+        Gridsync__V1__Ack *ack = st_ack(&out, 0);
+        assert_int_equal(ack->n_results, 50);
+        for (size_t i = 0; i < 50; i++)
+            assert_int_equal(ack->results[i]->status, RS(ACCEPTED));
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+        gs_apply_out_clear(&out);
+    }
+    static s_logged_t log;
+    memset(&log, 0, sizeof log);
+    const char *all[] = { "" };
+    uint64_t next = 0, head = 0;
+    assert_int_equal(gs_store_events(f->st, all, 1, 0, 0, s_log_take, &log, &next, &head), 0);
+    assert_true(log.n > 300);
+
+    /* the gen district's first grid, and a prefix of it with one of the
+     * fixture's grids */
+    char grid0[16], street0[10];
+    snprintf(grid0, sizeof grid0, "%s", log.grid[3]);
+    snprintf(street0, sizeof street0, "%.9s", log.grid[3]);
+    char *p_all[] = { (char *) "" };
+    char *p_two[] = { street0, (char *) "1101" };
+    char *p_one[] = { grid0 };
+    struct {
+        int feed_restricted, omit;      /* the broker's setting, the request's flag */
+        char **prefixes;
+        size_t n;
+        uint32_t limit;
+    } cases[] = {
+        { 0, 0, p_all, 1, 37 },         /* stripped: the broker's default */
+        { 1, 0, p_all, 1, 0 },          /* not stripped: feed-restricted, not omitted */
+        { 1, 1, p_two, 2, 11 },         /* stripped by request, two prefixes */
+        { 0, 0, p_one, 1, 5 },          /* one grid */
+    };
+    gs_wbuf_t want;
+    gs_wbuf_init(&want);
+    size_t stripped_seen = 0, kept_seen = 0;
+    gs_wbuf_t tmp;
+    gs_wbuf_init(&tmp);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        f->s.feed_restricted = cases[c].feed_restricted;
+        int strip = !cases[c].feed_restricted || cases[c].omit;
+        size_t at = 0;          /* next logged event to compare */
+        size_t matched = 0;
+        uint64_t since = 0;
+        for (int page = 0;; page++) {
+            assert_true(page < 1000);
+            Gridsync__V1__SyncRequest rq = GRIDSYNC__V1__SYNC_REQUEST__INIT;
+            rq.prefixes = cases[c].prefixes;
+            rq.n_prefixes = cases[c].n;
+            rq.since_seq = since;
+            rq.limit = cases[c].limit;
+            rq.omit_restricted = cases[c].omit;
+            gs_serve_sync(&f->s, &f->x, 100 + (uint64_t) page, &rq, &f->reply);
+            Gridsync__V1__Reply *r = s_reply(f);
+            assert_int_equal(r->body_case, GRIDSYNC__V1__REPLY__BODY_SYNC);
+            Gridsync__V1__SyncResponse *sr = r->sync;
+            assert_int_equal(sr->head_seq, head);
+            for (size_t i = 0; i < sr->n_events; i++) {
+                /* the next logged event under the prefixes */
+                while (at < log.n &&
+                       gs_grid_prefix_find(log.grid[at], (const char *const *) cases[c].prefixes,
+                                           cases[c].n) < 0)
+                    at++;
+                assert_true(at < log.n);
+                stripped_seen += s_rule(&log.bytes[at], strip, &want);
+                gs_wbuf_reset(&tmp);
+                if (!strip && gs_event_strip_restricted(log.bytes[at].data, log.bytes[at].len,
+                                                        &tmp) == 1)
+                    kept_seen++;
+                size_t got_len = gridsync__v1__change_event__get_packed_size(sr->events[i]);
+                uint8_t *got = malloc(got_len);
+                assert_non_null(got);
+                gridsync__v1__change_event__pack(sr->events[i], got);
+                assert_int_equal(got_len, want.len);
+                assert_memory_equal(got, want.data, want.len);
+                free(got);
+                at++;
+                matched++;
+            }
+            /* limit 0: the broker's sync_max_events */
+            uint32_t limit = cases[c].limit ? cases[c].limit : (uint32_t) f->s.sync_max_events;
+            if (sr->n_events == limit) {
+                assert_int_equal(sr->next_seq, sr->events[sr->n_events - 1]->seq);
+            } else {
+                assert_int_equal(sr->next_seq, head);
+            }
+            since = sr->next_seq;
+            int done = sr->next_seq >= sr->head_seq;
+            gridsync__v1__reply__free_unpacked(r, NULL);
+            if (done)
+                break;
+        }
+        /* nothing under the prefixes was left out */
+        while (at < log.n &&
+               gs_grid_prefix_find(log.grid[at], (const char *const *) cases[c].prefixes,
+                                   cases[c].n) < 0)
+            at++;
+        assert_int_equal(at, log.n);
+        assert_true(matched > 0);
+    }
+    /* both ways were exercised: persons stripped, and persons sent with
+     * their restricted part to a reader entitled to it */
+    assert_true(stripped_seen > 10);
+    assert_true(kept_seen > 10);
+    gs_wbuf_deinit(&tmp);
+    gs_wbuf_deinit(&want);
+    for (size_t i = 0; i < log.n; i++)
+        gs_wbuf_deinit(&log.bytes[i]);
+    gs_arena_destroy(&a);
+    gs_gen_destroy(&g);
 }
 
 static void
@@ -624,6 +811,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sync_reply, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sync_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sync_events_follow_the_rule, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_reply_and_pages, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_read_dispatch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_admin_replies, s_setup, s_teardown),

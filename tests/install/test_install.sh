@@ -73,7 +73,7 @@ for f in "$bindir/gridsyncd" "$bindir/gridctl" "$bindir/gridsim" "$bindir/gridfe
 done
 for f in "$conf" "$unit" "$includedir/gridsync/gs_client.h" "$includedir/gridsync/gs_sub.h" \
          "$includedir/gridsync/gs_checkpoint.h" "$includedir/gridsync/gs_admin.h" \
-         "$includedir/gridsync/gridsync.pb-c.h" "$libdir/libgridsync-client.a" \
+         "$includedir/gridsync/gs_arena.h" "$includedir/gridsync/gridsync.pb-c.h" "$libdir/libgridsync-client.a" \
          "$libdir/pkgconfig/gridsync-client.pc" "$prefix/share/gridsync/gridsync.proto" \
          "$prefix/share/doc/gridsync/operations.md" \
          "$prefix/share/doc/gridsync/gridsyncd.conf.example"; do

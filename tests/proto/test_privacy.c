@@ -90,6 +90,25 @@ s_reference(int event, const uint8_t *data, size_t len, gs_wbuf_t *ref)
     return n;
 }
 
+/* gs_event_strip_restricted_field appends in as SyncResponse.events (field
+ * 1) holding want, after what out held: the sync reply's fast path. */
+static void
+s_compare_field(const gs_wbuf_t *in, const gs_wbuf_t *want, int dropped)
+{
+    gs_wbuf_t out, exp;
+    gs_wbuf_init(&out);
+    gs_wbuf_init(&exp);
+    gs_wbuf_put(&out, "xy", 2);
+    gs_wbuf_put(&exp, "xy", 2);
+    gs_wbuf_bytes_field(&exp, 1, want->data, want->len, 1);
+    assert_int_equal(gs_event_strip_restricted_field(&out, 1, in->data, in->len), dropped);
+    assert_int_equal(out.failed, 0);
+    assert_int_equal(out.len, exp.len);
+    assert_memory_equal(out.data, exp.data, exp.len);
+    gs_wbuf_deinit(&out);
+    gs_wbuf_deinit(&exp);
+}
+
 /* Strip one packed message both ways and compare. Counts what it saw. */
 static void
 s_compare(int event, const gs_wbuf_t *in, gs_wbuf_t *out, gs_wbuf_t *ref, size_t *with,
@@ -115,6 +134,8 @@ s_compare(int event, const gs_wbuf_t *in, gs_wbuf_t *out, gs_wbuf_t *ref, size_t
         assert_int_equal(ref->len, in->len);
         (*without)++;
     }
+    if (event)
+        s_compare_field(in, dropped ? ref : in, dropped != 0);
 }
 
 static void
@@ -271,6 +292,49 @@ test_strip_keeps_unknown_fields(void **state)
         gs_wbuf_deinit(all[i]);
 }
 
+/* A person, its household and the event shrink across 128 and 16,384
+ * bytes when the restricted part goes: the one-pass strip then writes each
+ * length in fewer bytes than the original and moves the body down. Every
+ * size around both boundaries, against unpack, drop and pack. */
+static void
+test_strip_shrinks_across_a_length_byte(void **state)
+{
+    (void) state;
+    gs_wbuf_t in, out, ref;
+    gs_wbuf_init(&in);
+    gs_wbuf_init(&out);
+    gs_wbuf_init(&ref);
+    static char text[20000];
+    memset(text, 'a', sizeof text - 1);
+    size_t with = 0, without = 0;
+    const size_t around[] = { 100, 16350 };
+    for (size_t b = 0; b < 2; b++) {
+        for (size_t n = around[b]; n < around[b] + 40; n++) {
+            Gridsync__V1__Restricted rs = GRIDSYNC__V1__RESTRICTED__INIT;
+            rs.welfare = (char *) "dibao";
+            Gridsync__V1__Person p = GRIDSYNC__V1__PERSON__INIT;
+            text[n] = 0;
+            p.name = text;
+            p.restricted = &rs;
+            Gridsync__V1__Person *members[1] = { &p };
+            Gridsync__V1__Household hh = GRIDSYNC__V1__HOUSEHOLD__INIT;
+            hh.household_id = (char *) "H1";
+            hh.n_members = 1;
+            hh.members = members;
+            Gridsync__V1__Record rec = GRIDSYNC__V1__RECORD__INIT;
+            rec.body_case = GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD;
+            rec.household = &hh;
+            s_pack_event(&rec, 9, &in);
+            s_compare(1, &in, &out, &ref, &with, &without);
+            text[n] = 'a';
+        }
+    }
+    assert_int_equal(with, 80);
+    gs_wbuf_deinit(&in);
+    gs_wbuf_deinit(&out);
+    gs_wbuf_deinit(&ref);
+}
+
 static void
 test_masks(void **state)
 {
@@ -301,6 +365,7 @@ main(void)
         cmocka_unit_test(test_strip_matches_unpack_drop_pack),
         cmocka_unit_test(test_strip_bad_bytes),
         cmocka_unit_test(test_strip_keeps_unknown_fields),
+        cmocka_unit_test(test_strip_shrinks_across_a_length_byte),
         cmocka_unit_test(test_masks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

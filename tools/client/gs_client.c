@@ -5,6 +5,7 @@
  */
 #include "gs_client.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <zmq.h>
 
 #include "gs_client_int.h"
+#include "gs_wire.h"
 
 const char *
 gs_client_strerror(int err)
@@ -441,27 +443,88 @@ s_pause(const gs_client_t *self, int ms)
     }
 }
 
-int
-gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
-               Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
+/* Reply.error's field number, for telling an error from a page without
+ * decoding the page. */
+#define S_REPLY_ERROR 5
+
+/* A request on its way: its packed bytes (resent as they are on a
+ * timeout) and where its first attempt stands. */
+typedef struct s_pending {
+    uint8_t *buf;               /* the packed Request (malloc'd) */
+    size_t len;                 /* its bytes */
+    uint64_t request_id;        /* the id the reply must echo */
+    int sent;                   /* the first attempt is queued (0: send it when waiting) */
+    int64_t deadline;           /* the first attempt's deadline, when sent */
+} s_pending_t;
+
+/* Pack req under the next request_id and, when send_now, queue its first
+ * attempt without waiting for the reply (a failure to queue is left to
+ * s_call_wait, which sends again). Returns 0 or GS_CLIENT_ENOMEM /
+ * GS_CLIENT_EIO. */
+static int
+s_call_start(gs_client_t *self, Gridsync__V1__Request *req, int send_now, s_pending_t *pend)
 {
-    *reply_out = NULL;
-    if (err) {
-        err->reason = 0;
-        err->message[0] = 0;
-    }
+    memset(pend, 0, sizeof *pend);
     /* a socket whose handshake was refused is dead: give the broker a new
      * chance (it may have enrolled the key since) */
     gs_watch_drain(&self->watch);
     if (self->watch.refused && s_client_connect(self))
         return GS_CLIENT_EIO;
     req->request_id = ++self->next_id;
-    size_t len = gridsync__v1__request__get_packed_size(req);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
+    pend->request_id = req->request_id;
+    pend->len = gridsync__v1__request__get_packed_size(req);
+    pend->buf = malloc(pend->len ? pend->len : 1);
+    if (!pend->buf)
         return GS_CLIENT_ENOMEM;
-    gridsync__v1__request__pack(req, buf);
+    gridsync__v1__request__pack(req, pend->buf);
     self->stats.requests++;
+    if (send_now) {
+        pend->deadline = gs_client_mono_ms() + self->opts.timeout_ms;
+        pend->sent = s_send_until(self, pend->buf, pend->len, pend->deadline) == 0;
+    }
+    return 0;
+}
+
+/* The request_id and the body's field number of a packed Reply, read
+ * without decoding it (0 when absent). */
+static void
+s_reply_peek(const uint8_t *p, size_t len, uint64_t *request_id, uint32_t *body)
+{
+    const uint8_t *end = p + len;
+    *request_id = 0;
+    *body = 0;
+    while (p < end) {
+        uint64_t tag, v;
+        if (gs_wire_varint_get(&p, end, &tag))
+            return;
+        if ((tag >> 3) == 1 && (tag & 7) == 0) {
+            if (gs_wire_varint_get(&p, end, &v))
+                return;
+            *request_id = v;
+            continue;
+        }
+        if ((tag & 7) == 2 && (tag >> 3) <= UINT32_MAX)
+            *body = (uint32_t) (tag >> 3);
+        if (gs_wire_skip(&p, end, (int) (tag & 7)))
+            return;
+    }
+}
+
+/* Wait for the reply to pend, resending its bytes on silence as the opts
+ * say (Lazy Pirate) when retry. On 0 the reply, which is not an Error, is
+ * *rep_out unpacked by alloc when rep_out is not NULL, else the bytes in
+ * *raw (initialised here whenever raw is given; the caller closes it).
+ * Frees pend's bytes. */
+static int
+s_call_wait(gs_client_t *self, s_pending_t *pend, int retry, ProtobufCAllocator *alloc,
+            Gridsync__V1__Reply **rep_out, zmq_msg_t *raw, gs_client_error_t *err)
+{
+    if (raw)
+        zmq_msg_init(raw);
+    if (err) {
+        err->reason = 0;
+        err->message[0] = 0;
+    }
     int attempts = retry ? 1 + self->opts.retries : 1;
     int rc = GS_CLIENT_ETIMEOUT;
     gs_watch_t seen;             /* what every socket of this call saw */
@@ -470,8 +533,15 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
     for (a = 0; a < attempts; a++) {
         if (a > 0)
             self->stats.resends++;
-        int64_t deadline = gs_client_mono_ms() + self->opts.timeout_ms;
-        int sent = s_send_until(self, buf, len, deadline);
+        int64_t deadline;
+        int sent;
+        if (a == 0 && pend->sent) {
+            deadline = pend->deadline;  /* queued already, before this wait */
+            sent = 0;
+        } else {
+            deadline = gs_client_mono_ms() + self->opts.timeout_ms;
+            sent = s_send_until(self, pend->buf, pend->len, deadline);
+        }
         if (sent < 0) {
             rc = sent;
             break;
@@ -507,33 +577,65 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
                 zmq_msg_close(&m);
                 continue;
             }
-            Gridsync__V1__Reply *rep =
-                gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
-            zmq_msg_close(&m);
+            /* whose reply is it? With rep_out, as protobuf-c decodes it (a
+             * reply that does not decode is no one's); for a raw reply, as
+             * its top-level fields say, without decoding the page */
+            Gridsync__V1__Reply *rep = NULL;
+            uint64_t id = 0;
+            int is_error = 0;
+            if (rep_out) {
+                rep = gridsync__v1__reply__unpack(alloc, zmq_msg_size(&m), zmq_msg_data(&m));
+                if (rep) {
+                    id = rep->request_id;
+                    is_error = rep->body_case == GRIDSYNC__V1__REPLY__BODY_ERROR;
+                }
+            } else {
+                uint32_t body;
+                s_reply_peek(zmq_msg_data(&m), zmq_msg_size(&m), &id, &body);
+                is_error = body == S_REPLY_ERROR;
+            }
             /* request_id 0: the broker could not read the request at all,
              * so the error is the answer to the one outstanding here */
-            int ours = rep && (rep->request_id == req->request_id ||
-                               (rep->request_id == 0 &&
-                                rep->body_case == GRIDSYNC__V1__REPLY__BODY_ERROR));
+            int ours = (rep || !rep_out) &&
+                       (id == pend->request_id || (id == 0 && is_error));
             if (!ours) {
                 /* a reply to an earlier attempt or an earlier request */
                 self->stats.stale_replies++;
                 if (rep)
-                    gridsync__v1__reply__free_unpacked(rep, NULL);
+                    gridsync__v1__reply__free_unpacked(rep, alloc);
+                zmq_msg_close(&m);
                 continue;
             }
-            if (rep->body_case == GRIDSYNC__V1__REPLY__BODY_ERROR) {
+            if (is_error) {
+                if (!rep) {
+                    rep = gridsync__v1__reply__unpack(alloc, zmq_msg_size(&m),
+                                                      zmq_msg_data(&m));
+                    if (!rep || rep->body_case != GRIDSYNC__V1__REPLY__BODY_ERROR) {
+                        if (rep)
+                            gridsync__v1__reply__free_unpacked(rep, alloc);
+                        zmq_msg_close(&m);
+                        continue;   /* no one's, as above */
+                    }
+                }
+                zmq_msg_close(&m);
                 int reason = rep->error->reason;
                 gs_client_err_set(err, reason, "%s", rep->error->message);
-                gridsync__v1__reply__free_unpacked(rep, NULL);
+                gridsync__v1__reply__free_unpacked(rep, alloc);
                 if (retry && s_retry_later(reason) && a + 1 < attempts) {
                     retry_later = 1;
                     break;
                 }
-                free(buf);
+                free(pend->buf);
+                pend->buf = NULL;
                 return GS_CLIENT_ESERVER;
             }
-            *reply_out = rep;
+            if (rep_out) {
+                *rep_out = rep;
+                zmq_msg_close(&m);
+            } else {
+                zmq_msg_move(raw, &m);
+                zmq_msg_close(&m);
+            }
             got = 1;
         }
         if (got) {
@@ -559,7 +661,8 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
             break;
         }
     }
-    free(buf);
+    free(pend->buf);
+    pend->buf = NULL;
     gs_watch_drain(&self->watch);
     s_watch_fold(&seen, &self->watch);
     int curve = self->opts.curve.server_public[0] != 0;
@@ -570,6 +673,31 @@ gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
     else if (rc == GS_CLIENT_ECANCELLED)
         gs_client_err_set(err, 0, "interrupted while waiting for %s", self->endpoint);
     return rc;
+}
+
+/* gs_client_call with the Reply unpacked by alloc (NULL: malloc, as
+ * protobuf-c's default). */
+static int
+s_call(gs_client_t *self, Gridsync__V1__Request *req, int retry, ProtobufCAllocator *alloc,
+       Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
+{
+    *reply_out = NULL;
+    if (err) {
+        err->reason = 0;
+        err->message[0] = 0;
+    }
+    s_pending_t pend;
+    int rc = s_call_start(self, req, 0, &pend);
+    if (rc)
+        return rc;
+    return s_call_wait(self, &pend, retry, alloc, reply_out, NULL, err);
+}
+
+int
+gs_client_call(gs_client_t *self, Gridsync__V1__Request *req, int retry,
+               Gridsync__V1__Reply **reply_out, gs_client_error_t *err)
+{
+    return s_call(self, req, retry, NULL, reply_out, err);
 }
 
 int
@@ -595,10 +723,11 @@ gs_client_upload(gs_client_t *self, const Gridsync__V1__Upload *up,
     return 0;
 }
 
-int
-gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
-               uint32_t limit, int omit_restricted, Gridsync__V1__SyncResponse **resp,
-               gs_client_error_t *err)
+/* gs_client_sync with the reply unpacked by alloc (NULL: malloc). */
+static int
+s_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+       uint32_t limit, int omit_restricted, ProtobufCAllocator *alloc,
+       Gridsync__V1__SyncResponse **resp, gs_client_error_t *err)
 {
     *resp = NULL;
     Gridsync__V1__SyncRequest sr = GRIDSYNC__V1__SYNC_REQUEST__INIT;
@@ -611,18 +740,138 @@ gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_
     req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
     req.sync = &sr;
     Gridsync__V1__Reply *rep = NULL;
-    int rc = gs_client_call(self, &req, 1, &rep, err);
+    int rc = s_call(self, &req, 1, alloc, &rep, err);
     if (rc)
         return rc;
     if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_SYNC) {
-        gridsync__v1__reply__free_unpacked(rep, NULL);
+        gridsync__v1__reply__free_unpacked(rep, alloc);
         return GS_CLIENT_EPROTO;
     }
     *resp = rep->sync;
     rep->sync = NULL;
     rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
-    gridsync__v1__reply__free_unpacked(rep, NULL);
+    gridsync__v1__reply__free_unpacked(rep, alloc);
     return 0;
+}
+
+int
+gs_client_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+               uint32_t limit, int omit_restricted, Gridsync__V1__SyncResponse **resp,
+               gs_client_error_t *err)
+{
+    return s_sync(self, prefixes, n, since, limit, omit_restricted, NULL, resp, err);
+}
+
+int
+gs_client_sync_in(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+                  uint32_t limit, int omit_restricted, gs_arena_t *arena,
+                  Gridsync__V1__SyncResponse **resp, gs_client_error_t *err)
+{
+    assert(arena);
+    return s_sync(self, prefixes, n, since, limit, omit_restricted,
+                  gs_arena_allocator(arena), resp, err);
+}
+
+/* next_seq and head_seq of the SyncResponse in a packed Reply, read
+ * without decoding its events (0 when absent, as protobuf-c would give). */
+static void
+s_sync_peek(const uint8_t *p, size_t len, uint64_t *next, uint64_t *head)
+{
+    const uint8_t *end = p + len, *body = NULL, *body_end = NULL;
+    *next = *head = 0;
+    while (p < end) {
+        uint64_t tag, n;
+        if (gs_wire_varint_get(&p, end, &tag))
+            return;
+        if (tag == ((3u << 3) | 2)) {   /* Reply.sync */
+            if (gs_wire_varint_get(&p, end, &n) || n > (uint64_t) (end - p))
+                return;
+            body = p;
+            body_end = p + n;
+            p += n;
+        } else if (gs_wire_skip(&p, end, (int) (tag & 7))) {
+            return;
+        }
+    }
+    for (p = body; p && p < body_end;) {
+        uint64_t tag, v;
+        if (gs_wire_varint_get(&p, body_end, &tag))
+            return;
+        if (tag == ((2u << 3) | 0) || tag == ((3u << 3) | 0)) {  /* next_seq, head_seq */
+            if (gs_wire_varint_get(&p, body_end, &v))
+                return;
+            *(tag >> 3 == 2 ? next : head) = v;
+        } else if (gs_wire_skip(&p, body_end, (int) (tag & 7))) {
+            return;
+        }
+    }
+}
+
+int
+gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+                     uint32_t limit, int omit_restricted, gs_arena_t *arena,
+                     gs_client_page_fn *fn, void *arg, uint64_t *next_seq,
+                     gs_client_error_t *err)
+{
+    assert(arena && fn);
+    if (next_seq)
+        *next_seq = since;
+    if (err) {
+        err->reason = 0;
+        err->message[0] = 0;
+    }
+    Gridsync__V1__SyncRequest sr = GRIDSYNC__V1__SYNC_REQUEST__INIT;
+    sr.prefixes = (char **) prefixes;
+    sr.n_prefixes = n;
+    sr.since_seq = since;
+    sr.limit = limit;
+    sr.omit_restricted = omit_restricted;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
+    req.sync = &sr;
+    s_pending_t pend;
+    int rc = s_call_start(self, &req, 1, &pend);
+    if (rc)
+        return rc;
+    for (;;) {
+        zmq_msg_t m;
+        rc = s_call_wait(self, &pend, 1, NULL, NULL, &m, err);
+        if (rc) {
+            zmq_msg_close(&m);
+            return rc;
+        }
+        uint64_t next, head;
+        s_sync_peek(zmq_msg_data(&m), zmq_msg_size(&m), &next, &head);
+        /* caught up when next_seq reaches head_seq; a reply that does not
+         * move on (a broker older than this rule) ends the walk too */
+        int more = next < head && next > sr.since_seq;
+        if (more) {
+            /* ask for the next page now: the broker reads it while this
+             * one is decoded and handed over */
+            sr.since_seq = next;
+            rc = s_call_start(self, &req, 1, &pend);
+            if (rc) {
+                zmq_msg_close(&m);
+                return rc;
+            }
+        }
+        gs_arena_reset(arena);
+        Gridsync__V1__Reply *rep = gridsync__v1__reply__unpack(
+            gs_arena_allocator(arena), zmq_msg_size(&m), zmq_msg_data(&m));
+        zmq_msg_close(&m);
+        if (!rep || rep->body_case != GRIDSYNC__V1__REPLY__BODY_SYNC)
+            rc = GS_CLIENT_EPROTO;
+        else
+            rc = fn(arg, rep->sync);
+        if (rc == 0 && next_seq)
+            *next_seq = rep->sync->next_seq;
+        if (rc || !more) {
+            /* a request still on its way is answered into the void: the
+             * next call counts its reply as stale */
+            free(pend.buf);
+            return rc;
+        }
+    }
 }
 
 int
