@@ -147,7 +147,7 @@ gs_wbuf_message_field(gs_wbuf_t *b, uint32_t field, const ProtobufCMessage *m)
 }
 
 int
-gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+gs_wire_varint_get_long(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     const uint8_t *q = *p;
     uint64_t r = 0;

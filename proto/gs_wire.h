@@ -70,8 +70,20 @@ size_t gs_wire_varint_len(uint64_t v);
 
 /* Read one varint at *p (at most 10 bytes, not past end) into *v and move
  * *p past it. Returns 0, or -1 when it is truncated or longer than 10
- * bytes (*p is then unchanged). */
-int gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
+ * bytes (*p is then unchanged). Inline for the one-byte varint, which most
+ * tags and lengths are (every walk over packed bytes reads them per
+ * field); gs_wire_varint_get_long reads the others. */
+int gs_wire_varint_get_long(const uint8_t **p, const uint8_t *end, uint64_t *v);
+static inline int
+gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    if (*p < end && !(**p & 0x80)) {
+        *v = **p;
+        (*p)++;
+        return 0;
+    }
+    return gs_wire_varint_get_long(p, end, v);
+}
 
 /* Move *p past the value of a field of wire type wt (0 varint, 1 64-bit,
  * 2 length-delimited, 5 32-bit). Returns 0, or -1 when the value runs past
