@@ -267,7 +267,10 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         s->st.depth = depth;
     s->st.messages++;
     s->st.decode_bytes += s_units(desc->sizeof_message);
-    size_t counts[S_FIELDS_MAX] = { 0 };    /* occurrences (elements for lists) per field */
+    size_t counts[S_FIELDS_MAX];            /* occurrences (elements for lists) per field */
+    size_t nf = desc->n_fields < S_FIELDS_MAX ? desc->n_fields : S_FIELDS_MAX;
+    memset(counts, 0, nf * sizeof counts[0]);   /* only those of desc's fields: a record
+                                                 * nests dozens of small messages */
     size_t spill = 0;                       /* shared by fields past S_FIELDS_MAX (none in
                                              * this schema): costed, not checked */
     size_t occurrences = 0, unknown = 0;

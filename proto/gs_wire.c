@@ -147,7 +147,7 @@ gs_wbuf_message_field(gs_wbuf_t *b, uint32_t field, const ProtobufCMessage *m)
 }
 
 int
-gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+gs_wire_varint_get_long(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     const uint8_t *q = *p;
     uint64_t r = 0;
@@ -163,36 +163,6 @@ gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
         }
     }
     return -1; /* an 11th byte would be needed */
-}
-
-int
-gs_wire_skip(const uint8_t **p, const uint8_t *end, int wt)
-{
-    const uint8_t *q = *p;
-    uint64_t n;
-    switch (wt) {
-    case 0:
-        if (gs_wire_varint_get(&q, end, &n))
-            return -1;
-        break;
-    case 1:
-    case 5: {
-        size_t need = wt == 1 ? 8 : 4;
-        if ((size_t) (end - q) < need)
-            return -1;
-        q += need;
-        break;
-    }
-    case 2:
-        if (gs_wire_varint_get(&q, end, &n) || n > (uint64_t) (end - q))
-            return -1;
-        q += n;
-        break;
-    default:
-        return -1;
-    }
-    *p = q;
-    return 0;
 }
 
 int

@@ -70,13 +70,54 @@ size_t gs_wire_varint_len(uint64_t v);
 
 /* Read one varint at *p (at most 10 bytes, not past end) into *v and move
  * *p past it. Returns 0, or -1 when it is truncated or longer than 10
- * bytes (*p is then unchanged). */
-int gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
+ * bytes (*p is then unchanged). Inline for the one-byte varint, which most
+ * tags and lengths are (every walk over packed bytes reads them per
+ * field); gs_wire_varint_get_long reads the others. */
+int gs_wire_varint_get_long(const uint8_t **p, const uint8_t *end, uint64_t *v);
+static inline int
+gs_wire_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    if (*p < end && !(**p & 0x80)) {
+        *v = **p;
+        (*p)++;
+        return 0;
+    }
+    return gs_wire_varint_get_long(p, end, v);
+}
 
 /* Move *p past the value of a field of wire type wt (0 varint, 1 64-bit,
  * 2 length-delimited, 5 32-bit). Returns 0, or -1 when the value runs past
- * end or wt is a group (3, 4) or invalid (6, 7). */
-int gs_wire_skip(const uint8_t **p, const uint8_t *end, int wt);
+ * end or wt is a group (3, 4) or invalid (6, 7). Inline: the walks call it
+ * once per field. */
+static inline int
+gs_wire_skip(const uint8_t **p, const uint8_t *end, int wt)
+{
+    const uint8_t *q = *p;
+    uint64_t n;
+    switch (wt) {
+    case 0:
+        if (gs_wire_varint_get(&q, end, &n))
+            return -1;
+        break;
+    case 1:
+    case 5: {
+        size_t need = wt == 1 ? 8 : 4;
+        if ((size_t) (end - q) < need)
+            return -1;
+        q += need;
+        break;
+    }
+    case 2:
+        if (gs_wire_varint_get(&q, end, &n) || n > (uint64_t) (end - q))
+            return -1;
+        q += n;
+        break;
+    default:
+        return -1;
+    }
+    *p = q;
+    return 0;
+}
 
 /* The value of the last varint field number `field` at the top level of
  * the message in data (as protobuf-c keeps the last of a repeated scalar).

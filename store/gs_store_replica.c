@@ -537,6 +537,11 @@ s_attempt(gs_txn_t *t, void *arg)
                           r->followed, r->area);
     } else {
         for (size_t i = 0; i < r->n; i++) {
+            /* nothing of a message outlives it in the arena (its event is
+             * in st->out, the origin in r->o): emptied for each, the
+             * arena stays in its first block, where a batch's worth of
+             * decoded messages took fresh blocks from malloc each time */
+            gs_arena_reset(st->arena);
             rc = s_message(r, &r->msgs[i]);
             if (rc < 0)
                 return rc;
