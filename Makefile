@@ -34,7 +34,8 @@ PREFIX   ?=
 DESTDIR  ?=
 FUZZ_SECONDS ?= 60
 CITY_SCALE ?= 1
-FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply fuzz_replicate fuzz_topic
+FUZZ_TARGETS := fuzz_upload fuzz_sync fuzz_store_apply fuzz_replicate fuzz_topic \
+                fuzz_categories
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS ?=
 

@@ -124,6 +124,30 @@ gs_incident_close_ms(const char *category, int severity)
 
 static const char *const s_sev_names[4] = { "GENERAL", "SERIOUS", "MAJOR", "URGENT" };
 
+#define S_ECHO_MAX 12            /* bytes of an unchecked field quoted in a message */
+
+/* Quote at most max (<= S_ECHO_MAX) bytes of s, an unchecked field, into
+ * out for a message: a byte that is not printable ASCII (a space, a control
+ * character, any byte of a UTF-8 sequence or of bad UTF-8) becomes '?',
+ * and ".." marks a cut, so that the message stays text whatever the field
+ * holds (gridctl prints it; an admin reply carries it in a proto3 string). */
+static const char *
+s_echo(const char *s, size_t max, char out[S_ECHO_MAX + 3])
+{
+    assert(max <= S_ECHO_MAX);
+    size_t n = strlen(s), e = 0;
+    for (size_t i = 0; i < n && e < max; i++) {
+        unsigned char c = (unsigned char) s[i];
+        out[e++] = c > ' ' && c < 0x7f ? (char) c : '?';
+    }
+    if (n > max) {
+        out[e++] = '.';
+        out[e++] = '.';
+    }
+    out[e] = 0;
+    return out;
+}
+
 int
 gs_incident_code_check(const char *code, gs_verdict_t *v)
 {
@@ -137,19 +161,11 @@ gs_incident_code_check(const char *code, gs_verdict_t *v)
         gs_verdict_clear(v);
         return 0;
     }
-    /* echo only printable ASCII: the code is not checked text */
-    char echo[GS_INCIDENT_CATEGORY_MAX + 3];
-    size_t e = 0;
-    for (size_t i = 0; i < n && e < GS_INCIDENT_CATEGORY_MAX; i++)
-        echo[e++] = code[i] > ' ' && code[i] < 0x7f ? code[i] : '?';
-    if (n > GS_INCIDENT_CATEGORY_MAX) {
-        echo[e++] = '.';
-        echo[e++] = '.';
-    }
-    echo[e] = 0;
+    char echo[S_ECHO_MAX + 3];
     return gs_verdict_set(v, R(CATEGORY),
                           "category '%s' is not a category code (1 to %d ASCII letters or "
-                          "digits)", echo, GS_INCIDENT_CATEGORY_MAX);
+                          "digits)", s_echo(code ? code : "", GS_INCIDENT_CATEGORY_MAX, echo),
+                          GS_INCIDENT_CATEGORY_MAX);
 }
 
 /* A whole number of hours, 1..GS_INCIDENT_HOURS_MAX, into *out. */
@@ -209,10 +225,11 @@ s_parse_line(char **f, size_t nf, gs_incident_category_t *c, gs_verdict_t *v)
         uint32_t *h = k < 4 ? &c->close_hours[k] : &c->handle_hours[k - 4];
         const char *what = k < 4 ? "closure" : "handling";
         if (!s_hours(f[2 + k], h)) {
+            char echo[S_ECHO_MAX + 3];
             gs_verdict_set(v, R(BAD_REQUEST),
-                           "category %s: %s hours for %s '%.12s' are not a whole number "
-                           "from 1 to %d", c->code, what, s_sev_names[k % 4], f[2 + k],
-                           GS_INCIDENT_HOURS_MAX);
+                           "category %s: %s hours for %s '%s' are not a whole number "
+                           "from 1 to %d", c->code, what, s_sev_names[k % 4],
+                           s_echo(f[2 + k], S_ECHO_MAX, echo), GS_INCIDENT_HOURS_MAX);
             return -1;
         }
         /* a graver incident never gets more time than a lighter one */
@@ -229,9 +246,10 @@ s_parse_line(char **f, size_t nf, gs_incident_category_t *c, gs_verdict_t *v)
     } else if (strcmp(f[10], "retired") == 0) {
         c->retired = true;
     } else {
+        char echo[S_ECHO_MAX + 3];
         gs_verdict_set(v, R(BAD_REQUEST),
-                       "category %s: the last field is 'active' or 'retired', not '%.12s'",
-                       c->code, f[10]);
+                       "category %s: the last field is 'active' or 'retired', not '%s'",
+                       c->code, s_echo(f[10], S_ECHO_MAX, echo));
         return -1;
     }
     return 0;

@@ -668,10 +668,7 @@ gs_phone_normalize(const char *in, char *out, size_t out_size, gs_verdict_t *v)
     bool mobile = n == 11 && digits[0] == '1' && digits[1] >= '3';
     if (mobile) {
         memcpy(out, digits, n + 1);
-    } else if (digits[0] == '0' && digits[1] != '0' && n >= 10 && n <= 12) {
-        /* No area code starts with 0: "00" is an international prefix,
-         * and keeping "0086..." would not be a fixed point (a second pass
-         * would strip it as the country code). */
+    } else if (digits[0] == '0' && n >= 10 && n <= 12) {
         memcpy(out, digits, n + 1);
     } else if (international && digits[0] != '0' && n >= 9 && n <= 11) {
         /* +86 10 1234 5678: the trunk 0 is dropped in international form */
@@ -681,6 +678,23 @@ gs_phone_normalize(const char *in, char *out, size_t out_size, gs_verdict_t *v)
         return gs_verdict_set(v, R(PHONE),
                               "phone number is neither a mobile (11 digits "
                               "from 13) nor a landline (0, area code, number)");
+    }
+    /* A landline's area code (after the trunk 0) never starts with 0: "00"
+     * is an international prefix, and keeping "0086..." would not be a
+     * fixed point (a second pass would strip it as the country code). The
+     * only one starting with 1 is Beijing's 10: "01" and another digit is
+     * a mobile typed with a 0 in front, or after +86 a mobile with a digit
+     * missing ("+86 138 0013 800" is not the landline 01380013800), which
+     * written without +86 is refused as a mobile. */
+    if (!mobile && (out[1] == '0' || (out[1] == '1' && out[2] != '0'))) {
+        bool zero = out[1] == '0';
+        out[0] = '\0';
+        return gs_verdict_set(v, R(PHONE),
+                              zero ? "phone number is neither a mobile nor a landline "
+                                     "(no area code starts with 0)"
+                                   : "phone number is neither a mobile nor a landline "
+                                     "(the only area code starting with 1 is 10; a "
+                                     "mobile has 11 digits and no 0 in front)");
     }
     gs_verdict_clear(v);
     return 0;

@@ -134,12 +134,14 @@ size_t gs_org_name_fold(const char *name, char *out, size_t out_size);
 /* ---- Phones ------------------------------------------------------------- */
 
 /* Normalise and check a phone number. Folds full-width characters, strips
- * spaces, hyphens, brackets and a leading +86 / 0086. Accepts a mainland
- * mobile (^1[3-9]\d{9}$) or a landline with area code (0 followed by 9 to 11
- * digits, e.g. 010-12345678, 0755-1234567). After +86 a landline written
- * without its trunk 0 ("+86 10 1234 5678") gets it back. Writes the digits to
- * out (out_size >= 16; "" on failure). Returns 0 or REASON_PHONE; the message
- * does not repeat the number. */
+ * white space, hyphens, round brackets and one leading +86 / 0086. Accepts
+ * a mainland mobile (^1[3-9]\d{9}$) or a landline with area code (0
+ * followed by 9 to 11 digits, e.g. 010-12345678, 0755-1234567), whose area
+ * code does not start with 0 (00 is an international prefix) and starts
+ * with 1 only as Beijing's 10. After +86 a landline written without its
+ * trunk 0 ("+86 10 1234 5678") gets it back. The result normalises to
+ * itself. Writes the digits to out (out_size >= 16; "" on failure).
+ * Returns 0 or REASON_PHONE; the message does not repeat the number. */
 int gs_phone_normalize(const char *in, char *out, size_t out_size,
                        gs_verdict_t *v);
 

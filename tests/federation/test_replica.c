@@ -12,6 +12,8 @@
  *     event with its origin fields; its live feed delivers them; uploads
  *     are refused with REASON_READ_ONLY; gridctl dups on the replica finds
  *     the persons planted in both districts, which neither district sees;
+ *     a key asking it for the incident category table gets its own (the
+ *     built-in one, then the one set in the city's store), not a district's;
  *   - the replica SIGKILLed several times mid-stream: every origin event
  *     applied exactly once;
  *   - hostile input (bytes that do not decode, a wrong Gridsync-Seq,
@@ -48,6 +50,7 @@
 
 #include "gs_client.h"
 #include "gs_config.h"
+#include "gs_incident.h"
 #include "gs_replica.h"
 #include "gs_store.h"
 #include "gs_store_debug.h"
@@ -571,6 +574,22 @@ s_count(const char *text, const char *what)
     return n;
 }
 
+/* Set the incident category table of the store at path from text while
+ * its broker runs, as gridctl incidents categories set does. */
+static void
+s_table_set(const char *path, const char *text)
+{
+    gs_incident_table_t t;
+    gs_verdict_t v;
+    size_t line;
+    if (gs_incident_table_parse(text, strlen(text), &t, &line, &v))
+        fail_msg("table line %zu: %s", line, v.message);
+    gs_store_t *st = gs_store_new(path, NULL, NULL);
+    assert_non_null(st);
+    assert_int_equal(gs_store_incident_table_put(st, &t, 0), 0);
+    gs_store_destroy(&st);
+}
+
 /* ---- the tests ------------------------------------------------------------------- */
 
 typedef struct {
@@ -844,6 +863,35 @@ test_union_of_two_districts(void **state)
     assert_int_equal(gs_client_upload(c, &up, &ack, &err), GS_CLIENT_ESERVER);
     assert_int_equal(err.reason, GRIDSYNC__V1__REASON__REASON_READ_ONLY);
     assert_non_null(strstr(err.message, A1 "," A2));
+
+    /* a key that asks the replica for the incident category table gets the
+     * replica's own: the built-in one while none is set there, whatever a
+     * district set, then the one set in the city's store while it runs */
+    const char *own = "02\t安全隐患\t168\t72\t24\t4\t72\t48\t24\t4\tactive\n"
+                      "07\t噪音扰民\t96\t48\t30\t12\t10\t8\t6\t2\tactive\n";
+    s_table_set(e->d[0].store, own);
+    size_t nb = 0;
+    const gs_incident_category_t *builtin = gs_incident_categories(&nb);
+    Gridsync__V1__IncidentCategoriesReply *cats = NULL;
+    assert_int_equal(gs_client_incident_categories(c, &cats, &err), 0);
+    assert_false(cats->configured);
+    assert_int_equal(cats->n_categories, nb);
+    for (size_t i = 0; i < nb; i++) {
+        assert_string_equal(cats->categories[i]->code, builtin[i].code);
+        assert_string_equal(cats->categories[i]->name, builtin[i].name);
+        assert_int_equal(cats->categories[i]->n_close_hours, 4);
+        assert_int_equal(cats->categories[i]->close_hours[0], builtin[i].close_hours[0]);
+        assert_int_equal(cats->categories[i]->handle_hours[3], builtin[i].handle_hours[3]);
+    }
+    gridsync__v1__incident_categories_reply__free_unpacked(cats, NULL);
+    s_table_set(e->r.store, own);
+    assert_int_equal(gs_client_incident_categories(c, &cats, &err), 0);
+    assert_true(cats->configured);
+    assert_int_equal(cats->n_categories, 2);
+    assert_string_equal(cats->categories[1]->code, "07");
+    assert_string_equal(cats->categories[1]->name, "噪音扰民");
+    assert_int_equal(cats->categories[1]->close_hours[2], 30);
+    gridsync__v1__incident_categories_reply__free_unpacked(cats, NULL);
     gs_client_destroy(&c);
 
     /* the persons in both districts: a finding at the city only */

@@ -10,7 +10,7 @@
  * printed.
  *
  * To replay particular files (for example a crash libFuzzer saved):
- *   test_fuzz_regressions upload|sync|store_apply|replicate|topic FILE...
+ *   test_fuzz_regressions upload|sync|store_apply|replicate|topic|categories FILE...
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -133,6 +133,13 @@ test_topic(void **state)
     s_replay(gs_fuzz_topic, "fuzz_topic");
 }
 
+static void
+test_categories(void **state)
+{
+    (void) state;
+    s_replay(gs_fuzz_categories, "fuzz_categories");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -142,9 +149,11 @@ main(int argc, char **argv)
                          : !strcmp(argv[1], "store_apply") ? gs_fuzz_store_apply
                          : !strcmp(argv[1], "replicate")   ? gs_fuzz_replicate
                          : !strcmp(argv[1], "topic")       ? gs_fuzz_topic
+                         : !strcmp(argv[1], "categories")  ? gs_fuzz_categories
                                                            : NULL;
         if (!fn) {
-            fprintf(stderr, "usage: %s upload|sync|store_apply|replicate|topic FILE...\n",
+            fprintf(stderr, "usage: %s upload|sync|store_apply|replicate|topic|categories "
+                            "FILE...\n",
                     argv[0]);
             return 2;
         }
@@ -161,6 +170,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_store_apply),
         cmocka_unit_test(test_replicate),
         cmocka_unit_test(test_topic),
+        cmocka_unit_test(test_categories),
     };
     return cmocka_run_group_tests_name("fuzz_regressions", tests, NULL, NULL);
 }

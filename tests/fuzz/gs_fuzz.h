@@ -19,7 +19,11 @@
  *   gs_fuzz_topic        the live feed's topics (gs_topic.h): a subscription
  *                        topic parsed against a reference, and the category
  *                        read from an event's bytes against the decoded
- *                        event.
+ *                        event;
+ *   gs_fuzz_categories   the incident category and deadline table's text
+ *                        form (gs_incident.h): what the parser refuses
+ *                        names a line and says why in text, and what it
+ *                        accepts prints and parses back to itself.
  *
  * The same entry points are built twice: as libFuzzer programs (the
  * GS_FUZZ_LIBFUZZER define adds LLVMFuzzerTestOneInput) and, in every
@@ -44,6 +48,7 @@ int gs_fuzz_sync(const uint8_t *data, size_t len);
 int gs_fuzz_store_apply(const uint8_t *data, size_t len);
 int gs_fuzz_replicate(const uint8_t *data, size_t len);
 int gs_fuzz_topic(const uint8_t *data, size_t len);
+int gs_fuzz_categories(const uint8_t *data, size_t len);
 
 /* libFuzzer's entry point (defined by each target under GS_FUZZ_LIBFUZZER). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

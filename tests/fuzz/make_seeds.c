@@ -15,7 +15,10 @@
  * whole, redelivered, with a gap and with a lineage change; for the topic
  * target, subscription topics of every kind and level, some broken, and
  * packed events: incidents of the district as the store keeps them, a
- * household, and an incident without a category. Deterministic:
+ * household, and an incident without a category; for the category table
+ * target, the built-in table as `gridctl incidents categories show` prints
+ * it, tables an operator edited (comments, blank lines, CRLF, a retired
+ * category, a code of letters) and a few with one mistake. Deterministic:
  * the same bytes on every run.
  */
 #include <errno.h>
@@ -28,6 +31,7 @@
 #include "gs_arena.h"
 #include "gs_fuzz.h"
 #include "gs_gen_incident.h"
+#include "gs_incident.h"
 #include "gs_validate.h"
 
 static const char *s_out;           /* output directory */
@@ -497,6 +501,40 @@ s_topics(gs_gen_t *g, gs_arena_t *a)
                             GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD, 130);
 }
 
+/* Seeds of fuzz_categories: category tables as text. */
+static void
+s_categories(void)
+{
+    const gs_incident_table_t *t = gs_incident_table_default();
+    size_t n = gs_incident_table_format(t, NULL, 0);
+    char *text = malloc(n + 1);
+    if (!text)
+        s_die("malloc");
+    gs_incident_table_format(t, text, n + 1);
+    s_write("fuzz_categories", "01-builtin", -1, (const uint8_t *) text, n);
+    free(text);
+    static const char *const tables[][2] = {
+        { "02-edited",
+          "# our district's table\n"
+          "\n"
+          "07\t噪音扰民\t96\t48\t24\t12\t48\t24\t12\t2\tactive\r\n"
+          "01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\tretired\n"
+          "  \t\n"
+          "A1\tOther\t1\t1\t1\t1\t8760\t8760\t1\t1\tactive" },
+        { "03-one-line", "99\t其他\t240\t120\t72\t24\t72\t48\t24\t4\tactive\n" },
+        { "10-ten-fields", "01\t矛盾纠纷\t240\t120\t72\t24\t72\t48\t24\t4\n" },
+        { "11-hours-grow", "01\tx\t24\t48\t1\t1\t1\t1\t1\t1\tactive\n" },
+        { "12-twice",
+          "01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n"
+          "01\ty\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n" },
+        { "13-all-retired", "01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tretired\n" },
+        { "14-bad-state", "01\t名\t1\t1\t1\t1\t1\t1\t1\t1\t停用\n" },
+    };
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+        s_write("fuzz_categories", tables[i][0], -1, (const uint8_t *) tables[i][1],
+                strlen(tables[i][1]));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -517,6 +555,7 @@ main(int argc, char **argv)
     s_applies(g, a);
     s_replicates();
     s_topics(g, a);
+    s_categories();
     gs_arena_destroy(&a);
     gs_gen_destroy(&g);
     return 0;

@@ -187,6 +187,9 @@ s_parse_refused(const char *text, size_t line, const char *needle)
     if (at != line)
         fail_msg("line %zu, not %zu: %s", at, line, v.message);
     assert_msg_has(v, needle);
+    gs_verdict_t why;
+    if (gs_text_check(v.message, GS_MSG_MAX - 1, "message", &why))
+        fail_msg("the message is not text (%s): %s", why.message, v.message);
 }
 
 /* The table's text form: what it reads, in code order; every refusal with
@@ -256,6 +259,16 @@ test_table_text(void **state)
     s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n\n"
                     "01\ty\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", 3,
                     "category 01 is given twice (first on line 1)");
+    /* a quoted field is cut and shown as printable ASCII only, so the
+     * message stays text (it was cut inside a UTF-8 character, and passed
+     * a terminal's escape sequences on; found by fuzz_categories) */
+    s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t1\t停用停用停用\n", 1,
+                    "not '????????????..'");
+    s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t1\t\x1b[2J\n", 1, "not '?[2J'");
+    s_parse_refused("01\tx\t1\t1\t1\t1\t7\xa2\xa2\t1\t1\t1\tactive\n", 1,
+                    "hours for GENERAL '7?\?' are not");
+    s_parse_refused("0\xe5\x85\xb6\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n", 1,
+                    "category '0??\?' is not");
     s_parse_refused("01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tretired\n", 0, "no active category");
     s_parse_refused("# nothing\n", 0, "no active category (0 retired)");
     char nul[] = "01\tx\t1\t1\t1\t1\t1\t1\t1\t1\tactive\n02\0";

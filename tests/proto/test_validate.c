@@ -218,6 +218,10 @@ test_idnum_normalize(void **state)
             fail_msg("case %zu: %s", i, v.message);
         assert_string_equal(out, cases[i].out);
         assert_int_equal(gs_idnum_check(out, NOW_MS, &v), 0);
+        /* a fixed point: the stored form normalises to itself */
+        char again[19];
+        assert_int_equal(gs_idnum_normalize(out, again, sizeof(again), &v), 0);
+        assert_string_equal(again, out);
     }
 }
 
@@ -415,6 +419,13 @@ test_phone_invalid(void **state)
                                turned into the 6-digit 123456 */
         "0012345678",    /* 00 is an international prefix, not an area code */
         "+86 0012345678",
+        /* the only area code starting with 1 is Beijing's 10: these were
+         * kept as the landlines 01380013800 and 012345678901, though the
+         * same digits without +86 are refused as mobiles */
+        "+86 138 0013 800",
+        "+86 12345678901",
+        "0 138 0013 8000", /* a mobile with a 0 in front */
+        "0111 2345678",
         "+1 415 555 0100",
         "138.0013.8000",
         "+86",
@@ -433,6 +444,15 @@ test_phone_invalid(void **state)
     }
     gs_verdict_t v;
     char out[16];
+    assert_int_equal(gs_phone_normalize("+86 138 0013 800", out, sizeof(out), &v), R(PHONE));
+    assert_msg_has(v, "the only area code starting with 1 is 10");
+    assert_int_equal(gs_phone_normalize("0086 0086 123456", out, sizeof(out), &v), R(PHONE));
+    assert_msg_has(v, "no area code starts with 0");
+    /* Beijing, with and without +86 */
+    assert_int_equal(gs_phone_normalize("+86 10 1234 5678", out, sizeof(out), &v), 0);
+    assert_string_equal(out, "01012345678");
+    assert_int_equal(gs_phone_normalize("010 1234 5678", out, sizeof(out), &v), 0);
+    assert_string_equal(out, "01012345678");
     /* 0 + 9 digits is the shortest landline, 0 + 11 the longest */
     assert_int_equal(gs_phone_normalize("0755-12345", out, sizeof(out), &v),
                      R(PHONE));
@@ -638,6 +658,37 @@ test_reason_name_and_verdict(void **state)
     assert_int_equal(gs_verdict_set(NULL, R(DATE), "no verdict"), R(DATE));
 }
 
+/* What fuzz_upload checks on every record that passes: its normal form,
+ * packed, unpacked and checked again, is still valid and packs to the same
+ * bytes (a second pass changes nothing), so an unchanged re-upload of what
+ * the broker stored compares equal. Every record test's check helper runs
+ * it on each record its test finds valid. */
+static void
+s_assert_fixed_point(const Gridsync__V1__Record *rec, const gs_limits_t *lim)
+{
+    size_t n1 = gridsync__v1__record__get_packed_size(rec);
+    uint8_t *b1 = malloc(n1 + 1);
+    assert_non_null(b1);
+    assert_int_equal(gridsync__v1__record__pack(rec, b1), n1);
+    gs_arena_t *arena = gs_arena_new(0);
+    assert_non_null(arena);
+    ProtobufCAllocator *alloc = gs_arena_allocator(arena);
+    Gridsync__V1__Record *again = gridsync__v1__record__unpack(alloc, n1, b1);
+    assert_non_null(again);
+    gs_verdict_t v;
+    if (gs_record_check(again, alloc, lim, NOW_MS, &v))
+        fail_msg("the normal form of a valid record is refused: %s", v.message);
+    size_t n2 = gridsync__v1__record__get_packed_size(again);
+    uint8_t *b2 = malloc(n2 + 1);
+    assert_non_null(b2);
+    assert_int_equal(gridsync__v1__record__pack(again, b2), n2);
+    assert_int_equal(n2, n1);
+    assert_memory_equal(b2, b1, n1);
+    free(b2);
+    free(b1);
+    gs_arena_destroy(&arena);
+}
+
 /* ---- Records built in code ---------------------------------------------- */
 
 #define HH_MAX 5
@@ -738,8 +789,10 @@ s_hh_teardown(void **state)
 static int
 s_hh_check(hh_t *f, const gs_limits_t *lim, gs_verdict_t *v)
 {
-    return gs_record_check(&f->rec, gs_arena_allocator(f->arena), lim, NOW_MS,
-                           v);
+    int rc = gs_record_check(&f->rec, gs_arena_allocator(f->arena), lim, NOW_MS, v);
+    if (rc == 0)
+        s_assert_fixed_point(&f->rec, lim);
+    return rc;
 }
 
 static void
@@ -1238,8 +1291,10 @@ s_rent_teardown(void **state)
 static int
 s_rent_check(rent_t *f, const gs_limits_t *lim, gs_verdict_t *v)
 {
-    return gs_record_check(&f->rec, gs_arena_allocator(f->arena), lim, NOW_MS,
-                           v);
+    int rc = gs_record_check(&f->rec, gs_arena_allocator(f->arena), lim, NOW_MS, v);
+    if (rc == 0)
+        s_assert_fixed_point(&f->rec, lim);
+    return rc;
 }
 
 static void
@@ -1546,8 +1601,10 @@ s_org_teardown(void **state)
 static int
 s_org_check(org_t *f, const gs_limits_t *lim, gs_verdict_t *v)
 {
-    return gs_record_check(&f->rec, gs_arena_allocator(f->arena), lim, NOW_MS,
-                           v);
+    int rc = gs_record_check(&f->rec, gs_arena_allocator(f->arena), lim, NOW_MS, v);
+    if (rc == 0)
+        s_assert_fixed_point(&f->rec, lim);
+    return rc;
 }
 
 static void
@@ -1902,6 +1959,7 @@ test_normalise_default_allocator(void **state)
     if (gs_record_check(rec, NULL, NULL, NOW_MS, &v))
         fail_msg("%s", v.message);
     s_assert_normalised(rec);
+    s_assert_fixed_point(rec, NULL);
     /* checking again changes nothing and still passes */
     char *id0 = rec->household->members[0]->id_number;
     assert_int_equal(gs_record_check(rec, NULL, NULL, NOW_MS, &v), 0);
@@ -2230,7 +2288,10 @@ s_inc_init(inc_t *f)
 static int
 s_inc_check(inc_t *f, gs_verdict_t *v)
 {
-    return gs_record_check(&f->rec, gs_arena_allocator(f->arena), NULL, NOW_MS, v);
+    int rc = gs_record_check(&f->rec, gs_arena_allocator(f->arena), NULL, NOW_MS, v);
+    if (rc == 0)
+        s_assert_fixed_point(&f->rec, NULL);
+    return rc;
 }
 
 /* An incident: a category code, severity and status, a place or a
