@@ -814,6 +814,7 @@ typedef struct s_ctx {
     int today;                  /* YYYYMMDD in CST at now_ms */
     gs_verdict_t *v;            /* where problems are reported */
     gs_verdict_t scratch;       /* used when the caller passed no verdict */
+    size_t changed;             /* strings replaced and unknown fields dropped */
 } s_ctx_t;
 
 /* Replace *field with a copy of value, releasing the old string with the
@@ -828,6 +829,7 @@ s_replace(s_ctx_t *ctx, char **field, const char *value)
                             : malloc(n);
     if (!copy)
         return gs_verdict_set(ctx->v, R(INTERNAL), "out of memory");
+    ctx->changed++;
     memcpy(copy, value, n);
     char *old = *field;
     *field = copy;
@@ -1575,6 +1577,14 @@ int
 gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
                 const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v)
 {
+    return gs_record_check_changed(rec, alloc, lim, now_ms, v, NULL);
+}
+
+int
+gs_record_check_changed(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
+                        const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
+                        size_t *changed)
+{
     s_ctx_t ctx = {
         .alloc = alloc,
         .lim = lim ? lim : &gs_limits_default,
@@ -1586,8 +1596,10 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
     /* Only fields this schema knows are stored and forwarded: an unknown
      * field could carry restricted personal data past the privacy filter,
      * which drops the known `restricted` sub-message only. */
+    if (changed)
+        *changed = 0;
     if (rec)
-        gs_wire_strip_unknown(&rec->base, alloc);
+        ctx.changed = gs_wire_strip_unknown(&rec->base, alloc);
     if (!rec || gs_record_kind(rec) == 0)
         return gs_verdict_set(ctx.v, R(REQUIRED),
                               "record has no household, rental, "
@@ -1611,6 +1623,8 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
         rc = s_duplicates(&ctx, rec);
     if (rc == 0)
         gs_verdict_clear(ctx.v);
+    if (changed)
+        *changed = ctx.changed;
     return rc;
 }
 
