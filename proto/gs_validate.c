@@ -158,7 +158,7 @@ s_str(const char *s)
 
 /* Decode one strictly valid UTF-8 character at s[*i] (no overlongs, no
  * surrogates, at most U+10FFFF). Returns 0 and advances *i, or -1. */
-static int
+static inline int
 s_utf8_next(const unsigned char *s, size_t len, size_t *i, uint32_t *cp)
 {
     size_t k = *i;
@@ -233,12 +233,19 @@ s_fold(const char *in, char *out, size_t cap)
     size_t len = strlen(in);
     size_t i = 0, n = 0, spaces = 0;
     while (i < len) {
-        uint32_t cp;
-        if (s_utf8_next(s, len, &i, &cp) < 0)
-            return S_FOLD_CHAR;
-        int c = s_fold_char(cp);
-        if (c == 0)
-            return S_FOLD_CHAR;
+        int c;
+        if (s[i] < 0x80) {
+            /* ASCII (digits, letters, spaces: nearly every byte folded)
+             * folds to itself, as s_utf8_next and s_fold_char would say */
+            c = s[i++];
+        } else {
+            uint32_t cp;
+            if (s_utf8_next(s, len, &i, &cp) < 0)
+                return S_FOLD_CHAR;
+            c = s_fold_char(cp);
+            if (c == 0)
+                return S_FOLD_CHAR;
+        }
         if (s_is_space(c)) {
             if (n > 0)
                 spaces++;

@@ -249,10 +249,16 @@ gs_wire_spans(const uint8_t *data, size_t len, uint32_t field, const uint8_t **s
 
 /* Read a varint that is in its one shortest form: no trailing 0x00 group
  * (but a lone 0x00), and a tenth byte only as 0x01 (bit 63). */
-static int
+static inline int
 s_varint_min(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     const uint8_t *q = *p;
+    if (q < end && *q < 0x80) {
+        /* one byte (most tags and lengths): its shortest form already */
+        *v = *q;
+        *p = q + 1;
+        return 0;
+    }
     if (gs_wire_varint_get(&q, end, v))
         return -1;
     size_t n = (size_t) (q - *p);
