@@ -267,14 +267,19 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         s->st.depth = depth;
     s->st.messages++;
     s->st.decode_bytes += s_units(desc->sizeof_message);
-    size_t counts[S_FIELDS_MAX] = { 0 };    /* occurrences (elements for lists) per field */
+    size_t counts[S_FIELDS_MAX];            /* occurrences (elements for lists) per field */
+    size_t tracked = desc->n_fields < S_FIELDS_MAX ? desc->n_fields : S_FIELDS_MAX;
+    memset(counts, 0, tracked * sizeof counts[0]);  /* the only ones ever read */
     size_t spill = 0;                       /* shared by fields past S_FIELDS_MAX (none in
                                              * this schema): costed, not checked */
     size_t occurrences = 0, unknown = 0;
+    const ProtobufCFieldDescriptor *prev = NULL;    /* the field met last */
     while (p < end) {
         const uint8_t *at = p;
         uint64_t tag;
-        if (gs_wire_varint_get(&p, end, &tag))
+        if (*p < 0x80)
+            tag = *p++;     /* a one-byte tag (fields 1..15): most of them */
+        else if (gs_wire_varint_get(&p, end, &tag))
             return s_malformed(s, at, "truncated field tag");
         if (tag >> 3 == 0 || tag >> 3 > 0x1fffffff)
             return s_malformed(s, at, "field number out of range");
@@ -284,8 +289,17 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                                              : "invalid wire type");
         occurrences++;
         s->st.fields++;
+        /* fields mostly come in descriptor order, a list's elements in a
+         * run: try the field met last and the one after it before the
+         * search (field numbers are unique, so a hit is the same answer) */
+        unsigned id = (unsigned) (tag >> 3);
         const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field(desc, (unsigned) (tag >> 3));
+            prev && prev->id == id ? prev
+            : prev && prev + 1 < desc->fields + desc->n_fields && prev[1].id == id ? prev + 1
+            : !prev && desc->n_fields && desc->fields[0].id == id ? desc->fields
+            : protobuf_c_message_descriptor_get_field(desc, id);
+        if (f)
+            prev = f;
         const uint8_t *value = p;
         if (gs_wire_skip(&p, end, wt))
             return s_malformed(s, value, wt == 2 ? "length runs past the end"
@@ -323,7 +337,7 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
     s->st.decode_bytes += s_slab_cost(occurrences);
     if (unknown)
         s->st.decode_bytes += s_units(unknown * S_UNKNOWN_SIZE);
-    for (size_t i = 0; i < desc->n_fields && i < S_FIELDS_MAX; i++) {
+    for (size_t i = 0; i < tracked; i++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
         if (f->label != PROTOBUF_C_LABEL_REPEATED || counts[i] == 0)
             continue;
