@@ -301,9 +301,18 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         if (f)
             prev = f;
         const uint8_t *value = p;
-        if (gs_wire_skip(&p, end, wt))
+        const uint8_t *payload = NULL;      /* wt 2: the bytes after the length */
+        uint64_t n = 0;                     /* and how many */
+        if (wt == 2 && p < end && *p < 0x80 && *p < end - p) {
+            /* a one-byte length that fits (most strings and sub-messages):
+             * what gs_wire_skip would find, read once */
+            n = *p;
+            payload = p + 1;
+            p = payload + n;
+        } else if (gs_wire_skip(&p, end, wt)) {
             return s_malformed(s, value, wt == 2 ? "length runs past the end"
                                                  : "truncated value");
+        }
         if (!f) {
             unknown++;
             s->st.unknown++;
@@ -325,10 +334,12 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                 s->st.decode_bytes += s_units(gs_pb_elem_size(f->type));
             continue;
         }
-        uint64_t n;
-        gs_wire_varint_get(&value, end, &n); /* cannot fail: skipped above */
+        if (!payload) {
+            gs_wire_varint_get(&value, end, &n); /* cannot fail: skipped above */
+            payload = value;
+        }
         size_t before = *count;
-        int rc = s_delimited(s, f, count, value, (size_t) n, depth);
+        int rc = s_delimited(s, f, count, payload, (size_t) n, depth);
         if (rc)
             return rc;
         if (idx >= S_FIELDS_MAX && f->label == PROTOBUF_C_LABEL_REPEATED)

@@ -768,6 +768,14 @@ gs_text_check(const char *s, size_t max_bytes, const char *field,
             i++;
             continue;
         }
+        /* three bytes led by E1..EC or EE..EF (CJK: names and addresses)
+         * are valid with any two continuation bytes: never overlong (not
+         * E0), never a surrogate (not ED), U+1000 and up, so no control */
+        if (u[i] >= 0xE1 && u[i] != 0xED && u[i] <= 0xEF && n - i >= 3 &&
+            (u[i + 1] & 0xC0) == 0x80 && (u[i + 2] & 0xC0) == 0x80) {
+            i += 3;
+            continue;
+        }
         size_t at = i;
         uint32_t cp;
         if (s_utf8_next(u, n, &i, &cp) < 0)
