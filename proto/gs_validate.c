@@ -401,8 +401,16 @@ gs_idnum_normalize(const char *in, char *out, size_t out_size, gs_verdict_t *v)
     if (!out || out_size < 19)
         return gs_verdict_set(v, R(INTERNAL), "ID number buffer too small");
     out[0] = '\0';
+    in = s_str(in);
+    if (strnlen(in, 19) == 18 && s_digits(in, 17) && (s_digits(in + 17, 1) || in[17] == 'X')) {
+        /* already in normal form (every stored number, nearly every upload):
+         * the fold below would give it back unchanged */
+        memcpy(out, in, 19);
+        gs_verdict_clear(v);
+        return 0;
+    }
     char buf[20];
-    int rc = s_fold(s_str(in), buf, sizeof(buf));
+    int rc = s_fold(in, buf, sizeof(buf));
     if (rc == S_FOLD_CHAR)
         return gs_verdict_set(v, R(ID_FORMAT),
                               "ID number may only contain digits and a final X");

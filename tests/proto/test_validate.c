@@ -219,6 +219,24 @@ test_idnum_normalize(void **state)
         assert_string_equal(out, cases[i].out);
         assert_int_equal(gs_idnum_check(out, NOW_MS, &v), 0);
     }
+    /* a number already in normal form is taken as it is; the same number
+     * with a space in front goes the folding way: the same result, and
+     * anything else of 18 characters is judged as before */
+    static const char *const as_is[] = { "11010519491231002X", "440524188001010014",
+                                         "11010519491231002x", "1101051949123100XX",
+                                         "11010519491231002Y", "A10105194912310021" };
+    for (size_t i = 0; i < sizeof as_is / sizeof as_is[0]; i++) {
+        char spaced[24], out2[19];
+        snprintf(spaced, sizeof spaced, " %s", as_is[i]);
+        memset(out, 'Z', sizeof out);
+        memset(out2, 'Z', sizeof out2);
+        int rc = gs_idnum_normalize(as_is[i], out, sizeof out, &v);
+        gs_verdict_t v2;
+        assert_int_equal(rc, gs_idnum_normalize(spaced, out2, sizeof out2, &v2));
+        assert_string_equal(v.message, v2.message);
+        if (rc == 0)
+            assert_string_equal(out, out2);
+    }
 }
 
 static void
