@@ -402,11 +402,19 @@ s_handle_router(gs_broker_t *b, int draining)
         Gridsync__V1__Upload *up = req->upload;
         const uint8_t **wire;
         size_t *wire_len;
-        s_record_spans(arena, &body, up->n_records, &wire, &wire_len);
+        /* the job keeps the frame: records that need no packing are
+         * stored as the bytes they came in (the frame's data stays where
+         * it is when the message moves, but a tiny message keeps its bytes
+         * inside the zmq_msg_t, so the spans are taken after the move) */
+        zmq_msg_init(&job->frame);
+        zmq_msg_move(&job->frame, &body);
+        job->has_frame = 1;
+        s_record_spans(arena, &job->frame, up->n_records, &wire, &wire_len);
         if (gs_store_prepare_wire(b->store, up->records, wire, wire_len, up->n_records,
                                   gs_arena_allocator(arena), gs_now_ms(), &job->prepared)) {
             if (job->dev)
                 gridsync__v1__device__free_unpacked(job->dev, NULL);
+            zmq_msg_close(&job->frame);
             free(job);
             s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                              GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");

@@ -175,7 +175,9 @@ int gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
  * was (gs_record_check_changed) and whose bytes are in the one form
  * protobuf-c packs (gs_wire_is_canonical) keeps those bytes as its packed
  * form instead of being packed again: the same bytes, the same results.
- * Same thread rules, memory and errors as gs_store_prepare. */
+ * Those bytes are borrowed, not copied: they must stay unchanged until the
+ * apply that uses *out has returned. Same thread rules, memory and errors
+ * as gs_store_prepare. */
 int gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
                           const uint8_t *const *wire, const size_t *wire_len, size_t n,
                           ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out);

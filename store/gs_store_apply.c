@@ -440,7 +440,7 @@ s_derive(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
  * be NULL) holds the wire_len bytes the record was unpacked from, when
  * normalisation changed nothing in it: if they are in the one form pack
  * writes (gs_wire_is_canonical), packing again would give them byte for
- * byte, so they are copied instead. */
+ * byte, so they are the packed form (borrowed: the caller keeps them). */
 static int
 s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p,
               const uint8_t *wire, size_t wire_len)
@@ -448,17 +448,17 @@ s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p,
     const Gridsync__V1__Record *rec = p->rec;
     assert(rec && !p->verdict.reason);
     size_t n;
-    uint8_t *buf;
+    const uint8_t *buf;
     if (wire && gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire, wire_len)) {
         n = wire_len;
-        if (!(buf = s_palloc(alloc, n)))
-            return GS_ENOMEM;
-        memcpy(buf, wire, n);
+        buf = wire;
     } else {
         n = protobuf_c_message_get_packed_size(&rec->base);
-        if (!(buf = s_palloc(alloc, n)))
+        uint8_t *packed = s_palloc(alloc, n);
+        if (!packed)
             return GS_ENOMEM;
-        protobuf_c_message_pack(&rec->base, buf);
+        protobuf_c_message_pack(&rec->base, packed);
+        buf = packed;
     }
     if (gs_content_hash_packed(buf, n, p->hash))
         return 0;   /* cannot happen for protobuf-c's output; the apply will say so */
