@@ -11,9 +11,11 @@
  * protoc-c.
  *
  * It also holds the few steps that read raw wire bytes without decoding
- * them (gs_prescan walks a request with them before protobuf-c unpacks it)
- * and gs_wire_strip_unknown, which drops the fields this schema does not
- * know from an unpacked message before the broker stores it.
+ * them (gs_prescan walks a request with them before protobuf-c unpacks it;
+ * gs_wire_spans finds an uploaded record's bytes and gs_wire_is_canonical
+ * says whether they are what protobuf-c would pack, so that the store can
+ * keep them) and gs_wire_strip_unknown, which drops the fields this schema
+ * does not know from an unpacked message before the broker stores it.
  *
  * Not thread-safe: one buffer per thread.
  */
