@@ -14,6 +14,7 @@
 #include "gs_log.h"
 #include "gs_prescan.h"
 #include "gs_validate.h"
+#include "gs_wire.h"
 
 /* Who sent this request, and may they do it? In secure mode the identity
  * is the "device_id" the ZAP handler attached to the connection; the
@@ -247,6 +248,33 @@ s_request_id(const ProtobufCMessageDescriptor *desc, zmq_msg_t *body)
     return rid;
 }
 
+/* Where each of an upload's n records sits in the request's bytes (for
+ * gs_store_prepare_wire), in arrays from arena: the i-th occurrence of
+ * Upload.records is records[i]. Leaves *at NULL when the bytes cannot be
+ * matched to the records one to one (the records are then packed). */
+static void
+s_record_spans(gs_arena_t *arena, zmq_msg_t *body, size_t n, const uint8_t ***at,
+               size_t **lens)
+{
+    *at = NULL;
+    *lens = NULL;
+    const uint32_t upload_field = protobuf_c_message_descriptor_get_field_by_name(
+                       &gridsync__v1__request__descriptor, "upload")->id,
+                   records_field = protobuf_c_message_descriptor_get_field_by_name(
+                       &gridsync__v1__upload__descriptor, "records")->id;
+    const uint8_t *up;
+    size_t up_len;
+    if (gs_wire_spans(zmq_msg_data(body), zmq_msg_size(body), upload_field, &up, &up_len, 1) !=
+        1)
+        return;
+    const uint8_t **a = gs_arena_alloc(arena, n * sizeof *a);
+    size_t *l = gs_arena_alloc(arena, n * sizeof *l);
+    if (!a || !l || gs_wire_spans(up, up_len, records_field, a, l, n) != (long) n)
+        return;
+    *at = a;
+    *lens = l;
+}
+
 static void
 s_handle_router(gs_broker_t *b, int draining)
 {
@@ -372,10 +400,21 @@ s_handle_router(gs_broker_t *b, int draining)
          * thread, so the writer's transaction spends its time on storage
          * only and the two threads work on different uploads at once. */
         Gridsync__V1__Upload *up = req->upload;
-        if (gs_store_prepare(b->store, up->records, up->n_records, gs_arena_allocator(arena),
-                             gs_now_ms(), &job->prepared)) {
+        const uint8_t **wire;
+        size_t *wire_len;
+        /* the job keeps the frame: records that need no packing are
+         * stored as the bytes they came in (the frame's data stays where
+         * it is when the message moves, but a tiny message keeps its bytes
+         * inside the zmq_msg_t, so the spans are taken after the move) */
+        zmq_msg_init(&job->frame);
+        zmq_msg_move(&job->frame, &body);
+        job->has_frame = 1;
+        s_record_spans(arena, &job->frame, up->n_records, &wire, &wire_len);
+        if (gs_store_prepare_wire(b->store, up->records, wire, wire_len, up->n_records,
+                                  gs_arena_allocator(arena), gs_now_ms(), &job->prepared)) {
             if (job->dev)
                 gridsync__v1__device__free_unpacked(job->dev, NULL);
+            zmq_msg_close(&job->frame);
             free(job);
             s_frontend_error(b, b->router, &identity, req_style, 0, req->request_id,
                              GRIDSYNC__V1__REASON__REASON_BUSY, "out of memory; retry later");

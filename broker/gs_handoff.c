@@ -50,6 +50,8 @@ gs_job_destroy(gs_job_t **job_p)
         return;
     gs_job_t *job = *job_p;
     zmq_msg_close(&job->identity);
+    if (job->has_frame)
+        zmq_msg_close(&job->frame);
     if (job->dev)
         gridsync__v1__device__free_unpacked(job->dev, NULL);
     gs_arena_destroy(&job->arena);

@@ -35,6 +35,9 @@ typedef struct gs_job {
     Gridsync__V1__AdminRequest *admin; /* decoded request (admin side) */
     int64_t recv_us;            /* monotonic receive time, for ack latency */
     gs_prepared_t *prepared;    /* uploads: validated, packed, hashed by the frontend */
+    zmq_msg_t frame;            /* uploads: the request's bytes, which prepared records
+                                 * kept as their packed form point into */
+    int has_frame;              /* 1: frame holds them (closed with the job) */
     char **prefixes;            /* the sender's grid prefixes (arena); none = nothing */
     size_t n_prefixes;          /* how many */
     int scope_all;              /* 1: the sender may write every grid (gs_authz) */

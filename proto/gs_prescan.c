@@ -268,16 +268,18 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
     s->st.messages++;
     s->st.decode_bytes += s_units(desc->sizeof_message);
     size_t counts[S_FIELDS_MAX];            /* occurrences (elements for lists) per field */
-    size_t nf = desc->n_fields < S_FIELDS_MAX ? desc->n_fields : S_FIELDS_MAX;
-    memset(counts, 0, nf * sizeof counts[0]);   /* only those of desc's fields: a record
-                                                 * nests dozens of small messages */
+    size_t tracked = desc->n_fields < S_FIELDS_MAX ? desc->n_fields : S_FIELDS_MAX;
+    memset(counts, 0, tracked * sizeof counts[0]);  /* the only ones ever read */
     size_t spill = 0;                       /* shared by fields past S_FIELDS_MAX (none in
                                              * this schema): costed, not checked */
     size_t occurrences = 0, unknown = 0;
+    const ProtobufCFieldDescriptor *prev = NULL;    /* the field met last */
     while (p < end) {
         const uint8_t *at = p;
         uint64_t tag;
-        if (gs_wire_varint_get(&p, end, &tag))
+        if (*p < 0x80)
+            tag = *p++;     /* a one-byte tag (fields 1..15): most of them */
+        else if (gs_wire_varint_get(&p, end, &tag))
             return s_malformed(s, at, "truncated field tag");
         if (tag >> 3 == 0 || tag >> 3 > 0x1fffffff)
             return s_malformed(s, at, "field number out of range");
@@ -287,12 +289,30 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                                              : "invalid wire type");
         occurrences++;
         s->st.fields++;
+        /* fields mostly come in descriptor order, a list's elements in a
+         * run: try the field met last and the one after it before the
+         * search (field numbers are unique, so a hit is the same answer) */
+        unsigned id = (unsigned) (tag >> 3);
         const ProtobufCFieldDescriptor *f =
-            protobuf_c_message_descriptor_get_field(desc, (unsigned) (tag >> 3));
+            prev && prev->id == id ? prev
+            : prev && prev + 1 < desc->fields + desc->n_fields && prev[1].id == id ? prev + 1
+            : !prev && desc->n_fields && desc->fields[0].id == id ? desc->fields
+            : protobuf_c_message_descriptor_get_field(desc, id);
+        if (f)
+            prev = f;
         const uint8_t *value = p;
-        if (gs_wire_skip(&p, end, wt))
+        const uint8_t *payload = NULL;      /* wt 2: the bytes after the length */
+        uint64_t n = 0;                     /* and how many */
+        if (wt == 2 && p < end && *p < 0x80 && *p < end - p) {
+            /* a one-byte length that fits (most strings and sub-messages):
+             * what gs_wire_skip would find, read once */
+            n = *p;
+            payload = p + 1;
+            p = payload + n;
+        } else if (gs_wire_skip(&p, end, wt)) {
             return s_malformed(s, value, wt == 2 ? "length runs past the end"
                                                  : "truncated value");
+        }
         if (!f) {
             unknown++;
             s->st.unknown++;
@@ -314,10 +334,12 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                 s->st.decode_bytes += s_units(gs_pb_elem_size(f->type));
             continue;
         }
-        uint64_t n;
-        gs_wire_varint_get(&value, end, &n); /* cannot fail: skipped above */
+        if (!payload) {
+            gs_wire_varint_get(&value, end, &n); /* cannot fail: skipped above */
+            payload = value;
+        }
         size_t before = *count;
-        int rc = s_delimited(s, f, count, value, (size_t) n, depth);
+        int rc = s_delimited(s, f, count, payload, (size_t) n, depth);
         if (rc)
             return rc;
         if (idx >= S_FIELDS_MAX && f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -326,7 +348,7 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
     s->st.decode_bytes += s_slab_cost(occurrences);
     if (unknown)
         s->st.decode_bytes += s_units(unknown * S_UNKNOWN_SIZE);
-    for (size_t i = 0; i < desc->n_fields && i < S_FIELDS_MAX; i++) {
+    for (size_t i = 0; i < tracked; i++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
         if (f->label != PROTOBUF_C_LABEL_REPEATED || counts[i] == 0)
             continue;

@@ -158,7 +158,7 @@ s_str(const char *s)
 
 /* Decode one strictly valid UTF-8 character at s[*i] (no overlongs, no
  * surrogates, at most U+10FFFF). Returns 0 and advances *i, or -1. */
-static int
+static inline int
 s_utf8_next(const unsigned char *s, size_t len, size_t *i, uint32_t *cp)
 {
     size_t k = *i;
@@ -233,12 +233,19 @@ s_fold(const char *in, char *out, size_t cap)
     size_t len = strlen(in);
     size_t i = 0, n = 0, spaces = 0;
     while (i < len) {
-        uint32_t cp;
-        if (s_utf8_next(s, len, &i, &cp) < 0)
-            return S_FOLD_CHAR;
-        int c = s_fold_char(cp);
-        if (c == 0)
-            return S_FOLD_CHAR;
+        int c;
+        if (s[i] < 0x80) {
+            /* ASCII (digits, letters, spaces: nearly every byte folded)
+             * folds to itself, as s_utf8_next and s_fold_char would say */
+            c = s[i++];
+        } else {
+            uint32_t cp;
+            if (s_utf8_next(s, len, &i, &cp) < 0)
+                return S_FOLD_CHAR;
+            c = s_fold_char(cp);
+            if (c == 0)
+                return S_FOLD_CHAR;
+        }
         if (s_is_space(c)) {
             if (n > 0)
                 spaces++;
@@ -394,16 +401,16 @@ gs_idnum_normalize(const char *in, char *out, size_t out_size, gs_verdict_t *v)
     if (!out || out_size < 19)
         return gs_verdict_set(v, R(INTERNAL), "ID number buffer too small");
     out[0] = '\0';
-    /* already in normal form (as every stored ID number is, so the person
-     * index meets it once per person of each record written): itself */
-    if (in && strlen(in) == 18 && s_digits(in, 17) &&
-        (s_digits(in + 17, 1) || in[17] == 'X')) {
+    in = s_str(in);
+    if (strnlen(in, 19) == 18 && s_digits(in, 17) && (s_digits(in + 17, 1) || in[17] == 'X')) {
+        /* already in normal form (every stored number, nearly every upload):
+         * the fold below would give it back unchanged */
         memcpy(out, in, 19);
         gs_verdict_clear(v);
         return 0;
     }
     char buf[20];
-    int rc = s_fold(s_str(in), buf, sizeof(buf));
+    int rc = s_fold(in, buf, sizeof(buf));
     if (rc == S_FOLD_CHAR)
         return gs_verdict_set(v, R(ID_FORMAT),
                               "ID number may only contain digits and a final X");
@@ -783,6 +790,14 @@ gs_text_check(const char *s, size_t max_bytes, const char *field,
             i++;
             continue;
         }
+        /* three bytes led by E1..EC or EE..EF (CJK: names and addresses)
+         * are valid with any two continuation bytes: never overlong (not
+         * E0), never a surrogate (not ED), U+1000 and up, so no control */
+        if (u[i] >= 0xE1 && u[i] != 0xED && u[i] <= 0xEF && n - i >= 3 &&
+            (u[i + 1] & 0xC0) == 0x80 && (u[i + 2] & 0xC0) == 0x80) {
+            i += 3;
+            continue;
+        }
         size_t at = i;
         uint32_t cp;
         if (s_utf8_next(u, n, &i, &cp) < 0)
@@ -836,6 +851,7 @@ typedef struct s_ctx {
     int today;                  /* YYYYMMDD in CST at now_ms */
     gs_verdict_t *v;            /* where problems are reported */
     gs_verdict_t scratch;       /* used when the caller passed no verdict */
+    size_t changed;             /* strings replaced and unknown fields dropped */
 } s_ctx_t;
 
 /* Replace *field with a copy of value, releasing the old string with the
@@ -850,6 +866,7 @@ s_replace(s_ctx_t *ctx, char **field, const char *value)
                             : malloc(n);
     if (!copy)
         return gs_verdict_set(ctx->v, R(INTERNAL), "out of memory");
+    ctx->changed++;
     memcpy(copy, value, n);
     char *old = *field;
     *field = copy;
@@ -1597,6 +1614,14 @@ int
 gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
                 const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v)
 {
+    return gs_record_check_changed(rec, alloc, lim, now_ms, v, NULL);
+}
+
+int
+gs_record_check_changed(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
+                        const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
+                        size_t *changed)
+{
     s_ctx_t ctx = {
         .alloc = alloc,
         .lim = lim ? lim : &gs_limits_default,
@@ -1608,8 +1633,10 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
     /* Only fields this schema knows are stored and forwarded: an unknown
      * field could carry restricted personal data past the privacy filter,
      * which drops the known `restricted` sub-message only. */
+    if (changed)
+        *changed = 0;
     if (rec)
-        gs_wire_strip_unknown(&rec->base, alloc);
+        ctx.changed = gs_wire_strip_unknown(&rec->base, alloc);
     if (!rec || gs_record_kind(rec) == 0)
         return gs_verdict_set(ctx.v, R(REQUIRED),
                               "record has no household, rental, "
@@ -1633,6 +1660,8 @@ gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
         rc = s_duplicates(&ctx, rec);
     if (rc == 0)
         gs_verdict_clear(ctx.v);
+    if (changed)
+        *changed = ctx.changed;
     return rc;
 }
 

@@ -256,6 +256,15 @@ int gs_ident_check(const char *s, const char *field, gs_verdict_t *v);
 int gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
                     const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v);
 
+/* gs_record_check, and *changed (may be NULL) = how many changes the
+ * normalisation made to rec: strings replaced by their normal form plus
+ * unknown fields dropped. 0 means rec holds exactly what it was unpacked
+ * with, so bytes it was unpacked from that pack would write again
+ * (gs_wire_is_canonical) are its packed form. */
+int gs_record_check_changed(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
+                            const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
+                            size_t *changed);
+
 /* Validate an upload's envelope (not its records): device_id and upload_id
  * are identifiers, record count within lim->max_records and above zero.
  * Returns 0, REASON_BAD_REQUEST or REASON_TOO_MANY_RECORDS. */

@@ -11,9 +11,11 @@
  * protoc-c.
  *
  * It also holds the few steps that read raw wire bytes without decoding
- * them (gs_prescan walks a request with them before protobuf-c unpacks it)
- * and gs_wire_strip_unknown, which drops the fields this schema does not
- * know from an unpacked message before the broker stores it.
+ * them (gs_prescan walks a request with them before protobuf-c unpacks it;
+ * gs_wire_spans finds an uploaded record's bytes and gs_wire_is_canonical
+ * says whether they are what protobuf-c would pack, so that the store can
+ * keep them) and gs_wire_strip_unknown, which drops the fields this schema
+ * does not know from an unpacked message before the broker stores it.
  *
  * Not thread-safe: one buffer per thread.
  */
@@ -128,6 +130,32 @@ int gs_wire_find_varint(const uint8_t *data, size_t len, uint32_t field,
                         uint64_t *value);
 
 /* ---- unpacked messages ------------------------------------------------- */
+
+/* The bytes of every occurrence of length-delimited field `field` at the
+ * top level of the message data (len bytes), in order: at most max spans
+ * into span_at/span_len (either may be NULL when max is 0). Returns how
+ * many there are (even past max), or -1 when the data does not walk (a
+ * truncated tag or value). Used to find where an unpacked list element
+ * came from: the i-th occurrence of a repeated message field is element i. */
+long gs_wire_spans(const uint8_t *data, size_t len, uint32_t field,
+                   const uint8_t **span_at, size_t *span_len, size_t max);
+
+/* Is data (len bytes) exactly what protobuf_c_message_pack writes for the
+ * message of type desc that protobuf-c unpacks from it? Then a caller that
+ * changed nothing in the unpacked message may keep the bytes instead of
+ * packing it again. Conservative: 1 only when every field is known to
+ * desc, occurs in the order pack writes fields (desc->fields), at most once
+ * (a repeated string, bytes or message field: in one contiguous run), at
+ * most one field of each oneof, with the wire type pack uses, minimal
+ * varints for tags, lengths and values, and a value pack does not leave
+ * out: no zero number, no false, no empty string or bytes (proto3 packs
+ * none of them), an int32/enum/uint32/sint32 in its 32-bit range (an
+ * int32 or enum also not negative), a string without a 0x00 byte, and
+ * nested messages (at most 32 deep) canonical in turn.
+ * Repeated scalar fields, proto2 required fields and anything else not
+ * named here give 0, as does input that does not walk. Pure, no allocation. */
+int gs_wire_is_canonical(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                         size_t len);
 
 /* Drop the unknown fields (fields this schema does not know, which
  * protobuf-c keeps as opaque bytes and packs again) of m and of every

@@ -169,6 +169,19 @@ typedef struct gs_prepared gs_prepared_t;
 int gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
                      ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out);
 
+/* gs_store_prepare for records unpacked from bytes the caller still has:
+ * wire[i] (wire_len[i] bytes; wire, or one entry, may be NULL) is what
+ * records[i] was unpacked from. A record that normalisation leaves as it
+ * was (gs_record_check_changed) and whose bytes are in the one form
+ * protobuf-c packs (gs_wire_is_canonical) keeps those bytes as its packed
+ * form instead of being packed again: the same bytes, the same results.
+ * Those bytes are borrowed, not copied: they must stay unchanged until the
+ * apply that uses *out has returned. Same thread rules, memory and errors
+ * as gs_store_prepare. */
+int gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
+                          const uint8_t *const *wire, const size_t *wire_len, size_t n,
+                          ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out);
+
 /* What one upload got. */
 typedef struct gs_upload_result {
     uint8_t *ack;               /* packed gridsync.v1.Ack (owned by the gs_apply_out_t) */

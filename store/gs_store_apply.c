@@ -436,17 +436,30 @@ s_derive(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
     return 0;
 }
 
-/* Pack, hash, natural key and person refs of one valid record. */
+/* Pack, hash, natural key and person refs of one valid record. wire (may
+ * be NULL) holds the wire_len bytes the record was unpacked from, when
+ * normalisation changed nothing in it: if they are in the one form pack
+ * writes (gs_wire_is_canonical), packing again would give them byte for
+ * byte, so they are the packed form (borrowed: the caller keeps them). */
 static int
-s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
+s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p,
+              const uint8_t *wire, size_t wire_len)
 {
     const Gridsync__V1__Record *rec = p->rec;
     assert(rec && !p->verdict.reason);
-    size_t n = protobuf_c_message_get_packed_size(&rec->base);
-    uint8_t *buf = s_palloc(alloc, n);
-    if (!buf)
-        return GS_ENOMEM;
-    protobuf_c_message_pack(&rec->base, buf);
+    size_t n;
+    const uint8_t *buf;
+    if (wire && gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire, wire_len)) {
+        n = wire_len;
+        buf = wire;
+    } else {
+        n = protobuf_c_message_get_packed_size(&rec->base);
+        uint8_t *packed = s_palloc(alloc, n);
+        if (!packed)
+            return GS_ENOMEM;
+        protobuf_c_message_pack(&rec->base, packed);
+        buf = packed;
+    }
     if (gs_content_hash_packed(buf, n, p->hash))
         return 0;   /* cannot happen for protobuf-c's output; the apply will say so */
     int rc = s_derive(self, alloc, p);
@@ -486,6 +499,14 @@ int
 gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
                  ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out)
 {
+    return gs_store_prepare_wire(self, records, NULL, NULL, n, alloc, now_ms, out);
+}
+
+int
+gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
+                      const uint8_t *const *wire, const size_t *wire_len, size_t n,
+                      ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out)
+{
     *out = NULL;
     if (!self || !alloc || (n && !records))
         return GS_EINVAL;
@@ -499,14 +520,18 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
             gs_verdict_set(&p[i].verdict, GRIDSYNC__V1__REASON__REASON_REQUIRED, "empty record");
             continue;
         }
-        int bad = gs_record_check(rec, alloc, &self->limits, now_ms, &p[i].verdict);
+        size_t changed = 0;
+        int bad = gs_record_check_changed(rec, alloc, &self->limits, now_ms, &p[i].verdict,
+                                          &changed);
         p[i].id = gs_record_id(rec);    /* the key of a rejection */
         if (bad)
             continue;
         s_view(rec, &p[i]);
         if (p[i].verdict.reason)
             continue;
-        int rc = s_prepare_one(self, alloc, &p[i]);
+        int keep = wire && wire[i] && !changed;
+        int rc = s_prepare_one(self, alloc, &p[i], keep ? wire[i] : NULL,
+                               keep ? wire_len[i] : 0);
         if (rc)
             return rc;
     }
@@ -749,7 +774,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
                  * values are made (into this attempt's arena) */
                 if (pp != &local)
                     local = *pp;
-                if (s_prepare_one(st, gs_arena_allocator(st->arena), &local))
+                if (s_prepare_one(st, gs_arena_allocator(st->arena), &local, NULL, 0))
                     return gs_txn_fail(a->t, ENOMEM, "prepare record");
                 if (!local.ready)   /* packed bytes that do not parse: cannot happen */
                     return gs_txn_fail(a->t, GS_EINTERNAL, "prepare record");

@@ -561,6 +561,211 @@ test_wbuf_printf(void **state)
     gs_wbuf_deinit(&b);
 }
 
+/* ---- gs_wire_is_canonical --------------------------------------------------------- */
+
+/* A household of two members and a rental unit with a landlord (a oneof),
+ * a double, a bool, repeated strings and messages, nested sub-messages:
+ * every kind of field a record holds, packed by protobuf-c. */
+static size_t
+s_canon_records(uint8_t *out[2], size_t len[2])
+{
+    static char *phones[] = { "13800138000", "075512345678" };
+    Gridsync__V1__Restricted rs = GRIDSYNC__V1__RESTRICTED__INIT;
+    rs.health = "ok";
+    Gridsync__V1__Person m1 = GRIDSYNC__V1__PERSON__INIT, m2 = GRIDSYNC__V1__PERSON__INIT;
+    m1.id_type = GRIDSYNC__V1__ID_TYPE__ID_TYPE_RESIDENT_CARD;
+    m1.id_number = "11010519491231002X";
+    m1.name = "张三";
+    m1.sex = GRIDSYNC__V1__SEX__SEX_MALE;
+    m1.birth_date = "1949-12-31";
+    m1.relation = GRIDSYNC__V1__RELATION__RELATION_HEAD;
+    m1.n_phones = 2;
+    m1.phones = phones;
+    m1.restricted = &rs;
+    m2.name = "李四";
+    m2.relation = GRIDSYNC__V1__RELATION__RELATION_SPOUSE;
+    Gridsync__V1__Person *members[] = { &m1, &m2 };
+    Gridsync__V1__RecordMeta meta = GRIDSYNC__V1__RECORD_META__INIT;
+    meta.collector_id = "col-1";
+    meta.device_id = "dev-1";
+    meta.collected_at = 1700000000000;
+    meta.base_version = 3;
+    Gridsync__V1__Household hh = GRIDSYNC__V1__HOUSEHOLD__INIT;
+    hh.household_id = "H1";
+    hh.grid_code = "440305001001001";
+    hh.address_code = "A1";
+    hh.n_members = 2;
+    hh.members = members;
+    hh.is_hukou_household = 1;
+    hh.meta = &meta;
+    Gridsync__V1__Record r1 = GRIDSYNC__V1__RECORD__INIT;
+    r1.body_case = GRIDSYNC__V1__RECORD__BODY_HOUSEHOLD;
+    r1.household = &hh;
+
+    Gridsync__V1__Landlord ll = GRIDSYNC__V1__LANDLORD__INIT;
+    ll.party_case = GRIDSYNC__V1__LANDLORD__PARTY_PERSON;
+    ll.person = &m2;
+    Gridsync__V1__RentalHousing rh = GRIDSYNC__V1__RENTAL_HOUSING__INIT;
+    rh.house_id = "R1";
+    rh.grid_code = "440305001001001";
+    rh.area_m2 = 42.5;
+    rh.room_count = 2;
+    rh.landlord = &ll;
+    rh.access_control = 1;
+    rh.meta = &meta;
+    Gridsync__V1__Record r2 = GRIDSYNC__V1__RECORD__INIT;
+    r2.body_case = GRIDSYNC__V1__RECORD__BODY_RENTAL;
+    r2.rental = &rh;
+
+    const Gridsync__V1__Record *recs[2] = { &r1, &r2 };
+    for (int i = 0; i < 2; i++) {
+        len[i] = protobuf_c_message_get_packed_size(&recs[i]->base);
+        out[i] = malloc(len[i]);
+        assert_non_null(out[i]);
+        protobuf_c_message_pack(&recs[i]->base, out[i]);
+    }
+    return 2;
+}
+
+/* Would keeping these bytes give what packing their unpacked form gives?
+ * Fails the test when gs_wire_is_canonical says yes and the answer is no;
+ * returns what it said. */
+static int
+s_canon_sound(const uint8_t *data, size_t len)
+{
+    int canon = gs_wire_is_canonical(&gridsync__v1__record__descriptor, data, len);
+    Gridsync__V1__Record *r = gridsync__v1__record__unpack(NULL, len, data);
+    if (canon) {
+        if (!r)
+            fail_msg("canonical bytes do not unpack");
+        size_t n = protobuf_c_message_get_packed_size(&r->base);
+        uint8_t *again = malloc(n ? n : 1);
+        assert_non_null(again);
+        protobuf_c_message_pack(&r->base, again);
+        if (n != len || memcmp(again, data, len) != 0)
+            fail_msg("canonical bytes (%zu) pack again as other bytes (%zu)", len, n);
+        free(again);
+    }
+    if (r)
+        gridsync__v1__record__free_unpacked(r, NULL);
+    return canon;
+}
+
+/* protobuf-c's own output is canonical; every other encoding of the same
+ * record is not, and nothing judged canonical packs again as other bytes. */
+static void
+test_canonical(void **state)
+{
+    (void) state;
+    uint8_t *rec[2];
+    size_t len[2];
+    s_canon_records(rec, len);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(s_canon_sound(rec[i], len[i]), 1);
+
+    uint8_t buf[4096];
+    const uint8_t *hh = rec[0];
+    size_t hl = len[0];
+    /* the body's length in one byte more than it needs */
+    size_t k = 1;
+    while (hh[k] & 0x80)
+        k++;                /* hh[1..k] is the length */
+    assert_true(2 * hl < sizeof buf);
+    memcpy(buf, hh, k + 1);
+    buf[k] |= 0x80;
+    buf[k + 1] = 0;
+    memcpy(buf + k + 2, hh + k + 1, hl - k - 1);
+    assert_int_equal(s_canon_sound(buf, hl + 1), 0);
+    /* an unknown field after the body */
+    memcpy(buf, hh, hl);
+    buf[hl] = (uint8_t) ((40u << 3) | 0);
+    buf[hl + 1] = 1;
+    assert_int_equal(s_canon_sound(buf, hl + 2), 0);
+    /* the body sent twice (protobuf-c merges), and a second oneof member */
+    memcpy(buf, hh, hl);
+    memcpy(buf + hl, hh, hl);
+    assert_int_equal(s_canon_sound(buf, 2 * hl), 0);
+    memcpy(buf, hh, hl);
+    memcpy(buf + hl, rec[1], len[1]);
+    assert_int_equal(s_canon_sound(buf, hl + len[1]), 0);
+
+    /* Household fields by hand: an explicit zero, a false, an empty string,
+     * a bool of 2, fields out of order; each unpacks to what protobuf-c
+     * packs otherwise */
+    static const struct {
+        const char *what;
+        uint8_t bytes[16];
+        size_t n;
+        int canon;
+    } body[] = {
+        { "id", { 0x0a, 1, 'H' }, 3, 1 },
+        { "zero uint64", { 0x7a, 2, 0x20, 0x00 }, 4, 0 },        /* meta.base_version 0 */
+        { "false", { 0x38, 0x00 }, 2, 0 },                       /* is_hukou_household */
+        { "bool 2", { 0x38, 0x02 }, 2, 0 },
+        { "bool 1", { 0x38, 0x01 }, 2, 1 },
+        { "empty string", { 0x12, 0x00 }, 2, 0 },                /* grid_code "" */
+        { "out of order", { 0x12, 1, '4', 0x0a, 1, 'H' }, 6, 0 },
+        { "in order", { 0x0a, 1, 'H', 0x12, 1, '4' }, 6, 1 },
+        { "long tag", { 0x8a, 0x00, 1, 'H' }, 4, 0 },
+        { "empty meta", { 0x7a, 0x00 }, 2, 1 },
+        { "int64 in 2 bytes", { 0x7a, 3, 0x18, 0x81, 0x00 }, 5, 0 },
+        { "NUL in string", { 0x0a, 2, 'H', 0 }, 4, 0 },
+    };
+    for (size_t b = 0; b < sizeof body / sizeof body[0]; b++) {
+        buf[0] = 0x0a;      /* Record.household */
+        buf[1] = (uint8_t) body[b].n;
+        memcpy(buf + 2, body[b].bytes, body[b].n);
+        int got = s_canon_sound(buf, body[b].n + 2);
+        if (got != body[b].canon)
+            fail_msg("%s: canonical %d, expected %d", body[b].what, got, body[b].canon);
+    }
+
+    /* Random damage to both records, over and over: whatever the walk
+     * accepts must pack again as itself. */
+    uint32_t x = 12345;
+    size_t accepted = 0;
+    for (int round = 0; round < 20000; round++) {
+        int i = round & 1;
+        memcpy(buf, rec[i], len[i]);
+        size_t n = len[i];
+        int edits = 1 + (int) ((x >> 4) % 3);
+        for (int e = 0; e < edits; e++) {
+            x = x * 1103515245u + 12345u;
+            size_t at = (x >> 8) % n;
+            switch ((x >> 24) % 4) {
+            case 0: buf[at] ^= (uint8_t) (1u << ((x >> 3) % 8)); break;
+            case 1: buf[at] = (uint8_t) (x >> 16); break;
+            case 2: if (n > 1) { memmove(buf + at, buf + at + 1, n - at - 1); n--; } break;
+            default: buf[at] = buf[at] < 2 ? buf[at] : (uint8_t) (buf[at] - 1); break;
+            }
+        }
+        accepted += (size_t) s_canon_sound(buf, n);
+    }
+    assert_true(accepted > 0);      /* some damage (a changed letter) stays canonical */
+    free(rec[0]);
+    free(rec[1]);
+}
+
+/* gs_wire_spans: the occurrences of one length-delimited field, in order. */
+static void
+test_wire_spans(void **state)
+{
+    (void) state;
+    const uint8_t msg[] = { 0x08, 0x07, 0x1a, 0x02, 'a', 'b', 0x12, 0x01, 'x', 0x1a, 0x00,
+                            0x1a, 0x01, 'c' };
+    const uint8_t *at[4];
+    size_t l[4];
+    assert_int_equal(gs_wire_spans(msg, sizeof msg, 3, at, l, 4), 3);
+    assert_ptr_equal(at[0], msg + 4);
+    assert_int_equal(l[0], 2);
+    assert_int_equal(l[1], 0);
+    assert_ptr_equal(at[2], msg + 13);
+    assert_int_equal(l[2], 1);
+    assert_int_equal(gs_wire_spans(msg, sizeof msg, 3, at, l, 1), 3);   /* counted past max */
+    assert_int_equal(gs_wire_spans(msg, sizeof msg, 9, NULL, NULL, 0), 0);
+    assert_int_equal(gs_wire_spans(msg, sizeof msg - 1, 3, at, l, 4), -1);  /* cut short */
+}
+
 int
 main(void)
 {
@@ -574,6 +779,8 @@ main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_deep_unknown),
         cmocka_unit_test(test_wire_helpers),
+        cmocka_unit_test(test_canonical),
+        cmocka_unit_test(test_wire_spans),
     };
     return cmocka_run_group_tests_name("prescan", tests, NULL, NULL);
 }

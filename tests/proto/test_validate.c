@@ -223,6 +223,24 @@ test_idnum_normalize(void **state)
         assert_int_equal(gs_idnum_normalize(out, again, sizeof(again), &v), 0);
         assert_string_equal(again, out);
     }
+    /* a number already in normal form is taken as it is; the same number
+     * with a space in front goes the folding way: the same result, and
+     * anything else of 18 characters is judged as before */
+    static const char *const as_is[] = { "11010519491231002X", "440524188001010014",
+                                         "11010519491231002x", "1101051949123100XX",
+                                         "11010519491231002Y", "A10105194912310021" };
+    for (size_t i = 0; i < sizeof as_is / sizeof as_is[0]; i++) {
+        char spaced[24], out2[19];
+        snprintf(spaced, sizeof spaced, " %s", as_is[i]);
+        memset(out, 'Z', sizeof out);
+        memset(out2, 'Z', sizeof out2);
+        int rc = gs_idnum_normalize(as_is[i], out, sizeof out, &v);
+        gs_verdict_t v2;
+        assert_int_equal(rc, gs_idnum_normalize(spaced, out2, sizeof out2, &v2));
+        assert_string_equal(v.message, v2.message);
+        if (rc == 0)
+            assert_string_equal(out, out2);
+    }
 }
 
 static void
@@ -601,6 +619,32 @@ test_text(void **state)
     assert_int_equal(gs_text_check("Rm 3, \xe5\x8d\x97\xe5\xb1\xb1 St", 64, "f", &v), 0);
     assert_int_equal(gs_text_check("ab\xe5\x8d\x97" "cd\x01", 64, "f", &v), R(BAD_ENCODING));
     assert_msg_has(v, "(byte 8)");
+
+    /* every three bytes led by E0..EF, between ASCII and at the very end
+     * (the three-byte fast path and the full decoder must agree): valid
+     * exactly when strict UTF-8 says so, else refused at byte 2 */
+    for (unsigned a = 0xE0; a <= 0xEF; a++)
+        for (unsigned b = 0; b < 256; b++)
+            for (unsigned c = 0; c < 256; c++) {
+                uint32_t cp = ((a & 0x0F) << 12) | ((b & 0x3F) << 6) | (c & 0x3F);
+                int ok = (b & 0xC0) == 0x80 && (c & 0xC0) == 0x80 && cp >= 0x800 &&
+                         !(cp >= 0xD800 && cp <= 0xDFFF);
+                char in[6] = { 'x', (char) a, (char) b, (char) c, 'y', 0 };
+                for (int end = 0; end < 2; end++) {
+                    if (end)
+                        in[4] = 0;
+                    int rc = gs_text_check(in, 64, "f", &v);
+                    if (!c || !b) {
+                        /* a NUL ends the string early: a cut sequence */
+                        assert_int_equal(rc, R(BAD_ENCODING));
+                        continue;
+                    }
+                    if (rc != (ok ? 0 : R(BAD_ENCODING)))
+                        fail_msg("%02x %02x %02x: %d", a, b, c, rc);
+                    if (!ok)
+                        assert_msg_has(v, "(byte 2)");
+                }
+            }
 }
 
 static void

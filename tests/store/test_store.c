@@ -29,6 +29,7 @@
 #include "gs_store.h"
 #include "gs_store_debug.h"
 #include "gs_validate.h"
+#include "gs_wire.h"
 #include "st_lib.h"
 
 #define RS(x) GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_##x
@@ -2423,6 +2424,120 @@ test_prepared_same_results(void **state)
     free(dir_b);
 }
 
+/* gs_store_prepare_wire keeps a record's wire bytes as its packed form when
+ * normalisation changed nothing and they are what pack writes; otherwise
+ * it packs. Either way the stored record (carried by its change event),
+ * the answer and every event must be byte for byte what gs_store_prepare
+ * gives from the same bytes. Three records: one kept as it came, one whose
+ * phone normalisation changes it, one in a longer encoding of the same
+ * content (a length in one byte more than it needs). */
+static void
+test_prepared_wire_same_bytes(void **state)
+{
+    fx_t *f = *state;
+    char *dir_b = st_tmpdir();
+    gs_store_t *sb = st_open(dir_b, NULL);
+    gs_arena_t *ab = gs_arena_new(0);
+    assert_non_null(ab);
+    enum { N = 3 };
+    st_rec_t specs[N] = {
+        { .id = "W0", .addr_code = "AW0", .pids = { 101, 102 }, .grid = G1, .note = "a" },
+        { .id = "W1", .addr_code = "AW1", .pids = { 103 }, .grid = G1, .note = "b" },
+        { .id = "W2", .addr_code = "AW2", .pids = { 104, 105 }, .grid = G2, .note = "c" },
+    };
+    uint8_t *wire[N];
+    size_t wire_len[N];
+    for (size_t i = 0; i < N; i++) {
+        Gridsync__V1__Record *r = st_build(f->a, &specs[i]);
+        assert_non_null(r);
+        /* in normal form first, as a device that normalises sends it */
+        assert_int_equal(gs_record_check(r, gs_arena_allocator(f->a), NULL, ST_NOW_MS, NULL), 0);
+        if (i == 1) {
+            /* a phone as typed: the broker stores it as 13800138000 */
+            static char *typed[] = { "+86 138-0013-8000" };
+            r->household->members[0]->phones = typed;
+            r->household->members[0]->n_phones = 1;
+        }
+        size_t n = protobuf_c_message_get_packed_size(&r->base);
+        wire[i] = malloc(n + 1);
+        assert_non_null(wire[i]);
+        protobuf_c_message_pack(&r->base, wire[i]);
+        wire_len[i] = n;
+        if (i == 2) {
+            /* the body's length with one more byte than it needs */
+            size_t k = 1;
+            while (wire[i][k] & 0x80)
+                k++;
+            memmove(wire[i] + k + 2, wire[i] + k + 1, n - k - 1);
+            wire[i][k] |= 0x80;
+            wire[i][k + 1] = 0;
+            wire_len[i] = n + 1;
+        }
+    }
+    /* the three cases are what they are said to be */
+    assert_int_equal(gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[0],
+                                          wire_len[0]), 1);
+    assert_int_equal(gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[1],
+                                          wire_len[1]), 1);
+    assert_int_equal(gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[2],
+                                          wire_len[2]), 0);
+    for (size_t i = 0; i < N; i++) {
+        Gridsync__V1__Record *r =
+            gridsync__v1__record__unpack(gs_arena_allocator(ab), wire_len[i], wire[i]);
+        assert_non_null(r);
+        size_t changed = 99;
+        assert_int_equal(gs_record_check_changed(r, gs_arena_allocator(ab), NULL, ST_NOW_MS,
+                                                 NULL, &changed), 0);
+        assert_int_equal(changed, i == 1 ? 1 : 0);
+    }
+
+    /* store A as before, store B keeping the bytes; twice each, so that the
+     * second round meets stored records (UNCHANGED) */
+    for (int round = 0; round < 2; round++) {
+        Gridsync__V1__Record *ra[N], *rb[N];
+        for (size_t i = 0; i < N; i++) {
+            ra[i] = gridsync__v1__record__unpack(gs_arena_allocator(f->a), wire_len[i], wire[i]);
+            rb[i] = gridsync__v1__record__unpack(gs_arena_allocator(ab), wire_len[i], wire[i]);
+            assert_non_null(ra[i]);
+            assert_non_null(rb[i]);
+        }
+        gs_prepared_t *pa = NULL, *pb = NULL;
+        assert_int_equal(gs_store_prepare(f->st, ra, N, gs_arena_allocator(f->a), ST_NOW_MS,
+                                          &pa), 0);
+        assert_int_equal(gs_store_prepare_wire(sb, rb, (const uint8_t *const *) wire, wire_len,
+                                               N, gs_arena_allocator(ab), ST_NOW_MS, &pb), 0);
+        const char *upid = round ? "wire-2" : "wire-1";
+        gs_upload_t ua = { "dev-1", upid, ra, N, gs_arena_allocator(f->a), NULL, 0, pa, 1 };
+        gs_upload_t ub = { "dev-1", upid, rb, N, gs_arena_allocator(ab), NULL, 0, pb, 1 };
+        gs_apply_out_t oa, ob;
+        assert_int_equal(gs_store_apply(f->st, &ua, 1, ST_NOW_MS, &oa), 0);
+        assert_int_equal(gs_store_apply(sb, &ub, 1, ST_NOW_MS, &ob), 0);
+        assert_int_equal(oa.uploads[0].ack_len, ob.uploads[0].ack_len);
+        assert_memory_equal(oa.uploads[0].ack, ob.uploads[0].ack, oa.uploads[0].ack_len);
+        assert_int_equal(oa.n_events, round ? 0 : N);
+        assert_int_equal(oa.n_events, ob.n_events);
+        for (size_t i = 0; i < oa.n_events; i++) {
+            assert_int_equal(oa.events[i].len, ob.events[i].len);
+            assert_memory_equal(oa.events[i].data, ob.events[i].data, oa.events[i].len);
+        }
+        Gridsync__V1__Ack *ack = st_ack(&oa, 0);
+        for (size_t i = 0; i < N; i++)
+            assert_int_equal(ack->results[i]->status,
+                             round ? RS(UNCHANGED) : RS(ACCEPTED));
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+        gs_apply_out_clear(&oa);
+        gs_apply_out_clear(&ob);
+    }
+    st_verify_ok(f->st);
+    st_verify_ok(sb);
+    for (size_t i = 0; i < N; i++)
+        free(wire[i]);
+    gs_store_destroy(&sb);
+    gs_arena_destroy(&ab);
+    st_rmdir(dir_b);
+    free(dir_b);
+}
+
 static int
 s_count_dev(void *arg, const Gridsync__V1__Device *d)
 {
@@ -2537,6 +2652,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_storage_error_aborts_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_retransmission, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_prepared_same_results, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_prepared_wire_same_bytes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_expiry, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_move_between_cells, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_person_index, s_setup, s_teardown),
