@@ -98,6 +98,24 @@ gs_tk_broker_start(gs_tk_broker_t *b, const char *store_dir, const char *const *
     return gs_tk_broker_start_mode(b, store_dir, extra, 0);
 }
 
+/* The last (at most) max bytes of the file at path, to stderr. */
+static void
+s_print_tail(const char *path, long max)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        fseek(f, size > max ? size - max : 0, SEEK_SET);
+    }
+    char buf[512];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, stderr);
+    fclose(f);
+}
+
 /* One line (with its newline, NUL-terminated, cut at size - 1 bytes) read
  * from fd a byte at a time. Returns 0 at the end of the input. */
 static int
@@ -208,7 +226,11 @@ gs_tk_broker_start_mode(gs_tk_broker_t *b, const char *store_dir, const char *co
         waitpid(pid, &st, 0);
         close(b->err_fd);
         b->pid = 0;
-        fprintf(stderr, "gridsyncd did not start; see %s\n", b->log_path);
+        /* the log is in the test's temporary directory, which goes with
+         * the test: show its end here, where the run's output keeps it */
+        fprintf(stderr, "gridsyncd did not start (exit %d); its log %s ends:\n",
+                WIFEXITED(st) ? WEXITSTATUS(st) : -1, b->log_path);
+        s_print_tail(b->log_path, 2048);
         return -1;
     }
     if (pthread_create(&b->drain, NULL, s_drain_main, b) == 0)
