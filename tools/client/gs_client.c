@@ -723,6 +723,23 @@ gs_client_upload(gs_client_t *self, const Gridsync__V1__Upload *up,
     return 0;
 }
 
+/* A sync request (sr) wrapped in its Request (req, pointing at sr). */
+static void
+s_sync_request(Gridsync__V1__SyncRequest *sr, Gridsync__V1__Request *req,
+               const char *const *prefixes, size_t n, uint64_t since, uint32_t limit,
+               int omit_restricted)
+{
+    gridsync__v1__sync_request__init(sr);
+    sr->prefixes = (char **) prefixes;
+    sr->n_prefixes = n;
+    sr->since_seq = since;
+    sr->limit = limit;
+    sr->omit_restricted = omit_restricted;
+    gridsync__v1__request__init(req);
+    req->body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
+    req->sync = sr;
+}
+
 /* gs_client_sync with the reply unpacked by alloc (NULL: malloc). */
 static int
 s_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
@@ -730,15 +747,9 @@ s_sync(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
        Gridsync__V1__SyncResponse **resp, gs_client_error_t *err)
 {
     *resp = NULL;
-    Gridsync__V1__SyncRequest sr = GRIDSYNC__V1__SYNC_REQUEST__INIT;
-    sr.prefixes = (char **) prefixes;
-    sr.n_prefixes = n;
-    sr.since_seq = since;
-    sr.limit = limit;
-    sr.omit_restricted = omit_restricted;
-    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
-    req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
-    req.sync = &sr;
+    Gridsync__V1__SyncRequest sr;
+    Gridsync__V1__Request req;
+    s_sync_request(&sr, &req, prefixes, n, since, limit, omit_restricted);
     Gridsync__V1__Reply *rep = NULL;
     int rc = s_call(self, &req, 1, alloc, &rep, err);
     if (rc)
@@ -820,15 +831,9 @@ gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t n, u
         err->reason = 0;
         err->message[0] = 0;
     }
-    Gridsync__V1__SyncRequest sr = GRIDSYNC__V1__SYNC_REQUEST__INIT;
-    sr.prefixes = (char **) prefixes;
-    sr.n_prefixes = n;
-    sr.since_seq = since;
-    sr.limit = limit;
-    sr.omit_restricted = omit_restricted;
-    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
-    req.body_case = GRIDSYNC__V1__REQUEST__BODY_SYNC;
-    req.sync = &sr;
+    Gridsync__V1__SyncRequest sr;
+    Gridsync__V1__Request req;
+    s_sync_request(&sr, &req, prefixes, n, since, limit, omit_restricted);
     s_pending_t pend;
     int rc = s_call_start(self, &req, 1, &pend);
     if (rc)
