@@ -298,7 +298,10 @@ rss_start() {
             v=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2> /dev/null) || v=
             if [ -n "$v" ] && [ "$v" -gt "$max" ]; then
                 max=$v
-                echo "$max" > "$file"
+                # written aside and renamed: rss_stop may kill this loop at
+                # any point, and a kill between the truncation and the write
+                # of a plain redirect left the file empty
+                echo "$max" > "$file.new" && mv -f "$file.new" "$file"
             fi
             sleep 0.1
         done
