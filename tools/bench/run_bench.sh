@@ -211,7 +211,9 @@ put machine.kernel "$(uname -r)"
 put machine.date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 put machine.load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2> /dev/null) || COMMIT=uncommitted
-if [ "$COMMIT" != uncommitted ] && [ -n "$(git -C "$SRC" status --porcelain 2> /dev/null)" ]; then
+# the pages this run writes are its output, not a change to what it measures
+if [ "$COMMIT" != uncommitted ] && [ -n "$(git -C "$SRC" status --porcelain -- . \
+        ':!docs/benchmarks.md' ':!docs/benchmarks.png' ':!docs/benchmarks-city.md' 2> /dev/null)" ]; then
     COMMIT="$COMMIT + uncommitted changes"
 fi
 put machine.commit "$COMMIT"
