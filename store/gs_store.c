@@ -533,7 +533,20 @@ s_dbs_open(gs_store_t *self)
 {
     int ro = self->opts.read_only;
     MDB_txn *txn;
-    int rc = mdb_txn_begin(self->env, NULL, ro ? MDB_RDONLY : 0, &txn);
+    int rc;
+    for (int tries = 0;; tries++) {
+        rc = mdb_txn_begin(self->env, NULL, ro ? MDB_RDONLY : 0, &txn);
+        if (rc != MDB_MAP_RESIZED || tries == 64)
+            break;
+        /* a live store (a read-only open beside the broker) grew past the
+         * size LMDB mapped at open: adopt its new size and begin again.
+         * Called with env_lock held by gs_store_reopen, or before any other
+         * thread has the store, so the lock is not taken here. */
+        mdb_env_set_mapsize(self->env, 0);
+        MDB_envinfo ei;
+        mdb_env_info(self->env, &ei);
+        self->map_size = ei.me_mapsize;
+    }
     if (rc)
         return gs_store_err(rc, "begin open transaction");
     for (int i = 0; i < GS_DB_COUNT; i++) {

@@ -366,7 +366,9 @@ test_backup_while_growing(void **state)
         o.map_size = 4096;
         int err = 0;
         gs_store_t *h = gs_store_new(e->store, &o, &err);
-        assert_non_null(h);
+        if (!h)
+            fail_msg("open for backup %d: %s (%s)", round, gs_store_strerror(err),
+                     gs_store_errdetail());
         gs_store_info_t before;
         assert_int_equal(gs_store_info(h, &before), 0);
         /* the broker commits new pages meanwhile: the copy's read
