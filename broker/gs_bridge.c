@@ -507,7 +507,7 @@ s_connect(gs_bridge_t *self)
     }
     if (s == NATS_OK) {
         what = "connect";
-        s = natsConnection_Connect(&self->nc, o);
+        s = gs_natslink_connect(&self->nc, o, gs_natslink_signs(c));
     }
     if (s == NATS_OK) {
         what = "jetstream";

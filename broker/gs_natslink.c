@@ -282,6 +282,24 @@ gs_natslink_nkey_public(const char *path, char pub[64])
     return rc;
 }
 
+int
+gs_natslink_signs(const gs_config_t *c)
+{
+    return c->jetstream_nkey_seed_file[0] || c->jetstream_creds_file[0];
+}
+
+natsStatus
+gs_natslink_connect(natsConnection **nc, natsOptions *o, int signs)
+{
+    natsStatus s = NATS_ERR;
+    for (int attempt = 0; attempt < (signs ? GS_NATSLINK_SIGN_ATTEMPTS : 1); attempt++) {
+        s = natsConnection_Connect(nc, o);
+        if (s != NATS_CONNECTION_AUTH_FAILED)
+            break;
+    }
+    return s;
+}
+
 natsStatus
 gs_natslink_set_auth(natsOptions *o, const gs_config_t *c, const char *password,
                      const char *nkey_public, const char **what)

@@ -63,6 +63,23 @@ natsStatus gs_natslink_set_auth(natsOptions *o, const gs_config_t *cfg, const ch
 natsOptions *gs_natslink_options(const gs_config_t *cfg, const char *name, const char **what,
                                  natsStatus *st);
 
+/* Attempts at a connection whose credentials sign the server's nonce. */
+#define GS_NATSLINK_SIGN_ATTEMPTS 4
+
+/* Whether cfg's credentials sign the server's nonce (an nkey seed file or
+ * a .creds file), which gs_natslink_connect must be told. */
+int gs_natslink_signs(const gs_config_t *cfg);
+
+/* natsConnection_Connect(nc, o), tried again at once while a nonce-signing
+ * link (signs) is refused as an authorization violation, up to
+ * GS_NATSLINK_SIGN_ATTEMPTS in all. nats.c 3.4.1 (Debian 12) sends no
+ * signature when the signature's first byte is 0 (its base64 encoder takes
+ * a zero first byte for an empty input; fixed upstream in 3.10), so 1
+ * connection in 256 with a correct nkey or .creds is refused; each attempt
+ * signs a new nonce. A wrong key is still refused, after the last attempt.
+ * Returns nats.c's status of the last attempt. */
+natsStatus gs_natslink_connect(natsConnection **nc, natsOptions *o, int signs);
+
 /* The public key ("U...", 56 characters) of the NATS user nkey seed
  * ("SU...", as nk and nsc write it) into out (at least 57 bytes).
  * Returns 0, or -1 when seed is not a user seed (bad base32, checksum or

@@ -408,7 +408,7 @@ s_connect(gs_replica_t *self)
     if (s == NATS_OK)
         s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK)
-        s = natsConnection_Connect(&self->nc, o);
+        s = gs_natslink_connect(&self->nc, o, gs_natslink_signs(cfg));
     natsOptions_Destroy(o);
     jsOptions jo;
     jsOptions_Init(&jo);

@@ -3,8 +3,11 @@
  * (broker/gs_natslink.h): the public key derived from an nkey seed file
  * (the pair NATS's documentation uses), seed files that are not a user seed
  * refused, and each credential or TLS setting that cannot be read named in
- * the failure. The links themselves (user and password, nkey, TLS with a
- * client certificate) are used against a real nats-server in test_replica.
+ * the failure; and, against a real nats-server that wants that nkey, every
+ * one of many connections made (nats.c 3.4.1 drops the signature of 1
+ * nonce in 256, which gs_natslink_connect signs again). The links
+ * themselves (user and password, nkey, TLS with a client certificate) are
+ * used by the replica in test_replica.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -18,6 +21,7 @@
 
 #include "gs_config.h"
 #include "gs_natslink.h"
+#include "gs_tk_nats.h"
 
 #define SEED "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY"
 #define PUB "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
@@ -209,6 +213,56 @@ test_options(void **state)
         assert_string_equal(what, "jetstream-url");
 }
 
+/* Connections through the link's options to a nats-server that wants the
+ * nkey: each signs a new nonce, and a signature whose first byte is 0
+ * (1 in 256) reaches the server only with gs_natslink_connect's new
+ * attempt. Without it, 1,024 connections all succeed 1.8% of the time. */
+static void
+test_nkey_every_connection(void **state)
+{
+    (void) state;
+    if (!gs_tk_nats_available()) {
+        print_message("nats-server is not installed: make test installs it\n");
+        fail();
+    }
+    gs_tk_nats_t n;
+    assert_int_equal(gs_tk_nats_start(&n, "authorization {\n  users: [ { nkey: " PUB " } ]\n}"),
+                     0);
+    gs_config_t c;
+    gs_config_defaults(&c);
+    snprintf(c.jetstream_url, sizeof c.jetstream_url, "%s", n.url);
+    snprintf(c.jetstream_nkey_seed_file, sizeof c.jetstream_nkey_seed_file, "%s",
+             s_file("every.nk", SEED "\n"));
+    assert_true(gs_natslink_signs(&c));
+    const char *what = NULL;
+    natsStatus st;
+    natsOptions *o = gs_natslink_options(&c, "test", &what, &st);
+    assert_non_null(o);
+    int refused = 0;
+    for (int i = 0; i < 1024; i++) {
+        natsConnection *nc = NULL;
+        natsStatus s = gs_natslink_connect(&nc, o, 1);
+        if (s != NATS_OK)
+            print_message("connection %d: %s\n", i, natsStatus_GetText(s));
+        refused += s != NATS_OK;
+        natsConnection_Destroy(nc);
+    }
+    natsOptions_Destroy(o);
+
+    /* a key the server does not know is still refused */
+    gs_config_t w = c;
+    snprintf(w.jetstream_nkey_seed_file, sizeof w.jetstream_nkey_seed_file, "%s",
+             s_file("other.nk", "SUAAOBYHA4DQOBYHA4DQOBYHA4DQOBYHA4DQOBYHA4DQOBYHA4DQOBZ5FE\n"));
+    o = gs_natslink_options(&w, "test", &what, &st);
+    assert_non_null(o);
+    natsConnection *nc = NULL;
+    assert_int_equal(gs_natslink_connect(&nc, o, 1), NATS_CONNECTION_AUTH_FAILED);
+    assert_null(nc);
+    natsOptions_Destroy(o);
+    gs_tk_nats_destroy(&n);
+    assert_int_equal(refused, 0);
+}
+
 int
 main(void)
 {
@@ -220,6 +274,7 @@ main(void)
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_options),
         cmocka_unit_test(test_servers),
+        cmocka_unit_test(test_nkey_every_connection),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     DIR *d = opendir(s_dir);

@@ -51,6 +51,7 @@
 #include "gs_client.h"
 #include "gs_config.h"
 #include "gs_incident.h"
+#include "gs_natslink.h"
 #include "gs_replica.h"
 #include "gs_store.h"
 #include "gs_store_debug.h"
@@ -93,7 +94,8 @@ s_connect(const char *url, natsConnection **nc, jsCtx **js)
         assert_int_equal(natsOptions_LoadCertificatesChain(o, cert, key), NATS_OK);
     }
     assert_int_equal(natsOptions_SetTimeout(o, 5000), NATS_OK);
-    assert_int_equal(natsConnection_Connect(nc, o), NATS_OK);
+    /* a signed nonce: nats.c 3.4.1 drops 1 signature in 256 (gs_natslink.h) */
+    assert_int_equal(gs_natslink_connect(nc, o, s_auth == S_AUTH_NKEY), NATS_OK);
     natsOptions_Destroy(o);
     assert_int_equal(natsConnection_JetStream(js, *nc, NULL), NATS_OK);
 }
