@@ -15,6 +15,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -249,11 +250,15 @@ gs_tk_free_port(void)
             lo = 32768;
         fclose(f);
     }
-    unsigned seed = (unsigned) getpid() ^ (unsigned) time(NULL);
+    /* each candidate drawn from the kernel's random source: a seed of pid
+     * and time gave tests started a few seconds apart the same sequence
+     * (pid A ^ t == pid B ^ t' when t' = t ^ A ^ B), so that one test took
+     * the port another's broker was restarting on */
     for (int attempt = 0; attempt < 64; attempt++) {
         int port = 0; /* last resort: whatever the kernel gives */
-        if (attempt < 63 && lo > 11000)
-            port = lo - 10000 + (int) (rand_r(&seed) % 9000u);
+        uint32_t r = 0;
+        if (attempt < 63 && lo > 11000 && getrandom(&r, sizeof r, 0) == (ssize_t) sizeof r)
+            port = lo - 10000 + (int) (r % 9000u);
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return 0;
