@@ -571,10 +571,14 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
  * nats.c 3.4.1 takes such messages first and then counts the new
  * request's messages against the batch less those, never meeting it, so
  * that a fetch can gather more messages than its list holds, written past
- * its end. So leftovers are taken one fetch of one message at a time (a
- * batch of one cannot overflow), and a request for more is made only when
- * none are left. Returns NATS_OK with at least one message, NATS_TIMEOUT
- * when there were none, or another status. */
+ * its end; and where only statuses were left (the end of a request) it
+ * makes a request of its own, whose late status is then left in turn. So
+ * leftovers are taken by a fetch that makes no request at all: its expiry,
+ * 1 ns, is 0 ms to nats.c, so its deadline has passed once it has taken
+ * what is there (at most a batch, statuses dropped), and it returns them.
+ * A request is made only when no message was left. Returns NATS_OK with
+ * at least one message, NATS_TIMEOUT when there were none, or another
+ * status. */
 static natsStatus
 s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsMsgList *list)
 {
@@ -589,23 +593,21 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         jsFetchRequest req;
         jsFetchRequest_Init(&req);
         req.NoWait = true;
-        req.Batch = 1;
-        req.Expires = 1000000;  /* asks the server only when what was left were statuses */
-        while (s == NATS_OK && list->Count < self->batch && left-- > 0) {
-            natsMsgList one = { NULL, 0 };
-            s = natsSubscription_FetchRequest(&one, sub, &req);
-            if (s == NATS_OK && one.Count == 1) {
-                list->Msgs[list->Count++] = one.Msgs[0];
-                one.Msgs[0] = NULL;
-            }
-            natsMsgList_Destroy(&one);
+        req.Batch = left < self->batch ? left : self->batch;
+        req.Expires = 1;        /* past once the leftovers are taken: no request */
+        natsMsgList got = { NULL, 0 };
+        s = natsSubscription_FetchRequest(&got, sub, &req);
+        for (int i = 0; i < got.Count; i++) {  /* at most req.Batch: room for them */
+            list->Msgs[list->Count++] = got.Msgs[i];
+            got.Msgs[i] = NULL;
         }
+        natsMsgList_Destroy(&got);
         if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
             s = NATS_OK;
-    } else {
+    }
+    if (s == NATS_OK && list->Count == 0)
         s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
                          wait_ms > 0 ? wait_ms : 1, list);
-    }
     jsMsgMetaData *meta = NULL;
     int64_t rest_ms = (deadline - gs_mono_us()) / 1000;
     if (s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
