@@ -42,7 +42,8 @@ typedef struct s_org {
     int had_msgs;                   /* its last fetch brought messages */
     uint64_t known_pending;         /* messages its last fetch left pending in the
                                      * consumer (0: none or not known) */
-    char next_subject[160];         /* its consumer's pull request subject */
+    char next_subject[160];         /* its consumer's pull request subject (under the
+                                     * JetStream API's default prefix, as self->js's) */
     atomic_int state;               /* S_* */
     atomic_uint_fast64_t applied;   /* events applied */
     atomic_uint_fast64_t skipped;   /* redeliveries skipped */
