@@ -577,9 +577,11 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
  * leftovers are taken by a fetch that makes no request at all: its expiry,
  * 1 ns, is 0 ms to nats.c, so its deadline has passed once it has taken
  * what is there (at most a batch, statuses dropped), and it returns them.
- * A request is made only when no message was left. Returns NATS_OK with
- * at least one message, NATS_TIMEOUT when there were none, or another
- * status. */
+ * A request is made only when no message was left; and a fetch that had
+ * messages left asks for no more: it returns them at once, to be applied,
+ * and the request s_ask_ahead makes before they are applied brings what
+ * came after them meanwhile. Returns NATS_OK with at least one message,
+ * NATS_TIMEOUT when there were none, or another status. */
 static natsStatus
 s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsMsgList *list)
 {
@@ -606,12 +608,13 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
             s = NATS_OK;
     }
-    if (s == NATS_OK && list->Count == 0)
+    int asked = s == NATS_OK && list->Count == 0;
+    if (asked)
         s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
                          wait_ms > 0 ? wait_ms : 1, list);
     jsMsgMetaData *meta = NULL;
     int64_t rest_ms = (deadline - gs_mono_us()) / 1000;
-    if (s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
+    if (asked && s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
         natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left == 0 &&
         natsMsg_GetMetaData(&meta, list->Msgs[list->Count - 1]) == NATS_OK &&
         meta->NumPending > 0) {
