@@ -24,6 +24,8 @@
 #define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
 #define S_JS_WAIT_MS 2000           /* a JetStream API request waits at most this (so a */
                                     /* drain during an outage is not held up long)      */
+#define S_AHEAD_EXPIRES_MS 5000     /* the request made before a batch is applied waits */
+                                    /* at most this for a message when none is pending  */
 
 /* Origin states as the metrics show them. */
 enum { S_WAITING = 0, S_RUNNING = 1, S_STOPPED = 2 };
@@ -40,6 +42,8 @@ typedef struct s_org {
     int had_msgs;                   /* its last fetch brought messages */
     uint64_t known_pending;         /* messages its last fetch left pending in the
                                      * consumer (0: none or not known) */
+    char next_subject[160];         /* its consumer's pull request subject (under the
+                                     * JetStream API's default prefix, as self->js's) */
     atomic_int state;               /* S_* */
     atomic_uint_fast64_t applied;   /* events applied */
     atomic_uint_fast64_t skipped;   /* redeliveries skipped */
@@ -502,6 +506,8 @@ s_subscribe(gs_replica_t *self, s_org_t *o)
         o->sub = NULL;
         return -1;
     }
+    snprintf(o->next_subject, sizeof o->next_subject, "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
+             o->cfg.stream, o->cfg.durable);
     o->waiting_logged = 0;
     o->next_dseq = 1;
     atomic_store(&o->state, S_RUNNING);
@@ -560,15 +566,22 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
  * there, in a batch of whatever came meanwhile, and a quiet origin costs
  * one request per wait_ms.
  *
- * Messages can be left in the subscription by an earlier request (they
- * came after its fetch had given up, or a late status ended it early).
+ * Messages can be left in the subscription by an earlier request: the one
+ * s_ask_ahead made while the last batch was applied, or one whose fetch
+ * had given up or was ended early by a late status.
  * nats.c 3.4.1 takes such messages first and then counts the new
  * request's messages against the batch less those, never meeting it, so
  * that a fetch can gather more messages than its list holds, written past
- * its end. So leftovers are taken one fetch of one message at a time (a
- * batch of one cannot overflow), and a request for more is made only when
- * none are left. Returns NATS_OK with at least one message, NATS_TIMEOUT
- * when there were none, or another status. */
+ * its end; and where only statuses were left (the end of a request) it
+ * makes a request of its own, whose late status is then left in turn. So
+ * leftovers are taken by a fetch that makes no request at all: its expiry,
+ * 1 ns, is 0 ms to nats.c, so its deadline has passed once it has taken
+ * what is there (at most a batch, statuses dropped), and it returns them.
+ * A request is made only when no message was left; and a fetch that had
+ * messages left asks for no more: it returns them at once, to be applied,
+ * and the request s_ask_ahead makes before they are applied brings what
+ * came after them meanwhile. Returns NATS_OK with at least one message,
+ * NATS_TIMEOUT when there were none, or another status. */
 static natsStatus
 s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsMsgList *list)
 {
@@ -583,26 +596,25 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         jsFetchRequest req;
         jsFetchRequest_Init(&req);
         req.NoWait = true;
-        req.Batch = 1;
-        req.Expires = 1000000;  /* asks the server only when what was left were statuses */
-        while (s == NATS_OK && list->Count < self->batch && left-- > 0) {
-            natsMsgList one = { NULL, 0 };
-            s = natsSubscription_FetchRequest(&one, sub, &req);
-            if (s == NATS_OK && one.Count == 1) {
-                list->Msgs[list->Count++] = one.Msgs[0];
-                one.Msgs[0] = NULL;
-            }
-            natsMsgList_Destroy(&one);
+        req.Batch = left < self->batch ? left : self->batch;
+        req.Expires = 1;        /* past once the leftovers are taken: no request */
+        natsMsgList got = { NULL, 0 };
+        s = natsSubscription_FetchRequest(&got, sub, &req);
+        for (int i = 0; i < got.Count; i++) {  /* at most req.Batch: room for them */
+            list->Msgs[list->Count++] = got.Msgs[i];
+            got.Msgs[i] = NULL;
         }
+        natsMsgList_Destroy(&got);
         if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
             s = NATS_OK;
-    } else {
+    }
+    int asked = s == NATS_OK && list->Count == 0;
+    if (asked)
         s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
                          wait_ms > 0 ? wait_ms : 1, list);
-    }
     jsMsgMetaData *meta = NULL;
     int64_t rest_ms = (deadline - gs_mono_us()) / 1000;
-    if (s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
+    if (asked && s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
         natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left == 0 &&
         natsMsg_GetMetaData(&meta, list->Msgs[list->Count - 1]) == NATS_OK &&
         meta->NumPending > 0) {
@@ -616,6 +628,31 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         return NATS_OK;
     natsMsgList_Destroy(list);
     return s == NATS_OK || s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
+}
+
+/* Ask o's consumer for its next batch without waiting for the answer: a
+ * pull request as s_fetch's ("no wait", on the subscription's own reply
+ * subject), made just before a batch is applied, so that the messages
+ * stored while the store commits (its fsync) are delivered meanwhile and
+ * the next s_fetch finds them in the subscription instead of asking for
+ * them then and waiting for their delivery. nats-server answers with the
+ * messages pending now and with those that come while it delivers, up to
+ * a batch, and ends the request once none are pending; with none pending
+ * it waits for the first, at most S_AHEAD_EXPIRES_MS. Nothing is acked
+ * earlier for it: each batch is still acked after its commit, and what the
+ * request delivers after the subscription is dropped comes again from the
+ * consumer made anew (s_subscribe). */
+static void
+s_ask_ahead(gs_replica_t *self, s_org_t *o)
+{
+    const char *inbox = natsSubscription_GetSubject(o->sub);
+    if (!inbox)
+        return;
+    char req[96];
+    int n = snprintf(req, sizeof req, "{\"batch\":%d,\"expires\":%lld,\"no_wait\":true}",
+                     self->batch, (long long) S_AHEAD_EXPIRES_MS * 1000000);
+    /* a request that is not sent only costs the next fetch its wait */
+    natsConnection_PublishRequest(self->nc, o->next_subject, inbox, req, n);
 }
 
 /* Fetch one batch of o (s_fetch) and apply it. Returns the messages
@@ -697,6 +734,8 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
                                     s_header(m, "Gridsync-Epoch"),
                                     s_header(m, "Gridsync-Seq"), sseq };
     }
+    if (!lost && n > 0)
+        s_ask_ahead(self, o);
     gs_repl_result_t res;
     gs_apply_out_t out;
     int64_t t0 = gs_mono_us();

@@ -3,7 +3,8 @@
  * replica-of is set, this thread takes the writer's place: it is the one
  * writer of the store. Per origin area it keeps a durable JetStream pull
  * consumer on the origin's stream GRIDSYNC_<area> (filtered to the followed
- * prefix), fetches a batch, applies it with gs_store_replicate (one durable
+ * prefix), fetches a batch, asks for the next one (delivered while this
+ * one commits), applies it with gs_store_replicate (one durable
  * transaction), then acks what was applied or skipped, then hands the
  * replica's own events to the publisher, so the live feed, sync and
  * snapshot serve the city as they serve a district. A stream that does not

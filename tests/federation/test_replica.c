@@ -25,7 +25,11 @@
  *     changed version; gridctl compare names their cells and records;
  *     --replica-repair re-reads those cells from the district's stream
  *     (more events waiting behind the applied position meanwhile) and
- *     compare is equal again, the other cells untouched.
+ *     compare is equal again, the other cells untouched;
+ *   - the next batch is asked for before a batch is applied: while the
+ *     replica's commit waits (on the store's write lock, held by the
+ *     test), the messages stored meanwhile are delivered to it, and none
+ *     is acked before its own commit.
  * Every wait is on the protocol (a reply, a feed event, a log line) and
  * bounded.
  */
@@ -33,6 +37,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1065,6 +1070,136 @@ test_acks_one_per_batch(void **state)
     s_same(&e->d[1], &e->r);
 }
 
+/* The store's write lock, held by a thread of the test (a write
+ * transaction on the replica's store, opened beside it, that waits in the
+ * store's trace at its begin until released), so that the replica's next
+ * commit waits. */
+typedef struct {
+    gs_store_t *st;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int held, release;
+} s_hold_t;
+
+static void
+s_hold_trace(void *arg, int del, const char *db, const void *key, size_t klen,
+             const void *val, size_t vlen, int append)
+{
+    (void) db;
+    (void) key;
+    (void) klen;
+    (void) val;
+    (void) vlen;
+    (void) append;
+    s_hold_t *h = arg;
+    if (del != 3)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->held = 1;
+    pthread_cond_broadcast(&h->cond);
+    while (!h->release)
+        pthread_cond_wait(&h->cond, &h->mu);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void *
+s_hold_main(void *arg)
+{
+    s_hold_t *h = arg;
+    /* a key that is not there: nothing is written when it ends */
+    gs_store_debug_del(h->st, "meta", "test-hold", 9);
+    return NULL;
+}
+
+/* Delivered and acked stream positions of origin area's consumer. */
+static void
+s_consumer_at(s_env_t *e, const char *area, uint64_t *delivered, uint64_t *acked)
+{
+    char stream[32], durable[32];
+    snprintf(stream, sizeof stream, "GRIDSYNC_%s", area);
+    snprintf(durable, sizeof durable, "replica_%s", area);
+    jsConsumerInfo *ci = NULL;
+    assert_int_equal(js_GetConsumerInfo(&ci, e->js, stream, durable, NULL, NULL), NATS_OK);
+    *delivered = ci->Delivered.Stream;
+    *acked = ci->AckFloor.Stream;
+    jsConsumerInfo_Destroy(ci);
+}
+
+/* Poll origin area's consumer (every 20 ms, up to 30 s) until it has
+ * delivered stream position want; its last positions into *delivered and
+ * *acked. */
+static void
+s_wait_delivered(s_env_t *e, const char *area, uint64_t want, uint64_t *delivered,
+                 uint64_t *acked)
+{
+    for (int tries = 0; tries < 1500; tries++) {
+        s_consumer_at(e, area, delivered, acked);
+        if (*delivered >= want)
+            return;
+        nanosleep(&(struct timespec) { 0, 20 * 1000000 }, NULL);
+    }
+}
+
+/* The replica asks for its next batch before it applies one: the messages
+ * stored while a commit waits are delivered during the commit, not asked
+ * for after it. Here the commit waits on the store's write lock, held by
+ * the test: the first event is fetched alone, its commit waits; the
+ * events published next are delivered all the same, and none is acked
+ * (nothing was committed). Released, every event is applied once, in
+ * order, and the consumer settles with all acked. */
+static void
+test_fetch_ahead_of_commit(void **state)
+{
+    s_env_t *e = *state;
+    s_replica_start(&e->r, e->nats.url, NULL);
+    char line[64];
+    snprintf(line, sizeof line, "event=replica_following origin=%s", A1);
+    assert_int_equal(s_wait_log(e->r.b.log_path, line, 1, 30000), 0);
+
+    s_hold_t h = { .mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+    int err = 0;
+    h.st = gs_store_new(e->r.store, NULL, &err);
+    assert_non_null(h.st);
+    gs_store_debug_trace(h.st, s_hold_trace, &h);
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, s_hold_main, &h), 0);
+    pthread_mutex_lock(&h.mu);
+    while (!h.held)
+        pthread_cond_wait(&h.cond, &h.mu);   /* the store's begin: no deadline to add */
+    pthread_mutex_unlock(&h.mu);
+
+    /* one event; once the replica has it, its commit waits */
+    s_upload(&e->d[0], 0, 1, 1000, -1);
+    assert_int_equal(s_publish(&e->d[0], e->js), 1);
+    uint64_t first_delivered = 0, first_acked = 0, delivered = 0, acked = 0;
+    s_wait_delivered(e, A1, 1, &first_delivered, &first_acked);
+    /* more events while it waits */
+    s_upload(&e->d[0], 1, 30, 1000, -1);
+    uint64_t want[2] = { s_publish(&e->d[0], e->js), 0 };
+    s_wait_delivered(e, A1, 2, &delivered, &acked);
+
+    /* release before asserting: a failed assertion must not leave the
+     * replica's store locked */
+    pthread_mutex_lock(&h.mu);
+    h.release = 1;
+    pthread_cond_broadcast(&h.cond);
+    pthread_mutex_unlock(&h.mu);
+    pthread_join(tid, NULL);
+    gs_store_destroy(&h.st);
+    assert_int_equal(first_delivered, 1);
+    assert_int_equal(first_acked, 0);
+    assert_true(delivered >= 2);        /* delivered during the first commit */
+    assert_int_equal(acked, 0);         /* and nothing acked before its commit */
+
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.replica_events, want[0]);
+    s_consumer_settled(e, A1);
+    s_same(&e->d[0], &e->r);
+}
+
 /* One hostile message into origin A1's stream after its good events (at
  * the step-th re-baseline): refused with reason, A1 stopped, A2 goes on;
  * nothing half-applied. same_a1: the district holds no more than was
@@ -1615,6 +1750,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_union_of_two_districts, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_kill_replica_exactly_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_acks_one_per_batch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_ahead_of_commit, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_lineage_rebaseline, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_drift_repair, s_setup, s_teardown),
