@@ -363,10 +363,12 @@ gs_broker_new(const gs_config_t *cfg)
     }
     if (gs_store_upgraded_from(b->store))
         gs_log(GS_LOG_INFO, "store_upgraded",
-               "dir=\"%s\" from_format=%u format=4 digested_records=%llu person_tags=%llu",
+               "dir=\"%s\" from_format=%u format=5 digested_records=%llu person_tags=%llu "
+               "ids_rewritten=%llu",
                cfg->store, gs_store_upgraded_from(b->store),
                (unsigned long long) gs_store_digests_built(b->store),
-               (unsigned long long) gs_store_persons_built(b->store));
+               (unsigned long long) gs_store_persons_built(b->store),
+               (unsigned long long) gs_store_ids_compacted(b->store));
     if ((cfg->replica_rebaseline[0] || cfg->replica_repair[0]) && !cfg->replica_of[0]) {
         gs_log(GS_LOG_ERROR, "config_error", "msg=\"%s is for a replica: replica-of is not "
                "set\"", cfg->replica_rebaseline[0] ? "replica-rebaseline" : "replica-repair");

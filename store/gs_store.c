@@ -15,6 +15,7 @@
 #include "gs_store_digest.h"
 #include "gs_store_int.h"
 #include "gs_store_idem.h"
+#include "gs_store_ids.h"
 #include "gs_store_persons.h"
 
 #include <assert.h>
@@ -589,18 +590,21 @@ s_dbs_open(gs_store_t *self)
         fresh = 1;
     } else if (rc == 0) {
         uint32_t format = v.mv_size == 4 ? gs_le32_get(v.mv_data) : 0;
-        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_PERSON_KEYS &&
-            format != GS_FORMAT_NO_DIGESTS) {
+        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_FULL_IDS &&
+            format != GS_FORMAT_PERSON_KEYS && format != GS_FORMAT_NO_DIGESTS) {
             mdb_txn_abort(txn);
-            gs_store_detail("store format %u, this build reads %u (and upgrades %u and %u)",
+            gs_store_detail("store format %u, this build reads %u (and upgrades %u, %u and %u)",
                             format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS,
-                            GS_FORMAT_PERSON_KEYS);
+                            GS_FORMAT_PERSON_KEYS, GS_FORMAT_FULL_IDS);
             return GS_EVERSION;
         }
-        /* format 2 has no digests and format 3 the person index of one
-         * entry per ref: an exclusive open upgrades them (s_upgrade),
-         * other opens read everything but the digests of format 2 */
+        /* format 2 has no digests, format 3 the person index of one entry
+         * per ref, formats 2 to 4 canonical ids entries that repeat the id:
+         * an exclusive open upgrades them (s_upgrade), other opens read
+         * everything but the digests of format 2 and write no records */
+        self->format = format;
         self->digests_ready = format != GS_FORMAT_NO_DIGESTS;
+        self->persons_sets = format >= GS_FORMAT_FULL_IDS;
         self->format_current = format == GS_FORMAT_VERSION;
         if (self->digests_ready && ro && self->db[GS_DB_DIGESTS] == 0) {
             mdb_txn_abort(txn);
@@ -609,8 +613,10 @@ s_dbs_open(gs_store_t *self)
             return GS_ECORRUPT;
         }
     }
-    if (fresh)
-        self->digests_ready = self->format_current = 1;
+    if (fresh) {
+        self->format = GS_FORMAT_VERSION;
+        self->digests_ready = self->persons_sets = self->format_current = 1;
+    }
     if (rc) {
         mdb_txn_abort(txn);
         return gs_store_err(rc, "read format");
@@ -641,7 +647,8 @@ s_dbs_open(gs_store_t *self)
  * person index of format 2 and 3 (one entry per ref) is rebuilt as one set
  * of tags per cell (gs_store_persons.h), the idempotency entries get their
  * encoding byte (gs_idem_upgrade) and the chain table is emptied (its heads
- * are derived from `cells`); then format 4 is marked. Only the
+ * are derived from `cells`); the canonical ids entries of formats 2 to 4
+ * lose the repeated id (gs_ids_compact); then format 5 is marked. Only the
  * broker's exclusive open does it: it holds the store lock, so no broker
  * of the previous build can be writing meanwhile. */
 static int
@@ -650,13 +657,17 @@ s_upgrade_fn(gs_txn_t *t, void *arg)
     gs_store_t *self = arg;
     if (!self->digests_ready && gs_digest_build(t, &self->digests_built))
         return t->err;
-    uint64_t entries;
-    if (gs_persons_build(t, &self->persons_built) || gs_idem_upgrade(t, &entries))
+    if (!self->persons_sets) {
+        uint64_t entries;
+        if (gs_persons_build(t, &self->persons_built) || gs_idem_upgrade(t, &entries))
+            return t->err;
+        /* the chain heads are derived from the cells now (gs_store_log.c) */
+        int rc = mdb_drop(t->txn, self->db[GS_DB_CHAIN], 0);
+        if (rc)
+            return gs_txn_fail(t, rc, "empty the chain table");
+    }
+    if (gs_ids_compact(t, &self->ids_compacted))
         return t->err;
-    /* the chain heads are derived from the cells now (gs_store_log.c) */
-    int rc = mdb_drop(t->txn, self->db[GS_DB_CHAIN], 0);
-    if (rc)
-        return gs_txn_fail(t, rc, "empty the chain table");
     uint8_t fmt[4];
     gs_le32_put(fmt, GS_FORMAT_VERSION);
     MDB_val k = { 6, "format" }, v = { 4, fmt };
@@ -666,13 +677,14 @@ s_upgrade_fn(gs_txn_t *t, void *arg)
 static int
 s_upgrade(gs_store_t *self)
 {
-    if ((self->digests_ready && self->format_current) || !self->opts.exclusive)
+    if (self->format_current || !self->opts.exclusive)
         return 0;
-    self->digests_built = self->persons_built = 0;
+    self->digests_built = self->persons_built = self->ids_compacted = 0;
     int rc = gs_store_write(self, s_upgrade_fn, self);
     if (rc == 0) {
-        self->upgraded_from = self->digests_ready ? GS_FORMAT_PERSON_KEYS : GS_FORMAT_NO_DIGESTS;
-        self->digests_ready = self->format_current = 1;
+        self->upgraded_from = self->format;
+        self->format = GS_FORMAT_VERSION;
+        self->digests_ready = self->persons_sets = self->format_current = 1;
     }
     return rc;
 }
@@ -873,6 +885,13 @@ gs_store_persons_built(const gs_store_t *self)
 {
     assert(self);
     return self->persons_built;
+}
+
+uint64_t
+gs_store_ids_compacted(const gs_store_t *self)
+{
+    assert(self);
+    return self->ids_compacted;
 }
 
 unsigned

@@ -235,7 +235,7 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
     /* ids: the canonical entry carries the current grid */
     uint8_t ik[GS_IK_MAX], iv[GS_IV_MAX];
     MDB_val key = { gs_key_id(ik, kb, canon, cl), ik },
-            val = { gs_val_id(iv, grid, canon, cl), iv };
+            val = { gs_val_id(iv, grid, NULL, 0), iv };
     if (removing) {
         if ((rc = gs_txn_del(t, GS_DB_IDS, &key)) && rc != GS_ENOTFOUND)
             return rc;

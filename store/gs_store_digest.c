@@ -521,7 +521,8 @@ s_aliases(gs_txn_t *t, char kb, const char *canon, MDB_val **keys, size_t *n)
         if (k.mv_size < 1 || *(const char *) k.mv_data != kb)
             break;
         char g[GS_GRID_LEN + 1], cn[GS_ID_MAX + 1];
-        if (gs_val_id_parse(v.mv_data, v.mv_size, g, cn) || strcmp(cn, canon) != 0)
+        if (gs_val_id_parse(k.mv_data, k.mv_size, v.mv_data, v.mv_size, g, cn) ||
+            strcmp(cn, canon) != 0)
             continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;

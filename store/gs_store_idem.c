@@ -35,10 +35,10 @@ gs_idem_begin(gs_idem_t *self, gs_txn_t *t)
     self->t = t;
     self->fifo_next = self->fifo0 = 0;
     if (!t->st->format_current) {
-        /* format 3 or older, opened by something else than a broker: its
-         * entries have the older layout until the broker upgrades it */
-        gs_store_detail("write records: the store's idempotency entries have the layout of "
-                        "format 3; start gridsyncd on it once to upgrade it");
+        /* an older store opened by something else than a broker: its
+         * indexes have the older layouts until the broker upgrades it */
+        gs_store_detail("write records: the store has the layout of format %u; start "
+                        "gridsyncd on it once to upgrade it", t->st->format);
         return gs_txn_fail(t, GS_EVERSION, "write records");
     }
     int rc = gs_txn_meta_get(t, "idem_fifo_next", &self->fifo_next);

@@ -21,7 +21,7 @@ gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
     int rc = mdb_get(txn, st->db[GS_DB_IDS], &key, &v);
     if (rc)
         return rc;
-    if (gs_val_id_parse(v.mv_data, v.mv_size, grid, canon))
+    if (gs_val_id_parse(key.mv_data, key.mv_size, v.mv_data, v.mv_size, grid, canon))
         return MDB_CORRUPTED;
     if (strcmp(canon, id) == 0)
         return 0;
@@ -32,7 +32,47 @@ gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
     if (rc)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
     char target[GS_ID_MAX + 1];
-    if (gs_val_id_parse(v.mv_data, v.mv_size, grid, target) || strcmp(target, canon) != 0)
+    if (gs_val_id_parse(key.mv_data, key.mv_size, v.mv_data, v.mv_size, grid, target) ||
+        strcmp(target, canon) != 0)
         return MDB_CORRUPTED;   /* aliases do not chain */
     return 0;
+}
+
+int
+gs_ids_compact(gs_txn_t *t, uint64_t *entries)
+{
+    assert(t && entries);
+    *entries = 0;
+    if (t->err)
+        return t->err;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->st->db[GS_DB_IDS], &c);
+    if (rc)
+        return gs_txn_fail(t, rc, "open ids cursor");
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        char grid[GS_GRID_LEN + 1], canon[GS_ID_MAX + 1];
+        if (gs_val_id_parse(k.mv_data, k.mv_size, v.mv_data, v.mv_size, grid, canon)) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        if (v.mv_size == GS_GRID_LEN || k.mv_size - 1 != strlen(canon) ||
+            memcmp((const char *) k.mv_data + 1, canon, k.mv_size - 1) != 0)
+            continue;   /* already the grid alone, or an alias */
+        /* in place: the cursor stays on the entry, so MDB_NEXT goes on.
+         * The key is copied first: k points into the page the put
+         * rewrites. */
+        uint8_t nk[GS_IK_MAX], nv[GS_IV_MAX];
+        memcpy(nk, k.mv_data, k.mv_size);
+        k.mv_data = nk;
+        MDB_val val = { gs_val_id(nv, grid, NULL, 0), nv };
+        if ((rc = mdb_cursor_put(c, &k, &val, MDB_CURRENT)))
+            break;
+        ++*entries;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return gs_txn_fail(t, rc, "upgrade ids entries");
+    return t->err;
 }

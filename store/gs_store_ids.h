@@ -17,6 +17,7 @@
 #include <lmdb.h>
 
 #include "gs_store.h"
+#include "gs_store_txn.h"
 
 /* Resolve kind byte kb and id to the record's current grid and canonical
  * id (both NUL-terminated into the caller's buffers; for a canonical id,
@@ -27,5 +28,12 @@
  * gs_store_err). */
 int gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
                    char grid[GS_GRID_LEN + 1], char canon[GS_ID_MAX + 1]);
+
+/* The upgrade of formats 2 to 4, in write transaction t: every canonical
+ * entry that repeats its id after the grid is rewritten as the grid alone
+ * (gs_store_keys.h); aliases are left as they are. *entries gets the
+ * entries rewritten. Returns 0 or the sticky error (GS_ECORRUPT when an
+ * entry does not decode). Writer thread (the broker's open). */
+int gs_ids_compact(gs_txn_t *t, uint64_t *entries);
 
 #endif

@@ -316,14 +316,14 @@ s_dropped_count(gs_store_t *st, MDB_txn *txn, s_dropped_t *d)
     int rc = mdb_cursor_open(txn, st->db[GS_DB_IDS], &c);
     if (rc)
         return rc;
-    /* ids: kind byte | id -> grid | canonical id; the incidents are the 'I' keys */
+    /* ids: kind byte | id -> grid [| canonical id]; the incidents are the 'I' keys */
     MDB_val k = { 1, (void *) "I" }, v;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (((const char *) k.mv_data)[0] != GS_KIND_I)
             break;
         char grid[GS_GRID_LEN + 1], canon[GS_ID_MAX + 1];
-        if (gs_val_id_parse(v.mv_data, v.mv_size, grid, canon)) {
+        if (gs_val_id_parse(k.mv_data, k.mv_size, v.mv_data, v.mv_size, grid, canon)) {
             rc = MDB_CORRUPTED;
             break;
         }

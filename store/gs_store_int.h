@@ -28,7 +28,9 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 4u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 5u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_FULL_IDS 4u       /* the format whose canonical ids entries repeat the id:
+                                     * a broker's open upgrades it */
 #define GS_FORMAT_PERSON_KEYS 3u    /* the format with one persons entry per ref: a broker's
                                      * open upgrades it */
 #define GS_FORMAT_NO_DIGESTS 2u     /* the format before digests: a broker's open upgrades it */
@@ -120,10 +122,13 @@ struct gs_store {
     size_t dup_pass;                /* debug: persons per duplicate-report pass (0 = default) */
     int digests_ready;              /* the digests table is built (format 3) */
     uint64_t digests_built;         /* records digested by this open's upgrade */
-    int format_current;             /* format 4: person index sets, idem entries with their
-                                     * encoding byte, no chain table (an older store
-                                     * until a broker's open upgrades it) */
+    uint32_t format;                /* the store's format (meta "format") */
+    int persons_sets;               /* format 4 or newer: person index sets, idem entries
+                                     * with their encoding byte, no chain table */
+    int format_current;             /* GS_FORMAT_VERSION: the layouts this build writes
+                                     * (an older store until a broker's open upgrades it) */
     uint64_t persons_built;         /* person tags written by this open's upgrade */
+    uint64_t ids_compacted;         /* canonical ids entries rewritten by this open's upgrade */
     uint32_t upgraded_from;         /* the format this open upgraded; 0: none */
     /* Writer only (under write_lock): the last seq under every level
      * prefix, derived from `cells` and kept in step by the change log

@@ -48,26 +48,30 @@ gs_key_id(uint8_t *k, char kb, const char *id, size_t id_len)
 }
 
 size_t
-gs_val_id(uint8_t *v, const char *grid, const char *canon, size_t canon_len)
+gs_val_id(uint8_t *v, const char *grid, const char *alias_of, size_t alias_len)
 {
-    assert(v && grid && canon && canon_len <= GS_ID_MAX);
+    assert(v && grid && (alias_of ? alias_len > 0 : alias_len == 0) && alias_len <= GS_ID_MAX);
     memcpy(v, grid, GS_GRID_LEN);
-    memcpy(v + GS_GRID_LEN, canon, canon_len);
-    return GS_GRID_LEN + canon_len;
+    if (alias_of)
+        memcpy(v + GS_GRID_LEN, alias_of, alias_len);
+    return GS_GRID_LEN + alias_len;
 }
 
 int
-gs_val_id_parse(const uint8_t *v, size_t len, char grid[GS_GRID_LEN + 1],
-                char canon[GS_ID_MAX + 1])
+gs_val_id_parse(const uint8_t *k, size_t klen, const uint8_t *v, size_t len,
+                char grid[GS_GRID_LEN + 1], char canon[GS_ID_MAX + 1])
 {
-    if (len <= GS_GRID_LEN || len > GS_IV_MAX)
+    if (klen < 2 || klen > GS_IK_MAX || len < GS_GRID_LEN || len > GS_IV_MAX)
         return -1;
     if (grid) {
         memcpy(grid, v, GS_GRID_LEN);
         grid[GS_GRID_LEN] = 0;
     }
-    size_t cl = len - GS_GRID_LEN;
-    memcpy(canon, v + GS_GRID_LEN, cl);
+    /* a canonical entry names the key's own id: the grid alone (or, as
+     * format 4 wrote it, followed by that id) */
+    const uint8_t *c = len > GS_GRID_LEN ? v + GS_GRID_LEN : k + 1;
+    size_t cl = len > GS_GRID_LEN ? len - GS_GRID_LEN : klen - 1;
+    memcpy(canon, c, cl);
     canon[cl] = 0;
     return 0;
 }

@@ -107,17 +107,25 @@ size_t gs_key_record(uint8_t *k, const char *grid, char kb, const char *id, size
 int gs_key_record_parse(const uint8_t *k, size_t len, char grid[GS_GRID_LEN + 1], char *kb,
                         char id[GS_ID_MAX + 1]);
 
-/* ---- ids: kind(1) | record id -> grid(15) | canonical id ---------------------------
- * The same kind | id bytes are the value of a natkeys entry. */
+/* ---- ids: kind(1) | record id -> grid(15) [| canonical id] -------------------------
+ * A canonical entry (the key's id is the record's own) holds the grid alone;
+ * an alias holds the grid and the canonical id. Format 4 and older repeated
+ * the id in canonical entries: the parser reads that layout too (the same
+ * answer), and the broker's upgrade rewrites it (gs_ids_compact). The same
+ * kind | id bytes are the value of a natkeys entry. */
 
 #define GS_IK_MAX (1 + GS_ID_MAX)
 size_t gs_key_id(uint8_t *k, char kb, const char *id, size_t id_len);
 
 #define GS_IV_MAX (GS_GRID_LEN + GS_ID_MAX)
-size_t gs_val_id(uint8_t *v, const char *grid, const char *canon, size_t canon_len);
-/* grid and canon come back NUL-terminated (grid may be NULL). */
-int gs_val_id_parse(const uint8_t *v, size_t len, char grid[GS_GRID_LEN + 1],
-                    char canon[GS_ID_MAX + 1]);
+/* The value of a canonical entry when alias_of is NULL, of an alias of
+ * alias_of otherwise. */
+size_t gs_val_id(uint8_t *v, const char *grid, const char *alias_of, size_t alias_len);
+/* The entry k -> v: grid and canon come back NUL-terminated (grid may be
+ * NULL); canon is the key's own id for a canonical entry. -1 when either
+ * does not decode. */
+int gs_val_id_parse(const uint8_t *k, size_t klen, const uint8_t *v, size_t len,
+                    char grid[GS_GRID_LEN + 1], char canon[GS_ID_MAX + 1]);
 
 /* natkeys value: kind(1) | canonical id; canon NUL-terminated, kb may be NULL. */
 int gs_val_natkey_parse(const uint8_t *v, size_t len, char *kb, char canon[GS_ID_MAX + 1]);

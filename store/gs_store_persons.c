@@ -179,10 +179,10 @@ gs_persons_change(gs_persons_t *self, const char *grid, const uint8_t hmac[16], 
     if (t->err)
         return t->err;
     if (!t->st->format_current) {
-        /* a format 3 store opened by something else than a broker: its
-         * person index has the older layout until the broker upgrades it */
-        gs_store_detail("write records: the store's person index has the layout of format "
-                        "3; start gridsyncd on it once to upgrade it");
+        /* an older store opened by something else than a broker: its
+         * indexes have the older layouts until the broker upgrades it */
+        gs_store_detail("write records: the store has the layout of format %u; start "
+                        "gridsyncd on it once to upgrade it", t->st->format);
         return gs_txn_fail(t, GS_EVERSION, "write records");
     }
     gs_persons_set_t *s = NULL;

@@ -518,7 +518,7 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
     s_pents_t a = { NULL, 0, 0 };
     /* the cells whose set holds the HMAC's tag; before the upgrade of a
      * format 3 store (a read-only open) every cell */
-    int db = self->format_current ? GS_DB_PERSONS : GS_DB_CELLS;
+    int db = self->persons_sets ? GS_DB_PERSONS : GS_DB_CELLS;
     if ((rc = mdb_cursor_open(txn, self->db[db], &cc)) ||
         (rc = mdb_cursor_open(txn, self->db[GS_DB_RECORDS], &rcur))) {
         rc = gs_store_err(rc, "open cursors");
@@ -529,7 +529,7 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
          rc = mdb_cursor_get(cc, &ck, &cv, MDB_NEXT)) {
         if (ck.mv_size != GS_GRID_LEN)
             continue;
-        if (self->format_current) {
+        if (self->persons_sets) {
             int has = gs_persons_has(cv.mv_data, cv.mv_size, hmac);
             if (has < 0) {
                 rc = MDB_CORRUPTED;
@@ -565,7 +565,7 @@ s_refs_count(gs_store_t *self, MDB_txn *txn, uint64_t *n)
 {
     MDB_stat ms;
     *n = 0;
-    if (!self->format_current) {
+    if (!self->persons_sets) {
         int rc = mdb_stat(txn, self->db[GS_DB_PERSONS], &ms);
         *n = ms.ms_entries;
         return rc;

@@ -156,9 +156,9 @@ s_check_log(s_ver_t *v)
     /* chain heads: derived from cells (checked with them) since format 4,
      * whose table stays empty; an older store's table is emptied by its
      * upgrade and not read by this build */
-    if (st->format_current && s_count(v, GS_DB_CHAIN) != 0)
+    if (st->persons_sets && s_count(v, GS_DB_CHAIN) != 0)
         s_problem(v, "chain has %llu entries, a format %u store keeps none",
-                  (unsigned long long) s_count(v, GS_DB_CHAIN), GS_FORMAT_VERSION);
+                  (unsigned long long) s_count(v, GS_DB_CHAIN), st->format);
     return 0;
 }
 
@@ -234,7 +234,7 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
             if (memcmp(p + i * GS_REF_LEN, refs[i].hmac, 16) || p[i * GS_REF_LEN + 16] != refs[i].role)
                 s_problem(v, "record %s/%c/%s: person ref %zu differs", grid, kb, id, i);
     }
-    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE && st->format_current) {
+    if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE && st->persons_sets) {
         if (strcmp(grid, v->pgrid) != 0)
             s_persons_cell(v, grid);
         if (v->pn + nr > v->pcap) {
@@ -256,10 +256,13 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
 
     /* ids */
     uint8_t ik[GS_IK_MAX], want[GS_IV_MAX];
+    /* the grid alone; format 4 and older repeated the id (layouts are
+     * checked with ids) */
     size_t wl = gs_val_id(want, grid, id, il);
     MDB_val ikv = { gs_key_id(ik, kb, id, il), ik }, iv;
-    if (mdb_get(v->txn, st->db[GS_DB_IDS], &ikv, &iv) != 0 || iv.mv_size != wl ||
-        memcmp(iv.mv_data, want, wl) != 0)
+    if (mdb_get(v->txn, st->db[GS_DB_IDS], &ikv, &iv) != 0 ||
+        (iv.mv_size != GS_GRID_LEN && iv.mv_size != wl) ||
+        memcmp(iv.mv_data, want, iv.mv_size) != 0)
         s_problem(v, "ids: no canonical entry for record %s/%c/%s", grid, kb, id);
 
     /* natural key */
@@ -341,7 +344,7 @@ s_check_records(s_ver_t *v)
     if (n != v->natkeys)
         s_problem(v, "natkeys has %llu entries, the records imply %llu",
                   (unsigned long long) n, (unsigned long long) v->natkeys);
-    if (!v->st->format_current)
+    if (!v->st->persons_sets)
         return 0;   /* read-only look at a store of format 3 or older */
     s_persons_cell(v, "");
     n = s_count(v, GS_DB_PERSONS);
@@ -363,31 +366,33 @@ s_check_ids(s_ver_t *v)
     for (rc = mdb_cursor_get(c, &k, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
         const char *kp = k.mv_data;
-        if (k.mv_size < 2 || val.mv_size <= GS_GRID_LEN) {
+        char grid[GS_GRID_LEN + 1], cp[GS_ID_MAX + 1];
+        if (gs_val_id_parse(k.mv_data, k.mv_size, val.mv_data, val.mv_size, grid, cp)) {
             s_problem(v, "ids: damaged entry");
             continue;
         }
-        size_t il = k.mv_size - 1, cl = val.mv_size - GS_GRID_LEN;
-        const char *cp = (const char *) val.mv_data + GS_GRID_LEN;
+        size_t il = k.mv_size - 1, cl = strlen(cp);
         if (il == cl && memcmp(kp + 1, cp, il) == 0) {
             canon++;
+            /* the grid alone; format 4 and older repeated the id (a
+             * read-only look at one before its upgrade) */
+            if (val.mv_size != GS_GRID_LEN && v->st->format_current)
+                s_problem(v, "ids: canonical entry %c/%.*s has the layout of another format",
+                          kp[0], (int) il, kp + 1);
             uint8_t rk[GS_RK_MAX];
-            if (il > GS_ID_MAX)
-                continue;
-            MDB_val rkv = { gs_key_record(rk, val.mv_data, kp[0], kp + 1, il), rk }, rv;
+            MDB_val rkv = { gs_key_record(rk, grid, kp[0], kp + 1, il), rk }, rv;
             if (mdb_get(v->txn, v->st->db[GS_DB_RECORDS], &rkv, &rv) != 0)
-                s_problem(v, "ids: %c/%.*s points to %.15s, where there is no record",
-                          kp[0], (int) il, kp + 1, (const char *) val.mv_data);
+                s_problem(v, "ids: %c/%.*s points to %s, where there is no record",
+                          kp[0], (int) il, kp + 1, grid);
         } else {
             uint8_t ck[GS_IK_MAX];
-            if (cl > GS_ID_MAX)
-                continue;
+            char cg[GS_GRID_LEN + 1], cc[GS_ID_MAX + 1];
             MDB_val ckv = { gs_key_id(ck, kp[0], cp, cl), ck }, cv;
             if (mdb_get(v->txn, v->st->db[GS_DB_IDS], &ckv, &cv) != 0 ||
-                cv.mv_size != val.mv_size ||
-                memcmp((const char *) cv.mv_data + GS_GRID_LEN, cp, cl) != 0)
-                s_problem(v, "ids: alias %c/%.*s points to %.*s, which is not a record",
-                          kp[0], (int) il, kp + 1, (int) cl, cp);
+                gs_val_id_parse(ckv.mv_data, ckv.mv_size, cv.mv_data, cv.mv_size, cg, cc) ||
+                strcmp(cc, cp) != 0)
+                s_problem(v, "ids: alias %c/%.*s points to %s, which is not a record",
+                          kp[0], (int) il, kp + 1, cp);
         }
     }
     mdb_cursor_close(c);
@@ -476,7 +481,7 @@ s_check_idem(s_ver_t *v)
         const char *nul = memchr(idk, 0, idkl);
         char up[GS_ID_MAX + 1];
         size_t ul = nul ? idkl - (size_t) (nul - (const char *) idk) - 1 : 0;
-        if (v->st->format_current && nul && ul <= GS_ID_MAX) {
+        if (v->st->persons_sets && nul && ul <= GS_ID_MAX) {
             memcpy(up, nul + 1, ul);
             up[ul] = 0;
             if (gs_idem_check(iv.mv_data, iv.mv_size, up))

@@ -2001,10 +2001,16 @@ test_verify_finds_broken_index(void **state)
     assert_int_equal(l.n, (int) problems);
     assert_non_null(strstr(l.text, "ids"));
 
-    /* put it back: clean again */
+    /* put back as format 4 wrote it (the id after the grid): named */
     char val[64];
     snprintf(val, sizeof val, "%s%s", grid, key + 1);
     assert_int_equal(gs_store_debug_put(f->st, "ids", key, strlen(key), val, strlen(val)), 0);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(gs_store_verify(f->st, s_line, &l, &problems), GS_ECORRUPT);
+    assert_non_null(strstr(l.text, "has the layout of another format"));
+
+    /* put back as the grid alone: clean again */
+    assert_int_equal(gs_store_debug_put(f->st, "ids", key, strlen(key), grid, 15), 0);
     st_verify_ok(f->st);
 
     /* wrong counts in a cell */

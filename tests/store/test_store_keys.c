@@ -71,15 +71,29 @@ test_ids_and_natkeys(void **state)
     size_t kl = gs_key_id(k, 'R', "r-9", 3);
     assert_int_equal(kl, 4);
     assert_memory_equal(k, "Rr-9", 4);
+    /* an alias: the grid and the canonical id */
     size_t vl = gs_val_id(v, G, "r-1", 3);
     assert_int_equal(vl, GS_GRID_LEN + 3);
     char grid[GS_GRID_LEN + 1], canon[GS_ID_MAX + 1], kb;
-    assert_int_equal(gs_val_id_parse(v, vl, grid, canon), 0);
+    assert_int_equal(gs_val_id_parse(k, kl, v, vl, grid, canon), 0);
     assert_string_equal(grid, G);
     assert_string_equal(canon, "r-1");
-    assert_int_equal(gs_val_id_parse(v, vl, NULL, canon), 0);
-    assert_int_equal(gs_val_id_parse(v, GS_GRID_LEN, grid, canon), -1);     /* no canon */
-    assert_int_equal(gs_val_id_parse(v, GS_IV_MAX + 1, grid, canon), -1);
+    assert_int_equal(gs_val_id_parse(k, kl, v, vl, NULL, canon), 0);
+    assert_int_equal(gs_val_id_parse(k, kl, v, GS_GRID_LEN - 1, grid, canon), -1);
+    assert_int_equal(gs_val_id_parse(k, kl, v, GS_IV_MAX + 1, grid, canon), -1);
+    assert_int_equal(gs_val_id_parse(k, 1, v, vl, grid, canon), -1);        /* no id */
+    /* a canonical entry: the grid alone, the id is the key's */
+    vl = gs_val_id(v, G, NULL, 0);
+    assert_int_equal(vl, GS_GRID_LEN);
+    assert_memory_equal(v, G, GS_GRID_LEN);
+    assert_int_equal(gs_val_id_parse(k, kl, v, vl, grid, canon), 0);
+    assert_string_equal(grid, G);
+    assert_string_equal(canon, "r-9");
+    /* format 4's canonical entry (the id repeated) reads the same */
+    vl = gs_val_id(v, G, "r-9", 3);
+    assert_int_equal(gs_val_id_parse(k, kl, v, vl, grid, canon), 0);
+    assert_string_equal(grid, G);
+    assert_string_equal(canon, "r-9");
     /* a natkeys value has the layout of an ids key */
     assert_int_equal(gs_val_natkey_parse(k, kl, &kb, canon), 0);
     assert_int_equal(kb, 'R');

@@ -237,10 +237,13 @@ test_verify_finds_wrong_sets(void **state)
 static uint8_t s_acks[S_UPS][512];
 static size_t s_ack_lens[S_UPS];
 
+static uint64_t s_ids_old;          /* canonical ids entries s_make_format3 wrote */
+
 /* Make the store in dir look like one of format 3: the person index as one
  * entry per active ref, grid(15) | HMAC(16) | kind(1) | record id -> role,
- * and each idempotency entry as its header and the packed Ack (s_acks), as
- * the previous build wrote them. Returns the person entries written. */
+ * each idempotency entry as its header and the packed Ack (s_acks), and
+ * each canonical ids entry as grid | id, as the builds of format 3 wrote
+ * them. Returns the person entries written. */
 static size_t
 s_make_format3(const char *dir)
 {
@@ -294,6 +297,22 @@ s_make_format3(const char *dir)
         MDB_val ov = { GS_IDEM_HDR + s_ack_lens[i], old };
         assert_int_equal(mdb_put(txn, idem, &ik, &ov, 0), 0);
     }
+    /* canonical ids entries as format 3 wrote them: the id after the grid */
+    MDB_dbi ids;
+    assert_int_equal(mdb_dbi_open(txn, "ids", 0, &ids), 0);
+    assert_int_equal(mdb_cursor_open(txn, ids, &c), 0);
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        assert_int_equal(v.mv_size, GS_GRID_LEN);     /* no aliases here */
+        uint8_t ok[GS_IK_MAX], ov[GS_IV_MAX];
+        memcpy(ok, k.mv_data, k.mv_size);   /* k points into the page the put changes */
+        k.mv_data = ok;
+        MDB_val val = { gs_val_id(ov, v.mv_data, (const char *) ok + 1, k.mv_size - 1), ov };
+        assert_int_equal(mdb_cursor_put(c, &k, &val, MDB_CURRENT), 0);
+        s_ids_old++;
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    mdb_cursor_close(c);
     uint8_t fmt[4] = { 3, 0, 0, 0 };
     MDB_val fk = { 6, "format" }, fv = { 4, fmt };
     assert_int_equal(mdb_put(txn, meta, &fk, &fv, 0), 0);
@@ -379,6 +398,7 @@ test_upgrade_from_format3(void **state)
     f->st = st_open(f->dir, &x);
     assert_int_equal(gs_store_upgraded_from(f->st), 3);
     assert_true(gs_store_persons_built(f->st) == entries);
+    assert_true(s_ids_old > 0 && gs_store_ids_compacted(f->st) == s_ids_old);
     assert_int_equal(s_tags(f->st, G1), 3);
     assert_int_equal(s_tags(f->st, G2), 4);
     s_answers(f->st, got);

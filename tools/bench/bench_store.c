@@ -368,6 +368,27 @@ s_bare(const char *dir, const s_trace_t *t, int only_db, uint64_t *records)
     return secs;
 }
 
+/* Key and value bytes of the puts to database db in the trace, and their
+ * count: what a table holds for the records, against the pages written. */
+static uint64_t
+s_trace_payload(const s_trace_t *t, int db, uint64_t *puts)
+{
+    uint64_t bytes = 0;
+    *puts = 0;
+    for (size_t off = 0; off < t->len;) {
+        const uint8_t *p = t->buf + off;
+        uint32_t kl, vl;
+        memcpy(&kl, p + 3, 4);
+        memcpy(&vl, p + 7, 4);
+        off += 11 + kl + vl;
+        if (p[0] == db && !p[1]) {
+            bytes += kl + vl;
+            (*puts)++;
+        }
+    }
+    return bytes;
+}
+
 /* ---- Main ------------------------------------------------------------------------------ */
 
 static const char *s_io;            /* the shim's counter file, NULL when not preloaded */
@@ -546,8 +567,12 @@ main(int argc, char **argv)
             printf("  bare %-12s alone: %10.0f records/s (%.2f s)", s_dbs[i],
                    (double) n / secs, secs);
             if (s_io)
-                printf(", %.0f bytes written per record", (double) (b1 - b0) / (double) n);
-            printf("\n");
+                printf(", %.0f bytes written per record (%.1f pages per transaction)",
+                       (double) (b1 - b0) / (double) n,
+                       (double) (b1 - b0) / 4096.0 / (double) t.n_txn);
+            uint64_t puts, pl = s_trace_payload(&t, (int) i, &puts);
+            printf(", payload %.0f bytes per record in %.2f puts\n", (double) pl / (double) n,
+                   (double) puts / (double) n);
             s_rm(d);
         }
     }
