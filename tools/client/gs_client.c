@@ -824,7 +824,7 @@ gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t n, u
                      gs_client_page_fn *fn, void *arg, uint64_t *next_seq,
                      gs_client_error_t *err)
 {
-    assert(arena && fn);
+    assert(fn);
     if (next_seq)
         *next_seq = since;
     if (err) {
@@ -860,9 +860,14 @@ gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t n, u
                 return rc;
             }
         }
-        gs_arena_reset(arena);
-        Gridsync__V1__Reply *rep = gridsync__v1__reply__unpack(
-            gs_arena_allocator(arena), zmq_msg_size(&m), zmq_msg_data(&m));
+        /* without an arena, malloc: fn may keep events it takes out */
+        ProtobufCAllocator *alloc = NULL;
+        if (arena) {
+            gs_arena_reset(arena);
+            alloc = gs_arena_allocator(arena);
+        }
+        Gridsync__V1__Reply *rep = gridsync__v1__reply__unpack(alloc, zmq_msg_size(&m),
+                                                               zmq_msg_data(&m));
         zmq_msg_close(&m);
         if (!rep || rep->body_case != GRIDSYNC__V1__REPLY__BODY_SYNC)
             rc = GS_CLIENT_EPROTO;
@@ -870,6 +875,8 @@ gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t n, u
             rc = fn(arg, rep->sync);
         if (rc == 0 && next_seq)
             *next_seq = rep->sync->next_seq;
+        if (rep && !arena)
+            gridsync__v1__reply__free_unpacked(rep, NULL); /* skips events fn took */
         if (rc || !more) {
             /* a request still on its way is answered into the void: the
              * next call counts its reply as stale */

@@ -151,7 +151,11 @@ typedef int gs_client_page_fn(void *arg, const Gridsync__V1__SyncResponse *page)
  * Still one request in flight at a time, each resent on silence as
  * gs_client_sync does; a walk that fn stops leaves one request unanswered,
  * whose reply the next call on this client counts as stale. Pages are
- * decoded into arena, reset before each. *next_seq (when not NULL) is the
+ * decoded into arena, reset before each; with arena NULL each page is
+ * malloc'd and freed after fn returns, and fn may take events out of it
+ * to keep (set page->events[i] to NULL; free each later with
+ * gridsync__v1__change_event__free_unpacked(ev, NULL)), as gs_sub's
+ * catch-up does. *next_seq (when not NULL) is the
  * next_seq of the last page fn accepted (since before the first). Check
  * each page's store_epoch and head_seq in fn as after gs_client_sync.
  * Errors as gs_client_sync, GS_CLIENT_EPROTO for a reply that is not a

@@ -164,6 +164,68 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
     return GS_CLIENT_ELINEAGE;
 }
 
+/* One sync page of topic p, asked for after since: checked for lineage,
+ * then every event of the topic after known[p] queued (taken out of the
+ * page, which free_unpacked then skips). *done is set when the pull ends
+ * with this page, and the result is then the pull's (see s_pull). */
+static int
+s_pull_page(gs_sub_t *self, size_t p, uint64_t target, uint64_t since,
+            const Gridsync__V1__SyncResponse *r, int *done)
+{
+    *done = 1;
+    /* before taking anything: these could be another store's events */
+    int rc = s_lineage_check(self, r->store_epoch, r->head_seq);
+    if (rc)
+        return rc;
+    self->head = r->head_seq > self->head ? r->head_seq : self->head;
+    for (size_t i = 0; i < r->n_events; i++) {
+        Gridsync__V1__ChangeEvent *ev = r->events[i];
+        if (ev->seq <= self->known[p] || !s_wants(self, p, ev))
+            continue;
+        if (s_queue_push(self, ev))
+            return GS_CLIENT_ENOMEM;
+        r->events[i] = NULL; /* moved into the queue */
+        self->known[p] = ev->seq;
+        self->stats.pulled++;
+    }
+    uint64_t next = r->next_seq, head = r->head_seq;
+    if (self->known[p] >= target && target != UINT64_MAX)
+        return 0;
+    if (self->incidents && next >= head) {
+        if (next > self->known[p])
+            self->known[p] = next;
+        return 0;
+    }
+    if (next >= head || (r->n_events == 0 && next <= since))
+        return self->known[p] >= target || target == UINT64_MAX ? 0 : GS_CLIENT_EGAP;
+    *done = 0;
+    return 0;
+}
+
+/* A catch-up to the head in progress (s_pull's gs_client_sync_pages). */
+typedef struct s_walk {
+    gs_sub_t *self;
+    size_t p;                   /* the topic pulled */
+    uint64_t since;             /* since_seq of the page being handed over */
+    int ended;                  /* s_pull_page said the pull is over */
+    int rc;                     /* and its result */
+} s_walk_t;
+
+static int
+s_walk_page(void *arg, const Gridsync__V1__SyncResponse *page)
+{
+    s_walk_t *w = arg;
+    int done;
+    int rc = s_pull_page(w->self, w->p, UINT64_MAX, w->since, page, &done);
+    w->since = page->next_seq;
+    if (rc || done) {
+        w->ended = 1;
+        w->rc = rc;
+        return rc ? rc : 1;
+    }
+    return 0;
+}
+
 /* Pull events of topic p after known[p] until known[p] >= target or the
  * log is exhausted. Queues each event once. For an incident topic the
  * sync service also returns other events of the prefix (other kinds and
@@ -171,54 +233,41 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
  * which are skipped; and target may be a seq that is not one of the
  * topic's (its heartbeat's last seq is only never too low), so reaching
  * the end of the log is success, and the position moves to where the log
- * was read to: nothing of the topic lies before it that was not queued. */
+ * was read to: nothing of the topic lies before it that was not queued.
+ * A catch-up to the head (target UINT64_MAX, often many pages) asks for
+ * each next page before it takes this one (gs_client_sync_pages); a
+ * repair up to a target, usually within one page, asks for one page at a
+ * time, so that no page past the target is read for nothing. */
 static int
 s_pull(gs_sub_t *self, size_t p, uint64_t target)
 {
     const char *pfx[1] = { self->prefix[p] };
     uint64_t since = self->known[p];
+    gs_client_error_t local;
+    gs_client_error_t *err = self->opts.err ? self->opts.err : &local;
+    if (target == UINT64_MAX) {
+        s_walk_t w = { .self = self, .p = p, .since = since };
+        int rc = gs_client_sync_pages(self->cli, pfx, 1, since, self->opts.sync_limit,
+                                      self->opts.omit_restricted, NULL, s_walk_page, &w,
+                                      NULL, err);
+        if (w.ended)
+            return w.rc;
+        /* the walk ended on its own: a page that did not move on */
+        return rc;
+    }
     for (;;) {
         Gridsync__V1__SyncResponse *r = NULL;
-        gs_client_error_t local;
         int rc = gs_client_sync(self->cli, pfx, 1, since, self->opts.sync_limit,
-                                self->opts.omit_restricted, &r,
-                                self->opts.err ? self->opts.err : &local);
+                                self->opts.omit_restricted, &r, err);
         if (rc)
             return rc;
-        /* before taking anything: these could be another store's events */
-        rc = s_lineage_check(self, r->store_epoch, r->head_seq);
-        if (rc) {
-            gridsync__v1__sync_response__free_unpacked(r, NULL);
-            return rc;
-        }
-        self->head = r->head_seq > self->head ? r->head_seq : self->head;
-        for (size_t i = 0; i < r->n_events; i++) {
-            Gridsync__V1__ChangeEvent *ev = r->events[i];
-            if (ev->seq <= self->known[p] || !s_wants(self, p, ev))
-                continue;
-            r->events[i] = NULL; /* moved into the queue */
-            if (s_queue_push(self, ev)) {
-                gridsync__v1__change_event__free_unpacked(ev, NULL);
-                gridsync__v1__sync_response__free_unpacked(r, NULL);
-                return GS_CLIENT_ENOMEM;
-            }
-            self->known[p] = ev->seq;
-            self->stats.pulled++;
-        }
+        int done;
+        rc = s_pull_page(self, p, target, since, r, &done);
+        since = r->next_seq;
         /* free_unpacked skips the NULLed entries we took */
-        uint64_t next = r->next_seq, head = r->head_seq;
-        size_t got = r->n_events;
         gridsync__v1__sync_response__free_unpacked(r, NULL);
-        if (self->known[p] >= target && target != UINT64_MAX)
-            return 0;
-        if (self->incidents && next >= head) {
-            if (next > self->known[p])
-                self->known[p] = next;
-            return 0;
-        }
-        if (next >= head || (got == 0 && next <= since))
-            return self->known[p] >= target || target == UINT64_MAX ? 0 : GS_CLIENT_EGAP;
-        since = next;
+        if (rc || done)
+            return rc;
     }
 }
 
