@@ -529,8 +529,10 @@ test_subscriber_resumes(void **state)
 }
 
 /* A subscriber far behind catches up across many sync pages (each next
- * page asked for before this one is taken), is stopped halfway with
- * events delivered past its checkpoint, and resumes from the checkpoint:
+ * page asked for before this one is taken), gs_sub_new holding only the
+ * first thousand events and gs_sub_next pulling the rest as they are
+ * taken, is stopped halfway with events delivered past its checkpoint,
+ * and resumes from the checkpoint:
  * every event of its prefix after the checkpoint comes exactly once, in
  * order, up to the last one, and nothing of the other street. */
 static void
@@ -556,9 +558,10 @@ test_subscriber_catches_up_in_pages(void **state)
     gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, ckpt, 0, &so,
                                NULL);
     assert_non_null(sub);
+    /* gs_sub_new queued about a thousand; the rest comes a page at a time */
     gs_sub_stats_t st;
     gs_sub_stats(sub, &st);
-    assert_int_equal(st.pulled, n_a);   /* the catch-up: 215 pages */
+    assert_true(st.pulled >= 1000 && st.pulled < n_a);
     size_t at = 0;
     for (; at < 700; at++) {
         Gridsync__V1__ChangeEvent *ev;
@@ -572,8 +575,6 @@ test_subscriber_catches_up_in_pages(void **state)
     gs_sub_destroy(&sub);
     sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, ckpt, 0, &so, NULL);
     assert_non_null(sub);
-    gs_sub_stats(sub, &st);
-    assert_int_equal(st.pulled, n_a - 600);
     for (at = 600; at < n_a; at++) {
         Gridsync__V1__ChangeEvent *ev;
         assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
@@ -584,6 +585,9 @@ test_subscriber_catches_up_in_pages(void **state)
     Gridsync__V1__ChangeEvent *ev = NULL;
     assert_int_equal(gs_sub_next(sub, 0, &ev), 1);  /* nothing more */
     assert_int_equal(gs_sub_position(sub, 0), seq_a[n_a - 1]);
+    gs_sub_stats(sub, &st);
+    assert_int_equal(st.pulled, n_a - 600);
+    assert_int_equal(st.live, 0);
     gs_sub_destroy(&sub);
     gs_client_destroy(&c);
 }

@@ -165,6 +165,30 @@ int gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t 
                          gs_arena_t *arena, gs_client_page_fn *fn, void *arg,
                          uint64_t *next_seq, gs_client_error_t *err);
 
+/* The catch-up of gs_client_sync_pages as an object, for a reader that
+ * takes a page at a time between other work (gs_sub's catch-up): a walk
+ * over sync pages of prefixes after since, with the request for the next
+ * page sent before this one is handed over. gs_client_walk_new copies
+ * prefixes and sends the first request. gs_client_walk_next waits for the
+ * page asked for and, unless it reaches its head_seq (or does not move
+ * on), asks for the next one; it returns 0 with *page, decoded into arena
+ * (reset first; valid until its next reset) or, with arena NULL, malloc'd
+ * (free with gridsync__v1__sync_response__free_unpacked(page, NULL)), 1
+ * when the walk is over (the last page was handed over), or an error as
+ * gs_client_sync (GS_CLIENT_EPROTO for a reply that is not a sync page;
+ * after an error start a new walk from the last page taken). While a walk
+ * has a request out, make no other request on its client: the reply would
+ * be taken for a stale one. gs_client_walk_destroy may leave a request
+ * unanswered, whose reply the next call on the client counts as stale.
+ * Thread: the client's. */
+typedef struct gs_client_walk gs_client_walk_t;
+int gs_client_walk_new(gs_client_t *self, const char *const *prefixes, size_t n,
+                       uint64_t since, uint32_t limit, int omit_restricted,
+                       gs_client_walk_t **walk);
+int gs_client_walk_next(gs_client_walk_t *walk, gs_arena_t *arena,
+                        Gridsync__V1__SyncResponse **page, gs_client_error_t *err);
+void gs_client_walk_destroy(gs_client_walk_t **walk_p);
+
 /* One snapshot page; cursor NULL/0 for the first. */
 int gs_client_snapshot(gs_client_t *self, const char *const *prefixes,
                        size_t n, const uint8_t *cursor, size_t cursor_len,
