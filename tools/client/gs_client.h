@@ -177,8 +177,9 @@ int gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t 
  * when the walk is over (the last page was handed over), or an error as
  * gs_client_sync (GS_CLIENT_EPROTO for a reply that is not a sync page;
  * after an error start a new walk from the last page taken). While a walk
- * has a request out, make no other request on its client: the reply would
- * be taken for a stale one. gs_client_walk_destroy may leave a request
+ * has a request out, make no other request on its client: that request's
+ * wait would drop the walk's reply as stale, and the walk would wait a
+ * timeout for its resend. gs_client_walk_destroy may leave a request
  * unanswered, whose reply the next call on the client counts as stale.
  * Thread: the client's. */
 typedef struct gs_client_walk gs_client_walk_t;
