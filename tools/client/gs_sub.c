@@ -51,7 +51,7 @@ struct gs_sub {
     int served[S_MAX_SUB_PREFIXES];         /* a heartbeat of the topic arrived */
     int64_t warned;             /* last silence warning, ms (0 = none since heard) */
     size_t catchup;             /* topic the catch-up to the head is at; n = done */
-    gs_client_walk_t *walk;     /* its walk over sync pages, NULL between pages' topics */
+    gs_client_walk_t *walk;     /* its walk over sync pages; NULL when none is under way */
     uint64_t walk_since;        /* since_seq of the walk's page being taken */
 };
 
