@@ -77,6 +77,42 @@ gs_reply_new(gs_job_t *job, const uint8_t *data, size_t len)
     return r;
 }
 
+/* zmq_msg_init_data's free function for a buffer gs_reply_take moved. */
+static void
+s_body_free(void *data, void *hint)
+{
+    (void) hint;
+    free(data);
+}
+
+gs_reply_t *
+gs_reply_take(gs_job_t *job, gs_wbuf_t *wb)
+{
+    /* a small reply costs less to copy than a buffer to allocate */
+    if (wb->failed || wb->len < GS_REPLY_TAKE_MIN)
+        return gs_reply_new(job, wb->data, wb->len);
+    uint8_t *fresh = malloc(wb->cap);
+    gs_reply_t *r = fresh ? calloc(1, sizeof *r) : NULL;
+    if (!r) {
+        free(fresh);
+        return gs_reply_new(job, wb->data, wb->len);
+    }
+    if (zmq_msg_init_data(&r->body, wb->data, wb->len, s_body_free, NULL)) {
+        free(r);
+        free(fresh);
+        return gs_reply_new(job, wb->data, wb->len);
+    }
+    zmq_msg_init(&r->identity);
+    zmq_msg_move(&r->identity, &job->identity);
+    r->req_style = job->req_style;
+    r->target = job->target;
+    r->recv_us = job->recv_us;
+    /* the same room again: the next reply of this size grows nothing */
+    wb->data = fresh;
+    wb->len = 0;
+    return r;
+}
+
 void
 gs_reply_destroy(gs_reply_t **r_p)
 {

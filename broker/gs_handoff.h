@@ -19,6 +19,7 @@
 
 #include "gs_arena.h"
 #include "gs_store.h"
+#include "gs_wire.h"
 #include "gridsync.pb-c.h"
 
 /* Where a reply goes. */
@@ -77,6 +78,13 @@ void gs_events_hand(void *sock, gs_apply_out_t *out);
 /* A reply for job from a finished buffer (copied): the job's identity
  * moves into it. NULL when memory runs out. */
 gs_reply_t *gs_reply_new(gs_job_t *job, const uint8_t *data, size_t len);
+
+/* As gs_reply_new from the bytes of wb, which a reply of GS_REPLY_TAKE_MIN
+ * bytes or more takes over without a copy (a sync page is megabytes),
+ * leaving wb empty on a fresh buffer of the same capacity; a smaller one,
+ * or one when memory runs short, is copied. NULL when memory runs out. */
+#define GS_REPLY_TAKE_MIN (64 * 1024)
+gs_reply_t *gs_reply_take(gs_job_t *job, gs_wbuf_t *wb);
 
 void gs_reply_destroy(gs_reply_t **r_p);
 

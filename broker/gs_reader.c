@@ -60,7 +60,7 @@ gs_reader_main(void *arg)
         gs_job_t *job = p;
         gs_serve_read_as(&b->serve, &scratch, job->req, job->admin, job->dev, gs_now_ms(),
                          &reply);
-        gs_reply_t *r = gs_reply_new(job, reply.data, reply.len);
+        gs_reply_t *r = gs_reply_take(job, &reply);
         if (r) {
             r->recv_us = 0;
             if (gs_ptr_send(out, r))

@@ -246,6 +246,27 @@ s_page_check(void *arg, const Gridsync__V1__SyncResponse *page)
     return p->stop_after && p->seen >= p->stop_after ? 7 : 0;
 }
 
+/* Events gs_client_sync_pages handed over without an arena, kept. */
+typedef struct s_kept {
+    const Gridsync__V1__SyncResponse *want; /* the events, from gs_client_sync */
+    Gridsync__V1__ChangeEvent **events; /* taken out of the pages */
+    size_t n;
+} s_kept_t;
+
+static int
+s_page_keep(void *arg, const Gridsync__V1__SyncResponse *page)
+{
+    s_kept_t *k = arg;
+    for (size_t i = 0; i < page->n_events; i++) {
+        assert_true(k->n < k->want->n_events);
+        k->events = realloc(k->events, (k->n + 1) * sizeof *k->events);
+        assert_non_null(k->events);
+        k->events[k->n++] = page->events[i];
+        page->events[i] = NULL;     /* ours now: the page's free skips it */
+    }
+    return 0;
+}
+
 static void
 test_organisations_end_to_end(void **state)
 {
@@ -356,6 +377,18 @@ test_organisations_end_to_end(void **state)
         assert_int_equal(pg.seen, sr->n_events);
         assert_true(pg.pages >= sr->n_events && pg.pages <= sr->n_events + 1);
         assert_int_equal(reached, sr->next_seq);
+        /* without an arena the pages are malloc'd, and fn may keep the
+         * events it takes out of them (gs_sub's catch-up) */
+        s_kept_t kept = { .want = sr };
+        assert_int_equal(gs_client_sync_pages(c, all, 1, 0, 1, omit, NULL, s_page_keep, &kept,
+                                              &reached, &err), 0);
+        assert_int_equal(kept.n, sr->n_events);
+        for (size_t i = 0; i < kept.n; i++) {
+            assert_int_equal(kept.events[i]->seq, sr->events[i]->seq);
+            assert_string_equal(kept.events[i]->record_key, sr->events[i]->record_key);
+            gridsync__v1__change_event__free_unpacked(kept.events[i], NULL);
+        }
+        free(kept.events);
         /* stopped after two pages: the request for the third is answered
          * into the void, and the next call takes its own reply */
         pg = (s_pages_t) { .want = sr, .stop_after = 2 };
@@ -491,6 +524,70 @@ test_subscriber_resumes(void **state)
     }
     assert_int_equal(got, 2000);
     assert_int_equal(prev, last_in);
+    gs_sub_destroy(&sub);
+    gs_client_destroy(&c);
+}
+
+/* A subscriber far behind catches up across many sync pages (each next
+ * page asked for before this one is taken), gs_sub_new holding only the
+ * first thousand events and gs_sub_next pulling the rest as they are
+ * taken, is stopped halfway with events delivered past its checkpoint,
+ * and resumes from the checkpoint:
+ * every event of its prefix after the checkpoint comes exactly once, in
+ * order, up to the last one, and nothing of the other street. */
+static void
+test_subscriber_catches_up_in_pages(void **state)
+{
+    s_env_t *e = *state;
+    char ckpt[160];
+    snprintf(ckpt, sizeof ckpt, "%s/feed.ckpt", e->dir);
+    const char *prefixes[] = { "440305001" };
+    gs_client_t *c = gs_client_new(e->broker.upload, NULL);
+    /* grid A's 1,500 events with grid C's between them */
+    uint64_t seq_a[1500];
+    size_t n_a = 0;
+    for (int round = 0; round < 5; round++) {
+        s_load(e, c, GRID_C, round * 100, 100, 50);
+        uint64_t last = s_load(e, c, GRID_A, round * 300, 300, 100);
+        for (uint64_t s = last - 299; s <= last; s++)
+            seq_a[n_a++] = s;  /* one upload's events have consecutive seqs */
+    }
+    gs_sub_opts_t so;
+    gs_sub_opts_init(&so);
+    so.sync_limit = 7;              /* a page holds 7 events of the prefix at most */
+    gs_sub_t *sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, ckpt, 0, &so,
+                               NULL);
+    assert_non_null(sub);
+    /* gs_sub_new queued about a thousand; the rest comes a page at a time */
+    gs_sub_stats_t st;
+    gs_sub_stats(sub, &st);
+    assert_true(st.pulled >= 1000 && st.pulled < n_a);
+    size_t at = 0;
+    for (; at < 700; at++) {
+        Gridsync__V1__ChangeEvent *ev;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_int_equal(ev->seq, seq_a[at]);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+        if (at == 599)
+            assert_int_equal(gs_sub_checkpoint(sub, NULL), 0);
+    }
+    /* stopped without a checkpoint after 700: the last 100 come again */
+    gs_sub_destroy(&sub);
+    sub = gs_sub_new(e->broker.feed, e->broker.upload, prefixes, 1, ckpt, 0, &so, NULL);
+    assert_non_null(sub);
+    for (at = 600; at < n_a; at++) {
+        Gridsync__V1__ChangeEvent *ev;
+        assert_int_equal(gs_sub_next(sub, 10000, &ev), 0);
+        assert_int_equal(ev->seq, seq_a[at]);
+        assert_string_equal(ev->grid_code, GRID_A);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    Gridsync__V1__ChangeEvent *ev = NULL;
+    assert_int_equal(gs_sub_next(sub, 0, &ev), 1);  /* nothing more */
+    assert_int_equal(gs_sub_position(sub, 0), seq_a[n_a - 1]);
+    gs_sub_stats(sub, &st);
+    assert_int_equal(st.pulled, n_a - 600);
+    assert_int_equal(st.live, 0);
     gs_sub_destroy(&sub);
     gs_client_destroy(&c);
 }
@@ -1156,6 +1253,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_dedup_seen_from_client, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_organisations_end_to_end, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_resumes, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_subscriber_catches_up_in_pages, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_subscriber_starts_at_head, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_slow_subscriber_repairs, s_setup_small_hwm, s_teardown),
         cmocka_unit_test_setup_teardown(test_device_pulls_own_grid, s_setup, s_teardown),

@@ -30,7 +30,10 @@
  *   --prefix: it pulls from the sync service, page after page
  *   (gs_client_sync_pages: the next page is asked for before this one is
  *   decoded), decoding every event, until it reaches the head it saw at the
- *   start. Reports events/s.
+ *   start. Reports events/s. With --sub-feed EP (the broker's feed) the
+ *   subscriber is the client library's gs_sub instead, as gridfeed and
+ *   district systems follow: gs_sub_new catches up, then every event is
+ *   taken with gs_sub_next up to that head ("catchup_sub.*").
  *
  * latency with --city EP: the subscriber follows a city replica of the
  *   district instead (--feed is then the replica's feed and --city its
@@ -44,7 +47,7 @@
  * Usage: bench_feed latency --upload EP --feed EP [--district CODE]
  *                   [--rate N] [--seconds S] [--warmup S] [--devices N] [--batch N]
  *                   [--city EP]
- *        bench_feed catchup --upload EP --prefix P --behind N
+ *        bench_feed catchup --upload EP --prefix P --behind N [--sub-feed EP]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -431,10 +434,47 @@ s_cu_page(void *arg, const Gridsync__V1__SyncResponse *page)
     return c->last >= c->head ? 1 : 0;
 }
 
+/* The catch-up through the client library's subscriber: gs_sub_new
+ * catches up from since (subscribed first, then pulled), and every event
+ * is taken with gs_sub_next until its position reaches head. */
+static int
+s_catchup_sub(const char *upload_ep, const char *feed_ep, const char *prefix, uint64_t since,
+              uint64_t head, s_cu_t *c, double *secs)
+{
+    const char *pfx[1] = { prefix };
+    int err = 0;
+    int64_t t0 = gs_bench_now_us();
+    gs_sub_t *sub = gs_sub_new(feed_ep, upload_ep, pfx, 1, NULL, since, NULL, &err);
+    if (!sub) {
+        fprintf(stderr, "bench_feed: subscriber: %s\n", gs_client_strerror(err));
+        return -1;
+    }
+    int rc = 0;
+    while (c->last < head) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        rc = gs_sub_next(sub, 10000, &ev);
+        if (rc)
+            break;
+        if (ev->seq > c->last && ev->seq <= head)
+            c->events++;
+        c->last = ev->seq > c->last ? ev->seq : c->last;
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    *secs = (double) (gs_bench_now_us() - t0) / 1e6;
+    gs_sub_destroy(&sub);
+    if (rc) {
+        fprintf(stderr, "bench_feed: subscriber stopped at seq %llu of %llu: %s\n",
+                (unsigned long long) c->last, (unsigned long long) head,
+                rc == 1 ? "no event for 10 s" : gs_client_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 static int
 s_catchup(int argc, char **argv)
 {
-    const char *upload_ep = NULL, *prefix = NULL;
+    const char *upload_ep = NULL, *prefix = NULL, *feed_ep = NULL;
     uint64_t behind = 1000000;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -446,6 +486,8 @@ s_catchup(int argc, char **argv)
             prefix = v;
         else if (!strcmp(a, "--behind"))
             behind = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--sub-feed"))
+            feed_ep = v;
         else
             return 2;
         i++;
@@ -456,6 +498,19 @@ s_catchup(int argc, char **argv)
     if (s_head(upload_ep, prefix, &head))
         return 1;
     uint64_t since = head > behind ? head - behind : 0;
+    if (feed_ep) {
+        s_cu_t c = { .head = head, .last = since };
+        double secs = 0;
+        if (s_catchup_sub(upload_ep, feed_ep, prefix, since, head, &c, &secs))
+            return 1;
+        gs_bench_kv("catchup_sub", "since", "%llu", (unsigned long long) since);
+        gs_bench_kv("catchup_sub", "head", "%llu", (unsigned long long) head);
+        gs_bench_kv("catchup_sub", "events", "%llu", (unsigned long long) c.events);
+        gs_bench_kv("catchup_sub", "seconds", "%.3f", secs);
+        gs_bench_kv("catchup_sub", "events_per_s", "%.0f",
+                    secs > 0 ? (double) c.events / secs : 0);
+        return 0;
+    }
     gs_client_t *cli = gs_client_new(upload_ep, NULL);
     if (!cli)
         return 1;
@@ -502,6 +557,6 @@ main(int argc, char **argv)
         fprintf(stderr,
                 "usage: bench_feed latency --upload EP --feed EP [--district CODE] [--rate N]\n"
                 "                  [--seconds S] [--devices N] [--batch N] [--city EP]\n"
-                "       bench_feed catchup --upload EP --prefix P [--behind N]\n");
+                "       bench_feed catchup --upload EP --prefix P [--behind N] [--sub-feed EP]\n");
     return rc;
 }

@@ -517,6 +517,11 @@ p99.
 district, on a store of $(n "$(g g1.stored_before)") records) and pulls from the sync service, page after page
 (the broker's default of 5,000 events per reply), decoding every event, until it reaches the head
 it saw when it started: $(n "$(g catchup.requests)") requests in $(f1 "$(g catchup.seconds)") s, **$(n "$(g catchup.events_per_s)") events/s**.
+It reads as a system that applies a page at a time would (the client library's
+\`gs_client_sync_pages\`: each page decoded into one arena, the next page asked for before this one
+is decoded). The same catch-up through the client library's subscriber \`gs_sub\`, as gridfeed
+follows (each event decoded on its own heap and handed over one by one, pages pulled as the events
+are taken): $(n "$(g catchup_sub.events_per_s)") events/s.
 
 ## 6. Device pull-sync
 

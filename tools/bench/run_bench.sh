@@ -1002,6 +1002,11 @@ out=$LOG/catchup.out
 timeout 900 "$BENCH/bench_feed" catchup --upload "$UPLOAD" --prefix 44 --behind "$BEHIND" \
     > "$out" 2> "$LOG/catchup.log" || die "bench_feed catchup failed"
 put_kv catchup catchup "$out"
+log "feed: the same catch-up through the client library's subscriber (gs_sub)"
+out=$LOG/catchup_sub.out
+timeout 900 "$BENCH/bench_feed" catchup --upload "$UPLOAD" --prefix 44 --behind "$BEHIND" \
+    --sub-feed "$FEED" > "$out" 2> "$LOG/catchup_sub.log" || die "bench_feed catchup --sub-feed failed"
+put_kv catchup_sub catchup_sub "$out"
 # two ingests per size (districts of their own), against drift on a shared machine
 log "growth 1: ingest with $(get g1.stored_before) records stored (two runs)"
 mkdir -p "$WORK/g1" "$WORK/g1b"

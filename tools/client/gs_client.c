@@ -818,65 +818,148 @@ s_sync_peek(const uint8_t *p, size_t len, uint64_t *next, uint64_t *head)
     }
 }
 
+/* A catch-up walk: the request for the next page, already sent. */
+struct gs_client_walk {
+    gs_client_t *cli;           /* the client it runs on (borrowed) */
+    Gridsync__V1__SyncRequest sr; /* since_seq: the page asked for */
+    Gridsync__V1__Request req;  /* wraps sr */
+    char **prefixes;            /* copies of the caller's prefixes */
+    size_t n;                   /* their count */
+    s_pending_t pend;           /* the request on its way (pend.buf NULL: none) */
+    int over;                   /* the last page handed over reached its head */
+};
+
+int
+gs_client_walk_new(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
+                   uint32_t limit, int omit_restricted, gs_client_walk_t **walk_p)
+{
+    *walk_p = NULL;
+    gs_client_walk_t *w = calloc(1, sizeof *w);
+    if (!w)
+        return GS_CLIENT_ENOMEM;
+    w->cli = self;
+    w->n = n;
+    w->prefixes = calloc(n ? n : 1, sizeof *w->prefixes);
+    int rc = w->prefixes ? 0 : GS_CLIENT_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (!(w->prefixes[i] = strdup(prefixes[i])))
+            rc = GS_CLIENT_ENOMEM;
+    if (rc == 0) {
+        s_sync_request(&w->sr, &w->req, (const char *const *) w->prefixes, n, since, limit,
+                       omit_restricted);
+        rc = s_call_start(self, &w->req, 1, &w->pend);
+    }
+    if (rc) {
+        gs_client_walk_destroy(&w);
+        return rc;
+    }
+    *walk_p = w;
+    return 0;
+}
+
+void
+gs_client_walk_destroy(gs_client_walk_t **walk_p)
+{
+    if (!walk_p || !*walk_p)
+        return;
+    gs_client_walk_t *w = *walk_p;
+    /* a request still on its way is answered into the void: the next call
+     * on the client counts its reply as stale */
+    free(w->pend.buf);
+    for (size_t i = 0; w->prefixes && i < w->n; i++)
+        free(w->prefixes[i]);
+    free(w->prefixes);
+    free(w);
+    *walk_p = NULL;
+}
+
+int
+gs_client_walk_next(gs_client_walk_t *w, gs_arena_t *arena, Gridsync__V1__SyncResponse **page,
+                    gs_client_error_t *err)
+{
+    *page = NULL;
+    if (err) {
+        err->reason = 0;
+        err->message[0] = 0;
+    }
+    if (w->over || !w->pend.buf)
+        return 1;
+    zmq_msg_t m;
+    int rc = s_call_wait(w->cli, &w->pend, 1, NULL, NULL, &m, err);  /* frees pend.buf */
+    if (rc) {
+        zmq_msg_close(&m);
+        return rc;
+    }
+    uint64_t next, head;
+    s_sync_peek(zmq_msg_data(&m), zmq_msg_size(&m), &next, &head);
+    /* caught up when next_seq reaches head_seq; a reply that does not
+     * move on (a broker older than this rule) ends the walk too */
+    if (next < head && next > w->sr.since_seq) {
+        /* ask for the next page now: the broker reads it while this one
+         * is decoded and taken */
+        w->sr.since_seq = next;
+        rc = s_call_start(w->cli, &w->req, 1, &w->pend);
+        if (rc) {
+            zmq_msg_close(&m);
+            return rc;
+        }
+    } else {
+        w->over = 1;
+    }
+    ProtobufCAllocator *alloc = NULL;
+    if (arena) {
+        gs_arena_reset(arena);
+        alloc = gs_arena_allocator(arena);
+    }
+    Gridsync__V1__Reply *rep = gridsync__v1__reply__unpack(alloc, zmq_msg_size(&m),
+                                                           zmq_msg_data(&m));
+    zmq_msg_close(&m);
+    if (!rep || rep->body_case != GRIDSYNC__V1__REPLY__BODY_SYNC) {
+        if (rep && !arena)
+            gridsync__v1__reply__free_unpacked(rep, NULL);
+        w->over = 1;    /* the walk cannot go on from a page it could not read */
+        return GS_CLIENT_EPROTO;
+    }
+    *page = rep->sync;
+    if (!arena) {
+        rep->sync = NULL;   /* detach: the caller frees the page on its own */
+        rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
+        gridsync__v1__reply__free_unpacked(rep, NULL);
+    }
+    return 0;
+}
+
 int
 gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t n, uint64_t since,
                      uint32_t limit, int omit_restricted, gs_arena_t *arena,
                      gs_client_page_fn *fn, void *arg, uint64_t *next_seq,
                      gs_client_error_t *err)
 {
-    assert(arena && fn);
+    assert(fn);
     if (next_seq)
         *next_seq = since;
     if (err) {
         err->reason = 0;
         err->message[0] = 0;
     }
-    Gridsync__V1__SyncRequest sr;
-    Gridsync__V1__Request req;
-    s_sync_request(&sr, &req, prefixes, n, since, limit, omit_restricted);
-    s_pending_t pend;
-    int rc = s_call_start(self, &req, 1, &pend);
-    if (rc)
-        return rc;
-    for (;;) {
-        zmq_msg_t m;
-        rc = s_call_wait(self, &pend, 1, NULL, NULL, &m, err);
+    gs_client_walk_t *w = NULL;
+    int rc = gs_client_walk_new(self, prefixes, n, since, limit, omit_restricted, &w);
+    while (rc == 0) {
+        Gridsync__V1__SyncResponse *page = NULL;
+        rc = gs_client_walk_next(w, arena, &page, err);
         if (rc) {
-            zmq_msg_close(&m);
-            return rc;
+            if (rc == 1)
+                rc = 0;     /* the last page reached its head */
+            break;
         }
-        uint64_t next, head;
-        s_sync_peek(zmq_msg_data(&m), zmq_msg_size(&m), &next, &head);
-        /* caught up when next_seq reaches head_seq; a reply that does not
-         * move on (a broker older than this rule) ends the walk too */
-        int more = next < head && next > sr.since_seq;
-        if (more) {
-            /* ask for the next page now: the broker reads it while this
-             * one is decoded and handed over */
-            sr.since_seq = next;
-            rc = s_call_start(self, &req, 1, &pend);
-            if (rc) {
-                zmq_msg_close(&m);
-                return rc;
-            }
-        }
-        gs_arena_reset(arena);
-        Gridsync__V1__Reply *rep = gridsync__v1__reply__unpack(
-            gs_arena_allocator(arena), zmq_msg_size(&m), zmq_msg_data(&m));
-        zmq_msg_close(&m);
-        if (!rep || rep->body_case != GRIDSYNC__V1__REPLY__BODY_SYNC)
-            rc = GS_CLIENT_EPROTO;
-        else
-            rc = fn(arg, rep->sync);
+        rc = fn(arg, page);
         if (rc == 0 && next_seq)
-            *next_seq = rep->sync->next_seq;
-        if (rc || !more) {
-            /* a request still on its way is answered into the void: the
-             * next call counts its reply as stale */
-            free(pend.buf);
-            return rc;
-        }
+            *next_seq = page->next_seq;
+        if (!arena)
+            gridsync__v1__sync_response__free_unpacked(page, NULL); /* skips events fn took */
     }
+    gs_client_walk_destroy(&w);
+    return rc;
 }
 
 int

@@ -151,7 +151,11 @@ typedef int gs_client_page_fn(void *arg, const Gridsync__V1__SyncResponse *page)
  * Still one request in flight at a time, each resent on silence as
  * gs_client_sync does; a walk that fn stops leaves one request unanswered,
  * whose reply the next call on this client counts as stale. Pages are
- * decoded into arena, reset before each. *next_seq (when not NULL) is the
+ * decoded into arena, reset before each; with arena NULL each page is
+ * malloc'd and freed after fn returns, and fn may take events out of it
+ * to keep (set page->events[i] to NULL; free each later with
+ * gridsync__v1__change_event__free_unpacked(ev, NULL)), as gs_sub's
+ * catch-up does. *next_seq (when not NULL) is the
  * next_seq of the last page fn accepted (since before the first). Check
  * each page's store_epoch and head_seq in fn as after gs_client_sync.
  * Errors as gs_client_sync, GS_CLIENT_EPROTO for a reply that is not a
@@ -160,6 +164,31 @@ int gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t 
                          uint64_t since, uint32_t limit, int omit_restricted,
                          gs_arena_t *arena, gs_client_page_fn *fn, void *arg,
                          uint64_t *next_seq, gs_client_error_t *err);
+
+/* The catch-up of gs_client_sync_pages as an object, for a reader that
+ * takes a page at a time between other work (gs_sub's catch-up): a walk
+ * over sync pages of prefixes after since, with the request for the next
+ * page sent before this one is handed over. gs_client_walk_new copies
+ * prefixes and sends the first request. gs_client_walk_next waits for the
+ * page asked for and, unless it reaches its head_seq (or does not move
+ * on), asks for the next one; it returns 0 with *page, decoded into arena
+ * (reset first; valid until its next reset) or, with arena NULL, malloc'd
+ * (free with gridsync__v1__sync_response__free_unpacked(page, NULL)), 1
+ * when the walk is over (the last page was handed over), or an error as
+ * gs_client_sync (GS_CLIENT_EPROTO for a reply that is not a sync page;
+ * after an error start a new walk from the last page taken). While a walk
+ * has a request out, make no other request on its client: that request's
+ * wait would drop the walk's reply as stale, and the walk would wait a
+ * timeout for its resend. gs_client_walk_destroy may leave a request
+ * unanswered, whose reply the next call on the client counts as stale.
+ * Thread: the client's. */
+typedef struct gs_client_walk gs_client_walk_t;
+int gs_client_walk_new(gs_client_t *self, const char *const *prefixes, size_t n,
+                       uint64_t since, uint32_t limit, int omit_restricted,
+                       gs_client_walk_t **walk);
+int gs_client_walk_next(gs_client_walk_t *walk, gs_arena_t *arena,
+                        Gridsync__V1__SyncResponse **page, gs_client_error_t *err);
+void gs_client_walk_destroy(gs_client_walk_t **walk_p);
 
 /* One snapshot page; cursor NULL/0 for the first. */
 int gs_client_snapshot(gs_client_t *self, const char *const *prefixes,

@@ -50,7 +50,16 @@ struct gs_sub {
     int64_t heard[S_MAX_SUB_PREFIXES];      /* last heartbeat or event per prefix, ms */
     int served[S_MAX_SUB_PREFIXES];         /* a heartbeat of the topic arrived */
     int64_t warned;             /* last silence warning, ms (0 = none since heard) */
+    size_t catchup;             /* topic the catch-up to the head is at; n = done */
+    gs_client_walk_t *walk;     /* its walk over sync pages; NULL when none is under way */
+    uint64_t walk_since;        /* since_seq of the walk's page being taken */
 };
+
+/* gs_sub_new (and gs_sub_rebaseline) catch up until this many events are
+ * queued, or to the head if that comes first; gs_sub_next pulls the rest
+ * a page at a time as the caller takes them, so a subscriber far behind
+ * holds about a page, not its whole backlog. */
+#define S_CATCHUP_AHEAD 1000
 
 void
 gs_sub_opts_init(gs_sub_opts_t *o)
@@ -164,6 +173,99 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
     return GS_CLIENT_ELINEAGE;
 }
 
+/* One sync page of topic p, asked for after since: checked for lineage,
+ * then every event of the topic after known[p] queued (taken out of the
+ * page, which free_unpacked then skips). *done is set when the pull ends
+ * with this page, and the result is then the pull's (see s_pull). */
+static int
+s_pull_page(gs_sub_t *self, size_t p, uint64_t target, uint64_t since,
+            const Gridsync__V1__SyncResponse *r, int *done)
+{
+    *done = 1;
+    /* before taking anything: these could be another store's events */
+    int rc = s_lineage_check(self, r->store_epoch, r->head_seq);
+    if (rc)
+        return rc;
+    self->head = r->head_seq > self->head ? r->head_seq : self->head;
+    for (size_t i = 0; i < r->n_events; i++) {
+        Gridsync__V1__ChangeEvent *ev = r->events[i];
+        if (ev->seq <= self->known[p] || !s_wants(self, p, ev))
+            continue;
+        if (s_queue_push(self, ev))
+            return GS_CLIENT_ENOMEM;
+        r->events[i] = NULL; /* moved into the queue */
+        self->known[p] = ev->seq;
+        self->stats.pulled++;
+    }
+    uint64_t next = r->next_seq, head = r->head_seq;
+    if (self->known[p] >= target && target != UINT64_MAX)
+        return 0;
+    if (self->incidents && next >= head) {
+        if (next > self->known[p])
+            self->known[p] = next;
+        return 0;
+    }
+    if (next >= head || (r->n_events == 0 && next <= since))
+        return self->known[p] >= target || target == UINT64_MAX ? 0 : GS_CLIENT_EGAP;
+    *done = 0;
+    return 0;
+}
+
+/* One page of the catch-up to the head, for topic self->catchup, through
+ * its walk (started here from the topic's position): the request for the
+ * next page is with the broker while the caller takes this one. When the
+ * topic is caught up the catch-up moves to the next topic. On an error the
+ * walk is dropped, so the next step starts again from the position.
+ * Returns 0 or an error (GS_CLIENT_ELINEAGE as s_lineage_check). */
+static int
+s_catchup_step(gs_sub_t *self)
+{
+    size_t p = self->catchup;
+    gs_client_error_t local;
+    gs_client_error_t *err = self->opts.err ? self->opts.err : &local;
+    if (!self->walk) {
+        const char *pfx[1] = { self->prefix[p] };
+        self->walk_since = self->known[p];
+        int rc = gs_client_walk_new(self->cli, pfx, 1, self->known[p], self->opts.sync_limit,
+                                    self->opts.omit_restricted, &self->walk);
+        if (rc)
+            return rc;
+    }
+    Gridsync__V1__SyncResponse *page = NULL;
+    int done = 1;
+    int rc = gs_client_walk_next(self->walk, NULL, &page, err);
+    if (rc == 0) {
+        /* the feed is not read until the catch-up is over: not silence */
+        for (size_t i = 0; i < self->n; i++)
+            self->heard[i] = gs_client_mono_ms();
+        rc = s_pull_page(self, p, UINT64_MAX, self->walk_since, page, &done);
+        self->walk_since = page->next_seq;
+        /* free_unpacked skips the NULLed entries we took */
+        gridsync__v1__sync_response__free_unpacked(page, NULL);
+    } else if (rc == 1) {
+        rc = 0;     /* the walk ended on a page that did not move on */
+    }
+    if (rc || done) {
+        gs_client_walk_destroy(&self->walk);
+        if (rc == 0)
+            self->catchup++;
+    }
+    return rc;
+}
+
+/* Catch up until S_CATCHUP_AHEAD events are queued or every topic is at
+ * the head. */
+static int
+s_catchup_ahead(gs_sub_t *self)
+{
+    while (self->catchup < self->n && self->q_len < S_CATCHUP_AHEAD) {
+        int rc = s_catchup_step(self);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* Pull events of topic p after known[p] until known[p] >= target or the
  * log is exhausted. Queues each event once. For an incident topic the
  * sync service also returns other events of the prefix (other kinds and
@@ -171,54 +273,30 @@ s_lineage_check(gs_sub_t *self, uint64_t epoch, uint64_t head)
  * which are skipped; and target may be a seq that is not one of the
  * topic's (its heartbeat's last seq is only never too low), so reaching
  * the end of the log is success, and the position moves to where the log
- * was read to: nothing of the topic lies before it that was not queued. */
+ * was read to: nothing of the topic lies before it that was not queued.
+ * One page at a time: a repair usually ends within one, so no page past
+ * the target is read for nothing (the catch-up to the head, many pages,
+ * is s_catchup_step's). */
 static int
 s_pull(gs_sub_t *self, size_t p, uint64_t target)
 {
     const char *pfx[1] = { self->prefix[p] };
     uint64_t since = self->known[p];
+    gs_client_error_t local;
+    gs_client_error_t *err = self->opts.err ? self->opts.err : &local;
     for (;;) {
         Gridsync__V1__SyncResponse *r = NULL;
-        gs_client_error_t local;
         int rc = gs_client_sync(self->cli, pfx, 1, since, self->opts.sync_limit,
-                                self->opts.omit_restricted, &r,
-                                self->opts.err ? self->opts.err : &local);
+                                self->opts.omit_restricted, &r, err);
         if (rc)
             return rc;
-        /* before taking anything: these could be another store's events */
-        rc = s_lineage_check(self, r->store_epoch, r->head_seq);
-        if (rc) {
-            gridsync__v1__sync_response__free_unpacked(r, NULL);
-            return rc;
-        }
-        self->head = r->head_seq > self->head ? r->head_seq : self->head;
-        for (size_t i = 0; i < r->n_events; i++) {
-            Gridsync__V1__ChangeEvent *ev = r->events[i];
-            if (ev->seq <= self->known[p] || !s_wants(self, p, ev))
-                continue;
-            r->events[i] = NULL; /* moved into the queue */
-            if (s_queue_push(self, ev)) {
-                gridsync__v1__change_event__free_unpacked(ev, NULL);
-                gridsync__v1__sync_response__free_unpacked(r, NULL);
-                return GS_CLIENT_ENOMEM;
-            }
-            self->known[p] = ev->seq;
-            self->stats.pulled++;
-        }
+        int done;
+        rc = s_pull_page(self, p, target, since, r, &done);
+        since = r->next_seq;
         /* free_unpacked skips the NULLed entries we took */
-        uint64_t next = r->next_seq, head = r->head_seq;
-        size_t got = r->n_events;
         gridsync__v1__sync_response__free_unpacked(r, NULL);
-        if (self->known[p] >= target && target != UINT64_MAX)
-            return 0;
-        if (self->incidents && next >= head) {
-            if (next > self->known[p])
-                self->known[p] = next;
-            return 0;
-        }
-        if (next >= head || (got == 0 && next <= since))
-            return self->known[p] >= target || target == UINT64_MAX ? 0 : GS_CLIENT_EGAP;
-        since = next;
+        if (rc || done)
+            return rc;
     }
 }
 
@@ -356,13 +434,9 @@ gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
      * between the two; live events at or below what was pulled are dropped */
     for (size_t i = 0; i < n; i++)
         zmq_setsockopt(self->sock, ZMQ_SUBSCRIBE, self->topic[i], strlen(self->topic[i]));
-    for (size_t i = 0; i < n; i++) {
-        e = s_pull(self, i, UINT64_MAX);
-        if (e == GS_CLIENT_ELINEAGE)
-            break;  /* gs_sub_next reports it, and gs_sub_lineage tells what */
-        if (e)
-            goto fail;
-    }
+    e = s_catchup_ahead(self);  /* gs_sub_next takes the catch-up on from there */
+    if (e && e != GS_CLIENT_ELINEAGE)
+        goto fail;  /* a lineage change: gs_sub_next reports it, gs_sub_lineage tells what */
     /* silence is counted from here: heartbeats start once subscribed */
     for (size_t i = 0; i < n; i++)
         self->heard[i] = gs_client_mono_ms();
@@ -387,6 +461,7 @@ gs_sub_destroy(gs_sub_t **self_p)
     gs_sub_t *self = *self_p;
     s_queue_drop(self);
     free(self->queue);
+    gs_client_walk_destroy(&self->walk);
     if (self->sock) {
         gs_watch_stop(&self->watch, self->sock);
         zmq_close(self->sock);
@@ -489,6 +564,14 @@ gs_sub_next(gs_sub_t *self, int timeout_ms, Gridsync__V1__ChangeEvent **ev)
         return GS_CLIENT_ELINEAGE;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : gs_client_mono_ms() + timeout_ms;
     while (self->q_len == 0) {
+        /* still catching up: the next page first, the live feed after (its
+         * copies of what is pulled are dropped as duplicates then) */
+        if (self->catchup < self->n) {
+            int rc = s_catchup_step(self);
+            if (rc)
+                return rc;
+            continue;
+        }
         /* Take what is already queued without a poll: under load the next
          * event is usually there, and a poll per event cost a subscriber
          * more than decoding it. Poll only when the queue is empty. */
@@ -654,12 +737,9 @@ gs_sub_rebaseline(gs_sub_t *self)
     memset(&self->lineage, 0, sizeof self->lineage);
     /* the live feed stays subscribed; its copies of what is pulled here
      * are dropped as duplicates */
-    for (size_t i = 0; i < self->n; i++) {
-        int rc = s_pull(self, i, UINT64_MAX);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    gs_client_walk_destroy(&self->walk);
+    self->catchup = 0;
+    return s_catchup_ahead(self);
 }
 
 void

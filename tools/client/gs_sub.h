@@ -55,7 +55,12 @@ void gs_sub_opts_init(gs_sub_opts_t *o);
  * belong to; when it
  * exists, following resumes there, else from since (0 = from the
  * beginning). Subscribes first, then catches up through the sync service
- * (the Clone pattern). A lineage change found during the catch-up (see
+ * (the Clone pattern): this call queues the first events (about 1,000, or
+ * all up to the head if fewer), and gs_sub_next pulls the rest a page at a
+ * time as they are taken, the next page asked for before this one is
+ * taken, so a subscriber far behind holds about a page in memory; a sync
+ * error on a later page is then gs_sub_next's to return (the next call
+ * resumes from the last event queued). A lineage change found during the catch-up (see
  * gs_sub_next) does not fail this call: the first gs_sub_next reports it,
  * so the caller can read gs_sub_lineage. */
 gs_sub_t *gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
@@ -65,7 +70,9 @@ gs_sub_t *gs_sub_new(const char *feed_endpoint, const char *sync_endpoint,
 void gs_sub_destroy(gs_sub_t **self_p);
 
 /* The next event, in seq order per prefix, each exactly once. Waits up to
- * timeout_ms for one (-1 = forever). Returns 0 with *ev set (free with
+ * timeout_ms for one (-1 = forever; while gs_sub_new's catch-up is not
+ * over, the next sync page is waited for however short timeout_ms is).
+ * Returns 0 with *ev set (free with
  * gridsync__v1__change_event__free_unpacked(ev, NULL)), 1 on timeout, or an
  * error: GS_CLIENT_EAUTH when the feed's handshake was refused (ZeroMQ does
  * not reconnect after that, so nothing more can arrive), GS_CLIENT_ECANCELLED
