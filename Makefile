@@ -14,8 +14,9 @@
 #                        the benchmark still works, asserts no timings
 #   make bench-city      7,000,000 households (x CITY_SCALE, default 1) in one
 #                        store: ingest against an empty store, pull-sync, stats;
-#                        writes docs/benchmarks-city.md (the pre-fill takes tens
-#                        of minutes at scale 1; CITY_SCALE=0.01 takes about one)
+#                        writes docs/benchmarks-city.md (at scale 1 a 10.6 GB
+#                        store and 4 to 11 minutes on 2 shared cores, most of
+#                        them the pre-fill; CITY_SCALE=0.01 takes about one)
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install         build, then install (PREFIX, default /usr/local and
 #                        kept in $(BUILD); DESTDIR for a staged install)
