@@ -130,6 +130,14 @@ EOF
 
 Each run uploads $(n "$(g city.r1.empty.records)") records ($(n "$(g city.r1.empty.persons)") persons) in round 1.
 
+Before the rounds, the first ingest into the city store after the pre-fill (district
+$(g city.first.district), the same layout) is reported apart and is in no ratio: $(n "$(g city.first.records_per_s)") records/s,
+$(f1 "$(g city.first.broker_cpu_us_per_record)") µs broker CPU and $(n "$(g city.first.write_bytes_per_record)") bytes written per record, $(f1 "$(g city.first.write_calls_per_commit)") write calls per
+commit (the rounds' city runs: $(f1 "$(cmed full.write_calls_per_commit)"), median), ack p99 $(f1 "$(g city.first.p99_ms)") ms, load average after
+$(g city.first.load). It is not the steady state: its commits are the first to reuse the pages
+the pre-fill's large transactions freed, scattered over the file, on a broker that has just
+opened the store (compare its write calls per commit with the rounds').
+
 ## Pull-sync and stats
 
 \`bench_pull\` is one client (plaintext on loopback: the broker of this phase runs with
