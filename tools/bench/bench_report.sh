@@ -100,7 +100,7 @@ the whole city and over one district through the admin socket.
 | Date | $(g machine.date) |
 | Commit | $(g machine.commit) |
 | Store | $(n "$(g city.fill.households)") households, $(n "$(g city.store_records)") records, data file $(f2 "$(calc "$(g city.store_file_bytes) / 1e9")") GB; pre-filled at $(n "$(g city.fill.records_per_s)") records/s |
-| Durations | pre-fill $(mins "$(g city.time.fill_s)"), the $CR ingest rounds $(mins "$(g city.time.ingest_s)"), pull-sync $(mins "$(g city.time.pull_s)"), stats $(g city.time.stats_s) s |
+| Durations | pre-fill $(mins "$(g city.time.fill_s)"), the first ingest and the $CR rounds $(mins "$(g city.time.ingest_s)"), pull-sync $(mins "$(g city.time.pull_s)"), stats $(g city.time.stats_s) s |
 | Disk | $(f2 "$(calc "$(g city.work_bytes) / 1e9")") GB in the work directory at the end (the city store; each empty store is removed after its run) |
 | Peak anonymous memory (RssAnon) | \`bench_fill\` $(mb "$(g city.fill.rss_anon_kb)") MB; \`gridsyncd\` during the ingest $(mb "$(cmax empty.rss_anon_kb)") MB (empty store) and $(mb "$(cmax full.rss_anon_kb)") MB (city store), during the pull-sync $(mb "$(g city.pull.rss_anon_kb)") MB. The store's pages are file-backed (LMDB's read-only map) and live in the page cache, outside these figures |
 

@@ -44,8 +44,8 @@
 # a fresh district into an empty store and into the city store, back to
 # back in alternating order (a ratio per round), device pull-sync from the
 # city store, and gridctl stats over the whole city, timed. Writes
-# OUT_DIR/benchmarks-city.md. At SCALE 1 the store takes some 10 GB and the
-# pre-fill some 3 minutes of the run's few (on 2 shared cores).
+# OUT_DIR/benchmarks-city.md. At SCALE 1 the store takes some 11 GB and the
+# run 4 to 13 minutes on 2 shared cores, the pre-fill 3 to 8 of them.
 #
 # Usage: run_bench.sh [--quick | --city SCALE] BUILD_DIR OUT_DIR
 #   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png (with --city:
