@@ -51,9 +51,10 @@ DEBS := build-essential cmake pkg-config \
         python3 python3-zmq python3-protobuf \
         nats-server libnats-dev openssl libssl-dev
 
-# What only the benchmarks need (the PostgreSQL peer and the chart), kept
+# What only the benchmarks need (the PostgreSQL peer, the chart, fincore for
+# the share of the city store in the page cache), kept
 # apart so that `make test` never installs a database server.
-BENCH_DEBS := postgresql libpq-dev gnuplot-nox
+BENCH_DEBS := postgresql libpq-dev gnuplot-nox util-linux-extra
 
 # What only the Debian package needs: dpkg-shlibdeps (the package's
 # Depends) and debootstrap (the bare Debian 12 root test-package installs

@@ -147,8 +147,9 @@ until the cursor is empty ($(f2 "$(g city.pull.pages_per_grid)") pages per grid)
 after the snapshot. The broker spent $(f2 "$(g city.pull.broker_cpu_ms_per_grid)") ms of CPU (utime + stime) per grid over
 these downloads: what the latencies cost the broker itself, the rest of them being the
 client, loopback and waiting for a core on a shared machine (load average after:
-$(g city.pull.load)). The store was just written by the pre-fill and the ingest rounds, so its
-pages are mostly in the page cache: these are warm-cache figures.
+$(g city.pull.load)). When the downloads began, $(g city.pull.cached_pct)% of the store's data file was in the page
+cache (\`fincore\`; $(g city.fill.cached_pct)% right after the pre-fill): the kernel, not the bench, decides which
+pages stay there, so a grid whose pages were evicted is read from the device.
 
 \`gridctl stats\` is timed from the command's start to its exit (process start, the admin
 request, the reply and the table): $(f2 "$(calc "$(g city.stats.4403.ms) * 1000 / $(g city.stats.4403.cells)")") ms per 1,000 cells over the whole city,

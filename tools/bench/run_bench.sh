@@ -543,7 +543,14 @@ same_answers() {
 # order (empty first in odd rounds), so that the ratio of each round is
 # taken within minutes on the same machine load; then device pull-sync from
 # the city store and gridctl stats over the whole city, timed.
+# cached_pct FILE: the share of FILE in the page cache, percent (fincore)
+cached_pct() {
+    awk -v c="$(fincore --bytes --noheadings --output RES "$1")" -v f="$(stat -c %s "$1")" \
+        'BEGIN { printf "%.1f", (f > 0 ? 100 * c / f : 0) }'
+}
 if [ -n "$CITY" ]; then
+    command -v fincore > /dev/null ||
+        { echo "run_bench: fincore is not installed (util-linux-extra; make bench-deps)" >&2; exit 2; }
     CITY_HH=$(awk -v s="$CITY" 'BEGIN { printf "%d", 7000000 * s + 0.5 }')
     # the measured district: whole at SCALE 0.1 and above, a share below
     SCALE=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 1 : (s * 10 > 0.02 ? s * 10 : 0.02)) }')
@@ -578,6 +585,7 @@ if [ -n "$CITY" ]; then
     put city.fill.rss_anon_kb "$(cat "$dir/fill.rss" 2> /dev/null || echo 0)"
     put city.fill.load "$(cut -d' ' -f1 /proc/loadavg)"
     put city.time.fill_s "$(($(date +%s) - t))"
+    put city.fill.cached_pct "$(cached_pct "$dir/cstore/data.mdb")"
     # phase: the ingest rounds, each on a district neither store holds yet,
     # after a first ingest into the city store that is reported apart: the
     # first commits after the pre-fill's large no_sync transactions reuse the
@@ -615,6 +623,7 @@ if [ -n "$CITY" ]; then
     broker_start "$dir/cstore"
     log "city: pull-sync of $PULL_SAMPLES grids"
     out=$LOG/city.pull.out
+    put city.pull.cached_pct "$(cached_pct "$dir/cstore/data.mdb")"
     rss_start "$dir/pull.rss"
     rc=0
     timeout 1800 "$BENCH/bench_pull" --upload "$UPLOAD" --filled "$(get city.fill.next_index)" \
