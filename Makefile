@@ -14,8 +14,9 @@
 #                        the benchmark still works, asserts no timings
 #   make bench-city      7,000,000 households (x CITY_SCALE, default 1) in one
 #                        store: ingest against an empty store, pull-sync, stats;
-#                        writes docs/benchmarks-city.md (the pre-fill takes tens
-#                        of minutes at scale 1; CITY_SCALE=0.01 takes about one)
+#                        writes docs/benchmarks-city.md (at scale 1 an 11 GB
+#                        store and 4 to 13 minutes on 2 shared cores, most of
+#                        them the pre-fill; CITY_SCALE=0.01 takes about one)
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install         build, then install (PREFIX, default /usr/local and
 #                        kept in $(BUILD); DESTDIR for a staged install)
@@ -50,9 +51,10 @@ DEBS := build-essential cmake pkg-config \
         python3 python3-zmq python3-protobuf \
         nats-server libnats-dev openssl libssl-dev
 
-# What only the benchmarks need (the PostgreSQL peer and the chart), kept
+# What only the benchmarks need (the PostgreSQL peer, the chart, fincore for
+# the share of the city store in the page cache), kept
 # apart so that `make test` never installs a database server.
-BENCH_DEBS := postgresql libpq-dev gnuplot-nox
+BENCH_DEBS := postgresql libpq-dev gnuplot-nox util-linux-extra
 
 # What only the Debian package needs: dpkg-shlibdeps (the package's
 # Depends) and debootstrap (the bare Debian 12 root test-package installs

@@ -166,9 +166,14 @@ main(int argc, char **argv)
         done += in_txn;
         int64_t now = gs_bench_now_us();
         if (now - last > 10000000) {
-            fprintf(stderr, "  bench_fill: %llu of %llu records (%.0f/s)\n",
-                    (unsigned long long) done, (unsigned long long) count,
-                    (double) done / ((double) (now - t0) / 1e6));
+            double rate = (double) done / ((double) (now - t0) / 1e6);
+            if (hh_target)
+                fprintf(stderr, "  bench_fill: %llu records, %llu of %llu households (%.0f/s)\n",
+                        (unsigned long long) done, (unsigned long long) hh_done,
+                        (unsigned long long) hh_target, rate);
+            else
+                fprintf(stderr, "  bench_fill: %llu of %llu records (%.0f/s)\n",
+                        (unsigned long long) done, (unsigned long long) count, rate);
             last = now;
         }
     }

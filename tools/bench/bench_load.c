@@ -40,8 +40,11 @@
  * arguments or setup failure.
  *
  * Usage: bench_load --endpoint EP --keys BUNDLE... [--window N] [--scale F]
- *                   [--run-id ID] [--broker-pid PID] [--iocount FILE]
- *                   [--timeout-s N]
+ *                   [--district CODE] [--run-id ID] [--broker-pid PID]
+ *                   [--iocount FILE] [--timeout-s N]
+ *   --district lays out the same district under another 6-digit code (the
+ *   generator's district, default 440305): new ids, addresses, ID numbers
+ *   and USCCs, so one store can take it after another district's run.
  *   --keys takes every following argument that does not start with "--".
  */
 #include <math.h>
@@ -237,26 +240,6 @@ done:
     return m;
 }
 
-/* utime + stime of a process in seconds, or -1. */
-static double
-s_proc_cpu_s(long pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')');      /* the command may hold spaces */
-    unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                     &ut, &st) != 2)
-        return -1;
-    return (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
-}
-
 static double
 s_self_cpu_s(void)
 {
@@ -327,8 +310,8 @@ s_usage(void)
 {
     fprintf(stderr,
             "usage: bench_load --endpoint EP --keys BUNDLE... [--window N] [--scale F]\n"
-            "                  [--run-id ID] [--broker-pid PID] [--iocount FILE]\n"
-            "                  [--timeout-s N]\n"
+            "                  [--district CODE] [--run-id ID] [--broker-pid PID]\n"
+            "                  [--iocount FILE] [--timeout-s N]\n"
             "Uploads the seed district (as gridsim --no-noise) over one CURVE connection\n"
             "per enrolment bundle and checks every answer.\n");
 }
@@ -367,6 +350,8 @@ main(int argc, char **argv)
             window = atoi(v);
         else if (!strcmp(a, "--scale"))
             scale = strtod(v, NULL);
+        else if (!strcmp(a, "--district"))
+            go.district = v;
         else if (!strcmp(a, "--run-id"))
             so.run_id = v;
         else if (!strcmp(a, "--broker-pid"))
@@ -438,7 +423,7 @@ main(int argc, char **argv)
     int have_io = iocount && gs_bench_iocount_read(iocount, &io0) == 0;
     if (iocount && !have_io)
         fprintf(stderr, "bench_load: %s holds no counters (is the shim preloaded?)\n", iocount);
-    double bcpu0 = broker_pid ? s_proc_cpu_s(broker_pid) : -1;
+    double bcpu0 = broker_pid ? gs_bench_proc_cpu_s(broker_pid) : -1;
     double cpu0 = s_self_cpu_s();
     int64_t t0 = gs_bench_now_us(), last_progress = t0;
     double *lat_ms = calloc(run.n_msgs ? run.n_msgs : 1, sizeof *lat_ms);
@@ -488,7 +473,7 @@ main(int argc, char **argv)
     }
     double secs = (double) (gs_bench_now_us() - t0) / 1e6;
     double cpu = s_self_cpu_s() - cpu0;
-    double bcpu = bcpu0 >= 0 ? s_proc_cpu_s(broker_pid) - bcpu0 : -1;
+    double bcpu = bcpu0 >= 0 ? gs_bench_proc_cpu_s(broker_pid) - bcpu0 : -1;
     have_io = have_io && gs_bench_iocount_read(iocount, &io1) == 0;
 
     double recs = (double) run.records;

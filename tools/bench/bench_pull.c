@@ -11,9 +11,11 @@
  * and downloaded one after another by one client.
  *
  * Output: "pull.*" key=value lines: p50/p99/max milliseconds per grid,
- * records per grid.
+ * records per grid; with --broker-pid, the broker's CPU time (utime +
+ * stime) per grid over the same downloads, which the machine's other work
+ * moves far less than the latencies.
  *
- * Usage: bench_pull --upload EP --filled N [--samples N]
+ * Usage: bench_pull --upload EP --filled N [--samples N] [--broker-pid PID]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@ main(int argc, char **argv)
     const char *upload_ep = NULL;
     uint64_t filled = 0;
     uint32_t samples = 300;
+    long broker_pid = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v && !strcmp(a, "--upload"))
@@ -36,8 +39,11 @@ main(int argc, char **argv)
             filled = strtoull(v, NULL, 10);
         else if (v && !strcmp(a, "--samples"))
             samples = (uint32_t) strtoul(v, NULL, 10);
+        else if (v && !strcmp(a, "--broker-pid"))
+            broker_pid = atol(v);
         else {
-            fprintf(stderr, "usage: bench_pull --upload EP --filled N [--samples N]\n");
+            fprintf(stderr, "usage: bench_pull --upload EP --filled N [--samples N] "
+                    "[--broker-pid PID]\n");
             return 2;
         }
         i++;
@@ -80,6 +86,7 @@ main(int argc, char **argv)
     double *ms = calloc(samples, sizeof *ms);
     uint64_t records = 0, pages = 0, deltas = 0;
     uint64_t x = 0x9e3779b97f4a7c15ULL;
+    double bcpu0 = broker_pid ? gs_bench_proc_cpu_s(broker_pid) : -1;
     for (uint32_t s = 0; s < samples; s++) {
         /* xorshift: the same grids every run */
         x ^= x << 13;
@@ -127,6 +134,7 @@ main(int argc, char **argv)
         gridsync__v1__sync_response__free_unpacked(d, NULL);
         ms[s] = (double) (gs_bench_now_us() - t0) / 1000.0;
     }
+    double bcpu = bcpu0 >= 0 ? gs_bench_proc_cpu_s(broker_pid) - bcpu0 : -1;
     double total_ms = 0;
     for (uint32_t s = 0; s < samples; s++)
         total_ms += ms[s];
@@ -138,6 +146,8 @@ main(int argc, char **argv)
     gs_bench_kv("pull", "p50_ms", "%.3f", gs_bench_quantile(ms, samples, 0.50));
     gs_bench_kv("pull", "p99_ms", "%.3f", gs_bench_quantile(ms, samples, 0.99));
     gs_bench_kv("pull", "max_ms", "%.3f", ms[samples - 1]);
+    if (bcpu >= 0)
+        gs_bench_kv("pull", "broker_cpu_ms_per_grid", "%.3f", bcpu * 1000.0 / samples);
     gs_bench_kv("pull", "records_per_s", "%.0f", total_ms > 0 ? (double) records /
                                                                     (total_ms / 1000.0) : 0);
     free(ms);

@@ -26,6 +26,10 @@ void gs_bench_sleep_until(int64_t t_us);
  * the nearest-rank method; 0 when n is 0. */
 double gs_bench_quantile(double *v, size_t n, double q);
 
+/* utime + stime of process pid (from /proc/PID/stat), in seconds; -1 when
+ * it cannot be read. */
+double gs_bench_proc_cpu_s(long pid);
+
 /* Print "prefix.key=value\n" on stdout (value formatted like printf). */
 void gs_bench_kv(const char *prefix, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

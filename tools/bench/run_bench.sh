@@ -40,11 +40,12 @@
 #
 # --city SCALE: only the city-scale run (make bench-city): 7,000,000 x SCALE
 # households in one store (bench_fill, pre-filled through the store's write
-# path with no_sync), then the light load generator's ingest of a fresh
-# district against the ingest into an empty store, device pull-sync from
-# the full store, and gridctl stats over the whole city, timed. Writes
-# OUT_DIR/benchmarks-city.md. At SCALE 1 the pre-fill alone takes minutes
-# to tens of minutes and the store some 14 GB.
+# path with no_sync), then 3 rounds of the light load generator's ingest of
+# a fresh district into an empty store and into the city store, back to
+# back in alternating order (a ratio per round), device pull-sync from the
+# city store, and gridctl stats over the whole city, timed. Writes
+# OUT_DIR/benchmarks-city.md. At SCALE 1 the store takes some 11 GB and the
+# run 4 to 13 minutes on 2 shared cores, the pre-fill 3 to 8 of them.
 #
 # Usage: run_bench.sh [--quick | --city SCALE] BUILD_DIR OUT_DIR
 #   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png (with --city:
@@ -135,6 +136,7 @@ fi
 CONN_BUSY_ROUNDS=300    # pings per connection of the busier run
 DEVICES=8               # gridsim's default fleet concurrency
 LOAD_WINDOW=2           # uploads in flight per bench_load connection
+LIGHT_DISTRICT=440305   # the district bench_load lays out and its devices are enrolled for
 FEED_RATE=10000         # offered records/s for the feed latency
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gridsync-bench.XXXXXX")
@@ -290,9 +292,10 @@ metric() {
     awk -v n="$1" '$1 == n { print $2; exit }' <<< "$body"
 }
 
-# peak RssAnon (kB) of the broker, sampled from /proc every 100 ms into FILE
+# peak RssAnon (kB) of the broker (or of process PID), sampled from /proc
+# every 100 ms into FILE
 rss_start() {
-    local file=$1 pid=$BROKER_PID
+    local file=$1 pid=${2:-$BROKER_PID}
     echo 0 > "$file"
     (
         max=0
@@ -401,29 +404,34 @@ io_put() {
 }
 
 # light TAG DIR [SUBSCRIBERS [STORE]]: bench_load's pre-built uploads of the
-# district, over LOAD_CONNS CURVE connections (one enrolled device key
-# each), against a fresh broker in CURVE mode; every answer checked by
-# bench_load. With SUBSCRIBERS, bench_subs follows that many grids of the
-# district on the live feed meanwhile (one more enrolled key), each
-# subscription in place before the first upload, and must end with every
-# event of its grid, in order. The broker's peak RssAnon is sampled during
-# the upload either way. With STORE, the broker runs on that store (kept)
-# instead of a fresh one.
+# district (LIGHT_DISTRICT), over LOAD_CONNS CURVE connections (one enrolled
+# device key each), against a fresh broker in CURVE mode; every answer
+# checked by bench_load. With SUBSCRIBERS, bench_subs follows that many
+# grids of the district on the live feed meanwhile (one more enrolled key;
+# bench_subs lays out 440305 only), each subscription in place before the
+# first upload, and must end with every event of its grid, in order. The
+# broker's peak RssAnon is sampled during the upload either way. With
+# STORE, the broker runs on that store (kept) instead of a fresh one.
 light() {
     local tag=$1 dir=$2 subs=${3:-0} store=${4:-$2/lstore} i keys=()
     local kdir=$dir/keys-$tag
+    [ "$subs" = 0 ] || [ "$LIGHT_DISTRICT" = 440305 ] ||
+        die "light ($tag): subscribers follow district 440305 only, not $LIGHT_DISTRICT"
+    # a kept store takes several districts: their devices need names of their own
+    local dev=dev-load
+    [ "$LIGHT_DISTRICT" = 440305 ] || dev=dev-load-$LIGHT_DISTRICT
     mkdir -p "$kdir"
     broker_start "$store" curve
     for i in $(seq -w 1 "$LOAD_CONNS"); do
-        "$GRIDCTL" --store "$store" devices enrol "dev-load-$i" --collector col-load \
-            --prefix 440305 --bundle "$kdir/$i.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
+        "$GRIDCTL" --store "$store" devices enrol "$dev-$i" --collector col-load \
+            --prefix "$LIGHT_DISTRICT" --bundle "$kdir/$i.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
             { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
         keys+=("$kdir/$i.bundle")
     done
     local subs_pid="" subs_out=$LOG/$tag.subs.out
     if [ "$subs" -gt 0 ]; then
         "$GRIDCTL" --store "$store" devices enrol dev-feed --collector col-load \
-            --prefix 440305 --bundle "$kdir/feed.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
+            --prefix "$LIGHT_DISTRICT" --bundle "$kdir/feed.bundle" > /dev/null 2>> "$LOG/$tag-enrol.log" ||
             { cat "$LOG/$tag-enrol.log" >&2; die "gridctl devices enrol failed"; }
         "$BENCH/bench_subs" --feed "$FEED" --key "$kdir/feed.bundle" --subs "$subs" \
             --scale "$SCALE" --timeout-s 120 > "$subs_out" 2> "$LOG/$tag.subs.log" &
@@ -442,7 +450,7 @@ light() {
     put "$tag.rss_base_kb" "$(awk '/^RssAnon:/ { print $2 }' "/proc/$BROKER_PID/status")"
     rss_start "$dir/$tag.rss"
     timeout 900 "$BENCH/bench_load" --endpoint "$UPLOAD" --scale "$SCALE" \
-        --window "$LOAD_WINDOW" --broker-pid "$BROKER_PID" --iocount "$IOCOUNT" \
+        --district "$LIGHT_DISTRICT" --window "$LOAD_WINDOW" --broker-pid "$BROKER_PID" --iocount "$IOCOUNT" \
         --keys "${keys[@]}" > "$out" 2> "$LOG/$tag.log" || rc=$?
     [ $rc = 0 ] || { rss_stop; tail -n 20 "$LOG/$tag.log" >&2; die "bench_load ($tag) exited with $rc"; }
     put_kv "$tag" load "$out"
@@ -527,49 +535,126 @@ same_answers() {
 }
 
 # ---- City scale (--city SCALE only) -------------------------------------------------------
-# The light load generator's ingest of district 440305 into an empty store,
-# then the same into one store already holding 7,000,000 x SCALE households
-# of other districts (the pre-fill's copies, 4403xx), device pull-sync from
-# that store and gridctl stats over the whole city, timed.
+# One store pre-filled with 7,000,000 x SCALE households of other districts
+# (the pre-fill's copies, 4403xx from 440310), a first ingest into it of
+# 440304 (reported apart), then CITY_ROUNDS rounds of the
+# light load generator's ingest of a fresh district (440305, 440306, ...)
+# into an empty store and into that store, back to back, in alternating
+# order (empty first in odd rounds), so that the ratio of each round is
+# taken within minutes on the same machine load; then device pull-sync from
+# the city store and gridctl stats over the whole city, timed.
+# cached_pct FILE: the share of FILE in the page cache, percent (fincore)
+cached_pct() {
+    awk -v c="$(fincore --bytes --noheadings --output RES "$1")" -v f="$(stat -c %s "$1")" \
+        'BEGIN { printf "%.1f", (f > 0 ? 100 * c / f : 0) }'
+}
 if [ -n "$CITY" ]; then
+    command -v fincore > /dev/null ||
+        { echo "run_bench: fincore is not installed (util-linux-extra; make bench-deps)" >&2; exit 2; }
     CITY_HH=$(awk -v s="$CITY" 'BEGIN { printf "%d", 7000000 * s + 0.5 }')
     # the measured district: whole at SCALE 0.1 and above, a share below
     SCALE=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 1 : (s * 10 > 0.02 ? s * 10 : 0.02)) }')
     LOAD_CONNS=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 100 : 16) }')
     PULL_SAMPLES=$(awk -v s="$CITY" 'BEGIN { print (s >= 0.1 ? 300 : 20) }')
+    CITY_ROUNDS=3
     put city.scale "$CITY"
     put city.households_asked "$CITY_HH"
     put city.district_share "$SCALE"
     put city.load_conns "$LOAD_CONNS"
+    put city.rounds "$CITY_ROUNDS"
     dir=$WORK/city
     mkdir -p "$dir"
-    log "city: ingest into an empty store (bench_load, $LOAD_CONNS CURVE connections, share $SCALE of 440305)"
-    light city.empty "$dir"
+    # phase: the pre-fill, its peak anonymous memory sampled as the broker's is
+    t=$(date +%s)
     log "city: pre-filling $CITY_HH households (bench_fill, no_sync, benchmark only)"
     out=$LOG/city.fill.out
     timeout 14400 "$BENCH/bench_fill" --store "$dir/cstore" --from 0 --households "$CITY_HH" \
-        > "$out" 2> "$LOG/city.fill.log" || die "bench_fill (city) failed"
+        > "$out" 2> "$LOG/city.fill.log" &
+    fill_pid=$!
+    for i in $(seq 100); do
+        fill_child=$(pgrep -P "$fill_pid" -x bench_fill) && break
+        kill -0 "$fill_pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    [ -n "${fill_child:-}" ] && rss_start "$dir/fill.rss" "$fill_child"
+    rc=0
+    wait "$fill_pid" || rc=$?
+    [ -n "${fill_child:-}" ] && rss_stop
+    [ $rc = 0 ] || { tail -n 5 "$LOG/city.fill.log" >&2; die "bench_fill (city) exited with $rc"; }
     put_kv city.fill fill "$out"
-    log "city: ingest into the store of $(get city.fill.households) households"
-    light city.full "$dir" 0 "$dir/cstore"
-    put city.ingest_ratio "$(calc "$(get city.full.records_per_s) / $(get city.empty.records_per_s)")"
+    put city.fill.rss_anon_kb "$(cat "$dir/fill.rss" 2> /dev/null || echo 0)"
+    put city.fill.load "$(cut -d' ' -f1 /proc/loadavg)"
+    put city.time.fill_s "$(($(date +%s) - t))"
+    put city.fill.cached_pct "$(cached_pct "$dir/cstore/data.mdb")"
+    # phase: the ingest rounds, each on a district neither store holds yet,
+    # after a first ingest into the city store that is reported apart: the
+    # first commits after the pre-fill's large no_sync transactions reuse the
+    # pages those freed, scattered over the file, on a cold broker, and would
+    # weigh on whichever round came first
+    t=$(date +%s)
+    LIGHT_DISTRICT=440304
+    log "city: first ingest into the city store after the pre-fill, of $LIGHT_DISTRICT" \
+        "(reported apart, not in the ratio)"
+    light city.first "$dir" 0 "$dir/cstore"
+    put city.first.district "$LIGHT_DISTRICT"
+    for r in $(seq "$CITY_ROUNDS"); do
+        LIGHT_DISTRICT=$(printf '4403%02d' $((4 + r)))
+        put "city.r$r.district" "$LIGHT_DISTRICT"
+        order="empty full"
+        [ $((r % 2)) = 1 ] || order="full empty"
+        for which in $order; do
+            log "city round $r of $CITY_ROUNDS: ingest of $LIGHT_DISTRICT into the $which store" \
+                "(bench_load, $LOAD_CONNS CURVE connections, share $SCALE)"
+            if [ "$which" = empty ]; then
+                light "city.r$r.empty" "$dir"
+            else
+                light "city.r$r.full" "$dir" 0 "$dir/cstore"
+            fi
+        done
+        put "city.r$r.ratio" \
+            "$(calc "$(get "city.r$r.full.records_per_s") / $(get "city.r$r.empty.records_per_s")")"
+        put "city.r$r.cpu_ratio" "$(calc "$(get "city.r$r.full.broker_cpu_us_per_record") / \
+            $(get "city.r$r.empty.broker_cpu_us_per_record")")"
+    done
+    LIGHT_DISTRICT=440305
+    put city.time.ingest_s "$(($(date +%s) - t))"
+    # phase: pull-sync
+    t=$(date +%s)
     broker_start "$dir/cstore"
     log "city: pull-sync of $PULL_SAMPLES grids"
     out=$LOG/city.pull.out
+    put city.pull.cached_pct "$(cached_pct "$dir/cstore/data.mdb")"
+    rss_start "$dir/pull.rss"
+    rc=0
     timeout 1800 "$BENCH/bench_pull" --upload "$UPLOAD" --filled "$(get city.fill.next_index)" \
-        --samples "$PULL_SAMPLES" > "$out" 2> "$LOG/city.pull.log" || die "bench_pull (city) failed"
+        --samples "$PULL_SAMPLES" --broker-pid "$BROKER_PID" > "$out" 2> "$LOG/city.pull.log" ||
+        rc=$?
+    rss_stop
+    [ $rc = 0 ] || { cat "$LOG/city.pull.log" >&2; die "bench_pull (city) exited with $rc"; }
     put_kv city.pull pull "$out"
+    put city.pull.rss_anon_kb "$(cat "$dir/pull.rss")"
+    put city.pull.load "$(cut -d' ' -f1 /proc/loadavg)"
     put city.store_records "$(metric gridsync_store_records)"
     put city.store_file_bytes "$(metric gridsync_store_file_bytes)"
-    # stats over the city (every pre-filled cell) and over one district's
-    # copy, through the broker's admin socket as an operator would
+    put city.time.pull_s "$(($(date +%s) - t))"
+    # phase: stats over the city (every pre-filled cell) and over one
+    # district's copy, through the broker's admin socket as an operator
+    # would; the cells each covers from the same command's --json
+    t=$(date +%s)
     for p in 4403 440310; do
         t0=$(date +%s%N)
         "$GRIDCTL" --admin "ipc://$dir/cstore/admin.sock" stats "$p" > "$LOG/city.stats.$p.out" \
             2> "$LOG/city.stats.$p.log" || die "gridctl stats $p failed"
         put "city.stats.$p.ms" "$(calc "($(date +%s%N) - $t0) / 1e6")"
+        "$GRIDCTL" --admin "ipc://$dir/cstore/admin.sock" stats "$p" --json \
+            > "$LOG/city.stats.$p.json" 2>> "$LOG/city.stats.$p.log" ||
+            die "gridctl stats $p --json failed"
+        put "city.stats.$p.cells" "$(python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["totals"]["grids"])' "$LOG/city.stats.$p.json")"
     done
+    put city.time.stats_s "$(($(date +%s) - t))"
     broker_stop
+    put city.work_bytes "$(du -sb "$WORK" | cut -f1)"
     put run.seconds "$(($(date +%s) - T_START))"
     put machine.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     log "writing $OUT/benchmarks-city.md"
