@@ -30,6 +30,7 @@
 #define S_QUIET_MS 1000
 #define S_RETIRE_MS 1000
 #define S_ROTATE_AFTER 1024
+#define S_TRIM_DELAY_MS 200
 
 struct gs_auth {
     void *ctx;                      /* the broker's context */
@@ -37,6 +38,7 @@ struct gs_auth {
     void *retiring;                 /* the previous ZAP socket, answering what it has, or NULL */
     int64_t retire_at_ms;           /* when retiring is closed (monotonic) */
     int64_t quiet_since_ms;         /* the last request answered (monotonic) */
+    int64_t trim_at_ms;             /* when to call malloc_trim, or 0 */
     uint64_t since_rotation;        /* requests answered since rep was bound */
     void *stop_w, *stop_r;          /* PAIR: tells the thread to end */
     gs_store_t *store;              /* the device registry */
@@ -216,6 +218,8 @@ s_main(void *arg)
         else if (self->since_rotation > 0)
             timeout = self->quiet_since_ms + S_QUIET_MS > now
                           ? self->quiet_since_ms + S_QUIET_MS - now : 0;
+        if (self->trim_at_ms && (timeout < 0 || self->trim_at_ms - now < timeout))
+            timeout = self->trim_at_ms > now ? self->trim_at_ms - now : 0;
         if (zmq_poll(items, self->retiring ? 3 : 2, timeout) < 0) {
             if (errno == EINTR)
                 continue;
@@ -235,8 +239,12 @@ s_main(void *arg)
             zmq_close(self->retiring);
             self->retiring = NULL;
             atomic_fetch_add(&self->metrics->zap_handovers, 1);
-            /* the pipes' memory is freed as libzmq's threads process the
-             * close; malloc_trim then gives its pages back */
+            /* libzmq's threads free the pipes as they process the close,
+             * soon after; malloc_trim then gives the freed pages back */
+            self->trim_at_ms = now + S_TRIM_DELAY_MS;
+        }
+        if (self->trim_at_ms && now >= self->trim_at_ms) {
+            self->trim_at_ms = 0;
             malloc_trim(0);
         }
         if (!self->retiring && self->since_rotation > 0 &&
