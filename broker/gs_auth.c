@@ -5,10 +5,12 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "gs_frames.h"
@@ -16,12 +18,31 @@
 #include "gs_thread.h"
 
 #define S_ZAP_EP "inproc://zeromq.zap.01"
+/* ZMQ_ZAP_ENFORCE_DOMAIN is declared only in libzmq's draft API, but
+ * 4.3.4 accepts it in every build (gs_auth_curve_server checks) */
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
+/* The ZAP socket is handed over (s_rotate) once it has been quiet for
+ * S_QUIET_MS after answering, or has answered S_ROTATE_AFTER since it was
+ * bound; the one handed over answers what was sent to it for S_RETIRE_MS
+ * more, then is closed. */
+#define S_QUIET_MS 1000
+#define S_RETIRE_MS 1000
+#define S_ROTATE_AFTER 1024
+#define S_TRIM_DELAY_MS 200
 
 struct gs_auth {
     void *ctx;                      /* the broker's context */
-    void *rep;                      /* ZAP socket (handler thread) */
+    void *rep;                      /* ZAP socket bound to the ZAP endpoint (handler thread) */
+    void *retiring;                 /* the previous ZAP socket, answering what it has, or NULL */
+    int64_t retire_at_ms;           /* when retiring is closed (monotonic) */
+    int64_t quiet_since_ms;         /* the last request answered (monotonic) */
+    int64_t trim_at_ms;             /* when to call malloc_trim, or 0 */
+    uint64_t since_rotation;        /* requests answered since rep was bound */
     void *stop_w, *stop_r;          /* PAIR: tells the thread to end */
     gs_store_t *store;              /* the device registry */
+    gs_metrics_t *metrics;          /* zap_handovers is counted there */
     pthread_t thread;               /* handler */
     int running;                    /* thread started */
     atomic_uint_fast64_t allowed;   /* handshakes accepted */
@@ -76,10 +97,10 @@ s_property(uint8_t *buf, size_t cap, const char *name, const char *value)
 /* Answer one ZAP request. Frames: version, request id, domain, address,
  * routing id, mechanism, credentials... */
 static void
-s_handle(gs_auth_t *self)
+s_handle(gs_auth_t *self, void *rep)
 {
     zmq_msg_t f[8];
-    int n = gs_frames_recv(self->rep, f, 8, 0);
+    int n = gs_frames_recv(rep, f, 8, 0);
     int kept = n < 8 ? n : 8;
     const char *status = "400", *text = "refused";
     char user[GS_ID_MAX + 1] = "";
@@ -122,17 +143,64 @@ s_handle(gs_auth_t *self)
                mech[0] ? mech : "?");
     }
     /* reply: version, request id, status, text, user id, metadata */
-    zmq_send(self->rep, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(rep, "1.0", 3, ZMQ_SNDMORE);
     if (kept >= 2)
-        zmq_send(self->rep, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+        zmq_send(rep, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
     else
-        zmq_send(self->rep, "", 0, ZMQ_SNDMORE);
-    zmq_send(self->rep, status, 3, ZMQ_SNDMORE);
-    zmq_send(self->rep, text, strlen(text), ZMQ_SNDMORE);
-    zmq_send(self->rep, user, strlen(user), ZMQ_SNDMORE);
-    zmq_send(self->rep, meta, meta_len, 0);
+        zmq_send(rep, "", 0, ZMQ_SNDMORE);
+    zmq_send(rep, status, 3, ZMQ_SNDMORE);
+    zmq_send(rep, text, strlen(text), ZMQ_SNDMORE);
+    zmq_send(rep, user, strlen(user), ZMQ_SNDMORE);
+    zmq_send(rep, meta, meta_len, 0);
     for (int i = 0; i < kept; i++)
         zmq_msg_close(&f[i]);
+}
+
+static int64_t
+s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A REP socket for ZAP requests, not bound yet, or NULL. */
+static void *
+s_zap_socket(void *ctx)
+{
+    void *rep = zmq_socket(ctx, ZMQ_REP);
+    int linger = 0;
+    if (rep)
+        zmq_setsockopt(rep, ZMQ_LINGER, &linger, sizeof linger);
+    return rep;
+}
+
+/* Hand the ZAP endpoint to a fresh socket and retire the current one: it
+ * answers the requests already sent to it until retire_at_ms, then its
+ * close ends the pipe every connection it answered keeps to it. */
+static void
+s_rotate(gs_auth_t *self, int64_t now)
+{
+    void *fresh = s_zap_socket(self->ctx);
+    if (!fresh)
+        return;
+    /* between the unbind and the bind a handshake finds no handler, and
+     * ZMQ_ZAP_ENFORCE_DOMAIN refuses it (the client connects again) */
+    if (zmq_unbind(self->rep, S_ZAP_EP)) {
+        zmq_close(fresh);
+        return;
+    }
+    if (zmq_bind(fresh, S_ZAP_EP)) {
+        zmq_close(fresh);
+        if (zmq_bind(self->rep, S_ZAP_EP))
+            gs_log(GS_LOG_ERROR, "auth_failed", "error=\"%s\" msg=\"the ZAP handler "
+                   "could not bind again; every handshake is refused\"", zmq_strerror(errno));
+        return;
+    }
+    self->retiring = self->rep;
+    self->rep = fresh;
+    self->retire_at_ms = now + S_RETIRE_MS;
+    self->since_rotation = 0;
 }
 
 static void *
@@ -140,34 +208,64 @@ s_main(void *arg)
 {
     gs_auth_t *self = arg;
     for (;;) {
-        zmq_pollitem_t items[2] = { { self->rep, 0, ZMQ_POLLIN, 0 },
-                                    { self->stop_r, 0, ZMQ_POLLIN, 0 } };
-        if (zmq_poll(items, 2, -1) < 0) {
+        zmq_pollitem_t items[3] = { { self->rep, 0, ZMQ_POLLIN, 0 },
+                                    { self->stop_r, 0, ZMQ_POLLIN, 0 },
+                                    { self->retiring, 0, ZMQ_POLLIN, 0 } };
+        long timeout = -1;
+        int64_t now = s_mono_ms();
+        if (self->retiring)
+            timeout = self->retire_at_ms > now ? self->retire_at_ms - now : 0;
+        else if (self->since_rotation > 0)
+            timeout = self->quiet_since_ms + S_QUIET_MS > now
+                          ? self->quiet_since_ms + S_QUIET_MS - now : 0;
+        if (self->trim_at_ms && (timeout < 0 || self->trim_at_ms - now < timeout))
+            timeout = self->trim_at_ms > now ? self->trim_at_ms - now : 0;
+        if (zmq_poll(items, self->retiring ? 3 : 2, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
         if (items[1].revents & ZMQ_POLLIN)
             break;
-        if (items[0].revents & ZMQ_POLLIN)
-            s_handle(self);
+        if (items[0].revents & ZMQ_POLLIN) {
+            s_handle(self, self->rep);
+            self->since_rotation++;
+            self->quiet_since_ms = s_mono_ms();
+        }
+        if (self->retiring && (items[2].revents & ZMQ_POLLIN))
+            s_handle(self, self->retiring);
+        now = s_mono_ms();
+        if (self->retiring && now >= self->retire_at_ms) {
+            zmq_close(self->retiring);
+            self->retiring = NULL;
+            atomic_fetch_add(&self->metrics->zap_handovers, 1);
+            /* libzmq's threads free the pipes as they process the close,
+             * soon after; malloc_trim then gives the freed pages back */
+            self->trim_at_ms = now + S_TRIM_DELAY_MS;
+        }
+        if (self->trim_at_ms && now >= self->trim_at_ms) {
+            self->trim_at_ms = 0;
+            malloc_trim(0);
+        }
+        if (!self->retiring && self->since_rotation > 0 &&
+            (now >= self->quiet_since_ms + S_QUIET_MS || self->since_rotation >= S_ROTATE_AFTER))
+            s_rotate(self, now);
     }
     return NULL;
 }
 
 gs_auth_t *
-gs_auth_new(void *ctx, gs_store_t *store)
+gs_auth_new(void *ctx, gs_store_t *store, gs_metrics_t *metrics)
 {
     gs_auth_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->ctx = ctx;
     self->store = store;
-    self->rep = zmq_socket(ctx, ZMQ_REP);
+    self->metrics = metrics;
+    self->rep = s_zap_socket(ctx);
     self->stop_r = zmq_socket(ctx, ZMQ_PAIR);
     self->stop_w = zmq_socket(ctx, ZMQ_PAIR);
-    int linger = 0;
-    zmq_setsockopt(self->rep, ZMQ_LINGER, &linger, sizeof linger);
     if (!self->rep || zmq_bind(self->rep, S_ZAP_EP) ||
         zmq_bind(self->stop_r, "inproc://gs-auth-stop") ||
         zmq_connect(self->stop_w, "inproc://gs-auth-stop")) {
@@ -207,6 +305,8 @@ gs_auth_destroy(gs_auth_t **self_p)
     }
     if (self->rep)
         zmq_close(self->rep);
+    if (self->retiring)
+        zmq_close(self->retiring);
     if (self->stop_r)
         zmq_close(self->stop_r);
     if (self->stop_w)
@@ -215,11 +315,20 @@ gs_auth_destroy(gs_auth_t **self_p)
     *self_p = NULL;
 }
 
-void
+int
 gs_auth_curve_server(void *sock, const uint8_t secret[32])
 {
     int one = 1;
-    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
-    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 32);
-    zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "gridsync", 8);
+    /* without ZMQ_ZAP_ENFORCE_DOMAIN libzmq lets a handshake through
+     * unchecked when it finds no ZAP handler, as during a handover */
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 32) ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "gridsync", 8) ||
+        zmq_setsockopt(sock, ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof one)) {
+        gs_log(GS_LOG_ERROR, "auth_failed", "error=\"%s\" msg=\"this libzmq cannot refuse "
+               "handshakes the ZAP handler has not checked (ZMQ_ZAP_ENFORCE_DOMAIN); "
+               "gridsyncd needs libzmq 4.3 or later\"", zmq_strerror(errno));
+        return -1;
+    }
+    return 0;
 }

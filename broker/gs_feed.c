@@ -751,7 +751,10 @@ s_xpub_open(gs_feed_t *f, const char *endpoint)
     if (!x)
         return NULL;
     if (b->secure) {
-        gs_auth_curve_server(x, b->server_secret);
+        if (gs_auth_curve_server(x, b->server_secret)) {
+            zmq_close(x);
+            return NULL;
+        }
         int manual = 1; /* every subscription is authorised first */
         zmq_setsockopt(x, ZMQ_XPUB_MANUAL, &manual, sizeof manual);
     }

@@ -232,6 +232,10 @@ gs_metrics_render(gs_metrics_t *m, gs_store_t *store, int64_t now_ms, gs_wbuf_t 
     s_counter(b, "gridsync_handshakes_failed_total",
               "CURVE handshakes broken off for a protocol error (wrong server key...).",
               atomic_load(&m->handshakes_failed));
+    s_counter(b, "gridsync_zap_handovers_total",
+              "ZAP sockets closed after handing the endpoint over, freeing the pipes of "
+              "the connections they checked.",
+              atomic_load(&m->zap_handovers));
     if (store) {
         gs_store_info_t info;
         if (gs_store_info(store, &info) == 0) {

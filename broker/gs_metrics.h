@@ -58,6 +58,7 @@ typedef struct gs_metrics {
     atomic_int_fast64_t connections_max;        /* the bound in force (reported) */
     atomic_uint_fast64_t handshakes_plaintext;  /* plaintext clients at a CURVE endpoint */
     atomic_uint_fast64_t handshakes_failed;     /* other failed CURVE handshakes (not ZAP) */
+    atomic_uint_fast64_t zap_handovers;         /* ZAP sockets closed after a handover (gs_auth) */
     int64_t batch_max_records;                  /* configured bound (reported) */
     int64_t batch_linger_us;                    /* configured bound (reported) */
     int bridge_enabled;                         /* jetstream-url set: the bridge's metrics follow */

@@ -10,7 +10,11 @@
  *  - with a small max-connections the bound is hit: a log line and
  *    gridsync_connections_refused_total say so, and once the handshake
  *    timeout has dropped the idle peers a well-behaved device is served
- *    (waiting on its retries, which are bounded).
+ *    (waiting on its retries, which are bounded);
+ *  - the ZAP handler hands its endpoint over and closes the old socket
+ *    (gridsync_zap_handovers_total), freeing the pipes libzmq keeps to it:
+ *    a connection it checked stays open and served, and new handshakes are
+ *    still checked (an enrolled key served, an unknown one refused).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -263,6 +267,133 @@ test_bound_hit_then_served(void **state)
     s_stop(e);
 }
 
+/* A DEALER with the device's keys (or fresh, unknown ones when keys is
+ * NULL) connected to the request endpoint, its socket events watched by a
+ * PAIR connected to monitor_ep. */
+static void *
+s_dealer(s_env_t *e, void *ctx, const gs_curve_keys_t *keys, const char *monitor_ep,
+         void **monitor)
+{
+    gs_curve_keys_t fresh;
+    if (!keys) {
+        memset(&fresh, 0, sizeof fresh);
+        assert_int_equal(zmq_curve_keypair(fresh.public_key, fresh.secret_key), 0);
+        keys = &fresh;
+    }
+    void *d = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(d, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_SERVERKEY, e->broker.server_key, 40), 0);
+    assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_PUBLICKEY, keys->public_key, 40), 0);
+    assert_int_equal(zmq_setsockopt(d, ZMQ_CURVE_SECRETKEY, keys->secret_key, 40), 0);
+    assert_int_equal(zmq_socket_monitor(d, monitor_ep, ZMQ_EVENT_ALL), 0);
+    *monitor = zmq_socket(ctx, ZMQ_PAIR);
+    assert_int_equal(zmq_connect(*monitor, monitor_ep), 0);
+    assert_int_equal(zmq_connect(d, e->broker.upload), 0);
+    return d;
+}
+
+/* Send a ping on d and wait (bounded) for its answer, which must name the
+ * enrolled device. */
+static void
+s_ping(void *d, uint64_t id)
+{
+    Gridsync__V1__PingRequest ping = GRIDSYNC__V1__PING_REQUEST__INIT;
+    Gridsync__V1__Request req = GRIDSYNC__V1__REQUEST__INIT;
+    req.request_id = id;
+    req.body_case = GRIDSYNC__V1__REQUEST__BODY_PING;
+    req.ping = &ping;
+    uint8_t buf[64];
+    size_t len = gridsync__v1__request__pack(&req, buf);
+    assert_int_equal(zmq_send(d, buf, len, 0), (int) len);
+    zmq_pollitem_t it = { d, 0, ZMQ_POLLIN, 0 };
+    assert_int_equal(zmq_poll(&it, 1, S_WAIT_MS), 1);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    assert_true(zmq_msg_recv(&m, d, 0) >= 0);
+    Gridsync__V1__Reply *rep =
+        gridsync__v1__reply__unpack(NULL, zmq_msg_size(&m), zmq_msg_data(&m));
+    assert_non_null(rep);
+    assert_int_equal(rep->body_case, GRIDSYNC__V1__REPLY__BODY_PING);
+    assert_int_equal(rep->request_id, id);
+    assert_true(rep->ping->registered);
+    assert_string_equal(rep->ping->device_id, "dev-a");
+    gridsync__v1__reply__free_unpacked(rep, NULL);
+    zmq_msg_close(&m);
+}
+
+/* Count the socket events of one kind queued on a monitor, without waiting. */
+static int
+s_events(void *monitor, uint16_t kind)
+{
+    int n = 0;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, monitor, ZMQ_DONTWAIT) >= 0) {
+        uint16_t ev;
+        memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+        n += zmq_msg_more(&m) && ev == kind;
+        if (zmq_msg_more(&m))
+            zmq_msg_recv(&m, monitor, 0);   /* the endpoint frame */
+    }
+    zmq_msg_close(&m);
+    return n;
+}
+
+/* The ZAP handler hands its endpoint over and closes the old socket, which
+ * ends the pipe libzmq kept from each checked connection to it: the
+ * connection itself stays open (one handshake, no disconnection) and is
+ * served; the new handler checks new handshakes (an unknown key refused,
+ * the enrolled one served); and it hands over again in its turn. */
+static void
+test_zap_handover(void **state)
+{
+    (void) state;
+    s_env_t *e = s_start(NULL, 0);
+    void *ctx = zmq_ctx_new();
+    void *mon, *mon2, *mon3;
+    void *d = s_dealer(e, ctx, &e->keys, "inproc://mon-1", &mon);
+    s_ping(d, 1);
+    assert_true(s_wait_metric(e, "gridsync_zap_handovers_total", 1) >= 1);
+    s_ping(d, 2);
+    s_ping(d, 3);
+    /* one handshake: a connection lost and made again would show two */
+    assert_int_equal(s_events(mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED), 1);
+
+    /* an unknown key: refused by the new handler, never answered */
+    void *stranger = s_dealer(e, ctx, NULL, "inproc://mon-2", &mon2);
+    uint8_t junk[1] = { 0 };
+    assert_int_equal(zmq_send(stranger, junk, 1, 0), 1);
+    int64_t deadline = s_now_ms() + S_WAIT_MS, failed = 0;
+    while (!failed && s_now_ms() < deadline) {
+        zmq_pollitem_t it = { mon2, 0, ZMQ_POLLIN, 0 };
+        zmq_poll(&it, 1, 100);
+        failed = s_events(mon2, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    }
+    assert_true(failed > 0);
+    zmq_pollitem_t it = { stranger, 0, ZMQ_POLLIN, 0 };
+    assert_int_equal(zmq_poll(&it, 1, 0), 0);
+
+    /* the enrolled key on a new connection; then a second handover, and
+     * both connections are still served */
+    long long before = s_metric(e, "gridsync_zap_handovers_total");
+    void *d2 = s_dealer(e, ctx, &e->keys, "inproc://mon-3", &mon3);
+    s_ping(d2, 4);
+    assert_true(s_wait_metric(e, "gridsync_zap_handovers_total", before + 1) >= before + 1);
+    s_ping(d2, 5);
+    s_ping(d, 6);
+    assert_int_equal(s_events(mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED), 0);
+    assert_int_equal(s_events(mon3, ZMQ_EVENT_HANDSHAKE_SUCCEEDED), 1);
+    zmq_close(d);
+    zmq_close(d2);
+    zmq_close(stranger);
+    zmq_close(mon);
+    zmq_close(mon2);
+    zmq_close(mon3);
+    zmq_ctx_term(ctx);
+    s_stop(e);
+}
+
 int
 main(void)
 {
@@ -270,6 +401,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_connections_over_soft_limit),
         cmocka_unit_test(test_bound_hit_then_served),
+        cmocka_unit_test(test_zap_handover),
     };
     return cmocka_run_group_tests_name("conns", tests, NULL, NULL);
 }
