@@ -875,8 +875,10 @@ nats_start() {
             NATS_URL=nats://127.0.0.1:$NATS_PORT
             return 0
         fi
-        kill "$NATS_PID" 2> /dev/null
-        wait "$NATS_PID" 2> /dev/null
+        # it may have exited already (a port taken): under set -e a failed
+        # kill or wait would end the whole bench without a word
+        kill "$NATS_PID" 2> /dev/null || true
+        wait "$NATS_PID" 2> /dev/null || true
         NATS_PID=
         [ -z "${NATS_FIXED:-}" ] || break
     done
