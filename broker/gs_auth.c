@@ -13,6 +13,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "gs_broker_int.h"
 #include "gs_frames.h"
 #include "gs_log.h"
 #include "gs_thread.h"
@@ -156,14 +157,6 @@ s_handle(gs_auth_t *self, void *rep)
         zmq_msg_close(&f[i]);
 }
 
-static int64_t
-s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A REP socket for ZAP requests, not bound yet, or NULL. */
 static void *
 s_zap_socket(void *ctx)
@@ -212,7 +205,7 @@ s_main(void *arg)
                                     { self->stop_r, 0, ZMQ_POLLIN, 0 },
                                     { self->retiring, 0, ZMQ_POLLIN, 0 } };
         long timeout = -1;
-        int64_t now = s_mono_ms();
+        int64_t now = gs_mono_us() / 1000;
         if (self->retiring)
             timeout = self->retire_at_ms > now ? self->retire_at_ms - now : 0;
         else if (self->since_rotation > 0)
@@ -230,11 +223,11 @@ s_main(void *arg)
         if (items[0].revents & ZMQ_POLLIN) {
             s_handle(self, self->rep);
             self->since_rotation++;
-            self->quiet_since_ms = s_mono_ms();
+            self->quiet_since_ms = gs_mono_us() / 1000;
         }
         if (self->retiring && (items[2].revents & ZMQ_POLLIN))
             s_handle(self, self->retiring);
-        now = s_mono_ms();
+        now = gs_mono_us() / 1000;
         if (self->retiring && now >= self->retire_at_ms) {
             zmq_close(self->retiring);
             self->retiring = NULL;
