@@ -590,18 +590,21 @@ s_dbs_open(gs_store_t *self)
         fresh = 1;
     } else if (rc == 0) {
         uint32_t format = v.mv_size == 4 ? gs_le32_get(v.mv_data) : 0;
-        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_FULL_IDS &&
-            format != GS_FORMAT_PERSON_KEYS && format != GS_FORMAT_NO_DIGESTS) {
+        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_RAW_LOG &&
+            format != GS_FORMAT_FULL_IDS && format != GS_FORMAT_PERSON_KEYS &&
+            format != GS_FORMAT_NO_DIGESTS) {
             mdb_txn_abort(txn);
-            gs_store_detail("store format %u, this build reads %u (and upgrades %u, %u and %u)",
-                            format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS,
-                            GS_FORMAT_PERSON_KEYS, GS_FORMAT_FULL_IDS);
+            gs_store_detail("store format %u, this build reads %u (and upgrades %u, %u, %u "
+                            "and %u)", format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS,
+                            GS_FORMAT_PERSON_KEYS, GS_FORMAT_FULL_IDS, GS_FORMAT_RAW_LOG);
             return GS_EVERSION;
         }
         /* format 2 has no digests, format 3 the person index of one entry
-         * per ref, formats 2 to 4 canonical ids entries that repeat the id:
-         * an exclusive open upgrades them (s_upgrade), other opens read
-         * everything but the digests of format 2 and write no records */
+         * per ref, formats 2 to 4 canonical ids entries that repeat the id,
+         * formats 2 to 5 only raw log bodies (which this build reads as
+         * they are): an exclusive open upgrades them (s_upgrade), other
+         * opens read everything but the digests of format 2 and write no
+         * records */
         self->format = format;
         self->digests_ready = format != GS_FORMAT_NO_DIGESTS;
         self->persons_sets = format >= GS_FORMAT_FULL_IDS;
@@ -648,7 +651,9 @@ s_dbs_open(gs_store_t *self)
  * of tags per cell (gs_store_persons.h), the idempotency entries get their
  * encoding byte (gs_idem_upgrade) and the chain table is emptied (its heads
  * are derived from `cells`); the canonical ids entries of formats 2 to 4
- * lose the repeated id (gs_ids_compact); then format 5 is marked. Only the
+ * lose the repeated id (gs_ids_compact); then format 6 is marked, which
+ * is all a format 5 store needs (its raw log bodies stay as they are: new
+ * entries may be LZ4 bodies, which older builds cannot read). Only the
  * broker's exclusive open does it: it holds the store lock, so no broker
  * of the previous build can be writing meanwhile. */
 static int
@@ -666,7 +671,7 @@ s_upgrade_fn(gs_txn_t *t, void *arg)
         if (rc)
             return gs_txn_fail(t, rc, "empty the chain table");
     }
-    if (gs_ids_compact(t, &self->ids_compacted))
+    if (self->format < GS_FORMAT_RAW_LOG && gs_ids_compact(t, &self->ids_compacted))
         return t->err;
     uint8_t fmt[4];
     gs_le32_put(fmt, GS_FORMAT_VERSION);
@@ -733,6 +738,7 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
                       (self->opts.read_only ? MDB_RDONLY : 0);
     gs_wbuf_init(&self->out);
     gs_wbuf_init(&self->pack);
+    gs_wbuf_init(&self->stored);
 
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
@@ -792,6 +798,7 @@ gs_store_destroy(gs_store_t **self_p)
     }
     gs_wbuf_deinit(&self->out);
     gs_wbuf_deinit(&self->pack);
+    gs_wbuf_deinit(&self->stored);
     pthread_rwlock_destroy(&self->env_lock);
     pthread_mutex_destroy(&self->write_lock);
     sodium_memzero(self->secret, sizeof self->secret);

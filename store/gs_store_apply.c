@@ -130,7 +130,7 @@ s_old_natkey(s_apply_t *a, const s_cur_t *cur, uint8_t *nk, size_t *nkl)
 {
     const uint8_t *data;
     size_t len;
-    int rc = gs_rec_data(a->st, a->t->txn, &cur->hdr, &data, &len);
+    int rc = gs_rec_data(a->st, a->t->txn, &cur->hdr, &a->st->stored, &data, &len);
     if (rc)
         return gs_txn_fail(a->t, rc, "stored record");
     Gridsync__V1__Record *old =

@@ -604,7 +604,7 @@ s_drop_fn(gs_txn_t *t, void *arg)
         memcpy(refs, (const uint8_t *) v.mv_data + GS_REC_HDR, nrefs * GS_REF_LEN);
     const uint8_t *data;
     size_t len;
-    if ((rc = gs_rec_data(st, t->txn, &h, &data, &len)))
+    if ((rc = gs_rec_data(st, t->txn, &h, &st->stored, &data, &len)))
         return gs_txn_fail(t, rc, "stored record");
     Gridsync__V1__Record *rec =
         gridsync__v1__record__unpack(gs_arena_allocator(st->arena), len, data);

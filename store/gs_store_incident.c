@@ -133,7 +133,7 @@ gs_incident_step_pack(gs_txn_t *t, const gs_incident_table_t *table,
     if (cur) {
         const uint8_t *data;
         size_t len;
-        int rc = gs_rec_data(st, t->txn, &cur->hdr, &data, &len);
+        int rc = gs_rec_data(st, t->txn, &cur->hdr, &st->stored, &data, &len);
         if (rc)
             return gs_txn_fail(t, rc, "stored incident");
         Gridsync__V1__Record *r = gridsync__v1__record__unpack(alloc, len, data);
@@ -318,6 +318,8 @@ s_dropped_count(gs_store_t *st, MDB_txn *txn, s_dropped_t *d)
         return rc;
     /* ids: kind byte | id -> grid [| canonical id]; the incidents are the 'I' keys */
     MDB_val k = { 1, (void *) "I" }, v;
+    gs_wbuf_t scratch;              /* a compressed log entry's record, decoded */
+    gs_wbuf_init(&scratch);
     for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
         if (((const char *) k.mv_data)[0] != GS_KIND_I)
@@ -337,7 +339,7 @@ s_dropped_count(gs_store_t *st, MDB_txn *txn, s_dropped_t *d)
         size_t len;
         if ((rc = mdb_get(txn, st->db[GS_DB_RECORDS], &rkv, &rv)) ||
             (rc = gs_rec_hdr_get(&rv, &h) ? MDB_CORRUPTED : 0) ||
-            (rc = gs_rec_data(st, txn, &h, &data, &len))) {
+            (rc = gs_rec_data(st, txn, &h, &scratch, &data, &len))) {
             rc = rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
             break;
         }
@@ -354,6 +356,7 @@ s_dropped_count(gs_store_t *st, MDB_txn *txn, s_dropped_t *d)
         gridsync__v1__record__free_unpacked(r, NULL);
     }
     mdb_cursor_close(c);
+    gs_wbuf_deinit(&scratch);
     if (rc != MDB_NOTFOUND && rc != 0)
         return rc;
     if ((rc = mdb_cursor_open(txn, st->db[GS_DB_DEVICES], &c)))

@@ -28,7 +28,9 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 5u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 6u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_RAW_LOG 5u        /* the format whose log bodies are all raw (no LZ4,
+                                     * gs_store_lz.h): a broker's open upgrades it */
 #define GS_FORMAT_FULL_IDS 4u       /* the format whose canonical ids entries repeat the id:
                                      * a broker's open upgrades it */
 #define GS_FORMAT_PERSON_KEYS 3u    /* the format with one persons entry per ref: a broker's
@@ -116,6 +118,7 @@ struct gs_store {
     gs_arena_t *arena;              /* per-attempt temporaries */
     gs_wbuf_t out;                  /* acks and events of the running apply */
     gs_wbuf_t pack;                 /* one packed record */
+    gs_wbuf_t stored;               /* a stored record decoded from its log entry */
     gs_store_trace_fn *trace;       /* debug: sees every write (bench) */
     void *trace_arg;                /* its argument */
     int fail_commit;                /* debug: the next commit fails with this */
@@ -201,9 +204,11 @@ gs_rec_data_off(const gs_rec_hdr_t *h)
 }
 
 /* The packed Record of the version h describes, read from its change event
- * in the log: *data points into the map and lives as long as txn.
- * MDB_CORRUPTED when the event is missing or has no record. */
-int gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h,
+ * in the log: *data points into the map (a raw log body) or into scratch
+ * (a compressed one, gs_store_lz.h) and lives until the end of txn or the
+ * next use of scratch, whichever is first. MDB_CORRUPTED when the event is
+ * missing, does not decode or has no record; ENOMEM. */
+int gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
                 const uint8_t **data, size_t *len);
 
 /* ---- Record codecs (pure) ------------------------------------------------------ */

@@ -6,6 +6,7 @@
  */
 #include "gs_store_log.h"
 #include "gs_grid.h"
+#include "gs_store_lz.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -22,6 +23,7 @@ gs_log_init(gs_log_t *self)
     gs_smap_init(&self->chain);
     gs_digest_init(&self->digest);
     gs_persons_init(&self->persons);
+    gs_wbuf_init(&self->body);
 }
 
 void
@@ -33,6 +35,7 @@ gs_log_deinit(gs_log_t *self)
     gs_smap_deinit(&self->chain);
     gs_digest_deinit(&self->digest);
     gs_persons_deinit(&self->persons);
+    gs_wbuf_deinit(&self->body);
     free(self->evs);
     self->evs = NULL;
     self->n_evs = self->cap_evs = 0;
@@ -223,18 +226,33 @@ gs_log_emit(gs_log_t *self, const gs_log_event_t *in, uint64_t *seq_out)
     if (b->failed)
         return gs_txn_fail(t, ENOMEM, "event");
     size_t elen = b->len - off;
+    if (elen > GS_LZ_EVENT_MAX)
+        return gs_txn_fail(t, EFBIG, "event");
 
-    /* the log value is written in place: header, then the event */
+    /* the body (gs_store_lz.h) is encoded first, for its length; the log
+     * value is then written in place: header, then the body. A store not
+     * yet upgraded to this format keeps raw bodies, which older builds
+     * read (only a broker's open upgrades, and it writes nothing first). */
+    const uint8_t *body = b->data + off;
+    size_t blen = elen;
+    if (t->st->format_current) {
+        gs_wbuf_reset(&self->body);
+        uint8_t *z = gs_wbuf_reserve(&self->body, elen);
+        if (!z)
+            return gs_txn_fail(t, ENOMEM, "event");
+        blen = gs_lz_encode(body, elen, z);
+        body = z;
+    }
     uint8_t kb8[GS_LK_LEN];
     gs_key_log(kb8, seq);
-    MDB_val k = { GS_LK_LEN, kb8 }, v = { GS_LOG_HDR + elen, NULL };
+    MDB_val k = { GS_LK_LEN, kb8 }, v = { GS_LOG_HDR + blen, NULL };
     int rc = gs_txn_put(t, GS_DB_LOG, &k, &v, MDB_APPEND | MDB_RESERVE);
     if (rc)
         return rc;
     uint8_t *d = v.mv_data;
     memcpy(d, in->grid, GS_GRID_LEN);
     gs_be64_put(d + GS_GRID_LEN, in->back);
-    memcpy(d + GS_LOG_HDR, b->data + off, elen);
+    memcpy(d + GS_LOG_HDR, body, blen);
     gs_txn_trace(t, GS_DB_LOG, &k, &v, 1);
 
     uint8_t ck[GS_CLK_LEN];
@@ -307,6 +325,22 @@ gs_log_flush(gs_log_t *self)
     return t->err;     /* sticky: the first failed put, if any */
 }
 
+/* ---- Reading a log value ------------------------------------------------------------ */
+
+int
+gs_log_val_get(const MDB_val *v, gs_wbuf_t *scratch, gs_log_val_t *out)
+{
+    assert(v && scratch && out);
+    if (v->mv_size < GS_LOG_HDR) {
+        gs_store_detail("change log entry of %zu bytes, shorter than its header", v->mv_size);
+        return GS_ECORRUPT;
+    }
+    const uint8_t *d = v->mv_data;
+    out->grid = (const char *) d;
+    out->back = gs_be64_get(d + GS_GRID_LEN);
+    return gs_lz_decode(d + GS_LOG_HDR, v->mv_size - GS_LOG_HDR, scratch, &out->ev, &out->len);
+}
+
 /* ---- Reading the head --------------------------------------------------------------- */
 
 int
@@ -348,17 +382,25 @@ typedef struct s_evq {
     uint64_t last;                  /* seq of the last event delivered */
     int stop;                       /* fn's non-zero return */
     uint64_t stop_seq;              /* event fn stopped on */
+    int err;                        /* a value that did not decode (GS_E*) */
+    gs_wbuf_t scratch;              /* a compressed event, decoded */
 } s_evq_t;
 
-/* Deliver one log value; returns 1 when the walk must end. */
+/* Deliver one log value; returns 1 when the walk must end (q->err set when
+ * the value is damaged). */
 static int
 s_deliver(s_evq_t *q, uint64_t seq, const MDB_val *v)
 {
+    gs_log_val_t lv;
+    int rc = gs_log_val_get(v, &q->scratch, &lv);
+    if (rc) {
+        q->err = rc;
+        return 1;
+    }
     char grid[GS_GRID_LEN + 1];
-    memcpy(grid, v->mv_data, GS_GRID_LEN);
+    memcpy(grid, lv.grid, GS_GRID_LEN);
     grid[GS_GRID_LEN] = 0;
-    int r = q->fn(q->arg, seq, grid, (const uint8_t *) v->mv_data + GS_LOG_HDR,
-                  v->mv_size - GS_LOG_HDR);
+    int r = q->fn(q->arg, seq, grid, lv.ev, lv.len);
     if (r) {
         q->stop = r;
         q->stop_seq = seq;
@@ -519,11 +561,12 @@ gs_store_events_path(gs_store_t *self, const char *const *prefixes,
         free(pf);
         return rc;
     }
+    s_evq_t q = { .fn = fn, .arg = arg, .limit = limit };
+    gs_wbuf_init(&q.scratch);
     uint64_t head;
     if ((rc = gs_log_head(self, txn, &head)))
         goto done;
     *head_seq = head;
-    s_evq_t q = { fn, arg, limit, 0, 0, 0, 0 };
     if (npf && since < head) {
         char cells[GS_CELL_PATH_MAX][GS_GRID_LEN];
         size_t ncells = 0;
@@ -538,6 +581,8 @@ gs_store_events_path(gs_store_t *self, const char *const *prefixes,
             rc = s_events_cells(self, txn, cells, ncells, since, &q);
         else
             rc = s_events_log(self, txn, pf, npf, since, &q);
+        if (rc == 0)
+            rc = q.err;
         if (rc)
             goto done;
     }
@@ -552,6 +597,7 @@ gs_store_events_path(gs_store_t *self, const char *const *prefixes,
     }
 done:
     gs_rtxn_end(self, &txn);
+    gs_wbuf_deinit(&q.scratch);
     free(pf);
     return rc;
 }

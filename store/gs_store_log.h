@@ -50,6 +50,7 @@ typedef struct gs_log {
                                     /* flush; every write path calls gs_persons_change   */
     gs_log_ev_t *evs;               /* events in seq order */
     size_t n_evs, cap_evs;          /* used and allocated */
+    gs_wbuf_t body;                 /* one event's log body (gs_lz_encode) */
 } gs_log_t;
 
 /* One change event to append. Strings are borrowed for the call. */
@@ -80,7 +81,9 @@ int gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms);
 /* Append ev with the next seq (into *seq): log, cell_log, the chain's
  * prev_seq and heads, the cell's last seq and update time, and a copy at
  * the end of out. The packed bytes are byte-identical to packing the whole
- * ChangeEvent. Returns 0 or the sticky error. */
+ * ChangeEvent; the log keeps them LZ4-compressed when that is shorter
+ * (gs_store_lz.h), the copy in out is always the packed event. Returns 0
+ * or the sticky error. */
 int gs_log_emit(gs_log_t *self, const gs_log_event_t *ev, uint64_t *seq);
 
 /* Add (sign +1) or remove (-1) one record's contribution to its cell's
@@ -91,6 +94,22 @@ int gs_log_cell_count(gs_log_t *self, const char *grid, char kb, int status, uin
 /* Write the cached cells, chain heads, digests (gs_digest_flush), person
  * index sets (gs_persons_flush) and head_seq. Returns 0 or the sticky error. */
 int gs_log_flush(gs_log_t *self);
+
+/* One log value, read. Every reader of `log` goes through gs_log_val_get,
+ * so the layout (header, then a body of gs_store_lz.h) is read in one place. */
+typedef struct gs_log_val {
+    const char *grid;               /* the event's cell: GS_GRID_LEN bytes, no NUL */
+    uint64_t back;                  /* the record's previous event seq (0: none) */
+    const uint8_t *ev;              /* the packed ChangeEvent: in the map (raw body) */
+    size_t len;                     /* or in the caller's scratch (LZ4 body) */
+} gs_log_val_t;
+
+/* Read the log value v: its header and its event, decoded by gs_lz_decode
+ * into scratch when compressed (the event lives until the end of the
+ * transaction or the next use of scratch, whichever is first). Returns 0,
+ * GS_ECORRUPT (a value shorter than its header, a damaged body; detail
+ * set) or GS_ENOMEM. Any thread, scratch its own. */
+int gs_log_val_get(const MDB_val *v, gs_wbuf_t *scratch, gs_log_val_t *out);
 
 /* head_seq in a read transaction: 0 when empty. Returns 0 or a GS_E* code. */
 int gs_log_head(gs_store_t *st, MDB_txn *txn, uint64_t *head);

@@ -25,8 +25,8 @@
 /* A records value holds no copy of the record: the packed Record is the
  * record field of the event that made its version (see store.md). */
 int
-gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, const uint8_t **data,
-            size_t *len)
+gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
+            const uint8_t **data, size_t *len)
 {
     uint8_t kb[GS_LK_LEN];
     gs_key_log(kb, h->seq);
@@ -34,10 +34,11 @@ gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, const uint8_t *
     int rc = mdb_get(txn, st->db[GS_DB_LOG], &k, &v);
     if (rc)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    gs_log_val_t lv;
+    if ((rc = gs_log_val_get(&v, scratch, &lv)))
+        return rc == GS_ENOMEM ? ENOMEM : MDB_CORRUPTED;
     gs_event_fields_t f;
-    if (v.mv_size < GS_LOG_HDR ||
-        gs_event_scan((const uint8_t *) v.mv_data + GS_LOG_HDR, v.mv_size - GS_LOG_HDR, &f) ||
-        !f.record)
+    if (gs_event_scan(lv.ev, lv.len, &f) || !f.record)
         return MDB_CORRUPTED;
     *data = f.record;
     *len = f.record_len;
@@ -47,7 +48,8 @@ gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, const uint8_t *
 /* A records entry as a view. Buffers hold the NUL-terminated copies. */
 static int
 s_view(gs_store_t *self, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
-       gs_record_view_t *view, char grid[GS_GRID_LEN + 1], char id[GS_ID_MAX + 1])
+       gs_wbuf_t *scratch, gs_record_view_t *view, char grid[GS_GRID_LEN + 1],
+       char id[GS_ID_MAX + 1])
 {
     gs_rec_hdr_t h;
     char kb;
@@ -55,8 +57,9 @@ s_view(gs_store_t *self, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
         return GS_ECORRUPT;
     const uint8_t *data;
     size_t len;
-    if (gs_rec_data(self, txn, &h, &data, &len))
-        return GS_ECORRUPT;
+    int rc = gs_rec_data(self, txn, &h, scratch, &data, &len);
+    if (rc)
+        return rc == ENOMEM ? GS_ENOMEM : GS_ECORRUPT;
     view->grid = grid;
     view->kind = gs_kind_of_byte(kb);
     view->record_key = id;
@@ -142,6 +145,8 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
         free(pf);
         return rc;
     }
+    gs_wbuf_t scratch;              /* a compressed log entry's record, decoded */
+    gs_wbuf_init(&scratch);
     if (!resume && (rc = gs_log_head(self, txn, &snap)))
         goto done;
     if (snapshot_seq)
@@ -185,7 +190,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
             }
             gs_record_view_t view;
             char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-            if ((rc = s_view(self, txn, &k, &v, &view, grid, id)))
+            if ((rc = s_view(self, txn, &k, &v, &scratch, &view, grid, id)))
                 break;
             if ((user = fn(arg, &view)))
                 break;
@@ -220,6 +225,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
     }
 done:
     gs_rtxn_end(self, &txn);
+    gs_wbuf_deinit(&scratch);
     free(pf);
     return rc;
 }
@@ -251,8 +257,11 @@ gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn
         }
         gs_record_view_t view;
         char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-        if (!(rc = s_view(self, txn, &k, &v, &view, grid, id)))
+        gs_wbuf_t scratch;
+        gs_wbuf_init(&scratch);
+        if (!(rc = s_view(self, txn, &k, &v, &scratch, &view, grid, id)))
             rc = fn(arg, &view);
+        gs_wbuf_deinit(&scratch);
     }
     gs_rtxn_end(self, &txn);
     return rc;
@@ -303,6 +312,7 @@ gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn 
                 rc = GS_ECORRUPT;
                 break;
             }
+            /* the header alone: the body is decoded only to be delivered */
             uint64_t back = gs_be64_get((const uint8_t *) lv.mv_data + GS_GRID_LEN);
             if (back >= s) {
                 rc = GS_ECORRUPT;
@@ -311,20 +321,25 @@ gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn 
             s = back;
         }
     }
+    gs_wbuf_t scratch;              /* a compressed event, decoded */
+    gs_wbuf_init(&scratch);
     for (size_t i = n; rc == 0 && i-- > 0;) {
         uint8_t kb[GS_LK_LEN];
         gs_key_log(kb, seqs[i]);
         MDB_val lk = { GS_LK_LEN, kb }, lv;
+        gs_log_val_t ev;
         if (mdb_get(txn, self->db[GS_DB_LOG], &lk, &lv)) {
             rc = GS_ECORRUPT;
             break;
         }
+        if ((rc = gs_log_val_get(&lv, &scratch, &ev)))
+            break;
         char grid[GS_GRID_LEN + 1];
-        memcpy(grid, lv.mv_data, GS_GRID_LEN);
+        memcpy(grid, ev.grid, GS_GRID_LEN);
         grid[GS_GRID_LEN] = 0;
-        rc = fn(arg, seqs[i], grid, (const uint8_t *) lv.mv_data + GS_LOG_HDR,
-                lv.mv_size - GS_LOG_HDR);
+        rc = fn(arg, seqs[i], grid, ev.ev, ev.len);
     }
+    gs_wbuf_deinit(&scratch);
     free(seqs);
     gs_rtxn_end(self, &txn);
     return rc;
@@ -334,6 +349,7 @@ typedef struct s_rec_list {
     gs_store_t *st;             /* the store */
     gs_record_fn *fn;           /* the caller's callback */
     void *arg;                  /* its argument */
+    gs_wbuf_t scratch;          /* a compressed log entry's record, decoded */
 } s_rec_list_t;
 
 static int
@@ -342,9 +358,9 @@ s_record_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *
     s_rec_list_t *l = arg;
     gs_record_view_t view;
     char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-    int rc = s_view(l->st, txn, k, v, &view, grid, id);
+    int rc = s_view(l->st, txn, k, v, &l->scratch, &view, grid, id);
     if (rc)
-        return rc == GS_ECORRUPT ? MDB_CORRUPTED : rc;
+        return rc == GS_ECORRUPT ? MDB_CORRUPTED : rc == GS_ENOMEM ? ENOMEM : rc;
     *user = l->fn(l->arg, &view);
     return 0;
 }
@@ -354,8 +370,11 @@ gs_store_records(gs_store_t *self, const char *prefix, gs_record_fn *fn, void *a
 {
     if (!fn)
         return GS_EINVAL;
-    s_rec_list_t l = { self, fn, arg };
-    return gs_scan(self, GS_DB_RECORDS, prefix, s_record_each, &l, "list records");
+    s_rec_list_t l = { self, fn, arg, { 0 } };
+    gs_wbuf_init(&l.scratch);
+    int rc = gs_scan(self, GS_DB_RECORDS, prefix, s_record_each, &l, "list records");
+    gs_wbuf_deinit(&l.scratch);
+    return rc;
 }
 
 typedef struct s_cell_list {

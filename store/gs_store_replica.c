@@ -183,7 +183,7 @@ s_cur_natkey(gs_repl_t *r, const gs_rec_cur_t *cur, uint8_t *nk, size_t *nkl)
     const uint8_t *data;
     size_t len;
     *nkl = 0;
-    int rc = gs_rec_data(r->st, r->t->txn, &cur->hdr, &data, &len);
+    int rc = gs_rec_data(r->st, r->t->txn, &cur->hdr, &r->st->stored, &data, &len);
     if (rc)
         return gs_txn_fail(r->t, rc, "stored record");
     Gridsync__V1__Record *old =
@@ -227,8 +227,10 @@ s_move_back(gs_repl_t *r, const char *prev, char kb, const char *id, uint64_t *b
     if ((rc = gs_txn_get(r->t, GS_DB_LOG, &key, &val)))
         return rc == GS_ENOTFOUND ? gs_txn_fail(r->t, MDB_CORRUPTED, "cell log entry") : rc;
     gs_event_fields_t f;
-    if (val.mv_size < GS_LOG_HDR ||
-        gs_event_scan((const uint8_t *) val.mv_data + GS_LOG_HDR, val.mv_size - GS_LOG_HDR, &f))
+    gs_log_val_t lv;
+    if ((rc = gs_log_val_get(&val, &r->st->stored, &lv)))
+        return gs_txn_fail(r->t, rc, "log entry");
+    if (gs_event_scan(lv.ev, lv.len, &f))
         return gs_txn_fail(r->t, MDB_CORRUPTED, "log entry");
     if (f.op == S_OP_MOVE_OUT && gs_kind_byte(f.kind) == kb &&
         f.record_key_len == strlen(id) && memcmp(f.record_key, id, f.record_key_len) == 0)
@@ -281,7 +283,7 @@ gs_repl_remove_held(gs_repl_t *r, const gs_rec_cur_t *cur, const char *id)
     const uint8_t *data;
     size_t len;
     int rc;
-    if ((rc = gs_rec_data(st, t->txn, &cur->hdr, &data, &len)))
+    if ((rc = gs_rec_data(st, t->txn, &cur->hdr, &st->stored, &data, &len)))
         return gs_txn_fail(t, rc, "stored record");
     gs_prepared_t pp;
     if ((rc = gs_prepare_packed(st, gs_arena_allocator(st->arena), data, len, NULL, &pp)))

@@ -11,6 +11,7 @@
 #include "gs_store_digest.h"
 #include "gs_store_int.h"
 #include "gs_store_idem.h"
+#include "gs_store_log.h"
 #include "gs_store_persons.h"
 
 #include <stdarg.h>
@@ -27,6 +28,7 @@ typedef struct s_ver {
     void *arg;
     uint64_t problems;              /* problems found */
     gs_wbuf_t buf;                  /* scratch for the content hash */
+    gs_wbuf_t ev;                   /* a compressed log entry's event, decoded */
     gs_smap_t cells;                /* grid -> counts from records, last seq from log */
     gs_smap_t chain;                /* level prefix -> last seq from log */
     uint64_t events;                /* log entries */
@@ -92,13 +94,19 @@ s_check_log(s_ver_t *v)
         last = seq;
         v->events++;
         gs_event_fields_t f;
-        if (val.mv_size < GS_LOG_HDR ||
-            gs_event_scan((const uint8_t *) val.mv_data + GS_LOG_HDR,
-                          val.mv_size - GS_LOG_HDR, &f)) {
+        gs_log_val_t lv;
+        int drc = gs_log_val_get(&val, &v->ev, &lv);
+        if (drc == GS_ENOMEM)
+            return ENOMEM;
+        if (drc) {
+            s_problem(v, "log %llu: %s", (unsigned long long) seq, gs_store_errdetail());
+            continue;
+        }
+        if (gs_event_scan(lv.ev, lv.len, &f)) {
             s_problem(v, "log %llu: value does not decode", (unsigned long long) seq);
             continue;
         }
-        const char *grid = val.mv_data;
+        const char *grid = lv.grid;
         if (f.seq != seq)
             s_problem(v, "log %llu: event says seq %llu", (unsigned long long) seq,
                       (unsigned long long) f.seq);
@@ -107,7 +115,7 @@ s_check_log(s_ver_t *v)
                       (unsigned long long) seq, grid);
             continue;
         }
-        uint64_t back = gs_be64_get((const uint8_t *) val.mv_data + GS_GRID_LEN);
+        uint64_t back = lv.back;
         if (back >= seq)
             s_problem(v, "log %llu: record back pointer %llu is not earlier",
                       (unsigned long long) seq, (unsigned long long) back);
@@ -187,7 +195,7 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
     }
     const uint8_t *data;
     size_t len;
-    if (gs_rec_data(st, v->txn, &h, &data, &len)) {
+    if (gs_rec_data(st, v->txn, &h, &v->ev, &data, &len)) {
         s_problem(v, "record %s/%c/%s: its event %llu is missing or has no record",
                   grid, kb, id, (unsigned long long) h.seq);
         return;
@@ -291,8 +299,9 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
     gs_key_log(sk, h.seq);
     MDB_val skv = { GS_LK_LEN, sk }, sv;
     gs_event_fields_t f;
-    if (mdb_get(v->txn, st->db[GS_DB_LOG], &skv, &sv) != 0 || sv.mv_size < GS_LOG_HDR ||
-        gs_event_scan((const uint8_t *) sv.mv_data + GS_LOG_HDR, sv.mv_size - GS_LOG_HDR, &f) ||
+    gs_log_val_t lv;
+    if (mdb_get(v->txn, st->db[GS_DB_LOG], &skv, &sv) != 0 || gs_log_val_get(&sv, &v->ev, &lv) ||
+        gs_event_scan(lv.ev, lv.len, &f) ||
         f.version != h.version || f.record_key_len != il ||
         memcmp(f.record_key, id, il) != 0 || memcmp(sv.mv_data, grid, GS_GRID_LEN) != 0)
         s_problem(v, "record %s/%c/%s: version %llu has no matching event at seq %llu",
@@ -603,6 +612,7 @@ gs_store_verify(gs_store_t *self, gs_report_fn *report, void *arg, uint64_t *pro
     v.report = report;
     v.arg = arg;
     gs_wbuf_init(&v.buf);
+    gs_wbuf_init(&v.ev);
     gs_smap_init(&v.cells);
     gs_smap_init(&v.chain);
     if (problems)
@@ -619,6 +629,7 @@ gs_store_verify(gs_store_t *self, gs_report_fn *report, void *arg, uint64_t *pro
         rc = s_check_digests(&v);
     gs_rtxn_end(self, &v.txn);
     gs_wbuf_deinit(&v.buf);
+    gs_wbuf_deinit(&v.ev);
     gs_smap_deinit(&v.cells);
     gs_smap_deinit(&v.chain);
     free(v.ptags);
