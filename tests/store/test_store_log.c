@@ -5,7 +5,10 @@
  * (prev_seq), a move's two events linked by the record's back pointer, the
  * cell metadata and chain heads written once by the flush, and the feed
  * reading them back by either path. White-box: it drives gs_log_* inside
- * write transactions of its own.
+ * write transactions of its own. And the log's bodies at rest
+ * (gs_store_lz.h): a store of format 5, whose bodies are all raw, reads the
+ * same events as the LZ4 bodies this build writes, and a broker's open
+ * upgrades it to format 6 without rewriting them.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -18,6 +21,7 @@
 #include "gs_store_debug.h"
 #include "gs_store_int.h"
 #include "gs_store_log.h"
+#include "gs_store_lz.h"
 #include "st_lib.h"
 
 static const char *G1 = "110105001001001";
@@ -263,6 +267,229 @@ test_chain_derived(void **state)
     free(dir);
 }
 
+/* ---- Bodies at rest: format 5 (raw) and 6 (LZ4 when shorter) ------------------- */
+
+/* Every event of the store as delivered: seq and bytes. */
+typedef struct s_evs {
+    uint64_t seq[16];
+    uint8_t *data[16];
+    size_t len[16];
+    size_t n;
+} s_evs_t;
+
+static int
+s_keep(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) grid;
+    s_evs_t *e = arg;
+    assert_true(e->n < 16);
+    e->seq[e->n] = seq;
+    e->data[e->n] = malloc(len);
+    assert_non_null(e->data[e->n]);
+    memcpy(e->data[e->n], data, len);
+    e->len[e->n++] = len;
+    return 0;
+}
+
+static void
+s_evs_free(s_evs_t *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->data[i]);
+    e->n = 0;
+}
+
+/* The store's events equal want, byte for byte. */
+static void
+s_evs_same(gs_store_t *st, const s_evs_t *want)
+{
+    s_evs_t got = { .n = 0 };
+    const char *pf[] = { "" };
+    uint64_t next, head;
+    assert_int_equal(gs_store_events(st, pf, 1, 0, 0, s_keep, &got, &next, &head), 0);
+    assert_int_equal(got.n, want->n);
+    for (size_t i = 0; i < got.n; i++) {
+        assert_true(got.seq[i] == want->seq[i] && got.len[i] == want->len[i]);
+        assert_memory_equal(got.data[i], want->data[i], got.len[i]);
+    }
+    s_evs_free(&got);
+}
+
+/* Count the log's bodies by form (n[0] raw, n[1] LZ4). With to_raw, first
+ * rewrite every LZ4 body as the raw event and mark format 5: what a store
+ * of format 5 holds. */
+static void
+s_log_bodies(const char *dir, int to_raw, size_t n[2])
+{
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 24), 0);
+    assert_int_equal(mdb_env_open(env, dir, MDB_NOTLS, 0600), 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_dbi log, meta;
+    assert_int_equal(mdb_dbi_open(txn, "log", 0, &log), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    gs_wbuf_t scratch, val;
+    gs_wbuf_init(&scratch);
+    gs_wbuf_init(&val);
+    for (uint64_t seq = 1;; seq++) {
+        uint8_t kb[GS_LK_LEN];
+        gs_key_log(kb, seq);
+        MDB_val k = { GS_LK_LEN, kb }, v;
+        int rc = mdb_get(txn, log, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            break;
+        assert_int_equal(rc, 0);
+        const uint8_t *body = (const uint8_t *) v.mv_data + GS_LOG_HDR;
+        int lz = body[0] == GS_LZ_TAG;
+        if (to_raw && lz) {
+            const uint8_t *ev;
+            size_t len;
+            assert_int_equal(gs_lz_decode(body, v.mv_size - GS_LOG_HDR, &scratch, &ev, &len),
+                             0);
+            gs_wbuf_reset(&val);
+            gs_wbuf_put(&val, v.mv_data, GS_LOG_HDR);
+            gs_wbuf_put(&val, ev, len);
+            assert_false(val.failed);
+            MDB_val nv = { val.len, val.data };
+            assert_int_equal(mdb_put(txn, log, &k, &nv, 0), 0);
+            lz = 0;
+        }
+        n[lz]++;
+    }
+    if (to_raw) {
+        uint8_t fmt[4] = { 5, 0, 0, 0 };
+        MDB_val fk = { 6, "format" }, fv = { 4, fmt };
+        assert_int_equal(mdb_put(txn, meta, &fk, &fv, 0), 0);
+    }
+    gs_wbuf_deinit(&scratch);
+    gs_wbuf_deinit(&val);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static int
+s_hist_count(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) seq;
+    (void) grid;
+    gs_event_fields_t f;
+    assert_int_equal(gs_event_scan(data, len, &f), 0);
+    assert_non_null(f.record);
+    ++*(size_t *) arg;
+    return 0;
+}
+
+/* Reads that go through the log: the feed, a record, its history, verify. */
+static void
+s_reads_ok(gs_store_t *st, const s_evs_t *want)
+{
+    s_evs_same(st, want);
+    uint64_t version = 0;
+    Gridsync__V1__Record *r = st_get(st, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD,
+                                     "hh-z1", &version, NULL);
+    assert_non_null(r);
+    assert_true(version == 2);
+    gridsync__v1__record__free_unpacked(r, NULL);
+    size_t hist = 0;
+    assert_int_equal(gs_store_history(st, GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_HOUSEHOLD,
+                                      "hh-z1", s_hist_count, &hist), 0);
+    assert_true(hist == 2);
+    st_verify_ok(st);
+}
+
+static void
+test_upgrade_from_format5(void **state)
+{
+    (void) state;
+    char *dir = st_tmpdir();
+    gs_store_t *st = st_open(dir, NULL);
+    gs_arena_t *a = gs_arena_new(0);
+    /* address text that repeats, as real records' texts do: it compresses */
+    st_rec_t r1 = { .id = "hh-z1", .grid = G1, .addr_code = "A1", .pids = { 1, 2, 3 },
+                    .note = "Chaoyang District, Jianguo Road 88, Building 3, Unit 2, "
+                            "Room 1201; Chaoyang District, Jianguo Road 88, Building 3" };
+    assert_int_equal(st_put(st, a, &r1, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    st_rec_t r2 = r1;
+    r2.id = "hh-z2";
+    r2.grid = G3;
+    r2.addr_code = "A2";
+    r2.pids[0] = 4;
+    assert_int_equal(st_put(st, a, &r2, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    r1.base = 1;
+    r1.pids[3] = 5;
+    assert_int_equal(st_put(st, a, &r1, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    s_evs_t want = { .n = 0 };
+    const char *pf[] = { "" };
+    uint64_t next, head;
+    assert_int_equal(gs_store_events(st, pf, 1, 0, 0, s_keep, &want, &next, &head), 0);
+    assert_int_equal(want.n, 3);
+    s_reads_ok(st, &want);
+    gs_store_destroy(&st);
+
+    /* this build wrote LZ4 bodies; make them what format 5 wrote */
+    size_t n[2] = { 0, 0 };
+    s_log_bodies(dir, 0, n);
+    assert_true(n[1] == 3);
+    n[0] = n[1] = 0;
+    s_log_bodies(dir, 1, n);
+    assert_true(n[0] == 3 && n[1] == 0);
+
+    /* read-only: the same events, records and history */
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    int err = 0;
+    gs_store_t *ro = gs_store_new(dir, &o, &err);
+    assert_non_null(ro);
+    s_reads_ok(ro, &want);
+    gs_store_destroy(&ro);
+
+    /* a writable open that is not a broker's reads, and writes no records */
+    st = st_open(dir, NULL);
+    assert_int_equal(gs_store_upgraded_from(st), 0);
+    s_reads_ok(st, &want);
+    gs_arena_reset(a);
+    st_rec_t r3 = r2;
+    r3.id = "hh-z3";
+    r3.addr_code = "A3";
+    r3.pids[0] = 6;
+    Gridsync__V1__Record *rec = st_build(a, &r3);
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(st, a, "dev-1", "up-z3", &rec, 1, ST_NOW_MS, &out), GS_EVERSION);
+    assert_non_null(strstr(gs_store_errdetail(), "format 5; start gridsyncd on it once"));
+    gs_store_destroy(&st);
+
+    /* the broker's open marks format 6 and rewrites nothing */
+    gs_store_opts_t x;
+    gs_store_opts_init(&x);
+    x.exclusive = 1;
+    st = st_open(dir, &x);
+    assert_int_equal(gs_store_upgraded_from(st), 5);
+    assert_true(gs_store_ids_compacted(st) == 0 && gs_store_persons_built(st) == 0);
+    s_reads_ok(st, &want);
+    gs_arena_reset(a);
+    assert_int_equal(st_put(st, a, &r3, ST_NOW_MS).status,
+                     GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+    st_verify_ok(st);
+    gs_store_destroy(&st);
+    n[0] = n[1] = 0;
+    s_log_bodies(dir, 0, n);
+    assert_true(n[0] == 3 && n[1] == 1);     /* old raw, new LZ4, side by side */
+    st = st_open(dir, &x);
+    assert_int_equal(gs_store_upgraded_from(st), 0);
+    gs_store_destroy(&st);
+
+    s_evs_free(&want);
+    gs_arena_destroy(&a);
+    st_rmdir(dir);
+    free(dir);
+}
+
 int
 main(void)
 {
@@ -270,6 +497,7 @@ main(void)
         cmocka_unit_test(test_emit_chain_cells),
         cmocka_unit_test(test_chain_derived),
         cmocka_unit_test(test_move),
+        cmocka_unit_test(test_upgrade_from_format5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
