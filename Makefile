@@ -43,13 +43,14 @@ CTEST_ARGS ?=
 # Debian packages the build, tests and demo need (python3-zmq,
 # python3-protobuf and protobuf-compiler: the Python client and its tests;
 # nats-server and libnats-dev: federation over NATS JetStream; libssl-dev:
-# libcrypto's SHA-256 for the person index's HMAC).
+# libcrypto's SHA-256 for the person index's HMAC; liblz4-dev: the change
+# log's events compressed at rest).
 DEBS := build-essential cmake pkg-config \
         libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler \
         protobuf-compiler liblmdb-dev libsodium-dev libcmocka-dev \
         lmdb-utils clang libclang-rt-14-dev \
         python3 python3-zmq python3-protobuf \
-        nats-server libnats-dev openssl libssl-dev
+        nats-server libnats-dev openssl libssl-dev liblz4-dev
 
 # What only the benchmarks need (the PostgreSQL peer, the chart, fincore for
 # the share of the city store in the page cache), kept

@@ -82,13 +82,14 @@ void gs_store_opts_init(gs_store_opts_t *o);
  * per-deployment HMAC key for the person index; a store that has data but
  * lost its secret.key is refused (GS_ECORRUPT) rather than re-keyed. A
  * store of another format version gives GS_EVERSION, except a store of
- * format 2 (before digests), 3 (the person index of one entry per ref) or
- * 4 (canonical ids entries that repeat the id), which an exclusive open
- * upgrades: in one transaction it builds the digests from the records
+ * format 2 (before digests), 3 (the person index of one entry per ref), 4
+ * (canonical ids entries that repeat the id) or 5 (no compressed change
+ * log entry), which an exclusive open upgrades: in one transaction it builds the digests from the records
  * (format 2; gs_store_digests_built says how many records), rebuilds the
  * person index from the records' refs (formats 2 and 3;
  * gs_store_persons_built says how many tags), rewrites the canonical ids
- * entries (gs_store_ids_compacted says how many) and marks format 5. Other
+ * entries (gs_store_ids_compacted says how many) and marks format 6; a
+ * format 5 store (every change log entry raw) needs only the mark. Other
  * opens of them read everything but the digests of format 2 (person
  * lookups read every cell's records until the upgrade), and a write of
  * records through them fails with GS_EVERSION. Cleans stale reader
@@ -455,12 +456,12 @@ uint64_t gs_store_digests_built(const gs_store_t *self);
 uint64_t gs_store_persons_built(const gs_store_t *self);
 
 /* Canonical ids entries this (exclusive) open's upgrade of a store of
- * format 2, 3 or 4 rewrote as the grid alone (format 5; 0: none was
- * needed). The broker logs it. */
+ * format 2, 3 or 4 rewrote as the grid alone (as formats 5 and 6 keep
+ * them; 0: none was needed). The broker logs it. */
 uint64_t gs_store_ids_compacted(const gs_store_t *self);
 
-/* The format this (exclusive) open upgraded to the current one (2, 3 or
- * 4), 0 when the store needed no upgrade. The broker logs it. */
+/* The format this (exclusive) open upgraded to the current one (2, 3, 4
+ * or 5), 0 when the store needed no upgrade. The broker logs it. */
 unsigned gs_store_upgraded_from(const gs_store_t *self);
 
 /* ---- Person index (any thread) ------------------------------------------- */
