@@ -218,9 +218,11 @@ gs_event_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out)
     return s_strip_top(S_EVENT, data, len, out);
 }
 
-int
-gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
-                                size_t len)
+/* data (a message of type t) appended to out as the length-delimited field
+ * number field, without Person.restricted: gs_event_strip_restricted_field
+ * and gs_recbytes_strip_restricted_field. */
+static int
+s_strip_field(s_msg_t t, gs_wbuf_t *out, uint32_t field, const uint8_t *data, size_t len)
 {
     uint64_t tag = ((uint64_t) field << 3) | 2;
     size_t slot = gs_wire_varint_len(len);
@@ -233,7 +235,7 @@ gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *d
     for (size_t i = 0; i < len; i += 64)
         __builtin_prefetch(data + i);
     size_t dropped = 0;
-    uint8_t *e = s_strip(S_EVENT, data, data + len, o + slot, &dropped);
+    uint8_t *e = s_strip(t, data, data + len, o + slot, &dropped);
     if (!e)
         return -1;
     size_t n = (size_t) (e - (o + slot));
@@ -248,6 +250,20 @@ gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *d
         memmove(o + width, o + slot, n);
     out->len = (size_t) (s_varint_put(o, n) + n - out->data);
     return dropped ? 1 : 0;
+}
+
+int
+gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                size_t len)
+{
+    return s_strip_field(S_EVENT, out, field, data, len);
+}
+
+int
+gs_recbytes_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                   size_t len)
+{
+    return s_strip_field(S_RECORD, out, field, data, len);
 }
 
 int

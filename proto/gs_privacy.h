@@ -43,6 +43,11 @@ int gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_
 /* Same as gs_event_strip_restricted for a packed Record. */
 int gs_recbytes_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
 
+/* Same as gs_event_strip_restricted_field for a packed Record (a
+ * SnapshotEntry's record). */
+int gs_recbytes_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                       size_t len);
+
 /* Mask an ID number: keep the first 6 and last 4 characters, '*' between
  * ("110101********1234"). Shorter inputs keep at most their first and last
  * quarter. out_size >= strlen(id)+1. */

@@ -22,6 +22,21 @@
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
+/* The packed Record in v, the log value of the event that made the
+ * version (gs_rec_data, gs_rec_data_cursor). */
+static int
+s_rec_data_of(const MDB_val *v, const uint8_t **data, size_t *len)
+{
+    gs_event_fields_t f;
+    if (v->mv_size < GS_LOG_HDR ||
+        gs_event_scan((const uint8_t *) v->mv_data + GS_LOG_HDR, v->mv_size - GS_LOG_HDR, &f) ||
+        !f.record)
+        return MDB_CORRUPTED;
+    *data = f.record;
+    *len = f.record_len;
+    return 0;
+}
+
 /* A records value holds no copy of the record: the packed Record is the
  * record field of the event that made its version (see store.md). */
 int
@@ -34,19 +49,27 @@ gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, const uint8_t *
     int rc = mdb_get(txn, st->db[GS_DB_LOG], &k, &v);
     if (rc)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
-    gs_event_fields_t f;
-    if (v.mv_size < GS_LOG_HDR ||
-        gs_event_scan((const uint8_t *) v.mv_data + GS_LOG_HDR, v.mv_size - GS_LOG_HDR, &f) ||
-        !f.record)
-        return MDB_CORRUPTED;
-    *data = f.record;
-    *len = f.record_len;
-    return 0;
+    return s_rec_data_of(&v, data, len);
 }
 
-/* A records entry as a view. Buffers hold the NUL-terminated copies. */
+int
+gs_rec_data_cursor(MDB_cursor *lc, const gs_rec_hdr_t *h, const uint8_t **data, size_t *len)
+{
+    uint8_t kb[GS_LK_LEN];
+    gs_key_log(kb, h->seq);
+    MDB_val k = { GS_LK_LEN, kb }, v;
+    /* MDB_SET looks on the cursor's current leaf page first, and descends
+     * from the root only when the seq lies outside it */
+    int rc = mdb_cursor_get(lc, &k, &v, MDB_SET);
+    if (rc)
+        return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    return s_rec_data_of(&v, data, len);
+}
+
+/* A records entry as a view, its record read through lc (a log cursor of
+ * txn) when given. Buffers hold the NUL-terminated copies. */
 static int
-s_view(gs_store_t *self, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
+s_view(gs_store_t *self, MDB_txn *txn, MDB_cursor *lc, const MDB_val *k, const MDB_val *v,
        gs_record_view_t *view, char grid[GS_GRID_LEN + 1], char id[GS_ID_MAX + 1])
 {
     gs_rec_hdr_t h;
@@ -55,7 +78,7 @@ s_view(gs_store_t *self, MDB_txn *txn, const MDB_val *k, const MDB_val *v,
         return GS_ECORRUPT;
     const uint8_t *data;
     size_t len;
-    if (gs_rec_data(self, txn, &h, &data, &len))
+    if (lc ? gs_rec_data_cursor(lc, &h, &data, &len) : gs_rec_data(self, txn, &h, &data, &len))
         return GS_ECORRUPT;
     view->grid = grid;
     view->kind = gs_kind_of_byte(kb);
@@ -146,9 +169,14 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
         goto done;
     if (snapshot_seq)
         *snapshot_seq = snap;
-    MDB_cursor *c;
+    MDB_cursor *c, *lc;
     if ((rc = mdb_cursor_open(txn, self->db[GS_DB_RECORDS], &c))) {
         rc = gs_store_err(rc, "open records cursor");
+        goto done;
+    }
+    if ((rc = mdb_cursor_open(txn, self->db[GS_DB_LOG], &lc))) {
+        mdb_cursor_close(c);
+        rc = gs_store_err(rc, "open log cursor");
         goto done;
     }
     uint32_t sent = 0;
@@ -185,7 +213,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
             }
             gs_record_view_t view;
             char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-            if ((rc = s_view(self, txn, &k, &v, &view, grid, id)))
+            if ((rc = s_view(self, txn, lc, &k, &v, &view, grid, id)))
                 break;
             if ((user = fn(arg, &view)))
                 break;
@@ -199,6 +227,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
         if (more || user)
             break;
     }
+    mdb_cursor_close(lc);
     mdb_cursor_close(c);
     if (rc) {
         rc = gs_store_err(rc, "snapshot");
@@ -251,7 +280,7 @@ gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn
         }
         gs_record_view_t view;
         char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-        if (!(rc = s_view(self, txn, &k, &v, &view, grid, id)))
+        if (!(rc = s_view(self, txn, NULL, &k, &v, &view, grid, id)))
             rc = fn(arg, &view);
     }
     gs_rtxn_end(self, &txn);
@@ -342,7 +371,7 @@ s_record_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *
     s_rec_list_t *l = arg;
     gs_record_view_t view;
     char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-    int rc = s_view(l->st, txn, k, v, &view, grid, id);
+    int rc = s_view(l->st, txn, NULL, k, v, &view, grid, id);
     if (rc)
         return rc == GS_ECORRUPT ? MDB_CORRUPTED : rc;
     *user = l->fn(l->arg, &view);
