@@ -249,6 +249,29 @@ test_strip_bad_bytes(void **state)
     assert_int_equal(gs_event_strip_restricted(ev.data, 0, &out), 0);
     assert_int_equal(out.len, 0);
 
+    /* the field form walks only bytes that can hold a tag of
+     * Person.restricted (0x8A then 0x01 or 0x81): the overrun has none and
+     * is appended as it is; with one it is walked, and refused */
+    gs_wbuf_reset(&out);
+    assert_int_equal(gs_recbytes_strip_restricted_field(&out, 6, overrun, sizeof overrun), 0);
+    assert_int_equal(out.len, 2 + sizeof overrun);
+    assert_memory_equal(out.data + 2, overrun, sizeof overrun);
+    const uint8_t tags[][2] = { { 0x8a, 0x01 }, { 0x8a, 0x81 } };
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t may[] = { 0x0a, 0x04, 0x2a, 0x10, tags[i][0], tags[i][1] };
+        /* the same as an event's record (field 10) */
+        uint8_t may_ev[] = { 0x52, 0x06, 0x0a, 0x04, 0x2a, 0x10, tags[i][0], tags[i][1] };
+        gs_wbuf_reset(&out);
+        assert_int_equal(gs_recbytes_strip_restricted_field(&out, 6, may, sizeof may), -1);
+        assert_int_equal(gs_event_strip_restricted_field(&out, 1, may_ev, sizeof may_ev), -1);
+        assert_int_equal(out.len, 0);
+    }
+    /* 0x8A at the very end, or before another byte, starts no tag */
+    uint8_t tail[] = { 0x0a, 0x04, 0x2a, 0x10, 0x8a, 0x02, 0x8a };
+    gs_wbuf_reset(&out);
+    assert_int_equal(gs_recbytes_strip_restricted_field(&out, 6, tail, sizeof tail), 0);
+    assert_int_equal(out.len, 2 + sizeof tail);
+
     gs_wbuf_deinit(&ev);
     gs_wbuf_deinit(&out);
     gs_arena_destroy(&a);
