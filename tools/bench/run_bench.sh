@@ -621,16 +621,23 @@ if [ -n "$CITY" ]; then
     done
     LIGHT_DISTRICT=440305
     put city.time.ingest_s "$(($(date +%s) - t))"
-    # phase: pull-sync
+    # phase: pull-sync, on a broker started for it: each grid's first
+    # download maps its pages into the broker (and reads from the device
+    # those not in the page cache); the same grids are then downloaded
+    # again (bench_pull --again), without either
     t=$(date +%s)
     broker_start "$dir/cstore"
-    log "city: pull-sync of $PULL_SAMPLES grids"
+    log "city: pull-sync of $PULL_SAMPLES grids, twice"
     out=$LOG/city.pull.out
     put city.pull.cached_pct "$(cached_pct "$dir/cstore/data.mdb")"
+    # what a page fault on the store reads ahead: the device's read-ahead
+    put city.pull.read_ahead_kb "$(lsblk -ndo RA "$(findmnt -no SOURCE -T "$dir")" 2> /dev/null |
+        tr -d ' ' | grep -x '[0-9][0-9]*' || echo unknown)"
     rss_start "$dir/pull.rss"
     rc=0
     timeout 1800 "$BENCH/bench_pull" --upload "$UPLOAD" --filled "$(get city.fill.next_index)" \
-        --samples "$PULL_SAMPLES" --broker-pid "$BROKER_PID" > "$out" 2> "$LOG/city.pull.log" ||
+        --samples "$PULL_SAMPLES" --broker-pid "$BROKER_PID" --again 1 \
+        > "$out" 2> "$LOG/city.pull.log" ||
         rc=$?
     rss_stop
     [ $rc = 0 ] || { cat "$LOG/city.pull.log" >&2; die "bench_pull (city) exited with $rc"; }
