@@ -63,6 +63,11 @@ gs_rec_data_cursor(MDB_cursor *lc, const gs_rec_hdr_t *h, const uint8_t **data, 
     int rc = mdb_cursor_get(lc, &k, &v, MDB_SET);
     if (rc)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    /* the event is read field by field, each a dependent load, and then the
+     * record in it byte by byte by the caller: ask for every cache line of
+     * it up front, so that their misses overlap */
+    for (size_t i = 0; i < v.mv_size; i += 64)
+        __builtin_prefetch((const uint8_t *) v.mv_data + i);
     return s_rec_data_of(&v, data, len);
 }
 
