@@ -14,7 +14,9 @@
 #                        the benchmark still works, asserts no timings
 #   make bench-city      7,000,000 households (x CITY_SCALE, default 1) in one
 #                        store: ingest against an empty store, pull-sync, stats;
-#                        writes docs/benchmarks-city.md (at scale 1 an 11 GB
+#                        writes docs/benchmarks-city.md and the figures
+#                        make bench's goals table quotes,
+#                        docs/benchmarks-city.results (at scale 1 an 11 GB
 #                        store and 4 to 13 minutes on 2 shared cores, most of
 #                        them the pre-fill; CITY_SCALE=0.01 takes about one)
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each

@@ -22,14 +22,12 @@ void
 gs_serve_scratch_init(gs_serve_scratch_t *x)
 {
     gs_wbuf_init(&x->body);
-    gs_wbuf_init(&x->tmp);
 }
 
 void
 gs_serve_scratch_deinit(gs_serve_scratch_t *x)
 {
     gs_wbuf_deinit(&x->body);
-    gs_wbuf_deinit(&x->tmp);
 }
 
 void
@@ -234,29 +232,63 @@ gs_serve_sync(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
 typedef struct s_snap_ctx {
     const Gridsync__V1__Device *reader; /* filter (gs_authz_record); NULL = none */
     gs_wbuf_t *out;             /* the Reply, its SnapshotResponse being built */
-    gs_wbuf_t *entry;           /* one SnapshotEntry */
-    gs_wbuf_t *tmp;             /* scratch for stripping */
     int omit_restricted;        /* drop Person.restricted */
 } s_snap_ctx_t;
 
-static void
-s_entry_pack(gs_wbuf_t *e, const gs_record_view_t *r, int omit, gs_wbuf_t *tmp)
+/* The fields of a SnapshotEntry for r, appended to out; the record without
+ * Person.restricted when omit, stripped straight into out as a sync reply's
+ * events are. Returns -1 (out->failed set, or out unchanged from where the
+ * record was to go) when the record is not well-formed along the paths to
+ * its persons. */
+static int
+s_entry_fields(gs_wbuf_t *out, const gs_record_view_t *r, int omit)
 {
-    const uint8_t *data = r->data;
-    size_t len = r->len;
-    if (omit) {
-        gs_wbuf_reset(tmp);
-        if (gs_recbytes_strip_restricted(data, len, tmp) == 1) {
-            data = tmp->data;
-            len = tmp->len;
-        }
+    gs_wbuf_bytes_field(out, GS_F_ENTRY_GRID_CODE, r->grid, strlen(r->grid), 0);
+    gs_wbuf_uint_field(out, GS_F_ENTRY_KIND, (uint64_t) r->kind);
+    gs_wbuf_bytes_field(out, GS_F_ENTRY_RECORD_KEY, r->record_key, strlen(r->record_key), 0);
+    gs_wbuf_uint_field(out, GS_F_ENTRY_VERSION, r->version);
+    gs_wbuf_uint_field(out, GS_F_ENTRY_SEQ, r->seq);
+    if (!omit)
+        gs_wbuf_bytes_field(out, GS_F_ENTRY_RECORD, r->data, r->len, 1);
+    else if (gs_recbytes_strip_restricted_field(out, GS_F_ENTRY_RECORD, r->data, r->len) < 0)
+        return -1;
+    return out->failed ? -1 : 0;
+}
+
+/* Append one SnapshotEntry to out as SnapshotResponse.entries, in one pass
+ * (no copy of the entry or of the record): the entry is written in place
+ * behind a length slot as wide as its longest form needs (the record as
+ * stored; stripping never makes it longer) and moved down by the
+ * difference when it came out shorter across a varint width (rare: a
+ * record that shrinks across 128 or 16,384 bytes). Returns -1 as
+ * s_entry_fields does. */
+static int
+s_entry_put(gs_wbuf_t *out, const gs_record_view_t *r, int omit)
+{
+    size_t grid_len = strlen(r->grid), key_len = strlen(r->record_key);
+    size_t most = 1 + gs_wire_varint_len(grid_len) + grid_len +
+                  1 + gs_wire_varint_len((uint64_t) r->kind) +
+                  1 + gs_wire_varint_len(key_len) + key_len +
+                  1 + gs_wire_varint_len(r->version) + 1 + gs_wire_varint_len(r->seq) +
+                  1 + gs_wire_varint_len(r->len) + r->len;
+    size_t slot = gs_wire_varint_len(most);
+    gs_wbuf_varint(out, ((uint64_t) GS_F_SNAPSHOT_ENTRIES << 3) | 2);
+    if (!gs_wbuf_reserve(out, slot))
+        return -1;
+    out->len += slot;
+    size_t base = out->len;
+    if (s_entry_fields(out, r, omit) < 0)
+        return -1;
+    size_t n = out->len - base;
+    size_t width = gs_wire_varint_len(n);
+    uint8_t *o = out->data + base - slot;
+    if (width < slot) {
+        memmove(o + width, out->data + base, n);
+        out->len -= slot - width;
     }
-    gs_wbuf_bytes_field(e, GS_F_ENTRY_GRID_CODE, r->grid, strlen(r->grid), 0);
-    gs_wbuf_uint_field(e, GS_F_ENTRY_KIND, (uint64_t) r->kind);
-    gs_wbuf_bytes_field(e, GS_F_ENTRY_RECORD_KEY, r->record_key, strlen(r->record_key), 0);
-    gs_wbuf_uint_field(e, GS_F_ENTRY_VERSION, r->version);
-    gs_wbuf_uint_field(e, GS_F_ENTRY_SEQ, r->seq);
-    gs_wbuf_bytes_field(e, GS_F_ENTRY_RECORD, data, len, 1);
+    for (size_t i = 0; i < width; i++, n >>= 7)
+        o[i] = (uint8_t) ((n & 0x7f) | (i + 1 < width ? 0x80 : 0));
+    return 0;
 }
 
 static int
@@ -265,9 +297,11 @@ s_snap_record(void *arg, const gs_record_view_t *r)
     s_snap_ctx_t *c = arg;
     if (!s_reader_may(c->reader, r->kind, r->data, r->len))
         return 0;
-    gs_wbuf_reset(c->entry);
-    s_entry_pack(c->entry, r, c->omit_restricted, c->tmp);
-    gs_wbuf_bytes_field(c->out, GS_F_SNAPSHOT_ENTRIES, c->entry->data, c->entry->len, 1);
+    if (s_entry_put(c->out, r, c->omit_restricted) < 0) {
+        /* never the record as stored instead: it may hold restricted data */
+        c->out->failed = 1;
+        return 1;
+    }
     return 0;
 }
 
@@ -281,10 +315,9 @@ s_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
     if (s_read_request_check(s, request_id, rq->prefixes, rq->n_prefixes, rq->limit,
                              s->snapshot_max_records, reply, &limit))
         return;
+    (void) x;
     size_t base = s_page_open(reply, request_id, GS_F_REPLY_SNAPSHOT);
-    gs_wbuf_t entry;
-    gs_wbuf_init(&entry);
-    s_snap_ctx_t c = { .reader = reader, .out = reply, .entry = &entry, .tmp = &x->tmp,
+    s_snap_ctx_t c = { .reader = reader, .out = reply,
                        .omit_restricted = !s->feed_restricted || rq->omit_restricted };
     uint8_t *next = NULL;
     size_t next_len = 0;
@@ -292,7 +325,6 @@ s_snapshot(const gs_serve_t *s, gs_serve_scratch_t *x, uint64_t request_id,
     int rc = gs_store_snapshot(s->store, (const char *const *) rq->prefixes, rq->n_prefixes,
                                rq->cursor.data, rq->cursor.len, limit, s_snap_record, &c,
                                &next, &next_len, &snap_seq);
-    gs_wbuf_deinit(&entry);
     if (rc < 0) {
         free(next);
         int r = rc == GS_EINVAL ? GRIDSYNC__V1__REASON__REASON_BAD_REQUEST
@@ -345,7 +377,6 @@ s_stats_cell(void *arg, const char *grid, const gs_cell_meta_t *m)
 
 typedef struct s_get_ctx {
     gs_wbuf_t *out;             /* SnapshotEntry being built */
-    gs_wbuf_t *tmp;             /* scratch */
     int found;                  /* a record was seen */
 } s_get_ctx_t;
 
@@ -353,7 +384,7 @@ static int
 s_get_record(void *arg, const gs_record_view_t *r)
 {
     s_get_ctx_t *c = arg;
-    s_entry_pack(c->out, r, 0, c->tmp);
+    s_entry_fields(c->out, r, 0);   /* not stripped: fails only as out->failed */
     c->found = 1;
     return 0;
 }
@@ -527,7 +558,7 @@ gs_serve_admin(const gs_serve_t *s, gs_serve_scratch_t *x, const Gridsync__V1__A
                            GRIDSYNC__V1__REASON__REASON_BAD_REQUEST, msg);
             return;
         }
-        s_get_ctx_t c = { body, &x->tmp, 0 };
+        s_get_ctx_t c = { body, 0 };
         rc = gs_store_get(s->store, rq->get->kind, rq->get->record_key, s_get_record, &c);
         if (rc == GS_ENOTFOUND) {
             char msg[GS_MSG_MAX];

@@ -96,12 +96,11 @@ enum {
 
 /* Buffers a caller keeps between calls, so that a reader thread in its
  * steady state allocates nothing: an admin reply's body while it is built
- * (sync and snapshot pages are built in the reply itself), and room to
- * strip a record. gs_serve_scratch_init before the first call,
- * gs_serve_scratch_deinit after the last. */
+ * (sync and snapshot pages, their records stripped of restricted data
+ * included, are built in the reply itself). gs_serve_scratch_init before
+ * the first call, gs_serve_scratch_deinit after the last. */
 typedef struct gs_serve_scratch {
     gs_wbuf_t body;             /* an admin reply's body */
-    gs_wbuf_t tmp;              /* a record without Person.restricted */
 } gs_serve_scratch_t;
 
 void gs_serve_scratch_init(gs_serve_scratch_t *x);

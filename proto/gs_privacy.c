@@ -54,6 +54,11 @@ gs_record_strip_restricted(Gridsync__V1__Record *rec)
  * unpack, drop and pack would give (test_privacy checks this on generated
  * districts).
  *
+ * The field forms (a sync reply's events, a snapshot entry's record) first
+ * look for the bytes every encoding of Person.restricted's tag starts with;
+ * most events and records have none, and are then copied as they are
+ * without the walk.
+ *
  * One pass: a message on a path is written behind a length slot as wide as
  * its old length needs; the new length is never larger, so when it needs
  * fewer bytes the body moves down by the difference (rare: only a message
@@ -218,10 +223,35 @@ gs_event_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out)
     return s_strip_top(S_EVENT, data, len, out);
 }
 
-int
-gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
-                                size_t len)
+/* Can [p, p + len) hold Person.restricted at any depth? Its tag (field 17,
+ * wire type 2) is the varint 138, and every encoding of 138, the shortest
+ * or a padded one, starts with the byte 0x8A followed by 0x01 or 0x81:
+ * bytes without that pair hold none. Most records have no restricted part,
+ * and memchr finds that far faster than the walk. */
+static int
+s_may_hold_restricted(const uint8_t *p, size_t len)
 {
+    if (len < 2)
+        return 0;
+    const uint8_t *last = p + len - 1;     /* a pair starts before it */
+    while (p < last && (p = memchr(p, 0x8A, (size_t) (last - p))) != NULL) {
+        if ((p[1] & 0x7F) == 0x01)
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+/* data (a message of type t) appended to out as the length-delimited field
+ * number field, without Person.restricted: gs_event_strip_restricted_field
+ * and gs_recbytes_strip_restricted_field. */
+static int
+s_strip_field(s_msg_t t, gs_wbuf_t *out, uint32_t field, const uint8_t *data, size_t len)
+{
+    if (!s_may_hold_restricted(data, len)) {
+        gs_wbuf_bytes_field(out, field, data, len, 1);
+        return out->failed ? -1 : 0;
+    }
     uint64_t tag = ((uint64_t) field << 3) | 2;
     size_t slot = gs_wire_varint_len(len);
     uint8_t *o = gs_wbuf_reserve(out, gs_wire_varint_len(tag) + slot + len);
@@ -233,7 +263,7 @@ gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *d
     for (size_t i = 0; i < len; i += 64)
         __builtin_prefetch(data + i);
     size_t dropped = 0;
-    uint8_t *e = s_strip(S_EVENT, data, data + len, o + slot, &dropped);
+    uint8_t *e = s_strip(t, data, data + len, o + slot, &dropped);
     if (!e)
         return -1;
     size_t n = (size_t) (e - (o + slot));
@@ -248,6 +278,20 @@ gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *d
         memmove(o + width, o + slot, n);
     out->len = (size_t) (s_varint_put(o, n) + n - out->data);
     return dropped ? 1 : 0;
+}
+
+int
+gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                size_t len)
+{
+    return s_strip_field(S_EVENT, out, field, data, len);
+}
+
+int
+gs_recbytes_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                   size_t len)
+{
+    return s_strip_field(S_RECORD, out, field, data, len);
 }
 
 int

@@ -36,12 +36,21 @@ int gs_event_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
  * data as it is. One pass over data, straight into out. Returns 1 if
  * anything was dropped, 0 if not, -1 (out unchanged, or out->failed set)
  * if data is not well-formed along the paths or out could not grow; the
- * caller must then not send the original bytes instead. */
+ * caller must then not send the original bytes instead. Bytes in which no
+ * tag of Person.restricted can occur (no byte 0x8A followed by 0x01 or
+ * 0x81, the start of every encoding of that tag) are appended as they are
+ * without the walk, and so without its check of their form: 0, or -1 only
+ * when out could not grow. */
 int gs_event_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
                                     size_t len);
 
 /* Same as gs_event_strip_restricted for a packed Record. */
 int gs_recbytes_strip_restricted(const uint8_t *data, size_t len, gs_wbuf_t *out);
+
+/* Same as gs_event_strip_restricted_field for a packed Record (a
+ * SnapshotEntry's record). */
+int gs_recbytes_strip_restricted_field(gs_wbuf_t *out, uint32_t field, const uint8_t *data,
+                                       size_t len);
 
 /* Mask an ID number: keep the first 6 and last 4 characters, '*' between
  * ("110101********1234"). Shorter inputs keep at most their first and last

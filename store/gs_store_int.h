@@ -210,6 +210,13 @@ gs_rec_data_off(const gs_rec_hdr_t *h)
  * missing, does not decode or has no record; ENOMEM. */
 int gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
                 const uint8_t **data, size_t *len);
+/* gs_rec_data through lc, a cursor on the log (GS_DB_LOG) of the same
+ * transaction, which it moves: a walk over records whose versions lie close
+ * together in the log (a snapshot page, usually one cell's) finds most of
+ * them on the leaf page of the one before instead of descending the log's
+ * tree from its root each time. */
+int gs_rec_data_cursor(MDB_cursor *lc, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
+                       const uint8_t **data, size_t *len);
 
 /* ---- Record codecs (pure) ------------------------------------------------------ */
 

@@ -6,7 +6,8 @@
  * written with against the generated descriptors. The sync reply, which
  * splices stored events (stripped on the wire) into the reply, is checked
  * against the plain rule on a generated district: filter by prefix,
- * unpack, drop Person.restricted, pack.
+ * unpack, drop Person.restricted, pack; so is the snapshot reply, whose
+ * entries are written (and their records stripped) in place.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -366,6 +367,273 @@ test_sync_errors(void **state)
     assert_non_null(strstr(r->error->message, "prefix 2"));
     gridsync__v1__reply__free_unpacked(r, NULL);
     assert_int_equal(atomic_load(&f->m.sync_requests), 0);
+}
+
+/* Every stored record, as a snapshot entry should carry it. */
+typedef struct s_stored {
+    size_t n;                   /* records */
+    char grid[400][16];         /* their grid codes */
+    int kind[400];              /* RecordKind */
+    char key[400][48];          /* record keys */
+    uint64_t version[400];
+    uint64_t seq[400];
+    gs_wbuf_t bytes[400];       /* the packed Record as stored */
+} s_stored_t;
+
+static int
+s_stored_take(void *arg, const gs_record_view_t *r)
+{
+    s_stored_t *l = arg;
+    assert_true(l->n < 400);
+    snprintf(l->grid[l->n], sizeof l->grid[l->n], "%s", r->grid);
+    l->kind[l->n] = r->kind;
+    assert_true(strlen(r->record_key) < sizeof l->key[l->n]);
+    snprintf(l->key[l->n], sizeof l->key[l->n], "%s", r->record_key);
+    l->version[l->n] = r->version;
+    l->seq[l->n] = r->seq;
+    gs_wbuf_init(&l->bytes[l->n]);
+    gs_wbuf_put(&l->bytes[l->n], r->data, r->len);
+    l->n++;
+    return 0;
+}
+
+/* The plain rule for one stored record as a snapshot entry: unpack, drop
+ * Person.restricted when strip, pack the entry. Returns how many persons
+ * lost their restricted part. */
+static size_t
+s_entry_rule(const s_stored_t *l, size_t i, int strip, gs_wbuf_t *out)
+{
+    gs_arena_t *a = gs_arena_new(0);
+    assert_non_null(a);
+    Gridsync__V1__SnapshotEntry e = GRIDSYNC__V1__SNAPSHOT_ENTRY__INIT;
+    e.grid_code = (char *) l->grid[i];
+    e.kind = l->kind[i];
+    e.record_key = (char *) l->key[i];
+    e.version = l->version[i];
+    e.seq = l->seq[i];
+    e.record = gridsync__v1__record__unpack(gs_arena_allocator(a), l->bytes[i].len,
+                                            l->bytes[i].data);
+    assert_non_null(e.record);
+    size_t n = strip ? gs_record_strip_restricted(e.record) : 0;
+    gs_wbuf_reset(out);
+    size_t need = gridsync__v1__snapshot_entry__get_packed_size(&e);
+    gridsync__v1__snapshot_entry__pack(&e, gs_wbuf_reserve(out, need));
+    out->len = need;
+    gs_arena_destroy(&a);
+    return n;
+}
+
+/* What one snapshot case saw. */
+typedef struct s_snap_seen {
+    size_t stripped;            /* persons whose restricted part was dropped */
+    size_t kept;                /* persons sent with it */
+    size_t narrowed;            /* entries whose length prefix shrank when stripped */
+} s_snap_seen_t;
+
+/* Page through a snapshot of the prefixes (limit per page) with the
+ * broker's setting feed_restricted and the request's flag omit, and check
+ * every reply against stored (every record of the store, in key order):
+ * the records under the prefixes in key order, each entry byte for byte
+ * as s_entry_rule makes it, and each reply exactly what protobuf-c packs
+ * from it (each length as short as it can be). */
+static void
+s_snapshot_check(fx_t *f, const s_stored_t *stored, char **prefixes, size_t n_prefixes,
+                 int feed_restricted, int omit, uint32_t limit, s_snap_seen_t *seen)
+{
+    f->s.feed_restricted = feed_restricted;
+    int strip = !feed_restricted || omit;
+    gs_wbuf_t want, packed;
+    gs_wbuf_init(&want);
+    gs_wbuf_init(&packed);
+    size_t at = 0;          /* next stored record to compare */
+    size_t matched = 0;
+    uint8_t cursor[256];
+    size_t cursor_len = 0;
+    for (int page = 0;; page++) {
+        assert_true(page < 1000);
+        Gridsync__V1__SnapshotRequest rq = GRIDSYNC__V1__SNAPSHOT_REQUEST__INIT;
+        rq.prefixes = prefixes;
+        rq.n_prefixes = n_prefixes;
+        rq.limit = limit;
+        rq.omit_restricted = omit;
+        rq.cursor.data = cursor;
+        rq.cursor.len = cursor_len;
+        gs_serve_snapshot(&f->s, &f->x, 200 + (uint64_t) page, &rq, &f->reply);
+        Gridsync__V1__Reply *r = s_reply(f);
+        assert_int_equal(r->body_case, GRIDSYNC__V1__REPLY__BODY_SNAPSHOT);
+        gs_wbuf_reset(&packed);
+        size_t need = gridsync__v1__reply__get_packed_size(r);
+        gridsync__v1__reply__pack(r, gs_wbuf_reserve(&packed, need));
+        assert_int_equal(need, f->reply.len);
+        assert_memory_equal(packed.data, f->reply.data, need);
+        Gridsync__V1__SnapshotResponse *sn = r->snapshot;
+        for (size_t i = 0; i < sn->n_entries; i++) {
+            /* the next stored record under the prefixes */
+            while (at < stored->n &&
+                   gs_grid_prefix_find(stored->grid[at], (const char *const *) prefixes,
+                                       n_prefixes) < 0)
+                at++;
+            assert_true(at < stored->n);
+            size_t dropped = s_entry_rule(stored, at, strip, &want);
+            seen->stripped += dropped;
+            /* the entry as stored would have needed a longer prefix */
+            size_t whole = want.len + stored->bytes[at].len -
+                           gridsync__v1__record__get_packed_size(sn->entries[i]->record);
+            if (dropped && gs_wire_varint_len(want.len) < gs_wire_varint_len(whole))
+                seen->narrowed++;
+            if (!strip) {
+                /* in an arena: the strip leaves what it drops to the owner */
+                gs_arena_t *a = gs_arena_new(0);
+                assert_non_null(a);
+                Gridsync__V1__Record *rec = gridsync__v1__record__unpack(
+                    gs_arena_allocator(a), stored->bytes[at].len, stored->bytes[at].data);
+                assert_non_null(rec);
+                seen->kept += gs_record_strip_restricted(rec);
+                gs_arena_destroy(&a);
+            }
+            size_t got_len = gridsync__v1__snapshot_entry__get_packed_size(sn->entries[i]);
+            uint8_t *got = malloc(got_len);
+            assert_non_null(got);
+            gridsync__v1__snapshot_entry__pack(sn->entries[i], got);
+            assert_int_equal(got_len, want.len);
+            assert_memory_equal(got, want.data, want.len);
+            free(got);
+            at++;
+            matched++;
+        }
+        assert_true(sn->next_cursor.len <= sizeof cursor);
+        cursor_len = sn->next_cursor.len;
+        if (cursor_len)
+            memcpy(cursor, sn->next_cursor.data, cursor_len);
+        gridsync__v1__reply__free_unpacked(r, NULL);
+        if (!cursor_len)
+            break;
+    }
+    /* nothing under the prefixes was left out */
+    while (at < stored->n &&
+           gs_grid_prefix_find(stored->grid[at], (const char *const *) prefixes, n_prefixes) < 0)
+        at++;
+    assert_int_equal(at, stored->n);
+    assert_true(matched > 0);
+    gs_wbuf_deinit(&packed);
+    gs_wbuf_deinit(&want);
+}
+
+/* A snapshot of a generated district, page after page, gives exactly the
+ * entries the rule gives (s_snapshot_check), stripped or not. */
+static void
+test_snapshot_entries_follow_the_rule(void **state)
+{
+    fx_t *f = *state;
+    gs_gen_t *g = gs_gen_new(NULL);
+    assert_non_null(g);
+    gs_arena_t *a = gs_arena_new(0);
+    assert_non_null(a);
+    /* households, rental units and organisations of a few grids */
+    Gridsync__V1__Record *recs[50];
+    for (uint32_t u = 0; u < 6; u++) {
+        gs_arena_reset(a);
+        for (uint32_t i = 0; i < 50; i++) {
+            uint32_t k = u * 50 + i;
+            recs[i] = k % 7 == 0 ? gs_gen_rental(g, k / 7, a)
+                      : k % 5 == 0 ? gs_gen_org(g, k / 5, a)
+                                   : gs_gen_household(g, k, a);
+            assert_non_null(recs[i]);
+        }
+        char uid[32];
+        snprintf(uid, sizeof uid, "gen-%u", u);
+        gs_apply_out_t out;
+        assert_int_equal(st_apply(f->st, a, "dev-1", uid, recs, 50, ST_NOW_MS, &out), 0);
+        gs_apply_out_clear(&out);
+    }
+    static s_stored_t stored;
+    memset(&stored, 0, sizeof stored);
+    assert_int_equal(gs_store_records(f->st, "", s_stored_take, &stored), 0);
+    assert_true(stored.n > 300);
+
+    char grid0[16], street0[10];
+    snprintf(grid0, sizeof grid0, "%s", stored.grid[stored.n - 1]);
+    snprintf(street0, sizeof street0, "%.9s", stored.grid[stored.n - 1]);
+    char *p_all[] = { (char *) "" };
+    char *p_two[] = { street0, (char *) "1101" };
+    char *p_one[] = { grid0 };
+    s_snap_seen_t seen = { 0, 0, 0 };
+    s_snapshot_check(f, &stored, p_all, 1, 0, 0, 37, &seen);    /* the broker's default */
+    s_snapshot_check(f, &stored, p_all, 1, 1, 0, 0, &seen);     /* feed-restricted */
+    s_snapshot_check(f, &stored, p_two, 2, 1, 1, 11, &seen);    /* omitted by request */
+    s_snapshot_check(f, &stored, p_one, 1, 0, 0, 5, &seen);     /* one grid */
+    /* both ways were exercised: persons stripped, and persons sent with
+     * their restricted part to a reader entitled to it */
+    assert_true(seen.stripped > 10);
+    assert_true(seen.kept > 10);
+    for (size_t i = 0; i < stored.n; i++)
+        gs_wbuf_deinit(&stored.bytes[i]);
+    gs_arena_destroy(&a);
+    gs_gen_destroy(&g);
+}
+
+/* An entry whose record loses so much restricted data that its length
+ * needs a byte less (over 16,384 bytes as stored, under it stripped) is
+ * still written with the shortest length: a store whose text limit lets
+ * a person's restricted part be that large. */
+static void
+test_snapshot_entry_shrinks_across_a_length_byte(void **state)
+{
+    fx_t *f = *state;
+    char *dir = st_tmpdir();
+    gs_limits_t lim = gs_limits_default;
+    lim.max_text = 20000;
+    gs_store_opts_t o = { .limits = &lim };
+    gs_store_t *st = st_open(dir, &o);
+    gs_arena_t *a = gs_arena_new(0);
+    assert_non_null(a);
+    /* restricted parts of 17,000, 16,500 and 100 bytes */
+    const size_t sizes[] = { 17000, 16500, 100 };
+    for (uint32_t i = 0; i < 3; i++) {
+        char id[16], addr[16];
+        snprintf(id, sizeof id, "S%u", i);
+        snprintf(addr, sizeof addr, "AS%u", i);
+        st_rec_t sr = { .id = id, .grid = G1, .addr_code = addr, .pids = { 100 + i } };
+        Gridsync__V1__Record *rec = st_build(a, &sr);
+        assert_non_null(rec);
+        Gridsync__V1__Person *p = rec->household->members[0];
+        p->restricted = gs_arena_alloc(a, sizeof *p->restricted);
+        assert_non_null(p->restricted);
+        gridsync__v1__restricted__init(p->restricted);
+        char *w = gs_arena_alloc(a, sizes[i] + 1);
+        assert_non_null(w);
+        memset(w, 'w', sizes[i]);
+        w[sizes[i]] = 0;
+        p->restricted->welfare = w;
+        char uid[32];
+        snprintf(uid, sizeof uid, "big-%u", i);
+        gs_apply_out_t out;
+        assert_int_equal(st_apply(st, a, "dev-1", uid, &rec, 1, ST_NOW_MS, &out), 0);
+        Gridsync__V1__Ack *ack = st_ack(&out, 0);
+        assert_int_equal(ack->results[0]->status, RS(ACCEPTED));
+        gridsync__v1__ack__free_unpacked(ack, NULL);
+        gs_apply_out_clear(&out);
+    }
+    static s_stored_t stored;
+    memset(&stored, 0, sizeof stored);
+    assert_int_equal(gs_store_records(st, "", s_stored_take, &stored), 0);
+    assert_int_equal(stored.n, 3);
+    gs_store_t *fixture_store = f->s.store;
+    f->s.store = st;
+    char *p_all[] = { (char *) "" };
+    s_snap_seen_t seen = { 0, 0, 0 };
+    s_snapshot_check(f, &stored, p_all, 1, 0, 0, 2, &seen);
+    assert_int_equal(seen.stripped, 3);
+    assert_int_equal(seen.narrowed, 2);
+    s_snapshot_check(f, &stored, p_all, 1, 1, 0, 0, &seen);
+    assert_int_equal(seen.kept, 3);
+    f->s.store = fixture_store;
+    for (size_t i = 0; i < stored.n; i++)
+        gs_wbuf_deinit(&stored.bytes[i]);
+    gs_arena_destroy(&a);
+    gs_store_destroy(&st);
+    st_rmdir(dir);
+    free(dir);
 }
 
 static void
@@ -813,6 +1081,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_sync_errors, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sync_events_follow_the_rule, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_reply_and_pages, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_entries_follow_the_rule, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_entry_shrinks_across_a_length_byte,
+                                        s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_read_dispatch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_admin_replies, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_admin_digest, s_setup, s_teardown),

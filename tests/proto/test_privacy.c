@@ -90,10 +90,12 @@ s_reference(int event, const uint8_t *data, size_t len, gs_wbuf_t *ref)
     return n;
 }
 
-/* gs_event_strip_restricted_field appends in as SyncResponse.events (field
- * 1) holding want, after what out held: the sync reply's fast path. */
+/* gs_event_strip_restricted_field (event) or
+ * gs_recbytes_strip_restricted_field appends in as field 1 (SyncResponse
+ * .events, a SnapshotEntry's record is field 6) holding want, after what
+ * out held: the sync and snapshot replies' fast path. */
 static void
-s_compare_field(const gs_wbuf_t *in, const gs_wbuf_t *want, int dropped)
+s_compare_field(int event, const gs_wbuf_t *in, const gs_wbuf_t *want, int dropped)
 {
     gs_wbuf_t out, exp;
     gs_wbuf_init(&out);
@@ -101,7 +103,9 @@ s_compare_field(const gs_wbuf_t *in, const gs_wbuf_t *want, int dropped)
     gs_wbuf_put(&out, "xy", 2);
     gs_wbuf_put(&exp, "xy", 2);
     gs_wbuf_bytes_field(&exp, 1, want->data, want->len, 1);
-    assert_int_equal(gs_event_strip_restricted_field(&out, 1, in->data, in->len), dropped);
+    int r = event ? gs_event_strip_restricted_field(&out, 1, in->data, in->len)
+                  : gs_recbytes_strip_restricted_field(&out, 1, in->data, in->len);
+    assert_int_equal(r, dropped);
     assert_int_equal(out.failed, 0);
     assert_int_equal(out.len, exp.len);
     assert_memory_equal(out.data, exp.data, exp.len);
@@ -134,8 +138,7 @@ s_compare(int event, const gs_wbuf_t *in, gs_wbuf_t *out, gs_wbuf_t *ref, size_t
         assert_int_equal(ref->len, in->len);
         (*without)++;
     }
-    if (event)
-        s_compare_field(in, dropped ? ref : in, dropped != 0);
+    s_compare_field(event, in, dropped ? ref : in, dropped != 0);
 }
 
 static void
@@ -245,6 +248,29 @@ test_strip_bad_bytes(void **state)
     gs_wbuf_reset(&out);
     assert_int_equal(gs_event_strip_restricted(ev.data, 0, &out), 0);
     assert_int_equal(out.len, 0);
+
+    /* the field form walks only bytes that can hold a tag of
+     * Person.restricted (0x8A then 0x01 or 0x81): the overrun has none and
+     * is appended as it is; with one it is walked, and refused */
+    gs_wbuf_reset(&out);
+    assert_int_equal(gs_recbytes_strip_restricted_field(&out, 6, overrun, sizeof overrun), 0);
+    assert_int_equal(out.len, 2 + sizeof overrun);
+    assert_memory_equal(out.data + 2, overrun, sizeof overrun);
+    const uint8_t tags[][2] = { { 0x8a, 0x01 }, { 0x8a, 0x81 } };
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t may[] = { 0x0a, 0x04, 0x2a, 0x10, tags[i][0], tags[i][1] };
+        /* the same as an event's record (field 10) */
+        uint8_t may_ev[] = { 0x52, 0x06, 0x0a, 0x04, 0x2a, 0x10, tags[i][0], tags[i][1] };
+        gs_wbuf_reset(&out);
+        assert_int_equal(gs_recbytes_strip_restricted_field(&out, 6, may, sizeof may), -1);
+        assert_int_equal(gs_event_strip_restricted_field(&out, 1, may_ev, sizeof may_ev), -1);
+        assert_int_equal(out.len, 0);
+    }
+    /* 0x8A at the very end, or before another byte, starts no tag */
+    uint8_t tail[] = { 0x0a, 0x04, 0x2a, 0x10, 0x8a, 0x02, 0x8a };
+    gs_wbuf_reset(&out);
+    assert_int_equal(gs_recbytes_strip_restricted_field(&out, 6, tail, sizeof tail), 0);
+    assert_int_equal(out.len, 2 + sizeof tail);
 
     gs_wbuf_deinit(&ev);
     gs_wbuf_deinit(&out);

@@ -13,9 +13,18 @@
  * Output: "pull.*" key=value lines: p50/p99/max milliseconds per grid,
  * records per grid; with --broker-pid, the broker's CPU time (utime +
  * stime) per grid over the same downloads, which the machine's other work
- * moves far less than the latencies.
+ * moves far less than the latencies, and its major page faults per grid
+ * (a page of the store that was not in the page cache: the download
+ * waited for the device).
+ *
+ * With --again 1 the same grids are downloaded a second time, in the same
+ * order, and reported as "pull.again.*": their pages are then in the page
+ * cache and mapped in the broker, so the second pass shows what a
+ * download costs without the device, and the first what it costs on the
+ * cache the store had.
  *
  * Usage: bench_pull --upload EP --filled N [--samples N] [--broker-pid PID]
+ *                   [--again 1]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +33,91 @@
 #include "bench_util.h"
 #include "gs_client.h"
 
+/* records/s over the downloads' own time */
+static double
+s_records_per_s(const double *ms, uint32_t samples, uint64_t records)
+{
+    double total_ms = 0;
+    for (uint32_t s = 0; s < samples; s++)
+        total_ms += ms[s];
+    return total_ms > 0 ? (double) records / (total_ms / 1000.0) : 0;
+}
+
+/* Download samples grids picked from codes (the same ones on every call),
+ * one after another, and print the figures under prefix. ms gets each
+ * download's milliseconds (sorted), *records the records received. */
+static int
+s_pass(gs_client_t *cli, char (*codes)[16], size_t grids, uint32_t samples, long broker_pid,
+       const char *prefix, double *ms, uint64_t *records_out)
+{
+    uint64_t records = 0, pages = 0, deltas = 0;
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    double bcpu0 = broker_pid ? gs_bench_proc_cpu_s(broker_pid) : -1;
+    long long bmf0 = broker_pid ? gs_bench_proc_majflt(broker_pid) : -1;
+    for (uint32_t s = 0; s < samples; s++) {
+        /* xorshift: the same grids every run */
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        const char *pfx[1] = { codes[x % grids] };
+        int64_t t0 = gs_bench_now_us();
+        uint8_t *cursor = NULL;
+        size_t cursor_len = 0;
+        uint64_t snap_seq = 0;
+        int first = 1;
+        for (;;) {
+            Gridsync__V1__SnapshotResponse *r = NULL;
+            gs_client_error_t err;
+            int rc = gs_client_snapshot(cli, pfx, 1, cursor, cursor_len, 0, &r, &err);
+            if (rc) {
+                fprintf(stderr, "bench_pull: snapshot: %s %s\n", gs_client_strerror(rc),
+                        err.message);
+                return -1;
+            }
+            pages++;
+            records += r->n_entries;
+            if (first)
+                snap_seq = r->snapshot_seq;
+            first = 0;
+            free(cursor);
+            cursor = NULL;
+            cursor_len = r->next_cursor.len;
+            if (cursor_len) {
+                cursor = malloc(cursor_len);
+                memcpy(cursor, r->next_cursor.data, cursor_len);
+            }
+            gridsync__v1__snapshot_response__free_unpacked(r, NULL);
+            if (!cursor_len)
+                break;
+        }
+        Gridsync__V1__SyncResponse *d = NULL;
+        gs_client_error_t err;
+        int rc = gs_client_sync(cli, pfx, 1, snap_seq, 0, 0, &d, &err);
+        if (rc) {
+            fprintf(stderr, "bench_pull: sync: %s %s\n", gs_client_strerror(rc), err.message);
+            return -1;
+        }
+        deltas += d->n_events;
+        gridsync__v1__sync_response__free_unpacked(d, NULL);
+        ms[s] = (double) (gs_bench_now_us() - t0) / 1000.0;
+    }
+    double bcpu = bcpu0 >= 0 ? gs_bench_proc_cpu_s(broker_pid) - bcpu0 : -1;
+    long long bmf = bmf0 >= 0 ? gs_bench_proc_majflt(broker_pid) - bmf0 : -1;
+    gs_bench_kv(prefix, "samples", "%u", samples);
+    gs_bench_kv(prefix, "records_per_grid", "%.1f", (double) records / samples);
+    gs_bench_kv(prefix, "pages_per_grid", "%.2f", (double) pages / samples);
+    gs_bench_kv(prefix, "delta_events", "%llu", (unsigned long long) deltas);
+    gs_bench_kv(prefix, "p50_ms", "%.3f", gs_bench_quantile(ms, samples, 0.50));
+    gs_bench_kv(prefix, "p99_ms", "%.3f", gs_bench_quantile(ms, samples, 0.99));
+    gs_bench_kv(prefix, "max_ms", "%.3f", ms[samples - 1]);
+    if (bcpu >= 0)
+        gs_bench_kv(prefix, "broker_cpu_ms_per_grid", "%.3f", bcpu * 1000.0 / samples);
+    if (bmf >= 0)
+        gs_bench_kv(prefix, "broker_major_faults_per_grid", "%.2f", (double) bmf / samples);
+    *records_out = records;
+    return records ? 0 : -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -31,6 +125,7 @@ main(int argc, char **argv)
     uint64_t filled = 0;
     uint32_t samples = 300;
     long broker_pid = 0;
+    int again = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v && !strcmp(a, "--upload"))
@@ -41,9 +136,11 @@ main(int argc, char **argv)
             samples = (uint32_t) strtoul(v, NULL, 10);
         else if (v && !strcmp(a, "--broker-pid"))
             broker_pid = atol(v);
+        else if (v && !strcmp(a, "--again"))
+            again = atoi(v) != 0;
         else {
             fprintf(stderr, "usage: bench_pull --upload EP --filled N [--samples N] "
-                    "[--broker-pid PID]\n");
+                    "[--broker-pid PID] [--again 1]\n");
             return 2;
         }
         i++;
@@ -84,72 +181,15 @@ main(int argc, char **argv)
     if (!cli)
         return 1;
     double *ms = calloc(samples, sizeof *ms);
-    uint64_t records = 0, pages = 0, deltas = 0;
-    uint64_t x = 0x9e3779b97f4a7c15ULL;
-    double bcpu0 = broker_pid ? gs_bench_proc_cpu_s(broker_pid) : -1;
-    for (uint32_t s = 0; s < samples; s++) {
-        /* xorshift: the same grids every run */
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        const char *pfx[1] = { codes[x % grids] };
-        int64_t t0 = gs_bench_now_us();
-        uint8_t *cursor = NULL;
-        size_t cursor_len = 0;
-        uint64_t snap_seq = 0;
-        int first = 1;
-        for (;;) {
-            Gridsync__V1__SnapshotResponse *r = NULL;
-            gs_client_error_t err;
-            int rc = gs_client_snapshot(cli, pfx, 1, cursor, cursor_len, 0, &r, &err);
-            if (rc) {
-                fprintf(stderr, "bench_pull: snapshot: %s %s\n", gs_client_strerror(rc),
-                        err.message);
-                return 1;
-            }
-            pages++;
-            records += r->n_entries;
-            if (first)
-                snap_seq = r->snapshot_seq;
-            first = 0;
-            free(cursor);
-            cursor = NULL;
-            cursor_len = r->next_cursor.len;
-            if (cursor_len) {
-                cursor = malloc(cursor_len);
-                memcpy(cursor, r->next_cursor.data, cursor_len);
-            }
-            gridsync__v1__snapshot_response__free_unpacked(r, NULL);
-            if (!cursor_len)
-                break;
-        }
-        Gridsync__V1__SyncResponse *d = NULL;
-        gs_client_error_t err;
-        int rc = gs_client_sync(cli, pfx, 1, snap_seq, 0, 0, &d, &err);
-        if (rc) {
-            fprintf(stderr, "bench_pull: sync: %s %s\n", gs_client_strerror(rc), err.message);
-            return 1;
-        }
-        deltas += d->n_events;
-        gridsync__v1__sync_response__free_unpacked(d, NULL);
-        ms[s] = (double) (gs_bench_now_us() - t0) / 1000.0;
-    }
-    double bcpu = bcpu0 >= 0 ? gs_bench_proc_cpu_s(broker_pid) - bcpu0 : -1;
-    double total_ms = 0;
-    for (uint32_t s = 0; s < samples; s++)
-        total_ms += ms[s];
-    gs_bench_kv("pull", "samples", "%u", samples);
+    if (!ms)
+        return 1;
+    uint64_t records = 0;
+    if (s_pass(cli, codes, grids, samples, broker_pid, "pull", ms, &records))
+        return 1;
     gs_bench_kv("pull", "grids", "%zu", grids);
-    gs_bench_kv("pull", "records_per_grid", "%.1f", (double) records / samples);
-    gs_bench_kv("pull", "pages_per_grid", "%.2f", (double) pages / samples);
-    gs_bench_kv("pull", "delta_events", "%llu", (unsigned long long) deltas);
-    gs_bench_kv("pull", "p50_ms", "%.3f", gs_bench_quantile(ms, samples, 0.50));
-    gs_bench_kv("pull", "p99_ms", "%.3f", gs_bench_quantile(ms, samples, 0.99));
-    gs_bench_kv("pull", "max_ms", "%.3f", ms[samples - 1]);
-    if (bcpu >= 0)
-        gs_bench_kv("pull", "broker_cpu_ms_per_grid", "%.3f", bcpu * 1000.0 / samples);
-    gs_bench_kv("pull", "records_per_s", "%.0f", total_ms > 0 ? (double) records /
-                                                                    (total_ms / 1000.0) : 0);
+    gs_bench_kv("pull", "records_per_s", "%.0f", s_records_per_s(ms, samples, records));
+    if (again && s_pass(cli, codes, grids, samples, broker_pid, "pull.again", ms, &records))
+        return 1;
     free(ms);
     gs_client_destroy(&cli);
     free(codes);

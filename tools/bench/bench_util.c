@@ -50,23 +50,44 @@ gs_bench_quantile(double *v, size_t n, double q)
     return v[rank - 1];
 }
 
-double
-gs_bench_proc_cpu_s(long pid)
+/* The fields of /proc/PID/stat after the command (which may hold spaces),
+ * read into buf; NULL when it cannot be read. */
+static const char *
+s_proc_stat(long pid, char *buf, size_t size)
 {
-    char path[64], buf[1024];
+    char path[64];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+        return NULL;
+    size_t n = fread(buf, 1, size - 1, f);
     fclose(f);
     buf[n] = 0;
-    const char *p = strrchr(buf, ')');      /* the command may hold spaces */
+    const char *p = strrchr(buf, ')');
+    return p && p[1] ? p + 2 : NULL;
+}
+
+double
+gs_bench_proc_cpu_s(long pid)
+{
+    char buf[1024];
+    const char *p = s_proc_stat(pid, buf, sizeof buf);
     unsigned long long ut, st;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+    if (!p || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
                      &ut, &st) != 2)
         return -1;
     return (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
+}
+
+long long
+gs_bench_proc_majflt(long pid)
+{
+    char buf[1024];
+    const char *p = s_proc_stat(pid, buf, sizeof buf);
+    unsigned long long mf;
+    if (!p || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %llu", &mf) != 1)
+        return -1;
+    return (long long) mf;
 }
 
 void

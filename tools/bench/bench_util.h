@@ -30,6 +30,11 @@ double gs_bench_quantile(double *v, size_t n, double q);
  * it cannot be read. */
 double gs_bench_proc_cpu_s(long pid);
 
+/* Major page faults of process pid so far (from /proc/PID/stat: faults
+ * that waited for the device, a file page not in the page cache); -1 when
+ * it cannot be read. */
+long long gs_bench_proc_majflt(long pid);
+
 /* Print "prefix.key=value\n" on stdout (value formatted like printf). */
 void gs_bench_kv(const char *prefix, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -44,12 +44,14 @@
 # a fresh district into an empty store and into the city store, back to
 # back in alternating order (a ratio per round), device pull-sync from the
 # city store, and gridctl stats over the whole city, timed. Writes
-# OUT_DIR/benchmarks-city.md. At SCALE 1 the store takes some 11 GB and the
+# OUT_DIR/benchmarks-city.md and its headline figures as key=value lines in
+# OUT_DIR/benchmarks-city.results, from which make bench fills the city row
+# of its goals table. At SCALE 1 the store takes some 11 GB and the
 # run 4 to 13 minutes on 2 shared cores, the pre-fill 3 to 8 of them.
 #
 # Usage: run_bench.sh [--quick | --city SCALE] BUILD_DIR OUT_DIR
 #   writes OUT_DIR/benchmarks.md and OUT_DIR/benchmarks.png (with --city:
-#   OUT_DIR/benchmarks-city.md only)
+#   OUT_DIR/benchmarks-city.md and OUT_DIR/benchmarks-city.results only)
 # Environment: GRIDSYNC_BENCH_KEEP=1 keeps the work directory (stores, logs).
 set -euo pipefail
 
@@ -215,7 +217,8 @@ put machine.load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2> /dev/null) || COMMIT=uncommitted
 # the pages this run writes are its output, not a change to what it measures
 if [ "$COMMIT" != uncommitted ] && [ -n "$(git -C "$SRC" status --porcelain -- . \
-        ':!docs/benchmarks.md' ':!docs/benchmarks.png' ':!docs/benchmarks-city.md' 2> /dev/null)" ]; then
+        ':!docs/benchmarks.md' ':!docs/benchmarks.png' ':!docs/benchmarks-city.md' \
+        ':!docs/benchmarks-city.results' 2> /dev/null)" ]; then
     COMMIT="$COMMIT + uncommitted changes"
 fi
 put machine.commit "$COMMIT"
@@ -618,16 +621,23 @@ if [ -n "$CITY" ]; then
     done
     LIGHT_DISTRICT=440305
     put city.time.ingest_s "$(($(date +%s) - t))"
-    # phase: pull-sync
+    # phase: pull-sync, on a broker started for it: each grid's first
+    # download maps its pages into the broker (and reads from the device
+    # those not in the page cache); the same grids are then downloaded
+    # again (bench_pull --again), without either
     t=$(date +%s)
     broker_start "$dir/cstore"
-    log "city: pull-sync of $PULL_SAMPLES grids"
+    log "city: pull-sync of $PULL_SAMPLES grids, twice"
     out=$LOG/city.pull.out
     put city.pull.cached_pct "$(cached_pct "$dir/cstore/data.mdb")"
+    # what a page fault on the store reads ahead: the device's read-ahead
+    put city.pull.read_ahead_kb "$(lsblk -ndo RA "$(findmnt -no SOURCE -T "$dir")" 2> /dev/null |
+        tr -d ' ' | grep -x '[0-9][0-9]*' || echo unknown)"
     rss_start "$dir/pull.rss"
     rc=0
     timeout 1800 "$BENCH/bench_pull" --upload "$UPLOAD" --filled "$(get city.fill.next_index)" \
-        --samples "$PULL_SAMPLES" --broker-pid "$BROKER_PID" > "$out" 2> "$LOG/city.pull.log" ||
+        --samples "$PULL_SAMPLES" --broker-pid "$BROKER_PID" --again 1 \
+        > "$out" 2> "$LOG/city.pull.log" ||
         rc=$?
     rss_stop
     [ $rc = 0 ] || { cat "$LOG/city.pull.log" >&2; die "bench_pull (city) exited with $rc"; }
@@ -657,10 +667,11 @@ print(json.load(open(sys.argv[1]))["totals"]["grids"])' "$LOG/city.stats.$p.json
     put city.work_bytes "$(du -sb "$WORK" | cut -f1)"
     put run.seconds "$(($(date +%s) - T_START))"
     put machine.load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
-    log "writing $OUT/benchmarks-city.md"
+    log "writing $OUT/benchmarks-city.md and $OUT/benchmarks-city.results"
     "$SRC/tools/bench/bench_report.sh" --city "$RES" "$OUT" "$WORK" ||
         die "the report could not be written"
-    [ -s "$OUT/benchmarks-city.md" ] || die "report file missing"
+    [ -s "$OUT/benchmarks-city.md" ] && [ -s "$OUT/benchmarks-city.results" ] ||
+        die "report file missing"
     log "done in $(get run.seconds) s"
     exit 0
 fi
