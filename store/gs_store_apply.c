@@ -87,11 +87,10 @@ typedef struct s_apply {
 int
 gs_record_lookup(gs_txn_t *t, gs_arena_t *arena, char kb, const char *id, gs_rec_cur_t *cur)
 {
-    gs_store_t *st = t->st;
     memset(cur, 0, sizeof *cur);
     if (t->err)
         return t->err;
-    int rc = gs_ids_resolve(st, t->txn, kb, id, cur->grid, cur->canon);
+    int rc = gs_ids_resolve_in(t, kb, id, cur->grid, cur->canon);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)

@@ -669,6 +669,7 @@ gs_smap_clear(gs_smap_t *m)
     if (m->ents)
         memset(m->ents, 0, m->cap * sizeof *m->ents);
     m->n = 0;
+    m->gen++;
 }
 
 /* The keys are at most 15 bytes and kept NUL-padded to 16 (gs_smap_ent_t):
@@ -726,6 +727,7 @@ gs_smap_get(gs_smap_t *m, const char *key, size_t klen, int *created)
         free(m->ents);
         m->ents = ne;
         m->cap = ncap;
+        m->gen++;
     }
     char k[16] = { 0 };
     memcpy(k, key, klen);
@@ -740,4 +742,33 @@ gs_smap_get(gs_smap_t *m, const char *key, size_t klen, int *created)
         m->n++;
     }
     return e;
+}
+
+int
+gs_smap_path(gs_smap_t *m, const char *grid, gs_smap_path_t *path, int created[GS_LEVELS])
+{
+    assert(m && grid && path && created && strlen(grid) == GS_GRID_LEN);
+    memset(created, 0, GS_LEVELS * sizeof *created);
+    if (path->m == m && path->gen == m->gen && memcmp(path->grid, grid, GS_GRID_LEN) == 0)
+        return 0;
+    path->m = NULL;
+    uint64_t gen0 = m->gen;
+    for (int l = 0; l < GS_LEVELS; l++) {
+        char key[GS_CHK_MAX];
+        size_t kl = gs_key_chain(grid, l, key);
+        if (!(path->e[l] = gs_smap_get(m, key, kl, &created[l])))
+            return -1;
+        if (m->gen != gen0) {
+            /* the map grew: the entries found before moved; find them again */
+            int again[GS_LEVELS];
+            int rc = gs_smap_path(m, grid, path, again);
+            for (int i = 0; i < GS_LEVELS; i++)
+                created[i] |= again[i];
+            return rc;
+        }
+    }
+    path->m = m;
+    path->gen = m->gen;
+    memcpy(path->grid, grid, GS_GRID_LEN + 1);
+    return 0;
 }

@@ -132,11 +132,10 @@ s_fail(gs_txn_t *t, int rc, const char *op, int db)
 
 _Static_assert(GS_DB_COUNT <= GS_TXN_CURSORS, "a cursor per database");
 
-/* The transaction's cursor on db, opened at first use; NULL with the
- * sticky error set when it cannot be opened. */
-static MDB_cursor *
-s_cursor(gs_txn_t *t, int db)
+MDB_cursor *
+gs_txn_cursor(gs_txn_t *t, int db)
 {
+    assert(t && t->txn && db >= 0 && db < GS_DB_COUNT);
     if (!t->cur[db]) {
         int rc = mdb_cursor_open(t->txn, t->st->db[db], &t->cur[db]);
         if (rc) {
@@ -166,7 +165,7 @@ gs_txn_get(gs_txn_t *t, int db, const MDB_val *k, MDB_val *v)
     if (t->err)
         return t->err;
     assert(t->txn);
-    MDB_cursor *c = s_cursor(t, db);
+    MDB_cursor *c = gs_txn_cursor(t, db);
     if (!c)
         return t->err;
     /* MDB_SET: the data of exactly k, as mdb_get; k itself is not changed */
@@ -193,7 +192,7 @@ gs_txn_put(gs_txn_t *t, int db, MDB_val *k, MDB_val *v, unsigned flags)
     if (t->err)
         return t->err;
     assert(t->txn);
-    MDB_cursor *c = s_cursor(t, db);
+    MDB_cursor *c = gs_txn_cursor(t, db);
     if (!c)
         return t->err;
     int rc = mdb_cursor_put(c, k, v, flags);

@@ -78,6 +78,12 @@ int gs_txn_begin(gs_store_t *st, gs_txn_t *t);
  * descent from the root, which mdb_get and mdb_put make every time. */
 int gs_txn_get(gs_txn_t *t, int db, const MDB_val *k, MDB_val *v);
 
+/* The transaction's cursor on db (the one gs_txn_get and gs_txn_put use),
+ * for a caller that reads through it with MDB_SET; valid until the
+ * transaction ends, closed by it. NULL with the sticky error set when it
+ * cannot be opened. */
+MDB_cursor *gs_txn_cursor(gs_txn_t *t, int db);
+
 /* Put k -> v in db with LMDB's put flags (MDB_APPEND, MDB_RESERVE, ...).
  * With MDB_RESERVE, v->mv_data points to the space to fill on return 0;
  * the caller fills it, then calls gs_txn_trace. Returns 0 or the sticky
