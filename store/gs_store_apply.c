@@ -1007,19 +1007,25 @@ s_attempt(gs_txn_t *t, void *arg)
     return gs_idem_flush(&a->idem);
 }
 
-/* Copy the results into one block the caller frees with
- * gs_apply_out_clear: [uploads][events][bytes]. */
+/* The results into out: the uploads and events in one block, pointing
+ * into the packed acks and events, whose buffer (st->out) is handed over
+ * rather than copied; gs_apply_out_clear frees both. st->out gets a buffer
+ * of the same size for the next apply, allocated here, on the writer
+ * thread: the next batch is written straight into it. */
 static int
 s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
 {
     gs_store_t *st = a->st;
     size_t ub = n * sizeof(gs_upload_result_t);
     size_t eb = a->log.n_evs * sizeof(gs_event_out_t);
-    uint8_t *blk = malloc(ub + eb + st->out.len + 1);
+    uint8_t *blk = malloc(ub + eb + 1);
     if (!blk)
         return GS_ENOMEM;
-    uint8_t *bytes = blk + ub + eb;
-    memcpy(bytes, st->out.data, st->out.len);
+    uint8_t *bytes = st->out.data;
+    size_t cap = st->out.cap;
+    out->bytes = bytes;
+    gs_wbuf_init(&st->out);
+    (void) gs_wbuf_reserve(&st->out, cap);  /* failing here is retried by the next apply */
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = n;
     out->events = a->log.n_evs ? (gs_event_out_t *) (blk + ub) : NULL;
@@ -1102,5 +1108,6 @@ gs_apply_out_clear(gs_apply_out_t *out)
     if (!out)
         return;
     free(out->uploads);
+    free(out->bytes);
     memset(out, 0, sizeof *out);
 }
