@@ -100,6 +100,7 @@ gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms)
     gs_smap_clear(&self->cells);
     gs_smap_clear(&self->chain);
     memset(&self->chain_path, 0, sizeof self->chain_path);
+    self->last_cell = NULL;
     self->n_evs = 0;
     self->t = t;
     self->out = out;
@@ -135,6 +136,12 @@ s_chain_ents(gs_log_t *self, const char *grid)
 static int
 s_cell_ent(gs_log_t *self, const char *grid, gs_smap_ent_t **out)
 {
+    gs_smap_ent_t *last = self->last_cell;
+    if (last && self->last_cell_gen == self->cells.gen &&
+        memcmp(last->key, grid, GS_GRID_LEN) == 0) {
+        *out = last;    /* the same cell as the last call: found and marked */
+        return 0;
+    }
     int created;
     gs_smap_ent_t *e = gs_smap_get(&self->cells, grid, GS_GRID_LEN, &created);
     if (!e)
@@ -149,6 +156,8 @@ s_cell_ent(gs_log_t *self, const char *grid, gs_smap_ent_t **out)
     }
     e->dirty = 1;
     *out = e;
+    self->last_cell = e;
+    self->last_cell_gen = self->cells.gen;
     return 0;
 }
 
