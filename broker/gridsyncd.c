@@ -45,13 +45,16 @@ s_raise_fd_limit(void)
  * glibc's defaults a block that size is mmapped afresh every commit (the
  * dynamic threshold only rises to the size of the last one freed, and an
  * equal request is still at it) or, once in the arena, given back by the
- * next trim, and every page of it faults in again: about a third of the
- * writer's page faults and its mprotect calls under load. Fixed
- * thresholds of 32 MiB (glibc's largest mmap threshold on 64 bits) keep
- * such blocks in the arena, and its pages mapped, while the broker runs.
+ * next trim, and every page of it faults in again (with the mprotect
+ * calls that grow the arena): a fifth to a third of the writer's page
+ * faults under bench_load. Fixed thresholds of 32 MiB (glibc's largest
+ * mmap threshold on 64 bits) keep such blocks in the arena, and its pages
+ * mapped, while the broker runs.
  * An arena keeps at most what it once held at the same time, so the peak
- * does not grow; larger blocks (a bigger batch-max-records) still come
- * from mmap. Failure only costs the speed-up. */
+ * does not grow, but what it freed stays mapped (RssAnon after a
+ * district's ingest about 15 MB higher); larger blocks (a bigger
+ * batch-max-records) still come from mmap. Failure only costs the
+ * speed-up. */
 static void
 s_tune_malloc(void)
 {
