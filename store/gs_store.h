@@ -213,6 +213,8 @@ typedef struct gs_apply_out {
     uint32_t map_grows;             /* times the map grew during this apply */
     uint32_t incident_steps[GS_INCIDENT_STATUSES]; /* incident steps stored, by the
                                      * IncidentStatus they led to */
+    void *bytes;                    /* where acks and event data point (may be NULL);
+                                     * freed with the rest by gs_apply_out_clear */
 } gs_apply_out_t;
 
 /* Apply n uploads in ONE write transaction and commit it (full sync unless

@@ -67,6 +67,9 @@ typedef struct s_apply {
     int registry;                   /* grid registry non-empty */
     char reg_grid[GS_GRID_LEN + 1]; /* last grid checked against the registry */
     gs_verdict_t reg_verdict;       /* and its verdict */
+    const gs_upload_t *scope_up;    /* upload of the last scope answer (s_in_scope) */
+    char scope_grid[GS_GRID_LEN + 1]; /* its grid */
+    int scope_ok;                   /* and the answer */
     s_uprec_t *ups;                 /* one per upload */
     const gs_upload_t *up;          /* upload being applied */
     gs_principal_t who;             /* and who sent it */
@@ -84,11 +87,10 @@ typedef struct s_apply {
 int
 gs_record_lookup(gs_txn_t *t, gs_arena_t *arena, char kb, const char *id, gs_rec_cur_t *cur)
 {
-    gs_store_t *st = t->st;
     memset(cur, 0, sizeof *cur);
     if (t->err)
         return t->err;
-    int rc = gs_ids_resolve(st, t->txn, kb, id, cur->grid, cur->canon);
+    int rc = gs_ids_resolve_in(t, kb, id, cur->grid, cur->canon);
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
@@ -314,14 +316,24 @@ s_result(s_apply_t *a, Gridsync__V1__RecordResult *res, int status, int reason,
 }
 
 /* Deny by default: only an explicit scope_all writes everywhere; an empty
- * (or missing) prefix list allows nothing. */
+ * (or missing) prefix list allows nothing. The answer for the last grid
+ * asked about in this upload is kept: an upload's records mostly share a
+ * few cells, and the prefix list lives in memory another thread wrote. */
 static int
-s_in_scope(const gs_upload_t *up, const char *grid)
+s_in_scope(s_apply_t *a, const char *grid)
 {
+    const gs_upload_t *up = a->up;
     if (up->scope_all)
         return 1;
-    return up->prefixes && up->n_prefixes &&
-           gs_grid_prefix_find(grid, up->prefixes, up->n_prefixes) >= 0;
+    if (a->scope_up == up && strcmp(a->scope_grid, grid) == 0)
+        return a->scope_ok;
+    int ok = up->prefixes && up->n_prefixes &&
+             gs_grid_prefix_find(grid, up->prefixes, up->n_prefixes) >= 0;
+    assert(strlen(grid) == GS_GRID_LEN);    /* a stored or checked grid code */
+    a->scope_up = up;
+    memcpy(a->scope_grid, grid, GS_GRID_LEN + 1);
+    a->scope_ok = ok;
+    return ok;
 }
 
 /* May the grid take records (registry empty, or listed and valid today)?
@@ -746,7 +758,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
     f.id = pp->id;
     if (!pp->verdict.reason) {
         f.grid = pp->grid;
-        f.scope_ok = s_in_scope(up, pp->grid);
+        f.scope_ok = s_in_scope(a, pp->grid);
         f.base = pp->base;
     }
 
@@ -788,7 +800,7 @@ s_record(s_apply_t *a, size_t index, Gridsync__V1__Record *rec,
             f.canon = cur.canon;
             f.stored_grid = cur.grid;
             f.version = cur.hdr.version;
-            f.old_scope_ok = cur.found && s_in_scope(up, cur.grid);
+            f.old_scope_ok = cur.found && s_in_scope(a, cur.grid);
             break;
         case GS_DF_CONTENT:
             rc = s_pack_hash(a, pp, cur.canon, &as);
@@ -968,6 +980,7 @@ s_attempt(gs_txn_t *t, void *arg)
     gs_arena_reset(st->arena);
     gs_wbuf_reset(&st->out);
     a->reg_grid[0] = 0;
+    a->scope_up = NULL;
     memset(a->steps, 0, sizeof a->steps);
     a->table_loaded = 0;
     a->t = t;
@@ -994,19 +1007,25 @@ s_attempt(gs_txn_t *t, void *arg)
     return gs_idem_flush(&a->idem);
 }
 
-/* Copy the results into one block the caller frees with
- * gs_apply_out_clear: [uploads][events][bytes]. */
+/* The results into out: the uploads and events in one block, pointing
+ * into the packed acks and events, whose buffer (st->out) is handed over
+ * rather than copied; gs_apply_out_clear frees both. st->out gets a buffer
+ * of the same size for the next apply, allocated here, on the writer
+ * thread: the next batch is written straight into it. */
 static int
 s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
 {
     gs_store_t *st = a->st;
     size_t ub = n * sizeof(gs_upload_result_t);
     size_t eb = a->log.n_evs * sizeof(gs_event_out_t);
-    uint8_t *blk = malloc(ub + eb + st->out.len + 1);
+    uint8_t *blk = malloc(ub + eb + 1);
     if (!blk)
         return GS_ENOMEM;
-    uint8_t *bytes = blk + ub + eb;
-    memcpy(bytes, st->out.data, st->out.len);
+    uint8_t *bytes = st->out.data;
+    size_t cap = st->out.cap;
+    out->bytes = bytes;
+    gs_wbuf_init(&st->out);
+    (void) gs_wbuf_reserve(&st->out, cap);  /* failing here is retried by the next apply */
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = n;
     out->events = a->log.n_evs ? (gs_event_out_t *) (blk + ub) : NULL;
@@ -1089,5 +1108,6 @@ gs_apply_out_clear(gs_apply_out_t *out)
     if (!out)
         return;
     free(out->uploads);
+    free(out->bytes);
     memset(out, 0, sizeof *out);
 }

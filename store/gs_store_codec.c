@@ -669,26 +669,31 @@ gs_smap_clear(gs_smap_t *m)
     if (m->ents)
         memset(m->ents, 0, m->cap * sizeof *m->ents);
     m->n = 0;
+    m->gen++;
 }
 
+/* The keys are at most 15 bytes and kept NUL-padded to 16 (gs_smap_ent_t):
+ * the hash mixes the two padded words, and a compare is two word compares,
+ * instead of a byte at a time. */
 static uint64_t
-s_fnv(const char *k, size_t n)
+s_hash(const char k[16], size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t) k[i];
-        h *= 1099511628211ull;
-    }
-    return h ^ n;
+    uint64_t a, b;
+    memcpy(&a, k, 8);
+    memcpy(&b, k + 8, 8);
+    uint64_t h = (a ^ n) * 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 32) ^ b) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 29);
 }
 
+/* The slot of key (NUL-padded to 16 bytes, klen of them the key's). */
 static gs_smap_ent_t *
-s_slot(gs_smap_ent_t *ents, size_t cap, const char *key, size_t klen)
+s_slot(gs_smap_ent_t *ents, size_t cap, const char k[16], size_t klen)
 {
-    size_t i = (size_t) s_fnv(key, klen) & (cap - 1);
+    size_t i = (size_t) s_hash(k, klen) & (cap - 1);
     for (;;) {
         gs_smap_ent_t *e = &ents[i];
-        if (!e->used || (e->klen == klen && memcmp(e->key, key, klen) == 0))
+        if (!e->used || (e->klen == klen && memcmp(e->key, k, 16) == 0))
             return e;
         i = (i + 1) & (cap - 1);
     }
@@ -699,7 +704,9 @@ gs_smap_find(const gs_smap_t *m, const char *key, size_t klen)
 {
     if (!m->cap || klen > 15)
         return NULL;
-    gs_smap_ent_t *e = s_slot(m->ents, m->cap, key, klen);
+    char k[16] = { 0 };
+    memcpy(k, key, klen);
+    gs_smap_ent_t *e = s_slot(m->ents, m->cap, k, klen);
     return e->used ? e : NULL;
 }
 
@@ -720,16 +727,48 @@ gs_smap_get(gs_smap_t *m, const char *key, size_t klen, int *created)
         free(m->ents);
         m->ents = ne;
         m->cap = ncap;
+        m->gen++;
     }
-    gs_smap_ent_t *e = s_slot(m->ents, m->cap, key, klen);
+    char k[16] = { 0 };
+    memcpy(k, key, klen);
+    gs_smap_ent_t *e = s_slot(m->ents, m->cap, k, klen);
     if (created)
         *created = !e->used;
     if (!e->used) {
         memset(e, 0, sizeof *e);
-        memcpy(e->key, key, klen);
+        memcpy(e->key, k, sizeof e->key);
         e->klen = (uint8_t) klen;
         e->used = 1;
         m->n++;
     }
     return e;
+}
+
+int
+gs_smap_path(gs_smap_t *m, const char *grid, gs_smap_path_t *path, int created[GS_LEVELS])
+{
+    assert(m && grid && path && created && strlen(grid) == GS_GRID_LEN);
+    memset(created, 0, GS_LEVELS * sizeof *created);
+    if (path->m == m && path->gen == m->gen && memcmp(path->grid, grid, GS_GRID_LEN) == 0)
+        return 0;
+    path->m = NULL;
+    uint64_t gen0 = m->gen;
+    for (int l = 0; l < GS_LEVELS; l++) {
+        char key[GS_CHK_MAX];
+        size_t kl = gs_key_chain(grid, l, key);
+        if (!(path->e[l] = gs_smap_get(m, key, kl, &created[l])))
+            return -1;
+        if (m->gen != gen0) {
+            /* the map grew: the entries found before moved; find them again */
+            int again[GS_LEVELS];
+            int rc = gs_smap_path(m, grid, path, again);
+            for (int i = 0; i < GS_LEVELS; i++)
+                created[i] |= again[i];
+            return rc;
+        }
+    }
+    path->m = m;
+    path->gen = m->gen;
+    memcpy(path->grid, grid, GS_GRID_LEN + 1);
+    return 0;
 }

@@ -83,38 +83,39 @@ gs_digest_begin(gs_digest_t *self, gs_txn_t *t)
 {
     assert(self && t);
     gs_smap_clear(&self->prefixes);
+    memset(&self->path, 0, sizeof self->path);
     self->t = t;
     return 0;
 }
 
-/* A prefix's digest, read once per transaction; marked to be written.
- * The cache key is the digests key minus its level digit: the prefix
- * lengths of the levels differ, so the length says the level, and the
- * root's empty prefix gets "*" as in the chain. */
+/* The digests of grid's level prefixes, each read once per transaction
+ * and marked to be written, into self->path. The cache key is the digests
+ * key minus its level digit: the prefix lengths of the levels differ, so
+ * the length says the level, and the root's empty prefix gets "*" as in
+ * the chain. */
 static int
-s_prefix_ent(gs_digest_t *self, const char *grid, int level, gs_smap_ent_t **out)
+s_prefix_ents(gs_digest_t *self, const char *grid)
 {
-    char ck[GS_CHK_MAX];
-    size_t ckl = gs_key_chain(grid, level, ck);
-    int created;
-    gs_smap_ent_t *e = gs_smap_get(&self->prefixes, ck, ckl, &created);
-    if (!e)
+    int created[GS_LEVELS];
+    if (gs_smap_path(&self->prefixes, grid, &self->path, created))
         return gs_txn_fail(self->t, ENOMEM, "digest cache");
-    if (created) {
-        uint8_t kb[GS_DGK_MAX];
-        MDB_val k = { gs_key_digest(kb, grid, level), kb }, v;
-        int rc = gs_txn_get(self->t, GS_DB_DIGESTS, &k, &v);
-        if (rc == 0 && v.mv_size == GS_DIGEST_VAL) {
-            memcpy(e->dig, v.mv_data, 16);
-            e->u = gs_le64_get((const uint8_t *) v.mv_data + 16);
-        } else if (rc == 0) {
-            return gs_txn_fail(self->t, MDB_CORRUPTED, "digests value");
-        } else if (rc != GS_ENOTFOUND) {
-            return rc;
+    for (int l = 0; l < GS_LEVELS; l++) {
+        gs_smap_ent_t *e = self->path.e[l];
+        if (created[l]) {
+            uint8_t kb[GS_DGK_MAX];
+            MDB_val k = { gs_key_digest(kb, grid, l), kb }, v;
+            int rc = gs_txn_get(self->t, GS_DB_DIGESTS, &k, &v);
+            if (rc == 0 && v.mv_size == GS_DIGEST_VAL) {
+                memcpy(e->dig, v.mv_data, 16);
+                e->u = gs_le64_get((const uint8_t *) v.mv_data + 16);
+            } else if (rc == 0) {
+                return gs_txn_fail(self->t, MDB_CORRUPTED, "digests value");
+            } else if (rc != GS_ENOTFOUND) {
+                return rc;
+            }
         }
+        e->dirty = 1;
     }
-    e->dirty = 1;
-    *out = e;
     return 0;
 }
 
@@ -124,16 +125,19 @@ s_prefix_ent(gs_digest_t *self, const char *grid, int level, gs_smap_ent_t **out
 static int
 s_apply(gs_digest_t *self, const char *grid, const uint8_t entry[16], int sign)
 {
+    int rc = s_prefix_ents(self, grid);
+    if (rc)
+        return rc;
     for (int l = 0; l < GS_LEVELS; l++) {
-        gs_smap_ent_t *e = NULL;
-        int rc = s_prefix_ent(self, grid, l, &e);
-        if (rc)
-            return rc;
+        gs_smap_ent_t *e = self->path.e[l];
         if (sign < 0 && e->u == 0) {
             gs_store_detail("digest of prefix %.*s counts no records but one is removed: "
                             "run gridctl verify", gs_level_len[l], grid);
             return gs_txn_fail(self->t, GS_ECORRUPT, "digest count");
         }
+    }
+    for (int l = 0; l < GS_LEVELS; l++) {
+        gs_smap_ent_t *e = self->path.e[l];
         s_xor(e->dig, entry);
         if (sign)
             e->u += (uint64_t) (int64_t) sign;

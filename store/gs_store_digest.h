@@ -45,6 +45,7 @@ typedef struct gs_digest_rec {
 typedef struct gs_digest {
     gs_txn_t *t;                    /* the transaction */
     gs_smap_t prefixes;             /* digests key -> XOR (dig) and count (u), written by flush */
+    gs_smap_path_t path;            /* the last grid's entries in prefixes */
 } gs_digest_t;
 
 void gs_digest_init(gs_digest_t *self);

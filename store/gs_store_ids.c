@@ -8,17 +8,28 @@
 
 #include "gs_store_int.h"
 
-int
-gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
-               char grid[GS_GRID_LEN + 1], char canon[GS_ID_MAX + 1])
+/* One lookup in ids: through cursor c when there is one (the write
+ * transaction's, gs_txn_cursor), else with mdb_get. */
+static int
+s_get(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *c, MDB_val *key, MDB_val *v)
 {
-    assert(st && txn && id && grid && canon);
+    if (!c)
+        return mdb_get(txn, dbi, key, v);
+    MDB_val k = *key;
+    return mdb_cursor_get(c, &k, v, MDB_SET);
+}
+
+static int
+s_resolve(gs_store_t *st, MDB_txn *txn, MDB_cursor *c, char kb, const char *id,
+          char grid[GS_GRID_LEN + 1], char canon[GS_ID_MAX + 1])
+{
     size_t il = strlen(id);
     if (il == 0 || il > GS_ID_MAX)
         return MDB_NOTFOUND;
     uint8_t k[GS_IK_MAX];
     MDB_val key = { gs_key_id(k, kb, id, il), k }, v;
-    int rc = mdb_get(txn, st->db[GS_DB_IDS], &key, &v);
+    MDB_dbi dbi = st->db[GS_DB_IDS];
+    int rc = s_get(txn, dbi, c, &key, &v);
     if (rc)
         return rc;
     if (gs_val_id_parse(key.mv_data, key.mv_size, v.mv_data, v.mv_size, grid, canon))
@@ -28,7 +39,7 @@ gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
     /* an alias: the canonical entry holds the current grid (the alias
      * keeps the grid it was made in) */
     key.mv_size = gs_key_id(k, kb, canon, strlen(canon));
-    rc = mdb_get(txn, st->db[GS_DB_IDS], &key, &v);
+    rc = s_get(txn, dbi, c, &key, &v);
     if (rc)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
     char target[GS_ID_MAX + 1];
@@ -36,6 +47,27 @@ gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
         strcmp(target, canon) != 0)
         return MDB_CORRUPTED;   /* aliases do not chain */
     return 0;
+}
+
+int
+gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
+               char grid[GS_GRID_LEN + 1], char canon[GS_ID_MAX + 1])
+{
+    assert(st && txn && id && grid && canon);
+    return s_resolve(st, txn, NULL, kb, id, grid, canon);
+}
+
+int
+gs_ids_resolve_in(gs_txn_t *t, char kb, const char *id, char grid[GS_GRID_LEN + 1],
+                  char canon[GS_ID_MAX + 1])
+{
+    assert(t && t->txn && id && grid && canon);
+    if (t->err)
+        return t->err;
+    MDB_cursor *c = gs_txn_cursor(t, GS_DB_IDS);
+    if (!c)
+        return t->err;
+    return s_resolve(t->st, t->txn, c, kb, id, grid, canon);
 }
 
 int

@@ -29,6 +29,12 @@
 int gs_ids_resolve(gs_store_t *st, MDB_txn *txn, char kb, const char *id,
                    char grid[GS_GRID_LEN + 1], char canon[GS_ID_MAX + 1]);
 
+/* gs_ids_resolve in write transaction t, through its cursor on ids
+ * (gs_txn_cursor). The same answers, or t's sticky error (a GS_E* code)
+ * when it has one. */
+int gs_ids_resolve_in(gs_txn_t *t, char kb, const char *id, char grid[GS_GRID_LEN + 1],
+                      char canon[GS_ID_MAX + 1]);
+
 /* The upgrade of formats 2 to 4, in write transaction t: every canonical
  * entry that repeats its id after the grid is rewritten as the grid alone
  * (gs_store_keys.h); aliases are left as they are. *entries gets the

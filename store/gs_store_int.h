@@ -355,7 +355,16 @@ typedef struct gs_smap {
     gs_smap_ent_t *ents;            /* open addressing, power-of-two size */
     size_t cap;                     /* slots */
     size_t n;                       /* used slots */
+    uint64_t gen;                   /* changes whenever entries move or are cleared */
 } gs_smap_t;
+
+/* The entries of one grid's level prefixes in a map (gs_smap_path). */
+typedef struct gs_smap_path {
+    const gs_smap_t *m;             /* the map they are in */
+    uint64_t gen;                   /* its gen when they were found */
+    char grid[GS_GRID_LEN + 1];     /* the grid; "" for none */
+    gs_smap_ent_t *e[GS_LEVELS];    /* by level */
+} gs_smap_path_t;
 
 void gs_smap_init(gs_smap_t *m);
 void gs_smap_deinit(gs_smap_t *m);
@@ -364,5 +373,12 @@ void gs_smap_clear(gs_smap_t *m);
 gs_smap_ent_t *gs_smap_get(gs_smap_t *m, const char *key, size_t klen,
                            int *created);
 gs_smap_ent_t *gs_smap_find(const gs_smap_t *m, const char *key, size_t klen);
+/* The entries of grid's level prefixes (keys as gs_key_chain makes them)
+ * into path->e, each found or added (created[l] set for those added now).
+ * They stay in path while the map keeps its entries where they are, and
+ * are not looked up again for the same grid then: consecutive records
+ * mostly share a cell. Returns 0, or -1 on allocation failure. */
+int gs_smap_path(gs_smap_t *m, const char *grid, gs_smap_path_t *path,
+                 int created[GS_LEVELS]);
 
 #endif

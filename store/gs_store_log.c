@@ -102,6 +102,8 @@ gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms)
     assert(self && t && out);
     gs_smap_clear(&self->cells);
     gs_smap_clear(&self->chain);
+    memset(&self->chain_path, 0, sizeof self->chain_path);
+    self->last_cell = NULL;
     self->n_evs = 0;
     self->t = t;
     self->out = out;
@@ -115,19 +117,21 @@ gs_log_begin(gs_log_t *self, gs_txn_t *t, gs_wbuf_t *out, int64_t now_ms)
     return rc;
 }
 
-/* The chain head of a level prefix, read once per transaction. */
+/* The chain heads of grid's level prefixes, each read once per
+ * transaction, into self->chain_path. */
 static int
-s_chain_ent(gs_log_t *self, const char *key, size_t kl, gs_smap_ent_t **out)
+s_chain_ents(gs_log_t *self, const char *grid)
 {
-    int created;
-    gs_smap_ent_t *e = gs_smap_get(&self->chain, key, kl, &created);
-    if (!e)
+    int created[GS_LEVELS];
+    if (gs_smap_path(&self->chain, grid, &self->chain_path, created))
         return gs_txn_fail(self->t, ENOMEM, "chain cache");
-    if (created) {
-        const gs_smap_ent_t *h = gs_smap_find(self->t->st->chain, key, kl);
-        e->u = h ? h->u : 0;
+    for (int l = 0; l < GS_LEVELS; l++) {
+        if (created[l]) {
+            gs_smap_ent_t *e = self->chain_path.e[l];
+            const gs_smap_ent_t *h = gs_smap_find(self->t->st->chain, e->key, e->klen);
+            e->u = h ? h->u : 0;
+        }
     }
-    *out = e;
     return 0;
 }
 
@@ -135,6 +139,12 @@ s_chain_ent(gs_log_t *self, const char *key, size_t kl, gs_smap_ent_t **out)
 static int
 s_cell_ent(gs_log_t *self, const char *grid, gs_smap_ent_t **out)
 {
+    gs_smap_ent_t *last = self->last_cell;
+    if (last && self->last_cell_gen == self->cells.gen &&
+        memcmp(last->key, grid, GS_GRID_LEN) == 0) {
+        *out = last;    /* the same cell as the last call: found and marked */
+        return 0;
+    }
     int created;
     gs_smap_ent_t *e = gs_smap_get(&self->cells, grid, GS_GRID_LEN, &created);
     if (!e)
@@ -149,6 +159,8 @@ s_cell_ent(gs_log_t *self, const char *grid, gs_smap_ent_t **out)
     }
     e->dirty = 1;
     *out = e;
+    self->last_cell = e;
+    self->last_cell_gen = self->cells.gen;
     return 0;
 }
 
@@ -176,13 +188,10 @@ gs_log_emit(gs_log_t *self, const gs_log_event_t *in, uint64_t *seq_out)
         return t->err;
     uint64_t seq = ++self->head;
     uint64_t prev[GS_LEVELS];
+    if (s_chain_ents(self, in->grid))
+        return t->err;
     for (int l = 0; l < GS_LEVELS; l++) {
-        char key[GS_CHK_MAX];
-        size_t kl = gs_key_chain(in->grid, l, key);
-        gs_smap_ent_t *e = NULL;
-        int rc = s_chain_ent(self, key, kl, &e);
-        if (rc)
-            return rc;
+        gs_smap_ent_t *e = self->chain_path.e[l];
         prev[l] = e->u;
         e->u = seq;
         e->dirty = 1;

@@ -44,6 +44,9 @@ typedef struct gs_log {
     uint64_t head0;                 /* head when the transaction began */
     gs_smap_t cells;                /* grid -> cell meta, written by flush */
     gs_smap_t chain;                /* level prefix -> last seq, written by flush */
+    gs_smap_path_t chain_path;      /* the last grid's entries in chain */
+    gs_smap_ent_t *last_cell;       /* the last grid's entry in cells (NULL: none) */
+    uint64_t last_cell_gen;         /* cells.gen then */
     gs_digest_t digest;             /* the digests of touched prefixes, written by flush; */
                                     /* every write path calls gs_digest_change on it   */
     gs_persons_t persons;           /* the person index sets of touched cells, written by */

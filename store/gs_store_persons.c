@@ -108,6 +108,7 @@ gs_persons_begin(gs_persons_t *self, gs_txn_t *t)
 {
     assert(self && t);
     gs_smap_clear(&self->cells);
+    self->last_grid[0] = 0;
     self->n_sets = 0;       /* the buffers stay for the next transaction */
     self->t = t;
 }
@@ -129,11 +130,17 @@ s_reserve(gs_persons_set_t *s, size_t n)
     return 0;
 }
 
-/* The cached set of grid, read from the table on first use. */
+/* The cached set of grid, read from the table on first use. The last
+ * grid's set is found again without a lookup: a record's persons, and the
+ * next records', are mostly in one cell. */
 static int
 s_set(gs_persons_t *self, const char *grid, gs_persons_set_t **out)
 {
     gs_txn_t *t = self->t;
+    if (self->last_gen == self->cells.gen && strcmp(self->last_grid, grid) == 0) {
+        *out = &self->sets[self->last_set];
+        return 0;
+    }
     int created;
     gs_smap_ent_t *e = gs_smap_get(&self->cells, grid, GS_GRID_LEN, &created);
     if (!e)
@@ -168,6 +175,11 @@ s_set(gs_persons_t *self, const char *grid, gs_persons_set_t **out)
     }
     *out = &self->sets[e->u];
     e->dirty = 1;
+    if (strlen(grid) == GS_GRID_LEN) {
+        memcpy(self->last_grid, grid, GS_GRID_LEN + 1);
+        self->last_set = e->u;
+        self->last_gen = self->cells.gen;
+    }
     return 0;
 }
 

@@ -36,6 +36,9 @@ typedef struct gs_persons_set {
 typedef struct gs_persons {
     gs_txn_t *t;                    /* the transaction */
     gs_smap_t cells;                /* grid -> index into sets (u), dirty */
+    char last_grid[GS_GRID_LEN + 1]; /* the grid of the last set asked for, "" for none */
+    size_t last_set;                /* its index into sets */
+    uint64_t last_gen;              /* cells.gen then */
     gs_persons_set_t *sets;         /* the cached sets */
     size_t n_sets, cap_sets;        /* used and allocated */
 } gs_persons_t;

@@ -130,6 +130,34 @@ s_fail(gs_txn_t *t, int rc, const char *op, int db)
     return gs_txn_fail(t, rc, what);
 }
 
+_Static_assert(GS_DB_COUNT <= GS_TXN_CURSORS, "a cursor per database");
+
+MDB_cursor *
+gs_txn_cursor(gs_txn_t *t, int db)
+{
+    assert(t && t->txn && db >= 0 && db < GS_DB_COUNT);
+    if (!t->cur[db]) {
+        int rc = mdb_cursor_open(t->txn, t->st->db[db], &t->cur[db]);
+        if (rc) {
+            t->cur[db] = NULL;
+            s_fail(t, rc, "open cursor", db);
+        }
+    }
+    return t->cur[db];
+}
+
+/* Close the cursors before the transaction ends (LMDB would free them
+ * with a write transaction, but closing them here keeps one owner). */
+static void
+s_cursors_close(gs_txn_t *t)
+{
+    for (int i = 0; i < GS_DB_COUNT; i++) {
+        if (t->cur[i])
+            mdb_cursor_close(t->cur[i]);
+        t->cur[i] = NULL;
+    }
+}
+
 int
 gs_txn_get(gs_txn_t *t, int db, const MDB_val *k, MDB_val *v)
 {
@@ -137,7 +165,12 @@ gs_txn_get(gs_txn_t *t, int db, const MDB_val *k, MDB_val *v)
     if (t->err)
         return t->err;
     assert(t->txn);
-    int rc = mdb_get(t->txn, t->st->db[db], (MDB_val *) k, v);
+    MDB_cursor *c = gs_txn_cursor(t, db);
+    if (!c)
+        return t->err;
+    /* MDB_SET: the data of exactly k, as mdb_get; k itself is not changed */
+    MDB_val key = *k;
+    int rc = mdb_cursor_get(c, &key, v, MDB_SET);
     if (rc == MDB_NOTFOUND)
         return GS_ENOTFOUND;
     return rc ? s_fail(t, rc, "get", db) : 0;
@@ -159,7 +192,10 @@ gs_txn_put(gs_txn_t *t, int db, MDB_val *k, MDB_val *v, unsigned flags)
     if (t->err)
         return t->err;
     assert(t->txn);
-    int rc = mdb_put(t->txn, t->st->db[db], k, v, flags);
+    MDB_cursor *c = gs_txn_cursor(t, db);
+    if (!c)
+        return t->err;
+    int rc = mdb_cursor_put(c, k, v, flags);
     if (rc)
         return s_fail(t, rc, "put", db);
     if (!(flags & MDB_RESERVE))     /* a reservation is traced once filled */
@@ -246,6 +282,7 @@ gs_txn_abort(gs_txn_t *t)
     assert(t);
     /* the change log may have moved the chain heads with this transaction */
     t->st->chain_built = 0;
+    s_cursors_close(t);
     if (t->txn)
         gs_rtxn_end(t->st, &t->txn);
 }
@@ -261,6 +298,7 @@ gs_txn_commit(gs_txn_t *t)
     assert(t->txn);
     gs_store_t *st = t->st;
     int rc;
+    s_cursors_close(t);
     if (st->fail_commit) {
         rc = st->fail_commit;
         st->fail_commit = 0;

@@ -54,11 +54,15 @@ int gs_scan(gs_store_t *self, int db, const char *prefix, gs_scan_fn *each, void
 
 /* ---- The write transaction --------------------------------------------------------- */
 
+#define GS_TXN_CURSORS 16           /* >= the store's databases (checked in gs_store_txn.c) */
+
 typedef struct gs_txn {
     gs_store_t *st;                 /* the store */
     MDB_txn *txn;                   /* the LMDB transaction; NULL once ended */
     int err;                        /* sticky: 0, or the first failure as GS_E* */
     int map_full;                   /* that failure was MDB_MAP_FULL: grow and redo */
+    MDB_cursor *cur[GS_TXN_CURSORS]; /* get and put's cursor per database, opened at
+                                     * first use, closed when the transaction ends */
 } gs_txn_t;
 
 /* Begin a write transaction. The caller holds st->write_lock; env_lock is
@@ -67,8 +71,18 @@ typedef struct gs_txn {
 int gs_txn_begin(gs_store_t *st, gs_txn_t *t);
 
 /* Look k up in db. Returns 0 with *v set (valid until the next write in
- * this transaction), GS_ENOTFOUND (not sticky), or the sticky error. */
+ * this transaction), GS_ENOTFOUND (not sticky), or the sticky error.
+ * gs_txn_get and gs_txn_put go through one cursor per database that stays
+ * open for the whole transaction: a key on the leaf page the cursor is on
+ * (the next record of the same cell, the next seq) is found without a
+ * descent from the root, which mdb_get and mdb_put make every time. */
 int gs_txn_get(gs_txn_t *t, int db, const MDB_val *k, MDB_val *v);
+
+/* The transaction's cursor on db (the one gs_txn_get and gs_txn_put use),
+ * for a caller that reads through it with MDB_SET; valid until the
+ * transaction ends, closed by it. NULL with the sticky error set when it
+ * cannot be opened. */
+MDB_cursor *gs_txn_cursor(gs_txn_t *t, int db);
 
 /* Put k -> v in db with LMDB's put flags (MDB_APPEND, MDB_RESERVE, ...).
  * With MDB_RESERVE, v->mv_data points to the space to fill on return 0;

@@ -1819,6 +1819,103 @@ test_prev_seq_chains(void **state)
     st_verify_ok(f->st);
 }
 
+/* The writer keeps state from one transaction to the next (its output
+ * buffer, the string maps of its caches) and finds a cell's level
+ * prefixes once for the records that follow in that cell; its cursors live
+ * as long as a transaction. A commit that fails must leave none of it
+ * behind: the batch applied again gives the acks and events, byte for
+ * byte, of a store where it never failed, the chain and the digests
+ * verify, and the answers handed over stay valid after the next apply. */
+static size_t
+s_cells_batch(gs_arena_t *a, int round, Gridsync__V1__Record **recs)
+{
+    static const char *const grids[] = { G1, G1, G3, G1, G2, G3, G2, G2 };
+    size_t n = 0;
+    for (int i = 0; i < 8; i++) {
+        char id[16], code[16], note[32];
+        snprintf(id, sizeof id, "C%d", i + (round == 2 ? 8 : 0));
+        snprintf(code, sizeof code, "CA%d", i + (round == 2 ? 8 : 0));
+        snprintf(note, sizeof note, "round %d", round);
+        recs[n++] = st_build(a, &(st_rec_t) { .id = id, .grid = grids[i], .addr_code = code,
+                                              .pids = { (uint32_t) (500 + i), 0 },
+                                              .note = note,
+                                              .base = round == 1 ? 1 : 0 });
+    }
+    return n;
+}
+
+static void
+test_failed_commit_leaves_nothing(void **state)
+{
+    fx_t *f = *state;
+    char *dir2 = st_tmpdir();
+    gs_store_t *ref = st_open(dir2, NULL);
+    Gridsync__V1__Record *recs[8];
+    gs_apply_out_t out, rout;
+    size_t n = s_cells_batch(f->a, 0, recs);
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "c0", recs, n, ST_NOW_MS, &out), 0);
+    gs_apply_out_clear(&out);
+    assert_int_equal(st_apply(ref, f->a, "dev-1", "c0", recs, n, ST_NOW_MS, &rout), 0);
+    gs_apply_out_clear(&rout);
+
+    /* updates in the same cells, then new records: the first commit fails */
+    for (int round = 1; round <= 2; round++) {
+        char up[8];
+        snprintf(up, sizeof up, "c%d", round);
+        n = s_cells_batch(f->a, round, recs);
+        gs_store_debug_fail_commit(f->st, EIO);
+        assert_int_equal(st_apply(f->st, f->a, "dev-1", up, recs, n, ST_NOW_MS, &out), GS_EIO);
+        assert_null(out.uploads);
+        assert_null(out.bytes);
+        assert_int_equal(st_apply(f->st, f->a, "dev-1", up, recs, n, ST_NOW_MS, &out), 0);
+        assert_int_equal(st_apply(ref, f->a, "dev-1", up, recs, n, ST_NOW_MS, &rout), 0);
+        assert_int_equal(out.uploads[0].replayed, 0);
+        assert_int_equal(out.uploads[0].counts[RS(ACCEPTED)], 8);
+        assert_int_equal(out.head_seq, rout.head_seq);
+        assert_int_equal(out.uploads[0].ack_len, rout.uploads[0].ack_len);
+        assert_memory_equal(out.uploads[0].ack, rout.uploads[0].ack, rout.uploads[0].ack_len);
+        assert_int_equal(out.n_events, rout.n_events);
+        for (size_t i = 0; i < out.n_events; i++) {
+            assert_int_equal(out.events[i].seq, rout.events[i].seq);
+            assert_int_equal(out.events[i].len, rout.events[i].len);
+            assert_memory_equal(out.events[i].data, rout.events[i].data, rout.events[i].len);
+        }
+        /* what was handed over stays valid while the writer goes on */
+        gs_apply_out_t next;
+        Gridsync__V1__Record *one = recs[0];
+        assert_int_equal(st_apply(f->st, f->a, "dev-1", up, &one, 1, ST_NOW_MS, &next), 0);
+        assert_int_equal(next.uploads[0].replayed, 1);
+        assert_memory_equal(out.uploads[0].ack, rout.uploads[0].ack, rout.uploads[0].ack_len);
+        gs_apply_out_clear(&next);
+        gs_apply_out_clear(&out);
+        gs_apply_out_clear(&rout);
+    }
+    static s_chain_chk_t c;
+    memset(&c, 0, sizeof c);
+    c.canonical = 1;
+    const char *all[] = { "" };
+    uint64_t next_seq, head;
+    assert_int_equal(gs_store_events(f->st, all, 1, 0, 0, s_chain_ev, &c, &next_seq, &head), 0);
+    assert_int_equal(c.events, head);
+    assert_int_equal(head, 24);
+    /* the digests as the store that never failed has them, at every level */
+    const char *prefixes[] = { "", "11", "110105", "110105001", "110105001001", G1, G2, G3 };
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++) {
+        gs_digest_query_t q = { .prefix = prefixes[i] };
+        gs_digest_result_t r1, r2;
+        assert_int_equal(gs_store_digest(f->st, &q, &r1), 0);
+        assert_int_equal(gs_store_digest(ref, &q, &r2), 0);
+        assert_int_equal(r1.node.count, r2.node.count);
+        assert_memory_equal(r1.node.digest, r2.node.digest, GS_DIGEST_LEN);
+        free(r1.next_cursor);
+        free(r2.next_cursor);
+    }
+    st_verify_ok(f->st);
+    gs_store_destroy(&ref);
+    st_rmdir(dir2);
+    free(dir2);
+}
+
 /* ---- Snapshot paging ------------------------------------------------------------------------- */
 
 typedef struct s_snap {
@@ -2667,6 +2764,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_commit_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_events_both_paths, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_prev_seq_chains, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_leaves_nothing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_paging, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_org_natural_keys, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_org_stall_without_uscc, s_setup, s_teardown),

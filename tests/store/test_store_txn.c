@@ -2,7 +2,8 @@
  * test_store_txn: the store's write transaction (store/gs_store_txn.h) on a
  * real LMDB store in a temporary directory: puts and gets that commit, the
  * sticky error (nothing after the first failure, commit becomes abort),
- * absence that is not a failure, the one translation of LMDB and errno
+ * absence that is not a failure, the cursors gets and puts go through
+ * (fresh after a failed commit), the one translation of LMDB and errno
  * codes into GS_E* codes, map growth and redo on MDB_MAP_FULL, a commit
  * that fails like a full disk, and a read-only store.
  *
@@ -94,6 +95,84 @@ test_commit(void **state)
     assert_string_equal(b, "one");
     assert_int_equal(s_meta(f->st, "t-c", b, sizeof b), 0);
     assert_string_equal(b, "three");
+}
+
+/* ---- The transaction's cursors ---------------------------------------------------- */
+
+/* Gets and puts go through one cursor per table for the whole transaction:
+ * keys in any order, a get between puts, a delete made by mdb_del beside
+ * it, appends, all give what mdb_get and mdb_put would. */
+static int
+s_cursor_mix(gs_txn_t *t, void *arg)
+{
+    int *round = arg;
+    char key[16], val[16];
+    for (int i = 0; i < 200; i++) {
+        int j = (i * 37) % 200;     /* not in key order */
+        snprintf(key, sizeof key, "c-%03d", j);
+        snprintf(val, sizeof val, "%d/%d", *round, j);
+        assert_int_equal(s_put_str(t, key, val), 0);
+        MDB_val k = { strlen(key), key }, v;
+        snprintf(key, sizeof key, "c-%03d", (j * 7) % 200);
+        k.mv_size = strlen(key);
+        int rc = gs_txn_get(t, GS_DB_META, &k, &v);
+        assert_true(rc == 0 || rc == GS_ENOTFOUND);
+    }
+    for (int j = 0; j < 200; j += 3) {
+        snprintf(key, sizeof key, "c-%03d", j);
+        MDB_val k = { strlen(key), key };
+        assert_int_equal(gs_txn_del(t, GS_DB_META, &k), 0);
+    }
+    for (int j = 0; j < 200; j++) {
+        snprintf(key, sizeof key, "c-%03d", j);
+        snprintf(val, sizeof val, "%d/%d", *round, j);
+        MDB_val k = { strlen(key), key }, v;
+        int rc = gs_txn_get(t, GS_DB_META, &k, &v);
+        if (j % 3 == 0) {
+            assert_int_equal(rc, GS_ENOTFOUND);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(v.mv_size, strlen(val));
+            assert_memory_equal(v.mv_data, val, v.mv_size);
+        }
+    }
+    /* appends after the last key, through the same cursor */
+    for (int j = 0; j < 50; j++) {
+        uint8_t kb[8];
+        gs_be64_put(kb, (uint64_t) (*round * 1000 + j));
+        MDB_val k = { 8, kb }, v = { 1, "x" };
+        assert_int_equal(gs_txn_put(t, GS_DB_LOG, &k, &v, MDB_APPEND), 0);
+    }
+    assert_non_null(t->cur[GS_DB_META]);
+    return 0;
+}
+
+static void
+test_cursors(void **state)
+{
+    s_fx_t *f = *state;
+    /* a failed commit: nothing of it stays, and the next transaction's
+     * cursors start afresh */
+    int round = 1;
+    gs_store_debug_fail_commit(f->st, EIO);
+    assert_int_equal(gs_store_write(f->st, s_cursor_mix, &round), GS_EIO);
+    char b[16];
+    assert_int_equal(s_meta(f->st, "c-001", b, sizeof b), GS_ENOTFOUND);
+    round = 2;
+    assert_int_equal(gs_store_write(f->st, s_cursor_mix, &round), 0);
+    assert_int_equal(s_meta(f->st, "c-001", b, sizeof b), 0);
+    assert_string_equal(b, "2/1");
+    assert_int_equal(s_meta(f->st, "c-003", b, sizeof b), GS_ENOTFOUND);
+    round = 3;
+    assert_int_equal(gs_store_write(f->st, s_cursor_mix, &round), 0);
+    assert_int_equal(s_meta(f->st, "c-199", b, sizeof b), 0);
+    assert_string_equal(b, "3/199");
+    uint8_t kb[8], v[2];
+    size_t vl = 0;
+    gs_be64_put(kb, 3049);
+    assert_int_equal(gs_store_debug_get(f->st, "log", kb, 8, v, sizeof v, &vl), 0);
+    gs_be64_put(kb, 1000);
+    assert_int_equal(gs_store_debug_get(f->st, "log", kb, 8, v, sizeof v, &vl), GS_ENOTFOUND);
 }
 
 /* ---- The sticky error ----------------------------------------------------------- */
@@ -274,6 +353,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_cursors, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sticky, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_own_answer_aborts, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_translate, s_setup, s_teardown),
