@@ -421,6 +421,13 @@ gs_broker_new(const gs_config_t *cfg)
         gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"publisher tables\"");
         goto fail;
     }
+    /* and the frontend's room for an upload's record spans */
+    b->fe_records = gs_frontend_records_new(&b->limits);
+    if (!b->fe_records) {
+        gs_log(GS_LOG_ERROR, "out_of_memory", "what=\"frontend tables\" max_records=%u",
+               (unsigned) b->limits.max_records);
+        goto fail;
+    }
     if (cfg->jetstream_url[0] && !cfg->replica_of[0] && !(b->bridge = gs_bridge_new(b)))
         goto fail;
 
@@ -634,6 +641,7 @@ gs_broker_destroy(gs_broker_t **self_p)
     gs_writer_destroy(&b->writer);
     gs_replica_destroy(&b->replica);
     gs_feed_destroy(&b->feed);
+    gs_frontend_records_destroy(&b->fe_records);
     gs_bridge_destroy(&b->bridge);
     if (s_signal_broker == b)
         s_signal_broker = NULL;

@@ -23,7 +23,7 @@
  *     contexts are thread-safe), store (gs_store.h says which of its
  *     calls each thread may make: the writer writes, everyone reads);
  *   - the frontend thread's: router, admin, to_writer, to_readers,
- *     replies, sig_pipe's read end;
+ *     replies, sig_pipe's read end, fe_records;
  *   - the writer thread's: writer, to_publisher (on which gs_broker_run
  *     sends the publisher's stop once the writer has reported done),
  *     to_bridge (likewise the bridge's stop);
@@ -110,6 +110,8 @@ struct gs_broker {
     atomic_uint_fast64_t head_seq;  /* last committed seq (writer updates) */
     atomic_int subscriptions;       /* distinct prefixes (publisher updates) */
     atomic_int_fast64_t pending;    /* records handed to the writer, not yet answered */
+    struct gs_prescan_records *fe_records; /* the frontend's scratch for the pre-scan's
+                                     * record spans (gs_frontend.h) */
 };
 
 /* Wall-clock Unix milliseconds. */

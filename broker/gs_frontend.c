@@ -248,36 +248,39 @@ s_request_id(const ProtobufCMessageDescriptor *desc, zmq_msg_t *body)
     return rid;
 }
 
-/* Where each of an upload's n records sits in the request's bytes (for
- * gs_store_prepare_wire), in arrays from arena: the i-th occurrence of
- * Upload.records is records[i]. Leaves *at NULL when the bytes cannot be
- * matched to the records one to one (the records are then packed). */
-static void
-s_record_spans(gs_arena_t *arena, zmq_msg_t *body, size_t n, const uint8_t ***at,
-               size_t **lens)
+gs_prescan_records_t *
+gs_frontend_records_new(const gs_limits_t *lim)
 {
-    *at = NULL;
-    *lens = NULL;
-    const uint32_t upload_field = protobuf_c_message_descriptor_get_field_by_name(
-                       &gridsync__v1__request__descriptor, "upload")->id,
-                   records_field = protobuf_c_message_descriptor_get_field_by_name(
-                       &gridsync__v1__upload__descriptor, "records")->id;
-    const uint8_t *up;
-    size_t up_len;
-    if (gs_wire_spans(zmq_msg_data(body), zmq_msg_size(body), upload_field, &up, &up_len, 1) !=
-        1)
+    gs_prescan_records_t *r = calloc(1, sizeof *r);
+    size_t max = lim->max_records ? lim->max_records : 1;
+    if (!r)
+        return NULL;
+    r->at = calloc(max, sizeof *r->at);
+    r->len = calloc(max, sizeof *r->len);
+    r->canonical = calloc(max, 1);
+    r->max = max;
+    if (!r->at || !r->len || !r->canonical)
+        gs_frontend_records_destroy(&r);
+    return r;
+}
+
+void
+gs_frontend_records_destroy(gs_prescan_records_t **self_p)
+{
+    gs_prescan_records_t *r = *self_p;
+    if (!r)
         return;
-    const uint8_t **a = gs_arena_alloc(arena, n * sizeof *a);
-    size_t *l = gs_arena_alloc(arena, n * sizeof *l);
-    if (!a || !l || gs_wire_spans(up, up_len, records_field, a, l, n) != (long) n)
-        return;
-    *at = a;
-    *lens = l;
+    free(r->at);
+    free(r->len);
+    free(r->canonical);
+    free(r);
+    *self_p = NULL;
 }
 
 static void
 s_handle_router(gs_broker_t *b, int draining)
 {
+    gs_prescan_records_t *recs = b->fe_records;
     zmq_msg_t identity, body;
     int req_style;
     if (s_recv_request(b, b->router, &identity, &body, &req_style))
@@ -286,10 +289,12 @@ s_handle_router(gs_broker_t *b, int draining)
     gs_arena_t *arena = NULL;
     /* Walk the raw bytes before unpacking: protobuf-c builds every list
      * element before anything can count them, so a frame of millions of
-     * empty records would take hundreds of MB (see gs_prescan.h). */
+     * empty records would take hundreds of MB (see gs_prescan.h). The same
+     * walk finds the upload's records and whether their bytes can be
+     * stored as they came. */
     gs_verdict_t pre;
-    if (gs_prescan(&gridsync__v1__request__descriptor, zmq_msg_data(&body), len, &b->limits,
-                   NULL, &pre)) {
+    if (gs_prescan_records(&gridsync__v1__request__descriptor, zmq_msg_data(&body), len,
+                           &b->limits, NULL, &pre, recs)) {
         s_frontend_error(b, b->router, &identity, req_style, 0,
                          s_request_id(&gridsync__v1__request__descriptor, &body), pre.reason,
                          pre.message);
@@ -400,18 +405,26 @@ s_handle_router(gs_broker_t *b, int draining)
          * thread, so the writer's transaction spends its time on storage
          * only and the two threads work on different uploads at once. */
         Gridsync__V1__Upload *up = req->upload;
-        const uint8_t **wire;
-        size_t *wire_len;
-        /* the job keeps the frame: records that need no packing are
-         * stored as the bytes they came in (the frame's data stays where
-         * it is when the message moves, but a tiny message keeps its bytes
-         * inside the zmq_msg_t, so the spans are taken after the move) */
+        /* the job keeps the frame: records whose bytes are what pack
+         * writes, and that normalisation leaves as they are, are stored as
+         * the bytes they came in (the frame's data stays where it is when
+         * the message moves, but a tiny message keeps its bytes inside the
+         * zmq_msg_t, so the pre-scan's spans are moved with them) */
+        const uint8_t *was = zmq_msg_data(&body);
         zmq_msg_init(&job->frame);
         zmq_msg_move(&job->frame, &body);
         job->has_frame = 1;
-        s_record_spans(arena, &job->frame, up->n_records, &wire, &wire_len);
-        if (gs_store_prepare_wire(b->store, up->records, wire, wire_len, up->n_records,
-                                  gs_arena_allocator(arena), gs_now_ms(), &job->prepared)) {
+        /* one span per record, in order, as the pre-scan walked them; were
+         * they ever not, every record would be packed (the same bytes) */
+        int spans = recs->n == up->n_records;
+        const uint8_t *now = zmq_msg_data(&job->frame);
+        for (size_t i = 0; spans && i < recs->n; i++)
+            recs->at[i] = recs->canonical[i] ? now + (recs->at[i] - was) : NULL;
+        int rc = gs_store_prepare_canonical(b->store, up->records, spans ? recs->at : NULL,
+                                            recs->len, up->n_records,
+                                            gs_arena_allocator(arena), gs_now_ms(),
+                                            &job->prepared);
+        if (rc) {
             if (job->dev)
                 gridsync__v1__device__free_unpacked(job->dev, NULL);
             zmq_msg_close(&job->frame);

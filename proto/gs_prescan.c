@@ -70,6 +70,8 @@ typedef struct {
     const char *top;            /* full name of the top message type */
     gs_prescan_stats_t st;      /* what has been counted so far */
     gs_verdict_t *v;            /* where the verdict goes (never NULL) */
+    gs_prescan_records_t *recs; /* NULL, or where Upload.records are told */
+    const ProtobufCFieldDescriptor *recs_field; /* Upload.records, when recs */
     /* field path of the message being walked, as (name, index) frames:
      * written out only when a message needs it, since nearly every request
      * passes and formatting it for each sub-message cost more than the
@@ -202,12 +204,14 @@ s_slab_cost(size_t n)
 }
 
 static int s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-                     const uint8_t *end, int depth);
+                     const uint8_t *end, int depth, int *canon);
 
-/* One length-delimited value of known field f (n bytes at p). */
+/* One length-delimited value of known field f (n bytes at p). canon (NULL:
+ * not asked) is 1 on entry when the message holding f is canonical so
+ * far, and is left 1 only when this value's body is canonical too. */
 static int
 s_delimited(s_scan_t *s, const ProtobufCFieldDescriptor *f, size_t *count, const uint8_t *p,
-            size_t n, int depth)
+            size_t n, int depth, int *canon)
 {
     bool repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
     switch (f->type) {
@@ -217,8 +221,23 @@ s_delimited(s_scan_t *s, const ProtobufCFieldDescriptor *f, size_t *count, const
         s->frames[s->depth].name = f->name;
         s->frames[s->depth].index = repeated ? (long) *count : -1;
         s->depth++;
-        int rc = s_message(s, f->descriptor, p, p + n, depth + 1);
+        /* an upload's record is judged whether or not what holds it is */
+        int is_record = s->recs && f == s->recs_field;
+        int sub = 1;
+        int rc = s_message(s, f->descriptor, p, p + n, depth + 1,
+                           is_record || (canon && *canon) ? &sub : NULL);
         s->depth--;
+        if (canon)
+            *canon = *canon && sub;
+        if (is_record) {
+            gs_prescan_records_t *r = s->recs;
+            if (r->n < r->max) {
+                r->at[r->n] = p;
+                r->len[r->n] = n;
+                r->canonical[r->n] = (uint8_t) (rc == 0 && sub);
+            }
+            r->n++;
+        }
         (*count)++;
         return rc;
     }
@@ -257,10 +276,18 @@ s_delimited(s_scan_t *s, const ProtobufCFieldDescriptor *f, size_t *count, const
     }
 }
 
+/* Walk one message of type desc (p..end). canon (NULL: not asked) gets 1
+ * when the bytes are in the one form pack writes (gs_wire_is_canonical,
+ * from the same steps), else 0; it is only meaningful when 0 is
+ * returned. */
 static int
 s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-          const uint8_t *end, int depth)
+          const uint8_t *end, int depth, int *canon)
 {
+    gs_wire_canon_t cw;         /* the canonical check's state, while asked */
+    int ok = canon != NULL;     /* canonical so far (while asked) */
+    if (ok)
+        gs_wire_canon_init(&cw);
     if (depth > GS_PRESCAN_DEPTH_MAX)
         return s_malformed(s, p, "messages nested too deep");
     if (depth > s->st.depth)
@@ -277,10 +304,14 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
     while (p < end) {
         const uint8_t *at = p;
         uint64_t tag;
-        if (*p < 0x80)
+        if (*p < 0x80) {
             tag = *p++;     /* a one-byte tag (fields 1..15): most of them */
-        else if (gs_wire_varint_get(&p, end, &tag))
+        } else if (gs_wire_varint_get(&p, end, &tag)) {
             return s_malformed(s, at, "truncated field tag");
+        } else if (ok) {
+            const uint8_t *q = at;
+            ok = !gs_wire_varint_min(&q, end, &tag);
+        }
         if (tag >> 3 == 0 || tag >> 3 > 0x1fffffff)
             return s_malformed(s, at, "field number out of range");
         int wt = (int) (tag & 7);
@@ -300,6 +331,8 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
             : protobuf_c_message_descriptor_get_field(desc, id);
         if (f)
             prev = f;
+        if (ok)
+            ok = gs_wire_canon_field(&cw, desc, f);
         const uint8_t *value = p;
         const uint8_t *payload = NULL;      /* wt 2: the bytes after the length */
         uint64_t n = 0;                     /* and how many */
@@ -312,6 +345,12 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         } else if (gs_wire_skip(&p, end, wt)) {
             return s_malformed(s, value, wt == 2 ? "length runs past the end"
                                                  : "truncated value");
+        }
+        if (ok) {
+            /* f is known here: gs_wire_canon_field says 0 for unknown */
+            const uint8_t *q = value, *body = NULL;
+            size_t body_len = 0;
+            ok = gs_wire_canon_value(f, wt, &q, end, &body, &body_len);
         }
         if (!f) {
             unknown++;
@@ -339,7 +378,7 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
             payload = value;
         }
         size_t before = *count;
-        int rc = s_delimited(s, f, count, payload, (size_t) n, depth);
+        int rc = s_delimited(s, f, count, payload, (size_t) n, depth, canon ? &ok : NULL);
         if (rc)
             return rc;
         if (idx >= S_FIELDS_MAX && f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -357,12 +396,22 @@ s_message(s_scan_t *s, const ProtobufCMessageDescriptor *desc, const uint8_t *p,
         if (rc)
             return rc;
     }
+    if (canon)
+        *canon = ok;
     return 0;
 }
 
 int
 gs_prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
            const gs_limits_t *lim, gs_prescan_stats_t *stats, gs_verdict_t *v)
+{
+    return gs_prescan_records(desc, data, len, lim, stats, v, NULL);
+}
+
+int
+gs_prescan_records(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                   const gs_limits_t *lim, gs_prescan_stats_t *stats, gs_verdict_t *v,
+                   gs_prescan_records_t *recs)
 {
     static const uint8_t none[1];
     if (!data)
@@ -374,9 +423,15 @@ gs_prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t l
         .len = len,
         .top = desc->name,
         .v = v ? v : &scratch,
+        .recs = recs,
     };
+    if (recs) {
+        recs->n = 0;
+        s.recs_field = protobuf_c_message_descriptor_get_field_by_name(
+            &gridsync__v1__upload__descriptor, "records");
+    }
     gs_verdict_clear(s.v);
-    int rc = s_message(&s, desc, data, data + len, 1);
+    int rc = s_message(&s, desc, data, data + len, 1, NULL);
     if (rc == 0 && s.st.decode_bytes > GS_PRESCAN_DECODE_MAX)
         rc = gs_verdict_set(s.v, R(TOO_LARGE),
                             "request would take about %zu MiB to decode, more than %u MiB; "

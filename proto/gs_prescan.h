@@ -78,4 +78,28 @@ int gs_prescan(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                size_t len, const gs_limits_t *lim, gs_prescan_stats_t *stats,
                gs_verdict_t *v);
 
+/* Where an upload's records sit in a request's bytes, and whether each is
+ * in the one form protobuf-c packs (what gs_wire_is_canonical says of it
+ * for gridsync.v1.Record), as gs_prescan_records finds them on its walk:
+ * the caller's arrays of max entries. */
+typedef struct gs_prescan_records {
+    const uint8_t **at;         /* [max] where each Upload.records value starts */
+    size_t *len;                /* [max] and its length */
+    uint8_t *canonical;         /* [max] 1 when canonical, else 0 */
+    size_t max;                 /* entries the arrays hold */
+    size_t n;                   /* Upload.records values met, in order (only
+                                 * the first max are told) */
+} gs_prescan_records_t;
+
+/* gs_prescan, and when recs is not NULL the records of the request's
+ * upload into it, in the order protobuf-c unpacks them (the i-th value of
+ * Upload.records is records[i]), in the same walk: the frontend keeps a
+ * record's wire bytes as its packed form without walking them again.
+ * recs is only meaningful when 0 is returned (then every span lies inside
+ * data and recs->n counts them all); a request that holds no upload tells
+ * none. Same thread rules as gs_prescan. */
+int gs_prescan_records(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                       size_t len, const gs_limits_t *lim, gs_prescan_stats_t *stats,
+                       gs_verdict_t *v, gs_prescan_records_t *recs);
+
 #endif

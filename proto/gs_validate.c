@@ -1610,6 +1610,10 @@ s_incident(s_ctx_t *ctx, Gridsync__V1__Incident *in)
     return 0;
 }
 
+static int s_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
+                          const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
+                          size_t *changed, int strip);
+
 int
 gs_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
                 const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v)
@@ -1621,6 +1625,23 @@ int
 gs_record_check_changed(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
                         const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
                         size_t *changed)
+{
+    return s_record_check(rec, alloc, lim, now_ms, v, changed, 1);
+}
+
+int
+gs_record_check_known(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
+                      const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
+                      size_t *changed)
+{
+    return s_record_check(rec, alloc, lim, now_ms, v, changed, 0);
+}
+
+/* gs_record_check_changed; strip 0 skips the unknown-field walk (the
+ * caller knows there are none). */
+static int
+s_record_check(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc, const gs_limits_t *lim,
+               int64_t now_ms, gs_verdict_t *v, size_t *changed, int strip)
 {
     s_ctx_t ctx = {
         .alloc = alloc,
@@ -1635,7 +1656,7 @@ gs_record_check_changed(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
      * which drops the known `restricted` sub-message only. */
     if (changed)
         *changed = 0;
-    if (rec)
+    if (rec && strip)
         ctx.changed = gs_wire_strip_unknown(&rec->base, alloc);
     if (!rec || gs_record_kind(rec) == 0)
         return gs_verdict_set(ctx.v, R(REQUIRED),

@@ -265,6 +265,15 @@ int gs_record_check_changed(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc
                             const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
                             size_t *changed);
 
+/* gs_record_check_changed for a record unpacked from bytes that hold no
+ * field this schema does not know, at any depth (gs_wire_is_canonical said
+ * 1 of them): the walk that would drop unknown fields is skipped, as it
+ * would drop none; the verdict, the normalisation and *changed are the
+ * same. */
+int gs_record_check_known(Gridsync__V1__Record *rec, ProtobufCAllocator *alloc,
+                          const gs_limits_t *lim, int64_t now_ms, gs_verdict_t *v,
+                          size_t *changed);
+
 /* Validate an upload's envelope (not its records): device_id and upload_id
  * are identifiers, record count within lim->max_records and above zero.
  * Returns 0, REASON_BAD_REQUEST or REASON_TOO_MANY_RECORDS. */

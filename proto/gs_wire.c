@@ -215,97 +215,6 @@ gs_wire_spans(const uint8_t *data, size_t len, uint32_t field, const uint8_t **s
 }
 
 #define S_CANON_DEPTH 32        /* nesting gs_wire_is_canonical follows */
-#define S_CANON_ONEOFS 8        /* oneofs of one message it tracks */
-
-/* Read a varint that is in its one shortest form: no trailing 0x00 group
- * (but a lone 0x00), and a tenth byte only as 0x01 (bit 63). */
-static inline int
-s_varint_min(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    const uint8_t *q = *p;
-    if (q < end && *q < 0x80) {
-        /* one byte (most tags and lengths): its shortest form already */
-        *v = *q;
-        *p = q + 1;
-        return 0;
-    }
-    if (gs_wire_varint_get(&q, end, v))
-        return -1;
-    size_t n = (size_t) (q - *p);
-    uint8_t last = q[-1];
-    if ((n > 1 && last == 0) || (n == 10 && last != 1))
-        return -1;
-    *p = q;
-    return 0;
-}
-
-static uint64_t
-s_le(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t) p[i] << (8 * i);
-    return v;
-}
-
-static int s_canonical(const ProtobufCMessageDescriptor *d, const uint8_t *p,
-                       const uint8_t *end, int depth);
-
-/* One field's value at *p (its tag read: wire type wt) as pack writes it
- * for field f; moves *p past it. Returns 1 canonical, 0 not. */
-static int
-s_canonical_value(const ProtobufCFieldDescriptor *f, int wt, const uint8_t **p,
-                  const uint8_t *end, int depth)
-{
-    uint64_t v;
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_ENUM:
-        /* a negative int32 is packed sign-extended to 10 bytes: left to pack */
-        return wt == 0 && !s_varint_min(p, end, &v) && v >= 1 && v <= INT32_MAX;
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_SINT32:
-        return wt == 0 && !s_varint_min(p, end, &v) && v >= 1 && v <= UINT32_MAX;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_SINT64:
-        return wt == 0 && !s_varint_min(p, end, &v) && v != 0;
-    case PROTOBUF_C_TYPE_BOOL:
-        /* protobuf-c reads any non-zero varint as true and packs it as 1 */
-        return wt == 0 && !s_varint_min(p, end, &v) && v == 1;
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_FLOAT:
-        if (wt != 5 || end - *p < 4)
-            return 0;
-        v = s_le(*p, 4);
-        *p += 4;
-        /* -0.0f is zero to proto3's "leave out the default" */
-        return v != 0 && !(f->type == PROTOBUF_C_TYPE_FLOAT && v == 0x80000000u);
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        if (wt != 1 || end - *p < 8)
-            return 0;
-        v = s_le(*p, 8);
-        *p += 8;
-        return v != 0 && !(f->type == PROTOBUF_C_TYPE_DOUBLE && v == (uint64_t) 1 << 63);
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_BYTES:
-    case PROTOBUF_C_TYPE_MESSAGE: {
-        if (wt != 2 || s_varint_min(p, end, &v) || v > (uint64_t) (end - *p))
-            return 0;
-        const uint8_t *at = *p;
-        *p += v;
-        if (f->type == PROTOBUF_C_TYPE_MESSAGE)
-            return s_canonical(f->descriptor, at, at + v, depth + 1);
-        /* pack measures a string with strlen: a 0x00 would cut it */
-        return v > 0 && (f->type == PROTOBUF_C_TYPE_BYTES || !memchr(at, 0, (size_t) v));
-    }
-    default:
-        return 0;
-    }
-}
 
 static int
 s_canonical(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
@@ -313,44 +222,30 @@ s_canonical(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t
 {
     if (depth > S_CANON_DEPTH)
         return 0;
-    unsigned oneofs[S_CANON_ONEOFS];
-    size_t n_oneofs = 0;
-    long last = -1;             /* index in d->fields of the field before */
+    gs_wire_canon_t c;
+    gs_wire_canon_init(&c);
     while (p < end) {
         uint64_t tag;
-        if (s_varint_min(&p, end, &tag) || tag >> 3 == 0 || tag >> 3 > 0x1fffffff)
+        if (gs_wire_varint_min(&p, end, &tag) || tag >> 3 == 0 || tag >> 3 > 0x1fffffff)
             return 0;
         uint32_t id = (uint32_t) (tag >> 3);
-        const ProtobufCFieldDescriptor *f;
-        if (last >= 0 && d->fields[last].id == id) {
-            /* the same field again: only a list's next element */
-            f = &d->fields[last];
-            if (f->label != PROTOBUF_C_LABEL_REPEATED)
-                return 0;
-        } else {
-            /* pack writes the fields in descriptor order: look only ahead */
-            unsigned i = (unsigned) (last + 1);
-            while (i < d->n_fields && d->fields[i].id != id)
-                i++;
-            if (i == d->n_fields)
-                return 0;   /* unknown, or out of pack's order */
-            f = &d->fields[i];
-            last = (long) i;
-            if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-                /* one member of a oneof: protobuf-c keeps the last one sent */
-                for (size_t k = 0; k < n_oneofs; k++)
-                    if (oneofs[k] == f->quantifier_offset)
-                        return 0;
-                if (n_oneofs == S_CANON_ONEOFS)
-                    return 0;
-                oneofs[n_oneofs++] = f->quantifier_offset;
-            }
-        }
-        if (f->label == PROTOBUF_C_LABEL_REQUIRED ||
-            (f->label == PROTOBUF_C_LABEL_REPEATED && f->type != PROTOBUF_C_TYPE_STRING &&
-             f->type != PROTOBUF_C_TYPE_BYTES && f->type != PROTOBUF_C_TYPE_MESSAGE))
+        /* pack writes the fields in descriptor order: look only from the
+         * field met last (anything before it fails gs_wire_canon_field) */
+        unsigned i = (unsigned) (c.last < 0 ? 0 : c.last);
+        while (i < d->n_fields && d->fields[i].id != id)
+            i++;
+        if (i == d->n_fields || !gs_wire_canon_field(&c, d, &d->fields[i]))
             return 0;
-        if (!s_canonical_value(f, (int) (tag & 7), &p, end, depth))
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const uint8_t *body = NULL;
+        size_t body_len = 0;
+        if (!gs_wire_canon_value(f, (int) (tag & 7), &p, end, &body, &body_len))
+            return 0;
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE &&
+            !s_canonical(f->descriptor, body, body + body_len, depth + 1))
+            return 0;
+        /* pack measures a string with strlen: a 0x00 would cut it */
+        if (f->type == PROTOBUF_C_TYPE_STRING && memchr(body, 0, body_len))
             return 0;
     }
     return 1;

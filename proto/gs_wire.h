@@ -157,6 +157,157 @@ long gs_wire_spans(const uint8_t *data, size_t len, uint32_t field,
 int gs_wire_is_canonical(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                          size_t len);
 
+/* Read a varint at *p that is in its one shortest form (no trailing 0x00
+ * group but a lone 0x00, a tenth byte only as 0x01). 0 and *p moved past
+ * it, or -1 (truncated, too long or not shortest). */
+static inline int
+gs_wire_varint_min(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *q = *p;
+    if (q < end && *q < 0x80) {
+        /* one byte (most tags and lengths): its shortest form already */
+        *v = *q;
+        *p = q + 1;
+        return 0;
+    }
+    if (gs_wire_varint_get(&q, end, v))
+        return -1;
+    size_t n = (size_t) (q - *p);
+    uint8_t last = q[-1];
+    if ((n > 1 && last == 0) || (n == 10 && last != 1))
+        return -1;
+    *p = q;
+    return 0;
+}
+
+/* n bytes at p, little-endian. */
+static inline uint64_t
+gs_wire_le(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t) p[i] << (8 * i);
+    return v;
+}
+
+/* The steps of gs_wire_is_canonical, for a walk of the same bytes that
+ * has other work to do (gs_prescan answers it for an upload's records on
+ * its way): per message a gs_wire_canon_t, then for each field in turn
+ * its tag in shortest form (gs_wire_varint_min), gs_wire_canon_field and
+ * gs_wire_canon_value, then a message field's body canonical in turn and
+ * a string without a 0x00 byte. The bytes are canonical when every step
+ * says so. */
+#define GS_WIRE_CANON_ONEOFS 8  /* oneofs of one message tracked */
+
+typedef struct gs_wire_canon {
+    long last;                  /* index in desc->fields of the field met last; -1 none */
+    size_t n_oneofs;            /* oneofs met so far */
+    unsigned oneofs[GS_WIRE_CANON_ONEOFS]; /* their quantifier offsets */
+} gs_wire_canon_t;
+
+static inline void
+gs_wire_canon_init(gs_wire_canon_t *c)
+{
+    c->last = -1;
+    c->n_oneofs = 0;
+}
+
+/* Field f of message type d (NULL: a field d does not know) met next:
+ * 1 when pack writes it at this place (known, in descriptor order, a
+ * repeated string/bytes/message field in one run, one member per oneof,
+ * not proto2 required, not a repeated scalar), 0 not. Updates c. */
+static inline int
+gs_wire_canon_field(gs_wire_canon_t *c, const ProtobufCMessageDescriptor *d,
+                    const ProtobufCFieldDescriptor *f)
+{
+    if (!f)
+        return 0;   /* unknown: pack never writes it */
+    long i = (long) (f - d->fields);
+    if (i == c->last) {
+        /* the same field again: only a list's next element */
+        if (f->label != PROTOBUF_C_LABEL_REPEATED)
+            return 0;
+    } else {
+        /* pack writes the fields in descriptor order */
+        if (i < c->last)
+            return 0;
+        c->last = i;
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            /* one member of a oneof: protobuf-c keeps the last one sent */
+            for (size_t k = 0; k < c->n_oneofs; k++)
+                if (c->oneofs[k] == f->quantifier_offset)
+                    return 0;
+            if (c->n_oneofs == GS_WIRE_CANON_ONEOFS)
+                return 0;
+            c->oneofs[c->n_oneofs++] = f->quantifier_offset;
+        }
+    }
+    return f->label != PROTOBUF_C_LABEL_REQUIRED &&
+           (f->label != PROTOBUF_C_LABEL_REPEATED || f->type == PROTOBUF_C_TYPE_STRING ||
+            f->type == PROTOBUF_C_TYPE_BYTES || f->type == PROTOBUF_C_TYPE_MESSAGE);
+}
+
+/* The value of field f at *p, sent with wire type wt: 1 when it is as
+ * pack writes it (see gs_wire_is_canonical), else 0. Moves *p past the
+ * value when it reads; a length-delimited value sets *body and *body_len
+ * to its payload, which is the caller's to check for a message field (its
+ * body canonical) and for a string (no 0x00 byte, which gs_prescan refuses
+ * for the whole request). */
+static inline int
+gs_wire_canon_value(const ProtobufCFieldDescriptor *f, int wt, const uint8_t **p,
+                    const uint8_t *end, const uint8_t **body, size_t *body_len)
+{
+    uint64_t v;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_ENUM:
+        /* a negative int32 is packed sign-extended to 10 bytes: left to pack */
+        return wt == 0 && !gs_wire_varint_min(p, end, &v) && v >= 1 && v <= INT32_MAX;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_SINT32:
+        return wt == 0 && !gs_wire_varint_min(p, end, &v) && v >= 1 && v <= UINT32_MAX;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_SINT64:
+        return wt == 0 && !gs_wire_varint_min(p, end, &v) && v != 0;
+    case PROTOBUF_C_TYPE_BOOL:
+        /* protobuf-c reads any non-zero varint as true and packs it as 1 */
+        return wt == 0 && !gs_wire_varint_min(p, end, &v) && v == 1;
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        if (wt != 5 || end - *p < 4)
+            return 0;
+        v = gs_wire_le(*p, 4);
+        *p += 4;
+        /* -0.0f is zero to proto3's "leave out the default" */
+        return v != 0 && !(f->type == PROTOBUF_C_TYPE_FLOAT && v == 0x80000000u);
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        if (wt != 1 || end - *p < 8)
+            return 0;
+        v = gs_wire_le(*p, 8);
+        *p += 8;
+        return v != 0 && !(f->type == PROTOBUF_C_TYPE_DOUBLE && v == (uint64_t) 1 << 63);
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        if (wt != 2 || gs_wire_varint_min(p, end, &v) || v > (uint64_t) (end - *p))
+            return 0;
+        const uint8_t *at = *p;
+        *p += v;
+        *body = at;
+        *body_len = (size_t) v;
+        /* a message's body is the caller's to walk, and so is a string's
+         * 0x00 (pack measures a string with strlen: one would cut it) */
+        return v > 0 || f->type == PROTOBUF_C_TYPE_MESSAGE;
+    }
+    default:
+        return 0;
+    }
+}
+
 /* Drop the unknown fields (fields this schema does not know, which
  * protobuf-c keeps as opaque bytes and packs again) of m and of every
  * message inside it, at any depth: singular, oneof (the set member only)

@@ -185,6 +185,17 @@ int gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
                           const uint8_t *const *wire, const size_t *wire_len, size_t n,
                           ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out);
 
+/* gs_store_prepare_wire where the caller has found already which records'
+ * bytes are canonical (gs_prescan_records, the walk that checks a request
+ * before it is unpacked): wire[i] is given only for those, and is not
+ * walked again; a record without wire[i] is packed. Such a record holds no
+ * field the schema does not know (gs_record_check_known). The same bytes
+ * and results as gs_store_prepare_wire; the same rules. */
+int gs_store_prepare_canonical(gs_store_t *self, Gridsync__V1__Record **records,
+                               const uint8_t *const *wire, const size_t *wire_len, size_t n,
+                               ProtobufCAllocator *alloc, int64_t now_ms,
+                               gs_prepared_t **out);
+
 /* What one upload got. */
 typedef struct gs_upload_result {
     uint8_t *ack;               /* packed gridsync.v1.Ack (owned by the gs_apply_out_t) */

@@ -452,16 +452,18 @@ s_derive(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p)
  * be NULL) holds the wire_len bytes the record was unpacked from, when
  * normalisation changed nothing in it: if they are in the one form pack
  * writes (gs_wire_is_canonical), packing again would give them byte for
- * byte, so they are the packed form (borrowed: the caller keeps them). */
+ * byte, so they are the packed form (borrowed: the caller keeps them).
+ * canonical 1: the caller found them so already. */
 static int
-s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p,
-              const uint8_t *wire, size_t wire_len)
+s_prepare_bytes(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p,
+                const uint8_t *wire, size_t wire_len, int canonical)
 {
     const Gridsync__V1__Record *rec = p->rec;
     assert(rec && !p->verdict.reason);
     size_t n;
     const uint8_t *buf;
-    if (wire && gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire, wire_len)) {
+    if (wire &&
+        (canonical || gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire, wire_len))) {
         n = wire_len;
         buf = wire;
     } else {
@@ -481,6 +483,13 @@ s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p,
     p->packed_len = n;
     p->ready = 1;
     return 0;
+}
+
+static int
+s_prepare_one(gs_store_t *self, ProtobufCAllocator *alloc, gs_prepared_t *p,
+              const uint8_t *wire, size_t wire_len)
+{
+    return s_prepare_bytes(self, alloc, p, wire, wire_len, 0);
 }
 
 int
@@ -514,10 +523,12 @@ gs_store_prepare(gs_store_t *self, Gridsync__V1__Record **records, size_t n,
     return gs_store_prepare_wire(self, records, NULL, NULL, n, alloc, now_ms, out);
 }
 
-int
-gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
-                      const uint8_t *const *wire, const size_t *wire_len, size_t n,
-                      ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out)
+/* gs_store_prepare_wire; canonical 1: each wire[i] given is canonical
+ * (gs_store_prepare_canonical). */
+static int
+s_prepare(gs_store_t *self, Gridsync__V1__Record **records, const uint8_t *const *wire,
+          const size_t *wire_len, size_t n, ProtobufCAllocator *alloc, int64_t now_ms,
+          gs_prepared_t **out, int canonical)
 {
     *out = NULL;
     if (!self || !alloc || (n && !records))
@@ -533,8 +544,12 @@ gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
             continue;
         }
         size_t changed = 0;
-        int bad = gs_record_check_changed(rec, alloc, &self->limits, now_ms, &p[i].verdict,
-                                          &changed);
+        /* canonical bytes hold no unknown field: nothing to strip */
+        int known = canonical && wire && wire[i];
+        int bad = known ? gs_record_check_known(rec, alloc, &self->limits, now_ms,
+                                                &p[i].verdict, &changed)
+                        : gs_record_check_changed(rec, alloc, &self->limits, now_ms,
+                                                  &p[i].verdict, &changed);
         p[i].id = gs_record_id(rec);    /* the key of a rejection */
         if (bad)
             continue;
@@ -542,13 +557,29 @@ gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
         if (p[i].verdict.reason)
             continue;
         int keep = wire && wire[i] && !changed;
-        int rc = s_prepare_one(self, alloc, &p[i], keep ? wire[i] : NULL,
-                               keep ? wire_len[i] : 0);
+        int rc = s_prepare_bytes(self, alloc, &p[i], keep ? wire[i] : NULL,
+                                 keep ? wire_len[i] : 0, canonical);
         if (rc)
             return rc;
     }
     *out = p;
     return 0;
+}
+
+int
+gs_store_prepare_wire(gs_store_t *self, Gridsync__V1__Record **records,
+                      const uint8_t *const *wire, const size_t *wire_len, size_t n,
+                      ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out)
+{
+    return s_prepare(self, records, wire, wire_len, n, alloc, now_ms, out, 0);
+}
+
+int
+gs_store_prepare_canonical(gs_store_t *self, Gridsync__V1__Record **records,
+                           const uint8_t *const *wire, const size_t *wire_len, size_t n,
+                           ProtobufCAllocator *alloc, int64_t now_ms, gs_prepared_t **out)
+{
+    return s_prepare(self, records, wire, wire_len, n, alloc, now_ms, out, 1);
 }
 
 /* The record as stored under canon, and its hash: as prepared when canon

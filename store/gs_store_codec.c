@@ -15,6 +15,17 @@
 #include <ctype.h>
 #include <stdlib.h>
 
+/* The person HMAC copies a keyed SHA-256 state per call. OpenSSL 3 marks
+ * the SHA256_* functions deprecated in favour of EVP, but an EVP context
+ * copy allocates a new provider state on every call (two per HMAC, and a
+ * free each), which cost more than the hashing itself for an ID number:
+ * SHA256_CTX is a plain struct, copied by assignment. Both run the same
+ * SHA-256 code (the CPU's SHA instructions where it has them), and every
+ * OpenSSL 3 release keeps these functions. See docs/architecture.md. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
 const char *const gs_db_names[GS_DB_COUNT] = {
     "records", "ids", "natkeys", "log", "cell_log", "idem", "idem_fifo",
     "persons", "cells", "chain", "meta", "devices", "device_keys", "grids", "digests",
@@ -276,10 +287,18 @@ gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out)
 
 /* ---- Person index -------------------------------------------------------------- */
 
+/* The keyed states of the person HMAC: SHA-256 after the inner and after
+ * the outer pad (RFC 2104). Read-only once made, so any thread may copy
+ * them. */
+struct gs_hmac_key {
+    SHA256_CTX inner;               /* after key ^ 0x36.. */
+    SHA256_CTX outer;               /* after key ^ 0x5c.. */
+};
+
 int
 gs_person_hmac_init(gs_store_t *self)
 {
-    assert(!self->hmac_inner && !self->hmac_outer);
+    assert(!self->hmac);
     /* RFC 2104 with a 32-byte key (shorter than SHA-256's 64-byte block):
      * the inner hash starts with key ^ 0x36.., the outer with key ^ 0x5c..;
      * both states are hashed once here and copied per HMAC. */
@@ -296,15 +315,11 @@ gs_person_hmac_init(gs_store_t *self)
      * the heap once a TLS connection had failed (test_bridge/test_tls). A
      * library that initialises libcrypto first keeps its own choice. */
     OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
-    EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    self->hmac_inner = EVP_MD_CTX_new();
-    self->hmac_outer = EVP_MD_CTX_new();
-    int ok = md && self->hmac_inner && self->hmac_outer &&
-             EVP_DigestInit_ex(self->hmac_inner, md, NULL) &&
-             EVP_DigestUpdate(self->hmac_inner, ipad, sizeof ipad) &&
-             EVP_DigestInit_ex(self->hmac_outer, md, NULL) &&
-             EVP_DigestUpdate(self->hmac_outer, opad, sizeof opad);
-    EVP_MD_free(md);    /* the contexts hold their own reference */
+    self->hmac = calloc(1, sizeof *self->hmac);
+    int ok = self->hmac && SHA256_Init(&self->hmac->inner) &&
+             SHA256_Update(&self->hmac->inner, ipad, sizeof ipad) &&
+             SHA256_Init(&self->hmac->outer) &&
+             SHA256_Update(&self->hmac->outer, opad, sizeof opad);
     OPENSSL_cleanse(ipad, sizeof ipad);
     OPENSSL_cleanse(opad, sizeof opad);
     if (!ok) {
@@ -318,10 +333,11 @@ gs_person_hmac_init(gs_store_t *self)
 void
 gs_person_hmac_deinit(gs_store_t *self)
 {
-    /* libcrypto's SHA-256 contexts are cleansed as they are freed */
-    EVP_MD_CTX_free(self->hmac_inner);
-    EVP_MD_CTX_free(self->hmac_outer);
-    self->hmac_inner = self->hmac_outer = NULL;
+    /* the keyed states are as secret as the key */
+    if (self->hmac)
+        OPENSSL_cleanse(self->hmac, sizeof *self->hmac);
+    free(self->hmac);
+    self->hmac = NULL;
 }
 
 /* HMAC-SHA-256 under the store's key of a (na bytes) then b (nb bytes),
@@ -330,21 +346,19 @@ static int
 s_hmac16(const gs_store_t *self, const void *a, size_t na, const void *b, size_t nb,
          uint8_t out[16])
 {
-    if (!self->hmac_inner)
+    if (!self->hmac)
         return GS_ENOTFOUND;
-    /* a context per call: EVP_MD_CTX_copy_ex allocates the copy's SHA-256
-     * state anyway, and the prepare threads share the keyed states */
-    EVP_MD_CTX *w = EVP_MD_CTX_new();
+    /* the keyed states are copied onto the stack: no allocation, and the
+     * threads that prepare uploads share them read-only */
+    SHA256_CTX w = self->hmac->inner;
     uint8_t inner[32], full[32];
-    int ok = w && EVP_MD_CTX_copy_ex(w, self->hmac_inner) &&
-             EVP_DigestUpdate(w, a, na) && (nb == 0 || EVP_DigestUpdate(w, b, nb)) &&
-             EVP_DigestFinal_ex(w, inner, NULL) &&
-             EVP_MD_CTX_copy_ex(w, self->hmac_outer) &&
-             EVP_DigestUpdate(w, inner, sizeof inner) &&
-             EVP_DigestFinal_ex(w, full, NULL);
-    EVP_MD_CTX_free(w);
+    int ok = SHA256_Update(&w, a, na) && (nb == 0 || SHA256_Update(&w, b, nb)) &&
+             SHA256_Final(inner, &w);
+    w = self->hmac->outer;
+    ok = ok && SHA256_Update(&w, inner, sizeof inner) && SHA256_Final(full, &w);
     if (ok)
         memcpy(out, full, 16);
+    OPENSSL_cleanse(&w, sizeof w);
     OPENSSL_cleanse(inner, sizeof inner);
     OPENSSL_cleanse(full, sizeof full);
     if (!ok) {

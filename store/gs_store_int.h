@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <lmdb.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
@@ -105,10 +104,9 @@ struct gs_store {
     int no_origins;                 /* read-only open of a store without `origins` */
     uint64_t epoch;                 /* lineage epoch (meta "epoch"), read at open; 0 = none */
     /* SHA-256 states after the HMAC key's inner and outer pads (RFC 2104),
-     * copied per HMAC; NULL without a secret. libcrypto, not libsodium:
-     * see docs/architecture.md. */
-    EVP_MD_CTX *hmac_inner;
-    EVP_MD_CTX *hmac_outer;
+     * copied per HMAC (gs_store_codec.c); NULL without a secret. libcrypto,
+     * not libsodium: see docs/architecture.md. */
+    struct gs_hmac_key *hmac;
     /* Growth and reopen need every transaction of this process closed:
      * every transaction holds this shared, mdb_env_set_mapsize and a
      * reopen hold it exclusive. Writer-preferring so growth is not starved. */
@@ -272,7 +270,7 @@ int gs_content_hash_packed(const uint8_t *r, size_t n, uint8_t out[16]);
  * returns its length, 0 when the record has none. */
 size_t gs_natkey(const Gridsync__V1__Record *rec, uint8_t *out);
 
-/* Key the person index's HMAC with self->secret (hmac_inner, hmac_outer);
+/* Key the person index's HMAC with self->secret (self->hmac);
  * gs_person_hmac_deinit frees them (safe when never set up). Returns 0 or
  * GS_ENOMEM. */
 int gs_person_hmac_init(gs_store_t *self);
@@ -280,7 +278,8 @@ void gs_person_hmac_deinit(gs_store_t *self);
 /* HMAC of an ID number as the index keys it (normalised first): the first
  * 16 bytes of HMAC-SHA-256 under secret.key. Any thread (the keyed states
  * are only read). Returns 0, GS_ENOTFOUND (no secret loaded) or GS_ENOMEM
- * (libcrypto could not allocate its working state). */
+ * (libcrypto failed; its SHA-256 on a stack copy of the keyed state does
+ * not allocate). */
 int gs_person_hmac(const gs_store_t *self, const char *id_number,
                    uint8_t out[16]);
 /* HMAC under which the index keys an organisation (GS_ROLE_ORG) by its

@@ -15,7 +15,12 @@
  *  - a valid record has a kind, a 15-digit grid code and an id;
  *  - normalisation is a fixed point: a valid record, packed, unpacked and
  *    checked again, is still valid and packs to the same bytes (otherwise
- *    an unchanged re-upload would not compare equal in the store).
+ *    an unchanged re-upload would not compare equal in the store);
+ *  - the pre-scan's record spans (gs_prescan_records, what the frontend
+ *    runs) answer as gs_prescan does, name each record of an upload in
+ *    order, judge each canonical exactly when gs_wire_is_canonical does,
+ *    and a record judged canonical packs to its bytes (the frontend stores
+ *    them as they came).
  */
 #include "gs_fuzz.h"
 
@@ -26,6 +31,7 @@
 #include "gs_arena.h"
 #include "gs_prescan.h"
 #include "gs_validate.h"
+#include "gs_wire.h"
 
 static void
 s_fail(const char *what, const gs_verdict_t *v)
@@ -123,10 +129,18 @@ gs_fuzz_upload(const uint8_t *data, size_t len)
 {
     /* the broker's frontend pre-scans first and answers a refusal without
      * unpacking; its verdict must be as sane as any other */
-    gs_verdict_t pv;
+    gs_verdict_t pv, rv;
     int prc = gs_prescan(&gridsync__v1__request__descriptor, data, len, &gs_limits_default,
                          NULL, &pv);
     s_verdict_sane(prc, &pv);
+    static const uint8_t *at[1000];
+    static size_t at_len[1000];
+    static uint8_t canon[1000];
+    gs_prescan_records_t recs = { at, at_len, canon, 1000, 0 };
+    int rrc = gs_prescan_records(&gridsync__v1__request__descriptor, data, len,
+                                 &gs_limits_default, NULL, &rv, &recs);
+    if (rrc != prc || strcmp(rv.message, pv.message) != 0)
+        s_fail("gs_prescan_records answers otherwise than gs_prescan", &rv);
     if (prc)
         return 0;
     /* the same sizing as the broker's frontend */
@@ -137,6 +151,24 @@ gs_fuzz_upload(const uint8_t *data, size_t len)
     Gridsync__V1__Request *req = gridsync__v1__request__unpack(alloc, len, data);
     if (req && req->body_case == GRIDSYNC__V1__REQUEST__BODY_UPLOAD) {
         gs_verdict_t v;
+        if (recs.n != req->upload->n_records)
+            s_fail("the pre-scan's record spans do not match the upload's records", &rv);
+        for (size_t i = 0; i < recs.n && i < recs.max; i++) {
+            int want = gs_wire_is_canonical(&gridsync__v1__record__descriptor, at[i],
+                                            at_len[i]);
+            if (canon[i] != want)
+                s_fail("the pre-scan's canonical verdict is not gs_wire_is_canonical's", &rv);
+            if (!want)
+                continue;
+            Gridsync__V1__Record *rec = req->upload->records[i];
+            size_t n = gridsync__v1__record__get_packed_size(rec);
+            uint8_t *b = gs_arena_alloc(arena, n + 1);
+            if (!b)
+                continue;
+            gridsync__v1__record__pack(rec, b);
+            if (n != at_len[i] || memcmp(b, at[i], n) != 0)
+                s_fail("a record judged canonical packs to other bytes", &rv);
+        }
         int rc = gs_upload_check(req->upload, &gs_limits_default, &v);
         s_verdict_sane(rc, &v);
         int64_t now = gs_fuzz_now_ms();

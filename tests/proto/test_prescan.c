@@ -746,6 +746,157 @@ test_canonical(void **state)
     free(rec[1]);
 }
 
+/* One request carrying an upload of the n records rec[i] (len[i] bytes
+ * each), through gs_prescan_records: it answers as gs_prescan does, and
+ * when it passes it tells every record, in order, where its bytes sit and
+ * exactly what gs_wire_is_canonical says of them. Returns its verdict. */
+static int
+s_records_agree(const uint8_t *const *rec, const size_t *len, size_t n)
+{
+    const uint32_t upload_field = protobuf_c_message_descriptor_get_field_by_name(
+                       &gridsync__v1__request__descriptor, "upload")->id,
+                   records_field = protobuf_c_message_descriptor_get_field_by_name(
+                       &gridsync__v1__upload__descriptor, "records")->id;
+    gs_wbuf_t up, req;
+    gs_wbuf_init(&up);
+    gs_wbuf_init(&req);
+    gs_wbuf_bytes_field(&up, 1, "dev-1", 5, 0);
+    for (size_t i = 0; i < n; i++)
+        gs_wbuf_bytes_field(&up, records_field, rec[i], len[i], 1);
+    gs_wbuf_uint_field(&req, 1, 7);
+    gs_wbuf_bytes_field(&req, upload_field, up.data, up.len, 1);
+    assert_false(up.failed || req.failed);
+    enum { MAX = 8 };
+    const uint8_t *at[MAX];
+    size_t l[MAX];
+    uint8_t canon[MAX];
+    gs_prescan_records_t r = { at, l, canon, MAX, 99 };
+    gs_verdict_t v, v2;
+    int rc = gs_prescan_records(&gridsync__v1__request__descriptor, req.data, req.len, NULL,
+                                NULL, &v, &r);
+    assert_int_equal(gs_prescan(&gridsync__v1__request__descriptor, req.data, req.len, NULL,
+                                NULL, &v2), rc);
+    assert_string_equal(v.message, v2.message);
+    if (rc == 0) {
+        assert_true(n <= MAX);
+        assert_int_equal(r.n, n);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(l[i], len[i]);
+            assert_true(at[i] >= req.data && at[i] + l[i] <= req.data + req.len);
+            assert_memory_equal(at[i], rec[i], len[i]);
+            int want = gs_wire_is_canonical(&gridsync__v1__record__descriptor, rec[i], len[i]);
+            if (canon[i] != want)
+                fail_msg("record %zu of %zu: pre-scan says canonical %d, gs_wire_is_canonical %d",
+                         i, n, canon[i], want);
+        }
+    }
+    gs_wbuf_deinit(&up);
+    gs_wbuf_deinit(&req);
+    return rc;
+}
+
+/* gs_prescan_records, the frontend's one walk: its canonical verdict on
+ * each record is gs_wire_is_canonical's, for protobuf-c's own output
+ * (names in Chinese: multi-byte UTF-8), for each encoding by hand in
+ * test_canonical's list, for a record with an unknown field, and for
+ * thousands of randomly damaged records, one to three per upload. A
+ * request without an upload tells no record. */
+static void
+test_prescan_records(void **state)
+{
+    (void) state;
+    uint8_t *rec[2];
+    size_t len[2];
+    s_canon_records(rec, len);
+    assert_int_equal(s_records_agree((const uint8_t *const *) rec, len, 2), 0);
+
+    /* a household with a field this schema does not know after its body */
+    uint8_t unk[4096];
+    assert_true(len[0] + 2 <= sizeof unk);
+    memcpy(unk, rec[0], len[0]);
+    unk[len[0]] = (uint8_t) ((40u << 3) | 0);
+    unk[len[0] + 1] = 1;
+    const uint8_t *mix[3] = { rec[1], unk, rec[0] };
+    size_t mix_len[3] = { len[1], len[0] + 2, len[0] };
+    assert_int_equal(s_records_agree(mix, mix_len, 3), 0);
+
+    static const struct {
+        uint8_t bytes[18];
+        size_t n;
+    } body[] = {
+        { { 0x0a, 3, 0x0a, 1, 'H' }, 5 },
+        { { 0x0a, 4, 0x7a, 2, 0x20, 0x00 }, 6 },
+        { { 0x0a, 2, 0x38, 0x00 }, 4 },
+        { { 0x0a, 2, 0x38, 0x02 }, 4 },
+        { { 0x0a, 2, 0x38, 0x01 }, 4 },
+        { { 0x0a, 2, 0x12, 0x00 }, 4 },
+        { { 0x0a, 6, 0x12, 1, '4', 0x0a, 1, 'H' }, 8 },
+        { { 0x0a, 6, 0x0a, 1, 'H', 0x12, 1, '4' }, 8 },
+        { { 0x0a, 4, 0x8a, 0x00, 1, 'H' }, 6 },
+        { { 0x0a, 2, 0x7a, 0x00 }, 4 },
+        { { 0x0a, 5, 0x7a, 3, 0x18, 0x81, 0x00 }, 7 },
+        { { 0x0a, 3, 0x0a, 1, 0xe5 }, 5 },            /* a lone UTF-8 lead byte */
+        { { 0x0a, 0 }, 2 },                            /* an empty household */
+        { { 0 }, 0 },                                  /* an empty record */
+    };
+    for (size_t b = 0; b < sizeof body / sizeof body[0]; b++) {
+        const uint8_t *one = body[b].bytes;
+        size_t n = body[b].n;
+        assert_int_equal(s_records_agree(&one, &n, 1), 0);
+    }
+
+    /* random damage, as test_canonical does it, to one to three records */
+    uint8_t buf[3][4096];
+    uint32_t x = 777;
+    size_t passed = 0, canonical = 0;
+    for (int round = 0; round < 6000; round++) {
+        size_t k = 1 + round % 3;
+        const uint8_t *ptr[3];
+        size_t n[3];
+        for (size_t j = 0; j < k; j++) {
+            int i = (int) ((round + j) & 1);
+            memcpy(buf[j], rec[i], len[i]);
+            n[j] = len[i];
+            int edits = (int) ((x >> 4) % 3);   /* 0: left as protobuf-c packed it */
+            for (int e = 0; e < edits; e++) {
+                x = x * 1103515245u + 12345u;
+                size_t at = (x >> 8) % n[j];
+                switch ((x >> 24) % 4) {
+                case 0: buf[j][at] ^= (uint8_t) (1u << ((x >> 3) % 8)); break;
+                case 1: buf[j][at] = (uint8_t) (x >> 16); break;
+                case 2:
+                    if (n[j] > 1) {
+                        memmove(buf[j] + at, buf[j] + at + 1, n[j] - at - 1);
+                        n[j]--;
+                    }
+                    break;
+                default: buf[j][at] = buf[j][at] < 2 ? buf[j][at] : (uint8_t) (buf[j][at] - 1); break;
+                }
+            }
+            x = x * 1103515245u + 12345u;
+            ptr[j] = buf[j];
+            canonical += (size_t) gs_wire_is_canonical(&gridsync__v1__record__descriptor,
+                                                       buf[j], n[j]);
+        }
+        passed += s_records_agree(ptr, n, k) == 0;
+    }
+    /* both verdicts were met many times */
+    assert_true(passed > 1000);
+    assert_true(canonical > 1000);
+
+    /* a ping carries no upload: no record is told */
+    uint8_t ping[] = { 0x08, 0x01 };
+    const uint8_t *at[1];
+    size_t l[1];
+    uint8_t c[1];
+    gs_prescan_records_t r = { at, l, c, 1, 5 };
+    assert_int_equal(gs_prescan_records(&gridsync__v1__request__descriptor, ping, sizeof ping,
+                                        NULL, NULL, NULL, &r), 0);
+    assert_int_equal(r.n, 0);
+    free(rec[0]);
+    free(rec[1]);
+}
+
 /* gs_wire_spans: the occurrences of one length-delimited field, in order. */
 static void
 test_wire_spans(void **state)
@@ -780,6 +931,7 @@ main(void)
         cmocka_unit_test(test_deep_unknown),
         cmocka_unit_test(test_wire_helpers),
         cmocka_unit_test(test_canonical),
+        cmocka_unit_test(test_prescan_records),
         cmocka_unit_test(test_wire_spans),
     };
     return cmocka_run_group_tests_name("prescan", tests, NULL, NULL);

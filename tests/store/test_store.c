@@ -2531,22 +2531,27 @@ test_prepared_same_results(void **state)
  * normalisation changed nothing and they are what pack writes; otherwise
  * it packs. Either way the stored record (carried by its change event),
  * the answer and every event must be byte for byte what gs_store_prepare
- * gives from the same bytes. Three records: one kept as it came, one whose
+ * gives from the same bytes. Four records: one kept as it came, one whose
  * phone normalisation changes it, one in a longer encoding of the same
- * content (a length in one byte more than it needs). */
+ * content (a length in one byte more than it needs), one with a field the
+ * schema does not know (dropped, so packed again). gs_store_prepare_canonical
+ * (store C), told which bytes are canonical as the broker's pre-scan tells
+ * it, gives the same again while skipping both walks for the kept ones. */
 static void
 test_prepared_wire_same_bytes(void **state)
 {
     fx_t *f = *state;
-    char *dir_b = st_tmpdir();
-    gs_store_t *sb = st_open(dir_b, NULL);
-    gs_arena_t *ab = gs_arena_new(0);
+    char *dir_b = st_tmpdir(), *dir_c = st_tmpdir();
+    gs_store_t *sb = st_open(dir_b, NULL), *sc = st_open(dir_c, NULL);
+    gs_arena_t *ab = gs_arena_new(0), *ac = gs_arena_new(0);
     assert_non_null(ab);
-    enum { N = 3 };
+    assert_non_null(ac);
+    enum { N = 4 };
     st_rec_t specs[N] = {
         { .id = "W0", .addr_code = "AW0", .pids = { 101, 102 }, .grid = G1, .note = "a" },
         { .id = "W1", .addr_code = "AW1", .pids = { 103 }, .grid = G1, .note = "b" },
         { .id = "W2", .addr_code = "AW2", .pids = { 104, 105 }, .grid = G2, .note = "c" },
+        { .id = "W3", .addr_code = "AW3", .pids = { 106 }, .grid = G2, .note = "d" },
     };
     uint8_t *wire[N];
     size_t wire_len[N];
@@ -2562,10 +2567,16 @@ test_prepared_wire_same_bytes(void **state)
             r->household->members[0]->n_phones = 1;
         }
         size_t n = protobuf_c_message_get_packed_size(&r->base);
-        wire[i] = malloc(n + 1);
+        wire[i] = malloc(n + 2);
         assert_non_null(wire[i]);
         protobuf_c_message_pack(&r->base, wire[i]);
         wire_len[i] = n;
+        if (i == 3) {
+            /* Record field 40 (varint 1), which this schema does not know */
+            wire[i][n] = (uint8_t) ((40u << 3) | 0);
+            wire[i][n + 1] = 1;
+            wire_len[i] = n + 2;
+        }
         if (i == 2) {
             /* the body's length with one more byte than it needs */
             size_t k = 1;
@@ -2577,13 +2588,19 @@ test_prepared_wire_same_bytes(void **state)
             wire_len[i] = n + 1;
         }
     }
-    /* the three cases are what they are said to be */
+    /* the four cases are what they are said to be */
     assert_int_equal(gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[0],
                                           wire_len[0]), 1);
     assert_int_equal(gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[1],
                                           wire_len[1]), 1);
     assert_int_equal(gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[2],
                                           wire_len[2]), 0);
+    assert_int_equal(gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[3],
+                                          wire_len[3]), 0);
+    const uint8_t *canon[N];    /* what store C is given: canonical bytes only */
+    for (size_t i = 0; i < N; i++)
+        canon[i] = gs_wire_is_canonical(&gridsync__v1__record__descriptor, wire[i], wire_len[i])
+                       ? wire[i] : NULL;
     for (size_t i = 0; i < N; i++) {
         Gridsync__V1__Record *r =
             gridsync__v1__record__unpack(gs_arena_allocator(ab), wire_len[i], wire[i]);
@@ -2591,37 +2608,49 @@ test_prepared_wire_same_bytes(void **state)
         size_t changed = 99;
         assert_int_equal(gs_record_check_changed(r, gs_arena_allocator(ab), NULL, ST_NOW_MS,
                                                  NULL, &changed), 0);
-        assert_int_equal(changed, i == 1 ? 1 : 0);
+        assert_int_equal(changed, i == 1 || i == 3 ? 1 : 0);
     }
 
     /* store A as before, store B keeping the bytes; twice each, so that the
      * second round meets stored records (UNCHANGED) */
     for (int round = 0; round < 2; round++) {
-        Gridsync__V1__Record *ra[N], *rb[N];
+        Gridsync__V1__Record *ra[N], *rb[N], *rc[N];
         for (size_t i = 0; i < N; i++) {
             ra[i] = gridsync__v1__record__unpack(gs_arena_allocator(f->a), wire_len[i], wire[i]);
             rb[i] = gridsync__v1__record__unpack(gs_arena_allocator(ab), wire_len[i], wire[i]);
+            rc[i] = gridsync__v1__record__unpack(gs_arena_allocator(ac), wire_len[i], wire[i]);
             assert_non_null(ra[i]);
             assert_non_null(rb[i]);
+            assert_non_null(rc[i]);
         }
-        gs_prepared_t *pa = NULL, *pb = NULL;
+        gs_prepared_t *pa = NULL, *pb = NULL, *pc = NULL;
         assert_int_equal(gs_store_prepare(f->st, ra, N, gs_arena_allocator(f->a), ST_NOW_MS,
                                           &pa), 0);
         assert_int_equal(gs_store_prepare_wire(sb, rb, (const uint8_t *const *) wire, wire_len,
                                                N, gs_arena_allocator(ab), ST_NOW_MS, &pb), 0);
         const char *upid = round ? "wire-2" : "wire-1";
         gs_upload_t ua = { "dev-1", upid, ra, N, gs_arena_allocator(f->a), NULL, 0, pa, 1 };
+        assert_int_equal(gs_store_prepare_canonical(sc, rc, canon, wire_len, N,
+                                                    gs_arena_allocator(ac), ST_NOW_MS, &pc),
+                         0);
         gs_upload_t ub = { "dev-1", upid, rb, N, gs_arena_allocator(ab), NULL, 0, pb, 1 };
-        gs_apply_out_t oa, ob;
+        gs_upload_t uc = { "dev-1", upid, rc, N, gs_arena_allocator(ac), NULL, 0, pc, 1 };
+        gs_apply_out_t oa, ob, oc;
         assert_int_equal(gs_store_apply(f->st, &ua, 1, ST_NOW_MS, &oa), 0);
         assert_int_equal(gs_store_apply(sb, &ub, 1, ST_NOW_MS, &ob), 0);
+        assert_int_equal(gs_store_apply(sc, &uc, 1, ST_NOW_MS, &oc), 0);
         assert_int_equal(oa.uploads[0].ack_len, ob.uploads[0].ack_len);
         assert_memory_equal(oa.uploads[0].ack, ob.uploads[0].ack, oa.uploads[0].ack_len);
+        assert_int_equal(oa.uploads[0].ack_len, oc.uploads[0].ack_len);
+        assert_memory_equal(oa.uploads[0].ack, oc.uploads[0].ack, oa.uploads[0].ack_len);
         assert_int_equal(oa.n_events, round ? 0 : N);
         assert_int_equal(oa.n_events, ob.n_events);
+        assert_int_equal(oa.n_events, oc.n_events);
         for (size_t i = 0; i < oa.n_events; i++) {
             assert_int_equal(oa.events[i].len, ob.events[i].len);
             assert_memory_equal(oa.events[i].data, ob.events[i].data, oa.events[i].len);
+            assert_int_equal(oa.events[i].len, oc.events[i].len);
+            assert_memory_equal(oa.events[i].data, oc.events[i].data, oa.events[i].len);
         }
         Gridsync__V1__Ack *ack = st_ack(&oa, 0);
         for (size_t i = 0; i < N; i++)
@@ -2630,15 +2659,21 @@ test_prepared_wire_same_bytes(void **state)
         gridsync__v1__ack__free_unpacked(ack, NULL);
         gs_apply_out_clear(&oa);
         gs_apply_out_clear(&ob);
+        gs_apply_out_clear(&oc);
     }
     st_verify_ok(f->st);
     st_verify_ok(sb);
+    st_verify_ok(sc);
     for (size_t i = 0; i < N; i++)
         free(wire[i]);
     gs_store_destroy(&sb);
+    gs_store_destroy(&sc);
     gs_arena_destroy(&ab);
+    gs_arena_destroy(&ac);
     st_rmdir(dir_b);
+    st_rmdir(dir_c);
     free(dir_b);
+    free(dir_c);
 }
 
 static int
