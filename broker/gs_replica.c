@@ -26,6 +26,7 @@
                                     /* drain during an outage is not held up long)      */
 #define S_AHEAD_EXPIRES_MS 5000     /* the request made before a batch is applied waits */
                                     /* at most this for a message when none is pending  */
+#define S_BATCH_MAX 8192            /* messages per fetch and commit, at most */
 
 /* Origin states as the metrics show them. */
 enum { S_WAITING = 0, S_RUNNING = 1, S_STOPPED = 2 };
@@ -276,8 +277,13 @@ gs_replica_new(gs_broker_t *b)
         gs_log(GS_LOG_WARN, "replica_plaintext", "msg=\"the replica authenticates to NATS "
                "without TLS: its credentials and the districts' records cross the network in "
                "the clear; set jetstream-tls-ca or a tls:// URL\"");
+    /* A fetch asks only for what is pending (s_fetch), so a full batch
+     * comes only while the replica is behind: then each commit (its fsync,
+     * the tree pages it rewrites) is shared by as many events as the
+     * writer's own group commit may hold, bounded so that a batch's
+     * messages and dirty pages stay a few tens of MB. */
     int64_t bm = b->cfg.batch_max_records;
-    self->batch = bm > 1024 ? 1024 : (int) bm;
+    self->batch = bm > S_BATCH_MAX ? S_BATCH_MAX : (int) bm;
     for (size_t i = 0; i < self->n; i++) {
         s_org_t *o = &self->org[i];
         o->cfg = plan[i];
