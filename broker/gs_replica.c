@@ -17,6 +17,7 @@
 #include "gs_log.h"
 #include "gs_natslink.h"
 #include "gs_store_replica.h"
+#include "gs_thread.h"
 
 #define S_IDLE_FETCH_MS 100         /* a round of fetches waits this long in all for */
                                     /* quiet origins (shared among them)             */
@@ -26,6 +27,7 @@
                                     /* drain during an outage is not held up long)      */
 #define S_AHEAD_EXPIRES_MS 5000     /* the request made before a batch is applied waits */
                                     /* at most this for a message when none is pending  */
+#define S_BATCH_MAX 8192            /* messages per fetch and commit, at most */
 
 /* Origin states as the metrics show them. */
 enum { S_WAITING = 0, S_RUNNING = 1, S_STOPPED = 2 };
@@ -63,6 +65,8 @@ struct gs_replica {
     jsCtx *js;                      /* its JetStream context */
     int down_logged;                /* a failed connect was logged */
     int batch;                      /* messages per fetch */
+    gs_repl_ahead_t *ahead;         /* the checker's state; NULL: checks made inline */
+    pthread_t checker;              /* its thread (gs-repl-check), when ahead */
 };
 
 /* Set while the replica closes its own connection, so that nats.c's
@@ -276,8 +280,13 @@ gs_replica_new(gs_broker_t *b)
         gs_log(GS_LOG_WARN, "replica_plaintext", "msg=\"the replica authenticates to NATS "
                "without TLS: its credentials and the districts' records cross the network in "
                "the clear; set jetstream-tls-ca or a tls:// URL\"");
+    /* A fetch asks only for what is pending (s_fetch), so a full batch
+     * comes only while the replica is behind: then each commit (its fsync,
+     * the tree pages it rewrites) is shared by as many events as the
+     * writer's own group commit may hold, bounded so that a batch's
+     * messages and dirty pages stay a few tens of MB. */
     int64_t bm = b->cfg.batch_max_records;
-    self->batch = bm > 1024 ? 1024 : (int) bm;
+    self->batch = bm > S_BATCH_MAX ? S_BATCH_MAX : (int) bm;
     for (size_t i = 0; i < self->n; i++) {
         s_org_t *o = &self->org[i];
         o->cfg = plan[i];
@@ -739,8 +748,17 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
     gs_repl_result_t res;
     gs_apply_out_t out;
     int64_t t0 = gs_mono_us();
-    int rc = gs_store_replicate(b->store, o->cfg.area, o->cfg.followed, msgs, n, gs_now_ms(),
+    int rc;
+    /* the checker decodes and prepares the messages while the store
+     * applies those it has done (two cores for one batch) */
+    if (self->ahead &&
+        gs_repl_ahead_begin(self->ahead, o->cfg.area, o->cfg.followed, msgs, n) == 0) {
+        rc = gs_store_replicate_ahead(b->store, self->ahead, gs_now_ms(), &res, &out);
+        gs_repl_ahead_end(self->ahead);
+    } else {
+        rc = gs_store_replicate(b->store, o->cfg.area, o->cfg.followed, msgs, n, gs_now_ms(),
                                 &res, &out);
+    }
     double secs = (double) (gs_mono_us() - t0) / 1e6;
     free(msgs);
     if (rc == 0) {
@@ -1004,6 +1022,17 @@ s_wait_drain(void *in, int ms)
     return errno == ETERM;
 }
 
+/* The checker's thread (gs-repl-check): the table-free checks of the
+ * batches the replica thread applies (gs_repl_ahead_run). */
+static void *
+s_checker_main(void *arg)
+{
+    gs_repl_ahead_t *ahead = arg;
+    while (gs_repl_ahead_run(ahead) == 0) {
+    }
+    return NULL;
+}
+
 void *
 gs_replica_main(void *arg)
 {
@@ -1013,6 +1042,14 @@ gs_replica_main(void *arg)
     void *out = zmq_socket(b->ctx, ZMQ_PUSH);
     zmq_connect(in, GS_EP_WRITER);
     zmq_connect(out, GS_EP_REPLIES);
+    /* without the checker (out of memory, no thread) the checks run inline */
+    self->ahead = gs_repl_ahead_new(b->store);
+    if (self->ahead && gs_thread_start(&self->checker, "gs-repl-check", s_checker_main,
+                                       self->ahead) != 0) {
+        gs_log(GS_LOG_WARN, "start_failed", "thread=gs-repl-check msg=\"the replica checks "
+               "its messages on its own thread instead\"");
+        gs_repl_ahead_destroy(&self->ahead);
+    }
     size_t busy = 0;    /* messages consumed in the last round */
     while (!s_wait_drain(in, 0)) {
         if (!self->nc && s_connect(self)) {
@@ -1060,6 +1097,11 @@ gs_replica_main(void *arg)
             break;
     }
     s_disconnect(self);
+    if (self->ahead) {
+        gs_repl_ahead_stop(self->ahead);
+        pthread_join(self->checker, NULL);
+        gs_repl_ahead_destroy(&self->ahead);
+    }
     /* tell the frontend we are done (nothing of ours is queued) */
     gs_ptr_send(out, NULL);
     int linger = -1;

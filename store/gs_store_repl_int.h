@@ -30,6 +30,7 @@ typedef struct gs_repl {
     gs_origin_t o;                  /* the origin's entry as this attempt leaves it */
     gs_repl_result_t res;           /* what this attempt did */
     int dirty;                      /* the entry changed in this attempt */
+    gs_repl_ahead_t *ahead;         /* the messages' checks made ahead, or NULL */
     const char *cell;               /* a repair: the cell */
     gs_repair_result_t rep;         /* a repair: what this attempt did */
 } gs_repl_t;

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -312,51 +313,175 @@ gs_repl_remove_held(gs_repl_t *r, const gs_rec_cur_t *cur, const char *id)
     return gs_record_write(&r->log, &w, cur, &seq);
 }
 
-/* One message: check everything, then write. Returns 0 (applied or
- * skipped), a GS_REPL_* reason (> 0: refused, nothing written) or the
- * sticky error (< 0). */
-static int
-s_message(gs_repl_t *r, const gs_repl_msg_t *m)
-{
-    gs_store_t *st = r->st;
-    gs_origin_t *o = &r->o;
-    ProtobufCAllocator *alloc = gs_arena_allocator(st->arena);
-    r->res.refused_seq = 0;
+typedef struct gs_repl_pre gs_repl_pre_t;
+static const gs_repl_pre_t *s_ahead_wait(gs_repl_ahead_t *self, size_t i);
+static void s_ahead_done(gs_repl_ahead_t *self, size_t i);
 
+/* What s_check found in one message: the checks that need nothing of the
+ * store's tables, done before (and on another thread than) the ones that
+ * do. A refusal is kept with its stage, so that s_message refuses in the
+ * order the checks are listed in gs_store_replica.h whoever ran them. */
+struct gs_repl_pre {
+    int early;                      /* GS_REPL_* refusal before lineage and order */
+    int bad_prev;                   /* GS_REPL_DECODE: prev_seq is not GS_LEVELS long */
+    int late;                       /* GS_REPL_* refusal after order (fields, record) */
+    int rc;                         /* a GS_E* error of the record's preparation */
+    uint64_t hseq, hepoch;          /* the headers' seq (0: unreadable) and epoch */
+    char message[256];              /* the refusal, for a person */
+    Gridsync__V1__ChangeEvent *ev;  /* the event (NULL after an early refusal) */
+    gs_event_fields_t f;            /* its top-level fields */
+    gs_prepared_t pp;               /* its record's prepared view */
+};
+
+/* Keep refusal reason of stage *at (early, bad_prev or late) and its
+ * message in x. Returns the reason. */
+static int s_pre_refuse(gs_repl_pre_t *x, int *at, int reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int
+s_pre_refuse(gs_repl_pre_t *x, int *at, int reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->message, sizeof x->message, fmt, ap);
+    va_end(ap);
+    *at = reason;
+    return reason;
+}
+
+/* The checks of message m of origin area (followed) that read no table:
+ * headers, gs_prescan, decoding, the event's fields and its record's
+ * prepared view, into *x (memory from alloc). Pure CPU on st's limits and
+ * HMAC key: any thread (gs_repl_ahead_run runs it beside the writer). */
+static void
+s_check(gs_store_t *st, const char *area, const char *followed, const gs_repl_msg_t *m,
+        ProtobufCAllocator *alloc, gs_repl_pre_t *x)
+{
+    memset(x, 0, sizeof *x);
     /* headers */
     uint64_t hseq, hepoch;
-    if (gs_repl_parse_dec(m->h_seq, &hseq) || hseq == 0)
-        return s_refuse(r, GS_REPL_HEADER, "message without a valid Gridsync-Seq header "
-                        "(got '%.40s')", m->h_seq ? m->h_seq : "(none)");
-    r->res.refused_seq = hseq;
-    if (!m->h_origin)
-        return s_refuse(r, GS_REPL_HEADER, "message seq %" PRIu64 " has no Gridsync-Origin "
-                        "header", hseq);
-    if (strcmp(m->h_origin, r->area) != 0)
-        return s_refuse(r, GS_REPL_ORIGIN, "message seq %" PRIu64 " names origin '%.40s', "
-                        "which is not this stream's origin %s", hseq, m->h_origin, r->area);
-    if (gs_repl_parse_epoch(m->h_epoch, &hepoch))
-        return s_refuse(r, GS_REPL_HEADER, "message seq %" PRIu64 " has no valid "
-                        "Gridsync-Epoch header (got '%.40s')", hseq,
-                        m->h_epoch ? m->h_epoch : "(none)");
+    if (gs_repl_parse_dec(m->h_seq, &hseq) || hseq == 0) {
+        s_pre_refuse(x, &x->early, GS_REPL_HEADER, "message without a valid Gridsync-Seq "
+                     "header (got '%.40s')", m->h_seq ? m->h_seq : "(none)");
+        return;
+    }
+    x->hseq = hseq;
+    if (!m->h_origin) {
+        s_pre_refuse(x, &x->early, GS_REPL_HEADER, "message seq %" PRIu64 " has no "
+                     "Gridsync-Origin header", hseq);
+        return;
+    }
+    if (strcmp(m->h_origin, area) != 0) {
+        s_pre_refuse(x, &x->early, GS_REPL_ORIGIN, "message seq %" PRIu64 " names origin "
+                     "'%.40s', which is not this stream's origin %s", hseq, m->h_origin, area);
+        return;
+    }
+    if (gs_repl_parse_epoch(m->h_epoch, &hepoch)) {
+        s_pre_refuse(x, &x->early, GS_REPL_HEADER, "message seq %" PRIu64 " has no valid "
+                     "Gridsync-Epoch header (got '%.40s')", hseq,
+                     m->h_epoch ? m->h_epoch : "(none)");
+        return;
+    }
+    x->hepoch = hepoch;
 
     /* the event: walked before protobuf-c unpacks it, as any input from
      * outside is (a hostile message could ask for hundreds of MB) */
     gs_verdict_t pv;
     if (m->data && m->len &&
         gs_prescan(&gridsync__v1__change_event__descriptor, m->data, m->len, &st->limits, NULL,
-                   &pv))
-        return s_refuse(r, GS_REPL_DECODE, "message seq %" PRIu64 " is refused before "
-                        "decoding: %s", hseq, pv.message);
-    gs_event_fields_t f;
+                   &pv)) {
+        s_pre_refuse(x, &x->early, GS_REPL_DECODE, "message seq %" PRIu64 " is refused "
+                     "before decoding: %s", hseq, pv.message);
+        return;
+    }
+    gs_event_fields_t *f = &x->f;
     Gridsync__V1__ChangeEvent *ev = m->data && m->len
         ? gridsync__v1__change_event__unpack(alloc, m->len, m->data) : NULL;
-    if (!ev || gs_event_scan(m->data, m->len, &f))
-        return s_refuse(r, GS_REPL_DECODE, "message seq %" PRIu64 " does not decode as a "
-                        "ChangeEvent", hseq);
-    if (ev->seq != hseq)
-        return s_refuse(r, GS_REPL_HEADER, "message has Gridsync-Seq %" PRIu64 " but its "
-                        "event has seq %" PRIu64, hseq, ev->seq);
+    if (!ev || gs_event_scan(m->data, m->len, f)) {
+        s_pre_refuse(x, &x->early, GS_REPL_DECODE, "message seq %" PRIu64 " does not decode "
+                     "as a ChangeEvent", hseq);
+        return;
+    }
+    if (ev->seq != hseq) {
+        s_pre_refuse(x, &x->early, GS_REPL_HEADER, "message has Gridsync-Seq %" PRIu64 " but "
+                     "its event has seq %" PRIu64, hseq, ev->seq);
+        return;
+    }
+    x->ev = ev;
+
+    /* checked after lineage and order (s_message) */
+    if (f->n_prev_seq != GS_LEVELS) {
+        s_pre_refuse(x, &x->bad_prev, GS_REPL_DECODE, "event seq %" PRIu64 " has %zu prev_seq "
+                     "entries, not %d", hseq, f->n_prev_seq, GS_LEVELS);
+        return;
+    }
+
+    /* the event's fields and its record */
+    int op = ev->op;
+    if (op != S_OP_UPSERT && op != S_OP_VOID && op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN) {
+        s_pre_refuse(x, &x->late, GS_REPL_DECODE, "event seq %" PRIu64 " has unknown op %d",
+                     hseq, op);
+        return;
+    }
+    if (!gs_repl_grid_ok(ev->grid_code) || !gs_kind_byte(ev->kind) || !ev->record_key ||
+        !*ev->record_key || strlen(ev->record_key) > GS_ID_MAX || !f->record || !ev->version) {
+        s_pre_refuse(x, &x->late, GS_REPL_DECODE, "event seq %" PRIu64 " lacks a grid, kind, "
+                     "record key, version or record", hseq);
+        return;
+    }
+    if (!gs_grid_prefix_covers(followed, ev->grid_code)) {
+        s_pre_refuse(x, &x->late, GS_REPL_ORIGIN, "event seq %" PRIu64 " is in grid %s, "
+                     "outside the followed area %s", hseq, ev->grid_code, followed);
+        return;
+    }
+    if (op == S_OP_MOVE_IN && (!gs_repl_grid_ok(ev->previous_grid_code) ||
+                               !gs_grid_prefix_covers(area, ev->previous_grid_code))) {
+        s_pre_refuse(x, &x->late, GS_REPL_DECODE, "MOVE_IN event seq %" PRIu64 " has no "
+                     "previous grid inside origin %s", hseq, area);
+        return;
+    }
+    gs_prepared_t *pp = &x->pp;
+    /* the record as the event's unpacking already built it (f.record are
+     * its bytes, which are stored) */
+    int rc = gs_prepare_packed(st, alloc, f->record, f->record_len, ev->record, pp);
+    if (rc) {
+        x->rc = rc;
+        return;
+    }
+    if (!pp->ready) {
+        s_pre_refuse(x, &x->late, GS_REPL_DECODE, "event seq %" PRIu64 ": %s", hseq,
+                     pp->verdict.message);
+        return;
+    }
+    /* MOVE_OUT carries the record as it is after the move (in its new grid) */
+    const char *want_grid = op == S_OP_MOVE_OUT ? pp->grid : ev->grid_code;
+    if (pp->kind != (int) ev->kind || strcmp(pp->id, ev->record_key) != 0 ||
+        strcmp(pp->grid, want_grid) != 0 || !gs_grid_prefix_covers(area, pp->grid) ||
+        (op == S_OP_VOID) != (op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN &&
+                              pp->status == S_VOID))
+        s_pre_refuse(x, &x->late, GS_REPL_DECODE, "event seq %" PRIu64 ": its record "
+                     "disagrees with the event (kind, id, grid or status)", hseq);
+}
+
+/* One message: check everything, then write; the table-free checks are
+ * m->pre when gs_repl_ahead_run made them, else made here. Returns 0
+ * (applied or skipped), a GS_REPL_* reason (> 0: refused, nothing
+ * written) or the sticky error (< 0). */
+static int
+s_message(gs_repl_t *r, const gs_repl_msg_t *m, const gs_repl_pre_t *pre)
+{
+    gs_store_t *st = r->st;
+    gs_origin_t *o = &r->o;
+    gs_repl_pre_t own;
+    if (!pre) {
+        s_check(st, r->area, r->followed, m, gs_arena_allocator(st->arena), &own);
+        pre = &own;
+    }
+    r->res.refused_seq = pre->hseq;
+    if (pre->early)
+        return s_refuse(r, pre->early, "%s", pre->message);
+    uint64_t hseq = pre->hseq, hepoch = pre->hepoch;
+    const gs_event_fields_t *f = &pre->f;
+    const Gridsync__V1__ChangeEvent *ev = pre->ev;
 
     /* lineage, redelivery, order */
     if (o->epoch && hepoch != o->epoch)
@@ -372,74 +497,47 @@ s_message(gs_repl_t *r, const gs_repl_msg_t *m)
         }
         return 0;
     }
-    if (f.n_prev_seq != GS_LEVELS)
-        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " has %zu prev_seq entries, "
-                        "not %d", hseq, f.n_prev_seq, GS_LEVELS);
-    if (f.prev_seq[r->level] != o->last_seq)
+    if (pre->bad_prev)
+        return s_refuse(r, pre->bad_prev, "%s", pre->message);
+    if (f->prev_seq[r->level] != o->last_seq)
         return s_refuse(r, GS_REPL_GAP, "event seq %" PRIu64 " follows seq %" PRIu64
                         " under %s but the last applied is seq %" PRIu64 ": events are "
-                        "missing", hseq, f.prev_seq[r->level], r->followed, o->last_seq);
-
-    /* the event's fields and its record */
+                        "missing", hseq, f->prev_seq[r->level], r->followed, o->last_seq);
+    if (pre->rc)
+        return gs_txn_fail(r->t, pre->rc, "prepare replicated record");
+    if (pre->late)
+        return s_refuse(r, pre->late, "%s", pre->message);
+    const gs_prepared_t *pp = &pre->pp;
     int op = ev->op;
-    if (op != S_OP_UPSERT && op != S_OP_VOID && op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN)
-        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " has unknown op %d", hseq, op);
-    if (!gs_repl_grid_ok(ev->grid_code) || !gs_kind_byte(ev->kind) || !ev->record_key ||
-        !*ev->record_key || strlen(ev->record_key) > GS_ID_MAX || !f.record || !ev->version)
-        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 " lacks a grid, kind, record "
-                        "key, version or record", hseq);
-    if (!gs_grid_prefix_covers(r->followed, ev->grid_code))
-        return s_refuse(r, GS_REPL_ORIGIN, "event seq %" PRIu64 " is in grid %s, outside "
-                        "the followed area %s", hseq, ev->grid_code, r->followed);
-    if (op == S_OP_MOVE_IN && (!gs_repl_grid_ok(ev->previous_grid_code) ||
-                               !gs_grid_prefix_covers(r->area, ev->previous_grid_code)))
-        return s_refuse(r, GS_REPL_DECODE, "MOVE_IN event seq %" PRIu64 " has no previous "
-                        "grid inside origin %s", hseq, r->area);
-    gs_prepared_t pp;
-    /* the record as the event's unpacking already built it (f.record are
-     * its bytes, which are stored) */
-    int rc = gs_prepare_packed(st, alloc, f.record, f.record_len, ev->record, &pp);
-    if (rc)
-        return gs_txn_fail(r->t, rc, "prepare replicated record");
-    if (!pp.ready)
-        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 ": %s", hseq,
-                        pp.verdict.message);
-    /* MOVE_OUT carries the record as it is after the move (in its new grid) */
-    const char *want_grid = op == S_OP_MOVE_OUT ? pp.grid : ev->grid_code;
-    if (pp.kind != (int) ev->kind || strcmp(pp.id, ev->record_key) != 0 ||
-        strcmp(pp.grid, want_grid) != 0 || !gs_grid_prefix_covers(r->area, pp.grid) ||
-        (op == S_OP_VOID) != (op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN &&
-                              pp.status == S_VOID))
-        return s_refuse(r, GS_REPL_DECODE, "event seq %" PRIu64 ": its record disagrees with "
-                        "the event (kind, id, grid or status)", hseq);
+    int rc;
 
     /* what the replica holds */
     gs_rec_cur_t cur;
-    if ((rc = gs_record_lookup(r->t, st->arena, pp.kb, ev->record_key, &cur)))
+    if ((rc = gs_record_lookup(r->t, st->arena, pp->kb, ev->record_key, &cur)))
         return rc;
     if (cur.found && !gs_grid_prefix_covers(r->area, cur.grid))
         return s_refuse(r, GS_REPL_ORIGIN, "event seq %" PRIu64 ": record %c/%s is held by "
-                        "another origin (grid %s)", hseq, pp.kb, ev->record_key, cur.grid);
+                        "another origin (grid %s)", hseq, pp->kb, ev->record_key, cur.grid);
     if (op == S_OP_MOVE_OUT && (!cur.found || strcmp(cur.grid, ev->grid_code) != 0))
         return s_refuse(r, GS_REPL_CONFLICT, "MOVE_OUT event seq %" PRIu64 " of record %c/%s "
-                        "from grid %s, where the replica does not hold it", hseq, pp.kb,
+                        "from grid %s, where the replica does not hold it", hseq, pp->kb,
                         ev->record_key, ev->grid_code);
     if (op == S_OP_MOVE_IN && cur.found)
         return s_refuse(r, GS_REPL_CONFLICT, "MOVE_IN event seq %" PRIu64 " of record %c/%s, "
-                        "which the replica still holds in grid %s", hseq, pp.kb,
+                        "which the replica still holds in grid %s", hseq, pp->kb,
                         ev->record_key, cur.grid);
     if (cur.found && strcmp(cur.grid, ev->grid_code) != 0)
         return s_refuse(r, GS_REPL_CONFLICT, "event seq %" PRIu64 " changes record %c/%s in "
-                        "grid %s, but the replica holds it in grid %s", hseq, pp.kb,
+                        "grid %s, but the replica holds it in grid %s", hseq, pp->kb,
                         ev->record_key, ev->grid_code, cur.grid);
     if (cur.found && ev->version <= cur.hdr.version)
         return s_refuse(r, GS_REPL_CONFLICT, "event seq %" PRIu64 " brings version %" PRIu64
                         " of record %c/%s, the replica holds version %" PRIu64, hseq,
-                        ev->version, pp.kb, ev->record_key, cur.hdr.version);
+                        ev->version, pp->kb, ev->record_key, cur.hdr.version);
     int removing = op == S_OP_MOVE_OUT;
     int nk_held = 0;            /* the new natural key already leads to this record */
-    if (!removing && pp.natkey_len) {
-        MDB_val nkk = { pp.natkey_len, (void *) pp.natkey }, nkv;
+    if (!removing && pp->natkey_len) {
+        MDB_val nkk = { pp->natkey_len, (void *) pp->natkey }, nkv;
         rc = gs_txn_get(r->t, GS_DB_NATKEYS, &nkk, &nkv);
         if (rc && rc != GS_ENOTFOUND)
             return rc;
@@ -449,21 +547,21 @@ s_message(gs_repl_t *r, const gs_repl_msg_t *m)
                 char other[GS_ID_MAX + 1] = "(damaged entry)";
                 gs_val_natkey_parse(nkv.mv_data, nkv.mv_size, NULL, other);
                 return s_refuse(r, GS_REPL_CONFLICT, "event seq %" PRIu64 ": the natural key "
-                                "of record %c/%s is held by record %s", hseq, pp.kb,
+                                "of record %c/%s is held by record %s", hseq, pp->kb,
                                 ev->record_key, other);
             }
         }
     }
 
     /* checked: now write */
-    if ((rc = gs_repl_natkey_replace(r, &cur, removing ? NULL : &pp, ev->record_key, nk_held)))
+    if ((rc = gs_repl_natkey_replace(r, &cur, removing ? NULL : pp, ev->record_key, nk_held)))
         return rc;
     uint64_t back = 0;
     if (op == S_OP_MOVE_IN &&
-        (rc = s_move_back(r, ev->previous_grid_code, pp.kb, ev->record_key, &back)))
+        (rc = s_move_back(r, ev->previous_grid_code, pp->kb, ev->record_key, &back)))
         return rc;
-    gs_rec_write_t w = { .pp = &pp, .canon = ev->record_key, .record = f.record,
-                         .record_len = f.record_len, .hash = pp.hash, .version = ev->version,
+    gs_rec_write_t w = { .pp = pp, .canon = ev->record_key, .record = f->record,
+                         .record_len = f->record_len, .hash = pp->hash, .version = ev->version,
                          .op = op, .prev_grid = ev->previous_grid_code, .back = back,
                          .origin_device = ev->origin_device, .origin = r->area,
                          .origin_epoch = hepoch, .origin_seq = ev->seq };
@@ -544,7 +642,9 @@ s_attempt(gs_txn_t *t, void *arg)
              * arena stays in its first block, where a batch's worth of
              * decoded messages took fresh blocks from malloc each time */
             gs_arena_reset(st->arena);
-            rc = s_message(r, &r->msgs[i]);
+            rc = s_message(r, &r->msgs[i], r->ahead ? s_ahead_wait(r->ahead, i) : NULL);
+            if (r->ahead)
+                s_ahead_done(r->ahead, i);
             if (rc < 0)
                 return rc;
             if (rc > 0) {
@@ -620,10 +720,10 @@ gs_repl_run(gs_store_t *self, gs_repl_t *r, gs_wfn *fn, gs_apply_out_t *out)
     return rc;
 }
 
-int
-gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
-                   const gs_repl_msg_t *msgs, size_t n, int64_t now_ms,
-                   gs_repl_result_t *res, gs_apply_out_t *out)
+static int
+s_replicate(gs_store_t *self, const char *area, const char *followed,
+            const gs_repl_msg_t *msgs, size_t n, gs_repl_ahead_t *ahead, int64_t now_ms,
+            gs_repl_result_t *res, gs_apply_out_t *out)
 {
     if (!self || !res || !out || (n && !msgs))
         return GS_EINVAL;
@@ -648,10 +748,224 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
     r.level = gs_level_of_len(strlen(followed));
     r.msgs = msgs;
     r.n = n;
+    r.ahead = ahead;
     int rc = gs_repl_run(self, &r, s_attempt, out);
     if (rc == 0)
         *res = r.res;
     return rc;
+}
+
+int
+gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
+                   const gs_repl_msg_t *msgs, size_t n, int64_t now_ms,
+                   gs_repl_result_t *res, gs_apply_out_t *out)
+{
+    return s_replicate(self, area, followed, msgs, n, NULL, now_ms, res, out);
+}
+
+/* ---- Checking ahead --------------------------------------------------------------- */
+
+#define S_AHEAD_SLOTS 64            /* messages the checker may be ahead of the writer */
+
+struct gs_repl_ahead {
+    gs_store_t *st;                 /* whose limits and HMAC key */
+    pthread_mutex_t mu;             /* guards the fields below but the atomics */
+    pthread_cond_t cond;            /* a batch begun, progress on either side, the end */
+    /* A ring of slots, message i in slot i % S_AHEAD_SLOTS, each with an
+     * arena of its own for the decoded event: it is reused as soon as the
+     * writer is done with the message, so the memory stays small and in
+     * cache whatever the batch's size. */
+    gs_arena_t *arena[S_AHEAD_SLOTS];
+    gs_repl_pre_t pre[S_AHEAD_SLOTS];
+    char area[GS_GRID_LEN + 1];     /* the batch's origin */
+    char followed[GS_GRID_LEN + 1]; /* and the prefix followed in it */
+    const gs_repl_msg_t *msgs;      /* its messages */
+    size_t n;                       /* how many */
+    atomic_size_t checked;          /* messages the checker has done */
+    atomic_size_t used;             /* messages the writer has done */
+    atomic_size_t writer_wants;     /* the writer waits for checked > this - 1 (0: not) */
+    atomic_size_t checker_wants;    /* the checker waits for used >= this (0: not) */
+    int begun;                      /* a batch is begun and not ended */
+    int running;                    /* the checker is on it */
+    atomic_int cancel;              /* the writer is done with the batch */
+    int stop;                       /* the checker's thread ends */
+};
+
+gs_repl_ahead_t *
+gs_repl_ahead_new(gs_store_t *st)
+{
+    gs_repl_ahead_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->st = st;
+    for (int i = 0; i < S_AHEAD_SLOTS; i++)
+        if (!(self->arena[i] = gs_arena_new(0))) {
+            while (i--)
+                gs_arena_destroy(&self->arena[i]);
+            free(self);
+            return NULL;
+        }
+    pthread_mutex_init(&self->mu, NULL);
+    pthread_cond_init(&self->cond, NULL);
+    return self;
+}
+
+void
+gs_repl_ahead_destroy(gs_repl_ahead_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    gs_repl_ahead_t *self = *self_p;
+    assert(!self->running);
+    pthread_mutex_destroy(&self->mu);
+    pthread_cond_destroy(&self->cond);
+    for (int i = 0; i < S_AHEAD_SLOTS; i++)
+        gs_arena_destroy(&self->arena[i]);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Wake the other side if it waits for what *have now reaches. */
+static void
+s_ahead_wake(gs_repl_ahead_t *self, atomic_size_t *wants, size_t have)
+{
+    size_t w = atomic_load(wants);
+    if (w && have >= w) {
+        pthread_mutex_lock(&self->mu);
+        pthread_cond_broadcast(&self->cond);
+        pthread_mutex_unlock(&self->mu);
+    }
+}
+
+int
+gs_repl_ahead_run(gs_repl_ahead_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    while (!self->stop && !(self->begun && !atomic_load(&self->cancel) && !self->running &&
+                            atomic_load(&self->checked) < self->n))
+        pthread_cond_wait(&self->cond, &self->mu);
+    if (self->stop) {
+        pthread_mutex_unlock(&self->mu);
+        return -1;
+    }
+    self->running = 1;
+    pthread_mutex_unlock(&self->mu);
+    for (size_t i = 0; i < self->n && !atomic_load(&self->cancel); i++) {
+        if (i >= S_AHEAD_SLOTS && atomic_load(&self->used) <= i - S_AHEAD_SLOTS) {
+            /* the ring is full: wait until the writer has freed half of it,
+             * so that each side wakes the other once per half ring at most */
+            size_t want = i - S_AHEAD_SLOTS / 2 + 1;
+            pthread_mutex_lock(&self->mu);
+            atomic_store(&self->checker_wants, want);
+            while (atomic_load(&self->used) < want && !atomic_load(&self->cancel))
+                pthread_cond_wait(&self->cond, &self->mu);
+            atomic_store(&self->checker_wants, 0);
+            pthread_mutex_unlock(&self->mu);
+            if (atomic_load(&self->cancel))
+                break;
+        }
+        size_t k = i % S_AHEAD_SLOTS;
+        gs_arena_reset(self->arena[k]);
+        s_check(self->st, self->area, self->followed, &self->msgs[i],
+                gs_arena_allocator(self->arena[k]), &self->pre[k]);
+        atomic_store(&self->checked, i + 1);
+        s_ahead_wake(self, &self->writer_wants, i + 1);
+    }
+    pthread_mutex_lock(&self->mu);
+    self->running = 0;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mu);
+    return 0;
+}
+
+void
+gs_repl_ahead_stop(gs_repl_ahead_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    self->stop = 1;
+    atomic_store(&self->cancel, 1);
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mu);
+}
+
+int
+gs_repl_ahead_begin(gs_repl_ahead_t *self, const char *area, const char *followed,
+                    const gs_repl_msg_t *msgs, size_t n)
+{
+    assert(!self->begun);
+    if (strlen(area) > GS_GRID_LEN || strlen(followed) > GS_GRID_LEN || (n && !msgs))
+        return -1;
+    pthread_mutex_lock(&self->mu);
+    if (self->stop) {
+        pthread_mutex_unlock(&self->mu);
+        return -1;
+    }
+    snprintf(self->area, sizeof self->area, "%s", area);
+    snprintf(self->followed, sizeof self->followed, "%s", followed);
+    self->msgs = msgs;
+    self->n = n;
+    atomic_store(&self->checked, 0);
+    atomic_store(&self->used, 0);
+    atomic_store(&self->cancel, 0);
+    self->begun = 1;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mu);
+    return 0;
+}
+
+void
+gs_repl_ahead_end(gs_repl_ahead_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    atomic_store(&self->cancel, 1);
+    pthread_cond_broadcast(&self->cond);
+    while (self->running)
+        pthread_cond_wait(&self->cond, &self->mu);
+    self->begun = 0;
+    self->msgs = NULL;
+    self->n = 0;
+    pthread_mutex_unlock(&self->mu);
+}
+
+/* What the checker found in message i of the batch, once it has checked
+ * it; NULL when message i must be checked by the caller (the checker was
+ * stopped before it, or the slot was reused: a second attempt of the
+ * batch after map growth). */
+static const gs_repl_pre_t *
+s_ahead_wait(gs_repl_ahead_t *self, size_t i)
+{
+    if (atomic_load(&self->used) > i)
+        return NULL;
+    if (atomic_load(&self->checked) <= i) {
+        pthread_mutex_lock(&self->mu);
+        atomic_store(&self->writer_wants, i + 1);
+        while (atomic_load(&self->checked) <= i && !self->stop)
+            pthread_cond_wait(&self->cond, &self->mu);
+        atomic_store(&self->writer_wants, 0);
+        pthread_mutex_unlock(&self->mu);
+        if (atomic_load(&self->checked) <= i)
+            return NULL;
+    }
+    return &self->pre[i % S_AHEAD_SLOTS];
+}
+
+/* The writer is done with message i: its slot may be reused. */
+static void
+s_ahead_done(gs_repl_ahead_t *self, size_t i)
+{
+    if (atomic_load(&self->used) > i)
+        return;     /* a second attempt, checked inline */
+    atomic_store(&self->used, i + 1);
+    s_ahead_wake(self, &self->checker_wants, i + 1);
+}
+
+int
+gs_store_replicate_ahead(gs_store_t *self, gs_repl_ahead_t *ahead, int64_t now_ms,
+                         gs_repl_result_t *res, gs_apply_out_t *out)
+{
+    assert(ahead && ahead->begun && ahead->st == self);
+    return s_replicate(self, ahead->area, ahead->followed, ahead->msgs, ahead->n, ahead, now_ms,
+                       res, out);
 }
 
 /* ---- Re-baselining -------------------------------------------------------------------- */

@@ -130,6 +130,54 @@ int gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
                        const gs_repl_msg_t *msgs, size_t n, int64_t now_ms,
                        gs_repl_result_t *res, gs_apply_out_t *out);
 
+/* Checking ahead: the checks of gs_store_replicate that read no table
+ * (headers, gs_prescan, decoding, the event's fields, its record's
+ * prepared view with this store's HMAC key and content hash) made on a
+ * thread of the caller's (the checker) while gs_store_replicate_ahead
+ * applies the same batch on the writer thread, each message as soon as it
+ * is checked. The outcome is exactly gs_store_replicate's, refusals and
+ * their order included.
+ *
+ * Use: the checker thread loops on gs_repl_ahead_run until it returns -1;
+ * for each batch the writer calls gs_repl_ahead_begin, then
+ * gs_store_replicate_ahead, then gs_repl_ahead_end (which waits until the
+ * checker has let go of the messages; only then may they be freed), and
+ * gs_repl_ahead_stop before it joins the checker. The memory of a batch's
+ * decoded events (a few MB for thousands of messages) is kept until the
+ * next batch begins. */
+typedef struct gs_repl_ahead gs_repl_ahead_t;
+
+/* A checker's state for store self; NULL when out of memory. */
+gs_repl_ahead_t *gs_repl_ahead_new(gs_store_t *self);
+
+/* Free it (its thread joined); sets *self_p to NULL. Safe on NULL. */
+void gs_repl_ahead_destroy(gs_repl_ahead_t **self_p);
+
+/* The checker thread's step: wait for a batch, check its messages in
+ * order until all are checked or the batch ends. Returns 0, or -1 once
+ * gs_repl_ahead_stop was called. */
+int gs_repl_ahead_run(gs_repl_ahead_t *self);
+
+/* End the checker's thread: its gs_repl_ahead_run returns -1. Any thread. */
+void gs_repl_ahead_stop(gs_repl_ahead_t *self);
+
+/* Hand msgs[0..n) of origin area, following prefix followed, to the
+ * checker (the writer; the previous batch ended). The messages stay the
+ * caller's and unchanged until gs_repl_ahead_end. Returns 0, or -1 (out
+ * of memory, stopped, or names too long): use gs_store_replicate then. */
+int gs_repl_ahead_begin(gs_repl_ahead_t *self, const char *area, const char *followed,
+                        const gs_repl_msg_t *msgs, size_t n);
+
+/* gs_store_replicate of the batch begun in ahead (self is the store ahead
+ * was made for), its messages' checks taken from the checker. Same
+ * results, errors and thread as gs_store_replicate. */
+int gs_store_replicate_ahead(gs_store_t *self, gs_repl_ahead_t *ahead, int64_t now_ms,
+                             gs_repl_result_t *res, gs_apply_out_t *out);
+
+/* End the batch (the writer): the checker stops on it and lets go of its
+ * messages before this returns. */
+void gs_repl_ahead_end(gs_repl_ahead_t *self);
+
 /* Re-baseline origin area: remove every record under area (each with a
  * MOVE_OUT event of this store's own: origin set, origin_seq 0, so that
  * followers of the replica see the records leave), with their ids, person

@@ -76,6 +76,7 @@
 #define S_NKEY_PUB "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
 enum { S_AUTH_NONE, S_AUTH_PASSWORD, S_AUTH_NKEY, S_AUTH_TLS };
 static int s_auth;                  /* what the running test's server wants */
+static const char *s_batch_arg = "--batch-max-records=50"; /* the replica's batch bound */
 static char s_seed_file[128];       /* S_NKEY_SEED in a file, as operators keep it */
 static char s_pki[64];              /* S_AUTH_TLS: ca.pem, server.*, client.* */
 
@@ -335,7 +336,7 @@ s_replica_start(s_replica_t *r, const char *url, const char *rebaseline)
     }
     char rb[64], pwf[160], pwarg[200];
     snprintf(rb, sizeof rb, "--replica-rebaseline=%s", rebaseline ? rebaseline : "");
-    const char *extra[12] = { "--replica-of=" A1 "," A2, r->url_arg, "--batch-max-records=50" };
+    const char *extra[12] = { "--replica-of=" A1 "," A2, r->url_arg, s_batch_arg };
     int n = 3;
     char seedarg[200], tls[3][200];
     if (s_auth == S_AUTH_TLS) {
@@ -1200,6 +1201,54 @@ test_fetch_ahead_of_commit(void **state)
     s_same(&e->d[0], &e->r);
 }
 
+/* Upload n households to d from index first, in uploads of up to 64. */
+static void
+s_upload_many(s_district_t *d, int first, int n, uint32_t seed)
+{
+    for (int k = 0; k < n; k += 64)
+        s_upload(d, first + k, n - k < 64 ? n - k : 64, seed, -1);
+}
+
+/* A replica behind its stream fetches and commits up to batch-max-records
+ * messages at a time (here 1500, above the 1024 a fetch once held; its
+ * consumer allows four batches unacked): 2600 events pending when it
+ * starts, a SIGKILL once it has applied some of them, a restart; every
+ * event is applied once, in order, and the consumer settles all acked. */
+static void
+test_large_batches_when_behind(void **state)
+{
+    s_env_t *e = *state;
+    s_upload_many(&e->d[0], 0, 2600, 1000);
+    uint64_t want[2] = { s_publish(&e->d[0], e->js), 0 };
+    assert_int_equal(want[0], 2600);
+    s_batch_arg = "--batch-max-records=1500";
+    s_replica_start(&e->r, e->nats.url, NULL);
+    const char *pf[] = { "44" };
+    gs_sub_t *sub = gs_sub_new(e->r.b.feed, e->r.b.upload, pf, 1, NULL, 0, NULL, NULL);
+    assert_non_null(sub);
+    Gridsync__V1__ChangeEvent *ev = NULL;
+    assert_int_equal(gs_sub_next(sub, 30000, &ev), 0);
+    gridsync__v1__change_event__free_unpacked(ev, NULL);
+    jsConsumerInfo *ci = NULL;
+    assert_int_equal(js_GetConsumerInfo(&ci, e->js, "GRIDSYNC_" A1, "replica_" A1, NULL, NULL),
+                     NATS_OK);
+    assert_int_equal(ci->Config->MaxAckPending, 4 * 1500);
+    jsConsumerInfo_Destroy(ci);
+    gs_tk_broker_stop(&e->r.b, SIGKILL);
+    gs_sub_destroy(&sub);
+
+    s_replica_start(&e->r, e->nats.url, NULL);
+    s_batch_arg = "--batch-max-records=50";
+    s_seen_t seen;
+    s_follow(&e->r, want, &seen);
+    assert_true(seen.in_order);
+    assert_int_equal(seen.count[0], want[0]);
+    assert_int_equal(seen.replica_events, want[0]);
+    s_consumer_settled(e, A1);
+    s_same(&e->d[0], &e->r);
+    assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
 /* One hostile message into origin A1's stream after its good events (at
  * the step-th re-baseline): refused with reason, A1 stopped, A2 goes on;
  * nothing half-applied. same_a1: the district holds no more than was
@@ -1751,6 +1800,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_kill_replica_exactly_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_acks_one_per_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_ahead_of_commit, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_large_batches_when_behind, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_lineage_rebaseline, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_drift_repair, s_setup, s_teardown),

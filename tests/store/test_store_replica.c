@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "gs_store.h"
 #include "gs_store_debug.h"
 #include "gs_store_replica.h"
@@ -115,6 +117,39 @@ s_msgs(const s_district_t *d, size_t from, size_t to)
     return m;
 }
 
+/* Set by the *_ahead runs of the tests: every replicate goes through a
+ * checker thread (gs_repl_ahead_*), which must not change any outcome. */
+static int s_ahead_mode;
+
+static void *
+s_checker(void *arg)
+{
+    while (gs_repl_ahead_run(arg) == 0) {
+    }
+    return NULL;
+}
+
+/* gs_store_replicate, or the same through a checker in s_ahead_mode. */
+static int
+s_store_replicate(gs_store_t *st, const char *area, const char *followed,
+                  const gs_repl_msg_t *m, size_t n, int64_t now_ms, gs_repl_result_t *res,
+                  gs_apply_out_t *out)
+{
+    if (!s_ahead_mode)
+        return gs_store_replicate(st, area, followed, m, n, now_ms, res, out);
+    gs_repl_ahead_t *a = gs_repl_ahead_new(st);
+    assert_non_null(a);
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, s_checker, a), 0);
+    assert_int_equal(gs_repl_ahead_begin(a, area, followed, m, n), 0);
+    int rc = gs_store_replicate_ahead(st, a, now_ms, res, out);
+    gs_repl_ahead_end(a);
+    gs_repl_ahead_stop(a);
+    pthread_join(tid, NULL);
+    gs_repl_ahead_destroy(&a);
+    return rc;
+}
+
 /* Replicate messages [from, to) of d; returns the result. */
 static gs_repl_result_t
 s_replicate(gs_store_t *r, const s_district_t *d, size_t from, size_t to, size_t *n_events)
@@ -122,7 +157,7 @@ s_replicate(gs_store_t *r, const s_district_t *d, size_t from, size_t to, size_t
     gs_repl_msg_t *m = s_msgs(d, from, to);
     gs_repl_result_t res;
     gs_apply_out_t out;
-    int rc = gs_store_replicate(r, d->area, d->area, m, to - from, ST_NOW_MS + 1000, &res, &out);
+    int rc = s_store_replicate(r, d->area, d->area, m, to - from, ST_NOW_MS + 1000, &res, &out);
     if (rc)
         fail_msg("replicate: %s (%s)", gs_store_strerror(rc), gs_store_errdetail());
     if (n_events)
@@ -437,7 +472,7 @@ s_refused(s_fix_t *f, gs_repl_msg_t *m, size_t n, size_t k, int reason)
 {
     gs_repl_result_t res;
     gs_apply_out_t out;
-    assert_int_equal(gs_store_replicate(f->r, A1, A1, m, n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(s_store_replicate(f->r, A1, A1, m, n, ST_NOW_MS, &res, &out), 0);
     if (res.refused != reason)
         fail_msg("refused %d (%s), expected %d", res.refused, res.message, reason);
     assert_int_equal(res.consumed, k);
@@ -453,7 +488,7 @@ s_refused(s_fix_t *f, gs_repl_msg_t *m, size_t n, size_t k, int reason)
     assert_int_equal(o.last_seq, k);
     assert_string_equal(o.message, res.message);
     /* stopped: refused at once, nothing written */
-    assert_int_equal(gs_store_replicate(f->r, A1, A1, m, n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(s_store_replicate(f->r, A1, A1, m, n, ST_NOW_MS, &res, &out), 0);
     assert_int_equal(res.refused, GS_REPL_STOPPED);
     assert_int_equal(res.consumed, 0);
     assert_int_equal(out.n_events, 0);
@@ -635,7 +670,7 @@ test_rebaseline_new_lineage(void **state)
 
     /* following a narrower prefix than recorded needs a re-baseline too */
     gs_repl_msg_t *m = s_msgs(&d3, 0, d3.n);
-    assert_int_equal(gs_store_replicate(f->r, A1, A1 "001", m, d3.n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(s_store_replicate(f->r, A1, A1 "001", m, d3.n, ST_NOW_MS, &res, &out), 0);
     assert_int_equal(res.refused, GS_REPL_AREA);
     gs_apply_out_clear(&out);
     free(m);
@@ -663,7 +698,7 @@ test_narrower_followed_prefix(void **state)
     assert_true(n > 0 && n < f->d1.n);
     gs_repl_result_t res;
     gs_apply_out_t out;
-    assert_int_equal(gs_store_replicate(f->r, A1, community, m, n, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(s_store_replicate(f->r, A1, community, m, n, ST_NOW_MS, &res, &out), 0);
     if (res.refused)
         fail_msg("refused: %s", res.message);
     assert_int_equal(res.applied, n);
@@ -677,7 +712,7 @@ test_narrower_followed_prefix(void **state)
         assert_string_equal(a.line[i], b.line[i]);
     /* one event left out is a gap at that level too */
     gs_repl_msg_t *d2m = s_msgs(&f->d2, 0, 2);
-    assert_int_equal(gs_store_replicate(f->r, A2, A2, d2m + 1, 1, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(s_store_replicate(f->r, A2, A2, d2m + 1, 1, ST_NOW_MS, &res, &out), 0);
     assert_int_equal(res.refused, GS_REPL_GAP);
     gs_apply_out_clear(&out);
     free(d2m);
@@ -1030,16 +1065,122 @@ test_incident_of_district_table(void **state)
     s_same_records(f->d1.st, f->r, A1);
 }
 
+/* Through a checker, a batch of many more messages than it holds at once
+ * (300), into a replica whose map starts at 256 KiB: the map grows during
+ * the batch and the attempt is made again, the messages checked anew;
+ * everything is applied, the records and digests are the district's. Then
+ * a gap at message 200 of a second batch: refused there, the 200 before
+ * applied. */
+static void
+test_ahead_many_messages(void **state)
+{
+    s_fix_t *f = *state;
+    s_district_t d;
+    s_district_open(&d, A1);
+    char g1[16], g2[16], id[32], addr[40];
+    snprintf(g1, sizeof g1, "%s001001001", A1);
+    snprintf(g2, sizeof g2, "%s001001002", A1);
+    for (uint32_t i = 0; i < 520; i++) {
+        snprintf(id, sizeof id, "hh-%s-%u", A1, i);
+        snprintf(addr, sizeof addr, "%s001001%06u", A1, i);
+        st_rec_t r = { .id = id, .grid = i % 2 ? g2 : g1, .addr_code = addr,
+                       .pids = { 5000 + 2 * i + 1, 5000 + 2 * i + 2 } };
+        assert_int_equal(st_put(d.st, d.arena, &r, ST_NOW_MS).status,
+                         GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+        if (i % 64 == 63)
+            gs_arena_reset(d.arena);
+    }
+    s_events(&d);
+    assert_int_equal(d.n, 520);
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.map_size = 256 * 1024;
+    char *dir = st_tmpdir();
+    gs_store_t *r = st_open(dir, &o);
+    s_ahead_mode = 1;
+    gs_repl_msg_t *m = s_msgs(&d, 0, 300);
+    gs_repl_result_t res;
+    gs_apply_out_t out;
+    assert_int_equal(s_store_replicate(r, A1, A1, m, 300, ST_NOW_MS, &res, &out), 0);
+    assert_int_equal(res.refused, 0);
+    assert_int_equal(res.applied, 300);
+    assert_int_equal(out.n_events, 300);
+    assert_true(out.map_grows > 0);
+    gs_apply_out_clear(&out);
+    free(m);
+    m = s_msgs(&d, 300, 520);
+    m[200] = m[201];    /* origin seq 501 missing */
+    assert_int_equal(s_store_replicate(r, A1, A1, m, 219, ST_NOW_MS, &res, &out), 0);
+    s_ahead_mode = 0;
+    assert_int_equal(res.refused, GS_REPL_GAP);
+    assert_int_equal(res.consumed, 200);
+    assert_int_equal(res.applied, 200);
+    assert_int_equal(out.n_events, 200);
+    gs_apply_out_clear(&out);
+    free(m);
+    st_verify_ok(r);
+    gs_origin_t org;
+    assert_int_equal(gs_store_origin_get(r, A1, &org), 0);
+    assert_int_equal(org.last_seq, 500);
+    assert_int_equal(org.reason, GS_REPL_GAP);
+    /* the first 500 records, as the district holds them */
+    const char *cells[] = { A1, g1, g2 };
+    (void) f;
+    gs_digest_node_t dn, rn;
+    for (int c = 0; c < 3; c++) {
+        dn = s_digest(d.st, cells[c]);
+        rn = s_digest(r, cells[c]);
+        assert_int_equal(rn.count, c == 0 ? 500 : 250);
+        assert_int_equal(dn.count, c == 0 ? 520 : 260);
+    }
+    gs_store_destroy(&r);
+    st_rmdir(dir);
+    free(dir);
+    /* all 520 through the checker into a fresh replica: the same digests */
+    dir = st_tmpdir();
+    r = st_open(dir, NULL);
+    s_ahead_mode = 1;
+    gs_repl_result_t all = s_replicate(r, &d, 0, d.n, NULL);
+    s_ahead_mode = 0;
+    assert_int_equal(all.applied, 520);
+    for (int c = 0; c < 3; c++) {
+        dn = s_digest(d.st, cells[c]);
+        rn = s_digest(r, cells[c]);
+        assert_int_equal(dn.count, rn.count);
+        assert_memory_equal(dn.digest, rn.digest, GS_DIGEST_LEN);
+    }
+    st_verify_ok(r);
+    gs_store_destroy(&r);
+    st_rmdir(dir);
+    free(dir);
+    s_district_close(&d);
+}
+
+/* The tests again with every replicate through a checker thread. */
+static int
+s_setup_ahead(void **state)
+{
+    s_ahead_mode = 1;
+    return s_setup(state);
+}
+
+static int
+s_teardown_ahead(void **state)
+{
+    s_ahead_mode = 0;
+    return s_teardown(state);
+}
+
 static void
 test_bad_arguments(void **state)
 {
     s_fix_t *f = *state;
     gs_repl_result_t res;
     gs_apply_out_t out;
-    assert_int_equal(gs_store_replicate(f->r, "4403051", "4403051", NULL, 0, 0, &res, &out),
+    assert_int_equal(s_store_replicate(f->r, "4403051", "4403051", NULL, 0, 0, &res, &out),
                      GS_EINVAL);
-    assert_int_equal(gs_store_replicate(f->r, A1, "4403", NULL, 0, 0, &res, &out), GS_EINVAL);
-    assert_int_equal(gs_store_replicate(f->r, "", "", NULL, 0, 0, &res, &out), GS_EINVAL);
+    assert_int_equal(s_store_replicate(f->r, A1, "4403", NULL, 0, 0, &res, &out), GS_EINVAL);
+    assert_int_equal(s_store_replicate(f->r, "", "", NULL, 0, 0, &res, &out), GS_EINVAL);
     assert_int_equal(gs_store_origin_rebaseline(f->r, "x", 0, NULL, &out), GS_EINVAL);
     assert_string_equal(gs_repl_reason_name(GS_REPL_GAP), "gap");
 }
@@ -1067,6 +1208,29 @@ main(void)
         cmocka_unit_test_setup_teardown(test_repair_refusals, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_incident_of_district_table, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_ahead_many_messages, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_union_of_two_origins, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_undecodable, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_oversized, s_setup_ahead, s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_wrong_seq_header, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_missing_headers, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_other_origin, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_gap, s_setup_ahead, s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_other_epoch, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_refuse_record_of_other_origin, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_rebaseline_new_lineage, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_narrower_followed_prefix, s_setup_ahead,
+                                        s_teardown_ahead),
+        cmocka_unit_test_setup_teardown(test_shared_person_key, s_setup_ahead,
+                                        s_teardown_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
