@@ -368,7 +368,7 @@ rounds, the spread over rounds in brackets.
 | Figure | Measured | Goal | |
 |---|---|---|---|
 | End-to-end durable ingest, light load generator | $(n "$LD") records/s ($(spread load.records_per_s n)) | ≥ 150,000 records/s | $(yesno "$LD" 150000 ">=") |
-| Ratio to the tuned PostgreSQL peer, same uploads, same answers | $(f1 "$RATIO_L")× ($(n "$LD") vs $(n "$PGL") records/s, the peer at its best batch size; $(f1 "$(med ratio_light_gs)")× at gridsync's commit size; $(f1 "$RATIO_PG")× on gridsim's uploads) | ≥ 3× | $(yesno "$RATIO_L" 3 ">=") |
+| Ratio to the tuned PostgreSQL peer, same uploads, same answers | $(f2 "$RATIO_L")× ($(n "$LD") vs $(n "$PGL") records/s, the peer at its best batch size; $(f1 "$(med ratio_light_gs)")× at gridsync's commit size; $(f1 "$RATIO_PG")× on gridsim's uploads) | ≥ 3× | $(yesno "$RATIO_L" 3 ">=") |
 | Bytes written per record (the district workload) | $(n "$BYTES") ($(spread load.write_bytes_per_record n); gridsim's uploads with noise: $(n "$(med gs.write_bytes_per_record)")) | ≤ 1,500 | $(yesno "$BYTES" 1500 "<=") |
 | Broker CPU per record | $(f1 "$BCPU") µs ($(spread load.broker_cpu_us_per_record f1); gridsim's uploads: $(f1 "$(med gs.broker_cpu_us_per_record)") µs) | ≤ 8 µs | $(yesno "$BCPU" 8 "<=") |
 | Feed commit → subscriber p99 at $(n "$(g feed.offered_per_s)") records/s | $(f2 "$FEED_P99") ms | < 1 ms | $(yesno "$FEED_P99" 1 "<") |
