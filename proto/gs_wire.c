@@ -105,13 +105,19 @@ gs_wbuf_varint(gs_wbuf_t *b, uint64_t v)
     uint8_t *d = gs_wbuf_reserve(b, 10);
     if (!d)
         return;
+    b->len += gs_wire_varint_put(d, v);
+}
+
+size_t
+gs_wire_varint_put(uint8_t *p, uint64_t v)
+{
     size_t n = 0;
     while (v >= 0x80) {
-        d[n++] = (uint8_t) (v | 0x80);
+        p[n++] = (uint8_t) (v | 0x80);
         v >>= 7;
     }
-    d[n++] = (uint8_t) v;
-    b->len += n;
+    p[n++] = (uint8_t) v;
+    return n;
 }
 
 void

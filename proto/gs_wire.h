@@ -68,6 +68,10 @@ void gs_wbuf_message_field(gs_wbuf_t *b, uint32_t field,
 /* Bytes a varint of v takes. */
 size_t gs_wire_varint_len(uint64_t v);
 
+/* Write v as a varint at p, which has room for gs_wire_varint_len(v) bytes
+ * (10 at most); returns the bytes written. */
+size_t gs_wire_varint_put(uint8_t *p, uint64_t v);
+
 /* ---- reading (no allocation) ------------------------------------------- */
 
 /* Read one varint at *p (at most 10 bytes, not past end) into *v and move

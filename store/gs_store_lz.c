@@ -12,25 +12,13 @@
 /* The length varint of an LZ4 body: at most 4 bytes for GS_LZ_EVENT_MAX. */
 #define S_LEN_MAX 5
 
-static size_t
-s_varint_put(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t) (v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t) v;
-    return n;
-}
-
 size_t
 gs_lz_encode(const uint8_t *ev, size_t len, uint8_t *dst)
 {
     assert(ev && dst && len >= 1 && ev[0] != GS_LZ_TAG && len <= GS_LZ_EVENT_MAX);
     uint8_t hdr[1 + S_LEN_MAX];
     hdr[0] = GS_LZ_TAG;
-    size_t hl = 1 + s_varint_put(hdr + 1, len);
+    size_t hl = 1 + gs_wire_varint_put(hdr + 1, len);
     /* the block must leave the body shorter than the event: LZ4 gives up
      * (returns 0) when it cannot, and the raw form is kept */
     int n = 0;
