@@ -133,7 +133,11 @@ s_walk_grid(gs_bench_walk_t *w)
 static int
 s_walk_copy(gs_bench_walk_t *w, uint32_t copy)
 {
-    gs_gen_destroy(&w->gen);
+    /* the batch being built may still hold records of the current copy,
+     * whose strings point into its generator: keep it one copy longer */
+    gs_gen_destroy(&w->prev);
+    w->prev = w->gen;
+    w->gen = NULL;
     gs_gen_opts_t o;
     if (gs_bench_fill_opts(&o, copy))
         return -1;
@@ -216,6 +220,7 @@ void
 gs_bench_walk_deinit(gs_bench_walk_t *w)
 {
     gs_gen_destroy(&w->gen);
+    gs_gen_destroy(&w->prev);
 }
 
 int

@@ -59,6 +59,8 @@ int gs_bench_fill_opts(gs_gen_opts_t *o, uint32_t copy);
  * households then rental units of each grid. */
 typedef struct gs_bench_walk {
     gs_gen_t *gen;              /* generator of the current copy (owned) */
+    gs_gen_t *prev;             /* the copy before (owned): records built from it
+                                 * may still wait in the caller's batch */
     uint32_t copy;              /* current copy */
     uint32_t grid;              /* current grid of that copy */
     uint64_t index;             /* global index of the next record */
@@ -74,11 +76,14 @@ int gs_bench_walk_seek(gs_bench_walk_t *w, uint64_t from);
 const char *gs_bench_walk_grid(const gs_bench_walk_t *w);
 
 /* Up to max records of one grid (the current one, or the next when it is
- * done) into recs, built in arena a; *grid gets its code. 0 at the end. */
+ * done) into recs, built in arena a; *grid gets its code. 0 at the end.
+ * The records point into their copy's generator as well as into a: those
+ * of one copy stay valid until the walk starts the copy after the next
+ * (a copy holds far more records than a batch), or gs_bench_walk_deinit. */
 size_t gs_bench_walk_next(gs_bench_walk_t *w, gs_arena_t *a, Gridsync__V1__Record **recs,
                           size_t max, const char **grid);
 
-/* Free the walk's generator. */
+/* Free the walk's generators. */
 void gs_bench_walk_deinit(gs_bench_walk_t *w);
 
 #endif
