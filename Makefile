@@ -16,8 +16,8 @@
 #                        store: ingest against an empty store, pull-sync, stats;
 #                        writes docs/benchmarks-city.md and the figures
 #                        make bench's goals table quotes,
-#                        docs/benchmarks-city.results (at scale 1 an 11 GB
-#                        store and 4 to 13 minutes on 2 shared cores, most of
+#                        docs/benchmarks-city.results (at scale 1 an 8 GB
+#                        store and 2 to 13 minutes on 2 shared cores, most of
 #                        them the pre-fill; CITY_SCALE=0.01 takes about one)
 #   make fuzz            libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install         build, then install (PREFIX, default /usr/local and
