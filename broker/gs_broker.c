@@ -369,7 +369,7 @@ gs_broker_new(const gs_config_t *cfg)
     }
     if (gs_store_upgraded_from(b->store))
         gs_log(GS_LOG_INFO, "store_upgraded",
-               "dir=\"%s\" from_format=%u format=6 digested_records=%llu person_tags=%llu "
+               "dir=\"%s\" from_format=%u format=7 digested_records=%llu person_tags=%llu "
                "ids_rewritten=%llu",
                cfg->store, gs_store_upgraded_from(b->store),
                (unsigned long long) gs_store_digests_built(b->store),

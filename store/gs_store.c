@@ -590,19 +590,21 @@ s_dbs_open(gs_store_t *self)
         fresh = 1;
     } else if (rc == 0) {
         uint32_t format = v.mv_size == 4 ? gs_le32_get(v.mv_data) : 0;
-        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_RAW_LOG &&
-            format != GS_FORMAT_FULL_IDS && format != GS_FORMAT_PERSON_KEYS &&
-            format != GS_FORMAT_NO_DIGESTS) {
+        if (format != GS_FORMAT_VERSION && format != GS_FORMAT_FULL_REFS &&
+            format != GS_FORMAT_RAW_LOG && format != GS_FORMAT_FULL_IDS &&
+            format != GS_FORMAT_PERSON_KEYS && format != GS_FORMAT_NO_DIGESTS) {
             mdb_txn_abort(txn);
-            gs_store_detail("store format %u, this build reads %u (and upgrades %u, %u, %u "
-                            "and %u)", format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS,
-                            GS_FORMAT_PERSON_KEYS, GS_FORMAT_FULL_IDS, GS_FORMAT_RAW_LOG);
+            gs_store_detail("store format %u, this build reads %u (and upgrades %u, %u, %u, "
+                            "%u and %u)", format, GS_FORMAT_VERSION, GS_FORMAT_NO_DIGESTS,
+                            GS_FORMAT_PERSON_KEYS, GS_FORMAT_FULL_IDS, GS_FORMAT_RAW_LOG,
+                            GS_FORMAT_FULL_REFS);
             return GS_EVERSION;
         }
         /* format 2 has no digests, format 3 the person index of one entry
          * per ref, formats 2 to 4 canonical ids entries that repeat the id,
-         * formats 2 to 5 only raw log bodies (which this build reads as
-         * they are): an exclusive open upgrades them (s_upgrade), other
+         * formats 2 to 5 only raw log bodies and formats 2 to 6 only full
+         * person refs (both of which this build reads as they are): an
+         * exclusive open upgrades them (s_upgrade), other
          * opens read everything but the digests of format 2 and write no
          * records */
         self->format = format;
@@ -651,9 +653,10 @@ s_dbs_open(gs_store_t *self)
  * of tags per cell (gs_store_persons.h), the idempotency entries get their
  * encoding byte (gs_idem_upgrade) and the chain table is emptied (its heads
  * are derived from `cells`); the canonical ids entries of formats 2 to 4
- * lose the repeated id (gs_ids_compact); then format 6 is marked, which
- * is all a format 5 store needs (its raw log bodies stay as they are: new
- * entries may be LZ4 bodies, which older builds cannot read). Only the
+ * lose the repeated id (gs_ids_compact); then format 7 is marked, which
+ * is all a format 5 or 6 store needs (its raw log bodies and full person
+ * refs stay as they are: new entries may be LZ4 bodies and records values
+ * with refs as tags, which older builds cannot read). Only the
  * broker's exclusive open does it: it holds the store lock, so no broker
  * of the previous build can be writing meanwhile. */
 static int

@@ -83,13 +83,15 @@ void gs_store_opts_init(gs_store_opts_t *o);
  * lost its secret.key is refused (GS_ECORRUPT) rather than re-keyed. A
  * store of another format version gives GS_EVERSION, except a store of
  * format 2 (before digests), 3 (the person index of one entry per ref), 4
- * (canonical ids entries that repeat the id) or 5 (no compressed change
- * log entry), which an exclusive open upgrades: in one transaction it builds the digests from the records
+ * (canonical ids entries that repeat the id), 5 (no compressed change
+ * log entry) or 6 (records values with full person refs), which an
+ * exclusive open upgrades: in one transaction it builds the digests from the records
  * (format 2; gs_store_digests_built says how many records), rebuilds the
  * person index from the records' refs (formats 2 and 3;
  * gs_store_persons_built says how many tags), rewrites the canonical ids
- * entries (gs_store_ids_compacted says how many) and marks format 6; a
- * format 5 store (every change log entry raw) needs only the mark. Other
+ * entries (gs_store_ids_compacted says how many) and marks format 7; a
+ * format 5 or 6 store (raw change log entries, full person refs, both
+ * read as they are) needs only the mark. Other
  * opens of them read everything but the digests of format 2 (person
  * lookups read every cell's records until the upgrade), and a write of
  * records through them fails with GS_EVERSION. Cleans stale reader

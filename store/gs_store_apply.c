@@ -109,11 +109,8 @@ gs_record_lookup(gs_txn_t *t, gs_arena_t *arena, char kb, const char *id, gs_rec
         cur->refs = gs_arena_alloc(arena, bytes);
         if (!cur->refs)
             return gs_txn_fail(t, ENOMEM, "person refs");
-        const uint8_t *p = (const uint8_t *) cur->val.mv_data + GS_REC_HDR;
-        for (size_t i = 0; i < cur->hdr.n_refs; i++) {
-            memcpy(cur->refs[i].hmac, p + i * GS_REF_LEN, 16);
-            cur->refs[i].role = p[i * GS_REF_LEN + 16];
-        }
+        for (size_t i = 0; i < cur->hdr.n_refs; i++)
+            gs_rec_ref_get(cur->val.mv_data, &cur->hdr, i, &cur->refs[i]);
     }
     cur->found = 1;
     return 0;
@@ -166,6 +163,10 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
     const char *canon = w->canon;
     int status = pp->status;
     uint8_t flags = pp->natkey_len ? GS_RF_NATKEY : 0;
+    /* refs as tags, which older builds cannot read, only in a store of
+     * this format (as the log's LZ4 bodies) */
+    if (t->st->format_current)
+        flags |= GS_RF_TAGS;
 
     /* an upload moves a record whose grid changed in one call; a replica
      * gets the move as two events and removes, then installs */
@@ -219,10 +220,7 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
             return rc;
         uint8_t *d = v.mv_data;
         gs_rec_hdr_put(d, &h);
-        for (size_t i = 0; i < nrefs; i++) {
-            memcpy(d + GS_REC_HDR + i * GS_REF_LEN, refs[i].hmac, 16);
-            d[GS_REC_HDR + i * GS_REF_LEN + 16] = refs[i].role;
-        }
+        gs_rec_refs_put(d, flags, refs, nrefs);
         gs_txn_trace(t, GS_DB_RECORDS, &k, &v, 0);
     }
     /* digests: this version's entry replaces the stored one's (two cells
@@ -250,8 +248,9 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
     int old_active = cur && cur->hdr.status == S_ACTIVE;
     int new_active = !removing && status == S_ACTIVE;
     int same_refs = old_active && new_active && !moving && cur->hdr.n_refs == nrefs;
+    /* the index keeps tags, and a stored ref may be only its tag */
     for (size_t i = 0; same_refs && i < nrefs; i++)
-        if (memcmp(cur->refs[i].hmac, refs[i].hmac, 16) || cur->refs[i].role != refs[i].role)
+        if (gs_persons_tag(cur->refs[i].hmac) != gs_persons_tag(refs[i].hmac))
             same_refs = 0;
     if (!same_refs) {
         if (old_active)

@@ -10,6 +10,7 @@
  */
 #include "gs_grid.h"
 #include "gs_store_int.h"
+#include "gs_store_persons.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -68,6 +69,33 @@ gs_rec_hdr_get(const MDB_val *v, gs_rec_hdr_t *h)
     if (v->mv_size < gs_rec_data_off(h))
         return -1;
     return 0;
+}
+
+/* A tag is the HMAC's first bytes, so a tag ref's first bytes are what the
+ * person index keeps, as a full ref's are. */
+_Static_assert(GS_REF_TAG_LEN == GS_PERSON_TAG + 1, "a tag ref is the index's tag and a role");
+
+int
+gs_rec_ref_get(const uint8_t *val, const gs_rec_hdr_t *h, size_t i, gs_ref_t *r)
+{
+    assert(val && h && r && i < h->n_refs);
+    size_t rl = gs_rec_ref_len(h);
+    const uint8_t *p = val + GS_REC_HDR + i * rl;
+    memset(r->hmac, 0, sizeof r->hmac);
+    memcpy(r->hmac, p, rl - 1);
+    r->role = p[rl - 1];
+    return rl == GS_REF_LEN;
+}
+
+void
+gs_rec_refs_put(uint8_t *val, uint8_t flags, const gs_ref_t *refs, size_t n)
+{
+    size_t rl = (flags & GS_RF_TAGS) ? GS_REF_TAG_LEN : GS_REF_LEN;
+    uint8_t *p = val + GS_REC_HDR;
+    for (size_t i = 0; i < n; i++, p += rl) {
+        memcpy(p, refs[i].hmac, rl - 1);
+        p[rl - 1] = refs[i].role;
+    }
 }
 
 /* ---- Kinds ------------------------------------------------------------------ */

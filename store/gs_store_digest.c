@@ -601,11 +601,11 @@ s_drop_fn(gs_txn_t *t, void *arg)
     }
     /* copy the refs out before the value goes stale */
     size_t nrefs = h.n_refs;
-    uint8_t *refs = nrefs ? gs_arena_alloc(st->arena, nrefs * GS_REF_LEN) : NULL;
+    gs_ref_t *refs = nrefs ? gs_arena_alloc(st->arena, nrefs * sizeof *refs) : NULL;
     if (nrefs && !refs)
         return gs_txn_fail(t, ENOMEM, "person refs");
-    if (nrefs)
-        memcpy(refs, (const uint8_t *) v.mv_data + GS_REC_HDR, nrefs * GS_REF_LEN);
+    for (size_t i = 0; i < nrefs; i++)
+        gs_rec_ref_get(v.mv_data, &h, i, &refs[i]);
     const uint8_t *data;
     size_t len;
     if ((rc = gs_rec_data(st, t->txn, &h, &st->stored, &data, &len)))
@@ -621,7 +621,7 @@ s_drop_fn(gs_txn_t *t, void *arg)
         return rc;
     if (h.status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE) {
         for (size_t i = 0; i < nrefs; i++)
-            if ((rc = gs_persons_change(&d->log.persons, grid, refs + i * GS_REF_LEN, -1)))
+            if ((rc = gs_persons_change(&d->log.persons, grid, refs[i].hmac, -1)))
                 return rc;
     }
     if (nkl) {

@@ -27,7 +27,9 @@
 
 /* ---- Layout constants ------------------------------------------------------ */
 
-#define GS_FORMAT_VERSION 6u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_VERSION 7u        /* meta "format"; bumped on any layout change */
+#define GS_FORMAT_FULL_REFS 6u      /* the format whose records values hold full person refs
+                                     * (GS_REF_LEN each): a broker's open upgrades it */
 #define GS_FORMAT_RAW_LOG 5u        /* the format whose log bodies are all raw (no LZ4,
                                      * gs_store_lz.h): a broker's open upgrades it */
 #define GS_FORMAT_FULL_IDS 4u       /* the format whose canonical ids entries repeat the id:
@@ -40,7 +42,10 @@
 #define GS_KIND_O 'O'               /* key byte of an organisation */
 #define GS_KIND_I 'I'               /* key byte of an incident */
 #define GS_REC_HDR 48               /* fixed part of a records value */
-#define GS_REF_LEN 17               /* one person ref in a records value: hmac16 + role */
+#define GS_REF_LEN 17               /* one full person ref in a records value: hmac16 + role
+                                     * (formats 6 and older) */
+#define GS_REF_TAG_LEN 5            /* one person ref as format 7 writes it: the HMAC's first
+                                     * 4 bytes (its person index tag) + role (GS_RF_TAGS) */
 #define GS_LOG_HDR 23               /* log value: grid(15) + previous seq of the record (8) */
 #define GS_EV_RECORD 10             /* ChangeEvent field number of the record */
 #define GS_CELL_VAL 40              /* cells value */
@@ -188,17 +193,25 @@ typedef struct gs_rec_hdr {
 } gs_rec_hdr_t;
 
 #define GS_RF_NATKEY 0x01           /* the record has a natural key */
+#define GS_RF_TAGS 0x02             /* its person refs are tags (GS_REF_TAG_LEN each); without
+                                     * it they are full (GS_REF_LEN each, format 6 and older) */
 
 void gs_rec_hdr_put(uint8_t *p, const gs_rec_hdr_t *h);
 /* Decode; returns -1 when v is too short for what the header says. */
 int gs_rec_hdr_get(const MDB_val *v, gs_rec_hdr_t *h);
+/* Bytes of one person ref in the records value h heads. */
+static inline size_t
+gs_rec_ref_len(const gs_rec_hdr_t *h)
+{
+    return (h->flags & GS_RF_TAGS) ? GS_REF_TAG_LEN : GS_REF_LEN;
+}
 /* Size of a records value: the header and the person refs. The packed
  * Record itself is not repeated there: it is the record field of the
  * change event at h->seq (see gs_rec_data). */
 static inline size_t
 gs_rec_data_off(const gs_rec_hdr_t *h)
 {
-    return GS_REC_HDR + (size_t) h->n_refs * GS_REF_LEN;
+    return GS_REC_HDR + (size_t) h->n_refs * gs_rec_ref_len(h);
 }
 
 /* The packed Record of the version h describes, read from its change event
@@ -252,6 +265,23 @@ struct gs_prepared {
     const gs_ref_t *refs;           /* the persons it names (gs_record_refs) */
     size_t n_refs;
 };
+
+/* Person ref i of the records value val, whose header is h (checked by
+ * gs_rec_hdr_get): its role, and its HMAC in full or (GS_RF_TAGS) only
+ * its first GS_PERSON_TAG bytes, the rest zero. Returns 1 for a full HMAC,
+ * 0 for a tag. Either way the first bytes are the person index's tag. */
+int gs_rec_ref_get(const uint8_t *val, const gs_rec_hdr_t *h, size_t i, gs_ref_t *r);
+/* Write n refs after the header at val, as tags when flags has GS_RF_TAGS,
+ * else in full. */
+void gs_rec_refs_put(uint8_t *val, uint8_t flags, const gs_ref_t *refs, size_t n);
+/* The full person refs of the version h describes, computed from its
+ * packed Record (gs_rec_data, scratch as there) with this store's key,
+ * in the order the records value keeps them: what a format 7 value keeps
+ * only as tags. *refs is malloc'ed (free it; NULL when *n is 0). Returns
+ * 0, GS_ECORRUPT (the record is missing or does not decode), GS_ENOTFOUND
+ * (no secret loaded) or GS_ENOMEM. Any thread, in txn. */
+int gs_rec_refs_full(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
+                     gs_ref_t **refs, size_t *n);
 
 /* Key byte for a RecordKind, 0 for others; and back. */
 char gs_kind_byte(int kind);

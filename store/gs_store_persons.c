@@ -303,7 +303,8 @@ gs_persons_build(gs_txn_t *t, uint64_t *tags)
             break;
         }
         for (size_t i = 0; i < h.n_refs; i++)
-            s.v[s.n++] = s_tag_at((const uint8_t *) v.mv_data + GS_REC_HDR + i * GS_REF_LEN);
+            s.v[s.n++] = s_tag_at((const uint8_t *) v.mv_data + GS_REC_HDR +
+                                  i * gs_rec_ref_len(&h));
     }
     mdb_cursor_close(c);
     if (rc == MDB_NOTFOUND)

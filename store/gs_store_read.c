@@ -74,6 +74,40 @@ gs_rec_data_cursor(MDB_cursor *lc, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
     return s_rec_data_of(&v, scratch, data, len);
 }
 
+int
+gs_rec_refs_full(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
+                 gs_ref_t **refs, size_t *n)
+{
+    *refs = NULL;
+    *n = 0;
+    const uint8_t *data;
+    size_t len;
+    int rc = gs_rec_data(st, txn, h, scratch, &data, &len);
+    if (rc)
+        return rc;
+    Gridsync__V1__Record *rec = gridsync__v1__record__unpack(NULL, len, data);
+    if (!rec)
+        return MDB_CORRUPTED;
+    /* as the write path computes them (gs_store_prepare, gs_prepare_packed) */
+    size_t max = gs_record_people_max(rec);
+    if (max) {
+        *refs = malloc(max * sizeof **refs);
+        if (!*refs)
+            rc = ENOMEM;
+        else if ((rc = gs_record_refs(st, rec, *refs, max, n)) != 0)
+            *n = 0;
+        if (rc == GS_ENOTFOUND)
+            gs_store_detail("secret.key is missing: the person refs of format %u records "
+                            "are computed with it", GS_FORMAT_VERSION);
+    }
+    gridsync__v1__record__free_unpacked(rec, NULL);
+    if (rc || !*n) {
+        free(*refs);
+        *refs = NULL;
+    }
+    return rc;
+}
+
 /* A records entry as a view, its record read through lc (a log cursor of
  * txn) when given. Buffers hold the NUL-terminated copies. */
 static int
@@ -446,22 +480,27 @@ gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn, void *arg)
 /* ---- Person index ---------------------------------------------------------------- */
 
 /* The person index (gs_store_persons.h) holds one set of HMAC tags per
- * cell; the full refs (HMAC, role) are in the records' values. Finding one
- * person therefore reads every cell's set and the records of the cells
- * whose set holds the HMAC's tag; the duplicate report scans the records'
- * refs and groups them in memory, in as many passes (split by HMAC) as keep
- * each pass's memory bounded. */
+ * cell; the refs themselves (HMAC, role) are in the records' values, in
+ * full (format 6 and older) or as tags (format 7, GS_RF_TAGS), a tag's
+ * full HMAC computed again from the record when a reader needs it
+ * (gs_rec_refs_full). Finding one person therefore reads every cell's set
+ * and the records of the cells whose set holds the HMAC's tag; the
+ * duplicate report scans the records' refs and groups them in memory, in
+ * as many passes (split by HMAC) as keep each pass's memory bounded. */
 
 #define S_DUP_PASS_ENTRIES 500000   /* entries held in memory per pass (~50 MB) */
 #define S_ACTIVE_REC GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE
 
 /* One person ref of an active record, copied out of the transaction. */
 typedef struct s_pent {
-    uint8_t hmac[16];
+    uint8_t hmac[16];               /* in full, or only its tag (full 0) */
     char grid[GS_GRID_LEN + 1];
     char id[GS_ID_MAX + 1];
     uint8_t kind;                   /* RecordKind */
     uint8_t role;                   /* GS_ROLE_* */
+    uint8_t full;                   /* hmac is the full HMAC */
+    uint16_t ref;                   /* the ref's place in its records value */
+    uint64_t seq;                   /* the event of the record's version */
 } s_pent_t;
 
 /* A growable array of entries. */
@@ -470,9 +509,9 @@ typedef struct s_pents {
     size_t n, cap;
 } s_pents_t;
 
-/* Add ref (HMAC and role, GS_REF_LEN bytes) of the record keyed k. */
+/* Room for one more entry. */
 static int
-s_pent_add(s_pents_t *a, const MDB_val *k, const uint8_t *ref)
+s_pent_room(s_pents_t *a)
 {
     if (a->n == a->cap) {
         size_t nc = a->cap ? a->cap * 2 : 64;
@@ -482,28 +521,74 @@ s_pent_add(s_pents_t *a, const MDB_val *k, const uint8_t *ref)
         a->v = nv;
         a->cap = nc;
     }
+    return 0;
+}
+
+/* Append a copy of e. */
+static int
+s_pent_push(s_pents_t *a, const s_pent_t *e)
+{
+    if (s_pent_room(a))
+        return GS_ENOMEM;
+    a->v[a->n++] = *e;
+    return 0;
+}
+
+/* Add ref i (r, full or a tag) of the record keyed k, whose version is
+ * the event at seq. */
+static int
+s_pent_add(s_pents_t *a, const MDB_val *k, const gs_ref_t *r, int full, size_t i,
+           uint64_t seq)
+{
+    if (s_pent_room(a))
+        return GS_ENOMEM;
     s_pent_t *e = &a->v[a->n];
     char kb;
     if (gs_key_record_parse(k->mv_data, k->mv_size, e->grid, &kb, e->id))
         return MDB_CORRUPTED;
-    memcpy(e->hmac, ref, 16);
+    memcpy(e->hmac, r->hmac, 16);
     e->kind = (uint8_t) gs_kind_of_byte(kb);
-    e->role = ref[16];
+    e->role = r->role;
+    e->full = (uint8_t) full;
+    e->ref = (uint16_t) i;
+    e->seq = seq;
     a->n++;
     return 0;
 }
 
-/* The refs of one records entry when it is active: *refs and *n (0 for
- * another status). MDB_CORRUPTED for a damaged value. */
+/* The header of one records entry and its number of refs when it is
+ * active (0 for another status). MDB_CORRUPTED for a damaged value. */
 static int
-s_rec_refs(const MDB_val *v, const uint8_t **refs, size_t *n)
+s_rec_refs(const MDB_val *v, gs_rec_hdr_t *h, size_t *n)
 {
-    gs_rec_hdr_t h;
-    if (gs_rec_hdr_get(v, &h) || v->mv_size < gs_rec_data_off(&h))
+    if (gs_rec_hdr_get(v, h) || v->mv_size < gs_rec_data_off(h))
         return MDB_CORRUPTED;
-    *refs = (const uint8_t *) v->mv_data + GS_REC_HDR;
-    *n = h.status == S_ACTIVE_REC ? h.n_refs : 0;
+    *n = h->status == S_ACTIVE_REC ? h->n_refs : 0;
     return 0;
+}
+
+/* Make entry e's HMAC full: the ref at its place among the refs computed
+ * from its record, which must carry the tag the value keeps. */
+static int
+s_pent_resolve(gs_store_t *st, MDB_txn *txn, gs_wbuf_t *scratch, s_pent_t *e)
+{
+    if (e->full)
+        return 0;
+    gs_rec_hdr_t h = { .seq = e->seq };
+    gs_ref_t *refs;
+    size_t n;
+    int rc = gs_rec_refs_full(st, txn, &h, scratch, &refs, &n);
+    if (rc)
+        return rc;
+    if (e->ref >= n || memcmp(refs[e->ref].hmac, e->hmac, GS_PERSON_TAG) != 0 ||
+        refs[e->ref].role != e->role) {
+        rc = MDB_CORRUPTED;
+    } else {
+        memcpy(e->hmac, refs[e->ref].hmac, 16);
+        e->full = 1;
+    }
+    free(refs);
+    return rc;
 }
 
 static int
@@ -518,6 +603,15 @@ s_pent_cmp(const void *a, const void *b)
     if (!c)
         c = strcmp(x->id, y->id);
     return c;
+}
+
+/* By tag only: every entry of one person is in one run, whether its HMAC
+ * is full or not. */
+static int
+s_pent_tag_cmp(const void *a, const void *b)
+{
+    const s_pent_t *x = a, *y = b;
+    return memcmp(x->hmac, y->hmac, GS_PERSON_TAG);
 }
 
 /* Call fn with the n entries of one person. */
@@ -538,9 +632,11 @@ s_pent_emit(const s_pent_t *e, size_t n, gs_dup_fn *fn, void *arg)
     return rc;
 }
 
-/* Add the refs to hmac of the active records of one cell. */
+/* Add the refs to hmac of the active records of one cell: a full ref
+ * that equals it, a tag ref whose record's ref in that place does. */
 static int
-s_cell_person(MDB_cursor *rc, const char *grid, const uint8_t hmac[16], s_pents_t *a)
+s_cell_person(gs_store_t *st, MDB_txn *txn, MDB_cursor *rc, gs_wbuf_t *scratch,
+              const char *grid, const uint8_t hmac[16], s_pents_t *a)
 {
     MDB_val k = { GS_GRID_LEN, (void *) grid }, v;
     int r;
@@ -548,13 +644,21 @@ s_cell_person(MDB_cursor *rc, const char *grid, const uint8_t hmac[16], s_pents_
          r = mdb_cursor_get(rc, &k, &v, MDB_NEXT)) {
         if (k.mv_size < GS_GRID_LEN || memcmp(k.mv_data, grid, GS_GRID_LEN) != 0)
             break;
-        const uint8_t *refs;
+        gs_rec_hdr_t h;
         size_t n;
-        if ((r = s_rec_refs(&v, &refs, &n)))
+        if ((r = s_rec_refs(&v, &h, &n)))
             break;
-        for (size_t i = 0; i < n && r == 0; i++)
-            if (memcmp(refs + i * GS_REF_LEN, hmac, 16) == 0)
-                r = s_pent_add(a, &k, refs + i * GS_REF_LEN);
+        for (size_t i = 0; i < n && r == 0; i++) {
+            gs_ref_t ref;
+            int full = gs_rec_ref_get(v.mv_data, &h, i, &ref);
+            if (memcmp(ref.hmac, hmac, full ? 16 : GS_PERSON_TAG) != 0)
+                continue;
+            size_t before = a->n;
+            if ((r = s_pent_add(a, &k, &ref, full, i, h.seq)) == 0 && !full &&
+                (r = s_pent_resolve(st, txn, scratch, &a->v[before])) == 0 &&
+                memcmp(a->v[before].hmac, hmac, 16) != 0)
+                a->n = before;  /* another person with the same tag */
+        }
         if (r)
             break;
     }
@@ -572,6 +676,8 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
         return rc;
     MDB_cursor *cc = NULL, *rcur = NULL;
     s_pents_t a = { NULL, 0, 0 };
+    gs_wbuf_t scratch;
+    gs_wbuf_init(&scratch);
     /* the cells whose set holds the HMAC's tag; before the upgrade of a
      * format 3 store (a read-only open) every cell */
     int db = self->persons_sets ? GS_DB_PERSONS : GS_DB_CELLS;
@@ -597,7 +703,7 @@ gs_store_person_refs(gs_store_t *self, const uint8_t hmac[16], gs_dup_fn *fn, vo
         char grid[GS_GRID_LEN + 1];
         memcpy(grid, ck.mv_data, GS_GRID_LEN);
         grid[GS_GRID_LEN] = 0;
-        if ((rc = s_cell_person(rcur, grid, hmac, &a)))
+        if ((rc = s_cell_person(self, txn, rcur, &scratch, grid, hmac, &a)))
             break;
     }
     rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "look up person");
@@ -607,6 +713,7 @@ done:
     if (cc)
         mdb_cursor_close(cc);
     gs_rtxn_end(self, &txn);
+    gs_wbuf_deinit(&scratch);
     /* the refs are copies: fn runs outside the transaction */
     if (rc == 0)
         rc = a.n ? s_pent_emit(a.v, a.n, fn, arg) : GS_ENOTFOUND;
@@ -659,10 +766,12 @@ gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *
         return gs_store_err(rc, "count person refs");
     size_t per_pass = self->dup_pass ? self->dup_pass : S_DUP_PASS_ENTRIES;
     uint32_t passes = (uint32_t) (1 + entries / per_pass);
-    s_pents_t a = { NULL, 0, 0 };
+    s_pents_t a = { NULL, 0, 0 }, b = { NULL, 0, 0 };
+    gs_wbuf_t scratch;
+    gs_wbuf_init(&scratch);
     for (uint32_t pass = 0; pass < passes && rc == 0; pass++) {
         /* one pass: the persons whose HMAC falls in this share */
-        a.n = 0;
+        a.n = b.n = 0;
         if ((rc = gs_rtxn_begin(self, &txn)))
             break;
         MDB_cursor *c;
@@ -674,46 +783,73 @@ gs_store_person_dups(gs_store_t *self, const char *prefix, gs_dup_fn *fn, void *
         MDB_val k, v;
         for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            const uint8_t *refs;
+            gs_rec_hdr_t h;
             size_t n;
-            if ((rc = s_rec_refs(&v, &refs, &n)))
+            if ((rc = s_rec_refs(&v, &h, &n)))
                 break;
             for (size_t i = 0; i < n && rc == 0; i++) {
-                const uint8_t *h = refs + i * GS_REF_LEN;
-                if (passes > 1 && ((uint32_t) h[0] << 8 | h[1]) % passes != pass)
+                gs_ref_t r;
+                int full = gs_rec_ref_get(v.mv_data, &h, i, &r);
+                if (passes > 1 && ((uint32_t) r.hmac[0] << 8 | r.hmac[1]) % passes != pass)
                     continue;
-                rc = s_pent_add(&a, &k, h);
+                rc = s_pent_add(&a, &k, &r, full, i, h.seq);
             }
             if (rc)
                 break;
         }
         mdb_cursor_close(c);
-        gs_rtxn_end(self, &txn);
-        rc = rc == MDB_NOTFOUND ? 0 : gs_store_err(rc, "scan person refs");
-        if (rc)
-            break;
-        if (a.n)
-            qsort(a.v, a.n, sizeof *a.v, s_pent_cmp);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
         /* A duplicate is one person living in two places: member or tenant
          * of more than one record; or one USCC held by more than one
          * organisation record (a branch, or the same one collected at two
          * addresses). Landlords of several units, and people working at
-         * several organisations, are normal. */
+         * several organisations, are normal. A person's refs are among
+         * those of its tag, so only a tag's run that holds two residents
+         * or two organisations can hold a duplicate: those get their
+         * HMACs in full (a tag ref's from its record, in this transaction)
+         * and are grouped by HMAC. */
+        if (rc == 0 && a.n)
+            qsort(a.v, a.n, sizeof *a.v, s_pent_tag_cmp);
         for (size_t i = 0, j; i < a.n && rc == 0; i = j) {
             size_t residents = 0, orgs = 0;
-            int touches = pl == 0;
-            for (j = i; j < a.n && memcmp(a.v[j].hmac, a.v[i].hmac, 16) == 0; j++) {
+            for (j = i; j < a.n && s_pent_tag_cmp(&a.v[j], &a.v[i]) == 0; j++) {
                 if (a.v[j].role == GS_ROLE_MEMBER || a.v[j].role == GS_ROLE_TENANT)
                     residents++;
                 if (a.v[j].role == GS_ROLE_ORG)
                     orgs++;
-                if (!touches && gs_grid_prefix_covers(prefix, a.v[j].grid))
+            }
+            if (residents < 2 && orgs < 2)
+                continue;
+            for (size_t x = i; x < j && rc == 0; x++) {
+                rc = s_pent_resolve(self, txn, &scratch, &a.v[x]);
+                if (rc == 0)
+                    rc = s_pent_push(&b, &a.v[x]);
+            }
+        }
+        gs_rtxn_end(self, &txn);
+        rc = gs_store_err(rc, "scan person refs");
+        if (rc)
+            break;
+        if (b.n)
+            qsort(b.v, b.n, sizeof *b.v, s_pent_cmp);
+        for (size_t i = 0, j; i < b.n && rc == 0; i = j) {
+            size_t residents = 0, orgs = 0;
+            int touches = pl == 0;
+            for (j = i; j < b.n && memcmp(b.v[j].hmac, b.v[i].hmac, 16) == 0; j++) {
+                if (b.v[j].role == GS_ROLE_MEMBER || b.v[j].role == GS_ROLE_TENANT)
+                    residents++;
+                if (b.v[j].role == GS_ROLE_ORG)
+                    orgs++;
+                if (!touches && gs_grid_prefix_covers(prefix, b.v[j].grid))
                     touches = 1;
             }
             if ((residents >= 2 || orgs >= 2) && touches)
-                rc = s_pent_emit(&a.v[i], j - i, fn, arg);
+                rc = s_pent_emit(&b.v[i], j - i, fn, arg);
         }
     }
+    gs_wbuf_deinit(&scratch);
     free(a.v);
+    free(b.v);
     return rc;
 }

@@ -237,10 +237,12 @@ s_check_record(s_ver_t *v, gs_arena_t *arena, const MDB_val *k, const MDB_val *v
         s_problem(v, "record %s/%c/%s: %u person refs in header, %zu in record", grid, kb,
                   id, h.n_refs, nr);
     } else {
-        const uint8_t *p = (const uint8_t *) val->mv_data + GS_REC_HDR;
-        for (size_t i = 0; i < nr; i++)
-            if (memcmp(p + i * GS_REF_LEN, refs[i].hmac, 16) || p[i * GS_REF_LEN + 16] != refs[i].role)
+        for (size_t i = 0; i < nr; i++) {
+            gs_ref_t r;
+            int full = gs_rec_ref_get(val->mv_data, &h, i, &r);
+            if (memcmp(r.hmac, refs[i].hmac, full ? 16 : GS_PERSON_TAG) || r.role != refs[i].role)
                 s_problem(v, "record %s/%c/%s: person ref %zu differs", grid, kb, id, i);
+        }
     }
     if (status == GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE && st->persons_sets) {
         if (strcmp(grid, v->pgrid) != 0)

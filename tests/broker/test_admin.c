@@ -539,7 +539,7 @@ test_digest_after_upgrade(void **state)
     assert_non_null(log);
     /* logged before ready, so already in the file */
     assert_non_null(strstr(log, "event=store_upgraded"));
-    assert_non_null(strstr(log, "from_format=2 format=6 digested_records=2 person_tags=3"));
+    assert_non_null(strstr(log, "from_format=2 format=7 digested_records=2 person_tags=3"));
     free(log);
     gs_admin_opts_t ao;
     gs_admin_opts_init(&ao);

@@ -237,6 +237,92 @@ test_verify_finds_wrong_sets(void **state)
 static uint8_t s_acks[S_UPS][512];
 static size_t s_ack_lens[S_UPS];
 
+/* Make the records values of the store in dir what format 6 and older
+ * wrote: every person ref in full (its HMAC computed from the record, as
+ * readers of format 7 do), the GS_RF_TAGS flag off; and mark format 6.
+ * Returns the refs written out in full. */
+static size_t
+s_make_full_refs(const char *dir)
+{
+    gs_store_t *st = st_open(dir, NULL);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, 0, &txn), 0);
+    MDB_cursor *c;
+    assert_int_equal(mdb_cursor_open(txn, st->db[GS_DB_RECORDS], &c), 0);
+    gs_wbuf_t scratch, puts;    /* puts: klen, key, vlen, value (after the walk) */
+    gs_wbuf_init(&scratch);
+    gs_wbuf_init(&puts);
+    size_t n_full = 0;
+    MDB_val k, v;
+    int rc;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        gs_rec_hdr_t h;
+        assert_int_equal(gs_rec_hdr_get(&v, &h), 0);
+        if (!(h.flags & GS_RF_TAGS))
+            continue;
+        gs_ref_t *refs;
+        size_t n;
+        assert_int_equal(gs_rec_refs_full(st, txn, &h, &scratch, &refs, &n), 0);
+        assert_int_equal(n, h.n_refs);
+        h.flags &= (uint8_t) ~GS_RF_TAGS;
+        uint8_t val[GS_REC_HDR + 16 * GS_REF_LEN];
+        assert_true(gs_rec_data_off(&h) <= sizeof val);
+        gs_rec_hdr_put(val, &h);
+        gs_rec_refs_put(val, h.flags, refs, n);
+        free(refs);
+        size_t vl = gs_rec_data_off(&h);
+        gs_wbuf_put(&puts, &k.mv_size, sizeof k.mv_size);
+        gs_wbuf_put(&puts, k.mv_data, k.mv_size);
+        gs_wbuf_put(&puts, &vl, sizeof vl);
+        gs_wbuf_put(&puts, val, vl);
+        n_full += n;
+    }
+    assert_int_equal(rc, MDB_NOTFOUND);
+    mdb_cursor_close(c);
+    assert_false(puts.failed);
+    for (size_t off = 0; off < puts.len;) {
+        MDB_val pk, pv;
+        memcpy(&pk.mv_size, puts.data + off, sizeof pk.mv_size);
+        pk.mv_data = puts.data + off + sizeof pk.mv_size;
+        off += sizeof pk.mv_size + pk.mv_size;
+        memcpy(&pv.mv_size, puts.data + off, sizeof pv.mv_size);
+        pv.mv_data = puts.data + off + sizeof pv.mv_size;
+        off += sizeof pv.mv_size + pv.mv_size;
+        assert_int_equal(mdb_put(txn, st->db[GS_DB_RECORDS], &pk, &pv, 0), 0);
+    }
+    gs_wbuf_deinit(&puts);
+    uint8_t fmt[4] = { 6, 0, 0, 0 };
+    MDB_val fk = { 6, "format" }, fv = { 4, fmt };
+    assert_int_equal(mdb_put(txn, st->db[GS_DB_META], &fk, &fv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    gs_wbuf_deinit(&scratch);
+    gs_store_destroy(&st);
+    return n_full;
+}
+
+/* Records values with refs as tags (1) and in full (0). */
+static void
+s_ref_layouts(gs_store_t *st, size_t n[2])
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), 0);
+    MDB_cursor *c;
+    assert_int_equal(mdb_cursor_open(txn, st->db[GS_DB_RECORDS], &c), 0);
+    MDB_val k, v;
+    int rc;
+    n[0] = n[1] = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        gs_rec_hdr_t h;
+        assert_int_equal(gs_rec_hdr_get(&v, &h), 0);
+        assert_true(v.mv_size == gs_rec_data_off(&h));
+        n[(h.flags & GS_RF_TAGS) != 0]++;
+    }
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+}
+
 static uint64_t s_ids_old;          /* canonical ids entries s_make_format3 wrote */
 
 /* Make the store in dir look like one of format 3: the person index as one
@@ -247,6 +333,7 @@ static uint64_t s_ids_old;          /* canonical ids entries s_make_format3 wrot
 static size_t
 s_make_format3(const char *dir)
 {
+    s_make_full_refs(dir);
     MDB_env *env;
     assert_int_equal(mdb_env_create(&env), 0);
     assert_int_equal(mdb_env_set_maxdbs(env, 24), 0);
@@ -270,14 +357,15 @@ s_make_format3(const char *dir)
         if (h.status != GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE)
             continue;
         for (size_t i = 0; i < h.n_refs; i++) {
-            const uint8_t *ref = (const uint8_t *) v.mv_data + GS_REC_HDR + i * GS_REF_LEN;
+            gs_ref_t ref;
+            assert_int_equal(gs_rec_ref_get(v.mv_data, &h, i, &ref), 1);   /* in full */
             uint8_t pk[GS_GRID_LEN + 17 + GS_ID_MAX];
             memcpy(pk, k.mv_data, GS_GRID_LEN);
-            memcpy(pk + GS_GRID_LEN, ref, 16);
+            memcpy(pk + GS_GRID_LEN, ref.hmac, 16);
             memcpy(pk + GS_GRID_LEN + 16, (const uint8_t *) k.mv_data + GS_GRID_LEN,
                    k.mv_size - GS_GRID_LEN);   /* kind and record id */
             MDB_val pkv = { GS_GRID_LEN + 16 + k.mv_size - GS_GRID_LEN, pk },
-                    pv = { 1, (void *) (ref + 16) };
+                    pv = { 1, &ref.role };
             assert_int_equal(mdb_put(txn, pers, &pkv, &pv, 0), 0);
             n++;
         }
@@ -427,6 +515,153 @@ test_upgrade_from_format3(void **state)
     assert_true(gs_store_persons_built(f->st) == 0);
 }
 
+
+/* A store of format 6 (records values with every person ref in full):
+ * read-only, lookups and the duplicate report give the same answers and
+ * verify passes; the broker's open marks format 7 and rewrites nothing;
+ * then writes keep refs as tags beside the full ones, a record of full
+ * refs is replaced and voided through them, and the answers follow. */
+static void
+test_upgrade_from_format6(void **state)
+{
+    fx_t *f = *state;
+    st_rec_t recs[] = {
+        { .id = "H1", .grid = G1, .addr_code = "A1", .pids = { 100, 101 } },
+        { .id = "H2", .grid = G1, .addr_code = "A2", .pids = { 102 } },
+        { .kind = 'R', .id = "R1", .grid = G2, .addr_code = "B1", .pids = { 100 },
+          .landlord = 200 },
+    };
+    for (size_t i = 0; i < sizeof recs / sizeof *recs; i++)
+        assert_int_equal(st_put(f->st, f->a, &recs[i], ST_NOW_MS).status, RS(ACCEPTED));
+    size_t want[3], got[3], lay[2];
+    s_answers(f->st, want);
+    assert_int_equal(want[0], 2);
+    assert_int_equal(want[1], 1);
+    assert_int_equal(want[2], 1);     /* person 100 in two places */
+    s_ref_layouts(f->st, lay);
+    assert_true(lay[0] == 0 && lay[1] == 3);
+    gs_store_destroy(&f->st);
+    assert_int_equal(s_make_full_refs(f->dir), 5);
+
+    gs_store_opts_t o;
+    gs_store_opts_init(&o);
+    o.read_only = 1;
+    int err = 0;
+    gs_store_t *ro = gs_store_new(f->dir, &o, &err);
+    assert_non_null(ro);
+    s_answers(ro, got);
+    assert_memory_equal(got, want, sizeof want);
+    st_verify_ok(ro);
+    gs_store_destroy(&ro);
+
+    gs_store_opts_t x;
+    gs_store_opts_init(&x);
+    x.exclusive = 1;
+    f->st = st_open(f->dir, &x);
+    assert_int_equal(gs_store_upgraded_from(f->st), 6);
+    assert_true(gs_store_persons_built(f->st) == 0 && gs_store_ids_compacted(f->st) == 0);
+    s_ref_layouts(f->st, lay);
+    assert_true(lay[0] == 3 && lay[1] == 0);
+    s_answers(f->st, got);
+    assert_memory_equal(got, want, sizeof want);
+    st_verify_ok(f->st);
+
+    /* a new record beside them, and H1 (full refs) replaced: 101 leaves */
+    gs_arena_reset(f->a);
+    st_rec_t h3 = { .id = "H3", .grid = G2, .addr_code = "A3", .pids = { 101 } };
+    assert_int_equal(st_put(f->st, f->a, &h3, ST_NOW_MS).status, RS(ACCEPTED));
+    st_rec_t h1 = recs[0];
+    h1.base = 1;
+    h1.pids[1] = 104;
+    assert_int_equal(st_put(f->st, f->a, &h1, ST_NOW_MS).status, RS(ACCEPTED));
+    s_ref_layouts(f->st, lay);
+    assert_true(lay[0] == 2 && lay[1] == 2);
+    s_acc_t d;
+    assert_int_equal(s_refs_of(f->st, 101, &d), 1);
+    assert_string_equal(d.grids[0], G2);
+    assert_int_equal(s_refs_of(f->st, 104, &d), 1);
+    assert_int_equal(s_refs_of(f->st, 100, &d), 2);
+    assert_int_equal(s_tags(f->st, G1), 3);   /* 100, 104, 102 */
+    assert_int_equal(s_tags(f->st, G2), 3);   /* 100, 200, 101 */
+    st_verify_ok(f->st);
+    /* R1 (full refs) voided: 100 is in one place, no duplicate left */
+    st_rec_t r1 = recs[2];
+    r1.base = 1;
+    r1.void_ = 1;
+    assert_int_equal(st_put(f->st, f->a, &r1, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(s_refs_of(f->st, 100, &d), 1);
+    assert_int_equal(s_refs_of(f->st, 200, &d), 0);
+    memset(&d, 0, sizeof d);
+    assert_int_equal(gs_store_person_dups(f->st, "", s_acc, &d), 0);
+    assert_int_equal(d.groups, 0);
+    assert_int_equal(s_tags(f->st, G2), 1);
+    st_verify_ok(f->st);
+    gs_store_destroy(&f->st);
+    f->st = st_open(f->dir, &x);
+    assert_int_equal(gs_store_upgraded_from(f->st), 0);
+}
+
+static int
+s_u32_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    return (x >> 32) < (y >> 32) ? -1 : (x >> 32) > (y >> 32);
+}
+
+/* Two persons whose HMACs share their tag (the first 4 bytes), found
+ * among a few hundred thousand ID numbers under this store's key: a
+ * lookup of one does not name the other's record, and the duplicate
+ * report groups by the full HMAC: the one living in two places is
+ * reported, the other (in one place) is not, whether the refs are kept
+ * as tags or in full. */
+static void
+test_tag_collision(void **state)
+{
+    fx_t *f = *state;
+    size_t n = 400000;
+    uint64_t *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (uint32_t pid = 1; pid <= n; pid++) {
+        char id[19];
+        uint8_t h[16];
+        st_idnum(pid, id);
+        assert_int_equal(gs_store_person_key(f->st, id, h), 0);
+        v[pid - 1] = (uint64_t) gs_persons_tag(h) << 32 | pid;
+    }
+    qsort(v, n, sizeof *v, s_u32_cmp);
+    uint32_t pa = 0, pb = 0;
+    for (size_t i = 1; i < n && !pa; i++)
+        if (v[i] >> 32 == v[i - 1] >> 32) {
+            pa = (uint32_t) v[i - 1];
+            pb = (uint32_t) v[i];
+        }
+    free(v);
+    assert_true(pa && pb);
+    st_rec_t ra = { .id = "HA", .grid = G1, .addr_code = "A1", .pids = { pa } };
+    st_rec_t rb = { .id = "HB", .grid = G2, .addr_code = "A2", .pids = { pb } };
+    st_rec_t rc = { .id = "HC", .grid = G2, .addr_code = "A3", .pids = { pa } };
+    assert_int_equal(st_put(f->st, f->a, &ra, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &rb, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &rc, ST_NOW_MS).status, RS(ACCEPTED));
+    for (int round = 0; round < 2; round++) {
+        s_acc_t d;
+        assert_int_equal(s_refs_of(f->st, pa, &d), 2);
+        assert_int_equal(s_refs_of(f->st, pb, &d), 1);
+        assert_string_equal(d.grids[0], G2);
+        memset(&d, 0, sizeof d);
+        assert_int_equal(gs_store_person_dups(f->st, "", s_acc, &d), 0);
+        assert_int_equal(d.groups, 1);
+        assert_int_equal(d.refs, 2);
+        st_verify_ok(f->st);
+        if (round == 0) {
+            /* the same store with its refs in full */
+            gs_store_destroy(&f->st);
+            assert_int_equal(s_make_full_refs(f->dir), 3);
+            f->st = st_open(f->dir, NULL);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -435,6 +670,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_follows_writes, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_verify_finds_wrong_sets, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_from_format3, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_format6, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_tag_collision, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

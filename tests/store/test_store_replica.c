@@ -1066,7 +1066,7 @@ test_incident_of_district_table(void **state)
 }
 
 /* Through a checker, a batch of many more messages than it holds at once
- * (300), into a replica whose map starts at 256 KiB: the map grows during
+ * (300), into a replica whose map starts at 192 KiB: the map grows during
  * the batch and the attempt is made again, the messages checked anew;
  * everything is applied, the records and digests are the district's. Then
  * a gap at message 200 of a second batch: refused there, the 200 before
@@ -1094,7 +1094,7 @@ test_ahead_many_messages(void **state)
     assert_int_equal(d.n, 520);
     gs_store_opts_t o;
     gs_store_opts_init(&o);
-    o.map_size = 256 * 1024;
+    o.map_size = 192 * 1024;
     char *dir = st_tmpdir();
     gs_store_t *r = st_open(dir, &o);
     s_ahead_mode = 1;
