@@ -278,8 +278,9 @@ void gs_rec_refs_put(uint8_t *val, uint8_t flags, const gs_ref_t *refs, size_t n
  * packed Record (gs_rec_data, scratch as there) with this store's key,
  * in the order the records value keeps them: what a format 7 value keeps
  * only as tags. *refs is malloc'ed (free it; NULL when *n is 0). Returns
- * 0, GS_ECORRUPT (the record is missing or does not decode), GS_ENOTFOUND
- * (no secret loaded) or GS_ENOMEM. Any thread, in txn. */
+ * 0, MDB_CORRUPTED (the record is missing or does not decode), ENOMEM, or
+ * an error of gs_person_hmac (GS_ENOTFOUND without a secret, detail set):
+ * callers translate with gs_store_err. Any thread, in txn. */
 int gs_rec_refs_full(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
                      gs_ref_t **refs, size_t *n);
 

@@ -8,7 +8,7 @@
  * write transactions of its own. And the log's bodies at rest
  * (gs_store_lz.h): a store of format 5, whose bodies are all raw, reads the
  * same events as the LZ4 bodies this build writes, and a broker's open
- * upgrades it to format 6 without rewriting them.
+ * upgrades it to the current format without rewriting them.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -464,7 +464,7 @@ test_upgrade_from_format5(void **state)
     assert_non_null(strstr(gs_store_errdetail(), "format 5; start gridsyncd on it once"));
     gs_store_destroy(&st);
 
-    /* the broker's open marks format 6 and rewrites nothing */
+    /* the broker's open marks the current format and rewrites nothing */
     gs_store_opts_t x;
     gs_store_opts_init(&x);
     x.exclusive = 1;

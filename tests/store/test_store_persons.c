@@ -6,7 +6,9 @@
  * per ref, idempotency entries without their encoding byte) that an older
  * build left: readable before, refused for record writes by a non-broker
  * open, rebuilt by the broker's exclusive open, its remembered answers
- * replayed byte for byte.
+ * replayed byte for byte; the upgrade of a format 6 store (every person ref
+ * of a record in full) beside the tags format 7 keeps; and two persons
+ * whose HMACs share their tag, never confused.
  * White-box: it reads the table's raw values and writes the older layout.
  */
 #include <setjmp.h>
