@@ -593,7 +593,8 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
  * A request is made only when no message was left; and a fetch that had
  * messages left asks for no more: it returns them at once, to be applied,
  * and the request s_ask_ahead makes before they are applied brings what
- * came after them meanwhile. Returns NATS_OK with at least one message,
+ * came after them meanwhile. With wait_ms 0 only the leftovers are taken
+ * (no request at all). Returns NATS_OK with at least one message,
  * NATS_TIMEOUT when there were none, or another status. */
 static natsStatus
 s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsMsgList *list)
@@ -621,7 +622,7 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
             s = NATS_OK;
     }
-    int asked = s == NATS_OK && list->Count == 0;
+    int asked = s == NATS_OK && list->Count == 0 && wait_ms > 0;
     if (asked)
         s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
                          wait_ms > 0 ? wait_ms : 1, list);
@@ -660,7 +661,8 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
  * acked after its commit, and what a request delivers after the
  * subscription is dropped comes again from the consumer made anew
  * (s_subscribe). Called before each batch is applied, with consumed the
- * messages of that batch. */
+ * messages of that batch, and before a quiet origin's fetch of only its
+ * leftovers, with 0. */
 static void
 s_ask_ahead(gs_replica_t *self, s_org_t *o, size_t consumed)
 {
@@ -682,13 +684,18 @@ s_ask_ahead(gs_replica_t *self, s_org_t *o, size_t consumed)
     }
 }
 
-/* Fetch one batch of o (s_fetch) and apply it. Returns the messages
- * consumed (>= 0), or -1 after a NATS or store error (retried later). */
+/* Fetch one batch of o (s_fetch) and apply it. With wait_ms 0 (a quiet
+ * origin while another is busy) only what o's standing request has
+ * delivered is taken, after making sure one stands, so that the busy
+ * origins do not wait for a request of o's. Returns the messages consumed
+ * (>= 0), or -1 after a NATS or store error (retried later). */
 static int
 s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
 {
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
+    if (wait_ms == 0)
+        s_ask_ahead(self, o, 0);
     /* what the last fetch of this subscription left pending is in the
      * stream: asked for at once */
     uint64_t known = o->known_pending;
@@ -1091,11 +1098,17 @@ gs_replica_main(void *arg)
              * origin that had messages last time gets the same wait: its
              * requests ask only for messages that are there (s_fetch) and
              * end as soon as they are delivered. A quiet origin in a busy
-             * round (this one or the last) does not hold up the others. */
+             * round (this one or the last) does not hold up the others:
+             * it makes no request of its own and takes only what its
+             * standing request delivered (a request and its 1 ms wait
+             * for each quiet origin would add up, per round, to a
+             * district's lag in a city of many). */
             int wait = S_IDLE_FETCH_MS / (int) self->n;
             if (!o->had_msgs && (consumed || busy))
+                wait = 0;
+            else if (wait < 1)
                 wait = 1;
-            int got = s_fetch_apply(self, o, wait > 1 ? wait : 1);
+            int got = s_fetch_apply(self, o, wait);
             o->had_msgs = got > 0;
             if (got < 0)
                 failed++;
