@@ -25,8 +25,7 @@
 #define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
 #define S_JS_WAIT_MS 2000           /* a JetStream API request waits at most this (so a */
                                     /* drain during an outage is not held up long)      */
-#define S_AHEAD_EXPIRES_MS 5000     /* the request made before a batch is applied waits */
-                                    /* at most this for a message when none is pending  */
+#define S_AHEAD_EXPIRES_MS 5000     /* the standing pull request lives at most this long */
 #define S_BATCH_MAX 8192            /* messages per fetch and commit, at most */
 
 /* Origin states as the metrics show them. */
@@ -44,6 +43,10 @@ typedef struct s_org {
     int had_msgs;                   /* its last fetch brought messages */
     uint64_t known_pending;         /* messages its last fetch left pending in the
                                      * consumer (0: none or not known) */
+    int64_t ahead_until;            /* gs_mono_us when its standing pull request
+                                     * expires (0: none open) */
+    int64_t ahead_left;             /* messages that request may still deliver (an
+                                     * estimate: every message consumed counts) */
     char next_subject[160];         /* its consumer's pull request subject (under the
                                      * JetStream API's default prefix, as self->js's) */
     atomic_int state;               /* S_* */
@@ -360,6 +363,7 @@ s_unsubscribe(s_org_t *o)
     natsSubscription_Destroy(o->sub);
     o->sub = NULL;
     o->known_pending = 0;   /* what it said was pending is no longer known */
+    o->ahead_until = 0;     /* its requests went with it */
 }
 
 static void
@@ -589,7 +593,8 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
  * A request is made only when no message was left; and a fetch that had
  * messages left asks for no more: it returns them at once, to be applied,
  * and the request s_ask_ahead makes before they are applied brings what
- * came after them meanwhile. Returns NATS_OK with at least one message,
+ * came after them meanwhile. With wait_ms 0 only the leftovers are taken
+ * (no request at all). Returns NATS_OK with at least one message,
  * NATS_TIMEOUT when there were none, or another status. */
 static natsStatus
 s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsMsgList *list)
@@ -617,7 +622,7 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
             s = NATS_OK;
     }
-    int asked = s == NATS_OK && list->Count == 0;
+    int asked = s == NATS_OK && list->Count == 0 && wait_ms > 0;
     if (asked)
         s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
                          wait_ms > 0 ? wait_ms : 1, list);
@@ -639,38 +644,58 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
     return s == NATS_OK || s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
 }
 
-/* Ask o's consumer for its next batch without waiting for the answer: a
- * pull request as s_fetch's ("no wait", on the subscription's own reply
- * subject), made just before a batch is applied, so that the messages
- * stored while the store commits (its fsync) are delivered meanwhile and
- * the next s_fetch finds them in the subscription instead of asking for
- * them then and waiting for their delivery. nats-server answers with the
- * messages pending now and with those that come while it delivers, up to
- * a batch, and ends the request once none are pending; with none pending
- * it waits for the first, at most S_AHEAD_EXPIRES_MS. Nothing is acked
- * earlier for it: each batch is still acked after its commit, and what the
- * request delivers after the subscription is dropped comes again from the
- * consumer made anew (s_subscribe). */
+/* Keep a pull request of o's consumer standing, without waiting for its
+ * answer: a request for a batch that is not "no wait", on the
+ * subscription's own reply subject, so that nats-server delivers each
+ * message into the subscription as soon as it is stored, while the store
+ * applies and commits the batch before; the next s_fetch then finds every
+ * message stored up to then among the leftovers. (A "no wait" request
+ * would end as soon as nothing was pending, and a message stored later in
+ * the apply would wait at the server for the next request, one batch
+ * more.) A new request is made when the last one has less than half a
+ * batch (counting every message consumed as its) or less than half its
+ * expiry (S_AHEAD_EXPIRES_MS) left; an older one stands until its batch is
+ * delivered or it expires, so a few may stand at once, and the consumer's
+ * MaxAckPending (four batches) bounds what they deliver, as for any
+ * request. Nothing is acked earlier for it: each batch is still
+ * acked after its commit, and what a request delivers after the
+ * subscription is dropped comes again from the consumer made anew
+ * (s_subscribe). Called before each batch is applied, with consumed the
+ * messages of that batch, and before a quiet origin's fetch of only its
+ * leftovers, with 0. */
 static void
-s_ask_ahead(gs_replica_t *self, s_org_t *o)
+s_ask_ahead(gs_replica_t *self, s_org_t *o, size_t consumed)
 {
+    int64_t now = gs_mono_us();
+    o->ahead_left -= (int64_t) consumed;
+    if (o->ahead_until - now > (int64_t) S_AHEAD_EXPIRES_MS * 500 &&
+        o->ahead_left >= self->batch / 2)
+        return;
     const char *inbox = natsSubscription_GetSubject(o->sub);
     if (!inbox)
         return;
     char req[96];
-    int n = snprintf(req, sizeof req, "{\"batch\":%d,\"expires\":%lld,\"no_wait\":true}",
-                     self->batch, (long long) S_AHEAD_EXPIRES_MS * 1000000);
+    int n = snprintf(req, sizeof req, "{\"batch\":%d,\"expires\":%lld}", self->batch,
+                     (long long) S_AHEAD_EXPIRES_MS * 1000000);
     /* a request that is not sent only costs the next fetch its wait */
-    natsConnection_PublishRequest(self->nc, o->next_subject, inbox, req, n);
+    if (natsConnection_PublishRequest(self->nc, o->next_subject, inbox, req, n) == NATS_OK) {
+        o->ahead_until = now + (int64_t) S_AHEAD_EXPIRES_MS * 1000;
+        o->ahead_left = self->batch;
+    }
 }
 
-/* Fetch one batch of o (s_fetch) and apply it. Returns the messages
- * consumed (>= 0), or -1 after a NATS or store error (retried later). */
+/* Fetch one batch of o (s_fetch) and apply it. With wait_ms 0 (a quiet
+ * origin while another is busy) only what o's standing request has
+ * delivered is taken, after making sure one stands, so that the busy
+ * origins do not wait for a request of o's. Returns the messages consumed
+ * (>= 0), or -1 after a NATS or store error (retried later). */
 static int
 s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
 {
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
+    if (wait_ms == 0)
+        s_ask_ahead(self, o, 0);
     /* what the last fetch of this subscription left pending is in the
      * stream: asked for at once */
     uint64_t known = o->known_pending;
@@ -744,7 +769,7 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
                                     s_header(m, "Gridsync-Seq"), sseq };
     }
     if (!lost && n > 0)
-        s_ask_ahead(self, o);
+        s_ask_ahead(self, o, n);
     gs_repl_result_t res;
     gs_apply_out_t out;
     int64_t t0 = gs_mono_us();
@@ -1073,11 +1098,17 @@ gs_replica_main(void *arg)
              * origin that had messages last time gets the same wait: its
              * requests ask only for messages that are there (s_fetch) and
              * end as soon as they are delivered. A quiet origin in a busy
-             * round (this one or the last) does not hold up the others. */
+             * round (this one or the last) does not hold up the others:
+             * it makes no request of its own and takes only what its
+             * standing request delivered (a request and its 1 ms wait
+             * for each quiet origin would add up, per round, to a
+             * district's lag in a city of many). */
             int wait = S_IDLE_FETCH_MS / (int) self->n;
             if (!o->had_msgs && (consumed || busy))
+                wait = 0;
+            else if (wait < 1)
                 wait = 1;
-            int got = s_fetch_apply(self, o, wait > 1 ? wait : 1);
+            int got = s_fetch_apply(self, o, wait);
             o->had_msgs = got > 0;
             if (got < 0)
                 failed++;

@@ -26,10 +26,12 @@
  *     --replica-repair re-reads those cells from the district's stream
  *     (more events waiting behind the applied position meanwhile) and
  *     compare is equal again, the other cells untouched;
- *   - the next batch is asked for before a batch is applied: while the
+ *   - a pull request stands while a batch is applied: while the
  *     replica's commit waits (on the store's write lock, held by the
- *     test), the messages stored meanwhile are delivered to it, and none
- *     is acked before its own commit.
+ *     test), every message stored meanwhile, one publish after another,
+ *     is delivered to it, and none is acked before its own commit.
+ *     A quiet origin's event is applied while another origin's backlog
+ *     still is.
  * Every wait is on the protocol (a reply, a feed event, a log line) and
  * bounded.
  */
@@ -1141,13 +1143,16 @@ s_wait_delivered(s_env_t *e, const char *area, uint64_t want, uint64_t *delivere
     }
 }
 
-/* The replica asks for its next batch before it applies one: the messages
- * stored while a commit waits are delivered during the commit, not asked
- * for after it. Here the commit waits on the store's write lock, held by
- * the test: the first event is fetched alone, its commit waits; the
- * events published next are delivered all the same, and none is acked
- * (nothing was committed). Released, every event is applied once, in
- * order, and the consumer settles with all acked. */
+/* The replica keeps a pull request standing while it applies a batch: the
+ * messages stored while a commit waits are delivered during the commit,
+ * each as it is stored, not asked for after it. Here the commit waits on
+ * the store's write lock, held by the test: the first event is fetched
+ * alone, its commit waits; the 30 events published next, one publish
+ * after another (each waits for its stream ack), are every one delivered
+ * all the same (a "no wait" request would end after the first of them,
+ * and the rest would wait at the server for the batch after next), and
+ * none is acked (nothing was committed). Released, every event is applied
+ * once, in order, and the consumer settles with all acked. */
 static void
 test_fetch_ahead_of_commit(void **state)
 {
@@ -1177,7 +1182,8 @@ test_fetch_ahead_of_commit(void **state)
     /* more events while it waits */
     s_upload(&e->d[0], 1, 30, 1000, -1);
     uint64_t want[2] = { s_publish(&e->d[0], e->js), 0 };
-    s_wait_delivered(e, A1, 2, &delivered, &acked);
+    assert_int_equal(want[0], 31);
+    s_wait_delivered(e, A1, want[0], &delivered, &acked);
 
     /* release before asserting: a failed assertion must not leave the
      * replica's store locked */
@@ -1189,7 +1195,7 @@ test_fetch_ahead_of_commit(void **state)
     gs_store_destroy(&h.st);
     assert_int_equal(first_delivered, 1);
     assert_int_equal(first_acked, 0);
-    assert_true(delivered >= 2);        /* delivered during the first commit */
+    assert_int_equal(delivered, want[0]); /* all delivered during the first commit */
     assert_int_equal(acked, 0);         /* and nothing acked before its commit */
 
     s_seen_t seen;
@@ -1247,6 +1253,51 @@ test_large_batches_when_behind(void **state)
     s_consumer_settled(e, A1);
     s_same(&e->d[0], &e->r);
     assert_int_equal(gs_tk_gridctl(e->r.store, "verify"), 0);
+}
+
+/* A quiet origin while another is busy makes no request of its own (each
+ * would cost the busy origin a wait per round) and takes what its standing
+ * pull request delivered: A1 has 2600 events waiting (52 batches of the
+ * replica's 50), A2 one; A2's event is applied while A1's batches are
+ * still being applied, not after them, and every event of both once, in
+ * order. Ordered on the city's own log, not timed. */
+static void
+test_quiet_origin_while_busy(void **state)
+{
+    s_env_t *e = *state;
+    s_upload_many(&e->d[0], 0, 2600, 1000);
+    s_upload(&e->d[1], 0, 1, 5000, -1);
+    uint64_t want[2] = { s_publish(&e->d[0], e->js), s_publish(&e->d[1], e->js) };
+    assert_int_equal(want[0], 2600);
+    assert_int_equal(want[1], 1);
+    s_replica_start(&e->r, e->nats.url, NULL);
+    const char *pf[] = { "44" };
+    gs_sub_t *sub = gs_sub_new(e->r.b.feed, e->r.b.upload, pf, 1, NULL, 0, NULL, NULL);
+    assert_non_null(sub);
+    uint64_t last[2] = { 0, 0 }, a1_before_a2 = 0;
+    int in_order = 1;
+    while (last[0] < want[0] || last[1] < want[1]) {
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        int rc = gs_sub_next(sub, 30000, &ev);
+        if (rc)
+            fail_msg("replica feed: %s (have %" PRIu64 "/%" PRIu64 " and %" PRIu64 "/%" PRIu64
+                     ")", gs_client_strerror(rc), last[0], want[0], last[1], want[1]);
+        assert_non_null(ev->origin);
+        int o = strcmp(ev->origin, A1) == 0 ? 0 : 1;
+        if (ev->origin_seq != last[o] + 1)
+            in_order = 0;
+        last[o] = ev->origin_seq;
+        if (o == 1)
+            a1_before_a2 = last[0];
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    gs_sub_destroy(&sub);
+    assert_true(in_order);
+    assert_true(a1_before_a2 < want[0]);  /* A2's event came while A1's were applied */
+    s_consumer_settled(e, A1);
+    s_consumer_settled(e, A2);
+    s_same(&e->d[0], &e->r);
+    s_same(&e->d[1], &e->r);
 }
 
 /* One hostile message into origin A1's stream after its good events (at
@@ -1801,6 +1852,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_acks_one_per_batch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fetch_ahead_of_commit, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_large_batches_when_behind, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_quiet_origin_while_busy, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_input, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_lineage_rebaseline, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_drift_repair, s_setup, s_teardown),
