@@ -148,9 +148,13 @@ opened the store (compare its write calls per commit with the rounds').
 \`--insecure-dev\`) that downloads $(g city.pull.samples) grids one after another, picked at random with a fixed
 seed among the $(n "$(g city.pull.grids)") grids the pre-fill covers whole: snapshot pages of the grid's prefix
 until the cursor is empty ($(f2 "$(g city.pull.pages_per_grid)") pages per grid), then one sync request for the events
-after the snapshot. The broker spent $(f2 "$(g city.pull.broker_cpu_ms_per_grid)") ms of CPU (utime + stime) per grid over
-these downloads: what the latencies cost the broker itself, the rest of them being the
-client, loopback and waiting for a core on a shared machine (load average after:
+after the snapshot. Every reply is decoded in full (each entry's record down to its persons)
+into one arena that is reset before each grid (\`gs_client_snapshot_in\`, \`gs_client_sync_in\`),
+as a device that stores a page before it asks for the next would decode it. The broker spent
+$(f2 "$(g city.pull.broker_cpu_ms_per_grid)") ms of CPU per grid over these downloads (the run time of its threads,
+\`/proc/PID/task/*/schedstat\`, to the nanosecond) and the client $(f2 "$(g city.pull.client_cpu_ms_per_grid)") ms
+(\`getrusage\`, libzmq's I/O thread included): what the latencies cost the two processes, the rest
+of them being loopback and waiting for a core on a shared machine (load average after:
 $(g city.pull.load)). When the downloads began, $(g city.pull.cached_pct)% of the store's data file was in the page
 cache (\`fincore\`; $(g city.fill.cached_pct)% right after the pre-fill): the kernel, not the bench, decides which
 pages stay there, so a grid whose pages were evicted is read from the device (the broker
@@ -158,7 +162,7 @@ waited for it in $(g city.pull.broker_major_faults_per_grid) page faults per gri
 device's \`read_ahead_kb\`). The broker was started for this phase, so each grid's first
 download also maps the grid's pages into it. The same $(g city.pull.again.samples) grids were then
 downloaded again, in the same order, with neither cost: $(f2 "$(g city.pull.again.broker_cpu_ms_per_grid)") ms of broker CPU per grid
-and $(g city.pull.again.broker_major_faults_per_grid) major faults per grid.
+($(f2 "$(g city.pull.again.client_cpu_ms_per_grid)") ms in the client) and $(g city.pull.again.broker_major_faults_per_grid) major faults per grid.
 
 \`gridctl stats\` is timed from the command's start to its exit (process start, the admin
 request, the reply and the table): $(f2 "$(calc "$(g city.stats.4403.ms) * 1000 / $(g city.stats.4403.cells)")") ms per 1,000 cells over the whole city,
@@ -642,7 +646,8 @@ are taken): $(n "$(g catchup_sub.events_per_s)") events/s.
 \`bench_pull\`: one device after another downloads its own grid from a store of
 $(n "$(g pull.store_records)") records: snapshot pages of its 15-digit grid prefix until the cursor is empty,
 then one sync request for the changes after the snapshot seq, as a device does before it follows
-the feed. $(g pull.samples) grids picked at random among the $(n "$(g pull.grids)") grids of the pre-filled data.
+the feed, each reply decoded in full into one arena reset per grid (\`gs_client_snapshot_in\`,
+\`gs_client_sync_in\`). $(g pull.samples) grids picked at random among the $(n "$(g pull.grids)") grids of the pre-filled data.
 
 | Records per grid | pages per grid | p50 | p99 | max |
 |---|---|---|---|---|
