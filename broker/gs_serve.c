@@ -235,19 +235,59 @@ typedef struct s_snap_ctx {
     int omit_restricted;        /* drop Person.restricted */
 } s_snap_ctx_t;
 
-/* The fields of a SnapshotEntry for r, appended to out; the record without
- * Person.restricted when omit, stripped straight into out as a sync reply's
- * events are. Returns -1 (out->failed set, or out unchanged from where the
- * record was to go) when the record is not well-formed along the paths to
- * its persons. */
-static int
-s_entry_fields(gs_wbuf_t *out, const gs_record_view_t *r, int omit)
+/* The tag of field (below 16: one byte) and the varint v at o, left out
+ * when v is 0 as gs_wbuf_uint_field leaves it (proto3); returns the end. */
+static uint8_t *
+s_uint_at(uint8_t *o, uint32_t field, uint64_t v)
 {
-    gs_wbuf_bytes_field(out, GS_F_ENTRY_GRID_CODE, r->grid, strlen(r->grid), 0);
-    gs_wbuf_uint_field(out, GS_F_ENTRY_KIND, (uint64_t) r->kind);
-    gs_wbuf_bytes_field(out, GS_F_ENTRY_RECORD_KEY, r->record_key, strlen(r->record_key), 0);
-    gs_wbuf_uint_field(out, GS_F_ENTRY_VERSION, r->version);
-    gs_wbuf_uint_field(out, GS_F_ENTRY_SEQ, r->seq);
+    if (v == 0)
+        return o;
+    *o++ = (uint8_t) (field << 3);
+    return o + gs_wire_varint_put(o, v);
+}
+
+/* The string field (below 16) of n bytes at o, left out when empty as
+ * gs_wbuf_bytes_field leaves it without force; returns the end. */
+static uint8_t *
+s_str_at(uint8_t *o, uint32_t field, const char *p, size_t n)
+{
+    if (n == 0)
+        return o;
+    *o++ = (uint8_t) (field << 3 | 2);
+    o += gs_wire_varint_put(o, n);
+    memcpy(o, p, n);
+    return o + n;
+}
+
+/* Bytes a SnapshotEntry's fields before the record take at most, besides
+ * the grid code's and the record key's own: five one-byte tags and five
+ * varints (two lengths, kind, version, seq) of at most ten bytes. */
+#define S_ENTRY_HEAD_MAX (5 * (1 + 10))
+
+/* The fields of a SnapshotEntry for r (grid code and record key of
+ * grid_len and key_len bytes), appended to out; the record without
+ * Person.restricted when omit, stripped straight into out as a sync
+ * reply's events are. The fields before the record are written in one
+ * step: a page writes them for every record. Returns -1 (out->failed set,
+ * or out unchanged from where the record was to go) when the record is
+ * not well-formed along the paths to its persons. */
+static int
+s_entry_fields(gs_wbuf_t *out, const gs_record_view_t *r, size_t grid_len, size_t key_len,
+               int omit)
+{
+    _Static_assert(GS_F_ENTRY_GRID_CODE < 16 && GS_F_ENTRY_KIND < 16 &&
+                       GS_F_ENTRY_RECORD_KEY < 16 && GS_F_ENTRY_VERSION < 16 &&
+                       GS_F_ENTRY_SEQ < 16,
+                   "the entry's fields before the record have one-byte tags");
+    uint8_t *o = gs_wbuf_reserve(out, S_ENTRY_HEAD_MAX + grid_len + key_len);
+    if (!o)
+        return -1;
+    uint8_t *e = s_str_at(o, GS_F_ENTRY_GRID_CODE, r->grid, grid_len);
+    e = s_uint_at(e, GS_F_ENTRY_KIND, (uint64_t) r->kind);
+    e = s_str_at(e, GS_F_ENTRY_RECORD_KEY, r->record_key, key_len);
+    e = s_uint_at(e, GS_F_ENTRY_VERSION, r->version);
+    e = s_uint_at(e, GS_F_ENTRY_SEQ, r->seq);
+    out->len += (size_t) (e - o);
     if (!omit)
         gs_wbuf_bytes_field(out, GS_F_ENTRY_RECORD, r->data, r->len, 1);
     else if (gs_recbytes_strip_restricted_field(out, GS_F_ENTRY_RECORD, r->data, r->len) < 0)
@@ -277,7 +317,7 @@ s_entry_put(gs_wbuf_t *out, const gs_record_view_t *r, int omit)
         return -1;
     out->len += slot;
     size_t base = out->len;
-    if (s_entry_fields(out, r, omit) < 0)
+    if (s_entry_fields(out, r, grid_len, key_len, omit) < 0)
         return -1;
     size_t n = out->len - base;
     size_t width = gs_wire_varint_len(n);
@@ -384,7 +424,8 @@ static int
 s_get_record(void *arg, const gs_record_view_t *r)
 {
     s_get_ctx_t *c = arg;
-    s_entry_fields(c->out, r, 0);   /* not stripped: fails only as out->failed */
+    /* not stripped: fails only as out->failed */
+    s_entry_fields(c->out, r, strlen(r->grid), strlen(r->record_key), 0);
     c->found = 1;
     return 0;
 }

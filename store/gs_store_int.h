@@ -225,9 +225,11 @@ int gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *
  * transaction, which it moves: a walk over records whose versions lie close
  * together in the log (a snapshot page, usually one cell's) finds most of
  * them on the leaf page of the one before instead of descending the log's
- * tree from its root each time. */
-int gs_rec_data_cursor(MDB_cursor *lc, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
-                       const uint8_t **data, size_t *len);
+ * tree from its root each time, and a version right after the one before
+ * (h->seq == *at + 1) as the cursor's next entry. *at is the seq lc sits
+ * on (0 before the first call, or when unknown), set here. */
+int gs_rec_data_cursor(MDB_cursor *lc, uint64_t *at, const gs_rec_hdr_t *h,
+                       gs_wbuf_t *scratch, const uint8_t **data, size_t *len);
 
 /* ---- Record codecs (pure) ------------------------------------------------------ */
 

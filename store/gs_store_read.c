@@ -22,8 +22,18 @@
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
+/* Bytes below a log value that a snapshot asks the cache for ahead */
+#define S_LOG_AHEAD 1024
+
+/* Occurrences of the record field an event may have (the store packs one) */
+#define S_EV_RECORDS_MAX 8
+
 /* The packed Record in v, the log value of the event that made the
- * version (gs_rec_data, gs_rec_data_cursor). */
+ * version (gs_rec_data, gs_rec_data_cursor): the event's record field, the
+ * last one as gs_event_scan takes it. Only the record is wanted, so the
+ * walk skips the other fields by their wire type instead of decoding
+ * their values (the packed prev_seq list alone is seven varints of three
+ * bytes or more). */
 static int
 s_rec_data_of(const MDB_val *v, gs_wbuf_t *scratch, const uint8_t **data, size_t *len)
 {
@@ -31,11 +41,13 @@ s_rec_data_of(const MDB_val *v, gs_wbuf_t *scratch, const uint8_t **data, size_t
     int rc = gs_log_val_get(v, scratch, &lv);
     if (rc)
         return rc == GS_ENOMEM ? ENOMEM : MDB_CORRUPTED;
-    gs_event_fields_t f;
-    if (gs_event_scan(lv.ev, lv.len, &f) || !f.record)
+    const uint8_t *at[S_EV_RECORDS_MAX];
+    size_t n[S_EV_RECORDS_MAX];
+    long found = gs_wire_spans(lv.ev, lv.len, GS_EV_RECORD, at, n, S_EV_RECORDS_MAX);
+    if (found < 1 || found > S_EV_RECORDS_MAX)
         return MDB_CORRUPTED;
-    *data = f.record;
-    *len = f.record_len;
+    *data = at[found - 1];
+    *len = n[found - 1];
     return 0;
 }
 
@@ -55,22 +67,41 @@ gs_rec_data(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t *scra
 }
 
 int
-gs_rec_data_cursor(MDB_cursor *lc, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
+gs_rec_data_cursor(MDB_cursor *lc, uint64_t *at, const gs_rec_hdr_t *h, gs_wbuf_t *scratch,
                    const uint8_t **data, size_t *len)
 {
     uint8_t kb[GS_LK_LEN];
     gs_key_log(kb, h->seq);
-    MDB_val k = { GS_LK_LEN, kb }, v;
-    /* MDB_SET looks on the cursor's current leaf page first, and descends
-     * from the root only when the seq lies outside it */
-    int rc = mdb_cursor_get(lc, &k, &v, MDB_SET);
+    MDB_val k, v;
+    int rc = MDB_NOTFOUND;
+    if (*at && h->seq == *at + 1) {
+        /* the version right after the last one read (records stored
+         * together, as a grid's usually are): the next entry, when it is
+         * that seq (the log has no holes, but its key says) */
+        rc = mdb_cursor_get(lc, &k, &v, MDB_NEXT);
+        if (rc == 0 && (k.mv_size != GS_LK_LEN || memcmp(k.mv_data, kb, GS_LK_LEN) != 0))
+            rc = MDB_NOTFOUND;
+    }
+    if (rc) {
+        /* MDB_SET looks on the cursor's current leaf page first, and
+         * descends from the root only when the seq lies outside it */
+        k.mv_size = GS_LK_LEN;
+        k.mv_data = kb;
+        rc = mdb_cursor_get(lc, &k, &v, MDB_SET);
+    }
+    *at = rc ? 0 : h->seq;
     if (rc)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
     /* the event is read field by field, each a dependent load, and then the
      * record in it byte by byte by the caller: ask for every cache line of
-     * it up front, so that their misses overlap */
+     * it up front, so that their misses overlap. LMDB fills a page from its
+     * end down, so the log entries after this one (the next records' when
+     * they were stored together) lie just below it: ask for those too, as
+     * the log's scan does (a hint only; the page is mapped whole) */
     for (size_t i = 0; i < v.mv_size; i += 64)
         __builtin_prefetch((const uint8_t *) v.mv_data + i);
+    for (size_t o = 64; o <= S_LOG_AHEAD; o += 64)
+        __builtin_prefetch((const uint8_t *) v.mv_data - o);
     return s_rec_data_of(&v, scratch, data, len);
 }
 
@@ -109,11 +140,12 @@ gs_rec_refs_full(gs_store_t *st, MDB_txn *txn, const gs_rec_hdr_t *h, gs_wbuf_t 
 }
 
 /* A records entry as a view, its record read through lc (a log cursor of
- * txn) when given. Buffers hold the NUL-terminated copies. */
+ * txn, sitting on seq *at; gs_rec_data_cursor) when given. Buffers hold
+ * the NUL-terminated copies. */
 static int
-s_view(gs_store_t *self, MDB_txn *txn, MDB_cursor *lc, const MDB_val *k, const MDB_val *v,
-       gs_wbuf_t *scratch, gs_record_view_t *view, char grid[GS_GRID_LEN + 1],
-       char id[GS_ID_MAX + 1])
+s_view(gs_store_t *self, MDB_txn *txn, MDB_cursor *lc, uint64_t *at, const MDB_val *k,
+       const MDB_val *v, gs_wbuf_t *scratch, gs_record_view_t *view,
+       char grid[GS_GRID_LEN + 1], char id[GS_ID_MAX + 1])
 {
     gs_rec_hdr_t h;
     char kb;
@@ -121,7 +153,7 @@ s_view(gs_store_t *self, MDB_txn *txn, MDB_cursor *lc, const MDB_val *k, const M
         return GS_ECORRUPT;
     const uint8_t *data;
     size_t len;
-    int rc = lc ? gs_rec_data_cursor(lc, &h, scratch, &data, &len)
+    int rc = lc ? gs_rec_data_cursor(lc, at, &h, scratch, &data, &len)
                 : gs_rec_data(self, txn, &h, scratch, &data, &len);
     if (rc)
         return rc == ENOMEM ? GS_ENOMEM : GS_ECORRUPT;
@@ -227,6 +259,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
         goto done;
     }
     uint32_t sent = 0;
+    uint64_t log_at = 0;            /* the seq lc sits on, 0 before the first */
     int more = 0, user = 0;
     for (; pi < npf && !more && !user && rc == 0; pi++) {
         size_t pl = strlen(pf[pi]);
@@ -260,7 +293,7 @@ gs_store_snapshot(gs_store_t *self, const char *const *prefixes, size_t n_prefix
             }
             gs_record_view_t view;
             char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-            if ((rc = s_view(self, txn, lc, &k, &v, &scratch, &view, grid, id)))
+            if ((rc = s_view(self, txn, lc, &log_at, &k, &v, &scratch, &view, grid, id)))
                 break;
             if ((user = fn(arg, &view)))
                 break;
@@ -330,7 +363,7 @@ gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn
         char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
         gs_wbuf_t scratch;
         gs_wbuf_init(&scratch);
-        if (!(rc = s_view(self, txn, NULL, &k, &v, &scratch, &view, grid, id)))
+        if (!(rc = s_view(self, txn, NULL, NULL, &k, &v, &scratch, &view, grid, id)))
             rc = fn(arg, &view);
         gs_wbuf_deinit(&scratch);
     }
@@ -429,7 +462,7 @@ s_record_each(void *arg, MDB_txn *txn, const MDB_val *k, const MDB_val *v, int *
     s_rec_list_t *l = arg;
     gs_record_view_t view;
     char grid[GS_GRID_LEN + 1], id[GS_ID_MAX + 1];
-    int rc = s_view(l->st, txn, NULL, k, v, &l->scratch, &view, grid, id);
+    int rc = s_view(l->st, txn, NULL, NULL, k, v, &l->scratch, &view, grid, id);
     if (rc)
         return rc == GS_ECORRUPT ? MDB_CORRUPTED : rc == GS_ENOMEM ? ENOMEM : rc;
     *user = l->fn(l->arg, &view);

@@ -414,6 +414,27 @@ test_organisations_end_to_end(void **state)
     for (size_t i = 0; i < snap->n_entries; i++)
         assert_int_equal(snap->entries[i]->kind,
                          GRIDSYNC__V1__RECORD_KIND__RECORD_KIND_ORGANISATION);
+    /* the same page decoded into an arena (gs_client_snapshot_in): the
+     * same entries, byte for byte once packed again */
+    gs_arena_t *sa = gs_arena_new(0);
+    assert_non_null(sa);
+    Gridsync__V1__SnapshotResponse *snap_a = NULL;
+    assert_int_equal(gs_client_snapshot_in(c, pc, 1, NULL, 0, 0, sa, &snap_a, &err), 0);
+    assert_int_equal(snap_a->snapshot_seq, snap->snapshot_seq);
+    assert_int_equal(snap_a->next_cursor.len, 0);
+    assert_int_equal(snap_a->n_entries, snap->n_entries);
+    for (size_t i = 0; i < snap->n_entries; i++) {
+        size_t n = gridsync__v1__snapshot_entry__get_packed_size(snap->entries[i]);
+        assert_int_equal(gridsync__v1__snapshot_entry__get_packed_size(snap_a->entries[i]), n);
+        uint8_t *x = malloc(n), *y = malloc(n);
+        assert_true(x && y);
+        gridsync__v1__snapshot_entry__pack(snap->entries[i], x);
+        gridsync__v1__snapshot_entry__pack(snap_a->entries[i], y);
+        assert_memory_equal(x, y, n);
+        free(x);
+        free(y);
+    }
+    gs_arena_destroy(&sa);
     gridsync__v1__snapshot_response__free_unpacked(snap, NULL);
 
     /* the admin endpoint counts organisations and employees per cell */

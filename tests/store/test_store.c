@@ -1939,6 +1939,197 @@ s_snap_add(void *arg, const gs_record_view_t *v)
     return 0;
 }
 
+/* A snapshot's record, copied out of the callback (the store may not be
+ * read from inside it). */
+typedef struct s_snaprec {
+    char grid[16];
+    int kind;
+    char key[24];
+    uint64_t version;
+    uint64_t seq;
+    int status;
+    uint8_t *data;              /* the packed Record (malloc'd) */
+    size_t len;
+} s_snaprec_t;
+
+typedef struct s_snaprecs {
+    s_snaprec_t r[256];
+    size_t n;
+} s_snaprecs_t;
+
+static int
+s_snaprec_add(void *arg, const gs_record_view_t *v)
+{
+    s_snaprecs_t *s = arg;
+    assert_true(s->n < 256);
+    s_snaprec_t *r = &s->r[s->n++];
+    snprintf(r->grid, sizeof r->grid, "%s", v->grid);
+    snprintf(r->key, sizeof r->key, "%s", v->record_key);
+    r->kind = v->kind;
+    r->version = v->version;
+    r->seq = v->seq;
+    r->status = v->status;
+    r->len = v->len;
+    r->data = malloc(v->len ? v->len : 1);
+    assert_non_null(r->data);
+    memcpy(r->data, v->data, v->len);
+    return 0;
+}
+
+static void
+s_snaprecs_clear(s_snaprecs_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->r[i].data);
+    s->n = 0;
+}
+
+/* The last event of a record's history, unpacked. */
+static int
+s_last_event(void *arg, uint64_t seq, const char *grid, const uint8_t *data, size_t len)
+{
+    (void) seq;
+    (void) grid;
+    Gridsync__V1__ChangeEvent **ev = arg;
+    if (*ev)
+        gridsync__v1__change_event__free_unpacked(*ev, NULL);
+    *ev = gridsync__v1__change_event__unpack(NULL, len, data);
+    assert_non_null(*ev);
+    return 0;
+}
+
+/* Every record a snapshot of prefix gives (in pages of limit) is the one
+ * its own event holds: the same bytes as a lookup by id reads (which goes
+ * to the log by seq, without the snapshot's log cursor), and the record
+ * of the last event in its history, at that event's seq and version. */
+static void
+s_snapshot_matches_events(fx_t *f, const char *prefix, uint32_t limit, size_t want)
+{
+    static s_snaprecs_t got, one;
+    const char *pf[] = { prefix };
+    uint8_t *cur = NULL, *next = NULL;
+    size_t cur_len = 0, next_len = 0;
+    uint64_t snap;
+    do {
+        assert_int_equal(gs_store_snapshot(f->st, pf, 1, cur, cur_len, limit, s_snaprec_add,
+                                           &got, &next, &next_len, &snap), 0);
+        free(cur);
+        cur = next;
+        cur_len = next_len;
+    } while (cur);
+    assert_int_equal(got.n, want);
+    for (size_t i = 0; i < got.n; i++) {
+        const s_snaprec_t *r = &got.r[i];
+        one.n = 0;
+        assert_int_equal(gs_store_get(f->st, r->kind, r->key, s_snaprec_add, &one), 0);
+        assert_int_equal(one.n, 1);
+        assert_string_equal(one.r[0].grid, r->grid);
+        assert_int_equal(one.r[0].version, r->version);
+        assert_int_equal(one.r[0].seq, r->seq);
+        assert_int_equal(one.r[0].status, r->status);
+        assert_int_equal(one.r[0].len, r->len);
+        assert_memory_equal(one.r[0].data, r->data, r->len);
+        s_snaprecs_clear(&one);
+        Gridsync__V1__ChangeEvent *ev = NULL;
+        assert_int_equal(gs_store_history(f->st, r->kind, r->key, s_last_event, &ev), 0);
+        assert_non_null(ev);
+        assert_int_equal(ev->seq, r->seq);
+        assert_int_equal(ev->version, r->version);
+        assert_string_equal(ev->grid_code, r->grid);
+        assert_non_null(ev->record);
+        Gridsync__V1__Record *rec = gridsync__v1__record__unpack(NULL, r->len, r->data);
+        assert_non_null(rec);
+        size_t n = gridsync__v1__record__get_packed_size(rec);
+        assert_int_equal(gridsync__v1__record__get_packed_size(ev->record), n);
+        uint8_t *x = malloc(n), *y = malloc(n);
+        assert_true(x && y);
+        gridsync__v1__record__pack(rec, x);
+        gridsync__v1__record__pack(ev->record, y);
+        assert_memory_equal(x, y, n);
+        free(x);
+        free(y);
+        gridsync__v1__record__free_unpacked(rec, NULL);
+        gridsync__v1__change_event__free_unpacked(ev, NULL);
+    }
+    s_snaprecs_clear(&got);
+}
+
+/* A snapshot reads each record's version from the change log through one
+ * log cursor: the next entry when the version is the one right after the
+ * record before (records stored together, in key order), a search
+ * otherwise (stored in the opposite order, edited later, voided, moved in
+ * from another cell, or a cell of its own in between). Every way gives
+ * the record its own event holds. */
+static void
+test_snapshot_reads_each_version_from_its_event(void **state)
+{
+    fx_t *f = *state;
+    /* 30 households of G1 in one upload, in key order: consecutive seqs */
+    Gridsync__V1__Record *recs[30];
+    for (int i = 0; i < 30; i++) {
+        char id[16], code[24];
+        snprintf(id, sizeof id, "V-%02d", i);
+        snprintf(code, sizeof code, "VA-%d", i);
+        recs[i] = st_build(f->a, &(st_rec_t) { .id = gs_arena_strdup(f->a, id), .grid = G1,
+                           .addr_code = gs_arena_strdup(f->a, code),
+                           .pids = { (uint32_t) (5000 + i), (uint32_t) (5100 + i) } });
+        assert_non_null(recs[i]);
+    }
+    gs_apply_out_t out;
+    assert_int_equal(st_apply(f->st, f->a, "dev-1", "v-all", recs, 30, ST_NOW_MS, &out), 0);
+    gs_apply_out_clear(&out);
+    /* ten more in the opposite order, one upload each: seqs fall as keys rise */
+    for (int i = 49; i >= 40; i--) {
+        char id[16], code[24];
+        snprintf(id, sizeof id, "V-%02d", i);
+        snprintf(code, sizeof code, "VA-%d", i);
+        assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = id, .grid = G1,
+                         .addr_code = code, .pids = { (uint32_t) (5000 + i) } },
+                         ST_NOW_MS).status, RS(ACCEPTED));
+    }
+    /* a record of another cell between them in the log */
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "W-01", .grid = G3,
+                     .addr_code = "WA-1", .pids = { 5900 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    /* edits of every fifth, voids of 3 and 13, and 7 and 17 moved to G2
+     * and one moved in from G2 */
+    for (int i = 0; i < 30; i += 5) {
+        char id[16], code[24];
+        snprintf(id, sizeof id, "V-%02d", i);
+        snprintf(code, sizeof code, "VA-%d", i);
+        assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = id, .grid = G1,
+                         .addr_code = code, .pids = { (uint32_t) (5000 + i) }, .base = 1,
+                         .note = "edited" }, ST_NOW_MS + 1).status, RS(ACCEPTED));
+    }
+    const int voided[] = { 3, 13 }, moved[] = { 7, 17 };
+    for (int j = 0; j < 2; j++) {
+        char id[16], code[24];
+        snprintf(id, sizeof id, "V-%02d", voided[j]);
+        snprintf(code, sizeof code, "VA-%d", voided[j]);
+        assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = id, .grid = G1,
+                         .addr_code = code, .pids = { (uint32_t) (5000 + voided[j]),
+                         (uint32_t) (5100 + voided[j]) }, .base = 1, .void_ = 1 },
+                         ST_NOW_MS + 2).status, RS(ACCEPTED));
+        snprintf(id, sizeof id, "V-%02d", moved[j]);
+        snprintf(code, sizeof code, "VA-%d", moved[j]);
+        assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = id, .grid = G2,
+                         .addr_code = code, .pids = { (uint32_t) (5000 + moved[j]),
+                         (uint32_t) (5100 + moved[j]) }, .base = 1 },
+                         ST_NOW_MS + 2).status, RS(ACCEPTED));
+    }
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "X-01", .grid = G2,
+                     .addr_code = "XA-1", .pids = { 5950 } }, ST_NOW_MS).status, RS(ACCEPTED));
+    assert_int_equal(st_put(f->st, f->a, &(st_rec_t) { .id = "X-01", .grid = G1,
+                     .addr_code = "XA-1", .pids = { 5950 }, .base = 1 },
+                     ST_NOW_MS + 3).status, RS(ACCEPTED));
+    /* G1: 30 + 10 - 2 moved out + 1 moved in (voided ones stay, void) */
+    const uint32_t limits[] = { 0, 1, 7, 38 };
+    for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
+        s_snapshot_matches_events(f, G1, limits[l], 39);
+        s_snapshot_matches_events(f, G2, limits[l], 2);
+        s_snapshot_matches_events(f, "110105", limits[l], 42);
+    }
+}
+
 static void
 test_snapshot_paging(void **state)
 {
@@ -2801,6 +2992,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_prev_seq_chains, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit_leaves_nothing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_paging, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_reads_each_version_from_its_event,
+                                        s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_org_natural_keys, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_org_stall_without_uscc, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_org_versions_and_retransmission, s_setup,

@@ -4,6 +4,7 @@
 #include "bench_util.h"
 #include "bench_iocount.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -77,6 +78,36 @@ gs_bench_proc_cpu_s(long pid)
                      &ut, &st) != 2)
         return -1;
     return (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
+}
+
+double
+gs_bench_proc_run_s(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    unsigned long long ns = 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char tp[128];
+        snprintf(tp, sizeof tp, "/proc/%ld/task/%s/schedstat", pid, e->d_name);
+        FILE *f = fopen(tp, "r");
+        unsigned long long t;
+        if (!f)
+            continue;   /* the thread exited meanwhile */
+        if (fscanf(f, "%llu", &t) == 1) {
+            ns += t;
+            n++;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n ? (double) ns / 1e9 : -1;
 }
 
 long long

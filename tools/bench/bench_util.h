@@ -30,6 +30,12 @@ double gs_bench_quantile(double *v, size_t n, double q);
  * it cannot be read. */
 double gs_bench_proc_cpu_s(long pid);
 
+/* CPU time of process pid's live threads so far, in seconds, to the
+ * nanosecond (the sum of /proc/PID/task/TID/schedstat's first field): for
+ * short intervals, where gs_bench_proc_cpu_s's clock ticks (10 ms) are too
+ * coarse. Threads that exited no longer count. -1 when it cannot be read. */
+double gs_bench_proc_run_s(long pid);
+
 /* Major page faults of process pid so far (from /proc/PID/stat: faults
  * that waited for the device, a file page not in the page cache); -1 when
  * it cannot be read. */

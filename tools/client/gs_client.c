@@ -962,10 +962,11 @@ gs_client_sync_pages(gs_client_t *self, const char *const *prefixes, size_t n, u
     return rc;
 }
 
-int
-gs_client_snapshot(gs_client_t *self, const char *const *prefixes, size_t n,
-                   const uint8_t *cursor, size_t cursor_len, uint32_t limit,
-                   Gridsync__V1__SnapshotResponse **resp, gs_client_error_t *err)
+/* gs_client_snapshot with the reply unpacked by alloc (NULL: malloc). */
+static int
+s_snapshot(gs_client_t *self, const char *const *prefixes, size_t n, const uint8_t *cursor,
+           size_t cursor_len, uint32_t limit, ProtobufCAllocator *alloc,
+           Gridsync__V1__SnapshotResponse **resp, gs_client_error_t *err)
 {
     *resp = NULL;
     Gridsync__V1__SnapshotRequest sr = GRIDSYNC__V1__SNAPSHOT_REQUEST__INIT;
@@ -978,18 +979,37 @@ gs_client_snapshot(gs_client_t *self, const char *const *prefixes, size_t n,
     req.body_case = GRIDSYNC__V1__REQUEST__BODY_SNAPSHOT;
     req.snapshot = &sr;
     Gridsync__V1__Reply *rep = NULL;
-    int rc = gs_client_call(self, &req, 1, &rep, err);
+    int rc = s_call(self, &req, 1, alloc, &rep, err);
     if (rc)
         return rc;
     if (rep->body_case != GRIDSYNC__V1__REPLY__BODY_SNAPSHOT) {
-        gridsync__v1__reply__free_unpacked(rep, NULL);
+        gridsync__v1__reply__free_unpacked(rep, alloc);
         return GS_CLIENT_EPROTO;
     }
     *resp = rep->snapshot;
     rep->snapshot = NULL;
     rep->body_case = GRIDSYNC__V1__REPLY__BODY__NOT_SET;
-    gridsync__v1__reply__free_unpacked(rep, NULL);
+    gridsync__v1__reply__free_unpacked(rep, alloc);
     return 0;
+}
+
+int
+gs_client_snapshot(gs_client_t *self, const char *const *prefixes, size_t n,
+                   const uint8_t *cursor, size_t cursor_len, uint32_t limit,
+                   Gridsync__V1__SnapshotResponse **resp, gs_client_error_t *err)
+{
+    return s_snapshot(self, prefixes, n, cursor, cursor_len, limit, NULL, resp, err);
+}
+
+int
+gs_client_snapshot_in(gs_client_t *self, const char *const *prefixes, size_t n,
+                      const uint8_t *cursor, size_t cursor_len, uint32_t limit,
+                      gs_arena_t *arena, Gridsync__V1__SnapshotResponse **resp,
+                      gs_client_error_t *err)
+{
+    assert(arena);
+    return s_snapshot(self, prefixes, n, cursor, cursor_len, limit,
+                      gs_arena_allocator(arena), resp, err);
 }
 
 int

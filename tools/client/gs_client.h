@@ -196,6 +196,17 @@ int gs_client_snapshot(gs_client_t *self, const char *const *prefixes,
                        uint32_t limit, Gridsync__V1__SnapshotResponse **resp,
                        gs_client_error_t *err);
 
+/* gs_client_snapshot with the reply unpacked into arena, as
+ * gs_client_sync_in does: *resp and everything in it (each entry's record
+ * decoded in full) live until the caller resets or destroys the arena. A
+ * page of a grid's few hundred records is a few thousand allocations, each
+ * a bump here instead of a malloc and, later, a free. Errors as
+ * gs_client_snapshot. Thread: the client's (and the arena's). */
+int gs_client_snapshot_in(gs_client_t *self, const char *const *prefixes, size_t n,
+                          const uint8_t *cursor, size_t cursor_len, uint32_t limit,
+                          gs_arena_t *arena, Gridsync__V1__SnapshotResponse **resp,
+                          gs_client_error_t *err);
+
 /* Ask the broker who it takes this client's key for (docs/protocol.md,
  * "Ping"): one attempt, no resend, waiting at most the opts' timeout_ms.
  * On 0, *reply is the broker's PingReply (free with
