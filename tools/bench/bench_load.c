@@ -51,7 +51,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -240,15 +239,6 @@ done:
     return m;
 }
 
-static double
-s_self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 /* Step 2: ping on every connection until each has answered. */
 static int
 s_handshake(s_conn_t *conns, uint32_t n, zmq_pollitem_t *items, int timeout_s)
@@ -424,7 +414,7 @@ main(int argc, char **argv)
     if (iocount && !have_io)
         fprintf(stderr, "bench_load: %s holds no counters (is the shim preloaded?)\n", iocount);
     double bcpu0 = broker_pid ? gs_bench_proc_cpu_s(broker_pid) : -1;
-    double cpu0 = s_self_cpu_s();
+    double cpu0 = gs_bench_self_cpu_s();
     int64_t t0 = gs_bench_now_us(), last_progress = t0;
     double *lat_ms = calloc(run.n_msgs ? run.n_msgs : 1, sizeof *lat_ms);
     size_t answered = 0;
@@ -472,7 +462,7 @@ main(int argc, char **argv)
         }
     }
     double secs = (double) (gs_bench_now_us() - t0) / 1e6;
-    double cpu = s_self_cpu_s() - cpu0;
+    double cpu = gs_bench_self_cpu_s() - cpu0;
     double bcpu = bcpu0 >= 0 ? gs_bench_proc_cpu_s(broker_pid) - bcpu0 : -1;
     have_io = have_io && gs_bench_iocount_read(iocount, &io1) == 0;
 

@@ -38,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "bench_util.h"
 #include "gs_client.h"
@@ -55,17 +54,6 @@ s_records_per_s(const double *ms, uint32_t samples, uint64_t records)
     for (uint32_t s = 0; s < samples; s++)
         total_ms += ms[s];
     return total_ms > 0 ? (double) records / (total_ms / 1000.0) : 0;
-}
-
-/* This process's CPU time (all its threads: the client's and libzmq's
- * I/O thread), in seconds. */
-static double
-s_self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 /* How a pass decodes the replies: into one arena, reset before each grid
@@ -91,7 +79,7 @@ s_pass(gs_client_t *cli, const s_opts_t *o, char (*codes)[16], size_t grids,
         x = 1;  /* xorshift's one stuck state */
     double bcpu0 = broker_pid ? gs_bench_proc_run_s(broker_pid) : -1;
     long long bmf0 = broker_pid ? gs_bench_proc_majflt(broker_pid) : -1;
-    double ccpu0 = s_self_cpu_s();
+    double ccpu0 = gs_bench_self_cpu_s();
     for (uint32_t s = 0; s < samples; s++) {
         /* xorshift: the same grids every run */
         x ^= x << 13;
@@ -157,7 +145,7 @@ s_pass(gs_client_t *cli, const s_opts_t *o, char (*codes)[16], size_t grids,
                     (unsigned long long) grid_records, (unsigned long long) grid_pages,
                     (double) (t1 - t0) / 1000.0, (double) (t2 - t1) / 1000.0);
     }
-    double ccpu = s_self_cpu_s() - ccpu0;
+    double ccpu = gs_bench_self_cpu_s() - ccpu0;
     double bcpu = bcpu0 >= 0 ? gs_bench_proc_run_s(broker_pid) - bcpu0 : -1;
     long long bmf = bmf0 >= 0 ? gs_bench_proc_majflt(broker_pid) - bmf0 : -1;
     gs_bench_kv(prefix, "samples", "%u", samples);

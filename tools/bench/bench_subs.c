@@ -37,7 +37,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <zmq.h>
 
 #include "bench_util.h"
@@ -57,15 +56,6 @@ typedef struct s_sub {
     uint64_t last;                  /* seq of the last event */
     int ready;                      /* first heartbeat seen */
 } s_sub_t;
-
-static double
-s_self_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double) (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 /* Read one feed message from s. Returns 1 a heartbeat for its prefix, 2 an
  * event that passed the checks, 0 nothing (or another prefix's heartbeat),
@@ -256,7 +246,7 @@ main(int argc, char **argv)
     fflush(stdout);
 
     /* 3: until every subscriber has all its events */
-    double cpu0 = s_self_cpu_s();
+    double cpu0 = gs_bench_self_cpu_s();
     int64_t first_us = 0, last_us = 0, progress = gs_bench_now_us();
     uint64_t got_all = 0, more = 0;
     while (got_all < expect_all) {
@@ -291,7 +281,7 @@ main(int argc, char **argv)
             return 1;
         }
     }
-    double cpu = s_self_cpu_s() - cpu0;
+    double cpu = gs_bench_self_cpu_s() - cpu0;
     gs_bench_kv("subs", "subscribers", "%u", n);
     gs_bench_kv("subs", "events", "%llu", (unsigned long long) got_all);
     gs_bench_kv("subs", "events_per_subscriber", "%.1f", (double) got_all / n);

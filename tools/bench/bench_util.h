@@ -36,6 +36,10 @@ double gs_bench_proc_cpu_s(long pid);
  * coarse. Threads that exited no longer count. -1 when it cannot be read. */
 double gs_bench_proc_run_s(long pid);
 
+/* This process's CPU time so far (utime + stime of all its threads,
+ * libzmq's I/O thread included; getrusage), in seconds. */
+double gs_bench_self_cpu_s(void);
+
 /* Major page faults of process pid so far (from /proc/PID/stat: faults
  * that waited for the device, a file page not in the page cache); -1 when
  * it cannot be read. */
