@@ -17,8 +17,9 @@
  *
  * Where it sits: store/ only; gs_store_log.c encodes on the writer thread
  * and every reader of `log` decodes through gs_lz_decode, on its own
- * thread with its own scratch buffer. Pure functions: no LMDB, no shared
- * state.
+ * thread with its own scratch buffer. No LMDB and no shared state: the
+ * encoder keeps one LZ4 stream per thread (16 KiB of thread-local
+ * storage), reset before each event.
  */
 #ifndef GS_STORE_LZ_H
 #define GS_STORE_LZ_H
@@ -37,7 +38,8 @@
 /* Encode the packed event ev (len >= 1 bytes, first byte not GS_LZ_TAG,
  * len <= GS_LZ_EVENT_MAX) into dst, which has room for len bytes: the LZ4
  * form when it is shorter, else the raw bytes. Returns the body's length
- * (at most len). Any thread. */
+ * (at most len). Any thread; the LZ4 block is the same whatever the
+ * thread encoded before. */
 size_t gs_lz_encode(const uint8_t *ev, size_t len, uint8_t *dst);
 
 /* The packed event a body holds. A raw body is returned in place (*ev

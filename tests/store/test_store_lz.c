@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "gs_store.h"
 #include "gs_store_lz.h"
@@ -91,6 +92,70 @@ test_round_trip(void **state)
         free(ev);
         free(body);
     }
+    gs_wbuf_deinit(&scratch);
+}
+
+/* Each body stands alone: the encoder's per-thread stream keeps nothing of
+ * the event before. The same event encoded again right after itself (from
+ * another buffer), after another event, and on a thread that never encoded
+ * before gives the same body, which decodes with no other input. A stream
+ * that used the previous event as a dictionary would make the second body
+ * a few bytes of references that decode to nothing alone. */
+typedef struct s_enc {
+    const uint8_t *ev;
+    size_t n;
+    uint8_t *body;
+    size_t blen;
+} s_enc_t;
+
+static void *
+s_encode_thread(void *arg)
+{
+    s_enc_t *e = arg;
+    e->blen = gs_lz_encode(e->ev, e->n, e->body);
+    return NULL;
+}
+
+static void
+test_each_block_alone(void **state)
+{
+    (void) state;
+    gs_wbuf_t scratch;
+    gs_wbuf_init(&scratch);
+    size_t n = 700;
+    uint8_t *a = s_event(n), *again = malloc(n), *other = s_event(3000);
+    uint8_t *b1 = malloc(n), *b2 = malloc(n), *b3 = malloc(n), *b4 = malloc(n),
+            *bo = malloc(3000);
+    assert_true(again && b1 && b2 && b3 && b4 && bo);
+    for (size_t i = 5; i < 3000; i += 11)
+        other[i] = (uint8_t) ('0' + i % 10);
+    memcpy(again, a, n);
+    size_t l1 = gs_lz_encode(a, n, b1);
+    size_t l2 = gs_lz_encode(again, n, b2);
+    assert_int_equal(gs_lz_encode(other, 3000, bo) < 3000, 1);
+    size_t l3 = gs_lz_encode(a, n, b3);
+    s_enc_t t = { .ev = again, .n = n, .body = b4 };
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, s_encode_thread, &t), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(b1[0], GS_LZ_TAG);
+    assert_true(l2 == l1 && l3 == l1 && t.blen == l1);
+    assert_memory_equal(b2, b1, l1);
+    assert_memory_equal(b3, b1, l1);
+    assert_memory_equal(b4, b1, l1);
+    const uint8_t *out = NULL;
+    size_t len = 0;
+    assert_int_equal(gs_lz_decode(b2, l2, &scratch, &out, &len), 0);
+    assert_true(len == n);
+    assert_memory_equal(out, a, n);
+    free(a);
+    free(again);
+    free(other);
+    free(b1);
+    free(b2);
+    free(b3);
+    free(b4);
+    free(bo);
     gs_wbuf_deinit(&scratch);
 }
 
@@ -215,6 +280,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_each_block_alone),
         cmocka_unit_test(test_raw_in_place),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_bad_length),
