@@ -449,8 +449,10 @@ gs_idnum_normalize(const char *in, char *out, size_t out_size, gs_verdict_t *v)
     return 0;
 }
 
-int
-gs_idnum_check(const char *id18, int64_t now_ms, gs_verdict_t *v)
+/* gs_idnum_check against today (YYYYMMDD, gs_date_today): the record
+ * check works the day out once per record, not once per person. */
+static int
+s_idnum_check(const char *id18, int today, gs_verdict_t *v)
 {
     id18 = s_str(id18);
     size_t n = strlen(id18);
@@ -473,7 +475,7 @@ gs_idnum_check(const char *id18, int64_t now_ms, gs_verdict_t *v)
         return gs_verdict_set(v, R(ID_DATE),
                               "birth date %04d-%02d-%02d in the ID number is "
                               "before 1850", y, m, d);
-    if (birth > gs_date_today(now_ms))
+    if (birth > today)
         return gs_verdict_set(v, R(ID_DATE),
                               "birth date %04d-%02d-%02d in the ID number is "
                               "in the future", y, m, d);
@@ -484,6 +486,12 @@ gs_idnum_check(const char *id18, int64_t now_ms, gs_verdict_t *v)
                               want, id18[17]);
     gs_verdict_clear(v);
     return 0;
+}
+
+int
+gs_idnum_check(const char *id18, int64_t now_ms, gs_verdict_t *v)
+{
+    return s_idnum_check(id18, gs_date_today(now_ms), v);
 }
 
 int
@@ -889,6 +897,11 @@ s_empty(const char *s)
 static int
 s_text(s_ctx_t *ctx, const char *s, size_t max, const char *field)
 {
+    if (s_empty(s)) {
+        /* most optional texts are left out: gs_text_check's answer for "" */
+        gs_verdict_clear(ctx->v);
+        return 0;
+    }
     return gs_text_check(s, max, field, ctx->v);
 }
 
@@ -920,6 +933,13 @@ s_enum(s_ctx_t *ctx, const ProtobufCEnumDescriptor *desc, int value,
 {
     if (value == 0 && required)
         return gs_verdict_set(ctx->v, R(REQUIRED), "%s is required", field);
+    /* the schema's enums are one run of values each: the range check that
+     * get_value ends with, without its search (a range's size is the next
+     * range's orig_index less its own; a sentinel follows the last) */
+    const ProtobufCIntRange *r = desc->value_ranges;
+    if (desc->n_value_ranges == 1 && value >= r[0].start_value &&
+        (int64_t) value - r[0].start_value < (int64_t) (r[1].orig_index - r[0].orig_index))
+        return 0;
     if (!protobuf_c_enum_descriptor_get_value(desc, value))
         return gs_verdict_set(ctx->v, R(BAD_ENUM),
                               "%s value %d is unknown", field, value);
@@ -995,7 +1015,7 @@ s_id_number(s_ctx_t *ctx, Gridsync__V1__Person *p, int *id_birth, int *id_sex)
         return s_text(ctx, p->id_number, ctx->lim->max_name, "id_number");
     char id[19];
     S_TRY(gs_idnum_normalize(p->id_number, id, sizeof(id), ctx->v));
-    S_TRY(gs_idnum_check(id, ctx->now_ms, ctx->v));
+    S_TRY(s_idnum_check(id, ctx->today, ctx->v));
     S_TRY(s_replace(ctx, &p->id_number, id));
     *id_birth = gs_idnum_birth(id);
     *id_sex = gs_idnum_sex(id);

@@ -11,6 +11,7 @@
  * arena or with the default allocator, check, free; ASan catches a leak or a
  * free of protobuf-c's shared empty string.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1179,6 +1180,46 @@ test_unknown_enums(void **state)
         assert_msg_has(v, "99");
         *cases[i].field = -1;
         assert_int_equal(s_hh_check(f, NULL, &v), R(BAD_ENUM));
+        *cases[i].field = saved;
+    }
+    assert_int_equal(s_hh_check(f, NULL, &v), 0);
+}
+
+/* The enum check's range test answers as protobuf-c's search does: over
+ * every value near each enum's run and the extremes, BAD_ENUM exactly when
+ * protobuf_c_enum_descriptor_get_value finds nothing (another rule may
+ * refuse a known value, but never as BAD_ENUM). */
+static void
+test_enum_range_matches_search(void **state)
+{
+    hh_t *f = *state;
+    gs_verdict_t v;
+    struct {
+        int *field;
+        const ProtobufCEnumDescriptor *desc;
+    } cases[] = {
+        {(int *) &f->p[1].id_type, &gridsync__v1__id_type__descriptor},
+        {(int *) &f->p[1].sex, &gridsync__v1__sex__descriptor},
+        {(int *) &f->p[1].population_type, &gridsync__v1__population_type__descriptor},
+        {(int *) &f->p[1].residence_status, &gridsync__v1__residence_status__descriptor},
+        {(int *) &f->p[1].relation, &gridsync__v1__relation__descriptor},
+        {(int *) &f->meta.status, &gridsync__v1__record_status__descriptor},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int saved = *cases[i].field;
+        int top = (int) cases[i].desc->n_values + 4;
+        for (int k = -6; k <= top + 2; k++) {
+            int value = k == -6 ? INT_MIN : k == top + 2 ? INT_MAX : k;
+            if (value == 0)
+                continue;   /* required or not: the REQUIRED rule's */
+            *cases[i].field = value;
+            int rc = s_hh_check(f, NULL, &v);
+            int known = protobuf_c_enum_descriptor_get_value(cases[i].desc, value) != NULL;
+            if (known)
+                assert_int_not_equal(rc, R(BAD_ENUM));
+            else
+                assert_int_equal(rc, R(BAD_ENUM));
+        }
         *cases[i].field = saved;
     }
     assert_int_equal(s_hh_check(f, NULL, &v), 0);
@@ -2504,6 +2545,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_household_heads, s_hh_setup,
                                         s_hh_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_enums, s_hh_setup,
+                                        s_hh_teardown),
+        cmocka_unit_test_setup_teardown(test_enum_range_matches_search, s_hh_setup,
                                         s_hh_teardown),
         cmocka_unit_test_setup_teardown(test_household_limits_and_duplicates,
                                         s_hh_setup, s_hh_teardown),
