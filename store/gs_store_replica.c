@@ -670,17 +670,22 @@ s_attempt(gs_txn_t *t, void *arg)
     return t->err;
 }
 
-/* The events of an attempt into out (one block; uploads empty). */
+/* The events of an attempt into out (uploads empty): the packed events'
+ * buffer (st->out) is handed over rather than copied, as gs_store_apply
+ * hands it over, and st->out gets a buffer of the same size for the next
+ * batch, allocated here on the writer thread. */
 static int
 s_output(gs_store_t *st, const gs_log_t *log, gs_apply_out_t *out)
 {
     size_t eb = log->n_evs * sizeof(gs_event_out_t);
-    uint8_t *blk = malloc(eb + st->out.len + 1);
+    uint8_t *blk = malloc(eb + 1);
     if (!blk)
         return GS_ENOMEM;
-    uint8_t *bytes = blk + eb;
-    if (st->out.len)    /* nothing written: the buffer may not exist yet */
-        memcpy(bytes, st->out.data, st->out.len);
+    uint8_t *bytes = st->out.data;
+    size_t cap = st->out.cap;
+    out->bytes = bytes;
+    gs_wbuf_init(&st->out);
+    (void) gs_wbuf_reserve(&st->out, cap);  /* failing here is retried by the next batch */
     /* gs_apply_out_clear frees uploads: the block hangs there */
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = 0;
@@ -766,6 +771,8 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
 /* ---- Checking ahead --------------------------------------------------------------- */
 
 #define S_AHEAD_SLOTS 64            /* messages the checker may be ahead of the writer */
+#define S_AHEAD_WAKE 16             /* a writer that waits wants this many checked: */
+                                    /* woken once per few messages, not each one    */
 
 struct gs_repl_ahead {
     gs_store_t *st;                 /* whose limits and HMAC key */
@@ -779,8 +786,10 @@ struct gs_repl_ahead {
     gs_repl_pre_t pre[S_AHEAD_SLOTS];
     char area[GS_GRID_LEN + 1];     /* the batch's origin */
     char followed[GS_GRID_LEN + 1]; /* and the prefix followed in it */
-    const gs_repl_msg_t *msgs;      /* its messages */
+    gs_repl_msg_t *msgs;            /* its messages */
     size_t n;                       /* how many */
+    gs_repl_fill_fn *fill;          /* completes a message before its check (or NULL) */
+    void *fill_arg;                 /* and its argument */
     atomic_size_t checked;          /* messages the checker has done */
     atomic_size_t used;             /* messages the writer has done */
     atomic_size_t writer_wants;     /* the writer waits for checked > this - 1 (0: not) */
@@ -866,6 +875,8 @@ gs_repl_ahead_run(gs_repl_ahead_t *self)
         }
         size_t k = i % S_AHEAD_SLOTS;
         gs_arena_reset(self->arena[k]);
+        if (self->fill)
+            self->fill(self->fill_arg, i, &self->msgs[i]);
         s_check(self->st, self->area, self->followed, &self->msgs[i],
                 gs_arena_allocator(self->arena[k]), &self->pre[k]);
         atomic_store(&self->checked, i + 1);
@@ -890,7 +901,7 @@ gs_repl_ahead_stop(gs_repl_ahead_t *self)
 
 int
 gs_repl_ahead_begin(gs_repl_ahead_t *self, const char *area, const char *followed,
-                    const gs_repl_msg_t *msgs, size_t n)
+                    gs_repl_msg_t *msgs, size_t n, gs_repl_fill_fn *fill, void *fill_arg)
 {
     assert(!self->begun);
     if (strlen(area) > GS_GRID_LEN || strlen(followed) > GS_GRID_LEN || (n && !msgs))
@@ -904,6 +915,8 @@ gs_repl_ahead_begin(gs_repl_ahead_t *self, const char *area, const char *followe
     snprintf(self->followed, sizeof self->followed, "%s", followed);
     self->msgs = msgs;
     self->n = n;
+    self->fill = fill;
+    self->fill_arg = fill_arg;
     atomic_store(&self->checked, 0);
     atomic_store(&self->used, 0);
     atomic_store(&self->cancel, 0);
@@ -924,27 +937,38 @@ gs_repl_ahead_end(gs_repl_ahead_t *self)
     self->begun = 0;
     self->msgs = NULL;
     self->n = 0;
+    self->fill = NULL;
+    self->fill_arg = NULL;
     pthread_mutex_unlock(&self->mu);
 }
 
 /* What the checker found in message i of the batch, once it has checked
  * it; NULL when message i must be checked by the caller (the checker was
  * stopped before it, or the slot was reused: a second attempt of the
- * batch after map growth). */
+ * batch after map growth). A message the checker did not reach is
+ * completed here (the batch's fill), once the checker has let go of the
+ * batch, so that the caller checks it as the checker would have. */
 static const gs_repl_pre_t *
 s_ahead_wait(gs_repl_ahead_t *self, size_t i)
 {
     if (atomic_load(&self->used) > i)
-        return NULL;
+        return NULL;    /* checked, and so completed, in the first attempt */
     if (atomic_load(&self->checked) <= i) {
+        /* when the checker is the slower side, waking the writer for each
+         * message costs two context switches a message: it waits for a
+         * few at once (fewer at the batch's end) */
+        size_t want = i + S_AHEAD_WAKE < self->n ? i + S_AHEAD_WAKE : self->n;
         pthread_mutex_lock(&self->mu);
-        atomic_store(&self->writer_wants, i + 1);
-        while (atomic_load(&self->checked) <= i && !self->stop)
+        atomic_store(&self->writer_wants, want);
+        while (atomic_load(&self->checked) < want && !(self->stop && !self->running))
             pthread_cond_wait(&self->cond, &self->mu);
         atomic_store(&self->writer_wants, 0);
         pthread_mutex_unlock(&self->mu);
-        if (atomic_load(&self->checked) <= i)
+        if (atomic_load(&self->checked) <= i) {
+            if (self->fill)
+                self->fill(self->fill_arg, i, &self->msgs[i]);
             return NULL;
+        }
     }
     return &self->pre[i % S_AHEAD_SLOTS];
 }
