@@ -771,7 +771,7 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
 /* ---- Checking ahead --------------------------------------------------------------- */
 
 #define S_AHEAD_SLOTS 64            /* messages the checker may be ahead of the writer */
-#define S_AHEAD_WAKE 16             /* a writer that waits wants this many checked: */
+#define S_AHEAD_WAKE 32             /* a writer that waits wants this many checked: */
                                     /* woken once per few messages, not each one    */
 
 struct gs_repl_ahead {
