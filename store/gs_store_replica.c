@@ -331,6 +331,8 @@ struct gs_repl_pre {
     Gridsync__V1__ChangeEvent *ev;  /* the event (NULL after an early refusal) */
     gs_event_fields_t f;            /* its top-level fields */
     gs_prepared_t pp;               /* its record's prepared view */
+    int has_entry;                  /* entry is made (all but MOVE_OUT) */
+    uint8_t entry[16];              /* the version's digest entry (gs_digest_entry) */
 };
 
 /* Keep refusal reason of stage *at (early, bad_prev or late) and its
@@ -457,9 +459,19 @@ s_check(gs_store_t *st, const char *area, const char *followed, const gs_repl_ms
     if (pp->kind != (int) ev->kind || strcmp(pp->id, ev->record_key) != 0 ||
         strcmp(pp->grid, want_grid) != 0 || !gs_grid_prefix_covers(area, pp->grid) ||
         (op == S_OP_VOID) != (op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN &&
-                              pp->status == S_VOID))
+                              pp->status == S_VOID)) {
         s_pre_refuse(x, &x->late, GS_REPL_DECODE, "event seq %" PRIu64 ": its record "
                      "disagrees with the event (kind, id, grid or status)", hseq);
+        return;
+    }
+    /* the digest entry of the version installed (as gs_record_write would
+     * make it: its cell, key, version, status and content hash), here
+     * rather than on the writer thread */
+    if (op != S_OP_MOVE_OUT) {
+        gs_digest_entry(pp->grid, pp->kb, ev->record_key, strlen(ev->record_key), ev->version,
+                        pp->status, pp->hash, x->entry);
+        x->has_entry = 1;
+    }
 }
 
 /* One message: check everything, then write; the table-free checks are
@@ -561,7 +573,9 @@ s_message(gs_repl_t *r, const gs_repl_msg_t *m, const gs_repl_pre_t *pre)
         (rc = s_move_back(r, ev->previous_grid_code, pp->kb, ev->record_key, &back)))
         return rc;
     gs_rec_write_t w = { .pp = pp, .canon = ev->record_key, .record = f->record,
-                         .record_len = f->record_len, .hash = pp->hash, .version = ev->version,
+                         .record_len = f->record_len, .hash = pp->hash,
+                         .digest_entry = pre->has_entry ? pre->entry : NULL,
+                         .version = ev->version,
                          .op = op, .prev_grid = ev->previous_grid_code, .back = back,
                          .origin_device = ev->origin_device, .origin = r->area,
                          .origin_epoch = hepoch, .origin_seq = ev->seq };
