@@ -132,7 +132,8 @@ int gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
 
 /* Checking ahead: the checks of gs_store_replicate that read no table
  * (headers, gs_prescan, decoding, the event's fields, its record's
- * prepared view with this store's HMAC key and content hash) made on a
+ * prepared view with this store's HMAC key and content hash, the digest
+ * entry of the version it installs) made on a
  * thread of the caller's (the checker) while gs_store_replicate_ahead
  * applies the same batch on the writer thread, each message as soon as it
  * is checked. The outcome is exactly gs_store_replicate's, refusals and
