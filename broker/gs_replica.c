@@ -538,6 +538,66 @@ s_header(natsMsg *m, const char *name)
     return natsMsgHeader_Get(m, name, &v) == NATS_OK ? v : NULL;
 }
 
+/* The header values of message i of a batch (the natsMsg array arg) into
+ * *m: the batch's fill (gs_repl_fill_fn), so that nats.c's parsing of the
+ * headers (a hash table of them, allocated per message) runs on the
+ * checker's thread, beside the writes. */
+static void
+s_fill_headers(void *arg, size_t i, gs_repl_msg_t *m)
+{
+    natsMsg *nm = ((natsMsg **) arg)[i];
+    m->h_origin = s_header(nm, "Gridsync-Origin");
+    m->h_epoch = s_header(nm, "Gridsync-Epoch");
+    m->h_seq = s_header(nm, "Gridsync-Seq");
+}
+
+/* A delivery's place, from its reply subject, the JetStream ack subject
+ * "$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.
+ * <timestamp ns>.<pending>" (with "<domain>.<account hash>." before the
+ * stream, and a token after, in the newer form), as natsMsg_GetMetaData
+ * reads it but without its allocations. Returns 0, or -1 when the reply
+ * is not one (the caller asks natsMsg_GetMetaData then). */
+static int
+s_delivery(natsMsg *m, uint64_t *sseq, uint64_t *cseq, int64_t *ts, uint64_t *pending)
+{
+    const char *r = natsMsg_GetReply(m);
+    if (!r || strncmp(r, "$JS.ACK.", 8) != 0)
+        return -1;
+    const char *tok[16];
+    size_t len[16], n = 0;
+    for (const char *p = r;;) {
+        const char *e = strchr(p, '.');
+        if (n == 16)
+            return -1;
+        tok[n] = p;
+        len[n++] = e ? (size_t) (e - p) : strlen(p);
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    size_t at = n == 9 ? 2 : n >= 11 ? 4 : 0;  /* the stream's token */
+    if (!at || at + 7 > n)
+        return -1;
+    uint64_t v[5];
+    for (int f = 0; f < 5; f++) {
+        const char *t = tok[at + 2 + f];
+        size_t l = len[at + 2 + f];
+        if (l == 0 || l > 19)   /* below 10^19: no overflow */
+            return -1;
+        v[f] = 0;
+        for (size_t c = 0; c < l; c++) {
+            if (t[c] < '0' || t[c] > '9')
+                return -1;
+            v[f] = v[f] * 10 + (uint64_t) (t[c] - '0');
+        }
+    }
+    *sseq = v[1];
+    *cseq = v[2];
+    *ts = (int64_t) v[3];
+    *pending = v[4];
+    return 0;
+}
+
 /* One pull request of sub for at most batch messages, "no wait", with an
  * expiry of expires_ms, its messages appended to list (which has room for
  * them). nats-server answers such a request with the messages pending now
@@ -732,9 +792,15 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
     int lost = 0;
     for (size_t i = 0; i < n; i++) {
         natsMsg *m = list.Msgs[i];
-        jsMsgMetaData *meta = NULL;
+        jsMsgMetaData *meta = NULL, own;
+        memset(&own, 0, sizeof own);
         uint64_t sseq = 0;
-        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+        if (s_delivery(m, &own.Sequence.Stream, &own.Sequence.Consumer, &own.Timestamp,
+                       &own.NumPending) == 0)
+            meta = &own;
+        else if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
+            meta = NULL;
+        if (meta) {
             /* Every delivery of the consumer has the next delivery sequence.
              * One that skips ahead means deliveries were lost in flight (sent
              * on a connection that broke): the server counts them delivered
@@ -753,7 +819,8 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
                 }
             }
         }
-        jsMsgMetaData_Destroy(meta);
+        if (meta != &own)
+            jsMsgMetaData_Destroy(meta);
         if (lost) {
             atomic_fetch_add(&o->resubscribed, 1);
             gs_log(GS_LOG_WARN, "replica_deliveries_lost", "origin=%s msg=\"deliveries lost "
@@ -762,11 +829,10 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
             n = i;
             break;
         }
+        /* the headers: s_fill_headers, on the checker's thread */
         msgs[i] = (gs_repl_msg_t) { (const uint8_t *) natsMsg_GetData(m),
-                                    (size_t) natsMsg_GetDataLength(m),
-                                    s_header(m, "Gridsync-Origin"),
-                                    s_header(m, "Gridsync-Epoch"),
-                                    s_header(m, "Gridsync-Seq"), sseq };
+                                    (size_t) natsMsg_GetDataLength(m), NULL, NULL, NULL,
+                                    sseq };
     }
     if (!lost && n > 0)
         s_ask_ahead(self, o, n);
@@ -776,11 +842,13 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
     int rc;
     /* the checker decodes and prepares the messages while the store
      * applies those it has done (two cores for one batch) */
-    if (self->ahead &&
-        gs_repl_ahead_begin(self->ahead, o->cfg.area, o->cfg.followed, msgs, n) == 0) {
+    if (self->ahead && gs_repl_ahead_begin(self->ahead, o->cfg.area, o->cfg.followed, msgs, n,
+                                           s_fill_headers, list.Msgs) == 0) {
         rc = gs_store_replicate_ahead(b->store, self->ahead, gs_now_ms(), &res, &out);
         gs_repl_ahead_end(self->ahead);
     } else {
+        for (size_t i = 0; i < n; i++)
+            s_fill_headers(list.Msgs, i, &msgs[i]);
         rc = gs_store_replicate(b->store, o->cfg.area, o->cfg.followed, msgs, n, gs_now_ms(),
                                 &res, &out);
     }

@@ -5,9 +5,9 @@
  * consumer on the origin's stream GRIDSYNC_<area> (filtered to the followed
  * prefix), fetches a batch, asks for the next one (delivered while this
  * one commits), applies it with gs_store_replicate_ahead (one durable
- * transaction; its own thread gs-repl-check makes the messages' table-free
- * checks meanwhile, gs_store_replicate inline when that thread could not
- * start), then acks what was applied or skipped, then hands the
+ * transaction; its own thread gs-repl-check reads the messages' headers
+ * and makes their table-free checks meanwhile, gs_store_replicate inline
+ * when that thread could not start), then acks what was applied or skipped, then hands the
  * replica's own events to the publisher, so the live feed, sync and
  * snapshot serve the city as they serve a district. A stream that does not
  * exist yet is waited for (logged once); a NATS outage is ridden out by

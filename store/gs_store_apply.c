@@ -226,8 +226,8 @@ gs_record_write(gs_log_t *log, const gs_rec_write_t *w, const gs_rec_cur_t *cur,
     /* digests: this version's entry replaces the stored one's (two cells
      * for a move, none left for a removal) */
     gs_digest_rec_t dold = { cur ? cur->grid : NULL, cur ? cur->hdr.version : 0,
-                             cur ? cur->hdr.status : 0, cur ? cur->hdr.hash : NULL },
-                    dnew = { grid, version, status, w->hash };
+                             cur ? cur->hdr.status : 0, cur ? cur->hdr.hash : NULL, NULL },
+                    dnew = { grid, version, status, w->hash, w->digest_entry };
     if ((rc = gs_digest_change(&log->digest, kb, canon, cur ? &dold : NULL,
                                removing ? NULL : &dnew)))
         return rc;

@@ -165,7 +165,15 @@ gs_digest_change(gs_digest_t *self, char kb, const char *canon,
     uint8_t oe[16], ne[16];
     if (old)
         gs_digest_entry(old->grid, kb, canon, cl, old->version, old->status, old->hash, oe);
-    if (now)
+    if (now && now->entry) {
+        memcpy(ne, now->entry, sizeof ne);
+#ifndef NDEBUG
+        /* made elsewhere: it must be the entry of exactly this version */
+        uint8_t chk[16];
+        gs_digest_entry(now->grid, kb, canon, cl, now->version, now->status, now->hash, chk);
+        assert(memcmp(chk, ne, sizeof chk) == 0);
+#endif
+    } else if (now)
         gs_digest_entry(now->grid, kb, canon, cl, now->version, now->status, now->hash, ne);
     if (old && now && memcmp(old->grid, now->grid, GS_GRID_LEN) == 0) {
         /* the same cell: one pass with the difference, the count stays */
@@ -585,7 +593,7 @@ s_drop_fn(gs_txn_t *t, void *arg)
         return gs_txn_fail(t, MDB_CORRUPTED, "record header");
     if (d->version) {
         /* the same record under another version: header and digests only */
-        gs_digest_rec_t was = { grid, h.version, h.status, h.hash };
+        gs_digest_rec_t was = { grid, h.version, h.status, h.hash, NULL };
         uint8_t *copy = gs_arena_alloc(st->arena, v.mv_size);
         if (!copy)
             return gs_txn_fail(t, ENOMEM, "record copy");
@@ -593,7 +601,7 @@ s_drop_fn(gs_txn_t *t, void *arg)
         h.version = d->version;
         gs_rec_hdr_put(copy, &h);
         MDB_val nv = { v.mv_size, copy };
-        gs_digest_rec_t now = { grid, h.version, h.status, h.hash };
+        gs_digest_rec_t now = { grid, h.version, h.status, h.hash, NULL };
         if ((rc = gs_txn_put(t, GS_DB_RECORDS, &k, &nv, 0)) ||
             (rc = gs_digest_change(&d->log.digest, kb, canon, &was, &now)))
             return rc;
@@ -641,7 +649,7 @@ s_drop_fn(gs_txn_t *t, void *arg)
             return rc;
     if ((rc = gs_log_cell_count(&d->log, grid, kb, h.status, h.n_people, -1)))
         return rc;
-    gs_digest_rec_t old = { grid, h.version, h.status, h.hash };
+    gs_digest_rec_t old = { grid, h.version, h.status, h.hash, NULL };
     if ((rc = gs_digest_change(&d->log.digest, kb, canon, &old, NULL)))
         return rc;
     return gs_log_flush(&d->log);

@@ -37,6 +37,9 @@ typedef struct gs_digest_rec {
     uint64_t version;               /* its version, from 1 */
     int status;                     /* RecordStatus */
     const uint8_t *hash;            /* its content hash, 16 bytes (gs_rec_hdr_t.hash) */
+    const uint8_t *entry;           /* its gs_digest_entry (16 bytes) when the caller */
+                                    /* made it already (off the writer thread), else */
+                                    /* NULL: made by gs_digest_change                */
 } gs_digest_rec_t;
 
 /* The digests touched by one write transaction. Embedded in gs_log_t:

@@ -45,6 +45,9 @@ typedef struct gs_rec_write {
     const uint8_t *record;          /* the packed Record as stored */
     size_t record_len;              /* its length */
     const uint8_t *hash;            /* its content hash (16 bytes) */
+    const uint8_t *digest_entry;    /* the new version's gs_digest_entry when the */
+                                    /* caller made it (off the writer thread), or */
+                                    /* NULL: made here                            */
     uint64_t version;               /* the version it becomes */
     int op;                         /* 0: an upload's change: UPSERT or VOID, or */
                                     /* MOVE_OUT + MOVE_IN when the grid changed;  */

@@ -331,6 +331,8 @@ struct gs_repl_pre {
     Gridsync__V1__ChangeEvent *ev;  /* the event (NULL after an early refusal) */
     gs_event_fields_t f;            /* its top-level fields */
     gs_prepared_t pp;               /* its record's prepared view */
+    int has_entry;                  /* entry is made (all but MOVE_OUT) */
+    uint8_t entry[16];              /* the version's digest entry (gs_digest_entry) */
 };
 
 /* Keep refusal reason of stage *at (early, bad_prev or late) and its
@@ -457,9 +459,19 @@ s_check(gs_store_t *st, const char *area, const char *followed, const gs_repl_ms
     if (pp->kind != (int) ev->kind || strcmp(pp->id, ev->record_key) != 0 ||
         strcmp(pp->grid, want_grid) != 0 || !gs_grid_prefix_covers(area, pp->grid) ||
         (op == S_OP_VOID) != (op != S_OP_MOVE_OUT && op != S_OP_MOVE_IN &&
-                              pp->status == S_VOID))
+                              pp->status == S_VOID)) {
         s_pre_refuse(x, &x->late, GS_REPL_DECODE, "event seq %" PRIu64 ": its record "
                      "disagrees with the event (kind, id, grid or status)", hseq);
+        return;
+    }
+    /* the digest entry of the version installed (as gs_record_write would
+     * make it: its cell, key, version, status and content hash), here
+     * rather than on the writer thread */
+    if (op != S_OP_MOVE_OUT) {
+        gs_digest_entry(pp->grid, pp->kb, ev->record_key, strlen(ev->record_key), ev->version,
+                        pp->status, pp->hash, x->entry);
+        x->has_entry = 1;
+    }
 }
 
 /* One message: check everything, then write; the table-free checks are
@@ -561,7 +573,9 @@ s_message(gs_repl_t *r, const gs_repl_msg_t *m, const gs_repl_pre_t *pre)
         (rc = s_move_back(r, ev->previous_grid_code, pp->kb, ev->record_key, &back)))
         return rc;
     gs_rec_write_t w = { .pp = pp, .canon = ev->record_key, .record = f->record,
-                         .record_len = f->record_len, .hash = pp->hash, .version = ev->version,
+                         .record_len = f->record_len, .hash = pp->hash,
+                         .digest_entry = pre->has_entry ? pre->entry : NULL,
+                         .version = ev->version,
                          .op = op, .prev_grid = ev->previous_grid_code, .back = back,
                          .origin_device = ev->origin_device, .origin = r->area,
                          .origin_epoch = hepoch, .origin_seq = ev->seq };
@@ -670,17 +684,22 @@ s_attempt(gs_txn_t *t, void *arg)
     return t->err;
 }
 
-/* The events of an attempt into out (one block; uploads empty). */
+/* The events of an attempt into out (uploads empty): the packed events'
+ * buffer (st->out) is handed over rather than copied, as gs_store_apply
+ * hands it over, and st->out gets a buffer of the same size for the next
+ * batch, allocated here on the writer thread. */
 static int
 s_output(gs_store_t *st, const gs_log_t *log, gs_apply_out_t *out)
 {
     size_t eb = log->n_evs * sizeof(gs_event_out_t);
-    uint8_t *blk = malloc(eb + st->out.len + 1);
+    uint8_t *blk = malloc(eb + 1);
     if (!blk)
         return GS_ENOMEM;
-    uint8_t *bytes = blk + eb;
-    if (st->out.len)    /* nothing written: the buffer may not exist yet */
-        memcpy(bytes, st->out.data, st->out.len);
+    uint8_t *bytes = st->out.data;
+    size_t cap = st->out.cap;
+    out->bytes = bytes;
+    gs_wbuf_init(&st->out);
+    (void) gs_wbuf_reserve(&st->out, cap);  /* failing here is retried by the next batch */
     /* gs_apply_out_clear frees uploads: the block hangs there */
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = 0;
@@ -766,6 +785,8 @@ gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
 /* ---- Checking ahead --------------------------------------------------------------- */
 
 #define S_AHEAD_SLOTS 64            /* messages the checker may be ahead of the writer */
+#define S_AHEAD_WAKE 32             /* a writer that waits wants this many checked: */
+                                    /* woken once per few messages, not each one    */
 
 struct gs_repl_ahead {
     gs_store_t *st;                 /* whose limits and HMAC key */
@@ -779,8 +800,10 @@ struct gs_repl_ahead {
     gs_repl_pre_t pre[S_AHEAD_SLOTS];
     char area[GS_GRID_LEN + 1];     /* the batch's origin */
     char followed[GS_GRID_LEN + 1]; /* and the prefix followed in it */
-    const gs_repl_msg_t *msgs;      /* its messages */
+    gs_repl_msg_t *msgs;            /* its messages */
     size_t n;                       /* how many */
+    gs_repl_fill_fn *fill;          /* completes a message before its check (or NULL) */
+    void *fill_arg;                 /* and its argument */
     atomic_size_t checked;          /* messages the checker has done */
     atomic_size_t used;             /* messages the writer has done */
     atomic_size_t writer_wants;     /* the writer waits for checked > this - 1 (0: not) */
@@ -866,6 +889,8 @@ gs_repl_ahead_run(gs_repl_ahead_t *self)
         }
         size_t k = i % S_AHEAD_SLOTS;
         gs_arena_reset(self->arena[k]);
+        if (self->fill)
+            self->fill(self->fill_arg, i, &self->msgs[i]);
         s_check(self->st, self->area, self->followed, &self->msgs[i],
                 gs_arena_allocator(self->arena[k]), &self->pre[k]);
         atomic_store(&self->checked, i + 1);
@@ -890,7 +915,7 @@ gs_repl_ahead_stop(gs_repl_ahead_t *self)
 
 int
 gs_repl_ahead_begin(gs_repl_ahead_t *self, const char *area, const char *followed,
-                    const gs_repl_msg_t *msgs, size_t n)
+                    gs_repl_msg_t *msgs, size_t n, gs_repl_fill_fn *fill, void *fill_arg)
 {
     assert(!self->begun);
     if (strlen(area) > GS_GRID_LEN || strlen(followed) > GS_GRID_LEN || (n && !msgs))
@@ -904,6 +929,8 @@ gs_repl_ahead_begin(gs_repl_ahead_t *self, const char *area, const char *followe
     snprintf(self->followed, sizeof self->followed, "%s", followed);
     self->msgs = msgs;
     self->n = n;
+    self->fill = fill;
+    self->fill_arg = fill_arg;
     atomic_store(&self->checked, 0);
     atomic_store(&self->used, 0);
     atomic_store(&self->cancel, 0);
@@ -924,27 +951,38 @@ gs_repl_ahead_end(gs_repl_ahead_t *self)
     self->begun = 0;
     self->msgs = NULL;
     self->n = 0;
+    self->fill = NULL;
+    self->fill_arg = NULL;
     pthread_mutex_unlock(&self->mu);
 }
 
 /* What the checker found in message i of the batch, once it has checked
  * it; NULL when message i must be checked by the caller (the checker was
  * stopped before it, or the slot was reused: a second attempt of the
- * batch after map growth). */
+ * batch after map growth). A message the checker did not reach is
+ * completed here (the batch's fill), once the checker has let go of the
+ * batch, so that the caller checks it as the checker would have. */
 static const gs_repl_pre_t *
 s_ahead_wait(gs_repl_ahead_t *self, size_t i)
 {
     if (atomic_load(&self->used) > i)
-        return NULL;
+        return NULL;    /* checked, and so completed, in the first attempt */
     if (atomic_load(&self->checked) <= i) {
+        /* when the checker is the slower side, waking the writer for each
+         * message costs two context switches a message: it waits for a
+         * few at once (fewer at the batch's end) */
+        size_t want = i + S_AHEAD_WAKE < self->n ? i + S_AHEAD_WAKE : self->n;
         pthread_mutex_lock(&self->mu);
-        atomic_store(&self->writer_wants, i + 1);
-        while (atomic_load(&self->checked) <= i && !self->stop)
+        atomic_store(&self->writer_wants, want);
+        while (atomic_load(&self->checked) < want && !(self->stop && !self->running))
             pthread_cond_wait(&self->cond, &self->mu);
         atomic_store(&self->writer_wants, 0);
         pthread_mutex_unlock(&self->mu);
-        if (atomic_load(&self->checked) <= i)
+        if (atomic_load(&self->checked) <= i) {
+            if (self->fill)
+                self->fill(self->fill_arg, i, &self->msgs[i]);
             return NULL;
+        }
     }
     return &self->pre[i % S_AHEAD_SLOTS];
 }

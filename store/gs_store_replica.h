@@ -132,11 +132,14 @@ int gs_store_replicate(gs_store_t *self, const char *area, const char *followed,
 
 /* Checking ahead: the checks of gs_store_replicate that read no table
  * (headers, gs_prescan, decoding, the event's fields, its record's
- * prepared view with this store's HMAC key and content hash) made on a
+ * prepared view with this store's HMAC key and content hash, the digest
+ * entry of the version it installs) made on a
  * thread of the caller's (the checker) while gs_store_replicate_ahead
  * applies the same batch on the writer thread, each message as soon as it
  * is checked. The outcome is exactly gs_store_replicate's, refusals and
- * their order included.
+ * their order included. The caller's own per-message work that needs no
+ * table (reading a message's headers out of its transport's form) can go
+ * there too: see gs_repl_fill_fn.
  *
  * Use: the checker thread loops on gs_repl_ahead_run until it returns -1;
  * for each batch the writer calls gs_repl_ahead_begin, then
@@ -161,12 +164,24 @@ int gs_repl_ahead_run(gs_repl_ahead_t *self);
 /* End the checker's thread: its gs_repl_ahead_run returns -1. Any thread. */
 void gs_repl_ahead_stop(gs_repl_ahead_t *self);
 
+/* Completes message i of a batch (*m, which is msgs[i]) before it is
+ * checked: sets what the caller left out of it (its header values). Called
+ * once for each message, in order, on the checker's thread, and on the
+ * writer's thread for a message the checker did not reach (it was
+ * stopped), never on both for one message; may be called again for a
+ * message after map growth, and must then give the same values. Touches
+ * nothing of the store. */
+typedef void (gs_repl_fill_fn)(void *arg, size_t i, gs_repl_msg_t *m);
+
 /* Hand msgs[0..n) of origin area, following prefix followed, to the
- * checker (the writer; the previous batch ended). The messages stay the
- * caller's and unchanged until gs_repl_ahead_end. Returns 0, or -1 (out
- * of memory, stopped, or names too long): use gs_store_replicate then. */
+ * checker (the writer; the previous batch ended). fill (may be NULL: the
+ * messages are complete) with fill_arg completes each message first. The
+ * messages stay the caller's and, but for what fill writes into them,
+ * unchanged until gs_repl_ahead_end; the caller reads them again only
+ * after that. Returns 0, or -1 (out of memory, stopped, or names too
+ * long): complete the messages and use gs_store_replicate then. */
 int gs_repl_ahead_begin(gs_repl_ahead_t *self, const char *area, const char *followed,
-                        const gs_repl_msg_t *msgs, size_t n);
+                        gs_repl_msg_t *msgs, size_t n, gs_repl_fill_fn *fill, void *fill_arg);
 
 /* gs_store_replicate of the batch begun in ahead (self is the store ahead
  * was made for), its messages' checks taken from the checker. Same

@@ -13,6 +13,10 @@
  * repair (a record dropped, one at a changed version) rewrites exactly the
  * drifting records from the origin's events up to the applied position,
  * also while later events wait, and a refused repair writes nothing.
+ * Every test runs again with a checker thread ahead of the writer, the
+ * headers put in by the batch's fill; a bad message after many good ones
+ * in one batch stops the origin with exactly the good ones applied, also
+ * when the checker is stopped and the writer fills and checks them.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -129,7 +133,18 @@ s_checker(void *arg)
     return NULL;
 }
 
-/* gs_store_replicate, or the same through a checker in s_ahead_mode. */
+/* The batch's fill: message i's headers from the whole messages arg. */
+static void
+s_fill_headers(void *arg, size_t i, gs_repl_msg_t *m)
+{
+    const gs_repl_msg_t *whole = arg;
+    m->h_origin = whole[i].h_origin;
+    m->h_epoch = whole[i].h_epoch;
+    m->h_seq = whole[i].h_seq;
+}
+
+/* gs_store_replicate, or the same through a checker in s_ahead_mode, the
+ * headers put in by the checker's fill. */
 static int
 s_store_replicate(gs_store_t *st, const char *area, const char *followed,
                   const gs_repl_msg_t *m, size_t n, int64_t now_ms, gs_repl_result_t *res,
@@ -141,12 +156,19 @@ s_store_replicate(gs_store_t *st, const char *area, const char *followed,
     assert_non_null(a);
     pthread_t tid;
     assert_int_equal(pthread_create(&tid, NULL, s_checker, a), 0);
-    assert_int_equal(gs_repl_ahead_begin(a, area, followed, m, n), 0);
+    /* the headers left out, for the batch's fill to put back (as the
+     * broker reads them out of NATS messages on the checker's thread) */
+    gs_repl_msg_t *part = calloc(n + 1, sizeof *part);
+    assert_non_null(part);
+    for (size_t i = 0; i < n; i++)
+        part[i] = (gs_repl_msg_t) { m[i].data, m[i].len, NULL, NULL, NULL, m[i].stream_seq };
+    assert_int_equal(gs_repl_ahead_begin(a, area, followed, part, n, s_fill_headers, (void *) m), 0);
     int rc = gs_store_replicate_ahead(st, a, now_ms, res, out);
     gs_repl_ahead_end(a);
     gs_repl_ahead_stop(a);
     pthread_join(tid, NULL);
     gs_repl_ahead_destroy(&a);
+    free(part);
     return rc;
 }
 
@@ -1156,6 +1178,87 @@ test_ahead_many_messages(void **state)
     s_district_close(&d);
 }
 
+/* Through a checker whose batch's fill puts the headers in: a message
+ * that does not decode after 257 good ones in one batch applies exactly
+ * the 257, nothing of it, and stops the origin there; the same batch with
+ * the checker stopped before it applies the same way, the writer filling
+ * and checking every message itself. */
+static void
+test_ahead_bad_after_many(void **state)
+{
+    (void) state;
+    s_district_t d;
+    s_district_open(&d, A1);
+    char g1[16], id[32], addr[40];
+    snprintf(g1, sizeof g1, "%s001001001", A1);
+    for (uint32_t i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "hh-%s-%u", A1, i);
+        snprintf(addr, sizeof addr, "%s001001%06u", A1, i);
+        st_rec_t r = { .id = id, .grid = g1, .addr_code = addr,
+                       .pids = { 7000 + 2 * i + 1, 7000 + 2 * i + 2 } };
+        assert_int_equal(st_put(d.st, d.arena, &r, ST_NOW_MS).status,
+                         GRIDSYNC__V1__RESULT_STATUS__RESULT_STATUS_ACCEPTED);
+        if (i % 64 == 63)
+            gs_arena_reset(d.arena);
+    }
+    s_events(&d);
+    assert_int_equal(d.n, 300);
+    static const uint8_t junk[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f };
+    for (int early_stop = 0; early_stop < 2; early_stop++) {
+        char *dir = st_tmpdir();
+        gs_store_t *r = st_open(dir, NULL);
+        gs_repl_msg_t *m = s_msgs(&d, 0, 300);
+        m[257].data = junk;
+        m[257].len = sizeof junk;
+        gs_repl_msg_t *part = calloc(300, sizeof *part);
+        assert_non_null(part);
+        for (size_t i = 0; i < 300; i++)
+            part[i] = (gs_repl_msg_t) { m[i].data, m[i].len, NULL, NULL, NULL,
+                                        m[i].stream_seq };
+        gs_repl_ahead_t *a = gs_repl_ahead_new(r);
+        assert_non_null(a);
+        pthread_t tid;
+        assert_int_equal(pthread_create(&tid, NULL, s_checker, a), 0);
+        assert_int_equal(gs_repl_ahead_begin(a, A1, A1, part, 300, s_fill_headers, m), 0);
+        if (early_stop)
+            gs_repl_ahead_stop(a);
+        gs_repl_result_t res;
+        gs_apply_out_t out;
+        assert_int_equal(gs_store_replicate_ahead(r, a, ST_NOW_MS, &res, &out), 0);
+        gs_repl_ahead_end(a);
+        gs_repl_ahead_stop(a);
+        pthread_join(tid, NULL);
+        gs_repl_ahead_destroy(&a);
+        assert_int_equal(res.refused, GS_REPL_DECODE);
+        assert_int_equal(res.refused_seq, 258);
+        assert_int_equal(res.consumed, 257);
+        assert_int_equal(res.applied, 257);
+        assert_int_equal(out.n_events, 257);
+        for (size_t i = 0; i < out.n_events; i++) {
+            Gridsync__V1__ChangeEvent *ev =
+                gridsync__v1__change_event__unpack(NULL, out.events[i].len, out.events[i].data);
+            assert_non_null(ev);
+            assert_int_equal(ev->origin_seq, i + 1);
+            gridsync__v1__change_event__free_unpacked(ev, NULL);
+        }
+        gs_apply_out_clear(&out);
+        gs_origin_t org;
+        assert_int_equal(gs_store_origin_get(r, A1, &org), 0);
+        assert_int_equal(org.state, GS_ORIGIN_STOPPED);
+        assert_int_equal(org.reason, GS_REPL_DECODE);
+        assert_int_equal(org.last_seq, 257);
+        assert_int_equal(org.stop_seq, 258);
+        assert_int_equal(s_digest(r, g1).count, 257);
+        st_verify_ok(r);
+        free(part);
+        free(m);
+        gs_store_destroy(&r);
+        st_rmdir(dir);
+        free(dir);
+    }
+    s_district_close(&d);
+}
+
 /* The tests again with every replicate through a checker thread. */
 static int
 s_setup_ahead(void **state)
@@ -1209,6 +1312,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_incident_of_district_table, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_arguments, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_ahead_many_messages, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_ahead_bad_after_many, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_union_of_two_origins, s_setup_ahead,
                                         s_teardown_ahead),
         cmocka_unit_test_setup_teardown(test_refuse_undecodable, s_setup_ahead,
