@@ -521,7 +521,7 @@ gs_store_cells(gs_store_t *self, const char *prefix, gs_cell_fn *fn, void *arg)
  * duplicate report scans the records' refs and groups them in memory, in
  * as many passes (split by HMAC) as keep each pass's memory bounded. */
 
-#define S_DUP_PASS_ENTRIES 500000   /* entries held in memory per pass (~50 MB) */
+#define S_DUP_PASS_ENTRIES 500000   /* entries held in memory per pass (~56 MB) */
 #define S_ACTIVE_REC GRIDSYNC__V1__RECORD_STATUS__RECORD_STATUS_ACTIVE
 
 /* One person ref of an active record, copied out of the transaction. */

@@ -420,9 +420,9 @@ counts the bytes the broker passes to write calls on regular files (write, pwrit
 their variants) and its flushes (fdatasync, fsync, msync, and writes on a descriptor opened
 O_DSYNC, which is how LMDB writes its meta page after the data pages' fdatasync). Broker CPU is
 utime + stime from /proc/PID/stat over the measured interval, divided by the records sent.
-The store is of format 6: the change log keeps each event LZ4-compressed when that is shorter
+The store is of format 7: the change log keeps each event LZ4-compressed when that is shorter
 ([store.md](store.md#the-change-log)), so the bytes written and the broker CPU include that
-compression, on the writer thread.
+compression, on the writer thread, and a record's person refs are kept as their 4-byte index tags.
 
 ### 1a. Light load generator (the headline)
 
@@ -648,7 +648,7 @@ district, on a store of $(n "$(g g1.stored_before)") records) and pulls from the
 it saw when it started: $(n "$(g catchup.requests)") requests in $(f1 "$(g catchup.seconds)") s, **$(n "$(g catchup.events_per_s)") events/s**.
 It reads as a system that applies a page at a time would (the client library's
 \`gs_client_sync_pages\`: each page decoded into one arena, the next page asked for before this one
-is decoded). Every event sent is first decompressed from the store's log (format 6), on the
+is decoded). Every event sent is first decompressed from the store's log (format 7), on the
 broker's sync thread; the bytes sent are the same as before. The same catch-up through the client library's subscriber \`gs_sub\`, as gridfeed
 follows (each event decoded on its own heap and handed over one by one, pages pulled as the events
 are taken): $(n "$(g catchup_sub.events_per_s)") events/s.
