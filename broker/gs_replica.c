@@ -599,13 +599,17 @@ s_delivery(natsMsg *m, uint64_t *sseq, uint64_t *cseq, int64_t *ts, uint64_t *pe
 }
 
 /* One pull request of sub for at most batch messages, "no wait", with an
- * expiry of expires_ms, its messages appended to list (which has room for
- * them). nats-server answers such a request with the messages pending now
+ * expiry of expires_ms, its messages appended to list, which holds at most
+ * cap. nats-server answers such a request with the messages pending now
  * and ends it; only when none are pending does it wait, until the first
- * message comes or the expiry passes. Returns NATS_OK (list may have
- * gained nothing), or another status. */
+ * message comes or the expiry passes. A message the standing request
+ * (s_ask_ahead) delivered just before the request was made is taken too,
+ * beyond batch (see s_fetch): what would not fit in list is dropped, and
+ * the gap it leaves in the consumer's sequence makes the apply resume from
+ * the store (s_fetch_apply). Returns NATS_OK (list may have gained
+ * nothing), or another status. */
 static natsStatus
-s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list)
+s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list, int cap)
 {
     jsFetchRequest req;
     jsFetchRequest_Init(&req);
@@ -614,11 +618,11 @@ s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list
     req.Expires = (int64_t) expires_ms * 1000000;
     natsMsgList got = { NULL, 0 };
     natsStatus s = natsSubscription_FetchRequest(&got, sub, &req);
-    for (int i = 0; i < got.Count; i++) {
+    for (int i = 0; i < got.Count && list->Count < cap; i++) {
         list->Msgs[list->Count++] = got.Msgs[i];
         got.Msgs[i] = NULL;
     }
-    natsMsgList_Destroy(&got);
+    natsMsgList_Destroy(&got);     /* and any message beyond cap */
     return s == NATS_NOT_FOUND || s == NATS_TIMEOUT ? NATS_OK : s;
 }
 
@@ -685,7 +689,7 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
     int asked = s == NATS_OK && list->Count == 0 && wait_ms > 0;
     if (asked)
         s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
-                         wait_ms > 0 ? wait_ms : 1, list);
+                         wait_ms > 0 ? wait_ms : 1, list, self->batch);
     jsMsgMetaData *meta = NULL;
     int64_t rest_ms = (deadline - gs_mono_us()) / 1000;
     if (asked && s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
@@ -695,7 +699,7 @@ s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsM
         uint64_t want = (uint64_t) (self->batch - list->Count);
         if (meta->NumPending < want)
             want = meta->NumPending;
-        s = s_fetch_into(sub, (int) want, (int) rest_ms, list);
+        s = s_fetch_into(sub, (int) want, (int) rest_ms, list, self->batch);
     }
     jsMsgMetaData_Destroy(meta);
     if (list->Count)
@@ -747,13 +751,23 @@ s_ask_ahead(gs_replica_t *self, s_org_t *o, size_t consumed)
 /* Fetch one batch of o (s_fetch) and apply it. With wait_ms 0 (a quiet
  * origin while another is busy) only what o's standing request has
  * delivered is taken, after making sure one stands, so that the busy
- * origins do not wait for a request of o's. Returns the messages consumed
+ * origins do not wait for a request of o's. The standing request's answer
+ * is never read, so an error of o's consumer (deleted, its stream made
+ * anew) would go unseen while others stay busy: once that request has used
+ * half its life, o makes a fetch of its own (1 ms), whose status is
+ * read, and then a new standing request; at most one such fetch per
+ * origin every S_AHEAD_EXPIRES_MS / 2. Returns the messages consumed
  * (>= 0), or -1 after a NATS or store error (retried later). */
 static int
 s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
 {
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
+    int renew = 0;
+    if (wait_ms == 0 && o->ahead_until - gs_mono_us() <= (int64_t) S_AHEAD_EXPIRES_MS * 500) {
+        wait_ms = 1;
+        renew = 1;
+    }
     if (wait_ms == 0)
         s_ask_ahead(self, o, 0);
     /* what the last fetch of this subscription left pending is in the
@@ -764,6 +778,8 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
                            : self->batch, wait_ms, &list);
     if (s == NATS_TIMEOUT) {
         atomic_store(&o->lag_events, 0);
+        if (renew)
+            s_ask_ahead(self, o, 0);
         return 0;
     }
     if (s != NATS_OK) {
