@@ -16,6 +16,7 @@
 #include "gs_grid.h"
 #include "gs_log.h"
 #include "gs_natslink.h"
+#include "gs_replica_pull.h"
 #include "gs_store_replica.h"
 #include "gs_thread.h"
 
@@ -25,7 +26,6 @@
 #define S_ACK_WAIT_NS 30000000000LL /* unacked messages come again after 30 s */
 #define S_JS_WAIT_MS 2000           /* a JetStream API request waits at most this (so a */
                                     /* drain during an outage is not held up long)      */
-#define S_AHEAD_EXPIRES_MS 5000     /* the standing pull request lives at most this long */
 #define S_BATCH_MAX 8192            /* messages per fetch and commit, at most */
 
 /* Origin states as the metrics show them. */
@@ -43,12 +43,7 @@ typedef struct s_org {
     int had_msgs;                   /* its last fetch brought messages */
     uint64_t known_pending;         /* messages its last fetch left pending in the
                                      * consumer (0: none or not known) */
-    int64_t ahead_until;            /* gs_mono_us when its standing pull request
-                                     * expires (0: none open) */
-    int64_t ahead_left;             /* messages that request may still deliver (an
-                                     * estimate: every message consumed counts) */
-    char next_subject[160];         /* its consumer's pull request subject (under the
-                                     * JetStream API's default prefix, as self->js's) */
+    gs_rpull_t pull;                /* its standing pull request (gs_replica_pull) */
     atomic_int state;               /* S_* */
     atomic_uint_fast64_t applied;   /* events applied */
     atomic_uint_fast64_t skipped;   /* redeliveries skipped */
@@ -283,7 +278,7 @@ gs_replica_new(gs_broker_t *b)
         gs_log(GS_LOG_WARN, "replica_plaintext", "msg=\"the replica authenticates to NATS "
                "without TLS: its credentials and the districts' records cross the network in "
                "the clear; set jetstream-tls-ca or a tls:// URL\"");
-    /* A fetch asks only for what is pending (s_fetch), so a full batch
+    /* A fetch asks only for what is pending (gs_rpull_fetch), so a full batch
      * comes only while the replica is behind: then each commit (its fsync,
      * the tree pages it rewrites) is shared by as many events as the
      * writer's own group commit may hold, bounded so that a batch's
@@ -363,7 +358,7 @@ s_unsubscribe(s_org_t *o)
     natsSubscription_Destroy(o->sub);
     o->sub = NULL;
     o->known_pending = 0;   /* what it said was pending is no longer known */
-    o->ahead_until = 0;     /* its requests went with it */
+    o->pull.ahead_until = 0; /* its requests went with it */
 }
 
 static void
@@ -519,8 +514,7 @@ s_subscribe(gs_replica_t *self, s_org_t *o)
         o->sub = NULL;
         return -1;
     }
-    snprintf(o->next_subject, sizeof o->next_subject, "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
-             o->cfg.stream, o->cfg.durable);
+    gs_rpull_init(&o->pull, o->cfg.stream, o->cfg.durable);
     o->waiting_logged = 0;
     o->next_dseq = 1;
     atomic_store(&o->state, S_RUNNING);
@@ -551,204 +545,7 @@ s_fill_headers(void *arg, size_t i, gs_repl_msg_t *m)
     m->h_seq = s_header(nm, "Gridsync-Seq");
 }
 
-/* A delivery's place, from its reply subject, the JetStream ack subject
- * "$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.
- * <timestamp ns>.<pending>" (with "<domain>.<account hash>." before the
- * stream, and a token after, in the newer form), as natsMsg_GetMetaData
- * reads it but without its allocations. Returns 0, or -1 when the reply
- * is not one (the caller asks natsMsg_GetMetaData then). */
-static int
-s_delivery(natsMsg *m, uint64_t *sseq, uint64_t *cseq, int64_t *ts, uint64_t *pending)
-{
-    const char *r = natsMsg_GetReply(m);
-    if (!r || strncmp(r, "$JS.ACK.", 8) != 0)
-        return -1;
-    const char *tok[16];
-    size_t len[16], n = 0;
-    for (const char *p = r;;) {
-        const char *e = strchr(p, '.');
-        if (n == 16)
-            return -1;
-        tok[n] = p;
-        len[n++] = e ? (size_t) (e - p) : strlen(p);
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    size_t at = n == 9 ? 2 : n >= 11 ? 4 : 0;  /* the stream's token */
-    if (!at || at + 7 > n)
-        return -1;
-    uint64_t v[5];
-    for (int f = 0; f < 5; f++) {
-        const char *t = tok[at + 2 + f];
-        size_t l = len[at + 2 + f];
-        if (l == 0 || l > 19)   /* below 10^19: no overflow */
-            return -1;
-        v[f] = 0;
-        for (size_t c = 0; c < l; c++) {
-            if (t[c] < '0' || t[c] > '9')
-                return -1;
-            v[f] = v[f] * 10 + (uint64_t) (t[c] - '0');
-        }
-    }
-    *sseq = v[1];
-    *cseq = v[2];
-    *ts = (int64_t) v[3];
-    *pending = v[4];
-    return 0;
-}
-
-/* One pull request of sub for at most batch messages, "no wait", with an
- * expiry of expires_ms, its messages appended to list, which holds at most
- * cap. nats-server answers such a request with the messages pending now
- * and ends it; only when none are pending does it wait, until the first
- * message comes or the expiry passes. A message the standing request
- * (s_ask_ahead) delivered just before the request was made is taken too,
- * beyond batch (see s_fetch): what would not fit in list is dropped, and
- * the gap it leaves in the consumer's sequence makes the apply resume from
- * the store (s_fetch_apply). Returns NATS_OK (list may have gained
- * nothing), or another status. */
-static natsStatus
-s_fetch_into(natsSubscription *sub, int batch, int expires_ms, natsMsgList *list, int cap)
-{
-    jsFetchRequest req;
-    jsFetchRequest_Init(&req);
-    req.NoWait = true;
-    req.Batch = batch;
-    req.Expires = (int64_t) expires_ms * 1000000;
-    natsMsgList got = { NULL, 0 };
-    natsStatus s = natsSubscription_FetchRequest(&got, sub, &req);
-    for (int i = 0; i < got.Count && list->Count < cap; i++) {
-        list->Msgs[list->Count++] = got.Msgs[i];
-        got.Msgs[i] = NULL;
-    }
-    natsMsgList_Destroy(&got);     /* and any message beyond cap */
-    return s == NATS_NOT_FOUND || s == NATS_TIMEOUT ? NATS_OK : s;
-}
-
-/* Fetch one batch of pull subscription sub into *list (free with
- * natsMsgList_Destroy); the fetch of o's consumer and of a repair's. It
- * asks for the `first` messages the last fetch said were still pending
- * (or for one, waiting up to wait_ms for it), then for exactly the
- * messages the last of those says are still pending (its metadata), up to
- * a batch. Each request is for messages the stream holds, so it ends as
- * soon as they are delivered, however slowly a loaded server delivers
- * them; the two share wait_ms as their expiry, so a fetch takes at most
- * that long, as one request for a batch would. A request for a whole batch is
- * not used: nats-server 2.9 ends a request that has delivered only once
- * it finds nothing more pending, so while messages come faster than it
- * delivers (a burst, a loaded server) such a request runs on to its batch
- * or its expiry, and the fetch holds what it has all that time (up to the
- * idle wait, 100 ms). So a message is applied about as soon as it is
- * there, in a batch of whatever came meanwhile, and a quiet origin costs
- * one request per wait_ms.
- *
- * Messages can be left in the subscription by an earlier request: the one
- * s_ask_ahead made while the last batch was applied, or one whose fetch
- * had given up or was ended early by a late status.
- * nats.c 3.4.1 takes such messages first and then counts the new
- * request's messages against the batch less those, never meeting it, so
- * that a fetch can gather more messages than its list holds, written past
- * its end; and where only statuses were left (the end of a request) it
- * makes a request of its own, whose late status is then left in turn. So
- * leftovers are taken by a fetch that makes no request at all: its expiry,
- * 1 ns, is 0 ms to nats.c, so its deadline has passed once it has taken
- * what is there (at most a batch, statuses dropped), and it returns them.
- * A request is made only when no message was left; and a fetch that had
- * messages left asks for no more: it returns them at once, to be applied,
- * and the request s_ask_ahead makes before they are applied brings what
- * came after them meanwhile. With wait_ms 0 only the leftovers are taken
- * (no request at all). Returns NATS_OK with at least one message,
- * NATS_TIMEOUT when there were none, or another status. */
-static natsStatus
-s_fetch(gs_replica_t *self, natsSubscription *sub, int first, int wait_ms, natsMsgList *list)
-{
-    list->Msgs = calloc((size_t) self->batch, sizeof *list->Msgs);
-    list->Count = 0;
-    if (!list->Msgs)
-        return NATS_NO_MEMORY;
-    natsStatus s = NATS_OK;
-    int left = 0;
-    int64_t deadline = gs_mono_us() + (int64_t) (wait_ms > 0 ? wait_ms : 1) * 1000;
-    if (natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left > 0) {
-        jsFetchRequest req;
-        jsFetchRequest_Init(&req);
-        req.NoWait = true;
-        req.Batch = left < self->batch ? left : self->batch;
-        req.Expires = 1;        /* past once the leftovers are taken: no request */
-        natsMsgList got = { NULL, 0 };
-        s = natsSubscription_FetchRequest(&got, sub, &req);
-        for (int i = 0; i < got.Count; i++) {  /* at most req.Batch: room for them */
-            list->Msgs[list->Count++] = got.Msgs[i];
-            got.Msgs[i] = NULL;
-        }
-        natsMsgList_Destroy(&got);
-        if (s == NATS_NOT_FOUND || s == NATS_TIMEOUT)
-            s = NATS_OK;
-    }
-    int asked = s == NATS_OK && list->Count == 0 && wait_ms > 0;
-    if (asked)
-        s = s_fetch_into(sub, first < 1 ? 1 : first > self->batch ? self->batch : first,
-                         wait_ms > 0 ? wait_ms : 1, list, self->batch);
-    jsMsgMetaData *meta = NULL;
-    int64_t rest_ms = (deadline - gs_mono_us()) / 1000;
-    if (asked && s == NATS_OK && list->Count > 0 && list->Count < self->batch && rest_ms >= 1 &&
-        natsSubscription_GetPending(sub, &left, NULL) == NATS_OK && left == 0 &&
-        natsMsg_GetMetaData(&meta, list->Msgs[list->Count - 1]) == NATS_OK &&
-        meta->NumPending > 0) {
-        uint64_t want = (uint64_t) (self->batch - list->Count);
-        if (meta->NumPending < want)
-            want = meta->NumPending;
-        s = s_fetch_into(sub, (int) want, (int) rest_ms, list, self->batch);
-    }
-    jsMsgMetaData_Destroy(meta);
-    if (list->Count)
-        return NATS_OK;
-    natsMsgList_Destroy(list);
-    return s == NATS_OK || s == NATS_NOT_FOUND ? NATS_TIMEOUT : s;
-}
-
-/* Keep a pull request of o's consumer standing, without waiting for its
- * answer: a request for a batch that is not "no wait", on the
- * subscription's own reply subject, so that nats-server delivers each
- * message into the subscription as soon as it is stored, while the store
- * applies and commits the batch before; the next s_fetch then finds every
- * message stored up to then among the leftovers. (A "no wait" request
- * would end as soon as nothing was pending, and a message stored later in
- * the apply would wait at the server for the next request, one batch
- * more.) A new request is made when the last one has less than half a
- * batch (counting every message consumed as its) or less than half its
- * expiry (S_AHEAD_EXPIRES_MS) left; an older one stands until its batch is
- * delivered or it expires, so a few may stand at once, and the consumer's
- * MaxAckPending (four batches) bounds what they deliver, as for any
- * request. Nothing is acked earlier for it: each batch is still
- * acked after its commit, and what a request delivers after the
- * subscription is dropped comes again from the consumer made anew
- * (s_subscribe). Called before each batch is applied, with consumed the
- * messages of that batch, and before a quiet origin's fetch of only its
- * leftovers, with 0. */
-static void
-s_ask_ahead(gs_replica_t *self, s_org_t *o, size_t consumed)
-{
-    int64_t now = gs_mono_us();
-    o->ahead_left -= (int64_t) consumed;
-    if (o->ahead_until - now > (int64_t) S_AHEAD_EXPIRES_MS * 500 &&
-        o->ahead_left >= self->batch / 2)
-        return;
-    const char *inbox = natsSubscription_GetSubject(o->sub);
-    if (!inbox)
-        return;
-    char req[96];
-    int n = snprintf(req, sizeof req, "{\"batch\":%d,\"expires\":%lld}", self->batch,
-                     (long long) S_AHEAD_EXPIRES_MS * 1000000);
-    /* a request that is not sent only costs the next fetch its wait */
-    if (natsConnection_PublishRequest(self->nc, o->next_subject, inbox, req, n) == NATS_OK) {
-        o->ahead_until = now + (int64_t) S_AHEAD_EXPIRES_MS * 1000;
-        o->ahead_left = self->batch;
-    }
-}
-
-/* Fetch one batch of o (s_fetch) and apply it. With wait_ms 0 (a quiet
+/* Fetch one batch of o (gs_rpull_fetch) and apply it. With wait_ms 0 (a quiet
  * origin while another is busy) only what o's standing request has
  * delivered is taken, after making sure one stands, so that the busy
  * origins do not wait for a request of o's. The standing request's answer
@@ -756,7 +553,7 @@ s_ask_ahead(gs_replica_t *self, s_org_t *o, size_t consumed)
  * anew) would go unseen while others stay busy: once that request has used
  * half its life, o makes a fetch of its own (1 ms), whose status is
  * read, and then a new standing request; at most one such fetch per
- * origin every S_AHEAD_EXPIRES_MS / 2. Returns the messages consumed
+ * origin every GS_RPULL_AHEAD_EXPIRES_MS / 2. Returns the messages consumed
  * (>= 0), or -1 after a NATS or store error (retried later). */
 static int
 s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
@@ -764,22 +561,23 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
     int renew = 0;
-    if (wait_ms == 0 && o->ahead_until - gs_mono_us() <= (int64_t) S_AHEAD_EXPIRES_MS * 500) {
+    if (wait_ms == 0 &&
+        o->pull.ahead_until - gs_mono_us() <= (int64_t) GS_RPULL_AHEAD_EXPIRES_MS * 500) {
         wait_ms = 1;
         renew = 1;
     }
     if (wait_ms == 0)
-        s_ask_ahead(self, o, 0);
+        gs_rpull_ask_ahead(&o->pull, self->nc, o->sub, self->batch, 0);
     /* what the last fetch of this subscription left pending is in the
      * stream: asked for at once */
     uint64_t known = o->known_pending;
     o->known_pending = 0;
-    natsStatus s = s_fetch(self, o->sub, known < (uint64_t) self->batch ? (int) known
-                           : self->batch, wait_ms, &list);
+    natsStatus s = gs_rpull_fetch(o->sub, self->batch, known < (uint64_t) self->batch ?
+                                  (int) known : self->batch, wait_ms, &list);
     if (s == NATS_TIMEOUT) {
         atomic_store(&o->lag_events, 0);
         if (renew)
-            s_ask_ahead(self, o, 0);
+            gs_rpull_ask_ahead(&o->pull, self->nc, o->sub, self->batch, 0);
         return 0;
     }
     if (s != NATS_OK) {
@@ -811,7 +609,7 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
         jsMsgMetaData *meta = NULL, own;
         memset(&own, 0, sizeof own);
         uint64_t sseq = 0;
-        if (s_delivery(m, &own.Sequence.Stream, &own.Sequence.Consumer, &own.Timestamp,
+        if (gs_rpull_delivery(m, &own.Sequence.Stream, &own.Sequence.Consumer, &own.Timestamp,
                        &own.NumPending) == 0)
             meta = &own;
         else if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
@@ -851,7 +649,7 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
                                     sseq };
     }
     if (!lost && n > 0)
-        s_ask_ahead(self, o, n);
+        gs_rpull_ask_ahead(&o->pull, self->nc, o->sub, self->batch, n);
     gs_repl_result_t res;
     gs_apply_out_t out;
     int64_t t0 = gs_mono_us();
@@ -970,7 +768,7 @@ s_repair_fetch(gs_replica_t *self, s_org_t *o, const char *cell, uint64_t upto,
     int done = !pending;
     while (!done) {
         natsMsgList list = { NULL, 0 };
-        s = s_fetch(self, sub, 1, S_JS_WAIT_MS, &list);
+        s = gs_rpull_fetch(sub, self->batch, 1, S_JS_WAIT_MS, &list);
         if (s != NATS_OK) {
             natsMsgList_Destroy(&list);
             break;
@@ -1180,7 +978,7 @@ gs_replica_main(void *arg)
             /* Quiet origins share the idle wait, so that a message for one
              * waits at most S_IDLE_FETCH_MS / n while another is polled. An
              * origin that had messages last time gets the same wait: its
-             * requests ask only for messages that are there (s_fetch) and
+             * requests ask only for messages that are there (gs_rpull_fetch) and
              * end as soon as they are delivered. A quiet origin in a busy
              * round (this one or the last) does not hold up the others:
              * it makes no request of its own and takes only what its
