@@ -46,7 +46,7 @@ void gs_rpull_init(gs_rpull_t *self, const char *stream, const char *durable);
  * "<domain>.<account hash>." before the stream and a token after. The same
  * values as natsMsg_GetMetaData, without its allocations. Returns 0 with
  * *sseq, *cseq, *ts, *pending set, or -1 (nothing set) when m has no reply
- * or it is not such a subject: another prefix, 10 or fewer than 9 tokens,
+ * or it is not such a subject: another prefix, fewer than 9 tokens, 10, or
  * more than 16, a number field empty, not all digits or of more than 19
  * digits (the caller asks natsMsg_GetMetaData then). Any thread. */
 int gs_rpull_delivery(natsMsg *m, uint64_t *sseq, uint64_t *cseq, int64_t *ts,
