@@ -573,7 +573,8 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
     uint64_t known = o->known_pending;
     o->known_pending = 0;
     natsStatus s = gs_rpull_fetch(o->sub, self->batch, known < (uint64_t) self->batch ?
-                                  (int) known : self->batch, wait_ms, &list);
+                                  (int) known : self->batch, wait_ms,
+                                  gs_rpull_standing(&o->pull), &list);
     if (s == NATS_TIMEOUT) {
         atomic_store(&o->lag_events, 0);
         if (renew)
@@ -768,7 +769,7 @@ s_repair_fetch(gs_replica_t *self, s_org_t *o, const char *cell, uint64_t upto,
     int done = !pending;
     while (!done) {
         natsMsgList list = { NULL, 0 };
-        s = gs_rpull_fetch(sub, self->batch, 1, S_JS_WAIT_MS, &list);
+        s = gs_rpull_fetch(sub, self->batch, 1, S_JS_WAIT_MS, 0, &list);
         if (s != NATS_OK) {
             natsMsgList_Destroy(&list);
             break;

@@ -66,12 +66,20 @@ natsStatus gs_rpull_fetch_into(natsSubscription *sub, int batch, int expires_ms,
  * the messages earlier requests left in the subscription, without a
  * request, if there are any; else, with wait_ms > 0, a request for first
  * (1 to batch) messages waiting up to wait_ms, then one for what the last
- * of those says is still pending, within the same wait_ms. With wait_ms 0
+ * of those says is still pending, within the same wait_ms. standing says
+ * that a standing request (gs_rpull_ask_ahead) may still deliver into sub
+ * (gs_rpull_standing): then the request is for one message only and no
+ * second one is made, since nats.c 3.4.1 can write past its own array when
+ * messages reach sub just before a request for several. With wait_ms 0
  * only the leftovers are taken. Returns NATS_OK with at least one message,
  * NATS_TIMEOUT when there were none (list empty), NATS_NO_MEMORY, or
  * another nats.c status (list empty). The subscription's thread. */
 natsStatus gs_rpull_fetch(natsSubscription *sub, int batch, int first, int wait_ms,
-                          natsMsgList *list);
+                          int standing, natsMsgList *list);
+
+/* 1 when p's standing request may still deliver (made, and not past its
+ * expiry by more than a second), else 0. */
+int gs_rpull_standing(const gs_rpull_t *p);
 
 /* Keep a pull request for batch messages standing on sub (whose consumer
  * self was set up for), published on connection nc without waiting for

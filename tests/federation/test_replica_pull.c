@@ -202,7 +202,7 @@ s_take_leftovers(natsSubscription *sub, int batch, uint64_t first, uint64_t last
             fail_msg("stream position %llu was not delivered into the subscription",
                      (unsigned long long) next);
         natsMsgList list;
-        natsStatus s = gs_rpull_fetch(sub, batch, batch, 0, &list);
+        natsStatus s = gs_rpull_fetch(sub, batch, batch, 0, 0, &list);
         if (s == NATS_TIMEOUT)
             continue;                   /* only a status was there */
         assert_int_equal(s, NATS_OK);
@@ -277,7 +277,7 @@ test_fetch_into_keeps_cap(void **state)
     uint64_t next = floor + 1;
     while (next <= 6) {
         natsMsgList got = { NULL, 0 };
-        natsStatus s = gs_rpull_fetch(sub, 8, (int) (7 - next), 2000, &got);
+        natsStatus s = gs_rpull_fetch(sub, 8, (int) (7 - next), 2000, 0, &got);
         if (s == NATS_TIMEOUT)
             fail_msg("stream position %llu did not come again", (unsigned long long) next);
         assert_int_equal(s, NATS_OK);
@@ -314,12 +314,12 @@ test_fetch_takes_leftovers_by_batch(void **state)
     assert_int_equal(s_wait_pending(sub, 6), 6);
 
     natsMsgList list;
-    assert_int_equal(gs_rpull_fetch(sub, 4, 4, 0, &list), NATS_OK);
+    assert_int_equal(gs_rpull_fetch(sub, 4, 4, 0, 0, &list), NATS_OK);
     assert_int_equal(list.Count, 4);
     for (int i = 0; i < 4; i++)
         assert_int_equal(s_sseq(list.Msgs[i]), (uint64_t) i + 1);
     natsMsgList_Destroy(&list);
-    assert_int_equal(gs_rpull_fetch(sub, 4, 4, 0, &list), NATS_OK);
+    assert_int_equal(gs_rpull_fetch(sub, 4, 4, 0, 0, &list), NATS_OK);
     assert_int_equal(list.Count, 2);
     assert_int_equal(s_sseq(list.Msgs[0]), 5);
     assert_int_equal(s_sseq(list.Msgs[1]), 6);
@@ -327,12 +327,12 @@ test_fetch_takes_leftovers_by_batch(void **state)
 
     /* the standing request (6) is used up: these wait in the consumer */
     s_publish(&c, "LEFT", 7, 9);
-    assert_int_equal(gs_rpull_fetch(sub, 4, 4, 0, &list), NATS_TIMEOUT);
+    assert_int_equal(gs_rpull_fetch(sub, 4, 4, 0, 0, &list), NATS_TIMEOUT);
     assert_int_equal(list.Count, 0);
     /* a fetch that may wait asks for them, a batch at most each time */
     uint64_t next = 7;
     while (next <= 9) {
-        assert_int_equal(gs_rpull_fetch(sub, 2, 1, 2000, &list), NATS_OK);
+        assert_int_equal(gs_rpull_fetch(sub, 2, 1, 2000, 0, &list), NATS_OK);
         assert_true(list.Count >= 1 && list.Count <= 2);
         for (int i = 0; i < list.Count; i++)
             assert_int_equal(s_sseq(list.Msgs[i]), next++);
@@ -357,7 +357,7 @@ test_fetch_requests_in_order(void **state)
     int fetches = 0;
     while (next <= 25) {
         natsMsgList list;
-        natsStatus s = gs_rpull_fetch(sub, 4, 1, 2000, &list);
+        natsStatus s = gs_rpull_fetch(sub, 4, 1, 2000, 0, &list);
         if (s == NATS_TIMEOUT)
             fail_msg("stream position %llu was not delivered", (unsigned long long) next);
         assert_int_equal(s, NATS_OK);
@@ -367,6 +367,36 @@ test_fetch_requests_in_order(void **state)
         natsMsgList_Destroy(&list);
         assert_true(++fetches <= 25);
     }
+    natsSubscription_Destroy(sub);
+    s_close(&c);
+}
+
+/* While a standing request may deliver (standing set), a fetch with no
+ * leftovers asks for one message and no more, however many are pending:
+ * nats.c 3.4.1 can overrun its own array when messages reach the
+ * subscription just before a request for several. The rest comes
+ * through the standing request, in order. Without the rule the first
+ * fetch takes all five (its second request asks for what is pending). */
+static void
+test_fetch_standing_asks_one(void **state)
+{
+    (void) state;
+    s_conn_t c;
+    s_connect(&c);
+    s_add_stream(&c, "ONE");
+    s_publish(&c, "ONE", 1, 5);
+    natsSubscription *sub = s_subscribe(&c, "ONE", "one", 0);
+    gs_rpull_t p;
+    gs_rpull_init(&p, "ONE", "one");
+    assert_int_equal(gs_rpull_standing(&p), 0);
+    natsMsgList list;
+    assert_int_equal(gs_rpull_fetch(sub, 8, 5, 2000, 1, &list), NATS_OK);
+    assert_int_equal(list.Count, 1);
+    assert_int_equal(s_sseq(list.Msgs[0]), 1);
+    natsMsgList_Destroy(&list);
+    gs_rpull_ask_ahead(&p, c.nc, sub, 8, 1);
+    assert_int_equal(gs_rpull_standing(&p), 1);
+    s_take_leftovers(sub, 8, 2, 5);
     natsSubscription_Destroy(sub);
     s_close(&c);
 }
@@ -481,7 +511,7 @@ test_delivery_matches_metadata(void **state)
             sub = s_subscribe(&c, "META", "meta", 3);
         for (;;) {
             natsMsgList list;
-            natsStatus s = gs_rpull_fetch(sub, 3, 1, 2000, &list);
+            natsStatus s = gs_rpull_fetch(sub, 3, 1, 2000, 0, &list);
             if (s == NATS_TIMEOUT)
                 break;
             assert_int_equal(s, NATS_OK);
@@ -587,6 +617,7 @@ main(void)
         cmocka_unit_test(test_fetch_into_keeps_cap),
         cmocka_unit_test(test_fetch_takes_leftovers_by_batch),
         cmocka_unit_test(test_fetch_requests_in_order),
+        cmocka_unit_test(test_fetch_standing_asks_one),
         cmocka_unit_test(test_delivery_forms),
         cmocka_unit_test(test_delivery_matches_metadata),
         cmocka_unit_test(test_ask_ahead_delivers),
