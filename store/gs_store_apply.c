@@ -1055,7 +1055,8 @@ s_output(s_apply_t *a, size_t n, gs_apply_out_t *out)
     size_t cap = st->out.cap;
     out->bytes = bytes;
     gs_wbuf_init(&st->out);
-    (void) gs_wbuf_reserve(&st->out, cap);  /* failing here is retried by the next apply */
+    if (cap)    /* failing here is retried by the next apply */
+        (void) gs_wbuf_reserve(&st->out, cap);
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = n;
     out->events = a->log.n_evs ? (gs_event_out_t *) (blk + ub) : NULL;

@@ -699,7 +699,8 @@ s_output(gs_store_t *st, const gs_log_t *log, gs_apply_out_t *out)
     size_t cap = st->out.cap;
     out->bytes = bytes;
     gs_wbuf_init(&st->out);
-    (void) gs_wbuf_reserve(&st->out, cap);  /* failing here is retried by the next batch */
+    if (cap)    /* failing here is retried by the next batch */
+        (void) gs_wbuf_reserve(&st->out, cap);
     /* gs_apply_out_clear frees uploads: the block hangs there */
     out->uploads = (gs_upload_result_t *) blk;
     out->n_uploads = 0;
