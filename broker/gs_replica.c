@@ -561,11 +561,8 @@ s_fetch_apply(gs_replica_t *self, s_org_t *o, int wait_ms)
     gs_broker_t *b = self->b;
     natsMsgList list = { NULL, 0 };
     int renew = 0;
-    if (wait_ms == 0 &&
-        o->pull.ahead_until - gs_mono_us() <= (int64_t) GS_RPULL_AHEAD_EXPIRES_MS * 500) {
-        wait_ms = 1;
+    if (wait_ms == 0 && (wait_ms = gs_rpull_quiet_wait_ms(&o->pull)) > 0)
         renew = 1;
-    }
     if (wait_ms == 0)
         gs_rpull_ask_ahead(&o->pull, self->nc, o->sub, self->batch, 0);
     /* what the last fetch of this subscription left pending is in the

@@ -195,6 +195,12 @@ gs_rpull_standing(const gs_rpull_t *p)
     return p->ahead_until != 0 && gs_mono_us() < p->ahead_until + 1000000;
 }
 
+int
+gs_rpull_quiet_wait_ms(const gs_rpull_t *p)
+{
+    return p->ahead_until - gs_mono_us() <= (int64_t) GS_RPULL_AHEAD_EXPIRES_MS * 500 ? 1 : 0;
+}
+
 /* Keep a pull request of sub's consumer standing, without waiting for its
  * answer: a request for a batch that is not "no wait", on the
  * subscription's own reply subject, so that nats-server delivers each

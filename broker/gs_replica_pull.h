@@ -77,6 +77,16 @@ natsStatus gs_rpull_fetch_into(natsSubscription *sub, int batch, int expires_ms,
 natsStatus gs_rpull_fetch(natsSubscription *sub, int batch, int first, int wait_ms,
                           int standing, natsMsgList *list);
 
+/* The wait of a quiet origin's fetch while other origins are busy: 0 (take
+ * what the standing request delivered, make no request) while p's standing
+ * request has more than half its life left; else 1 ms, a request of its
+ * own whose answer is read (the standing request's never is, so an error
+ * of the consumer, deleted or its stream made anew, is seen this way),
+ * after which the caller stands a new request (gs_rpull_ask_ahead). So a
+ * quiet origin makes at most one such request every
+ * GS_RPULL_AHEAD_EXPIRES_MS / 2. */
+int gs_rpull_quiet_wait_ms(const gs_rpull_t *p);
+
 /* 1 when p's standing request may still deliver (made, and not past its
  * expiry by more than a second), else 0. */
 int gs_rpull_standing(const gs_rpull_t *p);

@@ -606,6 +606,29 @@ test_ask_ahead_renews(void **state)
     s_close(&c);
 }
 
+/* A quiet origin's fetch makes a request of its own (1 ms, its answer
+ * read) when no standing request was made or the last has used half its
+ * life, and none (0) while it is fresh: so an error of the consumer is
+ * seen within half the life even while other origins stay busy. The
+ * state is set directly: no timing. */
+static void
+test_quiet_wait(void **state)
+{
+    (void) state;
+    gs_rpull_t p;
+    gs_rpull_init(&p, "QUIET", "quiet");
+    assert_int_equal(gs_rpull_quiet_wait_ms(&p), 1);
+    int64_t half = (int64_t) GS_RPULL_AHEAD_EXPIRES_MS * 500;
+    p.ahead_until = gs_mono_us() + 2 * half;
+    assert_int_equal(gs_rpull_quiet_wait_ms(&p), 0);
+    p.ahead_until = gs_mono_us() + half + 500000;
+    assert_int_equal(gs_rpull_quiet_wait_ms(&p), 0);
+    p.ahead_until = gs_mono_us() + half - 500000;
+    assert_int_equal(gs_rpull_quiet_wait_ms(&p), 1);
+    p.ahead_until = gs_mono_us() - 1;
+    assert_int_equal(gs_rpull_quiet_wait_ms(&p), 1);
+}
+
 int
 main(void)
 {
@@ -622,6 +645,7 @@ main(void)
         cmocka_unit_test(test_delivery_matches_metadata),
         cmocka_unit_test(test_ask_ahead_delivers),
         cmocka_unit_test(test_ask_ahead_renews),
+        cmocka_unit_test(test_quiet_wait),
     };
     int rc = cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
     nats_Close();
