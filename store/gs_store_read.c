@@ -351,7 +351,7 @@ gs_store_get(gs_store_t *self, int kind, const char *record_id, gs_record_fn *fn
     rc = GS_ENOTFOUND;
     for (int i = 0; i < nk && rc == GS_ENOTFOUND; i++) {
         uint8_t rk[GS_RK_MAX];
-        size_t rkl;
+        size_t rkl = 0;
         if ((rc = s_find(self, txn, kbs[i], record_id, rk, &rkl)))
             continue;
         MDB_val k = { rkl, rk }, v;
@@ -388,7 +388,7 @@ gs_store_history(gs_store_t *self, int kind, const char *record_id, gs_event_fn 
     rc = GS_ENOTFOUND;
     for (int i = 0; i < nk && rc == GS_ENOTFOUND; i++) {
         uint8_t rk[GS_RK_MAX];
-        size_t rkl;
+        size_t rkl = 0;
         if ((rc = s_find(self, txn, kbs[i], record_id, rk, &rkl)))
             continue;
         MDB_val k = { rkl, rk }, v;
