@@ -1061,13 +1061,20 @@ for r in $(seq "$FED_ROUNDS"); do
     fed_stop "$D_PID"
 
     log "federation round $r: a fresh city replica applies the stream's $head events"
+    ncpu0=$(proc_cpu "$NATS_PID")
     fed_broker "$fdir/city2" --replica-of=4403 --replica-name=apply
     secs=$(fed_wait "$FMPORT" "$head" 3600)
     cpu=$(proc_cpu "$FPID")
+    ncpu=$(calc "$(proc_cpu "$NATS_PID") - $ncpu0")
     put "fed$r.apply.events" "$head"
     put "fed$r.apply.seconds" "$secs"
     put "fed$r.apply.events_per_s" "$(calc "$head / $secs")"
     put "fed$r.apply.cpu_us_per_event" "$(calc "$cpu * 1e6 / $head")"
+    # the work's ceiling on this machine: every core busy with the
+    # replica and nats-server, at the CPU per event they took here
+    put "fed$r.apply.nats_cpu_us_per_event" "$(calc "$ncpu * 1e6 / $head")"
+    put "fed$r.apply.ceiling_per_s" "$(calc "$(nproc) * 1e6 / (($cpu + $ncpu) * 1e6 / $head)")"
+    put "fed$r.apply.ceiling_share" "$(calc "($head / $secs) / ($(nproc) * 1e6 / (($cpu + $ncpu) * 1e6 / $head))")"
     fed_stop "$FPID"
     nats_stop
 
