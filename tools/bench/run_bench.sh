@@ -385,6 +385,13 @@ ingest() {
     put "$tag.store_file_bytes" "$(metric gridsync_store_file_bytes)"
 }
 
+# machine_cpu: busy and total jiffies of all cores since boot (/proc/stat:
+# busy is user, nice, system, irq, softirq and steal; total adds idle and
+# iowait), as "BUSY TOTAL"
+machine_cpu() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat
+}
+
 # proc_cpu PID: utime + stime of a process, in seconds
 proc_cpu() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.3f", ($12 + $13) / hz }' "/proc/$1/stat"
@@ -1062,19 +1069,24 @@ for r in $(seq "$FED_ROUNDS"); do
 
     log "federation round $r: a fresh city replica applies the stream's $head events"
     ncpu0=$(proc_cpu "$NATS_PID")
+    read -r mbusy0 mtotal0 <<< "$(machine_cpu)"
     fed_broker "$fdir/city2" --replica-of=4403 --replica-name=apply
     secs=$(fed_wait "$FMPORT" "$head" 3600)
+    read -r mbusy1 mtotal1 <<< "$(machine_cpu)"
     cpu=$(proc_cpu "$FPID")
     ncpu=$(calc "$(proc_cpu "$NATS_PID") - $ncpu0")
     put "fed$r.apply.events" "$head"
     put "fed$r.apply.seconds" "$secs"
     put "fed$r.apply.events_per_s" "$(calc "$head / $secs")"
     put "fed$r.apply.cpu_us_per_event" "$(calc "$cpu * 1e6 / $head")"
-    # the work's ceiling on this machine: every core busy with the
-    # replica and nats-server, at the CPU per event they took here
     put "fed$r.apply.nats_cpu_us_per_event" "$(calc "$ncpu * 1e6 / $head")"
-    put "fed$r.apply.ceiling_per_s" "$(calc "$(nproc) * 1e6 / (($cpu + $ncpu) * 1e6 / $head)")"
-    put "fed$r.apply.ceiling_share" "$(calc "($head / $secs) / ($(nproc) * 1e6 / (($cpu + $ncpu) * 1e6 / $head))")"
+    # how busy the machine's cores were meanwhile (the two processes, the
+    # kernel's work for them: writeback, loopback TCP; and anything else
+    # running), and the rate every core busy would allow at that CPU per
+    # event: the work's ceiling on this machine
+    busy=$(calc "($mbusy1 - $mbusy0) / ($mtotal1 - $mtotal0)")
+    put "fed$r.apply.machine_busy" "$busy"
+    put "fed$r.apply.ceiling_per_s" "$(calc "$head / $secs / $busy")"
     fed_stop "$FPID"
     nats_stop
 
