@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <nats/nats.h>
 
+#include "fed_lib.h"
 #include "gs_tk_nats.h"
 
 /* Connect to url, with a JetStream context. */
@@ -28,25 +29,6 @@ s_connect(const char *url, natsConnection **nc, jsCtx **js)
     assert_int_equal(natsConnection_Connect(nc, o), NATS_OK);
     natsOptions_Destroy(o);
     assert_int_equal(natsConnection_JetStream(js, *nc, NULL), NATS_OK);
-}
-
-static void
-s_add_stream(jsCtx *js, const char *name, const char *subject, int replicas)
-{
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = name;
-    const char *subjects[1] = { subject };
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Replicas = replicas;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddStream(&si, js, &cfg, NULL, &jerr);
-    if (s != NATS_OK)
-        fail_msg("add stream %s: %s (%d)", name, natsStatus_GetText(s), (int) jerr);
-    jsStreamInfo_Destroy(si);
 }
 
 static natsStatus
@@ -82,7 +64,7 @@ test_single_server(void **state)
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     s_connect(n.url, &nc, &js);
-    s_add_stream(js, "T", "t.>", 1);
+    fed_add_stream(js, "T", "t.>", 1);
     assert_int_equal(s_publish(js, "t.a", "m1", NULL), NATS_OK);
     assert_int_equal(s_publish(js, "t.a", "m1", NULL), NATS_OK); /* deduplicated */
     assert_int_equal(s_count(js, "T"), 1);
@@ -115,7 +97,7 @@ test_cluster(void **state)
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     s_connect(nodes[0].url, &nc, &js);
-    s_add_stream(js, "R", "r.>", 3);
+    fed_add_stream(js, "R", "r.>", 3);
     assert_int_equal(s_publish(js, "r.a", "x1", NULL), NATS_OK);
     assert_int_equal(s_count(js, "R"), 1);
     jsCtx_Destroy(js);

@@ -55,6 +55,7 @@
 #include <cmocka.h>
 #include <nats/nats.h>
 
+#include "fed_lib.h"
 #include "gs_client.h"
 #include "gs_config.h"
 #include "gs_incident.h"
@@ -115,19 +116,7 @@ s_add_stream(jsCtx *js, const char *area)
     char name[32], subj[64];
     snprintf(name, sizeof name, "GRIDSYNC_%s", area);
     snprintf(subj, sizeof subj, "gridsync.%.2s.%.2s.%.2s.>", area, area + 2, area + 4);
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = name;
-    const char *subjects[1] = { subj };
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddStream(&si, js, &cfg, NULL, &jerr);
-    if (s != NATS_OK)
-        fail_msg("add stream %s: %s (%d)", name, natsStatus_GetText(s), (int) jerr);
-    jsStreamInfo_Destroy(si);
+    fed_add_stream(js, name, subj, 1);
 }
 
 static void

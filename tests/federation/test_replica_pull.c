@@ -27,6 +27,7 @@
 
 #include "gs_broker_int.h"
 #include "gs_replica_pull.h"
+#include "fed_lib.h"
 #include "gs_tk_nats.h"
 
 #define S_PATIENCE_MS 20000         /* a wait on the server gives up after this */
@@ -93,19 +94,7 @@ s_add_stream(s_conn_t *c, const char *name)
 {
     char subject[64];
     s_subject(name, ">", subject, sizeof subject);
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = name;
-    const char *subjects[1] = { subject };
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddStream(&si, c->js, &cfg, NULL, &jerr);
-    if (s != NATS_OK)
-        fail_msg("add stream %s: %s (%d)", name, natsStatus_GetText(s), (int) jerr);
-    jsStreamInfo_Destroy(si);
+    fed_add_stream(c->js, name, subject, 1);
 }
 
 /* Publish messages first..last of stream (data "m<i>"), each stored. */
