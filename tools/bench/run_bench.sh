@@ -300,18 +300,24 @@ metric() {
 rss_start() {
     local file=$1 pid=${2:-$BROKER_PID}
     echo 0 > "$file"
+    # no process started per sample (bash's read, a read -t for the
+    # sleep): the sampler shares the cores with the broker it measures
     (
         max=0
-        while kill -0 "$pid" 2> /dev/null; do
-            v=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status" 2> /dev/null) || v=
-            if [ -n "$v" ] && [ "$v" -gt "$max" ]; then
+        exec {nap}<> <(:)
+        while [ -d "/proc/$pid" ]; do
+            v=
+            while IFS=$' \t' read -r key val _; do
+                [ "$key" = RssAnon: ] && v=$val && break
+            done 2> /dev/null < "/proc/$pid/status"
+            if [[ $v =~ ^[0-9]+$ ]] && [ "$v" -gt "$max" ]; then
                 max=$v
                 # written aside and renamed: rss_stop may kill this loop at
                 # any point, and a kill between the truncation and the write
                 # of a plain redirect left the file empty
                 echo "$max" > "$file.new" && mv -f "$file.new" "$file"
             fi
-            sleep 0.1
+            read -r -t 0.1 -u "$nap" _ || true
         done
     ) &
     RSS_PID=$!
