@@ -715,12 +715,13 @@ the stream \`GRIDSYNC_4403\` (\`jetstream-area\` 4403, the city, so that the lag
   to keep the run short: for the bridge this is the same as uploads while NATS is down, events
   waiting in the district's change log); the district broker starts again, then nats-server on
   the same port and store. Timed from nats-server ready until the city's head equals the
-  district's (polled from the city's metrics every 20 ms): the bridge publishes and the replica
+  district's (polled from the city's metrics every 50 ms by a loop that starts no process, so
+  that the poll takes next to nothing from the cores it times): the bridge publishes and the replica
   applies at the same time.
 - **The bridge alone.** After the apply run, a fresh nats-server (empty store) and the district
   broker again: its bridge publishes the district's whole log ($(n "$(g fed1.bridge.events)") events in round 1)
   with no replica reading. Timed from the district broker's start (its bridge begins before the
-  ready line) until its \`gridsync_bridge_last_seq\` equals its head (polled every 20 ms), start-up
+  ready line) until its \`gridsync_bridge_last_seq\` equals its head (polled the same way), start-up
   included; the CPU (utime + stime from /proc) of the district broker (start-up included) and of
   nats-server over the same time, per event. The lag run
   also gives the bridge's share of the lag: the district's \`gridsync_bridge_ack_seconds\`
@@ -743,7 +744,7 @@ the stream \`GRIDSYNC_4403\` (\`jetstream-area\` 4403, the city, so that the lag
   contract (docs/federation.md) and stay as they are.
 - **Apply rate.** With the district stopped and the stream full, a second city replica on an
   empty store (its own durable consumer) applies the whole stream: timed from its ready line until
-  its head equals the stream's messages; its CPU (utime + stime from /proc, start-up included)
+  its head equals the stream's messages (polled the same way); its CPU (utime + stime from /proc, start-up included)
   per event, and nats-server's over the same time (it reads the stream from its store and
   delivers it). Both run on the same cores, with the kernel's work for them (writing the
   replica's pages back, loopback TCP): **busy** is the share of the cores' time spent on
