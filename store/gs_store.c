@@ -737,8 +737,9 @@ gs_store_new(const char *dir, const gs_store_opts_t *opts, int *err)
     self->limits = self->opts.limits ? *self->opts.limits : gs_limits_default;
     self->opts.limits = NULL;   /* not kept: the copy above is used */
     self->map_size = self->opts.map_size;
-    /* MDB_NORDAHEAD: see "The environment" in docs/store.md */
-    self->env_flags = MDB_NOTLS | MDB_NORDAHEAD | (self->opts.no_sync ? MDB_NOSYNC : 0) |
+    /* read-ahead left on (no MDB_NORDAHEAD): see "The environment" in
+     * docs/store.md */
+    self->env_flags = MDB_NOTLS | (self->opts.no_sync ? MDB_NOSYNC : 0) |
                       (self->opts.read_only ? MDB_RDONLY : 0);
     gs_wbuf_init(&self->out);
     gs_wbuf_init(&self->pack);

@@ -5,8 +5,7 @@
  * absence that is not a failure, the cursors gets and puts go through
  * (fresh after a failed commit), the one translation of LMDB and errno
  * codes into GS_E* codes, map growth and redo on MDB_MAP_FULL, a commit
- * that fails like a full disk, a read-only store, and the map marked for
- * random reads.
+ * that fails like a full disk, and a read-only store.
  *
  * A white-box test of a store module: it includes the store's internal
  * header (and so lmdb.h), as only store code and its own tests may.
@@ -349,46 +348,11 @@ test_read_only(void **state)
     gs_store_destroy(&ro);
 }
 
-/* The store opens LMDB with MDB_NORDAHEAD, and the kernel has its map of
- * data.mdb marked for random reads ("rr" in the mapping's VmFlags), so that
- * a fault on an evicted page reads that page and not the device's
- * read-ahead window. */
-static void
-test_map_random_reads(void **state)
-{
-    s_fx_t *f = *state;
-    unsigned flags = 0;
-    assert_int_equal(mdb_env_get_flags(f->st->env, &flags), 0);
-    assert_true(flags & MDB_NORDAHEAD);
-    assert_true(flags & MDB_NOTLS);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
-    FILE *smaps = fopen("/proc/self/smaps", "r");
-    assert_non_null(smaps);
-    char line[8192];
-    int in_map = 0, maps = 0, random = 0;
-    while (fgets(line, sizeof line, smaps)) {
-        line[strcspn(line, "\n")] = 0;
-        size_t n = strlen(line), pl = strlen(path);
-        if (n > pl && strcmp(line + n - pl, path) == 0 && line[n - pl - 1] == ' ') {
-            in_map = 1;
-            maps++;
-        } else if (in_map && strncmp(line, "VmFlags:", 8) == 0) {
-            random += strstr(line, " rr") != NULL;
-            in_map = 0;
-        }
-    }
-    fclose(smaps);
-    assert_true(maps > 0);
-    assert_int_equal(random, maps);
-}
-
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown(test_map_random_reads, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_cursors, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sticky, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_own_answer_aborts, s_setup, s_teardown),

@@ -161,8 +161,8 @@ of them being loopback and waiting for a core on a shared machine (load average 
 $(g city.pull.load)). When the downloads began, $(g city.pull.cached_pct)% of the store's data file was in the page
 cache (\`fincore\`; $(g city.fill.cached_pct)% right after the pre-fill): the kernel, not the bench, decides which
 pages stay there, so a grid whose pages were evicted is read from the device (the broker
-waited for it in $(g city.pull.broker_major_faults_per_grid) page faults per grid, each reading the one page: the store turns off the
-device's read-ahead, $(g city.pull.read_ahead_kb) KiB here, see [store.md](store.md#the-environment)). The broker was started for this phase, so each grid's first
+waited for it in $(g city.pull.broker_major_faults_per_grid) page faults per grid, each reading up to $(g city.pull.read_ahead_kb) KiB ahead, the
+device's \`read_ahead_kb\`; see [store.md](store.md#the-environment) for why the store leaves it on). The broker was started for this phase, so each grid's first
 download also maps the grid's pages into it. The same $(g city.pull.again.samples) grids were then
 downloaded again in each round, in the same order, with neither cost: $(f2 "$(g city.pull.again.broker_cpu_ms_per_grid)") ms of broker CPU per grid
 ($(f2 "$(g city.pull.again.client_cpu_ms_per_grid)") ms in the client) and $(g city.pull.again.broker_major_faults_per_grid) major faults per grid.
