@@ -976,9 +976,9 @@ fed_stop() {   # fed_stop PID
 # until it reaches HEAD; prints the seconds waited. Fails when the port has
 # not answered for 5 s (the broker exited) or after SECONDS. It starts no
 # process while it waits (bash's /dev/tcp, read and EPOCHREALTIME): the
-# runs it times are CPU-bound on a small machine, and a poll that forked
-# curl, awk, date and sleep 50 times a second took a tenth of the cores
-# from them.
+# runs it times are CPU-bound on a small machine, and a poll that started
+# timeout, cat, awk, date and sleep 50 times a second competed with them
+# for the cores.
 fed_wait() {
     local port=$1 want=$2 limit=$3 name=${4:-gridsync_store_head_seq} h line silent=0
     local t0=${EPOCHREALTIME/./} now nap
