@@ -221,10 +221,8 @@ static void
 test_nkey_every_connection(void **state)
 {
     (void) state;
-    if (!gs_tk_nats_available()) {
-        print_message("nats-server is not installed: make test installs it\n");
+    if (!gs_tk_nats_available())
         fail();
-    }
     gs_tk_nats_t n;
     assert_int_equal(gs_tk_nats_start(&n, "authorization {\n  users: [ { nkey: " PUB " } ]\n}"),
                      0);

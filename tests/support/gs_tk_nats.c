@@ -35,7 +35,10 @@ s_now_ms(void)
 int
 gs_tk_nats_available(void)
 {
-    return system(S_SERVER " --version >/dev/null 2>&1") == 0;
+    if (system(S_SERVER " --version >/dev/null 2>&1") == 0)
+        return 1;
+    fprintf(stderr, "nats-server is not installed (make deps installs it)\n");
+    return 0;
 }
 
 /* Whether the log, from n->log_from on, has a line containing want. */

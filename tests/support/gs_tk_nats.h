@@ -26,7 +26,8 @@ typedef struct gs_tk_nats {
     long log_from;              /* log offset where the last start began */
 } gs_tk_nats_t;
 
-/* Whether a nats-server program is installed (make deps installs it). */
+/* Whether a nats-server program is installed; when it is not, says so on
+ * stderr (make deps installs it). */
 int gs_tk_nats_available(void);
 
 /* Start one nats-server with JetStream in a new temporary directory. extra
